@@ -1,0 +1,368 @@
+"""The command line. Thin: parse, call the daemon layer, print. Errors are one line, not a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from acqd import __version__
+from acqd.config import EX_CONFIG, Config, load_config, quick_config
+from acqd.daemon import Daemon, build_tiers, check, journal_path, summary
+from acqd.errors import AcqdError, ConfigError, VerifyError
+from acqd.journal import Journal
+from acqd.layouts import build_layout
+from acqd.states import DONE
+from acqd.units import human_bytes, parse_duration
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help=(
+        "acqd: takes every file a microscope camera finishes off the acquisition disk, stores it on central "
+        "storage, verifies the copy, and (if configured) frees the local disk. "
+        "Start with `acqd demo`, then `acqd run --watch DIR --dest DIR --once`."
+    ),
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="acqd.yaml", show_default=False)]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="state directory of a quick-form run (default: ~/.local/state/acqd)"),
+]
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "acqd"
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as exc:
+        err.print(f"acqd: configuration error:\n{exc}", markup=False)
+        raise typer.Exit(EX_CONFIG) from None
+    except AcqdError as exc:
+        err.print(f"acqd: {exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _setup_logging(verbose: bool) -> None:
+    journald = bool(os.environ.get("JOURNAL_STREAM"))
+    fmt = "%(message)s" if journald else "%(asctime)s %(levelname)s %(message)s"
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, stream=sys.stderr)
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+    logging.getLogger("fsspec").setLevel(logging.WARNING)
+
+
+def _state_dir(config: Path | None, state_dir: Path | None) -> Path:
+    if config is not None:
+        return load_config(config).state_dir
+    return state_dir or default_state_dir()
+
+
+def _instrument_default() -> str:
+    name = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in socket.gethostname())[:63]
+    return name.strip("-.") or "acqd"
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    watch: Annotated[Path | None, typer.Option(help="quick form: the acquisition folder to watch")] = None,
+    dest: Annotated[str | None, typer.Option(help="quick form: central storage (a folder or fsspec URL)")] = None,
+    detector: Annotated[str, typer.Option(help="quick form: detector profile")] = "generic",
+    state_dir: StateOpt = None,
+    instrument: Annotated[
+        str | None, typer.Option(help="quick form: first folder level at the destination (default: hostname)")
+    ] = None,
+    release: Annotated[bool, typer.Option(help="quick form: delete local files once verified")] = False,
+    compress: Annotated[str, typer.Option(help="quick form: 'none' or 'zstd' (copy layout)")] = "none",
+    settle: Annotated[str | None, typer.Option(help="override the settle window, e.g. '2s'")] = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="ship what is there, wait until nothing is pending, print a summary, exit"),
+    ] = False,
+    retry_for: Annotated[
+        str, typer.Option(help="with --once: give up on failing files after this long (exit 1)")
+    ] = "5m",
+    json_out: Annotated[bool, typer.Option("--json", help="with --once: print the summary as JSON")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the daemon (systemd runs `acqd run --config /etc/acqd/acqd.yaml`)."""
+    _setup_logging(verbose)
+    with _errors():
+        cfg = _build_config(config, watch, dest, detector, state_dir, instrument, release, compress)
+        if settle is not None:
+            window = parse_duration(settle)
+            cfg = cfg.model_copy(update={"watch": tuple(w.model_copy(update={"settle": window}) for w in cfg.watch)})
+        daemon = Daemon(cfg, once=once, retry_for=parse_duration(retry_for) if once else None)
+        result = asyncio.run(daemon.run())
+        if once:
+            j = Journal(journal_path(cfg.state_dir), readonly=True)
+            try:
+                s = summary(j)
+            finally:
+                j.close()
+            run_stats = {
+                "verified": result.stats.verified,
+                "quarantined": result.stats.quarantined,
+                "released": result.stats.released,
+                "retries": result.stats.retries,
+                "bytes_in": result.stats.bytes_in,
+                "bytes_out": result.stats.bytes_out,
+                "pending": result.pending,
+            }
+            if json_out:
+                out.print_json(json.dumps({"run": run_stats, "journal": s}))
+            else:
+                _print_run(run_stats, s)
+        raise typer.Exit(result.code)
+
+
+def _build_config(
+    config: Path | None,
+    watch: Path | None,
+    dest: str | None,
+    detector: str,
+    state_dir: Path | None,
+    instrument: str | None,
+    release: bool,
+    compress: str,
+) -> Config:
+    if config is not None:
+        if watch is not None or dest is not None:
+            raise ConfigError("use either --config or the quick form (--watch and --dest), not both")
+        return load_config(config)
+    if watch is None or dest is None:
+        raise ConfigError("give --config FILE, or --watch DIR and --dest URL")
+    if compress not in ("none", "zstd"):
+        raise ConfigError(f"--compress must be 'none' or 'zstd', not {compress!r}")
+    try:
+        return quick_config(
+            watch,
+            dest,
+            detector,
+            state_dir or default_state_dir(),
+            instrument or _instrument_default(),
+            release=release,
+            compress=compress,
+        )
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(str(exc)) from None
+
+
+def _print_run(run_stats: dict[str, int], s: dict[str, Any]) -> None:
+    ratio = run_stats["bytes_in"] / run_stats["bytes_out"] if run_stats["bytes_out"] else 0.0
+    out.print(
+        f"this run: {run_stats['verified']} verified ({human_bytes(run_stats['bytes_in'])} in, "
+        f"{human_bytes(run_stats['bytes_out'])} stored, ratio {ratio:.2f}), {run_stats['quarantined']} quarantined, "
+        f"{run_stats['released']} released, {run_stats['retries']} retries, {run_stats['pending']} pending"
+    )
+    _print_states(s)
+
+
+def _print_states(s: dict[str, Any]) -> None:
+    t = Table(title="journal")
+    t.add_column("state")
+    t.add_column("files", justify="right")
+    t.add_column("bytes", justify="right")
+    for state in ("seen", "complete", "stored", "verified", "released", "quarantined", "vanished"):
+        c = s["states"].get(state)
+        if c:
+            t.add_row(state, str(c["files"]), human_bytes(c["bytes"]))
+    out.print(t)
+    for q in s["quarantined"][:20]:
+        out.print(f"  quarantined: {q['path']!r}: {q['reason']}", markup=False)
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    state_dir: StateOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Files and bytes per state, from the journal (works while the daemon runs)."""
+    with _errors():
+        j = Journal(journal_path(_state_dir(config, state_dir)), readonly=True)
+        try:
+            s = summary(j)
+        finally:
+            j.close()
+    if json_out:
+        out.print_json(json.dumps(s))
+    else:
+        _print_states(s)
+
+
+@app.command("check")
+def check_cmd(config: Annotated[Path, typer.Option("--config", "-c", help="acqd.yaml to validate")]) -> None:
+    """Validate a configuration exactly as `run` does (exit 78 if it is bad)."""
+    with _errors():
+        cfg = load_config(config)
+        notes = check(cfg)
+    out.print(f"{config}: OK (instrument {cfg.instrument}, state {cfg.state_dir})", markup=False)
+    for n in notes:
+        out.print(f"  {n}", markup=False)
+
+
+def _open_for_reading(config: Path | None, state_dir: Path | None) -> tuple[Config | None, Journal]:
+    cfg = load_config(config) if config is not None else None
+    sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
+    return cfg, Journal(journal_path(sd), readonly=True)
+
+
+@app.command()
+def restore(
+    source_path: Annotated[str, typer.Argument(help="the file's path in the watch root (absolute or relative to it)")],
+    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="where to write the restored file")],
+    config: ConfigOpt = None,
+    state_dir: StateOpt = None,
+    dest: Annotated[str | None, typer.Option(help="quick form: the --dest the file was shipped to")] = None,
+    version: Annotated[int | None, typer.Option(help="a specific version (default: the latest shipped)")] = None,
+) -> None:
+    """Write a stored file back in its source form and check it against the journal's checksum."""
+    with _errors():
+        cfg, j = _open_for_reading(config, state_dir)
+        try:
+            row, copy = _find_copy(j, source_path, version)
+            if cfg is not None:
+                tier = build_tiers(cfg)[copy.tier]
+                chunk = cfg.limits.chunk_bytes
+            elif dest is not None:
+                from acqd.storage import Tier
+
+                tier = Tier(copy.tier, dest if "://" in dest else "file://" + str(Path(dest).resolve()))
+                chunk = 8 << 20
+            else:
+                raise ConfigError("pass --config FILE (or, for a quick-form run, --state-dir DIR and --dest URL)")
+            compress = "zstd" if copy.codec.startswith("zstd") else "none"
+            layout = build_layout(copy.layout, compress, chunk=chunk)
+            if out_path.exists():
+                raise AcqdError(f"{out_path} exists; restore never overwrites")
+            tmp = out_path.with_name(f".{out_path.name}.acqd-restore")
+            with open(tmp, "wb") as f:
+                checksum = layout.restore(tier, copy.dest, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if checksum != copy.checksum:
+                tmp.unlink()
+                raise VerifyError(f"restored content {checksum} != journal {copy.checksum}; nothing written")
+            os.replace(tmp, out_path)
+        finally:
+            j.close()
+    out.print(f"restored {row.relpath!r} (version {row.version}) to {out_path}: {copy.checksum} OK", markup=False)
+
+
+def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[Any, Any]:
+    rel, root = source_path, None
+    if source_path.startswith("/"):
+        for r in j.roots():
+            if source_path.startswith(r.rstrip("/") + "/"):
+                rel, root = source_path[len(r.rstrip("/")) + 1 :], r
+                break
+        else:
+            raise AcqdError(f"{source_path} is not below any watch root in the journal")
+    rows = [r for r in j.find_versions(rel, root) if r.state in DONE]
+    if version is not None:
+        rows = [r for r in rows if r.version == version]
+    if not rows:
+        raise AcqdError(f"no verified copy of {source_path!r} in the journal")
+    row = rows[0]
+    copies = [c for c in j.copies_of(row.id) if c.state == "verified"]
+    if not copies:
+        raise AcqdError(f"no verified copy of {source_path!r} in the journal")
+    return row, copies[-1]
+
+
+@app.command()
+def verify(
+    config: ConfigOpt = None,
+    state_dir: StateOpt = None,
+    dest: Annotated[str | None, typer.Option(help="quick form: the --dest files were shipped to")] = None,
+) -> None:
+    """Fixity check: re-read every stored copy, decode it and compare its checksum with the journal's."""
+    from acqd.storage import Tier
+
+    with _errors():
+        cfg, j = _open_for_reading(config, state_dir)
+        bad = ok = 0
+        try:
+            tiers: dict[str, Any] = build_tiers(cfg) if cfg is not None else {}
+            chunk = cfg.limits.chunk_bytes if cfg is not None else 8 << 20
+            for row, copy in j.verified_copies():
+                if copy.tier not in tiers:
+                    if dest is None:
+                        raise ConfigError("pass --config FILE (or, for a quick-form run, --dest URL)")
+                    tiers[copy.tier] = Tier(copy.tier, dest if "://" in dest else "file://" + str(Path(dest).resolve()))
+                layout = build_layout(copy.layout, "zstd" if copy.codec.startswith("zstd") else "none", chunk=chunk)
+                try:
+                    layout.verify(tiers[copy.tier], copy.dest, copy.as_result())
+                    ok += 1
+                except AcqdError as exc:
+                    bad += 1
+                    err.print(f"FAILED {row.relpath!r}: {exc}", markup=False)
+        finally:
+            j.close()
+    out.print(f"verify: {ok} copies OK, {bad} failed")
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Option("--out", help="the folder the simulated camera writes to")],
+    files: Annotated[int, typer.Option(min=1)] = 8,
+    frames: Annotated[int, typer.Option(min=1)] = 32,
+    size: Annotated[int, typer.Option(help="frame height and width in pixels", min=8)] = 512,
+    sessions: Annotated[int, typer.Option(min=1)] = 1,
+    rate: Annotated[float, typer.Option(help="write rate in MB/s (0: as fast as possible)", min=0)] = 0.0,
+    seed: int = 0,
+) -> None:
+    """Write simulated sCMOS frames (uint16, offset + read noise + shot noise) like a camera would."""
+    from acqd.simulate import SimSpec, simulate_raw
+
+    spec = SimSpec(files=files, frames=frames, height=size, width=size, sessions=sessions, rate_mb_s=rate, seed=seed)
+    written = simulate_raw(out_dir, spec)
+    out.print(f"wrote {len(written)} files to {out_dir}")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="where the demo's folders go")] = Path("acqd-demo"),
+    files: Annotated[int, typer.Option(min=1)] = 24,
+    rate: Annotated[float, typer.Option(help="simulated camera write rate, MB/s")] = 200.0,
+) -> None:
+    """Run acqd on an embedded default: a simulated camera, a local folder as central storage."""
+    from acqd.demo import run_demo
+
+    _setup_logging(False)
+    logging.getLogger("acqd").setLevel(logging.WARNING)
+    with _errors():
+        code = run_demo(directory, files, rate, out)
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"acqd {__version__}")
+
+
+def main() -> None:
+    app()

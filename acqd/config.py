@@ -1,0 +1,172 @@
+"""The daemon's configuration (acqd.yaml): validated once with pydantic, then frozen. Pure."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from acqd.units import Duration, Size
+from acqd.yamlfile import load_model
+
+EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus=78
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Placement(Frozen):
+    """Where and how files from one watch root are stored (until a policy file overrides it)."""
+
+    tier: str | None = Field(None, description="named tier; default: the first tier")
+    layout: Literal["copy"] = "copy"
+    compress: Literal["none", "zstd"] = Field("none", description="copy layout: a standard .zst frame")
+    zstd_level: int = Field(3, ge=1, le=19)
+    release_local: Literal["never", "after_verify"] = Field(
+        "never", description="delete the acquisition-disk copy once the central copy is verified"
+    )
+
+
+class WatchRoot(Frozen):
+    path: Path
+    detector: str = "generic"
+    mode: Literal["auto", "events", "poll"] = Field(
+        "auto",
+        description="events: inotify hints; poll: scans only (SMB/NFS); auto: events unless a network fs",
+    )
+    scan_interval: Duration | None = Field(
+        None, description="full rescan period; default 60s with events, 5s when polling"
+    )
+    settle: Duration | None = Field(None, description="override the detector profile's settle window")
+    ignore: tuple[str, ...] = Field((), description="extra name globs to ignore, on top of the profile's")
+    placement: Placement = Placement()
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _abs(cls, v: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir")
+        if not v.is_absolute():
+            if base is None:
+                raise ValueError("the watch path must be absolute")
+            v = Path(base) / v
+        return Path(str(v)).resolve() if v.exists() else v
+
+
+class TierConfig(Frozen):
+    url: str = Field(description="fsspec URL of the tier's root: file:///mnt/nas/acqd, memory://x, s3://bucket/p")
+    options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage options (no secrets)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if "://" not in v:
+            raise ValueError("a tier url needs a scheme, e.g. file:///mnt/central or s3://bucket/prefix")
+        if v.startswith("file://") and not v.startswith("file:///"):
+            raise ValueError("a file:// url must be absolute: file:///path/to/dir")
+        return v.rstrip("/") if not v.endswith("://") else v
+
+
+class Limits(Frozen):
+    inflight_bytes: Size = Field(512 * 2**20, description="cap on bytes of file data held in memory at once")
+    concurrent_files: int = Field(4, ge=1, le=256)
+    io_threads: int = Field(4, ge=1, le=256)
+    chunk_bytes: Size = Field(8 * 2**20, description="read/write unit of the streaming layouts")
+    retry_initial: Duration = 1.0
+    retry_max: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _fits(self) -> Limits:
+        if self.chunk_bytes < 64 * 1024:
+            raise ValueError("chunk_bytes must be at least 64KiB")
+        if self.inflight_bytes < 2 * self.chunk_bytes:
+            raise ValueError("inflight_bytes must hold at least two chunks (2 x chunk_bytes)")
+        return self
+
+
+class MetricsConfig(Frozen):
+    bind: str = "127.0.0.1:9733"
+    enabled: bool = True
+
+
+class MqttConfig(Frozen):
+    url: str = "mqtt://127.0.0.1:1883"
+    enabled: bool = True
+
+
+class Config(Frozen):
+    instrument: str = Field(description="instrument name: first folder level at the destination")
+    state_dir: Path = Field(description="journal and state (systemd: StateDirectory=acqd)")
+    watch: tuple[WatchRoot, ...] = Field(min_length=1)
+    tiers: dict[str, TierConfig] = Field(min_length=1)
+    detectors_dir: Path | None = Field(None, description="extra folder of detector profile YAML files")
+    metrics: MetricsConfig | None = None
+    mqtt: MqttConfig | None = None
+    limits: Limits = Limits()
+
+    @field_validator("instrument")
+    @classmethod
+    def _instrument(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v):
+            raise ValueError("use letters, digits, '.', '_' and '-' (it becomes a folder name)")
+        return v
+
+    @field_validator("state_dir", "detectors_dir", mode="after")
+    @classmethod
+    def _rel(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        if v is not None and not v.is_absolute() and base is not None:
+            v = Path(base) / v
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        paths = [w.path for w in self.watch]
+        for i, a in enumerate(paths):
+            for b in paths[i + 1 :]:
+                if a == b or a in b.parents or b in a.parents:
+                    raise ValueError(f"watch roots overlap: {a} and {b}")
+        for w in self.watch:
+            if w.placement.tier is not None and w.placement.tier not in self.tiers:
+                raise ValueError(f"watch {w.path}: placement.tier {w.placement.tier!r} is not a configured tier")
+        return self
+
+    def tier_for(self, watch: WatchRoot) -> str:
+        return watch.placement.tier or next(iter(self.tiers))
+
+
+def load_config(path: Path) -> Config:
+    """Validate acqd.yaml; raise ConfigError naming file, line and field."""
+    return load_model(path, Config, context={"base_dir": str(path.resolve().parent)})
+
+
+def quick_config(
+    watch: Path,
+    dest: str,
+    detector: str,
+    state_dir: Path,
+    instrument: str = "acqd",
+    release: bool = False,
+    compress: str = "none",
+) -> Config:
+    """The configuration behind `acqd run --watch DIR --dest URL`."""
+    url = dest if "://" in dest else "file://" + str(Path(dest).resolve())
+    return Config.model_validate(
+        {
+            "instrument": instrument,
+            "state_dir": str(state_dir.resolve()),
+            "watch": [
+                {
+                    "path": str(watch.resolve()),
+                    "detector": detector,
+                    "placement": {
+                        "release_local": "after_verify" if release else "never",
+                        "compress": compress,
+                    },
+                }
+            ],
+            "tiers": {"central": {"url": url}},
+        }
+    )

@@ -1,0 +1,436 @@
+"""The journal: SQLite in WAL mode, one row per version of a source file, one per stored copy,
+and an append-only audit log. Blocking: every call runs on the journal's single writer thread."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from acqd.errors import JournalError
+from acqd.states import PENDING, Observed, on_observed, transition
+from acqd.values import Identity, SourceRef, State, WriteResult
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files(
+    id INTEGER PRIMARY KEY,
+    root TEXT NOT NULL,
+    relpath TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    current INTEGER NOT NULL DEFAULT 1,
+    state TEXT NOT NULL,
+    reason TEXT,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL DEFAULT 0,
+    checksum TEXT,
+    detector TEXT NOT NULL,
+    session TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS files_current ON files(root, relpath) WHERE current = 1;
+CREATE UNIQUE INDEX IF NOT EXISTS files_version ON files(root, relpath, version);
+CREATE INDEX IF NOT EXISTS files_state ON files(state);
+CREATE INDEX IF NOT EXISTS files_session ON files(root, session);
+CREATE TABLE IF NOT EXISTS copies(
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    tier TEXT NOT NULL,
+    dest TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    source_bytes INTEGER NOT NULL,
+    stored_bytes INTEGER NOT NULL,
+    checksum TEXT NOT NULL,
+    state TEXT NOT NULL,
+    stored_at REAL NOT NULL,
+    verified_at REAL,
+    UNIQUE(tier, dest)
+);
+CREATE INDEX IF NOT EXISTS copies_file ON copies(file_id);
+CREATE TABLE IF NOT EXISTS audit(
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    file_id INTEGER,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    id: int
+    root: str
+    relpath: str
+    version: int
+    state: State
+    reason: str | None
+    identity: Identity
+    checksum: str | None
+    detector: str
+    session: str
+    attempts: int
+    first_seen: float
+    updated: float
+
+    @property
+    def ref(self) -> SourceRef:
+        return SourceRef(self.root, self.relpath)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRow:
+    id: int
+    file_id: int
+    tier: str
+    dest: str
+    layout: str
+    codec: str
+    source_bytes: int
+    stored_bytes: int
+    checksum: str
+    state: str
+    stored_at: float
+    verified_at: float | None
+
+    def as_result(self) -> WriteResult:
+        return WriteResult(self.checksum, self.source_bytes, self.stored_bytes, self.codec)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    ref: SourceRef
+    identity: Identity
+    detector: str
+    release: bool
+
+
+_FILE_COLS = (
+    "id, root, relpath, version, state, reason, size, mtime_ns, inode, ctime_ns, checksum, detector, "
+    "session, attempts, first_seen, updated"
+)
+_COPY_COLS = (
+    "id, file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state, stored_at, verified_at"
+)
+
+
+def _file_row(r: tuple[Any, ...]) -> FileRow:
+    return FileRow(
+        id=r[0],
+        root=r[1],
+        relpath=r[2],
+        version=r[3],
+        state=State(r[4]),
+        reason=r[5],
+        identity=Identity(r[6], r[7], r[8], r[9]),
+        checksum=r[10],
+        detector=r[11],
+        session=r[12],
+        attempts=r[13],
+        first_seen=r[14],
+        updated=r[15],
+    )
+
+
+def _copy_row(r: tuple[Any, ...]) -> CopyRow:
+    return CopyRow(*r)
+
+
+class Journal:
+    """SQLite journal. Not thread-safe by design: the daemon owns one thread that calls it."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
+        self.path = path
+        self._clock = clock
+        try:
+            if readonly:
+                if not path.exists():
+                    raise JournalError(f"no journal at {path} (has acqd run with this state directory?)")
+                self._db = sqlite3.connect(
+                    f"file:{path}?mode=ro",
+                    uri=True,
+                    check_same_thread=False,
+                    timeout=10,
+                    isolation_level=None,
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                ok = self._db.execute("PRAGMA quick_check").fetchone()
+                if ok is None or ok[0] != "ok":
+                    raise JournalError(f"journal {path} is corrupt: {ok[0] if ok else 'no answer'}")
+                self._db.executescript(_SCHEMA)
+                with self._tx():
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"cannot open the journal {path}: {exc}") from None
+        except OSError as exc:
+            raise JournalError(f"cannot open the journal {path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, et: object, ev: object, tb: object) -> None:
+            if et is None:
+                self.db.execute("COMMIT")
+            else:
+                self.db.execute("ROLLBACK")
+
+    def _tx(self) -> Journal._Tx:
+        return Journal._Tx(self._db)
+
+    def _audit(self, file_id: int | None, action: str, **detail: Any) -> None:
+        self._db.execute(
+            "INSERT INTO audit(ts, file_id, action, detail) VALUES(?, ?, ?, ?)",
+            (self._clock(), file_id, action, json.dumps(detail, sort_keys=True, default=str)),
+        )
+
+    def _get(self, file_id: int) -> FileRow:
+        r = self._db.execute(f"SELECT {_FILE_COLS} FROM files WHERE id = ?", (file_id,)).fetchone()
+        if r is None:
+            raise JournalError(f"no journal row {file_id}")
+        return _file_row(r)
+
+    def _set(self, row: FileRow, new: State, reason: str | None = None, **cols: Any) -> None:
+        transition(row.state, new)
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        self._db.execute(
+            f"UPDATE files SET state = ?, reason = ?, updated = ?{', ' + sets if sets else ''} WHERE id = ?",
+            (new.value, reason, self._clock(), *cols.values(), row.id),
+        )
+
+    # -- intake -------------------------------------------------------------------------------
+    def lookup(self, ref: SourceRef) -> FileRow | None:
+        r = self._db.execute(
+            f"SELECT {_FILE_COLS} FROM files WHERE root = ? AND relpath = ? AND current = 1",
+            (ref.root, ref.relpath),
+        ).fetchone()
+        return _file_row(r) if r else None
+
+    def observe_many(self, observations: Iterable[Observation]) -> list[tuple[Observed, FileRow]]:
+        """Reconcile observed files with the journal in one transaction; return what to do with each."""
+        out: list[tuple[Observed, FileRow]] = []
+        now = self._clock()
+        with self._tx() as db:
+            for ob in observations:
+                row = self.lookup(ob.ref)
+                action = on_observed(row.state if row else None, row.identity if row else None, ob.identity, ob.release)
+                i = ob.identity
+                if action is Observed.NEW or action is Observed.NEW_VERSION:
+                    version = 1
+                    if row is not None:
+                        version = row.version + 1
+                        db.execute("UPDATE files SET current = 0 WHERE id = ?", (row.id,))
+                    cur = db.execute(
+                        "INSERT INTO files(root, relpath, version, state, size, mtime_ns, inode, ctime_ns, detector,"
+                        " session, first_seen, updated) VALUES(?, ?, ?, 'seen', ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            ob.ref.root,
+                            ob.ref.relpath,
+                            version,
+                            i.size,
+                            i.mtime_ns,
+                            i.inode,
+                            i.ctime_ns,
+                            ob.detector,
+                            ob.ref.session,
+                            now,
+                            now,
+                        ),
+                    )
+                    fid = int(cur.lastrowid or 0)
+                    self._audit(fid, "seen", size=i.size, version=version)
+                    row = self._get(fid)
+                elif action is Observed.RESET and row is not None:
+                    self._set(
+                        row,
+                        State.SEEN,
+                        None,
+                        size=i.size,
+                        mtime_ns=i.mtime_ns,
+                        inode=i.inode,
+                        ctime_ns=i.ctime_ns,
+                        attempts=0,
+                    )
+                    self._audit(row.id, "seen", size=i.size, changed=True, was=row.state.value)
+                    row = self._get(row.id)
+                assert row is not None
+                out.append((action, row))
+        return out
+
+    # -- state changes ------------------------------------------------------------------------
+    def mark(self, file_id: int, new: State, reason: str | None = None, **detail: Any) -> FileRow:
+        with self._tx():
+            row = self._get(file_id)
+            self._set(row, new, reason)
+            self._audit(file_id, new.value, reason=reason, **detail)
+            return self._get(file_id)
+
+    def mark_complete(self, file_id: int, identity: Identity, reason: str) -> FileRow:
+        """The file settled: record the identity it settled at (what release compares against)."""
+        with self._tx():
+            row = self._get(file_id)
+            i = identity
+            self._set(
+                row,
+                State.COMPLETE,
+                None,
+                size=i.size,
+                mtime_ns=i.mtime_ns,
+                inode=i.inode,
+                ctime_ns=i.ctime_ns,
+            )
+            self._audit(file_id, "complete", reason=reason, size=i.size)
+            return self._get(file_id)
+
+    def bump_attempts(self, file_id: int, reason: str) -> int:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET attempts = attempts + 1, reason = ?, updated = ? WHERE id = ?",
+                (reason, self._clock(), file_id),
+            )
+            self._audit(file_id, "retry", reason=reason)
+            return int(db.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0])
+
+    def record_stored(self, file_id: int, tier: str, dest: str, layout: str, res: WriteResult) -> None:
+        with self._tx() as db:
+            row = self._get(file_id)
+            self._set(row, State.STORED, None, checksum=res.source_checksum)
+            db.execute(
+                "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state,"
+                " stored_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'stored', ?)"
+                " ON CONFLICT(tier, dest) DO UPDATE SET file_id = excluded.file_id, layout = excluded.layout,"
+                " codec = excluded.codec, source_bytes = excluded.source_bytes,"
+                " stored_bytes = excluded.stored_bytes, checksum = excluded.checksum, state = 'stored',"
+                " stored_at = excluded.stored_at, verified_at = NULL",
+                (
+                    file_id,
+                    tier,
+                    dest,
+                    layout,
+                    res.codec,
+                    res.source_bytes,
+                    res.stored_bytes,
+                    res.source_checksum,
+                    self._clock(),
+                ),
+            )
+            self._audit(file_id, "stored", tier=tier, dest=dest, stored_bytes=res.stored_bytes, codec=res.codec)
+
+    def record_verified(self, file_id: int, tier: str, dest: str) -> FileRow:
+        with self._tx() as db:
+            row = self._get(file_id)
+            self._set(row, State.VERIFIED, None)
+            db.execute(
+                "UPDATE copies SET state = 'verified', verified_at = ? WHERE tier = ? AND dest = ?",
+                (self._clock(), tier, dest),
+            )
+            self._audit(file_id, "verified", tier=tier, dest=dest, checksum=row.checksum)
+            return self._get(file_id)
+
+    def audit(self, file_id: int | None, action: str, **detail: Any) -> None:
+        with self._tx():
+            self._audit(file_id, action, **detail)
+
+    # -- queries ------------------------------------------------------------------------------
+    def get(self, file_id: int) -> FileRow:
+        return self._get(file_id)
+
+    def copies_of(self, file_id: int) -> list[CopyRow]:
+        rows = self._db.execute(f"SELECT {_COPY_COLS} FROM copies WHERE file_id = ? ORDER BY id", (file_id,))
+        return [_copy_row(r) for r in rows]
+
+    def pending(self) -> list[FileRow]:
+        marks = ",".join("?" * len(PENDING))
+        q = f"SELECT {_FILE_COLS} FROM files WHERE current = 1 AND state IN ({marks})"
+        return [_file_row(r) for r in self._db.execute(q, [s.value for s in PENDING])]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Files and source bytes per state (current versions and superseded ones that were shipped)."""
+        out: dict[str, dict[str, int]] = {}
+        q = (
+            "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE current = 1 OR state IN "
+            "('verified', 'released') GROUP BY state"
+        )
+        for state, n, size in self._db.execute(q):
+            out[state] = {"files": int(n), "bytes": int(size)}
+        return out
+
+    def stored_bytes(self) -> int:
+        r = self._db.execute("SELECT COALESCE(SUM(stored_bytes), 0) FROM copies WHERE state = 'verified'").fetchone()
+        return int(r[0])
+
+    def quarantined(self) -> list[FileRow]:
+        q = f"SELECT {_FILE_COLS} FROM files WHERE current = 1 AND state = 'quarantined' ORDER BY relpath"
+        return [_file_row(r) for r in self._db.execute(q)]
+
+    def session_files(self, root: str, session: str) -> list[tuple[FileRow, CopyRow]]:
+        q = (
+            f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))}, "
+            f"{', '.join('c.' + c.strip() for c in _COPY_COLS.split(','))} "
+            "FROM files f JOIN copies c ON c.file_id = f.id "
+            "WHERE f.root = ? AND f.session = ? AND c.state = 'verified' ORDER BY f.relpath, f.version"
+        )
+        n = len(_FILE_COLS.split(","))
+        return [(_file_row(r[:n]), _copy_row(r[n:])) for r in self._db.execute(q, (root, session))]
+
+    def verified_copies(self) -> Iterator[tuple[FileRow, CopyRow]]:
+        q = (
+            f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))}, "
+            f"{', '.join('c.' + c.strip() for c in _COPY_COLS.split(','))} "
+            "FROM files f JOIN copies c ON c.file_id = f.id WHERE c.state = 'verified' ORDER BY f.id"
+        )
+        n = len(_FILE_COLS.split(","))
+        for r in self._db.execute(q).fetchall():
+            yield _file_row(r[:n]), _copy_row(r[n:])
+
+    def find_versions(self, relpath: str, root: str | None = None) -> list[FileRow]:
+        if root is None:
+            q = f"SELECT {_FILE_COLS} FROM files WHERE relpath = ? ORDER BY version DESC"
+            rows = self._db.execute(q, (relpath,))
+        else:
+            q = f"SELECT {_FILE_COLS} FROM files WHERE relpath = ? AND root = ? ORDER BY version DESC"
+            rows = self._db.execute(q, (relpath, root))
+        return [_file_row(r) for r in rows]
+
+    def roots(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT root FROM files")]
+
+    def audit_log(self, file_id: int | None = None) -> list[tuple[float, int | None, str, dict[str, Any]]]:
+        if file_id is None:
+            rows = self._db.execute("SELECT ts, file_id, action, detail FROM audit ORDER BY id")
+        else:
+            rows = self._db.execute(
+                "SELECT ts, file_id, action, detail FROM audit WHERE file_id = ? ORDER BY id", (file_id,)
+            )
+        return [(ts, fid, action, json.loads(d)) for ts, fid, action, d in rows]

@@ -1,0 +1,73 @@
+"""The per-session manifest written next to the data on central storage. Pure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+SCHEMA = "acqd-manifest/1"
+NAME = "acqd-manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    source: str
+    version: int
+    dest: str
+    tier: str
+    layout: str
+    codec: str
+    source_bytes: int
+    stored_bytes: int
+    checksum: str
+    source_mtime_ns: int
+    verified_at: float | None
+    state: str
+    detector: str
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def manifest_path(instrument: str, session: str) -> str:
+    return f"{instrument}/{NAME}" if session == "." else f"{instrument}/{session}/{NAME}"
+
+
+def build(instrument: str, session: str, watch_root: str, entries: Iterable[ManifestEntry], now: float) -> bytes:
+    files = [
+        {
+            "source": e.source,
+            "version": e.version,
+            "dest": e.dest,
+            "tier": e.tier,
+            "layout": e.layout,
+            "codec": e.codec,
+            "source_bytes": e.source_bytes,
+            "stored_bytes": e.stored_bytes,
+            "checksum": e.checksum,
+            "source_mtime": iso(e.source_mtime_ns / 1e9),
+            "verified_at": iso(e.verified_at),
+            "state": e.state,
+            "detector": e.detector,
+        }
+        for e in entries
+    ]
+    doc = {
+        "schema": SCHEMA,
+        "instrument": instrument,
+        "session": session,
+        "watch_root": watch_root,
+        "updated": iso(now),
+        "files": files,
+        "totals": {
+            "files": len(files),
+            "source_bytes": sum(f["source_bytes"] for f in files),  # type: ignore[misc]
+            "stored_bytes": sum(f["stored_bytes"] for f in files),  # type: ignore[misc]
+        },
+    }
+    return json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8")

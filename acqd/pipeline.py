@@ -1,0 +1,727 @@
+"""The flow of a file: intake → settle → ship (read, encode, write, verify) → journal → release.
+
+Stages are asyncio tasks joined by bounded queues; every blocking call runs in a bounded executor
+(the I/O pool, or the journal's single thread). Memory is bounded by a byte budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import heapq
+import itertools
+import logging
+import os
+import random
+import stat
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from acqd.config import Limits, WatchRoot
+from acqd.errors import (
+    AcqdError,
+    FormatError,
+    PermanentError,
+    SourceChangedError,
+    SourceReadError,
+    TransientError,
+    VerifyError,
+)
+from acqd.journal import FileRow, Journal, Observation
+from acqd.manifest import ManifestEntry, build, manifest_path
+from acqd.ports import Layout
+from acqd.profiles import DetectorProfile
+from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
+from acqd.states import Observed
+from acqd.storage import Tier
+from acqd.values import Identity, SourceRef, State, WriteResult
+from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
+
+log = logging.getLogger("acqd")
+T = TypeVar("T")
+
+SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
+
+
+class Reporter(Protocol):
+    """Where outcomes go besides the journal: logs here; MQTT events and metrics plug in."""
+
+    def outcome(self, kind: str, row: FileRow, **detail: Any) -> None: ...
+
+
+class LogReporter:
+    def outcome(self, kind: str, row: FileRow, **detail: Any) -> None:
+        extra = " ".join(f"{k}={v}" for k, v in detail.items() if v is not None)
+        level = logging.WARNING if kind in ("quarantined",) else logging.INFO
+        log.log(level, "%s %r %s", kind, row.relpath, extra)
+
+
+@dataclass
+class RootCtx:
+    """Everything the pipeline needs to know about one watch root."""
+
+    index: int
+    root: str
+    watch: WatchRoot
+    profile: DetectorProfile
+    tier: Tier
+    layout: Layout
+    release: bool
+    window: float
+    scan_interval: float
+    events: bool
+
+    def ignored(self, name: str) -> bool:
+        return self.profile.ignores(name, self.watch.ignore)
+
+    def ignored_path(self, rel: str) -> bool:
+        return any(self.ignored(part) for part in rel.split("/"))
+
+
+@dataclass
+class RunStats:
+    """Counters of this run (for `--once` summaries and the demo's progress line)."""
+
+    started: float = field(default_factory=time.monotonic)
+    verified: int = 0
+    quarantined: int = 0
+    released: int = 0
+    retries: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    latencies: list[float] = field(default_factory=list)
+    last_error: str = ""
+
+
+class ByteBudget:
+    """An async semaphore counted in bytes: caps file data in memory across all stages."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int) -> int:
+        n = max(1, min(n, self.limit))
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used + n <= self.limit)
+            self.used += n
+        return n
+
+    async def release(self, n: int) -> None:
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+@dataclass
+class Candidate:
+    ctx: RootCtx
+    rel: str
+    row: FileRow
+    stable: Identity
+    since: float
+    check_at: float
+    settled: bool = False  # complete before; waiting for a retry
+    reason: str = ""
+    release_only: bool = False
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.ctx.index, self.rel)
+
+
+class _Source:
+    """The source file opened for shipping; checks, at end of file, that it did not change."""
+
+    def __init__(self, path: str, expected: Identity) -> None:
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise SourceChangedError("vanished before it was read") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SourceChangedError("replaced by a symlink") from None
+            raise SourceReadError(f"cannot open: {exc.strerror}") from None
+        try:
+            st = os.fstat(self.fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SourceChangedError("no longer a regular file")
+            if not identity_of(st).same_content_as(expected):
+                raise SourceChangedError("changed after it settled")
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.expected = expected
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = os.read(self.fd, n if n > 0 else 1 << 24)
+        except OSError as exc:
+            raise SourceReadError(f"read error: {exc.strerror}") from None
+        if not data:
+            self._final_check()
+        return data
+
+    def _final_check(self) -> None:
+        st = os.fstat(self.fd)
+        if not identity_of(st).same_content_as(self.expected):
+            raise SourceChangedError("modified while being read")
+        try:
+            now = os.lstat(self.path)
+        except FileNotFoundError:
+            raise SourceChangedError("removed or renamed while being read") from None
+        if now.st_ino != st.st_ino:
+            raise SourceChangedError("replaced by another file while being read")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def version_name(rel: str, version: int) -> str:
+    """frame_001.tif, version 2 -> frame_001.v2.tif (earlier versions stay where they are)."""
+    if version <= 1:
+        return rel
+    head, slash, base = rel.rpartition("/")
+    stem, dot, ext = base.partition(".") if not base.startswith(".") else (base, "", "")
+    return f"{head}{slash}{stem}.v{version}{dot}{ext}"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        instrument: str,
+        roots: list[RootCtx],
+        journal: Journal,
+        io: ThreadPoolExecutor,
+        jexec: ThreadPoolExecutor,
+        limits: Limits,
+        reporter: Reporter | None = None,
+        mono: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        once: bool = False,
+        retry_for: float | None = None,
+    ) -> None:
+        self.instrument = instrument
+        self.roots = roots
+        self.journal = journal
+        self.io = io
+        self.jexec = jexec
+        self.limits = limits
+        self.reporter = reporter or LogReporter()
+        self.mono = mono
+        self.clock = clock
+        self.once = once
+        self.retry_for = retry_for
+        self.stats = RunStats(started=mono())
+        self.budget = ByteBudget(limits.inflight_bytes)
+        self.hints: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=10_000)
+        self.ready: asyncio.Queue[Candidate | None] = asyncio.Queue(maxsize=limits.concurrent_files * 2)
+        self._heap: list[tuple[float, int, tuple[int, str]]] = []
+        self._seq = itertools.count()
+        self.candidates: dict[tuple[int, str], Candidate] = {}
+        self.in_flight: dict[tuple[int, str], Candidate] = {}
+        self._rehint: set[tuple[int, str]] = set()
+        self._tracker_wake = asyncio.Event()
+        self._rescan: set[int] = set()
+        self._rescan_wake = asyncio.Event()
+        self._scans_done: set[int] = set()
+        self._busy = 0  # intake batches being processed
+        self._dirty: set[tuple[int, str]] = set()
+        self._manifest_wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.outcome_code = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._feeders: list[asyncio.Task[None]] = []
+
+    # -- helpers ------------------------------------------------------------------------------
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
+
+    async def _j(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.jexec, partial(fn, *args, **kw))
+
+    def hint(self, index: int, path: str) -> None:
+        """Thread-safe entry for watcher events."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._hint_now, index, path)
+
+    def _hint_now(self, index: int, path: str) -> None:
+        try:
+            self.hints.put_nowait((index, path))
+        except asyncio.QueueFull:
+            self.request_rescan(index)
+
+    def request_rescan(self, index: int | None = None) -> None:
+        self._rescan.update([index] if index is not None else [c.index for c in self.roots])
+        self._rescan_wake.set()
+
+    def request_rescan_threadsafe(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.request_rescan, None)
+
+    def _schedule(self, c: Candidate) -> None:
+        self.candidates[c.key] = c
+        heapq.heappush(self._heap, (c.check_at, next(self._seq), c.key))
+        self._tracker_wake.set()
+
+    # -- run ----------------------------------------------------------------------------------
+    async def run(self, stop_after: Awaitable[None] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._cleanup_temps()
+        async with asyncio.TaskGroup() as tg:
+            self._feeders = [
+                tg.create_task(self._scanner(), name="scanner"),
+                tg.create_task(self._intake(), name="intake"),
+                tg.create_task(self._tracker(), name="tracker"),
+            ]
+            for i in range(self.limits.concurrent_files):
+                tg.create_task(self._worker(), name=f"ship-{i}")
+            tg.create_task(self._manifests(), name="manifests")
+            if self.once:
+                tg.create_task(self._once_monitor(), name="once-monitor")
+            tg.create_task(self._stopper(), name="stopper")
+
+    def stop(self) -> None:
+        """Drain: no new work; files in flight finish (the caller bounds that with a deadline)."""
+        self.stopping.set()
+
+    async def _stopper(self) -> None:
+        await self.stopping.wait()
+        for t in self._feeders:
+            t.cancel()
+        while not self.ready.empty():
+            self.ready.get_nowait()
+        for _ in range(self.limits.concurrent_files):
+            self.ready.put_nowait(None)
+        self._manifest_wake.set()
+
+    def idle(self) -> bool:
+        return (
+            len(self._scans_done) == len(self.roots)
+            and not self._rescan
+            and self.hints.empty()
+            and self._busy == 0
+            and not self.candidates
+            and self.ready.empty()
+            and not self.in_flight
+        )
+
+    def only_retries_left(self) -> bool:
+        return (
+            len(self._scans_done) == len(self.roots)
+            and self.hints.empty()
+            and self._busy == 0
+            and not self.in_flight
+            and self.ready.empty()
+            and all(c.settled and c.row.attempts > 0 for c in self.candidates.values())
+        )
+
+    async def _once_monitor(self) -> None:
+        while not self.stopping.is_set():
+            await asyncio.sleep(0.05)
+            if self.idle():
+                break
+            if (
+                self.retry_for is not None
+                and self.mono() - self.stats.started > self.retry_for
+                and self.candidates
+                and self.only_retries_left()
+            ):
+                self.outcome_code = 1
+                log.error(
+                    "giving up after %.0fs: %d file(s) not shipped (%s); they stay pending for the next run",
+                    self.retry_for,
+                    len(self.candidates),
+                    self.stats.last_error,
+                )
+                break
+        self.stop()
+
+    async def _cleanup_temps(self) -> None:
+        """A restart finds what a crash left: temporaries of files that were not verified."""
+        rows = await self._j(self.journal.pending)
+        by_root = {c.root: c for c in self.roots}
+        for row in rows:
+            ctx = by_root.get(row.root)
+            if ctx is None:
+                continue
+            try:
+                if await self._io(ctx.tier.remove_temp, self._dest(ctx, row)):
+                    log.info("removed a stale temporary of %r at the destination", row.relpath)
+            except AcqdError as exc:
+                log.warning("could not clean a temporary of %r: %s", row.relpath, exc)
+
+    # -- intake: scans and hints -> journal -> candidates -----------------------------------
+    async def _scanner(self) -> None:
+        next_scan = {c.index: 0.0 for c in self.roots}
+        while True:
+            now = self.mono()
+            due = [c for c in self.roots if now >= next_scan[c.index] or c.index in self._rescan]
+            for ctx in due:
+                self._rescan.discard(ctx.index)
+                await self._scan(ctx, "")
+                self._scans_done.add(ctx.index)
+                next_scan[ctx.index] = self.mono() + (ctx.scan_interval if not self.once else 1e18)
+            wait = min(next_scan.values()) - self.mono()
+            self._rescan_wake.clear()
+            if self._rescan:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rescan_wake.wait(), timeout=max(0.01, min(wait, 3600)))
+
+    async def _scan(self, ctx: RootCtx, rel_dir: str) -> None:
+        start = os.path.join(ctx.root, rel_dir) if rel_dir else ctx.root
+        entries = await self._io(lambda: list(scan_tree(start, ctx.ignored)))
+        if rel_dir:
+            entries = [Entry(f"{rel_dir}/{e.relpath}", e.kind, e.identity) for e in entries]
+        self._busy += 1
+        try:
+            for i in range(0, len(entries), 2000):
+                await self._admit(ctx, entries[i : i + 2000])
+        finally:
+            self._busy -= 1
+
+    async def _intake(self) -> None:
+        by_index = {c.index: c for c in self.roots}
+        while True:
+            first = await self.hints.get()
+            batch = [first]
+            while len(batch) < 2000 and not self.hints.empty():
+                batch.append(self.hints.get_nowait())
+            self._busy += 1
+            try:
+                groups: dict[int, set[str]] = {}
+                for index, path in batch:
+                    ctx = by_index[index]
+                    rel = relative(ctx.root, path.rstrip("/"))
+                    if rel is None or ctx.ignored_path(rel):
+                        continue
+                    if path.endswith("/"):
+                        await self._scan(ctx, rel)
+                        continue
+                    groups.setdefault(index, set()).add(rel)
+                for index, rels in groups.items():
+                    ctx = by_index[index]
+                    todo = []
+                    for rel in rels:
+                        if (index, rel) in self.in_flight:
+                            self._rehint.add((index, rel))
+                        elif (index, rel) not in self.candidates:
+                            todo.append(rel)
+                    if todo:
+                        entries = await self._io(lambda c=ctx, t=todo: [classify(c.root, r) for r in t])
+                        await self._admit(ctx, [e for e in entries if e is not None])
+            finally:
+                self._busy -= 1
+
+    async def _admit(self, ctx: RootCtx, entries: Iterable[Entry]) -> None:
+        fresh = [
+            e
+            for e in entries
+            if e.identity is not None
+            and (ctx.index, e.relpath) not in self.candidates
+            and (ctx.index, e.relpath) not in self.in_flight
+        ]
+        if not fresh:
+            return
+        obs = [
+            Observation(SourceRef(ctx.root, e.relpath), e.identity, ctx.profile.name, ctx.release)
+            for e in fresh
+            if e.identity is not None
+        ]
+        results = await self._j(self.journal.observe_many, obs)
+        now = self.mono()
+        for entry, (action, row) in zip(fresh, results, strict=True):
+            assert entry.identity is not None
+            if action is Observed.SKIP:
+                continue
+            if entry.kind is not Kind.FILE:
+                reason = {
+                    Kind.SYMLINK: "symlink: not followed (acqd ships regular files only)",
+                    Kind.SPECIAL: "not a regular file (FIFO, socket or device node)",
+                    Kind.BADNAME: "file name is not valid UTF-8",
+                }[entry.kind]
+                if action is not Observed.RELEASE:
+                    await self._quarantine(row, reason)
+                continue
+            c = Candidate(ctx, entry.relpath, row, entry.identity, now, now + ctx.window)
+            if action is Observed.RELEASE:
+                c.release_only = True
+                c.check_at = now
+                c.settled = True
+            self._schedule(c)
+
+    # -- settle -------------------------------------------------------------------------------
+    def _look(self, c: Candidate) -> tuple[Entry | None, bool, bool]:
+        """Blocking: stat a candidate and apply its profile's format proof and marker rule."""
+        entry = classify(c.ctx.root, c.rel)
+        rule = c.ctx.profile.settle
+        fmt_ok = marker = False
+        if entry is None or entry.kind is not Kind.FILE or entry.identity is None:
+            return entry, False, False
+        path = os.path.join(c.ctx.root, c.rel)
+        if rule.marker:
+            marker = os.path.exists(
+                os.path.join(os.path.dirname(path), marker_name(rule.marker, os.path.basename(path)))
+            )
+        if rule.format != "none":
+            try:
+                with open(path, "rb") as f:
+                    if rule.format == "mrc":
+                        fmt_ok = mrc_expected_size(f.read(1024)) == entry.identity.size
+                    else:
+
+                        def read(off: int, n: int) -> bytes:
+                            f.seek(off)
+                            return f.read(n)
+
+                        fmt_ok = tiff_chain_complete(read, entry.identity.size)
+            except OSError:
+                fmt_ok = False
+        return entry, fmt_ok, marker
+
+    async def _tracker(self) -> None:
+        while True:
+            self._tracker_wake.clear()
+            now = self.mono()
+            due: list[Candidate] = []
+            while self._heap and self._heap[0][0] <= now and len(due) < 512:
+                check_at, _, key = heapq.heappop(self._heap)
+                c = self.candidates.get(key)
+                if c is not None and c.check_at == check_at:
+                    due.append(c)
+            if not due:
+                timeout = (self._heap[0][0] - now) if self._heap else 3600.0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._tracker_wake.wait(), timeout=max(0.005, timeout))
+                continue
+            looks = await self._io(lambda d=due: [self._look(c) for c in d])
+            now = self.mono()
+            for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
+                await self._settle_one(c, entry, fmt_ok, marker, now)
+
+    async def _settle_one(self, c: Candidate, entry: Entry | None, fmt_ok: bool, marker: bool, now: float) -> None:
+        if entry is not None and entry.kind is not Kind.FILE:
+            del self.candidates[c.key]
+            await self._admit(c.ctx, [entry])  # it became a symlink or a FIFO: the journal decides
+            return
+        current = entry.identity if entry is not None else None
+        if c.settled and current is not None and current.same_content_as(c.stable):
+            verdict, why = Verdict.COMPLETE, c.reason or "retry"
+        else:
+            if c.settled:  # changed while waiting for a retry: settle afresh
+                c.settled = False
+                c.release_only = False
+            d = decide(c.ctx.window, c.stable, c.since, current, now, format_complete=fmt_ok, marker_present=marker)
+            verdict, why = d.verdict, d.reason
+            if verdict in (Verdict.WAIT, Verdict.CHANGED):
+                if verdict is Verdict.CHANGED and current is not None:
+                    c.stable, c.since = current, now
+                c.check_at = d.check_at
+                self._schedule(c)
+                return
+        del self.candidates[c.key]
+        if verdict is Verdict.GONE:
+            if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
+                row = await self._j(self.journal.mark, c.row.id, State.VANISHED, "vanished before it was shipped")
+                self.reporter.outcome("vanished", row)
+            return
+        assert current is not None
+        if current.size == 0 and not c.release_only:
+            await self._quarantine(c.row, "zero-byte file (re-examined if it grows)")
+            return
+        c.stable, c.reason = current, why
+        self.in_flight[c.key] = c
+        await self.ready.put(c)
+
+    # -- ship ---------------------------------------------------------------------------------
+    def _dest(self, ctx: RootCtx, row: FileRow) -> str:
+        return ctx.layout.dest_name(f"{self.instrument}/{version_name(row.relpath, row.version)}")
+
+    def _write(self, c: Candidate, dest: str) -> WriteResult:
+        src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
+        try:
+            return c.ctx.layout.write(src, c.stable.size, c.ctx.tier, dest)  # type: ignore[arg-type]
+        finally:
+            src.close()
+
+    async def _worker(self) -> None:
+        while True:
+            c = await self.ready.get()
+            if c is None:
+                return
+            try:
+                await self._ship(c)
+            finally:
+                self.in_flight.pop(c.key, None)
+                if c.key in self._rehint:
+                    self._rehint.discard(c.key)
+                    self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
+
+    async def _ship(self, c: Candidate) -> None:
+        ctx = c.ctx
+        if c.release_only:
+            await self._release(c, c.row)
+            return
+        reserved = await self.budget.acquire(min(c.stable.size, 2 * self.limits.chunk_bytes))
+        t0 = self.mono()
+        try:
+            row = await self._j(self.journal.mark_complete, c.row.id, c.stable, c.reason)
+            dest = self._dest(ctx, row)
+            res = await self._io(self._write, c, dest)
+            await self._j(self.journal.record_stored, row.id, ctx.tier.name, dest, ctx.layout.name, res)
+            await self._io(ctx.layout.verify, ctx.tier, dest, res)
+            row = await self._j(self.journal.record_verified, row.id, ctx.tier.name, dest)
+        except SourceChangedError as exc:
+            await self._requeue_changed(c, str(exc))
+            return
+        except FormatError as exc:
+            await self._quarantine(c.row, str(exc))
+            return
+        except SourceReadError as exc:
+            if c.row.attempts + 1 >= SOURCE_READ_ATTEMPTS:
+                await self._quarantine(c.row, f"cannot read the source: {exc}")
+            else:
+                await self._retry(c, str(exc))
+            return
+        except (TransientError, PermanentError, VerifyError) as exc:
+            await self._retry(c, str(exc))
+            return
+        except AcqdError as exc:
+            await self._retry(c, str(exc))
+            return
+        except Exception as exc:  # a bug: never let one file kill the daemon
+            log.exception("unexpected error shipping %r", c.rel)
+            await self._retry(c, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        finally:
+            await self.budget.release(reserved)
+        latency = self.mono() - t0
+        self.stats.verified += 1
+        self.stats.bytes_in += res.source_bytes
+        self.stats.bytes_out += res.stored_bytes
+        self.stats.latencies.append(latency)
+        self.reporter.outcome(
+            "verified",
+            row,
+            dest=ctx.tier.url(dest),
+            bytes=res.source_bytes,
+            stored=res.stored_bytes,
+            checksum=res.source_checksum,
+            seconds=round(latency, 3),
+        )
+        self._dirty.add((ctx.index, row.session))
+        if ctx.release:
+            await self._release(c, row)
+
+    async def _release(self, c: Candidate, row: FileRow) -> None:
+        """Delete the acquisition-disk copy: only after verify, and only if it is still that file."""
+        path = os.path.join(c.ctx.root, c.rel)
+
+        def unlink_if_same() -> str | None:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                return "already gone"
+            if not stat.S_ISREG(st.st_mode) or not identity_of(st).same_content_as(row.identity):
+                return "changed since it was shipped (kept; shipped as a new version)"
+            os.unlink(path)
+            return None
+
+        try:
+            why = await self._io(unlink_if_same)
+        except OSError as exc:
+            log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, exc.strerror)
+            return
+        if why is None:
+            row = await self._j(self.journal.mark, row.id, State.RELEASED, None, path=path)
+            self.stats.released += 1
+            self.reporter.outcome("released", row)
+        elif why == "already gone":
+            await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+        else:
+            await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+            self._hint_now(c.ctx.index, path)
+
+    async def _quarantine(self, row: FileRow, reason: str) -> None:
+        if row.state is State.QUARANTINED:
+            return
+        row = await self._j(self.journal.mark, row.id, State.QUARANTINED, reason)
+        self.stats.quarantined += 1
+        self.reporter.outcome("quarantined", row, reason=reason)
+
+    async def _requeue_changed(self, c: Candidate, why: str) -> None:
+        log.info("re-examining %r: %s", c.rel, why)
+        await self._j(self.journal.audit, c.row.id, "re-examine", reason=why)
+        entry = await self._io(classify, c.ctx.root, c.rel)
+        self.in_flight.pop(c.key, None)
+        if entry is None:
+            if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
+                row = await self._j(self.journal.mark, c.row.id, State.VANISHED, why)
+                self.reporter.outcome("vanished", row)
+            return
+        await self._admit(c.ctx, [entry])
+
+    async def _retry(self, c: Candidate, why: str) -> None:
+        attempts = await self._j(self.journal.bump_attempts, c.row.id, why)
+        row = await self._j(self.journal.get, c.row.id)
+        self.stats.retries += 1
+        self.stats.last_error = why
+        delay = min(self.limits.retry_max, self.limits.retry_initial * 2 ** min(attempts - 1, 30))
+        delay *= random.uniform(0.8, 1.2)
+        log.warning("retrying %r in %.1fs (attempt %d): %s", c.rel, delay, attempts, why)
+        self.in_flight.pop(c.key, None)
+        now = self.mono()
+        nc = Candidate(c.ctx, c.rel, row, c.stable, c.since, now + delay, settled=True, reason="retry")
+        self._schedule(nc)
+
+    # -- manifests ----------------------------------------------------------------------------
+    async def _manifests(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._manifest_wake.wait(), timeout=2.0)
+            self._manifest_wake.clear()
+            await self.flush_manifests()
+            if self.stopping.is_set():
+                return
+
+    async def flush_manifests(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        by_index = {c.index: c for c in self.roots}
+        for index, session in sorted(dirty):
+            ctx = by_index[index]
+            pairs = await self._j(self.journal.session_files, ctx.root, session)
+            entries = [
+                ManifestEntry(
+                    source=f.relpath,
+                    version=f.version,
+                    dest=cp.dest,
+                    tier=cp.tier,
+                    layout=cp.layout,
+                    codec=cp.codec,
+                    source_bytes=cp.source_bytes,
+                    stored_bytes=cp.stored_bytes,
+                    checksum=cp.checksum,
+                    source_mtime_ns=f.identity.mtime_ns,
+                    verified_at=cp.verified_at,
+                    state=f.state.value,
+                    detector=f.detector,
+                )
+                for f, cp in pairs
+            ]
+            doc = build(self.instrument, session, ctx.root, entries, self.clock())
+            try:
+                await self._io(ctx.tier.write_atomic, manifest_path(self.instrument, session), [doc])
+            except AcqdError as exc:
+                log.warning("manifest of session %r not written (retried): %s", session, exc)
+                self._dirty.add((index, session))

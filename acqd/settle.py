@@ -1,0 +1,116 @@
+"""Is a file complete? Pure decisions from observations, a monotonic `now` and header bytes."""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from acqd.values import Identity
+
+
+class Verdict(enum.Enum):
+    WAIT = "wait"
+    COMPLETE = "complete"
+    CHANGED = "changed"
+    GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    reason: str = ""
+    check_at: float = 0.0  # monotonic time of the next look (WAIT, CHANGED)
+
+
+def decide(
+    window: float,
+    stable: Identity,
+    stable_since: float,
+    current: Identity | None,
+    now: float,
+    *,
+    format_complete: bool = False,
+    marker_present: bool = False,
+) -> Decision:
+    """One look at a candidate.
+
+    `stable` is the identity last seen and `stable_since` the monotonic time since which it has not
+    changed. The file is complete when it has been still for `window`, when its format proves it
+    (`format_complete`, computed on `current`), or when its marker file is present.
+    """
+    if current is None:
+        return Decision(Verdict.GONE, "vanished")
+    if current.size == 0 and not marker_present:
+        # An empty file is a file being created: it has to stay still for the full window.
+        format_complete = False
+    if format_complete:
+        return Decision(Verdict.COMPLETE, "format: size matches the header")
+    if marker_present:
+        return Decision(Verdict.COMPLETE, "marker file present")
+    if not current.same_content_as(stable):
+        why = "shrank" if current.size < stable.size else "changed"
+        return Decision(Verdict.CHANGED, why, check_at=now + window)
+    if now - stable_since >= window:
+        return Decision(Verdict.COMPLETE, f"still for {window:g}s")
+    return Decision(Verdict.WAIT, "settling", check_at=stable_since + window)
+
+
+# --- format proofs -------------------------------------------------------------------------------
+
+_MRC_MODE_BITS = {0: 8, 1: 16, 2: 32, 3: 32, 4: 64, 6: 16, 12: 16, 101: 4}
+
+
+def mrc_expected_size(header: bytes) -> int | None:
+    """The file size an MRC2014 header implies, or None if the header is not a plausible MRC one."""
+    if len(header) < 1024:
+        return None
+    stamp = header[212:214]
+    orders = ["<", ">"] if stamp != b"\x11\x11" else [">", "<"]
+    for bo in orders:
+        nx, ny, nz, mode = struct.unpack_from(bo + "4i", header, 0)
+        (nsymbt,) = struct.unpack_from(bo + "i", header, 92)
+        if mode in _MRC_MODE_BITS and 0 < nx < 2**20 and 0 < ny < 2**20 and 0 < nz < 2**24 and nsymbt >= 0:
+            bits = nx * ny * nz * _MRC_MODE_BITS[mode]
+            return int(1024 + nsymbt + (bits + 7) // 8)
+    return None
+
+
+def tiff_chain_complete(read: Callable[[int, int], bytes], size: int, max_ifds: int = 1_000_000) -> bool:
+    """True if the TIFF's IFD chain parses to its end within `size` bytes (classic and BigTIFF)."""
+    head = read(0, 16)
+    if len(head) < 8 or head[:2] not in (b"II", b"MM"):
+        return False
+    bo = "<" if head[:2] == b"II" else ">"
+    (version,) = struct.unpack_from(bo + "H", head, 2)
+    if version == 42:
+        (offset,) = struct.unpack_from(bo + "I", head, 4)
+        count_fmt, count_len, entry_len, off_fmt, off_len = "H", 2, 12, "I", 4
+    elif version == 43 and len(head) >= 16:
+        (offset,) = struct.unpack_from(bo + "Q", head, 8)
+        count_fmt, count_len, entry_len, off_fmt, off_len = "Q", 8, 20, "Q", 8
+    else:
+        return False
+    seen: set[int] = set()
+    while offset != 0:
+        if offset in seen or len(seen) >= max_ifds or offset + count_len > size:
+            return False
+        seen.add(offset)
+        raw = read(offset, count_len)
+        if len(raw) < count_len:
+            return False
+        (count,) = struct.unpack(bo + count_fmt, raw)
+        nxt = offset + count_len + count * entry_len
+        if nxt + off_len > size:
+            return False
+        raw = read(nxt, off_len)
+        if len(raw) < off_len:
+            return False
+        (offset,) = struct.unpack(bo + off_fmt, raw)
+    return bool(seen)
+
+
+def marker_name(template: str, name: str) -> str:
+    stem, dot, _ = name.rpartition(".")
+    return template.format(name=name, stem=stem if dot else name)

@@ -1,0 +1,201 @@
+"""Storage tiers: one fsspec filesystem per named tier, atomic writes, errors translated here."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO, TypeVar
+
+import fsspec
+
+from acqd.errors import AcqdError, PermanentError, TransientError
+
+T = TypeVar("T")
+
+TEMP_SUFFIX = ".acqd-tmp"
+
+
+class DestinationError(PermanentError):
+    """The destination refuses (permission, auth, read-only). Retried slowly; never the file's fault."""
+
+
+#: errno -> (error class, what it means for an operator). Anything else OSError-ish is transient.
+_ERRNO_TABLE: dict[int, tuple[type[AcqdError], str]] = {
+    errno.EACCES: (DestinationError, "permission denied"),
+    errno.EPERM: (DestinationError, "operation not permitted"),
+    errno.EROFS: (DestinationError, "read-only filesystem"),
+    errno.ENOSPC: (TransientError, "no space left on the destination"),
+    errno.EDQUOT: (TransientError, "quota exceeded on the destination"),
+    errno.EIO: (TransientError, "I/O error on the destination"),
+    errno.ENOENT: (TransientError, "path not found on the destination"),
+    errno.ETIMEDOUT: (TransientError, "timed out"),
+    errno.ECONNREFUSED: (TransientError, "connection refused"),
+    errno.ECONNRESET: (TransientError, "connection reset"),
+    errno.EHOSTUNREACH: (TransientError, "host unreachable"),
+}
+
+
+def translate(tier: str, op: str, path: str, exc: BaseException) -> AcqdError:
+    """Map a third-party or OS error at the storage edge to acqd's error tree."""
+    if isinstance(exc, AcqdError):
+        return exc
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, PermissionError):
+        code = errno.EACCES
+    elif isinstance(exc, FileNotFoundError):
+        code = errno.ENOENT
+    if isinstance(code, int) and code in _ERRNO_TABLE:
+        cls, what = _ERRNO_TABLE[code]
+        return cls(f"tier {tier}: {op} {path}: {what}")
+    if isinstance(exc, ConnectionError | TimeoutError | OSError):
+        return TransientError(f"tier {tier}: {op} {path}: {exc}")
+    return TransientError(f"tier {tier}: {op} {path}: {type(exc).__name__}: {exc}")
+
+
+def temp_name(rel: str) -> str:
+    """The temporary name of `rel`: hidden, in the same folder, deterministic (so a restart finds it)."""
+    head, _, base = rel.rpartition("/")
+    tmp = f".{base}{TEMP_SUFFIX}"
+    return f"{head}/{tmp}" if head else tmp
+
+
+class Tier:
+    """A named storage tier on an fsspec filesystem. Blocking: call from the I/O executor."""
+
+    def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self._url = url.rstrip("/")
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+        except (ImportError, ValueError) as exc:
+            raise PermanentError(f"tier {name}: cannot use {url!r}: {exc}") from None
+        self.fs: Any = fs
+        self.root = root.rstrip("/")
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        self.local = protocol in ("file", "local")
+
+    # -- paths --------------------------------------------------------------------------------
+    def path(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if self.root else rel
+
+    def url(self, rel: str) -> str:
+        return f"{self._url}/{rel}"
+
+    @contextlib.contextmanager
+    def _edge(self, op: str, rel: str) -> Iterator[None]:
+        try:
+            yield
+        except AcqdError:
+            raise
+        except Exception as exc:
+            raise translate(self.name, op, rel, exc) from exc
+
+    # -- writes -------------------------------------------------------------------------------
+    def write_atomic(self, rel: str, chunks: Iterable[bytes]) -> int:
+        final = self.path(rel)
+        tmp = self.path(temp_name(rel))
+        written = 0
+        with self._edge("write", rel):
+            parent = posixpath.dirname(final)
+            if parent:
+                self.fs.makedirs(parent, exist_ok=True)
+            try:
+                with self.fs.open(tmp, "wb") as f:
+                    for block in chunks:
+                        if block:
+                            f.write(block)
+                            written += len(block)
+                    f.flush()
+                    if self.local:
+                        os.fsync(f.fileno())
+                self._rename(tmp, final)
+            except BaseException:
+                self._discard(tmp)
+                raise
+        return written
+
+    def _rename(self, tmp: str, final: str) -> None:
+        if self.local:
+            os.replace(tmp, final)  # atomic on POSIX, replaces an older copy of the same version
+            dfd = os.open(posixpath.dirname(final) or ".", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        else:
+            self.fs.mv(tmp, final)
+
+    def _discard(self, tmp: str) -> None:
+        with contextlib.suppress(Exception):  # it may not exist; a restart cleans what is left
+            self.fs.rm_file(tmp)
+
+    def remove_temp(self, rel: str) -> bool:
+        tmp = self.path(temp_name(rel))
+        with self._edge("clean", rel):
+            if self.fs.exists(tmp):
+                self.fs.rm_file(tmp)
+                return True
+        return False
+
+    def remove(self, rel: str) -> None:
+        with self._edge("delete", rel):
+            self.fs.rm_file(self.path(rel))
+
+    # -- reads --------------------------------------------------------------------------------
+    def open_read(self, rel: str) -> BinaryIO:
+        with self._edge("read", rel):
+            f: BinaryIO = self.fs.open(self.path(rel), "rb")
+            return _EdgeReader(f, lambda exc: translate(self.name, "read", rel, exc))  # type: ignore[return-value]
+
+    def size(self, rel: str) -> int | None:
+        with self._edge("stat", rel):
+            try:
+                info = self.fs.info(self.path(rel))
+            except FileNotFoundError:
+                return None
+            return int(info["size"])
+
+    def exists(self, rel: str) -> bool:
+        with self._edge("stat", rel):
+            return bool(self.fs.exists(self.path(rel)))
+
+    def find(self, rel: str = "") -> list[str]:
+        """Every object below `rel`, relative to the tier root (for checks and tests)."""
+        with self._edge("list", rel):
+            base = self.path(rel) if rel else self.root
+            if not self.fs.exists(base):
+                return []
+            found = self.fs.find(base)
+        cut = len(self.root) + 1 if self.root else 0
+        return sorted(p[cut:] for p in found)
+
+
+class _EdgeReader:
+    """A file object whose read errors are translated at the storage edge."""
+
+    def __init__(self, f: BinaryIO, tr: Callable[[BaseException], AcqdError]) -> None:
+        self._f = f
+        self._tr = tr
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._f.read(n)
+        except Exception as exc:
+            raise self._tr(exc) from exc
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _EdgeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,70 @@
+"""Parsing of human durations ("90s", "14d") and sizes ("512MiB")."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DUR_FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_FACTOR = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from a number (seconds) or a string like "500ms", "2s", "5m", "14d"."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '30s', '14d'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"not a duration: {value!r} (use e.g. '500ms', '30s', '5m', '2h', '14d')")
+        seconds = float(m.group(1)) * _DUR_FACTOR[m.group(2) or "s"]
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from an integer or a string like "512MiB", "2GB"."""
+    if isinstance(value, bool):
+        raise ValueError("a size must be a number of bytes or a string like '512MiB'")
+    if isinstance(value, int):
+        n = value
+    else:
+        m = _SIZE.match(value)
+        if not m:
+            raise ValueError(f"not a size: {value!r} (use e.g. '64MiB', '2GiB', '500MB')")
+        n = int(float(m.group(1)) * _SIZE_FACTOR[(m.group(2) or "B").lower()])
+    if n < 0:
+        raise ValueError(f"a size cannot be negative: {value!r}")
+    return n
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+# pydantic field types for durations and sizes in YAML
+from typing import Annotated  # noqa: E402
+
+from pydantic import BeforeValidator  # noqa: E402
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]

@@ -1,0 +1,195 @@
+"""Finding files: a full scan (the truth) and watchdog events (hints). Blocking parts run in threads.
+
+Event hints reach the event loop through `on_hint(root_index, abspath)` (called from watchdog's
+thread; the caller makes it thread-safe) and `on_overflow(root_index)` when events were lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from acqd.values import Identity
+
+log = logging.getLogger("acqd.watcher")
+
+NETWORK_FS = {
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "fuse.sshfs",
+    "9p",
+    "afs",
+    "ceph",
+    "fuse.glusterfs",
+    "lustre",
+}
+
+
+class Kind(enum.Enum):
+    FILE = "file"
+    SYMLINK = "symlink"
+    SPECIAL = "special"  # fifo, socket, device node
+    BADNAME = "badname"  # not valid UTF-8
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    relpath: str
+    kind: Kind
+    identity: Identity | None
+
+
+def identity_of(st: os.stat_result) -> Identity:
+    return Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def display(rel: str) -> str:
+    """A printable, storable form of a path that may hold undecodable bytes."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def classify(root: str, rel: str) -> Entry | None:
+    """lstat one path below `root` (never following a symlink). None if it is gone or a directory."""
+    try:
+        st = os.lstat(os.path.join(root, rel))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return _entry(rel, st)
+
+
+def _entry(rel: str, st: os.stat_result) -> Entry | None:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return Entry(display(rel), Kind.BADNAME, identity_of(st))
+    if stat.S_ISREG(st.st_mode):
+        return Entry(rel, Kind.FILE, identity_of(st))
+    if stat.S_ISLNK(st.st_mode):
+        return Entry(rel, Kind.SYMLINK, identity_of(st))
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    return Entry(rel, Kind.SPECIAL, identity_of(st))
+
+
+def scan_tree(root: str, ignored: Callable[[str], bool]) -> Iterator[Entry]:
+    """Every entry below `root` that is not ignored, depth first; symlinked folders are not entered."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            it = os.scandir(os.path.join(root, rel_dir) if rel_dir else root)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError as exc:
+            log.warning("cannot scan %s: %s", os.path.join(root, rel_dir), exc.strerror)
+            continue
+        with it:
+            for de in it:
+                if ignored(de.name):
+                    continue
+                rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(rel)
+                    continue
+                entry = _entry(rel, st)
+                if entry is not None:
+                    yield entry
+
+
+def relative(root: str, path: str) -> str | None:
+    """`path` relative to `root` with '/' separators, or None if it is not below it."""
+    root = root.rstrip("/")
+    if not path.startswith(root + "/"):
+        return None
+    return path[len(root) + 1 :]
+
+
+def is_network_fs(path: Path) -> bool:
+    """True if `path` lies on a filesystem where inotify sees no remote writes (NFS, SMB, ...)."""
+    best, fstype = "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mnt = parts[1].replace("\\040", " ")
+                if (str(path) == mnt or str(path).startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, fstype = mnt, parts[2]
+    except OSError:
+        return False
+    return fstype in NETWORK_FS
+
+
+class _Overflow(logging.Filter):
+    """watchdog rebuilds its inotify watches after IN_Q_OVERFLOW and only logs it: turn that into
+    a rescan request. (Events lost in the overflow are found by that scan.)"""
+
+    def __init__(self, notify: Callable[[], None]) -> None:
+        super().__init__()
+        self._notify = notify
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "overflow" in record.getMessage().lower():
+            self._notify()
+        return True
+
+
+class EventSource:
+    """watchdog observers for the watch roots in events mode; hints only."""
+
+    def __init__(
+        self,
+        roots: list[tuple[int, str]],
+        on_hint: Callable[[int, str], None],
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self._observer: BaseObserver = Observer()
+        self._filter = _Overflow(on_overflow)
+        for index, root in roots:
+            self._observer.schedule(_Handler(index, on_hint), root, recursive=True)
+
+    def start(self) -> None:
+        for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+            logging.getLogger(name).addFilter(self._filter)
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
+        for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+            logging.getLogger(name).removeFilter(self._filter)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, index: int, on_hint: Callable[[int, str], None]) -> None:
+        self._index = index
+        self._on_hint = on_hint
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write", "deleted"):
+            return
+        path = getattr(event, "dest_path", "") or event.src_path
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if event.is_directory:
+            if event.event_type in ("created", "moved"):
+                self._on_hint(self._index, path + "/")  # a new folder: scan it
+            return
+        self._on_hint(self._index, path)
