@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import socket
 import sys
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
+    pretty_exceptions_enable=False,
     help=(
         "acqd: takes every file a microscope camera finishes off the acquisition disk, stores it on central "
         "storage, verifies the copy, and (if configured) frees the local disk. "
@@ -64,9 +68,19 @@ def _errors() -> Iterator[None]:
 
 
 def _setup_logging(verbose: bool) -> None:
+    """Log records go through a queue to a writer thread: a slow stderr or journald never blocks the
+    event loop."""
     journald = bool(os.environ.get("JOURNAL_STREAM"))
     fmt = "%(message)s" if journald else "%(asctime)s %(levelname)s %(message)s"
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(q, handler)
+    listener.start()
+    atexit.register(listener.stop)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(q)]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     logging.getLogger("fsspec").setLevel(logging.WARNING)
 

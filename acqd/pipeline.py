@@ -16,6 +16,7 @@ import os
 import random
 import stat
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -94,7 +95,8 @@ class RunStats:
     retries: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    latencies: list[float] = field(default_factory=list)
+    internal_errors: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # bounded
     last_error: str = ""
 
 
@@ -277,19 +279,32 @@ class Pipeline:
     # -- run ----------------------------------------------------------------------------------
     async def run(self, stop_after: Awaitable[None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await self._cleanup_temps()
+        await self._reconcile()
         async with asyncio.TaskGroup() as tg:
             self._feeders = [
-                tg.create_task(self._scanner(), name="scanner"),
-                tg.create_task(self._intake(), name="intake"),
-                tg.create_task(self._tracker(), name="tracker"),
+                tg.create_task(self._supervised("scanner", self._scanner), name="scanner"),
+                tg.create_task(self._supervised("intake", self._intake), name="intake"),
+                tg.create_task(self._supervised("tracker", self._tracker), name="tracker"),
             ]
             for i in range(self.limits.concurrent_files):
-                tg.create_task(self._worker(), name=f"ship-{i}")
-            tg.create_task(self._manifests(), name="manifests")
+                tg.create_task(self._supervised(f"ship-{i}", self._worker), name=f"ship-{i}")
+            tg.create_task(self._supervised("manifests", self._manifests), name="manifests")
             if self.once:
                 tg.create_task(self._once_monitor(), name="once-monitor")
             tg.create_task(self._stopper(), name="stopper")
+
+    async def _supervised(self, name: str, stage: Callable[[], Awaitable[None]]) -> None:
+        """Run a stage; a bug in it is logged and the stage restarts: one bad moment never kills the daemon."""
+        while True:
+            try:
+                await stage()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.internal_errors += 1
+                log.exception("internal error in stage %s; restarting it", name)
+                await asyncio.sleep(1.0)
 
     def stop(self) -> None:
         """Drain: no new work; files in flight finish (the caller bounds that with a deadline)."""
@@ -347,14 +362,18 @@ class Pipeline:
                 break
         self.stop()
 
-    async def _cleanup_temps(self) -> None:
-        """A restart finds what a crash left: temporaries of files that were not verified."""
+    async def _reconcile(self) -> None:
+        """A restart finds what a crash left: temporaries of files that were not verified, and
+        pending rows whose source is gone."""
         rows = await self._j(self.journal.pending)
         by_root = {c.root: c for c in self.roots}
         for row in rows:
             ctx = by_root.get(row.root)
             if ctx is None:
                 continue
+            if not await self._io(os.path.lexists, os.path.join(ctx.root, row.relpath)):
+                row = await self._j(self.journal.mark, row.id, State.VANISHED, "gone while acqd was not running")
+                self.reporter.outcome("vanished", row)
             try:
                 if await self._io(ctx.tier.remove_temp, self._dest(ctx, row)):
                     log.info("removed a stale temporary of %r at the destination", row.relpath)
@@ -413,10 +432,17 @@ class Pipeline:
                 for index, rels in groups.items():
                     ctx = by_index[index]
                     todo = []
+                    now = self.mono()
                     for rel in rels:
-                        if (index, rel) in self.in_flight:
-                            self._rehint.add((index, rel))
-                        elif (index, rel) not in self.candidates:
+                        key = (index, rel)
+                        if key in self.in_flight:
+                            self._rehint.add(key)
+                        elif key in self.candidates:
+                            c = self.candidates[key]
+                            if not c.settled and c.check_at > now:  # activity: look again now
+                                c.check_at = now
+                                self._schedule(c)
+                        else:
                             todo.append(rel)
                     if todo:
                         entries = await self._io(lambda c=ctx, t=todo: [classify(c.root, r) for r in t])
@@ -495,10 +521,12 @@ class Pipeline:
             self._tracker_wake.clear()
             now = self.mono()
             due: list[Candidate] = []
+            keys: set[tuple[int, str]] = set()
             while self._heap and self._heap[0][0] <= now and len(due) < 512:
                 check_at, _, key = heapq.heappop(self._heap)
                 c = self.candidates.get(key)
-                if c is not None and c.check_at == check_at:
+                if c is not None and c.check_at == check_at and key not in keys:
+                    keys.add(key)
                     due.append(c)
             if not due:
                 timeout = (self._heap[0][0] - now) if self._heap else 3600.0
@@ -508,11 +536,12 @@ class Pipeline:
             looks = await self._io(lambda d=due: [self._look(c) for c in d])
             now = self.mono()
             for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
-                await self._settle_one(c, entry, fmt_ok, marker, now)
+                if self.candidates.get(c.key) is c:  # still the same candidate after the await
+                    await self._settle_one(c, entry, fmt_ok, marker, now)
 
     async def _settle_one(self, c: Candidate, entry: Entry | None, fmt_ok: bool, marker: bool, now: float) -> None:
         if entry is not None and entry.kind is not Kind.FILE:
-            del self.candidates[c.key]
+            self.candidates.pop(c.key, None)
             await self._admit(c.ctx, [entry])  # it became a symlink or a FIFO: the journal decides
             return
         current = entry.identity if entry is not None else None
@@ -530,7 +559,7 @@ class Pipeline:
                 c.check_at = d.check_at
                 self._schedule(c)
                 return
-        del self.candidates[c.key]
+        self.candidates.pop(c.key, None)
         if verdict is Verdict.GONE:
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
                 row = await self._j(self.journal.mark, c.row.id, State.VANISHED, "vanished before it was shipped")

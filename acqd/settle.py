@@ -77,8 +77,13 @@ def mrc_expected_size(header: bytes) -> int | None:
     return None
 
 
+_TIFF_TYPE = {3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}  # SHORT, LONG, LONG8
+_OFFSETS_TAGS = {273: 279, 324: 325}  # StripOffsets -> StripByteCounts, TileOffsets -> TileByteCounts
+
+
 def tiff_chain_complete(read: Callable[[int, int], bytes], size: int, max_ifds: int = 1_000_000) -> bool:
-    """True if the TIFF's IFD chain parses to its end within `size` bytes (classic and BigTIFF)."""
+    """True if the TIFF's IFD chain parses to its end within `size` bytes and every strip or tile it
+    points to lies inside the file (classic TIFF and BigTIFF)."""
     head = read(0, 16)
     if len(head) < 8 or head[:2] not in (b"II", b"MM"):
         return False
@@ -102,11 +107,36 @@ def tiff_chain_complete(read: Callable[[int, int], bytes], size: int, max_ifds: 
             return False
         (count,) = struct.unpack(bo + count_fmt, raw)
         nxt = offset + count_len + count * entry_len
-        if nxt + off_len > size:
+        if nxt + off_len > size or count > 10_000:
             return False
+        entries = read(offset + count_len, count * entry_len)
         raw = read(nxt, off_len)
-        if len(raw) < off_len:
+        if len(raw) < off_len or len(entries) < count * entry_len:
             return False
+        values: dict[int, list[int]] = {}
+        for i in range(count):
+            e = entries[i * entry_len : (i + 1) * entry_len]
+            tag, typ = struct.unpack_from(bo + "HH", e, 0)
+            if tag not in _OFFSETS_TAGS and tag not in _OFFSETS_TAGS.values():
+                continue
+            if typ not in _TIFF_TYPE:
+                return False
+            fmt, width = _TIFF_TYPE[typ]
+            (n,) = struct.unpack_from(bo + off_fmt, e, 4)
+            if n * width <= off_len:
+                data = e[4 + off_len : 4 + off_len + n * width]
+            else:
+                (where,) = struct.unpack_from(bo + off_fmt, e, 4 + off_len)
+                if where + n * width > size:
+                    return False
+                data = read(where, n * width)
+            if len(data) < n * width:
+                return False
+            values[tag] = list(struct.unpack(f"{bo}{n}{fmt}", data))
+        for off_tag, cnt_tag in _OFFSETS_TAGS.items():
+            offs, cnts = values.get(off_tag, []), values.get(cnt_tag, [])
+            if any(o + c > size for o, c in zip(offs, cnts, strict=False)):
+                return False
         (offset,) = struct.unpack(bo + off_fmt, raw)
     return bool(seen)
 

@@ -95,26 +95,37 @@ class Tier:
 
     # -- writes -------------------------------------------------------------------------------
     def write_atomic(self, rel: str, chunks: Iterable[bytes]) -> int:
+        """Stream `chunks` to a hidden temporary, make it durable, then rename it to `rel`.
+
+        Only the filesystem calls are translated into storage errors; an error raised by `chunks`
+        (the source side) propagates as it is. Either way the temporary is removed.
+        """
         final = self.path(rel)
         tmp = self.path(temp_name(rel))
         written = 0
-        with self._edge("write", rel):
+        with self._edge("open", rel):
             parent = posixpath.dirname(final)
             if parent:
                 self.fs.makedirs(parent, exist_ok=True)
-            try:
-                with self.fs.open(tmp, "wb") as f:
-                    for block in chunks:
-                        if block:
-                            f.write(block)
-                            written += len(block)
-                    f.flush()
-                    if self.local:
-                        os.fsync(f.fileno())
+            f = self.fs.open(tmp, "wb")
+        try:
+            for block in chunks:
+                if block:
+                    with self._edge("write", rel):
+                        f.write(block)
+                    written += len(block)
+            with self._edge("write", rel):
+                f.flush()
+                if self.local:
+                    os.fsync(f.fileno())
+                f.close()
+            with self._edge("rename", rel):
                 self._rename(tmp, final)
-            except BaseException:
-                self._discard(tmp)
-                raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                f.close()
+            self._discard(tmp)
+            raise
         return written
 
     def _rename(self, tmp: str, final: str) -> None:

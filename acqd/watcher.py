@@ -183,7 +183,7 @@ class _Handler(FileSystemEventHandler):
         self._on_hint = on_hint
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write", "deleted"):
+        if event.event_type in ("opened", "closed_no_write"):
             return
         path = getattr(event, "dest_path", "") or event.src_path
         if isinstance(path, bytes):

@@ -1,0 +1,3 @@
+from acqd.cli import main
+
+main()

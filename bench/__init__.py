@@ -1,0 +1,1 @@
+"""The comparative benchmark harness (see BENCHMARKS.md once it exists)."""

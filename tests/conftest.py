@@ -1,0 +1,136 @@
+"""Shared test helpers: the real daemon as a child process, journals read back, service gating."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from acqd.journal import Journal
+
+REQUIRE = os.environ.get("ACQD_REQUIRE_SERVICES") == "1"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def need(binary: str, why: str = "") -> str:
+    """Path of a program the test needs; skip with the reason (fail under ACQD_REQUIRE_SERVICES=1)."""
+    path = shutil.which(binary)
+    if path is None:
+        msg = f"{binary} not installed{': ' + why if why else ''}"
+        if REQUIRE:
+            pytest.fail(msg + " (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip(msg)
+    return path
+
+
+def unprivileged_prefix() -> list[str]:
+    """As root, permission bits do not stop reads or writes: run the daemon without the capabilities
+    that bypass them, so permission tests mean the same for root (CI) and a user."""
+    if os.geteuid() != 0:
+        return []
+    need("setpriv", "needed to drop CAP_DAC_OVERRIDE when tests run as root")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def acqd_cmd(*args: str, drop_caps: bool = False) -> list[str]:
+    return [*(unprivileged_prefix() if drop_caps else []), sys.executable, "-m", "acqd", *args]
+
+
+def run_acqd(*args: str, timeout: float = 120, drop_caps: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(acqd_cmd(*args, drop_caps=drop_caps), capture_output=True, text=True, timeout=timeout)
+
+
+class Background:
+    """`acqd run` as a child process."""
+
+    def __init__(self, *args: str, drop_caps: bool = False) -> None:
+        # output goes to files: a pipe nobody reads would fill up and block the daemon's logging
+        self.out = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the process)
+        self.err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(acqd_cmd(*args, drop_caps=drop_caps), stdout=self.out, stderr=self.err, text=True)
+
+    def stderr(self) -> str:
+        self.err.seek(0)
+        return self.err.read()
+
+    def terminate(self, timeout: float = 60) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+        return self.proc.returncode, self.stderr()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll an observable condition with a deadline (used only against a child process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def journal_states(state_dir: Path) -> dict[str, str]:
+    """relpath -> state of the current version of every file in the journal."""
+    path = state_dir / "journal.sqlite"
+    if not path.exists():
+        return {}
+    j = Journal(path, readonly=True)
+    try:
+        rows = j._db.execute("SELECT relpath, state FROM files WHERE current = 1").fetchall()
+        return {r: s for r, s in rows}
+    finally:
+        j.close()
+
+
+def journal_rows(state_dir: Path) -> list[tuple[str, str, str | None, int]]:
+    j = Journal(state_dir / "journal.sqlite", readonly=True)
+    try:
+        return j._db.execute("SELECT relpath, state, reason, version FROM files ORDER BY relpath, version").fetchall()
+    finally:
+        j.close()
+
+
+def digest(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every regular file below `root` (relative path -> content)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()
+    }
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
+    """(watch, dest, state) folders; permissions are restored afterwards so pytest can clean up."""
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    for d in (watch, dest, state):
+        d.mkdir()
+    yield watch, dest, state
+    for p in tmp_path.rglob("*"):
+        try:
+            if p.is_dir() and not p.is_symlink():
+                p.chmod(0o755)
+        except OSError:
+            pass

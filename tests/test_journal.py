@@ -1,0 +1,91 @@
+"""The SQLite journal: transitions enforced, restart reconciliation, versions, append-only audit."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from acqd.errors import JournalError
+from acqd.journal import Journal, Observation
+from acqd.states import IllegalTransition, Observed
+from acqd.values import Identity, SourceRef, State, WriteResult
+
+ROOT = "/data/acq"
+
+
+def obs(rel: str, ident: Identity, release: bool = False) -> Observation:
+    return Observation(SourceRef(ROOT, rel), ident, "generic", release)
+
+
+@pytest.fixture
+def j(tmp_path: Path) -> Journal:
+    clock = iter(range(1_000_000))
+    return Journal(tmp_path / "journal.sqlite", clock=lambda: float(next(clock)))
+
+
+def ship(j: Journal, file_id: int, ident: Identity) -> None:
+    j.mark_complete(file_id, ident, "still")
+    res = WriteResult("xxh3-128:00", ident.size, ident.size, "none")
+    j.record_stored(file_id, "central", f"x/{file_id}", "copy", res)
+    j.record_verified(file_id, "central", f"x/{file_id}")
+
+
+def test_lifecycle_and_restart_reconcile(j: Journal) -> None:
+    a = Identity(10, 1, 1)
+    [(action, row)] = j.observe_many([obs("s1/a.raw", a)])
+    assert action is Observed.NEW and row.state is State.SEEN and row.session == "s1"
+    [(action, row2)] = j.observe_many([obs("s1/a.raw", a)])
+    assert action is Observed.TRACK and row2.id == row.id
+    ship(j, row.id, a)
+    [(action, _)] = j.observe_many([obs("s1/a.raw", a)])
+    assert action is Observed.SKIP  # a restart never re-ships a verified file
+    [(action, _)] = j.observe_many([obs("s1/a.raw", a, release=True)])
+    assert action is Observed.RELEASE
+    b = Identity(20, 2, 1)
+    [(action, row3)] = j.observe_many([obs("s1/a.raw", b)])
+    assert action is Observed.NEW_VERSION and row3.version == 2 and row3.id != row.id
+    assert [r.version for r in j.find_versions("s1/a.raw")] == [2, 1]
+    assert j.counts()["verified"]["files"] == 1 and j.counts()["seen"]["files"] == 1
+
+
+def test_illegal_transition_raises_and_changes_nothing(j: Journal) -> None:
+    [(_, row)] = j.observe_many([obs("a", Identity(1, 1, 1))])
+    with pytest.raises(IllegalTransition):
+        j.mark(row.id, State.RELEASED)
+    assert j.get(row.id).state is State.SEEN
+
+
+def test_audit_is_append_only(j: Journal) -> None:
+    [(_, row)] = j.observe_many([obs("a", Identity(1, 1, 1))])
+    j.mark(row.id, State.QUARANTINED, "zero-byte")
+    actions = [a for _, _, a, _ in j.audit_log(row.id)]
+    assert actions == ["seen", "quarantined"]
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        j._db.execute("DELETE FROM audit")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        j._db.execute("UPDATE audit SET action = 'x'")
+
+
+def test_quarantined_is_reexamined_when_it_changes(j: Journal) -> None:
+    a = Identity(1, 1, 1, ctime_ns=5)
+    [(_, row)] = j.observe_many([obs("a", a)])
+    j.mark(row.id, State.QUARANTINED, "unreadable")
+    [(action, _)] = j.observe_many([obs("a", a)])
+    assert action is Observed.SKIP
+    [(action, row)] = j.observe_many([obs("a", Identity(1, 1, 1, ctime_ns=6))])
+    assert action is Observed.RESET and row.state is State.SEEN
+
+
+def test_corrupt_journal_is_a_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "journal.sqlite"
+    p.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(JournalError, match="journal"):
+        Journal(p)
+    assert p.read_bytes().startswith(b"this is not a database")  # untouched
+
+
+def test_readonly_journal_missing(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="no journal"):
+        Journal(tmp_path / "nope.sqlite", readonly=True)

@@ -1,0 +1,193 @@
+"""Pure decisions tested from tables: the journal state machine, observation reconcile, settle."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
+from acqd.states import TRANSITIONS, IllegalTransition, Observed, on_observed, transition
+from acqd.units import parse_duration, parse_size
+from acqd.values import Identity, State
+
+S = State
+ALL = list(State)
+LEGAL = {
+    (S.SEEN, S.COMPLETE),
+    (S.SEEN, S.QUARANTINED),
+    (S.SEEN, S.VANISHED),
+    (S.SEEN, S.SEEN),
+    (S.COMPLETE, S.STORED),
+    (S.COMPLETE, S.COMPLETE),
+    (S.COMPLETE, S.QUARANTINED),
+    (S.COMPLETE, S.VANISHED),
+    (S.COMPLETE, S.SEEN),
+    (S.STORED, S.VERIFIED),
+    (S.STORED, S.COMPLETE),
+    (S.STORED, S.QUARANTINED),
+    (S.STORED, S.VANISHED),
+    (S.STORED, S.SEEN),
+    (S.VERIFIED, S.RELEASED),
+    (S.QUARANTINED, S.SEEN),
+    (S.VANISHED, S.SEEN),
+}
+
+
+@pytest.mark.parametrize("old", ALL)
+@pytest.mark.parametrize("new", ALL)
+def test_transition_table(old: State, new: State) -> None:
+    if (old, new) in LEGAL:
+        assert transition(old, new) is new
+    else:
+        with pytest.raises(IllegalTransition):
+            transition(old, new)
+
+
+def test_no_way_back_from_verified_except_release() -> None:
+    assert TRANSITIONS[S.VERIFIED] == {S.RELEASED}
+    assert TRANSITIONS[S.RELEASED] == frozenset()
+
+
+A = Identity(100, 1_000, 7, 5)
+A_CHMOD = Identity(100, 1_000, 7, 9)
+B = Identity(120, 2_000, 7, 9)
+
+
+@pytest.mark.parametrize(
+    ("state", "known", "now", "release", "expected"),
+    [
+        (None, None, A, False, Observed.NEW),
+        (S.SEEN, A, A, False, Observed.TRACK),
+        (S.COMPLETE, A, A, False, Observed.TRACK),
+        (S.STORED, A, A, False, Observed.TRACK),
+        (S.STORED, A, B, False, Observed.RESET),
+        (S.VERIFIED, A, A, False, Observed.SKIP),
+        (S.VERIFIED, A, A, True, Observed.RELEASE),
+        (S.VERIFIED, A, A_CHMOD, True, Observed.RELEASE),
+        (S.VERIFIED, A, B, True, Observed.NEW_VERSION),
+        (S.RELEASED, A, B, True, Observed.NEW_VERSION),
+        (S.RELEASED, A, A, True, Observed.SKIP),
+        (S.QUARANTINED, A, A, False, Observed.SKIP),
+        (S.QUARANTINED, A, A_CHMOD, False, Observed.RESET),
+        (S.QUARANTINED, A, B, False, Observed.RESET),
+        (S.VANISHED, A, A, False, Observed.RESET),
+    ],
+)
+def test_on_observed(
+    state: State | None, known: Identity | None, now: Identity, release: bool, expected: Observed
+) -> None:
+    assert on_observed(state, known, now, release) is expected
+
+
+@pytest.mark.parametrize(
+    ("stable", "since", "current", "now", "kw", "verdict"),
+    [
+        (A, 0.0, None, 10.0, {}, Verdict.GONE),
+        (A, 0.0, A, 1.0, {}, Verdict.WAIT),
+        (A, 0.0, A, 3.0, {}, Verdict.COMPLETE),
+        (A, 0.0, B, 3.0, {}, Verdict.CHANGED),
+        (B, 0.0, A, 3.0, {}, Verdict.CHANGED),  # shrank
+        (A, 0.0, A, 0.1, {"format_complete": True}, Verdict.COMPLETE),
+        (A, 0.0, B, 0.1, {"marker_present": True}, Verdict.COMPLETE),
+        (Identity(0, 1, 1), 0.0, Identity(0, 1, 1), 0.1, {"format_complete": True}, Verdict.WAIT),
+    ],
+)
+def test_settle_decide(
+    stable: Identity, since: float, current: Identity | None, now: float, kw: dict[str, bool], verdict: Verdict
+) -> None:
+    d = decide(3.0, stable, since, current, now, **kw)
+    assert d.verdict is verdict
+    if verdict in (Verdict.WAIT, Verdict.CHANGED):
+        assert d.check_at > now
+
+
+def test_changed_restarts_the_window() -> None:
+    d = decide(3.0, A, 0.0, B, 2.5)
+    assert d.verdict is Verdict.CHANGED and d.check_at == pytest.approx(5.5)
+
+
+def _mrc_header(nx: int, ny: int, nz: int, mode: int, nsymbt: int = 0, big: bool = False) -> bytes:
+    bo = ">" if big else "<"
+    h = bytearray(1024)
+    struct.pack_into(bo + "4i", h, 0, nx, ny, nz, mode)
+    struct.pack_into(bo + "i", h, 92, nsymbt)
+    h[212:214] = b"\x11\x11" if big else b"\x44\x44"
+    return bytes(h)
+
+
+@pytest.mark.parametrize(
+    ("args", "size"),
+    [
+        ((16, 16, 348, 6), 1024 + 16 * 16 * 348 * 2),
+        ((4096, 4096, 1, 6, 131072), 1024 + 131072 + 4096 * 4096 * 2),
+        ((5760, 4092, 40, 0), 1024 + 5760 * 4092 * 40),
+        ((10, 10, 3, 2, 0, True), 1024 + 10 * 10 * 3 * 4),
+        ((11, 10, 1, 101), 1024 + 55),
+    ],
+)
+def test_mrc_expected_size(args: tuple[int, ...], size: int) -> None:
+    assert mrc_expected_size(_mrc_header(*args)) == size
+
+
+def test_mrc_rejects_garbage() -> None:
+    assert mrc_expected_size(b"\x00" * 1024) is None
+    assert mrc_expected_size(b"short") is None
+    assert mrc_expected_size(_mrc_header(10, 10, 1, 77)) is None
+
+
+def _tiff(n_ifds: int, next_last: int = 0) -> bytes:
+    data = bytearray(b"II*\x00" + struct.pack("<I", 8))
+    for i in range(n_ifds):
+        off = len(data)
+        nxt = off + 2 + 12 + 4 if i < n_ifds - 1 else next_last
+        data += struct.pack("<H", 1) + struct.pack("<HHII", 256, 4, 1, 16) + struct.pack("<I", nxt)
+    return bytes(data)
+
+
+def _reader(data: bytes):  # type: ignore[no-untyped-def]
+    return lambda off, n: data[off : off + n]
+
+
+def test_tiff_chain() -> None:
+    good = _tiff(5)
+    assert tiff_chain_complete(_reader(good), len(good))
+    truncated = good[:-10]
+    assert not tiff_chain_complete(_reader(truncated), len(truncated))
+    dangling = _tiff(2, next_last=10_000)
+    assert not tiff_chain_complete(_reader(dangling), len(dangling))
+    loop = _tiff(1, next_last=8)
+    assert not tiff_chain_complete(_reader(loop), len(loop))
+    assert not tiff_chain_complete(_reader(b"GIF89a.."), 8)
+
+
+def test_tiff_chain_from_tifffile(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    import tifffile
+
+    p = tmp_path / "s.tif"
+    tifffile.imwrite(p, np.zeros((3, 8, 8), np.uint16), photometric="minisblack")
+    data = p.read_bytes()
+    assert tiff_chain_complete(_reader(data), len(data))
+    assert not tiff_chain_complete(_reader(data[: len(data) // 2]), len(data) // 2)
+
+
+def test_marker_name() -> None:
+    assert marker_name("{name}.done", "a.mrc") == "a.mrc.done"
+    assert marker_name("{stem}.xml", "FoilHole_1.mrc") == "FoilHole_1.xml"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("2s", 2), ("5m", 300), ("14d", 14 * 86400), (3, 3)])
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["-1s", "fast", "1y", "", True])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("text", "n"), [("512MiB", 512 << 20), ("2GB", 2_000_000_000), (4096, 4096), ("1 KiB", 1024)])
+def test_sizes(text: str | int, n: int) -> None:
+    assert parse_size(text) == n

@@ -1,0 +1,164 @@
+"""The storage contract: one set of tests run against every tier backend."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from acqd.checksum import Hasher
+from acqd.codec import stream_codec
+from acqd.errors import PermanentError, SourceChangedError, TransientError, VerifyError
+from acqd.layouts import build_layout
+from acqd.storage import DestinationError, Tier, temp_name, translate
+from acqd.values import WriteResult
+from tests.conftest import need
+
+
+@pytest.fixture(params=["file", "memory"])
+def tier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tier]:
+    if request.param == "file":
+        yield Tier("central", f"file://{tmp_path}/central")
+    else:
+        t = Tier("central", f"memory://acqd-test-{uuid.uuid4().hex}")
+        yield t
+        t.fs.rm(t.root, recursive=True)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_atomic_write_is_invisible_until_committed(tier: Tier) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"a" * 1000
+        visible = [p for p in tier.find() if not p.rpartition("/")[2].startswith(".")]
+        assert visible == [], "something is visible under a final name before the commit"
+        yield b"b" * 1000
+
+    assert tier.write_atomic("inst/s/f.raw", chunks()) == 2000
+    assert tier.find() == ["inst/s/f.raw"]
+    with tier.open_read("inst/s/f.raw") as f:
+        assert f.read() == b"a" * 1000 + b"b" * 1000
+
+
+def test_failed_write_leaves_nothing(tier: Tier) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"x" * 100
+        raise Boom()
+
+    with pytest.raises(Boom):
+        tier.write_atomic("inst/s/f.raw", chunks())
+    assert [p for p in tier.find() if not p.endswith("/")] == []
+
+
+def test_overwrite_replaces_whole(tier: Tier) -> None:
+    tier.write_atomic("a/f", [b"old content that is longer"])
+    tier.write_atomic("a/f", [b"new"])
+    with tier.open_read("a/f") as f:
+        assert f.read() == b"new"
+    assert tier.size("a/f") == 3
+    assert tier.size("a/missing") is None
+
+
+def test_stale_temporary_is_found_and_removed(tier: Tier) -> None:
+    tier.fs.makedirs(tier.path("a"), exist_ok=True)
+    with tier.fs.open(tier.path(temp_name("a/f.raw")), "wb") as f:
+        f.write(b"half")
+    assert tier.remove_temp("a/f.raw") is True
+    assert tier.remove_temp("a/f.raw") is False
+    assert tier.find() == []
+
+
+def test_delete(tier: Tier) -> None:
+    tier.write_atomic("a/f", [b"1"])
+    tier.remove("a/f")
+    assert not tier.exists("a/f")
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls"),
+    [
+        (PermissionError(errno.EACCES, "denied"), DestinationError),
+        (OSError(errno.EROFS, "ro"), DestinationError),
+        (OSError(errno.ENOSPC, "full"), TransientError),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), TransientError),
+        (TimeoutError("slow"), TransientError),
+        (RuntimeError("odd"), TransientError),
+    ],
+)
+def test_error_table(exc: BaseException, cls: type) -> None:
+    mapped = translate("central", "write", "a/f", exc)
+    assert type(mapped) is cls
+    assert "tier central: write a/f" in str(mapped)
+    assert isinstance(mapped, TransientError | PermanentError)
+
+
+# --- the copy layout through each tier -------------------------------------------------------
+
+
+class _Src:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.data[self.pos : self.pos + n]
+        self.pos += len(b)
+        return b
+
+
+@pytest.mark.parametrize("compress", ["none", "zstd"])
+def test_copy_layout_roundtrip(tier: Tier, compress: str, tmp_path: Path) -> None:
+    data = os.urandom(300_000) + bytes(700_000)
+    layout = build_layout("copy", compress, chunk=64 * 1024)
+    dest = layout.dest_name("inst/s/f.raw")
+    res = layout.write(_Src(data), len(data), tier, dest)  # type: ignore[arg-type]
+    h = Hasher()
+    h.update(data)
+    assert res.source_checksum == h.hexdigest() and res.source_bytes == len(data)
+    if compress == "zstd":
+        assert dest.endswith(".zst") and res.stored_bytes < len(data)
+    layout.verify(tier, dest, res)
+    out = tmp_path / "restored"
+    with open(out, "wb") as f:
+        assert layout.restore(tier, dest, f) == res.source_checksum
+    assert out.read_bytes() == data
+
+
+def test_verify_catches_a_corrupt_copy(tier: Tier) -> None:
+    data = os.urandom(50_000)
+    layout = build_layout("copy", "none", chunk=64 * 1024)
+    res = layout.write(_Src(data), len(data), tier, "a/f")  # type: ignore[arg-type]
+    tier.write_atomic("a/f", [data[:-1] + bytes([data[-1] ^ 1])])  # bit rot
+    with pytest.raises(VerifyError):
+        layout.verify(tier, "a/f", res)
+    with pytest.raises(VerifyError, match="stored size"):
+        layout.verify(tier, "a/f", WriteResult(res.source_checksum, res.source_bytes, 1, "none"))
+
+
+def test_source_that_shrinks_mid_copy_is_not_committed(tier: Tier) -> None:
+    layout = build_layout("copy", "zstd", chunk=64 * 1024)
+    with pytest.raises(SourceChangedError):
+        layout.write(_Src(b"x" * 1000), 5000, tier, "a/f.zst")  # type: ignore[arg-type]
+    assert tier.find() == []
+
+
+def test_zstd_copy_is_a_standard_frame(tmp_path: Path) -> None:
+    zstd = need("zstd", "checks that `zstd -d` restores the .zst files acqd writes")
+    t = Tier("central", f"file://{tmp_path}/c")
+    data = bytes(range(256)) * 5000
+    layout = build_layout("copy", "zstd", chunk=64 * 1024)
+    layout.write(_Src(data), len(data), t, "f.raw.zst")  # type: ignore[arg-type]
+    subprocess.run([zstd, "-d", "-q", str(tmp_path / "c" / "f.raw.zst"), "-o", str(tmp_path / "f.raw")], check=True)
+    assert (tmp_path / "f.raw").read_bytes() == data
+
+
+def test_stream_codec_names() -> None:
+    assert stream_codec("zstd", 5).spec == "zstd(level=5)"
+    with pytest.raises(ValueError):
+        stream_codec("lzma")
