@@ -116,6 +116,7 @@ def run_demo(base: Path, files: int, rate: float, console: Console) -> int:
         s = summary(j)
     finally:
         j.close()
+    console.print()
     t = Table(title="summary (from the journal)")
     for col in ("state", "files", "bytes"):
         t.add_column(col, justify="right")
