@@ -26,6 +26,7 @@ from acqd.daemon import Daemon, build_tiers, check, journal_path, summary
 from acqd.errors import AcqdError, ConfigError, VerifyError
 from acqd.journal import Journal
 from acqd.layouts import build_layout
+from acqd.logs import JournaldFormatter
 from acqd.states import DONE
 from acqd.units import human_bytes, parse_duration
 
@@ -70,10 +71,11 @@ def _errors() -> Iterator[None]:
 def _setup_logging(verbose: bool) -> None:
     """Log records go through a queue to a writer thread: a slow stderr or journald never blocks the
     event loop."""
-    journald = bool(os.environ.get("JOURNAL_STREAM"))
-    fmt = "%(message)s" if journald else "%(asctime)s %(levelname)s %(message)s"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
+    if os.environ.get("JOURNAL_STREAM"):  # under systemd: priorities, and journald adds the time
+        handler.setFormatter(JournaldFormatter("%(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     listener = logging.handlers.QueueListener(q, handler)
     listener.start()
@@ -126,7 +128,7 @@ def run(
         if settle is not None:
             window = parse_duration(settle)
             cfg = cfg.model_copy(update={"watch": tuple(w.model_copy(update={"settle": window}) for w in cfg.watch)})
-        daemon = Daemon(cfg, once=once, retry_for=parse_duration(retry_for) if once else None)
+        daemon = Daemon(cfg, once=once, retry_for=parse_duration(retry_for) if once else None, config_path=config)
         result = asyncio.run(daemon.run())
         if once:
             j = Journal(journal_path(cfg.state_dir), readonly=True)

@@ -32,6 +32,7 @@ class Placement(Frozen):
 
 class WatchRoot(Frozen):
     path: Path
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="metrics label; default watch<N>")
     detector: str = "generic"
     mode: Literal["auto", "events", "poll"] = Field(
         "auto",
@@ -94,6 +95,10 @@ class MetricsConfig(Frozen):
 class MqttConfig(Frozen):
     url: str = "mqtt://127.0.0.1:1883"
     enabled: bool = True
+    outbox: int = Field(10_000, ge=1, description="events queued while the broker is away; then dropped (counted)")
+    password_file: Path | None = Field(
+        None, description="password for mqtt://user@host; relative paths resolve in $CREDENTIALS_DIRECTORY"
+    )
 
 
 class Config(Frozen):

@@ -14,13 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from acqd.config import Config
-from acqd.errors import ConfigError, JournalError, PermanentError
+from prometheus_client import CollectorRegistry
+
+from acqd.config import Config, MqttConfig, load_config
+from acqd.errors import AcqdError, ConfigError, JournalError, PermanentError
+from acqd.events import EventPublisher
 from acqd.journal import Journal
 from acqd.layouts import build_layout
-from acqd.pipeline import Pipeline, Reporter, RootCtx, RunStats
+from acqd.logs import LogReporter
+from acqd.metrics import Exporter, Metrics
+from acqd.pipeline import Pipeline, RootCtx, RunStats
+from acqd.ports import Reporter
 from acqd.profiles import DetectorProfile, load_profile, search_path
 from acqd.storage import Tier
+from acqd.systemd import Notifier
+from acqd.units import human_bytes
+from acqd.values import Outcome
 from acqd.watcher import EventSource, is_network_fs
 
 log = logging.getLogger("acqd")
@@ -125,8 +134,39 @@ class RunResult:
     pending: int
 
 
+class Fanout:
+    """One outcome to every reporter; one failing reporter does not stop the others."""
+
+    def __init__(self, reporters: list[Reporter]) -> None:
+        self.reporters = reporters
+
+    def outcome(self, o: Outcome) -> None:
+        for r in self.reporters:
+            try:
+                r.outcome(o)
+            except Exception:
+                log.exception("reporter %s failed", type(r).__name__)
+
+
+def watch_name(config: Config, index: int) -> str:
+    return config.watch[index].name or f"watch{index}"
+
+
+def mqtt_password(m: MqttConfig) -> str | None:
+    if m.password_file is None:
+        return None
+    path = m.password_file
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and creds:
+        path = Path(creds) / path
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
+
+
 class Daemon:
-    """Owns the executors, the journal, the pipeline and the watchers for one run."""
+    """Owns the executors, the journal, the pipeline, the watchers and the service plumbing."""
 
     def __init__(
         self,
@@ -135,12 +175,26 @@ class Daemon:
         once: bool = False,
         retry_for: float | None = None,
         reporter: Reporter | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self.once = once
         self.retry_for = retry_for
         self.reporter = reporter
         self.pipeline: Pipeline | None = None
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(
+            self.registry,
+            config.instrument,
+            detectors={w.detector for w in config.watch},
+            tiers=config.tiers,
+            watches=[watch_name(config, i) for i in range(len(config.watch))],
+        )
+        self.metrics.inflight_limit.labels(config.instrument).set(config.limits.inflight_bytes)
+        self.events: EventPublisher | None = None
+        self.exporter: Exporter | None = None
+        self.notifier = Notifier()
 
     async def run(self, install_signals: bool = True, ready: asyncio.Event | None = None) -> RunResult:
         config = self.config
@@ -154,7 +208,24 @@ class Daemon:
             loop = asyncio.get_running_loop()
             journal = await loop.run_in_executor(jexec, Journal, journal_path(config.state_dir))
             events: EventSource | None = None
+            aux: list[asyncio.Task[None]] = []
             try:
+                reporters: list[Reporter] = [LogReporter(), self.metrics]
+                if config.metrics is not None and config.metrics.enabled:
+                    self.exporter = Exporter(self.registry, config.metrics.bind)
+                    log.info("metrics on http://%s/metrics", config.metrics.bind)
+                if config.mqtt is not None and config.mqtt.enabled:
+                    self.events = EventPublisher(
+                        config.mqtt.url,
+                        config.instrument,
+                        outbox=config.mqtt.outbox,
+                        password=mqtt_password(config.mqtt),
+                        on_metric=self.metrics.mqtt,
+                        status_extra=self._status_doc,
+                    )
+                    reporters.append(self.events)
+                if self.reporter is not None:
+                    reporters.append(self.reporter)
                 pipeline = Pipeline(
                     instrument=config.instrument,
                     roots=roots,
@@ -162,7 +233,7 @@ class Daemon:
                     io=io,
                     jexec=jexec,
                     limits=config.limits,
-                    reporter=self.reporter,
+                    reporter=Fanout(reporters),
                     once=self.once,
                     retry_for=self.retry_for,
                 )
@@ -173,25 +244,42 @@ class Daemon:
                 if install_signals:
                     for sig in (signal.SIGTERM, signal.SIGINT):
                         loop.add_signal_handler(sig, self._on_stop, sig)
+                    loop.add_signal_handler(signal.SIGHUP, self._on_reload)
                 task = asyncio.create_task(pipeline.run(), name="pipeline")
+                if self.events is not None:
+                    aux.append(asyncio.create_task(self.events.run(), name="mqtt"))
+                aux.append(asyncio.create_task(self._sampler(io), name="sampler"))
+                if self.notifier.watchdog_seconds:
+                    aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
                 if events is not None:
                     await loop.run_in_executor(None, events.start)
                 log.info("acqd started: %d watch root(s), instrument %s", len(roots), config.instrument)
+                self.notifier.ready(self._status_line())
                 if ready is not None:
                     ready.set()
                 await self._drain(task, pipeline)
                 await pipeline.flush_manifests()
+                if self.events is not None:
+                    await self.events.close()
                 pending = len(await loop.run_in_executor(jexec, journal.pending))
                 code = pipeline.outcome_code
                 if self.once and pending and code == 0:
                     code = 1
                 return RunResult(code, pipeline.stats, pending)
             finally:
+                for t in aux:
+                    t.cancel()
+                for t in aux:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
                 if install_signals:
-                    for sig in (signal.SIGTERM, signal.SIGINT):
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                         loop.remove_signal_handler(sig)
                 if events is not None:
                     events.stop()
+                if self.exporter is not None:
+                    self.exporter.close()
+                self.notifier.close()
                 io.shutdown(wait=True, cancel_futures=True)
                 await loop.run_in_executor(jexec, journal.close)
                 jexec.shutdown(wait=True)
@@ -217,12 +305,94 @@ class Daemon:
 
     def _on_stop(self, sig: signal.Signals) -> None:
         log.info("%s: stopping (finishing files in flight, taking no new ones)", sig.name)
+        self.stop()
+
+    def stop(self) -> None:
+        self.notifier.stopping()
         if self.pipeline is not None:
             self.pipeline.stop()
 
-    def stop(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.stop()
+    def _on_reload(self) -> None:
+        """SIGHUP: re-read the configuration's detector profiles and settle/ignore rules; keep the old
+        ones if the new ones are bad. Work in flight is not dropped."""
+        self.notifier.reloading()
+        try:
+            self.reload()
+            self.metrics.reloads.labels(self.config.instrument, "ok").inc()
+        except AcqdError as exc:
+            self.metrics.reloads.labels(self.config.instrument, "failed").inc()
+            log.error("reload failed, keeping the running configuration: %s", exc)
+        self.notifier.ready(self._status_line())
+
+    def reload(self) -> None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        new = load_config(self.config_path) if self.config_path is not None else self.config
+        if [w.path for w in new.watch] != [w.path for w in self.config.watch] or new.tiers != self.config.tiers:
+            log.warning("reload: watch roots and tiers change only with a restart; applying the rest")
+        profiles = load_profiles(new)
+        for ctx in pipeline.roots:
+            w = next((w for w in new.watch if w.path == ctx.watch.path), None)
+            if w is None:
+                continue
+            profile = profiles[w.detector]
+            ctx.watch, ctx.profile = w, profile
+            ctx.window = w.settle if w.settle is not None else profile.settle.window
+        self.config = new
+        log.info("reloaded configuration and detector profiles")
+
+    # -- service plumbing ---------------------------------------------------------------------
+    def _status_doc(self) -> dict[str, object]:
+        p = self.pipeline
+        if p is None:
+            return {}
+        snap = p.snapshot()
+        return {"backlog_files": snap.backlog_files, "backlog_bytes": snap.backlog_bytes, "verified": p.stats.verified}
+
+    def _status_line(self) -> str:
+        p = self.pipeline
+        if p is None:
+            return "starting"
+        s, snap = p.stats, p.snapshot()
+        ratio = s.bytes_in / s.bytes_out if s.bytes_out else 0.0
+        return (
+            f"verified {s.verified} files ({human_bytes(s.bytes_in)}, ratio {ratio:.2f}); "
+            f"backlog {snap.backlog_files} files ({human_bytes(snap.backlog_bytes)}), "
+            f"oldest {snap.oldest_pending_seconds:.0f}s; quarantined {s.quarantined}"
+        )
+
+    async def _sampler(self, io: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        roots = [(watch_name(self.config, i), str(w.path)) for i, w in enumerate(self.config.watch)]
+
+        def disks() -> dict[str, tuple[int, int]]:
+            out = {}
+            for name, path in roots:
+                try:
+                    st = os.statvfs(path)
+                except OSError:
+                    continue
+                out[name] = (st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
+            return out
+
+        tick = 0
+        while True:
+            p = self.pipeline
+            if p is not None:
+                self.metrics.sample(p.snapshot(), await loop.run_in_executor(io, disks))
+                if tick % 10 == 0:
+                    self.notifier.status(self._status_line())
+            tick += 1
+            await asyncio.sleep(1.0)
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 from the event loop itself: a stuck loop stops the pings and systemd restarts us."""
+        assert self.notifier.watchdog_seconds is not None
+        interval = max(0.05, self.notifier.watchdog_seconds / 2)
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
 
 
 def summary(journal: Journal) -> dict[str, Any]:

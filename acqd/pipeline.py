@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from acqd.config import Limits, WatchRoot
 from acqd.errors import (
@@ -35,31 +35,18 @@ from acqd.errors import (
 )
 from acqd.journal import FileRow, Journal, Observation
 from acqd.manifest import ManifestEntry, build, manifest_path
-from acqd.ports import Layout
+from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import Observed
 from acqd.storage import Tier
-from acqd.values import Identity, SourceRef, State, WriteResult
+from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
 log = logging.getLogger("acqd")
 T = TypeVar("T")
 
 SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
-
-
-class Reporter(Protocol):
-    """Where outcomes go besides the journal: logs here; MQTT events and metrics plug in."""
-
-    def outcome(self, kind: str, row: FileRow, **detail: Any) -> None: ...
-
-
-class LogReporter:
-    def outcome(self, kind: str, row: FileRow, **detail: Any) -> None:
-        extra = " ".join(f"{k}={v}" for k, v in detail.items() if v is not None)
-        level = logging.WARNING if kind in ("quarantined",) else logging.INFO
-        log.log(level, "%s %r %s", kind, row.relpath, extra)
 
 
 @dataclass
@@ -132,6 +119,7 @@ class Candidate:
     settled: bool = False  # complete before; waiting for a retry
     reason: str = ""
     release_only: bool = False
+    born: float = 0.0  # monotonic time it was first admitted (for the oldest-pending gauge)
 
     @property
     def key(self) -> tuple[int, str]:
@@ -205,7 +193,7 @@ class Pipeline:
         io: ThreadPoolExecutor,
         jexec: ThreadPoolExecutor,
         limits: Limits,
-        reporter: Reporter | None = None,
+        reporter: Reporter,
         mono: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
         once: bool = False,
@@ -217,7 +205,7 @@ class Pipeline:
         self.io = io
         self.jexec = jexec
         self.limits = limits
-        self.reporter = reporter or LogReporter()
+        self.reporter = reporter
         self.mono = mono
         self.clock = clock
         self.once = once
@@ -244,6 +232,33 @@ class Pipeline:
         self._feeders: list[asyncio.Task[None]] = []
 
     # -- helpers ------------------------------------------------------------------------------
+    def _emit(self, kind: str, row: FileRow, **fields: Any) -> None:
+        o = Outcome(
+            kind=kind,
+            relpath=row.relpath,
+            session=row.session,
+            detector=row.detector,
+            version=row.version,
+            source_bytes=row.identity.size,
+            **fields,
+        )
+        try:
+            self.reporter.outcome(o)
+        except Exception:  # a reporter must never stop a file
+            log.exception("reporter failed on %s %r", kind, row.relpath)
+
+    def snapshot(self) -> Snapshot:
+        pending = list(self.candidates.values()) + list(self.in_flight.values())
+        now = self.mono()
+        oldest = max((now - c.born for c in pending), default=0.0)
+        return Snapshot(
+            backlog_files=len(pending),
+            backlog_bytes=sum(c.stable.size for c in pending),
+            oldest_pending_seconds=oldest,
+            inflight_bytes=self.budget.used,
+            in_flight=len(self.in_flight),
+        )
+
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
 
@@ -373,7 +388,7 @@ class Pipeline:
                 continue
             if not await self._io(os.path.lexists, os.path.join(ctx.root, row.relpath)):
                 row = await self._j(self.journal.mark, row.id, State.VANISHED, "gone while acqd was not running")
-                self.reporter.outcome("vanished", row)
+                self._emit("vanished", row, reason="gone while acqd was not running")
             try:
                 if await self._io(ctx.tier.remove_temp, self._dest(ctx, row)):
                     log.info("removed a stale temporary of %r at the destination", row.relpath)
@@ -471,6 +486,8 @@ class Pipeline:
             assert entry.identity is not None
             if action is Observed.SKIP:
                 continue
+            if action in (Observed.NEW, Observed.NEW_VERSION, Observed.RESET):
+                self._emit("seen", row)
             if entry.kind is not Kind.FILE:
                 reason = {
                     Kind.SYMLINK: "symlink: not followed (acqd ships regular files only)",
@@ -480,7 +497,7 @@ class Pipeline:
                 if action is not Observed.RELEASE:
                     await self._quarantine(row, reason)
                 continue
-            c = Candidate(ctx, entry.relpath, row, entry.identity, now, now + ctx.window)
+            c = Candidate(ctx, entry.relpath, row, entry.identity, now, now + ctx.window, born=now)
             if action is Observed.RELEASE:
                 c.release_only = True
                 c.check_at = now
@@ -563,7 +580,7 @@ class Pipeline:
         if verdict is Verdict.GONE:
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
                 row = await self._j(self.journal.mark, c.row.id, State.VANISHED, "vanished before it was shipped")
-                self.reporter.outcome("vanished", row)
+                self._emit("vanished", row, reason="vanished before it was shipped")
             return
         assert current is not None
         if current.size == 0 and not c.release_only:
@@ -606,10 +623,14 @@ class Pipeline:
         t0 = self.mono()
         try:
             row = await self._j(self.journal.mark_complete, c.row.id, c.stable, c.reason)
+            if c.row.state is not State.COMPLETE:
+                self._emit("complete", row, reason=c.reason)
             dest = self._dest(ctx, row)
             res = await self._io(self._write, c, dest)
             await self._j(self.journal.record_stored, row.id, ctx.tier.name, dest, ctx.layout.name, res)
+            t_verify = self.mono()
             await self._io(ctx.layout.verify, ctx.tier, dest, res)
+            t_verify = self.mono() - t_verify
             row = await self._j(self.journal.record_verified, row.id, ctx.tier.name, dest)
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
@@ -621,17 +642,20 @@ class Pipeline:
             if c.row.attempts + 1 >= SOURCE_READ_ATTEMPTS:
                 await self._quarantine(c.row, f"cannot read the source: {exc}")
             else:
-                await self._retry(c, str(exc))
+                await self._retry(c, str(exc), "read")
             return
-        except (TransientError, PermanentError, VerifyError) as exc:
-            await self._retry(c, str(exc))
+        except VerifyError as exc:
+            await self._retry(c, str(exc), "verify")
+            return
+        except (TransientError, PermanentError) as exc:
+            await self._retry(c, str(exc), "write")
             return
         except AcqdError as exc:
-            await self._retry(c, str(exc))
+            await self._retry(c, str(exc), "internal")
             return
         except Exception as exc:  # a bug: never let one file kill the daemon
             log.exception("unexpected error shipping %r", c.rel)
-            await self._retry(c, f"internal error: {type(exc).__name__}: {exc}")
+            await self._retry(c, f"internal error: {type(exc).__name__}: {exc}", "internal")
             return
         finally:
             await self.budget.release(reserved)
@@ -640,14 +664,17 @@ class Pipeline:
         self.stats.bytes_in += res.source_bytes
         self.stats.bytes_out += res.stored_bytes
         self.stats.latencies.append(latency)
-        self.reporter.outcome(
+        self._emit(
             "verified",
             row,
+            tier=ctx.tier.name,
             dest=ctx.tier.url(dest),
-            bytes=res.source_bytes,
-            stored=res.stored_bytes,
+            stored_bytes=res.stored_bytes,
             checksum=res.source_checksum,
-            seconds=round(latency, 3),
+            codec=res.codec,
+            layout=ctx.layout.name,
+            seconds=latency,
+            stages=(*res.stages, ("verify", t_verify)),
         )
         self._dirty.add((ctx.index, row.session))
         if ctx.release:
@@ -675,7 +702,7 @@ class Pipeline:
         if why is None:
             row = await self._j(self.journal.mark, row.id, State.RELEASED, None, path=path)
             self.stats.released += 1
-            self.reporter.outcome("released", row)
+            self._emit("released", row, reason=path)
         elif why == "already gone":
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
         else:
@@ -687,7 +714,7 @@ class Pipeline:
             return
         row = await self._j(self.journal.mark, row.id, State.QUARANTINED, reason)
         self.stats.quarantined += 1
-        self.reporter.outcome("quarantined", row, reason=reason)
+        self._emit("quarantined", row, reason=reason)
 
     async def _requeue_changed(self, c: Candidate, why: str) -> None:
         log.info("re-examining %r: %s", c.rel, why)
@@ -697,21 +724,22 @@ class Pipeline:
         if entry is None:
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
                 row = await self._j(self.journal.mark, c.row.id, State.VANISHED, why)
-                self.reporter.outcome("vanished", row)
+                self._emit("vanished", row, reason=why)
             return
         await self._admit(c.ctx, [entry])
 
-    async def _retry(self, c: Candidate, why: str) -> None:
+    async def _retry(self, c: Candidate, why: str, stage: str) -> None:
         attempts = await self._j(self.journal.bump_attempts, c.row.id, why)
         row = await self._j(self.journal.get, c.row.id)
         self.stats.retries += 1
         self.stats.last_error = why
+        self._emit("retry", row, reason=why, stage=stage)
         delay = min(self.limits.retry_max, self.limits.retry_initial * 2 ** min(attempts - 1, 30))
         delay *= random.uniform(0.8, 1.2)
-        log.warning("retrying %r in %.1fs (attempt %d): %s", c.rel, delay, attempts, why)
+        log.debug("retrying %r in %.1fs (attempt %d)", c.rel, delay, attempts)
         self.in_flight.pop(c.key, None)
         now = self.mono()
-        nc = Candidate(c.ctx, c.rel, row, c.stable, c.since, now + delay, settled=True, reason="retry")
+        nc = Candidate(c.ctx, c.rel, row, c.stable, c.since, now + delay, settled=True, reason="retry", born=c.born)
         self._schedule(nc)
 
     # -- manifests ----------------------------------------------------------------------------

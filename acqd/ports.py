@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import BinaryIO, Protocol
 
-from acqd.values import WriteResult
+from acqd.values import Outcome, WriteResult
 
 
 class TierPort(Protocol):
@@ -48,3 +48,9 @@ class Layout(Protocol):
     def restore(self, tier: TierPort, dest: str, out: BinaryIO) -> str:
         """Write the source form of `dest` to `out`; return the checksum of what was written."""
         ...
+
+
+class Reporter(Protocol):
+    """Where outcomes go besides the journal: logs, metrics, MQTT events. Must not block."""
+
+    def outcome(self, o: Outcome) -> None: ...

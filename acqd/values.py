@@ -56,9 +56,43 @@ class WriteResult:
     source_bytes: int
     stored_bytes: int
     codec: str
+    stages: tuple[tuple[str, float], ...] = ()  # seconds spent reading, encoding, writing
 
 
 @dataclass(slots=True)
 class Counts:
     files: dict[str, int] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Something that happened to one file: what logs, metrics and events are made from."""
+
+    kind: str  # seen, complete, verified, released, quarantined, vanished, retry
+    relpath: str
+    session: str
+    detector: str
+    version: int = 1
+    source_bytes: int = 0
+    tier: str = ""
+    dest: str = ""
+    stored_bytes: int = 0
+    checksum: str = ""
+    codec: str = ""
+    layout: str = ""
+    reason: str = ""
+    stage: str = ""  # retries: the stage that failed (read, write, verify)
+    seconds: float = 0.0  # complete -> verified
+    stages: tuple[tuple[str, float], ...] = ()  # seconds per stage: read, encode, write, verify
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The pipeline's gauges at one moment."""
+
+    backlog_files: int
+    backlog_bytes: int
+    oldest_pending_seconds: float
+    inflight_bytes: int
+    in_flight: int

@@ -7,12 +7,11 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
 from acqd.config import Config
 from acqd.daemon import Daemon
-from acqd.journal import FileRow
 from acqd.storage import Tier
+from acqd.values import Outcome
 from acqd.watcher import EventSource
 
 
@@ -51,8 +50,8 @@ class Recorder:
         self.outcomes: list[tuple[str, str]] = []
         self.changed = asyncio.Condition()
 
-    def outcome(self, kind: str, row: FileRow, **detail: Any) -> None:
-        self.outcomes.append((kind, row.relpath))
+    def outcome(self, o: Outcome) -> None:
+        self.outcomes.append((o.kind, o.relpath))
         asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:

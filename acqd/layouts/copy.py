@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -25,22 +26,36 @@ class CopyLayout:
     def write(self, source: BinaryIO, size: int, tier: TierPort, dest: str) -> WriteResult:
         hasher = Hasher()
         nread = 0
+        t_read = t_encode = 0.0
+        clock = time.perf_counter
 
         def blocks() -> Iterator[bytes]:
-            nonlocal nread
+            nonlocal nread, t_read, t_encode
             enc = self.codec.encoder(size)
-            while block := source.read(self.chunk):
+            while True:
+                t0 = clock()
+                block = source.read(self.chunk)
+                if block:
+                    hasher.update(block)
+                t1 = clock()
+                t_read += t1 - t0
+                if not block:
+                    break
                 nread += len(block)
                 if nread > size:
                     raise SourceChangedError(f"grew while being read (more than {size} bytes)")
-                hasher.update(block)
-                yield enc.compress(block)
+                out = enc.compress(block)
+                t_encode += clock() - t1
+                yield out
             if nread != size:
                 raise SourceChangedError(f"shrank while being read ({nread} of {size} bytes)")
             yield enc.flush()
 
+        start = clock()
         stored = tier.write_atomic(dest, blocks())
-        return WriteResult(hasher.hexdigest(), nread, stored, self.codec.spec)
+        total = clock() - start
+        stages = (("read", t_read), ("encode", t_encode), ("write", max(0.0, total - t_read - t_encode)))
+        return WriteResult(hasher.hexdigest(), nread, stored, self.codec.spec, stages)
 
     def _decoded(self, tier: TierPort, dest: str) -> tuple[str, int]:
         hasher = Hasher()

@@ -1,0 +1,200 @@
+"""MQTT events for downstream pipelines (aiomqtt). The event format is defined here, once.
+
+Topics:
+  acqd/<instrument>/status          retained JSON: online/offline, version, backlog (the last will
+                                     sets it offline when acqd dies without saying goodbye)
+  acqd/<instrument>/events/<type>   QoS 1 JSON with a schema version: file.verified,
+                                     file.quarantined, file.released
+
+A bounded outbox feeds a single sender task that reconnects with jittered exponential backoff. A
+broker that is down never slows the pipeline: `emit` never waits, and a full outbox drops the event
+(counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from acqd import __version__
+from acqd.errors import ConfigError
+from acqd.values import Outcome
+
+log = logging.getLogger("acqd.events")
+
+SCHEMA = "acqd.event/1"
+EVENT_KINDS = {"verified": "file.verified", "quarantined": "file.quarantined", "released": "file.released"}
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
+    """The JSON body of a file event."""
+    body: dict[str, Any] = {
+        "schema": SCHEMA,
+        "id": str(uuid.uuid4()),
+        "type": EVENT_KINDS[o.kind],
+        "time": _now_iso(),
+        "instrument": instrument,
+        "file": {
+            "source": o.relpath,
+            "session": o.session,
+            "version": o.version,
+            "detector": o.detector,
+            "bytes": o.source_bytes,
+        },
+    }
+    if o.kind == "verified":
+        body["copy"] = {
+            "tier": o.tier,
+            "url": o.dest,
+            "layout": o.layout,
+            "codec": o.codec,
+            "stored_bytes": o.stored_bytes,
+            "checksum": o.checksum,
+        }
+        body["seconds"] = round(o.seconds, 6)
+    if o.reason:
+        body["reason"] = o.reason
+    return body
+
+
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int
+    username: str | None = None
+
+    @staticmethod
+    def parse(url: str) -> Broker:
+        u = urlsplit(url)
+        if u.scheme not in ("mqtt", "tcp") or not u.hostname:
+            raise ConfigError(f"mqtt.url: expected mqtt://HOST[:PORT], got {url!r}")
+        return Broker(u.hostname, u.port or 1883, u.username)
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        url: str,
+        instrument: str,
+        *,
+        outbox: int = 10_000,
+        password: str | None = None,
+        on_metric: Callable[[str, float], None] = lambda e, v: None,
+        status_extra: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self.broker = Broker.parse(url)
+        self.instrument = instrument
+        self.password = password
+        self.status_topic = f"acqd/{instrument}/status"
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=outbox)
+        self._metric = on_metric
+        self._status_extra = status_extra
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.dropped = 0
+
+    # -- producer side (never blocks) ---------------------------------------------------------
+    def outcome(self, o: Outcome) -> None:
+        if o.kind in EVENT_KINDS:
+            self.emit(EVENT_KINDS[o.kind], event_payload(self.instrument, o))
+
+    def emit(self, event_type: str, body: dict[str, Any]) -> None:
+        topic = f"acqd/{self.instrument}/events/{event_type}"
+        try:
+            self._outbox.put_nowait((topic, json.dumps(body, sort_keys=True).encode()))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            self._metric("dropped", 1)
+
+    def _status(self, state: str) -> bytes:
+        doc = {
+            "schema": SCHEMA,
+            "state": state,
+            "version": __version__,
+            "instrument": self.instrument,
+            "time": _now_iso(),
+            **(self._status_extra() if state == "online" else {}),
+        }
+        return json.dumps(doc, sort_keys=True).encode()
+
+    # -- the single sender task ---------------------------------------------------------------
+    async def run(self) -> None:
+        backoff = 0.5
+        pending: tuple[str, bytes] | None = None
+        while True:
+            will = aiomqtt.Will(self.status_topic, self._status("offline"), qos=1, retain=True)
+            client = aiomqtt.Client(
+                self.broker.host,
+                self.broker.port,
+                identifier=f"acqd-{self.instrument}-{uuid.uuid4().hex[:8]}",
+                username=self.broker.username,
+                password=self.password,
+                will=will,
+                keepalive=15,
+                timeout=10,
+            )
+            try:
+                async with client:
+                    self._client = client
+                    await client.publish(self.status_topic, self._status("online"), qos=1, retain=True, timeout=10)
+                    self.connected.set()
+                    self._metric("connected", 1)
+                    log.info("MQTT connected to %s:%d", self.broker.host, self.broker.port)
+                    backoff = 0.5
+                    next_status = time.monotonic() + 10
+                    while True:
+                        if pending is None:
+                            try:
+                                pending = await asyncio.wait_for(
+                                    self._outbox.get(), timeout=max(0.1, next_status - time.monotonic())
+                                )
+                            except TimeoutError:
+                                pending = None
+                        if pending is not None:
+                            await client.publish(pending[0], pending[1], qos=1, timeout=10)
+                            pending = None
+                            self._metric("published", 1)
+                        if time.monotonic() >= next_status:
+                            await client.publish(
+                                self.status_topic, self._status("online"), qos=1, retain=True, timeout=10
+                            )
+                            next_status = time.monotonic() + 10
+            except aiomqtt.MqttError as exc:
+                self._client = None
+                if self.connected.is_set():
+                    log.warning(
+                        "MQTT connection lost: %s (events are queued, then dropped when the outbox is full)", exc
+                    )
+                self.connected.clear()
+                self._metric("connected", 0)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, 30.0)
+
+    async def close(self, deadline: float = 5.0) -> None:
+        """Flush what is queued (within a deadline) and say goodbye: status offline, retained."""
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(deadline):
+                while not self._outbox.empty():
+                    topic, payload = self._outbox.get_nowait()
+                    await client.publish(topic, payload, qos=1, timeout=deadline)
+                    self._metric("published", 1)
+                await client.publish(self.status_topic, self._status("offline"), qos=1, retain=True, timeout=deadline)

@@ -1,0 +1,177 @@
+"""Every Prometheus instrument acqd exports, in one place. One registry, passed in; no globals.
+
+Names: prefix `acqd_`, base units (bytes, seconds), `_total` for counters. Labels stay
+low-cardinality: instrument, detector, tier, stage, outcome, watch (a configured name); never a path
+or a user.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from acqd import __version__
+from acqd.errors import ConfigError
+from acqd.values import Outcome, Snapshot
+
+# complete -> verified, and per stage: from a 1 MB file on a fast disk to a multi-GB movie on a slow link
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+OUTCOMES = ("seen", "complete", "verified", "released", "quarantined", "vanished")
+STAGES = ("read", "encode", "write", "verify")
+ERROR_STAGES = ("read", "write", "verify", "internal")
+
+
+class Metrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        instrument: str,
+        detectors: Iterable[str] = (),
+        tiers: Iterable[str] = (),
+        watches: Iterable[str] = (),
+    ) -> None:
+        self.registry = registry
+        self.instrument = instrument
+        r, i = registry, ("instrument",)
+        self.files = Counter("acqd_files", "Files reaching each outcome", (*i, "detector", "outcome"), registry=r)
+        self.file_bytes = Counter(
+            "acqd_file_bytes",
+            "Source bytes of the files reaching each outcome",
+            (*i, "detector", "outcome"),
+            registry=r,
+        )
+        self.read_bytes = Counter(
+            "acqd_read_bytes", "Source bytes read and shipped (verified)", (*i, "detector"), registry=r
+        )
+        self.written_bytes = Counter(
+            "acqd_written_bytes", "Bytes stored on a tier (verified copies)", (*i, "tier"), registry=r
+        )
+        self.ship_seconds = Histogram(
+            "acqd_ship_seconds",
+            "Time from complete to verified, per file",
+            (*i, "detector"),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "acqd_stage_seconds", "Time per stage per file", (*i, "stage"), buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.retries = Counter("acqd_retries", "Files retried, by the stage that failed", (*i, "stage"), registry=r)
+        self.errors = Counter("acqd_errors", "Errors, by stage", (*i, "stage"), registry=r)
+        self.backlog_files = Gauge("acqd_backlog_files", "Files found and not yet verified", i, registry=r)
+        self.backlog_bytes = Gauge("acqd_backlog_bytes", "Bytes of files found and not yet verified", i, registry=r)
+        self.oldest_pending = Gauge(
+            "acqd_oldest_pending_age_seconds", "Age of the oldest file not yet verified (0 if none)", i, registry=r
+        )
+        self.inflight_bytes = Gauge("acqd_inflight_bytes", "File data held in memory now", i, registry=r)
+        self.inflight_limit = Gauge("acqd_inflight_limit_bytes", "Configured cap on file data in memory", i, registry=r)
+        self.watch_free = Gauge(
+            "acqd_watch_free_bytes", "Free bytes on the filesystem of a watch root", (*i, "watch"), registry=r
+        )
+        self.watch_size = Gauge(
+            "acqd_watch_size_bytes", "Size of the filesystem of a watch root", (*i, "watch"), registry=r
+        )
+        self.mqtt_published = Counter(
+            "acqd_mqtt_events_published", "MQTT events delivered to the broker", i, registry=r
+        )
+        self.mqtt_dropped = Counter(
+            "acqd_mqtt_events_dropped", "MQTT events dropped because the outbox was full", i, registry=r
+        )
+        self.mqtt_connected = Gauge("acqd_mqtt_connected", "1 while connected to the MQTT broker", i, registry=r)
+        self.reloads = Counter("acqd_reloads", "Configuration reloads (SIGHUP), by result", (*i, "result"), registry=r)
+        self.build = Info("acqd_build", "acqd version", (*i,), registry=r)
+        self.build.labels(instrument).info({"version": __version__, "python": platform.python_version()})
+        # every series that alerts compare against exists from the start (at 0)
+        for d in detectors:
+            for o in OUTCOMES:
+                self.files.labels(instrument, d, o)
+                self.file_bytes.labels(instrument, d, o)
+            self.read_bytes.labels(instrument, d)
+        for t in tiers:
+            self.written_bytes.labels(instrument, t)
+        for s in ERROR_STAGES:
+            self.retries.labels(instrument, s)
+            self.errors.labels(instrument, s)
+        for w in watches:
+            self.watch_free.labels(instrument, w)
+            self.watch_size.labels(instrument, w)
+        for res in ("ok", "failed"):
+            self.reloads.labels(instrument, res)
+        for g in (
+            self.backlog_files,
+            self.backlog_bytes,
+            self.oldest_pending,
+            self.inflight_bytes,
+            self.inflight_limit,
+            self.mqtt_connected,
+        ):
+            g.labels(instrument).set(0)
+        self.mqtt_published.labels(instrument)
+        self.mqtt_dropped.labels(instrument)
+
+    # -- the pipeline's outcomes (a Reporter) ------------------------------------------------
+    def outcome(self, o: Outcome) -> None:
+        inst = self.instrument
+        if o.kind == "retry":
+            self.retries.labels(inst, o.stage or "internal").inc()
+            self.errors.labels(inst, o.stage or "internal").inc()
+            return
+        if o.kind not in OUTCOMES:
+            return
+        self.files.labels(inst, o.detector, o.kind).inc()
+        self.file_bytes.labels(inst, o.detector, o.kind).inc(o.source_bytes)
+        if o.kind == "verified":
+            self.read_bytes.labels(inst, o.detector).inc(o.source_bytes)
+            self.written_bytes.labels(inst, o.tier).inc(o.stored_bytes)
+            self.ship_seconds.labels(inst, o.detector).observe(o.seconds)
+            for stage, seconds in o.stages:
+                self.stage_seconds.labels(inst, stage).observe(seconds)
+
+    # -- gauges, sampled by the daemon --------------------------------------------------------
+    def sample(self, snap: Snapshot, disks: dict[str, tuple[int, int]]) -> None:
+        inst = self.instrument
+        self.backlog_files.labels(inst).set(snap.backlog_files)
+        self.backlog_bytes.labels(inst).set(snap.backlog_bytes)
+        self.oldest_pending.labels(inst).set(snap.oldest_pending_seconds)
+        self.inflight_bytes.labels(inst).set(snap.inflight_bytes)
+        for watch, (free, size) in disks.items():
+            self.watch_free.labels(inst, watch).set(free)
+            self.watch_size.labels(inst, watch).set(size)
+
+    def mqtt(self, event: str, value: float = 1) -> None:
+        if event == "published":
+            self.mqtt_published.labels(self.instrument).inc(value)
+        elif event == "dropped":
+            self.mqtt_dropped.labels(self.instrument).inc(value)
+        elif event == "connected":
+            self.mqtt_connected.labels(self.instrument).set(value)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """Read a sample back (tests, the demo, the STATUS line)."""
+        return self.registry.get_sample_value(name, {"instrument": self.instrument, **labels})
+
+
+class Exporter:
+    """The HTTP endpoint Prometheus scrapes (a thread of prometheus_client's)."""
+
+    def __init__(self, registry: CollectorRegistry, bind: str) -> None:
+        host, sep, port = bind.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"metrics.bind: expected HOST:PORT, got {bind!r}")
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            server, thread = start_http_server(int(port), addr=host, registry=registry)
+        except OSError as exc:
+            raise ConfigError(f"metrics.bind: cannot listen on {bind}: {exc.strerror}") from None
+        self._server: Any = server
+        self._thread: threading.Thread = thread
+        self.port = int(server.server_address[1])
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
