@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
+from acqd.errors import JournalError
 from acqd.journal import Journal
 
 REQUIRE = os.environ.get("ACQD_REQUIRE_SERVICES") == "1"
@@ -89,10 +91,15 @@ def journal_states(state_dir: Path) -> dict[str, str]:
     path = state_dir / "journal.sqlite"
     if not path.exists():
         return {}
-    j = Journal(path, readonly=True)
+    try:
+        j = Journal(path, readonly=True)
+    except JournalError:
+        return {}
     try:
         rows = j._db.execute("SELECT relpath, state FROM files WHERE current = 1").fetchall()
         return {r: s for r, s in rows}
+    except sqlite3.OperationalError:  # the daemon is still creating the schema
+        return {}
     finally:
         j.close()
 
