@@ -83,8 +83,8 @@ def _setup_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(q)]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("watchdog").setLevel(logging.WARNING)
-    logging.getLogger("fsspec").setLevel(logging.WARNING)
+    for noisy in ("watchdog", "fsspec", "tifffile", "numcodecs", "zarr", "aiomqtt"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if noisy == "tifffile" else logging.WARNING)
 
 
 def _state_dir(config: Path | None, state_dir: Path | None) -> Path:

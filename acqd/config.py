@@ -22,7 +22,10 @@ class Placement(Frozen):
     """Where and how files from one watch root are stored (until a policy file overrides it)."""
 
     tier: str | None = Field(None, description="named tier; default: the first tier")
-    layout: Literal["copy"] = "copy"
+    layout: Literal["profile", "copy", "zarr", "tiff"] = Field(
+        "profile", description="frame files: the detector profile's layout, or copy/zarr/tiff"
+    )
+    codec: dict[str, Any] | None = Field(None, description="frame codec; default: the detector profile's")
     compress: Literal["none", "zstd"] = Field("none", description="copy layout: a standard .zst frame")
     zstd_level: int = Field(3, ge=1, le=19)
     release_local: Literal["never", "after_verify"] = Field(

@@ -24,8 +24,9 @@ from acqd.layouts import build_layout
 from acqd.logs import LogReporter
 from acqd.metrics import Exporter, Metrics
 from acqd.pipeline import Pipeline, RootCtx, RunStats
-from acqd.ports import Reporter
+from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, load_profile, search_path
+from acqd.readers import Expect, reader_names
 from acqd.storage import Tier
 from acqd.systemd import Notifier
 from acqd.units import human_bytes
@@ -62,7 +63,8 @@ def build_roots(config: Config, profiles: dict[str, DetectorProfile], tiers: dic
     for i, w in enumerate(config.watch):
         profile = profiles[w.detector]
         p = w.placement
-        layout = build_layout(p.layout, p.compress, p.zstd_level, config.limits.chunk_bytes)
+        layout = build_layout("copy", p.compress, p.zstd_level, config.limits.chunk_bytes)
+        frames = frame_layout(profile, p.layout, p.codec)
         events = not is_network_fs(w.path) if w.mode == "auto" else w.mode == "events"
         interval = w.scan_interval if w.scan_interval is not None else (60.0 if events else 5.0)
         roots.append(
@@ -77,9 +79,30 @@ def build_roots(config: Config, profiles: dict[str, DetectorProfile], tiers: dic
                 window=w.settle if w.settle is not None else profile.settle.window,
                 scan_interval=interval,
                 events=events,
+                frames=frames,
             )
         )
     return roots
+
+
+def frame_layout(profile: DetectorProfile, layout: str, codec: dict[str, Any] | None) -> Layout | None:
+    """The layout of a profile's frame files (None: they are copied)."""
+    if profile.reader not in reader_names():
+        raise ConfigError(f"detector {profile.name}: no reader {profile.reader!r} (known: {', '.join(reader_names())})")
+    name = profile.layout if layout == "profile" else layout
+    if profile.reader == "bytes" or name == "copy":
+        return None
+    try:
+        return build_layout(
+            name,
+            codec=codec if codec is not None else profile.codec,
+            reader=profile.reader,
+            expect=Expect(profile.expect.dtype, profile.expect.frame_shape),
+            options=profile.reader_options(),
+            shard_bytes=profile.shard_bytes,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"detector {profile.name}: {exc}") from None
 
 
 def check(config: Config) -> list[str]:
@@ -93,7 +116,7 @@ def check(config: Config) -> list[str]:
         notes.append(
             f"watch {ctx.root} ({exists}): detector {ctx.profile.name}, {'events' if ctx.events else 'polling'}"
             f" + scan every {ctx.scan_interval:g}s, settle {ctx.window:g}s -> tier {ctx.tier.name}"
-            f" ({ctx.tier.url('')}), layout {ctx.layout.name}"
+            f" ({ctx.tier.url('')}), frames: {ctx.frames.name if ctx.frames else 'copy'}, other files: copy"
             f"{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''},"
             f" release_local {ctx.watch.placement.release_local}"
         )

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import heapq
+import io
 import itertools
 import logging
 import os
@@ -58,14 +59,22 @@ class RootCtx:
     watch: WatchRoot
     profile: DetectorProfile
     tier: Tier
-    layout: Layout
+    layout: Layout  # the copy layout: unknown formats, sidecars
     release: bool
     window: float
     scan_interval: float
     events: bool
+    frames: Layout | None = None  # the frame layout (zarr, tiff) for files the profile's reader takes
 
     def ignored(self, name: str) -> bool:
-        return self.profile.ignores(name, self.watch.ignore)
+        if self.profile.ignores(name, self.watch.ignore):
+            return True
+        return self.profile.other_files == "ignore" and not self.profile.matches(name)
+
+    def layout_for(self, rel: str) -> Layout:
+        if self.frames is not None and self.profile.is_frames(rel.rpartition("/")[2]):
+            return self.frames
+        return self.layout
 
     def ignored_path(self, rel: str) -> bool:
         return any(self.ignored(part) for part in rel.split("/"))
@@ -149,6 +158,18 @@ class _Source:
             os.close(self.fd)
             raise
         self.expected = expected
+        self._file: io.FileIO | None = None
+
+    @property
+    def file(self) -> io.FileIO:
+        """A seekable file object on the already opened (and checked) descriptor, for readers."""
+        if self._file is None:
+            self._file = io.FileIO(self.fd, "rb", closefd=False)
+        return self._file
+
+    def check(self) -> None:
+        """Raise SourceChangedError if the file changed since it settled (called before a commit)."""
+        self._final_check()
 
     def read(self, n: int = -1) -> bytes:
         try:
@@ -171,6 +192,8 @@ class _Source:
             raise SourceChangedError("replaced by another file while being read")
 
     def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
         os.close(self.fd)
 
 
@@ -591,13 +614,20 @@ class Pipeline:
         await self.ready.put(c)
 
     # -- ship ---------------------------------------------------------------------------------
-    def _dest(self, ctx: RootCtx, row: FileRow) -> str:
-        return ctx.layout.dest_name(f"{self.instrument}/{version_name(row.relpath, row.version)}")
+    def _memory_for(self, c: Candidate, layout: Layout) -> int:
+        """Bytes of file data this ship holds at once: two chunks streaming, or two shard blocks
+        (the frames read, and zarr's encoded copy) for a frame layout; never more than the file."""
+        shard = getattr(layout, "shard_bytes", None)
+        per = 2 * (shard if shard else self.limits.chunk_bytes)
+        return max(1, min(c.stable.size * 2, per))
 
-    def _write(self, c: Candidate, dest: str) -> WriteResult:
+    def _dest(self, ctx: RootCtx, row: FileRow) -> str:
+        return ctx.layout_for(row.relpath).dest_name(f"{self.instrument}/{version_name(row.relpath, row.version)}")
+
+    def _write(self, c: Candidate, layout: Layout, dest: str) -> WriteResult:
         src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
         try:
-            return c.ctx.layout.write(src, c.stable.size, c.ctx.tier, dest)  # type: ignore[arg-type]
+            return layout.write(src, c.stable.size, c.ctx.tier, dest)  # type: ignore[arg-type]
         finally:
             src.close()
 
@@ -619,17 +649,18 @@ class Pipeline:
         if c.release_only:
             await self._release(c, c.row)
             return
-        reserved = await self.budget.acquire(min(c.stable.size, 2 * self.limits.chunk_bytes))
+        reserved = await self.budget.acquire(self._memory_for(c, ctx.layout_for(c.rel)))
         t0 = self.mono()
         try:
             row = await self._j(self.journal.mark_complete, c.row.id, c.stable, c.reason)
             if c.row.state is not State.COMPLETE:
                 self._emit("complete", row, reason=c.reason)
             dest = self._dest(ctx, row)
-            res = await self._io(self._write, c, dest)
-            await self._j(self.journal.record_stored, row.id, ctx.tier.name, dest, ctx.layout.name, res)
+            layout = ctx.layout_for(row.relpath)
+            res = await self._io(self._write, c, layout, dest)
+            await self._j(self.journal.record_stored, row.id, ctx.tier.name, dest, layout.name, res)
             t_verify = self.mono()
-            await self._io(ctx.layout.verify, ctx.tier, dest, res)
+            await self._io(layout.verify, ctx.tier, dest, res)
             t_verify = self.mono() - t_verify
             row = await self._j(self.journal.record_verified, row.id, ctx.tier.name, dest)
         except SourceChangedError as exc:
@@ -672,7 +703,7 @@ class Pipeline:
             stored_bytes=res.stored_bytes,
             checksum=res.source_checksum,
             codec=res.codec,
-            layout=ctx.layout.name,
+            layout=layout.name,
             seconds=latency,
             stages=(*res.stages, ("verify", t_verify)),
         )

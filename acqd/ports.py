@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from acqd.values import Outcome, WriteResult
 
@@ -28,6 +28,24 @@ class TierPort(Protocol):
         ...
 
     def url(self, rel: str) -> str: ...
+
+    def path(self, rel: str) -> str:
+        """The filesystem path of `rel` on the tier's filesystem."""
+        ...
+
+    def temp_tree(self, rel: str) -> str:
+        """Path of the hidden temporary folder a multi-object layout writes `rel` into."""
+        ...
+
+    def commit_tree(self, rel: str) -> None:
+        """Give the temporary folder of `rel` its final name (replacing an older copy of it)."""
+        ...
+
+    def tree_size(self, path: str) -> int: ...
+
+    def zarr_store(self, path: str) -> Any:
+        """A zarr-python store rooted at `path` on the tier's filesystem."""
+        ...
 
 
 class Layout(Protocol):

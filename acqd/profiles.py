@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from acqd.codec import frame_codec
 from acqd.errors import ConfigError
-from acqd.units import Duration
+from acqd.units import Duration, Size
 from acqd.yamlfile import load_model
 
 DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "~*", "*.crdownload", "*.swp")
@@ -29,6 +31,29 @@ class SettleRule(BaseModel):
     )
 
 
+class ExpectSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: str | None = Field(None, description="e.g. uint8, uint16: a file with another dtype is quarantined")
+    frame_shape: tuple[int, int] | None = Field(None, description="[height, width] of one frame")
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str | None) -> str | None:
+        if v is not None and v not in ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32"):
+            raise ValueError(f"unsupported dtype {v!r}")
+        return v
+
+
+class RawGeometry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shape: tuple[int, int]
+    dtype: str = "<u2"
+    header_bytes: int = Field(0, ge=0)
+    axis0: Literal["z", "t"] = "z"
+
+
 class DetectorProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,9 +64,72 @@ class DetectorProfile(BaseModel):
     data_class: str = "generic"
     files: tuple[str, ...] = Field(("*",), min_length=1, description="file name globs this detector writes")
     ignore: tuple[str, ...] = Field(DEFAULT_IGNORE, description="name globs never shipped (temporary names)")
-    reader: Literal["bytes"] = "bytes"
-    layout: Literal["copy"] = "copy"
+    reader: str = Field("bytes", description="bytes, tiff, mrc, mib, raw, or a plug-in (entry point acqd.readers)")
+    layout: Literal["copy", "zarr", "tiff"] = Field("copy", description="layout of the frame files")
+    codec: dict[str, Any] | None = Field(
+        None, description="e.g. {id: blosc, cname: lz4, clevel: 1, shuffle: bitshuffle}"
+    )
+    expect: ExpectSpec = ExpectSpec()
+    raw: RawGeometry | None = None
+    axis0: Literal["z", "t"] = Field("t", description="what the first axis of a stack is: t (movie) or z")
+    shard_bytes: Size = Field(64 * 2**20, description="target size of one Zarr shard / one read block")
+    other_files: Literal["copy", "ignore"] = Field(
+        "copy", description="files that match none of `files` (sidecars, gain references): copy them, or leave them"
+    )
+    owner_pattern: str | None = Field(
+        None, description="regex on the path relative to the watch root with a group (?P<owner>...)"
+    )
     settle: SettleRule = SettleRule()
+
+    @field_validator("reader")
+    @classmethod
+    def _reader(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", v):
+            raise ValueError("a reader name is lower-case letters, digits, '-' and '_'")
+        return v
+
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            frame_codec(v)
+        return v
+
+    @field_validator("owner_pattern")
+    @classmethod
+    def _owner(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                rx = re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+            if "owner" not in rx.groupindex:
+                raise ValueError("the pattern needs a named group (?P<owner>...)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DetectorProfile:
+        if self.reader == "bytes" and self.layout != "copy":
+            raise ValueError(f"layout {self.layout} needs a frame reader (tiff, mrc, mib, raw), not 'bytes'")
+        if self.reader == "raw" and self.raw is None:
+            raise ValueError("reader raw needs a `raw:` geometry (shape, dtype, header_bytes)")
+        return self
+
+    def owner_of(self, relpath: str) -> str | None:
+        if self.owner_pattern is None:
+            return None
+        m = re.search(self.owner_pattern, relpath)
+        return m.group("owner") if m else None
+
+    def is_frames(self, name: str) -> bool:
+        """Does this file go through the frame reader and layout (else: copy or ignore)?"""
+        return self.reader != "bytes" and self.matches(name)
+
+    def reader_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"axis0": self.axis0}
+        if self.raw is not None:
+            opts.update(self.raw.model_dump())
+        return opts
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,69 @@
+"""Quantum Detectors Merlin (Medipix3) .mib: each frame behind its own ASCII header."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from acqd.errors import FormatError
+from acqd.readers.base import Expect, FrameSource, read_exact
+
+_DTYPES = {"U01": ">u1", "U08": ">u1", "U16": ">u2", "U32": ">u4", "U64": ">u8", "R64": ">u8"}
+
+
+def _parse(head: bytes) -> dict[str, Any]:
+    text = head.decode("ascii", errors="replace")
+    parts = text.split(",")
+    if len(parts) < 7 or parts[0] != "MQ1":
+        raise FormatError("broken MIB frame header (no 'MQ1,' at its start)")
+    try:
+        return {
+            "seq": int(parts[1]),
+            "header_bytes": int(parts[2]),
+            "chips": int(parts[3]),
+            "x": int(parts[4]),
+            "y": int(parts[5]),
+            "pixel_type": parts[6].strip(),
+            "layout": parts[7].strip() if len(parts) > 7 else "",
+            "time": parts[9].strip() if len(parts) > 9 else "",
+        }
+    except ValueError:
+        raise FormatError(f"broken MIB frame header: {text[:60]!r}") from None
+
+
+def open_mib(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -> FrameSource:
+    first = _parse(read_exact(f, 0, 64))
+    hb, nx, ny, ptype = first["header_bytes"], first["x"], first["y"], first["pixel_type"]
+    if ptype not in _DTYPES or hb < 64:
+        raise FormatError(f"unsupported MIB pixel type {ptype!r} or header size {hb}")
+    dtype = np.dtype(_DTYPES[ptype])
+    frame = nx * ny * dtype.itemsize
+    step = hb + frame
+    if size % step:
+        raise FormatError(f"MIB size {size} is not a whole number of frames ({step} bytes each): truncated?")
+    n = size // step
+    heads = []
+    for i in range(n):
+        raw = read_exact(f, i * step, hb)
+        p = _parse(raw[:64])
+        if (p["header_bytes"], p["x"], p["y"], p["pixel_type"]) != (hb, nx, ny, ptype):
+            raise FormatError(f"MIB frame {i}: header disagrees with frame 0 ({p})")
+        heads.append(raw)
+
+    def read(start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, ny, nx), dtype=dtype)
+        for i in range(start, stop):
+            out[i - start] = np.frombuffer(read_exact(f, i * step + hb, frame), dtype=dtype).reshape(ny, nx)
+        return out
+
+    header = {
+        "frames": n,
+        "header_bytes": hb,
+        "pixel_type": ptype,
+        "layout": first["layout"],
+        "frame_headers": [h.decode("ascii", "replace").rstrip("\x00 ") for h in heads],
+    }
+    return FrameSource(
+        format="mib", shape=(n, ny, nx), dtype=dtype, header=header, read=read, restore=b"".join(heads), axis0="t"
+    )

@@ -1,0 +1,73 @@
+"""MRC2014 (mrcfile's header model), including FEI1/FEI2 extended headers. Movies are (frames, y, x)."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+import numpy as np
+from mrcfile.utils import data_dtype_from_header
+
+from acqd.errors import FormatError
+from acqd.readers.base import Expect, FrameSource, jsonable, read_exact
+
+HEADER = 1024
+
+
+def _header(raw: bytes) -> Any:
+    from mrcfile.dtypes import HEADER_DTYPE
+
+    h = np.frombuffer(raw, dtype=HEADER_DTYPE).view(np.recarray)
+    stamp = bytes(raw[212:214])
+    if stamp in (b"\x11\x11", b"\x11\x00"):
+        h = h.view(h.dtype.newbyteorder(">")).view(np.recarray)
+    return h
+
+
+def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -> FrameSource:
+    raw = read_exact(f, 0, HEADER)
+    h = _header(raw)
+    if bytes(h.map[0]) not in (b"MAP ", b"MAP\x00", b"MAP"):
+        raise FormatError("not an MRC file (no 'MAP ' at byte 208)")
+    try:
+        dtype = data_dtype_from_header(h[0])
+    except ValueError as exc:
+        raise FormatError(f"bad MRC header: {exc}") from None
+    nx, ny, nz = int(h.nx[0]), int(h.ny[0]), int(h.nz[0])
+    nsymbt = int(h.nsymbt[0])
+    if min(nx, ny, nz) < 1 or nsymbt < 0:
+        raise FormatError(f"bad MRC header: nx={nx} ny={ny} nz={nz} nsymbt={nsymbt}")
+    offset = HEADER + nsymbt
+    frame = nx * ny * dtype.itemsize
+    expected = offset + nz * frame
+    if size < expected:
+        have = (size - offset) / frame if size > offset else 0
+        raise FormatError(
+            f"truncated MRC: the header says {nz} frames of {ny}x{nx} {dtype.name} ({expected} bytes), "
+            f"the file has {size} bytes ({have:.2f} frames)"
+        )
+    if size > expected:
+        raise FormatError(
+            f"MRC header frame count disagrees with the file size: {nz} frames = {expected} bytes, "
+            f"the file has {size} bytes ({size - expected} extra)"
+        )
+    restore = raw + read_exact(f, HEADER, nsymbt)
+    header = {name: jsonable(h[name][0]) for name in h.dtype.names or ()}
+    header["exttyp"] = bytes(h.exttyp[0]).decode("latin-1")
+    voxel = float(h.cella.x[0]) / nx if float(h.cella.x[0]) > 0 else None
+    movie = int(h.ispg[0]) == 0 and nz > 1
+
+    def read(start: int, stop: int) -> np.ndarray:
+        n = stop - start
+        buf = read_exact(f, offset + start * frame, n * frame)
+        return np.frombuffer(buf, dtype=dtype).reshape(n, ny, nx)
+
+    return FrameSource(
+        format="mrc",
+        shape=(nz, ny, nx),
+        dtype=dtype,
+        header=header,
+        read=read,
+        restore=restore,
+        axis0="t" if movie else "z",
+        pixel_size_um=(voxel * 1e-4, voxel * 1e-4) if voxel else None,
+    )
