@@ -12,6 +12,7 @@ import os
 import queue
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -343,19 +344,40 @@ def verify(
 @app.command()
 def simulate(
     out_dir: Annotated[Path, typer.Option("--out", help="the folder the simulated camera writes to")],
-    files: Annotated[int, typer.Option(min=1)] = 8,
-    frames: Annotated[int, typer.Option(min=1)] = 32,
-    size: Annotated[int, typer.Option(help="frame height and width in pixels", min=8)] = 512,
+    detector: Annotated[
+        str, typer.Option(help="gatan-k3, gatan-k2, falcon, direct-electron, hamamatsu-orca, merlin-medipix or generic")
+    ] = "hamamatsu-orca",
+    files: Annotated[int, typer.Option(min=1)] = 4,
+    frames: Annotated[int, typer.Option(min=1)] = 16,
+    size: Annotated[str | None, typer.Option(help="frame HEIGHTxWIDTH (default: the detector's own)")] = None,
     sessions: Annotated[int, typer.Option(min=1)] = 1,
     rate: Annotated[float, typer.Option(help="write rate in MB/s (0: as fast as possible)", min=0)] = 0.0,
+    dose: Annotated[float, typer.Option(help="counting detectors: electrons per pixel per frame", min=0.01)] = 0.8,
     seed: int = 0,
 ) -> None:
-    """Write simulated sCMOS frames (uint16, offset + read noise + shot noise) like a camera would."""
-    from acqd.simulate import SimSpec, simulate_raw
+    """Write files the way a camera's acquisition software does, with realistic seeded pixels."""
+    from acqd.simulate import FRAME_SHAPES, SIMULATED, SimSpec
+    from acqd.simulate import simulate as run_sim
 
-    spec = SimSpec(files=files, frames=frames, height=size, width=size, sessions=sessions, rate_mb_s=rate, seed=seed)
-    written = simulate_raw(out_dir, spec)
-    out.print(f"wrote {len(written)} files to {out_dir}")
+    if detector not in SIMULATED:
+        err.print(f"acqd: no simulator for {detector!r} (have: {', '.join(SIMULATED)})")
+        raise typer.Exit(2)
+    h, w = FRAME_SHAPES[detector]
+    if size is not None:
+        try:
+            h, w = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            err.print(f"acqd: --size wants HEIGHTxWIDTH, e.g. 512x512, not {size!r}")
+            raise typer.Exit(2) from None
+    spec = SimSpec(
+        files=files, frames=frames, height=h, width=w, sessions=sessions, rate_mb_s=rate, seed=seed, dose=dose
+    )
+    t0 = time.monotonic()
+    written = run_sim(detector, out_dir, spec)
+    total = sum(p.stat().st_size for p in written)
+    out.print(
+        f"{detector}: wrote {len(written)} files, {human_bytes(total)}, to {out_dir} in {time.monotonic() - t0:.1f}s"
+    )
 
 
 @app.command()

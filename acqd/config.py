@@ -36,6 +36,11 @@ class Placement(Frozen):
 class WatchRoot(Frozen):
     path: Path
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="metrics label; default watch<N>")
+    prefix: str = Field(
+        "",
+        pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$",
+        description="folder under <tier>/<instrument>/ for this root; roots sharing a tier need distinct ones",
+    )
     detector: str = "generic"
     mode: Literal["auto", "events", "poll"] = Field(
         "auto",
@@ -136,6 +141,15 @@ class Config(Frozen):
             for b in paths[i + 1 :]:
                 if a == b or a in b.parents or b in a.parents:
                     raise ValueError(f"watch roots overlap: {a} and {b}")
+        seen: dict[tuple[str, str], Path] = {}
+        for w in self.watch:
+            key = (w.placement.tier or next(iter(self.tiers)), w.prefix)
+            if key in seen:
+                raise ValueError(
+                    f"watch roots {seen[key]} and {w.path} would write to the same place on tier {key[0]!r}: "
+                    "give them different `prefix` values"
+                )
+            seen[key] = w.path
         for w in self.watch:
             if w.placement.tier is not None and w.placement.tier not in self.tiers:
                 raise ValueError(f"watch {w.path}: placement.tier {w.placement.tier!r} is not a configured tier")

@@ -34,8 +34,9 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def manifest_path(instrument: str, session: str) -> str:
-    return f"{instrument}/{NAME}" if session == "." else f"{instrument}/{session}/{NAME}"
+def manifest_path(base: str, session: str) -> str:
+    """`base` is <instrument>[/<prefix>] of the watch root."""
+    return f"{base}/{NAME}" if session == "." else f"{base}/{session}/{NAME}"
 
 
 def build(instrument: str, session: str, watch_root: str, entries: Iterable[ManifestEntry], now: float) -> bytes:

@@ -48,6 +48,7 @@ log = logging.getLogger("acqd")
 T = TypeVar("T")
 
 SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
+INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 
 
 @dataclass
@@ -622,7 +623,10 @@ class Pipeline:
         return max(1, min(c.stable.size * 2, per))
 
     def _dest(self, ctx: RootCtx, row: FileRow) -> str:
-        return ctx.layout_for(row.relpath).dest_name(f"{self.instrument}/{version_name(row.relpath, row.version)}")
+        return ctx.layout_for(row.relpath).dest_name(f"{self._base(ctx)}/{version_name(row.relpath, row.version)}")
+
+    def _base(self, ctx: RootCtx) -> str:
+        return f"{self.instrument}/{ctx.watch.prefix}" if ctx.watch.prefix else self.instrument
 
     def _write(self, c: Candidate, layout: Layout, dest: str) -> WriteResult:
         src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
@@ -684,9 +688,13 @@ class Pipeline:
         except AcqdError as exc:
             await self._retry(c, str(exc), "internal")
             return
-        except Exception as exc:  # a bug: never let one file kill the daemon
+        except Exception as exc:  # a bug: never let one file kill the daemon, nor loop forever on it
             log.exception("unexpected error shipping %r", c.rel)
-            await self._retry(c, f"internal error: {type(exc).__name__}: {exc}", "internal")
+            why = f"internal error: {type(exc).__name__}: {exc}"
+            if c.row.attempts + 1 >= INTERNAL_ATTEMPTS:
+                await self._quarantine(c.row, f"{why} (after {INTERNAL_ATTEMPTS} attempts; please report it)")
+            else:
+                await self._retry(c, why, "internal")
             return
         finally:
             await self.budget.release(reserved)
@@ -809,7 +817,7 @@ class Pipeline:
             ]
             doc = build(self.instrument, session, ctx.root, entries, self.clock())
             try:
-                await self._io(ctx.tier.write_atomic, manifest_path(self.instrument, session), [doc])
+                await self._io(ctx.tier.write_atomic, manifest_path(self._base(ctx), session), [doc])
             except AcqdError as exc:
                 log.warning("manifest of session %r not written (retried): %s", session, exc)
                 self._dirty.add((index, session))

@@ -26,6 +26,7 @@ from acqd.readers import Expect, FrameSource, open_frames
 from acqd.values import WriteResult
 
 ARRAY = "0"
+DESC_PREFIX = "acqd/1 "  # not bare JSON: tifffile would take a JSON description for its own metadata
 RESTORE = "acqd-restore"
 
 
@@ -154,7 +155,7 @@ class FrameLayout:
                     software=False,
                     extratags=extratags,
                     resolution=resolution,
-                    resolutionunit=res[296] if 296 in res else None,
+                    resolutionunit=res.get(296),
                     contiguous=False,
                 )
 
@@ -304,7 +305,7 @@ class TiffLayout(FrameLayout):
         comp_args: Any = None if level is None else {"level": level}
         meta = self.meta(src)
         meta["restore_b64"] = base64.b64encode(src.restore or b"").decode()
-        description = json.dumps({"acqd": meta}, separators=(",", ":"))
+        description = DESC_PREFIX + json.dumps(meta, separators=(",", ":"))
         k = self.frames_per_block(src)
         bigtiff = src.shape[0] * src.frame_bytes > 2**31
         spool = tempfile.NamedTemporaryFile(prefix="acqd-", suffix=".tif")  # noqa: SIM115 (closed below)
@@ -344,7 +345,10 @@ class TiffLayout(FrameLayout):
         f = tier.open_read(dest)
         try:
             tif = tifffile.TiffFile(f, name=dest.rpartition("/")[2])
-            meta = json.loads(tif.pages.first.description)["acqd"]
+            desc = tif.pages.first.description
+            if not desc.startswith(DESC_PREFIX):
+                raise ValueError("no acqd description on the first page")
+            meta = json.loads(desc[len(DESC_PREFIX) :])
         except Exception as exc:
             f.close()
             raise VerifyError(f"{tier.url(dest)}: not a readable acqd TIFF: {exc}") from None

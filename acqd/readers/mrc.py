@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -11,6 +12,7 @@ from acqd.errors import FormatError
 from acqd.readers.base import Expect, FrameSource, jsonable, read_exact
 
 HEADER = 1024
+IMOD_STAMP = 1146047817
 
 
 def _header(raw: bytes) -> Any:
@@ -32,6 +34,12 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
         dtype = data_dtype_from_header(h[0])
     except ValueError as exc:
         raise FormatError(f"bad MRC header: {exc}") from None
+    # mode 0 is signed bytes, unless the IMOD stamp says they are unsigned (SerialEM, K2/K3 movies)
+    if int(h.mode[0]) == 0:
+        bo = "<" if bytes(raw[212:213]) != b"\x11" else ">"
+        stamp, flags = struct.unpack_from(bo + "2i", raw, 152)  # IMOD's stamp and flags (in mrcfile's extra2)
+        if stamp == IMOD_STAMP and not flags & 1:
+            dtype = np.dtype("uint8")
     nx, ny, nz = int(h.nx[0]), int(h.ny[0]), int(h.nz[0])
     nsymbt = int(h.nsymbt[0])
     if min(nx, ny, nz) < 1 or nsymbt < 0:
