@@ -42,8 +42,8 @@ app = typer.Typer(
         "Start with `acqd demo`, then `acqd run --watch DIR --dest DIR --once`."
     ),
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="acqd.yaml", show_default=False)]
 StateOpt = Annotated[
@@ -383,16 +383,17 @@ def simulate(
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="where the demo's folders go")] = Path("acqd-demo"),
-    files: Annotated[int, typer.Option(min=1)] = 24,
-    rate: Annotated[float, typer.Option(help="simulated camera write rate, MB/s")] = 200.0,
+    scale: Annotated[int, typer.Option(help="multiply the number of files each camera writes", min=1)] = 1,
+    rate: Annotated[float, typer.Option(help="each camera's write rate, MB/s (0: as fast as the disk)")] = 0.0,
 ) -> None:
-    """Run acqd on an embedded default: a simulated camera, a local folder as central storage."""
+    """Run acqd on an embedded default: a simulated K3 and a simulated light-sheet camera, a local
+    folder as central storage, no servers."""
     from acqd.demo import run_demo
 
     _setup_logging(False)
     logging.getLogger("acqd").setLevel(logging.WARNING)
     with _errors():
-        code = run_demo(directory, files, rate, out)
+        code = run_demo(directory, scale, rate, out)
     raise typer.Exit(code)
 
 

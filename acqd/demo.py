@@ -1,4 +1,10 @@
-"""`acqd demo`: the daemon on an embedded default, fed by a simulated camera, with live progress."""
+"""`acqd demo`: the daemon on an embedded default, fed by two simulated cameras, with live progress.
+
+A simulated Gatan K3 writes MRC counting movies (frames appended over time) and a simulated
+light-sheet sCMOS camera writes TIFF stacks plane by plane; acqd ships the movies as LZW TIFF and the
+stacks as sharded OME-Zarr to a local folder standing in for central storage, verifies every copy and
+frees the acquisition folder. No server is needed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import asyncio
 import shutil
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -13,14 +21,18 @@ from rich.live import Live
 from rich.table import Table
 
 from acqd.config import Config
-from acqd.daemon import Daemon, journal_path, summary
+from acqd.daemon import Daemon
 from acqd.errors import AcqdError
-from acqd.journal import Journal
-from acqd.pipeline import Pipeline
-from acqd.simulate import SimSpec, simulate_raw
+from acqd.simulate import SimSpec, simulate
 from acqd.units import human_bytes
+from acqd.values import Outcome
 
 MARKER = ".acqd-demo"
+CAMERAS = (
+    # (watch folder, detector, spec)
+    ("k3", "gatan-k3", SimSpec(files=3, frames=8, height=4092, width=5760, seed=3)),
+    ("lightsheet", "hamamatsu-orca", SimSpec(files=6, frames=48, height=1024, width=1024, seed=7)),
+)
 
 
 def demo_config(base: Path) -> Config:
@@ -30,16 +42,45 @@ def demo_config(base: Path) -> Config:
             "state_dir": str(base / "state"),
             "watch": [
                 {
-                    "path": str(base / "acquisition"),
-                    "detector": "generic",
+                    "path": str(base / "acquisition" / name),
+                    "name": name,
+                    "prefix": name,
+                    "detector": detector,
                     "settle": "1s",
-                    "placement": {"compress": "zstd", "zstd_level": 3, "release_local": "after_verify"},
+                    "placement": {"release_local": "after_verify", "compress": "zstd"},
                 }
+                for name, detector, _ in CAMERAS
             ],
             "tiers": {"central": {"url": "file://" + str(base / "central")}},
-            "limits": {"inflight_bytes": "256MiB", "concurrent_files": 2, "io_threads": 2},
+            "limits": {"inflight_bytes": "512MiB", "concurrent_files": 2, "io_threads": 2},
         }
     )
+
+
+@dataclass
+class Tally:
+    files: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    quarantined: int = 0
+    layouts: set[str] = field(default_factory=set)
+    example: str = ""
+
+
+class DemoReporter:
+    def __init__(self) -> None:
+        self.by_detector: dict[str, Tally] = {}
+
+    def outcome(self, o: Outcome) -> None:
+        t = self.by_detector.setdefault(o.detector, Tally())
+        if o.kind == "verified":
+            t.files += 1
+            t.bytes_in += o.source_bytes
+            t.bytes_out += o.stored_bytes
+            t.layouts.add(o.layout)
+            t.example = t.example or o.dest
+        elif o.kind == "quarantined":
+            t.quarantined += 1
 
 
 def _prepare(base: Path) -> None:
@@ -47,90 +88,105 @@ def _prepare(base: Path) -> None:
         if not (base / MARKER).exists():
             raise AcqdError(f"{base} exists and is not an acqd demo folder; pick another with --dir")
         shutil.rmtree(base)
-    for sub in ("acquisition", "central", "state"):
-        (base / sub).mkdir(parents=True)
+    for name, _, _ in CAMERAS:
+        (base / "acquisition" / name).mkdir(parents=True)
+    (base / "central").mkdir()
     (base / MARKER).write_text("made by `acqd demo`; safe to delete\n")
 
 
-def _progress(p: Pipeline | None, written: int, total: int, elapsed: float) -> Table:
-    t = Table(title="acqd demo: simulated sCMOS camera -> local central storage", expand=False)
-    for col in ("camera wrote", "verified", "in", "stored", "ratio", "MB/s", "in flight", "quarantined"):
+def _table(rep: DemoReporter, written: dict[str, int], elapsed: float, final: bool = False) -> Table:
+    title = "acqd demo: summary" if final else "acqd demo: two simulated cameras -> local central storage"
+    t = Table(title=title)
+    for col in ("camera", "written", "verified", "in", "stored", "ratio", "layout", "MB/s"):
         t.add_column(col, justify="right")
-    if p is None:
-        t.add_row(f"{written}/{total}", "0", "0", "0", "-", "-", "0", "0")
-        return t
-    s = p.stats
-    ratio = s.bytes_in / s.bytes_out if s.bytes_out else 0.0
-    rate = s.bytes_in / 1e6 / elapsed if elapsed > 0 else 0.0
-    t.add_row(
-        f"{written}/{total}",
-        str(s.verified),
-        human_bytes(s.bytes_in),
-        human_bytes(s.bytes_out),
-        f"{ratio:.2f}x" if ratio else "-",
-        f"{rate:.0f}",
-        str(len(p.in_flight)),
-        str(s.quarantined),
-    )
+    for name, detector, spec in CAMERAS:
+        tl = rep.by_detector.get(detector, Tally())
+        ratio = tl.bytes_in / tl.bytes_out if tl.bytes_out else 0.0
+        rate = tl.bytes_in / 1e6 / elapsed if elapsed > 0 else 0.0
+        t.add_row(
+            f"{name} ({detector})",
+            f"{written.get(name, 0)}/{spec.files}",
+            str(tl.files),
+            human_bytes(tl.bytes_in),
+            human_bytes(tl.bytes_out),
+            f"{ratio:.2f}x" if ratio else "-",
+            ",".join(sorted(tl.layouts)) or "-",
+            f"{rate:.0f}",
+        )
     return t
 
 
-def run_demo(base: Path, files: int, rate: float, console: Console) -> int:
+def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
     base = base.resolve()
     _prepare(base)
     config = demo_config(base)
-    spec = SimSpec(files=files, frames=24, height=512, width=512, sessions=2, rate_mb_s=rate, seed=42)
-    console.print(f"simulated camera -> {base / 'acquisition'}   central storage -> {base / 'central'}")
-    written: list[Path] = []
-    camera_done = threading.Event()
+    rep = DemoReporter()
+    written: dict[str, int] = {}
+    done = threading.Event()
+    console.print(f"cameras write to {base / 'acquisition'}; central storage is {base / 'central'}", markup=False)
 
-    def camera() -> None:
+    def counter(name: str) -> Callable[[Path], None]:
+        def count(_: Path) -> None:
+            written[name] = written.get(name, 0) + 1
+
+        return count
+
+    def cameras() -> None:
         try:
-            simulate_raw(base / "acquisition", spec, progress=written.append)
+            for name, detector, spec in CAMERAS:
+                s = SimSpec(
+                    files=spec.files * scale,
+                    frames=spec.frames,
+                    height=spec.height,
+                    width=spec.width,
+                    seed=spec.seed,
+                    rate_mb_s=rate,
+                    sessions=2,
+                )
+                simulate(
+                    detector,
+                    base / "acquisition" / name,
+                    s,
+                    progress=counter(name),
+                )
         finally:
-            camera_done.set()
+            done.set()
 
     async def main() -> int:
-        daemon = Daemon(config, once=False)
+        daemon = Daemon(config, reporter=rep)
         ready = asyncio.Event()
         task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
         await ready.wait()
-        thread = threading.Thread(target=camera, name="camera", daemon=True)
         t0 = time.monotonic()
-        thread.start()
-        with Live(_progress(None, 0, files, 0), console=console, refresh_per_second=8) as live:
-            while True:
-                await asyncio.sleep(0.125)
-                p = daemon.pipeline
-                live.update(_progress(p, len(written), files, time.monotonic() - t0))
-                if task.done():
-                    break
-                if camera_done.is_set() and p is not None and p.stats.verified + p.stats.quarantined >= len(written):
+        threading.Thread(target=cameras, name="cameras", daemon=True).start()
+        with Live(_table(rep, written, 0.0), console=console, refresh_per_second=4, transient=True) as live:
+            while not task.done():
+                await asyncio.sleep(0.25)
+                live.update(_table(rep, written, time.monotonic() - t0))
+                shipped = sum(t.files + t.quarantined for t in rep.by_detector.values())
+                if done.is_set() and shipped >= sum(written.values()):
                     daemon.stop()
         result = await task
+        console.print(_table(rep, written, time.monotonic() - t0, final=True))
         return result.code
 
     code = asyncio.run(main())
-    j = Journal(journal_path(config.state_dir), readonly=True)
-    try:
-        s = summary(j)
-    finally:
-        j.close()
-    console.print()
-    t = Table(title="summary (from the journal)")
-    for col in ("state", "files", "bytes"):
-        t.add_column(col, justify="right")
-    for state, c in s["states"].items():
-        t.add_row(state, str(c["files"]), human_bytes(c["bytes"]))
-    console.print(t)
     central = base / "central" / config.instrument
     left = sum(1 for p in (base / "acquisition").rglob("*") if p.is_file())
-    console.print(f"central copies: {central}  (each session has an acqd-manifest.json)", markup=False)
-    console.print(f"files left on the acquisition disk: {left} (released after verification)")
+    zarrs = sorted(central.glob("lightsheet/*/*.zarr"))
+    tiffs = sorted(central.glob("k3/*/*.tif"))
+    console.print(f"files left on the acquisition disk: {left} (each released once its copy was verified)")
+    console.print(f"central storage: {central}  (each session has an acqd-manifest.json)", markup=False)
+    if tiffs:
+        console.print(f"  K3 movie as LZW TIFF (RELION/cryoSPARC/MotionCor): {tiffs[0]}", markup=False)
+    if zarrs:
+        console.print(f"  light-sheet stack as OME-Zarr 0.5:  {zarrs[0]}", markup=False)
+        console.print(f"  open it in napari:  napari --plugin napari-ome-zarr {zarrs[0]}", markup=False)
+        console.print(f"  or in Python:       zarr.open_group('{zarrs[0]}')['0']", markup=False)
+    console.print(f"journal: .venv/bin/acqd status --state-dir {config.state_dir}", markup=False)
     console.print(
-        "restore one:  acqd restore session_000/stack_00000.raw /tmp/stack.raw "
-        f"--state-dir {config.state_dir} --dest {base / 'central'}",
+        f"restore: .venv/bin/acqd restore session_000/movie_00000.mrc /tmp/movie.mrc --state-dir {config.state_dir} "
+        f"--dest {base / 'central'}",
         markup=False,
     )
-    console.print(f"journal:      acqd status --state-dir {config.state_dir}", markup=False)
     return code

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import struct
 import tempfile
 import time
 from collections.abc import Iterator
@@ -124,11 +125,25 @@ class FrameLayout:
             out.write(np.ascontiguousarray(frame.astype(dtype, copy=False)).tobytes())
 
     @staticmethod
-    def _restore_tiff(meta: dict[str, Any], frames: Iterator[np.ndarray], out: BinaryIO, hasher: Hasher) -> None:
+    def _restore_tiff(
+        meta: dict[str, Any], frames: Iterator[np.ndarray], out: BinaryIO, hasher: Hasher, blob: bytes = b""
+    ) -> None:
         import tifffile
+
+        from acqd.readers.tiff import restore_skeleton
 
         dtype = np.dtype(meta["dtype"])
         header = meta["header"]
+        if blob:  # an uncompressed source: its skeleton and the pixels give it back byte for byte
+            hasher.update(blob)
+
+            def hashed() -> Iterator[np.ndarray]:
+                for frame in frames:
+                    hasher.update(canonical(frame).data)
+                    yield frame
+
+            restore_skeleton(blob, hashed(), out, dtype)
+            return
         per_page = header.get("page_tags")
         with tifffile.TiffWriter(
             out, byteorder=header.get("byteorder", "<"), bigtiff=header.get("bigtiff", False)
@@ -139,12 +154,10 @@ class FrameLayout:
                 extratags = []
                 res: dict[int, Any] = {}
                 for t in tags:
+                    value = _tag_value(t, header.get("byteorder", "<"))
                     if t["code"] in (282, 283, 296):  # resolution: tifffile writes these itself
-                        res[t["code"]] = t.get("value")
+                        res[t["code"]] = value
                         continue
-                    value: Any = base64.b64decode(t["b64"]) if "b64" in t else t["value"]
-                    if isinstance(value, list):
-                        value = tuple(value)
                     extratags.append((t["code"], t["dtype"], t["count"], value, True))
                 resolution = (tuple(res[282]), tuple(res[283])) if 282 in res and 283 in res else None
                 tw.write(
@@ -158,6 +171,25 @@ class FrameLayout:
                     resolutionunit=res.get(296),
                     contiguous=False,
                 )
+
+
+def _tag_value(t: dict[str, Any], byteorder: str) -> Any:
+    """A TIFF tag's value, decoded from the raw bytes the reader kept, in the form tifffile writes."""
+    import tifffile
+
+    raw = base64.b64decode(t["b64"])
+    dtype = int(t["dtype"])
+    if dtype == 7:  # UNDEFINED
+        return raw
+    if dtype == 2:  # ASCII; cameras put 8-bit bytes here too, which go back as they were
+        text = raw.rstrip(b"\0")
+        return text.decode("ascii") if text.isascii() else raw
+    fmt = tifffile.TIFF.DATA_FORMATS[dtype]
+    values = struct.unpack(f"{byteorder}{len(raw) // struct.calcsize('<' + fmt[-1])}{fmt[-1]}", raw)
+    if dtype in (5, 10):  # rationals: pairs
+        pairs = tuple(values)
+        return pairs if int(t["count"]) > 1 else pairs[:2]
+    return values[0] if int(t["count"]) == 1 else tuple(values)
 
 
 class ZarrLayout(FrameLayout):
@@ -282,7 +314,7 @@ class ZarrLayout(FrameLayout):
         h = Hasher()
         k = max(1, self.shard_bytes // max(1, arr.shape[1] * arr.shape[2] * arr.dtype.itemsize))
         if meta["format"] == "tiff":
-            self._restore_tiff(meta, self._frames(arr, k), out, h)
+            self._restore_tiff(meta, self._frames(arr, k), out, h, blob)
         else:
             self._restore_bytes(meta, blob, self._frames(arr, k), out, h)
         return h.hexdigest()
@@ -373,7 +405,7 @@ class TiffLayout(FrameLayout):
         try:
             frames = (page.asarray() for page in tif.pages)
             if meta["format"] == "tiff":
-                self._restore_tiff(meta, frames, out, h)
+                self._restore_tiff(meta, frames, out, h, base64.b64decode(meta.pop("restore_b64", "")))
             else:
                 self._restore_bytes(meta, base64.b64decode(meta.pop("restore_b64", "")), frames, out, h)
         finally:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import struct
 from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
 
 from acqd.errors import FormatError
-from acqd.readers.base import Expect, FrameSource, jsonable
+from acqd.readers.base import Expect, FrameSource
 
 # tags tifffile writes itself from the array and its arguments; every other tag is kept and restored
 STRUCTURAL = {
@@ -35,20 +36,25 @@ STRUCTURAL = {
 
 
 def _tags(page: Any) -> list[dict[str, Any]]:
+    """Every non-structural tag as its raw bytes (whatever tifffile makes of them), type and count."""
+    fh = page.parent.filehandle
     out = []
     for tag in page.tags.values():
         if tag.code in STRUCTURAL:
             continue
-        raw = tag.value
-        entry: dict[str, Any] = {"code": tag.code, "name": tag.name, "dtype": int(tag.dtype), "count": tag.count}
-        if isinstance(raw, bytes):
-            entry["b64"] = base64.b64encode(raw).decode()
-        else:
-            try:
-                entry["value"] = jsonable(raw.value if hasattr(raw, "value") and not isinstance(raw, str) else raw)
-            except Exception:
-                continue
-        out.append(entry)
+        fmt = tifffile.TIFF.DATA_FORMATS[tag.dtype]
+        size = struct.calcsize("<" + fmt[-1]) * int(fmt[:-1] or 1) * tag.count
+        fh.seek(tag.valueoffset)
+        raw = fh.read(size)
+        out.append(
+            {
+                "code": tag.code,
+                "name": tag.name,
+                "dtype": int(tag.dtype),
+                "count": tag.count,
+                "b64": base64.b64encode(raw).decode(),
+            }
+        )
     return out
 
 
@@ -84,6 +90,11 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         if any(t != header["tags"] for t in later):
             header["page_tags"] = [_tags(pages[i]) for i in range(n)]
 
+    skeleton = _skeleton(f, pages, n, size, first.shape, dtype)
+    if skeleton is not None:
+        header["restore"] = "skeleton"  # byte-exact; the per-page tags are in it
+        header.pop("page_tags", None)
+
     def read(start: int, stop: int) -> np.ndarray:
         try:
             out = np.stack([pages[i].asarray() for i in range(start, stop)])
@@ -103,8 +114,80 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         dtype=dtype,
         header=header,
         read=read,
-        restore=None,
+        restore=skeleton,
         axis0=str(options.get("axis0", "z")),
         pixel_size_um=px,
         extra={"tif": tif},
     )
+
+
+SKELETON_MAGIC = b"ACQDTIF1"
+
+
+def _skeleton(f: BinaryIO, pages: Any, n: int, size: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes | None:
+    """For an uncompressed, untiled TIFF: every byte that is not pixel data (header, IFDs, tag values,
+    blocks that tags point to) with its offset, and each page's strip table. With the pixels this
+    gives the file back byte for byte. None if the TIFF is compressed or its strips are not plain."""
+    frame_bytes = int(shape[0] * shape[1] * dtype.itemsize)
+    table: list[list[tuple[int, int]]] = []
+    for i in range(n):
+        p = pages[i]
+        if p.compression != 1 or p.is_tiled or p.predictor not in (0, 1) or p.fillorder != 1:
+            return None
+        strips = [(int(o), int(c)) for o, c in zip(p.dataoffsets, p.databytecounts, strict=True)]
+        if sum(c for _, c in strips) != frame_bytes:
+            return None
+        table.append(strips)
+    ranges = sorted(r for strips in table for r in strips)
+    segments: list[tuple[int, int]] = []
+    pos = 0
+    for off, cnt in ranges:
+        if off < pos:
+            return None  # overlapping strips: not a plain layout
+        if off > pos:
+            segments.append((pos, off - pos))
+        pos = off + cnt
+    if pos < size:
+        segments.append((pos, size - pos))
+    if pos > size:
+        return None
+    parts = [SKELETON_MAGIC, struct.pack("<QQ", len(segments), n)]
+    for strips in table:
+        parts.append(struct.pack("<Q", len(strips)))
+        parts.extend(struct.pack("<QQ", o, c) for o, c in strips)
+    parts.extend(struct.pack("<QQ", o, c) for o, c in segments)
+    for off, length in segments:
+        f.seek(off)
+        chunk = f.read(length)
+        if len(chunk) != length:
+            raise FormatError(f"truncated TIFF: wanted {length} bytes at {off}")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def restore_skeleton(blob: bytes, frames: Any, out: BinaryIO, dtype: np.dtype[Any]) -> None:
+    """Write a TIFF back from its skeleton and its frames (source byte order), byte for byte."""
+    if not blob.startswith(SKELETON_MAGIC):
+        raise ValueError("not an acqd TIFF skeleton")
+    pos = len(SKELETON_MAGIC)
+    nseg, npages = struct.unpack_from("<QQ", blob, pos)
+    pos += 16
+    table = []
+    for _ in range(npages):
+        (k,) = struct.unpack_from("<Q", blob, pos)
+        pos += 8
+        table.append([struct.unpack_from("<QQ", blob, pos + 16 * j) for j in range(k)])
+        pos += 16 * k
+    segs = [struct.unpack_from("<QQ", blob, pos + 16 * j) for j in range(nseg)]
+    pos += 16 * nseg
+    for off, length in segs:
+        out.seek(off)
+        out.write(blob[pos : pos + length])
+        pos += length
+    for strips, frame in zip(table, frames, strict=True):
+        data = np.ascontiguousarray(frame.astype(dtype, copy=False)).tobytes()
+        at = 0
+        for off, cnt in strips:
+            out.seek(off)
+            out.write(data[at : at + cnt])
+            at += cnt

@@ -1,0 +1,297 @@
+"""Frames, not bytes: detector readers, frame layouts, restore, bad inputs (issue: frames).
+
+Fixtures reproduce the formats of the real files in ../shared/data: MRC2014 with an FEI2 extended
+header (Falcon/Velox), unsigned-byte MRC movies (K3, IMOD stamp), Merlin .mib with per-frame headers,
+uint16 TIFF stacks with resolution and a private tag (TVIPS-like), raw frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+import xxhash
+import zarr
+from ome_zarr_models.v05.image import Image
+
+from acqd.config import Config
+from acqd.daemon import Daemon
+from acqd.journal import Journal
+from acqd.simulate import SimSpec, mrc_header, simulate
+from tests.conftest import journal_rows, run_acqd
+
+PROFILES = {
+    "t-mrc-tiff": "reader: mrc\nlayout: tiff\ncodec: {id: lzw}\nfiles: ['*.mrc']\n",
+    "t-mrc-zarr": "reader: mrc\nlayout: zarr\ncodec: {id: blosc, cname: zstd, clevel: 1, shuffle: bitshuffle}\n"
+    "files: ['*.mrc']\n",
+    "t-k3": "reader: mrc\nlayout: tiff\ncodec: {id: lzw}\nfiles: ['*.mrc']\nexpect: {dtype: uint8}\n",
+    "t-mib": "reader: mib\nlayout: zarr\nfiles: ['*.mib']\n",
+    "t-tiff": "reader: tiff\nlayout: zarr\naxis0: z\nfiles: ['*.tif']\nexpect: {dtype: uint16}\n",
+    "t-tiff-any": "reader: tiff\nlayout: zarr\nfiles: ['*.tif']\n",
+    "t-raw": "reader: raw\nlayout: zarr\nfiles: ['*.raw']\nraw: {shape: [24, 32], dtype: '<u2', header_bytes: 16}\n",
+}
+
+
+def write_profiles(d: Path) -> Path:
+    d.mkdir(exist_ok=True)
+    for name, body in PROFILES.items():
+        (d / f"{name}.yaml").write_text(
+            f"apiVersion: acqd/v1\nkind: DetectorProfile\nname: {name}\nsettle: {{window: 0.2s}}\n{body}"
+        )
+    return d
+
+
+async def ship(tmp_path: Path, detector: str, files: dict[str, bytes]) -> tuple[Path, Path, Path]:
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    for rel, data in files.items():
+        (watch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (watch / rel).write_bytes(data)
+    dest.mkdir(exist_ok=True)
+    cfg = Config.model_validate(
+        {
+            "instrument": "scope",
+            "state_dir": str(state),
+            "detectors_dir": str(write_profiles(tmp_path / "det")),
+            "watch": [{"path": str(watch), "detector": detector, "settle": "0.2s"}],
+            "tiers": {"central": {"url": f"file://{dest}"}},
+            "limits": {"retry_initial": "50ms", "retry_max": "100ms"},
+        }
+    )
+    result = await Daemon(cfg, once=True, retry_for=20).run(install_signals=False)
+    assert result.pending == 0
+    return watch, dest / "scope", state
+
+
+def restore(state: Path, dest: Path, rel: str, out: Path) -> bytes:
+    r = run_acqd("restore", rel, str(out), "--state-dir", str(state), "--dest", str(dest.parent))
+    assert r.returncode == 0, r.stderr
+    return out.read_bytes()
+
+
+def fei_mrc(n: int = 5, ny: int = 24, nx: int = 32, seed: int = 1) -> tuple[bytes, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ext = rng.integers(0, 255, size=768 * n, dtype=np.uint8).tobytes()
+    data = rng.integers(0, 6000, size=(n, ny, nx), dtype=np.uint16)
+    return mrc_header(n, ny, nx, 6, ext, b"FEI2") + data.tobytes(), data
+
+
+def k3_mrc(n: int = 4, ny: int = 40, nx: int = 56) -> tuple[bytes, np.ndarray]:
+    data = np.random.default_rng(2).poisson(0.8, (n, ny, nx)).astype(np.uint8)
+    return mrc_header(n, ny, nx, 0) + data.tobytes(), data
+
+
+def mib(n: int = 3, ny: int = 16, nx: int = 16, broken: int | None = None) -> tuple[bytes, np.ndarray]:
+    data = np.random.default_rng(3).integers(0, 4096, size=(n, ny, nx)).astype(">u2")
+    out = b""
+    for i, frame in enumerate(data):
+        head = f"MQ1,{i + 1:06d},00768,04,{nx:04d},{ny:04d},U16,   2x2,0F,2021-04-15 15:03:32.{i:06d}".encode()
+        if i == broken:
+            head = b"XX" + head[2:]
+        out += head.ljust(768, b"\0") + frame.tobytes()
+    return out, data
+
+
+def tiff_stack(path: Path, n: int = 6) -> np.ndarray:
+    data = np.random.default_rng(4).integers(90, 4000, size=(n, 20, 24), dtype=np.uint16)
+    with tifffile.TiffWriter(path) as tw:
+        for plane in data:
+            tw.write(
+                plane,
+                photometric="minisblack",
+                contiguous=False,
+                metadata=None,
+                software="camera 1.0",
+                resolution=(1 / 0.104e-4, 1 / 0.104e-4),
+                resolutionunit=3,
+                extratags=[(37706, 7, 8, b"TVIPS\x00\x01\x02", True)],
+                description="stack from camera",
+            )
+    return data
+
+
+async def test_mrc_with_fei2_header_to_tiff_restores_byte_exact(tmp_path: Path) -> None:
+    raw, data = fei_mrc()
+    _, dest, state = await ship(tmp_path, "t-mrc-tiff", {"s/a.mrc": raw, "s/a.xml": b"<xml/>"})
+    tif = tifffile.TiffFile(dest / "s" / "a.mrc.tif")
+    assert np.array_equal(tif.asarray(), data)  # RELION/cryoSPARC read this with libtiff
+    assert tif.pages[0].compression == 5  # LZW
+    assert (dest / "s" / "a.xml").read_bytes() == b"<xml/>"  # sidecars are copied
+    assert restore(state, dest, "s/a.mrc", tmp_path / "r.mrc") == raw  # header, FEI2 block, pixels
+    with mrcfile.open(tmp_path / "r.mrc", permissive=True) as m:
+        assert m.header.exttyp == b"FEI2" and int(m.header.nsymbt) == 768 * 5
+    # for a little-endian MRC, header + pixels is the whole file: the checksum is the file's own
+    manifest = json.loads((dest / "s" / "acqd-manifest.json").read_text())
+    entry = next(f for f in manifest["files"] if f["source"] == "s/a.mrc")
+    assert entry["checksum"] == "xxh3-128:" + xxhash.xxh3_128_hexdigest(raw)
+    assert entry["layout"] == "tiff" and entry["codec"] == "lzw"
+
+
+async def test_mrc_movie_to_ome_zarr_validates_and_restores(tmp_path: Path) -> None:
+    raw, data = fei_mrc(n=7, seed=5)
+    _, dest, state = await ship(tmp_path, "t-mrc-zarr", {"m/movie.mrc": raw})
+    path = dest / "m" / "movie.mrc.zarr"
+    group = zarr.open_group(path, mode="r")
+    Image.from_zarr(group)  # a valid OME-Zarr 0.5 image (raises if not)
+    arr: Any = group["0"]
+    assert arr.shape == (7, 24, 32) and arr.chunks == (1, 24, 32)  # one chunk per frame
+    assert np.array_equal(arr[:], data)
+    assert group.attrs["ome"]["multiscales"][0]["axes"][0]["name"] == "t"  # type: ignore[index]
+    header = group.attrs["acqd"]["header"]  # type: ignore[index]
+    assert header["nx"] == 32 and header["exttyp"] == "FEI2"  # acquisition metadata travels along
+    chunks = [p for p in (path / "0").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert len(chunks) == 1  # sharded: 7 frames in one object, not one object per frame
+    assert restore(state, dest, "m/movie.mrc", tmp_path / "r.mrc") == raw
+
+
+async def test_k3_unsigned_byte_movie(tmp_path: Path) -> None:
+    raw, data = k3_mrc()
+    _, dest, state = await ship(tmp_path, "t-k3", {"k3.mrc": raw})
+    tif = tifffile.TiffFile(dest / "k3.mrc.tif")
+    assert tif.pages[0].dtype == np.uint8 and np.array_equal(tif.asarray(), data)
+    assert restore(state, dest, "k3.mrc", tmp_path / "r.mrc") == raw
+
+
+async def test_mib_per_frame_headers_restored_byte_exact(tmp_path: Path) -> None:
+    raw, data = mib()
+    _, dest, state = await ship(tmp_path, "t-mib", {"scan.mib": raw, "scan.hdr": b"HDR,\r\n"})
+    arr: Any = zarr.open_group(dest / "scan.mib.zarr", mode="r")["0"]
+    assert np.array_equal(arr[:], data.astype("<u2"))
+    assert restore(state, dest, "scan.mib", tmp_path / "r.mib") == raw
+
+
+async def test_tiff_stack_to_zarr_restores_pixels_and_tags(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    data = tiff_stack(tmp_path / "src" / "stack.tif")
+    raw = (tmp_path / "src" / "stack.tif").read_bytes()
+    _, dest, state = await ship(tmp_path, "t-tiff", {"ls/stack.tif": raw})
+    group = zarr.open_group(dest / "ls" / "stack.tif.zarr", mode="r")
+    img = Image.from_zarr(group)
+    scale = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]  # type: ignore[index]
+    assert scale[1] == pytest.approx(0.104)  # pixel size from the TIFF resolution, in micrometres
+    assert img is not None
+    out = restore(state, dest, "ls/stack.tif", tmp_path / "r.tif")
+    assert out == raw  # an uncompressed TIFF comes back byte for byte (its non-pixel bytes are kept)
+    a, b = tifffile.TiffFile(tmp_path / "src" / "stack.tif"), tifffile.TiffFile(tmp_path / "r.tif")
+    assert np.array_equal(b.asarray(), data)
+    for pa, pb in zip(a.pages, b.pages, strict=True):
+        assert pb.tags[37706].value == pa.tags[37706].value  # the private tag, bytes equal
+        assert pb.description == pa.description
+        assert pb.tags["Software"].value == pa.tags["Software"].value
+        xa, xb = pa.tags["XResolution"].value, pb.tags["XResolution"].value
+        assert xa[0] / xa[1] == pytest.approx(xb[0] / xb[1])
+        assert pb.tags["ResolutionUnit"].value == pa.tags["ResolutionUnit"].value
+
+
+async def test_compressed_tiff_source_restores_pixels_and_tags(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    data = np.random.default_rng(9).integers(0, 255, size=(3, 16, 16), dtype=np.uint8)
+    tifffile.imwrite(
+        tmp_path / "src" / "c.tif",
+        data,
+        compression="zlib",
+        photometric="minisblack",
+        metadata=None,
+        description="compressed by the camera",
+        software="cam",
+    )
+    raw = (tmp_path / "src" / "c.tif").read_bytes()
+    _, dest, state = await ship(tmp_path, "t-tiff-any", {"c.tif": raw})
+    restore(state, dest, "c.tif", tmp_path / "r.tif")
+    b = tifffile.TiffFile(tmp_path / "r.tif")
+    assert np.array_equal(b.asarray(), data)  # pixels equal; the tags, value for value
+    assert b.pages[0].description == "compressed by the camera" and b.pages[0].tags["Software"].value == "cam"
+
+
+async def test_raw_frames_with_header(tmp_path: Path) -> None:
+    data = np.random.default_rng(6).integers(0, 65535, size=(3, 24, 32), dtype=np.uint16)
+    raw = b"H" * 16 + data.tobytes()
+    _, dest, state = await ship(tmp_path, "t-raw", {"r.raw": raw})
+    assert np.array_equal(zarr.open_group(dest / "r.raw.zarr", mode="r")["0"][:], data)  # type: ignore[index]
+    assert restore(state, dest, "r.raw", tmp_path / "out.raw") == raw
+
+
+# --- bad inputs: a precise reason, an audit entry, nothing lost -------------------------------
+
+
+def _corrupt_tiff(tmp_path: Path) -> bytes:
+    p = tmp_path / "c.tif"
+    tiff_stack(p, n=2)
+    b = bytearray(p.read_bytes())
+    struct.pack_into("<I", b, 4, len(b) + 4096)  # first IFD offset past the end of the file
+    return bytes(b)
+
+
+BAD: list[tuple[str, str, Any, str]] = [
+    ("t-mrc-tiff", "trunc.mrc", lambda tp: fei_mrc()[0][:-1000], "truncated MRC: the header says 5 frames"),
+    (
+        "t-mrc-tiff",
+        "lies.mrc",
+        lambda tp: fei_mrc()[0] + bytes(1536),
+        "MRC header frame count disagrees with the file size",
+    ),
+    ("t-mrc-tiff", "notmrc.mrc", lambda tp: b"\x00" * 4096, "not an MRC file"),
+    ("t-k3", "u16.mrc", lambda tp: fei_mrc()[0], "dtype uint16 does not match the profile's uint8"),
+    ("t-tiff", "bad.tif", _corrupt_tiff, "corrupt TIFF"),
+    ("t-mib", "bad.mib", lambda tp: mib(broken=1)[0], "broken MIB frame header"),
+    ("t-mib", "short.mib", lambda tp: mib()[0][:-10], "not a whole number of frames"),
+    ("t-raw", "odd.raw", lambda tp: b"H" * 16 + bytes(24 * 32 * 2 + 7), "not 16 header bytes plus whole"),
+]
+
+
+@pytest.mark.parametrize(("detector", "name", "make", "reason"), BAD, ids=[b[1] for b in BAD])
+async def test_bad_input_is_quarantined_with_reason(
+    tmp_path: Path, detector: str, name: str, make: Any, reason: str
+) -> None:
+    content = make(tmp_path)
+    _, dest, state = await ship(tmp_path, detector, {name: content})
+    [(rel, st, why, _)] = journal_rows(state)
+    assert (rel, st) == (name, "quarantined")
+    assert reason in (why or ""), why
+    assert (watch / name).read_bytes() == content  # nothing lost, nothing touched
+    assert not any(p.name.startswith(name) for p in dest.rglob("*"))  # nothing half-shipped
+    j = Journal(state / "journal.sqlite", readonly=True)
+    try:
+        audit = [(a, d) for _, _, a, d in j.audit_log()]
+    finally:
+        j.close()
+    assert any(a == "quarantined" and reason in d["reason"] for a, d in audit)
+
+
+def test_profile_with_a_bad_codec_is_a_config_error(tmp_path: Path) -> None:
+    det = tmp_path / "det"
+    det.mkdir()
+    (det / "cam.yaml").write_text(
+        "apiVersion: acqd/v1\nkind: DetectorProfile\nname: cam\nreader: mrc\nlayout: zarr\n"
+        "codec: {id: blosc, cname: lz5}\n"
+    )
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(
+        f"instrument: x\nstate_dir: {tmp_path}/s\ndetectors_dir: {det}\nwatch:\n  - path: {tmp_path}\n"
+        f"    detector: cam\ntiers:\n  c: {{url: 'file://{tmp_path}/c'}}\n"
+    )
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 78
+    assert "cam.yaml:6: codec" in r.stderr and "lz5" in r.stderr
+
+
+def test_simulators_are_deterministic_and_valid(tmp_path: Path) -> None:
+    spec = SimSpec(files=1, frames=3, height=64, width=80, seed=11)
+    a = simulate("gatan-k3", tmp_path / "a", spec)
+    b = simulate("gatan-k3", tmp_path / "b", spec)
+    assert a[0].read_bytes() == b[0].read_bytes()
+    assert mrcfile.validate(str(a[0]), print_file=open(os.devnull, "w"))  # noqa: SIM115
+    with mrcfile.open(a[0], permissive=True) as m:
+        counts = np.asarray(m.data).view(np.uint8)
+    assert 0.7 < counts.mean() < 0.9  # ~0.8 electrons per pixel per frame
+    f = simulate("falcon", tmp_path / "f", SimSpec(files=1, frames=2, height=32, width=32))
+    assert f[0].name.endswith("_fractions.mrc") and f[0].with_name("FoilHole_1000_Data.xml").exists()
+    ls = simulate("hamamatsu-orca", tmp_path / "l", SimSpec(files=1, frames=4, height=256, width=256))
+    planes = tifffile.imread(ls[0])
+    assert planes.shape == (4, 256, 256) and 95 < np.median(planes) < 110  # camera offset ~100 ADU
