@@ -250,7 +250,7 @@ async def test_bad_input_is_quarantined_with_reason(
     tmp_path: Path, detector: str, name: str, make: Any, reason: str
 ) -> None:
     content = make(tmp_path)
-    _, dest, state = await ship(tmp_path, detector, {name: content})
+    watch, dest, state = await ship(tmp_path, detector, {name: content})
     [(rel, st, why, _)] = journal_rows(state)
     assert (rel, st) == (name, "quarantined")
     assert reason in (why or ""), why
