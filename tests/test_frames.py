@@ -295,3 +295,35 @@ def test_simulators_are_deterministic_and_valid(tmp_path: Path) -> None:
     ls = simulate("hamamatsu-orca", tmp_path / "l", SimSpec(files=1, frames=4, height=256, width=256))
     planes = tifffile.imread(ls[0])
     assert planes.shape == (4, 256, 256) and 95 < np.median(planes) < 110  # camera offset ~100 ADU
+
+
+async def test_reader_plugin_from_an_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lab adds a format without forking: a distribution with an `acqd.readers` entry point."""
+    site = tmp_path / "site"
+    (site / "mylab_reader-0.1.dist-info").mkdir(parents=True)
+    (site / "mylab_reader-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mylab-reader\nVersion: 0.1\n"
+    )
+    (site / "mylab_reader-0.1.dist-info" / "entry_points.txt").write_text(
+        "[acqd.readers]\nmylab = mylab_reader:open_mylab\n"
+    )
+    (site / "mylab_reader.py").write_text(
+        "import numpy as np\n"
+        "from acqd.readers.base import FrameSource, read_exact\n"
+        "def open_mylab(f, size, expect, options):\n"
+        "    n = (size - 4) // 64\n"
+        "    def read(a, b):\n"
+        "        return np.frombuffer(read_exact(f, 4 + a * 64, (b - a) * 64), '<u2').reshape(b - a, 4, 8)\n"
+        "    return FrameSource('mylab', (n, 4, 8), np.dtype('<u2'), {'magic': 'LAB1'}, read,\n"
+        "                       restore=read_exact(f, 0, 4))\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    PROFILES["t-plugin"] = "reader: mylab\nlayout: zarr\nfiles: ['*.lab']\n"
+    try:
+        data = np.arange(3 * 32, dtype="<u2").reshape(3, 4, 8)
+        raw = b"LAB1" + data.tobytes()
+        _, dest, state = await ship(tmp_path, "t-plugin", {"x.lab": raw})
+    finally:
+        del PROFILES["t-plugin"]
+    assert np.array_equal(zarr.open_group(dest / "x.lab.zarr", mode="r")["0"][:], data)  # type: ignore[index]
+    assert journal_rows(state)[0][1] == "verified"
