@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -395,6 +396,164 @@ def demo(
     with _errors():
         code = run_demo(directory, scale, rate, out)
     raise typer.Exit(code)
+
+
+def _when(text: str | None) -> float:
+    """Seconds since the epoch from an ISO date or time (UTC unless it says otherwise)."""
+    if text is None:
+        return time.time()
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"not an ISO date or time: {text!r} (e.g. 2026-12-24 or 2026-12-24T08:00)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Option("--config", "-c", help="acqd.yaml with a `policy:`")],
+    now: Annotated[str | None, typer.Option(help="plan as of this ISO date/time (default: now)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Dry run of the retention policy: what would be warned, moved and purged, when and why."""
+    from acqd import journal as jr
+    from acqd.daemon import load_retention
+    from acqd.policy.planner import Hold, Item, Warning_
+    from acqd.policy.planner import plan as make_plan
+
+    with _errors():
+        cfg = load_config(config)
+        policy = load_retention(cfg)
+        if policy is None:
+            raise ConfigError(f"{config}: no `policy:` configured; there is nothing to plan")
+        t = _when(now)
+        j = Journal(journal_path(cfg.state_dir), readonly=True)
+        try:
+            rows = jr.retention_items(j)
+            items = [
+                Item(
+                    r.copy.id,
+                    r.file.relpath,
+                    r.file.session,
+                    r.file.detector,
+                    r.copy.tier,
+                    r.copy.stored_bytes,
+                    r.copy.verified_at or r.copy.stored_at,
+                )
+                for r in rows
+            ]
+            holds = [Hold(a, b, c) for a, b, c in jr.active_holds(j, t)]
+            warnings = [Warning_(a, b, c) for a, b, c in jr.delivered_warnings(j)]
+            actions = make_plan(t, items, policy, holds, warnings, jr.last_sweep(j))
+        finally:
+            j.close()
+    owners: dict[str, dict[str, int]] = {}
+    tiers: dict[str, dict[str, int]] = {}
+    out_actions: list[dict[str, Any]] = []
+    for act in actions:
+        owner = policy.spec.owners.owner_of(act.item.relpath) or "(unknown)"
+        for key, table in ((owner, owners), (act.item.tier, tiers)):
+            tot = table.setdefault(key, {})
+            tot[f"{act.kind}_files"] = tot.get(f"{act.kind}_files", 0) + 1
+            tot[f"{act.kind}_bytes"] = tot.get(f"{act.kind}_bytes", 0) + act.item.size
+        out_actions.append(
+            {
+                "action": act.kind,
+                "path": act.item.relpath,
+                "session": act.item.session,
+                "owner": owner,
+                "tier": act.item.tier,
+                "bytes": act.item.size,
+                "rule": act.rule,
+                "due": _iso(act.at),
+                "reason": act.reason,
+                **({"to_tier": act.tier} if act.tier else {}),
+                **({"recipients": list(act.recipients)} if act.recipients else {}),
+            }
+        )
+    doc = {
+        "now": _iso(t),
+        "policy": policy.metadata.name,
+        "actions": out_actions,
+        "totals": {"by_owner": owners, "by_tier": tiers},
+    }
+    if json_out:
+        out.print_json(json.dumps(doc))
+        return
+    tbl = Table(title=f"retention plan as of {doc['now']} ({policy.metadata.name})")
+    for col in ("action", "path", "owner", "tier", "size", "due", "why"):
+        tbl.add_column(col)
+    for a in out_actions:
+        tbl.add_row(
+            str(a["action"]),
+            str(a["path"]),
+            str(a["owner"]),
+            str(a["tier"]) + (f" -> {a['to_tier']}" if "to_tier" in a else ""),
+            human_bytes(int(a["bytes"])),
+            str(a["due"]),
+            str(a["reason"]),
+        )
+    out.print(tbl)
+    for owner, tot in sorted(owners.items()):
+        parts = [
+            f"{k.removesuffix('_files')} {v} files ({human_bytes(tot[k.replace('_files', '_bytes')])})"
+            for k, v in sorted(tot.items())
+            if k.endswith("_files")
+        ]
+        out.print(f"  {owner}: " + ", ".join(parts), markup=False)
+
+
+@app.command()
+def hold(
+    target: Annotated[
+        str | None, typer.Argument(help="a session (top-level folder) or a path below the watch root")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="ISO date the hold ends")] = None,
+    reason: Annotated[str | None, typer.Option(help="why (shown in `hold --list` and the audit log)")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="list the active holds")] = False,
+    release: Annotated[bool, typer.Option("--release", help="release the holds on TARGET")] = False,
+    config: ConfigOpt = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Keep a session or path from being purged or moved off its tier until a date."""
+    from acqd import journal as jr
+
+    with _errors():
+        sd = _state_dir(config, state_dir)
+        if list_:
+            j = Journal(journal_path(sd), readonly=True)
+            try:
+                holds = jr.active_holds(j, time.time())
+            finally:
+                j.close()
+            for t, u, why in holds:
+                out.print(f"{t}\tuntil {_iso(u)}\t{why}", markup=False)
+            if not holds:
+                out.print("no active holds")
+            return
+        if target is None:
+            raise ConfigError("give the SESSION_OR_PATH to hold or release (or --list)")
+        j = Journal(journal_path(sd))
+        try:
+            if release:
+                n = jr.release_hold(j, target, time.time())
+                out.print(f"released {n} hold(s) on {target}", markup=False)
+                return
+            if until is None or not reason:
+                raise ConfigError("a hold needs --until DATE and --reason TEXT")
+            u = _when(until)
+            if u <= time.time():
+                raise ConfigError(f"--until {until} is in the past")
+            jr.add_hold(j, target, u, reason, time.time())
+        finally:
+            j.close()
+    out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
 
 
 @app.command()

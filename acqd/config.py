@@ -109,6 +109,16 @@ class MqttConfig(Frozen):
     )
 
 
+class SmtpConfig(Frozen):
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password_file: Path | None = Field(None, description="relative paths resolve in $CREDENTIALS_DIRECTORY")
+    sender: str = Field("acqd@localhost", description="From: of owner warnings")
+    contact: str = Field("the facility staff", description="who users ask for a hold, named in the warnings")
+
+
 class Config(Frozen):
     instrument: str = Field(description="instrument name: first folder level at the destination")
     state_dir: Path = Field(description="journal and state (systemd: StateDirectory=acqd)")
@@ -118,6 +128,8 @@ class Config(Frozen):
     metrics: MetricsConfig | None = None
     mqtt: MqttConfig | None = None
     limits: Limits = Limits()
+    policy: Path | None = Field(None, description="retention policy YAML (tiers, transitions, purges, warnings)")
+    smtp: SmtpConfig | None = Field(None, description="owner warnings; without it they go to state_dir/mailbox")
 
     @field_validator("instrument")
     @classmethod
@@ -126,7 +138,7 @@ class Config(Frozen):
             raise ValueError("use letters, digits, '.', '_' and '-' (it becomes a folder name)")
         return v
 
-    @field_validator("state_dir", "detectors_dir", mode="after")
+    @field_validator("state_dir", "detectors_dir", "policy", mode="after")
     @classmethod
     def _rel(cls, v: Path | None, info: ValidationInfo) -> Path | None:
         base = (info.context or {}).get("base_dir")

@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ from acqd.journal import Journal
 from acqd.layouts import build_layout
 from acqd.logs import LogReporter
 from acqd.metrics import Exporter, Metrics
+from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pipeline import Pipeline, RootCtx, RunStats
+from acqd.policy.model import Policy, load_policy
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, load_profile, search_path
 from acqd.readers import Expect, reader_names
+from acqd.retention import RetentionRunner
 from acqd.storage import Tier
 from acqd.systemd import Notifier
 from acqd.units import human_bytes
@@ -105,12 +109,95 @@ def frame_layout(profile: DetectorProfile, layout: str, codec: dict[str, Any] | 
         raise ConfigError(f"detector {profile.name}: {exc}") from None
 
 
+def load_retention(config: Config) -> Policy | None:
+    if config.policy is None:
+        return None
+    policy = load_policy(config.policy)
+    missing = [t for t in policy.spec.tiers if t not in config.tiers]
+    if missing:
+        raise ConfigError(
+            f"{config.policy}: spec.tiers names {missing}, which acqd.yaml does not configure "
+            f"(tiers: {', '.join(config.tiers)})"
+        )
+    return policy
+
+
+def purge_share_warning(config: Config, policy: Policy) -> list[str]:
+    """`acqd check`: warn when the policy would purge more than maxShareOfData of what the journal
+    knows within one warning period (e.g. a new policy that suddenly expires everything)."""
+    from acqd import journal as jr
+    from acqd.policy.planner import Item, plan
+
+    path = journal_path(config.state_dir)
+    if not path.exists():
+        return []
+    j = Journal(path, readonly=True)
+    try:
+        rows = jr.retention_items(j)
+    finally:
+        j.close()
+    items = [
+        Item(
+            r.copy.id,
+            r.file.relpath,
+            r.file.session,
+            r.file.detector,
+            r.copy.tier,
+            r.copy.stored_bytes,
+            r.copy.verified_at or r.copy.stored_at,
+        )
+        for r in rows
+    ]
+    total = sum(i.size for i in items)
+    if not total:
+        return []
+    horizon = time.time() + max(r.warn for r in (*policy.spec.rules, policy.spec.default))
+    doomed = sum(a.item.size for a in plan(horizon, items, policy) if a.kind == "warn")
+    share = doomed / total
+    if share > policy.spec.caps.maxShareOfData:
+        return [
+            f"WARNING: within one warning period this policy would purge {share:.0%} of the stored data "
+            f"({doomed} of {total} bytes), more than caps.maxShareOfData ({policy.spec.caps.maxShareOfData:.0%})"
+        ]
+    return []
+
+
+def build_mailer(config: Config) -> Mailer:
+    s = config.smtp
+    if s is None:
+        return MailboxMailer(config.state_dir / "mailbox")
+    password = None
+    if s.password_file is not None:
+        path = s.password_file
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not path.is_absolute() and creds:
+            path = Path(creds) / path
+        try:
+            password = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"smtp.password_file: cannot read {path}: {exc.strerror}") from None
+    return SmtpMailer(s.host, s.port, s.starttls, s.username, password)
+
+
 def check(config: Config) -> list[str]:
     """Everything `run` validates before it starts, without starting anything. Returns notes."""
     profiles = load_profiles(config)
     tiers = build_tiers(config)
     roots = build_roots(config, profiles, tiers)
+    policy = load_retention(config)
     notes = []
+    if policy is not None:
+        rules = ", ".join(
+            f"{r.name}: "
+            + (
+                f"purge after {r.expiration.after / 86400:g}d, warn {r.warn / 86400:g}d before"
+                if r.expiration
+                else "keep"
+            )
+            for r in (*policy.spec.rules, policy.spec.default)
+        )
+        notes.append(f"policy {policy.metadata.name} ({config.policy}): {rules}")
+        notes.extend(purge_share_warning(config, policy))
     for ctx in roots:
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"
         notes.append(
@@ -216,6 +303,7 @@ class Daemon:
         )
         self.metrics.inflight_limit.labels(config.instrument).set(config.limits.inflight_bytes)
         self.events: EventPublisher | None = None
+        self.retention: RetentionRunner | None = None
         self.exporter: Exporter | None = None
         self.notifier = Notifier()
 
@@ -274,6 +362,22 @@ class Daemon:
                 aux.append(asyncio.create_task(self._sampler(io), name="sampler"))
                 if self.notifier.watchdog_seconds:
                     aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
+                policy = load_retention(config)
+                if policy is not None and not self.once:
+                    self.retention = RetentionRunner(
+                        policy=policy,
+                        journal=journal,
+                        jexec=jexec,
+                        io=io,
+                        tiers=tiers,
+                        mailer=build_mailer(config),
+                        digests=Digests(),
+                        reporter=Fanout(reporters),
+                        instrument=config.instrument,
+                        sender=config.smtp.sender if config.smtp else f"acqd@{config.instrument}",
+                        contact=config.smtp.contact if config.smtp else "the facility staff",
+                    )
+                    aux.append(asyncio.create_task(self._retention_loop(policy.spec.interval), name="retention"))
                 if events is not None:
                     await loop.run_in_executor(None, events.start)
                 log.info("acqd started: %d watch root(s), instrument %s", len(roots), config.instrument)
@@ -408,6 +512,15 @@ class Daemon:
                     self.notifier.status(self._status_line())
             tick += 1
             await asyncio.sleep(1.0)
+
+    async def _retention_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self.retention is not None:
+                try:
+                    await self.retention.sweep(time.time())
+                except AcqdError as exc:
+                    log.error("retention sweep failed (retried at the next one): %s", exc)
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself: a stuck loop stops the pings and systemd restarts us."""

@@ -35,7 +35,14 @@ from acqd.values import Outcome
 log = logging.getLogger("acqd.events")
 
 SCHEMA = "acqd.event/1"
-EVENT_KINDS = {"verified": "file.verified", "quarantined": "file.quarantined", "released": "file.released"}
+EVENT_KINDS = {
+    "verified": "file.verified",
+    "quarantined": "file.quarantined",
+    "released": "file.released",
+    "retention.warned": "retention.warned",
+    "retention.transitioned": "retention.transitioned",
+    "retention.purged": "retention.purged",
+}
 
 
 def _now_iso() -> str:
@@ -52,6 +59,7 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
         "instrument": instrument,
         "file": {
             "source": o.relpath,
+            "tier": o.tier or None,
             "session": o.session,
             "version": o.version,
             "detector": o.detector,

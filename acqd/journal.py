@@ -65,6 +65,22 @@ CREATE TABLE IF NOT EXISTS audit(
     action TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS warnings(
+    id INTEGER PRIMARY KEY,
+    copy_id INTEGER NOT NULL REFERENCES copies(id),
+    recipient TEXT NOT NULL,
+    purge_at REAL NOT NULL,
+    sent_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS warnings_copy ON warnings(copy_id);
+CREATE TABLE IF NOT EXISTS holds(
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    until REAL NOT NULL,
+    reason TEXT NOT NULL,
+    created REAL NOT NULL,
+    released REAL
+);
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
@@ -434,3 +450,111 @@ class Journal:
                 "SELECT ts, file_id, action, detail FROM audit WHERE file_id = ? ORDER BY id", (file_id,)
             )
         return [(ts, fid, action, json.loads(d)) for ts, fid, action, d in rows]
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRow:
+    copy: CopyRow
+    file: FileRow
+
+
+def retention_items(j: Journal) -> list[RetentionRow]:
+    """Every verified copy (current or superseded file versions) that retention manages."""
+    q = (
+        f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))}, "
+        f"{', '.join('c.' + c.strip() for c in _COPY_COLS.split(','))} "
+        "FROM files f JOIN copies c ON c.file_id = f.id WHERE c.state = 'verified' ORDER BY c.id"
+    )
+    n = len(_FILE_COLS.split(","))
+    return [RetentionRow(_copy_row(r[n:]), _file_row(r[:n])) for r in j._db.execute(q)]
+
+
+def delivered_warnings(j: Journal) -> list[tuple[int, float, float]]:
+    return [
+        (int(a), float(b), float(c)) for a, b, c in j._db.execute("SELECT copy_id, purge_at, sent_at FROM warnings")
+    ]
+
+
+def record_warnings(j: Journal, copy_ids: list[int], recipient: str, purge_at: dict[int, float], now: float) -> None:
+    with j._tx() as db:
+        for cid in copy_ids:
+            db.execute(
+                "INSERT INTO warnings(copy_id, recipient, purge_at, sent_at) VALUES(?, ?, ?, ?)",
+                (cid, recipient, purge_at[cid], now),
+            )
+            fid = db.execute("SELECT file_id FROM copies WHERE id = ?", (cid,)).fetchone()[0]
+            j._audit(fid, "retention.warned", copy=cid, recipient=recipient, purge_at=purge_at[cid])
+
+
+def add_hold(j: Journal, target: str, until: float, reason: str, now: float) -> int:
+    with j._tx() as db:
+        cur = db.execute(
+            "INSERT INTO holds(target, until, reason, created) VALUES(?, ?, ?, ?)", (target, until, reason, now)
+        )
+        j._audit(None, "hold", target=target, until=until, reason=reason)
+        return int(cur.lastrowid or 0)
+
+
+def release_hold(j: Journal, target: str, now: float) -> int:
+    with j._tx() as db:
+        n = db.execute("UPDATE holds SET released = ? WHERE target = ? AND released IS NULL", (now, target)).rowcount
+        j._audit(None, "hold.released", target=target, holds=n)
+        return int(n)
+
+
+def active_holds(j: Journal, now: float) -> list[tuple[str, float, str]]:
+    rows = j._db.execute(
+        "SELECT target, until, reason FROM holds WHERE released IS NULL AND until > ? ORDER BY id", (now,)
+    )
+    return [(str(t), float(u), str(r)) for t, u, r in rows]
+
+
+def last_sweep(j: Journal) -> float | None:
+    r = j._db.execute("SELECT value FROM meta WHERE key = 'retention_last_sweep'").fetchone()
+    return float(r[0]) if r else None
+
+
+def set_last_sweep(j: Journal, now: float) -> None:
+    with j._tx() as db:
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES('retention_last_sweep', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (repr(now),),
+        )
+
+
+def mark_copy(j: Journal, copy_id: int, state: str, action: str, **detail: Any) -> None:
+    """A copy was purged or moved off its tier (the old copy: only after the new one verified)."""
+    with j._tx() as db:
+        db.execute("UPDATE copies SET state = ? WHERE id = ?", (state, copy_id))
+        fid = db.execute("SELECT file_id FROM copies WHERE id = ?", (copy_id,)).fetchone()[0]
+        j._audit(fid, action, copy=copy_id, **detail)
+
+
+def add_copy(
+    j: Journal, file_id: int, tier: str, dest: str, layout: str, res: WriteResult, now: float, verified_at: float
+) -> int:
+    """A verified copy on another tier (a transition); it keeps the first copy's age (`verified_at`)."""
+    with j._tx() as db:
+        cur = db.execute(
+            "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state,"
+            " stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)"
+            " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified', verified_at = excluded.verified_at",
+            (
+                file_id,
+                tier,
+                dest,
+                layout,
+                res.codec,
+                res.source_bytes,
+                res.stored_bytes,
+                res.source_checksum,
+                now,
+                verified_at,
+            ),
+        )
+        j._audit(file_id, "retention.copied", tier=tier, dest=dest)
+        return int(cur.lastrowid or 0)

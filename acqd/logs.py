@@ -17,6 +17,9 @@ _LEVEL = {
     "vanished": logging.INFO,
     "quarantined": logging.WARNING,
     "retry": logging.WARNING,
+    "retention.warned": logging.INFO,
+    "retention.transitioned": logging.INFO,
+    "retention.purged": logging.WARNING,
 }
 
 
@@ -38,7 +41,7 @@ class LogReporter:
                 o.seconds,
                 o.checksum,
             )
-        elif o.kind in ("quarantined", "vanished", "retry"):
+        elif o.kind in ("quarantined", "vanished", "retry") or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         else:
             log.log(level, "%s %r", o.kind, o.relpath)

@@ -83,6 +83,8 @@ class Metrics:
         )
         self.mqtt_connected = Gauge("acqd_mqtt_connected", "1 while connected to the MQTT broker", i, registry=r)
         self.reloads = Counter("acqd_reloads", "Configuration reloads (SIGHUP), by result", (*i, "result"), registry=r)
+        self.retention = Counter("acqd_retention_actions", "Retention actions carried out", (*i, "action"), registry=r)
+        self.retention_bytes = Counter("acqd_retention_purged_bytes", "Bytes purged by retention", i, registry=r)
         self.build = Info("acqd_build", "acqd version", (*i,), registry=r)
         self.build.labels(instrument).info({"version": __version__, "python": platform.python_version()})
         # every series that alerts compare against exists from the start (at 0)
@@ -101,6 +103,9 @@ class Metrics:
             self.watch_size.labels(instrument, w)
         for res in ("ok", "failed"):
             self.reloads.labels(instrument, res)
+        for act in ("warned", "transitioned", "purged"):
+            self.retention.labels(instrument, act)
+        self.retention_bytes.labels(instrument)
         for g in (
             self.backlog_files,
             self.backlog_bytes,
@@ -119,6 +124,11 @@ class Metrics:
         if o.kind == "retry":
             self.retries.labels(inst, o.stage or "internal").inc()
             self.errors.labels(inst, o.stage or "internal").inc()
+            return
+        if o.kind.startswith("retention."):
+            self.retention.labels(inst, o.kind.partition(".")[2]).inc()
+            if o.kind == "retention.purged":
+                self.retention_bytes.labels(inst).inc(o.source_bytes)
             return
         if o.kind not in OUTCOMES:
             return

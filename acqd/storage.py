@@ -197,6 +197,15 @@ class Tier:
         with self._edge("delete", rel):
             self.fs.rm_file(self.path(rel))
 
+    def remove_any(self, rel: str) -> None:
+        """Delete a stored object: a file, or a folder of objects (a Zarr store)."""
+        with self._edge("delete", rel):
+            path = self.path(rel)
+            if self.fs.isdir(path):
+                self.fs.rm(path, recursive=True)
+            else:
+                self.fs.rm_file(path)
+
     # -- reads --------------------------------------------------------------------------------
     def open_read(self, rel: str) -> BinaryIO:
         with self._edge("read", rel):

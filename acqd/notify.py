@@ -1,0 +1,116 @@
+"""Owner warnings: one digest per recipient per sweep, rendered from Jinja2 templates (text and
+HTML) and sent over SMTP (aiosmtplib); with no SMTP configured they go to a local mbox and the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mailbox
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosmtplib
+import jinja2
+
+from acqd.errors import TransientError
+
+log = logging.getLogger("acqd.notify")
+
+
+def templates_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "policies" / "templates"
+
+
+class Mailer(Protocol):
+    async def send(self, msg: EmailMessage) -> None: ...
+
+
+@dataclass(frozen=True)
+class SmtpMailer:
+    host: str
+    port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+    async def send(self, msg: EmailMessage) -> None:
+        try:
+            await aiosmtplib.send(
+                msg,
+                hostname=self.host,
+                port=self.port,
+                start_tls=self.starttls,
+                username=self.username,
+                password=self.password,
+                timeout=self.timeout,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransientError(f"SMTP {self.host}:{self.port}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class MailboxMailer:
+    """The embedded default: an mbox file in the state directory, and a log line."""
+
+    path: Path
+
+    async def send(self, msg: EmailMessage) -> None:
+        def append() -> None:
+            box = mailbox.mbox(str(self.path))
+            try:
+                box.lock()
+                box.add(msg)
+                box.flush()
+            finally:
+                box.unlock()
+                box.close()
+
+        await asyncio.to_thread(append)
+        log.warning(
+            "retention warning for %s (no SMTP configured; written to %s): %s", msg["To"], self.path, msg["Subject"]
+        )
+
+
+def day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+class Digests:
+    def __init__(self, directory: Path | None = None) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+            autoescape=jinja2.select_autoescape(["html", "j2.html"]),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["day"] = day
+        self.env.filters["gib"] = lambda n: f"{n / 2**30:.2f} GiB"
+
+    def render(
+        self, *, instrument: str, recipient: str, sender: str, sessions: list[dict[str, Any]], now: float, contact: str
+    ) -> EmailMessage:
+        ctx = {
+            "instrument": instrument,
+            "recipient": recipient,
+            "sessions": sessions,
+            "now": now,
+            "contact": contact,
+            "first_purge": min(s["purge_at"] for s in sessions),
+            "total_files": sum(s["files"] for s in sessions),
+            "total_bytes": sum(s["bytes"] for s in sessions),
+        }
+        msg = EmailMessage()
+        msg["From"] = sender
+        msg["To"] = recipient
+        msg["Subject"] = self.env.get_template("warning.subject.j2").render(ctx).strip()
+        msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
+        msg["Message-ID"] = make_msgid(domain="acqd")
+        msg.set_content(self.env.get_template("warning.txt.j2").render(ctx))
+        msg.add_alternative(self.env.get_template("warning.html.j2").render(ctx), subtype="html")
+        return msg

@@ -1,0 +1,1 @@
+"""Retention policy: the YAML model and the pure planner."""

@@ -1,0 +1,174 @@
+"""Retention policy YAML: tiers, data classes, ordered rules with a default, owners, caps. Pure.
+
+Vocabulary borrowed from S3 lifecycle rules (transitions, expiration) inside an apiVersion/kind
+envelope. Validated once with pydantic (`extra="forbid"`); errors name file, line and field.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from acqd.units import Duration, Size
+from acqd.yamlfile import load_model
+
+DAY = 86400.0
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataClass(Strict):
+    detectors: tuple[str, ...] = Field((), description="detector profiles whose files are of this class")
+    globs: tuple[str, ...] = Field((), description="file name globs (any matches)")
+
+    def matches(self, relpath: str, detector: str) -> bool:
+        name = relpath.rpartition("/")[2]
+        if self.detectors and detector not in self.detectors:
+            return False
+        return not self.globs or any(fnmatch.fnmatchcase(name, g) for g in self.globs)
+
+
+class Match(Strict):
+    dataClass: str | None = None
+    detector: str | None = None
+    glob: str | None = Field(None, description="glob on the path relative to the watch root")
+    owner: str | None = None
+
+
+class Transition(Strict):
+    after: Duration = Field(description="age (since verified) at which the copy moves")
+    tier: str
+
+
+class Expiration(Strict):
+    after: Duration = Field(description="age (since verified) at which the copy is purged")
+
+
+class Rule(Strict):
+    name: str
+    match: Match = Match()
+    transitions: tuple[Transition, ...] = ()
+    expiration: Expiration | None = None
+    warn: Duration = Field(14 * DAY, description="warn owners this long before a purge")
+    notify: tuple[str, ...] = Field(("owner",), description="'owner', 'fallback', or e-mail addresses")
+
+    @model_validator(mode="after")
+    def _sane(self) -> Rule:
+        if self.expiration is not None:
+            if self.expiration.after <= 0:
+                raise ValueError(f"rule {self.name}: expiration.after must be positive")
+            if self.expiration.after < self.warn:
+                raise ValueError(
+                    f"rule {self.name}: expiration.after ({self.expiration.after / DAY:g}d) is shorter than its "
+                    f"warning period warn ({self.warn / DAY:g}d): owners could not be warned in time"
+                )
+        ages = [t.after for t in self.transitions]
+        if ages != sorted(ages):
+            raise ValueError(f"rule {self.name}: transitions must be in order of age")
+        if self.expiration is not None and any(a >= self.expiration.after for a in ages):
+            raise ValueError(f"rule {self.name}: a transition after the expiration makes no sense")
+        return self
+
+
+class Owners(Strict):
+    pattern: str | None = Field(None, description="regex with (?P<owner>...) on the path relative to the watch root")
+    emails: dict[str, str] = Field(default_factory=dict, description="owner -> e-mail address")
+    fallback: str | None = Field(None, description="address for data without a known owner")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                rx = re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+            if "owner" not in rx.groupindex:
+                raise ValueError("the pattern needs a named group (?P<owner>...)")
+        return v
+
+    def owner_of(self, relpath: str) -> str | None:
+        if self.pattern is None:
+            return None
+        m = re.search(self.pattern, relpath)
+        return m.group("owner") if m else None
+
+
+class Caps(Strict):
+    maxItemsPerSweep: int = Field(1000, ge=0)
+    maxBytesPerSweep: Size = Field(100 * 2**40)
+    maxShareOfData: float = Field(0.5, gt=0, le=1, description="`acqd check` warns above this share at once")
+
+
+class Guards(Strict):
+    maxClockJumpForward: Duration = Field(
+        2 * DAY, description="no purge if the clock jumped further since the last sweep"
+    )
+    suspendErrorRatio: float = Field(0.2, gt=0, le=1, description="stop a sweep when this share of actions fails")
+
+
+class Spec(Strict):
+    tiers: tuple[str, ...] = Field(min_length=1)
+    dataClasses: dict[str, DataClass] = Field(default_factory=dict)
+    owners: Owners = Owners()
+    rules: tuple[Rule, ...] = ()
+    default: Rule = Rule(name="default")
+    caps: Caps = Caps()
+    guards: Guards = Guards()
+    interval: Duration = Field(3600.0, description="how often the retention runner sweeps")
+
+    @model_validator(mode="after")
+    def _refs(self) -> Spec:
+        names = [r.name for r in (*self.rules, self.default)]
+        if len(set(names)) != len(names):
+            raise ValueError("rule names must be unique")
+        for r in (*self.rules, self.default):
+            if r.match.dataClass is not None and r.match.dataClass not in self.dataClasses:
+                raise ValueError(f"rule {r.name}: unknown dataClass {r.match.dataClass!r}")
+            for t in r.transitions:
+                if t.tier not in self.tiers:
+                    raise ValueError(f"rule {r.name}: transition to unknown tier {t.tier!r}")
+        return self
+
+
+class Metadata(Strict):
+    name: str
+    description: str = ""
+
+
+class Policy(Strict):
+    apiVersion: Literal["acqd/v1"]
+    kind: Literal["RetentionPolicy"]
+    metadata: Metadata
+    spec: Spec
+
+    def data_class(self, relpath: str, detector: str) -> str | None:
+        for name, dc in self.spec.dataClasses.items():
+            if dc.matches(relpath, detector):
+                return name
+        return None
+
+    def rule_for(self, relpath: str, detector: str, owner: str | None) -> Rule:
+        dc = self.data_class(relpath, detector)
+        for r in self.spec.rules:
+            m = r.match
+            if m.dataClass is not None and m.dataClass != dc:
+                continue
+            if m.detector is not None and m.detector != detector:
+                continue
+            if m.glob is not None and not fnmatch.fnmatchcase(relpath, m.glob):
+                continue
+            if m.owner is not None and m.owner != owner:
+                continue
+            return r
+        return self.spec.default
+
+
+def load_policy(path: Path) -> Policy:
+    return load_model(path, Policy)

@@ -1,0 +1,166 @@
+"""The retention planner: `plan(now, items, policy, holds, warnings, last_sweep) -> actions`. Pure.
+
+Guarantees (tested by properties):
+- a purge needs a *delivered* warning for the same purge date whose lead time has fully passed,
+  and nothing becomes purgeable sooner than that warning plus its lead time, whatever the policy
+  says after a change;
+- nothing under a hold is purged or moved;
+- no purge when the clock went backwards or jumped forwards past the guard since the last sweep;
+- at most the caps (items, bytes) are purged in one sweep; the rest waits for the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from acqd.policy.model import Policy
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One stored copy, as the planner sees it."""
+
+    id: int  # the copy's id
+    relpath: str
+    session: str
+    detector: str
+    tier: str
+    size: int
+    verified_at: float
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    target: str  # a session name or a path prefix (relative to the watch root)
+    until: float
+    reason: str = ""
+
+    def covers(self, item: Item, now: float) -> bool:
+        if now >= self.until:
+            return False
+        t = self.target.strip("/")
+        return item.session == t or item.relpath == t or item.relpath.startswith(t + "/")
+
+
+@dataclass(frozen=True, slots=True)
+class Warning_:
+    """A warning about one item's purge on `purge_at`, delivered at `sent_at`."""
+
+    item_id: int
+    purge_at: float
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: str  # warn, transition, purge, blocked
+    item: Item
+    rule: str
+    reason: str
+    at: float  # when it is due (purge: the purge date)
+    tier: str = ""  # transition target
+    recipients: tuple[str, ...] = ()
+
+
+def _recipients(policy: Policy, rule_notify: Iterable[str], owner: str | None) -> tuple[str, ...]:
+    out: list[str] = []
+    owners = policy.spec.owners
+    for n in rule_notify:
+        if n == "owner":
+            addr = owners.emails.get(owner or "") or owners.fallback
+        elif n == "fallback":
+            addr = owners.fallback
+        else:
+            addr = n
+        if addr and addr not in out:
+            out.append(addr)
+    return tuple(out)
+
+
+def clock_ok(now: float, last_sweep: float | None, max_jump: float) -> str | None:
+    """None if the clock is sane since the last sweep, else why purges are refused."""
+    if last_sweep is None:
+        return None
+    if now < last_sweep:
+        return f"the clock went backwards by {last_sweep - now:.0f}s since the last sweep"
+    if now - last_sweep > max_jump:
+        return f"the clock jumped forwards by {(now - last_sweep) / 86400:.1f} days since the last sweep"
+    return None
+
+
+def plan(
+    now: float,
+    items: Iterable[Item],
+    policy: Policy,
+    holds: Iterable[Hold] = (),
+    warnings: Iterable[Warning_] = (),
+    last_sweep: float | None = None,
+) -> list[Action]:
+    holds = list(holds)
+    delivered: dict[int, list[Warning_]] = {}
+    for w in warnings:
+        delivered.setdefault(w.item_id, []).append(w)
+    clock_problem = clock_ok(now, last_sweep, policy.spec.guards.maxClockJumpForward)
+    caps = policy.spec.caps
+    actions: list[Action] = []
+    purges: list[Action] = []
+    for it in sorted(items, key=lambda i: (i.verified_at, i.id)):
+        owner = it.owner if it.owner is not None else policy.spec.owners.owner_of(it.relpath)
+        rule = policy.rule_for(it.relpath, it.detector, owner)
+        held = next((h for h in holds if h.covers(it, now)), None)
+        age = now - it.verified_at
+        # transitions: the latest one that is due and not yet done
+        due = [t for t in rule.transitions if age >= t.after]
+        if due and due[-1].tier != it.tier:
+            if held is not None:
+                actions.append(Action("blocked", it, rule.name, f"hold until {_day(held.until)}: {held.reason}", now))
+            else:
+                actions.append(
+                    Action(
+                        "transition",
+                        it,
+                        rule.name,
+                        f"older than {due[-1].after / 86400:g}d",
+                        it.verified_at + due[-1].after,
+                        tier=due[-1].tier,
+                    )
+                )
+        if rule.expiration is None:
+            continue
+        expiry = it.verified_at + rule.expiration.after
+        warn_at = expiry - rule.warn
+        if now < warn_at:
+            continue
+        if held is not None:
+            actions.append(Action("blocked", it, rule.name, f"hold: {held.reason or 'no reason given'}", expiry))
+            continue
+        ws = [w for w in delivered.get(it.id, []) if w.purge_at >= expiry - 1]  # a warning for this date
+        if not ws:
+            recipients = _recipients(policy, rule.notify, owner)
+            purge_at = max(expiry, now + rule.warn)  # never sooner than the warning's lead time
+            actions.append(Action("warn", it, rule.name, f"purge on {_day(purge_at)}", purge_at, recipients=recipients))
+            continue
+        w = min(ws, key=lambda w: w.sent_at)
+        purge_at = max(expiry, w.sent_at + rule.warn, w.purge_at)
+        if now < purge_at:
+            continue  # warned; waiting for the date
+        if clock_problem is not None:
+            actions.append(Action("blocked", it, rule.name, clock_problem, purge_at))
+            continue
+        purges.append(Action("purge", it, rule.name, f"expired ({rule.expiration.after / 86400:g}d), warned", purge_at))
+    n = total = 0
+    for p in purges:
+        if n + 1 > caps.maxItemsPerSweep or total + p.item.size > caps.maxBytesPerSweep:
+            actions.append(Action("blocked", p.item, p.rule, "over this sweep's purge caps: next sweep", p.at))
+            continue
+        n += 1
+        total += p.item.size
+        actions.append(p)
+    return actions
