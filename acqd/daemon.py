@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from acqd.config import Config, MqttConfig, load_config
+from acqd.config import Config, MqttConfig, WatchRoot, load_config
 from acqd.errors import AcqdError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.journal import Journal
@@ -25,7 +26,7 @@ from acqd.layouts import build_layout
 from acqd.logs import LogReporter
 from acqd.metrics import Exporter, Metrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
-from acqd.pipeline import Pipeline, RootCtx, RunStats
+from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.policy.model import Policy, load_policy
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, load_profile, search_path
@@ -62,7 +63,43 @@ def build_tiers(config: Config) -> dict[str, Tier]:
     return tiers
 
 
-def build_roots(config: Config, profiles: dict[str, DetectorProfile], tiers: dict[str, Tier]) -> list[RootCtx]:
+def make_placer(
+    config: Config, watch: WatchRoot, profile: DetectorProfile, tiers: dict[str, Tier], policy: Policy
+) -> Callable[[str], Placed]:
+    """Per-file placement from the policy's rules, falling back to the watch root's placement."""
+    base = watch.placement
+    cache: dict[tuple[str, str, str], Layout] = {}
+
+    def layout(name: str, codec: dict[str, Any] | None, compress: str) -> Layout:
+        key = (name, json.dumps(codec, sort_keys=True), compress)
+        if key not in cache:
+            if name == "copy":
+                cache[key] = build_layout("copy", compress, base.zstd_level, config.limits.chunk_bytes)
+            else:
+                cache[key] = frame_layout(profile, name, codec) or build_layout(
+                    "copy", compress, base.zstd_level, config.limits.chunk_bytes
+                )
+        return cache[key]
+
+    def placer(rel: str) -> Placed:
+        owner = profile.owner_of(rel) or policy.spec.owners.owner_of(rel)
+        rule = policy.rule_for(rel, profile.name, owner)
+        p = rule.placement
+        tier = tiers[p.tier] if p is not None and p.tier else tiers[config.tier_for(watch)]
+        compress = (p.compress if p is not None and p.compress else None) or base.compress
+        release = ((p.release_local if p is not None else None) or base.release_local) == "after_verify"
+        if profile.is_frames(rel.rpartition("/")[2]):
+            name = (p.layout if p is not None and p.layout else None) or base.layout
+            codec = (p.codec if p is not None and p.codec else None) or base.codec
+            return Placed(tier, layout(name, codec, compress), release)
+        return Placed(tier, layout("copy", None, compress), release)
+
+    return placer
+
+
+def build_roots(
+    config: Config, profiles: dict[str, DetectorProfile], tiers: dict[str, Tier], policy: Policy | None = None
+) -> list[RootCtx]:
     roots = []
     for i, w in enumerate(config.watch):
         profile = profiles[w.detector]
@@ -84,6 +121,7 @@ def build_roots(config: Config, profiles: dict[str, DetectorProfile], tiers: dic
                 scan_interval=interval,
                 events=events,
                 frames=frames,
+                placer=make_placer(config, w, profile, tiers, policy) if policy is not None else None,
             )
         )
     return roots
@@ -183,8 +221,8 @@ def check(config: Config) -> list[str]:
     """Everything `run` validates before it starts, without starting anything. Returns notes."""
     profiles = load_profiles(config)
     tiers = build_tiers(config)
-    roots = build_roots(config, profiles, tiers)
     policy = load_retention(config)
+    roots = build_roots(config, profiles, tiers, policy)
     notes = []
     if policy is not None:
         rules = ", ".join(
@@ -311,7 +349,7 @@ class Daemon:
         config = self.config
         profiles = load_profiles(config)
         tiers = build_tiers(config)
-        roots = build_roots(config, profiles, tiers)
+        roots = build_roots(config, profiles, tiers, load_retention(config))
         require_roots(roots)
         with state_lock(config.state_dir):
             io = ThreadPoolExecutor(config.limits.io_threads, thread_name_prefix="acqd-io")

@@ -51,6 +51,15 @@ SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many 
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 
 
+@dataclass(frozen=True)
+class Placed:
+    """Where and how one file is stored: from the watch root's placement, or its policy rule."""
+
+    tier: Tier
+    layout: Layout
+    release: bool
+
+
 @dataclass
 class RootCtx:
     """Everything the pipeline needs to know about one watch root."""
@@ -66,6 +75,7 @@ class RootCtx:
     scan_interval: float
     events: bool
     frames: Layout | None = None  # the frame layout (zarr, tiff) for files the profile's reader takes
+    placer: Callable[[str], Placed] | None = None  # a retention policy's placement rules, if any
 
     def ignored(self, name: str) -> bool:
         if self.profile.ignores(name, self.watch.ignore):
@@ -73,9 +83,13 @@ class RootCtx:
         return self.profile.other_files == "ignore" and not self.profile.matches(name)
 
     def layout_for(self, rel: str) -> Layout:
-        if self.frames is not None and self.profile.is_frames(rel.rpartition("/")[2]):
-            return self.frames
-        return self.layout
+        return self.placed(rel).layout
+
+    def placed(self, rel: str) -> Placed:
+        if self.placer is not None:
+            return self.placer(rel)
+        frames = self.frames is not None and self.profile.is_frames(rel.rpartition("/")[2])
+        return Placed(self.tier, self.frames if frames and self.frames else self.layout, self.release)
 
     def ignored_path(self, rel: str) -> bool:
         return any(self.ignored(part) for part in rel.split("/"))
@@ -414,7 +428,7 @@ class Pipeline:
                 row = await self._j(self.journal.mark, row.id, State.VANISHED, "gone while acqd was not running")
                 self._emit("vanished", row, reason="gone while acqd was not running")
             try:
-                if await self._io(ctx.tier.remove_temp, self._dest(ctx, row)):
+                if await self._io(ctx.placed(row.relpath).tier.remove_temp, self._dest(ctx, row)):
                     log.info("removed a stale temporary of %r at the destination", row.relpath)
             except AcqdError as exc:
                 log.warning("could not clean a temporary of %r: %s", row.relpath, exc)
@@ -500,7 +514,7 @@ class Pipeline:
         if not fresh:
             return
         obs = [
-            Observation(SourceRef(ctx.root, e.relpath), e.identity, ctx.profile.name, ctx.release)
+            Observation(SourceRef(ctx.root, e.relpath), e.identity, ctx.profile.name, ctx.placed(e.relpath).release)
             for e in fresh
             if e.identity is not None
         ]
@@ -628,10 +642,10 @@ class Pipeline:
     def _base(self, ctx: RootCtx) -> str:
         return f"{self.instrument}/{ctx.watch.prefix}" if ctx.watch.prefix else self.instrument
 
-    def _write(self, c: Candidate, layout: Layout, dest: str) -> WriteResult:
+    def _write(self, c: Candidate, layout: Layout, tier: Tier, dest: str) -> WriteResult:
         src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
         try:
-            return layout.write(src, c.stable.size, c.ctx.tier, dest)  # type: ignore[arg-type]
+            return layout.write(src, c.stable.size, tier, dest)  # type: ignore[arg-type]
         finally:
             src.close()
 
@@ -660,13 +674,14 @@ class Pipeline:
             if c.row.state is not State.COMPLETE:
                 self._emit("complete", row, reason=c.reason)
             dest = self._dest(ctx, row)
-            layout = ctx.layout_for(row.relpath)
-            res = await self._io(self._write, c, layout, dest)
-            await self._j(self.journal.record_stored, row.id, ctx.tier.name, dest, layout.name, res)
+            placed = ctx.placed(row.relpath)
+            layout, tier = placed.layout, placed.tier
+            res = await self._io(self._write, c, layout, tier, dest)
+            await self._j(self.journal.record_stored, row.id, tier.name, dest, layout.name, res)
             t_verify = self.mono()
-            await self._io(layout.verify, ctx.tier, dest, res)
+            await self._io(layout.verify, tier, dest, res)
             t_verify = self.mono() - t_verify
-            row = await self._j(self.journal.record_verified, row.id, ctx.tier.name, dest)
+            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
             return
@@ -706,8 +721,8 @@ class Pipeline:
         self._emit(
             "verified",
             row,
-            tier=ctx.tier.name,
-            dest=ctx.tier.url(dest),
+            tier=tier.name,
+            dest=tier.url(dest),
             stored_bytes=res.stored_bytes,
             checksum=res.source_checksum,
             codec=res.codec,
@@ -716,7 +731,7 @@ class Pipeline:
             stages=(*res.stages, ("verify", t_verify)),
         )
         self._dirty.add((ctx.index, row.session))
-        if ctx.release:
+        if placed.release:
             await self._release(c, row)
 
     async def _release(self, c: Candidate, row: FileRow) -> None:

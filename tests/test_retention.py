@@ -291,3 +291,47 @@ def test_check_warns_when_a_policy_would_purge_most_data_at_once(setup: Setup, t
     notes = check(s.cfg.model_copy(update={"policy": eager}))
     [warning] = [n for n in notes if n.startswith("WARNING")]
     assert "would purge 80% of the stored data" in warning and "maxShareOfData (50%)" in warning
+
+
+async def test_policy_rules_place_files(tmp_path: Path) -> None:
+    """Placement per rule: movies to the capacity tier as .zst and released locally; sums stay central."""
+    policy = POLICY.replace(
+        "    - name: movies\n      match: {dataClass: movie}\n",
+        "    - name: movies\n      match: {dataClass: movie}\n"
+        "      placement: {tier: capacity, compress: zstd, release_local: after_verify}\n",
+    )
+    (tmp_path / "policy.yaml").write_text(policy)
+    watch, central, capacity = tmp_path / "acq", tmp_path / "central", tmp_path / "capacity"
+    for rel in FILES[:3]:
+        (watch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (watch / rel).write_bytes(b"x" * 5000)
+    cfg = Config.model_validate(
+        {
+            "instrument": "krios",
+            "state_dir": str(tmp_path / "state"),
+            "policy": str(tmp_path / "policy.yaml"),
+            "watch": [{"path": str(watch), "settle": "0.2s"}],
+            "tiers": {"central": {"url": f"file://{central}"}, "capacity": {"url": f"file://{capacity}"}},
+        }
+    )
+    result = await Daemon(cfg, once=True, retry_for=20).run(install_signals=False)
+    assert result.stats.verified == 3 and result.pending == 0
+    s = "alice_apoferritin_0101"
+    assert (capacity / "krios" / s / "FoilHole_1_fractions.mrc.zst").exists()
+    assert not (watch / s / "FoilHole_1_fractions.mrc").exists()  # released: the rule says so
+    assert (central / "krios" / s / "FoilHole_1_DW.mrc").exists()  # the sum: the watch root's placement
+    assert (watch / s / "FoilHole_1_DW.mrc").exists()  # ... which does not release
+
+
+def test_policy_placement_on_an_unknown_tier_is_rejected(tmp_path: Path) -> None:
+    from acqd.errors import ConfigError
+    from acqd.policy.model import load_policy
+
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        POLICY.replace(
+            "      match: {dataClass: sum}\n", "      match: {dataClass: sum}\n      placement: {tier: tape}\n"
+        )
+    )
+    with pytest.raises(ConfigError, match="placement on unknown tier 'tape'"):
+        load_policy(p)

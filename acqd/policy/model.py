@@ -9,10 +9,11 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from acqd.codec import frame_codec
 from acqd.units import Duration, Size
 from acqd.yamlfile import load_model
 
@@ -50,9 +51,20 @@ class Expiration(Strict):
     after: Duration = Field(description="age (since verified) at which the copy is purged")
 
 
+class RulePlacement(Strict):
+    """Where and how matching files are stored; unset fields fall back to the watch root's placement."""
+
+    tier: str | None = None
+    layout: Literal["profile", "copy", "zarr", "tiff"] | None = None
+    codec: dict[str, Any] | None = None
+    compress: Literal["none", "zstd"] | None = None
+    release_local: Literal["never", "after_verify"] | None = None
+
+
 class Rule(Strict):
     name: str
     match: Match = Match()
+    placement: RulePlacement | None = None
     transitions: tuple[Transition, ...] = ()
     expiration: Expiration | None = None
     warn: Duration = Field(14 * DAY, description="warn owners this long before a purge")
@@ -131,6 +143,10 @@ class Spec(Strict):
         for r in (*self.rules, self.default):
             if r.match.dataClass is not None and r.match.dataClass not in self.dataClasses:
                 raise ValueError(f"rule {r.name}: unknown dataClass {r.match.dataClass!r}")
+            if r.placement is not None and r.placement.tier is not None and r.placement.tier not in self.tiers:
+                raise ValueError(f"rule {r.name}: placement on unknown tier {r.placement.tier!r}")
+            if r.placement is not None and r.placement.codec is not None:
+                frame_codec(r.placement.codec)
             for t in r.transitions:
                 if t.tier not in self.tiers:
                     raise ValueError(f"rule {r.name}: transition to unknown tier {t.tier!r}")
