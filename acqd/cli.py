@@ -422,10 +422,8 @@ def plan(
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Dry run of the retention policy: what would be warned, moved and purged, when and why."""
-    from acqd import journal as jr
     from acqd.daemon import load_retention
-    from acqd.policy.planner import Hold, Item, Warning_
-    from acqd.policy.planner import plan as make_plan
+    from acqd.retention import plan_from_journal
 
     with _errors():
         cfg = load_config(config)
@@ -435,22 +433,7 @@ def plan(
         t = _when(now)
         j = Journal(journal_path(cfg.state_dir), readonly=True)
         try:
-            rows = jr.retention_items(j)
-            items = [
-                Item(
-                    r.copy.id,
-                    r.file.relpath,
-                    r.file.session,
-                    r.file.detector,
-                    r.copy.tier,
-                    r.copy.stored_bytes,
-                    r.copy.verified_at or r.copy.stored_at,
-                )
-                for r in rows
-            ]
-            holds = [Hold(a, b, c) for a, b, c in jr.active_holds(j, t)]
-            warnings = [Warning_(a, b, c) for a, b, c in jr.delivered_warnings(j)]
-            actions = make_plan(t, items, policy, holds, warnings, jr.last_sweep(j))
+            actions, _ = plan_from_journal(j, policy, t)
         finally:
             j.close()
     owners: dict[str, dict[str, int]] = {}

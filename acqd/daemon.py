@@ -31,7 +31,7 @@ from acqd.policy.model import Policy, load_policy
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, load_profile, search_path
 from acqd.readers import Expect, reader_names
-from acqd.retention import RetentionRunner
+from acqd.retention import RetentionRunner, plan_from_journal
 from acqd.storage import Tier
 from acqd.systemd import Notifier
 from acqd.units import human_bytes
@@ -163,34 +163,19 @@ def load_retention(config: Config) -> Policy | None:
 def purge_share_warning(config: Config, policy: Policy) -> list[str]:
     """`acqd check`: warn when the policy would purge more than maxShareOfData of what the journal
     knows within one warning period (e.g. a new policy that suddenly expires everything)."""
-    from acqd import journal as jr
-    from acqd.policy.planner import Item, plan
-
     path = journal_path(config.state_dir)
     if not path.exists():
         return []
+    horizon = time.time() + max(r.warn for r in (*policy.spec.rules, policy.spec.default))
     j = Journal(path, readonly=True)
     try:
-        rows = jr.retention_items(j)
+        actions, rows = plan_from_journal(j, policy, horizon)
     finally:
         j.close()
-    items = [
-        Item(
-            r.copy.id,
-            r.file.relpath,
-            r.file.session,
-            r.file.detector,
-            r.copy.tier,
-            r.copy.stored_bytes,
-            r.copy.verified_at or r.copy.stored_at,
-        )
-        for r in rows
-    ]
-    total = sum(i.size for i in items)
+    total = sum(r.copy.stored_bytes for r in rows.values())
     if not total:
         return []
-    horizon = time.time() + max(r.warn for r in (*policy.spec.rules, policy.spec.default))
-    doomed = sum(a.item.size for a in plan(horizon, items, policy) if a.kind == "warn")
+    doomed = sum(a.item.size for a in actions if a.kind == "warn")
     share = doomed / total
     if share > policy.spec.caps.maxShareOfData:
         return [

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from acqd.codec import frame_codec
 from acqd.errors import ConfigError
-from acqd.units import Duration, Size
+from acqd.units import Duration, OwnerPattern, Size, owner_from
 from acqd.yamlfile import load_model
 
 DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "~*", "*.crdownload", "*.swp")
@@ -76,7 +76,7 @@ class DetectorProfile(BaseModel):
     other_files: Literal["copy", "ignore"] = Field(
         "copy", description="files that match none of `files` (sidecars, gain references): copy them, or leave them"
     )
-    owner_pattern: str | None = Field(
+    owner_pattern: OwnerPattern = Field(
         None, description="regex on the path relative to the watch root with a group (?P<owner>...)"
     )
     settle: SettleRule = SettleRule()
@@ -95,18 +95,6 @@ class DetectorProfile(BaseModel):
             frame_codec(v)
         return v
 
-    @field_validator("owner_pattern")
-    @classmethod
-    def _owner(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                rx = re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-            if "owner" not in rx.groupindex:
-                raise ValueError("the pattern needs a named group (?P<owner>...)")
-        return v
-
     @model_validator(mode="after")
     def _consistent(self) -> DetectorProfile:
         if self.reader == "bytes" and self.layout != "copy":
@@ -116,10 +104,7 @@ class DetectorProfile(BaseModel):
         return self
 
     def owner_of(self, relpath: str) -> str | None:
-        if self.owner_pattern is None:
-            return None
-        m = re.search(self.owner_pattern, relpath)
-        return m.group("owner") if m else None
+        return owner_from(self.owner_pattern, relpath)
 
     def is_frames(self, name: str) -> bool:
         """Does this file go through the frame reader and layout (else: copy or ignore)?"""

@@ -46,6 +46,26 @@ class SweepResult:
     actions: list[Action] = field(default_factory=list)
 
 
+def plan_from_journal(j: Journal, policy: Policy, now: float) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
+    """Blocking: the planner's view of the journal (copies, holds, delivered warnings, last sweep), planned."""
+    rows = jr.retention_items(j)
+    items = [
+        Item(
+            id=r.copy.id,
+            relpath=r.file.relpath,
+            session=r.file.session,
+            detector=r.file.detector,
+            tier=r.copy.tier,
+            size=r.copy.stored_bytes,
+            verified_at=r.copy.verified_at or r.copy.stored_at,
+        )
+        for r in rows
+    ]
+    holds = [Hold(t, u, why) for t, u, why in jr.active_holds(j, now)]
+    warnings = [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
+    return plan(now, items, policy, holds, warnings, jr.last_sweep(j)), {r.copy.id: r for r in rows}
+
+
 class RetentionRunner:
     def __init__(
         self,
@@ -97,24 +117,7 @@ class RetentionRunner:
         )
 
     async def plan(self, now: float) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
-        rows = await self._j(jr.retention_items, self.journal)
-        by_copy = {r.copy.id: r for r in rows}
-        items = [
-            Item(
-                id=r.copy.id,
-                relpath=r.file.relpath,
-                session=r.file.session,
-                detector=r.file.detector,
-                tier=r.copy.tier,
-                size=r.copy.stored_bytes,
-                verified_at=r.copy.verified_at or r.copy.stored_at,
-            )
-            for r in rows
-        ]
-        holds = [Hold(t, u, why) for t, u, why in await self._j(jr.active_holds, self.journal, now)]
-        warnings = [Warning_(c, p, s) for c, p, s in await self._j(jr.delivered_warnings, self.journal)]
-        last = await self._j(jr.last_sweep, self.journal)
-        return plan(now, items, self.policy, holds, warnings, last), by_copy
+        return await self._j(plan_from_journal, self.journal, self.policy, now)
 
     async def sweep(self, now: float) -> SweepResult:
         actions, by_copy = await self.plan(now)

@@ -64,7 +64,29 @@ def human_bytes(n: float) -> str:
 # pydantic field types for durations and sizes in YAML
 from typing import Annotated  # noqa: E402
 
-from pydantic import BeforeValidator  # noqa: E402
+from pydantic import AfterValidator, BeforeValidator  # noqa: E402
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def owner_pattern(v: str | None) -> str | None:
+    """Validate a regex that names the data's owner with a group (?P<owner>...)."""
+    if v is not None:
+        try:
+            rx = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "owner" not in rx.groupindex:
+            raise ValueError("the pattern needs a named group (?P<owner>...)")
+    return v
+
+
+def owner_from(pattern: str | None, relpath: str) -> str | None:
+    if pattern is None:
+        return None
+    m = re.search(pattern, relpath)
+    return m.group("owner") if m else None
+
+
+OwnerPattern = Annotated[str | None, AfterValidator(owner_pattern)]

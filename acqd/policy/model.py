@@ -7,14 +7,13 @@ envelope. Validated once with pydantic (`extra="forbid"`); errors name file, lin
 from __future__ import annotations
 
 import fnmatch
-import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from acqd.codec import frame_codec
-from acqd.units import Duration, Size
+from acqd.units import Duration, OwnerPattern, Size, owner_from
 from acqd.yamlfile import load_model
 
 DAY = 86400.0
@@ -89,27 +88,12 @@ class Rule(Strict):
 
 
 class Owners(Strict):
-    pattern: str | None = Field(None, description="regex with (?P<owner>...) on the path relative to the watch root")
+    pattern: OwnerPattern = Field(None, description="regex with (?P<owner>...) on the path relative to the watch root")
     emails: dict[str, str] = Field(default_factory=dict, description="owner -> e-mail address")
     fallback: str | None = Field(None, description="address for data without a known owner")
 
-    @field_validator("pattern")
-    @classmethod
-    def _pattern(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                rx = re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-            if "owner" not in rx.groupindex:
-                raise ValueError("the pattern needs a named group (?P<owner>...)")
-        return v
-
     def owner_of(self, relpath: str) -> str | None:
-        if self.pattern is None:
-            return None
-        m = re.search(self.pattern, relpath)
-        return m.group("owner") if m else None
+        return owner_from(self.pattern, relpath)
 
 
 class Caps(Strict):
