@@ -264,9 +264,9 @@ def restore(
                 tier = build_tiers(cfg)[copy.tier]
                 chunk = cfg.limits.chunk_bytes
             elif dest is not None:
-                from acqd.storage import Tier
+                from acqd.storage import open_tier
 
-                tier = Tier(copy.tier, dest if "://" in dest else "file://" + str(Path(dest).resolve()))
+                tier = open_tier(copy.tier, dest if "://" in dest else "file://" + str(Path(dest).resolve()))
                 chunk = 8 << 20
             else:
                 raise ConfigError("pass --config FILE (or, for a quick-form run, --state-dir DIR and --dest URL)")
@@ -316,7 +316,7 @@ def verify(
     dest: Annotated[str | None, typer.Option(help="quick form: the --dest files were shipped to")] = None,
 ) -> None:
     """Fixity check: re-read every stored copy, decode it and compare its checksum with the journal's."""
-    from acqd.storage import Tier
+    from acqd.storage import open_tier
 
     with _errors():
         cfg, j = _open_for_reading(config, state_dir)
@@ -328,7 +328,9 @@ def verify(
                 if copy.tier not in tiers:
                     if dest is None:
                         raise ConfigError("pass --config FILE (or, for a quick-form run, --dest URL)")
-                    tiers[copy.tier] = Tier(copy.tier, dest if "://" in dest else "file://" + str(Path(dest).resolve()))
+                    tiers[copy.tier] = open_tier(
+                        copy.tier, dest if "://" in dest else "file://" + str(Path(dest).resolve())
+                    )
                 layout = build_layout(copy.layout, "zstd" if copy.codec.startswith("zstd") else "none", chunk=chunk)
                 try:
                     layout.verify(tiers[copy.tier], copy.dest, copy.as_result())

@@ -64,9 +64,23 @@ class WatchRoot(Frozen):
         return Path(str(v)).resolve() if v.exists() else v
 
 
+SECRET_OPTIONS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "passphrase",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
+)
+
+
 class TierConfig(Frozen):
     url: str = Field(description="fsspec URL of the tier's root: file:///mnt/nas/acqd, memory://x, s3://bucket/p")
-    options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage options (no secrets)")
+    options: dict[str, Any] = Field(default_factory=dict, description="backend options (no secrets: see the README)")
 
     @field_validator("url")
     @classmethod
@@ -76,6 +90,17 @@ class TierConfig(Frozen):
         if v.startswith("file://") and not v.startswith("file:///"):
             raise ValueError("a file:// url must be absolute: file:///path/to/dir")
         return v.rstrip("/") if not v.endswith("://") else v
+
+    @field_validator("options")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            if k.lower() in SECRET_OPTIONS:
+                raise ValueError(
+                    f"{k}: secrets never go in acqd.yaml; use credentials_file (S3) or key_file (SFTP), "
+                    "or the backend's standard credential chain"
+                )
+        return v
 
 
 class Limits(Frozen):

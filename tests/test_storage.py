@@ -15,19 +15,32 @@ from acqd.checksum import Hasher
 from acqd.codec import stream_codec
 from acqd.errors import PermanentError, SourceChangedError, TransientError, VerifyError
 from acqd.layouts import build_layout
-from acqd.storage import DestinationError, Tier, temp_name, translate
+from acqd.storage import DestinationError, Tier, open_tier, temp_name, translate
 from acqd.values import WriteResult
-from tests.conftest import need
+from tests.conftest import digest, need
+from tests.servers import SeaweedS3, Sshd
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["file", "memory", "s3", "sftp"])
 def tier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tier]:
     if request.param == "file":
-        yield Tier("central", f"file://{tmp_path}/central")
-    else:
-        t = Tier("central", f"memory://acqd-test-{uuid.uuid4().hex}")
+        yield open_tier("central", f"file://{tmp_path}/central")
+    elif request.param == "memory":
+        t = open_tier("central", f"memory://acqd-test-{uuid.uuid4().hex}")
         yield t
         t.fs.rm(t.root, recursive=True)
+    elif request.param == "s3":
+        s3: SeaweedS3 = request.getfixturevalue("s3_server")
+        bucket = s3.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+        # a small part size so the contract's larger writes take the multipart path
+        t = open_tier("central", f"s3://{bucket}/central", s3.options(part_size="5MiB"))
+        yield t
+        t.close()
+    else:
+        sshd: Sshd = request.getfixturevalue("sshd_server")
+        t = open_tier("central", sshd.url(tmp_path / "central"), sshd.options())
+        yield t
+        t.close()
 
 
 class Boom(Exception):
@@ -150,7 +163,7 @@ def test_source_that_shrinks_mid_copy_is_not_committed(tier: Tier) -> None:
 
 def test_zstd_copy_is_a_standard_frame(tmp_path: Path) -> None:
     zstd = need("zstd", "checks that `zstd -d` restores the .zst files acqd writes")
-    t = Tier("central", f"file://{tmp_path}/c")
+    t = open_tier("central", f"file://{tmp_path}/c")
     data = bytes(range(256)) * 5000
     layout = build_layout("copy", "zstd", chunk=64 * 1024)
     layout.write(_Src(data), len(data), t, "f.raw.zst")  # type: ignore[arg-type]
@@ -162,3 +175,34 @@ def test_stream_codec_names() -> None:
     assert stream_codec("zstd", 5).spec == "zstd(level=5)"
     with pytest.raises(ValueError):
         stream_codec("lzma")
+
+
+# --- large objects: the multipart path on S3, the same contract everywhere ----------------------
+
+MiB = 2**20
+
+
+def test_large_write_is_atomic_whole_and_leaves_no_temporaries(tier: Tier) -> None:
+    parts = [os.urandom(MiB) for _ in range(12)]
+
+    def chunks() -> Iterator[bytes]:
+        for i, p in enumerate(parts):
+            if i == 7:  # past the first parts (S3: a multipart upload is under way)
+                assert "big/f.raw" not in tier.find(), "visible under its final name before the commit"
+            yield p
+
+    assert tier.write_atomic("big/f.raw", chunks()) == 12 * MiB
+    assert tier.find() == ["big/f.raw"]
+    with tier.open_read("big/f.raw") as f:
+        assert digest(f.read()) == digest(b"".join(parts))
+
+
+def test_large_write_that_fails_leaves_nothing(tier: Tier) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(11):
+            yield os.urandom(MiB)
+        raise Boom()
+
+    with pytest.raises(Boom):
+        tier.write_atomic("big/f.raw", chunks())
+    assert tier.find() == []

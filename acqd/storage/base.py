@@ -1,9 +1,12 @@
-"""Storage tiers: one fsspec filesystem per named tier, atomic writes, errors translated here."""
+"""A storage tier on an fsspec filesystem: atomic writes, trees, reads; errors translated at the edge.
+
+This class serves local folders (file://, a NAS mount) and any fsspec filesystem with a rename
+(memory://). Object stores and SFTP servers subclass it (acqd.storage.s3, acqd.storage.sftp).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import posixpath
 import shutil
@@ -12,48 +15,12 @@ from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 
-from acqd.errors import AcqdError, PermanentError, TransientError
+from acqd.errors import AcqdError, PermanentError
+from acqd.storage.errors import translate
 
 T = TypeVar("T")
 
 TEMP_SUFFIX = ".acqd-tmp"
-
-
-class DestinationError(PermanentError):
-    """The destination refuses (permission, auth, read-only). Retried slowly; never the file's fault."""
-
-
-#: errno -> (error class, what it means for an operator). Anything else OSError-ish is transient.
-_ERRNO_TABLE: dict[int, tuple[type[AcqdError], str]] = {
-    errno.EACCES: (DestinationError, "permission denied"),
-    errno.EPERM: (DestinationError, "operation not permitted"),
-    errno.EROFS: (DestinationError, "read-only filesystem"),
-    errno.ENOSPC: (TransientError, "no space left on the destination"),
-    errno.EDQUOT: (TransientError, "quota exceeded on the destination"),
-    errno.EIO: (TransientError, "I/O error on the destination"),
-    errno.ENOENT: (TransientError, "path not found on the destination"),
-    errno.ETIMEDOUT: (TransientError, "timed out"),
-    errno.ECONNREFUSED: (TransientError, "connection refused"),
-    errno.ECONNRESET: (TransientError, "connection reset"),
-    errno.EHOSTUNREACH: (TransientError, "host unreachable"),
-}
-
-
-def translate(tier: str, op: str, path: str, exc: BaseException) -> AcqdError:
-    """Map a third-party or OS error at the storage edge to acqd's error tree."""
-    if isinstance(exc, AcqdError):
-        return exc
-    code = getattr(exc, "errno", None)
-    if isinstance(exc, PermissionError):
-        code = errno.EACCES
-    elif isinstance(exc, FileNotFoundError):
-        code = errno.ENOENT
-    if isinstance(code, int) and code in _ERRNO_TABLE:
-        cls, what = _ERRNO_TABLE[code]
-        return cls(f"tier {tier}: {op} {path}: {what}")
-    if isinstance(exc, ConnectionError | TimeoutError | OSError):
-        return TransientError(f"tier {tier}: {op} {path}: {exc}")
-    return TransientError(f"tier {tier}: {op} {path}: {type(exc).__name__}: {exc}")
 
 
 def temp_name(rel: str) -> str:
@@ -66,6 +33,9 @@ def temp_name(rel: str) -> str:
 class Tier:
     """A named storage tier on an fsspec filesystem. Blocking: call from the I/O executor."""
 
+    #: what the backend is called in messages and in the error table
+    backend = "fsspec"
+
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         self.name = name
         self._url = url.rstrip("/")
@@ -73,10 +43,22 @@ class Tier:
             fs, root = fsspec.core.url_to_fs(url, **(options or {}))
         except (ImportError, ValueError) as exc:
             raise PermanentError(f"tier {name}: cannot use {url!r}: {exc}") from None
-        self.fs: Any = fs
+        self._fs: Any = fs
         self.root = root.rstrip("/")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self.local = protocol in ("file", "local")
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem (remote backends connect on first use and again after a failure)."""
+        return self._fs
+
+    def abort_incomplete(self, under: str) -> int:
+        """Clean up what a crash left below `under` beyond temporaries (S3: multipart uploads)."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections (remote backends)."""
 
     # -- paths --------------------------------------------------------------------------------
     def path(self, rel: str) -> str:
@@ -92,7 +74,18 @@ class Tier:
         except AcqdError:
             raise
         except Exception as exc:
+            self._failed(exc)
             raise translate(self.name, op, rel, exc) from exc
+
+    def _failed(self, exc: BaseException) -> None:
+        """Hook: a storage call failed (remote backends drop a broken connection here)."""
+
+    def _translate(self, op: str, rel: str) -> Callable[[BaseException], AcqdError]:
+        def tr(exc: BaseException) -> AcqdError:
+            self._failed(exc)
+            return translate(self.name, op, rel, exc)
+
+        return tr
 
     # -- writes -------------------------------------------------------------------------------
     def write_atomic(self, rel: str, chunks: Iterable[bytes]) -> int:
@@ -117,8 +110,7 @@ class Tier:
                     written += len(block)
             with self._edge("write", rel):
                 f.flush()
-                if self.local:
-                    os.fsync(f.fileno())
+                self._durable(f)
                 f.close()
             with self._edge("rename", rel):
                 self._rename(tmp, final)
@@ -128,6 +120,11 @@ class Tier:
             self._discard(tmp)
             raise
         return written
+
+    def _durable(self, f: Any) -> None:
+        """Make the written bytes durable before the rename publishes them."""
+        if self.local:
+            os.fsync(f.fileno())
 
     def _rename(self, tmp: str, final: str) -> None:
         if self.local:
@@ -186,12 +183,11 @@ class Tier:
 
         if self.local:
             return LocalStore(path)
-        fs = self.fs
-        if not getattr(fs, "async_impl", False):
-            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-            fs = AsyncFileSystemWrapper(fs)
-        return FsspecStore(fs, path=path)
+        # Always the blocking interface run in threads: a remote filesystem's own event loop (s3fs,
+        # sshfs) is not the one zarr runs its coroutines on, and its connections belong to that loop.
+        return FsspecStore(AsyncFileSystemWrapper(self.fs), path=path)
 
     def remove(self, rel: str) -> None:
         with self._edge("delete", rel):
@@ -210,7 +206,7 @@ class Tier:
     def open_read(self, rel: str) -> BinaryIO:
         with self._edge("read", rel):
             f: BinaryIO = self.fs.open(self.path(rel), "rb")
-            return _EdgeReader(f, lambda exc: translate(self.name, "read", rel, exc))  # type: ignore[return-value]
+            return _EdgeReader(f, self._translate("read", rel))  # type: ignore[return-value]
 
     def size(self, rel: str) -> int | None:
         with self._edge("stat", rel):
@@ -230,9 +226,10 @@ class Tier:
             base = self.path(rel) if rel else self.root
             if not self.fs.exists(base):
                 return []
-            found = self.fs.find(base)
+            found = self.fs.find(base, detail=True)
         cut = len(self.root) + 1 if self.root else 0
-        return sorted(p[cut:] for p in found)
+        # object stores may list folder markers (or the root itself): only objects count
+        return sorted(p[cut:] for p, info in found.items() if info.get("type") != "directory" and p[cut:])
 
 
 class _EdgeReader:

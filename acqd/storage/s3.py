@@ -1,0 +1,386 @@
+"""S3-compatible object stores (AWS, Ceph RGW, MinIO, SeaweedFS) through s3fs.
+
+How a write stays atomic and verifiable on a store without rename:
+
+- An object that fits in one part (``part_size``, default 16 MiB) is buffered and sent with one
+  PUT to its final key. A PUT is atomic: readers see the whole object or none.
+- A larger object is streamed as a multipart upload (``concurrency`` parts in flight) to a hidden
+  temporary key, then published to its final key by a server-side copy. Until that copy completes
+  nothing is under the final key; a crash leaves at most the temporary key and an unfinished upload,
+  and both are removed by the next start (`abort_incomplete`).
+- acqd's own checksum of the stored bytes (xxh3-128) travels as object metadata
+  (``x-amz-meta-acqd-xxh3-128``) on every object it publishes. Multipart ETags are not MD5s, so
+  acqd never uses them to verify; it reads the object back.
+- Publication is create-only (``If-None-Match: *``). When something is already there: an object
+  acqd wrote with the same checksum is the same bytes (done); an older acqd object of the same name
+  (a crash before the journal recorded it) is replaced under ``If-Match``; anything without acqd's
+  metadata was not written by acqd and is never overwritten (`ConflictError`).
+
+Credentials never come from acqd.yaml: ``credentials_file`` (the AWS shared-credentials INI format)
+and ``profile``, or else the standard AWS chain (environment, ~/.aws, instance metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import contextlib
+import posixpath
+from collections.abc import Iterable
+from concurrent.futures import Future
+from typing import Any
+
+import s3fs
+from fsspec.asyn import sync
+
+from acqd.checksum import Hasher
+from acqd.errors import PermanentError
+from acqd.storage.base import TEMP_SUFFIX, Tier, temp_name
+from acqd.storage.errors import ConflictError
+
+META_CHECKSUM = "acqd-xxh3-128"
+MIN_PART = 5 * 2**20  # S3's smallest part (all but the last)
+MAX_COPY = 5 * 2**30  # the largest single-request server-side copy
+COPY_PART = 2**30
+SECRET_OPTIONS = ("key", "secret", "token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+OPTIONS = ("endpoint_url", "region", "profile", "credentials_file", "part_size", "concurrency", "create_only", "s3fs")
+
+
+def _size(v: Any, field: str) -> int:
+    from acqd.units import parse_size
+
+    try:
+        return int(parse_size(v))
+    except ValueError as exc:
+        raise PermanentError(f"options.{field}: {exc}") from None
+
+
+def read_credentials(path: str, profile: str) -> dict[str, str]:
+    """Key, secret (and token) from an AWS shared-credentials file; a clear error when they are not there."""
+    cp = configparser.ConfigParser()
+    try:
+        with open(path, encoding="utf-8") as f:
+            cp.read_file(f)
+    except OSError as exc:
+        raise PermanentError(f"options.credentials_file: cannot read {path}: {exc.strerror}") from None
+    except configparser.Error as exc:
+        raise PermanentError(f"options.credentials_file: {path} is not an AWS credentials file: {exc}") from None
+    if not cp.has_section(profile):
+        raise PermanentError(f"options.credentials_file: {path} has no [{profile}] section")
+    sec = cp[profile]
+    try:
+        out = {"key": sec["aws_access_key_id"], "secret": sec["aws_secret_access_key"]}
+    except KeyError as exc:
+        raise PermanentError(f"options.credentials_file: [{profile}] in {path} lacks {exc.args[0]}") from None
+    if "aws_session_token" in sec:
+        out["token"] = sec["aws_session_token"]
+    return out
+
+
+class S3Tier(Tier):
+    backend = "s3"
+
+    def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
+        opts = dict(options or {})
+        bad = [k for k in opts if k in SECRET_OPTIONS]
+        if bad:
+            raise PermanentError(
+                f"tier {name}: options.{bad[0]}: secrets never go in acqd.yaml; "
+                "use options.credentials_file (AWS credentials INI) or the standard AWS chain"
+            )
+        unknown = [k for k in opts if k not in OPTIONS]
+        if unknown:
+            raise PermanentError(f"tier {name}: unknown option {unknown[0]!r}; known: {', '.join(OPTIONS)}")
+        self.name = name
+        self._url = url.rstrip("/")
+        self.part_size = max(_size(opts.get("part_size", "16MiB"), "part_size"), MIN_PART)
+        self.concurrency = max(1, int(opts.get("concurrency", 4)))
+        self.create_only = bool(opts.get("create_only", True))
+        kwargs: dict[str, Any] = dict(opts.get("s3fs") or {})
+        profile = str(opts.get("profile", "default"))
+        if "credentials_file" in opts:
+            kwargs.update(read_credentials(str(opts["credentials_file"]), profile))
+        elif "profile" in opts:
+            kwargs["profile"] = profile
+        if "endpoint_url" in opts:
+            kwargs["endpoint_url"] = str(opts["endpoint_url"])
+        if "region" in opts:
+            kwargs.setdefault("client_kwargs", {})["region_name"] = str(opts["region"])
+        self._kwargs = kwargs
+        self.root = url.partition("://")[2].strip("/")
+        if not self.root:
+            raise PermanentError(f"tier {name}: {url!r} names no bucket: s3://bucket/prefix")
+        self.local = False
+        self._fs = None
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            self._fs = s3fs.S3FileSystem(skip_instance_cache=True, **self._kwargs)
+        return self._fs
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        fs = self.fs
+        return sync(fs.loop, fs._call_s3, method, **kwargs)
+
+    def _submit(self, method: str, **kwargs: Any) -> Future[Any]:
+        fs = self.fs
+        return asyncio.run_coroutine_threadsafe(fs._call_s3(method, **kwargs), fs.loop)
+
+    def _split(self, path: str) -> tuple[str, str]:
+        bucket, _, key = path.partition("/")
+        return bucket, key
+
+    # -- writes -------------------------------------------------------------------------------
+    def write_atomic(self, rel: str, chunks: Iterable[bytes]) -> int:
+        """Stream `chunks`; publish the whole object under `rel` or nothing (see the module doc)."""
+        bucket, key = self._split(self.path(rel))
+        _, tmp_key = self._split(self.path(temp_name(rel)))
+        h = Hasher()
+        buf = bytearray()
+        written = 0
+        upload: _Upload | None = None
+        try:
+            for block in chunks:  # errors from the source side propagate as they are
+                if not block:
+                    continue
+                h.update(block)
+                written += len(block)
+                buf += block
+                while len(buf) >= self.part_size:
+                    if upload is None:
+                        with self._edge("write", rel):
+                            upload = _Upload(self, bucket, tmp_key)
+                    with self._edge("write", rel):
+                        upload.send(bytes(buf[: self.part_size]))
+                    del buf[: self.part_size]
+            meta = {META_CHECKSUM: h.hexdigest().partition(":")[2], "acqd-size": str(written)}
+            if upload is None:
+                with self._edge("write", rel):
+                    self._put(bucket, key, rel, bytes(buf), meta)
+                return written
+            with self._edge("write", rel):
+                if buf:
+                    upload.send(bytes(buf))
+                upload.complete()
+            with self._edge("commit", rel):
+                self._publish(bucket, tmp_key, key, rel, written, meta)
+        except BaseException:
+            if upload is not None:
+                upload.abort()
+            with contextlib.suppress(Exception):
+                self._call("delete_object", Bucket=bucket, Key=tmp_key)
+            raise
+        with contextlib.suppress(Exception):  # a leftover temporary is removed by the next start
+            self._call("delete_object", Bucket=bucket, Key=tmp_key)
+        return written
+
+    def _put(self, bucket: str, key: str, rel: str, body: bytes, meta: dict[str, str]) -> None:
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, "Metadata": meta}
+        if not self.create_only:
+            self._call("put_object", **args)
+            return
+        try:
+            self._call("put_object", IfNoneMatch="*", **args)
+        except Exception as exc:
+            etag = self._in_the_way(bucket, key, rel, meta, exc)
+            if etag is not None:
+                self._call("put_object", IfMatch=etag, **args)
+
+    def _publish(self, bucket: str, tmp_key: str, key: str, rel: str, size: int, meta: dict[str, str]) -> None:
+        """Server-side copy of the finished temporary to its final key, with acqd's metadata."""
+        if not self.create_only:
+            self._copy(bucket, tmp_key, key, size, meta, {})
+            return
+        try:
+            self._copy(bucket, tmp_key, key, size, meta, {"IfNoneMatch": "*"})
+        except Exception as exc:
+            etag = self._in_the_way(bucket, key, rel, meta, exc)
+            if etag is not None:  # an older acqd copy of this name: replace exactly that one
+                self._copy(bucket, tmp_key, key, size, meta, {"IfMatch": etag})
+
+    def _copy(self, bucket: str, src: str, key: str, size: int, meta: dict[str, str], cond: dict[str, str]) -> None:
+        if size <= MAX_COPY:
+            self._call(
+                "copy_object",
+                Bucket=bucket,
+                Key=key,
+                CopySource={"Bucket": bucket, "Key": src},
+                Metadata=meta,
+                MetadataDirective="REPLACE",
+                **cond,
+            )
+        else:
+            self._copy_parts(bucket, src, key, size, meta, cond)
+
+    def _copy_parts(
+        self, bucket: str, src: str, key: str, size: int, meta: dict[str, str], cond: dict[str, str]
+    ) -> None:
+        up = _Upload(self, bucket, key, meta)
+        try:
+            for start in range(0, size, COPY_PART):
+                end = min(size, start + COPY_PART) - 1
+                up.copy_part({"Bucket": bucket, "Key": src}, f"bytes={start}-{end}")
+            up.complete(**cond)
+        except BaseException:
+            up.abort()
+            raise
+
+    def _in_the_way(self, bucket: str, key: str, rel: str, meta: dict[str, str], exc: Exception) -> str | None:
+        """A create-only write failed on `exc`: None if the same bytes are already there, the ETag of
+        an older acqd object to replace; re-raises anything else, and refuses foreign objects."""
+        from acqd.storage.errors import translate
+
+        if not isinstance(translate(self.name, "write", rel, exc), ConflictError):
+            raise exc
+        head = self._call("head_object", Bucket=bucket, Key=key)
+        theirs = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+        if theirs.get(META_CHECKSUM) == meta[META_CHECKSUM]:
+            return None
+        if META_CHECKSUM in theirs:
+            return str(head["ETag"])
+        raise ConflictError(
+            f"tier {self.name}: write {rel}: {self.url(rel)} exists and was not written by acqd "
+            "(no acqd checksum metadata); refusing to overwrite it"
+        )
+
+    # -- trees (a Zarr store is a prefix of objects) -----------------------------------------
+    def commit_tree(self, rel: str) -> None:
+        """Copy the temporary prefix to the final one, root metadata last, then drop the temporary.
+
+        A Zarr store is readable only once its root ``zarr.json`` exists, and that is copied last:
+        a crash part way leaves a store without a root, which the journal does not count as a copy
+        and the next run replaces.
+        """
+        tmp, final = self.temp_tree(rel), self.path(rel)
+        with self._edge("commit", rel):
+            fs = self.fs
+            if fs.exists(final):
+                fs.rm(final, recursive=True)
+            objects = sorted(fs.find(tmp))
+            first = [p for p in objects if posixpath.relpath(p, tmp) != "zarr.json"]
+            last = [p for p in objects if posixpath.relpath(p, tmp) == "zarr.json"]
+            for p in first + last:
+                fs.copy(p, f"{final}/{posixpath.relpath(p, tmp)}")
+            fs.rm(tmp, recursive=True)
+            fs.invalidate_cache()
+
+    def remove_temp(self, rel: str) -> bool:
+        self.fs.invalidate_cache()
+        return super().remove_temp(rel)
+
+    def exists(self, rel: str) -> bool:
+        self.fs.invalidate_cache()
+        return super().exists(rel)
+
+    def find(self, rel: str = "") -> list[str]:
+        self.fs.invalidate_cache()
+        return super().find(rel)
+
+    def size(self, rel: str) -> int | None:
+        self.fs.invalidate_cache()
+        return super().size(rel)
+
+    def metadata(self, rel: str) -> dict[str, str]:
+        """The object's user metadata (acqd's checksum is under `META_CHECKSUM`)."""
+        bucket, key = self._split(self.path(rel))
+        with self._edge("stat", rel):
+            head = self._call("head_object", Bucket=bucket, Key=key)
+        return {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+
+    def abort_incomplete(self, under: str) -> int:
+        """Abort every unfinished multipart upload below `under` (acqd's namespace on this tier):
+        what a crash or a dropped connection left, which the store would otherwise keep, and bill,
+        for ever. Also removes leftover temporary objects there."""
+        bucket, prefix = self._split(self.path(under))
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        aborted = 0
+        with self._edge("clean", under):
+            args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            while True:
+                page = self._call("list_multipart_uploads", **args)
+                for u in page.get("Uploads", []) or []:
+                    self._call("abort_multipart_upload", Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+                    aborted += 1
+                if not page.get("IsTruncated"):
+                    break
+                args["KeyMarker"] = page.get("NextKeyMarker", "")
+                args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+            fs = self.fs
+            fs.invalidate_cache()
+            base = self.path(under)
+            if fs.exists(base):
+                for p in fs.find(base):
+                    if any(part.endswith(TEMP_SUFFIX) for part in p.split("/")):
+                        fs.rm_file(p)
+        return aborted
+
+    def close(self) -> None:
+        self._fs = None
+
+
+class _Upload:
+    """One multipart upload, `concurrency` parts in flight; blocking calls from an executor thread."""
+
+    def __init__(self, tier: S3Tier, bucket: str, key: str, meta: dict[str, str] | None = None) -> None:
+        self.tier, self.bucket, self.key = tier, bucket, key
+        res = tier._call("create_multipart_upload", Bucket=bucket, Key=key, Metadata=meta or {})
+        self.upload_id: str = res["UploadId"]
+        self.parts: list[dict[str, Any]] = []
+        self.pending: list[tuple[int, Future[Any]]] = []
+        self.done = False
+
+    def _drain(self, keep: int) -> None:
+        while len(self.pending) > keep:
+            n, fut = self.pending.pop(0)
+            res = fut.result()
+            etag = res["CopyPartResult"]["ETag"] if "CopyPartResult" in res else res["ETag"]
+            self.parts.append({"PartNumber": n, "ETag": etag})
+
+    def send(self, body: bytes) -> None:
+        self._drain(self.tier.concurrency - 1)
+        n = len(self.parts) + len(self.pending) + 1
+        fut = self.tier._submit(
+            "upload_part", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=n, Body=body
+        )
+        self.pending.append((n, fut))
+
+    def copy_part(self, source: dict[str, str], byte_range: str) -> None:
+        self._drain(self.tier.concurrency - 1)
+        n = len(self.parts) + len(self.pending) + 1
+        fut = self.tier._submit(
+            "upload_part_copy",
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=n,
+            CopySource=source,
+            CopySourceRange=byte_range,
+        )
+        self.pending.append((n, fut))
+
+    def complete(self, **cond: str) -> None:
+        self._drain(0)
+        self.tier._call(
+            "complete_multipart_upload",
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": sorted(self.parts, key=lambda p: p["PartNumber"])},
+            **cond,
+        )
+        self.done = True
+
+    def abort(self) -> None:
+        if self.done:
+            return
+        for _, fut in self.pending:
+            with contextlib.suppress(BaseException):
+                fut.result(timeout=60)
+        with contextlib.suppress(Exception):  # if this fails too, the next start aborts it
+            self.tier._call("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        self.done = True
+
+
+__all__ = ["META_CHECKSUM", "S3Tier", "read_credentials"]

@@ -1,0 +1,159 @@
+"""The daemon shipping to real remote tiers: SeaweedFS over S3, OpenSSH over SFTP.
+
+Simulated K3 movies (MRC -> compressed TIFF) and light-sheet stacks (TIFF -> OME-Zarr) ship and
+verify, and restore byte for byte; then the server is stopped in the middle of large uploads
+(and the daemon killed while it is down): nothing partial is ever under a final name, and
+everything ships once the server is back.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from acqd.simulate import SimSpec, simulate
+from tests.conftest import Background, journal_rows, run_acqd, wait_for, write_config
+from tests.servers import SeaweedS3, Sshd
+
+pytestmark = pytest.mark.slow
+
+
+def _tier_yaml(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[str, Callable[[], dict[str, bytes]], Callable[[], list[str]]]:
+    """The tiers: block for `kind`, what is stored (name -> bytes), and unfinished uploads (S3
+    multipart uploads, SFTP temporaries)."""
+    if kind == "s3":
+        s3: SeaweedS3 = request.getfixturevalue("s3_server")
+        bucket = s3.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+
+        def listing() -> dict[str, bytes]:
+            c = s3.client()
+            out: dict[str, bytes] = {}
+            for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="facility/"):  # type: ignore[attr-defined]
+                for o in page.get("Contents", []):
+                    out[o["Key"][len("facility/") :]] = c.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()  # type: ignore[attr-defined]
+            return out
+
+        def uploads() -> list[str]:
+            got = s3.client().list_multipart_uploads(Bucket=bucket)  # type: ignore[attr-defined]
+            return [u["Key"] for u in got.get("Uploads", [])]
+
+        opts = s3.options(part_size="5MiB", concurrency=3)
+        body = ", ".join(f"{k}: {v}" for k, v in opts.items())
+        return f'  central: {{url: "s3://{bucket}/facility", options: {{{body}}}}}', listing, uploads
+    sshd: Sshd = request.getfixturevalue("sshd_server")
+    root = tmp_path / "sftp-root"
+    root.mkdir()
+
+    def listing_sftp() -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    opts = sshd.options(connect_timeout=3)
+    body = ", ".join(f"{k}: {v}" for k, v in opts.items())
+
+    def temporaries() -> list[str]:
+        return [str(p) for p in root.rglob("*.acqd-tmp")]
+
+    return f'  central: {{url: "{sshd.url(root)}", options: {{{body}}}}}', listing_sftp, temporaries
+
+
+@pytest.mark.parametrize("kind", ["s3", "sftp"])
+def test_k3_and_lightsheet_ship_verify_and_restore(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    k3 = simulate("gatan-k3", tmp_path / "acq" / "k3", SimSpec(files=2, frames=3, height=4092, width=5760))
+    ls = simulate("hamamatsu-orca", tmp_path / "acq" / "ls", SimSpec(files=2, frames=8, height=512, width=512))
+    originals = tmp_path / "originals"
+    shutil.copytree(tmp_path / "acq", originals)
+    tiers, listing, _ = _tier_yaml(kind, request, tmp_path)
+    state = tmp_path / "state"
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {tmp_path / "acq" / "k3"}, name: k3, prefix: k3, detector: gatan-k3, settle: 0.2s,
+     placement: {{release_local: after_verify}}}}
+  - {{path: {tmp_path / "acq" / "ls"}, name: ls, prefix: ls, detector: hamamatsu-orca, settle: 0.2s,
+     placement: {{release_local: after_verify}}}}
+tiers:
+{tiers}
+""",
+    )
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "30s", timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = journal_rows(state)
+    assert len(rows) == len(k3) + len(ls) and all(row[1] == "released" for row in rows), rows
+    stored = listing()
+    assert any(k.startswith("scope/k3/") and k.endswith(".tif") for k in stored), sorted(stored)
+    assert any("scope/ls/" in k and ".zarr/" in k for k in stored), sorted(stored)
+    assert not any(".acqd-tmp" in k for k in stored), sorted(stored)
+    for src in [*k3, *ls]:
+        rel = src.relative_to(tmp_path / "acq")
+        out = tmp_path / "restored" / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        r = run_acqd("restore", str(src), str(out), "--config", str(cfg))
+        assert r.returncode == 0, r.stderr
+        assert out.read_bytes() == (originals / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("kind", ["s3", "sftp"])
+def test_server_stopped_mid_upload_leaves_nothing_partial(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    watch, state = tmp_path / "acq", tmp_path / "state"
+    watch.mkdir()
+    rng = __import__("random").Random(11)
+    expected: dict[str, bytes] = {}
+    for i in range(6):  # 14 MiB each: several parts on S3, several seconds on SFTP
+        data = rng.randbytes(6 << 20) + bytes(8 << 20)
+        (watch / f"movie_{i}.raw").write_bytes(data)
+        expected[f"movie_{i}.raw"] = data
+    tiers, listing, uploads = _tier_yaml(kind, request, tmp_path)
+    server: SeaweedS3 | Sshd = request.getfixturevalue("s3_server" if kind == "s3" else "sshd_server")
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.2s, placement: {{compress: zstd, zstd_level: 1, release_local: after_verify}}}}
+tiers:
+{tiers}
+limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_max: 1s}}
+""",
+    )
+    dctx = zstandard.ZstdDecompressor()
+
+    def whole_under_final_names(stored: dict[str, bytes]) -> None:
+        for key, data in stored.items():
+            name = key.rpartition("/")[2]
+            if name.startswith(".") or name == "acqd-manifest.json":
+                continue
+            assert key.startswith("scope/") and key.endswith(".zst"), key
+            assert dctx.decompress(data) == expected[key[len("scope/") : -4]], f"partial object under {key}"
+
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: bool(uploads()), 60, "an upload under way")
+        server.stop()
+        time.sleep(1.5)
+        d.kill()  # and the daemon dies while the server is down
+    finally:
+        if server.proc is None:
+            server.start()
+    whole_under_final_names(listing())
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "60s", timeout=300)
+    assert r.returncode == 0, r.stderr
+    stored = listing()
+    whole_under_final_names(stored)
+    finals = sorted(k for k in stored if not k.endswith("acqd-manifest.json"))
+    assert finals == sorted(f"scope/{n}.zst" for n in expected), finals  # each once, no temporaries
+    assert sorted(p.name for p in watch.iterdir()) == []  # all released, each after its verification
+    assert uploads() == [], "an unfinished upload was left behind"
