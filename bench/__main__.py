@@ -1,0 +1,25 @@
+"""`python -m bench <what>`: the benchmark harness (not part of CI's pass/fail).
+
+python -m bench compare   side by side: acqd vs a bare pipeline, rsync, cp, zstd, acquire-zarr
+python -m bench tiers     throughput of the file, S3 and SFTP tiers on loopback
+python -m bench torture   the long crash run (SIGKILLs) whose figures go in RELIABILITY.md
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {"compare": "bench.compare", "tiers": "bench.tiers", "torture": "bench.torture"}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__)
+        raise SystemExit(2)
+    mod = importlib.import_module(COMMANDS[sys.argv[1]])
+    mod.main(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
