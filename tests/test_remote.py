@@ -193,3 +193,19 @@ def test_error_table_maps_each_backend() -> None:
             assert isinstance(got, cls), (exc, got)
             if not isinstance(e, OSError) or e is exc:
                 assert text.lower() in str(got).lower(), (exc, got)
+
+
+def test_s3_read_back_is_checked_against_the_metadata(s3: tuple[S3Tier, str], s3_server: SeaweedS3) -> None:
+    from acqd.errors import VerifyError
+
+    tier, bucket = s3
+    data = os.urandom(100_000)
+    tier.write_atomic("i/f", [data])
+    with tier.open_read("i/f") as f:
+        assert f.read() == data
+    meta = tier.metadata("i/f")
+    rotten = data[:-1] + bytes([data[-1] ^ 1])  # same metadata, one bit flipped (bit rot, a bad copy)
+    s3_server.client().put_object(Bucket=bucket, Key="central/i/f", Body=rotten, Metadata=meta)  # type: ignore[attr-defined]
+    with tier.open_read("i/f") as f, pytest.raises(VerifyError, match="acqd checksum metadata"):
+        while f.read(30_000):
+            pass

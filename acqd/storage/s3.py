@@ -28,13 +28,14 @@ import contextlib
 import posixpath
 from collections.abc import Iterable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, BinaryIO
 
 import s3fs
+import xxhash
 from fsspec.asyn import sync
 
 from acqd.checksum import Hasher
-from acqd.errors import PermanentError
+from acqd.errors import PermanentError, VerifyError
 from acqd.storage.base import TEMP_SUFFIX, Tier, temp_name
 from acqd.storage.errors import ConflictError
 
@@ -282,6 +283,14 @@ class S3Tier(Tier):
         self.fs.invalidate_cache()
         return super().size(rel)
 
+    def open_read(self, rel: str) -> BinaryIO:
+        """The object, checked against its acqd checksum metadata when read through to the end."""
+        f = super().open_read(rel)
+        expected = self.metadata(rel).get(META_CHECKSUM)
+        if expected is None:
+            return f
+        return _CheckedReader(f, expected, self.url(rel))  # type: ignore[return-value]
+
     def metadata(self, rel: str) -> dict[str, str]:
         """The object's user metadata (acqd's checksum is under `META_CHECKSUM`)."""
         bucket, key = self._split(self.path(rel))
@@ -318,6 +327,60 @@ class S3Tier(Tier):
 
     def close(self) -> None:
         self._fs = None
+
+
+class _CheckedReader:
+    """Hashes what is read in order from the start; at the end compares with the object's acqd
+    checksum metadata (a seek out of order turns the check off: the layout verifies content anyway)."""
+
+    def __init__(self, f: BinaryIO, expected: str, url: str) -> None:
+        self._f, self._expected, self._url = f, expected, url
+        self._h: Any = xxhash.xxh3_128()
+        self._pos = 0
+        self._checking = True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        if self._checking:
+            self._h.update(data)
+            self._pos += len(data)
+            if not data and (n is None or n != 0):
+                self._checking = False
+                if self._h.hexdigest() != self._expected:
+                    raise VerifyError(
+                        f"{self._url}: bytes read back hash to {self._h.hexdigest()}, "
+                        f"not the {self._expected} in its acqd checksum metadata"
+                    )
+        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = self._f.seek(offset, whence)
+        if pos != self._pos:
+            self._checking = False
+        return pos
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _CheckedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Upload:
