@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from acqd.config import Limits, WatchRoot
+from acqd.crash import crash_point
 from acqd.errors import (
     AcqdError,
     FormatError,
@@ -199,6 +200,7 @@ class _Source:
         st = os.fstat(self.fd)
         if not identity_of(st).same_content_as(self.expected):
             raise SourceChangedError("modified while being read")
+        crash_point("after_read")
         try:
             now = os.lstat(self.path)
         except FileNotFoundError:
@@ -677,10 +679,12 @@ class Pipeline:
             placed = ctx.placed(row.relpath)
             layout, tier = placed.layout, placed.tier
             res = await self._io(self._write, c, layout, tier, dest)
+            crash_point("before_journal_commit")
             await self._j(self.journal.record_stored, row.id, tier.name, dest, layout.name, res)
             t_verify = self.mono()
             await self._io(layout.verify, tier, dest, res)
             t_verify = self.mono() - t_verify
+            crash_point("after_verify")
             row = await self._j(self.journal.record_verified, row.id, tier.name, dest)
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
@@ -746,6 +750,7 @@ class Pipeline:
             if not stat.S_ISREG(st.st_mode) or not identity_of(st).same_content_as(row.identity):
                 return "changed since it was shipped (kept; shipped as a new version)"
             os.unlink(path)
+            crash_point("during_release")
             return None
 
         try:

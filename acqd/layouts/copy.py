@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 from acqd.checksum import Hasher
 from acqd.codec import StreamCodec
+from acqd.crash import crash_point
 from acqd.errors import SourceChangedError, VerifyError
 from acqd.ports import TierPort
 from acqd.values import WriteResult
@@ -49,7 +50,9 @@ class CopyLayout:
                 yield out
             if nread != size:
                 raise SourceChangedError(f"shrank while being read ({nread} of {size} bytes)")
-            yield enc.flush()
+            last = enc.flush()
+            crash_point("after_encode")
+            yield last
 
         start = clock()
         stored = tier.write_atomic(dest, blocks())

@@ -21,6 +21,7 @@ import numpy as np
 
 from acqd.checksum import Hasher
 from acqd.codec import FrameCodec
+from acqd.crash import crash_point
 from acqd.errors import SourceReadError, VerifyError
 from acqd.ports import TierPort
 from acqd.readers import Expect, FrameSource, open_frames
@@ -207,6 +208,7 @@ class ZarrLayout(FrameLayout):
         tier.remove_temp(dest)
         try:
             asyncio.run(self._write_async(src, k, hasher, timing, tier, tmp))
+            crash_point("after_encode")
             source.check()  # the source is unchanged: only now may the copy get its final name
             stored = tier.tree_size(tmp)
             tier.commit_tree(dest)
@@ -360,6 +362,7 @@ class TiffLayout(FrameLayout):
                         first = False
                     timing["encode"] += time.perf_counter() - t0
             spool.flush()
+            crash_point("after_encode")
             source.check()
             spool.seek(0)
 

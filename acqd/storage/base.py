@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 
+from acqd.crash import crash_point
 from acqd.errors import AcqdError, PermanentError
 from acqd.storage.errors import translate
 
@@ -112,8 +113,10 @@ class Tier:
                 f.flush()
                 self._durable(f)
                 f.close()
+            crash_point("after_temp_write")
             with self._edge("rename", rel):
                 self._rename(tmp, final)
+            crash_point("after_rename")
         except BaseException:
             with contextlib.suppress(Exception):
                 f.close()
@@ -158,6 +161,7 @@ class Tier:
         return self.path(temp_name(rel))
 
     def commit_tree(self, rel: str) -> None:
+        crash_point("after_temp_write")
         tmp, final = self.temp_tree(rel), self.path(rel)
         with self._edge("commit", rel):
             if self.local:
@@ -173,6 +177,7 @@ class Tier:
                 if self.fs.exists(final):
                     self.fs.rm(final, recursive=True)
                 self.fs.mv(tmp, final, recursive=True)
+        crash_point("after_rename")
 
     def tree_size(self, path: str) -> int:
         with self._edge("stat", path):

@@ -35,6 +35,7 @@ import xxhash
 from fsspec.asyn import sync
 
 from acqd.checksum import Hasher
+from acqd.crash import crash_point
 from acqd.errors import PermanentError, VerifyError
 from acqd.storage.base import TEMP_SUFFIX, Tier, temp_name
 from acqd.storage.errors import ConflictError
@@ -160,13 +161,16 @@ class S3Tier(Tier):
             if upload is None:
                 with self._edge("write", rel):
                     self._put(bucket, key, rel, bytes(buf), meta)
+                crash_point("after_rename")
                 return written
             with self._edge("write", rel):
                 if buf:
                     upload.send(bytes(buf))
                 upload.complete()
+            crash_point("after_temp_write")
             with self._edge("commit", rel):
                 self._publish(bucket, tmp_key, key, rel, written, meta)
+            crash_point("after_rename")
         except BaseException:
             if upload is not None:
                 upload.abort()
@@ -254,6 +258,7 @@ class S3Tier(Tier):
         a crash part way leaves a store without a root, which the journal does not count as a copy
         and the next run replaces.
         """
+        crash_point("after_temp_write")
         tmp, final = self.temp_tree(rel), self.path(rel)
         with self._edge("commit", rel):
             fs = self.fs
@@ -266,6 +271,7 @@ class S3Tier(Tier):
                 fs.copy(p, f"{final}/{posixpath.relpath(p, tmp)}")
             fs.rm(tmp, recursive=True)
             fs.invalidate_cache()
+        crash_point("after_rename")
 
     def remove_temp(self, rel: str) -> bool:
         self.fs.invalidate_cache()

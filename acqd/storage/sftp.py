@@ -24,6 +24,7 @@ import sshfs
 from fsspec.asyn import sync
 from fsspec.utils import infer_storage_options
 
+from acqd.crash import crash_point
 from acqd.errors import PermanentError
 from acqd.storage.base import Tier
 
@@ -132,12 +133,14 @@ class SftpTier(Tier):
             self._channel_call("rename", tmp, final)
 
     def commit_tree(self, rel: str) -> None:
+        crash_point("after_temp_write")
         tmp, final = self.temp_tree(rel), self.path(rel)
         with self._edge("commit", rel):
             if self.fs.exists(final):
                 self.fs.rm(final, recursive=True)
             self._channel_call("rename", tmp, final)
             self.fs.invalidate_cache()
+        crash_point("after_rename")
 
     def find(self, rel: str = "") -> list[str]:
         self.fs.invalidate_cache()

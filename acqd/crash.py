@@ -1,0 +1,52 @@
+"""Named crash points for the torture suite: SIGKILL the process at an exact step of a file's flow.
+
+Off unless ``ACQD_CRASH_AT`` is set (read once at import; the daemon never sets it), so in
+production each point costs one comparison. ``ACQD_CRASH_AT=after_rename`` kills at the first time
+the point is reached, ``after_rename:3`` at the third. The points, in the order a file meets them:
+
+- ``after_read``: the source has been read to its end (identity checked), nothing committed yet
+- ``after_encode``: the last block is encoded
+- ``after_temp_write``: the temporary is written and made durable, not yet renamed
+- ``after_rename``: the copy has its final name; the journal does not know yet
+- ``before_journal_commit``: the write returned; the journal row "stored" is not written
+- ``after_verify``: the copy was read back and matched; "verified" is not written
+- ``during_release``: the acquisition-disk file is unlinked; "released" is not written
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = (
+    "after_read",
+    "after_encode",
+    "after_temp_write",
+    "after_rename",
+    "before_journal_commit",
+    "after_verify",
+    "during_release",
+)
+
+
+def _parse(spec: str) -> tuple[str | None, int]:
+    if not spec:
+        return None, 0
+    name, _, n = spec.partition(":")
+    if name not in POINTS:
+        raise SystemExit(f"ACQD_CRASH_AT: unknown crash point {name!r}; known: {', '.join(POINTS)}")
+    return name, int(n or 1)
+
+
+_POINT, _AT = _parse(os.environ.get("ACQD_CRASH_AT", ""))
+_hits = 0
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process if `name` is the armed crash point and this is its armed hit."""
+    global _hits
+    if name != _POINT:
+        return
+    _hits += 1
+    if _hits == _AT:
+        os.kill(os.getpid(), signal.SIGKILL)

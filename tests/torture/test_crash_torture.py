@@ -1,0 +1,42 @@
+"""The short torture run in CI: at least 50 SIGKILLs, at every named crash point and at random
+moments, with the invariants checked after each kill and at the end (see harness.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from acqd.crash import POINTS
+from tests.torture.harness import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_fifty_kills_lose_nothing(tmp_path: Path) -> None:
+    fig = run(tmp_path, kills=50, seed=20261122)
+    assert fig.problems == []
+    assert fig.kills >= 50
+    assert set(fig.named_kills) == set(POINTS), f"not every crash point was hit: {fig.named_kills}"
+    assert fig.random_kills > 0
+    assert fig.files > 50 and fig.objects_checked >= fig.files
+    assert (fig.lost, fig.corrupt, fig.duplicates, fig.unverified_releases, fig.stale_temporaries_at_end) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+
+
+def test_unknown_crash_point_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", "import acqd.crash"],
+        env={"ACQD_CRASH_AT": "after_lunch", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and "unknown crash point 'after_lunch'" in r.stderr
