@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
-        "machine": f"{platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}",
         **fig.as_dict(),
     }
     out = Path(__file__).parent / "results" / f"torture-{args.seed}-{args.kills}.json"

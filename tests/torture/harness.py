@@ -222,7 +222,8 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
                 self._layout(prefix).restore(tier, rel, out)
                 data = out.getvalue()
             else:
-                data = zstandard.ZstdDecompressor().stream_reader(open(path, "rb")).read()
+                with open(path, "rb") as f:
+                    data = zstandard.ZstdDecompressor().stream_reader(f).read()
         except Exception as exc:
             self.figures.problems.append(f"cannot read {rel}: {type(exc).__name__}: {exc}")
             return None
