@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS copies(
     UNIQUE(tier, dest)
 );
 CREATE INDEX IF NOT EXISTS copies_file ON copies(file_id);
+CREATE TABLE IF NOT EXISTS releasing(
+    file_id INTEGER PRIMARY KEY REFERENCES files(id),
+    path TEXT NOT NULL,
+    ts REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit(
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
@@ -306,11 +311,31 @@ class Journal:
 
     # -- state changes ------------------------------------------------------------------------
     def mark(self, file_id: int, new: State, reason: str | None = None, **detail: Any) -> FileRow:
-        with self._tx():
+        with self._tx() as db:
             row = self._get(file_id)
             self._set(row, new, reason)
             self._audit(file_id, new.value, reason=reason, **detail)
+            if new is State.RELEASED:
+                db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))
             return self._get(file_id)
+
+    # -- release intent: a crash between the unlink and "released" must not leave a row "verified"
+    def begin_release(self, file_id: int, path: str) -> None:
+        """Record that the source is about to be unlinked (committed before the unlink)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO releasing(file_id, path, ts) VALUES (?, ?, ?)", (file_id, path, self._clock())
+            )
+
+    def end_release(self, file_id: int) -> None:
+        """The unlink did not happen (the file changed or was already gone): forget the intent."""
+        with self._tx() as db:
+            db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))
+
+    def interrupted_releases(self) -> list[tuple[FileRow, str]]:
+        """Releases begun and not recorded as done (a crash in between): row and source path."""
+        rows = self._db.execute("SELECT file_id, path FROM releasing ORDER BY file_id").fetchall()
+        return [(self._get(fid), path) for fid, path in rows]
 
     def mark_complete(self, file_id: int, identity: Identity, reason: str) -> FileRow:
         """The file settled: record the identity it settled at (what release compares against)."""

@@ -420,6 +420,23 @@ class Pipeline:
     async def _reconcile(self) -> None:
         """A restart finds what a crash left: temporaries of files that were not verified, and
         pending rows whose source is gone."""
+
+        def still_there(path: str, expected: Identity) -> bool:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                return False
+            return stat.S_ISREG(st.st_mode) and identity_of(st).same_content_as(expected)
+
+        for row, path in await self._j(self.journal.interrupted_releases):
+            if await self._io(still_there, path, row.identity):
+                await self._j(self.journal.end_release, row.id)  # not unlinked: the scan releases it
+            else:  # unlinked (a file now under that name is a new one, shipped as a new version)
+                row = await self._j(
+                    self.journal.mark, row.id, State.RELEASED, "release finished after a restart", path=path
+                )
+                self.stats.released += 1
+                self._emit("released", row, reason=path)
         rows = await self._j(self.journal.pending)
         by_root = {c.root: c for c in self.roots}
         for row in rows:
@@ -753,11 +770,15 @@ class Pipeline:
             crash_point("during_release")
             return None
 
+        await self._j(self.journal.begin_release, row.id, path)
         try:
             why = await self._io(unlink_if_same)
         except OSError as exc:
+            await self._j(self.journal.end_release, row.id)
             log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, exc.strerror)
             return
+        if why is not None:
+            await self._j(self.journal.end_release, row.id)
         if why is None:
             row = await self._j(self.journal.mark, row.id, State.RELEASED, None, path=path)
             self.stats.released += 1

@@ -48,18 +48,24 @@ def acqd_cmd(*args: str, drop_caps: bool = False) -> list[str]:
     return [*(unprivileged_prefix() if drop_caps else []), sys.executable, "-m", "acqd", *args]
 
 
-def run_acqd(*args: str, timeout: float = 120, drop_caps: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(acqd_cmd(*args, drop_caps=drop_caps), capture_output=True, text=True, timeout=timeout)
+def run_acqd(
+    *args: str, timeout: float = 120, drop_caps: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        acqd_cmd(*args, drop_caps=drop_caps), capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 class Background:
     """`acqd run` as a child process."""
 
-    def __init__(self, *args: str, drop_caps: bool = False) -> None:
+    def __init__(self, *args: str, drop_caps: bool = False, env: dict[str, str] | None = None) -> None:
         # output goes to files: a pipe nobody reads would fill up and block the daemon's logging
         self.out = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the process)
         self.err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
-        self.proc = subprocess.Popen(acqd_cmd(*args, drop_caps=drop_caps), stdout=self.out, stderr=self.err, text=True)
+        self.proc = subprocess.Popen(
+            acqd_cmd(*args, drop_caps=drop_caps), stdout=self.out, stderr=self.err, text=True, env=env
+        )
 
     def stderr(self) -> str:
         self.err.seek(0)

@@ -89,3 +89,21 @@ def test_corrupt_journal_is_a_clear_error(tmp_path: Path) -> None:
 def test_readonly_journal_missing(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="no journal"):
         Journal(tmp_path / "nope.sqlite", readonly=True)
+
+
+def test_release_intent_survives_a_crash_and_is_cleared(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    j = Journal(path)
+    a, b = Identity(10, 1, 1), Identity(11, 1, 2)
+    [(_, ra)], [(_, rb)] = j.observe_many([obs("s/a.raw", a)]), j.observe_many([obs("s/b.raw", b)])
+    ship(j, ra.id, a)
+    ship(j, rb.id, b)
+    j.begin_release(ra.id, f"{ROOT}/s/a.raw")
+    j.begin_release(rb.id, f"{ROOT}/s/b.raw")
+    j.mark(rb.id, State.RELEASED, None)
+    j.close()  # a crash after a's unlink, before "released"
+    j = Journal(path)
+    assert [(r.id, p) for r, p in j.interrupted_releases()] == [(ra.id, f"{ROOT}/s/a.raw")]
+    j.end_release(ra.id)
+    assert j.interrupted_releases() == []
+    j.close()

@@ -93,11 +93,13 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
         self.figures = Figures()
         self._checked: dict[str, Any] = {}
         self._round = 0
+        self._batch = 0
         self._layouts: dict[str, Any] = {}
 
     # -- feeding ------------------------------------------------------------------------------
     def feed(self) -> None:
-        r = self._round
+        r = self._batch  # a new folder each time: a name is never written twice
+        self._batch += 1
         n_ls = self.rng.randint(0, self.files_per_round)
         if n_ls:
             spec = SimSpec(files=n_ls, frames=self.rng.randint(2, 6), height=128, width=128, seed=r)
