@@ -1,0 +1,273 @@
+"""Faults at the storage edge, met by the real daemon: a destination that is down, full (ENOSPC at
+write, at close/fsync, at rename; and a real full tmpfs), failing with EIO, flipping permissions,
+or slow (backpressure, bounded memory); and read errors on the source."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import sqlite3
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from acqd.config import Config
+from acqd.daemon import Daemon
+from tests.conftest import REPO, REQUIRE, Background, journal_states, run_acqd, tree, wait_for, write_config
+from tests.faults import install_plugin, set_faults
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def populate(watch: Path, n: int, size: int, seed: int = 3, prefix: str = "s/f") -> dict[str, bytes]:
+    rng = random.Random(seed)
+    out = {}
+    for i in range(n):
+        rel = f"{prefix}{i:03d}.raw"
+        p = watch / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = rng.randbytes(size // 2) + bytes(size - size // 2)
+        p.write_bytes(data)
+        out[rel] = data
+    return out
+
+
+class Site:
+    def __init__(self, tmp_path: Path) -> None:
+        self.watch, self.dest, self.state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+        for d in (self.watch, self.dest, self.state):
+            d.mkdir()
+        self.control = tmp_path / "faults.json"
+        self.control.write_text("{}")
+        plugin = install_plugin(tmp_path / "plugin")
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([plugin, str(REPO), os.environ.get("PYTHONPATH", "")]))
+        self.config = tmp_path / "acqd.yaml"
+
+    def write_config(self, url: str | None = None, limits: str = "", extra: str = "") -> Path:
+        url = url or f"faulty://{self.dest}"
+        return write_config(
+            self.config,
+            f"""
+instrument: scope
+state_dir: {self.state}
+watch:
+  - {{path: {self.watch}, settle: 0.2s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "{url}", options: {{control: "{self.control}"}}}}
+limits: {{retry_initial: 50ms, retry_max: 300ms{", " + limits if limits else ""}}}
+{extra}""",
+        )
+
+    def attempts(self) -> dict[str, int]:
+        if not (self.state / "journal.sqlite").exists():
+            return {}
+        db = sqlite3.connect(f"file:{self.state / 'journal.sqlite'}?mode=ro", uri=True)
+        try:
+            return dict(db.execute("SELECT relpath, attempts FROM files WHERE current = 1").fetchall())
+        except sqlite3.OperationalError:  # the daemon is still creating the schema
+            return {}
+        finally:
+            db.close()
+
+    def stored(self) -> dict[str, bytes]:
+        base = self.dest / "scope"
+        return {k: v for k, v in tree(base).items() if not k.endswith("acqd-manifest.json")} if base.exists() else {}
+
+    def no_temporaries(self) -> bool:
+        return not [p for p in self.dest.rglob(".*")]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    yield Site(tmp_path)
+
+
+def test_destination_down_then_back(site: Site) -> None:
+    files = populate(site.watch, 8, 200_000)
+    site.write_config()
+    set_faults(site.control, down=True)
+    d = Background("run", "--config", str(site.config), env=site.env)
+    try:
+        wait_for(lambda: len(site.attempts()) == 8 and min(site.attempts().values()) >= 2, 60, "retries")
+        assert site.stored() == {} and sorted(tree(site.watch)) == sorted(files), "nothing moves while it is down"
+        set_faults(site.control)  # back
+        wait_for(lambda: set(journal_states(site.state).values()) == {"released"}, 60, "all released")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert site.stored() == files and tree(site.watch) == {}
+    assert site.no_temporaries()
+    assert "connection refused" in err
+
+
+@pytest.mark.parametrize(
+    ("kind", "op"), [("enospc", "write"), ("enospc", "close"), ("enospc", "rename"), ("eio", "write")]
+)
+def test_full_or_failing_destination_is_retried(site: Site, kind: str, op: str) -> None:
+    files = populate(site.watch, 5, 300_000)
+    site.write_config()
+    set_faults(site.control, **{kind: {op: 4}})
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "30s", env=site.env)
+    assert r.returncode == 0, r.stderr
+    assert site.stored() == files and tree(site.watch) == {}
+    assert site.no_temporaries()
+    assert sum(site.attempts().values()) == 4  # each injected failure cost exactly one retry
+    what = "no space left" if kind == "enospc" else "I/O error"
+    assert what in r.stderr
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if r.returncode != 0:
+        msg = f"cannot mount a tmpfs here ({r.stderr.decode().strip()}): the real-ENOSPC test needs root"
+        if REQUIRE:
+            pytest.fail(msg + " (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip(msg)
+
+
+def test_really_full_destination_keeps_everything_and_resumes(site: Site) -> None:
+    files = populate(site.watch, 6, 1 << 20)  # 6 MiB, half incompressible, to a 3 MiB filesystem
+    _mount_tmpfs(site.dest, "3m")
+    try:
+        site.write_config(url=f"file://{site.dest}")
+        r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "3s")
+        assert r.returncode == 1, r.stderr
+        assert "no space left" in r.stderr
+        states = journal_states(site.state)
+        done = {k for k, v in states.items() if v == "released"}
+        assert 0 < len(done) < len(files)
+        stored = site.stored()
+        assert set(stored) == done and all(stored[k] == files[k] for k in done), "a partial copy under a final name"
+        assert sorted(tree(site.watch)) == sorted(set(files) - done), "an unverified file was released"
+        assert site.no_temporaries(), "a failed write left its temporary on the full disk"
+        subprocess.run(["mount", "-o", "remount,size=64m", str(site.dest)], check=True)
+        r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s")
+        assert r.returncode == 0, r.stderr
+        assert site.stored() == files and tree(site.watch) == {}
+    finally:
+        subprocess.run(["umount", "-l", str(site.dest)], capture_output=True)
+
+
+def test_destination_permission_flip(site: Site) -> None:
+    first = populate(site.watch, 3, 50_000, prefix="a/f")
+    site.write_config(url=f"file://{site.dest}")
+    d = Background("run", "--config", str(site.config), drop_caps=True)
+    try:
+        wait_for(lambda: set(journal_states(site.state).values()) == {"released"}, 60, "the first files")
+        for p in [site.dest, *site.dest.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o555)
+        second = populate(site.watch, 3, 50_000, seed=4, prefix="b/f")
+        wait_for(lambda: sum(site.attempts().get(k, 0) for k in second) >= 3, 60, "refused writes")
+        assert all(journal_states(site.state)[k] != "released" for k in second)
+        assert all((site.watch / k).exists() for k in second)
+        for p in [site.dest, *site.dest.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+        wait_for(
+            lambda: len(journal_states(site.state)) == 6 and set(journal_states(site.state).values()) == {"released"},
+            60,
+            "all",
+        )
+    finally:
+        for p in [site.dest, *site.dest.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+        code, err = d.terminate()
+    assert code == 0, err
+    assert site.stored() == {**first, **second}
+    assert "permission denied" in err
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return float("nan")
+
+
+def test_slow_destination_backpressure_bounded_memory_nothing_dropped(site: Site) -> None:
+    files = populate(site.watch, 30, 2 << 20)  # 60 MiB waiting; the destination takes ~2 MiB/s
+    port = free_port()
+    site.write_config(
+        limits="inflight_bytes: 8MiB, chunk_bytes: 1MiB", extra=f"metrics: {{bind: '127.0.0.1:{port}'}}\n"
+    )
+    set_faults(site.control, delay_per_mib=0.5)
+    d = Background("run", "--config", str(site.config), env=site.env)
+    peak_rss = peak_fds = 0
+    backlog: list[float] = []
+    try:
+        wait_for(lambda: len(journal_states(site.state)) == 30, 30, "all 30 files seen")
+        more = populate(site.watch, 30, 2 << 20, seed=9, prefix="t/g")  # the camera goes on writing
+        wait_for(lambda: len(journal_states(site.state)) == 60, 30, "the watcher keeps up while shipping is slow")
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            peak_rss = max(peak_rss, _rss_kib(d.proc.pid))
+            peak_fds = max(peak_fds, _fds(d.proc.pid))
+            backlog.append(_metric(port, "acqd_backlog_files"))
+            time.sleep(0.2)
+        set_faults(site.control)  # the destination speeds up
+        wait_for(lambda: set(journal_states(site.state).values()) == {"released"}, 120, "all released")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert site.stored() == {**files, **more}, "something was dropped"
+    assert max(backlog) >= 40, f"the backlog gauge did not show the backlog: {backlog}"
+    # bounded: the in-flight budget (8 MiB) plus the interpreter and libraries, whatever the backlog
+    assert peak_rss < 300 * 1024, f"peak RSS {peak_rss} KiB"
+    assert peak_fds < 64, f"{peak_fds} file descriptors open"
+
+
+async def test_source_read_errors_quarantine_after_retries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    files = populate(watch, 4, 100_000)
+    bad = str(watch / "s/f002.raw")
+    real_read = os.read
+
+    def failing_read(fd: int, n: int) -> bytes:  # a disk sector that cannot be read
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == bad:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+        except FileNotFoundError:
+            pass
+        return real_read(fd, n)
+
+    monkeypatch.setattr("acqd.pipeline.os.read", failing_read)
+    cfg = Config.model_validate(
+        {
+            "instrument": "scope",
+            "state_dir": str(tmp_path / "state"),
+            "watch": [{"path": str(watch), "settle": "0.1s", "placement": {"release_local": "after_verify"}}],
+            "tiers": {"central": {"url": f"file://{dest}"}},
+            "limits": {"retry_initial": "20ms", "retry_max": "50ms"},
+        }
+    )
+    result = await asyncio.wait_for(Daemon(cfg, once=True, retry_for=20).run(install_signals=False), 60)
+    assert result.stats.verified == 3 and result.stats.quarantined == 1
+    states = journal_states(tmp_path / "state")
+    assert states["s/f002.raw"] == "quarantined"
+    assert (watch / "s/f002.raw").read_bytes() == files["s/f002.raw"], "the unreadable file is kept"
+    assert not (dest / "scope/s/f002.raw").exists()
+    db = sqlite3.connect(tmp_path / "state" / "journal.sqlite")
+    (reason,) = db.execute("SELECT reason FROM files WHERE relpath = 's/f002.raw'").fetchone()
+    db.close()
+    assert "Input/output error" in reason
