@@ -327,6 +327,7 @@ class Daemon:
         self.metrics.inflight_limit.labels(config.instrument).set(config.limits.inflight_bytes)
         self.events: EventPublisher | None = None
         self.retention: RetentionRunner | None = None
+        self._tiers: dict[str, Tier] = {}
         self.exporter: Exporter | None = None
         self.notifier = Notifier()
 
@@ -350,6 +351,7 @@ class Daemon:
         config = self.config
         profiles = load_profiles(config)
         tiers = build_tiers(config)
+        self._tiers = tiers
         roots = build_roots(config, profiles, tiers, load_retention(config))
         require_roots(roots)
         with state_lock(config.state_dir):
@@ -499,6 +501,7 @@ class Daemon:
         if [w.path for w in new.watch] != [w.path for w in self.config.watch] or new.tiers != self.config.tiers:
             log.warning("reload: watch roots and tiers change only with a restart; applying the rest")
         profiles = load_profiles(new)
+        policy = load_retention(new)  # a broken policy raises here, before anything is changed
         for ctx in pipeline.roots:
             w = next((w for w in new.watch if w.path == ctx.watch.path), None)
             if w is None:
@@ -506,8 +509,15 @@ class Daemon:
             profile = profiles[w.detector]
             ctx.watch, ctx.profile = w, profile
             ctx.window = w.settle if w.settle is not None else profile.settle.window
+            if policy is not None:
+                ctx.placer = make_placer(new, w, profile, self._tiers, policy)
+        if self.retention is not None:
+            if policy is None:
+                log.warning("reload: the policy was removed; retention keeps the old one until a restart")
+            else:
+                self.retention.policy = policy
         self.config = new
-        log.info("reloaded configuration and detector profiles")
+        log.info("reloaded configuration, detector profiles%s", " and retention policy" if policy else "")
 
     # -- service plumbing ---------------------------------------------------------------------
     def _status_doc(self) -> dict[str, object]:

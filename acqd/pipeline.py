@@ -41,7 +41,7 @@ from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import Observed
-from acqd.storage import Tier
+from acqd.storage import Tier, check_name
 from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
@@ -693,6 +693,7 @@ class Pipeline:
             if c.row.state is not State.COMPLETE:
                 self._emit("complete", row, reason=c.reason)
             dest = self._dest(ctx, row)
+            check_name(dest)
             placed = ctx.placed(row.relpath)
             layout, tier = placed.layout, placed.tier
             res = await self._io(self._write, c, layout, tier, dest)

@@ -12,19 +12,33 @@ from __future__ import annotations
 from typing import Any
 
 from acqd.errors import PermanentError
-from acqd.storage.base import TEMP_SUFFIX, Tier, temp_name
-from acqd.storage.errors import ERROR_TABLE, ConflictError, DestinationError, translate
+from acqd.storage.base import NAME_MAX, TEMP_SUFFIX, Tier, temp_name
+from acqd.storage.errors import ERROR_TABLE, ConflictError, DestinationError, NameTooLongError, translate
 
 __all__ = [
     "ERROR_TABLE",
+    "NAME_MAX",
     "TEMP_SUFFIX",
     "ConflictError",
     "DestinationError",
+    "NameTooLongError",
     "Tier",
+    "check_name",
     "open_tier",
     "temp_name",
     "translate",
 ]
+
+
+def check_name(rel: str) -> None:
+    """Refuse a stored name no destination can hold (a component over 255 bytes once the layout's
+    suffix is added): the file is quarantined with this reason instead of being retried for ever."""
+    for part in rel.split("/"):
+        n = len(part.encode("utf-8", "surrogateescape"))
+        if n > NAME_MAX:
+            raise NameTooLongError(
+                f"the stored name {part[:40]}... would be {n} bytes; a file name may have at most {NAME_MAX}"
+            )
 
 
 def open_tier(name: str, url: str, options: dict[str, Any] | None = None) -> Tier:

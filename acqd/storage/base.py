@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
 import fsspec
+import xxhash
 
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, PermanentError
@@ -24,10 +25,16 @@ T = TypeVar("T")
 TEMP_SUFFIX = ".acqd-tmp"
 
 
+NAME_MAX = 255  # bytes in one path component, on every filesystem acqd ships to
+
+
 def temp_name(rel: str) -> str:
-    """The temporary name of `rel`: hidden, in the same folder, deterministic (so a restart finds it)."""
+    """The temporary name of `rel`: hidden, in the same folder, deterministic (so a restart finds it).
+    A name too long to take the prefix and suffix gets a short temporary derived from its hash."""
     head, _, base = rel.rpartition("/")
     tmp = f".{base}{TEMP_SUFFIX}"
+    if len(tmp.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        tmp = f".acqd-{xxhash.xxh3_64_hexdigest(base.encode('utf-8', 'surrogateescape'))}{TEMP_SUFFIX}"
     return f"{head}/{tmp}" if head else tmp
 
 

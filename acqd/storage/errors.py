@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import errno
 
-from acqd.errors import AcqdError, PermanentError, TransientError
+from acqd.errors import AcqdError, FormatError, PermanentError, TransientError
 
 
 class DestinationError(PermanentError):
     """The destination refuses (permission, auth, read-only). Retried slowly; never the file's fault."""
+
+
+class NameTooLongError(FormatError):
+    """The destination cannot hold the file's name: the file's fault, not the destination's; quarantined."""
 
 
 class ConflictError(DestinationError):
@@ -37,6 +41,7 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ("os", errno.ENOSPC): (TransientError, "no space left on the destination"),
     ("os", errno.EDQUOT): (TransientError, "quota exceeded on the destination"),
     ("os", errno.EIO): (TransientError, "I/O error on the destination"),
+    ("os", errno.ENAMETOOLONG): (NameTooLongError, "the name is too long for the destination"),
     ("os", errno.ENOENT): (TransientError, "path not found on the destination"),
     ("os", errno.ETIMEDOUT): (TransientError, "timed out"),
     ("os", errno.ECONNREFUSED): (TransientError, "connection refused"),
@@ -58,6 +63,7 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ("s3", "RequestTimeout"): (TransientError, "request timed out"),
     ("s3", "NoSuchUpload"): (TransientError, "multipart upload vanished (aborted elsewhere)"),
     ("s3", "PreconditionFailed"): (ConflictError, "an object is already there (create-only write)"),
+    ("s3", "KeyTooLongError"): (NameTooLongError, "the key is too long for the store"),
     ("sftp", _FX_PERMISSION_DENIED): (DestinationError, "permission denied"),
     ("sftp", _FX_NO_SUCH_FILE): (TransientError, "path not found on the destination"),
     ("sftp", _FX_NO_SPACE): (TransientError, "no space left on the destination"),
