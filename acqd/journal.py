@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS copies(
     UNIQUE(tier, dest)
 );
 CREATE INDEX IF NOT EXISTS copies_file ON copies(file_id);
+CREATE TABLE IF NOT EXISTS manifests_dirty(
+    root TEXT NOT NULL,
+    session TEXT NOT NULL,
+    PRIMARY KEY (root, session)
+);
 CREATE TABLE IF NOT EXISTS releasing(
     file_id INTEGER PRIMARY KEY REFERENCES files(id),
     path TEXT NOT NULL,
@@ -397,7 +402,22 @@ class Journal:
                 (self._clock(), tier, dest),
             )
             self._audit(file_id, "verified", tier=tier, dest=dest, checksum=row.checksum)
+            # the session's manifest must be rewritten, even if acqd dies before it gets to it
+            db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
             return self._get(file_id)
+
+    def dirty_manifests(self) -> list[tuple[str, str]]:
+        """Sessions whose manifest has not been written since their last verified file."""
+        return [(r, s) for r, s in self._db.execute("SELECT root, session FROM manifests_dirty ORDER BY root, session")]
+
+    def manifest_written(self, root: str, session: str, as_of: float) -> None:
+        """The manifest of (root, session) was written from the journal as it was at `as_of`."""
+        with self._tx() as db:
+            newer = db.execute(
+                "SELECT 1 FROM files WHERE root = ? AND session = ? AND updated > ? LIMIT 1", (root, session, as_of)
+            ).fetchone()
+            if newer is None:
+                db.execute("DELETE FROM manifests_dirty WHERE root = ? AND session = ?", (root, session))
 
     def audit(self, file_id: int | None, action: str, **detail: Any) -> None:
         with self._tx():

@@ -418,8 +418,12 @@ class Pipeline:
         self.stop()
 
     async def _reconcile(self) -> None:
-        """A restart finds what a crash left: temporaries of files that were not verified, and
-        pending rows whose source is gone."""
+        """A restart finds what a crash left: temporaries of files that were not verified, pending
+        rows whose source is gone, releases half done, manifests not yet rewritten."""
+        by_path = {c.root: c.index for c in self.roots}
+        for root, session in await self._j(self.journal.dirty_manifests):
+            if root in by_path:
+                self._dirty.add((by_path[root], session))
 
         def still_there(path: str, expected: Identity) -> bool:
             try:
@@ -782,6 +786,7 @@ class Pipeline:
             await self._j(self.journal.end_release, row.id)
         if why is None:
             row = await self._j(self.journal.mark, row.id, State.RELEASED, None, path=path)
+            self._dirty.add((c.ctx.index, row.session))
             self.stats.released += 1
             self._emit("released", row, reason=path)
         elif why == "already gone":
@@ -838,6 +843,7 @@ class Pipeline:
         by_index = {c.index: c for c in self.roots}
         for index, session in sorted(dirty):
             ctx = by_index[index]
+            as_of = self.clock()
             pairs = await self._j(self.journal.session_files, ctx.root, session)
             entries = [
                 ManifestEntry(
@@ -863,3 +869,5 @@ class Pipeline:
             except AcqdError as exc:
                 log.warning("manifest of session %r not written (retried): %s", session, exc)
                 self._dirty.add((index, session))
+                continue
+            await self._j(self.journal.manifest_written, ctx.root, session, as_of)

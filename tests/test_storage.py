@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -206,3 +207,17 @@ def test_large_write_that_fails_leaves_nothing(tier: Tier) -> None:
     with pytest.raises(Boom):
         tier.write_atomic("big/f.raw", chunks())
     assert tier.find() == []
+
+
+def test_commit_tree_replaces_an_older_tree_whole(tier: Tier) -> None:
+    for version in (b"old", b"new"):
+        tmp = tier.temp_tree("a/s.zarr")
+        for name in ("zarr.json", "c/0/0", "c/0/1"):
+            tier.fs.makedirs(posixpath.dirname(f"{tmp}/{name}"), exist_ok=True)
+            with tier.fs.open(f"{tmp}/{name}", "wb") as f:
+                f.write(version + name.encode())
+        tier.commit_tree("a/s.zarr")
+    assert tier.find() == ["a/s.zarr/c/0/0", "a/s.zarr/c/0/1", "a/s.zarr/zarr.json"]
+    for name in ("zarr.json", "c/0/0", "c/0/1"):
+        with tier.open_read(f"a/s.zarr/{name}") as f:
+            assert f.read() == b"new" + name.encode()

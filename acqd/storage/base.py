@@ -152,39 +152,56 @@ class Tier:
             self.fs.rm_file(tmp)
 
     def remove_temp(self, rel: str) -> bool:
-        """Remove a leftover temporary of `rel`: a file, or the folder of a multi-object layout."""
-        tmp = self.path(temp_name(rel))
+        """Remove a leftover temporary of `rel` (a file, or the folder of a multi-object layout) and
+        an older tree a crashed commit had renamed aside."""
+        found = False
         with self._edge("clean", rel):
-            if self.fs.exists(tmp):
-                if self.fs.isdir(tmp):
-                    self.fs.rm(tmp, recursive=True)
-                else:
-                    self.fs.rm_file(tmp)
-                return True
-        return False
+            for tmp in (self.path(temp_name(rel)), self.path(temp_name(rel + ".old"))):
+                if self.fs.exists(tmp):
+                    if self.fs.isdir(tmp):
+                        self.fs.rm(tmp, recursive=True)
+                    else:
+                        self.fs.rm_file(tmp)
+                    found = True
+        return found
 
     # -- multi-object layouts (a Zarr store is a folder of objects) --------------------------
     def temp_tree(self, rel: str) -> str:
         return self.path(temp_name(rel))
 
     def commit_tree(self, rel: str) -> None:
+        """Give the temporary tree its final name. An older tree under that name (an unrecorded copy
+        from a run that crashed) is first renamed aside, never deleted in place: at every instant
+        the final name holds a whole tree or nothing."""
         crash_point("after_temp_write")
-        tmp, final = self.temp_tree(rel), self.path(rel)
+        tmp, final, aside = self.temp_tree(rel), self.path(rel), self.path(temp_name(rel + ".old"))
         with self._edge("commit", rel):
             if self.local:
-                if os.path.isdir(final):  # an unverified copy from a run that crashed: replace it
-                    shutil.rmtree(final)
+                if os.path.isdir(aside):
+                    shutil.rmtree(aside)
+                if os.path.isdir(final):
+                    os.rename(final, aside)
                 os.rename(tmp, final)
                 dfd = os.open(posixpath.dirname(final) or ".", os.O_RDONLY | os.O_DIRECTORY)
                 try:
                     os.fsync(dfd)
                 finally:
                     os.close(dfd)
+                if os.path.isdir(aside):
+                    shutil.rmtree(aside)
             else:
-                if self.fs.exists(final):
-                    self.fs.rm(final, recursive=True)
-                self.fs.mv(tmp, final, recursive=True)
+                self._commit_tree_remote(tmp, final, aside)
         crash_point("after_rename")
+
+    def _commit_tree_remote(self, tmp: str, final: str, aside: str) -> None:
+        fs = self.fs
+        if fs.exists(aside):
+            fs.rm(aside, recursive=True)
+        if fs.exists(final):
+            fs.mv(final, aside, recursive=True)
+        fs.mv(tmp, final, recursive=True)
+        if fs.exists(aside):
+            fs.rm(aside, recursive=True)
 
     def tree_size(self, path: str) -> int:
         with self._edge("stat", path):

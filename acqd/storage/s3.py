@@ -254,15 +254,18 @@ class S3Tier(Tier):
     def commit_tree(self, rel: str) -> None:
         """Copy the temporary prefix to the final one, root metadata last, then drop the temporary.
 
-        A Zarr store is readable only once its root ``zarr.json`` exists, and that is copied last:
-        a crash part way leaves a store without a root, which the journal does not count as a copy
-        and the next run replaces.
+        A Zarr store is readable only once its root ``zarr.json`` exists: it is copied last, and
+        removed first when an older unrecorded copy is replaced. A crash part way leaves a prefix
+        without a root (not a store, not in the journal), which the next run replaces.
         """
         crash_point("after_temp_write")
         tmp, final = self.temp_tree(rel), self.path(rel)
         with self._edge("commit", rel):
             fs = self.fs
-            if fs.exists(final):
+            fs.invalidate_cache()
+            if fs.exists(final):  # an unrecorded copy from a crashed run: unmark it first, then remove
+                if fs.exists(f"{final}/zarr.json"):
+                    fs.rm_file(f"{final}/zarr.json")
                 fs.rm(final, recursive=True)
             objects = sorted(fs.find(tmp))
             first = [p for p in objects if posixpath.relpath(p, tmp) != "zarr.json"]

@@ -24,7 +24,6 @@ import sshfs
 from fsspec.asyn import sync
 from fsspec.utils import infer_storage_options
 
-from acqd.crash import crash_point
 from acqd.errors import PermanentError
 from acqd.storage.base import Tier
 
@@ -132,15 +131,17 @@ class SftpTier(Tier):
                 self._channel_call("remove", final)
             self._channel_call("rename", tmp, final)
 
-    def commit_tree(self, rel: str) -> None:
-        crash_point("after_temp_write")
-        tmp, final = self.temp_tree(rel), self.path(rel)
-        with self._edge("commit", rel):
-            if self.fs.exists(final):
-                self.fs.rm(final, recursive=True)
-            self._channel_call("rename", tmp, final)
-            self.fs.invalidate_cache()
-        crash_point("after_rename")
+    def _commit_tree_remote(self, tmp: str, final: str, aside: str) -> None:
+        fs = self.fs
+        fs.invalidate_cache()
+        if fs.exists(aside):
+            fs.rm(aside, recursive=True)
+        if fs.exists(final):
+            self._channel_call("rename", final, aside)
+        self._channel_call("rename", tmp, final)
+        fs.invalidate_cache()
+        if fs.exists(aside):
+            fs.rm(aside, recursive=True)
 
     def find(self, rel: str = "") -> list[str]:
         self.fs.invalidate_cache()
