@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from acqd.config import Config, MqttConfig, WatchRoot, load_config
 from acqd.errors import AcqdError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
-from acqd.journal import Journal
+from acqd.journal import GroupCommitExecutor, Journal
 from acqd.layouts import build_layout
 from acqd.logs import LogReporter
 from acqd.metrics import Exporter, Metrics
@@ -356,9 +356,14 @@ class Daemon:
         require_roots(roots)
         with state_lock(config.state_dir):
             io = ThreadPoolExecutor(config.limits.io_threads, thread_name_prefix="acqd-io")
-            jexec = ThreadPoolExecutor(1, thread_name_prefix="acqd-journal")
+            jexec = GroupCommitExecutor()
             loop = asyncio.get_running_loop()
-            journal = await loop.run_in_executor(jexec, Journal, journal_path(config.state_dir))
+            try:
+                journal = await loop.run_in_executor(jexec, Journal, journal_path(config.state_dir))
+            except BaseException:
+                jexec.shutdown()
+                raise
+            jexec.journal = journal
             events: EventSource | None = None
             aux: list[asyncio.Task[None]] = []
             try:

@@ -3,8 +3,13 @@ and an append-only audit log. Blocking: every call runs on the journal's single 
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import functools
 import json
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -219,21 +224,53 @@ class Journal:
 
     # -- plumbing -----------------------------------------------------------------------------
     class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
+        """One unit of change: its own transaction, or a savepoint inside a group commit."""
+
+        def __init__(self, db: sqlite3.Connection, grouped: bool) -> None:
+            self.db, self.grouped = db, grouped
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("SAVEPOINT unit" if self.grouped else "BEGIN IMMEDIATE")
             return self.db
 
         def __exit__(self, et: object, ev: object, tb: object) -> None:
-            if et is None:
+            if self.grouped:
+                if et is not None:
+                    self.db.execute("ROLLBACK TO unit")
+                self.db.execute("RELEASE unit")
+            elif et is None:
                 self.db.execute("COMMIT")
             else:
                 self.db.execute("ROLLBACK")
 
+    _grouped = False
+
     def _tx(self) -> Journal._Tx:
-        return Journal._Tx(self._db)
+        return Journal._Tx(self._db, self._grouped)
+
+    def run_group(self, calls: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        """Run `calls` in one transaction, each in its own savepoint (a failing call changes nothing
+        and does not affect the others), and commit once: one fsync for many changes. Returns
+        (ok, result or exception) per call; if the commit itself fails, every call failed."""
+        out: list[tuple[bool, Any]] = []
+        self._db.execute("BEGIN IMMEDIATE")
+        self._grouped = True
+        try:
+            for call in calls:
+                try:
+                    out.append((True, call()))
+                except BaseException as exc:
+                    out.append((False, exc))
+        finally:
+            self._grouped = False
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            err = JournalError(f"journal commit failed: {exc}")
+            return [(False, err) for _ in calls]
+        return out
 
     def _audit(self, file_id: int | None, action: str, **detail: Any) -> None:
         self._db.execute(
@@ -495,6 +532,76 @@ class Journal:
                 "SELECT ts, file_id, action, detail FROM audit WHERE file_id = ? ORDER BY id", (file_id,)
             )
         return [(ts, fid, action, json.loads(d)) for ts, fid, action, d in rows]
+
+
+class GroupCommitExecutor(concurrent.futures.Executor):
+    """The journal's one thread, with group commit: calls queued while a commit is in progress
+    run together in the next transaction (each in its own savepoint) and are committed with one
+    fsync. A caller's future resolves only after its change is durable, exactly as with one
+    transaction per call; under load (many small files) the fsyncs no longer bound throughput.
+
+    Until `journal` is set (its constructor runs here too) calls run one by one."""
+
+    def __init__(self, max_group: int = 256) -> None:
+        self.journal: Journal | None = None
+        self._q: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._max = max_group
+        self._shutdown = False
+        self._thread = threading.Thread(target=self._run, name="acqd-journal", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        if self._shutdown:
+            raise RuntimeError("the journal executor is shut down")
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._q.put((fut, functools.partial(fn, *args, **kwargs)))
+        return fut
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if not self._shutdown:
+            self._shutdown = True
+            self._q.put(None)
+        if wait:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self._max:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            live = [(f, c) for f, c in batch if f.set_running_or_notify_cancel()]
+            journal = self.journal
+            if journal is None or len(live) == 1:
+                for fut, call in live:
+                    try:
+                        fut.set_result(call())
+                    except BaseException as exc:
+                        fut.set_exception(exc)
+            else:
+                try:
+                    results = journal.run_group([c for _, c in live])
+                except BaseException as exc:  # BEGIN failed (locked, I/O): every call fails
+                    results = [(False, exc) for _ in live]
+                for (fut, _), (ok, value) in zip(live, results, strict=True):
+                    if ok:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(value)
+            if stop:
+                return
 
 
 # --- retention ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import stat
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -231,7 +231,7 @@ class Pipeline:
         roots: list[RootCtx],
         journal: Journal,
         io: ThreadPoolExecutor,
-        jexec: ThreadPoolExecutor,
+        jexec: Executor,
         limits: Limits,
         reporter: Reporter,
         mono: Callable[[], float] = time.monotonic,

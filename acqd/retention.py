@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -72,7 +72,7 @@ class RetentionRunner:
         *,
         policy: Policy,
         journal: Journal,
-        jexec: ThreadPoolExecutor,
+        jexec: Executor,
         io: ThreadPoolExecutor,
         tiers: dict[str, Tier],
         mailer: Mailer,

@@ -14,7 +14,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -163,7 +174,7 @@ class EventSource:
         self._observer: BaseObserver = Observer()
         self._filter = _Overflow(on_overflow)
         for index, root in roots:
-            self._observer.schedule(_Handler(index, on_hint), root, recursive=True)
+            self._observer.schedule(_Handler(index, on_hint), root, recursive=True, event_filter=list(HINT_EVENTS))
 
     def start(self) -> None:
         for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
@@ -175,6 +186,20 @@ class EventSource:
         self._observer.join(timeout=5)
         for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
             logging.getLogger(name).removeFilter(self._filter)
+
+
+#: The events that can change what acqd should do. Not opens, reads and closes without writing: acqd's
+#: own reads of every file it ships would otherwise come back as a stream of events to handle.
+HINT_EVENTS = (
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+)
 
 
 class _Handler(FileSystemEventHandler):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,31 @@ def test_release_intent_survives_a_crash_and_is_cleared(tmp_path: Path) -> None:
     j.end_release(ra.id)
     assert j.interrupted_releases() == []
     j.close()
+
+
+def test_group_commit_isolates_a_failing_call_and_commits_the_rest(tmp_path: Path) -> None:
+    from acqd.journal import GroupCommitExecutor
+
+    ex = GroupCommitExecutor()
+    try:
+        j = ex.submit(Journal, tmp_path / "journal.sqlite").result()
+        ex.journal = j
+        a, b = Identity(10, 1, 1), Identity(20, 2, 2)
+        [(_, ra)] = ex.submit(j.observe_many, [obs("s/a.raw", a)]).result()
+        [(_, rb)] = ex.submit(j.observe_many, [obs("s/b.raw", b)]).result()
+        gate = ex.submit(time.sleep, 0.2)  # hold the thread so the next calls queue up into one group
+        ok = ex.submit(j.mark_complete, ra.id, a, "still")
+        bad = ex.submit(j.mark, rb.id, State.RELEASED, None)  # seen -> released: illegal
+        ok2 = ex.submit(j.audit, rb.id, "note", reason="after the failure")
+        gate.result()
+        assert ok.result().state is State.COMPLETE
+        with pytest.raises(IllegalTransition):
+            bad.result()
+        assert ok2.result() is None
+        j.close()
+    finally:
+        ex.shutdown()
+    j2 = Journal(tmp_path / "journal.sqlite")
+    assert j2.get(ra.id).state is State.COMPLETE and j2.get(rb.id).state is State.SEEN
+    assert any(action == "note" for _, _, action, _ in j2.audit_log(rb.id))
+    j2.close()
