@@ -220,6 +220,8 @@ class Journal:
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA optimize")  # keeps the planner's statistics current (cheap)
         self._db.close()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -496,7 +498,7 @@ class Journal:
         q = (
             f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))}, "
             f"{', '.join('c.' + c.strip() for c in _COPY_COLS.split(','))} "
-            "FROM files f JOIN copies c ON c.file_id = f.id "
+            "FROM files f INDEXED BY files_session JOIN copies c ON c.file_id = f.id "
             "WHERE f.root = ? AND f.session = ? AND c.state = 'verified' ORDER BY f.relpath, f.version"
         )
         n = len(_FILE_COLS.split(","))

@@ -10,7 +10,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"compare": "bench.compare", "tiers": "bench.tiers", "torture": "bench.torture"}
+COMMANDS = {
+    "compare": "bench.compare",
+    "tiers": "bench.tiers",
+    "torture": "bench.torture",
+    "resources": "bench.resources",
+}
 
 
 def main() -> None:

@@ -136,3 +136,32 @@ def test_group_commit_isolates_a_failing_call_and_commits_the_rest(tmp_path: Pat
     assert j2.get(ra.id).state is State.COMPLETE and j2.get(rb.id).state is State.SEEN
     assert any(action == "note" for _, _, action, _ in j2.audit_log(rb.id))
     j2.close()
+
+
+def test_the_daemons_queries_use_indexes_not_table_scans(tmp_path: Path) -> None:
+    """With 10^6 rows a table scan per file would make the journal the bottleneck: every statement
+    the per-file path runs must search an index (checked on SQLite's own query plans)."""
+    j = Journal(tmp_path / "journal.sqlite")
+    seen: list[str] = []
+    j._db.set_trace_callback(seen.append)
+    a = Identity(10, 1, 1)
+    [(_, row)] = j.observe_many([obs("s1/a.raw", a)])
+    j.mark_complete(row.id, a, "still")
+    j.record_stored(row.id, "central", "x/a", "copy", WriteResult("xxh3-128:00", 10, 10, "none"))
+    j.record_verified(row.id, "central", "x/a")
+    j.begin_release(row.id, f"{ROOT}/s1/a.raw")
+    j.mark(row.id, State.RELEASED, None)
+    j.observe_many([obs("s1/a.raw", a, release=True)])
+    j.pending()
+    j.session_files(ROOT, "s1")
+    j.manifest_written(ROOT, "s1", 0.0)
+    j._db.set_trace_callback(None)
+    plans = {}
+    for sql in {s for s in seen if s.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))}:
+        params = sql.count("?")
+        plan = j._db.execute("EXPLAIN QUERY PLAN " + sql, [None] * params).fetchall()
+        plans[sql] = " | ".join(p[3] for p in plan)
+    assert plans, "no statements traced"
+    scans = {sql: p for sql, p in plans.items() if any(f"SCAN {t}" in p for t in ("files", "copies", "f ", "c "))}
+    assert scans == {}, scans
+    j.close()
