@@ -383,6 +383,101 @@ def simulate(
     )
 
 
+@app.command("bench")
+def bench_cmd(
+    detector: Annotated[
+        str | None, typer.Option(help="benchmark this detector's simulated frames (default: hamamatsu-orca)")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="benchmark your own file, or the first GiB of a folder, instead")
+    ] = None,
+    codecs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--codecs",
+            help="codecs to try (repeat the option): blosc-lz4-1, blosc-zstd-3, blosc-lz4-1-shuffle, zstd-3, "
+            "deflate-1, lzw, none (default: a sweep of all of them)",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="measure on 1..N threads (default: 1 and every core)", min=1)
+    ] = None,
+    link: Annotated[
+        str, typer.Option(help="the link to central storage: 1GbE, 10GbE, 25GbE, or e.g. 800MB/s")
+    ] = "10GbE",
+    frames: Annotated[int, typer.Option(help="simulated frames to use", min=1)] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Size an acquisition PC: ratio, encode and decode GB/s per codec and thread count, the rate a
+    link sustains with each (min(encode, ratio x link)), and the cores the detector's peak needs."""
+    from acqd import sizing
+    from acqd.profiles import load_profile, search_path
+
+    with _errors():
+        if detector is not None and data is not None:
+            raise ConfigError("give --detector or --data, not both")
+        try:
+            link_rate = sizing.parse_link(link)
+            chosen = [sizing.parse_codec(c) for c in (codecs or list(sizing.DEFAULT_CODECS))]
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        peak = None
+        if data is not None:
+            if not data.exists():
+                raise ConfigError(f"--data {data}: no such file or folder")
+            stack = sizing.file_frames(data)
+            source = str(data)
+        else:
+            name = detector or "hamamatsu-orca"
+            try:
+                stack = sizing.detector_frames(name, frames)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            prof = load_profile(name, search_path())
+            peak = float(prof.peak_rate) if prof.peak_rate else None
+            source = f"{name} (simulated)"
+        cores = os.cpu_count() or 1
+        counts = sorted({1, cores}) if threads is None else list(range(1, threads + 1))
+        progress = None if as_json else (lambda what: err.print(f"  {what}...", markup=False))
+        results = sizing.bench(stack, chosen, counts, link_rate, peak, progress=progress)
+    doc = {
+        "source": source,
+        "frames": int(stack.shape[0]),
+        "frame_shape": [int(v) for v in stack.shape[1:]],
+        "dtype": str(stack.dtype),
+        "bytes": int(stack.nbytes),
+        "link": link,
+        "link_bytes_per_s": link_rate,
+        "peak_rate_bytes_per_s": peak,
+        "cpu_count": cores,
+        "results": [r.as_dict() for r in results],
+    }
+    if as_json:
+        print(json.dumps(doc, indent=1))
+        return
+    from rich.table import Table
+
+    shape = "x".join(str(v) for v in stack.shape[1:])
+    table = Table(title=f"{source}: {stack.shape[0]} frames {shape} {stack.dtype}")
+    for col in ("codec", "threads", "ratio", "encode GB/s", "decode GB/s", f"{link} carries GB/s", "sustained GB/s"):
+        table.add_column(col, justify="left" if col == "codec" else "right")
+    if peak:
+        table.add_column(f"cores for {peak / 1e9:.1f} GB/s", justify="right")
+    for r in results:
+        row = [r.codec, str(r.threads), f"{r.ratio:.2f}", f"{r.encode_gb_s:.2f}", f"{r.decode_gb_s:.2f}"]
+        row += [f"{r.link_gb_s:.2f}", f"{r.effective_gb_s:.2f}"]
+        if peak:
+            row.append(str(r.cores_for_peak))
+        table.add_row(*row)
+    out.print(table)
+    best = max(results, key=lambda r: (r.effective_gb_s, r.ratio))
+    out.print(
+        f"best sustained rate over {link}: {best.codec} on {best.threads} thread(s), {best.effective_gb_s:.2f} GB/s "
+        f"of camera data (ratio {best.ratio:.2f})",
+        markup=False,
+    )
+
+
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="where the demo's folders go")] = Path("acqd-demo"),

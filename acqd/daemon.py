@@ -22,6 +22,7 @@ from acqd.config import Config, MqttConfig, WatchRoot, load_config
 from acqd.errors import AcqdError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.journal import GroupCommitExecutor, Journal
+from acqd.memory import tune_allocator
 from acqd.layouts import build_layout
 from acqd.logs import LogReporter
 from acqd.metrics import Exporter, Metrics
@@ -348,6 +349,7 @@ class Daemon:
                     log.warning("tier %s: aborted %d unfinished upload(s) a previous run left below %s", name, n, base)
 
     async def run(self, install_signals: bool = True, ready: asyncio.Event | None = None) -> RunResult:
+        tune_allocator()
         config = self.config
         profiles = load_profiles(config)
         tiers = build_tiers(config)

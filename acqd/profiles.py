@@ -80,6 +80,9 @@ class DetectorProfile(BaseModel):
         None, description="regex on the path relative to the watch root with a group (?P<owner>...)"
     )
     settle: SettleRule = SettleRule()
+    peak_rate: Size | None = Field(
+        None, description="bytes per second the camera writes at most (what `acqd bench` sizes a PC for)"
+    )
 
     @field_validator("reader")
     @classmethod
