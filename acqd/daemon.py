@@ -22,9 +22,9 @@ from acqd.config import Config, MqttConfig, WatchRoot, load_config
 from acqd.errors import AcqdError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.journal import GroupCommitExecutor, Journal
-from acqd.memory import tune_allocator
 from acqd.layouts import build_layout
 from acqd.logs import LogReporter
+from acqd.memory import tune_allocator
 from acqd.metrics import Exporter, Metrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
