@@ -96,8 +96,10 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         header.pop("page_tags", None)
 
     def read(start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, *shape), dtype=first.dtype)
         try:
-            out = np.stack([pages[i].asarray() for i in range(start, stop)])
+            for k, i in enumerate(range(start, stop)):
+                pages[i].asarray(out=out[k])  # decoded straight into the block: no stacking copy
         except Exception as exc:
             raise FormatError(f"corrupt TIFF data: {exc}") from None
         return out.astype(dtype, copy=False)
