@@ -42,6 +42,7 @@ class Dataset:
     detector: str
     codec: str  # the codec acqd's profile uses, for the bare pipeline and acquire-zarr
     layout: str
+    placement: str = ""  # acqd's watch placement override (YAML flow), when not the profile's default
     files: int = 0
     bytes: int = 0
 
@@ -60,17 +61,22 @@ def _du(path: Path) -> int:
 
 
 def _timed(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, ru = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {err.decode()[-2000:]}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one child process, measured by
+    GNU time (a small parent: getrusage after a fork from this process would count its memory)."""
+    with tempfile.NamedTemporaryFile("r") as stats:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%U %S %M", "-o", stats.name, *cmd],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+        user, sys_, rss = stats.read().split()[-3:]
+    return wall, float(user) + float(sys_), int(rss) / 1024
 
 
 def _sync(dest: Path) -> float:
@@ -90,7 +96,7 @@ def run_acqd(ds: Dataset, dest: Path, work: Path) -> Run:
         f"""instrument: bench
 state_dir: {state}
 watch:
-  - {{path: {ds.src}, detector: {ds.detector}, settle: 0.1s, mode: poll, scan_interval: 1h}}
+  - {{path: {ds.src}, detector: {ds.detector}, settle: 0.1s, mode: poll, scan_interval: 1h{ds.placement}}}
 tiers:
   central: {{url: "file://{dest}"}}
 """
@@ -180,9 +186,21 @@ def available(name: str, ds: Dataset) -> str | None:
 
 def datasets(work: Path, k3_files: int, ls_files: int) -> list[Dataset]:
     out = []
-    k3 = Dataset("simulated K3 session", work / "data" / "k3", "gatan-k3", "lzw", "tiff")
+    k3 = Dataset(
+        "simulated K3 session, TIFF + LZW (the profile's default)", work / "data" / "k3", "gatan-k3", "lzw", "tiff"
+    )
     simulate("gatan-k3", k3.src, SimSpec(files=k3_files, frames=10, height=4092, width=5760, sessions=2))
     out.append(k3)
+    out.append(
+        Dataset(
+            "simulated K3 session, Zarr + Blosc LZ4",
+            k3.src,
+            "gatan-k3",
+            "blosc-lz4-1",
+            "zarr",
+            ", placement: {layout: zarr, codec: {id: blosc, cname: lz4, clevel: 1, shuffle: bitshuffle}}",
+        )
+    )
     ls = Dataset("simulated light-sheet session", work / "data" / "ls", "hamamatsu-orca", "blosc-lz4-1", "zarr")
     simulate("hamamatsu-orca", ls.src, SimSpec(files=ls_files, frames=64, height=1024, width=1024, sessions=2))
     out.append(ls)

@@ -74,27 +74,29 @@ tiers:
 limits: {{inflight_bytes: {inflight}}}
 """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "acqd", "run", "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    log = open(work / "daemon.log", "wb")  # noqa: SIM115 (a pipe nobody reads would fill and block it)
+    proc = subprocess.Popen([sys.executable, "-m", "acqd", "run", "--config", str(cfg)], stdout=log, stderr=log)
     samples: list[dict[str, int]] = []
     t0 = time.monotonic()
     try:
         while time.monotonic() - t0 < seconds and proc.poll() is None:
             samples.append(_status(proc.pid))
             time.sleep(0.5)
+        window = time.monotonic() - t0
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
     db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True)
     seen = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
     verified = db.execute("SELECT COUNT(*), COALESCE(SUM(size),0) FROM files WHERE state='verified'").fetchone()
     db.close()
     return {
-        "seconds": round(time.monotonic() - t0, 1),
+        "seconds_sampled": round(window, 1),
+        "seconds_to_drain_and_exit": round(time.monotonic() - t0 - window, 1),
         "files_seen": seen,
         "files_verified": verified[0],
         "bytes_verified": verified[1],

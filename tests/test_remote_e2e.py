@@ -144,8 +144,8 @@ limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_ma
         wait_for(lambda: bool(uploads()), 60, "an upload under way")
         server.stop()
         time.sleep(1.5)
-        d.kill()  # and the daemon dies while the server is down
     finally:
+        d.kill()  # the daemon dies while the server is down (and never outlives the test)
         if server.proc is None:
             server.start()
     whole_under_final_names(listing())
