@@ -15,6 +15,7 @@ COMMANDS = {
     "tiers": "bench.tiers",
     "torture": "bench.torture",
     "resources": "bench.resources",
+    "report": "bench.report",
 }
 
 

@@ -13,9 +13,11 @@ import argparse
 from pathlib import Path
 
 import acquire_zarr as aqz
+import numpy as np
 import tifffile
 
 from acqd.sizing import parse_codec
+from bench.bare import frames_of
 
 DTYPES = {"uint8": aqz.DataType.UINT8, "uint16": aqz.DataType.UINT16}
 
@@ -47,12 +49,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("src", type=Path)
     ap.add_argument("dest", type=Path)
     args = ap.parse_args(argv)
-    for f in sorted(p for p in args.src.rglob("*") if p.suffix.lower() in (".tif", ".tiff")):
+    for f in sorted(p for p in args.src.rglob("*") if p.suffix.lower() in (".tif", ".tiff", ".mrc")):
+        out = args.dest / (str(f.relative_to(args.src)) + ".zarr")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if f.suffix.lower() == ".mrc":  # a movie: frames straight from the file, as a camera would hand them over
+            frames = frames_of(f)
+            n, h, w = frames.shape
+            stream = aqz.ZarrStream(settings(out, n, h, w, str(frames.dtype), args.codec, args.threads))
+            for frame in frames:
+                stream.append(np.ascontiguousarray(frame))
+            stream.close()
+            continue
         with tifffile.TiffFile(f) as tif:
             pages = tif.pages
             first = pages[0].asarray()
-            out = args.dest / (str(f.relative_to(args.src)) + ".zarr")
-            out.parent.mkdir(parents=True, exist_ok=True)
             stream = aqz.ZarrStream(
                 settings(out, len(pages), first.shape[0], first.shape[1], str(first.dtype), args.codec, args.threads)
             )

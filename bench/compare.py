@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--many", type=int, default=100_000, help="files waiting at start for the first-verified figure")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "compare.json")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument(
+        "--only", default=None, help="re-measure only the datasets whose name contains this, into the existing JSON"
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="acqd-bench-", dir=args.workdir) as d:
         work = Path(d)
@@ -341,11 +344,21 @@ def main(argv: list[str] | None = None) -> None:
             "runs": args.runs,
             "datasets": [],
         }
-        for ds in sets:
-            print(f"{ds.name}: {ds.files} files, {ds.bytes / 1e9:.2f} GB", flush=True)
-            doc["datasets"].append(measure(ds, args.runs, work))
-        if args.many:
-            doc["backlog_start"] = first_verified_with_backlog(work, args.many)
+        if args.only is not None and args.json.exists():
+            old = json.loads(args.json.read_text())
+            for ds in sets:
+                if args.only in ds.name:
+                    print(f"{ds.name}: {ds.files} files, {ds.bytes / 1e9:.2f} GB", flush=True)
+                    new = measure(ds, args.runs, work)
+                    old["datasets"] = [new if d["dataset"] == ds.name else d for d in old["datasets"]]
+            old.setdefault("remeasured", []).append({"command": doc["command"], "date": doc["date"]})
+            doc = old
+        else:
+            for ds in sets:
+                print(f"{ds.name}: {ds.files} files, {ds.bytes / 1e9:.2f} GB", flush=True)
+                doc["datasets"].append(measure(ds, args.runs, work))
+            if args.many:
+                doc["backlog_start"] = first_verified_with_backlog(work, args.many)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
