@@ -38,6 +38,20 @@ def temp_name(rel: str) -> str:
     return f"{head}/{tmp}" if head else tmp
 
 
+def check_options(
+    tier: str, options: dict[str, Any] | None, known: tuple[str, ...], secrets: tuple[str, ...], instead: str
+) -> dict[str, Any]:
+    """A remote tier's options: secrets refused (saying what to use `instead`), unknown keys named."""
+    opts = dict(options or {})
+    bad = [k for k in opts if k in secrets]
+    if bad:
+        raise PermanentError(f"tier {tier}: options.{bad[0]}: secrets never go in acqd.yaml; use {instead}")
+    unknown = [k for k in opts if k not in known]
+    if unknown:
+        raise PermanentError(f"tier {tier}: unknown option {unknown[0]!r}; known: {', '.join(known)}")
+    return opts
+
+
 class Tier:
     """A named storage tier on an fsspec filesystem. Blocking: call from the I/O executor."""
 
@@ -261,7 +275,34 @@ class Tier:
         return sorted(p[cut:] for p, info in found.items() if info.get("type") != "directory" and p[cut:])
 
 
-class _EdgeReader:
+class ReaderBase:
+    """The file-object surface readers of stored objects share (what tifffile and zstd expect)."""
+
+    def read(self, n: int = -1) -> bytes:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> ReaderBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _EdgeReader(ReaderBase):
     """A file object whose read errors are translated at the storage edge."""
 
     def __init__(self, f: BinaryIO, tr: Callable[[BaseException], AcqdError]) -> None:
@@ -283,22 +324,5 @@ class _EdgeReader:
     def tell(self) -> int:
         return int(self._f.tell())
 
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
     def close(self) -> None:
         self._f.close()
-
-    def __enter__(self) -> _EdgeReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -37,7 +37,7 @@ from fsspec.asyn import sync
 from acqd.checksum import Hasher
 from acqd.crash import crash_point
 from acqd.errors import PermanentError, VerifyError
-from acqd.storage.base import TEMP_SUFFIX, Tier, temp_name
+from acqd.storage.base import TEMP_SUFFIX, ReaderBase, Tier, check_options, temp_name
 from acqd.storage.errors import ConflictError
 
 META_CHECKSUM = "acqd-xxh3-128"
@@ -83,16 +83,9 @@ class S3Tier(Tier):
     backend = "s3"
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
-        opts = dict(options or {})
-        bad = [k for k in opts if k in SECRET_OPTIONS]
-        if bad:
-            raise PermanentError(
-                f"tier {name}: options.{bad[0]}: secrets never go in acqd.yaml; "
-                "use options.credentials_file (AWS credentials INI) or the standard AWS chain"
-            )
-        unknown = [k for k in opts if k not in OPTIONS]
-        if unknown:
-            raise PermanentError(f"tier {name}: unknown option {unknown[0]!r}; known: {', '.join(OPTIONS)}")
+        opts = check_options(
+            name, options, OPTIONS, SECRET_OPTIONS, "options.credentials_file (AWS credentials INI) or the AWS chain"
+        )
         self.name = name
         self._url = url.rstrip("/")
         self.part_size = max(_size(opts.get("part_size", "16MiB"), "part_size"), MIN_PART)
@@ -338,7 +331,7 @@ class S3Tier(Tier):
         self._fs = None
 
 
-class _CheckedReader:
+class _CheckedReader(ReaderBase):
     """Hashes what is read in order from the start; at the end compares with the object's acqd
     checksum metadata (a seek out of order turns the check off: the layout verifies content anyway)."""
 
@@ -362,11 +355,6 @@ class _CheckedReader:
                     )
         return data
 
-    def readinto(self, b: bytearray | memoryview) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
     def seek(self, offset: int, whence: int = 0) -> int:
         pos = self._f.seek(offset, whence)
         if pos != self._pos:
@@ -376,20 +364,8 @@ class _CheckedReader:
     def tell(self) -> int:
         return self._f.tell()
 
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
     def close(self) -> None:
         self._f.close()
-
-    def __enter__(self) -> _CheckedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Upload:

@@ -25,7 +25,7 @@ from fsspec.asyn import sync
 from fsspec.utils import infer_storage_options
 
 from acqd.errors import PermanentError
-from acqd.storage.base import Tier
+from acqd.storage.base import Tier, check_options
 
 log = logging.getLogger("acqd")
 
@@ -37,13 +37,7 @@ class SftpTier(Tier):
     backend = "sftp"
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
-        opts = dict(options or {})
-        bad = [k for k in opts if k in SECRET_OPTIONS]
-        if bad:
-            raise PermanentError(f"tier {name}: options.{bad[0]}: secrets never go in acqd.yaml; use options.key_file")
-        unknown = [k for k in opts if k not in OPTIONS]
-        if unknown:
-            raise PermanentError(f"tier {name}: unknown option {unknown[0]!r}; known: {', '.join(OPTIONS)}")
+        opts = check_options(name, options, OPTIONS, SECRET_OPTIONS, "options.key_file")
         parsed = infer_storage_options(url)
         host = parsed.get("host")
         if not host:
