@@ -77,7 +77,7 @@ def codec_label(c: FrameCodec) -> str:
     return c.id
 
 
-def _coders(
+def coders(
     c: FrameCodec, dtype: np.dtype[Any], shape: tuple[int, ...]
 ) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     if c.id == "none":
@@ -137,7 +137,7 @@ def bench(
     nbytes = sum(f.nbytes for f in items)
     out = []
     for c in codecs:
-        enc, dec = _coders(c, items[0].dtype, items[0].shape)
+        enc, dec = coders(c, items[0].dtype, items[0].shape)
         encoded = [enc(f) for f in items]
         for f, e in zip(items, encoded, strict=True):
             if not np.array_equal(dec(e), f):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from acqd.sizing import _coders, parse_codec
+from acqd.sizing import coders, parse_codec
 
 
 def frames_of(path: Path) -> np.ndarray:
@@ -73,13 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     files = sorted(p for p in args.src.rglob("*") if p.is_file() and p.suffix.lower() in (".mrc", ".tif", ".tiff"))
     total = stored = 0
     with ThreadPoolExecutor(args.threads) as pool:
-        coders: dict[tuple[str, tuple[int, ...]], Any] = {}
+        cache: dict[tuple[str, tuple[int, ...]], Any] = {}
         for f in files:
             frames = frames_of(f)
             key = (str(frames.dtype), frames.shape[1:])
-            if key not in coders:
-                coders[key] = _coders(codec, frames.dtype, frames.shape[1:])
-            enc, dec = coders[key]
+            if key not in cache:
+                cache[key] = coders(codec, frames.dtype, frames.shape[1:])
+            enc, dec = cache[key]
             out = args.dest / f.relative_to(args.src)
             out.parent.mkdir(parents=True, exist_ok=True)
             n, s = ship(f, out, enc, dec, pool)

@@ -57,6 +57,8 @@ class Tier:
 
     #: what the backend is called in messages and in the error table
     backend = "fsspec"
+    #: the filesystem caches listings (s3fs, sshfs): questions about what is there must not see a stale one
+    caches_listings = False
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         self.name = name
@@ -74,6 +76,13 @@ class Tier:
     def fs(self) -> Any:
         """The fsspec filesystem (remote backends connect on first use and again after a failure)."""
         return self._fs
+
+    def _looking(self) -> Any:
+        """The filesystem, for a question about what is stored now (its listing cache dropped first)."""
+        fs = self.fs
+        if self.caches_listings:
+            fs.invalidate_cache()
+        return fs
 
     def abort_incomplete(self, under: str) -> int:
         """Clean up what a crash left below `under` beyond temporaries (S3: multipart uploads)."""
@@ -170,12 +179,13 @@ class Tier:
         an older tree a crashed commit had renamed aside."""
         found = False
         with self._edge("clean", rel):
+            fs = self._looking()
             for tmp in (self.path(temp_name(rel)), self.path(temp_name(rel + ".old"))):
-                if self.fs.exists(tmp):
-                    if self.fs.isdir(tmp):
-                        self.fs.rm(tmp, recursive=True)
+                if fs.exists(tmp):
+                    if fs.isdir(tmp):
+                        fs.rm(tmp, recursive=True)
                     else:
-                        self.fs.rm_file(tmp)
+                        fs.rm_file(tmp)
                     found = True
         return found
 
@@ -254,22 +264,23 @@ class Tier:
     def size(self, rel: str) -> int | None:
         with self._edge("stat", rel):
             try:
-                info = self.fs.info(self.path(rel))
+                info = self._looking().info(self.path(rel))
             except FileNotFoundError:
                 return None
             return int(info["size"])
 
     def exists(self, rel: str) -> bool:
         with self._edge("stat", rel):
-            return bool(self.fs.exists(self.path(rel)))
+            return bool(self._looking().exists(self.path(rel)))
 
     def find(self, rel: str = "") -> list[str]:
         """Every object below `rel`, relative to the tier root (for checks and tests)."""
         with self._edge("list", rel):
             base = self.path(rel) if rel else self.root
-            if not self.fs.exists(base):
+            fs = self._looking()
+            if not fs.exists(base):
                 return []
-            found = self.fs.find(base, detail=True)
+            found = fs.find(base, detail=True)
         cut = len(self.root) + 1 if self.root else 0
         # object stores may list folder markers (or the root itself): only objects count
         return sorted(p[cut:] for p, info in found.items() if info.get("type") != "directory" and p[cut:])

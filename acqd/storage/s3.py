@@ -81,6 +81,7 @@ def read_credentials(path: str, profile: str) -> dict[str, str]:
 
 class S3Tier(Tier):
     backend = "s3"
+    caches_listings = True
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         opts = check_options(
@@ -268,22 +269,6 @@ class S3Tier(Tier):
             fs.rm(tmp, recursive=True)
             fs.invalidate_cache()
         crash_point("after_rename")
-
-    def remove_temp(self, rel: str) -> bool:
-        self.fs.invalidate_cache()
-        return super().remove_temp(rel)
-
-    def exists(self, rel: str) -> bool:
-        self.fs.invalidate_cache()
-        return super().exists(rel)
-
-    def find(self, rel: str = "") -> list[str]:
-        self.fs.invalidate_cache()
-        return super().find(rel)
-
-    def size(self, rel: str) -> int | None:
-        self.fs.invalidate_cache()
-        return super().size(rel)
 
     def open_read(self, rel: str) -> BinaryIO:
         """The object, checked against its acqd checksum metadata when read through to the end."""

@@ -35,6 +35,7 @@ OPTIONS = ("key_file", "known_hosts", "username", "port", "connect_timeout", "ke
 
 class SftpTier(Tier):
     backend = "sftp"
+    caches_listings = True
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         opts = check_options(name, options, OPTIONS, SECRET_OPTIONS, "options.key_file")
@@ -136,15 +137,3 @@ class SftpTier(Tier):
         fs.invalidate_cache()
         if fs.exists(aside):
             fs.rm(aside, recursive=True)
-
-    def find(self, rel: str = "") -> list[str]:
-        self.fs.invalidate_cache()
-        return super().find(rel)
-
-    def exists(self, rel: str) -> bool:
-        self.fs.invalidate_cache()
-        return super().exists(rel)
-
-    def size(self, rel: str) -> int | None:
-        self.fs.invalidate_cache()
-        return super().size(rel)
