@@ -24,8 +24,8 @@ from rich.table import Table
 
 from acqd import __version__
 from acqd.config import EX_CONFIG, Config, load_config, quick_config
-from acqd.daemon import Daemon, build_tiers, check, journal_path, summary
-from acqd.errors import AcqdError, ConfigError, VerifyError
+from acqd.daemon import Daemon, adopt_command, build_tiers, check, journal_path, summary
+from acqd.errors import AcqdError, ClaimError, ConfigError, VerifyError
 from acqd.journal import Journal
 from acqd.layouts import build_layout
 from acqd.logs import JournaldFormatter
@@ -64,6 +64,9 @@ def _errors() -> Iterator[None]:
         yield
     except ConfigError as exc:
         err.print(f"acqd: configuration error:\n{exc}", markup=False)
+        raise typer.Exit(EX_CONFIG) from None
+    except ClaimError as exc:  # the destination is another daemon's: systemd must not restart us
+        err.print(f"acqd: {exc}", markup=False)
         raise typer.Exit(EX_CONFIG) from None
     except AcqdError as exc:
         err.print(f"acqd: {exc}", markup=False)
@@ -121,6 +124,13 @@ def run(
         str, typer.Option(help="with --once: give up on failing files after this long (exit 1)")
     ] = "5m",
     json_out: Annotated[bool, typer.Option("--json", help="with --once: print the summary as JSON")] = False,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt",
+            help="take over the destination prefix another journal claimed (see `acqd adopt --help`) before running",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the daemon (systemd runs `acqd run --config /etc/acqd/acqd.yaml`)."""
@@ -130,7 +140,9 @@ def run(
         if settle is not None:
             window = parse_duration(settle)
             cfg = cfg.model_copy(update={"watch": tuple(w.model_copy(update={"settle": window}) for w in cfg.watch)})
-        daemon = Daemon(cfg, once=once, retry_for=parse_duration(retry_for) if once else None, config_path=config)
+        daemon = Daemon(
+            cfg, once=once, retry_for=parse_duration(retry_for) if once else None, config_path=config, adopt=adopt
+        )
         result = asyncio.run(daemon.run())
         if once:
             j = Journal(journal_path(cfg.state_dir), readonly=True)
@@ -238,6 +250,32 @@ def check_cmd(config: Annotated[Path, typer.Option("--config", "-c", help="acqd.
     out.print(f"{config}: OK (instrument {cfg.instrument}, state {cfg.state_dir})", markup=False)
     for n in notes:
         out.print(f"  {n}", markup=False)
+
+
+@app.command()
+def adopt(
+    config: ConfigOpt = None,
+    watch: Annotated[Path | None, typer.Option(help="quick form: the acquisition folder")] = None,
+    dest: Annotated[str | None, typer.Option(help="quick form: central storage (a folder or fsspec URL)")] = None,
+    state_dir: StateOpt = None,
+    instrument: Annotated[str | None, typer.Option(help="quick form: the instrument name")] = None,
+) -> None:
+    """Take over this instrument's destination prefix on purpose: after a lost or replaced journal,
+    a new state folder, or a new acquisition PC. Every file the session manifests there record is
+    imported into this journal as a verified copy (so nothing stored is shipped over; a file that
+    changed since becomes a new version with a name of its own), then the prefix is claimed for
+    this machine and journal. A daemon still running elsewhere on that prefix stops at its next
+    commit. Exit 78 if the configuration is bad."""
+    _setup_logging(False)
+    with _errors():
+        cfg = _build_config(config, watch, dest, "generic", state_dir, instrument, False, "none")
+        counts = adopt_command(cfg)
+    skipped = f", {counts['skipped']} manifest(s) skipped" if counts["skipped"] else ""
+    out.print(
+        f"adopted {counts['files']} stored file(s) from {counts['manifests']} manifest(s){skipped}; "
+        f"{cfg.instrument} is now claimed by this journal ({cfg.state_dir})",
+        markup=False,
+    )
 
 
 def _open_for_reading(config: Path | None, state_dir: Path | None) -> tuple[Config | None, Journal]:

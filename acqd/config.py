@@ -39,7 +39,8 @@ class WatchRoot(Frozen):
     prefix: str = Field(
         "",
         pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$",
-        description="folder under <tier>/<instrument>/ for this root; roots sharing a tier need distinct ones",
+        description="folder under <tier>/<instrument>/ for this root; with several roots each needs its own, "
+        "neither inside another",
     )
     detector: str = "generic"
     mode: Literal["auto", "events", "poll"] = Field(
@@ -178,15 +179,15 @@ class Config(Frozen):
             for b in paths[i + 1 :]:
                 if a == b or a in b.parents or b in a.parents:
                     raise ValueError(f"watch roots overlap: {a} and {b}")
-        seen: dict[tuple[str, str], Path] = {}
-        for w in self.watch:
-            key = (w.placement.tier or next(iter(self.tiers)), w.prefix)
-            if key in seen:
-                raise ValueError(
-                    f"watch roots {seen[key]} and {w.path} would write to the same place on tier {key[0]!r}: "
-                    "give them different `prefix` values"
-                )
-            seen[key] = w.path
+        for i, wa in enumerate(self.watch):
+            for wb in self.watch[i + 1 :]:
+                if prefixes_nest(wa.prefix, wb.prefix):
+                    shown = " and ".join(repr(p) if p else "'' (none)" for p in (wa.prefix, wb.prefix))
+                    raise ValueError(
+                        f"watch roots {wa.path} and {wb.path}: their prefixes {shown} nest, so files of both "
+                        "could get one name at the destination; give each root its own `prefix`, neither "
+                        "inside the other (e.g. k3 and lightsheet)"
+                    )
         for w in self.watch:
             if w.placement.tier is not None and w.placement.tier not in self.tiers:
                 raise ValueError(f"watch {w.path}: placement.tier {w.placement.tier!r} is not a configured tier")
@@ -194,6 +195,14 @@ class Config(Frozen):
 
     def tier_for(self, watch: WatchRoot) -> str:
         return watch.placement.tier or next(iter(self.tiers))
+
+
+def prefixes_nest(a: str, b: str) -> bool:
+    """Two watch roots' destination prefixes overlap: equal, or one a folder of the other
+    (no prefix contains every other one). Any tier: a policy may place a file on any of them."""
+    pa, pb = [p for p in a.split("/") if p], [p for p in b.split("/") if p]
+    n = min(len(pa), len(pb))
+    return pa[:n] == pb[:n]
 
 
 def load_config(path: Path) -> Config:

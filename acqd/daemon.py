@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import stat as stat_mod
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +19,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from acqd import claims
 from acqd.config import Config, MqttConfig, WatchRoot, load_config
-from acqd.errors import AcqdError, ConfigError, JournalError, PermanentError
+from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.journal import GroupCommitExecutor, Journal
 from acqd.layouts import build_layout
@@ -209,6 +211,9 @@ def check(config: Config) -> list[str]:
     tiers = build_tiers(config)
     policy = load_retention(config)
     roots = build_roots(config, profiles, tiers, policy)
+    problems = claim_problems(config, tiers)
+    if problems:
+        raise ClaimError(problems[0])
     notes = []
     if policy is not None:
         rules = ", ".join(
@@ -310,8 +315,10 @@ class Daemon:
         retry_for: float | None = None,
         reporter: Reporter | None = None,
         config_path: Path | None = None,
+        adopt: bool = False,
     ) -> None:
         self.config = config
+        self.adopt = adopt
         self.config_path = config_path
         self.once = once
         self.retry_for = retry_for
@@ -367,6 +374,20 @@ class Daemon:
                 raise
             jexec.journal = journal
             events: EventSource | None = None
+            try:
+                claim = claims.ours(config.instrument, journal, config.state_dir)
+                if self.adopt:
+                    counts = await loop.run_in_executor(jexec, adopt_into, config, tiers, claim, journal)
+                    log.info("adopted %(files)d stored file(s) from %(manifests)d manifest(s)", counts)
+                known = {n: await loop.run_in_executor(jexec, journal.has_copies, n) for n in tiers}
+                notes, unclaimed = await loop.run_in_executor(io, claims.establish, tiers, claim, known)
+                for note in notes:
+                    log.info("%s", note)
+            except BaseException:
+                io.shutdown(wait=False, cancel_futures=True)
+                await loop.run_in_executor(jexec, journal.close)
+                jexec.shutdown(wait=True)
+                raise
             aux: list[asyncio.Task[None]] = []
             try:
                 reporters: list[Reporter] = [LogReporter(), self.metrics]
@@ -395,6 +416,7 @@ class Daemon:
                     reporter=Fanout(reporters),
                     once=self.once,
                     retry_for=self.retry_for,
+                    guard=claims.Guard(claim, journal, unclaimed),
                 )
                 self.pipeline = pipeline
                 watched = [(c.index, c.root) for c in roots if c.events]
@@ -586,6 +608,59 @@ class Daemon:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+
+def adopt_into(config: Config, tiers: dict[str, Tier], claim: claims.Claim, journal: Journal) -> dict[str, int]:
+    """`acqd adopt`: import what the manifests under the instrument's prefix record, then claim it."""
+
+    def stat(path: str) -> os.stat_result | None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        return st if stat_mod.S_ISREG(st.st_mode) else None
+
+    roots = {str(w.path).rstrip("/"): str(w.path).rstrip("/") for w in config.watch}
+    return claims.adopt(tiers, claim, journal, roots, stat)
+
+
+def adopt_command(config: Config) -> dict[str, int]:
+    """`acqd adopt` outside the daemon: the state lock held, the journal opened, manifests imported."""
+    tiers = build_tiers(config)
+    with state_lock(config.state_dir):
+        journal = Journal(journal_path(config.state_dir))
+        try:
+            return adopt_into(config, tiers, claims.ours(config.instrument, journal, config.state_dir), journal)
+        finally:
+            journal.close()
+
+
+def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
+    """`acqd check`: would `run` be refused by a claim on the destination? (read-only)"""
+    path = journal_path(config.state_dir)
+    journal_id = None
+    if path.exists():
+        try:
+            j = Journal(path, readonly=True)
+        except AcqdError:
+            j = None
+        if j is not None:
+            journal_id = j.journal_id
+            j.close()
+    problems = []
+    mid = claims.machine_id()
+    for name, tier in tiers.items():
+        try:
+            there = claims.read_claim(tier, config.instrument)
+        except AcqdError as exc:
+            problems.append(f"tier {name}: cannot read the claim: {exc}")
+            continue
+        if there is None:
+            continue
+        if there.machine_id != mid or there.journal_id != journal_id:
+            fake = claims.Claim(config.instrument, mid, "", journal_id or "(new)", str(config.state_dir), "")
+            problems.append(str(claims.refused(tier, fake, there)))
+    return problems
 
 
 def summary(journal: Journal) -> dict[str, Any]:

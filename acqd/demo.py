@@ -176,7 +176,7 @@ def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
     zarrs = sorted(central.glob("lightsheet/*/*.zarr"))
     tiffs = sorted(central.glob("k3/*/*.tif"))
     console.print(f"files left on the acquisition disk: {left} (each released once its copy was verified)")
-    console.print(f"central storage: {central}  (each session has an acqd-manifest.json)", markup=False)
+    console.print(f"central storage: {central}  (each session has a ~acqd-manifest.json)", markup=False)
     if tiffs:
         console.print(f"  K3 movie as LZW TIFF (RELION/cryoSPARC/MotionCor): {tiffs[0]}", markup=False)
     if zarrs:

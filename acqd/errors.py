@@ -40,3 +40,20 @@ class VerifyError(AcqdError):
 
 class JournalError(AcqdError):
     """The journal cannot be opened or written (locked, corrupt, disk full)."""
+
+
+class NameTakenError(PermanentError):
+    """A write found an object already under its final name and did not replace it.
+
+    Whether that object is this same source's earlier copy (adopt it, or delete it and write again)
+    is decided by the caller from the journal. `result` is what the write computed from the source
+    (a WriteResult), so the object in the way can be verified against it.
+    """
+
+    def __init__(self, message: str, result: object | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class ClaimError(AcqdError):
+    """The destination belongs to another daemon (or journal): this one must not write there."""

@@ -39,6 +39,8 @@ EVENT_KINDS = {
     "verified": "file.verified",
     "quarantined": "file.quarantined",
     "released": "file.released",
+    "conflict": "file.conflict",
+    "halted": "daemon.halted",
     "retention.warned": "retention.warned",
     "retention.transitioned": "retention.transitioned",
     "retention.purged": "retention.purged",
@@ -66,6 +68,8 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
             "bytes": o.source_bytes,
         },
     }
+    if o.kind == "halted":
+        del body["file"]
     if o.kind == "verified":
         body["copy"] = {
             "tier": o.tier,

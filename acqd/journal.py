@@ -11,6 +11,7 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,10 +215,31 @@ class Journal:
                         "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
                         (str(SCHEMA_VERSION),),
                     )
+                    # who this journal is: the destination's claim names it (acqd.claims)
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES('journal_id', ?)", (uuid.uuid4().hex,)
+                    )
+            st = path.stat()
+            self._identity = (st.st_dev, st.st_ino)
+            r = self._db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+            self.journal_id: str = r[0] if r else ""
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
         except OSError as exc:
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
+
+    def still_mine(self) -> str | None:
+        """None while the journal file this object opened is still the one at its path; otherwise
+        why not (deleted, or replaced by another file): a daemon must not go on shipping then."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return f"the journal {self.path} was deleted while acqd was running"
+        except OSError as exc:
+            return f"the journal {self.path} cannot be checked: {exc.strerror}"
+        if (st.st_dev, st.st_ino) != self._identity:
+            return f"the journal {self.path} was replaced by another file while acqd was running"
+        return None
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -414,10 +436,11 @@ class Journal:
             db.execute(
                 "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state,"
                 " stored_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'stored', ?)"
-                " ON CONFLICT(tier, dest) DO UPDATE SET file_id = excluded.file_id, layout = excluded.layout,"
+                " ON CONFLICT(tier, dest) DO UPDATE SET layout = excluded.layout,"
                 " codec = excluded.codec, source_bytes = excluded.source_bytes,"
                 " stored_bytes = excluded.stored_bytes, checksum = excluded.checksum, state = 'stored',"
-                " stored_at = excluded.stored_at, verified_at = NULL",
+                " stored_at = excluded.stored_at, verified_at = NULL"
+                " WHERE copies.file_id = excluded.file_id",
                 (
                     file_id,
                     tier,
@@ -430,6 +453,8 @@ class Journal:
                     self._clock(),
                 ),
             )
+            if db.execute("SELECT changes()").fetchone()[0] != 1:
+                raise JournalError(f"{tier}:{dest} is recorded as another file's copy; not recorded again")
             self._audit(file_id, "stored", tier=tier, dest=dest, stored_bytes=res.stored_bytes, codec=res.codec)
 
     def record_verified(self, file_id: int, tier: str, dest: str) -> FileRow:
@@ -465,6 +490,91 @@ class Journal:
     # -- queries ------------------------------------------------------------------------------
     def get(self, file_id: int) -> FileRow:
         return self._get(file_id)
+
+    def adopt_manifest(self, root: str, tier: str, files: list[dict[str, Any]], stat: Callable[[str], Any]) -> int:
+        """Import the verified copies a session manifest records (`acqd adopt`). A source still on
+        disk with the recorded size and mtime gets its real identity (so it is not shipped again);
+        any other keeps an identity no file has (inode 0), so a file there now is a new version
+        with a name of its own. Returns how many copies were imported."""
+        n = 0
+        now = self._clock()
+        with self._tx() as db:
+            touched: set[str] = set()
+            for e in files:
+                if e.get("state") not in ("verified", "released") or not e.get("dest") or not e.get("checksum"):
+                    continue
+                rel, version = str(e["source"]), int(e.get("version", 1))
+                if db.execute("SELECT 1 FROM copies WHERE tier = ? AND dest = ?", (tier, e["dest"])).fetchone():
+                    continue
+                if db.execute(
+                    "SELECT 1 FROM files WHERE root = ? AND relpath = ? AND version = ?", (root, rel, version)
+                ).fetchone():
+                    continue
+                size = int(e["source_bytes"])
+                mtime_ns = int(e["source_mtime_ns"]) if "source_mtime_ns" in e else 0
+                ident = Identity(size, mtime_ns, 0, 0)
+                st = stat(f"{root}/{rel}")
+                if st is not None and st.st_size == size and st.st_mtime_ns == mtime_ns:
+                    ident = Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+                state = "verified" if ident.inode else str(e["state"])
+                session = SourceRef(root, rel).session
+                cur = db.execute(
+                    "INSERT INTO files(root, relpath, version, current, state, size, mtime_ns, inode, ctime_ns,"
+                    " checksum, detector, session, first_seen, updated)"
+                    " VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        root,
+                        rel,
+                        version,
+                        state,
+                        ident.size,
+                        ident.mtime_ns,
+                        ident.inode,
+                        ident.ctime_ns,
+                        e["checksum"],
+                        str(e.get("detector", "generic")),
+                        session,
+                        now,
+                        now,
+                    ),
+                )
+                fid = cur.lastrowid
+                db.execute(
+                    "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum,"
+                    " state, stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)",
+                    (
+                        fid,
+                        tier,
+                        e["dest"],
+                        e.get("layout", "copy"),
+                        e.get("codec", ""),
+                        size,
+                        int(e.get("stored_bytes", 0)),
+                        e["checksum"],
+                        now,
+                        now,
+                    ),
+                )
+                self._audit(fid, "adopted", tier=tier, dest=e["dest"])
+                touched.add(rel)
+                n += 1
+            for rel in touched:
+                top = db.execute(
+                    "SELECT id, current FROM files WHERE root = ? AND relpath = ? ORDER BY version DESC LIMIT 1",
+                    (root, rel),
+                ).fetchone()
+                if top is not None and not top[1]:
+                    db.execute("UPDATE files SET current = 0 WHERE root = ? AND relpath = ?", (root, rel))
+                    db.execute("UPDATE files SET current = 1 WHERE id = ?", (top[0],))
+        return n
+
+    def copy_owner(self, tier: str, dest: str) -> int | None:
+        """The journal row whose copy `dest` on `tier` is, if any."""
+        r = self._db.execute("SELECT file_id FROM copies WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
+        return int(r[0]) if r else None
+
+    def has_copies(self, tier: str) -> bool:
+        return self._db.execute("SELECT 1 FROM copies WHERE tier = ? LIMIT 1", (tier,)).fetchone() is not None
 
     def copies_of(self, file_id: int) -> list[CopyRow]:
         rows = self._db.execute(f"SELECT {_COPY_COLS} FROM copies WHERE file_id = ? ORDER BY id", (file_id,))

@@ -17,6 +17,8 @@ _LEVEL = {
     "vanished": logging.INFO,
     "quarantined": logging.WARNING,
     "retry": logging.WARNING,
+    "conflict": logging.ERROR,
+    "halted": logging.CRITICAL,
     "retention.warned": logging.INFO,
     "retention.transitioned": logging.INFO,
     "retention.purged": logging.WARNING,

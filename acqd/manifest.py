@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from acqd.naming import MANIFEST, manifest_name
+
 SCHEMA = "acqd-manifest/1"
-NAME = "acqd-manifest.json"
+NAME = MANIFEST  # a reserved name (acqd.naming): no stored source can be called that
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,7 @@ def iso(ts: float | None) -> str | None:
 
 def manifest_path(base: str, session: str) -> str:
     """`base` is <instrument>[/<prefix>] of the watch root."""
-    return f"{base}/{NAME}" if session == "." else f"{base}/{session}/{NAME}"
+    return manifest_name(base, session)
 
 
 def build(instrument: str, session: str, watch_root: str, entries: Iterable[ManifestEntry], now: float) -> bytes:
@@ -52,6 +54,7 @@ def build(instrument: str, session: str, watch_root: str, entries: Iterable[Mani
             "stored_bytes": e.stored_bytes,
             "checksum": e.checksum,
             "source_mtime": iso(e.source_mtime_ns / 1e9),
+            "source_mtime_ns": e.source_mtime_ns,
             "verified_at": iso(e.verified_at),
             "state": e.state,
             "detector": e.detector,

@@ -20,9 +20,9 @@ from acqd.values import Outcome, Snapshot
 
 # complete -> verified, and per stage: from a 1 MB file on a fast disk to a multi-GB movie on a slow link
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
-OUTCOMES = ("seen", "complete", "verified", "released", "quarantined", "vanished")
+OUTCOMES = ("seen", "complete", "verified", "released", "quarantined", "vanished", "conflict")
 STAGES = ("read", "encode", "write", "verify")
-ERROR_STAGES = ("read", "write", "verify", "internal")
+ERROR_STAGES = ("read", "write", "verify", "internal", "conflict")
 
 
 class Metrics:
@@ -62,6 +62,13 @@ class Metrics:
         )
         self.retries = Counter("acqd_retries", "Files retried, by the stage that failed", (*i, "stage"), registry=r)
         self.errors = Counter("acqd_errors", "Errors, by stage", (*i, "stage"), registry=r)
+        self.halted = Gauge(
+            "acqd_halted",
+            "1 when the daemon stopped shipping to stay safe (reason: claim = the destination is claimed by"
+            " another daemon or journal, journal = its journal was deleted or replaced)",
+            (*i, "reason"),
+            registry=r,
+        )
         self.backlog_files = Gauge("acqd_backlog_files", "Files found and not yet verified", i, registry=r)
         self.backlog_bytes = Gauge("acqd_backlog_bytes", "Bytes of files found and not yet verified", i, registry=r)
         self.oldest_pending = Gauge(
@@ -124,6 +131,9 @@ class Metrics:
         if o.kind == "retry":
             self.retries.labels(inst, o.stage or "internal").inc()
             self.errors.labels(inst, o.stage or "internal").inc()
+            return
+        if o.kind == "halted":
+            self.halted.labels(inst, o.stage or "claim").set(1)
             return
         if o.kind.startswith("retention."):
             self.retention.labels(inst, o.kind.partition(".")[2]).inc()

@@ -28,7 +28,9 @@ from acqd.config import Limits, WatchRoot
 from acqd.crash import crash_point
 from acqd.errors import (
     AcqdError,
+    ClaimError,
     FormatError,
+    NameTakenError,
     PermanentError,
     SourceChangedError,
     SourceReadError,
@@ -37,6 +39,7 @@ from acqd.errors import (
 )
 from acqd.journal import FileRow, Journal, Observation
 from acqd.manifest import ManifestEntry, build, manifest_path
+from acqd.naming import stored_name
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
@@ -215,15 +218,6 @@ class _Source:
         os.close(self.fd)
 
 
-def version_name(rel: str, version: int) -> str:
-    """frame_001.tif, version 2 -> frame_001.v2.tif (earlier versions stay where they are)."""
-    if version <= 1:
-        return rel
-    head, slash, base = rel.rpartition("/")
-    stem, dot, ext = base.partition(".") if not base.startswith(".") else (base, "", "")
-    return f"{head}{slash}{stem}.v{version}{dot}{ext}"
-
-
 class Pipeline:
     def __init__(
         self,
@@ -239,8 +233,13 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         once: bool = False,
         retry_for: float | None = None,
+        guard: Callable[[Tier], None] | None = None,
     ) -> None:
         self.instrument = instrument
+        #: blocking check before every commit that this daemon still owns the destination and its
+        #: journal (acqd.claims); raises ClaimError, which halts shipping
+        self.guard = guard
+        self.halted: str | None = None
         self.roots = roots
         self.journal = journal
         self.io = io
@@ -661,7 +660,8 @@ class Pipeline:
         return max(1, min(c.stable.size * 2, per))
 
     def _dest(self, ctx: RootCtx, row: FileRow) -> str:
-        return ctx.layout_for(row.relpath).dest_name(f"{self._base(ctx)}/{version_name(row.relpath, row.version)}")
+        """The stored name: collision-free by construction (acqd.naming)."""
+        return stored_name(self._base(ctx), row.relpath, row.version, ctx.layout_for(row.relpath).suffix)
 
     def _base(self, ctx: RootCtx) -> str:
         return f"{self.instrument}/{ctx.watch.prefix}" if ctx.watch.prefix else self.instrument
@@ -701,16 +701,38 @@ class Pipeline:
             check_name(dest)
             placed = ctx.placed(row.relpath)
             layout, tier = placed.layout, placed.tier
-            res = await self._io(self._write, c, layout, tier, dest)
+            if self.guard is not None:
+                await self._io(self.guard, tier)
+            owner = await self._j(self.journal.copy_owner, tier.name, dest)
+            if owner is not None and owner != row.id:  # cannot happen: names are per (root, path, version)
+                raise AcqdError(f"{tier.url(dest)} is recorded for journal row {owner}, not {row.id}; not touched")
+            if owner == row.id:  # this file's own earlier, unverified copy: written again from the start
+                await self._io(tier.remove_any_if_there, dest)
+            adopted = False
+            try:
+                res = await self._io(self._write, c, layout, tier, dest)
+            except NameTakenError as exc:
+                res = await self._take_over(row, layout, tier, dest, exc)
+                adopted = True
+            if self.guard is not None:
+                await self._io(self.guard, tier)
             crash_point("before_journal_commit")
             await self._j(self.journal.record_stored, row.id, tier.name, dest, layout.name, res)
             t_verify = self.mono()
-            await self._io(layout.verify, tier, dest, res)
+            if not adopted:  # an adopted copy was verified just now
+                await self._io(layout.verify, tier, dest, res)
             t_verify = self.mono() - t_verify
             crash_point("after_verify")
             row = await self._j(self.journal.record_verified, row.id, tier.name, dest)
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
+            return
+        except ClaimError as exc:
+            self._halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
+            self.in_flight.pop(c.key, None)
+            return
+        except NameTakenError as exc:
+            await self._conflict(c, str(exc))
             return
         except FormatError as exc:
             await self._quarantine(c.row, str(exc))
@@ -760,6 +782,45 @@ class Pipeline:
         self._dirty.add((ctx.index, row.session))
         if placed.release:
             await self._release(c, row)
+
+    async def _take_over(self, row: FileRow, layout: Layout, tier: Tier, dest: str, exc: NameTakenError) -> WriteResult:
+        """An object the journal does not record is under this file's name: a crash came between
+        publishing a copy and recording it, or somebody else put it there. It is adopted only if
+        it decodes to exactly this file's content; otherwise it is left alone (NameTakenError)."""
+        expected = exc.result
+        if not isinstance(expected, WriteResult):
+            raise exc
+        try:
+            await self._io(layout.verify, tier, dest, expected)
+        except AcqdError as why:
+            raise NameTakenError(
+                f"{tier.url(dest)} is in the way: an object acqd has no record of, and not a copy of "
+                f"{row.relpath!r} ({why}); it is not replaced: move it away, the file is kept and retried"
+            ) from None
+        await self._j(self.journal.audit, row.id, "adopted", tier=tier.name, dest=dest)
+        log.info("adopted %s: already a verified copy of %r (a crash came before it was recorded)", dest, row.relpath)
+        return expected
+
+    async def _conflict(self, c: Candidate, why: str) -> None:
+        """The file's name is taken by an object that is not its copy: never overwritten; the file
+        stays (never released), the operator is told (log, event, metric) and it is retried slowly."""
+        log.error("%s", why)
+        self._emit("conflict", c.row, reason=why)
+        await self._retry(c, why, "conflict")
+
+    def _halt(self, why: str, what: str) -> None:
+        """Stop shipping for good: this daemon no longer owns its destination or its journal."""
+        if self.halted is None:
+            self.halted = why
+            log.error("stopped shipping: %s", why)
+            try:
+                self.reporter.outcome(
+                    Outcome(kind="halted", relpath="", session="", detector="", reason=why, stage=what)
+                )
+            except Exception:
+                log.exception("reporter failed on halted")
+            self.outcome_code = 78
+        self.stop()
 
     async def _release(self, c: Candidate, row: FileRow) -> None:
         """Delete the acquisition-disk copy: only after verify, and only if it is still that file."""
@@ -847,6 +908,8 @@ class Pipeline:
                 return
 
     async def flush_manifests(self) -> None:
+        if self.halted is not None:  # the destination is not this daemon's any more
+            return
         dirty, self._dirty = self._dirty, set()
         by_index = {c.index: c for c in self.roots}
         for index, session in sorted(dirty):
@@ -877,7 +940,9 @@ class Pipeline:
 
             doc = await self._io(render)  # a big session's manifest is built off the event loop
             try:
-                await self._io(ctx.tier.write_atomic, manifest_path(self._base(ctx), session), [doc])
+                await self._io(
+                    partial(ctx.tier.write_atomic, replace=True), manifest_path(self._base(ctx), session), [doc]
+                )
             except AcqdError as exc:
                 log.warning("manifest of session %r not written (retried): %s", session, exc)
                 self._dirty.add((index, session))

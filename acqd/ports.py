@@ -13,8 +13,9 @@ class TierPort(Protocol):
 
     name: str
 
-    def write_atomic(self, rel: str, chunks: Iterable[bytes]) -> int:
-        """Write `chunks` to a temporary name, make it durable, rename it to `rel`. Bytes written."""
+    def write_atomic(self, rel: str, chunks: Iterable[bytes], *, replace: bool = False) -> int:
+        """Write `chunks` to a temporary name, make it durable, rename it to `rel`. Bytes written.
+        Raises NameTakenError if `rel` exists (unless `replace`: acqd's reserved names only)."""
         ...
 
     def open_read(self, rel: str) -> BinaryIO: ...
@@ -38,7 +39,7 @@ class TierPort(Protocol):
         ...
 
     def commit_tree(self, rel: str) -> None:
-        """Give the temporary folder of `rel` its final name (replacing an older copy of it)."""
+        """Give the temporary folder of `rel` its final name; NameTakenError if `rel` exists."""
         ...
 
     def tree_size(self, path: str) -> int: ...
@@ -53,8 +54,9 @@ class Layout(Protocol):
 
     name: str
 
-    def dest_name(self, rel: str) -> str:
-        """The object name for a source at `rel` (adds the layout's suffix)."""
+    @property
+    def suffix(self) -> str:
+        """What a stored name gets after its `~` marker (acqd.naming): "", ".tif", ".zarr", ".zst"."""
         ...
 
     def write(self, source: BinaryIO, size: int, tier: TierPort, dest: str) -> WriteResult: ...

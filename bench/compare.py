@@ -119,7 +119,7 @@ tiers:
             done[fid] = ts
         elif fid in done:
             lat.append(ts - done[fid])
-    stored = _du(dest) - sum(p.stat().st_size for p in dest.rglob("acqd-manifest.json"))
+    stored = _du(dest) - sum(p.stat().st_size for p in dest.rglob("~acqd-manifest.json"))
     return Run(wall, cpu, rss, stored, lat)
 
 

@@ -123,10 +123,13 @@ def digest(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    """Every regular file below `root` (relative path -> content)."""
+def tree(root: Path, claims: bool = False) -> dict[str, bytes]:
+    """Every regular file below `root` (relative path -> content); the instruments' claim objects
+    (`<instrument>/~acqd-claim.json`) only if asked for."""
     return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and (claims or p.name != "~acqd-claim.json")
     }
 
 

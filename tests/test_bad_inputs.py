@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 
 def _in_transfer(site: Site) -> bool:
-    return any(p.name.endswith(".acqd-tmp") for p in site.dest.rglob(".*"))
+    return any(p.name.startswith(".~acqd-tmp") for p in site.dest.rglob(".*"))
 
 
 def _slow_site(tmp_path: Path, files: dict[str, bytes] | None = None) -> tuple[Site, Background]:
@@ -192,7 +192,7 @@ def test_awkward_names(tmp_path: Path) -> None:
 def test_a_name_too_long_once_compressed_is_quarantined_not_retried(tmp_path: Path) -> None:
     site = Site(tmp_path)
     (site.watch / "s").mkdir()
-    name = "a" * 251 + ".raw"  # + ".zst" would be 259 bytes
+    name = "a" * 251 + ".raw"  # + "~.zst" would be 260 bytes
     (site.watch / "s" / name).write_bytes(b"x" * 1000)
     write_config(
         site.config,

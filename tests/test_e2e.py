@@ -73,12 +73,12 @@ def test_present_before_start_odd_names_once_and_status(dirs: tuple[Path, Path, 
     r = run_acqd(*quick(watch, dest, state))
     assert r.returncode == 0, r.stderr
     assert "6 verified" in r.stdout
-    landed = {k: v for k, v in tree(dest / "scope").items() if not k.endswith("acqd-manifest.json")}
+    landed = {k: v for k, v in tree(dest / "scope").items() if not k.rpartition("/")[2].startswith("~acqd-")}
     assert landed == expected  # byte-exact, each once, nothing ignored shipped
-    manifest = json.loads((dest / "scope" / "session 1" / "acqd-manifest.json").read_text())
+    manifest = json.loads((dest / "scope" / "session 1" / "~acqd-manifest.json").read_text())
     assert [f["source"] for f in manifest["files"]] == ["session 1/frame 0001.raw"]
     assert manifest["files"][0]["checksum"] == "xxh3-128:" + digest(expected["session 1/frame 0001.raw"])
-    assert (dest / "scope" / "acqd-manifest.json").exists()  # the session of top-level files
+    assert (dest / "scope" / "~acqd-manifest.json").exists()  # the session of top-level files
 
     st = run_acqd("status", "--state-dir", str(state), "--json")
     assert st.returncode == 0, st.stderr
@@ -103,7 +103,7 @@ def test_zstd_release_restore_and_fixity(dirs: tuple[Path, Path, Path], tmp_path
     assert tree(watch) == {}  # every source released ...
     dctx = zstandard.ZstdDecompressor()
     for name, data in expected.items():  # ... and every copy decodes to its source
-        assert dctx.decompress((dest / "scope" / (name + ".zst")).read_bytes()) == data
+        assert dctx.decompress((dest / "scope" / (name + "~.zst")).read_bytes()) == data
     assert set(journal_states(state).values()) == {"released"}
     out = tmp_path / "restored.raw"
     r = run_acqd("restore", "s1/f3.raw", str(out), "--state-dir", str(state), "--dest", str(dest))
@@ -113,7 +113,7 @@ def test_zstd_release_restore_and_fixity(dirs: tuple[Path, Path, Path], tmp_path
     assert r.returncode == 1 and "never overwrites" in r.stderr
     r = run_acqd("verify", "--state-dir", str(state), "--dest", str(dest))
     assert r.returncode == 0 and "10 copies OK, 0 failed" in r.stdout
-    victim = dest / "scope" / "s0" / "f4.raw.zst"
+    victim = dest / "scope" / "s0" / "f4.raw~.zst"
     victim.write_bytes(zstandard.ZstdCompressor().compress(b"bit rot"))
     r = run_acqd("verify", "--state-dir", str(state), "--dest", str(dest))
     assert r.returncode == 1 and "9 copies OK, 1 failed" in r.stdout and "s0/f4.raw" in r.stderr
@@ -208,15 +208,15 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
         states = journal_states(state)
         for rel, data in tree(dest / "scope").items() if (dest / "scope").exists() else []:
             name = rel.rpartition("/")[2]
-            if name == "acqd-manifest.json":
+            if name.startswith("~acqd-"):
                 continue
             assert not name.startswith("."), f"temporary left visible: {rel}"  # cleaned at the next start
-            assert rel.endswith(".zst") and rel[:-4] in expected, f"unexpected object {rel}"
-            assert dctx.decompress(data) == expected[rel[:-4]], f"partial or corrupt copy under final name: {rel}"
+            assert rel.endswith("~.zst") and rel[:-5] in expected, f"unexpected object {rel}"
+            assert dctx.decompress(data) == expected[rel[:-5]], f"partial or corrupt copy under final name: {rel}"
         for name in expected:
             if not (watch / name).exists():  # released: must be verified and its copy intact
                 assert states.get(name) in ("verified", "released"), f"{name} released unverified"
-                assert dctx.decompress((dest / "scope" / (name + ".zst")).read_bytes()) == expected[name]
+                assert dctx.decompress((dest / "scope" / (name + "~.zst")).read_bytes()) == expected[name]
 
     kills = 0
     for _ in range(8):
@@ -229,8 +229,8 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
     r = run_acqd("run", "--config", str(cfg), "--once")
     assert r.returncode == 0, r.stderr
     check_invariants()
-    objects = sorted(k for k in tree(dest / "scope") if not k.endswith("acqd-manifest.json"))
-    assert objects == sorted(n + ".zst" for n in expected)  # each exactly once
+    objects = sorted(k for k in tree(dest / "scope") if not k.rpartition("/")[2].startswith("~acqd-"))
+    assert objects == sorted(n + "~.zst" for n in expected)  # each exactly once
     assert tree(watch) == {}
     rows = journal_rows(state)
     assert len(rows) == len(expected) and all(r[1] == "released" and r[3] == 1 for r in rows)
@@ -242,9 +242,9 @@ def check_invariants_allowing_temps(dest: Path, expected: dict[str, bytes], dctx
         return
     for rel, data in tree(dest / "scope").items():
         name = rel.rpartition("/")[2]
-        if name.startswith(".") or name == "acqd-manifest.json":
+        if name.startswith((".", "~acqd-")):
             continue
-        assert dctx.decompress(data) == expected[rel[:-4]], f"partial copy under a final name: {rel}"
+        assert dctx.decompress(data) == expected[rel[:-5]], f"partial copy under a final name: {rel}"
 
 
 def _bad_input_config(tmp_path: Path, watch: Path, dest: Path, state: Path, release: bool = False) -> Path:
@@ -287,7 +287,7 @@ def test_bad_inputs_are_quarantined_and_nothing_is_lost(dirs: tuple[Path, Path, 
     assert rows["s/link.raw"][0] == "quarantined" and "symlink" in rows["s/link.raw"][1]
     assert rows["s/linkdir"][0] == "quarantined" and "symlink" in rows["s/linkdir"][1]
     assert rows["s/pipe.raw"][0] == "quarantined" and "not a regular file" in rows["s/pipe.raw"][1]
-    assert sorted(tree(dest / "scope")) == ["s/acqd-manifest.json", "s/good.raw"]  # nothing followed out
+    assert sorted(tree(dest / "scope")) == ["s/good.raw", "s/~acqd-manifest.json"]  # nothing followed out
     assert outside.read_bytes() == b"secret outside the watch root"
     for name in ("empty.raw", "locked.raw", "link.raw", "pipe.raw"):  # nothing lost
         assert os.path.lexists(watch / "s" / name)

@@ -78,7 +78,11 @@ limits: {{retry_initial: 50ms, retry_max: 300ms{", " + limits if limits else ""}
 
     def stored(self) -> dict[str, bytes]:
         base = self.dest / "scope"
-        return {k: v for k, v in tree(base).items() if not k.endswith("acqd-manifest.json")} if base.exists() else {}
+        return (
+            {k: v for k, v in tree(base).items() if not k.rpartition("/")[2].startswith("~acqd-")}
+            if base.exists()
+            else {}
+        )
 
     def no_temporaries(self) -> bool:
         return not [p for p in self.dest.rglob(".*")]

@@ -119,7 +119,7 @@ def tiff_stack(path: Path, n: int = 6) -> np.ndarray:
 async def test_mrc_with_fei2_header_to_tiff_restores_byte_exact(tmp_path: Path) -> None:
     raw, data = fei_mrc()
     _, dest, state = await ship(tmp_path, "t-mrc-tiff", {"s/a.mrc": raw, "s/a.xml": b"<xml/>"})
-    tif = tifffile.TiffFile(dest / "s" / "a.mrc.tif")
+    tif = tifffile.TiffFile(dest / "s" / "a.mrc~.tif")
     assert np.array_equal(tif.asarray(), data)  # RELION/cryoSPARC read this with libtiff
     assert tif.pages[0].compression == 5  # LZW
     assert (dest / "s" / "a.xml").read_bytes() == b"<xml/>"  # sidecars are copied
@@ -127,7 +127,7 @@ async def test_mrc_with_fei2_header_to_tiff_restores_byte_exact(tmp_path: Path) 
     with mrcfile.open(tmp_path / "r.mrc", permissive=True) as m:
         assert m.header.exttyp == b"FEI2" and int(m.header.nsymbt) == 768 * 5
     # for a little-endian MRC, header + pixels is the whole file: the checksum is the file's own
-    manifest = json.loads((dest / "s" / "acqd-manifest.json").read_text())
+    manifest = json.loads((dest / "s" / "~acqd-manifest.json").read_text())
     entry = next(f for f in manifest["files"] if f["source"] == "s/a.mrc")
     assert entry["checksum"] == "xxh3-128:" + xxhash.xxh3_128_hexdigest(raw)
     assert entry["layout"] == "tiff" and entry["codec"] == "lzw"
@@ -136,7 +136,7 @@ async def test_mrc_with_fei2_header_to_tiff_restores_byte_exact(tmp_path: Path) 
 async def test_mrc_movie_to_ome_zarr_validates_and_restores(tmp_path: Path) -> None:
     raw, data = fei_mrc(n=7, seed=5)
     _, dest, state = await ship(tmp_path, "t-mrc-zarr", {"m/movie.mrc": raw})
-    path = dest / "m" / "movie.mrc.zarr"
+    path = dest / "m" / "movie.mrc~.zarr"
     group = zarr.open_group(path, mode="r")
     Image.from_zarr(group)  # a valid OME-Zarr 0.5 image (raises if not)
     arr: Any = group["0"]
@@ -153,7 +153,7 @@ async def test_mrc_movie_to_ome_zarr_validates_and_restores(tmp_path: Path) -> N
 async def test_k3_unsigned_byte_movie(tmp_path: Path) -> None:
     raw, data = k3_mrc()
     _, dest, state = await ship(tmp_path, "t-k3", {"k3.mrc": raw})
-    tif = tifffile.TiffFile(dest / "k3.mrc.tif")
+    tif = tifffile.TiffFile(dest / "k3.mrc~.tif")
     assert tif.pages[0].dtype == np.uint8 and np.array_equal(tif.asarray(), data)
     assert restore(state, dest, "k3.mrc", tmp_path / "r.mrc") == raw
 
@@ -161,7 +161,7 @@ async def test_k3_unsigned_byte_movie(tmp_path: Path) -> None:
 async def test_mib_per_frame_headers_restored_byte_exact(tmp_path: Path) -> None:
     raw, data = mib()
     _, dest, state = await ship(tmp_path, "t-mib", {"scan.mib": raw, "scan.hdr": b"HDR,\r\n"})
-    arr: Any = zarr.open_group(dest / "scan.mib.zarr", mode="r")["0"]
+    arr: Any = zarr.open_group(dest / "scan.mib~.zarr", mode="r")["0"]
     assert np.array_equal(arr[:], data.astype("<u2"))
     assert restore(state, dest, "scan.mib", tmp_path / "r.mib") == raw
 
@@ -171,7 +171,7 @@ async def test_tiff_stack_to_zarr_restores_pixels_and_tags(tmp_path: Path) -> No
     data = tiff_stack(tmp_path / "src" / "stack.tif")
     raw = (tmp_path / "src" / "stack.tif").read_bytes()
     _, dest, state = await ship(tmp_path, "t-tiff", {"ls/stack.tif": raw})
-    group = zarr.open_group(dest / "ls" / "stack.tif.zarr", mode="r")
+    group = zarr.open_group(dest / "ls" / "stack.tif~.zarr", mode="r")
     img = Image.from_zarr(group)
     scale = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]  # type: ignore[index]
     assert scale[1] == pytest.approx(0.104)  # pixel size from the TIFF resolution, in micrometres
@@ -213,7 +213,7 @@ async def test_raw_frames_with_header(tmp_path: Path) -> None:
     data = np.random.default_rng(6).integers(0, 65535, size=(3, 24, 32), dtype=np.uint16)
     raw = b"H" * 16 + data.tobytes()
     _, dest, state = await ship(tmp_path, "t-raw", {"r.raw": raw})
-    assert np.array_equal(zarr.open_group(dest / "r.raw.zarr", mode="r")["0"][:], data)  # type: ignore[index]
+    assert np.array_equal(zarr.open_group(dest / "r.raw~.zarr", mode="r")["0"][:], data)  # type: ignore[index]
     assert restore(state, dest, "r.raw", tmp_path / "out.raw") == raw
 
 
@@ -325,5 +325,5 @@ async def test_reader_plugin_from_an_entry_point(tmp_path: Path, monkeypatch: py
         _, dest, state = await ship(tmp_path, "t-plugin", {"x.lab": raw})
     finally:
         del PROFILES["t-plugin"]
-    assert np.array_equal(zarr.open_group(dest / "x.lab.zarr", mode="r")["0"][:], data)  # type: ignore[index]
+    assert np.array_equal(zarr.open_group(dest / "x.lab~.zarr", mode="r")["0"][:], data)  # type: ignore[index]
     assert journal_rows(state)[0][1] == "verified"

@@ -37,7 +37,9 @@ async def test_memory_tier_once(tmp_path: Path) -> None:
     result = await Daemon(cfg(watch, tmp_path / "state", url), once=True, retry_for=30).run(install_signals=False)
     assert result.code == 0 and result.stats.verified == 20 and result.pending == 0
     tier = Tier("central", url)
-    assert sorted(tier.find()) == sorted([f"scope/{r}" for r in files] + ["scope/s/acqd-manifest.json"])
+    assert sorted(tier.find()) == sorted(
+        [f"scope/{r}" for r in files] + ["scope/s/~acqd-manifest.json", "scope/~acqd-claim.json"]
+    )
     for rel, data in files.items():
         with tier.open_read(f"scope/{rel}") as f:
             assert f.read() == data
@@ -85,7 +87,7 @@ async def test_poll_mode_finds_new_files_and_modified_files_become_versions(tmp_
     result = await asyncio.wait_for(task, 30)
     assert result.code == 0
     assert (dest / "scope" / "a.raw").read_bytes() == b"first version"  # the first copy is kept
-    assert (dest / "scope" / "a.v2.raw").read_bytes() == b"second version, longer"
+    assert (dest / "scope" / "a~v2.raw").read_bytes() == b"second version, longer"
 
 
 def test_inotify_overflow_requests_a_rescan(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from acqd.pipeline import ByteBudget, version_name
+from acqd.naming import stored_component
+from acqd.pipeline import ByteBudget
 
 
 async def test_byte_budget_never_exceeds_its_limit() -> None:
@@ -41,12 +42,13 @@ async def test_byte_budget_blocks_until_released() -> None:
 @pytest.mark.parametrize(
     ("rel", "version", "expected"),
     [
-        ("s/frame_001.tif", 1, "s/frame_001.tif"),
-        ("s/frame_001.tif", 2, "s/frame_001.v2.tif"),
-        ("movie.mrc.xml", 3, "movie.v3.mrc.xml"),
-        ("noext", 2, "noext.v2"),
-        ("s/.hidden", 2, "s/.hidden.v2"),
+        ("frame_001.tif", 1, "frame_001.tif"),
+        ("frame_001.tif", 2, "frame_001~v2.tif"),
+        ("movie.mrc.xml", 3, "movie~v3.mrc.xml"),
+        ("noext", 2, "noext~v2"),
+        (".hidden", 2, ".hidden~v2"),
+        ("a~b.tif", 2, "a~~b~v2.tif"),
     ],
 )
 def test_version_name(rel: str, version: int, expected: str) -> None:
-    assert version_name(rel, version) == expected
+    assert stored_component(rel, version) == expected

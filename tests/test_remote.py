@@ -11,7 +11,7 @@ import pytest
 import xxhash
 
 from acqd.config import Config
-from acqd.errors import PermanentError, TransientError
+from acqd.errors import NameTakenError, PermanentError, TransientError
 from acqd.storage import ConflictError, DestinationError, open_tier, translate
 from acqd.storage.s3 import META_CHECKSUM, S3Tier
 from acqd.storage.sftp import SftpTier
@@ -51,9 +51,9 @@ def test_s3_never_overwrites_an_object_acqd_did_not_write(s3: tuple[S3Tier, str]
     c = s3_server.client()
     c.put_object(Bucket=bucket, Key="central/i/s/f.raw", Body=b"someone else's data")  # type: ignore[attr-defined]
     c.put_object(Bucket=bucket, Key="central/i/s/g.raw", Body=b"x" * 10)  # type: ignore[attr-defined]
-    with pytest.raises(ConflictError, match="not written by acqd"):
+    with pytest.raises(NameTakenError, match="not by acqd"):
         tier.write_atomic("i/s/f.raw", [b"acqd's data"])
-    with pytest.raises(ConflictError, match="not written by acqd"):  # the multipart path too
+    with pytest.raises(NameTakenError, match="not by acqd"):  # the multipart path too
         tier.write_atomic("i/s/g.raw", [os.urandom(MiB) for _ in range(6)])
     body = c.get_object(Bucket=bucket, Key="central/i/s/f.raw")["Body"].read()  # type: ignore[attr-defined]
     assert body == b"someone else's data"
@@ -90,12 +90,12 @@ def test_s3_start_aborts_orphaned_uploads_below_its_namespace_only(
 ) -> None:
     tier, bucket = s3
     c = s3_server.client()
-    mine = c.create_multipart_upload(Bucket=bucket, Key="central/inst1/s/.f.raw.acqd-tmp")  # type: ignore[attr-defined]
+    mine = c.create_multipart_upload(Bucket=bucket, Key="central/inst1/s/.~acqd-tmp.f.raw")  # type: ignore[attr-defined]
     c.upload_part(Bucket=bucket, Key=mine["Key"], UploadId=mine["UploadId"], PartNumber=1, Body=b"x" * 100)  # type: ignore[attr-defined]
-    c.create_multipart_upload(Bucket=bucket, Key="central/inst2/s/.g.raw.acqd-tmp")  # type: ignore[attr-defined]
-    c.put_object(Bucket=bucket, Key="central/inst1/s/.h.raw.acqd-tmp", Body=b"stale")  # type: ignore[attr-defined]
+    c.create_multipart_upload(Bucket=bucket, Key="central/inst2/s/.~acqd-tmp.g.raw")  # type: ignore[attr-defined]
+    c.put_object(Bucket=bucket, Key="central/inst1/s/.~acqd-tmp.h.raw", Body=b"stale")  # type: ignore[attr-defined]
     assert tier.abort_incomplete("inst1") == 1
-    assert _uploads(s3_server, bucket) == ["central/inst2/s/.g.raw.acqd-tmp"]
+    assert _uploads(s3_server, bucket) == ["central/inst2/s/.~acqd-tmp.g.raw"]
     assert tier.find("inst1") == []
 
 
@@ -164,7 +164,7 @@ def test_sftp_reconnects_after_the_server_comes_back(sshd_server: Sshd, tmp_path
         sshd_server.start()
     t.write_atomic("b", [b"2"])
     assert t.find() == ["a", "b"]
-    assert not any(p.name.endswith(".acqd-tmp") for p in (tmp_path / "d").iterdir())
+    assert not any(p.name.startswith(".~acqd-tmp") for p in (tmp_path / "d").iterdir())
 
 
 def test_error_table_maps_each_backend() -> None:

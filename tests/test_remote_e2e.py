@@ -59,7 +59,7 @@ def _tier_yaml(
     body = ", ".join(f"{k}: {v}" for k, v in opts.items())
 
     def temporaries() -> list[str]:
-        return [str(p) for p in root.rglob("*.acqd-tmp")]
+        return [str(p) for p in root.rglob(".~acqd-tmp*")]
 
     return f'  central: {{url: "{sshd.url(root)}", options: {{{body}}}}}', listing_sftp, temporaries
 
@@ -93,7 +93,7 @@ tiers:
     stored = listing()
     assert any(k.startswith("scope/k3/") and k.endswith(".tif") for k in stored), sorted(stored)
     assert any("scope/ls/" in k and ".zarr/" in k for k in stored), sorted(stored)
-    assert not any(".acqd-tmp" in k for k in stored), sorted(stored)
+    assert not any(".~acqd-tmp" in k for k in stored), sorted(stored)
     for src in [*k3, *ls]:
         rel = src.relative_to(tmp_path / "acq")
         out = tmp_path / "restored" / rel
@@ -134,7 +134,7 @@ limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_ma
     def whole_under_final_names(stored: dict[str, bytes]) -> None:
         for key, data in stored.items():
             name = key.rpartition("/")[2]
-            if name.startswith(".") or name == "acqd-manifest.json":
+            if name.startswith((".", "~acqd-")):
                 continue
             assert key.startswith("scope/") and key.endswith(".zst"), key
             assert dctx.decompress(data) == expected[key[len("scope/") : -4]], f"partial object under {key}"
@@ -153,7 +153,7 @@ limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_ma
     assert r.returncode == 0, r.stderr
     stored = listing()
     whole_under_final_names(stored)
-    finals = sorted(k for k in stored if not k.endswith("acqd-manifest.json"))
+    finals = sorted(k for k in stored if not k.rpartition("/")[2].startswith("~acqd-"))
     assert finals == sorted(f"scope/{n}.zst" for n in expected), finals  # each once, no temporaries
     assert sorted(p.name for p in watch.iterdir()) == []  # all released, each after its verification
     assert uploads() == [], "an unfinished upload was left behind"

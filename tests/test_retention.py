@@ -317,7 +317,7 @@ async def test_policy_rules_place_files(tmp_path: Path) -> None:
     result = await Daemon(cfg, once=True, retry_for=20).run(install_signals=False)
     assert result.stats.verified == 3 and result.pending == 0
     s = "alice_apoferritin_0101"
-    assert (capacity / "krios" / s / "FoilHole_1_fractions.mrc.zst").exists()
+    assert (capacity / "krios" / s / "FoilHole_1_fractions.mrc~.zst").exists()
     assert not (watch / s / "FoilHole_1_fractions.mrc").exists()  # released: the rule says so
     assert (central / "krios" / s / "FoilHole_1_DW.mrc").exists()  # the sum: the watch root's placement
     assert (watch / s / "FoilHole_1_DW.mrc").exists()  # ... which does not release

@@ -14,8 +14,9 @@ import pytest
 
 from acqd.checksum import Hasher
 from acqd.codec import stream_codec
-from acqd.errors import PermanentError, SourceChangedError, TransientError, VerifyError
+from acqd.errors import NameTakenError, PermanentError, SourceChangedError, TransientError, VerifyError
 from acqd.layouts import build_layout
+from acqd.naming import stored_name
 from acqd.storage import DestinationError, Tier, open_tier, temp_name, translate
 from acqd.values import WriteResult
 from tests.conftest import digest, need
@@ -72,8 +73,8 @@ def test_failed_write_leaves_nothing(tier: Tier) -> None:
 
 
 def test_overwrite_replaces_whole(tier: Tier) -> None:
-    tier.write_atomic("a/f", [b"old content that is longer"])
-    tier.write_atomic("a/f", [b"new"])
+    tier.write_atomic("a/f", [b"old content that is longer"], replace=True)
+    tier.write_atomic("a/f", [b"new"], replace=True)
     with tier.open_read("a/f") as f:
         assert f.read() == b"new"
     assert tier.size("a/f") == 3
@@ -130,7 +131,7 @@ class _Src:
 def test_copy_layout_roundtrip(tier: Tier, compress: str, tmp_path: Path) -> None:
     data = os.urandom(300_000) + bytes(700_000)
     layout = build_layout("copy", compress, chunk=64 * 1024)
-    dest = layout.dest_name("inst/s/f.raw")
+    dest = stored_name("inst", "s/f.raw", 1, layout.suffix)
     res = layout.write(_Src(data), len(data), tier, dest)  # type: ignore[arg-type]
     h = Hasher()
     h.update(data)
@@ -148,7 +149,7 @@ def test_verify_catches_a_corrupt_copy(tier: Tier) -> None:
     data = os.urandom(50_000)
     layout = build_layout("copy", "none", chunk=64 * 1024)
     res = layout.write(_Src(data), len(data), tier, "a/f")  # type: ignore[arg-type]
-    tier.write_atomic("a/f", [data[:-1] + bytes([data[-1] ^ 1])])  # bit rot
+    tier.write_atomic("a/f", [data[:-1] + bytes([data[-1] ^ 1])], replace=True)  # bit rot
     with pytest.raises(VerifyError):
         layout.verify(tier, "a/f", res)
     with pytest.raises(VerifyError, match="stored size"):
@@ -209,15 +210,33 @@ def test_large_write_that_fails_leaves_nothing(tier: Tier) -> None:
     assert tier.find() == []
 
 
-def test_commit_tree_replaces_an_older_tree_whole(tier: Tier) -> None:
+def test_commit_tree_never_replaces_an_existing_tree(tier: Tier) -> None:
     for version in (b"old", b"new"):
-        tmp = tier.temp_tree("a/s.zarr")
+        tmp = tier.temp_tree("a/s~.zarr")
         for name in ("zarr.json", "c/0/0", "c/0/1"):
             tier.fs.makedirs(posixpath.dirname(f"{tmp}/{name}"), exist_ok=True)
             with tier.fs.open(f"{tmp}/{name}", "wb") as f:
                 f.write(version + name.encode())
-        tier.commit_tree("a/s.zarr")
-    assert tier.find() == ["a/s.zarr/c/0/0", "a/s.zarr/c/0/1", "a/s.zarr/zarr.json"]
+        if version == b"old":
+            tier.commit_tree("a/s~.zarr")
+        else:
+            with pytest.raises(NameTakenError):
+                tier.commit_tree("a/s~.zarr")
+            tier.remove_temp("a/s~.zarr")
+    assert tier.find() == ["a/s~.zarr/c/0/0", "a/s~.zarr/c/0/1", "a/s~.zarr/zarr.json"]
     for name in ("zarr.json", "c/0/0", "c/0/1"):
-        with tier.open_read(f"a/s.zarr/{name}") as f:
-            assert f.read() == b"new" + name.encode()
+        with tier.open_read(f"a/s~.zarr/{name}") as f:
+            assert f.read() == b"old" + name.encode()
+
+
+def test_write_atomic_never_replaces_unless_asked(tier: Tier) -> None:
+    tier.write_atomic("s/f.raw", [b"first"])
+    with pytest.raises(NameTakenError):
+        tier.write_atomic("s/f.raw", [b"second"])
+    with tier.open_read("s/f.raw") as f:
+        assert f.read() == b"first"
+    assert tier.find() == ["s/f.raw"]  # no temporary left behind
+    tier.write_atomic("s/~acqd-manifest.json", [b"1"], replace=True)
+    tier.write_atomic("s/~acqd-manifest.json", [b"2"], replace=True)  # acqd's own reserved names only
+    with tier.open_read("s/~acqd-manifest.json") as f:
+        assert f.read() == b"2"

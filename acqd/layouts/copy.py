@@ -9,7 +9,7 @@ from typing import BinaryIO
 from acqd.checksum import Hasher
 from acqd.codec import StreamCodec
 from acqd.crash import crash_point
-from acqd.errors import SourceChangedError, VerifyError
+from acqd.errors import NameTakenError, SourceChangedError, VerifyError
 from acqd.ports import TierPort
 from acqd.values import WriteResult
 
@@ -21,8 +21,10 @@ class CopyLayout:
         self.codec = codec
         self.chunk = chunk
 
-    def dest_name(self, rel: str) -> str:
-        return rel + self.codec.suffix
+    @property
+    def suffix(self) -> str:
+        """What the stored name adds after a `~` (acqd.naming): `.zst` for a zstd frame."""
+        return self.codec.suffix
 
     def write(self, source: BinaryIO, size: int, tier: TierPort, dest: str) -> WriteResult:
         hasher = Hasher()
@@ -55,7 +57,11 @@ class CopyLayout:
             yield last
 
         start = clock()
-        stored = tier.write_atomic(dest, blocks())
+        try:
+            stored = tier.write_atomic(dest, blocks())
+        except NameTakenError as exc:  # the caller verifies what is in the way against this result
+            exc.result = WriteResult(hasher.hexdigest(), nread, 0, self.codec.spec)
+            raise
         total = clock() - start
         stages = (("read", t_read), ("encode", t_encode), ("write", max(0.0, total - t_read - t_encode)))
         return WriteResult(hasher.hexdigest(), nread, stored, self.codec.spec, stages)

@@ -22,7 +22,7 @@ import numpy as np
 from acqd.checksum import Hasher
 from acqd.codec import FrameCodec
 from acqd.crash import crash_point
-from acqd.errors import SourceReadError, VerifyError
+from acqd.errors import NameTakenError, SourceReadError, VerifyError
 from acqd.ports import TierPort
 from acqd.readers import Expect, FrameSource, open_frames
 from acqd.values import WriteResult
@@ -52,9 +52,6 @@ class FrameLayout:
         self.expect = expect
         self.options = options
         self.shard_bytes = shard_bytes
-
-    def dest_name(self, rel: str) -> str:
-        return rel + self.suffix
 
     def frames_per_block(self, src: FrameSource) -> int:
         return max(1, min(src.shape[0], self.shard_bytes // max(1, src.frame_bytes)))
@@ -95,7 +92,11 @@ class FrameLayout:
         hasher.update(src.restore or b"")  # header bytes are content too: the checksum covers them
         timing = {"read": 0.0, "encode": 0.0, "write": 0.0}
         t0 = time.perf_counter()
-        stored = self._write(src, hasher, timing, tier, dest, source)
+        try:
+            stored = self._write(src, hasher, timing, tier, dest, source)
+        except NameTakenError as exc:  # the caller verifies what is in the way against this result
+            exc.result = WriteResult(hasher.hexdigest(), size, 0, self.codec.spec)
+            raise
         total = time.perf_counter() - t0
         timing["write"] = max(0.0, total - timing["read"] - timing["encode"])
         return WriteResult(hasher.hexdigest(), size, stored, self.codec.spec, tuple(timing.items()))

@@ -12,18 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from acqd.errors import PermanentError
-from acqd.storage.base import NAME_MAX, TEMP_SUFFIX, Tier, temp_name
+from acqd.storage.base import NAME_MAX, Tier, is_temp, temp_name
 from acqd.storage.errors import ERROR_TABLE, ConflictError, DestinationError, NameTooLongError, translate
 
 __all__ = [
     "ERROR_TABLE",
     "NAME_MAX",
-    "TEMP_SUFFIX",
     "ConflictError",
     "DestinationError",
     "NameTooLongError",
     "Tier",
     "check_name",
+    "is_temp",
     "open_tier",
     "temp_name",
     "translate",

@@ -7,35 +7,51 @@ This class serves local folders (file://, a NAS mount) and any fsspec filesystem
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import posixpath
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
 import fsspec
-import xxhash
 
 from acqd.crash import crash_point
-from acqd.errors import AcqdError, PermanentError
+from acqd.errors import AcqdError, NameTakenError, PermanentError
+from acqd.naming import NAME_MAX, is_temp, temp_name
 from acqd.storage.errors import translate
 
 T = TypeVar("T")
 
-TEMP_SUFFIX = ".acqd-tmp"
+__all__ = ["NAME_MAX", "ReaderBase", "Tier", "check_options", "is_temp", "rename_noreplace", "temp_name"]
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_AT_FDCWD = -100
+_libc: Any = None
 
 
-NAME_MAX = 255  # bytes in one path component, on every filesystem acqd ships to
-
-
-def temp_name(rel: str) -> str:
-    """The temporary name of `rel`: hidden, in the same folder, deterministic (so a restart finds it).
-    A name too long to take the prefix and suffix gets a short temporary derived from its hash."""
-    head, _, base = rel.rpartition("/")
-    tmp = f".{base}{TEMP_SUFFIX}"
-    if len(tmp.encode("utf-8", "surrogateescape")) > NAME_MAX:
-        tmp = f".acqd-{xxhash.xxh3_64_hexdigest(base.encode('utf-8', 'surrogateescape'))}{TEMP_SUFFIX}"
-    return f"{head}/{tmp}" if head else tmp
+def rename_noreplace(src: str, dst: str) -> None:
+    """Rename `src` to `dst` only if `dst` does not exist, atomically (Linux renameat2 with
+    RENAME_NOREPLACE; where the filesystem lacks it, link-then-unlink for files, which is as atomic;
+    a folder there gets a check-then-rename). Raises FileExistsError if `dst` exists."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(_libc, "renameat2", None)
+    if fn is not None:
+        rc = fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), dst)
+    if os.path.isdir(src):
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+        os.rename(src, dst)
+        return
+    os.link(src, dst)  # fails with EEXIST if dst exists
+    os.unlink(src)
 
 
 def check_options(
@@ -119,9 +135,12 @@ class Tier:
         return tr
 
     # -- writes -------------------------------------------------------------------------------
-    def write_atomic(self, rel: str, chunks: Iterable[bytes]) -> int:
+    def write_atomic(self, rel: str, chunks: Iterable[bytes], *, replace: bool = False) -> int:
         """Stream `chunks` to a hidden temporary, make it durable, then rename it to `rel`.
 
+        The rename never replaces an object already under `rel` (NameTakenError) unless `replace`
+        is given, which only acqd's own reserved names (manifests, claims) use: replacing a stored
+        copy is the caller's decision, made from the journal, by deleting it first.
         Only the filesystem calls are translated into storage errors; an error raised by `chunks`
         (the source side) propagates as it is. Either way the temporary is removed.
         """
@@ -145,7 +164,10 @@ class Tier:
                 f.close()
             crash_point("after_temp_write")
             with self._edge("rename", rel):
-                self._rename(tmp, final)
+                try:
+                    self._rename(tmp, final, replace)
+                except FileExistsError:
+                    raise self._taken(rel) from None
             crash_point("after_rename")
         except BaseException:
             with contextlib.suppress(Exception):
@@ -159,34 +181,50 @@ class Tier:
         if self.local:
             os.fsync(f.fileno())
 
-    def _rename(self, tmp: str, final: str) -> None:
+    def _taken(self, rel: str) -> NameTakenError:
+        return NameTakenError(
+            f"tier {self.name}: {self.url(rel)} already holds an object; acqd does not replace it "
+            "(the journal decides whether it is this file's own copy)"
+        )
+
+    def _rename(self, tmp: str, final: str, replace: bool = False) -> None:
+        """Publish `tmp` as `final`; FileExistsError if `final` exists and `replace` is not given."""
         if self.local:
-            os.replace(tmp, final)  # atomic on POSIX, replaces an older copy of the same version
-            dfd = os.open(posixpath.dirname(final) or ".", os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            if replace:
+                os.replace(tmp, final)  # atomic on POSIX
+            else:
+                rename_noreplace(tmp, final)
+            self._sync_dir(posixpath.dirname(final))
         else:
+            if not replace and self._looking().exists(final):
+                raise FileExistsError(errno.EEXIST, "exists", final)
             self.fs.mv(tmp, final)
+
+    @staticmethod
+    def _sync_dir(path: str) -> None:
+        dfd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
     def _discard(self, tmp: str) -> None:
         with contextlib.suppress(Exception):  # it may not exist; a restart cleans what is left
             self.fs.rm_file(tmp)
 
     def remove_temp(self, rel: str) -> bool:
-        """Remove a leftover temporary of `rel` (a file, or the folder of a multi-object layout) and
-        an older tree a crashed commit had renamed aside."""
+        """Remove a leftover temporary of `rel` (a file, or the folder of a multi-object layout).
+        Temporaries have reserved names (acqd.naming) that no stored source can have."""
         found = False
         with self._edge("clean", rel):
             fs = self._looking()
-            for tmp in (self.path(temp_name(rel)), self.path(temp_name(rel + ".old"))):
-                if fs.exists(tmp):
-                    if fs.isdir(tmp):
-                        fs.rm(tmp, recursive=True)
-                    else:
-                        fs.rm_file(tmp)
-                    found = True
+            tmp = self.path(temp_name(rel))
+            if fs.exists(tmp):
+                if fs.isdir(tmp):
+                    fs.rm(tmp, recursive=True)
+                else:
+                    fs.rm_file(tmp)
+                found = True
         return found
 
     # -- multi-object layouts (a Zarr store is a folder of objects) --------------------------
@@ -194,38 +232,27 @@ class Tier:
         return self.path(temp_name(rel))
 
     def commit_tree(self, rel: str) -> None:
-        """Give the temporary tree its final name. An older tree under that name (an unrecorded copy
-        from a run that crashed) is first renamed aside, never deleted in place: at every instant
-        the final name holds a whole tree or nothing."""
+        """Give the temporary tree its final name in one rename: at every instant the final name
+        holds a whole tree or nothing. Never over an existing object (NameTakenError): a stored
+        copy is replaced only by the caller deleting it first, on the journal's word."""
         crash_point("after_temp_write")
-        tmp, final, aside = self.temp_tree(rel), self.path(rel), self.path(temp_name(rel + ".old"))
+        tmp, final = self.temp_tree(rel), self.path(rel)
         with self._edge("commit", rel):
-            if self.local:
-                if os.path.isdir(aside):
-                    shutil.rmtree(aside)
-                if os.path.isdir(final):
-                    os.rename(final, aside)
-                os.rename(tmp, final)
-                dfd = os.open(posixpath.dirname(final) or ".", os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-                if os.path.isdir(aside):
-                    shutil.rmtree(aside)
-            else:
-                self._commit_tree_remote(tmp, final, aside)
+            try:
+                if self.local:
+                    rename_noreplace(tmp, final)
+                    self._sync_dir(posixpath.dirname(final))
+                else:
+                    self._commit_tree_remote(tmp, final)
+            except FileExistsError:
+                raise self._taken(rel) from None
         crash_point("after_rename")
 
-    def _commit_tree_remote(self, tmp: str, final: str, aside: str) -> None:
-        fs = self.fs
-        if fs.exists(aside):
-            fs.rm(aside, recursive=True)
+    def _commit_tree_remote(self, tmp: str, final: str) -> None:
+        fs = self._looking()
         if fs.exists(final):
-            fs.mv(final, aside, recursive=True)
+            raise FileExistsError(errno.EEXIST, "exists", final)
         fs.mv(tmp, final, recursive=True)
-        if fs.exists(aside):
-            fs.rm(aside, recursive=True)
 
     def tree_size(self, path: str) -> int:
         with self._edge("stat", path):
@@ -255,10 +282,19 @@ class Tier:
             else:
                 self.fs.rm_file(path)
 
+    def remove_any_if_there(self, rel: str) -> None:
+        """Delete a stored object (file or tree) if it is there; the caller owns the name (journal)."""
+        with self._edge("delete", rel):
+            path = self.path(rel)
+            fs = self._looking()
+            if not fs.exists(path):
+                return
+        self.remove_any(rel)
+
     # -- reads --------------------------------------------------------------------------------
     def open_read(self, rel: str) -> BinaryIO:
         with self._edge("read", rel):
-            f: BinaryIO = self.fs.open(self.path(rel), "rb")
+            f: BinaryIO = self._looking().open(self.path(rel), "rb")
             return _EdgeReader(f, self._translate("read", rel))  # type: ignore[return-value]
 
     def size(self, rel: str) -> int | None:
@@ -272,6 +308,15 @@ class Tier:
     def exists(self, rel: str) -> bool:
         with self._edge("stat", rel):
             return bool(self._looking().exists(self.path(rel)))
+
+    def has_objects(self, rel: str) -> bool:
+        """Whether anything is stored below `rel` (stops at the first object where it can)."""
+        with self._edge("list", rel):
+            path = self.path(rel)
+            if self.local:
+                return any(files for _dirpath, _dirs, files in os.walk(path))
+            fs = self._looking()
+            return bool(fs.exists(path) and fs.find(path))
 
     def find(self, rel: str = "") -> list[str]:
         """Every object below `rel`, relative to the tier root (for checks and tests)."""

@@ -36,8 +36,8 @@ from fsspec.asyn import sync
 
 from acqd.checksum import Hasher
 from acqd.crash import crash_point
-from acqd.errors import PermanentError, VerifyError
-from acqd.storage.base import TEMP_SUFFIX, ReaderBase, Tier, check_options, temp_name
+from acqd.errors import NameTakenError, PermanentError, VerifyError
+from acqd.storage.base import ReaderBase, Tier, check_options, is_temp, temp_name
 from acqd.storage.errors import ConflictError
 
 META_CHECKSUM = "acqd-xxh3-128"
@@ -129,8 +129,10 @@ class S3Tier(Tier):
         return bucket, key
 
     # -- writes -------------------------------------------------------------------------------
-    def write_atomic(self, rel: str, chunks: Iterable[bytes]) -> int:
-        """Stream `chunks`; publish the whole object under `rel` or nothing (see the module doc)."""
+    def write_atomic(self, rel: str, chunks: Iterable[bytes], *, replace: bool = False) -> int:
+        """Stream `chunks`; publish the whole object under `rel` or nothing (see the module doc).
+        An object already under `rel` is never replaced (NameTakenError) unless `replace` is given
+        (acqd's reserved names only); the same bytes already there count as written."""
         bucket, key = self._split(self.path(rel))
         _, tmp_key = self._split(self.path(temp_name(rel)))
         h = Hasher()
@@ -154,7 +156,7 @@ class S3Tier(Tier):
             meta = {META_CHECKSUM: h.hexdigest().partition(":")[2], "acqd-size": str(written)}
             if upload is None:
                 with self._edge("write", rel):
-                    self._put(bucket, key, rel, bytes(buf), meta)
+                    self._put(bucket, key, rel, bytes(buf), meta, replace)
                 crash_point("after_rename")
                 return written
             with self._edge("write", rel):
@@ -163,7 +165,7 @@ class S3Tier(Tier):
                 upload.complete()
             crash_point("after_temp_write")
             with self._edge("commit", rel):
-                self._publish(bucket, tmp_key, key, rel, written, meta)
+                self._publish(bucket, tmp_key, key, rel, written, meta, replace)
             crash_point("after_rename")
         except BaseException:
             if upload is not None:
@@ -175,29 +177,35 @@ class S3Tier(Tier):
             self._call("delete_object", Bucket=bucket, Key=tmp_key)
         return written
 
-    def _put(self, bucket: str, key: str, rel: str, body: bytes, meta: dict[str, str]) -> None:
+    def _put(self, bucket: str, key: str, rel: str, body: bytes, meta: dict[str, str], replace: bool) -> None:
         args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, "Metadata": meta}
-        if not self.create_only:
+        if replace:
+            self._call("put_object", **args)
+            return
+        if not self.create_only:  # a store without conditional writes: look first (not atomic)
+            self._refuse_if_there(bucket, key, rel, meta)
             self._call("put_object", **args)
             return
         try:
             self._call("put_object", IfNoneMatch="*", **args)
         except Exception as exc:
-            etag = self._in_the_way(bucket, key, rel, meta, exc)
-            if etag is not None:
-                self._call("put_object", IfMatch=etag, **args)
+            self._in_the_way(bucket, key, rel, meta, exc)
 
-    def _publish(self, bucket: str, tmp_key: str, key: str, rel: str, size: int, meta: dict[str, str]) -> None:
+    def _publish(
+        self, bucket: str, tmp_key: str, key: str, rel: str, size: int, meta: dict[str, str], replace: bool
+    ) -> None:
         """Server-side copy of the finished temporary to its final key, with acqd's metadata."""
+        if replace:
+            self._copy(bucket, tmp_key, key, size, meta, {})
+            return
         if not self.create_only:
+            self._refuse_if_there(bucket, key, rel, meta)
             self._copy(bucket, tmp_key, key, size, meta, {})
             return
         try:
             self._copy(bucket, tmp_key, key, size, meta, {"IfNoneMatch": "*"})
         except Exception as exc:
-            etag = self._in_the_way(bucket, key, rel, meta, exc)
-            if etag is not None:  # an older acqd copy of this name: replace exactly that one
-                self._copy(bucket, tmp_key, key, size, meta, {"IfMatch": etag})
+            self._in_the_way(bucket, key, rel, meta, exc)
 
     def _copy(self, bucket: str, src: str, key: str, size: int, meta: dict[str, str], cond: dict[str, str]) -> None:
         if size <= MAX_COPY:
@@ -226,41 +234,49 @@ class S3Tier(Tier):
             up.abort()
             raise
 
-    def _in_the_way(self, bucket: str, key: str, rel: str, meta: dict[str, str], exc: Exception) -> str | None:
-        """A create-only write failed on `exc`: None if the same bytes are already there, the ETag of
-        an older acqd object to replace; re-raises anything else, and refuses foreign objects."""
+    def _refuse_if_there(self, bucket: str, key: str, rel: str, meta: dict[str, str]) -> None:
+        try:
+            head = self._call("head_object", Bucket=bucket, Key=key)
+        except Exception as exc:
+            if isinstance(exc, FileNotFoundError) or "404" in str(exc) or "Not Found" in str(exc):
+                return
+            raise
+        self._judge(head, rel, meta)
+
+    def _in_the_way(self, bucket: str, key: str, rel: str, meta: dict[str, str], exc: Exception) -> None:
+        """A create-only write failed on `exc`: fine if the same bytes are already there; otherwise
+        NameTakenError (never replaced, whoever wrote it); anything else re-raised."""
         from acqd.storage.errors import translate
 
         if not isinstance(translate(self.name, "write", rel, exc), ConflictError):
             raise exc
-        head = self._call("head_object", Bucket=bucket, Key=key)
+        self._judge(self._call("head_object", Bucket=bucket, Key=key), rel, meta)
+
+    def _judge(self, head: dict[str, Any], rel: str, meta: dict[str, str]) -> None:
         theirs = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
         if theirs.get(META_CHECKSUM) == meta[META_CHECKSUM]:
-            return None
-        if META_CHECKSUM in theirs:
-            return str(head["ETag"])
-        raise ConflictError(
-            f"tier {self.name}: write {rel}: {self.url(rel)} exists and was not written by acqd "
-            "(no acqd checksum metadata); refusing to overwrite it"
+            return  # the same bytes: written by an earlier attempt of this very write
+        who = "by acqd" if META_CHECKSUM in theirs else "not by acqd (no acqd checksum metadata)"
+        raise NameTakenError(
+            f"tier {self.name}: {self.url(rel)} already holds another object, written {who}; acqd does not replace it"
         )
 
     # -- trees (a Zarr store is a prefix of objects) -----------------------------------------
     def commit_tree(self, rel: str) -> None:
         """Copy the temporary prefix to the final one, root metadata last, then drop the temporary.
 
-        A Zarr store is readable only once its root ``zarr.json`` exists: it is copied last, and
-        removed first when an older unrecorded copy is replaced. A crash part way leaves a prefix
-        without a root (not a store, not in the journal), which the next run replaces.
+        A Zarr store is readable only once its root ``zarr.json`` exists: it is copied last. A final
+        prefix that already holds objects is never written into (NameTakenError). A crash part way
+        leaves a prefix without a root (not a store, not in the journal), which the pipeline removes
+        before it writes again, on the journal's word that it is this file's own name.
         """
         crash_point("after_temp_write")
         tmp, final = self.temp_tree(rel), self.path(rel)
         with self._edge("commit", rel):
             fs = self.fs
             fs.invalidate_cache()
-            if fs.exists(final):  # an unrecorded copy from a crashed run: unmark it first, then remove
-                if fs.exists(f"{final}/zarr.json"):
-                    fs.rm_file(f"{final}/zarr.json")
-                fs.rm(final, recursive=True)
+            if fs.exists(final):
+                raise self._taken(rel)
             objects = sorted(fs.find(tmp))
             first = [p for p in objects if posixpath.relpath(p, tmp) != "zarr.json"]
             last = [p for p in objects if posixpath.relpath(p, tmp) == "zarr.json"]
@@ -308,7 +324,7 @@ class S3Tier(Tier):
             base = self.path(under)
             if fs.exists(base):
                 for p in fs.find(base):
-                    if any(part.endswith(TEMP_SUFFIX) for part in p.split("/")):
+                    if any(is_temp(part) for part in p.split("/")):
                         fs.rm_file(p)
         return aborted
 

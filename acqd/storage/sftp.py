@@ -14,6 +14,7 @@ and the next call connects again, so a server that comes back is used again with
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -116,24 +117,29 @@ class SftpTier(Tier):
         except asyncssh.SFTPOpUnsupported:
             log.warning("tier %s: the server has no fsync@openssh.com; durability is up to the server", self.name)
 
-    def _rename(self, tmp: str, final: str) -> None:
-        try:
-            self._channel_call("posix_rename", tmp, final)
-        except asyncssh.SFTPOpUnsupported:
-            # plain SFTP rename refuses to replace: remove an older copy first (a short window
-            # with no copy under the final name, never a partial one)
-            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
-                self._channel_call("remove", final)
-            self._channel_call("rename", tmp, final)
+    def _rename(self, tmp: str, final: str, replace: bool = False) -> None:
+        if replace:
+            try:
+                self._channel_call("posix_rename", tmp, final)
+                return
+            except asyncssh.SFTPOpUnsupported:
+                # plain SFTP rename refuses to replace: remove the older one first (a short window
+                # with nothing under the final name, never a partial one); reserved names only
+                with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                    self._channel_call("remove", final)
+        self._plain_rename(tmp, final)
 
-    def _commit_tree_remote(self, tmp: str, final: str, aside: str) -> None:
-        fs = self.fs
-        fs.invalidate_cache()
-        if fs.exists(aside):
-            fs.rm(aside, recursive=True)
-        if fs.exists(final):
-            self._channel_call("rename", final, aside)
-        self._channel_call("rename", tmp, final)
-        fs.invalidate_cache()
-        if fs.exists(aside):
-            fs.rm(aside, recursive=True)
+    def _plain_rename(self, tmp: str, final: str) -> None:
+        """SFTP's own rename never replaces (OpenSSH: link() then unlink() for a file; a folder is
+        renamed only if nothing is there): the no-replace publish acqd needs."""
+        try:
+            self._channel_call("rename", tmp, final)
+        except asyncssh.SFTPFailure:
+            fs = self._looking()
+            if fs.exists(final):
+                raise FileExistsError(errno.EEXIST, "exists", final) from None
+            raise
+
+    def _commit_tree_remote(self, tmp: str, final: str) -> None:
+        self._plain_rename(tmp, final)
+        self.fs.invalidate_cache()

@@ -34,7 +34,7 @@ from acqd.crash import POINTS
 from acqd.simulate import SimSpec, simulate
 
 INSTRUMENT = "scope"
-MANIFEST = "acqd-manifest.json"
+MANIFEST = "~acqd-manifest.json"
 
 
 @dataclass
@@ -189,16 +189,16 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
             for dirpath, dirnames, filenames in os.walk(root):
                 rel_dir = Path(dirpath).relative_to(root)
                 for d in list(dirnames):
-                    if d.endswith(".zarr") and not d.startswith("."):
-                        out[f"{prefix}/{rel_dir / d[: -len('.zarr')]}"] = Path(dirpath) / d
+                    if d.endswith("~.zarr") and not d.startswith("."):
+                        out[f"{prefix}/{rel_dir / d[: -len('~.zarr')]}"] = Path(dirpath) / d
                         dirnames.remove(d)
                     elif d.startswith("."):
                         dirnames.remove(d)  # a temporary tree
                 for f in filenames:
                     if f.startswith(".") or f == MANIFEST:
                         continue
-                    if f.endswith(".zst"):
-                        out[f"{prefix}/{rel_dir / f[: -len('.zst')]}"] = Path(dirpath) / f
+                    if f.endswith("~.zst"):
+                        out[f"{prefix}/{rel_dir / f[: -len('~.zst')]}"] = Path(dirpath) / f
                     else:
                         self.figures.problems.append(f"unexpected object {Path(dirpath) / f}")
         return out
