@@ -255,3 +255,27 @@ async def test_byte_identical_tiff_restore_says_ok(tmp_path: Path) -> None:
     out = restore_cli(state, dest, "a.tif", tmp_path / "r.tif")
     assert (tmp_path / "r.tif").read_bytes() == raw
     assert out.rstrip().endswith(" OK"), out
+
+
+# --- 5. OME-Zarr: lean metadata --------------------------------------------------------------
+
+
+async def test_zarr_json_stays_small_with_a_big_private_tag(tmp_path: Path) -> None:
+    """An ImageJ stack whose IJMetadata tag holds megabytes: the group's zarr.json stays small (the
+    whole header sits in a compressed array beside it), the copy is smaller than the source, and the
+    stack still restores byte for byte."""
+    data = np.random.default_rng(4).integers(90, 200, size=(4, 32, 32), dtype=np.uint16)
+    info = "".join(f"Stage position {i}: x={i * 0.1:.1f} y={i * 0.2:.1f}\n" for i in range(40000))
+    src = tmp_path / "ij.tif"
+    tifffile.imwrite(src, data, imagej=True, metadata={"axes": "ZYX", "spacing": 2.0, "unit": "um", "Info": info})
+    raw = src.read_bytes()
+    assert len(raw) > 2_000_000  # the private tag is most of the file
+    _, dest, state = await ship(tmp_path, "t-tiff-any", {"ij.tif": raw})
+    root = stored(state, dest.parent, "ij.tif")
+    group_json = root / "zarr.json"
+    assert group_json.stat().st_size < 64 << 10, group_json.stat().st_size
+    stored_bytes = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert stored_bytes < len(raw)
+    restore_cli(state, dest, "ij.tif", tmp_path / "r.tif")
+    assert (tmp_path / "r.tif").read_bytes() == raw
+    assert "Stage position 39999" in tifffile.TiffFile(tmp_path / "r.tif").imagej_metadata["Info"]  # type: ignore[index]

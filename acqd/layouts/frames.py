@@ -45,6 +45,28 @@ TIFF_SCHEMES: dict[str | None, int] = {None: 1, "lzw": 5, "zlib": 8, "zstd": 500
 TIFF_WORKERS = 2
 DESC_PREFIX = "acqd/1 "  # not bare JSON: tifffile would take a JSON description for its own metadata
 RESTORE = "acqd-restore"
+HEADER = "acqd-header"  # a compressed array with the whole source header, when it is big
+HEADER_INLINE = 16 << 10  # a header up to this size (JSON) sits whole in the group's attributes
+LEAN_VALUE = 1024  # in the lean header, longer strings and lists point to the header array
+
+
+def lean(value: Any) -> Any:
+    """The header as the group's attributes carry it: long strings (base64 of private tags, big
+    descriptions) and long lists (per-frame headers, per-page tags) replaced by a note of their size
+    and where the whole value is, so that every viewer parses a small zarr.json."""
+    if isinstance(value, str) and len(value) > LEAN_VALUE:
+        return {"chars": len(value), "in": HEADER}
+    if isinstance(value, list):
+        if len(value) > 64:
+            return {"items": len(value), "in": HEADER}
+        return [lean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: lean(v) for k, v in value.items()}
+    return value
+
+
+def _header_is_big(src: FrameSource) -> bool:
+    return len(json.dumps(src.header, separators=(",", ":"))) > HEADER_INLINE
 
 
 def canonical(block: np.ndarray) -> np.ndarray:
@@ -355,6 +377,16 @@ class ZarrLayout(FrameLayout):
             # CPU time on light-sheet stacks)
             config={"write_empty_chunks": True},
         )
+        if _header_is_big(src):  # the whole header, compressed, beside the lean attributes
+            full = json.dumps(src.header, separators=(",", ":")).encode()
+            ha = await group.create_array(
+                HEADER,
+                shape=(len(full),),
+                dtype="uint8",
+                chunks=(len(full),),
+                compressors=self.codec.zarr_compressors(1) if self.codec.id != "none" else (),
+            )
+            await ha.setitem(slice(None), np.frombuffer(full, dtype=np.uint8))
         blob = src.restore or b""
         if blob:
             ra = await group.create_array(
@@ -400,7 +432,7 @@ class ZarrLayout(FrameLayout):
                     }
                 ],
             },
-            "acqd": self.meta(src),
+            "acqd": {**self.meta(src), "header": lean(src.header) if _header_is_big(src) else src.header},
         }
 
     def _open_read(self, tier: TierPort, dest: str) -> tuple[Any, dict[str, Any], bytes]:
@@ -410,6 +442,8 @@ class ZarrLayout(FrameLayout):
             group: Any = zarr.open_group(store=tier.zarr_store(tier.path(dest)), mode="r")
             arr = group[ARRAY]
             meta: dict[str, Any] = dict(group.attrs["acqd"])
+            if HEADER in group:  # the whole header (the attributes hold a lean one)
+                meta["header"] = json.loads(bytes(np.asarray(group[HEADER][:]).tobytes()))
             blob = bytes(np.asarray(group[RESTORE][:]).tobytes()) if RESTORE in group else b""
         except (KeyError, FileNotFoundError, ValueError) as exc:
             raise VerifyError(f"{tier.url(dest)}: not a readable acqd Zarr: {exc}") from None
