@@ -27,7 +27,7 @@ from acqd.config import EX_CONFIG, Config, load_config, quick_config
 from acqd.daemon import Daemon, adopt_command, build_tiers, check, journal_path, summary
 from acqd.errors import AcqdError, ClaimError, ConfigError, VerifyError
 from acqd.journal import Journal
-from acqd.layouts import build_layout
+from acqd.layouts import build_layout, restore_verdict
 from acqd.logs import JournaldFormatter
 from acqd.states import DONE
 from acqd.units import human_bytes, parse_duration
@@ -323,7 +323,10 @@ def restore(
             os.replace(tmp, out_path)
         finally:
             j.close()
-    out.print(f"restored {row.relpath!r} (version {row.version}) to {out_path}: {copy.checksum} OK", markup=False)
+    out.print(
+        f"restored {row.relpath!r} (version {row.version}) to {out_path}: {copy.checksum} {restore_verdict(checksum)}",
+        markup=False,
+    )
 
 
 def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[Any, Any]:

@@ -120,7 +120,7 @@ async def test_mrc_with_fei2_header_to_tiff_restores_byte_exact(tmp_path: Path) 
     raw, data = fei_mrc()
     _, dest, state = await ship(tmp_path, "t-mrc-tiff", {"s/a.mrc": raw, "s/a.xml": b"<xml/>"})
     tif = tifffile.TiffFile(dest / "s" / "a.mrc~.tif")
-    assert np.array_equal(tif.asarray(), data)  # RELION/cryoSPARC read this with libtiff
+    assert np.array_equal(tif.asarray(), data[:, ::-1])  # rows flipped: the IMOD/RELION TIFF convention
     assert tif.pages[0].compression == 5  # LZW
     assert (dest / "s" / "a.xml").read_bytes() == b"<xml/>"  # sidecars are copied
     assert restore(state, dest, "s/a.mrc", tmp_path / "r.mrc") == raw  # header, FEI2 block, pixels
@@ -154,7 +154,7 @@ async def test_k3_unsigned_byte_movie(tmp_path: Path) -> None:
     raw, data = k3_mrc()
     _, dest, state = await ship(tmp_path, "t-k3", {"k3.mrc": raw})
     tif = tifffile.TiffFile(dest / "k3.mrc~.tif")
-    assert tif.pages[0].dtype == np.uint8 and np.array_equal(tif.asarray(), data)
+    assert tif.pages[0].dtype == np.uint8 and np.array_equal(tif.asarray(), data[:, ::-1])
     assert restore(state, dest, "k3.mrc", tmp_path / "r.mrc") == raw
 
 

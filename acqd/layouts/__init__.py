@@ -6,7 +6,7 @@ from typing import Any
 
 from acqd.codec import FrameCodec, frame_codec, stream_codec
 from acqd.layouts.copy import CopyLayout
-from acqd.layouts.frames import TiffLayout, ZarrLayout
+from acqd.layouts.frames import Restored, TiffLayout, ZarrLayout, restore_verdict
 from acqd.ports import Layout
 from acqd.readers import Expect
 
@@ -37,4 +37,4 @@ def build_layout(
     raise ValueError(f"unknown layout {name!r}")
 
 
-__all__ = ["CopyLayout", "TiffLayout", "ZarrLayout", "build_layout"]
+__all__ = ["CopyLayout", "Restored", "TiffLayout", "ZarrLayout", "build_layout", "restore_verdict"]

@@ -23,13 +23,50 @@ from acqd.checksum import Hasher
 from acqd.codec import FrameCodec
 from acqd.crash import crash_point
 from acqd.errors import NameTakenError, SourceReadError, VerifyError
+from acqd.layouts.tiffwrite import (
+    ENCODABLE,
+    Tag,
+    TiffPageWriter,
+    default_rows_per_strip,
+    image_tags,
+    make_tag,
+    rational,
+)
 from acqd.ports import TierPort
 from acqd.readers import Expect, FrameSource, open_frames
 from acqd.values import WriteResult
 
 ARRAY = "0"
+# sources whose rows the TIFF layout reverses: IMOD, SerialEM, MotionCor2 and RELION flip the slow
+# axis whenever they read or write a TIFF, so an MRC's row 0 is a TIFF's last row
+FLIP_FORMATS = {"mrc"}
+ROWS_FLIPPED = "flipped-y"  # the `rows` flag in a TIFF's acqd metadata; absent: rows as in the source
+TIFF_SCHEMES: dict[str | None, int] = {None: 1, "lzw": 5, "zlib": 8, "zstd": 50000}
+TIFF_WORKERS = 2
 DESC_PREFIX = "acqd/1 "  # not bare JSON: tifffile would take a JSON description for its own metadata
 RESTORE = "acqd-restore"
+HEADER = "acqd-header"  # a compressed array with the whole source header, when it is big
+HEADER_INLINE = 16 << 10  # a header up to this size (JSON) sits whole in the group's attributes
+LEAN_VALUE = 1024  # in the lean header, longer strings and lists point to the header array
+
+
+def lean(value: Any) -> Any:
+    """The header as the group's attributes carry it: long strings (base64 of private tags, big
+    descriptions) and long lists (per-frame headers, per-page tags) replaced by a note of their size
+    and where the whole value is, so that every viewer parses a small zarr.json."""
+    if isinstance(value, str) and len(value) > LEAN_VALUE:
+        return {"chars": len(value), "in": HEADER}
+    if isinstance(value, list):
+        if len(value) > 64:
+            return {"items": len(value), "in": HEADER}
+        return [lean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: lean(v) for k, v in value.items()}
+    return value
+
+
+def _header_is_big(src: FrameSource) -> bool:
+    return len(json.dumps(src.header, separators=(",", ":"))) > HEADER_INLINE
 
 
 def canonical(block: np.ndarray) -> np.ndarray:
@@ -129,23 +166,27 @@ class FrameLayout:
     @staticmethod
     def _restore_tiff(
         meta: dict[str, Any], frames: Iterator[np.ndarray], out: BinaryIO, hasher: Hasher, blob: bytes = b""
-    ) -> None:
+    ) -> str:
+        """Write a TIFF source back; return "" if byte for byte, else what differs."""
         import tifffile
 
         from acqd.readers.tiff import restore_skeleton
 
         dtype = np.dtype(meta["dtype"])
         header = meta["header"]
+
+        def hashed() -> Iterator[np.ndarray]:
+            for frame in frames:
+                hasher.update(canonical(frame).data)
+                yield frame
+
         if blob:  # an uncompressed source: its skeleton and the pixels give it back byte for byte
             hasher.update(blob)
-
-            def hashed() -> Iterator[np.ndarray]:
-                for frame in frames:
-                    hasher.update(canonical(frame).data)
-                    yield frame
-
             restore_skeleton(blob, hashed(), out, dtype)
-            return
+            return ""
+        if "structural" in header:  # every tag kept: written again tag for tag
+            return _rewrite_tiff(header, hashed(), out)
+        # stored before acqd kept the structural tags: pixels and the non-structural tags
         per_page = header.get("page_tags")
         with tifffile.TiffWriter(
             out, byteorder=header.get("byteorder", "<"), bigtiff=header.get("bigtiff", False)
@@ -173,6 +214,102 @@ class FrameLayout:
                     resolutionunit=res.get(296),
                     contiguous=False,
                 )
+        return "pixels and tags equal; bytes differ: stored before acqd kept a TIFF's structural tags"
+
+
+def _source_rows(tif: Any, meta: dict[str, Any]) -> Iterator[np.ndarray]:
+    """The pages of an acqd TIFF as the source's frames (rows flipped back where they were flipped)."""
+    flipped = meta.get("rows") == ROWS_FLIPPED
+    for page in tif.pages:
+        frame = page.asarray()
+        yield frame[::-1] if flipped else frame
+
+
+def resolution_tags(pixel_size_um: tuple[float, float] | None) -> list[Tag]:
+    """X/YResolution in pixels per centimetre (ResolutionUnit 3), where RELION reads the pixel size:
+    1e8 / (Angstrom per pixel). None when the size is unknown or out of a RATIONAL's range."""
+    if not pixel_size_um:
+        return []
+    py, px = pixel_size_um
+    xr, yr = rational(1e4 / px) if px > 0 else None, rational(1e4 / py) if py > 0 else None
+    if xr is None or yr is None:
+        return []
+    return [make_tag(282, 5, xr), make_tag(283, 5, yr), make_tag(296, 3, 3)]
+
+
+class Restored(str):
+    """What a layout's restore returns: the checksum of the restored content (compared with the
+    journal's), with a note on how exact the file is ("" when byte for byte)."""
+
+    note: str
+
+    def __new__(cls, checksum: str, note: str = "") -> Restored:
+        obj = super().__new__(cls, checksum)
+        obj.note = note
+        return obj
+
+
+def restore_verdict(checksum: str) -> str:
+    """What `acqd restore` prints after the checksum: "OK" for a byte-exact file, else what differs."""
+    return getattr(checksum, "note", "") or "OK"
+
+
+_TILE_TAGS = {322, 323, 32997, 32998}
+_SCHEME_NAMES = {1: "none", 5: "LZW", 7: "JPEG", 8: "deflate", 32946: "deflate", 32773: "PackBits", 50000: "zstd"}
+
+
+def _rewrite_tiff(header: dict[str, Any], frames: Iterator[np.ndarray], out: BinaryIO) -> str:
+    """A compressed TIFF source, written again from every tag it had (structural ones included) with
+    its compression scheme, predictor and strip size where acqd can encode them. The file goes to a
+    spool first so its bytes can be compared with the source's checksum."""
+    bo = header.get("byteorder", "<")
+    changed: set[str] = set()
+    hasher = Hasher()
+    size = 0
+    with tempfile.TemporaryFile(prefix="acqd-restore-") as spool:
+        with TiffPageWriter(spool, byteorder=bo, bigtiff=header.get("bigtiff", False), workers=TIFF_WORKERS) as tw:
+            for i, frame in enumerate(frames):
+                kept = header["page_structural"][i] if "page_structural" in header else header["structural"]
+                plain = header["page_tags"][i] if "page_tags" in header else header["tags"]
+                tags = [_kept_tag(t) for t in (*kept, *plain)]
+                codes = {t.code: t for t in tags}
+                scheme, predictor = _int_tag(codes.get(259), bo, 1), _int_tag(codes.get(317), bo, 1)
+                rps = _int_tag(codes.get(278), bo, frame.shape[0])
+                if scheme not in ENCODABLE or predictor not in (1, 2) or _TILE_TAGS & codes.keys():
+                    why = _SCHEME_NAMES.get(scheme, f"compression {scheme}")
+                    if _TILE_TAGS & codes.keys():
+                        why += " tiles"
+                    changed.add(f"{why} written as uncompressed strips")
+                    drop = _TILE_TAGS | {259, 317, 278}
+                    tags = [t for t in tags if t.code not in drop]
+                    tags += [make_tag(259, 3, 1, bo), make_tag(278, 4, frame.shape[0], bo)]
+                    scheme, predictor, rps = 1, 1, frame.shape[0]
+                tw.write_page(frame, tags, compression=scheme, predictor=predictor, rows_per_strip=rps)
+        spool.seek(0)
+        while chunk := spool.read(8 << 20):
+            hasher.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    if changed:
+        return "pixels equal; tags differ: " + "; ".join(sorted(changed))
+    if hasher.hexdigest() == header.get("file_checksum"):
+        return ""
+    return (
+        "pixels and tags equal; bytes differ: the compressed strips and the places of IFDs and values "
+        f"are acqd's own ({size} bytes, the source had {header.get('file_size', 'unknown')})"
+    )
+
+
+def _kept_tag(t: dict[str, Any]) -> Tag:
+    return Tag(int(t["code"]), int(t["dtype"]), int(t["count"]), base64.b64decode(t["b64"]))
+
+
+def _int_tag(t: Tag | None, byteorder: str, default: int) -> int:
+    """The first value of an integer tag (SHORT or LONG), or `default` when the tag is absent."""
+    if t is None or t.dtype not in (3, 4, 16):
+        return default
+    fmt = {3: "H", 4: "I", 16: "Q"}[t.dtype]
+    return int(struct.unpack_from(byteorder + fmt, t.data)[0])
 
 
 def _tag_value(t: dict[str, Any], byteorder: str) -> Any:
@@ -241,6 +378,16 @@ class ZarrLayout(FrameLayout):
             # CPU time on light-sheet stacks)
             config={"write_empty_chunks": True},
         )
+        if _header_is_big(src):  # the whole header, compressed, beside the lean attributes
+            full = json.dumps(src.header, separators=(",", ":")).encode()
+            ha = await group.create_array(
+                HEADER,
+                shape=(len(full),),
+                dtype="uint8",
+                chunks=(len(full),),
+                compressors=self.codec.zarr_compressors(1) if self.codec.id != "none" else (),
+            )
+            await ha.setitem(slice(None), np.frombuffer(full, dtype=np.uint8))
         blob = src.restore or b""
         if blob:
             ra = await group.create_array(
@@ -286,7 +433,7 @@ class ZarrLayout(FrameLayout):
                     }
                 ],
             },
-            "acqd": self.meta(src),
+            "acqd": {**self.meta(src), "header": lean(src.header) if _header_is_big(src) else src.header},
         }
 
     def _open_read(self, tier: TierPort, dest: str) -> tuple[Any, dict[str, Any], bytes]:
@@ -296,6 +443,8 @@ class ZarrLayout(FrameLayout):
             group: Any = zarr.open_group(store=tier.zarr_store(tier.path(dest)), mode="r")
             arr = group[ARRAY]
             meta: dict[str, Any] = dict(group.attrs["acqd"])
+            if HEADER in group:  # the whole header (the attributes hold a lean one)
+                meta["header"] = json.loads(bytes(np.asarray(group[HEADER][:]).tobytes()))
             blob = bytes(np.asarray(group[RESTORE][:]).tobytes()) if RESTORE in group else b""
         except (KeyError, FileNotFoundError, ValueError) as exc:
             raise VerifyError(f"{tier.url(dest)}: not a readable acqd Zarr: {exc}") from None
@@ -319,11 +468,12 @@ class ZarrLayout(FrameLayout):
         arr, meta, blob = self._open_read(tier, dest)
         h = Hasher()
         k = max(1, self.shard_bytes // max(1, arr.shape[1] * arr.shape[2] * arr.dtype.itemsize))
+        note = ""
         if meta["format"] == "tiff":
-            self._restore_tiff(meta, self._frames(arr, k), out, h, blob)
+            note = self._restore_tiff(meta, self._frames(arr, k), out, h, blob)
         else:
             self._restore_bytes(meta, blob, self._frames(arr, k), out, h)
-        return h.hexdigest()
+        return Restored(h.hexdigest(), note)
 
 
 class TiffLayout(FrameLayout):
@@ -336,32 +486,35 @@ class TiffLayout(FrameLayout):
     def _write(
         self, src: FrameSource, hasher: Hasher, timing: dict[str, float], tier: TierPort, dest: str, source: Any
     ) -> int:
-        import tifffile
-
         compression, level = self.codec.tiff_compression()
-        comp: Any = compression
-        comp_args: Any = None if level is None else {"level": level}
+        scheme = TIFF_SCHEMES[compression]
         meta = self.meta(src)
         meta["restore_b64"] = base64.b64encode(src.restore or b"").decode()
+        flip = src.format in FLIP_FORMATS
+        if flip:
+            meta["rows"] = ROWS_FLIPPED
         description = DESC_PREFIX + json.dumps(meta, separators=(",", ":"))
         k = self.frames_per_block(src)
         bigtiff = src.shape[0] * src.frame_bytes > 2**31
+        frame_shape = (src.shape[1], src.shape[2])
+        rps = default_rows_per_strip(frame_shape, src.dtype.itemsize, scheme)
+        base = image_tags(frame_shape, src.dtype, compression=scheme, rows_per_strip=rps)
+        base += resolution_tags(src.pixel_size_um)
+        first_tags = [*base, make_tag(270, 2, description)]
         spool = tempfile.NamedTemporaryFile(prefix="acqd-", suffix=".tif")  # noqa: SIM115 (closed below)
         try:
-            with tifffile.TiffWriter(spool, bigtiff=bigtiff) as tw:
+            with TiffPageWriter(spool, bigtiff=bigtiff, workers=TIFF_WORKERS) as tw:
                 first = True
                 for _, block in self._blocks(src, k, hasher, timing):
                     t0 = time.perf_counter()
                     for frame in block:
-                        tw.write(
-                            frame.astype(frame.dtype.newbyteorder("="), copy=False),
-                            photometric="minisblack",
-                            compression=comp,
-                            compressionargs=comp_args,
-                            description=description if first else None,
-                            metadata=None,
-                            software=False,
-                            contiguous=False,
+                        # IMOD/SerialEM/MotionCor2/RELION: TIFF rows run the other way from MRC rows
+                        tw.write_page(
+                            frame[::-1] if flip else frame,
+                            first_tags if first else base,
+                            compression=scheme,
+                            rows_per_strip=rps,
+                            level=level,
                         )
                         first = False
                     timing["encode"] += time.perf_counter() - t0
@@ -398,8 +551,8 @@ class TiffLayout(FrameLayout):
         h = Hasher()
         h.update(base64.b64decode(meta.get("restore_b64", "")))
         try:
-            for page in tif.pages:
-                h.update(canonical(page.asarray()).data)
+            for frame in _source_rows(tif, meta):
+                h.update(canonical(frame).data)
         finally:
             tif.close()
             f.close()
@@ -409,13 +562,14 @@ class TiffLayout(FrameLayout):
     def restore(self, tier: TierPort, dest: str, out: BinaryIO) -> str:
         tif, meta, f = self._read(tier, dest)
         h = Hasher()
+        note = ""
         try:
-            frames = (page.asarray() for page in tif.pages)
+            frames = _source_rows(tif, meta)
             if meta["format"] == "tiff":
-                self._restore_tiff(meta, frames, out, h, base64.b64decode(meta.pop("restore_b64", "")))
+                note = self._restore_tiff(meta, frames, out, h, base64.b64decode(meta.pop("restore_b64", "")))
             else:
                 self._restore_bytes(meta, base64.b64decode(meta.pop("restore_b64", "")), frames, out, h)
         finally:
             tif.close()
             f.close()
-        return h.hexdigest()
+        return Restored(h.hexdigest(), note)

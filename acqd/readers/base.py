@@ -28,7 +28,8 @@ class FrameSource:
     read: Callable[[int, int], np.ndarray]  # frames [start, stop) as an array (frames, y, x)
     restore: bytes | None = None
     axis0: str = "t"  # t for movies and time series, z for stacks
-    pixel_size_um: tuple[float, float] | None = None
+    pixel_size_um: tuple[float, float] | None = None  # (y, x): along rows, along columns
+    axis0_step_um: float | None = None  # spacing of a z stack's planes, where the source says it
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -61,7 +61,7 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     restore = raw + read_exact(f, HEADER, nsymbt)
     header = {name: jsonable(h[name][0]) for name in h.dtype.names or ()}
     header["exttyp"] = bytes(h.exttyp[0]).decode("latin-1")
-    voxel = float(h.cella.x[0]) / nx if float(h.cella.x[0]) > 0 else None
+    row, col, sec = voxel_sizes(h)
     movie = int(h.ispg[0]) == 0 and nz > 1
 
     def read(start: int, stop: int) -> np.ndarray:
@@ -77,5 +77,20 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
         read=read,
         restore=restore,
         axis0="t" if movie else "z",
-        pixel_size_um=(voxel * 1e-4, voxel * 1e-4) if voxel else None,
+        pixel_size_um=(row * 1e-4, col * 1e-4) if row and col else None,
+        axis0_step_um=sec * 1e-4 if sec and not movie else None,
     )
+
+
+def voxel_sizes(h: Any) -> tuple[float | None, float | None, float | None]:
+    """Angstrom per pixel along rows (y), columns (x) and sections, by the MRC2014 standard: the
+    voxel size along X, Y, Z is cella / (mx, my, mz), and mapc/mapr/maps say which of X, Y, Z the
+    columns, rows and sections are (1, 2, 3 unless the header says otherwise). None where unknown."""
+    cella = (float(h.cella.x[0]), float(h.cella.y[0]), float(h.cella.z[0]))
+    m = (int(h.mx[0]), int(h.my[0]), int(h.mz[0]))
+    axes = (int(h.mapc[0]), int(h.mapr[0]), int(h.maps[0]))
+    if sorted(axes) != [1, 2, 3]:
+        axes = (1, 2, 3)  # not a permutation: the standard's default
+    size = [cella[i] / m[i] if m[i] > 0 and cella[i] > 0 and np.isfinite(cella[i]) else None for i in range(3)]
+    col, row, sec = (size[a - 1] for a in axes)
+    return row, col, sec

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import tifffile
 
+from acqd.checksum import Hasher
 from acqd.errors import FormatError
 from acqd.readers.base import Expect, FrameSource
 
@@ -35,12 +36,17 @@ STRUCTURAL = {
 }
 
 
-def _tags(page: Any) -> list[dict[str, Any]]:
-    """Every non-structural tag as its raw bytes (whatever tifffile makes of them), type and count."""
+# where the pixel data sits: rebuilt by whoever writes the file again
+DATA_TAGS = {273, 279, 324, 325}
+
+
+def _tags(page: Any, structural: bool = False) -> list[dict[str, Any]]:
+    """Every non-structural tag (or, with `structural`, every structural one but the strip/tile table)
+    as its raw bytes (whatever tifffile makes of them), type and count."""
     fh = page.parent.filehandle
     out = []
     for tag in page.tags.values():
-        if tag.code in STRUCTURAL:
+        if (tag.code in STRUCTURAL) != structural or tag.code in DATA_TAGS:
             continue
         fmt = tifffile.TIFF.DATA_FORMATS[tag.dtype]
         size = struct.calcsize("<" + fmt[-1]) * int(fmt[:-1] or 1) * tag.count
@@ -85,15 +91,21 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         "pages": n,
         "tags": _tags(first),
     }
-    if n > 1:
-        later = [_tags(pages[i]) for i in (1, n - 1)]
-        if any(t != header["tags"] for t in later):
-            header["page_tags"] = [_tags(pages[i]) for i in range(n)]
-
     skeleton = _skeleton(f, pages, n, size, first.shape, dtype)
     if skeleton is not None:
         header["restore"] = "skeleton"  # byte-exact; the per-page tags are in it
-        header.pop("page_tags", None)
+    else:
+        # a compressed source is written again from its tags: every page's, structural ones too
+        # (explicit defaults such as PlanarConfiguration and SampleFormat, the strip size, the
+        # compression scheme and predictor), and the source's own bytes' checksum, so that a restore
+        # can say whether it came back byte for byte
+        header["structural"] = _tags(first, structural=True)
+        if n > 1:
+            plain = [_tags(pages[i]) for i in range(n)]
+            struct_tags = [_tags(pages[i], structural=True) for i in range(n)]
+            if any(t != header["tags"] for t in plain) or any(t != header["structural"] for t in struct_tags):
+                header["page_tags"], header["page_structural"] = plain, struct_tags
+        header["file_checksum"], header["file_size"] = _file_checksum(f, size), size
 
     def read(start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, *shape), dtype=first.dtype)
@@ -121,6 +133,19 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         pixel_size_um=px,
         extra={"tif": tif},
     )
+
+
+def _file_checksum(f: BinaryIO, size: int) -> str:
+    h = Hasher()
+    f.seek(0)
+    left = size
+    while left > 0:
+        chunk = f.read(min(left, 8 << 20))
+        if not chunk:
+            raise FormatError(f"truncated TIFF: {left} bytes short of {size}")
+        h.update(chunk)
+        left -= len(chunk)
+    return h.hexdigest()
 
 
 SKELETON_MAGIC = b"ACQDTIF1"

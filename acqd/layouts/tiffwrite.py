@@ -1,0 +1,206 @@
+"""A small TIFF writer that writes every tag exactly as it is given.
+
+tifffile decides some tags itself and refuses others (it never writes PlanarConfiguration or
+SampleFormat for a one-sample unsigned image), so a source's explicit defaults, its tag types
+(SHORT or LONG widths) and its strip size would be lost on restore, and cryo-EM tools that ask
+libtiff for SampleFormat would find none. Here the caller gives the tags (all but StripOffsets and
+StripByteCounts, which the writer fills in), the compression scheme, predictor and rows per strip;
+strips are encoded with tifffile's codec table (imagecodecs), in threads when a page has several.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+
+# bytes per value of each TIFF field type
+TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+_PACK = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f", 12: "d", 13: "I", 16: "Q", 17: "q", 18: "Q"}
+# tags whose values say where pixel data sits: the writer makes them
+DATA_TAGS = {273, 279, 324, 325}
+# compression schemes acqd can encode losslessly (tifffile's codec table, via imagecodecs)
+ENCODABLE = {1, 5, 8, 32946, 32773, 34925, 50000}
+
+
+@dataclass(frozen=True)
+class Tag:
+    code: int
+    dtype: int
+    count: int
+    data: bytes  # the value's bytes, in the file's byte order
+
+
+def make_tag(code: int, dtype: int, values: Any, byteorder: str = "<") -> Tag:
+    """A tag from Python values: str/bytes for ASCII (2) and UNDEFINED (7), numbers otherwise,
+    (numerator, denominator) pairs for RATIONAL (5)."""
+    if dtype == 2:
+        raw = values.encode("latin-1") if isinstance(values, str) else bytes(values)
+        raw = raw if raw.endswith(b"\0") else raw + b"\0"
+        return Tag(code, 2, len(raw), raw)
+    if dtype == 7:
+        return Tag(code, 7, len(values), bytes(values))
+    flat: list[Any]
+    if dtype in (5, 10):
+        pairs = [values] if isinstance(values[0], int) else list(values)
+        flat = [int(v) for pair in pairs for v in pair]
+        fmt = "I" if dtype == 5 else "i"
+        return Tag(code, dtype, len(pairs), struct.pack(f"{byteorder}{len(flat)}{fmt}", *flat))
+    flat = list(values) if isinstance(values, list | tuple) else [values]
+    return Tag(code, dtype, len(flat), struct.pack(f"{byteorder}{len(flat)}{_PACK[dtype]}", *flat))
+
+
+def rational(value: float) -> tuple[int, int] | None:
+    """`value` as a TIFF RATIONAL (two uint32), as close as they allow; None if out of range."""
+    if not value > 0 or value >= 2**32 - 1:
+        return None
+    f = Fraction(value).limit_denominator(max(1, int((2**32 - 1) // value)))
+    while f.numerator > 2**32 - 1 or f.denominator > 2**32 - 1:  # pragma: no cover - rounding edge
+        f = Fraction(f.numerator // 2, max(1, f.denominator // 2))
+    return (f.numerator, f.denominator) if f.numerator > 0 else None
+
+
+def sample_format(dtype: np.dtype[Any]) -> int:
+    return {"u": 1, "i": 2, "f": 3, "c": 6}[dtype.kind]
+
+
+def image_tags(
+    shape: tuple[int, int],
+    dtype: np.dtype[Any],
+    *,
+    compression: int,
+    predictor: int = 1,
+    rows_per_strip: int,
+    byteorder: str = "<",
+) -> list[Tag]:
+    """The structural tags of a one-sample gray page, defaults written explicitly (PlanarConfiguration
+    1, SampleFormat, 1 for unsigned): what libtiff-based readers ask for."""
+    ny, nx = shape
+    tags = [
+        make_tag(256, 4, nx, byteorder),
+        make_tag(257, 4, ny, byteorder),
+        make_tag(258, 3, dtype.itemsize * 8, byteorder),
+        make_tag(259, 3, compression, byteorder),
+        make_tag(262, 3, 1, byteorder),  # min-is-black
+        make_tag(277, 3, 1, byteorder),
+        make_tag(278, 4, rows_per_strip, byteorder),
+        make_tag(284, 3, 1, byteorder),  # one image plane
+        make_tag(339, 3, sample_format(dtype), byteorder),
+    ]
+    if predictor != 1:
+        tags.append(make_tag(317, 3, predictor, byteorder))
+    return tags
+
+
+def default_rows_per_strip(shape: tuple[int, int], itemsize: int, compression: int) -> int:
+    """~256 KiB strips when compressed (as tifffile does), one strip when not."""
+    if compression == 1:
+        return shape[0]
+    return max(1, min(shape[0], 262144 // max(1, shape[1] * itemsize)))
+
+
+class TiffPageWriter:
+    """Writes pages one after another to a seekable binary file (classic TIFF or BigTIFF)."""
+
+    def __init__(self, fh: IO[bytes], *, byteorder: str = "<", bigtiff: bool = False, workers: int = 1) -> None:
+        self.fh = fh
+        self.bo: Any = byteorder  # '<' or '>'
+        self.big = bigtiff
+        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        mark = b"II" if byteorder == "<" else b"MM"
+        if bigtiff:
+            fh.write(mark + struct.pack(f"{byteorder}HHHQ", 43, 8, 0, 0))
+            self._next = 8
+        else:
+            fh.write(mark + struct.pack(f"{byteorder}HI", 42, 0))
+            self._next = 4
+        self._pos = fh.tell()
+
+    def __enter__(self) -> TiffPageWriter:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _encode(self, strip: np.ndarray, compression: int, predictor: int, level: int | None) -> bytes:
+        import tifffile
+
+        data = strip
+        if predictor == 2:
+            data = tifffile.TIFF.PREDICTORS[2](np.ascontiguousarray(strip), axis=-1)
+        data = np.ascontiguousarray(data, dtype=strip.dtype.newbyteorder(self.bo))
+        if compression == 1:
+            return data.tobytes()
+        encode = tifffile.TIFF.COMPRESSORS[compression]
+        out = encode(data, level=level) if level is not None else encode(data)
+        return bytes(out)
+
+    def write_page(
+        self,
+        frame: np.ndarray,
+        tags: Iterable[Tag],
+        *,
+        compression: int,
+        predictor: int = 1,
+        rows_per_strip: int,
+        level: int | None = None,
+    ) -> None:
+        """One page: `frame` (2-D, any byte order) with `tags` (every tag except the strip table)."""
+        native = frame.astype(frame.dtype.newbyteorder("="), copy=False)
+        rps = max(1, min(rows_per_strip, native.shape[0]))
+        strips = [native[i : i + rps] for i in range(0, native.shape[0], rps)]
+        if self._pool is not None and compression != 1 and len(strips) > 1:
+            encoded = list(self._pool.map(lambda s: self._encode(s, compression, predictor, level), strips))
+        else:
+            encoded = [self._encode(s, compression, predictor, level) for s in strips]
+        fh, bo = self.fh, self.bo
+        fh.seek(self._pos)
+        offsets, counts = [], []
+        for data in encoded:
+            if fh.tell() % 2:
+                fh.write(b"\0")
+            offsets.append(fh.tell())
+            counts.append(len(data))
+            fh.write(data)
+        ltype = 16 if self.big else 4
+        entries = [t for t in tags if t.code not in DATA_TAGS]
+        entries += [make_tag(273, ltype, offsets, bo), make_tag(279, ltype, counts, bo)]
+        entries.sort(key=lambda t: t.code)
+        if fh.tell() % 2:
+            fh.write(b"\0")
+        ifd = fh.tell()
+        nfmt, efmt, vsize, psize = ("Q", "HHQ", 8, 8) if self.big else ("H", "HHI", 4, 4)
+        head = struct.calcsize(bo + nfmt)
+        esize = 2 + 2 + (8 if self.big else 4) + vsize
+        extra = ifd + head + len(entries) * esize + psize
+        body = [struct.pack(bo + nfmt, len(entries))]
+        blobs = []
+        for t in entries:
+            entry = struct.pack(bo + efmt, t.code, t.dtype, t.count)
+            if len(t.data) <= vsize:
+                entry += t.data.ljust(vsize, b"\0")
+            else:
+                entry += struct.pack(bo + ("Q" if self.big else "I"), extra)
+                blob = t.data + (b"\0" if len(t.data) % 2 else b"")
+                blobs.append(blob)
+                extra += len(blob)
+            body.append(entry)
+        body.append(bytes(psize))  # next IFD: patched when another page follows
+        fh.write(b"".join(body))
+        fh.write(b"".join(blobs))
+        self._pos = fh.tell()
+        fh.seek(self._next)
+        fh.write(struct.pack(bo + ("Q" if self.big else "I"), ifd))
+        self._next = ifd + head + len(entries) * esize
+        fh.seek(self._pos)
