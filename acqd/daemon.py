@@ -589,6 +589,10 @@ class Daemon:
                 self.metrics.sample(p.snapshot(), await loop.run_in_executor(io, disks))
                 if tick % 10 == 0:
                     self.notifier.status(self._status_line())
+                if tick % 2 == 0:  # also noticed while idle, not only before the next commit
+                    why = await loop.run_in_executor(io, p.journal.still_mine)
+                    if why is not None:
+                        p.halt(f"{why}; restart acqd (it refuses the destination until `acqd adopt`)", "journal")
             tick += 1
             await asyncio.sleep(1.0)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import heapq
 import io
@@ -728,7 +729,7 @@ class Pipeline:
             await self._requeue_changed(c, str(exc))
             return
         except ClaimError as exc:
-            self._halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
+            self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
             self.in_flight.pop(c.key, None)
             return
         except NameTakenError as exc:
@@ -791,7 +792,13 @@ class Pipeline:
         if not isinstance(expected, WriteResult):
             raise exc
         try:
+            size = await self._io(tier.stored_size, dest)
+            if size is None:  # gone again since: write it afresh on the retry
+                raise TransientError(f"{tier.url(dest)} vanished while it was looked at")
+            expected = dataclasses.replace(expected, stored_bytes=size)
             await self._io(layout.verify, tier, dest, expected)
+        except TransientError:
+            raise
         except AcqdError as why:
             raise NameTakenError(
                 f"{tier.url(dest)} is in the way: an object acqd has no record of, and not a copy of "
@@ -808,7 +815,7 @@ class Pipeline:
         self._emit("conflict", c.row, reason=why)
         await self._retry(c, why, "conflict")
 
-    def _halt(self, why: str, what: str) -> None:
+    def halt(self, why: str, what: str) -> None:
         """Stop shipping for good: this daemon no longer owns its destination or its journal."""
         if self.halted is None:
             self.halted = why

@@ -282,6 +282,17 @@ class Tier:
             else:
                 self.fs.rm_file(path)
 
+    def stored_size(self, rel: str) -> int | None:
+        """Bytes of a stored object: a file, or every object of a tree (a Zarr store); None if absent."""
+        with self._edge("stat", rel):
+            path = self.path(rel)
+            fs = self._looking()
+            if not fs.exists(path):
+                return None
+            if fs.isdir(path):
+                return self.tree_size(path)
+        return self.size(rel)
+
     def remove_any_if_there(self, rel: str) -> None:
         """Delete a stored object (file or tree) if it is there; the caller owns the name (journal)."""
         with self._edge("delete", rel):

@@ -1,0 +1,391 @@
+"""A destination name belongs to exactly one source, for ever (issue: never lose the only copy).
+
+The property test shows the naming is injective over generated names; the rest runs the real
+daemon (`acqd run` as a child process) with release on, on real folders, in the situations that
+used to overwrite a stored copy whose local original was already gone. The oracle is the test's
+own: the sha256 of every content ever written must be found, at the end, either in the watch
+folder or byte-exact (decoded) at the destination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from acqd import naming
+from acqd.config import prefixes_nest
+from tests.conftest import Background, journal_rows, journal_states, run_acqd, wait_for, write_config
+
+# -- the property ------------------------------------------------------------------------------
+_chars = st.sampled_from([*"a~.v2~0-_ Zé", "~~", ".v", "~v", "~.", ".zarr", ".tif", ".zst", "acqd"])
+component = st.lists(_chars, min_size=1, max_size=8).map("".join).filter(lambda c: c not in (".", ".."))
+relpath = st.lists(component, min_size=1, max_size=3).map("/".join)
+source = st.tuples(st.sampled_from(["", "k3", "ls/a"]), relpath, st.integers(1, 12), st.sampled_from(naming.SUFFIXES))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(source, min_size=2, max_size=12, unique=True))
+def test_no_two_sources_share_a_name_and_none_lands_on_a_reserved_one(sources: list[tuple[str, str, int, str]]) -> None:
+    # watch roots whose prefixes nest are refused by the configuration: keep one root per nest
+    roots: list[str] = []
+    for prefix, *_ in sources:
+        if prefix not in roots and not any(prefixes_nest(prefix, r) for r in roots):
+            roots.append(prefix)
+    names: dict[str, tuple[str, str, int, str]] = {}
+    for s in sources:
+        prefix, rel, version, suffix = s
+        if prefix not in roots:
+            continue
+        base = f"inst/{prefix}" if prefix else "inst"
+        name = naming.stored_name(base, rel, version, suffix)
+        assert names.setdefault(name, s) == s, f"{s} and {names[name]} both map to {name}"
+        parts = name.split("/")
+        assert not any(naming.is_reserved(p) for p in parts[1:]), name
+        assert naming.parse_component(parts[-1]) == (rel.rpartition("/")[2], version, suffix)
+        for reserved in (naming.manifest_name(base, rel.partition("/")[0]), naming.claim_name("inst")):
+            assert name != reserved
+        tmp = naming.temp_name(name)
+        assert naming.is_reserved(tmp.rpartition("/")[2]) and tmp != name
+    finals = set(names)
+    for name in finals:  # no stored name is a folder of another one either
+        head = name
+        while "/" in head:
+            head = head.rpartition("/")[0]
+            assert head not in finals, f"{head} is both an object and a folder of {name}"
+
+
+def test_nested_prefixes_are_a_configuration_error(tmp_path: Path) -> None:
+    for a in ("a", "b"):
+        (tmp_path / a).mkdir()
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+watch:
+  - {{path: {tmp_path / "a"}}}
+  - {{path: {tmp_path / "b"}, prefix: sess}}
+tiers:
+  central: {{url: "file://{tmp_path / "central"}"}}
+  other: {{url: "file://{tmp_path / "other"}"}}
+""",
+    )
+    for cmd in ("check", "run"):
+        r = run_acqd(cmd, "--config", str(cfg))
+        assert r.returncode == 78, r.stderr
+        assert "nest" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- the daemon ----------------------------------------------------------------------------------
+EVERYTHING = """apiVersion: acqd/v1
+kind: DetectorProfile
+name: everything
+description: every file, including names that start with '.' or '~'
+files: ["*"]
+ignore: []
+reader: bytes
+layout: copy
+settle: {window: 0.2s}
+"""
+
+
+def site(tmp_path: Path, name: str = "a", *, compress: str = "none", detector: str = "everything") -> Path:
+    """A config shipping <tmp>/acq to <tmp>/central with release on; returns its path."""
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    (tmp_path / "profiles" / "everything.yaml").write_text(EVERYTHING)
+    (tmp_path / "acq").mkdir(exist_ok=True)
+    return write_config(
+        tmp_path / f"{name}.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / f"state-{name}"}
+detectors_dir: {tmp_path / "profiles"}
+watch:
+  - path: {tmp_path / "acq"}
+    detector: {detector}
+    settle: 0.3s
+    placement: {{release_local: after_verify, compress: {compress}}}
+tiers:
+  central: {{url: "file://{tmp_path / "central"}"}}
+limits: {{retry_initial: 50ms, retry_max: 200ms}}
+""",
+    )
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def survivors(watch: Path, dest: Path) -> set[str]:
+    """sha256 of every content in the watch folder, and of every stored object decoded."""
+    found = {sha(p.read_bytes()) for p in watch.rglob("*") if p.is_file() and not p.is_symlink()}
+    dctx = zstandard.ZstdDecompressor()
+    for p in dest.rglob("*"):
+        if not p.is_file() or naming.is_reserved(p.name):
+            continue
+        parsed = naming.parse_component(p.name)
+        data = p.read_bytes()
+        if parsed is not None and parsed[2] == ".zst":
+            data = dctx.decompress(data)
+        found.add(sha(data))
+    return found
+
+
+class Oracle:
+    """Every content the test ever wrote into the watch folder."""
+
+    def __init__(self, watch: Path) -> None:
+        self.watch = watch
+        self.written: dict[str, str] = {}
+
+    def write(self, rel: str, data: bytes) -> None:
+        p = self.watch / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        self.written[sha(data)] = rel
+
+    def check(self, dest: Path) -> None:
+        lost = {rel for h, rel in self.written.items() if h not in survivors(self.watch, dest)}
+        assert not lost, f"contents lost: {sorted(lost)}"
+
+
+def once(cfg: Path, *extra: str, code: int = 0) -> str:
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "3s", *extra)
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.stderr
+
+
+def test_versions_never_land_on_real_names(tmp_path: Path) -> None:
+    cfg = site(tmp_path)
+    o = Oracle(tmp_path / "acq")
+    # a.dat, then real files named like its versions; then a.dat changes (version 2)
+    o.write("s/a.dat", b"a, version 1")
+    o.write("s/a.v2.dat", b"a real file called a.v2.dat")
+    o.write("s/a~v2.dat", b"a real file called a~v2.dat")
+    once(cfg)
+    o.write("s/a.dat", b"a, version 2, which used to overwrite a.v2.dat")
+    once(cfg)
+    # the reverse order: b.dat changes first, then real files named like its version arrive
+    o.write("s/b.dat", b"b, version 1")
+    once(cfg)
+    o.write("s/b.dat", b"b, version 2")
+    once(cfg)
+    o.write("s/b.v2.dat", b"a real file called b.v2.dat")
+    o.write("s/b~v2.dat", b"a real file called b~v2.dat")
+    o.write("s/b~~v2.dat", b"a real file called b~~v2.dat")
+    once(cfg)
+    assert not any(p.is_file() for p in (tmp_path / "acq").rglob("*")), "everything was released"
+    o.check(tmp_path / "central")
+    stored = sorted(p.name for p in (tmp_path / "central" / "scope" / "s").iterdir())
+    a = ["a.dat", "a~v2.dat", "a.v2.dat", "a~~v2.dat"]
+    b = ["b.dat", "b~v2.dat", "b.v2.dat", "b~~v2.dat", "b~~~~v2.dat"]
+    assert stored == sorted([*a, *b, "~acqd-manifest.json"])
+
+
+def test_files_named_like_acqds_own_are_shipped_and_never_overwritten(tmp_path: Path) -> None:
+    cfg = site(tmp_path)
+    o = Oracle(tmp_path / "acq")
+    for rel in (
+        "acqd-manifest.json",
+        "~acqd-manifest.json",
+        "~acqd-claim.json",
+        "s/acqd-manifest.json",
+        "s/~acqd-manifest.json",
+        "s/.~acqd-tmp.x.dat",
+        "s/x.dat",
+        "~acqd-claim.json.d/f",
+    ):
+        o.write(rel, f"user data in {rel}".encode())
+    once(cfg)
+    o.write("s/y.dat", b"one more, so that the manifests are rewritten")
+    once(cfg)
+    assert not any(p.is_file() for p in (tmp_path / "acq").rglob("*")), "everything was released"
+    o.check(tmp_path / "central")
+    manifest = json.loads((tmp_path / "central" / "scope" / "s" / naming.MANIFEST).read_text())
+    assert manifest["schema"] == "acqd-manifest/1" and len(manifest["files"]) == 5
+    claim = json.loads((tmp_path / "central" / "scope" / naming.CLAIM).read_text())
+    assert claim["schema"] == "acqd-claim/1"
+
+
+def test_layout_suffixes_never_meet_real_names(tmp_path: Path) -> None:
+    cfg = site(tmp_path, compress="zstd")
+    o = Oracle(tmp_path / "acq")
+    o.write("s/a.dat", b"stored as a.dat~.zst")
+    o.write("s/a.dat.zst", b"a real file called a.dat.zst")
+    o.write("s/a.dat~.zst", b"a real file called a.dat~.zst")
+    o.write("s/a.dat~.zst.d/inner", b"a real folder named almost like the copy")
+    once(cfg)
+    o.write("s/a.dat", b"version 2")
+    once(cfg)
+    o.check(tmp_path / "central")
+
+
+def test_a_zarr_store_never_meets_a_real_folder(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    import numpy as np
+    import zarr
+
+    cfg = site(tmp_path, detector="hamamatsu-orca")
+    o = Oracle(tmp_path / "acq")
+    o.write("s/stack.tif.zarr/zarr.json", b'{"a user folder": 1}')
+    o.write("s/stack.tif~.zarr/zarr.json", b'{"another user folder": 2}')
+    once(cfg)
+    data = np.arange(4 * 64 * 64, dtype=np.uint16).reshape(4, 64, 64)
+    tifffile.imwrite(tmp_path / "stack.tif", data, photometric="minisblack")
+    o.write("s/stack.tif", (tmp_path / "stack.tif").read_bytes())
+    once(cfg)
+    dest = tmp_path / "central" / "scope" / "s"
+    assert json.loads((dest / "stack.tif.zarr" / "zarr.json").read_bytes()) == {"a user folder": 1}
+    assert json.loads((dest / "stack.tif~~.zarr" / "zarr.json").read_bytes()) == {"another user folder": 2}
+    stored = zarr.open_group(dest / "stack.tif~.zarr", mode="r")
+    assert np.array_equal(stored["0"][:], data)  # type: ignore[index]
+
+
+def test_an_object_acqd_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    cfg = site(tmp_path)
+    o = Oracle(tmp_path / "acq")
+    theirs = tmp_path / "central" / "scope" / "s" / "f.raw"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"someone else's data, put there by hand")
+    same = tmp_path / "central" / "scope" / "s" / "same.raw"
+    same.write_bytes(b"identical content")
+    (tmp_path / "central" / "scope" / naming.CLAIM).write_bytes(b"")  # not a claim: refused below
+    err = once(cfg, code=78)
+    assert "claim" in err
+    (tmp_path / "central" / "scope" / naming.CLAIM).unlink()
+    err = once(cfg, "--adopt")  # the prefix holds data this journal does not know: take it over on purpose
+    o.write("s/f.raw", b"acqd's file with the same name")
+    o.write("s/same.raw", b"identical content")
+    err = once(cfg, code=1)
+    assert "in the way" in err and str(theirs).split("/central/")[1] in err
+    assert theirs.read_bytes() == b"someone else's data, put there by hand"
+    assert (tmp_path / "acq" / "s" / "f.raw").exists(), "kept: its copy could not be stored"
+    assert not (tmp_path / "acq" / "s" / "same.raw").exists(), "the object in the way was its copy: released"
+    assert journal_states(tmp_path / "state-a") == {"s/f.raw": "complete", "s/same.raw": "released"}
+    o.check(tmp_path / "central")
+
+
+def test_a_crash_between_publish_and_journal_adopts_the_copy(tmp_path: Path) -> None:
+    cfg = site(tmp_path)
+    o = Oracle(tmp_path / "acq")
+    o.write("s/f.raw", os.urandom(200_000))
+    env = dict(os.environ, ACQD_CRASH_AT="after_rename:2")  # the first is the claim
+    r = run_acqd("run", "--config", str(cfg), "--once", env=env)
+    assert r.returncode != 0
+    assert (tmp_path / "central" / "scope" / "s" / "f.raw").exists()
+    once(cfg)
+    assert journal_states(tmp_path / "state-a") == {"s/f.raw": "released"}
+    db = sqlite3.connect(tmp_path / "state-a" / "journal.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM audit WHERE action = 'adopted'").fetchone()[0] == 1
+    o.check(tmp_path / "central")
+
+
+def test_two_daemons_never_share_a_destination(tmp_path: Path) -> None:
+    a, b = site(tmp_path, "a"), site(tmp_path, "b")  # same instrument, same tier, two journals
+    o = Oracle(tmp_path / "acq")
+    o.write("s/f.raw", b"shipped by a")
+    once(a)
+    o.write("s/f.raw", b"changed: b would ship it as version 1 over a's copy")
+    err = once(b, code=78)
+    assert err.count("\n") == 1 and "claimed by" in err and str(tmp_path / "state-a") in err
+    r = run_acqd("check", "--config", str(b))
+    assert r.returncode == 78 and "claimed by" in r.stderr
+    assert run_acqd("check", "--config", str(a)).returncode == 0
+    r = run_acqd("adopt", "--config", str(b))  # b takes over on purpose
+    assert r.returncode == 0 and "adopted 1 stored file" in r.stdout, r.stderr
+    once(b)  # the changed file is a new version with a name of its own
+    assert [row[3] for row in journal_rows(tmp_path / "state-b")] == [1, 2]
+    err = once(a, code=78)  # and now a is refused
+    assert "claimed by" in err
+    o.check(tmp_path / "central")
+
+
+def test_a_journal_lost_while_running_stops_shipping(tmp_path: Path) -> None:
+    cfg = site(tmp_path)
+    state = tmp_path / "state-a"
+    o = Oracle(tmp_path / "acq")
+    o.write("s/f.raw", b"first")
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: journal_states(state).get("s/f.raw") == "released", what="the first file to be released")
+        for p in state.glob("journal.sqlite*"):
+            p.unlink()
+        d.proc.wait(timeout=60)
+        assert d.proc.returncode == 78
+        assert "journal" in d.stderr() and "deleted" in d.stderr()
+    finally:
+        d.kill()
+    o.write("s/f.raw", b"second: with a fresh journal this was shipped as version 1 over the first")
+    err = once(cfg, code=78)  # a fresh journal facing the claimed destination refuses
+    assert "claimed by" in err and "acqd adopt" in err
+    assert (tmp_path / "acq" / "s" / "f.raw").exists()
+    once(cfg, "--adopt")  # imports the manifests: the changed file becomes version 2
+    assert [row[1:4:2] for row in journal_rows(state)] == [("released", 1), ("released", 2)]
+    o.check(tmp_path / "central")
+
+
+def test_a_journal_replaced_while_running_stops_shipping(tmp_path: Path) -> None:
+    cfg = site(tmp_path)
+    state = tmp_path / "state-a"
+    o = Oracle(tmp_path / "acq")
+    o.write("s/f.raw", b"first")
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: journal_states(state).get("s/f.raw") == "released", what="the first file to be released")
+        shutil.copy(state / "journal.sqlite", state / "copy")
+        os.replace(state / "copy", state / "journal.sqlite")  # e.g. restored from a backup
+        d.proc.wait(timeout=60)
+        assert d.proc.returncode == 78 and "replaced" in d.stderr()
+    finally:
+        d.kill()
+    o.check(tmp_path / "central")
+
+
+@pytest.mark.slow
+def test_s3_versions_and_foreign_objects(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    s3 = request.getfixturevalue("s3_server")
+    bucket = s3.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+    opts = ", ".join(f"{k}: {v}" for k, v in s3.options().items())
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "everything.yaml").write_text(EVERYTHING)
+    cfg = write_config(
+        tmp_path / "s3.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+detectors_dir: {tmp_path / "profiles"}
+watch:
+  - {{path: {tmp_path / "acq"}, detector: everything, settle: 0.3s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "s3://{bucket}/facility", options: {{{opts}}}}}
+limits: {{retry_initial: 50ms, retry_max: 200ms}}
+""",
+    )
+    c = s3.client()
+    o = Oracle(tmp_path / "acq")
+    o.write("s/a.dat", b"a, version 1")
+    o.write("s/a.v2.dat", b"a real a.v2.dat")
+    once(cfg)
+    o.write("s/a.dat", b"a, version 2")
+    o.write("s/g.raw", b"acqd's g.raw")
+    c.put_object(Bucket=bucket, Key="facility/scope/s/g.raw", Body=b"a foreign object")
+    err = once(cfg, code=1)
+    assert "in the way" in err
+    keys = {
+        o_["Key"].removeprefix("facility/scope/"): c.get_object(Bucket=bucket, Key=o_["Key"])["Body"].read()
+        for o_ in c.list_objects_v2(Bucket=bucket, Prefix="facility/").get("Contents", [])
+    }
+    assert keys["s/a.dat"] == b"a, version 1" and keys["s/a~v2.dat"] == b"a, version 2"
+    assert keys["s/a.v2.dat"] == b"a real a.v2.dat" and keys["s/g.raw"] == b"a foreign object"
+    assert (tmp_path / "acq" / "s" / "g.raw").read_bytes() == b"acqd's g.raw"
