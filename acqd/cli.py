@@ -238,6 +238,10 @@ def status(
     if json_out:
         out.print_json(json.dumps(s))
     else:
+        for root, st in s["watch_roots"].items():  # as the running daemon last saw them
+            if not st["up"]:
+                since = datetime.fromtimestamp(st["since"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+                out.print(f"watch root {root}: MISSING since {since} (acqd waits for it)", markup=False)
         _print_states(s)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from acqd.errors import ConfigError
 from acqd.units import Duration, Size
 from acqd.yamlfile import load_model
 
@@ -79,6 +81,59 @@ SECRET_OPTIONS = frozenset(
 )
 
 
+#: where a secret goes instead of a URL, by scheme
+SECRET_HOMES = {
+    "s3": "use options.credentials_file (an AWS credentials file, e.g. a systemd credential) or the standard "
+    "AWS credential chain",
+    "sftp": "use options.key_file (an SSH private key; the user name may stay in the URL: sftp://user@host/path)",
+    "mqtt": "use mqtt.password_file (the user name may stay in the URL: mqtt://user@host)",
+}
+
+
+def _userinfo(url: str) -> tuple[str | None, str | None]:
+    """(user, password) of a URL's authority part, without raising on odd URLs."""
+    try:
+        u = urlsplit(url)
+        return u.username, u.password
+    except ValueError:  # e.g. a port that is not a number
+        head = url.partition("://")[2].partition("/")[0]
+        user, at, _ = head.rpartition("@")
+        if not at:
+            return None, None
+        name, colon, pw = user.partition(":")
+        return name, (pw if colon else None)
+
+
+def url_secret_error(url: str, field: str) -> str | None:
+    """Why `url` may not be in acqd.yaml (it carries a secret), or None. Never quotes the secret."""
+    scheme = url.partition("://")[0].lower()
+    user, password = _userinfo(url)
+    if password is not None or (scheme == "s3" and user):
+        home = SECRET_HOMES.get(scheme, "use the backend's credential file or standard credential chain")
+        return (
+            f"{field} holds a secret ({'an access key' if scheme == 's3' else 'a password'} in the URL's user part); "
+            f"secrets never go in acqd.yaml: {home}"
+        )
+    return None
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password (or an S3 URL's key) in its user part replaced by '***', for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    head, slash, tail = rest.partition("/")
+    user, at, host = head.rpartition("@")
+    if not at:
+        return url
+    name, colon, _ = user.partition(":")
+    if colon:
+        user = f"{name}:***"
+    elif scheme.lower() == "s3":
+        user = "***"
+    return f"{scheme}{sep}{user}@{host}{slash}{tail}"
+
+
 class TierConfig(Frozen):
     url: str = Field(description="fsspec URL of the tier's root: file:///mnt/nas/acqd, memory://x, s3://bucket/p")
     options: dict[str, Any] = Field(default_factory=dict, description="backend options (no secrets: see the README)")
@@ -90,6 +145,9 @@ class TierConfig(Frozen):
             raise ValueError("a tier url needs a scheme, e.g. file:///mnt/central or s3://bucket/prefix")
         if v.startswith("file://") and not v.startswith("file:///"):
             raise ValueError("a file:// url must be absolute: file:///path/to/dir")
+        secret = url_secret_error(v, "the tier url")
+        if secret:
+            raise ValueError(secret)
         return v.rstrip("/") if not v.endswith("://") else v
 
     @field_validator("options")
@@ -133,6 +191,14 @@ class MqttConfig(Frozen):
     password_file: Path | None = Field(
         None, description="password for mqtt://user@host; relative paths resolve in $CREDENTIALS_DIRECTORY"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_secret(cls, v: str) -> str:
+        secret = url_secret_error(v, "mqtt.url")
+        if secret:
+            raise ValueError(secret)
+        return v
 
 
 class SmtpConfig(Frozen):
@@ -221,6 +287,9 @@ def quick_config(
 ) -> Config:
     """The configuration behind `acqd run --watch DIR --dest URL`."""
     url = dest if "://" in dest else "file://" + str(Path(dest).resolve())
+    secret = url_secret_error(url, "--dest")
+    if secret:  # before pydantic, whose errors quote the input
+        raise ConfigError(secret)
     return Config.model_validate(
         {
             "instrument": instrument,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, Perman
 from acqd.events import EventPublisher
 from acqd.journal import GroupCommitExecutor, Journal
 from acqd.layouts import build_layout
-from acqd.logs import LogReporter
+from acqd.logs import LogReporter, Repeats
 from acqd.memory import tune_allocator
 from acqd.metrics import Exporter, Metrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
@@ -44,6 +45,7 @@ from acqd.watcher import EventSource, is_network_fs
 log = logging.getLogger("acqd")
 
 JOURNAL_NAME = "journal.sqlite"
+STATE_DIR_MODE = 0o700  # the state directory: journal, lock, mailbox (see README, "Files and permissions")
 DRAIN_SECONDS = 30.0
 
 
@@ -229,6 +231,11 @@ def check(config: Config) -> list[str]:
         notes.extend(purge_share_warning(config, policy))
     for ctx in roots:
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"
+        if exists == "MISSING":
+            notes.append(
+                f"WARNING: watch root {ctx.root} is missing: `acqd run` waits for it (a late mount) and ships it "
+                "once it is there; `acqd run --once` refuses to start"
+            )
         notes.append(
             f"watch {ctx.root} ({exists}): detector {ctx.profile.name}, {'events' if ctx.events else 'polling'}"
             f" + scan every {ctx.scan_interval:g}s, settle {ctx.window:g}s -> tier {ctx.tier.name}"
@@ -240,6 +247,7 @@ def check(config: Config) -> list[str]:
 
 
 def require_roots(roots: list[RootCtx]) -> None:
+    """`--once` needs its roots: a missing one is a one-line error (a daemon waits for it instead)."""
     for c in roots:
         if not os.path.isdir(c.root):
             raise ConfigError(f"watch root {c.root} does not exist or is not a folder")
@@ -249,8 +257,10 @@ def require_roots(roots: list[RootCtx]) -> None:
 def state_lock(state_dir: Path) -> Iterator[None]:
     """One daemon per state directory: a second one would corrupt nothing, but would ship twice."""
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(state_dir / "acqd.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        state_dir.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+        if state_dir.stat().st_mode & 0o777 & ~STATE_DIR_MODE:
+            state_dir.chmod(STATE_DIR_MODE)  # the journal says who owns what data: only acqd's user reads it
+        fd = os.open(state_dir / "acqd.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise JournalError(f"cannot use the state directory {state_dir}: {exc.strerror}") from None
     try:
@@ -338,6 +348,9 @@ class Daemon:
         self._tiers: dict[str, Tier] = {}
         self.exporter: Exporter | None = None
         self.notifier = Notifier()
+        self.repeats = Repeats(on_error=self._count_error)
+        self._events_source: EventSource | None = None
+        self._io: ThreadPoolExecutor | None = None
 
     async def _abort_incomplete(self, io: ThreadPoolExecutor, tiers: dict[str, Tier]) -> None:
         """Before any upload starts: abort the unfinished uploads a crash left in this instrument's
@@ -362,9 +375,11 @@ class Daemon:
         tiers = build_tiers(config)
         self._tiers = tiers
         roots = build_roots(config, profiles, tiers, load_retention(config))
-        require_roots(roots)
+        if self.once:
+            require_roots(roots)
         with state_lock(config.state_dir):
             io = ThreadPoolExecutor(config.limits.io_threads, thread_name_prefix="acqd-io")
+            self._io = io
             jexec = GroupCommitExecutor()
             loop = asyncio.get_running_loop()
             try:
@@ -390,7 +405,7 @@ class Daemon:
                 raise
             aux: list[asyncio.Task[None]] = []
             try:
-                reporters: list[Reporter] = [LogReporter(), self.metrics]
+                reporters: list[Reporter] = [LogReporter(self.repeats), self.metrics]
                 if config.metrics is not None and config.metrics.enabled:
                     self.exporter = Exporter(self.registry, config.metrics.bind)
                     log.info("metrics on http://%s/metrics", config.metrics.bind)
@@ -417,11 +432,13 @@ class Daemon:
                     once=self.once,
                     retry_for=self.retry_for,
                     guard=claims.Guard(claim, journal, unclaimed),
+                    repeats=self.repeats,
+                    on_root=self._on_root,
                 )
                 self.pipeline = pipeline
-                watched = [(c.index, c.root) for c in roots if c.events]
-                if watched:
-                    events = EventSource(watched, pipeline.hint, pipeline.request_rescan_threadsafe)
+                if any(c.events for c in roots):  # each root is watched once the scanner finds it there
+                    events = EventSource([], pipeline.hint, pipeline.request_rescan_threadsafe)
+                    self._events_source = events
                 if install_signals:
                     for sig in (signal.SIGTERM, signal.SIGINT):
                         loop.add_signal_handler(sig, self._on_stop, sig)
@@ -475,6 +492,7 @@ class Daemon:
                         loop.remove_signal_handler(sig)
                 if events is not None:
                     events.stop()
+                self.repeats.flush()
                 if self.exporter is not None:
                     self.exporter.close()
                 self.notifier.close()
@@ -556,13 +574,34 @@ class Daemon:
         snap = p.snapshot()
         return {"backlog_files": snap.backlog_files, "backlog_bytes": snap.backlog_bytes, "verified": p.stats.verified}
 
+    def _count_error(self, site: str) -> None:
+        if site == "journal":  # the state disk full or failing: acqd_errors_total{stage="journal"}
+            self.metrics.errors.labels(self.config.instrument, "journal").inc()
+
+    async def _on_root(self, ctx: RootCtx, up: bool) -> None:
+        """A watch root appeared or went away: its gauge, its inotify watch, the STATUS line."""
+        self.metrics.watch_root_up.labels(self.config.instrument, watch_name(self.config, ctx.index)).set(int(up))
+        events = self._events_source
+        if events is not None and ctx.events:
+            loop = asyncio.get_running_loop()
+            fn = partial(events.watch, ctx.index, ctx.root) if up else partial(events.unwatch, ctx.index)
+            try:
+                await loop.run_in_executor(self._io, fn)
+            except OSError as exc:  # e.g. out of inotify watches: the periodic scans still find everything
+                log.warning(
+                    "cannot watch %s for events (scans every %gs instead): %s", ctx.root, ctx.scan_interval, exc
+                )
+        self.notifier.status(self._status_line())
+
     def _status_line(self) -> str:
         p = self.pipeline
         if p is None:
             return "starting"
         s, snap = p.stats, p.snapshot()
         ratio = s.bytes_in / s.bytes_out if s.bytes_out else 0.0
-        return (
+        missing = [c.root for c in p.roots if c.up is False]
+        waiting = f"waiting for watch root(s) {', '.join(missing)} (missing); " if missing else ""
+        return waiting + (
             f"verified {s.verified} files ({human_bytes(s.bytes_in)}, ratio {ratio:.2f}); "
             f"backlog {snap.backlog_files} files ({human_bytes(snap.backlog_bytes)}), "
             f"oldest {snap.oldest_pending_seconds:.0f}s; quarantined {s.quarantined}"
@@ -593,6 +632,8 @@ class Daemon:
                     why = await loop.run_in_executor(io, p.journal.still_mine)
                     if why is not None:
                         p.halt(f"{why}; restart acqd (it refuses the destination until `acqd adopt`)", "journal")
+            if tick % 60 == 59:
+                self.repeats.flush()  # errors still repeating: one line a minute with their count
             tick += 1
             await asyncio.sleep(1.0)
 
@@ -669,7 +710,9 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
 
 def summary(journal: Journal) -> dict[str, Any]:
     counts = journal.counts()
+    roots = journal.get_meta("watch_roots")
     return {
+        "watch_roots": json.loads(roots) if roots else {},
         "states": counts,
         "stored_bytes": journal.stored_bytes(),
         "quarantined": [{"path": r.relpath, "reason": r.reason} for r in journal.quarantined()],

@@ -4,7 +4,8 @@ Topics:
   acqd/<instrument>/status          retained JSON: online/offline, version, backlog (the last will
                                      sets it offline when acqd dies without saying goodbye)
   acqd/<instrument>/events/<type>   QoS 1 JSON with a schema version: file.verified,
-                                     file.quarantined, file.released
+                                     file.quarantined, file.released, path.unreadable (a folder
+                                     or entry under a watch root that cannot be listed, once each)
 
 A bounded outbox feeds a single sender task that reconnects with jittered exponential backoff. A
 broker that is down never slows the pipeline: `emit` never waits, and a full outbox drops the event
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from acqd import __version__
+from acqd.config import redact_url
 from acqd.errors import ConfigError
 from acqd.values import Outcome
 
@@ -41,6 +43,7 @@ EVENT_KINDS = {
     "released": "file.released",
     "conflict": "file.conflict",
     "halted": "daemon.halted",
+    "unreadable": "path.unreadable",
     "retention.warned": "retention.warned",
     "retention.transitioned": "retention.transitioned",
     "retention.purged": "retention.purged",
@@ -82,6 +85,8 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
         body["seconds"] = round(o.seconds, 6)
     if o.reason:
         body["reason"] = o.reason
+    if o.kind == "unreadable":
+        body["error"] = o.stage  # name_too_long, io_error, not_connected, permission, other
     return body
 
 
@@ -95,7 +100,7 @@ class Broker:
     def parse(url: str) -> Broker:
         u = urlsplit(url)
         if u.scheme not in ("mqtt", "tcp") or not u.hostname:
-            raise ConfigError(f"mqtt.url: expected mqtt://HOST[:PORT], got {url!r}")
+            raise ConfigError(f"mqtt.url: expected mqtt://HOST[:PORT], got {redact_url(url)!r}")
         return Broker(u.hostname, u.port or 1883, u.username)
 
 

@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -102,6 +103,22 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+
+#: the journal database and its -wal and -shm files: only the daemon's user reads them (SQLite
+#: gives the -wal and -shm files the mode of the database file)
+JOURNAL_MODE = 0o600
+
+
+def private(path: Path) -> None:
+    """Create `path` as an empty file with JOURNAL_MODE if it is missing; tighten it (and its -wal
+    and -shm files) if a looser mode is there from an older version."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, JOURNAL_MODE)
+    os.close(fd)
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if p.stat().st_mode & 0o777 & ~JOURNAL_MODE:
+                p.chmod(JOURNAL_MODE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +219,7 @@ class Journal:
                 )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                private(path)
                 self._db = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
@@ -483,6 +501,14 @@ class Journal:
             if newer is None:
                 db.execute("DELETE FROM manifests_dirty WHERE root = ? AND session = ?", (root, session))
 
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        r = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(r[0]) if r else None
+
     def audit(self, file_id: int | None, action: str, **detail: Any) -> None:
         with self._tx():
             self._audit(file_id, action, **detail)
@@ -700,6 +726,8 @@ class GroupCommitExecutor(concurrent.futures.Executor):
                 for fut, call in live:
                     try:
                         fut.set_result(call())
+                    except sqlite3.Error as exc:  # translated where it enters: "database or disk is full"
+                        fut.set_exception(JournalError(f"journal: {exc}"))
                     except BaseException as exc:
                         fut.set_exception(exc)
             else:
@@ -710,6 +738,8 @@ class GroupCommitExecutor(concurrent.futures.Executor):
                 for (fut, _), (ok, value) in zip(live, results, strict=True):
                     if ok:
                         fut.set_result(value)
+                    elif isinstance(value, sqlite3.Error):
+                        fut.set_exception(JournalError(f"journal: {value}"))
                     else:
                         fut.set_exception(value)
             if stop:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 from acqd.values import Outcome
 
 log = logging.getLogger("acqd")
+
+#: a path in an error message (what differs between files that fail for one reason)
+PATHLIKE = re.compile(r"\S*/\S*")
 
 _LEVEL = {
     "seen": logging.DEBUG,
@@ -19,17 +27,116 @@ _LEVEL = {
     "retry": logging.WARNING,
     "conflict": logging.ERROR,
     "halted": logging.CRITICAL,
+    "unreadable": logging.WARNING,
+    "readable": logging.INFO,
     "retention.warned": logging.INFO,
     "retention.transitioned": logging.INFO,
     "retention.purged": logging.WARNING,
 }
 
 
+@dataclass
+class _Seen:
+    first: float
+    text: str
+    level: int
+    count: int = 0  # repeats not logged yet
+    total: int = 1
+    since: float = 0.0  # start of the current count
+
+
+class Repeats:
+    """Turns a stream of identical errors into one line and a count.
+
+    The first occurrence of an error (a `site` plus its text: a stage, a file's retry, the
+    journal) is logged in full, with its traceback if one is given; identical ones after it are
+    only counted. The count is logged as one line when the site works again (`ok`) and by `flush`
+    (the daemon calls it every minute and at exit: "still failing"). Thread-safe."""
+
+    def __init__(
+        self,
+        logger: logging.Logger = log,
+        clock: Callable[[], float] = time.monotonic,
+        on_error: Callable[[str], None] = lambda site: None,
+    ) -> None:
+        self._log = logger
+        self._clock = clock
+        self._on_error = on_error  # every occurrence, logged or counted (the daemon's error metric)
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], _Seen] = {}
+
+    def error(
+        self, site: str, text: str, msg: str, *args: object, level: int = logging.WARNING, exc_info: bool = False
+    ) -> bool:
+        """Log `msg % args` unless `site` already reported `text` (then count it). True if logged."""
+        now = self._clock()
+        self._on_error(site)
+        with self._lock:
+            seen = self._seen.get((site, text))
+            if seen is not None:
+                seen.count += 1
+                seen.total += 1
+                return False
+            self._seen[(site, text)] = _Seen(now, text, level, since=now)
+        self._log.log(level, msg, *args, exc_info=exc_info)
+        return True
+
+    def ok(self, site: str) -> None:
+        """`site` works again: one line with the count of each error it had, then forget them."""
+        with self._lock:
+            gone = [(k, v) for k, v in self._seen.items() if k[0] == site]
+            for k, _ in gone:
+                del self._seen[k]
+        now = self._clock()
+        for (_, text), v in gone:
+            if v.total > 1:
+                self._log.info(
+                    "%s: recovered after %d occurrences over %.0fs of: %s", site, v.total, now - v.first, text
+                )
+
+    def flush(self) -> None:
+        """One line per error still counted: how many more times it happened since the last line."""
+        now = self._clock()
+        with self._lock:
+            due = [(k, v) for k, v in self._seen.items() if v.count]
+            lines = [(k[0], v.level, v.count, now - v.since, v.total, v.text) for k, v in due]
+            for _, v in due:
+                v.count, v.since = 0, now
+        for site, level, count, span, total, text in lines:
+            self._log.log(
+                level,
+                "%s: repeated %d more times in %.0fs (%d in all, still failing): %s",
+                site,
+                count,
+                span,
+                total,
+                text,
+            )
+
+    def active(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+
 class LogReporter:
+    """One line per file outcome; a retry whose reason repeats what other files already said is
+    counted, not logged again (one destination error for every file is one line and a count)."""
+
+    def __init__(self, repeats: Repeats | None = None) -> None:
+        self.repeats = repeats
+
     def outcome(self, o: Outcome) -> None:
         level = _LEVEL.get(o.kind, logging.INFO)
         if not log.isEnabledFor(level):
             return
+        if o.kind == "retry" and self.repeats is not None:
+            site = f"retry ({o.stage or 'internal'})"
+            self.repeats.error(site, PATHLIKE.sub("…", o.reason), "%s %r: %s", o.kind, o.relpath, o.reason)
+            return
+        if o.kind == "verified" and self.repeats is not None:
+            # a verified copy: the destination, the journal and the shipping stage work again
+            for site in ("retry (write)", "retry (verify)", "retry (internal)", "stage ship"):
+                self.repeats.ok(site)
         if o.kind == "verified":
             ratio = o.source_bytes / o.stored_bytes if o.stored_bytes else 0.0
             log.log(
@@ -43,6 +150,9 @@ class LogReporter:
                 o.seconds,
                 o.checksum,
             )
+        elif o.kind == "unreadable":  # a path may be thousands of bytes long: its ends say where
+            shown = o.relpath if len(o.relpath) <= 200 else f"{o.relpath[:80]}…{o.relpath[-80:]}"
+            log.log(level, "unreadable %r: %s", shown, o.reason)
         elif o.kind in ("quarantined", "vanished", "retry") or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         else:

@@ -23,6 +23,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 OUTCOMES = ("seen", "complete", "verified", "released", "quarantined", "vanished", "conflict")
 STAGES = ("read", "encode", "write", "verify")
 ERROR_STAGES = ("read", "write", "verify", "internal", "conflict")
+SCAN_ERRORS = ("name_too_long", "io_error", "not_connected", "permission", "other")
 
 
 class Metrics:
@@ -79,6 +80,18 @@ class Metrics:
         self.watch_free = Gauge(
             "acqd_watch_free_bytes", "Free bytes on the filesystem of a watch root", (*i, "watch"), registry=r
         )
+        self.watch_root_up = Gauge(
+            "acqd_watch_root_up",
+            "1 while the watch root is there, 0 while it is missing (a late mount)",
+            (*i, "watch"),
+            registry=r,
+        )
+        self.scan_errors = Counter(
+            "acqd_scan_errors",
+            "Paths under a watch root that could not be listed or looked at (each counted once), by error",
+            (*i, "reason"),
+            registry=r,
+        )
         self.watch_size = Gauge(
             "acqd_watch_size_bytes", "Size of the filesystem of a watch root", (*i, "watch"), registry=r
         )
@@ -105,7 +118,11 @@ class Metrics:
         for s in ERROR_STAGES:
             self.retries.labels(instrument, s)
             self.errors.labels(instrument, s)
+        self.errors.labels(instrument, "journal")  # journal writes that failed (the state disk full)
+        for e in SCAN_ERRORS:
+            self.scan_errors.labels(instrument, e)
         for w in watches:
+            self.watch_root_up.labels(instrument, w)
             self.watch_free.labels(instrument, w)
             self.watch_size.labels(instrument, w)
         for res in ("ok", "failed"):
@@ -134,6 +151,9 @@ class Metrics:
             return
         if o.kind == "halted":
             self.halted.labels(inst, o.stage or "claim").set(1)
+            return
+        if o.kind == "unreadable":
+            self.scan_errors.labels(inst, o.stage if o.stage in SCAN_ERRORS else "other").inc()
             return
         if o.kind.startswith("retention."):
             self.retention.labels(inst, o.kind.partition(".")[2]).inc()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -53,6 +54,9 @@ class SmtpMailer:
             raise TransientError(f"SMTP {self.host}:{self.port}: {exc}") from None
 
 
+MAILBOX_MODE = 0o600
+
+
 @dataclass(frozen=True)
 class MailboxMailer:
     """The embedded default: an mbox file in the state directory, and a log line."""
@@ -61,6 +65,10 @@ class MailboxMailer:
 
     async def send(self, msg: EmailMessage) -> None:
         def append() -> None:
+            # the warnings name users and their data: only acqd's user reads the mailbox
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, MAILBOX_MODE))
+            if self.path.stat().st_mode & 0o777 & ~MAILBOX_MODE:
+                self.path.chmod(MAILBOX_MODE)
             box = mailbox.mbox(str(self.path))
             try:
                 box.lock()

@@ -13,6 +13,7 @@ import errno
 import heapq
 import io
 import itertools
+import json
 import logging
 import os
 import random
@@ -21,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from acqd.errors import (
     AcqdError,
     ClaimError,
     FormatError,
+    JournalError,
     NameTakenError,
     PermanentError,
     SourceChangedError,
@@ -39,6 +41,8 @@ from acqd.errors import (
     VerifyError,
 )
 from acqd.journal import FileRow, Journal, Observation
+from acqd.logs import PATHLIKE as _PATHLIKE
+from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path
 from acqd.naming import stored_name
 from acqd.ports import Layout, Reporter
@@ -55,6 +59,8 @@ T = TypeVar("T")
 SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of a session manifest (at least)
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
+ROOT_POLL = 1.0  # seconds between looks at a watch root that is missing (a late or lost mount)
+JOURNAL_RETRY = 5.0  # seconds before a file whose journal write failed (state disk full) is tried again
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,7 @@ class RootCtx:
     events: bool
     frames: Layout | None = None  # the frame layout (zarr, tiff) for files the profile's reader takes
     placer: Callable[[str], Placed] | None = None  # a retention policy's placement rules, if any
+    up: bool | None = None  # the root is there (None: not looked at yet)
 
     def ignored(self, name: str) -> bool:
         if self.profile.ignores(name, self.watch.ignore):
@@ -235,6 +242,8 @@ class Pipeline:
         once: bool = False,
         retry_for: float | None = None,
         guard: Callable[[Tier], None] | None = None,
+        repeats: Repeats | None = None,
+        on_root: Callable[[RootCtx, bool], Awaitable[None]] | None = None,
     ) -> None:
         self.instrument = instrument
         #: blocking check before every commit that this daemon still owns the destination and its
@@ -251,6 +260,12 @@ class Pipeline:
         self.clock = clock
         self.once = once
         self.retry_for = retry_for
+        self.repeats = repeats if repeats is not None else Repeats()
+        self.on_root = on_root
+        #: paths that could not be listed or looked at, recorded once each: (root index, path) -> error class
+        self.unreadable: dict[tuple[int, str], str] = {}
+        self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
+        self._soon: dict[int, float] = {}  # root index -> when to scan it again after a journal failure
         self.stats = RunStats(started=mono())
         self.budget = ByteBudget(limits.inflight_bytes)
         self.hints: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=10_000)
@@ -357,9 +372,19 @@ class Pipeline:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.stats.internal_errors += 1
-                log.exception("internal error in stage %s; restarting it", name)
+                # one traceback per distinct error; a repeat (the state disk full) is counted, not logged
+                why = f"{type(exc).__name__}: {exc}"
+                self.repeats.error(
+                    f"stage {name.partition('-')[0]}",
+                    why,
+                    "error in stage %s, restarting it: %s",
+                    name,
+                    why,
+                    level=logging.ERROR,
+                    exc_info=not isinstance(exc, AcqdError),  # a bug gets its traceback (once)
+                )
                 await asyncio.sleep(1.0)
 
     def stop(self) -> None:
@@ -463,11 +488,21 @@ class Pipeline:
         while True:
             now = self.mono()
             due = [c for c in self.roots if now >= next_scan[c.index] or c.index in self._rescan]
+            for index, when in self._soon.items():
+                next_scan[index] = min(next_scan[index], when)
+            self._soon.clear()
+            due = [c for c in self.roots if now >= next_scan[c.index] or c.index in self._rescan]
             for ctx in due:
                 self._rescan.discard(ctx.index)
+                if not await self._root_present(ctx):  # a late or lost mount: looked at again soon
+                    next_scan[ctx.index] = self.mono() + ROOT_POLL
+                    if self.once:
+                        self._scans_done.add(ctx.index)
+                    continue
                 await self._scan(ctx, "")
                 self._scans_done.add(ctx.index)
                 next_scan[ctx.index] = self.mono() + (ctx.scan_interval if not self.once else 1e18)
+            self.repeats.ok("stage scanner")
             wait = min(next_scan.values()) - self.mono()
             self._rescan_wake.clear()
             if self._rescan:
@@ -475,17 +510,86 @@ class Pipeline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rescan_wake.wait(), timeout=max(0.01, min(wait, 3600)))
 
+    async def _root_present(self, ctx: RootCtx) -> bool:
+        """Whether the watch root is there (a folder); tells `on_root` and the journal when that changes."""
+        up = await self._io(os.path.isdir, ctx.root)
+        if up != ctx.up:
+            ctx.up = up
+            self._root_since[ctx.index] = self.clock()
+            if up:
+                log.info("watch root %s is there: scanning it", ctx.root)
+            else:
+                log.warning("watch root %s is missing (not mounted yet?): waiting for it", ctx.root)
+            await self._record_roots()
+            if self.on_root is not None:
+                await self.on_root(ctx, up)
+        return up
+
+    async def _record_roots(self) -> None:
+        """The watch roots' state in the journal's meta table, for `acqd status`."""
+        doc = json.dumps(
+            {c.root: {"up": c.up, "since": self._root_since[c.index]} for c in self.roots if c.up is not None}
+        )
+        try:
+            await self._j(self.journal.set_meta, "watch_roots", doc)
+        except AcqdError as exc:
+            self.repeats.error("journal", str(exc), "could not record the watch roots' state: %s", exc)
+
+    def _journal_failed(self, ctx: RootCtx, exc: JournalError) -> None:
+        """A journal write failed (the state disk full, an I/O error): one log line for the run of
+        them, and the root is scanned again soon, so nothing found meanwhile is forgotten."""
+        self.repeats.error("journal", str(exc), "journal write failed, retrying in %.0fs: %s", JOURNAL_RETRY, exc)
+        self._soon[ctx.index] = self.mono() + JOURNAL_RETRY
+        self._rescan_wake.set()
+
     async def _scan(self, ctx: RootCtx, rel_dir: str) -> None:
         start = os.path.join(ctx.root, rel_dir) if rel_dir else ctx.root
         entries = await self._io(lambda: list(scan_tree(start, ctx.ignored)))
         if rel_dir:
-            entries = [Entry(f"{rel_dir}/{e.relpath}", e.kind, e.identity) for e in entries]
+            entries = [replace(e, relpath=f"{rel_dir}/{e.relpath}" if e.relpath else rel_dir) for e in entries]
+        found = {e.relpath for e in entries if e.kind is Kind.UNREADABLE}
+        for key in [k for k in self.unreadable if k[0] == ctx.index and k[1] not in found]:
+            if not rel_dir or key[1] == rel_dir or key[1].startswith(rel_dir + "/"):
+                self._readable_again(ctx, key[1])
         self._busy += 1
         try:
             for i in range(0, len(entries), 2000):
                 await self._admit(ctx, entries[i : i + 2000])
+            self.repeats.ok("journal")
+        except JournalError as exc:
+            self._journal_failed(ctx, exc)
         finally:
             self._busy -= 1
+
+    def _readable_again(self, ctx: RootCtx, rel: str) -> None:
+        error = self.unreadable.pop((ctx.index, rel), None)
+        if error is not None:
+            log.info("readable again: %r in %s (was: %s)", rel, ctx.root, error)
+
+    async def _unreadable(self, ctx: RootCtx, entries: list[Entry]) -> None:
+        """Record each path that cannot be listed or looked at once (journal audit, event, metric,
+        log line), however often scans and hints meet it; everything else goes on."""
+        for e in entries:
+            key = (ctx.index, e.relpath)
+            if self.unreadable.get(key) == e.error:  # once per path and kind of error
+                continue
+            self.unreadable[key] = e.error
+            try:
+                await self._j(self.journal.audit, None, "unreadable", root=ctx.root, path=e.relpath, reason=e.reason)
+            except AcqdError as exc:
+                self.repeats.error("journal", str(exc), "could not record an unreadable path: %s", exc)
+            o = Outcome(
+                kind="unreadable",
+                relpath=e.relpath or ".",
+                session=e.relpath.partition("/")[0],
+                detector=ctx.profile.name,
+                reason=e.reason,
+                stage=e.error,
+            )
+            try:
+                self.reporter.outcome(o)
+            except Exception:  # a reporter must never stop the scan
+                log.exception("reporter failed on unreadable %r", e.relpath)
 
     async def _intake(self) -> None:
         by_index = {c.index: c for c in self.roots}
@@ -523,11 +627,23 @@ class Pipeline:
                             todo.append(rel)
                     if todo:
                         entries = await self._io(lambda c=ctx, t=todo: [classify(c.root, r) for r in t])
-                        await self._admit(ctx, [e for e in entries if e is not None])
+                        try:
+                            await self._admit(ctx, [e for e in entries if e is not None])
+                        except JournalError as exc:
+                            self._journal_failed(ctx, exc)
+                self.repeats.ok("stage intake")
             finally:
                 self._busy -= 1
 
     async def _admit(self, ctx: RootCtx, entries: Iterable[Entry]) -> None:
+        entries = list(entries)
+        bad = [e for e in entries if e.kind is Kind.UNREADABLE]
+        if bad:
+            await self._unreadable(ctx, bad)
+        if self.unreadable:
+            for e in entries:
+                if e.kind is not Kind.UNREADABLE and (ctx.index, e.relpath) in self.unreadable:
+                    self._readable_again(ctx, e.relpath)
         fresh = [
             e
             for e in entries
@@ -884,8 +1000,17 @@ class Pipeline:
         await self._admit(c.ctx, [entry])
 
     async def _retry(self, c: Candidate, why: str, stage: str) -> None:
-        attempts = await self._j(self.journal.bump_attempts, c.row.id, why)
-        row = await self._j(self.journal.get, c.row.id)
+        try:
+            attempts = await self._j(self.journal.bump_attempts, c.row.id, why)
+            row = await self._j(self.journal.get, c.row.id)
+        except JournalError as exc:  # the state disk is full: the file waits, counted in one log line
+            self.repeats.error("journal", str(exc), "journal write failed, retrying in %.0fs: %s", JOURNAL_RETRY, exc)
+            self.in_flight.pop(c.key, None)
+            now = self.mono()
+            self._schedule(
+                Candidate(c.ctx, c.rel, c.row, c.stable, c.since, now + JOURNAL_RETRY, settled=True, born=c.born)
+            )
+            return
         self.stats.retries += 1
         self.stats.last_error = why
         self._emit("retry", row, reason=why, stage=stage)
@@ -922,7 +1047,14 @@ class Pipeline:
         for index, session in sorted(dirty):
             ctx = by_index[index]
             as_of = self.clock()
-            pairs = await self._j(self.journal.session_files, ctx.root, session)
+            try:
+                pairs = await self._j(self.journal.session_files, ctx.root, session)
+            except JournalError as exc:
+                self.repeats.error(
+                    "journal", str(exc), "manifest of session %r not written (retried): %s", session, exc
+                )
+                self._dirty.add((index, session))
+                continue
 
             def render(pairs: list[tuple[FileRow, Any]] = pairs, session: str = session, root: str = ctx.root) -> bytes:
                 entries = [
@@ -951,7 +1083,17 @@ class Pipeline:
                     partial(ctx.tier.write_atomic, replace=True), manifest_path(self._base(ctx), session), [doc]
                 )
             except AcqdError as exc:
-                log.warning("manifest of session %r not written (retried): %s", session, exc)
+                self.repeats.error(
+                    "manifest",
+                    _PATHLIKE.sub("…", str(exc)),
+                    "manifest of session %r not written (retried): %s",
+                    session,
+                    exc,
+                )
                 self._dirty.add((index, session))
                 continue
-            await self._j(self.journal.manifest_written, ctx.root, session, as_of)
+            self.repeats.ok("manifest")
+            try:
+                await self._j(self.journal.manifest_written, ctx.root, session, as_of)
+            except JournalError as exc:  # rewritten again later; nothing is lost
+                self.repeats.error("journal", str(exc), "journal write failed: %s", exc)

@@ -6,7 +6,9 @@ thread; the caller makes it thread-safe) and `on_overflow(root_index)` when even
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import errno
 import logging
 import os
 import stat
@@ -27,7 +29,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from acqd.values import Identity
 
@@ -53,6 +55,7 @@ class Kind(enum.Enum):
     SYMLINK = "symlink"
     SPECIAL = "special"  # fifo, socket, device node
     BADNAME = "badname"  # not valid UTF-8
+    UNREADABLE = "unreadable"  # a folder or entry that cannot be listed or stat'ed (EIO, ENOTCONN, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,28 @@ class Entry:
     relpath: str
     kind: Kind
     identity: Identity | None
+    reason: str = ""  # UNREADABLE: what went wrong, for a person
+    error: str = ""  # UNREADABLE: the class of error, a low-cardinality metric label (see ERROR_CLASSES)
+
+
+#: errno -> (metric label, what it means); anything else is "other"
+ERROR_CLASSES: dict[int, tuple[str, str]] = {
+    errno.ENAMETOOLONG: ("name_too_long", "path longer than PATH_MAX (4096 bytes): shorten the folder names"),
+    errno.EIO: ("io_error", "I/O error"),
+    errno.ENOTCONN: ("not_connected", "the mount is not connected (a dead FUSE/NFS mount?)"),
+    errno.ESTALE: ("not_connected", "stale file handle (a remounted or dead NFS mount?)"),
+    errno.EHOSTDOWN: ("not_connected", "host is down (a network mount)"),
+    errno.ETIMEDOUT: ("not_connected", "timed out (a network mount)"),
+    errno.EACCES: ("permission", "permission denied"),
+    errno.EPERM: ("permission", "operation not permitted"),
+}
+ERROR_LABELS = ("name_too_long", "io_error", "not_connected", "permission", "other")
+
+
+def unreadable(rel: str, what: str, exc: OSError) -> Entry:
+    """An entry recording that `rel` (a folder or a file) could not be listed or looked at."""
+    label, meaning = ERROR_CLASSES.get(exc.errno or 0, ("other", exc.strerror or str(exc)))
+    return Entry(display(rel), Kind.UNREADABLE, None, f"{what}: {meaning}", label)
 
 
 def identity_of(st: os.stat_result) -> Identity:
@@ -72,11 +97,14 @@ def display(rel: str) -> str:
 
 
 def classify(root: str, rel: str) -> Entry | None:
-    """lstat one path below `root` (never following a symlink). None if it is gone or a directory."""
+    """lstat one path below `root` (never following a symlink). None if it is gone or a directory;
+    an UNREADABLE entry if it cannot be looked at (never raises OSError)."""
     try:
         st = os.lstat(os.path.join(root, rel))
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        return unreadable(rel, "cannot look at this file", exc)
     return _entry(rel, st)
 
 
@@ -95,7 +123,11 @@ def _entry(rel: str, st: os.stat_result) -> Entry | None:
 
 
 def scan_tree(root: str, ignored: Callable[[str], bool]) -> Iterator[Entry]:
-    """Every entry below `root` that is not ignored, depth first; symlinked folders are not entered."""
+    """Every entry below `root` that is not ignored, depth first; symlinked folders are not entered.
+
+    Never raises OSError: a folder that cannot be listed (EACCES, EIO, ENOTCONN, a path longer than
+    PATH_MAX) or an entry that cannot be stat'ed yields one UNREADABLE entry naming it and why, and
+    the walk goes on with everything else."""
     stack = [""]
     while stack:
         rel_dir = stack.pop()
@@ -103,17 +135,27 @@ def scan_tree(root: str, ignored: Callable[[str], bool]) -> Iterator[Entry]:
             it = os.scandir(os.path.join(root, rel_dir) if rel_dir else root)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        except PermissionError as exc:
-            log.warning("cannot scan %s: %s", os.path.join(root, rel_dir), exc.strerror)
+        except OSError as exc:
+            yield unreadable(rel_dir, "cannot list this folder", exc)
             continue
         with it:
-            for de in it:
+            while True:
+                try:
+                    de = next(it)
+                except StopIteration:
+                    break
+                except OSError as exc:  # a listing that fails half way (EIO on a bad block, a dead mount)
+                    yield unreadable(rel_dir, "cannot list this folder", exc)
+                    break
                 if ignored(de.name):
                     continue
                 rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
                 try:
                     st = de.stat(follow_symlinks=False)
-                except FileNotFoundError:
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except OSError as exc:
+                    yield unreadable(rel, "cannot look at this entry", exc)
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(rel)
@@ -163,7 +205,11 @@ class _Overflow(logging.Filter):
 
 
 class EventSource:
-    """watchdog observers for the watch roots in events mode; hints only."""
+    """watchdog observers for the watch roots in events mode; hints only.
+
+    The roots given at construction are watched from `start`; `watch` adds one later (a watch root
+    that was mounted late) and `unwatch` drops one that went away. Both block (a recursive inotify
+    watch of a big tree takes a while): call them from a thread."""
 
     def __init__(
         self,
@@ -173,8 +219,22 @@ class EventSource:
     ) -> None:
         self._observer: BaseObserver = Observer()
         self._filter = _Overflow(on_overflow)
+        self._on_hint = on_hint
+        self._watches: dict[int, ObservedWatch] = {}
         for index, root in roots:
-            self._observer.schedule(_Handler(index, on_hint), root, recursive=True, event_filter=list(HINT_EVENTS))
+            self.watch(index, root)
+
+    def watch(self, index: int, root: str) -> None:
+        if index not in self._watches:
+            self._watches[index] = self._observer.schedule(
+                _Handler(index, self._on_hint), root, recursive=True, event_filter=list(HINT_EVENTS)
+            )
+
+    def unwatch(self, index: int) -> None:
+        w = self._watches.pop(index, None)
+        if w is not None:
+            with contextlib.suppress(KeyError, OSError):  # its inotify watch may be gone with the mount
+                self._observer.unschedule(w)
 
     def start(self) -> None:
         for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):

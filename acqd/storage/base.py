@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 
+from acqd.config import redact_url
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, NameTakenError, PermanentError
 from acqd.naming import NAME_MAX, is_temp, temp_name
@@ -82,7 +83,7 @@ class Tier:
         try:
             fs, root = fsspec.core.url_to_fs(url, **(options or {}))
         except (ImportError, ValueError) as exc:
-            raise PermanentError(f"tier {name}: cannot use {url!r}: {exc}") from None
+            raise PermanentError(f"tier {name}: cannot use {redact_url(url)!r}: {exc}") from None
         self._fs: Any = fs
         self.root = root.rstrip("/")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
@@ -112,7 +113,8 @@ class Tier:
         return f"{self.root}/{rel}" if self.root else rel
 
     def url(self, rel: str) -> str:
-        return f"{self._url}/{rel}"
+        """The URL of `rel`, for messages, events and manifests: never with a secret in it."""
+        return redact_url(f"{self._url}/{rel}")
 
     @contextlib.contextmanager
     def _edge(self, op: str, rel: str) -> Iterator[None]:

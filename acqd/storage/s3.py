@@ -35,6 +35,7 @@ import xxhash
 from fsspec.asyn import sync
 
 from acqd.checksum import Hasher
+from acqd.config import redact_url
 from acqd.crash import crash_point
 from acqd.errors import NameTakenError, PermanentError, VerifyError
 from acqd.storage.base import ReaderBase, Tier, check_options, is_temp, temp_name
@@ -105,7 +106,7 @@ class S3Tier(Tier):
         self._kwargs = kwargs
         self.root = url.partition("://")[2].strip("/")
         if not self.root:
-            raise PermanentError(f"tier {name}: {url!r} names no bucket: s3://bucket/prefix")
+            raise PermanentError(f"tier {name}: {redact_url(url)!r} names no bucket: s3://bucket/prefix")
         self.local = False
         self._fs = None
 

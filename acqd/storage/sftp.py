@@ -25,6 +25,7 @@ import sshfs
 from fsspec.asyn import sync
 from fsspec.utils import infer_storage_options
 
+from acqd.config import redact_url
 from acqd.errors import PermanentError
 from acqd.storage.base import Tier, check_options
 
@@ -43,7 +44,7 @@ class SftpTier(Tier):
         parsed = infer_storage_options(url)
         host = parsed.get("host")
         if not host:
-            raise PermanentError(f"tier {name}: {url!r} names no host: sftp://user@host:port/path")
+            raise PermanentError(f"tier {name}: {redact_url(url)!r} names no host: sftp://user@host:port/path")
         self.name = name
         self._url = url.rstrip("/")
         self.root = str(parsed.get("path") or "").rstrip("/")

@@ -1,0 +1,477 @@
+"""One bad entry never stops the rest: over-long paths, unreadable or failing folders, a full state
+disk, a watch root that is mounted late, secrets in URLs, and the modes of acqd's own files."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import urllib.request
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from acqd.config import MqttConfig, TierConfig, redact_url
+from acqd.errors import ConfigError
+from acqd.logs import Repeats
+from acqd.notify import MailboxMailer
+from acqd.watcher import Kind, classify, scan_tree
+from tests.conftest import (
+    REQUIRE,
+    Background,
+    journal_states,
+    run_acqd,
+    tree,
+    wait_for,
+    write_config,
+)
+from tests.servers import free_port
+
+NAME = "d" * 200
+
+
+def deep_file(base: Path, levels: int = 22, content: bytes = b"deep" * 100) -> None:
+    """base/deep/<200 x d>/... (levels folders, > PATH_MAX in all)/f.raw, built with *at() calls."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in ["deep"] + [NAME] * levels:
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        f = os.open("f.raw", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(f, content)
+        os.close(f)
+    finally:
+        os.close(fd)
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def audit_rows(state: Path, action: str) -> list[dict[str, str]]:
+    db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT detail FROM audit WHERE action = ?", (action,)).fetchall()
+    finally:
+        db.close()
+    return [json.loads(r[0]) for r in rows]
+
+
+def config(tmp: Path, watch: Path, dest: Path, state: Path, port: int, extra: str = "") -> Path:
+    return write_config(
+        tmp / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.2s, scan_interval: 0.3s}}
+tiers:
+  central: {{url: "file://{dest}"}}
+metrics: {{bind: "127.0.0.1:{port}"}}
+limits: {{retry_initial: 50ms, retry_max: 300ms}}
+{extra}""",
+    )
+
+
+# -- 1. one bad entry, the rest ships ---------------------------------------------------------
+
+
+def test_overlong_path_and_unreadable_folder_are_recorded_once_and_the_rest_ships(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A path longer than PATH_MAX (found by a scan and by inotify hints) and a folder the daemon
+    may not read (the daemon runs without CAP_DAC_OVERRIDE) are each recorded once, with their
+    reason, in the journal, the log and the metric, while every other session ships. Today's
+    scanner died on the first and restarted with a traceback every second."""
+    watch, dest, state = dirs
+    (watch / "good").mkdir()
+    (watch / "good" / "a.raw").write_bytes(b"a" * 5000)
+    deep_file(watch)  # there at start: found by the first scan
+    locked = watch / "locked"
+    locked.mkdir()
+    (locked / "secret.raw").write_bytes(b"s" * 100)
+    locked.chmod(0)
+    port = free_port()
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state, port)), drop_caps=True)
+    try:
+        wait_for(lambda: journal_states(state).get("good/a.raw") == "verified", 60, "good/a.raw verified")
+        (watch / "late").mkdir()
+        deep_file(watch / "late")  # made while running: inotify hints meet it too
+        (watch / "late" / "b.raw").write_bytes(b"b" * 3000)
+        wait_for(lambda: journal_states(state).get("late/b.raw") == "verified", 60, "late/b.raw verified")
+
+        def recorded() -> list[dict[str, str]]:
+            return audit_rows(state, "unreadable")
+
+        wait_for(lambda: len(recorded()) >= 3, 30, "three unreadable paths recorded")
+        text = scrape(port)
+        for name in ("c.raw", "d.raw"):  # more scans (every 0.3 s) and hints meet them again
+            (watch / "good" / name).write_bytes(b"c" * 2000)
+            wait_for(lambda n=name: journal_states(state).get(f"good/{n}") == "verified", 60, f"{name} verified")
+        before = len(recorded())
+        scans_later = scrape(port)
+    finally:
+        code, err = d.terminate()
+        for p in (watch / "deep", watch / "late" / "deep"):  # rmtree works below PATH_MAX (openat)
+            shutil.rmtree(p, ignore_errors=True)
+    assert code == 0, err
+    rows = recorded()
+    assert len(rows) == before == 3, rows
+    paths = sorted(r["path"] for r in rows)
+    assert paths[0].startswith(f"deep/{NAME}/") and paths[1].startswith(f"late/deep/{NAME}/") and paths[2] == "locked"
+    assert all("PATH_MAX" in r["reason"] for r in rows if r["path"] != "locked")
+    assert next(r for r in rows if r["path"] == "locked")["reason"] == "cannot list this folder: permission denied"
+    assert metric(text, "acqd_scan_errors_total", reason="name_too_long") == 2
+    assert metric(scans_later, "acqd_scan_errors_total", reason="name_too_long") == 2
+    assert metric(scans_later, "acqd_scan_errors_total", reason="permission") == 1
+    assert err.count("unreadable ") == 3, err  # one log line each, however many scans met them
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert {"good/a.raw", "late/b.raw"} <= tree(dest / "scope").keys()
+    assert (watch / "good" / "a.raw").exists()
+
+
+def test_scan_goes_on_past_a_failing_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO or ENOTCONN (a dead FUSE/NFS mount) listing one folder, or half way through listing it,
+    or stat'ing one entry: one UNREADABLE entry each, with its class; every other entry is found."""
+    for d in ("a", "dead", "half", "b"):
+        (tmp_path / d).mkdir()
+        for i in range(3):
+            (tmp_path / d / f"f{i}.raw").write_bytes(b"x")
+    (tmp_path / "b" / "stale.raw").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    class Half:
+        """A listing that fails after its first entry (EIO on a bad block)."""
+
+        def __init__(self, path: str) -> None:
+            self._it = real_scandir(path)
+            self._n = 0
+
+        def __enter__(self) -> Half:
+            return self
+
+        def __exit__(self, *a: object) -> None:
+            self._it.close()
+
+        def __iter__(self) -> Half:
+            return self
+
+        def __next__(self) -> os.DirEntry[str]:
+            self._n += 1
+            if self._n > 1:
+                raise OSError(errno.EIO, "Input/output error")
+            return next(self._it)
+
+    def scandir(path: str) -> object:
+        if path.endswith("/dead"):
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+        if path.endswith("/half"):
+            return Half(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr("acqd.watcher.os.scandir", scandir)
+    real_lstat = os.lstat
+
+    def lstat(path: str, *a: object, **kw: object) -> os.stat_result:
+        if str(path).endswith("stale.raw"):
+            raise OSError(errno.ESTALE, "Stale file handle")
+        return real_lstat(path)
+
+    entries = list(scan_tree(str(tmp_path), lambda n: False))
+    files = sorted(e.relpath for e in entries if e.kind is Kind.FILE)
+    bad = {e.relpath: (e.error, e.reason) for e in entries if e.kind is Kind.UNREADABLE}
+    assert files[:3] == ["a/f0.raw", "a/f1.raw", "a/f2.raw"] and "b/f2.raw" in files
+    assert len([f for f in files if f.startswith("half/")]) == 1
+    assert bad == {
+        "dead": ("not_connected", "cannot list this folder: the mount is not connected (a dead FUSE/NFS mount?)"),
+        "half": ("io_error", "cannot list this folder: I/O error"),
+    }
+    # the tracker's and the hints' look at one file: an entry, never an exception
+    monkeypatch.setattr("acqd.watcher.os.lstat", lstat)
+    e = classify(str(tmp_path), "b/stale.raw")
+    assert e is not None and e.kind is Kind.UNREADABLE and e.error == "not_connected"
+    assert classify(str(tmp_path), "b/gone.raw") is None
+
+
+def test_a_folder_that_vanishes_mid_scan_is_not_an_error(tmp_path: Path) -> None:
+    for d in ("a", "b", "c"):
+        (tmp_path / d / "sub").mkdir(parents=True)
+        (tmp_path / d / "sub" / "f.raw").write_bytes(b"x")
+
+    def ignored(name: str) -> bool:  # called for each entry as it is listed: remove a folder then
+        if name == "a":
+            for d in ("b", "c"):
+                if (tmp_path / d).exists():
+                    (tmp_path / d / "sub" / "f.raw").unlink()
+                    (tmp_path / d / "sub").rmdir()
+                    (tmp_path / d).rmdir()
+                    break
+        return False
+
+    entries = list(scan_tree(str(tmp_path), ignored))
+    assert all(e.kind is Kind.FILE for e in entries)
+    assert "a/sub/f.raw" in [e.relpath for e in entries]
+
+
+# -- 2. repeated errors: one line and a count -------------------------------------------------
+
+
+def test_repeats_log_the_first_and_count_the_rest(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    r = Repeats(logging.getLogger("acqd.test"), clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="acqd.test"):
+        for i in range(100):
+            now[0] = i
+            r.error("journal", "database or disk is full", "journal write failed: %s", "database or disk is full")
+            r.error("manifest", "no space", "manifest not written: %s", "no space")
+        r.flush()
+        r.flush()  # nothing new: no line
+        r.error("journal", "database or disk is full", "x")
+        r.ok("journal")
+        r.ok("journal")
+    lines = [rec.getMessage() for rec in caplog.records]
+    assert lines == [
+        "journal write failed: database or disk is full",
+        "manifest not written: no space",
+        "journal: repeated 99 more times in 99s (100 in all, still failing): database or disk is full",
+        "manifest: repeated 99 more times in 99s (100 in all, still failing): no space",
+        "journal: recovered after 101 occurrences over 99s of: database or disk is full",
+    ]
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if r.returncode != 0:
+        msg = f"cannot mount a tmpfs here ({r.stderr.decode().strip()}): the full state disk test needs root"
+        if REQUIRE:
+            pytest.fail(msg + " (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip(msg)
+
+
+def _fill(path: Path) -> None:
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_full_state_disk_is_one_line_with_a_count_and_recovers(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """The state disk (the journal's) fills up while files keep arriving: the daemon logs each
+    distinct error once and then a count, carries on, and ships everything once space returns."""
+    watch, dest, state = dirs
+    _mount_tmpfs(state, "4m")
+    try:
+        port = free_port()
+        d = Background("run", "--config", str(config(tmp_path, watch, dest, state, port)))
+        try:
+            (watch / "s0").mkdir()
+            (watch / "s0" / "first.raw").write_bytes(b"1" * 1000)
+            wait_for(lambda: journal_states(state).get("s0/first.raw") == "verified", 60, "first verified")
+            _fill(state / "filler")
+            for i in range(40):  # scans and hints, every one of which needs the journal
+                (watch / f"s{i % 4}").mkdir(exist_ok=True)
+                (watch / f"s{i % 4}" / f"f{i:03d}.raw").write_bytes(os.urandom(20_000))
+            # the scanner retries every 5 s and the intake meets every hint: let them fail a few times
+            wait_for(
+                lambda: (metric(scrape(port), "acqd_errors_total", stage="journal") or 0) >= 4, 90, "journal failures"
+            )
+            assert d.proc.poll() is None, d.stderr()
+            (state / "filler").unlink()
+            want = {f"s{i % 4}/f{i:03d}.raw" for i in range(40)}
+            wait_for(
+                lambda: want <= {k for k, v in journal_states(state).items() if v == "verified"}, 90, "all verified"
+            )
+        finally:
+            code, err = d.terminate()
+    finally:
+        subprocess.run(["umount", "-l", str(state)], capture_output=True)
+    assert code == 0, err
+    full = [ln for ln in err.splitlines() if "database or disk is full" in ln]
+    # one line per distinct error (site and text), then counts: not one per attempt or per file
+    firsts = [ln for ln in full if "repeated" not in ln and "recovered" not in ln]
+    assert len(firsts) == len(set(firsts)) <= 4, full
+    assert any(re.search(r"recovered after \d+ occurrences", ln) for ln in full), full
+    assert err.count("Traceback") == 0, err
+    assert len(tree(dest / "scope")) >= 41
+
+
+# -- 3. a watch root mounted late ---------------------------------------------------------------
+
+
+def test_missing_watch_root_is_waited_for_then_shipped(tmp_path: Path) -> None:
+    watch, dest, state = tmp_path / "mnt" / "acq", tmp_path / "central", tmp_path / "state"
+    dest.mkdir()
+    port = free_port()
+    cfg = config(tmp_path, watch, dest, state, port)
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert f"WARNING: watch root {watch} is missing" in r.stdout
+    r = run_acqd("run", "--config", str(cfg), "--once")
+    assert r.returncode == 78 and "does not exist" in r.stderr
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: metric(_try_scrape(port), "acqd_watch_root_up") == 0, 30, "root down in metrics")
+        s = run_acqd("status", "--config", str(cfg), "--json")
+        assert s.returncode == 0, s.stderr
+        assert json.loads(s.stdout)["watch_roots"][str(watch)]["up"] is False
+        assert f"watch root {watch}: MISSING since" in run_acqd("status", "--config", str(cfg)).stdout
+        assert d.proc.poll() is None, d.stderr()
+        watch.mkdir(parents=True)  # the mount arrives
+        (watch / "s").mkdir()
+        (watch / "s" / "f.raw").write_bytes(b"f" * 4096)
+        wait_for(lambda: journal_states(state).get("s/f.raw") == "verified", 60, "s/f.raw verified")
+        assert metric(scrape(port), "acqd_watch_root_up") == 1
+        s = run_acqd("status", "--config", str(cfg), "--json")
+        assert json.loads(s.stdout)["watch_roots"][str(watch)]["up"] is True
+        (watch / "s" / "g.raw").write_bytes(b"g" * 4096)  # inotify watches the late root too
+        wait_for(lambda: journal_states(state).get("s/g.raw") == "verified", 60, "s/g.raw verified")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "is missing (not mounted yet?): waiting for it" in err
+    assert (dest / "scope" / "s" / "f.raw").read_bytes() == b"f" * 4096
+
+
+def _try_scrape(port: int) -> str:
+    try:
+        return scrape(port)
+    except OSError:
+        return ""
+
+
+# -- 4. secrets in URLs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "home"),
+    [
+        ("sftp://alice:hunter2@nas.example.org/data", "key_file"),
+        ("s3://AKIAXXXXhunter2:wJalrhunter2@bucket/prefix", "credentials_file"),
+        ("s3://hunter2@bucket/prefix", "credentials_file"),
+        ("memory://u:hunter2@x/y", "credential"),
+    ],
+)
+def test_secret_in_a_tier_url_is_refused_and_never_printed(tmp_path: Path, url: str, home: str) -> None:
+    with pytest.raises(ValueError, match=home) as exc:
+        TierConfig(url=url)
+    assert "hunter2" not in str(exc.value).replace(f"input_value='{url}'", "")
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+watch: [{{path: {tmp_path}}}]
+tiers: {{central: {{url: "{url}"}}}}
+""",
+    )
+    for args in (["check", "--config", str(cfg)], ["run", "--config", str(cfg), "--once"]):
+        r = run_acqd(*args)
+        assert r.returncode == 78, r.stderr
+        assert "secrets never go in acqd.yaml" in r.stderr and home in r.stderr
+        assert "hunter2" not in r.stderr + r.stdout
+    r = run_acqd("run", "--watch", str(tmp_path), "--dest", url, "--state-dir", str(tmp_path / "s"), "--once")
+    assert r.returncode == 78 and "secrets never go in acqd.yaml" in r.stderr
+    assert "hunter2" not in r.stderr + r.stdout
+
+
+def test_secret_in_the_mqtt_url_is_refused_and_a_user_alone_is_fine() -> None:
+    with pytest.raises(ValueError, match="password_file") as exc:
+        MqttConfig(url="mqtt://acqd:hunter2@broker:1883")
+    assert "hunter2" not in str(exc.value).replace("input_value='mqtt://acqd:hunter2@broker:1883'", "")
+    assert MqttConfig(url="mqtt://acqd@broker:1883").url == "mqtt://acqd@broker:1883"
+    assert TierConfig(url="sftp://alice@nas:2222/data").url == "sftp://alice@nas:2222/data"
+
+
+def test_urls_are_redacted_wherever_shown() -> None:
+    assert redact_url("sftp://alice:pw@h/x") == "sftp://alice:***@h/x"
+    assert redact_url("s3://KEY:SECRET@b/p") == "s3://KEY:***@b/p"
+    assert redact_url("s3://KEY@b/p") == "s3://***@b/p"
+    assert redact_url("mqtt://u@h:1883") == "mqtt://u@h:1883"
+    assert redact_url("file:///mnt/a@b/c") == "file:///mnt/a@b/c"
+    from acqd.storage import open_tier
+
+    tier = open_tier("t", "memory://pw:hunter2@x/root")  # a tier opened by hand (no config): still redacted
+    assert "hunter2" not in tier.url("a/b.raw")
+    from acqd.events import Broker
+
+    with pytest.raises(ConfigError) as exc:
+        Broker.parse("http://u:hunter2@h")
+    assert "hunter2" not in str(exc.value)
+
+
+# -- 5. modes ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask022() -> Iterator[Callable[[], None]]:
+    old = os.umask(0o022)
+    yield lambda: None
+    os.umask(old)
+
+
+def mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_journal_state_dir_and_lock_are_private_objects_follow_the_umask(
+    tmp_path: Path, umask022: Callable[[], None]
+) -> None:
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (watch / "s").mkdir(parents=True)
+    dest.mkdir()
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    (watch / "s" / "f.raw").write_bytes(b"x" * 1000)
+    d = Background("run", "--watch", str(watch), "--dest", str(dest), "--state-dir", str(state), "--settle", "0.2s")
+    try:
+        wait_for(lambda: journal_states(state).get("s/f.raw") == "verified", 60, "verified")
+        wal, shm = state / "journal.sqlite-wal", state / "journal.sqlite-shm"
+        assert wal.exists() and shm.exists()
+        modes = {p.name: mode(p) for p in (state / "journal.sqlite", wal, shm, state / "acqd.lock")}
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert modes == dict.fromkeys(("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "acqd.lock"), 0o600)
+    assert mode(state) == 0o700
+    stored = next(p for p in (dest).rglob("f.raw"))
+    assert mode(stored) == 0o644  # 0666 minus the daemon's umask (0022 here; the unit's 0027 gives 0640)
+
+
+def test_journal_made_by_an_older_version_is_tightened(tmp_path: Path, umask022: Callable[[], None]) -> None:
+    from acqd.journal import Journal
+
+    path = tmp_path / "journal.sqlite"
+    sqlite3.connect(path).close()
+    path.chmod(0o644)
+    Journal(path).close()
+    assert mode(path) == 0o600
+
+
+async def test_mailbox_is_private(tmp_path: Path, umask022: Callable[[], None]) -> None:
+    msg = EmailMessage()
+    msg["To"], msg["From"], msg["Subject"] = "alice@example.org", "acqd@x", "purge warning"
+    msg.set_content("your data")
+    box = tmp_path / "mailbox"
+    await MailboxMailer(box).send(msg)
+    assert mode(box) == 0o600 and b"purge warning" in box.read_bytes()
