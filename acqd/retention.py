@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from acqd import journal as jr
-from acqd.errors import AcqdError
+from acqd.errors import AcqdError, NameTakenError
 from acqd.journal import Journal
 from acqd.layouts import build_layout
 from acqd.notify import Digests, Mailer
@@ -219,7 +219,13 @@ class RetentionRunner:
         """Copy to the new tier, verify the new copy, record it, and only then delete the old one."""
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
         rel = row.copy.dest
-        await self._io(copy_between, src, dst, rel)
+        try:
+            await self._io(copy_between, src, dst, rel)
+        except NameTakenError:
+            # an object is already under this name on the new tier: a transition that crashed
+            # before it was recorded, or somebody else's. Never replaced: it is taken as the new
+            # copy only if it verifies below; otherwise the transition fails (and is retried).
+            log.warning("retention: %s already on tier %s; checking whether it is this copy", rel, dst.name)
         await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
         await self._j(
             jr.add_copy,
@@ -266,7 +272,11 @@ def copy_between(src: Tier, dst: Tier, rel: str) -> None:
             with src.open_read(sub) as fin, dst.fs.open(f"{tmp}/{part}", "wb") as fout:
                 while block := fin.read(8 << 20):
                     fout.write(block)
-        dst.commit_tree(rel)
+        try:
+            dst.commit_tree(rel)
+        except NameTakenError:
+            dst.remove_temp(rel)
+            raise
         return
 
     def chunks() -> Iterator[bytes]:

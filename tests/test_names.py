@@ -389,3 +389,38 @@ limits: {{retry_initial: 50ms, retry_max: 200ms}}
     assert keys["s/a.dat"] == b"a, version 1" and keys["s/a~v2.dat"] == b"a, version 2"
     assert keys["s/a.v2.dat"] == b"a real a.v2.dat" and keys["s/g.raw"] == b"a foreign object"
     assert (tmp_path / "acq" / "s" / "g.raw").read_bytes() == b"acqd's g.raw"
+
+
+async def test_a_transition_never_replaces_an_object_in_the_way(tmp_path: Path) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from acqd.daemon import journal_path
+    from acqd.journal import Journal
+    from tests import test_retention as tr
+
+    gen = tr.setup.__wrapped__(tmp_path)  # type: ignore[attr-defined]
+    s = await gen.__anext__()
+    try:
+        mine = s.central / "alice_apoferritin_0101/FoilHole_1_fractions.mrc"
+        theirs = s.capacity / "alice_apoferritin_0101/FoilHole_2_fractions.mrc"
+        theirs.parent.mkdir(parents=True)
+        theirs.write_bytes(b"somebody else's file on the capacity tier")
+        crashed = s.capacity / "alice_apoferritin_0101/FoilHole_1_fractions.mrc"
+        crashed.write_bytes(mine.read_bytes())  # a transition that crashed before it was recorded
+        original = mine.read_bytes()
+        jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+        loop = asyncio.get_running_loop()
+        j = await loop.run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+        try:
+            res = await tr.sweep_days(s, range(14, 15), tr.make_runner(s, j, jexec, io))
+        finally:
+            await loop.run_in_executor(jexec, j.close)
+            jexec.shutdown()
+            io.shutdown()
+        assert res[14].failed == 1
+        assert theirs.read_bytes() == b"somebody else's file on the capacity tier"  # never replaced
+        assert (s.central / "alice_apoferritin_0101/FoilHole_2_fractions.mrc").exists()  # the old copy stays
+        assert crashed.read_bytes() == original and not mine.exists()  # verified as this copy: taken
+    finally:
+        await gen.aclose()
