@@ -4,7 +4,8 @@ Topics:
   acqd/<instrument>/status          retained JSON: online/offline, version, backlog (the last will
                                      sets it offline when acqd dies without saying goodbye)
   acqd/<instrument>/events/<type>   QoS 1 JSON with a schema version: file.verified,
-                                     file.quarantined, file.released
+                                     file.quarantined, file.released, file.release_held (a process
+                                     still writes it), file.copy_lost (shipped again)
 
 A bounded outbox feeds a single sender task that reconnects with jittered exponential backoff. A
 broker that is down never slows the pipeline: `emit` never waits, and a full outbox drops the event
@@ -39,6 +40,8 @@ EVENT_KINDS = {
     "verified": "file.verified",
     "quarantined": "file.quarantined",
     "released": "file.released",
+    "held": "file.release_held",
+    "copy_lost": "file.copy_lost",
     "retention.warned": "retention.warned",
     "retention.transitioned": "retention.transitioned",
     "retention.purged": "retention.purged",

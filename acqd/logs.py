@@ -14,6 +14,8 @@ _LEVEL = {
     "complete": logging.DEBUG,
     "verified": logging.INFO,
     "released": logging.INFO,
+    "held": logging.INFO,
+    "copy_lost": logging.WARNING,
     "vanished": logging.INFO,
     "quarantined": logging.WARNING,
     "retry": logging.WARNING,
@@ -41,7 +43,7 @@ class LogReporter:
                 o.seconds,
                 o.checksum,
             )
-        elif o.kind in ("quarantined", "vanished", "retry") or o.kind.startswith("retention."):
+        elif o.kind in ("quarantined", "vanished", "retry", "held", "copy_lost") or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         else:
             log.log(level, "%s %r", o.kind, o.relpath)
