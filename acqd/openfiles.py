@@ -7,11 +7,11 @@ inode of the open file, whatever name it has now: renamed, hard-linked or unlink
 descriptor on one of the files asked about has its ``/proc/<pid>/fdinfo/<fd>`` flags read: open
 ``O_WRONLY`` or ``O_RDWR`` makes that process a writer.
 
-Limits (the README says them too): root, or CAP_SYS_PTRACE, sees every process; without them only
-processes of acqd's own user are visible (``hidden`` counts the others), and a /proc mounted with
-``hidepid`` hides them altogether. Writers on other hosts (NFS/SMB clients) have no descriptor here:
-for those the settle window is the protection. A file written through a shared memory mapping whose
-descriptor was closed is not seen either.
+Limits (the README says them too): root, or CAP_SYS_PTRACE with CAP_DAC_READ_SEARCH, sees every
+process; without them only processes of acqd's own user are visible (``hidden`` counts the others,
+and a /proc mounted with ``hidepid`` hides them altogether). Writers on other hosts (NFS/SMB
+clients) have no descriptor here: for those the settle window is the protection. A file written
+through a shared memory mapping whose descriptor was closed is not seen either.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 FileKey = tuple[int, int]  # (st_dev, st_ino)
 
 O_ACCMODE = 0o3
-CAP_SYS_PTRACE = 19  # bit in CapEff (linux/capability.h)
+NEEDED_CAPS = {"CAP_SYS_PTRACE": 19, "CAP_DAC_READ_SEARCH": 2}  # bits in CapEff (linux/capability.h)
 
 
 # -- pure ---------------------------------------------------------------------------------------
@@ -49,21 +49,21 @@ def names_a_path(link: str) -> bool:
     return link.startswith("/") and not link.startswith(("/proc/", "/sys/", "/dev/"))
 
 
-def visibility_problem(status: str, mount_options: str, euid: int) -> str | None:
-    """Why a scan may miss other users' writers (from /proc/self/status and /proc's mount options),
-    or None if it sees every process."""
-    if "hidepid=" in mount_options and not any(o in mount_options.split(",") for o in ("hidepid=0", "hidepid=off")):
-        return "/proc is mounted with hidepid: processes of other users are invisible (systemd: ProtectProc=default)"
-    if euid == 0:
-        return None
+def visibility_problem(status: str) -> str | None:
+    """Why a scan may miss other users' writers, from /proc/self/status; None if it sees them all.
+    Reading another user's /proc/PID/fd takes CAP_SYS_PTRACE (ptrace read access, which also lifts
+    /proc's hidepid) and CAP_DAC_READ_SEARCH (the fd folder is mode 0500): root has both."""
     for line in status.splitlines():
         if line.startswith("CapEff:"):
             try:
-                if int(line.split()[1], 16) >> CAP_SYS_PTRACE & 1:
-                    return None
+                eff = int(line.split()[1], 16)
             except (IndexError, ValueError):
                 break
-    return "acqd runs without root or CAP_SYS_PTRACE: files other users' processes have open are not seen"
+            missing = [name for name, bit in NEEDED_CAPS.items() if not eff >> bit & 1]
+            if not missing:
+                return None
+            return f"acqd lacks {' and '.join(missing)}: files other users' processes have open are not seen"
+    return "cannot read acqd's capabilities: files other users' processes have open may not be seen"
 
 
 # -- blocking -----------------------------------------------------------------------------------
@@ -123,15 +123,10 @@ def scan(files: Collection[FileKey], proc: str = "/proc") -> Scan:
 
 def visibility(proc: str = "/proc") -> str | None:
     """`visibility_problem` for this process (None: every writer on this host is visible)."""
-    status = options = ""
+    status = ""
     with contextlib.suppress(OSError), open(f"{proc}/self/status", encoding="ascii", errors="replace") as f:
         status = f.read()
-    with contextlib.suppress(OSError), open(f"{proc}/self/mounts", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 4 and parts[1] == proc:
-                options = parts[3]
-    return visibility_problem(status, options, os.geteuid())
+    return visibility_problem(status)
 
 
 # -- async: many releases share one scan ----------------------------------------------------------

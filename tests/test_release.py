@@ -132,11 +132,11 @@ def test_fdinfo_and_link_parsing() -> None:
     assert fdinfo_writes("pos:\t0\nflags:\tzz\n") and fdinfo_writes("")  # doubt holds a release back
     assert names_a_path("/data/acq/s/f.raw") and names_a_path("/data/x (deleted)")
     assert not any(map(names_a_path, ("socket:[123]", "pipe:[9]", "anon_inode:[eventfd]", "/dev/null", "/proc/1")))
-    ptrace = "CapEff:\t0000000000080000\n"
-    assert visibility_problem("CapEff:\t0000000000000000\n", "rw,nosuid", 0) is None  # root
-    assert visibility_problem(ptrace, "rw,nosuid", 1000) is None
-    assert "CAP_SYS_PTRACE" in (visibility_problem("CapEff:\t0000000000000000\n", "rw", 1000) or "")
-    assert "hidepid" in (visibility_problem(ptrace, "rw,hidepid=invisible", 0) or "")
+    assert visibility_problem("CapEff:\t000001ffffffffff\n") is None  # root
+    assert visibility_problem("CapEff:\t0000000000080004\n") is None  # CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH
+    assert "CAP_DAC_READ_SEARCH" in (visibility_problem("CapEff:\t0000000000080000\n") or "")
+    assert "CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH" in (visibility_problem("CapEff:\t0000000000000000\n") or "")
+    assert visibility_problem("") is not None
 
 
 def test_scan_finds_writers_of_a_renamed_or_unlinked_file_and_not_readers(tmp_path: Path) -> None:
