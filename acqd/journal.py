@@ -209,6 +209,12 @@ class Journal:
                     timeout=10,
                     isolation_level=None,
                 )
+                for table, column, _ in _ADDED_COLUMNS:
+                    have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                    if have and column not in have:
+                        raise JournalError(
+                            f"the journal {path} was written by an older acqd: start the daemon once to upgrade it"
+                        )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)

@@ -431,3 +431,32 @@ limits: {{retry_initial: 50ms, retry_max: 300ms}}
         body = zstandard.ZstdDecompressor().decompress(body)
     assert body == data  # shipped again, whole
     assert not (watch / "sess" / "f.raw").exists()
+
+
+def test_a_journal_from_before_devices_were_recorded_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from acqd.errors import JournalError
+    from acqd.journal import _SCHEMA
+    from acqd.values import Identity, SourceRef
+
+    path = tmp_path / "journal.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        _SCHEMA.replace("    device INTEGER NOT NULL DEFAULT 0,\n", "").replace("    stored_checksum TEXT,\n", "")
+    )
+    db.execute(
+        "INSERT INTO files(root, relpath, state, size, mtime_ns, inode, ctime_ns, detector, session, first_seen,"
+        " updated) VALUES('/r', 'a', 'verified', 1, 2, 3, 4, 'generic', '.', 0, 0)"
+    )
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="older acqd"):
+        Journal(path, readonly=True)  # a reader never changes it; it says what to do
+    j = Journal(path)
+    row = j.lookup(SourceRef("/r", "a"))
+    j.close()
+    assert row is not None and row.identity == Identity(1, 2, 3, 4, device=0)
+    # device 0 is "not known": the file on its real device is still the one shipped
+    assert row.identity.same_file_as(Identity(1, 2, 3, 4, device=2049))
+    Journal(path, readonly=True).close()
