@@ -169,6 +169,11 @@ class Limits(Frozen):
     chunk_bytes: Size = Field(8 * 2**20, description="read/write unit of the streaming layouts")
     retry_initial: Duration = 1.0
     retry_max: Duration = 300.0
+    release_verify: Literal["quick", "full"] = Field(
+        "quick",
+        description="before a local file is released, re-check its stored copy: quick (present, verified size, "
+        "the tier's checksum metadata where it keeps one) or full (read back and verified again)",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> Limits:

@@ -10,6 +10,7 @@ the point is reached, ``after_rename:3`` at the third. The points, in the order 
 - ``after_rename``: the copy has its final name; the journal does not know yet
 - ``before_journal_commit``: the write returned; the journal row "stored" is not written
 - ``after_verify``: the copy was read back and matched; "verified" is not written
+- ``before_release``: every release check passed and the release is journaled as begun; nothing unlinked
 - ``during_release``: the acquisition-disk file is unlinked; "released" is not written
 """
 
@@ -25,6 +26,7 @@ POINTS = (
     "after_rename",
     "before_journal_commit",
     "after_verify",
+    "before_release",
     "during_release",
 )
 

@@ -4,8 +4,11 @@ Topics:
   acqd/<instrument>/status          retained JSON: online/offline, version, backlog (the last will
                                      sets it offline when acqd dies without saying goodbye)
   acqd/<instrument>/events/<type>   QoS 1 JSON with a schema version: file.verified,
-                                     file.quarantined, file.released, path.unreadable (a folder
-                                     or entry under a watch root that cannot be listed, once each)
+                                     file.quarantined, file.released, file.release_held (a process
+                                     still writes it), file.copy_lost (shipped again),
+                                     file.conflict (its name holds another object), path.unreadable
+                                     (a folder or entry that cannot be listed, once each),
+                                     daemon.halted (claim or journal lost)
 
 A bounded outbox feeds a single sender task that reconnects with jittered exponential backoff. A
 broker that is down never slows the pipeline: `emit` never waits, and a full outbox drops the event
@@ -44,6 +47,8 @@ EVENT_KINDS = {
     "conflict": "file.conflict",
     "halted": "daemon.halted",
     "unreadable": "path.unreadable",
+    "held": "file.release_held",
+    "copy_lost": "file.copy_lost",
     "retention.warned": "retention.warned",
     "retention.transitioned": "retention.transitioned",
     "retention.purged": "retention.purged",

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS files(
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL DEFAULT 0,
+    device INTEGER NOT NULL DEFAULT 0,
     checksum TEXT,
     detector TEXT NOT NULL,
     session TEXT NOT NULL,
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS copies(
     state TEXT NOT NULL,
     stored_at REAL NOT NULL,
     verified_at REAL,
+    stored_checksum TEXT,
     UNIQUE(tier, dest)
 );
 CREATE INDEX IF NOT EXISTS copies_file ON copies(file_id);
@@ -103,6 +105,12 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+#: columns added after the first release of the schema: (table, column, definition), added at open
+_ADDED_COLUMNS = (
+    ("files", "device", "INTEGER NOT NULL DEFAULT 0"),
+    ("copies", "stored_checksum", "TEXT"),
+)
 
 
 #: the journal database and its -wal and -shm files: only the daemon's user reads them (SQLite
@@ -156,6 +164,7 @@ class CopyRow:
     state: str
     stored_at: float
     verified_at: float | None
+    stored_checksum: str | None = None  # the tier's own checksum of the stored object (S3 metadata), once seen
 
     def as_result(self) -> WriteResult:
         return WriteResult(self.checksum, self.source_bytes, self.stored_bytes, self.codec)
@@ -171,10 +180,11 @@ class Observation:
 
 _FILE_COLS = (
     "id, root, relpath, version, state, reason, size, mtime_ns, inode, ctime_ns, checksum, detector, "
-    "session, attempts, first_seen, updated"
+    "session, attempts, first_seen, updated, device"
 )
 _COPY_COLS = (
-    "id, file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state, stored_at, verified_at"
+    "id, file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state, stored_at, verified_at,"
+    " stored_checksum"
 )
 
 
@@ -186,7 +196,7 @@ def _file_row(r: tuple[Any, ...]) -> FileRow:
         version=r[3],
         state=State(r[4]),
         reason=r[5],
-        identity=Identity(r[6], r[7], r[8], r[9]),
+        identity=Identity(r[6], r[7], r[8], r[9], r[16]),
         checksum=r[10],
         detector=r[11],
         session=r[12],
@@ -217,6 +227,12 @@ class Journal:
                     timeout=10,
                     isolation_level=None,
                 )
+                for table, column, _ in _ADDED_COLUMNS:
+                    have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                    if have and column not in have:
+                        raise JournalError(
+                            f"the journal {path} was written by an older acqd: start the daemon once to upgrade it"
+                        )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 private(path)
@@ -228,6 +244,7 @@ class Journal:
                 if ok is None or ok[0] != "ok":
                     raise JournalError(f"journal {path} is corrupt: {ok[0] if ok else 'no answer'}")
                 self._db.executescript(_SCHEMA)
+                self._add_columns()
                 with self._tx():
                     self._db.execute(
                         "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
@@ -258,6 +275,13 @@ class Journal:
         if (st.st_dev, st.st_ino) != self._identity:
             return f"the journal {self.path} was replaced by another file while acqd was running"
         return None
+
+    def _add_columns(self) -> None:
+        """Bring a journal written by an earlier acqd up to the current columns (idempotent)."""
+        for table, column, definition in _ADDED_COLUMNS:
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -357,8 +381,8 @@ class Journal:
                         version = row.version + 1
                         db.execute("UPDATE files SET current = 0 WHERE id = ?", (row.id,))
                     cur = db.execute(
-                        "INSERT INTO files(root, relpath, version, state, size, mtime_ns, inode, ctime_ns, detector,"
-                        " session, first_seen, updated) VALUES(?, ?, ?, 'seen', ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO files(root, relpath, version, state, size, mtime_ns, inode, ctime_ns, device,"
+                        " detector, session, first_seen, updated) VALUES(?, ?, ?, 'seen', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             ob.ref.root,
                             ob.ref.relpath,
@@ -367,6 +391,7 @@ class Journal:
                             i.mtime_ns,
                             i.inode,
                             i.ctime_ns,
+                            i.device,
                             ob.detector,
                             ob.ref.session,
                             now,
@@ -385,6 +410,7 @@ class Journal:
                         mtime_ns=i.mtime_ns,
                         inode=i.inode,
                         ctime_ns=i.ctime_ns,
+                        device=i.device,
                         attempts=0,
                     )
                     self._audit(row.id, "seen", size=i.size, changed=True, was=row.state.value)
@@ -421,6 +447,26 @@ class Journal:
         rows = self._db.execute("SELECT file_id, path FROM releasing ORDER BY file_id").fetchall()
         return [(self._get(fid), path) for fid, path in rows]
 
+    def pin_stored_checksum(self, copy_id: int, checksum: str) -> None:
+        """Remember the tier's own checksum of a verified copy (read right after its verification), so
+        that a later re-check before a release can tell a replaced object from the one verified."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE copies SET stored_checksum = ? WHERE id = ? AND stored_checksum IS NULL", (checksum, copy_id)
+            )
+
+    def copy_lost(self, file_id: int, copy_id: int, reason: str) -> FileRow:
+        """The verified copy was found gone or changed before the local file was released: the copy
+        is no longer counted, the row goes back to seen and the file is shipped again."""
+        with self._tx() as db:
+            row = self._get(file_id)
+            self._set(row, State.SEEN, reason, attempts=0)
+            db.execute("UPDATE copies SET state = 'lost', stored_checksum = NULL WHERE id = ?", (copy_id,))
+            db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))
+            db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
+            self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)
+            return self._get(file_id)
+
     def mark_complete(self, file_id: int, identity: Identity, reason: str) -> FileRow:
         """The file settled: record the identity it settled at (what release compares against)."""
         with self._tx():
@@ -434,6 +480,7 @@ class Journal:
                 mtime_ns=i.mtime_ns,
                 inode=i.inode,
                 ctime_ns=i.ctime_ns,
+                device=i.device,
             )
             self._audit(file_id, "complete", reason=reason, size=i.size)
             return self._get(file_id)
@@ -541,13 +588,13 @@ class Journal:
                 ident = Identity(size, mtime_ns, 0, 0)
                 st = stat(f"{root}/{rel}")
                 if st is not None and st.st_size == size and st.st_mtime_ns == mtime_ns:
-                    ident = Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+                    ident = Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_dev)
                 state = "verified" if ident.inode else str(e["state"])
                 session = SourceRef(root, rel).session
                 cur = db.execute(
                     "INSERT INTO files(root, relpath, version, current, state, size, mtime_ns, inode, ctime_ns,"
-                    " checksum, detector, session, first_seen, updated)"
-                    " VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " device, checksum, detector, session, first_seen, updated)"
+                    " VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         root,
                         rel,
@@ -557,6 +604,7 @@ class Journal:
                         ident.mtime_ns,
                         ident.inode,
                         ident.ctime_ns,
+                        ident.device,
                         e["checksum"],
                         str(e.get("detector", "generic")),
                         session,

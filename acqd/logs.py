@@ -22,6 +22,8 @@ _LEVEL = {
     "complete": logging.DEBUG,
     "verified": logging.INFO,
     "released": logging.INFO,
+    "held": logging.INFO,
+    "copy_lost": logging.WARNING,
     "vanished": logging.INFO,
     "quarantined": logging.WARNING,
     "retry": logging.WARNING,
@@ -153,7 +155,7 @@ class LogReporter:
         elif o.kind == "unreadable":  # a path may be thousands of bytes long: its ends say where
             shown = o.relpath if len(o.relpath) <= 200 else f"{o.relpath[:80]}…{o.relpath[-80:]}"
             log.log(level, "unreadable %r: %s", shown, o.reason)
-        elif o.kind in ("quarantined", "vanished", "retry") or o.kind.startswith("retention."):
+        elif o.kind in ("quarantined", "vanished", "retry", "held", "copy_lost") or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         else:
             log.log(level, "%s %r", o.kind, o.relpath)

@@ -45,11 +45,14 @@ from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path
 from acqd.naming import stored_name
+from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
+from acqd.recheck import CopyCheck, check_copy
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import Observed
 from acqd.storage import Tier, check_name
+from acqd.unlink import GONE, NotBelow, lstat_below, unlink_below
 from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
@@ -61,6 +64,7 @@ MANIFEST_INTERVAL = 2.0  # seconds between rewrites of a session manifest (at le
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 ROOT_POLL = 1.0  # seconds between looks at a watch root that is missing (a late or lost mount)
 JOURNAL_RETRY = 5.0  # seconds before a file whose journal write failed (state disk full) is tried again
+RELEASE_RECHECK_MAX = 10.0  # seconds: a release held back (a writer, a tier not answering) is looked at again
 
 
 @dataclass(frozen=True)
@@ -210,8 +214,6 @@ class _Source:
 
     def _final_check(self) -> None:
         st = os.fstat(self.fd)
-        if not identity_of(st).same_content_as(self.expected):
-            raise SourceChangedError("modified while being read")
         crash_point("after_read")
         try:
             now = os.lstat(self.path)
@@ -219,6 +221,9 @@ class _Source:
             raise SourceChangedError("removed or renamed while being read") from None
         if now.st_ino != st.st_ino:
             raise SourceChangedError("replaced by another file while being read")
+        # after the name checks: a rename or an unlink also moves the file's ctime
+        if not identity_of(st).same_content_as(self.expected):
+            raise SourceChangedError("modified while being read")
 
     def close(self) -> None:
         if self._file is not None:
@@ -244,6 +249,7 @@ class Pipeline:
         guard: Callable[[Tier], None] | None = None,
         repeats: Repeats | None = None,
         on_root: Callable[[RootCtx, bool], Awaitable[None]] | None = None,
+        writers: WriterCheck | None = None,
     ) -> None:
         self.instrument = instrument
         #: blocking check before every commit that this daemon still owns the destination and its
@@ -286,6 +292,9 @@ class Pipeline:
         self.outcome_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._feeders: list[asyncio.Task[None]] = []
+        self.writers = writers or WriterCheck(self._run_io)
+        self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
+        self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
 
     # -- helpers ------------------------------------------------------------------------------
     def _emit(self, kind: str, row: FileRow, **fields: Any) -> None:
@@ -317,6 +326,9 @@ class Pipeline:
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
+
+    async def _run_io(self, fn: Callable[[], T]) -> T:
+        return await self._io(fn)
 
     async def _j(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.jexec, partial(fn, *args, **kw))
@@ -350,6 +362,7 @@ class Pipeline:
     # -- run ----------------------------------------------------------------------------------
     async def run(self, stop_after: Awaitable[None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        await self._warn_if_writers_unseen()
         await self._reconcile()
         async with asyncio.TaskGroup() as tg:
             self._feeders = [
@@ -395,6 +408,9 @@ class Pipeline:
         await self.stopping.wait()
         for t in self._feeders:
             t.cancel()
+        for h in self._release_later.values():
+            h.cancel()
+        self._release_later.clear()
         while not self.ready.empty():
             self.ready.get_nowait()
         for _ in range(self.limits.concurrent_files):
@@ -451,16 +467,22 @@ class Pipeline:
             if root in by_path:
                 self._dirty.add((by_path[root], session))
 
-        def still_there(path: str, expected: Identity) -> bool:
+        def still_there(root: str, rel: str, expected: Identity) -> bool:
             try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                return False
-            return stat.S_ISREG(st.st_mode) and identity_of(st).same_content_as(expected)
+                st = lstat_below(root, rel)
+            except NotBelow:
+                return True  # not reachable without a symlink: it was not unlinked by acqd
+            return st is not None and stat.S_ISREG(st.st_mode) and identity_of(st).same_file_as(expected)
 
+        ctx_of = {c.root: c for c in self.roots}
         for row, path in await self._j(self.journal.interrupted_releases):
-            if await self._io(still_there, path, row.identity):
-                await self._j(self.journal.end_release, row.id)  # not unlinked: the scan releases it
+            ctx = ctx_of.get(row.root)
+            if ctx is None or await self._io(still_there, row.root, row.relpath, row.identity):
+                # not unlinked. The release starts over from the scan (every check again), but a copy
+                # that has gone or changed meanwhile is found now, and the file shipped again
+                if ctx is not None and await self._copy_lost_at_start(ctx, row):
+                    continue
+                await self._j(self.journal.end_release, row.id)
             else:  # unlinked (a file now under that name is a new one, shipped as a new version)
                 row = await self._j(
                     self.journal.mark, row.id, State.RELEASED, "release finished after a restart", path=path
@@ -740,6 +762,12 @@ class Pipeline:
             await self._admit(c.ctx, [entry])  # it became a symlink or a FIFO: the journal decides
             return
         current = entry.identity if entry is not None else None
+        if c.release_only and entry is not None and current is not None and not current.same_content_as(c.stable):
+            # a release was due and the file changed: not this row's business any more; the journal
+            # makes it a new version
+            self.candidates.pop(c.key, None)
+            await self._admit(c.ctx, [entry])
+            return
         if c.settled and current is not None and current.same_content_as(c.stable):
             verdict, why = Verdict.COMPLETE, c.reason or "retry"
         else:
@@ -946,39 +974,149 @@ class Pipeline:
         self.stop()
 
     async def _release(self, c: Candidate, row: FileRow) -> None:
-        """Delete the acquisition-disk copy: only after verify, and only if it is still that file."""
-        path = os.path.join(c.ctx.root, c.rel)
+        """Delete the acquisition-disk copy, only when all of these hold (RELIABILITY.md, "Safe release"):
+        it is reached below the watch root without a symlink and is still the file that was shipped
+        (device, inode, size, mtime, ctime); no process has it open for writing; the stored copy is
+        still there as verified. Anything else keeps the file."""
+        ctx = c.ctx
+        key = c.key
+        path = os.path.join(ctx.root, c.rel)
 
-        def unlink_if_same() -> str | None:
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                return "already gone"
-            if not stat.S_ISREG(st.st_mode) or not identity_of(st).same_content_as(row.identity):
+        def refuse(st: os.stat_result) -> str | None:
+            if not identity_of(st).same_file_as(row.identity):
                 return "changed since it was shipped (kept; shipped as a new version)"
-            os.unlink(path)
-            crash_point("during_release")
             return None
 
-        await self._j(self.journal.begin_release, row.id, path)
         try:
-            why = await self._io(unlink_if_same)
+            st = await self._io(lstat_below, ctx.root, c.rel)
+        except NotBelow as exc:
+            await self._j(self.journal.audit, row.id, "release-skipped", reason=f"{exc} (kept)")
+            log.warning("not releasing %r: %s (kept)", c.rel, exc)
+            return
+        except OSError as exc:
+            log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, exc.strerror)
+            return
+        if st is None:
+            await self._j(self.journal.audit, row.id, "release-skipped", reason=GONE)
+            return
+        why = "no longer a regular file (kept)" if not stat.S_ISREG(st.st_mode) else refuse(st)
+        if why is not None:
+            await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+            self._hint_now(ctx.index, path)  # the journal decides: a new version
+            return
+        writing = await self.writers.writers([(st.st_dev, st.st_ino)])
+        if writing:
+            pids = sorted(next(iter(writing.values())))
+            if self._held.get(key) != row.id:  # once per version, not at every look
+                self._held[key] = row.id
+                why = f"open for writing by pid {', '.join(map(str, pids[:5]))}: kept until it is closed"
+                await self._j(self.journal.audit, row.id, "release-held", reason=why)
+                self._emit("held", row, reason=why)
+            if not c.release_only:  # verified a moment ago: remember the tier's checksum for the later checks
+                with contextlib.suppress(AcqdError):
+                    await self._check_copy(ctx, row, just_verified=True, full=False)
+            self._release_later_for(c)
+            return
+        if not await self._copy_still_there(c, row):
+            return
+        await self._j(self.journal.begin_release, row.id, path)
+        crash_point("before_release")
+        try:
+            why = await self._io(unlink_below, ctx.root, c.rel, refuse)
         except OSError as exc:
             await self._j(self.journal.end_release, row.id)
             log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, exc.strerror)
             return
         if why is not None:
             await self._j(self.journal.end_release, row.id)
+        self._held.pop(key, None)
         if why is None:
             row = await self._j(self.journal.mark, row.id, State.RELEASED, None, path=path)
-            self._dirty.add((c.ctx.index, row.session))
+            self._dirty.add((ctx.index, row.session))
             self.stats.released += 1
             self._emit("released", row, reason=path)
-        elif why == "already gone":
+        elif why == GONE:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
         else:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+            self._hint_now(ctx.index, path)
+
+    def _release_later_for(self, c: Candidate) -> None:
+        """Look at a held-back release again soon (a writer closing without writing, or a tier that did
+        not answer, sends no event); each look goes through the journal from the start."""
+        key = c.key
+        loop = self._loop
+        if key in self._release_later or loop is None or self.stopping.is_set():
+            return
+        path = os.path.join(c.ctx.root, c.rel)
+
+        def fire() -> None:
+            self._release_later.pop(key, None)
             self._hint_now(c.ctx.index, path)
+
+        delay = min(RELEASE_RECHECK_MAX, max(1.0, c.ctx.window))
+        self._release_later[key] = loop.call_later(delay, fire)
+
+    async def _check_copy(
+        self, ctx: RootCtx, row: FileRow, just_verified: bool, full: bool | None = None
+    ) -> tuple[CopyCheck, int | None]:
+        """Re-check the verified copy of `row` on its placement's tier (limits.release_verify: quick or
+        full, unless `full` says)."""
+        placed = ctx.placed(row.relpath)
+        copies = await self._j(self.journal.copies_of, row.id)
+        cp = next((x for x in copies if x.state == "verified" and x.tier == placed.tier.name), None)
+        if cp is None:
+            return CopyCheck(f"no verified copy on tier {placed.tier.name} (kept)"), None
+        if full is None:
+            full = self.limits.release_verify == "full"
+        res = await self._io(check_copy, placed.tier, placed.layout, cp, full, just_verified)
+        if res.pin is not None:
+            await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)
+        return res, cp.id
+
+    async def _lose_copy(self, ctx: RootCtx, row: FileRow, copy_id: int, why: str) -> None:
+        """The stored copy is gone or changed: never trusted; the row goes back to seen and ships again."""
+        row = await self._j(self.journal.copy_lost, row.id, copy_id, why)
+        self._dirty.add((ctx.index, row.session))
+        self._emit("copy_lost", row, reason=why, tier=ctx.placed(row.relpath).tier.name)
+
+    async def _copy_still_there(self, c: Candidate, row: FileRow) -> bool:
+        try:
+            res, copy_id = await self._check_copy(c.ctx, row, just_verified=not c.release_only)
+        except AcqdError as exc:
+            log.warning("cannot re-check the stored copy of %r before its release: %s (kept; asked again)", c.rel, exc)
+            self._release_later_for(c)
+            return False
+        if res.problem is None:
+            return True
+        if res.lost and copy_id is not None:
+            await self._lose_copy(c.ctx, row, copy_id, res.problem)
+            self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))  # shipped again
+        else:
+            await self._j(self.journal.audit, row.id, "release-skipped", reason=res.problem)
+            log.warning("not releasing %r: %s", c.rel, res.problem)
+        return False
+
+    async def _copy_lost_at_start(self, ctx: RootCtx, row: FileRow) -> bool:
+        """An interrupted release at start: True if its stored copy has gone or changed (then shipped
+        again by the start scan). A tier that does not answer now leaves it to the scan's release."""
+        try:
+            res, copy_id = await self._check_copy(ctx, row, just_verified=False)
+        except AcqdError as exc:
+            log.warning("cannot re-check the stored copy of %r at start: %s", row.relpath, exc)
+            return False
+        if res.lost and copy_id is not None and res.problem is not None:
+            await self._lose_copy(ctx, row, copy_id, res.problem)
+            return True
+        return False
+
+    async def _warn_if_writers_unseen(self) -> None:
+        """Say once at start if releases are on and some processes' open files cannot be seen."""
+        if not any(c.release or c.placer is not None for c in self.roots):
+            return
+        problem = await self._io(visibility)
+        if problem is not None:
+            log.warning("open-writer check limited: %s; such a writer's file could be released under it", problem)
 
     async def _quarantine(self, row: FileRow, reason: str) -> None:
         if row.state is State.QUARANTINED:

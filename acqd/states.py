@@ -5,7 +5,9 @@
 
 A quarantined or vanished file that changes or reappears is seen again. A stored copy that fails
 verification, or a ship interrupted by a crash, goes back to complete and is redone idempotently.
-A verified or released row is final: a changed file with the same name becomes a new version row.
+A released row is final, and so is a verified one with one exception: a verified copy found gone or
+changed at the destination before the local file is released sends the row back to seen (shipped
+again, never trusted). A changed file with the same name becomes a new version row.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.SEEN: frozenset({S.SEEN, S.COMPLETE, S.QUARANTINED, S.VANISHED}),
     S.COMPLETE: frozenset({S.SEEN, S.COMPLETE, S.STORED, S.QUARANTINED, S.VANISHED}),
     S.STORED: frozenset({S.SEEN, S.COMPLETE, S.VERIFIED, S.QUARANTINED, S.VANISHED}),
-    S.VERIFIED: frozenset({S.RELEASED}),
+    S.VERIFIED: frozenset({S.RELEASED, S.SEEN}),  # seen: the stored copy was lost before the release
     S.RELEASED: frozenset(),
     S.QUARANTINED: frozenset({S.SEEN}),
     S.VANISHED: frozenset({S.SEEN}),
@@ -65,6 +67,11 @@ def on_observed(state: State | None, known: Identity | None, now: Identity, rele
     same = now.same_content_as(known)
     if state in DONE:
         if not same:
+            return Observed.NEW_VERSION
+        if state is S.VERIFIED and release and not now.same_device_as(known):
+            # not the file that was shipped as far as a release can tell: never released on the old
+            # copy's strength, shipped again (only where a release is due: a renumbered device must
+            # not re-ship a whole disk that is kept)
             return Observed.NEW_VERSION
         return Observed.RELEASE if state is S.VERIFIED and release else Observed.SKIP
     if state is S.QUARANTINED:

@@ -24,10 +24,27 @@ class Identity:
     mtime_ns: int
     inode: int
     ctime_ns: int = 0
+    device: int = 0  # st_dev; 0 = not known (a journal row written before acqd recorded it)
 
     def same_content_as(self, other: Identity) -> bool:
-        """Same file and not modified (ctime ignored: chmod does not change content)."""
-        return (self.size, self.mtime_ns, self.inode) == (other.size, other.mtime_ns, other.inode)
+        """Same inode, and nothing about it changed: size, mtime and ctime. ctime counts because a
+        rewrite can restore size and mtime (`cp --preserve=timestamps`, `touch -d`) but not ctime; a
+        chmod or a new hard link also moves ctime, and such a file is then shipped again as a new
+        version (kept, never released on the strength of the old copy)."""
+        return (self.size, self.mtime_ns, self.inode, self.ctime_ns) == (
+            other.size,
+            other.mtime_ns,
+            other.inode,
+            other.ctime_ns,
+        )
+
+    def same_device_as(self, other: Identity) -> bool:
+        """On the same filesystem (st_dev), or one of the two does not know its device."""
+        return self.device == other.device or not self.device or not other.device
+
+    def same_file_as(self, other: Identity) -> bool:
+        """The whole identity a release compares: device, inode, size, mtime and ctime."""
+        return self.same_content_as(other) and self.same_device_as(other)
 
 
 @dataclass(frozen=True, slots=True)

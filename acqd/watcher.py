@@ -88,7 +88,7 @@ def unreadable(rel: str, what: str, exc: OSError) -> Entry:
 
 
 def identity_of(st: os.stat_result) -> Identity:
-    return Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    return Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_dev)
 
 
 def display(rel: str) -> str:

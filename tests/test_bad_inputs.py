@@ -126,7 +126,9 @@ def test_hard_links_ship_as_two_files(tmp_path: Path) -> None:
     site.write_config()
     r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s", env=site.env)
     assert r.returncode == 0, r.stderr
-    assert site.stored() == {"s/f000.raw": data, "s/hardlink.raw": data}
+    # releasing one name moves the inode's ctime under the other name; that one may then be shipped
+    # again as a version before its own release (never released on the strength of the old identity)
+    assert {"s/f000.raw", "s/hardlink.raw"} <= set(site.stored()) and set(site.stored().values()) == {data}
     assert tree(site.watch) == {}
 
 

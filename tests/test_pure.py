@@ -29,6 +29,7 @@ LEGAL = {
     (S.STORED, S.VANISHED),
     (S.STORED, S.SEEN),
     (S.VERIFIED, S.RELEASED),
+    (S.VERIFIED, S.SEEN),  # the stored copy was found gone before the release: shipped again
     (S.QUARANTINED, S.SEEN),
     (S.VANISHED, S.SEEN),
 }
@@ -44,13 +45,15 @@ def test_transition_table(old: State, new: State) -> None:
             transition(old, new)
 
 
-def test_no_way_back_from_verified_except_release() -> None:
-    assert TRANSITIONS[S.VERIFIED] == {S.RELEASED}
+def test_no_way_back_from_verified_except_release_or_a_lost_copy() -> None:
+    assert TRANSITIONS[S.VERIFIED] == {S.RELEASED, S.SEEN}
     assert TRANSITIONS[S.RELEASED] == frozenset()
 
 
 A = Identity(100, 1_000, 7, 5)
 A_CHMOD = Identity(100, 1_000, 7, 9)
+A_DEV = Identity(100, 1_000, 7, 5, device=64)
+A_DEV2 = Identity(100, 1_000, 7, 5, device=65)
 B = Identity(120, 2_000, 7, 9)
 
 
@@ -64,7 +67,11 @@ B = Identity(120, 2_000, 7, 9)
         (S.STORED, A, B, False, Observed.RESET),
         (S.VERIFIED, A, A, False, Observed.SKIP),
         (S.VERIFIED, A, A, True, Observed.RELEASE),
-        (S.VERIFIED, A, A_CHMOD, True, Observed.RELEASE),
+        (S.VERIFIED, A, A_CHMOD, True, Observed.NEW_VERSION),  # ctime moved: maybe rewritten in place
+        (S.VERIFIED, A, A_CHMOD, False, Observed.NEW_VERSION),
+        (S.VERIFIED, A_DEV, A_DEV2, True, Observed.NEW_VERSION),  # another filesystem: not what was shipped
+        (S.VERIFIED, A_DEV, A_DEV2, False, Observed.SKIP),  # kept anyway: a renumbered disk re-ships nothing
+        (S.VERIFIED, A, A_DEV, True, Observed.RELEASE),  # a journal row from before devices were recorded
         (S.VERIFIED, A, B, True, Observed.NEW_VERSION),
         (S.RELEASED, A, B, True, Observed.NEW_VERSION),
         (S.RELEASED, A, A, True, Observed.SKIP),

@@ -156,7 +156,8 @@ def test_systemd_unit_verifies_cleanly_and_is_hardened(tmp_path: Path) -> None:
     r = subprocess.run([sa, "security", "--offline=yes", str(local)], capture_output=True, text=True)
     m = re.search(r"Overall exposure level for acqd.service: ([0-9.]+)", r.stdout + r.stderr)
     assert m, r.stdout + r.stderr
-    assert float(m.group(1)) <= 1.5
+    # 1.8: CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (read-only use of /proc: open writers) cost 0.6
+    assert float(m.group(1)) <= 1.8
 
 
 # --- a live daemon: metrics scraped by promtool and by a real Prometheus ------------------------

@@ -318,6 +318,11 @@ class Tier:
                 return None
             return int(info["size"])
 
+    def stored_checksum(self, rel: str) -> str | None:
+        """The backend's own record of acqd's checksum of the stored object, where it keeps one (S3
+        object metadata); None here. Cheap: no read of the object."""
+        return None
+
     def exists(self, rel: str) -> bool:
         with self._edge("stat", rel):
             return bool(self._looking().exists(self.path(rel)))

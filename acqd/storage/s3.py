@@ -302,6 +302,10 @@ class S3Tier(Tier):
             head = self._call("head_object", Bucket=bucket, Key=key)
         return {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
 
+    def stored_checksum(self, rel: str) -> str | None:
+        """acqd's checksum of the stored bytes, from the object's metadata (one HEAD request)."""
+        return self.metadata(rel).get(META_CHECKSUM)
+
     def abort_incomplete(self, under: str) -> int:
         """Abort every unfinished multipart upload below `under` (acqd's namespace on this tier):
         what a crash or a dropped connection left, which the store would otherwise keep, and bill,

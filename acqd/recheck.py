@@ -1,0 +1,70 @@
+"""Before a release: is the verified copy still at the destination as it was verified? Blocking.
+
+`quick` (the default): the copy is there, has the size that was verified, and, where the backend keeps
+acqd's checksum with the object (S3 metadata), that checksum is the one seen when the copy was
+verified. `full`: the layout's own verification runs again (the copy is read back and decoded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from acqd.errors import VerifyError
+from acqd.journal import CopyRow
+from acqd.ports import Layout
+from acqd.storage import Tier
+
+TREE_LAYOUTS = ("zarr",)  # stored as a folder of objects
+
+
+@dataclass(frozen=True, slots=True)
+class CopyCheck:
+    problem: str | None = None  # None: the copy is there as verified
+    lost: bool = False  # the copy is gone or changed: ship the file again
+    pin: str | None = None  # the tier's checksum to remember for the next checks
+
+
+def _bare(checksum: str | None) -> str | None:
+    """`xxh3-128:ab12..` and `ab12..` (how S3 metadata carries it) compare equal."""
+    return None if checksum is None else checksum.rpartition(":")[2].lower()
+
+
+def expected_tier_checksum(copy: CopyRow) -> str | None:
+    """The tier checksum a copy must carry: the one remembered, or for a byte-exact uncompressed copy
+    the content checksum itself (the stored bytes are the source bytes)."""
+    if copy.stored_checksum:
+        return copy.stored_checksum
+    if copy.layout == "copy" and copy.codec == "none":
+        return copy.checksum
+    return None
+
+
+def check_copy(tier: Tier, layout: Layout, copy: CopyRow, full: bool, just_verified: bool = False) -> CopyCheck:
+    """Look at `copy` on `tier` (see the module doc). `just_verified`: the layout verified it a moment
+    ago, so a tier checksum seen now is remembered without a second read. Storage errors propagate
+    (the caller keeps the file and asks again later)."""
+    if layout.name != copy.layout:
+        return CopyCheck(f"stored with the {copy.layout} layout, which its placement no longer names (kept)")
+    tree = layout.name in TREE_LAYOUTS
+    size = tier.tree_size(tier.path(copy.dest)) if tree else tier.size(copy.dest)
+    if not size and copy.stored_bytes:
+        return CopyCheck(f"the stored copy {tier.url(copy.dest)} is gone", lost=True)
+    if size != copy.stored_bytes:
+        return CopyCheck(
+            f"the stored copy {tier.url(copy.dest)} has {size} bytes, {copy.stored_bytes} were verified", lost=True
+        )
+    seen = None if tree else _bare(tier.stored_checksum(copy.dest))
+    expected = _bare(expected_tier_checksum(copy))
+    if (copy.stored_checksum is not None and seen != expected) or (
+        seen is not None and expected is not None and seen != expected
+    ):  # a remembered checksum that is missing now counts as changed: not the object verified
+        return CopyCheck(
+            f"the stored copy {tier.url(copy.dest)} carries checksum {seen}, not the verified {expected}", lost=True
+        )
+    if full or (seen is not None and expected is None and not just_verified):
+        # asked for, or a tier checksum never seen with a verification: read the copy back once
+        try:
+            layout.verify(tier, copy.dest, copy.as_result())
+        except VerifyError as exc:
+            return CopyCheck(f"re-verification failed: {exc}", lost=True)
+    return CopyCheck(pin=seen if seen is not None and copy.stored_checksum is None else None)

@@ -1,0 +1,462 @@
+"""A release deletes only what is safe to delete (issue 12, part 2), against the real daemon.
+
+- a file a process still has open for writing is shipped (as versions) but never released until the
+  writer has closed it;
+- the stored copy is re-checked before every release, and one that has gone or changed is shipped
+  again, never trusted (also when a release interrupted by a crash is finished at start);
+- the delete walks from the watch root without following a symlink, and compares the whole identity
+  (device, inode, size, mtime, ctime) with what was shipped.
+
+Windows between "shipped" and "released" are made deterministic with a process that holds the file
+open (the release waits for it) or with the `before_release` crash point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from acqd.journal import Journal
+from acqd.openfiles import Scan, WriterCheck, fdinfo_writes, names_a_path, scan, visibility_problem
+from acqd.unlink import GONE, NotBelow, lstat_below, unlink_below
+from tests.conftest import Background, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
+
+# -- helpers --------------------------------------------------------------------------------------
+
+HOLDER = (
+    "import os, sys\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+    "print('open', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "os.close(fd)\n"
+)
+
+# appends one plane at a time to one open file, pausing longer than the settle window, and checks
+# after each pause that the name still leads to the inode it writes (not unlinked under it)
+WRITER = """
+import os, random, sys, time
+path, planes, size, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+rng = random.Random(12)
+fd = os.open(path + ".part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+os.rename(path + ".part", path)
+for i in range(planes):
+    os.write(fd, rng.randbytes(size))
+    time.sleep(pause)
+    mine, there = os.fstat(fd), os.stat(path)
+    if mine.st_nlink == 0 or mine.st_ino != there.st_ino:
+        print(f"released under the writer after plane {i + 1}", flush=True)
+        sys.exit(3)
+print("closed", flush=True)
+os.close(fd)
+"""
+
+
+def planes(n: int, size: int) -> bytes:
+    rng = random.Random(12)
+    return b"".join(rng.randbytes(size) for _ in range(n))
+
+
+def config(tmp_path: Path, watch: Path, dest: Path, state: Path, *, verify: str = "quick", url: str = "") -> Path:
+    return write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.3s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "{url or "file://" + str(dest)}"}}
+limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: {verify}}}
+""",
+    )
+
+
+def stored(dest: Path) -> dict[str, bytes]:
+    base = dest / "scope"
+    return {k: v for k, v in tree(base).items() if "acqd-manifest" not in k} if base.exists() else {}
+
+
+def audit(state: Path, action: str) -> list[dict[str, Any]]:
+    path = state / "journal.sqlite"
+    if not path.exists():
+        return []
+    j = Journal(path, readonly=True)
+    try:
+        return [d for _, _, a, d in j.audit_log() if a == action]
+    except Exception:  # the daemon is still creating the schema
+        return []
+    finally:
+        j.close()
+
+
+@contextmanager
+def held_open(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process with `path` open for writing (O_RDWR) until the block ends."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "open"
+        yield p
+    finally:
+        if p.poll() is None:
+            assert p.stdin is not None
+            p.stdin.write("\n")
+            p.stdin.flush()
+        p.wait(timeout=30)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- the writer scan (real processes, real /proc) -------------------------------------------------
+
+
+def test_fdinfo_and_link_parsing() -> None:
+    assert fdinfo_writes("pos:\t0\nflags:\t0100001\nmnt_id:\t24\n")  # O_WRONLY
+    assert fdinfo_writes("pos:\t0\nflags:\t02100002\n")  # O_RDWR
+    assert not fdinfo_writes("pos:\t0\nflags:\t0100000\nmnt_id:\t24\n")  # O_RDONLY
+    assert fdinfo_writes("pos:\t0\nflags:\tzz\n") and fdinfo_writes("")  # doubt holds a release back
+    assert names_a_path("/data/acq/s/f.raw") and names_a_path("/data/x (deleted)")
+    assert not any(map(names_a_path, ("socket:[123]", "pipe:[9]", "anon_inode:[eventfd]", "/dev/null", "/proc/1")))
+    assert visibility_problem("CapEff:\t000001ffffffffff\n") is None  # root
+    assert visibility_problem("CapEff:\t0000000000080004\n") is None  # CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH
+    assert "CAP_DAC_READ_SEARCH" in (visibility_problem("CapEff:\t0000000000080000\n") or "")
+    assert "CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH" in (visibility_problem("CapEff:\t0000000000000000\n") or "")
+    assert visibility_problem("") is not None
+
+
+def test_scan_finds_writers_of_a_renamed_or_unlinked_file_and_not_readers(tmp_path: Path) -> None:
+    written, read, gone = tmp_path / "w.raw", tmp_path / "r.raw", tmp_path / "gone.raw"
+    for p in (written, read, gone):
+        p.write_bytes(b"x" * 100)
+    keys = {p: (os.stat(p).st_dev, os.stat(p).st_ino) for p in (written, read, gone)}
+    code = (
+        "import os, sys\n"
+        "a = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)\n"
+        "b = os.open(sys.argv[2], os.O_RDONLY)\n"
+        "c = os.open(sys.argv[3], os.O_RDWR)\n"
+        "os.rename(sys.argv[1], sys.argv[1] + '.moved')\n"
+        "os.unlink(sys.argv[3])\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(written), str(read), str(gone)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        found = scan(keys.values())
+        assert found.writers.get(keys[written]) == {p.pid}  # renamed while open: still its writer
+        assert found.writers.get(keys[gone]) == {p.pid}  # unlinked while open, O_RDWR
+        assert keys[read] not in found.writers  # read-only is no writer
+        assert found.processes > 1
+    finally:
+        assert p.stdin is not None
+        p.stdin.write("\n")
+        p.stdin.flush()
+        p.wait(timeout=30)
+    assert scan(keys.values()).writers == {}  # closed: nobody writes them
+
+
+async def test_concurrent_questions_share_one_scan() -> None:
+    calls: list[frozenset[tuple[int, int]]] = []
+
+    def counting(files: Collection[tuple[int, int]]) -> Scan:
+        calls.append(frozenset(files))
+        time.sleep(0.05)
+        return Scan(writers={(1, 2): {42}} if (1, 2) in files else {})
+
+    async def run(fn: Any) -> Scan:
+        return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+    check = WriterCheck(run, counting)
+    answers = await asyncio.gather(*(check.writers([(1, n)]) for n in range(2, 40)))
+    assert answers[0] == {(1, 2): {42}} and all(a == {} for a in answers[1:])
+    # the first question scans alone; everything asked while it ran shares the second scan
+    assert len(calls) == 2 and calls[0] == {(1, 2)} and len(calls[1]) == 37
+
+
+# -- the delete: from the root's descriptor, no symlink followed ----------------------------------
+
+
+def test_unlink_below_never_follows_a_symlinked_folder(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (outside / "sess").mkdir(parents=True)
+    (outside / "sess" / "f.raw").write_bytes(b"outside")
+    root.mkdir()
+    (root / "sess").symlink_to(outside / "sess")
+    with pytest.raises(NotBelow):
+        lstat_below(str(root), "sess/f.raw")
+    why = unlink_below(str(root), "sess/f.raw", lambda st: None)
+    assert why is not None and "symlink" in why
+    assert (outside / "sess" / "f.raw").read_bytes() == b"outside"
+    # a symlink as the last name is kept too; a plain file is unlinked; a missing one is GONE
+    (root / "real").mkdir()
+    (root / "real" / "link.raw").symlink_to(outside / "sess" / "f.raw")
+    assert unlink_below(str(root), "real/link.raw", lambda st: None) == "no longer a regular file (kept)"
+    (root / "real" / "f.raw").write_bytes(b"x")
+    assert unlink_below(str(root), "real/f.raw", lambda st: "refused") == "refused"
+    assert unlink_below(str(root), "real/f.raw", lambda st: None) is None
+    assert not (root / "real" / "f.raw").exists()
+    assert unlink_below(str(root), "real/f.raw", lambda st: None) == GONE
+    assert (outside / "sess" / "f.raw").read_bytes() == b"outside"
+
+
+# -- the real daemon ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_open_multipage_file_is_shipped_as_it_grows_and_released_only_after_close(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Micro-Manager's pattern: one open file, a plane appended every so often (longer than the
+    settle window). Every plane reaches the destination, and the file is released after the close."""
+    watch, dest, state = dirs
+    (watch / "pos0").mkdir()
+    target = watch / "pos0" / "MMStack_Pos0.ome.tif"
+    n, size = 4, 200_000
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state)))
+    try:
+        w = subprocess.run(
+            [sys.executable, "-c", WRITER, str(target), str(n), str(size), "1.2"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert w.returncode == 0, w.stdout + w.stderr  # never released under the writer
+        wait_for(lambda: journal_states(state).get("pos0/MMStack_Pos0.ome.tif") == "released", 60, "the release")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    final = planes(n, size)
+    copies = stored(dest)
+    # shipped while it grew (as versions), each copy what the file was then (a prefix of the final
+    # content; a heavily loaded machine may catch a plane half-written); the last one is all of it
+    assert len(copies) >= 2, sorted(copies)
+    assert all(final.startswith(c) for c in copies.values()), {k: len(v) for k, v in copies.items()}
+    assert sha(final) in {sha(c) for c in copies.values()}
+    assert not target.exists()
+    held = audit(state, "release-held")
+    assert held and all("open for writing by pid" in h["reason"] for h in held)
+    # the copy `acqd restore` gives back is byte-exact
+    out = tmp_path / "restored.tif"
+    r = run_acqd("restore", "pos0/MMStack_Pos0.ome.tif", str(out), "--config", str(tmp_path / "acqd.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert sha(out.read_bytes()) == sha(final)
+
+
+@pytest.mark.slow
+def test_a_session_folder_swapped_for_a_symlink_before_the_release_deletes_nothing_outside(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    data = os.urandom(50_000)
+    (watch / "sess" / "f.raw").write_bytes(data)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state)))
+    try:
+        with held_open(watch / "sess" / "f.raw"):
+            wait_for(lambda: bool(audit(state, "release-held")), 60, "the release to be held for the writer")
+            # the same folder (same files, inodes, sizes and times) now reached through a symlink
+            os.rename(watch / "sess", outside / "sess")
+            os.symlink(outside / "sess", watch / "sess")
+        wait_for(lambda: any("symlink" in s["reason"] for s in audit(state, "release-skipped")), 60, "the refusal")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert (outside / "sess" / "f.raw").read_bytes() == data  # nothing outside the watch root deleted
+    assert list(stored(dest).values()) == [data]
+    assert journal_states(state)["sess/f.raw"] == "verified"
+
+
+@pytest.mark.slow
+def test_a_rewrite_keeping_size_and_mtime_is_shipped_as_a_new_version_not_released(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    target = watch / "sess" / "f.raw"
+    old, new = os.urandom(60_000), os.urandom(60_000)
+    target.write_bytes(old)
+    other = tmp_path / "other.raw"
+    other.write_bytes(new)
+    cp = subprocess.run(["which", "cp"], capture_output=True, text=True).stdout.strip() or "/bin/cp"
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state)))
+    try:
+        with held_open(target):
+            wait_for(lambda: bool(audit(state, "release-held")), 60, "the release to be held for the writer")
+            before = os.stat(target)
+            os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+            subprocess.run([cp, "--preserve=timestamps", str(other), str(target)], check=True)
+            after = os.stat(target)
+            # what a size+mtime+inode identity cannot tell apart; only ctime moved
+            assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+                before.st_size,
+                before.st_mtime_ns,
+                before.st_ino,
+            )
+            assert after.st_ctime_ns != before.st_ctime_ns
+        wait_for(lambda: journal_states(state).get("sess/f.raw") == "released", 60, "the new version released")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    contents = sorted(stored(dest).values())
+    assert contents == sorted([old, new]), "both contents are stored: the rewrite was shipped before the release"
+    versions = {v: s for rel, s, _, v in journal_rows(state) if rel == "sess/f.raw"}
+    assert versions[1] == "verified" and versions[max(versions)] == "released" and max(versions) >= 2
+    assert not target.exists()
+
+
+def _stored_path(dest: Path, data: bytes) -> Path:
+    [rel] = [k for k, v in stored(dest).items() if v == data]
+    return dest / "scope" / rel
+
+
+@pytest.mark.slow
+def test_stored_copy_deleted_while_a_release_is_pending_at_restart_is_shipped_again(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    data = os.urandom(80_000)
+    (watch / "sess" / "f.raw").write_bytes(data)
+    cfg = config(tmp_path, watch, dest, state)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="before_release"))
+    assert r.returncode == -9, r.stderr  # killed with the release begun and nothing unlinked
+    assert (watch / "sess" / "f.raw").read_bytes() == data
+    _stored_path(dest, data).unlink()  # the destination lost the copy meanwhile
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
+    assert r.returncode == 0, r.stderr
+    lost = audit(state, "copy-lost")
+    assert lost and "is gone" in lost[0]["reason"]
+    assert list(stored(dest).values()) == [data]  # shipped again, byte-exact
+    assert journal_states(state)["sess/f.raw"] == "released" and not (watch / "sess" / "f.raw").exists()
+    assert "copy_lost 'sess/f.raw'" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncate", "same-size"])
+def test_stored_copy_damaged_before_a_held_release_is_shipped_again(
+    dirs: tuple[Path, Path, Path], tmp_path: Path, damage: str
+) -> None:
+    """Truncated at the destination: the quick check (size) catches it. Changed in place with its
+    size kept: only `release_verify: full` can tell on a plain folder tier, and does."""
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    data = os.urandom(90_000)
+    (watch / "sess" / "f.raw").write_bytes(data)
+    verify = "quick" if damage == "truncate" else "full"
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state, verify=verify)))
+    try:
+        with held_open(watch / "sess" / "f.raw"):
+            wait_for(lambda: bool(audit(state, "release-held")), 60, "the release to be held for the writer")
+            copy = _stored_path(dest, data)
+            if damage == "truncate":
+                os.truncate(copy, 1000)
+            else:
+                copy.write_bytes(bytes(len(data)))
+        wait_for(lambda: journal_states(state).get("sess/f.raw") == "released", 60, "the release")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert audit(state, "copy-lost")
+    assert list(stored(dest).values()) == [data]
+    assert not (watch / "sess" / "f.raw").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compress", ["none", "zstd"])
+def test_s3_object_replaced_with_the_same_size_is_caught_by_its_checksum_metadata(
+    dirs: tuple[Path, Path, Path], tmp_path: Path, request: pytest.FixtureRequest, compress: str
+) -> None:
+    """On S3 the quick check compares acqd's checksum in the object metadata (a HEAD request): for a
+    byte-exact copy with the content checksum, for a zstd copy with the one acqd saw when it verified
+    the copy. An object replaced behind acqd's back by one of the same size is shipped again."""
+    s3 = request.getfixturevalue("s3_server")
+    watch, _, state = dirs
+    bucket = s3.bucket(f"acqd-rel-{os.getpid()}-{int(time.time() * 1000) % 10**8}")
+    opts = ", ".join(f"{k}: {v}" for k, v in s3.options().items())
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.3s, placement: {{release_local: after_verify, compress: {compress}}}}}
+tiers:
+  central: {{url: "s3://{bucket}/facility", options: {{{opts}}}}}
+limits: {{retry_initial: 50ms, retry_max: 300ms}}
+""",
+    )
+    (watch / "sess").mkdir()
+    data = os.urandom(70_000)
+    (watch / "sess" / "f.raw").write_bytes(data)
+    c = s3.client()
+    key = "facility/scope/sess/f.raw" + (".zst" if compress == "zstd" else "")
+    d = Background("run", "--config", str(cfg))
+    try:
+        with held_open(watch / "sess" / "f.raw"):
+            wait_for(lambda: bool(audit(state, "release-held")), 60, "the release to be held for the writer")
+            head = c.head_object(Bucket=bucket, Key=key)
+            size, meta = head["ContentLength"], head["Metadata"]
+            assert len(meta.get("acqd-xxh3-128", "")) == 32
+            c.put_object(Bucket=bucket, Key=key, Body=bytes(size), Metadata={**meta, "acqd-xxh3-128": "0" * 32})
+        wait_for(lambda: journal_states(state).get("sess/f.raw") == "released", 60, "the release")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    lost = audit(state, "copy-lost")
+    assert lost and "carries checksum" in lost[0]["reason"]
+    body = c.get_object(Bucket=bucket, Key=key)["Body"].read()
+    if compress == "zstd":
+        body = zstandard.ZstdDecompressor().decompress(body)
+    assert body == data  # shipped again, whole
+    assert not (watch / "sess" / "f.raw").exists()
+
+
+def test_a_journal_from_before_devices_were_recorded_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from acqd.errors import JournalError
+    from acqd.journal import _SCHEMA
+    from acqd.values import Identity, SourceRef
+
+    path = tmp_path / "journal.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        _SCHEMA.replace("    device INTEGER NOT NULL DEFAULT 0,\n", "").replace("    stored_checksum TEXT,\n", "")
+    )
+    db.execute(
+        "INSERT INTO files(root, relpath, state, size, mtime_ns, inode, ctime_ns, detector, session, first_seen,"
+        " updated) VALUES('/r', 'a', 'verified', 1, 2, 3, 4, 'generic', '.', 0, 0)"
+    )
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="older acqd"):
+        Journal(path, readonly=True)  # a reader never changes it; it says what to do
+    j = Journal(path)
+    row = j.lookup(SourceRef("/r", "a"))
+    j.close()
+    assert row is not None and row.identity == Identity(1, 2, 3, 4, device=0)
+    # device 0 is "not known": the file on its real device is still the one shipped
+    assert row.identity.same_file_as(Identity(1, 2, 3, 4, device=2049))
+    Journal(path, readonly=True).close()
