@@ -256,8 +256,10 @@ class Journal:
                     )
             st = path.stat()
             self._identity = (st.st_dev, st.st_ino)
-            r = self._db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
-            self.journal_id: str = r[0] if r else ""
+            self.journal_id: str = ""
+            with contextlib.suppress(sqlite3.OperationalError):  # a reader early: no schema yet
+                r = self._db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+                self.journal_id = r[0] if r else ""
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
         except OSError as exc:

@@ -411,7 +411,7 @@ limits: {{retry_initial: 50ms, retry_max: 300ms}}
     data = os.urandom(70_000)
     (watch / "sess" / "f.raw").write_bytes(data)
     c = s3.client()
-    key = "facility/scope/sess/f.raw" + (".zst" if compress == "zstd" else "")
+    key = "facility/scope/sess/f.raw" + ("~.zst" if compress == "zstd" else "")
     d = Background("run", "--config", str(cfg))
     try:
         with held_open(watch / "sess" / "f.raw"):
