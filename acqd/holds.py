@@ -145,6 +145,8 @@ def resolve(
         rel = os.path.normpath(text).strip("/")
         if rel == ".." or rel.startswith("../"):
             raise HoldTargetError(f"{asked!r} leaves the watch root")
+        if rel == ".":
+            raise HoldTargetError("to hold a whole watch root, give its absolute path")
         for root in roots:
             if jr.copies_below(j, root, rel) or os.path.lexists(os.path.join(root, rel)):
                 by_source(root, rel, "a session" if "/" not in rel else "a path in a watch root")
@@ -156,7 +158,7 @@ def resolve(
                 by_source(root, below, "a path from the current folder")
     res.targets = _minimal(targets)
     if not res.targets:
-        raise HoldTargetError(_nothing(j, asked, roots, tiers))
+        raise HoldTargetError(_nothing(j, asked, tiers))
     files: set[int] = set()
     sessions: set[tuple[str, str]] = set()
     for t in res.targets:
@@ -169,7 +171,7 @@ def resolve(
     return res
 
 
-def _nothing(j: Journal, asked: str, roots: list[str], tiers: dict[str, str]) -> str:
+def _nothing(j: Journal, asked: str, tiers: dict[str, str]) -> str:
     """The one-line refusal, with the closest matches."""
     candidates: set[str] = set()
     for root, session, relpath, dest in jr.session_names(j):

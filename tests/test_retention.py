@@ -614,3 +614,54 @@ async def test_the_hold_command_in_the_warning_works_as_pasted(setup: Setup) -> 
     assert sum(r.purged for r in res.values()) == 2  # bob's and carol's; alice's session is held
     assert (s.capacity / "alice_apoferritin_0101/FoilHole_1_fractions.mrc").exists()
     assert not (s.capacity / "carol_test_0103/FoilHole_4_fractions.mrc").exists()
+
+
+def test_the_daemon_suspends_purges_after_a_clock_jump_until_acknowledged(setup: Setup) -> None:
+    """`acqd run` itself: its sweeps keep the clock guard's state with this machine's boot id and
+    CLOCK_BOOTTIME; a wall clock found 13 days ahead of the trusted calendar at a restart suspends
+    purges (audit, log, `acqd status`), and `acqd retention ack-clock` lifts it at the next sweep."""
+    from tests.conftest import Background, run_acqd, wait_for
+
+    s = setup
+    assert s.cfg.policy is not None
+    s.cfg.policy.write_text(POLICY + "  interval: 0.5s\n")
+
+    def clock() -> dict[str, Any] | None:
+        j = Journal(journal_path(s.cfg.state_dir), readonly=True)
+        try:
+            return jr.clock_state(j)
+        finally:
+            j.close()
+
+    d = Background("run", "--config", str(s.cfg_path))
+    try:
+        wait_for(lambda: clock() is not None, 60, "a first sweep")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    doc = clock()
+    assert doc is not None and doc["last"][1] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert doc["suspension"] is None
+    # as if the wall clock had been 13 days behind at that sweep: now it reads 13 days ahead of the trusted calendar
+    doc["last"][0] -= 13 * DAY
+    doc["anchor"][0] -= 13 * DAY
+    j = Journal(journal_path(s.cfg.state_dir))
+    try:
+        jr.set_clock_state(j, doc)
+    finally:
+        j.close()
+    d = Background("run", "--config", str(s.cfg_path))
+    try:
+        wait_for(lambda: "retention.clock.suspended" in audit_actions(s), 60, "the suspension")
+        r = run_acqd("status", "--config", str(s.cfg_path), "--json")
+        assert json.loads(r.stdout)["retention_clock"]["suspended"] is True, r.stdout
+        r = run_acqd("retention", "ack-clock", "--config", str(s.cfg_path), "--reason", "NTP was down")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: "retention.clock.acknowledged" in audit_actions(s), 60, "the acknowledgement applied")
+        wait_for(lambda: (c := clock()) is not None and c["suspension"] is None, 60, "the suspension lifted")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "jumped forward by 13.0 days" in err and "acknowledged by" in err and "NTP was down" in err
+    r = run_acqd("status", "--config", str(s.cfg_path))
+    assert "PURGES SUSPENDED" not in r.stdout
