@@ -684,12 +684,18 @@ def release_hold(j: Journal, target: str, now: float, root: str | None = None) -
         return int(n)
 
 
+def _has_column(j: Journal, table: str, column: str) -> bool:
+    """A read-only journal written by an older acqd is not migrated: look before asking."""
+    return any(r[1] == column for r in j._db.execute(f"PRAGMA table_info({table})"))
+
+
 def active_holds(j: Journal, now: float) -> list[tuple[str, float, str, str]]:
     """(target, until, reason, root) of every hold in force at `now`."""
+    root = "root" if _has_column(j, "holds", "root") else "''"
     rows = j._db.execute(
-        "SELECT target, until, reason, root FROM holds WHERE released IS NULL AND until > ? ORDER BY id", (now,)
+        f"SELECT target, until, reason, {root} FROM holds WHERE released IS NULL AND until > ? ORDER BY id", (now,)
     )
-    return [(str(t), float(u), str(r), str(root)) for t, u, r, root in rows]
+    return [(str(t), float(u), str(r), str(w)) for t, u, r, w in rows]
 
 
 def last_sweep(j: Journal) -> float | None:
@@ -728,6 +734,8 @@ def add_clock_ack(j: Journal, wall: float, boot_id: str, boottime: float, reason
 
 def pending_clock_acks(j: Journal) -> list[tuple[int, float, str, float, str, str]]:
     """(id, wall, boot_id, boottime, reason, who) of acknowledgements not applied yet, oldest first."""
+    if not _has_column(j, "clock_acks", "applied"):
+        return []
     rows = j._db.execute(
         "SELECT id, wall, boot_id, boottime, reason, who FROM clock_acks WHERE applied IS NULL ORDER BY id"
     )

@@ -665,3 +665,32 @@ def test_the_daemon_suspends_purges_after_a_clock_jump_until_acknowledged(setup:
     assert "jumped forward by 13.0 days" in err and "acknowledged by" in err and "NTP was down" in err
     r = run_acqd("status", "--config", str(s.cfg_path))
     assert "PURGES SUSPENDED" not in r.stdout
+
+
+def test_a_journal_from_before_partial_holds_is_read_and_migrated(tmp_path: Path) -> None:
+    """A journal written before holds had a watch root and before clock acknowledgements: read-only
+    commands (`plan`, `hold --list`) read it as it is; the daemon's writable open migrates it."""
+    import sqlite3
+
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.executescript(  # as an older acqd left it
+        "ALTER TABLE holds DROP COLUMN root; DROP TABLE clock_acks;"
+        "INSERT INTO holds(target, until, reason, created) VALUES('bob_ribosome_0102', 2e9, 'paper', 1e9);"
+    )
+    db.commit()
+    db.close()
+    j = Journal(path, readonly=True)
+    try:
+        assert jr.active_holds(j, 1.5e9) == [("bob_ribosome_0102", 2e9, "paper", "")]
+        assert jr.pending_clock_acks(j) == []
+    finally:
+        j.close()
+    j = Journal(path)
+    try:
+        assert jr.active_holds(j, 1.5e9) == [("bob_ribosome_0102", 2e9, "paper", "")]
+        jr.add_hold(j, "alice/grid2", 2e9, "fig", 1.5e9, root="/acq")
+        assert ("alice/grid2", 2e9, "fig", "/acq") in jr.active_holds(j, 1.5e9)
+    finally:
+        j.close()
