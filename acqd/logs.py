@@ -28,6 +28,8 @@ class LogReporter:
         level = _LEVEL.get(o.kind, logging.INFO)
         if not log.isEnabledFor(level):
             return
+        if o.kind.startswith("retention.clock_"):
+            return  # the retention runner logs the clock guard's changes itself, with their reason
         if o.kind == "verified":
             ratio = o.source_bytes / o.stored_bytes if o.stored_bytes else 0.0
             log.log(

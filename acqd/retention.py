@@ -327,7 +327,8 @@ class RetentionRunner:
         """Re-read the holds: one placed since the plan (by `acqd hold` in another process) wins."""
         holds = await self._j(holds_at, self.journal, now)
         if any(h.covers(a.item, now) for h in holds):
-            log.info("retention: %r was put on hold since the plan; not %s", row.file.relpath, a.kind + "d")
+            what = "purged" if a.kind == "purge" else "moved"
+            log.info("retention: %r was put on hold since the plan; not %s", row.file.relpath, what)
             await self._j(self.journal.audit, row.file.id, f"retention.{a.kind}.held", copy=row.copy.id)
             return True
         return False
