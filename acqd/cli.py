@@ -233,8 +233,11 @@ def status(
         j = Journal(journal_path(_state_dir(config, state_dir)), readonly=True)
         try:
             s = summary(j)
+            clock = _clock_doc(j)
         finally:
             j.close()
+    if clock is not None:
+        s["retention_clock"] = clock
     if json_out:
         out.print_json(json.dumps(s))
     else:
@@ -243,6 +246,7 @@ def status(
                 since = datetime.fromtimestamp(st["since"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
                 out.print(f"watch root {root}: MISSING since {since} (acqd waits for it)", markup=False)
         _print_states(s)
+        _print_clock(clock)
 
 
 @app.command("check")
@@ -563,9 +567,12 @@ def plan(
     now: Annotated[str | None, typer.Option(help="plan as of this ISO date/time (default: now)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Dry run of the retention policy: what would be warned, moved and purged, when and why."""
+    """Dry run of the retention policy: what would be warned, moved and purged, when and why (and
+    whether the clock guard holds purges back, and how to lift it)."""
+    from acqd import journal as jr
     from acqd.daemon import load_retention
-    from acqd.retention import plan_from_journal
+    from acqd.policy.clock import ClockState, Reading, lift_hint
+    from acqd.retention import plan_from_journal, project_clock, read_clock
 
     with _errors():
         cfg = load_config(config)
@@ -575,7 +582,20 @@ def plan(
         t = _when(now)
         j = Journal(journal_path(cfg.state_dir), readonly=True)
         try:
-            actions, _ = plan_from_journal(j, policy, t)
+            reading: Reading | None = read_clock()
+            if now is not None:  # as if time passed normally since the last sweep
+                kept = jr.clock_state(j)
+                last = ClockState.from_json(kept).last if kept is not None else None
+                reading = (
+                    None
+                    if last is not None and t < last.wall
+                    else Reading(t, last.boot_id, last.boottime + t - last.wall)
+                    if last is not None
+                    else Reading(t, "simulated", t)
+                )
+            view = project_clock(j, policy, reading) if reading is not None else None
+            clock = view.after if view is not None else None
+            actions, _ = plan_from_journal(j, policy, t, clock)
         finally:
             j.close()
     owners: dict[str, dict[str, int]] = {}
@@ -602,15 +622,28 @@ def plan(
                 **({"recipients": list(act.recipients)} if act.recipients else {}),
             }
         )
-    doc = {
+    doc: dict[str, Any] = {
         "now": _iso(t),
         "policy": policy.metadata.name,
         "actions": out_actions,
         "totals": {"by_owner": owners, "by_tier": tiers},
     }
+    if clock is not None:
+        doc["clock"] = {
+            "wall": _iso(clock.last.wall),
+            "trusted": _iso(clock.calendar),
+            "effective": _iso(clock.effective),
+            "skew_seconds": round(clock.skew, 3),
+            "suspended": clock.suspension is not None,
+            "reason": clock.suspension.reason if clock.suspension else "",
+            "lift": lift_hint(clock).replace("FILE", str(config)),
+        }
     if json_out:
         out.print_json(json.dumps(doc))
         return
+    if clock is not None and clock.suspension is not None:
+        out.print(f"CLOCK GUARD: {clock.suspension.reason}", markup=False)
+        out.print(f"  {doc['clock']['lift']}", markup=False)
     tbl = Table(title=f"retention plan as of {doc['now']} ({policy.metadata.name})")
     for col in ("action", "path", "owner", "tier", "size", "due", "why"):
         tbl.add_column(col)
@@ -637,7 +670,12 @@ def plan(
 @app.command()
 def hold(
     target: Annotated[
-        str | None, typer.Argument(help="a session (top-level folder) or a path below the watch root")
+        str | None,
+        typer.Argument(
+            help="what to keep: a session; a source file or folder (absolute, or relative to a watch root); "
+            "a destination path or URL (file:///mnt/central/inst/sess/x.tif, s3://bucket/inst/sess); "
+            "or instrument/session as stored"
+        ),
     ] = None,
     until: Annotated[str | None, typer.Option(help="ISO date the hold ends")] = None,
     reason: Annotated[str | None, typer.Option(help="why (shown in `hold --list` and the audit log)")] = None,
@@ -646,39 +684,131 @@ def hold(
     config: ConfigOpt = None,
     state_dir: StateOpt = None,
 ) -> None:
-    """Keep a session or path from being purged or moved off its tier until a date."""
+    """Keep a session, a folder or one file from being purged or moved off its tier until a date."""
     from acqd import journal as jr
+    from acqd.holds import resolve
 
     with _errors():
-        sd = _state_dir(config, state_dir)
+        cfg = load_config(config) if config is not None else None
+        sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
         if list_:
             j = Journal(journal_path(sd), readonly=True)
             try:
                 holds = jr.active_holds(j, time.time())
             finally:
                 j.close()
-            for t, u, why in holds:
-                out.print(f"{t}\tuntil {_iso(u)}\t{why}", markup=False)
+            for t, u, why, root in holds:
+                where = f"{root.rstrip('/')}/{t}" if root else t
+                out.print(f"{where}\tuntil {_iso(u)}\t{why}", markup=False)
             if not holds:
                 out.print("no active holds")
             return
         if target is None:
-            raise ConfigError("give the SESSION_OR_PATH to hold or release (or --list)")
+            raise ConfigError("give the TARGET to hold or release (or --list)")
+        if not release and (until is None or not reason):
+            raise ConfigError("a hold needs --until DATE and --reason TEXT")
+        u = _when(until) if until is not None else 0.0
+        if not release and u <= time.time():
+            raise ConfigError(f"--until {until} is in the past")
+        roots = [str(w.path) for w in cfg.watch] if cfg is not None else []
+        tier_urls = {name: t.url for name, t in cfg.tiers.items()} if cfg is not None else {}
         j = Journal(journal_path(sd))
         try:
             if release:
                 n = jr.release_hold(j, target, time.time())
+                if n == 0:
+                    for tg in resolve(j, target, roots, tier_urls).targets:
+                        n += jr.release_hold(j, tg.path, time.time(), root=tg.root)
                 out.print(f"released {n} hold(s) on {target}", markup=False)
                 return
-            if until is None or not reason:
-                raise ConfigError("a hold needs --until DATE and --reason TEXT")
-            u = _when(until)
-            if u <= time.time():
-                raise ConfigError(f"--until {until} is in the past")
-            jr.add_hold(j, target, u, reason, time.time())
+            assert reason is not None
+            res = resolve(j, target, roots, tier_urls)
+            for tg in res.targets:
+                jr.add_hold(j, tg.path, u, reason, time.time(), root=tg.root, asked=target)
         finally:
             j.close()
     out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
+    out.print(f"  covers {res.describe()}", markup=False)
+
+
+retention_app = typer.Typer(
+    no_args_is_help=True, help="Retention guards: acknowledge a clock jump that suspended purges."
+)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("ack-clock")
+def ack_clock(
+    config: Annotated[Path, typer.Option("--config", "-c", help="acqd.yaml with a `policy:`")],
+    reason: Annotated[str, typer.Option(help="why the wall clock is right (audit log)")] = "no reason given",
+) -> None:
+    """Vouch that the wall clock is right now: the clock guard re-anchors its trusted calendar at the
+    daemon's next sweep, and purges follow the wall clock again."""
+    import getpass
+
+    from acqd import journal as jr
+    from acqd.daemon import load_retention
+    from acqd.policy.clock import ClockState
+    from acqd.retention import project_clock, read_clock
+
+    with _errors():
+        cfg = load_config(config)
+        policy = load_retention(cfg)
+        if policy is None:
+            raise ConfigError(f"{config}: no `policy:` configured; there is no retention clock")
+        j = Journal(journal_path(cfg.state_dir))
+        try:
+            reading = read_clock()
+            doc = jr.clock_state(j)
+            kept = ClockState.from_json(doc) if doc is not None else None
+            projected = project_clock(j, policy, reading).after
+            suspension = (kept.suspension if kept is not None else None) or projected.suspension
+            if suspension is None:
+                raise AcqdError(
+                    "nothing to acknowledge: the wall clock agrees with the trusted clock "
+                    f"(skew {projected.skew:+.0f}s)"
+                )
+            try:
+                who = getpass.getuser()
+            except (KeyError, OSError):
+                who = f"uid {os.getuid()}"
+            jr.add_clock_ack(j, reading.wall, reading.boot_id, reading.boottime, reason, who)
+        finally:
+            j.close()
+    logging.getLogger("acqd.retention").warning("clock acknowledged by %s: %s", who, reason)
+    out.print(
+        f"acknowledged the wall clock ({_iso(reading.wall)}) over: {suspension.reason}. The daemon's next sweep "
+        "re-anchors the trusted clock; purges then follow the wall clock (`acqd plan` shows what is due).",
+        markup=False,
+    )
+
+
+def _clock_doc(j: Journal) -> dict[str, Any] | None:
+    from acqd import journal as jr
+    from acqd.policy.clock import ClockState, lift_hint
+
+    doc = jr.clock_state(j)
+    if doc is None:
+        return None
+    st = ClockState.from_json(doc)
+    return {
+        "as_of": _iso(st.last.wall),
+        "trusted": _iso(st.calendar),
+        "skew_seconds": round(st.skew, 3),
+        "suspended": st.suspension is not None,
+        "reason": st.suspension.reason if st.suspension else "",
+        "lift": lift_hint(st),
+        "pending_acks": len(jr.pending_clock_acks(j)),
+    }
+
+
+def _print_clock(clock: dict[str, Any] | None) -> None:
+    if clock is None or not clock["suspended"]:
+        return
+    out.print(f"retention: PURGES SUSPENDED (clock guard, as of {clock['as_of']}): {clock['reason']}", markup=False)
+    out.print(f"  {clock['lift']}", markup=False)
+    if clock["pending_acks"]:
+        out.print("  an acknowledgement is waiting for the daemon's next sweep", markup=False)
 
 
 @app.command()

@@ -464,6 +464,11 @@ class Daemon:
                         instrument=config.instrument,
                         sender=config.smtp.sender if config.smtp else f"acqd@{config.instrument}",
                         contact=config.smtp.contact if config.smtp else "the facility staff",
+                        hold_args=(
+                            ("--config", str(self.config_path.resolve()))
+                            if self.config_path is not None
+                            else ("--state-dir", str(config.state_dir.resolve()))
+                        ),
                     )
                     aux.append(asyncio.create_task(self._retention_loop(policy.spec.interval), name="retention"))
                 if events is not None:
@@ -642,7 +647,7 @@ class Daemon:
             await asyncio.sleep(interval)
             if self.retention is not None:
                 try:
-                    await self.retention.sweep(time.time())
+                    await self.retention.sweep()
                 except AcqdError as exc:
                     log.error("retention sweep failed (retried at the next one): %s", exc)
 

@@ -52,6 +52,9 @@ EVENT_KINDS = {
     "retention.warned": "retention.warned",
     "retention.transitioned": "retention.transitioned",
     "retention.purged": "retention.purged",
+    "retention.clock_suspended": "retention.clock.suspended",
+    "retention.clock_lifted": "retention.clock.lifted",
+    "retention.clock_acknowledged": "retention.clock.acknowledged",
 }
 
 
@@ -60,7 +63,16 @@ def _now_iso() -> str:
 
 
 def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
-    """The JSON body of a file event."""
+    """The JSON body of a file event (or of a retention clock-guard event, which has no file)."""
+    if o.kind.startswith("retention.clock_"):
+        return {
+            "schema": SCHEMA,
+            "id": str(uuid.uuid4()),
+            "type": EVENT_KINDS[o.kind],
+            "time": _now_iso(),
+            "instrument": instrument,
+            "reason": o.reason,
+        }
     body: dict[str, Any] = {
         "schema": SCHEMA,
         "id": str(uuid.uuid4()),

@@ -98,7 +98,17 @@ CREATE TABLE IF NOT EXISTS holds(
     until REAL NOT NULL,
     reason TEXT NOT NULL,
     created REAL NOT NULL,
-    released REAL
+    released REAL,
+    root TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS clock_acks(
+    id INTEGER PRIMARY KEY,
+    wall REAL NOT NULL,
+    boot_id TEXT NOT NULL,
+    boottime REAL NOT NULL,
+    reason TEXT NOT NULL,
+    who TEXT NOT NULL,
+    applied REAL
 );
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
@@ -188,6 +198,13 @@ _COPY_COLS = (
 )
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added after a table first shipped (CREATE TABLE IF NOT EXISTS keeps old tables as they are)."""
+    cols = {r[1] for r in db.execute("PRAGMA table_info(holds)")}
+    if "root" not in cols:
+        db.execute("ALTER TABLE holds ADD COLUMN root TEXT NOT NULL DEFAULT ''")
+
+
 def _file_row(r: tuple[Any, ...]) -> FileRow:
     return FileRow(
         id=r[0],
@@ -245,6 +262,7 @@ class Journal:
                     raise JournalError(f"journal {path} is corrupt: {ok[0] if ok else 'no answer'}")
                 self._db.executescript(_SCHEMA)
                 self._add_columns()
+                _migrate(self._db)
                 with self._tx():
                     self._db.execute(
                         "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)",
@@ -833,41 +851,142 @@ def record_warnings(j: Journal, copy_ids: list[int], recipient: str, purge_at: d
             j._audit(fid, "retention.warned", copy=cid, recipient=recipient, purge_at=purge_at[cid])
 
 
-def add_hold(j: Journal, target: str, until: float, reason: str, now: float) -> int:
+def add_hold(j: Journal, target: str, until: float, reason: str, now: float, root: str = "", **detail: Any) -> int:
+    """A hold on `target` (a path relative to the watch root `root`; "" = any root)."""
     with j._tx() as db:
         cur = db.execute(
-            "INSERT INTO holds(target, until, reason, created) VALUES(?, ?, ?, ?)", (target, until, reason, now)
+            "INSERT INTO holds(target, until, reason, created, root) VALUES(?, ?, ?, ?, ?)",
+            (target, until, reason, now, root),
         )
-        j._audit(None, "hold", target=target, until=until, reason=reason)
+        j._audit(None, "hold", target=target, root=root, until=until, reason=reason, **detail)
         return int(cur.lastrowid or 0)
 
 
-def release_hold(j: Journal, target: str, now: float) -> int:
+def release_hold(j: Journal, target: str, now: float, root: str | None = None) -> int:
+    """Release the active holds on `target` (under `root`; None: under any root)."""
     with j._tx() as db:
-        n = db.execute("UPDATE holds SET released = ? WHERE target = ? AND released IS NULL", (now, target)).rowcount
-        j._audit(None, "hold.released", target=target, holds=n)
+        if root is None:
+            q, args = "target = ?", (target,)
+        else:
+            q, args = "target = ? AND root IN (?, '')", (target, root)  # type: ignore[assignment]
+        n = db.execute(f"UPDATE holds SET released = ? WHERE {q} AND released IS NULL", (now, *args)).rowcount
+        j._audit(None, "hold.released", target=target, root=root, holds=n)
         return int(n)
 
 
-def active_holds(j: Journal, now: float) -> list[tuple[str, float, str]]:
+def _has_column(j: Journal, table: str, column: str) -> bool:
+    """A read-only journal written by an older acqd is not migrated: look before asking."""
+    return any(r[1] == column for r in j._db.execute(f"PRAGMA table_info({table})"))
+
+
+def active_holds(j: Journal, now: float) -> list[tuple[str, float, str, str]]:
+    """(target, until, reason, root) of every hold in force at `now`."""
+    root = "root" if _has_column(j, "holds", "root") else "''"
     rows = j._db.execute(
-        "SELECT target, until, reason FROM holds WHERE released IS NULL AND until > ? ORDER BY id", (now,)
+        f"SELECT target, until, reason, {root} FROM holds WHERE released IS NULL AND until > ? ORDER BY id", (now,)
     )
-    return [(str(t), float(u), str(r)) for t, u, r in rows]
+    return [(str(t), float(u), str(r), str(w)) for t, u, r, w in rows]
 
 
 def last_sweep(j: Journal) -> float | None:
+    """The wall clock at the last sweep of a journal written before the clock guard (see clock_state)."""
     r = j._db.execute("SELECT value FROM meta WHERE key = 'retention_last_sweep'").fetchone()
     return float(r[0]) if r else None
 
 
-def set_last_sweep(j: Journal, now: float) -> None:
+def clock_state(j: Journal) -> dict[str, Any] | None:
+    """The retention clock guard's state (acqd.policy.clock.ClockState as JSON), None before the first sweep."""
+    r = j._db.execute("SELECT value FROM meta WHERE key = 'retention_clock'").fetchone()
+    return json.loads(r[0]) if r else None
+
+
+def set_clock_state(j: Journal, doc: dict[str, Any], audit: str | None = None, **detail: Any) -> None:
     with j._tx() as db:
         db.execute(
-            "INSERT INTO meta(key, value) VALUES('retention_last_sweep', ?) "
+            "INSERT INTO meta(key, value) VALUES('retention_clock', ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (repr(now),),
+            (json.dumps(doc),),
         )
+        if audit is not None:
+            j._audit(None, audit, **detail)
+
+
+def add_clock_ack(j: Journal, wall: float, boot_id: str, boottime: float, reason: str, who: str) -> int:
+    """An operator vouched for the wall clock (`acqd retention ack-clock`); the daemon applies it at its next sweep."""
+    with j._tx() as db:
+        cur = db.execute(
+            "INSERT INTO clock_acks(wall, boot_id, boottime, reason, who) VALUES(?, ?, ?, ?, ?)",
+            (wall, boot_id, boottime, reason, who),
+        )
+        j._audit(None, "retention.clock.ack", wall=wall, reason=reason, who=who)
+        return int(cur.lastrowid or 0)
+
+
+def pending_clock_acks(j: Journal) -> list[tuple[int, float, str, float, str, str]]:
+    """(id, wall, boot_id, boottime, reason, who) of acknowledgements not applied yet, oldest first."""
+    if not _has_column(j, "clock_acks", "applied"):
+        return []
+    rows = j._db.execute(
+        "SELECT id, wall, boot_id, boottime, reason, who FROM clock_acks WHERE applied IS NULL ORDER BY id"
+    )
+    return [(int(i), float(w), str(b), float(bt), str(r), str(who)) for i, w, b, bt, r, who in rows]
+
+
+def clock_ack_applied(j: Journal, ack_id: int, now: float, **detail: Any) -> None:
+    with j._tx() as db:
+        db.execute("UPDATE clock_acks SET applied = ? WHERE id = ?", (now, ack_id))
+        j._audit(None, "retention.clock.acknowledged", ack=ack_id, **detail)
+
+
+_SCOPE = (
+    "SELECT f.root, f.relpath, f.session, f.id, c.tier, c.dest, c.stored_bytes, c.state FROM files f "
+    "JOIN copies c ON c.file_id = f.id WHERE "
+)
+ScopeRow = tuple[str, str, str, int, str, str, int, str]
+
+
+def _scope(j: Journal, where: str, args: tuple[Any, ...]) -> list[ScopeRow]:
+    q = _SCOPE + where + " ORDER BY f.root, f.relpath, f.version"
+    return [
+        (str(a), str(b), str(c), int(d), str(e), str(f), int(g), str(h))
+        for a, b, c, d, e, f, g, h in j._db.execute(q, args)
+    ]
+
+
+def copies_below(j: Journal, root: str | None, prefix: str) -> list[ScopeRow]:
+    """Copies (any state) of the files at or below `prefix` (relative to `root`; None: any root):
+    (root, relpath, session, file_id, tier, dest, stored_bytes, copy state)."""
+    p = prefix.strip("/")
+    cond = "1" if p in ("", ".") else "(f.relpath = ? OR (f.relpath >= ? AND f.relpath < ?))"
+    args: tuple[Any, ...] = () if p in ("", ".") else (p, p + "/", p + "0")  # "0" sorts right after "/"
+    if root is not None:
+        cond += " AND f.root = ?"
+        args += (root,)
+    return _scope(j, cond, args)
+
+
+def copies_at_dest(j: Journal, dest: str, tier: str | None = None) -> list[ScopeRow]:
+    """Copies whose destination name is `dest`, lies below the folder `dest`, or contains `dest`
+    (a path inside a Zarr store), by the names the journal recorded."""
+    d = dest.strip("/")
+    parts = d.split("/")
+    above = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    inside = f" OR c.dest IN ({','.join('?' * len(above))})" if above else ""
+    cond = f"(c.dest = ? OR (c.dest >= ? AND c.dest < ?){inside})"
+    args: tuple[Any, ...] = (d, d + "/", d + "0", *above)
+    if tier is not None:
+        cond += " AND c.tier = ?"
+        args += (tier,)
+    return _scope(j, cond, args)
+
+
+def session_names(j: Journal) -> list[tuple[str, str, str, str]]:
+    """(root, session, one relpath, its dest) per session: what a hold's close matches are built from."""
+    q = (
+        "SELECT f.root, f.session, MIN(f.relpath), c.dest FROM files f JOIN copies c ON c.file_id = f.id "
+        "GROUP BY f.root, f.session"
+    )
+    return [(str(a), str(b), str(c), str(d)) for a, b, c, d in j._db.execute(q)]
 
 
 def mark_copy(j: Journal, copy_id: int, state: str, action: str, **detail: Any) -> None:

@@ -131,6 +131,8 @@ class LogReporter:
         level = _LEVEL.get(o.kind, logging.INFO)
         if not log.isEnabledFor(level):
             return
+        if o.kind.startswith("retention.clock_"):
+            return  # the retention runner logs the clock guard's changes itself, with their reason
         if o.kind == "retry" and self.repeats is not None:
             site = f"retry ({o.stage or 'internal'})"
             self.repeats.error(site, PATHLIKE.sub("…", o.reason), "%s %r: %s", o.kind, o.relpath, o.reason)

@@ -105,6 +105,12 @@ class Metrics:
         self.reloads = Counter("acqd_reloads", "Configuration reloads (SIGHUP), by result", (*i, "result"), registry=r)
         self.retention = Counter("acqd_retention_actions", "Retention actions carried out", (*i, "action"), registry=r)
         self.retention_bytes = Counter("acqd_retention_purged_bytes", "Bytes purged by retention", i, registry=r)
+        self.clock_suspended = Gauge(
+            "acqd_retention_clock_suspended",
+            "1 while the retention clock guard judges purges by the trusted clock (a wall-clock jump)",
+            i,
+            registry=r,
+        )
         self.build = Info("acqd_build", "acqd version", (*i,), registry=r)
         self.build.labels(instrument).info({"version": __version__, "python": platform.python_version()})
         # every series that alerts compare against exists from the start (at 0)
@@ -127,7 +133,7 @@ class Metrics:
             self.watch_size.labels(instrument, w)
         for res in ("ok", "failed"):
             self.reloads.labels(instrument, res)
-        for act in ("warned", "transitioned", "purged"):
+        for act in ("warned", "transitioned", "purged", "clock_suspended", "clock_lifted", "clock_acknowledged"):
             self.retention.labels(instrument, act)
         self.retention_bytes.labels(instrument)
         for g in (
@@ -137,6 +143,7 @@ class Metrics:
             self.inflight_bytes,
             self.inflight_limit,
             self.mqtt_connected,
+            self.clock_suspended,
         ):
             g.labels(instrument).set(0)
         self.mqtt_published.labels(instrument)
@@ -159,6 +166,8 @@ class Metrics:
             self.retention.labels(inst, o.kind.partition(".")[2]).inc()
             if o.kind == "retention.purged":
                 self.retention_bytes.labels(inst).inc(o.source_bytes)
+            elif o.kind in ("retention.clock_suspended", "retention.clock_lifted"):
+                self.clock_suspended.labels(inst).set(1 if o.kind == "retention.clock_suspended" else 0)
             return
         if o.kind not in OUTCOMES:
             return

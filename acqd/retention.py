@@ -1,20 +1,27 @@
 """The retention runner: executes the planner's actions with guards, on a timer.
 
-Guards, besides the planner's: the live object and the holds are re-checked just before a delete;
-a transition copies, verifies the new copy, and only then deletes the old one; a sweep stops when
-too many of its actions fail; a warning that cannot be delivered is retried at the next sweep and
-blocks the purge it announces (nothing is recorded until the mail server took it).
+Guards, besides the planner's: the clock guard (`acqd.policy.clock`: every sweep reads the wall
+clock and CLOCK_BOOTTIME, keeps the trusted calendar in the journal, applies operators'
+acknowledgements, and plans at the effective time); the live object and the holds are re-checked
+just before a delete and before a transition starts; a transition copies, verifies the new copy,
+and only then deletes the old one; a sweep stops when too many of its actions fail; a warning that
+cannot be delivered is retried at the next sweep and blocks the purge it announces (nothing is
+recorded until the mail server took it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from acqd import journal as jr
@@ -22,7 +29,8 @@ from acqd.errors import AcqdError, NameTakenError
 from acqd.journal import Journal
 from acqd.layouts import build_layout
 from acqd.notify import Digests, Mailer
-from acqd.policy.model import Policy
+from acqd.policy.clock import ClockState, Reading, acknowledge, advance
+from acqd.policy.model import DAY, Policy
 from acqd.policy.planner import Action, Hold, Item, Warning_, plan
 from acqd.ports import Reporter
 from acqd.storage import Tier
@@ -43,11 +51,54 @@ class SweepResult:
     blocked: int = 0
     failed: int = 0
     suspended: str = ""
+    clock: ClockState | None = None
     actions: list[Action] = field(default_factory=list)
 
 
-def plan_from_journal(j: Journal, policy: Policy, now: float) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
-    """Blocking: the planner's view of the journal (copies, holds, delivered warnings, last sweep), planned."""
+def read_clock() -> Reading:
+    """The wall clock, the kernel's boot id and CLOCK_BOOTTIME (never stepped; counts suspend)."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = ""  # no boot id: every interval is judged as if across a reboot
+    return Reading(time.time(), boot_id, time.clock_gettime(time.CLOCK_BOOTTIME))
+
+
+def simulated(now: float) -> Reading:
+    """A reading of a clock that is right at `now` (tests, `acqd plan --now`): its boot time follows the wall."""
+    return Reading(now, "simulated", now)
+
+
+@dataclass(frozen=True)
+class ClockView:
+    before: ClockState | None
+    after: ClockState
+    acks: list[tuple[int, float, str, float, str, str]]
+
+
+def project_clock(j: Journal, policy: Policy, reading: Reading) -> ClockView:
+    """Blocking: the clock guard's state once `reading` and the pending acknowledgements are taken in."""
+    g = policy.spec.guards
+    doc = jr.clock_state(j)
+    before: ClockState | None
+    if doc is not None:
+        before = ClockState.from_json(doc)
+    else:
+        ls = jr.last_sweep(j)  # a journal from before the clock guard: its last sweep, from another boot
+        before = ClockState(Reading(ls, "", 0.0), 0.0, ls, 0.0) if ls is not None else None
+    after = advance(before, reading, g.maxClockJumpForward, g.maxClockJumpBackward)
+    acks = jr.pending_clock_acks(j)
+    for _, wall, boot, boottime, _, _ in acks:
+        after = acknowledge(after, Reading(wall, boot, boottime), g.maxClockJumpForward, g.maxClockJumpBackward)
+    return ClockView(before, after, acks)
+
+
+def plan_from_journal(
+    j: Journal, policy: Policy, now: float, clock: ClockState | None = None
+) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
+    """Blocking: the planner's view of the journal (copies, holds, delivered warnings), planned at
+    `now`, or at the clock state's effective time."""
+    t = clock.effective if clock is not None else now
     rows = jr.retention_items(j)
     items = [
         Item(
@@ -58,12 +109,16 @@ def plan_from_journal(j: Journal, policy: Policy, now: float) -> tuple[list[Acti
             tier=r.copy.tier,
             size=r.copy.stored_bytes,
             verified_at=r.copy.verified_at or r.copy.stored_at,
+            root=r.file.root,
         )
         for r in rows
     ]
-    holds = [Hold(t, u, why) for t, u, why in jr.active_holds(j, now)]
     warnings = [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
-    return plan(now, items, policy, holds, warnings, jr.last_sweep(j)), {r.copy.id: r for r in rows}
+    return plan(now, items, policy, holds_at(j, t), warnings, clock), {r.copy.id: r for r in rows}
+
+
+def holds_at(j: Journal, now: float) -> list[Hold]:
+    return [Hold(t, u, why, root) for t, u, why, root in jr.active_holds(j, now)]
 
 
 class RetentionRunner:
@@ -81,6 +136,8 @@ class RetentionRunner:
         instrument: str,
         sender: str,
         contact: str,
+        hold_args: tuple[str, ...] = (),
+        clock: Callable[[], Reading] = read_clock,
     ) -> None:
         self.policy = policy
         self.journal = journal
@@ -93,6 +150,10 @@ class RetentionRunner:
         self.instrument = instrument
         self.sender = sender
         self.contact = contact
+        self.hold_args = hold_args  # how this daemon's journal is named on a command line (--config FILE)
+        self.clock = clock
+        self.last_clock: ClockState | None = None  # the clock guard's state at the last plan
+        self._reported = False  # a suspension was reported (event, metric) by this process
 
     async def _j(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.jexec, partial(fn, *args, **kw))
@@ -116,12 +177,48 @@ class RetentionRunner:
             )
         )
 
-    async def plan(self, now: float) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
-        return await self._j(plan_from_journal, self.journal, self.policy, now)
+    async def plan(self, now: float | Reading | None = None) -> tuple[list[Action], dict[int, jr.RetentionRow], float]:
+        """Take a clock reading into the guard's state (kept in the journal), then plan at its
+        effective time. `now` as a number: a clock that is right at that time (tests)."""
+        reading = self.clock() if now is None else simulated(now) if isinstance(now, int | float) else now
+        view = await self._j(project_clock, self.journal, self.policy, reading)
+        await self._note_clock(view)
+        actions, by_copy = await self._j(plan_from_journal, self.journal, self.policy, 0.0, view.after)
+        self.last_clock = view.after
+        return actions, by_copy, view.after.effective
 
-    async def sweep(self, now: float) -> SweepResult:
-        actions, by_copy = await self.plan(now)
-        res = SweepResult(now=now, actions=actions)
+    async def _note_clock(self, view: ClockView) -> None:
+        """Keep the clock state; log, audit, report what changed (a suspension, its end, an ack)."""
+        st, was = view.after, view.before.suspension if view.before is not None else None
+        audit: str | None = None
+        detail: dict[str, Any] = {"wall": st.last.wall, "trusted": st.calendar, "skew": round(st.skew, 3)}
+        if st.suspension is not None and (was is None or not self._reported):
+            if was is None:
+                audit = "retention.clock.suspended"
+            log.error("retention: %s; purges and transitions now wait for the trusted clock", st.suspension.reason)
+            self._emit_clock("retention.clock_suspended", st.suspension.reason)
+        elif st.suspension is None and was is not None:
+            audit = "retention.clock.lifted"
+            how = "acknowledged" if view.acks else "the wall clock agrees with the trusted clock again"
+            log.warning("retention: clock suspension lifted (%s)", how)
+            self._emit_clock("retention.clock_lifted", how)
+        self._reported = st.suspension is not None
+        await self._j(jr.set_clock_state, self.journal, st.to_json(), audit, **detail)
+        for ack_id, wall, _, _, reason, who in view.acks:
+            await self._j(jr.clock_ack_applied, self.journal, ack_id, st.last.wall, who=who, reason=reason, wall=wall)
+            log.warning("retention: the wall clock was acknowledged by %s (%s); purges follow it again", who, reason)
+            self._emit_clock("retention.clock_acknowledged", f"{who}: {reason}")
+
+    def _emit_clock(self, kind: str, reason: str) -> None:
+        self.reporter.outcome(Outcome(kind=kind, relpath="", session="", detector="", reason=reason))
+
+    async def sweep(self, now: float | Reading | None = None) -> SweepResult:
+        actions, by_copy, t = await self.plan(now)
+        return await self.execute(actions, by_copy, t)
+
+    async def execute(self, actions: list[Action], by_copy: dict[int, jr.RetentionRow], now: float) -> SweepResult:
+        """Carry out a plan made at `now` (the effective time); holds and live objects are re-checked."""
+        res = SweepResult(now=now, actions=actions, clock=self.last_clock)
         res.blocked = sum(a.kind == "blocked" for a in actions)
         await self._warn(now, [a for a in actions if a.kind == "warn"], by_copy, res)
         limit = self.policy.spec.guards.suspendErrorRatio
@@ -137,8 +234,8 @@ class RetentionRunner:
             row = by_copy[a.item.id]
             try:
                 if a.kind == "transition":
-                    await self._transition(a, row, now)
-                    res.transitioned += 1
+                    if await self._transition(a, row, now):
+                        res.transitioned += 1
                 else:
                     if await self._purge(a, row, now):
                         res.purged += 1
@@ -147,8 +244,6 @@ class RetentionRunner:
                 res.failed += 1
                 log.warning("retention %s of %r failed: %s", a.kind, row.file.relpath, exc)
                 await self._j(self.journal.audit, row.file.id, f"retention.{a.kind}.failed", reason=str(exc))
-        if not res.suspended:
-            await self._j(jr.set_last_sweep, self.journal, now)
         log.info(
             "retention sweep: %d warned in %d digest(s), %d moved, %d purged (%d bytes), %d blocked, %d failed",
             res.warned,
@@ -160,6 +255,11 @@ class RetentionRunner:
             res.failed,
         )
         return res
+
+    def hold_command(self, session: str, until: float, recipient: str) -> str:
+        """The `acqd hold` command line that keeps `session`, ready to paste."""
+        args = ["acqd", "hold", session, "--until", _day(until), "--reason", f"asked by {recipient}", *self.hold_args]
+        return shlex.join(args)
 
     async def _warn(
         self, now: float, warns: list[Action], by_copy: dict[int, jr.RetentionRow], res: SweepResult
@@ -179,7 +279,15 @@ class RetentionRunner:
                 key = (a.item.session, a.at)
                 s = sessions.setdefault(
                     key,
-                    {"session": a.item.session, "files": 0, "bytes": 0, "purge_at": a.at, "rule": a.rule, "where": ""},
+                    {
+                        "session": a.item.session,
+                        "files": 0,
+                        "bytes": 0,
+                        "purge_at": a.at,
+                        "rule": a.rule,
+                        "where": "",
+                        "hold_command": self.hold_command(a.item.session, a.at + 90 * DAY, recipient),
+                    },
                 )
                 s["files"] += 1
                 s["bytes"] += a.item.size
@@ -215,8 +323,20 @@ class RetentionRunner:
     def _layout(self, row: jr.RetentionRow) -> Any:
         return build_layout(row.copy.layout, "zstd" if row.copy.codec.startswith("zstd") else "none")
 
-    async def _transition(self, a: Action, row: jr.RetentionRow, now: float) -> None:
+    async def _held(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
+        """Re-read the holds: one placed since the plan (by `acqd hold` in another process) wins."""
+        holds = await self._j(holds_at, self.journal, now)
+        if any(h.covers(a.item, now) for h in holds):
+            what = "purged" if a.kind == "purge" else "moved"
+            log.info("retention: %r was put on hold since the plan; not %s", row.file.relpath, what)
+            await self._j(self.journal.audit, row.file.id, f"retention.{a.kind}.held", copy=row.copy.id)
+            return True
+        return False
+
+    async def _transition(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
         """Copy to the new tier, verify the new copy, record it, and only then delete the old one."""
+        if await self._held(a, row, now):
+            return False
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
         rel = row.copy.dest
         try:
@@ -241,12 +361,11 @@ class RetentionRunner:
         await self._io(src.remove_any, rel)
         await self._j(jr.mark_copy, self.journal, row.copy.id, "moved", "retention.transitioned", to=dst.name)
         self._emit("retention.transitioned", row, reason=f"{src.name} -> {dst.name}")
+        return True
 
     async def _purge(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
         """Delete a copy whose time has come: re-check the holds and the live object first."""
-        holds = [Hold(t, u, why) for t, u, why in await self._j(jr.active_holds, self.journal, now)]
-        if any(h.covers(a.item, now) for h in holds):
-            log.info("retention: %r was put on hold since the plan; kept", row.file.relpath)
+        if await self._held(a, row, now):
             return False
         tier = self.tiers[row.copy.tier]
         if not await self._io(tier.exists, row.copy.dest):
@@ -259,6 +378,10 @@ class RetentionRunner:
         )
         self._emit("retention.purged", row, reason=a.reason)
         return True
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 def copy_between(src: Tier, dst: Tier, rel: str) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acqd.errors import ConfigError
+from acqd.policy.clock import ClockState, Reading, acknowledge, advance
 from acqd.policy.model import DAY, Policy, load_policy
 from acqd.policy.planner import Hold, Item, Warning_, plan
 from tests.conftest import REPO
@@ -106,7 +107,7 @@ def test_timeline_of_one_movie() -> None:
     assert w.kind == "warn" and w.recipients == ("alice@x.org",) and w.at == t0 + 60 * DAY
     sent = Warning_(1, w.at, t0 + 46 * DAY)
     assert plan(t0 + 59.9 * DAY, [moved], p, warnings=[sent]) == []  # warned: waiting for the date
-    [pg] = plan(t0 + 60 * DAY, [moved], p, warnings=[sent], last_sweep=t0 + 59.9 * DAY)
+    [pg] = plan(t0 + 60 * DAY, [moved], p, warnings=[sent])
     assert pg.kind == "purge"
 
 
@@ -117,16 +118,16 @@ def test_no_purge_without_a_delivered_warning_and_its_lead_time() -> None:
     assert w.kind == "warn" and w.at == NOW + 14 * DAY  # the purge date moves out by the lead time
     late = Warning_(1, w.at, NOW)
     assert plan(NOW + 13 * DAY, [it], p, warnings=[late]) == []
-    assert kinds(plan(NOW + 14 * DAY, [it], p, warnings=[late], last_sweep=NOW + 13 * DAY)) == ["purge"]
+    assert kinds(plan(NOW + 14 * DAY, [it], p, warnings=[late])) == ["purge"]
 
 
 def test_policy_change_never_makes_a_purge_sooner() -> None:
     p30 = policy(BASE.replace("expiration: {after: 60d}", "expiration: {after: 30d}"))
     it = item(days_old=50, tier="capacity")
     announced = Warning_(1, NOW + 10 * DAY, NOW - 4 * DAY)  # warned 4 days ago for a purge in 10 days
-    assert plan(NOW, [it], p30, warnings=[announced], last_sweep=NOW - DAY) == []  # still the announced date
+    assert plan(NOW, [it], p30, warnings=[announced]) == []  # still the announced date
     later = policy(BASE.replace("expiration: {after: 60d}", "expiration: {after: 90d}"))
-    acts = plan(NOW + 10 * DAY, [it], later, warnings=[announced], last_sweep=NOW + 9 * DAY)
+    acts = plan(NOW + 10 * DAY, [it], later, warnings=[announced])
     assert "purge" not in kinds(acts)  # a later date: a new warning first, for the new date
 
 
@@ -135,26 +136,101 @@ def test_hold_blocks_purge_and_transition() -> None:
     it = item(days_old=90)
     w = Warning_(1, NOW - 10 * DAY, NOW - 30 * DAY)
     h = Hold("alice_s1", NOW + 30 * DAY, "paper revision")
-    acts = plan(NOW, [it], p, holds=[h], warnings=[w], last_sweep=NOW - DAY)
+    acts = plan(NOW, [it], p, holds=[h], warnings=[w])
     assert kinds(acts) == ["blocked", "blocked"] and "paper revision" in acts[1].reason
     expired = Hold("alice_s1", NOW - 1, "old")
-    assert "purge" in kinds(plan(NOW, [it], p, holds=[expired], warnings=[w], last_sweep=NOW - DAY))
+    assert "purge" in kinds(plan(NOW, [it], p, holds=[expired], warnings=[w]))
 
 
-@pytest.mark.parametrize("last", [NOW + 3600, NOW - 3 * DAY])
-def test_clock_jumps_block_purges(last: float) -> None:
+def test_a_hold_on_one_file_or_folder_keeps_only_that() -> None:
+    """Holds cover part of a session: a sub-folder or one file, under one watch root or any."""
     p = policy()
-    it = item(days_old=90)
-    w = Warning_(1, NOW - 10 * DAY, NOW - 30 * DAY)
-    [a] = [a for a in plan(NOW, [it], p, warnings=[w], last_sweep=last) if a.item.id == 1 and a.kind != "transition"]
-    assert a.kind == "blocked" and "clock" in a.reason
+    names = ["alice_s1/grid1/a.mrc", "alice_s1/grid1/b.mrc", "alice_s1/grid2/c.mrc", "alice_s1/grid10/d.mrc"]
+    items = [
+        Item(i, n, "alice_s1", "gatan-k3", "capacity", 100, NOW - 90 * DAY, root="/acq") for i, n in enumerate(names)
+    ]
+    ws = [Warning_(i, NOW - 10 * DAY, NOW - 30 * DAY) for i in range(len(names))]
+
+    def purged(holds: list[Hold]) -> set[str]:
+        return {a.item.relpath for a in plan(NOW, items, p, holds, ws) if a.kind == "purge"}
+
+    assert purged([]) == set(names)
+    one = Hold("alice_s1/grid1/a.mrc", NOW + DAY, "figure 3", root="/acq")
+    assert purged([one]) == set(names) - {"alice_s1/grid1/a.mrc"}
+    folder = Hold("alice_s1/grid1", NOW + DAY, "figure 3")  # not grid10: a folder, not a string prefix
+    assert purged([folder]) == {"alice_s1/grid2/c.mrc", "alice_s1/grid10/d.mrc"}
+    elsewhere = Hold("alice_s1/grid1/a.mrc", NOW + DAY, "other root", root="/other")
+    assert purged([elsewhere]) == set(names)
+    [blocked] = [a for a in plan(NOW, items, p, [one], ws) if a.item.relpath == "alice_s1/grid1/a.mrc"]
+    assert blocked.kind == "blocked" and "figure 3" in blocked.reason
+    young = [Item(0, names[0], "alice_s1", "gatan-k3", "central", 100, NOW - 20 * DAY, root="/acq")]
+    assert kinds(plan(NOW, young, p)) == ["transition"]
+    assert kinds(plan(NOW, young, p, [one])) == ["blocked"]  # nor moved
+
+
+def clock_at(wall: float, calendar: float) -> ClockState:
+    """A clock state whose wall clock reads `wall` while the trusted calendar says `calendar`."""
+    st = advance(None, Reading(calendar - DAY, "b", 0.0), 2 * DAY, 600)
+    return advance(st, Reading(wall, "b", DAY), 2 * DAY, 600)
+
+
+@pytest.mark.parametrize("jump", [13 * DAY, -3 * DAY])
+def test_clock_jumps_block_purges(jump: float) -> None:
+    p = policy()
+    due = item(days_old=61, tier="capacity")
+    w = Warning_(1, NOW - DAY, NOW - 15 * DAY)  # due yesterday, by either clock
+    sane = clock_at(NOW, NOW)
+    assert sane.suspension is None and kinds(plan(0, [due], p, warnings=[w], clock=sane)) == ["purge"]
+    later = item(days_old=61 - 13, tier="capacity")  # due in 13 days
+    w13 = Warning_(1, NOW + 13 * DAY, NOW - 1 * DAY)
+    st = clock_at(NOW + jump, NOW)
+    assert st.suspension is not None and st.effective == min(NOW, NOW + jump)
+    acts = plan(0, [later], p, warnings=[w13], clock=st)
+    assert "purge" not in kinds(acts)
+    if jump > 0:  # only the wall clock says it is due: reported as held back by the clock guard
+        [a] = acts
+        assert a.kind == "blocked" and "clock guard" in a.reason and "jumped forward by 13.0 days" in a.reason
+    else:
+        assert acts == []
+
+
+def test_clock_guard_states() -> None:
+    fwd, back = 2 * DAY, 600.0
+    st = advance(None, Reading(NOW, "b1", 100.0), fwd, back)
+    assert (st.calendar, st.effective, st.suspension) == (NOW, NOW, None)
+    # the daemon stopped for 5 days, the machine ran: CLOCK_BOOTTIME says so; not a jump
+    st = advance(st, Reading(NOW + 5 * DAY, "b1", 100.0 + 5 * DAY), fwd, back)
+    assert st.suspension is None and st.calendar == NOW + 5 * DAY
+    # one hour later by the boot clock, 13 days by the wall clock: a jump, judged by the trusted calendar
+    st = advance(st, Reading(NOW + 18 * DAY + 3600, "b1", 100.0 + 5 * DAY + 3600), fwd, back)
+    assert st.suspension is not None and st.effective == NOW + 5 * DAY + 3600
+    assert "forward by 13.0 days" in st.suspension.reason
+    since = st.suspension.since
+    # a reboot: the interval is trusted only if the wall clock says 0..maxClockJumpForward
+    st = advance(st, Reading(NOW + 19 * DAY + 3600, "b2", 50.0), fwd, back)
+    assert st.suspension is not None and st.suspension.since == since and st.calendar == NOW + 6 * DAY + 3600
+    st = ClockState.from_json(st.to_json())  # kept in the journal as JSON
+    # an operator vouches for the wall clock (in this boot, 10 s before the sweep): re-anchored there
+    acked = acknowledge(st, Reading(NOW + 19 * DAY + 3590, "b2", 40.0), fwd, back)
+    assert acked.suspension is None and acked.calendar == NOW + 19 * DAY + 3600
+    # an acknowledgement from another boot anchors at the latest reading
+    assert acknowledge(st, Reading(0.0, "b0", 1.0), fwd, back).calendar == NOW + 19 * DAY + 3600
+    # after a power-off longer than the guard: no trusted measure, suspended until acknowledged
+    off = advance(acked, Reading(NOW + 30 * DAY, "b3", 20.0), fwd, back)
+    assert off.suspension is not None and off.effective == acked.calendar
+    # backwards: the wall clock is behind; effective follows it (later purges), and it is reported
+    bk = advance(acked, Reading(acked.last.wall - 3600 + 60, "b2", 100.0), fwd, back)
+    assert bk.suspension is not None and bk.effective == bk.last.wall and "backwards" in bk.suspension.reason
+    # the clock put right again: the suspension ends by itself
+    ok = advance(bk, Reading(acked.last.wall + 120, "b2", 160.0), fwd, back)
+    assert ok.suspension is None
 
 
 def test_caps_limit_a_sweep() -> None:
     p = policy(BASE + "  caps: {maxItemsPerSweep: 3, maxBytesPerSweep: 1000}\n")
     items = [item(i, days_old=90, size=300, tier="capacity") for i in range(10)]
     ws = [Warning_(i, NOW - 10 * DAY, NOW - 30 * DAY) for i in range(10)]
-    acts = plan(NOW, items, p, warnings=ws, last_sweep=NOW - DAY)
+    acts = plan(NOW, items, p, warnings=ws)
     assert kinds(acts).count("purge") == 3 and kinds(acts).count("blocked") == 7
 
 
@@ -171,7 +247,7 @@ def policy_with(expire_days: int, warn_days: int, max_items: int, max_bytes: int
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[Policy, float, list[Item], list[Hold], list[Warning_], float | None]:
+def scenarios(draw: st.DrawFn) -> tuple[Policy, float, list[Item], list[Hold], list[Warning_]]:
     warn = draw(st.integers(1, 30))
     expire = draw(st.integers(warn, 120))
     pol = policy_with(expire, warn, draw(st.integers(0, 20)), draw(st.integers(0, 5000)))
@@ -195,17 +271,16 @@ def scenarios(draw: st.DrawFn) -> tuple[Policy, float, list[Item], list[Hold], l
         Warning_(i, now + draw(st.floats(-100, 30)) * DAY, now - draw(st.floats(-5, 100)) * DAY)
         for i in draw(st.sets(st.integers(0, n - 1)))
     ]
-    last = draw(st.one_of(st.none(), st.floats(now - 5 * DAY, now + 2 * DAY)))
-    return pol, now, items, holds, warnings, last
+    return pol, now, items, holds, warnings
 
 
 @settings(max_examples=400, deadline=None)
 @given(scenarios())
 def test_planner_never_purges_out_of_policy(
-    sc: tuple[Policy, float, list[Item], list[Hold], list[Warning_], float | None],
+    sc: tuple[Policy, float, list[Item], list[Hold], list[Warning_]],
 ) -> None:
-    pol, now, items, holds, warnings, last = sc
-    acts = plan(now, items, pol, holds, warnings, last)
+    pol, now, items, holds, warnings = sc
+    acts = plan(now, items, pol, holds, warnings)
     purges = [a for a in acts if a.kind == "purge"]
     rule = pol.spec.rules[0]
     assert rule.expiration is not None
@@ -216,7 +291,79 @@ def test_planner_never_purges_out_of_policy(
         assert any(w.sent_at + rule.warn <= now and w.purge_at <= now for w in ws), (it, ws)
         assert now >= it.verified_at + rule.expiration.after
         assert not any(h.covers(it, now) for h in holds)  # never under a hold
-        assert last is None or 0 <= now - last <= pol.spec.guards.maxClockJumpForward  # sane clock
     assert len(purges) <= pol.spec.caps.maxItemsPerSweep
     assert sum(a.item.size for a in purges) <= pol.spec.caps.maxBytesPerSweep
     assert len({a.item.id for a in purges}) == len(purges)
+
+
+Step = tuple[float, str, float]  # real days elapsed, what happens (tick, jump, reboot, ack), jump in days
+
+
+@st.composite
+def clock_runs(draw: st.DrawFn) -> tuple[Policy, list[float], list[Step]]:
+    warn = draw(st.integers(1, 20))
+    pol = policy_with(draw(st.integers(warn, 60)), warn, 1000, 10**9)
+    ages = draw(st.lists(st.floats(0, 40), min_size=1, max_size=6))  # verified this many days into the run
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.floats(0.01, 3),
+                st.sampled_from(["tick", "tick", "tick", "jump", "reboot", "ack"]),
+                st.one_of(st.floats(-40, 40), st.floats(-2.5, 2.5), st.just(0.0)),
+            ),
+            min_size=5,
+            max_size=120,
+        )
+    )
+    return pol, ages, steps
+
+
+@settings(max_examples=300, deadline=None)
+@given(clock_runs())
+def test_no_purge_before_the_warned_date_whatever_the_wall_clock_does(
+    run: tuple[Policy, list[float], list[Step]],
+) -> None:
+    """Sweeps over a run in which the wall clock jumps forwards and backwards (within one boot and
+    across reboots) and operators acknowledge it when it is right: no file is ever purged before the
+    date its delivered warning announced, nor less than the warning period after delivery, in real
+    time. The only slack: forward jumps across a reboot that stay within maxClockJumpForward (there
+    is no trusted measure across a power-off), which the oracle adds up itself."""
+    pol, ages, steps = run
+    fwd, back = pol.spec.guards.maxClockJumpForward, pol.spec.guards.maxClockJumpBackward
+    rule = pol.spec.rules[0]
+    real, off, boot, boottime, slack = 1000 * DAY, 0.0, 0, 5.0, 0.0
+    items = {
+        i: Item(i, f"alice_s/f{i}.mrc", "alice_s", "gatan-k3", "central", 1, real + a * DAY) for i, a in enumerate(ages)
+    }
+    warnings: list[Warning_] = []
+    announced: dict[int, list[tuple[float, float]]] = {}  # item -> (date in the warning, real time delivered)
+    state: ClockState | None = None
+    for days, event, jump in [(0.0, "tick", 0.0), *steps]:
+        real += days * DAY
+        boottime += days * DAY
+        ack = None
+        if event == "jump":
+            off += jump * DAY
+        elif event == "reboot":
+            boot, boottime = boot + 1, 3.0
+            gap = days * DAY + jump * DAY
+            if jump > 0 and 0 <= gap <= fwd:
+                slack += jump * DAY  # a forward jump during a power-off that looks like elapsed time
+            off += jump * DAY
+        elif event == "ack" and off == 0:  # an honest operator: the wall clock is right
+            ack = Reading(real, str(boot), boottime)
+            slack = 0.0
+        reading = Reading(real + off, str(boot), boottime)
+        state = advance(state, reading, fwd, back)
+        if ack is not None:
+            state = acknowledge(state, ack, fwd, back)
+        assert state.effective <= real + slack + 1e-3  # the time retention judges by never runs ahead
+        for a in plan(0, [it for it in items.values() if it.verified_at <= real], pol, (), warnings, clock=state):
+            if a.kind == "warn":
+                warnings.append(Warning_(a.item.id, a.at, state.effective))
+                announced.setdefault(a.item.id, []).append((a.at, real))
+            elif a.kind == "purge":
+                dates = announced[a.item.id]
+                assert all(real + slack + 1e-3 >= date for date, _ in dates), (real, slack, dates)
+                assert all(real - sent + slack + 1e-3 >= rule.warn for _, sent in dates)
+                del items[a.item.id]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
+import shlex
 import socket
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import unescape as html_unescape
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from acqd.config import Config
 from acqd.daemon import Daemon, build_mailer, build_tiers, journal_path, load_retention
 from acqd.journal import Journal
 from acqd.notify import Digests
+from acqd.policy.clock import Reading
 from acqd.policy.model import DAY
 from acqd.retention import RetentionRunner
 from acqd.values import Outcome
@@ -82,6 +87,8 @@ class Setup:
     t0: float
     central: Path
     capacity: Path
+    watch: Path
+    cfg_path: Path
 
 
 class Recorder:
@@ -94,6 +101,25 @@ class Recorder:
 
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async for st in make_setup(tmp_path, FILES):
+        yield st
+
+
+NESTED = [
+    *FILES,
+    "alice_apoferritin_0101/grid2/FoilHole_5_fractions.mrc",
+    "alice_apoferritin_0101/grid2/FoilHole_6_fractions.mrc",
+    "alice_apoferritin_0101/grid20/FoilHole_7_fractions.mrc",
+]
+
+
+@pytest.fixture
+async def nested(tmp_path: Path) -> AsyncIterator[Setup]:
+    async for st in make_setup(tmp_path, NESTED):
+        yield st
+
+
+async def make_setup(tmp_path: Path, files: list[str]) -> AsyncIterator[Setup]:
     box = Mailbox()
     port = free_port()
     smtp = Controller(box, hostname="127.0.0.1", port=port)
@@ -101,7 +127,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     watch, central, capacity = tmp_path / "acq", tmp_path / "central", tmp_path / "capacity"
     for d in (central, capacity):
         d.mkdir()
-    for i, rel in enumerate(FILES):
+    for i, rel in enumerate(files):
         (watch / rel).parent.mkdir(parents=True, exist_ok=True)
         (watch / rel).write_bytes(bytes([i]) * (10_000 + i))
     (tmp_path / "policy.yaml").write_text(POLICY)
@@ -116,11 +142,13 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         }
     )
     result = await Daemon(cfg, once=True, retry_for=20).run(install_signals=False)
-    assert result.stats.verified == len(FILES)
+    assert result.stats.verified == len(files)
     j = Journal(journal_path(cfg.state_dir), readonly=True)
     t0 = max(r.copy.verified_at or 0 for r in jr.retention_items(j))
     j.close()
-    st = Setup(cfg, box, smtp, [], t0, central / "krios", capacity / "krios")
+    cfg_path = tmp_path / "acqd.yaml"
+    cfg_path.write_text(cfg.model_dump_json())  # JSON is YAML
+    st = Setup(cfg, box, smtp, [], t0, central / "krios", capacity / "krios", watch, cfg_path)
     yield st
     st.smtp.stop()
 
@@ -132,7 +160,9 @@ async def sweep_days(s: Setup, days: range, runner: RetentionRunner) -> dict[int
     return out
 
 
-def make_runner(s: Setup, j: Journal, jexec: ThreadPoolExecutor, io: ThreadPoolExecutor) -> RetentionRunner:
+def make_runner(
+    s: Setup, j: Journal, jexec: ThreadPoolExecutor, io: ThreadPoolExecutor, reporter: Any = None
+) -> RetentionRunner:
     policy = load_retention(s.cfg)
     assert policy is not None and s.cfg.smtp is not None
     return RetentionRunner(
@@ -143,10 +173,11 @@ def make_runner(s: Setup, j: Journal, jexec: ThreadPoolExecutor, io: ThreadPoolE
         tiers=build_tiers(s.cfg),
         mailer=build_mailer(s.cfg),
         digests=Digests(),
-        reporter=Recorder(s.events),
+        reporter=reporter or Recorder(s.events),
         instrument="krios",
         sender=s.cfg.smtp.sender,
         contact=s.cfg.smtp.contact,
+        hold_args=("--config", str(s.cfg_path)),
     )
 
 
@@ -335,3 +366,331 @@ def test_policy_placement_on_an_unknown_tier_is_rejected(tmp_path: Path) -> None
     )
     with pytest.raises(ConfigError, match="placement on unknown tier 'tape'"):
         load_policy(p)
+
+
+# --- the clock guard --------------------------------------------------------------------------
+
+
+class Journaled:
+    """A journal on its own thread, as the daemon has it (closed and reopened: a restart)."""
+
+    def __init__(self, s: Setup) -> None:
+        self.s = s
+        self.jexec, self.io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+        self.j: Journal | None = None
+
+    async def open(self, reporter: Any = None) -> RetentionRunner:
+        loop = asyncio.get_running_loop()
+        self.j = await loop.run_in_executor(self.jexec, Journal, journal_path(self.s.cfg.state_dir))
+        return make_runner(self.s, self.j, self.jexec, self.io, reporter)
+
+    async def close(self) -> None:
+        if self.j is not None:
+            await asyncio.get_running_loop().run_in_executor(self.jexec, self.j.close)
+            self.j = None
+
+    async def shutdown(self) -> None:
+        await self.close()
+        self.jexec.shutdown()
+        self.io.shutdown()
+
+
+def audit_actions(s: Setup) -> list[str]:
+    j = Journal(journal_path(s.cfg.state_dir), readonly=True)
+    try:
+        return [a for _, _, a, _ in j.audit_log()]
+    finally:
+        j.close()
+
+
+def day_reading(s: Setup, real_day: float, jump_days: float = 0.0) -> Reading:
+    """The clocks on `real_day` of the run: CLOCK_BOOTTIME follows real time; the wall clock is off by `jump_days`."""
+    real = s.t0 + real_day * DAY + 60
+    return Reading(real + jump_days * DAY, "boot-1", real)
+
+
+WARNED = [  # warned on day 46 for day 60
+    "alice_apoferritin_0101/FoilHole_1_fractions.mrc",
+    "alice_apoferritin_0101/FoilHole_2_fractions.mrc",
+    "carol_test_0103/FoilHole_4_fractions.mrc",
+]
+
+
+@pytest.mark.parametrize("lift", ["time", "ack"])
+async def test_a_clock_jump_of_13_days_never_purges_early(setup: Setup, lift: str) -> None:
+    """Warned on day 46 for day 60; on day 50 the wall clock jumps 13 days ahead (it says day 63).
+    Nothing is purged on the following sweeps, across a restart, until an operator acknowledges the
+    wall clock (then what is due by it goes) or until day 60 has come by the trusted clock."""
+    from prometheus_client import CollectorRegistry
+
+    from acqd.daemon import Fanout
+    from acqd.metrics import Metrics
+    from tests.conftest import run_acqd
+
+    s = setup
+    metrics = Metrics(CollectorRegistry(), "krios")
+    reporter = Fanout([Recorder(s.events), metrics])
+    r = run_acqd("hold", "bob_ribosome_0102", "--until", "2999-01-01", "--reason", "paper", "--config", str(s.cfg_path))
+    assert r.returncode == 0, r.stderr
+    jd = Journaled(s)
+    try:
+        runner = await jd.open(reporter)
+        for d in range(0, 50):
+            res = await runner.sweep(day_reading(s, d))
+            assert res.purged == 0 and (res.clock is not None and res.clock.suspension is None)
+        assert len(s.box.messages) == 2
+        for d in range(50, 53):  # without the guard, day 50 (the wall clock's day 63) would purge all three
+            res = await runner.sweep(day_reading(s, d, 13))
+            assert res.purged == 0, d
+            assert any(a.kind == "blocked" and "clock guard" in a.reason for a in res.actions)
+        assert metrics.value("acqd_retention_clock_suspended") == 1
+        assert [e.kind for e in s.events].count("retention.clock_suspended") == 1
+        await jd.close()  # a restart: the suspension is in the journal
+
+        iso = datetime.fromtimestamp(s.t0 + 66 * DAY, UTC).isoformat()
+        r = run_acqd("plan", "--config", str(s.cfg_path), "--now", iso, "--json")
+        assert r.returncode == 0, r.stderr
+        clock = json.loads(r.stdout)["clock"]
+        assert clock["suspended"] and "forward by 13.0 days" in clock["reason"] and "ack-clock" in clock["lift"]
+        r = run_acqd("status", "--config", str(s.cfg_path))
+        assert "PURGES SUSPENDED" in r.stdout and "acqd retention ack-clock" in r.stdout, r.stdout
+
+        runner = await jd.open(reporter)
+        if lift == "time":
+            for d in range(53, 60):
+                res = await runner.sweep(day_reading(s, d, 13))
+                assert res.purged == 0, d
+            res = await runner.sweep(day_reading(s, 60, 13))  # day 60 by the trusted clock
+            assert res.purged == 3
+        else:
+            await jd.close()
+            r = run_acqd("retention", "ack-clock", "--config", str(s.cfg_path), "--reason", "checked against NTP")
+            assert r.returncode == 0 and "acknowledged the wall clock" in r.stdout, r.stderr
+            runner = await jd.open(reporter)
+            res = await runner.sweep(day_reading(s, 53, 13))  # the wall clock (day 66) is right, says the operator
+            assert res.purged == 3 and res.clock is not None and res.clock.suspension is None
+            assert metrics.value("acqd_retention_clock_suspended") == 0
+            assert metrics.value("acqd_retention_actions_total", action="clock_acknowledged") == 1
+            assert "retention.clock.ack" in audit_actions(s) and "retention.clock.acknowledged" in audit_actions(s)
+        purged = {e.relpath for e in s.events if e.kind == "retention.purged"}
+        assert purged == set(WARNED)
+        for d in range(61, 64):
+            assert (await runner.sweep(day_reading(s, d + (13 if lift == "time" else 0), 0))).purged == 0
+    finally:
+        await jd.shutdown()
+    assert (s.central / "bob_ribosome_0102/FoilHole_3_fractions.mrc").exists() or (
+        s.capacity / "bob_ribosome_0102/FoilHole_3_fractions.mrc"
+    ).exists()
+    assert "retention.clock.suspended" in audit_actions(s)
+
+
+# --- holds --------------------------------------------------------------------------------------
+
+
+def hold(s: Setup, target: str, until: str = "2999-01-01") -> Any:
+    from tests.conftest import run_acqd
+
+    return run_acqd("hold", target, "--until", until, "--reason", "figure 3", "--config", str(s.cfg_path))
+
+
+def test_hold_accepts_what_people_paste(nested: Setup) -> None:
+    s = nested
+    cases = [  # (target, files covered, the source path held)
+        ("alice_apoferritin_0101", 6, "alice_apoferritin_0101"),
+        (f"{s.watch}/alice_apoferritin_0101/grid2/FoilHole_5_fractions.mrc", 1, "grid2/FoilHole_5_fractions.mrc"),
+        ("alice_apoferritin_0101/grid2", 2, "alice_apoferritin_0101/grid2"),  # not grid20
+        (f"file://{s.central}/alice_apoferritin_0101/grid2", 2, "alice_apoferritin_0101/grid2"),
+        (f"{s.central}/carol_test_0103/FoilHole_4_fractions.mrc", 1, "carol_test_0103/FoilHole_4_fractions.mrc"),
+        ("krios/bob_ribosome_0102", 1, "bob_ribosome_0102"),  # instrument/session as stored
+        (f"file://{s.central}/alice_apoferritin_0101/FoilHole_1_fractions.mrc", 1, "FoilHole_1_fractions.mrc"),
+    ]
+    for target, n, held in cases:
+        r = hold(s, target)
+        assert r.returncode == 0, (target, r.stderr)
+        assert f"{n} stored file(s)" in r.stdout and held in r.stdout, (target, r.stdout)
+    j = Journal(journal_path(s.cfg.state_dir), readonly=True)
+    try:
+        holds = {(root, t) for t, _, _, root in jr.active_holds(j, s.t0)}
+    finally:
+        j.close()
+    assert (str(s.watch), "alice_apoferritin_0101/grid2") in holds
+    assert (str(s.watch), "bob_ribosome_0102") in holds
+    for typo, close in [
+        ("alice_apoferitin_0101", "alice_apoferritin_0101"),
+        ("krios/alice_apoferritin_0101/grid3", "krios/alice_apoferritin_0101"),
+        (f"{s.watch}/carol_test_0103/FoilHole_4_fraction.mrc", "carol_test_0103/FoilHole_4_fractions.mrc"),
+    ]:
+        r = hold(s, typo)
+        assert r.returncode == 1 and "nothing stored matches" in r.stderr and close in r.stderr, (typo, r.stderr)
+        assert r.stderr.count("\n") == 1  # one line
+    r = hold(s, "s3://elsewhere/krios/alice_apoferritin_0101")
+    assert r.returncode == 1 and "nothing stored matches" in r.stderr
+
+
+async def test_a_hold_on_one_file_or_folder_keeps_exactly_that(nested: Setup) -> None:
+    """A session that is otherwise purged: the held file and the held sub-folder survive (neither
+    moved nor purged); the folder whose name only starts the same (grid20) does not."""
+    s = nested
+    assert hold(s, f"{s.watch}/alice_apoferritin_0101/FoilHole_1_fractions.mrc").returncode == 0
+    assert hold(s, f"file://{s.central}/alice_apoferritin_0101/grid2").returncode == 0
+    jd = Journaled(s)
+    try:
+        runner = await jd.open()
+        res = await sweep_days(s, range(0, 76), runner)
+    finally:
+        await jd.shutdown()
+    purged = {e.relpath for e in s.events if e.kind == "retention.purged"}
+    assert purged == {
+        "alice_apoferritin_0101/FoilHole_2_fractions.mrc",
+        "alice_apoferritin_0101/grid20/FoilHole_7_fractions.mrc",
+        "bob_ribosome_0102/FoilHole_3_fractions.mrc",
+        "carol_test_0103/FoilHole_4_fractions.mrc",
+    }
+    assert sum(r.purged for r in res.values()) == 4
+    for rel in (
+        "alice_apoferritin_0101/FoilHole_1_fractions.mrc",
+        "alice_apoferritin_0101/grid2/FoilHole_5_fractions.mrc",
+        "alice_apoferritin_0101/grid2/FoilHole_6_fractions.mrc",
+    ):
+        assert (s.central / rel).exists() and not (s.capacity / rel).exists(), rel  # not moved either
+    assert not (s.capacity / "alice_apoferritin_0101/grid20/FoilHole_7_fractions.mrc").exists()
+
+
+async def test_a_hold_placed_after_the_plan_is_honoured(setup: Setup) -> None:
+    """The holds are re-read just before each delete: a hold placed (by another process) between
+    the plan and its execution keeps a transition and a purge from happening."""
+    s = setup
+    jd = Journaled(s)
+    try:
+        runner = await jd.open()
+        await sweep_days(s, range(0, 14), runner)
+        actions, by_copy, t = await runner.plan(s.t0 + 14 * DAY + 60)
+        assert "carol_test_0103/FoilHole_4_fractions.mrc" in {a.item.relpath for a in actions if a.kind == "transition"}
+        assert hold(s, "krios/carol_test_0103").returncode == 0
+        res = await runner.execute(actions, by_copy, t)
+        assert res.transitioned == 3  # alice's two and bob's; carol's stays
+        assert (s.central / "carol_test_0103/FoilHole_4_fractions.mrc").exists()
+        assert hold(s, "krios/carol_test_0103").returncode == 0
+        from tests.conftest import run_acqd
+
+        assert run_acqd("hold", "krios/carol_test_0103", "--release", "--config", str(s.cfg_path)).returncode == 0
+        await sweep_days(s, range(15, 60), runner)
+        actions, by_copy, t = await runner.plan(s.t0 + 60 * DAY + 60)
+        victim = "alice_apoferritin_0101/FoilHole_2_fractions.mrc"
+        assert victim in {a.item.relpath for a in actions if a.kind == "purge"}
+        assert hold(s, f"file://{s.capacity}/{victim}").returncode == 0
+        res = await runner.execute(actions, by_copy, t)
+        assert res.purged == 3  # alice's other movie, bob's and carol's
+    finally:
+        await jd.shutdown()
+    assert (s.capacity / victim).exists()
+    assert not (s.capacity / "alice_apoferritin_0101/FoilHole_1_fractions.mrc").exists()
+    actions_ = audit_actions(s)
+    assert "retention.purge.held" in actions_ and "retention.transition.held" in actions_
+
+
+async def test_the_hold_command_in_the_warning_works_as_pasted(setup: Setup) -> None:
+    from tests.conftest import run_acqd
+
+    s = setup
+    r = run_acqd("retention", "ack-clock", "--config", str(s.cfg_path))
+    assert r.returncode == 1 and "nothing to acknowledge" in r.stderr  # nothing suspended
+    jd = Journaled(s)
+    try:
+        runner = await jd.open()
+        await sweep_days(s, range(0, 47), runner)
+        [alice] = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
+        body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        [line] = [ln.strip() for ln in body.splitlines() if ln.strip().startswith("acqd hold ")]
+        html = alice.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert line in html_unescape(html)
+        args = shlex.split(line)
+        assert args[:3] == ["acqd", "hold", "alice_apoferritin_0101"] and args[-2:] == ["--config", str(s.cfg_path)]
+        r = run_acqd(*args[1:])
+        assert r.returncode == 0 and "2 stored file(s)" not in r.stdout and "3 stored file(s)" in r.stdout, r
+        res = await sweep_days(s, range(47, 76), runner)
+    finally:
+        await jd.shutdown()
+    assert sum(r.purged for r in res.values()) == 2  # bob's and carol's; alice's session is held
+    assert (s.capacity / "alice_apoferritin_0101/FoilHole_1_fractions.mrc").exists()
+    assert not (s.capacity / "carol_test_0103/FoilHole_4_fractions.mrc").exists()
+
+
+def test_the_daemon_suspends_purges_after_a_clock_jump_until_acknowledged(setup: Setup) -> None:
+    """`acqd run` itself: its sweeps keep the clock guard's state with this machine's boot id and
+    CLOCK_BOOTTIME; a wall clock found 13 days ahead of the trusted calendar at a restart suspends
+    purges (audit, log, `acqd status`), and `acqd retention ack-clock` lifts it at the next sweep."""
+    from tests.conftest import Background, run_acqd, wait_for
+
+    s = setup
+    assert s.cfg.policy is not None
+    s.cfg.policy.write_text(POLICY + "  interval: 0.5s\n")
+
+    def clock() -> dict[str, Any] | None:
+        j = Journal(journal_path(s.cfg.state_dir), readonly=True)
+        try:
+            return jr.clock_state(j)
+        finally:
+            j.close()
+
+    d = Background("run", "--config", str(s.cfg_path))
+    try:
+        wait_for(lambda: clock() is not None, 60, "a first sweep")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    doc = clock()
+    assert doc is not None and doc["last"][1] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert doc["suspension"] is None
+    # as if the wall clock had been 13 days behind at that sweep: now it reads 13 days ahead of the trusted calendar
+    doc["last"][0] -= 13 * DAY
+    doc["anchor"][0] -= 13 * DAY
+    j = Journal(journal_path(s.cfg.state_dir))
+    try:
+        jr.set_clock_state(j, doc)
+    finally:
+        j.close()
+    d = Background("run", "--config", str(s.cfg_path))
+    try:
+        wait_for(lambda: "retention.clock.suspended" in audit_actions(s), 60, "the suspension")
+        r = run_acqd("status", "--config", str(s.cfg_path), "--json")
+        assert json.loads(r.stdout)["retention_clock"]["suspended"] is True, r.stdout
+        r = run_acqd("retention", "ack-clock", "--config", str(s.cfg_path), "--reason", "NTP was down")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: "retention.clock.acknowledged" in audit_actions(s), 60, "the acknowledgement applied")
+        wait_for(lambda: (c := clock()) is not None and c["suspension"] is None, 60, "the suspension lifted")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "jumped forward by 13.0 days" in err and "acknowledged by" in err and "NTP was down" in err
+    r = run_acqd("status", "--config", str(s.cfg_path))
+    assert "PURGES SUSPENDED" not in r.stdout
+
+
+def test_a_journal_from_before_partial_holds_is_read_and_migrated(tmp_path: Path) -> None:
+    """A journal written before holds had a watch root and before clock acknowledgements: read-only
+    commands (`plan`, `hold --list`) read it as it is; the daemon's writable open migrates it."""
+    import sqlite3
+
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.executescript(  # as an older acqd left it
+        "ALTER TABLE holds DROP COLUMN root; DROP TABLE clock_acks;"
+        "INSERT INTO holds(target, until, reason, created) VALUES('bob_ribosome_0102', 2e9, 'paper', 1e9);"
+    )
+    db.commit()
+    db.close()
+    j = Journal(path, readonly=True)
+    try:
+        assert jr.active_holds(j, 1.5e9) == [("bob_ribosome_0102", 2e9, "paper", "")]
+        assert jr.pending_clock_acks(j) == []
+    finally:
+        j.close()
+    j = Journal(path)
+    try:
+        assert jr.active_holds(j, 1.5e9) == [("bob_ribosome_0102", 2e9, "paper", "")]
+        jr.add_hold(j, "alice/grid2", 2e9, "fig", 1.5e9, root="/acq")
+        assert ("alice/grid2", 2e9, "fig", "/acq") in jr.active_holds(j, 1.5e9)
+    finally:
+        j.close()

@@ -104,7 +104,11 @@ class Caps(Strict):
 
 class Guards(Strict):
     maxClockJumpForward: Duration = Field(
-        2 * DAY, description="no purge if the clock jumped further since the last sweep"
+        2 * DAY,
+        description="suspend purges when the wall clock runs ahead of the trusted clock by more than this",
+    )
+    maxClockJumpBackward: Duration = Field(
+        600.0, description="suspend purges when the wall clock falls behind the trusted clock by more than this"
     )
     suspendErrorRatio: float = Field(0.2, gt=0, le=1, description="stop a sweep when this share of actions fails")
 

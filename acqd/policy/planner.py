@@ -1,11 +1,13 @@
-"""The retention planner: `plan(now, items, policy, holds, warnings, last_sweep) -> actions`. Pure.
+"""The retention planner: `plan(now, items, policy, holds, warnings, clock) -> actions`. Pure.
 
 Guarantees (tested by properties):
 - a purge needs a *delivered* warning for the same purge date whose lead time has fully passed,
   and nothing becomes purgeable sooner than that warning plus its lead time, whatever the policy
   says after a change;
-- nothing under a hold is purged or moved;
-- no purge when the clock went backwards or jumped forwards past the guard since the last sweep;
+- nothing under a hold (a session, a folder or one file) is purged or moved;
+- with a clock state, every decision is taken at its `effective` time (never later than the wall
+  clock or the trusted calendar, see `acqd.policy.clock`): a wall clock that jumps never makes a
+  purge or a transition sooner; what only the wall clock would allow is reported as blocked;
 - at most the caps (items, bytes) are purged in one sweep; the rest waits for the next.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from acqd.policy.clock import ClockState
 from acqd.policy.model import Policy
 
 
@@ -34,18 +37,27 @@ class Item:
     size: int
     verified_at: float
     owner: str | None = None
+    root: str = ""  # the watch root the file is under
 
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    target: str  # a session name or a path prefix (relative to the watch root)
+    """A hold on a path relative to a watch root: a session, a folder, or one file ("" and "." =
+    the whole root). `root` "" means the path under any watch root."""
+
+    target: str
     until: float
     reason: str = ""
+    root: str = ""
 
     def covers(self, item: Item, now: float) -> bool:
         if now >= self.until:
             return False
+        if self.root and item.root and self.root.rstrip("/") != item.root.rstrip("/"):
+            return False
         t = self.target.strip("/")
+        if t in ("", "."):
+            return True
         return item.session == t or item.relpath == t or item.relpath.startswith(t + "/")
 
 
@@ -84,30 +96,25 @@ def _recipients(policy: Policy, rule_notify: Iterable[str], owner: str | None) -
     return tuple(out)
 
 
-def clock_ok(now: float, last_sweep: float | None, max_jump: float) -> str | None:
-    """None if the clock is sane since the last sweep, else why purges are refused."""
-    if last_sweep is None:
-        return None
-    if now < last_sweep:
-        return f"the clock went backwards by {last_sweep - now:.0f}s since the last sweep"
-    if now - last_sweep > max_jump:
-        return f"the clock jumped forwards by {(now - last_sweep) / 86400:.1f} days since the last sweep"
-    return None
-
-
 def plan(
     now: float,
     items: Iterable[Item],
     policy: Policy,
     holds: Iterable[Hold] = (),
     warnings: Iterable[Warning_] = (),
-    last_sweep: float | None = None,
+    clock: ClockState | None = None,
 ) -> list[Action]:
+    """Actions as of `now`; with a `clock`, as of its effective time (`now` is then ignored)."""
     holds = list(holds)
     delivered: dict[int, list[Warning_]] = {}
     for w in warnings:
         delivered.setdefault(w.item_id, []).append(w)
-    clock_problem = clock_ok(now, last_sweep, policy.spec.guards.maxClockJumpForward)
+    wall = now
+    if clock is not None:
+        now, wall = clock.effective, clock.last.wall
+    clock_problem = None
+    if clock is not None and clock.suspension is not None:
+        clock_problem = f"clock guard: {clock.suspension.reason}; waits for the trusted clock or an ack-clock"
     caps = policy.spec.caps
     actions: list[Action] = []
     purges: list[Action] = []
@@ -150,10 +157,9 @@ def plan(
         w = min(ws, key=lambda w: w.sent_at)
         purge_at = max(expiry, w.sent_at + rule.warn, w.purge_at)
         if now < purge_at:
+            if clock_problem is not None and wall >= purge_at:  # only the (suspect) wall clock says it is due
+                actions.append(Action("blocked", it, rule.name, clock_problem, purge_at))
             continue  # warned; waiting for the date
-        if clock_problem is not None:
-            actions.append(Action("blocked", it, rule.name, clock_problem, purge_at))
-            continue
         purges.append(Action("purge", it, rule.name, f"expired ({rule.expiration.after / 86400:g}d), warned", purge_at))
     n = total = 0
     for p in purges:
