@@ -40,6 +40,7 @@ EVENT_KINDS = {
     "quarantined": "file.quarantined",
     "released": "file.released",
     "conflict": "file.conflict",
+    "profile-mismatch": "file.profile-mismatch",
     "halted": "daemon.halted",
     "retention.warned": "retention.warned",
     "retention.transitioned": "retention.transitioned",
@@ -80,6 +81,8 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
             "checksum": o.checksum,
         }
         body["seconds"] = round(o.seconds, 6)
+    if o.kind == "profile-mismatch":  # stored all the same: where
+        body["copy"] = {"tier": o.tier, "url": o.dest}
     if o.reason:
         body["reason"] = o.reason
     return body

@@ -18,6 +18,7 @@ _LEVEL = {
     "quarantined": logging.WARNING,
     "retry": logging.WARNING,
     "conflict": logging.ERROR,
+    "profile-mismatch": logging.WARNING,
     "halted": logging.CRITICAL,
     "retention.warned": logging.INFO,
     "retention.transitioned": logging.INFO,
@@ -43,7 +44,7 @@ class LogReporter:
                 o.seconds,
                 o.checksum,
             )
-        elif o.kind in ("quarantined", "vanished", "retry") or o.kind.startswith("retention."):
+        elif o.kind in ("quarantined", "vanished", "retry", "profile-mismatch") or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         else:
             log.log(level, "%s %r", o.kind, o.relpath)

@@ -53,6 +53,7 @@ T = TypeVar("T")
 
 SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of a session manifest (at least)
+PROFILE_MISMATCH = "profile-mismatch"  # a valid file its detector profile did not expect: stored, flagged
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 
 
@@ -724,6 +725,8 @@ class Pipeline:
             t_verify = self.mono() - t_verify
             crash_point("after_verify")
             row = await self._j(self.journal.record_verified, row.id, tier.name, dest)
+            if res.mismatch:  # valid, stored faithfully, and not what the profile says the detector writes
+                await self._j(self.journal.audit, row.id, PROFILE_MISMATCH, reason=res.mismatch)
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
             return
@@ -779,6 +782,8 @@ class Pipeline:
             seconds=latency,
             stages=(*res.stages, ("verify", t_verify)),
         )
+        if res.mismatch:
+            self._emit(PROFILE_MISMATCH, row, tier=tier.name, dest=tier.url(dest), reason=res.mismatch)
         self._dirty.add((ctx.index, row.session))
         if placed.release:
             await self._release(c, row)
@@ -916,8 +921,14 @@ class Pipeline:
             ctx = by_index[index]
             as_of = self.clock()
             pairs = await self._j(self.journal.session_files, ctx.root, session)
+            notes = await self._j(self.journal.mismatch_notes, ctx.root, session)
 
-            def render(pairs: list[tuple[FileRow, Any]] = pairs, session: str = session, root: str = ctx.root) -> bytes:
+            def render(
+                pairs: list[tuple[FileRow, Any]] = pairs,
+                session: str = session,
+                root: str = ctx.root,
+                notes: dict[int, str] = notes,
+            ) -> bytes:
                 entries = [
                     ManifestEntry(
                         source=f.relpath,
@@ -933,6 +944,7 @@ class Pipeline:
                         verified_at=cp.verified_at,
                         state=f.state.value,
                         detector=f.detector,
+                        profile_mismatch=notes.get(f.id),
                     )
                     for f, cp in pairs
                 ]
