@@ -14,6 +14,7 @@ import json
 import struct
 import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
@@ -229,6 +230,14 @@ class FrameLayout:
                     contiguous=False,
                 )
         return "pixels and tags equal; bytes differ: stored before acqd kept a TIFF's structural tags"
+
+
+def _restore_blob(meta: dict[str, Any]) -> bytes:
+    """The source's header bytes a TIFF copy keeps in its description (compressed; plain base64 in
+    copies written before)."""
+    if "restore_zlib_b64" in meta:
+        return zlib.decompress(base64.b64decode(meta["restore_zlib_b64"]))
+    return base64.b64decode(meta.get("restore_b64", ""))
 
 
 def _source_rows(tif: Any, meta: dict[str, Any]) -> Iterator[np.ndarray]:
@@ -587,7 +596,8 @@ class TiffLayout(FrameLayout):
         compression, level = self.codec.tiff_compression()
         scheme = TIFF_SCHEMES[compression]
         meta = self.meta(src)
-        meta["restore_b64"] = base64.b64encode(src.restore or b"").decode()
+        if src.restore:  # header bytes (an FEI extended header: mostly zeros) compressed, not inflated by base64
+            meta["restore_zlib_b64"] = base64.b64encode(zlib.compress(src.restore, 6)).decode()
         flip = src.format in FLIP_FORMATS
         if flip:
             meta["rows"] = ROWS_FLIPPED
@@ -647,7 +657,7 @@ class TiffLayout(FrameLayout):
     def verify(self, tier: TierPort, dest: str, expected: WriteResult) -> None:
         tif, meta, f = self._read(tier, dest)
         h = Hasher()
-        h.update(base64.b64decode(meta.get("restore_b64", "")))
+        h.update(_restore_blob(meta))
         try:
             for frame in _source_rows(tif, meta):
                 h.update(canonical(frame).data)
@@ -664,9 +674,9 @@ class TiffLayout(FrameLayout):
         try:
             frames = _source_rows(tif, meta)
             if meta["format"] == "tiff":
-                note = self._restore_tiff(meta, frames, out, h, base64.b64decode(meta.pop("restore_b64", "")))
+                note = self._restore_tiff(meta, frames, out, h, _restore_blob(meta))
             else:
-                self._restore_bytes(meta, base64.b64decode(meta.pop("restore_b64", "")), frames, out, h)
+                self._restore_bytes(meta, _restore_blob(meta), frames, out, h)
         finally:
             tif.close()
             f.close()
