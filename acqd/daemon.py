@@ -34,7 +34,7 @@ from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.policy.model import Policy, load_policy
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, load_profile, search_path
-from acqd.readers import Expect, reader_names
+from acqd.readers import Expect, Mode, reader_names
 from acqd.retention import RetentionRunner, plan_from_journal
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
@@ -144,7 +144,7 @@ def frame_layout(profile: DetectorProfile, layout: str, codec: dict[str, Any] | 
             name,
             codec=codec if codec is not None else profile.codec,
             reader=profile.reader,
-            expect=Expect(profile.expect.dtype, profile.expect.frame_shape),
+            expect=Expect(modes=tuple(Mode(*m) for m in profile.expect.mode_list())),
             options=profile.reader_options(),
             shard_bytes=profile.shard_bytes,
         )

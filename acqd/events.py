@@ -45,6 +45,7 @@ EVENT_KINDS = {
     "quarantined": "file.quarantined",
     "released": "file.released",
     "conflict": "file.conflict",
+    "profile-mismatch": "file.profile-mismatch",
     "halted": "daemon.halted",
     "unreadable": "path.unreadable",
     "held": "file.release_held",
@@ -100,6 +101,8 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
             "checksum": o.checksum,
         }
         body["seconds"] = round(o.seconds, 6)
+    if o.kind == "profile-mismatch":  # stored all the same: where
+        body["copy"] = {"tier": o.tier, "url": o.dest}
     if o.reason:
         body["reason"] = o.reason
     if o.kind == "unreadable":

@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS clock_acks(
     who TEXT NOT NULL,
     applied REAL
 );
+CREATE INDEX IF NOT EXISTS audit_notes ON audit(file_id) WHERE action = 'profile-mismatch';
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
@@ -707,6 +708,16 @@ class Journal:
         )
         n = len(_FILE_COLS.split(","))
         return [(_file_row(r[:n]), _copy_row(r[n:])) for r in self._db.execute(q, (root, session))]
+
+    def mismatch_notes(self, root: str, session: str) -> dict[int, str]:
+        """Per file of a session, the latest reason of its 'profile-mismatch' audit entry (a valid
+        file its detector profile did not expect), for the session's manifest. A partial index keeps
+        this cheap however long the audit log grows."""
+        q = (
+            "SELECT a.file_id, a.detail FROM audit a INDEXED BY audit_notes JOIN files f ON f.id = a.file_id"
+            " WHERE a.action = 'profile-mismatch' AND f.root = ? AND f.session = ? ORDER BY a.id"
+        )
+        return {fid: json.loads(d).get("reason", "") for fid, d in self._db.execute(q, (root, session))}
 
     def verified_copies(self) -> Iterator[tuple[FileRow, CopyRow]]:
         q = (

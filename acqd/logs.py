@@ -28,6 +28,7 @@ _LEVEL = {
     "quarantined": logging.WARNING,
     "retry": logging.WARNING,
     "conflict": logging.ERROR,
+    "profile-mismatch": logging.WARNING,
     "halted": logging.CRITICAL,
     "unreadable": logging.WARNING,
     "readable": logging.INFO,
@@ -157,7 +158,14 @@ class LogReporter:
         elif o.kind == "unreadable":  # a path may be thousands of bytes long: its ends say where
             shown = o.relpath if len(o.relpath) <= 200 else f"{o.relpath[:80]}…{o.relpath[-80:]}"
             log.log(level, "unreadable %r: %s", shown, o.reason)
-        elif o.kind in ("quarantined", "vanished", "retry", "held", "copy_lost") or o.kind.startswith("retention."):
+        elif o.kind in (
+            "quarantined",
+            "vanished",
+            "retry",
+            "held",
+            "copy_lost",
+            "profile-mismatch",
+        ) or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         else:
             log.log(level, "%s %r", o.kind, o.relpath)

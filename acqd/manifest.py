@@ -28,6 +28,7 @@ class ManifestEntry:
     verified_at: float | None
     state: str
     detector: str
+    profile_mismatch: str | None = None  # a valid file its detector profile did not expect (stored as is)
 
 
 def iso(ts: float | None) -> str | None:
@@ -58,6 +59,7 @@ def build(instrument: str, session: str, watch_root: str, entries: Iterable[Mani
             "verified_at": iso(e.verified_at),
             "state": e.state,
             "detector": e.detector,
+            **({"profile_mismatch": e.profile_mismatch} if e.profile_mismatch else {}),
         }
         for e in entries
     ]

@@ -20,7 +20,18 @@ from acqd.values import Outcome, Snapshot
 
 # complete -> verified, and per stage: from a 1 MB file on a fast disk to a multi-GB movie on a slow link
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
-OUTCOMES = ("seen", "complete", "verified", "released", "quarantined", "vanished", "conflict", "held", "copy_lost")
+OUTCOMES = (
+    "seen",
+    "complete",
+    "verified",
+    "released",
+    "quarantined",
+    "vanished",
+    "conflict",
+    "held",
+    "copy_lost",
+    "profile-mismatch",
+)
 STAGES = ("read", "encode", "write", "verify")
 ERROR_STAGES = ("read", "write", "verify", "internal", "conflict")
 SCAN_ERRORS = ("name_too_long", "io_error", "not_connected", "permission", "other")

@@ -61,6 +61,7 @@ T = TypeVar("T")
 
 SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of a session manifest (at least)
+PROFILE_MISMATCH = "profile-mismatch"  # a valid file its detector profile did not expect: stored, flagged
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 ROOT_POLL = 1.0  # seconds between looks at a watch root that is missing (a late or lost mount)
 JOURNAL_RETRY = 5.0  # seconds before a file whose journal write failed (state disk full) is tried again
@@ -869,6 +870,8 @@ class Pipeline:
             t_verify = self.mono() - t_verify
             crash_point("after_verify")
             row = await self._j(self.journal.record_verified, row.id, tier.name, dest)
+            if res.mismatch:  # valid, stored faithfully, and not what the profile says the detector writes
+                await self._j(self.journal.audit, row.id, PROFILE_MISMATCH, reason=res.mismatch)
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
             return
@@ -924,6 +927,8 @@ class Pipeline:
             seconds=latency,
             stages=(*res.stages, ("verify", t_verify)),
         )
+        if res.mismatch:
+            self._emit(PROFILE_MISMATCH, row, tier=tier.name, dest=tier.url(dest), reason=res.mismatch)
         self._dirty.add((ctx.index, row.session))
         if placed.release:
             await self._release(c, row)
@@ -1187,6 +1192,7 @@ class Pipeline:
             as_of = self.clock()
             try:
                 pairs = await self._j(self.journal.session_files, ctx.root, session)
+                notes = await self._j(self.journal.mismatch_notes, ctx.root, session)
             except JournalError as exc:
                 self.repeats.error(
                     "journal", str(exc), "manifest of session %r not written (retried): %s", session, exc
@@ -1194,7 +1200,12 @@ class Pipeline:
                 self._dirty.add((index, session))
                 continue
 
-            def render(pairs: list[tuple[FileRow, Any]] = pairs, session: str = session, root: str = ctx.root) -> bytes:
+            def render(
+                pairs: list[tuple[FileRow, Any]] = pairs,
+                session: str = session,
+                root: str = ctx.root,
+                notes: dict[int, str] = notes,
+            ) -> bytes:
                 entries = [
                     ManifestEntry(
                         source=f.relpath,
@@ -1210,6 +1221,7 @@ class Pipeline:
                         verified_at=cp.verified_at,
                         state=f.state.value,
                         detector=f.detector,
+                        profile_mismatch=notes.get(f.id),
                     )
                     for f, cp in pairs
                 ]

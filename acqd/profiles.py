@@ -31,18 +31,58 @@ class SettleRule(BaseModel):
     )
 
 
-class ExpectSpec(BaseModel):
+DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float16", "float32")
+
+
+def _check_dtype(v: str | None) -> str | None:
+    if v is not None and v not in DTYPES:
+        raise ValueError(f"unsupported dtype {v!r} (known: {', '.join(DTYPES)})")
+    return v
+
+
+class ModeSpec(BaseModel):
+    """One way the detector writes its files (e.g. counting, super-resolution, linear)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dtype: str | None = Field(None, description="e.g. uint8, uint16: a file with another dtype is quarantined")
-    frame_shape: tuple[int, int] | None = Field(None, description="[height, width] of one frame")
+    name: str = Field(..., min_length=1, description="e.g. counting, super-resolution, linear")
+    dtype: str | None = Field(None, description="uint8, uint16, float32, ...; absent: any")
+    frame_shape: tuple[int, int] | None = Field(None, description="[height, width] of one frame; absent: any")
 
     @field_validator("dtype")
     @classmethod
     def _dtype(cls, v: str | None) -> str | None:
-        if v is not None and v not in ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32"):
-            raise ValueError(f"unsupported dtype {v!r}")
-        return v
+        return _check_dtype(v)
+
+
+class ExpectSpec(BaseModel):
+    """What the detector writes. A valid file that fits none of it is still stored faithfully, with
+    a profile-mismatch event, metric and manifest note; only unreadable files are quarantined."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: str | None = Field(None, description="e.g. uint8, uint16 (one mode; or list `modes`)")
+    frame_shape: tuple[int, int] | None = Field(None, description="[height, width] of one frame")
+    modes: tuple[ModeSpec, ...] = Field((), description="the modes the detector really writes")
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str | None) -> str | None:
+        return _check_dtype(v)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ExpectSpec:
+        if self.modes and (self.dtype is not None or self.frame_shape is not None):
+            raise ValueError("give either `modes` or `dtype`/`frame_shape`, not both")
+        return self
+
+    def mode_list(self) -> list[tuple[str, str | None, tuple[int, int] | None]]:
+        """(name, dtype, frame shape) of every mode; the unnamed one for `dtype`/`frame_shape`."""
+        if self.modes:
+            return [(m.name, m.dtype, m.frame_shape) for m in self.modes]
+        if self.dtype is None and self.frame_shape is None:
+            return []
+        return [("", self.dtype, self.frame_shape)]
 
 
 class RawGeometry(BaseModel):

@@ -47,6 +47,7 @@ class SimSpec:
     seed: int = 0
     temp_rename: bool = True  # write under a temporary name, then rename (like EPU)
     dose: float = 0.8  # electrons per pixel per frame (counting detectors)
+    scan_x: int = 0  # merlin-medipix: probe positions per scan line of a 4D-STEM scan (0: a frame series)
 
 
 # --- pixels ------------------------------------------------------------------------------------
@@ -117,6 +118,66 @@ def mrc_header(
     struct.pack_into("<i", h, 220, 1)
     h[224:304] = b"acqd simulate".ljust(80)
     return bytes(h) + ext
+
+
+# the DAC settings of one Medipix3RX chip as a Merlin quad header lists them (four times)
+_DACS = (
+    "3RX,011,511,000,000,000,000,000,000,175,010,200,125,100,100,093,100,099,030,128,004,255,140,128,191,179,511,511"
+)
+
+
+def merlin_frame_header(k: int, ny: int, nx: int, exposure_ns: int = 1_000_000) -> bytes:
+    """A Merlin quad frame header (768 bytes) as Merlin software 0.77 writes it: the MQ1 fields,
+    thresholds, each chip's DACs, then the MQ1A extension (UTC timestamp, exposure in ns, counter
+    depth) that rosettasciio reads from the end."""
+    stamp = f"2026-11-22 00:00:{k // 1000:02d}.{k % 1000:03d}000"
+    iso = f"2026-11-22T00:00:{k // 1000:02d}.{k % 1000:03d}000000Z"
+    thresholds = ",".join(["2.000000E+0", "5.110000E+2", *["0.000000E+0"] * 6])
+    fields = [
+        "MQ1",
+        f"{k + 1:06d}",
+        "00768",
+        "04",
+        f"{nx:04d}",
+        f"{ny:04d}",
+        "U16",
+        "   2x2",
+        "0F",
+        stamp,
+        f"{exposure_ns / 1e9:.6f}",
+        "0",
+        "0",
+        "0",
+        thresholds,
+        ",".join([_DACS] * 4),
+        "MQ1A",
+        iso,
+        f"{exposure_ns}ns",
+        "12",
+        "",
+    ]
+    return ",".join(fields).encode().ljust(768, b"\0")
+
+
+def merlin_hdr(frames: int, per_trigger: int) -> bytes:
+    """The acquisition's .hdr text (tab-separated, CRLF, as Merlin writes it); a 4D-STEM scan has
+    one trigger per scan line: 'Frames per Trigger' is the scan's width."""
+    lines = [
+        "HDR,\t",
+        "Time and Date Stamp (day, mnth, yr, hr, min, s):\t22/11/2026 00:00:00",
+        "Chip Type (Medipix 3.0, Medipix 3.1, Medipix 3RX):\tMedipix 3RX",
+        "Assembly Size (NX1, 2X2):\t   2x2",
+        "Chip Mode  (SPM, CSM, CM, CSCM):\tSPM",
+        "Counter Depth (number):\t12",
+        "Acquisition Type (Normal, Th_scan, Config):\tNormal",
+        f"Frames in Acquisition (Number):\t{frames}",
+        f"Frames per Trigger (Number):\t{per_trigger}",
+        "Trigger Start (Positive, Negative, Internal):\t" + ("Positive" if per_trigger > 1 else "Internal"),
+        "Readout System:\tMerlin Quad",
+        "Software Version:\t0.77",
+        "End\t",
+    ]
+    return "\r\n".join(lines).encode()
 
 
 def _pace(t0: float, written: int, rate_mb_s: float) -> None:
@@ -202,17 +263,11 @@ def simulate(
         elif detector == "merlin-medipix":
             path = d / f"scan_{i:05d}.mib"
             data = sparse_counts(w.rng, n, ny, nx)
+            per_line = spec.scan_x if spec.scan_x > 1 and n % spec.scan_x == 0 else 1
+            path.with_suffix(".hdr").write_bytes(merlin_hdr(n, per_line))  # Merlin writes it first
             with open(path, "wb") as f:
                 for k, frame in enumerate(data):
-                    head = (
-                        (
-                            f"MQ1,{k + 1:06d},00768,04,{nx:04d},{ny:04d},U16,   2x2,0F,"
-                            f"2026-11-22 00:00:00.{k:06d},0.001000,0,0,0"
-                        )
-                        .encode()
-                        .ljust(768, b"\0")
-                    )
-                    f.write(head + frame.tobytes())
+                    f.write(merlin_frame_header(k, ny, nx) + frame.tobytes())
                     w.wrote(768 + frame.nbytes)
         else:  # light-sheet sCMOS: TIFF planes written one by one
             import tifffile

@@ -74,6 +74,7 @@ class WriteResult:
     stored_bytes: int
     codec: str
     stages: tuple[tuple[str, float], ...] = ()  # seconds spent reading, encoding, writing
+    mismatch: str | None = None  # how a valid file differs from its detector profile (stored all the same)
 
 
 @dataclass(slots=True)

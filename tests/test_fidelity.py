@@ -279,3 +279,21 @@ async def test_zarr_json_stays_small_with_a_big_private_tag(tmp_path: Path) -> N
     restore_cli(state, dest, "ij.tif", tmp_path / "r.tif")
     assert (tmp_path / "r.tif").read_bytes() == raw
     assert "Stage position 39999" in tifffile.TiffFile(tmp_path / "r.tif").imagej_metadata["Info"]  # type: ignore[index]
+
+
+# --- 6. no copy larger than its source -------------------------------------------------------
+
+
+async def test_tiff_copy_of_an_mrc_with_a_big_extended_header_is_smaller_than_the_source(tmp_path: Path) -> None:
+    """A Velox/EPU MRC whose FEI2 extended header is reserved for many frames (mostly zeros) and
+    holds one small image: the header rides compressed in the TIFF, the copy is smaller than the
+    source, and it restores byte for byte."""
+    data = np.random.default_rng(31).integers(0, 60000, size=(1, 16, 16), dtype=np.uint16)
+    ext = bytearray(200 * 768)
+    struct.pack_into("<4d", ext, 8, 300e3, 0.83e-10, 1.5, 42.0)  # the first block's metadata, the rest unused
+    raw = mrc_header(1, 16, 16, 6, bytes(ext), b"FEI2") + data.tobytes()
+    _, dest, state = await ship(tmp_path, "t-mrc-tiff", {"haadf.mrc": raw})
+    tif = stored(state, dest.parent, "haadf.mrc")
+    assert tif.stat().st_size < len(raw), (tif.stat().st_size, len(raw))
+    restore_cli(state, dest, "haadf.mrc", tmp_path / "r.mrc")
+    assert (tmp_path / "r.mrc").read_bytes() == raw

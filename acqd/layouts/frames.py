@@ -14,7 +14,8 @@ import json
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -34,12 +35,16 @@ from acqd.layouts.tiffwrite import (
 )
 from acqd.ports import TierPort
 from acqd.readers import Expect, FrameSource, open_frames
+from acqd.readers.base import UM_PER_UNIT
 from acqd.values import WriteResult
 
 ARRAY = "0"
 # sources whose rows the TIFF layout reverses: IMOD, SerialEM, MotionCor2 and RELION flip the slow
 # axis whenever they read or write a TIFF, so an MRC's row 0 is a TIFF's last row
 FLIP_FORMATS = {"mrc"}
+# sources whose rows the Zarr layout reverses: rosettasciio (hyperspy) shows a Merlin .mib frame with
+# its rows reversed, and 4D-STEM users compare with what it shows
+ZARR_FLIP_FORMATS = {"mib"}
 ROWS_FLIPPED = "flipped-y"  # the `rows` flag in a TIFF's acqd metadata; absent: rows as in the source
 TIFF_SCHEMES: dict[str | None, int] = {None: 1, "lzw": 5, "zlib": 8, "zstd": 50000}
 TIFF_WORKERS = 2
@@ -95,15 +100,23 @@ class FrameLayout:
 
     def _open(self, source: Any, size: int) -> FrameSource:
         try:
-            return open_frames(self.reader, source.file, size, self.expect, self.options)
+            options = {**self.options, "path": getattr(source, "path", None)}
+            return open_frames(self.reader, source.file, size, self.expect, options)
         except OSError as exc:
             raise SourceReadError(f"read error: {exc.strerror or exc}") from None
 
     def _blocks(
-        self, src: FrameSource, k: int, hasher: Hasher, timing: dict[str, float]
+        self,
+        src: FrameSource,
+        k: int,
+        hasher: Hasher,
+        timing: dict[str, float],
+        ranges: Iterable[tuple[int, int]] | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
-        for start in range(0, src.shape[0], k):
-            stop = min(src.shape[0], start + k)
+        """Frames [start, stop) in order, `k` at a time or by the given consecutive ranges."""
+        if ranges is None:
+            ranges = ((start, min(src.shape[0], start + k)) for start in range(0, src.shape[0], k))
+        for start, stop in ranges:
             t0 = time.perf_counter()
             try:
                 block = src.read(start, stop)
@@ -121,6 +134,8 @@ class FrameLayout:
             "header": src.header,
             "axis0": src.axis0,
             "pixel_size_um": list(src.pixel_size_um) if src.pixel_size_um else None,
+            **({"mode": src.mode} if src.mode else {}),
+            **({"profile_mismatch": src.mismatch} if src.mismatch else {}),
         }
 
     def write(self, source: BinaryIO, size: int, tier: TierPort, dest: str) -> WriteResult:
@@ -132,11 +147,11 @@ class FrameLayout:
         try:
             stored = self._write(src, hasher, timing, tier, dest, source)
         except NameTakenError as exc:  # the caller verifies what is in the way against this result
-            exc.result = WriteResult(hasher.hexdigest(), size, 0, self.codec.spec)
+            exc.result = WriteResult(hasher.hexdigest(), size, 0, self.codec.spec, mismatch=src.mismatch)
             raise
         total = time.perf_counter() - t0
         timing["write"] = max(0.0, total - timing["read"] - timing["encode"])
-        return WriteResult(hasher.hexdigest(), size, stored, self.codec.spec, tuple(timing.items()))
+        return WriteResult(hasher.hexdigest(), size, stored, self.codec.spec, tuple(timing.items()), src.mismatch)
 
     def _write(
         self, src: FrameSource, hasher: Hasher, timing: dict[str, float], tier: TierPort, dest: str, source: Any
@@ -215,6 +230,14 @@ class FrameLayout:
                     contiguous=False,
                 )
         return "pixels and tags equal; bytes differ: stored before acqd kept a TIFF's structural tags"
+
+
+def _restore_blob(meta: dict[str, Any]) -> bytes:
+    """The source's header bytes a TIFF copy keeps in its description (compressed; plain base64 in
+    copies written before)."""
+    if "restore_zlib_b64" in meta:
+        return zlib.decompress(base64.b64decode(meta["restore_zlib_b64"]))
+    return base64.b64decode(meta.get("restore_b64", ""))
 
 
 def _source_rows(tif: Any, meta: dict[str, Any]) -> Iterator[np.ndarray]:
@@ -331,6 +354,75 @@ def _tag_value(t: dict[str, Any], byteorder: str) -> Any:
     return values[0] if int(t["count"]) == 1 else tuple(values)
 
 
+def _axes(src: FrameSource) -> list[dict[str, Any]]:
+    """NGFF axes of the stored array, each with its scale under "_scale" (popped by the caller):
+    (y, x) for a 2-D image, (t|z, y, x) for a movie or stack, (scan_y, scan_x, det_y, det_x) for a
+    4D-STEM scan. Units only where the source states the size."""
+    unit = src.unit if src.unit in UM_PER_UNIT else "micrometer"
+
+    def length(um: float | None) -> tuple[float, str | None]:
+        return (float(f"{um / UM_PER_UNIT[unit]:.12g}"), unit) if um and um > 0 else (1.0, None)
+
+    def axis(name: str, kind: str, size: tuple[float, str | None] = (1.0, None)) -> dict[str, Any]:
+        a: dict[str, Any] = {"name": name, "type": kind, "_scale": size[0]}
+        if size[1]:
+            a["unit"] = size[1]
+        return a
+
+    if src.scan:
+        # NGFF 0.5 allows 2-3 space axes, last, and one custom axis: the detector plane is what a
+        # viewer shows (det_y, det_x); the fast scan axis is space, the slow one a custom "scan" axis
+        return [axis("scan_y", "scan"), axis("scan_x", "space"), axis("det_y", "space"), axis("det_x", "space")]
+    py, px = src.pixel_size_um or (None, None)
+    plane = [axis("y", "space", length(py)), axis("x", "space", length(px))]
+    if src.image2d:
+        return plane
+    if src.axis0 == "t":
+        return [axis("t", "time"), *plane]
+    return [axis(src.axis0, "space", length(src.axis0_step_um)), *plane]
+
+
+def _geometry(
+    src: FrameSource, k: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...] | None, list[tuple[int, int]]]:
+    """The stored array's shape, chunks (one frame each), shards (about `k` frames each) and the
+    frame ranges that fill one shard each, so that every shard is written once."""
+    n, ny, nx = src.shape
+    if src.image2d:
+        return (ny, nx), (ny, nx), None, [(0, 1)]
+    if src.scan:
+        sy, sx = src.scan
+        if k >= sx:  # whole scan rows per shard
+            rows = k // sx
+            ranges = [(r * sx, min(sy, r + rows) * sx) for r in range(0, sy, rows)]
+            return (sy, sx, ny, nx), (1, 1, ny, nx), (rows, sx, ny, nx), ranges
+        ranges = [(r * sx + c, r * sx + min(sx, c + k)) for r in range(sy) for c in range(0, sx, k)]
+        return (sy, sx, ny, nx), (1, 1, ny, nx), (1, k, ny, nx), ranges
+    ranges = [(start, min(n, start + k)) for start in range(0, n, k)]
+    return (n, ny, nx), (1, ny, nx), (k, ny, nx), ranges
+
+
+def _where(src: FrameSource, start: int, count: int) -> Any:
+    """The index of frames [start, start + count) in the stored array (one shard's frames)."""
+    if src.image2d:
+        return slice(None)
+    if src.scan:
+        sx = src.scan[1]
+        if count >= sx:  # whole rows
+            return (slice(start // sx, (start + count) // sx),)
+        return (start // sx, slice(start % sx, start % sx + count))
+    return slice(start, start + count)
+
+
+def _block_shape(src: FrameSource, block: np.ndarray) -> tuple[int, ...]:
+    ny, nx = block.shape[1:]
+    if src.image2d:
+        return (ny, nx)
+    if src.scan and block.shape[0] >= src.scan[1]:
+        return (-1, src.scan[1], ny, nx)
+    return block.shape
+
+
 class ZarrLayout(FrameLayout):
     """OME-Zarr 0.5 on Zarr v3: one array per source file, one chunk per frame, sharded so a file is a
     few objects; each shard is written once (a whole shard's frames at a time)."""
@@ -364,16 +456,16 @@ class ZarrLayout(FrameLayout):
         group = await zarr.api.asynchronous.open_group(
             store=store, mode="w", zarr_format=3, attributes=self.group_attrs(src)
         )
-        n, ny, nx = src.shape
+        shape, chunks, shards, ranges = _geometry(src, k)
         arr = await group.create_array(
             ARRAY,
-            shape=(n, ny, nx),
+            shape=shape,
             dtype=src.dtype.newbyteorder("<"),
-            chunks=(1, ny, nx),
-            shards=(k, ny, nx),
+            chunks=chunks,
+            shards=shards,
             compressors=self.codec.zarr_compressors(src.dtype.itemsize),
             fill_value=0,
-            dimension_names=(src.axis0, "y", "x"),
+            dimension_names=tuple(a["name"] for a in _axes(src)),
             # every frame is data: skip zarr's scan of each chunk for "all fill value" (11 % of the
             # CPU time on light-sheet stacks)
             config={"write_empty_chunks": True},
@@ -398,36 +490,43 @@ class ZarrLayout(FrameLayout):
                 compressors=self.codec.zarr_compressors(1) if self.codec.id != "none" else (),
             )
             await ra.setitem(slice(None), np.frombuffer(blob, dtype=np.uint8))
-        for start, block in self._blocks(src, k, hasher, timing):
+        flip = src.format in ZARR_FLIP_FORMATS
+        for start, block in self._blocks(src, k, hasher, timing, ranges):
             t0 = time.perf_counter()
-            await arr.setitem(
-                slice(start, start + block.shape[0]), block.astype(block.dtype.newbyteorder("<"), copy=False)
-            )
+            data = block.astype(block.dtype.newbyteorder("<"), copy=False)
+            if flip:  # rows as rosettasciio (hyperspy) shows a Merlin frame
+                data = data[:, ::-1]
+            await arr.setitem(_where(src, start, block.shape[0]), data.reshape(_block_shape(src, data)))
             timing["encode"] += time.perf_counter() - t0  # encode and write of a whole shard, in zarr's pipeline
 
+    def meta(self, src: FrameSource) -> dict[str, Any]:
+        out = super().meta(src)
+        if src.format in ZARR_FLIP_FORMATS:
+            out["rows"] = ROWS_FLIPPED
+        if src.scan:
+            out["scan"] = list(src.scan)
+        return out
+
     def group_attrs(self, src: FrameSource) -> dict[str, Any]:
-        py, px = src.pixel_size_um or (1.0, 1.0)
-        unit = "micrometer" if src.pixel_size_um else None
-        axes: list[dict[str, Any]] = [
-            {"name": src.axis0, "type": "time" if src.axis0 == "t" else "space"},
-            {"name": "y", "type": "space"},
-            {"name": "x", "type": "space"},
-        ]
-        if unit:
-            axes[1]["unit"] = axes[2]["unit"] = unit
-            if src.axis0 == "z":
-                axes[0]["unit"] = unit
+        """NGFF 0.5 image metadata (strict: multiscales name, type and metadata) with the physical
+        sizes the source states, in the unit it states them in; where a size is unknown, the scale
+        is 1 and the axis has no unit."""
+        axes = _axes(src)
         return {
             "ome": {
                 "version": "0.5",
                 "multiscales": [
                     {
                         "name": "frames",
+                        "type": "none",
+                        "metadata": {"description": "one resolution level: the source's pixels, not downsampled"},
                         "axes": axes,
                         "datasets": [
                             {
                                 "path": ARRAY,
-                                "coordinateTransformations": [{"type": "scale", "scale": [1.0, float(py), float(px)]}],
+                                "coordinateTransformations": [
+                                    {"type": "scale", "scale": [float(a.pop("_scale")) for a in axes]}
+                                ],
                             }
                         ],
                     }
@@ -450,16 +549,25 @@ class ZarrLayout(FrameLayout):
             raise VerifyError(f"{tier.url(dest)}: not a readable acqd Zarr: {exc}") from None
         return arr, meta, blob
 
-    def _frames(self, arr: Any, k: int) -> Iterator[np.ndarray]:
-        for start in range(0, arr.shape[0], k):
-            yield from np.asarray(arr[start : start + k])
+    def _frames(self, arr: Any, meta: dict[str, Any]) -> Iterator[np.ndarray]:
+        """The stored frames in the source's order and orientation, a shard's worth at a time."""
+        flipped = meta.get("rows") == ROWS_FLIPPED
+        ny, nx = arr.shape[-2:]
+        if arr.ndim == 2:  # a 2-D image
+            blocks: Iterator[np.ndarray] = iter([np.asarray(arr[:])[None]])
+        else:
+            per = int(np.prod(arr.shape[1:-2], dtype=np.int64))  # frames per index of the first axis
+            k = max(1, self.shard_bytes // max(1, ny * nx * arr.dtype.itemsize * per))
+            blocks = (np.asarray(arr[i : i + k]).reshape(-1, ny, nx) for i in range(0, arr.shape[0], k))
+        for block in blocks:
+            for frame in block:
+                yield frame[::-1] if flipped else frame
 
     def verify(self, tier: TierPort, dest: str, expected: WriteResult) -> None:
-        arr, _, blob = self._open_read(tier, dest)
-        k = max(1, self.shard_bytes // max(1, arr.shape[1] * arr.shape[2] * arr.dtype.itemsize))
+        arr, meta, blob = self._open_read(tier, dest)
         h = Hasher()
         h.update(blob)
-        for frame in self._frames(arr, k):
+        for frame in self._frames(arr, meta):
             h.update(canonical(frame).data)
         if h.hexdigest() != expected.source_checksum:
             raise VerifyError(f"{tier.url(dest)}: pixel checksum {h.hexdigest()} != source {expected.source_checksum}")
@@ -467,12 +575,11 @@ class ZarrLayout(FrameLayout):
     def restore(self, tier: TierPort, dest: str, out: BinaryIO) -> str:
         arr, meta, blob = self._open_read(tier, dest)
         h = Hasher()
-        k = max(1, self.shard_bytes // max(1, arr.shape[1] * arr.shape[2] * arr.dtype.itemsize))
         note = ""
         if meta["format"] == "tiff":
-            note = self._restore_tiff(meta, self._frames(arr, k), out, h, blob)
+            note = self._restore_tiff(meta, self._frames(arr, meta), out, h, blob)
         else:
-            self._restore_bytes(meta, blob, self._frames(arr, k), out, h)
+            self._restore_bytes(meta, blob, self._frames(arr, meta), out, h)
         return Restored(h.hexdigest(), note)
 
 
@@ -489,7 +596,8 @@ class TiffLayout(FrameLayout):
         compression, level = self.codec.tiff_compression()
         scheme = TIFF_SCHEMES[compression]
         meta = self.meta(src)
-        meta["restore_b64"] = base64.b64encode(src.restore or b"").decode()
+        if src.restore:  # header bytes (an FEI extended header: mostly zeros) compressed, not inflated by base64
+            meta["restore_zlib_b64"] = base64.b64encode(zlib.compress(src.restore, 6)).decode()
         flip = src.format in FLIP_FORMATS
         if flip:
             meta["rows"] = ROWS_FLIPPED
@@ -549,7 +657,7 @@ class TiffLayout(FrameLayout):
     def verify(self, tier: TierPort, dest: str, expected: WriteResult) -> None:
         tif, meta, f = self._read(tier, dest)
         h = Hasher()
-        h.update(base64.b64decode(meta.get("restore_b64", "")))
+        h.update(_restore_blob(meta))
         try:
             for frame in _source_rows(tif, meta):
                 h.update(canonical(frame).data)
@@ -566,9 +674,9 @@ class TiffLayout(FrameLayout):
         try:
             frames = _source_rows(tif, meta)
             if meta["format"] == "tiff":
-                note = self._restore_tiff(meta, frames, out, h, base64.b64decode(meta.pop("restore_b64", "")))
+                note = self._restore_tiff(meta, frames, out, h, _restore_blob(meta))
             else:
-                self._restore_bytes(meta, base64.b64decode(meta.pop("restore_b64", "")), frames, out, h)
+                self._restore_bytes(meta, _restore_blob(meta), frames, out, h)
         finally:
             tif.close()
             f.close()

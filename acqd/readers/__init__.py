@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from typing import Any, BinaryIO
 
 from acqd.errors import FormatError
-from acqd.readers.base import Expect, FrameSource
+from acqd.readers.base import Expect, FrameSource, Mode
 from acqd.readers.mib import open_mib
 from acqd.readers.mrc import open_mrc
 from acqd.readers.raw import open_raw
@@ -36,4 +36,4 @@ def open_frames(reader: str, f: BinaryIO, size: int, expect: Expect, options: di
     return src
 
 
-__all__ = ["BUILTIN", "Expect", "FrameSource", "open_frames", "reader_names"]
+__all__ = ["BUILTIN", "Expect", "FrameSource", "Mode", "open_frames", "reader_names"]

@@ -30,6 +30,11 @@ class FrameSource:
     axis0: str = "t"  # t for movies and time series, z for stacks
     pixel_size_um: tuple[float, float] | None = None  # (y, x): along rows, along columns
     axis0_step_um: float | None = None  # spacing of a z stack's planes, where the source says it
+    unit: str = "micrometer"  # the unit the source states its sizes in (NGFF name), for display
+    image2d: bool = False  # one 2-D image (not a stack of one frame): stored 2-D
+    scan: tuple[int, int] | None = None  # (scan_y, scan_x) of a 4D-STEM scan whose frames are its points
+    mismatch: str | None = None  # how a valid file differs from its profile's modes (None: it fits)
+    mode: str | None = None  # the profile's mode the file fits, where the profile names its modes
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -38,20 +43,54 @@ class FrameSource:
 
 
 @dataclass(frozen=True)
-class Expect:
+class Mode:
+    """One way the detector writes its files: a dtype and a frame shape (None: any)."""
+
+    name: str = ""
     dtype: str | None = None
     frame_shape: tuple[int, int] | None = None
 
-    def check(self, src: FrameSource) -> None:
+    def fits(self, src: FrameSource) -> bool:
         if self.dtype is not None and src.dtype.newbyteorder("=") != np.dtype(self.dtype).newbyteorder("="):
-            raise FormatError(f"dtype {src.dtype.name} does not match the profile's {self.dtype}")
-        if self.frame_shape is not None and tuple(src.shape[1:]) != tuple(self.frame_shape):
-            raise FormatError(
-                f"frame shape {src.shape[1]}x{src.shape[2]} does not match the profile's "
-                f"{self.frame_shape[0]}x{self.frame_shape[1]}"
-            )
+            return False
+        return self.frame_shape is None or tuple(src.shape[1:]) == tuple(self.frame_shape)
+
+    def __str__(self) -> str:
+        shape = f"{self.frame_shape[0]}x{self.frame_shape[1]}" if self.frame_shape else "any size"
+        what = f"{self.dtype or 'any dtype'} {shape}"
+        return f"{self.name} ({what})" if self.name else what
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The profile's expectations: the modes its detector writes (`dtype` and `frame_shape` are one
+    unnamed mode). A valid file that fits none of them is not an error: it is stored faithfully and
+    flagged (`mismatch`); only a file that cannot be read is a FormatError."""
+
+    dtype: str | None = None
+    frame_shape: tuple[int, int] | None = None
+    modes: tuple[Mode, ...] = ()
+
+    def all_modes(self) -> tuple[Mode, ...]:
+        if self.modes:
+            return self.modes
+        if self.dtype is None and self.frame_shape is None:
+            return ()
+        return (Mode("", self.dtype, self.frame_shape),)
+
+    def check(self, src: FrameSource) -> None:
+        """Raise for what makes a file unstorable; note how a storable file surprises the profile."""
         if src.shape[0] < 1:
             raise FormatError("no frames")
+        modes = self.all_modes()
+        fit = next((m for m in modes if m.fits(src)), None)
+        if fit is not None:
+            src.mode = fit.name or None
+        elif modes:
+            src.mismatch = (
+                f"{src.dtype.name} frames of {src.shape[1]}x{src.shape[2]}, "
+                f"the profile lists {'; '.join(map(str, modes))}"
+            )
 
 
 def read_exact(f: Any, offset: int, n: int) -> bytes:
@@ -77,3 +116,49 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, float) and not np.isfinite(v):
         return str(v)
     return v
+
+
+# lengths in micrometres of the NGFF unit names acqd writes, and the spellings sources use for them
+UM_PER_UNIT = {
+    "picometer": 1e-6,
+    "angstrom": 1e-4,
+    "nanometer": 1e-3,
+    "micrometer": 1.0,
+    "millimeter": 1e3,
+    "centimeter": 1e4,
+    "meter": 1e6,
+    "inch": 25400.0,
+}
+_UNIT_NAMES = {
+    **{u: u for u in UM_PER_UNIT},
+    "pm": "picometer",
+    "a": "angstrom",
+    "å": "angstrom",
+    "\u212b": "angstrom",
+    "nm": "nanometer",
+    "um": "micrometer",
+    "µm": "micrometer",
+    "\u03bcm": "micrometer",
+    "\\u00b5m": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "in": "inch",
+    "inches": "inch",
+}
+
+
+def length_unit(text: Any) -> str | None:
+    """The NGFF name of a length unit as a source spells it (ImageJ's `unit=micron`, OME's `µm`),
+    or None for 'pixel', empty or anything that is not a length."""
+    if not isinstance(text, str):
+        return None
+    return _UNIT_NAMES.get(text.strip().lower())
+
+
+def display_unit(um: float) -> str:
+    """A unit to show a pixel size of `um` micrometres in, when the source states none (TIFF
+    resolution per centimetre or inch): nanometres below 0.1 um, millimetres from 1 mm."""
+    return "nanometer" if um < 0.1 else "millimeter" if um >= 1000 else "micrometer"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -64,6 +65,42 @@ def open_mib(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
         "layout": first["layout"],
         "frame_headers": [h.decode("ascii", "replace").rstrip("\x00 ") for h in heads],
     }
+    scan = scan_shape(options.get("path"), n)
     return FrameSource(
-        format="mib", shape=(n, ny, nx), dtype=dtype, header=header, read=read, restore=b"".join(heads), axis0="t"
+        format="mib",
+        shape=(n, ny, nx),
+        dtype=dtype,
+        header=header,
+        read=read,
+        restore=b"".join(heads),
+        axis0="t",
+        image2d=n == 1,
+        scan=scan,
     )
+
+
+def scan_shape(path: str | None, frames: int) -> tuple[int, int] | None:
+    """(scan_y, scan_x) of a 4D-STEM scan as the acquisition's .hdr beside the .mib states it, read
+    the way rosettasciio reads it: a scan line is 'Frames per Trigger', the lines are 'Frames in
+    Acquisition' divided by that. None unless the .hdr is there, states both and they account for
+    exactly this file's frames (a plain series of frames stays (t, y, x))."""
+    if not path:
+        return None
+    fields: dict[str, str] = {}
+    try:
+        with open(os.path.splitext(path)[0] + ".hdr", "rb") as f:
+            text = f.read(1 << 16).decode("ascii", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("\t")
+        if sep:
+            fields[key.strip().rstrip(":")] = value.strip()
+    try:
+        per_line = int(fields["Frames per Trigger (Number)"])
+        total = int(fields["Frames in Acquisition (Number)"])
+    except (KeyError, ValueError):
+        return None
+    if per_line < 2 or total != frames or total % per_line:
+        return None
+    return total // per_line, per_line

@@ -62,7 +62,10 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     header = {name: jsonable(h[name][0]) for name in h.dtype.names or ()}
     header["exttyp"] = bytes(h.exttyp[0]).decode("latin-1")
     row, col, sec = voxel_sizes(h)
-    movie = int(h.ispg[0]) == 0 and nz > 1
+    # the profile says what the first axis is (a movie's frames: t); its header's space group (0: an
+    # image stack, 1: a volume) only where no profile says
+    axis0 = options.get("axis0") or ("t" if int(h.ispg[0]) == 0 else "z")
+    movie = axis0 == "t"
 
     def read(start: int, stop: int) -> np.ndarray:
         n = stop - start
@@ -78,7 +81,9 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
         restore=restore,
         axis0="t" if movie else "z",
         pixel_size_um=(row * 1e-4, col * 1e-4) if row and col else None,
-        axis0_step_um=sec * 1e-4 if sec and not movie else None,
+        axis0_step_um=sec * 1e-4 if sec and not movie and nz > 1 else None,
+        unit="angstrom",
+        image2d=nz == 1,
     )
 
 

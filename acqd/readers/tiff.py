@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import math
 import struct
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -11,7 +14,7 @@ import tifffile
 
 from acqd.checksum import Hasher
 from acqd.errors import FormatError
-from acqd.readers.base import Expect, FrameSource
+from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit
 
 # tags tifffile writes itself from the array and its arguments; every other tag is kept and restored
 STRUCTURAL = {
@@ -116,12 +119,7 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
             raise FormatError(f"corrupt TIFF data: {exc}") from None
         return out.astype(dtype, copy=False)
 
-    px = None
-    xres = first.tags.get("XResolution")
-    unit = first.tags.get("ResolutionUnit")
-    if xres is not None and unit is not None and int(unit.value) == 3 and xres.value[0] > 0:  # per centimetre
-        um = 1e4 * xres.value[1] / xres.value[0]
-        px = (um, um)
+    cal = calibration(tif, first)
     return FrameSource(
         format="tiff",
         shape=(n, shape[0], shape[1]),
@@ -130,9 +128,87 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         read=read,
         restore=skeleton,
         axis0=str(options.get("axis0", "z")),
-        pixel_size_um=px,
+        pixel_size_um=cal.pixel_um,
+        axis0_step_um=cal.step_um if n > 1 else None,
+        unit=cal.unit,
+        image2d=n == 1,
         extra={"tif": tif},
     )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    pixel_um: tuple[float, float] | None = None  # (y, x)
+    step_um: float | None = None  # between pages (a z stack's planes)
+    unit: str = "micrometer"  # the unit the source states sizes in
+
+
+def calibration(tif: Any, page: Any) -> Calibration:
+    """Physical sizes where the file states them, in this order: OME-XML PhysicalSize{X,Y,Z} with
+    their units; ImageJ's `unit=` with X/YResolution (pixels per unit) and `spacing=`; TIFF
+    resolution per inch or centimetre. Nothing else: unstated sizes stay unknown (None)."""
+    with contextlib.suppress(Exception):
+        if tif.is_ome and (cal := _ome(tif.ome_metadata)) is not None:
+            return cal
+    res = _resolution(page)
+    rtag = page.tags.get("ResolutionUnit")
+    runit = int(rtag.value) if rtag is not None else 2  # TIFF's default unit is the inch
+    ij = tif.imagej_metadata if tif.is_imagej else None
+    if ij:
+        unit = length_unit(ij.get("unit"))
+        if unit is not None:
+            if runit in (2, 3):  # ImageJ writes inch and cm as the TIFF's own unit
+                unit = "inch" if runit == 2 else "centimeter"
+            scale = UM_PER_UNIT[unit]
+            px = (scale / res[0], scale / res[1]) if res else None
+            spacing = ij.get("spacing")
+            step = float(spacing) * scale if isinstance(spacing, int | float) and spacing > 0 else None
+            shown = unit if unit not in ("inch", "centimeter") else display_unit(px[0] if px else step or 1.0)
+            return Calibration(px, step, shown)
+    if res and runit in (2, 3):
+        scale = UM_PER_UNIT["inch" if runit == 2 else "centimeter"]
+        px = (scale / res[0], scale / res[1])
+        return Calibration(px, None, display_unit(px[1]))
+    return Calibration()
+
+
+def _resolution(page: Any) -> tuple[float, float] | None:
+    """(y, x) pixels per resolution unit, or None unless both are there and positive."""
+    out = []
+    for name in ("YResolution", "XResolution"):
+        tag = page.tags.get(name)
+        if tag is None or not isinstance(tag.value, tuple) or len(tag.value) != 2 or not tag.value[1]:
+            return None
+        v = tag.value[0] / tag.value[1]
+        if not v > 0 or not math.isfinite(v):
+            return None
+        out.append(v)
+    return out[0], out[1]
+
+
+def _ome(xml: str) -> Calibration | None:
+    """PhysicalSizeX/Y/Z of the first image's Pixels element (default unit: micrometre)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    pixels = next((el for el in root.iter() if el.tag.rpartition("}")[2] == "Pixels"), None)
+    if pixels is None:
+        return None
+
+    def size(axis: str) -> tuple[float, str] | None:
+        text = pixels.get(f"PhysicalSize{axis}")
+        unit = length_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        try:
+            value = float(text) if text is not None else 0.0
+        except ValueError:
+            return None
+        return (value * UM_PER_UNIT[unit], unit) if unit and value > 0 and math.isfinite(value) else None
+
+    x, y, z = size("X"), size("Y"), size("Z")
+    if x is None and y is None and z is None:
+        return None
+    px = (y[0], x[0]) if x and y else None
+    return Calibration(px, z[0] if z else None, (x or y or z)[1])  # type: ignore[index]
 
 
 def _file_checksum(f: BinaryIO, size: int) -> str:

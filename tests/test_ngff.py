@@ -1,0 +1,210 @@
+"""OME-Zarr that reads right (issue 13): strict NGFF 0.5 (ome-zarr-models, ngff-zarr's strict JSON
+schema), read by tensorstore's zarr3 driver and ome-zarr-py with the pixels compared; calibration
+carried from the source (ImageJ `unit=`/`spacing=`, TIFF resolution per inch or centimetre, OME-XML
+PhysicalSize*, MRC cella/mx) and never invented; a 2-D image stays 2-D; the profile's movie axis wins
+over an MRC header's space group; Merlin 4D-STEM scans as (scan_y, scan_x, det_y, det_x), oriented as
+rosettasciio (hyperspy) reads them. Files are made here; the daemon runs in burst mode."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from ome_zarr_models.v05.image import Image
+
+from acqd.simulate import SimSpec, merlin_frame_header, merlin_hdr, simulate, sparse_counts
+from tests.test_fidelity import mrc_bytes, restore_cli, stored
+from tests.test_frames import ship
+
+tensorstore = pytest.importorskip("tensorstore")
+
+
+def read_everywhere(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Validate the image group with both validators, read its array with tensorstore (zarr3) and
+    ome-zarr-py, check they agree, and return the pixels and the multiscale's metadata."""
+    from ngff_zarr.validate import validate
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    group = zarr.open_group(path, mode="r")
+    attrs = group.attrs.asdict()
+    Image.from_zarr(group)  # ome-zarr-models: raises on anything invalid
+    validate(attrs, version="0.5", model="image", strict=True)  # ngff-zarr's strict schema
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path / "0")}}
+    arr = np.asarray(tensorstore.open(spec, read=True).result().read().result())
+    [node, *_] = Reader(parse_url(str(path)))()
+    assert np.array_equal(np.asarray(node.data[0]), arr)  # ome-zarr-py reads the same pixels
+    ms = attrs["ome"]["multiscales"][0]
+    assert len(ms["axes"]) == arr.ndim
+    return arr, ms
+
+
+def scale(ms: dict[str, Any]) -> list[float]:
+    return list(ms["datasets"][0]["coordinateTransformations"][0]["scale"])
+
+
+def units(ms: dict[str, Any]) -> list[str | None]:
+    return [a.get("unit") for a in ms["axes"]]
+
+
+def _imagej(path: Path, data: np.ndarray, res: float, meta: dict[str, Any]) -> None:
+    tifffile.imwrite(path, data, imagej=True, resolution=(1 / res, 1 / res), metadata=meta)
+
+
+CAL: list[tuple[str, Any, list[float], list[str | None]]] = [
+    (
+        "imagej-um",
+        lambda p, d: _imagej(p, d, 0.2, {"axes": "ZYX", "spacing": 2.5, "unit": "micron"}),
+        [2.5, 0.2, 0.2],
+        ["micrometer"] * 3,
+    ),
+    (
+        "imagej-nm",
+        lambda p, d: _imagej(p, d, 65.0, {"axes": "ZYX", "spacing": 300.0, "unit": "nm"}),
+        [300.0, 65.0, 65.0],
+        ["nanometer"] * 3,
+    ),
+    (
+        "imagej-no-spacing",  # pixel size known, z step not: the z axis gets no unit, scale 1
+        lambda p, d: _imagej(p, d, 0.5, {"axes": "ZYX", "unit": "um"}),
+        [1.0, 0.5, 0.5],
+        [None, "micrometer", "micrometer"],
+    ),
+    (
+        "per-inch",
+        lambda p, d: tifffile.imwrite(
+            p, d, photometric="minisblack", resolution=(25400 / 0.4, 25400 / 0.4), resolutionunit=2
+        ),
+        [1.0, 0.4, 0.4],
+        [None, "micrometer", "micrometer"],
+    ),
+    (
+        "ome-xml",
+        lambda p, d: tifffile.imwrite(
+            p,
+            d,
+            ome=True,
+            photometric="minisblack",
+            metadata={
+                "axes": "ZYX",
+                "PhysicalSizeX": 108.0,
+                "PhysicalSizeXUnit": "nm",
+                "PhysicalSizeY": 108.0,
+                "PhysicalSizeYUnit": "nm",
+                "PhysicalSizeZ": 0.3,
+                "PhysicalSizeZUnit": "µm",
+            },
+        ),
+        [300.0, 108.0, 108.0],
+        ["nanometer"] * 3,
+    ),
+    (
+        "nothing-stated",  # no resolution, no ImageJ unit: no unit anywhere, no invented z step
+        lambda p, d: tifffile.imwrite(p, d, photometric="minisblack", metadata=None),
+        [1.0, 1.0, 1.0],
+        [None, None, None],
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "write", "want_scale", "want_units"), CAL, ids=[c[0] for c in CAL])
+async def test_tiff_calibration_carried_never_invented(
+    tmp_path: Path, kind: str, write: Any, want_scale: list[float], want_units: list[str | None]
+) -> None:
+    data = np.random.default_rng(21).integers(90, 4000, (5, 24, 20), dtype=np.uint16)
+    (tmp_path / "src").mkdir()
+    write(tmp_path / "src" / "s.tif", data)
+    raw = (tmp_path / "src" / "s.tif").read_bytes()
+    _, dest, state = await ship(tmp_path, "t-tiff", {"s.tif": raw})
+    arr, ms = read_everywhere(stored(state, dest.parent, "s.tif"))
+    assert np.array_equal(arr, data)
+    assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
+    assert scale(ms) == pytest.approx(want_scale, rel=1e-6)
+    assert units(ms) == want_units
+
+
+async def test_2d_image_stays_2d(tmp_path: Path) -> None:
+    img = np.random.default_rng(22).integers(0, 255, (48, 40), dtype=np.uint8)
+    (tmp_path / "src").mkdir()
+    tifffile.imwrite(tmp_path / "src" / "sem.tif", img, resolution=(1e7 / 2.5, 1e7 / 2.5), resolutionunit=3)
+    raw = (tmp_path / "src" / "sem.tif").read_bytes()
+    _, dest, state = await ship(tmp_path, "t-tiff-any", {"sem.tif": raw})
+    arr, ms = read_everywhere(stored(state, dest.parent, "sem.tif"))
+    assert arr.shape == (48, 40) and np.array_equal(arr, img)
+    assert [a["name"] for a in ms["axes"]] == ["y", "x"]
+    assert scale(ms) == pytest.approx([2.5, 2.5]) and units(ms) == ["nanometer", "nanometer"]  # 2.5 nm pixels
+    restore_cli(state, dest, "sem.tif", tmp_path / "r.tif")
+    assert (tmp_path / "r.tif").read_bytes() == raw
+
+
+async def test_mrc_voxel_size_by_the_standard_and_movie_axis_from_the_profile(tmp_path: Path) -> None:
+    vol = np.random.default_rng(23).integers(0, 3000, (4, 30, 20), dtype=np.int16)
+    # a volume (space group 1) with 1.1 x 0.9 A pixels and 2.0 A sections: cella / (mx, my, mz)
+    volume = bytearray(mrc_bytes(vol, 1, apix=(1.1, 0.9)))
+    struct.pack_into("<f", volume, 48, 4 * 2.0)  # cella.z = mz * 2.0
+    struct.pack_into("<i", volume, 88, 1)  # ispg 1: a volume
+    # the same header as a "movie" profile sees it: the profile's t wins over the space group
+    _, dest, state = await ship(tmp_path / "a", "t-mrc-vol", {"vol.mrc": bytes(volume)})
+    arr, ms = read_everywhere(stored(state, dest.parent, "vol.mrc"))
+    assert np.array_equal(arr, vol)
+    assert [(a["name"], a["type"]) for a in ms["axes"]] == [("z", "space"), ("y", "space"), ("x", "space")]
+    assert scale(ms) == pytest.approx([2.0, 0.9, 1.1]) and units(ms) == ["angstrom"] * 3
+    _, dest, state = await ship(tmp_path / "b", "t-mrc-zarr", {"vol.mrc": bytes(volume)})
+    arr, ms = read_everywhere(stored(state, dest.parent, "vol.mrc"))
+    assert [(a["name"], a["type"]) for a in ms["axes"]] == [("t", "time"), ("y", "space"), ("x", "space")]
+    assert scale(ms) == pytest.approx([1.0, 0.9, 1.1]) and units(ms) == [None, "angstrom", "angstrom"]
+    # a single-section MRC (a summed micrograph) is a 2-D image
+    one = np.random.default_rng(24).integers(0, 3000, (1, 30, 20), dtype=np.uint16)
+    _, dest, state = await ship(tmp_path / "c", "t-mrc-zarr", {"sum.mrc": mrc_bytes(one, 6, apix=(0.83, 0.83))})
+    arr, ms = read_everywhere(stored(state, dest.parent, "sum.mrc"))
+    assert arr.shape == (30, 20) and np.array_equal(arr, one[0])
+    assert scale(ms) == pytest.approx([0.83, 0.83]) and units(ms) == ["angstrom"] * 2
+    restore_cli(state, dest, "sum.mrc", tmp_path / "r.mrc")
+    assert (tmp_path / "r.mrc").read_bytes() == mrc_bytes(one, 6, apix=(0.83, 0.83))
+
+
+def _mib(data: np.ndarray) -> bytes:
+    n, ny, nx = data.shape
+    return b"".join(merlin_frame_header(k, ny, nx) + data[k].astype(">u2").tobytes() for k in range(n))
+
+
+@pytest.mark.parametrize("shard_frames", [64, 3], ids=["rows-per-shard", "part-rows-per-shard"])
+async def test_merlin_4dstem_scan_as_rosettasciio_reads_it(tmp_path: Path, shard_frames: int) -> None:
+    from rsciio.quantumdetector import file_reader
+
+    sy, sx, det = 5, 7, 16
+    data = sparse_counts(np.random.default_rng(25), sy * sx, det, det)
+    raw = _mib(data)
+    profile = "t-mib" if shard_frames == 64 else "t-mib-small-shards"
+    from tests.test_frames import PROFILES
+
+    PROFILES["t-mib-small-shards"] = f"reader: mib\nlayout: zarr\nfiles: ['*.mib']\nshard_bytes: {3 * det * det * 2}\n"
+    try:
+        watch, dest, state = await ship(tmp_path, profile, {"scan.mib": raw, "scan.hdr": merlin_hdr(sy * sx, sx)})
+    finally:
+        del PROFILES["t-mib-small-shards"]
+    arr, ms = read_everywhere(stored(state, dest.parent, "scan.mib"))
+    hyperspy = np.asarray(file_reader(str(watch / "scan.mib"))[0]["data"])
+    assert hyperspy.shape == (sy, sx, det, det)
+    assert arr.shape == (sy, sx, det, det) and np.array_equal(arr, hyperspy)  # same pixels, same orientation
+    assert [a["name"] for a in ms["axes"]] == ["scan_y", "scan_x", "det_y", "det_x"]
+    assert units(ms) == [None] * 4  # no step or camera length stated: no unit invented
+    restore_cli(state, dest, "scan.mib", tmp_path / "r.mib")
+    assert (tmp_path / "r.mib").read_bytes() == raw
+
+
+async def test_merlin_series_without_a_scan_stays_a_frame_series(tmp_path: Path) -> None:
+    from rsciio.quantumdetector import file_reader
+
+    src = simulate("merlin-medipix", tmp_path / "sim", SimSpec(files=1, frames=6, height=16, width=16))[0]
+    files = {"s/scan.mib": src.read_bytes(), "s/scan.hdr": src.with_suffix(".hdr").read_bytes()}
+    watch, dest, state = await ship(tmp_path, "t-mib", files)
+    arr, ms = read_everywhere(stored(state, dest.parent, "s/scan.mib"))
+    hyperspy = np.asarray(file_reader(str(watch / "s" / "scan.mib"))[0]["data"])  # the simulator's headers read
+    assert arr.shape == (6, 16, 16) and np.array_equal(arr, hyperspy.reshape(arr.shape))
+    assert [(a["name"], a["type"]) for a in ms["axes"]] == [("t", "time"), ("y", "space"), ("x", "space")]
