@@ -121,6 +121,9 @@ class Repeats:
             return len(self._seen)
 
 
+_WITH_REASON = ("quarantined", "vanished", "retry", "held", "copy_lost", "profile-mismatch")
+
+
 class LogReporter:
     """One line per file outcome; a retry whose reason repeats what other files already said is
     counted, not logged again (one destination error for every file is one line and a count)."""
