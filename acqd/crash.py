@@ -7,6 +7,7 @@ the point is reached, ``after_rename:3`` at the third. The points, in the order 
 - ``after_read``: the source has been read to its end (identity checked), nothing committed yet
 - ``after_encode``: the last block is encoded
 - ``after_temp_write``: the temporary is written and made durable, not yet renamed
+- ``during_commit``: an object store has copied part of a tree (a Zarr store) to its final prefix
 - ``after_rename``: the copy has its final name; the journal does not know yet
 - ``before_journal_commit``: the write returned; the journal row "stored" is not written
 - ``after_verify``: the copy was read back and matched; "verified" is not written
@@ -23,6 +24,7 @@ POINTS = (
     "after_read",
     "after_encode",
     "after_temp_write",
+    "during_commit",
     "after_rename",
     "before_journal_commit",
     "after_verify",

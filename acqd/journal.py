@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS manifests_dirty(
     session TEXT NOT NULL,
     PRIMARY KEY (root, session)
 );
+CREATE TABLE IF NOT EXISTS publishing(
+    tier TEXT NOT NULL,
+    dest TEXT NOT NULL,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    ts REAL NOT NULL,
+    PRIMARY KEY (tier, dest)
+);
 CREATE TABLE IF NOT EXISTS releasing(
     file_id INTEGER PRIMARY KEY REFERENCES files(id),
     path TEXT NOT NULL,
@@ -515,8 +522,25 @@ class Journal:
             self._audit(file_id, "retry", reason=reason)
             return int(db.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0])
 
+    def begin_publish(self, file_id: int, tier: str, dest: str) -> None:
+        """About to publish a copy whose publication is not atomic (a Zarr store on S3, copied object
+        by object): if a crash leaves part of it, the journal knows whose part it is."""
+        with self._tx() as db:
+            r = db.execute("SELECT file_id FROM publishing WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
+            if r is not None and r[0] != file_id:
+                raise JournalError(f"{tier}:{dest} is being published for journal row {r[0]}, not {file_id}")
+            db.execute(
+                "INSERT OR REPLACE INTO publishing(tier, dest, file_id, ts) VALUES(?, ?, ?, ?)",
+                (tier, dest, file_id, self._clock()),
+            )
+
+    def publishing_owner(self, tier: str, dest: str) -> int | None:
+        r = self._db.execute("SELECT file_id FROM publishing WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
+        return int(r[0]) if r else None
+
     def record_stored(self, file_id: int, tier: str, dest: str, layout: str, res: WriteResult) -> None:
         with self._tx() as db:
+            db.execute("DELETE FROM publishing WHERE tier = ? AND dest = ?", (tier, dest))
             row = self._get(file_id)
             self._set(row, State.STORED, None, checksum=res.source_checksum)
             db.execute(

@@ -855,6 +855,8 @@ class Pipeline:
             if owner == row.id:  # this file's own earlier, unverified copy: written again from the start
                 await self._io(tier.remove_any_if_there, dest)
             adopted = False
+            if not tier.atomic_trees and layout.suffix == ".zarr":
+                await self._j(self.journal.begin_publish, row.id, tier.name, dest)
             try:
                 res = await self._io(self._write, c, layout, tier, dest)
             except NameTakenError as exc:
@@ -949,6 +951,14 @@ class Pipeline:
         except TransientError:
             raise
         except AcqdError as why:
+            if (
+                not tier.atomic_trees
+                and await self._j(self.journal.publishing_owner, tier.name, dest) == row.id
+                and await self._io(tier.is_partial_tree, dest)
+            ):  # this file's own copy, cut short by a crash
+                await self._io(tier.remove_any, dest)
+                await self._j(self.journal.audit, row.id, "partial-removed", tier=tier.name, dest=dest)
+                raise TransientError(f"{tier.url(dest)}: removed a partial copy a crash left; writing again") from None
             raise NameTakenError(
                 f"{tier.url(dest)} is in the way: an object acqd has no record of, and not a copy of "
                 f"{row.relpath!r} ({why}); it is not replaced: move it away, the file is kept and retried"

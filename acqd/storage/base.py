@@ -76,6 +76,9 @@ class Tier:
     backend = "fsspec"
     #: the filesystem caches listings (s3fs, sshfs): questions about what is there must not see a stale one
     caches_listings = False
+    #: a tree (a Zarr store) gets its final name in one step (a rename); object stores copy it object
+    #: by object, and a crash part way leaves a partial tree (without its root `zarr.json`)
+    atomic_trees = True
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         self.name = name
@@ -279,10 +282,13 @@ class Tier:
         """Delete a stored object: a file, or a folder of objects (a Zarr store)."""
         with self._edge("delete", rel):
             path = self.path(rel)
-            if self.fs.isdir(path):
-                self.fs.rm(path, recursive=True)
+            fs = self._looking()
+            if fs.isdir(path):
+                fs.rm(path, recursive=True)
             else:
-                self.fs.rm_file(path)
+                fs.rm_file(path)
+            if self.caches_listings:
+                fs.invalidate_cache()
 
     def stored_size(self, rel: str) -> int | None:
         """Bytes of a stored object: a file, or every object of a tree (a Zarr store); None if absent."""
@@ -294,6 +300,14 @@ class Tier:
             if fs.isdir(path):
                 return self.tree_size(path)
         return self.size(rel)
+
+    def is_partial_tree(self, rel: str) -> bool:
+        """A folder of objects without its root `zarr.json`: what a crash in a non-atomic tree commit
+        leaves (never a whole store)."""
+        with self._edge("stat", rel):
+            fs = self._looking()
+            path = self.path(rel)
+            return bool(fs.exists(path) and fs.isdir(path) and not fs.exists(f"{path}/zarr.json"))
 
     def remove_any_if_there(self, rel: str) -> None:
         """Delete a stored object (file or tree) if it is there; the caller owns the name (journal)."""

@@ -83,6 +83,7 @@ def read_credentials(path: str, profile: str) -> dict[str, str]:
 class S3Tier(Tier):
     backend = "s3"
     caches_listings = True
+    atomic_trees = False  # a Zarr store is copied object by object (root zarr.json last)
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         opts = check_options(
@@ -276,13 +277,18 @@ class S3Tier(Tier):
         with self._edge("commit", rel):
             fs = self.fs
             fs.invalidate_cache()
-            if fs.exists(final):
+            # objects under the prefix, or one object with its name (some servers, e.g. SeaweedFS,
+            # keep an empty folder after its objects were deleted: that is not an object in the way)
+            found = fs.find(final, detail=True)
+            if fs.isfile(final) or any(v.get("type") != "directory" for v in found.values()):
                 raise self._taken(rel)
             objects = sorted(fs.find(tmp))
             first = [p for p in objects if posixpath.relpath(p, tmp) != "zarr.json"]
             last = [p for p in objects if posixpath.relpath(p, tmp) == "zarr.json"]
-            for p in first + last:
+            for i, p in enumerate(first + last):
                 fs.copy(p, f"{final}/{posixpath.relpath(p, tmp)}")
+                if i == 0:
+                    crash_point("during_commit")
             fs.rm(tmp, recursive=True)
             fs.invalidate_cache()
         crash_point("after_rename")
