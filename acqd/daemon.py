@@ -219,10 +219,15 @@ def build_mailer(config: Config) -> Mailer:
 
 def prepare(config: Config) -> tuple[dict[str, Tier], Policy | None, list[RootCtx]]:
     """What `run` builds from a configuration before it starts, and `check` validates: detector
-    profiles, tiers, the retention policy and the watch roots (ConfigError if any is bad)."""
+    profiles, tiers, the retention policy, the secret files and the watch roots (ConfigError if any
+    is bad)."""
     profiles = load_profiles(config)
     tiers = build_tiers(config)
     policy = load_retention(config)
+    if config.mqtt is not None and config.mqtt.enabled:
+        mqtt_password(config.mqtt)  # a password file that cannot be read
+    if config.smtp is not None:
+        build_mailer(config)
     return tiers, policy, build_roots(config, profiles, tiers, policy)
 
 
@@ -258,7 +263,7 @@ class CheckReport:
     warnings: list[str]  # what `run` does not refuse but waits on or retries (a missing root, a tier down)
 
 
-def check(config: Config, *, probe: bool = True, probe_timeout: float = 30.0) -> CheckReport:
+def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) -> CheckReport:
     """Everything `run` validates before it starts (ConfigError if it would refuse to start), plus
     what it would wait on: a missing watch root, a tier it cannot write to (a write probe)."""
     tiers, policy, roots = prepare(config)
@@ -414,10 +419,8 @@ class Daemon:
     async def run(self, install_signals: bool = True, ready: asyncio.Event | None = None) -> RunResult:
         tune_allocator()
         config = self.config
-        profiles = load_profiles(config)
-        tiers = build_tiers(config)
+        tiers, _, roots = prepare(config)
         self._tiers = tiers
-        roots = build_roots(config, profiles, tiers, load_retention(config))
         require_roots(roots)
         with state_lock(config.state_dir):
             io = ThreadPoolExecutor(config.limits.io_threads, thread_name_prefix="acqd-io")

@@ -204,3 +204,44 @@ def test_help_and_status_do_not_import_the_daemon(tmp_path: Path) -> None:
     for args in (["--help"], ["status", "--state-dir", str(tmp_path)]):
         r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
         assert "HEAVY []" in r.stderr, (args, r.stderr)
+
+
+def test_the_example_config_passes_check_once_its_paths_are_changed(tmp_path: Path) -> None:
+    """deploy/acqd.example.yaml as an admin starts from it: only the paths changed (to folders of this
+    test), the password files where systemd puts credentials; `acqd check` passes, probes both tiers,
+    keeps the profiles' layouts, loads the policy and finds the SMTP and MQTT passwords."""
+    import os
+
+    from acqd.config import load_config
+
+    text = (Path(__file__).resolve().parent.parent / "deploy" / "acqd.example.yaml").read_text()
+    paths = {
+        "/var/lib/acqd": tmp_path / "state",
+        "/etc/acqd/detectors": tmp_path / "detectors",
+        "/data/acquisition": tmp_path / "acquisition",
+        "/mnt/central/acqd": tmp_path / "central",
+        "/mnt/capacity/acqd": tmp_path / "capacity",
+    }
+    for old, new in paths.items():
+        assert old in text, old
+        text = text.replace(old, str(new))
+    for d in ("acquisition/k3", "acquisition/lightsheet", "detectors"):
+        (tmp_path / d).mkdir(parents=True)
+    cfg = write_config(tmp_path / "acqd.yaml", text)
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("secret\n")
+    (creds / "smtp-password").write_text("secret\n")
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+    r = run_acqd("check", "--config", str(cfg), "--strict", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "policy cryoem-facility" in r.stdout
+    assert "frames: tiff" in r.stdout and "frames: zarr" in r.stdout  # not forced to copy
+    assert r.stdout.count("write, read back and delete: OK") == 2
+    c = load_config(cfg)
+    assert c.smtp is not None and c.mqtt is not None and c.detectors_dir == tmp_path / "detectors"
+    assert [w.prefix for w in c.watch] == ["k3", "lightsheet"]
+
+    (creds / "smtp-password").unlink()  # what `run` would refuse, `check` refuses
+    r = run_acqd("check", "--config", str(cfg), env=env)
+    assert r.returncode == 78 and "smtp.password_file" in r.stderr, r.stderr
