@@ -286,7 +286,11 @@ def _validation_line(exc: ValueError) -> str:
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return str(exc)
-    return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'value'}: {e.get('msg', '')}" for e in errors())
+    lines = []
+    for e in errors():
+        where = ".".join(str(p) for p in e.get("loc", ())) or "value"
+        lines.append(f"{where}: {str(e.get('msg', '')).removeprefix('Value error, ')}")
+    return "; ".join(lines)
 
 
 def _print_run(run_stats: dict[str, int], s: dict[str, Any]) -> None:
@@ -548,7 +552,10 @@ def bench_cmd(
         if data is not None:
             if not data.exists():
                 raise ConfigError(f"--data {data}: no such file or folder")
-            stack = sizing.file_frames(data)
+            try:
+                stack = sizing.file_frames(data)
+            except ValueError as exc:
+                raise AcqdError(f"--data {exc}") from None
             source = str(data)
         else:
             name = detector or "hamamatsu-orca"

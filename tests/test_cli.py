@@ -64,6 +64,12 @@ BAD = [
     (["simulate", "--out", "{T}/sim", "--files", "0"], 2, "--files"),
     (["bench", "--link", "3 pigeons"], 78, "link"),
     (["bench", "--data", "{T}/nothing"], 78, "no such file"),
+    (["bench", "--data", "{T}/acq"], 1, "no files"),
+    (
+        ["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--instrument", "bad name!", "--state-dir", "{T}/s"],
+        78,
+        "letters",
+    ),
     (["demo", "--dir", "{NODEMO}"], 1, "--dir"),
     (["no-such-command"], 2, "no-such-command"),
 ]
