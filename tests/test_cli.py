@@ -132,6 +132,7 @@ def test_check_reports_a_missing_watch_folder_and_probes_each_tier(tmp_path: Pat
     assert r.returncode == 0, r.stderr
     [warning] = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert f"tier spare (file://{tmp_path}/blocked/scope): write probe failed" in warning
+    assert f": open file://{tmp_path}/blocked/scope/.acqd-check-" in warning  # the error names the full URL
     assert run_acqd("check", "--config", str(cfg), "--strict").returncode == 1
     assert run_acqd("check", "--config", str(cfg), "--no-probe", "--strict").returncode == 0
 
@@ -251,3 +252,26 @@ def test_the_example_config_passes_check_once_its_paths_are_changed(tmp_path: Pa
     (creds / "smtp-password").unlink()  # what `run` would refuse, `check` refuses
     r = run_acqd("check", "--config", str(cfg), env=env)
     assert r.returncode == 78 and "smtp.password_file" in r.stderr, r.stderr
+
+
+def test_profiles_and_templates_are_found_in_the_admins_folders_before_the_shipped_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from acqd.notify import templates_dirs
+    from acqd.profiles import load_profile, search_path
+    from acqd.shipped import ETC, shipped
+
+    env = tmp_path / "env"
+    env.mkdir()
+    monkeypatch.setenv("ACQD_DETECTORS", str(env))
+    own = tmp_path / "own"
+    own.mkdir()
+    dirs = search_path(own)
+    assert dirs == [own, env, ETC / "detectors", shipped("detectors")]
+    assert (shipped("detectors") / "gatan-k3.yaml").is_file()
+    (own / "gatan-k3.yaml").write_text(
+        (shipped("detectors") / "gatan-k3.yaml").read_text().replace("settle: {window: 5s", "settle: {window: 9s")
+    )
+    assert load_profile("gatan-k3", dirs).settle.window == 9.0  # the admin's copy wins
+    assert load_profile("gatan-k3", [shipped("detectors")]).settle.window == 5.0
+    assert templates_dirs() == [ETC / "templates", shipped("policies/templates")]

@@ -118,3 +118,26 @@ def test_quick_form_restore_and_verify_find_the_destination_in_the_journal(tmp_p
 )
 def test_the_journal_keeps_no_password_of_a_tier_url(url: str, kept: str) -> None:
     assert without_password(url) == kept
+
+
+def test_a_deleted_copy_is_reported_missing(tmp_path: Path) -> None:
+    from acqd.errors import VerifyError
+    from acqd.layouts import build_layout
+    from acqd.storage import open_tier
+
+    tier = open_tier("central", f"file://{tmp_path}")
+    layout = build_layout("copy", "none", chunk=64 * 1024)
+    data = b"x" * 1000
+
+    class Src:
+        pos = 0
+
+        def read(self, n: int = -1) -> bytes:
+            b = data[self.pos : self.pos + n]
+            self.pos += len(b)
+            return b
+
+    res = layout.write(Src(), len(data), tier, "a/f")  # type: ignore[arg-type]
+    (tmp_path / "a" / "f").unlink()
+    with pytest.raises(VerifyError, match=f"file://{tmp_path}/a/f: missing"):
+        layout.verify(tier, "a/f", res)
