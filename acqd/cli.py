@@ -183,9 +183,7 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
     ] = False,
 ) -> None:
-    """acqd: takes every file a microscope camera finishes off the acquisition disk, stores it on central
-    storage, verifies the copy, and (if configured) frees the local disk. Start with `acqd demo`, then
-    `acqd run --watch DIR --dest DIR --once`."""
+    """Options that come before the command (the help text is the Typer's)."""
 
 
 @app.command()
