@@ -1,36 +1,36 @@
-"""The command line. Thin: parse, call the daemon layer, print. Errors are one line, not a traceback."""
+"""The command line. Thin: parse, call the daemon layer, print. Errors are one line, not a traceback.
+
+Imports are lazy: `acqd --help` and `acqd status` load neither the daemon nor numpy, zarr or pydantic.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import contextlib
 import json
-import logging
-import logging.handlers
 import os
-import queue
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from acqd import __version__
-from acqd.config import EX_CONFIG, Config, load_config, quick_config
-from acqd.daemon import Daemon, adopt_command, build_tiers, check, journal_path, summary
-from acqd.errors import AcqdError, ClaimError, ConfigError, VerifyError
-from acqd.journal import Journal
-from acqd.layouts import build_layout, restore_verdict
-from acqd.logs import JournaldFormatter
+from acqd.errors import EX_CONFIG, AcqdError, ClaimError, ConfigError
+from acqd.journal import Journal, journal_path
 from acqd.states import DONE
-from acqd.units import human_bytes, parse_duration
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    from acqd.config import Config
+    from acqd.journal import CopyRow, FileRow
+
+EX_USAGE = 2  # a bad option or argument (click's convention)
 
 app = typer.Typer(
     add_completion=False,
@@ -43,8 +43,50 @@ app = typer.Typer(
         "Start with `acqd demo`, then `acqd run --watch DIR --dest DIR --once`."
     ),
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich Console; output that is not a terminal (a pipe, a file) is not cut to 80 columns."""
+    from rich.console import Console
+
+    tty = (sys.stderr if stderr else sys.stdout).isatty()
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=None if tty else 1000)
+
+
+class _LazyConsole:
+    """A Console made on first use (importing rich costs a tenth of a second)."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            self._console = make_console(self._stderr)
+        return getattr(self._console, name)
+
+
+err = cast("Console", _LazyConsole(stderr=True))
+out = cast("Console", _LazyConsole(stderr=False))
+
+
+def Table(*args: Any, **kwargs: Any) -> RichTable:  # rich's Table, imported on first use
+    from rich.table import Table as RichTable
+
+    return RichTable(*args, **kwargs)
+
+
+def human_bytes(n: float) -> str:
+    from acqd.units import human_bytes as hb
+
+    return hb(n)
+
+
+def load_config(path: Path) -> Config:
+    from acqd.config import load_config as load
+
+    return load(path)
+
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="acqd.yaml", show_default=False)]
 StateOpt = Annotated[
@@ -58,12 +100,30 @@ def default_state_dir() -> Path:
     return Path(base) / "acqd"
 
 
+def usage(message: str, option: str | None = None) -> Exception:
+    """A bad option or argument: one line, exit 2."""
+    return typer.BadParameter(message, param_hint=option)
+
+
+def _duration(option: str, text: str) -> float:
+    from acqd.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise usage(str(exc), option) from None
+
+
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        err.print(f"acqd: configuration error:\n{exc}", markup=False)
+        text = str(exc)
+        if "\n" in text:
+            err.print(f"acqd: configuration error:\n{text}", markup=False)
+        else:
+            err.print(f"acqd: configuration error: {text}", markup=False)
         raise typer.Exit(EX_CONFIG) from None
     except ClaimError as exc:  # the destination is another daemon's: systemd must not restart us
         err.print(f"acqd: {exc}", markup=False)
@@ -71,11 +131,22 @@ def _errors() -> Iterator[None]:
     except AcqdError as exc:
         err.print(f"acqd: {exc}", markup=False)
         raise typer.Exit(1) from None
+    except OSError as exc:  # a file or folder named on the command line that cannot be used
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(f"acqd: {exc.strerror or exc}:{where}", markup=False)
+        raise typer.Exit(1) from None
 
 
 def _setup_logging(verbose: bool) -> None:
     """Log records go through a queue to a writer thread: a slow stderr or journald never blocks the
     event loop."""
+    import atexit
+    import logging
+    import logging.handlers
+    import queue
+
+    from acqd.logs import JournaldFormatter
+
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):  # under systemd: priorities, and journald adds the time
         handler.setFormatter(JournaldFormatter("%(message)s"))
@@ -101,6 +172,21 @@ def _state_dir(config: Path | None, state_dir: Path | None) -> Path:
 def _instrument_default() -> str:
     name = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in socket.gethostname())[:63]
     return name.strip("-.") or "acqd"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"acqd {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Options that come before the command (the help text is the Typer's)."""
 
 
 @app.command()
@@ -134,15 +220,20 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the daemon (systemd runs `acqd run --config /etc/acqd/acqd.yaml`)."""
+    window = _duration("--settle", settle) if settle is not None else None
+    give_up = _duration("--retry-for", retry_for)
+    if compress not in ("none", "zstd"):
+        raise usage(f"must be 'none' or 'zstd', not {compress!r}", "--compress")
     _setup_logging(verbose)
+    import asyncio
+
+    from acqd.daemon import Daemon, summary
+
     with _errors():
         cfg = _build_config(config, watch, dest, detector, state_dir, instrument, release, compress)
-        if settle is not None:
-            window = parse_duration(settle)
+        if window is not None:
             cfg = cfg.model_copy(update={"watch": tuple(w.model_copy(update={"settle": window}) for w in cfg.watch)})
-        daemon = Daemon(
-            cfg, once=once, retry_for=parse_duration(retry_for) if once else None, config_path=config, adopt=adopt
-        )
+        daemon = Daemon(cfg, once=once, retry_for=give_up if once else None, config_path=config, adopt=adopt)
         result = asyncio.run(daemon.run())
         if once:
             j = Journal(journal_path(cfg.state_dir), readonly=True)
@@ -176,14 +267,14 @@ def _build_config(
     release: bool,
     compress: str,
 ) -> Config:
+    from acqd.config import quick_config
+
     if config is not None:
         if watch is not None or dest is not None:
-            raise ConfigError("use either --config or the quick form (--watch and --dest), not both")
+            raise usage("use either --config or the quick form (--watch and --dest), not both")
         return load_config(config)
     if watch is None or dest is None:
-        raise ConfigError("give --config FILE, or --watch DIR and --dest URL")
-    if compress not in ("none", "zstd"):
-        raise ConfigError(f"--compress must be 'none' or 'zstd', not {compress!r}")
+        raise usage("give --config FILE, or --watch DIR and --dest URL")
     try:
         return quick_config(
             watch,
@@ -195,7 +286,19 @@ def _build_config(
             compress=compress,
         )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(_validation_line(exc)) from None
+
+
+def _validation_line(exc: ValueError) -> str:
+    """pydantic's multi-line report as one line per error, without its URLs."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    lines = []
+    for e in errors():
+        where = ".".join(str(p) for p in e.get("loc", ())) or "value"
+        lines.append(f"{where}: {str(e.get('msg', '')).removeprefix('Value error, ')}")
+    return "; ".join(lines)
 
 
 def _print_run(run_stats: dict[str, int], s: dict[str, Any]) -> None:
@@ -229,6 +332,8 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Files and bytes per state, from the journal (works while the daemon runs)."""
+    from acqd.journal import summary
+
     with _errors():
         j = Journal(journal_path(_state_dir(config, state_dir)), readonly=True)
         try:
@@ -250,14 +355,30 @@ def status(
 
 
 @app.command("check")
-def check_cmd(config: Annotated[Path, typer.Option("--config", "-c", help="acqd.yaml to validate")]) -> None:
-    """Validate a configuration exactly as `run` does (exit 78 if it is bad)."""
+def check_cmd(
+    config: Annotated[Path, typer.Option("--config", "-c", help="acqd.yaml to validate")],
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="exit 1 on warnings too: a missing watch folder, a tier not writable"),
+    ] = False,
+    probe: Annotated[
+        bool, typer.Option(help="write, read back and delete a small temporary object on each tier")
+    ] = True,
+) -> None:
+    """Validate a configuration exactly as `run` does (exit 78 if `run` would refuse it), and warn about
+    what `run` would wait on: a missing watch folder, a tier it cannot write to."""
+    from acqd.daemon import check
+
     with _errors():
         cfg = load_config(config)
-        notes = check(cfg)
-    out.print(f"{config}: OK (instrument {cfg.instrument}, state {cfg.state_dir})", markup=False)
-    for n in notes:
+        report = check(cfg, probe=probe)
+    verdict = f"OK, {len(report.warnings)} warning(s)" if report.warnings else "OK"
+    out.print(f"{config}: {verdict} (instrument {cfg.instrument}, state {cfg.state_dir})", markup=False)
+    for n in report.notes:
         out.print(f"  {n}", markup=False)
+    for w in report.warnings:
+        err.print(f"acqd: warning: {w}", markup=False)
+    raise typer.Exit(1 if strict and report.warnings else 0)
 
 
 @app.command()
@@ -274,6 +395,8 @@ def adopt(
     changed since becomes a new version with a name of its own), then the prefix is claimed for
     this machine and journal. A daemon still running elsewhere on that prefix stops at its next
     commit. Exit 78 if the configuration is bad."""
+    from acqd.daemon import adopt_command
+
     _setup_logging(False)
     with _errors():
         cfg = _build_config(config, watch, dest, "generic", state_dir, instrument, False, "none")
@@ -294,50 +417,43 @@ def _open_for_reading(config: Path | None, state_dir: Path | None) -> tuple[Conf
 
 @app.command()
 def restore(
-    source_path: Annotated[str, typer.Argument(help="the file's path in the watch root (absolute or relative to it)")],
+    source_path: Annotated[
+        str,
+        typer.Argument(metavar="SOURCE_PATH", help="the file's path in the watch root (absolute or relative to it)"),
+    ],
     out_path: Annotated[Path, typer.Argument(metavar="OUT", help="where to write the restored file")],
     config: ConfigOpt = None,
     state_dir: StateOpt = None,
-    dest: Annotated[str | None, typer.Option(help="quick form: the --dest the file was shipped to")] = None,
+    dest: Annotated[
+        str | None, typer.Option(help="quick form: where the file was shipped (default: what the journal recorded)")
+    ] = None,
     version: Annotated[int | None, typer.Option(help="a specific version (default: the latest shipped)")] = None,
 ) -> None:
     """Write a stored file back in its source form and check it against the journal's checksum."""
+    if not out_path.parent.is_dir():
+        raise usage(f"the folder {out_path.parent} does not exist", "OUT")
+    from acqd.fixity import Tiers, restore_copy
+
     with _errors():
         cfg, j = _open_for_reading(config, state_dir)
         try:
             row, copy = _find_copy(j, source_path, version)
-            if cfg is not None:
-                tier = build_tiers(cfg)[copy.tier]
-                chunk = cfg.limits.chunk_bytes
-            elif dest is not None:
-                from acqd.storage import open_tier
-
-                tier = open_tier(copy.tier, dest if "://" in dest else "file://" + str(Path(dest).resolve()))
-                chunk = 8 << 20
-            else:
-                raise ConfigError("pass --config FILE (or, for a quick-form run, --state-dir DIR and --dest URL)")
-            compress = "zstd" if copy.codec.startswith("zstd") else "none"
-            layout = build_layout(copy.layout, compress, chunk=chunk)
-            if out_path.exists():
-                raise AcqdError(f"{out_path} exists; restore never overwrites")
-            tmp = out_path.with_name(f".{out_path.name}.acqd-restore")
-            with open(tmp, "wb") as f:
-                checksum = layout.restore(tier, copy.dest, f)
-                f.flush()
-                os.fsync(f.fileno())
-            if checksum != copy.checksum:
-                tmp.unlink()
-                raise VerifyError(f"restored content {checksum} != journal {copy.checksum}; nothing written")
-            os.replace(tmp, out_path)
+            tiers = Tiers(cfg, dest, j)
         finally:
             j.close()
+        try:
+            checksum = restore_copy(tiers.get(copy.tier), copy, out_path, tiers.chunk)
+        finally:
+            tiers.close()
+    from acqd.layouts import restore_verdict
+
     out.print(
         f"restored {row.relpath!r} (version {row.version}) to {out_path}: {copy.checksum} {restore_verdict(checksum)}",
         markup=False,
     )
 
 
-def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[Any, Any]:
+def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileRow, CopyRow]:
     rel, root = source_path, None
     if source_path.startswith("/"):
         for r in j.roots():
@@ -362,34 +478,35 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[Any, 
 def verify(
     config: ConfigOpt = None,
     state_dir: StateOpt = None,
-    dest: Annotated[str | None, typer.Option(help="quick form: the --dest files were shipped to")] = None,
+    dest: Annotated[
+        str | None, typer.Option(help="quick form: where files were shipped (default: what the journal recorded)")
+    ] = None,
 ) -> None:
-    """Fixity check: re-read every stored copy, decode it and compare its checksum with the journal's."""
-    from acqd.storage import open_tier
+    """Fixity check: re-read every stored copy, decode it and compare its checksum with the journal's.
+    Reports every bad copy (missing, truncated, corrupt), then a summary; exit 1 if any is bad."""
+    from acqd.fixity import Tiers, check_copy
 
     with _errors():
         cfg, j = _open_for_reading(config, state_dir)
-        bad = ok = 0
         try:
-            tiers: dict[str, Any] = build_tiers(cfg) if cfg is not None else {}
-            chunk = cfg.limits.chunk_bytes if cfg is not None else 8 << 20
-            for row, copy in j.verified_copies():
-                if copy.tier not in tiers:
-                    if dest is None:
-                        raise ConfigError("pass --config FILE (or, for a quick-form run, --dest URL)")
-                    tiers[copy.tier] = open_tier(
-                        copy.tier, dest if "://" in dest else "file://" + str(Path(dest).resolve())
-                    )
-                layout = build_layout(copy.layout, "zstd" if copy.codec.startswith("zstd") else "none", chunk=chunk)
-                try:
-                    layout.verify(tiers[copy.tier], copy.dest, copy.as_result())
-                    ok += 1
-                except AcqdError as exc:
-                    bad += 1
-                    err.print(f"FAILED {row.relpath!r}: {exc}", markup=False)
+            pairs = list(j.verified_copies())
+            tiers = Tiers(cfg, dest, j)
         finally:
             j.close()
-    out.print(f"verify: {ok} copies OK, {bad} failed")
+        bad: dict[str, int] = {}
+        ok = 0
+        try:
+            for row, copy in pairs:
+                problem = check_copy(tiers.get(copy.tier), copy, tiers.chunk)
+                if problem is None:
+                    ok += 1
+                else:
+                    bad[problem.kind] = bad.get(problem.kind, 0) + 1
+                    err.print(f"FAILED {row.relpath!r} (version {row.version}): {problem}", markup=False)
+        finally:
+            tiers.close()
+    kinds = f" ({', '.join(f'{n} {kind}' for kind, n in sorted(bad.items()))})" if bad else ""
+    out.print(f"verify: {ok} copies OK, {sum(bad.values())} failed{kinds}", markup=False)
     raise typer.Exit(1 if bad else 0)
 
 
@@ -412,23 +529,33 @@ def simulate(
     from acqd.simulate import simulate as run_sim
 
     if detector not in SIMULATED:
-        err.print(f"acqd: no simulator for {detector!r} (have: {', '.join(SIMULATED)})")
-        raise typer.Exit(2)
+        raise usage(f"no simulator for {detector!r} (have: {', '.join(SIMULATED)})", "--detector")
     h, w = FRAME_SHAPES[detector]
     if size is not None:
         try:
             h, w = (int(v) for v in size.lower().split("x"))
         except ValueError:
-            err.print(f"acqd: --size wants HEIGHTxWIDTH, e.g. 512x512, not {size!r}")
-            raise typer.Exit(2) from None
+            raise usage(f"wants HEIGHTxWIDTH, e.g. 512x512, not {size!r}", "--size") from None
+        if h < 1 or w < 1:
+            raise usage(f"wants a positive HEIGHTxWIDTH, not {size!r}", "--size")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise usage(f"{out_dir} is not a folder", "--out")
     spec = SimSpec(
         files=files, frames=frames, height=h, width=w, sessions=sessions, rate_mb_s=rate, seed=seed, dose=dose
     )
+    sizes: list[int] = []
+
+    def wrote(p: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):  # a watching acqd with release on may have taken it
+            sizes.append(p.stat().st_size)
+
     t0 = time.monotonic()
-    written = run_sim(detector, out_dir, spec)
-    total = sum(p.stat().st_size for p in written)
+    with _errors():
+        written = run_sim(detector, out_dir, spec, progress=wrote)
+    total = sum(sizes)
     out.print(
-        f"{detector}: wrote {len(written)} files, {human_bytes(total)}, to {out_dir} in {time.monotonic() - t0:.1f}s"
+        f"{detector}: wrote {len(written)} files, {human_bytes(total)}, to {out_dir} in {time.monotonic() - t0:.1f}s",
+        markup=False,
     )
 
 
@@ -474,7 +601,10 @@ def bench_cmd(
         if data is not None:
             if not data.exists():
                 raise ConfigError(f"--data {data}: no such file or folder")
-            stack = sizing.file_frames(data)
+            try:
+                stack = sizing.file_frames(data)
+            except ValueError as exc:
+                raise AcqdError(f"--data {exc}") from None
             source = str(data)
         else:
             name = detector or "hamamatsu-orca"
@@ -535,12 +665,14 @@ def demo(
 ) -> None:
     """Run acqd on an embedded default: a simulated K3 and a simulated light-sheet camera, a local
     folder as central storage, no servers."""
+    import logging
+
     from acqd.demo import run_demo
 
     _setup_logging(False)
     logging.getLogger("acqd").setLevel(logging.WARNING)
     with _errors():
-        code = run_demo(directory, scale, rate, out)
+        code = run_demo(directory, scale, rate, make_console())
     raise typer.Exit(code)
 
 
@@ -644,6 +776,9 @@ def plan(
     if clock is not None and clock.suspension is not None:
         out.print(f"CLOCK GUARD: {clock.suspension.reason}", markup=False)
         out.print(f"  {doc['clock']['lift']}", markup=False)
+    if not out_actions:
+        out.print(f"nothing due as of {doc['now']} (policy {policy.metadata.name})", markup=False)
+        return
     tbl = Table(title=f"retention plan as of {doc['now']} ({policy.metadata.name})")
     for col in ("action", "path", "owner", "tier", "size", "due", "why"):
         tbl.add_column(col)
@@ -775,6 +910,8 @@ def ack_clock(
             jr.add_clock_ack(j, reading.wall, reading.boot_id, reading.boottime, reason, who)
         finally:
             j.close()
+    import logging
+
     logging.getLogger("acqd.retention").warning("clock acknowledged by %s: %s", who, reason)
     out.print(
         f"acknowledged the wall clock ({_iso(reading.wall)}) over: {suspension.reason}. The daemon's next sweep "
@@ -814,8 +951,41 @@ def _print_clock(clock: dict[str, Any] | None) -> None:
 @app.command()
 def version() -> None:
     """Print the version."""
-    out.print(f"acqd {__version__}")
+    print(f"acqd {__version__}")
+
+
+# click's UsageError and ClickException, whether typer uses click or its own copy of it
+_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_CLICK_EXCEPTION: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _command_path(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        return str(ctx.command_path)
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback is not None}
+    return " ".join(["acqd", *[a for a in sys.argv[1:2] if a in commands]])
 
 
 def main() -> None:
-    app()
+    """Every error a user can make ends in one line on stderr and an exit code: 2 for a bad option or
+    argument, 78 for a bad configuration, 1 for a failure. Never a traceback."""
+    try:
+        rc = app(standalone_mode=False, prog_name="acqd")
+    except _USAGE_ERROR as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `acqd` alone: the help
+            print(exc.format_message())  # type: ignore[attr-defined]
+            sys.exit(EX_USAGE)
+        cmd = _command_path(exc)
+        err.print(f"{cmd}: {exc.format_message()} (see `{cmd} --help`)", markup=False)  # type: ignore[attr-defined]
+        sys.exit(EX_USAGE)
+    except _CLICK_EXCEPTION as exc:
+        err.print(f"acqd: {exc.format_message()}", markup=False)  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 1))
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("acqd: interrupted", markup=False)
+        sys.exit(130)
+    except BrokenPipeError:  # `acqd status | head`
+        sys.stderr.close()
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -9,11 +9,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from acqd.errors import EX_CONFIG as EX_CONFIG  # re-exported
 from acqd.errors import ConfigError
 from acqd.units import Duration, Size
 from acqd.yamlfile import load_model
-
-EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus=78
 
 
 class Frozen(BaseModel):

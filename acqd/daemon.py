@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import stat as stat_mod
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,9 @@ from acqd import claims
 from acqd.config import Config, MqttConfig, WatchRoot, load_config
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
-from acqd.journal import GroupCommitExecutor, Journal
+from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
+from acqd.journal import GroupCommitExecutor, Journal, journal_path, record_tiers
+from acqd.journal import summary as summary  # re-exported
 from acqd.layouts import build_layout
 from acqd.logs import LogReporter, Repeats
 from acqd.memory import tune_allocator
@@ -36,6 +39,7 @@ from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
 from acqd.retention import RetentionRunner, plan_from_journal
+from acqd.shipped import ETC, shipped
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_bytes
@@ -44,13 +48,8 @@ from acqd.watcher import EventSource, is_network_fs
 
 log = logging.getLogger("acqd")
 
-JOURNAL_NAME = "journal.sqlite"
 STATE_DIR_MODE = 0o700  # the state directory: journal, lock, mailbox (see README, "Files and permissions")
 DRAIN_SECONDS = 30.0
-
-
-def journal_path(state_dir: Path) -> Path:
-    return state_dir / JOURNAL_NAME
 
 
 def load_profiles(config: Config) -> dict[str, DetectorProfile]:
@@ -152,15 +151,30 @@ def frame_layout(profile: DetectorProfile, layout: str, codec: dict[str, Any] | 
         raise ConfigError(f"detector {profile.name}: {exc}") from None
 
 
+def policy_file(config: Config) -> Path | None:
+    """The policy file: `policy:` as a path, or the name of a policy in /etc/acqd/policies or one
+    shipped with acqd (`policy: cryoem-facility`)."""
+    p = config.policy
+    if p is None or p.exists() or p.suffix in (".yaml", ".yml"):
+        return p
+    for d in (ETC / "policies", shipped("policies")):
+        if (d / f"{p.name}.yaml").is_file():
+            return d / f"{p.name}.yaml"
+    raise ConfigError(
+        f"policy: {p} does not exist, and no policy is named {p.name!r} "
+        f"(shipped: {', '.join(sorted(f.stem for f in shipped('policies').glob('*.yaml')))})"
+    )
+
+
 def load_retention(config: Config) -> Policy | None:
-    if config.policy is None:
+    path = policy_file(config)
+    if path is None:
         return None
-    policy = load_policy(config.policy)
+    policy = load_policy(path)
     missing = [t for t in policy.spec.tiers if t not in config.tiers]
     if missing:
         raise ConfigError(
-            f"{config.policy}: spec.tiers names {missing}, which acqd.yaml does not configure "
-            f"(tiers: {', '.join(config.tiers)})"
+            f"{path}: spec.tiers names {missing}, which acqd.yaml does not configure (tiers: {', '.join(config.tiers)})"
         )
     return policy
 
@@ -184,7 +198,7 @@ def purge_share_warning(config: Config, policy: Policy) -> list[str]:
     share = doomed / total
     if share > policy.spec.caps.maxShareOfData:
         return [
-            f"WARNING: within one warning period this policy would purge {share:.0%} of the stored data "
+            f"within one warning period this policy would purge {share:.0%} of the stored data "
             f"({doomed} of {total} bytes), more than caps.maxShareOfData ({policy.spec.caps.maxShareOfData:.0%})"
         ]
     return []
@@ -207,16 +221,61 @@ def build_mailer(config: Config) -> Mailer:
     return SmtpMailer(s.host, s.port, s.starttls, s.username, password)
 
 
-def check(config: Config) -> list[str]:
-    """Everything `run` validates before it starts, without starting anything. Returns notes."""
+def prepare(config: Config) -> tuple[dict[str, Tier], Policy | None, list[RootCtx]]:
+    """What `run` builds from a configuration before it starts, and `check` validates: detector
+    profiles, tiers, the retention policy, the secret files and the watch roots (ConfigError if any
+    is bad)."""
     profiles = load_profiles(config)
     tiers = build_tiers(config)
     policy = load_retention(config)
-    roots = build_roots(config, profiles, tiers, policy)
+    if config.mqtt is not None and config.mqtt.enabled:
+        mqtt_password(config.mqtt)  # a password file that cannot be read
+    if config.smtp is not None:
+        build_mailer(config)
+    return tiers, policy, build_roots(config, profiles, tiers, policy)
+
+
+def missing_roots(roots: list[RootCtx]) -> list[str]:
+    return [f"watch root {c.root} does not exist or is not a folder" for c in roots if not os.path.isdir(c.root)]
+
+
+def probe_tier(tier: Tier, under: str, timeout: float) -> str | None:
+    """Write, read back and delete a small object on `tier` (under a temporary name); None if that
+    worked, else why not. Bounded: a tier that does not answer within `timeout` fails the probe."""
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            tier.probe(under)
+            outcome.append(None)
+        except AcqdError as exc:
+            outcome.append(str(exc))
+        except Exception as exc:  # a backend error the storage edge did not translate
+            outcome.append(f"{type(exc).__name__}: {exc}")
+
+    t = threading.Thread(target=attempt, name=f"probe-{tier.name}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if not outcome:
+        return f"no answer within {timeout:g}s"
+    return outcome[0]
+
+
+@dataclass
+class CheckReport:
+    notes: list[str]
+    warnings: list[str]  # what `run` does not refuse but waits on or retries (a missing root, a tier down)
+
+
+def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) -> CheckReport:
+    """Everything `run` validates before it starts (ConfigError if it would refuse to start), plus
+    what it would wait on: a missing watch root, a tier it cannot write to (a write probe)."""
+    tiers, policy, roots = prepare(config)
     problems = claim_problems(config, tiers)
     if problems:
         raise ClaimError(problems[0])
-    notes = []
+    notes: list[str] = []
+    warnings = missing_roots(roots)
     if policy is not None:
         rules = ", ".join(
             f"{r.name}: "
@@ -227,15 +286,10 @@ def check(config: Config) -> list[str]:
             )
             for r in (*policy.spec.rules, policy.spec.default)
         )
-        notes.append(f"policy {policy.metadata.name} ({config.policy}): {rules}")
-        notes.extend(purge_share_warning(config, policy))
+        notes.append(f"policy {policy.metadata.name} ({policy_file(config)}): {rules}")
+        warnings.extend(purge_share_warning(config, policy))
     for ctx in roots:
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"
-        if exists == "MISSING":
-            notes.append(
-                f"WARNING: watch root {ctx.root} is missing: `acqd run` waits for it (a late mount) and ships it "
-                "once it is there; `acqd run --once` refuses to start"
-            )
         notes.append(
             f"watch {ctx.root} ({exists}): detector {ctx.profile.name}, {'events' if ctx.events else 'polling'}"
             f" + scan every {ctx.scan_interval:g}s, settle {ctx.window:g}s -> tier {ctx.tier.name}"
@@ -243,14 +297,23 @@ def check(config: Config) -> list[str]:
             f"{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''},"
             f" release_local {ctx.watch.placement.release_local}"
         )
-    return notes
+    if probe:
+        for name, tier in tiers.items():
+            failed = probe_tier(tier, config.instrument, probe_timeout)
+            if failed is None:
+                notes.append(f"tier {name} ({tier.url(config.instrument)}): write, read back and delete: OK")
+            else:
+                warnings.append(f"tier {name} ({tier.url(config.instrument)}): write probe failed: {failed}")
+            with contextlib.suppress(Exception):
+                tier.close()
+    return CheckReport(notes, warnings)
 
 
 def require_roots(roots: list[RootCtx]) -> None:
     """`--once` needs its roots: a missing one is a one-line error (a daemon waits for it instead)."""
-    for c in roots:
-        if not os.path.isdir(c.root):
-            raise ConfigError(f"watch root {c.root} does not exist or is not a folder")
+    missing = missing_roots(roots)
+    if missing:
+        raise ConfigError(missing[0])
 
 
 @contextlib.contextmanager
@@ -371,10 +434,8 @@ class Daemon:
     async def run(self, install_signals: bool = True, ready: asyncio.Event | None = None) -> RunResult:
         tune_allocator()
         config = self.config
-        profiles = load_profiles(config)
-        tiers = build_tiers(config)
+        tiers, _, roots = prepare(config)
         self._tiers = tiers
-        roots = build_roots(config, profiles, tiers, load_retention(config))
         if self.once:
             require_roots(roots)
         with state_lock(config.state_dir):
@@ -405,6 +466,9 @@ class Daemon:
                 raise
             aux: list[asyncio.Task[None]] = []
             try:
+                await loop.run_in_executor(
+                    jexec, record_tiers, journal, {n: (t.url, dict(t.options)) for n, t in config.tiers.items()}
+                )
                 reporters: list[Reporter] = [LogReporter(self.repeats), self.metrics]
                 if config.metrics is not None and config.metrics.enabled:
                     self.exporter = Exporter(self.registry, config.metrics.bind)
@@ -711,14 +775,3 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
             fake = claims.Claim(config.instrument, mid, "", journal_id or "(new)", str(config.state_dir), "")
             problems.append(str(claims.refused(tier, fake, there)))
     return problems
-
-
-def summary(journal: Journal) -> dict[str, Any]:
-    counts = journal.counts()
-    roots = journal.get_meta("watch_roots")
-    return {
-        "watch_roots": json.loads(roots) if roots else {},
-        "states": counts,
-        "stored_bytes": journal.stored_bytes(),
-        "quarantined": [{"path": r.relpath, "reason": r.reason} for r in journal.quarantined()],
-    }

@@ -29,9 +29,13 @@ from acqd.values import Outcome
 
 MARKER = ".acqd-demo"
 CAMERAS = (
-    # (watch folder, detector, spec)
-    ("k3", "gatan-k3", SimSpec(files=3, frames=8, height=4092, width=5760, seed=3)),
-    ("lightsheet", "hamamatsu-orca", SimSpec(files=6, frames=48, height=1024, width=1024, seed=7)),
+    # (watch folder, detector, spec, settle window)
+    # The K3's movies complete by their MRC header (settle.format: mrc); the window only decides when a
+    # movie that stopped growing counts as complete, so it must be far longer than the time between two
+    # frames (a simulated 5760x4092 frame takes ~0.7 s of CPU, several seconds on a busy machine).
+    ("k3", "gatan-k3", SimSpec(files=2, frames=4, height=4092, width=5760, seed=3), "60s"),
+    # The light-sheet camera writes a stack under a hidden temporary name and renames it when done.
+    ("lightsheet", "hamamatsu-orca", SimSpec(files=4, frames=24, height=1024, width=1024, seed=7), "1s"),
 )
 
 
@@ -46,10 +50,10 @@ def demo_config(base: Path) -> Config:
                     "name": name,
                     "prefix": name,
                     "detector": detector,
-                    "settle": "1s",
+                    "settle": settle,
                     "placement": {"release_local": "after_verify", "compress": "zstd"},
                 }
-                for name, detector, _ in CAMERAS
+                for name, detector, _, settle in CAMERAS
             ],
             "tiers": {"central": {"url": "file://" + str(base / "central")}},
             "limits": {"inflight_bytes": "512MiB", "concurrent_files": 2, "io_threads": 2},
@@ -88,7 +92,7 @@ def _prepare(base: Path) -> None:
         if not (base / MARKER).exists():
             raise AcqdError(f"{base} exists and is not an acqd demo folder; pick another with --dir")
         shutil.rmtree(base)
-    for name, _, _ in CAMERAS:
+    for name, *_ in CAMERAS:
         (base / "acquisition" / name).mkdir(parents=True)
     (base / "central").mkdir()
     (base / MARKER).write_text("made by `acqd demo`; safe to delete\n")
@@ -99,7 +103,7 @@ def _table(rep: DemoReporter, written: dict[str, int], elapsed: float, final: bo
     t = Table(title=title)
     for col in ("camera", "written", "verified", "in", "stored", "ratio", "layout", "MB/s"):
         t.add_column(col, justify="right")
-    for name, detector, spec in CAMERAS:
+    for name, detector, spec, _ in CAMERAS:
         tl = rep.by_detector.get(detector, Tally())
         ratio = tl.bytes_in / tl.bytes_out if tl.bytes_out else 0.0
         rate = tl.bytes_in / 1e6 / elapsed if elapsed > 0 else 0.0
@@ -131,24 +135,29 @@ def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
 
         return count
 
+    def camera(name: str, detector: str, spec: SimSpec) -> None:
+        s = SimSpec(
+            files=spec.files * scale,
+            frames=spec.frames,
+            height=spec.height,
+            width=spec.width,
+            seed=spec.seed,
+            rate_mb_s=rate,
+            sessions=2,
+        )
+        simulate(detector, base / "acquisition" / name, s, progress=counter(name))
+
     def cameras() -> None:
+        """Both cameras at once, as on a facility's network, each in its own thread."""
         try:
-            for name, detector, spec in CAMERAS:
-                s = SimSpec(
-                    files=spec.files * scale,
-                    frames=spec.frames,
-                    height=spec.height,
-                    width=spec.width,
-                    seed=spec.seed,
-                    rate_mb_s=rate,
-                    sessions=2,
-                )
-                simulate(
-                    detector,
-                    base / "acquisition" / name,
-                    s,
-                    progress=counter(name),
-                )
+            threads = [
+                threading.Thread(target=camera, args=(name, detector, spec), name=f"camera-{name}")
+                for name, detector, spec, _ in CAMERAS
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         finally:
             done.set()
 
@@ -163,11 +172,21 @@ def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
             while not task.done():
                 await asyncio.sleep(0.25)
                 live.update(_table(rep, written, time.monotonic() - t0))
-                shipped = sum(t.files + t.quarantined for t in rep.by_detector.values())
-                if done.is_set() and shipped >= sum(written.values()):
+                verified = sum(t.files for t in rep.by_detector.values())
+                quarantined = sum(t.quarantined for t in rep.by_detector.values())
+                # done when every file the cameras wrote is verified; a quarantined file never will be
+                # (it stays on the acquisition disk): then the demo stops and fails
+                if done.is_set() and (verified >= sum(written.values()) or quarantined):
                     daemon.stop()
         result = await task
         console.print(_table(rep, written, time.monotonic() - t0, final=True))
+        quarantined = sum(t.quarantined for t in rep.by_detector.values())
+        if quarantined:
+            console.print(
+                f"acqd demo: {quarantined} file(s) quarantined (see the warnings above and `acqd status`)",
+                markup=False,
+            )
+            return 1
         return result.code
 
     code = asyncio.run(main())
@@ -185,8 +204,8 @@ def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
         console.print(f"  or in Python:       zarr.open_group('{zarrs[0]}')['0']", markup=False)
     console.print(f"journal: .venv/bin/acqd status --state-dir {config.state_dir}", markup=False)
     console.print(
-        f"restore: .venv/bin/acqd restore session_000/movie_00000.mrc /tmp/movie.mrc --state-dir {config.state_dir} "
-        f"--dest {base / 'central'}",
+        f"restore: .venv/bin/acqd restore session_000/movie_00000.mrc /tmp/movie.mrc --state-dir {config.state_dir}",
         markup=False,
     )
+    console.print(f"fixity:  .venv/bin/acqd verify --state-dir {config.state_dir}", markup=False)
     return code

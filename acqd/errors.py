@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus=78
+
 
 class AcqdError(Exception):
     """Base of every error acqd raises on purpose."""

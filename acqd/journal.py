@@ -1056,3 +1056,53 @@ def add_copy(
         )
         j._audit(file_id, "retention.copied", tier=tier, dest=dest)
         return int(cur.lastrowid or 0)
+
+
+def record_tiers(j: Journal, tiers: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    """Where each tier is (URL without a password, and its options, which never hold secrets), so that
+    `restore` and `verify` after a quick-form run find the copies without being told again."""
+    with j._tx() as db:
+        for name, (url, options) in tiers.items():
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (f"tier:{name}", json.dumps({"url": without_password(url), "options": options}, sort_keys=True)),
+            )
+
+
+def recorded_tiers(j: Journal) -> dict[str, tuple[str, dict[str, Any]]]:
+    found = {}
+    for key, value in j._db.execute("SELECT key, value FROM meta WHERE key LIKE 'tier:%'"):
+        doc = json.loads(value)
+        found[str(key)[5:]] = (str(doc["url"]), dict(doc.get("options") or {}))
+    return found
+
+
+def without_password(url: str) -> str:
+    """`scheme://user:secret@host/p` -> `scheme://user@host/p` (a URL may carry credentials; the journal does not)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = userinfo.split(":", 1)[0] + "@" + host
+    return f"{scheme}://{netloc}{slash}{path}"
+
+
+JOURNAL_NAME = "journal.sqlite"
+
+
+def journal_path(state_dir: Path) -> Path:
+    return state_dir / JOURNAL_NAME
+
+
+def summary(journal: Journal) -> dict[str, Any]:
+    """Files and bytes per state, the quarantined files with their reasons, and the watch roots the
+    daemon is waiting for (`acqd status`)."""
+    roots = journal.get_meta("watch_roots")
+    return {
+        "watch_roots": json.loads(roots) if roots else {},
+        "states": journal.counts(),
+        "stored_bytes": journal.stored_bytes(),
+        "quarantined": [{"path": r.relpath, "reason": r.reason} for r in journal.quarantined()],
+    }

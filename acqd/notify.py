@@ -18,12 +18,14 @@ import aiosmtplib
 import jinja2
 
 from acqd.errors import TransientError
+from acqd.shipped import ETC, shipped
 
 log = logging.getLogger("acqd.notify")
 
 
-def templates_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "policies" / "templates"
+def templates_dirs() -> list[Path]:
+    """Mail templates: /etc/acqd/templates first (a facility's own wording), then the shipped ones."""
+    return [ETC / "templates", shipped("policies/templates")]
 
 
 class Mailer(Protocol):
@@ -91,7 +93,7 @@ def day(ts: float) -> str:
 class Digests:
     def __init__(self, directory: Path | None = None) -> None:
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+            loader=jinja2.FileSystemLoader([str(directory)] if directory else [str(d) for d in templates_dirs()]),
             autoescape=jinja2.select_autoescape(["html", "j2.html"]),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from acqd.codec import frame_codec
 from acqd.errors import ConfigError
+from acqd.shipped import ETC, shipped
 from acqd.units import Duration, OwnerPattern, Size, owner_from
 from acqd.yamlfile import load_model
 
@@ -174,15 +175,16 @@ class DetectorProfile(BaseModel):
 
 
 def search_path(extra: Path | None = None) -> list[Path]:
-    """Where profiles are looked up: the config's detectors_dir, $ACQD_DETECTORS, the shipped ones."""
+    """Where profiles are looked up, first match wins: the config's detectors_dir, $ACQD_DETECTORS,
+    /etc/acqd/detectors, then the ones shipped with acqd."""
     dirs = []
     if extra is not None:
         dirs.append(extra)
     env = os.environ.get("ACQD_DETECTORS")
     if env:
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
-    dirs.append(Path(__file__).resolve().parent.parent / "detectors")
-    dirs.append(Path("/etc/acqd/detectors"))
+    dirs.append(ETC / "detectors")
+    dirs.append(shipped("detectors"))
     return dirs
 
 

@@ -312,15 +312,14 @@ def test_check_warns_when_a_policy_would_purge_most_data_at_once(setup: Setup, t
     from acqd.daemon import check
 
     s = setup
-    assert not any("WARNING" in n for n in check(s.cfg))
+    assert not any("purge" in n for n in check(s.cfg, probe=False).warnings)
     eager = tmp_path / "eager.yaml"
     eager.write_text(
         POLICY.replace("expiration: {after: 60d}", "expiration: {after: 10d}")
         .replace("warn: 14d", "warn: 10d")
         .replace("transitions: [{after: 14d, tier: capacity}]", "transitions: []")
     )
-    notes = check(s.cfg.model_copy(update={"policy": eager}))
-    [warning] = [n for n in notes if n.startswith("WARNING")]
+    [warning] = check(s.cfg.model_copy(update={"policy": eager}), probe=False).warnings
     assert "would purge 80% of the stored data" in warning and "maxShareOfData (50%)" in warning
 
 

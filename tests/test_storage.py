@@ -156,6 +156,13 @@ def test_verify_catches_a_corrupt_copy(tier: Tier) -> None:
         layout.verify(tier, "a/f", WriteResult(res.source_checksum, res.source_bytes, 1, "none"))
 
 
+def test_the_check_probe_writes_reads_back_and_deletes_leaving_nothing(tier: Tier) -> None:
+    """`acqd check`'s write probe on every backend: under a temporary name, and gone afterwards."""
+    tier.write_atomic("scope/data.bin", [b"data"])
+    tier.probe("scope")
+    assert tier.find("") == ["scope/data.bin"]
+
+
 def test_source_that_shrinks_mid_copy_is_not_committed(tier: Tier) -> None:
     layout = build_layout("copy", "zstd", chunk=64 * 1024)
     with pytest.raises(SourceChangedError):

@@ -80,6 +80,8 @@ class CopyLayout:
 
     def verify(self, tier: TierPort, dest: str, expected: WriteResult) -> None:
         stored = tier.size(dest)
+        if stored is None:
+            raise VerifyError(f"{tier.url(dest)}: missing")
         if stored != expected.stored_bytes:
             raise VerifyError(f"{tier.url(dest)}: stored size {stored} != written {expected.stored_bytes}")
         checksum, n = self._decoded(tier, dest)

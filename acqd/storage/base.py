@@ -20,7 +20,7 @@ from acqd.config import redact_url
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, NameTakenError, PermanentError
 from acqd.naming import NAME_MAX, is_temp, temp_name
-from acqd.storage.errors import translate
+from acqd.storage.errors import DestinationError, translate
 
 T = TypeVar("T")
 
@@ -127,7 +127,7 @@ class Tier:
             raise
         except Exception as exc:
             self._failed(exc)
-            raise translate(self.name, op, rel, exc) from exc
+            raise translate(self.name, op, self.url(rel), exc) from exc
 
     def _failed(self, exc: BaseException) -> None:
         """Hook: a storage call failed (remote backends drop a broken connection here)."""
@@ -135,7 +135,7 @@ class Tier:
     def _translate(self, op: str, rel: str) -> Callable[[BaseException], AcqdError]:
         def tr(exc: BaseException) -> AcqdError:
             self._failed(exc)
-            return translate(self.name, op, rel, exc)
+            return translate(self.name, op, self.url(rel), exc)
 
         return tr
 
@@ -180,6 +180,25 @@ class Tier:
             self._discard(tmp)
             raise
         return written
+
+    def probe(self, under: str) -> None:
+        """`acqd check`: write a small object below `under`, read it back and delete it. Its name is a
+        temporary name (hidden, `.acqd-tmp`), which no source file's stored copy ever has."""
+        rel = temp_name(f"{under}/acqd-check-{os.getpid()}" if under else f"acqd-check-{os.getpid()}")
+        data = b"acqd check probe " + os.urandom(16).hex().encode()
+        self.write_atomic(rel, [data])
+        try:
+            f = self.open_read(rel)
+            try:
+                back = f.read()
+            finally:
+                f.close()
+            if back != data:
+                raise DestinationError(
+                    f"tier {self.name}: {self.url(rel)}: what was read back differs from what was written"
+                )
+        finally:
+            self.remove(rel)
 
     def _durable(self, f: Any) -> None:
         """Make the written bytes durable before the rename publishes them."""

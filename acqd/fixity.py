@@ -1,0 +1,141 @@
+"""Reading stored copies back after the fact: `acqd verify` (fixity) and `acqd restore`.
+
+A copy is found on its tier through the configuration, a `--dest` given again, or the tier URL the
+journal recorded when it was shipped. A bad copy is reported with what is wrong (missing, truncated,
+corrupt) and never stops the check of the others; a restore never leaves a partial output.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from acqd.config import Config
+from acqd.errors import AcqdError, ConfigError, PermanentError, VerifyError
+from acqd.journal import CopyRow, Journal, recorded_tiers
+from acqd.layouts import build_layout
+from acqd.ports import Layout
+from acqd.storage import Tier, open_tier
+
+QUICK_CHUNK = 8 << 20
+
+
+def dest_url(dest: str) -> str:
+    """`--dest` as given to the quick form: a folder or an fsspec URL."""
+    return dest if "://" in dest else "file://" + str(Path(dest).resolve())
+
+
+class Tiers:
+    """The tiers stored copies are read from: the configuration's, else `--dest`, else the ones the
+    journal recorded. Opened once each, on first use."""
+
+    def __init__(self, config: Config | None, dest: str | None, journal: Journal) -> None:
+        self.config = config
+        self.dest = dest
+        self.recorded = recorded_tiers(journal)
+        self._open: dict[str, Tier] = {}
+        self.chunk = config.limits.chunk_bytes if config is not None else QUICK_CHUNK
+
+    def get(self, name: str) -> Tier:
+        if name not in self._open:
+            self._open[name] = self._tier(name)
+        return self._open[name]
+
+    def _tier(self, name: str) -> Tier:
+        if self.config is not None:
+            t = self.config.tiers.get(name)
+            if t is None:
+                raise ConfigError(f"the journal has copies on tier {name!r}, which the configuration does not name")
+            url, options = t.url, dict(t.options)
+        elif self.dest is not None:
+            url, options = dest_url(self.dest), {}
+        elif name in self.recorded:
+            url, options = self.recorded[name]
+        else:
+            raise ConfigError(
+                f"the journal does not record where tier {name!r} is (shipped by an older acqd): "
+                "pass --dest URL (quick form) or --config FILE"
+            )
+        try:
+            return open_tier(name, url, options)
+        except PermanentError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def close(self) -> None:
+        for t in self._open.values():
+            t.close()
+
+
+def layout_of(copy: CopyRow, chunk: int) -> Layout:
+    return build_layout(copy.layout, "zstd" if copy.codec.startswith("zstd") else "none", chunk=chunk)
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # missing, truncated, corrupt, unreadable
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def check_copy(tier: Tier, copy: CopyRow, chunk: int) -> Problem | None:
+    """Is the stored copy there, whole and equal to the source? None if so, else what is wrong."""
+    url = tier.url(copy.dest)
+    try:
+        if not tier.exists(copy.dest):
+            return Problem("missing", f"{url} is not there")
+        size = tier.tree_size(tier.path(copy.dest)) if copy.layout == "zarr" else tier.size(copy.dest)
+        if size is None:
+            return Problem("missing", f"{url} is not there")
+        if size < copy.stored_bytes:
+            return Problem("truncated", f"{url} holds {size} of the {copy.stored_bytes} bytes written")
+        if size > copy.stored_bytes:
+            return Problem("corrupt", f"{url} holds {size} bytes, {copy.stored_bytes} were written")
+    except AcqdError as exc:
+        return Problem("unreadable", str(exc))
+    try:
+        layout_of(copy, chunk).verify(tier, copy.dest, copy.as_result())
+    except VerifyError as exc:
+        return Problem("corrupt", str(exc))
+    except AcqdError as exc:
+        return Problem("unreadable", str(exc))
+    except Exception as exc:  # a decoder failing on damaged bytes raises whatever it raises
+        return Problem("corrupt", f"{url}: cannot be decoded ({type(exc).__name__}: {exc})")
+    return None
+
+
+def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int) -> str:
+    """Write the copy back in its source form to `out_path`, through a temporary next to it that is
+    renamed only when the content's checksum equals the journal's; never overwrites, never leaves a
+    partial file."""
+    parent = out_path.parent
+    if not parent.is_dir():
+        raise AcqdError(f"cannot restore to {out_path}: the folder {parent} does not exist")
+    if out_path.exists() or out_path.is_symlink():
+        raise AcqdError(f"{out_path} exists; restore never overwrites")
+    tmp = parent / f".{out_path.name}.acqd-restore"
+    try:
+        with open(tmp, "wb") as f:
+            try:
+                checksum = layout_of(copy, chunk).restore(tier, copy.dest, f)
+            except AcqdError:
+                raise
+            except Exception as exc:  # damaged bytes make a decoder raise whatever it raises
+                raise VerifyError(
+                    f"{tier.url(copy.dest)}: cannot be decoded ({type(exc).__name__}: {exc}); nothing written"
+                ) from None
+            f.flush()
+            os.fsync(f.fileno())
+        if checksum != copy.checksum:
+            raise VerifyError(
+                f"{tier.url(copy.dest)}: restored content {checksum} != journal {copy.checksum}; nothing written"
+            )
+        os.replace(tmp, out_path)
+        return checksum
+    except OSError as exc:
+        raise AcqdError(f"cannot restore to {out_path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()

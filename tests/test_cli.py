@@ -1,0 +1,277 @@
+"""The command line as a newcomer meets it: ordinary mistakes give one line and an exit code, never a
+traceback; --version; output piped to a file is not cut to 80 columns; `check` runs `run`'s
+validation plus a write probe of each tier."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acqd import __version__
+from acqd.storage import TEMP_SUFFIX
+from tests.conftest import Background, run_acqd, wait_for, write_config
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def places(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "acq").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "not-a-demo").mkdir()
+    (tmp_path / "not-a-demo" / "data").write_text("keep me")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("instrument: [unclosed\n")
+    return {
+        "T": str(tmp_path),
+        "ACQ": str(tmp_path / "acq"),
+        "FILE": str(tmp_path / "a-file"),
+        "BROKEN": str(broken),
+        "NODEMO": str(tmp_path / "not-a-demo"),
+    }
+
+
+# (arguments, exit code, a piece of the message that says what to do)
+BAD = [
+    (["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--settle", "soon"], 2, "--settle"),
+    (["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--once", "--retry-for", "soon"], 2, "--retry-for"),
+    (["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--compress", "lz4"], 2, "'none' or 'zstd'"),
+    (["run"], 2, "--watch DIR and --dest URL"),
+    (["run", "--config", "{T}/acqd.yaml", "--watch", "{ACQ}"], 2, "not both"),
+    (["run", "--bogus"], 2, "--bogus"),
+    (["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--detector", "nope", "--state-dir", "{T}/s"], 78, "gatan-k3"),
+    (["run", "--config", "{T}/no-such.yaml"], 78, "no-such.yaml"),
+    (["run", "--config", "{BROKEN}"], 78, "broken.yaml"),
+    (["check", "--config", "{T}/no-such.yaml"], 78, "no-such.yaml"),
+    (["status", "--state-dir", "{T}/nothing"], 1, "no journal"),
+    (["verify", "--state-dir", "{T}/nothing"], 1, "no journal"),
+    (["restore", "a/b.tif", "{T}/no-such-folder/b.tif", "--state-dir", "{T}/nothing"], 2, "does not exist"),
+    (["restore", "a/b.tif", "{T}/out.tif", "--state-dir", "{T}/nothing"], 1, "no journal"),
+    (["restore"], 2, "SOURCE_PATH"),
+    (["simulate", "--out", "{T}/sim", "--detector", "nope"], 2, "gatan-k3"),
+    (["simulate", "--out", "{T}/sim", "--size", "big"], 2, "HEIGHTxWIDTH"),
+    (["simulate", "--out", "{FILE}"], 2, "not a folder"),
+    (["simulate", "--out", "{T}/sim", "--files", "0"], 2, "--files"),
+    (["bench", "--link", "3 pigeons"], 78, "link"),
+    (["bench", "--data", "{T}/nothing"], 78, "no such file"),
+    (["bench", "--data", "{T}/acq"], 1, "no files"),
+    (
+        ["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--instrument", "bad name!", "--state-dir", "{T}/s"],
+        78,
+        "letters",
+    ),
+    (["demo", "--dir", "{NODEMO}"], 1, "--dir"),
+    (["no-such-command"], 2, "no-such-command"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "hint"), BAD, ids=[" ".join(a[:3]) for a, _, _ in BAD])
+def test_a_user_error_is_one_line_without_a_traceback(
+    args: list[str], code: int, hint: str, places: dict[str, str]
+) -> None:
+    r = run_acqd(*[a.format(**places) for a in args])
+    line = _one_line_error(r)
+    assert r.returncode == code, (r.returncode, line)
+    assert hint in line, line
+    assert line.startswith("acqd")
+    if args[0] == "demo":
+        assert (Path(places["NODEMO"]) / "data").read_text() == "keep me"
+
+
+def test_version() -> None:
+    r = run_acqd("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"acqd {__version__}"
+    from importlib.metadata import version
+
+    assert version("acqd") == __version__  # one version: pyproject reads it from acqd/__init__.py
+
+
+def test_piped_output_is_not_cut_to_80_columns(tmp_path: Path) -> None:
+    r = run_acqd("bench", "--detector", "hamamatsu-orca", "--frames", "1", "--codecs", "zstd-1", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    header = next(ln for ln in r.stdout.splitlines() if "codec" in ln)
+    assert "sustained GB/s" in header and "cores for 0.9 GB/s" in header, r.stdout  # not wrapped
+    assert len(header) > 100 and "…" not in r.stdout
+
+
+def test_check_reports_a_missing_watch_folder_and_probes_each_tier(tmp_path: Path) -> None:
+    central = tmp_path / "central"
+    central.mkdir()
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"instrument: scope\nstate_dir: {tmp_path}/state\nwatch:\n  - path: {tmp_path}/not-yet\n"
+        f"tiers:\n  central: {{url: 'file://{central}'}}\n  spare: {{url: 'file://{tmp_path}/spare'}}\n",
+    )
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    [warning] = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert "warning" in warning and f"{tmp_path}/not-yet does not exist" in warning
+    assert f"tier central (file://{central}/scope): write, read back and delete: OK" in r.stdout
+    assert "tier spare" in r.stdout
+    assert not list(central.rglob("*" + TEMP_SUFFIX))  # the probe cleaned up after itself
+    assert [p.name for p in central.rglob("*")] == ["scope"]
+    r = run_acqd("check", "--config", str(cfg), "--strict")
+    assert r.returncode == 1
+
+    # a tier it cannot write to: a warning naming the tier's URL (a file where its folder should be)
+    (tmp_path / "not-yet").mkdir()
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    cfg.write_text(cfg.read_text().replace(f"{tmp_path}/spare", f"{tmp_path}/blocked"))
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    [warning] = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert f"tier spare (file://{tmp_path}/blocked/scope): write probe failed" in warning
+    assert f": open file://{tmp_path}/blocked/scope/.acqd-check-" in warning  # the error names the full URL
+    assert run_acqd("check", "--config", str(cfg), "--strict").returncode == 1
+    assert run_acqd("check", "--config", str(cfg), "--no-probe", "--strict").returncode == 0
+
+
+def test_the_probe_name_is_a_temporary_name(tmp_path: Path) -> None:
+    """The probe object is named like acqd's temporaries, which no stored copy of a source file can be
+    called, so a probe can never touch data."""
+    from acqd.storage import open_tier, temp_name
+
+    seen: list[str] = []
+    tier = open_tier("t", f"file://{tmp_path}")
+    original = tier.write_atomic
+
+    def spy(rel: str, chunks):  # type: ignore[no-untyped-def]
+        seen.append(rel)
+        return original(rel, chunks)
+
+    tier.write_atomic = spy  # type: ignore[method-assign]
+    tier.probe("scope")
+    [rel] = seen
+    head, _, base = rel.rpartition("/")
+    assert head == "scope" and base.startswith(".") and base.endswith(TEMP_SUFFIX)
+    assert rel == temp_name(f"scope/{base[1 : -len(TEMP_SUFFIX)]}")
+    assert list(tmp_path.rglob("*.*")) == []
+
+
+@pytest.mark.slow
+def test_simulate_into_a_folder_an_acqd_releases(tmp_path: Path) -> None:
+    """A simulated camera writing into a folder a running acqd ships and frees: both finish cleanly."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    acq.mkdir()
+    daemon = Background(
+        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state), "--release", "--settle", "0.2s"
+    )
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), what="the daemon to start")
+        r = run_acqd(
+            "simulate", "--detector", "generic", "--out", str(acq), "--files", "6", "--frames", "4",
+            "--size", "64x64", "--rate", "0.05",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr and "wrote 6 files" in r.stdout
+        wait_for(lambda: not [p for p in acq.rglob("*") if p.is_file()], what="every file to be released")
+    finally:
+        code, err = daemon.terminate()
+    assert code == 0 and "Traceback" not in err
+
+
+def test_status_json_and_plan_with_nothing_due(tmp_path: Path) -> None:
+    acq, central = tmp_path / "acq", tmp_path / "central"
+    acq.mkdir()
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"instrument: scope\nstate_dir: {tmp_path}/state\nwatch:\n  - path: {acq}\n"
+        f"tiers:\n  central: {{url: 'file://{central}'}}\npolicy: default\n",
+    )
+    r = run_acqd("run", "--config", str(cfg), "--once")
+    assert r.returncode == 0, r.stderr
+    r = run_acqd("plan", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert re.match(r"nothing due as of \S+ \(policy \S+\)", r.stdout.strip()), r.stdout
+    r = run_acqd("status", "--config", str(cfg), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["states"] == {}
+
+
+def test_help_and_status_do_not_import_the_daemon(tmp_path: Path) -> None:
+    """`acqd --help` and `acqd status` start fast: they load neither the daemon nor numpy, zarr, fsspec."""
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['acqd', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('acqd', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('acqd.daemon', 'acqd.config', 'numpy', 'zarr', 'fsspec') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    for args in (["--help"], ["status", "--state-dir", str(tmp_path)]):
+        r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+        assert "HEAVY []" in r.stderr, (args, r.stderr)
+
+
+def test_the_example_config_passes_check_once_its_paths_are_changed(tmp_path: Path) -> None:
+    """deploy/acqd.example.yaml as an admin starts from it: only the paths changed (to folders of this
+    test), the password files where systemd puts credentials; `acqd check` passes, probes both tiers,
+    keeps the profiles' layouts, loads the policy and finds the SMTP and MQTT passwords."""
+    import os
+
+    from acqd.config import load_config
+
+    text = (Path(__file__).resolve().parent.parent / "deploy" / "acqd.example.yaml").read_text()
+    paths = {
+        "/var/lib/acqd": tmp_path / "state",
+        "/etc/acqd/detectors": tmp_path / "detectors",
+        "/data/acquisition": tmp_path / "acquisition",
+        "/mnt/central/acqd": tmp_path / "central",
+        "/mnt/capacity/acqd": tmp_path / "capacity",
+    }
+    for old, new in paths.items():
+        assert old in text, old
+        text = text.replace(old, str(new))
+    for d in ("acquisition/k3", "acquisition/lightsheet", "detectors"):
+        (tmp_path / d).mkdir(parents=True)
+    cfg = write_config(tmp_path / "acqd.yaml", text)
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("secret\n")
+    (creds / "smtp-password").write_text("secret\n")
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+    r = run_acqd("check", "--config", str(cfg), "--strict", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "policy cryoem-facility" in r.stdout
+    assert "frames: tiff" in r.stdout and "frames: zarr" in r.stdout  # not forced to copy
+    assert r.stdout.count("write, read back and delete: OK") == 2
+    c = load_config(cfg)
+    assert c.smtp is not None and c.mqtt is not None and c.detectors_dir == tmp_path / "detectors"
+    assert [w.prefix for w in c.watch] == ["k3", "lightsheet"]
+
+    (creds / "smtp-password").unlink()  # what `run` would refuse, `check` refuses
+    r = run_acqd("check", "--config", str(cfg), env=env)
+    assert r.returncode == 78 and "smtp.password_file" in r.stderr, r.stderr
+
+
+def test_profiles_and_templates_are_found_in_the_admins_folders_before_the_shipped_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from acqd.notify import templates_dirs
+    from acqd.profiles import load_profile, search_path
+    from acqd.shipped import ETC, shipped
+
+    env = tmp_path / "env"
+    env.mkdir()
+    monkeypatch.setenv("ACQD_DETECTORS", str(env))
+    own = tmp_path / "own"
+    own.mkdir()
+    dirs = search_path(own)
+    assert dirs == [own, env, ETC / "detectors", shipped("detectors")]
+    assert (shipped("detectors") / "gatan-k3.yaml").is_file()
+    (own / "gatan-k3.yaml").write_text(
+        (shipped("detectors") / "gatan-k3.yaml").read_text().replace("settle: {window: 5s", "settle: {window: 9s")
+    )
+    assert load_profile("gatan-k3", dirs).settle.window == 9.0  # the admin's copy wins
+    assert load_profile("gatan-k3", [shipped("detectors")]).settle.window == 5.0
+    assert templates_dirs() == [ETC / "templates", shipped("policies/templates")]

@@ -1,0 +1,29 @@
+"""`acqd demo`, as a newcomer runs it first: every simulated file shipped, verified and released,
+nothing quarantined, the acquisition folder empty at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from acqd.demo import CAMERAS
+from tests.conftest import journal_rows, run_acqd
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_demo_ships_and_verifies_every_file_and_quarantines_none(tmp_path: Path) -> None:
+    base = tmp_path / "demo"
+    r = run_acqd("demo", "--dir", str(base), timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "quarantined" not in r.stderr, r.stderr
+    rows = journal_rows(base / "state")
+    expected = sum(spec.files for _, _, spec, _ in CAMERAS)
+    assert len(rows) == expected, rows
+    assert {state for _, state, _, _ in rows} == {"released"}, rows  # verified, then freed locally
+    assert [p for p in (base / "acquisition").rglob("*") if p.is_file()] == []
+    central = base / "central" / "demo-scope"
+    assert len(list(central.glob("k3/*/*.mrc.tif"))) == CAMERAS[0][2].files
+    assert len(list(central.glob("lightsheet/*/*.tif.zarr"))) == CAMERAS[1][2].files
+    assert "files left on the acquisition disk: 0" in r.stdout
