@@ -210,7 +210,7 @@ tiers:
     r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s")
     assert r.returncode == 0, r.stderr
     [(_, state, reason, _)] = journal_rows(site.state)
-    assert state == "quarantined" and "would be 259 bytes" in (reason or "")
+    assert state == "quarantined" and "would be 260 bytes" in (reason or "")
     assert (site.watch / "s" / name).exists() and site.stored() == {}
 
 
