@@ -8,16 +8,29 @@ daemon runs, so the real `acqd run` child process meets the faults:
                                             the next N writes / closes (fsync) / renames fail ENOSPC
     {"eio": {"write": 1}}                   the same with EIO
     {"delay_per_mib": 0.2}                  a slow destination: each MiB written takes that long
+    {"corrupt_reads": "*.raw"}              reads of matching paths (fnmatch on the full path)
+                                            return flipped bytes: bit rot, a bad cable, a lying NAS
+    {"hold_reads": "*/s/*"}                 opening a matching file for reading waits until this is
+                                            lifted (the file ``<control>.held`` says that one waits)
 
-Counts restart whenever the control file is rewritten. The child finds the class through an
+The `file://` path itself (os.fsync, os.replace, os.rename on a real folder) meets the same
+``enospc``/``eio`` counts for the ops ``fsync`` (of a regular file) and ``rename``, for paths below
+the control's ``"under"`` folder, through `install_os_faults` (a ``sitecustomize`` on the child's
+PYTHONPATH that wraps those functions when ``ACQD_TEST_OS_FAULTS`` names a control file).
+
+Counts restart whenever the control file is rewritten. The file ``<control>.stats`` keeps the
+most files that were being written at once (``max_writers``; a file counts once 64 KiB are
+written, so small manifests do not). The child finds the class through an
 ``fsspec.specs`` entry point the tests put on its PYTHONPATH (`install_plugin`).
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import json
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -65,10 +78,67 @@ class _Control:
             self._load()
             return float(self.doc.get("delay_per_mib", 0.0)) * n / 2**20
 
+    def corrupts(self, path: str) -> bool:
+        with self._lock:
+            self._load()
+            pattern = self.doc.get("corrupt_reads")
+            return bool(pattern) and fnmatch.fnmatch(path, str(pattern))
+
+    def wait_for_reads(self, path: str) -> None:
+        """Block while reads of `path` are held (a verify paused at a known moment), saying so in a file."""
+        held = Path(self.path + ".held")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with self._lock:
+                self._load()
+                pattern = self.doc.get("hold_reads")
+                if not pattern or not fnmatch.fnmatch(path, str(pattern)):
+                    break
+            held.touch()
+            time.sleep(0.02)
+        held.unlink(missing_ok=True)
+
+
+class _Writers:
+    """How many files are being written at once (big ones only), kept in ``<control>.stats``."""
+
+    BIG = 64 << 10
+
+    def __init__(self, control: str) -> None:
+        self.path = control + ".stats"
+        self.now = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def grew(self, before: int, after: int) -> None:
+        if before < self.BIG <= after:
+            with self._lock:
+                self.now += 1
+                if self.now > self.most:
+                    self.most = self.now
+                    tmp = self.path + ".tmp"
+                    Path(tmp).write_text(json.dumps({"max_writers": self.most}))
+                    os.replace(tmp, self.path)
+
+    def closed(self, written: int) -> None:
+        if written >= self.BIG:
+            with self._lock:
+                self.now -= 1
+
+
+def _flip(data: bytes) -> bytes:
+    """The same bytes with every 4096th one inverted (at least the first): content that decodes but differs."""
+    b = bytearray(data)
+    for i in range(0, len(b), 4096):
+        b[i] ^= 0xFF
+    return bytes(b)
+
 
 class _Opener(LocalFileOpener):  # type: ignore[misc]
-    def __init__(self, control: _Control, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, control: _Control, writers: _Writers, *args: Any, **kwargs: Any) -> None:
         self._control = control
+        self._writers = writers
+        self._written = 0
         super().__init__(*args, **kwargs)
 
     def write(self, data: Any) -> int:
@@ -76,10 +146,25 @@ class _Opener(LocalFileOpener):  # type: ignore[misc]
         d = self._control.delay(len(data))
         if d:
             time.sleep(d)
-        return int(self.f.write(data))
+        n = int(self.f.write(data))
+        self._writers.grew(self._written, self._written + n)
+        self._written += n
+        return n
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        data = self.f.read(*args, **kwargs)
+        if data and self._control.corrupts(self.path):
+            data = _flip(data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(memoryview(buf).cast("B")))
+        memoryview(buf).cast("B")[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         if "w" in self.mode and not self.closed:
+            self._writers.closed(self._written)
             try:
                 self._control.check("close")
             except OSError:
@@ -95,6 +180,7 @@ class FaultyFileSystem(LocalFileSystem):  # type: ignore[misc]
     def __init__(self, control: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.control = _Control(control)
+        self.writers = _Writers(control)
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -107,7 +193,9 @@ class FaultyFileSystem(LocalFileSystem):  # type: ignore[misc]
         self.control.check("open")
         if "w" in mode:
             self.makedirs(self._parent(path), exist_ok=True)
-        return _Opener(self.control, path, mode, fs=self, **kwargs)
+        else:
+            self.control.wait_for_reads(path)
+        return _Opener(self.control, self.writers, path, mode, fs=self, **kwargs)
 
     def mv(self, path1: str, path2: str, *args: Any, **kwargs: Any) -> None:
         self.control.check("rename")
@@ -120,6 +208,53 @@ class FaultyFileSystem(LocalFileSystem):  # type: ignore[misc]
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
         self.control.check("mkdir")
         super().makedirs(path, exist_ok=exist_ok)
+
+
+def patch_os(control: str) -> None:
+    """Wrap os.fsync, os.replace and os.rename in this process with the control file's faults."""
+    ctl = _Control(control)
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+
+    def below(path: str) -> bool:
+        with ctl._lock:
+            ctl._load()
+            under = str(ctl.doc.get("under", ""))
+        return bool(under) and (path == under or path.startswith(under.rstrip("/") + "/"))
+
+    def fsync(fd: Any) -> None:
+        n = fd if isinstance(fd, int) else fd.fileno()
+        try:
+            path = os.readlink(f"/proc/self/fd/{n}")
+        except OSError:
+            path = ""
+        if stat.S_ISREG(os.fstat(n).st_mode) and below(path):
+            ctl.check("fsync")
+        real_fsync(fd)
+
+    def renamer(real: Any) -> Any:
+        def rename(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            if below(os.path.abspath(os.fsdecode(dst))):
+                ctl.check("rename")
+            real(src, dst, *args, **kwargs)
+
+        return rename
+
+    os.fsync = fsync
+    os.replace = renamer(real_replace)
+    os.rename = renamer(real_rename)
+
+
+def install_os_faults(where: Path) -> str:
+    """A ``sitecustomize`` that applies `patch_os` in child processes started with
+    ``ACQD_TEST_OS_FAULTS=<control file>``; returns the PYTHONPATH entry to put first."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('ACQD_TEST_OS_FAULTS'):\n"
+        "    from tests.faults import patch_os\n"
+        "    patch_os(os.environ['ACQD_TEST_OS_FAULTS'])\n"
+    )
+    return str(where)
 
 
 def install_plugin(where: Path) -> str:

@@ -1,11 +1,13 @@
 """Faults at the storage edge, met by the real daemon: a destination that is down, full (ENOSPC at
 write, at close/fsync, at rename; and a real full tmpfs), failing with EIO, flipping permissions,
-or slow (backpressure, bounded memory); and read errors on the source."""
+returning corrupt bytes on read, or slow (backpressure, bounded memory); the `file://` path itself
+failing at fsync and rename; and read errors on the source."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import random
 import sqlite3
@@ -19,8 +21,9 @@ import pytest
 
 from acqd.config import Config
 from acqd.daemon import Daemon
+from acqd.journal import Journal
 from tests.conftest import REPO, REQUIRE, Background, journal_states, run_acqd, tree, wait_for, write_config
-from tests.faults import install_plugin, set_faults
+from tests.faults import install_os_faults, install_plugin, set_faults
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -275,3 +278,126 @@ async def test_source_read_errors_quarantine_after_retries(tmp_path: Path, monke
     (reason,) = db.execute("SELECT reason FROM files WHERE relpath = 's/f002.raw'").fetchone()
     db.close()
     assert "Input/output error" in reason
+
+
+def _verified_copies(state: Path) -> dict[str, str]:
+    """relpath -> destination name of every verified copy, from the journal (names are not guessed)."""
+    j = Journal(state / "journal.sqlite", readonly=True)
+    try:
+        return {row.relpath: copy.dest for row, copy in j.verified_copies()}
+    finally:
+        j.close()
+
+
+def _audit_actions(state: Path) -> list[str]:
+    j = Journal(state / "journal.sqlite", readonly=True)
+    try:
+        return [a for _, _, a, _ in j.audit_log()]
+    finally:
+        j.close()
+
+
+def _holding_source_data(dest: Path, files: dict[str, bytes]) -> list[Path]:
+    """Files at the destination whose content is (a prefix of) a source's: copies, partial or whole,
+    under any name (the oracle does not depend on how acqd names objects or temporaries)."""
+    out = []
+    for p in dest.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            data = p.read_bytes()
+            if len(data) >= 4096 and any(src.startswith(data) for src in files.values()):
+                out.append(p)
+    return out
+
+
+def test_corrupt_reads_are_caught_by_verification(site: Site) -> None:
+    """A destination that returns flipped bytes on read: every copy fails its read-back, is retried,
+    never recorded verified and never released; once reads are right again everything ships, and
+    `acqd verify` reports the corruption when it comes back."""
+    files = populate(site.watch, 4, 300_000)
+    site.write_config()
+    set_faults(site.control, corrupt_reads="*/s/f0*")
+    d = Background("run", "--config", str(site.config), env=site.env)
+
+    def retried_or_done() -> bool:
+        a, states = site.attempts(), journal_states(site.state)
+        done = any(s in ("verified", "released") for s in states.values())
+        return done or (len(a) == 4 and min(a.values()) >= 2)
+
+    try:
+        wait_for(retried_or_done, 60, "every file retried at its read-back")
+        states = journal_states(site.state)
+        assert not any(s in ("verified", "released") for s in states.values()), f"a corrupt copy passed: {states}"
+        assert "verified" not in _audit_actions(site.state), "recorded verified with a corrupt copy"
+        assert tree(site.watch) == files, "a source was released while its copy read back corrupt"
+        set_faults(site.control)  # reads are right again
+        wait_for(lambda: set(journal_states(site.state).values()) == {"released"}, 60, "all released")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "verify" in err.lower() or "decoded" in err
+    copies = _verified_copies(site.state)
+    assert sorted(copies) == sorted(files)
+    assert all((site.dest / dest).read_bytes() == files[rel] for rel, dest in copies.items())
+    r = run_acqd("verify", "--config", str(site.config), env=site.env)
+    assert r.returncode == 0 and "4 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
+    set_faults(site.control, corrupt_reads="*/s/f002*")
+    r = run_acqd("verify", "--config", str(site.config), env=site.env)
+    assert r.returncode == 1 and "3 copies OK, 1 failed" in r.stdout, r.stdout + r.stderr
+    assert "s/f002.raw" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "op"), [("eio", "fsync"), ("eio", "rename"), ("enospc", "fsync"), ("enospc", "rename")]
+)
+def test_local_destination_failing_at_fsync_or_rename(site: Site, tmp_path: Path, kind: str, op: str) -> None:
+    """The `file://` tier itself (os.fsync / os.replace on a real folder, failing inside the child):
+    nothing partial under a final name, the temporary removed, nothing released; once the fault is
+    lifted every file ships, verifies and is released."""
+    files = populate(site.watch, 4, 300_000)
+    site.write_config(url=f"file://{site.dest}")
+    control = tmp_path / "os-faults.json"
+    set_faults(control, under=str(site.dest), **{kind: {op: 1_000_000}})
+    env = dict(
+        site.env,
+        PYTHONPATH=os.pathsep.join([install_os_faults(tmp_path / "osfaults"), site.env["PYTHONPATH"]]),
+        ACQD_TEST_OS_FAULTS=str(control),
+    )
+    d = Background("run", "--config", str(site.config), env=env)
+    try:
+        wait_for(lambda: len(site.attempts()) == 4 and min(site.attempts().values()) >= 2, 60, "retries")
+    finally:
+        code, err = d.terminate()  # drains: the attempt in flight fails and cleans up too
+    assert code == 0, err
+    assert ("I/O error" if kind == "eio" else "no space left") in err
+    states = journal_states(site.state)
+    assert not any(s in ("verified", "released") for s in states.values()), states
+    assert tree(site.watch) == files, "released without a verified copy"
+    assert _holding_source_data(site.dest, files) == [], "a partial copy or a temporary was left behind"
+    set_faults(control, under=str(site.dest))  # lifted
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "30s", env=env)
+    assert r.returncode == 0, r.stderr
+    assert set(journal_states(site.state).values()) == {"released"} and tree(site.watch) == {}
+    copies = _verified_copies(site.state)
+    assert sorted(copies) == sorted(files)
+    assert all((site.dest / dest).read_bytes() == files[rel] for rel, dest in copies.items())
+
+
+def test_byte_budget_bounds_concurrent_ships(site: Site) -> None:
+    """The in-flight budget is what bounds memory: with room for one file's two chunks, four ship
+    workers write one file at a time; with a bigger budget they write several at once (so the
+    observation can see concurrency)."""
+    stats = Path(str(site.control) + ".stats")
+    files = populate(site.watch, 6, 4 << 20)
+    set_faults(site.control, delay_per_mib=0.2)  # each 4 MiB file takes 0.8 s or more to write
+    site.write_config(limits="inflight_bytes: 2MiB, chunk_bytes: 1MiB, concurrent_files: 4, io_threads: 4")
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "60s", env=site.env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(_verified_copies(site.state)) == sorted(files)
+    assert json.loads(stats.read_text())["max_writers"] == 1, "ships went past the in-flight budget"
+    stats.unlink()
+    more = populate(site.watch, 6, 4 << 20, seed=5, prefix="t/g")
+    site.write_config(limits="inflight_bytes: 64MiB, chunk_bytes: 1MiB, concurrent_files: 4, io_threads: 4")
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "60s", env=site.env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(_verified_copies(site.state)) == sorted({**files, **more})
+    assert json.loads(stats.read_text())["max_writers"] >= 2

@@ -8,6 +8,12 @@ the invariants that must hold at any instant are checked against the destination
 the acquisition folders; after the last, one clean run must finish the work and the end state is
 checked: every file verified exactly once with equal content, nothing partial, no duplicate, no
 unverified release, no temporaries, journal and destination agree.
+
+The destination is a local folder (`file://`) by default, or any tier acqd ships to (`Destination`:
+the S3 run uses SeaweedFS on loopback); every check reads it through acqd's own tier, so the same
+invariants hold on every backend. On a remote tier a Zarr tree is being copied object by object
+with its root `zarr.json` last: a prefix without it is not a readable store, so it counts as not
+yet there while the daemon runs, and as a leftover at the end.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +40,8 @@ import zstandard
 
 from acqd.crash import POINTS
 from acqd.simulate import SimSpec, simulate
+from acqd.storage import Tier, open_tier
+from tests.servers import SeaweedS3
 
 INSTRUMENT = "scope"
 MANIFEST = "~acqd-manifest.json"
@@ -64,8 +74,17 @@ class Figures:
         return asdict(self)
 
 
+@dataclass
+class Destination:
+    """The tier the torture ships to: its URL and options, and (S3) a way to list unfinished uploads."""
+
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    uploads: Callable[[], list[str]] | None = None
+
+
 class Torture:
-    def __init__(self, work: Path, seed: int = 1, files_per_round: int = 2) -> None:
+    def __init__(self, work: Path, seed: int = 1, files_per_round: int = 2, dest: Destination | None = None) -> None:
         self.work = work
         self.rng = random.Random(seed)
         self.seed = seed
@@ -74,6 +93,9 @@ class Torture:
         self.dest, self.state = work / "central", work / "state"
         for d in (self.ls, self.raw, self.dest, self.state):
             d.mkdir(parents=True, exist_ok=True)
+        self.destination = dest or Destination(f"file://{self.dest}")
+        self.tier: Tier = open_tier("central", self.destination.url, self.destination.options)
+        options = json.dumps(self.destination.options)  # JSON is YAML
         self.config = work / "acqd.yaml"
         self.config.write_text(
             f"""instrument: {INSTRUMENT}
@@ -84,7 +106,7 @@ watch:
   - {{path: {self.raw}, name: raw, prefix: raw, detector: generic, settle: 0.1s, scan_interval: 1s,
      placement: {{compress: zstd, release_local: after_verify}}}}
 tiers:
-  central: {{url: "file://{self.dest}"}}
+  central: {{url: "{self.destination.url}", options: {options}}}
 limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_bytes: 16MiB,
           retry_initial: 50ms, retry_max: 500ms}}
 """
@@ -92,6 +114,8 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
         self.expected: dict[str, tuple[str, int]] = {}  # "ls/rel" or "raw/rel" -> (xxh3 of content, size)
         self.figures = Figures()
         self._checked: dict[str, Any] = {}
+        self._stamps: dict[str, list[Any]] = {}
+        self.unfinished: list[str] = []
         self._round = 0
         self._batch = 0
         self._layouts: dict[str, Any] = {}
@@ -176,68 +200,85 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
                 self._layouts[prefix] = build_layout("copy", "zstd", chunk=1 << 20)
         return self._layouts[prefix]
 
-    def final_objects(self) -> dict[str, Path]:
-        """Objects under final names: source key ("ls/rel") -> path (a file or a .zarr folder)."""
-        out: dict[str, Path] = {}
-        base = self.dest / INSTRUMENT
-        if not base.exists():
-            return out
-        for prefix in ("ls", "raw"):
-            root = base / prefix
-            if not root.exists():
+    def listing(self) -> dict[str, dict[str, Any]]:
+        """Every object below the instrument's prefix (relative to the tier root) -> its details."""
+        fs = self.tier.fs
+        fs.invalidate_cache()
+        base = self.tier.path(INSTRUMENT)
+        if not fs.exists(base):
+            return {}
+        cut = len(self.tier.root) + 1 if self.tier.root else 0
+        found = fs.find(base, detail=True)
+        return {p[cut:]: info for p, info in found.items() if info.get("type") != "directory"}
+
+    def final_objects(self) -> dict[str, str]:
+        """Objects under final names: source key ("ls/rel") -> object name (a file or a .zarr tree).
+        Remote Zarr trees still being copied (no root zarr.json yet) go to `self.unfinished`."""
+        out: dict[str, str] = {}
+        trees: dict[str, set[str]] = {}
+        self._stamps: dict[str, list[Any]] = {}
+        for name, info in sorted(self.listing().items()):
+            parts = name.split("/")  # scope/<prefix>/.../object
+            if len(parts) < 3 or parts[1] not in ("ls", "raw"):
+                if parts[-1] != MANIFEST:
+                    self.figures.problems.append(f"unexpected object {name}")
                 continue
-            for dirpath, dirnames, filenames in os.walk(root):
-                rel_dir = Path(dirpath).relative_to(root)
-                for d in list(dirnames):
-                    if d.endswith("~.zarr") and not d.startswith("."):
-                        out[f"{prefix}/{rel_dir / d[: -len('~.zarr')]}"] = Path(dirpath) / d
-                        dirnames.remove(d)
-                    elif d.startswith("."):
-                        dirnames.remove(d)  # a temporary tree
-                for f in filenames:
-                    if f.startswith(".") or f == MANIFEST:
-                        continue
-                    if f.endswith("~.zst"):
-                        out[f"{prefix}/{rel_dir / f[: -len('~.zst')]}"] = Path(dirpath) / f
-                    else:
-                        self.figures.problems.append(f"unexpected object {Path(dirpath) / f}")
+            if any(p.startswith(".") for p in parts):
+                continue  # a temporary (file or tree)
+            stamp = (name, info.get("size"), str(info.get("mtime", info.get("LastModified"))), info.get("ETag"))
+            if parts[-1].startswith("~acqd-"):
+                continue  # acqd's own: the session manifests, the instrument's claim
+            zarr_at = next((i for i in range(2, len(parts) - 1) if parts[i].endswith("~.zarr")), None)
+            if zarr_at is not None:
+                root = "/".join(parts[: zarr_at + 1])
+                key = f"{parts[1]}/{'/'.join(parts[2 : zarr_at + 1])[: -len('~.zarr')]}"
+                trees.setdefault(key, set()).add("/".join(parts[zarr_at + 1 :]))
+                out[key] = root
+                self._stamps.setdefault(key, []).append(stamp)
+            elif parts[-1].endswith("~.zst"):
+                key = f"{parts[1]}/{'/'.join(parts[2:])[: -len('~.zst')]}"
+                out[key] = name
+                self._stamps[key] = [stamp]
+            else:
+                self.figures.problems.append(f"unexpected object {name}")
+        self.unfinished = []
+        if not self.tier.local:  # see the module docstring
+            for key, members in trees.items():
+                if "zarr.json" not in members:
+                    self.unfinished.append(out.pop(key))
         return out
 
-    def temporaries(self) -> list[Path]:
-        return [p for p in self.dest.rglob(".*") if p.name != MANIFEST]
+    def temporaries(self) -> list[str]:
+        temps = [n for n in self.listing() if any(p.startswith(".") for p in n.split("/"))]
+        if self.destination.uploads is not None:
+            temps += [f"unfinished upload {k}" for k in self.destination.uploads()]
+        return temps
 
-    def _stamp(self, path: Path) -> Any:
-        if path.is_dir():
-            return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in path.rglob("*")))
-        st = path.stat()
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    def _stamp(self, key: str) -> Any:
+        return tuple(sorted(self._stamps.get(key, [])))
 
-    def _restored_digest(self, key: str, path: Path) -> str | None:
+    def _restored_digest(self, key: str, rel: str) -> str | None:
         prefix = key.split("/", 1)[0]
-        from acqd.storage import open_tier
-
-        tier = open_tier("central", f"file://{self.dest}")
-        rel = str(path.relative_to(self.dest))
         out = io.BytesIO()
         try:
             if prefix == "ls":
-                self._layout(prefix).restore(tier, rel, out)
+                self._layout(prefix).restore(self.tier, rel, out)
                 data = out.getvalue()
             else:
-                with open(path, "rb") as f:
+                with self.tier.open_read(rel) as f:
                     data = zstandard.ZstdDecompressor().stream_reader(f).read()
         except Exception as exc:
             self.figures.problems.append(f"cannot read {rel}: {type(exc).__name__}: {exc}")
             return None
         return xxhash.xxh3_128_hexdigest(data)
 
-    def check_objects(self) -> dict[str, Path]:
+    def check_objects(self) -> dict[str, str]:
         objects = self.final_objects()
         for key, path in objects.items():
             if key not in self.expected:
                 self.figures.problems.append(f"object for an unknown source: {path}")
                 continue
-            stamp = self._stamp(path)
+            stamp = self._stamp(key)
             if self._checked.get(key) == stamp:
                 continue
             got = self._restored_digest(key, path)
@@ -303,7 +344,7 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
         extra = set(objects) - set(self.expected)
         f.duplicates = len(extra) + sum(max(0, len(journal.get(k, [])) - 1) for k in self.expected)
         f.corrupt = f.partial_under_final_name
-        temps = self.temporaries()
+        temps = self.temporaries() + self.unfinished
         f.stale_temporaries_at_end = len(temps)
         if temps:
             f.problems.append(f"temporaries left: {temps[:5]}")
@@ -311,15 +352,26 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
         db = sqlite3.connect(f"file:{self.state / 'journal.sqlite'}?mode=ro", uri=True)
         try:
             for dest, state in db.execute("SELECT dest, state FROM copies"):
-                if state in ("verified", "stored") and not (self.dest / dest).exists():
+                if state in ("verified", "stored") and not self.tier.exists(dest):
                     f.journal_mismatches += 1
                     f.problems.append(f"journal copy {dest} ({state}) is not at the destination")
         finally:
             db.close()
 
 
-def run(work: Path, kills: int, seed: int = 1, progress: bool = False) -> Figures:
-    t = Torture(work, seed)
+def s3_destination(server: SeaweedS3) -> Destination:
+    """A fresh bucket on the server, and a look at its unfinished multipart uploads."""
+    bucket = server.bucket(f"torture-{uuid.uuid4().hex[:12]}")
+
+    def uploads() -> list[str]:
+        got = server.client().list_multipart_uploads(Bucket=bucket)
+        return [u["Key"] for u in got.get("Uploads", [])]
+
+    return Destination(f"s3://{bucket}/facility", server.options(), uploads)
+
+
+def run(work: Path, kills: int, seed: int = 1, progress: bool = False, dest: Destination | None = None) -> Figures:
+    t = Torture(work, seed, dest=dest)
     t0 = time.monotonic()
     while t.figures.kills < kills:
         t.round()
@@ -331,6 +383,7 @@ def run(work: Path, kills: int, seed: int = 1, progress: bool = False) -> Figure
                 flush=True,
             )
     t.finish()
+    t.tier.close()
     t.figures.wall_seconds = round(time.monotonic() - t0, 1)
     counts = Counter(t.figures.named_kills)
     t.figures.named_kills = dict(sorted(counts.items()))

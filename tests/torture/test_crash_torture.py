@@ -1,5 +1,6 @@
-"""The short torture run in CI: at least 50 SIGKILLs, at every named crash point and at random
-moments, with the invariants checked after each kill and at the end (see harness.py)."""
+"""The short torture runs in CI: at least 50 SIGKILLs on the file:// tier, at every named crash
+point and at random moments, and 16 on the S3 tier (SeaweedFS on loopback), with the invariants
+checked after each kill and at the end (see harness.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from acqd.crash import POINTS
-from tests.torture.harness import run
+from tests.servers import SeaweedS3
+from tests.torture.harness import run, s3_destination
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +22,20 @@ def test_fifty_kills_lose_nothing(tmp_path: Path) -> None:
     assert set(fig.named_kills) == set(POINTS), f"not every crash point was hit: {fig.named_kills}"
     assert fig.random_kills > 0
     assert fig.files > 50 and fig.objects_checked >= fig.files
+    assert (fig.lost, fig.corrupt, fig.duplicates, fig.unverified_releases, fig.stale_temporaries_at_end) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+
+
+def test_s3_kills_lose_nothing(tmp_path: Path, s3_server: SeaweedS3) -> None:
+    fig = run(tmp_path, kills=16, seed=20261202, dest=s3_destination(s3_server))
+    assert fig.problems == []
+    assert fig.kills >= 16 and fig.random_kills > 0 and sum(fig.named_kills.values()) > 0
+    assert fig.files > 16 and fig.objects_checked >= fig.files
     assert (fig.lost, fig.corrupt, fig.duplicates, fig.unverified_releases, fig.stale_temporaries_at_end) == (
         0,
         0,

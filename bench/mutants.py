@@ -1,0 +1,433 @@
+"""The mutation list: `python -m bench mutants` removes one safeguard at a time and runs the tests
+that must catch it.
+
+Each mutant names a file, an exact snippet of today's code and its replacement (the safeguard
+taken away), and the test node ids that must fail without it. The runner copies the working tree
+(tracked and untracked files, not the ignored ones) to a scratch folder, applies one mutant there,
+checks that the interpreter and the daemon child processes import the mutated copy (PYTHONPATH
+and cwd point at the scratch copy; an import-path assertion proves it), runs the tests with `-x`,
+and records "caught" (a test failed) or "survived" (they all passed). It prints a table, writes
+bench/results/mutants.json, and exits 1 if a mutant survived, or was not run to a verdict.
+
+When the code changes, a mutant whose snippet is no longer found fails loudly: re-target it
+(the list is maintained with the code, like the tests).
+
+    python -m bench mutants              every mutant (first the tests once without any: the baseline)
+    python -m bench mutants --only ID    one (repeatable)
+    python -m bench mutants --list       the list
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results" / "mutants.json"
+
+SAFE = "tests/test_safeguards.py"
+FAULTS = "tests/test_faults.py"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    description: str
+    file: str
+    snippet: str
+    replacement: str
+    tests: tuple[str, ...]
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "verify-call",
+        "the daemon's read-back verification call removed",
+        "acqd/pipeline.py",
+        "            await self._io(layout.verify, tier, dest, res)\n",
+        "",
+        (f"{FAULTS}::test_corrupt_reads_are_caught_by_verification",),
+    ),
+    Mutant(
+        "verified-before-verify",
+        "the journal records 'verified' before the read-back",
+        "acqd/pipeline.py",
+        "            t_verify = self.mono()\n"
+        "            await self._io(layout.verify, tier, dest, res)\n"
+        "            t_verify = self.mono() - t_verify\n"
+        '            crash_point("after_verify")\n'
+        "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)\n",
+        "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)\n"
+        "            t_verify = self.mono()\n"
+        "            await self._io(layout.verify, tier, dest, res)\n"
+        "            t_verify = self.mono() - t_verify\n"
+        '            crash_point("after_verify")\n',
+        (f"{FAULTS}::test_corrupt_reads_are_caught_by_verification",),
+    ),
+    Mutant(
+        "copy-verify-checksum",
+        "the copy layout's verify ignores the decoded checksum",
+        "acqd/layouts/copy.py",
+        "        if n != expected.source_bytes or checksum != expected.source_checksum:\n",
+        "        if False:\n",
+        (f"{FAULTS}::test_corrupt_reads_are_caught_by_verification",),
+    ),
+    Mutant(
+        "tiff-verify-checksum",
+        "the TIFF layout's verify ignores the pixel checksum",
+        "acqd/layouts/frames.py",
+        "            tif.close()\n            f.close()\n        if h.hexdigest() != expected.source_checksum:\n",
+        "            tif.close()\n            f.close()\n        if False:\n",
+        (f"{SAFE}::test_frame_layouts_verify_pixels[tiff]",),
+    ),
+    Mutant(
+        "zarr-verify-checksum",
+        "the Zarr layout's verify ignores the pixel checksum",
+        "acqd/layouts/frames.py",
+        "            h.update(canonical(frame).data)\n        if h.hexdigest() != expected.source_checksum:\n",
+        "            h.update(canonical(frame).data)\n        if False:\n",
+        (f"{SAFE}::test_frame_layouts_verify_pixels[zarr]",),
+    ),
+    Mutant(
+        "release-identity",
+        "the release identity check reduced to 'is a regular file'",
+        "acqd/pipeline.py",
+        "            if not stat.S_ISREG(st.st_mode) or not identity_of(st).same_content_as(row.identity):\n",
+        "            if not stat.S_ISREG(st.st_mode):\n",
+        (f"{SAFE}::test_file_rewritten_before_release_is_kept[False]",),
+    ),
+    Mutant(
+        "source-replaced-check",
+        "a source replaced by another file while being read goes unnoticed",
+        "acqd/pipeline.py",
+        "        if now.st_ino != st.st_ino:\n",
+        "        if False:\n",
+        ("tests/test_bad_inputs.py::test_file_replaced_by_another_with_the_same_name_during_shipping",),
+    ),
+    Mutant(
+        "hold-session-only",
+        "holds cover whole sessions only (not a file or a folder below one)",
+        "acqd/policy/planner.py",
+        '        return item.session == t or item.relpath == t or item.relpath.startswith(t + "/")\n',
+        "        return item.session == t\n",
+        (f"{SAFE}::test_hold_on_one_file_blocks_its_purge",),
+    ),
+    Mutant(
+        "purge-hold-recheck",
+        "the hold re-check just before a purge removed",
+        "acqd/retention.py",
+        "        if any(h.covers(a.item, now) for h in holds):\n",
+        "        if False:\n",
+        (f"{SAFE}::test_hold_added_after_planning_blocks_the_purge",),
+    ),
+    Mutant(
+        "transition-verify",
+        "a tier transition deletes the old copy without verifying the new one",
+        "acqd/retention.py",
+        "        await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())\n",
+        "",
+        ("tests/test_retention.py::test_transition_never_deletes_an_unverified_copy",),
+    ),
+    Mutant(
+        "purge-clock-guard",
+        "purges go ahead after a clock jump",
+        "acqd/policy/planner.py",
+        "        if clock_problem is not None:\n",
+        "        if False:\n",
+        ("tests/test_policy.py::test_clock_jumps_block_purges",),
+    ),
+    Mutant(
+        "purge-warning-lead",
+        "a purge waits for the expiry only, not for the delivered warning's lead time",
+        "acqd/policy/planner.py",
+        "        purge_at = max(expiry, w.sent_at + rule.warn, w.purge_at)\n",
+        "        purge_at = expiry\n",
+        ("tests/test_policy.py::test_no_purge_without_a_delivered_warning_and_its_lead_time",),
+    ),
+    Mutant(
+        "purge-caps",
+        "a sweep purges past its caps",
+        "acqd/policy/planner.py",
+        "        if n + 1 > caps.maxItemsPerSweep or total + p.item.size > caps.maxBytesPerSweep:\n",
+        "        if False:\n",
+        ("tests/test_policy.py::test_caps_limit_a_sweep",),
+    ),
+    Mutant(
+        "restore-checksum",
+        "`acqd restore` skips its checksum check",
+        "acqd/cli.py",
+        "            if checksum != copy.checksum:\n",
+        "            if False:\n",
+        (f"{SAFE}::test_restore_refuses_a_corrupt_copy",),
+    ),
+    Mutant(
+        "mrc-settle",
+        "format settling (MRC header size) always says 'complete'",
+        "acqd/pipeline.py",
+        "                        fmt_ok = mrc_expected_size(f.read(1024)) == entry.identity.size\n",
+        "                        fmt_ok = True\n",
+        (f"{SAFE}::test_growing_mrc_movie_ships_once_complete",),
+    ),
+    Mutant(
+        "byte-budget",
+        "the byte budget bypassed (ships do not reserve their memory)",
+        "acqd/pipeline.py",
+        "        reserved = await self.budget.acquire(self._memory_for(c, ctx.layout_for(c.rel)))\n",
+        "        reserved = 0\n",
+        (f"{FAULTS}::test_byte_budget_bounds_concurrent_ships",),
+    ),
+    Mutant(
+        "byte-budget-wait",
+        "the byte budget never waits",
+        "acqd/pipeline.py",
+        "            await self._cond.wait_for(lambda: self.used + n <= self.limit)\n",
+        "",
+        (
+            "tests/test_pipeline_units.py::test_byte_budget_never_exceeds_its_limit",
+            f"{FAULTS}::test_byte_budget_bounds_concurrent_ships",
+        ),
+    ),
+    Mutant(
+        "stale-temp-cleanup",
+        "the stale-temporary cleanup at start removed",
+        "acqd/pipeline.py",
+        "                if await self._io(ctx.placed(row.relpath).tier.remove_temp, self._dest(ctx, row)):\n",
+        "                if False:\n",
+        (f"{SAFE}::test_temporary_of_a_vanished_file_is_removed_at_start",),
+    ),
+)
+
+
+@dataclass
+class Result:
+    id: str
+    description: str
+    tests: list[str]
+    result: str  # caught, survived, skipped, timeout, error
+    seconds: float
+    caught_by: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+class NoLongerApplies(SystemExit):
+    pass
+
+
+def _apply(text: str, m: Mutant) -> str:
+    n = text.count(m.snippet)
+    if n == 0:
+        raise NoLongerApplies(f"mutant {m.id} no longer applies: snippet not found in {m.file}")
+    if n > 1:
+        raise NoLongerApplies(f"mutant {m.id} no longer applies: snippet found {n} times in {m.file}")
+    return text.replace(m.snippet, m.replacement)
+
+
+def _files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return [p for p in out.decode().split("\0") if p and (REPO / p).is_file()]
+
+
+def _scratch(files: list[str]) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="acqd-mutant-"))
+    for rel in files:
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, dst)
+    return root
+
+
+def _env(scratch: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(scratch), *filter(None, [env.get("PYTHONPATH")])])
+    if "/usr/sbin" not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = env.get("PATH", "") + os.pathsep + "/usr/sbin"
+    env.pop("ACQD_CRASH_AT", None)
+    return env
+
+
+def _check_imports(scratch: Path, env: dict[str, str], m: Mutant | None) -> None:
+    """A child started the way the tests start the daemon (`sys.executable`, this environment)
+    imports acqd from the scratch copy, and the mutated module carries the replacement."""
+    module = (m.file if m else "acqd/__init__.py").removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+    probe = f"import importlib; print(importlib.import_module({module!r}).__file__)"
+    r = subprocess.run([sys.executable, "-c", probe], cwd=scratch, env=env, capture_output=True, text=True)
+    got = Path(r.stdout.strip()).resolve() if r.returncode == 0 else None
+    want = (scratch / (m.file if m else "acqd/__init__.py")).resolve()
+    if got != want:
+        raise SystemExit(f"import-path check failed: {module} imports from {got or r.stderr.strip()}, not {want}")
+    if m is not None and m.replacement and m.replacement not in want.read_text():
+        raise SystemExit(f"import-path check failed: the mutated {m.file} does not carry mutant {m.id}")
+
+
+def _junit(path: Path) -> tuple[list[str], int, int, str]:
+    """(failed test ids, tests run, tests skipped, the first failure's message) from pytest's junit XML."""
+    if not path.exists():
+        return [], 0, 0, ""
+    failed: list[str] = []
+    run = skipped = 0
+    why = ""
+    for case in ET.parse(path).getroot().iter("testcase"):
+        run += 1
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        if bad is not None:
+            failed.append(name)
+            why = why or " ".join(str(bad.get("message", "")).split())[:300]
+        elif case.find("skipped") is not None:
+            skipped += 1
+    return failed, run, skipped, why
+
+
+def _pytest(scratch: Path, env: dict[str, str], tests: list[str], timeout: float) -> tuple[int | None, Path, str]:
+    xml = scratch / ".mutant-junit.xml"
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *tests]
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            if proc.poll() is None or code is None:
+                with contextlib.suppress(ProcessLookupError):  # pytest and the daemons it started
+                    os.killpg(proc.pid, signal.SIGKILL)  # (this run's own process group)
+                proc.wait()
+        log.seek(0)
+        tail = log.read()[-3000:]
+    return code, xml, tail
+
+
+def run_one(m: Mutant | None, tests: list[str], files: list[str], timeout: float, keep: bool) -> Result:
+    """Apply `m` (None: the baseline, no mutant) in a fresh scratch copy and run `tests` there."""
+    scratch = _scratch(files)
+    t0 = time.monotonic()
+    try:
+        if m is not None:
+            target = scratch / m.file
+            target.write_text(_apply(target.read_text(), m))
+        env = _env(scratch)
+        _check_imports(scratch, env, m)
+        code, xml, tail = _pytest(scratch, env, tests, timeout)
+        failed, ran, skipped, why = _junit(xml)
+    finally:
+        if keep:
+            print(f"scratch copy kept: {scratch}", flush=True)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    seconds = round(time.monotonic() - t0, 1)
+    mid, desc = (m.id, m.description) if m else ("baseline", "no mutant: every listed test must pass")
+    if m is None:
+        ok = code == 0 and not failed
+        return Result(mid, desc, tests, "passed" if ok else "failed", seconds, failed, "" if ok else tail[-1500:])
+    if code is None:
+        verdict, detail = "timeout", f"no verdict within {timeout:g}s"
+    elif failed:
+        verdict, detail = "caught", why  # kept in the JSON: caught for the right reason?
+    elif code == 0 and ran and skipped == ran:
+        verdict, detail = "skipped", "every test skipped (a server or program missing?)"
+    elif code == 0:
+        verdict, detail = "survived", ""
+    else:
+        verdict, detail = "error", f"pytest exited {code}: {tail[-800:]}"
+    return Result(mid, desc, tests, verdict, seconds, failed, detail)
+
+
+def _table(results: list[Result]) -> str:
+    rows = ["| mutant | what is taken away | tests that must catch it | result | seconds |", "|---|---|---|---|---|"]
+    for r in results:
+        tests = "<br>".join(f"`{t.removeprefix('tests/')}`" for t in r.tests)
+        rows.append(f"| `{r.id}` | {r.description} | {tests} | **{r.result}** | {r.seconds:g} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench mutants", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", action="append", metavar="ID", help="run this mutant only (repeatable)")
+    ap.add_argument("--list", action="store_true", help="list the mutants and their tests")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per mutant (default 900)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the tests first")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch copies (printed) for a post-mortem")
+    args = ap.parse_args(argv)
+    known = {m.id: m for m in MUTANTS}
+    if args.list:
+        for m in MUTANTS:
+            print(f"{m.id:24} {m.description}\n{'':24} {m.file}; caught by: {', '.join(m.tests)}")
+        return
+    unknown = [i for i in args.only or [] if i not in known]
+    if unknown:
+        raise SystemExit(f"unknown mutant {unknown[0]!r}; known: {', '.join(known)}")
+    chosen = [known[i] for i in args.only] if args.only else list(MUTANTS)
+    for m in chosen:  # every snippet still applies, before anything runs
+        _apply((REPO / m.file).read_text(), m)
+    files = _files()
+    results: list[Result] = []
+    if not args.no_baseline:  # without a mutant, every test must pass, or "caught" means nothing
+        tests = sorted({t for m in chosen for t in m.tests})
+        base = run_one(None, tests, files, args.timeout * 2, args.keep)
+        print(f"baseline (no mutant, {len(tests)} tests): {base.result} in {base.seconds:g}s", flush=True)
+        if base.result != "passed":
+            print(base.detail, file=sys.stderr)
+            raise SystemExit("the tests fail without a mutant: fix that first")
+    for m in chosen:
+        r = run_one(m, list(m.tests), files, args.timeout, args.keep)
+        results.append(r)
+        extra = f" by {', '.join(r.caught_by)}" if r.caught_by else ""
+        extra += f": {r.detail[:300]}" if r.detail else ""
+        print(f"{m.id}: {r.result} in {r.seconds:g}s{extra}", flush=True)
+    print()
+    print(_table(results))
+    _write(results, partial=bool(args.only))
+    bad = [r.id for r in results if r.result != "caught"]
+    if bad:
+        print(f"\nnot caught: {', '.join(bad)}", file=sys.stderr)
+    sys.exit(1 if bad else 0)
+
+
+def _write(results: list[Result], partial: bool) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(  # uncommitted changes to what was tested (the results folder aside)
+        ["git", "status", "--porcelain", "--", ".", ":!bench/results"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    stamp = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": commit.stdout.strip() + ("+changes" if dirty else ""),
+        "machine": f"{platform.machine()}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}",
+    }
+    previous: dict[str, dict[str, object]] = {}
+    if partial and RESULTS.exists():
+        previous = {m["id"]: m for m in json.loads(RESULTS.read_text()).get("mutants", [])}
+    for r in results:
+        previous[r.id] = {**asdict(r), **stamp}
+    order = [m.id for m in MUTANTS]
+    doc: dict[str, object] = {
+        "command": "python -m bench mutants",
+        **stamp,
+        "mutants": sorted(previous.values(), key=lambda d: order.index(str(d["id"])) if d["id"] in order else 999),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
