@@ -141,12 +141,7 @@ def test_frame_layouts_verify_pixels(tmp_path: Path, layout: str) -> None:
     "keep_mtime",
     [
         False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True, reason="issue 12 part 2: the release identity gains ctime (another branch)"
-            ),
-        ),
+        True,
     ],
 )
 def test_file_rewritten_before_release_is_kept(tmp_path: Path, keep_mtime: bool) -> None:
