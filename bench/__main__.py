@@ -3,6 +3,8 @@
 python -m bench compare   side by side: acqd vs a bare pipeline, rsync, cp, zstd, acquire-zarr
 python -m bench tiers     throughput of the file, S3 and SFTP tiers on loopback
 python -m bench torture   the long crash run (SIGKILLs) whose figures go in RELIABILITY.md
+python -m bench codecs    every real file shipped with its profile: stored vs best candidate vs source
+python -m bench readme-tables   regenerate README.md's detector and measured-ratio tables (a fresh run)
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ COMMANDS = {
     "torture": "bench.torture",
     "resources": "bench.resources",
     "report": "bench.report",
+    "codecs": "bench.codecs",
+    "readme-tables": "bench.readme_tables",
 }
 
 

@@ -69,6 +69,16 @@ def sample(src: FrameSource, target: int = SAMPLE_BYTES) -> list[np.ndarray]:
     return out
 
 
+def with_header(
+    frames: list[np.ndarray], src: FrameSource, layout: str, target: int = SAMPLE_BYTES
+) -> list[np.ndarray]:
+    """The sample plus the header bytes kept for restore, where the layout compresses them with the
+    frame codec (Zarr's `acqd-restore` array): an FEI2 extended header can be most of a small file."""
+    if layout != "zarr" or not src.restore:
+        return frames
+    return [*frames, np.frombuffer(src.restore[:target], dtype=np.uint8)]
+
+
 def _encoder(layout: str, c: FrameCodec, itemsize: int) -> Any:
     """A function frame -> stored bytes of that frame, as `layout` writes it with codec `c`."""
     if layout == "tiff":
@@ -201,20 +211,20 @@ class Chooser:
             elif entry.choice.label is None:  # incompressible so far: does this file compress now?
                 best = max(entry.choice.trials, key=lambda t: t.ratio, default=None)
                 probe = next((c for c in self.policy.candidates if best and codec_label(c) == best.label), None)
-                if (
-                    probe is not None
-                    and measure(sample(src, self.policy.sample_bytes), [probe], self.layout)[0].ratio >= MIN_RATIO
-                ):
+                if probe is not None and measure(self._sample(src), [probe], self.layout)[0].ratio >= MIN_RATIO:
                     cause = "ratio drift (compressible again)"
             if not cause:
                 assert entry is not None
                 return Decision(entry, ch, False, None)
-            trials = measure(sample(src, self.policy.sample_bytes), self.policy.candidates, self.layout)
+            trials = measure(self._sample(src), self.policy.candidates, self.layout)
             choice = choose_codec(trials, self.policy.budget_ns, self.policy.budget_why, self.policy.allow_copy)
             entry = Entry(choice, origin, cause)
             entries[ch] = entry
             doc = {"layout": self.layout, "choices": {c: e.as_json() for c, e in sorted(entries.items())}}
             return Decision(entry, ch, True, json.dumps(doc, sort_keys=True))
+
+    def _sample(self, src: FrameSource) -> list[np.ndarray]:
+        return with_header(sample(src, self.policy.sample_bytes), src, self.layout, self.policy.sample_bytes)
 
     def observe(self, key: str, ch: str, ratio: float) -> None:
         """A whole file's ratio with the session's codec: far from the sample's, measure again."""
