@@ -562,7 +562,11 @@ def simulate(
 @app.command("bench")
 def bench_cmd(
     detector: Annotated[
-        str | None, typer.Option(help="benchmark this detector's simulated frames (default: hamamatsu-orca)")
+        str | None,
+        typer.Option(
+            help="benchmark this detector's simulated frames (default: hamamatsu-orca); with --data: the "
+            "profile whose codec candidates and budget the choice uses"
+        ),
     ] = None,
     data: Annotated[
         Path | None, typer.Option(help="benchmark your own file, or the first GiB of a folder, instead")
@@ -590,8 +594,6 @@ def bench_cmd(
     from acqd.profiles import load_profile, search_path
 
     with _errors():
-        if detector is not None and data is not None:
-            raise ConfigError("give --detector or --data, not both")
         try:
             link_rate = sizing.parse_link(link)
             chosen = [sizing.parse_codec(c) for c in (codecs or list(sizing.DEFAULT_CODECS))]
@@ -606,6 +608,8 @@ def bench_cmd(
             except ValueError as exc:
                 raise AcqdError(f"--data {exc}") from None
             source = str(data)
+            if detector is not None:
+                peak = float(load_profile(detector, search_path()).peak_rate or 0) or None
         else:
             name = detector or "hamamatsu-orca"
             try:
@@ -615,10 +619,15 @@ def bench_cmd(
             prof = load_profile(name, search_path())
             peak = float(prof.peak_rate) if prof.peak_rate else None
             source = f"{name} (simulated)"
-        cores = os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         counts = sorted({1, cores}) if threads is None else list(range(1, threads + 1))
         progress = None if as_json else (lambda what: err.print(f"  {what}...", markup=False))
         results = sizing.bench(stack, chosen, counts, link_rate, peak, progress=progress)
+        # what acqd itself would choose for these frames: the profile's candidates within its budget
+        prof = load_profile(detector or ("generic" if data is not None else "hamamatsu-orca"), search_path())
+        lay = prof.layout if prof.layout != "copy" else "zarr"
+        tried, budget, budget_why = prof.codec_choice(lay, cores=cores)
+        choice = sizing.would_choose(stack, tried, lay, budget, budget_why)
     doc = {
         "source": source,
         "frames": int(stack.shape[0]),
@@ -630,6 +639,15 @@ def bench_cmd(
         "peak_rate_bytes_per_s": peak,
         "cpu_count": cores,
         "results": [r.as_dict() for r in results],
+        "choice": {
+            "profile": prof.name,
+            "layout": lay,
+            "codec": choice.shown,
+            "ratio": round(choice.ratio, 3),
+            "ns_per_byte": round(choice.ns_per_byte, 3),
+            "budget_ns_per_byte": round(choice.budget_ns, 3),
+            "why": choice.why,
+        },
     }
     if as_json:
         print(json.dumps(doc, indent=1))
@@ -655,6 +673,7 @@ def bench_cmd(
         f"of camera data (ratio {best.ratio:.2f})",
         markup=False,
     )
+    out.print(f"acqd would choose ({prof.name} profile, {lay} layout): {choice.why}", markup=False)
 
 
 @app.command()

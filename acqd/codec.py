@@ -6,7 +6,7 @@ compressor whose output `zstd -d` restores, with bounded memory for files of any
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -168,3 +168,184 @@ def frame_codec(spec: dict[str, Any] | None) -> FrameCodec:
     if "level" in spec and not 1 <= int(spec["level"]) <= 22:
         raise ValueError("level is 1-22")
     return FrameCodec(id=cid, **spec)
+
+
+def codec_label(c: FrameCodec) -> str:
+    """The short name `acqd bench` and metrics use: blosc-lz4-1 (bit-shuffle), blosc-lz4-1-shuffle, zstd-3, lzw."""
+    if c.id == "blosc":
+        return f"blosc-{c.cname}-{c.clevel}" + ("" if c.shuffle == "bitshuffle" else f"-{c.shuffle}")
+    if c.id in ("zstd", "deflate"):
+        return f"{c.id}-{c.level}"
+    return c.id
+
+
+def parse_label(text: str) -> FrameCodec:
+    """'blosc-lz4-1' (shuffle: bitshuffle), 'blosc-zstd-3-shuffle', 'zstd-3', 'deflate-1', 'lzw', 'none'."""
+    parts = text.strip().lower().split("-")
+    try:
+        if parts[0] == "blosc" and len(parts) in (3, 4):
+            spec: dict[str, Any] = {"id": "blosc", "cname": parts[1], "clevel": int(parts[2])}
+            if len(parts) == 4:
+                spec["shuffle"] = parts[3]
+            return frame_codec(spec)
+        if parts[0] in ("zstd", "deflate") and len(parts) == 2:
+            return frame_codec({"id": parts[0], "level": int(parts[1])})
+        if parts[0] in ("lzw", "none") and len(parts) == 1:
+            return frame_codec({"id": parts[0]})
+    except ValueError as exc:
+        raise ValueError(f"codec {text!r}: {exc}") from None
+    raise ValueError(f"not a codec: {text!r} (e.g. blosc-lz4-1, blosc-zstd-3-shuffle, zstd-3, deflate-1, lzw, none)")
+
+
+def codec_from(spec: str | dict[str, Any]) -> FrameCodec:
+    """A candidate as a profile or policy lists it: a label ('blosc-lz4-1-shuffle') or a spec dict."""
+    return parse_label(spec) if isinstance(spec, str) else frame_codec(spec)
+
+
+def codec_spec(c: FrameCodec) -> dict[str, Any]:
+    """The spec dict `frame_codec` takes back (what the journal records of a choice)."""
+    if c.id == "blosc":
+        return {"id": "blosc", "cname": c.cname, "clevel": c.clevel, "shuffle": c.shuffle}
+    if c.id in ("zstd", "deflate"):
+        return {"id": c.id, "level": c.level}
+    return {"id": c.id}
+
+
+# --- choosing a codec from measurement (pure: measurements and a budget in, a choice out) -------
+
+#: the candidates tried when a profile or policy lists none, per frame layout (besides the profile's
+#: own codec): what Zarr readers and the cryo-EM tools reading TIFF (libtiff: LZW, deflate) all decode
+DEFAULT_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "zarr": ("blosc-lz4-1", "blosc-lz4-1-shuffle", "blosc-zstd-1", "blosc-zstd-1-shuffle", "zstd-1"),
+    "tiff": ("lzw", "deflate-1", "deflate-6"),
+}
+#: a frame layout's codec when neither the profile nor the placement names one
+LAYOUT_CODECS: dict[str, dict[str, Any]] = {
+    "zarr": {"id": "blosc", "cname": "lz4", "clevel": 1, "shuffle": "bitshuffle"},
+    "tiff": {"id": "deflate", "level": 1},
+}
+
+
+def fits_layout(c: FrameCodec, layout: str) -> bool:
+    """Can `layout` store with codec `c` (Zarr: Blosc, Zstd; TIFF: LZW, deflate, zstd)?"""
+    return c.id in {"zarr": ("blosc", "zstd", "none"), "tiff": ("lzw", "deflate", "zstd", "none")}.get(layout, ())
+
+
+#: below this ratio on the sample frames a file is stored byte-exact (the copy layout): a frame
+#: layout's own metadata would make the copy larger than the source for nothing
+MIN_RATIO = 1.02
+#: ratios this close count as equal: the cheaper candidate is taken
+RATIO_TIE = 0.01
+#: with no `codec_budget` and no `peak_rate`: 10 ns of CPU per byte (100 MB/s per core)
+DEFAULT_BUDGET_NS = 10.0
+#: the share of the PC's cores that encoding may take at the camera's peak rate (the rest reads,
+#: verifies by decoding, writes, and runs the acquisition software)
+ENCODE_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """One candidate measured on a session's sample frames."""
+
+    label: str
+    source_bytes: int
+    stored_bytes: int
+    cpu_seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.source_bytes / max(1, self.stored_bytes)
+
+    @property
+    def ns_per_byte(self) -> float:
+        return self.cpu_seconds * 1e9 / max(1, self.source_bytes)
+
+    def brief(self) -> str:
+        return f"{self.label} {self.ratio:.2f}x {self.ns_per_byte:.2f} ns/B"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What a session stores its frames with. `label` None: byte-exact (nothing makes them smaller)."""
+
+    label: str | None
+    ratio: float
+    ns_per_byte: float
+    budget_ns: float
+    why: str
+    trials: tuple[Trial, ...] = ()
+
+    @property
+    def shown(self) -> str:
+        return self.label if self.label is not None else "copy"
+
+
+def cpu_budget(explicit_ns: float | None, peak_rate: float | None, cores: int) -> tuple[float, str]:
+    """CPU nanoseconds per source byte a codec may spend, and where the figure comes from."""
+    if explicit_ns is not None:
+        return explicit_ns, f"budget {explicit_ns:.2f} ns/B (stated)"
+    if peak_rate:
+        ns = ENCODE_SHARE * max(1, cores) * 1e9 / peak_rate
+        return ns, (
+            f"budget {ns:.2f} ns/B ({ENCODE_SHARE:.0%} of {cores} core(s) at the camera's peak "
+            f"{peak_rate / 1e9:.2f} GB/s)"
+        )
+    return DEFAULT_BUDGET_NS, f"budget {DEFAULT_BUDGET_NS:.2f} ns/B (default: no peak_rate)"
+
+
+def choose_codec(trials: Sequence[Trial], budget_ns: float, budget_why: str = "", allow_copy: bool = True) -> Choice:
+    """The best ratio among the candidates within the CPU budget (ratios within RATIO_TIE: the
+    cheaper; then the order given); none within it: the cheapest that compresses; none compresses
+    by MIN_RATIO: byte-exact (unless `allow_copy` is off: then the best ratio). Deterministic for the
+    same measurements."""
+    if not trials:
+        raise ValueError("no candidates measured")
+    order = {t.label: i for i, t in enumerate(trials)}
+    shown = "; ".join(t.brief() for t in trials)
+    best_any = max(trials, key=lambda t: (t.ratio, -order[t.label]))
+    budget_note = f"{budget_why or f'budget {budget_ns:.2f} ns/B'}; measured: {shown}"
+    if best_any.ratio < MIN_RATIO and not allow_copy:
+        return Choice(
+            best_any.label,
+            best_any.ratio,
+            best_any.ns_per_byte,
+            budget_ns,
+            f"{best_any.label} {best_any.ratio:.3f}x: nothing compresses, the best ratio kept (never_larger off; "
+            f"{budget_note})",
+            tuple(trials),
+        )
+    if best_any.ratio < MIN_RATIO:
+        return Choice(
+            None,
+            1.0,
+            0.0,
+            budget_ns,
+            f"incompressible: the best candidate, {best_any.label}, stores {best_any.ratio:.3f}x; "
+            f"stored byte-exact ({budget_note})",
+            tuple(trials),
+        )
+    compressing = [t for t in trials if t.ratio >= MIN_RATIO]
+    within = [t for t in compressing if t.ns_per_byte <= budget_ns]
+    if within:
+        top = max(t.ratio for t in within)
+        tied = [t for t in within if t.ratio >= top * (1 - RATIO_TIE)]
+        pick = min(tied, key=lambda t: (t.ns_per_byte, order[t.label]))
+        how = "the best ratio within the budget" if pick.ratio >= top else "within 1 % of the best ratio, cheaper"
+    else:
+        pick = min(compressing, key=lambda t: (t.ns_per_byte, order[t.label]))
+        how = "none within the budget: the cheapest that compresses"
+    return Choice(
+        pick.label,
+        pick.ratio,
+        pick.ns_per_byte,
+        budget_ns,
+        f"{pick.label} {pick.ratio:.2f}x at {pick.ns_per_byte:.2f} ns/B: {how} ({budget_note})",
+        tuple(trials),
+    )
+
+
+def drifted(expected_ratio: float, seen_ratio: float, factor: float = 1.5) -> bool:
+    """Has the chosen codec's ratio on a whole file moved far from what the sample promised?"""
+    if expected_ratio <= 0 or seen_ratio <= 0:
+        return False
+    return max(expected_ratio / seen_ratio, seen_ratio / expected_ratio) > factor

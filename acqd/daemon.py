@@ -28,7 +28,7 @@ from acqd.events import EventPublisher
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
 from acqd.journal import GroupCommitExecutor, Journal, journal_path, record_tiers
 from acqd.journal import summary as summary  # re-exported
-from acqd.layouts import build_layout
+from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats
 from acqd.memory import tune_allocator
 from acqd.metrics import Exporter, Metrics
@@ -74,13 +74,19 @@ def make_placer(
     base = watch.placement
     cache: dict[tuple[str, str, str], Layout] = {}
 
-    def layout(name: str, codec: dict[str, Any] | None, compress: str) -> Layout:
-        key = (name, json.dumps(codec, sort_keys=True), compress)
+    def layout(
+        name: str,
+        codec: dict[str, Any] | None,
+        compress: str,
+        candidates: tuple[str | dict[str, Any], ...] | None = None,
+        budget: float | None = None,
+    ) -> Layout:
+        key = (name, json.dumps([codec, candidates, budget], sort_keys=True), compress)
         if key not in cache:
             if name == "copy":
                 cache[key] = build_layout("copy", compress, base.zstd_level, config.limits.chunk_bytes)
             else:
-                cache[key] = frame_layout(profile, name, codec) or build_layout(
+                cache[key] = frame_layout(profile, name, codec, candidates, budget) or build_layout(
                     "copy", compress, base.zstd_level, config.limits.chunk_bytes
                 )
         return cache[key]
@@ -95,7 +101,9 @@ def make_placer(
         if profile.is_frames(rel.rpartition("/")[2]):
             name = (p.layout if p is not None and p.layout else None) or base.layout
             codec = (p.codec if p is not None and p.codec else None) or base.codec
-            return Placed(tier, layout(name, codec, compress), release)
+            candidates = p.codec_candidates if p is not None else None
+            budget = p.codec_budget if p is not None else None
+            return Placed(tier, layout(name, codec, compress, candidates, budget), release)
         return Placed(tier, layout("copy", None, compress), release)
 
     return placer
@@ -131,14 +139,23 @@ def build_roots(
     return roots
 
 
-def frame_layout(profile: DetectorProfile, layout: str, codec: dict[str, Any] | None) -> Layout | None:
-    """The layout of a profile's frame files (None: they are copied)."""
+def frame_layout(
+    profile: DetectorProfile,
+    layout: str,
+    codec: dict[str, Any] | None,
+    candidates: tuple[str | dict[str, Any], ...] | None = None,
+    budget_ns: float | None = None,
+) -> Layout | None:
+    """The layout of a profile's frame files (None: they are copied), choosing its codec per session
+    from the profile's (or the policy's) candidates within the CPU budget."""
     if profile.reader not in reader_names():
         raise ConfigError(f"detector {profile.name}: no reader {profile.reader!r} (known: {', '.join(reader_names())})")
     name = profile.layout if layout == "profile" else layout
     if profile.reader == "bytes" or name == "copy":
         return None
     try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        tried, budget, why = profile.codec_choice(name, codec, candidates, budget_ns, cores)
         return build_layout(
             name,
             codec=codec if codec is not None else profile.codec,
@@ -146,6 +163,8 @@ def frame_layout(profile: DetectorProfile, layout: str, codec: dict[str, Any] | 
             expect=Expect(modes=tuple(Mode(*m) for m in profile.expect.mode_list())),
             options=profile.reader_options(),
             shard_bytes=profile.shard_bytes,
+            choose=ChoosePolicy(tried, budget, why),
+            never_larger=profile.never_larger,
         )
     except ValueError as exc:
         raise ConfigError(f"detector {profile.name}: {exc}") from None

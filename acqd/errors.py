@@ -36,6 +36,11 @@ class SourceReadError(AcqdError):
     """The source cannot be read (permission, I/O error). Retried; quarantined if it persists."""
 
 
+class StoredLargerError(AcqdError):
+    """A frame layout's copy came out larger than its source (incompressible data). Nothing was
+    published: the file is planned again and stored byte-exact (the copy layout) instead."""
+
+
 class VerifyError(AcqdError):
     """What was read back from the destination does not equal what was read from the source."""
 

@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS clock_acks(
     applied REAL
 );
 CREATE INDEX IF NOT EXISTS audit_notes ON audit(file_id) WHERE action = 'profile-mismatch';
+CREATE INDEX IF NOT EXISTS audit_codec ON audit(file_id) WHERE action = 'codec-choice';
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
@@ -740,6 +741,15 @@ class Journal:
         q = (
             "SELECT a.file_id, a.detail FROM audit a INDEXED BY audit_notes JOIN files f ON f.id = a.file_id"
             " WHERE a.action = 'profile-mismatch' AND f.root = ? AND f.session = ? ORDER BY a.id"
+        )
+        return {fid: json.loads(d).get("reason", "") for fid, d in self._db.execute(q, (root, session))}
+
+    def codec_notes(self, root: str, session: str) -> dict[int, str]:
+        """Per file of a session, why its codec (or a byte-exact copy) was chosen: the latest
+        'codec-choice' audit entry, for the session's manifest."""
+        q = (
+            "SELECT a.file_id, a.detail FROM audit a INDEXED BY audit_codec JOIN files f ON f.id = a.file_id"
+            " WHERE a.action = 'codec-choice' AND f.root = ? AND f.session = ? ORDER BY a.id"
         )
         return {fid: json.loads(d).get("reason", "") for fid, d in self._db.execute(q, (root, session))}
 

@@ -121,7 +121,7 @@ class Repeats:
             return len(self._seen)
 
 
-_WITH_REASON = ("quarantined", "vanished", "retry", "held", "copy_lost", "profile-mismatch")
+_WITH_REASON = ("quarantined", "vanished", "retry", "held", "copy_lost", "profile-mismatch", "codec-choice")
 
 
 class LogReporter:
@@ -168,6 +168,7 @@ class LogReporter:
             "held",
             "copy_lost",
             "profile-mismatch",
+            "codec-choice",
         ) or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         else:

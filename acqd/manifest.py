@@ -29,6 +29,7 @@ class ManifestEntry:
     state: str
     detector: str
     profile_mismatch: str | None = None  # a valid file its detector profile did not expect (stored as is)
+    codec_why: str | None = None  # why its codec was chosen (measured per session), or why byte-exact
 
 
 def iso(ts: float | None) -> str | None:
@@ -60,6 +61,7 @@ def build(instrument: str, session: str, watch_root: str, entries: Iterable[Mani
             "state": e.state,
             "detector": e.detector,
             **({"profile_mismatch": e.profile_mismatch} if e.profile_mismatch else {}),
+            **({"codec_why": e.codec_why} if e.codec_why else {}),
         }
         for e in entries
     ]

@@ -48,6 +48,7 @@ class Metrics:
     ) -> None:
         self.registry = registry
         self.instrument = instrument
+        self._codec_seen: dict[tuple[str, str, str], Any] = {}
         r, i = registry, ("instrument",)
         self.files = Counter("acqd_files", "Files reaching each outcome", (*i, "detector", "outcome"), registry=r)
         self.file_bytes = Counter(
@@ -122,6 +123,24 @@ class Metrics:
             i,
             registry=r,
         )
+        self.codec_choice = Gauge(
+            "acqd_codec_choice",
+            "1 for the codec a detector's latest session chose from measurement ('copy': byte-exact)",
+            (*i, "detector", "codec"),
+            registry=r,
+        )
+        self.codec_ratio = Gauge(
+            "acqd_codec_ratio",
+            "Ratio of the chosen codec on the sample frames it was chosen on",
+            (*i, "detector"),
+            registry=r,
+        )
+        self.codec_choices = Counter(
+            "acqd_codec_choices",
+            "Codec choices made, by cause (start: a session began; character: dtype/shape changed; drift)",
+            (*i, "detector", "cause"),
+            registry=r,
+        )
         self.build = Info("acqd_build", "acqd version", (*i,), registry=r)
         self.build.labels(instrument).info({"version": __version__, "python": platform.python_version()})
         # every series that alerts compare against exists from the start (at 0)
@@ -179,6 +198,16 @@ class Metrics:
                 self.retention_bytes.labels(inst).inc(o.source_bytes)
             elif o.kind in ("retention.clock_suspended", "retention.clock_lifted"):
                 self.clock_suspended.labels(inst).set(1 if o.kind == "retention.clock_suspended" else 0)
+            return
+        if o.kind == "codec-choice":
+            for (_, det, codec), g in list(self._codec_seen.items()):
+                if det == o.detector and codec != o.codec:
+                    g.set(0)
+            g = self.codec_choice.labels(inst, o.detector, o.codec)
+            self._codec_seen[(inst, o.detector, o.codec)] = g
+            g.set(1)
+            self.codec_ratio.labels(inst, o.detector).set(o.source_bytes / max(1, o.stored_bytes))
+            self.codec_choices.labels(inst, o.detector, o.stage or "start").inc()
             return
         if o.kind not in OUTCOMES:
             return

@@ -37,10 +37,12 @@ from acqd.errors import (
     PermanentError,
     SourceChangedError,
     SourceReadError,
+    StoredLargerError,
     TransientError,
     VerifyError,
 )
 from acqd.journal import FileRow, Journal, Observation
+from acqd.layouts import FilePlan, FrameLayout, layout_of_copy
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path
@@ -62,6 +64,7 @@ T = TypeVar("T")
 SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of a session manifest (at least)
 PROFILE_MISMATCH = "profile-mismatch"  # a valid file its detector profile did not expect: stored, flagged
+CODEC_CHOICE = "codec-choice"  # a session's codec chosen from measurement (metrics, log); per file: audit, manifest
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 ROOT_POLL = 1.0  # seconds between looks at a watch root that is missing (a late or lost mount)
 JOURNAL_RETRY = 5.0  # seconds before a file whose journal write failed (state disk full) is tried again
@@ -305,7 +308,7 @@ class Pipeline:
             session=row.session,
             detector=row.detector,
             version=row.version,
-            source_bytes=row.identity.size,
+            source_bytes=fields.pop("source_bytes", row.identity.size),
             **fields,
         )
         try:
@@ -812,6 +815,40 @@ class Pipeline:
     def _base(self, ctx: RootCtx) -> str:
         return f"{self.instrument}/{ctx.watch.prefix}" if ctx.watch.prefix else self.instrument
 
+    async def _plan(self, c: Candidate, row: FileRow, layout: Layout) -> Layout:
+        """A frame layout decides each file's codec, or a byte-exact copy, before the file's name
+        (which depends on it) is chosen; the session's choice is kept in the journal."""
+        if not isinstance(layout, FrameLayout):
+            return layout
+        key = layout.choice_key(c.ctx.root, row.session)
+        recorded = await self._j(self.journal.get_meta, key) if key is not None else None
+        plan = await self._io(self._planned, c, layout, key, recorded)
+        d = plan.decision
+        if d is not None and d.record is not None and key is not None:
+            await self._j(self.journal.set_meta, key, d.record)
+        if d is not None and d.measured:
+            choice = d.entry.choice
+            best = next((t for t in choice.trials if t.label == choice.label), None)
+            cause = d.entry.cause.split(" ")[0]
+            self._emit(
+                CODEC_CHOICE,
+                row,
+                codec=choice.shown,
+                layout=layout.name,
+                reason=f"{d.character}, {d.entry.cause}: {choice.why}",
+                stage={"session": "start", "new": "character"}.get(cause, "drift"),
+                source_bytes=best.source_bytes if best else 1,  # the sample: the gauge shows its ratio
+                stored_bytes=best.stored_bytes if best else 1,
+            )
+        return plan.layout
+
+    def _planned(self, c: Candidate, layout: FrameLayout, key: str | None, recorded: str | None) -> FilePlan:
+        src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
+        try:
+            return layout.plan(src, c.stable.size, key, recorded)
+        finally:
+            src.close()
+
     def _write(self, c: Candidate, layout: Layout, tier: Tier, dest: str) -> WriteResult:
         src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
         try:
@@ -843,10 +880,11 @@ class Pipeline:
             row = await self._j(self.journal.mark_complete, c.row.id, c.stable, c.reason)
             if c.row.state is not State.COMPLETE:
                 self._emit("complete", row, reason=c.reason)
-            dest = self._dest(ctx, row)
-            check_name(dest)
             placed = ctx.placed(row.relpath)
-            layout, tier = placed.layout, placed.tier
+            layout, tier = await self._plan(c, row, placed.layout), placed.tier
+            # named after the plan: a file stored byte-exact (incompressible) has the copy layout's name
+            dest = stored_name(self._base(ctx), row.relpath, row.version, layout.suffix)
+            check_name(dest)
             if self.guard is not None:
                 await self._io(self.guard, tier)
             owner = await self._j(self.journal.copy_owner, tier.name, dest)
@@ -874,8 +912,16 @@ class Pipeline:
             row = await self._j(self.journal.record_verified, row.id, tier.name, dest)
             if res.mismatch:  # valid, stored faithfully, and not what the profile says the detector writes
                 await self._j(self.journal.audit, row.id, PROFILE_MISMATCH, reason=res.mismatch)
+            if res.codec_why:  # why this codec (or byte-exact): the session manifest says it per file
+                await self._j(self.journal.audit, row.id, CODEC_CHOICE, reason=res.codec_why)
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
+            return
+        except StoredLargerError as exc:  # nothing published: planned again, byte-exact this time
+            log.info("%r is stored byte-exact: %s", c.rel, exc)
+            self.in_flight.pop(c.key, None)
+            fresh = await self._j(self.journal.get, c.row.id)
+            self._schedule(replace(c, row=fresh, check_at=self.mono(), settled=True, reason="stored byte-exact"))
             return
         except ClaimError as exc:
             self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
@@ -1084,7 +1130,8 @@ class Pipeline:
             return CopyCheck(f"no verified copy on tier {placed.tier.name} (kept)"), None
         if full is None:
             full = self.limits.release_verify == "full"
-        res = await self._io(check_copy, placed.tier, placed.layout, cp, full, just_verified)
+        layout = layout_of_copy(placed.layout, cp.layout)  # a frame layout's byte-exact fallback, too
+        res = await self._io(check_copy, placed.tier, layout, cp, full, just_verified)
         if res.pin is not None:
             await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)
         return res, cp.id
@@ -1203,6 +1250,7 @@ class Pipeline:
             try:
                 pairs = await self._j(self.journal.session_files, ctx.root, session)
                 notes = await self._j(self.journal.mismatch_notes, ctx.root, session)
+                whys = await self._j(self.journal.codec_notes, ctx.root, session)
             except JournalError as exc:
                 self.repeats.error(
                     "journal", str(exc), "manifest of session %r not written (retried): %s", session, exc
@@ -1215,6 +1263,7 @@ class Pipeline:
                 session: str = session,
                 root: str = ctx.root,
                 notes: dict[int, str] = notes,
+                whys: dict[int, str] = whys,
             ) -> bytes:
                 entries = [
                     ManifestEntry(
@@ -1232,6 +1281,7 @@ class Pipeline:
                         state=f.state.value,
                         detector=f.detector,
                         profile_mismatch=notes.get(f.id),
+                        codec_why=whys.get(f.id),
                     )
                     for f, cp in pairs
                 ]

@@ -11,7 +11,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from acqd.codec import frame_codec
+from acqd.codec import (
+    DEFAULT_CANDIDATES,
+    LAYOUT_CODECS,
+    FrameCodec,
+    codec_from,
+    codec_label,
+    cpu_budget,
+    fits_layout,
+    frame_codec,
+)
 from acqd.errors import ConfigError
 from acqd.shipped import ETC, shipped
 from acqd.units import Duration, OwnerPattern, Size, owner_from
@@ -124,6 +133,50 @@ class DetectorProfile(BaseModel):
     peak_rate: Size | None = Field(
         None, description="bytes per second the camera writes at most (what `acqd bench` sizes a PC for)"
     )
+    codec_candidates: tuple[str | dict[str, Any], ...] | None = Field(
+        None,
+        description="codecs tried on a session's sample frames besides `codec` (labels such as "
+        "blosc-lz4-1-shuffle, or specs); default: a small set per layout; []: always `codec`",
+    )
+    never_larger: bool = Field(
+        True,
+        description="a file whose frame-layout copy would be larger than the source (incompressible) is "
+        "stored byte-exact by the copy layout; false: kept in the frame layout all the same",
+    )
+    codec_budget: float | None = Field(
+        None, gt=0, description="CPU nanoseconds per source byte a codec may spend; default: from peak_rate and cores"
+    )
+
+    @field_validator("codec_candidates")
+    @classmethod
+    def _candidates(cls, v: tuple[str | dict[str, Any], ...] | None) -> tuple[str | dict[str, Any], ...] | None:
+        for c in v or ():
+            codec_from(c)
+        return v
+
+    def codec_choice(
+        self,
+        layout: str,
+        codec: dict[str, Any] | None = None,
+        candidates: tuple[str | dict[str, Any], ...] | None = None,
+        budget_ns: float | None = None,
+        cores: int = 1,
+    ) -> tuple[tuple[FrameCodec, ...], float, str]:
+        """What a frame layout chooses from (the fixed codec first) and its CPU budget, with where the
+        budget comes from. `codec`/`candidates`/`budget_ns` from a policy or placement win over the
+        profile's; an explicit `codec` with no candidates is fixed (nothing to choose)."""
+        spec = codec if codec is not None else self.codec if self.codec is not None else LAYOUT_CODECS.get(layout)
+        first = frame_codec(spec)
+        if candidates is None:
+            candidates = () if codec is not None else self.codec_candidates
+        if candidates is None:
+            candidates = DEFAULT_CANDIDATES.get(layout, ())
+        out = [first]
+        for c in map(codec_from, candidates):
+            if fits_layout(c, layout) and codec_label(c) not in {codec_label(o) for o in out}:
+                out.append(c)
+        budget, why = cpu_budget(budget_ns if budget_ns is not None else self.codec_budget, self.peak_rate, cores)
+        return tuple(out), budget, why
 
     @field_validator("reader")
     @classmethod

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from acqd.codec import FrameCodec, frame_codec
+from acqd.codec import Choice, FrameCodec, choose_codec, codec_label, parse_label
 from acqd.readers.base import Expect
 
 #: bytes per second on the wire for the usual link names (payload, before protocol overhead)
@@ -53,28 +53,7 @@ def parse_link(text: str) -> float:
 
 def parse_codec(text: str) -> FrameCodec:
     """'blosc-lz4-1' (shuffle: bitshuffle), 'blosc-zstd-3-shuffle', 'zstd-3', 'deflate-1', 'lzw', 'none'."""
-    parts = text.strip().lower().split("-")
-    try:
-        if parts[0] == "blosc" and len(parts) in (3, 4):
-            spec: dict[str, Any] = {"id": "blosc", "cname": parts[1], "clevel": int(parts[2])}
-            if len(parts) == 4:
-                spec["shuffle"] = parts[3]
-            return frame_codec(spec)
-        if parts[0] in ("zstd", "deflate") and len(parts) == 2:
-            return frame_codec({"id": parts[0], "level": int(parts[1])})
-        if parts[0] in ("lzw", "none") and len(parts) == 1:
-            return frame_codec({"id": parts[0]})
-    except ValueError as exc:
-        raise ValueError(f"codec {text!r}: {exc}") from None
-    raise ValueError(f"not a codec: {text!r} (e.g. blosc-lz4-1, blosc-zstd-3-shuffle, zstd-3, deflate-1, lzw, none)")
-
-
-def codec_label(c: FrameCodec) -> str:
-    if c.id == "blosc":
-        return f"blosc-{c.cname}-{c.clevel}" + ("" if c.shuffle == "bitshuffle" else f"-{c.shuffle}")
-    if c.id in ("zstd", "deflate"):
-        return f"{c.id}-{c.level}"
-    return c.id
+    return parse_label(text)
 
 
 def coders(
@@ -217,3 +196,17 @@ def file_frames(path: Path, max_bytes: int = 1 << 30) -> np.ndarray:
         if total >= max_bytes:
             break
     return np.concatenate(stacks)
+
+
+def would_choose(
+    frames: np.ndarray, candidates: tuple[FrameCodec, ...], layout: str, budget_ns: float, budget_why: str
+) -> Choice:
+    """What a frame layout would choose for these frames: the daemon's own sample, measurement and
+    decision (acqd.layouts.choose, acqd.codec.choose_codec)."""
+    from acqd.layouts.choose import measure, sample
+    from acqd.readers.base import FrameSource
+
+    stack = np.ascontiguousarray(frames)
+    shape = (stack.shape[0], stack.shape[1], stack.shape[2])
+    src = FrameSource("bench", shape, stack.dtype, {}, lambda a, b: stack[a:b])
+    return choose_codec(measure(sample(src), candidates, layout), budget_ns, budget_why)

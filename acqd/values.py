@@ -75,6 +75,7 @@ class WriteResult:
     codec: str
     stages: tuple[tuple[str, float], ...] = ()  # seconds spent reading, encoding, writing
     mismatch: str | None = None  # how a valid file differs from its detector profile (stored all the same)
+    codec_why: str | None = None  # why this file's codec (or byte-exact copy) was chosen, for the manifest
 
 
 @dataclass(slots=True)

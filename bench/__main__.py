@@ -4,6 +4,8 @@ python -m bench compare   side by side: acqd vs a bare pipeline, rsync, cp, zstd
 python -m bench tiers     throughput of the file, S3 and SFTP tiers on loopback
 python -m bench torture   the long crash run (SIGKILLs) whose figures go in RELIABILITY.md
 python -m bench mutants   the mutation list: each safeguard removed in turn must make a test fail
+python -m bench codecs    every real file shipped with its profile: stored vs best candidate vs source
+python -m bench readme-tables   regenerate README.md's detector and measured-ratio tables (a fresh run)
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ COMMANDS = {
     "resources": "bench.resources",
     "report": "bench.report",
     "mutants": "bench.mutants",
+    "codecs": "bench.codecs",
+    "readme-tables": "bench.readme_tables",
 }
 
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from acqd.codec import FrameCodec, frame_codec, stream_codec
+from acqd.codec import LAYOUT_CODECS, FrameCodec, frame_codec, stream_codec
+from acqd.layouts.choose import ChoosePolicy
 from acqd.layouts.copy import CopyLayout
-from acqd.layouts.frames import Restored, TiffLayout, ZarrLayout, restore_verdict
+from acqd.layouts.frames import FilePlan, FrameLayout, Restored, TiffLayout, ZarrLayout, restore_verdict
 from acqd.ports import Layout
 from acqd.readers import Expect
 
-DEFAULT_CODECS: dict[str, dict[str, Any]] = {
-    "zarr": {"id": "blosc", "cname": "lz4", "clevel": 1, "shuffle": "bitshuffle"},
-    "tiff": {"id": "deflate", "level": 1},
-}
+DEFAULT_CODECS: dict[str, dict[str, Any]] = LAYOUT_CODECS
 
 
 def build_layout(
@@ -27,14 +25,35 @@ def build_layout(
     expect: Expect | None = None,
     options: dict[str, Any] | None = None,
     shard_bytes: int = 64 << 20,
+    choose: ChoosePolicy | None = None,
+    never_larger: bool = True,
 ) -> Layout:
     if name == "copy":
         return CopyLayout(stream_codec(compress, level), chunk)
     if name in ("zarr", "tiff"):
         fc: FrameCodec = frame_codec(codec if codec is not None else DEFAULT_CODECS[name])
         cls = ZarrLayout if name == "zarr" else TiffLayout
-        return cls(fc, reader, expect or Expect(), options or {}, shard_bytes)
+        return cls(fc, reader, expect or Expect(), options or {}, shard_bytes, choose, never_larger)
     raise ValueError(f"unknown layout {name!r}")
 
 
-__all__ = ["CopyLayout", "Restored", "TiffLayout", "ZarrLayout", "build_layout", "restore_verdict"]
+def layout_of_copy(layout: Layout, stored_with: str) -> Layout:
+    """The layout to read a copy stored with layout `stored_with` under a placement whose layout is
+    `layout`: a frame layout's byte-exact fallback (incompressible files) is its copy layout."""
+    if isinstance(layout, FrameLayout):
+        return layout.for_copy(stored_with)
+    return layout
+
+
+__all__ = [
+    "ChoosePolicy",
+    "CopyLayout",
+    "FilePlan",
+    "FrameLayout",
+    "Restored",
+    "TiffLayout",
+    "ZarrLayout",
+    "build_layout",
+    "layout_of_copy",
+    "restore_verdict",
+]

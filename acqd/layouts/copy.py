@@ -17,9 +17,10 @@ from acqd.values import WriteResult
 class CopyLayout:
     name = "copy"
 
-    def __init__(self, codec: StreamCodec, chunk: int) -> None:
+    def __init__(self, codec: StreamCodec, chunk: int, why: str | None = None) -> None:
         self.codec = codec
         self.chunk = chunk
+        self.why = why  # a frame layout's fallback: why this file is stored byte-exact
 
     @property
     def suffix(self) -> str:
@@ -60,11 +61,11 @@ class CopyLayout:
         try:
             stored = tier.write_atomic(dest, blocks())
         except NameTakenError as exc:  # the caller verifies what is in the way against this result
-            exc.result = WriteResult(hasher.hexdigest(), nread, 0, self.codec.spec)
+            exc.result = WriteResult(hasher.hexdigest(), nread, 0, self.codec.spec, codec_why=self.why)
             raise
         total = clock() - start
         stages = (("read", t_read), ("encode", t_encode), ("write", max(0.0, total - t_read - t_encode)))
-        return WriteResult(hasher.hexdigest(), nread, stored, self.codec.spec, stages)
+        return WriteResult(hasher.hexdigest(), nread, stored, self.codec.spec, stages, codec_why=self.why)
 
     def _decoded(self, tier: TierPort, dest: str) -> tuple[str, int]:
         hasher = Hasher()

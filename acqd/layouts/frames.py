@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
+import dataclasses
 import json
 import struct
 import tempfile
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from acqd.checksum import Hasher
-from acqd.codec import FrameCodec
+from acqd.codec import FrameCodec, codec_label, parse_label, stream_codec
 from acqd.crash import crash_point
-from acqd.errors import NameTakenError, SourceReadError, VerifyError
+from acqd.errors import NameTakenError, SourceReadError, StoredLargerError, VerifyError
+from acqd.layouts.choose import ChoosePolicy, Chooser, Decision
+from acqd.layouts.copy import CopyLayout
 from acqd.layouts.tiffwrite import (
     ENCODABLE,
     Tag,
@@ -33,7 +39,7 @@ from acqd.layouts.tiffwrite import (
     make_tag,
     rational,
 )
-from acqd.ports import TierPort
+from acqd.ports import Layout, TierPort
 from acqd.readers import Expect, FrameSource, open_frames
 from acqd.readers.base import UM_PER_UNIT
 from acqd.values import WriteResult
@@ -74,6 +80,23 @@ def _header_is_big(src: FrameSource) -> bool:
     return len(json.dumps(src.header, separators=(",", ":"))) > HEADER_INLINE
 
 
+GREW_MAX = 4096  # files remembered as larger in a frame layout (until they are planned again)
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """How one file is stored: the layout (with its codec, or byte-exact) and the session's decision
+    behind it (None: no choice made for it, e.g. a fixed codec)."""
+
+    layout: Layout
+    decision: Decision | None
+
+
+def _identity(source: Any, size: int) -> tuple[Any, ...]:
+    expected = getattr(source, "expected", None)
+    return (getattr(source, "path", None), size, getattr(expected, "mtime_ns", None), getattr(expected, "inode", None))
+
+
 def canonical(block: np.ndarray) -> np.ndarray:
     """The bytes the pixel checksum is taken over: C order, little-endian."""
     le = block.dtype.newbyteorder("<")
@@ -87,13 +110,68 @@ class FrameLayout:
     suffix = ""
 
     def __init__(
-        self, codec: FrameCodec, reader: str, expect: Expect, options: dict[str, Any], shard_bytes: int = 64 << 20
+        self,
+        codec: FrameCodec,
+        reader: str,
+        expect: Expect,
+        options: dict[str, Any],
+        shard_bytes: int = 64 << 20,
+        choose: ChoosePolicy | None = None,
+        never_larger: bool = True,
     ) -> None:
         self.codec = codec
         self.reader = reader
         self.expect = expect
         self.options = options
         self.shard_bytes = shard_bytes
+        self.never_larger = never_larger  # a copy larger than its source: stored byte-exact instead
+        if choose is not None:
+            choose = dataclasses.replace(choose, allow_copy=never_larger)
+        self.chooser = Chooser(choose, self.name) if choose is not None and len(choose.candidates) > 1 else None
+        self.fallback = CopyLayout(stream_codec("none"), 8 << 20)  # byte-exact: never larger than the source
+        self._grew: OrderedDict[tuple[Any, ...], str] = OrderedDict()  # files whose copy came out larger
+        self._why: str | None = None  # a file's plan: why its codec
+        self._observe: tuple[str, str] | None = None  # a file's plan: (session key, character) to report to
+
+    # -- the codec of each file (acqd.layouts.choose), decided before its name is -------------------
+    def choice_key(self, root: str, session: str) -> str | None:
+        """The journal key under which a session's codec choice is kept (None: a fixed codec)."""
+        return self.chooser.key(root, session) if self.chooser is not None else None
+
+    def plan(self, source: Any, size: int, key: str | None, recorded: str | None) -> FilePlan:
+        """How this file is stored: this layout with the session's codec for its data character
+        (measured on its sample frames when the session starts or its data changes), or byte-exact
+        (the copy layout) when nothing makes it smaller. Decided before the name, which depends on it."""
+        grew = self._grew.get(_identity(source, size))
+        if grew is not None:
+            return FilePlan(CopyLayout(self.fallback.codec, self.fallback.chunk, grew), None)
+        if self.chooser is None or key is None:
+            return FilePlan(self, None)
+        src = self._open(source, size)
+        name = str(getattr(source, "path", "") or "").rpartition("/")[2]
+        d = self.chooser.decide(key, recorded, src, name)
+        e = d.entry
+        if d.measured:
+            why = f"{e.cause}: {e.choice.why}"
+        elif e.choice.label is None:
+            why = f"stored byte-exact: this session's {d.character} frames are incompressible (measured on {e.origin})"
+        else:
+            why = (
+                f"{e.choice.label}: the session's choice for {d.character} frames, {e.choice.ratio:.2f}x on the "
+                f"sample of {e.origin} at {e.choice.ns_per_byte:.2f} ns/B (budget {e.choice.budget_ns:.2f} ns/B)"
+            )
+        if e.choice.label is None:
+            return FilePlan(CopyLayout(self.fallback.codec, self.fallback.chunk, why), d)
+        mine = copy.copy(self)
+        by_label = {codec_label(c): c for c in self.chooser.policy.candidates}
+        mine.codec = by_label.get(e.choice.label) or parse_label(e.choice.label)
+        mine._why = why
+        mine._observe = (key, d.character)
+        return FilePlan(mine, d)
+
+    def for_copy(self, layout: str) -> Layout:
+        """The layout a stored copy was written with: this one, or its byte-exact fallback."""
+        return self.fallback if layout == self.fallback.name and layout != self.name else self
 
     def frames_per_block(self, src: FrameSource) -> int:
         return max(1, min(src.shape[0], self.shard_bytes // max(1, src.frame_bytes)))
@@ -145,16 +223,47 @@ class FrameLayout:
         timing = {"read": 0.0, "encode": 0.0, "write": 0.0}
         t0 = time.perf_counter()
         try:
-            stored = self._write(src, hasher, timing, tier, dest, source)
+            stored = self._write(src, hasher, timing, tier, dest, source, size)
         except NameTakenError as exc:  # the caller verifies what is in the way against this result
-            exc.result = WriteResult(hasher.hexdigest(), size, 0, self.codec.spec, mismatch=src.mismatch)
+            exc.result = WriteResult(
+                hasher.hexdigest(), size, 0, self.codec.spec, mismatch=src.mismatch, codec_why=self._why
+            )
+            raise
+        except StoredLargerError as exc:  # nothing published: the next plan of this file says copy
+            self._grew[_identity(source, size)] = f"stored byte-exact: {exc}"
+            while len(self._grew) > GREW_MAX:
+                self._grew.popitem(last=False)
+            if self.chooser is not None and self._observe is not None:
+                self.chooser.observe(*self._observe, 0.0)
             raise
         total = time.perf_counter() - t0
         timing["write"] = max(0.0, total - timing["read"] - timing["encode"])
-        return WriteResult(hasher.hexdigest(), size, stored, self.codec.spec, tuple(timing.items()), src.mismatch)
+        if self.chooser is not None and self._observe is not None and stored:
+            self.chooser.observe(*self._observe, size / stored)
+        return WriteResult(
+            hasher.hexdigest(), size, stored, self.codec.spec, tuple(timing.items()), src.mismatch, self._why
+        )
+
+    def verify(self, tier: TierPort, dest: str, expected: WriteResult) -> None:
+        raise NotImplementedError
+
+    def restore(self, tier: TierPort, dest: str, out: BinaryIO) -> str:
+        raise NotImplementedError
+
+    def _larger(self, stored: int, size: int) -> StoredLargerError:
+        return StoredLargerError(
+            f"the {self.name} copy with {codec_label(self.codec)} came to {stored} bytes, more than the source's {size}"
+        )
 
     def _write(
-        self, src: FrameSource, hasher: Hasher, timing: dict[str, float], tier: TierPort, dest: str, source: Any
+        self,
+        src: FrameSource,
+        hasher: Hasher,
+        timing: dict[str, float],
+        tier: TierPort,
+        dest: str,
+        source: Any,
+        size: int,
     ) -> int:
         raise NotImplementedError
 
@@ -431,7 +540,14 @@ class ZarrLayout(FrameLayout):
     suffix = ".zarr"
 
     def _write(
-        self, src: FrameSource, hasher: Hasher, timing: dict[str, float], tier: TierPort, dest: str, source: Any
+        self,
+        src: FrameSource,
+        hasher: Hasher,
+        timing: dict[str, float],
+        tier: TierPort,
+        dest: str,
+        source: Any,
+        size: int,
     ) -> int:
         k = self.frames_per_block(src)
         tmp = tier.temp_tree(dest)
@@ -441,6 +557,8 @@ class ZarrLayout(FrameLayout):
             crash_point("after_encode")
             source.check()  # the source is unchanged: only now may the copy get its final name
             stored = tier.tree_size(tmp)
+            if stored > size and self.never_larger:  # never stored larger than the source: byte-exact instead
+                raise self._larger(stored, size)
             tier.commit_tree(dest)
         except BaseException:
             tier.remove_temp(dest)
@@ -591,7 +709,14 @@ class TiffLayout(FrameLayout):
     suffix = ".tif"
 
     def _write(
-        self, src: FrameSource, hasher: Hasher, timing: dict[str, float], tier: TierPort, dest: str, source: Any
+        self,
+        src: FrameSource,
+        hasher: Hasher,
+        timing: dict[str, float],
+        tier: TierPort,
+        dest: str,
+        source: Any,
+        size: int,
     ) -> int:
         compression, level = self.codec.tiff_compression()
         scheme = TIFF_SCHEMES[compression]
@@ -629,6 +754,9 @@ class TiffLayout(FrameLayout):
             spool.flush()
             crash_point("after_encode")
             source.check()
+            stored = spool.seek(0, 2)
+            if stored > size and self.never_larger:  # never stored larger than the source: byte-exact instead
+                raise self._larger(stored, size)
             spool.seek(0)
 
             def chunks() -> Iterator[bytes]:

@@ -105,6 +105,21 @@ def default_rows_per_strip(shape: tuple[int, int], itemsize: int, compression: i
     return max(1, min(shape[0], 262144 // max(1, shape[1] * itemsize)))
 
 
+def encode_strip(strip: np.ndarray, compression: int, predictor: int, level: int | None, byteorder: str = "<") -> bytes:
+    """One strip's bytes as they sit in the file (also what the codec choice measures)."""
+    import tifffile
+
+    data = strip
+    if predictor == 2:
+        data = tifffile.TIFF.PREDICTORS[2](np.ascontiguousarray(strip), axis=-1)
+    data = np.ascontiguousarray(data, dtype=strip.dtype.newbyteorder(byteorder))  # type: ignore[arg-type]
+    if compression == 1:
+        return data.tobytes()
+    encode = tifffile.TIFF.COMPRESSORS[compression]
+    out = encode(data, level=level) if level is not None else encode(data)
+    return bytes(out)
+
+
 class TiffPageWriter:
     """Writes pages one after another to a seekable binary file (classic TIFF or BigTIFF)."""
 
@@ -134,17 +149,7 @@ class TiffPageWriter:
             self._pool = None
 
     def _encode(self, strip: np.ndarray, compression: int, predictor: int, level: int | None) -> bytes:
-        import tifffile
-
-        data = strip
-        if predictor == 2:
-            data = tifffile.TIFF.PREDICTORS[2](np.ascontiguousarray(strip), axis=-1)
-        data = np.ascontiguousarray(data, dtype=strip.dtype.newbyteorder(self.bo))
-        if compression == 1:
-            return data.tobytes()
-        encode = tifffile.TIFF.COMPRESSORS[compression]
-        out = encode(data, level=level) if level is not None else encode(data)
-        return bytes(out)
+        return encode_strip(strip, compression, predictor, level, self.bo)
 
     def write_page(
         self,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from acqd.codec import frame_codec
+from acqd.codec import codec_from, frame_codec
 from acqd.units import Duration, OwnerPattern, Size, owner_from
 from acqd.yamlfile import load_model
 
@@ -56,6 +56,10 @@ class RulePlacement(Strict):
     tier: str | None = None
     layout: Literal["profile", "copy", "zarr", "tiff"] | None = None
     codec: dict[str, Any] | None = None
+    codec_candidates: tuple[str | dict[str, Any], ...] | None = Field(
+        None, description="codecs tried per session besides `codec` (see the detector profile's); []: fixed"
+    )
+    codec_budget: float | None = Field(None, gt=0, description="CPU nanoseconds per source byte a codec may spend")
     compress: Literal["none", "zstd"] | None = None
     release_local: Literal["never", "after_verify"] | None = None
 
@@ -135,6 +139,8 @@ class Spec(Strict):
                 raise ValueError(f"rule {r.name}: placement on unknown tier {r.placement.tier!r}")
             if r.placement is not None and r.placement.codec is not None:
                 frame_codec(r.placement.codec)
+            for c in (r.placement.codec_candidates or ()) if r.placement is not None else ():
+                codec_from(c)
             for t in r.transitions:
                 if t.tier not in self.tiers:
                     raise ValueError(f"rule {r.name}: transition to unknown tier {t.tier!r}")
