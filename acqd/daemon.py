@@ -785,8 +785,10 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
     for name, tier in tiers.items():
         try:
             there = claims.read_claim(tier, config.instrument)
-        except AcqdError as exc:
-            problems.append(f"tier {name}: cannot read the claim: {exc}")
+        except ClaimError as exc:
+            problems.append(f"tier {name}: {exc}")
+            continue
+        except AcqdError:  # the tier cannot be looked at now: `run` claims it before its first write
             continue
         if there is None:
             continue

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from acqd import __version__
-from acqd.storage import TEMP_SUFFIX
+from acqd.naming import TEMP_PREFIX
 from tests.conftest import Background, run_acqd, wait_for, write_config
 
 
@@ -119,7 +119,7 @@ def test_check_reports_a_missing_watch_folder_and_probes_each_tier(tmp_path: Pat
     assert "warning" in warning and f"{tmp_path}/not-yet does not exist" in warning
     assert f"tier central (file://{central}/scope): write, read back and delete: OK" in r.stdout
     assert "tier spare" in r.stdout
-    assert not list(central.rglob("*" + TEMP_SUFFIX))  # the probe cleaned up after itself
+    assert not list(central.rglob(TEMP_PREFIX + "*"))  # the probe cleaned up after itself
     assert [p.name for p in central.rglob("*")] == ["scope"]
     r = run_acqd("check", "--config", str(cfg), "--strict")
     assert r.returncode == 1
@@ -132,7 +132,7 @@ def test_check_reports_a_missing_watch_folder_and_probes_each_tier(tmp_path: Pat
     assert r.returncode == 0, r.stderr
     [warning] = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert f"tier spare (file://{tmp_path}/blocked/scope): write probe failed" in warning
-    assert f": open file://{tmp_path}/blocked/scope/.acqd-check-" in warning  # the error names the full URL
+    assert f": open file://{tmp_path}/blocked/scope/.~acqd-tmp.acqd-check-" in warning  # the error names the full URL
     assert run_acqd("check", "--config", str(cfg), "--strict").returncode == 1
     assert run_acqd("check", "--config", str(cfg), "--no-probe", "--strict").returncode == 0
 
@@ -146,16 +146,16 @@ def test_the_probe_name_is_a_temporary_name(tmp_path: Path) -> None:
     tier = open_tier("t", f"file://{tmp_path}")
     original = tier.write_atomic
 
-    def spy(rel: str, chunks):  # type: ignore[no-untyped-def]
+    def spy(rel: str, chunks, **kw):  # type: ignore[no-untyped-def]
         seen.append(rel)
-        return original(rel, chunks)
+        return original(rel, chunks, **kw)
 
     tier.write_atomic = spy  # type: ignore[method-assign]
     tier.probe("scope")
     [rel] = seen
     head, _, base = rel.rpartition("/")
-    assert head == "scope" and base.startswith(".") and base.endswith(TEMP_SUFFIX)
-    assert rel == temp_name(f"scope/{base[1 : -len(TEMP_SUFFIX)]}")
+    assert head == "scope" and base.startswith(TEMP_PREFIX)
+    assert rel == temp_name(f"scope/{base[len(TEMP_PREFIX) :]}")
     assert list(tmp_path.rglob("*.*")) == []
 
 

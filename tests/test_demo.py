@@ -24,6 +24,6 @@ def test_the_demo_ships_and_verifies_every_file_and_quarantines_none(tmp_path: P
     assert {state for _, state, _, _ in rows} == {"released"}, rows  # verified, then freed locally
     assert [p for p in (base / "acquisition").rglob("*") if p.is_file()] == []
     central = base / "central" / "demo-scope"
-    assert len(list(central.glob("k3/*/*.mrc.tif"))) == CAMERAS[0][2].files
-    assert len(list(central.glob("lightsheet/*/*.tif.zarr"))) == CAMERAS[1][2].files
+    assert len(list(central.glob("k3/*/*.mrc~.tif"))) == CAMERAS[0][2].files
+    assert len(list(central.glob("lightsheet/*/*.tif~.zarr"))) == CAMERAS[1][2].files
     assert "files left on the acquisition disk: 0" in r.stdout

@@ -39,10 +39,10 @@ def test_verify_reports_every_bad_copy_and_restore_leaves_nothing_partial(tmp_pa
     r = run_acqd("run", "--config", str(cfg), "--once")
     assert r.returncode == 0 and "4 verified" in r.stdout, r.stderr
     base = central / "scope"
-    zarr0 = base / "stacks" / "session_000" / "stack_00000.tif.zarr"
-    zarr1 = base / "stacks" / "session_000" / "stack_00001.tif.zarr"
-    tif0 = base / "movies" / "session_000" / "movie_00000.mrc.tif"
-    tif1 = base / "movies" / "session_000" / "movie_00001.mrc.tif"
+    zarr0 = base / "stacks" / "session_000" / "stack_00000.tif~.zarr"
+    zarr1 = base / "stacks" / "session_000" / "stack_00001.tif~.zarr"
+    tif0 = base / "movies" / "session_000" / "movie_00000.mrc~.tif"
+    tif1 = base / "movies" / "session_000" / "movie_00001.mrc~.tif"
     assert all(p.exists() for p in (zarr0, zarr1, tif0, tif1))
     assert run_acqd("verify", "--config", str(cfg)).returncode == 0
 

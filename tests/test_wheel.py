@@ -60,13 +60,13 @@ def test_the_wheel_carries_profiles_policies_and_templates_and_ships_from_a_fres
               "--state-dir", "state", "--instrument", "scope", "--settle", "0.3s"], cwd=work)  # fmt: skip
     assert "2 verified" in r.stdout and "0 quarantined" in r.stdout, r.stdout
     stored = sorted(p.name for p in (work / "central" / "scope" / "session_000").glob("*.zarr"))
-    assert stored == ["stack_00000.tif.zarr", "stack_00001.tif.zarr"]  # OME-Zarr: the profile's layout
+    assert stored == ["stack_00000.tif~.zarr", "stack_00001.tif~.zarr"]  # OME-Zarr: the profile's layout
     r = _run([acqd, "verify", "--state-dir", "state"], cwd=work)
     assert "2 copies OK, 0 failed" in r.stdout
 
     # a shipped retention policy by name, and the shipped mail templates
     (work / "acqd.yaml").write_text(
-        f"instrument: scope\nstate_dir: {work}/state2\nwatch:\n  - path: {work}/acq\n    detector: gatan-k3\n"
+        f"instrument: scope2\nstate_dir: {work}/state2\nwatch:\n  - path: {work}/acq\n    detector: gatan-k3\n"
         f"tiers:\n  central: {{url: 'file://{work}/central'}}\n  capacity: {{url: 'file://{work}/capacity'}}\n"
         "policy: cryoem-facility\n"
     )

@@ -183,10 +183,10 @@ class Tier:
 
     def probe(self, under: str) -> None:
         """`acqd check`: write a small object below `under`, read it back and delete it. Its name is a
-        temporary name (hidden, `.acqd-tmp`), which no source file's stored copy ever has."""
+        temporary name (hidden, `.~acqd-tmp.`: acqd.naming), which no source file's stored copy ever has."""
         rel = temp_name(f"{under}/acqd-check-{os.getpid()}" if under else f"acqd-check-{os.getpid()}")
         data = b"acqd check probe " + os.urandom(16).hex().encode()
-        self.write_atomic(rel, [data])
+        self.write_atomic(rel, [data], replace=True)  # a reserved name: a killed check's leftover may be there
         try:
             f = self.open_read(rel)
             try:
