@@ -3,6 +3,7 @@
 python -m bench compare   side by side: acqd vs a bare pipeline, rsync, cp, zstd, acquire-zarr
 python -m bench tiers     throughput of the file, S3 and SFTP tiers on loopback
 python -m bench torture   the long crash run (SIGKILLs) whose figures go in RELIABILITY.md
+python -m bench smallfiles  5,000 small files: acqd run --once vs rsync -a + sync
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ COMMANDS = {
     "torture": "bench.torture",
     "resources": "bench.resources",
     "report": "bench.report",
+    "smallfiles": "bench.smallfiles",
 }
 
 
