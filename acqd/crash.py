@@ -13,6 +13,10 @@ the point is reached, ``after_rename:3`` at the third. The points, in the order 
 - ``after_verify``: the copy was read back and matched; "verified" is not written
 - ``before_release``: every release check passed and the release is journaled as begun; nothing unlinked
 - ``during_release``: the acquisition-disk file is unlinked; "released" is not written
+
+Small files shipped in a batch meet ``after_read``, ``after_encode``, ``after_temp_write`` (before
+its rename, every temporary of the batch durable) and ``after_rename`` once per file, and
+``before_journal_commit`` and ``after_verify`` once per batch.
 """
 
 from __future__ import annotations

@@ -348,6 +348,13 @@ class Journal:
         and does not affect the others), and commit once: one fsync for many changes. Returns
         (ok, result or exception) per call; if the commit itself fails, every call failed."""
         out: list[tuple[bool, Any]] = []
+        if self._grouped:  # called inside a group commit already: its transaction holds these too
+            for call in calls:
+                try:
+                    out.append((True, call()))
+                except BaseException as exc:
+                    out.append((False, exc))
+            return out
         self._db.execute("BEGIN IMMEDIATE")
         self._grouped = True
         try:
@@ -692,6 +699,18 @@ class Journal:
         """The journal row whose copy `dest` on `tier` is, if any."""
         r = self._db.execute("SELECT file_id FROM copies WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
         return int(r[0]) if r else None
+
+    def copy_owners(self, tier: str, dests: list[str]) -> dict[str, int]:
+        """The journal rows whose copies the `dests` on `tier` are (those that have one)."""
+        out: dict[str, int] = {}
+        for i in range(0, len(dests), 500):
+            part = dests[i : i + 500]
+            rows = self._db.execute(
+                f"SELECT dest, file_id FROM copies WHERE tier = ? AND dest IN ({','.join('?' * len(part))})",
+                (tier, *part),
+            )
+            out.update((d, int(f)) for d, f in rows)
+        return out
 
     def has_copies(self, tier: str) -> bool:
         return self._db.execute("SELECT 1 FROM copies WHERE tier = ? LIMIT 1", (tier,)).fetchone() is not None

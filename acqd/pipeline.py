@@ -43,6 +43,7 @@ from acqd.errors import (
 )
 from acqd.journal import FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, layout_of_copy
+from acqd.layouts.copy import CopyLayout
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path
@@ -69,6 +70,9 @@ INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash)
 ROOT_POLL = 1.0  # seconds between looks at a watch root that is missing (a late or lost mount)
 JOURNAL_RETRY = 5.0  # seconds before a file whose journal write failed (state disk full) is tried again
 RELEASE_RECHECK_MAX = 10.0  # seconds: a release held back (a writer, a tier not answering) is looked at again
+SMALL_FILE = 1 << 20  # files up to this size, copied to a local tier, ship in batches (_ship_batch)
+BATCH_FILES = 256  # at most this many files in one batch
+BATCH_BYTES = 16 << 20  # and at most this many source bytes
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,11 @@ class Pipeline:
         self.stats = RunStats(started=mono())
         self.budget = ByteBudget(limits.inflight_bytes)
         self.hints: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=10_000)
-        self.ready: asyncio.Queue[Candidate | None] = asyncio.Queue(maxsize=limits.concurrent_files * 2)
+        self.ready: asyncio.Queue[Candidate | list[Candidate] | None] = asyncio.Queue(
+            maxsize=limits.concurrent_files * 2
+        )
+        #: small files settled in this round of the tracker, by (tier, layout), not yet handed to a worker
+        self._forming: dict[tuple[int, int], list[Candidate]] = {}
         self._heap: list[tuple[float, int, tuple[int, str]]] = []
         self._seq = itertools.count()
         self.candidates: dict[tuple[int, str], Candidate] = {}
@@ -759,6 +767,7 @@ class Pipeline:
             for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
                 if self.candidates.get(c.key) is c:  # still the same candidate after the await
                     await self._settle_one(c, entry, fmt_ok, marker, now)
+            await self._flush_batches()
 
     async def _settle_one(self, c: Candidate, entry: Entry | None, fmt_ok: bool, marker: bool, now: float) -> None:
         if entry is not None and entry.kind is not Kind.FILE:
@@ -798,7 +807,34 @@ class Pipeline:
             return
         c.stable, c.reason = current, why
         self.in_flight[c.key] = c
-        await self.ready.put(c)
+        await self._dispatch(c)
+
+    def _batch_key(self, c: Candidate) -> tuple[int, int] | None:
+        """Which batch a settled file can join (None: it ships alone): small files copied to a local
+        tier, grouped by their tier and layout."""
+        if c.release_only or c.stable.size > SMALL_FILE:
+            return None
+        placed = c.ctx.placed(c.rel)
+        if not placed.tier.local or not isinstance(placed.layout, CopyLayout):
+            return None
+        return (id(placed.tier), id(placed.layout))
+
+    async def _dispatch(self, c: Candidate) -> None:
+        key = self._batch_key(c)
+        if key is None:
+            await self.ready.put(c)
+            return
+        batch = self._forming.setdefault(key, [])
+        batch.append(c)
+        if len(batch) >= BATCH_FILES or sum(x.stable.size for x in batch) >= BATCH_BYTES:
+            del self._forming[key]
+            await self.ready.put(batch)
+
+    async def _flush_batches(self) -> None:
+        """Hand the batches this round formed to the workers (a lone file takes the one-file path)."""
+        forming, self._forming = self._forming, {}
+        for batch in forming.values():
+            await self.ready.put(batch if len(batch) > 1 else batch[0])
 
     # -- ship ---------------------------------------------------------------------------------
     def _memory_for(self, c: Candidate, layout: Layout) -> int:
@@ -858,16 +894,20 @@ class Pipeline:
 
     async def _worker(self) -> None:
         while True:
-            c = await self.ready.get()
-            if c is None:
+            item = await self.ready.get()
+            if item is None:
                 return
             try:
-                await self._ship(c)
+                if isinstance(item, list):
+                    await self._ship_batch(item)
+                else:
+                    await self._ship(item)
             finally:
-                self.in_flight.pop(c.key, None)
-                if c.key in self._rehint:
-                    self._rehint.discard(c.key)
-                    self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
+                for c in item if isinstance(item, list) else [item]:
+                    self.in_flight.pop(c.key, None)
+                    if c.key in self._rehint:
+                        self._rehint.discard(c.key)
+                        self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
 
     async def _ship(self, c: Candidate) -> None:
         ctx = c.ctx
@@ -980,6 +1020,187 @@ class Pipeline:
         self._dirty.add((ctx.index, row.session))
         if placed.release:
             await self._release(c, row)
+
+    def _read_small(self, c: Candidate) -> bytes:
+        """Blocking: the whole content of a small source, with the checks of a streamed read (the file
+        is the one that settled, and did not change, grow or shrink while it was read)."""
+        size = c.stable.size
+        src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
+        try:
+            parts: list[bytes] = []
+            n = 0
+            while block := src.read(max(1, size + 1 - n)):
+                parts.append(block)
+                n += len(block)
+                if n > size:
+                    raise SourceChangedError(f"grew while being read (more than {size} bytes)")
+            if n != size:
+                raise SourceChangedError(f"shrank while being read ({n} of {size} bytes)")
+            return b"".join(parts)
+        finally:
+            src.close()
+
+    async def _ship_batch(self, cs: list[Candidate]) -> None:
+        """Ship small files together (the copy layout to a local tier): one journal transaction per
+        step (complete, stored, verified) and one durability barrier for all of them (Tier.write_many);
+        the claim guard before the writes and before the commit, as for one file; every copy read
+        back and its checksum compared. A file the common path does not fit (changed, unreadable,
+        its name taken, a copy already recorded, a journal error) takes the one-file path (_ship),
+        which knows every case; a copy that does not verify is retried like one file's."""
+        alone: list[Candidate] = []
+        done: list[tuple[Candidate, FileRow]] = []
+        reserved = await self.budget.acquire(3 * sum(c.stable.size for c in cs))
+        try:
+            alone, retry, done = await self._batch_steps(cs)
+        except ClaimError as exc:
+            self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
+            return
+        except JournalError as exc:  # nothing recorded as verified: each file takes the one-file path
+            self.repeats.error("journal", str(exc), "journal write failed in a batch: %s", exc)
+            alone, retry = cs, []
+        except Exception:  # a bug: the one-file path has its own guard rails for each file
+            log.exception("unexpected error shipping a batch of %d small files", len(cs))
+            alone, retry = cs, []
+        finally:
+            await self.budget.release(reserved)
+        for c, why, stage in retry:
+            await self._retry(c, why, stage)
+        for c, row in done:
+            await self._release(c, row)
+        for c in alone:
+            if self.halted is not None:
+                return
+            await self._ship(c)
+
+    async def _batch_steps(
+        self, cs: list[Candidate]
+    ) -> tuple[list[Candidate], list[tuple[Candidate, str, str]], list[tuple[Candidate, FileRow]]]:
+        """The steps of `_ship_batch`: (files for the one-file path, files to retry with why and at
+        which stage, verified files whose release is due)."""
+        placed = cs[0].ctx.placed(cs[0].rel)
+        tier, layout = placed.tier, placed.layout
+        assert isinstance(layout, CopyLayout)
+        t0 = self.mono()
+        alone: list[Candidate] = []
+        if self.guard is not None:
+            await self._io(self.guard, tier)
+        marked = await self._j(
+            self.journal.run_group,
+            [partial(self.journal.mark_complete, c.row.id, c.stable, c.reason) for c in cs],
+        )
+        live: list[tuple[Candidate, FileRow, str]] = []
+        for c, (ok, row) in zip(cs, marked, strict=True):
+            if not ok:
+                alone.append(c)
+                continue
+            if c.row.state is not State.COMPLETE:
+                self._emit("complete", row, reason=c.reason)
+            c.row = row  # the one-file path, if it comes to that, knows it is complete
+            dest = self._dest(c.ctx, row)
+            try:
+                check_name(dest)
+            except AcqdError:
+                alone.append(c)
+                continue
+            live.append((c, row, dest))
+        owners = await self._j(self.journal.copy_owners, tier.name, [d for _c, _r, d in live])
+        alone += [c for c, _r, d in live if d in owners]  # a copy recorded: the one-file path decides
+        live = [x for x in live if x[2] not in owners]
+
+        def write() -> tuple[list[tuple[Candidate, FileRow, str, WriteResult]], list[Candidate], float]:
+            """Blocking: read and encode each file, then publish them all behind one barrier."""
+            t = time.perf_counter()
+            ready: list[tuple[Candidate, FileRow, str, WriteResult, bytes]] = []
+            failed: list[Candidate] = []
+            for c, row, dest in live:
+                try:
+                    stored, res = layout.encode_whole(self._read_small(c))
+                except Exception:  # changed, unreadable, ...: the one-file path says what and why
+                    failed.append(c)
+                    continue
+                ready.append((c, row, dest, res, stored))
+            t_read = time.perf_counter() - t
+            written = tier.write_many([(dest, stored) for _c, _r, dest, _res, stored in ready])
+            out = []
+            for (c, row, dest, res, _stored), n in zip(ready, written, strict=True):
+                if isinstance(n, int):
+                    out.append((c, row, dest, res))
+                else:
+                    failed.append(c)
+            return out, failed, t_read
+
+        t_write = self.mono()
+        wrote, failed, t_read = await self._io(write)
+        t_write = self.mono() - t_write
+        alone += failed
+        if not wrote:
+            return alone, [], []
+        if self.guard is not None:
+            await self._io(self.guard, tier)
+        crash_point("before_journal_commit")
+        stored_ok = await self._j(
+            self.journal.run_group,
+            [
+                partial(self.journal.record_stored, row.id, tier.name, dest, layout.name, res)
+                for _c, row, dest, res in wrote
+            ],
+        )
+        recorded = []
+        for w, (ok, _v) in zip(wrote, stored_ok, strict=True):
+            if ok:
+                recorded.append(w)
+            else:  # published, not recorded: the one-file path adopts it (it decodes to the content)
+                alone.append(w[0])
+        t_verify = self.mono()
+        back = await self._io(tier.read_many, [dest for _c, _r, dest, _res in recorded])
+        good: list[tuple[Candidate, FileRow, str, WriteResult]] = []
+        retry: list[tuple[Candidate, str, str]] = []
+        for (c, row, dest, res), data in zip(recorded, back, strict=True):
+            try:
+                if isinstance(data, AcqdError):
+                    raise data
+                layout.verify_whole(tier, dest, data, res)
+            except VerifyError as exc:
+                retry.append((c, str(exc), "verify"))
+                continue
+            except AcqdError as exc:
+                retry.append((c, str(exc), "write"))
+                continue
+            good.append((c, row, dest, res))
+        t_verify = self.mono() - t_verify
+        crash_point("after_verify")
+        verified = await self._j(
+            self.journal.run_group,
+            [partial(self.journal.record_verified, row.id, tier.name, dest) for _c, row, dest, _res in good],
+        )
+        latency = self.mono() - t0
+        n = max(1, len(good))
+        stages = (("read", t_read / n), ("write", max(0.0, t_write - t_read) / n), ("verify", t_verify / n))
+        done: list[tuple[Candidate, FileRow]] = []
+        for (c, _row, dest, res), (ok, row) in zip(good, verified, strict=True):
+            if not ok:
+                alone.append(c)
+                continue
+            self.stats.verified += 1
+            self.stats.bytes_in += res.source_bytes
+            self.stats.bytes_out += res.stored_bytes
+            self.stats.latencies.append(latency)
+            self._emit(
+                "verified",
+                row,
+                tier=tier.name,
+                dest=tier.url(dest),
+                stored_bytes=res.stored_bytes,
+                checksum=res.source_checksum,
+                codec=res.codec,
+                layout=layout.name,
+                seconds=latency,
+                stages=stages,
+            )
+            self._dirty.add((c.ctx.index, row.session))
+            if c.ctx.placed(row.relpath).release:
+                done.append((c, row))
+        return alone, retry, done
 
     async def _take_over(self, row: FileRow, layout: Layout, tier: Tier, dest: str, exc: NameTakenError) -> WriteResult:
         """An object the journal does not record is under this file's name: a crash came between

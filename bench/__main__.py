@@ -6,6 +6,7 @@ python -m bench torture   the long crash run (SIGKILLs) whose figures go in RELI
 python -m bench mutants   the mutation list: each safeguard removed in turn must make a test fail
 python -m bench codecs    every real file shipped with its profile: stored vs best candidate vs source
 python -m bench readme-tables   regenerate README.md's detector and measured-ratio tables (a fresh run)
+python -m bench smallfiles  5,000 small files: acqd run --once vs rsync -a + sync
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ COMMANDS = {
     "mutants": "bench.mutants",
     "codecs": "bench.codecs",
     "readme-tables": "bench.readme_tables",
+    "smallfiles": "bench.smallfiles",
 }
 
 

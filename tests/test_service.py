@@ -145,6 +145,10 @@ def test_systemd_unit_verifies_cleanly_and_is_hardened(tmp_path: Path) -> None:
     sa = need("systemd-analyze")
     unit = (DEPLOY / "systemd" / "acqd.service").read_text()
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "RestartPreventExitStatus=78" in unit
+    # acquisition comes first: less CPU and disk time than a default service (the camera software's)
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert int(settings["CPUWeight"]) < 100 and int(settings["IOWeight"]) < 100 and int(settings["Nice"]) > 0
+    assert settings["IOSchedulingClass"] in ("idle", "best-effort") and int(settings["IOSchedulingPriority"]) > 4
     acqd_bin = REPO / ".venv" / "bin" / "acqd"
     if not acqd_bin.exists():
         acqd_bin = Path(need("acqd", "the installed console script"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -66,6 +68,37 @@ class CopyLayout:
         total = clock() - start
         stages = (("read", t_read), ("encode", t_encode), ("write", max(0.0, total - t_read - t_encode)))
         return WriteResult(hasher.hexdigest(), nread, stored, self.codec.spec, stages, codec_why=self.why)
+
+    def encode_whole(self, data: bytes) -> tuple[bytes, WriteResult]:
+        """A small file's whole content encoded at once (batched shipping): what to store, and the
+        result `write` would give (checksum of the source content, sizes, codec)."""
+        t0 = time.perf_counter()
+        hasher = Hasher()
+        hasher.update(data)
+        enc = self.codec.encoder(len(data))
+        stored = enc.compress(data) + enc.flush()
+        crash_point("after_encode")
+        res = WriteResult(hasher.hexdigest(), len(data), len(stored), self.codec.spec)
+        return stored, dataclasses.replace(res, stages=(("encode", time.perf_counter() - t0),))
+
+    def verify_whole(self, tier: TierPort, dest: str, stored: bytes, expected: WriteResult) -> None:
+        """`verify` on the bytes read back from `dest` (batched shipping reads many at once)."""
+        if len(stored) != expected.stored_bytes:
+            raise VerifyError(f"{tier.url(dest)}: stored size {len(stored)} != written {expected.stored_bytes}")
+        hasher = Hasher()
+        n = 0
+        try:
+            for block in self.codec.decode_stream(io.BytesIO(stored), self.chunk):
+                hasher.update(block)
+                n += len(block)
+        except ValueError as exc:
+            raise VerifyError(f"{tier.url(dest)}: {exc}") from None
+        checksum = hasher.hexdigest()
+        if n != expected.source_bytes or checksum != expected.source_checksum:
+            raise VerifyError(
+                f"{tier.url(dest)}: decoded {n} bytes {checksum}, expected "
+                f"{expected.source_bytes} bytes {expected.source_checksum}"
+            )
 
     def _decoded(self, tier: TierPort, dest: str) -> tuple[str, int]:
         hasher = Hasher()
