@@ -82,9 +82,19 @@ MUTANTS: tuple[Mutant, ...] = (
         "copy-verify-checksum",
         "the copy layout's verify ignores the decoded checksum",
         "acqd/layouts/copy.py",
+        "        checksum, n = self._decoded(tier, dest)\n"
         "        if n != expected.source_bytes or checksum != expected.source_checksum:\n",
-        "        if False:\n",
+        "        checksum, n = self._decoded(tier, dest)\n        if False:\n",
         (f"{FAULTS}::test_corrupt_reads_are_caught_by_verification",),
+    ),
+    Mutant(
+        "batch-verify-checksum",
+        "the read-back of a batch of small files ignores the decoded checksum",
+        "acqd/layouts/copy.py",
+        "        checksum = hasher.hexdigest()\n"
+        "        if n != expected.source_bytes or checksum != expected.source_checksum:\n",
+        "        checksum = hasher.hexdigest()\n        if False:\n",
+        (f"{SAFE}::test_batch_read_back_catches_corrupt_bytes",),
     ),
     Mutant(
         "tiff-verify-checksum",

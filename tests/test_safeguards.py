@@ -404,3 +404,24 @@ async def test_hold_added_after_planning_blocks_the_purge(tmp_path: Path) -> Non
     assert not (central / dests["sess_b/m4.mrc"]).exists()
     for rel in ("sess_a/m1.mrc", "sess_a/m2.mrc", "sess_a/m3.mrc"):
         assert (central / dests[rel]).exists(), f"{rel} was purged although a hold covered it"
+
+
+@pytest.mark.parametrize("compress", ["none", "zstd"])
+def test_batch_read_back_catches_corrupt_bytes(tmp_path: Path, compress: str) -> None:
+    """Small files ship in batches and are verified from the bytes read back at once
+    (`CopyLayout.verify_whole`): a flipped bit, same length, must fail that verification."""
+    import io as _io
+
+    from acqd.errors import VerifyError
+    from acqd.layouts import build_layout
+    from acqd.storage import open_tier
+
+    tier = open_tier("t", f"file://{tmp_path}")
+    layout = build_layout("copy", compress, chunk=64 * 1024)
+    data = os.urandom(3000) + bytes(3000)
+    res = layout.write(_io.BytesIO(data), len(data), tier, "s/f.raw")  # type: ignore[arg-type]
+    stored = (tmp_path / "s" / "f.raw").read_bytes()
+    layout.verify_whole(tier, "s/f.raw", stored, res)  # type: ignore[attr-defined]
+    bad = stored[:-1] + bytes([stored[-1] ^ 1])  # zstd: decodes to other bytes, or not at all
+    with pytest.raises(VerifyError):
+        layout.verify_whole(tier, "s/f.raw", bad, res)  # type: ignore[attr-defined]
