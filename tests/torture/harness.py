@@ -39,6 +39,7 @@ import xxhash
 import zstandard
 
 from acqd.crash import POINTS
+from acqd.naming import parse_component
 from acqd.simulate import SimSpec, simulate
 from acqd.storage import Tier, open_tier
 from tests.servers import SeaweedS3
@@ -64,6 +65,8 @@ class Figures:
     unverified_releases: int = 0
     stale_temporaries_at_end: int = 0
     journal_mismatches: int = 0
+    held_open: int = 0  # files a writer kept open across rounds
+    released_while_open: int = 0
     wall_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -84,7 +87,14 @@ class Destination:
 
 
 class Torture:
-    def __init__(self, work: Path, seed: int = 1, files_per_round: int = 2, dest: Destination | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        seed: int = 1,
+        files_per_round: int = 2,
+        dest: Destination | None = None,
+        writers: bool = True,
+    ) -> None:
         self.work = work
         self.rng = random.Random(seed)
         self.seed = seed
@@ -119,6 +129,8 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
         self._round = 0
         self._batch = 0
         self._layouts: dict[str, Any] = {}
+        self.writers_open = writers
+        self.held: dict[str, tuple[int, int]] = {}  # key -> (descriptor open for writing, rounds left)
 
     # -- feeding ------------------------------------------------------------------------------
     def feed(self) -> None:
@@ -130,10 +142,18 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
             for p in simulate("hamamatsu-orca", self.ls / f"round_{r:05d}", spec):
                 self._expect("ls", self.ls, p)
         for i in range(self.rng.randint(1, self.files_per_round)):
-            p = self.raw / f"round_{r:05d}" / f"movie_{i}.raw"
+            # some names look like acqd's own decorations: versions, layout suffixes, manifests
+            name = self.rng.choice([f"movie_{i}.raw"] * 4 + [f"movie_{i}~v2.raw", f"movie_{i}.raw~.zst", f"m{i}.v2.raw",
+                                    f"acqd-manifest_{i}.json", f"movie_{i}.raw.zst", f"a~~{i}.raw"])  # fmt: skip
+            p = self.raw / f"round_{r:05d}" / name
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(self.rng.randbytes(self.rng.randint(1, 200_000)) + bytes(self.rng.randint(0, 1_500_000)))
             self._expect("raw", self.raw, p)
+            if self.writers_open and self.rng.random() < 0.15:
+                # a writer keeps the finished file open (like a camera that closes late): acqd may
+                # ship it, never release it while the descriptor is open
+                self.held[f"raw/{p.relative_to(self.raw)}"] = (os.open(p, os.O_WRONLY), self.rng.randint(1, 4))
+                self.figures.held_open += 1
 
     def _expect(self, prefix: str, root: Path, p: Path) -> None:
         data = p.read_bytes()
@@ -235,8 +255,9 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
                 trees.setdefault(key, set()).add("/".join(parts[zarr_at + 1 :]))
                 out[key] = root
                 self._stamps.setdefault(key, []).append(stamp)
-            elif parts[-1].endswith("~.zst"):
-                key = f"{parts[1]}/{'/'.join(parts[2:])[: -len('~.zst')]}"
+            elif (parsed := parse_component(parts[-1])) is not None and parsed[2] == ".zst" and parsed[1] == 1:
+                folders = [p.replace("~~", "~") for p in parts[2:-1]]
+                key = f"{parts[1]}/{'/'.join([*folders, parsed[0]])}"
                 out[key] = name
                 self._stamps[key] = [stamp]
             else:
@@ -312,7 +333,20 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
         prefix, rel = key.split("/", 1)
         return (self.ls if prefix == "ls" else self.raw).joinpath(rel).exists()
 
+    def _close_writers(self, all_: bool = False) -> None:
+        for key, (fd, left) in list(self.held.items()):
+            if all_ or left <= 1:
+                os.close(fd)
+                del self.held[key]
+            else:
+                self.held[key] = (fd, left - 1)
+
     def check_any_time(self) -> None:
+        for key in self.held:
+            if not self.source_exists(key):
+                self.figures.released_while_open += 1
+                self.figures.problems.append(f"{key} was released while a writer had it open")
+        self._close_writers()
         objects = self.check_objects()
         journal = self.journal()
         for key in self.expected:
@@ -325,6 +359,7 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
 
     def finish(self) -> None:
         """One clean run to the end, then the end-state invariants."""
+        self._close_writers(all_=True)
         r = subprocess.run([*self._cmd(), "--once", "--retry-for", "60s"], capture_output=True, text=True)
         if r.returncode != 0:
             self.figures.problems.append(f"the final run exited {r.returncode}: {r.stderr[-2000:]}")
