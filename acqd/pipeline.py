@@ -837,12 +837,17 @@ class Pipeline:
             await self.ready.put(batch if len(batch) > 1 else batch[0])
 
     # -- ship ---------------------------------------------------------------------------------
-    def _memory_for(self, c: Candidate, layout: Layout) -> int:
+    def _memory_for(self, c: Candidate, layout: Layout, tier: Tier | None = None) -> int:
         """Bytes of file data this ship holds at once: two chunks streaming, or two shard blocks
-        (the frames read, and zarr's encoded copy) for a frame layout; never more than the file."""
+        (the frames read, and zarr's encoded copy) for a frame layout; never more than the file.
+        A TIFF bound for a remote tier is also spooled whole first (TIFF writers seek back; /tmp may
+        be memory): that spool counts too (the budget caps it; one such ship then runs at a time)."""
         shard = getattr(layout, "shard_bytes", None)
         per = 2 * (shard if shard else self.limits.chunk_bytes)
-        return max(1, min(c.stable.size * 2, per))
+        blocks = max(1, min(c.stable.size * 2, per))
+        if layout.suffix == ".tif" and tier is not None and not tier.local:
+            return blocks + c.stable.size  # the spool: never larger than the source (or it goes byte-exact)
+        return blocks
 
     def _dest(self, ctx: RootCtx, row: FileRow) -> str:
         """The stored name: collision-free by construction (acqd.naming)."""
@@ -914,7 +919,8 @@ class Pipeline:
         if c.release_only:
             await self._release(c, c.row)
             return
-        reserved = await self.budget.acquire(self._memory_for(c, ctx.layout_for(c.rel)))
+        placed0 = ctx.placed(c.rel)
+        reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier))
         t0 = self.mono()
         try:
             row = await self._j(self.journal.mark_complete, c.row.id, c.stable, c.reason)

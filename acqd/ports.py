@@ -44,6 +44,10 @@ class TierPort(Protocol):
 
     def tree_size(self, path: str) -> int: ...
 
+    def atomic_file(self, rel: str) -> Any:
+        """A seekable file written in place and published by `commit()` (local tiers), or None."""
+        ...
+
     def zarr_store(self, path: str) -> Any:
         """A zarr-python store rooted at `path` on the tier's filesystem."""
         ...

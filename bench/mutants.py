@@ -196,7 +196,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "byte-budget",
         "the byte budget bypassed (ships do not reserve their memory)",
         "acqd/pipeline.py",
-        "        reserved = await self.budget.acquire(self._memory_for(c, ctx.layout_for(c.rel)))\n",
+        "        reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier))\n",
         "        reserved = 0\n",
         (f"{FAULTS}::test_byte_budget_bounds_concurrent_ships",),
     ),

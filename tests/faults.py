@@ -242,6 +242,10 @@ def patch_os(control: str) -> None:
     os.fsync = fsync
     os.replace = renamer(real_replace)
     os.rename = renamer(real_rename)
+    # acqd publishes with renameat2(RENAME_NOREPLACE) through libc, which no os.* wrapper sees
+    import acqd.storage.base as base
+
+    base.rename_noreplace = renamer(base.rename_noreplace)  # type: ignore[assignment]
 
 
 def install_os_faults(where: Path) -> str:

@@ -118,8 +118,10 @@ def test_destination_down_then_back(site: Site) -> None:
     ("kind", "op"), [("enospc", "write"), ("enospc", "close"), ("enospc", "rename"), ("eio", "write")]
 )
 def test_full_or_failing_destination_is_retried(site: Site, kind: str, op: str) -> None:
-    files = populate(site.watch, 5, 300_000)
     site.write_config()
+    r = run_acqd("run", "--config", str(site.config), "--once", env=site.env)  # claims the prefix first:
+    assert r.returncode == 0, r.stderr  # so that every injected failure below falls on a file
+    files = populate(site.watch, 5, 300_000)
     set_faults(site.control, **{kind: {op: 4}})
     r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "30s", env=site.env)
     assert r.returncode == 0, r.stderr

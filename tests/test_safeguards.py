@@ -101,11 +101,17 @@ def _corrupt_tiff_pixels(path: Path) -> None:
     with tifffile.TiffFile(path) as tif:
         pages = [(p.asarray(), p.description, p.compression) for p in tif.pages]  # type: ignore[union-attr]
     pages[0][0][0, 0] ^= 1
+    size = path.stat().st_size
     with tifffile.TiffWriter(path) as tw:
         for i, (data, desc, compression) in enumerate(pages):
             tw.write(
                 data, description=desc if i == 0 else None, compression=compression, metadata=None, contiguous=False
             )
+    # the same size as before (TIFF readers ignore trailing bytes): only the pixels' checksum can tell
+    grown = path.stat().st_size
+    assert grown <= size, (grown, size)
+    with open(path, "ab") as f:
+        f.write(bytes(size - grown))
 
 
 def _corrupt_zarr_pixels(path: Path) -> None:
@@ -253,7 +259,7 @@ def test_temporary_of_a_vanished_file_is_removed_at_start(tmp_path: Path) -> Non
     [(rel, data)] = populate(watch, 1, 300_000).items()
     args = ["run", "--watch", str(watch), "--dest", str(dest), "--state-dir", str(state), "--settle", "0.2s"]
     args += ["--instrument", "scope"]
-    r = run_acqd(*args, "--once", env=dict(os.environ, ACQD_CRASH_AT="after_temp_write"))
+    r = run_acqd(*args, "--once", env=dict(os.environ, ACQD_CRASH_AT="after_temp_write:2"))  # 1: the claim
     assert r.returncode == -9, r.stderr
     assert holding(dest, data), "the crash left no temporary: the test would prove nothing"
     (watch / rel).unlink()

@@ -734,7 +734,12 @@ class TiffLayout(FrameLayout):
         base = image_tags(frame_shape, src.dtype, compression=scheme, rows_per_strip=rps)
         base += resolution_tags(src.pixel_size_um)
         first_tags = [*base, make_tag(270, 2, description)]
-        spool = tempfile.NamedTemporaryFile(prefix="acqd-", suffix=".tif")  # noqa: SIM115 (closed below)
+        # a local tier: written in place into its hidden temporary; elsewhere through a spool file
+        # (TIFF writers seek back), which the pipeline counts against the in-flight budget
+        direct = tier.atomic_file(dest)
+        spool: Any = (
+            direct.file if direct is not None else tempfile.NamedTemporaryFile(prefix="acqd-", suffix=".tif")  # noqa: SIM115 (closed below)
+        )
         try:
             with TiffPageWriter(spool, bigtiff=bigtiff, workers=TIFF_WORKERS) as tw:
                 first = True
@@ -757,6 +762,8 @@ class TiffLayout(FrameLayout):
             stored = spool.seek(0, 2)
             if stored > size and self.never_larger:  # never stored larger than the source: byte-exact instead
                 raise self._larger(stored, size)
+            if direct is not None:
+                return int(direct.commit())
             spool.seek(0)
 
             def chunks() -> Iterator[bytes]:
@@ -765,7 +772,10 @@ class TiffLayout(FrameLayout):
 
             return tier.write_atomic(dest, chunks())
         finally:
-            spool.close()
+            if direct is not None:
+                direct.abort()
+            else:
+                spool.close()
 
     def _read(self, tier: TierPort, dest: str) -> tuple[Any, dict[str, Any], BinaryIO]:
         import tifffile

@@ -314,6 +314,14 @@ class Tier:
                 out.append(exc)
         return out
 
+    def atomic_file(self, rel: str) -> AtomicFile | None:
+        """A seekable file to write `rel` into in place (a local tier: its hidden temporary), published
+        by `commit()` without replacing anything; None where objects cannot be written in place (a
+        layout then spools and uses `write_atomic`)."""
+        if not self.local:
+            return None
+        return AtomicFile(self, rel)
+
     def _durable(self, f: Any) -> None:
         """Make the written bytes durable before the rename publishes them."""
         if self.local:
@@ -547,3 +555,85 @@ class _EdgeReader(ReaderBase):
 
     def close(self) -> None:
         self._f.close()
+
+
+class AtomicFile:
+    """A local tier's temporary of `rel`, written in place (seekable: TIFF writers seek back), then
+    published with `commit()` (fsync, rename without replacing, fsync of the folder) or dropped with
+    `abort()`. Errors are translated at this edge like every storage call."""
+
+    def __init__(self, tier: Tier, rel: str) -> None:
+        self.tier, self.rel = tier, rel
+        self.final, self.tmp = tier.path(rel), tier.path(temp_name(rel))
+        self.done = False
+        with tier._edge("open", rel):
+            parent = posixpath.dirname(self.final)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            self._f: Any = open(self.tmp, "w+b")  # noqa: SIM115 (closed by commit or abort)
+
+    @property
+    def file(self) -> BinaryIO:
+        return _EdgeWriter(self._f, self.tier._translate("write", self.rel))  # type: ignore[return-value]
+
+    def commit(self) -> int:
+        with self.tier._edge("write", self.rel):
+            self._f.flush()
+            size = int(self._f.seek(0, 2))
+            os.fsync(self._f.fileno())
+            self._f.close()
+        crash_point("after_temp_write")
+        with self.tier._edge("rename", self.rel):
+            try:
+                rename_noreplace(self.tmp, self.final)
+            except FileExistsError:
+                raise self.tier._taken(self.rel) from None
+            self.done = True
+            Tier._sync_dir(posixpath.dirname(self.final))
+        crash_point("after_rename")
+        return size
+
+    def abort(self) -> None:
+        if self.done:
+            return
+        with contextlib.suppress(Exception):
+            self._f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+class _EdgeWriter:
+    """A writable file object whose errors are translated at the storage edge."""
+
+    def __init__(self, f: Any, tr: Callable[[BaseException], AcqdError]) -> None:
+        self._f, self._tr = f, tr
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self._f, name)(*args)
+        except Exception as exc:
+            raise self._tr(exc) from exc
+
+    def write(self, b: Any) -> int:
+        return int(self._call("write", b))
+
+    def read(self, n: int = -1) -> bytes:
+        return bytes(self._call("read", n))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._call("seek", offset, whence))
+
+    def tell(self) -> int:
+        return int(self._call("tell"))
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
