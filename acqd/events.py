@@ -174,6 +174,7 @@ class EventPublisher:
     async def run(self) -> None:
         backoff = 0.5
         pending: tuple[str, bytes] | None = None
+        down_since: float | None = None  # logged once when the broker goes (or is away at start)
         while True:
             will = aiomqtt.Will(self.status_topic, self._status("offline"), qos=1, retain=True)
             client = aiomqtt.Client(
@@ -192,7 +193,16 @@ class EventPublisher:
                     await client.publish(self.status_topic, self._status("online"), qos=1, retain=True, timeout=10)
                     self.connected.set()
                     self._metric("connected", 1)
-                    log.info("MQTT connected to %s:%d", self.broker.host, self.broker.port)
+                    if down_since is None:
+                        log.info("MQTT connected to %s:%d", self.broker.host, self.broker.port)
+                    else:
+                        log.warning(
+                            "MQTT broker %s:%d reachable again after %.0fs; sending the queued events",
+                            self.broker.host,
+                            self.broker.port,
+                            time.monotonic() - down_since,
+                        )
+                    down_since = None
                     backoff = 0.5
                     next_status = time.monotonic() + 10
                     while True:
@@ -214,9 +224,15 @@ class EventPublisher:
                             next_status = time.monotonic() + 10
             except aiomqtt.MqttError as exc:
                 self._client = None
-                if self.connected.is_set():
+                if down_since is None:  # once per outage, whether it began at start or later
+                    down_since = time.monotonic()
                     log.warning(
-                        "MQTT connection lost: %s (events are queued, then dropped when the outbox is full)", exc
+                        "MQTT broker %s:%d %s: %s (events are queued, then dropped when the outbox is full; "
+                        "logged again when it is back)",
+                        self.broker.host,
+                        self.broker.port,
+                        "connection lost" if self.connected.is_set() else "unreachable",
+                        exc,
                     )
                 self.connected.clear()
                 self._metric("connected", 0)

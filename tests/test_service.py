@@ -366,6 +366,8 @@ def test_mqtt_events_outage_and_last_will(dirs: tuple[Path, Path, Path], broker:
         wait_for(lambda: sample(scrape(mport), "acqd_mqtt_connected") == 1, timeout=90, what="reconnect")
         put(["c0.raw", "c1.raw"])
         wait_for(lambda: {"c0.raw", "c1.raw"} <= set(sub2.verified()), what="events after the outage")
+        err = d.stderr()  # one line when the broker went, one when it came back: not one per attempt
+        assert err.count("connection lost") == 1 and err.count("reachable again") == 1, err
 
         # SIGKILL: no goodbye, the broker publishes the last will: status offline, retained
         d.proc.send_signal(signal.SIGKILL)
@@ -377,6 +379,20 @@ def test_mqtt_events_outage_and_last_will(dirs: tuple[Path, Path, Path], broker:
             return any(m[0] == "acqd/scope/status" and m[1].get("state") == "offline" and m[2] for m in s3.messages)
 
         wait_for(retained_offline, timeout=30, what="retained offline status")
+    finally:
+        d.kill()
+
+
+def test_mqtt_broker_away_at_start_is_logged_once(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    watch, dest, state = dirs
+    cfg = service_config(tmp_path, watch, dest, state, metrics=free_port(), mqtt=free_port(), outbox=3)
+    (watch / "a.raw").write_bytes(os.urandom(5000))
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: journal_states(state).get("a.raw") == "verified", what="the file shipped")
+        time.sleep(3)  # several reconnect attempts (0.5 s, 1 s, 2 s backoff)
+        err = d.stderr()
+        assert err.count("unreachable") == 1, err
     finally:
         d.kill()
 
