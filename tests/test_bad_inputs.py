@@ -339,7 +339,14 @@ def test_burst_of_100000_files_all_shipped(tmp_path: Path) -> None:
             sub.mkdir(parents=True)
             for k in range(1000):
                 (sub / f"f{k:04d}.raw").write_bytes(b"%d" % (i * 1000 + k))
-        wait_for(lambda: _count(site, "released") == 100_000, 900, "all 100,000 files released")
+        # no deadline on the whole (speed is measured in the benchmarks): only a stall fails the test
+        last, since = -1, time.monotonic()
+        while (n := _count(site, "released")) < 100_000:
+            if n != last:
+                last, since = n, time.monotonic()
+            assert time.monotonic() - since < 300, f"no file released for 5 minutes ({n} of 100,000)"
+            assert d.proc.poll() is None, d.stderr()[-3000:]
+            time.sleep(1.0)
     finally:
         code, err = d.terminate(timeout=120)
     assert code == 0, err
