@@ -989,6 +989,12 @@ def _command_path(exc: Exception) -> str:
 def main() -> None:
     """Every error a user can make ends in one line on stderr and an exit code: 2 for a bad option or
     argument, 78 for a bad configuration, 1 for a failure. Never a traceback."""
+    import logging
+
+    # libraries' own warnings about a damaged file (tifffile: "invalid page offset") would add lines
+    # to acqd's one-line error; the commands that log set their own levels (`_setup_logging`)
+    for noisy in ("tifffile", "zarr", "numcodecs", "fsspec"):  # tifffile logs a bad page offset as ERROR
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     try:
         rc = app(standalone_mode=False, prog_name="acqd")
     except _USAGE_ERROR as exc:
