@@ -136,8 +136,8 @@ limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_ma
             name = key.rpartition("/")[2]
             if name.startswith((".", "~acqd-")):
                 continue
-            assert key.startswith("scope/") and key.endswith(".zst"), key
-            assert dctx.decompress(data) == expected[key[len("scope/") : -4]], f"partial object under {key}"
+            assert key.startswith("scope/") and key.endswith("~.zst"), key
+            assert dctx.decompress(data) == expected[key[len("scope/") : -5]], f"partial object under {key}"
 
     d = Background("run", "--config", str(cfg))
     try:
@@ -154,6 +154,6 @@ limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_ma
     stored = listing()
     whole_under_final_names(stored)
     finals = sorted(k for k in stored if not k.rpartition("/")[2].startswith("~acqd-"))
-    assert finals == sorted(f"scope/{n}.zst" for n in expected), finals  # each once, no temporaries
+    assert finals == sorted(f"scope/{n}~.zst" for n in expected), finals  # each once, no temporaries
     assert sorted(p.name for p in watch.iterdir()) == []  # all released, each after its verification
     assert uploads() == [], "an unfinished upload was left behind"

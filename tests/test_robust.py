@@ -326,7 +326,7 @@ def test_missing_watch_root_is_waited_for_then_shipped(tmp_path: Path) -> None:
     cfg = config(tmp_path, watch, dest, state, port)
     r = run_acqd("check", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
-    assert f"WARNING: watch root {watch} is missing" in r.stdout
+    assert f"warning: watch root {watch} does not exist" in r.stderr  # `run` waits for it
     r = run_acqd("run", "--config", str(cfg), "--once")
     assert r.returncode == 78 and "does not exist" in r.stderr
     d = Background("run", "--config", str(cfg))

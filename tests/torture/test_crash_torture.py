@@ -19,7 +19,8 @@ def test_fifty_kills_lose_nothing(tmp_path: Path) -> None:
     fig = run(tmp_path, kills=50, seed=20261122)
     assert fig.problems == []
     assert fig.kills >= 50
-    assert set(fig.named_kills) == set(POINTS), f"not every crash point was hit: {fig.named_kills}"
+    # `during_commit` exists only on object stores (a tree copied object by object): the S3 run hits it
+    assert set(fig.named_kills) == set(POINTS) - {"during_commit"}, f"not every crash point was hit: {fig.named_kills}"
     assert fig.random_kills > 0
     assert fig.files > 50 and fig.objects_checked >= fig.files
     assert (fig.lost, fig.corrupt, fig.duplicates, fig.unverified_releases, fig.stale_temporaries_at_end) == (
