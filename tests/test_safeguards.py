@@ -10,6 +10,7 @@ Destination names are taken from the journal, never guessed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from acqd.config import Config
 from acqd.daemon import Daemon, build_mailer, build_tiers, journal_path, load_retention
 from acqd.journal import Journal
 from acqd.layouts.frames import ARRAY
+from acqd.layouts.tiffwrite import encode_strip
 from acqd.notify import Digests
 from acqd.policy.model import DAY
 from acqd.retention import RetentionRunner
@@ -96,22 +98,29 @@ metrics: {{enabled: false}}
 
 
 def _corrupt_tiff_pixels(path: Path) -> None:
-    """Change one pixel of a stored acqd TIFF and write it back whole: still a readable acqd TIFF,
-    same description and compression; only the pixels differ."""
+    """Change one pixel of a stored acqd TIFF in place: the first strip is decoded, one pixel flipped
+    and the strip encoded again with the same compression and predictor, choosing a pixel whose
+    strip encodes to the same length. The file keeps its size, tags and description; a TIFF reader
+    still reads it and only the pixels' checksum can tell."""
     with tifffile.TiffFile(path) as tif:
-        pages = [(p.asarray(), p.description, p.compression) for p in tif.pages]  # type: ignore[union-attr]
-    pages[0][0][0, 0] ^= 1
-    size = path.stat().st_size
-    with tifffile.TiffWriter(path) as tw:
-        for i, (data, desc, compression) in enumerate(pages):
-            tw.write(
-                data, description=desc if i == 0 else None, compression=compression, metadata=None, contiguous=False
-            )
-    # the same size as before (TIFF readers ignore trailing bytes): only the pixels' checksum can tell
-    grown = path.stat().st_size
-    assert grown <= size, (grown, size)
-    with open(path, "ab") as f:
-        f.write(bytes(size - grown))
+        page: Any = tif.pages[0]
+        offset, count = page.dataoffsets[0], page.databytecounts[0]
+        compression, predictor, rps = int(page.compression), int(page.predictor), int(page.rowsperstrip)
+        strip = np.array(page.asarray()[:rps])
+        bo = tif.byteorder
+    old = encode_strip(strip, compression, predictor, None, bo)
+    assert len(old) == count, "the stored strip is not what acqd's encoder writes"
+    for i, j in itertools.product(range(strip.shape[0]), range(strip.shape[1])):
+        changed = strip.copy()
+        changed[i, j] ^= 1
+        new = encode_strip(changed, compression, predictor, None, bo)
+        if len(new) == count:
+            break
+    else:  # pragma: no cover - every pixel changes the strip's length
+        raise AssertionError("no one-pixel change keeps the strip's length")
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(new)
 
 
 def _corrupt_zarr_pixels(path: Path) -> None:
