@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -124,10 +125,17 @@ class Guard:
         self.mono = mono
         self.every = every
         self._checked: dict[str, float] = {}
+        # ship workers call the guard at once: one looks (and claims) at a time, so that one
+        # worker's claim being written is never another's "data this journal does not know"
+        self._lock = threading.Lock()
 
     def __call__(self, tier: Tier) -> None:
         """Blocking (the I/O executor). Raises ClaimError when this daemon must stop writing; a
         storage error when the claim cannot be looked at now (the file is retried)."""
+        with self._lock:
+            self._check(tier)
+
+    def _check(self, tier: Tier) -> None:
         why = self.journal.still_mine()
         if why is not None:
             raise ClaimError(f"{why}; restart acqd (it will refuse the destination until `acqd adopt`)")

@@ -171,6 +171,8 @@ class LogReporter:
             "codec-choice",
         ) or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
+        elif o.kind == "halted":  # the daemon, not a file: the reason is the whole message
+            log.log(level, "halted (%s): %s", o.stage or "claim", o.reason)
         else:
             log.log(level, "%s %r", o.kind, o.relpath)
 

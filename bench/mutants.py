@@ -267,6 +267,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if False:\n",
         ("tests/test_release.py::test_stored_copy_damaged_before_a_held_release_is_shipped_again[truncate]",),
     ),
+    Mutant(
+        "guard-unserialized",
+        "ship workers check and claim the destination at the same time (one sees another's claim half-written)",
+        "acqd/claims.py",
+        "        with self._lock:\n            self._check(tier)\n",
+        "        self._check(tier)\n",
+        ("tests/test_names.py::test_ship_workers_claiming_at_once_claim_once",),
+    ),
+    Mutant(
+        "temporaries-count-as-data",
+        "a temporary left by a crash counts as data the journal does not know (the daemon refuses to start)",
+        "acqd/storage/base.py",
+        "not is_temp(name) for _dirpath",
+        "True for _dirpath",
+        ("tests/test_names.py::test_a_claim_temporary_left_by_a_crash_is_not_data",),
+    ),
 )
 
 

@@ -83,14 +83,33 @@ class Background:
         self.proc.wait(timeout=30)
 
 
-def wait_for(pred: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    """Poll an observable condition with a deadline (used only against a child process)."""
+def wait_for(
+    pred: Callable[[], bool],
+    timeout: float = 60.0,
+    what: str = "condition",
+    daemon: Background | None = None,
+    state: Path | None = None,
+) -> None:
+    """Poll an observable condition with a deadline (used only against a child process). On a
+    timeout the message carries what there is to see: the daemon's log and its journal."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    seen = []
+    if state is not None and (state / "journal.sqlite").exists():
+        db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT relpath, version, state, attempts, reason FROM files").fetchall()
+        except sqlite3.OperationalError as exc:
+            rows = [str(exc)]
+        finally:
+            db.close()
+        seen.append(f"journal (relpath, version, state, attempts, reason): {rows}")
+    if daemon is not None:
+        seen.append("daemon log (tail):\n" + daemon.stderr()[-6000:])
+    raise AssertionError("\n".join([f"timed out after {timeout}s waiting for {what}", *seen]))
 
 
 def journal_states(state_dir: Path) -> dict[str, str]:

@@ -366,7 +366,13 @@ def test_local_destination_failing_at_fsync_or_rename(site: Site, tmp_path: Path
     )
     d = Background("run", "--config", str(site.config), env=env)
     try:
-        wait_for(lambda: len(site.attempts()) == 4 and min(site.attempts().values()) >= 2, 240, "retries")
+        wait_for(
+            lambda: len(site.attempts()) == 4 and min(site.attempts().values()) >= 2,
+            240,
+            "retries",
+            daemon=d,
+            state=site.state,
+        )
     finally:
         code, err = d.terminate()  # drains: the attempt in flight fails and cleans up too
     assert code == 0, err

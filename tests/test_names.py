@@ -14,16 +14,21 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acqd import naming
+from acqd import claims, naming
 from acqd.config import prefixes_nest
+from acqd.journal import Journal
+from acqd.storage import open_tier
 from tests.conftest import Background, journal_rows, journal_states, run_acqd, wait_for, write_config
 
 # -- the property ------------------------------------------------------------------------------
@@ -467,3 +472,43 @@ limits: {{retry_initial: 50ms, retry_max: 200ms}}
     assert journal_states(tmp_path / "state") == {"s/stack.tif": "verified"}
     r = run_acqd("verify", "--config", str(cfg))  # decodes the store and compares the pixels' checksum
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_claim_temporary_left_by_a_crash_is_not_data(tmp_path: Path) -> None:
+    """A crash while the very first claim was written leaves its hidden temporary under the prefix;
+    the next start must not take it for "data this journal does not know" and refuse."""
+    cfg = site(tmp_path)
+    (tmp_path / "central" / "scope").mkdir(parents=True)
+    (tmp_path / "central" / "scope" / naming.temp_name("~acqd-claim.json")).write_bytes(b'{"half": ')
+    o = Oracle(tmp_path / "acq")
+    o.write("s/f.raw", b"the first file of a new instrument")
+    once(cfg)
+    assert journal_states(tmp_path / "state-a") == {"s/f.raw": "released"}
+    assert not any(naming.is_temp(p.name) for p in (tmp_path / "central").rglob("*"))
+    o.check(tmp_path / "central")
+
+
+def test_ship_workers_claiming_at_once_claim_once(tmp_path: Path) -> None:
+    """A tier claimed late (it failed at start) is claimed by the first ship worker that gets there;
+    workers arriving meanwhile wait for it instead of seeing its claim half-written (which used to
+    halt the daemon: "already holds data this journal does not know")."""
+    tier = open_tier("central", f"file://{tmp_path / 'central'}", {})
+    journal = Journal(tmp_path / "journal.sqlite")
+    guard = claims.Guard(claims.ours("scope", journal, tmp_path), journal, {"central": False})
+    writes = []
+    real = tier.write_atomic
+
+    def slow_write(rel: str, chunks: Any, **kw: Any) -> Any:
+        writes.append(rel)
+        time.sleep(0.3)  # the claim's temporary sits there for a while
+        return real(rel, chunks, **kw)
+
+    tier.write_atomic = slow_write  # type: ignore[method-assign]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            for f in [pool.submit(guard, tier) for _ in range(4)]:
+                f.result()
+    finally:
+        journal.close()
+    assert writes == ["scope/~acqd-claim.json"]
+    assert claims.read_claim(tier, "scope") is not None

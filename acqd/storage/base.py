@@ -483,13 +483,15 @@ class Tier:
             return bool(self._looking().exists(self.path(rel)))
 
     def has_objects(self, rel: str) -> bool:
-        """Whether anything is stored below `rel` (stops at the first object where it can)."""
+        """Whether anything is stored below `rel` (stops at the first object where it can). acqd's
+        hidden temporaries do not count: they hold nothing anybody relies on (a write in flight, or
+        one a crash left, removed at the next start)."""
         with self._edge("list", rel):
             path = self.path(rel)
             if self.local:
-                return any(files for _dirpath, _dirs, files in os.walk(path))
+                return any(not is_temp(name) for _dirpath, _dirs, files in os.walk(path) for name in files)
             fs = self._looking()
-            return bool(fs.exists(path) and fs.find(path))
+            return bool(fs.exists(path)) and any(not is_temp(p.rpartition("/")[2]) for p in fs.find(path))
 
     def find(self, rel: str = "") -> list[str]:
         """Every object below `rel`, relative to the tier root (for checks and tests)."""
