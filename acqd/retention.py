@@ -138,6 +138,7 @@ class RetentionRunner:
         contact: str,
         hold_args: tuple[str, ...] = (),
         clock: Callable[[], Reading] = read_clock,
+        links: Callable[[str, float], tuple[str, str, float]] | None = None,
     ) -> None:
         self.policy = policy
         self.journal = journal
@@ -152,6 +153,7 @@ class RetentionRunner:
         self.contact = contact
         self.hold_args = hold_args  # how this daemon's journal is named on a command line (--config FILE)
         self.clock = clock
+        self.links = links  # owner, now -> (a signed link to the owner page, its id, its expiry)
         self.last_clock: ClockState | None = None  # the clock guard's state at the last plan
         self._reported = False  # a suspension was reported (event, metric) by this process
 
@@ -275,7 +277,11 @@ class RetentionRunner:
                 )
         for recipient, acts in sorted(per.items()):
             sessions: dict[tuple[str, float], dict[str, Any]] = {}
+            owner_links: dict[str, tuple[str, str, float]] = {}
             for a in acts:
+                owner = self.policy.spec.owners.owner_of(a.item.relpath)
+                if self.links is not None and owner and owner not in owner_links:
+                    owner_links[owner] = self.links(owner, now)
                 key = (a.item.session, a.at)
                 s = sessions.setdefault(
                     key,
@@ -287,6 +293,8 @@ class RetentionRunner:
                         "rule": a.rule,
                         "where": "",
                         "hold_command": self.hold_command(a.item.session, a.at + 90 * DAY, recipient),
+                        "owner": owner or "",
+                        "link": owner_links[owner][0] if owner in owner_links else "",
                     },
                 )
                 s["files"] += 1
@@ -304,6 +312,7 @@ class RetentionRunner:
                 sessions=sorted(sessions.values(), key=lambda s: (s["purge_at"], s["session"])),
                 now=now,
                 contact=self.contact,
+                links=[(o, url, exp) for o, (url, _, exp) in sorted(owner_links.items())],
             )
             try:
                 await self.mailer.send(msg)
@@ -314,6 +323,10 @@ class RetentionRunner:
                 )
                 continue
             ids = [a.item.id for a in acts]
+            for o, (_, link_id, exp) in sorted(owner_links.items()):
+                await self._j(
+                    self.journal.audit, None, "owner-page.link", owner=o, link=link_id, expires=exp, recipient=recipient
+                )
             await self._j(jr.record_warnings, self.journal, ids, recipient, {a.item.id: a.at for a in acts}, now)
             res.digests += 1
             res.warned += len(ids)

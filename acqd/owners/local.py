@@ -1,0 +1,199 @@
+"""The owner page's data on a single daemon: its own journal, retention policy and holds.
+
+Every call runs on the journal's executor (the daemon's writer thread, or a private one for
+`acqd owner-page`). Holds go into the same table `acqd hold` writes, so the next sweep, `acqd hold
+--list` and `acqd plan` see them; every action is audited with the link's owner and id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from functools import partial
+from typing import Any, TypeVar
+
+from acqd import journal as jr
+from acqd.errors import AcqdError
+from acqd.journal import Journal
+from acqd.notify import Mailer
+from acqd.owners import view
+from acqd.owners.access import Facility, HoldRow, Refused, Request, SessionRow
+from acqd.policy.model import Policy
+from acqd.policy.planner import Item, Warning_
+
+log = logging.getLogger("acqd.owners")
+T = TypeVar("T")
+
+
+def _items(j: Journal) -> list[Item]:
+    return [
+        Item(
+            id=r.copy.id,
+            relpath=r.file.relpath,
+            session=r.file.session,
+            detector=r.file.detector,
+            tier=r.copy.tier,
+            size=r.copy.stored_bytes,
+            verified_at=r.copy.verified_at or r.copy.stored_at,
+            root=r.file.root,
+        )
+        for r in jr.retention_items(j)
+    ]
+
+
+def _holds(j: Journal, now: float) -> list[HoldRow]:
+    return [HoldRow(i, w, t, u, r, b, c) for i, t, u, r, w, c, b in jr.hold_records(j, now)]
+
+
+def _warnings(j: Journal) -> list[Warning_]:
+    return [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
+
+
+class JournalData:
+    """`acqd.owners.access.OwnerData` over one daemon's journal."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        jexec: Executor,
+        policy: Callable[[], Policy],
+        instrument: str,
+        contact: str,
+        mailer: Mailer,
+        sender: str,
+        facility_email: str | None,
+    ) -> None:
+        self.journal = journal
+        self.jexec = jexec
+        self._policy = policy
+        self.instrument = instrument
+        self.contact = contact
+        self.mailer = mailer
+        self.sender = sender
+        self.facility_email = facility_email
+
+    @property
+    def max_hold(self) -> float:
+        return self._policy().spec.owners.maxHold
+
+    async def _j(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.jexec, partial(fn, *args, **kw))
+
+    def _sessions(self, owner: str, now: float) -> list[SessionRow]:
+        policy = self._policy()
+        items = [it for it in _items(self.journal) if view.owner_of(policy, it) == owner]
+        return view.sessions(self.instrument, policy, items, _holds(self.journal, now), _warnings(self.journal), now)
+
+    async def sessions(self, owner: str, now: float) -> list[SessionRow]:
+        return await self._j(self._sessions, owner, now)
+
+    def _mine(self, owner: str, sid: str, now: float) -> SessionRow:
+        for s in self._sessions(owner, now):
+            if s.sid == sid:
+                return s
+        raise Refused("no session of yours has this id (the page lists every session of yours)", 404)
+
+    def _hold(self, owner: str, sid: str, until: float, reason: str, now: float, link: str) -> SessionRow:
+        s = self._mine(owner, sid, now)
+        if s.session in ("", "."):
+            raise Refused(f"files outside a session folder cannot be held here; ask {self.contact}", 400)
+        jr.add_hold(
+            self.journal,
+            s.session,
+            until,
+            reason,
+            now,
+            root=s.root,
+            placed_by=f"owner:{owner}",
+            owner=owner,
+            link=link,
+            via="owner-page",
+        )
+        return self._mine(owner, sid, now)
+
+    async def hold(self, owner: str, sid: str, until: float, reason: str, now: float, link: str) -> SessionRow:
+        return await self._j(self._hold, owner, sid, until, reason, now, link)
+
+    def _release(self, owner: str, hold_id: int, now: float, link: str) -> HoldRow:
+        for s in self._sessions(owner, now):
+            for h in s.holds:
+                if h.id == hold_id:
+                    if h.placed_by != f"owner:{owner}":
+                        raise Refused(f"this hold was placed by the facility; ask {self.contact} to release it", 403)
+                    jr.release_hold_id(self.journal, hold_id, now, owner=owner, link=link, via="owner-page")
+                    return h
+        raise Refused("no hold of yours has this id", 404)
+
+    async def release(self, owner: str, hold_id: int, now: float, link: str) -> HoldRow:
+        return await self._j(self._release, owner, hold_id, now, link)
+
+    async def request_extension(
+        self, owner: str, sid: str, until: float, reason: str, now: float, link: str
+    ) -> tuple[SessionRow, bool]:
+        s = await self._j(self._mine, owner, sid, now)
+        mailed = False
+        if self.facility_email:
+            msg = EmailMessage()
+            msg["From"] = self.sender
+            msg["To"] = self.facility_email
+            msg["Subject"] = f"[acqd {self.instrument}] {owner} asks to keep {s.session} until {view.day(until)}"
+            msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
+            msg["Message-ID"] = make_msgid(domain="acqd")
+            msg.set_content(
+                f"{owner} asks to keep session {s.session} ({s.files} file(s), {s.bytes / 2**30:.2f} GiB, "
+                f"on {', '.join(s.tiers)}) of {self.instrument} until {view.day(until)}, beyond the policy's "
+                f"maximum hold of {self.max_hold / 86400:g} days.\n\nReason: {reason}\n\n"
+                f"To grant it: acqd hold {s.session} --until {view.day(until)} --reason '...'\n"
+                f"(request from the owner page, link {link})\n"
+            )
+            try:
+                await self.mailer.send(msg)
+                mailed = True
+            except AcqdError as exc:
+                log.warning("extension request of %s for %s not mailed: %s", owner, s.session, exc)
+        await self._j(
+            self.journal.audit,
+            None,
+            "owner-page.extension-request",
+            owner=owner,
+            link=link,
+            session=s.session,
+            root=s.root,
+            until=until,
+            reason=reason,
+            mailed=mailed,
+            to=self.facility_email or "",
+        )
+        return s, mailed
+
+    async def audit(self, event: str, /, **detail: object) -> None:
+        await self._j(self.journal.audit, None, event, **detail)
+
+    def _facility(self, now: float) -> Facility:
+        policy = self._policy()
+        f = view.facility(
+            self.instrument, policy, _items(self.journal), _holds(self.journal, now), _warnings(self.journal), now
+        )
+        f.quarantined = [(self.instrument, r.relpath, r.reason or "") for r in self.journal.quarantined()]
+        f.requests = [
+            Request(
+                ts,
+                str(d.get("owner", "")),
+                str(d.get("session", "")),
+                float(d.get("until", 0)),
+                str(d.get("reason", "")),
+                str(d.get("link", "")),
+                bool(d.get("mailed")),
+            )
+            for ts, _, d in jr.audit_actions(self.journal, "owner-page.extension-request")
+        ]
+        return f
+
+    async def facility(self, now: float) -> Facility:
+        return await self._j(self._facility, now)
