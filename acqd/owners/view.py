@@ -148,7 +148,7 @@ def facility(
     holds: list[HoldRow],
     warnings: list[Warning_],
     now: float,
-    horizon: float = 8 * 7 * DAY,
+    horizon: float = 12 * 7 * DAY,
 ) -> Facility:
     """Upcoming purges by week and owner (within `horizon`), holds, usage per owner and tier."""
     by_item: dict[int, list[Warning_]] = defaultdict(list)
