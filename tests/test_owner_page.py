@@ -327,3 +327,19 @@ def test_acqd_run_serves_the_page_on_loopback(daemon_page: tuple[Owners, Backgro
     assert r.status_code == 200 and "alice_apoferritin_0101" in r.text
     code, err = d.terminate()
     assert code == 0, err
+
+
+def test_check_refuses_a_missing_or_short_secret_and_a_page_without_policy(owners: Owners, tmp_path: Path) -> None:
+    o = owners
+    r = run_acqd("check", "--config", str(o.cfg_path), "--no-probe")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (tmp_path / "owner-secret").write_text("short\n")
+    r = run_acqd("check", "--config", str(o.cfg_path), "--no-probe")
+    assert r.returncode == 78 and "owner_page.secret_file" in r.stderr and "at least 32" in r.stderr, r.stderr
+    (tmp_path / "owner-secret").unlink()
+    r = run_acqd("owner-page", "--config", str(o.cfg_path))
+    assert r.returncode == 78 and "owner_page.secret_file: cannot read" in r.stderr, r.stderr
+    no_policy = tmp_path / "no-policy.yaml"
+    no_policy.write_text(o.cfg.model_copy(update={"policy": None}).model_dump_json())
+    r = run_acqd("check", "--config", str(no_policy), "--no-probe")
+    assert r.returncode == 78 and "no `policy:`" in r.stderr, r.stderr
