@@ -223,6 +223,8 @@ async def test_refusals_are_clear_and_audited(page: Page) -> None:
     assert sum("CSRF" in x for x in reasons) == 2
     assert any("expired" in x for x in reasons) and any("damaged" in x for x in reasons)
     assert all(d["client"] == "203.0.113.9" for d in refused)
+    r = await page.http.post(f"{path}/hold", data={**good, "reason": "x" * 20_000})
+    assert r.status_code == 413 and jr.hold_records(page.j, time.time()) == []  # a form is small
 
 
 async def test_a_facility_hold_is_not_the_owners_to_release(page: Page) -> None:

@@ -46,6 +46,7 @@ SECURITY_HEADERS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
 MAX_REASON = 500
+MAX_FORM = 16 * 1024
 
 
 class SecurityHeaders:
@@ -85,6 +86,9 @@ class RateLimit:
         return len(q)
 
     def allow(self, client: str, now: float) -> bool:
+        if len(self._seen) > 10_000:  # forget quiet clients: the table stays bounded
+            for c in [c for c, q in self._seen.items() if not self._trim(q, now) and not self._trim(self._bad[c], now)]:
+                del self._seen[c], self._bad[c]
         q = self._seen[client]
         if self._trim(q, now) >= self.checks or self._trim(self._bad[client], now) >= self.failures:
             return False
@@ -221,7 +225,9 @@ def build_app(
         link = await check(request)
         if isinstance(link, Response):
             return link
-        form = await request.form()
+        if int(request.headers.get("content-length") or 0) > MAX_FORM:
+            return PlainTextResponse("the form is too large", 413)
+        form = await request.form(max_files=0, max_fields=10)
         field = {k: str(v) for k, v in form.items() if isinstance(v, str)}
         action = str(request.path_params["action"])
         who = client(request)
