@@ -991,6 +991,15 @@ def _has_column(j: Journal, table: str, column: str) -> bool:
     return any(r[1] == column for r in j._db.execute(f"PRAGMA table_info({table})"))
 
 
+def holds_ended_after(j: Journal, since: float) -> list[tuple[str, float, str, str]]:
+    """(target, end, reason, root) of every hold whose end (its `until`, or its release if sooner)
+    is after `since`: those in force, and those that may have outlived a warned date."""
+    root = "root" if _has_column(j, "holds", "root") else "''"
+    end = "MIN(until, COALESCE(released, until))"
+    rows = j._db.execute(f"SELECT target, {end}, reason, {root} FROM holds WHERE {end} > ? ORDER BY id", (since,))
+    return [(str(t), float(u), str(r), str(w)) for t, u, r, w in rows]
+
+
 def active_holds(j: Journal, now: float) -> list[tuple[str, float, str, str]]:
     """(target, until, reason, root) of every hold in force at `now`."""
     root = "root" if _has_column(j, "holds", "root") else "''"

@@ -114,7 +114,17 @@ def plan_from_journal(
         for r in rows
     ]
     warnings = [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
-    return plan(now, items, policy, holds_at(j, t), warnings, clock), {r.copy.id: r for r in rows}
+    ids = {i.id for i in items}
+    holds = holds_since(j, [w for w in warnings if w.item_id in ids], t)
+    return plan(now, items, policy, holds, warnings, clock), {r.copy.id: r for r in rows}
+
+
+def holds_since(j: Journal, warnings: list[Warning_], now: float) -> list[Hold]:
+    """The holds in force at `now` and those that ended after the earliest date a warning announced
+    (a released hold ends at its release): what the planner needs to tell whether a hold outlived a
+    warned date."""
+    since = min((w.purge_at for w in warnings), default=now)
+    return [Hold(t, u, why, root) for t, u, why, root in jr.holds_ended_after(j, min(since, now))]
 
 
 def holds_at(j: Journal, now: float) -> list[Hold]:

@@ -164,9 +164,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "purge-warning-lead",
         "a purge waits for the expiry only, not for the delivered warning's lead time",
         "acqd/policy/planner.py",
-        "        purge_at = max(expiry, w.sent_at + rule.warn, w.purge_at)\n",
+        "        purge_at = max(expiry, sw.sent_at + rule.warn, sw.purge_at)\n",
         "        purge_at = expiry\n",
         ("tests/test_policy.py::test_no_purge_without_a_delivered_warning_and_its_lead_time",),
+    ),
+    Mutant(
+        "warning-outlived-by-hold",
+        "a warning still stands after a hold kept the data past its date (purged at the next sweep, unwarned)",
+        "acqd/policy/planner.py",
+        "    if any(h.covers(item, w.purge_at) for h in holds):",
+        "    if False:",
+        (
+            "tests/test_retention.py::test_a_hold_past_the_warned_date_is_followed_by_a_second_warning",
+            "tests/test_policy.py::test_a_purge_follows_a_warning_no_hold_outlived",
+        ),
     ),
     Mutant(
         "purge-caps",

@@ -24,7 +24,7 @@ from acqd.notify import Mailer
 from acqd.owners import view
 from acqd.owners.access import Facility, HoldRow, Refused, Request, SessionRow
 from acqd.policy.model import Policy
-from acqd.policy.planner import Item, Warning_
+from acqd.policy.planner import Hold, Item, Warning_
 
 log = logging.getLogger("acqd.owners")
 T = TypeVar("T")
@@ -52,6 +52,12 @@ def _holds(j: Journal, now: float) -> list[HoldRow]:
 
 def _warnings(j: Journal) -> list[Warning_]:
     return [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
+
+
+def _ended(j: Journal, warnings: list[Warning_], now: float) -> list[Hold]:
+    """Holds that ended since the earliest warned date (they may have voided a warning)."""
+    since = min((w.purge_at for w in warnings), default=now)
+    return [Hold(t, u, r, w) for t, u, r, w in jr.holds_ended_after(j, since) if u <= now]
 
 
 class JournalData:
@@ -88,7 +94,9 @@ class JournalData:
     def _sessions(self, owner: str, now: float) -> list[SessionRow]:
         policy = self._policy()
         items = [it for it in _items(self.journal) if view.owner_of(policy, it) == owner]
-        return view.sessions(self.instrument, policy, items, _holds(self.journal, now), _warnings(self.journal), now)
+        ws = _warnings(self.journal)
+        holds, ended = _holds(self.journal, now), _ended(self.journal, ws, now)
+        return view.sessions(self.instrument, policy, items, holds, ws, now, ended)
 
     async def sessions(self, owner: str, now: float) -> list[SessionRow]:
         return await self._j(self._sessions, owner, now)
@@ -177,9 +185,9 @@ class JournalData:
 
     def _facility(self, now: float) -> Facility:
         policy = self._policy()
-        f = view.facility(
-            self.instrument, policy, _items(self.journal), _holds(self.journal, now), _warnings(self.journal), now
-        )
+        ws = _warnings(self.journal)
+        holds, ended = _holds(self.journal, now), _ended(self.journal, ws, now)
+        f = view.facility(self.instrument, policy, _items(self.journal), holds, ws, now, ended=ended)
         f.quarantined = [(self.instrument, r.relpath, r.reason or "") for r in self.journal.quarantined()]
         f.requests = [
             Request(

@@ -2,9 +2,10 @@
 the delivered warnings and the holds, by the planner's own formulas. Pure.
 
 `purge_date` mirrors `acqd.policy.planner.plan` (tests hold the two together): a warned file is
-purged at max(expiry, warning sent + lead time, the date in the warning); an unwarned one no sooner
-than a full lead time after its warning goes out; a hold keeps it, and once the hold ends a warned
-file goes at the next sweep.
+purged on the date in its standing warning (`acqd.policy.planner.standing_warning`); an unwarned one
+no sooner than a full lead time after its warning goes out; a hold keeps it, and a hold that
+outlives the warned date voids the warning: the file is warned again once the hold ends, and goes a
+full lead time later.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 
 from acqd.owners.access import Facility, HoldRow, SessionRow, session_id
 from acqd.policy.model import DAY, Policy, Rule
-from acqd.policy.planner import Item, Warning_
+from acqd.policy.planner import Hold, Item, Warning_, standing_warning
 
 
 def day(ts: float) -> str:
@@ -39,16 +40,23 @@ def covers(h: HoldRow, item: Item, now: float) -> bool:
     return t in ("", ".") or item.session == t or item.relpath == t or item.relpath.startswith(t + "/")
 
 
-def purge_date(item: Item, rule: Rule, warnings: Iterable[Warning_], now: float) -> tuple[float | None, bool]:
-    """(when the planner purges `item` if nothing holds it, whether a warning for that date was delivered)."""
+def purge_date(
+    item: Item, rule: Rule, warnings: Iterable[Warning_], now: float, holds: Iterable[Hold] = ()
+) -> tuple[float | None, bool]:
+    """(when the planner purges `item` if nothing holds it from now on, whether a warning for that
+    date was delivered). `holds`: as the planner's (ended ones too)."""
     if rule.expiration is None:
         return None, False
     expiry = item.verified_at + rule.expiration.after
-    ws = [w for w in warnings if w.purge_at >= expiry - 1]
-    if ws:
-        w = min(ws, key=lambda w: w.sent_at)
+    w = standing_warning(item, warnings, expiry, rule.warn, holds)
+    if w is not None:
         return max(expiry, w.sent_at + rule.warn, w.purge_at), True
     return (max(expiry, now + rule.warn) if now >= expiry - rule.warn else expiry), False
+
+
+def planner_holds(holds: Iterable[HoldRow], ended: Iterable[Hold] = ()) -> list[Hold]:
+    """The page's holds (in force) and the ended ones, as the planner sees them."""
+    return [*(Hold(h.target, h.until, h.reason, h.root) for h in holds), *ended]
 
 
 def next_transition(item: Item, rule: Rule) -> tuple[float | None, str]:
@@ -68,8 +76,11 @@ def sessions(
     holds: list[HoldRow],
     warnings: Iterable[Warning_],
     now: float,
+    ended: Iterable[Hold] = (),
 ) -> list[SessionRow]:
-    """One row per (watch root, session) of the given items, earliest purge first."""
+    """One row per (watch root, session) of the given items, earliest purge first. `holds`: those
+    in force at `now`; `ended`: those that ended since the earliest warned date."""
+    every = planner_holds(holds, ended)
     by_item: dict[int, list[Warning_]] = defaultdict(list)
     for w in warnings:
         by_item[w.item_id].append(w)
@@ -83,23 +94,27 @@ def sessions(
         why: dict[str, list[float | None]] = {}
         texts: dict[str, str] = {}
         classes: set[str] = set()
+        again: set[str] = set()
         mine = tuple(h for h in holds if h.until > now and any(covers(h, it, now) for it in its))
         for it in its:
             rule = policy.rule_for(it.relpath, it.detector, owner_of(policy, it))
             dc = policy.data_class(it.relpath, it.detector)
             if dc:
                 classes.add(dc)
-            at, warned = purge_date(it, rule, by_item.get(it.id, []), now)
+            ws = by_item.get(it.id, [])
+            at, warned = purge_date(it, rule, ws, now, every)
             held = max((h.until for h in mine if covers(h, it, now)), default=None)
-            if at is not None and held is not None and held > at:
-                at = held if warned else max(at, held + rule.warn)
+            if at is not None and held is not None and not warned:
+                at = max(at, held + rule.warn)  # warned (again) once the hold ends, a full lead time ahead
+            if at is not None and ws and not warned:
+                again.add(rule.name)
             if at is not None:
                 purge = at if purge is None else min(purge, at)
             t_at, t_to = next_transition(it, rule)
             if t_at is not None and (move is None or t_at < move[0]):
                 move = (t_at, t_to)
             why.setdefault(rule.name, []).append(at)
-            texts[rule.name] = _rule_text(rule, warned)
+            texts[rule.name] = _rule_text(rule, warned, rule.name in again)
         lines = []
         for name, dates in why.items():
             n = len(dates)
@@ -128,13 +143,15 @@ def sessions(
     return sorted(rows, key=lambda r: (r.purge_at if r.purge_at is not None else float("inf"), r.session))
 
 
-def _rule_text(rule: Rule, warned: bool) -> str:
+def _rule_text(rule: Rule, warned: bool, again: bool = False) -> str:
     if rule.expiration is None:
         parts = ["kept (this rule deletes nothing)"]
     else:
         after, warn = rule.expiration.after / DAY, rule.warn / DAY
         parts = [f"deleted {after:g} days after it was stored, after a {warn:g}-day warning"]
-        if warned:
+        if again:
+            parts.append("warned again before deletion (the date in the earlier warning no longer applies)")
+        elif warned:
             parts.append("the warning was sent")
     for t in rule.transitions:
         parts.append(f"moves to {t.tier} after {t.after / DAY:g} days")
@@ -149,8 +166,10 @@ def facility(
     warnings: list[Warning_],
     now: float,
     horizon: float = 12 * 7 * DAY,
+    ended: Iterable[Hold] = (),
 ) -> Facility:
     """Upcoming purges by week and owner (within `horizon`), holds, usage per owner and tier."""
+    every = planner_holds(holds, ended)
     by_item: dict[int, list[Warning_]] = defaultdict(list)
     for w in warnings:
         by_item[w.item_id].append(w)
@@ -164,7 +183,7 @@ def facility(
         if any(covers(h, it, now) for h in holds):
             continue
         rule = policy.rule_for(it.relpath, it.detector, owner_of(policy, it))
-        at, _ = purge_date(it, rule, by_item.get(it.id, []), now)
+        at, _ = purge_date(it, rule, by_item.get(it.id, []), now, every)
         if at is not None and at <= now + horizon:
             p = purges[(week(max(at, now)), owner)]
             p[0] += 1
