@@ -96,7 +96,8 @@ CREATE TABLE IF NOT EXISTS warnings(
     copy_id INTEGER NOT NULL REFERENCES copies(id),
     recipient TEXT NOT NULL,
     purge_at REAL NOT NULL,
-    sent_at REAL NOT NULL
+    sent_at REAL NOT NULL,
+    voided REAL
 );
 CREATE INDEX IF NOT EXISTS warnings_copy ON warnings(copy_id);
 CREATE TABLE IF NOT EXISTS holds(
@@ -215,6 +216,8 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE holds ADD COLUMN root TEXT NOT NULL DEFAULT ''")
     if "placed_by" not in cols:  # who placed a hold: "owner:<name>" from the owner page, else the facility
         db.execute("ALTER TABLE holds ADD COLUMN placed_by TEXT NOT NULL DEFAULT ''")
+    if "voided" not in {r[1] for r in db.execute("PRAGMA table_info(warnings)")}:  # a warning called off
+        db.execute("ALTER TABLE warnings ADD COLUMN voided REAL")
 
 
 def _file_row(r: tuple[Any, ...]) -> FileRow:
@@ -902,9 +905,19 @@ def retention_items(j: Journal) -> list[RetentionRow]:
 
 
 def delivered_warnings(j: Journal) -> list[tuple[int, float, float]]:
-    return [
-        (int(a), float(b), float(c)) for a, b, c in j._db.execute("SELECT copy_id, purge_at, sent_at FROM warnings")
-    ]
+    """(copy, purge date, sent) of every delivered warning that was not called off."""
+    where = " WHERE voided IS NULL" if _has_column(j, "warnings", "voided") else ""
+    rows = j._db.execute(f"SELECT copy_id, purge_at, sent_at FROM warnings{where}")
+    return [(int(a), float(b), float(c)) for a, b, c in rows]
+
+
+def void_warnings(j: Journal, copy_id: int, now: float, reason: str) -> int:
+    """Call off the delivered warnings of one copy (its purge was called off): a purge needs a new one."""
+    with j._tx() as db:
+        n = db.execute("UPDATE warnings SET voided = ? WHERE copy_id = ? AND voided IS NULL", (now, copy_id)).rowcount
+        fid = db.execute("SELECT file_id FROM copies WHERE id = ?", (copy_id,)).fetchone()
+        j._audit(fid[0] if fid else None, "retention.warning.voided", copy=copy_id, warnings=n, reason=reason)
+        return int(n)
 
 
 def record_warnings(j: Journal, copy_ids: list[int], recipient: str, purge_at: dict[int, float], now: float) -> None:

@@ -232,6 +232,10 @@ class RetentionRunner:
         """Carry out a plan made at `now` (the effective time); holds and live objects are re-checked."""
         res = SweepResult(now=now, actions=actions, clock=self.last_clock)
         res.blocked = sum(a.kind == "blocked" for a in actions)
+        for a in actions:
+            if a.kind == "void":
+                await self._j(jr.void_warnings, self.journal, a.item.id, now, a.reason)
+                log.info("retention: %s: %s", a.item.relpath, a.reason)
         await self._warn(now, [a for a in actions if a.kind == "warn"], by_copy, res)
         limit = self.policy.spec.guards.suspendErrorRatio
         done = 0

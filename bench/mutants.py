@@ -180,6 +180,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "warning-void-ignored",
+        "a warning whose purge the policy called off stays on file (a later policy purges on it, unwarned)",
+        "acqd/retention.py",
+        '            if a.kind == "void":\n',
+        "            if False:\n",
+        ("tests/test_retention.py::test_a_purge_the_policy_called_off_is_warned_again_when_it_returns",),
+    ),
+    Mutant(
         "purge-caps",
         "a sweep purges past its caps",
         "acqd/policy/planner.py",

@@ -173,6 +173,10 @@ def test_a_policy_that_puts_the_purge_later_warns_again() -> None:
     second = Warning_(1, w.at, NOW)
     assert "purge" not in kinds(plan(NOW + 20 * DAY, [it], p, warnings=[first, second]))  # back to 14d: still day 21
     assert kinds(plan(NOW + 21 * DAY, [it], p, warnings=[first, second])) == ["purge"]
+    keep = policy(BASE.replace("      expiration: {after: 60d}\n", ""))  # the rule deletes nothing now
+    [void] = plan(NOW, [it], keep, warnings=[first])
+    assert void.kind == "void" and void.at == first.purge_at and "called off" in void.reason
+    assert plan(NOW, [it], keep) == []  # once called off (the runner keeps that in the journal): nothing
 
 
 def test_a_hold_on_one_file_or_folder_keeps_only_that() -> None:

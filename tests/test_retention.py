@@ -671,6 +671,36 @@ async def test_a_hold_past_the_warned_date_is_followed_by_a_second_warning(setup
     assert not (s.capacity / session / "FoilHole_1_fractions.mrc").exists()
 
 
+async def test_a_purge_the_policy_called_off_is_warned_again_when_it_returns(setup: Setup) -> None:
+    """Warned on day 46 for day 60; on day 50 the facility's policy stops deleting movies (the owner
+    page says 'kept') and on day 65 it deletes them again: the day-60 warning is called off for good
+    (journal, audit); the movies are warned again on day 65 (a second mail) and go on day 79."""
+    s = setup
+    keep = load_retention(s.cfg)
+    assert keep is not None
+    rules = tuple(r.model_copy(update={"expiration": None}) for r in keep.spec.rules)
+    keep = keep.model_copy(update={"spec": keep.spec.model_copy(update={"rules": rules})})
+    jd = Journaled(s)
+    try:
+        runner = await jd.open()
+        await sweep_days(s, range(0, 50), runner)
+        deleting = runner.policy
+        assert len([m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]) == 1
+        runner.policy = keep
+        res = await sweep_days(s, range(50, 65), runner)
+        assert all(r.purged == 0 for r in res.values())
+        runner.policy = deleting
+        res = await sweep_days(s, range(65, 79), runner)
+        assert res[65].digests == 3 and all(r.purged == 0 for r in res.values())
+        second = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
+        assert len(second) == 2 and day(s.t0 + 79 * DAY + 60) in second[1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        res = await sweep_days(s, range(79, 80), runner)
+        assert res[79].purged == 4
+    finally:
+        await jd.shutdown()
+    assert audit_actions(s).count("retention.warning.voided") == 4
+
+
 def day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 

@@ -8,7 +8,8 @@ Guarantees (tested by properties):
   counts, and it no longer does once the policy puts the purge later (a longer expiry or lead
   time) or a hold kept the file past that date (`holds` includes the ended ones: a released
   hold's `until` is its release). The file is then warned again, for a date a full lead time
-  ahead, before it can be purged;
+  ahead, before it can be purged. A warned file that the policy no longer deletes gets a `void`
+  action: the runner calls its warnings off for good (a later policy that deletes it warns anew);
 - nothing under a hold (a session, a folder or one file) is purged or moved;
 - with a clock state, every decision is taken at its `effective` time (never later than the wall
   clock or the trusted calendar, see `acqd.policy.clock`): a wall clock that jumps never makes a
@@ -77,7 +78,7 @@ class Warning_:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    kind: str  # warn, transition, purge, blocked
+    kind: str  # warn, transition, purge, blocked, void (the file's delivered warnings are called off)
     item: Item
     rule: str
     reason: str
@@ -161,6 +162,10 @@ def plan(
                     )
                 )
         if rule.expiration is None:
+            if it.id in delivered:  # the purge a warning announced is called off: the warning with it
+                last = max(w.purge_at for w in delivered[it.id])
+                why = f"rule {rule.name} deletes nothing: the warning for {_day(last)} is called off"
+                actions.append(Action("void", it, rule.name, why, last))
             continue
         expiry = it.verified_at + rule.expiration.after
         warn_at = expiry - rule.warn
