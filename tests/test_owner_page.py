@@ -23,7 +23,7 @@ from acqd.owners.access import session_id
 from acqd.policy.model import DAY, load_policy
 from acqd.policy.planner import Item, Warning_, plan
 from tests.conftest import Background, run_acqd, wait_for
-from tests.owner_fixtures import Owners, digest_links, owners_setup, sweep
+from tests.owner_fixtures import LINK, Owners, digest_links, owners_setup, sweep
 from tests.servers import free_port
 from tests.test_retention import POLICY
 
@@ -261,6 +261,46 @@ async def test_an_extension_request_goes_to_the_facility(page: Page) -> None:
         data={**form, "until": day_after(20), "reason": "x"},
     )
     assert r.status_code == 400 and "yourself" in r.text
+
+
+async def test_an_expired_link_asks_for_a_fresh_one_by_mail(page: Page) -> None:
+    """The expired-link page's button mails a fresh link to the address the owner's warnings go to
+    (caught by aiosmtpd; it opens the owner's page); asked again within the limit, nothing is sent;
+    the answer is the same for every owner and whether or not a mail went out; the form needs its
+    token and a link this facility signed."""
+    import re
+
+    o = page.o
+    old = page.link("alice", expires=time.time() - 1)
+    r = await page.http.get(old)
+    assert r.status_code == 410 and "Send me a fresh link" in r.text
+    m = re.search(r'action="([^"]+)".*?name="csrf" value="([^"]+)"', r.text, re.S)
+    assert m is not None and m.group(1).endswith(f"{old[3:]}/fresh-link")
+    csrf = m.group(2)
+    r = await page.http.post(f"{old}/fresh-link", data={"csrf": ""})
+    assert r.status_code == 403 and o.s.box.messages == []
+    r = await page.http.post(f"{old}/fresh-link", data={"csrf": csrf})
+    assert r.status_code == 200 and "on its way" in r.text
+    answer = r.text
+    [(rcpt, msg)] = o.s.box.messages
+    assert rcpt == ["alice@lab.example"] and "fresh link" in msg["Subject"]
+    [url] = LINK.findall(msg.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    fresh = links.read_token(o.secret, url.rsplit("/", 1)[1], time.time())
+    assert fresh.owner == "alice" and fresh.expires > time.time() + DAY
+    r = await page.http.get(url.split(f":{o.port}", 1)[1])
+    assert r.status_code == 200 and "alice_apoferritin_0101" in r.text
+    r = await page.http.post(f"{old}/fresh-link", data={"csrf": csrf})  # again at once: the same answer, no mail
+    assert r.status_code == 200 and r.text == answer and len(o.s.box.messages) == 1
+    nobody = page.link("zed", expires=time.time() - 1)  # an owner with no address: the same answer
+    r = await page.http.post(f"{nobody}/fresh-link", data={"csrf": page.csrf(nobody)})
+    assert r.status_code == 200 and r.text == answer
+    r = await page.http.post(f"{old[:-3]}AAA/fresh-link", data={"csrf": csrf})  # not signed here
+    assert r.status_code == 403 and "damaged" in r.text
+    sent = [d for d in page.audit("owner-page.fresh-link") if "mailed" in d]  # not the .limited ones
+    assert [(d["owner"], d["mailed"], d["fresh"]) for d in sent if d["owner"] == "alice"] == [
+        ("alice", True, fresh.link_id)
+    ]
+    assert [d["owner"] for d in page.audit("owner-page.fresh-link.limited")] == ["alice"]
 
 
 async def test_link_checks_are_rate_limited(page: Page) -> None:

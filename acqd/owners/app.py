@@ -47,6 +47,7 @@ SECURITY_HEADERS = [
 ]
 MAX_REASON = 500
 MAX_FORM = 16 * 1024
+FRESH_LINK_EVERY = 900.0  # at most one fresh link per owner in this many seconds (no mail bombing)
 
 
 class SecurityHeaders:
@@ -165,7 +166,8 @@ def build_app(
             path=request.url.path[:200],
         )
         log.warning("owner page: refused a link from %s: %s", who, exc)
-        return page(request, "owner-refused.html.j2", exc.status, message=str(exc), expired=exc.status == 410)
+        renew = {"fresh_csrf": links.csrf_token(secret, ln), "token": token} if exc.status == 410 and ln else {}
+        return page(request, "owner-refused.html.j2", exc.status, message=str(exc), expired=exc.status == 410, **renew)
 
     async def check(request: Request) -> links.Link | Response:
         token = str(request.path_params["token"])
@@ -302,6 +304,60 @@ def build_app(
                 )
             return await show(request, link, status=exc.status, error=str(exc))
 
+    fresh_sent: dict[str, float] = {}  # owner -> when a fresh link was last mailed
+
+    async def fresh_link(request: Request) -> Response:
+        """'Send me a fresh link', from the expired-link page: the expired link (its signature still
+        holds) names the owner; the fresh one goes to the address the owner's warnings go to. The
+        answer is the same whether a mail went out, the owner has no address, or the owner asked
+        within the last FRESH_LINK_EVERY seconds."""
+        token, now, who = str(request.path_params["token"]), clock(), client(request)
+        if not limiter.allow(who, now):
+            return page(
+                request,
+                "owner-refused.html.j2",
+                429,
+                message="too many link checks from your address; try again later",
+                expired=False,
+            )
+        try:
+            link = links.read_token(secret, token, now)
+        except links.LinkError as exc:
+            if exc.status != 410 or exc.link is None:
+                return await refused(request, exc, token)
+            link = exc.link
+        if int(request.headers.get("content-length") or 0) > MAX_FORM:
+            return PlainTextResponse("the form is too large", 413)
+        form = await request.form(max_files=0, max_fields=10)
+        if not links.csrf_ok(secret, link, str(form.get("csrf") or "")):
+            limiter.failed(who, now)
+            await data.audit(
+                "owner-page.refused",
+                reason="form without a valid CSRF token",
+                status=403,
+                owner=link.owner,
+                link=link.link_id,
+                client=who,
+                form="fresh-link",
+            )
+            return page(
+                request,
+                "owner-refused.html.j2",
+                403,
+                message="this form's security token is missing or belongs to another link: open the link from "
+                "your e-mail again and use its button",
+                expired=False,
+            )
+        if len(fresh_sent) > 10_000:  # the table stays bounded
+            for o in [o for o, t in fresh_sent.items() if t <= now - FRESH_LINK_EVERY]:
+                del fresh_sent[o]
+        if now - fresh_sent.get(link.owner, float("-inf")) < FRESH_LINK_EVERY:
+            await data.audit("owner-page.fresh-link.limited", owner=link.owner, link=link.link_id, client=who)
+        else:
+            fresh_sent[link.owner] = now
+            await data.fresh_link(link.owner, now, link.link_id)
+        return page(request, "owner-fresh-link.html.j2", minutes=f"{FRESH_LINK_EVERY / 60:g}")
+
     async def facility(request: Request) -> Response:
         who, now = client(request), clock()
         if facility_token is None:
@@ -331,6 +387,7 @@ def build_app(
     app = Starlette(
         routes=[
             Route("/o/{token}", owner_page, methods=["GET"]),
+            Route("/o/{token}/fresh-link", fresh_link, methods=["POST"]),
             Route("/o/{token}/{action}", act, methods=["POST"]),
             Route("/facility", facility, methods=["GET"]),
             Route("/style.css", style, methods=["GET"]),

@@ -74,6 +74,7 @@ class JournalData:
         mailer: Mailer,
         sender: str,
         facility_email: str | None,
+        links: Callable[[str, float], tuple[str, str, float]] | None = None,
     ) -> None:
         self.journal = journal
         self.jexec = jexec
@@ -83,6 +84,7 @@ class JournalData:
         self.mailer = mailer
         self.sender = sender
         self.facility_email = facility_email
+        self.links = links  # owner, now -> (a signed link to the page, its id, its expiry), as the digests'
 
     @property
     def max_hold(self) -> float:
@@ -179,6 +181,41 @@ class JournalData:
             to=self.facility_email or "",
         )
         return s, mailed
+
+    async def fresh_link(self, owner: str, now: float, link: str) -> None:
+        owners = self._policy().spec.owners
+        to = owners.emails.get(owner) or owners.fallback  # where this owner's warnings go
+        fresh, mailed = ("", "", 0.0), False
+        if to and self.links is not None:
+            fresh = self.links(owner, now)
+            msg = EmailMessage()
+            msg["From"] = self.sender
+            msg["To"] = to
+            msg["Subject"] = f"[acqd {self.instrument}] a fresh link to your data"
+            msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
+            msg["Message-ID"] = make_msgid(domain="acqd")
+            msg.set_content(
+                f"You (or someone with an expired link of yours) asked for a fresh link to the page of your data "
+                f"on {self.instrument}, where you can keep a session, release a hold or ask for longer:\n\n"
+                f"  {fresh[0]}\n\nIt is valid until {view.day(fresh[2])}. If you did not ask for it, ignore "
+                f"this e-mail; questions: {self.contact}.\n"
+            )
+            try:
+                await self.mailer.send(msg)
+                mailed = True
+            except AcqdError as exc:
+                log.warning("fresh link for %s not mailed: %s", owner, exc)
+        await self._j(
+            self.journal.audit,
+            None,
+            "owner-page.fresh-link",
+            owner=owner,
+            link=link,
+            fresh=fresh[1],
+            expires=fresh[2],
+            recipient=to or "",
+            mailed=mailed,
+        )
 
     async def audit(self, event: str, /, **detail: object) -> None:
         await self._j(self.journal.audit, None, event, **detail)

@@ -93,6 +93,7 @@ def build(
         mailer=mailer,
         sender=config.smtp.sender if config.smtp else f"acqd@{config.instrument}",
         facility_email=facility_email(config, policy()),
+        links=link_maker(op, secret),
     )
     return build_app(data, secret=secret, templates=templates_dirs(), facility_token=token, clock=clock)
 
