@@ -885,6 +885,51 @@ def hold(
     out.print(f"  covers {res.describe()}", markup=False)
 
 
+@app.command("owner-page")
+def owner_page_cmd(
+    config: Annotated[Path, typer.Option("--config", "-c", help="acqd.yaml with `owner_page:` and a `policy:`")],
+    bind: Annotated[str | None, typer.Option(help="host:port (default: owner_page.bind)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the owner page and the facility view alone, over the daemon's journal (for testing, or
+    beside a daemon that does not serve it); `acqd run` serves it itself when owner_page.enabled."""
+    _setup_logging(verbose)
+    import asyncio
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from acqd.daemon import build_mailer, load_retention
+    from acqd.owners import serve as op_serve
+
+    with _errors():
+        cfg = load_config(config)
+        if cfg.owner_page is None:
+            raise ConfigError(f"{config}: no `owner_page:` section (secret_file, and optionally bind, base_url)")
+        policy = load_retention(cfg)
+        if policy is None:
+            raise ConfigError(f"{config}: no `policy:` configured; the owner page shows the policy's dates")
+        address = bind or cfg.owner_page.bind
+        jexec = ThreadPoolExecutor(1, thread_name_prefix="acqd-journal")
+        j = Journal(journal_path(cfg.state_dir))
+        try:
+            app = op_serve.build(cfg, journal=j, jexec=jexec, policy=lambda: policy, mailer=build_mailer(cfg))
+            sock = op_serve.bind(address)
+            err.print(f"owner page on http://{address} (links: {cfg.owner_page.url()}/o/...)", markup=False)
+
+            async def main() -> None:
+                task = asyncio.ensure_future(op_serve.serve(app, sock))
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, task.cancel)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+            asyncio.run(main())
+        finally:
+            jexec.shutdown(wait=True)
+            j.close()
+
+
 retention_app = typer.Typer(
     no_args_is_help=True, help="Retention guards: acknowledge a clock jump that suspended purges."
 )

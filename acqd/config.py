@@ -215,6 +215,44 @@ class SmtpConfig(Frozen):
     contact: str = Field("the facility staff", description="who users ask for a hold, named in the warnings")
 
 
+class OwnerPageConfig(Frozen):
+    """The owner page behind the warning digest's signed links (and the facility view)."""
+
+    enabled: bool = False
+    bind: str = Field("127.0.0.1:8788", description="host:port; loopback by default (a reverse proxy in front)")
+    base_url: str | None = Field(
+        None, description="the address owners open, e.g. https://acqd.facility.example (default: http://<bind>)"
+    )
+    secret_file: Path = Field(
+        description="HMAC key of the links (at least 32 bytes); relative paths resolve in $CREDENTIALS_DIRECTORY"
+    )
+    facility_token_file: Path | None = Field(
+        None, description="credential of the facility view (/facility); without it the view is off"
+    )
+    link_days: int = Field(30, ge=1, le=365, description="how long a link in a digest stays valid")
+    facility_email: str | None = Field(
+        None, description="where extension requests go (default: the policy's owners.fallback)"
+    )
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("bind must be host:port, e.g. 127.0.0.1:8788")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
+            raise ValueError("base_url must be an http(s) URL, e.g. https://acqd.facility.example/owners")
+        return v.rstrip("/") if v else v
+
+    def url(self) -> str:
+        return self.base_url or f"http://{self.bind}"
+
+
 class Config(Frozen):
     instrument: str = Field(description="instrument name: first folder level at the destination")
     state_dir: Path = Field(description="journal and state (systemd: StateDirectory=acqd)")
@@ -226,6 +264,7 @@ class Config(Frozen):
     limits: Limits = Limits()
     policy: Path | None = Field(None, description="retention policy YAML (tiers, transitions, purges, warnings)")
     smtp: SmtpConfig | None = Field(None, description="owner warnings; without it they go to state_dir/mailbox")
+    owner_page: OwnerPageConfig | None = Field(None, description="signed links in the digests to the owner page")
 
     @field_validator("instrument")
     @classmethod

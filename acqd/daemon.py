@@ -33,6 +33,7 @@ from acqd.logs import LogReporter, Repeats
 from acqd.memory import tune_allocator
 from acqd.metrics import Exporter, Metrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
+from acqd.owners import serve as owner_page
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.policy.model import Policy, load_policy
 from acqd.ports import Layout, Reporter
@@ -251,6 +252,10 @@ def prepare(config: Config) -> tuple[dict[str, Tier], Policy | None, list[RootCt
         mqtt_password(config.mqtt)  # a password file that cannot be read
     if config.smtp is not None:
         build_mailer(config)
+    if config.owner_page is not None and config.owner_page.enabled:
+        if policy is None:
+            raise ConfigError("owner_page is enabled but no `policy:` is configured: the page shows the policy's dates")
+        owner_page.secrets_of(config.owner_page)  # a secret file that cannot be read, or too short
     return tiers, policy, build_roots(config, profiles, tiers, policy)
 
 
@@ -527,21 +532,19 @@ class Daemon:
                         loop.add_signal_handler(sig, self._on_stop, sig)
                     loop.add_signal_handler(signal.SIGHUP, self._on_reload)
                 await self._abort_incomplete(io, tiers)
-                task = asyncio.create_task(pipeline.run(), name="pipeline")
-                if self.events is not None:
-                    aux.append(asyncio.create_task(self.events.run(), name="mqtt"))
-                aux.append(asyncio.create_task(self._sampler(io), name="sampler"))
-                if self.notifier.watchdog_seconds:
-                    aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
                 policy = load_retention(config)
+                op = config.owner_page
+                page_on = op is not None and op.enabled and policy is not None and not self.once
+                links = owner_page.link_maker(op, owner_page.secrets_of(op)[0]) if op is not None and page_on else None
                 if policy is not None and not self.once:
+                    mailer = build_mailer(config)
                     self.retention = RetentionRunner(
                         policy=policy,
                         journal=journal,
                         jexec=jexec,
                         io=io,
                         tiers=tiers,
-                        mailer=build_mailer(config),
+                        mailer=mailer,
                         digests=Digests(),
                         reporter=Fanout(reporters),
                         instrument=config.instrument,
@@ -552,8 +555,23 @@ class Daemon:
                             if self.config_path is not None
                             else ("--state-dir", str(config.state_dir.resolve()))
                         ),
+                        links=links,
                     )
                     aux.append(asyncio.create_task(self._retention_loop(policy.spec.interval), name="retention"))
+                    if op is not None and page_on:
+                        runner = self.retention
+                        app = owner_page.build(
+                            config, journal=journal, jexec=jexec, policy=lambda: runner.policy, mailer=mailer
+                        )
+                        sock = owner_page.bind(op.bind)
+                        aux.append(asyncio.create_task(owner_page.serve(app, sock), name="owner-page"))
+                        log.info("owner page on http://%s (links in the digests: %s/o/...)", op.bind, op.url())
+                task = asyncio.create_task(pipeline.run(), name="pipeline")
+                if self.events is not None:
+                    aux.append(asyncio.create_task(self.events.run(), name="mqtt"))
+                aux.append(asyncio.create_task(self._sampler(io), name="sampler"))
+                if self.notifier.watchdog_seconds:
+                    aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
                 if events is not None:
                     await loop.run_in_executor(None, events.start)
                 log.info("acqd started: %d watch root(s), instrument %s", len(roots), config.instrument)

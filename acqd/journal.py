@@ -96,7 +96,8 @@ CREATE TABLE IF NOT EXISTS warnings(
     copy_id INTEGER NOT NULL REFERENCES copies(id),
     recipient TEXT NOT NULL,
     purge_at REAL NOT NULL,
-    sent_at REAL NOT NULL
+    sent_at REAL NOT NULL,
+    voided REAL
 );
 CREATE INDEX IF NOT EXISTS warnings_copy ON warnings(copy_id);
 CREATE TABLE IF NOT EXISTS holds(
@@ -106,7 +107,8 @@ CREATE TABLE IF NOT EXISTS holds(
     reason TEXT NOT NULL,
     created REAL NOT NULL,
     released REAL,
-    root TEXT NOT NULL DEFAULT ''
+    root TEXT NOT NULL DEFAULT '',
+    placed_by TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS clock_acks(
     id INTEGER PRIMARY KEY,
@@ -212,6 +214,10 @@ def _migrate(db: sqlite3.Connection) -> None:
     cols = {r[1] for r in db.execute("PRAGMA table_info(holds)")}
     if "root" not in cols:
         db.execute("ALTER TABLE holds ADD COLUMN root TEXT NOT NULL DEFAULT ''")
+    if "placed_by" not in cols:  # who placed a hold: "owner:<name>" from the owner page, else the facility
+        db.execute("ALTER TABLE holds ADD COLUMN placed_by TEXT NOT NULL DEFAULT ''")
+    if "voided" not in {r[1] for r in db.execute("PRAGMA table_info(warnings)")}:  # a warning called off
+        db.execute("ALTER TABLE warnings ADD COLUMN voided REAL")
 
 
 def _file_row(r: tuple[Any, ...]) -> FileRow:
@@ -899,9 +905,19 @@ def retention_items(j: Journal) -> list[RetentionRow]:
 
 
 def delivered_warnings(j: Journal) -> list[tuple[int, float, float]]:
-    return [
-        (int(a), float(b), float(c)) for a, b, c in j._db.execute("SELECT copy_id, purge_at, sent_at FROM warnings")
-    ]
+    """(copy, purge date, sent) of every delivered warning that was not called off."""
+    where = " WHERE voided IS NULL" if _has_column(j, "warnings", "voided") else ""
+    rows = j._db.execute(f"SELECT copy_id, purge_at, sent_at FROM warnings{where}")
+    return [(int(a), float(b), float(c)) for a, b, c in rows]
+
+
+def void_warnings(j: Journal, copy_id: int, now: float, reason: str) -> int:
+    """Call off the delivered warnings of one copy (its purge was called off): a purge needs a new one."""
+    with j._tx() as db:
+        n = db.execute("UPDATE warnings SET voided = ? WHERE copy_id = ? AND voided IS NULL", (now, copy_id)).rowcount
+        fid = db.execute("SELECT file_id FROM copies WHERE id = ?", (copy_id,)).fetchone()
+        j._audit(fid[0] if fid else None, "retention.warning.voided", copy=copy_id, warnings=n, reason=reason)
+        return int(n)
 
 
 def record_warnings(j: Journal, copy_ids: list[int], recipient: str, purge_at: dict[int, float], now: float) -> None:
@@ -915,12 +931,22 @@ def record_warnings(j: Journal, copy_ids: list[int], recipient: str, purge_at: d
             j._audit(fid, "retention.warned", copy=cid, recipient=recipient, purge_at=purge_at[cid])
 
 
-def add_hold(j: Journal, target: str, until: float, reason: str, now: float, root: str = "", **detail: Any) -> int:
+def add_hold(
+    j: Journal,
+    target: str,
+    until: float,
+    reason: str,
+    now: float,
+    root: str = "",
+    *,
+    placed_by: str = "",
+    **detail: Any,
+) -> int:
     """A hold on `target` (a path relative to the watch root `root`; "" = any root)."""
     with j._tx() as db:
         cur = db.execute(
-            "INSERT INTO holds(target, until, reason, created, root) VALUES(?, ?, ?, ?, ?)",
-            (target, until, reason, now, root),
+            "INSERT INTO holds(target, until, reason, created, root, placed_by) VALUES(?, ?, ?, ?, ?, ?)",
+            (target, until, reason, now, root, placed_by),
         )
         j._audit(None, "hold", target=target, root=root, until=until, reason=reason, **detail)
         return int(cur.lastrowid or 0)
@@ -938,9 +964,53 @@ def release_hold(j: Journal, target: str, now: float, root: str | None = None) -
         return int(n)
 
 
+HoldRecord = tuple[int, str, float, str, str, float, str]
+
+
+def hold_records(j: Journal, now: float) -> list[HoldRecord]:
+    """(id, target, until, reason, root, created, placed_by) of every hold in force at `now`."""
+    by = "placed_by" if _has_column(j, "holds", "placed_by") else "''"
+    root = "root" if _has_column(j, "holds", "root") else "''"
+    rows = j._db.execute(
+        f"SELECT id, target, until, reason, {root}, created, {by} FROM holds "
+        "WHERE released IS NULL AND until > ? ORDER BY id",
+        (now,),
+    )
+    return [(int(i), str(t), float(u), str(r), str(w), float(c), str(b)) for i, t, u, r, w, c, b in rows]
+
+
+def release_hold_id(j: Journal, hold_id: int, now: float, **detail: Any) -> int:
+    """Release one hold by its id (the owner page); 0 if it was not in force."""
+    with j._tx() as db:
+        row = db.execute("SELECT target, root FROM holds WHERE id = ? AND released IS NULL", (hold_id,)).fetchone()
+        if row is None:
+            return 0
+        db.execute("UPDATE holds SET released = ? WHERE id = ?", (now, hold_id))
+        j._audit(None, "hold.released", target=row[0], root=row[1], holds=1, hold=hold_id, **detail)
+        return 1
+
+
+def audit_actions(j: Journal, prefix: str, limit: int = 200) -> list[tuple[float, str, dict[str, Any]]]:
+    """The latest audit entries whose action starts with `prefix`, newest first."""
+    rows = j._db.execute(
+        "SELECT ts, action, detail FROM audit WHERE action >= ? AND action < ? ORDER BY id DESC LIMIT ?",
+        (prefix, prefix + "\uffff", limit),
+    )
+    return [(float(t), str(a), json.loads(d)) for t, a, d in rows]
+
+
 def _has_column(j: Journal, table: str, column: str) -> bool:
     """A read-only journal written by an older acqd is not migrated: look before asking."""
     return any(r[1] == column for r in j._db.execute(f"PRAGMA table_info({table})"))
+
+
+def holds_ended_after(j: Journal, since: float) -> list[tuple[str, float, str, str]]:
+    """(target, end, reason, root) of every hold whose end (its `until`, or its release if sooner)
+    is after `since`: those in force, and those that may have outlived a warned date."""
+    root = "root" if _has_column(j, "holds", "root") else "''"
+    end = "MIN(until, COALESCE(released, until))"
+    rows = j._db.execute(f"SELECT target, {end}, reason, {root} FROM holds WHERE {end} > ? ORDER BY id", (since,))
+    return [(str(t), float(u), str(r), str(w)) for t, u, r, w in rows]
 
 
 def active_holds(j: Journal, now: float) -> list[tuple[str, float, str, str]]:

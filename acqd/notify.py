@@ -94,7 +94,7 @@ class Digests:
     def __init__(self, directory: Path | None = None) -> None:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(directory)] if directory else [str(d) for d in templates_dirs()]),
-            autoescape=jinja2.select_autoescape(["html", "j2.html"]),
+            autoescape=jinja2.select_autoescape(["html", "html.j2"]),  # session names are folder names: escaped
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -103,9 +103,19 @@ class Digests:
         self.env.filters["gib"] = lambda n: f"{n / 2**30:.2f} GiB"
 
     def render(
-        self, *, instrument: str, recipient: str, sender: str, sessions: list[dict[str, Any]], now: float, contact: str
+        self,
+        *,
+        instrument: str,
+        recipient: str,
+        sender: str,
+        sessions: list[dict[str, Any]],
+        now: float,
+        contact: str,
+        links: list[tuple[str, str, float]] | None = None,
     ) -> EmailMessage:
+        """`links`: (owner, signed URL of the owner page, its expiry) for the owners in `sessions`."""
         ctx = {
+            "links": links or [],
             "instrument": instrument,
             "recipient": recipient,
             "sessions": sessions,

@@ -114,7 +114,17 @@ def plan_from_journal(
         for r in rows
     ]
     warnings = [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
-    return plan(now, items, policy, holds_at(j, t), warnings, clock), {r.copy.id: r for r in rows}
+    ids = {i.id for i in items}
+    holds = holds_since(j, [w for w in warnings if w.item_id in ids], t)
+    return plan(now, items, policy, holds, warnings, clock), {r.copy.id: r for r in rows}
+
+
+def holds_since(j: Journal, warnings: list[Warning_], now: float) -> list[Hold]:
+    """The holds in force at `now` and those that ended after the earliest date a warning announced
+    (a released hold ends at its release): what the planner needs to tell whether a hold outlived a
+    warned date."""
+    since = min((w.purge_at for w in warnings), default=now)
+    return [Hold(t, u, why, root) for t, u, why, root in jr.holds_ended_after(j, min(since, now))]
 
 
 def holds_at(j: Journal, now: float) -> list[Hold]:
@@ -138,6 +148,7 @@ class RetentionRunner:
         contact: str,
         hold_args: tuple[str, ...] = (),
         clock: Callable[[], Reading] = read_clock,
+        links: Callable[[str, float], tuple[str, str, float]] | None = None,
     ) -> None:
         self.policy = policy
         self.journal = journal
@@ -152,6 +163,7 @@ class RetentionRunner:
         self.contact = contact
         self.hold_args = hold_args  # how this daemon's journal is named on a command line (--config FILE)
         self.clock = clock
+        self.links = links  # owner, now -> (a signed link to the owner page, its id, its expiry)
         self.last_clock: ClockState | None = None  # the clock guard's state at the last plan
         self._reported = False  # a suspension was reported (event, metric) by this process
 
@@ -220,6 +232,10 @@ class RetentionRunner:
         """Carry out a plan made at `now` (the effective time); holds and live objects are re-checked."""
         res = SweepResult(now=now, actions=actions, clock=self.last_clock)
         res.blocked = sum(a.kind == "blocked" for a in actions)
+        for a in actions:
+            if a.kind == "void":
+                await self._j(jr.void_warnings, self.journal, a.item.id, now, a.reason)
+                log.info("retention: %s: %s", a.item.relpath, a.reason)
         await self._warn(now, [a for a in actions if a.kind == "warn"], by_copy, res)
         limit = self.policy.spec.guards.suspendErrorRatio
         done = 0
@@ -275,7 +291,11 @@ class RetentionRunner:
                 )
         for recipient, acts in sorted(per.items()):
             sessions: dict[tuple[str, float], dict[str, Any]] = {}
+            owner_links: dict[str, tuple[str, str, float]] = {}
             for a in acts:
+                owner = self.policy.spec.owners.owner_of(a.item.relpath)
+                if self.links is not None and owner and owner not in owner_links:
+                    owner_links[owner] = self.links(owner, now)
                 key = (a.item.session, a.at)
                 s = sessions.setdefault(
                     key,
@@ -287,6 +307,8 @@ class RetentionRunner:
                         "rule": a.rule,
                         "where": "",
                         "hold_command": self.hold_command(a.item.session, a.at + 90 * DAY, recipient),
+                        "owner": owner or "",
+                        "link": owner_links[owner][0] if owner in owner_links else "",
                     },
                 )
                 s["files"] += 1
@@ -304,6 +326,7 @@ class RetentionRunner:
                 sessions=sorted(sessions.values(), key=lambda s: (s["purge_at"], s["session"])),
                 now=now,
                 contact=self.contact,
+                links=[(o, url, exp) for o, (url, _, exp) in sorted(owner_links.items())],
             )
             try:
                 await self.mailer.send(msg)
@@ -314,6 +337,10 @@ class RetentionRunner:
                 )
                 continue
             ids = [a.item.id for a in acts]
+            for o, (_, link_id, exp) in sorted(owner_links.items()):
+                await self._j(
+                    self.journal.audit, None, "owner-page.link", owner=o, link=link_id, expires=exp, recipient=recipient
+                )
             await self._j(jr.record_warnings, self.journal, ids, recipient, {a.item.id: a.at for a in acts}, now)
             res.digests += 1
             res.warned += len(ids)

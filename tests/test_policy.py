@@ -138,8 +138,45 @@ def test_hold_blocks_purge_and_transition() -> None:
     h = Hold("alice_s1", NOW + 30 * DAY, "paper revision")
     acts = plan(NOW, [it], p, holds=[h], warnings=[w])
     assert kinds(acts) == ["blocked", "blocked"] and "paper revision" in acts[1].reason
-    expired = Hold("alice_s1", NOW - 1, "old")
-    assert "purge" in kinds(plan(NOW, [it], p, holds=[expired], warnings=[w]))
+    ended_before = Hold("alice_s1", NOW - 11 * DAY, "old")  # ended before the warned date: the warning stands
+    assert "purge" in kinds(plan(NOW, [it], p, holds=[ended_before], warnings=[w]))
+
+
+def test_a_hold_that_outlived_the_warned_date_means_a_new_warning() -> None:
+    """Warned for day -10; held from before that date until a minute ago (or released then): the
+    data is warned again, for a full lead time ahead, and purged on that date, not at the next sweep."""
+    p = policy()
+    it = item(days_old=90, tier="capacity")
+    w = Warning_(1, NOW - 10 * DAY, NOW - 30 * DAY)
+    ended = Hold("alice_s1", NOW - 60, "paper revision")
+    [again] = plan(NOW, [it], p, holds=[ended], warnings=[w])
+    assert again.kind == "warn" and again.at == NOW + 14 * DAY and "warned again" in again.reason
+    second = Warning_(1, again.at, NOW)
+    assert "purge" not in kinds(plan(NOW + 13.9 * DAY, [it], p, holds=[ended], warnings=[w, second]))
+    assert kinds(plan(NOW + 14 * DAY, [it], p, holds=[ended], warnings=[w, second])) == ["purge"]
+    # a hold on another session, or one that ended the second before the date, changes nothing
+    other = Hold("bob_s2", NOW - 60, "x")
+    assert kinds(plan(NOW, [it], p, holds=[other, Hold("alice_s1", w.purge_at, "y")], warnings=[w])) == ["purge"]
+
+
+def test_a_policy_that_puts_the_purge_later_warns_again() -> None:
+    """The latest delivered warning counts: once the policy puts the purge later than the date in it
+    (a longer expiry or lead time), a new warning goes out for the new date, and a later return to the
+    old policy keeps the date last announced."""
+    p = policy()
+    it = item(days_old=50, tier="capacity")  # expires in 10 days
+    first = Warning_(1, NOW + 10 * DAY, NOW - 4 * DAY)
+    assert plan(NOW, [it], p, warnings=[first]) == []
+    longer_lead = policy(BASE.replace("warn: 14d", "warn: 21d"))
+    [w] = plan(NOW, [it], longer_lead, warnings=[first])
+    assert w.kind == "warn" and w.at == NOW + 21 * DAY
+    second = Warning_(1, w.at, NOW)
+    assert "purge" not in kinds(plan(NOW + 20 * DAY, [it], p, warnings=[first, second]))  # back to 14d: still day 21
+    assert kinds(plan(NOW + 21 * DAY, [it], p, warnings=[first, second])) == ["purge"]
+    keep = policy(BASE.replace("      expiration: {after: 60d}\n", ""))  # the rule deletes nothing now
+    [void] = plan(NOW, [it], keep, warnings=[first])
+    assert void.kind == "void" and void.at == first.purge_at and "called off" in void.reason
+    assert plan(NOW, [it], keep) == []  # once called off (the runner keeps that in the journal): nothing
 
 
 def test_a_hold_on_one_file_or_folder_keeps_only_that() -> None:
@@ -367,3 +404,76 @@ def test_no_purge_before_the_warned_date_whatever_the_wall_clock_does(
                 assert all(real + slack + 1e-3 >= date for date, _ in dates), (real, slack, dates)
                 assert all(real - sent + slack + 1e-3 >= rule.warn for _, sent in dates)
                 del items[a.item.id]
+
+
+Event = tuple[float, str, int, float]  # days since the last event, what (sweep, hold, release), session, hold days
+
+
+@st.composite
+def hold_runs(draw: st.DrawFn) -> tuple[Policy, list[float], list[Event]]:
+    warn = draw(st.integers(1, 20))
+    pol = policy_with(draw(st.integers(warn, 40)), warn, draw(st.integers(1, 6)), 10**9)
+    ages = draw(st.lists(st.floats(0, 60), min_size=1, max_size=8))  # days old at the start of the run
+    events = draw(
+        st.lists(
+            st.tuples(
+                st.floats(0.0, 4),
+                st.sampled_from(["sweep", "sweep", "sweep", "hold", "release", "undelivered"]),
+                st.integers(0, 2),
+                st.floats(0.01, 40),
+            ),
+            min_size=5,
+            max_size=150,
+        )
+    )
+    return pol, ages, events
+
+
+@settings(max_examples=300, deadline=None)
+@given(hold_runs())
+def test_a_purge_follows_a_warning_no_hold_outlived(run: tuple[Policy, list[float], list[Event]]) -> None:
+    """Holds placed and released at random times, sweeps (some of whose warnings fail to go out) at
+    random times, the planner given the holds as the journal has them (in force, or ended after the
+    earliest warned date). Oracle for every purge: not held then; the latest warning delivered for the
+    file announced a date that has come, went out at least the lead time before, and no hold was in
+    force on the file at any moment between that date and the purge."""
+    pol, ages, events = run
+    rule = pol.spec.rules[0]
+    sessions = ["alice_a", "alice_b", "bob_c"]
+    t = 1000 * DAY
+    items = {
+        i: Item(i, f"{sessions[i % 3]}/f{i}.mrc", sessions[i % 3], "gatan-k3", "central", 1, t - a * DAY)
+        for i, a in enumerate(ages)
+    }
+    holds: list[list[float | str]] = []  # [session, placed, end (until, or the release)]
+    warnings: list[Warning_] = []
+    purged = 0
+    for days, what, s, length in events:
+        t += days * DAY
+        if what == "hold":
+            holds.append([sessions[s], t, t + length * DAY])
+            continue
+        if what == "release":
+            for h in holds:
+                if h[0] == sessions[s] and float(h[2]) > t:
+                    h[2] = t
+            continue
+        since = min((w.purge_at for w in warnings), default=t)
+        known = [Hold(str(n), float(end), "h") for n, _, end in holds if float(end) > min(since, t)]
+        for a in plan(t, list(items.values()), pol, known, warnings):
+            if a.kind == "warn":
+                assert a.at >= t + rule.warn
+                if what != "undelivered":
+                    warnings.append(Warning_(a.item.id, a.at, t))
+            elif a.kind == "purge":
+                it = a.item
+                mine = [h for h in holds if h[0] == it.session]
+                assert not any(float(p) <= t < float(e) for _, p, e in mine), "purged while held"
+                ws = [w for w in warnings if w.item_id == it.id]
+                assert ws, "purged without a delivered warning"
+                last = max(ws, key=lambda w: w.sent_at)
+                assert last.purge_at <= t and last.sent_at + rule.warn <= t, (last, t)
+                outlived = [(p, e) for _, p, e in mine if float(p) <= t and float(e) > last.purge_at]
+                assert not outlived, f"a hold outlived the warned date {last.purge_at}: {outlived}"
+                del items[it.id]
+                purged += 1

@@ -615,6 +615,96 @@ async def test_the_hold_command_in_the_warning_works_as_pasted(setup: Setup) -> 
     assert not (s.capacity / "carol_test_0103/FoilHole_4_fractions.mrc").exists()
 
 
+def page_date(j: Journal, s: Setup, session: str, now: float) -> tuple[float | None, str]:
+    """What the owner page says about `session` at `now`: its purge date and why."""
+    from acqd.owners import local, view
+
+    policy = load_retention(s.cfg)
+    assert policy is not None
+    ws = local._warnings(j)
+    rows = view.sessions("krios", policy, local._items(j), local._holds(j, now), ws, now, local._ended(j, ws, now))
+    [row] = [r for r in rows if r.session == session]
+    return row.purge_at, " ".join(row.why)
+
+
+@pytest.mark.parametrize("end", ["until", "released"])
+async def test_a_hold_past_the_warned_date_is_followed_by_a_second_warning(setup: Setup, end: str) -> None:
+    """Warned on day 46 for day 60; alice holds her session on day 50 until day 70 (or releases it
+    on day 65): nothing of hers goes on day 60 nor when the hold ends; the sweep after it mails her a
+    second warning (caught by the SMTP server) for a full lead time ahead, and her movies go then.
+    The owner page shows that date while the hold runs and after it ended."""
+    s = setup
+    session = "alice_apoferritin_0101"
+    ends = 65 if end == "released" else 70
+    jd = Journaled(s)
+    try:
+        runner = await jd.open()
+        assert jd.j is not None
+        j, loop = jd.j, asyncio.get_running_loop()
+        await sweep_days(s, range(0, 47), runner)
+        first = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
+        assert len(first) == 1 and day(s.t0 + 60 * DAY + 60) in first[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        await sweep_days(s, range(47, 50), runner)
+        await loop.run_in_executor(jd.jexec, jr.add_hold, j, session, s.t0 + 70 * DAY, "revision", s.t0 + 50 * DAY)
+        at, why = await loop.run_in_executor(jd.jexec, page_date, j, s, session, s.t0 + 55 * DAY)
+        assert at is not None and s.t0 + 84 * DAY <= at <= s.t0 + 84 * DAY + 3600, (at, why)
+        assert "warned again before deletion" in why
+        res = await sweep_days(s, range(50, ends), runner)
+        assert sum(r.purged for r in res.values()) == 2  # bob's and carol's on day 60, not alice's
+        if end == "released":
+            await loop.run_in_executor(jd.jexec, jr.release_hold, j, session, s.t0 + 65 * DAY)
+        # the hold has ended, the sweep not yet come: the page shows the new date already
+        at, why = await loop.run_in_executor(jd.jexec, page_date, j, s, session, s.t0 + ends * DAY + 30)
+        assert at is not None and s.t0 + (ends + 14) * DAY <= at <= s.t0 + (ends + 14) * DAY + 3600, (at, why)
+        res = await sweep_days(s, range(ends, ends + 1), runner)
+        assert res[ends].purged == 0 and res[ends].digests == 1
+        second = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
+        assert len(second) == 2
+        body = second[1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert session in body and day(s.t0 + (ends + 14) * DAY + 60) in body, body
+        res = await sweep_days(s, range(ends + 1, ends + 14), runner)
+        assert all(r.purged == 0 for r in res.values())  # a full lead time after the second warning
+        res = await sweep_days(s, range(ends + 14, ends + 15), runner)
+        assert res[ends + 14].purged == 2
+    finally:
+        await jd.shutdown()
+    assert not (s.capacity / session / "FoilHole_1_fractions.mrc").exists()
+
+
+async def test_a_purge_the_policy_called_off_is_warned_again_when_it_returns(setup: Setup) -> None:
+    """Warned on day 46 for day 60; on day 50 the facility's policy stops deleting movies (the owner
+    page says 'kept') and on day 65 it deletes them again: the day-60 warning is called off for good
+    (journal, audit); the movies are warned again on day 65 (a second mail) and go on day 79."""
+    s = setup
+    keep = load_retention(s.cfg)
+    assert keep is not None
+    rules = tuple(r.model_copy(update={"expiration": None}) for r in keep.spec.rules)
+    keep = keep.model_copy(update={"spec": keep.spec.model_copy(update={"rules": rules})})
+    jd = Journaled(s)
+    try:
+        runner = await jd.open()
+        await sweep_days(s, range(0, 50), runner)
+        deleting = runner.policy
+        assert len([m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]) == 1
+        runner.policy = keep
+        res = await sweep_days(s, range(50, 65), runner)
+        assert all(r.purged == 0 for r in res.values())
+        runner.policy = deleting
+        res = await sweep_days(s, range(65, 79), runner)
+        assert res[65].digests == 3 and all(r.purged == 0 for r in res.values())
+        second = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
+        assert len(second) == 2 and day(s.t0 + 79 * DAY + 60) in second[1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        res = await sweep_days(s, range(79, 80), runner)
+        assert res[79].purged == 4
+    finally:
+        await jd.shutdown()
+    assert audit_actions(s).count("retention.warning.voided") == 4
+
+
+def day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
 def test_the_daemon_suspends_purges_after_a_clock_jump_until_acknowledged(setup: Setup) -> None:
     """`acqd run` itself: its sweeps keep the clock guard's state with this machine's boot id and
     CLOCK_BOOTTIME; a wall clock found 13 days ahead of the trusted calendar at a restart suspends

@@ -95,6 +95,9 @@ class Owners(Strict):
     pattern: OwnerPattern = Field(None, description="regex with (?P<owner>...) on the path relative to the watch root")
     emails: dict[str, str] = Field(default_factory=dict, description="owner -> e-mail address")
     fallback: str | None = Field(None, description="address for data without a known owner")
+    maxHold: Duration = Field(
+        180 * DAY, description="the longest hold an owner may set from the owner page (from today); longer: ask"
+    )
 
     def owner_of(self, relpath: str) -> str | None:
         return owner_from(self.pattern, relpath)

@@ -4,6 +4,12 @@ Guarantees (tested by properties):
 - a purge needs a *delivered* warning for the same purge date whose lead time has fully passed,
   and nothing becomes purgeable sooner than that warning plus its lead time, whatever the policy
   says after a change;
+- a warning stands only while the date in it is the purge's date: the latest delivered warning
+  counts, and it no longer does once the policy puts the purge later (a longer expiry or lead
+  time) or a hold kept the file past that date (`holds` includes the ended ones: a released
+  hold's `until` is its release). The file is then warned again, for a date a full lead time
+  ahead, before it can be purged. A warned file that the policy no longer deletes gets a `void`
+  action: the runner calls its warnings off for good (a later policy that deletes it warns anew);
 - nothing under a hold (a session, a folder or one file) is purged or moved;
 - with a clock state, every decision is taken at its `effective` time (never later than the wall
   clock or the trusted calendar, see `acqd.policy.clock`): a wall clock that jumps never makes a
@@ -72,13 +78,27 @@ class Warning_:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    kind: str  # warn, transition, purge, blocked
+    kind: str  # warn, transition, purge, blocked, void (the file's delivered warnings are called off)
     item: Item
     rule: str
     reason: str
     at: float  # when it is due (purge: the purge date)
     tier: str = ""  # transition target
     recipients: tuple[str, ...] = ()
+
+
+def standing_warning(
+    item: Item, warnings: Iterable[Warning_], expiry: float, lead: float, holds: Iterable[Hold]
+) -> Warning_ | None:
+    """The delivered warning that announces `item`'s purge, if one still does: the latest one, if
+    the policy does not put the purge later than the date in it (expiry, or a full lead time after
+    delivery) and no hold was in force on or after that date."""
+    w = max(warnings, key=lambda w: (w.sent_at, w.purge_at), default=None)
+    if w is None or max(expiry, w.sent_at + lead) > w.purge_at + 1:
+        return None
+    if any(h.covers(item, w.purge_at) for h in holds):  # a hold outlived the date: the owner expects a new warning
+        return None
+    return w
 
 
 def _recipients(policy: Policy, rule_notify: Iterable[str], owner: str | None) -> tuple[str, ...]:
@@ -104,7 +124,9 @@ def plan(
     warnings: Iterable[Warning_] = (),
     clock: ClockState | None = None,
 ) -> list[Action]:
-    """Actions as of `now`; with a `clock`, as of its effective time (`now` is then ignored)."""
+    """Actions as of `now`; with a `clock`, as of its effective time (`now` is then ignored).
+    `holds`: those in force and those that ended after the earliest date in a warning (a hold that
+    ended, `until` <= now, holds nothing but may have outlived a warned date)."""
     holds = list(holds)
     delivered: dict[int, list[Warning_]] = {}
     for w in warnings:
@@ -140,6 +162,10 @@ def plan(
                     )
                 )
         if rule.expiration is None:
+            if it.id in delivered:  # the purge a warning announced is called off: the warning with it
+                last = max(w.purge_at for w in delivered[it.id])
+                why = f"rule {rule.name} deletes nothing: the warning for {_day(last)} is called off"
+                actions.append(Action("void", it, rule.name, why, last))
             continue
         expiry = it.verified_at + rule.expiration.after
         warn_at = expiry - rule.warn
@@ -148,14 +174,16 @@ def plan(
         if held is not None:
             actions.append(Action("blocked", it, rule.name, f"hold: {held.reason or 'no reason given'}", expiry))
             continue
-        ws = [w for w in delivered.get(it.id, []) if w.purge_at >= expiry - 1]  # a warning for this date
-        if not ws:
+        sw = standing_warning(it, delivered.get(it.id, []), expiry, rule.warn, holds)
+        if sw is None:
             recipients = _recipients(policy, rule.notify, owner)
             purge_at = max(expiry, now + rule.warn)  # never sooner than the warning's lead time
-            actions.append(Action("warn", it, rule.name, f"purge on {_day(purge_at)}", purge_at, recipients=recipients))
+            again = " (warned again)" if it.id in delivered else ""
+            actions.append(
+                Action("warn", it, rule.name, f"purge on {_day(purge_at)}{again}", purge_at, recipients=recipients)
+            )
             continue
-        w = min(ws, key=lambda w: w.sent_at)
-        purge_at = max(expiry, w.sent_at + rule.warn, w.purge_at)
+        purge_at = max(expiry, sw.sent_at + rule.warn, sw.purge_at)
         if now < purge_at:
             if clock_problem is not None and wall >= purge_at:  # only the (suspect) wall clock says it is due
                 actions.append(Action("blocked", it, rule.name, clock_problem, purge_at))
