@@ -301,8 +301,10 @@ class Postgres:
         if res.returncode != 0:
             raise RuntimeError(f"{tool} failed ({res.returncode}): {res.stderr[-2000:]}{self.log.read_text()[-2000:]}")
 
-    def start(self) -> None:
-        opts = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    def start(self, durable: bool = False) -> None:
+        """Start the server; `durable`: with fsync (benchmarks), else without (tests: faster, same logic)."""
+        fsync = "" if durable else " -c fsync=off"
+        opts = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1{fsync}"
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.log), "-w", "-t", "120", "start")
 
     def stop(self, mode: str = "fast") -> None:

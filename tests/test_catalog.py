@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from acqd import catalog
 from acqd.journal import (
     Journal,
     Observation,
@@ -23,7 +25,7 @@ from acqd.journal import (
     outbox_state,
     snapshot,
 )
-from acqd.values import Identity, SourceRef, State, WriteResult
+from acqd.values import Identity, OutboxRecord, SourceRef, State, WriteResult
 from tests.conftest import Background, digest, journal_rows, journal_states, run_acqd, wait_for, write_config
 from tests.servers import PG_PASSWORD, Postgres, free_port
 
@@ -205,6 +207,45 @@ def test_migrate_twice_is_a_noop_and_check_connects(
 
 
 @pytest.mark.service
+def test_replayed_or_late_records_never_double_or_roll_back_a_row(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """A crash between PostgreSQL's commit and the outbox's delete replays a batch; a snapshot and
+    the outbox may arrive in either order: the newest state wins, each row exists once."""
+    migrate(config(tmp_path, dirs, catalog_db, pg_server.password_file))
+    j = Journal(tmp_path / "j.sqlite")
+    try:
+        configure_outbox(j, 1000)
+        begin_resync(j)
+        end_resync(j)
+        _ship(j, "a.raw")
+        recs = outbox_next(j, 100)
+    finally:
+        j.close()
+    target = catalog.Target("scope", "jid", {"central": "file:///central"})
+
+    async def publish(*batches: list[OutboxRecord]) -> None:
+        conn = await catalog.connect(catalog_db, PG_PASSWORD, 10)
+        try:
+            for b in batches:
+                await catalog.upsert(conn, target, b)
+        finally:
+            await conn.close()
+
+    def rows() -> list[tuple[Any, ...]]:
+        return pg_query(
+            pg_server,
+            catalog_db,
+            "SELECT f.state, c.state, f.seq, c.seq FROM acqd.files f JOIN acqd.copies c USING (file_id)",
+        )
+
+    asyncio.run(publish(recs[:3], recs[3:]))
+    assert rows() == [("verified", "verified", recs[4].seq, recs[5].seq)]
+    asyncio.run(publish(recs, recs[:4], [recs[0]], [recs[3]]))  # replays, then older states late
+    assert rows() == [("verified", "verified", recs[4].seq, recs[5].seq)]
+
+
+@pytest.mark.service
 @pytest.mark.slow
 def test_daemon_publishes_every_file_once_with_its_checksum_and_copy(
     pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
@@ -285,6 +326,61 @@ def test_postgres_outage_mid_run_loses_and_doubles_nothing(
         assert code == 0, err
         assert "shipping goes on; the outbox keeps the records" in err  # the outage was logged ...
         assert "connected again" in err  # ... and the recovery
+    finally:
+        d.kill()
+    assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_a_batch_the_catalog_rejects_stays_in_the_outbox(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """A transaction PostgreSQL refuses (here a trigger of the facility's; in life a full disk, a
+    constraint) is retried; its records leave the outbox only once committed."""
+    watch, dest, state = dirs
+    cfg = config(tmp_path, dirs, catalog_db, pg_server.password_file)
+    migrate(cfg)
+    expected = populate(watch, ["first.raw"], seed=7)
+    d = Background("run", "--config", str(cfg))
+    try:
+        # the first start's resync done, changes now go through the outbox
+        wait_for(lambda: len(catalog_files(pg_server, catalog_db)) == 1, 90, "the first file catalogued", d, state)
+        with pg_server.connect(catalog_db.rpartition("/")[2]) as c:
+            c.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " IF NEW.relpath LIKE 'poison%' THEN RAISE EXCEPTION 'refused by the facility'; END IF;"
+                " RETURN NEW; END $$"
+            )
+            c.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON acqd.files FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        expected |= populate(watch, [f"ok/{i}.raw" for i in range(8)] + ["poison.raw"])
+        wait_for(
+            lambda: len(journal_states(state)) == 10 and set(journal_states(state).values()) == {"verified"},
+            90,
+            "shipping goes on",
+            d,
+            state,
+        )
+
+        def refused() -> bool:
+            out = run_acqd("status", "--config", str(cfg)).stdout
+            return "refused by the facility" in out and "catalog: 0 record(s)" not in out
+
+        wait_for(refused, 60, "the refusal in acqd status", d, state)
+        with pg_server.connect(catalog_db.rpartition("/")[2]) as c:
+            c.execute("DROP TRIGGER refuse ON acqd.files")
+        wait_for(
+            lambda: [r[2] for r in catalog_files(pg_server, catalog_db)] == ["verified"] * 10,
+            90,
+            "everything published once accepted",
+            d,
+            state,
+        )
+        code, err = d.terminate()
+        assert code == 0, err
+        assert err.count("refused by the facility") == 1  # logged once, not once per retry
     finally:
         d.kill()
     assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
