@@ -354,10 +354,13 @@ class Publisher:
     def _up(self) -> None:
         self.connected = True
         self.on_metric("connected", 1)
-        if self._failures:
-            log.info("catalog %s: connected again after %d failed attempt(s)", self.url, self._failures)
-        else:
+        if not self._failures:
             log.info("catalog %s: connected", self.url)
+
+    def _working(self) -> None:
+        """A transaction committed: an error that was going on is over (said once, with its count)."""
+        if self._failures:
+            log.info("catalog %s: publishing again after %d failed attempt(s)", self.url, self._failures)
         self._failures = 0
         self._logged_error = None
         self.last_error = None
@@ -387,6 +390,7 @@ class Publisher:
                 await asyncio.sleep(self.poll)
                 continue
             n = await upsert(conn, self.target, records)
+            self._working()
             self.published += n
             self._status["published_total"] = int(self._status.get("published_total", 0)) + n
             self._status["published_seq"] = records[-1].seq
@@ -421,6 +425,7 @@ class Publisher:
         n = 0
         while (batch := await self.source.next_batch(it)) is not None:
             n += await upsert(conn, self.target, batch)
+            self._working()
         await self.source.end_resync()
         self._full_logged = False
         self._status["published_total"] = int(self._status.get("published_total", 0)) + n

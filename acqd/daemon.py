@@ -318,7 +318,7 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
             f"{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''},"
             f" release_local {ctx.watch.placement.release_local}"
         )
-    catalog_notes, catalog_warnings = publish.check(config, probe_timeout) if probe else ([], [])
+    catalog_notes, catalog_warnings = publish.check(config, probe_timeout, probe=probe)
     notes.extend(catalog_notes)
     warnings.extend(catalog_warnings)
     if probe:

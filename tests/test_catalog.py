@@ -253,7 +253,14 @@ def test_daemon_publishes_every_file_once_with_its_checksum_and_copy(
     watch, dest, state = dirs
     cfg = config(tmp_path, dirs, catalog_db, pg_server.password_file)
     migrate(cfg)
+    with pg_server.connect(catalog_db.rpartition("/")[2]) as c:  # a busy catalog: a second per transaction
+        c.execute(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$"
+        )
+        c.execute("CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON acqd.journals FOR EACH ROW EXECUTE FUNCTION slow()")
     expected = populate(watch, [f"session_{i % 3}/movie_{i:03d}.raw" for i in range(40)])
+    # --once ends after the last file is verified, with records still on their way: it waits for them
     r = run_acqd("run", "--config", str(cfg), "--once")
     assert r.returncode == 0, r.stderr
     assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
@@ -325,7 +332,7 @@ def test_postgres_outage_mid_run_loses_and_doubles_nothing(
         code, err = d.terminate()
         assert code == 0, err
         assert "shipping goes on; the outbox keeps the records" in err  # the outage was logged ...
-        assert "connected again" in err  # ... and the recovery
+        assert "publishing again after" in err  # ... and the recovery
     finally:
         d.kill()
     assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
@@ -380,7 +387,8 @@ def test_a_batch_the_catalog_rejects_stays_in_the_outbox(
         )
         code, err = d.terminate()
         assert code == 0, err
-        assert err.count("refused by the facility") == 1  # logged once, not once per retry
+        assert err.count("refused by the facility") == 1  # logged once, not once per retry ...
+        assert err.count("publishing again after") == 1  # ... and its end
     finally:
         d.kill()
     assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
@@ -500,8 +508,9 @@ def test_bad_catalog_settings_are_one_line_and_never_stop_shipping(
     r = run_acqd("check", "--config", str(cfg))
     assert r.returncode == 78 and "postgresql://" in r.stderr
     cfg = config(tmp_path, dirs, catalog_db, tmp_path / "missing-password")
-    r = run_acqd("check", "--config", str(cfg))
-    assert r.returncode == 78 and "catalog.password_file: cannot read" in r.stderr
+    for cmd in (("check",), ("check", "--no-probe"), ("run", "--once")):
+        r = run_acqd(*cmd, "--config", str(cfg))
+        assert r.returncode == 78 and "catalog.password_file: cannot read" in r.stderr, (cmd, r.stderr)
     config(tmp_path, dirs, catalog_db, pg_server.password_file)
     migrate(tmp_path / "acqd.yaml")
     wrong = tmp_path / "wrong-password"
