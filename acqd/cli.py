@@ -352,6 +352,23 @@ def status(
                 out.print(f"watch root {root}: MISSING since {since} (acqd waits for it)", markup=False)
         _print_states(s)
         _print_clock(clock)
+        if "catalog" in s:
+            _print_catalog(s["catalog"])
+
+
+def _print_catalog(c: dict[str, Any]) -> None:
+    """One line: what waits for the catalog, and how the publisher last fared."""
+    st = c.get("status") or {}
+    parts = [f"catalog: {c['depth']} record(s) in the outbox (cap {c['cap']})"]
+    if c["resync_since"] is not None:
+        full = c["depth"] >= c["cap"]
+        parts.append("FULL, resync from the journal due" if full else "resync from the journal due")
+    if st.get("last_ok"):
+        parts.append(f"last published {_iso(st['last_ok'])}")
+    parts.append(f"{st.get('published_total', 0)} row(s) published")
+    if st.get("last_error"):
+        parts.append(f"last error: {st['last_error']}")
+    out.print("; ".join(parts), markup=False)
 
 
 @app.command("check")
@@ -928,6 +945,42 @@ def owner_page_cmd(
         finally:
             jexec.shutdown(wait=True)
             j.close()
+
+
+catalog_app = typer.Typer(
+    no_args_is_help=True, help="The facility catalog (PostgreSQL): create or upgrade its schema, import a journal."
+)
+app.add_typer(catalog_app, name="catalog")
+CatalogConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="acqd.yaml with a `catalog:` section")]
+
+
+@catalog_app.command("migrate")
+def catalog_migrate(config: CatalogConfigOpt) -> None:
+    """Create the catalog's schema or bring it to this acqd's version (versioned SQL migrations,
+    each applied once; running it again changes nothing)."""
+    from acqd.publish import migrate_command
+
+    with _errors():
+        cfg = load_config(config)
+        applied = migrate_command(cfg)
+    assert cfg.catalog is not None
+    if applied:
+        out.print(f"catalog {cfg.catalog.url}: applied {', '.join(applied)}", markup=False)
+    else:
+        out.print(f"catalog {cfg.catalog.url}: schema up to date", markup=False)
+
+
+@catalog_app.command("import")
+def catalog_import(config: CatalogConfigOpt) -> None:
+    """Publish everything this instrument's journal knows to the catalog (its history, including
+    copies adopted from session manifests with `acqd adopt`). Idempotent; safe beside a running daemon."""
+    from acqd.publish import import_command
+
+    with _errors():
+        cfg = load_config(config)
+        n = import_command(cfg)
+    assert cfg.catalog is not None
+    out.print(f"catalog {cfg.catalog.url}: imported {n} journal row(s) of {cfg.instrument}", markup=False)
 
 
 retention_app = typer.Typer(

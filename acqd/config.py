@@ -86,6 +86,7 @@ SECRET_HOMES = {
     "AWS credential chain",
     "sftp": "use options.key_file (an SSH private key; the user name may stay in the URL: sftp://user@host/path)",
     "mqtt": "use mqtt.password_file (the user name may stay in the URL: mqtt://user@host)",
+    "postgresql": "use catalog.password_file (the user name may stay in the URL: postgresql://user@host/db)",
 }
 
 
@@ -253,6 +254,43 @@ class OwnerPageConfig(Frozen):
         return self.base_url or f"http://{self.bind}"
 
 
+class CatalogConfig(Frozen):
+    """The facility catalog: what this daemon's journal learns, published to a shared PostgreSQL."""
+
+    url: str = Field(description="postgresql://user@host:port/database (no password: see password_file)")
+    password_file: Path | None = Field(
+        None, description="the PostgreSQL password; relative paths resolve in $CREDENTIALS_DIRECTORY"
+    )
+    outbox_cap: int = Field(
+        1_000_000,
+        ge=100,
+        description="records the journal's outbox holds while PostgreSQL is away; beyond it the outbox stops "
+        "growing and the catalog is resynchronised from the journal when the server is back",
+    )
+    batch: int = Field(500, ge=1, le=10_000, description="records per PostgreSQL transaction")
+    connect_timeout: Duration = Field(10.0, description="connecting to PostgreSQL")
+    retry_max: Duration = Field(60.0, description="longest wait between reconnection attempts")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        scheme = v.partition("://")[0].lower()
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("catalog.url must be postgresql://user@host:port/database")
+        _, password = _userinfo(v)
+        if password is not None:
+            raise ValueError(
+                "catalog.url holds a password; secrets never go in acqd.yaml: use catalog.password_file "
+                "(the user name may stay in the URL: postgresql://user@host/db)"
+            )
+        if "password=" in v.partition("?")[2].lower():
+            raise ValueError("catalog.url holds a password parameter; use catalog.password_file")
+        host = v.partition("://")[2].partition("/")[0].rpartition("@")[2]
+        if not host or not v.partition("://")[2].partition("/")[2].partition("?")[0]:
+            raise ValueError("catalog.url needs a host and a database: postgresql://user@host:5432/acqd")
+        return v
+
+
 class Config(Frozen):
     instrument: str = Field(description="instrument name: first folder level at the destination")
     state_dir: Path = Field(description="journal and state (systemd: StateDirectory=acqd)")
@@ -265,6 +303,9 @@ class Config(Frozen):
     policy: Path | None = Field(None, description="retention policy YAML (tiers, transitions, purges, warnings)")
     smtp: SmtpConfig | None = Field(None, description="owner warnings; without it they go to state_dir/mailbox")
     owner_page: OwnerPageConfig | None = Field(None, description="signed links in the digests to the owner page")
+    catalog: CatalogConfig | None = Field(
+        None, description="publish the journal to a facility PostgreSQL catalog; without it: the journal only"
+    )
 
     @field_validator("instrument")
     @classmethod

@@ -21,12 +21,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from acqd import claims
+from acqd import claims, publish
+from acqd.catalog import Publisher
 from acqd.config import Config, MqttConfig, WatchRoot, load_config
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
-from acqd.journal import GroupCommitExecutor, Journal, journal_path, record_tiers
+from acqd.journal import GroupCommitExecutor, Journal, configure_outbox, journal_path, record_tiers
 from acqd.journal import summary as summary  # re-exported
 from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats
@@ -51,6 +52,7 @@ log = logging.getLogger("acqd")
 
 STATE_DIR_MODE = 0o700  # the state directory: journal, lock, mailbox (see README, "Files and permissions")
 DRAIN_SECONDS = 30.0
+CATALOG_DRAIN_SECONDS = 10.0  # at a stop: the catalog's last records, if it is reachable
 
 
 def load_profiles(config: Config) -> dict[str, DetectorProfile]:
@@ -321,6 +323,9 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
             f"{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''},"
             f" release_local {ctx.watch.placement.release_local}"
         )
+    catalog_notes, catalog_warnings = publish.check(config, probe_timeout, probe=probe)
+    notes.extend(catalog_notes)
+    warnings.extend(catalog_warnings)
     if probe:
         for name, tier in tiers.items():
             failed = probe_tier(tier, config.instrument, probe_timeout)
@@ -438,6 +443,7 @@ class Daemon:
         self.repeats = Repeats(on_error=self._count_error)
         self._events_source: EventSource | None = None
         self._io: ThreadPoolExecutor | None = None
+        self.catalog: Publisher | None = None
 
     async def _abort_incomplete(self, io: ThreadPoolExecutor, tiers: dict[str, Tier]) -> None:
         """Before any upload starts: abort the unfinished uploads a crash left in this instrument's
@@ -459,6 +465,7 @@ class Daemon:
         tune_allocator()
         config = self.config
         tiers, _, roots = prepare(config)
+        catalog_password = publish.prepare(config)
         self._tiers = tiers
         if self.once:
             require_roots(roots)
@@ -493,6 +500,13 @@ class Daemon:
                 await loop.run_in_executor(
                     jexec, record_tiers, journal, {n: (t.url, dict(t.options)) for n, t in config.tiers.items()}
                 )
+                # the catalog's outbox: triggers in the journal with a catalog, none without
+                cap = config.catalog.outbox_cap if config.catalog is not None else None
+                await loop.run_in_executor(jexec, configure_outbox, journal, cap)
+                if config.catalog is not None:
+                    self.catalog = publish.build_publisher(
+                        config, catalog_password, journal, jexec, io, self.metrics.catalog
+                    )
                 reporters: list[Reporter] = [LogReporter(self.repeats), self.metrics]
                 if config.metrics is not None and config.metrics.enabled:
                     self.exporter = Exporter(self.registry, config.metrics.bind)
@@ -569,6 +583,8 @@ class Daemon:
                 task = asyncio.create_task(pipeline.run(), name="pipeline")
                 if self.events is not None:
                     aux.append(asyncio.create_task(self.events.run(), name="mqtt"))
+                if self.catalog is not None:
+                    aux.append(asyncio.create_task(self.catalog.run(), name="catalog"))
                 aux.append(asyncio.create_task(self._sampler(io), name="sampler"))
                 if self.notifier.watchdog_seconds:
                     aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
@@ -580,6 +596,8 @@ class Daemon:
                     ready.set()
                 await self._drain(task, pipeline)
                 await pipeline.flush_manifests()
+                if self.catalog is not None and not await self.catalog.drain(CATALOG_DRAIN_SECONDS):
+                    log.info("catalog: %d record(s) wait in the outbox for the next start", self.catalog.depth)
                 if self.events is not None:
                     await self.events.close()
                 pending = len(await loop.run_in_executor(jexec, journal.pending))
@@ -707,10 +725,12 @@ class Daemon:
         ratio = s.bytes_in / s.bytes_out if s.bytes_out else 0.0
         missing = [c.root for c in p.roots if c.up is False]
         waiting = f"waiting for watch root(s) {', '.join(missing)} (missing); " if missing else ""
+        c = self.catalog
+        cat = "" if c is None else f"; catalog {'up' if c.connected else 'DOWN'}, outbox {c.depth}"
         return waiting + (
             f"verified {s.verified} files ({human_bytes(s.bytes_in)}, ratio {ratio:.2f}); "
             f"backlog {snap.backlog_files} files ({human_bytes(snap.backlog_bytes)}), "
-            f"oldest {snap.oldest_pending_seconds:.0f}s; quarantined {s.quarantined}"
+            f"oldest {snap.oldest_pending_seconds:.0f}s; quarantined {s.quarantined}{cat}"
         )
 
     async def _sampler(self, io: ThreadPoolExecutor) -> None:

@@ -64,3 +64,7 @@ class NameTakenError(PermanentError):
 
 class ClaimError(AcqdError):
     """The destination belongs to another daemon (or journal): this one must not write there."""
+
+
+class CatalogError(AcqdError):
+    """The facility catalog (PostgreSQL) cannot be reached or used; the daemon ships on regardless."""

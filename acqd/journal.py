@@ -20,7 +20,7 @@ from typing import Any
 
 from acqd.errors import JournalError
 from acqd.states import PENDING, Observed, on_observed, transition
-from acqd.values import Identity, SourceRef, State, WriteResult
+from acqd.values import Identity, OutboxRecord, SourceRef, State, WriteResult
 
 SCHEMA_VERSION = 1
 
@@ -118,6 +118,12 @@ CREATE TABLE IF NOT EXISTS clock_acks(
     reason TEXT NOT NULL,
     who TEXT NOT NULL,
     applied REAL
+);
+CREATE TABLE IF NOT EXISTS outbox(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    row_id INTEGER NOT NULL,
+    doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_notes ON audit(file_id) WHERE action = 'profile-mismatch';
 CREATE INDEX IF NOT EXISTS audit_codec ON audit(file_id) WHERE action = 'codec-choice';
@@ -1199,9 +1205,204 @@ def summary(journal: Journal) -> dict[str, Any]:
     """Files and bytes per state, the quarantined files with their reasons, and the watch roots the
     daemon is waiting for (`acqd status`)."""
     roots = journal.get_meta("watch_roots")
-    return {
+    out = {
         "watch_roots": json.loads(roots) if roots else {},
         "states": journal.counts(),
         "stored_bytes": journal.stored_bytes(),
         "quarantined": [{"path": r.relpath, "reason": r.reason} for r in journal.quarantined()],
     }
+    catalog = outbox_state(journal)
+    if catalog["cap"] is not None:  # a catalog is configured
+        out["catalog"] = catalog
+    return out
+
+
+# --- the catalog's outbox ---------------------------------------------------------------------
+#
+# With a catalog configured (`catalog:` in acqd.yaml) every change of a file row (new, a new
+# version, a state change, a new checksum) and of a copy row (stored, verified, moved, purged, lost)
+# appends a snapshot of the row to `outbox` in the SAME SQLite transaction: SQLite triggers, so no
+# code path that changes a row can forget it. The publisher (acqd.catalog) drains the outbox in
+# `seq` order; the catalog keeps a row only if its `seq` is newer than the one it has, so a replay
+# after a crash neither doubles nor reorders anything.
+#
+# The outbox is bounded (`catalog.outbox_cap`). At the cap the journal never blocks and never drops
+# its own work: the outbox stops growing and the journal notes `outbox_resync` (the time it filled).
+# What is then missing from the outbox are only intermediate states: the journal's files and copies
+# tables still hold every row's current state, and once the server is back and the outbox drained
+# the publisher resynchronises the catalog from them: it clears the note (the outbox records changes
+# again from then on), publishes a snapshot of the tables under one `seq`, and only then marks the
+# resync finished (a crash in between: it is done again). Without a catalog the triggers do not exist.
+
+OUTBOX_CAP_KEY, OUTBOX_RESYNC_KEY, CATALOG_STATUS_KEY = "outbox_cap", "outbox_resync", "catalog_status"
+#: a resync begun and not finished (a crash in between: it is done again at the next start)
+RESYNC_RUNNING_KEY = "outbox_resync_running"
+
+#: the published columns of a file row and of a copy row, as a JSON object (`{p}` is NEW. or a table alias)
+_FILE_DOC = (
+    "json_object('id', {p}id, 'root', {p}root, 'relpath', {p}relpath, 'version', {p}version, 'current', {p}current,"
+    " 'state', {p}state, 'reason', {p}reason, 'size', {p}size, 'mtime_ns', {p}mtime_ns, 'checksum', {p}checksum,"
+    " 'detector', {p}detector, 'session', {p}session, 'first_seen', {p}first_seen, 'updated', {p}updated)"
+)
+_COPY_DOC = (
+    "json_object('id', {p}id, 'file_id', {p}file_id, 'tier', {p}tier, 'dest', {p}dest, 'layout', {p}layout,"
+    " 'codec', {p}codec, 'source_bytes', {p}source_bytes, 'stored_bytes', {p}stored_bytes, 'checksum', {p}checksum,"
+    " 'stored_checksum', {p}stored_checksum, 'state', {p}state, 'stored_at', {p}stored_at,"
+    " 'verified_at', {p}verified_at)"
+)
+_FULL = (
+    "COALESCE((SELECT MAX(seq) FROM outbox) - (SELECT MIN(seq) FROM outbox) + 1, 0)"
+    f" >= CAST((SELECT value FROM meta WHERE key = '{OUTBOX_CAP_KEY}') AS INTEGER)"
+)
+_OPEN = f"NOT EXISTS (SELECT 1 FROM meta WHERE key = '{OUTBOX_RESYNC_KEY}')"
+_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+#: changes worth publishing (a retry's attempt counter and reason are not)
+_FILE_CHANGED = (
+    "OLD.state IS NOT NEW.state OR OLD.current IS NOT NEW.current OR OLD.checksum IS NOT NEW.checksum"
+    " OR OLD.size IS NOT NEW.size OR OLD.mtime_ns IS NOT NEW.mtime_ns"
+)
+_COPY_CHANGED = (
+    "OLD.state IS NOT NEW.state OR OLD.checksum IS NOT NEW.checksum OR OLD.stored_bytes IS NOT NEW.stored_bytes"
+    " OR OLD.verified_at IS NOT NEW.verified_at OR OLD.stored_checksum IS NOT NEW.stored_checksum"
+    " OR OLD.layout IS NOT NEW.layout OR OLD.codec IS NOT NEW.codec"
+)
+
+
+def _trigger(name: str, event: str, table: str, kind: str, doc: str, when: str | None) -> str:
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table}"
+        f"{' WHEN ' + when if when else ''} BEGIN"
+        f" INSERT INTO meta(key, value) SELECT '{OUTBOX_RESYNC_KEY}', {_NOW} WHERE {_OPEN} AND {_FULL};"
+        f" INSERT INTO outbox(kind, row_id, doc) SELECT '{kind}', NEW.id, {doc.format(p='NEW.')} WHERE {_OPEN};"
+        " END;"
+    )
+
+
+_OUTBOX_TRIGGERS = {
+    "outbox_files_i": _trigger("outbox_files_i", "INSERT", "files", "file", _FILE_DOC, None),
+    "outbox_files_u": _trigger("outbox_files_u", "UPDATE", "files", "file", _FILE_DOC, _FILE_CHANGED),
+    "outbox_copies_i": _trigger("outbox_copies_i", "INSERT", "copies", "copy", _COPY_DOC, None),
+    "outbox_copies_u": _trigger("outbox_copies_u", "UPDATE", "copies", "copy", _COPY_DOC, _COPY_CHANGED),
+}
+
+
+def configure_outbox(j: Journal, cap: int | None) -> bool:
+    """The daemon at start: with a catalog (`cap`), install the outbox triggers and its cap; the
+    first time (or after a run without a catalog) note that the catalog needs a full resync.
+    Without one, remove the triggers and the outbox (a later catalog resyncs from the tables).
+    Returns True if a resync is due."""
+    with j._tx() as db:
+        had = db.execute("SELECT value FROM meta WHERE key = ?", (OUTBOX_CAP_KEY,)).fetchone()
+        if cap is None:
+            for name in _OUTBOX_TRIGGERS:
+                db.execute(f"DROP TRIGGER IF EXISTS {name}")
+            db.execute("DELETE FROM outbox")
+            db.execute(
+                "DELETE FROM meta WHERE key IN (?, ?, ?)", (OUTBOX_CAP_KEY, OUTBOX_RESYNC_KEY, RESYNC_RUNNING_KEY)
+            )
+            return False
+        for sql in _OUTBOX_TRIGGERS.values():
+            db.execute(sql)
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (OUTBOX_CAP_KEY, str(cap)))
+        if had is None:
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (OUTBOX_RESYNC_KEY, repr(j._clock())))
+            j._audit(None, "catalog.enabled", outbox_cap=cap)
+        due = db.execute("SELECT 1 FROM meta WHERE key IN (?, ?)", (OUTBOX_RESYNC_KEY, RESYNC_RUNNING_KEY))
+        return due.fetchone() is not None
+
+
+def outbox_next(j: Journal, limit: int) -> list[OutboxRecord]:
+    """The oldest `limit` records of the outbox, in order."""
+    rows = j._db.execute("SELECT seq, kind, row_id, doc FROM outbox ORDER BY seq LIMIT ?", (limit,))
+    return [OutboxRecord(int(s), str(k), int(r), json.loads(d)) for s, k, r, d in rows]
+
+
+def outbox_done(j: Journal, upto: int, status: dict[str, Any]) -> None:
+    """The records up to `upto` are in the catalog (committed there): drop them; remember `status`."""
+    with j._tx() as db:
+        db.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (CATALOG_STATUS_KEY, json.dumps(status)))
+
+
+def set_catalog_status(j: Journal, status: dict[str, Any]) -> None:
+    """What the publisher last said (published, errors, last success): `acqd status` shows it."""
+    with j._tx() as db:
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (CATALOG_STATUS_KEY, json.dumps(status)))
+
+
+def outbox_state(j: Journal) -> dict[str, Any]:
+    """depth (records waiting), cap (None: no catalog), resync_since (the outbox filled up, the
+    catalog was just enabled, or a resync was interrupted: a resync from the tables is due), status
+    (the publisher's last word)."""
+    if not _has_column(j, "outbox", "seq"):  # a read-only journal of an older acqd
+        return {"depth": 0, "cap": None, "resync_since": None, "status": None}
+    meta = dict(
+        j._db.execute(
+            "SELECT key, value FROM meta WHERE key IN (?, ?, ?, ?)",
+            (OUTBOX_CAP_KEY, OUTBOX_RESYNC_KEY, CATALOG_STATUS_KEY, RESYNC_RUNNING_KEY),
+        ).fetchall()
+    )
+    # the outbox is contiguous (appended in order, drained from the front): no COUNT(*) over a million rows
+    depth = j._db.execute("SELECT COALESCE(MAX(seq) - MIN(seq) + 1, 0) FROM outbox").fetchone()[0]
+    cap = meta.get(OUTBOX_CAP_KEY)
+    since = meta.get(OUTBOX_RESYNC_KEY, meta.get(RESYNC_RUNNING_KEY))
+    status = meta.get(CATALOG_STATUS_KEY)
+    return {
+        "depth": int(depth),
+        "cap": int(cap) if cap is not None else None,
+        "resync_since": float(since) if since is not None else None,
+        "status": json.loads(status) if status else None,
+    }
+
+
+def begin_resync(j: Journal) -> None:
+    """The outbox is drained and a resync is due: record changes again from now on (the snapshot the
+    publisher reads next is at least as new as anything dropped meanwhile)."""
+    with j._tx() as db:
+        r = db.execute("SELECT value FROM meta WHERE key = ?", (OUTBOX_RESYNC_KEY,)).fetchone()
+        db.execute("DELETE FROM meta WHERE key = ?", (OUTBOX_RESYNC_KEY,))
+        db.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (RESYNC_RUNNING_KEY, r[0] if r else repr(j._clock()))
+        )
+        j._audit(None, "catalog.resync")
+
+
+def end_resync(j: Journal) -> None:
+    """The snapshot begun by `begin_resync` is in the catalog."""
+    with j._tx() as db:
+        db.execute("DELETE FROM meta WHERE key = ?", (RESYNC_RUNNING_KEY,))
+
+
+def snapshot(path: Path, batch: int = 5000) -> Iterator[list[OutboxRecord]]:
+    """Every file and copy row of the journal at `path`, read in one read transaction (a consistent
+    snapshot beside a running daemon), in batches; each record carries the outbox sequence number at
+    the snapshot, so anything the outbox records later supersedes it in the catalog."""
+    try:
+        db = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=10, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot read the journal {path}: {exc}") from None
+    try:
+        db.execute("BEGIN")
+        have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        seq = 0
+        if "sqlite_sequence" in have:
+            r = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+            seq = int(r[0]) if r else 0
+        if "files" not in have:
+            return
+        has_stored = any(r[1] == "stored_checksum" for r in db.execute("PRAGMA table_info(copies)"))
+        copy_doc = _COPY_DOC if has_stored else _COPY_DOC.replace("{p}stored_checksum", "NULL")
+        for kind, table, doc in (("file", "files", _FILE_DOC), ("copy", "copies", copy_doc)):
+            cur = db.execute(f"SELECT id, {doc.format(p='')} FROM {table} ORDER BY id")
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    break
+                yield [OutboxRecord(seq, kind, int(i), json.loads(d)) for i, d in rows]
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot read the journal {path}: {exc}") from None
+    finally:
+        db.close()

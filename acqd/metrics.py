@@ -114,6 +114,8 @@ class Metrics:
             "acqd_mqtt_events_dropped", "MQTT events dropped because the outbox was full", i, registry=r
         )
         self.mqtt_connected = Gauge("acqd_mqtt_connected", "1 while connected to the MQTT broker", i, registry=r)
+        # the facility catalog (only with `catalog:` in acqd.yaml; registered on first use)
+        self._catalog: dict[str, Any] = {}
         self.reloads = Counter("acqd_reloads", "Configuration reloads (SIGHUP), by result", (*i, "result"), registry=r)
         self.retention = Counter("acqd_retention_actions", "Retention actions carried out", (*i, "action"), registry=r)
         self.retention_bytes = Counter("acqd_retention_purged_bytes", "Bytes purged by retention", i, registry=r)
@@ -238,6 +240,37 @@ class Metrics:
             self.mqtt_dropped.labels(self.instrument).inc(value)
         elif event == "connected":
             self.mqtt_connected.labels(self.instrument).set(value)
+
+    def catalog(self, event: str, value: float = 1) -> None:
+        """The catalog publisher's figures: outbox depth and fullness, published records, errors, resyncs."""
+        c, r, i = self._catalog, self.registry, ("instrument",)
+        if not c:
+            c["depth"] = Gauge(
+                "acqd_catalog_outbox_records", "Journal changes waiting in the outbox for the catalog", i, registry=r
+            )
+            c["full"] = Gauge(
+                "acqd_catalog_outbox_full",
+                "1 while the outbox is at its cap (changes are then resynchronised from the journal later)",
+                i,
+                registry=r,
+            )
+            c["connected"] = Gauge("acqd_catalog_connected", "1 while connected to the catalog", i, registry=r)
+            c["published"] = Counter(
+                "acqd_catalog_published_records", "Journal rows written to the catalog", i, registry=r
+            )
+            c["error"] = Counter(
+                "acqd_catalog_errors", "Failed connections or transactions with the catalog", i, registry=r
+            )
+            c["resync"] = Counter(
+                "acqd_catalog_resyncs", "Full resynchronisations of the catalog from the journal", i, registry=r
+            )
+            for k in c:
+                c[k].labels(self.instrument)
+        m = c[event].labels(self.instrument)
+        if event in ("depth", "full", "connected"):
+            m.set(value)
+        else:
+            m.inc(value)
 
     def value(self, name: str, **labels: str) -> float | None:
         """Read a sample back (tests, the demo, the STATUS line)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class State(enum.StrEnum):
@@ -115,3 +116,13 @@ class Snapshot:
     oldest_pending_seconds: float
     inflight_bytes: int
     in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """One published state of a journal row: the journal's outbox, or a snapshot of its tables."""
+
+    seq: int  # the outbox sequence number of this state (a snapshot: the outbox's at the snapshot)
+    kind: str  # "file" or "copy"
+    row_id: int  # the journal's files.id or copies.id
+    doc: dict[str, Any]  # the row's published columns

@@ -302,6 +302,56 @@ MUTANTS: tuple[Mutant, ...] = (
         "True for _dirpath",
         ("tests/test_names.py::test_a_claim_temporary_left_by_a_crash_is_not_data",),
     ),
+    Mutant(
+        "catalog-seq-guard",
+        "the catalog replaces a row with any state, also an older one (a replay or a late batch)",
+        "acqd/catalog.py",
+        'WHERE t.seq <= excluded.seq\n"""\n\n_COPY_UPSERT',
+        '"""\n\n_COPY_UPSERT',
+        ("tests/test_catalog.py::test_replayed_or_late_records_never_double_or_roll_back_a_row",),
+    ),
+    Mutant(
+        "catalog-delete-before-commit",
+        "outbox records deleted before PostgreSQL committed them (a refused batch is lost)",
+        "acqd/catalog.py",
+        "            n = await upsert(conn, self.target, records)\n",
+        "            await self.source.done(records[-1].seq, self.status())\n"
+        "            n = await upsert(conn, self.target, records)\n",
+        ("tests/test_catalog.py::test_a_batch_the_catalog_rejects_stays_in_the_outbox",),
+    ),
+    Mutant(
+        "catalog-outbox-unbounded",
+        "the outbox's cap not enforced",
+        "acqd/journal.py",
+        " AND {_FULL};",
+        " AND 0;",
+        ("tests/test_catalog.py::test_outbox_records_changes_in_the_journal_transaction_and_stops_at_its_cap",),
+    ),
+    Mutant(
+        "catalog-no-resync",
+        "a full outbox is never followed by a resync from the journal's tables",
+        "acqd/catalog.py",
+        "            if pending and self.depth == 0:\n"
+        "                await self._resync(conn)\n                continue\n",
+        "",
+        ("tests/test_catalog.py::test_full_outbox_keeps_shipping_and_resyncs_when_the_server_returns",),
+    ),
+    Mutant(
+        "catalog-resync-done-early",
+        "a resync counts as done once begun (a crash in the middle leaves the catalog short)",
+        "acqd/journal.py",
+        "since = meta.get(OUTBOX_RESYNC_KEY, meta.get(RESYNC_RUNNING_KEY))",
+        "since = meta.get(OUTBOX_RESYNC_KEY)",
+        ("tests/test_catalog.py::test_outbox_records_changes_in_the_journal_transaction_and_stops_at_its_cap",),
+    ),
+    Mutant(
+        "catalog-no-drain-at-stop",
+        "the daemon stops without giving the catalog its last records",
+        "acqd/daemon.py",
+        "not await self.catalog.drain(CATALOG_DRAIN_SECONDS)",
+        "False",
+        ("tests/test_catalog.py::test_daemon_publishes_every_file_once_with_its_checksum_and_copy",),
+    ),
 )
 
 

@@ -18,7 +18,7 @@ import xxhash
 
 from acqd.errors import JournalError
 from acqd.journal import Journal
-from tests.servers import SeaweedS3, Sshd, weed_binary
+from tests.servers import Postgres, SeaweedS3, Sshd, postgres_bindir, weed_binary
 
 REQUIRE = os.environ.get("ACQD_REQUIRE_SERVICES") == "1"
 REPO = Path(__file__).resolve().parent.parent
@@ -207,3 +207,28 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster (Debian's packages) on loopback for the whole session."""
+    bindir = need_path(
+        postgres_bindir(), "PostgreSQL server not installed (apt-get install postgresql): the catalog tests need it"
+    )
+    if os.geteuid() == 0:
+        need("runuser", "needed to run PostgreSQL as an unprivileged user when tests run as root")
+    server = Postgres(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def catalog_db(pg_server: Postgres, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database in the session's cluster for one test; its URL (no password)."""
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50].lower()
+    with pg_server.connect() as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    return pg_server.create_db(name)

