@@ -7,6 +7,7 @@ python -m bench mutants   the mutation list: each safeguard removed in turn must
 python -m bench codecs    every real file shipped with its profile: stored vs best candidate vs source
 python -m bench readme-tables   regenerate README.md's detector and measured-ratio tables (a fresh run)
 python -m bench smallfiles  5,000 small files: acqd run --once vs rsync -a + sync
+python -m bench camera    a camera writing at a fixed rate while acqd catches up a backlog beside it
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS = {
     "codecs": "bench.codecs",
     "readme-tables": "bench.readme_tables",
     "smallfiles": "bench.smallfiles",
+    "camera": "bench.camera",
 }
 
 
