@@ -317,6 +317,16 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
             f"{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''},"
             f" release_local {ctx.watch.placement.release_local}"
         )
+    bo = config.limits.backoff
+    if bo.enabled:
+        named = [(watch_name(config, i), str(w.path)) for i, w in enumerate(config.watch)]
+        for d in pacing.disks(named, str(bo.stat_file) if bo.stat_file is not None else None):
+            notes.append(
+                f"back-off: watch {d.name}: disk counters {d.stat}, back off above {bo.write_latency_above * 1000:g} ms"
+                if d.stat
+                else f"back-off: watch {d.name}: no block device counters (not one disk, or not there yet): acqd "
+                "cannot back off for it; set limits.backoff.stat_file"
+            )
     if probe:
         for name, tier in tiers.items():
             failed = probe_tier(tier, config.instrument, probe_timeout)
@@ -742,29 +752,32 @@ class Daemon:
             )
         await self._record_pace(pipeline, limits.concurrent_files)
         while not pipeline.stopping.is_set():
-            readings = await loop.run_in_executor(io, read)
-            paces, loads = [], {}
-            for d, (cur, free) in zip(found, readings, strict=True):
-                load = load_between(d.last, cur) if d.last is not None and cur is not None else None
-                d.last = cur
-                if load is not None:
-                    loads[d.name] = (load.write_latency, load.busy)
-                p = next_pace(d.mode, load, free, rule)
-                d.mode = p.mode
-                paces.append(Pace(p.mode, f"watch {d.name}: {p.why}" if p.why else ""))
-            pace = combine(paces) if bo.enabled else Pace("normal", "")
-            slots = ship_slots(pace.mode, limits.concurrent_files, rule)
-            if pace.mode != self.pace.mode and not pipeline.stopping.is_set():
-                self._log_pace(self.pace, pace, slots)
-                self.pace = pace
-                await pipeline.slots.set_limit(slots)
-                await self._record_pace(pipeline, slots)
-                self.notifier.status(self._status_line())
-            else:
-                self.pace = pace  # the same mode; its reason may have changed
-            self.metrics.pace(self.pace.mode, pipeline.slots.limit, loads)
-            for name, tp in self._pacers.items():
-                self.metrics.tier_pace(name, tp.limit(), tp.waited)
+            try:
+                readings = await loop.run_in_executor(io, read)
+                paces, loads = [], {}
+                for d, (cur, free) in zip(found, readings, strict=True):
+                    load = load_between(d.last, cur) if d.last is not None and cur is not None else None
+                    d.last = cur
+                    if load is not None:
+                        loads[d.name] = (load.write_latency, load.busy)
+                    p = next_pace(d.mode, load, free, rule)
+                    d.mode = p.mode
+                    paces.append(Pace(p.mode, f"watch {d.name}: {p.why}" if p.why else ""))
+                pace = combine(paces) if bo.enabled else Pace("normal", "")
+                slots = ship_slots(pace.mode, limits.concurrent_files, rule)
+                if pace.mode != self.pace.mode and not pipeline.stopping.is_set():
+                    self._log_pace(self.pace, pace, slots)
+                    self.pace = pace
+                    await pipeline.slots.set_limit(slots)
+                    await self._record_pace(pipeline, slots)
+                    self.notifier.status(self._status_line())
+                else:
+                    self.pace = pace  # the same mode; its reason may have changed
+                self.metrics.pace(self.pace.mode, pipeline.slots.limit, loads)
+                for name, tp in self._pacers.items():
+                    self.metrics.tier_pace(name, tp.limit(), tp.waited)
+            except Exception as exc:  # never let a bad reading stop the daemon: the pace stays as it was
+                self.repeats.error("pacer", str(exc), "pacer: %s", exc)
             await asyncio.sleep(bo.interval)
 
     def _log_pace(self, old: Pace, new: Pace, slots: int) -> None:

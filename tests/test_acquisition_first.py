@@ -156,7 +156,11 @@ def test_free_space_pressure_overrides_the_backoff(
     watch, _dest, state = dirs
     port = free_port()
     disk.latency_ms = 200.0
-    d = Background("run", "--config", str(config(tmp_path, dirs, port, free_below=100)))
+    cfg = config(tmp_path, dirs, port, free_below=100)
+    chk = run_acqd("check", "--config", str(cfg), "--no-probe")
+    assert chk.returncode == 0, chk.stderr
+    assert f"back-off: watch watch0: disk counters {tmp_path / 'stat'}, back off above 50 ms" in chk.stdout
+    d = Background("run", "--config", str(cfg))
     try:
         wait_for(lambda: gauge(port, "acqd_free_space_override") == 1.0, what="override", daemon=d)
         assert gauge(port, "acqd_backoff") == 0.0

@@ -3,6 +3,10 @@ bandwidth schedules and the token bucket, from tables and with hypothesis (a fak
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,6 +29,7 @@ from acqd.pace import (
     ship_slots,
     take,
 )
+from acqd.pacing import TierPacer, disks, free_fraction, read_stat, stat_file
 
 RULE = BackoffRule(latency_above=0.050, latency_below=0.020, free_below=0.15, slots=1)
 BUSY = BackoffRule(latency_above=0.050, latency_below=0.020, busy_above=0.9, busy_below=0.5, slots=0)
@@ -301,3 +306,46 @@ def test_bucket_never_exceeds_the_rate(rate: int, steps: list[tuple[float, int]]
         total += n
         sent_by = max(sent_by, now + wait)  # when this block may go
         assert total <= rate * sent_by + rate + 1e-6 * total
+
+
+# -- the kernel side (acqd.pacing) on this machine's real files ---------------------------------
+
+
+def test_the_disk_of_a_folder_is_found_in_sysfs(tmp_path: Path) -> None:
+    f = stat_file(str(tmp_path))
+    if f is None:  # the test folder on tmpfs, overlay or btrfs: no single block device
+        assert os.major(os.stat(tmp_path).st_dev) == 0 or not os.path.exists("/sys/dev/block")
+        pytest.skip("the test folder is on no single block device")
+    st = os.stat(tmp_path).st_dev
+    assert f == f"/sys/dev/block/{os.major(st)}:{os.minor(st)}/stat"
+    first = read_stat(f, at=0.0)
+    assert first is not None and first.writes >= 0
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    found = disks([("one", str(tmp_path / "a")), ("two", str(tmp_path / "b")), ("gone", str(tmp_path / "nope"))])
+    assert [(d.name, d.stat) for d in found] == [("one", f), ("gone", None)]  # one disk, once
+    assert [(d.name, d.stat) for d in disks([("x", str(tmp_path))], override="/elsewhere/stat")] == [
+        ("x", "/elsewhere/stat")
+    ]
+    assert read_stat(str(tmp_path / "nope"), at=0.0) is None
+    free = free_fraction(str(tmp_path))
+    assert free is not None and 0.0 <= free <= 1.0
+
+
+def test_tier_pacer_follows_the_schedule_with_a_fake_clock() -> None:
+    # Monday 2026-11-30 09:00 local time, then 19:00
+    nine = time.mktime((2026, 11, 30, 9, 0, 0, 0, 0, -1))
+    wall = [nine]
+    mono = [100.0]
+    schedule = (Window(limit=1_000_000, hours=parse_hours("08-18")), Window(limit=None))
+    p = TierPacer(schedule, clock=lambda: wall[0], mono=lambda: mono[0])
+    assert p.limit() == 1_000_000
+    assert p.reserve(500_000) == pytest.approx(0.5)
+    assert p.reserve(500_000) == pytest.approx(1.0)  # behind the first block
+    mono[0] += 10.0
+    assert p.reserve(200_000) == 0.0  # credit refilled while idle
+    wall[0] = nine + 10 * 3600  # 19:00: unlimited
+    assert p.limit() is None and p.reserve(10**9) == 0.0
+    wall[0] = nine + 24 * 3600  # Tuesday 09:00: limited again, from a fresh bucket
+    assert p.reserve(1_000_000) == pytest.approx(1.0)
+    assert p.waited == pytest.approx(2.5)
