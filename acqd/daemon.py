@@ -773,7 +773,7 @@ class Daemon:
                     self.notifier.status(self._status_line())
                 else:
                     self.pace = pace  # the same mode; its reason may have changed
-                self.metrics.pace(self.pace.mode, pipeline.slots.limit, loads)
+                self.metrics.pace(self.pace.mode, pipeline.slots.limit, pipeline.slots.waiting, loads)
                 for name, tp in self._pacers.items():
                     self.metrics.tier_pace(name, tp.limit(), tp.waited)
             except Exception as exc:  # never let a bad reading stop the daemon: the pace stays as it was

@@ -154,6 +154,9 @@ class Metrics:
             registry=r,
         )
         self.ship_slots = Gauge("acqd_ship_slots", "Files acqd may ship at once now", i, registry=r)
+        self.ship_waiting = Gauge(
+            "acqd_ship_waiting", "Files ready to ship and held back while acqd backs off", i, registry=r
+        )
         self.disk_write_latency = Gauge(
             "acqd_acquisition_disk_write_latency_seconds",
             "Mean write latency of a watch root's block device over the last reading interval",
@@ -217,6 +220,7 @@ class Metrics:
             self.backoff,
             self.free_space_override,
             self.ship_slots,
+            self.ship_waiting,
         ):
             g.labels(instrument).set(0)
         self.mqtt_published.labels(instrument)
@@ -274,13 +278,15 @@ class Metrics:
             self.watch_free.labels(inst, watch).set(free)
             self.watch_size.labels(inst, watch).set(size)
 
-    def pace(self, mode: str, slots: int, loads: dict[str, tuple[float | None, float]]) -> None:
-        """The pacer's state: its mode (normal, backoff, filling), the ship slots, and per watch root
-        (the first of those on one disk) the write latency (None: no write completed) and busy ratio."""
+    def pace(self, mode: str, slots: int, waiting: int, loads: dict[str, tuple[float | None, float]]) -> None:
+        """The pacer's state: its mode (normal, backoff, filling), the ship slots, the files waiting
+        for one, and per watch root (the first of those on one disk) the write latency (None: no
+        write completed) and busy ratio."""
         inst = self.instrument
         self.backoff.labels(inst).set(int(mode == "backoff"))
         self.free_space_override.labels(inst).set(int(mode == "filling"))
         self.ship_slots.labels(inst).set(slots)
+        self.ship_waiting.labels(inst).set(waiting)
         for watch, (latency, busy) in loads.items():
             self.disk_write_latency.labels(inst, watch).set(latency or 0.0)
             self.disk_busy.labels(inst, watch).set(busy)

@@ -166,12 +166,17 @@ class Slots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.waiting = 0  # workers holding a file and waiting for a slot
         self._cond = asyncio.Condition()
 
     async def acquire(self, stopping: asyncio.Event) -> bool:
         """Wait for a slot: True with one taken, False (none taken) if the daemon stops meanwhile."""
         async with self._cond:
-            await self._cond.wait_for(lambda: self.used < self.limit or stopping.is_set())
+            self.waiting += 1
+            try:
+                await self._cond.wait_for(lambda: self.used < self.limit or stopping.is_set())
+            finally:
+                self.waiting -= 1
             if stopping.is_set():
                 return False
             self.used += 1
