@@ -350,6 +350,15 @@ def status(
             if not st["up"]:
                 since = datetime.fromtimestamp(st["since"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
                 out.print(f"watch root {root}: MISSING since {since} (acqd waits for it)", markup=False)
+        pace = s.get("pace")
+        if pace and pace["mode"] != "normal":  # as the running daemon last decided
+            since = datetime.fromtimestamp(pace["since"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            what = (
+                f"backing off for the camera, {pace['slots']} file(s) at once"
+                if pace["mode"] == "backoff"
+                else "nearly full, shipping at full speed"
+            )
+            out.print(f"acquisition disk: {what} since {since} ({pace['why']})", markup=False)
         _print_states(s)
         _print_clock(clock)
         if "catalog" in s:

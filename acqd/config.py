@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from acqd.errors import EX_CONFIG as EX_CONFIG  # re-exported
 from acqd.errors import ConfigError
+from acqd.pace import BackoffRule, Window, parse_days, parse_hours, parse_rate, unreachable
 from acqd.units import Duration, Size
 from acqd.yamlfile import load_model
 
@@ -134,9 +135,63 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{user}@{host}{slash}{tail}"
 
 
+class BandwidthWindow(Frozen):
+    """One entry of a tier's bandwidth schedule; the first entry covering the local time applies."""
+
+    hours: str | None = Field(None, description="'08-18', '08:30-17:45', '22-06' (past midnight); default: all day")
+    days: str | None = Field(None, description="'mon-fri', 'sat,sun'; default: every day")
+    limit: str | int = Field(description="bytes per second: '200MB/s', '1GiB/s', '800Mbit/s', or 'unlimited'")
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_hours(v)
+        return v
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_days(v)
+        return v
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, v: str | int) -> str | int:
+        parse_rate(v)
+        return v
+
+    def window(self) -> Window:
+        return Window(
+            limit=parse_rate(self.limit),
+            hours=parse_hours(self.hours) if self.hours is not None else None,
+            days=parse_days(self.days) if self.days is not None else None,
+        )
+
+
 class TierConfig(Frozen):
     url: str = Field(description="fsspec URL of the tier's root: file:///mnt/nas/acqd, memory://x, s3://bucket/p")
     options: dict[str, Any] = Field(default_factory=dict, description="backend options (no secrets: see the README)")
+    bandwidth: tuple[BandwidthWindow, ...] = Field(
+        (),
+        description="rate limit of writes to this tier by time of day (local time); the first entry that covers "
+        "the time applies; none: unlimited",
+    )
+
+    @field_validator("bandwidth")
+    @classmethod
+    def _schedule(cls, v: tuple[BandwidthWindow, ...]) -> tuple[BandwidthWindow, ...]:
+        i = unreachable(tuple(w.window() for w in v))
+        if i is not None:
+            raise ValueError(
+                f"entry {i} is never used: entry {i - 1} before it has neither hours nor days, so it covers all "
+                "the time (put the catch-all last)"
+            )
+        return v
+
+    def schedule(self) -> tuple[Window, ...]:
+        return tuple(w.window() for w in self.bandwidth)
 
     @field_validator("url")
     @classmethod
@@ -162,6 +217,56 @@ class TierConfig(Frozen):
         return v
 
 
+class Backoff(Frozen):
+    """Back off while the acquisition disk's writes are slow; ship at full speed while it fills up."""
+
+    enabled: bool = True
+    write_latency_above: Duration = Field(
+        0.05, description="back off when the acquisition disk's mean write latency exceeds this"
+    )
+    write_latency_below: Duration | None = Field(
+        None, description="leave the back-off when it is at or below this; default: 40% of write_latency_above"
+    )
+    busy_above: float | None = Field(
+        None, gt=0, le=1, description="also back off when the disk is busier than this fraction of the time"
+    )
+    busy_below: float | None = Field(None, ge=0, le=1, description="leave only at or below this; default busy_above")
+    free_below_percent: float = Field(
+        15.0, ge=0, le=100, description="below this much free space on the acquisition disk, ship at full speed"
+    )
+    concurrent_files: int = Field(1, ge=0, le=256, description="files shipped at once while backing off (0: pause)")
+    interval: Duration = Field(2.0, description="how often the disk's counters are read")
+    stat_file: Path | None = Field(
+        None,
+        description="the acquisition disk's block stat file when acqd cannot find it from the watch roots "
+        "(btrfs, md RAID under LVM), e.g. /sys/block/md0/stat; every watch root then uses it",
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> Backoff:
+        if self.write_latency_below is not None and self.write_latency_below > self.write_latency_above:
+            raise ValueError("write_latency_below must not exceed write_latency_above")
+        if self.busy_below is not None and (self.busy_above is None or self.busy_below > self.busy_above):
+            raise ValueError("busy_below needs busy_above, and must not exceed it")
+        if self.stat_file is not None and not self.stat_file.is_absolute():
+            raise ValueError("stat_file must be an absolute path, e.g. /sys/block/md0/stat")
+        if not 0.1 <= self.interval <= 60:
+            raise ValueError("interval must be between 100ms and 60s")
+        return self
+
+    def rule(self) -> BackoffRule:
+        above = self.write_latency_above
+        below = self.write_latency_below
+        return BackoffRule(
+            latency_above=above,
+            latency_below=0.4 * above if below is None else below,
+            busy_above=self.busy_above,
+            busy_below=self.busy_below,
+            free_below=self.free_below_percent / 100.0,
+            slots=self.concurrent_files,
+        )
+
+
 class Limits(Frozen):
     inflight_bytes: Size = Field(512 * 2**20, description="cap on bytes of file data held in memory at once")
     concurrent_files: int = Field(4, ge=1, le=256)
@@ -169,6 +274,7 @@ class Limits(Frozen):
     chunk_bytes: Size = Field(8 * 2**20, description="read/write unit of the streaming layouts")
     retry_initial: Duration = 1.0
     retry_max: Duration = 300.0
+    backoff: Backoff = Field(Backoff(), description="acquisition comes first: see the README")
     release_verify: Literal["quick", "full"] = Field(
         "quick",
         description="before a local file is released, re-check its stored copy: quick (present, verified size, "

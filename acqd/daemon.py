@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from acqd import claims, publish
+from acqd import claims, pacing, publish
 from acqd.catalog import Publisher
 from acqd.config import Config, MqttConfig, WatchRoot, load_config
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
@@ -35,6 +35,7 @@ from acqd.memory import tune_allocator
 from acqd.metrics import Exporter, Metrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.owners import serve as owner_page
+from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.policy.model import Policy, load_policy
 from acqd.ports import Layout, Reporter
@@ -326,6 +327,16 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
     catalog_notes, catalog_warnings = publish.check(config, probe_timeout, probe=probe)
     notes.extend(catalog_notes)
     warnings.extend(catalog_warnings)
+    bo = config.limits.backoff
+    if bo.enabled:
+        named = [(watch_name(config, i), str(w.path)) for i, w in enumerate(config.watch)]
+        for d in pacing.disks(named, str(bo.stat_file) if bo.stat_file is not None else None):
+            notes.append(
+                f"back-off: watch {d.name}: disk counters {d.stat}, back off above {bo.write_latency_above * 1000:g} ms"
+                if d.stat
+                else f"back-off: watch {d.name}: no block device counters (not one disk, or not there yet): acqd "
+                "cannot back off for it; set limits.backoff.stat_file"
+            )
     if probe:
         for name, tier in tiers.items():
             failed = probe_tier(tier, config.instrument, probe_timeout)
@@ -444,6 +455,8 @@ class Daemon:
         self._events_source: EventSource | None = None
         self._io: ThreadPoolExecutor | None = None
         self.catalog: Publisher | None = None
+        self.pace = Pace("normal", "")  # acquisition comes first: the pacer's current decision
+        self._pacers: dict[str, pacing.TierPacer] = {}  # tiers with a bandwidth schedule
 
     async def _abort_incomplete(self, io: ThreadPoolExecutor, tiers: dict[str, Tier]) -> None:
         """Before any upload starts: abort the unfinished uploads a crash left in this instrument's
@@ -467,6 +480,10 @@ class Daemon:
         tiers, _, roots = prepare(config)
         catalog_password = publish.prepare(config)
         self._tiers = tiers
+        for name, tc in config.tiers.items():
+            if tc.bandwidth:
+                self._pacers[name] = pacing.TierPacer(tc.schedule())
+                tiers[name].pace = self._pacers[name].reserve
         if self.once:
             require_roots(roots)
         with state_lock(config.state_dir):
@@ -586,6 +603,7 @@ class Daemon:
                 if self.catalog is not None:
                     aux.append(asyncio.create_task(self.catalog.run(), name="catalog"))
                 aux.append(asyncio.create_task(self._sampler(io), name="sampler"))
+                aux.append(asyncio.create_task(self._pacer(io, pipeline), name="pacer"))
                 if self.notifier.watchdog_seconds:
                     aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
                 if events is not None:
@@ -696,7 +714,12 @@ class Daemon:
         if p is None:
             return {}
         snap = p.snapshot()
-        return {"backlog_files": snap.backlog_files, "backlog_bytes": snap.backlog_bytes, "verified": p.stats.verified}
+        return {
+            "backlog_files": snap.backlog_files,
+            "backlog_bytes": snap.backlog_bytes,
+            "verified": p.stats.verified,
+            "pace": self.pace.mode,
+        }
 
     def _count_error(self, site: str) -> None:
         if site == "journal":  # the state disk full or failing: acqd_errors_total{stage="journal"}
@@ -727,11 +750,91 @@ class Daemon:
         waiting = f"waiting for watch root(s) {', '.join(missing)} (missing); " if missing else ""
         c = self.catalog
         cat = "" if c is None else f"; catalog {'up' if c.connected else 'DOWN'}, outbox {c.depth}"
-        return waiting + (
-            f"verified {s.verified} files ({human_bytes(s.bytes_in)}, ratio {ratio:.2f}); "
-            f"backlog {snap.backlog_files} files ({human_bytes(snap.backlog_bytes)}), "
-            f"oldest {snap.oldest_pending_seconds:.0f}s; quarantined {s.quarantined}{cat}"
+        pace = {"backoff": "; backing off for the camera", "filling": "; acquisition disk filling: full speed"}
+        return (
+            waiting
+            + (
+                f"verified {s.verified} files ({human_bytes(s.bytes_in)}, ratio {ratio:.2f}); "
+                f"backlog {snap.backlog_files} files ({human_bytes(snap.backlog_bytes)}), "
+                f"oldest {snap.oldest_pending_seconds:.0f}s; quarantined {s.quarantined}{cat}"
+            )
+            + pace.get(self.pace.mode, "")
         )
+
+    async def _pacer(self, io: ThreadPoolExecutor, pipeline: Pipeline) -> None:
+        """Acquisition comes first (acqd.pace): every `limits.backoff.interval` read each acquisition
+        disk's counters and free space; back off (fewer ship slots) while its writes are slow, ship at
+        full speed while it fills up; log, record (for `acqd status`) and export each change. Also
+        exports each tier's bandwidth limit and the time its writes waited."""
+        loop = asyncio.get_running_loop()
+        limits, bo = self.config.limits, self.config.limits.backoff
+        rule = bo.rule()
+        roots = [(watch_name(self.config, i), str(w.path)) for i, w in enumerate(self.config.watch)]
+        override = str(bo.stat_file) if bo.stat_file is not None else None
+        found = await loop.run_in_executor(io, pacing.disks, roots, override)
+
+        def read() -> list[tuple[DiskStat | None, float | None]]:
+            now = time.monotonic()
+            out: list[tuple[DiskStat | None, float | None]] = []
+            for d in found:
+                if d.stat is None:  # a root not there yet (or not on one block device)
+                    d.stat = pacing.stat_file(d.root)
+                out.append((pacing.read_stat(d.stat, now) if d.stat else None, pacing.free_fraction(d.root)))
+            return out
+
+        if bo.enabled and not any(d.stat for d in found):
+            log.warning(
+                "no block device counters for the watch roots (%s): acqd cannot back off for the camera; "
+                "set limits.backoff.stat_file",
+                override or "not on one block device",
+            )
+        await self._record_pace(pipeline, limits.concurrent_files)
+        while not pipeline.stopping.is_set():
+            try:
+                readings = await loop.run_in_executor(io, read)
+                paces, loads = [], {}
+                for d, (cur, free) in zip(found, readings, strict=True):
+                    load = load_between(d.last, cur) if d.last is not None and cur is not None else None
+                    d.last = cur
+                    if load is not None:
+                        loads[d.name] = (load.write_latency, load.busy)
+                    p = next_pace(d.mode, load, free, rule)
+                    d.mode = p.mode
+                    paces.append(Pace(p.mode, f"watch {d.name}: {p.why}" if p.why else ""))
+                pace = combine(paces) if bo.enabled else Pace("normal", "")
+                slots = ship_slots(pace.mode, limits.concurrent_files, rule)
+                if pace.mode != self.pace.mode and not pipeline.stopping.is_set():
+                    self._log_pace(self.pace, pace, slots)
+                    self.pace = pace
+                    await pipeline.slots.set_limit(slots)
+                    await self._record_pace(pipeline, slots)
+                    self.notifier.status(self._status_line())
+                else:
+                    self.pace = pace  # the same mode; its reason may have changed
+                self.metrics.pace(self.pace.mode, pipeline.slots.limit, pipeline.slots.waiting, loads)
+                for name, tp in self._pacers.items():
+                    self.metrics.tier_pace(name, tp.limit(), tp.waited)
+            except Exception as exc:  # never let a bad reading stop the daemon: the pace stays as it was
+                self.repeats.error("pacer", str(exc), "pacer: %s", exc)
+            await asyncio.sleep(bo.interval)
+
+    def _log_pace(self, old: Pace, new: Pace, slots: int) -> None:
+        if new.mode == "backoff":
+            log.info("backing off for the camera (%s): shipping at most %d file(s) at once", new.why, slots)
+        elif new.mode == "filling":
+            log.warning("acquisition disk nearly full (%s); back-off overridden", new.why)
+        elif old.mode == "backoff":
+            log.info("back-off over: the acquisition disk's writes are fast again; shipping %d file(s) at once", slots)
+        else:
+            log.info("acquisition disk no longer nearly full; shipping %d file(s) at once", slots)
+
+    async def _record_pace(self, pipeline: Pipeline, slots: int) -> None:
+        """The pace in the journal's meta table, for `acqd status`."""
+        doc = json.dumps({"mode": self.pace.mode, "why": self.pace.why, "since": time.time(), "slots": slots})
+        try:
+            await pipeline._j(pipeline.journal.set_meta, "pace", doc)
+        except AcqdError as exc:
+            self.repeats.error("journal", str(exc), "could not record the pace: %s", exc)
 
     async def _sampler(self, io: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()

@@ -1205,8 +1205,10 @@ def summary(journal: Journal) -> dict[str, Any]:
     """Files and bytes per state, the quarantined files with their reasons, and the watch roots the
     daemon is waiting for (`acqd status`)."""
     roots = journal.get_meta("watch_roots")
+    pace = journal.get_meta("pace")
     out = {
         "watch_roots": json.loads(roots) if roots else {},
+        "pace": json.loads(pace) if pace else None,
         "states": journal.counts(),
         "stored_bytes": journal.stored_bytes(),
         "quarantined": [{"path": r.relpath, "reason": r.reason} for r in journal.quarantined()],

@@ -143,6 +143,47 @@ class Metrics:
             (*i, "detector", "cause"),
             registry=r,
         )
+        self.backoff = Gauge(
+            "acqd_backoff",
+            "1 while acqd backs off for the camera (the acquisition disk's writes are slow)",
+            i,
+            registry=r,
+        )
+        self.free_space_override = Gauge(
+            "acqd_free_space_override",
+            "1 while the acquisition disk is nearly full and acqd ships at full speed whatever its latency",
+            i,
+            registry=r,
+        )
+        self.ship_slots = Gauge("acqd_ship_slots", "Files acqd may ship at once now", i, registry=r)
+        self.ship_waiting = Gauge(
+            "acqd_ship_waiting", "Files ready to ship and held back while acqd backs off", i, registry=r
+        )
+        self.disk_write_latency = Gauge(
+            "acqd_acquisition_disk_write_latency_seconds",
+            "Mean write latency of a watch root's block device over the last reading interval",
+            (*i, "watch"),
+            registry=r,
+        )
+        self.disk_busy = Gauge(
+            "acqd_acquisition_disk_busy_ratio",
+            "Fraction of the last reading interval a watch root's block device had I/O in flight",
+            (*i, "watch"),
+            registry=r,
+        )
+        self.tier_limit = Gauge(
+            "acqd_tier_bandwidth_limit_bytes",
+            "Bytes per second the tier's bandwidth schedule allows now (0: unlimited)",
+            (*i, "tier"),
+            registry=r,
+        )
+        self.tier_paced = Counter(
+            "acqd_tier_paced_seconds",
+            "Seconds writes to the tier waited for its bandwidth schedule",
+            (*i, "tier"),
+            registry=r,
+        )
+        self._paced_seen: dict[str, float] = {}
         self.build = Info("acqd_build", "acqd version", (*i,), registry=r)
         self.build.labels(instrument).info({"version": __version__, "python": platform.python_version()})
         # every series that alerts compare against exists from the start (at 0)
@@ -153,6 +194,8 @@ class Metrics:
             self.read_bytes.labels(instrument, d)
         for t in tiers:
             self.written_bytes.labels(instrument, t)
+            self.tier_limit.labels(instrument, t).set(0)
+            self.tier_paced.labels(instrument, t)
         for s in ERROR_STAGES:
             self.retries.labels(instrument, s)
             self.errors.labels(instrument, s)
@@ -176,6 +219,10 @@ class Metrics:
             self.inflight_limit,
             self.mqtt_connected,
             self.clock_suspended,
+            self.backoff,
+            self.free_space_override,
+            self.ship_slots,
+            self.ship_waiting,
         ):
             g.labels(instrument).set(0)
         self.mqtt_published.labels(instrument)
@@ -232,6 +279,27 @@ class Metrics:
         for watch, (free, size) in disks.items():
             self.watch_free.labels(inst, watch).set(free)
             self.watch_size.labels(inst, watch).set(size)
+
+    def pace(self, mode: str, slots: int, waiting: int, loads: dict[str, tuple[float | None, float]]) -> None:
+        """The pacer's state: its mode (normal, backoff, filling), the ship slots, the files waiting
+        for one, and per watch root (the first of those on one disk) the write latency (None: no
+        write completed) and busy ratio."""
+        inst = self.instrument
+        self.backoff.labels(inst).set(int(mode == "backoff"))
+        self.free_space_override.labels(inst).set(int(mode == "filling"))
+        self.ship_slots.labels(inst).set(slots)
+        self.ship_waiting.labels(inst).set(waiting)
+        for watch, (latency, busy) in loads.items():
+            self.disk_write_latency.labels(inst, watch).set(latency or 0.0)
+            self.disk_busy.labels(inst, watch).set(busy)
+
+    def tier_pace(self, tier: str, limit: int | None, waited: float) -> None:
+        """A tier's current bandwidth limit (None: unlimited) and its total seconds waited so far."""
+        self.tier_limit.labels(self.instrument, tier).set(limit or 0)
+        delta = waited - self._paced_seen.get(tier, 0.0)
+        if delta > 0:
+            self.tier_paced.labels(self.instrument, tier).inc(delta)
+            self._paced_seen[tier] = waited
 
     def mqtt(self, event: str, value: float = 1) -> None:
         if event == "published":

@@ -157,6 +157,42 @@ class ByteBudget:
             self._cond.notify_all()
 
 
+class Slots:
+    """How many files the ship workers may work on at once: all of them, fewer while acqd backs off
+    for the camera (acqd.pace; 0 pauses new work). A worker takes a slot before it starts a file and
+    gives it back when done, so a lower limit lets files started finish and starts no new ones until
+    fewer are at work."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.waiting = 0  # workers holding a file and waiting for a slot
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, stopping: asyncio.Event) -> bool:
+        """Wait for a slot: True with one taken, False (none taken) if the daemon stops meanwhile."""
+        async with self._cond:
+            self.waiting += 1
+            try:
+                await self._cond.wait_for(lambda: self.used < self.limit or stopping.is_set())
+            finally:
+                self.waiting -= 1
+            if stopping.is_set():
+                return False
+            self.used += 1
+            return True
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.used -= 1
+            self._cond.notify_all()
+
+    async def set_limit(self, limit: int) -> None:
+        async with self._cond:
+            self.limit = limit
+            self._cond.notify_all()
+
+
 @dataclass
 class Candidate:
     ctx: RootCtx
@@ -282,6 +318,7 @@ class Pipeline:
         self._soon: dict[int, float] = {}  # root index -> when to scan it again after a journal failure
         self.stats = RunStats(started=mono())
         self.budget = ByteBudget(limits.inflight_bytes)
+        self.slots = Slots(limits.concurrent_files)  # lowered by the daemon's pacer while backing off
         self.hints: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=10_000)
         self.ready: asyncio.Queue[Candidate | list[Candidate] | None] = asyncio.Queue(
             maxsize=limits.concurrent_files * 2
@@ -427,6 +464,7 @@ class Pipeline:
             self.ready.get_nowait()
         for _ in range(self.limits.concurrent_files):
             self.ready.put_nowait(None)
+        await self.slots.set_limit(self.slots.limit)  # wake the workers waiting for a slot: they see the stop
         self._manifest_wake.set()
 
     def idle(self) -> bool:
@@ -902,12 +940,17 @@ class Pipeline:
             item = await self.ready.get()
             if item is None:
                 return
+            started = await self.slots.acquire(self.stopping)  # waits while acqd backs off for the camera
             try:
+                if not started:  # stopping: the file stays pending in the journal for the next start
+                    continue
                 if isinstance(item, list):
                     await self._ship_batch(item)
                 else:
                     await self._ship(item)
             finally:
+                if started:
+                    await self.slots.release()
                 for c in item if isinstance(item, list) else [item]:
                     self.in_flight.pop(c.key, None)
                     if c.key in self._rehint:

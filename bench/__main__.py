@@ -8,6 +8,7 @@ python -m bench codecs    every real file shipped with its profile: stored vs be
 python -m bench readme-tables   regenerate README.md's detector and measured-ratio tables (a fresh run)
 python -m bench smallfiles  5,000 small files: acqd run --once vs rsync -a + sync
 python -m bench catalog   the facility catalog's ingest rate into a real PostgreSQL (records/s)
+python -m bench camera    a camera writing at a fixed rate while acqd catches up a backlog beside it
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ COMMANDS = {
     "readme-tables": "bench.readme_tables",
     "smallfiles": "bench.smallfiles",
     "catalog": "bench.catalog",
+    "camera": "bench.camera",
 }
 
 

@@ -11,6 +11,7 @@ import ctypes
 import errno
 import os
 import posixpath
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
@@ -92,6 +93,9 @@ class Tier:
     #: a tree (a Zarr store) gets its final name in one step (a rename); object stores copy it object
     #: by object, and a crash part way leaves a partial tree (without its root `zarr.json`)
     atomic_trees = True
+    #: the tier's bandwidth schedule (acqd.pacing.TierPacer.reserve, set by the daemon): bytes about
+    #: to be sent -> seconds to wait first; None: unlimited
+    pace: Callable[[int], float] | None = None
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         self.name = name
@@ -153,6 +157,13 @@ class Tier:
         return tr
 
     # -- writes -------------------------------------------------------------------------------
+    def _paced(self, n: int) -> None:
+        """Wait as the bandwidth schedule says before sending `n` bytes (blocking: an I/O thread)."""
+        if self.pace is not None:
+            wait = self.pace(n)
+            if wait > 0:
+                time.sleep(wait)
+
     def write_atomic(self, rel: str, chunks: Iterable[bytes], *, replace: bool = False) -> int:
         """Stream `chunks` to a hidden temporary, make it durable, then rename it to `rel`.
 
@@ -173,6 +184,7 @@ class Tier:
         try:
             for block in chunks:
                 if block:
+                    self._paced(len(block))
                     with self._edge("write", rel):
                         f.write(block)
                     written += len(block)
@@ -242,6 +254,7 @@ class Tier:
                             tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
                         )
                         temps[i] = tmp
+                    self._paced(len(data))
                     with self._edge("write", rel):
                         view = memoryview(data)
                         while view:
@@ -408,12 +421,14 @@ class Tier:
         from zarr.storage import FsspecStore, LocalStore
 
         if self.local:
-            return LocalStore(path)
-        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+            store: Any = LocalStore(path)
+        else:
+            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-        # Always the blocking interface run in threads: a remote filesystem's own event loop (s3fs,
-        # sshfs) is not the one zarr runs its coroutines on, and its connections belong to that loop.
-        return FsspecStore(AsyncFileSystemWrapper(self.fs), path=path)
+            # Always the blocking interface run in threads: a remote filesystem's own event loop (s3fs,
+            # sshfs) is not the one zarr runs its coroutines on, and its connections belong to that loop.
+            store = FsspecStore(AsyncFileSystemWrapper(self.fs), path=path)
+        return store if self.pace is None else _paced_store(store, self.pace)
 
     def remove(self, rel: str) -> None:
         with self._edge("delete", rel):
@@ -576,7 +591,7 @@ class AtomicFile:
 
     @property
     def file(self) -> BinaryIO:
-        return _EdgeWriter(self._f, self.tier._translate("write", self.rel))  # type: ignore[return-value]
+        return _EdgeWriter(self._f, self.tier._translate("write", self.rel), self.tier._paced)  # type: ignore[return-value]
 
     def commit(self) -> int:
         with self.tier._edge("write", self.rel):
@@ -607,8 +622,8 @@ class AtomicFile:
 class _EdgeWriter:
     """A writable file object whose errors are translated at the storage edge."""
 
-    def __init__(self, f: Any, tr: Callable[[BaseException], AcqdError]) -> None:
-        self._f, self._tr = f, tr
+    def __init__(self, f: Any, tr: Callable[[BaseException], AcqdError], paced: Callable[[int], None]) -> None:
+        self._f, self._tr, self._paced = f, tr, paced
 
     def _call(self, name: str, *args: Any) -> Any:
         try:
@@ -617,6 +632,7 @@ class _EdgeWriter:
             raise self._tr(exc) from exc
 
     def write(self, b: Any) -> int:
+        self._paced(memoryview(b).nbytes)
         return int(self._call("write", b))
 
     def read(self, n: int = -1) -> bytes:
@@ -639,3 +655,19 @@ class _EdgeWriter:
 
     def readable(self) -> bool:
         return True
+
+
+def _paced_store(store: Any, pace: Callable[[int], float]) -> Any:
+    """A zarr store whose writes wait as the tier's bandwidth schedule says."""
+    import asyncio
+
+    from zarr.storage import WrapperStore
+
+    class PacedStore(WrapperStore[Any]):
+        async def set(self, key: str, value: Any) -> None:
+            wait = pace(len(value))
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._store.set(key, value)
+
+    return PacedStore(store)

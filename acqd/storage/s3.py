@@ -145,6 +145,7 @@ class S3Tier(Tier):
             for block in chunks:  # errors from the source side propagate as they are
                 if not block:
                     continue
+                self._paced(len(block))
                 h.update(block)
                 written += len(block)
                 buf += block
