@@ -13,7 +13,7 @@ import numpy as np
 import tifffile
 
 from acqd.checksum import Hasher
-from acqd.errors import FormatError
+from acqd.errors import FormatError, UnsupportedFormatError
 from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit
 
 # tags tifffile writes itself from the array and its arguments; every other tag is kept and restored
@@ -41,6 +41,48 @@ STRUCTURAL = {
 
 # where the pixel data sits: rebuilt by whoever writes the file again
 DATA_TAGS = {273, 279, 324, 325}
+
+# compression schemes acqd can write again losslessly (tifffile's codec table, via imagecodecs): a source
+# compressed otherwise (JPEG, ...) would not come back in its own form, so it is stored byte-exact
+ENCODABLE = {1, 5, 8, 32946, 32773, 34925, 50000}
+
+
+def _check_whole(pages: list[Any], size: int) -> None:
+    """A damaged TIFF (cut short, or pointing past its end) is a FormatError, whatever it holds."""
+    for i, p in enumerate(pages):
+        ends = [int(o) + int(c) for o, c in zip(p.dataoffsets, p.databytecounts, strict=False) if c]
+        if ends and max(ends) > size:
+            raise FormatError(f"truncated TIFF: page {i}'s pixel data ends at byte {max(ends)}, the file has {size}")
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "name", value))
+
+
+def unframed(pages: list[Any]) -> str | None:
+    """What makes a valid TIFF one the frame layouts cannot store as 2-D gray frames and write back in
+    its own form (None: nothing): colour or several samples, pages that differ (a pyramid, a
+    thumbnail), bit depths other than whole bytes, tiles, compression acqd cannot write again."""
+    first = pages[0]
+    if first.samplesperpixel != 1:
+        planar = ", planar" if first.planarconfig == 2 else ""
+        return f"{first.samplesperpixel} samples per pixel ({_name(first.photometric)}{planar})"
+    if first.ndim != 2:
+        return f"pages of shape {first.shape}"
+    for i, p in enumerate(pages):
+        if p.shape != first.shape or p.dtype != first.dtype:
+            return f"pages that differ (page {i}: {p.shape} {p.dtype}; page 0: {first.shape} {first.dtype})"
+        if p.bitspersample != np.dtype(p.dtype).itemsize * 8:
+            return f"{p.bitspersample}-bit samples"
+        if p.is_tiled:
+            return "tiles"
+        if int(p.compression) not in ENCODABLE:
+            return f"{_name(p.compression)} compression, which acqd cannot write again"
+        if int(p.compression) != 1 and int(p.predictor) not in (0, 1, 2):
+            return f"predictor {_name(p.predictor)}, which acqd cannot write again"
+        if int(p.fillorder) != 1:
+            return f"fill order {int(p.fillorder)}"
+    return None
 
 
 def _tags(page: Any, structural: bool = False) -> list[dict[str, Any]]:
@@ -75,18 +117,17 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         first = pages.first
         if first.is_tiled is None:  # pragma: no cover - defensive
             raise FormatError("unreadable TIFF page")
+        every = [pages[i] for i in range(n)]
     except tifffile.TiffFileError as exc:
         raise FormatError(f"corrupt TIFF: {exc}") from None
     except (ValueError, IndexError, OSError) as exc:
         raise FormatError(f"corrupt TIFF: {exc}") from None
-    if first.ndim != 2 or first.samplesperpixel != 1:
-        raise FormatError(f"TIFF pages of shape {first.shape} (samples {first.samplesperpixel}): only 2-D gray planes")
+    _check_whole(every, size)
+    why = unframed(every)
+    if why is not None:
+        raise UnsupportedFormatError(f"a TIFF with {why}: not 2-D gray frames acqd gives back in their own form")
     shape = first.shape
     dtype = np.dtype(first.dtype).newbyteorder(tif.byteorder)
-    for i in range(n):
-        p = pages[i]
-        if p.shape != shape or p.dtype != first.dtype:
-            raise FormatError(f"TIFF page {i} is {p.shape} {p.dtype}, page 0 is {shape} {first.dtype}")
     header: dict[str, Any] = {
         "byteorder": tif.byteorder,
         "bigtiff": tif.is_bigtiff,
