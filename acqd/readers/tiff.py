@@ -186,8 +186,9 @@ class Calibration:
 
 def calibration(tif: Any, page: Any) -> Calibration:
     """Physical sizes where the file states them, in this order: OME-XML PhysicalSize{X,Y,Z} with
-    their units; ImageJ's `unit=` with X/YResolution (pixels per unit) and `spacing=`; TIFF
-    resolution per inch or centimetre. Nothing else: unstated sizes stay unknown (None)."""
+    their units; ImageJ's `unit=` with X/YResolution (pixels per unit) and `spacing=`; a vendor's tag
+    (Zeiss SEM, FEI/Thermo SEM, TVIPS: `vendor_calibration`); TIFF resolution per inch or centimetre.
+    Nothing else: unstated sizes stay unknown (None)."""
     with contextlib.suppress(Exception):
         if tif.is_ome and (cal := _ome(tif.ome_metadata)) is not None:
             return cal
@@ -206,11 +207,49 @@ def calibration(tif: Any, page: Any) -> Calibration:
             step = float(spacing) * scale if isinstance(spacing, int | float) and spacing > 0 else None
             shown = unit if unit not in ("inch", "centimeter") else display_unit(px[0] if px else step or 1.0)
             return Calibration(px, step, shown)
+    with contextlib.suppress(Exception):
+        if (cal := vendor_calibration(tif)) is not None:
+            return cal
     if res and runit in (2, 3):
         scale = UM_PER_UNIT["inch" if runit == 2 else "centimeter"]
         px = (scale / res[0], scale / res[1])
         return Calibration(px, None, display_unit(px[1]))
     return Calibration()
+
+
+def _positive(value: Any) -> float | None:
+    v = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    return v if v > 0 and math.isfinite(v) else None
+
+
+def vendor_calibration(tif: Any) -> Calibration | None:
+    """The pixel size a vendor's tag states, as tifffile's own parsers read it (None: none stated):
+    Zeiss SEM (CZ_SEM, tag 34118): the 'Image Pixel Size' (or older 'Pixel Size') entry with its
+    unit; FEI/Thermo SEM (FEI_HELIOS/FEI_SFEG, tags 34682/34680): [Scan] PixelWidth and PixelHeight in
+    metres; TVIPS (tag 37706, header version 2): PixelSizeX/Y in nanometres, except for a diffraction
+    pattern (TemMode 3), whose pixel size is reciprocal, not a length."""
+    sem = tif.sem_metadata if tif.is_sem else None
+    if sem:
+        for key in ("ap_image_pixel_size", "ap_pixel_size"):
+            entry = sem.get(key)
+            if isinstance(entry, tuple) and len(entry) == 3:
+                size, unit = _positive(entry[1]), length_unit(entry[2])
+                if size is not None and unit is not None:
+                    um = size * UM_PER_UNIT[unit]
+                    return Calibration((um, um), None, unit)
+    fei = tif.fei_metadata if tif.is_fei else None
+    scan = fei.get("Scan") if isinstance(fei, dict) else None
+    if isinstance(scan, dict):
+        x, y = _positive(scan.get("PixelWidth")), _positive(scan.get("PixelHeight"))
+        if x is not None:
+            px = ((y or x) * 1e6, x * 1e6)
+            return Calibration(px, None, display_unit(px[1]))
+    tvips = tif.tvips_metadata if tif.is_tvips else None
+    if isinstance(tvips, dict) and tvips.get("Version") == 2 and tvips.get("TemMode") != 3:
+        x, y = _positive(tvips.get("PixelSizeX")), _positive(tvips.get("PixelSizeY"))
+        if x is not None:
+            return Calibration(((y or x) * 1e-3, x * 1e-3), None, "nanometer")
+    return None
 
 
 def _resolution(page: Any) -> tuple[float, float] | None:
