@@ -283,6 +283,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "True for _dirpath",
         ("tests/test_names.py::test_a_claim_temporary_left_by_a_crash_is_not_data",),
     ),
+    Mutant(
+        "damaged-tiff-taken-for-unframed",
+        "a TIFF cut short is not checked for damage before it is judged valid but not frames (stored, not quarantined)",
+        "acqd/readers/tiff.py",
+        "    _check_whole(every, size)\n",
+        "",
+        ("tests/test_mismatch.py::test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_quarantined",),
+    ),
+    Mutant(
+        "unframed-quarantined",
+        "a valid file no frame layout represents is quarantined as damaged",
+        "acqd/readers/mrc.py",
+        "        raise UnsupportedFormatError(",
+        "        raise FormatError(",
+        ("tests/test_mismatch.py::test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact",),
+    ),
+    Mutant(
+        "fallback-recheck-wrong-codec",
+        "a frame placement's zstd byte-exact copy is re-read as uncompressed before a release (lost, shipped again)",
+        "acqd/pipeline.py",
+        "layout_of_copy(placed.layout, cp.layout, cp.codec)",
+        "layout_of_copy(placed.layout, cp.layout)",
+        ("tests/test_mismatch.py::test_byte_exact_copy_of_an_unframed_file_is_released_after_a_full_recheck",),
+    ),
 )
 
 
