@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import mrcfile
 import numpy as np
 import tifffile
 import zarr
@@ -169,10 +170,11 @@ def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
     return files, why
 
 
-async def _ship_flagged(tmp_path: Path, detector: str, files: dict[str, bytes], n_frames: int) -> None:
-    """Ship `files` (all but `n_frames` gray ones and the damaged `bad-*`: valid, not frames) and check
-    what the issue asks: verified, stored byte-exact (zstd where it shrinks, never larger), flagged
-    with the reason (audit, metric, manifest), and given back byte for byte by `acqd restore`."""
+async def _ship_flagged(tmp_path: Path, detector: str, files: dict[str, bytes], frames: set[str]) -> None:
+    """Ship `files`: `frames` are stored by the profile's frame layout, the damaged `bad-*` are
+    quarantined, and the rest (valid, not frames) as the issue asks: verified, stored byte-exact (zstd
+    where it shrinks, never larger), flagged with the reason (audit, metric, manifest). Every verified
+    file comes back byte for byte from `acqd restore`."""
     daemon: list[Any] = []
     _, dest, state = await ship(tmp_path, detector, files, daemon)
     states = {rel: st for rel, st, _, _ in journal_rows(state)}
@@ -182,7 +184,7 @@ async def _ship_flagged(tmp_path: Path, detector: str, files: dict[str, bytes], 
     copies = _copies(state)
     notes = _audit(state, "profile-mismatch")
     unframed = {rel for rel, (layout, *_) in copies.items() if layout == "copy"}
-    assert len(unframed) == len(files) - len(bad) - n_frames
+    assert unframed == set(files) - bad - {f"s/{name}" for name in frames}
     assert set(notes) >= unframed
     manifest = json.loads((dest / "s" / "~acqd-manifest.json").read_text())
     flagged = {f["source"]: f.get("profile_mismatch") for f in manifest["files"]}
@@ -190,6 +192,7 @@ async def _ship_flagged(tmp_path: Path, detector: str, files: dict[str, bytes], 
         *_, stored_bytes, size = copies[rel]
         assert stored_bytes <= size, rel  # never larger than the source
         assert flagged[rel] == notes[rel]
+    for rel in copies:
         out = tmp_path / ("r-" + rel.replace("/", "-"))
         said = restore_cli(state, dest, rel, out)
         assert out.read_bytes() == files[rel], rel
@@ -204,13 +207,26 @@ async def test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_
 ) -> None:
     """RGB, planar, tiled, JPEG, floating-point predictor, pyramid and 1-bit TIFFs read fine but are not
     2-D gray frames acqd can give back in their own form: each is stored byte-exact with a
-    profile-mismatch note saying why; gray TIFFs beside them still go to Zarr; cut or corrupt ones are
-    quarantined. Both ways a plan is made: a fixed codec (found when writing) and a session's choice
-    (found when measuring)."""
+    profile-mismatch note saying why; gray TIFFs beside them (float16, big-endian, int8, complex64,
+    palette too) still go to Zarr; cut or corrupt ones are quarantined. Both ways a plan is made: a
+    fixed codec (found when writing) and a session's choice (found when measuring)."""
     files, why = _unframed_tiffs()
     gray = np.random.default_rng(17).integers(0, 4000, (2, 48, 64), dtype=np.uint16)
     src = {f"s/{k}": v for k, v in files.items()}
     src["s/gray.tif"] = _tif(gray, photometric="minisblack")
+    rng = np.random.default_rng(19)  # unusual, and frames all the same: stored by the frame layout
+    unusual = {
+        "float16.tif": _tif(rng.normal(size=(20, 24)).astype(np.float16)),
+        "big-endian.tif": _tif(gray, byteorder=">", photometric="minisblack"),
+        "int8.tif": _tif(rng.integers(-100, 100, (20, 24)).astype(np.int8)),
+        "complex64.tif": _tif(rng.normal(size=(20, 24)).astype(np.complex64)),
+        "palette.tif": _tif(
+            rng.integers(0, 255, (20, 24), dtype=np.uint8),
+            photometric="palette",
+            colormap=rng.integers(0, 65535, (3, 256), dtype=np.uint16),
+        ),
+    }
+    src.update({f"s/{k}": v for k, v in unusual.items()})
     src["s/bad-rgb-cut.tif"] = files["rgb-noise.tif"][: len(files["rgb-noise.tif"]) - 3000]
     src["s/bad-tiled-cut.tif"] = files["tiled.tif"][: len(files["tiled.tif"]) - 1000]
     src["s/bad-garbage.tif"] = b"II*\x00" + bytes(range(256)) * 4
@@ -222,7 +238,7 @@ async def test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_
             monkeypatch.setitem(PROFILES, detector, body)
         run = tmp_path / detector
         run.mkdir()
-        await _ship_flagged(run, detector, src, n_frames=1)
+        await _ship_flagged(run, detector, src, frames={"gray.tif", *unusual})
         state, central = run / "state", run / "central"
         notes = _audit(state, "profile-mismatch")
         for name, reason in why.items():
@@ -242,8 +258,9 @@ async def test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact(
 ) -> None:
     """SerialEM's 4-bit mode 101 (odd widths too), complex int16 mode 3 and IMOD's RGB mode 16 are
     valid MRC files without a dtype for typed frames: stored byte-exact and flagged, in a session
-    whose codec is measured (t-k3-chosen) and with a fixed codec (t-k2-modes); a 4-bit file cut short
-    and a header with a mode no standard defines are quarantined."""
+    whose codec is measured (t-k3-chosen) and with a fixed codec (t-k2-modes); complex64 (mode 4),
+    float16 (mode 12), big-endian and odd-extended-header files are typed frames and go to TIFF; a
+    4-bit file cut short and a header with a mode no standard defines are quarantined."""
     rng = np.random.default_rng(18)
     smooth = np.repeat(np.arange(0, 256, 8, dtype=np.uint8), 35)[: 20 * 28].tobytes()
 
@@ -256,14 +273,22 @@ async def test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact(
         "s/complex.mrc": raw(3, 1, 20, 28, rng.integers(-900, 900, 20 * 28 * 2, dtype=np.int16).tobytes()),
         "s/rgb.mrc": raw(16, 1, 20, 28, bytes(rng.integers(0, 256, 20 * 28 * 3, dtype=np.uint8))),
         "s/counting.mrc": _mrc(rng.poisson(0.8, (3, 40, 56)).astype(np.uint8), 0),
+        # unusual, and frames all the same: stored by the frame layout
+        "s/complex64.mrc": _mrc(rng.normal(size=(2, 20, 28)).astype(np.complex64), 4),
+        "s/float16.mrc": _mrc(rng.normal(size=(2, 20, 28)).astype(np.float16), 12),
+        "s/odd-ext.mrc": raw(1, 2, 20, 28, rng.integers(-900, 900, (2, 20, 28), dtype=np.int16).tobytes()),
         "s/bad-4bit-cut.mrc": raw(101, 2, 20, 56, smooth * 2)[:-100],
         "s/bad-mode.mrc": raw(77, 1, 20, 28, bytes(20 * 28 * 2)),
     }
+    with mrcfile.new(str(tmp_path / "be.mrc")) as m:  # a big-endian MRC, as mrcfile writes one
+        m.set_data(rng.integers(-900, 900, (2, 20, 28)).astype(">i2"))
+    files["s/big-endian.mrc"] = (tmp_path / "be.mrc").read_bytes()
+    frames = {"counting.mrc", "complex64.mrc", "float16.mrc", "odd-ext.mrc", "big-endian.mrc"}
     monkeypatch.setitem(PROFILES, "t-k3-chosen", PROFILES["t-k3"] + "codec_candidates: null\n")
     for detector in ("t-k2-modes", "t-k3-chosen"):
         run = tmp_path / detector
         run.mkdir()
-        await _ship_flagged(run, detector, files, n_frames=1)
+        await _ship_flagged(run, detector, files, frames)
         notes = _audit(run / "state", "profile-mismatch")
         assert "MRC mode 101 (4-bit" in notes["s/serialem-4bit.mrc"] and "mode 101" in notes["s/odd-4bit.mrc"]
         assert "MRC mode 3 (complex int16)" in notes["s/complex.mrc"] and "MRC mode 16" in notes["s/rgb.mrc"]
