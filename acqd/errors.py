@@ -22,7 +22,14 @@ class PermanentError(AcqdError):
 
 
 class FormatError(PermanentError):
-    """The source file is not what its profile says: it is quarantined with this reason."""
+    """The source file is damaged (truncated, corrupt, contradicts itself): it cannot be stored
+    faithfully, and is quarantined with this reason."""
+
+
+class UnsupportedFormatError(AcqdError):
+    """A valid source that a frame layout cannot represent faithfully (an RGB or tiled TIFF, a JPEG
+    TIFF, a 4-bit MRC). Not damaged, so never quarantined: nothing was published, and the file is
+    stored byte-exact (the copy layout) instead, with a profile-mismatch note saying why."""
 
 
 class SourceChangedError(AcqdError):

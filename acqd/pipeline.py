@@ -39,6 +39,7 @@ from acqd.errors import (
     SourceReadError,
     StoredLargerError,
     TransientError,
+    UnsupportedFormatError,
     VerifyError,
 )
 from acqd.journal import FileRow, Journal, Observation
@@ -1006,7 +1007,7 @@ class Pipeline:
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
             return
-        except StoredLargerError as exc:  # nothing published: planned again, byte-exact this time
+        except (StoredLargerError, UnsupportedFormatError) as exc:  # nothing published: planned again, byte-exact
             log.info("%r is stored byte-exact: %s", c.rel, exc)
             self.in_flight.pop(c.key, None)
             fresh = await self._j(self.journal.get, c.row.id)
@@ -1400,7 +1401,7 @@ class Pipeline:
             return CopyCheck(f"no verified copy on tier {placed.tier.name} (kept)"), None
         if full is None:
             full = self.limits.release_verify == "full"
-        layout = layout_of_copy(placed.layout, cp.layout)  # a frame layout's byte-exact fallback, too
+        layout = layout_of_copy(placed.layout, cp.layout, cp.codec)  # a frame layout's byte-exact fallback, too
         res = await self._io(check_copy, placed.tier, layout, cp, full, just_verified)
         if res.pin is not None:
             await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)

@@ -352,6 +352,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "False",
         ("tests/test_catalog.py::test_daemon_publishes_every_file_once_with_its_checksum_and_copy",),
     ),
+    Mutant(
+        "damaged-tiff-taken-for-unframed",
+        "a TIFF cut short is not checked for damage before it is judged valid but not frames (stored, not quarantined)",
+        "acqd/readers/tiff.py",
+        "    _check_whole(every, size)\n",
+        "",
+        ("tests/test_mismatch.py::test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_quarantined",),
+    ),
+    Mutant(
+        "unframed-quarantined",
+        "a valid file no frame layout represents is quarantined as damaged",
+        "acqd/readers/mrc.py",
+        "        raise UnsupportedFormatError(",
+        "        raise FormatError(",
+        ("tests/test_mismatch.py::test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact",),
+    ),
+    Mutant(
+        "fallback-recheck-wrong-codec",
+        "a frame placement's zstd byte-exact copy is re-read as uncompressed before a release (lost, shipped again)",
+        "acqd/pipeline.py",
+        "layout_of_copy(placed.layout, cp.layout, cp.codec)",
+        "layout_of_copy(placed.layout, cp.layout)",
+        ("tests/test_mismatch.py::test_byte_exact_copy_of_an_unframed_file_is_released_after_a_full_recheck",),
+    ),
 )
 
 

@@ -6,21 +6,26 @@ float32 image, a uint8 TIFF in an sCMOS folder) is stored faithfully in its own 
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import mrcfile
 import numpy as np
 import tifffile
 import zarr
 
+from acqd.config import Config
+from acqd.daemon import Daemon
 from acqd.events import event_payload
 from acqd.journal import Journal
 from acqd.simulate import mrc_header
 from acqd.values import Outcome
 from tests.conftest import journal_rows
 from tests.test_fidelity import restore_cli, stored
-from tests.test_frames import ship
+from tests.test_frames import PROFILES, ship, write_profiles
 
 
 def _mrc(data: np.ndarray, mode: int, ext: bytes = b"", exttyp: bytes = b"") -> bytes:
@@ -105,3 +110,223 @@ def test_profile_mismatch_event_says_where_the_copy_is() -> None:
     o = Outcome(kind="profile-mismatch", relpath="a.mrc", session="s", detector="d", tier="t", dest="file:///x")
     body = event_payload("scope", o)
     assert body["type"] == "file.profile-mismatch" and body["copy"]["url"] == "file:///x"
+
+
+# --- valid files no frame layout represents: stored byte-exact, never quarantined -------------------
+
+
+def _tif(data: np.ndarray, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data, **kw)
+    return buf.getvalue()
+
+
+def _copies(state: Path) -> dict[str, tuple[str, str, int, int]]:
+    """relpath -> (layout, codec, stored bytes, source bytes) of its verified copy."""
+    j = Journal(state / "journal.sqlite", readonly=True)
+    try:
+        rows = j._db.execute(
+            "SELECT f.relpath, c.layout, c.codec, c.stored_bytes, f.size FROM copies c JOIN files f ON f.id = c.file_id"
+            " WHERE c.state = 'verified'"
+        ).fetchall()
+    finally:
+        j.close()
+    return {r: (layout, codec, int(stored_bytes), int(size)) for r, layout, codec, stored_bytes, size in rows}
+
+
+def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
+    """TIFFs that read, and that the frame layouts cannot store as 2-D gray frames and give back in
+    their own form (name -> bytes), with what each one's profile-mismatch note must say."""
+    rng = np.random.default_rng(16)
+    yy, xx = np.mgrid[0:48, 0:64]
+    smooth = ((yy // 8 * 40 + xx // 8 * 16) % 256).astype(np.uint8)  # flat patches: compresses
+    gray = rng.integers(0, 4000, (48, 64), dtype=np.uint16)
+    pyramid = io.BytesIO()
+    with tifffile.TiffWriter(pyramid) as tw:  # a full image and its thumbnail
+        tw.write(gray)
+        tw.write(gray[::4, ::4])
+    files = {
+        "rgb.tif": _tif(np.stack([smooth, smooth[::-1], smooth // 2], -1), photometric="rgb"),
+        "rgb-noise.tif": _tif(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), photometric="rgb"),
+        "planar.tif": _tif(np.stack([smooth, smooth // 2, smooth // 3]), photometric="rgb", planarconfig="separate"),
+        "tiled.tif": _tif(gray, tile=(16, 16)),
+        "tiled-deflate.tif": _tif(gray, tile=(16, 16), compression="zlib"),
+        "jpeg.tif": _tif(smooth, compression="jpeg"),
+        "float-predictor.tif": _tif(rng.normal(size=(48, 64)).astype(np.float32), compression="zlib", predictor=3),
+        "pyramid.tif": pyramid.getvalue(),
+        "bilevel.tif": _tif(smooth > 128),
+    }
+    why = {
+        "rgb.tif": "3 samples per pixel (RGB)",
+        "rgb-noise.tif": "3 samples per pixel (RGB)",
+        "planar.tif": "3 samples per pixel (RGB, planar)",
+        "tiled.tif": "tiles",
+        "tiled-deflate.tif": "tiles",
+        "jpeg.tif": "JPEG compression",
+        "float-predictor.tif": "predictor FLOATINGPOINT",
+        "pyramid.tif": "pages that differ (page 1: (12, 16) uint16",
+        "bilevel.tif": "1-bit samples",
+    }
+    return files, why
+
+
+async def _ship_flagged(tmp_path: Path, detector: str, files: dict[str, bytes], frames: set[str]) -> None:
+    """Ship `files`: `frames` are stored by the profile's frame layout, the damaged `bad-*` are
+    quarantined, and the rest (valid, not frames) as the issue asks: verified, stored byte-exact (zstd
+    where it shrinks, never larger), flagged with the reason (audit, metric, manifest). Every verified
+    file comes back byte for byte from `acqd restore`."""
+    daemon: list[Any] = []
+    _, dest, state = await ship(tmp_path, detector, files, daemon)
+    states = {rel: st for rel, st, _, _ in journal_rows(state)}
+    bad = {rel for rel in files if rel.rpartition("/")[2].startswith("bad-")}
+    assert {rel for rel, st in states.items() if st == "quarantined"} == bad  # damaged: quarantine stays for that
+    assert {rel for rel, st in states.items() if st == "verified"} == set(files) - bad
+    copies = _copies(state)
+    notes = _audit(state, "profile-mismatch")
+    unframed = {rel for rel, (layout, *_) in copies.items() if layout == "copy"}
+    assert unframed == set(files) - bad - {f"s/{name}" for name in frames}
+    assert set(notes) >= unframed
+    manifest = json.loads((dest / "s" / "~acqd-manifest.json").read_text())
+    flagged = {f["source"]: f.get("profile_mismatch") for f in manifest["files"]}
+    for rel in unframed:
+        *_, stored_bytes, size = copies[rel]
+        assert stored_bytes <= size, rel  # never larger than the source
+        assert flagged[rel] == notes[rel]
+    for rel in copies:
+        out = tmp_path / ("r-" + rel.replace("/", "-"))
+        said = restore_cli(state, dest, rel, out)
+        assert out.read_bytes() == files[rel], rel
+        assert said.rstrip().endswith("OK"), said
+    m = daemon[0].metrics
+    assert m.value("acqd_files_total", detector=detector, outcome="profile-mismatch") == len(notes)
+    assert m.value("acqd_files_total", detector=detector, outcome="quarantined") == len(bad)
+
+
+async def test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_quarantined(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """RGB, planar, tiled, JPEG, floating-point predictor, pyramid and 1-bit TIFFs read fine but are not
+    2-D gray frames acqd can give back in their own form: each is stored byte-exact with a
+    profile-mismatch note saying why; gray TIFFs beside them (float16, big-endian, int8, complex64,
+    palette too) still go to Zarr; cut or corrupt ones are quarantined. Both ways a plan is made: a
+    fixed codec (found when writing) and a session's choice (found when measuring)."""
+    files, why = _unframed_tiffs()
+    gray = np.random.default_rng(17).integers(0, 4000, (2, 48, 64), dtype=np.uint16)
+    src = {f"s/{k}": v for k, v in files.items()}
+    src["s/gray.tif"] = _tif(gray, photometric="minisblack")
+    rng = np.random.default_rng(19)  # unusual, and frames all the same: stored by the frame layout
+    unusual = {
+        "float16.tif": _tif(rng.normal(size=(20, 24)).astype(np.float16)),
+        "big-endian.tif": _tif(gray, byteorder=">", photometric="minisblack"),
+        "int8.tif": _tif(rng.integers(-100, 100, (20, 24)).astype(np.int8)),
+        "complex64.tif": _tif(rng.normal(size=(20, 24)).astype(np.complex64)),
+        "palette.tif": _tif(
+            rng.integers(0, 255, (20, 24), dtype=np.uint8),
+            photometric="palette",
+            colormap=rng.integers(0, 65535, (3, 256), dtype=np.uint16),
+        ),
+    }
+    src.update({f"s/{k}": v for k, v in unusual.items()})
+    src["s/bad-rgb-cut.tif"] = files["rgb-noise.tif"][: len(files["rgb-noise.tif"]) - 3000]
+    src["s/bad-tiled-cut.tif"] = files["tiled.tif"][: len(files["tiled.tif"]) - 1000]
+    src["s/bad-garbage.tif"] = b"II*\x00" + bytes(range(256)) * 4
+    for detector, body in (
+        ("t-tiff-any", None),
+        ("t-tiff-chosen", "reader: tiff\nlayout: zarr\naxis0: z\nfiles: ['*.tif']\ncodec_candidates: null\n"),
+    ):
+        if body is not None:
+            monkeypatch.setitem(PROFILES, detector, body)
+        run = tmp_path / detector
+        run.mkdir()
+        await _ship_flagged(run, detector, src, frames={"gray.tif", *unusual})
+        state, central = run / "state", run / "central"
+        notes = _audit(state, "profile-mismatch")
+        for name, reason in why.items():
+            assert reason in notes[f"s/{name}"], (name, notes[f"s/{name}"])
+            assert "stored byte-exact" not in notes[f"s/{name}"]  # the note says what the file is
+        copies = _copies(state)
+        assert copies["s/rgb.tif"][1].startswith("zstd")  # compresses: a .zst frame
+        assert copies["s/rgb-noise.tif"][1] == "none"  # does not: as it is
+        assert stored(state, central, "s/rgb.tif").name == "rgb.tif~.zst"
+        assert copies["s/gray.tif"][0] == "zarr" and "s/gray.tif" not in notes
+        group = zarr.open_group(stored(state, central, "s/gray.tif"), mode="r")
+        assert np.array_equal(np.asarray(group["0"][:]).reshape(gray.shape), gray)  # type: ignore[index]
+
+
+async def test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """SerialEM's 4-bit mode 101 (odd widths too), complex int16 mode 3 and IMOD's RGB mode 16 are
+    valid MRC files without a dtype for typed frames: stored byte-exact and flagged, in a session
+    whose codec is measured (t-k3-chosen) and with a fixed codec (t-k2-modes); complex64 (mode 4),
+    float16 (mode 12), big-endian and odd-extended-header files are typed frames and go to TIFF; a
+    4-bit file cut short and a header with a mode no standard defines are quarantined."""
+    rng = np.random.default_rng(18)
+    smooth = np.repeat(np.arange(0, 256, 8, dtype=np.uint8), 35)[: 20 * 28].tobytes()
+
+    def raw(mode: int, nz: int, ny: int, nx: int, data: bytes) -> bytes:
+        return mrc_header(nz, ny, nx, mode, b"\x01" * 37, b"SERI") + data
+
+    files = {
+        "s/serialem-4bit.mrc": raw(101, 2, 20, 56, smooth * 2),
+        "s/odd-4bit.mrc": raw(101, 1, 20, 55, bytes(rng.integers(0, 256, 20 * 28, dtype=np.uint8))),
+        "s/complex.mrc": raw(3, 1, 20, 28, rng.integers(-900, 900, 20 * 28 * 2, dtype=np.int16).tobytes()),
+        "s/rgb.mrc": raw(16, 1, 20, 28, bytes(rng.integers(0, 256, 20 * 28 * 3, dtype=np.uint8))),
+        "s/counting.mrc": _mrc(rng.poisson(0.8, (3, 40, 56)).astype(np.uint8), 0),
+        # unusual, and frames all the same: stored by the frame layout
+        "s/complex64.mrc": _mrc(rng.normal(size=(2, 20, 28)).astype(np.complex64), 4),
+        "s/float16.mrc": _mrc(rng.normal(size=(2, 20, 28)).astype(np.float16), 12),
+        "s/odd-ext.mrc": raw(1, 2, 20, 28, rng.integers(-900, 900, (2, 20, 28), dtype=np.int16).tobytes()),
+        "s/bad-4bit-cut.mrc": raw(101, 2, 20, 56, smooth * 2)[:-100],
+        "s/bad-mode.mrc": raw(77, 1, 20, 28, bytes(20 * 28 * 2)),
+    }
+    with mrcfile.new(str(tmp_path / "be.mrc")) as m:  # a big-endian MRC, as mrcfile writes one
+        m.set_data(rng.integers(-900, 900, (2, 20, 28)).astype(">i2"))
+    files["s/big-endian.mrc"] = (tmp_path / "be.mrc").read_bytes()
+    frames = {"counting.mrc", "complex64.mrc", "float16.mrc", "odd-ext.mrc", "big-endian.mrc"}
+    monkeypatch.setitem(PROFILES, "t-k3-chosen", PROFILES["t-k3"] + "codec_candidates: null\n")
+    for detector in ("t-k2-modes", "t-k3-chosen"):
+        run = tmp_path / detector
+        run.mkdir()
+        await _ship_flagged(run, detector, files, frames)
+        notes = _audit(run / "state", "profile-mismatch")
+        assert "MRC mode 101 (4-bit" in notes["s/serialem-4bit.mrc"] and "mode 101" in notes["s/odd-4bit.mrc"]
+        assert "MRC mode 3 (complex int16)" in notes["s/complex.mrc"] and "MRC mode 16" in notes["s/rgb.mrc"]
+        assert _copies(run / "state")["s/serialem-4bit.mrc"][1].startswith("zstd")
+        reasons = {rel: why for rel, st, why, _ in journal_rows(run / "state") if st == "quarantined"}
+        assert "truncated MRC" in str(reasons["s/bad-4bit-cut.mrc"]) and "mode" in str(reasons["s/bad-mode.mrc"])
+
+
+async def test_byte_exact_copy_of_an_unframed_file_is_released_after_a_full_recheck(tmp_path: Path) -> None:
+    """A zstd copy under a frame placement (an RGB TIFF in a Zarr profile) is re-read with its own
+    codec before the local file is released (release_verify: full): released, never taken for lost."""
+    files, _ = _unframed_tiffs()
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (watch / "s").mkdir(parents=True)
+    dest.mkdir()
+    (watch / "s" / "rgb.tif").write_bytes(files["rgb.tif"])
+    cfg = Config.model_validate(
+        {
+            "instrument": "scope",
+            "state_dir": str(state),
+            "detectors_dir": str(write_profiles(tmp_path / "det")),
+            "watch": [
+                {
+                    "path": str(watch),
+                    "detector": "t-tiff-any",
+                    "settle": "0.2s",
+                    "placement": {"release_local": "after_verify"},
+                }
+            ],
+            "tiers": {"central": {"url": f"file://{dest}"}},
+            "limits": {"retry_initial": "50ms", "retry_max": "100ms", "release_verify": "full"},
+        }
+    )
+    # a copy re-read with the wrong codec would be taken for lost and shipped again, round and round
+    result = await asyncio.wait_for(Daemon(cfg, once=True, retry_for=20).run(install_signals=False), 120)
+    assert result.pending == 0
+    assert [(rel, st) for rel, st, _, _ in journal_rows(state)] == [("s/rgb.tif", "released")]
+    assert not (watch / "s" / "rgb.tif").exists() and not _audit(state, "copy_lost")
+    assert _copies(state)["s/rgb.tif"][1].startswith("zstd")
+    restore_cli(state, dest / "scope", "s/rgb.tif", tmp_path / "r.tif")
+    assert (tmp_path / "r.tif").read_bytes() == files["rgb.tif"]

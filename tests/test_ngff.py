@@ -1,12 +1,14 @@
 """OME-Zarr that reads right (issue 13): strict NGFF 0.5 (ome-zarr-models, ngff-zarr's strict JSON
 schema), read by tensorstore's zarr3 driver and ome-zarr-py with the pixels compared; calibration
 carried from the source (ImageJ `unit=`/`spacing=`, TIFF resolution per inch or centimetre, OME-XML
-PhysicalSize*, MRC cella/mx) and never invented; a 2-D image stays 2-D; the profile's movie axis wins
-over an MRC header's space group; Merlin 4D-STEM scans as (scan_y, scan_x, det_y, det_x), oriented as
-rosettasciio (hyperspy) reads them. Files are made here; the daemon runs in burst mode."""
+PhysicalSize*, Zeiss/FEI SEM and TVIPS vendor tags, MRC cella/mx) and never invented; a 2-D image
+stays 2-D; the profile's movie axis wins over an MRC header's space group; Merlin 4D-STEM scans as
+(scan_y, scan_x, det_y, det_x), oriented as rosettasciio (hyperspy) reads them. Files are made here;
+the daemon runs in burst mode."""
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,90 @@ async def test_tiff_calibration_carried_never_invented(
     assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
     assert scale(ms) == pytest.approx(want_scale, rel=1e-6)
     assert units(ms) == want_units
+
+
+def _zeiss(entries: bytes) -> list[tuple[int, int, int, bytes, bool]]:
+    """A Zeiss SEM CZ_SEM tag (34118) as SmartSEM writes it: an unnamed block, then NAME / 'Label =
+    value unit' pairs, in Windows-1252 (so 'µm' is b'\xb5m')."""
+    text = b"0\r\n1.2e-08\r\n" + entries + b"AP_WD\r\nWD = 5.1 mm\r\n\x00"
+    return [(34118, 2, len(text), text, True)]
+
+
+def _fei(scan: bytes) -> list[tuple[int, int, int, bytes, bool]]:
+    """An FEI/Thermo SEM FEI_HELIOS tag (34682): an INI text, sizes in metres."""
+    text = b"[User]\r\nDate=12/01/2026\r\n[Scan]\r\n" + scan + b"[Beam]\r\nHV=5000\r\n\x00"
+    return [(34682, 2, len(text), text, True)]
+
+
+def _tvips(data: np.ndarray, px_nm: float, tem_mode: int = 0) -> bytes:
+    """A TVIPS camera TIFF: tag 37706 is a LONG pointing to the EM-MENU header (version 1 record,
+    then version 2 with PixelSizeX/Y in nm), appended after the image here."""
+    v1 = np.zeros(1, np.dtype(tifffile.TIFF.TVIPS_HEADER_V1))
+    v1["Version"] = 2
+    v2 = np.zeros(1, np.dtype(tifffile.TIFF.TVIPS_HEADER_V2))
+    v2["PixelSizeX"], v2["PixelSizeY"], v2["TemMode"], v2["Magic"] = px_nm, px_nm, tem_mode, 0xAAAAAAAA
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data, photometric="minisblack", extratags=[(37706, 4, 1, 0, True)])
+    raw = bytearray(buf.getvalue())
+    (ifd,) = struct.unpack_from("<I", raw, 4)
+    (n,) = struct.unpack_from("<H", raw, ifd)
+    [entry] = [ifd + 2 + 12 * k for k in range(n) if struct.unpack_from("<H", raw, ifd + 2 + 12 * k)[0] == 37706]
+    struct.pack_into("<I", raw, entry + 8, len(raw))  # the header's offset: the end of the file
+    return bytes(raw) + v1.tobytes() + v2.tobytes()
+
+
+def _tagged(data: np.ndarray, extratags: Any, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data, photometric="minisblack", extratags=extratags, **kw)
+    return buf.getvalue()
+
+
+VENDOR: list[tuple[str, Any, list[float], list[str | None]]] = [
+    (
+        "zeiss-image-pixel-size-um",  # and a 72 dpi default resolution, which the vendor's size beats
+        lambda d: _tagged(
+            d,
+            _zeiss(b"AP_IMAGE_PIXEL_SIZE\r\nImage Pixel Size = 1.116 \xb5m\r\n"),
+            resolution=(72, 72),
+            resolutionunit=2,
+        ),
+        [1.116, 1.116],
+        ["micrometer"] * 2,
+    ),
+    (
+        "zeiss-pixel-size-nm",  # older SmartSEM: AP_PIXEL_SIZE
+        lambda d: _tagged(d, _zeiss(b"AP_PIXEL_SIZE\r\nPixel Size = 2.418 nm\r\n")),
+        [2.418, 2.418],
+        ["nanometer"] * 2,
+    ),
+    (
+        "fei-helios-metres",
+        lambda d: _tagged(d, _fei(b"PixelWidth=2.5e-09\r\nPixelHeight=3e-09\r\n")),
+        [3.0, 2.5],
+        ["nanometer"] * 2,
+    ),
+    ("tvips-nm", lambda d: _tvips(d, 1.4208), [1.4208, 1.4208], ["nanometer"] * 2),
+    ("tvips-diffraction", lambda d: _tvips(d, 0.05, tem_mode=3), [1.0, 1.0], [None, None]),  # 1/nm: not a length
+    ("zeiss-no-size", lambda d: _tagged(d, _zeiss(b"")), [1.0, 1.0], [None, None]),  # none stated: none invented
+]
+
+
+@pytest.mark.parametrize(("kind", "make", "want_scale", "want_units"), VENDOR, ids=[c[0] for c in VENDOR])
+async def test_vendor_pixel_size_tags_calibrate_the_ome_zarr(
+    tmp_path: Path, kind: str, make: Any, want_scale: list[float], want_units: list[str | None]
+) -> None:
+    """SEM and TEM camera TIFFs state their pixel size in a vendor tag, read with tifffile's parsers;
+    the OME-Zarr carries it in the unit the vendor states (metres shown as nanometres), and the TIFF
+    comes back byte for byte."""
+    img = np.random.default_rng(25).integers(0, 255, (48, 40), dtype=np.uint8)
+    raw = make(img)
+    _, dest, state = await ship(tmp_path, "t-tiff-any", {"sem.tif": raw})
+    arr, ms = read_everywhere(stored(state, dest.parent, "sem.tif"))
+    assert np.array_equal(arr, img) and [a["name"] for a in ms["axes"]] == ["y", "x"]
+    assert scale(ms) == pytest.approx(want_scale, rel=1e-6)
+    assert units(ms) == want_units
+    restore_cli(state, dest, "sem.tif", tmp_path / "r.tif")
+    assert (tmp_path / "r.tif").read_bytes() == raw
 
 
 async def test_2d_image_stays_2d(tmp_path: Path) -> None:

@@ -37,11 +37,12 @@ def build_layout(
     raise ValueError(f"unknown layout {name!r}")
 
 
-def layout_of_copy(layout: Layout, stored_with: str) -> Layout:
-    """The layout to read a copy stored with layout `stored_with` under a placement whose layout is
-    `layout`: a frame layout's byte-exact fallback (incompressible files) is its copy layout."""
+def layout_of_copy(layout: Layout, stored_with: str, codec: str = "none") -> Layout:
+    """The layout to read a copy stored with layout `stored_with` and `codec` under a placement whose
+    layout is `layout`: a frame layout's byte-exact fallback (incompressible files, files that are not
+    frames) is its copy layout."""
     if isinstance(layout, FrameLayout):
-        return layout.for_copy(stored_with)
+        return layout.for_copy(stored_with, codec)
     return layout
 
 

@@ -19,10 +19,11 @@ from acqd.values import WriteResult
 class CopyLayout:
     name = "copy"
 
-    def __init__(self, codec: StreamCodec, chunk: int, why: str | None = None) -> None:
+    def __init__(self, codec: StreamCodec, chunk: int, why: str | None = None, mismatch: str | None = None) -> None:
         self.codec = codec
         self.chunk = chunk
         self.why = why  # a frame layout's fallback: why this file is stored byte-exact
+        self.mismatch = mismatch  # ... and, for a valid file it cannot represent, what the file is
 
     @property
     def suffix(self) -> str:
@@ -63,11 +64,13 @@ class CopyLayout:
         try:
             stored = tier.write_atomic(dest, blocks())
         except NameTakenError as exc:  # the caller verifies what is in the way against this result
-            exc.result = WriteResult(hasher.hexdigest(), nread, 0, self.codec.spec, codec_why=self.why)
+            exc.result = WriteResult(
+                hasher.hexdigest(), nread, 0, self.codec.spec, mismatch=self.mismatch, codec_why=self.why
+            )
             raise
         total = clock() - start
         stages = (("read", t_read), ("encode", t_encode), ("write", max(0.0, total - t_read - t_encode)))
-        return WriteResult(hasher.hexdigest(), nread, stored, self.codec.spec, stages, codec_why=self.why)
+        return WriteResult(hasher.hexdigest(), nread, stored, self.codec.spec, stages, self.mismatch, self.why)
 
     def encode_whole(self, data: bytes) -> tuple[bytes, WriteResult]:
         """A small file's whole content encoded at once (batched shipping): what to store, and the

@@ -25,13 +25,12 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from acqd.checksum import Hasher
-from acqd.codec import FrameCodec, codec_label, parse_label, stream_codec
+from acqd.codec import MIN_RATIO, FrameCodec, codec_label, parse_label, stream_codec
 from acqd.crash import crash_point
-from acqd.errors import NameTakenError, SourceReadError, StoredLargerError, VerifyError
+from acqd.errors import NameTakenError, SourceReadError, StoredLargerError, UnsupportedFormatError, VerifyError
 from acqd.layouts.choose import ChoosePolicy, Chooser, Decision
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.tiffwrite import (
-    ENCODABLE,
     Tag,
     TiffPageWriter,
     default_rows_per_strip,
@@ -42,6 +41,7 @@ from acqd.layouts.tiffwrite import (
 from acqd.ports import Layout, TierPort
 from acqd.readers import Expect, FrameSource, open_frames
 from acqd.readers.base import UM_PER_UNIT
+from acqd.readers.tiff import ENCODABLE
 from acqd.values import WriteResult
 
 ARRAY = "0"
@@ -80,7 +80,8 @@ def _header_is_big(src: FrameSource) -> bool:
     return len(json.dumps(src.header, separators=(",", ":"))) > HEADER_INLINE
 
 
-GREW_MAX = 4096  # files remembered as larger in a frame layout (until they are planned again)
+GREW_MAX = 4096  # files remembered as stored byte-exact (until they are planned again)
+ZSTD_PROBE = 256 << 10  # a file stored byte-exact because it is not frames: zstd if these samples shrink
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,9 @@ class FrameLayout:
             choose = dataclasses.replace(choose, allow_copy=never_larger)
         self.chooser = Chooser(choose, self.name) if choose is not None and len(choose.candidates) > 1 else None
         self.fallback = CopyLayout(stream_codec("none"), 8 << 20)  # byte-exact: never larger than the source
-        self._grew: OrderedDict[tuple[Any, ...], str] = OrderedDict()  # files whose copy came out larger
+        # files to store byte-exact when next planned: their frame copy came out larger, or they are
+        # valid files this layout cannot represent (an RGB TIFF, a 4-bit MRC)
+        self._grew: OrderedDict[tuple[Any, ...], CopyLayout] = OrderedDict()
         self._why: str | None = None  # a file's plan: why its codec
         self._observe: tuple[str, str] | None = None  # a file's plan: (session key, character) to report to
 
@@ -144,10 +147,13 @@ class FrameLayout:
         (the copy layout) when nothing makes it smaller. Decided before the name, which depends on it."""
         grew = self._grew.get(_identity(source, size))
         if grew is not None:
-            return FilePlan(CopyLayout(self.fallback.codec, self.fallback.chunk, grew), None)
+            return FilePlan(grew, None)
         if self.chooser is None or key is None:
             return FilePlan(self, None)
-        src = self._open(source, size)
+        try:
+            src = self._open(source, size)
+        except UnsupportedFormatError as exc:
+            return FilePlan(self._unframed(source, size, str(exc)), None)
         name = str(getattr(source, "path", "") or "").rpartition("/")[2]
         d = self.chooser.decide(key, recorded, src, name)
         e = d.entry
@@ -169,9 +175,35 @@ class FrameLayout:
         mine._observe = (key, d.character)
         return FilePlan(mine, d)
 
-    def for_copy(self, layout: str) -> Layout:
-        """The layout a stored copy was written with: this one, or its byte-exact fallback."""
-        return self.fallback if layout == self.fallback.name and layout != self.name else self
+    def for_copy(self, layout: str, codec: str = "none") -> Layout:
+        """The layout a stored copy was written with (`layout`, `codec` as the journal has them): this
+        one, or its byte-exact fallback (in a zstd frame, for a file that is not frames)."""
+        if layout != self.fallback.name or layout == self.name:
+            return self
+        if codec.startswith("zstd"):
+            return CopyLayout(stream_codec("zstd"), self.fallback.chunk)
+        return self.fallback
+
+    def _remember(self, source: Any, size: int, layout: CopyLayout) -> None:
+        self._grew[_identity(source, size)] = layout
+        while len(self._grew) > GREW_MAX:
+            self._grew.popitem(last=False)
+
+    def _unframed(self, source: Any, size: int, why: str) -> CopyLayout:
+        """The byte-exact copy of a valid file this layout cannot represent: in a zstd frame where
+        samples of it (start, middle, end) shrink by MIN_RATIO, else as it is (never larger)."""
+        probe = bytearray()
+        f = source.file
+        for at in sorted({0, max(0, size // 2 - ZSTD_PROBE // 2), max(0, size - ZSTD_PROBE)}):
+            f.seek(at)
+            probe += f.read(min(ZSTD_PROBE, size - at))
+        zstd = stream_codec("zstd")
+        enc = zstd.encoder(len(probe))
+        packed = len(enc.compress(bytes(probe))) + len(enc.flush())
+        zst = bool(probe) and len(probe) >= MIN_RATIO * packed
+        codec = zstd if zst else self.fallback.codec
+        how = f"zstd, {len(probe) / max(1, packed):.2f}x on samples" if zst else "incompressible samples"
+        return CopyLayout(codec, self.fallback.chunk, f"stored byte-exact ({how}): {why}", why)
 
     def frames_per_block(self, src: FrameSource) -> int:
         return max(1, min(src.shape[0], self.shard_bytes // max(1, src.frame_bytes)))
@@ -217,7 +249,11 @@ class FrameLayout:
         }
 
     def write(self, source: BinaryIO, size: int, tier: TierPort, dest: str) -> WriteResult:
-        src = self._open(source, size)
+        try:
+            src = self._open(source, size)
+        except UnsupportedFormatError as exc:  # nothing published: the next plan of this file says copy
+            self._remember(source, size, self._unframed(source, size, str(exc)))
+            raise
         hasher = Hasher()
         hasher.update(src.restore or b"")  # header bytes are content too: the checksum covers them
         timing = {"read": 0.0, "encode": 0.0, "write": 0.0}
@@ -230,9 +266,8 @@ class FrameLayout:
             )
             raise
         except StoredLargerError as exc:  # nothing published: the next plan of this file says copy
-            self._grew[_identity(source, size)] = f"stored byte-exact: {exc}"
-            while len(self._grew) > GREW_MAX:
-                self._grew.popitem(last=False)
+            why = f"stored byte-exact: {exc}"
+            self._remember(source, size, CopyLayout(self.fallback.codec, self.fallback.chunk, why))
             if self.chooser is not None and self._observe is not None:
                 self.chooser.observe(*self._observe, 0.0)
             raise

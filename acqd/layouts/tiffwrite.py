@@ -25,8 +25,6 @@ TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4,
 _PACK = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f", 12: "d", 13: "I", 16: "Q", 17: "q", 18: "Q"}
 # tags whose values say where pixel data sits: the writer makes them
 DATA_TAGS = {273, 279, 324, 325}
-# compression schemes acqd can encode losslessly (tifffile's codec table, via imagecodecs)
-ENCODABLE = {1, 5, 8, 32946, 32773, 34925, 50000}
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,20 @@ from typing import Any, BinaryIO
 import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
-from acqd.errors import FormatError
+from acqd.errors import FormatError, UnsupportedFormatError
 from acqd.readers.base import Expect, FrameSource, jsonable, read_exact
 
 HEADER = 1024
 IMOD_STAMP = 1146047817
+# valid modes (MRC2014, IMOD) whose pixels no numpy dtype holds: such a file is checked like any other
+# (its size against its header), then left to the layout as valid but not typed frames
+UNFRAMED_MODES = {3: "complex int16", 16: "RGB, 3 bytes per pixel (IMOD)", 101: "4-bit, 2 pixels per byte"}
+
+
+def _section_bytes(mode: int, ny: int, nx: int) -> int:
+    if mode == 101:  # each row starts on a byte (IMOD)
+        return ny * ((nx + 1) // 2)
+    return ny * nx * (4 if mode == 3 else 3)
 
 
 def _header(raw: bytes) -> Any:
@@ -30,12 +39,15 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     h = _header(raw)
     if bytes(h.map[0]) not in (b"MAP ", b"MAP\x00", b"MAP"):
         raise FormatError("not an MRC file (no 'MAP ' at byte 208)")
-    try:
-        dtype = data_dtype_from_header(h[0])
-    except ValueError as exc:
-        raise FormatError(f"bad MRC header: {exc}") from None
+    mode = int(h.mode[0])
+    dtype: np.dtype[Any] | None = None
+    if mode not in UNFRAMED_MODES:
+        try:
+            dtype = data_dtype_from_header(h[0])
+        except ValueError as exc:  # a mode no standard defines: a damaged header
+            raise FormatError(f"bad MRC header: {exc}") from None
     # mode 0 is signed bytes, unless the IMOD stamp says they are unsigned (SerialEM, K2/K3 movies)
-    if int(h.mode[0]) == 0:
+    if mode == 0:
         bo = "<" if bytes(raw[212:213]) != b"\x11" else ">"
         stamp, flags = struct.unpack_from(bo + "2i", raw, 152)  # IMOD's stamp and flags (in mrcfile's extra2)
         if stamp == IMOD_STAMP and not flags & 1:
@@ -45,12 +57,13 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     if min(nx, ny, nz) < 1 or nsymbt < 0:
         raise FormatError(f"bad MRC header: nx={nx} ny={ny} nz={nz} nsymbt={nsymbt}")
     offset = HEADER + nsymbt
-    frame = nx * ny * dtype.itemsize
+    frame = nx * ny * dtype.itemsize if dtype is not None else _section_bytes(mode, ny, nx)
+    kind = dtype.name if dtype is not None else f"mode {mode}"
     expected = offset + nz * frame
     if size < expected:
         have = (size - offset) / frame if size > offset else 0
         raise FormatError(
-            f"truncated MRC: the header says {nz} frames of {ny}x{nx} {dtype.name} ({expected} bytes), "
+            f"truncated MRC: the header says {nz} frames of {ny}x{nx} {kind} ({expected} bytes), "
             f"the file has {size} bytes ({have:.2f} frames)"
         )
     if size > expected:
@@ -58,6 +71,9 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
             f"MRC header frame count disagrees with the file size: {nz} frames = {expected} bytes, "
             f"the file has {size} bytes ({size - expected} extra)"
         )
+    if dtype is None:  # whole and valid: its pixels are no dtype a frame layout writes
+        raise UnsupportedFormatError(f"MRC mode {mode} ({UNFRAMED_MODES[mode]}): not typed frames")
+    dt: np.dtype[Any] = dtype
     restore = raw + read_exact(f, HEADER, nsymbt)
     header = {name: jsonable(h[name][0]) for name in h.dtype.names or ()}
     header["exttyp"] = bytes(h.exttyp[0]).decode("latin-1")
@@ -70,12 +86,12 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     def read(start: int, stop: int) -> np.ndarray:
         n = stop - start
         buf = read_exact(f, offset + start * frame, n * frame)
-        return np.frombuffer(buf, dtype=dtype).reshape(n, ny, nx)
+        return np.frombuffer(buf, dtype=dt).reshape(n, ny, nx)
 
     return FrameSource(
         format="mrc",
         shape=(nz, ny, nx),
-        dtype=dtype,
+        dtype=dt,
         header=header,
         read=read,
         restore=restore,

@@ -13,7 +13,7 @@ import numpy as np
 import tifffile
 
 from acqd.checksum import Hasher
-from acqd.errors import FormatError
+from acqd.errors import FormatError, UnsupportedFormatError
 from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit
 
 # tags tifffile writes itself from the array and its arguments; every other tag is kept and restored
@@ -41,6 +41,48 @@ STRUCTURAL = {
 
 # where the pixel data sits: rebuilt by whoever writes the file again
 DATA_TAGS = {273, 279, 324, 325}
+
+# compression schemes acqd can write again losslessly (tifffile's codec table, via imagecodecs): a source
+# compressed otherwise (JPEG, ...) would not come back in its own form, so it is stored byte-exact
+ENCODABLE = {1, 5, 8, 32946, 32773, 34925, 50000}
+
+
+def _check_whole(pages: list[Any], size: int) -> None:
+    """A damaged TIFF (cut short, or pointing past its end) is a FormatError, whatever it holds."""
+    for i, p in enumerate(pages):
+        ends = [int(o) + int(c) for o, c in zip(p.dataoffsets, p.databytecounts, strict=False) if c]
+        if ends and max(ends) > size:
+            raise FormatError(f"truncated TIFF: page {i}'s pixel data ends at byte {max(ends)}, the file has {size}")
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "name", value))
+
+
+def unframed(pages: list[Any]) -> str | None:
+    """What makes a valid TIFF one the frame layouts cannot store as 2-D gray frames and write back in
+    its own form (None: nothing): colour or several samples, pages that differ (a pyramid, a
+    thumbnail), bit depths other than whole bytes, tiles, compression acqd cannot write again."""
+    first = pages[0]
+    if first.samplesperpixel != 1:
+        planar = ", planar" if first.planarconfig == 2 else ""
+        return f"{first.samplesperpixel} samples per pixel ({_name(first.photometric)}{planar})"
+    if first.ndim != 2:
+        return f"pages of shape {first.shape}"
+    for i, p in enumerate(pages):
+        if p.shape != first.shape or p.dtype != first.dtype:
+            return f"pages that differ (page {i}: {p.shape} {p.dtype}; page 0: {first.shape} {first.dtype})"
+        if p.bitspersample != np.dtype(p.dtype).itemsize * 8:
+            return f"{p.bitspersample}-bit samples"
+        if p.is_tiled:
+            return "tiles"
+        if int(p.compression) not in ENCODABLE:
+            return f"{_name(p.compression)} compression, which acqd cannot write again"
+        if int(p.compression) != 1 and int(p.predictor) not in (0, 1, 2):
+            return f"predictor {_name(p.predictor)}, which acqd cannot write again"
+        if int(p.fillorder) != 1:
+            return f"fill order {int(p.fillorder)}"
+    return None
 
 
 def _tags(page: Any, structural: bool = False) -> list[dict[str, Any]]:
@@ -75,18 +117,17 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         first = pages.first
         if first.is_tiled is None:  # pragma: no cover - defensive
             raise FormatError("unreadable TIFF page")
+        every = [pages[i] for i in range(n)]
     except tifffile.TiffFileError as exc:
         raise FormatError(f"corrupt TIFF: {exc}") from None
     except (ValueError, IndexError, OSError) as exc:
         raise FormatError(f"corrupt TIFF: {exc}") from None
-    if first.ndim != 2 or first.samplesperpixel != 1:
-        raise FormatError(f"TIFF pages of shape {first.shape} (samples {first.samplesperpixel}): only 2-D gray planes")
+    _check_whole(every, size)
+    why = unframed(every)
+    if why is not None:
+        raise UnsupportedFormatError(f"a TIFF with {why}: not 2-D gray frames acqd gives back in their own form")
     shape = first.shape
     dtype = np.dtype(first.dtype).newbyteorder(tif.byteorder)
-    for i in range(n):
-        p = pages[i]
-        if p.shape != shape or p.dtype != first.dtype:
-            raise FormatError(f"TIFF page {i} is {p.shape} {p.dtype}, page 0 is {shape} {first.dtype}")
     header: dict[str, Any] = {
         "byteorder": tif.byteorder,
         "bigtiff": tif.is_bigtiff,
@@ -145,8 +186,9 @@ class Calibration:
 
 def calibration(tif: Any, page: Any) -> Calibration:
     """Physical sizes where the file states them, in this order: OME-XML PhysicalSize{X,Y,Z} with
-    their units; ImageJ's `unit=` with X/YResolution (pixels per unit) and `spacing=`; TIFF
-    resolution per inch or centimetre. Nothing else: unstated sizes stay unknown (None)."""
+    their units; ImageJ's `unit=` with X/YResolution (pixels per unit) and `spacing=`; a vendor's tag
+    (Zeiss SEM, FEI/Thermo SEM, TVIPS: `vendor_calibration`); TIFF resolution per inch or centimetre.
+    Nothing else: unstated sizes stay unknown (None)."""
     with contextlib.suppress(Exception):
         if tif.is_ome and (cal := _ome(tif.ome_metadata)) is not None:
             return cal
@@ -165,11 +207,49 @@ def calibration(tif: Any, page: Any) -> Calibration:
             step = float(spacing) * scale if isinstance(spacing, int | float) and spacing > 0 else None
             shown = unit if unit not in ("inch", "centimeter") else display_unit(px[0] if px else step or 1.0)
             return Calibration(px, step, shown)
+    with contextlib.suppress(Exception):
+        if (cal := vendor_calibration(tif)) is not None:
+            return cal
     if res and runit in (2, 3):
         scale = UM_PER_UNIT["inch" if runit == 2 else "centimeter"]
         px = (scale / res[0], scale / res[1])
         return Calibration(px, None, display_unit(px[1]))
     return Calibration()
+
+
+def _positive(value: Any) -> float | None:
+    v = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    return v if v > 0 and math.isfinite(v) else None
+
+
+def vendor_calibration(tif: Any) -> Calibration | None:
+    """The pixel size a vendor's tag states, as tifffile's own parsers read it (None: none stated):
+    Zeiss SEM (CZ_SEM, tag 34118): the 'Image Pixel Size' (or older 'Pixel Size') entry with its
+    unit; FEI/Thermo SEM (FEI_HELIOS/FEI_SFEG, tags 34682/34680): [Scan] PixelWidth and PixelHeight in
+    metres; TVIPS (tag 37706, header version 2): PixelSizeX/Y in nanometres, except for a diffraction
+    pattern (TemMode 3), whose pixel size is reciprocal, not a length."""
+    sem = tif.sem_metadata if tif.is_sem else None
+    if sem:
+        for key in ("ap_image_pixel_size", "ap_pixel_size"):
+            entry = sem.get(key)
+            if isinstance(entry, tuple) and len(entry) == 3:
+                size, unit = _positive(entry[1]), length_unit(entry[2])
+                if size is not None and unit is not None:
+                    um = size * UM_PER_UNIT[unit]
+                    return Calibration((um, um), None, unit)
+    fei = tif.fei_metadata if tif.is_fei else None
+    scan = fei.get("Scan") if isinstance(fei, dict) else None
+    if isinstance(scan, dict):
+        x, y = _positive(scan.get("PixelWidth")), _positive(scan.get("PixelHeight"))
+        if x is not None:
+            px = ((y or x) * 1e6, x * 1e6)
+            return Calibration(px, None, display_unit(px[1]))
+    tvips = tif.tvips_metadata if tif.is_tvips else None
+    if isinstance(tvips, dict) and tvips.get("Version") == 2 and tvips.get("TemMode") != 3:
+        x, y = _positive(tvips.get("PixelSizeX")), _positive(tvips.get("PixelSizeY"))
+        if x is not None:
+            return Calibration(((y or x) * 1e-3, x * 1e-3), None, "nanometer")
+    return None
 
 
 def _resolution(page: Any) -> tuple[float, float] | None:
