@@ -124,7 +124,7 @@ def test_hard_links_ship_as_two_files(tmp_path: Path) -> None:
     data = populate(site.watch, 1, 200_000)["s/f000.raw"]
     os.link(site.watch / "s/f000.raw", site.watch / "s/hardlink.raw")
     site.write_config()
-    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s", env=site.env)
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=site.env)
     assert r.returncode == 0, r.stderr
     # releasing one name moves the inode's ctime under the other name; that one may then be shipped
     # again as a version before its own release (never released on the strength of the old identity)
@@ -142,7 +142,7 @@ def test_device_nodes_and_sockets_are_quarantined(tmp_path: Path) -> None:
     (site.watch / "s/good.raw").write_bytes(b"good" * 100)
     site.write_config()
     try:
-        r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s", env=site.env)
+        r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=site.env)
     finally:
         sock.close()
     assert r.returncode == 0, r.stderr
@@ -159,7 +159,7 @@ def test_a_directory_named_like_a_file(tmp_path: Path) -> None:
     (site.watch / "s/movie_001.mrc").mkdir(parents=True)
     (site.watch / "s/movie_001.mrc/frame.raw").write_bytes(b"inside" * 100)
     site.write_config()
-    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s", env=site.env)
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=site.env)
     assert r.returncode == 0, r.stderr
     assert site.stored() == {"s/movie_001.mrc/frame.raw": b"inside" * 100}
 
@@ -181,7 +181,7 @@ def test_awkward_names(tmp_path: Path) -> None:
     with open(bad, "wb") as f:
         f.write(b"latin-1 name")
     site.write_config()
-    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s", env=site.env)
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=site.env)
     assert r.returncode == 0, r.stderr
     assert site.stored() == {f"s/{n}": d for n, d in names.items()}
     rows = journal_rows(site.state)
@@ -207,7 +207,7 @@ tiers:
   central: {{url: "file://{site.dest}"}}
 """,
     )
-    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s")
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s")
     assert r.returncode == 0, r.stderr
     [(_, state, reason, _)] = journal_rows(site.state)
     assert state == "quarantined" and "would be 260 bytes" in (reason or "")
@@ -222,7 +222,7 @@ def test_mtimes_far_in_the_past_or_future(tmp_path: Path) -> None:
     os.utime(site.watch / "s/f000.raw", (4_102_444_800, 4_102_444_800))  # 2100
     os.utime(site.watch / "s/f001.raw", (1, 1))  # 1970
     site.write_config()
-    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s", env=site.env)
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=site.env)
     assert r.returncode == 0, r.stderr
     assert site.stored() == files
 
@@ -242,7 +242,7 @@ def test_sigterm_mid_transfer_drains_and_resumes(tmp_path: Path) -> None:
     assert all(stored[k] == files[k] for k in stored)  # whatever is there is whole
     assert len(stored) < 3, "a drain takes no new files"
     set_faults(site.control)
-    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s", env=site.env)
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=site.env)
     assert r.returncode == 0, r.stderr
     assert site.stored() == files and site.no_temporaries()
 

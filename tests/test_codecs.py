@@ -283,7 +283,7 @@ async def ship_releasing(tmp_path: Path, detector: str, files: dict[str, bytes])
             "limits": {"retry_initial": "50ms", "retry_max": "100ms"},
         }
     )
-    result = await Daemon(cfg, once=True, retry_for=20).run(install_signals=False)
+    result = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
     assert result.pending == 0
     return watch, dest / "scope", state
 

@@ -157,7 +157,7 @@ def test_really_full_destination_keeps_everything_and_resumes(site: Site) -> Non
         assert sorted(tree(site.watch)) == sorted(set(files) - done), "an unverified file was released"
         assert site.no_temporaries(), "a failed write left its temporary on the full disk"
         subprocess.run(["mount", "-o", "remount,size=64m", str(site.dest)], check=True)
-        r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "10s")
+        r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s")
         assert r.returncode == 0, r.stderr
         assert site.stored() == files and tree(site.watch) == {}
     finally:
@@ -270,7 +270,7 @@ async def test_source_read_errors_quarantine_after_retries(tmp_path: Path, monke
             "limits": {"retry_initial": "20ms", "retry_max": "50ms"},
         }
     )
-    result = await asyncio.wait_for(Daemon(cfg, once=True, retry_for=20).run(install_signals=False), 60)
+    result = await asyncio.wait_for(Daemon(cfg, once=True, retry_for=120).run(install_signals=False), 300)
     assert result.stats.verified == 3 and result.stats.quarantined == 1
     states = journal_states(tmp_path / "state")
     assert states["s/f002.raw"] == "quarantined"

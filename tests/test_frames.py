@@ -79,7 +79,7 @@ async def ship(
             "limits": {"retry_initial": "50ms", "retry_max": "100ms"},
         }
     )
-    d = Daemon(cfg, once=True, retry_for=20)
+    d = Daemon(cfg, once=True, retry_for=120)
     if daemon is not None:
         daemon.append(d)
     result = await d.run(install_signals=False)

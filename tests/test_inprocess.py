@@ -34,7 +34,7 @@ async def test_memory_tier_once(tmp_path: Path) -> None:
     for rel, data in files.items():
         (watch / rel).write_bytes(data)
     url = f"memory://acqd-{uuid.uuid4().hex}"
-    result = await Daemon(cfg(watch, tmp_path / "state", url), once=True, retry_for=30).run(install_signals=False)
+    result = await Daemon(cfg(watch, tmp_path / "state", url), once=True, retry_for=120).run(install_signals=False)
     assert result.code == 0 and result.stats.verified == 20 and result.pending == 0
     tier = Tier("central", url)
     assert sorted(tier.find()) == sorted(

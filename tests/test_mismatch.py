@@ -323,7 +323,7 @@ async def test_byte_exact_copy_of_an_unframed_file_is_released_after_a_full_rech
         }
     )
     # a copy re-read with the wrong codec would be taken for lost and shipped again, round and round
-    result = await asyncio.wait_for(Daemon(cfg, once=True, retry_for=20).run(install_signals=False), 120)
+    result = await asyncio.wait_for(Daemon(cfg, once=True, retry_for=120).run(install_signals=False), 300)
     assert result.pending == 0
     assert [(rel, st) for rel, st, _, _ in journal_rows(state)] == [("s/rgb.tif", "released")]
     assert not (watch / "s" / "rgb.tif").exists() and not _audit(state, "copy_lost")

@@ -141,7 +141,7 @@ async def make_setup(tmp_path: Path, files: list[str]) -> AsyncIterator[Setup]:
             "smtp": {"host": "127.0.0.1", "port": port, "sender": "acqd@krios.example", "contact": "em-staff"},
         }
     )
-    result = await Daemon(cfg, once=True, retry_for=20).run(install_signals=False)
+    result = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
     assert result.stats.verified == len(files)
     j = Journal(journal_path(cfg.state_dir), readonly=True)
     t0 = max(r.copy.verified_at or 0 for r in jr.retention_items(j))
@@ -344,7 +344,7 @@ async def test_policy_rules_place_files(tmp_path: Path) -> None:
             "tiers": {"central": {"url": f"file://{central}"}, "capacity": {"url": f"file://{capacity}"}},
         }
     )
-    result = await Daemon(cfg, once=True, retry_for=20).run(install_signals=False)
+    result = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
     assert result.stats.verified == 3 and result.pending == 0
     s = "alice_apoferritin_0101"
     assert (capacity / "krios" / s / "FoilHole_1_fractions.mrc~.zst").exists()

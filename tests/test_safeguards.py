@@ -323,7 +323,7 @@ async def _shipped(tmp_path: Path) -> tuple[Config, Path, float]:
             "metrics": {"enabled": False},
         }
     )
-    result = await Daemon(cfg, once=True, retry_for=20).run(install_signals=False)
+    result = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
     assert result.stats.verified == len(SESSIONS)
     j = Journal(journal_path(cfg.state_dir), readonly=True)
     try:
