@@ -90,3 +90,25 @@ def owner_from(pattern: str | None, relpath: str) -> str | None:
 
 
 OwnerPattern = Annotated[str | None, AfterValidator(owner_pattern)]
+
+
+def project_pattern(v: str | None) -> str | None:
+    """Validate a regex that names a project with a group (?P<project>...)."""
+    if v is not None:
+        try:
+            rx = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if "project" not in rx.groupindex:
+            raise ValueError("the pattern needs a named group (?P<project>...)")
+    return v
+
+
+def project_from(pattern: str | None, relpath: str) -> str | None:
+    if pattern is None:
+        return None
+    m = re.search(pattern, relpath)
+    return (m.group("project") or None) if m else None
+
+
+ProjectPattern = Annotated[str | None, AfterValidator(project_pattern)]

@@ -123,7 +123,12 @@ async def owners(tmp_path: Path) -> AsyncIterator[Owners]:
 
 @pytest.fixture
 async def page(owners: Owners) -> AsyncIterator[Page]:
-    o = owners
+    async for p in page_over(owners):
+        yield p
+
+
+async def page_over(o: Owners) -> AsyncIterator[Page]:
+    """The real app over the journal `o`'s daemon built, with the policy its configuration names."""
     policy = load_retention(o.cfg)
     assert policy is not None
     jexec = ThreadPoolExecutor(1)
@@ -177,7 +182,8 @@ async def test_a_hold_from_the_page_is_audited_listed_and_planned(page: Page, tm
     assert "Kept: alice_apoferritin_0101 is on hold until" in r.text and "Release" in r.text
     [(hid, target, u, reason, root, _, by)] = jr.hold_records(page.j, time.time())
     assert (target, reason, root, by) == ("alice_apoferritin_0101", "paper", str(o.s.watch), "owner:alice")
-    assert datetime.fromtimestamp(u - 1, UTC).strftime("%Y-%m-%d") == until
+    # kept until the chosen day has ended in every time zone: 12:00 UTC the next day
+    assert datetime.fromtimestamp(u - 12 * 3600 - 1, UTC).strftime("%Y-%m-%d") == until
     [entry] = page.audit("hold")
     token = path.rsplit("/", 1)[1]
     assert entry["owner"] == "alice" and entry["link"] == links.read_token(o.secret, token, 0).link_id

@@ -25,6 +25,11 @@ def session_id(root: str, session: str) -> str:
     return hashlib.sha256(f"{root.rstrip('/')}\n{session}".encode()).hexdigest()[:20]
 
 
+def project_id(project: str) -> str:
+    """The id the project form carries: opaque and stable like a session's (checked against the link's owner)."""
+    return hashlib.sha256(f"project\n{project}".encode()).hexdigest()[:20]
+
+
 @dataclass(frozen=True, slots=True)
 class HoldRow:
     id: int
@@ -52,6 +57,11 @@ class SessionRow:
     transition_to: str
     why: tuple[str, ...]  # one line per rule that applies, from the planner's rules
     holds: tuple[HoldRow, ...] = ()
+    project: str = ""  # the project its folder name carries (the policy's owners.project), "" if none
+
+    @property
+    def pid(self) -> str:
+        return project_id(self.project) if self.project else ""
 
     @property
     def hold(self) -> HoldRow | None:
@@ -93,6 +103,12 @@ class OwnerData(Protocol):
     async def sessions(self, owner: str, now: float) -> list[SessionRow]: ...
 
     async def hold(self, owner: str, sid: str, until: float, reason: str, now: float, link: str) -> SessionRow: ...
+
+    async def hold_project(
+        self, owner: str, pid: str, until: float, reason: str, now: float, link: str
+    ) -> list[SessionRow]:
+        """Hold every session of the owner's project; refused if the project holds anyone else's data."""
+        ...
 
     async def release(self, owner: str, hold_id: int, now: float, link: str) -> HoldRow: ...
 

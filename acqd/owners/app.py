@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from acqd.owners import links
+from acqd.owners import links, view
 from acqd.owners.access import OwnerData, Refused, SessionRow
 
 log = logging.getLogger("acqd.owners")
@@ -113,13 +113,33 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def end_of_day(text: str) -> float:
-    """'YYYY-MM-DD' as the end of that day (UTC): a session kept until a date is there all that day."""
+LAST_ZONE = timedelta(hours=12)  # UTC-12, where a day ends last ("anywhere on Earth")
+
+
+def end_of_day(text: str) -> tuple[float, str]:
+    """'YYYY-MM-DD' as (the end of that day in every time zone, the day): an owner who keeps a
+    session until a date finds it there all that day wherever they are (UTC+13 or UTC-10 alike):
+    12:00 UTC the next day."""
     try:
         d = datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise Refused(f"not a date: {text[:40]!r} (use the form YYYY-MM-DD)", 400) from None
-    return (d + timedelta(days=1)).timestamp()
+        return (d + timedelta(days=1) + LAST_ZONE).timestamp(), d.strftime("%Y-%m-%d")
+    except (ValueError, OverflowError):  # 9999-12-31 has no next day
+        raise Refused(f"not a date to keep data until: {text[:40]!r} (use the form YYYY-MM-DD)", 400) from None
+
+
+async def read_form(request: Request) -> dict[str, str] | None:
+    """The form's fields, or None if its body is over MAX_FORM (counted as it arrives: a chunked body
+    without a Content-Length is capped too)."""
+    if int(request.headers.get("content-length") or 0) > MAX_FORM:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return None
+    request._body = bytes(body)  # the form parser reads the capped body, not the socket
+    form = await request.form(max_files=0, max_fields=10)
+    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 def build_app(
@@ -139,6 +159,7 @@ def build_app(
         lstrip_blocks=True,
     )
     env.filters["day"] = _day
+    env.filters["moment"] = view.moment
     env.filters["size"] = _size
     limiter = limit or RateLimit()
 
@@ -186,12 +207,23 @@ def build_app(
             return await refused(request, exc, token)
 
     async def show(
-        request: Request, link: links.Link, status: int = 200, error: str = "", done: str = "", sid: str = ""
+        request: Request,
+        link: links.Link,
+        status: int = 200,
+        error: str = "",
+        done: str = "",
+        sid: str = "",
+        pid: str = "",
     ) -> Response:
         now = clock()
         sessions = await data.sessions(link.owner, now)
         latest = now + data.max_hold
         focus: SessionRow | None = next((s for s in sessions if s.sid == sid), None)
+        projects: dict[str, list[SessionRow]] = {}
+        for s in sorted(sessions, key=lambda s: s.session):
+            if s.project:
+                projects.setdefault(s.project, []).append(s)
+        project = next((p for p, ss in projects.items() if ss[0].pid == pid), "") if pid else ""
         return page(
             request,
             "owner-page.html.j2",
@@ -209,6 +241,8 @@ def build_app(
             error=error,
             done=done,
             focus=focus,
+            projects=sorted(projects.items()),
+            project=project,
         )
 
     async def owner_page(request: Request) -> Response:
@@ -219,18 +253,18 @@ def build_app(
         return await show(
             request,
             link,
-            done=done if done in ("held", "released", "asked", "asked-unmailed") else "",
+            done=done if done in ("held", "held-project", "released", "asked", "asked-unmailed") else "",
             sid=request.query_params.get("sid", "")[:40],
+            pid=request.query_params.get("pid", "")[:40],
         )
 
     async def act(request: Request) -> Response:
         link = await check(request)
         if isinstance(link, Response):
             return link
-        if int(request.headers.get("content-length") or 0) > MAX_FORM:
+        field = await read_form(request)
+        if field is None:
             return PlainTextResponse("the form is too large", 413)
-        form = await request.form(max_files=0, max_fields=10)
-        field = {k: str(v) for k, v in form.items() if isinstance(v, str)}
         action = str(request.path_params["action"])
         who = client(request)
         if not links.csrf_ok(secret, link, field.get("csrf")):
@@ -261,26 +295,28 @@ def build_app(
                     raise Refused("no hold was chosen", 400) from None
                 await data.release(link.owner, hold_id, now, link.link_id)
                 return RedirectResponse(f"../{token}?done=released", status_code=303)
-            sid = field.get("session", "")
+            sid = field.get("project" if action == "hold-project" else "session", "")[:100]
             reason = field.get("reason", "").strip()
             if not sid:
-                raise Refused("choose a session", 400)
+                raise Refused("choose a project" if action == "hold-project" else "choose a session", 400)
             if not reason:
                 raise Refused("give a reason (the facility reads it)", 400)
             if len(reason) > MAX_REASON:
                 raise Refused(f"the reason is longer than {MAX_REASON} characters", 400)
-            until = end_of_day(field.get("until", ""))
+            until, chosen = end_of_day(field.get("until", ""))
             latest = now + data.max_hold
-            chosen = _day(until - 1)
-            if action == "hold":
-                if until <= now:
-                    raise Refused("the date is in the past: choose a later one", 400)
+            if until <= now:
+                raise Refused("the date is in the past: choose a later one", 400)
+            if action in ("hold", "hold-project"):
                 if chosen > _day(latest):
                     raise Refused(
                         f"you can keep data until {_day(latest)} at most (the policy's maximum hold); "
                         "for longer, ask for an extension with the last form",
                         400,
                     )
+                if action == "hold-project":
+                    await data.hold_project(link.owner, sid, until, reason, now, link.link_id)
+                    return RedirectResponse(f"../{token}?done=held-project&pid={sid}", status_code=303)
                 await data.hold(link.owner, sid, until, reason, now, link.link_id)
                 return RedirectResponse(f"../{token}?done=held&sid={sid}", status_code=303)
             if action == "extend":
@@ -326,10 +362,10 @@ def build_app(
             if exc.status != 410 or exc.link is None:
                 return await refused(request, exc, token)
             link = exc.link
-        if int(request.headers.get("content-length") or 0) > MAX_FORM:
+        form = await read_form(request)
+        if form is None:
             return PlainTextResponse("the form is too large", 413)
-        form = await request.form(max_files=0, max_fields=10)
-        if not links.csrf_ok(secret, link, str(form.get("csrf") or "")):
+        if not links.csrf_ok(secret, link, form.get("csrf")):
             limiter.failed(who, now)
             await data.audit(
                 "owner-page.refused",

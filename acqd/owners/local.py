@@ -109,10 +109,27 @@ class JournalData:
                 return s
         raise Refused("no session of yours has this id (the page lists every session of yours)", 404)
 
+    def _only_mine(self, owner: str, sessions: list[SessionRow], project: str = "") -> None:
+        """Refuse (without naming anyone) if a hold on these session folders would also keep data of
+        another owner (or of none known), or if the project has sessions of others."""
+        policy = self._policy()
+        folders = {(s.root.rstrip("/"), s.session) for s in sessions}
+        for it in _items(self.journal):
+            inside = (it.root.rstrip("/"), it.session) in folders
+            if (inside or (project and view.project_of(policy, it) == project)) and view.owner_of(policy, it) != owner:
+                what = f"project {project}" if project else f"session {sessions[0].session}"
+                raise Refused(
+                    f"{what} also holds data that is not yours, so it cannot be kept from this page: "
+                    + ("keep your sessions one by one, or " if project else "")
+                    + f"ask {self.contact}",
+                    403,
+                )
+
     def _hold(self, owner: str, sid: str, until: float, reason: str, now: float, link: str) -> SessionRow:
         s = self._mine(owner, sid, now)
         if s.session in ("", "."):
             raise Refused(f"files outside a session folder cannot be held here; ask {self.contact}", 400)
+        self._only_mine(owner, [s])
         jr.add_hold(
             self.journal,
             s.session,
@@ -129,6 +146,45 @@ class JournalData:
 
     async def hold(self, owner: str, sid: str, until: float, reason: str, now: float, link: str) -> SessionRow:
         return await self._j(self._hold, owner, sid, until, reason, now, link)
+
+    def _hold_project(self, owner: str, pid: str, until: float, reason: str, now: float, link: str) -> list[SessionRow]:
+        mine = [s for s in self._sessions(owner, now) if s.pid == pid]
+        if not mine:
+            raise Refused("no project of yours has this id (the page lists every project of yours)", 404)
+        project = mine[0].project
+        if any(s.session in ("", ".") for s in mine):
+            raise Refused(f"project {project} has files outside a session folder; ask {self.contact}", 400)
+        self._only_mine(owner, mine, project)
+        # one hold per session folder, in one commit; the project is named in each reason, so `acqd hold
+        # --list`, `acqd plan`, the digest and the facility view say why
+        done = self.journal.run_group(
+            [
+                partial(
+                    jr.add_hold,
+                    self.journal,
+                    s.session,
+                    until,
+                    f"project {project}: {reason}",
+                    now,
+                    root=s.root,
+                    placed_by=f"owner:{owner}",
+                    owner=owner,
+                    link=link,
+                    via="owner-page",
+                    project=project,
+                )
+                for s in mine
+            ]
+        )
+        for ok, err in done:
+            if not ok:
+                raise err
+        return [s for s in self._sessions(owner, now) if s.pid == pid]
+
+    async def hold_project(
+        self, owner: str, pid: str, until: float, reason: str, now: float, link: str
+    ) -> list[SessionRow]:
+        return await self._j(self._hold_project, owner, pid, until, reason, now, link)
 
     def _release(self, owner: str, hold_id: int, now: float, link: str) -> HoldRow:
         for s in self._sessions(owner, now):

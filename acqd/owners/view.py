@@ -24,6 +24,10 @@ def day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
+def moment(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def week(ts: float) -> str:
     y, w, _ = datetime.fromtimestamp(ts, UTC).isocalendar()
     return f"{y}-W{w:02d}"
@@ -31,6 +35,10 @@ def week(ts: float) -> str:
 
 def owner_of(policy: Policy, item: Item) -> str:
     return item.owner if item.owner is not None else (policy.spec.owners.owner_of(item.relpath) or "")
+
+
+def project_of(policy: Policy, item: Item) -> str:
+    return policy.spec.owners.project_of(item.relpath) or ""
 
 
 def covers(h: HoldRow, item: Item, now: float) -> bool:
@@ -122,7 +130,7 @@ def sessions(
             when = f"; first deletion {day(first)}" if first is not None else ""
             lines.append(f"rule {name} ({n} file{'s' if n != 1 else ''}): {texts[name]}{when}")
         for h in mine:
-            lines.append(f"on hold until {day(h.until)}: {h.reason}")
+            lines.append(f"on hold until {moment(h.until)}: {h.reason}")
         rows.append(
             SessionRow(
                 sid=session_id(root, session),
@@ -138,6 +146,7 @@ def sessions(
                 transition_to=move[1] if move else "",
                 why=tuple(lines),
                 holds=mine,
+                project=min((p for p in (project_of(policy, it) for it in its) if p), default=""),
             )
         )
     return sorted(rows, key=lambda r: (r.purge_at if r.purge_at is not None else float("inf"), r.session))

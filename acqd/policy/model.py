@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from acqd.codec import codec_from, frame_codec
-from acqd.units import Duration, OwnerPattern, Size, owner_from
+from acqd.units import Duration, OwnerPattern, ProjectPattern, Size, owner_from, project_from
 from acqd.yamlfile import load_model
 
 DAY = 86400.0
@@ -95,12 +95,20 @@ class Owners(Strict):
     pattern: OwnerPattern = Field(None, description="regex with (?P<owner>...) on the path relative to the watch root")
     emails: dict[str, str] = Field(default_factory=dict, description="owner -> e-mail address")
     fallback: str | None = Field(None, description="address for data without a known owner")
+    project: ProjectPattern = Field(
+        None,
+        description="regex with (?P<project>...) on the path relative to the watch root: the project a session "
+        "belongs to (e.g. session folders <user>_<project>_<date>); owners can then keep a whole project",
+    )
     maxHold: Duration = Field(
         180 * DAY, description="the longest hold an owner may set from the owner page (from today); longer: ask"
     )
 
     def owner_of(self, relpath: str) -> str | None:
         return owner_from(self.pattern, relpath)
+
+    def project_of(self, relpath: str) -> str | None:
+        return project_from(self.project, relpath)
 
 
 class Caps(Strict):
