@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -35,7 +36,11 @@ FILES = [
     "shared_0110/alice_6_fractions.mrc",
     "shared_0110/bob_7_fractions.mrc",
     'alice_<b onmouseover="x">&_0111/FoilHole_2_fractions.mrc',
+    "alice_line\r\nBcc: eve@example.org_0112/FoilHole_4_fractions.mrc",
+    "alice_x;touch pwned;$(id)_0113/FoilHole_5_fractions.mrc",
 ]
+LINE_SESSION = "alice_line\r\nBcc: eve@example.org_0112"
+SHELL_SESSION = "alice_x;touch pwned;$(id)_0113"
 HTML_SESSION = 'alice_<b onmouseover="x">&_0111'
 PROJECT_POLICY = POLICY.replace(
     '    pattern: "^(?P<owner>[a-z]+)_"\n',
@@ -159,6 +164,33 @@ async def test_html_in_a_folder_name_is_text_on_the_page_the_facility_view_and_t
     [msg] = [m for rc, m in o.s.box.messages if rc == ["alice@lab.example"]]
     digest = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "<b onmouseover" not in digest and "&lt;b onmouseover=&#34;x&#34;&gt;&amp;_0111" in digest
+
+
+async def test_a_line_break_in_a_folder_name_does_not_break_the_extension_mail(page: Page) -> None:
+    o, path = page.o, page.link("alice")
+    r = await page.http.post(
+        f"{path}/extend",
+        data={"csrf": page.csrf(path), "session": sid(o, LINE_SESSION), "until": day_after(400), "reason": "long"},
+    )
+    assert r.status_code == 303 and "done=asked&" in r.headers["location"], r.text[:300]
+    [(rcpt, msg)] = o.s.box.messages
+    assert rcpt == ["facility@lab.example"] and msg["Bcc"] is None
+    assert "alice asks to keep alice_line??Bcc: eve@example.org_0112 until" in msg["Subject"]
+    assert LINE_SESSION in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    # the command the facility pastes to grant it names the session as one word, whatever its name
+    for session in (LINE_SESSION, SHELL_SESSION):
+        o.s.box.messages.clear()
+        r = await page.http.post(
+            f"{path}/extend",
+            data={"csrf": page.csrf(path), "session": sid(o, session), "until": day_after(400), "reason": "long"},
+        )
+        assert r.status_code == 303
+        [(_, msg)] = o.s.box.messages
+        body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        command = body.split("To grant it (the session's name quoted for the shell): ")[1].split("\n(request")[0]
+        args = shlex.split(command)
+        assert args[:3] == ["acqd", "hold", session] and args[3] == "--until"
+        assert datetime.fromisoformat(args[4]) > datetime.now(UTC) + timedelta(days=399)
 
 
 @pytest.mark.parametrize("hours", [13, 14, -10, -12])

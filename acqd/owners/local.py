@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
@@ -208,14 +209,17 @@ class JournalData:
             msg = EmailMessage()
             msg["From"] = self.sender
             msg["To"] = self.facility_email
-            msg["Subject"] = f"[acqd {self.instrument}] {owner} asks to keep {s.session} until {view.day(until)}"
+            at = datetime.fromtimestamp(until, UTC).isoformat()
+            grant = shlex.join(["acqd", "hold", s.session, "--until", at, "--reason", f"extension asked by {owner}"])
+            name = "".join(c if c.isprintable() else "?" for c in s.session)  # a folder name may hold a line break
+            msg["Subject"] = f"[acqd {self.instrument}] {owner} asks to keep {name} until {view.moment(until)}"
             msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
             msg["Message-ID"] = make_msgid(domain="acqd")
             msg.set_content(
                 f"{owner} asks to keep session {s.session} ({s.files} file(s), {s.bytes / 2**30:.2f} GiB, "
-                f"on {', '.join(s.tiers)}) of {self.instrument} until {view.day(until)}, beyond the policy's "
+                f"on {', '.join(s.tiers)}) of {self.instrument} until {view.moment(until)}, beyond the policy's "
                 f"maximum hold of {self.max_hold / 86400:g} days.\n\nReason: {reason}\n\n"
-                f"To grant it: acqd hold {s.session} --until {view.day(until)} --reason '...'\n"
+                f"To grant it (the session's name quoted for the shell): {grant}\n"
                 f"(request from the owner page, link {link})\n"
             )
             try:
