@@ -228,12 +228,16 @@ async def upsert(conn: Any, target: Target, records: list[OutboxRecord]) -> int:
     return len(files) + len(copies)
 
 
-async def register(conn: Any, target: Target) -> None:
-    """This journal and where its tiers are (a copy's URL is its tier's URL and its name)."""
+async def register(conn: Any, target: Target) -> int:
+    """This journal and where its tiers are (a copy's URL is its tier's URL and its name). Returns
+    the highest outbox sequence number the catalog holds of this journal."""
     async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute(_JOURNAL_UPSERT, (target.instrument, target.journal_id, target.host, 0))
+        key = (target.instrument, target.journal_id)
+        await cur.execute(_JOURNAL_UPSERT + " RETURNING published_seq", (*key, target.host, 0))
+        row = await cur.fetchone()
         for name, url in target.tiers.items():
             await cur.execute(_TIER_UPSERT, (target.instrument, target.journal_id, name, url))
+    return int(row[0]) if row else 0
 
 
 async def import_snapshot(conn: Any, target: Target, batches: Iterator[list[OutboxRecord]]) -> int:
@@ -255,6 +259,11 @@ class OutboxSource(Protocol):
     async def state(self) -> dict[str, Any]: ...
 
     async def set_status(self, status: dict[str, Any]) -> None: ...
+
+    async def floor(self, published: int) -> bool:
+        """The catalog holds this journal's records up to `published`: a journal numbering below it
+        (restored from a backup) numbers on from there and resyncs. True if it was behind."""
+        ...
 
     async def begin_resync(self) -> None: ...
 
@@ -316,7 +325,13 @@ class Publisher:
                 conn = await connect(self.url, self._password, self.connect_timeout)
                 try:
                     await require_schema(conn)
-                    await register(conn, self.target)
+                    published = await register(conn, self.target)
+                    if await self.source.floor(published):
+                        log.warning(
+                            "catalog: the journal numbers its records below the %d the catalog holds of it "
+                            "(restored from a backup?): its tables are published again and replace them",
+                            published,
+                        )
                     self._up()
                     delay = 1.0
                     await self._pump(conn)

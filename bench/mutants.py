@@ -345,6 +345,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_catalog.py::test_outbox_records_changes_in_the_journal_transaction_and_stops_at_its_cap",),
     ),
     Mutant(
+        "catalog-rewound-journal",
+        "a journal restored from a backup keeps numbering below the catalog (its new rows and changes are refused)",
+        "acqd/journal.py",
+        "        if have >= published:\n            return False\n",
+        "        return False\n",
+        ("tests/test_catalog.py::test_a_journal_restored_from_backup_is_catalogued_as_it_is",),
+    ),
+    Mutant(
         "catalog-no-drain-at-stop",
         "the daemon stops without giving the catalog its last records",
         "acqd/daemon.py",

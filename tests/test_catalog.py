@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from acqd.journal import (
     outbox_state,
     snapshot,
 )
+from acqd.publish import JournalOutbox
 from acqd.values import Identity, OutboxRecord, SourceRef, State, WriteResult
 from tests.conftest import Background, digest, journal_rows, journal_states, run_acqd, wait_for, write_config
 from tests.servers import PG_PASSWORD, Postgres, free_port
@@ -540,3 +543,82 @@ def test_bad_catalog_settings_are_one_line_and_never_stop_shipping(
     r = run_acqd("run", "--config", str(cfg), "--once")
     assert r.returncode == 0, r.stderr
     assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
+
+
+def _publish_until_drained(j: Journal, url: str, password: str) -> None:
+    """The daemon's wiring in process: a publisher over the journal's outbox, until it is drained."""
+    target = catalog.Target("scope", j.journal_id, {"central": "file:///central"})
+
+    async def go() -> None:
+        with ThreadPoolExecutor(1) as jexec, ThreadPoolExecutor(1) as io:
+            p = catalog.Publisher(url, password, target, JournalOutbox(j, jexec, io), retry_max=0.5)
+            t0 = time.time()
+            task = asyncio.create_task(p.run())
+            try:  # something committed in this run (a batch or a resync), then nothing left
+                await wait_for_async(lambda: p.status().get("last_ok", 0) > t0, 60, lambda: p.last_error)
+                assert await p.drain(60), p.last_error
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    asyncio.run(go())
+
+
+async def wait_for_async(cond: Any, seconds: float, why: Any) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out: {why()}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.service
+def test_a_journal_restored_from_backup_is_catalogued_as_it_is(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """A journal restored from a backup numbers its outbox (and new rows) from where the backup
+    was; the catalog holds newer sequence numbers for that journal. The restored journal's rows
+    and changes must still win (it is the source of truth), not be refused as 'older'."""
+    migrate(config(tmp_path, dirs, catalog_db, pg_server.password_file))
+    path = tmp_path / "j.sqlite"
+    backup = tmp_path / "backup.sqlite"
+    j = Journal(path)
+    try:
+        configure_outbox(j, 1000)
+        _ship(j, "a.raw")
+        _publish_until_drained(j, catalog_db, PG_PASSWORD)
+    finally:
+        j.close()
+    backup.write_bytes(path.read_bytes())
+    j = Journal(path)
+    try:
+        for name in ("c.raw", "d.raw", "e.raw"):
+            _ship(j, name)
+        _publish_until_drained(j, catalog_db, PG_PASSWORD)
+    finally:
+        j.close()
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        p.unlink(missing_ok=True)
+    path.write_bytes(backup.read_bytes())  # the operator restores last night's backup
+    j = Journal(path)
+    try:
+        configure_outbox(j, 1000)
+        # a new file takes the row id c.raw has in the catalog, at lower sequence numbers
+        [(_, row)] = j.observe_many([Observation(SourceRef("/acq", "x.raw"), Identity(10, 1, 1, 1), "generic", False)])
+        j.mark_complete(row.id, Identity(10, 1, 1, 1), "settled")
+        _publish_until_drained(j, catalog_db, PG_PASSWORD)
+        jid = j.journal_id
+    finally:
+        j.close()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        journal = [tuple(r) for r in db.execute("SELECT id, relpath, state FROM files ORDER BY id")]
+    finally:
+        db.close()
+    assert [r[1] for r in journal] == ["a.raw", "x.raw"]
+    got = pg_query(
+        pg_server,
+        catalog_db,
+        f"SELECT file_id, relpath, state FROM acqd.files WHERE journal_id = '{jid}' AND file_id <= 2 ORDER BY 1",
+    )
+    assert got == journal
