@@ -276,6 +276,10 @@ class OutboxSource(Protocol):
     async def next_batch(self, it: Iterator[list[OutboxRecord]]) -> list[OutboxRecord] | None: ...
 
 
+#: the longest a statement of the publisher may run (a batch takes well under a second)
+STATEMENT_TIMEOUT = 60.0
+
+
 class Publisher:
     """Drains the outbox into the catalog; reconnects with backoff; never raises out of `run`."""
 
@@ -290,11 +294,13 @@ class Publisher:
         connect_timeout: float = 10.0,
         retry_max: float = 60.0,
         poll: float = 0.2,
+        statement_timeout: float = STATEMENT_TIMEOUT,
         on_metric: Callable[[str, float], None] = lambda event, value: None,
     ) -> None:
         self.url, self._password, self.target, self.source = url, password, target, source
         self.batch, self.connect_timeout, self.retry_max, self.poll = batch, connect_timeout, retry_max, poll
         self.on_metric = on_metric
+        self.statement_timeout = statement_timeout
         self.connected = False
         self.published = 0  # records written this run
         self.errors = 0
@@ -324,6 +330,10 @@ class Publisher:
             try:
                 conn = await connect(self.url, self._password, self.connect_timeout)
                 try:
+                    # a server that takes the connection but never answers a statement (a lock held
+                    # by someone, a stuck disk): an error after a bound, retried, not a silent stall
+                    ms = f"{max(1, round(self.statement_timeout * 1000))}ms"
+                    await conn.execute("SELECT set_config('statement_timeout', %s, false)", (ms,))
                     await require_schema(conn)
                     published = await register(conn, self.target)
                     if await self.source.floor(published):

@@ -353,6 +353,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_catalog.py::test_a_journal_restored_from_backup_is_catalogued_as_it_is",),
     ),
     Mutant(
+        "catalog-no-statement-timeout",
+        "a PostgreSQL that never answers a statement stalls the publisher silently (no error, no retry)",
+        "acqd/catalog.py",
+        "                    await conn.execute(\"SELECT set_config('statement_timeout', %s, false)\", (ms,))\n",
+        "",
+        ("tests/test_catalog.py::test_a_server_that_never_answers_a_statement_is_an_error_not_a_stall",),
+    ),
+    Mutant(
         "catalog-no-drain-at-stop",
         "the daemon stops without giving the catalog its last records",
         "acqd/daemon.py",

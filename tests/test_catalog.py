@@ -622,3 +622,43 @@ def test_a_journal_restored_from_backup_is_catalogued_as_it_is(
         f"SELECT file_id, relpath, state FROM acqd.files WHERE journal_id = '{jid}' AND file_id <= 2 ORDER BY 1",
     )
     assert got == journal
+
+
+@pytest.mark.service
+def test_a_server_that_never_answers_a_statement_is_an_error_not_a_stall(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """PostgreSQL takes the connection but a statement never returns (here a lock someone holds):
+    the publisher reports an error after its statement timeout and retries, then publishes."""
+    migrate(config(tmp_path, dirs, catalog_db, pg_server.password_file))
+    j = Journal(tmp_path / "j.sqlite")
+    try:
+        configure_outbox(j, 1000)
+        _ship(j, "a.raw")
+        target = catalog.Target("scope", j.journal_id, {"central": "file:///central"})
+        holder = pg_server.connect(catalog_db.rpartition("/")[2])
+        holder.autocommit = False
+        holder.execute("LOCK TABLE acqd.files IN ACCESS EXCLUSIVE MODE")
+
+        async def go() -> None:
+            with ThreadPoolExecutor(1) as jexec, ThreadPoolExecutor(1) as io:
+                outbox = JournalOutbox(j, jexec, io)
+                p = catalog.Publisher(catalog_db, PG_PASSWORD, target, outbox, retry_max=0.5, statement_timeout=1.0)
+                task = asyncio.create_task(p.run())
+                try:
+                    await wait_for_async(lambda: "statement timeout" in (p.last_error or ""), 60, lambda: p.last_error)
+                    holder.rollback()  # the lock released: the records go through
+                    await wait_for_async(lambda: p.last_error is None and p.connected, 60, lambda: p.last_error)
+                    assert await p.drain(60), p.last_error
+                finally:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+        try:
+            asyncio.run(go())
+        finally:
+            holder.close()
+        assert [r[2] for r in catalog_files(pg_server, catalog_db)] == ["verified"]
+    finally:
+        j.close()
