@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from acqd import catalog
+from acqd.daemon import CATALOG_DRAIN_SECONDS
 from acqd.journal import (
     Journal,
     Observation,
@@ -662,3 +663,36 @@ def test_a_server_that_never_answers_a_statement_is_an_error_not_a_stall(
         assert [r[2] for r in catalog_files(pg_server, catalog_db)] == ["verified"]
     finally:
         j.close()
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_a_stop_waits_for_a_hung_catalog_at_most_its_bound(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """A stop while PostgreSQL holds the publisher's statement (a lock someone holds): the daemon
+    gives the catalog its drain bound, then stops; the records wait in the outbox."""
+    watch, dest, state = dirs
+    cfg = config(tmp_path, dirs, catalog_db, pg_server.password_file)
+    migrate(cfg)
+    expected = populate(watch, ["first.raw"], seed=7)
+    d = Background("run", "--config", str(cfg))
+    holder = pg_server.connect(catalog_db.rpartition("/")[2])
+    try:
+        wait_for(lambda: len(catalog_files(pg_server, catalog_db)) == 1, 90, "the first file catalogued", d, state)
+        holder.autocommit = False
+        holder.execute("LOCK TABLE acqd.files IN ACCESS EXCLUSIVE MODE")
+        expected |= populate(watch, ["second.raw"], seed=8)
+        wait_for(lambda: journal_states(state).get("second.raw") == "verified", 90, "shipping goes on", d, state)
+        t0 = time.monotonic()
+        code, err = d.terminate()
+        took = time.monotonic() - t0
+        assert code == 0, err
+        assert took < CATALOG_DRAIN_SECONDS + 30, err  # the drain's bound, then the stop (generous)
+        assert "record(s) wait in the outbox for the next start" in err
+    finally:
+        d.kill()
+        holder.close()
+    r = run_acqd("run", "--config", str(cfg), "--once")
+    assert r.returncode == 0, r.stderr
+    assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
