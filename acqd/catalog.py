@@ -241,10 +241,17 @@ async def register(conn: Any, target: Target) -> int:
 
 
 async def import_snapshot(conn: Any, target: Target, batches: Iterator[list[OutboxRecord]]) -> int:
-    """`acqd catalog import`: every row of a journal snapshot (acqd.journal.snapshot). Idempotent."""
-    await register(conn, target)
+    """`acqd catalog import`: every row of a journal snapshot (acqd.journal.snapshot). Idempotent.
+    The snapshot is read after the registration: a journal numbering below what the catalog holds
+    of it was restored from a backup, and its rows would be refused as older (CatalogError)."""
+    published = await register(conn, target)
     n = 0
     for batch in batches:
+        if batch and batch[0].seq < published:
+            raise CatalogError(
+                f"the journal numbers its records below the {published} the catalog holds of it (restored from "
+                "a backup?): start `acqd run` with it once, it republishes the journal, then import"
+            )
         n += await upsert(conn, target, batch)
     return n
 

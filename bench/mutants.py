@@ -361,6 +361,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_catalog.py::test_a_server_that_never_answers_a_statement_is_an_error_not_a_stall",),
     ),
     Mutant(
+        "catalog-import-rewound-journal",
+        "`acqd catalog import` of a journal restored from a backup says it imported what the catalog refused",
+        "acqd/catalog.py",
+        "        if batch and batch[0].seq < published:\n",
+        "        if False:\n",
+        ("tests/test_catalog.py::test_a_journal_restored_from_backup_is_catalogued_as_it_is",),
+    ),
+    Mutant(
         "catalog-no-drain-at-stop",
         "the daemon stops without giving the catalog its last records",
         "acqd/daemon.py",

@@ -23,6 +23,7 @@ from acqd.journal import (
     begin_resync,
     configure_outbox,
     end_resync,
+    journal_path,
     outbox_done,
     outbox_next,
     outbox_state,
@@ -574,8 +575,9 @@ async def wait_for_async(cond: Any, seconds: float, why: Any) -> None:
 
 
 @pytest.mark.service
+@pytest.mark.parametrize("restored_import", [False, True], ids=["daemon", "import"])
 def test_a_journal_restored_from_backup_is_catalogued_as_it_is(
-    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path], restored_import: bool
 ) -> None:
     """A journal restored from a backup numbers its outbox (and new rows) from where the backup
     was; the catalog holds newer sequence numbers for that journal. The restored journal's rows
@@ -607,7 +609,8 @@ def test_a_journal_restored_from_backup_is_catalogued_as_it_is(
         # a new file takes the row id c.raw has in the catalog, at lower sequence numbers
         [(_, row)] = j.observe_many([Observation(SourceRef("/acq", "x.raw"), Identity(10, 1, 1, 1), "generic", False)])
         j.mark_complete(row.id, Identity(10, 1, 1, 1), "settled")
-        _publish_until_drained(j, catalog_db, PG_PASSWORD)
+        if not restored_import:
+            _publish_until_drained(j, catalog_db, PG_PASSWORD)  # the daemon with the restored journal
         jid = j.journal_id
     finally:
         j.close()
@@ -617,6 +620,19 @@ def test_a_journal_restored_from_backup_is_catalogued_as_it_is(
     finally:
         db.close()
     assert [r[1] for r in journal] == ["a.raw", "x.raw"]
+    cfg = config(tmp_path, (dirs[0], dirs[1], tmp_path), catalog_db, pg_server.password_file)
+    if restored_import:  # `acqd catalog import` before the daemon ran with the restored journal
+        path.rename(journal_path(tmp_path))
+        r = run_acqd("catalog", "import", "--config", str(cfg))
+        assert r.returncode == 1 and "restored from a backup" in r.stderr, r.stdout + r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        j = Journal(journal_path(tmp_path))
+        try:
+            _publish_until_drained(j, catalog_db, PG_PASSWORD)  # the daemon with it
+        finally:
+            j.close()
+        r = run_acqd("catalog", "import", "--config", str(cfg))
+        assert r.returncode == 0 and "imported 3 journal row(s) of scope" in r.stdout, r.stderr
     got = pg_query(
         pg_server,
         catalog_db,
