@@ -369,6 +369,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_catalog.py::test_a_journal_restored_from_backup_is_catalogued_as_it_is",),
     ),
     Mutant(
+        "catalog-url-escaped-password",
+        "a password parameter spelled with %-escapes (pass%77ord=) passes the URL check and is logged",
+        "acqd/config.py",
+        'in unquote(v.partition("?")[2]).lower()',
+        'in v.partition("?")[2].lower()',
+        ("tests/test_catalog.py::test_a_password_parameter_spelled_with_escapes_is_refused",),
+    ),
+    Mutant(
         "catalog-no-drain-at-stop",
         "the daemon stops without giving the catalog its last records",
         "acqd/daemon.py",

@@ -712,3 +712,16 @@ def test_a_stop_waits_for_a_hung_catalog_at_most_its_bound(
     r = run_acqd("run", "--config", str(cfg), "--once")
     assert r.returncode == 0, r.stderr
     assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
+
+
+@pytest.mark.service
+def test_a_password_parameter_spelled_with_escapes_is_refused(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """libpq decodes %-escapes in a URL's parameter names: `pass%77ord=` is a password, and the URL
+    is in every log line about the catalog. Refused like `password=`, without echoing it."""
+    for name in ("pass%77ord", "%50ASSWORD"):
+        cfg = config(tmp_path, dirs, f"{catalog_db}?{name}={PG_PASSWORD}", None)
+        r = run_acqd("check", "--config", str(cfg))
+        assert r.returncode == 78, r.stdout + r.stderr
+        assert "holds a password parameter" in r.stderr and PG_PASSWORD not in r.stderr + r.stdout
