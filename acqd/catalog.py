@@ -228,19 +228,30 @@ async def upsert(conn: Any, target: Target, records: list[OutboxRecord]) -> int:
     return len(files) + len(copies)
 
 
-async def register(conn: Any, target: Target) -> None:
-    """This journal and where its tiers are (a copy's URL is its tier's URL and its name)."""
+async def register(conn: Any, target: Target) -> int:
+    """This journal and where its tiers are (a copy's URL is its tier's URL and its name). Returns
+    the highest outbox sequence number the catalog holds of this journal."""
     async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute(_JOURNAL_UPSERT, (target.instrument, target.journal_id, target.host, 0))
+        key = (target.instrument, target.journal_id)
+        await cur.execute(_JOURNAL_UPSERT + " RETURNING published_seq", (*key, target.host, 0))
+        row = await cur.fetchone()
         for name, url in target.tiers.items():
             await cur.execute(_TIER_UPSERT, (target.instrument, target.journal_id, name, url))
+    return int(row[0]) if row else 0
 
 
 async def import_snapshot(conn: Any, target: Target, batches: Iterator[list[OutboxRecord]]) -> int:
-    """`acqd catalog import`: every row of a journal snapshot (acqd.journal.snapshot). Idempotent."""
-    await register(conn, target)
+    """`acqd catalog import`: every row of a journal snapshot (acqd.journal.snapshot). Idempotent.
+    The snapshot is read after the registration: a journal numbering below what the catalog holds
+    of it was restored from a backup, and its rows would be refused as older (CatalogError)."""
+    published = await register(conn, target)
     n = 0
     for batch in batches:
+        if batch and batch[0].seq < published:
+            raise CatalogError(
+                f"the journal numbers its records below the {published} the catalog holds of it (restored from "
+                "a backup?): start `acqd run` with it once, it republishes the journal, then import"
+            )
         n += await upsert(conn, target, batch)
     return n
 
@@ -256,6 +267,11 @@ class OutboxSource(Protocol):
 
     async def set_status(self, status: dict[str, Any]) -> None: ...
 
+    async def floor(self, published: int) -> bool:
+        """The catalog holds this journal's records up to `published`: a journal numbering below it
+        (restored from a backup) numbers on from there and resyncs. True if it was behind."""
+        ...
+
     async def begin_resync(self) -> None: ...
 
     async def end_resync(self) -> None: ...
@@ -265,6 +281,10 @@ class OutboxSource(Protocol):
         ...
 
     async def next_batch(self, it: Iterator[list[OutboxRecord]]) -> list[OutboxRecord] | None: ...
+
+
+#: the longest a statement of the publisher may run (a batch takes well under a second)
+STATEMENT_TIMEOUT = 60.0
 
 
 class Publisher:
@@ -281,11 +301,13 @@ class Publisher:
         connect_timeout: float = 10.0,
         retry_max: float = 60.0,
         poll: float = 0.2,
+        statement_timeout: float = STATEMENT_TIMEOUT,
         on_metric: Callable[[str, float], None] = lambda event, value: None,
     ) -> None:
         self.url, self._password, self.target, self.source = url, password, target, source
         self.batch, self.connect_timeout, self.retry_max, self.poll = batch, connect_timeout, retry_max, poll
         self.on_metric = on_metric
+        self.statement_timeout = statement_timeout
         self.connected = False
         self.published = 0  # records written this run
         self.errors = 0
@@ -315,8 +337,18 @@ class Publisher:
             try:
                 conn = await connect(self.url, self._password, self.connect_timeout)
                 try:
+                    # a server that takes the connection but never answers a statement (a lock held
+                    # by someone, a stuck disk): an error after a bound, retried, not a silent stall
+                    ms = f"{max(1, round(self.statement_timeout * 1000))}ms"
+                    await conn.execute("SELECT set_config('statement_timeout', %s, false)", (ms,))
                     await require_schema(conn)
-                    await register(conn, self.target)
+                    published = await register(conn, self.target)
+                    if await self.source.floor(published):
+                        log.warning(
+                            "catalog: the journal numbers its records below the %d the catalog holds of it "
+                            "(restored from a backup?): its tables are published again and replace them",
+                            published,
+                        )
                     self._up()
                     delay = 1.0
                     await self._pump(conn)

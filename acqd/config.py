@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -389,7 +389,7 @@ class CatalogConfig(Frozen):
                 "catalog.url holds a password; secrets never go in acqd.yaml: use catalog.password_file "
                 "(the user name may stay in the URL: postgresql://user@host/db)"
             )
-        if "password=" in v.partition("?")[2].lower():
+        if "password=" in unquote(v.partition("?")[2]).lower():  # libpq decodes %-escapes in names too
             raise ValueError("catalog.url holds a password parameter; use catalog.password_file")
         host = v.partition("://")[2].partition("/")[0].rpartition("@")[2]
         if not host or not v.partition("://")[2].partition("/")[2].partition("?")[0]:

@@ -1369,6 +1369,27 @@ def begin_resync(j: Journal) -> None:
         j._audit(None, "catalog.resync")
 
 
+def outbox_floor(j: Journal, published: int) -> bool:
+    """The catalog has records of this journal up to sequence number `published`, but the outbox
+    numbers below it: the journal was restored from a backup. Its rows and changes would look
+    older than what the catalog holds and be refused, so: number on from `published`, drop the
+    waiting records and note a resync (the journal's tables, published at that number, replace what
+    the catalog holds). True if the journal was behind."""
+    with j._tx() as db:
+        r = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        have = int(r[0]) if r else 0
+        if have >= published:
+            return False
+        if r:
+            db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'outbox'", (published,))
+        else:
+            db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES('outbox', ?)", (published,))
+        db.execute("DELETE FROM outbox")  # all older than `published`: the resync carries their rows
+        db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (OUTBOX_RESYNC_KEY, repr(j._clock())))
+        j._audit(None, "catalog.rewound", journal_seq=have, catalog_seq=published)
+        return True
+
+
 def end_resync(j: Journal) -> None:
     """The snapshot begun by `begin_resync` is in the catalog."""
     with j._tx() as db:

@@ -19,6 +19,7 @@ from acqd.journal import (
     end_resync,
     journal_path,
     outbox_done,
+    outbox_floor,
     outbox_next,
     outbox_state,
     recorded_tiers,
@@ -73,6 +74,10 @@ class JournalOutbox:
 
     async def set_status(self, status: dict[str, Any]) -> None:
         await self._j(set_catalog_status, status)
+
+    async def floor(self, published: int) -> bool:
+        out: bool = await self._j(outbox_floor, published)
+        return out
 
     async def begin_resync(self) -> None:
         await self._j(begin_resync)

@@ -4,27 +4,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from acqd import catalog
+from acqd.daemon import CATALOG_DRAIN_SECONDS
 from acqd.journal import (
     Journal,
     Observation,
     begin_resync,
     configure_outbox,
     end_resync,
+    journal_path,
     outbox_done,
     outbox_next,
     outbox_state,
     snapshot,
 )
+from acqd.publish import JournalOutbox
 from acqd.values import Identity, OutboxRecord, SourceRef, State, WriteResult
 from tests.conftest import Background, digest, journal_rows, journal_states, run_acqd, wait_for, write_config
 from tests.servers import PG_PASSWORD, Postgres, free_port
@@ -540,3 +545,183 @@ def test_bad_catalog_settings_are_one_line_and_never_stop_shipping(
     r = run_acqd("run", "--config", str(cfg), "--once")
     assert r.returncode == 0, r.stderr
     assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
+
+
+def _publish_until_drained(j: Journal, url: str, password: str) -> None:
+    """The daemon's wiring in process: a publisher over the journal's outbox, until it is drained."""
+    target = catalog.Target("scope", j.journal_id, {"central": "file:///central"})
+
+    async def go() -> None:
+        with ThreadPoolExecutor(1) as jexec, ThreadPoolExecutor(1) as io:
+            p = catalog.Publisher(url, password, target, JournalOutbox(j, jexec, io), retry_max=0.5)
+            t0 = time.time()
+            task = asyncio.create_task(p.run())
+            try:  # something committed in this run (a batch or a resync), then nothing left
+                await wait_for_async(lambda: p.status().get("last_ok", 0) > t0, 60, lambda: p.last_error)
+                assert await p.drain(60), p.last_error
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    asyncio.run(go())
+
+
+async def wait_for_async(cond: Any, seconds: float, why: Any) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out: {why()}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.service
+@pytest.mark.parametrize("restored_import", [False, True], ids=["daemon", "import"])
+def test_a_journal_restored_from_backup_is_catalogued_as_it_is(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path], restored_import: bool
+) -> None:
+    """A journal restored from a backup numbers its outbox (and new rows) from where the backup
+    was; the catalog holds newer sequence numbers for that journal. The restored journal's rows
+    and changes must still win (it is the source of truth), not be refused as 'older'."""
+    migrate(config(tmp_path, dirs, catalog_db, pg_server.password_file))
+    path = tmp_path / "j.sqlite"
+    backup = tmp_path / "backup.sqlite"
+    j = Journal(path)
+    try:
+        configure_outbox(j, 1000)
+        _ship(j, "a.raw")
+        _publish_until_drained(j, catalog_db, PG_PASSWORD)
+    finally:
+        j.close()
+    backup.write_bytes(path.read_bytes())
+    j = Journal(path)
+    try:
+        for name in ("c.raw", "d.raw", "e.raw"):
+            _ship(j, name)
+        _publish_until_drained(j, catalog_db, PG_PASSWORD)
+    finally:
+        j.close()
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        p.unlink(missing_ok=True)
+    path.write_bytes(backup.read_bytes())  # the operator restores last night's backup
+    j = Journal(path)
+    try:
+        configure_outbox(j, 1000)
+        # a new file takes the row id c.raw has in the catalog, at lower sequence numbers
+        [(_, row)] = j.observe_many([Observation(SourceRef("/acq", "x.raw"), Identity(10, 1, 1, 1), "generic", False)])
+        j.mark_complete(row.id, Identity(10, 1, 1, 1), "settled")
+        if not restored_import:
+            _publish_until_drained(j, catalog_db, PG_PASSWORD)  # the daemon with the restored journal
+        jid = j.journal_id
+    finally:
+        j.close()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        journal = [tuple(r) for r in db.execute("SELECT id, relpath, state FROM files ORDER BY id")]
+    finally:
+        db.close()
+    assert [r[1] for r in journal] == ["a.raw", "x.raw"]
+    cfg = config(tmp_path, (dirs[0], dirs[1], tmp_path), catalog_db, pg_server.password_file)
+    if restored_import:  # `acqd catalog import` before the daemon ran with the restored journal
+        path.rename(journal_path(tmp_path))
+        r = run_acqd("catalog", "import", "--config", str(cfg))
+        assert r.returncode == 1 and "restored from a backup" in r.stderr, r.stdout + r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        j = Journal(journal_path(tmp_path))
+        try:
+            _publish_until_drained(j, catalog_db, PG_PASSWORD)  # the daemon with it
+        finally:
+            j.close()
+        r = run_acqd("catalog", "import", "--config", str(cfg))
+        assert r.returncode == 0 and "imported 3 journal row(s) of scope" in r.stdout, r.stderr
+    got = pg_query(
+        pg_server,
+        catalog_db,
+        f"SELECT file_id, relpath, state FROM acqd.files WHERE journal_id = '{jid}' AND file_id <= 2 ORDER BY 1",
+    )
+    assert got == journal
+
+
+@pytest.mark.service
+def test_a_server_that_never_answers_a_statement_is_an_error_not_a_stall(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """PostgreSQL takes the connection but a statement never returns (here a lock someone holds):
+    the publisher reports an error after its statement timeout and retries, then publishes."""
+    migrate(config(tmp_path, dirs, catalog_db, pg_server.password_file))
+    j = Journal(tmp_path / "j.sqlite")
+    try:
+        configure_outbox(j, 1000)
+        _ship(j, "a.raw")
+        target = catalog.Target("scope", j.journal_id, {"central": "file:///central"})
+        holder = pg_server.connect(catalog_db.rpartition("/")[2])
+        holder.autocommit = False
+        holder.execute("LOCK TABLE acqd.files IN ACCESS EXCLUSIVE MODE")
+
+        async def go() -> None:
+            with ThreadPoolExecutor(1) as jexec, ThreadPoolExecutor(1) as io:
+                outbox = JournalOutbox(j, jexec, io)
+                p = catalog.Publisher(catalog_db, PG_PASSWORD, target, outbox, retry_max=0.5, statement_timeout=1.0)
+                task = asyncio.create_task(p.run())
+                try:
+                    await wait_for_async(lambda: "statement timeout" in (p.last_error or ""), 60, lambda: p.last_error)
+                    holder.rollback()  # the lock released: the records go through
+                    await wait_for_async(lambda: p.last_error is None and p.connected, 60, lambda: p.last_error)
+                    assert await p.drain(60), p.last_error
+                finally:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+        try:
+            asyncio.run(go())
+        finally:
+            holder.close()
+        assert [r[2] for r in catalog_files(pg_server, catalog_db)] == ["verified"]
+    finally:
+        j.close()
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_a_stop_waits_for_a_hung_catalog_at_most_its_bound(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """A stop while PostgreSQL holds the publisher's statement (a lock someone holds): the daemon
+    gives the catalog its drain bound, then stops; the records wait in the outbox."""
+    watch, dest, state = dirs
+    cfg = config(tmp_path, dirs, catalog_db, pg_server.password_file)
+    migrate(cfg)
+    expected = populate(watch, ["first.raw"], seed=7)
+    d = Background("run", "--config", str(cfg))
+    holder = pg_server.connect(catalog_db.rpartition("/")[2])
+    try:
+        wait_for(lambda: len(catalog_files(pg_server, catalog_db)) == 1, 90, "the first file catalogued", d, state)
+        holder.autocommit = False
+        holder.execute("LOCK TABLE acqd.files IN ACCESS EXCLUSIVE MODE")
+        expected |= populate(watch, ["second.raw"], seed=8)
+        wait_for(lambda: journal_states(state).get("second.raw") == "verified", 90, "shipping goes on", d, state)
+        t0 = time.monotonic()
+        code, err = d.terminate()
+        took = time.monotonic() - t0
+        assert code == 0, err
+        assert took < CATALOG_DRAIN_SECONDS + 30, err  # the drain's bound, then the stop (generous)
+        assert "record(s) wait in the outbox for the next start" in err
+    finally:
+        d.kill()
+        holder.close()
+    r = run_acqd("run", "--config", str(cfg), "--once")
+    assert r.returncode == 0, r.stderr
+    assert_catalog_matches_journal(pg_server, catalog_db, state, dest, expected)
+
+
+@pytest.mark.service
+def test_a_password_parameter_spelled_with_escapes_is_refused(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path, dirs: tuple[Path, Path, Path]
+) -> None:
+    """libpq decodes %-escapes in a URL's parameter names: `pass%77ord=` is a password, and the URL
+    is in every log line about the catalog. Refused like `password=`, without echoing it."""
+    for name in ("pass%77ord", "%50ASSWORD"):
+        cfg = config(tmp_path, dirs, f"{catalog_db}?{name}={PG_PASSWORD}", None)
+        r = run_acqd("check", "--config", str(cfg))
+        assert r.returncode == 78, r.stdout + r.stderr
+        assert "holds a password parameter" in r.stderr and PG_PASSWORD not in r.stderr + r.stdout
