@@ -55,6 +55,9 @@ class WatchRoot(Frozen):
     settle: Duration | None = Field(None, description="override the detector profile's settle window")
     ignore: tuple[str, ...] = Field((), description="extra name globs to ignore, on top of the profile's")
     placement: Placement = Placement()
+    stream: bool | None = Field(
+        None, description="encode a movie's frames while the camera writes it (override the profile's `stream`)"
+    )
 
     @field_validator("path", mode="after")
     @classmethod

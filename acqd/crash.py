@@ -17,6 +17,15 @@ the point is reached, ``after_rename:3`` at the third. The points, in the order 
 Small files shipped in a batch meet ``after_read``, ``after_encode``, ``after_temp_write`` (before
 its rename, every temporary of the batch durable) and ``after_rename`` once per file, and
 ``before_journal_commit`` and ``after_verify`` once per batch.
+
+A movie streamed while it grows (acqd.layouts.stream) meets two more, before ``after_encode``:
+
+- ``during_stream``: frames written so far are encoded into the temporary and read back; the camera
+  is still writing
+- ``after_compare``: the file is complete and its re-read matched what was streamed; not committed
+
+They are kept apart (`STREAM_POINTS`) from the points the torture cycles through, whose workloads
+stream nothing.
 """
 
 from __future__ import annotations
@@ -35,14 +44,16 @@ POINTS = (
     "before_release",
     "during_release",
 )
+STREAM_POINTS = ("during_stream", "after_compare")
 
 
 def _parse(spec: str) -> tuple[str | None, int]:
     if not spec:
         return None, 0
     name, _, n = spec.partition(":")
-    if name not in POINTS:
-        raise SystemExit(f"ACQD_CRASH_AT: unknown crash point {name!r}; known: {', '.join(POINTS)}")
+    if name not in POINTS + STREAM_POINTS:
+        known = ", ".join(POINTS + STREAM_POINTS)
+        raise SystemExit(f"ACQD_CRASH_AT: unknown crash point {name!r}; known: {known}")
     return name, int(n or 1)
 
 

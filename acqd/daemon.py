@@ -138,6 +138,7 @@ def build_roots(
                 events=events,
                 frames=frames,
                 placer=make_placer(config, w, profile, tiers, policy) if policy is not None else None,
+                stream=w.stream if w.stream is not None else profile.stream,
             )
         )
     return roots

@@ -46,6 +46,7 @@ EVENT_KINDS = {
     "released": "file.released",
     "conflict": "file.conflict",
     "profile-mismatch": "file.profile-mismatch",
+    "stream_fallback": "file.stream_fallback",
     "halted": "daemon.halted",
     "unreadable": "path.unreadable",
     "held": "file.release_held",

@@ -29,6 +29,7 @@ _LEVEL = {
     "retry": logging.WARNING,
     "conflict": logging.ERROR,
     "profile-mismatch": logging.WARNING,
+    "stream_fallback": logging.WARNING,
     "halted": logging.CRITICAL,
     "unreadable": logging.WARNING,
     "readable": logging.INFO,
@@ -169,6 +170,8 @@ class LogReporter:
             "copy_lost",
             "profile-mismatch",
             "codec-choice",
+            "stream_fallback",
+            "streamed",
         ) or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         elif o.kind == "halted":  # the daemon, not a file: the reason is the whole message

@@ -31,6 +31,8 @@ OUTCOMES = (
     "held",
     "copy_lost",
     "profile-mismatch",
+    "streamed",
+    "stream_fallback",
 )
 STAGES = ("read", "encode", "write", "verify")
 ERROR_STAGES = ("read", "write", "verify", "internal", "conflict")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
+from acqd.codec import codec_label
 from acqd.config import Limits, WatchRoot
 from acqd.crash import crash_point
 from acqd.errors import (
@@ -43,8 +44,17 @@ from acqd.errors import (
     VerifyError,
 )
 from acqd.journal import FileRow, Journal, Observation
-from acqd.layouts import FilePlan, FrameLayout, layout_of_copy
+from acqd.layouts import FilePlan, FrameLayout, TiffLayout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
+from acqd.layouts.stream import (
+    NotStreamable,
+    NotYet,
+    Surprise,
+    TiffStream,
+    plan_growing,
+    streamable,
+    verify_streamed,
+)
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path
@@ -74,6 +84,11 @@ RELEASE_RECHECK_MAX = 10.0  # seconds: a release held back (a writer, a tier not
 SMALL_FILE = 1 << 20  # files up to this size, copied to a local tier, ship in batches (_ship_batch)
 BATCH_FILES = 256  # at most this many files in one batch
 BATCH_BYTES = 16 << 20  # and at most this many source bytes
+STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher hint wakes it sooner)
+STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
+STREAM_FALLBACK = "stream_fallback"  # a streamed copy dropped; the file ships whole (event, metric, audit)
+STREAMED = "streamed"  # a copy written while its file grew (audit: frames encoded before it completed)
+UNSTREAMED_MAX = 4096  # files remembered as not to be streamed again (their stream was dropped)
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ class RootCtx:
     frames: Layout | None = None  # the frame layout (zarr, tiff) for files the profile's reader takes
     placer: Callable[[str], Placed] | None = None  # a retention policy's placement rules, if any
     up: bool | None = None  # the root is there (None: not looked at yet)
+    stream: bool = False  # tail-follow streaming of growing movies (acqd.streaming)
 
     def ignored(self, name: str) -> bool:
         if self.profile.ignores(name, self.watch.ignore):
@@ -192,6 +208,20 @@ class Slots:
         async with self._cond:
             self.limit = limit
             self._cond.notify_all()
+
+
+@dataclass
+class Follow:
+    """A movie streamed while it grows (acqd.layouts.stream): its task, and once its header and first
+    frame are there, its stream (the copy's temporary being written), layout and destination."""
+
+    c: Candidate
+    task: asyncio.Task[None] | None = None
+    stream: TiffStream | None = None
+    layout: Layout | None = None
+    dest: str = ""
+    taken: bool = False  # the ship took it over (it finishes or drops the stream)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -345,6 +375,9 @@ class Pipeline:
         self.writers = writers or WriterCheck(self._run_io)
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
+        self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
+        self._unstreamed: dict[tuple[int, str], int] = {}  # file -> row whose stream was dropped (not again)
+        self._tg: asyncio.TaskGroup | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     def _emit(self, kind: str, row: FileRow, **fields: Any) -> None:
@@ -415,6 +448,7 @@ class Pipeline:
         await self._warn_if_writers_unseen()
         await self._reconcile()
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             self._feeders = [
                 tg.create_task(self._supervised("scanner", self._scanner), name="scanner"),
                 tg.create_task(self._supervised("intake", self._intake), name="intake"),
@@ -461,6 +495,9 @@ class Pipeline:
         for h in self._release_later.values():
             h.cancel()
         self._release_later.clear()
+        for f in list(self.follows.values()):  # streams not taken over by a ship: their temporaries dropped
+            if f.task is not None and not f.taken:
+                f.task.cancel()
         while not self.ready.empty():
             self.ready.get_nowait()
         for _ in range(self.limits.concurrent_files):
@@ -693,6 +730,8 @@ class Pipeline:
                             self._rehint.add(key)
                         elif key in self.candidates:
                             c = self.candidates[key]
+                            if key in self.follows:
+                                self.follows[key].wake.set()
                             if not c.settled and c.check_at > now:  # activity: look again now
                                 c.check_at = now
                                 self._schedule(c)
@@ -749,6 +788,8 @@ class Pipeline:
                     await self._quarantine(row, reason)
                 continue
             c = Candidate(ctx, entry.relpath, row, entry.identity, now, now + ctx.window, born=now)
+            if self._streams_here(ctx, entry.relpath):  # looked at soon: streamed if still being written
+                c.check_at = now + min(ctx.window, STREAM_POLL)
             if action is Observed.RELEASE:
                 c.release_only = True
                 c.check_at = now
@@ -833,9 +874,11 @@ class Pipeline:
                     c.stable, c.since = current, now
                 c.check_at = d.check_at
                 self._schedule(c)
+                self._maybe_follow(c)
                 return
         self.candidates.pop(c.key, None)
         if verdict is Verdict.GONE:
+            self._drop_follow(c.key)
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
                 row = await self._j(self.journal.mark, c.row.id, State.VANISHED, "vanished before it was shipped")
                 self._emit("vanished", row, reason="vanished before it was shipped")
@@ -875,6 +918,205 @@ class Pipeline:
         for batch in forming.values():
             await self.ready.put(batch if len(batch) > 1 else batch[0])
 
+    # -- tail-follow streaming (acqd.layouts.stream) -----------------------------------------------
+    def _maybe_follow(self, c: Candidate) -> None:
+        """Start streaming a movie that is still being written, where its profile, layout and tier allow
+        (at most `concurrent_files` at once; never again for a version whose stream was dropped)."""
+        ctx = c.ctx
+        if (
+            not self._streams_here(ctx, c.rel)
+            or c.release_only
+            or c.settled
+            or c.key in self.follows
+            or self._unstreamed.get(c.key) == c.row.id
+            or len(self.follows) >= self.limits.concurrent_files
+            or self._tg is None
+            or self.stopping.is_set()
+            or self.halted is not None
+        ):
+            return
+        f = Follow(c)
+        self.follows[c.key] = f
+        f.task = self._tg.create_task(self._follow(f), name=f"stream-{ctx.index}-{c.rel}")
+
+    def _streams_here(self, ctx: RootCtx, rel: str) -> bool:
+        """Whether this file would be streamed while it grows (its profile, layout and tier allow it)."""
+        if not ctx.stream or not ctx.profile.is_frames(rel.rpartition("/")[2]):
+            return False
+        placed = ctx.placed(rel)
+        return streamable(placed.layout, ctx.profile.reader, placed.tier)
+
+    def _drop_follow(self, key: tuple[int, str]) -> None:
+        """The file is gone: its stream stops and its temporary is removed (no fallback to announce)."""
+        f = self.follows.get(key)
+        if f is not None and f.task is not None and not f.taken:
+            self._unstreamed[key] = f.c.row.id
+            f.task.cancel()
+
+    async def _unkillable(self, fn: Callable[[], T]) -> T:
+        """Run a blocking stream step; a cancel waits for the step to end (a stream is used by one
+        thread at a time, and is dropped or finished only between steps)."""
+        fut = asyncio.get_running_loop().run_in_executor(self.io, fn)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await fut
+            raise
+
+    async def _nap(self, f: Follow, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(f.wake.wait(), timeout=seconds)
+        f.wake.clear()
+
+    async def _follow(self, f: Follow) -> None:
+        """Stream one growing movie until the ship takes it over, the file surprises (the stream is
+        dropped: the file ships whole when complete), or the daemon stops."""
+        c = f.c
+        path = os.path.join(c.ctx.root, c.rel)
+        try:
+            while f.stream is None:
+                try:
+                    await self._open_stream(f, path)
+                except NotYet:
+                    await self._nap(f, STREAM_WAIT)
+            stream = f.stream
+            while True:
+                reserved = await self.budget.acquire(stream.block_bytes())
+                try:
+                    n = await self._unkillable(stream.step)
+                finally:
+                    await self.budget.release(reserved)
+                if n:
+                    log.debug("streamed %d frame(s) of %r (%d of %d)", n, c.rel, stream.done, stream.frames)
+                else:
+                    await self._nap(f, STREAM_POLL)
+        except asyncio.CancelledError:
+            if not f.taken:
+                self.follows.pop(c.key, None)
+                await asyncio.shield(self._abort_stream(f))
+            raise
+        except NotStreamable as exc:
+            log.debug("not streaming %r: %s", c.rel, exc)
+            await self._stream_dropped(f, str(exc), announce=False)
+        except (Surprise, AcqdError, OSError) as exc:
+            await self._stream_dropped(f, str(exc))
+        except Exception as exc:  # a bug: the file ships whole all the same
+            log.exception("unexpected error streaming %r", c.rel)
+            await self._stream_dropped(f, f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _open_stream(self, f: Follow, path: str) -> None:
+        """Plan the movie (its codec, from the frames written so far), name its copy, and open the
+        stream into the copy's temporary. NotYet until its header and a first frame are there."""
+        c = f.c
+        ctx = c.ctx
+        placed = ctx.placed(c.rel)
+        base = placed.layout
+        if not isinstance(base, FrameLayout):
+            raise NotStreamable("not a frame layout")
+
+        def planned(_c: Candidate, layout: FrameLayout, key: str | None, recorded: str | None) -> FilePlan:
+            return plan_growing(layout, path, key, recorded)
+
+        layout = await self._plan(c, c.row, base, planned)
+        if not streamable(layout, ctx.profile.reader, placed.tier):
+            raise NotStreamable(f"planned as {layout.name}")
+        dest = stored_name(self._base(ctx), c.row.relpath, c.row.version, layout.suffix)
+        check_name(dest)
+        if self.guard is not None:
+            await self._io(self.guard, placed.tier)
+        if await self._j(self.journal.copy_owner, placed.tier.name, dest) is not None:
+            raise NotStreamable("a copy is already recorded under its name")
+        assert isinstance(layout, TiffLayout)
+
+        def opening() -> None:
+            f.stream = TiffStream(layout, path, placed.tier, dest)
+
+        f.layout, f.dest = layout, dest
+        await self._unkillable(opening)
+        log.info("streaming %r while it is written (%d frames announced)", c.rel, f.stream.frames if f.stream else 0)
+
+    async def _abort_stream(self, f: Follow) -> None:
+        stream, f.stream = f.stream, None
+        if stream is not None:
+            await self._io(stream.abort)
+
+    async def _stream_dropped(self, f: Follow, why: str, announce: bool = True) -> None:
+        """The stream is dropped (its temporary removed); the file ships whole once it is complete. Said
+        in the log, an event, a metric and the journal's audit, once per file version."""
+        c = f.c
+        if self.follows.get(c.key) is f and not f.taken:
+            self.follows.pop(c.key, None)
+        self._unstreamed[c.key] = c.row.id
+        while len(self._unstreamed) > UNSTREAMED_MAX:
+            self._unstreamed.pop(next(iter(self._unstreamed)))
+        await self._abort_stream(f)
+        if not announce:
+            return
+        why = f"streaming stopped, the file ships whole when complete: {why}"
+        with contextlib.suppress(AcqdError):
+            await self._j(self.journal.audit, c.row.id, STREAM_FALLBACK, reason=why)
+        self._emit(STREAM_FALLBACK, c.row, reason=why)
+
+    async def _take_stream(self, c: Candidate) -> Follow | None:
+        """The ship of a file being streamed takes its stream over: the follow stops between steps."""
+        f = self.follows.pop(c.key, None)
+        if f is None:
+            return None
+        f.taken = True
+        if f.task is not None:
+            f.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await f.task
+        if f.stream is None:
+            return None
+        if f.c.row.id != c.row.id:  # another version by now
+            await self._stream_dropped(f, "a new version of the file appeared", announce=False)
+            return None
+        return f
+
+    async def _finish_stream(self, c: Candidate, f: Follow, layout: Layout, dest: str) -> WriteResult | None:
+        """Finish a streamed copy: the rest of the frames, the compare with the complete file, the copy's
+        checks, the commit. None if the stream is dropped (the caller ships the file whole)."""
+        stream = f.stream
+        assert stream is not None
+        same = (
+            f.dest == dest
+            and isinstance(f.layout, FrameLayout)
+            and isinstance(layout, FrameLayout)
+            and codec_label(f.layout.codec) == codec_label(layout.codec)
+        )
+        if not same:
+            await self._stream_dropped(f, f"the plan at completion differs ({layout.name} {dest})")
+            return None
+        path = os.path.join(c.ctx.root, c.rel)
+
+        def finishing() -> WriteResult:
+            src = _Source(path, c.stable)
+            try:
+                return stream.finish(src, c.stable.size)
+            finally:
+                src.close()
+
+        try:
+            res = await self._io(finishing)
+        except SourceChangedError:
+            await self._abort_stream(f)
+            raise
+        except (Surprise, AcqdError, OSError) as exc:
+            await self._stream_dropped(f, str(exc))
+            return None
+        except Exception as exc:  # a bug: the file ships whole all the same
+            log.exception("unexpected error finishing the stream of %r", c.rel)
+            await self._stream_dropped(f, f"internal error: {type(exc).__name__}: {exc}")
+            return None
+        await self._io(stream.close)
+        f.stream = None
+        early = stream.while_growing  # frames encoded while the file was still short of its size
+        await self._j(self.journal.audit, c.row.id, STREAMED, frames=stream.frames, while_growing=early, dest=dest)
+        self._emit(STREAMED, c.row, reason=f"{early} of {stream.frames} frames encoded while the file was written")
+        return res
+
     # -- ship ---------------------------------------------------------------------------------
     def _memory_for(self, c: Candidate, layout: Layout, tier: Tier | None = None) -> int:
         """Bytes of file data this ship holds at once: two chunks streaming, or two shard blocks
@@ -895,14 +1137,21 @@ class Pipeline:
     def _base(self, ctx: RootCtx) -> str:
         return f"{self.instrument}/{ctx.watch.prefix}" if ctx.watch.prefix else self.instrument
 
-    async def _plan(self, c: Candidate, row: FileRow, layout: Layout) -> Layout:
+    async def _plan(
+        self,
+        c: Candidate,
+        row: FileRow,
+        layout: Layout,
+        planned: Callable[[Candidate, FrameLayout, str | None, str | None], FilePlan] | None = None,
+    ) -> Layout:
         """A frame layout decides each file's codec, or a byte-exact copy, before the file's name
-        (which depends on it) is chosen; the session's choice is kept in the journal."""
+        (which depends on it) is chosen; the session's choice is kept in the journal. `planned`: how
+        the file is looked at (default: the settled file)."""
         if not isinstance(layout, FrameLayout):
             return layout
         key = layout.choice_key(c.ctx.root, row.session)
         recorded = await self._j(self.journal.get_meta, key) if key is not None else None
-        plan = await self._io(self._planned, c, layout, key, recorded)
+        plan = await self._io(planned or self._planned, c, layout, key, recorded)
         d = plan.decision
         if d is not None and d.record is not None and key is not None:
             await self._j(self.journal.set_meta, key, d.record)
@@ -963,6 +1212,7 @@ class Pipeline:
         if c.release_only:
             await self._release(c, c.row)
             return
+        follow = await self._take_stream(c)  # before the budget: its last step may be waiting for some
         placed0 = ctx.placed(c.rel)
         reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier))
         t0 = self.mono()
@@ -985,8 +1235,12 @@ class Pipeline:
             adopted = False
             if not tier.atomic_trees and layout.suffix == ".zarr":
                 await self._j(self.journal.begin_publish, row.id, tier.name, dest)
+            streamed = None
+            if follow is not None:
+                streamed = await self._finish_stream(c, follow, layout, dest)
+                follow = None
             try:
-                res = await self._io(self._write, c, layout, tier, dest)
+                res = streamed if streamed is not None else await self._io(self._write, c, layout, tier, dest)
             except NameTakenError as exc:
                 res = await self._take_over(row, layout, tier, dest, exc)
                 adopted = True
@@ -994,6 +1248,9 @@ class Pipeline:
                 await self._io(self.guard, tier)
             crash_point("before_journal_commit")
             await self._j(self.journal.record_stored, row.id, tier.name, dest, layout.name, res)
+            if streamed is not None:  # its pages were read back and decoded as they were written
+                await self._io(verify_streamed, tier, dest, res)  # and the renamed object is that temporary
+                adopted = True  # verified, as an adopted copy is: not decoded a second time
             t_verify = self.mono()
             if not adopted:  # an adopted copy was verified just now
                 await self._io(layout.verify, tier, dest, res)
@@ -1048,6 +1305,8 @@ class Pipeline:
             return
         finally:
             await self.budget.release(reserved)
+            if follow is not None:  # taken over, not finished (an error before): its temporary dropped
+                await self._abort_stream(follow)
         latency = self.mono() - t0
         self.stats.verified += 1
         self.stats.bytes_in += res.source_bytes

@@ -130,6 +130,11 @@ class DetectorProfile(BaseModel):
         None, description="regex on the path relative to the watch root with a group (?P<owner>...)"
     )
     settle: SettleRule = SettleRule()
+    stream: bool = Field(
+        True,
+        description="encode a movie's frames into the copy's temporary while the camera writes it (tail-follow; "
+        "today MRC movies to the TIFF layout on a local tier), then compare with the complete file before the commit",
+    )
     peak_rate: Size | None = Field(
         None, description="bytes per second the camera writes at most (what `acqd bench` sizes a PC for)"
     )

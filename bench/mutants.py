@@ -408,6 +408,25 @@ MUTANTS: tuple[Mutant, ...] = (
         "layout_of_copy(placed.layout, cp.layout)",
         ("tests/test_mismatch.py::test_byte_exact_copy_of_an_unframed_file_is_released_after_a_full_recheck",),
     ),
+    Mutant(
+        "stream-compare",
+        "a streamed movie is committed without comparing the complete file with what was streamed",
+        "acqd/layouts/stream.py",
+        "        if again.hexdigest() != digest:\n",
+        "        if False:\n",
+        (
+            "tests/test_stream.py::test_earlier_frame_rewritten_falls_back",
+            "tests/test_stream.py::test_preallocated_zeros_fall_back",
+        ),
+    ),
+    Mutant(
+        "stream-compare-header-only",
+        "the compare at completion re-reads only the header, not the frames (a rewritten frame goes unseen)",
+        "acqd/layouts/stream.py",
+        "            again.update(canonical(whole.read(start, min(whole.shape[0], start + self.k))).data)\n",
+        "            self.hasher.update(b'')\n        again = self.hasher\n",
+        ("tests/test_stream.py::test_earlier_frame_rewritten_falls_back",),
+    ),
 )
 
 

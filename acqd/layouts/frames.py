@@ -141,19 +141,23 @@ class FrameLayout:
         """The journal key under which a session's codec choice is kept (None: a fixed codec)."""
         return self.chooser.key(root, session) if self.chooser is not None else None
 
-    def plan(self, source: Any, size: int, key: str | None, recorded: str | None) -> FilePlan:
+    def plan(
+        self, source: Any, size: int, key: str | None, recorded: str | None, src: FrameSource | None = None
+    ) -> FilePlan:
         """How this file is stored: this layout with the session's codec for its data character
         (measured on its sample frames when the session starts or its data changes), or byte-exact
-        (the copy layout) when nothing makes it smaller. Decided before the name, which depends on it."""
+        (the copy layout) when nothing makes it smaller. Decided before the name, which depends on it.
+        `src`: the frames to decide from, already opened (a movie still being written: those so far)."""
         grew = self._grew.get(_identity(source, size))
         if grew is not None:
             return FilePlan(grew, None)
         if self.chooser is None or key is None:
             return FilePlan(self, None)
-        try:
-            src = self._open(source, size)
-        except UnsupportedFormatError as exc:
-            return FilePlan(self._unframed(source, size, str(exc)), None)
+        if src is None:
+            try:
+                src = self._open(source, size)
+            except UnsupportedFormatError as exc:
+                return FilePlan(self._unframed(source, size, str(exc)), None)
         name = str(getattr(source, "path", "") or "").rpartition("/")[2]
         d = self.chooser.decide(key, recorded, src, name)
         e = d.entry
