@@ -1064,6 +1064,8 @@ class Pipeline:
         if f is None:
             return None
         f.taken = True
+        if f.stream is not None:
+            f.stream.hurry = True  # its step in progress ends after the block it is encoding
         if f.task is not None:
             f.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

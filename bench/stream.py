@@ -60,6 +60,28 @@ def camera(movie: bytes, header: int, out: Path, count: int, rate_mb_s: float) -
     return ends
 
 
+def details(state: Path) -> dict[str, dict[str, Any]]:
+    """Per movie: when the journal recorded it complete, and the `streamed` audit entry (if any)."""
+    db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT f.relpath, a.action, a.ts, a.detail FROM audit a JOIN files f ON f.id = a.file_id "
+            "WHERE a.action IN ('complete', 'streamed', 'stream_fallback') ORDER BY a.id"
+        ).fetchall()
+    finally:
+        db.close()
+    out: dict[str, dict[str, Any]] = {}
+    for rel, action, ts, detail in rows:
+        d = out.setdefault(rel, {})
+        if action == "complete":
+            d["complete_ts"] = float(ts)
+        elif action == "streamed":
+            d["while_growing"] = json.loads(detail).get("while_growing")
+        else:
+            d["fallback"] = json.loads(detail).get("reason")
+    return out
+
+
 def verified_at(state: Path) -> dict[str, float]:
     db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True)
     try:
@@ -106,22 +128,32 @@ metrics: {{enabled: false}}
             if all(n in done for n in names):
                 break
             time.sleep(0.05)
-        cpu1 = os.times()
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=120)
+    cpu1 = os.times()
     done = verified_at(state)
     lat = [done[n] - e for n, e in zip(names, ends, strict=True) if n in done]
+    more = details(state)
+    per_movie = [
+        {
+            "complete_after_last_byte_s": more.get(n, {}).get("complete_ts", e) - e,
+            "verified_after_last_byte_s": done.get(n, e) - e,
+            **{k: v for k, v in more.get(n, {}).items() if k != "complete_ts"},
+        }
+        for n, e in zip(names, ends, strict=True)
+    ]
     shutil.rmtree(dest, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     return {
         "stream": stream,
         "latencies": lat,
+        "movies": per_movie,
         "verified": len(lat),
         "fallbacks": err.count("stream_fallback"),
         "streamed": err.count("streaming '"),
         "load_1m": os.getloadavg()[0],
-        "children_cpu_s": (cpu1.children_user + cpu1.children_system) - (cpu0.children_user + cpu0.children_system),
+        "acqd_cpu_s": (cpu1.children_user + cpu1.children_system) - (cpu0.children_user + cpu0.children_system),
     }
 
 

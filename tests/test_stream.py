@@ -227,27 +227,32 @@ def test_preallocated_zeros_fall_back(tmp_path: Path) -> None:
     assert why and "differs from the frames streamed" in why[0], audit(state)
 
 
-def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path) -> None:
-    """SIGKILL while the movie is being streamed: nothing is under a final name (only the hidden
-    temporary); the next start removes the temporary and ships the completed movie correctly."""
+@pytest.mark.parametrize("point", ["during_stream:2", "after_compare"])
+def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path, point: str) -> None:
+    """SIGKILL while the movie is being streamed (`during_stream`: the camera still writing), or once
+    the complete file matched what was streamed (`after_compare`, not committed): nothing is under a
+    final name, only the hidden temporary; the next start removes it and ships the movie correctly."""
     raw, header, frame, name = movie(tmp_path)
     watch, dest, state, cfg = frames_config(tmp_path, "t-movie")
     cfg.write_text(cfg.read_text().replace("settle: 0.2s", "settle: 60s"))
     (watch / "sess").mkdir()
     target, rel = watch / "sess" / name, f"sess/{name}"
-    d = Background("run", "--config", str(cfg), env=dict(os.environ, ACQD_CRASH_AT="during_stream:2"))
+    d = Background("run", "--config", str(cfg), env=dict(os.environ, ACQD_CRASH_AT=point))
     wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
+    mid = point.startswith("during_stream")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, raw[:header])
         for i in range(FRAMES):
-            if i < FRAMES - 1 or d.proc.poll() is None:
-                time.sleep(PAUSE)
-            if i == FRAMES - 1:  # the last frame only once the daemon is dead
+            time.sleep(PAUSE)
+            if i == FRAMES - 1 and mid:  # the last frame only once the daemon is dead
                 wait_for(lambda: d.proc.poll() is not None, 60, "the crash mid-stream", d, state)
             os.pwrite(fd, raw[header + i * frame : header + (i + 1) * frame], header + i * frame)
     finally:
         os.close(fd)
+    try:
+        wait_for(lambda: d.proc.poll() is not None, 60, f"the crash at {point}", d, state)
+    finally:
         d.kill()
     assert d.proc.returncode == -9, d.stderr()
     objects = [p for p in dest.rglob("*") if p.is_file()]
@@ -261,3 +266,40 @@ def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path) -> None:
     assert journal_states(state) == {rel: "verified"}
     stored_equals_source(tmp_path, state, dest, rel, target)
     assert not [p for p in dest.rglob("*") if p.is_file() and "acqd-tmp" in p.name], "a temporary survived"
+
+
+def test_streamed_movie_is_not_released_while_a_writer_has_it_open(tmp_path: Path) -> None:
+    """Release after verify: a streamed movie whose writer keeps it open after its last frame is
+    verified and kept (release held) until the writer closes it; then released."""
+    raw, header, frame, name = movie(tmp_path)
+    watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
+    cfg.write_text(cfg.read_text().replace("settle: 0.2s}", "settle: 2s, placement: {release_local: after_verify}}"))
+    (watch / "sess").mkdir()
+    target, rel = watch / "sess" / name, f"sess/{name}"
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, raw[:header])
+            for i in range(FRAMES):
+                time.sleep(PAUSE)
+                os.pwrite(fd, raw[header + i * frame : header + (i + 1) * frame], header + i * frame)
+            wait_for(lambda: journal_states(state).get(rel) == "verified", 90, "the movie verified", d, state)
+            wait_for(lambda: "release-held" in [a for a, _ in audit(state)], 60, "the release held", d, state)
+            assert target.read_bytes() == raw, "released (or changed) while a writer had it open"
+            assert journal_states(state)[rel] == "verified"
+        finally:
+            os.close(fd)
+        wait_for(lambda: journal_states(state).get(rel) == "released", 90, "the release after the close", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert not target.exists()
+    assert "streamed" in [a for a, _ in audit(state)]
+    [(only, _stored)] = verified_copies(state).items()
+    assert only == (rel, 1)
+    out = tmp_path / "restored.mrc"
+    r = run_acqd("restore", rel, str(out), "--config", str(tmp_path / "acqd.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == raw

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import stat
+import sys
 import time
 import zlib
 from typing import Any
@@ -45,6 +46,8 @@ from acqd.settle import mrc_expected_size
 from acqd.values import WriteResult
 
 HEADER = 1024  # an MRC main header
+REHASH_CHUNK = 8 << 20  # the compare at completion reads the source this much at a time
+STREAM_BLOCK = 32 << 20  # frames read and encoded at a time while streaming (at least one frame)
 
 
 class Surprise(Exception):
@@ -155,6 +158,9 @@ class TiffStream:
         self.base += resolution_tags(src.pixel_size_um)
         self.first_tags = [*self.base, make_tag(270, 2, self.description)]
         self.k = layout.frames_per_block(src)
+        # frames per block while streaming: small blocks, so a ship taking the stream over waits little
+        self.per = max(1, min(self.k, STREAM_BLOCK // max(1, src.frame_bytes)))
+        self.hurry = False  # the ship wants the stream: end the step after the current block
         self.direct = self.tier.atomic_file(self.dest)
         if self.direct is None:
             raise NotStreamable("the tier cannot be written in place")
@@ -180,7 +186,7 @@ class TiffStream:
 
     def block_bytes(self) -> int:
         """Bytes of frame data one step holds at most (what it reserves in the in-flight budget)."""
-        return 2 * self.k * self.src.frame_bytes
+        return 2 * self.per * self.src.frame_bytes
 
     # -- while the file grows ---------------------------------------------------------------------
     def _look(self) -> int:
@@ -202,17 +208,16 @@ class TiffStream:
         self.seen = size
         return size
 
-    def step(self, limit: int | None = None) -> int:
-        """Encode the frames written in full since the last step (at most `limit`); return how many."""
+    def step(self) -> int:
+        """Encode the frames written in full since the last step, a block of `per` frames at a time, and
+        read them back; return how many. `hurry` (set by another thread) ends it after the block."""
         t0 = time.perf_counter()
         size = self._look()
         avail = min(self.frames, max(0, (size - self.offset) // self.src.frame_bytes))
-        if limit is not None:
-            avail = min(avail, self.done + limit)
         n = 0
         assert self.tw is not None
-        while self.done < avail:
-            stop = min(avail, self.done + self.k)
+        while self.done < avail and not (n and self.hurry):
+            stop = min(avail, self.done + self.per)
             t = time.perf_counter()
             try:
                 block = self.src.read(self.done, stop)
@@ -280,6 +285,7 @@ class TiffStream:
         t0 = time.perf_counter()
         if size != self.expected:
             raise Surprise(f"completed at {size} bytes, its header announced {self.expected}")
+        self.hurry = False
         self.step()
         if self.done != self.frames:
             raise Surprise(f"completed with {self.done} of its {self.frames} frames readable")
@@ -288,15 +294,8 @@ class TiffStream:
         # must be exactly what was streamed; a frame or the header rewritten after it was streamed,
         # zeros written ahead and filled in later, a file truncated and written again: all differ here
         t = time.perf_counter()
-        try:
-            whole = self.layout._open(source, size)
-        except AcqdError as exc:
-            raise Surprise(f"not readable as a whole: {exc}") from None
-        again = Hasher()
-        again.update(whole.restore or b"")
-        for start in range(0, whole.shape[0], self.k):
-            again.update(canonical(whole.read(start, min(whole.shape[0], start + self.k))).data)
-        if again.hexdigest() != digest:
+        again = self._rehash(source, size)
+        if again != digest:
             raise Surprise("the complete file differs from the frames streamed (rewritten after they were read)")
         self.timing["compare"] = time.perf_counter() - t
         source.check()  # unchanged since it settled: SourceChangedError otherwise
@@ -319,6 +318,35 @@ class TiffStream:
             ("write", self.timing["write"]),
         )
         return WriteResult(digest, size, stored, layout.codec.spec, stages, self.src.mismatch, layout._why)
+
+    def _rehash(self, source: Any, size: int) -> str:
+        """The checksum of the complete file as it is now, read again from its first byte. For an MRC
+        movie whose pixels are bytes or little-endian, the checksum's bytes are the file's own (its
+        header and extended header, then the frames): it is hashed as it is read, into one buffer;
+        otherwise through the reader, frame block by frame block, as a ship hashes it."""
+        h = Hasher()
+        dt = self.src.dtype
+        little = dt.itemsize == 1 or dt.byteorder == "<" or (dt.byteorder == "=" and sys.byteorder == "little")
+        if self.src.format == "mrc" and little:
+            buf = bytearray(REHASH_CHUNK)
+            view = memoryview(buf)
+            f = source.file
+            f.seek(0)
+            total = 0
+            while n := f.readinto(buf):
+                h.update(view[:n])
+                total += n
+            if total != size:
+                raise Surprise(f"read {total} bytes of its {size} at completion")
+            return h.hexdigest()
+        try:
+            whole = self.layout._open(source, size)
+        except AcqdError as exc:
+            raise Surprise(f"not readable as a whole: {exc}") from None
+        h.update(whole.restore or b"")
+        for start in range(0, whole.shape[0], self.k):
+            h.update(canonical(whole.read(start, min(whole.shape[0], start + self.k))).data)
+        return h.hexdigest()
 
     def _check_copy(self, digest: str) -> None:
         """The copy as it will be published: every page verified as written, and its page chain, parsed
