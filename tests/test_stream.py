@@ -190,10 +190,11 @@ def test_truncated_and_rewritten_falls_back(tmp_path: Path) -> None:
         os.pwrite(fd, second[header + frame : header + (FRAMES - 1) * frame], header + frame)
 
     try:
-        write_slowly(target, second, header, frame, truncate)
+        write_slowly(target, raw, header, frame, truncate)  # frames 1-6 streamed, then replaced
     finally:
         finish(d, state, rel)
-    assert target.read_bytes()[header + frame :] == second[header + frame :]
+    rest = slice(header + frame, header + (FRAMES - 1) * frame)
+    assert target.read_bytes()[rest] == second[rest] != raw[rest]
     stored_equals_source(tmp_path, state, dest, rel, target)  # the oracle first: the copy is right
     why = fallbacks(state)
     assert why and ("truncated" in why[0] or "differs" in why[0]), audit(state)
