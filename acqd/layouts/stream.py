@@ -185,8 +185,9 @@ class TiffStream:
         return len(self.restore)
 
     def block_bytes(self) -> int:
-        """Bytes of frame data one step holds at most (what it reserves in the in-flight budget)."""
-        return 2 * self.per * self.src.frame_bytes
+        """Bytes of frame data one step holds at most (what it reserves in the in-flight budget): a
+        block's frames as read, their encoded pages, and a page decoded again when read back."""
+        return 3 * self.per * self.src.frame_bytes
 
     # -- while the file grows ---------------------------------------------------------------------
     def _look(self) -> int:
