@@ -941,8 +941,8 @@ class Pipeline:
 
     def _streams_here(self, ctx: RootCtx, rel: str) -> bool:
         """Whether this file would be streamed while it grows (its profile, layout and tier allow it)."""
-        if not ctx.stream or not ctx.profile.is_frames(rel.rpartition("/")[2]):
-            return False
+        if not ctx.stream or ctx.profile.reader != "mrc" or not ctx.profile.is_frames(rel.rpartition("/")[2]):
+            return False  # the cheap questions first: every file admitted is asked
         placed = ctx.placed(rel)
         return streamable(placed.layout, ctx.profile.reader, placed.tier)
 
