@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -497,3 +498,15 @@ def quick_config(
             "tiers": {"central": {"url": url}},
         }
     )
+
+
+def read_credential(path: Path, setting: str) -> str:
+    """A secret from a credential file: relative paths resolve in $CREDENTIALS_DIRECTORY (systemd's
+    LoadCredential=); ConfigError naming the setting if it cannot be read."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and creds:
+        path = Path(creds) / path
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from acqd import claims, pacing, publish
 from acqd.catalog import Publisher
-from acqd.config import Config, MqttConfig, WatchRoot, load_config
+from acqd.config import Config, MqttConfig, WatchRoot, load_config, read_credential
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
@@ -405,16 +405,7 @@ def watch_name(config: Config, index: int) -> str:
 
 
 def mqtt_password(m: MqttConfig) -> str | None:
-    if m.password_file is None:
-        return None
-    path = m.password_file
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not path.is_absolute() and creds:
-        path = Path(creds) / path
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
+    return read_credential(m.password_file, "mqtt.password_file") if m.password_file is not None else None
 
 
 class Daemon:

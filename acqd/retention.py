@@ -93,14 +93,9 @@ def project_clock(j: Journal, policy: Policy, reading: Reading) -> ClockView:
     return ClockView(before, after, acks)
 
 
-def plan_from_journal(
-    j: Journal, policy: Policy, now: float, clock: ClockState | None = None
-) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
-    """Blocking: the planner's view of the journal (copies, holds, delivered warnings), planned at
-    `now`, or at the clock state's effective time."""
-    t = clock.effective if clock is not None else now
-    rows = jr.retention_items(j)
-    items = [
+def items_of(rows: list[jr.RetentionRow]) -> list[Item]:
+    """The planner's items for the journal's stored copies (also what the owner page shows)."""
+    return [
         Item(
             id=r.copy.id,
             relpath=r.file.relpath,
@@ -113,6 +108,16 @@ def plan_from_journal(
         )
         for r in rows
     ]
+
+
+def plan_from_journal(
+    j: Journal, policy: Policy, now: float, clock: ClockState | None = None
+) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
+    """Blocking: the planner's view of the journal (copies, holds, delivered warnings), planned at
+    `now`, or at the clock state's effective time."""
+    t = clock.effective if clock is not None else now
+    rows = jr.retention_items(j)
+    items = items_of(rows)
     warnings = [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
     ids = {i.id for i in items}
     holds = holds_since(j, [w for w in warnings if w.item_id in ids], t)
