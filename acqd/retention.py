@@ -118,7 +118,7 @@ def plan_from_journal(
     t = clock.effective if clock is not None else now
     rows = jr.retention_items(j)
     items = items_of(rows)
-    warnings = [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
+    warnings = [Warning_(c, p, s, r) for c, p, s, r in jr.delivered_warnings(j)]
     ids = {i.id for i in items}
     holds = holds_since(j, [w for w in warnings if w.item_id in ids], t)
     return plan(now, items, policy, holds, warnings, clock), {r.copy.id: r for r in rows}

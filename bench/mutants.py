@@ -164,7 +164,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "purge-warning-lead",
         "a purge waits for the expiry only, not for the delivered warning's lead time",
         "acqd/policy/planner.py",
-        "        purge_at = max(expiry, sw.sent_at + rule.warn, sw.purge_at)\n",
+        "        purge_at = max(expiry, *(max(w.sent_at + rule.warn, w.purge_at) for w in told))\n",
         "        purge_at = expiry\n",
         ("tests/test_policy.py::test_no_purge_without_a_delivered_warning_and_its_lead_time",),
     ),
@@ -186,6 +186,17 @@ MUTANTS: tuple[Mutant, ...] = (
         '            if a.kind == "void":\n',
         "            if False:\n",
         ("tests/test_retention.py::test_a_purge_the_policy_called_off_is_warned_again_when_it_returns",),
+    ),
+    Mutant(
+        "recipient-ignored",
+        "a warning delivered to one recipient counts for all (one whose digest failed is never warned)",
+        "acqd/policy/planner.py",
+        '[w for w in mine if w.recipient in (r, "")]',
+        "mine",
+        (
+            "tests/test_policy.py::test_a_recipient_whose_digest_failed_is_warned_again_and_the_purge_waits_for_it",
+            "tests/test_retention.py::test_a_recipient_whose_digest_was_refused_is_warned_again_alone",
+        ),
     ),
     Mutant(
         "purge-caps",

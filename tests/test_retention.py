@@ -783,3 +783,52 @@ def test_a_journal_from_before_partial_holds_is_read_and_migrated(tmp_path: Path
         assert ("alice/grid2", 2e9, "fig", "/acq") in jr.active_holds(j, 1.5e9)
     finally:
         j.close()
+
+
+class Refusing(Mailbox):
+    """A mail server that refuses some recipients (a full mailbox, a typo in the address)."""
+
+    def __init__(self, refused: set[str]) -> None:
+        super().__init__()
+        self.refused = refused
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refused:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_a_recipient_whose_digest_was_refused_is_warned_again_alone(setup: Setup) -> None:
+    """The movies rule warns the owner and the facility. On day 46 the server refuses alice's
+    address: the facility's digest goes out, alice's does not. Alice alone is warned again at the
+    next sweep, and her files are purged 14 days after *her* warning; the others on day 60."""
+    s = setup
+    assert s.cfg.smtp is not None and s.cfg.policy is not None
+    text = POLICY.replace("      warn: 14d\n", "      warn: 14d\n      notify: [owner, fallback]\n", 1)
+    await asyncio.to_thread(Path(s.cfg.policy).write_text, text)
+    s.smtp.stop()
+    box = Refusing({"alice@lab.example"})
+    s.box, s.smtp = box, Controller(box, hostname="127.0.0.1", port=s.cfg.smtp.port)
+    s.smtp.start()
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        runner = make_runner(s, j, jexec, io)
+        res = await sweep_days(s, range(0, 47), runner)
+        assert res[46].failed == 1 and res[46].digests == 2  # facility and bob; alice refused
+        assert sorted(r for rs, _ in box.messages for r in rs) == ["bob@lab.example", "facility@lab.example"]
+        box.refused.clear()
+        res = await sweep_days(s, range(47, 48), runner)
+        assert res[47].digests == 1 and [rs for rs, _ in box.messages[2:]] == [["alice@lab.example"]]
+        res = await sweep_days(s, range(48, 61), runner)
+        assert len(box.messages) == 3  # nobody is mailed twice for the same purge
+        assert res[60].purged == 2  # bob's and carol's: all their recipients warned on day 46
+        assert all(r.purged == 0 for d, r in res.items() if d != 60)
+        assert (s.capacity / "alice_apoferritin_0101/FoilHole_1_fractions.mrc").exists()
+        res = await sweep_days(s, range(61, 62), runner)
+        assert res[61].purged == 2  # alice's, 14 days after her own warning
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()

@@ -41,7 +41,7 @@ def _holds(j: Journal, now: float) -> list[HoldRow]:
 
 
 def _warnings(j: Journal) -> list[Warning_]:
-    return [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
+    return [Warning_(c, p, s, r) for c, p, s, r in jr.delivered_warnings(j)]
 
 
 def _ended(j: Journal, warnings: list[Warning_], now: float) -> list[Hold]:
