@@ -678,8 +678,14 @@ class Daemon:
         if pipeline is None:
             return
         new = load_config(self.config_path) if self.config_path is not None else self.config
-        if [w.path for w in new.watch] != [w.path for w in self.config.watch] or new.tiers != self.config.tiers:
+        unpaced = {n: t.model_copy(update={"bandwidth": ()}) for n, t in new.tiers.items()}
+        was = {n: t.model_copy(update={"bandwidth": ()}) for n, t in self.config.tiers.items()}
+        if [w.path for w in new.watch] != [w.path for w in self.config.watch] or unpaced != was:
             log.warning("reload: watch roots and tiers change only with a restart; applying the rest")
+        if new.limits.model_copy(update={"backoff": None, "concurrent_files": 0}) != self.config.limits.model_copy(
+            update={"backoff": None, "concurrent_files": 0}
+        ):
+            log.warning("reload: limits other than backoff and concurrent_files change only with a restart")
         profiles = load_profiles(new)
         policy = load_retention(new)  # a broken policy raises here, before anything is changed
         for ctx in pipeline.roots:
@@ -696,8 +702,23 @@ class Daemon:
                 log.warning("reload: the policy was removed; retention keeps the old one until a restart")
             else:
                 self.retention.policy = policy
-        self.config = new
+        self._reload_bandwidth(new)
+        self.config = new  # the pacer reads its back-off rule and slot count from here each round
         log.info("reloaded configuration, detector profiles%s", " and retention policy" if policy else "")
+
+    def _reload_bandwidth(self, new: Config) -> None:
+        """Each known tier's bandwidth schedule from `new` (a tier given one now gets a pacer)."""
+        for name, tc in new.tiers.items():
+            tier = self._tiers.get(name)
+            if tier is None:
+                continue
+            if name in self._pacers:
+                self._pacers[name].schedule = tc.schedule()  # () = unlimited
+            elif tc.bandwidth:
+                self._pacers[name] = pacing.TierPacer(tc.schedule())
+                tier.pace = self._pacers[name].reserve
+            if name in self._pacers and self._pacers[name].schedule != self.config.tiers[name].schedule():
+                log.info("reload: tier %s bandwidth schedule now %s", name, list(tc.bandwidth) or "unlimited")
 
     # -- service plumbing ---------------------------------------------------------------------
     def _status_doc(self) -> dict[str, object]:
@@ -759,7 +780,6 @@ class Daemon:
         exports each tier's bandwidth limit and the time its writes waited."""
         loop = asyncio.get_running_loop()
         limits, bo = self.config.limits, self.config.limits.backoff
-        rule = bo.rule()
         roots = [(watch_name(self.config, i), str(w.path)) for i, w in enumerate(self.config.watch)]
         override = str(bo.stat_file) if bo.stat_file is not None else None
         found = await loop.run_in_executor(io, pacing.disks, roots, override)
@@ -782,6 +802,11 @@ class Daemon:
         await self._record_pace(pipeline, limits.concurrent_files)
         while not pipeline.stopping.is_set():
             try:
+                limits, bo = self.config.limits, self.config.limits.backoff  # a SIGHUP may change them
+                rule = bo.rule()
+                if (str(bo.stat_file) if bo.stat_file is not None else None) != override:
+                    override = str(bo.stat_file) if bo.stat_file is not None else None
+                    found = await loop.run_in_executor(io, pacing.disks, roots, override)
                 readings = await loop.run_in_executor(io, read)
                 paces, loads = [], {}
                 for d, (cur, free) in zip(found, readings, strict=True):
@@ -794,7 +819,7 @@ class Daemon:
                     paces.append(Pace(p.mode, f"watch {d.name}: {p.why}" if p.why else ""))
                 pace = combine(paces) if bo.enabled else Pace("normal", "")
                 slots = ship_slots(pace.mode, limits.concurrent_files, rule)
-                if pace.mode != self.pace.mode and not pipeline.stopping.is_set():
+                if (pace.mode != self.pace.mode or slots != pipeline.slots.limit) and not pipeline.stopping.is_set():
                     self._log_pace(self.pace, pace, slots)
                     self.pace = pace
                     await pipeline.slots.set_limit(slots)
@@ -810,7 +835,9 @@ class Daemon:
             await asyncio.sleep(bo.interval)
 
     def _log_pace(self, old: Pace, new: Pace, slots: int) -> None:
-        if new.mode == "backoff":
+        if new.mode == old.mode:
+            log.info("shipping at most %d file(s) at once (reloaded limits)", slots)
+        elif new.mode == "backoff":
             log.info("backing off for the camera (%s): shipping at most %d file(s) at once", new.why, slots)
         elif new.mode == "filling":
             log.warning("acquisition disk nearly full (%s); back-off overridden", new.why)
