@@ -429,6 +429,34 @@ def hold_runs(draw: st.DrawFn) -> tuple[Policy, list[float], list[Event]]:
     return pol, ages, events
 
 
+SESSIONS = ["alice_a", "alice_b", "bob_c"]
+
+
+def hold_run_start(ages: list[float]) -> tuple[float, dict[int, Item]]:
+    t = 1000 * DAY
+    return t, {
+        i: Item(i, f"{SESSIONS[i % 3]}/f{i}.mrc", SESSIONS[i % 3], "gatan-k3", "central", 1, t - a * DAY)
+        for i, a in enumerate(ages)
+    }
+
+
+def hold_event(holds: list[list[float | str]], what: str, s: int, t: float, length: float) -> bool:
+    """Apply a hold or a release to `holds` ([session, placed, end]); False for a sweep."""
+    if what == "hold":
+        holds.append([SESSIONS[s], t, t + length * DAY])
+    elif what == "release":
+        for h in holds:
+            if h[0] == SESSIONS[s] and float(h[2]) > t:
+                h[2] = t
+    return what in ("hold", "release")
+
+
+def known_holds(holds: list[list[float | str]], warnings: list[Warning_], t: float) -> list[Hold]:
+    """The holds as the journal gives them: in force, or ended after the earliest warned date."""
+    since = min((w.purge_at for w in warnings), default=t)
+    return [Hold(str(n), float(end), "h") for n, _, end in holds if float(end) > min(since, t)]
+
+
 @settings(max_examples=300, deadline=None)
 @given(hold_runs())
 def test_a_purge_follows_a_warning_no_hold_outlived(run: tuple[Policy, list[float], list[Event]]) -> None:
@@ -439,27 +467,15 @@ def test_a_purge_follows_a_warning_no_hold_outlived(run: tuple[Policy, list[floa
     force on the file at any moment between that date and the purge."""
     pol, ages, events = run
     rule = pol.spec.rules[0]
-    sessions = ["alice_a", "alice_b", "bob_c"]
-    t = 1000 * DAY
-    items = {
-        i: Item(i, f"{sessions[i % 3]}/f{i}.mrc", sessions[i % 3], "gatan-k3", "central", 1, t - a * DAY)
-        for i, a in enumerate(ages)
-    }
+    t, items = hold_run_start(ages)
     holds: list[list[float | str]] = []  # [session, placed, end (until, or the release)]
     warnings: list[Warning_] = []
     purged = 0
     for days, what, s, length in events:
         t += days * DAY
-        if what == "hold":
-            holds.append([sessions[s], t, t + length * DAY])
+        if hold_event(holds, what, s, t, length):
             continue
-        if what == "release":
-            for h in holds:
-                if h[0] == sessions[s] and float(h[2]) > t:
-                    h[2] = t
-            continue
-        since = min((w.purge_at for w in warnings), default=t)
-        known = [Hold(str(n), float(end), "h") for n, _, end in holds if float(end) > min(since, t)]
+        known = known_holds(holds, warnings, t)
         for a in plan(t, list(items.values()), pol, known, warnings):
             if a.kind == "warn":
                 assert a.at >= t + rule.warn
@@ -499,29 +515,17 @@ def test_every_recipient_is_warned_before_a_purge(
         notify="owner, desk@x.org",
     )
     rule = pol.spec.rules[0]
-    sessions = ["alice_a", "alice_b", "bob_c"]
-    t = 1000 * DAY
-    items = {
-        i: Item(i, f"{sessions[i % 3]}/f{i}.mrc", sessions[i % 3], "gatan-k3", "central", 1, t - a * DAY)
-        for i, a in enumerate(ages)
-    }
+    t, items = hold_run_start(ages)
     holds: list[list[float | str]] = []
     warnings: list[Warning_] = []
     sweeps = 0
     for days, what, s, length in events:
         t += days * DAY
-        if what == "hold":
-            holds.append([sessions[s], t, t + length * DAY])
-            continue
-        if what == "release":
-            for h in holds:
-                if h[0] == sessions[s] and float(h[2]) > t:
-                    h[2] = t
+        if hold_event(holds, what, s, t, length):
             continue
         fails = failing[sweeps] if sweeps < len(failing) and what == "undelivered" else None
         sweeps += 1
-        since = min((w.purge_at for w in warnings), default=t)
-        known = [Hold(str(n), float(end), "h") for n, _, end in holds if float(end) > min(since, t)]
+        known = known_holds(holds, warnings, t)
         for a in plan(t, list(items.values()), pol, known, warnings):
             if a.kind == "warn":
                 assert a.at >= t + rule.warn
