@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from acqd import journal as jr
-from acqd.errors import AcqdError, NameTakenError
+from acqd.errors import AcqdError, NameTakenError, PermanentError
 from acqd.journal import Journal
 from acqd.layouts import build_layout
 from acqd.notify import Digests, Mailer
@@ -371,6 +371,13 @@ class RetentionRunner:
             return False
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
         rel = row.copy.dest
+        if await self._io(dst.shares_storage_with, src, rel):
+            # the "new copy" would be the old one itself: verifying it passes, deleting the old one
+            # deletes the only copy (the sweep logs, audits and counts the failure)
+            raise PermanentError(
+                f"tiers {src.name} and {dst.name} are the same storage ({dst.url(rel)} is {src.url(rel)}): "
+                f"not moved, the copy stays on {src.name}; give tier {dst.name} a location of its own"
+            )
         try:
             await self._io(copy_between, src, dst, rel)
         except NameTakenError:

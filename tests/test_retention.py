@@ -273,6 +273,59 @@ async def test_transition_never_deletes_an_unverified_copy(setup: Setup) -> None
     assert victim.exists()  # the old copy stays: its new copy did not verify
 
 
+async def test_a_transition_to_a_tier_over_the_same_storage_never_deletes_the_only_copy(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The capacity tier reaches the very folder the central tier is (the NAS exported twice, a bind
+    mount, a URL changed to the other's in the config: here a symlink made after the configuration
+    was checked). The transition's "new copy" is then the old copy itself; it verifies, and deleting
+    "the old one" deleted the only copy of every movie (the local files were long released). A
+    transition now first makes sure the two tiers are not one storage: it fails, and nothing moves."""
+    from acqd.storage import Tier
+
+    s = setup
+    alias = tmp_path / "capacity-alias"
+    alias.symlink_to(s.central.parent, target_is_directory=True)
+    policy = load_retention(s.cfg)
+    assert policy is not None and s.cfg.smtp is not None
+    tiers = build_tiers(s.cfg)
+    tiers["capacity"] = Tier("capacity", f"file://{alias}")
+    before = {p: p.read_bytes() for p in s.central.rglob("*_fractions.mrc")}
+    assert len(before) == 4
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        runner = RetentionRunner(
+            policy=policy,
+            journal=j,
+            jexec=jexec,
+            io=io,
+            tiers=tiers,
+            mailer=build_mailer(s.cfg),
+            digests=Digests(),
+            reporter=Recorder(s.events),
+            instrument="krios",
+            sender=s.cfg.smtp.sender,
+            contact=s.cfg.smtp.contact,
+        )
+        res = await sweep_days(s, range(14, 15), runner)
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    assert {p: p.read_bytes() for p in before if p.exists()} == before  # every movie still stored, unchanged
+    assert res[14].transitioned == 0 and res[14].failed == 4
+    j = Journal(journal_path(s.cfg.state_dir), readonly=True)
+    try:
+        failures = [d for _, _, a, d in j.audit_log() if a == "retention.transition.failed"]
+        tiers_of = {r.copy.tier for r in jr.retention_items(j) if r.file.relpath.endswith("_fractions.mrc")}
+    finally:
+        j.close()
+    assert len(failures) == 4 and all("same storage" in str(d) for d in failures), failures
+    assert tiers_of == {"central"}  # the journal still says where the copies are
+    assert not any(p.name.startswith(".~acqd-tmp") for p in s.central.rglob("*"))  # the probe left nothing
+
+
 def test_plan_and_hold_commands(setup: Setup, tmp_path: Path) -> None:
     import json
     from datetime import UTC, datetime
