@@ -1351,6 +1351,21 @@ class Pipeline:
             return
         if not await self._copy_still_there(c, row):
             return
+        # The re-check of the copy can take long (`release_verify: full` reads it all back): a writer
+        # that opened the file meanwhile and has not written yet leaves its identity as it was, so
+        # ask again right before the unlink.
+        writing = await self.writers.writers([(st.st_dev, st.st_ino)])
+        if writing:
+            pids = sorted(next(iter(writing.values())))
+            self._held[key] = row.id
+            why = (
+                f"opened for writing by pid {', '.join(map(str, pids[:5]))} while its stored copy was "
+                "re-checked: kept until it is closed"
+            )
+            await self._j(self.journal.audit, row.id, "release-held", reason=why)
+            self._emit("held", row, reason=why)
+            self._release_later_for(c)
+            return
         await self._j(self.journal.begin_release, row.id, path)
         crash_point("before_release")
         try:

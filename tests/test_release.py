@@ -383,6 +383,91 @@ def test_stored_copy_damaged_before_a_held_release_is_shipped_again(
     assert not (watch / "sess" / "f.raw").exists()
 
 
+# opens the file for appending (writing nothing yet), says so, appends what stdin's first line asks
+# for once it comes, and closes: a tilt-series writer that closes its stack between tilts
+APPENDER = (
+    "import os, sys\n"
+    "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)\n"
+    "print('open', flush=True)\n"
+    "n = int(sys.stdin.readline())\n"
+    "os.write(fd, bytes(range(256)) * n)\n"
+    "os.close(fd)\n"
+)
+
+
+@pytest.mark.slow
+def test_a_writer_opening_the_file_while_its_copy_is_rechecked_keeps_it(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """SerialEM-style: a stack closed between tilts and opened again for the next one. The writer
+    check came before the stored copy's re-check (with `release_verify: full` a read of the whole
+    copy: seconds to minutes over a network) and nothing asked again before the unlink, so a writer
+    that opened the file meanwhile and had not written yet had it unlinked under it: every tilt it
+    wrote afterwards went to a file without a name. The re-check is held here at the destination
+    (faulty://'s hold_reads) while the writer opens the file; the release must wait for its close,
+    and what it appends must be shipped."""
+    from tests.faults import install_plugin, set_faults
+
+    watch, dest, state = dirs
+    control = tmp_path / "faults.json"
+    control.write_text("{}")
+    plugin = install_plugin(tmp_path / "plugin")
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([plugin, str(repo), os.environ.get("PYTHONPATH", "")]))
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.3s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "faulty://{dest}", options: {{control: "{control}"}}}}
+limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: full}}
+""",
+    )
+    (watch / "sess").mkdir()
+    src = watch / "sess" / "f.raw"
+    data = os.urandom(90_000)
+    src.write_bytes(data)
+    held_flag = Path(str(control) + ".held")
+    d = Background("run", "--config", str(cfg), env=env)
+    try:
+        with held_open(src):  # the first look finds a writer: the release waits for its close
+            wait_for(lambda: bool(audit(state, "release-held")), 60, "the release to be held", d, state)
+            set_faults(control, hold_reads="*/scope/sess/*")
+        # closed: the next look passes the writer check and re-reads the stored copy, held here
+        wait_for(held_flag.exists, 60, "the stored copy's re-check to start", d, state)
+        w = subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(src)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert w.stdout is not None and w.stdout.readline().strip() == "open"
+            set_faults(control)  # the re-check goes on and passes: the copy is as verified
+            wait_for(
+                lambda: len(audit(state, "release-held")) >= 2 or journal_states(state).get("sess/f.raw") == "released",
+                60,
+                "the release decision",
+                d,
+                state,
+            )
+            assert src.exists(), "released while a process had it open for writing"
+            assert journal_states(state).get("sess/f.raw") != "released"
+        finally:
+            assert w.stdin is not None
+            w.stdin.write("40\n")
+            w.stdin.flush()
+            w.wait(timeout=30)
+        final = data + bytes(range(256)) * 40
+        wait_for(lambda: final in stored(dest).values(), 60, "the appended content to be shipped", d, state)
+        wait_for(lambda: not src.exists(), 60, "the release after the close", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    held = audit(state, "release-held")
+    assert any("while its stored copy was re-checked" in h["reason"] for h in held), held
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("compress", ["none", "zstd"])
 def test_s3_object_replaced_with_the_same_size_is_caught_by_its_checksum_metadata(
