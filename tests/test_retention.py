@@ -326,6 +326,62 @@ async def test_a_transition_to_a_tier_over_the_same_storage_never_deletes_the_on
     assert not any(p.name.startswith(".~acqd-tmp") for p in s.central.rglob("*"))  # the probe left nothing
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="holds live only in the journal, and a journal restored from a backup taken before a hold "
+    "passes every check (the destination claim names the same journal id): the hold is gone, the "
+    "warnings delivered before the backup still stand, and the held session is purged on the warned "
+    "date. Needs a record of holds (or a journal generation) that a restored journal cannot rewind, "
+    "e.g. kept with the claim at the destination",
+)
+async def test_a_hold_placed_after_the_journal_backup_survives_its_restore(setup: Setup, tmp_path: Path) -> None:
+    """Warned on day 46 for day 60; the state disk is backed up on day 47; alice holds her session on
+    day 50; the state disk dies and the day-47 backup is restored on day 55. Her session must not be
+    purged on day 60."""
+    import sqlite3
+
+    s = setup
+    path = journal_path(s.cfg.state_dir)
+    loop = asyncio.get_running_loop()
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await loop.run_in_executor(jexec, Journal, path)
+    try:
+        runner = make_runner(s, j, jexec, io)
+        await sweep_days(s, range(14, 15), runner)
+        await sweep_days(s, range(46, 48), runner)
+        assert len(s.box.messages) == 3  # alice, bob, the facility (for carol)
+        backup = tmp_path / "journal-day47.sqlite"
+
+        def take_backup() -> None:
+            src, dst = sqlite3.connect(path), sqlite3.connect(backup)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
+
+        await loop.run_in_executor(jexec, take_backup)
+        until = s.t0 + 200 * DAY
+        await loop.run_in_executor(
+            jexec, jr.add_hold, j, "alice_apoferritin_0101", until, "paper revision", s.t0 + 50 * DAY
+        )
+    finally:
+        await loop.run_in_executor(jexec, j.close)
+    for p in path.parent.glob(path.name + "*"):  # the state disk dies ...
+        p.unlink()
+    backup.replace(path)  # ... and the backup is restored
+    j = await loop.run_in_executor(jexec, Journal, path)
+    try:
+        res = await sweep_days(s, range(55, 62), make_runner(s, j, jexec, io))
+    finally:
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    assert sum(r.purged for r in res.values()) >= 1  # carol's movie goes as announced
+    held = [s.capacity / f"alice_apoferritin_0101/FoilHole_{i}_fractions.mrc" for i in (1, 2)]
+    assert all(p.exists() for p in held), "purged under a hold the restored journal forgot"
+
+
 def test_plan_and_hold_commands(setup: Setup, tmp_path: Path) -> None:
     import json
     from datetime import UTC, datetime
