@@ -1356,9 +1356,9 @@ class Pipeline:
         # The re-check of the copy can take long (`release_verify: full` reads it all back): a writer
         # that opened the file meanwhile and has not written yet leaves its identity as it was, so
         # ask again right before the unlink.
-        writing = await self.writers.writers([(st.st_dev, st.st_ino)])
-        if writing:
-            pids = sorted(next(iter(writing.values())))
+        late = await self.writers.writers([(st.st_dev, st.st_ino)])
+        if late:
+            pids = sorted(next(iter(late.values())))
             self._held[key] = row.id
             why = (
                 f"opened for writing by pid {', '.join(map(str, pids[:5]))} while its stored copy was "

@@ -290,6 +290,22 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_an_open_multipage_file_is_shipped_as_it_grows_and_released_only_after_close",),
     ),
     Mutant(
+        "release-writer-not-asked-again",
+        "the writers are not asked again after the stored copy's re-check, right before the unlink",
+        "acqd/pipeline.py",
+        "        late = await self.writers.writers([(st.st_dev, st.st_ino)])\n",
+        "        late: dict[object, set[int]] = {}\n",
+        ("tests/test_release.py::test_a_writer_opening_the_file_while_its_copy_is_rechecked_keeps_it",),
+    ),
+    Mutant(
+        "transition-same-storage",
+        "a transition does not check that the new tier is not the old one's storage",
+        "acqd/retention.py",
+        "        if await self._io(dst.shares_storage_with, src, rel):\n",
+        "        if False:\n",
+        ("tests/test_retention.py::test_a_transition_to_a_tier_over_the_same_storage_never_deletes_the_only_copy",),
+    ),
+    Mutant(
         "release-without-copy-recheck",
         "a release trusts the stored copy without looking at it again",
         "acqd/pipeline.py",
