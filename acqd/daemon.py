@@ -288,6 +288,31 @@ def probe_tier(tier: Tier, under: str, timeout: float) -> str | None:
     return outcome[0]
 
 
+def shared_storage(tiers: dict[str, Tier], under: str, timeout: float) -> list[str]:
+    """A warning for each pair of tiers that are one storage (a marker written through one is seen
+    through the other): a transition between them would fail. Bounded like the write probe; a tier
+    that fails or does not answer is left to the probe's own warning."""
+    out: list[str] = []
+    names = sorted(tiers)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            seen: list[bool] = []
+
+            def attempt(a: str = a, b: str = b, seen: list[bool] = seen) -> None:
+                with contextlib.suppress(Exception):
+                    seen.append(tiers[a].shares_storage_with(tiers[b], f"{under}/acqd-check"))
+
+            t = threading.Thread(target=attempt, name=f"alias-{a}-{b}", daemon=True)
+            t.start()
+            t.join(timeout)
+            if seen and seen[0]:
+                out.append(
+                    f"tiers {a} ({tiers[a].url(under)}) and {b} ({tiers[b].url(under)}) are one storage: "
+                    "a retention transition between them fails and the copy stays; give each its own location"
+                )
+    return out
+
+
 @dataclass
 class CheckReport:
     notes: list[str]
@@ -338,6 +363,7 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
                 "cannot back off for it; set limits.backoff.stat_file"
             )
     if probe:
+        warnings.extend(shared_storage(tiers, config.instrument, probe_timeout))
         for name, tier in tiers.items():
             failed = probe_tier(tier, config.instrument, probe_timeout)
             if failed is None:

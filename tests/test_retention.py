@@ -326,6 +326,28 @@ async def test_a_transition_to_a_tier_over_the_same_storage_never_deletes_the_on
     assert not any(p.name.startswith(".~acqd-tmp") for p in s.central.rglob("*"))  # the probe left nothing
 
 
+def test_check_names_two_tiers_that_are_one_storage(tmp_path: Path) -> None:
+    """`acqd check` (with its write probes) says so when two tiers are one storage, before a
+    transition between them fails; two distinct folders are not reported."""
+    from tests.conftest import run_acqd, write_config
+
+    acq, central, capacity = tmp_path / "acq", tmp_path / "central", tmp_path / "capacity"
+    for d in (acq, central, capacity):
+        d.mkdir()
+    (tmp_path / "alias").symlink_to(central, target_is_directory=True)
+    for other, one in ((tmp_path / "alias", True), (capacity, False)):
+        cfg = write_config(
+            tmp_path / "acqd.yaml",
+            f"instrument: krios\nstate_dir: {tmp_path}/state\nwatch:\n  - {{path: {acq}}}\n"
+            f"tiers:\n  central: {{url: 'file://{central}'}}\n  capacity: {{url: 'file://{other}'}}\n",
+        )
+        r = run_acqd("check", "--config", str(cfg))
+        assert r.returncode == 0, r.stderr
+        said = "tiers capacity" in r.stdout + r.stderr and "are one storage" in r.stdout + r.stderr
+        assert said == one, r.stdout + r.stderr
+    assert [p.name for p in central.rglob("*") if p.is_file()] == []  # the markers are gone
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="holds live only in the journal, and a journal restored from a backup taken before a hold "
