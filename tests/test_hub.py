@@ -1,0 +1,411 @@
+"""The facility hub (`acqd hub`, issue 16): one retention for every instrument, over the catalog.
+Two real daemons publish to a throwaway PostgreSQL, a real SMTP server (aiosmtpd) takes the
+digests, real files sit on local-folder tiers; the hub runs as a child process with `--now` (the
+clock it judges by) or as a service on the real clock."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from acqd.config import load_hub_config
+from acqd.facility import CatalogStore
+from acqd.hub import build_tiers, load_hub_policy, open_db
+from acqd.journal import Journal, journal_path
+from acqd.notify import Digests, SmtpMailer
+from acqd.policy.model import DAY
+from acqd.retention import RetentionRunner
+from tests.conftest import Background, run_acqd, wait_for, write_config
+from tests.servers import Postgres, free_port
+
+POLICY = """\
+apiVersion: acqd/v1
+kind: RetentionPolicy
+metadata: {name: facility}
+spec:
+  tiers: [central, capacity]
+  owners:
+    pattern: "^(?P<owner>[a-z]+)_"
+    emails: {alice: alice@lab.example, bob: bob@lab.example}
+    fallback: facility@lab.example
+  rules:
+    - name: long
+      match: {glob: "*_long.mrc"}
+      expiration: {after: 120d}
+      warn: 14d
+    - name: movies
+      match: {glob: "*.mrc"}
+      expiration: {after: 60d}
+      warn: 14d
+    - name: stacks
+      match: {glob: "*.dat"}
+      transitions: [{after: 14d, tier: capacity}]
+  default: {name: keep}
+"""
+
+FILES = {
+    "krios": ["alice_apo_0101/a_fractions.mrc", "alice_apo_0101/b_fractions.mrc", "bob_rib_0102/c_fractions.mrc"],
+    "talos": ["alice_tomo_0103/d_fractions.mrc", "alice_tomo_0103/e_stack.dat", "alice_tomo_0103/f_long.mrc"],
+}
+
+
+class Mailbox:
+    """An SMTP server's inbox; `delay` makes each message take that long (a slow mail server)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.delay = delay
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))
+        return "250 OK"
+
+    def to(self, rcpt: str) -> list[email.message.EmailMessage]:
+        return [m for r, m in self.messages if rcpt in r]
+
+
+@dataclass
+class Facility:
+    root: Path
+    pg: Postgres
+    url: str
+    central: Path
+    capacity: Path
+    hub_yaml: Path
+    box: Mailbox
+    t0: float  # the latest verification time of the catalogued copies
+
+    def hub(self, days: float, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        now = datetime.fromtimestamp(self.t0 + days * DAY, UTC).isoformat()
+        return run_acqd("hub", "--config", str(self.hub_yaml), "--once", "--now", now, *args, env=env)
+
+    def q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with self.pg.connect(self.url.rpartition("/")[2]) as c:
+            return list(c.execute(sql, args or None).fetchall())
+
+    def stored(self, inst: str, rel: str) -> Path:
+        return self.central / inst / rel
+
+    def purged(self) -> list[str]:
+        """relpath of each 'retention.purged' in the hub's audit, duplicates kept."""
+        rows = self.q(
+            "SELECT f.relpath FROM acqd.hub_audit a JOIN acqd.hub_copies h ON h.id = a.copy JOIN acqd.files f"
+            " ON (f.instrument, f.journal_id, f.file_id) = (h.instrument, h.journal_id, h.file_id)"
+            " WHERE a.action = 'retention.purged' ORDER BY a.id"
+        )
+        return [r[0] for r in rows]
+
+
+def daemon_config(root: Path, inst: str, url: str, pg: Postgres, central: Path, capacity: Path, owner: str) -> Path:
+    return write_config(
+        root / f"{inst}.yaml",
+        f"""
+instrument: {inst}
+state_dir: {root / inst / "state"}
+policy: {root / "policy.yaml"}
+watch:
+  - path: {root / inst / "acq"}
+    settle: 0.2s
+tiers:
+  central: {{url: "file://{central}"}}
+  capacity: {{url: "file://{capacity}"}}
+limits: {{retry_initial: 50ms, retry_max: 200ms}}
+catalog: {{url: "{url}", password_file: "{pg.password_file}", retry_max: 0.5s, connect_timeout: 3s}}
+retention: {{owner: {owner}}}
+""",
+    )
+
+
+def hub_config(root: Path, url: str, pg: Postgres, central: Path, capacity: Path, smtp: int, extra: str = "") -> Path:
+    return write_config(
+        root / "hub.yaml",
+        f"""
+facility: EM facility
+state_dir: {root / "hub"}
+catalog: {{url: "{url}", password_file: "{pg.password_file}", connect_timeout: 3s}}
+tiers:
+  central: {{url: "file://{central}"}}
+  capacity: {{url: "file://{capacity}"}}
+policy: {root / "policy.yaml"}
+smtp: {{host: 127.0.0.1, port: {smtp}, sender: hub@facility.example, contact: em-staff}}
+metrics: {{enabled: false}}
+{extra}""",
+    )
+
+
+def make_facility(root: Path, pg: Postgres, url: str, policy: str = POLICY, delay: float = 0.0) -> Iterator[Facility]:
+    box = Mailbox(delay)
+    port = free_port()
+    smtp = Controller(box, hostname="127.0.0.1", port=port)
+    smtp.start()
+    central, capacity = root / "central", root / "capacity"
+    for d in (central, capacity):
+        d.mkdir()
+    (root / "policy.yaml").write_text(policy)
+    for i, (inst, names) in enumerate(FILES.items()):
+        for j, rel in enumerate(names):
+            p = root / inst / "acq" / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(bytes([i * 16 + j]) * (5000 + 100 * j))
+        cfg = daemon_config(root, inst, url, pg, central, capacity, "hub")
+        if i == 0:
+            r = run_acqd("catalog", "migrate", "--config", str(cfg))
+            assert r.returncode == 0, r.stderr
+        r = run_acqd("run", "--config", str(cfg), "--once")
+        assert r.returncode == 0, r.stderr
+    fac = Facility(root, pg, url, central, capacity, hub_config(root, url, pg, central, capacity, port), box, 0.0)
+    n = sum(len(v) for v in FILES.values())
+    assert fac.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == n
+    fac.t0 = float(fac.q("SELECT extract(epoch FROM max(verified_at)) FROM acqd.copies")[0][0])
+    try:
+        yield fac
+    finally:
+        smtp.stop()
+
+
+@pytest.fixture
+def facility(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> Iterator[Facility]:
+    yield from make_facility(tmp_path, pg_server, catalog_db)
+
+
+def ok(r: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+MOVIES = [("krios", "alice_apo_0101/a_fractions.mrc"), ("krios", "alice_apo_0101/b_fractions.mrc")]
+MOVIES += [("krios", "bob_rib_0102/c_fractions.mrc"), ("talos", "alice_tomo_0103/d_fractions.mrc")]
+LONG = ("talos", "alice_tomo_0103/f_long.mrc")
+
+
+def test_one_digest_per_owner_across_instruments_and_no_purge_before_its_lead_time(facility: Facility) -> None:
+    f = facility
+    ok(f.hub(45))  # before any warning window: nothing
+    assert f.box.messages == []
+    ok(f.hub(47))
+    alice, bob = f.box.to("alice@lab.example"), f.box.to("bob@lab.example")
+    assert len(alice) == 1 and len(bob) == 1 and len(f.box.messages) == 2, [m["To"] for _, m in f.box.messages]
+    text = alice[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "krios/alice_apo_0101" in text and "talos/alice_tomo_0103" in text, text
+    assert "--hub" in text and "--instrument krios" in text  # the hold command goes to the catalog
+    # the stack moved to capacity after 14 days: copied, verified, then deleted from central
+    assert not f.stored("talos", "alice_tomo_0103/e_stack.dat").exists()
+    assert (f.capacity / "talos" / "alice_tomo_0103/e_stack.dat").read_bytes() == bytes([17]) * 5100
+    ok(f.hub(48))  # warned: no second digest while the date stands
+    assert len(f.box.messages) == 2
+    # warned on day 47 with 14 days' lead: the purge date is day 61, not the expiry (day 60)
+    ok(f.hub(60.9))
+    assert all(f.stored(i, r).exists() for i, r in MOVIES) and f.purged() == []
+    ok(f.hub(61.1))
+    assert not any(f.stored(i, r).exists() for i, r in MOVIES)
+    assert f.stored(*LONG).exists()  # expires on day 120: not warned yet, never purged early
+    assert sorted(f.purged()) == sorted(r for _, r in MOVIES)
+    ok(f.hub(62))
+    assert sorted(f.purged()) == sorted(r for _, r in MOVIES)  # nothing twice
+    # the daemons' own rows are theirs: what the hub did is in its own tables
+    assert f.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == 6
+    assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'purged'")[0][0] == 4
+
+
+def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
+    f = facility
+    ok(f.hub(47))
+    r = ok(
+        run_acqd(
+            "hold", "alice_apo_0101", "--hub", str(f.hub_yaml), "--instrument", "krios",
+            "--until", "2999-01-01", "--reason", "paper revision",
+        )
+    )  # fmt: skip
+    assert "2 stored file(s) in 1 session(s)" in r.stdout, r.stdout
+    r = ok(run_acqd("hold", "--list", "--hub", str(f.hub_yaml)))
+    assert "krios/alice_apo_0101" in r.stdout and "paper revision" in r.stdout
+    bad = run_acqd("hold", "no_such_session", "--hub", str(f.hub_yaml), "--until", "2999-01-01", "--reason", "x")
+    assert bad.returncode == 1 and "nothing catalogued matches" in bad.stderr and "\n" not in bad.stderr.strip()
+    ok(f.hub(62))
+    assert f.stored("krios", "alice_apo_0101/a_fractions.mrc").exists()
+    assert f.stored("krios", "alice_apo_0101/b_fractions.mrc").exists()
+    assert sorted(f.purged()) == ["alice_tomo_0103/d_fractions.mrc", "bob_rib_0102/c_fractions.mrc"]
+    blocked = f.q("SELECT count(*) FROM acqd.hub_audit WHERE action LIKE 'retention.%.held'")
+    assert blocked == [(0,)]  # the planner blocked them: not even attempted
+
+
+def test_a_hub_killed_mid_sweep_purges_nothing_twice_or_early(facility: Facility) -> None:
+    f = facility
+    f.hub_yaml.write_text(f.hub_yaml.read_text() + "lease: {ttl: 2s}\n")
+    ok(f.hub(47))
+    env = {**os.environ, "ACQD_CRASH_AT": "retention_after_delete:2"}
+    r = f.hub(62, env=env)
+    assert r.returncode == -9, r.stderr  # SIGKILLed after its second delete, before recording it
+    gone = [m for m in MOVIES if not f.stored(*m).exists()]
+    assert len(gone) == 2 and len(f.purged()) == 1
+    open_actions = f.q("SELECT kind FROM acqd.hub_actions WHERE done IS NULL")
+    assert open_actions == [("purge",)]  # begun, never finished
+    # the dead process's lease must expire before another process (a new holder) may act
+    wait_for(lambda: f.q("SELECT expires < now() FROM acqd.hub_lease") == [(True,)], 60, "the lease to expire")
+    ok(f.hub(62))
+    assert not any(f.stored(i, r).exists() for i, r in MOVIES) and f.stored(*LONG).exists()
+    assert sorted(f.purged()) == sorted(r for _, r in MOVIES)  # each once: the interrupted one recorded, not redone
+    assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'missing'") == [(0,)]
+    resumed = f.q("SELECT count(*) FROM acqd.hub_audit WHERE action = 'retention.purged' AND detail ? 'resumed'")
+    assert resumed == [(1,)]
+    assert f.q("SELECT count(*) FROM acqd.hub_actions WHERE done IS NULL") == [(0,)]
+
+
+async def test_a_replica_that_lost_the_lease_deletes_nothing(facility: Facility) -> None:
+    """The fencing token: a hub whose lease another replica took (it paused past its expiry) stops
+    at its next step instead of deleting what the new holder now decides on."""
+    f = facility
+    ok(f.hub(47))
+    cfg = load_hub_config(f.hub_yaml)
+    db = open_db(cfg, "replica-a")
+    dbx, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    try:
+        assert db.acquire()
+        runner = RetentionRunner(
+            policy=load_hub_policy(cfg),
+            store=CatalogStore(db, {n: t.url for n, t in cfg.tiers.items()}),
+            jexec=dbx,
+            io=io,
+            tiers=build_tiers(cfg),
+            mailer=SmtpMailer("127.0.0.1", 1),
+            digests=Digests(),
+            reporter=type("R", (), {"outcome": lambda self, o: None})(),
+            instrument="EM facility",
+            sender="hub@x",
+            contact="staff",
+        )
+        actions, by_copy, t = await runner.plan(f.t0 + 62 * DAY)
+        assert sum(a.kind == "purge" for a in actions) == 4
+        f.q("UPDATE acqd.hub_lease SET holder = 'replica-b', token = token + 1 RETURNING token")
+        res = await runner.execute(actions, by_copy, t)
+    finally:
+        dbx.shutdown()
+        io.shutdown()
+        db.close()
+    assert res.purged == 0 and "no longer this replica's" in res.suspended
+    assert all(f.stored(i, r).exists() for i, r in MOVIES)
+    assert f.q("SELECT count(*) FROM acqd.hub_actions WHERE kind = 'purge'") == [(0,)]
+
+
+SHORT = POLICY.replace("after: 60d}\n      warn: 14d", "after: 3s}\n      warn: 1s").replace(
+    "after: 120d", "after: 1000d"
+)
+
+
+def metric(port: int, name: str) -> float | None:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_two_hubs_one_acts_and_the_other_takes_over(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> None:
+    """Two replicas on the real clock, a mail server that takes a second per message (sweeps
+    overlap): one digest per owner, each purge once, and the lease moves when its holder dies."""
+    gen = make_facility(tmp_path, pg_server, catalog_db, SHORT, delay=1.0)
+    f = next(gen)
+    try:
+        ports = [free_port(), free_port()]
+        hubs = []
+        for i, port in enumerate(ports):
+            text = f.hub_yaml.read_text().replace("metrics: {enabled: false}", f"metrics: {{bind: '127.0.0.1:{port}'}}")
+            cfg = write_config(tmp_path / f"hub{i}.yaml", text + "interval: 0.2s\nlease: {ttl: 3s}\n")
+            hubs.append(Background("hub", "--config", str(cfg)))
+        try:
+            wait_for(lambda: len(f.purged()) == 4, 120, "the four movies purged", hubs[0])
+            lease = [metric(p, "acqd_hub_lease_held") for p in ports]
+            assert sorted(lease) == [0.0, 1.0], lease
+            assert len(f.box.to("alice@lab.example")) == 1 and len(f.box.to("bob@lab.example")) == 1
+            assert sorted(f.purged()) == sorted(r for _, r in MOVIES)
+            actors = f.q("SELECT DISTINCT holder FROM acqd.hub_audit")
+            assert len(actors) == 1, actors
+            leader = lease.index(1.0)
+            assert metric(ports[leader], "acqd_hub_purges_total") == 4.0
+            hubs[leader].kill()
+            other = 1 - leader
+            wait_for(lambda: metric(ports[other], "acqd_hub_lease_held") == 1.0, 60, "the standby takes the lease")
+            assert "lease 'retention' taken" in hubs[other].stderr()
+        finally:
+            for h in hubs:
+                h.terminate()
+        assert len(f.box.messages) == 2 and sorted(f.purged()) == sorted(r for _, r in MOVIES)
+    finally:
+        gen.close()
+
+
+def test_a_daemon_whose_retention_the_hub_owns_never_sweeps(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path
+) -> None:
+    central, capacity = tmp_path / "central", tmp_path / "capacity"
+    for d in (central, capacity):
+        d.mkdir()
+    (tmp_path / "policy.yaml").write_text(SHORT.replace("interval", "x") + "  interval: 0.2s\n")
+    (tmp_path / "krios" / "acq" / "alice_x").mkdir(parents=True)
+    (tmp_path / "krios" / "acq" / "alice_x" / "m.mrc").write_bytes(b"x" * 5000)
+
+    def swept(state: Path) -> bool:
+        j = Journal(journal_path(state), readonly=True)
+        try:
+            return bool(j._db.execute("SELECT 1 FROM meta WHERE key = 'retention_clock'").fetchone())
+        finally:
+            j.close()
+
+    state = tmp_path / "krios" / "state"
+    for owner in ("daemon", "hub"):
+        cfg = daemon_config(tmp_path, "krios", catalog_db, pg_server, central, capacity, owner)
+        if owner == "daemon":
+            ok(run_acqd("catalog", "migrate", "--config", str(cfg)))
+        d = Background("run", "--config", str(cfg))
+        try:
+            wait_for(lambda d=d: "acqd started" in d.stderr(), 60, "a start", d)
+            if owner == "daemon":  # the control: the same daemon sweeps within a few intervals
+                wait_for(lambda: swept(state), 60, "a sweep", d)
+                j = Journal(journal_path(state))
+                try:
+                    j._db.execute("DELETE FROM meta WHERE key = 'retention_clock'")
+                    j._db.commit()
+                finally:
+                    j.close()
+            else:
+                deadline = time.monotonic() + 3.0  # fifteen of its policy's intervals
+                while time.monotonic() < deadline:
+                    assert not swept(state), "a daemon whose retention the hub owns swept"
+                    time.sleep(0.1)
+                assert "owned by the facility hub" in d.stderr()
+        finally:
+            code, err = d.terminate()
+        assert code == 0, err
+
+
+def test_hub_config_errors_are_one_line(tmp_path: Path, pg_server: Postgres, catalog_db: str) -> None:
+    cfg = write_config(tmp_path / "acqd.yaml", "instrument: x\nstate_dir: s\nwatch: [{path: /tmp}]\n"
+                       "tiers: {c: {url: 'file:///tmp/c'}}\nretention: {owner: hub}\n")  # fmt: skip
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 78 and "needs a `catalog:` section" in r.stderr, r.stderr
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    hub = hub_config(tmp_path, catalog_db, pg_server, tmp_path / "c", tmp_path / "d", 25)
+    r = run_acqd("hub", "--config", str(hub), "--once")
+    assert r.returncode == 1 and "schema is at version 0" in r.stderr and "acqd catalog migrate" in r.stderr
+    r = run_acqd("hub", "--config", str(hub), "--now", "2030-01-01")
+    assert r.returncode == 2 and "--now needs --once" in r.stderr
+    hub.write_text(hub.read_text().replace("capacity:", "cap:"))
+    r = run_acqd("hub", "--config", str(hub), "--once")
+    assert r.returncode == 78 and "tier(s) capacity not in hub.yaml" in r.stderr, r.stderr
