@@ -9,6 +9,7 @@ import asyncio
 import email
 import email.policy
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -21,16 +22,19 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import HealthCheck, given, settings
 
 from acqd.config import load_hub_config
 from acqd.facility import CatalogStore
 from acqd.hub import build_tiers, load_hub_policy, open_db
 from acqd.journal import Journal, journal_path
 from acqd.notify import Digests, SmtpMailer
-from acqd.policy.model import DAY
-from acqd.retention import RetentionRunner
-from tests.conftest import Background, run_acqd, wait_for, write_config
+from acqd.policy.model import DAY, Policy
+from acqd.policy.planner import Action, Hold, Item, Warning_, plan
+from acqd.retention import RetentionRunner, plan_from_journal
+from tests.conftest import REPO, Background, need, run_acqd, wait_for, write_config
 from tests.servers import Postgres, free_port
+from tests.test_policy import scenarios
 
 POLICY = """\
 apiVersion: acqd/v1
@@ -409,3 +413,118 @@ def test_hub_config_errors_are_one_line(tmp_path: Path, pg_server: Postgres, cat
     hub.write_text(hub.read_text().replace("capacity:", "cap:"))
     r = run_acqd("hub", "--config", str(hub), "--once")
     assert r.returncode == 78 and "tier(s) capacity not in hub.yaml" in r.stderr, r.stderr
+
+
+def test_the_hub_unit_verifies_cleanly_and_is_hardened(tmp_path: Path) -> None:
+    """deploy/systemd/acqd-hub.service: `systemd-analyze verify` silent, and at least as hardened as
+    the daemon's unit (no capabilities at all: the hub only reads and deletes files and talks TCP)."""
+    sa = need("systemd-analyze")
+    unit = (REPO / "deploy" / "systemd" / "acqd-hub.service").read_text()
+    assert "Type=notify" in unit and "RestartPreventExitStatus=78" in unit and "acqd hub --config" in unit
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["CapabilityBoundingSet"] == "" and settings["NoNewPrivileges"] == "yes"
+    acqd_bin = REPO / ".venv" / "bin" / "acqd"
+    if not acqd_bin.exists():
+        acqd_bin = Path(need("acqd", "the installed console script"))
+    local = tmp_path / "acqd-hub.service"
+    local.write_text(unit.replace("/usr/local/bin/acqd", str(acqd_bin)))
+    r = subprocess.run([sa, "verify", str(local)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stdout + r.stderr
+    r = subprocess.run([sa, "security", "--offline=yes", str(local)], capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for acqd-hub.service: ([0-9.]+)", r.stdout + r.stderr)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= 1.2, r.stdout
+
+
+# --- the planner's properties, through the catalog ------------------------------------------------
+
+
+@pytest.fixture
+def hub_store(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> Iterator[tuple[CatalogStore, Postgres, str]]:
+    cfg = daemon_config(tmp_path, "krios", catalog_db, pg_server, tmp_path / "c", tmp_path / "d", "hub")
+    ok(run_acqd("catalog", "migrate", "--config", str(cfg)))
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    hub = load_hub_config(hub_config(tmp_path, catalog_db, pg_server, tmp_path / "c", tmp_path / "d", 25))
+    db = open_db(hub, "property")
+    assert db.acquire()
+    try:
+        yield CatalogStore(db, {n: t.url for n, t in hub.tiers.items()}), pg_server, catalog_db
+    finally:
+        db.close()
+
+
+def _load(pg: Postgres, url: str, tier_url: str, items: list[Item], holds: list[Hold], ws: list[Warning_]) -> None:
+    """The scenario as the catalog holds it: the daemon's rows, the hub's copies (ids = the items'),
+    its delivered warnings and the holds."""
+    with pg.connect(url.rpartition("/")[2]) as c, c.transaction():
+        c.execute("TRUNCATE acqd.files, acqd.copies, acqd.hub_copies, acqd.hub_warnings, acqd.holds CASCADE")
+        for it in items:
+            c.execute(
+                "INSERT INTO acqd.files VALUES ('krios', 'j', %s, '/acq', %s, 1, true, 'verified', NULL, %s, 0,"
+                " 'x', %s, %s, now(), now(), 1)",
+                (it.id, it.relpath, it.size, it.detector, it.session),
+            )
+            c.execute(
+                "INSERT INTO acqd.copies VALUES ('krios', 'j', %s, %s, 'central', %s, %s, 'copy', 'none', %s, %s,"
+                " 'x', NULL, 'verified', now(), to_timestamp(%s), 1)",
+                (it.id, it.id, f"{tier_url}/{it.relpath}", it.relpath, it.size, it.size, it.verified_at),
+            )
+            c.execute(
+                "INSERT INTO acqd.hub_copies VALUES (%s, 'krios', 'j', %s, %s, 'central', %s, 'copy', 'none', %s, %s,"
+                " 'x', %s, 'verified', true, 0)",
+                (it.id, it.id, it.id, it.relpath, it.size, it.size, it.verified_at),
+            )
+        for w in ws:
+            c.execute(
+                "INSERT INTO acqd.hub_warnings (copy, recipient, purge_at, sent_at) VALUES (%s, 'a@x', %s, %s)",
+                (w.item_id, w.purge_at, w.sent_at),
+            )
+        for h in holds:
+            c.execute(
+                "INSERT INTO acqd.holds (target, until, reason, created) VALUES (%s, %s, %s, 0)",
+                (h.target, h.until, h.reason),
+            )
+
+
+def _key(a: Action) -> tuple[Any, ...]:
+    return (a.kind, a.item.id, a.rule, a.reason, a.at, a.tier, a.recipients)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sc=scenarios())
+def test_the_planner_over_the_catalog_never_purges_out_of_policy(
+    hub_store: tuple[CatalogStore, Postgres, str], sc: tuple[Policy, float, list[Item], list[Hold], list[Warning_]]
+) -> None:
+    """tests/test_policy.py's scenarios, written to the catalog and planned from it as the hub
+    does: the same actions as the planner given the values directly, hence the same guarantees
+    (a delivered warning its lead time old, never under a hold, within the caps), checked again."""
+    store, pg, url = hub_store
+    pol, now, items, holds, warnings = sc
+    _load(pg, url, store.tiers["central"], items, holds, warnings)
+    from_catalog, _ = plan_from_journal(store, pol, now)
+    direct = plan(now, items, pol, holds, warnings)
+    assert [_key(a) for a in from_catalog] == [_key(a) for a in direct]
+    rule = pol.spec.rules[0]
+    assert rule.expiration is not None
+    purges = [a for a in from_catalog if a.kind == "purge"]
+    for a in purges:
+        ws = [w for w in warnings if w.item_id == a.item.id]
+        assert any(w.sent_at + rule.warn <= now and w.purge_at <= now for w in ws)
+        assert now >= a.item.verified_at + rule.expiration.after
+        assert not any(h.covers(a.item, now) for h in holds)
+    assert len(purges) <= pol.spec.caps.maxItemsPerSweep
+    assert sum(a.item.size for a in purges) <= pol.spec.caps.maxBytesPerSweep
+
+
+def test_a_copy_elsewhere_is_not_the_hubs(facility: Facility) -> None:
+    """A catalogued copy whose recorded URL is not the hub's tier URL and its name (a daemon whose
+    `central` is another storage) is never warned about, moved or purged by the hub: counted, said."""
+    f = facility
+    elsewhere = "file:///elsewhere/krios/bob_rib_0102/c_fractions.mrc"
+    f.q("UPDATE acqd.copies SET url = %s WHERE dest LIKE %s RETURNING 1", elsewhere, "%/bob_rib_0102/%")
+    ok(f.hub(47))
+    r = ok(f.hub(62))
+    assert "1 verified catalogued copies are on tiers or URLs the hub does not manage" in r.stderr, r.stderr
+    assert f.box.to("bob@lab.example") == []
+    assert f.stored("krios", "bob_rib_0102/c_fractions.mrc").exists()
+    assert sorted(f.purged()) == sorted(r for _, r in MOVIES if not r.startswith("bob"))
