@@ -1096,6 +1096,30 @@ def hub(
     raise typer.Exit(rc)
 
 
+@hub_app.command("ack-clock")
+def hub_ack_clock(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="hub.yaml")] = None,
+    reason: Annotated[str, typer.Option(help="why the wall clock is right (the hub's audit)")] = "no reason given",
+) -> None:
+    """Vouch that the wall clock is right now, after a clock jump suspended the hub's purges: the
+    hub's next sweep re-anchors the trusted calendar kept in the catalog."""
+    import getpass
+
+    from acqd.hub import ack_clock
+
+    path = config or ctx.obj
+    if path is None:
+        raise usage("give the hub's configuration: acqd hub ack-clock --config hub.yaml", "--config")
+    with _errors():
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            who = f"uid {os.getuid()}"
+        over = ack_clock(load_hub(path), reason, who)
+    out.print(f"acknowledged the wall clock over: {over}. The hub's next sweep re-anchors the trusted clock.")
+
+
 retention_app = typer.Typer(
     no_args_is_help=True, help="Retention guards: acknowledge a clock jump that suspended purges."
 )

@@ -27,9 +27,9 @@ from acqd.facility import CatalogStore, HoldTargetError, hold_in_catalog
 from acqd.hubdb import HUB_SCHEMA, HubDb
 from acqd.metrics import Exporter, HubMetrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
-from acqd.policy.clock import Reading
+from acqd.policy.clock import ClockState, Reading
 from acqd.policy.model import Policy, load_policy
-from acqd.retention import RetentionRunner, SweepResult, read_clock, simulated
+from acqd.retention import RetentionRunner, SweepResult, project_clock, read_clock, simulated
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.values import Outcome
@@ -37,7 +37,7 @@ from acqd.values import Outcome
 log = logging.getLogger("acqd.hub")
 T = TypeVar("T")
 
-__all__ = ["HoldTargetError", "Hub", "hold", "open_db"]
+__all__ = ["HoldTargetError", "Hub", "ack_clock", "hold", "open_db"]
 
 
 def credential(path: Path | None, what: str) -> str | None:
@@ -113,6 +113,31 @@ def hold(config: HubConfig, target: str, until: float, reason: str, instrument: 
     finally:
         db.close()
     return res.describe(), res.files
+
+
+def ack_clock(config: HubConfig, reason: str, who: str) -> str:
+    """`acqd hub ack-clock`: an operator vouches for the wall clock; the hub's next sweep applies it.
+    Returns the suspension it acknowledges; AcqdError if there is none."""
+    policy = load_hub_policy(config)
+    db = open_db(config)
+    try:
+        require_schema(db)
+        store = CatalogStore(db, {n: t.url for n, t in config.tiers.items()})
+        reading = read_clock()
+        doc = store.clock_state()
+        kept = ClockState.from_json(doc) if doc is not None else None
+        projected = project_clock(store, policy, reading).after
+        suspension = (kept.suspension if kept is not None else None) or projected.suspension
+        if suspension is None:
+            raise AcqdError(
+                "nothing to acknowledge: the wall clock agrees with the hub's trusted clock "
+                f"(skew {projected.skew:+.0f}s)"
+            )
+        db.add_clock_ack(reading.wall, reading.boot_id, reading.boottime, reason, who)
+    finally:
+        db.close()
+    log.warning("hub: clock acknowledged by %s: %s", who, reason)
+    return suspension.reason
 
 
 class _Log:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 import os
 import re
 import subprocess
@@ -528,3 +529,23 @@ def test_a_copy_elsewhere_is_not_the_hubs(facility: Facility) -> None:
     assert f.box.to("bob@lab.example") == []
     assert f.stored("krios", "bob_rib_0102/c_fractions.mrc").exists()
     assert sorted(f.purged()) == sorted(r for _, r in MOVIES if not r.startswith("bob"))
+
+
+def test_a_clock_jump_suspends_the_hubs_purges_until_acknowledged(facility: Facility) -> None:
+    """The clock guard's state lives in the catalog: a wall clock 13 days ahead of the hub's
+    trusted calendar suspends purges; `acqd hub ack-clock` lifts it at the next sweep."""
+    f = facility
+    r = run_acqd("hub", "ack-clock", "--config", str(f.hub_yaml), "--reason", "x")
+    assert r.returncode == 1 and "nothing to acknowledge" in r.stderr, r.stderr
+    ok(f.hub(47))
+    doc = f.q("SELECT value FROM acqd.hub_state WHERE key = 'retention_clock'")[0][0]
+    doc["anchor"][0] -= 13 * DAY  # as if the wall clock had read 13 days behind so far
+    f.q("UPDATE acqd.hub_state SET value = %s::jsonb WHERE key = 'retention_clock' RETURNING 1", json.dumps(doc))
+    r = ok(f.hub(62))
+    assert "jumped forward by 13.0 days" in r.stderr, r.stderr
+    assert f.purged() == [] and all(f.stored(i, rel).exists() for i, rel in MOVIES)
+    ok(run_acqd("hub", "ack-clock", "--config", str(f.hub_yaml), "--reason", "NTP was down"))
+    ok(f.hub(62))
+    assert sorted(f.purged()) == sorted(rel for _, rel in MOVIES)
+    acks = f.q("SELECT count(*) FROM acqd.hub_audit WHERE action = 'retention.clock.acknowledged'")
+    assert acks == [(1,)]
