@@ -348,9 +348,11 @@ def test_two_hubs_one_acts_and_the_other_takes_over(pg_server: Postgres, catalog
             other = 1 - leader
             wait_for(lambda: metric(ports[other], "acqd_hub_lease_held") == 1.0, 60, "the standby takes the lease")
             assert "lease 'retention' taken" in hubs[other].stderr()
+            code, err = hubs[other].terminate()  # a clean stop: the lease given up
+            assert code == 0 and "lease 'retention' given up" in err, err
         finally:
             for h in hubs:
-                h.terminate()
+                h.kill()
         assert len(f.box.messages) == 2 and sorted(f.purged()) == sorted(r for _, r in MOVIES)
     finally:
         gen.close()
@@ -359,12 +361,12 @@ def test_two_hubs_one_acts_and_the_other_takes_over(pg_server: Postgres, catalog
 def test_a_daemon_whose_retention_the_hub_owns_never_sweeps(
     pg_server: Postgres, catalog_db: str, tmp_path: Path
 ) -> None:
+    """The same daemon and policy (a sweep every 0.2 s): with `retention: {owner: daemon}` (the
+    control, its own state) it sweeps; with `owner: hub` it never does, over fifteen intervals."""
     central, capacity = tmp_path / "central", tmp_path / "capacity"
     for d in (central, capacity):
         d.mkdir()
-    (tmp_path / "policy.yaml").write_text(SHORT.replace("interval", "x") + "  interval: 0.2s\n")
-    (tmp_path / "krios" / "acq" / "alice_x").mkdir(parents=True)
-    (tmp_path / "krios" / "acq" / "alice_x" / "m.mrc").write_bytes(b"x" * 5000)
+    (tmp_path / "policy.yaml").write_text(SHORT + "  interval: 0.2s\n")
 
     def swept(state: Path) -> bool:
         j = Journal(journal_path(state), readonly=True)
@@ -373,22 +375,18 @@ def test_a_daemon_whose_retention_the_hub_owns_never_sweeps(
         finally:
             j.close()
 
-    state = tmp_path / "krios" / "state"
-    for owner in ("daemon", "hub"):
-        cfg = daemon_config(tmp_path, "krios", catalog_db, pg_server, central, capacity, owner)
+    for inst, owner in (("control", "daemon"), ("krios", "hub")):
+        (tmp_path / inst / "acq" / "alice_x").mkdir(parents=True)
+        (tmp_path / inst / "acq" / "alice_x" / "m.mrc").write_bytes(b"x" * 5000)
+        state = tmp_path / inst / "state"
+        cfg = daemon_config(tmp_path, inst, catalog_db, pg_server, central, capacity, owner)
         if owner == "daemon":
             ok(run_acqd("catalog", "migrate", "--config", str(cfg)))
         d = Background("run", "--config", str(cfg))
         try:
             wait_for(lambda d=d: "acqd started" in d.stderr(), 60, "a start", d)
-            if owner == "daemon":  # the control: the same daemon sweeps within a few intervals
-                wait_for(lambda: swept(state), 60, "a sweep", d)
-                j = Journal(journal_path(state))
-                try:
-                    j._db.execute("DELETE FROM meta WHERE key = 'retention_clock'")
-                    j._db.commit()
-                finally:
-                    j.close()
+            if owner == "daemon":  # the control sweeps within a few intervals
+                wait_for(lambda state=state: swept(state), 60, "a sweep", d)
             else:
                 deadline = time.monotonic() + 3.0  # fifteen of its policy's intervals
                 while time.monotonic() < deadline:
@@ -500,6 +498,7 @@ def test_the_planner_over_the_catalog_never_purges_out_of_policy(
     does: the same actions as the planner given the values directly, hence the same guarantees
     (a delivered warning its lead time old, never under a hold, within the caps), checked again."""
     store, pg, url = hub_store
+    assert store.db.acquire()  # renewed per example: a long shrink outlives a lease
     pol, now, items, holds, warnings = sc
     _load(pg, url, store.tiers["central"], items, holds, warnings)
     from_catalog, _ = plan_from_journal(store, pol, now)
