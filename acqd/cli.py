@@ -882,6 +882,12 @@ def hold(
         raise usage("--instrument goes with --hub (a daemon's journal holds one instrument)", "--instrument")
     with _errors():
         cfg = load_config(config) if config is not None else None
+        if cfg is not None and cfg.retention.owner == "hub" and not list_:
+            raise ConfigError(
+                f"{config}: retention.owner is hub: the facility hub ignores this journal's holds; "
+                "hold in the catalog: acqd hold TARGET --hub /etc/acqd/hub.yaml --instrument "
+                f"{cfg.instrument} --until DATE --reason TEXT"
+            )
         sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
         if list_:
             j = Journal(journal_path(sd), readonly=True)

@@ -241,6 +241,9 @@ def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
     assert "2 stored file(s) in 1 session(s)" in r.stdout, r.stdout
     r = ok(run_acqd("hold", "--list", "--hub", str(f.hub_yaml)))
     assert "krios/alice_apo_0101" in r.stdout and "paper revision" in r.stdout
+    daemon = f.root / "krios.yaml"  # a hold in the journal of a daemon whose retention is the hub's: refused
+    r = run_acqd("hold", "alice_apo_0101", "--config", str(daemon), "--until", "2999-01-01", "--reason", "x")
+    assert r.returncode == 78 and "acqd hold TARGET --hub" in r.stderr and "--instrument krios" in r.stderr, r.stderr
     bad = run_acqd("hold", "no_such_session", "--hub", str(f.hub_yaml), "--until", "2999-01-01", "--reason", "x")
     assert bad.returncode == 1 and "nothing catalogued matches" in bad.stderr and "\n" not in bad.stderr.strip()
     ok(f.hub(62))
