@@ -490,7 +490,17 @@ class RetentionRunner:
             return False
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
         rel = row.copy.dest
-        await self._j(self.store.fence, "transition", row.copy.id)
+        resumed = await self._j(self.store.fence, "transition", row.copy.id)
+        if resumed and not await self._io(src.exists, rel):
+            # a sweep killed after deleting the old copy: the new one verified before that; checked
+            # again, then recorded (never recorded as moved without a new copy that verifies)
+            await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
+            await self._j(self.store.add_copy, row, dst.name, now)
+            await self._j(
+                self.store.mark_copy, row.copy.id, "moved", "retention.transitioned", to=dst.name, resumed=True
+            )
+            self._emit("retention.transitioned", row, reason=f"{src.name} -> {dst.name}")
+            return True
         try:
             await self._io(copy_between, src, dst, rel)
         except NameTakenError:

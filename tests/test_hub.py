@@ -551,3 +551,22 @@ def test_a_clock_jump_suspends_the_hubs_purges_until_acknowledged(facility: Faci
     assert sorted(f.purged()) == sorted(rel for _, rel in MOVIES)
     acks = f.q("SELECT count(*) FROM acqd.hub_audit WHERE action = 'retention.clock.acknowledged'")
     assert acks == [(1,)]
+
+
+def test_a_hub_killed_mid_transition_records_the_move_once(facility: Facility) -> None:
+    """SIGKILL after a transition deleted the old copy (the new one verified and recorded) and
+    before the old copy was recorded as moved: the restart checks the new copy and records the move."""
+    f = facility
+    f.hub_yaml.write_text(f.hub_yaml.read_text() + "lease: {ttl: 2s}\n")
+    stack = ("talos", "alice_tomo_0103/e_stack.dat")
+    r = f.hub(20, env={**os.environ, "ACQD_CRASH_AT": "retention_after_delete:1"})
+    assert r.returncode == -9, r.stderr
+    assert not f.stored(*stack).exists() and (f.capacity / stack[0] / stack[1]).exists()
+    wait_for(lambda: f.q("SELECT expires < now() FROM acqd.hub_lease") == [(True,)], 60, "the lease to expire")
+    r = ok(f.hub(20))
+    assert "failed" not in r.stderr.replace("0 failed", ""), r.stderr
+    rows = f.q("SELECT tier, state, origin FROM acqd.hub_copies WHERE dest LIKE '%e_stack.dat' ORDER BY id")
+    assert rows == [("central", "moved", True), ("capacity", "verified", False)]
+    moved = f.q("SELECT detail FROM acqd.hub_audit WHERE action = 'retention.transitioned'")
+    assert len(moved) == 1 and moved[0][0].get("resumed") is True
+    assert (f.capacity / stack[0] / stack[1]).read_bytes() == bytes([17]) * 5100
