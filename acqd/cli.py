@@ -1102,6 +1102,49 @@ def hub(
     raise typer.Exit(rc)
 
 
+@hub_app.command("plan")
+def hub_plan(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="hub.yaml")] = None,
+    now: Annotated[str | None, typer.Option(help="plan as of this ISO time (default: now)")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Dry run of the hub's next sweep over every instrument: what would be warned, moved, purged or
+    is blocked (by a hold, the caps, the clock guard), and why. Reads only; needs no lease."""
+    from acqd.hub import plan as hub_plan_
+
+    path = config or ctx.obj
+    if path is None:
+        raise usage("give the hub's configuration: acqd hub plan --config hub.yaml", "--config")
+    with _errors():
+        actions, t, suspended = hub_plan_(load_hub(path), _when(now) if now is not None else None)
+    rows = [
+        {
+            "kind": a.kind,
+            "instrument": a.item.instrument,
+            "relpath": a.item.relpath,
+            "tier": a.item.tier,
+            "to": a.tier or None,
+            "at": _iso(a.at),
+            "rule": a.rule,
+            "reason": a.reason,
+            "recipients": list(a.recipients),
+        }
+        for a in actions
+    ]
+    if json_:
+        out.print_json(json.dumps({"as_of": _iso(t), "suspended": suspended or None, "actions": rows}))
+        return
+    if suspended:
+        out.print(f"PURGES SUSPENDED: {suspended}", markup=False)
+    for r in rows:
+        out.print(
+            f"{r['kind']:10} {r['instrument']}/{r['relpath']} ({r['tier']}) {r['at']}: {r['reason']}", markup=False
+        )
+    if not rows:
+        out.print(f"nothing due as of {_iso(t)}", markup=False)
+
+
 @hub_app.command("ack-clock")
 def hub_ack_clock(
     ctx: typer.Context,

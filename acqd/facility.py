@@ -22,18 +22,23 @@ class CatalogStore:
     """Every instrument's verified copies on the hub's tiers, the hub's warnings, the catalog's
     holds and the clock guard's state; each write fenced by the hub's lease."""
 
-    def __init__(self, db: HubDb, tiers: dict[str, str]) -> None:
+    def __init__(self, db: HubDb, tiers: dict[str, str], *, preview: bool = False) -> None:
         self.db = db
+        self.preview = preview  # read only (`acqd hub plan`): nothing taken in, no lease needed
         self.tiers = tiers  # tier name -> URL, as the hub reaches it
         self.adopted = 0  # daemons' copies taken in by the last `items`
         self.foreign = 0  # verified copies the hub leaves alone (another tier, or another URL)
         self.count = 0  # copies managed at the last `items`
 
     def items(self) -> tuple[list[Item], dict[int, RetentionRow]]:
-        self.adopted, self.foreign = self.db.adopt(self.tiers, time.time())
+        if self.preview:
+            rows = self.db.preview_items(self.tiers)
+        else:
+            self.adopted, self.foreign = self.db.adopt(self.tiers, time.time())
+            rows = self.db.items()
         items: list[Item] = []
         by_copy: dict[int, RetentionRow] = {}
-        for r in self.db.items():
+        for r in rows:
             (hid, inst, _jid, _fid, tier, dest, layout, codec, sbytes, stored, checksum, verified_at, added) = r[:13]
             root, relpath, version, state, size, mtime_ns, fchecksum, detector, session, first, upd = r[13:]
             copy = CopyRow(

@@ -29,7 +29,8 @@ from acqd.metrics import Exporter, HubMetrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.policy.clock import ClockState, Reading
 from acqd.policy.model import Policy, load_policy
-from acqd.retention import RetentionRunner, SweepResult, project_clock, read_clock, simulated
+from acqd.policy.planner import Action
+from acqd.retention import RetentionRunner, SweepResult, plan_from_journal, project_clock, read_clock, simulated
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.values import Outcome
@@ -37,7 +38,7 @@ from acqd.values import Outcome
 log = logging.getLogger("acqd.hub")
 T = TypeVar("T")
 
-__all__ = ["HoldTargetError", "Hub", "ack_clock", "hold", "open_db"]
+__all__ = ["HoldTargetError", "Hub", "ack_clock", "hold", "open_db", "plan"]
 
 
 def credential(path: Path | None, what: str) -> str | None:
@@ -138,6 +139,22 @@ def ack_clock(config: HubConfig, reason: str, who: str) -> str:
         db.close()
     log.warning("hub: clock acknowledged by %s: %s", who, reason)
     return suspension.reason
+
+
+def plan(config: HubConfig, now: float | None) -> tuple[list[Action], float, str]:
+    """`acqd hub plan`: what the next sweep would do at `now` (None: the clock, through the clock
+    guard's state in the catalog), read only. Returns the actions, the time judged by, a suspension."""
+    policy = load_hub_policy(config)
+    db = open_db(config)
+    try:
+        require_schema(db)
+        store = CatalogStore(db, {n: t.url for n, t in config.tiers.items()}, preview=True)
+        view = project_clock(store, policy, read_clock() if now is None else simulated(now))
+        actions, _ = plan_from_journal(store, policy, 0.0, view.after)
+    finally:
+        db.close()
+    s = view.after.suspension
+    return actions, view.after.effective, s.reason if s is not None else ""
 
 
 class _Log:

@@ -202,6 +202,29 @@ class HubDb:
             " WHERE h.state = 'verified' AND (NOT h.origin OR c.state = 'verified') ORDER BY h.id"
         )
 
+    def preview_items(self, tiers: dict[str, str]) -> list[tuple[Any, ...]]:
+        """`items` without writing anything (`acqd hub plan`): the hub's copies, and the daemons'
+        copies it would take in at its next sweep, under negative ids (they have no warnings yet)."""
+        names, urls = list(tiers), [u.rstrip("/") for u in tiers.values()]
+        fcols = ITEM_COLS.split(", f.root", 1)[1]
+        return self._rows(
+            f"SELECT {ITEM_COLS} FROM acqd.hub_copies h"
+            " JOIN acqd.files f ON (f.instrument, f.journal_id, f.file_id) = (h.instrument, h.journal_id, h.file_id)"
+            " LEFT JOIN acqd.copies c"
+            " ON (c.instrument, c.journal_id, c.copy_id) = (h.instrument, h.journal_id, h.copy_id)"
+            " WHERE h.state = 'verified' AND (NOT h.origin OR c.state = 'verified')"
+            " UNION ALL SELECT -row_number() OVER (ORDER BY c.instrument, c.journal_id, c.copy_id), c.instrument,"
+            " c.journal_id, c.file_id, c.tier, c.dest, c.layout, c.codec, c.source_bytes, c.stored_bytes,"
+            " c.checksum, extract(epoch FROM COALESCE(c.verified_at, c.stored_at)), 0, f.root"
+            + fcols
+            + " FROM acqd.copies c JOIN unnest(%s::text[], %s::text[]) AS t(name, url)"
+            " ON t.name = c.tier AND c.url = t.url || '/' || c.dest"
+            " JOIN acqd.files f ON (f.instrument, f.journal_id, f.file_id) = (c.instrument, c.journal_id, c.file_id)"
+            " WHERE c.state = 'verified' AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"
+            " (h.instrument, h.journal_id, h.copy_id, h.tier) = (c.instrument, c.journal_id, c.copy_id, c.tier))",
+            (names, urls),
+        )
+
     def add_copy(self, copy: int, tier: str, now: float) -> int:
         """A hub transition's new copy (same name, another tier), keeping the first copy's age."""
         with self._fenced() as cur:

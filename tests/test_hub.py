@@ -246,6 +246,12 @@ def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
     assert r.returncode == 78 and "acqd hold TARGET --hub" in r.stderr and "--instrument krios" in r.stderr, r.stderr
     bad = run_acqd("hold", "no_such_session", "--hub", str(f.hub_yaml), "--until", "2999-01-01", "--reason", "x")
     assert bad.returncode == 1 and "nothing catalogued matches" in bad.stderr and "\n" not in bad.stderr.strip()
+    now = datetime.fromtimestamp(f.t0 + 62 * DAY, UTC).isoformat()
+    r = ok(run_acqd("hub", "plan", "--config", str(f.hub_yaml), "--now", now, "--json"))
+    kinds = {(a["instrument"], a["relpath"]): (a["kind"], a["reason"]) for a in json.loads(r.stdout)["actions"]}
+    assert kinds[("krios", "alice_apo_0101/a_fractions.mrc")] == ("blocked", "hold: paper revision")
+    assert kinds[("krios", "bob_rib_0102/c_fractions.mrc")][0] == "purge"
+    assert all(f.stored(i, rel).exists() for i, rel in MOVIES)  # a dry run
     ok(f.hub(62))
     assert f.stored("krios", "alice_apo_0101/a_fractions.mrc").exists()
     assert f.stored("krios", "alice_apo_0101/b_fractions.mrc").exists()
