@@ -584,7 +584,10 @@ class Daemon:
                 op = config.owner_page
                 page_on = op is not None and op.enabled and policy is not None and not self.once
                 links = owner_page.link_maker(op, owner_page.secrets_of(op)[0]) if op is not None and page_on else None
-                if policy is not None and not self.once:
+                hub_owned = config.retention.owner == "hub"
+                if policy is not None and hub_owned and not self.once:
+                    log.info("retention: owned by the facility hub (retention.owner: hub); this daemon never sweeps")
+                if policy is not None and not self.once and not hub_owned:
                     mailer = build_mailer(config)
                     self.retention = RetentionRunner(
                         policy=policy,

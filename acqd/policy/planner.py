@@ -47,20 +47,25 @@ class Item:
     verified_at: float
     owner: str | None = None
     root: str = ""  # the watch root the file is under
+    instrument: str = ""  # whose file (the facility hub plans over every instrument at once); "" = this one
 
 
 @dataclass(frozen=True, slots=True)
 class Hold:
     """A hold on a path relative to a watch root: a session, a folder, or one file ("" and "." =
-    the whole root). `root` "" means the path under any watch root."""
+    the whole root). `root` "" means the path under any watch root; `instrument` "" under any
+    instrument's (a hold in the facility catalog may name one)."""
 
     target: str
     until: float
     reason: str = ""
     root: str = ""
+    instrument: str = ""
 
     def covers(self, item: Item, now: float) -> bool:
         if now >= self.until:
+            return False
+        if self.instrument and item.instrument and self.instrument != item.instrument:
             return False
         if self.root and item.root and self.root.rstrip("/") != item.root.rstrip("/"):
             return False
