@@ -484,8 +484,8 @@ def _load(pg: Postgres, url: str, tier_url: str, items: list[Item], holds: list[
             )
         for w in ws:
             c.execute(
-                "INSERT INTO acqd.hub_warnings (copy, recipient, purge_at, sent_at) VALUES (%s, 'a@x', %s, %s)",
-                (w.item_id, w.purge_at, w.sent_at),
+                "INSERT INTO acqd.hub_warnings (copy, recipient, purge_at, sent_at) VALUES (%s, %s, %s, %s)",
+                (w.item_id, w.recipient, w.purge_at, w.sent_at),
             )
         for h in holds:
             c.execute(
