@@ -351,8 +351,10 @@ class RetentionRunner:
             if a.kind == "void":
                 await self._j(self.store.void_warnings, a.item.id, now, a.reason)
                 log.info("retention: %s: %s", a.item.relpath, a.reason)
+        # a warning is stamped with the trusted calendar (see acqd.policy.planner: never behind real time)
+        sent = max(now, self.last_clock.calendar) if self.last_clock is not None else now
         try:
-            await self._warn(now, [a for a in actions if a.kind == "warn"], by_copy, res)
+            await self._warn(sent, [a for a in actions if a.kind == "warn"], by_copy, res)
         except FenceError as exc:
             res.suspended = str(exc)
             log.error("retention: %s; sweep stopped", exc)

@@ -360,6 +360,20 @@ def clock_runs(draw: st.DrawFn) -> tuple[Policy, list[float], list[Step]]:
 def test_no_purge_before_the_warned_date_whatever_the_wall_clock_does(
     run: tuple[Policy, list[float], list[Step]],
 ) -> None:
+    clock_run(run)
+
+
+def test_a_warning_sent_while_the_wall_clock_is_behind_keeps_its_full_lead_time() -> None:
+    """Found by the property above: the wall clock set back a day (the guard suspends purges and
+    judges by the wall clock, the lesser), a warning goes out, then the clock jumps ahead. Stamped
+    with the lagging wall clock, the warning looked a day older than it was, and the file went a day
+    before its warning period had passed in real time. It is stamped with the trusted calendar now."""
+    ticks: list[Step] = [(1.0, "tick", 0.0)] * 4 + [(3.0, "tick", 0.0)] + [(1.0, "tick", 0.0)] * 5
+    steps = [*ticks, (1.0, "jump", -1.0), *[(2.0, "tick", 0.0)] * 3, (1.0, "tick", 1.0), (1.0, "jump", 3.0)]
+    clock_run((policy_with(2, 2, 1000, 10**9), [19.0], steps))
+
+
+def clock_run(run: tuple[Policy, list[float], list[Step]]) -> None:
     """Sweeps over a run in which the wall clock jumps forwards and backwards (within one boot and
     across reboots) and operators acknowledge it when it is right: no file is ever purged before the
     date its delivered warning announced, nor less than the warning period after delivery, in real
@@ -397,7 +411,7 @@ def test_no_purge_before_the_warned_date_whatever_the_wall_clock_does(
         assert state.effective <= real + slack + 1e-3  # the time retention judges by never runs ahead
         for a in plan(0, [it for it in items.values() if it.verified_at <= real], pol, (), warnings, clock=state):
             if a.kind == "warn":
-                warnings.append(Warning_(a.item.id, a.at, state.effective))
+                warnings.append(Warning_(a.item.id, a.at, max(state.effective, state.calendar)))  # as the runner
                 announced.setdefault(a.item.id, []).append((a.at, real))
             elif a.kind == "purge":
                 dates = announced[a.item.id]

@@ -963,3 +963,29 @@ async def test_a_recipient_whose_digest_was_refused_is_warned_again_alone(setup:
         await asyncio.get_running_loop().run_in_executor(jexec, j.close)
         jexec.shutdown()
         io.shutdown()
+
+
+async def test_a_warning_sent_while_the_wall_clock_is_behind_counts_from_when_it_went_out(setup: Setup) -> None:
+    """From day 40 the wall clock is 5 days behind (the guard judges by the lesser clock, so the
+    warning for day 60 goes out on real day 51, when the wall clock says day 46); on day 52 it is
+    set right. The warning is stamped with the trusted calendar: it announces day 65 (14 days after
+    it really went out) and nothing goes before that; stamped with the wall clock it would have said
+    day 60, 9 real days after the mail."""
+    s = setup
+    jd = Journaled(s)
+    try:
+        runner = await jd.open()
+        for d in range(0, 52):
+            res = await runner.sweep(day_reading(s, d, -5 if d >= 40 else 0))
+            assert res.purged == 0
+            assert (res.digests > 0) == (d == 51), d
+        body = [m.get_body(("plain",)).get_content() for _, m in s.box.messages]  # type: ignore[union-attr]
+        day65 = datetime.fromtimestamp(s.t0 + 65 * DAY + 60, UTC).strftime("%Y-%m-%d")
+        assert all(day65 in b for b in body), (day65, body)
+        for d in range(52, 65):
+            res = await runner.sweep(day_reading(s, d))
+            assert res.purged == 0, d
+        res = await runner.sweep(day_reading(s, 65.01))
+        assert res.purged == 4
+    finally:
+        await jd.shutdown()

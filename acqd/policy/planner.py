@@ -141,9 +141,12 @@ def plan(
     delivered: dict[int, list[Warning_]] = {}
     for w in warnings:
         delivered.setdefault(w.item_id, []).append(w)
-    wall = now
+    wall = sent = now
     if clock is not None:
-        now, wall = clock.effective, clock.last.wall
+        # judged by `effective` (never ahead of real time), but a warning sent now counts from the
+        # trusted calendar (never behind it): with the wall clock set back, a warning stamped with the
+        # wall clock would look older than it is, and its lead time would run out early
+        now, wall, sent = clock.effective, clock.last.wall, max(clock.effective, clock.calendar)
     clock_problem = None
     if clock is not None and clock.suspension is not None:
         clock_problem = f"clock guard: {clock.suspension.reason}; waits for the trusted clock or an ack-clock"
@@ -197,7 +200,7 @@ def plan(
         if missing or not recipients:
             # a recipient not (or no longer) warned: warned now, and the purge waits a full lead time
             # after this delivery; the others keep their date (a later purge than announced is safe)
-            purge_at = max([expiry, now + rule.warn, *(w.purge_at for w in told)])
+            purge_at = max([expiry, sent + rule.warn, *(w.purge_at for w in told)])
             again = " (warned again)" if mine and not told else ""
             actions.append(
                 Action("warn", it, rule.name, f"purge on {_day(purge_at)}{again}", purge_at, recipients=tuple(missing))
