@@ -162,7 +162,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "warning-dated-by-lagging-clock",
-        "a warning sent while the wall clock is behind announces a date counted from the wall clock (a short lead time)",
+        "a warning sent while the wall clock is behind is dated from the wall clock (a short lead time)",
         "acqd/policy/planner.py",
         "max(clock.effective, clock.calendar)\n",
         "clock.effective\n",
