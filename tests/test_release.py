@@ -47,13 +47,16 @@ HOLDER = (
 # after each pause that the name still leads to the inode it writes (not unlinked under it)
 WRITER = """
 import os, random, sys, time
-path, planes, size, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+path, planes, size, pause, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 rng = random.Random(12)
 fd = os.open(path + ".part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 os.rename(path + ".part", path)
 for i in range(planes):
     os.write(fd, rng.randbytes(size))
     time.sleep(pause)
+    deadline = time.monotonic() + 300  # the test says when the plane has been shipped (or gives up)
+    while i == 0 and not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.05)
     mine, there = os.fstat(fd), os.stat(path)
     if mine.st_nlink == 0 or mine.st_ino != there.st_ino:
         print(f"released under the writer after plane {i + 1}", flush=True)
@@ -232,15 +235,21 @@ def test_an_open_multipage_file_is_shipped_as_it_grows_and_released_only_after_c
     (watch / "pos0").mkdir()
     target = watch / "pos0" / "MMStack_Pos0.ome.tif"
     n, size = 4, 200_000
+    go = tmp_path / "go"
     d = Background("run", "--config", str(config(tmp_path, watch, dest, state)))
     try:
-        w = subprocess.run(
-            [sys.executable, "-c", WRITER, str(target), str(n), str(size), "1.2"],
-            capture_output=True,
+        w = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target), str(n), str(size), "1.2", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=120,
         )
-        assert w.returncode == 0, w.stdout + w.stderr  # never released under the writer
+        # the first plane shipped while the file is open (on a loaded machine the daemon may start
+        # late: the writer waits for it rather than finishing before anything is seen)
+        wait_for(lambda: any(len(c) >= size for c in stored(dest).values()), 120, "the first plane shipped", d)
+        go.touch()
+        out, _ = w.communicate(timeout=300)
+        assert w.returncode == 0, out  # never released under the writer
         wait_for(lambda: journal_states(state).get("pos0/MMStack_Pos0.ome.tif") == "released", 60, "the release")
     finally:
         code, err = d.terminate()
