@@ -195,7 +195,8 @@ WITH b AS (
 )
 DELETE FROM acqd.{table} x USING pairs p
 WHERE x.instrument = %(i)s
-  AND ((p.b_newer AND x.journal_id = p.oj AND x.{id} = p.oid) OR (NOT p.b_newer AND x.journal_id = p.bj AND x.{id} = p.bid))
+  AND ((p.b_newer AND x.journal_id = p.oj AND x.{id} = p.oid)
+       OR (NOT p.b_newer AND x.journal_id = p.bj AND x.{id} = p.bid))
 RETURNING x.journal_id, {ret}
 """
 _SUPERSEDE_COPIES = _PAIRS.format(

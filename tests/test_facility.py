@@ -34,7 +34,7 @@ from acqd.values import Identity, SourceRef, State, WriteResult
 from tests.conftest import need, run_acqd, write_config
 from tests.servers import PG_PASSWORD, Postgres, free_port
 from tests.test_catalog import config, migrate, pg_query, wait_for_async
-from tests.test_service import Broker
+from tests.test_service import DEPLOY, Broker, dashboard_queries
 
 DAY = 86400.0
 NOW = 1_796_083_200.0  # 2026-12-01 00:00 UTC
@@ -88,13 +88,14 @@ def test_due_dates_follow_the_planner_s_transitions_and_expiry() -> None:
     assert due_dates(keep, "central", NOW - 500 * DAY, NOW) == (None, None)
 
 
-def test_plan_stream_equals_one_plan_over_everything_caps_included() -> None:
+@pytest.mark.parametrize(("max_items", "max_bytes"), [(4, 10**12), (10**6, 5_000)], ids=["item-cap", "byte-cap"])
+def test_plan_stream_equals_one_plan_over_everything_caps_included(max_items: int, max_bytes: int) -> None:
     """Chunked, the planner's purges stop at the same caps as one plan over all items (the caps are
     carried from chunk to chunk), and every other action is the same."""
     import yaml
 
     doc = yaml.safe_load(POLICY)
-    doc["spec"]["caps"] = {"maxItemsPerSweep": 6, "maxBytesPerSweep": 9_000}
+    doc["spec"]["caps"] = {"maxItemsPerSweep": max_items, "maxBytesPerSweep": max_bytes}
     pol = Policy.model_validate(doc)
     rng = random.Random(7)
     items = sorted(
@@ -123,7 +124,7 @@ def test_plan_stream_equals_one_plan_over_everything_caps_included() -> None:
     whole = plan(NOW, items, pol, warnings=[w for ws in warnings.values() for w in ws])
     chunks = [items[i : i + 25] for i in range(0, len(items), 25)]
     streamed = list(plan_stream(NOW, chunks, pol, warnings=warnings))
-    assert sum(a.kind == "purge" for a in whole) > 0 and any(a.kind == "blocked" for a in whole)
+    assert sum(a.kind == "purge" for a in whole) > 0 and any("caps" in a.reason for a in whole)
     # the same actions (plan() lists the capped purges after the rest; the stream, chunk by chunk)
     assert sorted(map(repr, streamed)) == sorted(map(repr, whole))
     assert [a for a in streamed if a.kind == "purge"] == [a for a in whole if a.kind == "purge"]
@@ -385,6 +386,14 @@ def test_facility_gauges_scraped_from_a_metrics_server(
     assert m[("acqd_facility_quarantined_files", (("instrument", "krios"),))] == 1
     assert sum(v for (n, _), v in m.items() if n == "acqd_facility_due_purge_bytes") == 4000
     assert sum(v for (n, _), v in m.items() if n == "acqd_facility_due_transition_bytes") == 4000
+    # every facility metric the dashboard and the alert rules query is one this collector exposes
+    import re
+
+    exposed = {name for name, _ in m}
+    rules = (DEPLOY / "prometheus" / "acqd.rules.yml").read_text()
+    wanted = set(re.findall(r"\bacqd_(?:facility|fleet)_[a-z_]+", " ".join(dashboard_queries("acqd-facility.json"))))
+    wanted |= set(re.findall(r"\bacqd_(?:facility|fleet)_[a-z_]+", rules))
+    assert len(wanted) >= 12 and wanted <= exposed, wanted - exposed
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
     promtool = need("promtool", "Debian package prometheus")
     r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
