@@ -164,7 +164,13 @@ def _measure(what: str, url: str) -> dict[str, Any]:
             out["copies"] = n
         elif what == "plan":
             kinds: dict[str, int] = {}
-            for a in plan_stream(NOW, usage.plan_chunks(conn), policy):
+
+            def chunks() -> Any:
+                for chunk in usage.plan_chunks(conn):
+                    out.setdefault("first_chunk_seconds", time.perf_counter() - t0)
+                    yield chunk
+
+            for a in plan_stream(NOW, chunks(), policy):
                 kinds[a.kind] = kinds.get(a.kind, 0) + 1
             out["actions"] = kinds
         elif what == "fleet":
@@ -172,8 +178,17 @@ def _measure(what: str, url: str) -> dict[str, Any]:
     finally:
         conn.close()
     out["seconds"] = time.perf_counter() - t0
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = _hwm_mib()
     return out
+
+
+def _hwm_mib() -> float:
+    """This process's peak resident set (VmHWM: since its exec, unlike ru_maxrss, which a spawned
+    child inherits from the parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(what: str, url: str) -> dict[str, Any]:
@@ -200,7 +215,6 @@ def explain(url: str, n: int) -> dict[str, list[str]]:
     ids = list(range(first, first + 500))
     cases = {
         "plan stream (cursor)": (f"DECLARE c NO SCROLL CURSOR FOR {usage.PLAN_SQL}", None, "copies_live_age", False),
-        "plan stream, first 10,000 rows": (f"{usage.PLAN_SQL} LIMIT 10000", None, "copies_live_age", True),
         "usage pass": (usage.USAGE_SQL, None, None, True),
         "fleet": (usage.FLEET_SQL, None, "files_pending", True),
         "quarantines": (usage.QUARANTINE_SQL, None, None, True),
@@ -218,6 +232,20 @@ def explain(url: str, n: int) -> dict[str, list[str]]:
                 key = f"{name} ({'without' if dropped else 'with'} {index})" if index else name
                 out[key] = [r[0] for r in rows]
     return out
+
+
+def _drop_and(url: str, index: str, fn: Any) -> None:
+    """Run `fn` with `index` dropped, then build it again."""
+    import psycopg
+
+    with psycopg.connect(url, password=PG_PASSWORD, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_get_indexdef(%s::regclass)", (f"acqd.{index}",)).fetchone()
+        assert row is not None
+        conn.execute(f"DROP INDEX acqd.{index}")
+        try:
+            fn()
+        finally:
+            conn.execute(row[0])
 
 
 def sizes(url: str) -> list[tuple[str, int]]:
@@ -256,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         for what in ("stream", "usage", "plan", "fleet"):
             r = measure(what, url)
             print(f"{what}: {r}")
+        _drop_and(url, "copies_live_age", lambda: print(f"plan without copies_live_age: {measure('plan', url)}"))
         for name, lines in explain(url, a.files).items():
             print(f"\n-- {name}")
             keep = ("Scan", "Sort", "Execution", "Join", "Loop", "Aggregate", "Limit")

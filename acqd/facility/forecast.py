@@ -71,22 +71,18 @@ def due_dates(rule: Rule, tier: str, verified_at: float, now: float) -> tuple[tu
 @dataclass
 class Tally:
     """Totals per owner, group, instrument, tier and data class; due purges and transitions per
-    week ahead of `now` (week 0: due within 7 days, including overdue); quarantines per instrument."""
+    week ahead of `now` (week 0: due within 7 days, including overdue); quarantines per instrument.
+    Each copy is added to one cell (owner, group, instrument, tier, class); the per-dimension
+    tables are sums of the cells."""
 
     policy: Policy | None
     now: float
     groups: Mapping[str, str] = field(default_factory=dict)  # owner -> group
     weeks: int = 8
-    by_owner: dict[tuple[str, str], Figures] = field(default_factory=dict)  # (owner, group)
-    by_group: dict[str, Figures] = field(default_factory=dict)
-    by_instrument: dict[str, Figures] = field(default_factory=dict)
-    by_tier: dict[str, Figures] = field(default_factory=dict)
-    by_class: dict[str, Figures] = field(default_factory=dict)
-    by_place: dict[tuple[str, str, str], Figures] = field(default_factory=dict)  # (instrument, tier, class)
+    cells: dict[tuple[str, str, str, str, str], list[int]] = field(default_factory=dict)
     purges: dict[int, Figures] = field(default_factory=dict)  # weeks ahead -> purges due then
     transitions: dict[tuple[int, str], Figures] = field(default_factory=dict)  # (weeks ahead, to tier)
     quarantined: dict[str, Figures] = field(default_factory=dict)  # instrument -> quarantined files
-    total: Figures = field(default_factory=Figures)
 
     def _week(self, at: float) -> int | None:
         k = int(max(0.0, at - self.now) // WEEK)
@@ -101,15 +97,14 @@ class Tally:
             cls = self.policy.data_class(c.relpath, c.detector) or NO_CLASS
             rule = self.policy.rule_for(c.relpath, c.detector, owner)
         who = owner or NO_OWNER
-        group = self.groups.get(who, NO_GROUP)
+        key = (who, self.groups.get(who, NO_GROUP), c.instrument, c.tier, cls)
         size = c.stored_bytes
-        self.by_owner.setdefault((who, group), Figures()).add(1, size)
-        self.by_group.setdefault(group, Figures()).add(1, size)
-        self.by_instrument.setdefault(c.instrument, Figures()).add(1, size)
-        self.by_tier.setdefault(c.tier, Figures()).add(1, size)
-        self.by_class.setdefault(cls, Figures()).add(1, size)
-        self.by_place.setdefault((c.instrument, c.tier, cls), Figures()).add(1, size)
-        self.total.add(1, size)
+        cell = self.cells.get(key)
+        if cell is None:
+            self.cells[key] = [1, size]
+        else:
+            cell[0] += 1
+            cell[1] += size
         if rule is None:
             return
         move, purge = due_dates(rule, c.tier, c.verified_at, self.now)
@@ -120,6 +115,44 @@ class Tally:
 
     def add_quarantined(self, instrument: str, files: int, size: int) -> None:
         self.quarantined.setdefault(instrument, Figures()).add(files, size)
+
+    def _by(self, *idx: int) -> dict[Any, Figures]:
+        out: dict[Any, Figures] = {}
+        for key, (n, size) in self.cells.items():
+            k = tuple(key[i] for i in idx)
+            out.setdefault(k if len(k) > 1 else k[0], Figures()).add(n, size)
+        return out
+
+    @property
+    def by_owner(self) -> dict[tuple[str, str], Figures]:  # (owner, group)
+        return self._by(0, 1)
+
+    @property
+    def by_group(self) -> dict[str, Figures]:
+        return self._by(1)
+
+    @property
+    def by_instrument(self) -> dict[str, Figures]:
+        return self._by(2)
+
+    @property
+    def by_tier(self) -> dict[str, Figures]:
+        return self._by(3)
+
+    @property
+    def by_class(self) -> dict[str, Figures]:
+        return self._by(4)
+
+    @property
+    def by_place(self) -> dict[tuple[str, str, str], Figures]:  # (instrument, tier, class)
+        return self._by(2, 3, 4)
+
+    @property
+    def total(self) -> Figures:
+        f = Figures()
+        for n, size in self.cells.values():
+            f.add(n, size)
+        return f
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain values (the `--json` document)."""
