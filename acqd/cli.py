@@ -1108,8 +1108,8 @@ HubPasswordOpt = Annotated[Path | None, typer.Option("--password-file", help="th
 def _hub_source(config: Path | None, catalog_url: str | None, password_file: Path | None) -> Any:
     from pydantic import ValidationError
 
-    from acqd.facility.settings import load_view
-    from acqd.facility.views import Source
+    from acqd.overview.settings import load_view
+    from acqd.overview.views import Source
 
     if (config is None) == (catalog_url is None):
         raise ConfigError("give either --config hub.yaml or --catalog postgresql://...")
@@ -1130,7 +1130,7 @@ def hub_usage(
 ) -> None:
     """Bytes and files stored per owner, group, instrument, tier and data class; purges and
     transitions the policy makes due per week; quarantines per instrument. From the catalog."""
-    from acqd.facility.views import usage_report
+    from acqd.overview.views import usage_report
     from acqd.units import human_bytes
 
     with _errors():
@@ -1167,7 +1167,7 @@ def hub_fleet(
 ) -> None:
     """Each instrument's last contact, backlog and oldest waiting file (catalog and MQTT status).
     Exit 1 if an instrument is silent (longer than fleet.silent_after) while files wait."""
-    from acqd.facility.views import fleet_report
+    from acqd.overview.views import fleet_report
 
     with _errors():
         src = _hub_source(config, catalog_url, password_file)

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from acqd.facility import usage
-from acqd.facility.forecast import Tally, groups_of, plan_stream
+from acqd.overview import usage
+from acqd.overview.forecast import Tally, groups_of, plan_stream
 from acqd.policy.model import load_policy
 from tests.servers import PG_PASSWORD, Postgres, postgres_bindir
 

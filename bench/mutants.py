@@ -403,7 +403,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "facility-no-statement-timeout",
         "the facility views' queries run without a statement timeout (a locked table hangs a scrape)",
-        "acqd/facility/usage.py",
+        "acqd/overview/usage.py",
         "        conn.execute(\"SELECT set_config('statement_timeout', %s, false)\", (ms,))\n",
         "",
         ("tests/test_facility.py::test_facility_gauges_survive_a_catalog_that_is_away_or_stuck",),
@@ -411,7 +411,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "facility-plan-caps-per-chunk",
         "the streamed plan applies the purge caps to each chunk instead of the whole sweep",
-        "acqd/facility/forecast.py",
+        "acqd/overview/forecast.py",
         "                items_left -= 1\n",
         "",
         ("tests/test_facility.py::test_plan_stream_equals_one_plan_over_everything_caps_included",),
@@ -419,7 +419,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "fleet-silent-without-backlog",
         "an instrument with nothing waiting is reported silent",
-        "acqd/facility/health.py",
+        "acqd/overview/health.py",
         "return self.backlog_files > 0 and (",
         "return (",
         ("tests/test_facility.py::test_hub_fleet_flags_an_instrument_silent_while_files_wait",),

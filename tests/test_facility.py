@@ -22,11 +22,11 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from acqd import catalog
-from acqd.facility.forecast import due_dates, plan_stream
-from acqd.facility.gauges import register_facility_collector
-from acqd.facility.settings import FacilityView
-from acqd.facility.views import Source
 from acqd.journal import Journal, Observation, configure_outbox, snapshot
+from acqd.overview.forecast import due_dates, plan_stream
+from acqd.overview.gauges import register_facility_collector
+from acqd.overview.settings import FacilityView
+from acqd.overview.views import Source
 from acqd.policy.model import Policy
 from acqd.policy.planner import Item, plan
 from acqd.publish import JournalOutbox
@@ -362,7 +362,7 @@ def test_facility_gauges_scraped_from_a_metrics_server(
     set_contact(pg_server, catalog_db, "sem", 7200)
     set_contact(pg_server, catalog_db, "krios", 3600)
     registry, port = metrics_server
-    from acqd.facility.settings import load_view
+    from acqd.overview.settings import load_view
 
     src = Source.of(load_view(hub_yaml(tmp_path, catalog_db, pg_server)))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 60))

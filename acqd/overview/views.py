@@ -13,11 +13,11 @@ from typing import Any
 
 from acqd.config import CatalogConfig
 from acqd.errors import ConfigError
-from acqd.facility import usage
-from acqd.facility.fleet import read_status
-from acqd.facility.forecast import Tally, groups_of
-from acqd.facility.health import Health, merge
-from acqd.facility.settings import FacilityView
+from acqd.overview import usage
+from acqd.overview.fleet import read_status
+from acqd.overview.forecast import Tally, groups_of
+from acqd.overview.health import Health, merge
+from acqd.overview.settings import FacilityView
 from acqd.policy.model import Policy, load_policy
 
 

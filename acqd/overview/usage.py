@@ -14,8 +14,8 @@ from typing import Any
 
 from acqd.catalog import one_line, require_psycopg
 from acqd.errors import CatalogError
-from acqd.facility.forecast import Copy, Tally
-from acqd.facility.health import CatalogContact
+from acqd.overview.forecast import Copy, Tally
+from acqd.overview.health import CatalogContact
 from acqd.policy.planner import Item
 
 try:

@@ -23,10 +23,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from acqd.errors import CatalogError
-from acqd.facility.forecast import Tally
-from acqd.facility.health import merge
-from acqd.facility.usage import fleet
-from acqd.facility.views import Source, usage_report
+from acqd.overview.forecast import Tally
+from acqd.overview.health import merge
+from acqd.overview.usage import fleet
+from acqd.overview.views import Source, usage_report
 
 log = logging.getLogger("acqd.hub.gauges")
 
@@ -177,7 +177,7 @@ def register_facility_collector(
     status: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
 ) -> FacilityCollector:
     """Mount the facility gauges on the hub's `registry`; `status`: the MQTT status per instrument
-    (e.g. a running `acqd.facility.fleet.StatusListener`'s `lambda: listener.status`)."""
+    (e.g. a running `acqd.overview.fleet.StatusListener`'s `lambda: listener.status`)."""
     c = FacilityCollector(source, status)
     registry.register(c)
     return c
