@@ -184,19 +184,20 @@ _HEARTBEAT = "UPDATE acqd.journals SET last_contact = now() WHERE instrument = %
 # with its copy. Run for each batch, on the batch's rows only (indexes copies_object, files_path),
 # whichever of the two journals publishes last.
 _PAIRS = """
-WITH b AS (
+WITH b AS MATERIALIZED (
     SELECT * FROM acqd.{table} WHERE instrument = %(i)s AND journal_id = %(j)s AND {id} = ANY(%(ids)s)
-), pairs AS (
+), pairs AS MATERIALIZED (
     SELECT b.journal_id AS bj, b.{id} AS bid, o.journal_id AS oj, o.{id} AS oid,
            (jb.first_contact, jb.journal_id) > (jo.first_contact, jo.journal_id) AS b_newer
     FROM b JOIN acqd.{table} o ON o.instrument = b.instrument AND {same} AND o.journal_id <> b.journal_id
     JOIN acqd.journals jb ON jb.instrument = b.instrument AND jb.journal_id = b.journal_id
     JOIN acqd.journals jo ON jo.instrument = o.instrument AND jo.journal_id = o.journal_id
+), doomed AS MATERIALIZED (
+    SELECT oj AS journal_id, oid AS id FROM pairs WHERE b_newer
+    UNION SELECT bj, bid FROM pairs WHERE NOT b_newer
 )
-DELETE FROM acqd.{table} x USING pairs p
-WHERE x.instrument = %(i)s
-  AND ((p.b_newer AND x.journal_id = p.oj AND x.{id} = p.oid)
-       OR (NOT p.b_newer AND x.journal_id = p.bj AND x.{id} = p.bid))
+DELETE FROM acqd.{table} x USING doomed d
+WHERE x.instrument = %(i)s AND x.journal_id = d.journal_id AND x.{id} = d.id
 RETURNING x.journal_id, {ret}
 """
 _SUPERSEDE_COPIES = _PAIRS.format(
@@ -220,6 +221,10 @@ async def supersede(conn: Any, target: Target, file_ids: list[int], copy_ids: li
     key = {"i": target.instrument, "j": target.journal_id}
     n = 0
     async with conn.cursor() as cur:
+        await cur.execute("SELECT count(*) FROM acqd.journals WHERE instrument = %s", (target.instrument,))
+        row = await cur.fetchone()
+        if row is None or int(row[0]) < 2:  # one journal: nothing to supersede (the common case)
+            return 0
         gone: list[tuple[str, int]] = []
         if copy_ids:
             await cur.execute(_SUPERSEDE_COPIES, {**key, "ids": copy_ids})
