@@ -1270,6 +1270,113 @@ def _command_path(exc: Exception) -> str:
     return " ".join(["acqd", *[a for a in sys.argv[1:2] if a in commands]])
 
 
+# -- the facility views: `acqd hub usage`, `acqd hub fleet` (issue 16) ---------------------------
+HubViewConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="hub.yaml (catalog:, policy:, groups:, mqtt:)")
+]
+HubCatalogOpt = Annotated[
+    str | None, typer.Option("--catalog", help="postgresql://user@host/db instead of --config (no password in it)")
+]
+HubPasswordOpt = Annotated[Path | None, typer.Option("--password-file", help="the catalog's password")]
+
+
+def _hub_source(ctx: typer.Context, config: Path | None, catalog_url: str | None, password_file: Path | None) -> Any:
+    from pydantic import ValidationError
+
+    from acqd.overview.settings import load_view
+    from acqd.overview.views import Source
+
+    if config is None and catalog_url is None and isinstance(ctx.obj, Path):
+        config = ctx.obj  # acqd hub --config hub.yaml usage
+
+    if (config is None) == (catalog_url is None):
+        raise ConfigError("give either --config hub.yaml or --catalog postgresql://...")
+    if config is not None:
+        return Source.of(load_view(config), password_file)
+    try:
+        return Source.from_url(str(catalog_url), password_file)
+    except ValidationError as exc:
+        raise ConfigError(f"--catalog: {exc.errors()[0]['msg']}") from None
+
+
+@hub_app.command("usage")
+def hub_usage(
+    ctx: typer.Context,
+    config: HubViewConfigOpt = None,
+    catalog_url: HubCatalogOpt = None,
+    password_file: HubPasswordOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Bytes and files stored per owner, group, instrument, tier and data class; purges and
+    transitions the policy makes due per week; quarantines per instrument. From the catalog."""
+    from acqd.overview.views import usage_report
+    from acqd.units import human_bytes
+
+    with _errors():
+        doc = usage_report(_hub_source(ctx, config, catalog_url, password_file)).as_dict()
+    if json_out:
+        print(json.dumps(doc, indent=1))
+        return
+    total = doc["total"]
+    out.print(f"{total['files']} files, {human_bytes(total['bytes'])} stored (policy: {doc['policy']})", markup=False)
+    for title, rows, keys in (
+        ("per owner", doc["owners"], ("owner", "group")),
+        ("per group", doc["groups"], ("group",)),
+        ("per instrument", doc["instruments"], ("instrument",)),
+        ("per tier", doc["tiers"], ("tier",)),
+        ("per data class", doc["data_classes"], ("data_class",)),
+        ("due purges (week 0: now)", doc["due"]["purges"], ("week",)),
+        ("due transitions (week 0: now)", doc["due"]["transitions"], ("week", "tier")),
+        ("quarantined (source bytes)", doc["quarantined"], ("instrument",)),
+    ):
+        t = Table(title=title)
+        for k in (*keys, "files", "bytes"):
+            t.add_column(k.replace("_", " "), justify="right" if k in ("files", "bytes", "week") else "left")
+        for r in rows:
+            t.add_row(*(str(r[k]) for k in keys), str(r["files"]), human_bytes(r["bytes"]))
+        out.print(t)
+
+
+@hub_app.command("fleet")
+def hub_fleet(
+    ctx: typer.Context,
+    config: HubViewConfigOpt = None,
+    catalog_url: HubCatalogOpt = None,
+    password_file: HubPasswordOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Each instrument's last contact, backlog and oldest waiting file (catalog and MQTT status).
+    Exit 1 if an instrument is silent (longer than fleet.silent_after) while files wait."""
+    from acqd.overview.views import fleet_report
+
+    with _errors():
+        src = _hub_source(ctx, config, catalog_url, password_file)
+        health = fleet_report(src)
+    now, after = time.time(), src.view.fleet.silent_after
+    docs = [h.as_dict(now, after) for h in health]
+    if json_out:
+        print(json.dumps({"now": now, "silent_after": after, "instruments": docs}, indent=1))
+    else:
+        t = Table(title="fleet")
+        for k in ("instrument", "last contact", "via", "backlog", "oldest pending", "online", ""):
+            t.add_column(k)
+        for d in docs:
+            age = d["last_contact_age_seconds"]
+            oldest = d["oldest_pending_age_seconds"]
+            t.add_row(
+                d["instrument"],
+                "never" if age is None else f"{age:.0f}s ago",
+                d["via"],
+                str(d["backlog_files"]),
+                "-" if oldest is None else f"{oldest:.0f}s",
+                {None: "?", True: "online", False: "offline"}[d["online"]],
+                "SILENT" if d["silent"] else "",
+            )
+        out.print(t)
+    if any(d["silent"] for d in docs):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Every error a user can make ends in one line on stderr and an exit code: 2 for a bad option or
     argument, 78 for a bad configuration, 1 for a failure. Never a traceback."""

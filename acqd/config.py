@@ -540,6 +540,23 @@ class LeaseConfig(Frozen):
         return v
 
 
+class UsageSettings(Frozen):
+    weeks: int = Field(8, ge=1, le=104, description="weeks ahead that due purges and transitions are counted for")
+    statement_timeout: Duration = Field(
+        60.0, description="the longest a usage or fleet query may run (a scrape that takes longer reports an error)"
+    )
+    refresh: Duration = Field(
+        300.0, description="`acqd hub` recomputes the usage gauges this often (one streamed pass over the catalog)"
+    )
+
+
+class FleetSettings(Frozen):
+    silent_after: Duration = Field(
+        900.0, description="`acqd hub fleet` flags an instrument not heard from for this long while files wait"
+    )
+    mqtt_wait: Duration = Field(2.0, description="how long `acqd hub fleet` collects the retained MQTT status")
+
+
 class HubConfig(Frozen):
     facility: str = Field("facility", description="the facility's name, in the digests' subject")
     state_dir: Path = Field(description="the hub's own state (the mailbox when no SMTP is configured)")
@@ -553,6 +570,13 @@ class HubConfig(Frozen):
     metrics: MetricsConfig = Field(MetricsConfig(bind="127.0.0.1:9735"), description="Prometheus exporter")
     interval: Duration | None = Field(None, description="time between sweeps; default: the policy's spec.interval")
     lease: LeaseConfig = LeaseConfig()
+    # read by `acqd hub usage|fleet` and the facility gauges (acqd.overview)
+    groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="group -> its owners (as the policy's owners.pattern names them)"
+    )
+    mqtt: MqttConfig | None = Field(None, description="the daemons' broker: their retained status for fleet health")
+    usage: UsageSettings = UsageSettings()
+    fleet: FleetSettings = FleetSettings()
 
     @field_validator("facility")
     @classmethod

@@ -27,6 +27,9 @@ from acqd.facility import CatalogStore, HoldTargetError, hold_in_catalog
 from acqd.hubdb import HUB_SCHEMA, HubDb
 from acqd.metrics import Exporter, HubMetrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
+from acqd.overview.gauges import FacilityCollector, register_facility_collector
+from acqd.overview.settings import FacilityView
+from acqd.overview.views import Source
 from acqd.policy.clock import ClockState, Reading
 from acqd.policy.model import Policy, load_policy
 from acqd.policy.planner import Action
@@ -206,6 +209,7 @@ class Hub:
         io = ThreadPoolExecutor(4, thread_name_prefix="acqd-hub-io")
         loop = asyncio.get_running_loop()
         exporter: Exporter | None = None
+        facility: FacilityCollector | None = None
         rc = 0
 
         async def on(ex: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
@@ -215,6 +219,7 @@ class Hub:
             await on(dbx, require_schema, store_db)
             if cfg.metrics.enabled:
                 exporter = Exporter(self.registry, cfg.metrics.bind)
+                facility = self._facility_gauges()
             store = CatalogStore(store_db, {name: t.url for name, t in cfg.tiers.items()})
             runner = RetentionRunner(
                 policy=policy,
@@ -279,8 +284,21 @@ class Hub:
             await on(leasex, lease_db.close)
             leasex.shutdown(wait=True)
             store_db.close()
+            if facility is not None:
+                facility.stop()
             if exporter is not None:
                 exporter.close()
+
+    def _facility_gauges(self) -> FacilityCollector:
+        """Usage and fleet health on the hub's metrics port (acqd.overview): fleet figures queried at
+        each scrape, usage recomputed every `usage.refresh` in a thread of its own."""
+        cfg = self.config
+        view = FacilityView(
+            catalog=cfg.catalog, policy=cfg.policy, groups=cfg.groups, mqtt=cfg.mqtt, usage=cfg.usage, fleet=cfg.fleet
+        )
+        collector = register_facility_collector(self.registry, Source.of(view))
+        collector.start(cfg.usage.refresh)
+        return collector
 
     def _status(self) -> str:
         r = self.last

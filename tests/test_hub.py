@@ -337,6 +337,8 @@ def test_two_hubs_one_acts_and_the_other_takes_over(pg_server: Postgres, catalog
     gen = make_facility(tmp_path, pg_server, catalog_db, SHORT, delay=1.0)
     f = next(gen)
     try:
+        # every movie due for its warning (verified 2 s before) when the hubs start: one digest per owner
+        time.sleep(max(0.0, f.t0 + 2.5 - time.time()))
         ports = [free_port(), free_port()]
         hubs = []
         for i, port in enumerate(ports):
@@ -353,6 +355,14 @@ def test_two_hubs_one_acts_and_the_other_takes_over(pg_server: Postgres, catalog
             assert len(actors) == 1, actors
             leader = lease.index(1.0)
             assert metric(ports[leader], "acqd_hub_purges_total") == 4.0
+            # usage and fleet health on the same port (acqd.overview), from the catalog
+            body = urllib.request.urlopen(f"http://127.0.0.1:{ports[leader]}/metrics", timeout=30).read().decode()
+            assert "acqd_facility_catalog_up 1.0" in body, body
+            assert 'acqd_fleet_backlog_files{instrument="krios"}' in body, body
+            wait_for(lambda: metric(ports[leader], "acqd_facility_quarantined_files") is not None or
+                     "acqd_facility_usage_age_seconds" in urllib.request.urlopen(
+                         f"http://127.0.0.1:{ports[leader]}/metrics", timeout=30).read().decode(),
+                     60, "the first usage pass")  # fmt: skip
             hubs[leader].kill()
             other = 1 - leader
             wait_for(lambda: metric(ports[other], "acqd_hub_lease_held") == 1.0, 60, "the standby takes the lease")
