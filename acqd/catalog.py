@@ -174,6 +174,71 @@ ON CONFLICT (instrument, journal_id, tier) DO UPDATE SET url = excluded.url
 """
 
 
+_HEARTBEAT = "UPDATE acqd.journals SET last_contact = now() WHERE instrument = %s AND journal_id = %s"
+
+# One name, one source (DESIGN invariant 8): a stored object (instrument, tier, name) and a file
+# version (instrument, watch root, path, version) are one thing, whichever journal publishes it. A
+# fresh journal that adopted an older journal's copies (`acqd adopt` after a lost journal, a new PC)
+# publishes rows for the same objects under its own id: of two journals holding one object, the
+# row of the journal that met the catalog later stays and the other's goes; a file version goes
+# with its copy. Run for each batch, on the batch's rows only (indexes copies_object, files_path),
+# whichever of the two journals publishes last.
+_PAIRS = """
+WITH b AS MATERIALIZED (
+    SELECT * FROM acqd.{table} WHERE instrument = %(i)s AND journal_id = %(j)s AND {id} = ANY(%(ids)s)
+), pairs AS MATERIALIZED (
+    SELECT b.journal_id AS bj, b.{id} AS bid, o.journal_id AS oj, o.{id} AS oid,
+           (jb.first_contact, jb.journal_id) > (jo.first_contact, jo.journal_id) AS b_newer
+    FROM b JOIN acqd.{table} o ON o.instrument = b.instrument AND {same} AND o.journal_id <> b.journal_id
+    JOIN acqd.journals jb ON jb.instrument = b.instrument AND jb.journal_id = b.journal_id
+    JOIN acqd.journals jo ON jo.instrument = o.instrument AND jo.journal_id = o.journal_id
+), doomed AS MATERIALIZED (
+    SELECT oj AS journal_id, oid AS id FROM pairs WHERE b_newer
+    UNION SELECT bj, bid FROM pairs WHERE NOT b_newer
+)
+DELETE FROM acqd.{table} x USING doomed d
+WHERE x.instrument = %(i)s AND x.journal_id = d.journal_id AND x.{id} = d.id
+RETURNING x.journal_id, {ret}
+"""
+_SUPERSEDE_COPIES = _PAIRS.format(
+    table="copies", id="copy_id", same="o.tier = b.tier AND o.dest = b.dest", ret="x.file_id"
+)
+_SUPERSEDE_FILES = _PAIRS.format(
+    table="files",
+    id="file_id",
+    same="o.root = b.root AND o.relpath = b.relpath AND o.version = b.version",
+    ret="x.file_id",
+)
+_DROP_FILES = """
+DELETE FROM acqd.files f USING unnest(%(js)s::text[], %(ids)s::bigint[]) AS d(journal_id, file_id)
+WHERE f.instrument = %(i)s AND f.journal_id = d.journal_id AND f.file_id = d.file_id
+"""
+
+
+async def supersede(conn: Any, target: Target, file_ids: list[int], copy_ids: list[int]) -> int:
+    """Of this batch's rows and another journal's rows for the same stored objects or file
+    versions, drop the older journal's (see _PAIRS); returns how many rows went."""
+    key = {"i": target.instrument, "j": target.journal_id}
+    n = 0
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT count(*) FROM acqd.journals WHERE instrument = %s", (target.instrument,))
+        row = await cur.fetchone()
+        if row is None or int(row[0]) < 2:  # one journal: nothing to supersede (the common case)
+            return 0
+        gone: list[tuple[str, int]] = []
+        if copy_ids:
+            await cur.execute(_SUPERSEDE_COPIES, {**key, "ids": copy_ids})
+            gone = [(str(j), int(f)) for j, f in await cur.fetchall()]
+            n += len(gone)
+        if gone:  # the file of a superseded copy is the same file version: it goes with it
+            await cur.execute(_DROP_FILES, {**key, "js": [g[0] for g in gone], "ids": [g[1] for g in gone]})
+            n += cur.rowcount
+        if file_ids:
+            await cur.execute(_SUPERSEDE_FILES, {**key, "ids": file_ids})
+            n += len(await cur.fetchall())
+    return n
+
+
 def copy_url(tiers: dict[str, str], tier: str, dest: str) -> str:
     """Where a copy is: its tier's URL and its name (a tier the journal does not know: `tier:name`)."""
     base = tiers.get(tier)
@@ -220,11 +285,12 @@ async def upsert(conn: Any, target: Target, records: list[OutboxRecord]) -> int:
                 )
             )
     async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute(_JOURNAL_UPSERT, (t.instrument, t.journal_id, t.host, top))
         if files:
             await cur.executemany(_FILE_UPSERT, files)
         if copies:
             await cur.executemany(_COPY_UPSERT, copies)
-        await cur.execute(_JOURNAL_UPSERT, (t.instrument, t.journal_id, t.host, top))
+        await supersede(conn, t, [f[2] for f in files], [c[2] for c in copies])
     return len(files) + len(copies)
 
 
@@ -285,6 +351,8 @@ class OutboxSource(Protocol):
 
 #: the longest a statement of the publisher may run (a batch takes well under a second)
 STATEMENT_TIMEOUT = 60.0
+#: while idle, the publisher touches its journal's `last_contact` at least this often (fleet health)
+HEARTBEAT = 30.0
 
 
 class Publisher:
@@ -302,12 +370,14 @@ class Publisher:
         retry_max: float = 60.0,
         poll: float = 0.2,
         statement_timeout: float = STATEMENT_TIMEOUT,
+        heartbeat: float = HEARTBEAT,
         on_metric: Callable[[str, float], None] = lambda event, value: None,
     ) -> None:
         self.url, self._password, self.target, self.source = url, password, target, source
         self.batch, self.connect_timeout, self.retry_max, self.poll = batch, connect_timeout, retry_max, poll
         self.on_metric = on_metric
         self.statement_timeout = statement_timeout
+        self.heartbeat = heartbeat
         self.connected = False
         self.published = 0  # records written this run
         self.errors = 0
@@ -412,6 +482,7 @@ class Publisher:
             log.debug("catalog status not recorded: %s", exc)
 
     async def _pump(self, conn: Any) -> None:
+        beat = time.monotonic()  # `register` just touched last_contact
         while True:
             pending = await self._observe()
             if pending and self.depth == 0:
@@ -419,8 +490,12 @@ class Publisher:
                 continue
             records = await self.source.next(self.batch)
             if not records:
+                if time.monotonic() - beat >= self.heartbeat:  # alive and idle: the fleet view's last contact
+                    await conn.execute(_HEARTBEAT, (self.target.instrument, self.target.journal_id))
+                    beat = time.monotonic()
                 await asyncio.sleep(self.poll)
                 continue
+            beat = time.monotonic()  # a batch touches last_contact too
             n = await upsert(conn, self.target, records)
             self._working()
             self.published += n

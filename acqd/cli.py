@@ -863,13 +863,31 @@ def hold(
     release: Annotated[bool, typer.Option("--release", help="release the holds on TARGET")] = False,
     config: ConfigOpt = None,
     state_dir: StateOpt = None,
+    hub: Annotated[
+        Path | None,
+        typer.Option("--hub", help="hub.yaml: the hold goes into the facility catalog (the hub owns retention)"),
+    ] = None,
+    instrument: Annotated[
+        str | None, typer.Option(help="with --hub: only this instrument's files (default: any instrument's)")
+    ] = None,
 ) -> None:
     """Keep a session, a folder or one file from being purged or moved off its tier until a date."""
     from acqd import journal as jr
     from acqd.holds import resolve
 
+    if hub is not None:
+        _hold_in_catalog(hub, target, until, reason, list_, release, instrument)
+        return
+    if instrument is not None:
+        raise usage("--instrument goes with --hub (a daemon's journal holds one instrument)", "--instrument")
     with _errors():
         cfg = load_config(config) if config is not None else None
+        if cfg is not None and cfg.retention.owner == "hub" and not list_:
+            raise ConfigError(
+                f"{config}: retention.owner is hub: the facility hub ignores this journal's holds; "
+                "hold in the catalog: acqd hold TARGET --hub /etc/acqd/hub.yaml --instrument "
+                f"{cfg.instrument} --until DATE --reason TEXT"
+            )
         sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
         if list_:
             j = Journal(journal_path(sd), readonly=True)
@@ -909,6 +927,49 @@ def hold(
             j.close()
     out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
     out.print(f"  covers {res.describe()}", markup=False)
+
+
+def _hold_in_catalog(
+    hub: Path, target: str | None, until: str | None, reason: str | None, list_: bool, release: bool, inst: str | None
+) -> None:
+    """`acqd hold --hub hub.yaml`: holds in the facility catalog, honoured by the hub's sweeps."""
+    import getpass
+
+    from acqd.hub import hold as hub_hold
+    from acqd.hub import open_db
+
+    with _errors():
+        cfg = load_hub(hub)
+        if list_:
+            db = open_db(cfg)
+            try:
+                rows = db.active_holds(time.time())
+            finally:
+                db.close()
+            for _, t, u, why, root, i, _, _ in rows:
+                where = "/".join(p for p in (i, root.rstrip("/"), t) if p)
+                out.print(f"{where}\tuntil {_iso(u)}\t{why}", markup=False)
+            if not rows:
+                out.print("no active holds")
+            return
+        if target is None:
+            raise ConfigError("give the TARGET to hold or release (or --list)")
+        if release:
+            db = open_db(cfg)
+            try:
+                n = db.release_holds(target.strip().strip("/"), time.time(), inst)
+            finally:
+                db.close()
+            out.print(f"released {n} hold(s) on {target}", markup=False)
+            return
+        if until is None or not reason:
+            raise ConfigError("a hold needs --until DATE and --reason TEXT")
+        u = _when(until)
+        if u <= time.time():
+            raise ConfigError(f"--until {until} is in the past")
+        what, _ = hub_hold(cfg, target, u, reason, inst, getpass.getuser())
+    out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
+    out.print(f"  covers {what}", markup=False)
 
 
 @app.command("owner-page")
@@ -990,6 +1051,122 @@ def catalog_import(config: CatalogConfigOpt) -> None:
         n = import_command(cfg)
     assert cfg.catalog is not None
     out.print(f"catalog {cfg.catalog.url}: imported {n} journal row(s) of {cfg.instrument}", markup=False)
+
+
+hub_app = typer.Typer(
+    invoke_without_command=True,
+    help="The facility service beside central storage: one retention for every instrument, over the catalog.",
+)
+app.add_typer(hub_app, name="hub")
+HubConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="hub.yaml (catalog, tiers, policy, SMTP)")]
+
+
+def load_hub(path: Path) -> Any:
+    from acqd.config import load_hub_config
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    return load_hub_config(path)
+
+
+@hub_app.callback()
+def hub(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="hub.yaml (catalog, tiers, policy, SMTP)")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="one sweep (if this replica gets the lease), then exit")] = False,
+    now: Annotated[
+        str | None, typer.Option(help="with --once: sweep as if the clock read this ISO time (rehearsals, tests)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the facility hub: retention over the catalog (warnings, transitions, purges on central
+    storage), one replica acting at a time. Subcommands read the same hub.yaml."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config
+        return
+    if config is None:
+        raise usage("give the hub's configuration: acqd hub --config hub.yaml", "--config")
+    if now is not None and not once:
+        raise usage("--now needs --once (a service follows the real clock)", "--now")
+    _setup_logging(verbose)
+    import asyncio
+
+    from acqd.hub import Hub
+
+    with _errors():
+        cfg = load_hub(config)
+        t = _when(now) if now is not None else None
+        rc = asyncio.run(Hub(cfg, config_path=config, once=once, now=t).run())
+    raise typer.Exit(rc)
+
+
+@hub_app.command("plan")
+def hub_plan(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="hub.yaml")] = None,
+    now: Annotated[str | None, typer.Option(help="plan as of this ISO time (default: now)")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Dry run of the hub's next sweep over every instrument: what would be warned, moved, purged or
+    is blocked (by a hold, the caps, the clock guard), and why. Reads only; needs no lease."""
+    from acqd.hub import plan as hub_plan_
+
+    path = config or ctx.obj
+    if path is None:
+        raise usage("give the hub's configuration: acqd hub plan --config hub.yaml", "--config")
+    with _errors():
+        actions, t, suspended = hub_plan_(load_hub(path), _when(now) if now is not None else None)
+    rows = [
+        {
+            "kind": a.kind,
+            "instrument": a.item.instrument,
+            "relpath": a.item.relpath,
+            "tier": a.item.tier,
+            "to": a.tier or None,
+            "at": _iso(a.at),
+            "rule": a.rule,
+            "reason": a.reason,
+            "recipients": list(a.recipients),
+        }
+        for a in actions
+    ]
+    if json_:
+        out.print_json(json.dumps({"as_of": _iso(t), "suspended": suspended or None, "actions": rows}))
+        return
+    if suspended:
+        out.print(f"PURGES SUSPENDED: {suspended}", markup=False)
+    for r in rows:
+        out.print(
+            f"{r['kind']:10} {r['instrument']}/{r['relpath']} ({r['tier']}) {r['at']}: {r['reason']}", markup=False
+        )
+    if not rows:
+        out.print(f"nothing due as of {_iso(t)}", markup=False)
+
+
+@hub_app.command("ack-clock")
+def hub_ack_clock(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="hub.yaml")] = None,
+    reason: Annotated[str, typer.Option(help="why the wall clock is right (the hub's audit)")] = "no reason given",
+) -> None:
+    """Vouch that the wall clock is right now, after a clock jump suspended the hub's purges: the
+    hub's next sweep re-anchors the trusted calendar kept in the catalog."""
+    import getpass
+
+    from acqd.hub import ack_clock
+
+    path = config or ctx.obj
+    if path is None:
+        raise usage("give the hub's configuration: acqd hub ack-clock --config hub.yaml", "--config")
+    with _errors():
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            who = f"uid {os.getuid()}"
+        over = ack_clock(load_hub(path), reason, who)
+    out.print(f"acknowledged the wall clock over: {over}. The hub's next sweep re-anchors the trusted clock.")
 
 
 retention_app = typer.Typer(
@@ -1091,6 +1268,113 @@ def _command_path(exc: Exception) -> str:
         return str(ctx.command_path)
     commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback is not None}
     return " ".join(["acqd", *[a for a in sys.argv[1:2] if a in commands]])
+
+
+# -- the facility views: `acqd hub usage`, `acqd hub fleet` (issue 16) ---------------------------
+HubViewConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="hub.yaml (catalog:, policy:, groups:, mqtt:)")
+]
+HubCatalogOpt = Annotated[
+    str | None, typer.Option("--catalog", help="postgresql://user@host/db instead of --config (no password in it)")
+]
+HubPasswordOpt = Annotated[Path | None, typer.Option("--password-file", help="the catalog's password")]
+
+
+def _hub_source(ctx: typer.Context, config: Path | None, catalog_url: str | None, password_file: Path | None) -> Any:
+    from pydantic import ValidationError
+
+    from acqd.overview.settings import load_view
+    from acqd.overview.views import Source
+
+    if config is None and catalog_url is None and isinstance(ctx.obj, Path):
+        config = ctx.obj  # acqd hub --config hub.yaml usage
+
+    if (config is None) == (catalog_url is None):
+        raise ConfigError("give either --config hub.yaml or --catalog postgresql://...")
+    if config is not None:
+        return Source.of(load_view(config), password_file)
+    try:
+        return Source.from_url(str(catalog_url), password_file)
+    except ValidationError as exc:
+        raise ConfigError(f"--catalog: {exc.errors()[0]['msg']}") from None
+
+
+@hub_app.command("usage")
+def hub_usage(
+    ctx: typer.Context,
+    config: HubViewConfigOpt = None,
+    catalog_url: HubCatalogOpt = None,
+    password_file: HubPasswordOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Bytes and files stored per owner, group, instrument, tier and data class; purges and
+    transitions the policy makes due per week; quarantines per instrument. From the catalog."""
+    from acqd.overview.views import usage_report
+    from acqd.units import human_bytes
+
+    with _errors():
+        doc = usage_report(_hub_source(ctx, config, catalog_url, password_file)).as_dict()
+    if json_out:
+        print(json.dumps(doc, indent=1))
+        return
+    total = doc["total"]
+    out.print(f"{total['files']} files, {human_bytes(total['bytes'])} stored (policy: {doc['policy']})", markup=False)
+    for title, rows, keys in (
+        ("per owner", doc["owners"], ("owner", "group")),
+        ("per group", doc["groups"], ("group",)),
+        ("per instrument", doc["instruments"], ("instrument",)),
+        ("per tier", doc["tiers"], ("tier",)),
+        ("per data class", doc["data_classes"], ("data_class",)),
+        ("due purges (week 0: now)", doc["due"]["purges"], ("week",)),
+        ("due transitions (week 0: now)", doc["due"]["transitions"], ("week", "tier")),
+        ("quarantined (source bytes)", doc["quarantined"], ("instrument",)),
+    ):
+        t = Table(title=title)
+        for k in (*keys, "files", "bytes"):
+            t.add_column(k.replace("_", " "), justify="right" if k in ("files", "bytes", "week") else "left")
+        for r in rows:
+            t.add_row(*(str(r[k]) for k in keys), str(r["files"]), human_bytes(r["bytes"]))
+        out.print(t)
+
+
+@hub_app.command("fleet")
+def hub_fleet(
+    ctx: typer.Context,
+    config: HubViewConfigOpt = None,
+    catalog_url: HubCatalogOpt = None,
+    password_file: HubPasswordOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Each instrument's last contact, backlog and oldest waiting file (catalog and MQTT status).
+    Exit 1 if an instrument is silent (longer than fleet.silent_after) while files wait."""
+    from acqd.overview.views import fleet_report
+
+    with _errors():
+        src = _hub_source(ctx, config, catalog_url, password_file)
+        health = fleet_report(src)
+    now, after = time.time(), src.view.fleet.silent_after
+    docs = [h.as_dict(now, after) for h in health]
+    if json_out:
+        print(json.dumps({"now": now, "silent_after": after, "instruments": docs}, indent=1))
+    else:
+        t = Table(title="fleet")
+        for k in ("instrument", "last contact", "via", "backlog", "oldest pending", "online", ""):
+            t.add_column(k)
+        for d in docs:
+            age = d["last_contact_age_seconds"]
+            oldest = d["oldest_pending_age_seconds"]
+            t.add_row(
+                d["instrument"],
+                "never" if age is None else f"{age:.0f}s ago",
+                d["via"],
+                str(d["backlog_files"]),
+                "-" if oldest is None else f"{oldest:.0f}s",
+                {None: "?", True: "online", False: "offline"}[d["online"]],
+                "SILENT" if d["silent"] else "",
+            )
+        out.print(t)
+    if any(d["silent"] for d in docs):
+        raise typer.Exit(1)
 
 
 def main() -> None:

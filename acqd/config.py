@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -400,6 +401,14 @@ class CatalogConfig(Frozen):
         return v
 
 
+class RetentionConfig(Frozen):
+    owner: Literal["daemon", "hub"] = Field(
+        "daemon",
+        description="who runs retention over this daemon's stored copies: the daemon itself (the policy's sweeps), "
+        "or the facility hub (`acqd hub`, over the catalog): the daemon then never sweeps",
+    )
+
+
 class Config(Frozen):
     instrument: str = Field(description="instrument name: first folder level at the destination")
     state_dir: Path = Field(description="journal and state (systemd: StateDirectory=acqd)")
@@ -415,6 +424,7 @@ class Config(Frozen):
     catalog: CatalogConfig | None = Field(
         None, description="publish the journal to a facility PostgreSQL catalog; without it: the journal only"
     )
+    retention: RetentionConfig = Field(RetentionConfig(), description="who runs retention (see the README)")
 
     @field_validator("instrument")
     @classmethod
@@ -447,6 +457,10 @@ class Config(Frozen):
                         "could get one name at the destination; give each root its own `prefix`, neither "
                         "inside the other (e.g. k3 and lightsheet)"
                     )
+        if self.retention.owner == "hub" and self.catalog is None:
+            raise ValueError(
+                "retention.owner: hub needs a `catalog:` section: the hub sees this daemon's copies in the catalog"
+            )
         for w in self.watch:
             if w.placement.tier is not None and w.placement.tier not in self.tiers:
                 raise ValueError(f"watch {w.path}: placement.tier {w.placement.tier!r} is not a configured tier")
@@ -500,3 +514,95 @@ def quick_config(
             "tiers": {"central": {"url": url}},
         }
     )
+
+
+def read_credential(path: Path, setting: str) -> str:
+    """A secret from a credential file: relative paths resolve in $CREDENTIALS_DIRECTORY (systemd's
+    LoadCredential=); ConfigError naming the setting if it cannot be read."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and creds:
+        path = Path(creds) / path
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+
+
+# -- the facility hub (hub.yaml, `acqd hub`) ---------------------------------------------------
+class LeaseConfig(Frozen):
+    """One hub replica acts at a time: a lease row in the catalog, renewed while it runs."""
+
+    name: str = Field("retention", description="the lease's name: replicas of one hub share it")
+    ttl: Duration = Field(60.0, description="how long the lease lasts unless renewed (renewed every ttl/3)")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, v: float) -> float:
+        if not 1.0 <= v <= 3600.0:
+            raise ValueError("ttl must be between 1s and 1h")
+        return v
+
+
+class UsageSettings(Frozen):
+    weeks: int = Field(8, ge=1, le=104, description="weeks ahead that due purges and transitions are counted for")
+    statement_timeout: Duration = Field(
+        60.0, description="the longest a usage or fleet query may run (a scrape that takes longer reports an error)"
+    )
+    refresh: Duration = Field(
+        300.0, description="`acqd hub` recomputes the usage gauges this often (one streamed pass over the catalog)"
+    )
+
+
+class FleetSettings(Frozen):
+    silent_after: Duration = Field(
+        900.0, description="`acqd hub fleet` flags an instrument not heard from for this long while files wait"
+    )
+    mqtt_wait: Duration = Field(2.0, description="how long `acqd hub fleet` collects the retained MQTT status")
+
+
+class HubConfig(Frozen):
+    facility: str = Field("facility", description="the facility's name, in the digests' subject")
+    state_dir: Path = Field(description="the hub's own state (the mailbox when no SMTP is configured)")
+    catalog: CatalogConfig = Field(description="the facility catalog the daemons publish to")
+    tiers: dict[str, TierConfig] = Field(
+        min_length=1,
+        description="central storage as the hub reaches it: the same names and URLs as in the daemons' acqd.yaml",
+    )
+    policy: Path = Field(description="the facility's retention policy YAML (the daemons' format)")
+    smtp: SmtpConfig | None = Field(None, description="owner warnings; without it they go to state_dir/mailbox")
+    metrics: MetricsConfig = Field(MetricsConfig(bind="127.0.0.1:9735"), description="Prometheus exporter")
+    interval: Duration | None = Field(None, description="time between sweeps; default: the policy's spec.interval")
+    lease: LeaseConfig = LeaseConfig()
+    # read by `acqd hub usage|fleet` and the facility gauges (acqd.overview)
+    groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="group -> its owners (as the policy's owners.pattern names them)"
+    )
+    mqtt: MqttConfig | None = Field(None, description="the daemons' broker: their retained status for fleet health")
+    usage: UsageSettings = UsageSettings()
+    fleet: FleetSettings = FleetSettings()
+
+    @field_validator("facility")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}", v):
+            raise ValueError("use letters, digits, spaces, '.', '_' and '-'")
+        return v
+
+    @field_validator("state_dir", "policy", mode="after")
+    @classmethod
+    def _rel(cls, v: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir")
+        if not v.is_absolute() and base is not None:
+            v = Path(base) / v
+        return v
+
+    @model_validator(mode="after")
+    def _interval(self) -> HubConfig:
+        if self.interval is not None and self.interval < 0.1:
+            raise ValueError("interval must be at least 100ms")
+        return self
+
+
+def load_hub_config(path: Path) -> HubConfig:
+    """Validate hub.yaml; raise ConfigError naming file, line and field."""
+    return load_model(path, HubConfig, context={"base_dir": str(path.resolve().parent)})

@@ -13,6 +13,8 @@ the point is reached, ``after_rename:3`` at the third. The points, in the order 
 - ``after_verify``: the copy was read back and matched; "verified" is not written
 - ``before_release``: every release check passed and the release is journaled as begun; nothing unlinked
 - ``during_release``: the acquisition-disk file is unlinked; "released" is not written
+- ``retention_after_delete``: a retention purge or transition deleted a stored copy; the journal
+  (or the facility catalog) does not record it yet
 
 Small files shipped in a batch meet ``after_read``, ``after_encode``, ``after_temp_write`` (before
 its rename, every temporary of the batch durable) and ``after_rename`` once per file, and
@@ -44,15 +46,17 @@ POINTS = (
     "before_release",
     "during_release",
 )
+#: points off a file's whole-file flow (the torture suite's rounds cycle through POINTS only)
 STREAM_POINTS = ("during_stream", "after_compare")
+RETENTION_POINTS = ("retention_after_delete",)
 
 
 def _parse(spec: str) -> tuple[str | None, int]:
     if not spec:
         return None, 0
     name, _, n = spec.partition(":")
-    if name not in POINTS + STREAM_POINTS:
-        known = ", ".join(POINTS + STREAM_POINTS)
+    if name not in POINTS + STREAM_POINTS + RETENTION_POINTS:
+        known = ", ".join(POINTS + STREAM_POINTS + RETENTION_POINTS)
         raise SystemExit(f"ACQD_CRASH_AT: unknown crash point {name!r}; known: {known}")
     return name, int(n or 1)
 

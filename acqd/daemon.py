@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from acqd import claims, pacing, publish
 from acqd.catalog import Publisher
-from acqd.config import Config, MqttConfig, WatchRoot, load_config
+from acqd.config import Config, MqttConfig, WatchRoot, load_config, read_credential
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
@@ -289,6 +289,31 @@ def probe_tier(tier: Tier, under: str, timeout: float) -> str | None:
     return outcome[0]
 
 
+def shared_storage(tiers: dict[str, Tier], under: str, timeout: float) -> list[str]:
+    """A warning for each pair of tiers that are one storage (a marker written through one is seen
+    through the other): a transition between them would fail. Bounded like the write probe; a tier
+    that fails or does not answer is left to the probe's own warning."""
+    out: list[str] = []
+    names = sorted(tiers)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            seen: list[bool] = []
+
+            def attempt(a: str = a, b: str = b, seen: list[bool] = seen) -> None:
+                with contextlib.suppress(Exception):
+                    seen.append(tiers[a].shares_storage_with(tiers[b], f"{under}/acqd-check"))
+
+            t = threading.Thread(target=attempt, name=f"alias-{a}-{b}", daemon=True)
+            t.start()
+            t.join(timeout)
+            if seen and seen[0]:
+                out.append(
+                    f"tiers {a} ({tiers[a].url(under)}) and {b} ({tiers[b].url(under)}) are one storage: "
+                    "a retention transition between them fails and the copy stays; give each its own location"
+                )
+    return out
+
+
 @dataclass
 class CheckReport:
     notes: list[str]
@@ -339,6 +364,7 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
                 "cannot back off for it; set limits.backoff.stat_file"
             )
     if probe:
+        warnings.extend(shared_storage(tiers, config.instrument, probe_timeout))
         for name, tier in tiers.items():
             failed = probe_tier(tier, config.instrument, probe_timeout)
             if failed is None:
@@ -406,16 +432,7 @@ def watch_name(config: Config, index: int) -> str:
 
 
 def mqtt_password(m: MqttConfig) -> str | None:
-    if m.password_file is None:
-        return None
-    path = m.password_file
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not path.is_absolute() and creds:
-        path = Path(creds) / path
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
+    return read_credential(m.password_file, "mqtt.password_file") if m.password_file is not None else None
 
 
 class Daemon:
@@ -568,7 +585,10 @@ class Daemon:
                 op = config.owner_page
                 page_on = op is not None and op.enabled and policy is not None and not self.once
                 links = owner_page.link_maker(op, owner_page.secrets_of(op)[0]) if op is not None and page_on else None
-                if policy is not None and not self.once:
+                hub_owned = config.retention.owner == "hub"
+                if policy is not None and hub_owned and not self.once:
+                    log.info("retention: owned by the facility hub (retention.owner: hub); this daemon never sweeps")
+                if policy is not None and not self.once and not hub_owned:
                     mailer = build_mailer(config)
                     self.retention = RetentionRunner(
                         policy=policy,
@@ -688,8 +708,14 @@ class Daemon:
         if pipeline is None:
             return
         new = load_config(self.config_path) if self.config_path is not None else self.config
-        if [w.path for w in new.watch] != [w.path for w in self.config.watch] or new.tiers != self.config.tiers:
+        unpaced = {n: t.model_copy(update={"bandwidth": ()}) for n, t in new.tiers.items()}
+        was = {n: t.model_copy(update={"bandwidth": ()}) for n, t in self.config.tiers.items()}
+        if [w.path for w in new.watch] != [w.path for w in self.config.watch] or unpaced != was:
             log.warning("reload: watch roots and tiers change only with a restart; applying the rest")
+        if new.limits.model_copy(update={"backoff": None, "concurrent_files": 0}) != self.config.limits.model_copy(
+            update={"backoff": None, "concurrent_files": 0}
+        ):
+            log.warning("reload: limits other than backoff and concurrent_files change only with a restart")
         profiles = load_profiles(new)
         policy = load_retention(new)  # a broken policy raises here, before anything is changed
         for ctx in pipeline.roots:
@@ -706,8 +732,23 @@ class Daemon:
                 log.warning("reload: the policy was removed; retention keeps the old one until a restart")
             else:
                 self.retention.policy = policy
-        self.config = new
+        self._reload_bandwidth(new)
+        self.config = new  # the pacer reads its back-off rule and slot count from here each round
         log.info("reloaded configuration, detector profiles%s", " and retention policy" if policy else "")
+
+    def _reload_bandwidth(self, new: Config) -> None:
+        """Each known tier's bandwidth schedule from `new` (a tier given one now gets a pacer)."""
+        for name, tc in new.tiers.items():
+            tier = self._tiers.get(name)
+            if tier is None:
+                continue
+            if name in self._pacers:
+                self._pacers[name].schedule = tc.schedule()  # () = unlimited
+            elif tc.bandwidth:
+                self._pacers[name] = pacing.TierPacer(tc.schedule())
+                tier.pace = self._pacers[name].reserve
+            if name in self._pacers and self._pacers[name].schedule != self.config.tiers[name].schedule():
+                log.info("reload: tier %s bandwidth schedule now %s", name, list(tc.bandwidth) or "unlimited")
 
     # -- service plumbing ---------------------------------------------------------------------
     def _status_doc(self) -> dict[str, object]:
@@ -769,7 +810,6 @@ class Daemon:
         exports each tier's bandwidth limit and the time its writes waited."""
         loop = asyncio.get_running_loop()
         limits, bo = self.config.limits, self.config.limits.backoff
-        rule = bo.rule()
         roots = [(watch_name(self.config, i), str(w.path)) for i, w in enumerate(self.config.watch)]
         override = str(bo.stat_file) if bo.stat_file is not None else None
         found = await loop.run_in_executor(io, pacing.disks, roots, override)
@@ -792,6 +832,11 @@ class Daemon:
         await self._record_pace(pipeline, limits.concurrent_files)
         while not pipeline.stopping.is_set():
             try:
+                limits, bo = self.config.limits, self.config.limits.backoff  # a SIGHUP may change them
+                rule = bo.rule()
+                if (str(bo.stat_file) if bo.stat_file is not None else None) != override:
+                    override = str(bo.stat_file) if bo.stat_file is not None else None
+                    found = await loop.run_in_executor(io, pacing.disks, roots, override)
                 readings = await loop.run_in_executor(io, read)
                 paces, loads = [], {}
                 for d, (cur, free) in zip(found, readings, strict=True):
@@ -804,7 +849,7 @@ class Daemon:
                     paces.append(Pace(p.mode, f"watch {d.name}: {p.why}" if p.why else ""))
                 pace = combine(paces) if bo.enabled else Pace("normal", "")
                 slots = ship_slots(pace.mode, limits.concurrent_files, rule)
-                if pace.mode != self.pace.mode and not pipeline.stopping.is_set():
+                if (pace.mode != self.pace.mode or slots != pipeline.slots.limit) and not pipeline.stopping.is_set():
                     self._log_pace(self.pace, pace, slots)
                     self.pace = pace
                     await pipeline.slots.set_limit(slots)
@@ -820,7 +865,9 @@ class Daemon:
             await asyncio.sleep(bo.interval)
 
     def _log_pace(self, old: Pace, new: Pace, slots: int) -> None:
-        if new.mode == "backoff":
+        if new.mode == old.mode:
+            log.info("shipping at most %d file(s) at once (reloaded limits)", slots)
+        elif new.mode == "backoff":
             log.info("backing off for the camera (%s): shipping at most %d file(s) at once", new.why, slots)
         elif new.mode == "filling":
             log.warning("acquisition disk nearly full (%s); back-off overridden", new.why)

@@ -75,3 +75,7 @@ class ClaimError(AcqdError):
 
 class CatalogError(AcqdError):
     """The facility catalog (PostgreSQL) cannot be reached or used; the daemon ships on regardless."""
+
+
+class FenceError(AcqdError):
+    """This process no longer holds the facility hub's lease: another replica acts now."""

@@ -17,6 +17,7 @@ from acqd.journal import CopyRow, Journal, recorded_tiers
 from acqd.layouts import build_layout
 from acqd.ports import Layout
 from acqd.storage import Tier, open_tier
+from acqd.storage.base import rename_noreplace
 
 QUICK_CHUNK = 8 << 20
 
@@ -115,9 +116,14 @@ def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int) -> str:
         raise AcqdError(f"cannot restore to {out_path}: the folder {parent} does not exist")
     if out_path.exists() or out_path.is_symlink():
         raise AcqdError(f"{out_path} exists; restore never overwrites")
-    tmp = parent / f".{out_path.name}.acqd-restore"
+    # a name of its own, created here (never an existing file, never through a symlink), and published
+    # without replacing: a file that appears under `out_path` meanwhile stays as it is
+    tmp = parent / f".{out_path.name}.acqd-restore-{os.getpid()}-{os.urandom(4).hex()}"
+    made = False
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        made = True
+        with open(fd, "wb") as f:
             try:
                 checksum = layout_of(copy, chunk).restore(tier, copy.dest, f)
             except AcqdError:
@@ -132,10 +138,14 @@ def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int) -> str:
             raise VerifyError(
                 f"{tier.url(copy.dest)}: restored content {checksum} != journal {copy.checksum}; nothing written"
             )
-        os.replace(tmp, out_path)
+        try:
+            rename_noreplace(str(tmp), str(out_path))
+        except FileExistsError:
+            raise AcqdError(f"{out_path} exists (it appeared during the restore); restore never overwrites") from None
+        made = False
         return checksum
     except OSError as exc:
         raise AcqdError(f"cannot restore to {out_path}: {exc.strerror or exc}") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if made:
+            tmp.unlink(missing_ok=True)

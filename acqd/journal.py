@@ -910,11 +910,11 @@ def retention_items(j: Journal) -> list[RetentionRow]:
     return [RetentionRow(_copy_row(r[n:]), _file_row(r[:n])) for r in j._db.execute(q)]
 
 
-def delivered_warnings(j: Journal) -> list[tuple[int, float, float]]:
-    """(copy, purge date, sent) of every delivered warning that was not called off."""
+def delivered_warnings(j: Journal) -> list[tuple[int, float, float, str]]:
+    """(copy, purge date, sent, recipient) of every delivered warning that was not called off."""
     where = " WHERE voided IS NULL" if _has_column(j, "warnings", "voided") else ""
-    rows = j._db.execute(f"SELECT copy_id, purge_at, sent_at FROM warnings{where}")
-    return [(int(a), float(b), float(c)) for a, b, c in rows]
+    rows = j._db.execute(f"SELECT copy_id, purge_at, sent_at, recipient FROM warnings{where}")
+    return [(int(a), float(b), float(c), str(d or "")) for a, b, c, d in rows]
 
 
 def void_warnings(j: Journal, copy_id: int, now: float, reason: str) -> int:

@@ -367,3 +367,47 @@ class Exporter:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class HubMetrics:
+    """The facility hub's instruments (`acqd hub`, its own port). Labels: the hub's lease name."""
+
+    def __init__(self, registry: CollectorRegistry, hub: str) -> None:
+        self.registry, self.hub = registry, hub
+        r, h = registry, ("hub",)
+        self.sweep_seconds = Histogram(
+            "acqd_hub_sweep_duration_seconds", "Duration of the hub's retention sweeps", h, registry=r,
+            buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
+        )  # fmt: skip
+        self.sweeps = Counter(
+            "acqd_hub_sweeps", "Retention sweeps by outcome (done, failed, stopped)", (*h, "outcome"), registry=r
+        )
+        self.purges = Counter("acqd_hub_purges", "Stored copies purged by the hub", h, registry=r)
+        self.purged_bytes = Counter("acqd_hub_purged_bytes", "Stored bytes purged by the hub", h, registry=r)
+        self.transitions = Counter(
+            "acqd_hub_transitions", "Stored copies moved to another tier by the hub", h, registry=r
+        )
+        self.warnings = Counter("acqd_hub_warnings_sent", "Warning digests the mail server accepted", h, registry=r)
+        self.blocked = Gauge(
+            "acqd_hub_blocked_actions", "Purges and transitions blocked at the last sweep", h, registry=r
+        )
+        self.failed = Counter("acqd_hub_failed_actions", "Retention actions that failed (retried)", h, registry=r)
+        self.lease = Gauge(
+            "acqd_hub_lease_held", "1 while this replica holds the hub's lease (it alone acts)", h, registry=r
+        )
+        self.items = Gauge("acqd_hub_items", "Stored copies the hub manages", h, registry=r)
+        self.foreign = Gauge(
+            "acqd_hub_unmanaged_copies", "Verified catalogued copies on tiers (or URLs) the hub does not manage", h,
+            registry=r,
+        )  # fmt: skip
+        self.last_sweep = Gauge(
+            "acqd_hub_last_sweep_timestamp_seconds", "End of the last completed sweep", h, registry=r
+        )
+        for m in (self.purges, self.purged_bytes, self.transitions, self.warnings, self.failed):
+            m.labels(hub)
+        for o in ("done", "failed", "stopped"):
+            self.sweeps.labels(hub, o)
+        self.lease.labels(hub).set(0)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, {"hub": self.hub, **labels})

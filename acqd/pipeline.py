@@ -1599,18 +1599,35 @@ class Pipeline:
             return
         writing = await self.writers.writers([(st.st_dev, st.st_ino)])
         if writing:
+            # verified a moment ago: remember the tier's checksum for the later checks, before the hold
+            # is reported (the sooner after the verification, the smaller the window for a swap)
+            if not c.release_only:
+                with contextlib.suppress(AcqdError):
+                    await self._check_copy(ctx, row, just_verified=True, full=False)
             pids = sorted(next(iter(writing.values())))
             if self._held.get(key) != row.id:  # once per version, not at every look
                 self._held[key] = row.id
                 why = f"open for writing by pid {', '.join(map(str, pids[:5]))}: kept until it is closed"
                 await self._j(self.journal.audit, row.id, "release-held", reason=why)
                 self._emit("held", row, reason=why)
-            if not c.release_only:  # verified a moment ago: remember the tier's checksum for the later checks
-                with contextlib.suppress(AcqdError):
-                    await self._check_copy(ctx, row, just_verified=True, full=False)
             self._release_later_for(c)
             return
         if not await self._copy_still_there(c, row):
+            return
+        # The re-check of the copy can take long (`release_verify: full` reads it all back): a writer
+        # that opened the file meanwhile and has not written yet leaves its identity as it was, so
+        # ask again right before the unlink.
+        late = await self.writers.writers([(st.st_dev, st.st_ino)])
+        if late:
+            pids = sorted(next(iter(late.values())))
+            self._held[key] = row.id
+            why = (
+                f"opened for writing by pid {', '.join(map(str, pids[:5]))} while its stored copy was "
+                "re-checked: kept until it is closed"
+            )
+            await self._j(self.journal.audit, row.id, "release-held", reason=why)
+            self._emit("held", row, reason=why)
+            self._release_later_for(c)
             return
         await self._j(self.journal.begin_release, row.id, path)
         crash_point("before_release")

@@ -4,14 +4,12 @@ catalog publisher (acqd.catalog), and the `acqd catalog` commands. The daemon wi
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from pathlib import Path
 from typing import Any
 
 from acqd import catalog
-from acqd.config import CatalogConfig, Config
+from acqd.config import CatalogConfig, Config, read_credential
 from acqd.errors import CatalogError, ConfigError
 from acqd.journal import (
     Journal,
@@ -31,16 +29,7 @@ from acqd.values import OutboxRecord
 
 def catalog_password(c: CatalogConfig) -> str | None:
     """The password from `catalog.password_file` (relative: in $CREDENTIALS_DIRECTORY); ConfigError if unreadable."""
-    if c.password_file is None:
-        return None
-    path = c.password_file
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not path.is_absolute() and creds:
-        path = Path(creds) / path
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"catalog.password_file: cannot read {path}: {exc.strerror}") from None
+    return read_credential(c.password_file, "catalog.password_file") if c.password_file is not None else None
 
 
 def prepare(config: Config) -> str | None:

@@ -7,6 +7,10 @@ just before a delete and before a transition starts; a transition copies, verifi
 and only then deletes the old one; a sweep stops when too many of its actions fail; a warning that
 cannot be delivered is retried at the next sweep and blocks the purge it announces (nothing is
 recorded until the mail server took it).
+
+What the runner reads and records goes through a `RetentionStore`: the daemon's journal
+(`JournalStore`), or the facility catalog for `acqd hub` (acqd.facility.CatalogStore), whose
+`fence` also refuses every destructive step once another hub replica holds the lease.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from acqd import journal as jr
-from acqd.errors import AcqdError, NameTakenError
+from acqd.crash import crash_point
+from acqd.errors import AcqdError, FenceError, NameTakenError, PermanentError
 from acqd.journal import Journal
 from acqd.layouts import build_layout
 from acqd.notify import Digests, Mailer
@@ -76,31 +81,128 @@ class ClockView:
     acks: list[tuple[int, float, str, float, str, str]]
 
 
-def project_clock(j: Journal, policy: Policy, reading: Reading) -> ClockView:
+class RetentionStore(Protocol):
+    """Where retention reads its items, warnings, holds and clock, and records what it did.
+    Blocking: the runner calls every method on its store executor (`jexec`)."""
+
+    def items(self) -> tuple[list[Item], dict[int, jr.RetentionRow]]:
+        """The verified copies retention manages, as the planner's items and by copy id."""
+        ...
+
+    def delivered_warnings(self) -> list[tuple[int, float, float, str]]:
+        """(copy, purge date, sent, recipient) of each delivered warning not called off."""
+        ...
+
+    def holds_ended_after(self, since: float) -> list[Hold]: ...
+
+    def active_holds(self, now: float) -> list[Hold]: ...
+
+    def clock_state(self) -> dict[str, Any] | None: ...
+
+    def last_sweep(self) -> float | None: ...
+
+    def set_clock_state(self, doc: dict[str, Any], audit: str | None = None, **detail: Any) -> None: ...
+
+    def pending_clock_acks(self) -> list[tuple[int, float, str, float, str, str]]: ...
+
+    def clock_ack_applied(self, ack_id: int, now: float, **detail: Any) -> None: ...
+
+    def void_warnings(self, copy_id: int, now: float, reason: str) -> int: ...
+
+    def record_warnings(self, copy_ids: list[int], recipient: str, purge_at: dict[int, float], now: float) -> None: ...
+
+    def audit(self, file_id: int | None, action: str, **detail: Any) -> None: ...
+
+    def add_copy(self, row: jr.RetentionRow, tier: str, now: float) -> int: ...
+
+    def mark_copy(self, copy_id: int, state: str, action: str, **detail: Any) -> None: ...
+
+    def fence(self, kind: str, copy_id: int | None) -> bool:
+        """Just before a step that changes storage or sends mail: raise FenceError if this process
+        may no longer act (another hub took the lease). With a copy: the step is recorded as begun;
+        True if it had been begun before and never finished (a sweep killed in the middle)."""
+        ...
+
+
+class JournalStore:
+    """The daemon's journal as a RetentionStore."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def items(self) -> tuple[list[Item], dict[int, jr.RetentionRow]]:
+        rows = jr.retention_items(self.journal)
+        return items_of(rows), {r.copy.id: r for r in rows}
+
+    def delivered_warnings(self) -> list[tuple[int, float, float, str]]:
+        return jr.delivered_warnings(self.journal)
+
+    def holds_ended_after(self, since: float) -> list[Hold]:
+        return [Hold(t, u, why, root) for t, u, why, root in jr.holds_ended_after(self.journal, since)]
+
+    def active_holds(self, now: float) -> list[Hold]:
+        return [Hold(t, u, why, root) for t, u, why, root in jr.active_holds(self.journal, now)]
+
+    def clock_state(self) -> dict[str, Any] | None:
+        return jr.clock_state(self.journal)
+
+    def last_sweep(self) -> float | None:
+        return jr.last_sweep(self.journal)
+
+    def set_clock_state(self, doc: dict[str, Any], audit: str | None = None, **detail: Any) -> None:
+        jr.set_clock_state(self.journal, doc, audit, **detail)
+
+    def pending_clock_acks(self) -> list[tuple[int, float, str, float, str, str]]:
+        return jr.pending_clock_acks(self.journal)
+
+    def clock_ack_applied(self, ack_id: int, now: float, **detail: Any) -> None:
+        jr.clock_ack_applied(self.journal, ack_id, now, **detail)
+
+    def void_warnings(self, copy_id: int, now: float, reason: str) -> int:
+        return jr.void_warnings(self.journal, copy_id, now, reason)
+
+    def record_warnings(self, copy_ids: list[int], recipient: str, purge_at: dict[int, float], now: float) -> None:
+        jr.record_warnings(self.journal, copy_ids, recipient, purge_at, now)
+
+    def audit(self, file_id: int | None, action: str, **detail: Any) -> None:
+        self.journal.audit(file_id, action, **detail)
+
+    def add_copy(self, row: jr.RetentionRow, tier: str, now: float) -> int:
+        c = row.copy
+        return jr.add_copy(self.journal, row.file.id, tier, c.dest, c.layout, c.as_result(), now, c.verified_at or now)
+
+    def mark_copy(self, copy_id: int, state: str, action: str, **detail: Any) -> None:
+        jr.mark_copy(self.journal, copy_id, state, action, **detail)
+
+    def fence(self, kind: str, copy_id: int | None) -> bool:
+        return False  # one daemon, one journal: nobody else acts on its copies
+
+
+def _store(j: Journal | RetentionStore) -> RetentionStore:
+    return JournalStore(j) if isinstance(j, Journal) else j
+
+
+def project_clock(j: Journal | RetentionStore, policy: Policy, reading: Reading) -> ClockView:
     """Blocking: the clock guard's state once `reading` and the pending acknowledgements are taken in."""
+    store = _store(j)
     g = policy.spec.guards
-    doc = jr.clock_state(j)
+    doc = store.clock_state()
     before: ClockState | None
     if doc is not None:
         before = ClockState.from_json(doc)
     else:
-        ls = jr.last_sweep(j)  # a journal from before the clock guard: its last sweep, from another boot
+        ls = store.last_sweep()  # a journal from before the clock guard: its last sweep, from another boot
         before = ClockState(Reading(ls, "", 0.0), 0.0, ls, 0.0) if ls is not None else None
     after = advance(before, reading, g.maxClockJumpForward, g.maxClockJumpBackward)
-    acks = jr.pending_clock_acks(j)
+    acks = store.pending_clock_acks()
     for _, wall, boot, boottime, _, _ in acks:
         after = acknowledge(after, Reading(wall, boot, boottime), g.maxClockJumpForward, g.maxClockJumpBackward)
     return ClockView(before, after, acks)
 
 
-def plan_from_journal(
-    j: Journal, policy: Policy, now: float, clock: ClockState | None = None
-) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
-    """Blocking: the planner's view of the journal (copies, holds, delivered warnings), planned at
-    `now`, or at the clock state's effective time."""
-    t = clock.effective if clock is not None else now
-    rows = jr.retention_items(j)
-    items = [
+def items_of(rows: list[jr.RetentionRow]) -> list[Item]:
+    """The planner's items for the journal's stored copies (also what the owner page shows)."""
+    return [
         Item(
             id=r.copy.id,
             relpath=r.file.relpath,
@@ -113,22 +215,31 @@ def plan_from_journal(
         )
         for r in rows
     ]
-    warnings = [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
-    ids = {i.id for i in items}
-    holds = holds_since(j, [w for w in warnings if w.item_id in ids], t)
-    return plan(now, items, policy, holds, warnings, clock), {r.copy.id: r for r in rows}
 
 
-def holds_since(j: Journal, warnings: list[Warning_], now: float) -> list[Hold]:
+def plan_from_journal(
+    j: Journal | RetentionStore, policy: Policy, now: float, clock: ClockState | None = None
+) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
+    """Blocking: the planner's view of the journal (or another store: copies, holds, delivered
+    warnings), planned at `now`, or at the clock state's effective time."""
+    store = _store(j)
+    t = clock.effective if clock is not None else now
+    items, by_copy = store.items()
+    warnings = [Warning_(c, p, s, r) for c, p, s, r in store.delivered_warnings()]
+    holds = holds_since(store, [w for w in warnings if w.item_id in by_copy], t)
+    return plan(now, items, policy, holds, warnings, clock), by_copy
+
+
+def holds_since(j: Journal | RetentionStore, warnings: list[Warning_], now: float) -> list[Hold]:
     """The holds in force at `now` and those that ended after the earliest date a warning announced
     (a released hold ends at its release): what the planner needs to tell whether a hold outlived a
     warned date."""
     since = min((w.purge_at for w in warnings), default=now)
-    return [Hold(t, u, why, root) for t, u, why, root in jr.holds_ended_after(j, min(since, now))]
+    return _store(j).holds_ended_after(min(since, now))
 
 
-def holds_at(j: Journal, now: float) -> list[Hold]:
-    return [Hold(t, u, why, root) for t, u, why, root in jr.active_holds(j, now)]
+def holds_at(j: Journal | RetentionStore, now: float) -> list[Hold]:
+    return _store(j).active_holds(now)
 
 
 class RetentionRunner:
@@ -136,7 +247,7 @@ class RetentionRunner:
         self,
         *,
         policy: Policy,
-        journal: Journal,
+        journal: Journal | None = None,
         jexec: Executor,
         io: ThreadPoolExecutor,
         tiers: dict[str, Tier],
@@ -149,9 +260,13 @@ class RetentionRunner:
         hold_args: tuple[str, ...] = (),
         clock: Callable[[], Reading] = read_clock,
         links: Callable[[str, float], tuple[str, str, float]] | None = None,
+        store: RetentionStore | None = None,
     ) -> None:
+        if store is None:
+            assert journal is not None, "a journal or a store"
+            store = JournalStore(journal)
         self.policy = policy
-        self.journal = journal
+        self.store = store
         self.jexec = jexec
         self.io = io
         self.tiers = tiers
@@ -193,9 +308,9 @@ class RetentionRunner:
         """Take a clock reading into the guard's state (kept in the journal), then plan at its
         effective time. `now` as a number: a clock that is right at that time (tests)."""
         reading = self.clock() if now is None else simulated(now) if isinstance(now, int | float) else now
-        view = await self._j(project_clock, self.journal, self.policy, reading)
+        view = await self._j(project_clock, self.store, self.policy, reading)
         await self._note_clock(view)
-        actions, by_copy = await self._j(plan_from_journal, self.journal, self.policy, 0.0, view.after)
+        actions, by_copy = await self._j(plan_from_journal, self.store, self.policy, 0.0, view.after)
         self.last_clock = view.after
         return actions, by_copy, view.after.effective
 
@@ -215,9 +330,9 @@ class RetentionRunner:
             log.warning("retention: clock suspension lifted (%s)", how)
             self._emit_clock("retention.clock_lifted", how)
         self._reported = st.suspension is not None
-        await self._j(jr.set_clock_state, self.journal, st.to_json(), audit, **detail)
+        await self._j(self.store.set_clock_state, st.to_json(), audit, **detail)
         for ack_id, wall, _, _, reason, who in view.acks:
-            await self._j(jr.clock_ack_applied, self.journal, ack_id, st.last.wall, who=who, reason=reason, wall=wall)
+            await self._j(self.store.clock_ack_applied, ack_id, st.last.wall, who=who, reason=reason, wall=wall)
             log.warning("retention: the wall clock was acknowledged by %s (%s); purges follow it again", who, reason)
             self._emit_clock("retention.clock_acknowledged", f"{who}: {reason}")
 
@@ -234,9 +349,16 @@ class RetentionRunner:
         res.blocked = sum(a.kind == "blocked" for a in actions)
         for a in actions:
             if a.kind == "void":
-                await self._j(jr.void_warnings, self.journal, a.item.id, now, a.reason)
+                await self._j(self.store.void_warnings, a.item.id, now, a.reason)
                 log.info("retention: %s: %s", a.item.relpath, a.reason)
-        await self._warn(now, [a for a in actions if a.kind == "warn"], by_copy, res)
+        # a warning is stamped with the trusted calendar (see acqd.policy.planner: never behind real time)
+        sent = max(now, self.last_clock.calendar) if self.last_clock is not None else now
+        try:
+            await self._warn(sent, [a for a in actions if a.kind == "warn"], by_copy, res)
+        except FenceError as exc:
+            res.suspended = str(exc)
+            log.error("retention: %s; sweep stopped", exc)
+            return res
         limit = self.policy.spec.guards.suspendErrorRatio
         done = 0
         for a in actions:
@@ -256,10 +378,14 @@ class RetentionRunner:
                     if await self._purge(a, row, now):
                         res.purged += 1
                         res.purged_bytes += a.item.size
+            except FenceError as exc:
+                res.suspended = str(exc)
+                log.error("retention: %s; sweep stopped", exc)
+                break
             except AcqdError as exc:
                 res.failed += 1
                 log.warning("retention %s of %r failed: %s", a.kind, row.file.relpath, exc)
-                await self._j(self.journal.audit, row.file.id, f"retention.{a.kind}.failed", reason=str(exc))
+                await self._j(self.store.audit, row.file.id, f"retention.{a.kind}.failed", reason=str(exc))
         log.info(
             "retention sweep: %d warned in %d digest(s), %d moved, %d purged (%d bytes), %d blocked, %d failed",
             res.warned,
@@ -272,9 +398,11 @@ class RetentionRunner:
         )
         return res
 
-    def hold_command(self, session: str, until: float, recipient: str) -> str:
+    def hold_command(self, session: str, until: float, recipient: str, instrument: str = "") -> str:
         """The `acqd hold` command line that keeps `session`, ready to paste."""
         args = ["acqd", "hold", session, "--until", _day(until), "--reason", f"asked by {recipient}", *self.hold_args]
+        if instrument:  # the facility hub's digest: sessions of several instruments
+            args += ["--instrument", instrument]
         return shlex.join(args)
 
     async def _warn(
@@ -296,17 +424,20 @@ class RetentionRunner:
                 owner = self.policy.spec.owners.owner_of(a.item.relpath)
                 if self.links is not None and owner and owner not in owner_links:
                     owner_links[owner] = self.links(owner, now)
-                key = (a.item.session, a.at)
+                label = f"{a.item.instrument}/{a.item.session}" if a.item.instrument else a.item.session
+                key = (label, a.at)
                 s = sessions.setdefault(
                     key,
                     {
-                        "session": a.item.session,
+                        "session": label,
                         "files": 0,
                         "bytes": 0,
                         "purge_at": a.at,
                         "rule": a.rule,
                         "where": "",
-                        "hold_command": self.hold_command(a.item.session, a.at + 90 * DAY, recipient),
+                        "hold_command": self.hold_command(
+                            a.item.session, a.at + 90 * DAY, recipient, a.item.instrument
+                        ),
                         "owner": owner or "",
                         "link": owner_links[owner][0] if owner in owner_links else "",
                     },
@@ -328,6 +459,7 @@ class RetentionRunner:
                 contact=self.contact,
                 links=[(o, url, exp) for o, (url, _, exp) in sorted(owner_links.items())],
             )
+            await self._j(self.store.fence, "warn", None)
             try:
                 await self.mailer.send(msg)
             except AcqdError as exc:
@@ -339,9 +471,9 @@ class RetentionRunner:
             ids = [a.item.id for a in acts]
             for o, (_, link_id, exp) in sorted(owner_links.items()):
                 await self._j(
-                    self.journal.audit, None, "owner-page.link", owner=o, link=link_id, expires=exp, recipient=recipient
+                    self.store.audit, None, "owner-page.link", owner=o, link=link_id, expires=exp, recipient=recipient
                 )
-            await self._j(jr.record_warnings, self.journal, ids, recipient, {a.item.id: a.at for a in acts}, now)
+            await self._j(self.store.record_warnings, ids, recipient, {a.item.id: a.at for a in acts}, now)
             res.digests += 1
             res.warned += len(ids)
             for a in acts:
@@ -352,11 +484,11 @@ class RetentionRunner:
 
     async def _held(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
         """Re-read the holds: one placed since the plan (by `acqd hold` in another process) wins."""
-        holds = await self._j(holds_at, self.journal, now)
+        holds = await self._j(holds_at, self.store, now)
         if any(h.covers(a.item, now) for h in holds):
             what = "purged" if a.kind == "purge" else "moved"
             log.info("retention: %r was put on hold since the plan; not %s", row.file.relpath, what)
-            await self._j(self.journal.audit, row.file.id, f"retention.{a.kind}.held", copy=row.copy.id)
+            await self._j(self.store.audit, row.file.id, f"retention.{a.kind}.held", copy=row.copy.id)
             return True
         return False
 
@@ -366,6 +498,24 @@ class RetentionRunner:
             return False
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
         rel = row.copy.dest
+        resumed = await self._j(self.store.fence, "transition", row.copy.id)
+        if resumed and not await self._io(src.exists, rel):
+            # a sweep killed after deleting the old copy: the new one verified before that; checked
+            # again, then recorded (never recorded as moved without a new copy that verifies)
+            await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
+            await self._j(self.store.add_copy, row, dst.name, now)
+            await self._j(
+                self.store.mark_copy, row.copy.id, "moved", "retention.transitioned", to=dst.name, resumed=True
+            )
+            self._emit("retention.transitioned", row, reason=f"{src.name} -> {dst.name}")
+            return True
+        if await self._io(dst.shares_storage_with, src, rel):
+            # the "new copy" would be the old one itself: verifying it passes, deleting the old one
+            # deletes the only copy (the sweep logs, audits and counts the failure)
+            raise PermanentError(
+                f"tiers {src.name} and {dst.name} are the same storage ({dst.url(rel)} is {src.url(rel)}): "
+                f"not moved, the copy stays on {src.name}; give tier {dst.name} a location of its own"
+            )
         try:
             await self._io(copy_between, src, dst, rel)
         except NameTakenError:
@@ -374,19 +524,11 @@ class RetentionRunner:
             # copy only if it verifies below; otherwise the transition fails (and is retried).
             log.warning("retention: %s already on tier %s; checking whether it is this copy", rel, dst.name)
         await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
-        await self._j(
-            jr.add_copy,
-            self.journal,
-            row.file.id,
-            dst.name,
-            rel,
-            row.copy.layout,
-            row.copy.as_result(),
-            now,
-            row.copy.verified_at or now,
-        )
+        await self._j(self.store.add_copy, row, dst.name, now)
+        await self._j(self.store.fence, "transition", row.copy.id)
         await self._io(src.remove_any, rel)
-        await self._j(jr.mark_copy, self.journal, row.copy.id, "moved", "retention.transitioned", to=dst.name)
+        crash_point("retention_after_delete")
+        await self._j(self.store.mark_copy, row.copy.id, "moved", "retention.transitioned", to=dst.name)
         self._emit("retention.transitioned", row, reason=f"{src.name} -> {dst.name}")
         return True
 
@@ -395,14 +537,27 @@ class RetentionRunner:
         if await self._held(a, row, now):
             return False
         tier = self.tiers[row.copy.tier]
+        resumed = await self._j(self.store.fence, "purge", row.copy.id)
         if not await self._io(tier.exists, row.copy.dest):
-            await self._j(jr.mark_copy, self.journal, row.copy.id, "missing", "retention.missing")
+            if resumed:  # deleted by a sweep that was killed before it could record it: recorded now
+                log.info("retention: %s was purged by an interrupted sweep; recorded now", row.copy.dest)
+                await self._j(
+                    self.store.mark_copy,
+                    row.copy.id,
+                    "purged",
+                    "retention.purged",
+                    rule=a.rule,
+                    bytes=a.item.size,
+                    resumed=True,
+                )
+                self._emit("retention.purged", row, reason=a.reason)
+                return True
+            await self._j(self.store.mark_copy, row.copy.id, "missing", "retention.missing")
             log.warning("retention: %s is already gone from tier %s", row.copy.dest, tier.name)
             return False
         await self._io(tier.remove_any, row.copy.dest)
-        await self._j(
-            jr.mark_copy, self.journal, row.copy.id, "purged", "retention.purged", rule=a.rule, bytes=a.item.size
-        )
+        crash_point("retention_after_delete")
+        await self._j(self.store.mark_copy, row.copy.id, "purged", "retention.purged", rule=a.rule, bytes=a.item.size)
         self._emit("retention.purged", row, reason=a.reason)
         return True
 

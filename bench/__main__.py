@@ -10,6 +10,7 @@ python -m bench smallfiles  5,000 small files: acqd run --once vs rsync -a + syn
 python -m bench catalog   the facility catalog's ingest rate into a real PostgreSQL (records/s)
 python -m bench camera    a camera writing at a fixed rate while acqd catches up a backlog beside it
 python -m bench stream    last byte -> verified for a simulated K3 writing movies: whole file vs tail-follow
+python -m bench facility  the facility views over 10^6 catalogued files: usage, the streamed plan, EXPLAIN
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ COMMANDS = {
     "catalog": "bench.catalog",
     "camera": "bench.camera",
     "stream": "bench.stream",
+    "facility": "bench.facility",
 }
 
 

@@ -211,7 +211,8 @@ class FaultyFileSystem(LocalFileSystem):  # type: ignore[misc]
 
 
 def patch_os(control: str) -> None:
-    """Wrap os.fsync, os.replace and os.rename in this process with the control file's faults."""
+    """Wrap os.fsync, os.replace and os.rename in this process with the control file's faults, and
+    os.unlink with a rename another program makes at that moment (``swap_before_unlink``)."""
     ctl = _Control(control)
     real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
 
@@ -239,9 +240,23 @@ def patch_os(control: str) -> None:
 
         return rename
 
+    real_unlink = os.unlink
+
+    def unlink(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> None:
+        # {"swap_before_unlink": {"name": N, "from": P}}: just before acqd unlinks a name N (relative to
+        # a folder descriptor, as a release does), another program renames its new file P over N: the
+        # moment between the release's last look at the file and the unlink
+        with ctl._lock:
+            ctl._load()
+            swap = ctl.doc.get("swap_before_unlink")
+        if swap and dir_fd is not None and os.fsdecode(path) == swap["name"] and os.path.exists(swap["from"]):
+            real_rename(swap["from"], path, dst_dir_fd=dir_fd)
+        real_unlink(path, *args, dir_fd=dir_fd, **kwargs)
+
     os.fsync = fsync
     os.replace = renamer(real_replace)
     os.rename = renamer(real_rename)
+    os.unlink = unlink
     # acqd publishes with renameat2(RENAME_NOREPLACE) through libc, which no os.* wrapper sees
     import acqd.storage.base as base
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import threading
 import time
 import urllib.request
@@ -273,3 +274,48 @@ def test_a_stop_while_backing_off_leaves_the_waiting_files_for_the_next_start(
         code, err = d.terminate()
     assert code == 0, err
     assert {k.removeprefix("scope/"): v for k, v in tree(dest).items() if not k.endswith(".json")} == files
+
+
+def test_backoff_and_bandwidth_settings_follow_a_sighup(
+    tmp_path: Path, dirs: tuple[Path, Path, Path], disk: FakeDisk
+) -> None:
+    """An operator tunes the back-off thresholds, the ship slots and a tier's bandwidth schedule on
+    a running daemon with SIGHUP (systemctl reload): each takes effect without a restart."""
+    _watch, dest, _state = dirs
+    port = free_port()
+    cfg = config(tmp_path, dirs, port, free_below=0)
+    disk.latency_ms = 30.0  # under the 50 ms threshold: full speed
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: gauge(port, "acqd_ship_slots") == 3.0, what="metrics up, 3 slots", daemon=d)
+        wait_for(
+            lambda: abs((gauge(port, "acqd_acquisition_disk_write_latency_seconds") or 0) - 0.03) < 0.01,
+            what="the disk's write latency exported",
+            daemon=d,
+        )
+        assert gauge(port, "acqd_backoff") == 0.0
+        assert gauge(port, "acqd_tier_bandwidth_limit_bytes") in (None, 0.0)
+        text = cfg.read_text()
+        text = text.replace("write_latency_above: 50ms", "write_latency_above: 20ms")
+        text = text.replace("write_latency_below: 20ms", "write_latency_below: 10ms")
+        text = text.replace(
+            f'central: {{url: "file://{dest}"}}',
+            f'central: {{url: "file://{dest}", bandwidth: [{{hours: "00-24", days: "mon-sun", limit: 1MB/s}}]}}',
+        )
+        assert "bandwidth" in text
+        cfg.write_text(text)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: gauge(port, "acqd_backoff") == 1.0, what="back-off at the new threshold", daemon=d)
+        wait_for(lambda: gauge(port, "acqd_tier_bandwidth_limit_bytes") == 1e6, what="the new schedule", daemon=d)
+        cfg.write_text(
+            text.replace("write_latency_above: 20ms", "write_latency_above: 50ms")
+            .replace("write_latency_below: 10ms", "write_latency_below: 40ms")
+            .replace("concurrent_files: 3", "concurrent_files: 2")
+        )
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: gauge(port, "acqd_ship_slots") == 2.0, what="2 slots after the reload", daemon=d)
+        assert gauge(port, "acqd_backoff") == 0.0
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "change only with a restart" not in err, err

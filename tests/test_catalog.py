@@ -202,13 +202,18 @@ def test_migrate_twice_is_a_noop_and_check_connects(
     assert r.returncode == 0  # --no-probe: no connection attempted
     r = run_acqd("check", "--config", str(cfg))
     assert "schema is at version 0" in r.stderr and "acqd catalog migrate" in r.stderr
-    assert "applied 0001_catalog" in migrate(cfg)
+    assert "applied 0001_catalog, 0002_hub" in migrate(cfg)
     tables = pg_query(pg_server, catalog_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'acqd' ORDER BY 1")
-    assert [t[0] for t in tables] == ["copies", "files", "journals", "schema_version", "tiers"]
+    assert [t[0] for t in tables] == [
+        *("copies", "files", "holds", "hub_actions", "hub_audit", "hub_clock_acks", "hub_copies", "hub_lease"),
+        *("hub_state", "hub_warnings", "journals", "schema_version", "tiers"),
+    ]
     assert "schema up to date" in migrate(cfg)
-    assert pg_query(pg_server, catalog_db, "SELECT version, name FROM acqd.schema_version") == [(1, "catalog")]
+    versions = [(m.version, m.name) for m in catalog.migrations()]
+    assert versions[0] == (1, "catalog") and len(versions) == catalog.SCHEMA_VERSION
+    assert pg_query(pg_server, catalog_db, "SELECT version, name FROM acqd.schema_version ORDER BY 1") == versions
     r = run_acqd("check", "--config", str(cfg))
-    assert r.returncode == 0 and "connected, schema version 1" in r.stdout, r.stderr
+    assert r.returncode == 0 and f"connected, schema version {catalog.SCHEMA_VERSION}" in r.stdout, r.stderr
     assert "warning" not in r.stderr
 
 

@@ -57,6 +57,11 @@ def test_every_yaml_in_the_repo_loads() -> None:
         elif rel == "deploy/acqd.example.yaml":
             load_config(p)
             typed += 1
+        elif rel == "deploy/hub.example.yaml":
+            from acqd.config import load_hub_config
+
+            load_hub_config(p)
+            typed += 1
         elif rel.startswith("deploy/prometheus/"):
             assert "groups" in doc or "tests" in doc or "scrape_configs" in doc, rel  # promtool checks them
         elif rel.startswith("deploy/grafana/provisioning/"):

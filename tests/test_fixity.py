@@ -141,3 +141,58 @@ def test_a_deleted_copy_is_reported_missing(tmp_path: Path) -> None:
     (tmp_path / "a" / "f").unlink()
     with pytest.raises(VerifyError, match=f"file://{tmp_path}/a/f: missing"):
         layout.verify(tier, "a/f", res)
+
+
+@pytest.mark.slow
+def test_restore_never_overwrites_a_file_that_appears_while_it_runs(tmp_path: Path) -> None:
+    """`acqd restore` said "never overwrites" but checked for the output file once at its start and
+    published with os.replace: a file created under that name while the copy was read back (a long
+    restore of a movie into a folder someone works in, or two restores given the same output) was
+    replaced. The read-back is held here at the destination (faulty://'s hold_reads) while another
+    program writes the output file; the restore must refuse and leave that file as it is."""
+    import os
+    import subprocess
+
+    from tests.conftest import REPO, acqd_cmd, wait_for
+    from tests.faults import install_plugin, set_faults
+
+    acq, central, out = tmp_path / "acq", tmp_path / "central", tmp_path / "out"
+    for d in (acq, central, out):
+        d.mkdir()
+    control = tmp_path / "faults.json"
+    control.write_text("{}")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([install_plugin(tmp_path / "plugin"), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    )
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"instrument: scope\nstate_dir: {tmp_path}/state\nwatch:\n  - {{path: {acq}, settle: 0.2s}}\n"
+        f"tiers:\n  central: {{url: 'faulty://{central}', options: {{control: '{control}'}}}}\n",
+    )
+    (acq / "sess").mkdir()
+    (acq / "sess" / "f.raw").write_bytes(os.urandom(60_000))
+    r = subprocess.run(acqd_cmd("run", "--config", str(cfg), "--once"), capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "1 verified" in r.stdout, r.stderr
+    set_faults(control, hold_reads="*/scope/sess/*")
+    p = subprocess.Popen(
+        acqd_cmd("restore", "sess/f.raw", str(out / "f.raw"), "--config", str(cfg)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        held = Path(str(control) + ".held")
+        wait_for(held.exists, 60, "the restore to read the stored copy")
+        theirs = b"another program's file, written while the restore ran\n"
+        (out / "f.raw").write_bytes(theirs)
+        set_faults(control)
+        _stdout, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode != 0 and "exists" in stderr, stderr
+    assert (out / "f.raw").read_bytes() == theirs
+    assert sorted(q.name for q in out.iterdir()) == ["f.raw"]  # no temporary left either

@@ -274,10 +274,10 @@ def test_caps_limit_a_sweep() -> None:
 # --- properties ---------------------------------------------------------------------------------
 
 
-def policy_with(expire_days: int, warn_days: int, max_items: int, max_bytes: int) -> Policy:
+def policy_with(expire_days: int, warn_days: int, max_items: int, max_bytes: int, notify: str = "") -> Policy:
     return policy(
         BASE.replace("expiration: {after: 60d}", f"expiration: {{after: {expire_days}d}}")
-        .replace("warn: 14d", f"warn: {warn_days}d")
+        .replace("warn: 14d", f"warn: {warn_days}d" + (f"\n      notify: [{notify}]" if notify else ""))
         .replace("transitions: [{after: 14d, tier: capacity}]", "transitions: []")
         + f"  caps: {{maxItemsPerSweep: {max_items}, maxBytesPerSweep: {max_bytes}}}\n"
     )
@@ -360,6 +360,20 @@ def clock_runs(draw: st.DrawFn) -> tuple[Policy, list[float], list[Step]]:
 def test_no_purge_before_the_warned_date_whatever_the_wall_clock_does(
     run: tuple[Policy, list[float], list[Step]],
 ) -> None:
+    clock_run(run)
+
+
+def test_a_warning_sent_while_the_wall_clock_is_behind_keeps_its_full_lead_time() -> None:
+    """Found by the property above: the wall clock set back a day (the guard suspends purges and
+    judges by the wall clock, the lesser), a warning goes out, then the clock jumps ahead. Stamped
+    with the lagging wall clock, the warning looked a day older than it was, and the file went a day
+    before its warning period had passed in real time. It is stamped with the trusted calendar now."""
+    ticks: list[Step] = [(1.0, "tick", 0.0)] * 4 + [(3.0, "tick", 0.0)] + [(1.0, "tick", 0.0)] * 5
+    steps = [*ticks, (1.0, "jump", -1.0), *[(2.0, "tick", 0.0)] * 3, (1.0, "tick", 1.0), (1.0, "jump", 3.0)]
+    clock_run((policy_with(2, 2, 1000, 10**9), [19.0], steps))
+
+
+def clock_run(run: tuple[Policy, list[float], list[Step]]) -> None:
     """Sweeps over a run in which the wall clock jumps forwards and backwards (within one boot and
     across reboots) and operators acknowledge it when it is right: no file is ever purged before the
     date its delivered warning announced, nor less than the warning period after delivery, in real
@@ -397,7 +411,7 @@ def test_no_purge_before_the_warned_date_whatever_the_wall_clock_does(
         assert state.effective <= real + slack + 1e-3  # the time retention judges by never runs ahead
         for a in plan(0, [it for it in items.values() if it.verified_at <= real], pol, (), warnings, clock=state):
             if a.kind == "warn":
-                warnings.append(Warning_(a.item.id, a.at, state.effective))
+                warnings.append(Warning_(a.item.id, a.at, max(state.effective, state.calendar)))  # as the runner
                 announced.setdefault(a.item.id, []).append((a.at, real))
             elif a.kind == "purge":
                 dates = announced[a.item.id]
@@ -429,6 +443,34 @@ def hold_runs(draw: st.DrawFn) -> tuple[Policy, list[float], list[Event]]:
     return pol, ages, events
 
 
+SESSIONS = ["alice_a", "alice_b", "bob_c"]
+
+
+def hold_run_start(ages: list[float]) -> tuple[float, dict[int, Item]]:
+    t = 1000 * DAY
+    return t, {
+        i: Item(i, f"{SESSIONS[i % 3]}/f{i}.mrc", SESSIONS[i % 3], "gatan-k3", "central", 1, t - a * DAY)
+        for i, a in enumerate(ages)
+    }
+
+
+def hold_event(holds: list[list[float | str]], what: str, s: int, t: float, length: float) -> bool:
+    """Apply a hold or a release to `holds` ([session, placed, end]); False for a sweep."""
+    if what == "hold":
+        holds.append([SESSIONS[s], t, t + length * DAY])
+    elif what == "release":
+        for h in holds:
+            if h[0] == SESSIONS[s] and float(h[2]) > t:
+                h[2] = t
+    return what in ("hold", "release")
+
+
+def known_holds(holds: list[list[float | str]], warnings: list[Warning_], t: float) -> list[Hold]:
+    """The holds as the journal gives them: in force, or ended after the earliest warned date."""
+    since = min((w.purge_at for w in warnings), default=t)
+    return [Hold(str(n), float(end), "h") for n, _, end in holds if float(end) > min(since, t)]
+
+
 @settings(max_examples=300, deadline=None)
 @given(hold_runs())
 def test_a_purge_follows_a_warning_no_hold_outlived(run: tuple[Policy, list[float], list[Event]]) -> None:
@@ -439,27 +481,15 @@ def test_a_purge_follows_a_warning_no_hold_outlived(run: tuple[Policy, list[floa
     force on the file at any moment between that date and the purge."""
     pol, ages, events = run
     rule = pol.spec.rules[0]
-    sessions = ["alice_a", "alice_b", "bob_c"]
-    t = 1000 * DAY
-    items = {
-        i: Item(i, f"{sessions[i % 3]}/f{i}.mrc", sessions[i % 3], "gatan-k3", "central", 1, t - a * DAY)
-        for i, a in enumerate(ages)
-    }
+    t, items = hold_run_start(ages)
     holds: list[list[float | str]] = []  # [session, placed, end (until, or the release)]
     warnings: list[Warning_] = []
     purged = 0
     for days, what, s, length in events:
         t += days * DAY
-        if what == "hold":
-            holds.append([sessions[s], t, t + length * DAY])
+        if hold_event(holds, what, s, t, length):
             continue
-        if what == "release":
-            for h in holds:
-                if h[0] == sessions[s] and float(h[2]) > t:
-                    h[2] = t
-            continue
-        since = min((w.purge_at for w in warnings), default=t)
-        known = [Hold(str(n), float(end), "h") for n, _, end in holds if float(end) > min(since, t)]
+        known = known_holds(holds, warnings, t)
         for a in plan(t, list(items.values()), pol, known, warnings):
             if a.kind == "warn":
                 assert a.at >= t + rule.warn
@@ -477,3 +507,71 @@ def test_a_purge_follows_a_warning_no_hold_outlived(run: tuple[Policy, list[floa
                 assert not outlived, f"a hold outlived the warned date {last.purge_at}: {outlived}"
                 del items[it.id]
                 purged += 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(hold_runs(), st.lists(st.sampled_from(["alice@x.org", "staff@x.org", "desk@x.org"]), max_size=150))
+def test_every_recipient_is_warned_before_a_purge(
+    run: tuple[Policy, list[float], list[Event]], failing: list[str]
+) -> None:
+    """As above with three recipients per file (the owner, or the fallback for bob; a facility desk),
+    where each sweep's digest to one recipient may fail. Only the recipients still missing a standing
+    warning are warned again; no file is purged before *every* recipient's latest delivered warning
+    announced a date that has come, went out at least the lead time before, and outlived no hold."""
+    pol0, ages, events = run
+    rule0 = pol0.spec.rules[0]
+    assert rule0.expiration is not None
+    pol = policy_with(
+        int(rule0.expiration.after // DAY),
+        int(rule0.warn // DAY),
+        pol0.spec.caps.maxItemsPerSweep,
+        10**9,
+        notify="owner, desk@x.org",
+    )
+    rule = pol.spec.rules[0]
+    t, items = hold_run_start(ages)
+    holds: list[list[float | str]] = []
+    warnings: list[Warning_] = []
+    sweeps = 0
+    for days, what, s, length in events:
+        t += days * DAY
+        if hold_event(holds, what, s, t, length):
+            continue
+        fails = failing[sweeps] if sweeps < len(failing) and what == "undelivered" else None
+        sweeps += 1
+        known = known_holds(holds, warnings, t)
+        for a in plan(t, list(items.values()), pol, known, warnings):
+            if a.kind == "warn":
+                assert a.at >= t + rule.warn
+                assert a.recipients, a
+                for r in a.recipients:
+                    if r != fails:
+                        warnings.append(Warning_(a.item.id, a.at, t, r))
+            elif a.kind == "purge":
+                it = a.item
+                owner = "alice@x.org" if it.session.startswith("alice") else "staff@x.org"
+                mine = [h for h in holds if h[0] == it.session]
+                assert not any(float(p) <= t < float(e) for _, p, e in mine), "purged while held"
+                for r in (owner, "desk@x.org"):
+                    ws = [w for w in warnings if w.item_id == it.id and w.recipient == r]
+                    assert ws, f"purged without a warning delivered to {r}"
+                    last = max(ws, key=lambda w: w.sent_at)
+                    assert last.purge_at <= t and last.sent_at + rule.warn <= t, (r, last, t)
+                    outlived = [(p, e) for _, p, e in mine if float(p) <= t and float(e) > last.purge_at]
+                    assert not outlived, f"a hold outlived the date warned to {r}: {outlived}"
+                del items[it.id]
+
+
+def test_a_recipient_whose_digest_failed_is_warned_again_and_the_purge_waits_for_it() -> None:
+    pol = policy_with(60, 14, 100, 10**9, notify="owner, desk@x.org")
+    it = Item(1, "alice_s/f.mrc", "alice_s", "gatan-k3", "central", 1, NOW - 50 * DAY)
+    [w] = [a for a in plan(NOW, [it], pol) if a.kind == "warn"]
+    assert set(w.recipients) == {"alice@x.org", "desk@x.org"}
+    got = [Warning_(1, w.at, NOW, "desk@x.org")]  # the owner's digest failed
+    later = NOW + 3 * DAY
+    [again] = plan(later, [it], pol, (), got)
+    assert (again.kind, again.recipients) == ("warn", ("alice@x.org",))  # only the one who missed it
+    assert again.at >= later + 14 * DAY
+    got.append(Warning_(1, again.at, later, "alice@x.org"))
+    assert [a.kind for a in plan(w.at + DAY, [it], pol, (), got)] == []  # the desk's date passed: waits for alice's
+    assert [a.kind for a in plan(again.at, [it], pol, (), got)] == ["purge"]

@@ -112,19 +112,22 @@ def test_every_alert_has_severity_and_annotations_and_a_test() -> None:
         assert f"alertname: {a['alert']}" in tests, f"{a['alert']} has no promtool test"
 
 
-def dashboard_queries() -> list[str]:
-    dash = json.loads((DEPLOY / "grafana" / "acqd.json").read_text())
+def dashboard_queries(name: str = "acqd.json") -> list[str]:
+    dash = json.loads((DEPLOY / "grafana" / name).read_text())
     return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
 
 
-def test_every_dashboard_query_passes_promtool(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "uid", "least"), [("acqd.json", "acqd-overview", 15), ("acqd-facility.json", "acqd-facility", 15)]
+)
+def test_every_dashboard_query_passes_promtool(tmp_path: Path, name: str, uid: str, least: int) -> None:
     promtool = need("promtool", "Debian package prometheus")
-    dash = json.loads((DEPLOY / "grafana" / "acqd.json").read_text())
-    assert dash["uid"] == "acqd-overview"
+    dash = json.loads((DEPLOY / "grafana" / name).read_text())
+    assert dash["uid"] == uid
     names = {v["name"] for v in dash["templating"]["list"]}
     assert {"datasource", "instrument"} <= names
-    queries = dashboard_queries()
-    assert len(queries) >= 15
+    queries = dashboard_queries(name)
+    assert len(queries) >= least
     subst = {"$instrument": ".*", "$__rate_interval": "5m", "${datasource}": ""}
     rules = []
     for i, q in enumerate(queries):

@@ -26,25 +26,14 @@ from acqd.owners import view
 from acqd.owners.access import Facility, HoldRow, Refused, Request, SessionRow
 from acqd.policy.model import Policy
 from acqd.policy.planner import Hold, Item, Warning_
+from acqd.retention import items_of
 
 log = logging.getLogger("acqd.owners")
 T = TypeVar("T")
 
 
 def _items(j: Journal) -> list[Item]:
-    return [
-        Item(
-            id=r.copy.id,
-            relpath=r.file.relpath,
-            session=r.file.session,
-            detector=r.file.detector,
-            tier=r.copy.tier,
-            size=r.copy.stored_bytes,
-            verified_at=r.copy.verified_at or r.copy.stored_at,
-            root=r.file.root,
-        )
-        for r in jr.retention_items(j)
-    ]
+    return items_of(jr.retention_items(j))
 
 
 def _holds(j: Journal, now: float) -> list[HoldRow]:
@@ -52,7 +41,7 @@ def _holds(j: Journal, now: float) -> list[HoldRow]:
 
 
 def _warnings(j: Journal) -> list[Warning_]:
-    return [Warning_(c, p, s) for c, p, s in jr.delivered_warnings(j)]
+    return [Warning_(c, p, s, r) for c, p, s, r in jr.delivered_warnings(j)]
 
 
 def _ended(j: Journal, warnings: list[Warning_], now: float) -> list[Hold]:

@@ -10,6 +10,9 @@ Guarantees (tested by properties):
   hold's `until` is its release). The file is then warned again, for a date a full lead time
   ahead, before it can be purged. A warned file that the policy no longer deletes gets a `void`
   action: the runner calls its warnings off for good (a later policy that deletes it warns anew);
+- every recipient of a rule (the owner, the facility...) needs such a warning of their own: one
+  whose digest could not be delivered is warned again at the next sweep (the others are not), and
+  the purge waits a full lead time after that delivery;
 - nothing under a hold (a session, a folder or one file) is purged or moved;
 - with a clock state, every decision is taken at its `effective` time (never later than the wall
   clock or the trusted calendar, see `acqd.policy.clock`): a wall clock that jumps never makes a
@@ -44,20 +47,25 @@ class Item:
     verified_at: float
     owner: str | None = None
     root: str = ""  # the watch root the file is under
+    instrument: str = ""  # whose file (the facility hub plans over every instrument at once); "" = this one
 
 
 @dataclass(frozen=True, slots=True)
 class Hold:
     """A hold on a path relative to a watch root: a session, a folder, or one file ("" and "." =
-    the whole root). `root` "" means the path under any watch root."""
+    the whole root). `root` "" means the path under any watch root; `instrument` "" under any
+    instrument's (a hold in the facility catalog may name one)."""
 
     target: str
     until: float
     reason: str = ""
     root: str = ""
+    instrument: str = ""
 
     def covers(self, item: Item, now: float) -> bool:
         if now >= self.until:
+            return False
+        if self.instrument and item.instrument and self.instrument != item.instrument:
             return False
         if self.root and item.root and self.root.rstrip("/") != item.root.rstrip("/"):
             return False
@@ -69,11 +77,13 @@ class Hold:
 
 @dataclass(frozen=True, slots=True)
 class Warning_:
-    """A warning about one item's purge on `purge_at`, delivered at `sent_at`."""
+    """A warning about one item's purge on `purge_at`, delivered at `sent_at` to `recipient`
+    ("": to every recipient, as warnings recorded before recipients were tracked)."""
 
     item_id: int
     purge_at: float
     sent_at: float
+    recipient: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +141,12 @@ def plan(
     delivered: dict[int, list[Warning_]] = {}
     for w in warnings:
         delivered.setdefault(w.item_id, []).append(w)
-    wall = now
+    wall = sent = now
     if clock is not None:
-        now, wall = clock.effective, clock.last.wall
+        # judged by `effective` (never ahead of real time), but a warning sent now counts from the
+        # trusted calendar (never behind it): with the wall clock set back, a warning stamped with the
+        # wall clock would look older than it is, and its lead time would run out early
+        now, wall, sent = clock.effective, clock.last.wall, max(clock.effective, clock.calendar)
     clock_problem = None
     if clock is not None and clock.suspension is not None:
         clock_problem = f"clock guard: {clock.suspension.reason}; waits for the trusted clock or an ack-clock"
@@ -174,16 +187,26 @@ def plan(
         if held is not None:
             actions.append(Action("blocked", it, rule.name, f"hold: {held.reason or 'no reason given'}", expiry))
             continue
-        sw = standing_warning(it, delivered.get(it.id, []), expiry, rule.warn, holds)
-        if sw is None:
-            recipients = _recipients(policy, rule.notify, owner)
-            purge_at = max(expiry, now + rule.warn)  # never sooner than the warning's lead time
-            again = " (warned again)" if it.id in delivered else ""
+        recipients = _recipients(policy, rule.notify, owner)
+        mine = delivered.get(it.id, [])
+        told: list[Warning_] = []  # each recipient's standing warning
+        missing: list[str] = []
+        for r in recipients:
+            sw = standing_warning(it, [w for w in mine if w.recipient in (r, "")], expiry, rule.warn, holds)
+            if sw is None:
+                missing.append(r)
+            else:
+                told.append(sw)
+        if missing or not recipients:
+            # a recipient not (or no longer) warned: warned now, and the purge waits a full lead time
+            # after this delivery; the others keep their date (a later purge than announced is safe)
+            purge_at = max([expiry, sent + rule.warn, *(w.purge_at for w in told)])
+            again = " (warned again)" if mine and not told else ""
             actions.append(
-                Action("warn", it, rule.name, f"purge on {_day(purge_at)}{again}", purge_at, recipients=recipients)
+                Action("warn", it, rule.name, f"purge on {_day(purge_at)}{again}", purge_at, recipients=tuple(missing))
             )
             continue
-        purge_at = max(expiry, sw.sent_at + rule.warn, sw.purge_at)
+        purge_at = max(expiry, *(max(w.sent_at + rule.warn, w.purge_at) for w in told))
         if now < purge_at:
             if clock_problem is not None and wall >= purge_at:  # only the (suspect) wall clock says it is due
                 actions.append(Action("blocked", it, rule.name, clock_problem, purge_at))

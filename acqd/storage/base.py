@@ -225,6 +225,19 @@ class Tier:
         finally:
             self.remove(rel)
 
+    def shares_storage_with(self, other: Tier, rel: str) -> bool:
+        """Whether `other` sees what this tier writes next to `rel`: the two are one storage (one
+        folder configured twice, a bind mount or a symlink, the same bucket), so `rel` on one IS
+        `rel` on the other and "copy, then delete the old one" would delete the only copy. A small
+        object under a temporary name (hidden, `.~acqd-tmp.`: no source's copy has one) is written
+        here, looked for through `other`, and removed."""
+        marker = temp_name(f"{rel}.alias-{os.getpid()}-{os.urandom(6).hex()}")
+        self.write_atomic(marker, [b"acqd: are these two tiers one storage?"], replace=True)
+        try:
+            return other.exists(marker)
+        finally:
+            self.remove(marker)
+
     def write_many(self, items: list[tuple[str, bytes]]) -> list[int | AcqdError]:
         """Publish many small objects behind one durability barrier (a local tier only: `local`).
 

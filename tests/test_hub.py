@@ -1,0 +1,588 @@
+"""The facility hub (`acqd hub`, issue 16): one retention for every instrument, over the catalog.
+Two real daemons publish to a throwaway PostgreSQL, a real SMTP server (aiosmtpd) takes the
+digests, real files sit on local-folder tiers; the hub runs as a child process with `--now` (the
+clock it judges by) or as a service on the real clock."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from hypothesis import HealthCheck, given, settings
+
+from acqd.config import load_hub_config
+from acqd.facility import CatalogStore
+from acqd.hub import build_tiers, load_hub_policy, open_db
+from acqd.journal import Journal, journal_path
+from acqd.notify import Digests, SmtpMailer
+from acqd.policy.model import DAY, Policy
+from acqd.policy.planner import Action, Hold, Item, Warning_, plan
+from acqd.retention import RetentionRunner, plan_from_journal
+from tests.conftest import REPO, Background, need, run_acqd, wait_for, write_config
+from tests.servers import Postgres, free_port
+from tests.test_policy import scenarios
+
+POLICY = """\
+apiVersion: acqd/v1
+kind: RetentionPolicy
+metadata: {name: facility}
+spec:
+  tiers: [central, capacity]
+  owners:
+    pattern: "^(?P<owner>[a-z]+)_"
+    emails: {alice: alice@lab.example, bob: bob@lab.example}
+    fallback: facility@lab.example
+  rules:
+    - name: long
+      match: {glob: "*_long.mrc"}
+      expiration: {after: 120d}
+      warn: 14d
+    - name: movies
+      match: {glob: "*.mrc"}
+      expiration: {after: 60d}
+      warn: 14d
+    - name: stacks
+      match: {glob: "*.dat"}
+      transitions: [{after: 14d, tier: capacity}]
+  default: {name: keep}
+"""
+
+FILES = {
+    "krios": ["alice_apo_0101/a_fractions.mrc", "alice_apo_0101/b_fractions.mrc", "bob_rib_0102/c_fractions.mrc"],
+    "talos": ["alice_tomo_0103/d_fractions.mrc", "alice_tomo_0103/e_stack.dat", "alice_tomo_0103/f_long.mrc"],
+}
+
+
+class Mailbox:
+    """An SMTP server's inbox; `delay` makes each message take that long (a slow mail server)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.delay = delay
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))
+        return "250 OK"
+
+    def to(self, rcpt: str) -> list[email.message.EmailMessage]:
+        return [m for r, m in self.messages if rcpt in r]
+
+
+@dataclass
+class Facility:
+    root: Path
+    pg: Postgres
+    url: str
+    central: Path
+    capacity: Path
+    hub_yaml: Path
+    box: Mailbox
+    t0: float  # the latest verification time of the catalogued copies
+
+    def hub(self, days: float, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        now = datetime.fromtimestamp(self.t0 + days * DAY, UTC).isoformat()
+        return run_acqd("hub", "--config", str(self.hub_yaml), "--once", "--now", now, *args, env=env)
+
+    def q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with self.pg.connect(self.url.rpartition("/")[2]) as c:
+            return list(c.execute(sql, args or None).fetchall())
+
+    def stored(self, inst: str, rel: str) -> Path:
+        return self.central / inst / rel
+
+    def purged(self) -> list[str]:
+        """relpath of each 'retention.purged' in the hub's audit, duplicates kept."""
+        rows = self.q(
+            "SELECT f.relpath FROM acqd.hub_audit a JOIN acqd.hub_copies h ON h.id = a.copy JOIN acqd.files f"
+            " ON (f.instrument, f.journal_id, f.file_id) = (h.instrument, h.journal_id, h.file_id)"
+            " WHERE a.action = 'retention.purged' ORDER BY a.id"
+        )
+        return [r[0] for r in rows]
+
+
+def daemon_config(root: Path, inst: str, url: str, pg: Postgres, central: Path, capacity: Path, owner: str) -> Path:
+    return write_config(
+        root / f"{inst}.yaml",
+        f"""
+instrument: {inst}
+state_dir: {root / inst / "state"}
+policy: {root / "policy.yaml"}
+watch:
+  - path: {root / inst / "acq"}
+    settle: 0.2s
+tiers:
+  central: {{url: "file://{central}"}}
+  capacity: {{url: "file://{capacity}"}}
+limits: {{retry_initial: 50ms, retry_max: 200ms}}
+catalog: {{url: "{url}", password_file: "{pg.password_file}", retry_max: 0.5s, connect_timeout: 3s}}
+retention: {{owner: {owner}}}
+""",
+    )
+
+
+def hub_config(root: Path, url: str, pg: Postgres, central: Path, capacity: Path, smtp: int, extra: str = "") -> Path:
+    return write_config(
+        root / "hub.yaml",
+        f"""
+facility: EM facility
+state_dir: {root / "hub"}
+catalog: {{url: "{url}", password_file: "{pg.password_file}", connect_timeout: 3s}}
+tiers:
+  central: {{url: "file://{central}"}}
+  capacity: {{url: "file://{capacity}"}}
+policy: {root / "policy.yaml"}
+smtp: {{host: 127.0.0.1, port: {smtp}, sender: hub@facility.example, contact: em-staff}}
+metrics: {{enabled: false}}
+{extra}""",
+    )
+
+
+def make_facility(root: Path, pg: Postgres, url: str, policy: str = POLICY, delay: float = 0.0) -> Iterator[Facility]:
+    box = Mailbox(delay)
+    port = free_port()
+    smtp = Controller(box, hostname="127.0.0.1", port=port)
+    smtp.start()
+    central, capacity = root / "central", root / "capacity"
+    for d in (central, capacity):
+        d.mkdir()
+    (root / "policy.yaml").write_text(policy)
+    for i, (inst, names) in enumerate(FILES.items()):
+        for j, rel in enumerate(names):
+            p = root / inst / "acq" / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(bytes([i * 16 + j]) * (5000 + 100 * j))
+        cfg = daemon_config(root, inst, url, pg, central, capacity, "hub")
+        if i == 0:
+            r = run_acqd("catalog", "migrate", "--config", str(cfg))
+            assert r.returncode == 0, r.stderr
+        r = run_acqd("run", "--config", str(cfg), "--once")
+        assert r.returncode == 0, r.stderr
+    fac = Facility(root, pg, url, central, capacity, hub_config(root, url, pg, central, capacity, port), box, 0.0)
+    n = sum(len(v) for v in FILES.values())
+    assert fac.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == n
+    fac.t0 = float(fac.q("SELECT extract(epoch FROM max(verified_at)) FROM acqd.copies")[0][0])
+    try:
+        yield fac
+    finally:
+        smtp.stop()
+
+
+@pytest.fixture
+def facility(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> Iterator[Facility]:
+    yield from make_facility(tmp_path, pg_server, catalog_db)
+
+
+def ok(r: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+MOVIES = [("krios", "alice_apo_0101/a_fractions.mrc"), ("krios", "alice_apo_0101/b_fractions.mrc")]
+MOVIES += [("krios", "bob_rib_0102/c_fractions.mrc"), ("talos", "alice_tomo_0103/d_fractions.mrc")]
+LONG = ("talos", "alice_tomo_0103/f_long.mrc")
+
+
+def test_one_digest_per_owner_across_instruments_and_no_purge_before_its_lead_time(facility: Facility) -> None:
+    f = facility
+    ok(f.hub(45))  # before any warning window: nothing
+    assert f.box.messages == []
+    ok(f.hub(47))
+    alice, bob = f.box.to("alice@lab.example"), f.box.to("bob@lab.example")
+    assert len(alice) == 1 and len(bob) == 1 and len(f.box.messages) == 2, [m["To"] for _, m in f.box.messages]
+    text = alice[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "krios/alice_apo_0101" in text and "talos/alice_tomo_0103" in text, text
+    assert "--hub" in text and "--instrument krios" in text  # the hold command goes to the catalog
+    # the stack moved to capacity after 14 days: copied, verified, then deleted from central
+    assert not f.stored("talos", "alice_tomo_0103/e_stack.dat").exists()
+    assert (f.capacity / "talos" / "alice_tomo_0103/e_stack.dat").read_bytes() == bytes([17]) * 5100
+    ok(f.hub(48))  # warned: no second digest while the date stands
+    assert len(f.box.messages) == 2
+    # warned on day 47 with 14 days' lead: the purge date is day 61, not the expiry (day 60)
+    ok(f.hub(60.9))
+    assert all(f.stored(i, r).exists() for i, r in MOVIES) and f.purged() == []
+    ok(f.hub(61.1))
+    assert not any(f.stored(i, r).exists() for i, r in MOVIES)
+    assert f.stored(*LONG).exists()  # expires on day 120: not warned yet, never purged early
+    assert sorted(f.purged()) == sorted(r for _, r in MOVIES)
+    ok(f.hub(62))
+    assert sorted(f.purged()) == sorted(r for _, r in MOVIES)  # nothing twice
+    # the daemons' own rows are theirs: what the hub did is in its own tables
+    assert f.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == 6
+    assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'purged'")[0][0] == 4
+
+
+def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
+    f = facility
+    ok(f.hub(47))
+    r = ok(
+        run_acqd(
+            "hold", "alice_apo_0101", "--hub", str(f.hub_yaml), "--instrument", "krios",
+            "--until", "2999-01-01", "--reason", "paper revision",
+        )
+    )  # fmt: skip
+    assert "2 stored file(s) in 1 session(s)" in r.stdout, r.stdout
+    r = ok(run_acqd("hold", "--list", "--hub", str(f.hub_yaml)))
+    assert "krios/alice_apo_0101" in r.stdout and "paper revision" in r.stdout
+    daemon = f.root / "krios.yaml"  # a hold in the journal of a daemon whose retention is the hub's: refused
+    r = run_acqd("hold", "alice_apo_0101", "--config", str(daemon), "--until", "2999-01-01", "--reason", "x")
+    assert r.returncode == 78 and "acqd hold TARGET --hub" in r.stderr and "--instrument krios" in r.stderr, r.stderr
+    bad = run_acqd("hold", "no_such_session", "--hub", str(f.hub_yaml), "--until", "2999-01-01", "--reason", "x")
+    assert bad.returncode == 1 and "nothing catalogued matches" in bad.stderr and "\n" not in bad.stderr.strip()
+    now = datetime.fromtimestamp(f.t0 + 62 * DAY, UTC).isoformat()
+    r = ok(run_acqd("hub", "plan", "--config", str(f.hub_yaml), "--now", now, "--json"))
+    kinds = {(a["instrument"], a["relpath"]): (a["kind"], a["reason"]) for a in json.loads(r.stdout)["actions"]}
+    assert kinds[("krios", "alice_apo_0101/a_fractions.mrc")] == ("blocked", "hold: paper revision")
+    assert kinds[("krios", "bob_rib_0102/c_fractions.mrc")][0] == "purge"
+    assert all(f.stored(i, rel).exists() for i, rel in MOVIES)  # a dry run
+    ok(f.hub(62))
+    assert f.stored("krios", "alice_apo_0101/a_fractions.mrc").exists()
+    assert f.stored("krios", "alice_apo_0101/b_fractions.mrc").exists()
+    assert sorted(f.purged()) == ["alice_tomo_0103/d_fractions.mrc", "bob_rib_0102/c_fractions.mrc"]
+    blocked = f.q("SELECT count(*) FROM acqd.hub_audit WHERE action LIKE 'retention.%.held'")
+    assert blocked == [(0,)]  # the planner blocked them: not even attempted
+
+
+def test_a_hub_killed_mid_sweep_purges_nothing_twice_or_early(facility: Facility) -> None:
+    f = facility
+    f.hub_yaml.write_text(f.hub_yaml.read_text() + "lease: {ttl: 2s}\n")
+    ok(f.hub(47))
+    env = {**os.environ, "ACQD_CRASH_AT": "retention_after_delete:2"}
+    r = f.hub(62, env=env)
+    assert r.returncode == -9, r.stderr  # SIGKILLed after its second delete, before recording it
+    gone = [m for m in MOVIES if not f.stored(*m).exists()]
+    assert len(gone) == 2 and len(f.purged()) == 1
+    open_actions = f.q("SELECT kind FROM acqd.hub_actions WHERE done IS NULL")
+    assert open_actions == [("purge",)]  # begun, never finished
+    # the dead process's lease must expire before another process (a new holder) may act
+    wait_for(lambda: f.q("SELECT expires < now() FROM acqd.hub_lease") == [(True,)], 60, "the lease to expire")
+    ok(f.hub(62))
+    assert not any(f.stored(i, r).exists() for i, r in MOVIES) and f.stored(*LONG).exists()
+    assert sorted(f.purged()) == sorted(r for _, r in MOVIES)  # each once: the interrupted one recorded, not redone
+    assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'missing'") == [(0,)]
+    resumed = f.q("SELECT count(*) FROM acqd.hub_audit WHERE action = 'retention.purged' AND detail ? 'resumed'")
+    assert resumed == [(1,)]
+    assert f.q("SELECT count(*) FROM acqd.hub_actions WHERE done IS NULL") == [(0,)]
+
+
+async def test_a_replica_that_lost_the_lease_deletes_nothing(facility: Facility) -> None:
+    """The fencing token: a hub whose lease another replica took (it paused past its expiry) stops
+    at its next step instead of deleting what the new holder now decides on."""
+    f = facility
+    ok(f.hub(47))
+    cfg = load_hub_config(f.hub_yaml)
+    db = open_db(cfg, "replica-a")
+    dbx, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    try:
+        assert db.acquire()
+        runner = RetentionRunner(
+            policy=load_hub_policy(cfg),
+            store=CatalogStore(db, {n: t.url for n, t in cfg.tiers.items()}),
+            jexec=dbx,
+            io=io,
+            tiers=build_tiers(cfg),
+            mailer=SmtpMailer("127.0.0.1", 1),
+            digests=Digests(),
+            reporter=type("R", (), {"outcome": lambda self, o: None})(),
+            instrument="EM facility",
+            sender="hub@x",
+            contact="staff",
+        )
+        actions, by_copy, t = await runner.plan(f.t0 + 62 * DAY)
+        assert sum(a.kind == "purge" for a in actions) == 4
+        f.q("UPDATE acqd.hub_lease SET holder = 'replica-b', token = token + 1 RETURNING token")
+        res = await runner.execute(actions, by_copy, t)
+    finally:
+        dbx.shutdown()
+        io.shutdown()
+        db.close()
+    assert res.purged == 0 and "no longer this replica's" in res.suspended
+    assert all(f.stored(i, r).exists() for i, r in MOVIES)
+    assert f.q("SELECT count(*) FROM acqd.hub_actions WHERE kind = 'purge'") == [(0,)]
+
+
+SHORT = POLICY.replace("after: 60d}\n      warn: 14d", "after: 3s}\n      warn: 1s").replace(
+    "after: 120d", "after: 1000d"
+)
+
+
+def metric(port: int, name: str) -> float | None:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_two_hubs_one_acts_and_the_other_takes_over(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> None:
+    """Two replicas on the real clock, a mail server that takes a second per message (sweeps
+    overlap): one digest per owner, each purge once, and the lease moves when its holder dies."""
+    gen = make_facility(tmp_path, pg_server, catalog_db, SHORT, delay=1.0)
+    f = next(gen)
+    try:
+        # every movie due for its warning (verified 2 s before) when the hubs start: one digest per owner
+        time.sleep(max(0.0, f.t0 + 2.5 - time.time()))
+        ports = [free_port(), free_port()]
+        hubs = []
+        for i, port in enumerate(ports):
+            text = f.hub_yaml.read_text().replace("metrics: {enabled: false}", f"metrics: {{bind: '127.0.0.1:{port}'}}")
+            cfg = write_config(tmp_path / f"hub{i}.yaml", text + "interval: 0.2s\nlease: {ttl: 3s}\n")
+            hubs.append(Background("hub", "--config", str(cfg)))
+        try:
+            wait_for(lambda: len(f.purged()) == 4, 120, "the four movies purged", hubs[0])
+            lease = [metric(p, "acqd_hub_lease_held") for p in ports]
+            assert sorted(lease) == [0.0, 1.0], lease
+            assert len(f.box.to("alice@lab.example")) == 1 and len(f.box.to("bob@lab.example")) == 1
+            assert sorted(f.purged()) == sorted(r for _, r in MOVIES)
+            actors = f.q("SELECT DISTINCT holder FROM acqd.hub_audit")
+            assert len(actors) == 1, actors
+            leader = lease.index(1.0)
+            assert metric(ports[leader], "acqd_hub_purges_total") == 4.0
+            # usage and fleet health on the same port (acqd.overview), from the catalog
+            body = urllib.request.urlopen(f"http://127.0.0.1:{ports[leader]}/metrics", timeout=30).read().decode()
+            assert "acqd_facility_catalog_up 1.0" in body, body
+            assert 'acqd_fleet_backlog_files{instrument="krios"}' in body, body
+            wait_for(lambda: metric(ports[leader], "acqd_facility_quarantined_files") is not None or
+                     "acqd_facility_usage_age_seconds" in urllib.request.urlopen(
+                         f"http://127.0.0.1:{ports[leader]}/metrics", timeout=30).read().decode(),
+                     60, "the first usage pass")  # fmt: skip
+            hubs[leader].kill()
+            other = 1 - leader
+            wait_for(lambda: metric(ports[other], "acqd_hub_lease_held") == 1.0, 60, "the standby takes the lease")
+            assert "lease 'retention' taken" in hubs[other].stderr()
+            code, err = hubs[other].terminate()  # a clean stop: the lease given up
+            assert code == 0 and "lease 'retention' given up" in err, err
+        finally:
+            for h in hubs:
+                h.kill()
+        assert len(f.box.messages) == 2 and sorted(f.purged()) == sorted(r for _, r in MOVIES)
+    finally:
+        gen.close()
+
+
+def test_a_daemon_whose_retention_the_hub_owns_never_sweeps(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path
+) -> None:
+    """The same daemon and policy (a sweep every 0.2 s): with `retention: {owner: daemon}` (the
+    control, its own state) it sweeps; with `owner: hub` it never does, over fifteen intervals."""
+    central, capacity = tmp_path / "central", tmp_path / "capacity"
+    for d in (central, capacity):
+        d.mkdir()
+    (tmp_path / "policy.yaml").write_text(SHORT + "  interval: 0.2s\n")
+
+    def swept(state: Path) -> bool:
+        j = Journal(journal_path(state), readonly=True)
+        try:
+            return bool(j._db.execute("SELECT 1 FROM meta WHERE key = 'retention_clock'").fetchone())
+        finally:
+            j.close()
+
+    for inst, owner in (("control", "daemon"), ("krios", "hub")):
+        (tmp_path / inst / "acq" / "alice_x").mkdir(parents=True)
+        (tmp_path / inst / "acq" / "alice_x" / "m.mrc").write_bytes(b"x" * 5000)
+        state = tmp_path / inst / "state"
+        cfg = daemon_config(tmp_path, inst, catalog_db, pg_server, central, capacity, owner)
+        if owner == "daemon":
+            ok(run_acqd("catalog", "migrate", "--config", str(cfg)))
+        d = Background("run", "--config", str(cfg))
+        try:
+            wait_for(lambda d=d: "acqd started" in d.stderr(), 60, "a start", d)
+            if owner == "daemon":  # the control sweeps within a few intervals
+                wait_for(lambda state=state: swept(state), 60, "a sweep", d)
+            else:
+                deadline = time.monotonic() + 3.0  # fifteen of its policy's intervals
+                while time.monotonic() < deadline:
+                    assert not swept(state), "a daemon whose retention the hub owns swept"
+                    time.sleep(0.1)
+                assert "owned by the facility hub" in d.stderr()
+        finally:
+            code, err = d.terminate()
+        assert code == 0, err
+
+
+def test_hub_config_errors_are_one_line(tmp_path: Path, pg_server: Postgres, catalog_db: str) -> None:
+    cfg = write_config(tmp_path / "acqd.yaml", "instrument: x\nstate_dir: s\nwatch: [{path: /tmp}]\n"
+                       "tiers: {c: {url: 'file:///tmp/c'}}\nretention: {owner: hub}\n")  # fmt: skip
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 78 and "needs a `catalog:` section" in r.stderr, r.stderr
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    hub = hub_config(tmp_path, catalog_db, pg_server, tmp_path / "c", tmp_path / "d", 25)
+    r = run_acqd("hub", "--config", str(hub), "--once")
+    assert r.returncode == 1 and "schema is at version 0" in r.stderr and "acqd catalog migrate" in r.stderr
+    r = run_acqd("hub", "--config", str(hub), "--now", "2030-01-01")
+    assert r.returncode == 2 and "--now needs --once" in r.stderr
+    hub.write_text(hub.read_text().replace("capacity:", "cap:"))
+    r = run_acqd("hub", "--config", str(hub), "--once")
+    assert r.returncode == 78 and "tier(s) capacity not in hub.yaml" in r.stderr, r.stderr
+
+
+def test_the_hub_unit_verifies_cleanly_and_is_hardened(tmp_path: Path) -> None:
+    """deploy/systemd/acqd-hub.service: `systemd-analyze verify` silent, and at least as hardened as
+    the daemon's unit (no capabilities at all: the hub only reads and deletes files and talks TCP)."""
+    sa = need("systemd-analyze")
+    unit = (REPO / "deploy" / "systemd" / "acqd-hub.service").read_text()
+    assert "Type=notify" in unit and "RestartPreventExitStatus=78" in unit and "acqd hub --config" in unit
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["CapabilityBoundingSet"] == "" and settings["NoNewPrivileges"] == "yes"
+    acqd_bin = REPO / ".venv" / "bin" / "acqd"
+    if not acqd_bin.exists():
+        acqd_bin = Path(need("acqd", "the installed console script"))
+    local = tmp_path / "acqd-hub.service"
+    local.write_text(unit.replace("/usr/local/bin/acqd", str(acqd_bin)))
+    r = subprocess.run([sa, "verify", str(local)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stdout + r.stderr
+    r = subprocess.run([sa, "security", "--offline=yes", str(local)], capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for acqd-hub.service: ([0-9.]+)", r.stdout + r.stderr)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= 1.2, r.stdout
+
+
+# --- the planner's properties, through the catalog ------------------------------------------------
+
+
+@pytest.fixture
+def hub_store(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> Iterator[tuple[CatalogStore, Postgres, str]]:
+    cfg = daemon_config(tmp_path, "krios", catalog_db, pg_server, tmp_path / "c", tmp_path / "d", "hub")
+    ok(run_acqd("catalog", "migrate", "--config", str(cfg)))
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    hub = load_hub_config(hub_config(tmp_path, catalog_db, pg_server, tmp_path / "c", tmp_path / "d", 25))
+    db = open_db(hub, "property")
+    assert db.acquire()
+    try:
+        yield CatalogStore(db, {n: t.url for n, t in hub.tiers.items()}), pg_server, catalog_db
+    finally:
+        db.close()
+
+
+def _load(pg: Postgres, url: str, tier_url: str, items: list[Item], holds: list[Hold], ws: list[Warning_]) -> None:
+    """The scenario as the catalog holds it: the daemon's rows, the hub's copies (ids = the items'),
+    its delivered warnings and the holds."""
+    with pg.connect(url.rpartition("/")[2]) as c, c.transaction():
+        c.execute("TRUNCATE acqd.files, acqd.copies, acqd.hub_copies, acqd.hub_warnings, acqd.holds CASCADE")
+        for it in items:
+            c.execute(
+                "INSERT INTO acqd.files VALUES ('krios', 'j', %s, '/acq', %s, 1, true, 'verified', NULL, %s, 0,"
+                " 'x', %s, %s, now(), now(), 1)",
+                (it.id, it.relpath, it.size, it.detector, it.session),
+            )
+            c.execute(
+                "INSERT INTO acqd.copies VALUES ('krios', 'j', %s, %s, 'central', %s, %s, 'copy', 'none', %s, %s,"
+                " 'x', NULL, 'verified', now(), to_timestamp(%s), 1)",
+                (it.id, it.id, f"{tier_url}/{it.relpath}", it.relpath, it.size, it.size, it.verified_at),
+            )
+            c.execute(
+                "INSERT INTO acqd.hub_copies VALUES (%s, 'krios', 'j', %s, %s, 'central', %s, 'copy', 'none', %s, %s,"
+                " 'x', %s, 'verified', true, 0)",
+                (it.id, it.id, it.id, it.relpath, it.size, it.size, it.verified_at),
+            )
+        for w in ws:
+            c.execute(
+                "INSERT INTO acqd.hub_warnings (copy, recipient, purge_at, sent_at) VALUES (%s, %s, %s, %s)",
+                (w.item_id, w.recipient, w.purge_at, w.sent_at),
+            )
+        for h in holds:
+            c.execute(
+                "INSERT INTO acqd.holds (target, until, reason, created) VALUES (%s, %s, %s, 0)",
+                (h.target, h.until, h.reason),
+            )
+
+
+def _key(a: Action) -> tuple[Any, ...]:
+    return (a.kind, a.item.id, a.rule, a.reason, a.at, a.tier, a.recipients)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sc=scenarios())
+def test_the_planner_over_the_catalog_never_purges_out_of_policy(
+    hub_store: tuple[CatalogStore, Postgres, str], sc: tuple[Policy, float, list[Item], list[Hold], list[Warning_]]
+) -> None:
+    """tests/test_policy.py's scenarios, written to the catalog and planned from it as the hub
+    does: the same actions as the planner given the values directly, hence the same guarantees
+    (a delivered warning its lead time old, never under a hold, within the caps), checked again."""
+    store, pg, url = hub_store
+    assert store.db.acquire()  # renewed per example: a long shrink outlives a lease
+    pol, now, items, holds, warnings = sc
+    _load(pg, url, store.tiers["central"], items, holds, warnings)
+    from_catalog, _ = plan_from_journal(store, pol, now)
+    direct = plan(now, items, pol, holds, warnings)
+    assert [_key(a) for a in from_catalog] == [_key(a) for a in direct]
+    rule = pol.spec.rules[0]
+    assert rule.expiration is not None
+    purges = [a for a in from_catalog if a.kind == "purge"]
+    for a in purges:
+        ws = [w for w in warnings if w.item_id == a.item.id]
+        assert any(w.sent_at + rule.warn <= now and w.purge_at <= now for w in ws)
+        assert now >= a.item.verified_at + rule.expiration.after
+        assert not any(h.covers(a.item, now) for h in holds)
+    assert len(purges) <= pol.spec.caps.maxItemsPerSweep
+    assert sum(a.item.size for a in purges) <= pol.spec.caps.maxBytesPerSweep
+
+
+def test_a_copy_elsewhere_is_not_the_hubs(facility: Facility) -> None:
+    """A catalogued copy whose recorded URL is not the hub's tier URL and its name (a daemon whose
+    `central` is another storage) is never warned about, moved or purged by the hub: counted, said."""
+    f = facility
+    elsewhere = "file:///elsewhere/krios/bob_rib_0102/c_fractions.mrc"
+    f.q("UPDATE acqd.copies SET url = %s WHERE dest LIKE %s RETURNING 1", elsewhere, "%/bob_rib_0102/%")
+    ok(f.hub(47))
+    r = ok(f.hub(62))
+    assert "1 verified catalogued copies are on tiers or URLs the hub does not manage" in r.stderr, r.stderr
+    assert f.box.to("bob@lab.example") == []
+    assert f.stored("krios", "bob_rib_0102/c_fractions.mrc").exists()
+    assert sorted(f.purged()) == sorted(r for _, r in MOVIES if not r.startswith("bob"))
+
+
+def test_a_clock_jump_suspends_the_hubs_purges_until_acknowledged(facility: Facility) -> None:
+    """The clock guard's state lives in the catalog: a wall clock 13 days ahead of the hub's
+    trusted calendar suspends purges; `acqd hub ack-clock` lifts it at the next sweep."""
+    f = facility
+    r = run_acqd("hub", "ack-clock", "--config", str(f.hub_yaml), "--reason", "x")
+    assert r.returncode == 1 and "nothing to acknowledge" in r.stderr, r.stderr
+    ok(f.hub(47))
+    doc = f.q("SELECT value FROM acqd.hub_state WHERE key = 'retention_clock'")[0][0]
+    doc["anchor"][0] -= 13 * DAY  # as if the wall clock had read 13 days behind so far
+    f.q("UPDATE acqd.hub_state SET value = %s::jsonb WHERE key = 'retention_clock' RETURNING 1", json.dumps(doc))
+    r = ok(f.hub(62))
+    assert "jumped forward by 13.0 days" in r.stderr, r.stderr
+    assert f.purged() == [] and all(f.stored(i, rel).exists() for i, rel in MOVIES)
+    ok(run_acqd("hub", "ack-clock", "--config", str(f.hub_yaml), "--reason", "NTP was down"))
+    ok(f.hub(62))
+    assert sorted(f.purged()) == sorted(rel for _, rel in MOVIES)
+    acks = f.q("SELECT count(*) FROM acqd.hub_audit WHERE action = 'retention.clock.acknowledged'")
+    assert acks == [(1,)]
+
+
+def test_a_hub_killed_mid_transition_records_the_move_once(facility: Facility) -> None:
+    """SIGKILL after a transition deleted the old copy (the new one verified and recorded) and
+    before the old copy was recorded as moved: the restart checks the new copy and records the move."""
+    f = facility
+    f.hub_yaml.write_text(f.hub_yaml.read_text() + "lease: {ttl: 2s}\n")
+    stack = ("talos", "alice_tomo_0103/e_stack.dat")
+    r = f.hub(20, env={**os.environ, "ACQD_CRASH_AT": "retention_after_delete:1"})
+    assert r.returncode == -9, r.stderr
+    assert not f.stored(*stack).exists() and (f.capacity / stack[0] / stack[1]).exists()
+    wait_for(lambda: f.q("SELECT expires < now() FROM acqd.hub_lease") == [(True,)], 60, "the lease to expire")
+    r = ok(f.hub(20))
+    assert "failed" not in r.stderr.replace("0 failed", ""), r.stderr
+    rows = f.q("SELECT tier, state, origin FROM acqd.hub_copies WHERE dest LIKE '%e_stack.dat' ORDER BY id")
+    assert rows == [("central", "moved", True), ("capacity", "verified", False)]
+    moved = f.q("SELECT detail FROM acqd.hub_audit WHERE action = 'retention.transitioned'")
+    assert len(moved) == 1 and moved[0][0].get("resumed") is True
+    assert (f.capacity / stack[0] / stack[1]).read_bytes() == bytes([17]) * 5100
