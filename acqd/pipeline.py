@@ -1115,12 +1115,21 @@ class Pipeline:
             await self.budget.release(reserved)
         for c, why, stage in retry:
             await self._retry(c, why, stage)
-        for c, row in done:
-            await self._release(c, row)
+        await self._release_together(done)
         for c in alone:
             if self.halted is not None:
                 return
             await self._ship(c)
+
+    async def _release_together(self, due: list[tuple[Candidate, FileRow]]) -> None:
+        """Release a batch's verified files side by side, each through every check of `_release`: their
+        questions then share the scans of /proc for writers (WriterCheck: one or two scans for the
+        batch, not one per file), the journal's group commits and the I/O threads. Every release runs
+        to its end before the first error, if any, is raised."""
+        results = await asyncio.gather(*(self._release(c, row) for c, row in due), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
 
     async def _batch_steps(
         self, cs: list[Candidate]
