@@ -44,7 +44,7 @@ from acqd.errors import (
     UnsupportedFormatError,
     VerifyError,
 )
-from acqd.journal import FileRow, Journal, Observation
+from acqd.journal import CopyRow, FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
 from acqd.logs import PATHLIKE as _PATHLIKE
@@ -123,6 +123,15 @@ class RootCtx:
 
     def ignored_path(self, rel: str) -> bool:
         return any(self.ignored(part) for part in rel.split("/"))
+
+
+def _verified_copy(placed: Placed, copies: list[CopyRow]) -> tuple[CopyRow, Layout] | None:
+    """The verified copy on the placement's tier and the layout that reads it (a frame layout's
+    byte-exact fallback, too); None if there is none."""
+    cp = next((x for x in copies if x.state == "verified" and x.tier == placed.tier.name), None)
+    if cp is None:
+        return None
+    return cp, layout_of_copy(placed.layout, cp.layout, cp.codec)
 
 
 @lru_cache(maxsize=64)
@@ -1242,9 +1251,9 @@ class Pipeline:
         jobs: list[tuple[int, Tier, Layout, Any]] = []
         for i, ((c, row), cps) in enumerate(zip(items, copies, strict=True)):
             placed = c.ctx.placed(row.relpath)
-            cp = next((x for x in cps if x.state == "verified" and x.tier == placed.tier.name), None)
-            if cp is not None:
-                jobs.append((i, placed.tier, layout_of_copy(placed.layout, cp.layout, cp.codec), cp))
+            found = _verified_copy(placed, cps)
+            if found is not None:
+                jobs.append((i, placed.tier, found[1], found[0]))
 
         def check_all() -> list[CopyCheck | None]:
             out: list[CopyCheck | None] = []
@@ -1541,12 +1550,12 @@ class Pipeline:
         full, unless `full` says)."""
         placed = ctx.placed(row.relpath)
         copies = await self._j(self.journal.copies_of, row.id)
-        cp = next((x for x in copies if x.state == "verified" and x.tier == placed.tier.name), None)
-        if cp is None:
+        found = _verified_copy(placed, copies)
+        if found is None:
             return CopyCheck(f"no verified copy on tier {placed.tier.name} (kept)"), None
+        cp, layout = found
         if full is None:
             full = self.limits.release_verify == "full"
-        layout = layout_of_copy(placed.layout, cp.layout, cp.codec)  # a frame layout's byte-exact fallback, too
         res = await self._io(check_copy, placed.tier, layout, cp, full, just_verified)
         if res.pin is not None:
             await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)
