@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,15 +28,19 @@ from acqd.values import OutboxRecord
 
 log = logging.getLogger("acqd.catalog")
 
-try:
-    import psycopg
-except ImportError:  # an optional extra: a PC without a catalog needs no PostgreSQL client
-    psycopg = None  # type: ignore[assignment]
+
+def _psycopg() -> Any:
+    """psycopg, imported at first use: an optional extra, and a daemon without a catalog (or one
+    starting) does not pay for loading it."""
+    try:
+        import psycopg
+    except ImportError:  # an optional extra: a PC without a catalog needs no PostgreSQL client
+        raise ConfigError("catalog: the PostgreSQL client is not installed: pip install 'acqd[catalog]'") from None
+    return psycopg
 
 
 def require_psycopg() -> None:
-    if psycopg is None:
-        raise ConfigError("catalog: the PostgreSQL client is not installed: pip install 'acqd[catalog]'")
+    _psycopg()
 
 
 # -- migrations -----------------------------------------------------------------------------------
@@ -73,7 +78,7 @@ def one_line(exc: BaseException) -> str:
 
 async def connect(url: str, password: str | None, timeout: float) -> Any:  # noqa: ASYNC109 (libpq's connect_timeout)
     """An autocommit connection (transactions are explicit). CatalogError with one line if it fails."""
-    require_psycopg()
+    psycopg = _psycopg()
     kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, round(timeout))}
     if password is not None:
         kwargs["password"] = password
@@ -431,7 +436,8 @@ class Publisher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # psycopg's errors: the server went away, a statement failed
-                if psycopg is not None and isinstance(exc, psycopg.Error | OSError):
+                psycopg = sys.modules.get("psycopg")  # loaded by connect(), if it got that far
+                if isinstance(exc, OSError) or (psycopg is not None and isinstance(exc, psycopg.Error)):
                     await self._failed(one_line(exc))
                 else:
                     log.exception("catalog publisher: unexpected error (retried)")

@@ -34,7 +34,6 @@ from acqd.logs import LogReporter, Repeats
 from acqd.memory import tune_allocator
 from acqd.metrics import Exporter, Metrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
-from acqd.owners import serve as owner_page
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.policy.model import Policy, load_policy
@@ -259,6 +258,8 @@ def prepare(config: Config) -> tuple[dict[str, Tier], Policy | None, list[RootCt
     if config.owner_page is not None and config.owner_page.enabled:
         if policy is None:
             raise ConfigError("owner_page is enabled but no `policy:` is configured: the page shows the policy's dates")
+        from acqd.owners import serve as owner_page  # the web stack: loaded only when the page is on
+
         owner_page.secrets_of(config.owner_page)  # a secret file that cannot be read, or too short
     return tiers, policy, build_roots(config, profiles, tiers, policy)
 
@@ -584,7 +585,11 @@ class Daemon:
                 policy = load_retention(config)
                 op = config.owner_page
                 page_on = op is not None and op.enabled and policy is not None and not self.once
-                links = owner_page.link_maker(op, owner_page.secrets_of(op)[0]) if op is not None and page_on else None
+                links = None
+                if op is not None and page_on:
+                    from acqd.owners import serve as owner_page  # the web stack: loaded only when the page is on
+
+                    links = owner_page.link_maker(op, owner_page.secrets_of(op)[0])
                 hub_owned = config.retention.owner == "hub"
                 if policy is not None and hub_owned and not self.once:
                     log.info("retention: owned by the facility hub (retention.owner: hub); this daemon never sweeps")

@@ -87,6 +87,8 @@ class Repeats:
 
     def ok(self, site: str) -> None:
         """`site` works again: one line with the count of each error it had, then forget them."""
+        if not self._seen:  # nothing to forget (the common case, once per verified file): no lock
+            return
         with self._lock:
             gone = [(k, v) for k, v in self._seen.items() if k[0] == site]
             for k, _ in gone:

@@ -17,7 +17,6 @@ defaults, 610 MiB with these.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 
@@ -31,11 +30,8 @@ def tune_allocator(mmap_threshold: int = 32 << 20, arenas: int = 2) -> bool:
     """Apply the settings on glibc (a no-op elsewhere, or with ACQD_MALLOC=default); True if applied."""
     if os.environ.get("ACQD_MALLOC") == "default":
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
+    try:  # the C library this process already runs on (find_library would spawn `ldconfig -p` at start)
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

@@ -51,6 +51,7 @@ class Metrics:
         self.registry = registry
         self.instrument = instrument
         self._codec_seen: dict[tuple[str, str, str], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}  # (metric, *labels) -> its series
         r, i = registry, ("instrument",)
         self.files = Counter("acqd_files", "Files reaching each outcome", (*i, "detector", "outcome"), registry=r)
         self.file_bytes = Counter(
@@ -262,14 +263,24 @@ class Metrics:
             return
         if o.kind not in OUTCOMES:
             return
-        self.files.labels(inst, o.detector, o.kind).inc()
-        self.file_bytes.labels(inst, o.detector, o.kind).inc(o.source_bytes)
+        child = self._child
+        child(self.files, o.detector, o.kind).inc()
+        child(self.file_bytes, o.detector, o.kind).inc(o.source_bytes)
         if o.kind == "verified":
-            self.read_bytes.labels(inst, o.detector).inc(o.source_bytes)
-            self.written_bytes.labels(inst, o.tier).inc(o.stored_bytes)
-            self.ship_seconds.labels(inst, o.detector).observe(o.seconds)
+            child(self.read_bytes, o.detector).inc(o.source_bytes)
+            child(self.written_bytes, o.tier).inc(o.stored_bytes)
+            child(self.ship_seconds, o.detector).observe(o.seconds)
             for stage, seconds in o.stages:
-                self.stage_seconds.labels(inst, stage).observe(seconds)
+                child(self.stage_seconds, stage).observe(seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """The series of `metric` for (instrument, *labels), looked up once (a file's outcome updates
+        six of them; `labels()` checks and locks on every call). As bounded as the labels are."""
+        key = (id(metric), *labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(self.instrument, *labels)
+        return c
 
     # -- gauges, sampled by the daemon --------------------------------------------------------
     def sample(self, snap: Snapshot, disks: dict[str, tuple[int, int]]) -> None:

@@ -14,9 +14,6 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiosmtplib
-import jinja2
-
 from acqd.errors import TransientError
 from acqd.shipped import ETC, shipped
 
@@ -42,6 +39,8 @@ class SmtpMailer:
     timeout: float = 30.0
 
     async def send(self, msg: EmailMessage) -> None:
+        import aiosmtplib  # at the first mail: a daemon that sends none does not load it
+
         try:
             await aiosmtplib.send(
                 msg,
@@ -92,6 +91,8 @@ def day(ts: float) -> str:
 
 class Digests:
     def __init__(self, directory: Path | None = None) -> None:
+        import jinja2  # only where digests are made (retention on): `run --once` does not load it
+
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(directory)] if directory else [str(d) for d in templates_dirs()]),
             autoescape=jinja2.select_autoescape(["html", "html.j2"]),  # session names are folder names: escaped

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import fnmatch
 import heapq
 import io
 import itertools
@@ -17,13 +18,14 @@ import json
 import logging
 import os
 import random
+import re
 import stat
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 from acqd.codec import codec_label
@@ -43,7 +45,7 @@ from acqd.errors import (
     UnsupportedFormatError,
     VerifyError,
 )
-from acqd.journal import FileRow, Journal, Observation
+from acqd.journal import CopyRow, FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, TiffLayout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
@@ -120,9 +122,11 @@ class RootCtx:
     stream: bool = False  # tail-follow streaming of growing movies (acqd.streaming)
 
     def ignored(self, name: str) -> bool:
-        if self.profile.ignores(name, self.watch.ignore):
+        """The profile's `ignores` and `matches` (a scan asks for every name it meets), as one regex each
+        (compiled once per set of globs: a reload that changes them gets new ones)."""
+        if _globs(self.profile.ignore + self.watch.ignore).match(name) is not None:
             return True
-        return self.profile.other_files == "ignore" and not self.profile.matches(name)
+        return self.profile.other_files == "ignore" and _globs(self.profile.files).match(name) is None
 
     def layout_for(self, rel: str) -> Layout:
         return self.placed(rel).layout
@@ -135,6 +139,21 @@ class RootCtx:
 
     def ignored_path(self, rel: str) -> bool:
         return any(self.ignored(part) for part in rel.split("/"))
+
+
+def _verified_copy(placed: Placed, copies: list[CopyRow]) -> tuple[CopyRow, Layout] | None:
+    """The verified copy on the placement's tier and the layout that reads it (a frame layout's
+    byte-exact fallback, too); None if there is none."""
+    cp = next((x for x in copies if x.state == "verified" and x.tier == placed.tier.name), None)
+    if cp is None:
+        return None
+    return cp, layout_of_copy(placed.layout, cp.layout, cp.codec)
+
+
+@lru_cache(maxsize=64)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex matching a name exactly when fnmatch.fnmatchcase matches it with any of `patterns`."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
 
 
 @dataclass
@@ -1376,12 +1395,147 @@ class Pipeline:
             await self.budget.release(reserved)
         for c, why, stage in retry:
             await self._retry(c, why, stage)
-        for c, row in done:
-            await self._release(c, row)
+        await self._release_together(done)
         for c in alone:
             if self.halted is not None:
                 return
             await self._ship(c)
+
+    async def _release_together(self, due: list[tuple[Candidate, FileRow]]) -> None:
+        """Release a batch's verified files with the checks of `_release`, each step for all of them at
+        once: one I/O call looks at every file (below its root, no symlink, the identity shipped), one
+        scan of /proc asks for writers, one journal read and one I/O call re-check the stored copies,
+        one journal transaction records the releases as begun, one I/O call unlinks, one transaction
+        records them released. A file any step finds anything but the plain case for (gone, changed,
+        open for writing, its copy in doubt, an error) takes `_release`, which knows every case and
+        asks again from the start. Errors are raised once every file has been dealt with."""
+        errors: list[BaseException] = []
+        slow: list[tuple[Candidate, FileRow]] = []
+        if len(due) < 2:
+            slow = due
+            due = []
+
+        def look() -> list[os.stat_result | BaseException | None]:
+            out: list[os.stat_result | BaseException | None] = []
+            for c, _row in due:
+                try:
+                    out.append(lstat_below(c.ctx.root, c.rel))
+                except (NotBelow, OSError) as exc:
+                    out.append(exc)
+            return out
+
+        looks = await self._io(look) if due else []
+        plain: list[tuple[Candidate, FileRow, os.stat_result]] = []
+        for (c, row), st in zip(due, looks, strict=True):
+            if (
+                isinstance(st, os.stat_result)
+                and stat.S_ISREG(st.st_mode)
+                and identity_of(st).same_file_as(row.identity)
+            ):
+                plain.append((c, row, st))
+            else:
+                slow.append((c, row))
+        if plain:
+            writing = await self.writers.writers([(st.st_dev, st.st_ino) for _c, _r, st in plain])
+            slow += [(c, row) for c, row, st in plain if (st.st_dev, st.st_ino) in writing]
+            plain = [x for x in plain if (x[2].st_dev, x[2].st_ino) not in writing]
+        checked = await self._copies_hold([(c, row) for c, row, _st in plain]) if plain else []
+        ready: list[tuple[Candidate, FileRow]] = []
+        for (c, row, _st), ok in zip(plain, checked, strict=True):
+            (ready if ok else slow).append((c, row))
+        begun: list[tuple[Candidate, FileRow]] = []
+        if ready:
+            paths = [os.path.join(c.ctx.root, c.rel) for c, _row in ready]
+            marks = await self._j(
+                self.journal.run_group,
+                [partial(self.journal.begin_release, row.id, p) for (_c, row), p in zip(ready, paths, strict=True)],
+            )
+            for x, (ok, _v) in zip(ready, marks, strict=True):
+                (begun if ok else slow).append(x)
+            for _x in begun:
+                crash_point("before_release")
+
+        def unlink_all() -> list[str | OSError | None]:
+            out: list[str | OSError | None] = []
+            for c, row in begun:
+                shipped = row.identity
+
+                def refuse(st: os.stat_result, shipped: Identity = shipped) -> str | None:
+                    if not identity_of(st).same_file_as(shipped):
+                        return "changed since it was shipped (kept; shipped as a new version)"
+                    return None
+
+                try:
+                    out.append(unlink_below(c.ctx.root, c.rel, refuse))
+                except OSError as exc:
+                    out.append(exc)
+            return out
+
+        whys = await self._io(unlink_all) if begun else []
+        calls: list[Callable[[], Any]] = []
+        released: list[tuple[Candidate, int]] = []  # the file, its call's index
+        for (c, row), why in zip(begun, whys, strict=True):
+            path = os.path.join(c.ctx.root, c.rel)
+            self._held.pop(c.key, None)
+            if why is None:
+                released.append((c, len(calls)))
+                calls.append(partial(self.journal.mark, row.id, State.RELEASED, None, path=path))
+                continue
+            calls.append(partial(self.journal.end_release, row.id))
+            if isinstance(why, OSError):
+                log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, why.strerror)
+                continue
+            calls.append(partial(self.journal.audit, row.id, "release-skipped", reason=why))
+            if why != GONE:
+                self._hint_now(c.ctx.index, path)
+        done = await self._j(self.journal.run_group, calls) if calls else []
+        for ok, v in done:
+            if not ok and not errors:
+                errors.append(v)
+        for c, i in released:
+            ok, row = done[i]
+            if not ok:  # unlinked, "released" not written: finished at the next start (begin_release)
+                continue
+            self._dirty.add((c.ctx.index, row.session))
+            self.stats.released += 1
+            self._emit("released", row, reason=os.path.join(c.ctx.root, c.rel))
+        results = await asyncio.gather(*(self._release(c, row) for c, row in slow), return_exceptions=True)
+        errors += [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    async def _copies_hold(self, items: list[tuple[Candidate, FileRow]]) -> list[bool]:
+        """`_check_copy` for a batch just verified (one journal read, one I/O call): True where the
+        stored copy is there as verified; False where anything is in doubt (`_release` asks again)."""
+        copies = await self._j(lambda: [self.journal.copies_of(row.id) for _c, row in items])
+        full = self.limits.release_verify == "full"
+        jobs: list[tuple[int, Tier, Layout, Any]] = []
+        for i, ((c, row), cps) in enumerate(zip(items, copies, strict=True)):
+            placed = c.ctx.placed(row.relpath)
+            found = _verified_copy(placed, cps)
+            if found is not None:
+                jobs.append((i, placed.tier, found[1], found[0]))
+
+        def check_all() -> list[CopyCheck | None]:
+            out: list[CopyCheck | None] = []
+            for _i, tier, layout, cp in jobs:
+                try:
+                    out.append(check_copy(tier, layout, cp, full, True))
+                except AcqdError:
+                    out.append(None)
+            return out
+
+        results = await self._io(check_all) if jobs else []
+        holds = [False] * len(items)
+        pins = []
+        for (i, _tier, _layout, cp), res in zip(jobs, results, strict=True):
+            if res is not None and res.problem is None:
+                holds[i] = True
+                if res.pin is not None:
+                    pins.append(partial(self.journal.pin_stored_checksum, cp.id, res.pin))
+        if pins:
+            await self._j(self.journal.run_group, pins)
+        return holds
 
     async def _batch_steps(
         self, cs: list[Candidate]
@@ -1674,12 +1828,12 @@ class Pipeline:
         full, unless `full` says)."""
         placed = ctx.placed(row.relpath)
         copies = await self._j(self.journal.copies_of, row.id)
-        cp = next((x for x in copies if x.state == "verified" and x.tier == placed.tier.name), None)
-        if cp is None:
+        found = _verified_copy(placed, copies)
+        if found is None:
             return CopyCheck(f"no verified copy on tier {placed.tier.name} (kept)"), None
+        cp, layout = found
         if full is None:
             full = self.limits.release_verify == "full"
-        layout = layout_of_copy(placed.layout, cp.layout, cp.codec)  # a frame layout's byte-exact fallback, too
         res = await self._io(check_copy, placed.tier, layout, cp, full, just_verified)
         if res.pin is not None:
             await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)

@@ -7,7 +7,8 @@ EPU XML/JPG, per-plane TIFFs). acqd ships them with the `copy` layout to a local
 verification on (each file read back and its checksum compared), release off; `rsync -a` copies them
 and `sync -f` makes them durable (as in `python -m bench compare`). Both read from the page cache
 (an untimed first run of each warms it); runs alternate; figures are medians. acqd's figure also
-checks that every file ended verified in the journal.
+checks that every file ended verified in the journal. Each run also records its CPU seconds and the
+load average before it, and `run --once` on an empty folder (acqd's start and stop) is timed beside.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def make_source(src: Path, files: int, size: int, folders: int) -> None:
         (d / f"FoilHole_{i:06d}_Data.xml").write_bytes(os.urandom(size))
 
 
-def run_acqd(src: Path, dest: Path, work: Path, files: int) -> float:
+def run_acqd(src: Path, dest: Path, work: Path, files: int) -> tuple[float, float]:
     state = work / "state"
     shutil.rmtree(state, ignore_errors=True)
     cfg = work / "acqd.yaml"
@@ -48,7 +49,9 @@ tiers:
   central: {{url: "file://{dest}"}}
 """
     )
-    wall, _cpu, _rss = _timed([PY, "-m", "acqd", "run", "--once", "--retry-for", "60s", "--config", str(cfg)])
+    wall, cpu, _rss = _timed([PY, "-m", "acqd", "run", "--once", "--retry-for", "60s", "--config", str(cfg)])
+    if files == 0:
+        return wall, cpu
     db = sqlite3.connect(state / "journal.sqlite")
     try:
         verified = db.execute("SELECT COUNT(*) FROM files WHERE state = 'verified'").fetchone()[0]
@@ -56,12 +59,19 @@ tiers:
         db.close()
     if verified != files:
         raise RuntimeError(f"acqd verified {verified} of {files} files")
-    return wall
+    return wall, cpu
 
 
-def run_rsync(src: Path, dest: Path, work: Path, files: int) -> float:
-    wall, _cpu, _rss = _timed(["rsync", "-a", f"{src}/", f"{dest}/"])
-    return wall + _sync(dest)
+def run_rsync(src: Path, dest: Path, work: Path, files: int) -> tuple[float, float]:
+    wall, cpu, _rss = _timed(["rsync", "-a", f"{src}/", f"{dest}/"])
+    return wall + _sync(dest), cpu
+
+
+def run_empty(src: Path, dest: Path, work: Path, files: int) -> tuple[float, float]:
+    """acqd's start and stop alone: `run --once` on an empty watch folder."""
+    empty = work / "empty"
+    empty.mkdir(exist_ok=True)
+    return run_acqd(empty, dest, work, 0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,8 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "smallfiles.json")
     args = ap.parse_args(argv)
-    contenders = {"acqd run --once": run_acqd, "rsync -a + sync": run_rsync}
+    contenders = {"acqd run --once": run_acqd, "rsync -a + sync": run_rsync, "acqd run --once, empty folder": run_empty}
     walls: dict[str, list[float]] = {n: [] for n in contenders}
+    cpus: dict[str, list[float]] = {n: [] for n in contenders}
+    loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="acqd-bench-small-", dir=args.workdir) as d:
         work = Path(d)
         src = work / "acq"
@@ -86,11 +98,15 @@ def main(argv: list[str] | None = None) -> None:
                 dest = work / "out"
                 shutil.rmtree(dest, ignore_errors=True)
                 dest.mkdir()
-                wall = contenders[n](src, dest, work, args.files)
+                load = os.getloadavg()[0]
+                wall, cpu = contenders[n](src, dest, work, args.files)
                 if r:
                     walls[n].append(wall)
-                    print(f"  {n} run {r}: {wall:.2f}s", flush=True)
+                    cpus[n].append(cpu)
+                    loads.append(load)
+                    print(f"  {n} run {r}: {wall:.2f}s (CPU {cpu:.2f}s, load {load:.1f})", flush=True)
     med = {n: statistics.median(v) for n, v in walls.items()}
+    med_cpu = {n: statistics.median(v) for n, v in cpus.items()}
     acqd, rsync = med["acqd run --once"], med["rsync -a + sync"]
     doc = {
         "command": "python -m bench smallfiles " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -102,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         "runs": args.runs,
         "walls": {n: [round(x, 3) for x in v] for n, v in walls.items()},
         "median_s": {n: round(v, 3) for n, v in med.items()},
-        "files_per_s": {n: round(args.files / v) for n, v in med.items()},
+        "cpu_s": {n: [round(x, 3) for x in v] for n, v in cpus.items()},
+        "median_cpu_s": {n: round(v, 3) for n, v in med_cpu.items()},
+        "files_per_s": {n: round(args.files / v) for n, v in med.items() if "empty" not in n},
+        "load_average_1min": [round(x, 1) for x in loads],
         "acqd_over_rsync": round(acqd / rsync, 2),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.files} files of {args.size} B in {args.folders} folders, median of {args.runs}:")
     print(f"  acqd run --once   {acqd:7.2f} s  ({args.files / acqd:,.0f} files/s)")
     print(f"  rsync -a + sync   {rsync:7.2f} s  ({args.files / rsync:,.0f} files/s)")
-    print(f"  acqd / rsync      {acqd / rsync:7.2f}x")
+    print(f"  acqd, empty folder {med['acqd run --once, empty folder']:6.2f} s  (its start and stop)")
+    print(f"  acqd / rsync      {acqd / rsync:7.2f}x  (load average {min(loads):.1f}-{max(loads):.1f})")
     print(f"written to {args.json}")
 
 

@@ -13,7 +13,8 @@ daemon runs, so the real `acqd run` child process meets the faults:
     {"hold_reads": "*/s/*"}                 opening a matching file for reading waits until this is
                                             lifted (the file ``<control>.held`` says that one waits)
 
-The `file://` path itself (os.fsync, os.replace, os.rename on a real folder) meets the same
+The `file://` path itself (os.fsync, os.replace, os.rename on a real folder; a batch's syncfs(2)
+barrier counts as ``fsync``) meets the same
 ``enospc``/``eio`` counts for the ops ``fsync`` (of a regular file) and ``rename``, for paths below
 the control's ``"under"`` folder, through `install_os_faults` (a ``sitecustomize`` on the child's
 PYTHONPATH that wraps those functions when ``ACQD_TEST_OS_FAULTS`` names a control file).
@@ -261,6 +262,19 @@ def patch_os(control: str) -> None:
     import acqd.storage.base as base
 
     base.rename_noreplace = renamer(base.rename_noreplace)  # type: ignore[assignment]
+    # and makes a batch of small files durable with one syncfs(2) of the tier's filesystem
+    real_syncfs = base.sync_filesystem
+
+    def syncfs(fd: int) -> None:
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            path = ""
+        if below(path):
+            ctl.check("fsync")
+        real_syncfs(fd)
+
+    base.sync_filesystem = syncfs  # type: ignore[assignment]
 
 
 def install_os_faults(where: Path) -> str:

@@ -69,6 +69,53 @@ def start_writeback(fd: int) -> None:
         fn(fd, ctypes.c_int64(0), ctypes.c_int64(0), ctypes.c_uint(_SYNC_FILE_RANGE_WRITE))
 
 
+#: filesystems (statfs f_type) whose syncfs(2) writes back and commits every dirty page and inode and
+#: flushes the device, as fsync(2) does for one file: ext2/3/4, XFS, Btrfs, F2FS, ZFS, tmpfs (memory:
+#: nothing to flush), NFS (syncfs writes back and COMMITs every unstable page). Elsewhere (SMB/CIFS,
+#: FUSE, ...) a batch keeps one fsync per object: their syncfs may not reach the server's disk.
+SYNCFS_FILESYSTEMS = frozenset({0xEF53, 0x58465342, 0x9123683E, 0xF2F52010, 0x2FC12FC1, 0x01021994, 0x6969})
+BARRIER_MIN = 8  # a batch of at least this many objects is made durable with one syncfs, not an fsync each
+_kernel_reports_syncfs_errors: bool | None = None
+
+
+def syncfs_reports_errors() -> bool:
+    """syncfs(2) returns writeback errors (EIO, ENOSPC) seen since the descriptor was opened from
+    Linux 5.8 on; before, it always returned 0 and could not be a durability barrier."""
+    global _kernel_reports_syncfs_errors
+    if _kernel_reports_syncfs_errors is None:
+        ok = False
+        with contextlib.suppress(ValueError, IndexError):
+            major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+            ok = os.uname().sysname == "Linux" and (major, minor) >= (5, 8)
+        _kernel_reports_syncfs_errors = ok
+    return _kernel_reports_syncfs_errors
+
+
+def filesystem_type(fd: int) -> int | None:
+    """The statfs f_type of the filesystem holding `fd` (Linux fstatfs; None where unknown)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(_libc, "fstatfs", None)
+    if fn is None or ctypes.sizeof(ctypes.c_long) != 8:
+        return None
+    buf = ctypes.create_string_buffer(256)  # struct statfs: f_type (a long) comes first on 64-bit Linux
+    if fn(fd, buf) != 0:
+        return None
+    return int(ctypes.c_long.from_buffer(buf).value) & 0xFFFFFFFF
+
+
+def sync_filesystem(fd: int) -> None:
+    """syncfs(2): every dirty page and inode of the filesystem holding `fd` durable, as one fsync per
+    file would make them; OSError for a writeback error on that filesystem since `fd` was opened."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def check_options(
     tier: str, options: dict[str, Any] | None, known: tuple[str, ...], secrets: tuple[str, ...], instead: str
 ) -> dict[str, Any]:
@@ -241,9 +288,12 @@ class Tier:
     def write_many(self, items: list[tuple[str, bytes]]) -> list[int | AcqdError]:
         """Publish many small objects behind one durability barrier (a local tier only: `local`).
 
-        Each object goes to its hidden temporary; then every temporary is fsynced; then each is
+        Each object goes to its hidden temporary; then every temporary is made durable; then each is
         renamed to its name, never over an object already there (NameTakenError for that one);
-        then each folder is fsynced once. An object's name never shows bytes that are not durable.
+        then the renames are made durable. An object's name never shows bytes that are not durable.
+        The barrier is one syncfs(2) of the tier's filesystem before the renames and one after
+        (`_syncfs_barrier` says when; a writeback error fails every object of the batch), else an
+        fsync of each temporary before and of each folder after.
         Per item: the bytes written, or that item's error (the others go on; its temporary is
         removed). A crash leaves temporaries (removed at the next start) and published objects the
         journal does not record yet (adopted only if they decode to the file's content).
@@ -253,16 +303,26 @@ class Tier:
         out: list[int | AcqdError] = [0] * len(items)
         fds: dict[int, int] = {}  # item -> descriptor of its temporary, while open
         temps: dict[int, str] = {}  # item -> its temporary, until renamed or removed
-        made: set[str] = set()
+        made: dict[str, int] = {}  # folder -> its st_dev
+        barrier: int | None = None  # a descriptor of the batch's filesystem, opened before any write
         try:
+            for rel, _data in items:
+                parent = posixpath.dirname(self.path(rel))
+                if parent not in made:
+                    try:
+                        with self._edge("open", rel):
+                            os.makedirs(parent or ".", exist_ok=True)
+                            made[parent] = os.stat(parent or ".").st_dev
+                    except AcqdError:
+                        made[parent] = -1  # each of its items meets the error again below
+            barrier = self._syncfs_barrier(made, len(items))
             for i, (rel, data) in enumerate(items):
                 final, tmp = self.path(rel), self.path(temp_name(rel))
                 try:
                     with self._edge("open", rel):
                         parent = posixpath.dirname(final)
-                        if parent and parent not in made:
+                        if made.get(parent, -1) < 0:
                             os.makedirs(parent, exist_ok=True)
-                            made.add(parent)
                         fds[i] = os.open(
                             tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
                         )
@@ -272,11 +332,21 @@ class Tier:
                         view = memoryview(data)
                         while view:
                             view = view[os.write(fds[i], view) :]
-                        start_writeback(fds[i])
+                        if barrier is None:
+                            start_writeback(fds[i])
                     out[i] = len(data)
                 except AcqdError as exc:
                     out[i] = exc
-            for i in list(fds):  # the barrier: every temporary durable before any rename
+            if barrier is not None:  # the barrier: every temporary durable before any rename
+                for i in list(fds):
+                    os.close(fds.pop(i))
+                try:
+                    with self._edge("write", items[0][0]):
+                        sync_filesystem(barrier)
+                except AcqdError as exc:
+                    for i in temps:
+                        out[i] = exc
+            for i in list(fds):
                 if isinstance(out[i], int):
                     try:
                         with self._edge("write", items[i][0]):
@@ -305,6 +375,15 @@ class Tier:
                     self._discard(temps.pop(i))
                     continue
                 crash_point("after_rename")
+            if barrier is not None and renamed:  # the renames durable: the filesystem once
+                try:
+                    with self._edge("rename", sorted(renamed)[0]):
+                        sync_filesystem(barrier)
+                except AcqdError as exc:
+                    for i in range(len(items)):
+                        if isinstance(out[i], int):
+                            out[i] = exc
+                renamed = set()
             for parent in sorted(renamed):  # the renames durable: each folder once
                 try:
                     with self._edge("rename", parent):
@@ -319,7 +398,26 @@ class Tier:
                     os.close(fd)
             for tmp in temps.values():
                 self._discard(tmp)
+            if barrier is not None:
+                os.close(barrier)
         return out
+
+    def _syncfs_barrier(self, folders: dict[str, int], n: int) -> int | None:
+        """A descriptor to syncfs(2) a batch of `n` objects into `folders` (folder -> st_dev) with, or
+        None for an fsync of each: a batch of at least BARRIER_MIN objects whose folders are all on one
+        filesystem of SYNCFS_FILESYSTEMS, on a kernel whose syncfs reports writeback errors. Opened
+        before the batch writes anything, so that syncfs reports every error of its writes."""
+        devices = set(folders.values())
+        if n < BARRIER_MIN or len(devices) != 1 or -1 in devices or not syncfs_reports_errors():
+            return None
+        try:
+            fd = os.open(next(iter(folders)) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        if filesystem_type(fd) not in SYNCFS_FILESYSTEMS:
+            os.close(fd)
+            return None
+        return fd
 
     def read_many(self, rels: list[str]) -> list[bytes | AcqdError]:
         """The stored bytes of many small objects of a local tier (read back to verify them)."""

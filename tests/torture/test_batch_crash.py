@@ -22,6 +22,8 @@ INSTRUMENT = "scope"
 FILES_PER_ROUND = 24
 #: (crash point, which hit): every point is armed at a hit in the middle of a batch
 KILLS = [
+    ("during_release", 5),  # a fresh batch: its releases run together; killed after the 5th unlink
+    ("before_release", 19 + 3),  # the 19 begun and not unlinked above are released one by one first
     ("after_read", 5),
     ("after_encode", 9),
     ("after_temp_write", 12),
@@ -119,6 +121,15 @@ def test_kill_in_the_middle_of_a_batch(tmp_path: Path) -> None:
             assert unrecorded - before == hit - 1, f"not killed inside a batch: {unrecorded - before} new"
         if point == "after_rename":
             assert unrecorded - before == hit, f"not killed inside a batch: {unrecorded - before} new"
+        # a batch's releases go step by step for all its files (each step's checks for every file, then
+        # the intents, then the unlinks): one by one, never more than one would be begun or unlinked
+        begun = b.journal("SELECT COUNT(*) FROM releasing")[0][0]
+        if point == "during_release":
+            states = dict(b.journal("SELECT relpath, state FROM files"))
+            gone = [r for r in b.expected if not (b.acq / r).exists() and states.get(r) != "released"]
+            assert len(gone) == hit, f"not killed inside a batch's unlinks: {len(gone)} unlinked, not recorded"
+        if point == "before_release":
+            assert begun >= 2, f"not killed inside a batch's releases: {begun} begun"
         before = unrecorded
     assert b.problems == []
     done = subprocess.run([*b.cmd(), "--once", "--retry-for", "60s"], capture_output=True, text=True, timeout=300)
