@@ -9,6 +9,7 @@ python -m bench readme-tables   regenerate README.md's detector and measured-rat
 python -m bench smallfiles  5,000 small files: acqd run --once vs rsync -a + sync
 python -m bench catalog   the facility catalog's ingest rate into a real PostgreSQL (records/s)
 python -m bench camera    a camera writing at a fixed rate while acqd catches up a backlog beside it
+python -m bench cores     every core on one movie: 1 vs 2 threads on one K3 movie; TIFF codecs per strip
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ COMMANDS = {
     "smallfiles": "bench.smallfiles",
     "catalog": "bench.catalog",
     "camera": "bench.camera",
+    "cores": "bench.cores",
 }
 
 
