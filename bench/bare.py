@@ -38,10 +38,14 @@ def frames_of(path: Path) -> np.ndarray:
 
 
 def _deflate(level: int, nbytes: int) -> tuple[Any, Any]:
-    """Deflate as acqd's TIFF layout runs it (libdeflate through imagecodecs, as tifffile does)."""
+    """Deflate as acqd's TIFF layout runs it (ISA-L or libdeflate; libdeflate decodes, as tifffile does)."""
     import imagecodecs
 
-    return (lambda a: bytes(imagecodecs.deflate_encode(a, level=level))), (
+    from acqd.codec import deflate_encoder
+
+    fast = deflate_encoder(level)  # ISA-L at levels 1-3, libdeflate above
+    encode = fast if fast is not None else (lambda a: bytes(imagecodecs.deflate_encode(a, level=level)))
+    return (lambda a: encode(np.ascontiguousarray(a))), (
         lambda b: np.frombuffer(imagecodecs.deflate_decode(b, out=nbytes), dtype=np.uint8)
     )
 

@@ -252,9 +252,10 @@ def datasets(work: Path, k3_files: int, ls_files: int, k3_tiff: tuple[str, ...] 
 # --- the run -----------------------------------------------------------------------------------
 
 
-def measure(ds: Dataset, runs: int, work: Path) -> dict[str, Any]:
-    names = [n for n in CONTENDERS if available(n, ds) is None]
+def measure(ds: Dataset, runs: int, work: Path, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    names = [n for n in CONTENDERS if available(n, ds) is None and (not only or n in only)]
     skipped = {n: why for n in CONTENDERS if (why := available(n, ds)) is not None}
+    skipped.update({n: "not asked for (--contenders)" for n in CONTENDERS if only and n not in only})
     results: dict[str, list[Run]] = {n: [] for n in names}
     for n in names:  # warm the page cache and the imports; not counted
         dest = work / "out"
@@ -358,9 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "compare.json")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument(
-        "--only", default=None, help="re-measure only the datasets whose name contains this, into the existing JSON"
+        "--only",
+        default=None,
+        help="re-measure only the datasets whose name contains this (or one of these, '|'-separated), into the JSON",
     )
+    ap.add_argument("--contenders", default="", help="measure only these (comma-separated), e.g. acqd,rsync -a")
     args = ap.parse_args(argv)
+    contenders = tuple(c.strip() for c in args.contenders.split(",") if c.strip())
     with tempfile.TemporaryDirectory(prefix="acqd-bench-", dir=args.workdir) as d:
         work = Path(d)
         sets = datasets(work, args.k3_files, args.ls_files, tuple(c for c in args.k3_tiff.split(",") if c))
@@ -379,9 +384,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.only is not None and args.json.exists():
             old = json.loads(args.json.read_text())
             for ds in sets:
-                if args.only in ds.name:
+                if any(o in ds.name for o in args.only.split("|")):
                     print(f"{ds.name}: {ds.files} files, {ds.bytes / 1e9:.2f} GB", flush=True)
-                    new = measure(ds, args.runs, work)
+                    new = measure(ds, args.runs, work, contenders)
                     if any(d["dataset"] == ds.name for d in old["datasets"]):
                         old["datasets"] = [new if d["dataset"] == ds.name else d for d in old["datasets"]]
                     else:
@@ -391,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             for ds in sets:
                 print(f"{ds.name}: {ds.files} files, {ds.bytes / 1e9:.2f} GB", flush=True)
-                doc["datasets"].append(measure(ds, args.runs, work))
+                doc["datasets"].append(measure(ds, args.runs, work, contenders))
             if args.many:
                 doc["backlog_start"] = first_verified_with_backlog(work, args.many)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from acqd.codec import deflate_encoder
+
 # bytes per value of each TIFF field type
 TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 _PACK = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f", 12: "d", 13: "I", 16: "Q", 17: "q", 18: "Q"}
@@ -131,6 +133,9 @@ def encode_strip(strip: np.ndarray, compression: int, predictor: int, level: int
     data = np.ascontiguousarray(data, dtype=strip.dtype.newbyteorder(byteorder))  # type: ignore[arg-type]
     if compression == 1:
         return data.tobytes()
+    fast = deflate_encoder(level) if compression in (8, 32946) else None
+    if fast is not None:  # ISA-L at levels 1-3 (acqd.codec)
+        return fast(data)
     encode = tifffile.TIFF.COMPRESSORS[compression]
     out = encode(data, level=level) if level is not None else encode(data)
     return bytes(out)
