@@ -114,6 +114,7 @@ def threads_cmd(args: argparse.Namespace) -> dict[str, Any]:
             "threads": {},
         }
         base = None
+        one_cpu = statistics.median(x[3] for x in runs[counts[0]])
         for n in counts:
             w = statistics.median(x[0] for x in runs[n])
             v = statistics.median(x[1] for x in runs[n])
@@ -126,7 +127,9 @@ def threads_cmd(args: argparse.Namespace) -> dict[str, Any]:
                 "cpu_s": round(cpu, 3),
                 "calling_thread_cpu_s": round(main, 3),
                 # on idle cores: the pool's work spread over n threads, the calling thread's beside it
-                "cpu_bound_speedup_limit": round(cpu / max(main, cpu / max(1, n)), 2) if n > 1 else 1.0,
+                # on idle cores: this many threads' time is at least the calling thread's CPU and at
+                # least an n-th of all the CPU; against one thread's time (its CPU)
+                "cpu_bound_speedup_limit": round(one_cpu / max(main, cpu / n), 2),
                 "best_total_s": round(min(x[0] + x[1] for x in runs[n]), 3),
                 "write_s": round(w, 3),
                 "verify_s": round(v, 3),

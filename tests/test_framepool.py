@@ -24,6 +24,7 @@ from acqd.layouts.framepool import FramePlan, Part, decoded, zarr_frames
 from acqd.readers import Expect
 from acqd.simulate import SimSpec, simulate
 from acqd.storage import open_tier
+from tests.test_fidelity import libtiff_pages
 
 
 class _Src:
@@ -53,7 +54,8 @@ def _ship(movie: Path, dest: Path, codec: dict[str, Any], threads: int, layout: 
 @pytest.mark.parametrize("codec", [{"id": "lzw"}, {"id": "deflate", "level": 1}, {"id": "zstd", "level": 1}])
 def test_tiff_written_on_threads_is_the_file_one_thread_writes(tmp_path: Path, codec: dict[str, Any]) -> None:
     """Pages encoded on 3 threads, several at once, land in order: the file is byte for byte the one
-    a single thread writes, and its pages are the movie's frames (rows flipped, as for RELION)."""
+    a single thread writes, and its pages are the movie's frames (rows flipped, as for RELION), as
+    tifffile and libtiff read them."""
     [movie] = simulate("gatan-k3", tmp_path / "src", SimSpec(files=1, frames=7, height=64, width=56, seed=3))
     digests = []
     for threads in (1, 3):
@@ -67,7 +69,10 @@ def test_tiff_written_on_threads_is_the_file_one_thread_writes(tmp_path: Path, c
     import mrcfile
 
     with mrcfile.open(movie) as m:
-        assert np.array_equal(pages, np.asarray(m.data)[:, ::-1])
+        frames = np.asarray(m.data)[:, ::-1]
+    assert np.array_equal(pages, frames)
+    # and libtiff, what RELION reads through, decodes it to the same pixels (deflate 1-3: ISA-L's streams)
+    assert np.array_equal(libtiff_pages(tmp_path / "out3" / "m.tif", tmp_path, frames.dtype), frames)
 
 
 def test_a_part_that_decodes_short_fails_even_when_the_reused_buffer_holds_the_right_pixels() -> None:

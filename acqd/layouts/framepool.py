@@ -10,6 +10,7 @@ frame with stale bytes from a reused buffer.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +42,11 @@ class FramePlan:
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     parts: list[Part]
+
+
+def _run_all(parts: list[Part], flat: memoryview) -> None:
+    for p in parts:
+        _run(p, flat[p.start : p.stop])
 
 
 def _run(part: Part, out: memoryview) -> None:
@@ -81,11 +87,14 @@ def decoded(plans: Iterable[FramePlan | np.ndarray], threads: int) -> Iterator[n
                 if sum(p.stop - p.start for p in plan.parts) != flat.nbytes:
                     raise VerifyError(f"{plan.parts[0].where if plan.parts else 'a frame'}: its parts do not cover it")
                 futures: list[Future[None]] = []
-                for p in plan.parts:
-                    if pool is not None:
-                        futures.append(pool.submit(_run, p, flat[p.start : p.stop]))
-                    else:
-                        _run(p, flat[p.start : p.stop])
+                if pool is None:
+                    _run_all(plan.parts, flat)
+                else:  # one task per thread and frame (runs of consecutive parts): fewer futures than parts
+                    n = len(plan.parts)
+                    cuts = [n * i // threads for i in range(threads + 1)]
+                    for a, b in itertools.pairwise(cuts):
+                        if b > a:
+                            futures.append(pool.submit(_run_all, plan.parts[a:b], flat))
                 queue.append((buf, futures, True))
             while len(queue) > ahead:
                 yield from take()

@@ -12,6 +12,7 @@ and pages are written in order as their strips come back.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from collections import deque
@@ -157,7 +158,8 @@ class TiffPageWriter:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acqd-tiff") if workers > 1 else None
         self._ahead = workers + PAGES_AHEAD
         # queued pages: their strips (encoded, or being encoded) and their tags
-        self._queue: deque[tuple[Sequence[bytes | Future[bytes]], list[Tag]]] = deque()
+        self._workers = workers
+        self._queue: deque[tuple[Sequence[list[bytes] | Future[list[bytes]]], list[Tag]]] = deque()
         mark = b"II" if byteorder == "<" else b"MM"
         if bigtiff:
             fh.write(mark + struct.pack(f"{byteorder}HHHQ", 43, 8, 0, 0))
@@ -191,8 +193,8 @@ class TiffPageWriter:
         while self._queue:
             self._write_next()
 
-    def _encode(self, strip: np.ndarray, compression: int, predictor: int, level: int | None) -> bytes:
-        return encode_strip(strip, compression, predictor, level, self.bo)
+    def _encode_run(self, strips: list[np.ndarray], compression: int, predictor: int, level: int | None) -> list[bytes]:
+        return [encode_strip(s, compression, predictor, level, self.bo) for s in strips]
 
     def write_page(
         self,
@@ -211,12 +213,15 @@ class TiffPageWriter:
         native = frame.astype(frame.dtype.newbyteorder("="), copy=False)
         rps = max(1, min(rows_per_strip, native.shape[0]))
         strips = [native[i : i + rps] for i in range(0, native.shape[0], rps)]
-        encoded: Sequence[bytes | Future[bytes]]
+        encoded: Sequence[list[bytes] | Future[list[bytes]]]
         if self._pool is not None and compression != 1:
-            pool = self._pool
-            encoded = [pool.submit(self._encode, s, compression, predictor, level) for s in strips]
+            # one task per worker and page (runs of consecutive strips): fewer futures than strips
+            pool, n = self._pool, len(strips)
+            cuts = [n * i // self._workers for i in range(self._workers + 1)]
+            runs = [strips[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+            encoded = [pool.submit(self._encode_run, run, compression, predictor, level) for run in runs]
         else:
-            encoded = [self._encode(s, compression, predictor, level) for s in strips]
+            encoded = [self._encode_run(strips, compression, predictor, level)]
         self._queue.append((encoded, list(tags)))
         while len(self._queue) > (0 if wait else self._ahead):
             self._write_next()
@@ -226,8 +231,7 @@ class TiffPageWriter:
         fh, bo = self.fh, self.bo
         fh.seek(self._pos)
         offsets, counts = [], []
-        for s in strips:
-            data = s.result() if isinstance(s, Future) else s
+        for data in (d for run in strips for d in (run.result() if isinstance(run, Future) else run)):
             if fh.tell() % 2:
                 fh.write(b"\0")
             offsets.append(fh.tell())
