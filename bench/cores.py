@@ -152,7 +152,8 @@ def threads_cmd(args: argparse.Namespace) -> dict[str, Any]:
 
 CANDIDATES = [
     ("lzw", 5, 1, None),
-    ("deflate-1", 8, 1, 1),
+    ("deflate-1", 8, 1, 1),  # ISA-L (acqd.codec.deflate_encoder)
+    ("deflate-1 (libdeflate)", 8, 1, -1),
     ("deflate-2", 8, 1, 2),
     ("deflate-6", 8, 1, 6),
     ("deflate-1+predictor", 8, 2, 1),
@@ -181,6 +182,8 @@ def _codec_figures(strips: list[np.ndarray], comp: int, pred: int, level: int | 
     dec = tifffile.TIFF.DECOMPRESSORS[comp]
 
     def enc_one(s: np.ndarray) -> bytes:
+        if level == -1:  # deflate level 1 through tifffile's own codec (libdeflate), not ISA-L
+            return bytes(tifffile.TIFF.COMPRESSORS[comp](s, level=1))
         return encode_strip(s, comp, pred, level)
 
     def dec_one(item: tuple[bytes, np.ndarray]) -> None:
