@@ -255,7 +255,7 @@ def datasets(work: Path, k3_files: int, ls_files: int, k3_tiff: tuple[str, ...] 
 def measure(ds: Dataset, runs: int, work: Path, only: tuple[str, ...] = ()) -> dict[str, Any]:
     names = [n for n in CONTENDERS if available(n, ds) is None and (not only or n in only)]
     skipped = {n: why for n in CONTENDERS if (why := available(n, ds)) is not None}
-    skipped.update({n: "not asked for (--contenders)" for n in CONTENDERS if only and n not in only})
+    skipped.update({n: "not asked for (--contenders)" for n in CONTENDERS if only and n not in only | skipped.keys()})
     results: dict[str, list[Run]] = {n: [] for n in names}
     for n in names:  # warm the page cache and the imports; not counted
         dest = work / "out"

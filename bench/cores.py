@@ -31,7 +31,11 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout (or beside the folder of worktrees), as bench/codecs.py finds it
+SHARED = next(
+    (p / "shared" / "data" for p in REPO.parents[:2] if (p / "shared" / "data").is_dir()),
+    REPO.parent / "shared" / "data",
+)
 RESULTS = REPO / "bench" / "results" / "cores.json"
 
 
