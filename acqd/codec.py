@@ -6,7 +6,7 @@ compressor whose output `zstd -d` restores, with bounded memory for files of any
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -141,6 +141,29 @@ class FrameCodec:
         if self.id == "none":
             return None, None
         raise ValueError(f"codec {self.id!r} cannot be used in a TIFF layout (use deflate, lzw or zstd)")
+
+
+#: deflate levels encoded with ISA-L (igzip) where it is installed: on counting frames it stores what
+#: libdeflate's level 1 stores (3.34x vs 3.41x on K3 frames, 1.22x on the real Falcon movie) for about
+#: half (K3) to a third (Falcon) of the CPU; the stream is plain zlib, which every libtiff decodes
+ISAL_DEFLATE_LEVELS = (1, 2, 3)
+
+
+def deflate_encoder(level: int | None) -> Callable[[Any], bytes] | None:
+    """The zlib-format deflate encoder of a TIFF strip at `level` when ISA-L does that level and is
+    installed; None: libdeflate (through tifffile/imagecodecs) encodes it."""
+    if level not in ISAL_DEFLATE_LEVELS:
+        return None
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; a platform without its wheel
+        return None
+
+    def encode(data: Any) -> bytes:
+        out: bytes = isal_zlib.compress(data, level)
+        return out
+
+    return encode
 
 
 def frame_codec(spec: dict[str, Any] | None) -> FrameCodec:

@@ -275,6 +275,9 @@ class Limits(Frozen):
     inflight_bytes: Size = Field(512 * 2**20, description="cap on bytes of file data held in memory at once")
     concurrent_files: int = Field(4, ge=1, le=256)
     io_threads: int = Field(4, ge=1, le=256)
+    frame_threads: int = Field(
+        0, ge=0, le=256, description="threads that encode and verify the frames of one file (0: one per core)"
+    )
     chunk_bytes: Size = Field(8 * 2**20, description="read/write unit of the streaming layouts")
     retry_initial: Duration = 1.0
     retry_max: Duration = 300.0

@@ -89,7 +89,8 @@ def make_placer(
             if name == "copy":
                 cache[key] = build_layout("copy", compress, base.zstd_level, config.limits.chunk_bytes)
             else:
-                cache[key] = frame_layout(profile, name, codec, candidates, budget) or build_layout(
+                threads = config.limits.frame_threads
+                cache[key] = frame_layout(profile, name, codec, candidates, budget, threads) or build_layout(
                     "copy", compress, base.zstd_level, config.limits.chunk_bytes
                 )
         return cache[key]
@@ -120,7 +121,7 @@ def build_roots(
         profile = profiles[w.detector]
         p = w.placement
         layout = build_layout("copy", p.compress, p.zstd_level, config.limits.chunk_bytes)
-        frames = frame_layout(profile, p.layout, p.codec)
+        frames = frame_layout(profile, p.layout, p.codec, threads=config.limits.frame_threads)
         events = not is_network_fs(w.path) if w.mode == "auto" else w.mode == "events"
         interval = w.scan_interval if w.scan_interval is not None else (60.0 if events else 5.0)
         roots.append(
@@ -149,6 +150,7 @@ def frame_layout(
     codec: dict[str, Any] | None,
     candidates: tuple[str | dict[str, Any], ...] | None = None,
     budget_ns: float | None = None,
+    threads: int = 0,
 ) -> Layout | None:
     """The layout of a profile's frame files (None: they are copied), choosing its codec per session
     from the profile's (or the policy's) candidates within the CPU budget."""
@@ -169,6 +171,7 @@ def frame_layout(
             shard_bytes=profile.shard_bytes,
             choose=ChoosePolicy(tried, budget, why),
             never_larger=profile.never_larger,
+            threads=threads,
         )
     except ValueError as exc:
         raise ConfigError(f"detector {profile.name}: {exc}") from None

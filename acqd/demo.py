@@ -1,7 +1,7 @@
 """`acqd demo`: the daemon on an embedded default, fed by two simulated cameras, with live progress.
 
 A simulated Gatan K3 writes MRC counting movies (frames appended over time) and a simulated
-light-sheet sCMOS camera writes TIFF stacks plane by plane; acqd ships the movies as LZW TIFF and the
+light-sheet sCMOS camera writes TIFF stacks plane by plane; acqd ships the movies as deflate TIFF and the
 stacks as sharded OME-Zarr to a local folder standing in for central storage, verifies every copy and
 frees the acquisition folder. No server is needed.
 """
@@ -197,7 +197,7 @@ def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
     console.print(f"files left on the acquisition disk: {left} (each released once its copy was verified)")
     console.print(f"central storage: {central}  (each session has a ~acqd-manifest.json)", markup=False)
     if tiffs:
-        console.print(f"  K3 movie as LZW TIFF (RELION/cryoSPARC/MotionCor): {tiffs[0]}", markup=False)
+        console.print(f"  K3 movie as deflate TIFF (RELION/cryoSPARC/MotionCor): {tiffs[0]}", markup=False)
     if zarrs:
         console.print(f"  light-sheet stack as OME-Zarr 0.5:  {zarrs[0]}", markup=False)
         console.print(f"  open it in napari:  napari --plugin napari-ome-zarr {zarrs[0]}", markup=False)

@@ -37,6 +37,19 @@ def frames_of(path: Path) -> np.ndarray:
     return arr.reshape(-1, *arr.shape[-2:])
 
 
+def _deflate(level: int, nbytes: int) -> tuple[Any, Any]:
+    """Deflate as acqd's TIFF layout runs it (ISA-L or libdeflate; libdeflate decodes, as tifffile does)."""
+    import imagecodecs
+
+    from acqd.codec import deflate_encoder
+
+    fast = deflate_encoder(level)  # ISA-L at levels 1-3, libdeflate above
+    encode = fast if fast is not None else (lambda a: bytes(imagecodecs.deflate_encode(a, level=level)))
+    return (lambda a: encode(np.ascontiguousarray(a))), (
+        lambda b: np.frombuffer(imagecodecs.deflate_decode(b, out=nbytes), dtype=np.uint8)
+    )
+
+
 def ship(src: Path, dest: Path, enc: Any, dec: Any, pool: ThreadPoolExecutor) -> tuple[int, int]:
     frames = frames_of(src)
     h = xxhash.xxh3_128()
@@ -78,7 +91,11 @@ def main(argv: list[str] | None = None) -> None:
             frames = frames_of(f)
             key = (str(frames.dtype), frames.shape[1:])
             if key not in cache:
-                cache[key] = coders(codec, frames.dtype, frames.shape[1:])
+                cache[key] = (
+                    _deflate(codec.level, frames[0].nbytes)
+                    if codec.id == "deflate"
+                    else coders(codec, frames.dtype, frames.shape[1:])
+                )
             enc, dec = cache[key]
             out = args.dest / f.relative_to(args.src)
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -184,13 +184,42 @@ def available(name: str, ds: Dataset) -> str | None:
 # --- datasets ----------------------------------------------------------------------------------
 
 
-def datasets(work: Path, k3_files: int, ls_files: int) -> list[Dataset]:
+def _k3_default() -> str:
+    """The K3 profile's default codec, as a label (lzw, deflate-1, zstd-1)."""
+    from acqd.codec import codec_label, frame_codec
+    from acqd.profiles import load_profile, search_path
+
+    return codec_label(frame_codec(load_profile("gatan-k3", search_path()).codec))
+
+
+def datasets(work: Path, k3_files: int, ls_files: int, k3_tiff: tuple[str, ...] = ()) -> list[Dataset]:
     out = []
+    default = _k3_default()
     k3 = Dataset(
-        "simulated K3 session, TIFF + LZW (the profile's default)", work / "data" / "k3", "gatan-k3", "lzw", "tiff"
+        f"simulated K3 session, TIFF + {default} (the profile's default)",
+        work / "data" / "k3",
+        "gatan-k3",
+        default,
+        "tiff",
     )
     simulate("gatan-k3", k3.src, SimSpec(files=k3_files, frames=10, height=4092, width=5760, sessions=2))
     out.append(k3)
+    for label in k3_tiff:  # other TIFF codecs for the K3 (RELION, MotionCor2, cryoSPARC read TIFF in place)
+        if label == default:
+            continue
+        from acqd.codec import codec_spec, parse_label
+
+        spec = json.dumps(codec_spec(parse_label(label)))
+        out.append(
+            Dataset(
+                f"simulated K3 session, TIFF + {label}",
+                k3.src,
+                "gatan-k3",
+                label,
+                "tiff",
+                f", placement: {{layout: tiff, codec: {spec}}}",
+            )
+        )
     out.append(
         Dataset(
             "simulated K3 session, Zarr + Blosc LZ4",
@@ -223,9 +252,10 @@ def datasets(work: Path, k3_files: int, ls_files: int) -> list[Dataset]:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def measure(ds: Dataset, runs: int, work: Path) -> dict[str, Any]:
-    names = [n for n in CONTENDERS if available(n, ds) is None]
+def measure(ds: Dataset, runs: int, work: Path, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    names = [n for n in CONTENDERS if available(n, ds) is None and (not only or n in only)]
     skipped = {n: why for n in CONTENDERS if (why := available(n, ds)) is not None}
+    skipped.update({n: "not asked for (--contenders)" for n in CONTENDERS if only and n not in only | skipped.keys()})
     results: dict[str, list[Run]] = {n: [] for n in names}
     for n in names:  # warm the page cache and the imports; not counted
         dest = work / "out"
@@ -322,16 +352,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--k3-files", type=int, default=6)
     ap.add_argument("--ls-files", type=int, default=8)
+    ap.add_argument(
+        "--k3-tiff", default="", help="other TIFF codecs to measure on the K3 session, e.g. lzw,deflate-1,zstd-1"
+    )
     ap.add_argument("--many", type=int, default=100_000, help="files waiting at start for the first-verified figure")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "compare.json")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument(
-        "--only", default=None, help="re-measure only the datasets whose name contains this, into the existing JSON"
+        "--only",
+        default=None,
+        help="re-measure only the datasets whose name contains this (or one of these, '|'-separated), into the JSON",
     )
+    ap.add_argument("--contenders", default="", help="measure only these (comma-separated), e.g. acqd,rsync -a")
     args = ap.parse_args(argv)
+    contenders = tuple(c.strip() for c in args.contenders.split(",") if c.strip())
     with tempfile.TemporaryDirectory(prefix="acqd-bench-", dir=args.workdir) as d:
         work = Path(d)
-        sets = datasets(work, args.k3_files, args.ls_files)
+        sets = datasets(work, args.k3_files, args.ls_files, tuple(c for c in args.k3_tiff.split(",") if c))
         doc: dict[str, Any] = {
             "command": "python -m bench compare " + " ".join(argv if argv is not None else sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -347,16 +384,19 @@ def main(argv: list[str] | None = None) -> None:
         if args.only is not None and args.json.exists():
             old = json.loads(args.json.read_text())
             for ds in sets:
-                if args.only in ds.name:
+                if any(o in ds.name for o in args.only.split("|")):
                     print(f"{ds.name}: {ds.files} files, {ds.bytes / 1e9:.2f} GB", flush=True)
-                    new = measure(ds, args.runs, work)
-                    old["datasets"] = [new if d["dataset"] == ds.name else d for d in old["datasets"]]
+                    new = measure(ds, args.runs, work, contenders)
+                    if any(d["dataset"] == ds.name for d in old["datasets"]):
+                        old["datasets"] = [new if d["dataset"] == ds.name else d for d in old["datasets"]]
+                    else:
+                        old["datasets"].append(new)
             old.setdefault("remeasured", []).append({"command": doc["command"], "date": doc["date"]})
             doc = old
         else:
             for ds in sets:
                 print(f"{ds.name}: {ds.files} files, {ds.bytes / 1e9:.2f} GB", flush=True)
-                doc["datasets"].append(measure(ds, args.runs, work))
+                doc["datasets"].append(measure(ds, args.runs, work, contenders))
             if args.many:
                 doc["backlog_start"] = first_verified_with_backlog(work, args.many)
     args.json.parent.mkdir(parents=True, exist_ok=True)

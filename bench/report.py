@@ -12,9 +12,10 @@ DEFAULT = Path(__file__).parent / "results" / "compare.json"
 
 
 def table(ds: dict[str, Any]) -> str:
+    when = f"; {ds['runs']} runs, {ds['when']}" if "runs" in ds else f"; {ds['when']}" if "when" in ds else ""
     lines = [
         f"**{ds['dataset']}**: {ds['files']} files, {ds['bytes'] / 1e9:.2f} GB, acqd layout `{ds['layout']}`, "
-        f"codec `{ds['codec']}`",
+        f"codec `{ds['codec']}`{when}",
         "",
         "| contender | wall s (median) | GB/s | stored MB | ratio | CPU s | peak RSS MiB "
         "| complete->verified p50 / p99 s |",

@@ -108,12 +108,18 @@ def _corrupt_tiff_pixels(path: Path) -> None:
         compression, predictor, rps = int(page.compression), int(page.predictor), int(page.rowsperstrip)
         strip = np.array(page.asarray()[:rps])
         bo = tif.byteorder
-    old = encode_strip(strip, compression, predictor, None, bo)
-    assert len(old) == count, "the stored strip is not what acqd's encoder writes"
+    with open(path, "rb") as f:
+        f.seek(offset)
+        stored = f.read(count)
+    # the level it was written at (the session's codec choice may have taken deflate at some level)
+    level = next(
+        (lv for lv in (None, *range(1, 10)) if encode_strip(strip, compression, predictor, lv, bo) == stored), -1
+    )
+    assert level != -1, "the stored strip is not what acqd's encoder writes"
     for i, j in itertools.product(range(strip.shape[0]), range(strip.shape[1])):
         changed = strip.copy()
         changed[i, j] ^= 1
-        new = encode_strip(changed, compression, predictor, None, bo)
+        new = encode_strip(changed, compression, predictor, level, bo)
         if len(new) == count:
             break
     else:  # pragma: no cover - every pixel changes the strip's length

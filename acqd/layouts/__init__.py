@@ -27,13 +27,14 @@ def build_layout(
     shard_bytes: int = 64 << 20,
     choose: ChoosePolicy | None = None,
     never_larger: bool = True,
+    threads: int = 0,
 ) -> Layout:
     if name == "copy":
         return CopyLayout(stream_codec(compress, level), chunk)
     if name in ("zarr", "tiff"):
         fc: FrameCodec = frame_codec(codec if codec is not None else DEFAULT_CODECS[name])
         cls = ZarrLayout if name == "zarr" else TiffLayout
-        return cls(fc, reader, expect or Expect(), options or {}, shard_bytes, choose, never_larger)
+        return cls(fc, reader, expect or Expect(), options or {}, shard_bytes, choose, never_larger, threads)
     raise ValueError(f"unknown layout {name!r}")
 
 

@@ -19,6 +19,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -27,13 +28,22 @@ import numpy as np
 from acqd.checksum import Hasher
 from acqd.codec import MIN_RATIO, FrameCodec, codec_label, parse_label, stream_codec
 from acqd.crash import crash_point
-from acqd.errors import NameTakenError, SourceReadError, StoredLargerError, UnsupportedFormatError, VerifyError
+from acqd.errors import (
+    AcqdError,
+    NameTakenError,
+    SourceReadError,
+    StoredLargerError,
+    UnsupportedFormatError,
+    VerifyError,
+)
 from acqd.layouts.choose import ChoosePolicy, Chooser, Decision
 from acqd.layouts.copy import CopyLayout
+from acqd.layouts.framepool import chunk_encoder, shard_bytes, shard_of, tiff_frames, zarr_frames
 from acqd.layouts.tiffwrite import (
     Tag,
     TiffPageWriter,
     default_rows_per_strip,
+    frame_threads,
     image_tags,
     make_tag,
     rational,
@@ -53,7 +63,6 @@ FLIP_FORMATS = {"mrc"}
 ZARR_FLIP_FORMATS = {"mib"}
 ROWS_FLIPPED = "flipped-y"  # the `rows` flag in a TIFF's acqd metadata; absent: rows as in the source
 TIFF_SCHEMES: dict[str | None, int] = {None: 1, "lzw": 5, "zlib": 8, "zstd": 50000}
-TIFF_WORKERS = 2
 DESC_PREFIX = "acqd/1 "  # not bare JSON: tifffile would take a JSON description for its own metadata
 RESTORE = "acqd-restore"
 HEADER = "acqd-header"  # a compressed array with the whole source header, when it is big
@@ -119,6 +128,7 @@ class FrameLayout:
         shard_bytes: int = 64 << 20,
         choose: ChoosePolicy | None = None,
         never_larger: bool = True,
+        threads: int = 0,
     ) -> None:
         self.codec = codec
         self.reader = reader
@@ -126,6 +136,7 @@ class FrameLayout:
         self.options = options
         self.shard_bytes = shard_bytes
         self.never_larger = never_larger  # a copy larger than its source: stored byte-exact instead
+        self.threads = frame_threads(threads)  # encode and verify the frames of one file on this many threads
         if choose is not None:
             choose = dataclasses.replace(choose, allow_copy=never_larger)
         self.chooser = Chooser(choose, self.name) if choose is not None and len(choose.candidates) > 1 else None
@@ -438,7 +449,7 @@ def _rewrite_tiff(header: dict[str, Any], frames: Iterator[np.ndarray], out: Bin
     hasher = Hasher()
     size = 0
     with tempfile.TemporaryFile(prefix="acqd-restore-") as spool:
-        with TiffPageWriter(spool, byteorder=bo, bigtiff=header.get("bigtiff", False), workers=TIFF_WORKERS) as tw:
+        with TiffPageWriter(spool, byteorder=bo, bigtiff=header.get("bigtiff", False), workers=frame_threads(0)) as tw:
             for i, frame in enumerate(frames):
                 kept = header["page_structural"][i] if "page_structural" in header else header["structural"]
                 plain = header["page_tags"][i] if "page_tags" in header else header["tags"]
@@ -608,6 +619,7 @@ class ZarrLayout(FrameLayout):
         self, src: FrameSource, k: int, hasher: Hasher, timing: dict[str, float], tier: TierPort, path: str
     ) -> None:
         import zarr
+        from zarr.core.buffer import default_buffer_prototype
 
         store = tier.zarr_store(path)
         group = await zarr.api.asynchronous.open_group(
@@ -648,13 +660,44 @@ class ZarrLayout(FrameLayout):
             )
             await ra.setitem(slice(None), np.frombuffer(blob, dtype=np.uint8))
         flip = src.format in ZARR_FLIP_FORMATS
-        for start, block in self._blocks(src, k, hasher, timing, ranges):
-            t0 = time.perf_counter()
-            data = block.astype(block.dtype.newbyteorder("<"), copy=False)
-            if flip:  # rows as rosettasciio (hyperspy) shows a Merlin frame
-                data = data[:, ::-1]
-            await arr.setitem(_where(src, start, block.shape[0]), data.reshape(_block_shape(src, data)))
-            timing["encode"] += time.perf_counter() - t0  # encode and write of a whole shard, in zarr's pipeline
+        encode = chunk_encoder(arr) if shards is not None else None
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="acqd-zarr") if encode is not None else None
+        # a shard's chunks encoded on the pool while the next shard's frames are read and hashed
+        queued: tuple[str, list[int | None], list[Future[bytes]]] | None = None
+
+        async def put(key: str, places: list[int | None], futures: list[Future[bytes]]) -> None:
+            chunks: list[bytes | None] = []
+            for i in places:
+                if i is None:
+                    chunks.append(None)  # a place past the array's end
+                else:
+                    encoded: bytes = await asyncio.wrap_future(futures[i])
+                    chunks.append(encoded)
+            await store.set(key, default_buffer_prototype().buffer.from_bytes(shard_bytes(chunks)))
+
+        try:
+            for start, block in self._blocks(src, k, hasher, timing, ranges):
+                t0 = time.perf_counter()
+                data = block.astype(block.dtype.newbyteorder("<"), copy=False)
+                if flip:  # rows as rosettasciio (hyperspy) shows a Merlin frame
+                    data = data[:, ::-1]
+                spot = shard_of(arr, start, len(data)) if pool is not None and encode is not None else None
+                if spot is None or pool is None or encode is None:  # through zarr's pipeline
+                    await arr.setitem(_where(src, start, block.shape[0]), data.reshape(_block_shape(src, data)))
+                else:  # the whole shard, as zarr's sharding codec lays it out, in one write
+                    key = f"{ARRAY}/{arr.metadata.encode_chunk_key((*spot[0], 0, 0))}"
+                    futures = [pool.submit(encode, frame) for frame in data]
+                    if queued is not None:
+                        await put(*queued)
+                    queued = (key, spot[1], futures)
+                timing["encode"] += time.perf_counter() - t0  # encode and write of a whole shard
+            if queued is not None:
+                t0 = time.perf_counter()
+                await put(*queued)
+                timing["encode"] += time.perf_counter() - t0
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def meta(self, src: FrameSource) -> dict[str, Any]:
         out = super().meta(src)
@@ -720,11 +763,35 @@ class ZarrLayout(FrameLayout):
             for frame in block:
                 yield frame[::-1] if flipped else frame
 
+    def _stored_frames(self, tier: TierPort, dest: str, arr: Any, meta: dict[str, Any]) -> Iterator[np.ndarray]:
+        """The stored frames as `_frames` gives them, each shard read whole and decoded by its index on
+        `threads` threads (acqd.layouts.framepool) where the array is laid out as acqd writes it."""
+
+        def read(key: str) -> bytes | None:
+            rel = f"{dest}/{ARRAY}/{key}"
+            try:
+                f = tier.open_read(rel)
+            except AcqdError:
+                if tier.size(rel) is None:
+                    return None  # not stored: zarr reads the fill value
+                raise
+            try:
+                return f.read()
+            finally:
+                f.close()
+
+        frames = zarr_frames(arr, read, self.threads)
+        if frames is None:
+            return self._frames(arr, meta)
+        if meta.get("rows") == ROWS_FLIPPED:
+            return (frame[::-1] for frame in frames)
+        return frames
+
     def verify(self, tier: TierPort, dest: str, expected: WriteResult) -> None:
         arr, meta, blob = self._open_read(tier, dest)
         h = Hasher()
         h.update(blob)
-        for frame in self._frames(arr, meta):
+        for frame in self._stored_frames(tier, dest, arr, meta):
             h.update(canonical(frame).data)
         if h.hexdigest() != expected.source_checksum:
             raise VerifyError(f"{tier.url(dest)}: pixel checksum {h.hexdigest()} != source {expected.source_checksum}")
@@ -780,7 +847,7 @@ class TiffLayout(FrameLayout):
             direct.file if direct is not None else tempfile.NamedTemporaryFile(prefix="acqd-", suffix=".tif")  # noqa: SIM115 (closed below)
         )
         try:
-            with TiffPageWriter(spool, bigtiff=bigtiff, workers=TIFF_WORKERS) as tw:
+            with TiffPageWriter(spool, bigtiff=bigtiff, workers=self.threads) as tw:
                 first = True
                 for _, block in self._blocks(src, k, hasher, timing):
                     t0 = time.perf_counter()
@@ -792,6 +859,7 @@ class TiffLayout(FrameLayout):
                             compression=scheme,
                             rows_per_strip=rps,
                             level=level,
+                            wait=False,  # encoded on the pool while the next frames are read and hashed
                         )
                         first = False
                     timing["encode"] += time.perf_counter() - t0
@@ -835,9 +903,11 @@ class TiffLayout(FrameLayout):
         tif, meta, f = self._read(tier, dest)
         h = Hasher()
         h.update(_restore_blob(meta))
+        flipped = meta.get("rows") == ROWS_FLIPPED
         try:
-            for frame in _source_rows(tif, meta):
-                h.update(canonical(frame).data)
+            # every strip read back and decoded, on `threads` threads, the frames hashed in order
+            for frame in tiff_frames(tif, f, self.threads):
+                h.update(canonical(frame[::-1] if flipped else frame).data)
         finally:
             tif.close()
             f.close()

@@ -33,13 +33,12 @@ from acqd.layouts.frames import (
     FLIP_FORMATS,
     ROWS_FLIPPED,
     TIFF_SCHEMES,
-    TIFF_WORKERS,
     FilePlan,
     TiffLayout,
     canonical,
     resolution_tags,
 )
-from acqd.layouts.tiffwrite import TiffPageWriter, default_rows_per_strip, image_tags, make_tag
+from acqd.layouts.tiffwrite import TiffPageWriter, default_rows_per_strip, frame_threads, image_tags, make_tag
 from acqd.ports import TierPort
 from acqd.readers.base import FrameSource
 from acqd.settle import mrc_expected_size
@@ -165,7 +164,7 @@ class TiffStream:
         if self.direct is None:
             raise NotStreamable("the tier cannot be written in place")
         bigtiff = src.shape[0] * src.frame_bytes > 2**31
-        self.tw = TiffPageWriter(self.direct.file, bigtiff=bigtiff, workers=TIFF_WORKERS)
+        self.tw = TiffPageWriter(self.direct.file, bigtiff=bigtiff, workers=frame_threads(0))
         self.hasher = Hasher()  # the source: header bytes and frames, as streamed
         self.hasher.update(self.restore)
         self.back = Hasher()  # the copy: its frames decoded from the temporary
@@ -252,6 +251,8 @@ class TiffStream:
         import tifffile
 
         t = time.perf_counter()
+        assert self.tw is not None
+        self.tw.flush()  # pages still being encoded on the frame pool are written first
         self.direct.file.flush()
         with open(self.direct.tmp, "rb") as f:
             try:

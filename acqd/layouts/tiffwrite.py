@@ -5,14 +5,19 @@ SampleFormat for a one-sample unsigned image), so a source's explicit defaults, 
 (SHORT or LONG widths) and its strip size would be lost on restore, and cryo-EM tools that ask
 libtiff for SampleFormat would find none. Here the caller gives the tags (all but StripOffsets and
 StripByteCounts, which the writer fills in), the compression scheme, predictor and rows per strip;
-strips are encoded with tifffile's codec table (imagecodecs), in threads when a page has several.
+strips are encoded with tifffile's codec table (imagecodecs, which releases the GIL) on a pool of
+threads, several pages at once: the caller reads and hashes the next frames while the pool encodes,
+and pages are written in order as their strips come back.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import struct
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from types import TracebackType
@@ -20,11 +25,27 @@ from typing import IO, Any
 
 import numpy as np
 
+from acqd.codec import deflate_encoder
+
 # bytes per value of each TIFF field type
 TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 _PACK = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f", 12: "d", 13: "I", 16: "Q", 17: "q", 18: "Q"}
 # tags whose values say where pixel data sits: the writer makes them
 DATA_TAGS = {273, 279, 324, 325}
+# pages queued for encoding beyond the workers' own (what keeps every worker busy between frames)
+PAGES_AHEAD = 2
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)  # pragma: no cover - not Linux
+
+
+def frame_threads(setting: int) -> int:
+    """Threads that encode and verify the frames of one file: `setting`, or one per core when 0."""
+    return setting if setting > 0 else cores()
 
 
 @dataclass(frozen=True)
@@ -113,19 +134,32 @@ def encode_strip(strip: np.ndarray, compression: int, predictor: int, level: int
     data = np.ascontiguousarray(data, dtype=strip.dtype.newbyteorder(byteorder))  # type: ignore[arg-type]
     if compression == 1:
         return data.tobytes()
+    fast = deflate_encoder(level) if compression in (8, 32946) else None
+    if fast is not None:  # ISA-L at levels 1-3 (acqd.codec)
+        return fast(data)
     encode = tifffile.TIFF.COMPRESSORS[compression]
     out = encode(data, level=level) if level is not None else encode(data)
     return bytes(out)
 
 
 class TiffPageWriter:
-    """Writes pages one after another to a seekable binary file (classic TIFF or BigTIFF)."""
+    """Writes pages one after another to a seekable binary file (classic TIFF or BigTIFF).
+
+    With `workers` > 1 the strips of each page are encoded on a pool of that many threads, and up to
+    `workers + PAGES_AHEAD` pages are in flight: `write_page(..., wait=False)` queues a page and
+    returns (the caller goes on reading and hashing), and pages reach the file in the order they were
+    given. `flush()` (and leaving the `with` block without an error) writes every queued page.
+    """
 
     def __init__(self, fh: IO[bytes], *, byteorder: str = "<", bigtiff: bool = False, workers: int = 1) -> None:
         self.fh = fh
         self.bo: Any = byteorder  # '<' or '>'
         self.big = bigtiff
-        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acqd-tiff") if workers > 1 else None
+        self._ahead = workers + PAGES_AHEAD
+        # queued pages: their strips (encoded, or being encoded) and their tags
+        self._workers = workers
+        self._queue: deque[tuple[Sequence[list[bytes] | Future[list[bytes]]], list[Tag]]] = deque()
         mark = b"II" if byteorder == "<" else b"MM"
         if bigtiff:
             fh.write(mark + struct.pack(f"{byteorder}HHHQ", 43, 8, 0, 0))
@@ -139,15 +173,28 @@ class TiffPageWriter:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if et is None:
+            self.flush()
         self.close()
 
     def close(self) -> None:
+        """Stop the pool; pages still queued are dropped (call `flush()` first to write them)."""
+        for strips, _ in self._queue:
+            for f in strips:
+                if isinstance(f, Future):
+                    f.cancel()
+        self._queue.clear()
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _encode(self, strip: np.ndarray, compression: int, predictor: int, level: int | None) -> bytes:
-        return encode_strip(strip, compression, predictor, level, self.bo)
+    def flush(self) -> None:
+        """Write every queued page (in order)."""
+        while self._queue:
+            self._write_next()
+
+    def _encode_run(self, strips: list[np.ndarray], compression: int, predictor: int, level: int | None) -> list[bytes]:
+        return [encode_strip(s, compression, predictor, level, self.bo) for s in strips]
 
     def write_page(
         self,
@@ -158,19 +205,33 @@ class TiffPageWriter:
         predictor: int = 1,
         rows_per_strip: int,
         level: int | None = None,
+        wait: bool = True,
     ) -> None:
-        """One page: `frame` (2-D, any byte order) with `tags` (every tag except the strip table)."""
+        """One page: `frame` (2-D, any byte order) with `tags` (every tag except the strip table).
+        `wait=False`: queued (encoded on the pool), written in order when its strips are done; the
+        caller must not change `frame` until then."""
         native = frame.astype(frame.dtype.newbyteorder("="), copy=False)
         rps = max(1, min(rows_per_strip, native.shape[0]))
         strips = [native[i : i + rps] for i in range(0, native.shape[0], rps)]
-        if self._pool is not None and compression != 1 and len(strips) > 1:
-            encoded = list(self._pool.map(lambda s: self._encode(s, compression, predictor, level), strips))
+        encoded: Sequence[list[bytes] | Future[list[bytes]]]
+        if self._pool is not None and compression != 1:
+            # one task per worker and page (runs of consecutive strips): fewer futures than strips
+            pool, n = self._pool, len(strips)
+            cuts = [n * i // self._workers for i in range(self._workers + 1)]
+            runs = [strips[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+            encoded = [pool.submit(self._encode_run, run, compression, predictor, level) for run in runs]
         else:
-            encoded = [self._encode(s, compression, predictor, level) for s in strips]
+            encoded = [self._encode_run(strips, compression, predictor, level)]
+        self._queue.append((encoded, list(tags)))
+        while len(self._queue) > (0 if wait else self._ahead):
+            self._write_next()
+
+    def _write_next(self) -> None:
+        strips, tags = self._queue.popleft()
         fh, bo = self.fh, self.bo
         fh.seek(self._pos)
         offsets, counts = [], []
-        for data in encoded:
+        for data in (d for run in strips for d in (run.result() if isinstance(run, Future) else run)):
             if fh.tell() % 2:
                 fh.write(b"\0")
             offsets.append(fh.tell())

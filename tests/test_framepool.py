@@ -1,0 +1,208 @@
+"""Every core on one movie (issue 15): the frames of one file encoded and verified on a pool of threads.
+
+The parallel paths must give exactly what the one-thread paths give (the same bytes written, the same
+frames read back, in order), and verification on them stays as strong: a part that decodes short, a
+shard index that does not match its checksum, a chunk that does not decode, all fail, even where a
+reused buffer happens to hold the right pixels from the frame before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from acqd.errors import VerifyError
+from acqd.layouts import build_layout
+from acqd.layouts.framepool import FramePlan, Part, decoded, zarr_frames
+from acqd.readers import Expect
+from acqd.simulate import SimSpec, simulate
+from acqd.storage import open_tier
+from tests.test_fidelity import libtiff_pages
+
+
+class _Src:
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.file = open(path, "rb")  # noqa: SIM115 (closed by the test)
+
+    def check(self) -> None:
+        pass
+
+
+def _ship(movie: Path, dest: Path, codec: dict[str, Any], threads: int, layout: str = "tiff") -> tuple[Any, Any]:
+    lay: Any = build_layout(
+        layout, codec=codec, reader="mrc", expect=Expect(), shard_bytes=3 * 64 * 56, threads=threads
+    )
+    lay.never_larger = False
+    tier = open_tier("t", f"file://{dest}")
+    src = _Src(movie)
+    try:
+        res = lay.write(src, movie.stat().st_size, tier, "m" + lay.suffix)
+    finally:
+        src.file.close()
+    lay.verify(tier, "m" + lay.suffix, res)
+    return lay, res
+
+
+@pytest.mark.parametrize("codec", [{"id": "lzw"}, {"id": "deflate", "level": 1}, {"id": "zstd", "level": 1}])
+def test_tiff_written_on_threads_is_the_file_one_thread_writes(tmp_path: Path, codec: dict[str, Any]) -> None:
+    """Pages encoded on 3 threads, several at once, land in order: the file is byte for byte the one
+    a single thread writes, and its pages are the movie's frames (rows flipped, as for RELION), as
+    tifffile and libtiff read them."""
+    [movie] = simulate("gatan-k3", tmp_path / "src", SimSpec(files=1, frames=7, height=64, width=56, seed=3))
+    digests = []
+    for threads in (1, 3):
+        dest = tmp_path / f"out{threads}"
+        dest.mkdir()
+        _ship(movie, dest, codec, threads)
+        digests.append(hashlib.sha256((dest / "m.tif").read_bytes()).hexdigest())
+        with tifffile.TiffFile(dest / "m.tif") as tif:
+            pages = np.stack([p.asarray() for p in tif.pages])
+    assert digests[0] == digests[1]
+    import mrcfile
+
+    with mrcfile.open(movie) as m:
+        frames = np.asarray(m.data)[:, ::-1]
+    assert np.array_equal(pages, frames)
+    # and libtiff, what RELION reads through, decodes it to the same pixels (deflate 1-3: ISA-L's streams)
+    assert np.array_equal(libtiff_pages(tmp_path / "out3" / "m.tif", tmp_path, frames.dtype), frames)
+
+
+def test_a_part_that_decodes_short_fails_even_when_the_reused_buffer_holds_the_right_pixels() -> None:
+    """Two equal frames: the second's part decodes to fewer bytes than the frame holds. Its buffer is
+    the first frame's (reused), which already holds the right pixels: verification must still fail."""
+    frame = np.arange(64, dtype=np.uint8).reshape(8, 8)
+
+    def good(data: Any, out: memoryview) -> int:
+        out[:] = bytes(data)
+        return len(out)
+
+    def short(data: Any, out: memoryview) -> int:
+        out[: len(out) // 2] = bytes(data)[: len(out) // 2]
+        return len(out) // 2
+
+    def plans(second: Any) -> list[FramePlan]:
+        raw = frame.tobytes()
+        return [
+            FramePlan((8, 8), np.dtype(np.uint8), [Part(raw, 0, 64, good, "frame 0")]),
+            FramePlan((8, 8), np.dtype(np.uint8), [Part(raw, 0, 64, second, "frame 1")]),
+        ]
+
+    for threads in (1, 2):
+        assert [f.copy() for f in decoded(plans(good), threads)][1].tobytes() == frame.tobytes()
+        with pytest.raises(VerifyError, match="frame 1 decodes to 32 bytes, not the 64"):
+            for f in decoded(plans(short), threads):
+                assert f.tobytes() == frame.tobytes()
+
+
+def _array(path: Path, shape: tuple[int, ...], shards: tuple[int, ...], compressors: Any) -> tuple[Any, np.ndarray]:
+    data = np.random.default_rng(1).integers(0, 1000, shape).astype("<u2")
+    a = zarr.create_array(
+        store=str(path),
+        shape=shape,
+        dtype="<u2",
+        chunks=(1,) * (len(shape) - 2) + shape[-2:],
+        shards=shards,
+        compressors=compressors,
+        fill_value=0,
+        config={"write_empty_chunks": True},
+    )
+    a[...] = data
+    return a, data
+
+
+def _reader(path: Path) -> Any:
+    def read(key: str) -> bytes | None:
+        p = path / key
+        return p.read_bytes() if p.exists() else None
+
+    return read
+
+
+LZ4 = (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle", typesize=2),)
+
+
+@pytest.mark.parametrize(
+    ("shape", "shards", "compressors"),
+    [
+        ((5, 16, 12), (2, 16, 12), LZ4),  # a movie, the last shard partly filled
+        ((5, 16, 12), (5, 16, 12), (ZstdCodec(level=3),)),
+        ((5, 16, 12), (3, 16, 12), ()),
+        ((3, 5, 16, 12), (2, 5, 16, 12), LZ4),  # a 4D-STEM scan, whole scan rows per shard
+        ((3, 5, 16, 12), (1, 2, 16, 12), LZ4),  # part of a scan row per shard
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shards_read_by_their_index_give_what_zarr_gives(
+    tmp_path: Path, shape: tuple[int, ...], shards: tuple[int, ...], compressors: Any, threads: int
+) -> None:
+    a, data = _array(tmp_path, shape, shards, compressors)
+    frames = zarr_frames(a, _reader(tmp_path), threads)
+    assert frames is not None
+    got = np.stack([f.copy() for f in frames])
+    assert np.array_equal(got, data.reshape(-1, *shape[-2:]))
+    assert np.array_equal(got, np.asarray(a[...]).reshape(-1, *shape[-2:]))
+
+
+def test_shards_out_of_frame_order_are_left_to_zarr(tmp_path: Path) -> None:
+    a, _ = _array(tmp_path, (3, 5, 16, 12), (2, 2, 16, 12), LZ4)
+    assert zarr_frames(a, _reader(tmp_path), 2) is None
+
+
+def test_a_shard_index_or_chunk_that_changed_fails_and_a_missing_shard_reads_as_zarr_reads_it(tmp_path: Path) -> None:
+    a, data = _array(tmp_path, (5, 16, 12), (2, 16, 12), LZ4)
+    shard = tmp_path / "c" / "1" / "0" / "0"
+    good = shard.read_bytes()
+
+    def read_all() -> np.ndarray:
+        frames = zarr_frames(a, _reader(tmp_path), 2)
+        assert frames is not None
+        return np.stack([f.copy() for f in frames])
+
+    bad = bytearray(good)
+    bad[-30] ^= 0xFF  # in the index
+    shard.write_bytes(bad)
+    with pytest.raises(VerifyError, match="shard c/1/0/0: the shard index's checksum does not match"):
+        read_all()
+    bad = bytearray(good)
+    bad[20] ^= 0xFF  # in the first chunk's Blosc stream
+    shard.write_bytes(bad)
+    with pytest.raises(VerifyError, match=r"shard c/1/0/0, chunk \(0,\) does not decode"):
+        read_all()
+    shard.unlink()  # not stored: zarr reads the fill value
+    got = read_all()
+    assert np.array_equal(got, np.asarray(a[...]))
+    assert (got[2:4] == 0).all() and np.array_equal(got[[0, 1, 4]], data[[0, 1, 4]])
+
+
+@pytest.mark.parametrize("codec", [{"id": "blosc", "cname": "lz4", "clevel": 1, "shuffle": "bitshuffle"}])
+def test_zarr_movie_written_by_shards_and_verified_on_threads(tmp_path: Path, codec: dict[str, Any]) -> None:
+    """The zarr layout writes a K3-like movie (uint8, 7 frames, 3 per shard: the last one partly
+    filled) shard by shard, which zarr reads as the movie; it verifies it by the shard index on 1 and
+    2 threads, and the same copy with one pixel changed fails on both."""
+    [movie] = simulate("gatan-k3", tmp_path / "src", SimSpec(files=1, frames=7, height=64, width=56, seed=3))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    lay, res = _ship(movie, dest, codec, 2, layout="zarr")
+    tier = open_tier("t", f"file://{dest}")
+    arr = zarr.open_array(str(dest / "m.zarr" / "0"), mode="r+")
+    import mrcfile
+
+    with mrcfile.open(movie) as m:  # the shards acqd wrote itself read back through zarr as the movie
+        assert np.array_equal(np.asarray(arr[...]), np.asarray(m.data))
+    assert sorted(p.name for p in (dest / "m.zarr" / "0" / "c").iterdir()) == ["0", "1", "2"]
+    assert zarr_frames(arr, _reader(dest / "m.zarr" / "0"), 2) is not None  # the fast path, not zarr's
+    frame = np.asarray(arr[6])
+    frame[0, 0] ^= 1
+    arr[6] = frame
+    for threads in (1, 2):
+        lay.threads = threads
+        with pytest.raises(VerifyError, match="checksum"):
+            lay.verify(tier, "m.zarr", res)
