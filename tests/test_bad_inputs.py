@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from acqd.naming import CLAIM
 from tests.conftest import Background, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
 from tests.faults import set_faults
 from tests.test_faults import Site, populate
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.slow
 
 
 def _in_transfer(site: Site) -> bool:
-    return any(p.name.startswith(".~acqd-tmp") for p in site.dest.rglob(".*"))
+    """A file's copy is being written: its temporary is there (not the destination claim's, written
+    at the start, before the daemon has looked at any file)."""
+    return any(p.name.startswith(".~acqd-tmp") and CLAIM not in p.name for p in site.dest.rglob(".*"))
 
 
 def _slow_site(tmp_path: Path, files: dict[str, bytes] | None = None) -> tuple[Site, Background]:

@@ -20,6 +20,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -791,8 +792,9 @@ class ZarrLayout(FrameLayout):
         arr, meta, blob = self._open_read(tier, dest)
         h = Hasher()
         h.update(blob)
-        for frame in self._stored_frames(tier, dest, arr, meta):
-            h.update(canonical(frame).data)
+        with _naming(tier, dest):
+            for frame in self._stored_frames(tier, dest, arr, meta):
+                h.update(canonical(frame).data)
         if h.hexdigest() != expected.source_checksum:
             raise VerifyError(f"{tier.url(dest)}: pixel checksum {h.hexdigest()} != source {expected.source_checksum}")
 
@@ -805,6 +807,18 @@ class ZarrLayout(FrameLayout):
         else:
             self._restore_bytes(meta, blob, self._frames(arr, meta), out, h)
         return Restored(h.hexdigest(), note)
+
+
+@contextmanager
+def _naming(tier: TierPort, dest: str) -> Iterator[None]:
+    """A verification failure names the stored object (an operator acts on it)."""
+    try:
+        yield
+    except VerifyError as exc:
+        url = tier.url(dest)
+        if url in str(exc):
+            raise
+        raise VerifyError(f"{url}: {exc}") from None
 
 
 class TiffLayout(FrameLayout):
@@ -905,9 +919,9 @@ class TiffLayout(FrameLayout):
         h.update(_restore_blob(meta))
         flipped = meta.get("rows") == ROWS_FLIPPED
         try:
-            # every strip read back and decoded, on `threads` threads, the frames hashed in order
-            for frame in tiff_frames(tif, f, self.threads):
-                h.update(canonical(frame[::-1] if flipped else frame).data)
+            with _naming(tier, dest):  # every strip read back and decoded on the pool, hashed in order
+                for frame in tiff_frames(tif, f, self.threads):
+                    h.update(canonical(frame[::-1] if flipped else frame).data)
         finally:
             tif.close()
             f.close()
