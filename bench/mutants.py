@@ -568,6 +568,10 @@ def _env(scratch: Path) -> dict[str, str]:
 def _check_imports(scratch: Path, env: dict[str, str], m: Mutant | None) -> None:
     """A child started the way the tests start the daemon (`sys.executable`, this environment)
     imports acqd from the scratch copy, and the mutated module carries the replacement."""
+    if m is not None and not m.file.endswith(".py"):  # a data file (alert rules ...): read from the scratch copy
+        if m.snippet in (scratch / m.file).read_text():
+            raise SystemExit(f"import-path check failed: the mutated {m.file} still carries the original")
+        return
     module = (m.file if m else "acqd/__init__.py").removesuffix(".py").replace("/", ".").removesuffix(".__init__")
     probe = f"import importlib; print(importlib.import_module({module!r}).__file__)"
     r = subprocess.run([sys.executable, "-c", probe], cwd=scratch, env=env, capture_output=True, text=True)
