@@ -519,6 +519,11 @@ def quick_config(
     )
 
 
+def optional_credential(path: Path | None, setting: str) -> str | None:
+    """`read_credential` for a setting that may be left out (None)."""
+    return None if path is None else read_credential(path, setting)
+
+
 def read_credential(path: Path, setting: str) -> str:
     """A secret from a credential file: relative paths resolve in $CREDENTIALS_DIRECTORY (systemd's
     LoadCredential=); ConfigError naming the setting if it cannot be read."""

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from acqd.config import HubConfig
+from acqd.config import HubConfig, optional_credential
 from acqd.errors import AcqdError, CatalogError, ConfigError, FenceError, PermanentError
 from acqd.facility import CatalogStore, HoldTargetError, hold_in_catalog
 from acqd.hubdb import HUB_SCHEMA, HubDb
@@ -44,17 +44,7 @@ T = TypeVar("T")
 __all__ = ["HoldTargetError", "Hub", "ack_clock", "hold", "open_db", "plan"]
 
 
-def credential(path: Path | None, what: str) -> str | None:
-    """A secret from a file (relative: in $CREDENTIALS_DIRECTORY); ConfigError if unreadable."""
-    if path is None:
-        return None
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not path.is_absolute() and creds:
-        path = Path(creds) / path
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+credential = optional_credential  # a secret file; relative paths resolve in $CREDENTIALS_DIRECTORY
 
 
 def load_hub_policy(config: HubConfig) -> Policy:

@@ -5,14 +5,12 @@ JSON; the gauges export the same figures)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from acqd.config import CatalogConfig
-from acqd.errors import ConfigError
+from acqd.config import CatalogConfig, optional_credential
 from acqd.overview import usage
 from acqd.overview.fleet import read_status
 from acqd.overview.forecast import Tally, groups_of
@@ -20,18 +18,7 @@ from acqd.overview.health import Health, merge
 from acqd.overview.settings import FacilityView
 from acqd.policy.model import Policy, load_policy
 
-
-def credential(path: Path | None, what: str) -> str | None:
-    """A password file (relative: in $CREDENTIALS_DIRECTORY); ConfigError in one line if unreadable."""
-    if path is None:
-        return None
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not path.is_absolute() and creds:
-        path = Path(creds) / path
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+credential = optional_credential  # a secret file; relative paths resolve in $CREDENTIALS_DIRECTORY
 
 
 @dataclass(frozen=True)
