@@ -753,6 +753,12 @@ def plan(
 
     with _errors():
         cfg = load_config(config)
+        if cfg.retention.owner == "hub":
+            raise ConfigError(
+                f"{config}: retention.owner is hub: the facility hub plans and sweeps this instrument's data "
+                "(with the catalog's holds and warnings, which this journal does not have); ask it: acqd hub "
+                "plan --config /etc/acqd/hub.yaml"
+            )
         policy = load_retention(cfg)
         if policy is None:
             raise ConfigError(f"{config}: no `policy:` configured; there is nothing to plan")

@@ -415,6 +415,12 @@ def test_a_daemon_whose_retention_the_hub_owns_never_sweeps(
         finally:
             code, err = d.terminate()
         assert code == 0, err
+        # and its `acqd plan` (the journal lacks the catalog's holds and warnings) sends to the hub's
+        r = run_acqd("plan", "--config", str(cfg))
+        if owner == "hub":
+            assert r.returncode == 78 and "acqd hub plan" in r.stderr and r.stdout == "", r.stderr
+        else:
+            assert r.returncode == 0, r.stderr
 
 
 def test_hub_config_errors_are_one_line(tmp_path: Path, pg_server: Postgres, catalog_db: str) -> None:
