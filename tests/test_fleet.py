@@ -10,6 +10,7 @@ nothing purged while held, and storage holding exactly what the catalog says."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import sqlite3
@@ -279,6 +280,15 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
                     assert key not in central, key
                 else:  # kept, or a movie under a hold
                     assert central[key] == md5, key
+        # usage (`acqd hub usage`) counts what storage holds after the hub's actions
+        doc = json.loads(ok(run_acqd("hub", "usage", "--json", "--config", str(hub_yaml))).stdout)
+        want: dict[str, list[int]] = {"central": [0, 0], "capacity": [0, 0]}
+        for inst in INSTRUMENTS:
+            for rel, data in expected[inst].items():
+                if (inst, rel) not in purgeable:
+                    tier = want["capacity" if rel.endswith(".dat") else "central"]
+                    tier[0], tier[1] = tier[0] + 1, tier[1] + len(data)
+        assert {t["tier"]: [t["files"], t["bytes"]] for t in doc["tiers"]} == want
         states_now = dict(pg_rows(pg_server, catalog_db, "SELECT state, count(*) FROM acqd.hub_copies GROUP BY state"))
         moved = len(INSTRUMENTS) * 4 * STACKS
         assert states_now == {"purged": len(purgeable), "moved": moved, "verified": total - len(purgeable)}

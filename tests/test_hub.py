@@ -168,6 +168,9 @@ def test_one_digest_per_owner_across_instruments_and_no_purge_before_its_lead_ti
     # the daemons' own rows are theirs: what the hub did is in its own tables
     assert f.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == 6
     assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'purged'")[0][0] == 4
+    # usage counts what is stored after the hub's actions: the long movie on central, the stack on capacity
+    doc = json.loads(ok(run_acqd("hub", "usage", "--json", "--config", str(f.hub_yaml))).stdout)
+    assert {t["tier"]: (t["files"], t["bytes"]) for t in doc["tiers"]} == {"central": (1, 5200), "capacity": (1, 5100)}
 
 
 def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
