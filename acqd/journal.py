@@ -20,7 +20,7 @@ from typing import Any
 
 from acqd.errors import JournalError
 from acqd.states import PENDING, Observed, on_observed, transition
-from acqd.values import Identity, OutboxRecord, SourceRef, State, WriteResult
+from acqd.values import HubAction, Identity, OutboxRecord, SourceRef, State, WriteResult
 
 SCHEMA_VERSION = 1
 
@@ -1469,3 +1469,58 @@ def snapshot(path: Path, batch: int = 5000) -> Iterator[list[OutboxRecord]]:
         raise JournalError(f"cannot read the journal {path}: {exc}") from None
     finally:
         db.close()
+
+
+# --- what the facility hub did (read back from the catalog) -------------------------------------
+#
+# A daemon whose retention the hub owns does not purge or move its copies itself: the hub does, on
+# central storage, and records it in the catalog. The publisher reads those records back (acqd.catalog
+# `hub_actions`) and the journal applies them here, each batch in one transaction with the highest
+# hub audit id seen, so a batch is applied once even if the daemon dies in between. The copies'
+# changes go to the outbox like any other (the catalog's daemon rows then agree with the hub's).
+
+HUB_SEEN_KEY = "hub_actions_seen"
+
+
+def hub_seen(j: Journal) -> int:
+    """The highest hub audit id this journal has looked at (0: none)."""
+    r = j._db.execute("SELECT value FROM meta WHERE key = ?", (HUB_SEEN_KEY,)).fetchone()
+    return int(r[0]) if r else 0
+
+
+def apply_hub_actions(j: Journal, actions: Iterable[HubAction], seen: int) -> int:
+    """Record the hub's purges and moves of this journal's copies (a purged copy: `purged`; a moved
+    one: `moved`, and its new copy on the other tier, same name, `verified`, keeping the first
+    copy's age) and that audit ids up to `seen` were looked at. Returns the copies changed. An
+    object the journal has no verified copy of (already applied, or not this journal's) is skipped."""
+    n = 0
+    with j._tx() as db:
+        for a in actions:
+            row = db.execute(
+                "SELECT id, file_id, layout, codec, source_bytes, stored_bytes, checksum, verified_at FROM copies"
+                " WHERE tier = ? AND dest = ? AND state = 'verified'",
+                (a.tier, a.dest),
+            ).fetchone()
+            if row is None:
+                continue
+            cid, fid, layout, codec, sbytes, stored, checksum, verified_at = row
+            if a.kind == "moved" and a.to_tier:
+                db.execute(
+                    "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum,"
+                    " state, stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)"
+                    " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified'",
+                    (fid, a.to_tier, a.dest, layout, codec, sbytes, stored, checksum, a.at, verified_at),
+                )
+                db.execute("UPDATE copies SET state = 'moved' WHERE id = ?", (cid,))
+                j._audit(fid, "hub.moved", copy=cid, tier=a.tier, to=a.to_tier, hub_audit=a.id)
+            elif a.kind == "purged":
+                db.execute("UPDATE copies SET state = 'purged' WHERE id = ?", (cid,))
+                j._audit(fid, "hub.purged", copy=cid, tier=a.tier, hub_audit=a.id)
+            else:
+                continue
+            n += 1
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (HUB_SEEN_KEY, str(seen)),
+        )
+    return n

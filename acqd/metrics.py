@@ -353,6 +353,12 @@ class Metrics:
             c["resync"] = Counter(
                 "acqd_catalog_resyncs", "Full resynchronisations of the catalog from the journal", i, registry=r
             )
+            c["hub"] = Counter(
+                "acqd_catalog_hub_actions",
+                "Copies the facility hub purged or moved, read back from the catalog into the journal",
+                i,
+                registry=r,
+            )
             for k in c:
                 c[k].labels(self.instrument)
         m = c[event].labels(self.instrument)

@@ -62,10 +62,11 @@ def file_tiers(central: Path, capacity: Path) -> str:
 
 
 def daemon_config(
-    root: Path, inst: str, url: str, pg: Postgres, tiers: str, owner: str = "hub", extra: str = ""
+    root: Path, inst: str, url: str, pg: Postgres, tiers: str, owner: str = "hub", catalog: str = ""
 ) -> Path:
     """acqd.yaml of instrument `inst` below `root` (watch root/inst/acq, state root/inst/state),
-    publishing to the catalog at `url`, retention owned by `owner`; `tiers`: the `tiers:` body."""
+    publishing to the catalog at `url` (`catalog`: more of its keys, e.g. ", readback: 1s"),
+    retention owned by `owner`; `tiers`: the `tiers:` body."""
     return write_config(
         root / f"{inst}.yaml",
         f"""
@@ -77,9 +78,9 @@ watch:
     settle: 0.2s
 tiers:
 {tiers}limits: {{retry_initial: 50ms, retry_max: 200ms}}
-catalog: {{url: "{url}", password_file: "{pg.password_file}", retry_max: 0.5s, connect_timeout: 3s}}
+catalog: {{url: "{url}", password_file: "{pg.password_file}", retry_max: 0.5s, connect_timeout: 3s{catalog}}}
 retention: {{owner: {owner}}}
-{extra}""",
+""",
     )
 
 

@@ -122,7 +122,10 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
     )
     (tmp_path / "policy.yaml").write_text(POLICY.replace("  default:", "  caps: {maxItemsPerSweep: 1000}\n  default:"))
     expected: dict[str, dict[str, bytes]] = {inst: {} for inst in INSTRUMENTS}
-    cfgs = {inst: daemon_config(tmp_path, inst, catalog_db, pg_server, tiers, "hub") for inst in INSTRUMENTS}
+    cfgs = {
+        inst: daemon_config(tmp_path, inst, catalog_db, pg_server, tiers, "hub", ", readback: 1s")
+        for inst in INSTRUMENTS
+    }
     states = {inst: tmp_path / inst / "state" for inst in INSTRUMENTS}
     ok(run_acqd("catalog", "migrate", "--config", str(cfgs["krios"])))
 
@@ -280,6 +283,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
                     assert key not in central, key
                 else:  # kept, or a movie under a hold
                     assert central[key] == md5, key
+        moved_n = len(INSTRUMENTS) * 4 * STACKS
         # usage (`acqd hub usage`) counts what storage holds after the hub's actions
         doc = json.loads(ok(run_acqd("hub", "usage", "--json", "--config", str(hub_yaml))).stdout)
         want: dict[str, list[int]] = {"central": [0, 0], "capacity": [0, 0]}
@@ -289,9 +293,54 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
                     tier = want["capacity" if rel.endswith(".dat") else "central"]
                     tier[0], tier[1] = tier[0] + 1, tier[1] + len(data)
         assert {t["tier"]: [t["files"], t["bytes"]] for t in doc["tiers"]} == want
+
+        # -- each daemon learns what the hub did to its copies (the catalog read back into its journal)
+        def copy_states(inst: str) -> Counter[tuple[str, str]]:
+            db = sqlite3.connect(f"file:{states[inst] / 'journal.sqlite'}?mode=ro", uri=True)
+            try:
+                return Counter(db.execute("SELECT tier, state FROM copies").fetchall())
+            finally:
+                db.close()
+
+        for inst, d in daemons.items():
+            gone = sum(1 for i, _ in purgeable if i == inst)
+            want_states = Counter(
+                {
+                    ("central", "purged"): gone,
+                    ("central", "moved"): 4 * STACKS,
+                    ("capacity", "verified"): 4 * STACKS,
+                    ("central", "verified"): len(expected[inst]) - gone - 4 * STACKS,
+                }
+            )
+            wait_for(
+                lambda inst=inst, w=want_states: copy_states(inst) == w, 120, f"{inst} to read the hub's actions", d
+            )  # type: ignore[misc]
+            wait_for(lambda inst=inst: outbox_depth(states[inst]) == 0, 60, f"{inst}'s outbox empty", d)  # type: ignore[misc]
+        # the fixity check no longer calls the purged copies missing; a moved stack restores from capacity
+        ok(run_acqd("verify", "--config", str(cfgs["talos"]), timeout=300))
+        out = tmp_path / "restored.dat"
+        ok(run_acqd("restore", "--config", str(cfgs["krios"]), "alice_krios_0101/s_0003.dat", str(out)))
+        assert out.read_bytes() == expected["krios"]["alice_krios_0101/s_0003.dat"]
+        # the daemons' rows now agree with the hub's; the hub takes none of them in a second time
+        daemon_rows = dict(
+            pg_rows(pg_server, catalog_db, "SELECT c.tier || ':' || c.state, count(*) FROM acqd.copies c GROUP BY 1")
+        )
+        assert daemon_rows == {
+            "central:purged": len(purgeable),
+            "central:moved": moved_n,
+            "capacity:verified": moved_n,
+            "central:verified": total - len(purgeable) - moved_n,
+        }
+        hub_rows = pg_rows(pg_server, catalog_db, "SELECT count(*) FROM acqd.hub_copies")
+        with smtp_server(box) as port:
+            hub_yaml = hub_config(tmp_path, catalog_db, pg_server, tiers, port, "lease: {ttl: 2s}\n")
+            log = sweep(70.5)
+        assert pg_rows(pg_server, catalog_db, "SELECT count(*) FROM acqd.hub_copies") == hub_rows
+        assert "0 warned in 0 digest(s), 0 moved, 0 purged" in log and "do not manage" not in log, log
+        doc = json.loads(ok(run_acqd("hub", "usage", "--json", "--config", str(hub_yaml))).stdout)
+        assert {t["tier"]: [t["files"], t["bytes"]] for t in doc["tiers"]} == want
         states_now = dict(pg_rows(pg_server, catalog_db, "SELECT state, count(*) FROM acqd.hub_copies GROUP BY state"))
-        moved = len(INSTRUMENTS) * 4 * STACKS
-        assert states_now == {"purged": len(purgeable), "moved": moved, "verified": total - len(purgeable)}
+        assert states_now == {"purged": len(purgeable), "moved": moved_n, "verified": total - len(purgeable)}
     finally:
         codes = {inst: d.terminate() for inst, d in daemons.items()}
     for code, err in codes.values():

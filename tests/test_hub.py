@@ -204,6 +204,75 @@ def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
     assert blocked == [(0,)]  # the planner blocked them: not even attempted
 
 
+def test_a_once_sweep_longer_than_its_lease_renews_it(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> None:
+    """`acqd hub --once` keeps its lease while it sweeps: with a 2 s lease and a mail server that
+    takes 1.5 s per digest, the sweep outlasts the lease's margin and still finishes."""
+    gen = make_facility(tmp_path, pg_server, catalog_db, delay=1.5)
+    f = next(gen)
+    try:
+        f.hub_yaml.write_text(f.hub_yaml.read_text() + "lease: {ttl: 2s}\n")
+        r = ok(f.hub(47))
+        assert "no longer this replica's" not in r.stderr, r.stderr
+        assert len(f.box.messages) == 2 and f.q("SELECT count(*) FROM acqd.hub_warnings") == [(4,)]
+    finally:
+        gen.close()
+
+
+def test_daemons_learn_what_the_hub_did_to_their_copies(facility: Facility) -> None:
+    """The hub purges four movies and moves the stack; each daemon, at its next contact with the
+    catalog, records that in its journal: `verify` no longer calls the purged copies missing,
+    `restore` finds the stack on its new tier, and the hub never takes the daemon's row for the
+    stack's new copy in as a second item."""
+    f = facility
+    ok(f.hub(47))
+    ok(f.hub(62))
+    copies = "SELECT c.tier, c.dest, c.state FROM copies c ORDER BY c.tier, c.dest"
+    for inst in FILES:  # before: the journals still call every copy verified
+        r = run_acqd("verify", "--config", str(f.root / f"{inst}.yaml"))
+        assert r.returncode == 1 and "missing" in r.stdout + r.stderr, r.stdout + r.stderr
+    for inst in FILES:
+        ok(run_acqd("run", "--config", str(f.root / f"{inst}.yaml"), "--once"))
+    j = Journal(journal_path(f.root / "talos" / "state"), readonly=True)
+    try:
+        rows = j._db.execute(copies).fetchall()
+        audit = j._db.execute("SELECT action FROM audit WHERE action LIKE 'hub.%' ORDER BY id").fetchall()
+    finally:
+        j.close()
+    assert rows == [
+        ("capacity", "talos/alice_tomo_0103/e_stack.dat", "verified"),
+        ("central", "talos/alice_tomo_0103/d_fractions.mrc", "purged"),
+        ("central", "talos/alice_tomo_0103/e_stack.dat", "moved"),
+        ("central", "talos/alice_tomo_0103/f_long.mrc", "verified"),
+    ]
+    assert sorted(audit) == [("hub.moved",), ("hub.purged",)]
+    for inst in FILES:
+        r = ok(run_acqd("verify", "--config", str(f.root / f"{inst}.yaml")))
+    out = f.root / "restored.dat"
+    ok(run_acqd("restore", "--config", str(f.root / "talos.yaml"), "alice_tomo_0103/e_stack.dat", str(out)))
+    assert out.read_bytes() == bytes([17]) * 5100
+    # the catalog's daemon rows agree with the hub's now; nothing is taken in, warned or purged again
+    states = f.q("SELECT tier, state, count(*) FROM acqd.copies GROUP BY 1, 2 ORDER BY 1, 2")
+    assert states == [
+        ("capacity", "verified", 1),
+        ("central", "moved", 1),
+        ("central", "purged", 4),
+        ("central", "verified", 1),
+    ]
+    before = f.q("SELECT id, state FROM acqd.hub_copies ORDER BY id")
+    r = ok(f.hub(63))
+    assert f.q("SELECT id, state FROM acqd.hub_copies ORDER BY id") == before
+    assert "0 moved, 0 purged" in r.stderr and "does not manage" not in r.stderr, r.stderr
+    assert len(f.box.messages) == 2 and sorted(f.purged()) == sorted(r for _, r in MOVIES)
+    # a second look changes nothing (each hub action applied once)
+    ok(run_acqd("run", "--config", str(f.root / "talos.yaml"), "--once"))
+    j = Journal(journal_path(f.root / "talos" / "state"), readonly=True)
+    try:
+        assert j._db.execute(copies).fetchall() == rows
+        assert j._db.execute("SELECT count(*) FROM audit WHERE action LIKE 'hub.%'").fetchone() == (2,)
+    finally:
+        j.close()
+
+
 def test_a_hub_killed_mid_sweep_purges_nothing_twice_or_early(facility: Facility) -> None:
     f = facility
     f.hub_yaml.write_text(f.hub_yaml.read_text() + "lease: {ttl: 2s}\n")
