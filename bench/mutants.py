@@ -542,6 +542,45 @@ MUTANTS: tuple[Mutant, ...] = (
         "        again = self.hasher.hexdigest()\n",
         ("tests/test_stream.py::test_earlier_frame_rewritten_falls_back",),
     ),
+    Mutant(
+        "hub-once-no-renew",
+        "`acqd hub --once` does not renew its lease while it sweeps (a sweep longer than ttl/2 stops half-way)",
+        "acqd/hub.py",
+        'asyncio.create_task(self._keep(lease_db, store_db, leasex), name="hub-lease")\n'
+        "                    try:\n"
+        "                        rc = await self._sweep(runner, store)\n",
+        'asyncio.create_task(asyncio.sleep(0), name="hub-lease")\n'
+        "                    try:\n"
+        "                        rc = await self._sweep(runner, store)\n",
+        ("tests/test_hub.py::test_a_once_sweep_longer_than_its_lease_renews_it",),
+    ),
+    Mutant(
+        "usage-ignores-hub-actions",
+        "usage counts the daemons' rows only (a copy the hub purged or moved still counted on its old tier)",
+        "acqd/overview/usage.py",
+        "USAGE_SQL = (\n    _DAEMON_LIVE + ",
+        "USAGE_SQL = _DAEMON_LIVE\n_UNUSED = (\n    _DAEMON_LIVE + ",
+        ("tests/test_hub.py::test_one_digest_per_owner_across_instruments_and_no_purge_before_its_lead_time",),
+    ),
+    Mutant(
+        "hub-actions-not-read-back",
+        "a daemon never reads back what the hub purged or moved (its journal keeps calling those copies verified)",
+        "acqd/catalog.py",
+        "                await self._read_hub(conn)\n",
+        "                self.hub_looked = True\n",
+        ("tests/test_hub.py::test_daemons_learn_what_the_hub_did_to_their_copies",),
+    ),
+    Mutant(
+        "hub-adopts-its-own-copy-again",
+        "the hub takes a daemon's row for an object it already has (a transition's new copy) as a second item",
+        "acqd/hubdb.py",
+        'AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"\n'
+        '                " (h.instrument, h.journal_id, h.tier, h.dest)'
+        ' = (c.instrument, c.journal_id, c.tier, c.dest))"\n'
+        '                " ON CONFLICT',
+        '"\n                " ON CONFLICT',
+        ("tests/test_hub.py::test_daemons_learn_what_the_hub_did_to_their_copies",),
+    ),
 )
 
 
