@@ -561,7 +561,7 @@ class Publisher:
 
     async def _read_hub(self, conn: Any) -> None:
         """Record in the journal what the hub purged or moved of this journal's copies since the last
-        look (its audit in the catalog), so that the journal, `acqd status`, `verify` and `restore`
+        look (its audit in the catalog), so that the journal, `acqd verify` and `acqd restore`
         stop pointing at a copy that is gone or elsewhere."""
         self._readback_at = time.monotonic()
         seen = await self.source.hub_seen()

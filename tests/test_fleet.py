@@ -14,6 +14,7 @@ import json
 import os
 import random
 import sqlite3
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -136,6 +137,12 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
         st = journal_states(states[inst])
         return len(st) == len(expected[inst]) and set(st.values()) == {"verified"}
 
+    t_start = time.monotonic()
+    took: dict[str, float] = {}  # phase -> seconds since the start (printed: figures, not asserted)
+
+    def mark(phase: str) -> None:
+        took[phase] = round(time.monotonic() - t_start, 1)
+
     daemons = {inst: Background("run", "--config", str(cfgs[inst])) for inst in INSTRUMENTS}
     try:
         for inst in INSTRUMENTS:
@@ -147,6 +154,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
         for inst, d in daemons.items():
             wait_for(lambda inst=inst: all_verified(inst), 300, f"{inst}'s first sessions", d, states[inst])  # type: ignore[misc]
         wait_for(lambda: catalogued() == total, 120, "the first sessions catalogued", daemons["krios"])
+        mark("1,500 files shipped and catalogued")
         # the catalog's server goes away (as if it crashed); the instruments go on acquiring
         pg_server.stop("immediate")
         try:
@@ -160,6 +168,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
                     lambda inst=inst: all_verified(inst), 300, f"{inst} shipping without the catalog", d, states[inst]
                 )  # type: ignore[misc]
                 assert outbox_depth(states[inst]) >= 2 * len(SESSIONS_LATE) * (MOVIES + STACKS + KEPT)
+            mark("1,500 more shipped, PostgreSQL down")
         finally:
             pg_server.start()
         total = sum(len(v) for v in expected.values())
@@ -167,6 +176,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
         for inst, d in daemons.items():
             wait_for(lambda inst=inst: outbox_depth(states[inst]) == 0, 60, f"{inst}'s outbox empty", d)  # type: ignore[misc]
             assert "catalog" in d.stderr() and "publishing again" in d.stderr(), d.stderr()[-3000:]
+        mark("outboxes drained")
 
         # -- every file catalogued exactly once, with the checksum of the bytes written -------------
         rows = pg_rows(
@@ -246,6 +256,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
                 day += 0.25
             sweep(70)  # nothing left to do
             assert all(m == [] for i, m in enumerate(mail) if sweeps[i][0] != 47), mail
+        mark(f"{len(sweeps)} hub sweeps")
 
         # -- nothing purged twice, early or while held -----------------------------------------------
         purges = pg_rows(pg_server, catalog_db, PURGES_SQL)
@@ -272,6 +283,10 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
             at = t0 + next(d for d, top in sweeps if audit_id <= top) * DAY  # the clock of the sweep that purged it
             purge_at, sent_at, verified_at = warned[(inst, rel)]
             assert at >= purge_at >= sent_at + LEAD and purge_at >= verified_at + EXPIRY, (inst, rel)
+        moved_n = len(INSTRUMENTS) * 4 * STACKS
+        moves = pg_rows(pg_server, catalog_db, "SELECT id FROM acqd.hub_audit WHERE action = 'retention.transitioned'")
+        assert len(moves) == moved_n  # each once, all by the day-14.1 sweep (none on day 13.9)
+        assert {next(d for d, top in sweeps if i <= top) for (i,) in moves} == {14.1}
         # -- storage holds exactly what the catalog says ---------------------------------------------
         central, capacity = listing(s3_server, bucket, "facility"), listing(s3_server, bucket, "capacity")
         for inst in INSTRUMENTS:
@@ -283,7 +298,6 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
                     assert key not in central, key
                 else:  # kept, or a movie under a hold
                     assert central[key] == md5, key
-        moved_n = len(INSTRUMENTS) * 4 * STACKS
         # usage (`acqd hub usage`) counts what storage holds after the hub's actions
         doc = json.loads(ok(run_acqd("hub", "usage", "--json", "--config", str(hub_yaml))).stdout)
         want: dict[str, list[int]] = {"central": [0, 0], "capacity": [0, 0]}
@@ -316,6 +330,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
                 lambda inst=inst, w=want_states: copy_states(inst) == w, 120, f"{inst} to read the hub's actions", d
             )  # type: ignore[misc]
             wait_for(lambda inst=inst: outbox_depth(states[inst]) == 0, 60, f"{inst}'s outbox empty", d)  # type: ignore[misc]
+        mark("journals agree with the hub")
         # the fixity check no longer calls the purged copies missing; a moved stack restores from capacity
         ok(run_acqd("verify", "--config", str(cfgs["talos"]), timeout=300))
         out = tmp_path / "restored.dat"
@@ -343,6 +358,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
         assert states_now == {"purged": len(purgeable), "moved": moved_n, "verified": total - len(purgeable)}
     finally:
         codes = {inst: d.terminate() for inst, d in daemons.items()}
+    print("fleet phases (s since the daemons started):", took)
     for code, err in codes.values():
         assert code == 0, err[-3000:]
         assert "owned by the facility hub" in err  # the daemons never swept
