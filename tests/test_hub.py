@@ -230,8 +230,16 @@ def test_daemons_learn_what_the_hub_did_to_their_copies(facility: Facility) -> N
     for inst in FILES:  # before: the journals still call every copy verified
         r = run_acqd("verify", "--config", str(f.root / f"{inst}.yaml"))
         assert r.returncode == 1 and "missing" in r.stdout + r.stderr, r.stdout + r.stderr
+    krios = f.root / "krios.yaml"  # the hub's actions read back in pages of two (three purges)
+    krios.write_text(krios.read_text().replace("connect_timeout: 3s}", "connect_timeout: 3s, batch: 2}"))
+    assert "batch: 2" in krios.read_text()
     for inst in FILES:
         ok(run_acqd("run", "--config", str(f.root / f"{inst}.yaml"), "--once"))
+    j = Journal(journal_path(f.root / "krios" / "state"), readonly=True)
+    try:
+        assert j._db.execute("SELECT state, count(*) FROM copies GROUP BY 1").fetchall() == [("purged", 3)]
+    finally:
+        j.close()
     j = Journal(journal_path(f.root / "talos" / "state"), readonly=True)
     try:
         rows = j._db.execute(copies).fetchall()
