@@ -49,6 +49,7 @@ from acqd.journal import CopyRow, FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, TiffLayout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
+    STREAMED_READERS,
     NotStreamable,
     NotYet,
     Surprise,
@@ -960,7 +961,8 @@ class Pipeline:
 
     def _streams_here(self, ctx: RootCtx, rel: str) -> bool:
         """Whether this file would be streamed while it grows (its profile, layout and tier allow it)."""
-        if not ctx.stream or ctx.profile.reader != "mrc" or not ctx.profile.is_frames(rel.rpartition("/")[2]):
+        reader = ctx.profile.reader
+        if not ctx.stream or reader not in STREAMED_READERS or not ctx.profile.is_frames(rel.rpartition("/")[2]):
             return False  # the cheap questions first: every file admitted is asked
         placed = ctx.placed(rel)
         return streamable(placed.layout, ctx.profile.reader, placed.tier)
@@ -1053,7 +1055,9 @@ class Pipeline:
 
         f.layout, f.dest = layout, dest
         await self._unkillable(opening)
-        log.info("streaming %r while it is written (%d frames announced)", c.rel, f.stream.frames if f.stream else 0)
+        announced = f.stream.expected is not None if f.stream else False
+        frames = f"{f.stream.frames} frames announced" if f.stream and announced else "frames as they come"
+        log.info("streaming %r while it is written (%s)", c.rel, frames)
 
     async def _abort_stream(self, f: Follow) -> None:
         stream, f.stream = f.stream, None

@@ -500,14 +500,15 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/test_stream.py::test_earlier_frame_rewritten_falls_back",
             "tests/test_stream.py::test_preallocated_zeros_fall_back",
+            "tests/test_stream.py::test_preallocated_file_falls_back[t-raw]",
         ),
     ),
     Mutant(
         "stream-compare-streamed-bytes",
-        "the compare at completion takes the checksum of what was streamed instead of re-reading the file",
+        "the compare at completion takes the checksum of what was streamed instead of the re-read file's",
         "acqd/layouts/stream.py",
         "        again = self._rehash(source, size)\n",
-        "        again = self.hasher.hexdigest()\n",
+        "        again = self._rehash(source, size) and digest\n",
         ("tests/test_stream.py::test_earlier_frame_rewritten_falls_back",),
     ),
 )
