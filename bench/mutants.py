@@ -504,6 +504,22 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "stream-tiff-plane-unwritten",
+        "a growing TIFF's plane is streamed once its IFD is there, before its strips are all written",
+        "acqd/layouts/stream.py",
+        "        if any(o + c > size for o, c in strips):\n",
+        "        if False:\n",
+        ("tests/test_stream.py::test_only_frames_written_in_full_are_read[t-planes]",),
+    ),
+    Mutant(
+        "stream-header-compare",
+        "a streamed file is committed although its header bytes (a .mib frame's) changed after they were streamed",
+        "acqd/layouts/stream.py",
+        "        if kept is not None and restore != kept:\n",
+        "        if False:\n",
+        ("tests/test_stream.py::test_header_rewritten_falls_back[t-mib]",),
+    ),
+    Mutant(
         "stream-compare-streamed-bytes",
         "the compare at completion takes the checksum of what was streamed instead of the re-read file's",
         "acqd/layouts/stream.py",

@@ -272,6 +272,10 @@ class TiffGrowth(Growth):
         super().__init__(fd, path, np.dtype("u1"), (0, 0))
         self.fixed = b""
 
+    def _refuse(self, why: str) -> Exception:
+        """A plane this reading does not take: not streamed (the first), or a surprise (a later one)."""
+        return Surprise(f"plane {len(self.pages)}: {why}") if self.pages else NotStreamable(why)
+
     def _plane(self, ifd: int, size: int) -> tuple[list[tuple[int, int]], int] | None:
         """The strips of the plane whose IFD is at `ifd` and where its link to the next IFD sits, or
         None while it is not written in full."""
@@ -304,18 +308,18 @@ class TiffGrowth(Growth):
                 tags[code] = list(struct.unpack(f"{bo}{n}{_TIFF_TYPES[typ]}", data))
         one = {c: v[0] for c, v in tags.items() if v}
         if 322 in tags or 324 in tags:
-            raise NotStreamable("a TIFF in tiles")
+            raise self._refuse("a TIFF in tiles")
         if 330 in tags or one.get(254, 0) & 1:
-            raise NotStreamable("a TIFF with reduced-resolution images or sub-IFDs")
+            raise self._refuse("a TIFF with reduced-resolution images or sub-IFDs")
         if one.get(259, 1) != 1 or one.get(317, 1) != 1:
-            raise NotStreamable("compressed TIFF planes (only uncompressed ones are streamed)")
+            raise self._refuse("compressed TIFF planes (only uncompressed ones are streamed)")
         if one.get(277, 1) != 1 or one.get(266, 1) != 1 or one.get(262, 1) not in (0, 1):
-            raise NotStreamable("not one-sample gray planes")
+            raise self._refuse("not one-sample gray planes")
         bits, kind = one.get(258, 1), _SAMPLE_KINDS.get(one.get(339, 1))
         if kind is None or bits not in (8, 16, 32, 64) or (kind == "f" and bits == 8):
-            raise NotStreamable(f"{bits}-bit samples of format {one.get(339, 1)}")
+            raise self._refuse(f"{bits}-bit samples of format {one.get(339, 1)}")
         if 256 not in one or 257 not in one or 273 not in tags or 279 not in tags:
-            raise NotStreamable("a plane without its size or strips")
+            raise self._refuse("a plane without its size or strips")
         geometry = (int(one[257]), int(one[256]), f"{bo}{kind}{bits // 8}")
         if self.geometry is None:
             self.geometry = geometry
@@ -324,7 +328,7 @@ class TiffGrowth(Growth):
             raise Surprise(f"plane {len(self.pages)} is {geometry}, the first {self.geometry}")
         strips = list(zip(tags[273], tags[279], strict=False))
         if len(tags[273]) != len(tags[279]) or sum(c for _, c in strips) != self.frame_bytes:
-            raise NotStreamable("strips that are not the plane's pixels")
+            raise self._refuse("strips that are not the plane's pixels")
         if any(o + c > size for o, c in strips):
             return None
         return strips, link
