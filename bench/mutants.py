@@ -513,7 +513,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "stream-header-compare",
-        "a streamed file is committed although its header bytes (a .mib frame's) changed after they were streamed",
+        "a .mib frame header rewritten after it was streamed no longer stops the stream (the copy takes the final one)",
         "acqd/layouts/stream.py",
         "        if kept is not None and restore != kept:\n",
         "        if False:\n",
