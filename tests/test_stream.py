@@ -550,3 +550,33 @@ def test_compressed_tiff_planes_are_shipped_whole_without_a_fallback(tmp_path: P
     assert "streamed" not in actions and "stream_fallback" not in actions, audit(state)
     [(_, name)] = [(k, v) for k, v in verified_copies(state).items() if k[0] == rel]
     assert np.array_equal(tifffile.imread(dest / name), tifffile.imread(target))
+
+
+def test_stack_written_by_tifffile_plane_by_plane_is_streamed(tmp_path: Path) -> None:
+    """A TIFF stack written by tifffile itself, one plane at a time into the open file (as acquisition
+    software built on it does), with the writer's own order of pixels, IFDs and links: streamed while
+    written, and its copy is the final file (restored byte for byte, planes equal)."""
+    cam = camera(tmp_path, "t-planes")
+    watch, dest, state, d = start(tmp_path, "t-planes")
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    planes = tifffile.imread(io.BytesIO(cam.data))
+    try:
+        with open(target, "wb") as f, tifffile.TiffWriter(f) as tw:
+            for plane in planes:
+                time.sleep(PAUSE)
+                tw.write(
+                    plane,
+                    photometric="minisblack",
+                    contiguous=False,
+                    metadata=None,
+                    resolution=(2e4, 2e4),
+                    resolutionunit=3,
+                )
+                f.flush()
+        target.with_name(DONE.format(name=target.name)).touch()
+    finally:
+        finish(d, state, rel)
+    streamed = [x for a, x in audit(state) if a == "streamed"]
+    assert len(streamed) == 1 and streamed[0]["frames"] == FRAMES, audit(state)
+    assert streamed[0]["while_growing"] >= 1, streamed
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)
