@@ -533,6 +533,15 @@ class Journal:
             self._audit(file_id, "complete", reason=reason, size=i.size)
             return self._get(file_id)
 
+    def put_back(self, file_id: int, ctime_ns: int, reason: str) -> FileRow:
+        """A file its interrupted release had moved aside is back under its name, the same inode with
+        the same size and mtime: only the move changed its ctime. Recorded, so that it is not taken
+        for a rewrite and shipped again; the release then starts over with every check."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET ctime_ns = ?, updated = ? WHERE id = ?", (ctime_ns, self._clock(), file_id))
+            self._audit(file_id, "release-undone", reason=reason, ctime_ns=ctime_ns)
+            return self._get(file_id)
+
     def bump_attempts(self, file_id: int, reason: str) -> int:
         with self._tx() as db:
             db.execute(
@@ -956,6 +965,37 @@ def add_hold(
         )
         j._audit(None, "hold", target=target, root=root, until=until, reason=reason, **detail)
         return int(cur.lastrowid or 0)
+
+
+def restore_hold(
+    j: Journal,
+    target: str,
+    until: float,
+    reason: str,
+    created: float,
+    root: str,
+    placed_by: str,
+    released: float | None,
+) -> int:
+    """Put back a hold this journal lacks, as it was placed (acqd.holdledger: a journal restored from
+    a backup taken before the hold)."""
+    with j._tx() as db:
+        cur = db.execute(
+            "INSERT INTO holds(target, until, reason, created, root, placed_by, released) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (target, until, reason, created, root, placed_by, released),
+        )
+        detail = {"until": until, "reason": reason, "created": created, "released": released}
+        j._audit(None, "hold.restored", target=target, root=root, **detail)
+        return int(cur.lastrowid or 0)
+
+
+def all_holds(j: Journal) -> list[tuple[int, str, float, str, str, float, str, float | None]]:
+    """(id, target, until, reason, root, created, placed_by, released) of every hold ever placed."""
+    rows = j._db.execute("SELECT id, target, until, reason, root, created, placed_by, released FROM holds ORDER BY id")
+    return [
+        (int(i), str(t), float(u), str(r), str(w), float(c), str(b), None if x is None else float(x))
+        for i, t, u, r, w, c, b, x in rows
+    ]
 
 
 def release_hold(j: Journal, target: str, now: float, root: str | None = None) -> int:

@@ -211,7 +211,15 @@ class Metrics:
             self.watch_size.labels(instrument, w)
         for res in ("ok", "failed"):
             self.reloads.labels(instrument, res)
-        for act in ("warned", "transitioned", "purged", "clock_suspended", "clock_lifted", "clock_acknowledged"):
+        for act in (
+            "warned",
+            "transitioned",
+            "purged",
+            "clock_suspended",
+            "clock_lifted",
+            "clock_acknowledged",
+            "hold_restored",
+        ):
             self.retention.labels(instrument, act)
         self.retention_bytes.labels(instrument)
         for g in (

@@ -61,7 +61,7 @@ from acqd.layouts.stream import (
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path
-from acqd.naming import stored_name
+from acqd.naming import is_release_aside, stored_name
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
@@ -69,7 +69,7 @@ from acqd.recheck import CopyCheck, check_copy
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import Observed
 from acqd.storage import Tier, check_name
-from acqd.unlink import GONE, NotBelow, lstat_below, unlink_below
+from acqd.unlink import BLOCKED, GONE, NotBelow, lstat_below, put_back_aside, unlink_below
 from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
@@ -125,7 +125,7 @@ class RootCtx:
     def ignored(self, name: str) -> bool:
         """The profile's `ignores` and `matches` (a scan asks for every name it meets), as one regex each
         (compiled once per set of globs: a reload that changes them gets new ones)."""
-        if _globs(self.profile.ignore + self.watch.ignore).match(name) is not None:
+        if _globs(self.profile.ignore + self.watch.ignore).match(name) is not None or is_release_aside(name):
             return True
         return self.profile.other_files == "ignore" and _globs(self.profile.files).match(name) is None
 
@@ -585,6 +585,20 @@ class Pipeline:
         ctx_of = {c.root: c for c in self.roots}
         for row, path in await self._j(self.journal.interrupted_releases):
             ctx = ctx_of.get(row.root)
+            if ctx is not None:  # a crash while the file was moved aside: it goes back first
+                try:
+                    done = await self._io(put_back_aside, row.root, row.relpath, row.identity.inode)
+                except OSError as exc:
+                    log.error("could not put back %r, moved aside by its release: %s", row.relpath, exc)
+                    continue  # the release stays begun: tried again at the next start
+                if done is not None:
+                    said, back = done
+                    log.warning("%r: %s (its release was interrupted)", row.relpath, said)
+                    moved = identity_of(back) if back is not None else None
+                    if moved is not None and replace(moved, ctime_ns=row.identity.ctime_ns).same_file_as(row.identity):
+                        row = await self._j(self.journal.put_back, row.id, moved.ctime_ns, said)
+                    else:
+                        await self._j(self.journal.audit, row.id, "release-undone", reason=said)
             if ctx is None or await self._io(still_there, row.root, row.relpath, row.identity):
                 # not unlinked. The release starts over from the scan (every check again), but a copy
                 # that has gone or changed meanwhile is found now, and the file shipped again
@@ -1490,7 +1504,7 @@ class Pipeline:
                 log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, why.strerror)
                 continue
             calls.append(partial(self.journal.audit, row.id, "release-skipped", reason=why))
-            if why != GONE:
+            if why not in (GONE, BLOCKED):
                 self._hint_now(c.ctx.index, path)
         done = await self._j(self.journal.run_group, calls) if calls else []
         for ok, v in done:
@@ -1803,7 +1817,7 @@ class Pipeline:
             self._dirty.add((ctx.index, row.session))
             self.stats.released += 1
             self._emit("released", row, reason=path)
-        elif why == GONE:
+        elif why in (GONE, BLOCKED):
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
         else:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)

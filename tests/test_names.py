@@ -328,6 +328,8 @@ def test_a_journal_lost_while_running_stops_shipping(tmp_path: Path) -> None:
     d = Background("run", "--config", str(cfg))
     try:
         wait_for(lambda: journal_states(state).get("s/f.raw") == "released", what="the first file to be released")
+        manifest = tmp_path / "central" / "scope" / "s" / "~acqd-manifest.json"
+        wait_for(manifest.exists, what="its session manifest (what `--adopt` imports)")  # written every 2 s
         for p in state.glob("journal.sqlite*"):
             p.unlink()
         d.proc.wait(timeout=60)
