@@ -552,6 +552,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_stream.py::test_header_rewritten_falls_back[t-mib]",),
     ),
     Mutant(
+        "marker-not-waking",
+        "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
+        "acqd/pipeline.py",
+        "                        self._wake_marked(ctx, rel)  # a marker file: the file it marks is looked at now\n",
+        "                        pass\n",
+        ("tests/test_stream.py::test_a_marker_file_completes_its_file_when_it_appears",),
+    ),
+    Mutant(
         "stream-compare-streamed-bytes",
         "the compare at completion takes the checksum of what was streamed instead of the re-read file's",
         "acqd/layouts/stream.py",

@@ -580,3 +580,25 @@ def test_stack_written_by_tifffile_plane_by_plane_is_streamed(tmp_path: Path) ->
     assert len(streamed) == 1 and streamed[0]["frames"] == FRAMES, audit(state)
     assert streamed[0]["while_growing"] >= 1, streamed
     stored_equals_source(tmp_path, state, dest, rel, target, cam)
+
+
+def test_a_marker_file_completes_its_file_when_it_appears(tmp_path: Path) -> None:
+    """A marker file ('{name}.done', ignored itself) written some time after its file was closed
+    completes the file when it appears, not when the stillness window (here 10 minutes) ends: the
+    streamed file is verified soon after."""
+    cam = camera(tmp_path, "t-raw")
+    watch, dest, state, d = start(tmp_path, "t-raw", settle="600s")
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    try:
+        target.write_bytes(cam.data[: cam.cuts[FRAMES // 2]])
+        wait_for(lambda: rel in journal_states(state), 60, "the file seen", d, state)
+        with open(target, "ab") as f:
+            f.write(cam.data[cam.cuts[FRAMES // 2] :])
+        time.sleep(2 * PAUSE)  # the daemon looked at the closed file: no marker yet
+        assert journal_states(state)[rel] == "seen"
+        target.with_name(DONE.format(name=target.name)).touch()
+        wait_for(lambda: journal_states(state).get(rel) == "verified", 60, "verified after the marker", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)
