@@ -47,7 +47,7 @@ from acqd.settle import mrc_expected_size
 from acqd.values import WriteResult
 
 HEADER = 1024  # an MRC main header
-REHASH_CHUNK = 8 << 20  # the compare at completion reads the source this much at a time
+REHASH_CHUNK = 8 << 20  # the compare at completion reads the source this much at a time (at least a frame)
 STREAM_BLOCK = 32 << 20  # frames read and encoded at a time while streaming (at least one frame)
 
 
@@ -452,7 +452,6 @@ class TiffStream:
         # until then, its value written after the last page and its entry pointed there
         self.first_tags = [*self.base, make_tag(270, 2, "")]
         k = max(1, self.layout.shard_bytes // max(1, g.frame_bytes))
-        self.k = k
         # frames per block while streaming: small blocks, so a ship taking the stream over waits little
         self.per = max(1, min(k, STREAM_BLOCK // max(1, g.frame_bytes)))
         self.hurry = False  # the ship wants the stream: end the step after the current block
@@ -657,8 +656,9 @@ class TiffStream:
             if total != size:
                 raise Surprise(f"read {total} bytes of its {size} at completion")
         else:
-            for start in range(0, whole.shape[0], self.k):
-                block = canonical(whole.read(start, min(whole.shape[0], start + self.k))).data
+            per = max(1, REHASH_CHUNK // max(1, whole.frame_bytes))  # small blocks: in cache, little memory
+            for start in range(0, whole.shape[0], per):
+                block = canonical(whole.read(start, min(whole.shape[0], start + per))).data
                 checksum.update(block)
                 pixels.update(block)
         self.checksum, self.whole = checksum.hexdigest(), whole
