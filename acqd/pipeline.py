@@ -49,6 +49,7 @@ from acqd.journal import CopyRow, FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, TiffLayout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
+    STREAMED_READERS,
     NotStreamable,
     NotYet,
     Surprise,
@@ -747,6 +748,8 @@ class Pipeline:
                 for index, path in batch:
                     ctx = by_index[index]
                     rel = relative(ctx.root, path.rstrip("/"))
+                    if rel is not None and ctx.profile.settle.marker:
+                        self._wake_marked(ctx, rel)  # a marker file: the file it marks is looked at now
                     if rel is None or ctx.ignored_path(rel):
                         continue
                     if path.endswith("/"):
@@ -779,6 +782,30 @@ class Pipeline:
                 self.repeats.ok("stage intake")
             finally:
                 self._busy -= 1
+
+    def _wake_marked(self, ctx: RootCtx, rel: str) -> None:
+        """If `rel` may be the marker file of a file waiting to settle (the profile's `settle.marker`,
+        e.g. '{name}.done'), look at that file now rather than when its stillness window ends. A
+        '{stem}' template is matched against the files being streamed only (their stems are few)."""
+        template = ctx.profile.settle.marker or ""
+        field = "{name}" if "{name}" in template else "{stem}" if "{stem}" in template else None
+        if field is None:
+            return
+        prefix, _, suffix = template.partition(field)
+        folder, _, base = rel.rpartition("/")
+        if len(base) <= len(prefix) + len(suffix) or not (base.startswith(prefix) and base.endswith(suffix)):
+            return
+        inner = base[len(prefix) : len(base) - len(suffix)]
+        at = f"{folder}/" if folder else ""
+        keys = [(ctx.index, at + inner)]
+        if field == "{stem}":
+            keys += [k for k in self.follows if k[0] == ctx.index and k[1].rpartition(".")[0] == at + inner]
+        now = self.mono()
+        for key in keys:
+            c = self.candidates.get(key)
+            if c is not None and not c.settled and c.check_at > now and key not in self.in_flight:
+                c.check_at = now
+                self._schedule(c)
 
     async def _admit(self, ctx: RootCtx, entries: Iterable[Entry]) -> None:
         entries = list(entries)
@@ -974,7 +1001,8 @@ class Pipeline:
 
     def _streams_here(self, ctx: RootCtx, rel: str) -> bool:
         """Whether this file would be streamed while it grows (its profile, layout and tier allow it)."""
-        if not ctx.stream or ctx.profile.reader != "mrc" or not ctx.profile.is_frames(rel.rpartition("/")[2]):
+        reader = ctx.profile.reader
+        if not ctx.stream or reader not in STREAMED_READERS or not ctx.profile.is_frames(rel.rpartition("/")[2]):
             return False  # the cheap questions first: every file admitted is asked
         placed = ctx.placed(rel)
         return streamable(placed.layout, ctx.profile.reader, placed.tier)
@@ -1067,7 +1095,9 @@ class Pipeline:
 
         f.layout, f.dest = layout, dest
         await self._unkillable(opening)
-        log.info("streaming %r while it is written (%d frames announced)", c.rel, f.stream.frames if f.stream else 0)
+        announced = f.stream.expected is not None if f.stream else False
+        frames = f"{f.stream.frames} frames announced" if f.stream and announced else "frames as they come"
+        log.info("streaming %r while it is written (%s)", c.rel, frames)
 
     async def _abort_stream(self, f: Follow) -> None:
         stream, f.stream = f.stream, None
