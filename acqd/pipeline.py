@@ -123,9 +123,15 @@ class RootCtx:
     stream: bool = False  # tail-follow streaming of growing movies (acqd.streaming)
 
     def ignored(self, name: str) -> bool:
-        """The profile's `ignores` and `matches` (a scan asks for every name it meets), as one regex each
-        (compiled once per set of globs: a reload that changes them gets new ones)."""
-        if _globs(self.profile.ignore + self.watch.ignore).match(name) is not None or is_release_aside(name):
+        """Any part of a path (a folder or a file): the profile's and the watch root's `ignore` globs,
+        and acqd's own hidden release names (one regex per set of globs: a reload that changes them
+        gets new ones)."""
+        return _globs(self.profile.ignore + self.watch.ignore).match(name) is not None or is_release_aside(name)
+
+    def skipped_file(self, name: str) -> bool:
+        """A file's own name: ignored, or, with `other_files: ignore`, none of the profile's `files`
+        (a rule about files: it never hides the folders they are in)."""
+        if self.ignored(name):
             return True
         return self.profile.other_files == "ignore" and _globs(self.profile.files).match(name) is None
 
@@ -138,8 +144,10 @@ class RootCtx:
         frames = self.frames is not None and self.profile.is_frames(rel.rpartition("/")[2])
         return Placed(self.tier, self.frames if frames and self.frames else self.layout, self.release)
 
-    def ignored_path(self, rel: str) -> bool:
-        return any(self.ignored(part) for part in rel.split("/"))
+    def ignored_path(self, rel: str, folder: bool = False) -> bool:
+        """Is this path (a file, or a folder if `folder`) out of acqd's view?"""
+        *dirs, last = rel.split("/")
+        return any(self.ignored(d) for d in dirs) or (self.ignored(last) if folder else self.skipped_file(last))
 
 
 def _verified_copy(placed: Placed, copies: list[CopyRow]) -> tuple[CopyRow, Layout] | None:
@@ -688,7 +696,7 @@ class Pipeline:
 
     async def _scan(self, ctx: RootCtx, rel_dir: str) -> None:
         start = os.path.join(ctx.root, rel_dir) if rel_dir else ctx.root
-        entries = await self._io(lambda: list(scan_tree(start, ctx.ignored)))
+        entries = await self._io(lambda: list(scan_tree(start, ctx.ignored, ctx.skipped_file)))
         if rel_dir:
             entries = [replace(e, relpath=f"{rel_dir}/{e.relpath}" if e.relpath else rel_dir) for e in entries]
         found = {e.relpath for e in entries if e.kind is Kind.UNREADABLE}
@@ -750,7 +758,7 @@ class Pipeline:
                     rel = relative(ctx.root, path.rstrip("/"))
                     if rel is not None and ctx.profile.settle.marker:
                         self._wake_marked(ctx, rel)  # a marker file: the file it marks is looked at now
-                    if rel is None or ctx.ignored_path(rel):
+                    if rel is None or ctx.ignored_path(rel, folder=path.endswith("/")):
                         continue
                     if path.endswith("/"):
                         await self._scan(ctx, rel)

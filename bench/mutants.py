@@ -338,6 +338,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention.py::test_a_hold_placed_after_the_journal_backup_survives_its_restore",),
     ),
     Mutant(
+        "other-files-hide-folders",
+        "`other_files: ignore` is applied to folder names too (files in session folders are never seen)",
+        "acqd/pipeline.py",
+        "        return any(self.ignored(d) for d in dirs) or (",
+        "        return any(self.skipped_file(d) for d in dirs) or (",
+        ("tests/test_names.py::test_other_files_ignore_leaves_the_other_files_and_never_the_folders",),
+    ),
+    Mutant(
         "transition-same-storage",
         "a transition does not check that the new tier is not the old one's storage",
         "acqd/retention.py",
