@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
+
+import pytest
 
 from acqd import holdledger
 from acqd import journal as jr
 from acqd.journal import Journal
 from acqd.storage import open_tier
 from acqd.storage.base import Tier
+from tests.servers import SeaweedS3, Sshd
 
 DAY = 86400.0
 
@@ -93,9 +97,108 @@ def test_a_damaged_record_is_skipped_and_the_others_still_count(tmp_path: Path) 
     for name in ("central", "capacity"):
         folder = tmp_path / name / "krios" / "~acqd-holds"
         (folder / "0123.json").write_text("{not json")
+        # JSON's NaN: a record whose name matches, which the journal's NOT NULL column refuses
+        nan = holdledger.LedgerHold("/acq", "dave_0104", float("nan"), "forged", 6 * DAY)
+        (folder / f"{nan.key}.json").write_bytes(nan.encode())
     fresh = Journal(tmp_path / "state2" / "journal.sqlite")
     try:
         done = holdledger.sync(fresh, tiers.values(), "krios")
         assert [h.target for h in done.restored] == ["dave_0104"] and not done.problems
     finally:
         fresh.close()
+
+
+def test_a_release_marker_written_at_the_destination_does_not_lift_a_hold_in_force(tmp_path: Path) -> None:
+    """Anyone who can write to one tier can write `KEY.released.json` there (the key is in the hold's
+    record, readable there). Obeyed, it lifts the hold in the journal, and the retention sweep then
+    purges the held data on every tier, the ones the writer cannot touch included. A release record
+    counts only if every tier of the daemon has it (as the daemon writes them), so it gives nobody a
+    power over the data they do not already have."""
+    tiers = _tiers(tmp_path)
+    j = Journal(tmp_path / "state" / "journal.sqlite")
+    try:
+        jr.add_hold(j, "erin_0105", 1000 * DAY, "legal hold", 10 * DAY, root="/acq")
+        holdledger.sync(j, tiers.values(), "krios")
+        folder = tmp_path / "capacity" / "krios" / "~acqd-holds"  # the one tier the writer can write to
+        [rec] = folder.iterdir()
+        (folder / rec.name.replace(".json", ".released.json")).write_text(json.dumps({"released": 11 * DAY}))
+        done = holdledger.sync(j, tiers.values(), "krios")
+        assert done.released == [] and [h.target for h in done.ignored_releases] == ["erin_0105"]
+        assert [t for t, *_ in jr.active_holds(j, 20 * DAY)] == ["erin_0105"]
+        # nor when the other tier cannot be read at that sweep
+        shutil.rmtree(tmp_path / "central")
+        (tmp_path / "central").write_text("not a folder")
+        done = holdledger.sync(j, tiers.values(), "krios")
+        assert done.released == [] and done.problems
+        assert [t for t, *_ in jr.active_holds(j, 20 * DAY)] == ["erin_0105"]
+    finally:
+        j.close()
+    # a journal that lacks the hold (restored from before it): the hold comes back, in force
+    fresh = Journal(tmp_path / "state2" / "journal.sqlite")
+    try:
+        done = holdledger.sync(fresh, tiers.values(), "krios")
+        assert [h.target for h in done.restored] == ["erin_0105"]
+        assert [t for t, *_ in jr.active_holds(fresh, 20 * DAY)] == ["erin_0105"]
+    finally:
+        fresh.close()
+
+
+def test_hold_records_on_object_storage_and_sftp(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The records' folder `~acqd-holds` (a `~` name) listed, read and written on S3 (SeaweedFS) and
+    SFTP (OpenSSH) as on a folder: a fresh journal gets the hold back from either."""
+    s3: SeaweedS3 = request.getfixturevalue("s3_server")
+    sshd: Sshd = request.getfixturevalue("sshd_server")
+    bucket = s3.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+    tiers = {
+        "central": open_tier("central", f"s3://{bucket}/central", s3.options()),
+        "capacity": open_tier("capacity", sshd.url(tmp_path / "sftp"), sshd.options()),
+    }
+    try:
+        j = Journal(tmp_path / "state" / "journal.sqlite")
+        try:
+            jr.add_hold(j, "frank_0106/movie 1~a.mrc", 300 * DAY, "review", 5 * DAY, root="/acq")
+            done = holdledger.sync(j, tiers.values(), "krios")
+            assert done.written == 2 and not done.problems, done.problems
+            assert holdledger.sync(j, tiers.values(), "krios").written == 0  # seen there: not written again
+        finally:
+            j.close()
+        for lost in ("central", "capacity"):
+            fresh = Journal(tmp_path / f"state-{lost}" / "journal.sqlite")
+            try:
+                only = [t for n, t in tiers.items() if n != lost]
+                done = holdledger.sync(fresh, only, "krios")
+                assert [h.target for h in done.restored] == ["frank_0106/movie 1~a.mrc"] and not done.problems
+            finally:
+                fresh.close()
+    finally:
+        for t in tiers.values():
+            t.close()
+
+
+def test_hold_records_do_not_wait_for_a_tiers_bandwidth_schedule(tmp_path: Path) -> None:
+    """A tier limited to 1 B/s (a schedule that all but closes the link in working hours): a record of
+    ~300 bytes booked against it would hold the retention sweep (which syncs the records first) for
+    minutes per hold. The records are a few hundred bytes of acqd's own: they do not book bandwidth."""
+    from acqd.pace import Window
+    from acqd.pacing import TierPacer
+
+    tiers = _tiers(tmp_path)
+    pacers = {}
+    for name, t in tiers.items():
+        pacer = pacers[name] = TierPacer((Window(limit=1),))
+
+        def pace(n: int, pacer: TierPacer = pacer) -> float:
+            wait = pacer.reserve(n)
+            assert wait < 1, f"a hold record of {n} bytes waits {wait:.0f} s for the tier's bandwidth"
+            return wait
+
+        t.pace = pace
+    j = Journal(tmp_path / "state" / "journal.sqlite")
+    try:
+        for i in range(3):
+            jr.add_hold(j, f"gina_010{i}", 300 * DAY, "review", 5 * DAY + i, root="/acq")
+        done = holdledger.sync(j, tiers.values(), "krios")
+        assert done.written == 6 and not done.problems
+        assert all(p.waited == 0 for p in pacers.values()), {n: p.waited for n, p in pacers.items()}
+    finally:
+        j.close()
