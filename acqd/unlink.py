@@ -22,6 +22,7 @@ from acqd.naming import NAME_MAX, release_aside
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 GONE = "already gone"
+_EXT_MAX = 32  # bytes of a name's extension (with its dot) kept in the name of a file put back beside it
 BLOCKED = "kept: the hidden name a release moves a file to is taken by another file"
 
 
@@ -129,13 +130,16 @@ def _put_back(fd: int, aside: str, name: str, st: os.stat_result) -> str:
         return ""
     except FileExistsError:
         pass
+    raw = os.fsencode(name)
+    stem, dot, ext = raw.rpartition(b".")
+    if not stem or len(dot + ext) > _EXT_MAX:  # no extension, a dot file, or an "extension" that is no such thing
+        stem, dot, ext = raw, b"", b""
     for n in range(1, 1000):
-        stem, dot, ext = name.rpartition(".")
-        if not stem:  # no extension (or a dot file)
-            stem, dot, ext = name, "", ""
-        tail = f"~acqd-kept-{st.st_ino}" + (f"-{n}" if n > 1 else "") + dot + ext
-        room = NAME_MAX - len(tail.encode("utf-8", "surrogateescape"))
-        kept = stem.encode("utf-8", "surrogateescape")[: max(room, 1)].decode("utf-8", "ignore") + tail
+        tail = f"~acqd-kept-{st.st_ino}{f'-{n}' if n > 1 else ''}".encode() + dot + ext
+        room = NAME_MAX - len(tail)  # > 0: the tail is at most ~70 bytes
+        while 0 < room < len(stem) and stem[room] & 0xC0 == 0x80:
+            room -= 1  # not in the middle of a UTF-8 character
+        kept = os.fsdecode(stem[:room] + tail)
         try:
             fsops.rename_noreplace_at(fd, aside, fd, kept)
         except FileExistsError:

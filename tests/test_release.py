@@ -222,6 +222,42 @@ def test_unlink_below_never_follows_a_symlinked_folder(tmp_path: Path) -> None:
     assert (outside / "sess" / "f.raw").read_bytes() == b"outside"
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        b"run." + b"x" * 246,  # a long "extension": everything after the last dot
+        b"scan-\xff\xfe-" + b"y" * 240 + b".tif",  # bytes that are not UTF-8, near NAME_MAX
+        b"z" * 255,  # no extension, NAME_MAX itself
+    ],
+    ids=["long-extension", "odd-bytes", "name-max"],
+)
+def test_a_file_put_back_beside_a_taken_name_gets_a_name_that_fits(tmp_path: Path, name: bytes) -> None:
+    """A release interrupted with the file moved aside (crash point `after_move_aside`), and a new file
+    under its name meanwhile: the moved file goes beside it, `NAME~acqd-kept-INODE.EXT`, which must fit
+    in NAME_MAX (255 bytes) whatever the name. One that does not fit (ENAMETOOLONG) left the file under
+    its hidden name, which no scan ships, and failed every start."""
+    from acqd.naming import release_aside
+    from acqd.unlink import put_back_aside
+
+    folder = tmp_path / "root" / "sess"
+    folder.mkdir(parents=True)
+    fname = os.fsdecode(name)
+    data, newer = os.urandom(5000), os.urandom(3000)
+    (folder / fname).write_bytes(data)
+    ino = (folder / fname).stat().st_ino
+    os.rename(folder / fname, folder / release_aside(ino))  # where the crash left it
+    (folder / fname).write_bytes(newer)
+    done = put_back_aside(str(tmp_path / "root"), f"sess/{fname}", ino)
+    assert done is not None and "~acqd-kept-" in done[0] and done[1] is None
+    names = sorted(os.listdir(os.fsencode(folder)))
+    [kept] = [n for n in names if n != name]
+    assert len(kept) <= 255 and b"~acqd-kept-" in kept
+    assert (folder / os.fsdecode(kept)).read_bytes() == data and (folder / fname).read_bytes() == newer
+    if b"." in name:  # the extension kept where it fits, so that the layout still knows the file
+        assert kept.endswith(name[name.rindex(b".") :]) or len(name) - name.rindex(b".") > 32
+    assert kept.startswith(name[:5])
+
+
 # -- the real daemon ------------------------------------------------------------------------------
 
 
