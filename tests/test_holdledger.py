@@ -4,6 +4,7 @@ that was down, gets back. Real folders as tiers, a real SQLite journal."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -202,3 +203,69 @@ def test_hold_records_do_not_wait_for_a_tiers_bandwidth_schedule(tmp_path: Path)
         assert all(p.waited == 0 for p in pacers.values()), {n: p.waited for n, p in pacers.items()}
     finally:
         j.close()
+
+
+def test_acqd_hold_with_a_tier_that_does_not_answer_succeeds_and_says_so(tmp_path: Path) -> None:
+    """A tier whose server accepts the connection and never answers (a hung S3 gateway): `acqd hold`
+    placed the hold in the journal, then waited for the record on that tier for minutes (botocore's
+    timeouts and retries: 6 min here) without having said that the hold was placed; an operator who
+    gives up with ^C is left believing it failed. The command says the hold is placed first, waits for
+    the tiers at most `--wait`, names the one that did not take the record and exits 0."""
+    import socket
+    import threading
+
+    from tests.conftest import run_acqd, write_config
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except TimeoutError:
+                continue
+
+    th = threading.Thread(target=accept, daemon=True)
+    th.start()
+    acq, central = tmp_path / "acq", tmp_path / "central"
+    (acq / "alice_0101").mkdir(parents=True)
+    central.mkdir()
+    port = silent.getsockname()[1]
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"instrument: krios\nstate_dir: {tmp_path}/state\nwatch:\n  - {{path: {acq}}}\n"
+        f"tiers:\n  central: {{url: 'file://{central}'}}\n"
+        f"  capacity: {{url: 's3://nobucket/cap', options: {{endpoint_url: 'http://127.0.0.1:{port}'}}}}\n",
+    )
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y")
+    try:
+        r = run_acqd(
+            "hold",
+            "alice_0101",
+            "--until",
+            "2099-01-01",
+            "--reason",
+            "paper",
+            "--config",
+            str(cfg),
+            "--wait",
+            "3s",
+            env=env,
+        )
+    finally:
+        stop.set()
+        th.join()
+        for c in held:
+            c.close()
+        silent.close()
+    assert r.returncode == 0, r.stderr
+    assert "held alice_0101 until 2099-01-01" in r.stdout
+    assert "tier capacity" in r.stderr and "the daemon's next retention sweep records it" in r.stderr, r.stderr
+    assert len(list((central / "krios" / "~acqd-holds").iterdir())) == 1  # the tier that answered has it
+    r = run_acqd("hold", "--list", "--config", str(cfg))
+    assert "alice_0101" in r.stdout and "paper" in r.stdout
