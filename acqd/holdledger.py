@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -99,29 +100,48 @@ def _rel(instrument: str, key: str, released: bool = False) -> str:
     return f"{instrument}/{LEDGER}/{key}{'.released' if released else ''}.json"
 
 
+# what each tier's records said, by name: a record is never rewritten (a hold's name is the hash of
+# what it says, a release's is written once), so a sweep lists the folder and reads only names it has
+# not read before (2,000 holds on S3 were 2,000 GETs, 13 s, at every sweep)
+_READ: weakref.WeakKeyDictionary[Tier, dict[str, LedgerHold | float]] = weakref.WeakKeyDictionary()
+
+
 def read_tier(tier: Tier, instrument: str) -> TierRecords:
     """The records on one tier. AcqdError if it cannot be listed or read; a record that does not
     parse is logged and skipped (the journal and the other tiers still have it)."""
     out = TierRecords()
+    known = _READ.setdefault(tier, {})
     names = [n for n in tier.find(f"{instrument}/{LEDGER}") if n.endswith(".json")]
     for name in names:
         base = name.rpartition("/")[2]
         if is_temp(base):
             continue  # a record being written (or left by a crash): not one yet
-        with tier.open_read(name) as f:
-            data = f.read()
-        try:
-            if base.endswith(".released.json"):
-                out.released[base.removesuffix(".released.json")] = _finite(json.loads(data)["released"])
-            else:
-                h = LedgerHold.decode(data)
-                if h.key == base.removesuffix(".json"):
-                    out.holds[h.key] = h
-                else:
-                    log.warning("tier %s: hold record %s does not match its name (ignored)", tier.name, name)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("tier %s: hold record %s cannot be read (ignored): %s", tier.name, name, exc)
+        rec = known.get(name)
+        if rec is None:
+            rec = _read_one(tier, name, base)
+            if rec is None:
+                continue
+            known[name] = rec
+        if isinstance(rec, LedgerHold):
+            out.holds[rec.key] = rec
+        else:
+            out.released[base.removesuffix(".released.json")] = rec
     return out
+
+
+def _read_one(tier: Tier, name: str, base: str) -> LedgerHold | float | None:
+    with tier.open_read(name) as f:
+        data = f.read()
+    try:
+        if base.endswith(".released.json"):
+            return _finite(json.loads(data)["released"])
+        h = LedgerHold.decode(data)
+        if h.key == base.removesuffix(".json"):
+            return h
+        log.warning("tier %s: hold record %s does not match its name (ignored)", tier.name, name)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("tier %s: hold record %s cannot be read (ignored): %s", tier.name, name, exc)
+    return None
 
 
 def read_tiers(tiers: Iterable[Tier], instrument: str) -> tuple[dict[str, TierRecords], list[str]]:
@@ -136,13 +156,14 @@ def read_tiers(tiers: Iterable[Tier], instrument: str) -> tuple[dict[str, TierRe
     return got, problems
 
 
-def _put(tier: Tier, rel: str, data: bytes) -> bool:
+def _put(tier: Tier, rel: str, data: bytes, rec: LedgerHold | float) -> bool:
     """Write one record unless it is there; True if written. Not booked against the tier's bandwidth
     schedule (a few hundred bytes; the sweep waits for it)."""
     try:
         tier.write_atomic(rel, [data], paced=False)
     except NameTakenError:
         return False
+    _READ.setdefault(tier, {})[rel] = rec  # what it says, without reading it back at the next sweep
     return True
 
 
@@ -208,11 +229,11 @@ def to_tiers(
             continue  # not read: not written either (retried at the next sync)
         try:
             for key, (_i, h, released) in j_holds.items():
-                if key not in recs.holds and _put(t, _rel(instrument, key), h.encode()):
+                if key not in recs.holds and _put(t, _rel(instrument, key), h.encode(), h):
                     written += 1
                 if released is not None and key not in recs.released:
                     doc = json.dumps({"released": released}).encode()
-                    written += _put(t, _rel(instrument, key, released=True), doc)
+                    written += _put(t, _rel(instrument, key, released=True), doc, released)
         except AcqdError as exc:
             problems.append(f"tier {t.name}: hold records not written: {exc}")
     return written, problems
