@@ -27,12 +27,12 @@ import xxhash
 from acqd import journal as jr
 from acqd.errors import AcqdError, NameTakenError
 from acqd.journal import Journal
-from acqd.naming import is_temp
+from acqd.naming import HOLDS, is_temp
 from acqd.storage.base import Tier
 
 log = logging.getLogger(__name__)
 
-LEDGER = "~acqd-holds"
+LEDGER = HOLDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,3 +314,27 @@ def test_a_sweep_reads_only_the_records_it_has_not_read_before(tmp_path: Path) -
         assert len(opened) == 1
     finally:
         fresh.close()
+
+
+def test_hold_records_do_not_make_a_new_tier_look_like_another_daemons_data(tmp_path: Path) -> None:
+    """A daemon claims the instrument's prefix on a tier before its first write, and refuses one that
+    already holds objects its journal does not know (`acqd adopt`). A hold record is no such data: a
+    hold placed before the first start (or a tier that was down at the start, whose records the first
+    sweep writes before the claim) must not make the daemon refuse the tier."""
+    from tests.conftest import run_acqd, tree, write_config
+
+    acq, central = tmp_path / "acq", tmp_path / "central"
+    (acq / "alice_0101").mkdir(parents=True)
+    (acq / "alice_0101" / "movie.mrc").write_bytes(os.urandom(20_000))
+    central.mkdir()
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"instrument: krios\nstate_dir: {tmp_path}/state\nwatch:\n  - {{path: {acq}}}\n"
+        f"tiers:\n  central: {{url: 'file://{central}'}}\n",
+    )
+    r = run_acqd("hold", "alice_0101", "--until", "2099-01-01", "--reason", "paper", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert list((central / "krios" / "~acqd-holds").iterdir())
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
+    assert r.returncode == 0, r.stderr
+    assert any(p.endswith("movie.mrc") for p in tree(central)), r.stderr

@@ -21,7 +21,7 @@ from acqd.config import redact_url
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, NameTakenError, PermanentError
 from acqd.fsops import libc, rename_noreplace_at
-from acqd.naming import NAME_MAX, is_temp, temp_name
+from acqd.naming import HOLDS, NAME_MAX, is_temp, temp_name
 from acqd.storage.errors import DestinationError, translate
 
 T = TypeVar("T")
@@ -589,13 +589,20 @@ class Tier:
     def has_objects(self, rel: str) -> bool:
         """Whether anything is stored below `rel` (stops at the first object where it can). acqd's
         hidden temporaries do not count: they hold nothing anybody relies on (a write in flight, or
-        one a crash left, removed at the next start)."""
+        one a crash left, removed at the next start), nor do the holds' records (`~acqd-holds/`: a
+        hold placed before the daemon's first start is no data another journal wrote)."""
         with self._edge("list", rel):
             path = self.path(rel)
             if self.local:
-                return any(not is_temp(name) for _dirpath, _dirs, files in os.walk(path) for name in files)
+                for _dirpath, dirs, files in os.walk(path):
+                    dirs[:] = [d for d in dirs if d != HOLDS]
+                    if any(not is_temp(name) for name in files):
+                        return True
+                return False
             fs = self._looking()
-            return bool(fs.exists(path)) and any(not is_temp(p.rpartition("/")[2]) for p in fs.find(path))
+            return bool(fs.exists(path)) and any(
+                not is_temp(p.rpartition("/")[2]) and f"/{HOLDS}/" not in p for p in fs.find(path)
+            )
 
     def find(self, rel: str = "") -> list[str]:
         """Every object below `rel`, relative to the tier root (for checks and tests)."""
