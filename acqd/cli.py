@@ -1076,6 +1076,7 @@ def owner_page_cmd(
             raise ConfigError(f"{config}: no `policy:` configured; the owner page shows the policy's dates")
         address = bind or cfg.owner_page.bind
         jexec = ThreadPoolExecutor(1, thread_name_prefix="acqd-journal")
+        tier_io = ThreadPoolExecutor(2, thread_name_prefix="acqd-records")
         j = Journal(journal_path(cfg.state_dir))
         try:
             tiers = build_tiers(cfg)
@@ -1083,9 +1084,13 @@ def owner_page_cmd(
             async def records() -> None:  # the holds' records on the tiers (acqd.holdledger)
                 from acqd import holdledger
 
-                await asyncio.get_running_loop().run_in_executor(
-                    jexec, holdledger.sync, j, tiers.values(), cfg.instrument
-                )
+                # the tiers on threads of their own: a tier that does not answer must not hold the
+                # journal's one thread, which every page needs
+                loop, tl = asyncio.get_running_loop(), list(tiers.values())
+                seen, _ = await loop.run_in_executor(tier_io, holdledger.read_tiers, tl, cfg.instrument)
+                await loop.run_in_executor(jexec, holdledger.to_journal, j, seen, len(tl))
+                mine = await loop.run_in_executor(jexec, holdledger.journal_holds, j)
+                await loop.run_in_executor(tier_io, holdledger.to_tiers, mine, tl, cfg.instrument, seen)
 
             app = op_serve.build(
                 cfg, journal=j, jexec=jexec, policy=lambda: policy, mailer=build_mailer(cfg), on_holds_changed=records
@@ -1103,6 +1108,7 @@ def owner_page_cmd(
 
             asyncio.run(main())
         finally:
+            tier_io.shutdown(wait=False, cancel_futures=True)
             jexec.shutdown(wait=True)
             j.close()
 

@@ -33,6 +33,7 @@ from acqd.storage.base import Tier
 log = logging.getLogger(__name__)
 
 LEDGER = HOLDS
+RECORD_MAX = 64 << 10  # bytes read of one record (a forged one of gigabytes is not read whole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,10 @@ def read_tier(tier: Tier, instrument: str) -> TierRecords:
 
 def _read_one(tier: Tier, name: str, base: str) -> LedgerHold | float | None:
     with tier.open_read(name) as f:
-        data = f.read()
+        data = f.read(RECORD_MAX + 1)
+    if len(data) > RECORD_MAX:  # acqd writes a few hundred bytes; the name does not cover the reason
+        log.warning("tier %s: hold record %s is larger than %d bytes (ignored)", tier.name, name, RECORD_MAX)
+        return None
     try:
         if base.endswith(".released.json"):
             return _finite(json.loads(data)["released"])

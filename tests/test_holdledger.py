@@ -102,6 +102,9 @@ def test_a_damaged_record_is_skipped_and_the_others_still_count(tmp_path: Path) 
         # JSON's NaN: a record whose name matches, which the journal's NOT NULL column refuses
         nan = holdledger.LedgerHold("/acq", "dave_0104", float("nan"), "forged", 6 * DAY)
         (folder / f"{nan.key}.json").write_bytes(nan.encode())
+        # a record of 8 MiB under a matching name (the key does not cover the reason): not read whole
+        big = holdledger.LedgerHold("/acq", "dave_0104", 400 * DAY, "x" * (8 << 20), 7 * DAY)
+        (folder / f"{big.key}.json").write_bytes(big.encode())
     fresh = Journal(tmp_path / "state2" / "journal.sqlite")
     try:
         done = holdledger.sync(fresh, tiers.values(), "krios")
