@@ -587,6 +587,69 @@ def test_a_file_renamed_over_the_name_at_the_moment_of_the_release_is_kept(
 
 
 @pytest.mark.slow
+def test_a_crash_while_a_batch_release_has_a_file_aside_puts_it_back_and_finishes(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Killed at the 7th move-aside of a batch of 30 small files (`after_move_aside:7`): six released,
+    one under its hidden name, the rest begun and untouched. The next start puts the one back, and
+    every file ends released with its copy stored once; no hidden name is left."""
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    data = {f"m_{i:03}.mdoc": os.urandom(1500 + i) for i in range(30)}
+    for name, b in data.items():
+        (watch / "sess" / name).write_bytes(b)
+    cfg = config(tmp_path, watch, dest, state)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_move_aside:7"))
+    assert r.returncode == -9, r.stderr
+    left = sorted(p.name for p in (watch / "sess").iterdir())
+    assert len([n for n in left if n.startswith(".~acqd-release.")]) == 1 and len(left) == 30 - 6
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
+    assert r.returncode == 0, r.stderr
+    assert list((watch / "sess").iterdir()) == []
+    assert sorted(stored(dest).values()) == sorted(data.values())
+    assert set(journal_states(state).values()) == {"released"}
+
+
+@pytest.mark.slow
+def test_a_swap_in_the_middle_of_a_batch_release_of_small_files_keeps_it(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Small files ship and release as a batch (`_release_together`, one look, one journal group):
+    another program renames its new version over one name in the middle of the batch at the instant of
+    its release. That one is kept and shipped as a new version; the others before and after it are
+    released; nothing is lost and no hidden release name is left."""
+    from tests.faults import install_os_faults, set_faults
+
+    watch, dest, state = dirs
+    control, staging = tmp_path / "os-faults.json", tmp_path / "staging"
+    staging.mkdir()
+    new = b"new version " + os.urandom(3000)
+    (staging / "f_020.mdoc.new").write_bytes(new)
+    set_faults(control, swap_at_release={"name": "f_020.mdoc", "from": str(staging / "f_020.mdoc.new")})
+    repo = Path(__file__).resolve().parent.parent
+    hook = install_os_faults(tmp_path / "hook")
+    env = dict(
+        os.environ,
+        ACQD_TEST_OS_FAULTS=str(control),
+        PYTHONPATH=os.pathsep.join([hook, str(repo), os.environ.get("PYTHONPATH", "")]),
+    )
+    (watch / "sess").mkdir()
+    olds = {f"f_{i:03}.mdoc": os.urandom(2000 + i) for i in range(40)}
+    for name, data in olds.items():
+        (watch / "sess" / name).write_bytes(data)
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state)), env=env)
+    try:
+        wait_for(lambda: not (staging / "f_020.mdoc.new").exists(), 60, "the swap", d, state)
+        wait_for(lambda: new in stored(dest).values(), 60, "the new version shipped", d, state)
+        wait_for(lambda: list((watch / "sess").iterdir()) == [], 60, "every file released", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert sorted(stored(dest).values()) == sorted([*olds.values(), new])
+    assert audit(state, "release-skipped"), "the swapped file was released as if it were the old one"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("compress", ["none", "zstd"])
 def test_s3_object_replaced_with_the_same_size_is_caught_by_its_checksum_metadata(
     dirs: tuple[Path, Path, Path], tmp_path: Path, request: pytest.FixtureRequest, compress: str
