@@ -26,6 +26,11 @@ _EXT_MAX = 32  # bytes of a name's extension (with its dot) kept in the name of 
 BLOCKED = "kept: the hidden name a release moves a file to is taken by another file"
 
 
+class LeftAside(OSError):
+    """The file was moved to its hidden release name and neither unlinked nor put back (an I/O error):
+    the release must stay begun in the journal, so that the next start puts it back (put_back_aside)."""
+
+
 class NotBelow(Exception):
     """The path does not lead to a file below the root without a symlink (the reason is the message)."""
 
@@ -104,12 +109,15 @@ def unlink_below(root: str, rel: str, refuse: Callable[[os.stat_result], str | N
             except FileNotFoundError:
                 return GONE
             crash_point("after_move_aside")
-            moved = os.stat(aside, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISREG(moved.st_mode) and _same(moved, st):
-                os.unlink(aside, dir_fd=fd)
-                crash_point("during_release")
-                return None
-            where = _put_back(fd, aside, name, moved)
+            try:
+                moved = os.stat(aside, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISREG(moved.st_mode) and _same(moved, st):
+                    os.unlink(aside, dir_fd=fd)
+                    crash_point("during_release")
+                    return None
+                where = _put_back(fd, aside, name, moved)
+            except OSError as exc:
+                raise LeftAside(exc.errno, f"{exc.strerror}: left under its hidden name {aside!r}", name) from exc
             return f"replaced by another file at the instant of its release (kept{where}; shipped as a new version)"
     except FileNotFoundError:
         return GONE

@@ -322,6 +322,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_a_crash_while_a_file_is_moved_aside_for_its_release_puts_it_back",),
     ),
     Mutant(
+        "release-left-aside-ended",
+        "a release whose file could be neither unlinked nor put back is ended (the file stays hidden for ever)",
+        "acqd/unlink.py",
+        "                raise LeftAside(exc.errno,",
+        "                raise OSError(exc.errno,",
+        ("tests/test_release.py::test_a_file_the_release_could_not_put_back_is_put_back_at_the_next_start",),
+    ),
+    Mutant(
         "hold-records-not-synced",
         "a sweep does not read the holds' records on the tiers (a journal restored from a backup forgets later holds)",
         "acqd/retention.py",

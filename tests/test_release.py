@@ -587,6 +587,47 @@ def test_a_file_renamed_over_the_name_at_the_moment_of_the_release_is_kept(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("others", [0, 20])
+def test_a_file_the_release_could_not_put_back_is_put_back_at_the_next_start(
+    dirs: tuple[Path, Path, Path], tmp_path: Path, others: int
+) -> None:
+    """Another program renames its new version over the name at the instant of the release (so the
+    new, unshipped file is the one moved aside), and moving it back fails (EIO). The release must stay
+    begun in the journal, so that the next start puts the file back: it used to be ended, and the new
+    version stayed under its hidden name, which no scan ships, for ever."""
+    from tests.faults import install_os_faults, set_faults
+
+    watch, dest, state = dirs
+    control, staging = tmp_path / "os-faults.json", tmp_path / "staging"
+    staging.mkdir()
+    new = b"new version " + os.urandom(30_000)
+    (staging / "f.mdoc.new").write_bytes(new)
+    set_faults(control, swap_at_release={"name": "f.mdoc", "from": str(staging / "f.mdoc.new")}, fail_put_back=True)
+    repo = Path(__file__).resolve().parent.parent
+    hook = install_os_faults(tmp_path / "hook")
+    env = dict(
+        os.environ,
+        ACQD_TEST_OS_FAULTS=str(control),
+        PYTHONPATH=os.pathsep.join([hook, str(repo), os.environ.get("PYTHONPATH", "")]),
+    )
+    (watch / "sess").mkdir()
+    old = os.urandom(40_000)
+    (watch / "sess" / "f.mdoc").write_bytes(old)
+    for i in range(others):  # released with it, as one batch
+        (watch / "sess" / f"e_{i:02}.mdoc").write_bytes(os.urandom(1000 + i))
+    cfg = config(tmp_path, watch, dest, state)
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "5s", env=env)
+    assert not (staging / "f.mdoc.new").exists(), r.stderr  # the swap happened
+    assert "put back at the next start" in r.stderr
+    assert [p.name for p in (watch / "sess").iterdir() if p.name.startswith(".~acqd-release.")], r.stderr
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")  # the disk is well again
+    assert r.returncode == 0, r.stderr
+    assert not [p.name for p in (watch / "sess").iterdir() if p.name.startswith(".~acqd-release.")], r.stderr
+    assert new in stored(dest).values() and old in stored(dest).values(), r.stderr
+    assert len(stored(dest)) == others + 2
+
+
+@pytest.mark.slow
 def test_a_crash_while_a_batch_release_has_a_file_aside_puts_it_back_and_finishes(
     dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
