@@ -876,6 +876,9 @@ def hold(
     instrument: Annotated[
         str | None, typer.Option(help="with --hub: only this instrument's files (default: any instrument's)")
     ] = None,
+    wait: Annotated[
+        str, typer.Option("--wait", help="how long to wait for the tiers to take the hold's record (e.g. 30s)")
+    ] = "30s",
 ) -> None:
     """Keep a session, a folder or one file from being purged or moved off its tier until a date."""
     from acqd import journal as jr
@@ -912,6 +915,7 @@ def hold(
         if not release and (until is None or not reason):
             raise ConfigError("a hold needs --until DATE and --reason TEXT")
         u = _when(until) if until is not None else 0.0
+        wait_s = _duration("--wait", wait)
         if not release and u <= time.time():
             raise ConfigError(f"--until {until} is in the past")
         roots = [str(w.path) for w in cfg.watch] if cfg is not None else []
@@ -924,26 +928,34 @@ def hold(
                     for tg in resolve(j, target, roots, tier_urls).targets:
                         n += jr.release_hold(j, tg.path, time.time(), root=tg.root)
                 out.print(f"released {n} hold(s) on {target}", markup=False)
-                _hold_records(j, cfg)
+                _hold_records(j, cfg, wait_s)
                 return
             assert reason is not None
             res = resolve(j, target, roots, tier_urls)
             for tg in res.targets:
                 jr.add_hold(j, tg.path, u, reason, time.time(), root=tg.root, asked=target)
-            _hold_records(j, cfg)
+            # said before the tiers are asked: the hold is in force from here, whatever they answer
+            out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
+            out.print(f"  covers {res.describe()}", markup=False)
+            _hold_records(j, cfg, wait_s)
         finally:
             j.close()
-    out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
-    out.print(f"  covers {res.describe()}", markup=False)
 
 
-def _hold_records(j: Journal, cfg: Config | None) -> None:
+def _hold_records(j: Journal, cfg: Config | None, wait: float) -> None:
     """Write the journal's holds (and releases) as records on every tier (acqd.holdledger), where a
-    journal restored from a backup finds them again. A tier that cannot be reached is named; the
-    daemon's next retention sweep writes its records."""
+    journal restored from a backup finds them again. The hold is in the journal already: whatever
+    happens here is a warning, never a failure of the command. Each tier gets at most `wait` seconds
+    (a server that accepts and never answers would hold the command for minutes); a tier that cannot
+    be reached is named, and the daemon's next retention sweep writes its records."""
+    import threading
+    from collections.abc import Callable
+
     from acqd import holdledger
     from acqd.daemon import build_tiers
+    from acqd.storage.base import Tier
 
+    later = "the hold is in the journal, and the daemon's next retention sweep records it there"
     if cfg is None:
         err.print(
             "note: without --config the hold is in the journal only; the daemon's next retention sweep "
@@ -951,17 +963,55 @@ def _hold_records(j: Journal, cfg: Config | None) -> None:
             markup=False,
         )
         return
-    tiers = build_tiers(cfg)
     try:
-        done = holdledger.sync(j, tiers.values(), cfg.instrument)
+        tiers = build_tiers(cfg)
+    except Exception as exc:
+        err.print(f"warning: hold records not written: {exc}; {later}", markup=False)
+        return
+    problems: list[str] = []
+    stuck: set[str] = set()
+
+    def each(step: Callable[[Tier], list[str]]) -> None:
+        """`step` on every tier not stuck yet, at once, for at most `wait` seconds in all; the
+        problems it returns, and a line per tier that did not finish in time, go to `problems`."""
+
+        def run(t: Tier) -> None:
+            try:
+                problems.extend(step(t))
+            except Exception as exc:
+                problems.append(f"tier {t.name}: hold records: {exc}")
+
+        threads = {n: threading.Thread(target=run, args=(t,), daemon=True) for n, t in tiers.items() if n not in stuck}
+        for th in threads.values():
+            th.start()
+        deadline = time.monotonic() + wait
+        for n, th in threads.items():
+            th.join(max(0.0, deadline - time.monotonic()))
+            if th.is_alive():  # left behind: a daemon thread, it ends with the command
+                stuck.add(n)
+                problems.append(f"tier {n}: did not answer within {wait:g} s")
+
+    got: dict[str, holdledger.TierRecords] = {}  # written by the threads (a stuck one may still, later)
+
+    def read(t: Tier) -> list[str]:
+        recs, more = holdledger.read_tiers([t], cfg.instrument)
+        got.update(recs)
+        return more
+
+    try:
+        each(read)
+        seen = {n: r for n, r in list(got.items()) if n not in stuck}
+        holdledger.to_journal(j, seen, len(tiers))
+        mine = holdledger.journal_holds(j)
+        each(lambda t: holdledger.to_tiers(mine, [t], cfg.instrument, seen)[1])
+    except Exception as exc:
+        problems.append(f"hold records not synced: {exc}")
     finally:
-        for t in tiers.values():
-            t.close()
-    for p in done.problems:
-        err.print(
-            f"warning: {p}; the hold is in the journal, and the daemon's next retention sweep records it there",
-            markup=False,
-        )
+        for n, t in tiers.items():
+            if n not in stuck:
+                t.close()
+    for p in problems:
+        err.print(f"warning: {p}; {later}", markup=False)
 
 
 def _hold_in_catalog(
@@ -1032,6 +1082,7 @@ def owner_page_cmd(
             raise ConfigError(f"{config}: no `policy:` configured; the owner page shows the policy's dates")
         address = bind or cfg.owner_page.bind
         jexec = ThreadPoolExecutor(1, thread_name_prefix="acqd-journal")
+        tier_io = ThreadPoolExecutor(2, thread_name_prefix="acqd-records")
         j = Journal(journal_path(cfg.state_dir))
         try:
             tiers = build_tiers(cfg)
@@ -1039,9 +1090,13 @@ def owner_page_cmd(
             async def records() -> None:  # the holds' records on the tiers (acqd.holdledger)
                 from acqd import holdledger
 
-                await asyncio.get_running_loop().run_in_executor(
-                    jexec, holdledger.sync, j, tiers.values(), cfg.instrument
-                )
+                # the tiers on threads of their own: a tier that does not answer must not hold the
+                # journal's one thread, which every page needs
+                loop, tl = asyncio.get_running_loop(), list(tiers.values())
+                seen, _ = await loop.run_in_executor(tier_io, holdledger.read_tiers, tl, cfg.instrument)
+                await loop.run_in_executor(jexec, holdledger.to_journal, j, seen, len(tl))
+                mine = await loop.run_in_executor(jexec, holdledger.journal_holds, j)
+                await loop.run_in_executor(tier_io, holdledger.to_tiers, mine, tl, cfg.instrument, seen)
 
             app = op_serve.build(
                 cfg, journal=j, jexec=jexec, policy=lambda: policy, mailer=build_mailer(cfg), on_holds_changed=records
@@ -1059,6 +1114,7 @@ def owner_page_cmd(
 
             asyncio.run(main())
         finally:
+            tier_io.shutdown(wait=False, cancel_futures=True)
             jexec.shutdown(wait=True)
             j.close()
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -25,12 +27,13 @@ import xxhash
 from acqd import journal as jr
 from acqd.errors import AcqdError, NameTakenError
 from acqd.journal import Journal
-from acqd.naming import is_temp
+from acqd.naming import HOLDS, is_temp
 from acqd.storage.base import Tier
 
 log = logging.getLogger(__name__)
 
-LEDGER = "~acqd-holds"
+LEDGER = HOLDS
+RECORD_MAX = 64 << 10  # bytes read of one record (a forged one of gigabytes is not read whole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +67,16 @@ class LedgerHold:
     @classmethod
     def decode(cls, data: bytes) -> LedgerHold:
         d = json.loads(data)
-        until, created = float(d["until"]), float(d["created"])
+        until, created = _finite(d["until"]), _finite(d["created"])
         return cls(str(d["root"]), str(d["target"]), until, str(d["reason"]), created, str(d["placed_by"]))
+
+
+def _finite(v: object) -> float:
+    """A time from a record: a finite number (JSON lets NaN and Infinity through, which the journal's
+    NOT NULL columns refuse: one such record would stop every sync, and with it every sweep)."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"not a finite number: {v!r}")
+    return float(v)
 
 
 @dataclass
@@ -80,6 +91,8 @@ class TierRecords:
 class Synced:
     restored: list[LedgerHold] = field(default_factory=list)  # put back into the journal
     released: list[LedgerHold] = field(default_factory=list)  # releases put back into the journal
+    # release records not obeyed: the hold stays in force (not every tier of the daemon has the record)
+    ignored_releases: list[LedgerHold] = field(default_factory=list)
     written: int = 0  # records written to tiers
     problems: list[str] = field(default_factory=list)  # tiers not reached (retried at the next sync)
 
@@ -88,29 +101,51 @@ def _rel(instrument: str, key: str, released: bool = False) -> str:
     return f"{instrument}/{LEDGER}/{key}{'.released' if released else ''}.json"
 
 
+# what each tier's records said, by name: a record is never rewritten (a hold's name is the hash of
+# what it says, a release's is written once), so a sweep lists the folder and reads only names it has
+# not read before (2,000 holds on S3 were 2,000 GETs, 13 s, at every sweep)
+_READ: weakref.WeakKeyDictionary[Tier, dict[str, LedgerHold | float]] = weakref.WeakKeyDictionary()
+
+
 def read_tier(tier: Tier, instrument: str) -> TierRecords:
     """The records on one tier. AcqdError if it cannot be listed or read; a record that does not
     parse is logged and skipped (the journal and the other tiers still have it)."""
     out = TierRecords()
+    known = _READ.setdefault(tier, {})
     names = [n for n in tier.find(f"{instrument}/{LEDGER}") if n.endswith(".json")]
     for name in names:
         base = name.rpartition("/")[2]
         if is_temp(base):
             continue  # a record being written (or left by a crash): not one yet
-        with tier.open_read(name) as f:
-            data = f.read()
-        try:
-            if base.endswith(".released.json"):
-                out.released[base.removesuffix(".released.json")] = float(json.loads(data)["released"])
-            else:
-                h = LedgerHold.decode(data)
-                if h.key == base.removesuffix(".json"):
-                    out.holds[h.key] = h
-                else:
-                    log.warning("tier %s: hold record %s does not match its name (ignored)", tier.name, name)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("tier %s: hold record %s cannot be read (ignored): %s", tier.name, name, exc)
+        rec = known.get(name)
+        if rec is None:
+            rec = _read_one(tier, name, base)
+            if rec is None:
+                continue
+            known[name] = rec
+        if isinstance(rec, LedgerHold):
+            out.holds[rec.key] = rec
+        else:
+            out.released[base.removesuffix(".released.json")] = rec
     return out
+
+
+def _read_one(tier: Tier, name: str, base: str) -> LedgerHold | float | None:
+    with tier.open_read(name) as f:
+        data = f.read(RECORD_MAX + 1)
+    if len(data) > RECORD_MAX:  # acqd writes a few hundred bytes; the name does not cover the reason
+        log.warning("tier %s: hold record %s is larger than %d bytes (ignored)", tier.name, name, RECORD_MAX)
+        return None
+    try:
+        if base.endswith(".released.json"):
+            return _finite(json.loads(data)["released"])
+        h = LedgerHold.decode(data)
+        if h.key == base.removesuffix(".json"):
+            return h
+        log.warning("tier %s: hold record %s does not match its name (ignored)", tier.name, name)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("tier %s: hold record %s cannot be read (ignored): %s", tier.name, name, exc)
+    return None
 
 
 def read_tiers(tiers: Iterable[Tier], instrument: str) -> tuple[dict[str, TierRecords], list[str]]:
@@ -125,12 +160,14 @@ def read_tiers(tiers: Iterable[Tier], instrument: str) -> tuple[dict[str, TierRe
     return got, problems
 
 
-def _put(tier: Tier, rel: str, data: bytes) -> bool:
-    """Write one record unless it is there; True if written."""
+def _put(tier: Tier, rel: str, data: bytes, rec: LedgerHold | float) -> bool:
+    """Write one record unless it is there; True if written. Not booked against the tier's bandwidth
+    schedule (a few hundred bytes; the sweep waits for it)."""
     try:
-        tier.write_atomic(rel, [data])
+        tier.write_atomic(rel, [data], paced=False)
     except NameTakenError:
         return False
+    _READ.setdefault(tier, {})[rel] = rec  # what it says, without reading it back at the next sweep
     return True
 
 
@@ -146,23 +183,39 @@ def _rows(j: Journal) -> list[tuple[int, LedgerHold, float | None]]:
     ]
 
 
-def to_journal(j: Journal, seen: dict[str, TierRecords]) -> Synced:
-    """Put into the journal the holds and releases the tiers' records have and it lacks."""
+def to_journal(j: Journal, seen: dict[str, TierRecords], tiers: int | None = None) -> Synced:
+    """Put into the journal the holds and releases the tiers' records have and it lacks.
+
+    A hold record only ever adds protection, so one copy on one tier is enough. A release record
+    takes it away, and anyone who can write to one tier can write one (the key is in the hold's
+    record): it counts only if every one of the daemon's `tiers` was read and has it (the daemon
+    writes it to all of them), so that it gives nobody a power over the data they do not already
+    have by writing to every tier. Otherwise the hold stays in force, and is named (`ignored_releases`):
+    a journal restored from a backup taken before a release keeps the hold until it ends or is
+    released again, which keeps data longer than asked and loses nothing."""
     out = Synced()
     mine = journal_holds(j)
     holds: dict[str, LedgerHold] = {}
     released: dict[str, float] = {}
+    everywhere = tiers is None or (len(seen) == tiers and tiers > 0)
     for recs in seen.values():
         holds.update(recs.holds)
-        for k, when in recs.released.items():
-            released[k] = min(when, released.get(k, when))
+    for k in set().union(*(recs.released for recs in seen.values())) if seen else set():
+        whens = [recs.released.get(k) for recs in seen.values()]
+        if everywhere and all(w is not None for w in whens):
+            released[k] = min(w for w in whens if w is not None)
     for key, h in sorted(holds.items(), key=lambda kv: kv[1].created):
+        said = any(key in recs.released for recs in seen.values())
         if key not in mine:
             jr.restore_hold(j, h.target, h.until, h.reason, h.created, h.root, h.placed_by, released.get(key))
             out.restored.append(h)
-        elif key in released and mine[key][2] is None:
+            if said and key not in released:
+                out.ignored_releases.append(h)
+        elif mine[key][2] is None and key in released:
             jr.release_hold_id(j, mine[key][0], released[key], via="hold records at the destination")
             out.released.append(h)
+        elif mine[key][2] is None and said:
+            out.ignored_releases.append(h)
     return out
 
 
@@ -180,11 +233,11 @@ def to_tiers(
             continue  # not read: not written either (retried at the next sync)
         try:
             for key, (_i, h, released) in j_holds.items():
-                if key not in recs.holds and _put(t, _rel(instrument, key), h.encode()):
+                if key not in recs.holds and _put(t, _rel(instrument, key), h.encode(), h):
                     written += 1
                 if released is not None and key not in recs.released:
                     doc = json.dumps({"released": released}).encode()
-                    written += _put(t, _rel(instrument, key, released=True), doc)
+                    written += _put(t, _rel(instrument, key, released=True), doc, released)
         except AcqdError as exc:
             problems.append(f"tier {t.name}: hold records not written: {exc}")
     return written, problems
@@ -195,7 +248,7 @@ def sync(j: Journal, tiers: Iterable[Tier], instrument: str) -> Synced:
     the tiers' records into the journal, then the journal's holds onto the tiers."""
     tiers = list(tiers)
     seen, problems = read_tiers(tiers, instrument)
-    out = to_journal(j, seen)
+    out = to_journal(j, seen, len(tiers))
     out.written, more = to_tiers(journal_holds(j), tiers, instrument, seen)
     out.problems = problems + more
     return out

@@ -30,6 +30,7 @@ MANIFEST = "~acqd-manifest.json"
 CLAIM = "~acqd-claim.json"
 TEMP_PREFIX = ".~acqd-tmp."  # + the final component's name
 TEMP_HASHED = ".~acqd-tmp-"  # + a hash of it, when the name is too long to take the prefix
+HOLDS = "~acqd-holds"  # INSTRUMENT/~acqd-holds/: the holds' records on a tier (acqd.holdledger), no data
 RELEASE_ASIDE = ".~acqd-release."  # + the inode number: a released file moved aside, then unlinked
 NAME_MAX = 255  # bytes in one path component, on every filesystem acqd ships to
 SUFFIXES = ("", ".tif", ".zarr", ".zst")

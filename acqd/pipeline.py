@@ -69,7 +69,7 @@ from acqd.recheck import CopyCheck, check_copy
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import Observed
 from acqd.storage import Tier, check_name
-from acqd.unlink import BLOCKED, GONE, NotBelow, lstat_below, put_back_aside, unlink_below
+from acqd.unlink import BLOCKED, GONE, LeftAside, NotBelow, lstat_below, put_back_aside, unlink_below
 from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
@@ -1533,6 +1533,9 @@ class Pipeline:
                 released.append((c, len(calls)))
                 calls.append(partial(self.journal.mark, row.id, State.RELEASED, None, path=path))
                 continue
+            if isinstance(why, LeftAside):  # the release stays begun: the next start puts it back
+                log.error("release of %r failed half way: %s (put back at the next start)", c.rel, why.strerror)
+                continue
             calls.append(partial(self.journal.end_release, row.id))
             if isinstance(why, OSError):
                 log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, why.strerror)
@@ -1839,6 +1842,10 @@ class Pipeline:
         crash_point("before_release")
         try:
             why = await self._io(unlink_below, ctx.root, c.rel, refuse)
+        except LeftAside as exc:  # the release stays begun: the next start puts it back
+            self._held.pop(key, None)
+            log.error("release of %r failed half way: %s (put back at the next start)", c.rel, exc.strerror)
+            return
         except OSError as exc:
             await self._j(self.journal.end_release, row.id)
             log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, exc.strerror)

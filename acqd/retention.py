@@ -324,7 +324,7 @@ class RetentionRunner:
             return
         j, tiers = self.store.journal, list(self.tiers.values())
         seen, problems = await self._io(holdledger.read_tiers, tiers, self.instrument)
-        got = await self._j(holdledger.to_journal, j, seen)
+        got = await self._j(holdledger.to_journal, j, seen, len(tiers))
         mine = await self._j(holdledger.journal_holds, j)
         _written, more = await self._io(holdledger.to_tiers, mine, tiers, self.instrument, seen)
         for h in got.restored:
@@ -348,6 +348,13 @@ class RetentionRunner:
             )
         for h in got.released:
             log.warning("retention: the hold on %s was released elsewhere since the journal's backup", h.target)
+        for h in got.ignored_releases:
+            log.warning(
+                "retention: the hold on %s stays in force: a record at the destination says it was released, but "
+                "not on every tier (a journal restored from before a release, or a record written by someone "
+                "else); release it again with `acqd hold --release` if that is meant",
+                h.target,
+            )
         for p in problems + more:
             log.warning("retention: %s (the journal keeps the holds; tried again at the next sweep)", p)
 

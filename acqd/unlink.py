@@ -22,7 +22,13 @@ from acqd.naming import NAME_MAX, release_aside
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 GONE = "already gone"
+_EXT_MAX = 32  # bytes of a name's extension (with its dot) kept in the name of a file put back beside it
 BLOCKED = "kept: the hidden name a release moves a file to is taken by another file"
+
+
+class LeftAside(OSError):
+    """The file was moved to its hidden release name and neither unlinked nor put back (an I/O error):
+    the release must stay begun in the journal, so that the next start puts it back (put_back_aside)."""
 
 
 class NotBelow(Exception):
@@ -103,12 +109,15 @@ def unlink_below(root: str, rel: str, refuse: Callable[[os.stat_result], str | N
             except FileNotFoundError:
                 return GONE
             crash_point("after_move_aside")
-            moved = os.stat(aside, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISREG(moved.st_mode) and _same(moved, st):
-                os.unlink(aside, dir_fd=fd)
-                crash_point("during_release")
-                return None
-            where = _put_back(fd, aside, name, moved)
+            try:
+                moved = os.stat(aside, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISREG(moved.st_mode) and _same(moved, st):
+                    os.unlink(aside, dir_fd=fd)
+                    crash_point("during_release")
+                    return None
+                where = _put_back(fd, aside, name, moved)
+            except OSError as exc:
+                raise LeftAside(exc.errno, f"{exc.strerror}: left under its hidden name {aside!r}", name) from exc
             return f"replaced by another file at the instant of its release (kept{where}; shipped as a new version)"
     except FileNotFoundError:
         return GONE
@@ -129,13 +138,16 @@ def _put_back(fd: int, aside: str, name: str, st: os.stat_result) -> str:
         return ""
     except FileExistsError:
         pass
+    raw = os.fsencode(name)
+    stem, dot, ext = raw.rpartition(b".")
+    if not stem or len(dot + ext) > _EXT_MAX:  # no extension, a dot file, or an "extension" that is no such thing
+        stem, dot, ext = raw, b"", b""
     for n in range(1, 1000):
-        stem, dot, ext = name.rpartition(".")
-        if not stem:  # no extension (or a dot file)
-            stem, dot, ext = name, "", ""
-        tail = f"~acqd-kept-{st.st_ino}" + (f"-{n}" if n > 1 else "") + dot + ext
-        room = NAME_MAX - len(tail.encode("utf-8", "surrogateescape"))
-        kept = stem.encode("utf-8", "surrogateescape")[: max(room, 1)].decode("utf-8", "ignore") + tail
+        tail = f"~acqd-kept-{st.st_ino}{f'-{n}' if n > 1 else ''}".encode() + dot + ext
+        room = NAME_MAX - len(tail)  # > 0: the tail is at most ~70 bytes
+        while 0 < room < len(stem) and stem[room] & 0xC0 == 0x80:
+            room -= 1  # not in the middle of a UTF-8 character
+        kept = os.fsdecode(stem[:room] + tail)
         try:
             fsops.rename_noreplace_at(fd, aside, fd, kept)
         except FileExistsError:

@@ -12,6 +12,7 @@ python -m bench camera    a camera writing at a fixed rate while acqd catches up
 python -m bench stream    last byte -> verified for a simulated K3 writing movies: whole file vs tail-follow
 python -m bench facility  the facility views over 10^6 catalogued files: usage, the streamed plan, EXPLAIN
 python -m bench cores     every core on one movie: 1 vs 2 threads on one K3 movie; TIFF codecs per strip
+python -m bench holdrecords   the holds' records on the tiers: sync cost per sweep with N holds (folder, S3)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ COMMANDS = {
     "stream": "bench.stream",
     "facility": "bench.facility",
     "cores": "bench.cores",
+    "holdrecords": "bench.holdrecords",
 }
 
 

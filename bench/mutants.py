@@ -322,6 +322,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_a_crash_while_a_file_is_moved_aside_for_its_release_puts_it_back",),
     ),
     Mutant(
+        "release-left-aside-ended",
+        "a release whose file could be neither unlinked nor put back is ended (the file stays hidden for ever)",
+        "acqd/unlink.py",
+        "                raise LeftAside(exc.errno,",
+        "                raise OSError(exc.errno,",
+        ("tests/test_release.py::test_a_file_the_release_could_not_put_back_is_put_back_at_the_next_start",),
+    ),
+    Mutant(
         "hold-records-not-synced",
         "a sweep does not read the holds' records on the tiers (a journal restored from a backup forgets later holds)",
         "acqd/retention.py",
@@ -333,8 +341,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "hold-command-no-record",
         "`acqd hold` keeps the hold in the journal only (no record on the tiers)",
         "acqd/cli.py",
-        "asked=target)\n            _hold_records(j, cfg)\n",
-        "asked=target)\n",
+        "markup=False)\n            _hold_records(j, cfg, wait_s)\n",
+        "markup=False)\n",
         ("tests/test_retention.py::test_a_hold_placed_after_the_journal_backup_survives_its_restore",),
     ),
     Mutant(
@@ -344,6 +352,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "        return any(self.ignored(d) for d in dirs) or (",
         "        return any(self.skipped_file(d) for d in dirs) or (",
         ("tests/test_names.py::test_other_files_ignore_leaves_the_other_files_and_never_the_folders",),
+    ),
+    Mutant(
+        "hold-release-record-one-tier",
+        "a release record on one tier lifts a hold in force (anyone who can write there purges held data)",
+        "acqd/holdledger.py",
+        "        if everywhere and all(w is not None for w in whens):\n",
+        "        if any(w is not None for w in whens):\n",
+        ("tests/test_holdledger.py::test_a_release_marker_written_at_the_destination_does_not_lift_a_hold_in_force",),
+    ),
+    Mutant(
+        "hold-records-count-as-data",
+        "the claim check of a new tier counts the holds' records as another journal's data",
+        "acqd/storage/base.py",
+        "                    dirs[:] = [d for d in dirs if d != HOLDS]\n",
+        "",
+        ("tests/test_holdledger.py::test_hold_records_do_not_make_a_new_tier_look_like_another_daemons_data",),
     ),
     Mutant(
         "transition-same-storage",

@@ -283,6 +283,21 @@ def patch_os(control: str) -> None:
         real_syncfs(fd)
 
     base.sync_filesystem = syncfs  # type: ignore[assignment]
+    # {"fail_put_back": true}: a release's move of a file back to its name (renameat2 through libc,
+    # acqd.fsops) fails with EIO, as on a disk going bad at that instant
+    import acqd.fsops as fsops
+
+    real_noreplace_at = fsops.rename_noreplace_at
+
+    def noreplace_at(src_dir_fd: int | None, src: str, dst_dir_fd: int | None, dst: str) -> None:
+        with ctl._lock:
+            ctl._load()
+            fail = bool(ctl.doc.get("fail_put_back"))
+        if fail and src.startswith(".~acqd-release."):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), dst)
+        real_noreplace_at(src_dir_fd, src, dst_dir_fd, dst)
+
+    fsops.rename_noreplace_at = noreplace_at  # type: ignore[assignment]
 
 
 def install_os_faults(where: Path) -> str:

@@ -391,3 +391,63 @@ def test_check_refuses_a_missing_or_short_secret_and_a_page_without_policy(owner
     no_policy.write_text(o.cfg.model_copy(update={"policy": None}).model_dump_json())
     r = run_acqd("check", "--config", str(no_policy), "--no-probe")
     assert r.returncode == 78 and "no `policy:`" in r.stderr, r.stderr
+
+
+async def test_a_hold_from_the_page_does_not_wait_for_a_tier_that_does_not_answer(
+    owners: Owners, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page writes the hold's records on the tiers after the hold (acqd.holdledger). A tier whose
+    server accepts and never answers (a hung S3 gateway) held the owner's answer for minutes; the
+    hold is in the journal, so the page answers at once and the records follow in the background."""
+    import socket
+    import uuid
+
+    from acqd import holdledger
+    from acqd.storage import open_tier
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    hung = open_tier(
+        "hung", f"s3://b{uuid.uuid4().hex[:8]}/x", {"endpoint_url": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+    )
+    io = ThreadPoolExecutor(1)
+    loop = asyncio.get_running_loop()
+
+    async def records() -> None:
+        await loop.run_in_executor(io, holdledger.read_tier, hung, "krios")
+
+    policy = load_retention(owners.cfg)
+    jexec = ThreadPoolExecutor(1)
+    j = await loop.run_in_executor(jexec, Journal, journal_path(owners.cfg.state_dir))
+    app = serve.build(
+        owners.cfg,
+        journal=j,
+        jexec=jexec,
+        policy=lambda: policy,
+        mailer=build_mailer(owners.cfg),
+        on_holds_changed=records,
+    )
+    token, _ = links.make_token(owners.secret, "alice", time.time() + 30 * DAY)
+    path = f"/o/{token}"
+    csrf = links.csrf_token(owners.secret, links.read_token(owners.secret, token, 0))
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://owners.test") as client:
+            data = {
+                "csrf": csrf,
+                "session": sid(owners, "alice_apoferritin_0101"),
+                "until": day_after(100),
+                "reason": "paper",
+            }
+            r = await asyncio.wait_for(client.post(f"{path}/hold", data=data), 60)
+        assert r.status_code == 303, r.text
+        assert [t for _, t, *_ in jr.hold_records(j, time.time())] == ["alice_apoferritin_0101"]
+    finally:
+        silent.close()  # the hung read ends
+        io.shutdown(wait=False, cancel_futures=True)
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        hung.close()

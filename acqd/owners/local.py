@@ -70,6 +70,7 @@ class JournalData:
         self.journal = journal
         # after a hold is placed or released: its record written on the tiers (acqd.holdledger)
         self.on_holds_changed = on_holds_changed
+        self._recording: set[asyncio.Task[None]] = set()  # records being written (a reference kept)
         self.jexec = jexec
         self._policy = policy
         self.instrument = instrument
@@ -138,13 +139,20 @@ class JournalData:
         return self._mine(owner, sid, now)
 
     async def _recorded(self) -> None:
-        """The hold is in the journal (the page's answer stands); its records on the tiers follow, and
-        if a tier cannot take them now, the next retention sweep writes them."""
+        """The hold is in the journal (the page's answer stands); its records on the tiers follow in
+        the background: the answer does not wait for the tiers (a server that accepts and never
+        answers held the owner's browser for minutes), and if a tier cannot take them now, the next
+        retention sweep writes them."""
         if self.on_holds_changed is None:
             return
+        task = asyncio.ensure_future(self._record(self.on_holds_changed))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record(self, write: Callable[[], Awaitable[None]]) -> None:
         try:
-            await self.on_holds_changed()
-        except (AcqdError, OSError) as exc:
+            await write()
+        except Exception as exc:
             log.warning("owner page: hold records not written to the tiers yet (the next sweep does): %s", exc)
 
     async def hold(self, owner: str, sid: str, until: float, reason: str, now: float, link: str) -> SessionRow:

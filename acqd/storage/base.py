@@ -21,7 +21,7 @@ from acqd.config import redact_url
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, NameTakenError, PermanentError
 from acqd.fsops import libc, rename_noreplace_at
-from acqd.naming import NAME_MAX, is_temp, temp_name
+from acqd.naming import HOLDS, NAME_MAX, is_temp, temp_name
 from acqd.storage.errors import DestinationError, translate
 
 T = TypeVar("T")
@@ -186,14 +186,16 @@ class Tier:
             if wait > 0:
                 time.sleep(wait)
 
-    def write_atomic(self, rel: str, chunks: Iterable[bytes], *, replace: bool = False) -> int:
+    def write_atomic(self, rel: str, chunks: Iterable[bytes], *, replace: bool = False, paced: bool = True) -> int:
         """Stream `chunks` to a hidden temporary, make it durable, then rename it to `rel`.
 
         The rename never replaces an object already under `rel` (NameTakenError) unless `replace`
         is given, which only acqd's own reserved names (manifests, claims) use: replacing a stored
         copy is the caller's decision, made from the journal, by deleting it first.
         Only the filesystem calls are translated into storage errors; an error raised by `chunks`
-        (the source side) propagates as it is. Either way the temporary is removed.
+        (the source side) propagates as it is. Either way the temporary is removed. `paced=False`: a
+        record of acqd's own of a few hundred bytes (acqd.holdledger), not booked against the tier's
+        bandwidth schedule (a 1 B/s window would hold its writer for minutes).
         """
         final = self.path(rel)
         tmp = self.path(temp_name(rel))
@@ -206,7 +208,8 @@ class Tier:
         try:
             for block in chunks:
                 if block:
-                    self._paced(len(block))
+                    if paced:
+                        self._paced(len(block))
                     with self._edge("write", rel):
                         f.write(block)
                     written += len(block)
@@ -586,13 +589,20 @@ class Tier:
     def has_objects(self, rel: str) -> bool:
         """Whether anything is stored below `rel` (stops at the first object where it can). acqd's
         hidden temporaries do not count: they hold nothing anybody relies on (a write in flight, or
-        one a crash left, removed at the next start)."""
+        one a crash left, removed at the next start), nor do the holds' records (`~acqd-holds/`: a
+        hold placed before the daemon's first start is no data another journal wrote)."""
         with self._edge("list", rel):
             path = self.path(rel)
             if self.local:
-                return any(not is_temp(name) for _dirpath, _dirs, files in os.walk(path) for name in files)
+                for _dirpath, dirs, files in os.walk(path):
+                    dirs[:] = [d for d in dirs if d != HOLDS]
+                    if any(not is_temp(name) for name in files):
+                        return True
+                return False
             fs = self._looking()
-            return bool(fs.exists(path)) and any(not is_temp(p.rpartition("/")[2]) for p in fs.find(path))
+            return bool(fs.exists(path)) and any(
+                not is_temp(p.rpartition("/")[2]) and f"/{HOLDS}/" not in p for p in fs.find(path)
+            )
 
     def find(self, rel: str = "") -> list[str]:
         """Every object below `rel`, relative to the tier root (for checks and tests)."""
