@@ -397,8 +397,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "temporaries-count-as-data",
         "a temporary left by a crash counts as data the journal does not know (the daemon refuses to start)",
         "acqd/storage/base.py",
-        "not is_temp(name) for _dirpath",
-        "True for _dirpath",
+        "                    if any(not is_temp(name) for name in files):\n",
+        "                    if any(True for name in files):\n",
         ("tests/test_names.py::test_a_claim_temporary_left_by_a_crash_is_not_data",),
     ),
     Mutant(
