@@ -541,25 +541,42 @@ def test_the_hub_sweep_streams_the_catalog_and_never_holds_it(hub_store: tuple[C
     """The hub's plan reads the copies it manages from a server-side cursor in batches (the
     server's own statement log shows one FETCH per batch, each followed by that batch's warnings),
     holds one batch at a time (Python's peak allocation is a fraction of what one batch of
-    everything takes), and decides exactly what the planner does over everything at once."""
+    everything takes), and decides exactly what the planner does over everything at once, the
+    purge cap counted across batches."""
     import tracemalloc
 
     store, pg, url = hub_store
-    pol = Policy.model_validate(__import__("yaml").safe_load(POLICY))
+    pol = Policy.model_validate(__import__("yaml").safe_load(POLICY + "  caps: {maxItemsPerSweep: 10}\n"))
     now, n, batch = 1000 * DAY, 3000, 40
+
+    def kept(i: int) -> bool:  # *.txt: the policy keeps them
+        return i % 100 >= 2 and i % 3 == 2
+
+    def age(i: int) -> float:  # 1%: purgeable (61-70 days), 1%: to warn (47-57), the other movies young
+        if i % 100 < 2:
+            return (61 + 9 * i / n) if i % 100 == 0 else (47 + 10 * i / n)
+        return 80 * i / n if kept(i) else 40 * i / n  # kept files of every age, between the others
+
+    def name(i: int) -> str:
+        return f"f{i}.txt" if kept(i) else f"f{i}.mrc"
+
     items = [
         Item(
             i,
-            f"{'alice' if i % 3 else 'bob'}_s{i // 100:02d}/f{i}.mrc",
+            f"{'alice' if i % 3 else 'bob'}_s{i // 100:02d}/{name(i)}",
             f"{'alice' if i % 3 else 'bob'}_s{i // 100:02d}",
             "gatan-k3",
             "central",
             1000 + i,
-            now - (70 if i % 100 == 0 else 50 if i % 100 == 1 else 40 * i / n) * DAY,  # 1%: purge, 1%: warn
+            now - age(i) * DAY,
         )
         for i in range(n)
     ]
-    warnings = [Warning_(i, now - 10 * DAY, now - 24 * DAY) for i in range(0, n, 100) if i != 1500]
+    warnings = [  # each announced its expiry, 14 days before it (one never was)
+        Warning_(i, items[i].verified_at + 60 * DAY, items[i].verified_at + 46 * DAY)
+        for i in range(0, n, 100)
+        if i != 1500
+    ]
     holds = [Hold("bob_s02", now + 5 * DAY, "paper")]
     _load(pg, url, store.tiers["central"], items, holds, warnings)
     db_name = url.rpartition("/")[2]
@@ -583,7 +600,8 @@ def test_the_hub_sweep_streams_the_catalog_and_never_holds_it(hub_store: tuple[C
     direct = plan(now, items, pol, holds, warnings)
     assert [_key(a) for a in streamed] == [_key(a) for a in direct] == [_key(a) for a in whole]
     kinds = [a.kind for a in direct]
-    assert kinds.count("purge") == 29 and kinds.count("warn") == 30 and kinds.count("blocked") == 1, kinds
+    # 29 purgeable, spread over the batches: the cap of 10 holds across them, 19 wait (and one hold)
+    assert kinds.count("purge") == 10 and kinds.count("warn") == 30 and kinds.count("blocked") == 20, kinds
     assert sorted(rows) == sorted(a.item.id for a in direct if a.kind != "blocked")  # rows of these only
     assert store.count == n
 
