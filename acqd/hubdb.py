@@ -38,7 +38,8 @@ def _line(exc: BaseException) -> str:
 ITEM_COLS = (
     "h.id, h.instrument, h.journal_id, h.file_id, h.tier, h.dest, h.layout, h.codec, h.source_bytes, "
     "h.stored_bytes, h.checksum, h.verified_at, h.added, f.root, f.relpath, f.version, f.state, f.size, "
-    "f.mtime_ns, f.checksum, f.detector, f.session, extract(epoch FROM f.first_seen), extract(epoch FROM f.updated)"
+    "f.mtime_ns, f.checksum, f.detector, f.session, extract(epoch FROM f.first_seen)::float8,"
+    " extract(epoch FROM f.updated)::float8"
 )
 _ITEM_FROM = (
     " FROM acqd.hub_copies h"
@@ -48,6 +49,15 @@ _ITEM_FROM = (
 )
 #: the copies the hub manages (see HubDb.item_batches)
 ITEMS_SQL = f"SELECT {ITEM_COLS}{_ITEM_FROM}"
+#: the sweep's cursor: the ids of the hub's live copies, oldest first (an index scan of
+#: hub_copies_live_age, whatever the size: one table, no join for the planner to misjudge) ...
+LIVE_IDS_SQL = "SELECT id FROM acqd.hub_copies WHERE state = 'verified' ORDER BY verified_at, id"
+#: ... and per batch of ids (%s), those the hub manages with their files, in the batch's order
+BATCH_SQL = (
+    f"SELECT {ITEM_COLS} FROM unnest(%s::bigint[]) WITH ORDINALITY AS b(id, n) JOIN acqd.hub_copies h ON h.id = b.id"
+    + _ITEM_FROM.split(" FROM acqd.hub_copies h", 1)[1]
+    + " ORDER BY b.n"
+)
 #: ... and the daemons' copies on the hub's tiers that its next sweep would take in (%s: the tiers'
 #: names and URLs), under negative ids: what `acqd hub plan` shows, without writing anything
 PREVIEW_SQL = (
@@ -226,28 +236,30 @@ class HubDb:
     ) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[int, float, float, str]]]]:
         """The copies the hub manages now (ITEM_COLS): verified, and for a daemon's own copy, still
         verified in its journal (a copy its daemon purged or moved is not the hub's to act on);
-        oldest first ((verified_at, id): the planner's order), `batch` rows at a time from a
-        server-side cursor in one read-only snapshot, each batch with the delivered warnings
-        (copy, purge date, sent, recipient) of its copies. Only one batch is held at a time.
+        oldest first ((verified_at, id): the planner's order), `batch` at a time in one read-only
+        snapshot: a server-side cursor yields their ids in that order, each batch's rows and its
+        delivered warnings (copy, purge date, sent, recipient) are read by id. Only one batch is
+        held at a time.
         `preview` (tier name -> URL, `acqd hub plan`): also the daemons' copies the next sweep would
         take in, under negative ids (they have no warnings yet); nothing is written."""
-        args: tuple[Any, ...] = ()
-        if preview is None:
-            sql = ITEMS_SQL + " ORDER BY h.verified_at, h.id"
-        else:
-            names, urls = list(preview), [u.rstrip("/") for u in preview.values()]
-            sql, args = PREVIEW_SQL + " ORDER BY 12, 1", (names, urls)
         with self._errors():
             conn = self.conn()
             with conn.transaction(), conn.cursor(name="acqd_hub_items") as cur:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 cur.itersize = batch
-                cur.execute(sql, args)
+                if preview is None:
+                    cur.execute(LIVE_IDS_SQL)
+                else:  # a dry run: the copies not taken in yet have no id to order by; sorted by the server
+                    names, urls = list(preview), [u.rstrip("/") for u in preview.values()]
+                    cur.execute(PREVIEW_SQL + " ORDER BY 12, 1", (names, urls))
                 while rows := cur.fetchmany(batch):
+                    ids = [int(r[0]) for r in rows]
+                    if preview is None:
+                        rows = conn.execute(BATCH_SQL, (ids,)).fetchall()
                     ws = conn.execute(
                         "SELECT copy, purge_at, sent_at, recipient FROM acqd.hub_warnings"
                         " WHERE voided IS NULL AND copy = ANY(%s) ORDER BY id",
-                        ([int(r[0]) for r in rows],),
+                        (ids,),
                     ).fetchall()
                     yield rows, [(int(c), float(p), float(t), str(r)) for c, p, t, r in ws]
 

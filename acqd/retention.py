@@ -20,7 +20,7 @@ import logging
 import shlex
 import time
 from collections import defaultdict
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,7 +82,7 @@ class ClockView:
 
 
 #: a store's batch of copies: the planner's items, their rows by copy id, their delivered warnings
-Batch = tuple[list[Item], dict[int, jr.RetentionRow], list[Warning_]]
+Batch = tuple[list[Item], Mapping[int, jr.RetentionRow], list[Warning_]]
 
 
 class RetentionStore(Protocol):
@@ -250,7 +250,7 @@ def plan_from_journal(
     t = clock.effective if clock is not None else now
     since = store.warned_since()
     holds = store.holds_ended_after(min(since, t) if since is not None else t)
-    current: list[dict[int, jr.RetentionRow]] = [{}]
+    current: list[Mapping[int, jr.RetentionRow]] = [{}]
 
     def chunks() -> Generator[tuple[list[Item], list[Warning_]]]:
         for items, rows, warnings in store.batches(batch):

@@ -404,41 +404,39 @@ def steady_warnings(url: str) -> int:
 
 
 def hub_explain(url: str) -> dict[str, list[str]]:
-    """EXPLAIN of the hub's cursor (with and without hub_copies_live_age) and its per-batch warnings."""
+    """EXPLAIN of the hub's sweep: its cursor (with and without hub_copies_live_age), one batch's
+    rows and warnings by id, the single query the cursor replaced, and the steady adoption."""
     import psycopg
 
-    from acqd.hubdb import ITEMS_SQL
+    from acqd.hubdb import BATCH_SQL, ITEMS_SQL, LIVE_IDS_SQL
 
-    cases = {
-        "hub sweep cursor": (f"DECLARE c NO SCROLL CURSOR FOR {ITEMS_SQL} ORDER BY h.verified_at, h.id", None),
-        "hub sweep, first 10,000 rows": (f"{ITEMS_SQL} ORDER BY h.verified_at, h.id LIMIT 10000", None),
-        "hub adopt (steady: nothing new)": (None, None),
-    }
     out: dict[str, list[str]] = {}
+    opts = "ANALYZE, BUFFERS, TIMING OFF"
     with psycopg.connect(url, password=PG_PASSWORD, autocommit=True) as conn:
-        for name, (sql, _) in cases.items():
-            if sql is None:
-                continue
-            analyze = not sql.startswith("DECLARE")
-            opts = "ANALYZE, BUFFERS, TIMING OFF" if analyze else "COSTS"
-            for dropped in (False, True):
-                with conn.transaction(force_rollback=True):
-                    if dropped:
-                        conn.execute("DROP INDEX acqd.hub_copies_live_age")
-                    rows = conn.execute(f"EXPLAIN ({opts}) {sql}").fetchall()
-                out[f"{name} ({'without' if dropped else 'with'} hub_copies_live_age)"] = [r[0] for r in rows]
-        ids = [r[0] for r in conn.execute("SELECT id FROM acqd.hub_copies ORDER BY verified_at DESC LIMIT 10000")]
+        for dropped in (False, True):
+            with conn.transaction(force_rollback=True):
+                if dropped:
+                    conn.execute("DROP INDEX acqd.hub_copies_live_age")
+                rows = conn.execute(f"EXPLAIN DECLARE c NO SCROLL CURSOR FOR {LIVE_IDS_SQL}").fetchall()
+            out[f"hub sweep cursor ({'without' if dropped else 'with'} hub_copies_live_age)"] = [r[0] for r in rows]
+        with conn.transaction():  # a batch from the middle of the catalog
+            conn.execute(f"DECLARE c NO SCROLL CURSOR FOR {LIVE_IDS_SQL}")
+            conn.execute("MOVE FORWARD 500000 IN c")
+            ids = [r[0] for r in conn.execute("FETCH FORWARD 10000 FROM c")]
+        rows = conn.execute(f"EXPLAIN ({opts}) {BATCH_SQL}", (ids,)).fetchall()
+        out["hub sweep: one batch of 10,000 copies by id"] = [r[0] for r in rows]
         rows = conn.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) SELECT copy, purge_at, sent_at, recipient FROM acqd.hub_warnings"
+            f"EXPLAIN ({opts}) SELECT copy, purge_at, sent_at, recipient FROM acqd.hub_warnings"
             " WHERE voided IS NULL AND copy = ANY(%s) ORDER BY id",
             (ids,),
         ).fetchall()
-        out["warnings of one batch of 10,000 copies"] = [r[0] for r in rows]
+        out["hub sweep: the warnings of that batch"] = [r[0] for r in rows]
+        rows = conn.execute(f"EXPLAIN DECLARE c NO SCROLL CURSOR FOR {ITEMS_SQL} ORDER BY h.verified_at, h.id")
+        out["one cursor over the joined rows (not used: what the planner does with it)"] = [r[0] for r in rows]
         names, urls = list(HUB_TIERS), list(HUB_TIERS.values())
         with conn.transaction(force_rollback=True):
-            conn.execute("SELECT 1")
             rows = conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) INSERT INTO acqd.hub_copies (instrument, journal_id, copy_id,"
+                f"EXPLAIN ({opts}) INSERT INTO acqd.hub_copies (instrument, journal_id, copy_id,"
                 " file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, verified_at, state, origin,"
                 " added) SELECT c.instrument, c.journal_id, c.copy_id, c.file_id, c.tier, c.dest, c.layout, c.codec,"
                 " c.source_bytes, c.stored_bytes, c.checksum, extract(epoch FROM COALESCE(c.verified_at, c.stored_at)),"

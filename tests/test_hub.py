@@ -611,8 +611,8 @@ def test_the_hub_sweep_streams_the_catalog_and_never_holds_it(hub_store: tuple[C
     fetch = f'FETCH FORWARD {batch} FROM "acqd_hub_items"'
     fetches = [i for i, line in enumerate(log) if fetch in line]
     assert len(fetches) == n // batch + 1, log[:20]  # the last one finds the cursor at its end
-    for i in fetches[:-1]:  # each batch's warnings are read right after it, before the next batch
-        assert "FROM acqd.hub_warnings" in log[i + 1], log[i : i + 2]
+    for i in fetches[:-1]:  # each batch's rows and warnings are read by id right after it, before the next
+        assert "FROM unnest(" in log[i + 1] and "FROM acqd.hub_warnings" in log[i + 2], log[i : i + 3]
     assert any(f'FETCH FORWARD {n} FROM "acqd_hub_items"' in line for line in log)
     # held one batch at a time: the whole catalog's rows never were in memory at once
     assert peak_streamed * 4 < peak_whole, (peak_streamed, peak_whole)
