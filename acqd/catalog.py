@@ -24,7 +24,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from acqd.errors import CatalogError, ConfigError
-from acqd.values import OutboxRecord
+from acqd.values import HubAction, OutboxRecord
 
 log = logging.getLogger("acqd.catalog")
 
@@ -327,6 +327,37 @@ async def import_snapshot(conn: Any, target: Target, batches: Iterator[list[Outb
     return n
 
 
+# What the facility hub did to a journal's stored objects (its audit, schema version 2): a purge, or
+# a move (transition) whose new copy has the same name on `detail.to`. Read in audit order, up to
+# an upper bound taken first: the hub writes its audit one transaction at a time, under its lease.
+_HUB_TOP = "SELECT COALESCE(max(id), 0) FROM acqd.hub_audit"
+_HUB_ACTIONS = """
+SELECT a.id, a.action, h.tier, h.dest, a.detail->>'to', a.ts FROM acqd.hub_audit a
+JOIN acqd.hub_copies h ON h.id = a.copy
+WHERE a.id > %s AND a.id <= %s AND h.instrument = %s AND h.journal_id = %s
+  AND a.action IN ('retention.purged', 'retention.transitioned')
+ORDER BY a.id LIMIT %s
+"""
+
+
+async def hub_actions(conn: Any, target: Target, after: int, limit: int) -> tuple[list[HubAction], int]:
+    """The hub's purges and moves of `target`'s objects recorded after audit id `after` (at most
+    `limit`), and the audit id they cover up to (look again from there)."""
+    async with conn.cursor() as cur:
+        await cur.execute(_HUB_TOP)
+        row = await cur.fetchone()
+        top = int(row[0]) if row else 0
+        if top <= after:
+            return [], after
+        await cur.execute(_HUB_ACTIONS, (after, top, target.instrument, target.journal_id, limit))
+        rows = await cur.fetchall()
+    out = [
+        HubAction(int(i), "purged" if act == "retention.purged" else "moved", str(t), str(d), to, float(ts))
+        for i, act, t, d, to, ts in rows
+    ]
+    return out, (out[-1].id if len(out) == limit else top)
+
+
 class OutboxSource(Protocol):
     """The journal's outbox as the publisher sees it (the daemon runs each call on the journal's thread)."""
 
@@ -353,11 +384,21 @@ class OutboxSource(Protocol):
 
     async def next_batch(self, it: Iterator[list[OutboxRecord]]) -> list[OutboxRecord] | None: ...
 
+    async def hub_seen(self) -> int:
+        """The highest hub audit id the journal has looked at."""
+        ...
+
+    async def apply_hub(self, actions: list[HubAction], seen: int) -> int:
+        """Record the hub's actions in the journal (one transaction, with `seen`); the copies changed."""
+        ...
+
 
 #: the longest a statement of the publisher may run (a batch takes well under a second)
 STATEMENT_TIMEOUT = 60.0
 #: while idle, the publisher touches its journal's `last_contact` at least this often (fleet health)
 HEARTBEAT = 30.0
+#: the publisher reads back what the facility hub did to this journal's copies at least this often
+READBACK = 60.0
 
 
 class Publisher:
@@ -376,6 +417,7 @@ class Publisher:
         poll: float = 0.2,
         statement_timeout: float = STATEMENT_TIMEOUT,
         heartbeat: float = HEARTBEAT,
+        readback: float = READBACK,
         on_metric: Callable[[str, float], None] = lambda event, value: None,
     ) -> None:
         self.url, self._password, self.target, self.source = url, password, target, source
@@ -383,6 +425,10 @@ class Publisher:
         self.on_metric = on_metric
         self.statement_timeout = statement_timeout
         self.heartbeat = heartbeat
+        self.readback = readback
+        self._readback_at = 0.0  # monotonic time of the last look at the hub's actions (0: look at once)
+        self.hub_applied = 0  # copies the hub purged or moved, recorded in the journal this run
+        self.hub_looked = False  # the hub's actions were read back at least once in this run
         self.connected = False
         self.published = 0  # records written this run
         self.errors = 0
@@ -494,6 +540,8 @@ class Publisher:
             if pending and self.depth == 0:
                 await self._resync(conn)
                 continue
+            if time.monotonic() - self._readback_at >= self.readback:
+                await self._read_hub(conn)
             records = await self.source.next(self.batch)
             if not records:
                 if time.monotonic() - beat >= self.heartbeat:  # alive and idle: the fleet view's last contact
@@ -510,6 +558,27 @@ class Publisher:
             self._status["last_ok"] = time.time()
             self.on_metric("published", n)
             await self.source.done(records[-1].seq, self.status())
+
+    async def _read_hub(self, conn: Any) -> None:
+        """Record in the journal what the hub purged or moved of this journal's copies since the last
+        look (its audit in the catalog), so that the journal, `acqd verify` and `acqd restore`
+        stop pointing at a copy that is gone or elsewhere."""
+        self._readback_at = time.monotonic()
+        seen = await self.source.hub_seen()
+        n = 0
+        while True:
+            actions, upto = await hub_actions(conn, self.target, seen, self.batch)
+            if upto == seen:
+                break
+            n += await self.source.apply_hub(actions, upto)
+            seen = upto
+            if len(actions) < self.batch:
+                break
+        self.hub_looked = True
+        if n:
+            self.hub_applied += n
+            self.on_metric("hub", n)
+            log.info("catalog: the facility hub purged or moved %d of this journal's copies; journal updated", n)
 
     async def _observe(self) -> bool:
         """Refresh the outbox figures (metrics; a full outbox said once, loudly). True if a resync is due."""
@@ -550,14 +619,15 @@ class Publisher:
         log.info("catalog: resynchronised %d journal row(s) in %.1fs", n, time.monotonic() - t0)
 
     async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 (a deadline over many polls)
-        """Wait (at most `timeout`) until the outbox is empty and no resync is due: `--once` and a
-        stop give the catalog its last records. False if it is not (they wait for the next start)."""
+        """Wait (at most `timeout`) until the hub's actions were read back once in this run, the
+        outbox is empty and no resync is due: `--once` and a stop give the catalog its last records
+        and take what the hub did. False if not (they wait for the next start)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.connected and self.last_error is not None:
                 return False
             st = await self.source.state()
-            if st["depth"] == 0 and st.get("resync_since") is None:
+            if self.hub_looked and st["depth"] == 0 and st.get("resync_since") is None:
                 return True
             await asyncio.sleep(self.poll)
         return False

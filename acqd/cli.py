@@ -753,6 +753,12 @@ def plan(
 
     with _errors():
         cfg = load_config(config)
+        if cfg.retention.owner == "hub":
+            raise ConfigError(
+                f"{config}: retention.owner is hub: the facility hub plans and sweeps this instrument's data "
+                "(with the catalog's holds and warnings, which this journal does not have); ask it: acqd hub "
+                "plan --config /etc/acqd/hub.yaml"
+            )
         policy = load_retention(cfg)
         if policy is None:
             raise ConfigError(f"{config}: no `policy:` configured; there is nothing to plan")
@@ -918,15 +924,44 @@ def hold(
                     for tg in resolve(j, target, roots, tier_urls).targets:
                         n += jr.release_hold(j, tg.path, time.time(), root=tg.root)
                 out.print(f"released {n} hold(s) on {target}", markup=False)
+                _hold_records(j, cfg)
                 return
             assert reason is not None
             res = resolve(j, target, roots, tier_urls)
             for tg in res.targets:
                 jr.add_hold(j, tg.path, u, reason, time.time(), root=tg.root, asked=target)
+            _hold_records(j, cfg)
         finally:
             j.close()
     out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
     out.print(f"  covers {res.describe()}", markup=False)
+
+
+def _hold_records(j: Journal, cfg: Config | None) -> None:
+    """Write the journal's holds (and releases) as records on every tier (acqd.holdledger), where a
+    journal restored from a backup finds them again. A tier that cannot be reached is named; the
+    daemon's next retention sweep writes its records."""
+    from acqd import holdledger
+    from acqd.daemon import build_tiers
+
+    if cfg is None:
+        err.print(
+            "note: without --config the hold is in the journal only; the daemon's next retention sweep "
+            "also records it on its tiers",
+            markup=False,
+        )
+        return
+    tiers = build_tiers(cfg)
+    try:
+        done = holdledger.sync(j, tiers.values(), cfg.instrument)
+    finally:
+        for t in tiers.values():
+            t.close()
+    for p in done.problems:
+        err.print(
+            f"warning: {p}; the hold is in the journal, and the daemon's next retention sweep records it there",
+            markup=False,
+        )
 
 
 def _hold_in_catalog(
@@ -985,7 +1020,7 @@ def owner_page_cmd(
     import signal
     from concurrent.futures import ThreadPoolExecutor
 
-    from acqd.daemon import build_mailer, load_retention
+    from acqd.daemon import build_mailer, build_tiers, load_retention
     from acqd.owners import serve as op_serve
 
     with _errors():
@@ -999,7 +1034,18 @@ def owner_page_cmd(
         jexec = ThreadPoolExecutor(1, thread_name_prefix="acqd-journal")
         j = Journal(journal_path(cfg.state_dir))
         try:
-            app = op_serve.build(cfg, journal=j, jexec=jexec, policy=lambda: policy, mailer=build_mailer(cfg))
+            tiers = build_tiers(cfg)
+
+            async def records() -> None:  # the holds' records on the tiers (acqd.holdledger)
+                from acqd import holdledger
+
+                await asyncio.get_running_loop().run_in_executor(
+                    jexec, holdledger.sync, j, tiers.values(), cfg.instrument
+                )
+
+            app = op_serve.build(
+                cfg, journal=j, jexec=jexec, policy=lambda: policy, mailer=build_mailer(cfg), on_holds_changed=records
+            )
             sock = op_serve.bind(address)
             err.print(f"owner page on http://{address} (links: {cfg.owner_page.url()}/o/...)", markup=False)
 

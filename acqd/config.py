@@ -383,6 +383,11 @@ class CatalogConfig(Frozen):
     batch: int = Field(500, ge=1, le=10_000, description="records per PostgreSQL transaction")
     connect_timeout: Duration = Field(10.0, description="connecting to PostgreSQL")
     retry_max: Duration = Field(60.0, description="longest wait between reconnection attempts")
+    readback: Duration = Field(
+        60.0,
+        description="how often the daemon reads back what the facility hub purged or moved of its copies "
+        "and records it in the journal",
+    )
 
     @field_validator("url")
     @classmethod

@@ -12,6 +12,7 @@ the point is reached, ``after_rename:3`` at the third. The points, in the order 
 - ``before_journal_commit``: the write returned; the journal row "stored" is not written
 - ``after_verify``: the copy was read back and matched; "verified" is not written
 - ``before_release``: every release check passed and the release is journaled as begun; nothing unlinked
+- ``after_move_aside``: the acquisition-disk file is moved to its hidden release name, not unlinked
 - ``during_release``: the acquisition-disk file is unlinked; "released" is not written
 - ``retention_after_delete``: a retention purge or transition deleted a stored copy; the journal
   (or the facility catalog) does not record it yet
@@ -44,6 +45,7 @@ POINTS = (
     "before_journal_commit",
     "after_verify",
     "before_release",
+    "after_move_aside",
     "during_release",
 )
 #: points off a file's whole-file flow (the torture suite's rounds cycle through POINTS only)

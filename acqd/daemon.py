@@ -621,7 +621,12 @@ class Daemon:
                     if op is not None and page_on:
                         runner = self.retention
                         app = owner_page.build(
-                            config, journal=journal, jexec=jexec, policy=lambda: runner.policy, mailer=mailer
+                            config,
+                            journal=journal,
+                            jexec=jexec,
+                            policy=lambda: runner.policy,
+                            mailer=mailer,
+                            on_holds_changed=runner.sync_holds,
                         )
                         sock = owner_page.bind(op.bind)
                         aux.append(asyncio.create_task(owner_page.serve(app, sock), name="owner-page"))

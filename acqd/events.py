@@ -57,6 +57,7 @@ EVENT_KINDS = {
     "retention.clock_suspended": "retention.clock.suspended",
     "retention.clock_lifted": "retention.clock.lifted",
     "retention.clock_acknowledged": "retention.clock.acknowledged",
+    "retention.hold_restored": "retention.hold.restored",
 }
 
 
@@ -65,9 +66,9 @@ def _now_iso() -> str:
 
 
 def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
-    """The JSON body of a file event (or of a retention clock-guard event, which has no file)."""
-    if o.kind.startswith("retention.clock_"):
-        return {
+    """The JSON body of a file event (or of a retention clock-guard or hold event, which has no file)."""
+    if o.kind.startswith(("retention.clock_", "retention.hold_")):
+        fileless: dict[str, Any] = {
             "schema": SCHEMA,
             "id": str(uuid.uuid4()),
             "type": EVENT_KINDS[o.kind],
@@ -75,6 +76,9 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
             "instrument": instrument,
             "reason": o.reason,
         }
+        if o.kind == "retention.hold_restored":
+            fileless["hold"] = {"target": o.relpath, "root": o.dest}
+        return fileless
     body: dict[str, Any] = {
         "schema": SCHEMA,
         "id": str(uuid.uuid4()),

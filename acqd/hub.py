@@ -241,7 +241,15 @@ class Hub:
             if self.once:
                 await self._take(lease_db, store_db, leasex)
                 if self.held:
-                    rc = await self._sweep(runner, store)
+                    # renewed while it sweeps, as the service does: a sweep longer than ttl/2
+                    # (thousands of deletes) would otherwise stop at the fence half-way
+                    renew = asyncio.create_task(self._keep(lease_db, store_db, leasex), name="hub-lease")
+                    try:
+                        rc = await self._sweep(runner, store)
+                    finally:
+                        renew.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await renew
                 else:
                     who = await on(leasex, lease_db.lease)
                     log.warning(

@@ -69,7 +69,8 @@ PREVIEW_SQL = (
     " ON t.name = c.tier AND c.url = t.url || '/' || c.dest"
     " JOIN acqd.files f ON (f.instrument, f.journal_id, f.file_id) = (c.instrument, c.journal_id, c.file_id)"
     " WHERE c.state = 'verified' AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"
-    " (h.instrument, h.journal_id, h.copy_id, h.tier) = (c.instrument, c.journal_id, c.copy_id, c.tier))"
+    " (h.instrument, h.journal_id, h.copy_id, h.tier) = (c.instrument, c.journal_id, c.copy_id, c.tier)"
+    " OR (h.instrument, h.journal_id, h.tier, h.dest) = (c.instrument, c.journal_id, c.tier, c.dest))"
 )
 
 
@@ -197,7 +198,9 @@ class HubDb:
 
     def adopt(self, tiers: dict[str, str], now: float) -> tuple[int, int]:
         """Take the daemons' verified copies on the hub's tiers into hub_copies (once each). A copy
-        is the hub's only if its recorded URL is the hub's tier URL and its name. Returns (new,
+        is the hub's only if its recorded URL is the hub's tier URL and its name. An object the hub
+        already has of that journal (a transition's new copy, which the daemon records when it reads
+        the hub's actions back) is not taken in again under the daemon's row. Returns (new,
         verified copies left alone: a tier the hub does not have, or another URL under its name)."""
         names, urls = list(tiers), [u.rstrip("/") for u in tiers.values()]
         with self._fenced() as cur:
@@ -209,7 +212,9 @@ class HubDb:
                 " 'verified', true, %s"
                 " FROM acqd.copies c JOIN unnest(%s::text[], %s::text[]) AS t(name, url)"
                 " ON t.name = c.tier AND c.url = t.url || '/' || c.dest"
-                " WHERE c.state = 'verified' ON CONFLICT (instrument, journal_id, copy_id, tier) DO NOTHING",
+                " WHERE c.state = 'verified' AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"
+                " (h.instrument, h.journal_id, h.tier, h.dest) = (c.instrument, c.journal_id, c.tier, c.dest))"
+                " ON CONFLICT (instrument, journal_id, copy_id, tier) DO NOTHING",
                 (now, names, urls),
             )
             new = cur.rowcount

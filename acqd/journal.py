@@ -20,7 +20,7 @@ from typing import Any
 
 from acqd.errors import JournalError
 from acqd.states import PENDING, Observed, on_observed, transition
-from acqd.values import Identity, OutboxRecord, SourceRef, State, WriteResult
+from acqd.values import HubAction, Identity, OutboxRecord, SourceRef, State, WriteResult
 
 SCHEMA_VERSION = 1
 
@@ -533,6 +533,15 @@ class Journal:
             self._audit(file_id, "complete", reason=reason, size=i.size)
             return self._get(file_id)
 
+    def put_back(self, file_id: int, ctime_ns: int, reason: str) -> FileRow:
+        """A file its interrupted release had moved aside is back under its name, the same inode with
+        the same size and mtime: only the move changed its ctime. Recorded, so that it is not taken
+        for a rewrite and shipped again; the release then starts over with every check."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET ctime_ns = ?, updated = ? WHERE id = ?", (ctime_ns, self._clock(), file_id))
+            self._audit(file_id, "release-undone", reason=reason, ctime_ns=ctime_ns)
+            return self._get(file_id)
+
     def bump_attempts(self, file_id: int, reason: str) -> int:
         with self._tx() as db:
             db.execute(
@@ -965,6 +974,37 @@ def add_hold(
         )
         j._audit(None, "hold", target=target, root=root, until=until, reason=reason, **detail)
         return int(cur.lastrowid or 0)
+
+
+def restore_hold(
+    j: Journal,
+    target: str,
+    until: float,
+    reason: str,
+    created: float,
+    root: str,
+    placed_by: str,
+    released: float | None,
+) -> int:
+    """Put back a hold this journal lacks, as it was placed (acqd.holdledger: a journal restored from
+    a backup taken before the hold)."""
+    with j._tx() as db:
+        cur = db.execute(
+            "INSERT INTO holds(target, until, reason, created, root, placed_by, released) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (target, until, reason, created, root, placed_by, released),
+        )
+        detail = {"until": until, "reason": reason, "created": created, "released": released}
+        j._audit(None, "hold.restored", target=target, root=root, **detail)
+        return int(cur.lastrowid or 0)
+
+
+def all_holds(j: Journal) -> list[tuple[int, str, float, str, str, float, str, float | None]]:
+    """(id, target, until, reason, root, created, placed_by, released) of every hold ever placed."""
+    rows = j._db.execute("SELECT id, target, until, reason, root, created, placed_by, released FROM holds ORDER BY id")
+    return [
+        (int(i), str(t), float(u), str(r), str(w), float(c), str(b), None if x is None else float(x))
+        for i, t, u, r, w, c, b, x in rows
+    ]
 
 
 def release_hold(j: Journal, target: str, now: float, root: str | None = None) -> int:
@@ -1438,3 +1478,58 @@ def snapshot(path: Path, batch: int = 5000) -> Iterator[list[OutboxRecord]]:
         raise JournalError(f"cannot read the journal {path}: {exc}") from None
     finally:
         db.close()
+
+
+# --- what the facility hub did (read back from the catalog) -------------------------------------
+#
+# A daemon whose retention the hub owns does not purge or move its copies itself: the hub does, on
+# central storage, and records it in the catalog. The publisher reads those records back (acqd.catalog
+# `hub_actions`) and the journal applies them here, each batch in one transaction with the highest
+# hub audit id seen, so a batch is applied once even if the daemon dies in between. The copies'
+# changes go to the outbox like any other (the catalog's daemon rows then agree with the hub's).
+
+HUB_SEEN_KEY = "hub_actions_seen"
+
+
+def hub_seen(j: Journal) -> int:
+    """The highest hub audit id this journal has looked at (0: none)."""
+    r = j._db.execute("SELECT value FROM meta WHERE key = ?", (HUB_SEEN_KEY,)).fetchone()
+    return int(r[0]) if r else 0
+
+
+def apply_hub_actions(j: Journal, actions: Iterable[HubAction], seen: int) -> int:
+    """Record the hub's purges and moves of this journal's copies (a purged copy: `purged`; a moved
+    one: `moved`, and its new copy on the other tier, same name, `verified`, keeping the first
+    copy's age) and that audit ids up to `seen` were looked at. Returns the copies changed. An
+    object the journal has no verified copy of (already applied, or not this journal's) is skipped."""
+    n = 0
+    with j._tx() as db:
+        for a in actions:
+            row = db.execute(
+                "SELECT id, file_id, layout, codec, source_bytes, stored_bytes, checksum, verified_at FROM copies"
+                " WHERE tier = ? AND dest = ? AND state = 'verified'",
+                (a.tier, a.dest),
+            ).fetchone()
+            if row is None:
+                continue
+            cid, fid, layout, codec, sbytes, stored, checksum, verified_at = row
+            if a.kind == "moved" and a.to_tier:
+                db.execute(
+                    "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum,"
+                    " state, stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)"
+                    " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified'",
+                    (fid, a.to_tier, a.dest, layout, codec, sbytes, stored, checksum, a.at, verified_at),
+                )
+                db.execute("UPDATE copies SET state = 'moved' WHERE id = ?", (cid,))
+                j._audit(fid, "hub.moved", copy=cid, tier=a.tier, to=a.to_tier, hub_audit=a.id)
+            elif a.kind == "purged":
+                db.execute("UPDATE copies SET state = 'purged' WHERE id = ?", (cid,))
+                j._audit(fid, "hub.purged", copy=cid, tier=a.tier, hub_audit=a.id)
+            else:
+                continue
+            n += 1
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (HUB_SEEN_KEY, str(seen)),
+        )
+    return n

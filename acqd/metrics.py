@@ -211,7 +211,15 @@ class Metrics:
             self.watch_size.labels(instrument, w)
         for res in ("ok", "failed"):
             self.reloads.labels(instrument, res)
-        for act in ("warned", "transitioned", "purged", "clock_suspended", "clock_lifted", "clock_acknowledged"):
+        for act in (
+            "warned",
+            "transitioned",
+            "purged",
+            "clock_suspended",
+            "clock_lifted",
+            "clock_acknowledged",
+            "hold_restored",
+        ):
             self.retention.labels(instrument, act)
         self.retention_bytes.labels(instrument)
         for g in (
@@ -344,6 +352,12 @@ class Metrics:
             )
             c["resync"] = Counter(
                 "acqd_catalog_resyncs", "Full resynchronisations of the catalog from the journal", i, registry=r
+            )
+            c["hub"] = Counter(
+                "acqd_catalog_hub_actions",
+                "Copies the facility hub purged or moved, read back from the catalog into the journal",
+                i,
+                registry=r,
             )
             for k in c:
                 c[k].labels(self.instrument)

@@ -30,6 +30,7 @@ MANIFEST = "~acqd-manifest.json"
 CLAIM = "~acqd-claim.json"
 TEMP_PREFIX = ".~acqd-tmp."  # + the final component's name
 TEMP_HASHED = ".~acqd-tmp-"  # + a hash of it, when the name is too long to take the prefix
+RELEASE_ASIDE = ".~acqd-release."  # + the inode number: a released file moved aside, then unlinked
 NAME_MAX = 255  # bytes in one path component, on every filesystem acqd ships to
 SUFFIXES = ("", ".tif", ".zarr", ".zst")
 
@@ -98,6 +99,15 @@ def temp_name(rel: str) -> str:
 
 def is_temp(component: str) -> bool:
     return component.startswith((TEMP_PREFIX, TEMP_HASHED))
+
+
+def release_aside(inode: int) -> str:
+    """The hidden name a file is moved to, in its own folder, for the instant of its release."""
+    return f"{RELEASE_ASIDE}{inode}"
+
+
+def is_release_aside(component: str) -> bool:
+    return component.startswith(RELEASE_ASIDE)
 
 
 def is_reserved(component: str) -> bool:

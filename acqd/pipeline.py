@@ -49,6 +49,7 @@ from acqd.journal import CopyRow, FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, TiffLayout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
+    STREAMED_READERS,
     NotStreamable,
     NotYet,
     Surprise,
@@ -60,7 +61,7 @@ from acqd.layouts.stream import (
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path
-from acqd.naming import stored_name
+from acqd.naming import is_release_aside, stored_name
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
@@ -68,7 +69,7 @@ from acqd.recheck import CopyCheck, check_copy
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import Observed
 from acqd.storage import Tier, check_name
-from acqd.unlink import GONE, NotBelow, lstat_below, unlink_below
+from acqd.unlink import BLOCKED, GONE, NotBelow, lstat_below, put_back_aside, unlink_below
 from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
@@ -122,9 +123,15 @@ class RootCtx:
     stream: bool = False  # tail-follow streaming of growing movies (acqd.streaming)
 
     def ignored(self, name: str) -> bool:
-        """The profile's `ignores` and `matches` (a scan asks for every name it meets), as one regex each
-        (compiled once per set of globs: a reload that changes them gets new ones)."""
-        if _globs(self.profile.ignore + self.watch.ignore).match(name) is not None:
+        """Any part of a path (a folder or a file): the profile's and the watch root's `ignore` globs,
+        and acqd's own hidden release names (one regex per set of globs: a reload that changes them
+        gets new ones)."""
+        return _globs(self.profile.ignore + self.watch.ignore).match(name) is not None or is_release_aside(name)
+
+    def skipped_file(self, name: str) -> bool:
+        """A file's own name: ignored, or, with `other_files: ignore`, none of the profile's `files`
+        (a rule about files: it never hides the folders they are in)."""
+        if self.ignored(name):
             return True
         return self.profile.other_files == "ignore" and _globs(self.profile.files).match(name) is None
 
@@ -137,8 +144,10 @@ class RootCtx:
         frames = self.frames is not None and self.profile.is_frames(rel.rpartition("/")[2])
         return Placed(self.tier, self.frames if frames and self.frames else self.layout, self.release)
 
-    def ignored_path(self, rel: str) -> bool:
-        return any(self.ignored(part) for part in rel.split("/"))
+    def ignored_path(self, rel: str, folder: bool = False) -> bool:
+        """Is this path (a file, or a folder if `folder`) out of acqd's view?"""
+        *dirs, last = rel.split("/")
+        return any(self.ignored(d) for d in dirs) or (self.ignored(last) if folder else self.skipped_file(last))
 
 
 def _verified_copy(placed: Placed, copies: list[CopyRow]) -> tuple[CopyRow, Layout] | None:
@@ -584,6 +593,20 @@ class Pipeline:
         ctx_of = {c.root: c for c in self.roots}
         for row, path in await self._j(self.journal.interrupted_releases):
             ctx = ctx_of.get(row.root)
+            if ctx is not None:  # a crash while the file was moved aside: it goes back first
+                try:
+                    done = await self._io(put_back_aside, row.root, row.relpath, row.identity.inode)
+                except OSError as exc:
+                    log.error("could not put back %r, moved aside by its release: %s", row.relpath, exc)
+                    continue  # the release stays begun: tried again at the next start
+                if done is not None:
+                    said, back = done
+                    log.warning("%r: %s (its release was interrupted)", row.relpath, said)
+                    moved = identity_of(back) if back is not None else None
+                    if moved is not None and replace(moved, ctime_ns=row.identity.ctime_ns).same_file_as(row.identity):
+                        row = await self._j(self.journal.put_back, row.id, moved.ctime_ns, said)
+                    else:
+                        await self._j(self.journal.audit, row.id, "release-undone", reason=said)
             if ctx is None or await self._io(still_there, row.root, row.relpath, row.identity):
                 # not unlinked. The release starts over from the scan (every check again), but a copy
                 # that has gone or changed meanwhile is found now, and the file shipped again
@@ -673,7 +696,7 @@ class Pipeline:
 
     async def _scan(self, ctx: RootCtx, rel_dir: str) -> None:
         start = os.path.join(ctx.root, rel_dir) if rel_dir else ctx.root
-        entries = await self._io(lambda: list(scan_tree(start, ctx.ignored)))
+        entries = await self._io(lambda: list(scan_tree(start, ctx.ignored, ctx.skipped_file)))
         if rel_dir:
             entries = [replace(e, relpath=f"{rel_dir}/{e.relpath}" if e.relpath else rel_dir) for e in entries]
         found = {e.relpath for e in entries if e.kind is Kind.UNREADABLE}
@@ -733,7 +756,9 @@ class Pipeline:
                 for index, path in batch:
                     ctx = by_index[index]
                     rel = relative(ctx.root, path.rstrip("/"))
-                    if rel is None or ctx.ignored_path(rel):
+                    if rel is not None and ctx.profile.settle.marker:
+                        self._wake_marked(ctx, rel)  # a marker file: the file it marks is looked at now
+                    if rel is None or ctx.ignored_path(rel, folder=path.endswith("/")):
                         continue
                     if path.endswith("/"):
                         await self._scan(ctx, rel)
@@ -765,6 +790,30 @@ class Pipeline:
                 self.repeats.ok("stage intake")
             finally:
                 self._busy -= 1
+
+    def _wake_marked(self, ctx: RootCtx, rel: str) -> None:
+        """If `rel` may be the marker file of a file waiting to settle (the profile's `settle.marker`,
+        e.g. '{name}.done'), look at that file now rather than when its stillness window ends. A
+        '{stem}' template is matched against the files being streamed only (their stems are few)."""
+        template = ctx.profile.settle.marker or ""
+        field = "{name}" if "{name}" in template else "{stem}" if "{stem}" in template else None
+        if field is None:
+            return
+        prefix, _, suffix = template.partition(field)
+        folder, _, base = rel.rpartition("/")
+        if len(base) <= len(prefix) + len(suffix) or not (base.startswith(prefix) and base.endswith(suffix)):
+            return
+        inner = base[len(prefix) : len(base) - len(suffix)]
+        at = f"{folder}/" if folder else ""
+        keys = [(ctx.index, at + inner)]
+        if field == "{stem}":
+            keys += [k for k in self.follows if k[0] == ctx.index and k[1].rpartition(".")[0] == at + inner]
+        now = self.mono()
+        for key in keys:
+            c = self.candidates.get(key)
+            if c is not None and not c.settled and c.check_at > now and key not in self.in_flight:
+                c.check_at = now
+                self._schedule(c)
 
     async def _admit(self, ctx: RootCtx, entries: Iterable[Entry]) -> None:
         entries = list(entries)
@@ -960,7 +1009,8 @@ class Pipeline:
 
     def _streams_here(self, ctx: RootCtx, rel: str) -> bool:
         """Whether this file would be streamed while it grows (its profile, layout and tier allow it)."""
-        if not ctx.stream or ctx.profile.reader != "mrc" or not ctx.profile.is_frames(rel.rpartition("/")[2]):
+        reader = ctx.profile.reader
+        if not ctx.stream or reader not in STREAMED_READERS or not ctx.profile.is_frames(rel.rpartition("/")[2]):
             return False  # the cheap questions first: every file admitted is asked
         placed = ctx.placed(rel)
         return streamable(placed.layout, ctx.profile.reader, placed.tier)
@@ -1053,7 +1103,9 @@ class Pipeline:
 
         f.layout, f.dest = layout, dest
         await self._unkillable(opening)
-        log.info("streaming %r while it is written (%d frames announced)", c.rel, f.stream.frames if f.stream else 0)
+        announced = f.stream.expected is not None if f.stream else False
+        frames = f"{f.stream.frames} frames announced" if f.stream and announced else "frames as they come"
+        log.info("streaming %r while it is written (%s)", c.rel, frames)
 
     async def _abort_stream(self, f: Follow) -> None:
         stream, f.stream = f.stream, None
@@ -1486,7 +1538,7 @@ class Pipeline:
                 log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, why.strerror)
                 continue
             calls.append(partial(self.journal.audit, row.id, "release-skipped", reason=why))
-            if why != GONE:
+            if why not in (GONE, BLOCKED):
                 self._hint_now(c.ctx.index, path)
         done = await self._j(self.journal.run_group, calls) if calls else []
         for ok, v in done:
@@ -1799,7 +1851,7 @@ class Pipeline:
             self._dirty.add((ctx.index, row.session))
             self.stats.released += 1
             self._emit("released", row, reason=path)
-        elif why == GONE:
+        elif why in (GONE, BLOCKED):
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
         else:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)

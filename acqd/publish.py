@@ -13,8 +13,10 @@ from acqd.config import CatalogConfig, Config, read_credential
 from acqd.errors import CatalogError, ConfigError
 from acqd.journal import (
     Journal,
+    apply_hub_actions,
     begin_resync,
     end_resync,
+    hub_seen,
     journal_path,
     outbox_done,
     outbox_floor,
@@ -24,7 +26,7 @@ from acqd.journal import (
     set_catalog_status,
     snapshot,
 )
-from acqd.values import OutboxRecord
+from acqd.values import HubAction, OutboxRecord
 
 
 def catalog_password(c: CatalogConfig) -> str | None:
@@ -82,6 +84,14 @@ class JournalOutbox:
         out: list[OutboxRecord] | None = await asyncio.get_running_loop().run_in_executor(self.io, next, it, None)
         return out
 
+    async def hub_seen(self) -> int:
+        out: int = await self._j(hub_seen)
+        return out
+
+    async def apply_hub(self, actions: list[HubAction], seen: int) -> int:
+        out: int = await self._j(apply_hub_actions, actions, seen)
+        return out
+
 
 def target(config: Config, journal: Journal) -> catalog.Target:
     tiers = {name: url for name, (url, _) in recorded_tiers(journal).items()}
@@ -106,6 +116,7 @@ def build_publisher(
         batch=c.batch,
         connect_timeout=c.connect_timeout,
         retry_max=c.retry_max,
+        readback=c.readback,
         on_metric=on_metric,
     )
 

@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from acqd import holdledger
 from acqd import journal as jr
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, FenceError, NameTakenError, PermanentError
@@ -349,11 +350,47 @@ class RetentionRunner:
         """Take a clock reading into the guard's state (kept in the journal), then plan at its
         effective time. `now` as a number: a clock that is right at that time (tests)."""
         reading = self.clock() if now is None else simulated(now) if isinstance(now, int | float) else now
+        await self.sync_holds()
         view = await self._j(project_clock, self.store, self.policy, reading)
         await self._note_clock(view)
         actions, by_copy = await self._j(plan_from_journal, self.store, self.policy, 0.0, view.after)
         self.last_clock = view.after
         return actions, by_copy, view.after.effective
+
+    async def sync_holds(self) -> None:
+        """The journal's holds and the hold records on the tiers, made whole both ways
+        (acqd.holdledger): a journal restored from a backup gets back the holds placed since, and a
+        tier that missed a record gets it. A daemon's journal only (the hub keeps holds in the catalog)."""
+        if not isinstance(self.store, JournalStore):
+            return
+        j, tiers = self.store.journal, list(self.tiers.values())
+        seen, problems = await self._io(holdledger.read_tiers, tiers, self.instrument)
+        got = await self._j(holdledger.to_journal, j, seen)
+        mine = await self._j(holdledger.journal_holds, j)
+        _written, more = await self._io(holdledger.to_tiers, mine, tiers, self.instrument, seen)
+        for h in got.restored:
+            where = f"{h.root.rstrip('/')}/{h.target}" if h.root else h.target
+            log.warning(
+                "retention: the hold on %s (until %s: %s) was missing from the journal; put back from the hold "
+                "records at the destination",
+                where,
+                _day(h.until),
+                h.reason,
+            )
+            self.reporter.outcome(
+                Outcome(
+                    kind="retention.hold_restored",
+                    relpath=h.target,
+                    session="",
+                    detector="",
+                    reason=h.reason,
+                    dest=h.root,
+                )
+            )
+        for h in got.released:
+            log.warning("retention: the hold on %s was released elsewhere since the journal's backup", h.target)
+        for p in problems + more:
+            log.warning("retention: %s (the journal keeps the holds; tried again at the next sweep)", p)
 
     async def _note_clock(self, view: ClockView) -> None:
         """Keep the clock state; log, audit, report what changed (a suspension, its end, an ack)."""

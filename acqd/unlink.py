@@ -15,11 +15,14 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from acqd import fsops
 from acqd.crash import crash_point
+from acqd.naming import NAME_MAX, release_aside
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 GONE = "already gone"
+BLOCKED = "kept: the hidden name a release moves a file to is taken by another file"
 
 
 class NotBelow(Exception):
@@ -69,7 +72,8 @@ def lstat_below(root: str, rel: str) -> os.stat_result | None:
 
 def unlink_below(root: str, rel: str, refuse: Callable[[os.stat_result], str | None]) -> str | None:
     """Unlink `rel` below `root` unless `refuse(lstat)` gives a reason. Returns None once unlinked,
-    else the reason it was kept (GONE if there is nothing there). OSError for other failures."""
+    else the reason it was kept (GONE if there is nothing there). OSError for other failures. The
+    file is moved aside first and unlinked only if the file moved is the one that was looked at."""
     try:
         with parent_of(root, rel) as (fd, name):
             try:
@@ -81,10 +85,78 @@ def unlink_below(root: str, rel: str, refuse: Callable[[os.stat_result], str | N
             why = refuse(st)
             if why is not None:
                 return why
-            os.unlink(name, dir_fd=fd)
-            crash_point("during_release")
-            return None
+            aside = release_aside(st.st_ino)
+            try:
+                other = os.stat(aside, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                if other.st_ino != st.st_ino:
+                    return BLOCKED  # a file acqd did not leave there: not touched
+                # a second name of this very file (one folder, one filesystem, one inode), left by an
+                # interrupted release the journal forgot: removing that name loses nothing
+                os.unlink(aside, dir_fd=fd)
+            # the hidden name is acqd's own and free: a plain rename, atomic on every filesystem,
+            # takes whatever the name holds at this instant
+            try:
+                os.rename(name, aside, src_dir_fd=fd, dst_dir_fd=fd)
+            except FileNotFoundError:
+                return GONE
+            crash_point("after_move_aside")
+            moved = os.stat(aside, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISREG(moved.st_mode) and _same(moved, st):
+                os.unlink(aside, dir_fd=fd)
+                crash_point("during_release")
+                return None
+            where = _put_back(fd, aside, name, moved)
+            return f"replaced by another file at the instant of its release (kept{where}; shipped as a new version)"
     except FileNotFoundError:
         return GONE
     except NotBelow as exc:
         return f"{exc} (kept)"
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    """The same file with the same content: a rename moves ctime, nothing else."""
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _put_back(fd: int, aside: str, name: str, st: os.stat_result) -> str:
+    """Move the file at `aside` back to `name`; if a file has taken the name meanwhile, to a visible
+    name beside it (shipped as a file of its own). Returns where it went (for the message)."""
+    try:
+        fsops.rename_noreplace_at(fd, aside, fd, name)
+        return ""
+    except FileExistsError:
+        pass
+    for n in range(1, 1000):
+        stem, dot, ext = name.rpartition(".")
+        if not stem:  # no extension (or a dot file)
+            stem, dot, ext = name, "", ""
+        tail = f"~acqd-kept-{st.st_ino}" + (f"-{n}" if n > 1 else "") + dot + ext
+        room = NAME_MAX - len(tail.encode("utf-8", "surrogateescape"))
+        kept = stem.encode("utf-8", "surrogateescape")[: max(room, 1)].decode("utf-8", "ignore") + tail
+        try:
+            fsops.rename_noreplace_at(fd, aside, fd, kept)
+        except FileExistsError:
+            continue
+        return f" as {kept!r}: a newer file has its name"
+    raise FileExistsError(errno.EEXIST, "no free name to put it back under", aside)
+
+
+def put_back_aside(root: str, rel: str, inode: int) -> tuple[str, os.stat_result | None] | None:
+    """After a crash: a file a release moved aside (`rel`'s folder, named by `inode`) goes back to its
+    name, or beside it if the name is taken. Returns what was done and, if it is back under its own
+    name, its lstat there; None if nothing was aside."""
+    try:
+        with parent_of(root, rel) as (fd, name):
+            aside = release_aside(inode)
+            try:
+                st = os.stat(aside, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            where = _put_back(fd, aside, name, st)
+            back = None if where else os.stat(name, dir_fd=fd, follow_symlinks=False)
+            return f"a file its release had moved aside was put back{where}", back
+    except (FileNotFoundError, NotBelow):
+        return None

@@ -126,3 +126,16 @@ class OutboxRecord:
     kind: str  # "file" or "copy"
     row_id: int  # the journal's files.id or copies.id
     doc: dict[str, Any]  # the row's published columns
+
+
+@dataclass(frozen=True, slots=True)
+class HubAction:
+    """What the facility hub did to one of this journal's stored objects (the catalog's hub audit),
+    read back by the daemon so that its journal stops calling a purged or moved copy verified."""
+
+    id: int  # the hub audit row's id: the journal keeps the highest it applied
+    kind: str  # "purged" or "moved"
+    tier: str  # the object's tier and name, as the journal's copies have them
+    dest: str
+    to_tier: str | None  # "moved": the tier the object is on now (same name)
+    at: float  # when the hub recorded it (seconds since the epoch)

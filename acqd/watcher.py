@@ -122,8 +122,12 @@ def _entry(rel: str, st: os.stat_result) -> Entry | None:
     return Entry(rel, Kind.SPECIAL, identity_of(st))
 
 
-def scan_tree(root: str, ignored: Callable[[str], bool]) -> Iterator[Entry]:
+def scan_tree(
+    root: str, ignored: Callable[[str], bool], skipped_file: Callable[[str], bool] | None = None
+) -> Iterator[Entry]:
     """Every entry below `root` that is not ignored, depth first; symlinked folders are not entered.
+    `ignored` is asked for every name (folders and files), `skipped_file` for the names of what is not
+    a folder.
 
     Never raises OSError: a folder that cannot be listed (EACCES, EIO, ENOTCONN, a path longer than
     PATH_MAX) or an entry that cannot be stat'ed yields one UNREADABLE entry naming it and why, and
@@ -159,6 +163,8 @@ def scan_tree(root: str, ignored: Callable[[str], bool]) -> Iterator[Entry]:
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(rel)
+                    continue
+                if skipped_file is not None and skipped_file(de.name):
                     continue
                 entry = _entry(rel, st)
                 if entry is not None:

@@ -306,6 +306,46 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_a_writer_opening_the_file_while_its_copy_is_rechecked_keeps_it",),
     ),
     Mutant(
+        "release-no-move-aside",
+        "a release unlinks the name it looked at instead of moving it aside and checking what it moved",
+        "acqd/unlink.py",
+        "            if stat.S_ISREG(moved.st_mode) and _same(moved, st):\n",
+        "            if True:\n",
+        ("tests/test_release.py::test_a_file_renamed_over_the_name_at_the_moment_of_the_release_is_kept",),
+    ),
+    Mutant(
+        "release-aside-not-put-back",
+        "a file a crashed release left under its hidden name is not put back at the next start",
+        "acqd/pipeline.py",
+        "                    done = await self._io(put_back_aside, row.root, row.relpath, row.identity.inode)\n",
+        "                    done = None\n",
+        ("tests/test_release.py::test_a_crash_while_a_file_is_moved_aside_for_its_release_puts_it_back",),
+    ),
+    Mutant(
+        "hold-records-not-synced",
+        "a sweep does not read the holds' records on the tiers (a journal restored from a backup forgets later holds)",
+        "acqd/retention.py",
+        "        await self.sync_holds()\n",
+        "",
+        ("tests/test_retention.py::test_a_hold_placed_after_the_journal_backup_survives_its_restore",),
+    ),
+    Mutant(
+        "hold-command-no-record",
+        "`acqd hold` keeps the hold in the journal only (no record on the tiers)",
+        "acqd/cli.py",
+        "asked=target)\n            _hold_records(j, cfg)\n",
+        "asked=target)\n",
+        ("tests/test_retention.py::test_a_hold_placed_after_the_journal_backup_survives_its_restore",),
+    ),
+    Mutant(
+        "other-files-hide-folders",
+        "`other_files: ignore` is applied to folder names too (files in session folders are never seen)",
+        "acqd/pipeline.py",
+        "        return any(self.ignored(d) for d in dirs) or (",
+        "        return any(self.skipped_file(d) for d in dirs) or (",
+        ("tests/test_names.py::test_other_files_ignore_leaves_the_other_files_and_never_the_folders",),
+    ),
+    Mutant(
         "transition-same-storage",
         "a transition does not check that the new tier is not the old one's storage",
         "acqd/retention.py",
@@ -511,15 +551,79 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/test_stream.py::test_earlier_frame_rewritten_falls_back",
             "tests/test_stream.py::test_preallocated_zeros_fall_back",
+            "tests/test_stream.py::test_preallocated_file_falls_back[t-raw]",
         ),
     ),
     Mutant(
+        "stream-tiff-plane-unwritten",
+        "a growing TIFF's plane is streamed once its IFD is there, before its strips are all written",
+        "acqd/layouts/stream.py",
+        "        if any(o + c > size for o, c in strips):\n",
+        "        if False:\n",
+        ("tests/test_stream.py::test_only_frames_written_in_full_are_read[t-planes]",),
+    ),
+    Mutant(
+        "stream-header-compare",
+        "a .mib frame header rewritten after it was streamed no longer stops the stream (the copy takes the final one)",
+        "acqd/layouts/stream.py",
+        "        if kept is not None and restore != kept:\n",
+        "        if False:\n",
+        ("tests/test_stream.py::test_header_rewritten_falls_back[t-mib]",),
+    ),
+    Mutant(
+        "marker-not-waking",
+        "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
+        "acqd/pipeline.py",
+        "                        self._wake_marked(ctx, rel)  # a marker file: the file it marks is looked at now\n",
+        "                        pass\n",
+        ("tests/test_stream.py::test_a_marker_file_completes_its_file_when_it_appears",),
+    ),
+    Mutant(
         "stream-compare-streamed-bytes",
-        "the compare at completion takes the checksum of what was streamed instead of re-reading the file",
+        "the compare at completion takes the checksum of what was streamed instead of the re-read file's",
         "acqd/layouts/stream.py",
         "        again = self._rehash(source, size)\n",
-        "        again = self.hasher.hexdigest()\n",
+        "        again = self._rehash(source, size) and digest\n",
         ("tests/test_stream.py::test_earlier_frame_rewritten_falls_back",),
+    ),
+    Mutant(
+        "hub-once-no-renew",
+        "`acqd hub --once` does not renew its lease while it sweeps (a sweep longer than ttl/2 stops half-way)",
+        "acqd/hub.py",
+        'asyncio.create_task(self._keep(lease_db, store_db, leasex), name="hub-lease")\n'
+        "                    try:\n"
+        "                        rc = await self._sweep(runner, store)\n",
+        'asyncio.create_task(asyncio.sleep(0), name="hub-lease")\n'
+        "                    try:\n"
+        "                        rc = await self._sweep(runner, store)\n",
+        ("tests/test_hub.py::test_a_once_sweep_longer_than_its_lease_renews_it",),
+    ),
+    Mutant(
+        "usage-ignores-hub-actions",
+        "usage counts the daemons' rows only (a copy the hub purged or moved still counted on its old tier)",
+        "acqd/overview/usage.py",
+        "USAGE_SQL = (\n    _DAEMON_LIVE + ",
+        "USAGE_SQL = _DAEMON_LIVE\n_UNUSED = (\n    _DAEMON_LIVE + ",
+        ("tests/test_hub.py::test_one_digest_per_owner_across_instruments_and_no_purge_before_its_lead_time",),
+    ),
+    Mutant(
+        "hub-actions-not-read-back",
+        "a daemon never reads back what the hub purged or moved (its journal keeps calling those copies verified)",
+        "acqd/catalog.py",
+        "                await self._read_hub(conn)\n",
+        "                self.hub_looked = True\n",
+        ("tests/test_hub.py::test_daemons_learn_what_the_hub_did_to_their_copies",),
+    ),
+    Mutant(
+        "hub-adopts-its-own-copy-again",
+        "the hub takes a daemon's row for an object it already has (a transition's new copy) as a second item",
+        "acqd/hubdb.py",
+        'AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"\n'
+        '                " (h.instrument, h.journal_id, h.tier, h.dest)'
+        ' = (c.instrument, c.journal_id, c.tier, c.dest))"\n'
+        '                " ON CONFLICT',
+        '"\n                " ON CONFLICT',
+        ("tests/test_hub.py::test_daemons_learn_what_the_hub_did_to_their_copies",),
     ),
 )
 

@@ -1,7 +1,7 @@
 """Last byte -> verified: how long after a camera's last byte of a movie acqd has its copy verified.
 
     python -m bench stream [--movies 3] [--rate 50] [--frames 20] [--runs 1]
-                           [--workdir /var/tmp] [--dest /dev/shm]
+                           [--format mrc,raw,mib,tiff] [--workdir /var/tmp] [--dest /dev/shm]
 
 A simulated Gatan K3 (`acqd simulate gatan-k3`: MRC counting movies of 5760 x 4092 uint8 frames,
 header first) writes `--movies` movies one after another into the watch folder, in place and at
@@ -11,6 +11,13 @@ movie: the wall time from the write of its last byte to the journal's `verified`
 false` on the watch root (the whole-file path: everything starts once the movie is complete) and
 `stream: true` (tail-follow: frames encoded while the movie is written, compared at completion).
 Figures are medians over every movie of every run. Writes bench/results/stream.json.
+
+`--format` (one or several, comma-separated) runs the same for the other formats acqd streams, each
+file about the size of the K3 movie, stored as deflate-1 TIFF by a profile written for the run and
+completed by a marker file written right after the last byte (their formats do not announce their
+size): `raw` (the K3 movie's bytes read as raw frames of the profile's geometry, its MRC header as
+1,024+ opaque header bytes), `mib` (a Merlin series of 512 x 512 12-bit frames, each behind its
+768-byte header), `tiff` (a light-sheet stack of 2048 x 2048 uint16 planes, written plane by plane).
 """
 
 from __future__ import annotations
@@ -36,14 +43,52 @@ PY = sys.executable
 CHUNK = 4 << 20
 
 
-def camera(movie: bytes, header: int, out: Path, count: int, rate_mb_s: float) -> list[float]:
-    """Write `count` copies of `movie` one after another at the rate; the wall time of each last byte."""
+# profiles of the formats besides MRC (the shipped ones store .mib and TIFF stacks as Zarr): TIFF layout
+PROFILE = """apiVersion: acqd/v1
+kind: DetectorProfile
+name: bench-{fmt}
+reader: {reader}
+{extra}layout: tiff
+codec: {{id: deflate, level: 1}}
+files: ["*.{ext}"]
+ignore: [".*", "*.done"]
+shard_bytes: 96MiB
+settle: {{window: 5s, marker: "{{name}}.done"}}
+"""
+EXT = {"mrc": "mrc", "raw": "raw", "mib": "mib", "tiff": "tif"}
+
+
+def source(fmt: str, frames: int, staging: Path) -> tuple[bytes, int, str]:
+    """A file of the format (about the K3 movie's size): its bytes, the bytes before its first frame,
+    and the profile's extra lines."""
+    k3 = 4092 * 5760 * frames
+    if fmt in ("mrc", "raw"):
+        [m] = simulate("gatan-k3", staging, SimSpec(files=1, frames=frames, height=4092, width=5760, temp_rename=False))
+        movie = m.read_bytes()
+        header = 1024 + int.from_bytes(movie[92:96], "little")
+        extra = f"raw: {{shape: [4092, 5760], dtype: uint8, header_bytes: {header}, axis0: t}}\n"
+        return movie, header, extra if fmt == "raw" else ""
+    if fmt == "mib":
+        n = max(1, k3 // (768 + 512 * 512 * 2))
+        [m] = simulate("merlin-medipix", staging, SimSpec(files=1, frames=n, height=512, width=512, temp_rename=False))
+        return m.read_bytes(), 0, ""
+    n = max(1, k3 // (2048 * 2048 * 2))
+    [m] = simulate("hamamatsu-orca", staging, SimSpec(files=1, frames=n, height=2048, width=2048, temp_rename=False))
+    return m.read_bytes(), 0, "axis0: z\n"
+
+
+def camera(
+    movie: bytes, header: int, out: Path, count: int, rate_mb_s: float, ext: str = "mrc", marker: bool = False
+) -> list[float]:
+    """Write `count` copies of `movie` one after another at the rate; the wall time of each last byte
+    (`marker`: then its marker file, at once)."""
     rate = rate_mb_s * 1e6
     ends = []
     t0 = time.monotonic()
     written = 0
     for n in range(count):
-        fd = os.open(out / f"movie_{n:04d}.mrc", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        path = out / f"movie_{n:04d}.{ext}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, movie[:header])
             for at in range(header, len(movie), CHUNK):
@@ -57,6 +102,8 @@ def camera(movie: bytes, header: int, out: Path, count: int, rate_mb_s: float) -
             ends.append(time.time())
         finally:
             os.close(fd)
+        if marker:
+            path.with_name(path.name + ".done").touch()
     return ends
 
 
@@ -94,7 +141,14 @@ def verified_at(state: Path) -> dict[str, float]:
 
 
 def scenario(
-    work: Path, dest_root: Path, movie: bytes, header: int, args: argparse.Namespace, stream: bool
+    work: Path,
+    dest_root: Path,
+    movie: bytes,
+    header: int,
+    args: argparse.Namespace,
+    stream: bool,
+    fmt: str = "mrc",
+    extra: str = "",
 ) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)
     watch, state = work / "acq", work / "state"
@@ -103,11 +157,19 @@ def scenario(
     for p in (watch / "sess", state, dest):
         p.mkdir(parents=True)
     cfg = work / "acqd.yaml"
+    det = work / "det"
+    det.mkdir()
+    detector = "gatan-k3"
+    if fmt != "mrc":
+        detector = f"bench-{fmt}"
+        reader = "tiff" if fmt == "tiff" else fmt
+        (det / f"{detector}.yaml").write_text(PROFILE.format(fmt=fmt, reader=reader, extra=extra, ext=EXT[fmt]))
     cfg.write_text(
         f"""instrument: bench
 state_dir: {state}
+detectors_dir: {det}
 watch:
-  - {{path: {watch}, detector: gatan-k3, stream: {"true" if stream else "false"}}}
+  - {{path: {watch}, detector: {detector}, stream: {"true" if stream else "false"}}}
 tiers:
   central: {{url: "file://{dest}"}}
 metrics: {{enabled: false}}
@@ -120,8 +182,9 @@ metrics: {{enabled: false}}
             time.sleep(0.1)
         time.sleep(1.0)  # the first scan
         cpu0 = os.times()
-        ends = camera(movie, header, watch / "sess", args.movies, args.rate)
-        names = [f"sess/movie_{n:04d}.mrc" for n in range(args.movies)]
+        ext = EXT[fmt]
+        ends = camera(movie, header, watch / "sess", args.movies, args.rate, ext, fmt != "mrc")
+        names = [f"sess/movie_{n:04d}.{ext}" for n in range(args.movies)]
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             done = verified_at(state)
@@ -146,6 +209,7 @@ metrics: {{enabled: false}}
     shutil.rmtree(dest, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     return {
+        "format": fmt,
         "stream": stream,
         "latencies": lat,
         "movies": per_movie,
@@ -165,49 +229,60 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--workdir", default="/var/tmp", help="the acquisition disk")
     ap.add_argument("--dest", default="/dev/shm", help="the tier's folder (central storage: another device)")
+    ap.add_argument("--format", default="mrc", help="mrc, raw, mib, tiff, or several (comma-separated)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "stream.json"))
     args = ap.parse_args(argv)
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if not formats or any(f not in EXT for f in formats):
+        ap.error(f"--format: one or several of {', '.join(EXT)}")
     work = Path(args.workdir) / f"acqd-bench-stream-{os.getpid()}"
     staging = Path(args.workdir) / f"acqd-bench-stream-src-{os.getpid()}"
-    try:
-        [m] = simulate(
-            "gatan-k3", staging, SimSpec(files=1, frames=args.frames, height=4092, width=5760, temp_rename=False)
-        )
-        movie = m.read_bytes()
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    header = 1024 + int.from_bytes(movie[92:96], "little")
-    every: dict[str, list[dict[str, Any]]] = {"whole file (stream: false)": [], "tail-follow (stream: true)": []}
-    for _ in range(args.runs):
-        for name, on in (("whole file (stream: false)", False), ("tail-follow (stream: true)", True)):
-            r = scenario(work, Path(args.dest), movie, header, args, on)
-            every[name].append(r)
-            print(name, json.dumps(r), flush=True)
     results = []
-    for name, rs in every.items():
-        lat = sorted(x for r in rs for x in r["latencies"])
-        results.append(
-            {
-                "scenario": name,
-                "movies": len(lat),
-                "last_byte_to_verified_p50_s": statistics.median(lat) if lat else None,
-                "max_s": lat[-1] if lat else None,
-                "fallbacks": sum(r["fallbacks"] for r in rs),
-            }
-        )
+    every: dict[str, list[dict[str, Any]]] = {}
+    sizes = {}
+    for fmt in formats:
+        try:
+            movie, header, extra = source(fmt, args.frames, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        sizes[fmt] = len(movie)
+        label = "" if formats == ["mrc"] else f"{fmt}: "
+        names = (f"{label}whole file (stream: false)", f"{label}tail-follow (stream: true)")
+        for name in names:
+            every[name] = []
+        for _ in range(args.runs):
+            for name, on in zip(names, (False, True), strict=True):
+                r = scenario(work, Path(args.dest), movie, header, args, on, fmt, extra)
+                every[name].append(r)
+                print(name, json.dumps(r), flush=True)
+        for name in names:
+            rs = every[name]
+            lat = sorted(x for r in rs for x in r["latencies"])
+            results.append(
+                {
+                    "scenario": name,
+                    "format": fmt,
+                    "movies": len(lat),
+                    "last_byte_to_verified_p50_s": statistics.median(lat) if lat else None,
+                    "max_s": lat[-1] if lat else None,
+                    "fallbacks": sum(r["fallbacks"] for r in rs),
+                    "acqd_cpu_s": [round(r["acqd_cpu_s"], 2) for r in rs],
+                }
+            )
+        del movie
     doc = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cores (shared), {platform.platform()}",
         "loadavg_at_end": os.getloadavg(),
         "args": vars(args),
-        "movie_bytes": len(movie),
+        "file_bytes": sizes,
         "results": results,
         "every_run": every,
     }
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"\n{'scenario':30} {'movies':>6} {'last byte -> verified p50':>26} {'max':>7} {'fallbacks':>9}")
+    print(f"\n{'scenario':36} {'movies':>6} {'last byte -> verified p50':>26} {'max':>7} {'fallbacks':>9}")
     for r in results:
         p50 = f"{r['last_byte_to_verified_p50_s']:.2f} s" if r["movies"] else "-"
         mx = f"{r['max_s']:.2f} s" if r["movies"] else "-"
-        print(f"{r['scenario']:30} {r['movies']:>6} {p50:>26} {mx:>7} {r['fallbacks']:>9}")
+        print(f"{r['scenario']:36} {r['movies']:>6} {p50:>26} {mx:>7} {r['fallbacks']:>9}")
     print(f"load average at the end: {doc['loadavg_at_end'][0]:.2f} (2 cores shared with other work)")

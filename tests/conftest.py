@@ -147,12 +147,18 @@ def digest(data: bytes) -> str:
 
 def tree(root: Path, claims: bool = False) -> dict[str, bytes]:
     """Every regular file below `root` (relative path -> content); the instruments' claim objects
-    (`<instrument>/~acqd-claim.json`) only if asked for."""
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink() and (claims or p.name != "~acqd-claim.json")
-    }
+    (`<instrument>/~acqd-claim.json`, and their temporaries) only if asked for. A file gone between
+    the listing and the read (a temporary renamed by a running daemon) is left out."""
+    out: dict[str, bytes] = {}
+    claim_names = ("~acqd-claim.json", ".~acqd-tmp.~acqd-claim.json")
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.is_symlink() or (not claims and p.name in claim_names):
+            continue
+        try:
+            out[str(p.relative_to(root))] = p.read_bytes()
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def write_config(path: Path, body: str) -> Path:

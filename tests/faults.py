@@ -213,7 +213,8 @@ class FaultyFileSystem(LocalFileSystem):  # type: ignore[misc]
 
 def patch_os(control: str) -> None:
     """Wrap os.fsync, os.replace and os.rename in this process with the control file's faults, and
-    os.unlink with a rename another program makes at that moment (``swap_before_unlink``)."""
+    os.unlink and a release's move-aside with a rename another program makes at that moment
+    (``swap_at_release``)."""
     ctl = _Control(control)
     real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
 
@@ -243,20 +244,27 @@ def patch_os(control: str) -> None:
 
     real_unlink = os.unlink
 
-    def unlink(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> None:
-        # {"swap_before_unlink": {"name": N, "from": P}}: just before acqd unlinks a name N (relative to
-        # a folder descriptor, as a release does), another program renames its new file P over N: the
-        # moment between the release's last look at the file and the unlink
+    def swap_at_release(path: Any, dir_fd: int | None) -> None:
+        # {"swap_at_release": {"name": N, "from": P}}: just before acqd unlinks or moves away a name N
+        # (relative to a folder descriptor, as a release does), another program renames its new file
+        # P over N: the instant between the release's last look at the file and its removal
         with ctl._lock:
             ctl._load()
-            swap = ctl.doc.get("swap_before_unlink")
+            swap = ctl.doc.get("swap_at_release")
         if swap and dir_fd is not None and os.fsdecode(path) == swap["name"] and os.path.exists(swap["from"]):
             real_rename(swap["from"], path, dst_dir_fd=dir_fd)
+
+    def unlink(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> None:
+        swap_at_release(path, dir_fd)
         real_unlink(path, *args, dir_fd=dir_fd, **kwargs)
+
+    def rename(src: Any, dst: Any, *args: Any, src_dir_fd: int | None = None, **kwargs: Any) -> None:
+        swap_at_release(src, src_dir_fd)
+        renamer(real_rename)(src, dst, *args, src_dir_fd=src_dir_fd, **kwargs)
 
     os.fsync = fsync
     os.replace = renamer(real_replace)
-    os.rename = renamer(real_rename)
+    os.rename = rename
     os.unlink = unlink
     # acqd publishes with renameat2(RENAME_NOREPLACE) through libc, which no os.* wrapper sees
     import acqd.storage.base as base

@@ -5,9 +5,6 @@ clock it judges by) or as a service on the real clock."""
 
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
 import json
 import os
 import re
@@ -22,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from hypothesis import HealthCheck, given, settings
 
 from acqd.config import load_hub_config
@@ -33,7 +29,18 @@ from acqd.notify import Digests, SmtpMailer
 from acqd.policy.model import DAY, Policy
 from acqd.policy.planner import Action, Hold, Item, Warning_, plan
 from acqd.retention import RetentionRunner, plan_from_journal
+from tests import hubkit
 from tests.conftest import REPO, Background, need, run_acqd, wait_for, write_config
+from tests.hubkit import (
+    LEASE_EXPIRED_SQL,
+    PURGES_SQL,
+    Mailbox,
+    file_tiers,
+    hub_sweep,
+    ok,
+    pg_rows,
+    smtp_server,
+)
 from tests.servers import Postgres, free_port
 from tests.test_policy import scenarios
 
@@ -68,24 +75,6 @@ FILES = {
 }
 
 
-class Mailbox:
-    """An SMTP server's inbox; `delay` makes each message take that long (a slow mail server)."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
-        self.delay = delay
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), msg))
-        return "250 OK"
-
-    def to(self, rcpt: str) -> list[email.message.EmailMessage]:
-        return [m for r, m in self.messages if rcpt in r]
-
-
 @dataclass
 class Facility:
     root: Path
@@ -98,101 +87,53 @@ class Facility:
     t0: float  # the latest verification time of the catalogued copies
 
     def hub(self, days: float, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        now = datetime.fromtimestamp(self.t0 + days * DAY, UTC).isoformat()
-        return run_acqd("hub", "--config", str(self.hub_yaml), "--once", "--now", now, *args, env=env)
+        return hub_sweep(self.hub_yaml, self.t0, days, *args, env=env)
 
     def q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with self.pg.connect(self.url.rpartition("/")[2]) as c:
-            return list(c.execute(sql, args or None).fetchall())
+        return pg_rows(self.pg, self.url, sql, *args)
 
     def stored(self, inst: str, rel: str) -> Path:
         return self.central / inst / rel
 
     def purged(self) -> list[str]:
         """relpath of each 'retention.purged' in the hub's audit, duplicates kept."""
-        rows = self.q(
-            "SELECT f.relpath FROM acqd.hub_audit a JOIN acqd.hub_copies h ON h.id = a.copy JOIN acqd.files f"
-            " ON (f.instrument, f.journal_id, f.file_id) = (h.instrument, h.journal_id, h.file_id)"
-            " WHERE a.action = 'retention.purged' ORDER BY a.id"
-        )
-        return [r[0] for r in rows]
+        return [r[2] for r in self.q(PURGES_SQL)]
 
 
 def daemon_config(root: Path, inst: str, url: str, pg: Postgres, central: Path, capacity: Path, owner: str) -> Path:
-    return write_config(
-        root / f"{inst}.yaml",
-        f"""
-instrument: {inst}
-state_dir: {root / inst / "state"}
-policy: {root / "policy.yaml"}
-watch:
-  - path: {root / inst / "acq"}
-    settle: 0.2s
-tiers:
-  central: {{url: "file://{central}"}}
-  capacity: {{url: "file://{capacity}"}}
-limits: {{retry_initial: 50ms, retry_max: 200ms}}
-catalog: {{url: "{url}", password_file: "{pg.password_file}", retry_max: 0.5s, connect_timeout: 3s}}
-retention: {{owner: {owner}}}
-""",
-    )
+    return hubkit.daemon_config(root, inst, url, pg, file_tiers(central, capacity), owner)
 
 
 def hub_config(root: Path, url: str, pg: Postgres, central: Path, capacity: Path, smtp: int, extra: str = "") -> Path:
-    return write_config(
-        root / "hub.yaml",
-        f"""
-facility: EM facility
-state_dir: {root / "hub"}
-catalog: {{url: "{url}", password_file: "{pg.password_file}", connect_timeout: 3s}}
-tiers:
-  central: {{url: "file://{central}"}}
-  capacity: {{url: "file://{capacity}"}}
-policy: {root / "policy.yaml"}
-smtp: {{host: 127.0.0.1, port: {smtp}, sender: hub@facility.example, contact: em-staff}}
-metrics: {{enabled: false}}
-{extra}""",
-    )
+    return hubkit.hub_config(root, url, pg, file_tiers(central, capacity), smtp, extra)
 
 
 def make_facility(root: Path, pg: Postgres, url: str, policy: str = POLICY, delay: float = 0.0) -> Iterator[Facility]:
     box = Mailbox(delay)
-    port = free_port()
-    smtp = Controller(box, hostname="127.0.0.1", port=port)
-    smtp.start()
-    central, capacity = root / "central", root / "capacity"
-    for d in (central, capacity):
-        d.mkdir()
-    (root / "policy.yaml").write_text(policy)
-    for i, (inst, names) in enumerate(FILES.items()):
-        for j, rel in enumerate(names):
-            p = root / inst / "acq" / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(bytes([i * 16 + j]) * (5000 + 100 * j))
-        cfg = daemon_config(root, inst, url, pg, central, capacity, "hub")
-        if i == 0:
-            r = run_acqd("catalog", "migrate", "--config", str(cfg))
-            assert r.returncode == 0, r.stderr
-        r = run_acqd("run", "--config", str(cfg), "--once")
-        assert r.returncode == 0, r.stderr
-    fac = Facility(root, pg, url, central, capacity, hub_config(root, url, pg, central, capacity, port), box, 0.0)
-    n = sum(len(v) for v in FILES.values())
-    assert fac.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == n
-    fac.t0 = float(fac.q("SELECT extract(epoch FROM max(verified_at)) FROM acqd.copies")[0][0])
-    try:
+    with smtp_server(box) as port:
+        central, capacity = root / "central", root / "capacity"
+        for d in (central, capacity):
+            d.mkdir()
+        (root / "policy.yaml").write_text(policy)
+        for i, (inst, names) in enumerate(FILES.items()):
+            for j, rel in enumerate(names):
+                p = root / inst / "acq" / rel
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(bytes([i * 16 + j]) * (5000 + 100 * j))
+            cfg = daemon_config(root, inst, url, pg, central, capacity, "hub")
+            if i == 0:
+                ok(run_acqd("catalog", "migrate", "--config", str(cfg)))
+            ok(run_acqd("run", "--config", str(cfg), "--once"))
+        fac = Facility(root, pg, url, central, capacity, hub_config(root, url, pg, central, capacity, port), box, 0.0)
+        n = sum(len(v) for v in FILES.values())
+        assert fac.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == n
+        fac.t0 = float(fac.q("SELECT extract(epoch FROM max(verified_at)) FROM acqd.copies")[0][0])
         yield fac
-    finally:
-        smtp.stop()
 
 
 @pytest.fixture
 def facility(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> Iterator[Facility]:
     yield from make_facility(tmp_path, pg_server, catalog_db)
-
-
-def ok(r: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r
 
 
 MOVIES = [("krios", "alice_apo_0101/a_fractions.mrc"), ("krios", "alice_apo_0101/b_fractions.mrc")]
@@ -227,6 +168,9 @@ def test_one_digest_per_owner_across_instruments_and_no_purge_before_its_lead_ti
     # the daemons' own rows are theirs: what the hub did is in its own tables
     assert f.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == 6
     assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'purged'")[0][0] == 4
+    # usage counts what is stored after the hub's actions: the long movie on central, the stack on capacity
+    doc = json.loads(ok(run_acqd("hub", "usage", "--json", "--config", str(f.hub_yaml))).stdout)
+    assert {t["tier"]: (t["files"], t["bytes"]) for t in doc["tiers"]} == {"central": (1, 5200), "capacity": (1, 5100)}
 
 
 def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
@@ -260,6 +204,83 @@ def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
     assert blocked == [(0,)]  # the planner blocked them: not even attempted
 
 
+def test_a_once_sweep_longer_than_its_lease_renews_it(pg_server: Postgres, catalog_db: str, tmp_path: Path) -> None:
+    """`acqd hub --once` keeps its lease while it sweeps: with a 2 s lease and a mail server that
+    takes 1.5 s per digest, the sweep outlasts the lease's margin and still finishes."""
+    gen = make_facility(tmp_path, pg_server, catalog_db, delay=1.5)
+    f = next(gen)
+    try:
+        f.hub_yaml.write_text(f.hub_yaml.read_text() + "lease: {ttl: 2s}\n")
+        r = ok(f.hub(47))
+        assert "no longer this replica's" not in r.stderr, r.stderr
+        assert len(f.box.messages) == 2 and f.q("SELECT count(*) FROM acqd.hub_warnings") == [(4,)]
+    finally:
+        gen.close()
+
+
+def test_daemons_learn_what_the_hub_did_to_their_copies(facility: Facility) -> None:
+    """The hub purges four movies and moves the stack; each daemon, at its next contact with the
+    catalog, records that in its journal: `verify` no longer calls the purged copies missing,
+    `restore` finds the stack on its new tier, and the hub never takes the daemon's row for the
+    stack's new copy in as a second item."""
+    f = facility
+    ok(f.hub(47))
+    ok(f.hub(62))
+    copies = "SELECT c.tier, c.dest, c.state FROM copies c ORDER BY c.tier, c.dest"
+    for inst in FILES:  # before: the journals still call every copy verified
+        r = run_acqd("verify", "--config", str(f.root / f"{inst}.yaml"))
+        assert r.returncode == 1 and "missing" in r.stdout + r.stderr, r.stdout + r.stderr
+    krios = f.root / "krios.yaml"  # the hub's actions read back in pages of two (three purges)
+    krios.write_text(krios.read_text().replace("connect_timeout: 3s}", "connect_timeout: 3s, batch: 2}"))
+    assert "batch: 2" in krios.read_text()
+    for inst in FILES:
+        ok(run_acqd("run", "--config", str(f.root / f"{inst}.yaml"), "--once"))
+    j = Journal(journal_path(f.root / "krios" / "state"), readonly=True)
+    try:
+        assert j._db.execute("SELECT state, count(*) FROM copies GROUP BY 1").fetchall() == [("purged", 3)]
+    finally:
+        j.close()
+    j = Journal(journal_path(f.root / "talos" / "state"), readonly=True)
+    try:
+        rows = j._db.execute(copies).fetchall()
+        audit = j._db.execute("SELECT action FROM audit WHERE action LIKE 'hub.%' ORDER BY id").fetchall()
+    finally:
+        j.close()
+    assert rows == [
+        ("capacity", "talos/alice_tomo_0103/e_stack.dat", "verified"),
+        ("central", "talos/alice_tomo_0103/d_fractions.mrc", "purged"),
+        ("central", "talos/alice_tomo_0103/e_stack.dat", "moved"),
+        ("central", "talos/alice_tomo_0103/f_long.mrc", "verified"),
+    ]
+    assert sorted(audit) == [("hub.moved",), ("hub.purged",)]
+    for inst in FILES:
+        r = ok(run_acqd("verify", "--config", str(f.root / f"{inst}.yaml")))
+    out = f.root / "restored.dat"
+    ok(run_acqd("restore", "--config", str(f.root / "talos.yaml"), "alice_tomo_0103/e_stack.dat", str(out)))
+    assert out.read_bytes() == bytes([17]) * 5100
+    # the catalog's daemon rows agree with the hub's now; nothing is taken in, warned or purged again
+    states = f.q("SELECT tier, state, count(*) FROM acqd.copies GROUP BY 1, 2 ORDER BY 1, 2")
+    assert states == [
+        ("capacity", "verified", 1),
+        ("central", "moved", 1),
+        ("central", "purged", 4),
+        ("central", "verified", 1),
+    ]
+    before = f.q("SELECT id, state FROM acqd.hub_copies ORDER BY id")
+    r = ok(f.hub(63))
+    assert f.q("SELECT id, state FROM acqd.hub_copies ORDER BY id") == before
+    assert "0 moved, 0 purged" in r.stderr and "does not manage" not in r.stderr, r.stderr
+    assert len(f.box.messages) == 2 and sorted(f.purged()) == sorted(r for _, r in MOVIES)
+    # a second look changes nothing (each hub action applied once)
+    ok(run_acqd("run", "--config", str(f.root / "talos.yaml"), "--once"))
+    j = Journal(journal_path(f.root / "talos" / "state"), readonly=True)
+    try:
+        assert j._db.execute(copies).fetchall() == rows
+        assert j._db.execute("SELECT count(*) FROM audit WHERE action LIKE 'hub.%'").fetchone() == (2,)
+    finally:
+        j.close()
+
+
 def test_a_hub_killed_mid_sweep_purges_nothing_twice_or_early(facility: Facility) -> None:
     f = facility
     f.hub_yaml.write_text(f.hub_yaml.read_text() + "lease: {ttl: 2s}\n")
@@ -272,7 +293,7 @@ def test_a_hub_killed_mid_sweep_purges_nothing_twice_or_early(facility: Facility
     open_actions = f.q("SELECT kind FROM acqd.hub_actions WHERE done IS NULL")
     assert open_actions == [("purge",)]  # begun, never finished
     # the dead process's lease must expire before another process (a new holder) may act
-    wait_for(lambda: f.q("SELECT expires < now() FROM acqd.hub_lease") == [(True,)], 60, "the lease to expire")
+    wait_for(lambda: f.q(LEASE_EXPIRED_SQL) == [(True,)], 60, "the lease to expire")
     ok(f.hub(62))
     assert not any(f.stored(i, r).exists() for i, r in MOVIES) and f.stored(*LONG).exists()
     assert sorted(f.purged()) == sorted(r for _, r in MOVIES)  # each once: the interrupted one recorded, not redone
@@ -415,6 +436,12 @@ def test_a_daemon_whose_retention_the_hub_owns_never_sweeps(
         finally:
             code, err = d.terminate()
         assert code == 0, err
+        # and its `acqd plan` (the journal lacks the catalog's holds and warnings) sends to the hub's
+        r = run_acqd("plan", "--config", str(cfg))
+        if owner == "hub":
+            assert r.returncode == 78 and "acqd hub plan" in r.stderr and r.stdout == "", r.stderr
+        else:
+            assert r.returncode == 0, r.stderr
 
 
 def test_hub_config_errors_are_one_line(tmp_path: Path, pg_server: Postgres, catalog_db: str) -> None:
@@ -661,7 +688,7 @@ def test_a_hub_killed_mid_transition_records_the_move_once(facility: Facility) -
     r = f.hub(20, env={**os.environ, "ACQD_CRASH_AT": "retention_after_delete:1"})
     assert r.returncode == -9, r.stderr
     assert not f.stored(*stack).exists() and (f.capacity / stack[0] / stack[1]).exists()
-    wait_for(lambda: f.q("SELECT expires < now() FROM acqd.hub_lease") == [(True,)], 60, "the lease to expire")
+    wait_for(lambda: f.q(LEASE_EXPIRED_SQL) == [(True,)], 60, "the lease to expire")
     r = ok(f.hub(20))
     assert "failed" not in r.stderr.replace("0 failed", ""), r.stderr
     rows = f.q("SELECT tier, state, origin FROM acqd.hub_copies WHERE dest LIKE '%e_stack.dat' ORDER BY id")

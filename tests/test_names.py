@@ -29,7 +29,7 @@ from acqd import claims, naming
 from acqd.config import prefixes_nest
 from acqd.journal import Journal
 from acqd.storage import open_tier
-from tests.conftest import Background, journal_rows, journal_states, run_acqd, wait_for, write_config
+from tests.conftest import Background, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
 
 # -- the property ------------------------------------------------------------------------------
 _chars = st.sampled_from([*"a~.v2~0-_ Zé", "~~", ".v", "~v", "~.", ".zarr", ".tif", ".zst", "acqd"])
@@ -328,6 +328,8 @@ def test_a_journal_lost_while_running_stops_shipping(tmp_path: Path) -> None:
     d = Background("run", "--config", str(cfg))
     try:
         wait_for(lambda: journal_states(state).get("s/f.raw") == "released", what="the first file to be released")
+        manifest = tmp_path / "central" / "scope" / "s" / "~acqd-manifest.json"
+        wait_for(manifest.exists, what="its session manifest (what `--adopt` imports)")  # written every 2 s
         for p in state.glob("journal.sqlite*"):
             p.unlink()
         d.proc.wait(timeout=60)
@@ -513,3 +515,43 @@ def test_ship_workers_claiming_at_once_claim_once(tmp_path: Path) -> None:
         journal.close()
     assert writes == ["scope/~acqd-claim.json"]
     assert claims.read_claim(tier, "scope") is not None
+
+
+ONLY_MRC = """apiVersion: acqd/v1
+kind: DetectorProfile
+name: only-mrc
+description: MRC files only, everything else left alone
+files: ["*.mrc"]
+other_files: ignore
+reader: bytes
+layout: copy
+settle: {window: 0.2s}
+"""
+
+
+def test_other_files_ignore_leaves_the_other_files_and_never_the_folders(tmp_path: Path) -> None:
+    """`other_files: ignore` is a rule about files: the profile's files in session folders (found by
+    the start's scan and by the watch) ship, the others stay untouched and unshipped."""
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "only-mrc.yaml").write_text(ONLY_MRC)
+    cfg = site(tmp_path, detector="only-mrc")
+    acq = tmp_path / "acq"
+    (acq / "sess" / "grid1").mkdir(parents=True)
+    (acq / "sess" / "grid1" / "a.mrc").write_bytes(b"a" * 3000)
+    (acq / "sess" / "notes.txt").write_text("not shipped")
+    (acq / "top.mrc").write_bytes(b"t" * 100)
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: len(journal_states(tmp_path / "state-a")) == 2, 60, "the scan's two MRC files", d)
+        (acq / "sess" / "grid2").mkdir()  # made while acqd watches
+        (acq / "sess" / "grid2" / "b.xml").write_text("<not shipped/>")  # before the MRC file: seen first
+        (acq / "sess" / "grid2" / "b.mrc").write_bytes(b"b" * 2000)
+        done = ["released"] * 3
+        wait_for(lambda: list(journal_states(tmp_path / "state-a").values()) == done, 60, "the MRC files shipped", d)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert sorted(journal_states(tmp_path / "state-a")) == ["sess/grid1/a.mrc", "sess/grid2/b.mrc", "top.mrc"]
+    stored = tree(tmp_path / "central" / "scope")
+    assert sorted(k for k in stored if "acqd-manifest" not in k) == ["sess/grid1/a.mrc", "sess/grid2/b.mrc", "top.mrc"]
+    assert (acq / "sess" / "notes.txt").read_text() == "not shipped" and (acq / "sess" / "grid2" / "b.xml").exists()

@@ -363,6 +363,41 @@ def test_stored_copy_deleted_while_a_release_is_pending_at_restart_is_shipped_ag
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name_taken", [False, True])
+def test_a_crash_while_a_file_is_moved_aside_for_its_release_puts_it_back(
+    dirs: tuple[Path, Path, Path], tmp_path: Path, name_taken: bool
+) -> None:
+    """Killed with the file under its hidden release name: the next start puts it back under its
+    name and it is released from the start; if a new file has taken the name meanwhile, the moved
+    file goes beside it under a visible name, and both are shipped."""
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    data = os.urandom(60_000)
+    src = watch / "sess" / "f.raw"
+    src.write_bytes(data)
+    cfg = config(tmp_path, watch, dest, state)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_move_aside"))
+    assert r.returncode == -9, r.stderr
+    [aside] = [p for p in (watch / "sess").iterdir() if p.name.startswith(".~acqd-release.")]
+    assert aside.read_bytes() == data and not src.exists()
+    newer = os.urandom(30_000)
+    if name_taken:
+        src.write_bytes(newer)
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
+    assert r.returncode == 0, r.stderr
+    assert "moved aside was put back" in r.stderr
+    assert not any(p.name.startswith(".~acqd-release.") for p in (watch / "sess").iterdir())
+    # put back under its own name, unchanged but for the ctime the move moved: not shipped again; under
+    # another name (a newer file took its own): shipped as a file of its own
+    assert sorted(stored(dest).values()) == sorted([data, newer, data] if name_taken else [data])
+    states = journal_states(state)
+    assert states["sess/f.raw"] == "released" and not src.exists()
+    if name_taken:
+        [kept] = [rel for rel in states if "~acqd-kept-" in rel]
+        assert kept.endswith(".raw") and states[kept] == "released"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "same-size"])
 def test_stored_copy_damaged_before_a_held_release_is_shipped_again(
     dirs: tuple[Path, Path, Path], tmp_path: Path, damage: str
@@ -478,19 +513,11 @@ limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: full}}
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the release compares the file's identity (fstatat) and then unlinks the name (unlinkat): a file "
-    "renamed over that name in between (software that saves by writing a temporary and renaming it over "
-    "the old file, e.g. a metadata file rewritten after every tilt) is unlinked without ever having been "
-    "shipped. Closing it needs the name moved aside first (renameat2 NOREPLACE to a hidden name), the "
-    "identity checked there, then unlinked, or renamed back, with a crash in between recovered at start",
-)
 def test_a_file_renamed_over_the_name_at_the_moment_of_the_release_is_kept(
     dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    """The window is made deterministic in the daemon (tests/faults.py ``swap_before_unlink``): just
-    before the release's unlink, another program renames its new version of the file over the name."""
+    """The window is made deterministic in the daemon (tests/faults.py ``swap_at_release``): just
+    before the release removes the name, another program renames its new version of the file over it."""
     from tests.faults import install_os_faults, set_faults
 
     watch, dest, state = dirs
@@ -499,7 +526,7 @@ def test_a_file_renamed_over_the_name_at_the_moment_of_the_release_is_kept(
     staging.mkdir()
     new = os.urandom(50_000)
     (staging / "f.mdoc.new").write_bytes(new)
-    set_faults(control, swap_before_unlink={"name": "f.mdoc", "from": str(staging / "f.mdoc.new")})
+    set_faults(control, swap_at_release={"name": "f.mdoc", "from": str(staging / "f.mdoc.new")})
     repo = Path(__file__).resolve().parent.parent
     hook = install_os_faults(tmp_path / "hook")
     env = dict(

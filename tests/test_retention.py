@@ -348,19 +348,13 @@ def test_check_names_two_tiers_that_are_one_storage(tmp_path: Path) -> None:
     assert [p.name for p in central.rglob("*") if p.is_file()] == []  # the markers are gone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="holds live only in the journal, and a journal restored from a backup taken before a hold "
-    "passes every check (the destination claim names the same journal id): the hold is gone, the "
-    "warnings delivered before the backup still stand, and the held session is purged on the warned "
-    "date. Needs a record of holds (or a journal generation) that a restored journal cannot rewind, "
-    "e.g. kept with the claim at the destination",
-)
 async def test_a_hold_placed_after_the_journal_backup_survives_its_restore(setup: Setup, tmp_path: Path) -> None:
-    """Warned on day 46 for day 60; the state disk is backed up on day 47; alice holds her session on
-    day 50; the state disk dies and the day-47 backup is restored on day 55. Her session must not be
-    purged on day 60."""
+    """Warned on day 46 for day 60; the state disk is backed up on day 47; alice holds her session
+    (`acqd hold`); the state disk dies and the day-47 backup is restored. Her session must not be
+    purged on day 60: the hold's record on the tiers puts it back into the journal."""
     import sqlite3
+
+    from tests.conftest import run_acqd
 
     s = setup
     path = journal_path(s.cfg.state_dir)
@@ -383,12 +377,13 @@ async def test_a_hold_placed_after_the_journal_backup_survives_its_restore(setup
                 dst.close()
 
         await loop.run_in_executor(jexec, take_backup)
-        until = s.t0 + 200 * DAY
-        await loop.run_in_executor(
-            jexec, jr.add_hold, j, "alice_apoferritin_0101", until, "paper revision", s.t0 + 50 * DAY
-        )
     finally:
         await loop.run_in_executor(jexec, j.close)
+    until = datetime.fromtimestamp(s.t0 + 200 * DAY, UTC).date().isoformat()
+    r = run_acqd(
+        "hold", "alice_apoferritin_0101", "--until", until, "--reason", "paper revision", "--config", str(s.cfg_path)
+    )
+    assert r.returncode == 0, r.stderr
     for p in path.parent.glob(path.name + "*"):  # the state disk dies ...
         p.unlink()
     backup.replace(path)  # ... and the backup is restored
@@ -402,6 +397,9 @@ async def test_a_hold_placed_after_the_journal_backup_survives_its_restore(setup
     assert sum(r.purged for r in res.values()) >= 1  # carol's movie goes as announced
     held = [s.capacity / f"alice_apoferritin_0101/FoilHole_{i}_fractions.mrc" for i in (1, 2)]
     assert all(p.exists() for p in held), "purged under a hold the restored journal forgot"
+    assert [e.reason for e in s.events if e.kind == "retention.hold_restored"] == ["paper revision"]
+    r = run_acqd("hold", "--list", "--config", str(s.cfg_path))  # the journal has it again
+    assert "alice_apoferritin_0101" in r.stdout and "paper revision" in r.stdout, r.stdout
 
 
 def test_plan_and_hold_commands(setup: Setup, tmp_path: Path) -> None:

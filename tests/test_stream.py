@@ -5,13 +5,19 @@ with what was streamed, and anything unexpected ships the file whole instead.
 Each test runs the real daemon on a movie written frame by frame, slowly, by the test itself, and
 checks the stored copy against the final bytes of the source (`acqd restore`, and tifffile reading
 the stored TIFF against mrcfile reading the source), and the journal's audit for what happened.
+The formats streamed besides MRC movies (raw frames of the profile's geometry, Merlin .mib frames
+behind their own headers, TIFF stacks written plane by plane) run through the same tests where they
+fit (`CAMERAS`): completed by a marker file, as their formats do not say their size up front.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
@@ -19,7 +25,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from acqd.simulate import SimSpec, simulate
+from acqd.simulate import SimSpec, poisson_frames, scmos_frames, simulate
 from tests.conftest import Background, journal_rows, journal_states, run_acqd, wait_for
 from tests.test_safeguards import PROFILES, audit, frames_config, verified_copies
 
@@ -41,8 +47,98 @@ def movie(tmp_path: Path) -> tuple[bytes, int, int, str]:
     return raw, header, (len(raw) - header) // FRAMES, m.name
 
 
+# the formats streamed besides MRC: any frame size (the shipped profiles expect full-size frames), the
+# TIFF layout, completed by a marker file next to the file (their formats do not announce their size)
+DONE = "{name}.done"
+STREAM_PROFILES = {
+    "t-raw": "reader: raw\nraw: {shape: [128, 128], dtype: <u2, header_bytes: 512, axis0: t}\n",
+    "t-mib": "reader: mib\n",
+    "t-planes": "reader: tiff\naxis0: z\n",
+}
+SUFFIX = {"t-movie": ".mrc", "t-raw": ".raw", "t-mib": ".mib", "t-planes": ".tif"}
+
+
+@dataclass
+class Camera:
+    """A file as a detector writes it: its final bytes, the bytes written before the first frame,
+    where each frame's bytes are (frame i: data[cuts[i]:cuts[i + 1]], its own header included) and
+    where frame 0's pixels start."""
+
+    detector: str
+    name: str
+    data: bytes
+    header: int
+    cuts: list[int]
+    pixel0: int
+
+    @property
+    def marker(self) -> bool:
+        return self.detector != "t-movie"
+
+    def pixels(self, path: Path) -> np.ndarray:
+        """The source's frames as the readers scientists use read them (rows as stored by acqd)."""
+        if self.detector == "t-movie":
+            with mrcfile.open(path, permissive=True) as m:  # mode 0 as int8: compared as bytes
+                return np.ascontiguousarray(np.asarray(m.data)[:, ::-1]).view(np.uint8)
+        if self.detector == "t-planes":
+            return np.asarray(tifffile.imread(path))
+        data = path.read_bytes()
+        if self.detector == "t-raw":
+            return np.frombuffer(data[512:], "<u2").reshape(-1, 128, 128)
+        hb = int(data[:64].split(b",")[2])  # MIB: 'MQ1,<seq>,<header bytes>,...' before each frame, pixels big-endian
+        step = hb + 128 * 128 * 2
+        return np.stack(
+            [np.frombuffer(data[i + hb : i + step], ">u2").reshape(128, 128) for i in range(0, len(data), step)]
+        )
+
+
+def camera(tmp_path: Path, detector: str) -> Camera:
+    if detector == "t-movie":
+        raw, header, frame, name = movie(tmp_path)
+        return Camera(detector, name, raw, header, [header + i * frame for i in range(FRAMES + 1)], header)
+    rng = np.random.default_rng(7)
+    name = "frames" + SUFFIX[detector]
+    if detector == "t-raw":
+        frames = poisson_frames(rng, FRAMES, 128, 128, 0.8, "uint16")
+        head = b"RAWHEAD1" + bytes(range(256)) * 2
+        head = head[:512]
+        data = head + frames.astype("<u2").tobytes()
+        return Camera(detector, name, data, 512, [512 + i * frames[0].nbytes for i in range(FRAMES + 1)], 512)
+    if detector == "t-mib":
+        [m] = simulate(
+            "merlin-medipix",
+            tmp_path / "staging",
+            SimSpec(files=1, frames=FRAMES, height=128, width=128, temp_rename=False),
+        )
+        data = m.read_bytes()
+        step = len(data) // FRAMES
+        return Camera(detector, name, data, 0, [i * step for i in range(FRAMES + 1)], step - 128 * 128 * 2)
+    # plane by plane, as a light-sheet acquisition writes: each plane's pixels and IFD, then the next
+    buf = io.BytesIO()
+    cuts = [0]
+    with tifffile.TiffWriter(buf) as tw:
+        for plane in scmos_frames(rng, FRAMES, 128, 128):
+            tw.write(
+                plane,
+                photometric="minisblack",
+                contiguous=False,
+                metadata=None,
+                resolution=(2e4, 2e4),
+                resolutionunit=3,
+            )
+            cuts.append(buf.tell())
+    data = buf.getvalue()
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        pixel0 = int(tif.pages[0].dataoffsets[0])
+    return Camera(detector, name, data, 0, [0, *cuts[1:]], pixel0)
+
+
+CAMERAS = ["t-movie", "t-raw", "t-mib", "t-planes"]
+
+
 def start(tmp_path: Path, detector: str = "t-movie", settle: str = "60s") -> tuple[Path, Path, Path, Background]:
     watch, dest, state, cfg = frames_config(tmp_path, detector)
+    add_profiles(tmp_path)
     cfg.write_text(cfg.read_text().replace("settle: 0.2s", f"settle: {settle}"))
     (watch / "sess").mkdir()
     d = Background("run", "--config", str(cfg))
@@ -50,26 +146,45 @@ def start(tmp_path: Path, detector: str = "t-movie", settle: str = "60s") -> tup
     return watch, dest, state, d
 
 
+def add_profiles(tmp_path: Path) -> None:
+    """The streamed formats' profiles beside frames_config's (TIFF layout, deflate, marker files)."""
+    for name, body in STREAM_PROFILES.items():
+        text = (
+            f"apiVersion: acqd/v1\nkind: DetectorProfile\nname: {name}\n{body}layout: tiff\ncodec: {{id: deflate}}\n"
+            f"files: ['*{SUFFIX[name]}']\nignore: ['.*', '*.done']\nsettle: {{window: 0.2s, marker: '{DONE}'}}\n"
+        )
+        (tmp_path / "det" / f"{name}.yaml").write_text(text)
+
+
 def streaming_started(state: Path, rel: str) -> Callable[[], bool]:
     """The daemon has a row for the file (it is being followed)."""
     return lambda: rel in journal_states(state)
 
 
-def write_slowly(
-    target: Path, raw: bytes, header: int, frame: int, before_last: Callable[[int], None] | None = None
-) -> None:
+def write_camera(target: Path, cam: Camera, before_last: Callable[[int], None] | None = None) -> None:
     """The camera: the header, then one frame every PAUSE seconds; `before_last(fd)` runs just before
-    the last frame is written (a rewrite of something already written)."""
+    the last frame is written (a rewrite of something already written); then the marker file where
+    the format needs one."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, raw[:header])
+        os.write(fd, cam.data[: cam.header])
         for i in range(FRAMES):
             time.sleep(PAUSE)
             if i == FRAMES - 1 and before_last is not None:
                 before_last(fd)
-            os.pwrite(fd, raw[header + i * frame : header + (i + 1) * frame], header + i * frame)
+            os.pwrite(fd, cam.data[cam.cuts[i] : cam.cuts[i + 1]], cam.cuts[i])
     finally:
         os.close(fd)
+    if cam.marker:
+        target.with_name(DONE.format(name=target.name)).touch()
+
+
+def write_slowly(
+    target: Path, raw: bytes, header: int, frame: int, before_last: Callable[[int], None] | None = None
+) -> None:
+    """An MRC movie written by `write_camera`."""
+    cuts = [header + i * frame for i in range(FRAMES + 1)]
+    write_camera(target, Camera("t-movie", target.name, raw, header, cuts, header), before_last)
 
 
 def finish(d: Background, state: Path, rel: str) -> None:
@@ -80,42 +195,55 @@ def finish(d: Background, state: Path, rel: str) -> None:
     assert code == 0, err
 
 
-def stored_equals_source(tmp_path: Path, state: Path, dest: Path, rel: str, source: Path) -> None:
-    """The stored copy is the final source: restored byte for byte, and its pages (rows flipped back,
-    as IMOD and RELION read them) are the source's frames as mrcfile reads them."""
+def stored_equals_source(
+    tmp_path: Path, state: Path, dest: Path, rel: str, source: Path, cam: Camera | None = None
+) -> None:
+    """The stored copy is the final source: restored byte for byte, its pages (MRC rows flipped back,
+    as IMOD and RELION read them) are the source's frames as the readers scientists use read them,
+    and libtiff's tiffinfo reads it without a complaint."""
+    cam = cam or Camera("t-movie", source.name, b"", 0, [], 0)
     [(only, name)] = [(k, v) for k, v in verified_copies(state).items() if k[0] == rel]
-    out = tmp_path / "restored.mrc"
+    out = tmp_path / "restored"
     cfg = tmp_path / "acqd.yaml"
     r = run_acqd("restore", rel, str(out), "--version", str(only[1]), "--config", str(cfg))
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == source.read_bytes()
-    with mrcfile.open(source, permissive=True) as m:
-        frames = np.asarray(m.data)
-    stored = tifffile.imread(dest / name)
-    # mrcfile reads mode 0 as int8 (IMOD's flag says unsigned, as acqd stores it): compare the bytes
-    assert stored.shape == frames.shape and stored.itemsize == frames.itemsize
-    assert np.ascontiguousarray(stored[:, ::-1]).tobytes() == np.ascontiguousarray(frames).tobytes()
+    out.unlink()
+    frames = cam.pixels(source)
+    stored = np.asarray(tifffile.imread(dest / name)).reshape(frames.shape[0], *frames.shape[-2:])
+    if cam.detector == "t-movie":
+        stored = stored.view(np.uint8)
+    assert stored.shape == frames.shape and stored.dtype.newbyteorder("=") == frames.dtype.newbyteorder("=")
+    assert np.array_equal(stored, frames)
+    info = subprocess.run(["tiffinfo", str(dest / name)], capture_output=True, text=True, check=False)
+    assert info.returncode == 0 and not info.stderr.strip(), info.stderr
+    assert info.stdout.count("TIFF Directory") == frames.shape[0]
 
 
-def test_movie_is_streamed_while_written(tmp_path: Path) -> None:
-    """A movie written frame by frame is encoded while it is written (the journal says how many
-    frames were encoded before the file completed), and its copy reads back equal."""
-    raw, header, frame, name = movie(tmp_path)
-    watch, dest, state, d = start(tmp_path)
-    target = watch / "sess" / name
-    rel = f"sess/{name}"
+@pytest.mark.parametrize("detector", CAMERAS)
+def test_movie_is_streamed_while_written(tmp_path: Path, detector: str) -> None:
+    """A file written frame by frame (an MRC movie, raw frames, .mib frames, TIFF planes) is encoded
+    while it is written (the journal says how many frames were encoded before it completed), and its
+    copy reads back equal: restored byte for byte, its pages the source's frames."""
+    cam = camera(tmp_path, detector)
+    watch, dest, state, d = start(tmp_path, detector)
+    target = watch / "sess" / cam.name
+    rel = f"sess/{cam.name}"
     try:
-        write_slowly(target, raw, header, frame)
+        write_camera(target, cam)
     finally:
         finish(d, state, rel)
-    assert journal_rows(state) == [(rel, "verified", None, 1)]
+    assert [r for r in journal_rows(state) if r[0] == rel] == [(rel, "verified", None, 1)]
     streamed = [x for a, x in audit(state) if a == "streamed"]
     assert len(streamed) == 1, audit(state)
     assert streamed[0]["frames"] == FRAMES
-    # frames encoded while the file was short of its size (the last frame completes it)
-    assert 1 <= streamed[0]["while_growing"] < FRAMES, streamed
+    # frames encoded while the file was being written (an MRC's last frame completes it; the other
+    # formats complete with their marker, after the last frame)
+    assert 1 <= streamed[0]["while_growing"] <= FRAMES, streamed
+    if detector == "t-movie":
+        assert streamed[0]["while_growing"] < FRAMES, streamed
     assert "stream_fallback" not in [a for a, _ in audit(state)]
-    stored_equals_source(tmp_path, state, dest, rel, target)
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)
     assert not [p for p in dest.rglob(".*") if p.is_file() and "acqd-tmp" in p.name], "a temporary was left"
 
 
@@ -140,38 +268,46 @@ def fallbacks(state: Path) -> list[str]:
     return [str(x.get("reason", "")) for a, x in audit(state) if a == "stream_fallback"]
 
 
-def test_header_rewritten_falls_back(tmp_path: Path) -> None:
-    """The writer rewrites the header (its statistics) before the last frame: the streamed copy is
-    dropped, the file ships whole, and the copy is the final file."""
-    raw, header, frame, name = movie(tmp_path)
-    watch, dest, state, d = start(tmp_path)
-    target, rel = watch / "sess" / name, f"sess/{name}"
-    new_header = bytearray(raw[:header])
-    new_header[84:88] = np.float32(42.5).tobytes()  # amean (dmean), as IMOD updates it at the end
+# where each format's writer may rewrite a header after its frames were streamed: an MRC's statistics
+# (amean, as IMOD updates it at the end), a raw file's opaque header, a .mib frame's acquisition time
+HEADER_REWRITES = {"t-movie": (84, np.float32(42.5).tobytes()), "t-raw": (0, b"REWRITE!"), "t-mib": (44, b"2031")}
+
+
+@pytest.mark.parametrize("detector", list(HEADER_REWRITES))
+def test_header_rewritten_falls_back(tmp_path: Path, detector: str) -> None:
+    """The writer rewrites a header (an MRC's or raw file's before its frames, a .mib frame's own) after
+    it was streamed: the streamed copy is dropped, the file ships whole, and the copy is the final file."""
+    cam = camera(tmp_path, detector)
+    watch, dest, state, d = start(tmp_path, detector)
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    at, new = HEADER_REWRITES[detector]
+    assert cam.data[at : at + len(new)] != new
     try:
-        write_slowly(target, raw, header, frame, lambda fd: os.pwrite(fd, bytes(new_header), 0))
+        write_camera(target, cam, lambda fd: os.pwrite(fd, new, at))
     finally:
         finish(d, state, rel)
-    assert target.read_bytes()[:header] == bytes(new_header)
-    stored_equals_source(tmp_path, state, dest, rel, target)  # the oracle first: the copy is right
+    assert target.read_bytes()[at : at + len(new)] == new
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)  # the oracle first: the copy is right
     why = fallbacks(state)
-    assert why and ("header" in why[0] or "differs" in why[0]), audit(state)
+    assert why and "header" in why[0], audit(state)
     assert "streamed" not in [a for a, _ in audit(state)]
 
 
-def test_earlier_frame_rewritten_falls_back(tmp_path: Path) -> None:
-    """The writer rewrites frame 0 after it was streamed: the compare at completion finds the
-    difference, the file ships whole, and the copy holds the rewritten frame."""
-    raw, header, frame, name = movie(tmp_path)
-    watch, dest, state, d = start(tmp_path)
-    target, rel = watch / "sess" / name, f"sess/{name}"
-    other = bytes(255 - b for b in raw[header : header + frame])
+@pytest.mark.parametrize("detector", CAMERAS)
+def test_earlier_frame_rewritten_falls_back(tmp_path: Path, detector: str) -> None:
+    """The writer rewrites frame 0's pixels after they were streamed: the compare at completion finds
+    the difference, the file ships whole, and the copy holds the rewritten frame."""
+    cam = camera(tmp_path, detector)
+    watch, dest, state, d = start(tmp_path, detector)
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    at = slice(cam.pixel0, cam.pixel0 + 4096)
+    other = bytes(b ^ 1 for b in cam.data[at])  # counts stay counts, in any byte order
     try:
-        write_slowly(target, raw, header, frame, lambda fd: os.pwrite(fd, other, header))
+        write_camera(target, cam, lambda fd: os.pwrite(fd, other, cam.pixel0))
     finally:
         finish(d, state, rel)
-    assert target.read_bytes()[header : header + frame] == other
-    stored_equals_source(tmp_path, state, dest, rel, target)  # the oracle first: the copy is right
+    assert target.read_bytes()[at] == other
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)  # the oracle first: the copy is right
     why = fallbacks(state)
     assert why and "differs from the frames streamed" in why[0], audit(state)
 
@@ -228,29 +364,64 @@ def test_preallocated_zeros_fall_back(tmp_path: Path) -> None:
     assert why and "differs from the frames streamed" in why[0], audit(state)
 
 
-@pytest.mark.parametrize("point", ["during_stream:2", "after_compare"])
-def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path, point: str) -> None:
-    """SIGKILL while the movie is being streamed (`during_stream`: the camera still writing), or once
+@pytest.mark.parametrize("detector", ["t-raw", "t-mib"])
+def test_preallocated_file_falls_back(tmp_path: Path, detector: str) -> None:
+    """A writer that allocates the whole file first (zeros) and fills the frames in later: zeros read
+    as raw frames differ from the complete file at the compare; zeros where a .mib frame header must
+    be stop the stream at once. Either way the file ships whole and the copy is the final file."""
+    cam = camera(tmp_path, detector)
+    watch, dest, state, d = start(tmp_path, detector)
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, cam.data[: cam.header])
+            os.ftruncate(fd, len(cam.data))
+            for i in range(FRAMES):
+                time.sleep(PAUSE)
+                os.pwrite(fd, cam.data[cam.cuts[i] : cam.cuts[i + 1]], cam.cuts[i])
+        finally:
+            os.close(fd)
+        target.with_name(DONE.format(name=target.name)).touch()
+    finally:
+        finish(d, state, rel)
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)  # the oracle first: the copy is right
+    why = fallbacks(state)
+    expected = "differs from the frames streamed" if detector == "t-raw" else "broken MIB frame header"
+    assert why and expected in why[0], audit(state)
+    assert "streamed" not in [a for a, _ in audit(state)]
+
+
+@pytest.mark.parametrize(
+    ("detector", "point"),
+    [
+        ("t-movie", "during_stream:2"),
+        ("t-movie", "after_compare"),
+        ("t-raw", "during_stream:2"),
+        ("t-mib", "during_stream:2"),
+        ("t-planes", "during_stream:2"),
+        ("t-planes", "after_compare"),
+    ],
+)
+def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path, detector: str, point: str) -> None:
+    """SIGKILL while the file is being streamed (`during_stream`: the camera still writing), or once
     the complete file matched what was streamed (`after_compare`, not committed): nothing is under a
-    final name, only the hidden temporary; the next start removes it and ships the movie correctly."""
-    raw, header, frame, name = movie(tmp_path)
-    watch, dest, state, cfg = frames_config(tmp_path, "t-movie")
+    final name, only the hidden temporary; the next start removes it and ships the file correctly."""
+    cam = camera(tmp_path, detector)
+    watch, dest, state, cfg = frames_config(tmp_path, detector)
+    add_profiles(tmp_path)
     cfg.write_text(cfg.read_text().replace("settle: 0.2s", "settle: 60s"))
     (watch / "sess").mkdir()
-    target, rel = watch / "sess" / name, f"sess/{name}"
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
     d = Background("run", "--config", str(cfg), env=dict(os.environ, ACQD_CRASH_AT=point))
     wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
     mid = point.startswith("during_stream")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, raw[:header])
-        for i in range(FRAMES):
-            time.sleep(PAUSE)
-            if i == FRAMES - 1 and mid:  # the last frame only once the daemon is dead
-                wait_for(lambda: d.proc.poll() is not None, 60, "the crash mid-stream", d, state)
-            os.pwrite(fd, raw[header + i * frame : header + (i + 1) * frame], header + i * frame)
-    finally:
-        os.close(fd)
+
+    def last_after_the_crash(_fd: int) -> None:  # the last frame only once the daemon is dead
+        if mid:
+            wait_for(lambda: d.proc.poll() is not None, 60, "the crash mid-stream", d, state)
+
+    write_camera(target, cam, last_after_the_crash)
     try:
         wait_for(lambda: d.proc.poll() is not None, 60, f"the crash at {point}", d, state)
     finally:
@@ -265,30 +436,35 @@ def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path, point: str) -> 
     r = run_acqd("run", "--config", str(cfg), "--once")
     assert r.returncode == 0, r.stderr
     assert journal_states(state) == {rel: "verified"}
-    stored_equals_source(tmp_path, state, dest, rel, target)
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)
     assert not [p for p in dest.rglob("*") if p.is_file() and "acqd-tmp" in p.name], "a temporary survived"
 
 
-def test_streamed_movie_is_not_released_while_a_writer_has_it_open(tmp_path: Path) -> None:
-    """Release after verify: a streamed movie whose writer keeps it open after its last frame is
-    verified and kept (release held) until the writer closes it; then released."""
-    raw, header, frame, name = movie(tmp_path)
-    watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
+@pytest.mark.parametrize("detector", ["t-movie", "t-mib"])
+def test_streamed_movie_is_not_released_while_a_writer_has_it_open(tmp_path: Path, detector: str) -> None:
+    """Release after verify: a streamed file whose writer keeps it open after its last frame (and, for
+    a .mib, after its marker) is verified and kept (release held) until the writer closes it; then
+    released."""
+    cam = camera(tmp_path, detector)
+    watch, _dest, state, cfg = frames_config(tmp_path, detector)
+    add_profiles(tmp_path)
     cfg.write_text(cfg.read_text().replace("settle: 0.2s}", "settle: 2s, placement: {release_local: after_verify}}"))
     (watch / "sess").mkdir()
-    target, rel = watch / "sess" / name, f"sess/{name}"
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
     d = Background("run", "--config", str(cfg))
     try:
         wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, raw[:header])
+            os.write(fd, cam.data[: cam.header])
             for i in range(FRAMES):
                 time.sleep(PAUSE)
-                os.pwrite(fd, raw[header + i * frame : header + (i + 1) * frame], header + i * frame)
-            wait_for(lambda: journal_states(state).get(rel) == "verified", 90, "the movie verified", d, state)
+                os.pwrite(fd, cam.data[cam.cuts[i] : cam.cuts[i + 1]], cam.cuts[i])
+            if cam.marker:
+                target.with_name(DONE.format(name=target.name)).touch()
+            wait_for(lambda: journal_states(state).get(rel) == "verified", 90, "the file verified", d, state)
             wait_for(lambda: "release-held" in [a for a, _ in audit(state)], 60, "the release held", d, state)
-            assert target.read_bytes() == raw, "released (or changed) while a writer had it open"
+            assert target.read_bytes() == cam.data, "released (or changed) while a writer had it open"
             assert journal_states(state)[rel] == "verified"
         finally:
             os.close(fd)
@@ -300,7 +476,129 @@ def test_streamed_movie_is_not_released_while_a_writer_has_it_open(tmp_path: Pat
     assert "streamed" in [a for a, _ in audit(state)]
     [(only, _stored)] = verified_copies(state).items()
     assert only == (rel, 1)
-    out = tmp_path / "restored.mrc"
+    out = tmp_path / "restored"
     r = run_acqd("restore", rel, str(out), "--config", str(tmp_path / "acqd.yaml"))
     assert r.returncode == 0, r.stderr
-    assert out.read_bytes() == raw
+    assert out.read_bytes() == cam.data
+
+
+@pytest.mark.parametrize("detector", ["t-raw", "t-mib", "t-planes"])
+def test_only_frames_written_in_full_are_read(tmp_path: Path, detector: str) -> None:
+    """The reading of a growing file (acqd.layouts.stream.growth), the file growing a few hundred bytes
+    at a time: it never counts a frame whose bytes (a TIFF plane's IFD, the values it points to, its
+    strips) are not all inside the file yet, counts every frame that is, and reads each frame as the
+    format's reader reads the complete file."""
+    from acqd.layouts import build_layout
+    from acqd.layouts.stream import growth
+
+    cam = camera(tmp_path, detector)
+    options = {"shape": [128, 128], "dtype": "<u2", "header_bytes": 512, "axis0": "t"}
+    reader = {"t-raw": "raw", "t-mib": "mib", "t-planes": "tiff"}[detector]
+    layout = build_layout("tiff", codec={"id": "deflate"}, reader=reader, options=options)
+    ends: list[tuple[int, int]] = []  # each frame: (where all its bytes end, where its IFD and strips end)
+    if detector == "t-planes":
+        with tifffile.TiffFile(io.BytesIO(cam.data)) as tif:
+            for page in tif.pages:
+                strips = max(o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True))
+                ifd = page.offset + 2 + 12 * len(page.tags) + 4
+                values = max(t.valueoffset + 8 * max(1, t.count) for t in page.tags)  # 8: the widest type
+                ends.append((max(strips, ifd, values), max(strips, ifd)))
+    else:
+        ends = [(cam.cuts[i + 1], cam.cuts[i + 1]) for i in range(FRAMES)]
+    (tmp_path / cam.name).write_bytes(cam.data)
+    truth = cam.pixels(tmp_path / cam.name)
+    path = tmp_path / ("growing" + SUFFIX[detector])
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        g = None
+        for size in [*range(0, len(cam.data), 397), len(cam.data)]:
+            os.pwrite(fd, cam.data[os.fstat(fd).st_size : size], os.fstat(fd).st_size)
+            if g is None:
+                try:
+                    g = growth(layout, fd, str(path))
+                except Exception as exc:  # NotYet until the header and (for a TIFF) a first plane are there
+                    assert type(exc).__name__ == "NotYet", exc
+                    continue
+            n = g.avail(size)
+            assert sum(1 for whole, _ in ends if whole <= size) <= n <= sum(1 for _, part in ends if part <= size)
+            if n:
+                got = g.read(0, n, keep=False)
+                assert np.array_equal(got, truth[:n].reshape(got.shape))
+        assert g is not None and g.avail(len(cam.data)) == FRAMES
+    finally:
+        os.close(fd)
+
+
+def test_compressed_tiff_planes_are_shipped_whole_without_a_fallback(tmp_path: Path) -> None:
+    """A TIFF stack written plane by plane with compressed planes is not streamed (only uncompressed
+    planes are): no stream, no fallback to announce, the file ships the whole-file way when complete."""
+    rng = np.random.default_rng(3)
+    buf = io.BytesIO()
+    cuts = [0]
+    with tifffile.TiffWriter(buf) as tw:
+        for plane in scmos_frames(rng, FRAMES, 128, 128):
+            tw.write(plane, photometric="minisblack", contiguous=False, metadata=None, compression="zlib")
+            cuts.append(buf.tell())
+    cam = Camera("t-planes", "zipped.tif", buf.getvalue(), 0, cuts, 0)
+    watch, dest, state, d = start(tmp_path, "t-planes")
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    try:
+        write_camera(target, cam)
+    finally:
+        finish(d, state, rel)
+    actions = [a for a, _ in audit(state)]
+    assert "streamed" not in actions and "stream_fallback" not in actions, audit(state)
+    [(_, name)] = [(k, v) for k, v in verified_copies(state).items() if k[0] == rel]
+    assert np.array_equal(tifffile.imread(dest / name), tifffile.imread(target))
+
+
+def test_stack_written_by_tifffile_plane_by_plane_is_streamed(tmp_path: Path) -> None:
+    """A TIFF stack written by tifffile itself, one plane at a time into the open file (as acquisition
+    software built on it does), with the writer's own order of pixels, IFDs and links: streamed while
+    written, and its copy is the final file (restored byte for byte, planes equal)."""
+    cam = camera(tmp_path, "t-planes")
+    watch, dest, state, d = start(tmp_path, "t-planes")
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    planes = tifffile.imread(io.BytesIO(cam.data))
+    try:
+        with open(target, "wb") as f, tifffile.TiffWriter(f) as tw:
+            for plane in planes:
+                time.sleep(PAUSE)
+                tw.write(
+                    plane,
+                    photometric="minisblack",
+                    contiguous=False,
+                    metadata=None,
+                    resolution=(2e4, 2e4),
+                    resolutionunit=3,
+                )
+                f.flush()
+        target.with_name(DONE.format(name=target.name)).touch()
+    finally:
+        finish(d, state, rel)
+    streamed = [x for a, x in audit(state) if a == "streamed"]
+    assert len(streamed) == 1 and streamed[0]["frames"] == FRAMES, audit(state)
+    assert streamed[0]["while_growing"] >= 1, streamed
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)
+
+
+def test_a_marker_file_completes_its_file_when_it_appears(tmp_path: Path) -> None:
+    """A marker file ('{name}.done', ignored itself) written some time after its file was closed
+    completes the file when it appears, not when the stillness window (here 10 minutes) ends: the
+    streamed file is verified soon after."""
+    cam = camera(tmp_path, "t-raw")
+    watch, dest, state, d = start(tmp_path, "t-raw", settle="600s")
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    try:
+        target.write_bytes(cam.data[: cam.cuts[FRAMES // 2]])
+        wait_for(lambda: rel in journal_states(state), 60, "the file seen", d, state)
+        with open(target, "ab") as f:
+            f.write(cam.data[cam.cuts[FRAMES // 2] :])
+        time.sleep(2 * PAUSE)  # the daemon looked at the closed file: no marker yet
+        assert journal_states(state)[rel] == "seen"
+        target.with_name(DONE.format(name=target.name)).touch()
+        wait_for(lambda: journal_states(state).get(rel) == "verified", 60, "verified after the marker", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)

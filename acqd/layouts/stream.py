@@ -15,19 +15,21 @@ temporary and ships the file the whole-file way, so a rewrite never yields a wro
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import os
 import stat
+import struct
 import sys
 import time
 import zlib
 from typing import Any
 
+import numpy as np
+
 from acqd.checksum import Hasher
 from acqd.crash import crash_point
-from acqd.errors import AcqdError, UnsupportedFormatError, VerifyError
+from acqd.errors import AcqdError, FormatError, UnsupportedFormatError, VerifyError
 from acqd.layouts.frames import (
     DESC_PREFIX,
     FLIP_FORMATS,
@@ -45,7 +47,7 @@ from acqd.settle import mrc_expected_size
 from acqd.values import WriteResult
 
 HEADER = 1024  # an MRC main header
-REHASH_CHUNK = 8 << 20  # the compare at completion reads the source this much at a time
+REHASH_CHUNK = 8 << 20  # the compare at completion reads the source this much at a time (at least a frame)
 STREAM_BLOCK = 32 << 20  # frames read and encoded at a time while streaming (at least one frame)
 
 
@@ -70,41 +72,354 @@ class _Opened:
         self.file = io.FileIO(fd, "rb", closefd=False)
 
 
-def plan_growing(layout: Any, path: str, key: str | None, recorded: str | None) -> FilePlan:
-    """The layout's plan (its codec: acqd.layouts.choose) for a movie still being written, decided
-    from the frames written so far. NotYet while no frame is there; NotStreamable for a valid file
-    the frame layout does not take (it is copied byte-exact when complete)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        size = os.fstat(fd).st_size
-        expected = mrc_expected_size(os.pread(fd, HEADER, 0))
+# -- how a file of each format is read while it grows -------------------------------------------
+class Growth:
+    """The frames of one growing source file, whatever its format: how many are written in full at a
+    given size, and reading them (in the file's byte order). Subclasses: one per format streamed."""
+
+    format = ""
+    expected: int | None = None  # the complete file's size where its header says it (MRC), else None
+    fixed = b""  # leading bytes that must stay as they are while the file is streamed (a header)
+    pixel_size_um: tuple[float, float] | None = None  # as the start of the file states it (the TIFF tags)
+
+    def __init__(self, fd: int, path: str, dtype: np.dtype[Any], shape: tuple[int, int]) -> None:
+        self.fd, self.path, self.dtype, self.frame_shape = fd, path, dtype, shape
+        self.flip = self.format in FLIP_FORMATS
+
+    @property
+    def frame_bytes(self) -> int:
+        return int(self.frame_shape[0] * self.frame_shape[1] * self.dtype.itemsize)
+
+    def avail(self, size: int) -> int:
+        """Frames written in full when the file has `size` bytes."""
+        raise NotImplementedError
+
+    def read(self, start: int, stop: int, keep: bool = True) -> np.ndarray:
+        """Frames [start, stop) as (frames, y, x); `keep`: the frames streamed, in order (a format
+        with per-frame headers keeps them; a sample for the codec choice does not)."""
+        raise NotImplementedError
+
+    def restore(self) -> bytes | None:
+        """The header bytes streamed, which the complete file must have (None: taken from the complete
+        file, as for a TIFF whose tags and IFD chain change as planes are added)."""
+        return self.fixed
+
+    def partial(self, n: int) -> FrameSource:
+        """The first `n` frames as a FrameSource (what the codec choice samples)."""
+        return FrameSource(
+            self.format,
+            (n, *self.frame_shape),
+            self.dtype,
+            {},
+            lambda a, b: self.read(a, b, keep=False),
+            restore=self.fixed,
+        )
+
+    def _pread(self, n: int, at: int) -> bytes:
+        data = os.pread(self.fd, n, at)
+        if len(data) != n:
+            raise Surprise(f"{n} bytes at {at} not readable ({len(data)} read): truncated?")
+        return data
+
+
+class MrcGrowth(Growth):
+    """An MRC movie: its header comes first and says the frame count, shape and dtype."""
+
+    format = "mrc"
+
+    def __init__(self, fd: int, path: str, layout: Any) -> None:
+        head = os.pread(fd, HEADER, 0)
+        src: FrameSource
+        expected = mrc_expected_size(head)
         if expected is None:
             raise NotYet("no MRC header yet")
-        opened = _Opened(path, fd)
         try:
-            src = layout._open(opened, expected)
+            # the reader checks the header as if the file were whole: frames are read only once there
+            src = layout._open(_Opened(path, fd), expected)
         except UnsupportedFormatError as exc:
             raise NotStreamable(str(exc)) from None
         except AcqdError as exc:
             raise NotYet(f"header not readable yet: {exc}") from None
-        offset = expected - src.shape[0] * src.frame_bytes
-        avail = min(src.shape[0], max(0, (size - offset) // max(1, src.frame_bytes)))
+        if src.format != "mrc" or src.scan or src.image2d or src.shape[0] < 2:
+            raise NotStreamable("not a movie of frames")
+        super().__init__(fd, path, src.dtype, (src.shape[1], src.shape[2]))
+        self.src: FrameSource = src
+        self.pixel_size_um = src.pixel_size_um
+        self.expected: int | None = expected
+        self.frames = int(src.shape[0])
+        self.fixed = src.restore or b""
+        self.offset = expected - self.frames * src.frame_bytes  # where the first frame starts
+
+    def avail(self, size: int) -> int:
+        return int(min(self.frames, max(0, (size - self.offset) // max(1, self.frame_bytes))))
+
+    def read(self, start: int, stop: int, keep: bool = True) -> np.ndarray:
+        return self.src.read(start, stop)
+
+
+class RawGrowth(Growth):
+    """Raw frames whose geometry the detector profile gives (`raw: {shape, dtype, header_bytes}`)."""
+
+    format = "raw"
+
+    def __init__(self, fd: int, path: str, options: dict[str, Any]) -> None:
+        try:
+            ny, nx = (int(v) for v in options["shape"])
+            dtype = np.dtype(options.get("dtype", "<u2"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NotStreamable(f"the profile's raw geometry is incomplete: {exc}") from None
+        super().__init__(fd, path, dtype, (ny, nx))
+        self.hb = int(options.get("header_bytes", 0))
+        fixed = os.pread(fd, self.hb, 0)
+        if len(fixed) < self.hb:
+            raise NotYet("its header is not written yet")
+        self.fixed = fixed
+
+    def avail(self, size: int) -> int:
+        return max(0, (size - self.hb) // max(1, self.frame_bytes))
+
+    def read(self, start: int, stop: int, keep: bool = True) -> np.ndarray:
+        k, fb = stop - start, self.frame_bytes
+        data = self._pread(k * fb, self.hb + start * fb)
+        return np.frombuffer(data, dtype=self.dtype).reshape(k, *self.frame_shape)
+
+
+class MibGrowth(Growth):
+    """A Merlin .mib stream: each frame behind its own header, all of one geometry. Each frame's
+    header is checked as its frame is read, and kept (the copy's restore bytes)."""
+
+    format = "mib"
+
+    def __init__(self, fd: int, path: str) -> None:
+        from acqd.readers.mib import _DTYPES, _parse
+
+        head = os.pread(fd, 64, 0)
+        if len(head) < 64 or not head.strip(b"\0"):
+            raise NotYet("no MIB frame header yet")  # zeros: allocated ahead of the writer
+        try:
+            first = _parse(head)
+        except FormatError as exc:
+            raise NotStreamable(str(exc)) from None
+        self.hb, ptype = int(first["header_bytes"]), first["pixel_type"]
+        if ptype not in _DTYPES or self.hb < 64:
+            raise NotStreamable(f"unsupported MIB pixel type {ptype!r} or header size {self.hb}")
+        super().__init__(fd, path, np.dtype(_DTYPES[ptype]), (int(first["y"]), int(first["x"])))
+        self.geometry = (self.hb, first["x"], first["y"], ptype)
+        self.step = self.hb + self.frame_bytes
+        self.heads: list[bytes] = []
+        self._parse = _parse
+
+    def avail(self, size: int) -> int:
+        return size // self.step
+
+    def read(self, start: int, stop: int, keep: bool = True) -> np.ndarray:
+        out = np.empty((stop - start, *self.frame_shape), dtype=self.dtype)
+        data = self._pread((stop - start) * self.step, start * self.step)
+        for i in range(start, stop):
+            at = (i - start) * self.step
+            head = data[at : at + self.hb]
+            try:
+                p = self._parse(head[:64])
+            except FormatError as exc:
+                raise Surprise(f"frame {i}: {exc}") from None
+            if (p["header_bytes"], p["x"], p["y"], p["pixel_type"]) != self.geometry:
+                raise Surprise(f"frame {i}'s header disagrees with frame 0's ({p})")
+            out[i - start] = np.frombuffer(
+                data, self.dtype, self.frame_bytes // self.dtype.itemsize, at + self.hb
+            ).reshape(self.frame_shape)
+            if keep:
+                if i != len(self.heads):
+                    raise Surprise(f"frame {i} streamed out of order")  # pragma: no cover - defensive
+                self.heads.append(head)
+        return out
+
+    def restore(self) -> bytes | None:
+        return b"".join(self.heads)
+
+    def partial(self, n: int) -> FrameSource:
+        src = super().partial(n)
+        src.restore = b"".join(self.heads)
+        return src
+
+
+_TIFF_TYPES = {1: "B", 2: "B", 3: "H", 4: "I", 6: "b", 7: "B", 8: "h", 9: "i", 16: "Q", 17: "q", 18: "Q"}
+_SAMPLE_KINDS = {1: "u", 2: "i", 3: "f"}
+
+
+class TiffGrowth(Growth):
+    """A TIFF stack written plane by plane: a plane is streamed once its IFD, the values it points to
+    and its strips all lie inside the file, and the IFD chain links to it. Uncompressed one-sample
+    planes in strips, all of one shape and dtype (anything else: not streamed, shipped whole)."""
+
+    format = "tiff"
+
+    def __init__(self, fd: int, path: str) -> None:
+        head = os.pread(fd, 16, 0)
+        if len(head) < 8:
+            raise NotYet("no TIFF header yet")
+        if head[:2] not in (b"II", b"MM"):
+            raise NotStreamable("not a TIFF")
+        self.bo = "<" if head[:2] == b"II" else ">"
+        (version,) = struct.unpack_from(self.bo + "H", head, 2)
+        if version == 42:
+            self.big, self.link_at = False, 4
+        elif version == 43:
+            self.big, self.link_at = True, 8
+        else:
+            raise NotStreamable(f"not a TIFF (version {version})")
+        self.pages: list[list[tuple[int, int]]] = []  # each plane found whole: its strips (offset, bytes)
+        self.geometry: tuple[int, int, str] | None = None
+        super().__init__(fd, path, np.dtype("u1"), (0, 0))
+        self.fixed = b""
+
+    def _refuse(self, why: str) -> Exception:
+        """A plane this reading does not take: not streamed (the first), or a surprise (a later one)."""
+        return Surprise(f"plane {len(self.pages)}: {why}") if self.pages else NotStreamable(why)
+
+    def _plane(self, ifd: int, size: int) -> tuple[list[tuple[int, int]], int] | None:
+        """The strips of the plane whose IFD is at `ifd` and where its link to the next IFD sits, or
+        None while it is not written in full."""
+        bo = self.bo
+        nfmt, nlen, elen, ofmt, olen = ("Q", 8, 20, "Q", 8) if self.big else ("H", 2, 12, "I", 4)
+        if ifd + nlen > size:
+            return None
+        (count,) = struct.unpack(bo + nfmt, os.pread(self.fd, nlen, ifd))
+        if count == 0 or count > 4096:
+            return None  # zeros ahead of the writer (or not an IFD yet)
+        link = ifd + nlen + count * elen
+        if link + olen > size:
+            return None
+        raw = os.pread(self.fd, count * elen, ifd + nlen)
+        tags: dict[int, list[int]] = {}
+        for i in range(count):
+            code, typ = struct.unpack_from(bo + "HH", raw, i * elen)
+            (n,) = struct.unpack_from(bo + ofmt, raw, i * elen + 4)
+            if typ not in _TIFF_TYPES or n > 1 << 20:
+                continue  # a tag this reading does not need (rationals, ...)
+            width = struct.calcsize(_TIFF_TYPES[typ])
+            if n * width <= olen:
+                data = raw[i * elen + 4 + olen : i * elen + 4 + olen + n * width]
+            else:
+                (where,) = struct.unpack_from(bo + ofmt, raw, i * elen + 4 + olen)
+                if where + n * width > size:
+                    return None
+                data = os.pread(self.fd, n * width, where)
+            if code in (254, 256, 257, 258, 259, 262, 266, 273, 277, 279, 284, 317, 322, 324, 330, 339):
+                tags[code] = list(struct.unpack(f"{bo}{n}{_TIFF_TYPES[typ]}", data))
+        one = {c: v[0] for c, v in tags.items() if v}
+        if 322 in tags or 324 in tags:
+            raise self._refuse("a TIFF in tiles")
+        if 330 in tags or one.get(254, 0) & 1:
+            raise self._refuse("a TIFF with reduced-resolution images or sub-IFDs")
+        if one.get(259, 1) != 1 or one.get(317, 1) != 1:
+            raise self._refuse("compressed TIFF planes (only uncompressed ones are streamed)")
+        if one.get(277, 1) != 1 or one.get(266, 1) != 1 or one.get(262, 1) not in (0, 1):
+            raise self._refuse("not one-sample gray planes")
+        bits, kind = one.get(258, 1), _SAMPLE_KINDS.get(one.get(339, 1))
+        if kind is None or bits not in (8, 16, 32, 64) or (kind == "f" and bits == 8):
+            raise self._refuse(f"{bits}-bit samples of format {one.get(339, 1)}")
+        if 256 not in one or 257 not in one or 273 not in tags or 279 not in tags:
+            raise self._refuse("a plane without its size or strips")
+        geometry = (int(one[257]), int(one[256]), f"{bo}{kind}{bits // 8}")
+        if self.geometry is None:
+            self.geometry = geometry
+            self.dtype, self.frame_shape = np.dtype(geometry[2]), (geometry[0], geometry[1])
+        elif geometry != self.geometry:
+            raise Surprise(f"plane {len(self.pages)} is {geometry}, the first {self.geometry}")
+        strips = list(zip(tags[273], tags[279], strict=False))
+        if len(tags[273]) != len(tags[279]) or sum(c for _, c in strips) != self.frame_bytes:
+            raise self._refuse("strips that are not the plane's pixels")
+        if any(o + c > size for o, c in strips):
+            return None
+        return strips, link
+
+    def avail(self, size: int) -> int:
+        olen, ofmt = (8, "Q") if self.big else (4, "I")
+        while True:
+            raw = os.pread(self.fd, olen, self.link_at)
+            if len(raw) < olen:
+                break
+            (ifd,) = struct.unpack(self.bo + ofmt, raw)
+            if ifd == 0:
+                break
+            plane = self._plane(ifd, size)
+            if plane is None:
+                break
+            self.pages.append(plane[0])
+            self.link_at = plane[1]
+        return len(self.pages)
+
+    def read(self, start: int, stop: int, keep: bool = True) -> np.ndarray:
+        out = np.empty((stop - start, *self.frame_shape), dtype=self.dtype)
+        for i in range(start, stop):
+            data = b"".join(self._pread(c, o) for o, c in self.pages[i])
+            out[i - start] = np.frombuffer(data, dtype=self.dtype).reshape(self.frame_shape)
+        return out
+
+    def restore(self) -> bytes | None:
+        return None
+
+    def calibrate(self) -> None:
+        """The pixel size the first plane states (its tags, an ImageJ or OME description), read as the
+        TIFF reader reads it; the complete file must state the same."""
+        import tifffile
+
+        from acqd.readers.tiff import calibration
+
+        try:
+            with tifffile.TiffFile(_Opened(self.path, self.fd).file, name=os.path.basename(self.path)) as tif:
+                self.pixel_size_um = calibration(tif, tif.pages.first).pixel_um
+        except Exception as exc:
+            raise NotYet(f"its first plane is not readable yet: {exc}") from None
+
+
+def growth(layout: Any, fd: int, path: str) -> Growth:
+    """The reading of a growing file of the layout's reader. NotYet while its header is not there;
+    NotStreamable for a reader or file that cannot be streamed."""
+    reader = getattr(layout, "reader", None)
+    if reader == "mrc":
+        return MrcGrowth(fd, path, layout)
+    if reader == "raw":
+        return RawGrowth(fd, path, layout.options)
+    if reader == "mib":
+        return MibGrowth(fd, path)
+    if reader == "tiff":
+        g = TiffGrowth(fd, path)
+        if g.avail(os.fstat(fd).st_size) < 1:
+            raise NotYet("no whole TIFF plane yet")
+        g.calibrate()
+        return g
+    raise NotStreamable(f"reader {reader!r} is not streamed")
+
+
+def plan_growing(layout: Any, path: str, key: str | None, recorded: str | None) -> FilePlan:
+    """The layout's plan (its codec: acqd.layouts.choose) for a file still being written, decided
+    from the frames written so far. NotYet while no frame is there; NotStreamable for a valid file
+    the frame layout does not take (it is shipped the whole-file way when complete)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        g = growth(layout, fd, path)
+        avail = g.avail(os.fstat(fd).st_size)
         if avail < 1:
             raise NotYet("no whole frame yet")
-        part = dataclasses.replace(src, shape=(avail, src.shape[1], src.shape[2]))
-        plan: FilePlan = layout.plan(opened, expected, key, recorded, src=part)
+        # a frame sampled that is not what its format says (a .mib frame header of zeros ahead of its
+        # writer): Surprise, the stream is not started and the file ships whole
+        plan: FilePlan = layout.plan(_Opened(path, fd), g.expected or 0, key, recorded, src=g.partial(avail))
         return plan
     finally:
         os.close(fd)
 
 
+STREAMED_READERS = ("mrc", "raw", "mib", "tiff")
+
+
 def streamable(layout: Any, reader: str, tier: TierPort) -> bool:
     """Whether files of this reader, stored with this layout on this tier, can be streamed."""
-    return isinstance(layout, TiffLayout) and reader == "mrc" and bool(getattr(tier, "local", False))
+    return isinstance(layout, TiffLayout) and reader in STREAMED_READERS and bool(getattr(tier, "local", False))
 
 
 class TiffStream:
-    """One movie being streamed into its TIFF copy's temporary on a local tier."""
+    """One file being streamed into its TIFF copy's temporary on a local tier."""
 
     def __init__(self, layout: TiffLayout, path: str, tier: TierPort, dest: str) -> None:
         self.layout, self.path, self.tier, self.dest = layout, path, tier, dest
@@ -122,71 +437,48 @@ class TiffStream:
         if not stat.S_ISREG(st.st_mode):
             raise NotStreamable("not a regular file")
         self.file_key = (st.st_dev, st.st_ino)
-        head = os.pread(self.fd, HEADER, 0)
-        expected = mrc_expected_size(head)
-        if expected is None:
-            raise NotYet("no MRC header yet")
-        self.expected = expected
-        opened = _Opened(self.path, self.fd)
-        try:
-            # the reader checks the header as if the file were whole: frames are read only once there
-            src = self.layout._open(opened, expected)
-        except UnsupportedFormatError as exc:
-            raise NotStreamable(str(exc)) from None
-        except AcqdError as exc:
-            raise NotYet(f"header not readable yet: {exc}") from None
-        if src.format != "mrc" or src.scan or src.image2d or src.shape[0] < 2:
-            raise NotStreamable("not a movie of frames")
-        self.src: FrameSource = src
-        self.restore = src.restore or b""
-        self.offset = expected - src.shape[0] * src.frame_bytes  # where the first frame starts
+        self.g = g = growth(self.layout, self.fd, self.path)
+        self.expected = g.expected  # None: the size is known only once the file is complete
         self.seen = st.st_size
         layout = self.layout
         compression, self.level = layout.codec.tiff_compression()
         self.scheme = TIFF_SCHEMES[compression]
-        meta = layout.meta(src)
-        if self.restore:
-            meta["restore_zlib_b64"] = base64.b64encode(zlib.compress(self.restore, 6)).decode()
-        self.flip = src.format in FLIP_FORMATS
-        if self.flip:
-            meta["rows"] = ROWS_FLIPPED
-        self.description = DESC_PREFIX + json.dumps(meta, separators=(",", ":"))
-        frame_shape = (src.shape[1], src.shape[2])
-        self.rps = default_rows_per_strip(frame_shape, src.dtype.itemsize, self.scheme)
-        self.base = image_tags(frame_shape, src.dtype, compression=self.scheme, rows_per_strip=self.rps)
-        self.base += resolution_tags(src.pixel_size_um)
-        self.first_tags = [*self.base, make_tag(270, 2, self.description)]
-        self.k = layout.frames_per_block(src)
+        self.flip = g.flip
+        frame_shape = g.frame_shape
+        self.rps = default_rows_per_strip(frame_shape, g.dtype.itemsize, self.scheme)
+        self.base = image_tags(frame_shape, g.dtype, compression=self.scheme, rows_per_strip=self.rps)
+        self.base += resolution_tags(g.pixel_size_um)
+        # the description comes from the complete file (`finish`): the first page's is a placeholder
+        # until then, its value written after the last page and its entry pointed there
+        self.first_tags = [*self.base, make_tag(270, 2, "")]
+        k = max(1, self.layout.shard_bytes // max(1, g.frame_bytes))
         # frames per block while streaming: small blocks, so a ship taking the stream over waits little
-        self.per = max(1, min(self.k, STREAM_BLOCK // max(1, src.frame_bytes)))
+        self.per = max(1, min(k, STREAM_BLOCK // max(1, g.frame_bytes)))
         self.hurry = False  # the ship wants the stream: end the step after the current block
         self.direct = self.tier.atomic_file(self.dest)
         if self.direct is None:
             raise NotStreamable("the tier cannot be written in place")
-        bigtiff = src.shape[0] * src.frame_bytes > 2**31
-        self.tw = TiffPageWriter(self.direct.file, bigtiff=bigtiff, workers=frame_threads(0))
-        self.hasher = Hasher()  # the source: header bytes and frames, as streamed
-        self.hasher.update(self.restore)
-        self.back = Hasher()  # the copy: its frames decoded from the temporary
-        self.back.update(self.restore)
+        # a size the header announces: BigTIFF where the whole-file way writes one; a size not known
+        # yet: classic TIFF while the copy fits in one (4 GiB), the file shipped whole beyond
+        self.big = self.expected is not None and self.expected > 2**31
+        self.tw = TiffPageWriter(self.direct.file, bigtiff=self.big, workers=frame_threads(0))
+        self.hasher = Hasher()  # the source's frames, as streamed
+        self.back = Hasher()  # the copy's frames, decoded from the temporary
         self.done = 0  # frames encoded into the temporary
-        self.while_growing = 0  # of those, encoded while the file was not complete yet (its size short)
+        self.while_growing = 0  # of those, encoded while the file was not complete yet (as far as known)
         self.checked = 0  # of those, read back and verified
         self.strips: list[tuple[tuple[int, ...], tuple[int, ...]]] = []  # each page's strip table as read back
         self.timing = {"read": 0.0, "encode": 0.0, "write": 0.0, "stream": 0.0}
 
     @property
     def frames(self) -> int:
-        return int(self.src.shape[0])
-
-    @property
-    def header_bytes(self) -> int:
-        return len(self.restore)
+        """Frames the file holds: those its header announces, else those streamed so far."""
+        return int(getattr(self.g, "frames", self.done))
 
     def block_bytes(self) -> int:
         """Bytes of frame data one step holds at most (what it reserves in the in-flight budget): a
         block's frames as read, their encoded pages, and a page decoded again when read back."""
-        return 3 * self.per * self.src.frame_bytes
+        return 3 * self.per * self.g.frame_bytes
 
     # -- while the file grows ---------------------------------------------------------------------
     def _look(self) -> int:
@@ -201,32 +493,37 @@ class TiffStream:
         size = int(st.st_size)
         if size < self.seen:
             raise Surprise(f"truncated while it was streamed ({size} bytes, {self.seen} before)")
-        if size > self.expected:
+        if self.expected is not None and size > self.expected:
             raise Surprise(f"grew beyond the {self.expected} bytes its header announces ({size} bytes)")
-        if os.pread(self.fd, len(self.restore), 0) != self.restore:
+        fixed = self.g.fixed
+        if fixed and os.pread(self.fd, len(fixed), 0) != fixed:
             raise Surprise("its header was rewritten while it was streamed")
         self.seen = size
         return size
 
-    def step(self) -> int:
+    def step(self, final: bool = False) -> int:
         """Encode the frames written in full since the last step, a block of `per` frames at a time, and
-        read them back; return how many. `hurry` (set by another thread) ends it after the block."""
+        read them back; return how many. `hurry` (set by another thread) ends it after the block.
+        `final`: the file is complete (its last frames are not counted as encoded while it grew)."""
         t0 = time.perf_counter()
         size = self._look()
-        avail = min(self.frames, max(0, (size - self.offset) // self.src.frame_bytes))
+        avail = self.g.avail(size)
         n = 0
         assert self.tw is not None
+        limit = 2**32 - (1 << 20) - 2 * self.g.frame_bytes  # room for the next page in a classic TIFF
         while self.done < avail and not (n and self.hurry):
             stop = min(avail, self.done + self.per)
             t = time.perf_counter()
             try:
-                block = self.src.read(self.done, stop)
+                block = self.g.read(self.done, stop)
             except (OSError, AcqdError) as exc:
                 raise Surprise(f"frames {self.done}-{stop} not readable: {exc}") from None
             self.hasher.update(canonical(block).data)
             self.timing["read"] += time.perf_counter() - t
             t = time.perf_counter()
             for i, frame in enumerate(block):
+                if not self.big and self.tw.size > limit:
+                    raise Surprise("the copy outgrows a classic TIFF while its size is not known")
                 self.tw.write_page(
                     frame[::-1] if self.flip else frame,
                     self.first_tags if self.done + i == 0 else self.base,
@@ -237,7 +534,7 @@ class TiffStream:
             self.timing["encode"] += time.perf_counter() - t
             n += stop - self.done
             self.done = stop
-        if size < self.expected:
+        if not final and (self.expected is None or size < self.expected):
             self.while_growing = self.done
         if n:
             self._read_back()
@@ -247,7 +544,7 @@ class TiffStream:
 
     def _read_back(self) -> None:
         """Read the pages written since the last check back from the temporary and decode them: each
-        must be the frame streamed, and the first carry the description written."""
+        must be the frame streamed."""
         import tifffile
 
         t = time.perf_counter()
@@ -263,13 +560,11 @@ class TiffStream:
                 pages = tif.pages
                 if len(pages) != self.done:
                     raise VerifyError(f"the streamed temporary of {self.dest} has {len(pages)} pages, not {self.done}")
+                native = self.g.dtype.newbyteorder("=")
                 for i in range(self.checked, self.done):
                     page: Any = pages[i]
-                    if i == 0 and page.description != self.description:
-                        raise VerifyError(f"the streamed temporary of {self.dest}: its description differs")
                     frame = page.asarray()
-                    native = self.src.dtype.newbyteorder("=")
-                    if frame.shape != self.src.shape[1:] or frame.dtype.newbyteorder("=") != native:
+                    if frame.shape != self.g.frame_shape or frame.dtype.newbyteorder("=") != native:
                         what = f"page {i} is {frame.shape} {frame.dtype}"
                         raise VerifyError(f"the streamed temporary of {self.dest}: {what}")
                     self.back.update(canonical(frame[::-1] if self.flip else frame).data)
@@ -285,16 +580,17 @@ class TiffStream:
         size): stream the rest, compare, check and commit. Raises Surprise for anything unexpected,
         SourceChangedError if the file changed since it settled."""
         t0 = time.perf_counter()
-        if size != self.expected:
+        if self.expected is not None and size != self.expected:
             raise Surprise(f"completed at {size} bytes, its header announced {self.expected}")
         self.hurry = False
-        self.step()
-        if self.done != self.frames:
+        self.step(final=True)
+        if self.expected is not None and self.done != self.frames:
             raise Surprise(f"completed with {self.done} of its {self.frames} frames readable")
         digest = self.hasher.hexdigest()
         # the compare at completion: the whole source read again (from the page cache, at hash speed)
-        # must be exactly what was streamed; a frame or the header rewritten after it was streamed,
-        # zeros written ahead and filled in later, a file truncated and written again: all differ here
+        # through its reader, as a whole-file ship reads it, must hold exactly the frames streamed; a
+        # frame or header rewritten after it was streamed, zeros written ahead and filled in later, a
+        # file truncated and written again: all differ here
         t = time.perf_counter()
         again = self._rehash(source, size)
         if again != digest:
@@ -302,8 +598,10 @@ class TiffStream:
         self.timing["compare"] = time.perf_counter() - t
         source.check()  # unchanged since it settled: SourceChangedError otherwise
         crash_point("after_compare")
-        self._check_copy(digest)
         assert self.tw is not None
+        self.tw.flush()
+        self.tw.set_first(make_tag(270, 2, self.description))
+        self._check_copy(digest)
         self.tw.close()
         stored = int(self.direct.file.seek(0, 2))
         if stored > size and self.layout.never_larger:
@@ -319,40 +617,63 @@ class TiffStream:
             ("encode", self.timing["encode"]),
             ("write", self.timing["write"]),
         )
-        return WriteResult(digest, size, stored, layout.codec.spec, stages, self.src.mismatch, layout._why)
+        return WriteResult(self.checksum, size, stored, layout.codec.spec, stages, self.whole.mismatch, layout._why)
 
     def _rehash(self, source: Any, size: int) -> str:
-        """The checksum of the complete file as it is now, read again from its first byte. For an MRC
-        movie whose pixels are bytes or little-endian, the checksum's bytes are the file's own (its
-        header and extended header, then the frames): it is hashed as it is read, into one buffer;
-        otherwise through the reader, frame block by frame block, as a ship hashes it."""
-        h = Hasher()
-        dt = self.src.dtype
-        little = dt.itemsize == 1 or dt.byteorder == "<" or (dt.byteorder == "=" and sys.byteorder == "little")
-        if self.src.format == "mrc" and little:
-            buf = bytearray(REHASH_CHUNK)
-            view = memoryview(buf)
-            f = source.file
-            f.seek(0)
-            total = 0
-            while n := f.readinto(buf):
-                h.update(view[:n])
-                total += n
-            if total != size:
-                raise Surprise(f"read {total} bytes of its {size} at completion")
-            return h.hexdigest()
+        """The checksum of the complete file's frames as they are now, read again from the start
+        through the format's reader (which checks the whole file as a ship does); sets `checksum`
+        (header bytes and frames: what is recorded), `whole` and the copy's `description`. An MRC or
+        raw file whose pixels are bytes or little-endian is hashed as it is read (its header, then
+        its frames: the checksum's bytes are the file's own), into one buffer."""
         try:
             whole = self.layout._open(source, size)
         except AcqdError as exc:
             raise Surprise(f"not readable as a whole: {exc}") from None
-        h.update(whole.restore or b"")
-        for start in range(0, whole.shape[0], self.k):
-            h.update(canonical(whole.read(start, min(whole.shape[0], start + self.k))).data)
-        return h.hexdigest()
+        g = self.g
+        if whole.shape != (self.done, *g.frame_shape) or whole.dtype != g.dtype:
+            got = f"{whole.shape} {whole.dtype}"
+            raise Surprise(f"the complete file is {got}, {self.done} frames {g.frame_shape} {g.dtype} were streamed")
+        if whole.pixel_size_um != g.pixel_size_um:
+            raise Surprise(f"the complete file states a pixel size of {whole.pixel_size_um} um, not {g.pixel_size_um}")
+        restore = whole.restore or b""
+        kept = g.restore()
+        if kept is not None and restore != kept:
+            raise Surprise("its header bytes differ from those streamed (rewritten after they were read)")
+        checksum, pixels = Hasher(), Hasher()
+        checksum.update(restore)
+        dt = whole.dtype
+        little = dt.itemsize == 1 or dt.byteorder == "<" or (dt.byteorder == "=" and sys.byteorder == "little")
+        if whole.format in ("mrc", "raw") and little and size == len(restore) + whole.shape[0] * whole.frame_bytes:
+            buf = bytearray(REHASH_CHUNK)
+            view = memoryview(buf)
+            f = source.file
+            f.seek(len(restore))
+            total = len(restore)
+            while n := f.readinto(buf):
+                checksum.update(view[:n])
+                pixels.update(view[:n])
+                total += n
+            if total != size:
+                raise Surprise(f"read {total} bytes of its {size} at completion")
+        else:
+            per = max(1, REHASH_CHUNK // max(1, whole.frame_bytes))  # small blocks: in cache, little memory
+            for start in range(0, whole.shape[0], per):
+                block = canonical(whole.read(start, min(whole.shape[0], start + per))).data
+                checksum.update(block)
+                pixels.update(block)
+        self.checksum, self.whole = checksum.hexdigest(), whole
+        meta = self.layout.meta(whole)
+        if restore:
+            meta["restore_zlib_b64"] = base64.b64encode(zlib.compress(restore, 6)).decode()
+        if self.flip:
+            meta["rows"] = ROWS_FLIPPED
+        self.description = DESC_PREFIX + json.dumps(meta, separators=(",", ":"))
+        return pixels.hexdigest()
 
     def _check_copy(self, digest: str) -> None:
-        """The copy as it will be published: every page verified as written, and its page chain, parsed
-        afresh, points to exactly the strips that were verified (nothing patched in between)."""
+        """The copy as it will be published: every page verified as written, its page chain, parsed
+        afresh, points to exactly the strips that were verified (nothing patched in between), and its
+        first page carries the description."""
         import tifffile
 
         if self.back.hexdigest() != digest:
@@ -363,6 +684,8 @@ class TiffStream:
             strips = [(tuple(p.dataoffsets), tuple(p.databytecounts)) for p in tif.pages]
             if strips != self.strips:
                 raise VerifyError(f"{self.dest}: the copy's page chain is not the pages verified as they were written")
+            if tif.pages.first.description != self.description:
+                raise VerifyError(f"{self.dest}: the copy's first page does not carry its description")
 
     def abort(self) -> None:
         """Drop the temporary and close everything (idempotent)."""
@@ -389,4 +712,15 @@ def verify_streamed(tier: TierPort, dest: str, expected: WriteResult) -> None:
         raise VerifyError(f"{tier.url(dest)}: {got} bytes, {expected.stored_bytes} were committed")
 
 
-__all__ = ["NotStreamable", "NotYet", "Surprise", "TiffStream", "plan_growing", "streamable", "verify_streamed"]
+__all__ = [
+    "STREAMED_READERS",
+    "Growth",
+    "NotStreamable",
+    "NotYet",
+    "Surprise",
+    "TiffStream",
+    "growth",
+    "plan_growing",
+    "streamable",
+    "verify_streamed",
+]

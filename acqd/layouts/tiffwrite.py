@@ -168,6 +168,35 @@ class TiffPageWriter:
             fh.write(mark + struct.pack(f"{byteorder}HI", 42, 0))
             self._next = 4
         self._pos = fh.tell()
+        self._first: tuple[int, list[int]] | None = None  # the first page's IFD: its offset and tag codes
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far (pages still queued not counted)."""
+        return self._pos
+
+    def set_first(self, tag: Tag) -> None:
+        """Give a tag of the first page (written with a placeholder value) its value: written after the
+        last page, its IFD entry pointed there. Every page must be written (`flush()`)."""
+        if self._first is None or tag.code not in self._first[1] or self._queue:
+            raise ValueError(f"tag {tag.code} is not on a written first page")
+        fh, bo = self.fh, self.bo
+        ifd, codes = self._first
+        nfmt, efmt, vsize = ("Q", "HHQ", 8) if self.big else ("H", "HHI", 4)
+        esize = 2 + 2 + vsize + vsize
+        entry = struct.pack(bo + efmt, tag.code, tag.dtype, tag.count)
+        if len(tag.data) <= vsize:
+            entry += tag.data.ljust(vsize, b"\0")
+        else:
+            fh.seek(self._pos)
+            if self._pos % 2:
+                fh.write(b"\0")
+            entry += struct.pack(bo + ("Q" if self.big else "I"), fh.tell())
+            fh.write(tag.data + (b"\0" if len(tag.data) % 2 else b""))
+            self._pos = fh.tell()
+        fh.seek(ifd + struct.calcsize(bo + nfmt) + codes.index(tag.code) * esize)
+        fh.write(entry)
+        fh.seek(self._pos)
 
     def __enter__(self) -> TiffPageWriter:
         return self
@@ -244,6 +273,8 @@ class TiffPageWriter:
         if fh.tell() % 2:
             fh.write(b"\0")
         ifd = fh.tell()
+        if self._first is None:
+            self._first = (ifd, [t.code for t in entries])
         nfmt, efmt, vsize, psize = ("Q", "HHQ", 8, 8) if self.big else ("H", "HHI", 4, 4)
         head = struct.calcsize(bo + nfmt)
         esize = 2 + 2 + (8 if self.big else 4) + vsize

@@ -27,12 +27,25 @@ _COPY_COLS = (
     "c.instrument, f.root, f.relpath, f.session, f.detector, c.tier, c.stored_bytes,"
     " extract(epoch FROM COALESCE(c.verified_at, c.stored_at))::float8"
 )
-#: every live stored copy with its file (usage: any order; the planner's stream: oldest first)
-USAGE_SQL = (
+_DAEMON_LIVE = (
     f"SELECT {_COPY_COLS} FROM acqd.copies c JOIN acqd.files f USING (instrument, journal_id, file_id)"
     " WHERE c.state = 'verified'"
 )
-PLAN_SQL = USAGE_SQL + " ORDER BY c.verified_at, c.instrument, c.journal_id, c.copy_id"
+#: every live stored copy with its file, any order: the daemons' verified copies unless the hub
+#: purged or moved that object (hub_copies, by instrument, tier and name: a daemon's row says
+#: verified until its daemon learns what the hub did), and the copies the hub's transitions made
+#: that no daemon row counts yet
+USAGE_SQL = (
+    _DAEMON_LIVE + " AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"
+    " (h.instrument, h.tier, h.dest) = (c.instrument, c.tier, c.dest) AND h.state <> 'verified')"
+    " UNION ALL SELECT h.instrument, f.root, f.relpath, f.session, f.detector, h.tier, h.stored_bytes,"
+    " h.verified_at FROM acqd.hub_copies h JOIN acqd.files f"
+    " ON (f.instrument, f.journal_id, f.file_id) = (h.instrument, h.journal_id, h.file_id)"
+    " WHERE h.state = 'verified' AND NOT h.origin AND NOT EXISTS (SELECT 1 FROM acqd.copies c WHERE"
+    " (c.instrument, c.tier, c.dest) = (h.instrument, h.tier, h.dest) AND c.state = 'verified')"
+)
+#: the daemons' live copies oldest first (the planner's stream, measured in bench/facility.py)
+PLAN_SQL = _DAEMON_LIVE + " ORDER BY c.verified_at, c.instrument, c.journal_id, c.copy_id"
 QUARANTINE_SQL = (
     "SELECT instrument, count(*), COALESCE(sum(size), 0)::bigint FROM acqd.files"
     " WHERE state = 'quarantined' AND current GROUP BY instrument"
@@ -104,7 +117,7 @@ def copies(conn: Any, batch: int = 10_000) -> Iterator[Copy]:
 
 
 def plan_chunks(conn: Any, batch: int = 10_000) -> Iterator[list[Item]]:
-    """Every live copy as a planner item, oldest first, in chunks (ids: the stream's numbering)."""
+    """The daemons' live copies as planner items, oldest first, in chunks (ids: the stream's numbering)."""
     n = 0
     for rows in _stream(conn, PLAN_SQL, batch):
         chunk = []

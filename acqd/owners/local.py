@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -65,8 +65,11 @@ class JournalData:
         sender: str,
         facility_email: str | None,
         links: Callable[[str, float], tuple[str, str, float]] | None = None,
+        on_holds_changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.journal = journal
+        # after a hold is placed or released: its record written on the tiers (acqd.holdledger)
+        self.on_holds_changed = on_holds_changed
         self.jexec = jexec
         self._policy = policy
         self.instrument = instrument
@@ -134,8 +137,20 @@ class JournalData:
         )
         return self._mine(owner, sid, now)
 
+    async def _recorded(self) -> None:
+        """The hold is in the journal (the page's answer stands); its records on the tiers follow, and
+        if a tier cannot take them now, the next retention sweep writes them."""
+        if self.on_holds_changed is None:
+            return
+        try:
+            await self.on_holds_changed()
+        except (AcqdError, OSError) as exc:
+            log.warning("owner page: hold records not written to the tiers yet (the next sweep does): %s", exc)
+
     async def hold(self, owner: str, sid: str, until: float, reason: str, now: float, link: str) -> SessionRow:
-        return await self._j(self._hold, owner, sid, until, reason, now, link)
+        row = await self._j(self._hold, owner, sid, until, reason, now, link)
+        await self._recorded()
+        return row
 
     def _hold_project(self, owner: str, pid: str, until: float, reason: str, now: float, link: str) -> list[SessionRow]:
         mine = [s for s in self._sessions(owner, now) if s.pid == pid]
@@ -174,7 +189,9 @@ class JournalData:
     async def hold_project(
         self, owner: str, pid: str, until: float, reason: str, now: float, link: str
     ) -> list[SessionRow]:
-        return await self._j(self._hold_project, owner, pid, until, reason, now, link)
+        rows = await self._j(self._hold_project, owner, pid, until, reason, now, link)
+        await self._recorded()
+        return rows
 
     def _release(self, owner: str, hold_id: int, now: float, link: str) -> HoldRow:
         for s in self._sessions(owner, now):
@@ -187,7 +204,9 @@ class JournalData:
         raise Refused("no hold of yours has this id", 404)
 
     async def release(self, owner: str, hold_id: int, now: float, link: str) -> HoldRow:
-        return await self._j(self._release, owner, hold_id, now, link)
+        row = await self._j(self._release, owner, hold_id, now, link)
+        await self._recorded()
+        return row
 
     async def request_extension(
         self, owner: str, sid: str, until: float, reason: str, now: float, link: str

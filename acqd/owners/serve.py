@@ -80,6 +80,7 @@ def build(
     policy: Callable[[], Policy],
     mailer: Mailer,
     clock: Callable[[], float] = time.time,
+    on_holds_changed: Callable[[], Awaitable[None]] | None = None,
 ) -> ASGIApp:
     op = config.owner_page
     assert op is not None
@@ -94,6 +95,7 @@ def build(
         sender=config.smtp.sender if config.smtp else f"acqd@{config.instrument}",
         facility_email=facility_email(config, policy()),
         links=link_maker(op, secret),
+        on_holds_changed=on_holds_changed,
     )
     return build_app(data, secret=secret, templates=templates_dirs(), facility_token=token, clock=clock)
 

@@ -20,6 +20,7 @@ import fsspec
 from acqd.config import redact_url
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, NameTakenError, PermanentError
+from acqd.fsops import libc, rename_noreplace_at
 from acqd.naming import NAME_MAX, is_temp, temp_name
 from acqd.storage.errors import DestinationError, translate
 
@@ -27,43 +28,21 @@ T = TypeVar("T")
 
 __all__ = ["NAME_MAX", "ReaderBase", "Tier", "check_options", "is_temp", "rename_noreplace", "temp_name"]
 
-_RENAME_NOREPLACE = 1  # linux/fs.h
-_AT_FDCWD = -100
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
-_libc: Any = None
 
 
 def rename_noreplace(src: str, dst: str) -> None:
     """Rename `src` to `dst` only if `dst` does not exist, atomically (Linux renameat2 with
     RENAME_NOREPLACE; where the filesystem lacks it, link-then-unlink for files, which is as atomic;
     a folder there gets a check-then-rename). Raises FileExistsError if `dst` exists."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    fn = getattr(_libc, "renameat2", None)
-    if fn is not None:
-        rc = fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
-        if rc == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(err, os.strerror(err), dst)
-    if os.path.isdir(src):
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
-        os.rename(src, dst)
-        return
-    os.link(src, dst)  # fails with EEXIST if dst exists
-    os.unlink(src)
+    rename_noreplace_at(None, src, None, dst)
 
 
 def start_writeback(fd: int) -> None:
     """Start writing a file's dirty pages to disk without waiting (Linux sync_file_range with
     SYNC_FILE_RANGE_WRITE): a batch's fsyncs then find their data on its way, and the filesystem
     commits many files' allocations together. A hint only; durability still comes from fsync."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
+    _libc = libc()
     fn = getattr(_libc, "sync_file_range", None)
     if fn is not None:
         fn(fd, ctypes.c_int64(0), ctypes.c_int64(0), ctypes.c_uint(_SYNC_FILE_RANGE_WRITE))
@@ -93,9 +72,7 @@ def syncfs_reports_errors() -> bool:
 
 def filesystem_type(fd: int) -> int | None:
     """The statfs f_type of the filesystem holding `fd` (Linux fstatfs; None where unknown)."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
+    _libc = libc()
     fn = getattr(_libc, "fstatfs", None)
     if fn is None or ctypes.sizeof(ctypes.c_long) != 8:
         return None
@@ -108,9 +85,7 @@ def filesystem_type(fd: int) -> int | None:
 def sync_filesystem(fd: int) -> None:
     """syncfs(2): every dirty page and inode of the filesystem holding `fd` durable, as one fsync per
     file would make them; OSError for a writeback error on that filesystem since `fd` was opened."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
+    _libc = libc()
     if _libc.syncfs(fd) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
