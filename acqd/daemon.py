@@ -27,7 +27,7 @@ from acqd.config import Config, MqttConfig, WatchRoot, load_config, read_credent
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
-from acqd.journal import GroupCommitExecutor, Journal, configure_outbox, journal_path, record_tiers
+from acqd.journal import GroupCommitExecutor, Journal, configure_outbox, journal_path, record_tiers, retention_items
 from acqd.journal import summary as summary  # re-exported
 from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats
@@ -214,10 +214,10 @@ def purge_share_warning(config: Config, policy: Policy) -> list[str]:
     horizon = time.time() + max(r.warn for r in (*policy.spec.rules, policy.spec.default))
     j = Journal(path, readonly=True)
     try:
-        actions, rows = plan_from_journal(j, policy, horizon)
+        actions, _ = plan_from_journal(j, policy, horizon)
+        total = sum(r.copy.stored_bytes for r in retention_items(j))
     finally:
         j.close()
-    total = sum(r.copy.stored_bytes for r in rows.values())
     if not total:
         return []
     doomed = sum(a.item.size for a in actions if a.kind == "warn")

@@ -6,13 +6,14 @@ executor)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from acqd.errors import AcqdError
 from acqd.hubdb import HubDb
 from acqd.journal import CopyRow, FileRow, RetentionRow
-from acqd.policy.planner import Hold, Item
+from acqd.policy.planner import Hold, Item, Warning_
 from acqd.values import Identity, State
 
 CLOCK_KEY = "retention_clock"
@@ -30,48 +31,34 @@ class CatalogStore:
         self.foreign = 0  # verified copies the hub leaves alone (another tier, or another URL)
         self.count = 0  # copies managed at the last `items`
 
-    def items(self) -> tuple[list[Item], dict[int, RetentionRow]]:
-        if self.preview:
-            rows = self.db.preview_items(self.tiers)
-        else:
-            self.adopted, self.foreign = self.db.adopt(self.tiers, time.time())
-            rows = self.db.items()
-        items: list[Item] = []
-        by_copy: dict[int, RetentionRow] = {}
-        for r in rows:
-            (hid, inst, _jid, _fid, tier, dest, layout, codec, sbytes, stored, checksum, verified_at, added) = r[:13]
-            root, relpath, version, state, size, mtime_ns, fchecksum, detector, session, first, upd = r[13:]
-            copy = CopyRow(
-                int(hid), int(hid), str(tier), str(dest), str(layout), str(codec), int(sbytes), int(stored),
-                str(checksum), "verified", float(added), float(verified_at),
-            )  # fmt: skip
-            try:
-                fstate = State(state)
-            except ValueError:
-                fstate = State.VERIFIED
-            frow = FileRow(
-                int(hid), str(root), str(relpath), int(version), fstate, None, Identity(int(size), int(mtime_ns), 0),
-                fchecksum, str(detector), str(session), 0, float(first), float(upd),
-            )  # fmt: skip
-            by_copy[int(hid)] = RetentionRow(copy, frow)
-            items.append(
-                Item(
-                    id=int(hid),
-                    relpath=str(relpath),
-                    session=str(session),
-                    detector=str(detector),
-                    tier=str(tier),
-                    size=int(stored),
-                    verified_at=float(verified_at),
-                    root=str(root),
-                    instrument=str(inst),
-                )
-            )
-        self.count = len(items)
-        return items, by_copy
+    def warned_since(self) -> float | None:
+        return self.db.earliest_warned()
 
-    def delivered_warnings(self) -> list[tuple[int, float, float, str]]:
-        return self.db.delivered_warnings()
+    def batches(self, size: int) -> Iterator[tuple[list[Item], Mapping[int, RetentionRow], list[Warning_]]]:
+        """The copies the hub manages, oldest first, `size` at a time from a server-side cursor (the
+        catalog is never held in memory); first the daemons' new verified copies on the hub's tiers
+        are taken in (none in a preview). A copy's runner row is built only if it is asked for (the
+        planner acts on few of them)."""
+        if not self.preview:
+            self.adopted, self.foreign = self.db.adopt(self.tiers, time.time())
+        self.count = 0
+        for rows, ws in self.db.item_batches(size, self.tiers if self.preview else None):
+            items = [
+                Item(
+                    id=int(r[0]),
+                    relpath=str(r[14]),
+                    session=str(r[21]),
+                    detector=str(r[20]),
+                    tier=str(r[4]),
+                    size=int(r[9]),
+                    verified_at=float(r[11]),
+                    root=str(r[13]),
+                    instrument=str(r[1]),
+                )
+                for r in rows
+            ]
+            self.count += len(items)
+            yield items, _Rows(rows), [Warning_(c, p, t, who) for c, p, t, who in ws]
 
     def holds_ended_after(self, since: float) -> list[Hold]:
         return [Hold(t, u, why, root, inst) for t, u, why, root, inst in self.db.holds_ended_after(since)]
@@ -111,6 +98,40 @@ class CatalogStore:
 
     def fence(self, kind: str, copy_id: int | None) -> bool:
         return self.db.begin(kind, copy_id)
+
+
+class _Rows(Mapping[int, RetentionRow]):
+    """A batch's catalog rows (HubDb ITEM_COLS) by copy id, each made a runner row when asked for."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._raw = {int(r[0]): r for r in rows}
+
+    def __getitem__(self, copy_id: int) -> RetentionRow:
+        return _row(self._raw[copy_id])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def _row(r: tuple[Any, ...]) -> RetentionRow:
+    hid, _inst, _jid, _fid, tier, dest, layout, codec, sbytes, stored, checksum, verified_at, added = r[:13]
+    root, relpath, version, state, size, mtime_ns, fchecksum, detector, session, first, upd = r[13:]
+    copy = CopyRow(
+        int(hid), int(hid), str(tier), str(dest), str(layout), str(codec), int(sbytes), int(stored),
+        str(checksum), "verified", float(added), float(verified_at),
+    )  # fmt: skip
+    try:
+        fstate = State(state)
+    except ValueError:
+        fstate = State.VERIFIED
+    frow = FileRow(
+        int(hid), str(root), str(relpath), int(version), fstate, None, Identity(int(size), int(mtime_ns), 0),
+        fchecksum, str(detector), str(session), 0, float(first), float(upd),
+    )  # fmt: skip
+    return RetentionRow(copy, frow)
 
 
 class HoldTargetError(AcqdError):

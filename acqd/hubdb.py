@@ -38,7 +38,39 @@ def _line(exc: BaseException) -> str:
 ITEM_COLS = (
     "h.id, h.instrument, h.journal_id, h.file_id, h.tier, h.dest, h.layout, h.codec, h.source_bytes, "
     "h.stored_bytes, h.checksum, h.verified_at, h.added, f.root, f.relpath, f.version, f.state, f.size, "
-    "f.mtime_ns, f.checksum, f.detector, f.session, extract(epoch FROM f.first_seen), extract(epoch FROM f.updated)"
+    "f.mtime_ns, f.checksum, f.detector, f.session, extract(epoch FROM f.first_seen)::float8,"
+    " extract(epoch FROM f.updated)::float8"
+)
+_ITEM_FROM = (
+    " FROM acqd.hub_copies h"
+    " JOIN acqd.files f ON (f.instrument, f.journal_id, f.file_id) = (h.instrument, h.journal_id, h.file_id)"
+    " LEFT JOIN acqd.copies c ON (c.instrument, c.journal_id, c.copy_id) = (h.instrument, h.journal_id, h.copy_id)"
+    " WHERE h.state = 'verified' AND (NOT h.origin OR c.state = 'verified')"
+)
+#: the copies the hub manages (see HubDb.item_batches)
+ITEMS_SQL = f"SELECT {ITEM_COLS}{_ITEM_FROM}"
+#: the sweep's cursor: the ids of the hub's live copies, oldest first (an index scan of
+#: hub_copies_live_age, whatever the size: one table, no join for the planner to misjudge) ...
+LIVE_IDS_SQL = "SELECT id FROM acqd.hub_copies WHERE state = 'verified' ORDER BY verified_at, id"
+#: ... and per batch of ids (%s), those the hub manages with their files, in the batch's order
+BATCH_SQL = (
+    f"SELECT {ITEM_COLS} FROM unnest(%s::bigint[]) WITH ORDINALITY AS b(id, n) JOIN acqd.hub_copies h ON h.id = b.id"
+    + _ITEM_FROM.split(" FROM acqd.hub_copies h", 1)[1]
+    + " ORDER BY b.n"
+)
+#: ... and the daemons' copies on the hub's tiers that its next sweep would take in (%s: the tiers'
+#: names and URLs), under negative ids: what `acqd hub plan` shows, without writing anything
+PREVIEW_SQL = (
+    ITEMS_SQL + " UNION ALL SELECT -row_number() OVER (ORDER BY c.instrument, c.journal_id, c.copy_id), c.instrument,"
+    " c.journal_id, c.file_id, c.tier, c.dest, c.layout, c.codec, c.source_bytes, c.stored_bytes,"
+    " c.checksum, extract(epoch FROM COALESCE(c.verified_at, c.stored_at)), 0, f.root"
+    + ITEM_COLS.split(", f.root", 1)[1]
+    + " FROM acqd.copies c JOIN unnest(%s::text[], %s::text[]) AS t(name, url)"
+    " ON t.name = c.tier AND c.url = t.url || '/' || c.dest"
+    " JOIN acqd.files f ON (f.instrument, f.journal_id, f.file_id) = (c.instrument, c.journal_id, c.file_id)"
+    " WHERE c.state = 'verified' AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"
+    " (h.instrument, h.journal_id, h.copy_id, h.tier) = (c.instrument, c.journal_id, c.copy_id, c.tier)"
+    " OR (h.instrument, h.journal_id, h.tier, h.dest) = (c.instrument, c.journal_id, c.tier, c.dest))"
 )
 
 
@@ -195,40 +227,46 @@ class HubDb:
             row = cur.fetchone()
         return int(new), int(row[0]) if row else 0
 
-    def items(self) -> list[tuple[Any, ...]]:
-        """The copies the hub manages now (ITEM_COLS): verified, and for a daemon's own copy, still
-        verified in its journal (a copy its daemon purged or moved is not the hub's to act on)."""
-        return self._rows(
-            f"SELECT {ITEM_COLS} FROM acqd.hub_copies h"
-            " JOIN acqd.files f ON (f.instrument, f.journal_id, f.file_id) = (h.instrument, h.journal_id, h.file_id)"
-            " LEFT JOIN acqd.copies c"
-            " ON (c.instrument, c.journal_id, c.copy_id) = (h.instrument, h.journal_id, h.copy_id)"
-            " WHERE h.state = 'verified' AND (NOT h.origin OR c.state = 'verified') ORDER BY h.id"
+    def earliest_warned(self) -> float | None:
+        """The earliest purge date a delivered warning announces for a copy the hub has verified
+        (a superset of the copies it manages: `item_batches` may leave some out), None if none."""
+        rows = self._rows(
+            "SELECT min(w.purge_at) FROM acqd.hub_warnings w JOIN acqd.hub_copies h ON h.id = w.copy"
+            " WHERE w.voided IS NULL AND h.state = 'verified'"
         )
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def preview_items(self, tiers: dict[str, str]) -> list[tuple[Any, ...]]:
-        """`items` without writing anything (`acqd hub plan`): the hub's copies, and the daemons'
-        copies it would take in at its next sweep, under negative ids (they have no warnings yet)."""
-        names, urls = list(tiers), [u.rstrip("/") for u in tiers.values()]
-        fcols = ITEM_COLS.split(", f.root", 1)[1]
-        return self._rows(
-            f"SELECT {ITEM_COLS} FROM acqd.hub_copies h"
-            " JOIN acqd.files f ON (f.instrument, f.journal_id, f.file_id) = (h.instrument, h.journal_id, h.file_id)"
-            " LEFT JOIN acqd.copies c"
-            " ON (c.instrument, c.journal_id, c.copy_id) = (h.instrument, h.journal_id, h.copy_id)"
-            " WHERE h.state = 'verified' AND (NOT h.origin OR c.state = 'verified')"
-            " UNION ALL SELECT -row_number() OVER (ORDER BY c.instrument, c.journal_id, c.copy_id), c.instrument,"
-            " c.journal_id, c.file_id, c.tier, c.dest, c.layout, c.codec, c.source_bytes, c.stored_bytes,"
-            " c.checksum, extract(epoch FROM COALESCE(c.verified_at, c.stored_at)), 0, f.root"
-            + fcols
-            + " FROM acqd.copies c JOIN unnest(%s::text[], %s::text[]) AS t(name, url)"
-            " ON t.name = c.tier AND c.url = t.url || '/' || c.dest"
-            " JOIN acqd.files f ON (f.instrument, f.journal_id, f.file_id) = (c.instrument, c.journal_id, c.file_id)"
-            " WHERE c.state = 'verified' AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"
-            " (h.instrument, h.journal_id, h.copy_id, h.tier) = (c.instrument, c.journal_id, c.copy_id, c.tier)"
-            " OR (h.instrument, h.journal_id, h.tier, h.dest) = (c.instrument, c.journal_id, c.tier, c.dest))",
-            (names, urls),
-        )
+    def item_batches(
+        self, batch: int, preview: dict[str, str] | None = None
+    ) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[int, float, float, str]]]]:
+        """The copies the hub manages now (ITEM_COLS): verified, and for a daemon's own copy, still
+        verified in its journal (a copy its daemon purged or moved is not the hub's to act on);
+        oldest first ((verified_at, id): the planner's order), `batch` at a time in one read-only
+        snapshot: a server-side cursor yields their ids in that order, each batch's rows and its
+        delivered warnings (copy, purge date, sent, recipient) are read by id. Only one batch is
+        held at a time.
+        `preview` (tier name -> URL, `acqd hub plan`): also the daemons' copies the next sweep would
+        take in, under negative ids (they have no warnings yet); nothing is written."""
+        with self._errors():
+            conn = self.conn()
+            with conn.transaction(), conn.cursor(name="acqd_hub_items") as cur:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cur.itersize = batch
+                if preview is None:
+                    cur.execute(LIVE_IDS_SQL)
+                else:  # a dry run: the copies not taken in yet have no id to order by; sorted by the server
+                    names, urls = list(preview), [u.rstrip("/") for u in preview.values()]
+                    cur.execute(PREVIEW_SQL + " ORDER BY 12, 1", (names, urls))
+                while rows := cur.fetchmany(batch):
+                    ids = [int(r[0]) for r in rows]
+                    if preview is None:
+                        rows = conn.execute(BATCH_SQL, (ids,)).fetchall()
+                    ws = conn.execute(
+                        "SELECT copy, purge_at, sent_at, recipient FROM acqd.hub_warnings"
+                        " WHERE voided IS NULL AND copy = ANY(%s) ORDER BY id",
+                        (ids,),
+                    ).fetchall()
+                    yield rows, [(int(c), float(p), float(t), str(r)) for c, p, t, r in ws]
 
     def add_copy(self, copy: int, tier: str, now: float) -> int:
         """A hub transition's new copy (same name, another tier), keeping the first copy's age."""
@@ -266,10 +304,6 @@ class HubDb:
             return cur.fetchone() is None
 
     # -- warnings -------------------------------------------------------------------------------
-
-    def delivered_warnings(self) -> list[tuple[int, float, float, str]]:
-        rows = self._rows("SELECT copy, purge_at, sent_at, recipient FROM acqd.hub_warnings WHERE voided IS NULL")
-        return [(int(a), float(b), float(c), str(d)) for a, b, c, d in rows]
 
     def record_warnings(self, copies: list[int], recipient: str, purge_at: dict[int, float], now: float) -> None:
         with self._fenced() as cur:

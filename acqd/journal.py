@@ -926,6 +926,15 @@ def delivered_warnings(j: Journal) -> list[tuple[int, float, float, str]]:
     return [(int(a), float(b), float(c), str(d or "")) for a, b, c, d in rows]
 
 
+def earliest_warned(j: Journal) -> float | None:
+    """The earliest purge date a delivered warning not called off announces for a verified copy."""
+    voided = " AND w.voided IS NULL" if _has_column(j, "warnings", "voided") else ""
+    row = j._db.execute(
+        f"SELECT MIN(w.purge_at) FROM warnings w JOIN copies c ON c.id = w.copy_id WHERE c.state = 'verified'{voided}"
+    ).fetchone()
+    return float(row[0]) if row is not None and row[0] is not None else None
+
+
 def void_warnings(j: Journal, copy_id: int, now: float, reason: str) -> int:
     """Call off the delivered warnings of one copy (its purge was called off): a purge needs a new one."""
     with j._tx() as db:

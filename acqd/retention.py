@@ -20,7 +20,7 @@ import logging
 import shlex
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +37,7 @@ from acqd.layouts import build_layout
 from acqd.notify import Digests, Mailer
 from acqd.policy.clock import ClockState, Reading, acknowledge, advance
 from acqd.policy.model import DAY, Policy
-from acqd.policy.planner import Action, Hold, Item, Warning_, plan
+from acqd.policy.planner import OVER_CAPS, Action, Hold, Item, Warning_, plan_stream
 from acqd.ports import Reporter
 from acqd.storage import Tier
 from acqd.values import Outcome
@@ -82,16 +82,23 @@ class ClockView:
     acks: list[tuple[int, float, str, float, str, str]]
 
 
+#: a store's batch of copies: the planner's items, their rows by copy id, their delivered warnings
+Batch = tuple[list[Item], Mapping[int, jr.RetentionRow], list[Warning_]]
+
+
 class RetentionStore(Protocol):
     """Where retention reads its items, warnings, holds and clock, and records what it did.
     Blocking: the runner calls every method on its store executor (`jexec`)."""
 
-    def items(self) -> tuple[list[Item], dict[int, jr.RetentionRow]]:
-        """The verified copies retention manages, as the planner's items and by copy id."""
+    def warned_since(self) -> float | None:
+        """The earliest purge date a delivered warning (not called off) announces for a copy
+        retention manages (or for any of a superset of them), None if there is none."""
         ...
 
-    def delivered_warnings(self) -> list[tuple[int, float, float, str]]:
-        """(copy, purge date, sent, recipient) of each delivered warning not called off."""
+    def batches(self, size: int) -> Iterator[Batch]:
+        """The verified copies retention manages, in the planner's order ((verified_at, id)), about
+        `size` at a time: (the planner's items, their rows by copy id, their delivered warnings).
+        Generated lazily: a store over a large catalog holds one batch."""
         ...
 
     def holds_ended_after(self, since: float) -> list[Hold]: ...
@@ -131,12 +138,15 @@ class JournalStore:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
 
-    def items(self) -> tuple[list[Item], dict[int, jr.RetentionRow]]:
-        rows = jr.retention_items(self.journal)
-        return items_of(rows), {r.copy.id: r for r in rows}
+    def warned_since(self) -> float | None:
+        return jr.earliest_warned(self.journal)
 
-    def delivered_warnings(self) -> list[tuple[int, float, float, str]]:
-        return jr.delivered_warnings(self.journal)
+    def batches(self, size: int) -> Iterator[Batch]:
+        """The journal's copies in one batch (a daemon's journal is its own, and local)."""
+        rows = jr.retention_items(self.journal)
+        items = sorted(items_of(rows), key=lambda i: (i.verified_at, i.id))
+        ws = [Warning_(c, p, t, r) for c, p, t, r in jr.delivered_warnings(self.journal)]
+        yield items, {r.copy.id: r for r in rows}, ws
 
     def holds_ended_after(self, since: float) -> list[Hold]:
         return [Hold(t, u, why, root) for t, u, why, root in jr.holds_ended_after(self.journal, since)]
@@ -218,17 +228,48 @@ def items_of(rows: list[jr.RetentionRow]) -> list[Item]:
     ]
 
 
+#: copies planned at a time from a store (rows of a server-side cursor over the facility catalog)
+BATCH = 10_000
+#: what the runner needs of a copy it acts on (a `void` needs only the copy's id)
+_ACTS = ("warn", "transition", "purge")
+
+
 def plan_from_journal(
-    j: Journal | RetentionStore, policy: Policy, now: float, clock: ClockState | None = None
+    j: Journal | RetentionStore,
+    policy: Policy,
+    now: float,
+    clock: ClockState | None = None,
+    batch: int = BATCH,
 ) -> tuple[list[Action], dict[int, jr.RetentionRow]]:
     """Blocking: the planner's view of the journal (or another store: copies, holds, delivered
-    warnings), planned at `now`, or at the clock state's effective time."""
+    warnings), planned at `now`, or at the clock state's effective time. The copies are streamed
+    from the store in batches, oldest first, through `plan_stream`: the same actions as one `plan`
+    over all of them, and in its order (its purges, and those the caps hold back, last). Returns
+    the actions and the rows of the copies they warn about, move or purge: memory follows one
+    batch and the sweep's actions, never the size of the catalog."""
     store = _store(j)
     t = clock.effective if clock is not None else now
-    items, by_copy = store.items()
-    warnings = [Warning_(c, p, s, r) for c, p, s, r in store.delivered_warnings()]
-    holds = holds_since(store, [w for w in warnings if w.item_id in by_copy], t)
-    return plan(now, items, policy, holds, warnings, clock), by_copy
+    since = store.warned_since()
+    holds = store.holds_ended_after(min(since, t) if since is not None else t)
+    current: list[Mapping[int, jr.RetentionRow]] = [{}]
+
+    def chunks() -> Generator[tuple[list[Item], list[Warning_]]]:
+        for items, rows, warnings in store.batches(batch):
+            current[0] = rows  # plan_stream plans a chunk whole before it asks for the next one
+            yield items, warnings
+
+    first: list[Action] = []
+    last: list[Action] = []  # as `plan` lists them: purges and the purges over the caps after the rest
+    rows: dict[int, jr.RetentionRow] = {}
+    gen = chunks()
+    try:
+        for a in plan_stream(now, gen, policy, holds, clock=clock):
+            if a.kind in _ACTS:
+                rows[a.item.id] = current[0][a.item.id]
+            (last if a.kind == "purge" or a.reason == OVER_CAPS else first).append(a)
+    finally:
+        gen.close()  # a store's cursor and its transaction end here, even if planning failed
+    return first + last, rows
 
 
 def holds_since(j: Journal | RetentionStore, warnings: list[Warning_], now: float) -> list[Hold]:

@@ -510,10 +510,21 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "facility-plan-caps-per-chunk",
         "the streamed plan applies the purge caps to each chunk instead of the whole sweep",
-        "acqd/overview/forecast.py",
+        "acqd/policy/planner.py",
         "                items_left -= 1\n",
         "",
-        ("tests/test_facility.py::test_plan_stream_equals_one_plan_over_everything_caps_included",),
+        (
+            "tests/test_facility.py::test_plan_stream_equals_one_plan_over_everything_caps_included",
+            "tests/test_hub.py::test_the_hub_sweep_streams_the_catalog_and_never_holds_it",
+        ),
+    ),
+    Mutant(
+        "hub-sweep-loads-catalog",
+        "the hub's sweep fetches every copy it manages at once instead of batch by batch",
+        "acqd/hubdb.py",
+        "                while rows := cur.fetchmany(batch):\n",
+        "                for rows in [cur.fetchall()]:\n",
+        ("tests/test_hub.py::test_the_hub_sweep_streams_the_catalog_and_never_holds_it",),
     ),
     Mutant(
         "fleet-silent-without-backlog",

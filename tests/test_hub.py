@@ -541,13 +541,15 @@ def test_the_planner_over_the_catalog_never_purges_out_of_policy(
     hub_store: tuple[CatalogStore, Postgres, str], sc: tuple[Policy, float, list[Item], list[Hold], list[Warning_]]
 ) -> None:
     """tests/test_policy.py's scenarios, written to the catalog and planned from it as the hub
-    does: the same actions as the planner given the values directly, hence the same guarantees
-    (a delivered warning its lead time old, never under a hold, within the caps), checked again."""
+    does (streamed in batches of 4 copies): the same actions, in the same order, as the planner
+    given the values directly, hence the same guarantees (a delivered warning its lead time old,
+    never under a hold, within the caps), checked again."""
     store, pg, url = hub_store
     assert store.db.acquire()  # renewed per example: a long shrink outlives a lease
     pol, now, items, holds, warnings = sc
     _load(pg, url, store.tiers["central"], items, holds, warnings)
-    from_catalog, _ = plan_from_journal(store, pol, now)
+    # streamed from the catalog's cursor 4 rows at a time: the caps carried from batch to batch
+    from_catalog, _ = plan_from_journal(store, pol, now, batch=4)
     direct = plan(now, items, pol, holds, warnings)
     assert [_key(a) for a in from_catalog] == [_key(a) for a in direct]
     rule = pol.spec.rules[0]
@@ -560,6 +562,87 @@ def test_the_planner_over_the_catalog_never_purges_out_of_policy(
         assert not any(h.covers(a.item, now) for h in holds)
     assert len(purges) <= pol.spec.caps.maxItemsPerSweep
     assert sum(a.item.size for a in purges) <= pol.spec.caps.maxBytesPerSweep
+
+
+def test_the_hub_sweep_streams_the_catalog_and_never_holds_it(hub_store: tuple[CatalogStore, Postgres, str]) -> None:
+    """The hub's plan reads the copies it manages from a server-side cursor in batches (the
+    server's own statement log shows one FETCH per batch, each followed by that batch's warnings),
+    holds one batch at a time (Python's peak allocation is a fraction of what one batch of
+    everything takes), and decides exactly what the planner does over everything at once, the
+    purge cap counted across batches."""
+    import tracemalloc
+
+    store, pg, url = hub_store
+    pol = Policy.model_validate(__import__("yaml").safe_load(POLICY + "  caps: {maxItemsPerSweep: 10}\n"))
+    now, n, batch = 1000 * DAY, 3000, 40
+
+    def kept(i: int) -> bool:  # *.txt: the policy keeps them
+        return i % 100 >= 2 and i % 3 == 2
+
+    def age(i: int) -> float:  # 1%: purgeable (61-70 days), 1%: to warn (47-57), the other movies young
+        if i % 100 < 2:
+            return (61 + 9 * i / n) if i % 100 == 0 else (47 + 10 * i / n)
+        return 80 * i / n if kept(i) else 40 * i / n  # kept files of every age, between the others
+
+    def name(i: int) -> str:
+        return f"f{i}.txt" if kept(i) else f"f{i}.mrc"
+
+    items = [
+        Item(
+            i,
+            f"{'alice' if i % 3 else 'bob'}_s{i // 100:02d}/{name(i)}",
+            f"{'alice' if i % 3 else 'bob'}_s{i // 100:02d}",
+            "gatan-k3",
+            "central",
+            1000 + i,
+            now - age(i) * DAY,
+        )
+        for i in range(n)
+    ]
+    warnings = [  # each announced its expiry, 14 days before it (one never was)
+        Warning_(i, items[i].verified_at + 60 * DAY, items[i].verified_at + 46 * DAY)
+        for i in range(0, n, 100)
+        if i != 1500
+    ]
+    holds = [Hold("bob_s02", now + 5 * DAY, "paper")]
+    _load(pg, url, store.tiers["central"], items, holds, warnings)
+    db_name = url.rpartition("/")[2]
+    with pg.connect(db_name) as c:
+        c.execute(f"ALTER DATABASE \"{db_name}\" SET log_statement = 'all'")
+    store.db.close()  # the next connection logs every statement
+    mark = pg.log.stat().st_size
+
+    tracemalloc.start()
+    try:
+        streamed, rows = plan_from_journal(store, pol, now, batch=batch)
+        _, peak_streamed = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        whole, _ = plan_from_journal(store, pol, now, batch=n)  # one batch: every copy at once
+        _, peak_whole = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        with pg.connect(db_name) as c:
+            c.execute(f'ALTER DATABASE "{db_name}" RESET log_statement')
+
+    direct = plan(now, items, pol, holds, warnings)
+    assert [_key(a) for a in streamed] == [_key(a) for a in direct] == [_key(a) for a in whole]
+    kinds = [a.kind for a in direct]
+    # 29 purgeable, spread over the batches: the cap of 10 holds across them, 19 wait (and one hold)
+    assert kinds.count("purge") == 10 and kinds.count("warn") == 30 and kinds.count("blocked") == 20, kinds
+    assert sorted(rows) == sorted(a.item.id for a in direct if a.kind != "blocked")  # rows of these only
+    assert store.count == n
+
+    with pg.log.open() as f:
+        f.seek(mark)
+        log = [line for line in f.read().splitlines() if re.search(r"LOG:  (statement|execute [^:]*):", line)]
+    fetch = f'FETCH FORWARD {batch} FROM "acqd_hub_items"'
+    fetches = [i for i, line in enumerate(log) if fetch in line]
+    assert len(fetches) == n // batch + 1, log[:20]  # the last one finds the cursor at its end
+    for i in fetches[:-1]:  # each batch's rows and warnings are read by id right after it, before the next
+        assert "FROM unnest(" in log[i + 1] and "FROM acqd.hub_warnings" in log[i + 2], log[i : i + 3]
+    assert any(f'FETCH FORWARD {n} FROM "acqd_hub_items"' in line for line in log)
+    # held one batch at a time: the whole catalog's rows never were in memory at once
+    assert peak_streamed * 4 < peak_whole, (peak_streamed, peak_whole)
 
 
 def test_a_copy_elsewhere_is_not_the_hubs(facility: Facility) -> None:

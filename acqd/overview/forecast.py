@@ -5,19 +5,22 @@ from the owner) and adds it to per-dimension totals; it also counts, per week ah
 transitions the policy puts on each copy. Memory is bounded by the number of distinct owners,
 instruments, tiers and classes, never by the number of copies: the caller streams rows through it.
 
-`plan_stream` runs the retention planner (`acqd.policy.planner.plan`) over copies streamed in
-chunks ordered by (verified_at, id), carrying the purge caps from chunk to chunk, so that its
-actions are exactly those of one `plan` over all the copies, without holding them all.
+`plan_stream` (from `acqd.policy.planner`, where the hub's sweep uses it too) runs the retention
+planner over copies streamed in chunks ordered by (verified_at, id), carrying the purge caps from
+chunk to chunk, so that its actions are exactly those of one `plan` over all the copies, without
+holding them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from acqd.policy.model import Policy, Rule
-from acqd.policy.planner import Action, Hold, Item, Warning_, plan
+from acqd.policy.planner import plan_stream
+
+__all__ = ["Copy", "Figures", "Tally", "due_dates", "groups_of", "plan_stream"]
 
 WEEK = 7 * 86400.0
 #: labels for what has no owner, no group or no data class
@@ -192,30 +195,3 @@ def groups_of(groups: Mapping[str, Iterable[str]]) -> dict[str, str]:
         for o in owners:
             out.setdefault(o, g)
     return out
-
-
-def _with_caps(policy: Policy, items: int, size: int) -> Policy:
-    caps = policy.spec.caps.model_copy(update={"maxItemsPerSweep": items, "maxBytesPerSweep": size})
-    return policy.model_copy(update={"spec": policy.spec.model_copy(update={"caps": caps})})
-
-
-def plan_stream(
-    now: float,
-    chunks: Iterable[list[Item]],
-    policy: Policy,
-    holds: Iterable[Hold] = (),
-    warnings: Mapping[int, list[Warning_]] | None = None,
-) -> Iterator[Action]:
-    """The planner's actions over `chunks` of items, each chunk and the chunks together in
-    (verified_at, id) order: the same actions as `plan(now, all items, ...)`, holding one chunk.
-    `warnings`: the delivered warnings per item id (those of a chunk's items are handed to it)."""
-    holds = list(holds)
-    items_left = policy.spec.caps.maxItemsPerSweep
-    bytes_left = policy.spec.caps.maxBytesPerSweep
-    for chunk in chunks:
-        ws = [w for it in chunk for w in (warnings or {}).get(it.id, ())]
-        for a in plan(now, chunk, _with_caps(policy, items_left, bytes_left), holds, ws):
-            if a.kind == "purge":
-                items_left -= 1
-                bytes_left -= a.item.size
-            yield a

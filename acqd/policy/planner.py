@@ -18,16 +18,22 @@ Guarantees (tested by properties):
   clock or the trusted calendar, see `acqd.policy.clock`): a wall clock that jumps never makes a
   purge or a transition sooner; what only the wall clock would allow is reported as blocked;
 - at most the caps (items, bytes) are purged in one sweep; the rest waits for the next.
+
+`plan_stream` gives the same actions over items streamed in chunks in (verified_at, id) order (the
+facility catalog's server-side cursor), holding one chunk: the caps are carried from chunk to chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from acqd.policy.clock import ClockState
 from acqd.policy.model import Policy
+
+#: the reason of a purge held back by the caps
+OVER_CAPS = "over this sweep's purge caps: next sweep"
 
 
 def _day(ts: float) -> str:
@@ -215,9 +221,46 @@ def plan(
     n = total = 0
     for p in purges:
         if n + 1 > caps.maxItemsPerSweep or total + p.item.size > caps.maxBytesPerSweep:
-            actions.append(Action("blocked", p.item, p.rule, "over this sweep's purge caps: next sweep", p.at))
+            actions.append(Action("blocked", p.item, p.rule, OVER_CAPS, p.at))
             continue
         n += 1
         total += p.item.size
         actions.append(p)
     return actions
+
+
+#: a chunk of items with the delivered warnings of those items
+Chunk = tuple[Sequence[Item], Sequence[Warning_]]
+
+
+def _with_caps(policy: Policy, items: int, size: int) -> Policy:
+    caps = policy.spec.caps.model_copy(update={"maxItemsPerSweep": items, "maxBytesPerSweep": size})
+    return policy.model_copy(update={"spec": policy.spec.model_copy(update={"caps": caps})})
+
+
+def plan_stream(
+    now: float,
+    chunks: Iterable[Sequence[Item] | Chunk],
+    policy: Policy,
+    holds: Iterable[Hold] = (),
+    warnings: Mapping[int, Sequence[Warning_]] | None = None,
+    clock: ClockState | None = None,
+) -> Iterator[Action]:
+    """The planner's actions over `chunks` of items, each chunk and the chunks together in
+    (verified_at, id) order: the same actions as `plan(now, all items, ..., clock)`, holding one
+    chunk. A chunk is a list of items, whose delivered warnings `warnings` gives per item id, or
+    (items, their delivered warnings). Per chunk, non-purge actions first, then its purges and the
+    purges held back by the caps (as `plan` lists them)."""
+    holds = list(holds)
+    items_left = policy.spec.caps.maxItemsPerSweep
+    bytes_left = policy.spec.caps.maxBytesPerSweep
+    for chunk in chunks:
+        if isinstance(chunk, tuple):
+            items, ws = chunk
+        else:
+            items, ws = chunk, [w for it in chunk for w in (warnings or {}).get(it.id, ())]
+        for a in plan(now, items, _with_caps(policy, items_left, bytes_left), holds, ws, clock):
+            if a.kind == "purge":
+                items_left -= 1
+                bytes_left -= a.item.size
+            yield a
