@@ -437,7 +437,7 @@ class RetentionRunner:
                 await self._j(self.store.void_warnings, a.item.id, now, a.reason)
                 log.info("retention: %s: %s", a.item.relpath, a.reason)
         # a warning is stamped with the trusted calendar (see acqd.policy.planner: never behind real time)
-        sent = max(now, self.last_clock.calendar) if self.last_clock is not None else now
+        sent = max(now, self.last_clock.stamp) if self.last_clock is not None else now
         try:
             await self._warn(sent, [a for a in actions if a.kind == "warn"], by_copy, res)
         except FenceError as exc:

@@ -373,6 +373,18 @@ def test_a_warning_sent_while_the_wall_clock_is_behind_keeps_its_full_lead_time(
     clock_run((policy_with(2, 2, 1000, 10**9), [19.0], steps))
 
 
+def test_a_warning_sent_after_an_uncounted_power_off_keeps_its_full_lead_time() -> None:
+    """Found by the property above (hub branch, 2026-12-02): the PC is off for 3 days, longer than
+    maxClockJumpForward (2 days), so the trusted calendar does not count them and lags the (right)
+    wall clock by 3 days; the guard suspends purges. A warning goes out on real day 7, when the
+    calendar says day 4. Stamped with the calendar, it looked 3 days older than it was, and once an
+    operator acknowledged the wall clock on day 8 the file went one day after the warning instead
+    of two. A warning is now dated from the later of the two clocks."""
+    steps: list[Step] = [(1.0, "tick", 0.0), (1.0, "tick", 0.0), (3.0, "reboot", 0.0)]
+    steps += [(1.0, "tick", 0.0), (1.0, "tick", 0.0), (1.0, "ack", 0.0), *[(1.0, "tick", 0.0)] * 3]
+    clock_run((policy_with(2, 2, 1000, 10**9), [4.0], steps))
+
+
 def clock_run(run: tuple[Policy, list[float], list[Step]]) -> None:
     """Sweeps over a run in which the wall clock jumps forwards and backwards (within one boot and
     across reboots) and operators acknowledge it when it is right: no file is ever purged before the
@@ -411,7 +423,7 @@ def clock_run(run: tuple[Policy, list[float], list[Step]]) -> None:
         assert state.effective <= real + slack + 1e-3  # the time retention judges by never runs ahead
         for a in plan(0, [it for it in items.values() if it.verified_at <= real], pol, (), warnings, clock=state):
             if a.kind == "warn":
-                warnings.append(Warning_(a.item.id, a.at, max(state.effective, state.calendar)))  # as the runner
+                warnings.append(Warning_(a.item.id, a.at, state.stamp))  # as the runner
                 announced.setdefault(a.item.id, []).append((a.at, real))
             elif a.kind == "purge":
                 dates = announced[a.item.id]

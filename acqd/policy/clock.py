@@ -77,6 +77,15 @@ class ClockState:
         """The time retention judges by: never later than either clock."""
         return min(self.last.wall, self.calendar)
 
+    @property
+    def stamp(self) -> float:
+        """The time a warning sent now is dated from: never earlier than either clock. Whichever of
+        the two lags real time (the wall clock set back, or the trusted calendar after a power-off it
+        could not count), the later one does not, so a warning never looks older than it is and its
+        lead time never runs out early once the clocks are put right; a clock that runs ahead only
+        makes the warning look younger (the purge waits longer)."""
+        return max(self.last.wall, self.calendar)
+
     def to_json(self) -> dict[str, Any]:
         s = self.suspension
         return {

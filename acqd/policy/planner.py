@@ -150,9 +150,10 @@ def plan(
     wall = sent = now
     if clock is not None:
         # judged by `effective` (never ahead of real time), but a warning sent now counts from the
-        # trusted calendar (never behind it): with the wall clock set back, a warning stamped with the
-        # wall clock would look older than it is, and its lead time would run out early
-        now, wall, sent = clock.effective, clock.last.wall, max(clock.effective, clock.calendar)
+        # later of the two clocks (`stamp`): stamped with a lagging one (the wall clock set back, or
+        # the calendar after an uncounted power-off), a warning would look older than it is once the
+        # clocks agree again, and its lead time would run out early
+        now, wall, sent = clock.effective, clock.last.wall, clock.stamp
     clock_problem = None
     if clock is not None and clock.suspension is not None:
         clock_problem = f"clock guard: {clock.suspension.reason}; waits for the trusted clock or an ack-clock"
