@@ -941,8 +941,18 @@ class Pipeline:
                 if verdict is Verdict.CHANGED and current is not None:
                     c.stable, c.since = current, now
                 c.check_at = d.check_at
-                self._schedule(c)
                 self._maybe_follow(c)
+                if (
+                    c.key not in self.follows
+                    and not c.release_only
+                    and self._unstreamed.get(c.key) != c.row.id
+                    and self._streams_here(c.ctx, c.rel)
+                ):
+                    # a movie that could stream and is not (yet: every stream slot taken, or its
+                    # header not written at this look) is looked at again soon, not at the end of
+                    # its settle window
+                    c.check_at = min(c.check_at, now + STREAM_WAIT)
+                self._schedule(c)
                 return
         self.candidates.pop(c.key, None)
         if verdict is Verdict.GONE:
