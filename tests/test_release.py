@@ -66,6 +66,19 @@ os.close(fd)
 """
 
 
+def fault_env(tmp_path: Path, control: Path) -> dict[str, str]:
+    """The environment of a daemon whose os calls take the faults in `control` (tests/faults.py)."""
+    from tests.faults import install_os_faults
+
+    repo = Path(__file__).resolve().parent.parent
+    hook = install_os_faults(tmp_path / "hook")
+    return dict(
+        os.environ,
+        ACQD_TEST_OS_FAULTS=str(control),
+        PYTHONPATH=os.pathsep.join([hook, str(repo), os.environ.get("PYTHONPATH", "")]),
+    )
+
+
 def planes(n: int, size: int) -> bytes:
     rng = random.Random(12)
     return b"".join(rng.randbytes(size) for _ in range(n))
@@ -554,7 +567,7 @@ def test_a_file_renamed_over_the_name_at_the_moment_of_the_release_is_kept(
 ) -> None:
     """The window is made deterministic in the daemon (tests/faults.py ``swap_at_release``): just
     before the release removes the name, another program renames its new version of the file over it."""
-    from tests.faults import install_os_faults, set_faults
+    from tests.faults import set_faults
 
     watch, dest, state = dirs
     control = tmp_path / "os-faults.json"
@@ -563,13 +576,7 @@ def test_a_file_renamed_over_the_name_at_the_moment_of_the_release_is_kept(
     new = os.urandom(50_000)
     (staging / "f.mdoc.new").write_bytes(new)
     set_faults(control, swap_at_release={"name": "f.mdoc", "from": str(staging / "f.mdoc.new")})
-    repo = Path(__file__).resolve().parent.parent
-    hook = install_os_faults(tmp_path / "hook")
-    env = dict(
-        os.environ,
-        ACQD_TEST_OS_FAULTS=str(control),
-        PYTHONPATH=os.pathsep.join([hook, str(repo), os.environ.get("PYTHONPATH", "")]),
-    )
+    env = fault_env(tmp_path, control)
     (watch / "sess").mkdir()
     src = watch / "sess" / "f.mdoc"
     old = os.urandom(40_000)
@@ -595,7 +602,7 @@ def test_a_file_the_release_could_not_put_back_is_put_back_at_the_next_start(
     new, unshipped file is the one moved aside), and moving it back fails (EIO). The release must stay
     begun in the journal, so that the next start puts the file back: it used to be ended, and the new
     version stayed under its hidden name, which no scan ships, for ever."""
-    from tests.faults import install_os_faults, set_faults
+    from tests.faults import set_faults
 
     watch, dest, state = dirs
     control, staging = tmp_path / "os-faults.json", tmp_path / "staging"
@@ -603,13 +610,7 @@ def test_a_file_the_release_could_not_put_back_is_put_back_at_the_next_start(
     new = b"new version " + os.urandom(30_000)
     (staging / "f.mdoc.new").write_bytes(new)
     set_faults(control, swap_at_release={"name": "f.mdoc", "from": str(staging / "f.mdoc.new")}, fail_put_back=True)
-    repo = Path(__file__).resolve().parent.parent
-    hook = install_os_faults(tmp_path / "hook")
-    env = dict(
-        os.environ,
-        ACQD_TEST_OS_FAULTS=str(control),
-        PYTHONPATH=os.pathsep.join([hook, str(repo), os.environ.get("PYTHONPATH", "")]),
-    )
+    env = fault_env(tmp_path, control)
     (watch / "sess").mkdir()
     old = os.urandom(40_000)
     (watch / "sess" / "f.mdoc").write_bytes(old)
@@ -659,7 +660,7 @@ def test_a_swap_in_the_middle_of_a_batch_release_of_small_files_keeps_it(
     another program renames its new version over one name in the middle of the batch at the instant of
     its release. That one is kept and shipped as a new version; the others before and after it are
     released; nothing is lost and no hidden release name is left."""
-    from tests.faults import install_os_faults, set_faults
+    from tests.faults import set_faults
 
     watch, dest, state = dirs
     control, staging = tmp_path / "os-faults.json", tmp_path / "staging"
@@ -667,13 +668,7 @@ def test_a_swap_in_the_middle_of_a_batch_release_of_small_files_keeps_it(
     new = b"new version " + os.urandom(3000)
     (staging / "f_020.mdoc.new").write_bytes(new)
     set_faults(control, swap_at_release={"name": "f_020.mdoc", "from": str(staging / "f_020.mdoc.new")})
-    repo = Path(__file__).resolve().parent.parent
-    hook = install_os_faults(tmp_path / "hook")
-    env = dict(
-        os.environ,
-        ACQD_TEST_OS_FAULTS=str(control),
-        PYTHONPATH=os.pathsep.join([hook, str(repo), os.environ.get("PYTHONPATH", "")]),
-    )
+    env = fault_env(tmp_path, control)
     (watch / "sess").mkdir()
     olds = {f"f_{i:03}.mdoc": os.urandom(2000 + i) for i in range(40)}
     for name, data in olds.items():
