@@ -108,8 +108,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "zarr-verify-checksum",
         "the Zarr layout's verify ignores the pixel checksum",
         "acqd/layouts/frames.py",
-        "            h.update(canonical(frame).data)\n        if h.hexdigest() != expected.source_checksum:\n",
-        "            h.update(canonical(frame).data)\n        if False:\n",
+        "                hash_canonical(h, frame)\n        if h.hexdigest() != expected.source_checksum:\n",
+        "                hash_canonical(h, frame)\n        if False:\n",
         (f"{SAFE}::test_frame_layouts_verify_pixels[zarr]",),
     ),
     Mutant(
@@ -653,6 +653,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "h.instrument = c.instrument AND h.tier = c.tier AND h.dest = c.dest AND h.journal_id = c.journal_id)",
         "false)",
         ("tests/test_hub.py::test_daemons_learn_what_the_hub_did_to_their_copies",),
+    ),
+    Mutant(
+        "buffer-reused-while-held",
+        "a frame buffer is handed out again while a frame read into it is still held (queued for encoding)",
+        "acqd/buffers.py",
+        "    return sys.getrefcount(slot.buf) <= 2\n",
+        "    return True\n",
+        ("tests/test_framepool.py::test_a_frame_buffer_is_reused_only_once_nothing_refers_to_it",),
+    ),
+    Mutant(
+        "hash-pieces-skip-rows",
+        "a frame hashed in pieces (rows flipped, big-endian) leaves out its last rows",
+        "acqd/layouts/frames.py",
+        "        for i in range(0, ny, step):\n",
+        "        for i in range(0, ny - step, step):\n",
+        ("tests/test_framepool.py::test_hashing_in_pieces_is_the_checksum_of_the_canonical_copy",),
     ),
 )
 

@@ -206,3 +206,107 @@ def test_zarr_movie_written_by_shards_and_verified_on_threads(tmp_path: Path, co
         lay.threads = threads
         with pytest.raises(VerifyError, match="checksum"):
             lay.verify(tier, "m.zarr", res)
+
+
+# --- reused frame buffers (acqd.buffers), hashing without whole-frame copies, strips in one read ---
+
+
+def test_a_frame_buffer_is_reused_only_once_nothing_refers_to_it() -> None:
+    """A buffer still seen through any view (a frame queued for encoding) is never handed out again,
+    so a later read cannot overwrite pixels somebody still reads; once free it is reused."""
+    from acqd.buffers import Buffers
+
+    pool = Buffers(limit=1 << 20, smallest=0)
+    a = pool.get(1000)
+    a[:] = 7
+    frame = a[100:200].view(np.uint16).reshape(10, 5)  # what a reader hands out: a view of the buffer
+    del a
+    b = pool.get(1000)
+    assert not np.shares_memory(b, frame)
+    b[:] = 9
+    assert (frame.view(np.uint8) == 7).all()
+    assert pool.reused == 0
+    del frame, b
+    c = pool.get(900)
+    assert (pool.reused, pool.fresh, pool.held, c.nbytes) == (1, 2, 2000, 900)
+
+
+def test_the_buffer_pool_keeps_no_more_than_its_limit_and_gives_idle_memory_back() -> None:
+    from acqd.buffers import Buffers
+
+    pool = Buffers(limit=2500, smallest=0, idle_s=3600)
+    held = [pool.get(1000) for _ in range(3)]  # the third does not fit: a plain array, not kept
+    assert pool.held == 2000 and pool.fresh == 3
+    pool.idle_s = 0.0
+    pool.trim()
+    assert pool.held == 2000  # in use: kept
+    del held
+    pool.trim()
+    assert pool.held == 0
+
+
+def test_blocks_read_into_reused_buffers_keep_every_frame_still_held(tmp_path: Path, monkeypatch: Any) -> None:
+    """The MRC reader reads blocks into reused buffers: a block a caller still holds keeps its pixels
+    while later blocks are read, and every block is the file's bytes."""
+    import mrcfile
+
+    import acqd.readers.base as rb
+    from acqd.buffers import Buffers
+    from acqd.readers import open_frames
+
+    pool = Buffers(limit=1 << 20, smallest=0)
+    monkeypatch.setattr(rb, "POOL", pool)
+    data = np.random.default_rng(5).integers(0, 255, size=(12, 16, 20), dtype=np.uint8)
+    path = tmp_path / "m.mrc"
+    with mrcfile.new(str(path)) as m:
+        m.set_data(data)
+    with open(path, "rb") as f:
+        src = open_frames("mrc", f, path.stat().st_size, Expect(), {})
+        held = [src.read(i, i + 2) for i in range(0, 12, 2)]  # all alive at once
+        for i, block in enumerate(held):
+            assert (block == data[2 * i : 2 * i + 2]).all()
+        del held, block
+        again = [src.read(i, i + 3).copy() for i in range(0, 12, 3)]  # each freed before the next
+    assert pool.reused >= 3
+    assert (np.concatenate(again) == data).all()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: a[::-1],  # rows flipped (MRC to TIFF)
+        lambda a: a.astype(">u2"),  # big-endian pixels
+        lambda a: a.astype(">u2")[:, ::-1],
+        lambda a: np.stack([a, a + 1])[:, ::-1, ::2],  # a 3-D block, strided
+        lambda a: a.astype(np.float32).T,
+        lambda a: a[:0],
+    ],
+)
+def test_hashing_in_pieces_is_the_checksum_of_the_canonical_copy(make: Any, monkeypatch: Any) -> None:
+    from acqd.checksum import Hasher
+    from acqd.layouts import frames
+
+    monkeypatch.setattr(frames, "HASH_PIECE", 100)  # several pieces per frame
+    block = make(np.random.default_rng(1).integers(0, 4000, size=(37, 23)).astype(np.uint16))
+    want, got = Hasher(), Hasher()
+    want.update(frames.canonical(block).data)
+    frames.hash_canonical(got, block)
+    assert got.hexdigest() == want.hexdigest()
+
+
+def test_strips_are_read_in_one_go_when_they_follow_each_other_and_one_by_one_otherwise() -> None:
+    import io
+
+    from acqd.layouts.framepool import _strips
+
+    blob = bytes(range(256)) * 40
+    f = io.BytesIO(blob)
+    for offsets, counts in [
+        ([100, 200, 301], [100, 101, 50]),  # one after another, a pad byte apart
+        ([3000, 100, 5000], [10, 20, 30]),  # scattered
+    ]:
+        parts = _strips(f, offsets, counts)
+        assert [bytes(p) for p in parts] == [blob[o : o + c] for o, c in zip(offsets, counts, strict=True)]
+    # a strip the file ends inside comes back short, and one past its end empty: the caller says which
+    parts = _strips(f, [len(blob) - 50, len(blob) - 10, len(blob)], [40, 30, 5])
+    assert [len(p) for p in parts] == [40, 10, 0]

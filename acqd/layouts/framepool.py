@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from acqd.buffers import POOL
 from acqd.errors import VerifyError
 from acqd.layouts.tiffwrite import PAGES_AHEAD
 
@@ -156,15 +157,40 @@ def tiff_plan(page: Any, f: BinaryIO, byteorder: str, index: int) -> FramePlan |
     decode = _copy if comp == 1 else _tiff_decoder(comp)
     row = nx * dtype.itemsize
     parts = []
-    for i, (at, n) in enumerate(zip(offsets, counts, strict=True)):
-        f.seek(at)
-        data = f.read(n)
+    for i, (data, n) in enumerate(zip(_strips(f, offsets, counts), counts, strict=True)):
         where = f"page {index}, strip {i}"
         if len(data) != n:
             raise VerifyError(f"{where}: {len(data)} of its {n} stored bytes could be read")
         start = i * rps * row
         parts.append(Part(data, start, min(ny * row, start + rps * row), decode, where))
     return FramePlan((ny, nx), dtype, parts)
+
+
+def _strips(f: BinaryIO, offsets: Any, counts: Any) -> list[bytes | memoryview]:
+    """The stored bytes of a page's strips: in one read when they lie one after another (as acqd
+    writes them, a pad byte apart at most) into a reused buffer, else strip by strip. A strip the
+    file ends inside comes back short (the caller says which)."""
+    offs, lens = [int(o) for o in offsets], [int(c) for c in counts]
+    first, end = (offs[0], offs[-1] + lens[-1]) if offs else (0, 0)
+    contiguous = all(a <= b <= a + n + 1 for a, n, b in zip(offs, lens, offs[1:], strict=False))
+    if not contiguous or end - first > sum(lens) + len(lens):
+        out: list[bytes | memoryview] = []
+        for at, n in zip(offs, lens, strict=True):
+            f.seek(at)
+            out.append(f.read(n))
+        return out
+    buf = POOL.get(end - first)
+    f.seek(first)
+    view: memoryview = buf.data
+    got = 0
+    while got < len(view):
+        k = f.readinto(view[got:])  # type: ignore[attr-defined]
+        if not k:
+            break
+        got += k
+    return [
+        view[a - first : min(a - first + n, got)] if a - first < got else b"" for a, n in zip(offs, lens, strict=True)
+    ]
 
 
 def tiff_frames(tif: Any, f: BinaryIO, threads: int) -> Iterator[np.ndarray]:

@@ -38,6 +38,7 @@ from acqd.layouts.frames import (
     FilePlan,
     TiffLayout,
     canonical,
+    hash_canonical,
     resolution_tags,
 )
 from acqd.layouts.tiffwrite import TiffPageWriter, default_rows_per_strip, frame_threads, image_tags, make_tag
@@ -518,7 +519,7 @@ class TiffStream:
                 block = self.g.read(self.done, stop)
             except (OSError, AcqdError) as exc:
                 raise Surprise(f"frames {self.done}-{stop} not readable: {exc}") from None
-            self.hasher.update(canonical(block).data)
+            hash_canonical(self.hasher, block)
             self.timing["read"] += time.perf_counter() - t
             t = time.perf_counter()
             for i, frame in enumerate(block):
@@ -567,7 +568,7 @@ class TiffStream:
                     if frame.shape != self.g.frame_shape or frame.dtype.newbyteorder("=") != native:
                         what = f"page {i} is {frame.shape} {frame.dtype}"
                         raise VerifyError(f"the streamed temporary of {self.dest}: {what}")
-                    self.back.update(canonical(frame[::-1] if self.flip else frame).data)
+                    hash_canonical(self.back, frame[::-1] if self.flip else frame)
                     self.strips.append((tuple(page.dataoffsets), tuple(page.databytecounts)))
             finally:
                 tif.close()

@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from acqd.errors import FormatError
-from acqd.readers.base import Expect, FrameSource, read_exact
+from acqd.readers.base import Expect, FrameSource, read_exact, read_into
 
 _DTYPES = {"U01": ">u1", "U08": ">u1", "U16": ">u2", "U32": ">u4", "U64": ">u8", "R64": ">u8"}
 
@@ -55,7 +55,7 @@ def open_mib(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     def read(start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, ny, nx), dtype=dtype)
         for i in range(start, stop):
-            out[i - start] = np.frombuffer(read_exact(f, i * step + hb, frame), dtype=dtype).reshape(ny, nx)
+            read_into(f, i * step + hb, out[i - start])
         return out
 
     header = {

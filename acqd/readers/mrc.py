@@ -9,7 +9,7 @@ import numpy as np
 from mrcfile.utils import data_dtype_from_header
 
 from acqd.errors import FormatError, UnsupportedFormatError
-from acqd.readers.base import Expect, FrameSource, jsonable, read_exact
+from acqd.readers.base import Expect, FrameSource, jsonable, read_array, read_exact
 
 HEADER = 1024
 IMOD_STAMP = 1146047817
@@ -85,8 +85,7 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
 
     def read(start: int, stop: int) -> np.ndarray:
         n = stop - start
-        buf = read_exact(f, offset + start * frame, n * frame)
-        return np.frombuffer(buf, dtype=dt).reshape(n, ny, nx)
+        return read_array(f, offset + start * frame, n * frame).view(dt).reshape(n, ny, nx)
 
     return FrameSource(
         format="mrc",

@@ -7,7 +7,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from acqd.errors import FormatError
-from acqd.readers.base import Expect, FrameSource, read_exact
+from acqd.readers.base import Expect, FrameSource, read_array, read_exact
 
 
 def open_raw(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -> FrameSource:
@@ -27,7 +27,8 @@ def open_raw(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
 
     def read(start: int, stop: int) -> np.ndarray:
         k = stop - start
-        return np.frombuffer(read_exact(f, hb + start * frame, k * frame), dtype=dtype).reshape(k, ny, nx)
+        block: np.ndarray = read_array(f, hb + start * frame, k * frame).view(dtype).reshape(k, ny, nx)
+        return block
 
     return FrameSource(
         format="raw",

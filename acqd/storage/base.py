@@ -29,6 +29,9 @@ T = TypeVar("T")
 __all__ = ["NAME_MAX", "ReaderBase", "Tier", "check_options", "is_temp", "rename_noreplace", "temp_name"]
 
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
+# bytes written to a local copy between two writeback starts: the disk works while the copy is encoded,
+# so the fsync at commit has little left to do and a large copy's dirty pages do not pile up
+WRITEBACK_EVERY = 8 << 20
 
 
 def rename_noreplace(src: str, dst: str) -> None:
@@ -206,12 +209,17 @@ class Tier:
                 self.fs.makedirs(parent, exist_ok=True)
             f = self.fs.open(tmp, "wb")
         try:
+            unsynced = 0
             for block in chunks:
                 if block:
                     if paced:
                         self._paced(len(block))
                     with self._edge("write", rel):
                         f.write(block)
+                        unsynced += len(block)
+                        if self.local and unsynced >= WRITEBACK_EVERY:  # the disk works while we encode
+                            unsynced = 0
+                            start_writeback(f.fileno())
                     written += len(block)
             with self._edge("write", rel):
                 f.flush()
@@ -687,7 +695,7 @@ class AtomicFile:
 
     @property
     def file(self) -> BinaryIO:
-        return _EdgeWriter(self._f, self.tier._translate("write", self.rel), self.tier._paced)  # type: ignore[return-value]
+        return _EdgeWriter(self._f, self.tier._translate("write", self.rel), self.tier._paced, writeback=True)  # type: ignore[return-value]
 
     def commit(self) -> int:
         with self.tier._edge("write", self.rel):
@@ -718,8 +726,12 @@ class AtomicFile:
 class _EdgeWriter:
     """A writable file object whose errors are translated at the storage edge."""
 
-    def __init__(self, f: Any, tr: Callable[[BaseException], AcqdError], paced: Callable[[int], None]) -> None:
+    def __init__(
+        self, f: Any, tr: Callable[[BaseException], AcqdError], paced: Callable[[int], None], writeback: bool = False
+    ) -> None:
         self._f, self._tr, self._paced = f, tr, paced
+        self._writeback = writeback  # start the disk's writeback every WRITEBACK_EVERY bytes
+        self._unsynced = 0
 
     def _call(self, name: str, *args: Any) -> Any:
         try:
@@ -729,7 +741,13 @@ class _EdgeWriter:
 
     def write(self, b: Any) -> int:
         self._paced(memoryview(b).nbytes)
-        return int(self._call("write", b))
+        n = int(self._call("write", b))
+        if self._writeback:
+            self._unsynced += n
+            if self._unsynced >= WRITEBACK_EVERY:
+                self._unsynced = 0
+                start_writeback(self._f.fileno())
+        return n
 
     def read(self, n: int = -1) -> bytes:
         return bytes(self._call("read", n))
