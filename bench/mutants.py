@@ -655,6 +655,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_hub.py::test_daemons_learn_what_the_hub_did_to_their_copies",),
     ),
     Mutant(
+        "zarr-tree-not-durable",
+        "a local Zarr copy (a folder) is named by its rename without its files and folders fsynced first",
+        "acqd/storage/base.py",
+        "                    self._durable_tree(tmp)\n",
+        "",
+        (f"{FAULTS}::test_a_zarr_copy_is_named_only_once_every_file_in_it_is_durable",),
+    ),
+    Mutant(
         "buffer-reused-while-held",
         "a frame buffer is handed out again while a frame read into it is still held (queued for encoding)",
         "acqd/buffers.py",

@@ -222,7 +222,8 @@ def patch_os(control: str) -> None:
         with ctl._lock:
             ctl._load()
             under = str(ctl.doc.get("under", ""))
-        return bool(under) and (path == under or path.startswith(under.rstrip("/") + "/"))
+            within = str(ctl.doc.get("containing", ""))  # and only paths with this in them (a layout's objects)
+        return bool(under) and (path == under or path.startswith(under.rstrip("/") + "/")) and within in path
 
     def fsync(fd: Any) -> None:
         n = fd if isinstance(fd, int) else fd.fileno()

@@ -397,6 +397,65 @@ def test_local_destination_failing_at_fsync_or_rename(site: Site, tmp_path: Path
     assert all((site.dest / dest).read_bytes() == files[rel] for rel, dest in copies.items())
 
 
+def test_a_zarr_copy_is_named_only_once_every_file_in_it_is_durable(site: Site, tmp_path: Path) -> None:
+    """A Zarr copy is a folder of objects published by renaming the folder, and a rename makes the
+    name durable, not what the folder holds: each shard and metadata file must be fsynced first.
+    With every fsync under the destination failing (EIO), no copy may be named, verified or
+    released (read back from the page cache it would pass, and a power cut would leave it empty);
+    once lifted, every movie ships and reads back as written."""
+    import numpy as np
+    import zarr
+
+    from tests.test_frames import k3_mrc, write_profiles
+
+    movies = {}
+    for i in range(3):
+        raw, data = k3_mrc(n=5 + i)
+        (site.watch / "s").mkdir(exist_ok=True)
+        (site.watch / f"s/m{i}.mrc").write_bytes(raw)
+        movies[f"s/m{i}.mrc"] = data
+    files = {rel: (site.watch / rel).read_bytes() for rel in movies}
+    det = write_profiles(tmp_path / "det")
+    site.config.write_text(
+        f"""
+instrument: scope
+state_dir: {site.state}
+detectors_dir: {det}
+watch:
+  - {{path: {site.watch}, detector: t-mrc-zarr, settle: 0.2s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "file://{site.dest}"}}
+limits: {{retry_initial: 50ms, retry_max: 300ms}}
+"""
+    )
+    control = tmp_path / "os-faults.json"
+    # the objects of the Zarr copies only (the claim and the session manifest are written as before)
+    set_faults(control, under=str(site.dest), containing="~.zarr/", eio={"fsync": 1_000_000})
+    env = dict(
+        site.env,
+        PYTHONPATH=os.pathsep.join([install_os_faults(tmp_path / "osfaults"), site.env["PYTHONPATH"]]),
+        ACQD_TEST_OS_FAULTS=str(control),
+    )
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "3s", env=env)
+    states = {rel: s for rel, s in journal_states(site.state).items() if rel in files}
+    assert not any(s in ("verified", "released") for s in states.values()), (states, r.stderr[-2000:])
+    assert "I/O error" in r.stderr, r.stderr[-2000:]
+    assert tree(site.watch) == files, "released without a durable copy"
+    from acqd.naming import is_temp
+
+    named = [p for p in site.dest.rglob("*.zarr") if not is_temp(p.name)]
+    assert named == [], f"a copy was named before its files were durable: {named}"
+    set_faults(control, under=str(site.dest))  # lifted
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "30s", env=env)
+    assert r.returncode == 0, r.stderr
+    assert tree(site.watch) == {}
+    copies = _verified_copies(site.state)
+    assert sorted(copies) == sorted(files)
+    for rel, dest in copies.items():
+        arr = zarr.open_group(str(site.dest / dest), mode="r")["0"]
+        assert np.array_equal(arr[:], movies[rel])
+
+
 def test_byte_budget_bounds_concurrent_ships(site: Site) -> None:
     """The in-flight budget is what bounds memory: with room for one file's two chunks, four ship
     workers write one file at a time; with a bigger budget they write several at once (so the

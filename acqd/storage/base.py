@@ -496,6 +496,7 @@ class Tier:
         with self._edge("commit", rel):
             try:
                 if self.local:
+                    self._durable_tree(tmp)
                     rename_noreplace(tmp, final)
                     self._sync_dir(posixpath.dirname(final))
                 else:
@@ -503,6 +504,28 @@ class Tier:
             except FileExistsError:
                 raise self._taken(rel) from None
         crash_point("after_rename")
+
+    @staticmethod
+    def _durable_tree(tmp: str) -> None:
+        """Every file of a local temporary tree, and every folder in it, durable before the tree gets
+        its final name: a rename publishes the folder, not its contents, so without this a power cut
+        just after the commit could leave a named copy with empty or short shards, recorded as
+        verified (it was read back from the page cache) and its source released."""
+
+        def fail(exc: OSError) -> None:
+            raise exc
+
+        folders = []
+        for root, _dirs, files in os.walk(tmp, onerror=fail):
+            folders.append(root)
+            for name in files:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        for folder in reversed(folders):
+            Tier._sync_dir(folder)
 
     def _commit_tree_remote(self, tmp: str, final: str) -> None:
         fs = self._looking()

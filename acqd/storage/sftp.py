@@ -142,5 +142,9 @@ class SftpTier(Tier):
             raise
 
     def _commit_tree_remote(self, tmp: str, final: str) -> None:
+        # every file of the tree durable on the server (fsync@openssh.com) before the tree is named
+        for path in self._looking().find(tmp):
+            with self.fs.open(path, "rb") as f:
+                self._durable(f)
         self._plain_rename(tmp, final)
         self.fs.invalidate_cache()
