@@ -19,7 +19,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from acqd.buffers import POOL
 from acqd.errors import VerifyError
 from acqd.layouts.tiffwrite import PAGES_AHEAD
 
@@ -168,7 +167,7 @@ def tiff_plan(page: Any, f: BinaryIO, byteorder: str, index: int) -> FramePlan |
 
 def _strips(f: BinaryIO, offsets: Any, counts: Any) -> list[bytes | memoryview]:
     """The stored bytes of a page's strips: in one read when they lie one after another (as acqd
-    writes them, a pad byte apart at most) into a reused buffer, else strip by strip. A strip the
+    writes them, a pad byte apart at most), else strip by strip. A strip the
     file ends inside comes back short (the caller says which)."""
     offs, lens = [int(o) for o in offsets], [int(c) for c in counts]
     first, end = (offs[0], offs[-1] + lens[-1]) if offs else (0, 0)
@@ -179,7 +178,7 @@ def _strips(f: BinaryIO, offsets: Any, counts: Any) -> list[bytes | memoryview]:
             f.seek(at)
             out.append(f.read(n))
         return out
-    buf = POOL.get(end - first)
+    buf = np.empty(end - first, np.uint8)
     f.seek(first)
     view: memoryview = buf.data
     got = 0

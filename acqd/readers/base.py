@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from acqd.buffers import POOL
 from acqd.errors import FormatError
 
 
@@ -103,9 +102,9 @@ def read_exact(f: Any, offset: int, n: int) -> bytes:
 
 
 def read_array(f: Any, offset: int, n: int) -> np.ndarray:
-    """`n` bytes at `offset` as a uint8 array, read straight into a reused buffer (acqd.buffers): a
-    block of frames lands several times faster than in fresh memory, and is not copied again."""
-    out = POOL.get(n)
+    """`n` bytes at `offset` as a uint8 array, read straight into it (numpy asks the kernel for huge
+    pages for a large array, where a `bytes` object's fresh pages fault 4 KiB at a time)."""
+    out = np.empty(n, np.uint8)
     read_into(f, offset, out)
     return out
 

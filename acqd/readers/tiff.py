@@ -12,7 +12,6 @@ from typing import Any, BinaryIO
 import numpy as np
 import tifffile
 
-from acqd.buffers import POOL
 from acqd.checksum import Hasher
 from acqd.errors import FormatError, UnsupportedFormatError
 from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit
@@ -153,10 +152,7 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         header["file_checksum"], header["file_size"] = _file_checksum(f, size), size
 
     def read(start: int, stop: int) -> np.ndarray:
-        page_dtype = np.dtype(first.dtype)
-        count = (stop - start) * int(np.prod(shape))
-        # a reused buffer (acqd.buffers): a block of planes lands in memory already mapped
-        out = POOL.get(count * page_dtype.itemsize).view(page_dtype).reshape(stop - start, *shape)
+        out = np.empty((stop - start, *shape), dtype=first.dtype)
         try:
             for k, i in enumerate(range(start, stop)):
                 pages[i].asarray(out=out[k])  # decoded straight into the block: no stacking copy
