@@ -31,7 +31,7 @@ from acqd.journal import GroupCommitExecutor, Journal, configure_outbox, journal
 from acqd.journal import summary as summary  # re-exported
 from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats
-from acqd.memory import tune_allocator
+from acqd.memory import tune_allocator, tune_gc
 from acqd.metrics import Exporter, Metrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
@@ -498,6 +498,7 @@ class Daemon:
 
     async def run(self, install_signals: bool = True, ready: asyncio.Event | None = None) -> RunResult:
         tune_allocator()
+        tune_gc()
         config = self.config
         tiers, _, roots = prepare(config)
         catalog_password = publish.prepare(config)
@@ -631,6 +632,10 @@ class Daemon:
                         sock = owner_page.bind(op.bind)
                         aux.append(asyncio.create_task(owner_page.serve(app, sock), name="owner-page"))
                         log.info("owner page on http://%s (links in the digests: %s/o/...)", op.bind, op.url())
+                if events is not None:  # started before the first scan: a root's inotify watch is then in
+                    # place when `schedule` returns, so a file made between the scan and the watch is not
+                    # missed until the next scan (watchdog adds a started observer's watch at once)
+                    await loop.run_in_executor(None, events.start)
                 task = asyncio.create_task(pipeline.run(), name="pipeline")
                 if self.events is not None:
                     aux.append(asyncio.create_task(self.events.run(), name="mqtt"))
@@ -640,8 +645,6 @@ class Daemon:
                 aux.append(asyncio.create_task(self._pacer(io, pipeline), name="pacer"))
                 if self.notifier.watchdog_seconds:
                     aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
-                if events is not None:
-                    await loop.run_in_executor(None, events.start)
                 log.info("acqd started: %d watch root(s), instrument %s", len(roots), config.instrument)
                 self.notifier.ready(self._status_line())
                 if ready is not None:

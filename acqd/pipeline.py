@@ -46,14 +46,15 @@ from acqd.errors import (
     VerifyError,
 )
 from acqd.journal import CopyRow, FileRow, Journal, Observation
-from acqd.layouts import FilePlan, FrameLayout, TiffLayout, layout_of_copy
+from acqd.layouts import FilePlan, FrameLayout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
     STREAMED_READERS,
+    FrameStream,
     NotStreamable,
     NotYet,
     Surprise,
-    TiffStream,
+    open_stream,
     plan_growing,
     streamable,
     verify_streamed,
@@ -245,7 +246,7 @@ class Follow:
 
     c: Candidate
     task: asyncio.Task[None] | None = None
-    stream: TiffStream | None = None
+    stream: FrameStream | None = None
     layout: Layout | None = None
     dest: str = ""
     taken: bool = False  # the ship took it over (it finishes or drops the stream)
@@ -1106,10 +1107,10 @@ class Pipeline:
             await self._io(self.guard, placed.tier)
         if await self._j(self.journal.copy_owner, placed.tier.name, dest) is not None:
             raise NotStreamable("a copy is already recorded under its name")
-        assert isinstance(layout, TiffLayout)
+        assert isinstance(layout, FrameLayout)
 
         def opening() -> None:
-            f.stream = TiffStream(layout, path, placed.tier, dest)
+            f.stream = open_stream(layout, path, placed.tier, dest)
 
         f.layout, f.dest = layout, dest
         await self._unkillable(opening)
@@ -1319,7 +1320,9 @@ class Pipeline:
             if not tier.atomic_trees and layout.suffix == ".zarr":
                 await self._j(self.journal.begin_publish, row.id, tier.name, dest)
             streamed = None
+            checked_as_written = False  # a streamed copy whose frames were decoded as they were written
             if follow is not None:
+                checked_as_written = follow.stream is not None and follow.stream.verified_as_written
                 streamed = await self._finish_stream(c, follow, layout, dest)
                 follow = None
             try:
@@ -1331,7 +1334,7 @@ class Pipeline:
                 await self._io(self.guard, tier)
             crash_point("before_journal_commit")
             await self._j(self.journal.record_stored, row.id, tier.name, dest, layout.name, res)
-            if streamed is not None:  # its pages were read back and decoded as they were written
+            if streamed is not None and checked_as_written:  # its pages were decoded as they were written
                 await self._io(verify_streamed, tier, dest, res)  # and the renamed object is that temporary
                 adopted = True  # verified, as an adopted copy is: not decoded a second time
             t_verify = self.mono()

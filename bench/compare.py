@@ -63,6 +63,9 @@ def _du(path: Path) -> int:
 def _timed(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one child process, measured by
     GNU time (a small parent: getrusage after a fork from this process would count its memory)."""
+    # as installed: a Python program starts from its compiled modules (a shell with
+    # PYTHONDONTWRITEBYTECODE=1 would have every run compile acqd's from source: +0.3 s a start)
+    env = {k: v for k, v in (env if env is not None else os.environ).items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.NamedTemporaryFile("r") as stats:
         t0 = time.perf_counter()
         proc = subprocess.run(
@@ -395,6 +398,8 @@ def main(argv: list[str] | None = None) -> None:
             doc = old
         else:
             for ds in sets:
+                if args.only is not None and not any(o in ds.name for o in args.only.split("|")):
+                    continue
                 print(f"{ds.name}: {ds.files} files, {ds.bytes / 1e9:.2f} GB", flush=True)
                 doc["datasets"].append(measure(ds, args.runs, work, contenders))
             if args.many:

@@ -663,6 +663,22 @@ MUTANTS: tuple[Mutant, ...] = (
         (f"{FAULTS}::test_a_zarr_copy_is_named_only_once_every_file_in_it_is_durable",),
     ),
     Mutant(
+        "zarr-stream-last-shard-lost",
+        "a Zarr copy streamed while its file grew is completed without its last, partly filled shard",
+        "acqd/layouts/stream.py",
+        "        if self.pending:  # the last shard: its places past the array's end hold no chunk\n",
+        "        if False:\n",
+        ("tests/test_stream.py::test_movie_is_streamed_while_written[z-mib]",),
+    ),
+    Mutant(
+        "zarr-stream-shards-misplaced",
+        "a streamed Zarr copy's shards written one place off along the frames (the first shard missing)",
+        "acqd/layouts/stream.py",
+        "        path = os.path.join(self.tmp, *self.key_of(index).split(\"/\"))\n",
+        "        path = os.path.join(self.tmp, *self.key_of(index + 1).split(\"/\"))\n",
+        ("tests/test_stream.py::test_a_streamed_zarr_copy_is_the_copy_the_whole_file_way_writes",),
+    ),
+    Mutant(
         "hash-pieces-skip-rows",
         "a frame hashed in pieces (rows flipped, big-endian) leaves out its last rows",
         "acqd/layouts/frames.py",

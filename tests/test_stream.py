@@ -56,6 +56,17 @@ STREAM_PROFILES = {
     "t-planes": "reader: tiff\naxis0: z\n",
 }
 SUFFIX = {"t-movie": ".mrc", "t-raw": ".raw", "t-mib": ".mib", "t-planes": ".tif"}
+# the same files stored in the Zarr layout (the .mib and light-sheet profiles' default): shards of 160 KiB
+# (2 MRC frames, 5 frames of the others: 8 frames make full shards and, but for MRC, a last partial one)
+ZARR = "layout: zarr\ncodec: {id: blosc, cname: lz4, clevel: 1, shuffle: bitshuffle}\nshard_bytes: 160KiB\n"
+ZARR_PROFILES = {
+    "z-movie": f"reader: mrc\n{ZARR}files: ['*.mrc']\nsettle: {{window: 0.2s, format: mrc}}\n",
+    "z-mib": f"reader: mib\n{ZARR}files: ['*.mib']\nignore: ['.*', '*.done']\n"
+    f"settle: {{window: 0.2s, marker: '{DONE}'}}\n",
+    "z-planes": f"reader: tiff\naxis0: z\n{ZARR}files: ['*.tif']\nignore: ['.*', '*.done']\n"
+    f"settle: {{window: 0.2s, marker: '{DONE}'}}\n",
+}
+SUFFIX.update({"z-movie": ".mrc", "z-mib": ".mib", "z-planes": ".tif"})
 
 
 @dataclass
@@ -72,27 +83,46 @@ class Camera:
     pixel0: int
 
     @property
+    def kind(self) -> str:
+        """The file's format, whatever layout stores it ("z-mib" is a .mib stored as Zarr)."""
+        return "t-" + self.detector[2:]
+
+    @property
+    def zarr(self) -> bool:
+        return self.detector.startswith("z-")
+
+    @property
     def marker(self) -> bool:
-        return self.detector != "t-movie"
+        return self.kind != "t-movie"
 
     def pixels(self, path: Path) -> np.ndarray:
-        """The source's frames as the readers scientists use read them (rows as stored by acqd)."""
-        if self.detector == "t-movie":
+        """The source's frames as the readers scientists use read them (rows as stored by acqd: MRC
+        rows flipped in TIFF, as IMOD and RELION read them; Merlin rows flipped in Zarr, as
+        rosettasciio shows them)."""
+        if self.kind == "t-movie":
             with mrcfile.open(path, permissive=True) as m:  # mode 0 as int8: compared as bytes
-                return np.ascontiguousarray(np.asarray(m.data)[:, ::-1]).view(np.uint8)
-        if self.detector == "t-planes":
+                frames = np.asarray(m.data)
+                return np.ascontiguousarray(frames if self.zarr else frames[:, ::-1]).view(np.uint8)
+        if self.kind == "t-planes":
             return np.asarray(tifffile.imread(path))
         data = path.read_bytes()
-        if self.detector == "t-raw":
+        if self.kind == "t-raw":
             return np.frombuffer(data[512:], "<u2").reshape(-1, 128, 128)
         hb = int(data[:64].split(b",")[2])  # MIB: 'MQ1,<seq>,<header bytes>,...' before each frame, pixels big-endian
         step = hb + 128 * 128 * 2
-        return np.stack(
+        frames = np.stack(
             [np.frombuffer(data[i + hb : i + step], ">u2").reshape(128, 128) for i in range(0, len(data), step)]
         )
+        return frames[:, ::-1] if self.zarr else frames
 
 
 def camera(tmp_path: Path, detector: str) -> Camera:
+    cam = _camera(tmp_path, "t-" + detector[2:])
+    cam.detector = detector
+    return cam
+
+
+def _camera(tmp_path: Path, detector: str) -> Camera:
     if detector == "t-movie":
         raw, header, frame, name = movie(tmp_path)
         return Camera(detector, name, raw, header, [header + i * frame for i in range(FRAMES + 1)], header)
@@ -133,7 +163,13 @@ def camera(tmp_path: Path, detector: str) -> Camera:
     return Camera(detector, name, data, 0, [0, *cuts[1:]], pixel0)
 
 
-CAMERAS = ["t-movie", "t-raw", "t-mib", "t-planes"]
+CAMERAS = ["t-movie", "t-raw", "t-mib", "t-planes", "z-movie", "z-mib", "z-planes"]
+
+
+def temporaries(dest: Path) -> list[Path]:
+    """Files and folders under a hidden temporary name at the destination, or inside a temporary
+    folder (a Zarr copy's, which holds no shard until its first shard's frames are all encoded)."""
+    return [p for p in dest.rglob("*") if any("acqd-tmp" in part for part in p.relative_to(dest).parts)]
 
 
 def start(tmp_path: Path, detector: str = "t-movie", settle: str = "60s") -> tuple[Path, Path, Path, Background]:
@@ -154,6 +190,9 @@ def add_profiles(tmp_path: Path) -> None:
             f"files: ['*{SUFFIX[name]}']\nignore: ['.*', '*.done']\nsettle: {{window: 0.2s, marker: '{DONE}'}}\n"
         )
         (tmp_path / "det" / f"{name}.yaml").write_text(text)
+    for name, body in ZARR_PROFILES.items():  # the codec pinned: these tests look at streaming, not the choice
+        text = f"apiVersion: acqd/v1\nkind: DetectorProfile\nname: {name}\ncodec_candidates: []\nnever_larger: false\n"
+        (tmp_path / "det" / f"{name}.yaml").write_text(text + body)
 
 
 def streaming_started(state: Path, rel: str) -> Callable[[], bool]:
@@ -210,6 +249,12 @@ def stored_equals_source(
     assert out.read_bytes() == source.read_bytes()
     out.unlink()
     frames = cam.pixels(source)
+    if cam.zarr:  # the copy as zarr-python reads it, and as a copy shipped the whole-file way is
+        import zarr
+
+        stored = np.asarray(zarr.open_group(str(dest / name), mode="r")["0"][:])
+        assert stored.shape == frames.shape and np.array_equal(stored, frames.view(stored.dtype))
+        return
     stored = np.asarray(tifffile.imread(dest / name)).reshape(frames.shape[0], *frames.shape[-2:])
     if cam.detector == "t-movie":
         stored = stored.view(np.uint8)
@@ -240,11 +285,54 @@ def test_movie_is_streamed_while_written(tmp_path: Path, detector: str) -> None:
     # frames encoded while the file was being written (an MRC's last frame completes it; the other
     # formats complete with their marker, after the last frame)
     assert 1 <= streamed[0]["while_growing"] <= FRAMES, streamed
-    if detector == "t-movie":
+    if cam.kind == "t-movie":
         assert streamed[0]["while_growing"] < FRAMES, streamed
     assert "stream_fallback" not in [a for a, _ in audit(state)]
     stored_equals_source(tmp_path, state, dest, rel, target, cam)
-    assert not [p for p in dest.rglob(".*") if p.is_file() and "acqd-tmp" in p.name], "a temporary was left"
+    assert not temporaries(dest), "a temporary was left"
+
+
+@pytest.mark.parametrize("detector", ["z-mib", "z-planes"])
+def test_a_streamed_zarr_copy_is_the_copy_the_whole_file_way_writes(tmp_path: Path, detector: str) -> None:
+    """A file streamed into the Zarr layout (shards written as their frames are encoded, the last one
+    partly filled, the metadata at completion) is, object for object and byte for byte, the copy a
+    whole-file ship of the complete file writes: the same zarr.json (shape, shards, codecs, NGFF
+    attributes), the same shards, the same header arrays."""
+    cam = camera(tmp_path, detector)
+    watch, dest, state, d = start(tmp_path, detector)
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    try:
+        write_camera(target, cam)
+    finally:
+        finish(d, state, rel)
+    streamed = [x for a, x in audit(state) if a == "streamed"]
+    assert len(streamed) == 1 and streamed[0]["while_growing"] >= 5, audit(state)  # a shard written while it grew
+    [(_, name)] = [(k, v) for k, v in verified_copies(state).items() if k[0] == rel]
+    # the same file, shipped the whole-file way (stream: false) by another daemon into another folder
+    whole = tmp_path / "whole"
+    (whole / "acq" / "sess").mkdir(parents=True)
+    (whole / "acq" / "sess" / cam.name).write_bytes(target.read_bytes())
+    (whole / "acq" / "sess" / DONE.format(name=cam.name)).touch()
+    (whole / "central").mkdir()
+    cfg = (tmp_path / "acqd.yaml").read_text()
+    for old, new in (
+        (str(watch), str(whole / "acq")),
+        (str(dest), str(whole / "central")),
+        (str(state), str(whole / "state")),
+    ):
+        cfg = cfg.replace(old, new)
+    cfg = cfg.replace("settle: 60s}", "settle: 0.2s, stream: false}")
+    assert "stream: false" in cfg, cfg
+    (whole / "acqd.yaml").write_text(cfg)
+    r = run_acqd("run", "--config", str(whole / "acqd.yaml"), "--once")
+    assert r.returncode == 0, r.stderr
+    assert "streamed" not in [a for a, _ in audit(whole / "state")]
+    a, b = dest / name, whole / "central" / name
+    objects = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert objects == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    assert len([o for o in objects if "/c/" in o]) >= 2, objects  # several shards of frames
+    for o in objects:
+        assert (a / o).read_bytes() == (b / o).read_bytes(), f"{o} differs from the whole-file copy's"
 
 
 def test_stream_can_be_turned_off(tmp_path: Path) -> None:
@@ -403,6 +491,9 @@ def test_preallocated_file_falls_back(tmp_path: Path, detector: str) -> None:
         ("t-mib", "during_stream:2"),
         ("t-planes", "during_stream:2"),
         ("t-planes", "after_compare"),
+        ("z-movie", "during_stream:2"),
+        ("z-mib", "during_stream:2"),
+        ("z-planes", "after_compare"),
     ],
 )
 def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path, detector: str, point: str) -> None:
@@ -430,7 +521,7 @@ def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path, detector: str, 
         d.kill()
     assert d.proc.returncode == -9, d.stderr()
     objects = [p for p in dest.rglob("*") if p.is_file()]
-    temps = [p for p in objects if p.name.startswith(".") and "acqd-tmp" in p.name]
+    temps = temporaries(dest)
     assert temps, f"the crash left no temporary: the test would prove nothing ({objects})"
     finals = [p for p in objects if not any(part.startswith((".", "~acqd-")) for part in p.relative_to(dest).parts)]
     assert finals == [], f"an object under a final name after a crash mid-stream: {finals}"
@@ -439,7 +530,7 @@ def test_crash_mid_stream_leaves_no_final_object(tmp_path: Path, detector: str, 
     assert r.returncode == 0, r.stderr
     assert journal_states(state) == {rel: "verified"}
     stored_equals_source(tmp_path, state, dest, rel, target, cam)
-    assert not [p for p in dest.rglob("*") if p.is_file() and "acqd-tmp" in p.name], "a temporary survived"
+    assert not temporaries(dest), "a temporary survived"
 
 
 @pytest.mark.parametrize("detector", ["t-movie", "t-mib"])

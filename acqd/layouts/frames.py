@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -640,17 +640,17 @@ class ZarrLayout(FrameLayout):
             raise
         return stored
 
-    async def _write_async(
-        self, src: FrameSource, k: int, hasher: Hasher, timing: dict[str, float], tier: TierPort, path: str
-    ) -> None:
+    async def create(self, store: Any, src: FrameSource, k: int, mode: Literal["w", "a"]) -> Any:
+        """The copy's group and array metadata (and the header and restore arrays) for `src`, frames
+        in shards of about `k`: zarr.json objects only, the frame array's shards are written by the
+        caller. `mode`: "w" (a fresh store), or "a" (shards already streamed into it, kept; no group
+        there yet)."""
         import zarr
-        from zarr.core.buffer import default_buffer_prototype
 
-        store = tier.zarr_store(path)
         group = await zarr.api.asynchronous.open_group(
-            store=store, mode="w", zarr_format=3, attributes=self.group_attrs(src)
+            store=store, mode=mode, zarr_format=3, attributes=self.group_attrs(src)
         )
-        shape, chunks, shards, ranges = _geometry(src, k)
+        shape, chunks, shards, _ = _geometry(src, k)
         arr = await group.create_array(
             ARRAY,
             shape=shape,
@@ -684,6 +684,16 @@ class ZarrLayout(FrameLayout):
                 compressors=self.codec.zarr_compressors(1) if self.codec.id != "none" else (),
             )
             await ra.setitem(slice(None), np.frombuffer(blob, dtype=np.uint8))
+        return arr
+
+    async def _write_async(
+        self, src: FrameSource, k: int, hasher: Hasher, timing: dict[str, float], tier: TierPort, path: str
+    ) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+
+        store = tier.zarr_store(path)
+        _, _, shards, ranges = _geometry(src, k)
+        arr = await self.create(store, src, k, mode="w")
         flip = src.format in ZARR_FLIP_FORMATS
         encode = chunk_encoder(arr) if shards is not None else None
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="acqd-zarr") if encode is not None else None

@@ -1,19 +1,30 @@
 """Tail-follow streaming: a movie's frames encoded into the destination's temporary while the camera
 still writes it. Blocking: every method runs in the I/O executor, one at a time per stream.
 
-Today's scope: MRC movies (their header comes first and says the frame count, shape and dtype)
-stored in the TIFF layout on a local tier (the copy is written in place into its hidden temporary,
-as the whole-file path does). Each `step` reads the frames the file holds in full, adds them to the
-source checksum, encodes them as TIFF pages appended to the temporary, then reads those pages back
-from the temporary, decodes them and adds them to the copy's checksum (the frames are verified as
-written). `finish`, once the file is complete, reads the rest, re-reads the whole source at hash
-speed and compares it with what was streamed, checks the copy's page chain, and commits the
-temporary under its final name. Anything unexpected raises `Surprise`: the caller drops the
-temporary and ships the file the whole-file way, so a rewrite never yields a wrong copy.
+Scope: files whose frames can be found while they grow (MRC movies, whose header comes first and
+says the frame count, shape and dtype; raw frames of the profile's geometry; Merlin .mib frames
+behind their own headers; TIFF stacks written plane by plane), stored in the TIFF or the Zarr
+layout on a local tier (the copy is written in place into its hidden temporary, as the whole-file
+path does). Each `step` reads the frames the file holds in full and adds them to the source
+checksum, then:
+
+- TIFF (`TiffStream`): encodes them as pages appended to the temporary, then reads those pages back
+  from the temporary, decodes them and adds them to the copy's checksum (the frames are verified as
+  written);
+- Zarr (`ZarrStream`): encodes each frame as its chunk, and writes a shard into the temporary folder
+  as soon as its frames are all encoded; the copy is verified whole after the commit, read back and
+  decoded, as a copy written the whole-file way is.
+
+`finish`, once the file is complete, reads the rest, re-reads the whole source at hash speed and
+compares it with what was streamed, completes the copy (TIFF: the description and the page chain
+checked; Zarr: the last shard and the metadata, from the complete file) and commits the temporary
+under its final name. Anything unexpected raises `Surprise`: the caller drops the temporary and
+ships the file the whole-file way, so a rewrite never yields a wrong copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -23,6 +34,7 @@ import struct
 import sys
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,13 +42,17 @@ import numpy as np
 from acqd.checksum import Hasher
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, FormatError, UnsupportedFormatError, VerifyError
+from acqd.layouts.framepool import chunk_encoder, shard_bytes
 from acqd.layouts.frames import (
+    ARRAY,
     DESC_PREFIX,
     FLIP_FORMATS,
     ROWS_FLIPPED,
     TIFF_SCHEMES,
+    ZARR_FLIP_FORMATS,
     FilePlan,
     TiffLayout,
+    ZarrLayout,
     canonical,
     hash_canonical,
     resolution_tags,
@@ -416,17 +432,33 @@ STREAMED_READERS = ("mrc", "raw", "mib", "tiff")
 
 def streamable(layout: Any, reader: str, tier: TierPort) -> bool:
     """Whether files of this reader, stored with this layout on this tier, can be streamed."""
-    return isinstance(layout, TiffLayout) and reader in STREAMED_READERS and bool(getattr(tier, "local", False))
+    frames = isinstance(layout, TiffLayout | ZarrLayout)
+    return frames and reader in STREAMED_READERS and bool(getattr(tier, "local", False))
 
 
-class TiffStream:
-    """One file being streamed into its TIFF copy's temporary on a local tier."""
+def open_stream(layout: Any, path: str, tier: TierPort, dest: str) -> FrameStream:
+    """The stream of a growing file into its copy's temporary, for the layout's format."""
+    if isinstance(layout, ZarrLayout):
+        return ZarrStream(layout, path, tier, dest)
+    if isinstance(layout, TiffLayout):
+        return TiffStream(layout, path, tier, dest)
+    raise NotStreamable(f"the {getattr(layout, 'name', '?')} layout is not streamed")
 
-    def __init__(self, layout: TiffLayout, path: str, tier: TierPort, dest: str) -> None:
+
+class FrameStream:
+    """One file being streamed into its copy's temporary on a local tier: what every format shares
+    (following the file as it grows, hashing its frames, the compare at completion); subclasses
+    encode the frames into their format and publish the copy."""
+
+    # whether the copy's frames were read back and decoded from the temporary as they were written
+    # (then the commit's size check is its verification); else the pipeline verifies it whole
+    verified_as_written = False
+    flip_formats: frozenset[str] | set[str] = FLIP_FORMATS
+
+    def __init__(self, layout: Any, path: str, tier: TierPort, dest: str) -> None:
         self.layout, self.path, self.tier, self.dest = layout, path, tier, dest
         self.fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        self.direct: Any = None
-        self.tw: TiffPageWriter | None = None
+        self._opened = False
         try:
             self._start()
         except BaseException:
@@ -441,35 +473,20 @@ class TiffStream:
         self.g = g = growth(self.layout, self.fd, self.path)
         self.expected = g.expected  # None: the size is known only once the file is complete
         self.seen = st.st_size
-        layout = self.layout
-        compression, self.level = layout.codec.tiff_compression()
-        self.scheme = TIFF_SCHEMES[compression]
-        self.flip = g.flip
-        frame_shape = g.frame_shape
-        self.rps = default_rows_per_strip(frame_shape, g.dtype.itemsize, self.scheme)
-        self.base = image_tags(frame_shape, g.dtype, compression=self.scheme, rows_per_strip=self.rps)
-        self.base += resolution_tags(g.pixel_size_um)
-        # the description comes from the complete file (`finish`): the first page's is a placeholder
-        # until then, its value written after the last page and its entry pointed there
-        self.first_tags = [*self.base, make_tag(270, 2, "")]
-        k = max(1, self.layout.shard_bytes // max(1, g.frame_bytes))
+        self.flip = g.format in self.flip_formats
+        self.k: int = max(1, int(self.layout.shard_bytes) // max(1, g.frame_bytes))
         # frames per block while streaming: small blocks, so a ship taking the stream over waits little
-        self.per = max(1, min(k, STREAM_BLOCK // max(1, g.frame_bytes)))
+        self.per = max(1, min(self.k, STREAM_BLOCK // max(1, g.frame_bytes)))
         self.hurry = False  # the ship wants the stream: end the step after the current block
-        self.direct = self.tier.atomic_file(self.dest)
-        if self.direct is None:
-            raise NotStreamable("the tier cannot be written in place")
-        # a size the header announces: BigTIFF where the whole-file way writes one; a size not known
-        # yet: classic TIFF while the copy fits in one (4 GiB), the file shipped whole beyond
-        self.big = self.expected is not None and self.expected > 2**31
-        self.tw = TiffPageWriter(self.direct.file, bigtiff=self.big, workers=frame_threads(0))
         self.hasher = Hasher()  # the source's frames, as streamed
-        self.back = Hasher()  # the copy's frames, decoded from the temporary
         self.done = 0  # frames encoded into the temporary
         self.while_growing = 0  # of those, encoded while the file was not complete yet (as far as known)
-        self.checked = 0  # of those, read back and verified
-        self.strips: list[tuple[tuple[int, ...], tuple[int, ...]]] = []  # each page's strip table as read back
         self.timing = {"read": 0.0, "encode": 0.0, "write": 0.0, "stream": 0.0}
+        self._open_copy()
+        self._opened = True
+
+    def _open_copy(self) -> None:
+        raise NotImplementedError
 
     @property
     def frames(self) -> int:
@@ -477,9 +494,8 @@ class TiffStream:
         return int(getattr(self.g, "frames", self.done))
 
     def block_bytes(self) -> int:
-        """Bytes of frame data one step holds at most (what it reserves in the in-flight budget): a
-        block's frames as read, their encoded pages, and a page decoded again when read back."""
-        return 3 * self.per * self.g.frame_bytes
+        """Bytes of frame data one step holds at most (what it reserves in the in-flight budget)."""
+        raise NotImplementedError
 
     # -- while the file grows ---------------------------------------------------------------------
     def _look(self) -> int:
@@ -503,15 +519,13 @@ class TiffStream:
         return size
 
     def step(self, final: bool = False) -> int:
-        """Encode the frames written in full since the last step, a block of `per` frames at a time, and
-        read them back; return how many. `hurry` (set by another thread) ends it after the block.
-        `final`: the file is complete (its last frames are not counted as encoded while it grew)."""
+        """Encode the frames written in full since the last step, a block of `per` frames at a time;
+        return how many. `hurry` (set by another thread) ends it after the block. `final`: the file
+        is complete (its last frames are not counted as encoded while it grew)."""
         t0 = time.perf_counter()
         size = self._look()
         avail = self.g.avail(size)
         n = 0
-        assert self.tw is not None
-        limit = 2**32 - (1 << 20) - 2 * self.g.frame_bytes  # room for the next page in a classic TIFF
         while self.done < avail and not (n and self.hurry):
             stop = min(avail, self.done + self.per)
             t = time.perf_counter()
@@ -522,58 +536,24 @@ class TiffStream:
             hash_canonical(self.hasher, block)
             self.timing["read"] += time.perf_counter() - t
             t = time.perf_counter()
-            for i, frame in enumerate(block):
-                if not self.big and self.tw.size > limit:
-                    raise Surprise("the copy outgrows a classic TIFF while its size is not known")
-                self.tw.write_page(
-                    frame[::-1] if self.flip else frame,
-                    self.first_tags if self.done + i == 0 else self.base,
-                    compression=self.scheme,
-                    rows_per_strip=self.rps,
-                    level=self.level,
-                )
+            self._encode(block)
             self.timing["encode"] += time.perf_counter() - t
             n += stop - self.done
             self.done = stop
         if not final and (self.expected is None or size < self.expected):
             self.while_growing = self.done
         if n:
-            self._read_back()
+            self._stepped()
             crash_point("during_stream")
         self.timing["stream"] += time.perf_counter() - t0
         return n
 
-    def _read_back(self) -> None:
-        """Read the pages written since the last check back from the temporary and decode them: each
-        must be the frame streamed."""
-        import tifffile
+    def _encode(self, block: np.ndarray) -> None:
+        """Frames [done, done + len(block)) into the copy."""
+        raise NotImplementedError
 
-        t = time.perf_counter()
-        assert self.tw is not None
-        self.tw.flush()  # pages still being encoded on the frame pool are written first
-        self.direct.file.flush()
-        with open(self.direct.tmp, "rb") as f:
-            try:
-                tif = tifffile.TiffFile(f)
-            except Exception as exc:
-                raise VerifyError(f"the streamed temporary of {self.dest} does not parse: {exc}") from None
-            try:
-                pages = tif.pages
-                if len(pages) != self.done:
-                    raise VerifyError(f"the streamed temporary of {self.dest} has {len(pages)} pages, not {self.done}")
-                native = self.g.dtype.newbyteorder("=")
-                for i in range(self.checked, self.done):
-                    page: Any = pages[i]
-                    frame = page.asarray()
-                    if frame.shape != self.g.frame_shape or frame.dtype.newbyteorder("=") != native:
-                        what = f"page {i} is {frame.shape} {frame.dtype}"
-                        raise VerifyError(f"the streamed temporary of {self.dest}: {what}")
-                    hash_canonical(self.back, frame[::-1] if self.flip else frame)
-                    self.strips.append((tuple(page.dataoffsets), tuple(page.databytecounts)))
-            finally:
-                tif.close()
-        self.checked = self.done
-        self.timing["verify_stream"] = self.timing.get("verify_stream", 0.0) + time.perf_counter() - t
+    def _stepped(self) -> None:
+        """After a step that encoded frames."""
 
     # -- at completion ---------------------------------------------------------------------------
     def finish(self, source: Any, size: int) -> WriteResult:
@@ -599,16 +579,7 @@ class TiffStream:
         self.timing["compare"] = time.perf_counter() - t
         source.check()  # unchanged since it settled: SourceChangedError otherwise
         crash_point("after_compare")
-        assert self.tw is not None
-        self.tw.flush()
-        self.tw.set_first(make_tag(270, 2, self.description))
-        self._check_copy(digest)
-        self.tw.close()
-        stored = int(self.direct.file.seek(0, 2))
-        if stored > size and self.layout.never_larger:
-            raise Surprise(f"the copy came to {stored} bytes, more than the source's {size}")
-        crash_point("after_encode")
-        stored = int(self.direct.commit())
+        stored = self._complete(digest, size)
         layout = self.layout
         if layout.chooser is not None and layout._observe is not None and stored:
             layout.chooser.observe(*layout._observe, size / stored)
@@ -620,12 +591,16 @@ class TiffStream:
         )
         return WriteResult(self.checksum, size, stored, layout.codec.spec, stages, self.whole.mismatch, layout._why)
 
+    def _complete(self, digest: str, size: int) -> int:
+        """The copy finished, checked and committed under its final name; its stored bytes."""
+        raise NotImplementedError
+
     def _rehash(self, source: Any, size: int) -> str:
         """The checksum of the complete file's frames as they are now, read again from the start
         through the format's reader (which checks the whole file as a ship does); sets `checksum`
-        (header bytes and frames: what is recorded), `whole` and the copy's `description`. An MRC or
-        raw file whose pixels are bytes or little-endian is hashed as it is read (its header, then
-        its frames: the checksum's bytes are the file's own), into one buffer."""
+        (header bytes and frames: what is recorded) and `whole`. An MRC or raw file whose pixels are
+        bytes or little-endian is hashed as it is read (its header, then its frames: the checksum's
+        bytes are the file's own), into one buffer."""
         try:
             whole = self.layout._open(source, size)
         except AcqdError as exc:
@@ -663,13 +638,124 @@ class TiffStream:
                 checksum.update(block)
                 pixels.update(block)
         self.checksum, self.whole = checksum.hexdigest(), whole
+        return pixels.hexdigest()
+
+    def abort(self) -> None:
+        """Drop the temporary and close everything (idempotent)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def close(self) -> None:
+        """After a commit: close the source and the encoder threads."""
+        self.abort()
+
+
+class TiffStream(FrameStream):
+    """One file being streamed into its TIFF copy's temporary on a local tier. Each step's pages are
+    read back from the temporary and decoded as they are written (the frames verified as written)."""
+
+    verified_as_written = True
+
+    def __init__(self, layout: TiffLayout, path: str, tier: TierPort, dest: str) -> None:
+        self.direct: Any = None
+        self.tw: TiffPageWriter | None = None
+        super().__init__(layout, path, tier, dest)
+
+    def _open_copy(self) -> None:
+        g, layout = self.g, self.layout
+        compression, self.level = layout.codec.tiff_compression()
+        self.scheme = TIFF_SCHEMES[compression]
+        frame_shape = g.frame_shape
+        self.rps = default_rows_per_strip(frame_shape, g.dtype.itemsize, self.scheme)
+        self.base = image_tags(frame_shape, g.dtype, compression=self.scheme, rows_per_strip=self.rps)
+        self.base += resolution_tags(g.pixel_size_um)
+        # the description comes from the complete file (`finish`): the first page's is a placeholder
+        # until then, its value written after the last page and its entry pointed there
+        self.first_tags = [*self.base, make_tag(270, 2, "")]
+        self.direct = self.tier.atomic_file(self.dest)
+        if self.direct is None:
+            raise NotStreamable("the tier cannot be written in place")
+        # a size the header announces: BigTIFF where the whole-file way writes one; a size not known
+        # yet: classic TIFF while the copy fits in one (4 GiB), the file shipped whole beyond
+        self.big = self.expected is not None and self.expected > 2**31
+        self.tw = TiffPageWriter(self.direct.file, bigtiff=self.big, workers=frame_threads(0))
+        self.back = Hasher()  # the copy's frames, decoded from the temporary
+        self.checked = 0  # frames read back and verified
+        self.strips: list[tuple[tuple[int, ...], tuple[int, ...]]] = []  # each page's strip table as read back
+
+    def block_bytes(self) -> int:
+        """A block's frames as read, their encoded pages, and a page decoded again when read back."""
+        return 3 * self.per * self.g.frame_bytes
+
+    def _encode(self, block: np.ndarray) -> None:
+        assert self.tw is not None
+        limit = 2**32 - (1 << 20) - 2 * self.g.frame_bytes  # room for the next page in a classic TIFF
+        for i, frame in enumerate(block):
+            if not self.big and self.tw.size > limit:
+                raise Surprise("the copy outgrows a classic TIFF while its size is not known")
+            self.tw.write_page(
+                frame[::-1] if self.flip else frame,
+                self.first_tags if self.done + i == 0 else self.base,
+                compression=self.scheme,
+                rows_per_strip=self.rps,
+                level=self.level,
+            )
+
+    def _stepped(self) -> None:
+        self._read_back()
+
+    def _read_back(self) -> None:
+        """Read the pages written since the last check back from the temporary and decode them: each
+        must be the frame streamed."""
+        import tifffile
+
+        t = time.perf_counter()
+        assert self.tw is not None
+        self.tw.flush()  # pages still being encoded on the frame pool are written first
+        self.direct.file.flush()
+        with open(self.direct.tmp, "rb") as f:
+            try:
+                tif = tifffile.TiffFile(f)
+            except Exception as exc:
+                raise VerifyError(f"the streamed temporary of {self.dest} does not parse: {exc}") from None
+            try:
+                pages = tif.pages
+                if len(pages) != self.done:
+                    raise VerifyError(f"the streamed temporary of {self.dest} has {len(pages)} pages, not {self.done}")
+                native = self.g.dtype.newbyteorder("=")
+                for i in range(self.checked, self.done):
+                    page: Any = pages[i]
+                    frame = page.asarray()
+                    if frame.shape != self.g.frame_shape or frame.dtype.newbyteorder("=") != native:
+                        what = f"page {i} is {frame.shape} {frame.dtype}"
+                        raise VerifyError(f"the streamed temporary of {self.dest}: {what}")
+                    hash_canonical(self.back, frame[::-1] if self.flip else frame)
+                    self.strips.append((tuple(page.dataoffsets), tuple(page.databytecounts)))
+            finally:
+                tif.close()
+        self.checked = self.done
+        self.timing["verify_stream"] = self.timing.get("verify_stream", 0.0) + time.perf_counter() - t
+
+    def _complete(self, digest: str, size: int) -> int:
+        whole = self.whole
         meta = self.layout.meta(whole)
+        restore = whole.restore or b""
         if restore:
             meta["restore_zlib_b64"] = base64.b64encode(zlib.compress(restore, 6)).decode()
         if self.flip:
             meta["rows"] = ROWS_FLIPPED
         self.description = DESC_PREFIX + json.dumps(meta, separators=(",", ":"))
-        return pixels.hexdigest()
+        assert self.tw is not None
+        self.tw.flush()
+        self.tw.set_first(make_tag(270, 2, self.description))
+        self._check_copy(digest)
+        self.tw.close()
+        stored = int(self.direct.file.seek(0, 2))
+        if stored > size and self.layout.never_larger:
+            raise Surprise(f"the copy came to {stored} bytes, more than the source's {size}")
+        crash_point("after_encode")
+        return int(self.direct.commit())
 
     def _check_copy(self, digest: str) -> None:
         """The copy as it will be published: every page verified as written, its page chain, parsed
@@ -689,19 +775,119 @@ class TiffStream:
                 raise VerifyError(f"{self.dest}: the copy's first page does not carry its description")
 
     def abort(self) -> None:
-        """Drop the temporary and close everything (idempotent)."""
         if self.tw is not None:
             self.tw.close()
             self.tw = None
         if self.direct is not None:
             self.direct.abort()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        super().abort()
 
-    def close(self) -> None:
-        """After a commit: close the source and the encoder threads."""
-        self.abort()
+
+class ZarrStream(FrameStream):
+    """One file being streamed into its Zarr copy's temporary folder on a local tier: its frames are
+    encoded as they are written in full (a chunk each, on the frame pool), and each shard is written
+    into the temporary as soon as its frames are all encoded. At completion, once the compare has
+    passed, the last shard, the group and array metadata (from the complete file) and the header
+    arrays are written, and the folder is made durable and renamed. The copy is then verified whole,
+    read back and decoded, as a copy written the whole-file way is."""
+
+    flip_formats = ZARR_FLIP_FORMATS
+
+    def __init__(self, layout: ZarrLayout, path: str, tier: TierPort, dest: str) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+        self.tmp = ""
+        super().__init__(layout, path, tier, dest)
+
+    def _open_copy(self) -> None:
+        g = self.g
+        if g.format == "mib" and os.path.exists(os.path.splitext(self.path)[0] + ".hdr"):
+            # a 4D-STEM scan: its shards follow scan rows the .hdr states, known for sure at the end
+            raise NotStreamable("a 4D-STEM scan (its .hdr is there): shipped whole when complete")
+        self.encode = self._prototype()
+        self.tmp = self.tier.temp_tree(self.dest)
+        self.tier.remove_temp(self.dest)
+        os.makedirs(self.tmp)
+        self.pool = ThreadPoolExecutor(frame_threads(0), thread_name_prefix="acqd-zarr")
+        self.pending: list[bytes] = []  # the encoded chunks of the shard being filled
+        self.shards = 0  # shards written (each of `k` frames)
+
+    def _prototype(self) -> Any:
+        """The chunk encoder the copy's array will have (the very codec configuration zarr writes), from
+        an array of the same dtype, frame shape, shards and codec made in memory."""
+        import zarr
+        from zarr.storage import MemoryStore
+
+        g = self.g
+        arr = zarr.create_array(
+            MemoryStore(),
+            shape=(self.k, *g.frame_shape),
+            dtype=g.dtype.newbyteorder("<"),
+            chunks=(1, *g.frame_shape),
+            shards=(self.k, *g.frame_shape),
+            compressors=self.layout.codec.zarr_compressors(g.dtype.itemsize),
+            fill_value=0,
+        )
+        encode = chunk_encoder(arr)
+        if encode is None:
+            raise NotStreamable("the codec is not written shard by shard")
+        self.array_meta = arr.metadata
+        return encode
+
+    def key_of(self, shard: int) -> str:
+        """The store key of the frame array's `shard`-th shard (along the frames)."""
+        return f"{ARRAY}/{self.array_meta.encode_chunk_key((shard, 0, 0))}"
+
+    def block_bytes(self) -> int:
+        """A block's frames as read and encoded, and the encoded chunks of the shard being filled."""
+        return 2 * self.per * self.g.frame_bytes + self.k * self.g.frame_bytes // 2
+
+    def _encode(self, block: np.ndarray) -> None:
+        assert self.pool is not None
+        data = block.astype(block.dtype.newbyteorder("<"), copy=False)
+        if self.flip:  # rows as rosettasciio (hyperspy) shows a Merlin frame
+            data = data[:, ::-1]
+        for chunk in list(self.pool.map(self.encode, data)):
+            self.pending.append(chunk)
+            if len(self.pending) == self.k:
+                self._write_shard(self.shards, list(self.pending))
+                self.pending.clear()
+                self.shards += 1
+
+    def _write_shard(self, index: int, chunks: list[bytes | None]) -> None:
+        path = os.path.join(self.tmp, *self.key_of(index).split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "xb") as f:
+            f.write(shard_bytes(chunks))
+
+    def _complete(self, digest: str, size: int) -> int:
+        from acqd.layouts.frames import _geometry
+
+        whole = self.whole
+        k = self.layout.frames_per_block(whole)
+        shape, _, shards, _ = _geometry(whole, k)
+        if shards != (self.k, *self.g.frame_shape) and (self.shards or shards is None or len(shape) != 3):
+            raise Surprise(f"the complete file's shards are {shards}, {self.k} frames each were streamed")
+        if self.pending:  # the last shard: its places past the array's end hold no chunk
+            per = shards[0] if shards else self.k
+            self._write_shard(self.shards, [*self.pending, *[None] * (per - len(self.pending))])
+            self.pending.clear()
+        asyncio.run(self.layout.create(self.tier.zarr_store(self.tmp), whole, k, mode="a"))
+        stored = int(self.tier.tree_size(self.tmp))
+        if stored > size and self.layout.never_larger:
+            raise Surprise(f"the copy came to {stored} bytes, more than the source's {size}")
+        crash_point("after_encode")
+        self.tier.commit_tree(self.dest)
+        self.tmp = ""
+        return stored
+
+    def abort(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        if self.tmp:
+            self.tier.remove_temp(self.dest)
+            self.tmp = ""
+        super().abort()
 
 
 def verify_streamed(tier: TierPort, dest: str, expected: WriteResult) -> None:
@@ -715,12 +901,15 @@ def verify_streamed(tier: TierPort, dest: str, expected: WriteResult) -> None:
 
 __all__ = [
     "STREAMED_READERS",
+    "FrameStream",
     "Growth",
     "NotStreamable",
     "NotYet",
     "Surprise",
     "TiffStream",
+    "ZarrStream",
     "growth",
+    "open_stream",
     "plan_growing",
     "streamable",
     "verify_streamed",
