@@ -12,6 +12,9 @@ false` on the watch root (the whole-file path: everything starts once the movie 
 `stream: true` (tail-follow: frames encoded while the movie is written, compared at completion).
 Figures are medians over every movie of every run. Writes bench/results/stream.json.
 
+`--layout zarr` stores the copies as Zarr (Blosc LZ4 with bitshuffle, a shard per `shard_bytes`:
+96 MiB) instead, as the shipped .mib and light-sheet profiles do.
+
 `--format` (one or several, comma-separated) runs the same for the other formats acqd streams, each
 file about the size of the K3 movie, stored as deflate-1 TIFF by a profile written for the run and
 completed by a marker file written right after the last byte (their formats do not announce their
@@ -48,14 +51,19 @@ PROFILE = """apiVersion: acqd/v1
 kind: DetectorProfile
 name: bench-{fmt}
 reader: {reader}
-{extra}layout: tiff
-codec: {{id: deflate, level: 1}}
+{extra}{layout}
 files: ["*.{ext}"]
 ignore: [".*", "*.done"]
 shard_bytes: 96MiB
 settle: {{window: 5s, marker: "{{name}}.done"}}
 """
 EXT = {"mrc": "mrc", "raw": "raw", "mib": "mib", "tiff": "tif"}
+# --layout: how the copies are stored (the K3 profile's own TIFF for MRC, else as below)
+LAYOUTS = {
+    "tiff": "layout: tiff\ncodec: {id: deflate, level: 1}\n",
+    "zarr": "layout: zarr\ncodec: {id: blosc, cname: lz4, clevel: 1, shuffle: bitshuffle}\n",
+}
+PLACEMENT = {"zarr": ", placement: {layout: zarr, codec: {id: blosc, cname: lz4, clevel: 1, shuffle: bitshuffle}}"}
 
 
 def source(fmt: str, frames: int, staging: Path) -> tuple[bytes, int, str]:
@@ -163,13 +171,15 @@ def scenario(
     if fmt != "mrc":
         detector = f"bench-{fmt}"
         reader = "tiff" if fmt == "tiff" else fmt
-        (det / f"{detector}.yaml").write_text(PROFILE.format(fmt=fmt, reader=reader, extra=extra, ext=EXT[fmt]))
+        text = PROFILE.format(fmt=fmt, reader=reader, extra=extra, ext=EXT[fmt], layout=LAYOUTS[args.layout])
+        (det / f"{detector}.yaml").write_text(text)
+    placement = PLACEMENT.get(args.layout, "") if fmt == "mrc" else ""
     cfg.write_text(
         f"""instrument: bench
 state_dir: {state}
 detectors_dir: {det}
 watch:
-  - {{path: {watch}, detector: {detector}, stream: {"true" if stream else "false"}}}
+  - {{path: {watch}, detector: {detector}, stream: {"true" if stream else "false"}{placement}}}
 tiers:
   central: {{url: "file://{dest}"}}
 metrics: {{enabled: false}}
@@ -230,6 +240,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--workdir", default="/var/tmp", help="the acquisition disk")
     ap.add_argument("--dest", default="/dev/shm", help="the tier's folder (central storage: another device)")
     ap.add_argument("--format", default="mrc", help="mrc, raw, mib, tiff, or several (comma-separated)")
+    ap.add_argument("--layout", default="tiff", choices=sorted(LAYOUTS), help="how the copies are stored")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "stream.json"))
     args = ap.parse_args(argv)
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -246,7 +257,7 @@ def main(argv: list[str]) -> None:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         sizes[fmt] = len(movie)
-        label = "" if formats == ["mrc"] else f"{fmt}: "
+        label = ("" if formats == ["mrc"] else f"{fmt}: ") + ("" if args.layout == "tiff" else f"{args.layout}, ")
         names = (f"{label}whole file (stream: false)", f"{label}tail-follow (stream: true)")
         for name in names:
             every[name] = []

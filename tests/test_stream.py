@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -166,6 +167,17 @@ def _camera(tmp_path: Path, detector: str) -> Camera:
 CAMERAS = ["t-movie", "t-raw", "t-mib", "t-planes", "z-movie", "z-mib", "z-planes"]
 
 
+def attempts(state: Path, rel: str) -> int:
+    """Failed attempts at shipping the file's current version (a copy that failed its verification
+    counts one: a streamed copy that did not verify would be replaced by a whole-file one)."""
+    db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        [(n,)] = db.execute("SELECT attempts FROM files WHERE relpath = ? AND current = 1", (rel,)).fetchall()
+    finally:
+        db.close()
+    return int(n)
+
+
 def temporaries(dest: Path) -> list[Path]:
     """Files and folders under a hidden temporary name at the destination, or inside a temporary
     folder (a Zarr copy's, which holds no shard until its first shard's frames are all encoded)."""
@@ -288,6 +300,7 @@ def test_movie_is_streamed_while_written(tmp_path: Path, detector: str) -> None:
     if cam.kind == "t-movie":
         assert streamed[0]["while_growing"] < FRAMES, streamed
     assert "stream_fallback" not in [a for a, _ in audit(state)]
+    assert attempts(state, rel) == 0, "the streamed copy failed and was shipped again"
     stored_equals_source(tmp_path, state, dest, rel, target, cam)
     assert not temporaries(dest), "a temporary was left"
 
@@ -307,6 +320,7 @@ def test_a_streamed_zarr_copy_is_the_copy_the_whole_file_way_writes(tmp_path: Pa
         finish(d, state, rel)
     streamed = [x for a, x in audit(state) if a == "streamed"]
     assert len(streamed) == 1 and streamed[0]["while_growing"] >= 5, audit(state)  # a shard written while it grew
+    assert attempts(state, rel) == 0, "the streamed copy failed its verification and was shipped again"
     [(_, name)] = [(k, v) for k, v in verified_copies(state).items() if k[0] == rel]
     # the same file, shipped the whole-file way (stream: false) by another daemon into another folder
     whole = tmp_path / "whole"
