@@ -31,7 +31,7 @@ from acqd.journal import GroupCommitExecutor, Journal, configure_outbox, journal
 from acqd.journal import summary as summary  # re-exported
 from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats
-from acqd.memory import tune_allocator, tune_gc
+from acqd.memory import tune_allocator, tune_gc, warm_imports
 from acqd.metrics import Exporter, Metrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
@@ -636,6 +636,7 @@ class Daemon:
                     # place when `schedule` returns, so a file made between the scan and the watch is not
                     # missed until the next scan (watchdog adds a started observer's watch at once)
                     await loop.run_in_executor(None, events.start)
+                warm_imports()  # before any I/O thread may import them at once (acqd.memory)
                 task = asyncio.create_task(pipeline.run(), name="pipeline")
                 if self.events is not None:
                     aux.append(asyncio.create_task(self.events.run(), name="mqtt"))

@@ -25,6 +25,7 @@ from acqd.config import HubConfig, optional_credential
 from acqd.errors import AcqdError, CatalogError, ConfigError, FenceError, PermanentError
 from acqd.facility import CatalogStore, HoldTargetError, hold_in_catalog
 from acqd.hubdb import HUB_SCHEMA, HubDb
+from acqd.memory import warm_imports
 from acqd.metrics import Exporter, HubMetrics
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.overview.gauges import FacilityCollector, register_facility_collector
@@ -189,6 +190,7 @@ class Hub:
         """Sweep every interval while this replica holds the lease. With `once`: one attempt; exit 0
         if this replica swept or another replica holds the lease (said on stderr), 1 if the sweep failed."""
         cfg = self.config
+        warm_imports()  # a move reads and writes copies through their layouts on 4 I/O threads
         policy = load_hub_policy(cfg)
         tiers = build_tiers(cfg)
         mailer = build_mailer(cfg)

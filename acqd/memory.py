@@ -42,6 +42,7 @@ def tune_allocator(mmap_threshold: int = 32 << 20, arenas: int = 2) -> bool:
     return ok
 
 
+_gc_tuned = False
 GC_GEN0 = 50_000  # objects allocated between two young-generation collections (Python's default: 700)
 
 
@@ -51,6 +52,27 @@ def tune_gc() -> None:
     collections run every 50,000 allocations instead of 700. Frames are numpy buffers freed by
     reference counting, not by the collector; what it finds are the few cycles asyncio and zarr
     make. Measured on a light-sheet session: the collector was 3.5 % of acqd's CPU."""
+    global _gc_tuned
+    if _gc_tuned:  # once per process (a test runs several daemons in one)
+        return
+    _gc_tuned = True
     gc.freeze()
     _, g1, g2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0, g1, g2)
+
+
+def warm_imports() -> None:
+    """Import the frame layouts' libraries (zarr, numcodecs, tifffile, imagecodecs) in this thread,
+    before the I/O threads start shipping. They are imported lazily, where first used; when several
+    I/O threads reached zarr's first import at once, one of them could be handed the module half
+    initialised (`module 'zarr' has no attribute 'api'`) and every Zarr ship of that process failed:
+    seen once in CI, four files quarantined after five attempts each."""
+    import google_crc32c  # noqa: F401
+    import imagecodecs  # noqa: F401
+    import numcodecs.blosc  # noqa: F401
+    import tifffile  # noqa: F401
+    import zarr
+    import zarr.api.asynchronous
+    import zarr.codecs
+    import zarr.core.buffer
+    import zarr.storage  # noqa: F401

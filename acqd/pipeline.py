@@ -54,6 +54,7 @@ from acqd.layouts.stream import (
     NotStreamable,
     NotYet,
     Surprise,
+    Unfit,
     open_stream,
     plan_growing,
     streamable,
@@ -1121,7 +1122,14 @@ class Pipeline:
     async def _abort_stream(self, f: Follow) -> None:
         stream, f.stream = f.stream, None
         if stream is not None:
-            await self._io(stream.abort)
+            try:
+                await self._io(stream.abort)
+            except Exception as exc:  # e.g. the tier gone read-only: the next start removes the temporary
+                log.warning(
+                    "could not drop the stream of %r cleanly (its temporary stays until the next start): %s",
+                    f.c.rel,
+                    exc,
+                )
 
     async def _stream_dropped(self, f: Follow, why: str, announce: bool = True) -> None:
         """The stream is dropped (its temporary removed); the file ships whole once it is complete. Said
@@ -1183,10 +1191,15 @@ class Pipeline:
                 src.close()
 
         try:
-            res = await self._io(finishing)
+            # a cancel (the drain's deadline) waits for the finish: the stream is not aborted under it
+            res = await self._unkillable(finishing)
         except SourceChangedError:
             await self._abort_stream(f)
             raise
+        except Unfit as exc:  # not what this stream writes (known at completion): shipped whole, quietly
+            log.debug("not streaming %r: %s", c.rel, exc)
+            await self._stream_dropped(f, str(exc), announce=False)
+            return None
         except (Surprise, AcqdError, OSError) as exc:
             await self._stream_dropped(f, str(exc))
             return None

@@ -674,9 +674,18 @@ MUTANTS: tuple[Mutant, ...] = (
         "zarr-stream-shards-misplaced",
         "a streamed Zarr copy's shards written one place off along the frames (the first shard missing)",
         "acqd/layouts/stream.py",
-        '        path = os.path.join(self.tmp, *self.key_of(index).split("/"))\n',
-        '        path = os.path.join(self.tmp, *self.key_of(index + 1).split("/"))\n',
+        "        self.tier.put_in_temp_tree(self.dest, self.key_of(index), shard_bytes(chunks))\n",
+        "        self.tier.put_in_temp_tree(self.dest, self.key_of(index + 1), shard_bytes(chunks))\n",
         ("tests/test_stream.py::test_a_streamed_zarr_copy_is_the_copy_the_whole_file_way_writes",),
+    ),
+    Mutant(
+        "frame-imports-not-warmed",
+        "the frame libraries are left to be imported by whichever I/O threads reach them first, at once",
+        "acqd/memory.py",
+        "    import zarr\n    import zarr.api.asynchronous\n    import zarr.codecs\n    import zarr.core.buffer\n"
+        "    import zarr.storage  # noqa: F401\n",
+        "",
+        ("tests/test_framepool.py::test_the_frame_libraries_are_imported_before_io_threads_race_to_import_them",),
     ),
     Mutant(
         "hash-pieces-skip-rows",

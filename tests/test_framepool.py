@@ -273,3 +273,47 @@ def test_strips_are_read_in_one_go_when_they_follow_each_other_and_one_by_one_ot
     # a strip the file ends inside comes back short, and one past its end empty: the caller says which
     parts = _strips(f, [len(blob) - 50, len(blob) - 10, len(blob)], [40, 30, 5])
     assert [len(p) for p in parts] == [40, 10, 0]
+
+
+_IMPORT_RACE = """
+import sys, threading
+import acqd.daemon  # what the daemon has imported before it ships anything
+if sys.argv[1] == "warm":
+    from acqd.memory import warm_imports
+    warm_imports()
+errors = []
+def use(fn):
+    try:
+        fn()
+    except Exception as exc:
+        errors.append(repr(exc))
+def codecs():
+    from zarr.codecs import BytesCodec  # noqa: F401
+def api():
+    import zarr
+    zarr.api.asynchronous.open_group
+def buffer():
+    from zarr.core.buffer import default_buffer_prototype  # noqa: F401
+threads = [threading.Thread(target=use, args=(f,)) for f in (codecs, api, buffer, api)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+use(api)
+print(errors)
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_the_frame_libraries_are_imported_before_io_threads_race_to_import_them() -> None:
+    """zarr's first import is not thread-safe: I/O threads that reach it at once can be handed a
+    half-initialised module, and the process keeps a broken `zarr` from then on (every Zarr ship
+    failed and was quarantined). The daemon and the hub import the frame libraries in one thread
+    first (`warm_imports`): after it, threads using zarr at once never fail. Without it the same race
+    failed 6 runs of 6 here (`python -c "$_IMPORT_RACE" cold`)."""
+    import subprocess
+    import sys
+
+    for _ in range(4):
+        r = subprocess.run([sys.executable, "-c", _IMPORT_RACE, "warm"], capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr

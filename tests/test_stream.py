@@ -349,6 +349,29 @@ def test_a_streamed_zarr_copy_is_the_copy_the_whole_file_way_writes(tmp_path: Pa
         assert (a / o).read_bytes() == (b / o).read_bytes(), f"{o} differs from the whole-file copy's"
 
 
+def test_a_single_plane_tiff_in_a_zarr_profile_ships_whole_without_a_fallback(tmp_path: Path) -> None:
+    """A TIFF of one plane is a 2-D image, not a stack: a Zarr stream learns it only at completion.
+    It is shipped the whole-file way, quietly (no fallback event: nothing was wrong with the file),
+    and stored as the whole-file way stores a 2-D image."""
+    watch, dest, state, d = start(tmp_path, "z-planes")
+    target, rel = watch / "sess" / "plane.tif", "sess/plane.tif"
+    plane = scmos_frames(np.random.default_rng(9), 1, 128, 128)[0]
+    try:
+        tifffile.imwrite(target, plane, photometric="minisblack", metadata=None)
+        # its stream starts (the plane is whole, the marker not there yet): the path under test
+        wait_for(lambda: f"streaming '{rel}'" in d.stderr(), 30, "the stream to start", d, state)
+        target.with_name(DONE.format(name=target.name)).touch()
+    finally:
+        finish(d, state, rel)
+    assert "stream_fallback" not in [a for a, _ in audit(state)], audit(state)
+    assert "streamed" not in [a for a, _ in audit(state)]
+    [(_, name)] = [(k, v) for k, v in verified_copies(state).items() if k[0] == rel]
+    import zarr
+
+    assert np.array_equal(np.asarray(zarr.open_group(str(dest / name), mode="r")["0"][:]), plane)
+    assert not temporaries(dest)
+
+
 def test_stream_can_be_turned_off(tmp_path: Path) -> None:
     """`stream: false` on the watch root: the movie ships the whole-file way once complete."""
     raw, header, frame, name = movie(tmp_path)

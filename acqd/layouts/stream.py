@@ -57,7 +57,7 @@ from acqd.layouts.frames import (
     hash_canonical,
     resolution_tags,
 )
-from acqd.layouts.tiffwrite import TiffPageWriter, default_rows_per_strip, frame_threads, image_tags, make_tag
+from acqd.layouts.tiffwrite import TiffPageWriter, default_rows_per_strip, image_tags, make_tag
 from acqd.ports import TierPort
 from acqd.readers.base import FrameSource
 from acqd.settle import mrc_expected_size
@@ -79,6 +79,12 @@ class NotYet(Exception):
 
 class NotStreamable(Exception):
     """This file cannot be streamed (an MRC mode the layout does not write, a remote tier, ...)."""
+
+
+class Unfit(Surprise):
+    """Known only once the file is complete: it is not what this stream writes (a single-plane TIFF
+    is a 2-D image, not a stack of frames; a scan's rows shape its shards). Nothing is wrong with the
+    file: the stream is dropped without a fallback being announced, and the file shipped whole."""
 
 
 class _Opened:
@@ -679,7 +685,7 @@ class TiffStream(FrameStream):
         # a size the header announces: BigTIFF where the whole-file way writes one; a size not known
         # yet: classic TIFF while the copy fits in one (4 GiB), the file shipped whole beyond
         self.big = self.expected is not None and self.expected > 2**31
-        self.tw = TiffPageWriter(self.direct.file, bigtiff=self.big, workers=frame_threads(0))
+        self.tw = TiffPageWriter(self.direct.file, bigtiff=self.big, workers=max(1, int(self.layout.threads)))
         self.back = Hasher()  # the copy's frames, decoded from the temporary
         self.checked = 0  # frames read back and verified
         self.strips: list[tuple[tuple[int, ...], tuple[int, ...]]] = []  # each page's strip table as read back
@@ -775,12 +781,16 @@ class TiffStream(FrameStream):
                 raise VerifyError(f"{self.dest}: the copy's first page does not carry its description")
 
     def abort(self) -> None:
-        if self.tw is not None:
-            self.tw.close()
-            self.tw = None
-        if self.direct is not None:
-            self.direct.abort()
-        super().abort()
+        try:
+            if self.tw is not None:
+                tw, self.tw = self.tw, None
+                tw.close()
+        finally:
+            try:
+                if self.direct is not None:
+                    self.direct.abort()
+            finally:
+                super().abort()
 
 
 class ZarrStream(FrameStream):
@@ -807,7 +817,7 @@ class ZarrStream(FrameStream):
         self.tmp = self.tier.temp_tree(self.dest)
         self.tier.remove_temp(self.dest)
         os.makedirs(self.tmp)
-        self.pool = ThreadPoolExecutor(frame_threads(0), thread_name_prefix="acqd-zarr")
+        self.pool = ThreadPoolExecutor(max(1, int(self.layout.threads)), thread_name_prefix="acqd-zarr")
         self.pending: list[bytes] = []  # the encoded chunks of the shard being filled
         self.shards = 0  # shards written (each of `k` frames)
 
@@ -838,8 +848,9 @@ class ZarrStream(FrameStream):
         return f"{ARRAY}/{self.array_meta.encode_chunk_key((shard, 0, 0))}"
 
     def block_bytes(self) -> int:
-        """A block's frames as read and encoded, and the encoded chunks of the shard being filled."""
-        return 2 * self.per * self.g.frame_bytes + self.k * self.g.frame_bytes // 2
+        """A block's frames as read, made little-endian and encoded, and the encoded chunks of the shard
+        being filled with the shard joined for its write (at most a shard's frames, incompressible)."""
+        return 3 * self.per * self.g.frame_bytes + 2 * self.k * self.g.frame_bytes
 
     def _encode(self, block: np.ndarray) -> None:
         assert self.pool is not None
@@ -854,25 +865,25 @@ class ZarrStream(FrameStream):
                 self.shards += 1
 
     def _write_shard(self, index: int, chunks: list[bytes | None]) -> None:
-        path = os.path.join(self.tmp, *self.key_of(index).split("/"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "xb") as f:
-            f.write(shard_bytes(chunks))
+        """A shard into the temporary folder, paced by the tier's bandwidth schedule and with its
+        errors translated at the storage edge, as the whole-file path's writes are."""
+        self.tier.put_in_temp_tree(self.dest, self.key_of(index), shard_bytes(chunks))
 
     def _complete(self, digest: str, size: int) -> int:
         from acqd.layouts.frames import _geometry
 
-        whole = self.whole
+        whole, tmp = self.whole, self.tmp
         k = self.layout.frames_per_block(whole)
         shape, _, shards, _ = _geometry(whole, k)
-        if shards != (self.k, *self.g.frame_shape) and (self.shards or shards is None or len(shape) != 3):
+        if whole.image2d or whole.scan or shards is None or len(shape) != 3:
+            raise Unfit(f"the complete file is not a stack of frames in shards along them ({shape})")
+        if shards != (self.k, *self.g.frame_shape) and self.shards:
             raise Surprise(f"the complete file's shards are {shards}, {self.k} frames each were streamed")
         if self.pending:  # the last shard: its places past the array's end hold no chunk
-            per = shards[0] if shards else self.k
-            self._write_shard(self.shards, [*self.pending, *[None] * (per - len(self.pending))])
+            self._write_shard(self.shards, [*self.pending, *[None] * (shards[0] - len(self.pending))])
             self.pending.clear()
-        asyncio.run(self.layout.create(self.tier.zarr_store(self.tmp), whole, k, mode="a"))
-        stored = int(self.tier.tree_size(self.tmp))
+        asyncio.run(self.layout.create(self.tier.zarr_store(tmp), whole, k, mode="a"))
+        stored = int(self.tier.tree_size(tmp))
         if stored > size and self.layout.never_larger:
             raise Surprise(f"the copy came to {stored} bytes, more than the source's {size}")
         crash_point("after_encode")
@@ -881,13 +892,17 @@ class ZarrStream(FrameStream):
         return stored
 
     def abort(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-        if self.tmp:
-            self.tier.remove_temp(self.dest)
-            self.tmp = ""
-        super().abort()
+        try:
+            if self.pool is not None:
+                pool, self.pool = self.pool, None
+                pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            try:
+                if self.tmp:
+                    self.tmp = ""
+                    self.tier.remove_temp(self.dest)
+            finally:
+                super().abort()
 
 
 def verify_streamed(tier: TierPort, dest: str, expected: WriteResult) -> None:
@@ -907,6 +922,7 @@ __all__ = [
     "NotYet",
     "Surprise",
     "TiffStream",
+    "Unfit",
     "ZarrStream",
     "growth",
     "open_stream",

@@ -487,6 +487,19 @@ class Tier:
     def temp_tree(self, rel: str) -> str:
         return self.path(temp_name(rel))
 
+    def put_in_temp_tree(self, rel: str, key: str, data: bytes) -> None:
+        """One object (`key`, '/'-separated) into the temporary tree of `rel` on a local tier, never
+        over one already there, paced by the bandwidth schedule and with errors translated at this
+        edge (a Zarr copy streamed shard by shard); made durable with the tree at `commit_tree`."""
+        if not self.local:
+            raise PermanentError(f"tier {self.name}: a temporary tree is written object by object only on a local tier")
+        path = posixpath.join(self.temp_tree(rel), key)
+        self._paced(len(data))
+        with self._edge("write", rel):
+            os.makedirs(posixpath.dirname(path), exist_ok=True)
+            with open(path, "xb") as f:
+                f.write(data)
+
     def commit_tree(self, rel: str) -> None:
         """Give the temporary tree its final name in one rename: at every instant the final name
         holds a whole tree or nothing. Never over an existing object (NameTakenError): a stored

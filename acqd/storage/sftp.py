@@ -142,9 +142,14 @@ class SftpTier(Tier):
             raise
 
     def _commit_tree_remote(self, tmp: str, final: str) -> None:
-        # every file of the tree durable on the server (fsync@openssh.com) before the tree is named
+        # every file of the tree durable on the server (fsync@openssh.com) before the tree is named; its
+        # folders are up to the server (SFTP cannot fsync a folder), as a single file's folder is
         for path in self._looking().find(tmp):
             with self.fs.open(path, "rb") as f:
-                self._durable(f)
+                try:
+                    f.fsync()
+                except asyncssh.SFTPOpUnsupported:
+                    self._durable(f)  # says once per commit that durability is up to the server
+                    break
         self._plain_rename(tmp, final)
         self.fs.invalidate_cache()
