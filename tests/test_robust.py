@@ -331,10 +331,17 @@ def test_missing_watch_root_is_waited_for_then_shipped(tmp_path: Path) -> None:
     assert r.returncode == 78 and "does not exist" in r.stderr
     d = Background("run", "--config", str(cfg))
     try:
-        wait_for(lambda: metric(_try_scrape(port), "acqd_watch_root_up") == 0, 30, "root down in metrics")
-        s = run_acqd("status", "--config", str(cfg), "--json")
-        assert s.returncode == 0, s.stderr
-        assert json.loads(s.stdout)["watch_roots"][str(watch)]["up"] is False
+        # the gauge reads 0 from the start (every root's series is made at start): what says the root
+        # was looked at and found missing is the journal's record of it, which `acqd status` shows
+        def recorded_down() -> bool:
+            if not (state / "journal.sqlite").exists():
+                return False
+            s = run_acqd("status", "--config", str(cfg), "--json")
+            assert s.returncode == 0, s.stderr
+            return json.loads(s.stdout)["watch_roots"].get(str(watch), {}).get("up") is False
+
+        wait_for(recorded_down, 30, "the root recorded as missing", d, state)
+        assert metric(_try_scrape(port), "acqd_watch_root_up") == 0
         assert f"watch root {watch}: MISSING since" in run_acqd("status", "--config", str(cfg)).stdout
         assert d.proc.poll() is None, d.stderr()
         watch.mkdir(parents=True)  # the mount arrives

@@ -189,7 +189,7 @@ def start(tmp_path: Path, detector: str = "t-movie", settle: str = "60s") -> tup
     add_profiles(tmp_path)
     cfg.write_text(cfg.read_text().replace("settle: 0.2s", f"settle: {settle}"))
     (watch / "sess").mkdir()
-    d = Background("run", "--config", str(cfg))
+    d = Background("run", "-v", "--config", str(cfg))
     wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
     return watch, dest, state, d
 
