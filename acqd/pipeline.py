@@ -814,8 +814,12 @@ class Pipeline:
         for key in keys:
             c = self.candidates.get(key)
             if c is not None and not c.settled and c.check_at > now and key not in self.in_flight:
+                log.debug("marker %r: its file %r is looked at now", rel, key[1])
                 c.check_at = now
                 self._schedule(c)
+            elif log.isEnabledFor(logging.DEBUG):
+                where = "not waiting" if c is None else "in flight" if key in self.in_flight else "due already"
+                log.debug("marker %r: its file %r %s", rel, key[1], where)
 
     async def _admit(self, ctx: RootCtx, entries: Iterable[Entry]) -> None:
         entries = list(entries)
@@ -954,6 +958,16 @@ class Pipeline:
                     # header not written at this look) is looked at again soon, not at the end of
                     # its settle window
                     c.check_at = min(c.check_at, now + STREAM_WAIT)
+                if log.isEnabledFor(logging.DEBUG):
+                    following = " (streaming)" if c.key in self.follows else ""
+                    log.debug(
+                        "looked at %r: %s, %s; next look in %.2fs%s",
+                        c.rel,
+                        verdict.value,
+                        why,
+                        c.check_at - now,
+                        following,
+                    )
                 self._schedule(c)
                 return
         self.candidates.pop(c.key, None)
