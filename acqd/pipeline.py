@@ -1033,6 +1033,17 @@ class Pipeline:
         self.follows[c.key] = f
         f.task = self._tg.create_task(self._follow(f), name=f"stream-{ctx.index}-{c.rel}")
 
+    def _nudge(self, key: tuple[int, str]) -> None:
+        """A file being streamed that has nothing new to stream is looked at within STREAM_WAIT, not at
+        the end of its stillness window: its marker file, or its completion, is then seen even when
+        the wake that should have said so was lost (a stall seen in CI: all frames streamed, then the
+        file never looked at again)."""
+        c = self.candidates.get(key)
+        now = self.mono()
+        if c is not None and not c.settled and key not in self.in_flight and c.check_at > now + STREAM_WAIT:
+            c.check_at = now + STREAM_WAIT
+            self._schedule(c)
+
     def _streams_here(self, ctx: RootCtx, rel: str) -> bool:
         """Whether this file would be streamed while it grows (its profile, layout and tier allow it)."""
         reader = ctx.profile.reader
@@ -1086,6 +1097,7 @@ class Pipeline:
                     log.debug("streamed %d frame(s) of %r (%d of %d)", n, c.rel, stream.done, stream.frames)
                 else:
                     await self._nap(f, STREAM_POLL)
+                    self._nudge(c.key)
         except asyncio.CancelledError:
             if not f.taken:
                 self.follows.pop(c.key, None)
