@@ -715,9 +715,10 @@ def test_stack_written_by_tifffile_plane_by_plane_is_streamed(tmp_path: Path) ->
 def test_a_marker_file_completes_its_file_when_it_appears(tmp_path: Path) -> None:
     """A marker file ('{name}.done', ignored itself) written some time after its file was closed
     completes the file when it appears, not when the stillness window (here 10 minutes) ends: the
-    streamed file is verified soon after."""
+    file is verified soon after. Not streamed here (`stream: false`): a streamed file is also looked at
+    every second while it has nothing new, so only an unstreamed one shows the marker's own wake."""
     cam = camera(tmp_path, "t-raw")
-    watch, dest, state, d = start(tmp_path, "t-raw", settle="600s")
+    watch, dest, state, d = start(tmp_path, "t-raw", settle="600s, stream: false")
     target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
     try:
         target.write_bytes(cam.data[: cam.cuts[FRAMES // 2]])
