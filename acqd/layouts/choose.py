@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,27 +100,36 @@ def _encoder(layout: str, c: FrameCodec, itemsize: int) -> Any:
     return lambda frame: len(codec.encode(frame))
 
 
-def measure(frames: Sequence[np.ndarray], candidates: Sequence[FrameCodec], layout: str) -> list[Trial]:
-    """Each candidate's stored bytes and encoding CPU seconds on `frames`, in candidate order."""
+def measure(
+    frames: Sequence[np.ndarray], candidates: Sequence[FrameCodec], layout: str, threads: int = 1
+) -> list[Trial]:
+    """Each candidate's stored bytes and encoding CPU seconds on `frames`, in candidate order; the
+    candidates are measured `threads` at a time (each timed on its own thread's CPU clock), so a
+    session's first file, and the files of the session waiting for its choice, wait less."""
     import numcodecs.blosc
 
     nbytes = sum(f.nbytes for f in frames)
-    trials = []
-    threads = numcodecs.blosc.use_threads
+    itemsize = frames[0].dtype.itemsize if frames else 1
+
+    def trial(c: FrameCodec) -> Trial:
+        enc = _encoder(layout, c, itemsize)
+        best = float("inf")
+        stored = 0
+        for _ in range(REPEATS):
+            t0 = time.thread_time()
+            stored = sum(enc(f) for f in frames)
+            best = min(best, time.thread_time() - t0)
+        return Trial(codec_label(c), nbytes, stored, best)
+
+    use_threads = numcodecs.blosc.use_threads
     numcodecs.blosc.use_threads = False  # Blosc's own pool would hide CPU time from this thread's clock
     try:
-        for c in candidates:
-            enc = _encoder(layout, c, frames[0].dtype.itemsize if frames else 1)
-            best = float("inf")
-            stored = 0
-            for _ in range(REPEATS):
-                t0 = time.thread_time()
-                stored = sum(enc(f) for f in frames)
-                best = min(best, time.thread_time() - t0)
-            trials.append(Trial(codec_label(c), nbytes, stored, best))
+        if threads > 1 and len(candidates) > 1:
+            with ThreadPoolExecutor(min(threads, len(candidates)), thread_name_prefix="acqd-trial") as pool:
+                return list(pool.map(trial, candidates))
+        return [trial(c) for c in candidates]
     finally:
-        numcodecs.blosc.use_threads = threads
-    return trials
+        numcodecs.blosc.use_threads = use_threads
 
 
 @dataclass
@@ -171,9 +181,10 @@ class Chooser:
     character (dtype, frame shape) or a file's ratio drifts far from what the sample promised.
     One measurement at a time: files of a session that arrive together wait for the first one's."""
 
-    def __init__(self, policy: ChoosePolicy, layout: str, max_sessions: int = 256) -> None:
+    def __init__(self, policy: ChoosePolicy, layout: str, max_sessions: int = 256, threads: int = 1) -> None:
         self.policy = policy
         self.layout = layout
+        self.threads = threads
         self.max_sessions = max_sessions
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, dict[str, Entry]] = OrderedDict()
@@ -216,7 +227,7 @@ class Chooser:
             if not cause:
                 assert entry is not None
                 return Decision(entry, ch, False, None)
-            trials = measure(self._sample(src), self.policy.candidates, self.layout)
+            trials = measure(self._sample(src), self.policy.candidates, self.layout, self.threads)
             choice = choose_codec(trials, self.policy.budget_ns, self.policy.budget_why, self.policy.allow_copy)
             entry = Entry(choice, origin, cause)
             entries[ch] = entry

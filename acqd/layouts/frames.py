@@ -164,7 +164,11 @@ class FrameLayout:
         self.threads = frame_threads(threads)  # encode and verify the frames of one file on this many threads
         if choose is not None:
             choose = dataclasses.replace(choose, allow_copy=never_larger)
-        self.chooser = Chooser(choose, self.name) if choose is not None and len(choose.candidates) > 1 else None
+        self.chooser = (
+            Chooser(choose, self.name, threads=self.threads)
+            if choose is not None and len(choose.candidates) > 1
+            else None
+        )
         self.fallback = CopyLayout(stream_codec("none"), 8 << 20)  # byte-exact: never larger than the source
         # files to store byte-exact when next planned: their frame copy came out larger, or they are
         # valid files this layout cannot represent (an RGB TIFF, a 4-bit MRC)
