@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO, Protocol
 
 from acqd.values import Outcome, WriteResult
@@ -12,6 +12,7 @@ class TierPort(Protocol):
     """A storage tier as the layouts see it. Paths are relative to the tier root, '/'-separated."""
 
     name: str
+    local: bool  # a folder on this machine (file://, a NAS mount): objects written in place, by path
 
     def write_atomic(self, rel: str, chunks: Iterable[bytes], *, replace: bool = False) -> int:
         """Write `chunks` to a temporary name, make it durable, rename it to `rel`. Bytes written.
@@ -34,7 +35,7 @@ class TierPort(Protocol):
         """The filesystem path of `rel` on the tier's filesystem."""
         ...
 
-    def put_in_temp_tree(self, rel: str, key: str, data: bytes) -> None: ...
+    def put_in_temp_tree(self, rel: str, key: str, data: bytes | Sequence[bytes]) -> None: ...
 
     def temp_tree(self, rel: str) -> str:
         """Path of the hidden temporary folder a multi-object layout writes `rel` into."""

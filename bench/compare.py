@@ -13,6 +13,7 @@ the bare pipeline fsync; for rsync, cp, zstd and acquire-zarr the timed command 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -54,6 +55,7 @@ class Run:
     rss_mib: float
     stored: int
     latency: list[float] = field(default_factory=list)
+    start: float | None = None  # the same program's wall time on an empty folder: its start and stop
 
 
 def _du(path: Path) -> int:
@@ -91,7 +93,17 @@ def _sync(dest: Path) -> float:
 # --- contenders --------------------------------------------------------------------------------
 
 
-def run_acqd(ds: Dataset, dest: Path, work: Path) -> Run:
+def _empty(ds: Dataset, work: Path) -> Dataset:
+    """The dataset's settings with an empty source folder: what a program costs that has nothing to do."""
+    empty = work / "empty"
+    shutil.rmtree(empty, ignore_errors=True)
+    empty.mkdir()
+    shutil.rmtree(work / "empty-out", ignore_errors=True)
+    (work / "empty-out").mkdir()
+    return dataclasses.replace(ds, src=empty)
+
+
+def run_acqd(ds: Dataset, dest: Path, work: Path, idle: bool = True) -> Run:
     state = work / "state"
     shutil.rmtree(state, ignore_errors=True)
     cfg = work / "acqd.yaml"
@@ -123,14 +135,16 @@ tiers:
         elif fid in done:
             lat.append(ts - done[fid])
     stored = _du(dest) - sum(p.stat().st_size for p in dest.rglob("~acqd-manifest.json"))
-    return Run(wall, cpu, rss, stored, lat)
+    start = run_acqd(_empty(ds, work), work / "empty-out", work, idle=False).wall if idle else None
+    return Run(wall, cpu, rss, stored, lat, start)
 
 
 def run_bare(ds: Dataset, dest: Path, work: Path) -> Run:
-    wall, cpu, rss = _timed(
-        [PY, "-m", "bench.bare", "--codec", ds.codec, "--threads", "2", str(ds.src), str(dest)], cwd=REPO
-    )
-    return Run(wall, cpu, rss, _du(dest))
+    def bare(src: Path) -> tuple[float, float, float]:
+        return _timed([PY, "-m", "bench.bare", "--codec", ds.codec, "--threads", "2", str(src), str(dest)], cwd=REPO)
+
+    wall, cpu, rss = bare(ds.src)
+    return Run(wall, cpu, rss, _du(dest), start=bare(_empty(ds, work).src)[0])
 
 
 def run_rsync(ds: Dataset, dest: Path, work: Path) -> Run:
@@ -289,6 +303,11 @@ def measure(ds: Dataset, runs: int, work: Path, only: tuple[str, ...] = ()) -> d
             "latency_p50_s": round(lat[len(lat) // 2], 3) if lat else None,
             "latency_p99_s": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 3) if lat else None,
         }
+        starts = [x.start for x in rs if x.start is not None]
+        if starts:  # the wall time with nothing to do, and the rest: the work on the data
+            start = statistics.median(starts)
+            table[n]["start_s"] = round(start, 3)
+            table[n]["work_s"] = round(wall - start, 3)
     return {
         "dataset": ds.name,
         "files": ds.files,

@@ -674,8 +674,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "zarr-stream-shards-misplaced",
         "a streamed Zarr copy's shards written one place off along the frames (the first shard missing)",
         "acqd/layouts/stream.py",
-        "        self.tier.put_in_temp_tree(self.dest, self.key_of(index), shard_bytes(chunks))\n",
-        "        self.tier.put_in_temp_tree(self.dest, self.key_of(index + 1), shard_bytes(chunks))\n",
+        "        self.tier.put_in_temp_tree(self.dest, self.key_of(index), shard_parts(chunks))\n",
+        "        self.tier.put_in_temp_tree(self.dest, self.key_of(index + 1), shard_parts(chunks))\n",
         ("tests/test_stream.py::test_a_streamed_zarr_copy_is_the_copy_the_whole_file_way_writes",),
     ),
     Mutant(

@@ -413,10 +413,11 @@ def shard_of(arr: Any, first: int, count: int) -> tuple[tuple[int, ...], list[in
     return (coords, places) if n == count else None
 
 
-def shard_bytes(chunks: list[bytes | None]) -> bytes:
-    """A shard as zarr's sharding codec stores it with the index at the end: the chunks, then for each
-    chunk place in C order its (offset, length) as little-endian uint64 (2^64-1 twice: no chunk),
-    then the CRC32C of that index."""
+def shard_parts(chunks: list[bytes | None]) -> list[bytes]:
+    """A shard as zarr's sharding codec stores it with the index at the end, in the pieces to write
+    one after the other (no joined copy of a whole shard: it would be fresh memory the kernel zeroes
+    and a cold source for the write): the chunks, then for each chunk place in C order its
+    (offset, length) as little-endian uint64 (2^64-1 twice: no chunk), then the CRC32C of that index."""
     import google_crc32c
 
     index = np.full((len(chunks), 2), _NO_CHUNK, dtype="<u8")
@@ -427,4 +428,9 @@ def shard_bytes(chunks: list[bytes | None]) -> bytes:
             at += len(c)
     raw = index.tobytes()
     crc = int(google_crc32c.value(raw)).to_bytes(4, "little")
-    return b"".join([*(c for c in chunks if c is not None), raw, crc])
+    return [*(c for c in chunks if c is not None), raw + crc]
+
+
+def shard_bytes(chunks: list[bytes | None]) -> bytes:
+    """The shard `shard_parts` gives, in one piece."""
+    return b"".join(shard_parts(chunks))

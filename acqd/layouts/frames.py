@@ -39,7 +39,7 @@ from acqd.errors import (
 )
 from acqd.layouts.choose import ChoosePolicy, Chooser, Decision
 from acqd.layouts.copy import CopyLayout
-from acqd.layouts.framepool import chunk_encoder, shard_bytes, shard_of, tiff_frames, zarr_frames
+from acqd.layouts.framepool import chunk_encoder, shard_bytes, shard_of, shard_parts, tiff_frames, zarr_frames
 from acqd.layouts.tiffwrite import (
     Tag,
     TiffPageWriter,
@@ -632,7 +632,7 @@ class ZarrLayout(FrameLayout):
         tmp = tier.temp_tree(dest)
         tier.remove_temp(dest)
         try:
-            asyncio.run(self._write_async(src, k, hasher, timing, tier, tmp))
+            asyncio.run(self._write_async(src, k, hasher, timing, tier, tmp, dest))
             crash_point("after_encode")
             source.check()  # the source is unchanged: only now may the copy get its final name
             stored = tier.tree_size(tmp)
@@ -691,7 +691,7 @@ class ZarrLayout(FrameLayout):
         return arr
 
     async def _write_async(
-        self, src: FrameSource, k: int, hasher: Hasher, timing: dict[str, float], tier: TierPort, path: str
+        self, src: FrameSource, k: int, hasher: Hasher, timing: dict[str, float], tier: TierPort, path: str, dest: str
     ) -> None:
         from zarr.core.buffer import default_buffer_prototype
 
@@ -712,7 +712,10 @@ class ZarrLayout(FrameLayout):
                 else:
                     encoded: bytes = await asyncio.wrap_future(futures[i])
                     chunks.append(encoded)
-            await store.set(key, default_buffer_prototype().buffer.from_bytes(shard_bytes(chunks)))
+            if tier.local:  # in pieces, one writev: no joined copy of the shard
+                await asyncio.to_thread(tier.put_in_temp_tree, dest, key, shard_parts(chunks))
+            else:
+                await store.set(key, default_buffer_prototype().buffer.from_bytes(shard_bytes(chunks)))
 
         try:
             for start, block in self._blocks(src, k, hasher, timing, ranges):

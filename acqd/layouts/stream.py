@@ -42,7 +42,7 @@ import numpy as np
 from acqd.checksum import Hasher
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, FormatError, UnsupportedFormatError, VerifyError
-from acqd.layouts.framepool import chunk_encoder, shard_bytes
+from acqd.layouts.framepool import chunk_encoder, shard_parts
 from acqd.layouts.frames import (
     ARRAY,
     DESC_PREFIX,
@@ -867,7 +867,7 @@ class ZarrStream(FrameStream):
     def _write_shard(self, index: int, chunks: list[bytes | None]) -> None:
         """A shard into the temporary folder, paced by the tier's bandwidth schedule and with its
         errors translated at the storage edge, as the whole-file path's writes are."""
-        self.tier.put_in_temp_tree(self.dest, self.key_of(index), shard_bytes(chunks))
+        self.tier.put_in_temp_tree(self.dest, self.key_of(index), shard_parts(chunks))
 
     def _complete(self, digest: str, size: int) -> int:
         from acqd.layouts.frames import _geometry

@@ -12,7 +12,7 @@ import errno
 import os
 import posixpath
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
 
 import fsspec
@@ -32,6 +32,7 @@ _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
 # bytes written to a local copy between two writeback starts: the disk works while the copy is encoded,
 # so the fsync at commit has little left to do and a large copy's dirty pages do not pile up
 WRITEBACK_EVERY = 8 << 20
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 
 
 def rename_noreplace(src: str, dst: str) -> None:
@@ -106,6 +107,22 @@ def check_options(
     if unknown:
         raise PermanentError(f"tier {tier}: unknown option {unknown[0]!r}; known: {', '.join(known)}")
     return opts
+
+
+def write_all(fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+    """Every byte of `parts`, in order, to `fd` (writev, as many pieces a call as the system takes;
+    a short write goes on where it stopped)."""
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    at = 0
+    while at < len(views):
+        n = os.writev(fd, views[at : at + _IOV_MAX])
+        if n <= 0:
+            raise OSError(errno.EIO, "writev wrote nothing")
+        while at < len(views) and n >= len(views[at]):
+            n -= len(views[at])
+            at += 1
+        if n:
+            views[at] = views[at][n:]
 
 
 class Tier:
@@ -487,18 +504,23 @@ class Tier:
     def temp_tree(self, rel: str) -> str:
         return self.path(temp_name(rel))
 
-    def put_in_temp_tree(self, rel: str, key: str, data: bytes) -> None:
+    def put_in_temp_tree(self, rel: str, key: str, data: bytes | Sequence[bytes]) -> None:
         """One object (`key`, '/'-separated) into the temporary tree of `rel` on a local tier, never
         over one already there, paced by the bandwidth schedule and with errors translated at this
-        edge (a Zarr copy streamed shard by shard); made durable with the tree at `commit_tree`."""
+        edge (a Zarr copy's shards); `data` in one piece or in pieces written one after the other
+        (one writev: no joined copy). Made durable with the tree at `commit_tree`."""
         if not self.local:
             raise PermanentError(f"tier {self.name}: a temporary tree is written object by object only on a local tier")
         path = posixpath.join(self.temp_tree(rel), key)
-        self._paced(len(data))
+        parts = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
+        self._paced(sum(len(p) for p in parts))
         with self._edge("write", rel):
             os.makedirs(posixpath.dirname(path), exist_ok=True)
-            with open(path, "xb") as f:
-                f.write(data)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                write_all(fd, parts)
+            finally:
+                os.close(fd)
 
     def commit_tree(self, rel: str) -> None:
         """Give the temporary tree its final name in one rename: at every instant the final name
