@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from acqd.checksum import Hasher
@@ -247,3 +248,34 @@ def test_write_atomic_never_replaces_unless_asked(tier: Tier) -> None:
     tier.write_atomic("s/~acqd-manifest.json", [b"2"], replace=True)  # acqd's own reserved names only
     with tier.open_read("s/~acqd-manifest.json") as f:
         assert f.read() == b"2"
+
+
+def test_write_all_writes_every_piece_in_order_past_the_systems_pieces_per_call(tmp_path: Path) -> None:
+    """A shard is written in its pieces (chunks, then index) with writev: more pieces than one call
+    takes, empty pieces and a pipe's short writes must still give every byte, in order."""
+    import threading
+
+    from acqd.storage.base import _IOV_MAX, write_all
+
+    rng = np.random.default_rng(3)
+    parts = [rng.bytes(int(n)) for n in rng.integers(0, 300, size=_IOV_MAX * 2 + 5)]
+    path = tmp_path / "shard"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        write_all(fd, parts)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(parts)
+    # a pipe takes at most its buffer a call: writev returns short, write_all goes on where it stopped
+    big = [rng.bytes(100_000) for _ in range(12)]
+    r, w = os.pipe()
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.extend(iter(lambda: os.read(r, 65536), b"")))
+    reader.start()
+    try:
+        write_all(w, big)
+    finally:
+        os.close(w)
+    reader.join()
+    os.close(r)
+    assert b"".join(got) == b"".join(big)
