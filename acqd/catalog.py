@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
 
+from acqd.aio import within
 from acqd.errors import CatalogError, ConfigError
 from acqd.values import HubAction, OutboxRecord
 
@@ -83,9 +84,7 @@ async def connect(url: str, password: str | None, timeout: float) -> Any:  # noq
     if password is not None:
         kwargs["password"] = password
     try:
-        return await asyncio.wait_for(
-            psycopg.AsyncConnection.connect(url, application_name="acqd", **kwargs), timeout + 5
-        )
+        return await within(psycopg.AsyncConnection.connect(url, application_name="acqd", **kwargs), timeout + 5)
     except TimeoutError:
         raise CatalogError(f"no answer from {url} within {timeout:g}s") from None
     except (psycopg.Error, OSError) as exc:
@@ -503,7 +502,7 @@ class Publisher:
 
     async def _close(self, conn: Any) -> None:
         with contextlib.suppress(Exception):  # a dead connection: nothing to flush
-            await asyncio.wait_for(conn.close(), 5)
+            await within(conn.close(), 5)
 
     def _up(self) -> None:
         self.connected = True

@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from acqd import claims, pacing, publish
+from acqd.aio import within
 from acqd.catalog import Publisher
 from acqd.config import Config, MqttConfig, WatchRoot, load_config, read_credential
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
@@ -439,6 +440,44 @@ def mqtt_password(m: MqttConfig) -> str | None:
     return read_credential(m.password_file, "mqtt.password_file") if m.password_file is not None else None
 
 
+def awaiting(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits: its await chain, outermost first (what Task.print_stack does
+    not show: it stops at the task's own coroutine)."""
+    lines = []
+    for _ in range(64):
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            if coro is not None:
+                lines.append(f"awaiting {coro!r}"[:300])
+            break
+        code = frame.f_code
+        lines.append(f"{code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return lines
+
+
+def dump_state(loop: asyncio.AbstractEventLoop) -> None:
+    """SIGUSR1: say in the log what every task and thread is waiting on (for a daemon that seems
+    stuck: `systemctl kill -s USR1 acqd`). Nothing is changed."""
+    import io as _io
+    import sys
+    import traceback
+
+    out = _io.StringIO()
+    tasks = sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name())
+    out.write(f"state dump: {len(tasks)} task(s), {threading.active_count()} thread(s)\n")
+    for t in tasks:
+        out.write(f"-- task {t.get_name()}\n")
+        out.write("".join(f"  {line}\n" for line in awaiting(t.get_coro())))
+    names = {th.ident: th.name for th in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue  # the event loop's own thread: its tasks are above
+        out.write(f"-- thread {names.get(ident, ident)}\n")
+        out.write("".join(traceback.format_stack(frame, limit=-12)))
+    log.warning("%s", out.getvalue())
+
+
 class Daemon:
     """Owns the executors, the journal, the pipeline, the watchers and the service plumbing."""
 
@@ -489,7 +528,7 @@ class Daemon:
         for name, tier in tiers.items():
             for base in sorted(bases):
                 try:
-                    n = await asyncio.wait_for(loop.run_in_executor(io, tier.abort_incomplete, base), 60)
+                    n = await within(loop.run_in_executor(io, tier.abort_incomplete, base), 60)
                 except (AcqdError, TimeoutError) as exc:
                     log.warning("tier %s: could not look for unfinished uploads below %s: %s", name, base, exc)
                     continue
@@ -585,6 +624,7 @@ class Daemon:
                     for sig in (signal.SIGTERM, signal.SIGINT):
                         loop.add_signal_handler(sig, self._on_stop, sig)
                     loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+                    loop.add_signal_handler(signal.SIGUSR1, dump_state, loop)
                 await self._abort_incomplete(io, tiers)
                 policy = load_retention(config)
                 op = config.owner_page
@@ -668,7 +708,7 @@ class Daemon:
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
                 if install_signals:
-                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                         loop.remove_signal_handler(sig)
                 if events is not None:
                     events.stop()
@@ -689,7 +729,7 @@ class Daemon:
             task.result()
             return
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=DRAIN_SECONDS)
+            await within(asyncio.shield(task), DRAIN_SECONDS)
         except TimeoutError:
             log.warning(
                 "drain deadline reached: %d file(s) left in flight for the next start",

@@ -8,6 +8,8 @@ Topics:
                                      still writes it), file.copy_lost (shipped again),
                                      file.conflict (its name holds another object), path.unreadable
                                      (a folder or entry that cannot be listed, once each),
+                                     path.left_aside (a file under a release's hidden name that
+                                     no release accounts for, once each),
                                      daemon.halted (claim or journal lost)
 
 A bounded outbox feeds a single sender task that reconnects with jittered exponential backoff. A
@@ -33,6 +35,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from acqd import __version__
+from acqd.aio import within
 from acqd.config import redact_url
 from acqd.errors import ConfigError
 from acqd.values import Outcome
@@ -49,6 +52,7 @@ EVENT_KINDS = {
     "stream_fallback": "file.stream_fallback",
     "halted": "daemon.halted",
     "unreadable": "path.unreadable",
+    "left_aside": "path.left_aside",
     "held": "file.release_held",
     "copy_lost": "file.copy_lost",
     "retention.warned": "retention.warned",
@@ -213,9 +217,7 @@ class EventPublisher:
                     while True:
                         if pending is None:
                             try:
-                                pending = await asyncio.wait_for(
-                                    self._outbox.get(), timeout=max(0.1, next_status - time.monotonic())
-                                )
+                                pending = await within(self._outbox.get(), max(0.1, next_status - time.monotonic()))
                             except TimeoutError:
                                 pending = None
                         if pending is not None:

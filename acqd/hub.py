@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from acqd.aio import wait_set
 from acqd.config import HubConfig, optional_credential
 from acqd.errors import AcqdError, CatalogError, ConfigError, FenceError, PermanentError
 from acqd.facility import CatalogStore, HoldTargetError, hold_in_catalog
@@ -265,8 +266,7 @@ class Hub:
                     if self.held:
                         await self._sweep(runner, store)
                         self.notifier.status(self._status())
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), interval)
+                    await wait_set(self._stop, interval)
             finally:
                 renew.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

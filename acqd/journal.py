@@ -490,6 +490,18 @@ class Journal:
         with self._tx() as db:
             db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))
 
+    def name_of_inode(self, root: str, folder: str, inode: int) -> tuple[str | None, bool]:
+        """The path the journal last knew a file of this inode by in `folder` of `root` (None if none),
+        and whether a release of such a file is begun: what a file found under a release's hidden
+        name was called, and whether the next start puts it back."""
+        rows = self._db.execute(
+            "SELECT f.relpath, r.file_id FROM files f LEFT JOIN releasing r ON r.file_id = f.id"
+            " WHERE f.root = ? AND f.inode = ? ORDER BY f.id DESC",
+            (root, inode),
+        ).fetchall()
+        mine = [(rel, fid) for rel, fid in rows if rel.rpartition("/")[0] == folder]
+        return (mine[0][0] if mine else None), any(fid is not None for _, fid in mine)
+
     def interrupted_releases(self) -> list[tuple[FileRow, str]]:
         """Releases begun and not recorded as done (a crash in between): row and source path."""
         rows = self._db.execute("SELECT file_id, path FROM releasing ORDER BY file_id").fetchall()

@@ -32,6 +32,7 @@ _LEVEL = {
     "stream_fallback": logging.WARNING,
     "halted": logging.CRITICAL,
     "unreadable": logging.WARNING,
+    "left_aside": logging.WARNING,
     "readable": logging.INFO,
     "retention.warned": logging.INFO,
     "retention.transitioned": logging.INFO,
@@ -176,6 +177,8 @@ class LogReporter:
             "streamed",
         ) or o.kind.startswith("retention."):
             log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
+        elif o.kind == "left_aside":
+            log.log(level, "left aside %r: %s", o.relpath, o.reason)
         elif o.kind == "halted":  # the daemon, not a file: the reason is the whole message
             log.log(level, "halted (%s): %s", o.stage or "claim", o.reason)
         else:

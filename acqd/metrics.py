@@ -36,7 +36,7 @@ OUTCOMES = (
 )
 STAGES = ("read", "encode", "write", "verify")
 ERROR_STAGES = ("read", "write", "verify", "internal", "conflict")
-SCAN_ERRORS = ("name_too_long", "io_error", "not_connected", "permission", "other")
+SCAN_ERRORS = ("name_too_long", "io_error", "not_connected", "permission", "other", "left_aside")
 
 
 class Metrics:
@@ -251,6 +251,9 @@ class Metrics:
             return
         if o.kind == "unreadable":
             self.scan_errors.labels(inst, o.stage if o.stage in SCAN_ERRORS else "other").inc()
+            return
+        if o.kind == "left_aside":  # a file under a release's hidden name that nothing accounts for
+            self.scan_errors.labels(inst, "left_aside").inc()
             return
         if o.kind.startswith("retention."):
             self.retention.labels(inst, o.kind.partition(".")[2]).inc()

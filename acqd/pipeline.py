@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from typing import Any, TypeVar
 
+from acqd.aio import wait_set
 from acqd.codec import codec_label
 from acqd.config import Limits, WatchRoot
 from acqd.crash import crash_point
@@ -90,6 +91,7 @@ SMALL_FILE = 1 << 20  # files up to this size, copied to a local tier, ship in b
 BATCH_FILES = 256  # at most this many files in one batch
 BATCH_BYTES = 16 << 20  # and at most this many source bytes
 STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher hint wakes it sooner)
+LEFT_ASIDE = "left_aside"
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
 STREAM_FALLBACK = "stream_fallback"  # a streamed copy dropped; the file ships whole (event, metric, audit)
 STREAMED = "streamed"  # a copy written while its file grew (audit: frames encoded before it completed)
@@ -375,6 +377,7 @@ class Pipeline:
         self.on_root = on_root
         #: paths that could not be listed or looked at, recorded once each: (root index, path) -> error class
         self.unreadable: dict[tuple[int, str], str] = {}
+        self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
         self._soon: dict[int, float] = {}  # root index -> when to scan it again after a journal failure
         self.stats = RunStats(started=mono())
@@ -661,8 +664,7 @@ class Pipeline:
             self._rescan_wake.clear()
             if self._rescan:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rescan_wake.wait(), timeout=max(0.01, min(wait, 3600)))
+            await wait_set(self._rescan_wake, max(0.01, min(wait, 3600)))
 
     async def _root_present(self, ctx: RootCtx) -> bool:
         """Whether the watch root is there (a folder); tells `on_root` and the journal when that changes."""
@@ -698,9 +700,12 @@ class Pipeline:
 
     async def _scan(self, ctx: RootCtx, rel_dir: str) -> None:
         start = os.path.join(ctx.root, rel_dir) if rel_dir else ctx.root
-        entries = await self._io(lambda: list(scan_tree(start, ctx.ignored, ctx.skipped_file)))
+        aside: list[tuple[str, os.stat_result]] = []
+        entries = await self._io(lambda: list(scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside)))
         if rel_dir:
             entries = [replace(e, relpath=f"{rel_dir}/{e.relpath}" if e.relpath else rel_dir) for e in entries]
+        if aside:
+            await self._left_aside(ctx, [(f"{rel_dir}/{r}" if rel_dir else r, st) for r, st in aside])
         found = {e.relpath for e in entries if e.kind is Kind.UNREADABLE}
         for key in [k for k in self.unreadable if k[0] == ctx.index and k[1] not in found]:
             if not rel_dir or key[1] == rel_dir or key[1].startswith(rel_dir + "/"):
@@ -714,6 +719,43 @@ class Pipeline:
             self._journal_failed(ctx, exc)
         finally:
             self._busy -= 1
+
+    async def _left_aside(self, ctx: RootCtx, found: list[tuple[str, os.stat_result]]) -> None:
+        """Files under a release's hidden name that no release accounts for, in flight or begun in the
+        journal (a crash in the instant of a release, then the journal lost, replaced or restored from
+        a backup): their copies were verified before they were moved, but nobody would see them
+        again. Each is said once per run (a WARNING line, a `path.left_aside` event, a metric, an
+        audit entry), with the name the journal last knew its inode by, and left as it is."""
+        for rel, st in found:
+            key = (ctx.index, rel)
+            if key in self._aside_told or not stat.S_ISREG(st.st_mode):
+                continue
+            folder = rel.rpartition("/")[0]
+            if any(
+                c.release_only and c.ctx is ctx and c.rel.rpartition("/")[0] == folder and c.stable.inode == st.st_ino
+                for c in self.in_flight.values()
+            ):
+                continue  # a release at work: it moves the file aside for an instant
+            try:
+                name, releasing = await self._j(self.journal.name_of_inode, ctx.root, folder, st.st_ino)
+                now = await self._io(lstat_below, ctx.root, rel)
+            except (AcqdError, NotBelow, OSError):
+                continue  # looked at again at the next scan
+            if releasing or now is None or now.st_ino != st.st_ino:
+                continue  # begun in the journal (put back at the next start), or gone by now
+            self._aside_told.add(key)
+            known = f"the journal knew it as {name!r}" if name else "its name is not in the journal"
+            reason = (
+                f"a file moved aside by a release that was never finished nor undone ({known}); its copy was "
+                "verified before the move. Left as it is: rename it back to have it shipped again, or remove it"
+            )
+            with contextlib.suppress(AcqdError):
+                await self._j(self.journal.audit, None, LEFT_ASIDE, root=ctx.root, path=rel, reason=reason)
+            o = Outcome(LEFT_ASIDE, rel, session="", detector=ctx.profile.name, source_bytes=st.st_size, reason=reason)
+            try:
+                self.reporter.outcome(o)
+            except Exception:  # a reporter must never stop the scan
+                log.exception("reporter failed on %r left aside", rel)
 
     def _readable_again(self, ctx: RootCtx, rel: str) -> None:
         error = self.unreadable.pop((ctx.index, rel), None)
@@ -913,8 +955,7 @@ class Pipeline:
                     due.append(c)
             if not due:
                 timeout = (self._heap[0][0] - now) if self._heap else 3600.0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._tracker_wake.wait(), timeout=max(0.005, timeout))
+                await wait_set(self._tracker_wake, max(0.005, timeout))
                 continue
             looks = await self._io(lambda d=due: [self._look(c) for c in d])
             now = self.mono()
@@ -1071,8 +1112,7 @@ class Pipeline:
             raise
 
     async def _nap(self, f: Follow, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(f.wake.wait(), timeout=seconds)
+        await wait_set(f.wake, seconds)
         f.wake.clear()
 
     async def _follow(self, f: Follow) -> None:
@@ -1087,7 +1127,7 @@ class Pipeline:
                 except NotYet:
                     await self._nap(f, STREAM_WAIT)
             stream = f.stream
-            while True:
+            while not f.taken:  # taken: the ship cancels this task too; the flag holds should a cancel be lost
                 reserved = await self.budget.acquire(stream.block_bytes())
                 try:
                     n = await self._unkillable(stream.step)
@@ -2044,8 +2084,7 @@ class Pipeline:
         manifests take at most a tenth of the time; a stop flushes at once."""
         pause = MANIFEST_INTERVAL
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._manifest_wake.wait(), timeout=pause)
+            await wait_set(self._manifest_wake, pause)
             self._manifest_wake.clear()
             t0 = self.mono()
             await self.flush_manifests()

@@ -123,11 +123,16 @@ def _entry(rel: str, st: os.stat_result) -> Entry | None:
 
 
 def scan_tree(
-    root: str, ignored: Callable[[str], bool], skipped_file: Callable[[str], bool] | None = None
+    root: str,
+    ignored: Callable[[str], bool],
+    skipped_file: Callable[[str], bool] | None = None,
+    noticed: Callable[[str], bool] | None = None,
+    found: list[tuple[str, os.stat_result]] | None = None,
 ) -> Iterator[Entry]:
     """Every entry below `root` that is not ignored, depth first; symlinked folders are not entered.
     `ignored` is asked for every name (folders and files), `skipped_file` for the names of what is not
-    a folder.
+    a folder. An ignored name that `noticed` picks out (acqd's own hidden names) is put in `found`
+    with its lstat, for the caller to account for.
 
     Never raises OSError: a folder that cannot be listed (EACCES, EIO, ENOTCONN, a path longer than
     PATH_MAX) or an entry that cannot be stat'ed yields one UNREADABLE entry naming it and why, and
@@ -152,6 +157,11 @@ def scan_tree(
                     yield unreadable(rel_dir, "cannot list this folder", exc)
                     break
                 if ignored(de.name):
+                    if noticed is not None and found is not None and noticed(de.name):
+                        with contextlib.suppress(OSError):
+                            found.append(
+                                (f"{rel_dir}/{de.name}" if rel_dir else de.name, de.stat(follow_symlinks=False))
+                            )
                     continue
                 rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
                 try:

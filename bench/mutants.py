@@ -603,6 +603,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_stream.py::test_header_rewritten_falls_back[t-mib]",),
     ),
     Mutant(
+        "cancel-swallowed",
+        "a nap ends through asyncio.wait_for: on Python 3.11 a cancel that comes as the wake fires is lost "
+        "(the ship of a streamed movie waited for its stream to stop, forever)",
+        "acqd/aio.py",
+        "        async with asyncio.timeout(seconds):\n            await event.wait()\n",
+        "        await asyncio.wait_for(event.wait(), seconds)  # noqa: TID251\n",
+        ("tests/test_pipeline_units.py::test_a_cancel_as_the_wait_ends_stops_the_task",),
+    ),
+    Mutant(
+        "left-aside-unsaid",
+        "a file found under a release's hidden name that no release accounts for is passed over in silence",
+        "acqd/pipeline.py",
+        "        if aside:\n            await self._left_aside(",
+        "        if aside and False:\n            await self._left_aside(",
+        ("tests/test_robust.py::test_a_file_left_under_a_release_hidden_name_is_said_once_and_left_as_it_is",),
+    ),
+    Mutant(
         "marker-not-waking",
         "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
         "acqd/pipeline.py",

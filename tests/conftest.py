@@ -111,7 +111,12 @@ def wait_for(
             db.close()
         seen.append(f"journal (relpath, version, state, attempts, reason): {rows}")
     if daemon is not None:
-        seen.append("daemon log (tail):\n" + daemon.stderr()[-6000:])
+        before = daemon.stderr()
+        seen.append("daemon log (tail):\n" + before[-6000:])
+        if daemon.proc.poll() is None:  # what each of its tasks and threads waits on (acqd.daemon.dump_state)
+            daemon.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            seen.append("daemon state dump:\n" + daemon.stderr()[len(before) :][:30000])
     raise AssertionError("\n".join([f"timed out after {timeout}s waiting for {what}", *seen]))
 
 

@@ -282,6 +282,28 @@ def test_sighup_with_a_broken_policy_keeps_the_old_one(tmp_path: Path) -> None:
     assert "keeping the running configuration" in err and "nowhere" in err
 
 
+def test_sigusr1_dumps_what_each_task_and_thread_waits_on_and_changes_nothing(tmp_path: Path) -> None:
+    """`systemctl kill -s USR1 acqd` on a daemon that seems stuck: its log says what each asyncio task
+    (scanner, tracker, workers...) and each thread is waiting on; the daemon keeps shipping."""
+    site = Site(tmp_path)
+    site.write_config(url=f"file://{site.dest}")
+    d = Background("run", "--config", str(site.config))
+    try:
+        populate(site.watch, 1, 1000, prefix="a/f")
+        wait_for(lambda: journal_states(site.state).get("a/f000.raw") == "released", 30, "the first file")
+        d.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "state dump:" in d.stderr(), 30, "the state dump")
+        dump = d.stderr().partition("state dump:")[2]
+        populate(site.watch, 1, 1000, seed=5, prefix="b/f")  # still shipping after the dump
+        wait_for(lambda: journal_states(site.state).get("b/f000.raw") == "released", 30, "a file after the dump")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    for task in ("-- task tracker", "-- task intake", "-- task scanner"):
+        assert task in dump, dump
+    assert "_tracker" in dump and "-- thread acqd-io" in dump, dump
+
+
 def test_journal_locked_at_start_is_a_clear_error_and_touches_nothing(tmp_path: Path) -> None:
     site = Site(tmp_path)
     site.write_config(url=f"file://{site.dest}")

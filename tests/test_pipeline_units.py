@@ -1,4 +1,5 @@
-"""Async units of the pipeline: the byte budget that bounds memory, and version naming."""
+"""Async units of the pipeline: the byte budget that bounds memory, waits that never lose a cancel,
+and version naming."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 
 import pytest
 
+from acqd.aio import wait_set, within
 from acqd.naming import stored_component
 from acqd.pipeline import ByteBudget
 
@@ -37,6 +39,42 @@ async def test_byte_budget_blocks_until_released() -> None:
     assert not waiter.done()
     await budget.release(first)
     assert await asyncio.wait_for(waiter, 1) == 50
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_cancel_as_the_wait_ends_stops_the_task(turns: int) -> None:
+    """A task napping on an event (a stream between frames, the tracker, the scanner) is cancelled
+    just as the event fires, `turns` loop turns after it: the cancel stops it. (Python 3.11's
+    asyncio.wait_for returned the event's result instead and the task ran on: a movie's ship waited
+    for its stream to stop, forever.)"""
+    wake = asyncio.Event()
+    rounds = 0
+
+    async def napper() -> None:
+        nonlocal rounds
+        while True:
+            await wait_set(wake, 30)
+            wake.clear()
+            rounds += 1
+
+    task = asyncio.create_task(napper())
+    await asyncio.sleep(0.01)
+    wake.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert task in done and task.cancelled(), f"the cancel was lost ({rounds} round(s) after it)"
+
+
+async def test_within_and_wait_set_keep_their_deadlines() -> None:
+    wake = asyncio.Event()
+    assert await wait_set(wake, 0.01) is False
+    wake.set()
+    assert await wait_set(wake, 0.01) is True
+    assert await within(asyncio.sleep(0, "x"), 1) == "x"
+    with pytest.raises(TimeoutError):
+        await within(asyncio.sleep(5), 0.01)
 
 
 @pytest.mark.parametrize(

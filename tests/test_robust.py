@@ -148,6 +148,45 @@ def test_overlong_path_and_unreadable_folder_are_recorded_once_and_the_rest_ship
     assert (watch / "good" / "a.raw").exists()
 
 
+def test_a_file_left_under_a_release_hidden_name_is_said_once_and_left_as_it_is(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A crash in the instant of a release leaves the file under its hidden name; with the journal's
+    record of that release gone (a journal restored from a backup, or a new one), nothing would put it
+    back or show it. A scan says each such file once (a WARNING line with the name the journal last
+    knew, an audit entry, the metric) and leaves it as it is; the rest ships."""
+    watch, dest, state = dirs
+    (watch / "s").mkdir()
+    (watch / "t").mkdir()
+    shipped = watch / "s" / "a.raw"
+    shipped.write_bytes(b"a" * 5000)
+    port = free_port()
+    cfg = config(tmp_path, watch, dest, state, port)
+    r = run_acqd("run", "--once", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    known = watch / "s" / f".~acqd-release.{shipped.stat().st_ino}"
+    shipped.rename(known)  # as its release leaves it, the journal's release record lost
+    stranger = watch / "t" / ".~acqd-release.4242"  # a journal that never knew it
+    stranger.write_bytes(b"x" * 700)
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: len(audit_rows(state, "left_aside")) >= 2, 30, "two files left aside recorded", d, state)
+        (watch / "t" / "b.raw").write_bytes(b"b" * 3000)  # more scans (every 0.3 s) meet them again
+        wait_for(lambda: journal_states(state).get("t/b.raw") == "verified", 60, "t/b.raw verified", d, state)
+        text = scrape(port)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    rows = sorted(audit_rows(state, "left_aside"), key=lambda r: r["path"])
+    assert [r["path"] for r in rows] == [f"s/{known.name}", f"t/{stranger.name}"], rows
+    assert "the journal knew it as 's/a.raw'" in rows[0]["reason"], rows
+    assert "its name is not in the journal" in rows[1]["reason"], rows
+    assert err.count("left aside ") == 2, err  # once each, however many scans met them
+    assert metric(text, "acqd_scan_errors_total", reason="left_aside") == 2
+    assert known.read_bytes() == b"a" * 5000 and stranger.read_bytes() == b"x" * 700  # left as they are
+    assert "t/.~acqd-release.4242" not in tree(dest / "scope")
+
+
 def test_scan_goes_on_past_a_failing_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """EIO or ENOTCONN (a dead FUSE/NFS mount) listing one folder, or half way through listing it,
     or stat'ing one entry: one UNREADABLE entry each, with its class; every other entry is found."""

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from acqd.aio import within
 from acqd.errors import ConfigError
 
 log = logging.getLogger("acqd.fleet")
@@ -96,7 +97,7 @@ async def read_status(url: str, password: str | None, wait: float) -> dict[str, 
     task = asyncio.create_task(listener.run(), name="fleet-status")
     try:
         try:
-            await asyncio.wait_for(listener.subscribed.wait(), max(wait, 5.0))
+            await within(listener.subscribed.wait(), max(wait, 5.0))
         except TimeoutError:
             return {}
         await asyncio.sleep(wait)  # retained messages arrive right after the subscription

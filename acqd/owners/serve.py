@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from acqd.aio import within
 from acqd.config import Config, OwnerPageConfig
 from acqd.errors import ConfigError
 from acqd.journal import Journal
@@ -133,7 +134,7 @@ async def serve(app: ASGIApp, sock: socket.socket) -> None:
     except asyncio.CancelledError:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, 5)
+            await within(task, 5)
         raise
     finally:
         sock.close()
