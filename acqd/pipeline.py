@@ -92,6 +92,7 @@ BATCH_FILES = 256  # at most this many files in one batch
 BATCH_BYTES = 16 << 20  # and at most this many source bytes
 STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher hint wakes it sooner)
 LEFT_ASIDE = "left_aside"
+ASIDE_MAX = 100  # files under a release's hidden name looked at per scan (the rest at the next one)
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
 STREAM_FALLBACK = "stream_fallback"  # a streamed copy dropped; the file ships whole (event, metric, audit)
 STREAMED = "streamed"  # a copy written while its file grew (audit: frames encoded before it completed)
@@ -704,8 +705,6 @@ class Pipeline:
         entries = await self._io(lambda: list(scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside)))
         if rel_dir:
             entries = [replace(e, relpath=f"{rel_dir}/{e.relpath}" if e.relpath else rel_dir) for e in entries]
-        if aside:
-            await self._left_aside(ctx, [(f"{rel_dir}/{r}" if rel_dir else r, st) for r, st in aside])
         found = {e.relpath for e in entries if e.kind is Kind.UNREADABLE}
         for key in [k for k in self.unreadable if k[0] == ctx.index and k[1] not in found]:
             if not rel_dir or key[1] == rel_dir or key[1].startswith(rel_dir + "/"):
@@ -719,6 +718,11 @@ class Pipeline:
             self._journal_failed(ctx, exc)
         finally:
             self._busy -= 1
+        if aside:  # after the scan's files are admitted: this never holds them up
+            try:
+                await self._left_aside(ctx, [(f"{rel_dir}/{r}" if rel_dir else r, st) for r, st in aside][:ASIDE_MAX])
+            except Exception as exc:  # never stops the scanner
+                self.repeats.error("left aside", str(exc), "could not look at files left aside: %s", exc)
 
     async def _left_aside(self, ctx: RootCtx, found: list[tuple[str, os.stat_result]]) -> None:
         """Files under a release's hidden name that no release accounts for, in flight or begun in the

@@ -369,7 +369,8 @@ def test_burst_of_100000_files_all_shipped(tmp_path: Path) -> None:
         while (n := _count(site, "released")) < 100_000:
             if n != last:
                 last, since = n, time.monotonic()
-            assert time.monotonic() - since < 300, f"no file released for 5 minutes ({n} of 100,000)"
+            if time.monotonic() - since >= 300:  # a stall: what the daemon's journal and tasks say
+                wait_for(lambda: False, 0, f"a file released ({n} of 100,000 after 5 minutes)", d, site.state)
             assert d.proc.poll() is None, d.stderr()[-3000:]
             time.sleep(1.0)
     finally:
