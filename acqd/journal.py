@@ -490,17 +490,25 @@ class Journal:
         with self._tx() as db:
             db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))
 
-    def name_of_inode(self, root: str, folder: str, inode: int) -> tuple[str | None, bool]:
-        """The path the journal last knew a file of this inode by in `folder` of `root` (None if none),
-        and whether a release of such a file is begun: what a file found under a release's hidden
-        name was called, and whether the next start puts it back."""
+    def release_begun(self, root: str, folder: str, inode: int) -> bool:
+        """Is a release begun in the journal of a file of this inode in `folder` of `root` (the next
+        start puts such a file back)? Looks only at the releases begun, a handful of rows: the files
+        table is searched from them by key, never scanned (a burst of 100,000 files moves many aside
+        for an instant, each looked at here)."""
         rows = self._db.execute(
-            "SELECT f.relpath, r.file_id FROM files f LEFT JOIN releasing r ON r.file_id = f.id"
-            " WHERE f.root = ? AND f.inode = ? ORDER BY f.id DESC",
+            "SELECT f.relpath FROM releasing r CROSS JOIN files f ON f.id = r.file_id WHERE f.root = ? AND f.inode = ?",
             (root, inode),
         ).fetchall()
-        mine = [(rel, fid) for rel, fid in rows if rel.rpartition("/")[0] == folder]
-        return (mine[0][0] if mine else None), any(fid is not None for _, fid in mine)
+        return any(rel.rpartition("/")[0] == folder for (rel,) in rows)
+
+    def name_of_inode(self, root: str, folder: str, inode: int) -> str | None:
+        """The path the journal last knew a file of this inode by in `folder` of `root` (None if
+        none): what a file found under a release's hidden name was called. A scan of the root's files
+        (there is no index on inodes): asked once per file left aside, not per file moved aside."""
+        rows = self._db.execute(
+            "SELECT relpath FROM files WHERE root = ? AND inode = ? ORDER BY id DESC", (root, inode)
+        ).fetchall()
+        return next((rel for (rel,) in rows if rel.rpartition("/")[0] == folder), None)
 
     def interrupted_releases(self) -> list[tuple[FileRow, str]]:
         """Releases begun and not recorded as done (a crash in between): row and source path."""

@@ -111,6 +111,14 @@ def is_release_aside(component: str) -> bool:
     return component.startswith(RELEASE_ASIDE)
 
 
+def aside_inode(component: str) -> int | None:
+    """The inode a release's hidden name was made for (the journal's, which is not the hidden file's
+    own when another program put a new file under the name at the instant of the release); None for
+    any other name."""
+    digits = component.removeprefix(RELEASE_ASIDE) if is_release_aside(component) else ""
+    return int(digits) if digits.isdigit() and digits.isascii() else None
+
+
 def is_reserved(component: str) -> bool:
     """A component no stored source name can have: acqd's own (manifest, claim, temporaries)."""
     if component.startswith(MARK):

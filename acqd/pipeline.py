@@ -64,7 +64,7 @@ from acqd.layouts.stream import (
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path
-from acqd.naming import is_release_aside, stored_name
+from acqd.naming import aside_inode, is_release_aside, stored_name
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
@@ -730,23 +730,30 @@ class Pipeline:
         a backup): their copies were verified before they were moved, but nobody would see them
         again. Each is said once per run (a WARNING line, a `path.left_aside` event, a metric, an
         audit entry), with the name the journal last knew its inode by, and left as it is."""
+        releasing_now = {
+            (c.rel.rpartition("/")[0], c.stable.inode)
+            for c in self.in_flight.values()
+            if c.release_only and c.ctx is ctx
+        }
         for rel, st in found:
             key = (ctx.index, rel)
             if key in self._aside_told or not stat.S_ISREG(st.st_mode):
                 continue
-            folder = rel.rpartition("/")[0]
-            if any(
-                c.release_only and c.ctx is ctx and c.rel.rpartition("/")[0] == folder and c.stable.inode == st.st_ino
-                for c in self.in_flight.values()
-            ):
+            folder, _, hidden = rel.rpartition("/")
+            inode = aside_inode(hidden)  # the name's: the file under it may be another program's new one
+            if inode is None:
+                inode = st.st_ino
+            if (folder, inode) in releasing_now:
                 continue  # a release at work: it moves the file aside for an instant
             try:
-                name, releasing = await self._j(self.journal.name_of_inode, ctx.root, folder, st.st_ino)
+                if await self._j(self.journal.release_begun, ctx.root, folder, inode):
+                    continue  # begun in the journal: the next start puts it back
                 now = await self._io(lstat_below, ctx.root, rel)
+                if now is None or now.st_ino != st.st_ino:
+                    continue  # gone by now
+                name = await self._j(self.journal.name_of_inode, ctx.root, folder, inode)
             except (AcqdError, NotBelow, OSError):
                 continue  # looked at again at the next scan
-            if releasing or now is None or now.st_ino != st.st_ino:
-                continue  # begun in the journal (put back at the next start), or gone by now
             self._aside_told.add(key)
             known = f"the journal knew it as {name!r}" if name else "its name is not in the journal"
             reason = (

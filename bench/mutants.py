@@ -620,6 +620,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_robust.py::test_a_file_left_under_a_release_hidden_name_is_said_once_and_left_as_it_is",),
     ),
     Mutant(
+        "release-begun-unasked",
+        "a scan calls a file left aside though its release is begun in the journal (the next start puts it back)",
+        "acqd/pipeline.py",
+        "                if await self._j(self.journal.release_begun, ctx.root, folder, inode):\n",
+        "                if False:\n",
+        ("tests/test_release.py::test_a_file_whose_release_is_begun_is_not_said_left_aside_by_the_scans_that_meet_it",),
+    ),
+    Mutant(
+        "aside-by-its-own-inode",
+        "a hidden file is looked up by its own inode, not the one its name was made for (a file swapped in at the "
+        "release is called left aside)",
+        "acqd/pipeline.py",
+        "            inode = aside_inode(hidden)  # the name's: the file under it may be another program's new one\n",
+        "            inode = None\n",
+        ("tests/test_release.py::test_a_file_whose_release_is_begun_is_not_said_left_aside_by_the_scans_that_meet_it",),
+    ),
+    Mutant(
         "marker-not-waking",
         "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
         "acqd/pipeline.py",

@@ -110,6 +110,26 @@ def test_release_intent_survives_a_crash_and_is_cleared(tmp_path: Path) -> None:
     j.close()
 
 
+def test_a_release_begun_is_found_by_its_inode_and_folder_and_the_name_by_the_inode(tmp_path: Path) -> None:
+    """What a scan asks of a file found under a release's hidden name: is a release of that inode in
+    that folder begun (the next start puts it back), and what was it called."""
+    j = Journal(tmp_path / "journal.sqlite")
+    a, b = Identity(10, 1, 77), Identity(11, 1, 78)
+    [(_, ra)], [(_, rb)] = j.observe_many([obs("s/a.raw", a)]), j.observe_many([obs("t/b.raw", b)])
+    ship(j, ra.id, a)
+    ship(j, rb.id, b)
+    assert not j.release_begun(ROOT, "s", 77)
+    j.begin_release(ra.id, f"{ROOT}/s/a.raw")
+    assert j.release_begun(ROOT, "s", 77)
+    assert not j.release_begun(ROOT, "t", 77)  # the same inode in another folder: another file
+    assert not j.release_begun(ROOT, "s", 78) and not j.release_begun("/elsewhere", "s", 77)
+    assert j.name_of_inode(ROOT, "s", 77) == "s/a.raw" and j.name_of_inode(ROOT, "t", 78) == "t/b.raw"
+    assert j.name_of_inode(ROOT, "t", 77) is None and j.name_of_inode(ROOT, "s", 99) is None
+    j.mark(ra.id, State.RELEASED, None)
+    assert not j.release_begun(ROOT, "s", 77)
+    j.close()
+
+
 def test_group_commit_isolates_a_failing_call_and_commits_the_rest(tmp_path: Path) -> None:
     from acqd.journal import GroupCommitExecutor
 
@@ -150,6 +170,7 @@ def test_the_daemons_queries_use_indexes_not_table_scans(tmp_path: Path) -> None
     j.record_stored(row.id, "central", "x/a", "copy", WriteResult("xxh3-128:00", 10, 10, "none"))
     j.record_verified(row.id, "central", "x/a")
     j.begin_release(row.id, f"{ROOT}/s1/a.raw")
+    j.release_begun(ROOT, "s1", a.inode)  # a scan meeting a file under a release's hidden name
     j.mark(row.id, State.RELEASED, None)
     j.observe_many([obs("s1/a.raw", a, release=True)])
     j.pending()

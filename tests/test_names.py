@@ -555,3 +555,11 @@ def test_other_files_ignore_leaves_the_other_files_and_never_the_folders(tmp_pat
     stored = tree(tmp_path / "central" / "scope")
     assert sorted(k for k in stored if "acqd-manifest" not in k) == ["sess/grid1/a.mrc", "sess/grid2/b.mrc", "top.mrc"]
     assert (acq / "sess" / "notes.txt").read_text() == "not shipped" and (acq / "sess" / "grid2" / "b.xml").exists()
+
+
+def test_a_release_hidden_name_gives_back_the_inode_it_was_made_for() -> None:
+    from acqd.naming import aside_inode, release_aside
+
+    assert aside_inode(release_aside(2229601)) == 2229601
+    for other in (".~acqd-release.", ".~acqd-release.12x", ".~acqd-release.-3", ".~acqd-release.١٢", "a.raw", "12"):
+        assert aside_inode(other) is None, other
