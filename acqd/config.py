@@ -60,6 +60,13 @@ class WatchRoot(Frozen):
         None, description="encode a movie's frames while the camera writes it (override the profile's `stream`)"
     )
 
+    @field_validator("prefix", mode="after")
+    @classmethod
+    def _no_dot_folders(cls, v: str) -> str:
+        if any(part in (".", "..") for part in v.split("/")):
+            raise ValueError(f"{v!r}: '.' and '..' are not folder names here (the prefix must stay below the tier)")
+        return v
+
     @field_validator("path", mode="after")
     @classmethod
     def _abs(cls, v: Path, info: ValidationInfo) -> Path:
@@ -465,6 +472,13 @@ class Config(Frozen):
                         "could get one name at the destination; give each root its own `prefix`, neither "
                         "inside the other (e.g. k3 and lightsheet)"
                     )
+        for w in self.watch:
+            for name, t in self.tiers.items():
+                where = local_url_path(t.url)
+                if where is not None and (_lexically_inside(where, w.path) or _lexically_inside(w.path, where)):
+                    raise ValueError(apart_error(f"tiers.{name} ({where})", w.path))
+            if _lexically_inside(self.state_dir, w.path):
+                raise ValueError(state_apart_error(self.state_dir, w.path))
         if self.retention.owner == "hub" and self.catalog is None:
             raise ValueError(
                 "retention.owner: hub needs a `catalog:` section: the hub sees this daemon's copies in the catalog"
@@ -476,6 +490,34 @@ class Config(Frozen):
 
     def tier_for(self, watch: WatchRoot) -> str:
         return watch.placement.tier or next(iter(self.tiers))
+
+
+def local_url_path(url: str) -> Path | None:
+    """The folder of a file:// tier url (None for any other scheme)."""
+    if not url.startswith("file://"):
+        return None
+    return Path(unquote(urlsplit(url).path) or "/")
+
+
+def _lexically_inside(inner: Path, outer: Path) -> bool:
+    """`inner` is `outer` or below it, by their names (`..` resolved, symlinks not)."""
+    a, b = Path(os.path.normpath(inner)), Path(os.path.normpath(outer))
+    return a == b or b in a.parents
+
+
+def apart_error(tier: str, root: Path) -> str:
+    return (
+        f"{tier} and the watch root {root} overlap (one is, or is inside, the other): acqd would find its own "
+        "copies as new files and ship them again, and a release could delete a file whose only copy is "
+        "itself. Central storage must be outside every watch root, and no watch root inside it"
+    )
+
+
+def state_apart_error(state: Path, root: Path) -> str:
+    return (
+        f"state_dir {state} is, or is inside, the watch root {root}: acqd would ship its own journal. "
+        "Put the state folder outside every watch root (systemd: StateDirectory=acqd, /var/lib/acqd)"
+    )
 
 
 def prefixes_nest(a: str, b: str) -> bool:

@@ -24,9 +24,10 @@ from prometheus_client import CollectorRegistry
 from acqd import claims, pacing, publish
 from acqd.aio import within
 from acqd.catalog import Publisher
-from acqd.config import Config, MqttConfig, WatchRoot, load_config, read_credential
+from acqd.config import Config, MqttConfig, WatchRoot, apart_error, load_config, read_credential, state_apart_error
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
+from acqd.fsops import same_or_inside
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
 from acqd.journal import GroupCommitExecutor, Journal, configure_outbox, journal_path, record_tiers, retention_items
 from acqd.journal import summary as summary  # re-exported
@@ -254,6 +255,7 @@ def prepare(config: Config) -> tuple[dict[str, Tier], Policy | None, list[RootCt
     is bad)."""
     profiles = load_profiles(config)
     tiers = build_tiers(config)
+    check_apart(config, tiers)
     policy = load_retention(config)
     if config.mqtt is not None and config.mqtt.enabled:
         mqtt_password(config.mqtt)  # a password file that cannot be read
@@ -266,6 +268,20 @@ def prepare(config: Config) -> tuple[dict[str, Tier], Policy | None, list[RootCt
 
         owner_page.secrets_of(config.owner_page)  # a secret file that cannot be read, or too short
     return tiers, policy, build_roots(config, profiles, tiers, policy)
+
+
+def check_apart(config: Config, tiers: dict[str, Tier]) -> None:
+    """The configuration checks this by name; here by what the filesystem says, so that a symlink or
+    a bind mount does not hide it: no local tier is, or is inside, a watch root (or the other way
+    round), and the state folder is not inside one. Roots not there yet are checked by name only; a
+    release never counts a copy inside a watch root (`Pipeline`)."""
+    for w in config.watch:
+        root = str(w.path)
+        for name, tier in tiers.items():
+            if tier.local and (same_or_inside(tier.root, root) or same_or_inside(root, tier.root)):
+                raise ConfigError(apart_error(f"tiers.{name} ({tier.root})", w.path))
+        if same_or_inside(str(config.state_dir), root):
+            raise ConfigError(state_apart_error(config.state_dir, w.path))
 
 
 def missing_roots(roots: list[RootCtx]) -> list[str]:

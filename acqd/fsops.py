@@ -64,3 +64,32 @@ def _exists_at(dir_fd: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def _ancestry(path: str) -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of `path` (its real path, symlinks resolved) and of every folder above it,
+    up to /; components that do not exist yet are passed over."""
+    p = os.path.realpath(path)
+    out: set[tuple[int, int]] = set()
+    while True:
+        try:
+            st = os.stat(p)
+        except OSError:
+            pass
+        else:
+            out.add((st.st_dev, st.st_ino))
+        parent = os.path.dirname(p)
+        if parent == p:
+            return out
+        p = parent
+
+
+def same_or_inside(inner: str, outer: str) -> bool:
+    """Is `inner` the folder `outer` or below it, as the filesystem sees it (a symlink, a second
+    mount of the same filesystem or a bind mount are not told apart from the folder itself)? False
+    when `outer` does not exist."""
+    try:
+        st = os.stat(outer)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) in _ancestry(inner)

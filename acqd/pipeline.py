@@ -46,6 +46,7 @@ from acqd.errors import (
     UnsupportedFormatError,
     VerifyError,
 )
+from acqd.fsops import same_or_inside
 from acqd.journal import CopyRow, FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
@@ -1678,7 +1679,7 @@ class Pipeline:
             out: list[CopyCheck | None] = []
             for _i, tier, layout, cp in jobs:
                 try:
-                    out.append(check_copy(tier, layout, cp, full, True))
+                    out.append(self._check_apart(tier, layout, cp, full, True))
                 except AcqdError:
                     out.append(None)
             return out
@@ -1996,10 +1997,28 @@ class Pipeline:
         cp, layout = found
         if full is None:
             full = self.limits.release_verify == "full"
-        res = await self._io(check_copy, placed.tier, layout, cp, full, just_verified)
+        res = await self._io(self._check_apart, placed.tier, layout, cp, full, just_verified)
         if res.pin is not None:
             await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)
         return res, cp.id
+
+    def _check_apart(self, tier: Tier, layout: Layout, cp: CopyRow, full: bool, just_verified: bool) -> CopyCheck:
+        """`check_copy`, after making sure the copy is elsewhere: a copy on a local tier that lies in a
+        watch root (a destination inside the watch folder, or the other way round, by a mount made
+        after the start) is not one, and the source is never released for it (I/O thread)."""
+        if tier.local:
+            inside = self._copy_in_a_root(tier, tier.path(cp.dest))
+            if inside is not None:
+                return CopyCheck(
+                    f"its copy {tier.path(cp.dest)} lies in the watch root {inside}: not a copy elsewhere (kept; "
+                    "put central storage outside every watch root)"
+                )
+        return check_copy(tier, layout, cp, full, just_verified)
+
+    def _copy_in_a_root(self, tier: Tier, path: str) -> str | None:
+        """The watch root `path` lies in, if any, by the filesystem's identities: a symlink or a bind
+        mount anywhere on the way (in the tier's tree too) does not hide it. A few stats per copy."""
+        return next((c.root for c in self.roots if same_or_inside(path, c.root)), None)
 
     async def _lose_copy(self, ctx: RootCtx, row: FileRow, copy_id: int, why: str) -> None:
         """The stored copy is gone or changed: never trusted; the row goes back to seen and ships again."""

@@ -11,6 +11,7 @@ python -m bench catalog   the facility catalog's ingest rate into a real Postgre
 python -m bench camera    a camera writing at a fixed rate while acqd catches up a backlog beside it
 python -m bench stream    last byte -> verified for a simulated K3 writing movies: whole file vs tail-follow
 python -m bench facility  the facility views over 10^6 catalogued files: usage, the streamed plan, EXPLAIN
+python -m bench rate      the camera rate acqd keeps up with per core count, and its latency (a plot)
 python -m bench cores     every core on one movie: 1 vs 2 threads on one K3 movie; TIFF codecs per strip
 python -m bench holdrecords   the holds' records on the tiers: sync cost per sweep with N holds (folder, S3)
 """
@@ -33,6 +34,7 @@ COMMANDS = {
     "catalog": "bench.catalog",
     "camera": "bench.camera",
     "stream": "bench.stream",
+    "rate": "bench.rate",
     "facility": "bench.facility",
     "cores": "bench.cores",
     "holdrecords": "bench.holdrecords",

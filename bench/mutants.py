@@ -637,6 +637,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_a_file_whose_release_is_begun_is_not_said_left_aside_by_the_scans_that_meet_it",),
     ),
     Mutant(
+        "copy-in-watch-root-counted",
+        "a copy that lies in a watch root (the destination inside the watch folder, or the other way round) "
+        "counts as a copy elsewhere, and its source is released",
+        "acqd/pipeline.py",
+        "        return next((c.root for c in self.roots if same_or_inside(path, c.root)), None)\n",
+        "        return None\n",
+        ("tests/test_release.py::test_a_copy_that_lies_in_the_watch_root_never_releases_its_source",),
+    ),
+    Mutant(
+        "tier-in-watch-root-accepted",
+        "a configuration whose central storage is inside a watch root (found by a symlink) is accepted",
+        "acqd/daemon.py",
+        "    check_apart(config, tiers)\n",
+        "    pass\n",
+        ("tests/test_config.py::test_an_overlap_hidden_by_a_symlink_is_refused_by_check_and_run",),
+    ),
+    Mutant(
         "marker-not-waking",
         "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
         "acqd/pipeline.py",

@@ -157,7 +157,9 @@ def scenario(
     stream: bool,
     fmt: str = "mrc",
     extra: str = "",
+    prefix: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """One run: the daemon (started with `prefix` before it, e.g. `taskset -c 0`) and the camera."""
     shutil.rmtree(work, ignore_errors=True)
     watch, state = work / "acq", work / "state"
     dest = dest_root / f"acqd-bench-stream-{os.getpid()}"
@@ -185,7 +187,9 @@ tiers:
 metrics: {{enabled: false}}
 """
     )
-    daemon = subprocess.Popen([PY, "-m", "acqd", "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [*prefix, PY, "-m", "acqd", "run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not (state / "journal.sqlite").exists() and time.monotonic() < deadline:

@@ -140,3 +140,54 @@ def test_shipped_generic_profile() -> None:
     p = load_profile("generic", search_path())
     assert p.ignores(".hidden") and p.ignores("frame.tmp") and p.ignores("x.part") and p.ignores("~lock")
     assert not p.ignores("frame_0001.tif")
+
+
+@pytest.mark.parametrize(
+    ("watch", "url", "state"),
+    [
+        ("/data/acq", "file:///data/acq/central", "/var/lib/acqd"),  # central storage inside the watch folder
+        ("/data/acq", "file:///data/acq", "/var/lib/acqd"),  # the same folder
+        ("/central/krios", "file:///central", "/var/lib/acqd"),  # the watch root inside central storage
+        ("/data/acq", "file:///data/x/../acq/c", "/var/lib/acqd"),  # by `..`
+        ("/data/acq", "file:///mnt/central", "/data/acq/.acqd"),  # the journal inside the watch folder
+    ],
+)
+def test_central_storage_or_the_state_folder_overlapping_a_watch_root_is_refused(
+    watch: str, url: str, state: str
+) -> None:
+    """acqd would find its own copies (or its journal) as new files: ship them again, and release a
+    file whose only copy is itself (found by an adversarial run: 57 levels of copies of copies)."""
+    doc = {"instrument": "x", "state_dir": state, "tiers": {"c": {"url": url}}, "watch": [{"path": watch}]}
+    with pytest.raises(ValueError, match="is, or is inside"):
+        Config.model_validate(doc)
+    doc["tiers"] = {"c": {"url": "file:///mnt/central"}}
+    doc["state_dir"] = "/var/lib/acqd"
+    assert Config.model_validate(doc).watch[0].path == Path(watch)  # apart: accepted
+
+
+@pytest.mark.parametrize("prefix", ["..", "../../outside", "ls/../k3", "a/./b", "."])
+def test_a_prefix_with_dot_folders_is_refused(prefix: str) -> None:
+    """`..` would write outside the tier, or make two roots' prefixes one folder past the nesting check."""
+    doc = {"instrument": "x", "state_dir": "/s", "tiers": {"c": {"url": "file:///c"}}}
+    with pytest.raises(ValueError, match="not folder names here"):
+        Config.model_validate({**doc, "watch": [{"path": "/data", "prefix": prefix}]})
+    assert Config.model_validate({**doc, "watch": [{"path": "/data", "prefix": "a..b/.k3"}]})
+
+
+def test_an_overlap_hidden_by_a_symlink_is_refused_by_check_and_run(tmp_path: Path) -> None:
+    """By name the destination is elsewhere; on the filesystem it is the watch folder's own subfolder."""
+    (tmp_path / "acq" / "s1").mkdir(parents=True)
+    (tmp_path / "acq" / "s1" / "a.dat").write_bytes(b"the only copy")
+    (tmp_path / "acq" / "central").mkdir()
+    (tmp_path / "nas").symlink_to(tmp_path / "acq" / "central")
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(
+        f"instrument: x\nstate_dir: {tmp_path / 'state'}\nwatch:\n  - {{path: {tmp_path / 'acq'}, "
+        f"placement: {{release_local: after_verify}}}}\ntiers:\n  central: {{url: 'file://{tmp_path / 'nas'}'}}\n"
+    )
+    for cmd in (("check",), ("run", "--once")):
+        r = run_acqd(*cmd, "--config", str(cfg))
+        assert r.returncode == 78, (cmd, r.stdout, r.stderr)
+        assert "overlap" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (tmp_path / "acq" / "s1" / "a.dat").read_bytes() == b"the only copy"
+    assert list((tmp_path / "acq" / "central").iterdir()) == []

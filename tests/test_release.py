@@ -629,6 +629,43 @@ def test_a_file_the_release_could_not_put_back_is_put_back_at_the_next_start(
     assert len(stored(dest)) == others + 2
 
 
+def test_a_copy_that_lies_in_the_watch_root_never_releases_its_source(tmp_path: Path) -> None:
+    """Folders moved after the start (no check at start could see it): the tier's instrument folder
+    becomes the watch root, reached from the tier by a symlink. A file written there is found as a
+    source whose "copy" is the file itself, adopted as verified; the release must refuse it, as it
+    refuses any copy inside a watch root. It used to delete the only copy."""
+    central, state = tmp_path / "central", tmp_path / "state"
+    central.mkdir()
+    watch = tmp_path / "mnt" / "acq"  # not there at the start
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.3s, mode: poll, scan_interval: 0.3s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "file://{central}"}}
+limits: {{retry_initial: 50ms, retry_max: 300ms}}
+""",
+    )
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: "acqd started" in d.stderr(), 60, "the start", d)
+        watch.parent.mkdir()
+        (central / "scope").rename(watch)  # the instrument folder becomes the watch root
+        (central / "scope").symlink_to(watch)  # and the tier still reaches it
+        (watch / "s1").mkdir()
+        (watch / "s1" / "a.dat").write_bytes(b"the only copy")
+        wait_for(lambda: "not a copy elsewhere" in d.stderr(), 60, "the release refused", d, state)
+        time.sleep(1.0)  # more scans and release attempts
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert (watch / "s1" / "a.dat").read_bytes() == b"the only copy", err
+    assert journal_states(state).get("s1/a.dat") != "released", err
+
+
 def test_a_file_whose_release_is_begun_is_not_said_left_aside_by_the_scans_that_meet_it(
     dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
