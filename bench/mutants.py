@@ -654,6 +654,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_config.py::test_an_overlap_hidden_by_a_symlink_is_refused_by_check_and_run",),
     ),
     Mutant(
+        "tiff-extra-bytes-dropped",
+        "a compressed TIFF with bytes that are neither pixels nor tags (a vendor block) is written again from "
+        "pixels and tags, and those bytes are lost",
+        "acqd/readers/tiff.py",
+        "        extra = _unexplained(f, tif, every, size)\n",
+        "        extra = None\n",
+        ("tests/test_fidelity.py::test_a_compressed_tiff_with_bytes_beyond_pixels_and_tags_is_stored_byte_exact",),
+    ),
+    Mutant(
         "marker-not-waking",
         "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
         "acqd/pipeline.py",

@@ -8,6 +8,7 @@ source is written by libtiff's own tiffcp, as a camera using libtiff would.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import struct
@@ -216,6 +217,38 @@ def tag_lines(path: Path) -> list[str]:
     out = tool("tiffdump", str(path))
     skip = ("Magic:", "Directory ", f"{path}:", "StripOffsets (273)", "StripByteCounts (279)")
     return [line for line in out.splitlines() if line.strip() and not line.startswith(skip)]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"<VendorMetadata>stage x=1.234</VendorMetadata>", b"\0" * 12 + b"\x01" + b"\0" * 3],
+    ids=["vendor", "1-byte"],
+)
+async def test_a_compressed_tiff_with_bytes_beyond_pixels_and_tags_is_stored_byte_exact(
+    tmp_path: Path, tail: bytes
+) -> None:
+    """A vendor's block after the last strip is neither pixels nor tags (no IFD points to it): a
+    compressed source written again from those would lose it (found by an adversarial run: released,
+    and gone for good). Such a file is stored byte-exact and comes back byte for byte; padding of zero
+    bytes alone does not count (`test_compressed_tiff_restores_every_tag_and_says_bytes_differ`)."""
+    (tmp_path / "gen").mkdir()
+    src, _data = libtiff_source(tmp_path / "gen")
+    raw = src.read_bytes() + tail
+    _, dest, state = await ship(tmp_path, "t-tiff-any", {"c.tif": raw})
+    out = restore_cli(state, dest, "c.tif", tmp_path / "r.tif")
+    assert (tmp_path / "r.tif").read_bytes() == raw, out
+    assert "bytes differ" not in out
+
+
+def test_zero_padding_alone_keeps_a_compressed_tiff_in_frames(tmp_path: Path) -> None:
+    from acqd.readers import Expect
+    from acqd.readers.tiff import open_tiff
+
+    (tmp_path / "gen").mkdir()
+    src, data = libtiff_source(tmp_path / "gen")
+    raw = src.read_bytes() + b"\0" * 64
+    frames = open_tiff(io.BytesIO(raw), len(raw), Expect(), {})
+    assert np.array_equal(frames.read(0, frames.shape[0]), data)
 
 
 @pytest.mark.parametrize("profile", ["t-tiff-any", "f-tiff-tiff"])

@@ -290,7 +290,7 @@ def test_profile_with_a_bad_codec_is_a_config_error(tmp_path: Path) -> None:
     )
     cfg = tmp_path / "acqd.yaml"
     cfg.write_text(
-        f"instrument: x\nstate_dir: {tmp_path}/s\ndetectors_dir: {det}\nwatch:\n  - path: {tmp_path}\n"
+        f"instrument: x\nstate_dir: {tmp_path}/s\ndetectors_dir: {det}\nwatch:\n  - path: {tmp_path}/acq\n"
         f"    detector: cam\ntiers:\n  c: {{url: 'file://{tmp_path}/c'}}\n"
     )
     r = run_acqd("check", "--config", str(cfg))

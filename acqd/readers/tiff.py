@@ -139,6 +139,9 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
     if skeleton is not None:
         header["restore"] = "skeleton"  # byte-exact; the per-page tags are in it
     else:
+        extra = _unexplained(f, tif, every, size)
+        if extra is not None:  # a rewrite from pixels and tags would lose them: byte-exact instead
+            raise UnsupportedFormatError(f"a compressed TIFF with {extra}: written again, they would be lost")
         # a compressed source is written again from its tags: every page's, structural ones too
         # (explicit defaults such as PlanarConfiguration and SampleFormat, the strip size, the
         # compression scheme and predictor), and the source's own bytes' checksum, so that a restore
@@ -289,6 +292,68 @@ def _ome(xml: str) -> Calibration | None:
         return None
     px = (y[0], x[0]) if x and y else None
     return Calibration(px, z[0] if z else None, (x or y or z)[1])  # type: ignore[index]
+
+
+# bytes per value of each TIFF field type (TIFF 6.0 and BigTIFF)
+TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+
+
+def _unexplained(f: BinaryIO, tif: Any, pages: list[Any], size: int) -> str | None:
+    """Bytes of a TIFF that are neither its header, its IFDs, its tags' values nor its pixel data
+    (a vendor's block appended at the end, or pointed to by a private tag, a sub-IFD): a compressed
+    source is written again from pixels and tags, and they would not come back. Zero bytes (padding)
+    carry nothing and do not count. The IFDs are read as the file has them (a reader may pass over
+    some tags). None if there are none."""
+    big = bool(tif.is_bigtiff)
+    bo = tif.byteorder
+    count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
+    entry = struct.Struct(bo + ("HHQ8s" if big else "HHI4s"))
+    covered = [(0, 16 if big else 8)]
+    for p in pages:
+        at = int(p.offset)
+        f.seek(at)
+        head = f.read(count_size)
+        if len(head) != count_size:
+            return "an IFD cut short"
+        (ntags,) = struct.unpack(bo + ("Q" if big else "H"), head)
+        raw = f.read(entry_size * ntags)
+        if len(raw) != entry_size * ntags:
+            return "an IFD cut short"
+        covered.append((at, count_size + entry_size * ntags + offset_size))
+        for k in range(ntags):
+            _code, dtype, count, value = entry.unpack_from(raw, k * entry_size)
+            item = TYPE_BYTES.get(dtype)
+            if item is None:
+                return f"a tag of unknown type {dtype}"
+            if item * count > offset_size:  # the value is elsewhere in the file
+                covered.append((int.from_bytes(value, "big" if bo == ">" else "little"), item * count))
+        covered += [(int(o), int(c)) for o, c in zip(p.dataoffsets, p.databytecounts, strict=False) if c]
+    covered.sort()
+    pos, gaps = 0, []
+    for off, length in covered:
+        if off > pos:
+            gaps.append((pos, off - pos))
+        pos = max(pos, off + length)
+    if pos < size:
+        gaps.append((pos, size - pos))
+    found, first_at = 0, None
+    for off, length in gaps:
+        f.seek(off)
+        left, at = length, off
+        while left > 0:
+            chunk = f.read(min(left, 8 << 20))
+            if not chunk:
+                break
+            stripped = chunk.lstrip(b"\0")
+            if stripped:
+                found += len(chunk.strip(b"\0"))
+                if first_at is None:
+                    first_at = at + len(chunk) - len(stripped)
+            left -= len(chunk)
+            at += len(chunk)
+    if not found:
+        return None
+    return f"about {found} bytes that are neither pixels nor tags (the first at byte {first_at})"
 
 
 def _file_checksum(f: BinaryIO, size: int) -> str:
