@@ -163,7 +163,19 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR if noisy == "tifffile" else logging.WARNING)
 
 
+def _config_alone(config: Path | None, **quick: object) -> None:
+    """A quick-form option beside --config would be passed over in silence: a usage error instead."""
+    given = [f"--{k.replace('_', '-')}" for k, v in quick.items() if v is not None]
+    if config is not None and given:
+        raise usage(
+            f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for the quick form: with --config, "
+            "the configuration says where the journal and the tiers are; give one or the other",
+            given[0],
+        )
+
+
 def _state_dir(config: Path | None, state_dir: Path | None) -> Path:
+    _config_alone(config, state_dir=state_dir)
     if config is not None:
         return load_config(config).state_dir
     return state_dir or default_state_dir()
@@ -272,6 +284,7 @@ def _build_config(
     if config is not None:
         if watch is not None or dest is not None:
             raise usage("use either --config or the quick form (--watch and --dest), not both")
+        _config_alone(config, state_dir=state_dir, instrument=instrument)
         return load_config(config)
     if watch is None or dest is None:
         raise usage("give --config FILE, or --watch DIR and --dest URL")
@@ -435,7 +448,10 @@ def adopt(
     )
 
 
-def _open_for_reading(config: Path | None, state_dir: Path | None) -> tuple[Config | None, Journal]:
+def _open_for_reading(
+    config: Path | None, state_dir: Path | None, dest: str | None = None
+) -> tuple[Config | None, Journal]:
+    _config_alone(config, state_dir=state_dir, dest=dest)
     cfg = load_config(config) if config is not None else None
     sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
     return cfg, Journal(journal_path(sd), readonly=True)
@@ -453,7 +469,9 @@ def restore(
     dest: Annotated[
         str | None, typer.Option(help="quick form: where the file was shipped (default: what the journal recorded)")
     ] = None,
-    version: Annotated[int | None, typer.Option(help="a specific version (default: the latest shipped)")] = None,
+    version: Annotated[
+        int | None, typer.Option(help="a specific version, 1 or more (default: the latest shipped)", min=1)
+    ] = None,
 ) -> None:
     """Write a stored file back in its source form and check it against the journal's checksum."""
     if not out_path.parent.is_dir():
@@ -461,7 +479,7 @@ def restore(
     from acqd.fixity import Tiers, restore_copy
 
     with _errors():
-        cfg, j = _open_for_reading(config, state_dir)
+        cfg, j = _open_for_reading(config, state_dir, dest)
         try:
             row, copy = _find_copy(j, source_path, version)
             tiers = Tiers(cfg, dest, j)
@@ -490,7 +508,13 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
             raise AcqdError(f"{source_path} is not below any watch root in the journal")
     rows = [r for r in j.find_versions(rel, root) if r.state in DONE]
     if version is not None:
+        shipped = sorted(r.version for r in rows)
         rows = [r for r in rows if r.version == version]
+        if not rows and shipped:
+            raise AcqdError(
+                f"{source_path!r} has no version {version} with a verified copy "
+                f"(shipped: {', '.join(map(str, shipped))})"
+            )
     if not rows:
         raise AcqdError(f"no verified copy of {source_path!r} in the journal")
     row = rows[0]
@@ -513,7 +537,7 @@ def verify(
     from acqd.fixity import Tiers, check_copy
 
     with _errors():
-        cfg, j = _open_for_reading(config, state_dir)
+        cfg, j = _open_for_reading(config, state_dir, dest)
         try:
             pairs = list(j.verified_copies())
             tiers = Tiers(cfg, dest, j)
@@ -721,14 +745,15 @@ def demo(
     raise typer.Exit(code)
 
 
-def _when(text: str | None) -> float:
-    """Seconds since the epoch from an ISO date or time (UTC unless it says otherwise)."""
+def _when(text: str | None, option: str = "--until") -> float:
+    """Seconds since the epoch from an ISO date or time (UTC unless it says otherwise); a bad one is
+    a usage error (exit 2)."""
     if text is None:
         return time.time()
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"not an ISO date or time: {text!r} (e.g. 2026-12-24 or 2026-12-24T08:00)") from None
+        raise usage(f"not an ISO date or time: {text!r} (e.g. 2026-12-24 or 2026-12-24T08:00)", option) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
@@ -762,7 +787,7 @@ def plan(
         policy = load_retention(cfg)
         if policy is None:
             raise ConfigError(f"{config}: no `policy:` configured; there is nothing to plan")
-        t = _when(now)
+        t = _when(now, "--now")
         j = Journal(journal_path(cfg.state_dir), readonly=True)
         try:
             reading: Reading | None = read_clock()
@@ -889,6 +914,7 @@ def hold(
         return
     if instrument is not None:
         raise usage("--instrument goes with --hub (a daemon's journal holds one instrument)", "--instrument")
+    _config_alone(config, state_dir=state_dir)
     with _errors():
         cfg = load_config(config) if config is not None else None
         if cfg is not None and cfg.retention.owner == "hub" and not list_:
@@ -911,13 +937,13 @@ def hold(
                 out.print("no active holds")
             return
         if target is None:
-            raise ConfigError("give the TARGET to hold or release (or --list)")
+            raise usage("give the TARGET to hold or release (or --list)", "TARGET")
         if not release and (until is None or not reason):
-            raise ConfigError("a hold needs --until DATE and --reason TEXT")
+            raise usage("a hold needs --until DATE and --reason TEXT", "--until")
         u = _when(until) if until is not None else 0.0
         wait_s = _duration("--wait", wait)
         if not release and u <= time.time():
-            raise ConfigError(f"--until {until} is in the past")
+            raise usage(f"{until} is in the past", "--until")
         roots = [str(w.path) for w in cfg.watch] if cfg is not None else []
         tier_urls = {name: t.url for name, t in cfg.tiers.items()} if cfg is not None else {}
         j = Journal(journal_path(sd))
@@ -1038,7 +1064,7 @@ def _hold_in_catalog(
                 out.print("no active holds")
             return
         if target is None:
-            raise ConfigError("give the TARGET to hold or release (or --list)")
+            raise usage("give the TARGET to hold or release (or --list)", "TARGET")
         if release:
             db = open_db(cfg)
             try:
@@ -1048,10 +1074,10 @@ def _hold_in_catalog(
             out.print(f"released {n} hold(s) on {target}", markup=False)
             return
         if until is None or not reason:
-            raise ConfigError("a hold needs --until DATE and --reason TEXT")
+            raise usage("a hold needs --until DATE and --reason TEXT", "--until")
         u = _when(until)
         if u <= time.time():
-            raise ConfigError(f"--until {until} is in the past")
+            raise usage(f"{until} is in the past", "--until")
         what, _ = hub_hold(cfg, target, u, reason, inst, getpass.getuser())
     out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
     out.print(f"  covers {what}", markup=False)
@@ -1199,7 +1225,7 @@ def hub(
 
     with _errors():
         cfg = load_hub(config)
-        t = _when(now) if now is not None else None
+        t = _when(now, "--now") if now is not None else None
         rc = asyncio.run(Hub(cfg, config_path=config, once=once, now=t).run())
     raise typer.Exit(rc)
 
@@ -1219,7 +1245,7 @@ def hub_plan(
     if path is None:
         raise usage("give the hub's configuration: acqd hub plan --config hub.yaml", "--config")
     with _errors():
-        actions, t, suspended = hub_plan_(load_hub(path), _when(now) if now is not None else None)
+        actions, t, suspended = hub_plan_(load_hub(path), _when(now, "--now") if now is not None else None)
     rows = [
         {
             "kind": a.kind,

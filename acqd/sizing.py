@@ -195,7 +195,10 @@ def file_frames(path: Path, max_bytes: int = 1 << 30) -> np.ndarray:
         total += stack.nbytes
         if total >= max_bytes:
             break
-    return np.concatenate(stacks)
+    out = np.concatenate(stacks)
+    if out.nbytes == 0:
+        raise ValueError(f"{path}: no bytes to measure (empty file{'s' if len(files) > 1 else ''})")
+    return out
 
 
 def would_choose(

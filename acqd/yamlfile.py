@@ -26,6 +26,27 @@ def _lines(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
             _lines(item, (*loc, i), out)
 
 
+def _duplicate(node: yaml.Node) -> tuple[str, int, int] | None:
+    """The first key that a mapping of the document has twice: (key, its first line, its second)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    return key.value, seen[key.value], line
+                seen[key.value] = line
+            found = _duplicate(value)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate(item)
+            if found is not None:
+                return found
+    return None
+
+
 def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
     """The document and a map from each key path to its line (1-based)."""
     try:
@@ -48,6 +69,13 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
         loader.dispose()
     lines: dict[Loc, int] = {}
     if node is not None:
+        twice = _duplicate(node)
+        if twice is not None:  # YAML keeps the last one: a second `watch:` would hide the first's roots
+            key, first, second = twice
+            raise ConfigError(
+                f"{path}:{second}: {key!r} is given twice in one section (first on line {first}); "
+                "only one would count: merge them into one"
+            )
         _lines(node, (), lines)
     return data, lines
 

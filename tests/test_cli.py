@@ -28,6 +28,7 @@ def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
 def places(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "acq").mkdir()
     (tmp_path / "a-file").write_text("x")
+    (tmp_path / "empty.bin").write_bytes(b"")
     (tmp_path / "not-a-demo").mkdir()
     (tmp_path / "not-a-demo" / "data").write_text("keep me")
     broken = tmp_path / "broken.yaml"
@@ -38,6 +39,7 @@ def places(tmp_path: Path) -> dict[str, str]:
         "FILE": str(tmp_path / "a-file"),
         "BROKEN": str(broken),
         "NODEMO": str(tmp_path / "not-a-demo"),
+        "EMPTY": str(tmp_path / "empty.bin"),
     }
 
 
@@ -71,6 +73,18 @@ BAD = [
         "letters",
     ),
     (["demo", "--dir", "{NODEMO}"], 1, "--dir"),
+    # a quick-form option beside --config used to be passed over in silence (verify said "OK" of
+    # copies it never looked for at --dest)
+    (["status", "--config", "{T}/acqd.yaml", "--state-dir", "{T}/s"], 2, "--state-dir"),
+    (["verify", "--config", "{T}/acqd.yaml", "--dest", "{T}/elsewhere"], 2, "--dest"),
+    (["restore", "a/b.tif", "{T}/out.tif", "--config", "{T}/acqd.yaml", "--state-dir", "{T}/s"], 2, "quick form"),
+    (["run", "--config", "{T}/acqd.yaml", "--state-dir", "{T}/s"], 2, "--state-dir"),
+    (["hold", "s1", "--config", "{T}/acqd.yaml", "--state-dir", "{T}/s", "--list"], 2, "--state-dir"),
+    (["restore", "a/b.tif", "{T}/out.tif", "--version", "0", "--state-dir", "{T}/nothing"], 2, "--version"),
+    (["hold", "s1", "--until", "tomorrow", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "--until"),
+    (["hold", "s1", "--until", "2001-01-01", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "in the past"),
+    (["hold", "s1", "--state-dir", "{T}/nothing"], 2, "--until DATE"),
+    (["bench", "--data", "{EMPTY}"], 1, "no bytes"),
     (["no-such-command"], 2, "no-such-command"),
 ]
 
@@ -179,6 +193,12 @@ def test_simulate_into_a_folder_an_acqd_releases(tmp_path: Path) -> None:
     finally:
         code, err = daemon.terminate()
     assert code == 0 and "Traceback" not in err
+    shipped = next(p for p in central.rglob("*") if p.is_file() and not p.name.startswith("~")).relative_to(central)
+    rel = "/".join(shipped.parts[1:])  # below the instrument folder: the path in the watch root
+    r = run_acqd("restore", rel, str(tmp_path / "r"), "--state-dir", str(state), "--version", "7")
+    assert r.returncode == 1 and "has no version 7 with a verified copy (shipped: 1)" in r.stderr, r.stderr
+    r = run_acqd("restore", rel, str(tmp_path / "r"), "--state-dir", str(state), "--version", "1")
+    assert r.returncode == 0, r.stderr
 
 
 def test_status_json_and_plan_with_nothing_due(tmp_path: Path) -> None:

@@ -100,6 +100,26 @@ def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
         load_config(p)
 
 
+@pytest.mark.parametrize(
+    ("body", "line", "key"),
+    [
+        (MINIMAL + "watch:\n  - path: /data/other\n", 13, "watch"),  # a second root list hid the first
+        (MINIMAL.replace("instrument: krios-1\n", "instrument: krios-1\ninstrument: krios-2\n"), 2, "instrument"),
+        (MINIMAL.replace("    detector: generic\n", "    detector: generic\n    detector: gatan-k3\n"), 6, "detector"),
+    ],
+    ids=["watch", "instrument", "nested"],
+)
+def test_a_key_given_twice_is_an_error_not_the_last_one_wins(tmp_path: Path, body: str, line: int, key: str) -> None:
+    """YAML keeps the last of two equal keys: a second `watch:` list silently unwatched the first's
+    camera folders (found by an adversarial run)."""
+    p = tmp_path / "acqd.yaml"
+    p.write_text(body)
+    with pytest.raises(ConfigError, match=rf"acqd.yaml:{line}: '{key}' is given twice in one section"):
+        load_config(p)
+    r = run_acqd("check", "--config", str(p))
+    assert r.returncode == 78 and "given twice" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_overlapping_watch_roots_are_rejected() -> None:
     with pytest.raises(ValueError, match="overlap"):
         Config.model_validate(
