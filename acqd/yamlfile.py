@@ -82,8 +82,14 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
 
 def format_validation_error(path: Path, exc: ValidationError, lines: dict[Loc, int]) -> str:
     msgs = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors:
         loc: Loc = tuple(err["loc"])
+        if err["type"] == "too_short" and any(
+            len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors
+        ):
+            continue  # its items' errors said it: one left out is not a second problem
+
         probe = loc
         while probe and probe not in lines:
             probe = probe[:-1]

@@ -91,6 +91,7 @@ def test_bad_config_names_file_line_and_field(tmp_path: Path, body: str, line: i
         load_config(p)
     msg = str(ei.value)
     assert f"{p}:{line}: {field}" in msg, msg
+    assert "at least 1 item" not in msg, msg  # a list whose item failed: said once, at the item
 
 
 def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
