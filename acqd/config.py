@@ -477,8 +477,9 @@ class Config(Frozen):
                 where = local_url_path(t.url)
                 if where is not None and (_lexically_inside(where, w.path) or _lexically_inside(w.path, where)):
                     raise ValueError(apart_error(f"tiers.{name} ({where})", w.path))
-            if _lexically_inside(self.state_dir, w.path):
-                raise ValueError(state_apart_error(self.state_dir, w.path))
+            for what, own in self.own_paths():
+                if _lexically_inside(own, w.path):
+                    raise ValueError(own_apart_error(what, own, w.path))
         if self.retention.owner == "hub" and self.catalog is None:
             raise ValueError(
                 "retention.owner: hub needs a `catalog:` section: the hub sees this daemon's copies in the catalog"
@@ -487,6 +488,13 @@ class Config(Frozen):
             if w.placement.tier is not None and w.placement.tier not in self.tiers:
                 raise ValueError(f"watch {w.path}: placement.tier {w.placement.tier!r} is not a configured tier")
         return self
+
+    def own_paths(self) -> list[tuple[str, Path]]:
+        """acqd's own files and folders, which must not be in a watch root (shipped, then released)."""
+        own = [("state_dir", self.state_dir)]
+        own += [("detectors_dir", self.detectors_dir)] if self.detectors_dir is not None else []
+        own += [("policy", self.policy)] if self.policy is not None else []
+        return own
 
     def tier_for(self, watch: WatchRoot) -> str:
         return watch.placement.tier or next(iter(self.tiers))
@@ -513,11 +521,16 @@ def apart_error(tier: str, root: Path) -> str:
     )
 
 
-def state_apart_error(state: Path, root: Path) -> str:
-    return (
-        f"state_dir {state} is, or is inside, the watch root {root}: acqd would ship its own journal. "
-        "Put the state folder outside every watch root (systemd: StateDirectory=acqd, /var/lib/acqd)"
-    )
+def own_apart_error(what: str, own: Path, root: Path) -> str:
+    where = {
+        "state_dir": "acqd would ship its own journal. Put the state folder outside every watch root "
+        "(systemd: StateDirectory=acqd, /var/lib/acqd)",
+        "detectors_dir": "acqd would ship its detector profiles and could release them. Keep them outside "
+        "every watch root (e.g. /etc/acqd/detectors)",
+        "policy": "acqd would ship its retention policy and could release it. Keep it outside every watch root "
+        "(e.g. /etc/acqd/policy.yaml)",
+    }[what]
+    return f"{what} {own} is, or is inside, the watch root {root}: {where}"
 
 
 def prefixes_nest(a: str, b: str) -> bool:

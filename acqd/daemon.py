@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from acqd import claims, pacing, publish
 from acqd.aio import within
 from acqd.catalog import Publisher
-from acqd.config import Config, MqttConfig, WatchRoot, apart_error, load_config, read_credential, state_apart_error
+from acqd.config import Config, MqttConfig, WatchRoot, apart_error, load_config, own_apart_error, read_credential
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.fsops import same_or_inside
@@ -280,8 +280,9 @@ def check_apart(config: Config, tiers: dict[str, Tier]) -> None:
         for name, tier in tiers.items():
             if tier.local and (same_or_inside(tier.root, root) or same_or_inside(root, tier.root)):
                 raise ConfigError(apart_error(f"tiers.{name} ({tier.root})", w.path))
-        if same_or_inside(str(config.state_dir), root):
-            raise ConfigError(state_apart_error(config.state_dir, w.path))
+        for what, own in config.own_paths():
+            if same_or_inside(str(own), root):
+                raise ConfigError(own_apart_error(what, own, w.path))
 
 
 def missing_roots(roots: list[RootCtx]) -> list[str]:

@@ -184,6 +184,9 @@ def test_central_storage_or_the_state_folder_overlapping_a_watch_root_is_refused
     doc["tiers"] = {"c": {"url": "file:///mnt/central"}}
     doc["state_dir"] = "/var/lib/acqd"
     assert Config.model_validate(doc).watch[0].path == Path(watch)  # apart: accepted
+    for key, inside in (("detectors_dir", "det"), ("policy", "policy.yaml")):  # acqd's own files too
+        with pytest.raises(ValueError, match=f"{key} .* is, or is inside, the watch root"):
+            Config.model_validate({**doc, key: f"{watch}/{inside}"})
 
 
 @pytest.mark.parametrize("prefix", ["..", "../../outside", "ls/../k3", "a/./b", "."])
