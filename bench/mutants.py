@@ -956,8 +956,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def _write(results: list[Result], partial: bool) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(  # uncommitted changes to what was tested (the results folder aside)
-        ["git", "status", "--porcelain", "--", ".", ":!bench/results"], cwd=REPO, capture_output=True, text=True
+    dirty = subprocess.run(  # uncommitted changes to what was tested (the results folder aside; untracked
+        # files such as a scratch clone's .venv link are not what was tested)
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     stamp = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -445,7 +445,7 @@ def test_a_daemon_whose_retention_the_hub_owns_never_sweeps(
 
 
 def test_hub_config_errors_are_one_line(tmp_path: Path, pg_server: Postgres, catalog_db: str) -> None:
-    cfg = write_config(tmp_path / "acqd.yaml", "instrument: x\nstate_dir: s\nwatch: [{path: /tmp}]\n"
+    cfg = write_config(tmp_path / "acqd.yaml", "instrument: x\nstate_dir: s\nwatch: [{path: /tmp/acq}]\n"
                        "tiers: {c: {url: 'file:///tmp/c'}}\nretention: {owner: hub}\n")  # fmt: skip
     r = run_acqd("check", "--config", str(cfg))
     assert r.returncode == 78 and "needs a `catalog:` section" in r.stderr, r.stderr
