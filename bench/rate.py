@@ -8,8 +8,10 @@ threads follow its CPU affinity: one per core), and a simulated camera (this pro
 writes `--movies` movies one after another at each `--rates` MB/s, as `python -m bench stream` does
 (the K3 profile's deflate-1 TIFF, tail-follow streaming on). Per rate: each movie's time from its
 last byte to the journal's `verified`. acqd **kept up** at a rate when the backlog did not grow over
-the run: the last movie's latency is at most the first's + 1 s (a daemon slower than the camera adds
-the difference for every movie). The sustained rate of n cores is the highest rate kept up at.
+the run and stayed within the issue's latency goal: every movie verified within 1 s of its last byte
+(with 5 movies of 189 MB a daemon slower than the camera cannot stay under it for long; a bounded
+but longer delay is shown on the plot, hollow). The sustained rate of n cores is the highest rate
+kept up at.
 
 Writes bench/results/rate.json and a plot (bench/results/rate.svg): latency against camera rate for
 each core count, and the sustained rate against cores.
@@ -29,11 +31,11 @@ from typing import Any
 
 from bench.stream import EXT, LAYOUTS, REPO, scenario, source
 
-GROWTH_S = 1.0  # kept up: the last movie's latency at most the first's + this
+GOAL_S = 1.0  # kept up: every movie verified within this of its last byte (issue 15's latency goal)
 
 
 def kept_up(lat: list[float]) -> bool:
-    return len(lat) >= 2 and lat[-1] <= lat[0] + GROWTH_S
+    return len(lat) >= 2 and max(lat) <= GOAL_S
 
 
 def plot(doc: dict[str, Any], out: Path) -> None:
@@ -56,7 +58,8 @@ def plot(doc: dict[str, Any], out: Path) -> None:
     left.set_yscale("log")
     left.set_xlabel("camera rate, MB/s")
     left.set_ylabel("last byte -> verified, p50 (s)")
-    left.set_title("latency (filled: kept up, backlog bounded)")
+    left.set_title(f"latency (filled: every movie within {GOAL_S:g} s)")
+    left.axhline(GOAL_S, color="grey", linestyle=":", linewidth=1)
     left.grid(True, which="both", alpha=0.3)
     left.legend()
     right.bar([str(n) for n, _ in sustained], [r for _, r in sustained], color="tab:green")
@@ -73,7 +76,7 @@ def plot(doc: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench rate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rates", default="50,100,150,200,250,300,400", help="camera MB/s, comma-separated")
+    ap.add_argument("--rates", default="50,100,150,200,300,400,500,600,800", help="camera MB/s, comma-separated")
     ap.add_argument("--cores", default="1,2", help="core counts to pin acqd to, comma-separated")
     ap.add_argument("--movies", type=int, default=5, help="movies per rate (the backlog's growth shows over them)")
     ap.add_argument("--frames", type=int, default=8, help="frames per movie (23.6 MB each)")
@@ -120,7 +123,7 @@ def main(argv: list[str]) -> None:
         "machine": f"{os.cpu_count()} cores, {platform.platform()}",
         "what": f"{args.format} movies of {len(movie) / 1e6:.0f} MB stored as {args.layout}, tail-follow",
         "args": vars(args),
-        "growth_s": GROWTH_S,
+        "goal_s": GOAL_S,
         "by_cores": by_cores,
         "sustained_mb_s": {
             n: max((r["rate_mb_s"] for r in rows if r["kept_up"]), default=0.0) for n, rows in by_cores.items()
