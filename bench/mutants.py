@@ -663,6 +663,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_fidelity.py::test_a_compressed_tiff_with_bytes_beyond_pixels_and_tags_is_stored_byte_exact",),
     ),
     Mutant(
+        "tracker-round-lost",
+        "one file's failing look ends the tracker's round: the files after it are never looked at again",
+        "acqd/pipeline.py",
+        "                except (AcqdError, IllegalTransition, OSError) as exc:\n",
+        "                except ZeroDivisionError as exc:\n",
+        ("tests/test_inprocess.py::test_a_look_that_fails_loses_no_other_file_of_its_round",),
+    ),
+    Mutant(
         "marker-not-waking",
         "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
         "acqd/pipeline.py",
