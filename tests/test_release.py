@@ -84,14 +84,18 @@ def planes(n: int, size: int) -> bytes:
     return b"".join(rng.randbytes(size) for _ in range(n))
 
 
-def config(tmp_path: Path, watch: Path, dest: Path, state: Path, *, verify: str = "quick", url: str = "") -> Path:
+def config(
+    tmp_path: Path, watch: Path, dest: Path, state: Path, *, verify: str = "quick", url: str = "", poll: bool = False
+) -> Path:
+    """`poll`: scans every 0.3 s (a running daemon meets the same files again and again)."""
+    scans = ", mode: poll, scan_interval: 0.3s" if poll else ""
     return write_config(
         tmp_path / "acqd.yaml",
         f"""
 instrument: scope
 state_dir: {state}
 watch:
-  - {{path: {watch}, settle: 0.3s, placement: {{release_local: after_verify}}}}
+  - {{path: {watch}, settle: 0.3s{scans}, placement: {{release_local: after_verify}}}}
 tiers:
   central: {{url: "{url or "file://" + str(dest)}"}}
 limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: {verify}}}
@@ -637,18 +641,7 @@ def test_a_copy_that_lies_in_the_watch_root_never_releases_its_source(tmp_path: 
     central, state = tmp_path / "central", tmp_path / "state"
     central.mkdir()
     watch = tmp_path / "mnt" / "acq"  # not there at the start
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {watch}, settle: 0.3s, mode: poll, scan_interval: 0.3s, placement: {{release_local: after_verify}}}}
-tiers:
-  central: {{url: "file://{central}"}}
-limits: {{retry_initial: 50ms, retry_max: 300ms}}
-""",
-    )
+    cfg = config(tmp_path, watch, central, state, poll=True)
     d = Background("run", "--config", str(cfg))
     try:
         wait_for(lambda: "acqd started" in d.stderr(), 60, "the start", d)
@@ -682,18 +675,7 @@ def test_a_file_whose_release_is_begun_is_not_said_left_aside_by_the_scans_that_
     set_faults(control, swap_at_release={"name": "f.mdoc", "from": str(staging / "f.mdoc.new")}, fail_put_back=True)
     (watch / "sess").mkdir()
     (watch / "sess" / "f.mdoc").write_bytes(os.urandom(40_000))
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {watch}, settle: 0.3s, mode: poll, scan_interval: 0.3s, placement: {{release_local: after_verify}}}}
-tiers:
-  central: {{url: "file://{dest}"}}
-limits: {{retry_initial: 50ms, retry_max: 300ms}}
-""",
-    )
+    cfg = config(tmp_path, watch, dest, state, poll=True)
     d = Background("run", "--config", str(cfg), env=fault_env(tmp_path, control))
     try:
         wait_for(lambda: "put back at the next start" in d.stderr(), 60, "the failed put-back", d, state)
