@@ -71,7 +71,7 @@ from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.recheck import CopyCheck, check_copy
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
-from acqd.states import IllegalTransition, Observed
+from acqd.states import DONE, IllegalTransition, Observed
 from acqd.storage import Tier, check_name
 from acqd.unlink import BLOCKED, GONE, LeftAside, NotBelow, lstat_below, put_back_aside, unlink_below
 from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
@@ -397,6 +397,10 @@ class Pipeline:
         self.candidates: dict[tuple[int, str], Candidate] = {}
         self.in_flight: dict[tuple[int, str], Candidate] = {}
         self._rehint: set[tuple[int, str]] = set()
+        #: one admission at a time: two (the scanner's and the intake's) admitting the same new file at
+        #: once each asked the journal, and the later answer, stale by then, made a second candidate
+        #: beside one already shipping or shipped (seen in CI as files left `stored`)
+        self._admitting = asyncio.Lock()
         self._tracker_wake = asyncio.Event()
         self._rescan: set[int] = set()
         self._rescan_wake = asyncio.Event()
@@ -472,6 +476,12 @@ class Pipeline:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.request_rescan, None)
+
+    def _land(self, c: Candidate) -> None:
+        """`c`'s flight is over: its file is not in flight any more (unless another candidate of the
+        same file is, which only that one's flight ends)."""
+        if self.in_flight.get(c.key) is c:
+            del self.in_flight[c.key]
 
     def _schedule(self, c: Candidate) -> None:
         self.candidates[c.key] = c
@@ -877,7 +887,13 @@ class Pipeline:
                 log.debug("marker %r: its file %r %s", rel, key[1], where)
 
     async def _admit(self, ctx: RootCtx, entries: Iterable[Entry]) -> None:
-        entries = list(entries)
+        """Track the files found that are not tracked yet, as the journal says (new, pending, a new
+        version, a release due, or nothing to do). One admission at a time (`_admitting`): a file
+        neither waiting nor in flight when its admission starts gets exactly one candidate."""
+        async with self._admitting:
+            await self._admit_now(ctx, list(entries))
+
+    async def _admit_now(self, ctx: RootCtx, entries: list[Entry]) -> None:
         bad = [e for e in entries if e.kind is Kind.UNREADABLE]
         if bad:
             await self._unreadable(ctx, bad)
@@ -904,6 +920,13 @@ class Pipeline:
         for entry, (action, row) in zip(fresh, results, strict=True):
             assert entry.identity is not None
             if action is Observed.SKIP:
+                continue
+            key = (ctx.index, entry.relpath)
+            if key in self.candidates or key in self.in_flight:
+                # tracked meanwhile by a flight that ended while the journal was asked (a retry, a
+                # re-plan): that candidate knows more than this answer; the file is asked about again
+                # once it lands, in case the answer mattered
+                self._rehint.add(key)
                 continue
             if action in (Observed.NEW, Observed.NEW_VERSION, Observed.RESET):
                 self._emit("seen", row)
@@ -1393,7 +1416,7 @@ class Pipeline:
                 if started:
                     await self.slots.release()
                 for c in item if isinstance(item, list) else [item]:
-                    self.in_flight.pop(c.key, None)
+                    self._land(c)
                     if c.key in self._rehint:
                         self._rehint.discard(c.key)
                         self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
@@ -1459,13 +1482,13 @@ class Pipeline:
             return
         except (StoredLargerError, UnsupportedFormatError) as exc:  # nothing published: planned again, byte-exact
             log.info("%r is stored byte-exact: %s", c.rel, exc)
-            self.in_flight.pop(c.key, None)
             fresh = await self._j(self.journal.get, c.row.id)
+            self._land(c)
             self._schedule(replace(c, row=fresh, check_at=self.mono(), settled=True, reason="stored byte-exact"))
             return
         except ClaimError as exc:
             self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
-            self.in_flight.pop(c.key, None)
+            self._land(c)
             return
         except NameTakenError as exc:
             await self._conflict(c, str(exc))
@@ -1481,6 +1504,9 @@ class Pipeline:
             return
         except VerifyError as exc:
             await self._retry(c, str(exc), "verify")
+            return
+        except IllegalTransition as exc:
+            await self._moved_on(c, exc)
             return
         except (TransientError, PermanentError) as exc:
             await self._retry(c, str(exc), "write")
@@ -2091,7 +2117,7 @@ class Pipeline:
         log.info("re-examining %r: %s", c.rel, why)
         await self._j(self.journal.audit, c.row.id, "re-examine", reason=why)
         entry = await self._io(classify, c.ctx.root, c.rel)
-        self.in_flight.pop(c.key, None)
+        self._land(c)
         if entry is None:
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
                 row = await self._j(self.journal.mark, c.row.id, State.VANISHED, why)
@@ -2099,13 +2125,29 @@ class Pipeline:
             return
         await self._admit(c.ctx, [entry])
 
+    async def _moved_on(self, c: Candidate, exc: IllegalTransition) -> None:
+        """The journal refused a step of this file's ship: its row is not where this candidate saw it.
+        A row shipped already (verified or released: another flight did it) is not shipped again,
+        nor retried for ever; the file is asked about afresh (a release may be due). Any other row
+        is retried like any error."""
+        try:
+            row = await self._j(self.journal.get, c.row.id)
+        except JournalError:
+            row = None
+        if row is None or row.state not in DONE:
+            await self._retry(c, str(exc), "internal")
+            return
+        log.info("%r: %s; its row is %s already: not shipped again", c.rel, exc, row.state.value)
+        self._land(c)
+        self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
+
     async def _retry(self, c: Candidate, why: str, stage: str) -> None:
         try:
             attempts = await self._j(self.journal.bump_attempts, c.row.id, why)
             row = await self._j(self.journal.get, c.row.id)
         except JournalError as exc:  # the state disk is full: the file waits, counted in one log line
             self.repeats.error("journal", str(exc), "journal write failed, retrying in %.0fs: %s", JOURNAL_RETRY, exc)
-            self.in_flight.pop(c.key, None)
+            self._land(c)
             now = self.mono()
             self._schedule(
                 Candidate(c.ctx, c.rel, c.row, c.stable, c.since, now + JOURNAL_RETRY, settled=True, born=c.born)
@@ -2117,7 +2159,7 @@ class Pipeline:
         delay = min(self.limits.retry_max, self.limits.retry_initial * 2 ** min(attempts - 1, 30))
         delay *= random.uniform(0.8, 1.2)
         log.debug("retrying %r in %.1fs (attempt %d)", c.rel, delay, attempts)
-        self.in_flight.pop(c.key, None)
+        self._land(c)
         now = self.mono()
         nc = Candidate(c.ctx, c.rel, row, c.stable, c.since, now + delay, settled=True, reason="retry", born=c.born)
         self._schedule(nc)

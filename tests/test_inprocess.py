@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +138,97 @@ async def test_a_look_that_fails_loses_no_other_file_of_its_round(
         result = await daemon.run(install_signals=False)
     assert failed == ["s/f05.raw"]
     assert result.code == 0 and result.stats.verified == 40 and result.pending == 0, result
+
+
+@pytest.mark.parametrize("late", ["in flight", "verified"])
+@pytest.mark.parametrize("overlap", ["one admission at a time", "admissions overlapping"])
+async def test_a_file_admitted_twice_at_once_is_shipped_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, late: str, overlap: str
+) -> None:
+    """The scanner and the watcher's intake can admit the same new file at the same time: both see
+    it untracked, both ask the journal, and the answer of one can come back after the other's file
+    has settled and gone in flight (a journal busy with a burst), or has even been verified. The
+    late answer's row is stale; acting on it shipped the file a second time beside the first, which
+    CI saw as files left `stored` with "illegal journal transition stored -> stored". Now the file
+    is shipped once, with no retry and no refused transition. Should the admissions ever overlap
+    again, a candidate whose row another flight has verified is not shipped again, nor retried for
+    ever (it was: 2,000 retries a minute of "illegal journal transition verified -> complete")."""
+    from acqd.pipeline import Pipeline
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    dest.mkdir()
+    files = {f"s/small{i}.raw": os.urandom(900 + i) for i in range(3)}
+    files["s/big.raw"] = os.urandom(3_000_000)  # beyond a batch's small files: the one-file path
+    for rel, data in files.items():
+        (watch / rel).write_bytes(data)
+    rec = Recorder()
+    real_admit, real_j = Pipeline._admit, Pipeline._j
+    if overlap == "admissions overlapping":  # as if the lock were gone: what stands behind it
+
+        async def real_admit(self: Pipeline, ctx: Any, entries: Any) -> None:
+            await self._admit_now(ctx, list(entries))
+
+    slow: set[asyncio.Task[None]] = set()
+    doubled: list[str] = []
+
+    async def admit_twice(self: Pipeline, ctx: object, entries: object) -> None:
+        entries = list(entries)  # type: ignore[call-overload]
+        if not doubled and any(e.relpath in files for e in entries):
+            doubled.append("yes")
+            t = asyncio.ensure_future(real_admit(self, ctx, entries))  # type: ignore[arg-type]
+            slow.add(t)
+            await asyncio.sleep(0)
+            await real_admit(self, ctx, entries)  # type: ignore[arg-type]
+            await t
+            return
+        await real_admit(self, ctx, entries)  # type: ignore[arg-type]
+
+    async def late_j(self: Pipeline, fn: object, *args: object, **kw: object) -> object:
+        out = await real_j(self, fn, *args, **kw)  # type: ignore[arg-type]
+        if asyncio.current_task() in slow and getattr(fn, "__name__", "") == "observe_many":
+            keys = [(0, rel) for rel in files]
+            for _ in range(300):  # the journal's answer comes late: after the other admit's files moved on
+                if late == "in flight" and any(k in self.in_flight for k in keys):
+                    break
+                if late == "verified" and sum(k == "verified" for k, _ in rec.outcomes) >= len(files):
+                    break
+                await asyncio.sleep(0.01)
+        return out
+
+    real_write, real_read = Pipeline._write, Pipeline._read_small
+    slowed: set[str] = set()
+
+    def slow_once(rel: str) -> None:
+        if late == "in flight" and rel not in slowed:  # the first flight lasts beyond the late answer
+            slowed.add(rel)
+            time.sleep(0.6)
+
+    def write(self: Pipeline, c: Any, *args: Any) -> Any:
+        slow_once(c.rel)
+        return real_write(self, c, *args)
+
+    def read_small(self: Pipeline, c: Any) -> bytes:
+        slow_once(c.rel)
+        return real_read(self, c)
+
+    monkeypatch.setattr(Pipeline, "_write", write)
+    monkeypatch.setattr(Pipeline, "_read_small", read_small)
+    monkeypatch.setattr(Pipeline, "_admit", admit_twice)
+    monkeypatch.setattr(Pipeline, "_j", late_j)
+    caplog.set_level(logging.INFO, logger="acqd")
+    daemon = Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), once=True, retry_for=60, reporter=rec)
+    async with asyncio.timeout(60):
+        result = await daemon.run(install_signals=False)
+    assert doubled
+    kinds = [k for k, _ in rec.outcomes]
+    assert kinds.count("verified") == len(files), rec.outcomes
+    assert "retry" not in kinds and "quarantined" not in kinds, rec.outcomes
+    assert result.code == 0 and result.stats.verified == len(files) and result.pending == 0, result
+    for rel, data in files.items():
+        assert (dest / "scope" / rel).read_bytes() == data
+    refused = [r.getMessage() for r in caplog.records if "illegal journal transition" in r.getMessage()]
+    if overlap == "one admission at a time":  # the late answer is not acted on at all
+        assert not refused, refused
+    elif late == "verified":  # acted on, refused by the journal, and dropped: not shipped again
+        assert refused and all("not shipped again" in m for m in refused), refused
