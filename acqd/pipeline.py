@@ -890,8 +890,12 @@ class Pipeline:
         """Track the files found that are not tracked yet, as the journal says (new, pending, a new
         version, a release due, or nothing to do). One admission at a time (`_admitting`): a file
         neither waiting nor in flight when its admission starts gets exactly one candidate."""
-        async with self._admitting:
-            await self._admit_now(ctx, list(entries))
+        self._busy += 1  # a file landed and being admitted again is neither waiting nor in flight
+        try:
+            async with self._admitting:
+                await self._admit_now(ctx, list(entries))
+        finally:
+            self._busy -= 1
 
     async def _admit_now(self, ctx: RootCtx, entries: list[Entry]) -> None:
         bad = [e for e in entries if e.kind is Kind.UNREADABLE]
@@ -1000,12 +1004,18 @@ class Pipeline:
                     continue
                 try:
                     await self._settle_one(c, entry, fmt_ok, marker, now)
-                except (AcqdError, IllegalTransition, OSError) as exc:
+                except Exception as exc:
                     # one file's error must not lose the others of this round: they were taken off
                     # the heap, and a candidate off the heap is never looked at again (the scans
                     # see it tracked). Seen in CI: 28 files of a 100,000-file burst left `seen`.
                     self.repeats.error(
-                        "tracker", str(exc), "looking at %r failed (again in %gs): %s", c.rel, TRACKER_RETRY, exc
+                        "tracker",
+                        str(exc),
+                        "looking at %r failed (again in %gs): %s",
+                        c.rel,
+                        TRACKER_RETRY,
+                        exc,
+                        exc_info=not isinstance(exc, (AcqdError, OSError)),  # a bug gets its traceback
                     )
                     if c.key not in self.in_flight:
                         c.check_at = now + TRACKER_RETRY
@@ -1074,8 +1084,9 @@ class Pipeline:
             await self._quarantine(c.row, "zero-byte file (re-examined if it grows)")
             return
         c.stable, c.reason = current, why
+        batch = self._batch_key(c)  # may raise (a placer): before the file is in flight, not after
         self.in_flight[c.key] = c
-        await self._dispatch(c)
+        await self._dispatch(c, batch)
 
     def _batch_key(self, c: Candidate) -> tuple[int, int] | None:
         """Which batch a settled file can join (None: it ships alone): small files copied to a local
@@ -1087,8 +1098,7 @@ class Pipeline:
             return None
         return (id(placed.tier), id(placed.layout))
 
-    async def _dispatch(self, c: Candidate) -> None:
-        key = self._batch_key(c)
+    async def _dispatch(self, c: Candidate, key: tuple[int, int] | None) -> None:
         if key is None:
             await self.ready.put(c)
             return
@@ -1412,6 +1422,12 @@ class Pipeline:
                     await self._ship_batch(item)
                 else:
                     await self._ship(item)
+            except Exception:
+                # a flight that ends in an error (a bug, a journal write failing in an error path)
+                # leaves its files to the journal's decision once they land: pending ones are shipped
+                # again, a verified one released, a released one left alone; none is dropped
+                self._rehint.update(c.key for c in (item if isinstance(item, list) else [item]))
+                raise
             finally:
                 if started:
                     await self.slots.release()
@@ -1593,11 +1609,12 @@ class Pipeline:
             await self.budget.release(reserved)
         for c, why, stage in retry:
             await self._retry(c, why, stage)
-        await self._release_together(done)
-        for c in alone:
-            if self.halted is not None:
-                return
-            await self._ship(c)
+        try:
+            await self._release_together(done)
+        finally:  # an error in the releases (a journal write failing) must not drop the files left
+            for c in alone:
+                if self.halted is None:
+                    await self._ship(c)
 
     async def _release_together(self, due: list[tuple[Candidate, FileRow]]) -> None:
         """Release a batch's verified files with the checks of `_release`, each step for all of them at
@@ -1638,9 +1655,15 @@ class Pipeline:
             slow += [(c, row) for c, row, st in plain if (st.st_dev, st.st_ino) in writing]
             plain = [x for x in plain if (x[2].st_dev, x[2].st_ino) not in writing]
         checked = await self._copies_hold([(c, row) for c, row, _st in plain]) if plain else []
-        ready: list[tuple[Candidate, FileRow]] = []
-        for (c, row, _st), ok in zip(plain, checked, strict=True):
-            (ready if ok else slow).append((c, row))
+        held = [(c, row, st) for (c, row, st), ok in zip(plain, checked, strict=True) if ok]
+        slow += [(c, row) for (c, row, _st), ok in zip(plain, checked, strict=True) if not ok]
+        if held:
+            # the re-check of the copies can take long (`release_verify: full` reads them all back): a
+            # writer that opened a file meanwhile and has not written yet leaves its identity as it
+            # was, so ask again right before the unlink (`_release` then holds the file)
+            late = await self.writers.writers([(st.st_dev, st.st_ino) for _c, _r, st in held])
+            slow += [(c, row) for c, row, st in held if (st.st_dev, st.st_ino) in late]
+        ready = [(c, row) for c, row, st in held if (st.st_dev, st.st_ino) not in late] if held else []
         begun: list[tuple[Candidate, FileRow]] = []
         if ready:
             paths = [os.path.join(c.ctx.root, c.rel) for c, _row in ready]

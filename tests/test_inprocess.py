@@ -232,3 +232,162 @@ async def test_a_file_admitted_twice_at_once_is_shipped_once(
         assert not refused, refused
     elif late == "verified":  # acted on, refused by the journal, and dropped: not shipped again
         assert refused and all("not shipped again" in m for m in refused), refused
+
+
+async def test_a_batch_release_asks_the_writers_again_before_the_unlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY.md: a writer that opens the file while its stored copy is re-checked keeps it (the
+    writers are asked again right before the unlink). `_release` did that; a batch's
+    `_release_together` (small files to a local tier) asked once, before the copies' re-check, and
+    unlinked without asking again: what the writer wrote then went to a nameless inode."""
+    from acqd.pipeline import Pipeline
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    dest.mkdir()
+    for i in range(3):
+        (watch / f"s/f{i}.raw").write_bytes(os.urandom(5000 + i))
+    victim = watch / "s/f0.raw"
+    real = Pipeline._copies_hold
+    fds: list[int] = []
+
+    async def copies_hold(self: Pipeline, items: Any) -> Any:
+        if not fds:  # the camera opens the file again (nothing written yet) during the re-check
+            fds.append(os.open(victim, os.O_WRONLY | os.O_APPEND))
+        return await real(self, items)
+
+    monkeypatch.setattr(Pipeline, "_copies_hold", copies_hold)
+    rec = Recorder()
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", placement={"release_local": "after_verify"})
+    daemon = Daemon(config, once=True, retry_for=60, reporter=rec)
+    try:
+        async with asyncio.timeout(60):
+            await daemon.run(install_signals=False)
+        assert fds, "no batch release happened"
+        assert victim.exists(), f"released while this process had it open for writing: {rec.outcomes}"
+    finally:
+        for fd in fds:
+            os.write(fd, b"tilt 2")  # goes to an unlinked inode if released: lost
+            os.close(fd)
+
+
+async def test_an_error_in_a_batchs_releases_does_not_drop_the_files_left_to_ship_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_ship_batch` releases the batch's verified files (`_release_together`) before it ships the
+    files the batch could not take (`alone`). An error from the releases (a journal write failing:
+    state disk full) ended `_ship_batch` there: the `alone` files were landed with their rows
+    `complete`, and nothing looked at them again until the next full scan (never in `--once`)."""
+    from acqd.errors import JournalError, SourceReadError
+    from acqd.journal import Journal
+    from acqd.pipeline import Pipeline
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    dest.mkdir()
+    files = {f"s/f{i}.raw": os.urandom(5000 + i) for i in range(3)}
+    for rel, data in files.items():
+        (watch / rel).write_bytes(data)
+    real_read, real_begin = Pipeline._read_small, Journal.begin_release
+    once: set[str] = set()
+    calls = {"begin": 0}
+
+    def read_small(self: Pipeline, c: Any) -> bytes:
+        if c.rel == "s/f2.raw" and "read" not in once:  # a transient read error: this one ships alone
+            once.add("read")
+            raise SourceReadError("read error: Input/output error")
+        return real_read(self, c)
+
+    def begin_release_twice(self: Journal, file_id: int, path: str) -> None:
+        if path.endswith("s/f0.raw") and calls["begin"] < 2:  # the batch's try and `_release`'s
+            calls["begin"] += 1
+            raise JournalError("journal: database or disk is full")
+        return real_begin(self, file_id, path)
+
+    monkeypatch.setattr(Pipeline, "_read_small", read_small)
+    monkeypatch.setattr(Journal, "begin_release", begin_release_twice)
+    rec = Recorder()
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", placement={"release_local": "after_verify"})
+    daemon = Daemon(config, once=True, retry_for=60, reporter=rec)
+    async with asyncio.timeout(60):
+        result = await daemon.run(install_signals=False)
+    assert "read" in once and calls["begin"] == 2, (once, calls)
+    assert ("verified", "s/f2.raw") in rec.outcomes, rec.outcomes
+    assert result.pending == 0, result
+
+
+async def test_once_does_not_end_while_a_changed_file_is_admitted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ship that finds its source changed (`_requeue_changed`) lands the file, then admits it again
+    (`_admit`: the lock, then `observe_many`). Meanwhile the file is neither a candidate nor in flight
+    and was not counted busy: `--once`'s monitor saw the pipeline idle and stopped it, and the
+    run ends with the file pending (exit 1). Here the journal answer takes 0.2 s (a busy journal)."""
+    from acqd.pipeline import Pipeline
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    dest.mkdir()
+    src = watch / "s/big.raw"
+    src.write_bytes(os.urandom(3_000_000))  # the one-file path
+    real_write, real_j = Pipeline._write, Pipeline._j
+    changed: list[str] = []
+
+    def write(self: Pipeline, c: Any, *args: Any) -> Any:
+        if not changed:  # the camera appends while the file is read
+            changed.append(c.rel)
+            with open(src, "ab") as f:
+                f.write(b"more")
+        return real_write(self, c, *args)
+
+    async def slow_j(self: Pipeline, fn: Any, *args: Any, **kw: Any) -> Any:
+        if changed and getattr(fn, "__name__", "") == "observe_many":
+            await asyncio.sleep(0.2)
+        return await real_j(self, fn, *args, **kw)
+
+    monkeypatch.setattr(Pipeline, "_write", write)
+    monkeypatch.setattr(Pipeline, "_j", slow_j)
+    rec = Recorder()
+    daemon = Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), once=True, retry_for=60, reporter=rec)
+    async with asyncio.timeout(60):
+        result = await daemon.run(install_signals=False)
+    assert changed
+    assert result.code == 0 and result.pending == 0 and result.stats.verified == 1, (result, rec.outcomes)
+
+
+async def test_a_flight_that_ends_in_an_error_leaves_its_file_to_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ship whose last step raises (here the journal refuses to record the release as begun, as a
+    full state disk does) ends its flight in an error. The file is verified and its row says so, but
+    nothing was waiting for it any more: it stayed on the acquisition disk until the next full scan
+    (never in `--once`). Now the journal is asked about it again, and its release is done."""
+    from acqd.errors import JournalError
+    from acqd.journal import Journal
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    dest.mkdir()
+    src = watch / "s/big.raw"
+    data = os.urandom(3_000_000)  # the one-file path
+    src.write_bytes(data)
+    real = Journal.begin_release
+    refused: list[str] = []
+
+    def begin_release(self: Journal, file_id: int, path: str) -> None:
+        if not refused:
+            refused.append(path)
+            raise JournalError("journal: database or disk is full")
+        return real(self, file_id, path)
+
+    monkeypatch.setattr(Journal, "begin_release", begin_release)
+    rec = Recorder()
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", placement={"release_local": "after_verify"})
+    daemon = Daemon(config, once=True, retry_for=60, reporter=rec)
+    async with asyncio.timeout(60):
+        result = await daemon.run(install_signals=False)
+    assert refused == [str(src)]
+    assert ("released", "s/big.raw") in rec.outcomes, rec.outcomes
+    assert not src.exists() and (dest / "scope/s/big.raw").read_bytes() == data
+    assert result.pending == 0 and result.stats.verified == 1, result
