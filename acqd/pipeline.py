@@ -1609,12 +1609,11 @@ class Pipeline:
             await self.budget.release(reserved)
         for c, why, stage in retry:
             await self._retry(c, why, stage)
-        try:
-            await self._release_together(done)
-        finally:  # an error in the releases (a journal write failing) must not drop the files left
-            for c in alone:
-                if self.halted is None:
-                    await self._ship(c)
+        await self._release_together(done)  # an error here leaves `alone` to the journal (`_worker`)
+        for c in alone:
+            if self.halted is not None:
+                return
+            await self._ship(c)
 
     async def _release_together(self, due: list[tuple[Candidate, FileRow]]) -> None:
         """Release a batch's verified files with the checks of `_release`, each step for all of them at

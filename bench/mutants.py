@@ -674,8 +674,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "admissions-overlap",
         "two admissions of the same new file run at once: a late, stale journal answer is acted on",
         "acqd/pipeline.py",
-        "        async with self._admitting:\n            await self._admit_now(ctx, list(entries))\n",
-        "        await self._admit_now(ctx, list(entries))\n",
+        "            async with self._admitting:\n                await self._admit_now(ctx, list(entries))\n",
+        "            await self._admit_now(ctx, list(entries))\n",
         ("tests/test_inprocess.py::test_a_file_admitted_twice_at_once_is_shipped_once",),
     ),
     Mutant(
@@ -704,20 +704,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_batch_release_asks_the_writers_again_before_the_unlink",),
     ),
     Mutant(
-        "batch-alone-dropped",
-        "an error in a batch's releases ends the batch before the files it could not take are shipped alone",
-        "acqd/pipeline.py",
-        "        try:\n            await self._release_together(done)\n        finally:",
-        "        await self._release_together(done)\n        if True:",
-        ("tests/test_inprocess.py::test_an_error_in_a_batchs_releases_does_not_drop_the_files_left_to_ship_alone",),
-    ),
-    Mutant(
         "flight-error-drops-file",
         "a flight that ends in an error lands its files with nothing looking at them again",
         "acqd/pipeline.py",
         "                self._rehint.update(c.key for c in (item if isinstance(item, list) else [item]))\n",
         "                pass\n",
-        ("tests/test_inprocess.py::test_a_flight_that_ends_in_an_error_leaves_its_file_to_the_journal",),
+        (
+            "tests/test_inprocess.py::test_a_flight_that_ends_in_an_error_leaves_its_file_to_the_journal",
+            "tests/test_inprocess.py::test_an_error_in_a_batchs_releases_does_not_drop_the_files_left_to_ship_alone",
+        ),
     ),
     Mutant(
         "readmission-not-busy",
