@@ -223,6 +223,18 @@ def manifests_below(tier: Tier, instrument: str) -> list[str]:
     return [p for p in tier.find(instrument) if p.rpartition("/")[2] == MANIFEST]
 
 
+def _clean(path: object) -> bool:
+    """A relative path of plain names: no empty part, no `.` or `..`, not absolute."""
+    return isinstance(path, str) and bool(path) and all(p not in ("", ".", "..") for p in path.split("/"))
+
+
+def _adoptable(entry: dict[str, Any], instrument: str) -> bool:
+    """A manifest entry `acqd adopt` may import: its copy below the instrument's prefix, and its
+    source a path inside the watch root."""
+    dest = entry.get("dest")
+    return _clean(dest) and str(dest).startswith(f"{instrument}/") and _clean(entry.get("source"))
+
+
 def adopt(
     tiers: dict[str, Tier],
     claim: Claim,
@@ -249,6 +261,20 @@ def adopt(
                 continue
             counts["manifests"] += 1
             root = roots[doc["watch_root"]]
-            counts["files"] += journal.adopt_manifest(root, name, doc.get("files", []), stat)
+            entries = [e for e in doc.get("files", []) if isinstance(e, dict)]
+            fits = [e for e in entries if _adoptable(e, claim.instrument)]
+            if len(fits) < len(entries):
+                # a manifest is a file at the destination that anyone who can write there can edit: an
+                # entry naming another instrument's object, or a path out of the tier, would become a
+                # copy that retention later moves or purges
+                log.warning(
+                    "adopt: %s: %d entr%s outside %s/ (or with '..', or not named) skipped",
+                    tier.url(rel),
+                    len(entries) - len(fits),
+                    "y" if len(entries) - len(fits) == 1 else "ies",
+                    claim.instrument,
+                )
+                counts["skipped"] += len(entries) - len(fits)
+            counts["files"] += journal.adopt_manifest(root, name, fits, stat)
         write_claim(tier, claim, replace=True)
     return counts

@@ -1461,7 +1461,7 @@ class Pipeline:
             if owner is not None and owner != row.id:  # cannot happen: names are per (root, path, version)
                 raise AcqdError(f"{tier.url(dest)} is recorded for journal row {owner}, not {row.id}; not touched")
             if owner == row.id:  # this file's own earlier, unverified copy: written again from the start
-                await self._io(tier.remove_any_if_there, dest)
+                await self._io(partial(tier.remove_any_if_there, tree=layout.suffix == ".zarr"), dest)
             adopted = False
             if not tier.atomic_trees and layout.suffix == ".zarr":
                 await self._j(self.journal.begin_publish, row.id, tier.name, dest)
@@ -1911,7 +1911,7 @@ class Pipeline:
                 and await self._j(self.journal.publishing_owner, tier.name, dest) == row.id
                 and await self._io(tier.is_partial_tree, dest)
             ):  # this file's own copy, cut short by a crash
-                await self._io(tier.remove_any, dest)
+                await self._io(partial(tier.remove_any, tree=True), dest)  # a partial tree, just checked
                 await self._j(self.journal.audit, row.id, "partial-removed", tier=tier.name, dest=dest)
                 raise TransientError(f"{tier.url(dest)}: removed a partial copy a crash left; writing again") from None
             raise NameTakenError(

@@ -567,6 +567,28 @@ class RetentionRunner:
     def _layout(self, row: jr.RetentionRow) -> Any:
         return build_layout(row.copy.layout, "zstd" if row.copy.codec.startswith("zstd") else "none")
 
+    def _tree(self, row: jr.RetentionRow) -> bool:
+        """Whether the copy is a folder of objects (a Zarr store) rather than one object: from its
+        layout, as recorded, never from what the backend says is under its name."""
+        return bool(self._layout(row).suffix == ".zarr")
+
+    def _still_the_copy(self, tier: Tier, row: jr.RetentionRow) -> str | None:
+        """Blocking: None if the object under the copy's name is still the one verified, as far as
+        its size tells (one object: its size; a tree: a store with its root metadata); otherwise
+        why not. Checked just before a delete: an object put there since (a re-export, a restore
+        from elsewhere, another file) is not the copy retention was told to delete."""
+        rel = row.copy.dest
+        if self._tree(row):
+            if tier.is_partial_tree(rel) or tier.stored_size(rel) is None:
+                return "not the Zarr store that was verified (no root zarr.json)"
+            return None
+        size = tier.size(rel)
+        if size is None:
+            return None  # gone meanwhile: nothing to delete
+        if size != row.copy.stored_bytes:
+            return f"{size} bytes, the verified copy had {row.copy.stored_bytes}"
+        return None
+
     async def _held(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
         """Re-read the holds: one placed since the plan (by `acqd hold` in another process) wins."""
         holds = await self._j(holds_at, self.store, now)
@@ -584,8 +606,9 @@ class RetentionRunner:
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
         rel = row.copy.dest
         resumed = await self._j(self.store.fence, "transition", row.copy.id)
-        if resumed and not await self._io(src.exists, rel):
-            # a sweep killed after deleting the old copy: the new one verified before that; checked
+        if not await self._io(src.exists, rel) and (resumed or await self._io(dst.exists, rel)):
+            # a sweep killed after deleting the old copy (the hub's fence says so; a daemon's journal
+            # has no fence, the new copy being there does): the new one verified before that; checked
             # again, then recorded (never recorded as moved without a new copy that verifies)
             await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
             await self._j(self.store.add_copy, row, dst.name, now)
@@ -602,7 +625,7 @@ class RetentionRunner:
                 f"not moved, the copy stays on {src.name}; give tier {dst.name} a location of its own"
             )
         try:
-            await self._io(copy_between, src, dst, rel)
+            await self._io(copy_between, src, dst, rel, self._tree(row))
         except NameTakenError:
             # an object is already under this name on the new tier: a transition that crashed
             # before it was recorded, or somebody else's. Never replaced: it is taken as the new
@@ -611,7 +634,15 @@ class RetentionRunner:
         await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
         await self._j(self.store.add_copy, row, dst.name, now)
         await self._j(self.store.fence, "transition", row.copy.id)
-        await self._io(src.remove_any, rel)
+        changed = await self._io(self._still_the_copy, src, row)
+        if changed is not None:  # the new copy verified against the journal: the move stands, the
+            # object now under the old name is somebody else's and stays
+            log.warning(
+                "retention: %s on tier %s is %s: moved, the object there is not deleted", rel, src.name, changed
+            )
+            await self._j(self.store.audit, row.file.id, "retention.delete-refused", copy=row.copy.id, reason=changed)
+        else:
+            await self._io(partial(src.remove_any, tree=self._tree(row)), rel)
         crash_point("retention_after_delete")
         await self._j(self.store.mark_copy, row.copy.id, "moved", "retention.transitioned", to=dst.name)
         self._emit("retention.transitioned", row, reason=f"{src.name} -> {dst.name}")
@@ -640,7 +671,17 @@ class RetentionRunner:
             await self._j(self.store.mark_copy, row.copy.id, "missing", "retention.missing")
             log.warning("retention: %s is already gone from tier %s", row.copy.dest, tier.name)
             return False
-        await self._io(tier.remove_any, row.copy.dest)
+        changed = await self._io(self._still_the_copy, tier, row)
+        if changed is not None:
+            # the verified copy is not there any more; what is there now is not retention's to delete
+            log.warning(
+                "retention: %s on tier %s is %s: not the copy verified, not deleted", row.copy.dest, tier.name, changed
+            )
+            await self._j(
+                self.store.mark_copy, row.copy.id, "missing", "retention.missing", reason=f"replaced: {changed}"
+            )
+            return False
+        await self._io(partial(tier.remove_any, tree=self._tree(row)), row.copy.dest)
         crash_point("retention_after_delete")
         await self._j(self.store.mark_copy, row.copy.id, "purged", "retention.purged", rule=a.rule, bytes=a.item.size)
         self._emit("retention.purged", row, reason=a.reason)
@@ -651,9 +692,10 @@ def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
-def copy_between(src: Tier, dst: Tier, rel: str) -> None:
-    """Copy one stored object (a file, or a folder such as a Zarr store) to another tier, atomically."""
-    if src.fs.isdir(src.path(rel)):
+def copy_between(src: Tier, dst: Tier, rel: str, tree: bool) -> None:
+    """Copy one stored object (one object, or a folder such as a Zarr store: `tree`, from the copy's
+    layout) to another tier, atomically."""
+    if tree:
         dst.remove_temp(rel)
         tmp = dst.temp_tree(rel)
         for sub in src.find(rel):

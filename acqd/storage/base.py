@@ -172,6 +172,10 @@ class Tier:
 
     # -- paths --------------------------------------------------------------------------------
     def path(self, rel: str) -> str:
+        """Where `rel` is on the backend: below the tier's root, never outside it (a name from a
+        manifest or the journal with `..` or a leading `/` is refused, not followed)."""
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise PermanentError(f"{self.name}: {rel!r} leaves the tier's location; refused")
         return f"{self.root}/{rel}" if self.root else rel
 
     def url(self, rel: str) -> str:
@@ -589,12 +593,15 @@ class Tier:
         with self._edge("delete", rel):
             self.fs.rm_file(self.path(rel))
 
-    def remove_any(self, rel: str) -> None:
-        """Delete a stored object: a file, or a folder of objects (a Zarr store)."""
+    def remove_any(self, rel: str, *, tree: bool) -> None:
+        """Delete a stored object: exactly one object (`tree` False), or a folder of objects such as
+        a Zarr store (`tree` True). Which it is comes from the copy's layout, never from what the
+        backend says is there: on S3 a key can be an object and a prefix at once (a file `run1`
+        shipped, later a folder `run1/`), and deleting the file `run1` must not take what is below."""
         with self._edge("delete", rel):
             path = self.path(rel)
             fs = self._looking()
-            if fs.isdir(path):
+            if tree:
                 fs.rm(path, recursive=True)
             else:
                 fs.rm_file(path)
@@ -620,14 +627,15 @@ class Tier:
             path = self.path(rel)
             return bool(fs.exists(path) and fs.isdir(path) and not fs.exists(f"{path}/zarr.json"))
 
-    def remove_any_if_there(self, rel: str) -> None:
-        """Delete a stored object (file or tree) if it is there; the caller owns the name (journal)."""
+    def remove_any_if_there(self, rel: str, *, tree: bool) -> None:
+        """Delete a stored object (one object, or a tree: `remove_any`) if it is there; the caller
+        owns the name (journal)."""
         with self._edge("delete", rel):
             path = self.path(rel)
             fs = self._looking()
             if not fs.exists(path):
                 return
-        self.remove_any(rel)
+        self.remove_any(rel, tree=tree)
 
     # -- reads --------------------------------------------------------------------------------
     def open_read(self, rel: str) -> BinaryIO:

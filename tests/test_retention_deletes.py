@@ -1,0 +1,238 @@
+"""Retention deletes only what it verified: ways a purge or a transition could delete what it must not
+(found by an adversarial review, eighth session), each fixed and kept fixed here."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acqd import journal as jr
+from acqd.config import Config
+from acqd.daemon import Daemon, build_mailer, build_tiers, journal_path, load_retention
+from acqd.journal import Journal
+from acqd.notify import Digests
+from acqd.policy.model import DAY
+from acqd.retention import RetentionRunner
+from tests.servers import SeaweedS3
+from tests.test_retention import FILES, Recorder, Setup, make_runner, make_setup, sweep_days
+
+SCRATCH = """\
+apiVersion: acqd/v1
+kind: RetentionPolicy
+metadata: {name: scratch}
+spec:
+  tiers: [central]
+  owners: {fallback: facility@lab.example}
+  rules:
+    - name: scratch
+      match: {glob: "*/run1"}
+      expiration: {after: 10d}
+      warn: 2d
+      notify: [fallback]
+  default: {name: keep}
+"""
+
+
+@pytest.fixture
+async def movies(tmp_path: Path) -> AsyncIterator[Setup]:
+    """test_retention's setting: a Krios's sessions shipped to central, a capacity tier, a policy."""
+    async for st in make_setup(tmp_path, FILES):
+        yield st
+
+
+async def test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_name(
+    s3_server: SeaweedS3, tmp_path: Path
+) -> None:
+    """On S3 a key can be an object and a prefix at once. The acquisition PC wrote a file
+    `sess/run1` (shipped, verified, released), later a folder of the same name `sess/run1/` with a
+    movie in it (shipped under `krios/sess/run1/x_fractions.mrc`, released: its only copy is at the
+    destination; the policy keeps it for ever). The purge of the file `run1` must delete that one
+    object. `Tier.remove_any` asked s3fs `isdir` (true: objects exist below `run1/`) and removed the
+    name recursively: the kept movie's only copy went with it. Now the copy's layout says what it is."""
+    bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+    watch = tmp_path / "acq"
+    (watch / "sess").mkdir(parents=True)
+    (tmp_path / "policy.yaml").write_text(SCRATCH)
+    cfg = Config.model_validate(
+        {
+            "instrument": "krios",
+            "state_dir": str(tmp_path / "state"),
+            "policy": str(tmp_path / "policy.yaml"),
+            "watch": [{"path": str(watch), "settle": "0.2s", "placement": {"release_local": "after_verify"}}],
+            "tiers": {"central": {"url": f"s3://{bucket}/central", "options": s3_server.options()}},
+        }
+    )
+    (watch / "sess/run1").write_bytes(b"scratch " * 1000)
+    res = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
+    assert res.stats.verified == 1 and not (watch / "sess/run1").exists()  # released
+    (watch / "sess/run1").mkdir()
+    (watch / "sess/run1/x_fractions.mrc").write_bytes(b"the only copy " * 1000)
+    res = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
+    assert res.stats.verified == 1 and not (watch / "sess/run1/x_fractions.mrc").exists()  # released
+    tier = build_tiers(cfg)["central"]
+    assert tier.exists("krios/sess/run1/x_fractions.mrc")
+
+    policy = load_retention(cfg)
+    assert policy is not None
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(cfg.state_dir))
+    try:
+        t0 = max(r.copy.verified_at or 0 for r in jr.retention_items(j))
+        runner = RetentionRunner(
+            policy=policy,
+            journal=j,
+            jexec=jexec,
+            io=io,
+            tiers=build_tiers(cfg),
+            mailer=build_mailer(cfg),
+            digests=Digests(),
+            reporter=Recorder([]),
+            instrument="krios",
+            sender="acqd@krios.example",
+            contact="em-staff",
+        )
+        purged = 0
+        for d in range(7, 13):
+            purged += (await runner.sweep(t0 + d * DAY + 60)).purged
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    left = [p for p in tier.find("krios") if "~acqd" not in p]
+    assert purged == 1 and "krios/sess/run1" not in left  # the file run1: purged, as the policy says
+    # the movie below the same name: kept by the policy, its source released long ago
+    assert "krios/sess/run1/x_fractions.mrc" in left, f"the purge of run1 deleted another file's only copy: {left}"
+
+
+async def test_a_purge_never_deletes_an_object_that_replaced_the_verified_copy(movies: Setup) -> None:
+    """The live object is "re-checked just before a delete" (README); the purge only asked whether
+    something existed under the name. After the movie moved to capacity, somebody put another file
+    under its name there (a re-export, a restore from elsewhere: other bytes, another size). The
+    object under the name is not the copy retention was told to delete: it is kept, and the copy is
+    recorded missing."""
+    s = movies
+    rel = "alice_apoferritin_0101/FoilHole_1_fractions.mrc"
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        runner = make_runner(s, j, jexec, io)
+        await sweep_days(s, range(14, 15), runner)  # moved to capacity
+        await sweep_days(s, range(46, 47), runner)  # warned
+        foreign = s.capacity / rel
+        assert foreign.exists()
+        foreign.unlink()
+        foreign.write_bytes(b"not the verified copy: somebody else's bytes" * 50)
+        res = await sweep_days(s, range(60, 61), runner)
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    assert res[60].purged >= 2  # the other movies, as the policy says
+    assert foreign.exists(), "the purge deleted an object that is not the copy it verified"
+
+
+class Killed(BaseException):
+    """What SIGKILL at a crash point leaves, in process: nothing after the point runs."""
+
+
+async def test_a_daemon_killed_after_a_transitions_delete_records_the_move_at_its_next_sweep(
+    movies: Setup, monkeypatch: Any
+) -> None:
+    """`retention_after_delete` in a transition: the new copy verified and recorded, the old one
+    deleted, the old row not yet `moved`. The hub's store resumes (its `fence` says the step was
+    begun); the daemon's journal has no fence, so its next sweep copied from the deleted old copy,
+    failed, and failed again at every sweep: the move was never recorded, the journal kept a
+    `verified` copy that did not exist, and five such failures suspended every later sweep before
+    its purges (suspendErrorRatio). Now the new copy being there, and verifying, is the proof."""
+    import acqd.retention as retention
+
+    s = movies
+
+    def kill_at(point: str) -> None:
+        if point == "retention_after_delete":
+            raise Killed(point)
+
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        monkeypatch.setattr(retention, "crash_point", kill_at)
+        with pytest.raises(Killed):
+            await make_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
+        monkeypatch.setattr(retention, "crash_point", lambda point: None)
+        (rel,) = [r.file.relpath for r in jr.retention_items(j) if r.copy.tier == "capacity"]  # the one killed
+        assert (s.capacity / rel).exists() and not (s.central / rel).exists()
+        res = await make_runner(s, j, jexec, io).sweep(s.t0 + 15 * DAY + 60)
+        fid = next(r.file.id for r in jr.retention_items(j) if r.file.relpath == rel)
+        copies = [(c.tier, c.state) for c in j.copies_of(fid)]
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    assert res.failed == 0, f"the interrupted transition fails again at every sweep: {copies}"
+    assert sorted(copies) == [("capacity", "verified"), ("central", "moved")], copies
+
+
+def test_acqd_adopt_never_records_a_copy_outside_the_instruments_prefix(tmp_path: Path) -> None:
+    """`acqd adopt` imports each session manifest's entries as verified copies, `dest` verbatim. A
+    manifest is a file at the destination that anyone who can write there can edit (or a session
+    folder copied in from another instrument's tree, its manifest fixed up by hand). An entry whose
+    `dest` leaves the instrument's prefix (`..`, another instrument's name) becomes a copy that
+    retention later purges or moves: `Tier.path` joins it to the root, and the delete goes
+    wherever it points. Such entries are skipped (and `Tier.path` refuses `..`)."""
+    import json
+
+    from acqd import claims
+    from acqd.storage import Tier
+
+    central = tmp_path / "central"
+    central.mkdir()
+    (tmp_path / "thesis.tex").write_text("not acqd's")
+    (central / "talos" / "s").mkdir(parents=True)
+    (central / "talos" / "s" / "m.mrc").write_bytes(b"another instrument's only copy")
+    tier = Tier("central", f"file://{central}")
+    watch = str(tmp_path / "acq")
+    doc = {
+        "instrument": "krios",
+        "watch_root": watch,
+        "files": [
+            {"source": "s/a.mrc", "dest": "../thesis.tex", "state": "released", "checksum": "0" * 32,
+             "source_bytes": 10, "stored_bytes": 10, "layout": "copy", "codec": "none"},
+            {"source": "s/b.mrc", "dest": "talos/s/m.mrc", "state": "released", "checksum": "0" * 32,
+             "source_bytes": 10, "stored_bytes": 10, "layout": "copy", "codec": "none"},
+        ],
+    }  # fmt: skip
+    tier.write_atomic("krios/s/~acqd-manifest.json", [json.dumps(doc).encode()])
+    j = Journal(tmp_path / "journal.db")
+    try:
+        claim = claims.Claim("krios", "m", "h", "j", str(tmp_path), "now")
+        claims.adopt({"central": tier}, claim, j, {watch: watch}, lambda p: None)
+        dests = [r.copy.dest for r in jr.retention_items(j)]
+    finally:
+        j.close()
+    assert all(d.startswith("krios/") and ".." not in d.split("/") for d in dests), dests
+
+
+def test_a_tier_refuses_a_name_that_leaves_its_location(tmp_path: Path) -> None:
+    """Whatever a journal or manifest says, a tier never reaches outside its root: `..` parts and
+    absolute names are refused before the backend is asked (a delete of `../thesis.tex` deleted the
+    file beside the tier)."""
+    from acqd.errors import AcqdError
+    from acqd.storage import Tier
+
+    central = tmp_path / "central"
+    central.mkdir()
+    outside = tmp_path / "thesis.tex"
+    outside.write_text("not acqd's")
+    tier = Tier("central", f"file://{central}")
+    for rel in ("../thesis.tex", "krios/../../thesis.tex", str(outside)):
+        with pytest.raises(AcqdError, match="leaves the tier"):
+            tier.remove_any(rel, tree=False)
+        with pytest.raises(AcqdError, match="leaves the tier"):
+            tier.open_read(rel)
+    assert outside.read_text() == "not acqd's"
