@@ -167,9 +167,10 @@ WHERE t.seq <= excluded.seq
 """
 
 _JOURNAL_UPSERT = """
-INSERT INTO acqd.journals AS t (instrument, journal_id, host, published_seq) VALUES (%s, %s, %s, %s)
+INSERT INTO acqd.journals AS t (instrument, journal_id, host, published_seq, retention_owner)
+VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (instrument, journal_id) DO UPDATE SET host = excluded.host, last_contact = now(),
-    published_seq = GREATEST(t.published_seq, excluded.published_seq)
+    published_seq = GREATEST(t.published_seq, excluded.published_seq), retention_owner = excluded.retention_owner
 """
 
 _TIER_UPSERT = """
@@ -257,6 +258,8 @@ class Target:
     journal_id: str
     tiers: dict[str, str]  # tier name -> its URL (no password)
     host: str = socket.gethostname()
+    #: who runs retention for these copies (`retention.owner`): the hub takes in only a 'hub' journal's
+    retention_owner: str = "daemon"
 
 
 async def upsert(conn: Any, target: Target, records: list[OutboxRecord]) -> int:
@@ -289,7 +292,7 @@ async def upsert(conn: Any, target: Target, records: list[OutboxRecord]) -> int:
                 )
             )
     async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute(_JOURNAL_UPSERT, (t.instrument, t.journal_id, t.host, top))
+        await cur.execute(_JOURNAL_UPSERT, (t.instrument, t.journal_id, t.host, top, t.retention_owner))
         if files:
             await cur.executemany(_FILE_UPSERT, files)
         if copies:
@@ -303,7 +306,7 @@ async def register(conn: Any, target: Target) -> int:
     the highest outbox sequence number the catalog holds of this journal."""
     async with conn.transaction(), conn.cursor() as cur:
         key = (target.instrument, target.journal_id)
-        await cur.execute(_JOURNAL_UPSERT + " RETURNING published_seq", (*key, target.host, 0))
+        await cur.execute(_JOURNAL_UPSERT + " RETURNING published_seq", (*key, target.host, 0, target.retention_owner))
         row = await cur.fetchone()
         for name, url in target.tiers.items():
             await cur.execute(_TIER_UPSERT, (target.instrument, target.journal_id, name, url))

@@ -213,6 +213,10 @@ class HubDb:
                 " extract(epoch FROM COALESCE(c.verified_at, c.stored_at)) AS verified_at"
                 " FROM acqd.copies c JOIN unnest(%s::text[], %s::text[]) AS t(name, url)"
                 " ON t.name = c.tier AND c.url = t.url || '/' || c.dest"
+                # only the copies of journals that hand retention to the hub (`retention.owner: hub`):
+                # a daemon that keeps it purges its own copies and keeps its holds in its journal
+                " JOIN acqd.journals j ON j.instrument = c.instrument AND j.journal_id = c.journal_id"
+                " AND j.retention_owner = 'hub'"
                 " WHERE c.state = 'verified' AND NOT EXISTS (SELECT 1 FROM acqd.hub_copies h WHERE"
                 " h.instrument = c.instrument AND h.tier = c.tier AND h.dest = c.dest AND h.journal_id = c.journal_id)"
                 " ORDER BY c.instrument, c.journal_id, c.copy_id)"

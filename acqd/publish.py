@@ -95,7 +95,7 @@ class JournalOutbox:
 
 def target(config: Config, journal: Journal) -> catalog.Target:
     tiers = {name: url for name, (url, _) in recorded_tiers(journal).items()}
-    return catalog.Target(config.instrument, journal.journal_id, tiers)
+    return catalog.Target(config.instrument, journal.journal_id, tiers, retention_owner=config.retention.owner)
 
 
 def build_publisher(

@@ -766,6 +766,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention_deletes.py::test_a_tier_refuses_a_name_that_leaves_its_location",),
     ),
     Mutant(
+        "hub-adopts-daemon-owned",
+        "the hub takes in the copies of a daemon that keeps retention itself (and ignores its holds)",
+        "acqd/hubdb.py",
+        "                \" AND j.retention_owner = 'hub'\"\n",
+        '                ""\n',
+        ("tests/test_hub.py::test_a_hold_in_a_daemons_journal_keeps_its_session_from_the_hub_too",),
+    ),
+    Mutant(
         "marker-not-waking",
         "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
         "acqd/pipeline.py",

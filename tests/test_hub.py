@@ -696,3 +696,40 @@ def test_a_hub_killed_mid_transition_records_the_move_once(facility: Facility) -
     moved = f.q("SELECT detail FROM acqd.hub_audit WHERE action = 'retention.transitioned'")
     assert len(moved) == 1 and moved[0][0].get("resumed") is True
     assert (f.capacity / stack[0] / stack[1]).read_bytes() == bytes([17]) * 5100
+
+
+def test_a_hold_in_a_daemons_journal_keeps_its_session_from_the_hub_too(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path
+) -> None:
+    """A daemon that publishes to the catalog and keeps retention itself (`retention: {owner:
+    daemon}`, the default) takes holds in its journal: `acqd hold --config` accepts them. The hub
+    took in every verified copy on its tiers whatever the daemon's retention owner, planned it with
+    the catalog's holds only, and purged the held session: two retention processes acted on one
+    copy, and the owner's hold protected nothing. Now the hub takes in only the copies of journals
+    that hand retention to it (found by an adversarial review, eighth session)."""
+    central, capacity = tmp_path / "central", tmp_path / "capacity"
+    for d in (central, capacity):
+        d.mkdir()
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    rels = ["alice_apo_0101/a_fractions.mrc", "bob_rib_0102/c_fractions.mrc"]
+    for i, rel in enumerate(rels):
+        p = tmp_path / "krios" / "acq" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(bytes([i]) * 5000)
+    box = Mailbox(0.0)
+    with smtp_server(box) as port:
+        cfg = hubkit.daemon_config(tmp_path, "krios", catalog_db, pg_server, file_tiers(central, capacity), "daemon")
+        ok(run_acqd("catalog", "migrate", "--config", str(cfg)))
+        ok(run_acqd("run", "--config", str(cfg), "--once"))
+        r = ok(run_acqd("hold", "alice_apo_0101", "--config", str(cfg), "--until", "2999-01-01", "--reason", "paper"))
+        assert "held alice_apo_0101" in r.stdout
+        hub_yaml = hubkit.hub_config(tmp_path, catalog_db, pg_server, file_tiers(central, capacity), port)
+        t0 = float(pg_rows(pg_server, catalog_db, "SELECT extract(epoch FROM max(verified_at)) FROM acqd.copies")[0][0])
+        ok(hub_sweep(hub_yaml, t0, 47))
+        ok(hub_sweep(hub_yaml, t0, 62))
+        managed = pg_rows(pg_server, catalog_db, "SELECT count(*) FROM acqd.hub_copies")[0][0]
+        owners = pg_rows(pg_server, catalog_db, "SELECT retention_owner FROM acqd.journals")
+    assert owners == [("daemon",)]  # the daemon says who runs its retention
+    assert managed == 0  # none of its copies is the hub's
+    assert (central / "krios" / rels[0]).exists(), "the hub purged a session held in the daemon's journal"
+    assert (central / "krios" / rels[1]).exists()  # the daemon's own sweeps purge it, not the hub
