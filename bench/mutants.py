@@ -774,6 +774,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_hub.py::test_a_hold_in_a_daemons_journal_keeps_its_session_from_the_hub_too",),
     ),
     Mutant(
+        "tiff-ifd-loop-followed",
+        "a TIFF whose IFD chain comes back is followed by the stream for ever (a wedged ship, unbounded memory)",
+        "acqd/layouts/stream.py",
+        "            if ifd in self.ifds:",
+        "            if False:",
+        ("tests/test_stream.py::test_a_looping_ifd_chain_is_refused_by_the_growth_reading_at_once",),
+    ),
+    Mutant(
         "marker-not-waking",
         "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
         "acqd/pipeline.py",

@@ -16,6 +16,7 @@ import io
 import os
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -733,3 +734,73 @@ def test_a_marker_file_completes_its_file_when_it_appears(tmp_path: Path) -> Non
         code, err = d.terminate()
     assert code == 0, err
     stored_equals_source(tmp_path, state, dest, rel, target, cam)
+
+
+def test_a_tiff_whose_ifd_chain_loops_back_is_shipped_whole_and_the_daemon_stops(tmp_path: Path) -> None:
+    """A TIFF stack written plane by plane whose last IFD links back to the first (a writer's patched
+    chain, or a file rewritten in place): tifffile reads it (it stops at the circular reference).
+    The stream followed the loop for ever: one I/O thread spinning, memory growing without bound, the
+    ship wedged and SIGTERM ignored (found by an adversarial review, eighth session). Now the loop is
+    a surprise: the stream is dropped, the file ships whole, and the daemon stops cleanly."""
+    import struct
+
+    cam = camera(tmp_path, "t-planes")
+    data = bytearray(cam.data)
+    with tifffile.TiffFile(io.BytesIO(cam.data)) as tif:
+        first, last = tif.pages[0], tif.pages[-1]
+        link = last.offset + 2 + 12 * len(last.tags)
+        first_offset = first.offset
+    assert struct.unpack_from("<I", data, link) == (0,)
+    struct.pack_into("<I", data, link, first_offset)  # the last plane's next IFD: the first again
+    cam.data = bytes(data)
+    watch, dest, state, d = start(tmp_path, "t-planes")
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    try:
+        write_camera(target, cam)
+        wait_for(lambda: journal_states(state).get(rel) == "verified", 90, "the file verified", d, state)
+    finally:
+        try:
+            code, err = d.terminate(timeout=30)
+        except subprocess.TimeoutExpired:
+            d.kill()
+            raise AssertionError("the daemon ignored SIGTERM for 30 s (a stream step still running)") from None
+    assert code == 0, err
+    [(_, name)] = [(k, v) for k, v in verified_copies(state).items() if k[0] == rel]
+    assert np.array_equal(tifffile.imread(dest / name), tifffile.imread(target))
+    fallbacks = [str(detail.get("reason")) for action, detail in audit(state) if action == "stream_fallback"]
+    assert any("comes back" in r for r in fallbacks), fallbacks
+
+
+def test_a_looping_ifd_chain_is_refused_by_the_growth_reading_at_once(tmp_path: Path) -> None:
+    """The growth reading itself, without a daemon: a chain that comes back is not followed."""
+    import struct
+
+    from acqd.layouts.stream import NotStreamable, Surprise, TiffGrowth
+
+    planes = np.arange(3 * 16 * 16, dtype=np.uint16).reshape(3, 16, 16)
+    path = tmp_path / "loop.tif"
+    tifffile.imwrite(path, planes, photometric="minisblack")
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        first, last = tif.pages[0], tif.pages[-1]
+        link = last.offset + 2 + 12 * len(last.tags)
+        struct.pack_into("<I", data, link, first.offset)
+    path.write_bytes(bytes(data))
+    fd = os.open(path, os.O_RDONLY)
+    g = TiffGrowth(fd, str(path))
+    out: list[BaseException | int] = []
+
+    def look() -> None:
+        try:
+            out.append(g.avail(len(data)))
+        except Exception as exc:
+            out.append(exc)
+
+    t = threading.Thread(target=look, daemon=True)  # a loop followed never returns: bounded here
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), f"the growth reading follows the loop ({len(g.pages)} planes so far)"
+    os.close(fd)
+    [exc] = out
+    assert isinstance(exc, (Surprise, NotStreamable)) and "comes back" in str(exc), exc
+    assert len(g.pages) == 3  # the planes before the loop, each once

@@ -291,6 +291,7 @@ class TiffGrowth(Growth):
         else:
             raise NotStreamable(f"not a TIFF (version {version})")
         self.pages: list[list[tuple[int, int]]] = []  # each plane found whole: its strips (offset, bytes)
+        self.ifds: set[int] = set()  # where the planes' IFDs are: a chain that comes back is refused
         self.geometry: tuple[int, int, str] | None = None
         super().__init__(fd, path, np.dtype("u1"), (0, 0))
         self.fixed = b""
@@ -365,10 +366,13 @@ class TiffGrowth(Growth):
             (ifd,) = struct.unpack(self.bo + ofmt, raw)
             if ifd == 0:
                 break
+            if ifd in self.ifds:  # followed, it would add the same planes for ever (and never return)
+                raise self._refuse(f"an IFD chain that comes back to the IFD at {ifd}")
             plane = self._plane(ifd, size)
             if plane is None:
                 break
             self.pages.append(plane[0])
+            self.ifds.add(ifd)
             self.link_at = plane[1]
         return len(self.pages)
 
