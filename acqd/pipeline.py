@@ -416,6 +416,9 @@ class Pipeline:
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
+        #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
+        #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
+        self._tearing: dict[tuple[int, str], asyncio.Event] = {}
         self._unstreamed: dict[tuple[int, str], int] = {}  # file -> row whose stream was dropped (not again)
         self._tg: asyncio.TaskGroup | None = None
 
@@ -1202,7 +1205,7 @@ class Pipeline:
         except asyncio.CancelledError:
             if not f.taken:
                 self.follows.pop(c.key, None)
-                await asyncio.shield(self._abort_stream(f))
+                await asyncio.shield(self._abort_stream(f, self._teardown(f)))
             raise
         except NotStreamable as exc:
             log.debug("not streaming %r: %s", c.rel, exc)
@@ -1246,28 +1249,45 @@ class Pipeline:
         frames = f"{f.stream.frames} frames announced" if f.stream and announced else "frames as they come"
         log.info("streaming %r while it is written (%s)", c.rel, frames)
 
-    async def _abort_stream(self, f: Follow) -> None:
+    def _teardown(self, f: Follow) -> asyncio.Event:
+        """Say, before the follow is gone from `follows`, that its temporary is being removed: a ship
+        of the file that starts meanwhile waits for that (`_take_stream`)."""
+        done = asyncio.Event()
+        if f.stream is None:
+            done.set()
+        else:
+            self._tearing[f.c.key] = done
+        return done
+
+    async def _abort_stream(self, f: Follow, done: asyncio.Event | None = None) -> None:
         stream, f.stream = f.stream, None
-        if stream is not None:
-            try:
-                await self._io(stream.abort)
-            except Exception as exc:  # e.g. the tier gone read-only: the next start removes the temporary
-                log.warning(
-                    "could not drop the stream of %r cleanly (its temporary stays until the next start): %s",
-                    f.c.rel,
-                    exc,
-                )
+        try:
+            if stream is not None:
+                try:
+                    await self._io(stream.abort)
+                except Exception as exc:  # e.g. the tier gone read-only: the next start removes the temporary
+                    log.warning(
+                        "could not drop the stream of %r cleanly (its temporary stays until the next start): %s",
+                        f.c.rel,
+                        exc,
+                    )
+        finally:
+            if done is not None:
+                if self._tearing.get(f.c.key) is done:
+                    del self._tearing[f.c.key]
+                done.set()
 
     async def _stream_dropped(self, f: Follow, why: str, announce: bool = True) -> None:
         """The stream is dropped (its temporary removed); the file ships whole once it is complete. Said
         in the log, an event, a metric and the journal's audit, once per file version."""
         c = f.c
+        done = self._teardown(f)
         if self.follows.get(c.key) is f and not f.taken:
             self.follows.pop(c.key, None)
         self._unstreamed[c.key] = c.row.id
         while len(self._unstreamed) > UNSTREAMED_MAX:
             self._unstreamed.pop(next(iter(self._unstreamed)))
-        await self._abort_stream(f)
+        await self._abort_stream(f, done)
         if not announce:
             return
         why = f"streaming stopped, the file ships whole when complete: {why}"
@@ -1276,7 +1296,12 @@ class Pipeline:
         self._emit(STREAM_FALLBACK, c.row, reason=why)
 
     async def _take_stream(self, c: Candidate) -> Follow | None:
-        """The ship of a file being streamed takes its stream over: the follow stops between steps."""
+        """The ship of a file being streamed takes its stream over: the follow stops between steps. A
+        stream being dropped is waited for: its temporary's removal must be over before the ship
+        writes a temporary of the same name."""
+        tearing = self._tearing.get(c.key)
+        if tearing is not None:
+            await tearing.wait()
         f = self.follows.pop(c.key, None)
         if f is None:
             return None
