@@ -14,13 +14,12 @@ import pytest
 
 from acqd import journal as jr
 from acqd.config import Config
-from acqd.daemon import Daemon, build_mailer, build_tiers, journal_path, load_retention
+from acqd.daemon import Daemon, build_tiers, journal_path
 from acqd.journal import Journal
-from acqd.notify import Digests
 from acqd.policy.model import DAY
-from acqd.retention import RetentionRunner
 from tests.servers import SeaweedS3
-from tests.test_retention import FILES, Recorder, Setup, make_runner, make_setup, sweep_days
+from tests.test_retention import FILES, Setup, make_runner, make_setup, sweep_days
+from tests.test_safeguards import _runner as retention_runner
 
 SCRATCH = """\
 apiVersion: acqd/v1
@@ -78,25 +77,11 @@ async def test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_n
     tier = build_tiers(cfg)["central"]
     assert tier.exists("krios/sess/run1/x_fractions.mrc")
 
-    policy = load_retention(cfg)
-    assert policy is not None
     jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
     j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(cfg.state_dir))
     try:
         t0 = max(r.copy.verified_at or 0 for r in jr.retention_items(j))
-        runner = RetentionRunner(
-            policy=policy,
-            journal=j,
-            jexec=jexec,
-            io=io,
-            tiers=build_tiers(cfg),
-            mailer=build_mailer(cfg),
-            digests=Digests(),
-            reporter=Recorder([]),
-            instrument="krios",
-            sender="acqd@krios.example",
-            contact="em-staff",
-        )
+        runner = retention_runner(cfg, j, jexec, io)
         purged = 0
         for d in range(7, 13):
             purged += (await runner.sweep(t0 + d * DAY + 60)).purged
