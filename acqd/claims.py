@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from acqd.checksum import Hasher
 from acqd.errors import AcqdError, ClaimError, NameTakenError
 from acqd.journal import Journal
 from acqd.naming import MANIFEST, claim_name
@@ -235,6 +236,37 @@ def _adoptable(entry: dict[str, Any], instrument: str) -> bool:
     return _clean(dest) and str(dest).startswith(f"{instrument}/") and _clean(entry.get("source"))
 
 
+def _proven(
+    root: str, entries: list[dict[str, Any]], stat: Callable[[str], os.stat_result | None]
+) -> Callable[[str], os.stat_result | None]:
+    """`stat` for the sources that are provably the content their manifest entry records, None for
+    the others. A manifest records a source's size and mtime, not its ctime or inode: a file
+    rewritten in place with its size and mtime kept (`cp --preserve=timestamps`, `touch -r`) looks
+    the same by them, and an adopted row with the file's live identity is released as shipped. So
+    the bytes are read and their checksum compared, where the copy's checksum is of the bytes (the
+    copy layout); a source of a frame layout (its checksum is of the decoded pixels) is not taken
+    for its copy: it is shipped again as a new version, a duplicate rather than a loss."""
+    by_path = {f"{root}/{e.get('source')}": e for e in entries}
+
+    def proven(path: str) -> os.stat_result | None:
+        st = stat(path)
+        e = by_path.get(path)
+        if st is None or e is None or e.get("layout") != "copy":
+            return None
+        if st.st_size != e.get("source_bytes") or st.st_mtime_ns != e.get("source_mtime_ns"):
+            return None
+        h = Hasher()
+        try:
+            with open(path, "rb") as f:
+                while block := f.read(8 << 20):
+                    h.update(block)
+        except OSError:
+            return None
+        return st if h.hexdigest() == e.get("checksum") else None
+
+    return proven
+
+
 def adopt(
     tiers: dict[str, Tier],
     claim: Claim,
@@ -275,6 +307,6 @@ def adopt(
                     claim.instrument,
                 )
                 counts["skipped"] += len(entries) - len(fits)
-            counts["files"] += journal.adopt_manifest(root, name, fits, stat)
+            counts["files"] += journal.adopt_manifest(root, name, fits, _proven(root, fits, stat))
         write_claim(tier, claim, replace=True)
     return counts

@@ -507,6 +507,12 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
         else:
             raise AcqdError(f"{source_path} is not below any watch root in the journal")
     rows = [r for r in j.find_versions(rel, root) if r.state in DONE]
+    roots = sorted({r.root for r in rows})
+    if root is None and len(roots) > 1:
+        # two watch roots each shipped a file of this relative path: restoring one of them, unnamed,
+        # would hand back the wrong camera's file without a word
+        paths = ", ".join(f"{r.rstrip('/')}/{rel}" for r in roots)
+        raise AcqdError(f"{source_path!r} is a path below more than one watch root: give one of {paths}")
     if version is not None:
         shipped = sorted(r.version for r in rows)
         rows = [r for r in rows if r.version == version]

@@ -782,6 +782,24 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_stream.py::test_a_looping_ifd_chain_is_refused_by_the_growth_reading_at_once",),
     ),
     Mutant(
+        "adopt-trusts-size-and-mtime",
+        "`acqd adopt` takes a source of the same size and mtime for its shipped copy (a rewrite in place is released)",
+        "acqd/claims.py",
+        "journal.adopt_manifest(root, name, fits, _proven(root, fits, stat))",
+        "journal.adopt_manifest(root, name, fits, stat)",
+        (
+            "tests/test_names.py::test_adopt_never_releases_a_file_rewritten_since_its_copy_on_the_strength_of_size_and_mtime",
+        ),
+    ),
+    Mutant(
+        "restore-guesses-the-root",
+        "`acqd restore` of a relative path below two watch roots restores one of them without a word",
+        "acqd/cli.py",
+        "    if root is None and len(roots) > 1:\n",
+        "    if False:\n",
+        ("tests/test_fixity.py::test_restore_of_a_relative_path_two_watch_roots_share_is_refused_not_guessed",),
+    ),
+    Mutant(
         "marker-not-waking",
         "a marker file's appearance does not have the file it marks looked at (it waits out its window)",
         "acqd/pipeline.py",

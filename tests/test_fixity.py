@@ -196,3 +196,41 @@ def test_restore_never_overwrites_a_file_that_appears_while_it_runs(tmp_path: Pa
     assert p.returncode != 0 and "exists" in stderr, stderr
     assert (out / "f.raw").read_bytes() == theirs
     assert sorted(q.name for q in out.iterdir()) == ["f.raw"]  # no temporary left either
+
+
+def test_restore_of_a_relative_path_two_watch_roots_share_is_refused_not_guessed(tmp_path: Path) -> None:
+    """Two cameras (two watch roots) each shipped `s/f.raw`. `acqd restore s/f.raw OUT` picked one of
+    them and said OK: the wrong camera's file, restored without a word (found by an adversarial
+    review, eighth session). A relative path below more than one root is refused, naming the
+    absolute paths to choose from; each of them restores its own file."""
+    from tests.test_names import EVERYTHING, once
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "everything.yaml").write_text(EVERYTHING)
+    cam1, cam2 = tmp_path / "cam1", tmp_path / "cam2"
+    (cam1 / "s").mkdir(parents=True)
+    (cam2 / "s").mkdir(parents=True)
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+detectors_dir: {tmp_path / "profiles"}
+watch:
+  - {{path: {cam1}, detector: everything, prefix: cam1, settle: 0.3s}}
+  - {{path: {cam2}, detector: everything, prefix: cam2, settle: 0.3s}}
+tiers:
+  central: {{url: "file://{tmp_path / "central"}"}}
+""",
+    )
+    (cam1 / "s" / "f.raw").write_bytes(b"camera 1's frame")
+    (cam2 / "s" / "f.raw").write_bytes(b"camera 2's frame, another file")
+    once(cfg)
+    out = tmp_path / "out.raw"
+    r = run_acqd("restore", "s/f.raw", str(out), "--config", str(cfg))
+    assert r.returncode != 0 and not out.exists(), (r.stdout, r.stderr)
+    assert f"{cam1}/s/f.raw" in r.stderr and f"{cam2}/s/f.raw" in r.stderr, r.stderr
+    for cam, data in ((cam1, b"camera 1's frame"), (cam2, b"camera 2's frame, another file")):
+        out = tmp_path / f"{cam.name}.raw"
+        r = run_acqd("restore", str(cam / "s" / "f.raw"), str(out), "--config", str(cfg))
+        assert r.returncode == 0 and out.read_bytes() == data, r.stderr

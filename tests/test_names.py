@@ -563,3 +563,36 @@ def test_a_release_hidden_name_gives_back_the_inode_it_was_made_for() -> None:
     assert aside_inode(release_aside(2229601)) == 2229601
     for other in (".~acqd-release.", ".~acqd-release.12x", ".~acqd-release.-3", ".~acqd-release.١٢", "a.raw", "12"):
         assert aside_inode(other) is None, other
+
+
+def test_adopt_never_releases_a_file_rewritten_since_its_copy_on_the_strength_of_size_and_mtime(
+    tmp_path: Path,
+) -> None:
+    """A manifest records a source's size and mtime, not its ctime or inode. A file rewritten in
+    place keeping both (`cp --preserve=timestamps`, `touch -r`; the journal catches it by its ctime)
+    was taken by `acqd adopt` for the shipped file and released: the new content, never shipped, was
+    deleted (found by an adversarial review, eighth session). Adopt now compares the bytes' checksum;
+    the rewritten file is shipped as a new version, and the untouched one is still taken as shipped."""
+    cfg = site(tmp_path)
+    keep = cfg.read_text()
+    assert "release_local: after_verify, " in keep
+    cfg.write_text(keep.replace("release_local: after_verify, ", ""))  # files kept on the PC
+    state = tmp_path / "state-a"
+    src = tmp_path / "acq" / "s" / "a.raw"
+    o = Oracle(tmp_path / "acq")
+    o.write("s/a.raw", b"AAAA first acquisition")
+    o.write("s/same.raw", b"untouched since it was shipped")
+    once(cfg)
+    st = src.stat()
+    for p in state.glob("journal.sqlite*"):
+        p.unlink()  # the journal is lost
+    o.write("s/a.raw", b"BBBB new acquisition!!")  # same size, in place (same inode) ...
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and its mtime kept
+    cfg.write_text(keep)  # releases on, as the facility's standard config has them
+    r = run_acqd("adopt", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    once(cfg)
+    o.check(tmp_path / "central")  # "BBBB new acquisition!!" is on the tier or still on the PC
+    rows = {(row[0], row[3]): row[1] for row in journal_rows(state)}
+    assert rows[("s/a.raw", 2)] == "released", rows  # shipped as a new version, then released
+    assert ("s/same.raw", 2) not in rows and rows[("s/same.raw", 1)] == "released", rows  # taken as shipped
