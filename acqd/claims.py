@@ -2,13 +2,23 @@
 
 The claim is a small JSON object, ``<tier>/<instrument>/~acqd-claim.json`` (a reserved name, see
 acqd.naming), naming the machine (``/etc/machine-id``), the host, the journal's id and its state
-folder. A daemon checks it at start and again before each commit (at most a couple of seconds
-old), together with its own journal file:
+folder, and the run: an epoch the journal counts up at each start and a token new at each start.
+A daemon checks it at start and again before each commit (at most a couple of seconds old),
+together with its own journal file:
 
 * no claim and nothing stored under the prefix: this daemon claims it (create-only);
-* a claim naming this machine and this journal: carry on;
-* anything else (another PC with the same instrument name, a cloned image, a lost or replaced
-  journal, another user's state folder): refuse, with one line saying whose it is and what to do.
+* a claim naming this machine and this journal from an earlier run (a lower epoch): this run
+  takes it (the journal's epoch is counted up first, then the claims are written);
+* a claim naming this machine and this journal but an epoch this journal has not reached: the
+  journal is a copy (a state folder copied to a second PC with the same machine id, a cloned
+  image) or was restored from a backup, and a later run of the same journal wrote there since.
+  Refused: such a journal does not know the files shipped since, and would rewrite their sessions'
+  manifests without them;
+* anything else (another PC with the same instrument name, a lost or replaced journal, another
+  user's state folder): refuse, with one line saying whose it is and what to do.
+
+While running, a claim that names another run of this journal (a copy started elsewhere) stops
+this daemon's writes there.
   ``acqd adopt`` takes the prefix over on purpose: it imports what the session manifests there
   record into this journal, so nothing stored is shipped over, then rewrites the claim.
 """
@@ -24,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +70,8 @@ class Claim:
     journal_id: str
     state_dir: str
     since: str
+    epoch: int = 0  # the journal's count of runs when this run claimed (0: a claim from before epochs)
+    run: str = ""  # new at every start: two runs of one journal (a copy) never share it
 
     def encode(self) -> bytes:
         return json.dumps({"schema": SCHEMA, **asdict(self)}, indent=1).encode()
@@ -71,7 +83,14 @@ class Claim:
             if doc.get("schema") != SCHEMA:
                 raise ValueError(f"schema {doc.get('schema')!r}")
             return Claim(
-                *(str(doc[k]) for k in ("instrument", "machine_id", "host", "journal_id", "state_dir", "since"))
+                instrument=str(doc["instrument"]),
+                machine_id=str(doc["machine_id"]),
+                host=str(doc["host"]),
+                journal_id=str(doc["journal_id"]),
+                state_dir=str(doc["state_dir"]),
+                since=str(doc["since"]),
+                epoch=int(doc.get("epoch", 0)),
+                run=str(doc.get("run", "")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ClaimError(f"unreadable claim: {exc}") from None
@@ -79,11 +98,21 @@ class Claim:
     def same_owner(self, other: Claim) -> bool:
         return (self.machine_id, self.journal_id) == (other.machine_id, other.journal_id)
 
+    def same_run(self, other: Claim) -> bool:
+        return self.same_owner(other) and self.run == other.run
+
+    def newer_run_than(self, other: Claim) -> bool:
+        """This claim is another run of `other`'s journal that `other`'s journal has not seen: its
+        epoch is not below `other`'s (which is that journal's count plus one)."""
+        return self.same_owner(other) and self.run != other.run and self.epoch >= other.epoch
+
     def describe(self) -> str:
         return f"host {self.host} (machine {self.machine_id[:12]}), journal {self.journal_id[:12]} in {self.state_dir}"
 
 
 def ours(instrument: str, journal: Journal, state_dir: Path) -> Claim:
+    """This run's claim: the journal's epoch plus one (the journal counts it before the claim is
+    written, see `take`) and a new run token."""
     return Claim(
         instrument=instrument,
         machine_id=machine_id(),
@@ -91,6 +120,8 @@ def ours(instrument: str, journal: Journal, state_dir: Path) -> Claim:
         journal_id=journal.journal_id,
         state_dir=str(state_dir),
         since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        epoch=journal.epoch() + 1,
+        run=uuid.uuid4().hex,
     )
 
 
@@ -158,6 +189,12 @@ class Guard:
             with contextlib.suppress(NameTakenError):
                 write_claim(tier, self.claim, replace=False)
             there = read_claim(tier, self.claim.instrument)
+        if there is not None and there.same_owner(self.claim) and not there.same_run(self.claim):
+            raise ClaimError(
+                f"tier {tier.name}: {tier.url(self.claim.instrument)} is now claimed by another run of this "
+                f"journal (run {there.epoch}, started {there.since} on {there.describe()}): a copy of this state "
+                "folder runs elsewhere; this daemon stopped writing there"
+            )
         if there is None or not there.same_owner(self.claim):
             who = there.describe() if there else "nobody"
             raise ClaimError(
@@ -167,9 +204,10 @@ class Guard:
         self._checked[tier.name] = now
 
 
-def claim_tier(tier: Tier, claim: Claim, known: bool) -> str:
-    """Claim the instrument's prefix on one tier, or refuse (ClaimError, one line). `known`: the
-    journal already records copies on this tier (a destination acqd used before claims existed)."""
+def look(tier: Tier, claim: Claim, known: bool) -> Claim | None:
+    """May this run claim the instrument's prefix on `tier`? Returns the claim there (None: none),
+    or refuses (ClaimError, one line). Writes nothing. `known`: the journal already records copies
+    on this tier (a destination acqd used before claims existed)."""
     there = read_claim(tier, claim.instrument)
     if there is None:
         if not known and tier.has_objects(claim.instrument):
@@ -179,36 +217,76 @@ def claim_tier(tier: Tier, claim: Claim, known: bool) -> str:
                 "or lost its journal, run `acqd adopt` (it imports the manifests there); otherwise give this PC "
                 "its own `instrument` name"
             )
-        try:
-            write_claim(tier, claim, replace=False)
-        except NameTakenError:  # another daemon claimed it a moment ago
-            there = read_claim(tier, claim.instrument)
-            if there is None or not there.same_owner(claim):
-                raise refused(tier, claim, there) from None
-        return f"tier {tier.name}: claimed {tier.url(claim.instrument)}"
-    if not there.same_owner(claim):
+        return None
+    if not there.same_owner(claim) or there.newer_run_than(claim):
         raise refused(tier, claim, there)
-    return f"tier {tier.name}: {tier.url(claim.instrument)} is this daemon's"
+    return there
 
 
-def establish(tiers: dict[str, Tier], claim: Claim, known: dict[str, bool]) -> tuple[list[str], dict[str, bool]]:
-    """At start: claim the instrument's prefix on every tier, or refuse (ClaimError). A tier that
-    cannot be looked at now is left for the guard to claim before its first commit. Returns notes
-    and the tiers left unclaimed."""
-    notes, later = [], {}
+def take(tier: Tier, claim: Claim, there: Claim | None) -> str:
+    """Write this run's claim on `tier` after `look` allowed it (and after the journal counted
+    this run's epoch). Raises ClaimError if another daemon or run claimed it in between."""
+    if there is not None and there.same_run(claim):
+        return f"tier {tier.name}: {tier.url(claim.instrument)} is this daemon's"
+    try:
+        write_claim(tier, claim, replace=there is not None)
+    except NameTakenError:  # another daemon claimed it a moment ago
+        now = read_claim(tier, claim.instrument)
+        if now is None or not now.same_owner(claim) or now.newer_run_than(claim):
+            raise refused(tier, claim, now) from None
+        if not now.same_run(claim):
+            write_claim(tier, claim, replace=True)
+    return f"tier {tier.name}: claimed {tier.url(claim.instrument)} (run {claim.epoch})"
+
+
+def claim_tier(tier: Tier, claim: Claim, known: bool) -> str:
+    """`look`, then `take` (the guard, for a tier that could not be looked at when the run began:
+    the journal counted the run's epoch then)."""
+    return take(tier, claim, look(tier, claim, known))
+
+
+def establish(
+    tiers: dict[str, Tier], claim: Claim, known: dict[str, bool], count_run: Callable[[int], None]
+) -> tuple[list[str], dict[str, bool]]:
+    """At start: claim the instrument's prefix on every tier, or refuse (ClaimError). Every tier is
+    looked at first; only when none refuses does `count_run(claim.epoch)` record the run's epoch in
+    the journal (durably), and then the claims are written: a refused journal's epoch never moves,
+    so a stale journal stays refused however often it is started. A tier that cannot be looked at
+    now is left for the guard to claim before its first commit. Returns notes and the tiers left
+    unclaimed."""
+    notes: list[str] = []
+    later: dict[str, bool] = {}
+    looked: dict[str, Claim | None] = {}
     for name, tier in tiers.items():
         try:
-            notes.append(claim_tier(tier, claim, known.get(name, False)))
+            looked[name] = look(tier, claim, known.get(name, False))
         except ClaimError:
             raise
         except AcqdError as exc:
             notes.append(f"tier {name}: claim not checked yet ({exc}); checked before its first write")
+            later[name] = known.get(name, False)
+    count_run(claim.epoch)
+    for name, there in looked.items():
+        try:
+            notes.append(take(tiers[name], claim, there))
+        except ClaimError:
+            raise
+        except AcqdError as exc:
+            notes.append(f"tier {name}: claim not written yet ({exc}); claimed before its first write")
             later[name] = known.get(name, False)
     return notes, later
 
 
 def refused(tier: Tier, claim: Claim, there: Claim | None) -> ClaimError:
     who = there.describe() if there is not None else "another daemon"
+    if there is not None and there.newer_run_than(claim):
+        return ClaimError(
+            f"tier {tier.name}: {tier.url(claim.instrument)} was claimed by run {there.epoch} of this journal "
+            f"(started {there.since} on {there.describe()}), a run this journal does not know (it has counted "
+            f"{claim.epoch - 1}): this journal was restored from a backup or is a copy of a state folder in use "
+            "elsewhere, and does not know the files shipped since. Start acqd with the newest journal; if it is "
+            "lost, run `acqd adopt` (it imports what the manifests there record, then claims the prefix)"
+        )
     if there is not None and there.machine_id == claim.machine_id:
         hint = (
             f"use that state folder (--state-dir {there.state_dir}) or, if that journal is lost, run `acqd adopt`"
@@ -278,6 +356,16 @@ def adopt(
     (as verified copies) into `journal`, then write this daemon's claim. `roots` maps a manifest's
     watch root to the configured one (same path). Returns counts."""
     counts = {"manifests": 0, "files": 0, "skipped": 0}
+    # the adopted claim outcounts every run that claimed there before (a newer copy of this journal
+    # included), so that copy is refused from now on; the journal counts it before it is written
+    top = claim.epoch
+    for tier in tiers.values():
+        with contextlib.suppress(ClaimError):
+            there = read_claim(tier, claim.instrument)
+            if there is not None and not there.same_run(claim):
+                top = max(top, there.epoch + 1)
+    claim = replace(claim, epoch=top)
+    journal.count_run(top)
     for name, tier in tiers.items():
         for rel in manifests_below(tier, claim.instrument):
             try:

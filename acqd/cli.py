@@ -472,8 +472,18 @@ def restore(
     version: Annotated[
         int | None, typer.Option(help="a specific version, 1 or more (default: the latest shipped)", min=1)
     ] = None,
+    into_watch_root: Annotated[
+        bool,
+        typer.Option(
+            "--into-watch-root",
+            help="allow OUT inside a watch root: acqd then ships the restored file again as a new version and,"
+            " with release on, frees it from there",
+        ),
+    ] = False,
 ) -> None:
-    """Write a stored file back in its source form and check it against the journal's checksum."""
+    """Write a stored file back in its source form and check it against the journal's checksum.
+    OUT inside a watch folder is refused unless --into-watch-root: the running daemon would take
+    the restored file for a new one, ship it again and (with release on) delete it from there."""
     if not out_path.parent.is_dir():
         raise usage(f"the folder {out_path.parent} does not exist", "OUT")
     from acqd.fixity import Tiers, restore_copy
@@ -481,6 +491,14 @@ def restore(
     with _errors():
         cfg, j = _open_for_reading(config, state_dir, dest)
         try:
+            watched = _watch_root_of(out_path, [*j.roots(), *(str(w.path) for w in (cfg.watch if cfg else []))])
+            if watched is not None and not into_watch_root:
+                raise usage(
+                    f"{out_path} lies in the watch folder {watched}: acqd would ship the restored file again as a"
+                    " new version and, with release on, delete it from there; restore it elsewhere, or pass"
+                    " --into-watch-root if that is what you want",
+                    "OUT",
+                )
             row, copy = _find_copy(j, source_path, version)
             tiers = Tiers(cfg, dest, j)
         finally:
@@ -495,6 +513,16 @@ def restore(
         f"restored {row.relpath!r} (version {row.version}) to {out_path}: {copy.checksum} {restore_verdict(checksum)}",
         markup=False,
     )
+
+
+def _watch_root_of(out_path: Path, roots: list[str]) -> str | None:
+    """The watch root OUT would lie in (symlinks resolved on both sides), or None."""
+    where = os.path.realpath(out_path.parent)
+    for r in roots:
+        real = os.path.realpath(r)
+        if where == real or where.startswith(real.rstrip("/") + "/"):
+            return r
+    return None
 
 
 def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileRow, CopyRow]:

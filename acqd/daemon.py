@@ -583,7 +583,11 @@ class Daemon:
                     counts = await loop.run_in_executor(jexec, adopt_into, config, tiers, claim, journal)
                     log.info("adopted %(files)d stored file(s) from %(manifests)d manifest(s)", counts)
                 known = {n: await loop.run_in_executor(jexec, journal.has_copies, n) for n in tiers}
-                notes, unclaimed = await loop.run_in_executor(io, claims.establish, tiers, claim, known)
+
+                def count_run(epoch: int) -> None:  # on the I/O thread: the journal lives on its own
+                    jexec.submit(journal.count_run, epoch).result()
+
+                notes, unclaimed = await loop.run_in_executor(io, claims.establish, tiers, claim, known, count_run)
                 for note in notes:
                     log.info("%s", note)
             except BaseException:
@@ -1035,6 +1039,7 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
     """`acqd check`: would `run` be refused by a claim on the destination? (read-only)"""
     path = journal_path(config.state_dir)
     journal_id = None
+    epoch = 0
     if path.exists():
         try:
             j = Journal(path, readonly=True)
@@ -1042,6 +1047,7 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
             j = None
         if j is not None:
             journal_id = j.journal_id
+            epoch = j.epoch()
             j.close()
     problems = []
     mid = claims.machine_id()
@@ -1055,7 +1061,9 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
             continue
         if there is None:
             continue
-        if there.machine_id != mid or there.journal_id != journal_id:
-            fake = claims.Claim(config.instrument, mid, "", journal_id or "(new)", str(config.state_dir), "")
+        fake = claims.Claim(
+            config.instrument, mid, "", journal_id or "(new)", str(config.state_dir), "", epoch=epoch + 1, run="check"
+        )
+        if not there.same_owner(fake) or there.newer_run_than(fake):
             problems.append(str(claims.refused(tier, fake, there)))
     return problems

@@ -646,6 +646,20 @@ class Journal:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
 
+    def epoch(self) -> int:
+        """How many runs this journal has counted (acqd.claims): 0 for a journal from before."""
+        v = self.get_meta("epoch")
+        return int(v) if v is not None and v.isdigit() else 0
+
+    def count_run(self, epoch: int) -> None:
+        """Record a run's epoch (never lowers it), durably, before its claims are written."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES('epoch', ?) ON CONFLICT(key) DO UPDATE SET value ="
+                " CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                (str(epoch),),
+            )
+
     def get_meta(self, key: str) -> str | None:
         r = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(r[0]) if r else None

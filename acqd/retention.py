@@ -39,6 +39,7 @@ from acqd.policy.clock import ClockState, Reading, acknowledge, advance
 from acqd.policy.model import DAY, Policy
 from acqd.policy.planner import OVER_CAPS, Action, Hold, Item, Warning_, plan_stream
 from acqd.ports import Reporter
+from acqd.recheck import check_copy
 from acqd.storage import Tier
 from acqd.values import Outcome
 
@@ -574,20 +575,18 @@ class RetentionRunner:
 
     def _still_the_copy(self, tier: Tier, row: jr.RetentionRow) -> str | None:
         """Blocking: None if the object under the copy's name is still the one verified, as far as
-        its size tells (one object: its size; a tree: a store with its root metadata); otherwise
-        why not. Checked just before a delete: an object put there since (a re-export, a restore
-        from elsewhere, another file) is not the copy retention was told to delete."""
+        the quick re-check before a release tells (acqd.recheck: its size, or a tree's total size
+        and its root metadata, and the checksum the tier keeps with the object where it keeps
+        one, as on S3); otherwise why not. Checked just before a delete: an object put there since
+        (a re-export, a restore from elsewhere, another file) is not the copy retention was told to
+        delete. No read-back: a purge does not read what it deletes."""
         rel = row.copy.dest
         if self._tree(row):
             if tier.is_partial_tree(rel) or tier.stored_size(rel) is None:
                 return "not the Zarr store that was verified (no root zarr.json)"
-            return None
-        size = tier.size(rel)
-        if size is None:
+        elif tier.size(rel) is None:
             return None  # gone meanwhile: nothing to delete
-        if size != row.copy.stored_bytes:
-            return f"{size} bytes, the verified copy had {row.copy.stored_bytes}"
-        return None
+        return check_copy(tier, self._layout(row), row.copy, full=False, just_verified=True).problem
 
     async def _held(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
         """Re-read the holds: one placed since the plan (by `acqd hold` in another process) wins."""

@@ -277,8 +277,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "claim-ignored",
         "a destination prefix claimed by another daemon or journal is written to anyway",
         "acqd/claims.py",
-        "    if not there.same_owner(claim):\n        raise refused(tier, claim, there)\n",
-        "    if False:\n        raise refused(tier, claim, there)\n",
+        "    if not there.same_owner(claim) or there.newer_run_than(claim):\n        raise refused(",
+        "    if False:\n        raise refused(",
         ("tests/test_names.py::test_two_daemons_never_share_a_destination",),
     ),
     Mutant(
@@ -798,6 +798,50 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if root is None and len(roots) > 1:\n",
         "    if False:\n",
         ("tests/test_fixity.py::test_restore_of_a_relative_path_two_watch_roots_share_is_refused_not_guessed",),
+    ),
+    Mutant(
+        "claim-epoch-ignored",
+        "a journal restored from a backup (a claim names a run it has not counted) is let start",
+        "acqd/claims.py",
+        "    if not there.same_owner(claim) or there.newer_run_than(claim):\n",
+        "    if not there.same_owner(claim):\n",
+        ("tests/test_names.py::test_a_journal_restored_from_a_backup_is_refused_until_adopt",),
+    ),
+    Mutant(
+        "refused-start-counts-a-run",
+        "the journal counts a run before its claims are looked at (a stale journal is let start the second time)",
+        "acqd/claims.py",
+        "        epoch=journal.epoch() + 1,\n",
+        "        epoch=journal.epoch() + 1 + (journal.count_run(journal.epoch() + 1) or 0),\n",
+        ("tests/test_names.py::test_a_journal_restored_from_a_backup_is_refused_until_adopt",),
+    ),
+    Mutant(
+        "claim-run-unchecked",
+        "a running daemon whose claim now names another run of its journal (a copy) goes on writing",
+        "acqd/claims.py",
+        "        if there is not None and there.same_owner(self.claim) and not there.same_run(self.claim):\n",
+        "        if False:\n",
+        ("tests/test_names.py::test_a_copy_of_a_running_daemons_state_folder_never_writes_beside_it",),
+    ),
+    Mutant(
+        "restore-into-watch-root",
+        "`acqd restore` writes into a watch folder unasked (the daemon ships it again and deletes it there)",
+        "acqd/cli.py",
+        "            if watched is not None and not into_watch_root:\n",
+        "            if False:\n",
+        ("tests/test_fixity.py::test_restore_into_a_watch_folder_is_refused_unless_asked_for",),
+    ),
+    Mutant(
+        "purge-recheck-size-only",
+        "a purge's re-check of the object looks at its size alone (an object of that size that replaced the copy"
+        " is deleted)",
+        "acqd/retention.py",
+        "        return check_copy(tier, self._layout(row), row.copy, full=False, just_verified=True).problem\n",
+        "        return None if self._tree(row) or tier.size(rel) == row.copy.stored_bytes else 'another size'\n",
+        (
+            "tests/test_retention_deletes.py::"
+            "test_an_s3_purge_never_deletes_an_object_of_the_same_size_that_replaced_the_copy",
+        ),
     ),
     Mutant(
         "marker-not-waking",

@@ -234,3 +234,27 @@ tiers:
         out = tmp_path / f"{cam.name}.raw"
         r = run_acqd("restore", str(cam / "s" / "f.raw"), str(out), "--config", str(cfg))
         assert r.returncode == 0 and out.read_bytes() == data, r.stderr
+
+
+def test_restore_into_a_watch_folder_is_refused_unless_asked_for(tmp_path: Path) -> None:
+    """A file restored into the watch folder is a new file to the daemon: shipped again as a new
+    version and, with release on, deleted from there (the person who restored it loses the working
+    copy). `acqd restore` refuses OUT inside a watch root (also through a symlink), saying why, and
+    writes it there only with --into-watch-root."""
+    from tests.test_names import once, site
+
+    cfg = site(tmp_path)
+    acq = tmp_path / "acq"
+    (acq / "s").mkdir(parents=True)
+    (acq / "s" / "f.raw").write_bytes(b"a frame to reprocess")
+    once(cfg)
+    assert not (acq / "s" / "f.raw").exists()
+    (tmp_path / "link").symlink_to(acq / "s")
+    for out in (acq / "s" / "f.raw", tmp_path / "link" / "g.raw"):
+        r = run_acqd("restore", "s/f.raw", str(out), "--config", str(cfg))
+        assert r.returncode == 2 and "watch folder" in r.stderr and "--into-watch-root" in r.stderr, r.stderr
+        assert not out.exists()
+    r = run_acqd("restore", "s/f.raw", str(acq / "s" / "f.raw"), "--config", str(cfg), "--into-watch-root")
+    assert r.returncode == 0 and (acq / "s" / "f.raw").read_bytes() == b"a frame to reprocess", r.stderr
+    r = run_acqd("restore", "s/f.raw", str(tmp_path / "elsewhere.raw"), "--config", str(cfg))
+    assert r.returncode == 0 and (tmp_path / "elsewhere.raw").read_bytes() == b"a frame to reprocess", r.stderr

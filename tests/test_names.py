@@ -346,6 +346,86 @@ def test_a_journal_lost_while_running_stops_shipping(tmp_path: Path) -> None:
     o.check(tmp_path / "central")
 
 
+def _copy_state(src: Path, dst: Path) -> None:
+    """A state folder copied the way a backup tool or `cp -a` would (the journal consistent)."""
+    dst.mkdir(parents=True)
+    db = sqlite3.connect(src / "journal.sqlite")
+    out = sqlite3.connect(dst / "journal.sqlite")
+    try:
+        db.backup(out)
+    finally:
+        out.close()
+        db.close()
+
+
+def _manifest_sources(central: Path) -> set[str]:
+    doc = json.loads((central / "scope" / "s" / "~acqd-manifest.json").read_text())
+    return {e["source"] for e in doc["files"]}
+
+
+def test_a_journal_restored_from_a_backup_is_refused_until_adopt(tmp_path: Path) -> None:
+    """A journal restored from last night's backup does not know the files shipped since; run, it
+    would rewrite their sessions' manifests without them. The destination's claim counts the
+    journal's runs: a run this journal has not counted refuses it, however often it is started,
+    and `acqd adopt` brings the newer manifests' files in."""
+    cfg = site(tmp_path)
+    state = tmp_path / "state-a"
+    o = Oracle(tmp_path / "acq")
+    o.write("s/a.raw", b"shipped before the backup")
+    once(cfg)
+    _copy_state(state, tmp_path / "backup")
+    o.write("s/b.raw", b"shipped after the backup")
+    once(cfg)
+    assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw"}
+    shutil.rmtree(state)
+    shutil.copytree(tmp_path / "backup", state)  # the operator restores the backup
+    o.write("s/c.raw", b"written after the restore")
+    for _ in range(2):  # refused, and still refused: a refused start does not count a run
+        err = once(cfg, code=78)
+        assert "restored from a backup" in err and "acqd adopt" in err, err
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 78 and "restored from a backup" in r.stderr, r.stdout + r.stderr
+    assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw"}  # not rewritten
+    assert (tmp_path / "acq" / "s" / "c.raw").exists()
+    r = run_acqd("adopt", "--config", str(cfg))
+    assert r.returncode == 0 and "adopted 1 stored file" in r.stdout, r.stdout + r.stderr
+    once(cfg)
+    assert journal_states(state) == {"s/a.raw": "released", "s/b.raw": "released", "s/c.raw": "released"}
+    assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw", "s/c.raw"}
+    o.check(tmp_path / "central")
+
+
+def test_a_copy_of_a_running_daemons_state_folder_never_writes_beside_it(tmp_path: Path) -> None:
+    """The same state folder copied to a second PC (same machine id, a cloned image): whichever run
+    claimed last owns the destination; the other stops writing there at its next commit, and an
+    older copy started later is refused."""
+    cfg = site(tmp_path)
+    state = tmp_path / "state-a"
+    o = Oracle(tmp_path / "acq")
+    o.write("s/a.raw", b"first")
+    once(cfg)
+    _copy_state(state, tmp_path / "old-copy")  # a copy taken before the daemon's next start
+    d = Background("run", "--config", str(cfg))
+    try:
+        o.write("s/b.raw", b"second")
+        wait_for(lambda: journal_states(state).get("s/b.raw") == "released", what="the running daemon to ship")
+        old = write_config(tmp_path / "old.yaml", cfg.read_text().replace(str(state), str(tmp_path / "old-copy")))
+        err = once(old, code=78)  # a later run claimed since: refused at its start, nothing written
+        assert "does not know" in err
+        _copy_state(state, tmp_path / "state-b")  # the running daemon's state folder, copied (a cloned VM)
+        copy = write_config(tmp_path / "b.yaml", cfg.read_text().replace(str(state), str(tmp_path / "state-b")))
+        once(copy)  # the copy's run is later: it takes the claim (nothing new to ship)
+        o.write("s/c.raw", b"third: the first daemon must not commit it any more")
+        d.proc.wait(timeout=60)
+        assert d.proc.returncode == 78 and "another run of this journal" in d.stderr(), d.stderr()
+    finally:
+        d.kill()
+    assert journal_states(state).get("s/c.raw") != "released"
+    err = once(cfg, code=78)  # and the first, started again, is the stale one now
+    assert "does not know" in err
+    o.check(tmp_path / "central")
+
+
 def test_a_journal_replaced_while_running_stops_shipping(tmp_path: Path) -> None:
     cfg = site(tmp_path)
     state = tmp_path / "state-a"

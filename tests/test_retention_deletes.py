@@ -17,6 +17,7 @@ from acqd.config import Config
 from acqd.daemon import Daemon, build_tiers, journal_path
 from acqd.journal import Journal
 from acqd.policy.model import DAY
+from acqd.storage.s3 import META_CHECKSUM
 from tests.servers import SeaweedS3
 from tests.test_retention import FILES, Setup, make_runner, make_setup, sweep_days
 from tests.test_safeguards import _runner as retention_runner
@@ -45,15 +46,8 @@ async def movies(tmp_path: Path) -> AsyncIterator[Setup]:
         yield st
 
 
-async def test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_name(
-    s3_server: SeaweedS3, tmp_path: Path
-) -> None:
-    """On S3 a key can be an object and a prefix at once. The acquisition PC wrote a file
-    `sess/run1` (shipped, verified, released), later a folder of the same name `sess/run1/` with a
-    movie in it (shipped under `krios/sess/run1/x_fractions.mrc`, released: its only copy is at the
-    destination; the policy keeps it for ever). The purge of the file `run1` must delete that one
-    object. `Tier.remove_any` asked s3fs `isdir` (true: objects exist below `run1/`) and removed the
-    name recursively: the kept movie's only copy went with it. Now the copy's layout says what it is."""
+def _s3_site(s3_server: SeaweedS3, tmp_path: Path) -> tuple[Config, Path, str]:
+    """A Krios shipping <tmp>/acq to a fresh bucket's `central/`, release on, the SCRATCH policy."""
     bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
     watch = tmp_path / "acq"
     (watch / "sess").mkdir(parents=True)
@@ -67,6 +61,36 @@ async def test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_n
             "tiers": {"central": {"url": f"s3://{bucket}/central", "options": s3_server.options()}},
         }
     )
+    return cfg, watch, bucket
+
+
+async def _sweep_scratch(cfg: Config) -> int:
+    """The daemon's retention sweeps from day 7 to 12 after the newest copy: how many it purged."""
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(cfg.state_dir))
+    try:
+        t0 = max(r.copy.verified_at or 0 for r in jr.retention_items(j))
+        runner = retention_runner(cfg, j, jexec, io)
+        purged = 0
+        for d in range(7, 13):
+            purged += (await runner.sweep(t0 + d * DAY + 60)).purged
+        return purged
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
+async def test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_name(
+    s3_server: SeaweedS3, tmp_path: Path
+) -> None:
+    """On S3 a key can be an object and a prefix at once. The acquisition PC wrote a file
+    `sess/run1` (shipped, verified, released), later a folder of the same name `sess/run1/` with a
+    movie in it (shipped under `krios/sess/run1/x_fractions.mrc`, released: its only copy is at the
+    destination; the policy keeps it for ever). The purge of the file `run1` must delete that one
+    object. `Tier.remove_any` asked s3fs `isdir` (true: objects exist below `run1/`) and removed the
+    name recursively: the kept movie's only copy went with it. Now the copy's layout says what it is."""
+    cfg, watch, _ = _s3_site(s3_server, tmp_path)
     (watch / "sess/run1").write_bytes(b"scratch " * 1000)
     res = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
     assert res.stats.verified == 1 and not (watch / "sess/run1").exists()  # released
@@ -77,18 +101,7 @@ async def test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_n
     tier = build_tiers(cfg)["central"]
     assert tier.exists("krios/sess/run1/x_fractions.mrc")
 
-    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
-    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(cfg.state_dir))
-    try:
-        t0 = max(r.copy.verified_at or 0 for r in jr.retention_items(j))
-        runner = retention_runner(cfg, j, jexec, io)
-        purged = 0
-        for d in range(7, 13):
-            purged += (await runner.sweep(t0 + d * DAY + 60)).purged
-    finally:
-        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
-        jexec.shutdown()
-        io.shutdown()
+    purged = await _sweep_scratch(cfg)
     left = [p for p in tier.find("krios") if "~acqd" not in p]
     assert purged == 1 and "krios/sess/run1" not in left  # the file run1: purged, as the policy says
     # the movie below the same name: kept by the policy, its source released long ago
@@ -120,6 +133,32 @@ async def test_a_purge_never_deletes_an_object_that_replaced_the_verified_copy(m
         io.shutdown()
     assert res[60].purged >= 2  # the other movies, as the policy says
     assert foreign.exists(), "the purge deleted an object that is not the copy it verified"
+
+
+async def test_an_s3_purge_never_deletes_an_object_of_the_same_size_that_replaced_the_copy(
+    s3_server: SeaweedS3, tmp_path: Path
+) -> None:
+    """The purge's re-check looked at the size alone: an object of the same size put under the
+    copy's name (a re-export with other bytes) was deleted as the copy. It now also compares the
+    checksum the tier keeps with the object (S3 metadata, as the release's quick re-check does)."""
+    cfg, watch, bucket = _s3_site(s3_server, tmp_path)
+    (watch / "sess2").mkdir()
+    for sess in ("sess", "sess2"):
+        (watch / sess / "run1").write_bytes(b"scratch " * 1000)
+    res = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
+    assert res.stats.verified == 2 and not (watch / "sess/run1").exists()
+    client = s3_server.client()
+    others = {}
+    # one replaced without acqd's checksum, one with a wrong one
+    for sess, meta in (("sess", {}), ("sess2", {META_CHECKSUM: "0" * 32})):
+        key = f"central/krios/{sess}/run1"
+        size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        others[key] = (f"{sess}: SOMEBODY ELSE'S BYTES ".encode() * size)[:size]
+        client.put_object(Bucket=bucket, Key=key, Body=others[key], Metadata=meta)
+    assert await _sweep_scratch(cfg) == 0
+    for key, other in others.items():
+        got = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert got == other, f"the purge deleted {key}, an object of the same size that is not the copy it verified"
 
 
 class Killed(BaseException):
