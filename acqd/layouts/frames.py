@@ -544,7 +544,7 @@ def _tag_value(t: dict[str, Any], byteorder: str) -> Any:
 
 def _axes(src: FrameSource) -> list[dict[str, Any]]:
     """NGFF axes of the stored array, each with its scale under "_scale" (popped by the caller):
-    (y, x) for a 2-D image, (t|z, y, x) for a movie or stack, (scan_y, scan_x, det_y, det_x) for a
+    (y, x) for a 2-D image, (t|z|c, y, x) for a movie, a stack or channels, (scan_y, scan_x, det_y, det_x) for a
     4D-STEM scan. Units only where the source states the size."""
     unit = src.unit if src.unit in UM_PER_UNIT else "micrometer"
 
@@ -567,6 +567,8 @@ def _axes(src: FrameSource) -> list[dict[str, Any]]:
         return plane
     if src.axis0 == "t":
         return [axis("t", "time"), *plane]
+    if src.axis0 == "c":
+        return [axis("c", "channel"), *plane]
     return [axis(src.axis0, "space", length(src.axis0_step_um)), *plane]
 
 

@@ -43,7 +43,7 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     dtype: np.dtype[Any] | None = None
     if mode not in UNFRAMED_MODES:
         try:
-            dtype = data_dtype_from_header(h[0])
+            dtype = data_dtype_from_header(h)  # the whole record keeps the byte order; h[0] drops it
         except ValueError as exc:  # a mode no standard defines: a damaged header
             raise FormatError(f"bad MRC header: {exc}") from None
     # mode 0 is signed bytes, unless the IMOD stamp says they are unsigned (SerialEM, K2/K3 movies)

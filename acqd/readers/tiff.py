@@ -127,6 +127,7 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
     if why is not None:
         raise UnsupportedFormatError(f"a TIFF with {why}: not 2-D gray frames acqd gives back in their own form")
     shape = first.shape
+    axis0 = _series_axis(f, str(options.get("name", "source.tif")), n, shape) or str(options.get("axis0", "z"))
     dtype = np.dtype(first.dtype).newbyteorder(tif.byteorder)
     header: dict[str, Any] = {
         "byteorder": tif.byteorder,
@@ -171,13 +172,54 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         header=header,
         read=read,
         restore=skeleton,
-        axis0=str(options.get("axis0", "z")),
+        axis0=axis0,
         pixel_size_um=cal.pixel_um,
-        axis0_step_um=cal.step_um if n > 1 else None,
+        axis0_step_um=cal.step_um if n > 1 and axis0 == "z" else None,
         unit=cal.unit,
         image2d=n == 1,
         extra={"tif": tif},
     )
+
+
+# what the file's own metadata (OME-XML, ImageJ's description) calls its plane axis; other letters
+# (tifffile's I and Q: planes of no stated kind) leave it to the detector profile
+_AXIS0 = {"Z": "z", "T": "t", "C": "c"}
+
+
+def _series_axis(f: BinaryIO, name: str, n: int, shape: tuple[int, ...]) -> str | None:
+    """The plane axis the file's metadata states (z, t or c), or None where it states none.
+
+    Raises UnsupportedFormatError for what the frame layouts cannot give back as it is meant: a
+    series whose planes are not the pages (ImageJ past 4 GiB writes one IFD and the other planes
+    after it, `images=N`: the pages would show one plane of N), and a hyperstack with more than one
+    axis besides the plane (z and channels, time and z: stacked as one axis they would be read as
+    one z of all planes). Those are stored byte-exact, so their readers keep the dimensions."""
+    try:
+        # a TiffFile of its own: reading the series turns the pages of some kinds (OME) into
+        # TiffFrames, which the rest of the reader does not expect
+        f.seek(0)  # tifffile takes a handle's position for the file's start
+        with tifffile.TiffFile(f, name=name) as tif:
+            series = tif.series[0]
+            axes, dims, count = str(series.axes), tuple(int(d) for d in series.shape), len(tif.series)
+    except Exception:  # tifffile's metadata parsing on an odd file: the pages decide, as before
+        return None
+    if axes[-2:] != "YX" or dims[-2:] != tuple(shape):
+        return None
+    lead = [(a, d) for a, d in zip(axes[:-2], dims[:-2], strict=True) if d > 1]
+    planes = int(np.prod([d for _, d in lead], dtype=np.int64))
+    if planes > n:
+        raise UnsupportedFormatError(
+            f"a TIFF whose {axes} series holds {planes} planes in {n} IFD(s) (ImageJ's layout past 4 GiB): "
+            "the pages alone are not its planes"
+        )
+    if count > 1 or planes < n:
+        return None  # more pages than the first series: every page a plane, as the profile says
+    if len(lead) > 1:
+        raise UnsupportedFormatError(
+            f"a {axes} hyperstack of shape {dims}: more than one axis besides the plane, which a stack of "
+            "planes would mix into one"
+        )
+    return _AXIS0.get(lead[0][0]) if lead else None
 
 
 @dataclass(frozen=True)
