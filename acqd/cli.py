@@ -266,6 +266,15 @@ def run(
                 out.print_json(json.dumps({"run": run_stats, "journal": s}))
             else:
                 _print_run(run_stats, s)
+        if daemon.stuck_io:
+            # the interpreter's exit would wait for the blocked storage threads for ever; the journal
+            # is closed and every state is durable, so leave them behind
+            import logging
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(result.code)
         raise typer.Exit(result.code)
 
 

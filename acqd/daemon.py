@@ -54,6 +54,7 @@ log = logging.getLogger("acqd")
 
 STATE_DIR_MODE = 0o700  # the state directory: journal, lock, mailbox (see README, "Files and permissions")
 DRAIN_SECONDS = 30.0
+IO_EXIT_SECONDS = 15.0  # at a stop, after the drain: storage calls still blocked are left behind
 CATALOG_DRAIN_SECONDS = 10.0  # at a stop: the catalog's last records, if it is reachable
 
 
@@ -532,6 +533,7 @@ class Daemon:
         self.repeats = Repeats(on_error=self._count_error)
         self._events_source: EventSource | None = None
         self._io: ThreadPoolExecutor | None = None
+        self.stuck_io = 0  # I/O threads still blocked in a storage call when the daemon stopped
         self.catalog: Publisher | None = None
         self.pace = Pace("normal", "")  # acquisition comes first: the pacer's current decision
         self._pacers: dict[str, pacing.TierPacer] = {}  # tiers with a bandwidth schedule
@@ -737,7 +739,14 @@ class Daemon:
                 if self.exporter is not None:
                     self.exporter.close()
                 self.notifier.close()
-                io.shutdown(wait=True, cancel_futures=True)
+                self.stuck_io = leave_executor(io, IO_EXIT_SECONDS)
+                if self.stuck_io:
+                    log.error(
+                        "%d storage call(s) still blocked %.0f s after the drain (a destination that does not "
+                        "answer): stopping without them; nothing is lost, their files ship again at the next start",
+                        self.stuck_io,
+                        IO_EXIT_SECONDS,
+                    )
                 await loop.run_in_executor(jexec, journal.close)
                 jexec.shutdown(wait=True)
 
@@ -1008,6 +1017,18 @@ class Daemon:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+
+def leave_executor(ex: ThreadPoolExecutor, seconds: float) -> int:
+    """Shut `ex` down (queued calls cancelled) and wait for its threads at most `seconds`. Returns
+    how many are still running: a storage call blocked on a server that stopped answering (an S3
+    endpoint frozen mid-upload) must not keep a stopping daemon alive until systemd kills it."""
+    ex.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + seconds
+    threads = list(getattr(ex, "_threads", ()))
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return sum(1 for t in threads if t.is_alive())
 
 
 def adopt_into(config: Config, tiers: dict[str, Tier], claim: claims.Claim, journal: Journal) -> dict[str, int]:

@@ -727,8 +727,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a copy is deleted as a tree whenever the backend calls its name a folder"
         " (S3: a file's name can be a prefix too)",
         "acqd/storage/base.py",
-        "            if tree:\n                fs.rm(path, recursive=True)\n",
-        "            if fs.isdir(path):\n                fs.rm(path, recursive=True)\n",
+        "            if tree:\n                self._rm_tree(path)\n",
+        "            if fs.isdir(path):\n                self._rm_tree(path)\n",
         ("tests/test_retention_deletes.py::test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_name",),
     ),
     Mutant(
@@ -874,6 +874,41 @@ MUTANTS: tuple[Mutant, ...] = (
         "    return _AXIS0.get(lead[0][0]) if lead else None\n",
         "    return None\n",
         ("tests/test_source_structure.py::test_a_stack_of_one_stated_axis_is_labelled_as_the_file_states",),
+    ),
+    Mutant(
+        "tree-delete-by-glob",
+        "a stored tree is deleted with fsspec's rm(recursive), which takes its name for a glob pattern",
+        "acqd/storage/base.py",
+        "            if tree:\n                self._rm_tree(path)\n",
+        "            if tree:\n                fs.rm(path, recursive=True)\n",
+        ("tests/test_storage.py::test_a_name_with_glob_characters_touches_exactly_its_own_objects",),
+    ),
+    Mutant(
+        "s3-tree-commit-by-glob",
+        "an S3 tree is committed with fsspec's copy, which takes each object's name for a glob pattern",
+        "acqd/storage/s3.py",
+        'self._call("copy_object", Bucket=bucket, Key=dest, CopySource={"Bucket": bucket, "Key": k})\n',
+        'self.fs.copy(f"{bucket}/{k}", f"{bucket}/{dest}")\n',
+        (
+            "tests/test_remote_names.py::test_an_s3_zarr_name_with_a_glob_character_ships",
+            "tests/test_storage.py::test_a_name_with_glob_characters_touches_exactly_its_own_objects",
+        ),
+    ),
+    Mutant(
+        "s3-versionid-name-taken",
+        "a name holding `?versionId=` is written to S3 (and read back under another key, for ever)",
+        "acqd/storage/s3.py",
+        '        if "?versionId=" in rel:\n',
+        "        if False:\n",
+        ("tests/test_remote_names.py::test_an_s3_name_holding_versionid_is_quarantined_and_kept",),
+    ),
+    Mutant(
+        "stuck-io-awaited",
+        "a stopping daemon waits for storage calls blocked on a server that stopped answering (for ever)",
+        "acqd/daemon.py",
+        "                self.stuck_io = leave_executor(io, IO_EXIT_SECONDS)\n",
+        "                io.shutdown(wait=True, cancel_futures=True)\n",
+        ("tests/test_remote_hang.py::test_sigterm_stops_the_daemon_while_the_s3_server_hangs",),
     ),
     Mutant(
         "marker-not-waking",

@@ -475,7 +475,9 @@ class Tier:
         else:
             if not replace and self._looking().exists(final):
                 raise FileExistsError(errno.EEXIST, "exists", final)
-            self.fs.mv(tmp, final)
+            # by exact names: fsspec's mv (a copy, then rm) takes a path for a glob pattern
+            self.fs.cp_file(tmp, final)
+            self.fs.rm_file(tmp)
 
     @staticmethod
     def _sync_dir(path: str) -> None:
@@ -498,11 +500,32 @@ class Tier:
             tmp = self.path(temp_name(rel))
             if fs.exists(tmp):
                 if fs.isdir(tmp):
-                    fs.rm(tmp, recursive=True)
+                    self._rm_tree(tmp)
                 else:
                     fs.rm_file(tmp)
                 found = True
         return found
+
+    def _rm_tree(self, path: str) -> None:
+        """Delete the folder `path` and everything below it, each object by its exact name (blocking,
+        inside an edge). Never fsspec's `rm(path, recursive=True)`: it takes `path` for a glob
+        pattern, and a source's name may hold `?`, `*` or `[..]` — the tree of `stack?.tif` would
+        take `stackA.tif`'s copy with it."""
+        if self.local:
+            import shutil
+
+            shutil.rmtree(path)
+            return
+        fs = self._looking()
+        found = fs.find(path, withdirs=True, detail=True)
+        for p, info in found.items():
+            if info.get("type") != "directory":
+                fs.rm_file(p)
+        for p in sorted((p for p, i in found.items() if i.get("type") == "directory"), key=len, reverse=True):
+            with contextlib.suppress(FileNotFoundError):
+                fs.rmdir(p)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rmdir(path)
 
     # -- multi-object layouts (a Zarr store is a folder of objects) --------------------------
     def temp_tree(self, rel: str) -> str:
@@ -570,7 +593,13 @@ class Tier:
         fs = self._looking()
         if fs.exists(final):
             raise FileExistsError(errno.EEXIST, "exists", final)
-        fs.mv(tmp, final, recursive=True)
+        # object by object, by exact names (fsspec's mv takes a path for a glob pattern), root
+        # metadata last: a partial tree is never a readable store
+        files = sorted(p for p, i in fs.find(tmp, detail=True).items() if i.get("type") != "directory")
+        files.sort(key=lambda p: posixpath.relpath(p, tmp) == "zarr.json")
+        for p in files:
+            fs.cp_file(p, f"{final}/{posixpath.relpath(p, tmp)}")
+        self._rm_tree(tmp)
 
     def tree_size(self, path: str) -> int:
         with self._edge("stat", path):
@@ -602,7 +631,7 @@ class Tier:
             path = self.path(rel)
             fs = self._looking()
             if tree:
-                fs.rm(path, recursive=True)
+                self._rm_tree(path)
             else:
                 fs.rm_file(path)
             if self.caches_listings:

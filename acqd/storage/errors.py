@@ -18,7 +18,8 @@ class DestinationError(PermanentError):
 
 
 class NameTooLongError(FormatError):
-    """The destination cannot hold the file's name: the file's fault, not the destination's; quarantined."""
+    """The destination cannot hold the file's name (too long, or a name the backend reads as something
+    else): the file's fault, not the destination's; quarantined."""
 
 
 class ConflictError(DestinationError):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import configparser
 import contextlib
-import posixpath
+import errno
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any, BinaryIO
@@ -39,9 +39,10 @@ from acqd.config import redact_url
 from acqd.crash import crash_point
 from acqd.errors import NameTakenError, PermanentError, VerifyError
 from acqd.storage.base import ReaderBase, Tier, check_options, is_temp, temp_name
-from acqd.storage.errors import ConflictError
+from acqd.storage.errors import ConflictError, NameTooLongError
 
 META_CHECKSUM = "acqd-xxh3-128"
+COPY_LIMIT = 5 * 2**30  # the largest object one CopyObject request copies
 MIN_PART = 5 * 2**20  # S3's smallest part (all but the last)
 MAX_COPY = 5 * 2**30  # the largest single-request server-side copy
 COPY_PART = 2**30
@@ -125,6 +126,16 @@ class S3Tier(Tier):
     def _submit(self, method: str, **kwargs: Any) -> Future[Any]:
         fs = self.fs
         return asyncio.run_coroutine_threadsafe(fs._call_s3(method, **kwargs), fs.loop)
+
+    def path(self, rel: str) -> str:
+        if "?versionId=" in rel:
+            # s3fs (and the AWS tools) read `?versionId=` in a path as an object version: the object
+            # would be written under its name and read back under another
+            raise NameTooLongError(
+                f"the name {rel!r} holds '?versionId=', which S3 clients read as an object version: it cannot "
+                "be stored on S3 under its name (rename the file)"
+            )
+        return super().path(rel)
 
     def _split(self, path: str) -> tuple[str, str]:
         bucket, _, key = path.partition("/")
@@ -277,23 +288,68 @@ class S3Tier(Tier):
         crash_point("after_temp_write")
         tmp, final = self.temp_tree(rel), self.path(rel)
         with self._edge("commit", rel):
-            fs = self.fs
-            fs.invalidate_cache()
-            # objects under the prefix, or one object with its name (some servers, e.g. SeaweedFS,
-            # keep an empty folder after its objects were deleted: that is not an object in the way)
-            found = fs.find(final, detail=True)
-            if fs.isfile(final) or any(v.get("type") != "directory" for v in found.values()):
+            # every key by its exact name, through the S3 API itself: fsspec's copy and rm take a
+            # path for a glob pattern (a source named `stack?.tif` or `run[1].tif`)
+            bucket, fkey = self._split(final)
+            if self._keys_below(final) or self._is_object(final):
                 raise self._taken(rel)
-            objects = sorted(fs.find(tmp))
-            first = [p for p in objects if posixpath.relpath(p, tmp) != "zarr.json"]
-            last = [p for p in objects if posixpath.relpath(p, tmp) == "zarr.json"]
-            for i, p in enumerate(first + last):
-                fs.copy(p, f"{final}/{posixpath.relpath(p, tmp)}")
+            _, tkey = self._split(tmp)
+            sizes = dict(self._keys_below(tmp))
+            objects = sorted(sizes)
+            first = [k for k in objects if k != f"{tkey}/zarr.json"]
+            last = [k for k in objects if k == f"{tkey}/zarr.json"]
+            for i, k in enumerate(first + last):
+                dest = f"{fkey}/{k[len(tkey) + 1 :]}"
+                if sizes[k] < COPY_LIMIT:
+                    self._call("copy_object", Bucket=bucket, Key=dest, CopySource={"Bucket": bucket, "Key": k})
+                else:  # one copy_object takes at most 5 GiB: a shard set larger is copied in parts
+                    sync(self.fs.loop, self.fs._copy_managed, f"{bucket}/{k}", f"{bucket}/{dest}", sizes[k])
                 if i == 0:
                     crash_point("during_commit")
-            fs.rm(tmp, recursive=True)
-            fs.invalidate_cache()
+            self._delete_keys(bucket, objects)
+            self.fs.invalidate_cache()
         crash_point("after_rename")
+
+    def _keys_below(self, path: str) -> list[tuple[str, int]]:
+        """(key, size) of every object below the folder `path` (the prefix `path/`), exactly."""
+        bucket, key = self._split(path)
+        args: dict[str, Any] = {"Bucket": bucket, "Prefix": key.rstrip("/") + "/"}
+        out: list[tuple[str, int]] = []
+        while True:
+            page = self._call("list_objects_v2", **args)
+            # a key ending in "/" is a folder marker (some servers, e.g. SeaweedFS, keep an empty
+            # folder after its objects were deleted): not an object
+            found = page.get("Contents", []) or []
+            out += [(str(o["Key"]), int(o["Size"])) for o in found if not str(o["Key"]).endswith("/")]
+            if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
+                return out
+            args["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _is_object(self, path: str) -> bool:
+        bucket, key = self._split(path)
+        try:
+            self._call("head_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _delete_keys(self, bucket: str, keys: list[str]) -> None:
+        for i in range(0, len(keys), 1000):
+            batch = keys[i : i + 1000]
+            res = self._call(
+                "delete_objects", Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+            errors = res.get("Errors") or []
+            if errors:
+                e = errors[0]
+                why = f"{len(errors)} object(s) not deleted, e.g. {e.get('Key')}: {e.get('Message')}"
+                raise OSError(errno.EIO, why)
+
+    def _rm_tree(self, path: str) -> None:
+        """Every object below `path`, by its exact key (see Tier._rm_tree)."""
+        bucket, _ = self._split(path)
+        self._delete_keys(bucket, [k for k, _ in self._keys_below(path)])
+        self.fs.invalidate_cache()
 
     def open_read(self, rel: str) -> BinaryIO:
         """The object, checked against its acqd checksum metadata when read through to the end."""
