@@ -115,6 +115,14 @@ def test_error_table(exc: BaseException, cls: type) -> None:
     assert isinstance(mapped, TransientError | PermanentError)
 
 
+def test_an_sftp_failure_without_a_reason_names_what_it_usually_is() -> None:
+    """OpenSSH answers a write to a full disk with a bare SSH_FX_FAILURE: the message says where to look."""
+    import asyncssh
+
+    mapped = translate("central", "write", "a/f", asyncssh.SFTPFailure("Failure"))
+    assert type(mapped) is TransientError and "full disk" in str(mapped) and "free space" in str(mapped)
+
+
 # --- the copy layout through each tier -------------------------------------------------------
 
 

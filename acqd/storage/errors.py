@@ -69,7 +69,12 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ("sftp", _FX_NO_SUCH_FILE): (TransientError, "path not found on the destination"),
     ("sftp", _FX_NO_SPACE): (TransientError, "no space left on the destination"),
     ("sftp", _FX_QUOTA): (TransientError, "quota exceeded on the destination"),
-    ("sftp", _FX_FAILURE): (TransientError, "server reported a failure"),
+    # OpenSSH answers a full disk, a quota or a read-only filesystem with this bare code
+    ("sftp", _FX_FAILURE): (
+        TransientError,
+        "the server reported a failure without a reason (OpenSSH's answer to a full disk, a quota or a "
+        "read-only filesystem: check the server's free space)",
+    ),
     ("sftp", _FX_NO_CONNECTION): (TransientError, "no connection"),
     ("sftp", _FX_CONNECTION_LOST): (TransientError, "connection lost"),
     ("ssh", _DISC_HOST_KEY_NOT_VERIFIABLE): (DestinationError, "host key not trusted (add it to known_hosts)"),
