@@ -43,6 +43,7 @@ from acqd.errors import AcqdError, ClaimError, NameTakenError
 from acqd.journal import Journal
 from acqd.naming import MANIFEST, claim_name
 from acqd.storage import Tier
+from acqd.storage.errors import DestinationError
 
 log = logging.getLogger("acqd")
 
@@ -161,10 +162,14 @@ class Guard:
         # worker's claim being written is never another's "data this journal does not know"
         self._lock = threading.Lock()
 
-    def __call__(self, tier: Tier) -> None:
+    def __call__(self, tier: Tier, fresh: bool = False) -> None:
         """Blocking (the I/O executor). Raises ClaimError when this daemon must stop writing; a
-        storage error when the claim cannot be looked at now (the file is retried)."""
+        storage error when the claim cannot be looked at now (the file is retried). `fresh`: look
+        now, whatever the last look (a session manifest, which a stale look would write onto an
+        empty mount point)."""
         with self._lock:
+            if fresh:
+                self._checked.pop(tier.name, None)
             self._check(tier)
 
     def _check(self, tier: Tier) -> None:
@@ -184,11 +189,15 @@ class Guard:
             there = read_claim(tier, self.claim.instrument)
         except ClaimError as exc:
             raise ClaimError(f"{tier.url(claim_name(self.claim.instrument))}: {exc}") from None
-        if there is None:  # somebody removed it: claim it again (create-only), then look once more
-            log.warning("tier %s: the claim of %s had gone; claimed again", tier.name, self.claim.instrument)
-            with contextlib.suppress(NameTakenError):
-                write_claim(tier, self.claim, replace=False)
-            there = read_claim(tier, self.claim.instrument)
+        if there is None:
+            # claimed at the start of this run, gone now: the tier is not what it was (a network share
+            # unmounted, whose empty mount point would take the copies on the local disk; a folder
+            # removed or replaced). Nothing is written there until the claim is back: the file waits
+            raise DestinationError(
+                f"tier {tier.name}: the claim {tier.url(claim_name(self.claim.instrument))} has gone while acqd "
+                "ran: the tier is not what it was (a network share unmounted? its folder removed?); nothing is "
+                "written there until it is back (restart acqd if it was emptied on purpose)"
+            )
         if there is not None and there.same_owner(self.claim) and not there.same_run(self.claim):
             raise ClaimError(
                 f"tier {tier.name}: {tier.url(self.claim.instrument)} is now claimed by another run of this "
@@ -210,6 +219,14 @@ def look(tier: Tier, claim: Claim, known: bool) -> Claim | None:
     on this tier (a destination acqd used before claims existed)."""
     there = read_claim(tier, claim.instrument)
     if there is None:
+        if known and not tier.has_objects(claim.instrument):
+            # copies recorded there, and nothing at all under the prefix (not even a claim): an empty
+            # mount point, not the tier; writing would put the copies on the local disk
+            raise DestinationError(
+                f"tier {tier.name}: this journal has copies on it, but {tier.url(claim.instrument)} holds nothing "
+                f"of instrument {claim.instrument!r}, not even its claim: a network share not mounted? acqd waits "
+                "for it; if the tier was emptied on purpose, run `acqd adopt`"
+            )
         if not known and tier.has_objects(claim.instrument):
             raise ClaimError(
                 f"tier {tier.name}: {tier.url(claim.instrument)} already holds data of instrument "

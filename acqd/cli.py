@@ -576,17 +576,21 @@ def verify(
     ] = None,
 ) -> None:
     """Fixity check: re-read every stored copy, decode it and compare its checksum with the journal's.
-    Reports every bad copy (missing, truncated, corrupt), then a summary; exit 1 if any is bad."""
+    Reports every bad copy (missing, truncated, corrupt), then a summary; exit 1 if any is bad.
+    A bad copy is recorded in the journal: it is no longer counted as verified, so its source is
+    never released for it, and a source still on the acquisition disk is shipped again."""
     from acqd.fixity import Tiers, check_copy
 
     with _errors():
         cfg, j = _open_for_reading(config, state_dir, dest)
+        sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
         try:
             pairs = list(j.verified_copies())
             tiers = Tiers(cfg, dest, j)
         finally:
             j.close()
         bad: dict[str, int] = {}
+        damaged: list[tuple[FileRow, CopyRow, str]] = []
         ok = 0
         try:
             for row, copy in pairs:
@@ -596,11 +600,48 @@ def verify(
                 else:
                     bad[problem.kind] = bad.get(problem.kind, 0) + 1
                     err.print(f"FAILED {row.relpath!r} (version {row.version}): {problem}", markup=False)
+                    if problem.kind in ("missing", "truncated", "corrupt"):  # not a tier that did not answer
+                        damaged.append((row, copy, f"fixity: {problem}"))
         finally:
             tiers.close()
+        if damaged:
+            _record_damaged(sd, damaged)
     kinds = f" ({', '.join(f'{n} {kind}' for kind, n in sorted(bad.items()))})" if bad else ""
     out.print(f"verify: {ok} copies OK, {sum(bad.values())} failed{kinds}", markup=False)
     raise typer.Exit(1 if bad else 0)
+
+
+def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> None:
+    """Tell the journal which verified copies failed the fixity check, and say what follows for each.
+    A copy whose source is still on the acquisition disk (verified, not released) is recorded lost:
+    the daemon never releases the source for it and ships the file again. A released file's copy
+    is left as it is (it may be the only one): said, for a person to act on."""
+    try:
+        j = Journal(journal_path(sd))
+    except AcqdError as exc:
+        err.print(f"not recorded in the journal ({exc}): run `acqd verify` as the daemon's user", markup=False)
+        return
+    try:
+        for row, copy, why in damaged:
+            fresh = j.get(row.id)
+            if fresh.state == "verified":
+                j.copy_lost(row.id, copy.id, why)
+                err.print(
+                    f"  -> {row.relpath!r}: copy recorded lost; its source is still on the acquisition disk: never "
+                    "released for this copy, shipped again (by the running daemon, or the next `acqd run`)",
+                    markup=False,
+                )
+            else:
+                others = [c for c in j.copies_of(row.id) if c.state == "verified" and c.id != copy.id]
+                where = f"its other copies: {', '.join(c.tier for c in others)}" if others else "no other copy"
+                j.audit(row.id, "fixity-failed", copy=copy.id, reason=why)
+                err.print(
+                    f"  -> {row.relpath!r} is {fresh.state}: its source is not on the acquisition disk ({where}); "
+                    "restore it from another copy or a backup",
+                    markup=False,
+                )
+    finally:
+        j.close()
 
 
 @app.command()

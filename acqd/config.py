@@ -560,6 +560,11 @@ def quick_config(
     secret = url_secret_error(url, "--dest")
     if secret:  # before pydantic, whose errors quote the input
         raise ConfigError(secret)
+    if "://" not in dest:  # a folder named on the command line is made (a configured tier's never is)
+        try:
+            Path(dest).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--dest {dest}: cannot make the folder: {exc.strerror}") from None
     return Config.model_validate(
         {
             "instrument": instrument,

@@ -276,6 +276,9 @@ def check_apart(config: Config, tiers: dict[str, Tier]) -> None:
     a bind mount does not hide it: no local tier is, or is inside, a watch root (or the other way
     round), and the state folder is not inside one. Roots not there yet are checked by name only; a
     release never counts a copy inside a watch root (`Pipeline`)."""
+    for name, tier in tiers.items():
+        if tier.local and os.path.lexists(tier.root) and not os.path.isdir(tier.root):
+            raise ConfigError(f"tiers.{name}: {tier.root} is a file, not a folder")
     for w in config.watch:
         root = str(w.path)
         for name, tier in tiers.items():
@@ -387,8 +390,18 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
                 "cannot back off for it; set limits.backoff.stat_file"
             )
     if probe:
-        warnings.extend(shared_storage(tiers, config.instrument, probe_timeout))
+        absent = {n for n, t in tiers.items() if t.local and not os.path.lexists(t.root)}
+        for name in sorted(absent):
+            warnings.append(
+                f"tier {name}: {tiers[name].root} does not exist: `run` makes it at its first use (and never "
+                "writes there again once its copies and claim have gone); if it is a network share, mount it first"
+            )
+        warnings.extend(
+            shared_storage({n: t for n, t in tiers.items() if n not in absent}, config.instrument, probe_timeout)
+        )
         for name, tier in tiers.items():
+            if name in absent:  # probed by writing: that would make it
+                continue
             failed = probe_tier(tier, config.instrument, probe_timeout)
             if failed is None:
                 notes.append(f"tier {name} ({tier.url(config.instrument)}): write, read back and delete: OK")
@@ -681,6 +694,7 @@ class Daemon:
                         ),
                         links=links,
                     )
+                    await self.retention.report_standing_suspension()
                     aux.append(asyncio.create_task(self._retention_loop(policy.spec.interval), name="retention"))
                     if op is not None and page_on:
                         runner = self.retention

@@ -356,7 +356,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         once: bool = False,
         retry_for: float | None = None,
-        guard: Callable[[Tier], None] | None = None,
+        guard: Callable[..., None] | None = None,  # (tier, fresh=False): acqd.claims.Guard
         repeats: Repeats | None = None,
         on_root: Callable[[RootCtx, bool], Awaitable[None]] | None = None,
         writers: WriterCheck | None = None,
@@ -2277,9 +2277,14 @@ class Pipeline:
 
             doc = await self._io(render)  # a big session's manifest is built off the event loop
             try:
+                if self.guard is not None:  # the tier is still this daemon's, and still there
+                    await self._io(self.guard, ctx.tier, True)
                 await self._io(
                     partial(ctx.tier.write_atomic, replace=True), manifest_path(self._base(ctx), session), [doc]
                 )
+            except ClaimError as exc:
+                self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
+                return
             except AcqdError as exc:
                 self.repeats.error(
                     "manifest",

@@ -400,6 +400,18 @@ class RetentionRunner:
         for p in problems + more:
             log.warning("retention: %s (the journal keeps the holds; tried again at the next sweep)", p)
 
+    async def report_standing_suspension(self) -> None:
+        """At start: a suspension the journal keeps from an earlier run is reported now (the gauge,
+        an event, the log), not only at the first sweep an interval later."""
+        doc = await self._j(self.store.clock_state)
+        if doc is None:
+            return
+        st = ClockState.from_json(doc)
+        if st.suspension is not None and not self._reported:
+            log.error("retention: purges and transitions are suspended (the clock guard, since an earlier run)")
+            self._emit_clock("retention.clock_suspended", "suspended since an earlier run")
+            self._reported = True
+
     async def _note_clock(self, view: ClockView) -> None:
         """Keep the clock state; log, audit, report what changed (a suspension, its end, an ack)."""
         st, was = view.after, view.before.suspension if view.before is not None else None

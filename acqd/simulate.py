@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from acqd.errors import AcqdError
+
 SIMULATED = ("gatan-k3", "gatan-k2", "falcon", "direct-electron", "hamamatsu-orca", "merlin-medipix", "generic")
 FRAME_SHAPES = {
     "gatan-k3": (4092, 5760),
@@ -225,6 +227,15 @@ def _mrc_movie(
         os.fsync(f.fileno())
 
 
+def _never_over(folder: Path, *names: str) -> None:
+    """A simulated camera pointed at a folder holding real data must not overwrite it."""
+    for name in names:
+        if os.path.lexists(folder / name):
+            raise AcqdError(
+                f"{folder / name} exists: acqd simulate never overwrites a file; give it an empty --out folder"
+            )
+
+
 def simulate(
     detector: str,
     out: Path,
@@ -243,6 +254,15 @@ def simulate(
             break
         d = w.session(i)
         n = spec.frames
+        _never_over(
+            d,
+            f"movie_{i:05d}.mrc",
+            f"FoilHole_{1000 + i}_Data_fractions.mrc",
+            f"FoilHole_{1000 + i}_Data.xml",
+            f"scan_{i:05d}.mib",
+            f"scan_{i:05d}.hdr",
+            f"stack_{i:05d}.tif",
+        )
         if detector in ("gatan-k3", "gatan-k2", "direct-electron"):
             path = d / f"movie_{i:05d}.mrc"
             dtype, mode = ("uint16", 6) if detector == "direct-electron" else ("uint8", 0)

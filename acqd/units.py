@@ -67,6 +67,29 @@ from typing import Annotated  # noqa: E402
 from pydantic import AfterValidator, BeforeValidator  # noqa: E402
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def parse_age(value: str | int | float) -> float:
+    """A retention age (how old a copy gets before it moves or is purged, how long before a purge
+    its owners are warned): a duration with its unit spelt out. A bare number (seconds, when the
+    writer meant days) and `m` (minutes, when the writer meant months: `6m` purged after six
+    minutes) are refused with what to write instead."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r}: a retention age needs its unit, e.g. '{value:g}d' for days")
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m and m.group(2) is None:
+            raise ValueError(f"{value!r}: a retention age needs its unit, e.g. '{m.group(1)}d' for days")
+        if m and m.group(2) == "m":
+            n = float(m.group(1))
+            raise ValueError(
+                f"{value!r}: 'm' is minutes here; write months as days ('{n * 30:g}d' for {n:g} months), "
+                "and a rehearsal's minutes as seconds or hours"
+            )
+    return parse_duration(value)
+
+
+Age = Annotated[float, BeforeValidator(parse_age)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -168,7 +169,13 @@ def tree(root: Path, claims: bool = False) -> dict[str, bytes]:
     return out
 
 
-def write_config(path: Path, body: str) -> Path:
+def write_config(path: Path, body: str, *, make_tiers: bool = True) -> Path:
+    """Write a config file. `make_tiers`: make the folders of its `file://` tiers first, as an
+    operator does (acqd never creates a configured tier's folder: an unmounted share must not fill
+    the local disk)."""
+    if make_tiers:
+        for m in re.finditer(r"file://(/[^\"'\s,}]+)", body):
+            Path(m.group(1)).mkdir(parents=True, exist_ok=True)
     path.write_text(body)
     return path
 

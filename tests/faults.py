@@ -202,6 +202,12 @@ class FaultyFileSystem(LocalFileSystem):  # type: ignore[misc]
         self.control.check("rename")
         super().mv(path1, path2, *args, **kwargs)
 
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        # a publish on a backend without rename (acqd copies the temporary by its exact name, then
+        # removes it: fsspec's mv would take a name with `?` or `[..]` for a pattern)
+        self.control.check("rename")
+        super().cp_file(path1, path2, **kwargs)
+
     def info(self, path: str, **kwargs: Any) -> Any:
         self.control.check("stat")
         return super().info(path, **kwargs)

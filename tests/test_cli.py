@@ -138,9 +138,11 @@ def test_check_reports_a_missing_watch_folder_and_probes_each_tier(tmp_path: Pat
     r = run_acqd("check", "--config", str(cfg), "--strict")
     assert r.returncode == 1
 
-    # a tier it cannot write to: a warning naming the tier's URL (a file where its folder should be)
+    # a tier it cannot write to: a warning naming the tier's URL (a file where the instrument's folder
+    # should be; a tier that is itself a file is a configuration error, test_config.py)
     (tmp_path / "not-yet").mkdir()
-    (tmp_path / "blocked").write_text("a file, not a folder")
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "scope").write_text("a file, not a folder")
     cfg.write_text(cfg.read_text().replace(f"{tmp_path}/spare", f"{tmp_path}/blocked"))
     r = run_acqd("check", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
@@ -295,3 +297,15 @@ def test_profiles_and_templates_are_found_in_the_admins_folders_before_the_shipp
     assert load_profile("gatan-k3", dirs).settle.window == 9.0  # the admin's copy wins
     assert load_profile("gatan-k3", [shipped("detectors")]).settle.window == 5.0
     assert templates_dirs() == [ETC / "templates", shipped("policies/templates")]
+
+
+def test_simulate_never_overwrites_a_file_in_its_output_folder(tmp_path: Path) -> None:
+    """A simulated camera pointed at a folder that holds real data replaced it without a word."""
+    movie = tmp_path / "session_000" / "movie_00000.mrc"
+    movie.parent.mkdir()
+    movie.write_bytes(b"PRECIOUS REAL DATA")
+    r = run_acqd(
+        "simulate", "--detector", "gatan-k3", "--out", str(tmp_path), "--files", "1", "--frames", "2", "--size", "16x16"
+    )
+    assert r.returncode == 1 and "never overwrites" in r.stderr, r.stdout + r.stderr
+    assert movie.read_bytes() == b"PRECIOUS REAL DATA"

@@ -10,7 +10,7 @@ from acqd.config import Config, load_config
 from acqd.errors import ConfigError
 from acqd.profiles import DetectorProfile, load_profile, search_path
 from acqd.yamlfile import load_model
-from tests.conftest import REPO, run_acqd
+from tests.conftest import REPO, run_acqd, write_config
 
 MINIMAL = """\
 instrument: krios-1
@@ -215,3 +215,65 @@ def test_an_overlap_hidden_by_a_symlink_is_refused_by_check_and_run(tmp_path: Pa
         assert "overlap" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert (tmp_path / "acq" / "s1" / "a.dat").read_bytes() == b"the only copy"
     assert list((tmp_path / "acq" / "central").iterdir()) == []
+
+
+def test_a_tier_folder_that_has_gone_is_never_made_again(tmp_path: Path) -> None:
+    """An unmounted share: its mount point is an empty folder, the tier's folder below it is not
+    there. acqd made it (`mkdir -p`) and shipped onto the local disk, and with release on freed the
+    acquisition disk into it: the copies hidden once the share mounts over them. A tier's folder is
+    made at its first use only: once the journal has copies there, a folder gone is waited for
+    (`run` keeps the file and says why); `check` warns and does not make it."""
+    (tmp_path / "acq" / "s").mkdir(parents=True)
+    mount = tmp_path / "mnt" / "central"  # the mount point
+    mount.mkdir(parents=True)
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+watch:
+  - {{path: {tmp_path / "acq"}, settle: 0.3s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "file://{mount / "acqd"}"}}
+limits: {{retry_initial: 50ms, retry_max: 200ms}}
+""",
+        make_tiers=False,
+    )
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0 and "does not exist" in r.stderr and "mount it first" in r.stderr, r.stdout + r.stderr
+    assert run_acqd("check", "--config", str(cfg), "--strict").returncode == 1
+    assert list(mount.iterdir()) == [], "check made the tier's folder"
+    (tmp_path / "acq" / "s" / "a.raw").write_bytes(b"the first file")
+    assert run_acqd("run", "--config", str(cfg), "--once").returncode == 0  # first use: made
+    assert (mount / "acqd" / "scope" / "s" / "a.raw").exists()
+    mount.rename(tmp_path / "share")  # unmounted: the mount point is empty again
+    mount.mkdir()
+    (tmp_path / "acq" / "s" / "b.raw").write_bytes(b"the only copy")
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "3s")
+    assert r.returncode == 1 and "not mounted" in r.stderr, r.stderr
+    assert list(mount.iterdir()) == [], "acqd made the tier's folder again on the local disk"
+    assert (tmp_path / "acq" / "s" / "b.raw").read_bytes() == b"the only copy"
+    mount.rmdir()
+    (tmp_path / "share").rename(mount)  # mounted again: it ships
+    r = run_acqd("run", "--config", str(cfg), "--once")
+    assert r.returncode == 0 and (mount / "acqd" / "scope" / "s" / "b.raw").read_bytes() == b"the only copy"
+    assert not (tmp_path / "acq" / "s" / "b.raw").exists()
+
+
+def test_a_tier_that_is_a_file_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "acq").mkdir()
+    (tmp_path / "hostname").write_text("not a folder")
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+watch: [{{path: {tmp_path / "acq"}}}]
+tiers:
+  central: {{url: "file://{tmp_path / "hostname"}"}}
+""",
+        make_tiers=False,
+    )
+    for cmd in (["check"], ["run", "--once"]):
+        r = run_acqd(*cmd, "--config", str(cfg))
+        assert r.returncode == 78 and "is a file, not a folder" in r.stderr, (cmd, r.stderr)

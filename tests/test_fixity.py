@@ -60,7 +60,7 @@ def test_verify_reports_every_bad_copy_and_restore_leaves_nothing_partial(tmp_pa
     r = run_acqd("verify", "--config", str(cfg))
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
-    failed = {ln.split("'")[1]: ln for ln in _lines(r.stderr)}
+    failed = {ln.split("'")[1]: ln for ln in _lines(r.stderr) if ln.startswith("FAILED")}
     assert set(failed) == {
         "session_000/stack_00000.tif",
         "session_000/stack_00001.tif",
@@ -258,3 +258,39 @@ def test_restore_into_a_watch_folder_is_refused_unless_asked_for(tmp_path: Path)
     assert r.returncode == 0 and (acq / "s" / "f.raw").read_bytes() == b"a frame to reprocess", r.stderr
     r = run_acqd("restore", "s/f.raw", str(tmp_path / "elsewhere.raw"), "--config", str(cfg))
     assert r.returncode == 0 and (tmp_path / "elsewhere.raw").read_bytes() == b"a frame to reprocess", r.stderr
+
+
+def test_a_copy_verify_finds_damaged_never_releases_its_source_and_is_shipped_again(tmp_path: Path) -> None:
+    """Bit rot in a copy (same size) whose source is still on the acquisition disk: `acqd verify`
+    reported it, recorded nothing, and the next `--release` run deleted the only good source (its
+    quick re-check looks at sizes). verify now records the copy lost: the source is kept and
+    shipped again, and a released file's damaged copy is said to be the only one."""
+    w, d, st = tmp_path / "w", tmp_path / "d", tmp_path / "state"
+    (w / "s").mkdir(parents=True)
+    good, other = bytes(range(256)) * 400, b"released before the rot " * 100
+    (w / "s" / "b.bin").write_bytes(good)
+    (w / "s" / "gone.bin").write_bytes(other)
+    quick = ["--watch", str(w), "--dest", str(d), "--state-dir", str(st), "--instrument", "scope"]
+    r = run_acqd("run", "--once", *quick)
+    assert r.returncode == 0, r.stderr
+    (w / "s" / "gone.bin").unlink()  # as if released by an earlier run with --release
+    db = Journal(st / "journal.sqlite")
+    try:
+        db._db.execute("UPDATE files SET state = 'released' WHERE relpath = 's/gone.bin'")
+        db._db.commit()
+    finally:
+        db.close()
+    for name in ("b.bin", "gone.bin"):
+        with open(d / "scope" / "s" / name, "r+b") as f:  # one byte flipped, the size kept
+            f.seek(100)
+            f.write(b"X")
+    r = run_acqd("verify", "--state-dir", str(st))
+    assert r.returncode == 1 and "2 failed (2 corrupt)" in r.stdout, r.stdout + r.stderr
+    assert "shipped again" in r.stderr and "not on the acquisition disk" in r.stderr, r.stderr
+    r = run_acqd("run", "--once", "--release", *quick)
+    assert r.returncode == 0, r.stderr
+    r = run_acqd("verify", "--state-dir", str(st))
+    assert "1 copies OK" in r.stdout and "1 failed (1 corrupt)" in r.stdout, r.stdout + r.stderr
+    out = tmp_path / "b.bin"
+    r = run_acqd("restore", "s/b.bin", str(out), "--state-dir", str(st))
+    assert r.returncode == 0 and out.read_bytes() == good, r.stderr  # the good bytes, from a copy shipped again

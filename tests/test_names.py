@@ -415,6 +415,7 @@ def test_a_copy_of_a_running_daemons_state_folder_never_writes_beside_it(tmp_pat
         _copy_state(state, tmp_path / "state-b")  # the running daemon's state folder, copied (a cloned VM)
         copy = write_config(tmp_path / "b.yaml", cfg.read_text().replace(str(state), str(tmp_path / "state-b")))
         once(copy)  # the copy's run is later: it takes the claim (nothing new to ship)
+        time.sleep(claims.CHECK_EVERY + 0.5)  # a commit trusts a look at the claim at most this old
         o.write("s/c.raw", b"third: the first daemon must not commit it any more")
         d.proc.wait(timeout=60)
         assert d.proc.returncode == 78 and "another run of this journal" in d.stderr(), d.stderr()
@@ -676,3 +677,55 @@ def test_adopt_never_releases_a_file_rewritten_since_its_copy_on_the_strength_of
     rows = {(row[0], row[3]): row[1] for row in journal_rows(state)}
     assert rows[("s/a.raw", 2)] == "released", rows  # shipped as a new version, then released
     assert ("s/same.raw", 2) not in rows and rows[("s/same.raw", 1)] == "released", rows  # taken as shipped
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["tier-is-the-mount-point", "tier-below-the-mount-point"])
+def test_a_share_unmounted_under_a_running_daemon_is_never_written_to_the_local_disk(
+    tmp_path: Path, below: bool
+) -> None:
+    """The share the tier is on goes away under a running daemon (unmounted; its mount point is an
+    empty folder on the local disk). acqd claimed its prefix again there (or made the tier's folder)
+    and shipped and released onto the local disk: the copies hidden once the share mounts over them
+    (found by a review of observability). Now the file waits, saying why, also across a restart,
+    and ships once the share is back."""
+    mnt = tmp_path / "mnt"
+    root = mnt / "acqd" if below else mnt
+    root.mkdir(parents=True)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "everything.yaml").write_text(EVERYTHING)
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+detectors_dir: {tmp_path / "profiles"}
+watch:
+  - {{path: {tmp_path / "acq"}, detector: everything, settle: 0.3s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "file://{root}"}}
+limits: {{retry_initial: 50ms, retry_max: 200ms}}
+""",
+    )
+    o = Oracle(tmp_path / "acq")
+    o.write("s/a.raw", b"shipped while mounted")
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: journal_states(tmp_path / "state").get("s/a.raw") == "released", what="a to be released")
+        mnt.rename(tmp_path / "share")  # unmounted: the share's content is elsewhere, the mount point empty
+        mnt.mkdir()
+        time.sleep(2.5)  # past the claim's 2 s check
+        o.write("s/b.raw", b"written while the share is away")
+        wait_for(lambda: "has gone" in d.stderr() or "does not exist" in d.stderr(), what="the daemon to say why")
+        time.sleep(1)
+        assert list(mnt.iterdir()) == [], f"acqd wrote onto the local disk: {tree(mnt)}\n{d.stderr()[-3000:]}"
+        assert journal_states(tmp_path / "state").get("s/b.raw") != "released"
+    finally:
+        d.terminate()
+    err = once(cfg, code=1)  # a restart while it is away: still waits
+    assert "not mounted" in err or "does not exist" in err, err
+    assert list(mnt.iterdir()) == [] and (tmp_path / "acq" / "s" / "b.raw").exists()
+    mnt.rmdir()
+    (tmp_path / "share").rename(mnt)  # mounted again
+    once(cfg)
+    assert journal_states(tmp_path / "state") == {"s/a.raw": "released", "s/b.raw": "released"}
+    assert (root / "scope" / "s" / "b.raw").read_bytes() == b"written while the share is away"

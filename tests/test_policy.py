@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,9 @@ def test_shipped_policies_load() -> None:
     assert p.rule_for("alice_apo_0101/grid1/FoilHole_1_fractions.mrc", "falcon", None).name == "movies"
     assert p.rule_for("alice_apo_0101/sum_0001_DW.mrc", "falcon", None).name == "sums"
     assert p.rule_for("alice_apo_0101/FoilHole_1_Data.xml", "falcon", None).name == "metadata"
+    # a light-sheet root beside the cryo-EM cameras (deploy/acqd.example.yaml): its stacks are no movies
+    assert p.rule_for("bob_fish_0101/session_000/stack_00000.tif", "hamamatsu-orca", None).name == "keep"
+    assert p.rule_for("alice_apo_0101/movie_00001.tif", "gatan-k3", None).name == "movies"
     assert p.spec.owners.owner_of("alice_apo_0101/x.mrc") == "alice"
 
 
@@ -67,6 +71,45 @@ def test_bad_policy_names_file_line_and_field(tmp_path: Path, change: tuple[str,
     with pytest.raises(ConfigError) as ei:
         load_policy(p)
     assert f"{p}:{line}: {field}" in str(ei.value), str(ei.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (("expiration: {after: 60d}", "expiration: {after: 6m}"), "'m' is minutes here"),  # six months meant
+        (("expiration: {after: 60d}", "expiration: {after: 90}"), "needs its unit, e.g. '90d'"),  # 90 days meant
+        (("warn: 14d", "warn: 2m"), "'60d' for 2 months"),
+        (("warn: 14d", "warn: '14'"), "needs its unit"),
+    ],
+)
+def test_a_retention_age_that_reads_as_minutes_or_seconds_is_refused(
+    tmp_path: Path, change: tuple[str, str], says: str
+) -> None:
+    """`6m` meant six months and purged after six minutes; `90` meant days and purged after 90 s
+    (found by a first-try review: `acqd check` said OK). A retention age spells its unit out, and
+    `m` is refused with what to write instead."""
+    p = tmp_path / "policy.yaml"
+    assert change[0] in BASE
+    p.write_text(BASE.replace(change[0], change[1]))
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_policy(p)
+    rehearsal = BASE.replace("after: 14d, tier", "after: 1h, tier").replace(
+        "expiration: {after: 60d}", "expiration: {after: 2h}"
+    )
+    p.write_text(rehearsal.replace("warn: 14d", "warn: 90s"))
+    assert load_policy(p).spec.rules[0].expiration is not None  # a rehearsal in seconds or hours still loads
+
+
+@pytest.mark.parametrize("notify", ["owners", "facility", "desk@"])
+def test_a_notify_entry_that_is_no_recipient_is_refused(tmp_path: Path, notify: str) -> None:
+    """`notify: [owners]` (meant `owner`) became a recipient address: warnings went nowhere and purges
+    followed them."""
+    p = tmp_path / "policy.yaml"
+    p.write_text(BASE.replace("warn: 14d", f"warn: 14d\n      notify: [{notify}]"))
+    with pytest.raises(ConfigError, match="neither 'owner', 'fallback' nor an e-mail address"):
+        load_policy(p)
+    p.write_text(BASE.replace("warn: 14d", "warn: 14d\n      notify: [owner, fallback, desk@lab.example.org]"))
+    assert load_policy(p).spec.rules[0].notify == ("owner", "fallback", "desk@lab.example.org")
 
 
 def test_expiry_shorter_than_warning_says_why(tmp_path: Path) -> None:

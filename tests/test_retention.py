@@ -583,6 +583,13 @@ async def test_a_clock_jump_of_13_days_never_purges_early(setup: Setup, lift: st
         r = run_acqd("status", "--config", str(s.cfg_path))
         assert "PURGES SUSPENDED" in r.stdout and "acqd retention ack-clock" in r.stdout, r.stdout
 
+        # what a daemon does at its start: the standing suspension is on the gauge at once, not an
+        # interval later at the first sweep (found by the observability review)
+        fresh = Metrics(CollectorRegistry(), "krios")
+        await (await jd.open(Fanout([Recorder([]), fresh]))).report_standing_suspension()
+        assert fresh.value("acqd_retention_clock_suspended") == 1
+        await jd.close()
+
         runner = await jd.open(reporter)
         if lift == "time":
             for d in range(53, 60):

@@ -521,3 +521,18 @@ async def test_mailbox_is_private(tmp_path: Path, umask022: Callable[[], None]) 
     box = tmp_path / "mailbox"
     await MailboxMailer(box).send(msg)
     assert mode(box) == 0o600 and b"purge warning" in box.read_bytes()
+
+
+async def test_events_still_queued_at_a_stop_are_counted_and_said(caplog: pytest.LogCaptureFixture) -> None:
+    """The broker away, three events queued, then the stop: they went with the process without a
+    count or a word (found by the observability review)."""
+    from acqd.events import EventPublisher
+
+    seen: dict[str, float] = {}
+    pub = EventPublisher("mqtt://127.0.0.1:1", "scope", on_metric=lambda e, v: seen.__setitem__(e, seen.get(e, 0) + v))
+    for i in range(3):
+        pub.emit("file.verified", {"n": i})
+    with caplog.at_level("WARNING", logger="acqd.events"):
+        await pub.close(deadline=0.5)
+    assert pub.dropped == 3 and seen.get("dropped") == 3
+    assert "3 event(s) not sent at the stop" in caplog.text

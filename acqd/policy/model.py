@@ -7,13 +7,14 @@ envelope. Validated once with pydantic (`extra="forbid"`); errors name file, lin
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from acqd.codec import codec_from, frame_codec
-from acqd.units import Duration, OwnerPattern, ProjectPattern, Size, owner_from, project_from
+from acqd.units import Age, Duration, OwnerPattern, ProjectPattern, Size, owner_from, project_from
 from acqd.yamlfile import load_model
 
 DAY = 86400.0
@@ -42,12 +43,12 @@ class Match(Strict):
 
 
 class Transition(Strict):
-    after: Duration = Field(description="age (since verified) at which the copy moves")
+    after: Age = Field(description="age (since verified) at which the copy moves, e.g. 30d")
     tier: str
 
 
 class Expiration(Strict):
-    after: Duration = Field(description="age (since verified) at which the copy is purged")
+    after: Age = Field(description="age (since verified) at which the copy is purged, e.g. 180d")
 
 
 class RulePlacement(Strict):
@@ -70,8 +71,19 @@ class Rule(Strict):
     placement: RulePlacement | None = None
     transitions: tuple[Transition, ...] = ()
     expiration: Expiration | None = None
-    warn: Duration = Field(14 * DAY, description="warn owners this long before a purge")
+    warn: Age = Field(14 * DAY, description="warn owners this long before a purge, e.g. 14d")
     notify: tuple[str, ...] = Field(("owner",), description="'owner', 'fallback', or e-mail addresses")
+
+    @field_validator("notify")
+    @classmethod
+    def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for n in v:
+            if n not in ("owner", "fallback") and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", n):
+                raise ValueError(
+                    f"notify: {n!r} is neither 'owner', 'fallback' nor an e-mail address: a purge would follow "
+                    "a warning nobody got"
+                )
+        return v
 
     @model_validator(mode="after")
     def _sane(self) -> Rule:

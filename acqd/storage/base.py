@@ -156,6 +156,15 @@ class Tier:
         """The fsspec filesystem (remote backends connect on first use and again after a failure)."""
         return self._fs
 
+    def _make_parents(self, parent: str) -> None:
+        """The folders of a name below the tier's root, made as needed. A root that has gone since
+        the journal stored copies there (a network share no longer mounted) is never written into:
+        the claim below it has gone too, and `acqd.claims` stops every write there first."""
+        if self.local:
+            os.makedirs(parent, exist_ok=True)
+        else:
+            self.fs.makedirs(parent, exist_ok=True)
+
     def _looking(self) -> Any:
         """The filesystem, for a question about what is stored now (its listing cache dropped first)."""
         fs = self.fs
@@ -227,7 +236,7 @@ class Tier:
         with self._edge("open", rel):
             parent = posixpath.dirname(final)
             if parent:
-                self.fs.makedirs(parent, exist_ok=True)
+                self._make_parents(parent)
             f = self.fs.open(tmp, "wb")
         try:
             unsynced = 0
@@ -318,7 +327,7 @@ class Tier:
                 if parent not in made:
                     try:
                         with self._edge("open", rel):
-                            os.makedirs(parent or ".", exist_ok=True)
+                            self._make_parents(parent or ".")
                             made[parent] = os.stat(parent or ".").st_dev
                     except AcqdError:
                         made[parent] = -1  # each of its items meets the error again below
@@ -329,7 +338,7 @@ class Tier:
                     with self._edge("open", rel):
                         parent = posixpath.dirname(final)
                         if made.get(parent, -1) < 0:
-                            os.makedirs(parent, exist_ok=True)
+                            self._make_parents(parent)
                         fds[i] = os.open(
                             tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
                         )
@@ -542,7 +551,7 @@ class Tier:
         parts = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
         self._paced(sum(len(p) for p in parts))
         with self._edge("write", rel):
-            os.makedirs(posixpath.dirname(path), exist_ok=True)
+            self._make_parents(posixpath.dirname(path))
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             try:
                 write_all(fd, parts)
@@ -785,7 +794,7 @@ class AtomicFile:
         with tier._edge("open", rel):
             parent = posixpath.dirname(self.final)
             if parent:
-                os.makedirs(parent, exist_ok=True)
+                tier._make_parents(parent)
             self._f: Any = open(self.tmp, "w+b")  # noqa: SIM115 (closed by commit or abort)
 
     @property
