@@ -7,13 +7,13 @@ A daemon checks it at start and again before each commit (at most a couple of se
 together with its own journal file:
 
 * no claim and nothing stored under the prefix: this daemon claims it (create-only);
-* a claim naming this machine and this journal from an earlier run (a lower epoch): this run
-  takes it (the journal's epoch is counted up first, then the claims are written);
-* a claim naming this machine and this journal but an epoch this journal has not reached: the
-  journal is a copy (a state folder copied to a second PC with the same machine id, a cloned
-  image) or was restored from a backup, and a later run of the same journal wrote there since.
-  Refused: such a journal does not know the files shipped since, and would rewrite their sessions'
-  manifests without them;
+* a claim naming this machine, this journal and one of its own runs (the journal keeps the token
+  of every run it made, recorded before the run writes a claim): this run takes it;
+* a claim naming this machine and this journal but a run it never made: the journal is a copy (a
+  state folder copied to a second PC with the same machine id, a cloned image) or was restored
+  from a backup, and the other copy has run since. Refused, however often it is started: such a
+  journal does not know the files shipped since, and would rewrite their sessions' manifests
+  without them;
 * anything else (another PC with the same instrument name, a lost or replaced journal, another
   user's state folder): refuse, with one line saying whose it is and what to do.
 
@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -102,10 +102,11 @@ class Claim:
     def same_run(self, other: Claim) -> bool:
         return self.same_owner(other) and self.run == other.run
 
-    def newer_run_than(self, other: Claim) -> bool:
-        """This claim is another run of `other`'s journal that `other`'s journal has not seen: its
-        epoch is not below `other`'s (which is that journal's count plus one)."""
-        return self.same_owner(other) and self.run != other.run and self.epoch >= other.epoch
+    def foreign_run(self, other: Claim, runs: Collection[str]) -> bool:
+        """This claim names `other`'s journal and a run that journal never made (`runs`: the tokens
+        it recorded): a copy of the journal ran, or the journal a backup was restored over. A claim
+        from before run tokens names none and is the journal's own."""
+        return self.same_owner(other) and bool(self.run) and self.run != other.run and self.run not in runs
 
     def describe(self) -> str:
         return f"host {self.host} (machine {self.machine_id[:12]}), journal {self.journal_id[:12]} in {self.state_dir}"
@@ -151,9 +152,11 @@ class Guard:
         unclaimed: dict[str, bool] | None = None,
         mono: Callable[[], float] = time.monotonic,
         every: float = CHECK_EVERY,
+        runs: Collection[str] = (),
     ) -> None:
         self.claim = claim
         self.journal = journal
+        self.runs = frozenset(runs) | {claim.run}  # the journal's runs, read at the start
         self.unclaimed = dict(unclaimed or {})  # tier name -> whether the journal has copies there
         self.mono = mono
         self.every = every
@@ -177,7 +180,7 @@ class Guard:
         if why is not None:
             raise ClaimError(f"{why}; restart acqd (it will refuse the destination until `acqd adopt`)")
         if tier.name in self.unclaimed:
-            note = claim_tier(tier, self.claim, self.unclaimed[tier.name])
+            note = claim_tier(tier, self.claim, self.unclaimed[tier.name], self.runs)
             del self.unclaimed[tier.name]
             log.info("%s", note)
             self._checked[tier.name] = self.mono()
@@ -196,7 +199,7 @@ class Guard:
             raise DestinationError(
                 f"tier {tier.name}: the claim {tier.url(claim_name(self.claim.instrument))} has gone while acqd "
                 "ran: the tier is not what it was (a network share unmounted? its folder removed?); nothing is "
-                "written there until it is back (restart acqd if it was emptied on purpose)"
+                "written there until it is back (if it was emptied on purpose: `acqd adopt`, then start acqd)"
             )
         if there is not None and there.same_owner(self.claim) and not there.same_run(self.claim):
             raise ClaimError(
@@ -213,7 +216,7 @@ class Guard:
         self._checked[tier.name] = now
 
 
-def look(tier: Tier, claim: Claim, known: bool) -> Claim | None:
+def look(tier: Tier, claim: Claim, known: bool, runs: Collection[str] = ()) -> Claim | None:
     """May this run claim the instrument's prefix on `tier`? Returns the claim there (None: none),
     or refuses (ClaimError, one line). Writes nothing. `known`: the journal already records copies
     on this tier (a destination acqd used before claims existed)."""
@@ -235,12 +238,12 @@ def look(tier: Tier, claim: Claim, known: bool) -> Claim | None:
                 "its own `instrument` name"
             )
         return None
-    if not there.same_owner(claim) or there.newer_run_than(claim):
+    if not there.same_owner(claim) or there.foreign_run(claim, runs):
         raise refused(tier, claim, there)
     return there
 
 
-def take(tier: Tier, claim: Claim, there: Claim | None) -> str:
+def take(tier: Tier, claim: Claim, there: Claim | None, runs: Collection[str] = ()) -> str:
     """Write this run's claim on `tier` after `look` allowed it (and after the journal counted
     this run's epoch). Raises ClaimError if another daemon or run claimed it in between."""
     if there is not None and there.same_run(claim):
@@ -249,43 +252,47 @@ def take(tier: Tier, claim: Claim, there: Claim | None) -> str:
         write_claim(tier, claim, replace=there is not None)
     except NameTakenError:  # another daemon claimed it a moment ago
         now = read_claim(tier, claim.instrument)
-        if now is None or not now.same_owner(claim) or now.newer_run_than(claim):
+        if now is None or not now.same_owner(claim) or now.foreign_run(claim, runs):
             raise refused(tier, claim, now) from None
         if not now.same_run(claim):
             write_claim(tier, claim, replace=True)
     return f"tier {tier.name}: claimed {tier.url(claim.instrument)} (run {claim.epoch})"
 
 
-def claim_tier(tier: Tier, claim: Claim, known: bool) -> str:
+def claim_tier(tier: Tier, claim: Claim, known: bool, runs: Collection[str] = ()) -> str:
     """`look`, then `take` (the guard, for a tier that could not be looked at when the run began:
-    the journal counted the run's epoch then)."""
-    return take(tier, claim, look(tier, claim, known))
+    the journal recorded the run then)."""
+    return take(tier, claim, look(tier, claim, known, runs), runs)
 
 
 def establish(
-    tiers: dict[str, Tier], claim: Claim, known: dict[str, bool], count_run: Callable[[int], None]
+    tiers: dict[str, Tier],
+    claim: Claim,
+    known: dict[str, bool],
+    count_run: Callable[[], None],
+    runs: Collection[str] = (),
 ) -> tuple[list[str], dict[str, bool]]:
     """At start: claim the instrument's prefix on every tier, or refuse (ClaimError). Every tier is
-    looked at first; only when none refuses does `count_run(claim.epoch)` record the run's epoch in
-    the journal (durably), and then the claims are written: a refused journal's epoch never moves,
-    so a stale journal stays refused however often it is started. A tier that cannot be looked at
-    now is left for the guard to claim before its first commit. Returns notes and the tiers left
-    unclaimed."""
+    looked at first (`runs`: the journal's own runs); only when none refuses does `count_run()`
+    record this run in the journal (durably), and then the claims are written. A tier that cannot
+    be looked at now is left for the guard to look at and claim before its first commit (a claim of
+    a run the journal never made is refused there too: a stale journal started while a tier is
+    down never gets past it). Returns notes and the tiers left unclaimed."""
     notes: list[str] = []
     later: dict[str, bool] = {}
     looked: dict[str, Claim | None] = {}
     for name, tier in tiers.items():
         try:
-            looked[name] = look(tier, claim, known.get(name, False))
+            looked[name] = look(tier, claim, known.get(name, False), runs)
         except ClaimError:
             raise
         except AcqdError as exc:
             notes.append(f"tier {name}: claim not checked yet ({exc}); checked before its first write")
             later[name] = known.get(name, False)
-    count_run(claim.epoch)
+    count_run()
     for name, there in looked.items():
         try:
-            notes.append(take(tiers[name], claim, there))
+            notes.append(take(tiers[name], claim, there, runs))
         except ClaimError:
             raise
         except AcqdError as exc:
@@ -296,13 +303,13 @@ def establish(
 
 def refused(tier: Tier, claim: Claim, there: Claim | None) -> ClaimError:
     who = there.describe() if there is not None else "another daemon"
-    if there is not None and there.newer_run_than(claim):
+    if there is not None and there.same_owner(claim) and there.run and there.run != claim.run:
         return ClaimError(
-            f"tier {tier.name}: {tier.url(claim.instrument)} was claimed by run {there.epoch} of this journal "
-            f"(started {there.since} on {there.describe()}), a run this journal does not know (it has counted "
-            f"{claim.epoch - 1}): this journal was restored from a backup or is a copy of a state folder in use "
-            "elsewhere, and does not know the files shipped since. Start acqd with the newest journal; if it is "
-            "lost, run `acqd adopt` (it imports what the manifests there record, then claims the prefix)"
+            f"tier {tier.name}: {tier.url(claim.instrument)} was claimed by a run of this journal that this "
+            f"journal never made (run {there.epoch}, started {there.since} on {there.describe()}): this journal "
+            "was restored from a backup or is a copy of a state folder in use elsewhere, and does not know the "
+            "files shipped since. Start acqd with the newest journal; if it is lost, run `acqd adopt` (it "
+            "imports what the manifests there record, then claims the prefix)"
         )
     if there is not None and there.machine_id == claim.machine_id:
         hint = (
@@ -382,7 +389,7 @@ def adopt(
             if there is not None and not there.same_run(claim):
                 top = max(top, there.epoch + 1)
     claim = replace(claim, epoch=top)
-    journal.count_run(top)
+    journal.count_run(claim.run, top)  # before any claim names this run
     for name, tier in tiers.items():
         for rel in manifests_below(tier, claim.instrument):
             try:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from acqd.config import Config
     from acqd.journal import CopyRow, FileRow
+    from acqd.profiles import DetectorProfile
 
 EX_USAGE = 2  # a bad option or argument (click's convention)
 
@@ -600,7 +601,11 @@ def verify(
                 else:
                     bad[problem.kind] = bad.get(problem.kind, 0) + 1
                     err.print(f"FAILED {row.relpath!r} (version {row.version}): {problem}", markup=False)
-                    if problem.kind in ("missing", "truncated", "corrupt"):  # not a tier that did not answer
+                    # recorded: what the copy itself shows, not a tier that did not answer nor a decoder
+                    # that failed in this environment (a codec plugin missing here)
+                    if problem.kind in ("missing", "truncated") or (
+                        problem.kind == "corrupt" and "cannot be decoded" not in problem.detail
+                    ):
                         damaged.append((row, copy, f"fixity: {problem}"))
         finally:
             tiers.close()
@@ -623,23 +628,31 @@ def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> No
         return
     try:
         for row, copy, why in damaged:
-            fresh = j.get(row.id)
-            if fresh.state == "verified":
-                j.copy_lost(row.id, copy.id, why)
+            if j.copy_damaged(row.id, copy.id, why) is not None:
                 err.print(
                     f"  -> {row.relpath!r}: copy recorded lost; its source is still on the acquisition disk: never "
                     "released for this copy, shipped again (by the running daemon, or the next `acqd run`)",
                     markup=False,
                 )
-            else:
+                continue
+            fresh = j.get(row.id)
+            if fresh.state == "verified":  # a release of it has begun: the daemon's to finish or undo
+                err.print(
+                    f"  -> {row.relpath!r}: a release of it is in progress; not recorded: run `acqd verify` again",
+                    markup=False,
+                )
+            elif fresh.state == "released":
                 others = [c for c in j.copies_of(row.id) if c.state == "verified" and c.id != copy.id]
                 where = f"its other copies: {', '.join(c.tier for c in others)}" if others else "no other copy"
                 j.audit(row.id, "fixity-failed", copy=copy.id, reason=why)
                 err.print(
-                    f"  -> {row.relpath!r} is {fresh.state}: its source is not on the acquisition disk ({where}); "
+                    f"  -> {row.relpath!r} is released: its source is not on the acquisition disk ({where}); "
                     "restore it from another copy or a backup",
                     markup=False,
                 )
+            else:
+                j.audit(row.id, "fixity-failed", copy=copy.id, reason=why)
+                err.print(f"  -> {row.relpath!r} is {fresh.state} now: not recorded", markup=False)
     finally:
         j.close()
 
@@ -693,6 +706,15 @@ def simulate(
     )
 
 
+def _bench_profile(name: str) -> DetectorProfile:
+    from acqd.profiles import load_profile, search_path
+
+    try:
+        return load_profile(name, search_path())
+    except ConfigError as exc:
+        raise usage(str(exc), "--detector") from None
+
+
 @app.command("bench")
 def bench_cmd(
     detector: Annotated[
@@ -728,29 +750,33 @@ def bench_cmd(
     from acqd.profiles import load_profile, search_path
 
     with _errors():
+        # a bad option is a usage error (exit 2), as for every command; 78 is a bad configuration file
         try:
             link_rate = sizing.parse_link(link)
+        except ValueError as exc:
+            raise usage(str(exc), "--link") from None
+        try:
             chosen = [sizing.parse_codec(c) for c in (codecs or list(sizing.DEFAULT_CODECS))]
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise usage(str(exc), "--codecs") from None
         peak = None
         if data is not None:
             if not data.exists():
-                raise ConfigError(f"--data {data}: no such file or folder")
+                raise usage(f"{data}: no such file or folder", "--data")
             try:
                 stack = sizing.file_frames(data)
             except ValueError as exc:
                 raise AcqdError(f"--data {exc}") from None
             source = str(data)
             if detector is not None:
-                peak = float(load_profile(detector, search_path()).peak_rate or 0) or None
+                peak = float(_bench_profile(detector).peak_rate or 0) or None
         else:
             name = detector or "hamamatsu-orca"
             try:
                 stack = sizing.detector_frames(name, frames)
             except ValueError as exc:
-                raise ConfigError(str(exc)) from None
-            prof = load_profile(name, search_path())
+                raise usage(str(exc), "--detector") from None
+            prof = _bench_profile(name)
             peak = float(prof.peak_rate) if prof.peak_rate else None
             source = f"{name} (simulated)"
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

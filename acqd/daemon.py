@@ -599,10 +599,14 @@ class Daemon:
                     log.info("adopted %(files)d stored file(s) from %(manifests)d manifest(s)", counts)
                 known = {n: await loop.run_in_executor(jexec, journal.has_copies, n) for n in tiers}
 
-                def count_run(epoch: int) -> None:  # on the I/O thread: the journal lives on its own
-                    jexec.submit(journal.count_run, epoch).result()
+                runs = await loop.run_in_executor(jexec, journal.runs)
 
-                notes, unclaimed = await loop.run_in_executor(io, claims.establish, tiers, claim, known, count_run)
+                def count_run() -> None:  # on the I/O thread: the journal lives on its own
+                    jexec.submit(journal.count_run, claim.run, claim.epoch).result()
+
+                notes, unclaimed = await loop.run_in_executor(
+                    io, claims.establish, tiers, claim, known, count_run, runs
+                )
                 for note in notes:
                     log.info("%s", note)
             except BaseException:
@@ -648,7 +652,7 @@ class Daemon:
                     reporter=Fanout(reporters),
                     once=self.once,
                     retry_for=self.retry_for,
-                    guard=claims.Guard(claim, journal, unclaimed),
+                    guard=claims.Guard(claim, journal, unclaimed, runs=runs),
                     repeats=self.repeats,
                     on_root=self._on_root,
                 )
@@ -736,6 +740,15 @@ class Daemon:
                 pending = len(await loop.run_in_executor(jexec, journal.pending))
                 code = pipeline.outcome_code
                 if self.once and pending and code == 0:
+                    code = 1
+                if self.once and pipeline.unreadable and code == 0:
+                    # what lies in a folder acqd could not list was never seen, let alone shipped: a
+                    # run that says 0 would be trusted before the acquisition disk is wiped
+                    log.error(
+                        "%d path(s) could not be read (%s): what is in them was not shipped",
+                        len(pipeline.unreadable),
+                        ", ".join(sorted(rel for _, rel in pipeline.unreadable))[:300],
+                    )
                     code = 1
                 return RunResult(code, pipeline.stats, pending)
             finally:
@@ -1075,6 +1088,7 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
     path = journal_path(config.state_dir)
     journal_id = None
     epoch = 0
+    runs: frozenset[str] = frozenset()
     if path.exists():
         try:
             j = Journal(path, readonly=True)
@@ -1083,6 +1097,7 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
         if j is not None:
             journal_id = j.journal_id
             epoch = j.epoch()
+            runs = j.runs()
             j.close()
     problems = []
     mid = claims.machine_id()
@@ -1099,6 +1114,6 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
         fake = claims.Claim(
             config.instrument, mid, "", journal_id or "(new)", str(config.state_dir), "", epoch=epoch + 1, run="check"
         )
-        if not there.same_owner(fake) or there.newer_run_than(fake):
+        if not there.same_owner(fake) or there.foreign_run(fake, runs):
             problems.append(str(claims.refused(tier, fake, there)))
     return problems

@@ -26,6 +26,9 @@ SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- every run this journal made (acqd.claims): a claim naming this journal and a run not here was
+-- written by a copy of it, or by the journal a backup was restored over
+CREATE TABLE IF NOT EXISTS runs(run TEXT PRIMARY KEY, epoch INTEGER NOT NULL, started REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
     id INTEGER PRIMARY KEY,
     root TEXT NOT NULL,
@@ -535,6 +538,23 @@ class Journal:
             self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)
             return self._get(file_id)
 
+    def copy_damaged(self, file_id: int, copy_id: int, reason: str) -> FileRow | None:
+        """`acqd verify` found the verified copy of a file not yet released damaged: as `copy_lost`,
+        in one transaction with the checks, unless a release of the file has begun (the daemon's
+        intent, with which its next start puts back a source it moved aside, is never dropped
+        here). None when nothing was recorded (released, or a release in progress)."""
+        with self._tx() as db:
+            row = self._get(file_id)
+            if row.state is not State.VERIFIED:
+                return None
+            if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():
+                return None
+            self._set(row, State.SEEN, reason, attempts=0)
+            db.execute("UPDATE copies SET state = 'lost', stored_checksum = NULL WHERE id = ?", (copy_id,))
+            db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
+            self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)
+            return self._get(file_id)
+
     def mark_complete(self, file_id: int, identity: Identity, reason: str) -> FileRow:
         """The file settled: record the identity it settled at (what release compares against)."""
         with self._tx():
@@ -651,14 +671,23 @@ class Journal:
         v = self.get_meta("epoch")
         return int(v) if v is not None and v.isdigit() else 0
 
-    def count_run(self, epoch: int) -> None:
-        """Record a run's epoch (never lowers it), durably, before its claims are written."""
+    def count_run(self, run: str, epoch: int) -> None:
+        """Record a run (its token, and its epoch, which never lowers the count), durably, before
+        its claims are written."""
         with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO runs(run, epoch, started) VALUES(?, ?, ?)", (run, epoch, self._clock()))
             db.execute(
                 "INSERT INTO meta(key, value) VALUES('epoch', ?) ON CONFLICT(key) DO UPDATE SET value ="
                 " CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
                 (str(epoch),),
             )
+
+    def runs(self) -> frozenset[str]:
+        """The tokens of every run this journal made (acqd.claims)."""
+        try:
+            return frozenset(r[0] for r in self._db.execute("SELECT run FROM runs"))
+        except sqlite3.OperationalError:  # a reader of a journal from before runs were kept
+            return frozenset()
 
     def get_meta(self, key: str) -> str | None:
         r = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

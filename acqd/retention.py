@@ -594,9 +594,17 @@ class RetentionRunner:
         delete. No read-back: a purge does not read what it deletes."""
         rel = row.copy.dest
         if self._tree(row):
-            if tier.is_partial_tree(rel) or tier.stored_size(rel) is None:
+            if tier.is_partial_tree(rel):
                 return "not the Zarr store that was verified (no root zarr.json)"
-        elif tier.size(rel) is None:
+            size = tier.stored_size(rel)
+            if size is None:
+                return "not the Zarr store that was verified (no root zarr.json)"
+            # fewer bytes: a delete of it cut short (its root goes last) or shards lost: still this
+            # copy, and deleted; more: objects put in it since, not only what was verified
+            if size > row.copy.stored_bytes:
+                return f"{size} bytes, the verified store had {row.copy.stored_bytes}"
+            return None
+        if tier.size(rel) is None:
             return None  # gone meanwhile: nothing to delete
         return check_copy(tier, self._layout(row), row.copy, full=False, just_verified=True).problem
 

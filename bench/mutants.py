@@ -277,7 +277,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "claim-ignored",
         "a destination prefix claimed by another daemon or journal is written to anyway",
         "acqd/claims.py",
-        "    if not there.same_owner(claim) or there.newer_run_than(claim):\n        raise refused(",
+        "    if not there.same_owner(claim) or there.foreign_run(claim, runs):\n        raise refused(",
         "    if False:\n        raise refused(",
         ("tests/test_names.py::test_two_daemons_never_share_a_destination",),
     ),
@@ -802,18 +802,22 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "claim-epoch-ignored",
-        "a journal restored from a backup (a claim names a run it has not counted) is let start",
+        "a journal restored from a backup (a claim names a run of it that it never made) is let start",
         "acqd/claims.py",
-        "    if not there.same_owner(claim) or there.newer_run_than(claim):\n",
+        "    if not there.same_owner(claim) or there.foreign_run(claim, runs):\n",
         "    if not there.same_owner(claim):\n",
-        ("tests/test_names.py::test_a_journal_restored_from_a_backup_is_refused_until_adopt",),
+        (
+            "tests/test_names.py::test_a_journal_restored_from_a_backup_is_refused_until_adopt",
+            "tests/test_names.py::test_a_stale_journal_started_while_its_tier_is_down_stays_refused",
+            "tests/test_names.py::test_a_failed_adopt_leaves_the_tiers_it_did_not_adopt_refused",
+        ),
     ),
     Mutant(
         "refused-start-counts-a-run",
-        "the journal counts a run before its claims are looked at (a stale journal is let start the second time)",
+        "a run is not recorded before its claims are written (the next start takes its own claim for a copy's)",
         "acqd/claims.py",
-        "        epoch=journal.epoch() + 1,\n",
-        "        epoch=journal.epoch() + 1 + (journal.count_run(journal.epoch() + 1) or 0),\n",
+        "    count_run()\n    for name, there in looked.items():\n",
+        "    for name, there in looked.items():\n",
         ("tests/test_names.py::test_a_journal_restored_from_a_backup_is_refused_until_adopt",),
     ),
     Mutant(
@@ -987,6 +991,24 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if os.path.lexists(folder / name):\n",
         "        if False:\n",
         ("tests/test_cli.py::test_simulate_never_overwrites_a_file_in_its_output_folder",),
+    ),
+    Mutant(
+        "once-ignores-unreadable",
+        "`run --once` exits 0 while a folder could not be listed (its files never seen)",
+        "acqd/daemon.py",
+        "                if self.once and pipeline.unreadable and code == 0:\n",
+        "                if False:\n",
+        ("tests/test_robust.py::test_once_fails_while_a_folder_could_not_be_listed",),
+    ),
+    Mutant(
+        "verify-drops-a-release-intent",
+        "`acqd verify` records a damaged copy of a file being released, dropping the release's intent",
+        "acqd/journal.py",
+        '            if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():\n'
+        "                return None\n            self._set(row, State.SEEN, reason, attempts=0)\n",
+        "            self._set(row, State.SEEN, reason, attempts=0)\n"
+        '            db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))\n',
+        ("tests/test_fixity.py::test_verify_never_drops_the_intent_of_a_release_in_progress",),
     ),
     Mutant(
         "marker-not-waking",

@@ -64,8 +64,10 @@ BAD = [
     (["simulate", "--out", "{T}/sim", "--size", "big"], 2, "HEIGHTxWIDTH"),
     (["simulate", "--out", "{FILE}"], 2, "not a folder"),
     (["simulate", "--out", "{T}/sim", "--files", "0"], 2, "--files"),
-    (["bench", "--link", "3 pigeons"], 78, "link"),
-    (["bench", "--data", "{T}/nothing"], 78, "no such file"),
+    (["bench", "--link", "3 pigeons"], 2, "--link"),
+    (["bench", "--data", "{T}/nothing"], 2, "no such file"),
+    (["bench", "--codecs", "gzip"], 2, "--codecs"),
+    (["bench", "--detector", "k3"], 2, "--detector"),
     (["bench", "--data", "{T}/acq"], 1, "no files"),
     (
         ["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--instrument", "bad name!", "--state-dir", "{T}/s"],

@@ -294,3 +294,33 @@ def test_a_copy_verify_finds_damaged_never_releases_its_source_and_is_shipped_ag
     out = tmp_path / "b.bin"
     r = run_acqd("restore", "s/b.bin", str(out), "--state-dir", str(st))
     assert r.returncode == 0 and out.read_bytes() == good, r.stderr  # the good bytes, from a copy shipped again
+
+
+def test_verify_never_drops_the_intent_of_a_release_in_progress(tmp_path: Path) -> None:
+    """Found by a review of this change: `acqd verify` beside a daemon that had begun releasing the
+    file (its intent recorded, the source moved aside under a hidden name) dropped the intent with
+    which the next start puts the source back: the only intact bytes stayed hidden. A release in
+    progress is left to the daemon, and said."""
+    from acqd.cli import _record_damaged
+    from acqd.daemon import journal_path
+    from acqd.journal import Observation
+    from acqd.values import Identity, SourceRef, WriteResult
+
+    state = tmp_path / "state"
+    state.mkdir()
+    j = Journal(journal_path(state))
+    ident = Identity(6, 1, 2)
+    [(_, row)] = j.observe_many([Observation(SourceRef("/data/acq", "s/a.raw"), ident, "generic", True)])
+    j.mark_complete(row.id, ident, "still")
+    j.record_stored(row.id, "central", "scope/s/a.raw", "copy", WriteResult("xxh3-128:00", 6, 6, "none"))
+    row = j.record_verified(row.id, "central", "scope/s/a.raw")
+    [copy] = j.copies_of(row.id)
+    j.begin_release(row.id, "/data/acq/s/a.raw")  # the daemon, at this moment
+    j.close()
+    _record_damaged(state, [(row, copy, "fixity: corrupt")])  # verify, in another process
+    j = Journal(journal_path(state))
+    try:
+        assert [r.id for r, _ in j.interrupted_releases()] == [row.id], "the release's intent was dropped"
+        assert [c.state for c in j.copies_of(row.id)] == ["verified"]
+    finally:
+        j.close()

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from acqd import claims, naming
 from acqd.config import prefixes_nest
+from acqd.errors import ClaimError
 from acqd.journal import Journal
 from acqd.storage import open_tier
 from tests.conftest import Background, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
@@ -729,3 +730,86 @@ limits: {{retry_initial: 50ms, retry_max: 200ms}}
     once(cfg)
     assert journal_states(tmp_path / "state") == {"s/a.raw": "released", "s/b.raw": "released"}
     assert (root / "scope" / "s" / "b.raw").read_bytes() == b"written while the share is away"
+
+
+def _newer_run(journal: Journal, state: Path, epoch: int) -> claims.Claim:
+    """The claim a run of this same journal made that this copy of it never made (the journal in use
+    ran on; ours is a backup of it)."""
+    import dataclasses
+
+    c = claims.ours("scope", journal, state)
+    return dataclasses.replace(c, epoch=epoch, run="the-newer-run", since="2030-01-01T00:00:00Z")
+
+
+def _start(j: Journal, tiers: dict[str, Any], known: dict[str, bool]) -> tuple[list[str], dict[str, bool]]:
+    """What a daemon's start does with its claims (acqd.daemon)."""
+    c = claims.ours("scope", j, j.path.parent)
+    return claims.establish(tiers, c, known, lambda: j.count_run(c.run, c.epoch), j.runs())
+
+
+def test_a_stale_journal_started_while_its_tier_is_down_stays_refused(tmp_path: Path) -> None:
+    """Found by a review of this change: a stale journal counted a run at every start, also while its
+    tier could not be looked at; after as many starts as the journal in use had made runs, its count
+    passed the claim's and it took the prefix over. A claim is now refused when it names a run the
+    journal never made, whatever the counts."""
+    from acqd.storage.errors import DestinationError
+
+    (tmp_path / "state").mkdir()
+    j = Journal(tmp_path / "state" / "journal.sqlite")
+    tier = open_tier("central", f"file://{tmp_path / 'central'}")
+    (tmp_path / "central" / "scope").mkdir(parents=True)
+    (tmp_path / "central" / "scope" / "f.raw").write_bytes(b"a copy")
+    claims.write_claim(tier, _newer_run(j, tmp_path / "state", epoch=3), replace=False)
+
+    def down(*_a: Any, **_k: Any) -> Any:
+        raise DestinationError("tier central: not reachable")
+
+    try:
+        with pytest.raises(ClaimError, match="never made"):
+            _start(j, {"central": tier}, {"central": True})
+        for _ in range(5):  # a NAS mounted late, an S3 outage: the tier cannot be looked at
+            away = open_tier("central", f"file://{tmp_path / 'central'}")
+            away.size = down  # type: ignore[method-assign]
+            away.has_objects = down  # type: ignore[method-assign]
+            _notes, later = _start(j, {"central": away}, {"central": True})
+            assert "central" in later
+        with pytest.raises(ClaimError, match="never made"):  # back: still refused
+            _start(j, {"central": tier}, {"central": True})
+        guard = claims.Guard(claims.ours("scope", j, tmp_path / "state"), j, {"central": True}, runs=j.runs())
+        with pytest.raises(ClaimError, match="never made"):  # nor does the guard take it later
+            guard(tier)
+    finally:
+        j.close()
+
+
+def test_a_failed_adopt_leaves_the_tiers_it_did_not_adopt_refused(tmp_path: Path) -> None:
+    """Found by the same review: adopt counted a run past every claim before it imported anything;
+    failing on the second tier, it let the next plain run take that tier, its manifests never
+    imported. A run adopt made is recorded, but the second tier's claim still names a run this
+    journal never made."""
+    from acqd.storage.errors import DestinationError
+
+    (tmp_path / "state").mkdir()
+    j = Journal(tmp_path / "state" / "journal.sqlite")
+    tiers = {t: open_tier(t, f"file://{tmp_path / t}") for t in ("a", "b")}
+    for t in tiers:
+        (tmp_path / t / "scope" / "s").mkdir(parents=True)
+        (tmp_path / t / "scope" / "s" / "~acqd-manifest.json").write_text(
+            json.dumps({"instrument": "scope", "watch_root": "/nowhere", "files": []})
+        )
+        claims.write_claim(tiers[t], _newer_run(j, tmp_path / "state", epoch=5), replace=False)
+
+    def failing_find(*_a: Any, **_k: Any) -> Any:
+        raise DestinationError("tier b: listing failed")
+
+    flaky = open_tier("b", f"file://{tmp_path / 'b'}")
+    flaky.find = failing_find  # type: ignore[method-assign]
+    try:
+        with pytest.raises(DestinationError):
+            claims.adopt(
+                {"a": tiers["a"], "b": flaky}, claims.ours("scope", j, tmp_path / "state"), j, {}, lambda p: None
+            )
+        with pytest.raises(ClaimError, match="never made"):
+            _start(j, tiers, {"a": True, "b": True})
+    finally:
+        j.close()

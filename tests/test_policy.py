@@ -108,8 +108,10 @@ def test_a_notify_entry_that_is_no_recipient_is_refused(tmp_path: Path, notify: 
     p.write_text(BASE.replace("warn: 14d", f"warn: 14d\n      notify: [{notify}]"))
     with pytest.raises(ConfigError, match="neither 'owner', 'fallback' nor an e-mail address"):
         load_policy(p)
-    p.write_text(BASE.replace("warn: 14d", "warn: 14d\n      notify: [owner, fallback, desk@lab.example.org]"))
-    assert load_policy(p).spec.rules[0].notify == ("owner", "fallback", "desk@lab.example.org")
+    p.write_text(
+        BASE.replace("warn: 14d", "warn: 14d\n      notify: [owner, fallback, desk@lab.example.org, root@localhost]")
+    )
+    assert load_policy(p).spec.rules[0].notify == ("owner", "fallback", "desk@lab.example.org", "root@localhost")
 
 
 def test_expiry_shorter_than_warning_says_why(tmp_path: Path) -> None:

@@ -536,3 +536,22 @@ async def test_events_still_queued_at_a_stop_are_counted_and_said(caplog: pytest
         await pub.close(deadline=0.5)
     assert pub.dropped == 3 and seen.get("dropped") == 3
     assert "3 event(s) not sent at the stop" in caplog.text
+
+
+def test_once_fails_while_a_folder_could_not_be_listed(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """`run --once` said 0 (everything verified or quarantined) while a session folder had never been
+    read: an engineer checking it before wiping the acquisition disk would lose what was in it."""
+    watch, dest, state = dirs
+    (watch / "good").mkdir()
+    (watch / "good" / "a.raw").write_bytes(b"a" * 5000)
+    locked = watch / "locked"
+    locked.mkdir()
+    (locked / "secret.raw").write_bytes(b"s" * 100)
+    locked.chmod(0)
+    r = run_acqd("run", "--config", str(config(tmp_path, watch, dest, state, free_port())), "--once", drop_caps=True)
+    assert r.returncode == 1 and "could not be read" in r.stderr and "locked" in r.stderr, r.stderr
+    assert journal_states(state) == {"good/a.raw": "verified"}
+    locked.chmod(0o755)
+    r = run_acqd("run", "--config", str(config(tmp_path, watch, dest, state, free_port())), "--once", drop_caps=True)
+    assert r.returncode == 0, r.stderr
+    assert journal_states(state) == {"good/a.raw": "verified", "locked/secret.raw": "verified"}

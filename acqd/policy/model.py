@@ -78,7 +78,7 @@ class Rule(Strict):
     @classmethod
     def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for n in v:
-            if n not in ("owner", "fallback") and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", n):
+            if n not in ("owner", "fallback") and not re.fullmatch(r"[^@\s]+@[^@\s]+", n):
                 raise ValueError(
                     f"notify: {n!r} is neither 'owner', 'fallback' nor an e-mail address: a purge would follow "
                     "a warning nobody got"

@@ -198,7 +198,7 @@ def _series_axis(f: BinaryIO, name: str, n: int, shape: tuple[int, ...]) -> str 
         # a TiffFile of its own: reading the series turns the pages of some kinds (OME) into
         # TiffFrames, which the rest of the reader does not expect
         f.seek(0)  # tifffile takes a handle's position for the file's start
-        with tifffile.TiffFile(f, name=name) as tif:
+        with tifffile.TiffFile(f, name=name, _multifile=False) as tif:  # this file's planes, not its siblings'
             series = tif.series[0]
             axes, dims, count = str(series.axes), tuple(int(d) for d in series.shape), len(tif.series)
     except Exception:  # tifffile's metadata parsing on an odd file: the pages decide, as before
@@ -209,8 +209,8 @@ def _series_axis(f: BinaryIO, name: str, n: int, shape: tuple[int, ...]) -> str 
     planes = int(np.prod([d for _, d in lead], dtype=np.int64))
     if planes > n:
         raise UnsupportedFormatError(
-            f"a TIFF whose {axes} series holds {planes} planes in {n} IFD(s) (ImageJ's layout past 4 GiB): "
-            "the pages alone are not its planes"
+            f"a TIFF whose {axes} series holds {planes} planes in {n} IFD(s) (ImageJ's layout past 4 GiB, or one "
+            "file of a multi-file dataset): the pages alone are not its planes"
         )
     if count > 1 or planes < n:
         return None  # more pages than the first series: every page a plane, as the profile says

@@ -310,8 +310,9 @@ class S3Tier(Tier):
             self.fs.invalidate_cache()
         crash_point("after_rename")
 
-    def _keys_below(self, path: str) -> list[tuple[str, int]]:
-        """(key, size) of every object below the folder `path` (the prefix `path/`), exactly."""
+    def _keys_below(self, path: str, markers: bool = False) -> list[tuple[str, int]]:
+        """(key, size) of every object below the folder `path` (the prefix `path/`), exactly;
+        `markers`: with the folder markers (keys ending in "/") some servers keep."""
         bucket, key = self._split(path)
         args: dict[str, Any] = {"Bucket": bucket, "Prefix": key.rstrip("/") + "/"}
         out: list[tuple[str, int]] = []
@@ -320,7 +321,7 @@ class S3Tier(Tier):
             # a key ending in "/" is a folder marker (some servers, e.g. SeaweedFS, keep an empty
             # folder after its objects were deleted): not an object
             found = page.get("Contents", []) or []
-            out += [(str(o["Key"]), int(o["Size"])) for o in found if not str(o["Key"]).endswith("/")]
+            out += [(str(o["Key"]), int(o["Size"])) for o in found if markers or not str(o["Key"]).endswith("/")]
             if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
                 return out
             args["ContinuationToken"] = page["NextContinuationToken"]
@@ -348,7 +349,7 @@ class S3Tier(Tier):
     def _rm_tree(self, path: str) -> None:
         """Every object below `path`, by its exact key (see Tier._rm_tree)."""
         bucket, _ = self._split(path)
-        self._delete_keys(bucket, [k for k, _ in self._keys_below(path)])
+        self._delete_keys(bucket, [k for k, _ in self._keys_below(path, markers=True)])
         self.fs.invalidate_cache()
 
     def open_read(self, rel: str) -> BinaryIO:
