@@ -578,7 +578,7 @@ def verify(
 ) -> None:
     """Fixity check: re-read every stored copy, decode it and compare its checksum with the journal's.
     Reports every bad copy (missing, truncated, corrupt), then a summary; exit 1 if any is bad.
-    A bad copy is recorded in the journal: it is no longer counted as verified, so its source is
+    A corrupt copy is recorded in the journal: it is no longer counted as verified, so its source is
     never released for it, and a source still on the acquisition disk is shipped again."""
     from acqd.fixity import Tiers, check_copy
 
@@ -601,11 +601,11 @@ def verify(
                 else:
                     bad[problem.kind] = bad.get(problem.kind, 0) + 1
                     err.print(f"FAILED {row.relpath!r} (version {row.version}): {problem}", markup=False)
-                    # recorded: what the copy itself shows, not a tier that did not answer nor a decoder
-                    # that failed in this environment (a codec plugin missing here)
-                    if problem.kind in ("missing", "truncated") or (
-                        problem.kind == "corrupt" and "cannot be decoded" not in problem.detail
-                    ):
+                    # recorded: bytes there but not the ones verified, which the release's quick
+                    # re-check (presence, size, the tier's checksum) cannot see. Not a missing or short
+                    # copy (the re-check sees those; a facility hub may have purged it), nor a tier that
+                    # did not answer, nor a decoder failing in this environment (a codec plugin missing)
+                    if problem.kind == "corrupt" and "cannot be decoded" not in problem.detail:
                         damaged.append((row, copy, f"fixity: {problem}"))
         finally:
             tiers.close()
@@ -644,14 +644,12 @@ def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> No
             elif fresh.state == "released":
                 others = [c for c in j.copies_of(row.id) if c.state == "verified" and c.id != copy.id]
                 where = f"its other copies: {', '.join(c.tier for c in others)}" if others else "no other copy"
-                j.audit(row.id, "fixity-failed", copy=copy.id, reason=why)
                 err.print(
                     f"  -> {row.relpath!r} is released: its source is not on the acquisition disk ({where}); "
                     "restore it from another copy or a backup",
                     markup=False,
                 )
             else:
-                j.audit(row.id, "fixity-failed", copy=copy.id, reason=why)
                 err.print(f"  -> {row.relpath!r} is {fresh.state} now: not recorded", markup=False)
     finally:
         j.close()

@@ -10,16 +10,26 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import Background, wait_for
-from tests.servers import SeaweedS3, _descendants
+from tests.conftest import Background, need_path, wait_for
+from tests.servers import SeaweedS3, _descendants, weed_binary
 from tests.test_remote_names import _config, _s3_tier
 
 
-def test_sigterm_stops_the_daemon_while_the_s3_server_hangs(s3_server: SeaweedS3, tmp_path: Path) -> None:
+def test_sigterm_stops_the_daemon_while_the_s3_server_hangs(tmp_path: Path) -> None:
     """The S3 server stops answering (SIGSTOP) in the middle of a multipart upload. SIGTERM was not
     honoured: "drain deadline reached" after 30 s, then the process stayed, its I/O thread blocked in
     the upload (measured: still running 330 s after SIGTERM; systemd SIGKILLs it). The daemon now
-    leaves blocked storage calls behind 15 s after the drain, says so, and exits; the source stays."""
+    leaves blocked storage calls behind 15 s after the drain, says so, and exits; the source stays.
+    A server of its own: a stopped SeaweedFS may fail the next requests of whoever shares it."""
+    s3_server = SeaweedS3(tmp_path / "seaweedfs", need_path(weed_binary(), "SeaweedFS `weed` not installed"))
+    s3_server.start()
+    try:
+        _hang(s3_server, tmp_path)
+    finally:
+        s3_server.stop()
+
+
+def _hang(s3_server: SeaweedS3, tmp_path: Path) -> None:
     bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
     watch, state = tmp_path / "acq", tmp_path / "state"
     watch.mkdir()

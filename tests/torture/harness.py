@@ -240,7 +240,8 @@ limits: {{concurrent_files: 3, io_threads: 3, chunk_bytes: 256KiB, inflight_byte
         for name, info in sorted(self.listing().items()):
             parts = name.split("/")  # scope/<prefix>/.../object
             if len(parts) < 3 or parts[1] not in ("ls", "raw"):
-                if not parts[-1].startswith("~acqd-"):  # the claim, manifests
+                # the claim, manifests, and their temporaries (a kill while a start writes its claim)
+                if not parts[-1].startswith(("~acqd-", ".")):
                     self.figures.problems.append(f"unexpected object {name}")
                 continue
             if any(p.startswith(".") for p in parts):
