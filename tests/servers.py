@@ -125,7 +125,7 @@ class SeaweedS3:
             "-master.volumeSizeLimitMB=256",
             f"-volume.port={p['volume']}",
             f"-volume.port.grpc={g['volume']}",
-            "-volume.max=0",
+            "-volume.max=1000",  # not sized from free disk: every test bucket is a collection of its own volumes
             "-filer",
             f"-filer.port={p['filer']}",
             f"-filer.port.grpc={g['filer']}",
