@@ -642,6 +642,7 @@ class Daemon:
                     reporters.append(self.events)
                 if self.reporter is not None:
                     reporters.append(self.reporter)
+                guard = claims.Guard(claim, journal, unclaimed, runs=runs)
                 pipeline = Pipeline(
                     instrument=config.instrument,
                     roots=roots,
@@ -652,7 +653,7 @@ class Daemon:
                     reporter=Fanout(reporters),
                     once=self.once,
                     retry_for=self.retry_for,
-                    guard=claims.Guard(claim, journal, unclaimed, runs=runs),
+                    guard=guard,
                     repeats=self.repeats,
                     on_root=self._on_root,
                 )
@@ -697,6 +698,7 @@ class Daemon:
                             else ("--state-dir", str(config.state_dir.resolve()))
                         ),
                         links=links,
+                        guard=guard,
                     )
                     await self.retention.report_standing_suspension()
                     aux.append(asyncio.create_task(self._retention_loop(policy.spec.interval), name="retention"))

@@ -304,6 +304,7 @@ class RetentionRunner:
         clock: Callable[[], Reading] = read_clock,
         links: Callable[[str, float], tuple[str, str, float]] | None = None,
         store: RetentionStore | None = None,
+        guard: Callable[[Tier, bool], None] | None = None,
     ) -> None:
         if store is None:
             assert journal is not None, "a journal or a store"
@@ -324,12 +325,25 @@ class RetentionRunner:
         self.links = links  # owner, now -> (a signed link to the owner page, its id, its expiry)
         self.last_clock: ClockState | None = None  # the clock guard's state at the last plan
         self._reported = False  # a suspension was reported (event, metric) by this process
+        #: the daemon's claim guard (acqd.claims.Guard): before a transition or a purge touches a tier,
+        #: its claim is looked at afresh. A network share unmounted under the daemon is an empty folder
+        #: on the local disk: a transition would fill it (the copy hidden once the share mounts again,
+        #: the old copy deleted) and a purge would find nothing and forget the copy. The action fails
+        #: and is retried at the next sweep instead.
+        self.guard = guard
 
     async def _j(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.jexec, partial(fn, *args, **kw))
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
+
+    async def _still_ours(self, *tiers: Tier) -> None:
+        """Raises (a storage or claim error: the action fails) unless every tier is still the one
+        this daemon claimed."""
+        if self.guard is not None:
+            for tier in tiers:
+                await self._io(self.guard, tier, True)
 
     def _emit(self, kind: str, row: jr.RetentionRow, **kw: Any) -> None:
         f = row.file
@@ -623,6 +637,7 @@ class RetentionRunner:
         if await self._held(a, row, now):
             return False
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
+        await self._still_ours(src, dst)
         rel = row.copy.dest
         resumed = await self._j(self.store.fence, "transition", row.copy.id)
         if not await self._io(src.exists, rel) and (resumed or await self._io(dst.exists, rel)):
@@ -672,6 +687,7 @@ class RetentionRunner:
         if await self._held(a, row, now):
             return False
         tier = self.tiers[row.copy.tier]
+        await self._still_ours(tier)
         resumed = await self._j(self.store.fence, "purge", row.copy.id)
         if not await self._io(tier.exists, row.copy.dest):
             if resumed:  # deleted by a sweep that was killed before it could record it: recorded now

@@ -849,6 +849,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "retention-transition-unguarded",
+        "a retention transition does not look at the tiers' claims: a capacity share unmounted under the daemon"
+        " is filled on the local disk and the central copies deleted",
+        "acqd/retention.py",
+        "        await self._still_ours(src, dst)\n",
+        "",
+        ("tests/test_retention_deletes.py::test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_share",),
+    ),
+    Mutant(
+        "retention-purge-unguarded",
+        "a purge does not look at the tier's claim: on an unmounted share it finds nothing and forgets the copy",
+        "acqd/retention.py",
+        "        await self._still_ours(tier)\n",
+        "",
+        ("tests/test_retention_deletes.py::test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_share",),
+    ),
+    Mutant(
         "mrc-byte-order-dropped",
         "a big-endian MRC's dtype is taken from one header record (native order): its pixels stored byte-swapped",
         "acqd/readers/mrc.py",

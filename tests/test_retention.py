@@ -161,7 +161,12 @@ async def sweep_days(s: Setup, days: range, runner: RetentionRunner) -> dict[int
 
 
 def make_runner(
-    s: Setup, j: Journal, jexec: ThreadPoolExecutor, io: ThreadPoolExecutor, reporter: Any = None
+    s: Setup,
+    j: Journal,
+    jexec: ThreadPoolExecutor,
+    io: ThreadPoolExecutor,
+    reporter: Any = None,
+    guard: Any = None,
 ) -> RetentionRunner:
     policy = load_retention(s.cfg)
     assert policy is not None and s.cfg.smtp is not None
@@ -178,6 +183,7 @@ def make_runner(
         sender=s.cfg.smtp.sender,
         contact=s.cfg.smtp.contact,
         hold_args=("--config", str(s.cfg_path)),
+        guard=guard,
     )
 
 

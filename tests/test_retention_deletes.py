@@ -202,6 +202,67 @@ async def test_a_daemon_killed_after_a_transitions_delete_records_the_move_at_it
     assert sorted(copies) == [("capacity", "verified"), ("central", "moved")], copies
 
 
+def _unmount(share: Path, away: Path) -> None:
+    """The share a tier is on is unmounted: its content elsewhere, its mount point an empty folder."""
+    share.rename(away)
+    share.mkdir()
+
+
+def _mount(share: Path, away: Path) -> None:
+    share.rmdir()
+    away.rename(share)
+
+
+async def test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_share(movies: Setup) -> None:
+    """The claim guard covered the pipeline, not retention: a transition onto a capacity share
+    unmounted under the daemon copied the movies into its empty mount point on the local disk,
+    verified them there and deleted the central copies (hidden, then, once the share mounted over
+    them: the only copies); a purge on an unmounted tier found nothing and marked the copy missing
+    (forgotten, although it is on the share). Both now look at the tier's claim afresh: the action
+    fails, nothing is written or marked, and the next sweep with the share back does it."""
+    from acqd import claims
+
+    s = movies
+    cap_share, central_share = s.capacity.parent, s.central.parent  # the tiers' folders (the mount points)
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    j = await loop.run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        tiers = build_tiers(s.cfg)
+        claim = claims.read_claim(tiers["capacity"], "krios")  # what the daemon's run claimed
+        assert claim is not None
+        guard = claims.Guard(claim, j, runs=j.runs())
+        before = {p: p.read_bytes() for p in s.central.rglob("*_fractions.mrc")}
+
+        _unmount(cap_share, cap_share.with_name("capacity-away"))
+        res = await make_runner(s, j, jexec, io, guard=guard).sweep(s.t0 + 14 * DAY + 60)
+        assert res.transitioned == 0 and res.failed == 4, res  # the four movies
+        assert list(cap_share.iterdir()) == [], "a transition wrote onto the local disk under the mount point"
+        assert {p: p.read_bytes() for p in before if p.exists()} == before  # every central copy kept
+        failures = [str(d) for _, _, a, d in j.audit_log() if a == "retention.transition.failed"]
+        assert len(failures) == 4 and all("has gone" in f for f in failures), failures
+        _mount(cap_share, cap_share.with_name("capacity-away"))
+        res = await make_runner(s, j, jexec, io, guard=guard).sweep(s.t0 + 15 * DAY + 60)
+        assert res.transitioned == 4 and res.failed == 0, res
+
+        res = await make_runner(s, j, jexec, io, guard=guard).sweep(s.t0 + 47 * DAY + 60)
+        assert res.warned == 4 and res.purged == 0, res  # the owners warned two weeks ahead
+        _unmount(central_share, central_share.with_name("central-away"))  # the sums' tier (kept for ever)
+        _unmount(cap_share, cap_share.with_name("capacity-away"))  # the movies' tier at their purge
+        res = await make_runner(s, j, jexec, io, guard=guard).sweep(s.t0 + 75 * DAY + 60)
+        assert res.purged == 0 and res.failed == 4, res
+        states = {(r.file.relpath, r.copy.tier): r.copy.state for r in jr.retention_items(j)}
+        assert "missing" not in states.values(), states  # nothing forgotten while the share was away
+        _mount(cap_share, cap_share.with_name("capacity-away"))
+        _mount(central_share, central_share.with_name("central-away"))
+        res = await make_runner(s, j, jexec, io, guard=guard).sweep(s.t0 + 76 * DAY + 60)
+        assert res.purged == 4 and res.failed == 0, res
+    finally:
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
 def test_acqd_adopt_never_records_a_copy_outside_the_instruments_prefix(tmp_path: Path) -> None:
     """`acqd adopt` imports each session manifest's entries as verified copies, `dest` verbatim. A
     manifest is a file at the destination that anyone who can write there can edit (or a session
