@@ -350,11 +350,11 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
     """Everything `run` validates before it starts (ConfigError if it would refuse to start), plus
     what it would wait on: a missing watch root, a tier it cannot write to (a write probe)."""
     tiers, policy, roots = prepare(config)
-    problems = claim_problems(config, tiers)
+    problems, waits = claim_problems(config, tiers)
     if problems:
         raise ClaimError(problems[0])
     notes: list[str] = []
-    warnings = missing_roots(roots)
+    warnings = missing_roots(roots) + list(waits.values())
     if policy is not None:
         rules = ", ".join(
             f"{r.name}: "
@@ -400,8 +400,8 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
             shared_storage({n: t for n, t in tiers.items() if n not in absent}, config.instrument, probe_timeout)
         )
         for name, tier in tiers.items():
-            if name in absent:  # probed by writing: that would make it
-                continue
+            if name in absent or name in waits:  # probed by writing: that would make it, or write onto
+                continue  # the empty mount point
             failed = probe_tier(tier, config.instrument, probe_timeout)
             if failed is None:
                 notes.append(f"tier {name} ({tier.url(config.instrument)}): write, read back and delete: OK")
@@ -1085,12 +1085,15 @@ def adopt_command(config: Config) -> dict[str, int]:
             journal.close()
 
 
-def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
-    """`acqd check`: would `run` be refused by a claim on the destination? (read-only)"""
+def claim_problems(config: Config, tiers: dict[str, Tier]) -> tuple[list[str], dict[str, str]]:
+    """`acqd check`: would `run` be refused by a claim on the destination (the problems), or wait for
+    a tier that holds nothing of the instrument although the journal has copies there (an empty
+    mount point: the waits)? Read-only."""
     path = journal_path(config.state_dir)
     journal_id = None
     epoch = 0
     runs: frozenset[str] = frozenset()
+    known: dict[str, bool] = {}
     if path.exists():
         try:
             j = Journal(path, readonly=True)
@@ -1100,8 +1103,10 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
             journal_id = j.journal_id
             epoch = j.epoch()
             runs = j.runs()
+            known = {n: j.has_copies(n) for n in tiers}
             j.close()
-    problems = []
+    problems: list[str] = []
+    waits: dict[str, str] = {}  # tier name -> why `run` waits for it
     mid = claims.machine_id()
     for name, tier in tiers.items():
         try:
@@ -1111,11 +1116,16 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> list[str]:
             continue
         except AcqdError:  # the tier cannot be looked at now: `run` claims it before its first write
             continue
-        if there is None:
-            continue
         fake = claims.Claim(
             config.instrument, mid, "", journal_id or "(new)", str(config.state_dir), "", epoch=epoch + 1, run="check"
         )
+        if there is None:
+            if known.get(name) and (not tier.local or os.path.lexists(tier.root)):
+                try:  # what `run` does with it: waits (an empty mount point), or refuses (data it does not know)
+                    claims.look(tier, fake, True, runs)
+                except AcqdError as exc:
+                    waits[name] = str(exc)
+            continue
         if not there.same_owner(fake) or there.foreign_run(fake, runs):
             problems.append(str(claims.refused(tier, fake, there)))
-    return problems
+    return problems, waits

@@ -866,6 +866,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention_deletes.py::test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_share",),
     ),
     Mutant(
+        "check-probes-empty-mount-point",
+        "`acqd check` says OK about a tier holding nothing while the journal has copies there (an unmounted"
+        " share) and writes its probe onto the empty mount point",
+        "acqd/daemon.py",
+        "            if known.get(name) and (not tier.local or os.path.lexists(tier.root)):\n",
+        "            if False:\n",
+        (
+            "tests/test_names.py::test_a_share_unmounted_under_a_running_daemon_is_never_written_to_the_local_disk"
+            "[tier-is-the-mount-point]",
+        ),
+    ),
+    Mutant(
         "mrc-byte-order-dropped",
         "a big-endian MRC's dtype is taken from one header record (native order): its pixels stored byte-swapped",
         "acqd/readers/mrc.py",

@@ -724,6 +724,9 @@ limits: {{retry_initial: 50ms, retry_max: 200ms}}
         d.terminate()
     err = once(cfg, code=1)  # a restart while it is away: still waits
     assert "not mounted" in err or "does not exist" in err, err
+    r = run_acqd("check", "--config", str(cfg))  # says so too, and its write probe writes nothing there
+    assert r.returncode == 0 and ("not mounted" in r.stderr or "does not exist" in r.stderr), r.stdout + r.stderr
+    assert run_acqd("check", "--config", str(cfg), "--strict").returncode == 1
     assert list(mnt.iterdir()) == [] and (tmp_path / "acq" / "s" / "b.raw").exists()
     mnt.rmdir()
     (tmp_path / "share").rename(mnt)  # mounted again
