@@ -878,6 +878,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "shard-pieces-dropped",
+        "a shard read in pieces keeps only its last piece's frames (the shard's other chunks are never written)",
+        "acqd/layouts/frames.py",
+        "                    futures.extend(pool.submit(encode, frame) for frame in little(piece))\n",
+        "                    futures = [pool.submit(encode, frame) for frame in little(piece)]\n",
+        ("tests/test_framepool.py::test_a_shard_read_in_pieces_is_stored_as_when_read_whole",),
+    ),
+    Mutant(
         "mrc-byte-order-dropped",
         "a big-endian MRC's dtype is taken from one header record (native order): its pixels stored byte-swapped",
         "acqd/readers/mrc.py",

@@ -208,6 +208,39 @@ def test_zarr_movie_written_by_shards_and_verified_on_threads(tmp_path: Path, co
             lay.verify(tier, "m.zarr", res)
 
 
+@pytest.mark.parametrize("layout", ["zarr", "tiff"])
+def test_a_shard_read_in_pieces_is_stored_as_when_read_whole(
+    tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Source frames are read in pieces of at most READ_PIECE bytes (below the allocator's mmap
+    threshold), a shard's frames gathered from several pieces: the copy is byte for byte the one a
+    shard read whole gives, and reads back as the movie. Pieces of 2 frames across shards of 3 (one
+    piece ends inside a shard, the next spans two) and of 1 frame."""
+    import mrcfile
+
+    import acqd.layouts.frames as frames_mod
+
+    [movie] = simulate("gatan-k3", tmp_path / "src", SimSpec(files=1, frames=7, height=64, width=56, seed=3))
+    codec = {"id": "blosc", "cname": "lz4", "clevel": 1, "shuffle": "bitshuffle"} if layout == "zarr" else {"id": "lzw"}
+    stored = {}
+    for frames in (1000, 2, 1):
+        monkeypatch.setattr(frames_mod, "READ_PIECE", frames * 64 * 56)
+        dest = tmp_path / f"out{frames}"
+        dest.mkdir()
+        _ship(movie, dest, codec, 2, layout=layout)
+        stored[frames] = {
+            str(p.relative_to(dest)): hashlib.sha256(p.read_bytes()).hexdigest() for p in dest.rglob("*") if p.is_file()
+        }
+    assert stored[2] == stored[1000] and stored[1] == stored[1000] and len(stored[1000]) >= 1
+    with mrcfile.open(movie) as m:
+        want = np.asarray(m.data)
+    if layout == "zarr":
+        assert np.array_equal(np.asarray(zarr.open_array(str(tmp_path / "out2" / "m.zarr" / "0"), mode="r")[...]), want)
+    else:
+        with tifffile.TiffFile(tmp_path / "out2" / "m.tif") as tif:
+            assert np.array_equal(np.stack([p.asarray() for p in tif.pages]), want[:, ::-1])
+
+
 # --- blocks read straight into arrays, hashing without whole-frame copies, strips in one read ---
 
 

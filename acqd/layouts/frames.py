@@ -115,6 +115,13 @@ def canonical(block: np.ndarray) -> np.ndarray:
 
 
 HASH_PIECE = 1 << 20  # bytes of rows copied at a time when a block is not in canonical order
+# Source frames are read in pieces of at most this many bytes (whole frames; one frame if a frame is
+# larger), not a shard's or a block's worth at once: a piece stays below the allocator's mmap
+# threshold (acqd.memory, 32 MiB), so its memory is reused from piece to piece instead of mapped
+# afresh, faulted in and zeroed by the kernel for every block (with transparent huge pages, and on a
+# virtual machine whose host takes freed memory back, reading 96 MB blocks of a light-sheet stack
+# into fresh memory took 0.3-1.6 s per GB against 0.18 s in pieces; `bench/results/` notes).
+READ_PIECE = 24 << 20
 
 
 def hash_canonical(hasher: Any, block: np.ndarray) -> None:
@@ -258,6 +265,12 @@ class FrameLayout:
             return open_frames(self.reader, source.file, size, self.expect, options)
         except OSError as exc:
             raise SourceReadError(f"read error: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _pieces(src: FrameSource, start: int, stop: int) -> list[tuple[int, int]]:
+        """Frames [start, stop) as consecutive ranges of at most READ_PIECE bytes (at least a frame)."""
+        per = max(1, READ_PIECE // max(1, src.frame_bytes))
+        return [(a, min(stop, a + per)) for a in range(start, stop, per)]
 
     def _blocks(
         self,
@@ -719,21 +732,32 @@ class ZarrLayout(FrameLayout):
             else:
                 await store.set(key, default_buffer_prototype().buffer.from_bytes(shard_bytes(chunks)))
 
+        def little(block: np.ndarray) -> np.ndarray:
+            data = block.astype(block.dtype.newbyteorder("<"), copy=False)
+            return data[:, ::-1] if flip else data  # flip: rows as rosettasciio (hyperspy) shows a Merlin frame
+
         try:
-            for start, block in self._blocks(src, k, hasher, timing, ranges):
+            for a, b in ranges:
+                spot = shard_of(arr, a, b - a) if pool is not None and encode is not None else None
+                if spot is None or pool is None or encode is None:  # through zarr's pipeline, a block at once
+                    for start, block in self._blocks(src, k, hasher, timing, [(a, b)]):
+                        t0 = time.perf_counter()
+                        data = little(block)
+                        await arr.setitem(_where(src, start, block.shape[0]), data.reshape(_block_shape(src, data)))
+                        timing["encode"] += time.perf_counter() - t0
+                    continue
+                # the whole shard, as zarr's sharding codec lays it out, in one write; its frames read
+                # in pieces, each piece's frames encoded on the pool while the next piece is read
+                futures: list[Future[bytes]] = []
+                for _, piece in self._blocks(src, k, hasher, timing, self._pieces(src, a, b)):
+                    t0 = time.perf_counter()
+                    futures.extend(pool.submit(encode, frame) for frame in little(piece))
+                    timing["encode"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                data = block.astype(block.dtype.newbyteorder("<"), copy=False)
-                if flip:  # rows as rosettasciio (hyperspy) shows a Merlin frame
-                    data = data[:, ::-1]
-                spot = shard_of(arr, start, len(data)) if pool is not None and encode is not None else None
-                if spot is None or pool is None or encode is None:  # through zarr's pipeline
-                    await arr.setitem(_where(src, start, block.shape[0]), data.reshape(_block_shape(src, data)))
-                else:  # the whole shard, as zarr's sharding codec lays it out, in one write
-                    key = f"{ARRAY}/{arr.metadata.encode_chunk_key((*spot[0], 0, 0))}"
-                    futures = [pool.submit(encode, frame) for frame in data]
-                    if queued is not None:
-                        await put(*queued)
-                    queued = (key, spot[1], futures)
+                key = f"{ARRAY}/{arr.metadata.encode_chunk_key((*spot[0], 0, 0))}"
+                if queued is not None:
+                    await put(*queued)
+                queued = (key, spot[1], futures)
                 timing["encode"] += time.perf_counter() - t0  # encode and write of a whole shard
             if queued is not None:
                 t0 = time.perf_counter()
@@ -906,7 +930,7 @@ class TiffLayout(FrameLayout):
         try:
             with TiffPageWriter(spool, bigtiff=bigtiff, workers=self.threads) as tw:
                 first = True
-                for _, block in self._blocks(src, k, hasher, timing):
+                for _, block in self._blocks(src, k, hasher, timing, self._pieces(src, 0, src.shape[0])):
                     t0 = time.perf_counter()
                     for frame in block:
                         # IMOD/SerialEM/MotionCor2/RELION: TIFF rows run the other way from MRC rows
