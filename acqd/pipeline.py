@@ -209,6 +209,17 @@ class ByteBudget:
             self._cond.notify_all()
 
 
+def frame_ships(limits: Limits) -> int:
+    """How many files a frame layout (encode and verify on `frame_threads` threads each) works on at
+    once: enough to keep every core busy, and two, so that one file's reads, writes and fsyncs
+    overlap another's encoding. More only crowd the cores: on 2 cores, 4 light-sheet stacks at once
+    took 4.4-4.8 s and 6.2-6.8 CPU s, 2 at once 3.7 s and 5.1-5.3 CPU s (BENCHMARKS.md)."""
+    from acqd.layouts.tiffwrite import cores
+
+    n = cores()
+    return max(2, -(-n // (limits.frame_threads or n)))
+
+
 class Slots:
     """How many files the ship workers may work on at once: all of them, fewer while acqd backs off
     for the camera (acqd.pace; 0 pauses new work). A worker takes a slot before it starts a file and
@@ -386,6 +397,8 @@ class Pipeline:
         self.stats = RunStats(started=mono())
         self.budget = ByteBudget(limits.inflight_bytes)
         self.slots = Slots(limits.concurrent_files)  # lowered by the daemon's pacer while backing off
+        #: files a frame layout encodes and verifies at once (each on every core): acqd.pipeline.frame_ships
+        self.frame_slots = asyncio.Semaphore(frame_ships(limits))
         self.hints: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=10_000)
         self.ready: asyncio.Queue[Candidate | list[Candidate] | None] = asyncio.Queue(
             maxsize=limits.concurrent_files * 2
@@ -1469,7 +1482,17 @@ class Pipeline:
             return
         follow = await self._take_stream(c)  # before the budget: its last step may be waiting for some
         placed0 = ctx.placed(c.rel)
-        reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier))
+        # a frame layout's whole-file work (codec trial, encode, verify) runs on every core: a few
+        # such files at once, taken before the budget so that files waiting here hold none of it
+        heavy = isinstance(placed0.layout, FrameLayout) and follow is None
+        if heavy:
+            await self.frame_slots.acquire()
+        try:
+            reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier))
+        except BaseException:
+            if heavy:
+                self.frame_slots.release()
+            raise
         t0 = self.mono()
         try:
             row = await self._j(self.journal.mark_complete, c.row.id, c.stable, c.reason)
@@ -1565,6 +1588,8 @@ class Pipeline:
             return
         finally:
             await self.budget.release(reserved)
+            if heavy:
+                self.frame_slots.release()
             if follow is not None:  # taken over, not finished (an error before): its temporary dropped
                 await self._abort_stream(follow)
         latency = self.mono() - t0

@@ -886,6 +886,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_framepool.py::test_a_shard_read_in_pieces_is_stored_as_when_read_whole",),
     ),
     Mutant(
+        "frame-ships-unlimited",
+        "every ship worker encodes a frame file at once (each on every core): the cores crowded",
+        "acqd/pipeline.py",
+        "        heavy = isinstance(placed0.layout, FrameLayout) and follow is None\n",
+        "        heavy = False\n",
+        ("tests/test_inprocess.py::test_frame_files_are_encoded_a_few_at_a_time",),
+    ),
+    Mutant(
         "mrc-byte-order-dropped",
         "a big-endian MRC's dtype is taken from one header record (native order): its pixels stored byte-swapped",
         "acqd/readers/mrc.py",

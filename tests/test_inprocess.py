@@ -393,3 +393,42 @@ async def test_a_flight_that_ends_in_an_error_leaves_its_file_to_the_journal(
     assert ("released", "s/big.raw") in rec.outcomes, rec.outcomes
     assert not src.exists() and (dest / "scope/s/big.raw").read_bytes() == data
     assert result.pending == 0 and result.stats.verified == 1, result
+
+
+async def test_frame_files_are_encoded_a_few_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each frame file is encoded and verified on every core, so the ship workers take only a few at
+    once (acqd.pipeline.frame_ships: two on a 2-core PC with the default threads); more crowded the
+    cores (4 light-sheet stacks at once: a third more CPU time). The others wait, none is lost, and
+    small files are not held up behind them."""
+    import threading
+
+    import acqd.layouts.tiffwrite as tiffwrite
+    from acqd.layouts.frames import ZarrLayout
+    from acqd.simulate import SimSpec, simulate
+
+    monkeypatch.setattr(tiffwrite, "cores", lambda: 2)
+    lock = threading.Lock()
+    now = {"n": 0, "most": 0}
+    real = ZarrLayout._write
+
+    def counted(self: ZarrLayout, *args: Any, **kw: Any) -> int:
+        with lock:
+            now["n"] += 1
+            now["most"] = max(now["most"], now["n"])
+        try:
+            time.sleep(0.2)  # long enough for every worker to have taken a file
+            return real(self, *args, **kw)
+        finally:
+            with lock:
+                now["n"] -= 1
+
+    monkeypatch.setattr(ZarrLayout, "_write", counted)
+    watch = tmp_path / "acq"
+    simulate("hamamatsu-orca", watch, SimSpec(files=6, frames=4, height=64, width=64))
+    (watch / "notes.txt").write_bytes(b"a sidecar")
+    c = cfg(watch, tmp_path / "state", f"file://{tmp_path / 'central'}", detector="hamamatsu-orca")
+    c = c.model_copy(update={"limits": c.limits.model_copy(update={"frame_threads": 2, "concurrent_files": 4})})
+    (tmp_path / "central").mkdir()
+    result = await Daemon(c, once=True, retry_for=120).run(install_signals=False)
+    assert result.code == 0 and result.stats.verified == 7 and result.pending == 0
+    assert now["most"] == 2, f"{now['most']} frame files encoded at once"
