@@ -867,6 +867,19 @@ def _when(text: str | None, option: str = "--until") -> float:
     return dt.timestamp()
 
 
+def _hold_until(text: str) -> float:
+    """A hold's end: a bare day keeps the data all that day, anywhere on Earth (acqd.units.day_end,
+    as the owner page does); a date and time is that moment (UTC unless it says otherwise)."""
+    from acqd.units import day_end, is_day
+
+    if is_day(text):
+        try:
+            return day_end(text)
+        except ValueError:
+            raise usage(f"not a day the calendar has: {text!r}", "--until") from None
+    return _when(text)
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -996,7 +1009,13 @@ def hold(
             "or instrument/session as stored"
         ),
     ] = None,
-    until: Annotated[str | None, typer.Option(help="ISO date the hold ends")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="the last day kept: YYYY-MM-DD keeps the data all that day, anywhere on Earth (until 12:00 "
+            "UTC the next day), as the owner page does; or an ISO date and time (UTC unless it says)"
+        ),
+    ] = None,
     reason: Annotated[str | None, typer.Option(help="why (shown in `hold --list` and the audit log)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="list the active holds")] = False,
     release: Annotated[bool, typer.Option("--release", help="release the holds on TARGET")] = False,
@@ -1048,7 +1067,7 @@ def hold(
             raise usage("give the TARGET to hold or release (or --list)", "TARGET")
         if not release and (until is None or not reason):
             raise usage("a hold needs --until DATE and --reason TEXT", "--until")
-        u = _when(until) if until is not None else 0.0
+        u = _hold_until(until) if until is not None else 0.0
         wait_s = _duration("--wait", wait)
         if not release and u <= time.time():
             raise usage(f"{until} is in the past", "--until")
@@ -1183,7 +1202,7 @@ def _hold_in_catalog(
             return
         if until is None or not reason:
             raise usage("a hold needs --until DATE and --reason TEXT", "--until")
-        u = _when(until)
+        u = _hold_until(until)
         if u <= time.time():
             raise usage(f"{until} is in the past", "--until")
         what, _ = hub_hold(cfg, target, u, reason, inst, getpass.getuser())

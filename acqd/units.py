@@ -1,8 +1,9 @@
-"""Parsing of human durations ("90s", "14d") and sizes ("512MiB")."""
+"""Parsing of human durations ("90s", "14d"), sizes ("512MiB") and "keep until" days."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DUR_FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -135,3 +136,23 @@ def project_from(pattern: str | None, relpath: str) -> str | None:
 
 
 ProjectPattern = Annotated[str | None, AfterValidator(project_pattern)]
+
+
+LAST_ZONE = timedelta(hours=12)  # UTC-12, where a day ends last ("anywhere on Earth")
+_DAY = re.compile(r"^\s*\d{4}-\d{2}-\d{2}\s*$")
+
+
+def is_day(text: str) -> bool:
+    """'YYYY-MM-DD' alone (no time of day)."""
+    return bool(_DAY.match(text))
+
+
+def day_end(text: str) -> float:
+    """'YYYY-MM-DD' as the end of that day in every time zone (12:00 UTC the next day): data kept
+    "until D" is there all of D wherever its owner is (UTC+13 or UTC-10 alike). ValueError for a
+    day the calendar does not have (2026-02-30) or whose next day it cannot count (9999-12-31)."""
+    d = datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
+    try:
+        return (d + timedelta(days=1) + LAST_ZONE).timestamp()
+    except OverflowError:
+        raise ValueError(f"{text.strip()} has no next day") from None

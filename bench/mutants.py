@@ -894,6 +894,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_frame_files_are_encoded_a_few_at_a_time",),
     ),
     Mutant(
+        "hold-until-start-of-day",
+        "`acqd hold --until DAY` ends at 00:00 UTC on DAY: a purge due that day goes ahead a day early",
+        "acqd/cli.py",
+        "    if is_day(text):\n",
+        "    if False:\n",
+        ("tests/test_retention.py::test_a_hold_until_a_day_keeps_the_data_all_that_day_anywhere",),
+    ),
+    Mutant(
         "mrc-byte-order-dropped",
         "a big-endian MRC's dtype is taken from one header record (native order): its pixels stored byte-swapped",
         "acqd/readers/mrc.py",

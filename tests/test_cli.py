@@ -85,6 +85,7 @@ BAD = [
     (["restore", "a/b.tif", "{T}/out.tif", "--version", "0", "--state-dir", "{T}/nothing"], 2, "--version"),
     (["hold", "s1", "--until", "tomorrow", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "--until"),
     (["hold", "s1", "--until", "2001-01-01", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "in the past"),
+    (["hold", "s1", "--until", "2027-02-30", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "calendar"),
     (["hold", "s1", "--state-dir", "{T}/nothing"], 2, "--until DATE"),
     (["bench", "--data", "{EMPTY}"], 1, "no bytes"),
     (["no-such-command"], 2, "no-such-command"),

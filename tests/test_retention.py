@@ -634,6 +634,31 @@ def hold(s: Setup, target: str, until: str = "2999-01-01") -> Any:
     return run_acqd("hold", target, "--until", until, "--reason", "figure 3", "--config", str(s.cfg_path))
 
 
+def test_a_hold_until_a_day_keeps_the_data_all_that_day_anywhere(setup: Setup) -> None:
+    """`acqd hold X --until D` ended at 00:00 UTC on D, so a purge due on D went ahead on D, a day
+    before its owner expected (and in UTC-10 the evening before); the owner page and the warning's
+    pasted command meant all of D. A bare day now keeps the data until D has ended everywhere
+    (12:00 UTC the next day); a date and time is that moment."""
+    from datetime import date, timedelta
+
+    s = setup
+    day = (date.today() + timedelta(days=30)).isoformat()
+    r = hold(s, "alice_apoferritin_0101", until=day)
+    assert r.returncode == 0, r.stderr
+    end = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() + 36 * 3600
+    j = Journal(journal_path(s.cfg.state_dir), readonly=True)
+    try:
+        (until,) = {u for t, u, _, _ in jr.active_holds(j, s.t0) if t == "alice_apoferritin_0101"}
+        assert until == end, (until, end)
+        last = jr.active_holds(j, end - 60)  # the last minute of D in UTC-12
+        assert any(t == "alice_apoferritin_0101" for t, _, _, _ in last)
+    finally:
+        j.close()
+    assert "until " + datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT12:00:00Z") in r.stdout, r.stdout
+    r = hold(s, "bob_ribosome_0102", until=f"{day}T08:00")
+    assert r.returncode == 0 and f"until {day}T08:00:00Z" in r.stdout, r.stdout
+
+
 def test_hold_accepts_what_people_paste(nested: Setup) -> None:
     s = nested
     cases = [  # (target, files covered, the source path held)

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from acqd.owners import links, view
 from acqd.owners.access import OwnerData, Refused, SessionRow
+from acqd.units import day_end
 
 log = logging.getLogger("acqd.owners")
 
@@ -113,17 +114,13 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-LAST_ZONE = timedelta(hours=12)  # UTC-12, where a day ends last ("anywhere on Earth")
-
-
 def end_of_day(text: str) -> tuple[float, str]:
     """'YYYY-MM-DD' as (the end of that day in every time zone, the day): an owner who keeps a
-    session until a date finds it there all that day wherever they are (UTC+13 or UTC-10 alike):
-    12:00 UTC the next day."""
+    session until a date finds it there all that day wherever they are (acqd.units.day_end)."""
     try:
-        d = datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
-        return (d + timedelta(days=1) + LAST_ZONE).timestamp(), d.strftime("%Y-%m-%d")
-    except (ValueError, OverflowError):  # 9999-12-31 has no next day
+        ts = day_end(text)
+        return ts, datetime.fromtimestamp(ts - 36 * 3600, UTC).strftime("%Y-%m-%d")
+    except ValueError:  # not a day, or one the calendar does not have (9999-12-31 has no next day)
         raise Refused(f"not a date to keep data until: {text[:40]!r} (use the form YYYY-MM-DD)", 400) from None
 
 
