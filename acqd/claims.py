@@ -161,16 +161,23 @@ class Guard:
         self.mono = mono
         self.every = every
         self._checked: dict[str, float] = {}
-        # ship workers call the guard at once: one looks (and claims) at a time, so that one
-        # worker's claim being written is never another's "data this journal does not know"
-        self._lock = threading.Lock()
+        # ship workers (and retention) call the guard at once: on one tier, one looks (and claims)
+        # at a time, so that one worker's claim being written is never another's "data this journal
+        # does not know"; a lock per tier, so that a tier that hangs (a hard NFS mount whose server
+        # is down, retention's cold tier) never holds up the checks of the others
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _lock_of(self, tier: Tier) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(tier.name, threading.Lock())
 
     def __call__(self, tier: Tier, fresh: bool = False) -> None:
         """Blocking (the I/O executor). Raises ClaimError when this daemon must stop writing; a
         storage error when the claim cannot be looked at now (the file is retried). `fresh`: look
         now, whatever the last look (a session manifest, which a stale look would write onto an
         empty mount point)."""
-        with self._lock:
+        with self._lock_of(tier):
             if fresh:
                 self._checked.pop(tier.name, None)
             self._check(tier)

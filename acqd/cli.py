@@ -880,6 +880,15 @@ def _hold_until(text: str) -> float:
     return _when(text)
 
 
+def _until_text(given: str | None, ts: float) -> str:
+    """A hold's end as said back: a bare day is kept all of that day, anywhere on Earth."""
+    from acqd.units import is_day
+
+    if given is not None and is_day(given):
+        return f"{given.strip()} has ended everywhere ({_iso(ts)})"
+    return _iso(ts)
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -1088,7 +1097,7 @@ def hold(
             for tg in res.targets:
                 jr.add_hold(j, tg.path, u, reason, time.time(), root=tg.root, asked=target)
             # said before the tiers are asked: the hold is in force from here, whatever they answer
-            out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
+            out.print(f"held {target} until {_until_text(until, u)}: {reason}", markup=False)
             out.print(f"  covers {res.describe()}", markup=False)
             _hold_records(j, cfg, wait_s)
         finally:
@@ -1206,7 +1215,7 @@ def _hold_in_catalog(
         if u <= time.time():
             raise usage(f"{until} is in the past", "--until")
         what, _ = hub_hold(cfg, target, u, reason, inst, getpass.getuser())
-    out.print(f"held {target} until {_iso(u)}: {reason}", markup=False)
+    out.print(f"held {target} until {_until_text(until, u)}: {reason}", markup=False)
     out.print(f"  covers {what}", markup=False)
 
 

@@ -397,7 +397,9 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
                 "writes there again once its copies and claim have gone); if it is a network share, mount it first"
             )
         warnings.extend(
-            shared_storage({n: t for n, t in tiers.items() if n not in absent}, config.instrument, probe_timeout)
+            shared_storage(  # its markers are writes too: none onto a folder that is not the tier
+                {n: t for n, t in tiers.items() if n not in absent and n not in waits}, config.instrument, probe_timeout
+            )
         )
         for name, tier in tiers.items():
             if name in absent or name in waits:  # probed by writing: that would make it, or write onto

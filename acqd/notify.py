@@ -113,10 +113,13 @@ class Digests:
         now: float,
         contact: str,
         links: list[tuple[str, str, float]] | None = None,
+        others: list[str] | None = None,
     ) -> EmailMessage:
-        """`links`: (owner, signed URL of the owner page, its expiry) for the owners in `sessions`."""
+        """`links`: (owner, signed URL of the owner page, its expiry) for the owners in `sessions`;
+        `others`: the owners of sessions listed that are not the recipient's own (the fallback's)."""
         ctx = {
             "links": links or [],
+            "others": others or [],
             "instrument": instrument,
             "recipient": recipient,
             "sessions": sessions,

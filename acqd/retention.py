@@ -380,6 +380,13 @@ class RetentionRunner:
             return
         j, tiers = self.store.journal, list(self.tiers.values())
         seen, problems = await self._io(holdledger.read_tiers, tiers, self.instrument)
+        for t in tiers:  # a tier that is not the one claimed (an empty mount point): as if unread,
+            if t.name in seen:  # so that nothing is written there and its silence means nothing
+                try:
+                    await self._still_ours(t)
+                except AcqdError as exc:
+                    del seen[t.name]
+                    problems.append(f"tier {t.name}: hold records not read: {exc}")
         got = await self._j(holdledger.to_journal, j, seen, len(tiers))
         mine = await self._j(holdledger.journal_holds, j)
         _written, more = await self._io(holdledger.to_tiers, mine, tiers, self.instrument, seen)
@@ -562,9 +569,15 @@ class RetentionRunner:
                     if row.copy.tier in self.tiers
                     else row.copy.dest
                 )
+            emails = self.policy.spec.owners.emails
+            # the fallback (or an address a rule names) gets other people's data: it is told whose
+            others = sorted(
+                {s["owner"] or "owner unknown" for s in sessions.values() if emails.get(s["owner"]) != recipient}
+            )
             msg = self.digests.render(
                 instrument=self.instrument,
                 recipient=recipient,
+                others=others,
                 sender=self.sender,
                 sessions=sorted(sessions.values(), key=lambda s: (s["purge_at"], s["session"])),
                 now=now,

@@ -397,7 +397,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "guard-unserialized",
         "ship workers check and claim the destination at the same time (one sees another's claim half-written)",
         "acqd/claims.py",
-        "        with self._lock:\n            if fresh:\n                self._checked.pop(tier.name, None)\n"
+        "        with self._lock_of(tier):\n            if fresh:\n                self._checked.pop(tier.name, None)\n"
         "            self._check(tier)\n",
         "        if fresh:\n            self._checked.pop(tier.name, None)\n        self._check(tier)\n",
         ("tests/test_names.py::test_ship_workers_claiming_at_once_claim_once",),

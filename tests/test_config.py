@@ -217,6 +217,36 @@ def test_an_overlap_hidden_by_a_symlink_is_refused_by_check_and_run(tmp_path: Pa
     assert list((tmp_path / "acq" / "central").iterdir()) == []
 
 
+def test_check_writes_nothing_onto_an_unmounted_share_beside_another_tier(tmp_path: Path) -> None:
+    """`acqd check` skipped the write probe of a tier holding nothing while the journal has copies
+    there (an empty mount point), but its test of whether two tiers are one storage still wrote a
+    marker through the first tier by name: onto the local disk under the mount point, leaving the
+    instrument's folder there (a FUSE mount refuses a mount point that is not empty). Found by a
+    review."""
+    (tmp_path / "acq" / "s").mkdir(parents=True)
+    mnt = tmp_path / "mnt"  # the share's mount point: the first tier by name
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+watch:
+  - {{path: {tmp_path / "acq"}, settle: 0.3s}}  # to the first tier
+tiers:
+  aaa_share: {{url: "file://{mnt}"}}
+  zzz_other: {{url: "file://{tmp_path / "other"}"}}
+""",
+    )
+    (tmp_path / "acq" / "s" / "a.raw").write_bytes(b"shipped while mounted")
+    assert run_acqd("run", "--config", str(cfg), "--once").returncode == 0
+    assert (mnt / "scope" / "s" / "a.raw").exists()
+    mnt.rename(tmp_path / "share")  # unmounted
+    mnt.mkdir()
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0 and "not mounted" in r.stderr, r.stdout + r.stderr
+    assert list(mnt.iterdir()) == [], "check wrote onto the empty mount point"
+
+
 def test_a_tier_folder_that_has_gone_is_never_made_again(tmp_path: Path) -> None:
     """An unmounted share: its mount point is an empty folder, the tier's folder below it is not
     there. acqd made it (`mkdir -p`) and shipped onto the local disk, and with release on freed the

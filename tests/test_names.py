@@ -599,6 +599,42 @@ def test_ship_workers_claiming_at_once_claim_once(tmp_path: Path) -> None:
     assert claims.read_claim(tier, "scope") is not None
 
 
+def test_a_tier_that_hangs_never_holds_up_the_claim_checks_of_the_others(tmp_path: Path) -> None:
+    """Retention looks at its tiers' claims through the daemon's guard too (a cold tier on a hard
+    NFS mount whose server is down hangs in the look). With one lock for all tiers, every ship
+    worker's check of the central tier waited behind it, and shipping stopped with the acquisition
+    disk filling (found by a review). The guard serialises the looks per tier."""
+    import threading
+
+    hot = open_tier("central", f"file://{tmp_path / 'central'}", {})
+    cold = open_tier("cold", f"file://{tmp_path / 'cold'}", {})
+    journal = Journal(tmp_path / "journal.sqlite")
+    guard = claims.Guard(claims.ours("scope", journal, tmp_path), journal, {"central": False, "cold": False})
+    hung, entered = threading.Event(), threading.Event()
+    real = cold.size
+
+    def hangs(rel: str) -> int | None:
+        entered.set()
+        hung.wait(60)
+        return real(rel)
+
+    cold.size = hangs  # type: ignore[method-assign]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            stuck = pool.submit(guard, cold, True)
+            assert entered.wait(30), "the cold tier's look never started"
+            ok = pool.submit(guard, hot, True)
+            try:
+                ok.result(timeout=30)  # done while the cold tier's look still hangs
+                assert not stuck.done()
+            finally:
+                hung.set()
+            stuck.result(timeout=30)
+    finally:
+        journal.close()
+    assert claims.read_claim(hot, "scope") is not None and claims.read_claim(cold, "scope") is not None
+
+
 ONLY_MRC = """apiVersion: acqd/v1
 kind: DetectorProfile
 name: only-mrc

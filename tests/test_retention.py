@@ -213,6 +213,11 @@ async def test_seventy_five_days_of_a_facility(setup: Setup) -> None:
         body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert "alice_apoferritin_0101" in body and "em-staff" in body and "acqd hold" in body
         assert ("facility@lab.example",) in by_rcpt  # carol has no address: the fallback
+        assert "of yours" in alice["Subject"] and "no address of their own" not in body
+        fallback = by_rcpt[("facility@lab.example",)]  # told whose data it is, not that it is theirs
+        fb_body = fallback.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "of yours" not in fallback["Subject"] and "1 file(s) will be deleted" in fallback["Subject"]
+        assert "no address of their own" in fb_body and "(carol)" in fb_body, fb_body
         assert alice.get_body(("html",)) is not None
         res = await sweep_days(s, range(47, 60), runner)
         assert len(s.box.messages) == 2  # not sent again for the same items
@@ -654,7 +659,8 @@ def test_a_hold_until_a_day_keeps_the_data_all_that_day_anywhere(setup: Setup) -
         assert any(t == "alice_apoferritin_0101" for t, _, _, _ in last)
     finally:
         j.close()
-    assert "until " + datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT12:00:00Z") in r.stdout, r.stdout
+    stamp = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT12:00:00Z")
+    assert f"until {day} has ended everywhere ({stamp})" in r.stdout, r.stdout
     r = hold(s, "bob_ribosome_0102", until=f"{day}T08:00")
     assert r.returncode == 0 and f"until {day}T08:00:00Z" in r.stdout, r.stdout
 

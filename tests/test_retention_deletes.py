@@ -233,6 +233,8 @@ async def test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_shar
         assert claim is not None
         guard = claims.Guard(claim, j, runs=j.runs())
         before = {p: p.read_bytes() for p in s.central.rglob("*_fractions.mrc")}
+        # a hold (on a sum, kept anyway): its record goes to every tier at each sweep, not onto a mount point
+        jr.add_hold(j, "alice_apoferritin_0101/FoilHole_1_DW.mrc", s.t0 + 400 * DAY, "figure 2", s.t0)
 
         _unmount(cap_share, cap_share.with_name("capacity-away"))
         res = await make_runner(s, j, jexec, io, guard=guard).sweep(s.t0 + 14 * DAY + 60)
