@@ -237,6 +237,8 @@ def run(
     give_up = _duration("--retry-for", retry_for)
     if compress not in ("none", "zstd"):
         raise usage(f"must be 'none' or 'zstd', not {compress!r}", "--compress")
+    if json_out and not once:
+        raise usage("--json prints the summary of a --once run (a daemon has no summary: see `acqd status`)", "--json")
     _setup_logging(verbose)
     import asyncio
 

@@ -86,6 +86,7 @@ BAD = [
     (["hold", "s1", "--until", "tomorrow", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "--until"),
     (["hold", "s1", "--until", "2001-01-01", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "in the past"),
     (["hold", "s1", "--until", "2027-02-30", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "calendar"),
+    (["run", "--config", "{T}/acqd.yaml", "--json"], 2, "--once"),
     (["hold", "s1", "--state-dir", "{T}/nothing"], 2, "--until DATE"),
     (["bench", "--data", "{EMPTY}"], 1, "no bytes"),
     (["no-such-command"], 2, "no-such-command"),
