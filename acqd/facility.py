@@ -34,6 +34,9 @@ class CatalogStore:
     def warned_since(self) -> float | None:
         return self.db.earliest_warned()
 
+    def known_on(self, tier: str) -> bool:
+        return self.db.has_copies_on(tier)
+
     def batches(self, size: int) -> Iterator[tuple[list[Item], Mapping[int, RetentionRow], list[Warning_]]]:
         """The copies the hub manages, oldest first, `size` at a time from a server-side cursor (the
         catalog is never held in memory); first the daemons' new verified copies on the hub's tiers

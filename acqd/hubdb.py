@@ -237,6 +237,11 @@ class HubDb:
             row = cur.fetchone()
         return int(new), int(row[0]) if row else 0
 
+    def has_copies_on(self, tier: str) -> bool:
+        """Whether the hub has ever recorded a copy on `tier` (it is in use, not new)."""
+        rows = self._rows("SELECT EXISTS (SELECT 1 FROM acqd.hub_copies WHERE tier = %s)", (tier,))
+        return bool(rows and rows[0][0])
+
     def earliest_warned(self) -> float | None:
         """The earliest purge date a delivered warning announces for a copy the hub has verified
         (a superset of the copies it manages: `item_batches` may leave some out), None if none."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shlex
 import time
 from collections import defaultdict
@@ -41,6 +42,7 @@ from acqd.policy.planner import OVER_CAPS, Action, Hold, Item, Warning_, plan_st
 from acqd.ports import Reporter
 from acqd.recheck import check_copy
 from acqd.storage import Tier
+from acqd.storage.errors import DestinationError
 from acqd.values import Outcome
 
 log = logging.getLogger("acqd.retention")
@@ -102,6 +104,10 @@ class RetentionStore(Protocol):
         Generated lazily: a store over a large catalog holds one batch."""
         ...
 
+    def known_on(self, tier: str) -> bool:
+        """Whether copies were ever recorded on `tier` (it is in use, not new)."""
+        ...
+
     def holds_ended_after(self, since: float) -> list[Hold]: ...
 
     def active_holds(self, now: float) -> list[Hold]: ...
@@ -141,6 +147,9 @@ class JournalStore:
 
     def warned_since(self) -> float | None:
         return jr.earliest_warned(self.journal)
+
+    def known_on(self, tier: str) -> bool:
+        return self.journal.has_copies(tier)
 
     def batches(self, size: int) -> Iterator[Batch]:
         """The journal's copies in one batch (a daemon's journal is its own, and local)."""
@@ -340,10 +349,14 @@ class RetentionRunner:
 
     async def _still_ours(self, *tiers: Tier) -> None:
         """Raises (a storage or claim error: the action fails) unless every tier is still the one
-        this daemon claimed."""
-        if self.guard is not None:
-            for tier in tiers:
+        this daemon claimed. The facility hub keeps no claims: a local tier (a share mounted on the
+        hub's host) whose folder is missing or empty while copies were recorded there is a share
+        not mounted, never written to nor its copies taken for gone."""
+        for tier in tiers:
+            if self.guard is not None:
                 await self._io(self.guard, tier, True)
+            elif tier.local and await self._j(self.store.known_on, tier.name):
+                await self._io(_mounted, tier)
 
     def _emit(self, kind: str, row: jr.RetentionRow, **kw: Any) -> None:
         f = row.file
@@ -738,6 +751,22 @@ class RetentionRunner:
 
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def _mounted(tier: Tier) -> None:
+    """Blocking. DestinationError if a local tier's folder is missing or empty (its copies recorded)."""
+    try:
+        with os.scandir(tier.root) as it:
+            empty = next(it, None) is None
+    except FileNotFoundError:
+        empty = True
+    except OSError as exc:
+        raise DestinationError(f"tier {tier.name}: {tier.root} cannot be read: {exc.strerror}") from None
+    if empty:
+        raise DestinationError(
+            f"tier {tier.name}: copies are recorded on it, but {tier.root} is missing or empty: a network share not "
+            "mounted? nothing is moved there or purged from it until it is back"
+        )
 
 
 def copy_between(src: Tier, dst: Tier, rel: str, tree: bool) -> None:

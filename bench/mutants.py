@@ -926,6 +926,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention_deletes.py::test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_share",),
     ),
     Mutant(
+        "hub-moves-onto-empty-mount-point",
+        "the facility hub takes a local tier's empty folder for the tier: it moves a stack onto an unmounted share's"
+        " mount point and deletes the central copy",
+        "acqd/retention.py",
+        "            elif tier.local and await self._j(self.store.known_on, tier.name):\n",
+        "            elif False:\n",
+        ("tests/test_hub.py::test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted",),
+    ),
+    Mutant(
         "mrc-byte-order-dropped",
         "a big-endian MRC's dtype is taken from one header record (native order): its pixels stored byte-swapped",
         "acqd/readers/mrc.py",

@@ -733,3 +733,33 @@ def test_a_hold_in_a_daemons_journal_keeps_its_session_from_the_hub_too(
     assert managed == 0  # none of its copies is the hub's
     assert (central / "krios" / rels[0]).exists(), "the hub purged a session held in the daemon's journal"
     assert (central / "krios" / rels[1]).exists()  # the daemon's own sweeps purge it, not the hub
+
+
+def test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted(facility: Facility) -> None:
+    """The hub keeps no claims. With the capacity share unmounted on the hub's host (its mount point
+    an empty folder), a transition copied the stack into the mount point on the local disk, verified
+    it there and deleted the central copy: hidden once the share mounts again, the only copy. A
+    local tier whose folder is empty (or missing) while the catalog has copies there is now taken
+    for a share not mounted: the move fails, is retried, and happens once the share is back."""
+    f = facility
+    ok(f.hub(15))  # the first stack moves to capacity: the catalog now has copies there
+    assert (f.capacity / "talos" / "alice_tomo_0103/e_stack.dat").exists()
+    talos = daemon_config(f.root, "talos", f.url, f.pg, f.central, f.capacity, "hub")
+    second = f.root / "talos" / "acq" / "alice_tomo_0103/g_stack.dat"
+    second.write_bytes(b"the second stack" * 300)
+    ok(run_acqd("run", "--config", str(talos), "--once"))  # shipped to central now
+    away = f.root / "capacity-away"
+    f.capacity.rename(away)  # the capacity share unmounted: an empty mount point
+    f.capacity.mkdir()
+    try:
+        r = f.hub(45)  # the second stack is due to move
+        assert list(f.capacity.iterdir()) == [], f"the hub wrote onto the empty mount point: {r.stderr[-2000:]}"
+        assert f.stored("talos", "alice_tomo_0103/g_stack.dat").read_bytes() == b"the second stack" * 300
+        assert "not mounted" in r.stderr, r.stderr[-2000:]
+        assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'missing'")[0][0] == 0
+    finally:
+        f.capacity.rmdir()
+        away.rename(f.capacity)
+    ok(f.hub(46))  # the share is back: the move happens
+    assert (f.capacity / "talos" / "alice_tomo_0103/g_stack.dat").read_bytes() == b"the second stack" * 300
+    assert not f.stored("talos", "alice_tomo_0103/g_stack.dat").exists()
