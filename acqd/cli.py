@@ -475,7 +475,12 @@ def restore(
         str,
         typer.Argument(metavar="SOURCE_PATH", help="the file's path in the watch root (absolute or relative to it)"),
     ],
-    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="where to write the restored file")],
+    out_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="OUT", help="where to write the restored file (an existing folder: under the file's own name)"
+        ),
+    ],
     config: ConfigOpt = None,
     state_dir: StateOpt = None,
     dest: Annotated[
@@ -496,13 +501,17 @@ def restore(
     """Write a stored file back in its source form and check it against the journal's checksum.
     OUT inside a watch folder is refused unless --into-watch-root: the running daemon would take
     the restored file for a new one, ship it again and (with release on) delete it from there."""
-    if not out_path.parent.is_dir():
+    into_folder = out_path.is_dir()  # `acqd restore X /tmp/out/`: the file under its own name there
+    if not into_folder and not out_path.parent.is_dir():
         raise usage(f"the folder {out_path.parent} does not exist", "OUT")
     from acqd.fixity import Tiers, restore_copy
 
     with _errors():
         cfg, j = _open_for_reading(config, state_dir, dest)
         try:
+            row, copy = _find_copy(j, source_path, version)
+            if into_folder:
+                out_path = out_path / os.path.basename(row.relpath)
             watched = _watch_root_of(out_path, [*j.roots(), *(str(w.path) for w in (cfg.watch if cfg else []))])
             if watched is not None and not into_watch_root:
                 raise usage(
@@ -511,7 +520,6 @@ def restore(
                     " --into-watch-root if that is what you want",
                     "OUT",
                 )
-            row, copy = _find_copy(j, source_path, version)
             tiers = Tiers(cfg, dest, j)
         finally:
             j.close()

@@ -258,6 +258,17 @@ def test_restore_into_a_watch_folder_is_refused_unless_asked_for(tmp_path: Path)
     assert r.returncode == 0 and (acq / "s" / "f.raw").read_bytes() == b"a frame to reprocess", r.stderr
     r = run_acqd("restore", "s/f.raw", str(tmp_path / "elsewhere.raw"), "--config", str(cfg))
     assert r.returncode == 0 and (tmp_path / "elsewhere.raw").read_bytes() == b"a frame to reprocess", r.stderr
+    # an existing folder as OUT: the file under its own name there (also checked against the watch
+    # folders: the watch folder itself as OUT is refused)
+    (tmp_path / "out").mkdir()
+    r = run_acqd("restore", "s/f.raw", f"{tmp_path / 'out'}/", "--config", str(cfg))
+    assert r.returncode == 0 and (tmp_path / "out" / "f.raw").read_bytes() == b"a frame to reprocess", r.stderr
+    r = run_acqd("restore", "s/f.raw", str(tmp_path / "out"), "--config", str(cfg))
+    assert r.returncode == 1 and "never overwrites" in r.stderr, r.stderr
+    before = sorted(p.name for p in (acq / "s").iterdir())
+    r = run_acqd("restore", "s/f.raw", str(acq / "s"), "--config", str(cfg))
+    assert r.returncode == 2 and "watch folder" in r.stderr, r.stderr
+    assert sorted(p.name for p in (acq / "s").iterdir()) == before
 
 
 def test_a_copy_verify_finds_damaged_never_releases_its_source_and_is_shipped_again(tmp_path: Path) -> None:
