@@ -204,7 +204,7 @@ def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
         console.print(f"  or in Python:       zarr.open_group('{zarrs[0]}')['0']", markup=False)
     console.print(f"journal: .venv/bin/acqd status --state-dir {config.state_dir}", markup=False)
     console.print(
-        f"restore: .venv/bin/acqd restore session_000/movie_00000.mrc /tmp/movie.mrc --state-dir {config.state_dir}",
+        f"restore: .venv/bin/acqd restore session_000/movie_00000.mrc {base}/ --state-dir {config.state_dir}",
         markup=False,
     )
     console.print(f"fixity:  .venv/bin/acqd verify --state-dir {config.state_dir}", markup=False)
