@@ -217,6 +217,22 @@ def test_an_overlap_hidden_by_a_symlink_is_refused_by_check_and_run(tmp_path: Pa
     assert list((tmp_path / "acq" / "central").iterdir()) == []
 
 
+def _share_site(tmp_path: Path, watch_extra: str, tiers: str, make_tiers: bool = True) -> Path:
+    """An instrument `scope` watching <tmp>/acq (settle 0.3 s, to the first tier) with these tiers."""
+    return write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+watch:
+  - {{path: {tmp_path / "acq"}, settle: 0.3s{watch_extra}}}
+tiers:
+{tiers}
+""",
+        make_tiers=make_tiers,
+    )
+
+
 def test_check_writes_nothing_onto_an_unmounted_share_beside_another_tier(tmp_path: Path) -> None:
     """`acqd check` skipped the write probe of a tier holding nothing while the journal has copies
     there (an empty mount point), but its test of whether two tiers are one storage still wrote a
@@ -225,17 +241,8 @@ def test_check_writes_nothing_onto_an_unmounted_share_beside_another_tier(tmp_pa
     review."""
     (tmp_path / "acq" / "s").mkdir(parents=True)
     mnt = tmp_path / "mnt"  # the share's mount point: the first tier by name
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {tmp_path / "state"}
-watch:
-  - {{path: {tmp_path / "acq"}, settle: 0.3s}}  # to the first tier
-tiers:
-  aaa_share: {{url: "file://{mnt}"}}
-  zzz_other: {{url: "file://{tmp_path / "other"}"}}
-""",
+    cfg = _share_site(
+        tmp_path, "", f'  aaa_share: {{url: "file://{mnt}"}}\n  zzz_other: {{url: "file://{tmp_path / "other"}"}}'
     )
     (tmp_path / "acq" / "s" / "a.raw").write_bytes(b"shipped while mounted")
     assert run_acqd("run", "--config", str(cfg), "--once").returncode == 0
@@ -256,17 +263,10 @@ def test_a_tier_folder_that_has_gone_is_never_made_again(tmp_path: Path) -> None
     (tmp_path / "acq" / "s").mkdir(parents=True)
     mount = tmp_path / "mnt" / "central"  # the mount point
     mount.mkdir(parents=True)
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {tmp_path / "state"}
-watch:
-  - {{path: {tmp_path / "acq"}, settle: 0.3s, placement: {{release_local: after_verify}}}}
-tiers:
-  central: {{url: "file://{mount / "acqd"}"}}
-limits: {{retry_initial: 50ms, retry_max: 200ms}}
-""",
+    cfg = _share_site(
+        tmp_path,
+        ", placement: {release_local: after_verify}",
+        f'  central: {{url: "file://{mount / "acqd"}"}}\nlimits: {{retry_initial: 50ms, retry_max: 200ms}}',
         make_tiers=False,
     )
     r = run_acqd("check", "--config", str(cfg))
