@@ -340,6 +340,7 @@ class RetentionRunner:
         #: the old copy deleted) and a purge would find nothing and forget the copy. The action fails
         #: and is retried at the next sweep instead.
         self.guard = guard
+        self._in_use: set[str] = set()  # local tiers with copies recorded on them (acqd.retention._mounted)
 
     async def _j(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.jexec, partial(fn, *args, **kw))
@@ -355,7 +356,8 @@ class RetentionRunner:
         for tier in tiers:
             if self.guard is not None:
                 await self._io(self.guard, tier, True)
-            elif tier.local and await self._j(self.store.known_on, tier.name):
+            elif tier.local and (tier.name in self._in_use or await self._j(self.store.known_on, tier.name)):
+                self._in_use.add(tier.name)  # copies recorded there stay recorded: asked once per runner
                 await self._io(_mounted, tier)
 
     def _emit(self, kind: str, row: jr.RetentionRow, **kw: Any) -> None:

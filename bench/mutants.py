@@ -930,7 +930,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "the facility hub takes a local tier's empty folder for the tier: it moves a stack onto an unmounted share's"
         " mount point and deletes the central copy",
         "acqd/retention.py",
-        "            elif tier.local and await self._j(self.store.known_on, tier.name):\n",
+        "            elif tier.local and (tier.name in self._in_use or await self._j(self.store.known_on, "
+        "tier.name)):\n",
         "            elif False:\n",
         ("tests/test_hub.py::test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted",),
     ),
