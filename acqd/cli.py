@@ -316,13 +316,15 @@ def _build_config(
 
 def _validation_line(exc: ValueError) -> str:
     """pydantic's multi-line report as one line per error, without its URLs."""
+    from acqd.yamlfile import wording
+
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return str(exc)
     lines = []
     for e in errors():
         where = ".".join(str(p) for p in e.get("loc", ())) or "value"
-        lines.append(f"{where}: {str(e.get('msg', '')).removeprefix('Value error, ')}")
+        lines.append(f"{where}: {wording(e)}")
     return "; ".join(lines)
 
 
@@ -1559,6 +1561,7 @@ def _hub_source(ctx: typer.Context, config: Path | None, catalog_url: str | None
 
     from acqd.overview.settings import load_view
     from acqd.overview.views import Source
+    from acqd.yamlfile import wording
 
     if config is None and catalog_url is None and isinstance(ctx.obj, Path):
         config = ctx.obj  # acqd hub --config hub.yaml usage
@@ -1570,7 +1573,7 @@ def _hub_source(ctx: typer.Context, config: Path | None, catalog_url: str | None
     try:
         return Source.from_url(str(catalog_url), password_file)
     except ValidationError as exc:
-        raise ConfigError(f"--catalog: {exc.errors()[0]['msg']}") from None
+        raise ConfigError(f"--catalog: {wording(exc.errors()[0])}") from None
 
 
 @hub_app.command("usage")

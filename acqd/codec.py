@@ -186,11 +186,24 @@ def frame_codec(spec: dict[str, Any] | None) -> FrameCodec:
             raise ValueError(f"blosc cname {spec['cname']!r} unknown")
         if spec.get("shuffle", "bitshuffle") not in ("bitshuffle", "shuffle", "noshuffle"):
             raise ValueError(f"blosc shuffle {spec['shuffle']!r} unknown")
-        if not 0 <= int(spec.get("clevel", 1)) <= 9:
-            raise ValueError("blosc clevel is 0-9")
-    if "level" in spec and not 1 <= int(spec["level"]) <= 22:
-        raise ValueError("level is 1-22")
+        if "clevel" in spec:
+            spec["clevel"] = _whole(f"codec {cid}: clevel", spec["clevel"], 0, 9)
+    if "level" in spec:
+        spec["level"] = _whole(f"codec {cid}: level", spec["level"], 1, 22)
     return FrameCodec(id=cid, **spec)
+
+
+def _whole(what: str, v: Any, lo: int, hi: int) -> int:
+    """A codec level as a profile or policy gives it: a whole number from lo to hi."""
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise ValueError(f"{what} is a whole number from {lo} to {hi}, not {v!r}")
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError(f"{what} is a whole number from {lo} to {hi}, not {v!r}") from None
+    if not lo <= n <= hi:
+        raise ValueError(f"{what} is {lo}-{hi}, not {n}")
+    return n
 
 
 def codec_label(c: FrameCodec) -> str:

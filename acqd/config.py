@@ -606,7 +606,7 @@ class LeaseConfig(Frozen):
     """One hub replica acts at a time: a lease row in the catalog, renewed while it runs."""
 
     name: str = Field("retention", description="the lease's name: replicas of one hub share it")
-    ttl: Duration = Field(60.0, description="how long the lease lasts unless renewed (renewed every ttl/3)")
+    ttl: Duration = Field(60.0, description="how long the lease lasts unless renewed (renewed every ttl/6)")
 
     @field_validator("ttl")
     @classmethod

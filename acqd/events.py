@@ -58,6 +58,7 @@ EVENT_KINDS = {
     "retention.warned": "retention.warned",
     "retention.transitioned": "retention.transitioned",
     "retention.purged": "retention.purged",
+    "retention.failed": "retention.failed",
     "retention.clock_suspended": "retention.clock.suspended",
     "retention.clock_lifted": "retention.clock.lifted",
     "retention.clock_acknowledged": "retention.clock.acknowledged",
@@ -116,6 +117,8 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
         body["reason"] = o.reason
     if o.kind == "unreadable":
         body["error"] = o.stage  # name_too_long, io_error, not_connected, permission, other
+    if o.kind == "retention.failed":
+        body["action"] = o.stage  # warn, transition, purge: retried at the next sweep
     return body
 
 

@@ -333,7 +333,9 @@ class Hub:
     async def _keep(self, lease_db: HubDb, store_db: HubDb, leasex: ThreadPoolExecutor) -> None:
         while True:
             await self._take(lease_db, store_db, leasex)
-            await asyncio.sleep(self.config.lease.ttl / 3)
+            # every ttl/6: a fenced step needs ttl/2 left, so a renewal may come ttl/3 late (a busy
+            # machine, a catalog slow to answer) before a sweep stops at the fence
+            await asyncio.sleep(self.config.lease.ttl / 6)
 
     async def _sweep(self, runner: RetentionRunner, store: CatalogStore) -> int:
         m, name = self.metrics, self.config.lease.name

@@ -358,7 +358,15 @@ class HubDb:
         return [(int(a), str(b), float(c), str(d), str(e), str(f), float(g), str(h)) for a, b, c, d, e, f, g, h in rows]
 
     def add_hold(self, target: str, until: float, reason: str, now: float, root: str, instrument: str, by: str) -> int:
-        """A hold (any process may place one: no lease needed)."""
+        """A hold (any process may place one: no lease needed); the same hold asked again, still in
+        force, is not placed twice."""
+        same = self._rows(
+            "SELECT id FROM acqd.holds WHERE instrument = %s AND root = %s AND target = %s AND until = %s"
+            " AND reason = %s AND released IS NULL",
+            (instrument, root, target, until, reason),
+        )
+        if same:
+            return int(same[0][0])
         rows = self._rows(
             "INSERT INTO acqd.holds (instrument, root, target, until, reason, created, placed_by)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",

@@ -1029,8 +1029,15 @@ def add_hold(
     placed_by: str = "",
     **detail: Any,
 ) -> int:
-    """A hold on `target` (a path relative to the watch root `root`; "" = any root)."""
+    """A hold on `target` (a path relative to the watch root `root`; "" = any root). The same hold
+    asked again (target, root, end and reason, still in force) is not placed twice: its id is given."""
     with j._tx() as db:
+        same = db.execute(
+            "SELECT id FROM holds WHERE target = ? AND root = ? AND until = ? AND reason = ? AND released IS NULL",
+            (target, root, until, reason),
+        ).fetchone()
+        if same is not None:
+            return int(same[0])
         cur = db.execute(
             "INSERT INTO holds(target, until, reason, created, root, placed_by) VALUES(?, ?, ?, ?, ?, ?)",
             (target, until, reason, now, root, placed_by),

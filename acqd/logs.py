@@ -30,6 +30,7 @@ _LEVEL = {
     "conflict": logging.ERROR,
     "profile-mismatch": logging.WARNING,
     "stream_fallback": logging.WARNING,
+    "retention.failed": logging.DEBUG,  # the retention runner logs each failure itself, once per digest
     "halted": logging.CRITICAL,
     "unreadable": logging.WARNING,
     "left_aside": logging.WARNING,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,6 +86,13 @@ class Metrics:
             (*i, "reason"),
             registry=r,
         )
+        self.started = Gauge(
+            "acqd_start_time_seconds",
+            "When this acqd process started (Unix time): a value that keeps changing is a daemon restarting",
+            i,
+            registry=r,
+        )
+        self.started.labels(instrument).set(time.time())
         self.backlog_files = Gauge("acqd_backlog_files", "Files found and not yet verified", i, registry=r)
         self.backlog_bytes = Gauge("acqd_backlog_bytes", "Bytes of files found and not yet verified", i, registry=r)
         self.oldest_pending = Gauge(
@@ -122,6 +130,13 @@ class Metrics:
         self.reloads = Counter("acqd_reloads", "Configuration reloads (SIGHUP), by result", (*i, "result"), registry=r)
         self.retention = Counter("acqd_retention_actions", "Retention actions carried out", (*i, "action"), registry=r)
         self.retention_bytes = Counter("acqd_retention_purged_bytes", "Bytes purged by retention", i, registry=r)
+        self.retention_failures = Counter(
+            "acqd_retention_failures",
+            "Retention actions that failed, per file (action: warn = its warning was not delivered, so its"
+            " purge waits; transition; purge); each is retried at the next sweep",
+            (*i, "action"),
+            registry=r,
+        )
         self.clock_suspended = Gauge(
             "acqd_retention_clock_suspended",
             "1 while the retention clock guard judges purges by the trusted clock (a wall-clock jump)",
@@ -222,6 +237,8 @@ class Metrics:
         ):
             self.retention.labels(instrument, act)
         self.retention_bytes.labels(instrument)
+        for act in ("warn", "transition", "purge"):
+            self.retention_failures.labels(instrument, act)
         for g in (
             self.backlog_files,
             self.backlog_bytes,
@@ -254,6 +271,9 @@ class Metrics:
             return
         if o.kind == "left_aside":  # a file under a release's hidden name that nothing accounts for
             self.scan_errors.labels(inst, "left_aside").inc()
+            return
+        if o.kind == "retention.failed":
+            self.retention_failures.labels(inst, o.stage).inc()
             return
         if o.kind.startswith("retention."):
             self.retention.labels(inst, o.kind.partition(".")[2]).inc()
@@ -431,6 +451,13 @@ class HubMetrics:
         self.last_sweep = Gauge(
             "acqd_hub_last_sweep_timestamp_seconds", "End of the last completed sweep", h, registry=r
         )
+        self.started = Gauge(
+            "acqd_hub_start_time_seconds",
+            "When this hub process started (Unix time): a value that keeps changing is a hub restarting",
+            h,
+            registry=r,
+        )
+        self.started.labels(hub).set(time.time())
         for m in (self.purges, self.purged_bytes, self.transitions, self.warnings, self.failed):
             m.labels(hub)
         for o in ("done", "failed", "stopped"):

@@ -520,6 +520,7 @@ class RetentionRunner:
                 res.failed += 1
                 log.warning("retention %s of %r failed: %s", a.kind, row.file.relpath, exc)
                 await self._j(self.store.audit, row.file.id, f"retention.{a.kind}.failed", reason=str(exc))
+                self._emit("retention.failed", row, stage=a.kind, reason=str(exc))
         log.info(
             "retention sweep: %d warned in %d digest(s), %d moved, %d purged (%d bytes), %d blocked, %d failed",
             res.warned,
@@ -607,6 +608,8 @@ class RetentionRunner:
                 log.warning(
                     "retention warning to %s not delivered (retried next sweep; its purges wait): %s", recipient, exc
                 )
+                for a in acts:  # an event and a metric per file warned about: its purge waits
+                    self._emit("retention.failed", by_copy[a.item.id], stage="warn", reason=f"to {recipient}: {exc}")
                 continue
             ids = [a.item.id for a in acts]
             for o, (_, link_id, exp) in sorted(owner_links.items()):

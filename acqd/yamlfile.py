@@ -95,11 +95,48 @@ def format_validation_error(path: Path, exc: ValidationError, lines: dict[Loc, i
             probe = probe[:-1]
         line = lines.get(probe, 1)
         field = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (typo?); see the documented keys for this section"
-        msgs.append(f"{path}:{line}: {field}: {msg}")
+        msgs.append(f"{path}:{line}: {field}: {wording(err)}")
     return "\n".join(msgs)
+
+
+def _shown(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def wording(err: Any) -> str:
+    """What is wrong, in the words of a YAML file (lists, sections, whole numbers), not pydantic's
+    (tuples, models, 'Value error, ...'), with the value given where it helps."""
+    kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key (typo?); see the documented keys for this section"
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])
+    if kind == "missing":
+        return "required, and missing here"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"should be a whole number, not {_shown(given)}"
+    if kind in ("float_parsing", "float_type"):
+        return f"should be a number, not {_shown(given)}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"should be true or false, not {_shown(given)}"
+    if kind == "string_type":
+        return f"should be text, not {_shown(given)}"
+    if kind in ("list_type", "tuple_type", "set_type", "frozen_set_type", "iterable_type"):
+        return f"should be a list, e.g. [a, b], not {_shown(given)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type", "dataclass_type"):
+        return f"should be a section of keys (key: value), not {_shown(given)}"
+    if kind in ("literal_error", "enum"):
+        return f"should be {ctx.get('expected', 'one of the documented values')}, not {_shown(given)}"
+    if kind in ("too_long", "too_short") and isinstance(given, list | tuple):
+        lo, hi = ctx.get("min_length"), ctx.get("max_length")
+        n = len(given)
+        want = f"{lo}" if lo is not None and lo == hi else f"at most {hi}" if kind == "too_long" else f"at least {lo}"
+        return f"should have {want} item(s), not {n}"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return "should not be empty"
+    msg = str(err["msg"])
+    return "should" + msg[len("Input should") :] if msg.startswith("Input should") else msg
 
 
 def load_model(path: Path, model: type[M], context: dict[str, Any] | None = None) -> M:

@@ -1190,6 +1190,46 @@ MUTANTS: tuple[Mutant, ...] = (
         "        for i in range(0, ny - step, step):\n",
         ("tests/test_framepool.py::test_hashing_in_pieces_is_the_checksum_of_the_canonical_copy",),
     ),
+    Mutant(
+        "hold-asked-twice-placed-twice",
+        "the same hold asked again (a pasted command run twice) is placed a second time and listed twice",
+        "acqd/journal.py",
+        "        if same is not None:\n            return int(same[0])\n",
+        "",
+        ("tests/test_retention.py::test_plan_and_hold_commands",),
+    ),
+    Mutant(
+        "hub-hold-asked-twice-placed-twice",
+        "the same hold asked again in the facility catalog is placed a second time and listed twice",
+        "acqd/hubdb.py",
+        "        if same:\n            return int(same[0][0])\n",
+        "",
+        ("tests/test_hub.py::test_a_hold_in_the_catalog_blocks_the_purge",),
+    ),
+    Mutant(
+        "retention-failure-unannounced",
+        "a retention transition or purge that fails is a log line only: no retention.failed event, no metric",
+        "acqd/retention.py",
+        '                self._emit("retention.failed", row, stage=a.kind, reason=str(exc))\n',
+        "",
+        ("tests/test_retention.py::test_transition_never_deletes_an_unverified_copy",),
+    ),
+    Mutant(
+        "undelivered-warning-unannounced",
+        "a warning the mail server did not take is a log line only: its purges wait and nobody is told",
+        "acqd/retention.py",
+        "                for a in acts:  # an event and a metric per file warned about: its purge waits\n",
+        "                for a in ():\n",
+        ("tests/test_retention.py::test_undelivered_warning_is_retried_and_delays_the_purge",),
+    ),
+    Mutant(
+        "start-time-not-exported",
+        "acqd_start_time_seconds is never set: a daemon in a crash loop (restarted by systemd) raises no alert",
+        "acqd/metrics.py",
+        "        self.started.labels(instrument).set(time.time())\n",
+        "",
+        ("tests/test_service.py::test_live_metrics_scraped_by_promtool_and_prometheus",),
+    ),
 )
 
 

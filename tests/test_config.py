@@ -157,6 +157,44 @@ def test_profile_with_a_typo_is_rejected(tmp_path: Path) -> None:
         load_profile("cam", [tmp_path])
 
 
+PROFILE_HEAD = "apiVersion: acqd/v1\nkind: DetectorProfile\nname: cam\nreader: mrc\nlayout: tiff\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("files: '*.mrc'\n", "files: should be a list, e.g. [a, b], not '*.mrc'"),
+        ("layout: hdf5\n", "layout: should be 'copy', 'zarr' or 'tiff', not 'hdf5'"),
+        ("codec: {id: deflate, level: eleven}\n", "level is a whole number from 1 to 22, not 'eleven'"),
+        ("codec: {id: blosc, clevel: 12}\n", "clevel is 0-9, not 12"),
+        ("shard_bytes: lots\n", "shard_bytes: not a size: 'lots'"),
+        ("expect: {modes: [{name: c, frame_shape: [a, 5760]}]}\n", "frame_shape.0: should be a whole number, not 'a'"),
+        ("expect: {modes: [{name: c, frame_shape: [1, 2, 3]}]}\n", "frame_shape: should have at most 2 item(s), not 3"),
+        ("expect: {modes: [{frame_shape: [1, 2]}]}\n", "modes.0.name: required, and missing here"),
+        ("settle: 5s\n", "settle: should be a section of keys (key: value), not '5s'"),
+    ],
+)
+def test_a_bad_profile_is_explained_in_the_words_of_its_yaml(tmp_path: Path, body: str, said: str) -> None:
+    """The operator wrote YAML: lists and sections, not pydantic's tuples, models and 'Value error, '."""
+    p = tmp_path / "cam.yaml"
+    p.write_text(
+        PROFILE_HEAD.replace("layout: tiff\n", "") + body if body.startswith("layout") else PROFILE_HEAD + body
+    )
+    with pytest.raises(ConfigError) as ei:
+        load_profile("cam", [tmp_path])
+    msg = str(ei.value)
+    assert said in msg and f"{p}:" in msg, msg
+    for pydantic_words in (
+        "Value error",
+        "Input should",
+        "Tuple",
+        "valid dictionary",
+        "Field required",
+        "invalid literal",
+    ):
+        assert pydantic_words not in msg, msg
+
+
 def test_shipped_generic_profile() -> None:
     p = load_profile("generic", search_path())
     assert p.ignores(".hidden") and p.ignores("frame.tmp") and p.ignores("x.part") and p.ignores("~lock")

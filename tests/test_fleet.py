@@ -209,7 +209,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
         # -- the hub: transitions, warnings, holds, purges on a controllable clock -------------------
         box = Mailbox()
         with smtp_server(box) as port:
-            hub_yaml = hub_config(tmp_path, catalog_db, pg_server, tiers, port, "lease: {ttl: 2s}\n")
+            hub_yaml = hub_config(tmp_path, catalog_db, pg_server, tiers, port, "lease: {ttl: 4s}\n")
             sweeps: list[tuple[float, int]] = []  # (day, last audit id) after each sweep
             mail: list[list[str]] = []  # recipients of each sweep's messages
 
@@ -348,7 +348,7 @@ def test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub(
         }
         hub_rows = pg_rows(pg_server, catalog_db, "SELECT count(*) FROM acqd.hub_copies")
         with smtp_server(box) as port:
-            hub_yaml = hub_config(tmp_path, catalog_db, pg_server, tiers, port, "lease: {ttl: 2s}\n")
+            hub_yaml = hub_config(tmp_path, catalog_db, pg_server, tiers, port, "lease: {ttl: 4s}\n")
             log = sweep(70.5)
         assert pg_rows(pg_server, catalog_db, "SELECT count(*) FROM acqd.hub_copies") == hub_rows
         assert "0 warned in 0 digest(s), 0 moved, 0 purged" in log and "do not manage" not in log, log

@@ -183,8 +183,15 @@ def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
         )
     )  # fmt: skip
     assert "2 stored file(s) in 1 session(s)" in r.stdout, r.stdout
+    ok(
+        run_acqd(
+            "hold", "alice_apo_0101", "--hub", str(f.hub_yaml), "--instrument", "krios",
+            "--until", "2999-01-01", "--reason", "paper revision",
+        )
+    )  # fmt: skip
     r = ok(run_acqd("hold", "--list", "--hub", str(f.hub_yaml)))
     assert "krios/alice_apo_0101" in r.stdout and "paper revision" in r.stdout
+    assert r.stdout.count("alice_apo_0101") == 1, r.stdout  # the same hold asked twice is one hold
     daemon = f.root / "krios.yaml"  # a hold in the journal of a daemon whose retention is the hub's: refused
     r = run_acqd("hold", "alice_apo_0101", "--config", str(daemon), "--until", "2999-01-01", "--reason", "x")
     assert r.returncode == 78 and "acqd hold TARGET --hub" in r.stderr and "--instrument krios" in r.stderr, r.stderr
@@ -370,6 +377,7 @@ def test_two_hubs_one_acts_and_the_other_takes_over(pg_server: Postgres, catalog
             wait_for(lambda: len(f.purged()) == 4, 120, "the four movies purged", hubs[0])
             lease = [metric(p, "acqd_hub_lease_held") for p in ports]
             assert sorted(lease) == [0.0, 1.0], lease
+            assert all(0 < (metric(p, "acqd_hub_start_time_seconds") or 0) <= time.time() for p in ports)
             assert len(f.box.to("alice@lab.example")) == 1 and len(f.box.to("bob@lab.example")) == 1
             assert sorted(f.purged()) == sorted(r for _, r in MOVIES)
             actors = f.q("SELECT DISTINCT holder FROM acqd.hub_audit")

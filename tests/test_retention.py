@@ -244,15 +244,31 @@ async def test_seventy_five_days_of_a_facility(setup: Setup) -> None:
 
 
 async def test_undelivered_warning_is_retried_and_delays_the_purge(setup: Setup) -> None:
+    """A warning the mail server does not take is retried at each sweep, and its purges wait; the
+    operator sees it as it happens: a retention.failed event and acqd_retention_failures_total per file."""
+    from prometheus_client import CollectorRegistry
+
+    from acqd.daemon import Fanout
+    from acqd.events import event_payload
+    from acqd.metrics import Metrics
+
     s = setup
+    metrics = Metrics(CollectorRegistry(), "krios")
     jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
     j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
     try:
-        runner = make_runner(s, j, jexec, io)
+        runner = make_runner(s, j, jexec, io, reporter=Fanout([Recorder(s.events), metrics]))
         await sweep_days(s, range(0, 46), runner)
+        assert metrics.value("acqd_retention_failures_total", action="warn") == 0
         s.smtp.stop()  # the mail server is down on day 46 ...
         res = await sweep_days(s, range(46, 50), runner)
         assert all(r.digests == 0 and r.failed > 0 for r in res.values())
+        failed = [e for e in s.events if e.kind == "retention.failed"]
+        assert failed and {e.stage for e in failed} == {"warn"}, failed
+        assert all("@" in e.reason and e.relpath.endswith("_fractions.mrc") for e in failed), failed
+        assert metrics.value("acqd_retention_failures_total", action="warn") == len(failed)
+        body = event_payload("krios", failed[0])
+        assert body["type"] == "retention.failed" and body["action"] == "warn" and body["file"]["source"]
         assert s.cfg.smtp is not None
         s.smtp = Controller(s.box, hostname="127.0.0.1", port=s.cfg.smtp.port)  # ... and back on day 50
         s.smtp.start()
@@ -282,6 +298,8 @@ async def test_transition_never_deletes_an_unverified_copy(setup: Setup) -> None
         io.shutdown()
     assert res[14].transitioned == 3 and res[14].failed == 1
     assert victim.exists()  # the old copy stays: its new copy did not verify
+    failed = [e for e in s.events if e.kind == "retention.failed"]
+    assert [(e.stage, e.relpath) for e in failed] == [("transition", "alice_apoferritin_0101/FoilHole_2_fractions.mrc")]
 
 
 async def test_a_transition_to_a_tier_over_the_same_storage_never_deletes_the_only_copy(
@@ -427,8 +445,13 @@ def test_plan_and_hold_commands(setup: Setup, tmp_path: Path) -> None:
         "hold", "bob_ribosome_0102", "--until", "2999-01-01", "--reason", "paper revision", "--config", str(cfg)
     )
     assert r.returncode == 0 and "held bob_ribosome_0102" in r.stdout, r.stderr
+    again = run_acqd(
+        "hold", "bob_ribosome_0102", "--until", "2999-01-01", "--reason", "paper revision", "--config", str(cfg)
+    )  # the same hold asked twice (a pasted command run again) is one hold
+    assert again.returncode == 0, again.stderr
     r = run_acqd("hold", "--list", "--config", str(cfg))
     assert "bob_ribosome_0102" in r.stdout and "paper revision" in r.stdout
+    assert r.stdout.count("bob_ribosome_0102") == 1, r.stdout
     r = run_acqd("hold", "bob_ribosome_0102", "--until", "2000-01-01", "--reason", "x", "--config", str(cfg))
     assert r.returncode == 2 and "in the past" in r.stderr  # a bad argument: a usage error
     r = run_acqd("plan", "--config", str(cfg), "--now", iso, "--json")

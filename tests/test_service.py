@@ -189,6 +189,7 @@ def test_live_metrics_scraped_by_promtool_and_prometheus(
     prometheus = need("prometheus", "Debian package prometheus")
     watch, dest, state = dirs
     mport = free_port()
+    before = time.time()
     d = Background("run", "--config", str(service_config(tmp_path, watch, dest, state, metrics=mport)))
     prom: subprocess.Popen[bytes] | None = None
     try:
@@ -207,6 +208,9 @@ def test_live_metrics_scraped_by_promtool_and_prometheus(
         assert sample(text, "acqd_inflight_limit_bytes") == 512 * 2**20
         wait_for(lambda: (sample(scrape(mport), "acqd_watch_size_bytes", watch="k3") or 0) > 0, what="disk gauge")
         assert sample(text, "acqd_build_info", instrument="scope") == 1
+        started = sample(text, "acqd_start_time_seconds")  # what AcqdRestarting counts the changes of
+        assert started is not None and before - 1 <= started <= time.time(), started
+        assert sample(text, "acqd_retention_failures_total", action="warn") == 0  # there before any failure
         # a real Prometheus scrapes the daemon
         pport = free_port()
         cfg = tmp_path / "prometheus.yml"
