@@ -1230,6 +1230,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "",
         ("tests/test_service.py::test_live_metrics_scraped_by_promtool_and_prometheus",),
     ),
+    Mutant(
+        "trial-partial-when-nothing-fits",
+        "a codec trial leaves costly candidates half-measured even when none fits the budget: the choice"
+        " among the cheapest rests on one frame's timing and ratio",
+        "acqd/layouts/choose.py",
+        "        if len(full) == len(trials) or any(\n",
+        "        if True or any(\n",
+        ("tests/test_codecs.py::test_a_costly_candidate_is_timed_no_further_than_the_choice_needs",),
+    ),
 )
 
 

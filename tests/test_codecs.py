@@ -144,6 +144,31 @@ def test_measurement_is_what_the_layout_stores() -> None:
     assert all(t.cpu_seconds > 0 for t in two)
 
 
+def test_a_costly_candidate_is_timed_no_further_than_the_choice_needs() -> None:
+    """A candidate far over the CPU budget on its first sample frames is left there while another
+    that compresses is within the budget (the session's files wait for the trial); when none is
+    within it, the choice is among the cheapest, so every candidate is measured on the whole sample."""
+    from acqd.codec import parse_label
+    from acqd.layouts.choose import ChoosePolicy, Chooser
+
+    rng = np.random.default_rng(1)
+    stack = (100 + rng.poisson(20, size=(12, 256, 256))).astype("<u2")
+    src = FrameSource("t", stack.shape, stack.dtype, {}, lambda a, b: stack[a:b])
+    whole = sum(f.nbytes for f in sample(src))
+    cands = (parse_label("blosc-lz4-1"), parse_label("zstd-19"))  # ~1 ns/B and hundreds
+
+    roomy = Chooser(ChoosePolicy(cands, budget_ns=10.0, budget_why="test"), "zarr")
+    d = roomy.decide("k", None, src, "a.tif")
+    lz4, zstd = d.entry.choice.trials
+    assert d.entry.choice.label == "blosc-lz4-1" and lz4.source_bytes == whole
+    assert 0 < zstd.source_bytes < whole and zstd.ns_per_byte > 20  # left after its first frames
+
+    tight = Chooser(ChoosePolicy(cands, budget_ns=1e-4, budget_why="test"), "zarr")  # nothing fits
+    d = tight.decide("k", None, src, "a.tif")
+    assert [t.source_bytes for t in d.entry.choice.trials] == [whole, whole]
+    assert d.entry.choice.label == "blosc-lz4-1" and "none within the budget" in d.entry.choice.why
+
+
 # --- the daemon: generated data of the real stack's character -----------------------------------
 
 LIGHTSHEET = (

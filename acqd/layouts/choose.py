@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from acqd.codec import MIN_RATIO, Choice, FrameCodec, Trial, choose_codec, codec_label, codec_spec, drifted
+from acqd.codec import COST_TIE, MIN_RATIO, Choice, FrameCodec, Trial, choose_codec, codec_label, codec_spec, drifted
 from acqd.readers import FrameSource
 
 SAMPLE_BYTES = 8 << 20  # what the candidates are tried on: a few frames (or bands of them), ~8 MiB
 SAMPLE_FRAMES = 3  # at least this many frames, spread over the file, where it has them
 REPEATS = 2  # timings: the smallest of this many runs
+CUTOFF = 2.0  # a candidate over this many times the CPU budget on its first sample frames is not timed further
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,17 @@ def _encoder(layout: str, c: FrameCodec, itemsize: int) -> Any:
 
 
 def measure(
-    frames: Sequence[np.ndarray], candidates: Sequence[FrameCodec], layout: str, threads: int = 1
+    frames: Sequence[np.ndarray],
+    candidates: Sequence[FrameCodec],
+    layout: str,
+    threads: int = 1,
+    cutoff_ns: float | None = None,
 ) -> list[Trial]:
     """Each candidate's stored bytes and encoding CPU seconds on `frames`, in candidate order; the
     candidates are measured `threads` at a time (each timed on its own thread's CPU clock), so a
-    session's first file, and the files of the session waiting for its choice, wait less."""
+    session's first file, and the files of the session waiting for its choice, wait less.
+    `cutoff_ns`: a candidate costing more than this per byte on the frames encoded so far is not
+    measured further (its Trial covers those frames only: `partial`)."""
     import numcodecs.blosc
 
     nbytes = sum(f.nbytes for f in frames)
@@ -115,10 +122,16 @@ def measure(
         enc = _encoder(layout, c, itemsize)
         best = float("inf")
         stored = 0
-        for _ in range(REPEATS):
-            t0 = time.thread_time()
-            stored = sum(enc(f) for f in frames)
-            best = min(best, time.thread_time() - t0)
+        for rep in range(REPEATS):
+            spent, seen, stored = 0.0, 0, 0
+            for f in frames:
+                t0 = time.thread_time()
+                stored += enc(f)
+                spent += time.thread_time() - t0
+                seen += f.nbytes
+                if rep == 0 and cutoff_ns is not None and seen < nbytes and spent * 1e9 > cutoff_ns * seen:
+                    return Trial(codec_label(c), seen, stored, spent)  # far too costly: no need to know how far
+            best = min(best, spent)
         return Trial(codec_label(c), nbytes, stored, best)
 
     use_threads = numcodecs.blosc.use_threads
@@ -227,12 +240,29 @@ class Chooser:
             if not cause:
                 assert entry is not None
                 return Decision(entry, ch, False, None)
-            trials = measure(self._sample(src), self.policy.candidates, self.layout, self.threads)
+            trials = self._measure(self._sample(src))
             choice = choose_codec(trials, self.policy.budget_ns, self.policy.budget_why, self.policy.allow_copy)
             entry = Entry(choice, origin, cause)
             entries[ch] = entry
             doc = {"layout": self.layout, "choices": {c: e.as_json() for c, e in sorted(entries.items())}}
             return Decision(entry, ch, True, json.dumps(doc, sort_keys=True))
+
+    def _measure(self, frames: list[np.ndarray]) -> list[Trial]:
+        """The candidates on the sample. One costing more than CUTOFF x the budget on its first frames
+        cannot be chosen while another that compresses is within the budget: it is left there (a
+        sample's timing varies by COST_TIE, not by twice). When no candidate measured in full is
+        within the budget, the choice is among the cheapest: those left are measured in full too."""
+        budget = self.policy.budget_ns
+        trials = measure(frames, self.policy.candidates, self.layout, self.threads, CUTOFF * budget)
+        nbytes = sum(f.nbytes for f in frames)
+        full = [t for t in trials if t.source_bytes == nbytes]
+        if len(full) == len(trials) or any(
+            t.ratio >= MIN_RATIO and t.ns_per_byte <= budget * (1 + COST_TIE) for t in full
+        ):
+            return trials
+        left = [c for c, t in zip(self.policy.candidates, trials, strict=True) if t.source_bytes != nbytes]
+        again = iter(measure(frames, left, self.layout, self.threads))
+        return [t if t.source_bytes == nbytes else next(again) for t in trials]
 
     def _sample(self, src: FrameSource) -> list[np.ndarray]:
         return with_header(sample(src, self.policy.sample_bytes), src, self.layout, self.policy.sample_bytes)
