@@ -359,17 +359,20 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Files and bytes per state, from the journal (works while the daemon runs)."""
-    from acqd.journal import summary
+    from acqd.journal import last_sweep_result, summary
 
     with _errors():
         j = Journal(journal_path(_state_dir(config, state_dir)), readonly=True)
         try:
             s = summary(j)
             clock = _clock_doc(j)
+            swept = last_sweep_result(j)
         finally:
             j.close()
     if clock is not None:
         s["retention_clock"] = clock
+    if swept is not None:
+        s["retention_last_sweep"] = swept
     if json_out:
         out.print_json(json.dumps(s))
     else:
@@ -388,6 +391,7 @@ def status(
             out.print(f"acquisition disk: {what} since {since} ({pace['why']})", markup=False)
         _print_states(s)
         _print_clock(clock)
+        _print_sweep(swept)
         if "catalog" in s:
             _print_catalog(s["catalog"])
 
@@ -1516,6 +1520,23 @@ def _clock_doc(j: Journal) -> dict[str, Any] | None:
         "lift": lift_hint(st),
         "pending_acks": len(jr.pending_clock_acks(j)),
     }
+
+
+def _print_sweep(doc: dict[str, Any] | None) -> None:
+    """The last retention sweep in one line, and what failed in it (retried at the next)."""
+    if doc is None:
+        return
+    line = (
+        f"retention: last sweep {_iso(float(doc.get('now', 0)))}: {doc.get('warned', 0)} warned, "
+        f"{doc.get('transitioned', 0)} moved, {doc.get('purged', 0)} purged, {doc.get('blocked', 0)} blocked"
+    )
+    if doc.get("failed"):
+        line += f", {doc['failed']} FAILED (retried at the next sweep)"
+    out.print(line, markup=False)
+    if doc.get("suspended"):
+        out.print(f"  sweep stopped: {doc['suspended']}", markup=False)
+    for e in doc.get("errors") or ():
+        out.print(f"  {e}", markup=False)
 
 
 def _print_clock(clock: dict[str, Any] | None) -> None:

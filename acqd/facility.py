@@ -75,6 +75,9 @@ class CatalogStore:
     def last_sweep(self) -> float | None:
         return None
 
+    def note_sweep(self, summary: dict[str, Any]) -> None:
+        """The hub's sweeps are told by its metrics and log (acqd_hub_failed_actions_total)."""
+
     def set_clock_state(self, doc: dict[str, Any], audit: str | None = None, **detail: Any) -> None:
         self.db.set_state(CLOCK_KEY, doc, audit, detail)
 

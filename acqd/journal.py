@@ -1147,6 +1147,21 @@ def active_holds(j: Journal, now: float) -> list[tuple[str, float, str, str]]:
     return [(str(t), float(u), str(r), str(w)) for t, u, r, w in rows]
 
 
+LAST_SWEEP_RESULT = "retention_last_result"  # meta: the last sweep's counts and first failures (JSON)
+
+
+def last_sweep_result(j: Journal) -> dict[str, Any] | None:
+    """What the daemon's last retention sweep did and what failed (acqd.retention.SweepResult.summary)."""
+    r = j._db.execute("SELECT value FROM meta WHERE key = ?", (LAST_SWEEP_RESULT,)).fetchone()
+    if r is None:
+        return None
+    try:
+        doc = json.loads(r[0])
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def last_sweep(j: Journal) -> float | None:
     """The wall clock at the last sweep of a journal written before the clock guard (see clock_state)."""
     r = j._db.execute("SELECT value FROM meta WHERE key = 'retention_last_sweep'").fetchone()

@@ -16,6 +16,8 @@ What the runner reads and records goes through a `RetentionStore`: the daemon's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import shlex
@@ -62,6 +64,17 @@ class SweepResult:
     suspended: str = ""
     clock: ClockState | None = None
     actions: list[Action] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first few failures, as the log says them
+
+    def failure(self, text: str) -> None:
+        self.failed += 1
+        if len(self.errors) < 3:
+            self.errors.append(text)
+
+    def summary(self) -> dict[str, Any]:
+        """What `acqd status` shows of the last sweep."""
+        keys = ("now", "warned", "digests", "transitioned", "purged", "blocked", "failed", "suspended", "errors")
+        return {k: getattr(self, k) for k in keys}
 
 
 def read_clock() -> Reading:
@@ -116,6 +129,10 @@ class RetentionStore(Protocol):
 
     def last_sweep(self) -> float | None: ...
 
+    def note_sweep(self, summary: dict[str, Any]) -> None:
+        """Keep what the last sweep did and what failed (`acqd status` shows it)."""
+        ...
+
     def set_clock_state(self, doc: dict[str, Any], audit: str | None = None, **detail: Any) -> None: ...
 
     def pending_clock_acks(self) -> list[tuple[int, float, str, float, str, str]]: ...
@@ -169,6 +186,9 @@ class JournalStore:
 
     def last_sweep(self) -> float | None:
         return jr.last_sweep(self.journal)
+
+    def note_sweep(self, summary: dict[str, Any]) -> None:
+        self.journal.set_meta(jr.LAST_SWEEP_RESULT, json.dumps(summary))
 
     def set_clock_state(self, doc: dict[str, Any], audit: str | None = None, **detail: Any) -> None:
         jr.set_clock_state(self.journal, doc, audit, **detail)
@@ -475,7 +495,10 @@ class RetentionRunner:
 
     async def sweep(self, now: float | Reading | None = None) -> SweepResult:
         actions, by_copy, t = await self.plan(now)
-        return await self.execute(actions, by_copy, t)
+        res = await self.execute(actions, by_copy, t)
+        with contextlib.suppress(AcqdError):  # a record for `acqd status` only: never a sweep's failure
+            await self._j(self.store.note_sweep, res.summary())
+        return res
 
     async def execute(self, actions: list[Action], by_copy: dict[int, jr.RetentionRow], now: float) -> SweepResult:
         """Carry out a plan made at `now` (the effective time); holds and live objects are re-checked."""
@@ -517,7 +540,7 @@ class RetentionRunner:
                 log.error("retention: %s; sweep stopped", exc)
                 break
             except AcqdError as exc:
-                res.failed += 1
+                res.failure(f"{a.kind} of {row.file.relpath}: {exc}")
                 log.warning("retention %s of %r failed: %s", a.kind, row.file.relpath, exc)
                 await self._j(self.store.audit, row.file.id, f"retention.{a.kind}.failed", reason=str(exc))
                 self._emit("retention.failed", row, stage=a.kind, reason=str(exc))
@@ -604,7 +627,7 @@ class RetentionRunner:
             try:
                 await self.mailer.send(msg)
             except AcqdError as exc:
-                res.failed += 1
+                res.failure(f"warning to {recipient} not delivered: {exc}")
                 log.warning(
                     "retention warning to %s not delivered (retried next sweep; its purges wait): %s", recipient, exc
                 )

@@ -1239,6 +1239,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if True or any(\n",
         ("tests/test_codecs.py::test_a_costly_candidate_is_timed_no_further_than_the_choice_needs",),
     ),
+    Mutant(
+        "sweep-outcome-unrecorded",
+        "what the last retention sweep did and what failed is not kept: `acqd status` cannot show a warning"
+        " that is not delivered",
+        "acqd/retention.py",
+        "            await self._j(self.store.note_sweep, res.summary())\n",
+        "            pass\n",
+        ("tests/test_retention.py::test_undelivered_warning_is_retried_and_delays_the_purge",),
+    ),
 )
 
 

@@ -251,6 +251,7 @@ async def test_undelivered_warning_is_retried_and_delays_the_purge(setup: Setup)
     from acqd.daemon import Fanout
     from acqd.events import event_payload
     from acqd.metrics import Metrics
+    from tests.conftest import run_acqd
 
     s = setup
     metrics = Metrics(CollectorRegistry(), "krios")
@@ -269,11 +270,16 @@ async def test_undelivered_warning_is_retried_and_delays_the_purge(setup: Setup)
         assert metrics.value("acqd_retention_failures_total", action="warn") == len(failed)
         body = event_payload("krios", failed[0])
         assert body["type"] == "retention.failed" and body["action"] == "warn" and body["file"]["source"]
+        st = run_acqd("status", "--config", str(s.cfg_path))  # the operator's view of it
+        assert st.returncode == 0 and "FAILED (retried at the next sweep)" in st.stdout, st.stdout
+        assert "not delivered" in st.stdout and "@lab.example" in st.stdout, st.stdout
         assert s.cfg.smtp is not None
         s.smtp = Controller(s.box, hostname="127.0.0.1", port=s.cfg.smtp.port)  # ... and back on day 50
         s.smtp.start()
         res = await sweep_days(s, range(50, 51), runner)
         assert res[50].digests == 3
+        st = run_acqd("status", "--config", str(s.cfg_path))
+        assert "retention: last sweep" in st.stdout and "FAILED" not in st.stdout, st.stdout
         res = await sweep_days(s, range(51, 64), runner)
         assert all(r.purged == 0 for r in res.values())  # not on day 60: 14 days after the late warning
         res = await sweep_days(s, range(64, 65), runner)
