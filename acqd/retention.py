@@ -16,7 +16,6 @@ What the runner reads and records goes through a `RetentionStore`: the daemon's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -496,8 +495,10 @@ class RetentionRunner:
     async def sweep(self, now: float | Reading | None = None) -> SweepResult:
         actions, by_copy, t = await self.plan(now)
         res = await self.execute(actions, by_copy, t)
-        with contextlib.suppress(AcqdError):  # a record for `acqd status` only: never a sweep's failure
+        try:
             await self._j(self.store.note_sweep, res.summary())
+        except Exception as exc:  # a record for `acqd status` only (the state disk full): never the sweep's failure
+            log.warning("retention: the last sweep's outcome not kept for `acqd status`: %s", exc)
         return res
 
     async def execute(self, actions: list[Action], by_copy: dict[int, jr.RetentionRow], now: float) -> SweepResult:
