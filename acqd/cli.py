@@ -1082,7 +1082,7 @@ def hold(
                 holds = jr.active_holds(j, time.time())
             finally:
                 j.close()
-            for t, u, why, root in holds:
+            for t, u, why, root in dict.fromkeys(holds):  # one line for a hold an older acqd placed twice
                 where = f"{root.rstrip('/')}/{t}" if root else t
                 out.print(f"{where}\tuntil {_iso(u)}\t{why}", markup=False)
             if not holds:

@@ -472,7 +472,18 @@ def test_plan_and_hold_commands(setup: Setup, tmp_path: Path) -> None:
     assert warn["recipients"] == ["alice@lab.example"] and warn["owner"] == "alice"
     assert doc["totals"]["by_owner"]["alice"]["warn_files"] == 2
     r = run_acqd("hold", "bob_ribosome_0102", "--release", "--config", str(cfg))
-    assert "released 1 hold" in r.stdout
+    assert "released 1 hold" in r.stdout  # the hold asked twice was placed once
+    import sqlite3  # a journal where an older acqd placed one hold twice: listed once
+
+    db = sqlite3.connect(journal_path(s.cfg.state_dir))
+    with db:
+        for _ in range(2):
+            db.execute(
+                "INSERT INTO holds(target, until, reason, created, root, placed_by) VALUES(?, ?, ?, ?, '', '')",
+                ("carol_0103", 32503680000.0, "old", 0.0),
+            )
+    db.close()
+    assert run_acqd("hold", "--list", "--config", str(cfg)).stdout.count("carol_0103") == 1
     r = run_acqd("plan", "--config", str(cfg), "--now", iso)
     assert r.returncode == 0 and "alice" in r.stdout
 
