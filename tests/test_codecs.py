@@ -145,9 +145,10 @@ def test_measurement_is_what_the_layout_stores() -> None:
 
 
 def test_a_costly_candidate_is_timed_no_further_than_the_choice_needs() -> None:
-    """A candidate far over the CPU budget on its first sample frames is left there while another
-    that compresses is within the budget (the session's files wait for the trial); when none is
-    within it, the choice is among the cheapest, so every candidate is measured on the whole sample."""
+    """The session's files wait for its codec trial. A candidate far over the CPU budget on its first
+    sample frames is left there while another that compresses is within the budget; when none is,
+    the choice is among the cheapest, and only those that might be among them are measured in full;
+    when nothing compresses, every candidate is."""
     from acqd.codec import parse_label
     from acqd.layouts.choose import ChoosePolicy, Chooser
 
@@ -155,18 +156,28 @@ def test_a_costly_candidate_is_timed_no_further_than_the_choice_needs() -> None:
     stack = (100 + rng.poisson(20, size=(12, 256, 256))).astype("<u2")
     src = FrameSource("t", stack.shape, stack.dtype, {}, lambda a, b: stack[a:b])
     whole = sum(f.nbytes for f in sample(src))
-    cands = (parse_label("blosc-lz4-1"), parse_label("zstd-19"))  # ~1 ns/B and hundreds
+    lz4, shuffled, zstd19 = (parse_label(x) for x in ("blosc-lz4-1", "blosc-lz4-1-shuffle", "zstd-19"))
 
-    roomy = Chooser(ChoosePolicy(cands, budget_ns=10.0, budget_why="test"), "zarr")
-    d = roomy.decide("k", None, src, "a.tif")
-    lz4, zstd = d.entry.choice.trials
-    assert d.entry.choice.label == "blosc-lz4-1" and lz4.source_bytes == whole
-    assert 0 < zstd.source_bytes < whole and zstd.ns_per_byte > 20  # left after its first frames
+    def trial(budget: float, cands: tuple[Any, ...], source: FrameSource = src) -> Any:
+        return Chooser(ChoosePolicy(cands, budget_ns=budget, budget_why="test"), "zarr").decide("k", None, source, "a")
 
-    tight = Chooser(ChoosePolicy(cands, budget_ns=1e-4, budget_why="test"), "zarr")  # nothing fits
-    d = tight.decide("k", None, src, "a.tif")
-    assert [t.source_bytes for t in d.entry.choice.trials] == [whole, whole]
-    assert d.entry.choice.label == "blosc-lz4-1" and "none within the budget" in d.entry.choice.why
+    d = trial(10.0, (lz4, zstd19))  # LZ4 ~1 ns/B fits; zstd-19 costs hundreds
+    fast, slow = d.entry.choice.trials
+    assert d.entry.choice.label == "blosc-lz4-1" and fast.source_bytes == whole
+    assert 0 < slow.source_bytes < whole and slow.ns_per_byte > 20  # left after its first frames
+
+    d = trial(1e-4, (lz4, shuffled, zstd19))  # nothing fits: the cheapest, and those near it, in full
+    trials = d.entry.choice.trials
+    full = [t for t in trials if t.source_bytes == whole]
+    cheapest = min(full, key=lambda t: t.ns_per_byte)
+    assert cheapest.ns_per_byte <= min(t.ns_per_byte for t in trials), trials
+    assert all(t.ns_per_byte > 2 * 1.15 * cheapest.ns_per_byte for t in trials if t not in full), trials
+    assert trials[2].source_bytes < whole and "none within" in d.entry.choice.why
+    assert d.entry.choice.label == cheapest.label or d.entry.choice.label in {t.label for t in full}
+
+    noise = rng.integers(0, 2**16, size=(12, 256, 256), dtype="<u2")  # nothing compresses: all in full
+    d = trial(1e-4, (lz4, zstd19), FrameSource("t", noise.shape, noise.dtype, {}, lambda a, b: noise[a:b]))
+    assert [t.source_bytes for t in d.entry.choice.trials] == [whole, whole] and d.entry.choice.label is None
 
 
 # --- the daemon: generated data of the real stack's character -----------------------------------

@@ -27,6 +27,7 @@ SAMPLE_BYTES = 8 << 20  # what the candidates are tried on: a few frames (or ban
 SAMPLE_FRAMES = 3  # at least this many frames, spread over the file, where it has them
 REPEATS = 2  # timings: the smallest of this many runs
 CUTOFF = 2.0  # a candidate over this many times the CPU budget on its first sample frames is not timed further
+CUTOFF_AFTER = 256 << 10  # ... judged on at least this many bytes
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ def measure(
 
     def trial(c: FrameCodec) -> Trial:
         enc = _encoder(layout, c, itemsize)
+        if frames:  # a codec's first call sets itself up (tables, contexts): not what a frame costs
+            enc(np.ascontiguousarray(frames[0][:1]))
         best = float("inf")
         stored = 0
         for rep in range(REPEATS):
@@ -129,7 +132,12 @@ def measure(
                 stored += enc(f)
                 spent += time.thread_time() - t0
                 seen += f.nbytes
-                if rep == 0 and cutoff_ns is not None and seen < nbytes and spent * 1e9 > cutoff_ns * seen:
+                if (
+                    rep == 0
+                    and cutoff_ns is not None
+                    and CUTOFF_AFTER <= seen < nbytes
+                    and spent * 1e9 > cutoff_ns * seen
+                ):
                     return Trial(codec_label(c), seen, stored, spent)  # far too costly: no need to know how far
             best = min(best, spent)
         return Trial(codec_label(c), nbytes, stored, best)
@@ -248,21 +256,43 @@ class Chooser:
             return Decision(entry, ch, True, json.dumps(doc, sort_keys=True))
 
     def _measure(self, frames: list[np.ndarray]) -> list[Trial]:
-        """The candidates on the sample. One costing more than CUTOFF x the budget on its first frames
-        cannot be chosen while another that compresses is within the budget: it is left there (a
-        sample's timing varies by COST_TIE, not by twice). When no candidate measured in full is
-        within the budget, the choice is among the cheapest: those left are measured in full too."""
+        """The candidates on the sample, each timed no further than the choice needs (a sample's timing
+        varies by COST_TIE, not by CUTOFF times):
+        - one costing more than CUTOFF x the budget on its first frames cannot be chosen while another
+          that compresses is within the budget: it is left there;
+        - when none is within the budget, the choice is among those within COST_TIE of the cheapest
+          that compresses: the cheapest is measured in full, and so is every one left that costs less
+          than CUTOFF x that (the others cannot be among the cheapest);
+        - when nothing compresses on what was measured, every candidate is measured in full."""
         budget = self.policy.budget_ns
-        trials = measure(frames, self.policy.candidates, self.layout, self.threads, CUTOFF * budget)
+        cands = self.policy.candidates
+        trials = measure(frames, cands, self.layout, self.threads, CUTOFF * budget)
         nbytes = sum(f.nbytes for f in frames)
-        full = [t for t in trials if t.source_bytes == nbytes]
-        if len(full) == len(trials) or any(
-            t.ratio >= MIN_RATIO and t.ns_per_byte <= budget * (1 + COST_TIE) for t in full
-        ):
+
+        def done(t: Trial) -> bool:
+            return t.source_bytes == nbytes
+
+        def finish(which: list[int]) -> None:
+            for i, t in zip(which, measure(frames, [cands[i] for i in which], self.layout, self.threads), strict=True):
+                trials[i] = t
+
+        if any(done(t) and t.ratio >= MIN_RATIO and t.ns_per_byte <= budget * (1 + COST_TIE) for t in trials):
             return trials
-        left = [c for c, t in zip(self.policy.candidates, trials, strict=True) if t.source_bytes != nbytes]
-        again = iter(measure(frames, left, self.layout, self.threads))
-        return [t if t.source_bytes == nbytes else next(again) for t in trials]
+        while not all(done(t) for t in trials):
+            compressing = [i for i, t in enumerate(trials) if t.ratio >= MIN_RATIO]
+            if not compressing:
+                finish([i for i, t in enumerate(trials) if not done(t)])
+                break
+            cheapest = min(compressing, key=lambda i: trials[i].ns_per_byte)
+            if not done(trials[cheapest]):
+                finish([cheapest])
+                continue
+            bound = CUTOFF * (1 + COST_TIE) * trials[cheapest].ns_per_byte
+            near = [i for i, t in enumerate(trials) if not done(t) and t.ns_per_byte <= bound]
+            if not near:
+                break
+            finish(near)
+        return trials
 
     def _sample(self, src: FrameSource) -> list[np.ndarray]:
         return with_header(sample(src, self.policy.sample_bytes), src, self.layout, self.policy.sample_bytes)
