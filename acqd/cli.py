@@ -594,8 +594,10 @@ def verify(
 ) -> None:
     """Fixity check: re-read every stored copy, decode it and compare its checksum with the journal's.
     Reports every bad copy (missing, truncated, corrupt), then a summary; exit 1 if any is bad.
-    A corrupt copy is recorded in the journal: it is no longer counted as verified, so its source is
-    never released for it, and a source still on the acquisition disk is shipped again."""
+    A bad copy is recorded in the journal: it is no longer counted as verified, so its source is never
+    released for it, and a source still on the acquisition disk is shipped again. A missing or short
+    copy is recorded only where other copies on its tier read back whole (a share that is not mounted
+    looks like every copy gone), and not where the facility hub owns retention (it may have purged it)."""
     from acqd.fixity import Tiers, check_copy
 
     with _errors():
@@ -608,23 +610,43 @@ def verify(
             j.close()
         bad: dict[str, int] = {}
         damaged: list[tuple[FileRow, CopyRow, str]] = []
+        gone: dict[str, list[tuple[FileRow, CopyRow, str]]] = {}  # missing or short, by tier
+        whole: dict[str, int] = {}  # copies that read back whole, by tier
+        hub_owned = cfg is not None and cfg.retention.owner == "hub"
         ok = 0
         try:
             for row, copy in pairs:
                 problem = check_copy(tiers.get(copy.tier), copy, tiers.chunk)
                 if problem is None:
                     ok += 1
+                    whole[copy.tier] = whole.get(copy.tier, 0) + 1
                 else:
                     bad[problem.kind] = bad.get(problem.kind, 0) + 1
                     err.print(f"FAILED {row.relpath!r} (version {row.version}): {problem}", markup=False)
-                    # recorded: bytes there but not the ones verified, which the release's quick
-                    # re-check (presence, size, the tier's checksum) cannot see. Not a missing or short
-                    # copy (the re-check sees those; a facility hub may have purged it), nor a tier that
-                    # did not answer, nor a decoder failing in this environment (a codec plugin missing)
+                    # recorded: a copy that is not what was verified (a source still on the acquisition
+                    # disk is shipped again; with no release configured nothing else would see it). Not
+                    # a tier that did not answer, nor a decoder failing in this environment (a codec
+                    # plugin missing); a missing or short copy with the caveats below
                     if problem.kind == "corrupt" and "cannot be decoded" not in problem.detail:
                         damaged.append((row, copy, f"fixity: {problem}"))
+                    elif problem.kind in ("missing", "truncated") and not hub_owned:
+                        gone.setdefault(copy.tier, []).append((row, copy, f"fixity: {problem}"))
         finally:
             tiers.close()
+        for tier, rows in sorted(gone.items()):
+            if whole.get(tier):
+                damaged.extend(rows)
+            else:
+                err.print(
+                    f"  -> none of the copies on tier {tier} read back whole: is it mounted and reachable? "
+                    f"Not recorded (the {len(rows)} file(s) stay verified); run `acqd verify` again once it is",
+                    markup=False,
+                )
+        if hub_owned and any(p in bad for p in ("missing", "truncated")):
+            err.print(
+                "  -> retention.owner is hub: a missing copy may be one the hub purged; not recorded",
+                markup=False,
+            )
         if damaged:
             _record_damaged(sd, damaged)
     kinds = f" ({', '.join(f'{n} {kind}' for kind, n in sorted(bad.items()))})" if bad else ""

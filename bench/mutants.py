@@ -1248,6 +1248,23 @@ MUTANTS: tuple[Mutant, ...] = (
         "            pass\n",
         ("tests/test_retention.py::test_undelivered_warning_is_retried_and_delays_the_purge",),
     ),
+    Mutant(
+        "verify-missing-not-recorded",
+        "`acqd verify` reports a missing or short copy and records nothing: with no release configured,"
+        " nothing ever ships the file again, and the acquisition disk is wiped believing it stored",
+        "acqd/cli.py",
+        "                damaged.extend(rows)\n",
+        "                pass\n",
+        ("tests/test_fixity.py::test_verify_reports_every_bad_copy_and_restore_leaves_nothing_partial",),
+    ),
+    Mutant(
+        "verify-records-unmounted-tier",
+        "`acqd verify` records every copy on a share that is not mounted as lost: everything is shipped again",
+        "acqd/cli.py",
+        "            if whole.get(tier):\n",
+        "            if True:\n",
+        ("tests/test_fixity.py::test_verify_of_a_tier_that_is_not_mounted_records_nothing",),
+    ),
 )
 
 

@@ -70,6 +70,9 @@ def test_verify_reports_every_bad_copy_and_restore_leaves_nothing_partial(tmp_pa
     assert "missing:" in failed["session_000/stack_00001.tif"]
     assert f"truncated: file://{tif0} holds {size // 2} of the {size} bytes" in failed["session_000/movie_00000.mrc"]
     assert r.stdout.strip() == "verify: 1 copies OK, 3 failed (1 corrupt, 1 missing, 1 truncated)"
+    # no release is configured: the sources are still there, and nothing but verify would see the
+    # missing and short copies; each is recorded lost, to be shipped again
+    assert r.stderr.count("copy recorded lost") == 3, r.stderr
 
     out = tmp_path / "restored"
     out.mkdir()
@@ -82,6 +85,10 @@ def test_verify_reports_every_bad_copy_and_restore_leaves_nothing_partial(tmp_pa
     assert r.returncode == 0, r.stderr
     assert (out / "m.mrc").read_bytes() == (movies / "session_000" / "movie_00001.mrc").read_bytes()
     assert [p.name for p in out.iterdir()] == ["m.mrc"]
+    r = run_acqd("run", "--config", str(cfg), "--once")  # the three shipped again
+    assert r.returncode == 0 and "3 verified" in r.stdout, r.stdout + r.stderr
+    r = run_acqd("verify", "--config", str(cfg))
+    assert r.returncode == 0 and r.stdout.strip() == "verify: 4 copies OK, 0 failed", r.stdout + r.stderr
 
 
 @pytest.mark.slow
@@ -335,3 +342,24 @@ def test_verify_never_drops_the_intent_of_a_release_in_progress(tmp_path: Path) 
         assert [c.state for c in j.copies_of(row.id)] == ["verified"]
     finally:
         j.close()
+
+
+def test_verify_of_a_tier_that_is_not_mounted_records_nothing(tmp_path: Path) -> None:
+    """Every copy on a tier missing is a share that is not mounted (or a wrong path), not lost data:
+    recorded lost, every file would be shipped again into the empty mount point's place."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    simulate("hamamatsu-orca", acq, SimSpec(files=2, frames=4, height=48, width=64, seed=5))
+    r = run_acqd(
+        "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", "hamamatsu-orca", "--settle", "0.3s",
+    )  # fmt: skip
+    assert r.returncode == 0 and "2 verified" in r.stdout, r.stderr
+    central.rename(tmp_path / "elsewhere")
+    central.mkdir()  # the mount point, empty
+    r = run_acqd("verify", "--state-dir", str(state))
+    assert r.returncode == 1 and "2 failed (2 missing)" in r.stdout, r.stdout + r.stderr
+    assert "is it mounted" in r.stderr and "recorded lost" not in r.stderr, r.stderr
+    central.rmdir()
+    (tmp_path / "elsewhere").rename(central)  # mounted again: both copies are still verified
+    r = run_acqd("verify", "--state-dir", str(state))
+    assert r.returncode == 0 and "2 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
