@@ -1558,6 +1558,12 @@ class Pipeline:
             await self._conflict(c, str(exc))
             return
         except FormatError as exc:
+            if await self._being_written(c):  # still written (a pause longer than the window): not broken
+                self._land(c)
+                now = self.mono()
+                log.info("%r: %s; a process has it open for writing: waiting for it", c.rel, exc)
+                self._schedule(replace(c, check_at=now + c.ctx.window, since=now, settled=False, release_only=False))
+                return
             await self._quarantine(c.row, str(exc))
             return
         except SourceReadError as exc:
@@ -2184,6 +2190,15 @@ class Pipeline:
         row = await self._j(self.journal.mark, row.id, State.QUARANTINED, reason)
         self.stats.quarantined += 1
         self._emit("quarantined", row, reason=reason)
+
+    async def _being_written(self, c: Candidate) -> bool:
+        """Does a process on this host have the file open for writing? (A writer on another host, or
+        a /proc acqd cannot see into, is not seen: then the file's format has the last word.)"""
+        try:
+            st = await self._io(os.stat, os.path.join(c.ctx.root, c.rel))
+            return bool(await self.writers.writers([(st.st_dev, st.st_ino)]))
+        except OSError:
+            return False
 
     async def _requeue_changed(self, c: Candidate, why: str) -> None:
         log.info("re-examining %r: %s", c.rel, why)

@@ -1265,6 +1265,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if True:\n",
         ("tests/test_fixity.py::test_verify_of_a_tier_that_is_not_mounted_records_nothing",),
     ),
+    Mutant(
+        "truncated-while-written-quarantined",
+        "a movie that looks truncated while its writer still has it open (a pause longer than the settle"
+        " window) is quarantined, and `run --once` counts it done",
+        "acqd/pipeline.py",
+        "            if await self._being_written(c):  # still written (a pause longer than the window): not broken\n",
+        "            if False:\n",
+        ("tests/test_robust.py::test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it",),
+    ),
 )
 
 

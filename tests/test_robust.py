@@ -555,3 +555,46 @@ def test_once_fails_while_a_folder_could_not_be_listed(dirs: tuple[Path, Path, P
     r = run_acqd("run", "--config", str(config(tmp_path, watch, dest, state, free_port())), "--once", drop_caps=True)
     assert r.returncode == 0, r.stderr
     assert journal_states(state) == {"good/a.raw": "verified", "locked/secret.raw": "verified"}
+
+
+def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tmp_path: Path) -> None:
+    """A camera pausing longer than the settle window (a stage move) leaves an MRC whose header says
+    more frames than the file holds, still open for writing: a file being written, not a broken one.
+    `run --once` waits for it (it is not quarantined, nor counted done) and ships it whole."""
+    import numpy as np
+
+    from tests.conftest import Background, journal_states, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    frames = np.random.default_rng(3).poisson(3, (6, 64, 80)).astype(np.uint16)
+    whole = tmp_path / "whole.mrc"
+    import mrcfile
+
+    with mrcfile.new(whole) as m:
+        m.set_data(frames)
+    data = whole.read_bytes()
+    cut = len(data) - 3 * frames[0].nbytes  # the header says 6 frames; 3 are written so far
+    path = acq / "s1" / "movie.mrc"
+    with open(path, "wb") as writer:  # the camera's handle, open for writing throughout
+        writer.write(data[:cut])
+        writer.flush()
+        d = Background(
+            "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+            "--detector", "falcon", "--settle", "0.3s", "--retry-for", "120s",
+        )  # fmt: skip
+        try:
+            wait_for(lambda: "open for writing: waiting for it" in d.stderr(), 60, "acqd to see the writer", d, state)
+            assert "quarantined" not in d.stderr() and d.proc.poll() is None, d.stderr()
+            assert journal_states(state).get("s1/movie.mrc") != "quarantined"
+            writer.write(data[cut:])  # the stage has moved: the rest of the movie
+        except BaseException:
+            d.kill()
+            raise
+    d.proc.wait(timeout=120)  # the writer closed: `--once` ships the movie whole and ends
+    d.out.seek(0)
+    out = d.out.read()
+    assert d.proc.returncode == 0 and "1 verified" in out and "0 quarantined" in out, out + d.stderr()
+    back = tmp_path / "back.mrc"
+    r = run_acqd("restore", "s1/movie.mrc", str(back), "--state-dir", str(state))
+    assert r.returncode == 0 and back.read_bytes() == data, r.stderr
