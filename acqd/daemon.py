@@ -358,6 +358,7 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
     if policy is not None:
         rules = ", ".join(
             f"{r.name}: "
+            + "".join(f"move to {t.tier} after {t.after / 86400:g}d, " for t in r.transitions)
             + (
                 f"purge after {r.expiration.after / 86400:g}d, warn {r.warn / 86400:g}d before"
                 if r.expiration
@@ -389,13 +390,14 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
                 else f"back-off: watch {d.name}: no block device counters (not one disk, or not there yet): acqd "
                 "cannot back off for it; set limits.backoff.stat_file"
             )
+    # a look, not a write: said with --no-probe too (an unmounted share is what `check` is run for)
+    absent = {n for n, t in tiers.items() if t.local and not os.path.lexists(t.root)}
+    for name in sorted(absent):
+        warnings.append(
+            f"tier {name}: {tiers[name].root} does not exist: `run` makes it at its first use (and never "
+            "writes there again once its copies and claim have gone); if it is a network share, mount it first"
+        )
     if probe:
-        absent = {n for n, t in tiers.items() if t.local and not os.path.lexists(t.root)}
-        for name in sorted(absent):
-            warnings.append(
-                f"tier {name}: {tiers[name].root} does not exist: `run` makes it at its first use (and never "
-                "writes there again once its copies and claim have gone); if it is a network share, mount it first"
-            )
         warnings.extend(
             shared_storage(  # its markers are writes too: none onto a folder that is not the tier
                 {n: t for n, t in tiers.items() if n not in absent and n not in waits}, config.instrument, probe_timeout

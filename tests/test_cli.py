@@ -155,6 +155,11 @@ def test_check_reports_a_missing_watch_folder_and_probes_each_tier(tmp_path: Pat
     assert f": open file://{tmp_path}/blocked/scope/.~acqd-tmp.acqd-check-" in warning  # the error names the full URL
     assert run_acqd("check", "--config", str(cfg), "--strict").returncode == 1
     assert run_acqd("check", "--config", str(cfg), "--no-probe", "--strict").returncode == 0
+    # a tier folder that is not there (a share not mounted): a look, not a write, so --no-probe says it too
+    cfg.write_text(cfg.read_text().replace(f"{tmp_path}/blocked", f"{tmp_path}/nas-not-mounted"))
+    r = run_acqd("check", "--config", str(cfg), "--no-probe", "--strict")
+    assert r.returncode == 1 and f"{tmp_path}/nas-not-mounted does not exist" in r.stderr, r.stderr
+    assert not (tmp_path / "nas-not-mounted").exists()
 
 
 def test_the_probe_name_is_a_temporary_name(tmp_path: Path) -> None:

@@ -492,7 +492,10 @@ def test_check_warns_when_a_policy_would_purge_most_data_at_once(setup: Setup, t
     from acqd.daemon import check
 
     s = setup
-    assert not any("purge" in n for n in check(s.cfg, probe=False).warnings)
+    report = check(s.cfg, probe=False)
+    assert not any("purge" in n for n in report.warnings)
+    [policy] = [n for n in report.notes if n.startswith("policy ")]  # what it does, transitions too
+    assert "move to capacity after 14d, purge after 60d, warn 14d before" in policy, policy
     eager = tmp_path / "eager.yaml"
     eager.write_text(
         POLICY.replace("expiration: {after: 60d}", "expiration: {after: 10d}")
