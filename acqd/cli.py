@@ -516,6 +516,7 @@ def restore(
         cfg, j = _open_for_reading(config, state_dir, dest)
         try:
             row, copy = _find_copy(j, source_path, version)
+            versions = sorted({r.version for r in j.find_versions(row.relpath, row.root) if r.state in DONE})
             if into_folder:
                 out_path = out_path / os.path.basename(row.relpath)
             watched = _watch_root_of(out_path, [*j.roots(), *(str(w.path) for w in (cfg.watch if cfg else []))])
@@ -539,6 +540,12 @@ def restore(
         f"restored {row.relpath!r} (version {row.version}) to {out_path}: {copy.checksum} {restore_verdict(checksum)}",
         markup=False,
     )
+    if len(versions) > 1:  # a file changed after it was shipped (or written in parts with long pauses)
+        out.print(
+            f"  note: versions {', '.join(map(str, versions))} of this path are stored; this is version "
+            f"{row.version}. Another: --version N",
+            markup=False,
+        )
 
 
 def _watch_root_of(out_path: Path, roots: list[str]) -> str | None:

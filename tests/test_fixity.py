@@ -363,3 +363,23 @@ def test_verify_of_a_tier_that_is_not_mounted_records_nothing(tmp_path: Path) ->
     (tmp_path / "elsewhere").rename(central)  # mounted again: both copies are still verified
     r = run_acqd("verify", "--state-dir", str(state))
     assert r.returncode == 0 and "2 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
+
+
+def test_restore_says_when_a_path_has_other_versions(tmp_path: Path) -> None:
+    """A file written in parts with long pauses (opened, appended, closed) is shipped as versions:
+    `restore` gives the latest and says the others are there."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    f = acq / "s1" / "log.dat"
+    quick = ("--watch", str(acq), "--dest", str(central), "--state-dir", str(state), "--settle", "0.2s")
+    f.write_bytes(b"first part\n" * 100)
+    assert run_acqd("run", "--once", *quick).returncode == 0
+    with open(f, "ab") as fh:
+        fh.write(b"second part\n" * 100)
+    assert run_acqd("run", "--once", *quick).returncode == 0
+    r = run_acqd("restore", "s1/log.dat", str(tmp_path / "back.dat"), "--state-dir", str(state))
+    assert r.returncode == 0 and "(version 2)" in r.stdout, r.stdout + r.stderr
+    assert "note: versions 1, 2 of this path are stored; this is version 2" in r.stdout, r.stdout
+    assert (tmp_path / "back.dat").read_bytes() == f.read_bytes()
+    r = run_acqd("restore", "s1/log.dat", str(tmp_path / "one.dat"), "--state-dir", str(state), "--version", "1")
+    assert r.returncode == 0 and (tmp_path / "one.dat").read_bytes() == b"first part\n" * 100
