@@ -22,7 +22,7 @@ import re
 import stat
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
@@ -1014,10 +1014,16 @@ class Pipeline:
                 await wait_set(self._tracker_wake, max(0.005, timeout))
                 continue
             looks = await self._io(lambda d=due: [self._look(c) for c in d])
+            writing = await self._written_now(looks)
             now = self.mono()
             for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
                 if self.candidates.get(c.key) is not c:  # not the same candidate after the await
                     continue
+                if fmt_ok and entry is not None and entry.identity is not None:
+                    # its format says complete, and a process here still has it open for writing (a
+                    # writer that keeps the header valid after every frame): its close (an event) or
+                    # the settle window says when, not every frame a new version
+                    fmt_ok = (entry.identity.device, entry.identity.inode) not in writing
                 try:
                     await self._settle_one(c, entry, fmt_ok, marker, now)
                 except Exception as exc:
@@ -2190,6 +2196,22 @@ class Pipeline:
         row = await self._j(self.journal.mark, row.id, State.QUARANTINED, reason)
         self.stats.quarantined += 1
         self._emit("quarantined", row, reason=reason)
+
+    async def _written_now(self, looks: list[tuple[Entry | None, bool, bool]]) -> Collection[tuple[int, int]]:
+        """Of the files whose format proves them complete at this look, those a process on this host
+        has open for writing: one scan of /proc for the whole round."""
+        keys = [
+            (e.identity.device, e.identity.inode)
+            for e, fmt_ok, _ in looks
+            if fmt_ok and e is not None and e.identity is not None and e.identity.device
+        ]
+        if not keys:
+            return ()
+        try:
+            return set(await self.writers.writers(keys))
+        except Exception as exc:  # no /proc to look in: the format has the last word, as before
+            log.debug("writers not looked for: %s", exc)
+            return ()
 
     async def _being_written(self, c: Candidate) -> bool:
         """Does a process on this host have the file open for writing? (A writer on another host, or

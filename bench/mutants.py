@@ -1274,6 +1274,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if False:\n",
         ("tests/test_robust.py::test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it",),
     ),
+    Mutant(
+        "format-proof-while-written",
+        "a file whose format says complete is taken as complete while a process here still writes it: a"
+        " writer that keeps the MRC header valid after every frame gets one stored version per frame",
+        "acqd/pipeline.py",
+        "                    fmt_ok = (entry.identity.device, entry.identity.inode) not in writing\n",
+        "                    pass\n",
+        ("tests/test_robust.py::test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes",),
+    ),
 )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from acqd.config import MqttConfig, TierConfig, redact_url
-from acqd.errors import ConfigError
+from acqd.errors import AcqdError, ConfigError
 from acqd.logs import Repeats
 from acqd.notify import MailboxMailer
 from acqd.watcher import Kind, classify, scan_tree
@@ -598,3 +598,47 @@ def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tm
     back = tmp_path / "back.mrc"
     r = run_acqd("restore", "s1/movie.mrc", str(back), "--state-dir", str(state))
     assert r.returncode == 0 and back.read_bytes() == data, r.stderr
+
+
+def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes(tmp_path: Path) -> None:
+    """A writer that keeps the header valid after every frame (mrcfile's `set_data` + `flush`, file
+    held open) makes the file look complete by its format at every frame. While a process here has it
+    open for writing, the format is not taken for the proof: the close (or the settle window) is,
+    and the movie is stored once, whole, not once per frame."""
+    import mrcfile
+    import numpy as np
+
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    frames = np.random.default_rng(4).poisson(3, (4, 48, 64)).astype(np.uint8)
+    d = Background(
+        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", "gatan-k3", "--settle", "120s",
+    )  # fmt: skip
+
+    def state_of(rel: str) -> list[str]:  # the state of each version of `rel`
+        try:
+            return [st for r, st, _, _ in journal_rows(state) if r == rel]
+        except (sqlite3.Error, AcqdError):  # the daemon is still creating its journal
+            return []
+
+    try:
+        with mrcfile.new(acq / "s1" / "stack.mrc") as m:  # open for writing throughout
+            m.set_data(frames[:2])
+            m.flush()  # a valid MRC of 2 frames: complete by its format
+            with mrcfile.new(acq / "s1" / "other.mrc") as o:  # written and closed: shipped at once
+                o.set_data(frames[:1])
+            wait_for(lambda: state_of("s1/other.mrc") == ["verified"], 60, "other.mrc shipped", d, state)
+            assert "verified" not in state_of("s1/stack.mrc"), journal_rows(state)  # looked at, and waiting
+            m.set_data(frames)
+            m.flush()
+        wait_for(lambda: state_of("s1/stack.mrc") == ["verified"], 60, "stack.mrc shipped once closed", d, state)
+        assert len(state_of("s1/stack.mrc")) == 1  # one version: the whole movie
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    back = tmp_path / "back.mrc"
+    r = run_acqd("restore", "s1/stack.mrc", str(back), "--state-dir", str(state))
+    assert r.returncode == 0 and back.read_bytes() == (acq / "s1" / "stack.mrc").read_bytes(), r.stderr
