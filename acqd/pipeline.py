@@ -1512,8 +1512,14 @@ class Pipeline:
             if self.guard is not None:
                 await self._io(self.guard, tier)
             owner = await self._j(self.journal.copy_owner, tier.name, dest)
-            if owner is not None and owner != row.id:  # cannot happen: names are per (root, path, version)
-                raise AcqdError(f"{tier.url(dest)} is recorded for journal row {owner}, not {row.id}; not touched")
+            if owner is not None and owner != row.id:  # names are per (prefix, path, version): another root's
+                other = await self._j(self.journal.get, owner)
+                raise NameTakenError(
+                    f"{tier.url(dest)} is the copy of {os.path.join(other.root, other.relpath)!r} (version "
+                    f"{other.version}), from another watch root of this journal with the same destination "
+                    f"prefix: {c.rel!r} is not shipped over it. Give each watch root its own `prefix` (quick "
+                    "form: its own --instrument), or restore this root's old path"
+                )
             if owner == row.id:  # this file's own earlier, unverified copy: written again from the start
                 await self._io(partial(tier.remove_any_if_there, tree=layout.suffix == ".zarr"), dest)
             adopted = False

@@ -1283,6 +1283,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "                    pass\n",
         ("tests/test_robust.py::test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes",),
     ),
+    Mutant(
+        "other-root-name-internal-retry",
+        "a destination name that is another watch root's copy is retried as an internal error for ever, with"
+        " no conflict event or metric",
+        "acqd/pipeline.py",
+        '                raise NameTakenError(\n                    f"{tier.url(dest)} is the copy of',
+        '                raise AcqdError(\n                    f"{tier.url(dest)} is the copy of',
+        ("tests/test_robust.py::test_a_second_watch_root_shipping_to_the_same_prefix_is_a_named_conflict",),
+    ),
 )
 
 

@@ -642,3 +642,22 @@ def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_cl
     back = tmp_path / "back.mrc"
     r = run_acqd("restore", "s1/stack.mrc", str(back), "--state-dir", str(state))
     assert r.returncode == 0 and back.read_bytes() == (acq / "s1" / "stack.mrc").read_bytes(), r.stderr
+
+
+def test_a_second_watch_root_shipping_to_the_same_prefix_is_a_named_conflict(tmp_path: Path) -> None:
+    """Quick form, one state folder and one destination, a second watch root whose session names are
+    the first's: its files' destination names are the first root's copies. Never shipped over them;
+    said as a name conflict (event, metric, alert) naming both files and the remedy, not retried as an
+    internal error for ever."""
+    k3, ls, central, state = tmp_path / "k3", tmp_path / "ls", tmp_path / "central", tmp_path / "state"
+    for root, text in ((k3, "k3\n"), (ls, "ls\n")):
+        (root / "2026-12-03").mkdir(parents=True)
+        (root / "2026-12-03" / "notes.txt").write_text(text)
+    common = ("--dest", str(central), "--state-dir", str(state), "--settle", "0.2s", "--instrument", "vm")
+    assert run_acqd("run", "--once", "--watch", str(k3), *common).returncode == 0
+    r = run_acqd("run", "--once", "--watch", str(ls), *common, "--retry-for", "3s")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "is the copy of" in r.stderr and str(k3 / "2026-12-03" / "notes.txt") in r.stderr, r.stderr
+    assert "its own `prefix`" in r.stderr and "internal" not in r.stderr, r.stderr
+    assert (central / "vm" / "2026-12-03" / "notes.txt").read_text() == "k3\n"  # never shipped over
+    assert (ls / "2026-12-03" / "notes.txt").exists()
