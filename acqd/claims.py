@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from acqd.checksum import Hasher
-from acqd.errors import AcqdError, ClaimError, NameTakenError
+from acqd.errors import AcqdError, ClaimError, ConfigError, NameTakenError
 from acqd.journal import Journal
 from acqd.naming import MANIFEST, claim_name
 from acqd.storage import Tier
@@ -396,8 +396,10 @@ def adopt(
             if there is not None and not there.same_run(claim):
                 top = max(top, there.epoch + 1)
     claim = replace(claim, epoch=top)
-    journal.count_run(claim.run, top)  # before any claim names this run
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # tier -> its manifests (name, document)
+    elsewhere: set[str] = set()  # watch roots this instrument's manifests name that are not configured
     for name, tier in tiers.items():
+        found[name] = []
         for rel in manifests_below(tier, claim.instrument):
             try:
                 with tier.open_read(rel) as f:
@@ -409,7 +411,21 @@ def adopt(
             if doc.get("instrument") != claim.instrument or doc.get("watch_root") not in roots:
                 log.warning("adopt: %s belongs to another instrument or watch root; skipped", tier.url(rel))
                 counts["skipped"] += 1
+                if doc.get("instrument") == claim.instrument and isinstance(doc.get("watch_root"), str):
+                    elsewhere.add(doc["watch_root"])
                 continue
+            found[name].append((rel, doc))
+    if elsewhere and not any(found.values()):
+        # taking the prefix over while importing nothing would lock the daemon that shipped it out
+        # and ship every file again under new versions: the watch root is named differently here
+        raise ConfigError(
+            f"adopt: the manifests under {claim.instrument}/ were shipped from watch root(s) "
+            f"{', '.join(sorted(elsewhere))}, not {', '.join(sorted(roots))}: nothing adopted, nothing "
+            "claimed. Give the watch root the path they were shipped from (mount the disk there), then adopt"
+        )
+    journal.count_run(claim.run, top)  # before any claim names this run
+    for name, tier in tiers.items():
+        for rel, doc in found[name]:
             counts["manifests"] += 1
             root = roots[doc["watch_root"]]
             entries = [e for e in doc.get("files", []) if isinstance(e, dict)]

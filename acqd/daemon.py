@@ -1084,7 +1084,10 @@ def adopt_command(config: Config) -> dict[str, int]:
     with state_lock(config.state_dir):
         journal = Journal(journal_path(config.state_dir))
         try:
-            return adopt_into(config, tiers, claims.ours(config.instrument, journal, config.state_dir), journal)
+            counts = adopt_into(config, tiers, claims.ours(config.instrument, journal, config.state_dir), journal)
+            # where the tiers are, as `run` records it: `restore` and `verify` find the adopted copies
+            record_tiers(journal, {n: (t.url, dict(t.options)) for n, t in config.tiers.items()})
+            return counts
         finally:
             journal.close()
 

@@ -1292,6 +1292,27 @@ MUTANTS: tuple[Mutant, ...] = (
         '                raise AcqdError(\n                    f"{tier.url(dest)} is the copy of',
         ("tests/test_robust.py::test_a_second_watch_root_shipping_to_the_same_prefix_is_a_named_conflict",),
     ),
+    Mutant(
+        "adopt-claims-when-nothing-matches",
+        "`acqd adopt` from a watch path no manifest names imports nothing and takes the prefix over all the"
+        " same: the daemon that shipped it is locked out, every file shipped again",
+        "acqd/claims.py",
+        "    if elsewhere and not any(found.values()):\n",
+        "    if False:\n",
+        (
+            "tests/test_robust.py::test_adopt_from_another_watch_path_claims_nothing_and_an_adopted_journal_knows_its_tiers",
+        ),
+    ),
+    Mutant(
+        "adopt-forgets-tiers",
+        "an adopted journal does not record where its tiers are: `restore` and `verify` need --dest",
+        "acqd/daemon.py",
+        "            record_tiers(journal, {n: (t.url, dict(t.options)) for n, t in config.tiers.items()})\n",
+        "",
+        (
+            "tests/test_robust.py::test_adopt_from_another_watch_path_claims_nothing_and_an_adopted_journal_knows_its_tiers",
+        ),
+    ),
 )
 
 

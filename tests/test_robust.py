@@ -661,3 +661,33 @@ def test_a_second_watch_root_shipping_to_the_same_prefix_is_a_named_conflict(tmp
     assert "its own `prefix`" in r.stderr and "internal" not in r.stderr, r.stderr
     assert (central / "vm" / "2026-12-03" / "notes.txt").read_text() == "k3\n"  # never shipped over
     assert (ls / "2026-12-03" / "notes.txt").exists()
+
+
+def test_adopt_from_another_watch_path_claims_nothing_and_an_adopted_journal_knows_its_tiers(tmp_path: Path) -> None:
+    """A new PC whose data disk is mounted elsewhere: `adopt` with that path matches no manifest; it
+    must not take the prefix over (the old daemon would be locked out and every file shipped again).
+    From the right path, `restore` and `verify` then find the copies without --dest, as after `run`."""
+    import shutil
+
+    acq, central = tmp_path / "acq", tmp_path / "central"
+    (acq / "s1").mkdir(parents=True)
+    (acq / "s1" / "a.dat").write_bytes(os.urandom(5000))
+    kept = tmp_path / "a.dat"
+    shutil.copy(acq / "s1" / "a.dat", kept)
+    quick = ("--dest", str(central), "--instrument", "relscope")
+    r = run_acqd(
+        "run", "--once", "--watch", str(acq), "--state-dir", str(tmp_path / "old"), *quick,
+        "--release", "--settle", "0.2s",
+    )  # fmt: skip
+    assert r.returncode == 0 and "1 released" in r.stdout, r.stdout + r.stderr
+    (tmp_path / "elsewhere").mkdir()
+    r = run_acqd("adopt", "--watch", str(tmp_path / "elsewhere"), "--state-dir", str(tmp_path / "new"), *quick)
+    assert r.returncode == 78 and "nothing adopted, nothing claimed" in r.stderr and str(acq) in r.stderr, r.stderr
+    r = run_acqd("run", "--once", "--watch", str(acq), "--state-dir", str(tmp_path / "old"), *quick, "--settle", "0.2s")
+    assert r.returncode == 0, r.stderr  # the old journal still owns the prefix
+    r = run_acqd("adopt", "--watch", str(acq), "--state-dir", str(tmp_path / "new"), *quick)
+    assert r.returncode == 0 and "adopted 1 stored file(s)" in r.stdout, r.stdout + r.stderr
+    r = run_acqd("restore", "s1/a.dat", str(tmp_path / "back.dat"), "--state-dir", str(tmp_path / "new"))
+    assert r.returncode == 0 and (tmp_path / "back.dat").read_bytes() == kept.read_bytes(), r.stderr
+    r = run_acqd("verify", "--state-dir", str(tmp_path / "new"))
+    assert r.returncode == 0 and "1 copies OK" in r.stdout, r.stdout + r.stderr
