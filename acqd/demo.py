@@ -9,7 +9,10 @@ frees the acquisition folder. No server is needed.
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -202,10 +205,23 @@ def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
         console.print(f"  light-sheet stack as OME-Zarr 0.5:  {zarrs[0]}", markup=False)
         console.print(f"  open it in napari:  napari --plugin napari-ome-zarr {zarrs[0]}", markup=False)
         console.print(f"  or in Python:       zarr.open_group('{zarrs[0]}')['0']", markup=False)
-    console.print(f"journal: .venv/bin/acqd status --state-dir {config.state_dir}", markup=False)
+    me, state = invocation(), shlex.quote(str(config.state_dir))
+    console.print(f"journal: {me} status --state-dir {state}", markup=False)
     console.print(
-        f"restore: .venv/bin/acqd restore session_000/movie_00000.mrc {base}/ --state-dir {config.state_dir}",
+        f"restore: {me} restore session_000/movie_00000.mrc {shlex.quote(str(base))}/ --state-dir {state}",
         markup=False,
     )
-    console.print(f"fixity:  .venv/bin/acqd verify --state-dir {config.state_dir}", markup=False)
+    console.print(f"fixity:  {me} verify --state-dir {state}", markup=False)
     return code
+
+
+def invocation() -> str:
+    """How to run this acqd again, to paste from here: `acqd` when that is the one on PATH, else the
+    script's path as it was run (`.venv/bin/acqd` from the clone), or this Python with `-m acqd`."""
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) == "acqd" and os.path.isfile(script):
+        on_path = shutil.which("acqd")
+        if on_path is not None and os.path.realpath(on_path) == os.path.realpath(script):
+            return "acqd"
+        return shlex.quote(script)
+    return f"{shlex.quote(sys.executable)} -m acqd"
