@@ -432,6 +432,8 @@ def state_lock(state_dir: Path) -> Iterator[None]:
             state_dir.chmod(STATE_DIR_MODE)  # the journal says who owns what data: only acqd's user reads it
         fd = os.open(state_dir / "acqd.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
+        if state_dir.exists() and not state_dir.is_dir():  # a path mistyped: restarting will not fix it
+            raise ConfigError(f"state directory {state_dir} is a file, not a folder") from None
         raise JournalError(f"cannot use the state directory {state_dir}: {exc.strerror}") from None
     try:
         try:

@@ -90,6 +90,7 @@ BAD = [
     (["hold", "s1", "--state-dir", "{T}/nothing"], 2, "--until DATE"),
     (["bench", "--data", "{EMPTY}"], 1, "no bytes"),
     (["no-such-command"], 2, "no-such-command"),
+    (["run", "--once", "--watch", "{ACQ}", "--dest", "{T}/c", "--state-dir", "{FILE}"], 78, "is a file, not a folder"),
 ]
 
 
