@@ -133,8 +133,8 @@ def _errors() -> Iterator[None]:
         err.print(f"acqd: {exc}", markup=False)
         raise typer.Exit(1) from None
     except OSError as exc:  # a file or folder named on the command line that cannot be used
-        where = f" {exc.filename}" if exc.filename else ""
-        err.print(f"acqd: {exc.strerror or exc}:{where}", markup=False)
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"acqd: {exc.strerror or exc}{where}", markup=False)
         raise typer.Exit(1) from None
 
 
@@ -323,8 +323,8 @@ def _validation_line(exc: ValueError) -> str:
         return str(exc)
     lines = []
     for e in errors():
-        where = ".".join(str(p) for p in e.get("loc", ())) or "value"
-        lines.append(f"{where}: {wording(e)}")
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        lines.append(f"{where}: {wording(e)}" if where else wording(e))
     return "; ".join(lines)
 
 

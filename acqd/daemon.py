@@ -24,7 +24,16 @@ from prometheus_client import CollectorRegistry
 from acqd import claims, pacing, publish
 from acqd.aio import within
 from acqd.catalog import Publisher
-from acqd.config import Config, MqttConfig, WatchRoot, apart_error, load_config, own_apart_error, read_credential
+from acqd.config import (
+    Config,
+    MqttConfig,
+    WatchRoot,
+    apart_error,
+    load_config,
+    own_apart_error,
+    read_credential,
+    redact_url,
+)
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.events import EventPublisher
 from acqd.fsops import same_or_inside
@@ -70,6 +79,8 @@ def build_tiers(config: Config) -> dict[str, Tier]:
             tiers[name] = open_tier(name, t.url, t.options)
         except PermanentError as exc:
             raise ConfigError(f"tiers.{name}.url: {exc}") from None
+        except OSError as exc:  # a backend that connects as it is made (ftp://, smb://): a host not found
+            raise AcqdError(f"tier {name} ({redact_url(t.url)}): cannot be reached: {exc.strerror or exc}") from None
     return tiers
 
 

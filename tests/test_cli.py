@@ -91,6 +91,12 @@ BAD = [
     (["bench", "--data", "{EMPTY}"], 1, "no bytes"),
     (["no-such-command"], 2, "no-such-command"),
     (["run", "--once", "--watch", "{ACQ}", "--dest", "{T}/c", "--state-dir", "{FILE}"], 78, "is a file, not a folder"),
+    # a backend that connects as it is made, to a server that is not there: which tier, and why
+    (
+        ["run", "--once", "--watch", "{ACQ}", "--dest", "ftp://127.0.0.1:1/x", "--state-dir", "{T}/s"],
+        1,
+        "tier central (ftp://127.0.0.1:1/x): cannot be reached: Connection refused",
+    ),
 ]
 
 
