@@ -428,6 +428,7 @@ class Pipeline:
         self.writers = writers or WriterCheck(self._run_io)
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
+        self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
         #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
@@ -1573,7 +1574,14 @@ class Pipeline:
             if await self._being_written(c):  # still written (a pause longer than the window): not broken
                 self._land(c)
                 now = self.mono()
-                log.info("%r: %s; a process has it open for writing: waiting for it", c.rel, exc)
+                said = self._awaited.get(c.key) == c.row.id  # once per version, then at every look in DEBUG
+                self._awaited[c.key] = c.row.id
+                log.log(
+                    logging.DEBUG if said else logging.INFO,
+                    "%r: %s; a process has it open for writing: waiting for it",
+                    c.rel,
+                    exc,
+                )
                 self._schedule(replace(c, check_at=now + c.ctx.window, since=now, settled=False, release_only=False))
                 return
             await self._quarantine(c.row, str(exc))
