@@ -244,13 +244,13 @@ def test_growing_mrc_movie_ships_once_complete(tmp_path: Path) -> None:
     try:
         wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
         time.sleep(0.5)  # let the first scan pass (a rest for the daemon, not a synchronisation)
-        with open(target, "wb") as f:
-            f.write(raw[:header])
-            f.flush()
-            for i in range(8):
-                time.sleep(0.3)
+        # each frame appended and the file closed again, as a writer on another host (an SMB or NFS
+        # client) is seen: no local descriptor between frames, so only the header's size says "not yet"
+        target.write_bytes(raw[:header])
+        for i in range(8):
+            time.sleep(0.3)
+            with open(target, "ab") as f:
                 f.write(raw[header + i * frame : header + (i + 1) * frame])
-                f.flush()
         wait_for(lambda: "verified" in journal_states(state).values(), 90, "the movie verified")
     finally:
         code, err = d.terminate()
