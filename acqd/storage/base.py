@@ -769,6 +769,17 @@ class _EdgeReader(ReaderBase):
         except Exception as exc:
             raise self._tr(exc) from exc
 
+    def readinto(self, b: bytearray | memoryview) -> int:
+        """Straight into `b` where the file can (a local file: one copy, no bytes object the size of
+        a TIFF page's strips or a Zarr shard in between)."""
+        into = getattr(self._f, "readinto", None)
+        if into is None:
+            return super().readinto(b)
+        try:
+            return int(into(b))
+        except Exception as exc:
+            raise self._tr(exc) from exc
+
     def seek(self, offset: int, whence: int = 0) -> int:
         try:
             return int(self._f.seek(offset, whence))
