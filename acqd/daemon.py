@@ -459,6 +459,15 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _imported(pipeline: Pipeline, fut: asyncio.Future[None]) -> None:
+    """The frame layouts' libraries could not be imported (a broken installation): nothing can be
+    stored in a frame layout, so the daemon stops rather than fail every file."""
+    if fut.cancelled() or fut.exception() is None:
+        return
+    exc = fut.exception()
+    pipeline.halt(f"cannot import the frame layouts' libraries ({type(exc).__name__}: {exc}): reinstall acqd", "start")
+
+
 @dataclass
 class RunResult:
     code: int
@@ -736,7 +745,13 @@ class Daemon:
                     # place when `schedule` returns, so a file made between the scan and the watch is not
                     # missed until the next scan (watchdog adds a started observer's watch at once)
                     await loop.run_in_executor(None, events.start)
-                warm_imports()  # before any I/O thread may import them at once (acqd.memory)
+                # the frame layouts' libraries, imported on a thread of their own while the first scan
+                # and the settle windows run: no I/O thread may import them at once (acqd.memory), so
+                # the pipeline's other I/O waits for it
+                importer = ThreadPoolExecutor(1, thread_name_prefix="acqd-imports")
+                pipeline.imports = loop.run_in_executor(importer, warm_imports)
+                pipeline.imports.add_done_callback(partial(_imported, pipeline))
+                importer.shutdown(wait=False)  # its one task still runs
                 task = asyncio.create_task(pipeline.run(), name="pipeline")
                 if self.events is not None:
                     aux.append(asyncio.create_task(self.events.run(), name="mqtt"))

@@ -426,6 +426,9 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._feeders: list[asyncio.Task[None]] = []
         self.writers = writers or WriterCheck(self._run_io)
+        #: the frame layouts' libraries being imported on a thread of their own (acqd.memory.warm_imports):
+        #: I/O work other than scans and settle looks waits for it (None: nothing to wait for)
+        self.imports: asyncio.Future[None] | None = None
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
         self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
@@ -465,10 +468,18 @@ class Pipeline:
         )
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on an I/O thread, once the frame layouts' libraries are imported (`imports`)."""
+        if self.imports is not None:
+            await asyncio.shield(self.imports)  # done: at once (its error, if the import failed)
+        return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
+
+    async def _io_early(self, fn: Callable[..., T], *args: Any) -> T:
+        """`_io` without waiting for the imports: for scans, stats and settle looks, which use none of
+        the libraries the imports bring in (they proceed while the imports run)."""
         return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
 
     async def _run_io(self, fn: Callable[[], T]) -> T:
-        return await self._io(fn)
+        return await self._io_early(fn)  # the writers' /proc scan
 
     async def _j(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.jexec, partial(fn, *args, **kw))
@@ -698,7 +709,7 @@ class Pipeline:
 
     async def _root_present(self, ctx: RootCtx) -> bool:
         """Whether the watch root is there (a folder); tells `on_root` and the journal when that changes."""
-        up = await self._io(os.path.isdir, ctx.root)
+        up = await self._io_early(os.path.isdir, ctx.root)
         if up != ctx.up:
             ctx.up = up
             self._root_since[ctx.index] = self.clock()
@@ -731,7 +742,9 @@ class Pipeline:
     async def _scan(self, ctx: RootCtx, rel_dir: str) -> None:
         start = os.path.join(ctx.root, rel_dir) if rel_dir else ctx.root
         aside: list[tuple[str, os.stat_result]] = []
-        entries = await self._io(lambda: list(scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside)))
+        entries = await self._io_early(
+            lambda: list(scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside))
+        )
         if rel_dir:
             entries = [replace(e, relpath=f"{rel_dir}/{e.relpath}" if e.relpath else rel_dir) for e in entries]
         found = {e.relpath for e in entries if e.kind is Kind.UNREADABLE}
@@ -777,7 +790,7 @@ class Pipeline:
             try:
                 if await self._j(self.journal.release_begun, ctx.root, folder, inode):
                     continue  # begun in the journal: the next start puts it back
-                now = await self._io(lstat_below, ctx.root, rel)
+                now = await self._io_early(lstat_below, ctx.root, rel)
                 if now is None or now.st_ino != st.st_ino:
                     continue  # gone by now
                 name = await self._j(self.journal.name_of_inode, ctx.root, folder, inode)
@@ -866,7 +879,7 @@ class Pipeline:
                         else:
                             todo.append(rel)
                     if todo:
-                        entries = await self._io(lambda c=ctx, t=todo: [classify(c.root, r) for r in t])
+                        entries = await self._io_early(lambda c=ctx, t=todo: [classify(c.root, r) for r in t])
                         try:
                             await self._admit(ctx, [e for e in entries if e is not None])
                         except JournalError as exc:
@@ -1014,7 +1027,7 @@ class Pipeline:
                 timeout = (self._heap[0][0] - now) if self._heap else 3600.0
                 await wait_set(self._tracker_wake, max(0.005, timeout))
                 continue
-            looks = await self._io(lambda d=due: [self._look(c) for c in d])
+            looks = await self._io_early(lambda d=due: [self._look(c) for c in d])
             writing = await self._written_now(looks)
             now = self.mono()
             for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
@@ -1187,6 +1200,8 @@ class Pipeline:
     async def _unkillable(self, fn: Callable[[], T]) -> T:
         """Run a blocking stream step; a cancel waits for the step to end (a stream is used by one
         thread at a time, and is dropped or finished only between steps)."""
+        if self.imports is not None:
+            await asyncio.shield(self.imports)
         fut = asyncio.get_running_loop().run_in_executor(self.io, fn)
         try:
             return await asyncio.shield(fut)

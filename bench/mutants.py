@@ -1313,6 +1313,25 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/test_robust.py::test_adopt_from_another_watch_path_claims_nothing_and_an_adopted_journal_knows_its_tiers",
         ),
     ),
+    Mutant(
+        "imports-not-awaited",
+        "the I/O threads ship while zarr and the codecs are still being imported on the importer's thread:"
+        " two threads importing zarr at once can get it half initialised, and every Zarr ship fails",
+        "acqd/pipeline.py",
+        "        if self.imports is not None:\n            await asyncio.shield(self.imports)  # done: at once",
+        "        if False:\n            await asyncio.shield(self.imports)  # done: at once",
+        (
+            "tests/test_inprocess.py::test_the_frame_libraries_are_imported_beside_the_first_scan_and_shipping_waits_for_them",
+        ),
+    ),
+    Mutant(
+        "import-failure-unheeded",
+        "a broken installation (zarr missing) is not said: the daemon runs on and fails every frame file",
+        "acqd/daemon.py",
+        "    if fut.cancelled() or fut.exception() is None:\n        return\n",
+        "    return\n",
+        ("tests/test_inprocess.py::test_a_broken_installation_stops_the_daemon_and_loses_nothing",),
+    ),
 )
 
 

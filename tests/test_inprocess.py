@@ -432,3 +432,64 @@ async def test_frame_files_are_encoded_a_few_at_a_time(tmp_path: Path, monkeypat
     result = await Daemon(c, once=True, retry_for=120).run(install_signals=False)
     assert result.code == 0 and result.stats.verified == 7 and result.pending == 0
     assert now["most"] == 2, f"{now['most']} frame files encoded at once"
+
+
+async def test_the_frame_libraries_are_imported_beside_the_first_scan_and_shipping_waits_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zarr and the codecs are imported on a thread of their own while the first scan and the settle
+    windows run (a backlog's first file ships sooner); no I/O thread ships anything before the import
+    has ended (two threads importing zarr at once could get it half initialised: acqd.memory)."""
+    import threading
+
+    import acqd.daemon as daemon_mod
+
+    go = threading.Event()
+    ran_on: list[str] = []
+
+    def slow_imports() -> None:
+        ran_on.append(threading.current_thread().name)
+        assert go.wait(30)
+
+    monkeypatch.setattr(daemon_mod, "warm_imports", slow_imports)
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    (watch / "s" / "a.raw").write_bytes(os.urandom(50_000))
+    dest.mkdir()
+    rec = Recorder()
+    run = asyncio.create_task(
+        Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), once=True, retry_for=60, reporter=rec).run(
+            install_signals=False
+        )
+    )
+    await rec.wait("complete", 1)  # scanned and settled while the import runs
+    await asyncio.sleep(0.5)
+    assert [k for k, _ in rec.outcomes if k in ("stored", "verified")] == [], rec.outcomes
+    assert not list(dest.rglob("a.raw*")), "written before the import ended"
+    go.set()
+    result = await asyncio.wait_for(run, 60)
+    assert result.code == 0 and result.stats.verified == 1
+    assert ran_on and ran_on[0].startswith("acqd-imports")
+
+
+async def test_a_broken_installation_stops_the_daemon_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import acqd.daemon as daemon_mod
+
+    def broken() -> None:
+        raise ModuleNotFoundError("No module named 'zarr'")
+
+    monkeypatch.setattr(daemon_mod, "warm_imports", broken)
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    watch.mkdir()
+    data = os.urandom(20_000)
+    (watch / "a.raw").write_bytes(data)
+    dest.mkdir()
+    with caplog.at_level(logging.ERROR):
+        result = await Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), once=True, retry_for=60).run(
+            install_signals=False
+        )
+    assert result.code == 78
+    assert "cannot import the frame layouts' libraries (ModuleNotFoundError: No module named 'zarr')" in caplog.text
+    assert (watch / "a.raw").read_bytes() == data and result.stats.verified == 0
