@@ -1269,8 +1269,8 @@ class Pipeline:
             raise NotStreamable(f"planned as {layout.name}")
         dest = stored_name(self._base(ctx), c.row.relpath, c.row.version, layout.suffix)
         check_name(dest)
-        if self.guard is not None:
-            await self._io(self.guard, placed.tier)
+        if self.guard is not None:  # looked at now: a stream must not start onto an empty mount point
+            await self._io(self.guard, placed.tier, True)
         if await self._j(self.journal.copy_owner, placed.tier.name, dest) is not None:
             raise NotStreamable("a copy is already recorded under its name")
         assert isinstance(layout, FrameLayout)
@@ -1525,8 +1525,9 @@ class Pipeline:
             # named after the plan: a file stored byte-exact (incompressible) has the copy layout's name
             dest = stored_name(self._base(ctx), row.relpath, row.version, layout.suffix)
             check_name(dest)
-            if self.guard is not None:
-                await self._io(self.guard, tier)
+            if self.guard is not None:  # looked at now, not up to CHECK_EVERY ago: a share unmounted a
+                # moment ago would take the copy into its empty mount point, on the local disk
+                await self._io(self.guard, tier, True)
             owner = await self._j(self.journal.copy_owner, tier.name, dest)
             if owner is not None and owner != row.id:  # names are per (prefix, path, version): another root's
                 other = await self._j(self.journal.get, owner)
@@ -1563,6 +1564,9 @@ class Pipeline:
             if not adopted:  # an adopted copy was verified just now
                 await self._io(layout.verify, tier, dest, res)
             t_verify = self.mono() - t_verify
+            if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the
+                # empty mount point of a share unmounted while it was written
+                await self._io(self.guard, tier, True)
             crash_point("after_verify")
             row = await self._j(self.journal.record_verified, row.id, tier.name, dest)
             if res.mismatch:  # valid, stored faithfully, and not what the profile says the detector writes
@@ -1693,6 +1697,8 @@ class Pipeline:
         except JournalError as exc:  # nothing recorded as verified: each file takes the one-file path
             self.repeats.error("journal", str(exc), "journal write failed in a batch: %s", exc)
             alone, retry = cs, []
+        except AcqdError as exc:  # the destination (down, full, its claim gone): each file waits and is retried
+            alone, retry = [], [(c, str(exc), "write") for c in cs]
         except Exception:  # a bug: the one-file path has its own guard rails for each file
             log.exception("unexpected error shipping a batch of %d small files", len(cs))
             alone, retry = cs, []
@@ -1861,8 +1867,8 @@ class Pipeline:
         assert isinstance(layout, CopyLayout)
         t0 = self.mono()
         alone: list[Candidate] = []
-        if self.guard is not None:
-            await self._io(self.guard, tier)
+        if self.guard is not None:  # looked at now (see _ship)
+            await self._io(self.guard, tier, True)
         marked = await self._j(
             self.journal.run_group,
             [partial(self.journal.mark_complete, c.row.id, c.stable, c.reason) for c in cs],
@@ -1947,6 +1953,8 @@ class Pipeline:
                 continue
             good.append((c, row, dest, res))
         t_verify = self.mono() - t_verify
+        if good and self.guard is not None:  # the copies read back lie on the claimed tier (see _ship)
+            await self._io(self.guard, tier, True)
         crash_point("after_verify")
         verified = await self._j(
             self.journal.run_group,
@@ -2168,7 +2176,15 @@ class Pipeline:
                     f"its copy {tier.path(cp.dest)} lies in the watch root {inside}: not a copy elsewhere (kept; "
                     "put central storage outside every watch root)"
                 )
-        return check_copy(tier, layout, cp, full, just_verified)
+        # the tier is still the one claimed, before and after the copy is looked at: a share unmounted
+        # meanwhile shows its empty mount point, where a copy written in the moment before the unmount
+        # was noticed looks present and whole (raises: kept, asked again)
+        if self.guard is not None:
+            self.guard(tier, True)
+        res = check_copy(tier, layout, cp, full, just_verified)
+        if self.guard is not None and res.problem is None:
+            self.guard(tier, True)
+        return res
 
     def _copy_in_a_root(self, tier: Tier, path: str) -> str | None:
         """The watch root `path` lies in, if any, by the filesystem's identities: a symlink or a bind
@@ -2184,10 +2200,17 @@ class Pipeline:
     async def _copy_still_there(self, c: Candidate, row: FileRow) -> bool:
         try:
             res, copy_id = await self._check_copy(c.ctx, row, just_verified=not c.release_only)
-        except AcqdError as exc:
-            log.warning("cannot re-check the stored copy of %r before its release: %s (kept; asked again)", c.rel, exc)
+        except AcqdError as exc:  # one line for all the files it holds back (a tier whose claim is gone)
+            self.repeats.error(
+                "release-check",
+                str(exc),
+                "cannot re-check stored copies before their release (first: %r): %s (kept; asked again)",
+                c.rel,
+                exc,
+            )
             self._release_later_for(c)
             return False
+        self.repeats.ok("release-check")
         if res.problem is None:
             return True
         if res.lost and copy_id is not None:

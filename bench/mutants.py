@@ -68,6 +68,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if not adopted:  # an adopted copy was verified just now\n"
         "                await self._io(layout.verify, tier, dest, res)\n"
         "            t_verify = self.mono() - t_verify\n"
+        "            if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the\n"
+        "                # empty mount point of a share unmounted while it was written\n"
+        "                await self._io(self.guard, tier, True)\n"
         '            crash_point("after_verify")\n'
         "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)\n",
         "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)\n"
@@ -75,6 +78,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if not adopted:  # an adopted copy was verified just now\n"
         "                await self._io(layout.verify, tier, dest, res)\n"
         "            t_verify = self.mono() - t_verify\n"
+        "            if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the\n"
+        "                # empty mount point of a share unmounted while it was written\n"
+        "                await self._io(self.guard, tier, True)\n"
         '            crash_point("after_verify")\n',
         (f"{FAULTS}::test_corrupt_reads_are_caught_by_verification",),
     ),
@@ -1331,6 +1337,51 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if fut.cancelled() or fut.exception() is None:\n        return\n",
         "    return\n",
         ("tests/test_inprocess.py::test_a_broken_installation_stops_the_daemon_and_loses_nothing",),
+    ),
+    Mutant(
+        "verified-without-claim",
+        "a copy is recorded verified without looking at the tier's claim after its verification: written into"
+        " the empty mount point of a share unmounted a moment before, it reads back whole there, and its"
+        " source is released",
+        "acqd/pipeline.py",
+        "            if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the\n",
+        "            if False:  # the copy just read back lies on the claimed tier, not in the\n",
+        (
+            "tests/test_inprocess.py::test_a_share_unmounted_while_its_copies_are_written_never_takes_them_or_releases_their_sources[one-file]",
+        ),
+    ),
+    Mutant(
+        "batch-verified-without-claim",
+        "the same for a batch of small files",
+        "acqd/pipeline.py",
+        "        if good and self.guard is not None:  # the copies read back lie on the claimed tier",
+        "        if False:  # the copies read back lie on the claimed tier",
+        (
+            "tests/test_inprocess.py::test_a_share_unmounted_while_its_copies_are_written_never_takes_them_or_releases_their_sources[a-batch]",
+        ),
+    ),
+    Mutant(
+        "release-without-claim",
+        "a release re-checks the stored copy without the tier's claim: an unmounted share's mount point that"
+        " holds a copy written there a moment before passes, and the source is deleted",
+        "acqd/pipeline.py",
+        "        if self.guard is not None:\n            self.guard(tier, True)\n        res = check_copy(",
+        "        res = check_copy(",
+        (
+            "tests/test_inprocess.py::test_a_release_looks_at_the_claim_around_the_copy_check[one-file]",
+            "tests/test_inprocess.py::test_a_release_looks_at_the_claim_around_the_copy_check[a-batch]",
+        ),
+    ),
+    Mutant(
+        "write-on-stale-claim",
+        "the claim looked at up to 2 s before a write: a movie written just after an unmount goes onto the"
+        " local disk (found, not recorded, but gigabytes in the empty mount point)",
+        "acqd/pipeline.py",
+        "                # moment ago would take the copy into its empty mount point, on the local disk\n"
+        "                await self._io(self.guard, tier, True)",
+        "                # moment ago would take the copy into its empty mount point, on the local disk\n"
+        "                await self._io(self.guard, tier)",
+        ("tests/test_inprocess.py::test_a_share_unmounted_a_moment_before_a_write_takes_nothing_onto_the_local_disk",),
     ),
 )
 

@@ -493,3 +493,153 @@ async def test_a_broken_installation_stops_the_daemon_and_loses_nothing(
     assert result.code == 78
     assert "cannot import the frame layouts' libraries (ModuleNotFoundError: No module named 'zarr')" in caplog.text
     assert (watch / "a.raw").read_bytes() == data and result.stats.verified == 0
+
+
+def _unmount(mnt: Path, share: Path, copies_left: bool) -> None:
+    """The share mounted at `mnt` goes away: its content is at `share`, `mnt` an empty folder on the
+    local disk; `copies_left`: with copies in it as if written there a moment before (no claim)."""
+    import shutil
+
+    mnt.rename(share)
+    if copies_left:
+        shutil.copytree(share, mnt)
+        for claim in mnt.rglob("~acqd-claim.json"):
+            claim.unlink()
+    else:
+        mnt.mkdir()
+
+
+def _mount(mnt: Path, share: Path) -> None:
+    import shutil
+
+    shutil.rmtree(mnt)
+    share.rename(mnt)
+
+
+@pytest.mark.parametrize("sizes", [[2_000_000], [9000, 9001, 9002, 9003]], ids=["one-file", "a-batch"])
+async def test_a_share_unmounted_while_its_copies_are_written_never_takes_them_or_releases_their_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]
+) -> None:
+    """Found by an adversarial review (twelfth session): the claim was looked at up to 2 s before a
+    write. A share unmounted in that moment took the copies into its empty mount point on the local
+    disk; they read back whole there, were recorded verified and their sources released, hidden once
+    the share was mounted again. Now the claim is looked at after each verification too: the copy
+    written onto the local disk is not recorded, the file waits for the share and ships onto it."""
+    from acqd.storage import base
+
+    mnt, share, watch = tmp_path / "mnt", tmp_path / "share", tmp_path / "acq"
+    mnt.mkdir()
+    (watch / "s").mkdir(parents=True)
+    real_one, real_many = base.Tier.write_atomic, base.Tier.write_many
+    gone: list[bool] = []
+
+    def first_data() -> None:
+        if not gone:  # right after the claim was looked at, before the copy is written
+            gone.append(True)
+            _unmount(mnt, share, copies_left=False)
+
+    def write_atomic(self: base.Tier, rel: str, *a: Any, **kw: Any) -> int:
+        if rel.startswith("scope/s/"):
+            first_data()
+        return real_one(self, rel, *a, **kw)
+
+    def write_many(self: base.Tier, items: list[tuple[str, bytes]]) -> Any:
+        if any(d.startswith("scope/s/") for d, _ in items):
+            first_data()
+        return real_many(self, items)
+
+    monkeypatch.setattr(base.Tier, "write_atomic", write_atomic)
+    monkeypatch.setattr(base.Tier, "write_many", write_many)
+    rec = Recorder()
+    config = cfg(watch, tmp_path / "state", f"file://{mnt}", placement={"release_local": "after_verify"})
+    daemon = Daemon(config, reporter=rec)
+    ready = asyncio.Event()
+    task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        data = {f"s/f{i}.raw": os.urandom(n) for i, n in enumerate(sizes)}
+        for rel, b in data.items():
+            (watch / rel).write_bytes(b)
+        await rec.wait("retry", 1)
+        await asyncio.sleep(0.5)
+        strays = sorted(p.name for p in (mnt / "scope" / "s").iterdir()) if (mnt / "scope" / "s").exists() else []
+        assert gone and strays, "the copies were not written onto the unmounted share's mount point"
+        assert not [k for k, _ in rec.outcomes if k in ("verified", "released")], rec.outcomes
+        assert all((watch / rel).read_bytes() == b for rel, b in data.items())
+        _mount(mnt, share)
+        await rec.wait("released", len(data))
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    for rel, b in data.items():
+        assert (mnt / "scope" / rel).read_bytes() == b and not (watch / rel).exists()
+
+
+@pytest.mark.parametrize("sizes", [[2_000_000], [9000, 9001, 9002]], ids=["one-file", "a-batch"])
+async def test_a_release_looks_at_the_claim_around_the_copy_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]
+) -> None:
+    """The share goes away between a file's verification and its release, and its empty mount point
+    holds a copy that reads whole (written there a moment before the unmount was noticed): the
+    release looks at the tier's claim before and after the copy, and keeps the source."""
+    from acqd.pipeline import Pipeline
+
+    mnt, share, watch = tmp_path / "mnt", tmp_path / "share", tmp_path / "acq"
+    mnt.mkdir()
+    (watch / "s").mkdir(parents=True)
+    data = {f"s/f{i}.raw": os.urandom(n) for i, n in enumerate(sizes)}
+    for rel, b in data.items():
+        (watch / rel).write_bytes(b)
+    gone: list[bool] = []
+    real_one, real_many = Pipeline._copy_still_there, Pipeline._copies_hold
+
+    def away() -> None:
+        if not gone:
+            gone.append(True)
+            _unmount(mnt, share, copies_left=True)
+
+    async def copy_still_there(self: Pipeline, *a: Any) -> Any:
+        away()
+        return await real_one(self, *a)
+
+    async def copies_hold(self: Pipeline, *a: Any) -> Any:
+        away()
+        return await real_many(self, *a)
+
+    monkeypatch.setattr(Pipeline, "_copy_still_there", copy_still_there)
+    monkeypatch.setattr(Pipeline, "_copies_hold", copies_hold)
+    config = cfg(watch, tmp_path / "state", f"file://{mnt}", placement={"release_local": "after_verify"})
+    result = await Daemon(config, once=True, retry_for=5).run(install_signals=False)
+    assert gone and result.stats.verified == len(data) and result.stats.released == 0
+    assert all((watch / rel).read_bytes() == b for rel, b in data.items())
+    _mount(mnt, share)
+    monkeypatch.setattr(Pipeline, "_copy_still_there", real_one)
+    monkeypatch.setattr(Pipeline, "_copies_hold", real_many)
+    result = await Daemon(config, once=True, retry_for=30).run(install_signals=False)
+    assert result.stats.released == len(data) and not any((watch / rel).exists() for rel in data)
+
+
+async def test_a_share_unmounted_a_moment_before_a_write_takes_nothing_onto_the_local_disk(tmp_path: Path) -> None:
+    """The claim is looked at right before each write, not up to 2 s before: a movie written in the
+    moment after an unmount is not copied into the empty mount point (gigabytes on the local disk)."""
+    mnt, share, watch = tmp_path / "mnt", tmp_path / "share", tmp_path / "acq"
+    mnt.mkdir()
+    (watch / "s").mkdir(parents=True)
+    rec = Recorder()
+    daemon = Daemon(cfg(watch, tmp_path / "state", f"file://{mnt}"), reporter=rec)
+    ready = asyncio.Event()
+    task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        (watch / "s" / "a.raw").write_bytes(os.urandom(2_000_000))
+        await rec.wait("verified", 1)  # the claim was looked at a moment ago
+        _unmount(mnt, share, copies_left=False)
+        (watch / "s" / "b.raw").write_bytes(os.urandom(2_000_000))
+        await rec.wait("retry", 1)
+        assert list(mnt.iterdir()) == [], "written onto the local disk"
+        _mount(mnt, share)
+        await rec.wait("verified", 2)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert (mnt / "scope" / "s" / "b.raw").read_bytes() == (watch / "s" / "b.raw").read_bytes()
