@@ -70,7 +70,7 @@ from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.recheck import CopyCheck, check_copy
-from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
+from acqd.settle import FORMAT_PROOF, Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import DONE, IllegalTransition, Observed
 from acqd.storage import Tier, check_name
 from acqd.unlink import BLOCKED, GONE, LeftAside, NotBelow, lstat_below, put_back_aside, unlink_below
@@ -1076,7 +1076,11 @@ class Pipeline:
             if c.settled:  # changed while waiting for a retry: settle afresh
                 c.settled = False
                 c.release_only = False
-            d = decide(c.ctx.window, c.stable, c.since, current, now, format_complete=fmt_ok, marker_present=marker)
+            # a release waits for stillness: the format's proof says the content is all there, not that
+            # the writer is done with the file (it may open it again to fix the header, or fill a file
+            # it pre-allocated; a release in between would take the file from under it)
+            proof = fmt_ok and not c.release_only
+            d = decide(c.ctx.window, c.stable, c.since, current, now, format_complete=proof, marker_present=marker)
             verdict, why = d.verdict, d.reason
             if verdict in (Verdict.WAIT, Verdict.CHANGED):
                 if verdict is Verdict.CHANGED and current is not None:
@@ -1722,6 +1726,11 @@ class Pipeline:
         asks again from the start. Errors are raised once every file has been dealt with."""
         errors: list[BaseException] = []
         slow: list[tuple[Candidate, FileRow]] = []
+        soon = [self._too_soon(c) for c, _row in due]
+        for (c, _row), wait in zip(due, soon, strict=True):
+            if wait:
+                self._release_later_for(c)
+        due = [x for x, wait in zip(due, soon, strict=True) if not wait]
         if len(due) < 2:
             slow = due
             due = []
@@ -2050,6 +2059,9 @@ class Pipeline:
         ctx = c.ctx
         key = c.key
         path = os.path.join(ctx.root, c.rel)
+        if self._too_soon(c):
+            self._release_later_for(c)
+            return
 
         def refuse(st: os.stat_result) -> str | None:
             if not identity_of(st).same_file_as(row.identity):
@@ -2130,6 +2142,13 @@ class Pipeline:
         else:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
             self._hint_now(ctx.index, path)
+
+    def _too_soon(self, c: Candidate) -> bool:
+        """Completed by its format's proof less than a settle window ago: a writer on this PC that
+        closes the file and opens it again (to write the header's final values, or to fill a file it
+        pre-allocated) must find it there. A release waits until the file has been still for the
+        window, as every other completion does (the look after it does not take the proof)."""
+        return c.reason == FORMAT_PROOF and self.mono() - c.since < c.ctx.window
 
     def _release_later_for(self, c: Candidate) -> None:
         """Look at a held-back release again soon (a writer closing without writing, or a tier that did

@@ -24,6 +24,9 @@ class Decision:
     check_at: float = 0.0  # monotonic time of the next look (WAIT, CHANGED)
 
 
+FORMAT_PROOF = "format: size matches the header"  # the reason of a completion by the format's proof
+
+
 def decide(
     window: float,
     stable: Identity,
@@ -46,7 +49,7 @@ def decide(
         # An empty file is a file being created: it has to stay still for the full window.
         format_complete = False
     if format_complete:
-        return Decision(Verdict.COMPLETE, "format: size matches the header")
+        return Decision(Verdict.COMPLETE, FORMAT_PROOF)
     if marker_present:
         return Decision(Verdict.COMPLETE, "marker file present")
     if not current.same_content_as(stable):

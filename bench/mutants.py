@@ -1365,8 +1365,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "a release re-checks the stored copy without the tier's claim: an unmounted share's mount point that"
         " holds a copy written there a moment before passes, and the source is deleted",
         "acqd/pipeline.py",
-        "        if self.guard is not None:\n            self.guard(tier, True)\n        res = check_copy(",
-        "        res = check_copy(",
+        "        if self.guard is not None:\n            self.guard(tier, True)\n"
+        "        res = check_copy(tier, layout, cp, full, just_verified)\n"
+        "        if self.guard is not None and res.problem is None:\n            self.guard(tier, True)\n",
+        "        res = check_copy(tier, layout, cp, full, just_verified)\n",
         (
             "tests/test_inprocess.py::test_a_release_looks_at_the_claim_around_the_copy_check[one-file]",
             "tests/test_inprocess.py::test_a_release_looks_at_the_claim_around_the_copy_check[a-batch]",
@@ -1382,6 +1384,27 @@ MUTANTS: tuple[Mutant, ...] = (
         "                # moment ago would take the copy into its empty mount point, on the local disk\n"
         "                await self._io(self.guard, tier)",
         ("tests/test_inprocess.py::test_a_share_unmounted_a_moment_before_a_write_takes_nothing_onto_the_local_disk",),
+    ),
+    Mutant(
+        "release-right-after-format-proof",
+        "a movie complete by its header's size is released as soon as it is verified: a writer that opens it"
+        " again a moment later (the header's final values, a pre-allocated file's frames) finds no file",
+        "acqd/pipeline.py",
+        "        return c.reason == FORMAT_PROOF and self.mono() - c.since < c.ctx.window\n",
+        "        return False\n",
+        (
+            "tests/test_safeguards.py::test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there[header-fixed-after-close]",
+        ),
+    ),
+    Mutant(
+        "release-look-takes-format-proof",
+        "the look before a held-back release takes the format's proof again: the release waits for ever",
+        "acqd/pipeline.py",
+        "            proof = fmt_ok and not c.release_only\n",
+        "            proof = fmt_ok\n",
+        (
+            "tests/test_safeguards.py::test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there[header-fixed-after-close]",
+        ),
     ),
 )
 

@@ -267,6 +267,58 @@ def test_growing_mrc_movie_ships_once_complete(tmp_path: Path) -> None:
     assert out.read_bytes() == raw
 
 
+@pytest.mark.parametrize("writer", ["header-fixed-after-close", "pre-allocated-then-filled"])
+def test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there(tmp_path: Path, writer: str) -> None:
+    """Found by an adversarial review (twelfth session): an MRC movie complete by its header's size
+    was shipped and released within 0.1 s of its writer closing it, and the writer's next open (to
+    write the header's final values, or to fill the frames of a file it pre-allocated) found no file:
+    the frames it then had were lost. A release now waits for the settle window's stillness, whatever
+    completed the file; what the writer does after shipping is shipped as a new version."""
+    watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
+    text = cfg.read_text().replace("settle: 0.2s", "settle: 1s")
+    cfg.write_text(text.replace("detector: t-movie,", "detector: t-movie, placement: {release_local: after_verify},"))
+    assert "after_verify" in cfg.read_text()
+    [movie] = simulate(
+        "gatan-k3", tmp_path / "staging", SimSpec(files=1, frames=4, height=64, width=64, temp_rename=False)
+    )
+    raw = movie.read_bytes()
+    header = 1024 + int.from_bytes(raw[92:96], "little")
+    target = watch / "sess" / movie.name
+    target.parent.mkdir()
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
+        time.sleep(0.5)
+        if writer == "header-fixed-after-close":
+            target.write_bytes(raw[:200] + b"\0" * 24 + raw[224:])  # a label the writer fills in at the end
+            final = raw
+        else:
+            with open(target, "wb") as f:  # the header, then the file's full size, all zeros
+                f.write(raw[:header])
+                f.truncate(len(raw))
+            final = raw
+        time.sleep(0.6)  # within the 1 s window: the writer opens it again
+        with open(target, "r+b") as f:  # FileNotFoundError if it was released under the writer
+            if writer == "header-fixed-after-close":
+                f.seek(200)
+                f.write(raw[200:224])
+            else:
+                f.seek(header)
+                f.write(raw[header:])
+        wait_for(lambda: not target.exists(), 60, "the final movie shipped and released")
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    rows = journal_rows(state)
+    rel = f"sess/{movie.name}"
+    last = max(v for r, _s, _w, v in rows if r == rel)
+    out = tmp_path / "restored.mrc"
+    r = run_acqd("restore", rel, str(out), "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == final, f"the released file's last version is not what the writer wrote ({rows})"
+    assert [s for r_, s, _w, v in rows if r_ == rel and v == last] == ["released"], rows
+
+
 def test_temporary_of_a_vanished_file_is_removed_at_start(tmp_path: Path) -> None:
     """A crash after the temporary was written (before its rename), then the source is gone when
     acqd starts again: the start-up cleanup removes the temporary (nothing re-ships over it)."""
