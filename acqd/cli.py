@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import socket
+import stat as stat_mod
 import sys
 import time
 from collections.abc import Iterator
@@ -673,10 +674,24 @@ def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> No
         return
     try:
         for row, copy, why in damaged:
-            if j.copy_damaged(row.id, copy.id, why) is not None:
+            became = _source_as_shipped(row)
+            if became is not None and not became.startswith("could not"):
+                others = [c for c in j.copies_of(row.id) if c.state == "verified" and c.id != copy.id]
+                where = f"its other copies: {', '.join(c.tier for c in others)}" if others else "no other copy"
+                lost = j.copy_lost_for_good(row.id, copy.id, f"{why}; its source is {became}: {where}")
+                if lost is not None:
+                    err.print(
+                        f"  -> {row.relpath!r} (version {row.version}): copy recorded lost, and its source is "
+                        f"{became}: nothing can ship this version again ({where}); restore it from another copy "
+                        "or a backup. Quarantined: `acqd status` lists it",
+                        markup=False,
+                    )
+                    continue
+            elif j.copy_damaged(row.id, copy.id, why) is not None:
+                note = f" ({became})" if became else ""
                 err.print(
-                    f"  -> {row.relpath!r}: copy recorded lost; its source is still on the acquisition disk: never "
-                    "released for this copy, shipped again (by the running daemon, or the next `acqd run`)",
+                    f"  -> {row.relpath!r}: copy recorded lost; its source is still on the acquisition disk{note}: "
+                    "never released for this copy, shipped again (by the running daemon, or the next `acqd run`)",
                     markup=False,
                 )
                 continue
@@ -698,6 +713,23 @@ def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> No
                 err.print(f"  -> {row.relpath!r} is {fresh.state} now: not recorded", markup=False)
     finally:
         j.close()
+
+
+def _source_as_shipped(row: FileRow) -> str | None:
+    """None if the file is on the acquisition disk as it was shipped (same inode, size, mtime and
+    ctime); else what became of it ("no longer on the acquisition disk", "changed …"), or why this
+    user cannot tell ("could not be looked at …": treated as there, the daemon decides)."""
+    from acqd.watcher import identity_of
+
+    try:
+        st = os.lstat(os.path.join(row.root, row.relpath))
+    except FileNotFoundError:
+        return "no longer on the acquisition disk"
+    except OSError as exc:
+        return f"could not be looked at by this user: {exc.strerror}"
+    if not stat_mod.S_ISREG(st.st_mode) or not identity_of(st).same_content_as(row.identity):
+        return "changed on the acquisition disk since it was shipped (a newer version, or another file, is there)"
+    return None
 
 
 @app.command()

@@ -212,6 +212,10 @@ _FILE_COLS = (
     "id, root, relpath, version, state, reason, size, mtime_ns, inode, ctime_ns, checksum, detector, "
     "session, attempts, first_seen, updated, device"
 )
+#: a superseded version quarantined because its copy was lost with its source (`copy_lost_for_good`)
+_LOST_FOR_GOOD = (
+    "state = 'quarantined' AND EXISTS (SELECT 1 FROM copies c WHERE c.file_id = files.id AND c.state = 'lost')"
+)
 _COPY_COLS = (
     "id, file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state, stored_at, verified_at,"
     " stored_checksum"
@@ -555,6 +559,24 @@ class Journal:
             self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)
             return self._get(file_id)
 
+    def copy_lost_for_good(self, file_id: int, copy_id: int, reason: str) -> FileRow | None:
+        """`acqd verify` found the verified copy of a file not yet released damaged, and its source is
+        no longer on the acquisition disk as it was shipped (deleted, or a newer version there): this
+        version has no copy left that acqd knows. The row is quarantined with the reason, so that
+        `acqd status`, the quarantine metric and its alert keep saying so (not `seen`, which the next
+        scan would turn into "vanished" and forget). None as for `copy_damaged`."""
+        with self._tx() as db:
+            row = self._get(file_id)
+            if row.state is not State.VERIFIED:
+                return None
+            if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():
+                return None
+            self._set(row, State.QUARANTINED, reason)
+            db.execute("UPDATE copies SET state = 'lost', stored_checksum = NULL WHERE id = ?", (copy_id,))
+            db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
+            self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)
+            return self._get(file_id)
+
     def mark_complete(self, file_id: int, identity: Identity, reason: str) -> FileRow:
         """The file settled: record the identity it settled at (what release compares against)."""
         with self._tx():
@@ -813,7 +835,7 @@ class Journal:
         out: dict[str, dict[str, int]] = {}
         q = (
             "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE current = 1 OR state IN "
-            "('verified', 'released') GROUP BY state"
+            f"('verified', 'released') OR ({_LOST_FOR_GOOD}) GROUP BY state"
         )
         for state, n, size in self._db.execute(q):
             out[state] = {"files": int(n), "bytes": int(size)}
@@ -823,9 +845,15 @@ class Journal:
         r = self._db.execute("SELECT COALESCE(SUM(stored_bytes), 0) FROM copies WHERE state = 'verified'").fetchone()
         return int(r[0])
 
-    def quarantined(self) -> list[FileRow]:
-        q = f"SELECT {_FILE_COLS} FROM files WHERE current = 1 AND state = 'quarantined' ORDER BY relpath"
-        return [_file_row(r) for r in self._db.execute(q)]
+    def quarantined(self) -> list[tuple[FileRow, bool]]:
+        """The quarantined files (current versions, and superseded ones whose copy was lost with their
+        source: `copy_lost_for_good`), each with whether it is the path's current version."""
+        q = (
+            f"SELECT {_FILE_COLS}, current FROM files WHERE state = 'quarantined' AND (current = 1 OR "
+            f"{_LOST_FOR_GOOD}) ORDER BY relpath, version"
+        )
+        n = len(_FILE_COLS.split(","))
+        return [(_file_row(r[:n]), bool(r[n])) for r in self._db.execute(q)]
 
     def session_files(self, root: str, session: str) -> list[tuple[FileRow, CopyRow]]:
         q = (
@@ -1345,7 +1373,10 @@ def summary(journal: Journal) -> dict[str, Any]:
         "pace": json.loads(pace) if pace else None,
         "states": journal.counts(),
         "stored_bytes": journal.stored_bytes(),
-        "quarantined": [{"path": r.relpath, "reason": r.reason} for r in journal.quarantined()],
+        "quarantined": [
+            {"path": r.relpath if current else f"{r.relpath} (version {r.version})", "reason": r.reason}
+            for r, current in journal.quarantined()
+        ],
     }
     catalog = outbox_state(journal)
     if catalog["cap"] is not None:  # a catalog is configured

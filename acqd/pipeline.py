@@ -1076,11 +1076,7 @@ class Pipeline:
             if c.settled:  # changed while waiting for a retry: settle afresh
                 c.settled = False
                 c.release_only = False
-            # a release waits for stillness: the format's proof says the content is all there, not that
-            # the writer is done with the file (it may open it again to fix the header, or fill a file
-            # it pre-allocated; a release in between would take the file from under it)
-            proof = fmt_ok and not c.release_only
-            d = decide(c.ctx.window, c.stable, c.since, current, now, format_complete=proof, marker_present=marker)
+            d = decide(c.ctx.window, c.stable, c.since, current, now, format_complete=fmt_ok, marker_present=marker)
             verdict, why = d.verdict, d.reason
             if verdict in (Verdict.WAIT, Verdict.CHANGED):
                 if verdict is Verdict.CHANGED and current is not None:
@@ -2146,8 +2142,8 @@ class Pipeline:
     def _too_soon(self, c: Candidate) -> bool:
         """Completed by its format's proof less than a settle window ago: a writer on this PC that
         closes the file and opens it again (to write the header's final values, or to fill a file it
-        pre-allocated) must find it there. A release waits until the file has been still for the
-        window, as every other completion does (the look after it does not take the proof)."""
+        pre-allocated) must find it there. Such a release is looked at again a window later
+        (`_release_later_for`), with every check from the start (its writers, its identity)."""
         return c.reason == FORMAT_PROOF and self.mono() - c.since < c.ctx.window
 
     def _release_later_for(self, c: Candidate) -> None:

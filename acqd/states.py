@@ -23,7 +23,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.SEEN: frozenset({S.SEEN, S.COMPLETE, S.QUARANTINED, S.VANISHED}),
     S.COMPLETE: frozenset({S.SEEN, S.COMPLETE, S.STORED, S.QUARANTINED, S.VANISHED}),
     S.STORED: frozenset({S.SEEN, S.COMPLETE, S.VERIFIED, S.QUARANTINED, S.VANISHED}),
-    S.VERIFIED: frozenset({S.RELEASED, S.SEEN}),  # seen: the stored copy was lost before the release
+    # seen: the stored copy was lost before the release (shipped again); quarantined: lost, and the
+    # source is no longer on the acquisition disk as shipped (nothing can ship it again: a person acts)
+    S.VERIFIED: frozenset({S.RELEASED, S.SEEN, S.QUARANTINED}),
     S.RELEASED: frozenset(),
     S.QUARANTINED: frozenset({S.SEEN}),
     S.VANISHED: frozenset({S.SEEN}),

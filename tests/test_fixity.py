@@ -383,3 +383,40 @@ def test_restore_says_when_a_path_has_other_versions(tmp_path: Path) -> None:
     assert (tmp_path / "back.dat").read_bytes() == f.read_bytes()
     r = run_acqd("restore", "s1/log.dat", str(tmp_path / "one.dat"), "--state-dir", str(state), "--version", "1")
     assert r.returncode == 0 and (tmp_path / "one.dat").read_bytes() == b"first part\n" * 100
+
+
+def test_verify_says_a_lost_copy_whose_source_is_gone_or_changed_cannot_be_shipped_again(tmp_path: Path) -> None:
+    """Found by an adversarial review (twelfth session): with release off, a copy found missing whose
+    source the user had deleted was "recorded lost … shipped again"; the next run marked the file
+    vanished and a second `acqd verify` said "0 failed": the loss was said once, wrongly, then
+    forgotten. The same for an old version whose path holds a newer one. Now verify says that nothing
+    can ship it again, and the row is quarantined: `acqd status` keeps saying it, after any run."""
+    w, d, st = tmp_path / "w", tmp_path / "d", tmp_path / "state"
+    (w / "s").mkdir(parents=True)
+    (w / "s" / "kept.bin").write_bytes(b"kept on the PC " * 100)
+    (w / "s" / "deleted.bin").write_bytes(b"deleted by its owner " * 100)
+    (w / "s" / "rewritten.bin").write_bytes(b"first version " * 100)
+    quick = ["--watch", str(w), "--dest", str(d), "--state-dir", str(st), "--instrument", "scope", "--settle", "0.2s"]
+    assert run_acqd("run", "--once", *quick).returncode == 0
+    (w / "s" / "deleted.bin").unlink()
+    (w / "s" / "rewritten.bin").write_bytes(b"second version, longer " * 100)
+    assert run_acqd("run", "--once", *quick).returncode == 0  # the second version shipped beside the first
+    for name in ("kept.bin", "deleted.bin", "rewritten.bin"):
+        (d / "scope" / "s" / name).unlink()  # the copies gone from the tier (rewritten.bin: version 1's)
+    r = run_acqd("verify", "--state-dir", str(st))
+    assert r.returncode == 1 and "3 failed (3 missing)" in r.stdout, r.stdout + r.stderr
+    said = {}  # what verify says of each file (rich may wrap a long line)
+    for part in " ".join(r.stderr.split()).split("-> ")[1:]:
+        said[part.split("'")[1]] = part
+    lines = {k: [said.get(f"s/{k}.bin", "")] for k in ("kept", "deleted", "rewritten")}
+    assert "shipped again" in lines["kept"][0], r.stderr
+    assert "no longer on the acquisition disk" in lines["deleted"][0] and "nothing can ship" in lines["deleted"][0]
+    assert "changed on the acquisition disk" in lines["rewritten"][0] and "version 1" in lines["rewritten"][0]
+    assert "shipped again" not in lines["deleted"][0] + lines["rewritten"][0]
+    assert run_acqd("run", "--once", *quick).returncode == 0  # kept.bin ships again; the others cannot
+    assert (d / "scope" / "s" / "kept.bin").exists()
+    r = run_acqd("status", "--state-dir", str(st))
+    assert "quarantined: 's/deleted.bin'" in r.stdout, r.stdout
+    assert "quarantined: 's/rewritten.bin (version 1)'" in r.stdout, r.stdout
+    r = run_acqd("verify", "--state-dir", str(st))
+    assert r.returncode == 0, r.stdout + r.stderr  # nothing verified is missing now; the losses stay in status

@@ -275,7 +275,7 @@ def test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there(tmp_pa
     the frames it then had were lost. A release now waits for the settle window's stillness, whatever
     completed the file; what the writer does after shipping is shipped as a new version."""
     watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
-    text = cfg.read_text().replace("settle: 0.2s", "settle: 1s")
+    text = cfg.read_text().replace("settle: 0.2s", "settle: 5s")
     cfg.write_text(text.replace("detector: t-movie,", "detector: t-movie, placement: {release_local: after_verify},"))
     assert "after_verify" in cfg.read_text()
     [movie] = simulate(
@@ -290,18 +290,22 @@ def test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there(tmp_pa
         wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
         time.sleep(0.5)
         if writer == "header-fixed-after-close":
-            target.write_bytes(raw[:200] + b"\0" * 24 + raw[224:])  # a label the writer fills in at the end
+            assert raw[224:304].strip(b"\0 ")  # the first label: written by the simulator
+            target.write_bytes(raw[:224] + b"\0" * 80 + raw[304:])  # a label the writer fills in at the end
             final = raw
         else:
             with open(target, "wb") as f:  # the header, then the file's full size, all zeros
                 f.write(raw[:header])
                 f.truncate(len(raw))
             final = raw
-        time.sleep(0.6)  # within the 1 s window: the writer opens it again
+        rel = f"sess/{movie.name}"
+        # shipped and verified (the release was next, at once), within the 5 s window: the writer opens it again
+        wait_for(lambda: journal_states(state).get(rel) in ("verified", "released"), 30, "the movie verified", d)
+        time.sleep(0.3)
         with open(target, "r+b") as f:  # FileNotFoundError if it was released under the writer
             if writer == "header-fixed-after-close":
-                f.seek(200)
-                f.write(raw[200:224])
+                f.seek(224)
+                f.write(raw[224:304])
             else:
                 f.seek(header)
                 f.write(raw[header:])
@@ -310,7 +314,6 @@ def test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there(tmp_pa
         code, err = d.terminate()
     assert code == 0, err
     rows = journal_rows(state)
-    rel = f"sess/{movie.name}"
     last = max(v for r, _s, _w, v in rows if r == rel)
     out = tmp_path / "restored.mrc"
     r = run_acqd("restore", rel, str(out), "--config", str(cfg))

@@ -301,7 +301,7 @@ class JournalData:
         ws = _warnings(self.journal)
         holds, ended = _holds(self.journal, now), _ended(self.journal, ws, now)
         f = view.facility(self.instrument, policy, _items(self.journal), holds, ws, now, ended=ended)
-        f.quarantined = [(self.instrument, r.relpath, r.reason or "") for r in self.journal.quarantined()]
+        f.quarantined = [(self.instrument, r.relpath, r.reason or "") for r, _current in self.journal.quarantined()]
         f.requests = [
             Request(
                 ts,
