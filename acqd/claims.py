@@ -408,12 +408,21 @@ def adopt(
                 log.warning("adopt: %s unreadable (%s); skipped", tier.url(rel), exc)
                 counts["skipped"] += 1
                 continue
-            if doc.get("instrument") != claim.instrument or doc.get("watch_root") not in roots:
+            mine = doc.get("instrument") == claim.instrument
+            named = _entry_roots(doc)  # each entry's watch root (a manifest may hold several roots' files)
+            if not mine or not set(named) & set(roots):
                 log.warning("adopt: %s belongs to another instrument or watch root; skipped", tier.url(rel))
                 counts["skipped"] += 1
-                if doc.get("instrument") == claim.instrument and isinstance(doc.get("watch_root"), str):
-                    elsewhere.add(doc["watch_root"])
+                if mine:
+                    elsewhere.update(named)
                 continue
+            if set(named) - set(roots):
+                log.warning(
+                    "adopt: %s: the files of watch root(s) %s skipped (not configured here)",
+                    tier.url(rel),
+                    ", ".join(sorted(set(named) - set(roots))),
+                )
+                counts["skipped"] += sum(n for r, n in named.items() if r not in roots)
             found[name].append((rel, doc))
     if elsewhere and not any(found.values()):
         # taking the prefix over while importing nothing would lock the daemon that shipped it out
@@ -427,21 +436,56 @@ def adopt(
     for name, tier in tiers.items():
         for rel, doc in found[name]:
             counts["manifests"] += 1
-            root = roots[doc["watch_root"]]
-            entries = [e for e in doc.get("files", []) if isinstance(e, dict)]
-            fits = [e for e in entries if _adoptable(e, claim.instrument)]
-            if len(fits) < len(entries):
-                # a manifest is a file at the destination that anyone who can write there can edit: an
-                # entry naming another instrument's object, or a path out of the tier, would become a
-                # copy that retention later moves or purges
-                log.warning(
-                    "adopt: %s: %d entr%s outside %s/ (or with '..', or not named) skipped",
-                    tier.url(rel),
-                    len(entries) - len(fits),
-                    "y" if len(entries) - len(fits) == 1 else "ies",
-                    claim.instrument,
-                )
-                counts["skipped"] += len(entries) - len(fits)
-            counts["files"] += journal.adopt_manifest(root, name, fits, _proven(root, fits, stat))
+            shipped_from = doc.get("watch_root")
+            by_root: dict[str, list[dict[str, Any]]] = {}
+            for e in doc.get("files", []):
+                where = e.get("watch_root", shipped_from) if isinstance(e, dict) else None
+                if isinstance(where, str) and where in roots:
+                    by_root.setdefault(where, []).append(e)
+            for where, entries in sorted(by_root.items()):
+                counts["files"] += _adopt_entries(journal, roots[where], name, tier, rel, entries, claim, counts, stat)
         write_claim(tier, claim, replace=True)
     return counts
+
+
+def _entry_roots(doc: dict[str, Any]) -> dict[str, int]:
+    """How many entries of a manifest each watch root shipped (an entry's own `watch_root`, else the
+    manifest's)."""
+    top = doc.get("watch_root")
+    out: dict[str, int] = {}
+    for e in doc.get("files", []) if isinstance(doc.get("files"), list) else []:
+        if isinstance(e, dict):
+            r = e.get("watch_root", top)
+            if isinstance(r, str):
+                out[r] = out.get(r, 0) + 1
+    if not out and isinstance(top, str):
+        out[top] = 0
+    return out
+
+
+def _adopt_entries(
+    journal: Journal,
+    root: str,
+    name: str,
+    tier: Tier,
+    rel: str,
+    entries: list[dict[str, Any]],
+    claim: Claim,
+    counts: dict[str, int],
+    stat: Callable[[str], Any],
+) -> int:
+    """Import one watch root's entries of a manifest; how many copies were imported."""
+    fits = [e for e in entries if _adoptable(e, claim.instrument)]
+    if len(fits) < len(entries):
+        # a manifest is a file at the destination that anyone who can write there can edit: an
+        # entry naming another instrument's object, or a path out of the tier, would become a
+        # copy that retention later moves or purges
+        log.warning(
+            "adopt: %s: %d entr%s outside %s/ (or with '..', or not named) skipped",
+            tier.url(rel),
+            len(entries) - len(fits),
+            "y" if len(entries) - len(fits) == 1 else "ies",
+            claim.instrument,
+        )
+        counts["skipped"] += len(entries) - len(fits)
+    return journal.adopt_manifest(root, name, fits, _proven(root, fits, stat))

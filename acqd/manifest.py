@@ -43,8 +43,33 @@ def manifest_path(base: str, session: str) -> str:
     return manifest_name(base, session)
 
 
-def build(instrument: str, session: str, watch_root: str, entries: Iterable[ManifestEntry], now: float) -> bytes:
-    files = [
+def other_roots(doc: object, watch_root: str) -> list[dict[str, object]]:
+    """The entries of a manifest already at the destination that another watch root shipped (the
+    same prefix and session: a watch root whose path changed, or a PC that took over): they are
+    kept when this root writes the manifest again, each naming its own root."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        return []
+    top = doc.get("watch_root")
+    out = []
+    for e in doc["files"]:
+        if not isinstance(e, dict):
+            continue
+        root = e.get("watch_root", top)
+        if isinstance(root, str) and root != watch_root:
+            out.append({**e, "watch_root": root})
+    return out
+
+
+def build(
+    instrument: str,
+    session: str,
+    watch_root: str,
+    entries: Iterable[ManifestEntry],
+    now: float,
+    others: Iterable[dict[str, object]] = (),
+) -> bytes:
+    """The manifest of `watch_root`'s files of `session`, with `others` (`other_roots`) kept beside them."""
+    files: list[dict[str, object]] = [
         {
             "source": e.source,
             "version": e.version,
@@ -65,6 +90,7 @@ def build(instrument: str, session: str, watch_root: str, entries: Iterable[Mani
         }
         for e in entries
     ]
+    files += others
     doc = {
         "schema": SCHEMA,
         "instrument": instrument,
@@ -74,8 +100,8 @@ def build(instrument: str, session: str, watch_root: str, entries: Iterable[Mani
         "files": files,
         "totals": {
             "files": len(files),
-            "source_bytes": sum(f["source_bytes"] for f in files),  # type: ignore[misc]
-            "stored_bytes": sum(f["stored_bytes"] for f in files),  # type: ignore[misc]
+            "source_bytes": sum(int(f.get("source_bytes") or 0) for f in files),  # type: ignore[call-overload]
+            "stored_bytes": sum(int(f.get("stored_bytes") or 0) for f in files),  # type: ignore[call-overload]
         },
     }
     return json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8")

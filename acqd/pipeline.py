@@ -64,7 +64,7 @@ from acqd.layouts.stream import (
 )
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
-from acqd.manifest import ManifestEntry, build, manifest_path
+from acqd.manifest import ManifestEntry, build, manifest_path, other_roots
 from acqd.naming import aside_inode, is_release_aside, stored_name
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
@@ -436,6 +436,8 @@ class Pipeline:
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
         #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
         self._tearing: dict[tuple[int, str], asyncio.Event] = {}
+        #: manifests' entries from other watch roots, kept when they are written again (by tier, path)
+        self._other_roots: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._unstreamed: dict[tuple[int, str], int] = {}  # file -> row whose stream was dropped (not again)
         self._tg: asyncio.TaskGroup | None = None
 
@@ -2356,6 +2358,20 @@ class Pipeline:
             if self.stopping.is_set():
                 return
 
+    def _read_other_roots(self, tier: Tier, rel: str, root: str) -> list[dict[str, Any]]:
+        """The entries another watch root put in the manifest at `rel` (acqd.manifest.other_roots);
+        raises a storage error when it is there and cannot be read (not written over, retried)."""
+        if tier.size(rel) is None:
+            return []
+        with tier.open_read(rel) as f:
+            data = f.read()
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            log.warning("%s is not a readable manifest: written again from the journal", tier.url(rel))
+            return []
+        return other_roots(doc, root)
+
     async def flush_manifests(self) -> None:
         if self.halted is not None:  # the destination is not this daemon's any more
             return
@@ -2375,12 +2391,30 @@ class Pipeline:
                 self._dirty.add((index, session))
                 continue
 
+            mpath = manifest_path(self._base(ctx), session)
+            others = self._other_roots.get((ctx.tier.name, mpath))
+            if others is None:  # read once per run: only this daemon writes under its prefix
+                try:
+                    others = await self._io(self._read_other_roots, ctx.tier, mpath, ctx.root)
+                except AcqdError as exc:
+                    self.repeats.error(
+                        "manifest",
+                        _PATHLIKE.sub("…", str(exc)),
+                        "manifest of session %r not written (retried): %s",
+                        session,
+                        exc,
+                    )
+                    self._dirty.add((index, session))
+                    continue
+                self._other_roots[(ctx.tier.name, mpath)] = others
+
             def render(
                 pairs: list[tuple[FileRow, Any]] = pairs,
                 session: str = session,
                 root: str = ctx.root,
                 notes: dict[int, str] = notes,
                 whys: dict[int, str] = whys,
+                others: list[dict[str, Any]] = others,
             ) -> bytes:
                 entries = [
                     ManifestEntry(
@@ -2402,7 +2436,7 @@ class Pipeline:
                     )
                     for f, cp in pairs
                 ]
-                return build(self.instrument, session, root, entries, self.clock())
+                return build(self.instrument, session, root, entries, self.clock(), others)
 
             doc = await self._io(render)  # a big session's manifest is built off the event loop
             try:

@@ -760,8 +760,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "adopt-foreign-dest",
         "`acqd adopt` imports manifest entries whose copy lies outside the instrument's prefix",
         "acqd/claims.py",
-        "            fits = [e for e in entries if _adoptable(e, claim.instrument)]\n",
-        "            fits = entries\n",
+        "    fits = [e for e in entries if _adoptable(e, claim.instrument)]\n",
+        "    fits = entries\n",
         ("tests/test_retention_deletes.py::test_acqd_adopt_never_records_a_copy_outside_the_instruments_prefix",),
     ),
     Mutant(
@@ -1101,7 +1101,18 @@ MUTANTS: tuple[Mutant, ...] = (
         "                return None\n            self._set(row, State.SEEN, reason, attempts=0)\n",
         "            self._set(row, State.SEEN, reason, attempts=0)\n"
         '            db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))\n',
-        ("tests/test_fixity.py::test_verify_never_drops_the_intent_of_a_release_in_progress",),
+        ("tests/test_fixity.py::test_verify_never_drops_the_intent_of_a_release_in_progress[there]",),
+    ),
+    Mutant(
+        "verify-lost-for-good-drops-a-release-intent",
+        "`acqd verify` quarantines a file being released whose source looks gone (moved aside by the release),"
+        " dropping the release's intent: the source stays under its hidden name",
+        "acqd/journal.py",
+        '            if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():\n'
+        "                return None\n            self._set(row, State.QUARANTINED, reason)\n",
+        "            self._set(row, State.QUARANTINED, reason)\n"
+        '            db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))\n',
+        ("tests/test_fixity.py::test_verify_never_drops_the_intent_of_a_release_in_progress[moved-aside]",),
     ),
     Mutant(
         "marker-not-waking",
@@ -1402,6 +1413,17 @@ MUTANTS: tuple[Mutant, ...] = (
         '            if became is not None and not became.startswith("could not"):\n',
         "            if False:\n",
         ("tests/test_fixity.py::test_verify_says_a_lost_copy_whose_source_is_gone_or_changed_cannot_be_shipped_again",),
+    ),
+    Mutant(
+        "manifest-drops-other-roots",
+        "a session manifest written again keeps only this watch root's files: another root's (a root whose"
+        " path changed, same prefix) are in no manifest, and `acqd adopt` cannot find them",
+        "acqd/pipeline.py",
+        "        return other_roots(doc, root)\n",
+        "        return []\n",
+        (
+            "tests/test_robust.py::test_a_watch_root_whose_path_changed_keeps_the_other_roots_files_in_the_session_manifest",
+        ),
     ),
 )
 

@@ -314,12 +314,20 @@ def test_a_copy_verify_finds_damaged_never_releases_its_source_and_is_shipped_ag
     assert r.returncode == 0 and out.read_bytes() == good, r.stderr  # the good bytes, from a copy shipped again
 
 
-def test_verify_never_drops_the_intent_of_a_release_in_progress(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["there", "moved-aside"])
+def test_verify_never_drops_the_intent_of_a_release_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
     """Found by a review of this change: `acqd verify` beside a daemon that had begun releasing the
     file (its intent recorded, the source moved aside under a hidden name) dropped the intent with
     which the next start puts the source back: the only intact bytes stayed hidden. A release in
-    progress is left to the daemon, and said."""
+    progress is left to the daemon, and said: whether verify finds the source under its name (not
+    yet moved) or not (moved aside, which looks like a source deleted)."""
+    import acqd.cli
     from acqd.cli import _record_damaged
+
+    if source == "there":
+        monkeypatch.setattr(acqd.cli, "_source_as_shipped", lambda row: None)
     from acqd.daemon import journal_path
     from acqd.journal import Observation
     from acqd.values import Identity, SourceRef, WriteResult

@@ -30,6 +30,7 @@ LEGAL = {
     (S.STORED, S.SEEN),
     (S.VERIFIED, S.RELEASED),
     (S.VERIFIED, S.SEEN),  # the stored copy was found gone before the release: shipped again
+    (S.VERIFIED, S.QUARANTINED),  # ... and the source is gone too: said, for a person (acqd verify)
     (S.QUARANTINED, S.SEEN),
     (S.VANISHED, S.SEEN),
 }
@@ -46,7 +47,7 @@ def test_transition_table(old: State, new: State) -> None:
 
 
 def test_no_way_back_from_verified_except_release_or_a_lost_copy() -> None:
-    assert TRANSITIONS[S.VERIFIED] == {S.RELEASED, S.SEEN}
+    assert TRANSITIONS[S.VERIFIED] == {S.RELEASED, S.SEEN, S.QUARANTINED}
     assert TRANSITIONS[S.RELEASED] == frozenset()
 
 

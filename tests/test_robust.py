@@ -691,3 +691,39 @@ def test_adopt_from_another_watch_path_claims_nothing_and_an_adopted_journal_kno
     assert r.returncode == 0 and (tmp_path / "back.dat").read_bytes() == kept.read_bytes(), r.stderr
     r = run_acqd("verify", "--state-dir", str(tmp_path / "new"))
     assert r.returncode == 0 and "1 copies OK" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_watch_root_whose_path_changed_keeps_the_other_roots_files_in_the_session_manifest(tmp_path: Path) -> None:
+    """Found by an adversarial review (twelfth session): two watch roots on one prefix over time (the
+    data disk mounted at another path) wrote the same session manifest, each with only its own files:
+    the first root's released file was then in no manifest, and `acqd adopt` could not find it. A
+    manifest written again now keeps the entries another root put in it, each naming its root."""
+    import json
+
+    a, b, central, state = tmp_path / "a", tmp_path / "b", tmp_path / "central", tmp_path / "state"
+    for root, name in ((a, "a.dat"), (b, "b.dat")):
+        (root / "s1").mkdir(parents=True)
+        (root / "s1" / name).write_bytes(os.urandom(4000))
+    kept = (a / "s1" / "a.dat").read_bytes()
+    quick = ("--dest", str(central), "--instrument", "scope", "--state-dir", str(state), "--settle", "0.2s")
+    r = run_acqd("run", "--once", "--watch", str(a), *quick, "--release")
+    assert r.returncode == 0 and "1 released" in r.stdout, r.stdout + r.stderr
+    r = run_acqd("run", "--once", "--watch", str(b), *quick)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((central / "scope" / "s1" / "~acqd-manifest.json").read_text())
+    listed = {(f["source"], f.get("watch_root", doc["watch_root"])) for f in doc["files"]}
+    assert listed == {("s1/a.dat", str(a)), ("s1/b.dat", str(b))}, doc
+    r = run_acqd(
+        "adopt",
+        "--watch",
+        str(a),
+        "--dest",
+        str(central),
+        "--instrument",
+        "scope",
+        "--state-dir",
+        str(tmp_path / "new"),
+    )
+    assert r.returncode == 0 and "adopted 1 stored file(s)" in r.stdout, r.stdout + r.stderr
+    r = run_acqd("restore", "s1/a.dat", str(tmp_path / "back.dat"), "--state-dir", str(tmp_path / "new"))
+    assert r.returncode == 0 and (tmp_path / "back.dat").read_bytes() == kept, r.stderr
