@@ -599,7 +599,10 @@ class Pipeline:
             and self._busy == 0
             and not self.in_flight
             and self.ready.empty()
-            and all(c.settled and c.row.attempts > 0 for c in self.candidates.values())
+            and all(
+                (c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id
+                for c in self.candidates.values()
+            )
         )
 
     async def _once_monitor(self) -> None:
@@ -614,11 +617,18 @@ class Pipeline:
                 and self.only_retries_left()
             ):
                 self.outcome_code = 1
+                open_now = sorted(c.rel for c in self.candidates.values() if self._awaited.get(c.key) == c.row.id)
+                writing = (
+                    f"; {len(open_now)} still open for writing by a process here ({', '.join(map(repr, open_now[:5]))})"
+                    if open_now
+                    else ""
+                )
                 log.error(
-                    "giving up after %.0fs: %d file(s) not shipped (%s); they stay pending for the next run",
+                    "giving up after %.0fs: %d file(s) not shipped (%s%s); they stay pending for the next run",
                     self.retry_for,
                     len(self.candidates),
-                    self.stats.last_error,
+                    self.stats.last_error or "no error",
+                    writing,
                 )
                 break
         self.stop()
@@ -1597,6 +1607,8 @@ class Pipeline:
                 now = self.mono()
                 said = self._awaited.get(c.key) == c.row.id  # once per version, then at every look in DEBUG
                 self._awaited[c.key] = c.row.id
+                while len(self._awaited) > UNSTREAMED_MAX:  # a long-running daemon's: bounded
+                    self._awaited.pop(next(iter(self._awaited)))
                 log.log(
                     logging.DEBUG if said else logging.INFO,
                     "%r: %s; a process has it open for writing: waiting for it",

@@ -1425,6 +1425,14 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/test_robust.py::test_a_watch_root_whose_path_changed_keeps_the_other_roots_files_in_the_session_manifest",
         ),
     ),
+    Mutant(
+        "once-waits-for-writers-for-ever",
+        "`run --once --retry-for` never ends while a process here holds a file open for writing",
+        "acqd/pipeline.py",
+        "                (c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id\n",
+        "                (c.settled and c.row.attempts > 0)\n",
+        ("tests/test_robust.py::test_once_gives_up_on_a_movie_still_open_for_writing_after_retry_for",),
+    ),
 )
 
 

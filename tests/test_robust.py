@@ -727,3 +727,31 @@ def test_a_watch_root_whose_path_changed_keeps_the_other_roots_files_in_the_sess
     assert r.returncode == 0 and "adopted 1 stored file(s)" in r.stdout, r.stdout + r.stderr
     r = run_acqd("restore", "s1/a.dat", str(tmp_path / "back.dat"), "--state-dir", str(tmp_path / "new"))
     assert r.returncode == 0 and (tmp_path / "back.dat").read_bytes() == kept, r.stderr
+
+
+def test_once_gives_up_on_a_movie_still_open_for_writing_after_retry_for(tmp_path: Path) -> None:
+    """Found by an adversarial review (twelfth session): `run --once --retry-for 5s` never ended while
+    a process held a truncated MRC open for writing (waited for, as it must be, but for ever). Now the
+    wait counts against --retry-for: exit 1, the file named as still open for writing, nothing lost."""
+    import numpy as np
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    frames = np.random.default_rng(4).poisson(3, (6, 32, 40)).astype(np.uint16)
+    whole = tmp_path / "whole.mrc"
+    import mrcfile
+
+    with mrcfile.new(whole) as m:
+        m.set_data(frames)
+    data = whole.read_bytes()
+    path = acq / "s1" / "movie.mrc"
+    with open(path, "wb") as writer:  # the camera's handle, open for writing throughout
+        writer.write(data[: len(data) - 2 * frames[0].nbytes])
+        writer.flush()
+        r = run_acqd(
+            "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+            "--detector", "falcon", "--settle", "0.3s", "--retry-for", "3s", timeout=60,
+        )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "still open for writing by a process here ('s1/movie.mrc')" in " ".join(r.stderr.split()), r.stderr
+    assert "quarantined" not in r.stderr and path.exists()
