@@ -721,6 +721,8 @@ def _source_as_shipped(row: FileRow) -> str | None:
     user cannot tell ("could not be looked at …": treated as there, the daemon decides)."""
     from acqd.watcher import identity_of
 
+    if not os.path.isdir(row.root):  # the acquisition disk not mounted, or verify run on another PC
+        return f"could not be looked at: its watch root {row.root} is not there"
     try:
         st = os.lstat(os.path.join(row.root, row.relpath))
     except FileNotFoundError:

@@ -33,10 +33,11 @@ from acqd.values import Outcome
 MARKER = ".acqd-demo"
 CAMERAS = (
     # (watch folder, detector, spec, settle window)
-    # The K3's movies complete by their MRC header (settle.format: mrc); the window only decides when a
-    # movie that stopped growing counts as complete, so it must be far longer than the time between two
-    # frames (a simulated 5760x4092 frame takes ~0.7 s of CPU, several seconds on a busy machine).
-    ("k3", "gatan-k3", SimSpec(files=2, frames=4, height=4092, width=5760, seed=3), "60s"),
+    # The K3's movies complete by their MRC header (settle.format: mrc). A movie still for the window
+    # between two frames (a simulated 5760x4092 frame takes ~0.7 s of CPU, several seconds on a busy
+    # machine) reads as truncated while the camera has it open for writing: waited for, not
+    # quarantined. A movie is released once it has also been still for the window (the profile's 5 s).
+    ("k3", "gatan-k3", SimSpec(files=2, frames=4, height=4092, width=5760, seed=3), "5s"),
     # The light-sheet camera writes a stack under a hidden temporary name and renames it when done.
     ("lightsheet", "hamamatsu-orca", SimSpec(files=4, frames=24, height=1024, width=1024, seed=7), "1s"),
 )
@@ -64,12 +65,16 @@ def demo_config(base: Path) -> Config:
     )
 
 
+RELEASE_WAIT = 30.0  # seconds the demo waits, once every file is verified, for their releases
+
+
 @dataclass
 class Tally:
     files: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     quarantined: int = 0
+    released: int = 0
     layouts: set[str] = field(default_factory=set)
     example: str = ""
 
@@ -88,6 +93,8 @@ class DemoReporter:
             t.example = t.example or o.dest
         elif o.kind == "quarantined":
             t.quarantined += 1
+        elif o.kind == "released":
+            t.released += 1
 
 
 def _prepare(base: Path) -> None:
@@ -171,15 +178,23 @@ def run_demo(base: Path, scale: int, rate: float, console: Console) -> int:
         await ready.wait()
         t0 = time.monotonic()
         threading.Thread(target=cameras, name="cameras", daemon=True).start()
+        all_verified: float | None = None
         with Live(_table(rep, written, 0.0), console=console, refresh_per_second=4, transient=True) as live:
             while not task.done():
                 await asyncio.sleep(0.25)
                 live.update(_table(rep, written, time.monotonic() - t0))
                 verified = sum(t.files for t in rep.by_detector.values())
+                released = sum(t.released for t in rep.by_detector.values())
                 quarantined = sum(t.quarantined for t in rep.by_detector.values())
-                # done when every file the cameras wrote is verified; a quarantined file never will be
-                # (it stays on the acquisition disk): then the demo stops and fails
-                if done.is_set() and (verified >= sum(written.values()) or quarantined):
+                # done when every file the cameras wrote is verified and released (a movie its format
+                # proved complete is released once it has been still for its settle window); a
+                # quarantined file never will be (it stays on the acquisition disk): then the demo
+                # stops and fails. A release held longer than RELEASE_WAIT is left to a later run.
+                total = sum(written.values())
+                if done.is_set() and verified >= total and all_verified is None:
+                    all_verified = time.monotonic()
+                waited = all_verified is not None and time.monotonic() - all_verified > RELEASE_WAIT
+                if done.is_set() and ((verified >= total and (released >= total or waited)) or quarantined):
                     daemon.stop()
         result = await task
         console.print(_table(rep, written, time.monotonic() - t0, final=True))

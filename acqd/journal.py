@@ -212,6 +212,8 @@ _FILE_COLS = (
     "id, root, relpath, version, state, reason, size, mtime_ns, inode, ctime_ns, checksum, detector, "
     "session, attempts, first_seen, updated, device"
 )
+#: the reason of a row `copy_lost_for_good` quarantined starts with this (acqd.states.on_observed)
+LOST_FOR_GOOD = "copy lost, its source gone: "
 #: a superseded version quarantined because its copy was lost with its source (`copy_lost_for_good`)
 _LOST_FOR_GOOD = (
     "state = 'quarantined' AND EXISTS (SELECT 1 FROM copies c WHERE c.file_id = files.id AND c.state = 'lost')"
@@ -428,7 +430,13 @@ class Journal:
         with self._tx() as db:
             for ob in observations:
                 row = self.lookup(ob.ref)
-                action = on_observed(row.state if row else None, row.identity if row else None, ob.identity, ob.release)
+                action = on_observed(
+                    row.state if row else None,
+                    row.identity if row else None,
+                    ob.identity,
+                    ob.release,
+                    row is not None and row.state is State.QUARANTINED and (row.reason or "").startswith(LOST_FOR_GOOD),
+                )
                 i = ob.identity
                 if action is Observed.NEW or action is Observed.NEW_VERSION:
                     version = 1
@@ -571,7 +579,7 @@ class Journal:
                 return None
             if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():
                 return None
-            self._set(row, State.QUARANTINED, reason)
+            self._set(row, State.QUARANTINED, f"{LOST_FOR_GOOD}{reason}")
             db.execute("UPDATE copies SET state = 'lost', stored_checksum = NULL WHERE id = ?", (copy_id,))
             db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
             self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)

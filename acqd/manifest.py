@@ -55,9 +55,20 @@ def other_roots(doc: object, watch_root: str) -> list[dict[str, object]]:
         if not isinstance(e, dict):
             continue
         root = e.get("watch_root", top)
-        if isinstance(root, str) and root != watch_root:
+        if isinstance(root, str) and root != watch_root and _well_formed(e):
             out.append({**e, "watch_root": root})
     return out
+
+
+def _well_formed(e: dict[str, object]) -> bool:
+    """An entry as acqd writes one (a manifest at the destination can be edited by anyone who can
+    write there: an entry that is not is dropped rather than let stop every manifest's rewrite)."""
+    texts = all(isinstance(e.get(k), str) for k in ("source", "dest", "tier", "layout", "codec", "checksum"))
+    numbers = all(
+        isinstance(e.get(k), int) and not isinstance(e.get(k), bool)
+        for k in ("version", "source_bytes", "stored_bytes")
+    )
+    return texts and numbers
 
 
 def build(
@@ -100,8 +111,8 @@ def build(
         "files": files,
         "totals": {
             "files": len(files),
-            "source_bytes": sum(int(f.get("source_bytes") or 0) for f in files),  # type: ignore[call-overload]
-            "stored_bytes": sum(int(f.get("stored_bytes") or 0) for f in files),  # type: ignore[call-overload]
+            "source_bytes": sum(int(f["source_bytes"]) for f in files),  # type: ignore[call-overload]
+            "stored_bytes": sum(int(f["stored_bytes"]) for f in files),  # type: ignore[call-overload]
         },
     }
     return json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8")

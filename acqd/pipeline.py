@@ -438,6 +438,9 @@ class Pipeline:
         self._tearing: dict[tuple[int, str], asyncio.Event] = {}
         #: manifests' entries from other watch roots, kept when they are written again (by tier, path)
         self._other_roots: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        #: files completed by their format's proof whose release waits for the settle window: the
+        #: row, and when the window since its content was first seen as it is ends (`_wait_left`)
+        self._format_proven: dict[tuple[int, str], tuple[int, float]] = {}
         self._unstreamed: dict[tuple[int, str], int] = {}  # file -> row whose stream was dropped (not again)
         self._tg: asyncio.TaskGroup | None = None
 
@@ -522,7 +525,12 @@ class Pipeline:
     async def run(self, stop_after: Awaitable[None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await self._warn_if_writers_unseen()
-        await self._reconcile()
+        try:
+            await self._reconcile()
+        except Exception:
+            if self.halted is not None:  # stopped meanwhile (a broken installation): said by the halt
+                return
+            raise
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             self._feeders = [
@@ -590,6 +598,10 @@ class Pipeline:
             and not self.candidates
             and self.ready.empty()
             and not self.in_flight
+            # a release held back for the settle window after a format's proof: `--once` releases it
+            and not any(
+                k in self._release_later and self.mono() < due + 1.0 for k, (_, due) in self._format_proven.items()
+            )
         )
 
     def only_retries_left(self) -> bool:
@@ -1736,11 +1748,11 @@ class Pipeline:
         asks again from the start. Errors are raised once every file has been dealt with."""
         errors: list[BaseException] = []
         slow: list[tuple[Candidate, FileRow]] = []
-        soon = [self._too_soon(c) for c, _row in due]
-        for (c, _row), wait in zip(due, soon, strict=True):
-            if wait:
-                self._release_later_for(c)
-        due = [x for x, wait in zip(due, soon, strict=True) if not wait]
+        soon = [self._wait_left(c, row) for c, row in due]
+        for (c, _row), left in zip(due, soon, strict=True):
+            if left > 0:
+                self._release_later_for(c, left)
+        due = [x for x, left in zip(due, soon, strict=True) if left <= 0]
         if len(due) < 2:
             slow = due
             due = []
@@ -2069,8 +2081,9 @@ class Pipeline:
         ctx = c.ctx
         key = c.key
         path = os.path.join(ctx.root, c.rel)
-        if self._too_soon(c):
-            self._release_later_for(c)
+        left = self._wait_left(c, row)
+        if left > 0:
+            self._release_later_for(c, left)
             return
 
         def refuse(st: os.stat_result) -> str | None:
@@ -2153,14 +2166,29 @@ class Pipeline:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
             self._hint_now(ctx.index, path)
 
-    def _too_soon(self, c: Candidate) -> bool:
-        """Completed by its format's proof less than a settle window ago: a writer on this PC that
-        closes the file and opens it again (to write the header's final values, or to fill a file it
-        pre-allocated) must find it there. Such a release is looked at again a window later
-        (`_release_later_for`), with every check from the start (its writers, its identity)."""
-        return c.reason == FORMAT_PROOF and self.mono() - c.since < c.ctx.window
+    def _wait_left(self, c: Candidate, row: FileRow) -> float:
+        """Seconds before the file of `row`, completed by its format's proof, has been still for its
+        settle window (0: it may be released). A writer on this PC that closes the file and opens it
+        again (to write the header's final values, or to fill a file it pre-allocated) must find it
+        there. The moment it was proven is kept per file version (`_format_proven`): the look after
+        the wait comes as a new candidate, which does not say how the file was completed."""
+        key = c.key
+        if c.reason == FORMAT_PROOF:
+            prev = self._format_proven.get(key)
+            if prev is None or prev[0] != row.id:
+                self._format_proven[key] = (row.id, c.since + c.ctx.window)
+                while len(self._format_proven) > UNSTREAMED_MAX:
+                    self._format_proven.pop(next(iter(self._format_proven)))
+        prev = self._format_proven.get(key)
+        if prev is None or prev[0] != row.id:
+            return 0.0
+        left = prev[1] - self.mono()
+        if left <= 0:
+            self._format_proven.pop(key, None)
+            return 0.0
+        return left
 
-    def _release_later_for(self, c: Candidate) -> None:
+    def _release_later_for(self, c: Candidate, delay: float | None = None) -> None:
         """Look at a held-back release again soon (a writer closing without writing, or a tier that did
         not answer, sends no event); each look goes through the journal from the start."""
         key = c.key
@@ -2173,8 +2201,9 @@ class Pipeline:
             self._release_later.pop(key, None)
             self._hint_now(c.ctx.index, path)
 
-        delay = min(RELEASE_RECHECK_MAX, max(1.0, c.ctx.window))
-        self._release_later[key] = loop.call_later(delay, fire)
+        if delay is None:
+            delay = min(RELEASE_RECHECK_MAX, max(1.0, c.ctx.window))
+        self._release_later[key] = loop.call_later(max(0.05, delay), fire)
 
     async def _check_copy(
         self, ctx: RootCtx, row: FileRow, just_verified: bool, full: bool | None = None

@@ -62,8 +62,12 @@ class Observed(enum.Enum):
     SKIP = "skip"  # shipped (or quarantined) and unchanged: nothing to do
 
 
-def on_observed(state: State | None, known: Identity | None, now: Identity, release: bool) -> Observed:
-    """Pure reconciliation of one observation with the journal (restart safety lives here)."""
+def on_observed(
+    state: State | None, known: Identity | None, now: Identity, release: bool, lost_for_good: bool = False
+) -> Observed:
+    """Pure reconciliation of one observation with the journal (restart safety lives here).
+    `lost_for_good`: a quarantined row whose verified copy `acqd verify` found bad while its source
+    looked gone or changed (`Journal.copy_lost_for_good`)."""
     if state is None or known is None:
         return Observed.NEW
     same = now.same_content_as(known)
@@ -76,6 +80,10 @@ def on_observed(state: State | None, known: Identity | None, now: Identity, rele
             # not re-ship a whole disk that is kept)
             return Observed.NEW_VERSION
         return Observed.RELEASE if state is S.VERIFIED and release else Observed.SKIP
+    if state is S.QUARANTINED and lost_for_good:
+        # the source is there as it was shipped after all (a disk mounted again): shipped again, the
+        # same version; another file under its name is a new version (the lost one stays said)
+        return Observed.RESET if same else Observed.NEW_VERSION
     if state is S.QUARANTINED:
         # ctime also counts: a chmod that makes an unreadable file readable re-examines it
         return Observed.SKIP if same and now.ctime_ns == known.ctime_ns else Observed.RESET

@@ -859,8 +859,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a retention transition does not look at the tiers' claims: a capacity share unmounted under the daemon"
         " is filled on the local disk and the central copies deleted",
         "acqd/retention.py",
-        "        await self._still_ours(src, dst)\n",
-        "",
+        "        await self._still_ours(src, dst)\n        rel = row.copy.dest\n",
+        "        rel = row.copy.dest\n",
         ("tests/test_retention_deletes.py::test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_share",),
     ),
     Mutant(
@@ -1109,8 +1109,8 @@ MUTANTS: tuple[Mutant, ...] = (
         " dropping the release's intent: the source stays under its hidden name",
         "acqd/journal.py",
         '            if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():\n'
-        "                return None\n            self._set(row, State.QUARANTINED, reason)\n",
-        "            self._set(row, State.QUARANTINED, reason)\n"
+        '                return None\n            self._set(row, State.QUARANTINED, f"{LOST_FOR_GOOD}{reason}")\n',
+        '            self._set(row, State.QUARANTINED, f"{LOST_FOR_GOOD}{reason}")\n'
         '            db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))\n',
         ("tests/test_fixity.py::test_verify_never_drops_the_intent_of_a_release_in_progress[moved-aside]",),
     ),
@@ -1401,9 +1401,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "a movie complete by its header's size is released as soon as it is verified: a writer that opens it"
         " again a moment later (the header's final values, a pre-allocated file's frames) finds no file",
         "acqd/pipeline.py",
-        "        return c.reason == FORMAT_PROOF and self.mono() - c.since < c.ctx.window\n",
-        "        return False\n",
-        ("tests/test_safeguards.py::test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there",),
+        "        left = self._wait_left(c, row)\n        if left > 0:\n            self._release_later_for(c, left)\n"
+        "            return\n",
+        "",
+        (
+            "tests/test_safeguards.py::test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there",
+            "tests/test_safeguards.py::test_a_format_complete_movie_is_released_after_its_whole_settle_window_even_a_long_one",
+        ),
     ),
     Mutant(
         "lost-for-good-said-shipped-again",
@@ -1432,6 +1436,61 @@ MUTANTS: tuple[Mutant, ...] = (
         "                (c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id\n",
         "                (c.settled and c.row.attempts > 0)\n",
         ("tests/test_robust.py::test_once_gives_up_on_a_movie_still_open_for_writing_after_retry_for",),
+    ),
+    Mutant(
+        "retention-move-recorded-without-claim",
+        "a retention move records the new copy and deletes the old one without looking at the tiers' claims"
+        " after the copy: a share unmounted meanwhile holds the only copy in its empty mount point",
+        "acqd/retention.py",
+        "        # would be hidden once the share is back (found by a review, twelfth session)\n"
+        "        await self._still_ours(src, dst)\n",
+        "        # would be hidden once the share is back (found by a review, twelfth session)\n",
+        ("tests/test_retention_deletes.py::test_a_share_unmounted_while_retention_copies_onto_it_keeps_the_old_copy",),
+    ),
+    Mutant(
+        "lost-for-good-reset-as-same-version",
+        "a file quarantined as lost for good is re-examined as the same version when a file stands under its"
+        " name: another file's content is recorded under the lost version",
+        "acqd/states.py",
+        "    if state is S.QUARANTINED and lost_for_good:\n",
+        "    if False:\n",
+        (
+            "tests/test_fixity.py::test_a_lost_copy_quarantined_by_verify_is_shipped_again_when_its_source_is_back_and_a_new_file_is_a_new_version",
+        ),
+    ),
+    Mutant(
+        "verify-takes-unmounted-root-for-gone",
+        "`acqd verify` run while the watch root is not mounted takes every source for gone: the intact"
+        " sources are never shipped again",
+        "acqd/cli.py",
+        "    if not os.path.isdir(row.root):  # the acquisition disk not mounted",
+        "    if False:  # the acquisition disk not mounted",
+        (
+            "tests/test_fixity.py::test_a_lost_copy_quarantined_by_verify_is_shipped_again_when_its_source_is_back_and_a_new_file_is_a_new_version",
+        ),
+    ),
+    Mutant(
+        "manifest-takes-any-entry",
+        "a session manifest keeps another root's entry whatever it holds: one edited at the destination stops"
+        " every manifest after it from being written again",
+        "acqd/manifest.py",
+        "        if isinstance(root, str) and root != watch_root and _well_formed(e):\n",
+        "        if isinstance(root, str) and root != watch_root:\n",
+        (
+            "tests/test_robust.py::test_a_watch_root_whose_path_changed_keeps_the_other_roots_files_in_the_session_manifest",
+        ),
+    ),
+    Mutant(
+        "reconcile-import-failure-traceback",
+        "a broken installation met by the start's reconciliation (work left from the last run) ends in a"
+        " traceback and exit 1 (systemd restarts it for ever), not exit 78 with the reason",
+        "acqd/pipeline.py",
+        "            if self.halted is not None:  # stopped meanwhile (a broken installation): said by the halt\n"
+        "                return\n",
+        "",
+        (
+            "tests/test_inprocess.py::test_a_broken_installation_with_work_left_from_the_last_run_stops_the_daemon_cleanly",
+        ),
     ),
 )
 

@@ -428,3 +428,35 @@ def test_verify_says_a_lost_copy_whose_source_is_gone_or_changed_cannot_be_shipp
     assert "quarantined: 's/rewritten.bin (version 1)'" in r.stdout, r.stdout
     r = run_acqd("verify", "--state-dir", str(st))
     assert r.returncode == 0, r.stdout + r.stderr  # nothing verified is missing now; the losses stay in status
+
+
+def test_a_lost_copy_quarantined_by_verify_is_shipped_again_when_its_source_is_back_and_a_new_file_is_a_new_version(
+    tmp_path: Path,
+) -> None:
+    """Found by a review of the change above: a row `acqd verify` quarantined as lost for good was
+    sent back to `seen` by the next scan when a file stood under its name (as the same version: the
+    new content then under the old version's record), and a verify run while the watch root was not
+    mounted took every source for gone, so the intact sources were never shipped again."""
+    w, d, st = tmp_path / "w", tmp_path / "d", tmp_path / "state"
+    (w / "s").mkdir(parents=True)
+    (w / "s" / "f.bin").write_bytes(b"first content " * 100)
+    (w / "s" / "k.bin").write_bytes(b"kept content " * 100)
+    quick = ["--watch", str(w), "--dest", str(d), "--state-dir", str(st), "--instrument", "scope", "--settle", "0.2s"]
+    assert run_acqd("run", "--once", *quick).returncode == 0
+    (w / "s" / "f.bin").write_bytes(b"second content, longer " * 100)  # rewritten, acqd not running
+    (d / "scope" / "s" / "f.bin").unlink()
+    r = run_acqd("verify", "--state-dir", str(st))
+    assert r.returncode == 1 and "nothing can ship this version again" in " ".join(r.stderr.split()), r.stderr
+    assert run_acqd("run", "--once", *quick).returncode == 0
+    assert (d / "scope" / "s" / "f~v2.bin").read_bytes() == b"second content, longer " * 100  # a new version
+    r = run_acqd("status", "--state-dir", str(st))
+    assert "quarantined: 's/f.bin (version 1)'" in r.stdout, r.stdout  # the lost first content stays said
+    # the acquisition disk not mounted while verify runs: nothing is taken for gone
+    (d / "scope" / "s" / "k.bin").unlink()
+    w.rename(tmp_path / "w.away")
+    r = run_acqd("verify", "--state-dir", str(st))
+    assert r.returncode == 1 and "shipped again" in " ".join(r.stderr.split()), r.stderr
+    (tmp_path / "w.away").rename(w)
+    assert run_acqd("run", "--once", *quick).returncode == 0
+    assert (d / "scope" / "s" / "k.bin").read_bytes() == b"kept content " * 100
+    assert run_acqd("verify", "--state-dir", str(st)).returncode == 0

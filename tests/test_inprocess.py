@@ -643,3 +643,31 @@ async def test_a_share_unmounted_a_moment_before_a_write_takes_nothing_onto_the_
         daemon.stop()
         await asyncio.wait_for(task, 60)
     assert (mnt / "scope" / "s" / "b.raw").read_bytes() == (watch / "s" / "b.raw").read_bytes()
+
+
+async def test_a_broken_installation_with_work_left_from_the_last_run_stops_the_daemon_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: with rows pending from an earlier run, the start's reconciliation waits for
+    the imports, and their failure came out of the pipeline as a traceback and exit 1 (systemd then
+    restarts it for ever); exit 78 with the reason, as without pending rows."""
+    import acqd.daemon as daemon_mod
+    from acqd.journal import Journal, Observation
+    from acqd.values import Identity, SourceRef
+
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    watch.mkdir()
+    dest.mkdir()
+    state.mkdir()
+    j = Journal(state / "journal.sqlite")
+    try:  # a file seen by the last run, gone since
+        j.observe_many([Observation(SourceRef(str(watch), "s/gone.raw"), Identity(5, 1, 2), "generic", False)])
+    finally:
+        j.close()
+
+    def broken() -> None:
+        raise ModuleNotFoundError("No module named 'zarr'")
+
+    monkeypatch.setattr(daemon_mod, "warm_imports", broken)
+    result = await Daemon(cfg(watch, state, f"file://{dest}"), once=True, retry_for=30).run(install_signals=False)
+    assert result.code == 78

@@ -265,6 +265,59 @@ async def test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_shar
         io.shutdown()
 
 
+async def test_a_share_unmounted_while_retention_copies_onto_it_keeps_the_old_copy(
+    movies: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review (twelfth session): a transition looked at the tiers' claims once, before the
+    copy. The capacity share unmounted while the movies were copied took them into its empty mount
+    point, they verified there, were recorded and the central copies deleted: the only copies then
+    hidden under the share once mounted again. The claims are looked at again after the copy is
+    verified, before anything is recorded or deleted."""
+    import shutil
+
+    from acqd import claims
+    from acqd import retention as retention_mod
+
+    s = movies
+    cap_share = s.capacity.parent
+    away = cap_share.with_name("capacity-away")
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    j = await loop.run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    real = retention_mod.copy_between
+    gone: list[bool] = []
+
+    def copy_between(src: Any, dst: Any, rel: str, tree: bool) -> Any:
+        if not gone:  # the share goes away as the first copy starts
+            gone.append(True)
+            _unmount(cap_share, away)
+        return real(src, dst, rel, tree)
+
+    monkeypatch.setattr(retention_mod, "copy_between", copy_between)
+    try:
+        tiers = build_tiers(s.cfg)
+        claim = claims.read_claim(tiers["capacity"], "krios")
+        assert claim is not None
+        guard = claims.Guard(claim, j, runs=j.runs())
+        before = {p: p.read_bytes() for p in s.central.rglob("*_fractions.mrc")}
+        res = await make_runner(s, j, jexec, io, guard=guard).sweep(s.t0 + 14 * DAY + 60)
+        assert gone and res.transitioned == 0 and res.failed == 4, res
+        assert {p: p.read_bytes() for p in before if p.exists()} == before  # every central copy kept
+        states = {(r.file.relpath, r.copy.tier): r.copy.state for r in jr.retention_items(j)}
+        assert all(t != "capacity" for _, t in states), states  # no copy recorded on the mount point
+        shutil.rmtree(cap_share)  # what was written into the mount point is hidden by the share
+        cap_share.mkdir()
+        _mount(cap_share, away)
+        monkeypatch.setattr(retention_mod, "copy_between", real)
+        res = await make_runner(s, j, jexec, io, guard=guard).sweep(s.t0 + 15 * DAY + 60)
+        assert res.transitioned == 4 and res.failed == 0, res
+        assert all((s.capacity / p.relative_to(s.central)).exists() for p in before)
+    finally:
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
 def test_acqd_adopt_never_records_a_copy_outside_the_instruments_prefix(tmp_path: Path) -> None:
     """`acqd adopt` imports each session manifest's entries as verified copies, `dest` verbatim. A
     manifest is a file at the destination that anyone who can write there can edit (or a session

@@ -713,6 +713,19 @@ def test_a_watch_root_whose_path_changed_keeps_the_other_roots_files_in_the_sess
     doc = json.loads((central / "scope" / "s1" / "~acqd-manifest.json").read_text())
     listed = {(f["source"], f.get("watch_root", doc["watch_root"])) for f in doc["files"]}
     assert listed == {("s1/a.dat", str(a)), ("s1/b.dat", str(b))}, doc
+    # an entry edited at the destination into something acqd never writes is dropped; it stops no
+    # manifest from being written again (it did: every session after it kept its old manifest)
+    doc["files"].append({"source": "s1/x.dat", "watch_root": "/elsewhere", "source_bytes": "n/a"})
+    (central / "scope" / "s1" / "~acqd-manifest.json").write_text(json.dumps(doc))
+    for sess in ("s1", "s2"):
+        (b / sess).mkdir(exist_ok=True)
+        (b / sess / "new.dat").write_bytes(os.urandom(3000))
+    r = run_acqd("run", "--once", "--watch", str(b), *quick)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for sess in ("s1", "s2"):
+        got = json.loads((central / "scope" / sess / "~acqd-manifest.json").read_text())
+        assert f"{sess}/new.dat" in {f["source"] for f in got["files"]}, got
+        assert "s1/x.dat" not in {f["source"] for f in got["files"]}
     r = run_acqd(
         "adopt",
         "--watch",

@@ -322,6 +322,41 @@ def test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there(tmp_pa
     assert [s for r_, s, _w, v in rows if r_ == rel and v == last] == ["released"], rows
 
 
+@pytest.mark.parametrize("mode", ["events", "poll"])
+def test_a_format_complete_movie_is_released_after_its_whole_settle_window_even_a_long_one(
+    tmp_path: Path, mode: str
+) -> None:
+    """Found by a review of the fix above: the held-back release was looked at again after at most
+    10 s, as a new candidate that no longer said the format had completed the file, and so was
+    released then whatever the window (a 25 s window: released 10.1 s after the close). The moment
+    the window ends is kept per file version. And `run --once` releases such a file in the same
+    run (it waited for nothing and said "0 released"). Polled every 0.5 s, each scan asks about the
+    verified file again: the wait holds for those looks too."""
+    watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
+    text = cfg.read_text().replace("settle: 0.2s", "settle: 12s")
+    extra = "mode: poll, scan_interval: 0.5s, " if mode == "poll" else ""
+    cfg.write_text(
+        text.replace("detector: t-movie,", f"detector: t-movie, {extra}placement: {{release_local: after_verify}},")
+    )
+    assert "after_verify" in cfg.read_text()
+    [movie] = simulate(
+        "gatan-k3", tmp_path / "staging", SimSpec(files=1, frames=2, height=32, width=32, temp_rename=False)
+    )
+    (watch / "sess").mkdir()
+    target = watch / "sess" / movie.name
+    target.write_bytes(movie.read_bytes())
+    t0 = time.time()
+    r = run_acqd("run", "--once", "--config", str(cfg), timeout=90)
+    assert r.returncode == 0 and "1 released" in r.stdout, r.stdout + r.stderr
+    assert not target.exists()
+    j = Journal(state / "journal.sqlite", readonly=True)
+    try:
+        released = [ts for ts, _, action, _ in j.audit_log() if action == "released"]
+    finally:
+        j.close()
+    assert released and released[0] - t0 >= 11.5, f"released {released[0] - t0:.1f} s after it was written"
+
+
 def test_temporary_of_a_vanished_file_is_removed_at_start(tmp_path: Path) -> None:
     """A crash after the temporary was written (before its rename), then the source is gone when
     acqd starts again: the start-up cleanup removes the temporary (nothing re-ships over it)."""
