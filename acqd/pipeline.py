@@ -2240,7 +2240,7 @@ class Pipeline:
         if self.guard is not None:
             self.guard(tier, True)
         res = check_copy(tier, layout, cp, full, just_verified)
-        if self.guard is not None and res.problem is None:
+        if self.guard is not None:  # also when the copy looked gone: not taken for lost on a mount point
             self.guard(tier, True)
         return res
 
