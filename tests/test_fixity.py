@@ -332,16 +332,17 @@ def test_verify_never_drops_the_intent_of_a_release_in_progress(
     from acqd.journal import Observation
     from acqd.values import Identity, SourceRef, WriteResult
 
-    state = tmp_path / "state"
+    state, acq = tmp_path / "state", tmp_path / "acq"
     state.mkdir()
+    (acq / "s").mkdir(parents=True)  # the watch root is there; the file is not (moved aside)
     j = Journal(journal_path(state))
     ident = Identity(6, 1, 2)
-    [(_, row)] = j.observe_many([Observation(SourceRef("/data/acq", "s/a.raw"), ident, "generic", True)])
+    [(_, row)] = j.observe_many([Observation(SourceRef(str(acq), "s/a.raw"), ident, "generic", True)])
     j.mark_complete(row.id, ident, "still")
     j.record_stored(row.id, "central", "scope/s/a.raw", "copy", WriteResult("xxh3-128:00", 6, 6, "none"))
     row = j.record_verified(row.id, "central", "scope/s/a.raw")
     [copy] = j.copies_of(row.id)
-    j.begin_release(row.id, "/data/acq/s/a.raw")  # the daemon, at this moment
+    j.begin_release(row.id, str(acq / "s" / "a.raw"))  # the daemon, at this moment
     j.close()
     _record_damaged(state, [(row, copy, "fixity: corrupt")])  # verify, in another process
     j = Journal(journal_path(state))
