@@ -2399,6 +2399,13 @@ class Pipeline:
             if self.stopping.is_set():
                 return
 
+    def _manifest_later(self, index: int, session: str, exc: AcqdError) -> None:
+        """A session manifest that could not be read or written now: said once, written at the next flush."""
+        self.repeats.error(
+            "manifest", _PATHLIKE.sub("…", str(exc)), "manifest of session %r not written (retried): %s", session, exc
+        )
+        self._dirty.add((index, session))
+
     def _read_other_roots(self, tier: Tier, rel: str, root: str) -> list[dict[str, Any]]:
         """The entries another watch root put in the manifest at `rel` (acqd.manifest.other_roots);
         raises a storage error when it is there and cannot be read (not written over, retried)."""
@@ -2438,14 +2445,7 @@ class Pipeline:
                 try:
                     others = await self._io(self._read_other_roots, ctx.tier, mpath, ctx.root)
                 except AcqdError as exc:
-                    self.repeats.error(
-                        "manifest",
-                        _PATHLIKE.sub("…", str(exc)),
-                        "manifest of session %r not written (retried): %s",
-                        session,
-                        exc,
-                    )
-                    self._dirty.add((index, session))
+                    self._manifest_later(index, session, exc)
                     continue
                 self._other_roots[(ctx.tier.name, mpath)] = others
 
@@ -2490,14 +2490,7 @@ class Pipeline:
                 self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
                 return
             except AcqdError as exc:
-                self.repeats.error(
-                    "manifest",
-                    _PATHLIKE.sub("…", str(exc)),
-                    "manifest of session %r not written (retried): %s",
-                    session,
-                    exc,
-                )
-                self._dirty.add((index, session))
+                self._manifest_later(index, session, exc)
                 continue
             self.repeats.ok("manifest")
             try:
