@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from acqd.errors import JournalError
-from acqd.states import PENDING, Observed, on_observed, transition
+from acqd.states import PENDING, IllegalTransition, Observed, on_observed, transition
 from acqd.values import HubAction, Identity, OutboxRecord, SourceRef, State, WriteResult
 
 SCHEMA_VERSION = 1
@@ -235,13 +235,16 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE warnings ADD COLUMN voided REAL")
 
 
+_STATES = {s.value: s for s in State}
+
+
 def _file_row(r: tuple[Any, ...]) -> FileRow:
     return FileRow(
         id=r[0],
         root=r[1],
         relpath=r[2],
         version=r[3],
-        state=State(r[4]),
+        state=_STATES[r[4]],
         reason=r[5],
         identity=Identity(r[6], r[7], r[8], r[9], r[16]),
         checksum=r[10],
@@ -407,6 +410,60 @@ class Journal:
             raise JournalError(f"no journal row {file_id}")
         return _file_row(r)
 
+    def _rows(self, ids: Iterable[int]) -> dict[int, FileRow]:
+        """The rows of `ids` (those that exist), with one statement per 500 of them."""
+        ids = list(ids)
+        out: dict[int, FileRow] = {}
+        for k in range(0, len(ids), 500):
+            part = ids[k : k + 500]
+            marks = ",".join("?" * len(part))
+            for r in self._db.execute(f"SELECT {_FILE_COLS} FROM files WHERE id IN ({marks})", part):
+                out[r[0]] = _file_row(r)
+        return out
+
+    def _movable(self, ids: list[int], new: State) -> list[BaseException | None]:
+        """Per id of `ids`, why its row cannot move to `new` (None: it can): no such row, a transition
+        the state table forbids, or the same row twice in one call."""
+        states: dict[int, State] = {}
+        for k in range(0, len(ids), 500):
+            part = ids[k : k + 500]
+            marks = ",".join("?" * len(part))
+            for fid, state in self._db.execute(f"SELECT id, state FROM files WHERE id IN ({marks})", part):
+                states[fid] = _STATES[state]
+        why: list[BaseException | None] = []
+        seen: set[int] = set()
+        for fid in ids:
+            old = states.get(fid)
+            if old is None:
+                why.append(JournalError(f"no journal row {fid}"))
+            elif fid in seen:
+                why.append(JournalError(f"journal row {fid} twice in one change"))
+            else:
+                try:
+                    transition(old, new)
+                    why.append(None)
+                except IllegalTransition as exc:
+                    why.append(exc)
+            seen.add(fid)
+        return why
+
+    def _audits(self, rows: list[tuple[int, str, dict[str, Any]]], ts: float) -> None:
+        self._db.executemany(
+            "INSERT INTO audit(ts, file_id, action, detail) VALUES(?, ?, ?, ?)",
+            [(ts, fid, action, json.dumps(detail, sort_keys=True, default=str)) for fid, action, detail in rows],
+        )
+
+    @staticmethod
+    def _results(why: list[BaseException | None], ids: list[int], rows: dict[int, FileRow]) -> list[tuple[bool, Any]]:
+        return [(False, w) if w is not None else (True, rows[fid]) for fid, w in zip(ids, why, strict=True)]
+
+    @staticmethod
+    def _one(results: list[tuple[bool, Any]]) -> Any:
+        ok, value = results[0]
+        if not ok:
+            raise value
+        return value
+
     def _set(self, row: FileRow, new: State, reason: str | None = None, **cols: Any) -> None:
         transition(row.state, new)
         sets = ", ".join(f"{k} = ?" for k in cols)
@@ -463,7 +520,21 @@ class Journal:
                     )
                     fid = int(cur.lastrowid or 0)
                     self._audit(fid, "seen", size=i.size, version=version)
-                    row = self._get(fid)
+                    row = FileRow(  # the row just inserted, as `_get` would read it back
+                        id=fid,
+                        root=ob.ref.root,
+                        relpath=ob.ref.relpath,
+                        version=version,
+                        state=State.SEEN,
+                        reason=None,
+                        identity=i,
+                        checksum=None,
+                        detector=ob.detector,
+                        session=ob.ref.session,
+                        attempts=0,
+                        first_seen=now,
+                        updated=now,
+                    )
                 elif action is Observed.RESET and row is not None:
                     self._set(
                         row,
@@ -587,21 +658,26 @@ class Journal:
 
     def mark_complete(self, file_id: int, identity: Identity, reason: str) -> FileRow:
         """The file settled: record the identity it settled at (what release compares against)."""
-        with self._tx():
-            row = self._get(file_id)
-            i = identity
-            self._set(
-                row,
-                State.COMPLETE,
-                None,
-                size=i.size,
-                mtime_ns=i.mtime_ns,
-                inode=i.inode,
-                ctime_ns=i.ctime_ns,
-                device=i.device,
+        return self._one(self.mark_complete_many([(file_id, identity, reason)]))  # type: ignore[no-any-return]
+
+    def mark_complete_many(self, items: list[tuple[int, Identity, str]]) -> list[tuple[bool, Any]]:
+        """`mark_complete` for many files in one transaction and a few statements. Per item (ok, the
+        row as it now is) or (False, why it was not changed): the others are changed all the same."""
+        ids = [fid for fid, _i, _r in items]
+        with self._tx() as db:
+            why = self._movable(ids, State.COMPLETE)
+            now = self._clock()
+            do = [x for x, w in zip(items, why, strict=True) if w is None]
+            db.executemany(
+                "UPDATE files SET state = ?, reason = NULL, updated = ?, size = ?, mtime_ns = ?, inode = ?,"
+                " ctime_ns = ?, device = ? WHERE id = ?",
+                [
+                    (State.COMPLETE.value, now, i.size, i.mtime_ns, i.inode, i.ctime_ns, i.device, fid)
+                    for fid, i, _r in do
+                ],
             )
-            self._audit(file_id, "complete", reason=reason, size=i.size)
-            return self._get(file_id)
+            self._audits([(fid, "complete", {"reason": r, "size": i.size}) for fid, i, r in do], now)
+            return self._results(why, ids, self._rows(fid for fid, _i, _r in do))
 
     def put_back(self, file_id: int, ctime_ns: int, reason: str) -> FileRow:
         """A file its interrupted release had moved aside is back under its name, the same inode with
@@ -638,11 +714,38 @@ class Journal:
         return int(r[0]) if r else None
 
     def record_stored(self, file_id: int, tier: str, dest: str, layout: str, res: WriteResult) -> None:
+        self._one(self.record_stored_many(tier, layout, [(file_id, dest, res)]))
+
+    def record_stored_many(
+        self, tier: str, layout: str, items: list[tuple[int, str, WriteResult]]
+    ) -> list[tuple[bool, Any]]:
+        """`record_stored` for many copies on one tier in one transaction: per item (ok, None) or
+        (False, why nothing was recorded for it: its row cannot move to stored, or `dest` is
+        recorded as another file's copy)."""
+        ids = [fid for fid, _d, _r in items]
         with self._tx() as db:
-            db.execute("DELETE FROM publishing WHERE tier = ? AND dest = ?", (tier, dest))
-            row = self._get(file_id)
-            self._set(row, State.STORED, None, checksum=res.source_checksum)
-            db.execute(
+            why = self._movable(ids, State.STORED)
+            dests = [d for _f, d, _r in items]
+            owner: dict[str, int] = {}
+            for k in range(0, len(dests), 500):
+                part = dests[k : k + 500]
+                marks = ",".join("?" * len(part))
+                owner.update(
+                    db.execute(f"SELECT dest, file_id FROM copies WHERE tier = ? AND dest IN ({marks})", (tier, *part))
+                )
+            for n, (fid, dest, _res) in enumerate(items):
+                if why[n] is None:
+                    if owner.get(dest, fid) != fid:
+                        why[n] = JournalError(f"{tier}:{dest} is recorded as another file's copy; not recorded again")
+                    owner[dest] = fid  # a second item with the same name is another file's copy
+            now = self._clock()
+            do = [x for x, w in zip(items, why, strict=True) if w is None]
+            db.executemany("DELETE FROM publishing WHERE tier = ? AND dest = ?", [(tier, d) for _f, d, _r in do])
+            db.executemany(
+                "UPDATE files SET state = ?, reason = NULL, updated = ?, checksum = ? WHERE id = ?",
+                [(State.STORED.value, now, res.source_checksum, fid) for fid, _d, res in do],
+            )
+            db.executemany(
                 "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state,"
                 " stored_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'stored', ?)"
                 " ON CONFLICT(tier, dest) DO UPDATE SET layout = excluded.layout,"
@@ -650,34 +753,50 @@ class Journal:
                 " stored_bytes = excluded.stored_bytes, checksum = excluded.checksum, state = 'stored',"
                 " stored_at = excluded.stored_at, verified_at = NULL"
                 " WHERE copies.file_id = excluded.file_id",
-                (
-                    file_id,
-                    tier,
-                    dest,
-                    layout,
-                    res.codec,
-                    res.source_bytes,
-                    res.stored_bytes,
-                    res.source_checksum,
-                    self._clock(),
-                ),
+                [
+                    (fid, tier, dest, layout, r.codec, r.source_bytes, r.stored_bytes, r.source_checksum, now)
+                    for fid, dest, r in do
+                ],
             )
-            if db.execute("SELECT changes()").fetchone()[0] != 1:
-                raise JournalError(f"{tier}:{dest} is recorded as another file's copy; not recorded again")
-            self._audit(file_id, "stored", tier=tier, dest=dest, stored_bytes=res.stored_bytes, codec=res.codec)
+            self._audits(
+                [
+                    (fid, "stored", {"tier": tier, "dest": dest, "stored_bytes": r.stored_bytes, "codec": r.codec})
+                    for fid, dest, r in do
+                ],
+                now,
+            )
+            return [(False, w) if w is not None else (True, None) for w in why]
 
     def record_verified(self, file_id: int, tier: str, dest: str) -> FileRow:
+        return self._one(self.record_verified_many(tier, [(file_id, dest)]))  # type: ignore[no-any-return]
+
+    def record_verified_many(self, tier: str, items: list[tuple[int, str]]) -> list[tuple[bool, Any]]:
+        """`record_verified` for many copies on one tier in one transaction: per item (ok, the row as
+        it now is) or (False, why it was not changed)."""
+        ids = [fid for fid, _d in items]
         with self._tx() as db:
-            row = self._get(file_id)
-            self._set(row, State.VERIFIED, None)
-            db.execute(
-                "UPDATE copies SET state = 'verified', verified_at = ? WHERE tier = ? AND dest = ?",
-                (self._clock(), tier, dest),
+            why = self._movable(ids, State.VERIFIED)
+            now = self._clock()
+            do = [x for x, w in zip(items, why, strict=True) if w is None]
+            db.executemany(
+                "UPDATE files SET state = ?, reason = NULL, updated = ? WHERE id = ?",
+                [(State.VERIFIED.value, now, fid) for fid, _d in do],
             )
-            self._audit(file_id, "verified", tier=tier, dest=dest, checksum=row.checksum)
+            db.executemany(
+                "UPDATE copies SET state = 'verified', verified_at = ? WHERE tier = ? AND dest = ?",
+                [(now, tier, dest) for _f, dest in do],
+            )
+            rows = self._rows(fid for fid, _d in do)
+            self._audits(
+                [(fid, "verified", {"tier": tier, "dest": dest, "checksum": rows[fid].checksum}) for fid, dest in do],
+                now,
+            )
             # the session's manifest must be rewritten, even if acqd dies before it gets to it
-            db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
-            return self._get(file_id)
+            db.executemany(
+                "INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)",
+                sorted({(rows[fid].root, rows[fid].session) for fid, _d in do}),
+            )
+            return self._results(why, ids, rows)
 
     def dirty_manifests(self) -> list[tuple[str, str]]:
         """Sessions whose manifest has not been written since their last verified file."""

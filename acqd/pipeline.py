@@ -404,7 +404,7 @@ class Pipeline:
             maxsize=limits.concurrent_files * 2
         )
         #: small files settled in this round of the tracker, by (tier, layout), not yet handed to a worker
-        self._forming: dict[tuple[int, int], list[Candidate]] = {}
+        self._forming: dict[tuple[int, int], tuple[list[Candidate], int]] = {}
         self._heap: list[tuple[float, int, tuple[int, str]]] = []
         self._seq = itertools.count()
         self.candidates: dict[tuple[int, str], Candidate] = {}
@@ -1162,16 +1162,19 @@ class Pipeline:
         if key is None:
             await self.ready.put(c)
             return
-        batch = self._forming.setdefault(key, [])
+        batch, size = self._forming.get(key, ([], 0))
         batch.append(c)
-        if len(batch) >= BATCH_FILES or sum(x.stable.size for x in batch) >= BATCH_BYTES:
-            del self._forming[key]
+        size += c.stable.size
+        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+            self._forming.pop(key, None)
             await self.ready.put(batch)
+        else:
+            self._forming[key] = (batch, size)
 
     async def _flush_batches(self) -> None:
         """Hand the batches this round formed to the workers (a lone file takes the one-file path)."""
         forming, self._forming = self._forming, {}
-        for batch in forming.values():
+        for batch, _size in forming.values():
             await self.ready.put(batch if len(batch) > 1 else batch[0])
 
     # -- tail-follow streaming (acqd.layouts.stream) -----------------------------------------------
@@ -1900,10 +1903,7 @@ class Pipeline:
         alone: list[Candidate] = []
         if self.guard is not None:  # looked at now (see _ship)
             await self._io(self.guard, tier, True)
-        marked = await self._j(
-            self.journal.run_group,
-            [partial(self.journal.mark_complete, c.row.id, c.stable, c.reason) for c in cs],
-        )
+        marked = await self._j(self.journal.mark_complete_many, [(c.row.id, c.stable, c.reason) for c in cs])
         live: list[tuple[Candidate, FileRow, str]] = []
         for c, (ok, row) in zip(cs, marked, strict=True):
             if not ok:
@@ -1955,11 +1955,10 @@ class Pipeline:
             await self._io(self.guard, tier)
         crash_point("before_journal_commit")
         stored_ok = await self._j(
-            self.journal.run_group,
-            [
-                partial(self.journal.record_stored, row.id, tier.name, dest, layout.name, res)
-                for _c, row, dest, res in wrote
-            ],
+            self.journal.record_stored_many,
+            tier.name,
+            layout.name,
+            [(row.id, dest, res) for _c, row, dest, res in wrote],
         )
         recorded = []
         for w, (ok, _v) in zip(wrote, stored_ok, strict=True):
@@ -1988,8 +1987,7 @@ class Pipeline:
             await self._io(self.guard, tier, True)
         crash_point("after_verify")
         verified = await self._j(
-            self.journal.run_group,
-            [partial(self.journal.record_verified, row.id, tier.name, dest) for _c, row, dest, _res in good],
+            self.journal.record_verified_many, tier.name, [(row.id, dest) for _c, row, dest, _res in good]
         )
         latency = self.mono() - t0
         n = max(1, len(good))

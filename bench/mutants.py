@@ -942,11 +942,19 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_hub.py::test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted",),
     ),
     Mutant(
+        "batch-stored-as-another-files-copy",
+        "a batch of small files records a copy under a name the journal has as another file's copy",
+        "acqd/journal.py",
+        "                    if owner.get(dest, fid) != fid:\n",
+        "                    if False:\n",
+        ("tests/test_journal.py::test_a_batchs_steps_change_every_file_they_can_and_say_why_not_for_the_others",),
+    ),
+    Mutant(
         "mrc-byte-order-dropped",
         "a big-endian MRC's dtype is taken from one header record (native order): its pixels stored byte-swapped",
         "acqd/readers/mrc.py",
-        "            dtype = data_dtype_from_header(h)  #",
-        "            dtype = data_dtype_from_header(h[0])  #",
+        "            dtype = mrcfile_utils.data_dtype_from_header(h)  #",
+        "            dtype = mrcfile_utils.data_dtype_from_header(h[0])  #",
         ("tests/test_source_structure.py::test_a_big_endian_mrc_is_stored_as_its_values",),
     ),
     Mutant(

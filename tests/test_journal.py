@@ -37,6 +37,7 @@ def test_lifecycle_and_restart_reconcile(j: Journal) -> None:
     a = Identity(10, 1, 1)
     [(action, row)] = j.observe_many([obs("s1/a.raw", a)])
     assert action is Observed.NEW and row.state is State.SEEN and row.session == "s1"
+    assert j.get(row.id) == row  # the row a new file's observation answers with is the one written
     [(action, row2)] = j.observe_many([obs("s1/a.raw", a)])
     assert action is Observed.TRACK and row2.id == row.id
     ship(j, row.id, a)
@@ -158,6 +159,47 @@ def test_group_commit_isolates_a_failing_call_and_commits_the_rest(tmp_path: Pat
     j2.close()
 
 
+def test_a_batchs_steps_change_every_file_they_can_and_say_why_not_for_the_others(j: Journal) -> None:
+    """The small-files batch records its three steps for all its files at once (one transaction and
+    a few statements each); a file that cannot take a step (a transition the state table forbids, no
+    such row, twice in one call, its name recorded as another file's copy) is left exactly as it was
+    and says why, and the others are recorded all the same, with their audit entries."""
+    idents = {n: Identity(10 + i, i + 1, i + 1) for i, n in enumerate("abcd")}
+    seen = j.observe_many([obs(f"s/{n}.raw", i) for n, i in idents.items()])
+    ids = {n: row.id for n, (_, row) in zip("abcd", seen, strict=True)}
+    j.mark(ids["d"], State.QUARANTINED, "bad")  # quarantined -> complete is not a step the table allows
+    out = j.mark_complete_many(
+        [(ids[n], idents[n], "still") for n in "abd"] + [(ids["a"], idents["a"], "again"), (999, idents["a"], "x")]
+    )
+    assert [ok for ok, _ in out] == [True, True, False, False, False]
+    assert out[0][1].state is State.COMPLETE and out[0][1].identity.same_content_as(idents["a"])
+    assert isinstance(out[2][1], IllegalTransition)
+    assert isinstance(out[3][1], JournalError) and "twice" in str(out[3][1])
+    assert isinstance(out[4][1], JournalError) and "999" in str(out[4][1])
+    assert j.get(ids["d"]).state is State.QUARANTINED and j.get(ids["c"]).state is State.SEEN
+    res = {n: WriteResult(f"xxh3-128:{n}", 10, 10, "none") for n in "abc"}
+    j.mark_complete(ids["c"], idents["c"], "still")
+    # c's name is already a's: refused, a and b recorded
+    out = j.record_stored_many(
+        "central", "copy", [(ids["a"], "x/a", res["a"]), (ids["b"], "x/b", res["b"]), (ids["c"], "x/a", res["c"])]
+    )
+    assert [ok for ok, _ in out] == [True, True, False]
+    assert "another file's copy" in str(out[2][1])
+    assert j.get(ids["c"]).state is State.COMPLETE and j.get(ids["b"]).checksum == "xxh3-128:b"
+    assert j.copy_owners("central", ["x/a", "x/b"]) == {"x/a": ids["a"], "x/b": ids["b"]}
+    out = j.record_verified_many("central", [(ids["a"], "x/a"), (ids["c"], "x/c")])
+    assert [ok for ok, _ in out] == [True, False]  # c was never stored: complete -> verified is refused
+    assert out[0][1].state is State.VERIFIED and j.get(ids["b"]).state is State.STORED
+    assert [c.state for c in j.copies_of(ids["a"])] == ["verified"] and [c.state for c in j.copies_of(ids["b"])] == [
+        "stored"
+    ]
+    assert j.dirty_manifests() == [(ROOT, "s")]
+    actions = {n: [action for _, _, action, _ in j.audit_log(ids[n])] for n in "abcd"}
+    assert actions["a"][-3:] == ["complete", "stored", "verified"]
+    assert actions["b"][-2:] == ["complete", "stored"] and actions["c"][-1] == "complete"
+    assert "complete" not in actions["d"]
+
+
 def test_the_daemons_queries_use_indexes_not_table_scans(tmp_path: Path) -> None:
     """With 10^6 rows a table scan per file would make the journal the bottleneck: every statement
     the per-file path runs must search an index (checked on SQLite's own query plans)."""
@@ -169,6 +211,10 @@ def test_the_daemons_queries_use_indexes_not_table_scans(tmp_path: Path) -> None
     j.mark_complete(row.id, a, "still")
     j.record_stored(row.id, "central", "x/a", "copy", WriteResult("xxh3-128:00", 10, 10, "none"))
     j.record_verified(row.id, "central", "x/a")
+    [(_, row_b)] = j.observe_many([obs("s1/b.raw", a)])  # a batch's steps (small files)
+    j.mark_complete_many([(row_b.id, a, "still")])
+    j.record_stored_many("central", "copy", [(row_b.id, "x/b", WriteResult("xxh3-128:00", 10, 10, "none"))])
+    j.record_verified_many("central", [(row_b.id, "x/b")])
     j.begin_release(row.id, f"{ROOT}/s1/a.raw")
     j.release_begun(ROOT, "s1", a.inode)  # a scan meeting a file under a release's hidden name
     j.mark(row.id, State.RELEASED, None)

@@ -16,12 +16,17 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from acqd.codec import COST_TIE, MIN_RATIO, Choice, FrameCodec, Trial, choose_codec, codec_label, codec_spec, drifted
+from acqd.lazy import lazy
 from acqd.readers import FrameSource
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
+
 
 SAMPLE_BYTES = 8 << 20  # what the candidates are tried on: a few frames (or bands of them), ~8 MiB
 SAMPLE_FRAMES = 3  # at least this many frames, spread over the file, where it has them

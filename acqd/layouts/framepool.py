@@ -15,12 +15,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from acqd.errors import VerifyError
 from acqd.layouts.tiffwrite import PAGES_AHEAD
+from acqd.lazy import lazy
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
+
 
 # a part's decoder: (its stored bytes, the frame's bytes it fills) -> how many bytes it decoded
 Decode = Callable[[Any, memoryview], int]

@@ -22,9 +22,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from acqd.checksum import Hasher
 from acqd.codec import MIN_RATIO, FrameCodec, codec_label, parse_label, stream_codec
@@ -49,11 +47,18 @@ from acqd.layouts.tiffwrite import (
     make_tag,
     rational,
 )
+from acqd.lazy import lazy
 from acqd.ports import Layout, TierPort
 from acqd.readers import Expect, FrameSource, open_frames
 from acqd.readers.base import UM_PER_UNIT
 from acqd.readers.tiff import ENCODABLE
 from acqd.values import WriteResult
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
+
 
 ARRAY = "0"
 # sources whose rows the TIFF layout reverses: IMOD, SerialEM, MotionCor2 and RELION flip the slow

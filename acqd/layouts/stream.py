@@ -35,9 +35,7 @@ import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from acqd.checksum import Hasher
 from acqd.crash import crash_point
@@ -58,10 +56,17 @@ from acqd.layouts.frames import (
     resolution_tags,
 )
 from acqd.layouts.tiffwrite import TiffPageWriter, default_rows_per_strip, image_tags, make_tag
+from acqd.lazy import lazy
 from acqd.ports import TierPort
 from acqd.readers.base import FrameSource
 from acqd.settle import mrc_expected_size
 from acqd.values import WriteResult
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
+
 
 HEADER = 1024  # an MRC main header
 REHASH_CHUNK = 8 << 20  # the compare at completion reads the source this much at a time (at least a frame)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from acqd.errors import FormatError
+from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, read_exact, read_into
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
+
 
 _DTYPES = {"U01": ">u1", "U08": ">u1", "U16": ">u2", "U32": ">u4", "U64": ">u8", "R64": ">u8"}
 

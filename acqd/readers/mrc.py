@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import struct
-from typing import Any, BinaryIO
-
-import numpy as np
-from mrcfile.utils import data_dtype_from_header
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from acqd.errors import FormatError, UnsupportedFormatError
+from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, jsonable, read_array, read_exact
+
+if TYPE_CHECKING:
+    import mrcfile.utils as mrcfile_utils
+    import numpy as np
+else:
+    mrcfile_utils = lazy("mrcfile.utils")
+    np = lazy("numpy")
+
 
 HEADER = 1024
 IMOD_STAMP = 1146047817
@@ -43,7 +49,7 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     dtype: np.dtype[Any] | None = None
     if mode not in UNFRAMED_MODES:
         try:
-            dtype = data_dtype_from_header(h)  # the whole record keeps the byte order; h[0] drops it
+            dtype = mrcfile_utils.data_dtype_from_header(h)  # the whole record keeps the byte order; h[0] drops it
         except ValueError as exc:  # a mode no standard defines: a damaged header
             raise FormatError(f"bad MRC header: {exc}") from None
     # mode 0 is signed bytes, unless the IMOD stamp says they are unsigned (SerialEM, K2/K3 movies)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from acqd.errors import FormatError
+from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, read_array, read_exact
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 
 def open_raw(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -> FrameSource:

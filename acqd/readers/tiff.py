@@ -7,14 +7,20 @@ import contextlib
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any, BinaryIO
-
-import numpy as np
-import tifffile
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from acqd.checksum import Hasher
 from acqd.errors import FormatError, UnsupportedFormatError
+from acqd.lazy import lazy
 from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tifffile
+else:
+    np = lazy("numpy")
+    tifffile = lazy("tifffile")
+
 
 # tags tifffile writes itself from the array and its arguments; every other tag is kept and restored
 STRUCTURAL = {
