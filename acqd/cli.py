@@ -154,6 +154,11 @@ def _setup_logging(verbose: bool) -> None:
         handler.setFormatter(JournaldFormatter("%(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    # the formats above use none of these: not gathered for each record (the logging documentation's
+    # "Optimization": no stack walk for the caller, no thread or process lookup; a line per file adds up)
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    setattr(logging, "logAsyncioTasks", False)  # noqa: B010 (Python 3.12 and later)
     q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     listener = logging.handlers.QueueListener(q, handler)
     listener.start()
