@@ -16,6 +16,7 @@ What the runner reads and records goes through a `RetentionStore`: the daemon's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -48,6 +49,10 @@ from acqd.values import Outcome
 
 log = logging.getLogger("acqd.retention")
 T = TypeVar("T")
+
+
+#: a local tier's folder, or the nearest folder above it while it does not exist yet: (path, device, inode)
+Folders = dict[str, tuple[str, int, int]]
 
 
 @dataclass
@@ -360,6 +365,7 @@ class RetentionRunner:
         #: and is retried at the next sweep instead.
         self.guard = guard
         self._in_use: set[str] = set()  # local tiers with copies recorded on them (acqd.retention._mounted)
+        self._folders: Folders = {}  # each local tier's folder at this sweep's first look (`_still_ours`)
 
     async def _j(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.jexec, partial(fn, *args, **kw))
@@ -371,13 +377,29 @@ class RetentionRunner:
         """Raises (a storage or claim error: the action fails) unless every tier is still the one
         this daemon claimed. The facility hub keeps no claims: a local tier (a share mounted on the
         hub's host) whose folder is missing or empty while copies were recorded there is a share
-        not mounted, never written to nor its copies taken for gone."""
+        not mounted, never written to nor its copies taken for gone; and a local tier whose folder
+        is not the one it was at the sweep's first look (a share unmounted or mounted during the
+        sweep: the mount point is another folder) fails the action (FolderChanged). The hub needs
+        the second look: a copy made into an unmounted share's empty mount point fills it, and a
+        folder that is not empty passes the first."""
         for tier in tiers:
             if self.guard is not None:
                 await self._io(self.guard, tier, True)
             elif tier.local and (tier.name in self._in_use or await self._j(self.store.known_on, tier.name)):
                 self._in_use.add(tier.name)  # copies recorded there stay recorded: asked once per runner
                 await self._io(_mounted, tier)
+            if tier.local:
+                before = self._folders.get(tier.name)
+                now = await self._io(_folder, tier, before[0] if before else None)
+                if before is None:
+                    self._folders[tier.name] = now
+                elif now != before:
+                    raise FolderChanged(
+                        tier.name,
+                        f"tier {tier.name}: {before[0]} is not the folder it was when this sweep began (a network "
+                        "share unmounted or mounted meanwhile?): nothing is recorded or deleted there until the "
+                        "next sweep",
+                    )
 
     def _emit(self, kind: str, row: jr.RetentionRow, **kw: Any) -> None:
         f = row.file
@@ -504,6 +526,7 @@ class RetentionRunner:
     async def execute(self, actions: list[Action], by_copy: dict[int, jr.RetentionRow], now: float) -> SweepResult:
         """Carry out a plan made at `now` (the effective time); holds and live objects are re-checked."""
         res = SweepResult(now=now, actions=actions, clock=self.last_clock)
+        self._folders = {}  # looked at afresh: a share mounted again since the last sweep is its folder now
         res.blocked = sum(a.kind == "blocked" for a in actions)
         for a in actions:
             if a.kind == "void":
@@ -713,9 +736,11 @@ class RetentionRunner:
                 f"tiers {src.name} and {dst.name} are the same storage ({dst.url(rel)} is {src.url(rel)}): "
                 f"not moved, the copy stays on {src.name}; give tier {dst.name} a location of its own"
             )
+        made = True
         try:
             await self._io(copy_between, src, dst, rel, self._tree(row))
         except NameTakenError:
+            made = False
             # an object is already under this name on the new tier: a transition that crashed
             # before it was recorded, or somebody else's. Never replaced: it is taken as the new
             # copy only if it verifies below; otherwise the transition fails (and is retried).
@@ -723,8 +748,16 @@ class RetentionRunner:
         await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
         # both tiers looked at again now: a share unmounted while the copy was made takes it into its
         # empty mount point, where it verifies; recorded there, the old copy deleted, the only copy
-        # would be hidden once the share is back (found by a review, twelfth session)
-        await self._still_ours(src, dst)
+        # would be hidden once the share is back (found by a review, twelfth session); the hub keeps
+        # no claims: each tier must still be the folder it was when the sweep began
+        try:
+            await self._still_ours(src, dst)
+        except FolderChanged as exc:
+            if made and exc.tier == dst.name:  # the copy just made is in a mount point: taken back, so that
+                # the folder is empty again for the next sweep's look (the old copy stays where it is)
+                with contextlib.suppress(AcqdError):
+                    await self._io(partial(dst.remove_any, tree=self._tree(row)), rel)
+            raise
         await self._j(self.store.add_copy, row, dst.name, now)
         await self._j(self.store.fence, "transition", row.copy.id)
         changed = await self._io(self._still_the_copy, src, row)
@@ -749,6 +782,7 @@ class RetentionRunner:
         await self._still_ours(tier)
         resumed = await self._j(self.store.fence, "purge", row.copy.id)
         if not await self._io(tier.exists, row.copy.dest):
+            await self._still_ours(tier)  # not gone: its share unmounted meanwhile
             if resumed:  # deleted by a sweep that was killed before it could record it: recorded now
                 log.info("retention: %s was purged by an interrupted sweep; recorded now", row.copy.dest)
                 await self._j(
@@ -784,6 +818,32 @@ class RetentionRunner:
 
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+class FolderChanged(DestinationError):
+    """A local tier's folder is not the one it was at the sweep's first look."""
+
+    def __init__(self, tier: str, message: str) -> None:
+        super().__init__(message)
+        self.tier = tier
+
+
+def _folder(tier: Tier, path: str | None = None) -> tuple[str, int, int]:
+    """Blocking. The folder `path` (default: the tier's, or the nearest one above it that exists) as
+    (path, device, inode): a share's folder and its mount point, once it is unmounted, differ."""
+    path = path or tier.root
+    while True:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            up = os.path.dirname(path)
+            if up == path:
+                raise
+            path = up
+            continue
+        except OSError as exc:
+            raise DestinationError(f"tier {tier.name}: {path} cannot be looked at: {exc.strerror}") from None
+        return path, st.st_dev, st.st_ino
 
 
 def _mounted(tier: Tier) -> None:

@@ -318,6 +318,59 @@ async def test_a_share_unmounted_while_retention_copies_onto_it_keeps_the_old_co
         io.shutdown()
 
 
+async def test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy(
+    movies: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The facility hub keeps no claims (noticed in the twelfth session, fixed in the thirteenth): its
+    only look at a local tier was "missing or empty while copies are recorded there". A capacity
+    share unmounted while the first movie was copied took the copy into its empty mount point, where
+    it verified; the folder was then no longer empty, so the look passed, the copy was recorded and
+    the central copy deleted, and every later move of the sweep went the same way: the only copies
+    hidden once the share mounts again. Each local tier's folder is now the one the sweep first saw
+    (its device and inode), or the action fails; the copy made into the mount point is taken back."""
+    import shutil
+
+    from acqd import retention as retention_mod
+
+    s = movies
+    cap_share = s.capacity.parent
+    away = cap_share.with_name("capacity-away")
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    j = await loop.run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    real = retention_mod.copy_between
+    gone: list[bool] = []
+
+    def copy_between(src: Any, dst: Any, rel: str, tree: bool) -> Any:
+        if not gone:  # the share goes away as the first copy starts
+            gone.append(True)
+            _unmount(cap_share, away)
+        return real(src, dst, rel, tree)
+
+    monkeypatch.setattr(retention_mod, "copy_between", copy_between)
+    try:
+        before = {p: p.read_bytes() for p in s.central.rglob("*_fractions.mrc")}
+        res = await make_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)  # no guard: as the hub runs
+        assert gone and res.transitioned == 0 and res.failed == 4, res
+        assert {p: p.read_bytes() for p in before if p.exists()} == before  # every central copy kept
+        states = {(r.file.relpath, r.copy.tier): r.copy.state for r in jr.retention_items(j)}
+        assert all(t != "capacity" for _, t in states), states  # no copy recorded on the mount point
+        assert [p for p in cap_share.rglob("*") if p.is_file()] == [], "a copy left on the local disk"
+        failures = [str(d) for _, _, a, d in j.audit_log() if a == "retention.transition.failed"]
+        assert len(failures) == 4 and all("not the folder it was" in f for f in failures), failures
+        shutil.rmtree(cap_share)  # the share mounted again
+        cap_share.mkdir()
+        _mount(cap_share, away)
+        monkeypatch.setattr(retention_mod, "copy_between", real)
+        res = await make_runner(s, j, jexec, io).sweep(s.t0 + 15 * DAY + 60)
+        assert res.transitioned == 4 and res.failed == 0, res
+        assert all((s.capacity / p.relative_to(s.central)).read_bytes() == b for p, b in before.items())
+    finally:
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
 def test_acqd_adopt_never_records_a_copy_outside_the_instruments_prefix(tmp_path: Path) -> None:
     """`acqd adopt` imports each session manifest's entries as verified copies, `dest` verbatim. A
     manifest is a file at the destination that anyone who can write there can edit (or a session
