@@ -867,8 +867,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "retention-purge-unguarded",
         "a purge does not look at the tier's claim: on an unmounted share it finds nothing and forgets the copy",
         "acqd/retention.py",
-        "        await self._still_ours(tier)\n",
-        "",
+        "        await self._still_ours(tier)\n"
+        '        resumed = await self._j(self.store.fence, "purge", row.copy.id)\n'
+        "        if not await self._io(tier.exists, row.copy.dest):\n"
+        "            await self._still_ours(tier)  # not gone: its share unmounted meanwhile\n",
+        '        resumed = await self._j(self.store.fence, "purge", row.copy.id)\n'
+        "        if not await self._io(tier.exists, row.copy.dest):\n",
         ("tests/test_retention_deletes.py::test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_share",),
     ),
     Mutant(
