@@ -737,7 +737,8 @@ class Journal:
                 if why[n] is None:
                     if owner.get(dest, fid) != fid:
                         why[n] = JournalError(f"{tier}:{dest} is recorded as another file's copy; not recorded again")
-                    owner[dest] = fid  # a second item with the same name is another file's copy
+                    else:
+                        owner[dest] = fid  # a second item with the same name is another file's copy
             now = self._clock()
             do = [x for x, w in zip(items, why, strict=True) if w is None]
             db.executemany("DELETE FROM publishing WHERE tier = ? AND dest = ?", [(tier, d) for _f, d, _r in do])

@@ -66,10 +66,15 @@ def warm_imports() -> None:
     before the I/O threads start shipping. They are imported lazily, where first used; when several
     I/O threads reached zarr's first import at once, one of them could be handed the module half
     initialised (`module 'zarr' has no attribute 'api'`) and every Zarr ship of that process failed:
-    seen once in CI, four files quarantined after five attempts each."""
+    seen once in CI, four files quarantined after five attempts each. numpy and mrcfile too: the
+    readers import them where first used (acqd.lazy), and a broken installation must stop the daemon
+    here (`_imported`), not quarantine each movie after five attempts."""
     import google_crc32c  # noqa: F401
     import imagecodecs  # noqa: F401
+    import mrcfile.dtypes
+    import mrcfile.utils  # noqa: F401
     import numcodecs.blosc  # noqa: F401
+    import numpy  # noqa: F401
     import tifffile  # noqa: F401
     import zarr
     import zarr.api.asynchronous

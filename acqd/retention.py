@@ -16,7 +16,6 @@ What the runner reads and records goes through a `RetentionStore`: the daemon's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -373,7 +372,7 @@ class RetentionRunner:
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
 
-    async def _still_ours(self, *tiers: Tier) -> None:
+    async def _still_ours(self, *tiers: Tier, sweep: bool = True) -> None:
         """Raises (a storage or claim error: the action fails) unless every tier is still the one
         this daemon claimed. The facility hub keeps no claims: a local tier (a share mounted on the
         hub's host) whose folder is missing or empty while copies were recorded there is a share
@@ -381,14 +380,15 @@ class RetentionRunner:
         is not the one it was at the sweep's first look (a share unmounted or mounted during the
         sweep: the mount point is another folder) fails the action (FolderChanged). The hub needs
         the second look: a copy made into an unmounted share's empty mount point fills it, and a
-        folder that is not empty passes the first."""
+        folder that is not empty passes the first. `sweep=False` (hold records synced before or
+        between sweeps): the first look only."""
         for tier in tiers:
             if self.guard is not None:
                 await self._io(self.guard, tier, True)
             elif tier.local and (tier.name in self._in_use or await self._j(self.store.known_on, tier.name)):
                 self._in_use.add(tier.name)  # copies recorded there stay recorded: asked once per runner
                 await self._io(_mounted, tier)
-            if tier.local:
+            if tier.local and sweep:
                 before = self._folders.get(tier.name)
                 now = await self._io(_folder, tier, before[0] if before else None)
                 if before is None:
@@ -439,7 +439,7 @@ class RetentionRunner:
         for t in tiers:  # a tier that is not the one claimed (an empty mount point): as if unread,
             if t.name in seen:  # so that nothing is written there and its silence means nothing
                 try:
-                    await self._still_ours(t)
+                    await self._still_ours(t, sweep=False)
                 except AcqdError as exc:
                     del seen[t.name]
                     problems.append(f"tier {t.name}: hold records not read: {exc}")
@@ -736,11 +736,11 @@ class RetentionRunner:
                 f"tiers {src.name} and {dst.name} are the same storage ({dst.url(rel)} is {src.url(rel)}): "
                 f"not moved, the copy stays on {src.name}; give tier {dst.name} a location of its own"
             )
-        made = True
+        made: tuple[int, int] | None = None  # the object this move made (device, inode), if it made one
         try:
             await self._io(copy_between, src, dst, rel, self._tree(row))
+            made = await self._io(_identity, dst, rel)
         except NameTakenError:
-            made = False
             # an object is already under this name on the new tier: a transition that crashed
             # before it was recorded, or somebody else's. Never replaced: it is taken as the new
             # copy only if it verifies below; otherwise the transition fails (and is retried).
@@ -753,10 +753,11 @@ class RetentionRunner:
         try:
             await self._still_ours(src, dst)
         except FolderChanged as exc:
-            if made and exc.tier == dst.name:  # the copy just made is in a mount point: taken back, so that
-                # the folder is empty again for the next sweep's look (the old copy stays where it is)
-                with contextlib.suppress(AcqdError):
-                    await self._io(partial(dst.remove_any, tree=self._tree(row)), rel)
+            if made is not None and exc.tier == dst.name:  # the copy just made is in a mount point: taken
+                # back, with the folders it made, so that the tier's folder is empty again at the next
+                # sweep's look; only the object this move made (a share mounted meanwhile shows another
+                # object under the name: never touched); the old copy stays where it is
+                await self._io(_take_back, dst, rel, made, self._tree(row))
             raise
         await self._j(self.store.add_copy, row, dst.name, now)
         await self._j(self.store.fence, "transition", row.copy.id)
@@ -826,6 +827,37 @@ class FolderChanged(DestinationError):
     def __init__(self, tier: str, message: str) -> None:
         super().__init__(message)
         self.tier = tier
+
+
+def _identity(tier: Tier, rel: str) -> tuple[int, int] | None:
+    """Blocking. (device, inode) of a local tier's object `rel` (a tree: its folder), None if none."""
+    try:
+        st = os.stat(tier.path(rel))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _take_back(tier: Tier, rel: str, made: tuple[int, int], tree: bool) -> None:
+    """Blocking. Remove the object a failed move made on a local tier, if `rel` is still that object,
+    then the folders above it that are left empty, up to the tier's folder (not included: it may be
+    the mount point itself). Errors are logged: the move has failed anyway, its old copy kept."""
+    if _identity(tier, rel) != made:
+        log.warning("retention: %s on tier %s is not the copy this move made: left as it is", rel, tier.name)
+        return
+    try:
+        tier.remove_any(rel, tree=tree)
+    except AcqdError as exc:
+        log.warning("retention: the copy made into tier %s's folder could not be taken back: %s", tier.name, exc)
+        return
+    root = os.path.normpath(tier.root)
+    folder = os.path.dirname(os.path.normpath(tier.path(rel)))
+    while folder != root and folder.startswith(root + os.sep):
+        try:
+            os.rmdir(folder)  # only an empty folder goes
+        except OSError:
+            return
+        folder = os.path.dirname(folder)
 
 
 def _folder(tier: Tier, path: str | None = None) -> tuple[str, int, int]:

@@ -931,7 +931,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "hold-sync-onto-mount-point",
         "retention's hold-record sync writes the records onto an unmounted share's mount point",
         "acqd/retention.py",
-        "                    await self._still_ours(t)\n",
+        "                    await self._still_ours(t, sweep=False)\n",
         "                    pass\n",
         ("tests/test_retention_deletes.py::test_retention_never_moves_onto_or_forgets_copies_on_an_unmounted_share",),
     ),
@@ -959,9 +959,60 @@ MUTANTS: tuple[Mutant, ...] = (
         "a move whose new tier's folder changed leaves the copy it made in the mount point: the folder is no longer"
         " empty at the next sweep's look",
         "acqd/retention.py",
-        "            if made and exc.tier == dst.name:",
+        "            if made is not None and exc.tier == dst.name:",
         "            if False:",
         ("tests/test_retention_deletes.py::test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy",),
+    ),
+    Mutant(
+        "take-back-any-object",
+        "a failed move takes back whatever is under the copy's name: a share mounted meanwhile loses an object"
+        " acqd did not make",
+        "acqd/retention.py",
+        "    if _identity(tier, rel) != made:\n",
+        "    if False:\n",
+        ("tests/test_retention_deletes.py::test_a_failed_claimless_move_never_takes_back_an_object_it_did_not_make",),
+    ),
+    Mutant(
+        "mount-point-folders-left",
+        "a failed move takes back its copy but not the folders it made: the tier's folder in the mount point is"
+        " not empty, and the next sweep, the share still away, moves everything onto the local disk",
+        "acqd/retention.py",
+        "            os.rmdir(folder)  # only an empty folder goes\n",
+        "            return\n",
+        ("tests/test_retention_deletes.py::test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy",),
+    ),
+    Mutant(
+        "hold-sync-compares-old-folders",
+        "the hold records' sync compares the tiers' folders with the last sweep's: after a share is mounted again"
+        " between sweeps, the records of its tier are skipped",
+        "acqd/retention.py",
+        "await self._still_ours(t, sweep=False)",
+        "await self._still_ours(t)",
+        (
+            "tests/test_retention_deletes.py::"
+            "test_a_share_mounted_again_between_two_sweeps_of_one_runner_is_its_folder_then",
+        ),
+    ),
+    Mutant(
+        "frame-imports-skip-mrcfile",
+        "the frame libraries' import at start leaves mrcfile out: a broken mrcfile quarantines each movie after"
+        " five attempts instead of stopping the daemon, and I/O threads race to import it",
+        "acqd/memory.py",
+        "    import mrcfile.dtypes\n    import mrcfile.utils  # noqa: F401\n",
+        "",
+        (
+            "tests/test_framepool.py::"
+            "test_the_daemon_imports_numpy_only_with_the_frame_libraries_and_those_import_all_of_them",
+        ),
+    ),
+    Mutant(
+        "batch-refused-item-owns-the-name",
+        "an item of a batch refused for another file's name is taken for that name's owner: the file whose own"
+        " copy it is, later in the same call, is refused",
+        "acqd/journal.py",
+        "                    else:\n                        owner[dest] = fid",
+        "                    owner[dest] = fid\n                    if False:\n                        pass",
+        ("tests/test_journal.py::test_a_batchs_steps_change_every_file_they_can_and_say_why_not_for_the_others",),
     ),
     Mutant(
         "batch-stored-as-another-files-copy",

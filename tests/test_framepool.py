@@ -338,6 +338,27 @@ sys.exit(1 if errors else 0)
 """
 
 
+def test_the_daemon_imports_numpy_only_with_the_frame_libraries_and_those_import_all_of_them() -> None:
+    """numpy, tifffile and mrcfile are imported where first used (acqd.lazy): importing the CLI and the
+    daemon does not import them (0.1 s of every start), and `warm_imports`, which the daemon runs
+    beside its first scan and whose failure stops it (a broken installation), imports every one of
+    them, so that no I/O thread imports one first and a broken one is found at start (a review found
+    a broken mrcfile quarantining each movie after five attempts instead)."""
+    import subprocess
+    import sys
+
+    lazy = ("numpy", "tifffile", "mrcfile.utils", "mrcfile.dtypes", "zarr", "imagecodecs")
+    code = (
+        "import sys, acqd.cli, acqd.daemon, acqd.memory\n"
+        f"print(sorted(m for m in {lazy!r} if m in sys.modules))\n"
+        "acqd.memory.warm_imports()\n"
+        f"print(sorted(m for m in {lazy!r} if m not in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[]", "[]"], r.stdout
+
+
 def test_the_frame_libraries_are_imported_before_io_threads_race_to_import_them() -> None:
     """zarr's first import is not thread-safe: I/O threads that reach it at once can be handed a
     half-initialised module, and the process keeps a broken `zarr` from then on (every Zarr ship

@@ -198,6 +198,10 @@ def test_a_batchs_steps_change_every_file_they_can_and_say_why_not_for_the_other
     assert actions["a"][-3:] == ["complete", "stored", "verified"]
     assert actions["b"][-2:] == ["complete", "stored"] and actions["c"][-1] == "complete"
     assert "complete" not in actions["d"]
+    # a file whose own copy has the name, after another item refused it in the same call: recorded
+    j.mark(ids["b"], State.COMPLETE, "verify failed")  # stored -> complete: written again under its name
+    out = j.record_stored_many("central", "copy", [(ids["c"], "x/b", res["c"]), (ids["b"], "x/b", res["b"])])
+    assert [ok for ok, _ in out] == [False, True], out
 
 
 def test_the_daemons_queries_use_indexes_not_table_scans(tmp_path: Path) -> None:
