@@ -759,6 +759,14 @@ class RetentionRunner:
                 # object under the name: never touched); the old copy stays where it is
                 await self._io(_take_back, dst, rel, made, self._tree(row))
             raise
+        if made is not None and await self._io(_identity, dst, rel) != made:
+            # the share went away and came back during the copy: the copy verified in the mount point
+            # now hidden under it, and the name shows something else (or nothing)
+            raise FolderChanged(
+                dst.name,
+                f"tier {dst.name}: {dst.url(rel)} is not the copy this move made and verified (a network share "
+                "unmounted and mounted again meanwhile?): nothing is recorded or deleted; retried at the next sweep",
+            )
         await self._j(self.store.add_copy, row, dst.name, now)
         await self._j(self.store.fence, "transition", row.copy.id)
         changed = await self._io(self._still_the_copy, src, row)

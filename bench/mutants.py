@@ -964,6 +964,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention_deletes.py::test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy",),
     ),
     Mutant(
+        "copy-bounce-unnoticed",
+        "a move does not ask whether the name still shows the copy it made: a share unmounted during the copy"
+        " and mounted again before the look after it hides the verified copy, and the old one is deleted",
+        "acqd/retention.py",
+        "        if made is not None and await self._io(_identity, dst, rel) != made:\n",
+        "        if False:\n",
+        (
+            "tests/test_retention_deletes.py::"
+            "test_a_share_unmounted_and_mounted_again_during_one_copy_keeps_the_old_copy",
+        ),
+    ),
+    Mutant(
         "take-back-any-object",
         "a failed move takes back whatever is under the copy's name: a share mounted meanwhile loses an object"
         " acqd did not make",

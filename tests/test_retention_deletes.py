@@ -432,6 +432,54 @@ async def test_a_failed_claimless_move_never_takes_back_an_object_it_did_not_mak
         io.shutdown()
 
 
+async def test_a_share_unmounted_and_mounted_again_during_one_copy_keeps_the_old_copy(
+    movies: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The folder looks before and after a move see the same share when it went away during the copy
+    and came back before the look after it (found by a review): the copy was made and verified in the
+    mount point, now hidden under the share. The name must still show the object the move made (its
+    device and inode), or the move fails and the old copy stays."""
+    from acqd import retention as retention_mod
+
+    s = movies
+    cap_share = s.capacity.parent
+    away, hidden = cap_share.with_name("capacity-away"), tmp_path / "mount-point-hidden"
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    j = await loop.run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    real_look, real_copy = retention_mod.RetentionRunner._still_ours, retention_mod.copy_between
+    copies: list[str] = []
+
+    def copy_between(*a: Any) -> Any:
+        if not copies:  # away during the first copy (which verifies in the mount point) ...
+            _unmount(cap_share, away)
+        copies.append(a[2])
+        return real_copy(*a)
+
+    async def still_ours(self: Any, *tiers: Any, **kw: Any) -> Any:
+        if len(copies) == 1 and not hidden.exists():  # ... and back before the look after it
+            cap_share.rename(hidden)
+            away.rename(cap_share)
+        return await real_look(self, *tiers, **kw)
+
+    monkeypatch.setattr(retention_mod, "copy_between", copy_between)
+    monkeypatch.setattr(retention_mod.RetentionRunner, "_still_ours", still_ours)
+    try:
+        before = {p: p.read_bytes() for p in s.central.rglob("*_fractions.mrc")}
+        res = await make_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
+        first = copies[0]  # the tier's name for the copy, below its root
+        assert hidden.exists() and res.failed == 1 and res.transitioned == len(before) - 1, res
+        assert (s.central.parent / first).read_bytes() == before[s.central.parent / first], "the old copy deleted"
+        moved = {r.copy.dest for r in jr.retention_items(j) if r.copy.tier == "capacity"}
+        assert first not in moved and len(moved) == len(before) - 1, moved
+        failures = [str(d) for _, _, a, d in j.audit_log() if a == "retention.transition.failed"]
+        assert len(failures) == 1 and "not the copy this move made" in failures[0], failures
+    finally:
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
 async def test_a_share_mounted_again_between_two_sweeps_of_one_runner_is_its_folder_then(
     movies: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
