@@ -1517,6 +1517,31 @@ def hub_ack_clock(
     out.print(f"acknowledged the wall clock over: {over}. The hub's next sweep re-anchors the trusted clock.")
 
 
+@hub_app.command("mark-tier")
+def hub_mark_tier(
+    ctx: typer.Context,
+    tier: Annotated[str, typer.Argument(help="the tier's name in hub.yaml (a local folder: a NAS mount)")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="hub.yaml")] = None,
+) -> None:
+    """Mark a local tier's folder as the tier, once, with its network share mounted. The hub keeps no
+    claims: it moves copies onto a local tier and purges from it only while the folder holds this
+    marker (~acqd-tier.json), so that an unmounted share's mount point (empty, or with a stray file in
+    it) is never taken for the tier."""
+    from acqd.hub import build_tiers
+    from acqd.retention import mark_tier
+
+    path = config or ctx.obj
+    if path is None:
+        raise usage("give the hub's configuration: acqd hub mark-tier NAME --config hub.yaml", "--config")
+    with _errors():
+        cfg = load_hub(path)
+        tiers = build_tiers(cfg)
+        if tier not in tiers:
+            raise usage(f"no tier {tier!r} in {path} (its tiers: {', '.join(sorted(tiers))})", "TIER")
+        where = mark_tier(tiers[tier], cfg.facility)
+    out.print(f"tier {tier}: marked ({where}). Mark it only with its share mounted.", markup=False)
+
+
 retention_app = typer.Typer(
     no_args_is_help=True, help="Retention guards: acknowledge a clock jump that suspended purges."
 )

@@ -228,6 +228,7 @@ class Hub:
                 contact=cfg.smtp.contact if cfg.smtp else "the facility staff",
                 hold_args=("--hub", str(self.config_path.resolve())) if self.config_path else (),
                 clock=self._clock(),
+                markers=True,
             )
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):

@@ -337,6 +337,7 @@ class RetentionRunner:
         links: Callable[[str, float], tuple[str, str, float]] | None = None,
         store: RetentionStore | None = None,
         guard: Callable[[Tier, bool], None] | None = None,
+        markers: bool = False,
     ) -> None:
         if store is None:
             assert journal is not None, "a journal or a store"
@@ -363,6 +364,11 @@ class RetentionRunner:
         #: the old copy deleted) and a purge would find nothing and forget the copy. The action fails
         #: and is retried at the next sweep instead.
         self.guard = guard
+        #: without claims (the facility hub): each local tier must hold its marker (TIER_MARKER), put
+        #: there once by the operator with the share mounted (`acqd hub mark-tier`): a positive sign
+        #: that the folder is the share, where "not empty" is not one (a mount point with a stray file
+        #: in it, a tier's first use with its share not mounted)
+        self.markers = markers
         self._in_use: set[str] = set()  # local tiers with copies recorded on them (acqd.retention._mounted)
         self._folders: Folders = {}  # each local tier's folder at this sweep's first look (`_still_ours`)
 
@@ -383,12 +389,7 @@ class RetentionRunner:
         folder that is not empty passes the first. `sweep=False` (hold records synced before or
         between sweeps): the first look only."""
         for tier in tiers:
-            if self.guard is not None:
-                await self._io(self.guard, tier, True)
-            elif tier.local and (tier.name in self._in_use or await self._j(self.store.known_on, tier.name)):
-                self._in_use.add(tier.name)  # copies recorded there stay recorded: asked once per runner
-                await self._io(_mounted, tier)
-            if tier.local and sweep:
+            if tier.local and sweep:  # first: the most telling (a move takes back what it made then)
                 before = self._folders.get(tier.name)
                 now = await self._io(_folder, tier, before[0] if before else None)
                 if before is None:
@@ -400,6 +401,13 @@ class RetentionRunner:
                         "share unmounted or mounted meanwhile?): nothing is recorded or deleted there until the "
                         "next sweep",
                     )
+            if self.guard is not None:
+                await self._io(self.guard, tier, True)
+            elif tier.local and (tier.name in self._in_use or await self._j(self.store.known_on, tier.name)):
+                self._in_use.add(tier.name)  # copies recorded there stay recorded: asked once per runner
+                await self._io(_mounted, tier)
+            if self.guard is None and self.markers and tier.local:
+                await self._io(check_marker, tier)
 
     def _emit(self, kind: str, row: jr.RetentionRow, **kw: Any) -> None:
         f = row.file
@@ -745,13 +753,14 @@ class RetentionRunner:
             # before it was recorded, or somebody else's. Never replaced: it is taken as the new
             # copy only if it verifies below; otherwise the transition fails (and is retried).
             log.warning("retention: %s already on tier %s; checking whether it is this copy", rel, dst.name)
+        seen = made if made is not None else await self._io(_identity, dst, rel)  # what is verified next
         await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
         # both tiers looked at again now: a share unmounted while the copy was made takes it into its
         # empty mount point, where it verifies; recorded there, the old copy deleted, the only copy
         # would be hidden once the share is back (found by a review, twelfth session); the hub keeps
         # no claims: each tier must still be the folder it was when the sweep began
         try:
-            await self._still_ours(src, dst)
+            await self._still_ours(dst, src)  # the new tier first: a copy made into its mount point is taken back
         except FolderChanged as exc:
             if made is not None and exc.tier == dst.name:  # the copy just made is in a mount point: taken
                 # back, with the folders it made, so that the tier's folder is empty again at the next
@@ -759,12 +768,12 @@ class RetentionRunner:
                 # object under the name: never touched); the old copy stays where it is
                 await self._io(_take_back, dst, rel, made, self._tree(row))
             raise
-        if made is not None and await self._io(_identity, dst, rel) != made:
+        if seen is not None and await self._io(_identity, dst, rel) != seen:
             # the share went away and came back during the copy: the copy verified in the mount point
             # now hidden under it, and the name shows something else (or nothing)
             raise FolderChanged(
                 dst.name,
-                f"tier {dst.name}: {dst.url(rel)} is not the copy this move made and verified (a network share "
+                f"tier {dst.name}: {dst.url(rel)} is not the copy this move verified (a network share "
                 "unmounted and mounted again meanwhile?): nothing is recorded or deleted; retried at the next sweep",
             )
         await self._j(self.store.add_copy, row, dst.name, now)
@@ -835,6 +844,47 @@ class FolderChanged(DestinationError):
     def __init__(self, tier: str, message: str) -> None:
         super().__init__(message)
         self.tier = tier
+
+
+#: the file that says a local tier's folder is the tier (the facility hub: `_still_ours`)
+TIER_MARKER = "~acqd-tier.json"
+
+
+def marker_path(tier: Tier) -> str:
+    return os.path.join(tier.root, TIER_MARKER)
+
+
+def mark_tier(tier: Tier, facility: str) -> str:
+    """Blocking. Put the marker into a local tier's folder (which must exist: a share mounted); return
+    its path. Done once per tier by the operator, with the share mounted."""
+    if not tier.local:
+        raise PermanentError(f"tier {tier.name} is not a local folder: it needs no marker")
+    if not os.path.isdir(tier.root):
+        raise DestinationError(f"tier {tier.name}: {tier.root} is not there: mount the share, then mark it")
+    doc = {"tier": tier.name, "facility": facility, "marked": datetime.now(UTC).isoformat(timespec="seconds")}
+    tier.write_atomic(TIER_MARKER, [json.dumps(doc, indent=1).encode() + b"\n"], replace=True, paced=False)
+    return marker_path(tier)
+
+
+def check_marker(tier: Tier) -> None:
+    """Blocking. DestinationError unless a local tier's folder holds its marker, naming this tier."""
+    path = marker_path(tier)
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(65536))
+    except FileNotFoundError:
+        raise DestinationError(
+            f"tier {tier.name}: no {TIER_MARKER} in {tier.root}: a network share not mounted? nothing is moved "
+            f"there or purged from it until it is back (a new tier: mark it once, with its share mounted: "
+            f"acqd hub mark-tier {tier.name})"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DestinationError(f"tier {tier.name}: {path} cannot be read: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("tier") != tier.name:
+        raise DestinationError(
+            f"tier {tier.name}: {path} marks another tier ({doc.get('tier') if isinstance(doc, dict) else doc!r}): "
+            "two tiers on one folder, or a share mounted in the wrong place? nothing is moved there or purged"
+        )
 
 
 def _identity(tier: Tier, rel: str) -> tuple[int, int] | None:

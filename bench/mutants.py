@@ -964,11 +964,58 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention_deletes.py::test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy",),
     ),
     Mutant(
+        "hub-without-markers",
+        "the facility hub does not ask for its local tiers' markers: an unmounted share's mount point with a note"
+        " in it (not empty) is taken for the tier",
+        "acqd/hub.py",
+        "                markers=True,\n",
+        "",
+        ("tests/test_hub.py::test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted",),
+    ),
+    Mutant(
+        "marker-unchecked",
+        "a claimless sweep never looks for the tier's marker: a tier's first use with its share not mounted, or a"
+        " stray file in the mount point, takes the mount point for the tier",
+        "acqd/retention.py",
+        "                await self._io(check_marker, tier)\n",
+        "                pass\n",
+        (
+            "tests/test_hub_markers.py::test_a_tiers_first_use_with_its_share_not_mounted_moves_nothing",
+            "tests/test_hub_markers.py::test_a_stray_file_in_the_mount_point_is_not_the_tier",
+        ),
+    ),
+    Mutant(
+        "marker-of-any-tier",
+        "any tier's marker makes a folder the tier: a share mounted in another tier's place is taken for it",
+        "acqd/retention.py",
+        '    if not isinstance(doc, dict) or doc.get("tier") != tier.name:\n',
+        "    if not isinstance(doc, dict):\n",
+        ("tests/test_hub_markers.py::test_a_marker_of_another_tier_is_not_this_tiers",),
+    ),
+    Mutant(
+        "source-looked-at-first",
+        "the look after a move's copy asks the old tier first: when both shares went away, the copy made into the"
+        " new tier's mount point is never taken back",
+        "acqd/retention.py",
+        "            await self._still_ours(dst, src)  #",
+        "            await self._still_ours(src, dst)  #",
+        ("tests/test_hub_markers.py::test_a_copy_left_when_the_source_also_went_away_is_taken_back",),
+    ),
+    Mutant(
+        "verified-leftover-unchecked",
+        "a move that found an object under the name (not made by it) does not ask, after the look, whether that"
+        " is still what the name shows: a leftover verified in a mount point is recorded once the share is back",
+        "acqd/retention.py",
+        "        seen = made if made is not None else await self._io(_identity, dst, rel)",
+        "        seen = made",
+        ("tests/test_hub_markers.py::test_a_leftover_copy_verified_while_the_share_was_away_is_not_recorded",),
+    ),
+    Mutant(
         "copy-bounce-unnoticed",
         "a move does not ask whether the name still shows the copy it made: a share unmounted during the copy"
         " and mounted again before the look after it hides the verified copy, and the old one is deleted",
         "acqd/retention.py",
-        "        if made is not None and await self._io(_identity, dst, rel) != made:\n",
+        "        if seen is not None and await self._io(_identity, dst, rel) != seen:\n",
         "        if False:\n",
         (
             "tests/test_retention_deletes.py::"
@@ -1536,8 +1583,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a retention move records the new copy and deletes the old one without looking at the tiers' claims"
         " after the copy: a share unmounted meanwhile holds the only copy in its empty mount point",
         "acqd/retention.py",
-        "        try:\n            await self._still_ours(src, dst)\n        except FolderChanged as exc:\n",
-        "        try:\n            pass\n        except FolderChanged as exc:\n",
+        "        try:\n            await self._still_ours(dst, src)  #",
+        "        try:\n            pass  #",
         ("tests/test_retention_deletes.py::test_a_share_unmounted_while_retention_copies_onto_it_keeps_the_old_copy",),
     ),
     Mutant(

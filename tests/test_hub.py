@@ -125,6 +125,8 @@ def make_facility(root: Path, pg: Postgres, url: str, policy: str = POLICY, dela
                 ok(run_acqd("catalog", "migrate", "--config", str(cfg)))
             ok(run_acqd("run", "--config", str(cfg), "--once"))
         fac = Facility(root, pg, url, central, capacity, hub_config(root, url, pg, central, capacity, port), box, 0.0)
+        for tier in ("central", "capacity"):  # once, the shares mounted (the hub touches no unmarked local tier)
+            ok(run_acqd("hub", "mark-tier", tier, "--config", str(fac.hub_yaml)))
         n = sum(len(v) for v in FILES.values())
         assert fac.q("SELECT count(*) FROM acqd.copies WHERE state = 'verified'")[0][0] == n
         fac.t0 = float(fac.q("SELECT extract(epoch FROM max(verified_at)) FROM acqd.copies")[0][0])
@@ -748,7 +750,8 @@ def test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted(facility:
     an empty folder), a transition copied the stack into the mount point on the local disk, verified
     it there and deleted the central copy: hidden once the share mounts again, the only copy. A
     local tier whose folder is empty (or missing) while the catalog has copies there is now taken
-    for a share not mounted: the move fails, is retried, and happens once the share is back."""
+    for a share not mounted, and so is one without the marker `acqd hub mark-tier` put there (a mount
+    point with a note in it is not empty): the move fails, is retried, and happens once the share is back."""
     f = facility
     ok(f.hub(15))  # the first stack moves to capacity: the catalog now has copies there
     assert (f.capacity / "talos" / "alice_tomo_0103/e_stack.dat").exists()
@@ -757,13 +760,15 @@ def test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted(facility:
     second.write_bytes(b"the second stack" * 300)
     ok(run_acqd("run", "--config", str(talos), "--once"))  # shipped to central now
     away = f.root / "capacity-away"
-    f.capacity.rename(away)  # the capacity share unmounted: an empty mount point
+    f.capacity.rename(away)  # the capacity share unmounted: its mount point, with an admin's note in it
     f.capacity.mkdir()
+    note = f.capacity / "NOT-MOUNTED"
+    note.write_text("the capacity share is not mounted\n")  # not empty: only the tier's marker tells
     try:
         r = f.hub(45)  # the second stack is due to move
-        assert list(f.capacity.iterdir()) == [], f"the hub wrote onto the empty mount point: {r.stderr[-2000:]}"
+        assert list(f.capacity.iterdir()) == [note], f"the hub wrote onto the mount point: {r.stderr[-2000:]}"
         assert f.stored("talos", "alice_tomo_0103/g_stack.dat").read_bytes() == b"the second stack" * 300
-        assert "not mounted" in r.stderr, r.stderr[-2000:]
+        assert "not mounted" in r.stderr and "~acqd-tier.json" in r.stderr, r.stderr[-2000:]
         assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'missing'")[0][0] == 0
     finally:  # what a failing run wrote onto the mount point is kept aside (the assertion says it)
         f.capacity.rename(f.root / "capacity-mount-point")
