@@ -937,13 +937,14 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "hub-moves-onto-empty-mount-point",
-        "the facility hub takes a local tier's empty folder for the tier: it moves a stack onto an unmounted share's"
-        " mount point and deletes the central copy",
+        "a claimless sweep takes a local tier's empty folder for the tier: it moves movies onto an unmounted"
+        " share's mount point and deletes the central copies (the hub's markers say it too; this look is the"
+        " one a runner without markers has)",
         "acqd/retention.py",
         "            elif tier.local and (tier.name in self._in_use or await self._j(self.store.known_on, "
         "tier.name)):\n",
         "            elif False:\n",
-        ("tests/test_hub.py::test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted",),
+        ("tests/test_retention_deletes.py::test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy",),
     ),
     Mutant(
         "claimless-folder-change-unnoticed",
