@@ -1465,7 +1465,9 @@ def hub_plan(
     if path is None:
         raise usage("give the hub's configuration: acqd hub plan --config hub.yaml", "--config")
     with _errors():
-        actions, t, suspended = hub_plan_(load_hub(path), _when(now, "--now") if now is not None else None)
+        cfg = load_hub(path)
+        actions, t, suspended = hub_plan_(cfg, _when(now, "--now") if now is not None else None)
+        unmarked = _unmarked_tiers(cfg)
     rows = [
         {
             "kind": a.kind,
@@ -1481,16 +1483,35 @@ def hub_plan(
         for a in actions
     ]
     if json_:
-        out.print_json(json.dumps({"as_of": _iso(t), "suspended": suspended or None, "actions": rows}))
+        doc = {"as_of": _iso(t), "suspended": suspended or None, "unmarked_tiers": unmarked, "actions": rows}
+        out.print_json(json.dumps(doc))
         return
     if suspended:
         out.print(f"PURGES SUSPENDED: {suspended}", markup=False)
+    for why in unmarked.values():  # the sweep's moves and purges there would fail, saying this
+        out.print(f"NOT USABLE: {why}", markup=False)
     for r in rows:
         out.print(
             f"{r['kind']:10} {r['instrument']}/{r['relpath']} ({r['tier']}) {r['at']}: {r['reason']}", markup=False
         )
     if not rows:
         out.print(f"nothing due as of {_iso(t)}", markup=False)
+
+
+def _unmarked_tiers(cfg: Any) -> dict[str, str]:
+    """The hub's local tiers whose folder lacks its marker (`acqd hub mark-tier`), with why."""
+    from acqd.errors import AcqdError
+    from acqd.hub import build_tiers
+    from acqd.retention import check_marker
+
+    out: dict[str, str] = {}
+    for name, tier in build_tiers(cfg).items():
+        if tier.local:
+            try:
+                check_marker(tier)
+            except AcqdError as exc:
+                out[name] = str(exc)
+    return out
 
 
 @hub_app.command("ack-clock")

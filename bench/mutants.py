@@ -965,6 +965,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention_deletes.py::test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy",),
     ),
     Mutant(
+        "plan-hides-unmarked",
+        "`acqd hub plan` does not say which local tiers lack their marker: the dry run promises moves the sweep"
+        " will refuse",
+        "acqd/cli.py",
+        "        unmarked = _unmarked_tiers(cfg)\n",
+        "        unmarked: dict[str, str] = {}\n",
+        ("tests/test_hub.py::test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted",),
+    ),
+    Mutant(
         "hub-without-markers",
         "the facility hub does not ask for its local tiers' markers: an unmounted share's mount point with a note"
         " in it (not empty) is taken for the tier",

@@ -769,10 +769,16 @@ def test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted(facility:
         assert list(f.capacity.iterdir()) == [note], f"the hub wrote onto the mount point: {r.stderr[-2000:]}"
         assert f.stored("talos", "alice_tomo_0103/g_stack.dat").read_bytes() == b"the second stack" * 300
         assert "not mounted" in r.stderr and "~acqd-tier.json" in r.stderr, r.stderr[-2000:]
+        # the dry run says so before any sweep would fail on it
+        plan = ok(run_acqd("hub", "plan", "--config", str(f.hub_yaml)))
+        assert "NOT USABLE: tier capacity: no ~acqd-tier.json" in plan.stdout, plan.stdout
+        doc = json.loads(ok(run_acqd("hub", "plan", "--json", "--config", str(f.hub_yaml))).stdout)
+        assert list(doc["unmarked_tiers"]) == ["capacity"], doc["unmarked_tiers"]
         assert f.q("SELECT count(*) FROM acqd.hub_copies WHERE state = 'missing'")[0][0] == 0
     finally:  # what a failing run wrote onto the mount point is kept aside (the assertion says it)
         f.capacity.rename(f.root / "capacity-mount-point")
         away.rename(f.capacity)
+    assert json.loads(ok(run_acqd("hub", "plan", "--json", "--config", str(f.hub_yaml))).stdout)["unmarked_tiers"] == {}
     ok(f.hub(46))  # the share is back: the move happens
     assert (f.capacity / "talos" / "alice_tomo_0103/g_stack.dat").read_bytes() == b"the second stack" * 300
     assert not f.stored("talos", "alice_tomo_0103/g_stack.dat").exists()
