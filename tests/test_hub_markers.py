@@ -10,6 +10,7 @@ while the share is away stays there, hidden under the share once it is mounted a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import signal
 from collections.abc import AsyncIterator
@@ -86,16 +87,18 @@ def recorded_but_not_there(s: Setup, j: Journal) -> list[str]:
     ]
 
 
-async def _open(s: Setup) -> tuple[Journal, ThreadPoolExecutor, ThreadPoolExecutor]:
+@contextlib.asynccontextmanager
+async def opened(s: Setup) -> AsyncIterator[tuple[Journal, ThreadPoolExecutor, ThreadPoolExecutor]]:
+    """The daemon's journal with its thread, and two I/O threads, closed after."""
     jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
-    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
-    return j, jexec, io
-
-
-async def _close(j: Journal, jexec: ThreadPoolExecutor, io: ThreadPoolExecutor) -> None:
-    await asyncio.get_running_loop().run_in_executor(jexec, j.close)
-    jexec.shutdown()
-    io.shutdown()
+    loop = asyncio.get_running_loop()
+    j = await loop.run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        yield j, jexec, io
+    finally:
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
 
 
 def _movies(s: Setup) -> dict[Path, bytes]:
@@ -109,8 +112,7 @@ async def test_a_tiers_first_use_with_its_share_not_mounted_moves_nothing(movies
     mark(s)
     cap = Share(s.capacity.parent)
     cap.unmount()
-    j, jexec, io = await _open(s)
-    try:
+    async with opened(s) as (j, jexec, io):
         before = _movies(s)
         res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
         assert res.transitioned == 0 and res.failed == 4, res
@@ -120,8 +122,6 @@ async def test_a_tiers_first_use_with_its_share_not_mounted_moves_nothing(movies
         res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 15 * DAY + 60)
         assert res.transitioned == 4 and res.failed == 0, res
         assert lost(s, before) == [] and recorded_but_not_there(s, j) == []
-    finally:
-        await _close(j, jexec, io)
 
 
 async def test_a_stray_file_in_the_mount_point_is_not_the_tier(movies: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,8 +140,7 @@ async def test_a_stray_file_in_the_mount_point_is_not_the_tier(movies: Setup, mo
             raise DestinationError("transient")  # only the first move succeeds in the first sweep
         return real(*a)
 
-    j, jexec, io = await _open(s)
-    try:
+    async with opened(s) as (j, jexec, io):
         before = _movies(s)
         monkeypatch.setattr(retention_mod, "copy_between", copy_between)
         res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
@@ -152,8 +151,6 @@ async def test_a_stray_file_in_the_mount_point_is_not_the_tier(movies: Setup, mo
         assert res.transitioned == 0 and res.failed == 3, res
         cap.mount()
         assert lost(s, before) == [] and recorded_but_not_there(s, j) == []
-    finally:
-        await _close(j, jexec, io)
 
 
 async def test_a_copy_left_when_the_source_also_went_away_is_taken_back(
@@ -177,8 +174,7 @@ async def test_a_copy_left_when_the_source_also_went_away_is_taken_back(
             return out
         return real(*a)
 
-    j, jexec, io = await _open(s)
-    try:
+    async with opened(s) as (j, jexec, io):
         before = _movies(s)
         monkeypatch.setattr(retention_mod, "copy_between", copy_between)
         res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
@@ -190,8 +186,6 @@ async def test_a_copy_left_when_the_source_also_went_away_is_taken_back(
         assert res.transitioned == 0 and res.failed == 3, res
         cap.mount()
         assert lost(s, before) == [] and recorded_but_not_there(s, j) == []
-    finally:
-        await _close(j, jexec, io)
 
 
 async def test_what_a_copy_that_failed_in_the_mount_point_left_is_not_the_tier(
@@ -219,19 +213,18 @@ async def test_what_a_copy_that_failed_in_the_mount_point_left_is_not_the_tier(
         return real(*a)
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    j, jexec, io = await _open(s)
     try:
-        before = _movies(s)
-        monkeypatch.setattr(retention_mod, "copy_between", copy_between)
-        res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
-        assert res.transitioned == 1 and res.failed == 3, res
-        monkeypatch.setattr(retention_mod, "copy_between", real)
-        res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 15 * DAY + 60)  # the share still away
-        assert res.transitioned == 0 and res.failed == 3, res
-        cap.mount()
-        assert lost(s, before) == [] and recorded_but_not_there(s, j) == []
+        async with opened(s) as (j, jexec, io):
+            before = _movies(s)
+            monkeypatch.setattr(retention_mod, "copy_between", copy_between)
+            res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
+            assert res.transitioned == 1 and res.failed == 3, res
+            monkeypatch.setattr(retention_mod, "copy_between", real)
+            res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 15 * DAY + 60)  # the share still away
+            assert res.transitioned == 0 and res.failed == 3, res
+            cap.mount()
+            assert lost(s, before) == [] and recorded_but_not_there(s, j) == []
     finally:
-        await _close(j, jexec, io)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 
 
@@ -268,14 +261,11 @@ async def test_a_leftover_copy_verified_while_the_share_was_away_is_not_recorded
 
     monkeypatch.setattr(retention_mod, "copy_between", copy_between)
     monkeypatch.setattr(RetentionRunner, "_still_ours", still_ours)
-    j, jexec, io = await _open(s)
-    try:
+    async with opened(s) as (j, jexec, io):
         res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
         assert state["back"] and res.failed == 1, res
         assert first.read_bytes() == before[first], "the central copy was deleted"
         assert lost(s, before) == [] and recorded_but_not_there(s, j) == []
-    finally:
-        await _close(j, jexec, io)
 
 
 async def test_a_purge_with_the_share_away_forgets_nothing(movies: Setup) -> None:
@@ -285,8 +275,7 @@ async def test_a_purge_with_the_share_away_forgets_nothing(movies: Setup) -> Non
     mark(s)
     cap = Share(s.capacity.parent)
     (cap.hidden / "NOT-MOUNTED").write_text("x")
-    j, jexec, io = await _open(s)
-    try:
+    async with opened(s) as (j, jexec, io):
         assert (await hub_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)).transitioned == 4
         await hub_runner(s, j, jexec, io).sweep(s.t0 + 47 * DAY + 60)  # warned
         cap.unmount()
@@ -296,8 +285,6 @@ async def test_a_purge_with_the_share_away_forgets_nothing(movies: Setup) -> Non
         missing = [d for _, _, a, d in j.audit_log() if a == "retention.missing"]
         assert missing == [], missing
         assert len(list(s.capacity.rglob("*_fractions.mrc"))) == 4
-    finally:
-        await _close(j, jexec, io)
 
 
 async def test_a_copy_hidden_by_a_share_mounted_during_a_move_is_never_taken_later(
@@ -324,8 +311,7 @@ async def test_a_copy_hidden_by_a_share_mounted_during_a_move_is_never_taken_lat
             state["back"] = 1
         return await real_look(self, *tiers, **kw)
 
-    j, jexec, io = await _open(s)
-    try:
+    async with opened(s) as (j, jexec, io):
         before = _movies(s)
         monkeypatch.setattr(retention_mod, "copy_between", copy_between)
         monkeypatch.setattr(RetentionRunner, "_still_ours", still_ours)
@@ -338,8 +324,6 @@ async def test_a_copy_hidden_by_a_share_mounted_during_a_move_is_never_taken_lat
         assert res.transitioned == 0 and res.failed == 1, res
         cap.mount()
         assert lost(s, before) == [] and recorded_but_not_there(s, j) == []
-    finally:
-        await _close(j, jexec, io)
 
 
 def test_acqd_hub_mark_tier_marks_a_mounted_local_tier_and_refuses_anything_else(tmp_path: Path) -> None:
@@ -386,12 +370,9 @@ async def test_a_marker_of_another_tier_is_not_this_tiers(movies: Setup) -> None
     mark_tier(tiers["capacity"], "facility")
     marker = Path(tiers["capacity"].root) / "~acqd-tier.json"
     (Path(tiers["central"].root) / marker.name).write_bytes(marker.read_bytes())
-    j, jexec, io = await _open(s)
-    try:
+    async with opened(s) as (j, jexec, io):
         before = _movies(s)
         res = await hub_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
         assert res.transitioned == 0 and res.failed == 4, res
         assert "marks another tier ('capacity')" in res.errors[0], res.errors
         assert _movies(s) == before
-    finally:
-        await _close(j, jexec, io)
