@@ -41,6 +41,8 @@ from typing import Any
 from acqd.checksum import Hasher
 from acqd.errors import AcqdError, ClaimError, ConfigError, NameTakenError
 from acqd.journal import Journal
+from acqd.mounts import describe as describe_unmounted
+from acqd.mounts import unmounted_mount_point
 from acqd.naming import MANIFEST, claim_name
 from acqd.storage import Tier
 from acqd.storage.errors import DestinationError
@@ -227,6 +229,10 @@ def look(tier: Tier, claim: Claim, known: bool, runs: Collection[str] = ()) -> C
     """May this run claim the instrument's prefix on `tier`? Returns the claim there (None: none),
     or refuses (ClaimError, one line). Writes nothing. `known`: the journal already records copies
     on this tier (a destination acqd used before claims existed)."""
+    if tier.local and (point := unmounted_mount_point(tier.root)) is not None:
+        # a share listed in fstab and not mounted: its empty mount point is the local disk, whatever
+        # it holds (a claim or copies put there before, an admin's note); nothing is claimed there
+        raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}")
     there = read_claim(tier, claim.instrument)
     if there is None:
         if known and not tier.has_objects(claim.instrument):

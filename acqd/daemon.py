@@ -44,6 +44,8 @@ from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats
 from acqd.memory import tune_allocator, tune_gc, warm_imports
 from acqd.metrics import Exporter, Metrics
+from acqd.mounts import describe as describe_unmounted
+from acqd.mounts import unmounted_mount_point
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
@@ -1122,8 +1124,8 @@ def adopt_command(config: Config) -> dict[str, int]:
 
 def claim_problems(config: Config, tiers: dict[str, Tier]) -> tuple[list[str], dict[str, str]]:
     """`acqd check`: would `run` be refused by a claim on the destination (the problems), or wait for
-    a tier that holds nothing of the instrument although the journal has copies there (an empty
-    mount point: the waits)? Read-only."""
+    a tier that holds nothing of the instrument although the journal has copies there, or whose folder
+    is below a mount point of fstab with nothing mounted (an empty mount point: the waits)? Read-only."""
     path = journal_path(config.state_dir)
     journal_id = None
     epoch = 0
@@ -1144,6 +1146,9 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> tuple[list[str], d
     waits: dict[str, str] = {}  # tier name -> why `run` waits for it
     mid = claims.machine_id()
     for name, tier in tiers.items():
+        if tier.local and (point := unmounted_mount_point(tier.root)) is not None:
+            waits[name] = f"tier {name}: {describe_unmounted(point)}"
+            continue
         try:
             there = claims.read_claim(tier, config.instrument)
         except ClaimError as exc:

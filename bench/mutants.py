@@ -974,6 +974,24 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_hub.py::test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted",),
     ),
     Mutant(
+        "claim-on-unmounted-mount-point",
+        "a tier's first claim does not ask whether its folder is below a mount point of fstab with nothing"
+        " mounted: the first start with the share down claims the empty mount point and ships (and releases)"
+        " onto the local disk",
+        "acqd/claims.py",
+        "    if tier.local and (point := unmounted_mount_point(tier.root)) is not None:\n",
+        "    if False and (point := unmounted_mount_point(tier.root)) is not None:\n",
+        ("tests/test_mounts.py::test_a_first_start_with_the_share_not_mounted_ships_nothing_onto_the_local_disk",),
+    ),
+    Mutant(
+        "check-probes-unmounted-mount-point",
+        "`acqd check` does not say that a tier's share is not mounted (and write-probes its empty mount point)",
+        "acqd/daemon.py",
+        "        if tier.local and (point := unmounted_mount_point(tier.root)) is not None:\n",
+        "        if False and (point := unmounted_mount_point(tier.root)) is not None:\n",
+        ("tests/test_mounts.py::test_a_first_start_with_the_share_not_mounted_ships_nothing_onto_the_local_disk",),
+    ),
+    Mutant(
         "hub-without-markers",
         "the facility hub does not ask for its local tiers' markers: an unmounted share's mount point with a note"
         " in it (not empty) is taken for the tier",

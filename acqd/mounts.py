@@ -1,0 +1,91 @@
+"""Is a folder below a mount point the system expects, with nothing mounted there now?
+
+A network share listed in /etc/fstab (or a systemd .mount unit) that is not mounted leaves its empty
+mount point on the local disk. A tier whose folder is there would take the copies onto the local
+disk, under a folder the share hides once it mounts (and release would then free the acquisition
+disk of files whose only other copy is on the same machine). `unmounted_mount_point(path)` names
+such a mount point, so that acqd waits for the share instead of claiming its empty mount point.
+
+What the system expects: the mount points of /etc/fstab (not swap) and the `Where=` of the .mount
+units in /etc/systemd/system. What is mounted: this process's /proc/self/mountinfo. A share mounted
+by hand and listed nowhere cannot be told from a folder: list it in /etc/fstab (README).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+#: where the expected mount points are read from (tests point these at their own files)
+FSTAB = "/etc/fstab"
+MOUNT_UNITS = "/etc/systemd/system/*.mount"
+MOUNTINFO = "/proc/self/mountinfo"
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field: str) -> str:
+    r"""fstab's and mountinfo's escapes (a space is `\040`)."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def expected() -> set[str]:
+    """The mount points the system is told to mount (fstab, .mount units), normalised; not "/"."""
+    points: set[str] = set()
+    for line in _read(FSTAB).splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[0].startswith("#"):
+            continue
+        where, fstype = _unescape(fields[1]), fields[2]
+        if fstype != "swap" and where.startswith("/"):
+            points.add(os.path.normpath(where))
+    for unit in sorted(glob.glob(MOUNT_UNITS)):
+        for line in _read(unit).splitlines():
+            key, _, value = line.strip().partition("=")
+            if key.strip() == "Where" and value.strip().startswith("/"):
+                points.add(os.path.normpath(value.strip()))
+    points.discard("/")
+    return points
+
+
+def mounted() -> set[str]:
+    """The mount points of this process's mount namespace."""
+    points: set[str] = set()
+    for line in _read(MOUNTINFO).splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            points.add(os.path.normpath(_unescape(fields[4])))
+    return points
+
+
+def unmounted_mount_point(path: str) -> str | None:
+    """The expected mount point at or above `path` (symlinks resolved) that nothing is mounted on, or
+    None: `path` is on what the system means it to be on, or below no expected mount point."""
+    real = os.path.realpath(path)
+    above = sorted(
+        (m for m in expected() if real == m or real.startswith(m + "/")),
+        key=len,
+    )
+    if not above:
+        return None
+    now = mounted()
+    for point in above:  # the outermost first: /mnt/nas missing says more than /mnt/nas/cold
+        if point not in now:
+            return point
+    return None
+
+
+def describe(point: str) -> str:
+    return (
+        f"{point} is a mount point (in {FSTAB} or a systemd .mount unit) with nothing mounted on it: the copies "
+        "would go onto the local disk under it, hidden once the share mounts; acqd waits until it is mounted"
+    )
