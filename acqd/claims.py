@@ -197,6 +197,7 @@ class Guard:
         now = self.mono()
         if now - self._checked.get(tier.name, -1e18) < self.every:
             return
+        require_mounted(tier)  # a claim of this run in the empty mount point (`adopt` with the share down)
         try:
             there = read_claim(tier, self.claim.instrument)
         except ClaimError as exc:
@@ -225,14 +226,19 @@ class Guard:
         self._checked[tier.name] = now
 
 
+def require_mounted(tier: Tier) -> None:
+    """DestinationError if a local tier's folder is at or below a mount point of fstab (or a .mount
+    unit) with nothing mounted on it: its empty mount point is the local disk, whatever it holds (a
+    claim or copies put there before, an admin's note); nothing is claimed, written or adopted there."""
+    if tier.local and (point := unmounted_mount_point(tier.root)) is not None:
+        raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}")
+
+
 def look(tier: Tier, claim: Claim, known: bool, runs: Collection[str] = ()) -> Claim | None:
     """May this run claim the instrument's prefix on `tier`? Returns the claim there (None: none),
     or refuses (ClaimError, one line). Writes nothing. `known`: the journal already records copies
     on this tier (a destination acqd used before claims existed)."""
-    if tier.local and (point := unmounted_mount_point(tier.root)) is not None:
-        # a share listed in fstab and not mounted: its empty mount point is the local disk, whatever
-        # it holds (a claim or copies put there before, an admin's note); nothing is claimed there
-        raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}")
+    require_mounted(tier)
     there = read_claim(tier, claim.instrument)
     if there is None:
         if known and not tier.has_objects(claim.instrument):
@@ -393,6 +399,8 @@ def adopt(
     (as verified copies) into `journal`, then write this daemon's claim. `roots` maps a manifest's
     watch root to the configured one (same path). Returns counts."""
     counts = {"manifests": 0, "files": 0, "skipped": 0}
+    for tier in tiers.values():  # a share not mounted: nothing to adopt there, and no claim onto the local disk
+        require_mounted(tier)
     # the adopted claim outcounts every run that claimed there before (a newer copy of this journal
     # included), so that copy is refused from now on; the journal counts it before it is written
     top = claim.epoch

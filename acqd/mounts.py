@@ -7,8 +7,12 @@ disk of files whose only other copy is on the same machine). `unmounted_mount_po
 such a mount point, so that acqd waits for the share instead of claiming its empty mount point.
 
 What the system expects: the mount points of /etc/fstab (not swap) and the `Where=` of the .mount
-units in /etc/systemd/system. What is mounted: this process's /proc/self/mountinfo. A share mounted
-by hand and listed nowhere cannot be told from a folder: list it in /etc/fstab (README).
+and .automount units in /etc/systemd/system, each with the symlinks of its parent folders resolved
+(on ostree systems /mnt is /var/mnt). What is mounted: this process's /proc/self/mountinfo, less the
+bind mounts of a folder onto itself: systemd makes one of each `ReadWritePaths=` folder that is not a
+mount point (ProtectSystem=strict), so inside acqd's service an unmounted share's mount point shows a
+mount of the local disk. A share mounted by hand and listed nowhere cannot be told from a folder:
+list it in /etc/fstab (README).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 
 #: where the expected mount points are read from (tests point these at their own files)
 FSTAB = "/etc/fstab"
-MOUNT_UNITS = "/etc/systemd/system/*.mount"
+MOUNT_UNITS = ("/etc/systemd/system/*.mount", "/etc/systemd/system/*.automount")
 MOUNTINFO = "/proc/self/mountinfo"
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
@@ -38,8 +42,15 @@ def _read(path: str) -> str:
         return ""
 
 
+def _resolved(point: str) -> str:
+    """`point` with its parent folders' symlinks resolved (not the point itself: a share that hangs
+    is never looked into)."""
+    parent, name = os.path.split(os.path.normpath(point))
+    return os.path.join(os.path.realpath(parent), name) if name else os.path.realpath(parent)
+
+
 def expected() -> set[str]:
-    """The mount points the system is told to mount (fstab, .mount units), normalised; not "/"."""
+    """The mount points the system is told to mount (fstab, .mount units), resolved; not "/"."""
     points: set[str] = set()
     for line in _read(FSTAB).splitlines():
         fields = line.split()
@@ -47,23 +58,33 @@ def expected() -> set[str]:
             continue
         where, fstype = _unescape(fields[1]), fields[2]
         if fstype != "swap" and where.startswith("/"):
-            points.add(os.path.normpath(where))
-    for unit in sorted(glob.glob(MOUNT_UNITS)):
+            points.add(_resolved(where))
+    for unit in sorted(u for pattern in MOUNT_UNITS for u in glob.glob(pattern)):
         for line in _read(unit).splitlines():
             key, _, value = line.strip().partition("=")
             if key.strip() == "Where" and value.strip().startswith("/"):
-                points.add(os.path.normpath(value.strip()))
+                points.add(_resolved(value.strip()))
     points.discard("/")
     return points
 
 
 def mounted() -> set[str]:
-    """The mount points of this process's mount namespace."""
-    points: set[str] = set()
+    """The mount points of this process's mount namespace, less the binds of a folder onto itself
+    (same device as the mount below it, and its own place on that device: systemd's
+    ReadWritePaths= of a folder that is not a mount point). A bind from elsewhere counts."""
+    rows: dict[str, tuple[str, str, str, str]] = {}  # id -> (parent id, device, root, mount point)
     for line in _read(MOUNTINFO).splitlines():
         fields = line.split()
         if len(fields) > 4:
-            points.add(os.path.normpath(_unescape(fields[4])))
+            rows[fields[0]] = (fields[1], fields[2], _unescape(fields[3]), os.path.normpath(_unescape(fields[4])))
+    points: set[str] = set()
+    for parent_id, device, root, point in rows.values():
+        parent = rows.get(parent_id)
+        if parent is not None and parent[1] == device and parent[3] != point:
+            below = os.path.relpath(point, parent[3])
+            if not below.startswith("..") and os.path.normpath(os.path.join(parent[2], below)) == root:
+                continue  # the folder bound onto itself: what is there is the disk below
+        points.add(point)
     return points
 
 

@@ -36,6 +36,8 @@ from acqd.crash import crash_point
 from acqd.errors import AcqdError, FenceError, NameTakenError, PermanentError
 from acqd.journal import Journal
 from acqd.layouts import build_layout
+from acqd.mounts import describe as describe_unmounted
+from acqd.mounts import unmounted_mount_point
 from acqd.notify import Digests, Mailer
 from acqd.policy.clock import ClockState, Reading, acknowledge, advance
 from acqd.policy.model import DAY, Policy
@@ -861,13 +863,19 @@ def mark_tier(tier: Tier, facility: str) -> str:
         raise PermanentError(f"tier {tier.name} is not a local folder: it needs no marker")
     if not os.path.isdir(tier.root):
         raise DestinationError(f"tier {tier.name}: {tier.root} is not there: mount the share, then mark it")
+    if (point := unmounted_mount_point(tier.root)) is not None:
+        raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}; mount the share, then mark it")
     doc = {"tier": tier.name, "facility": facility, "marked": datetime.now(UTC).isoformat(timespec="seconds")}
     tier.write_atomic(TIER_MARKER, [json.dumps(doc, indent=1).encode() + b"\n"], replace=True, paced=False)
     return marker_path(tier)
 
 
 def check_marker(tier: Tier) -> None:
-    """Blocking. DestinationError unless a local tier's folder holds its marker, naming this tier."""
+    """Blocking. DestinationError unless a local tier's folder holds its marker, naming this tier (and
+    is not below a mount point of fstab with nothing mounted: a marker put into the empty mount point
+    by mistake does not make it the tier)."""
+    if (point := unmounted_mount_point(tier.root)) is not None:
+        raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}")
     path = marker_path(tier)
     try:
         with open(path, "rb") as f:

@@ -992,6 +992,53 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_mounts.py::test_a_first_start_with_the_share_not_mounted_ships_nothing_onto_the_local_disk",),
     ),
     Mutant(
+        "self-bind-taken-for-a-mount",
+        "a folder bound onto itself (systemd's ReadWritePaths= of an unmounted share's mount point) counts as"
+        " the share mounted: inside the service the first start with the share down ships onto the local disk",
+        "acqd/mounts.py",
+        "                continue  # the folder bound onto itself: what is there is the disk below\n",
+        "                pass\n",
+        ("tests/test_mounts.py::test_a_folder_bound_onto_itself_is_not_a_share_mounted",),
+    ),
+    Mutant(
+        "fstab-symlinks-unresolved",
+        "fstab's mount points are compared as written: below a symlinked folder (/mnt -> /var/mnt) the tier's"
+        " resolved path is below no expected mount point",
+        "acqd/mounts.py",
+        "            points.add(_resolved(where))\n",
+        "            points.add(os.path.normpath(where))\n",
+        ("tests/test_mounts.py::test_an_fstab_mount_point_below_a_symlinked_folder_is_found",),
+    ),
+    Mutant(
+        "adopt-onto-unmounted-mount-point",
+        "`acqd adopt` claims a tier whose share is not mounted: its claim goes into the empty mount point",
+        "acqd/claims.py",
+        "    for tier in tiers.values():  # a share not mounted: nothing to adopt there, and no claim onto the local"
+        " disk\n        require_mounted(tier)\n",
+        "",
+        ("tests/test_mounts.py::test_adopt_with_the_share_not_mounted_claims_nothing_on_the_local_disk",),
+    ),
+    Mutant(
+        "guard-trusts-claim-in-mount-point",
+        "the running daemon's claim look takes a claim of this run in an unmounted share's mount point for the"
+        " tier: the next file is written onto the local disk and released",
+        "acqd/claims.py",
+        "        require_mounted(tier)  # a claim of this run in the empty mount point (`adopt` with the share down)\n",
+        "",
+        ("tests/test_mounts.py::test_a_claim_of_this_run_in_an_unmounted_mount_point_does_not_make_it_the_tier",),
+    ),
+    Mutant(
+        "hub-marker-in-unmounted-mount-point",
+        "`acqd hub mark-tier` marks an unmounted share's mount point, and the hub takes a marked mount point"
+        " for the tier",
+        "acqd/retention.py",
+        "    if (point := unmounted_mount_point(tier.root)) is not None:\n"
+        '        raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}")\n'
+        "    path = marker_path(tier)\n",
+        "    path = marker_path(tier)\n",
+        ("tests/test_mounts.py::test_hub_mark_tier_refuses_an_unmounted_mount_point_and_a_marker_there_is_no_tier",),
+    ),
+    Mutant(
         "hub-without-markers",
         "the facility hub does not ask for its local tiers' markers: an unmounted share's mount point with a note"
         " in it (not empty) is taken for the tier",

@@ -28,13 +28,16 @@ def system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
     mountinfo.write_text("22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n")
     monkeypatch.setattr(mounts, "FSTAB", str(fstab))
     monkeypatch.setattr(mounts, "MOUNTINFO", str(mountinfo))
-    monkeypatch.setattr(mounts, "MOUNT_UNITS", str(tmp_path / "units" / "*.mount"))
+    monkeypatch.setattr(
+        mounts, "MOUNT_UNITS", (str(tmp_path / "units" / "*.mount"), str(tmp_path / "units" / "*.automount"))
+    )
     return fstab, mountinfo
 
 
 def _mountinfo_line(point: Path) -> str:
     escaped = str(point).replace(" ", "\\040")
-    return f"99 22 0:55 / {escaped} rw,relatime shared:40 - nfs4 nas:/export rw\n"
+    ident = 1000 + sum(map(ord, str(point)))  # one mount per point in these tests
+    return f"{ident} 22 0:55 / {escaped} rw,relatime shared:40 - nfs4 nas:/export rw\n"
 
 
 def test_the_mount_points_the_system_expects_and_has(system: tuple[Path, Path], tmp_path: Path) -> None:
@@ -52,7 +55,8 @@ def test_the_mount_points_the_system_expects_and_has(system: tuple[Path, Path], 
     units = tmp_path / "units"
     units.mkdir()
     (units / "mnt-capacity.mount").write_text("[Mount]\nWhat=nas:/capacity\nWhere=/mnt/capacity/\nType=nfs4\n")
-    assert mounts.expected() == {"/mnt/central", "/mnt/with space", "/mnt/capacity"}
+    (units / "mnt-cold.automount").write_text("[Automount]\nWhere = /mnt/cold\n")
+    assert mounts.expected() == {"/mnt/central", "/mnt/with space", "/mnt/capacity", "/mnt/cold"}
     mountinfo.write_text(mountinfo.read_text() + _mountinfo_line(Path("/mnt/with space")))
     assert mounts.mounted() == {"/", "/mnt/with space"}
     assert mounts.unmounted_mount_point("/mnt/central") == "/mnt/central"
@@ -149,3 +153,124 @@ async def test_a_first_start_with_the_share_not_mounted_ships_nothing_onto_the_l
     result = await Daemon(config, once=True, retry_for=30).run(install_signals=False)
     assert result.code == 0 and result.stats.released == len(data)
     assert all((mnt / "acqd" / "scope" / rel).read_bytes() == b for rel, b in data.items())
+
+
+def _self_bind(point: Path) -> str:
+    """What systemd's ReadWritePaths= makes of a folder that is not a mount point (ProtectSystem=
+    strict): the folder bound onto itself, on the device of the mount below it ("/" here)."""
+    escaped = str(point).replace(" ", "\\040")
+    return f"120 22 8:1 {escaped} {escaped} rw,relatime shared:50 - ext4 /dev/vda rw\n"
+
+
+def test_a_folder_bound_onto_itself_is_not_a_share_mounted(system: tuple[Path, Path], tmp_path: Path) -> None:
+    """Found by a review: inside the service (ReadWritePaths= of the share's mount point), an
+    unmounted share's mount point showed a mount in mountinfo, the local disk bound onto itself, and
+    acqd took it for the share. A bind from elsewhere is a mount; the share mounted over the
+    self-bind (after acqd started) is too."""
+    fstab, mountinfo = system
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    fstab.write_text(f"nas:/export {mnt} nfs4 _netdev 0 0\n")
+    base = mountinfo.read_text()
+    mountinfo.write_text(base + _self_bind(mnt))
+    assert mounts.unmounted_mount_point(str(mnt / "acqd")) == str(mnt)
+    mountinfo.write_text(base + f"121 22 8:1 /srv/export {mnt} rw - ext4 /dev/vda rw\n")
+    assert mounts.unmounted_mount_point(str(mnt / "acqd")) is None, "a bind from another folder"
+    mountinfo.write_text(base + _self_bind(mnt) + _mountinfo_line(mnt).replace(" 22 ", " 120 ", 1))
+    assert mounts.unmounted_mount_point(str(mnt / "acqd")) is None, "the share mounted over the self-bind"
+
+
+def test_an_fstab_mount_point_below_a_symlinked_folder_is_found(system: tuple[Path, Path], tmp_path: Path) -> None:
+    """Found by a review: on ostree systems /mnt is a symlink to /var/mnt; fstab says /mnt/nas, the
+    tier's path resolves to /var/mnt/nas/acqd and was below no expected mount point. A doubled slash
+    in fstab too."""
+    fstab, _ = system
+    (tmp_path / "var" / "mnt" / "nas").mkdir(parents=True)
+    (tmp_path / "mnt").symlink_to(tmp_path / "var" / "mnt")
+    fstab.write_text(f"nas:/ /{tmp_path}/mnt//nas nfs4 _netdev 0 0\n")
+    real = tmp_path / "var" / "mnt" / "nas"
+    assert mounts.unmounted_mount_point(str(real / "acqd")) == str(real)
+    assert mounts.unmounted_mount_point(str(tmp_path / "mnt" / "nas" / "acqd")) == str(real)
+
+
+def test_adopt_with_the_share_not_mounted_claims_nothing_on_the_local_disk(
+    system: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Found by a review: `acqd adopt` wrote its claim without looking; with the share down the
+    claim of this run went into the empty mount point, where a later unmount found it and took the
+    local disk for the tier."""
+    from acqd.daemon import adopt_command
+    from acqd.storage.errors import DestinationError
+
+    fstab, _ = system
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (tmp_path / "acq").mkdir()
+    fstab.write_text(f"nas:/export {mnt} nfs4 _netdev 0 0\n")
+    with pytest.raises(DestinationError, match="nothing mounted"):
+        adopt_command(_config(tmp_path, mnt, release=True))
+    assert list(mnt.iterdir()) == []
+
+
+async def test_a_claim_of_this_run_in_an_unmounted_mount_point_does_not_make_it_the_tier(
+    system: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The claim is the running daemon's proof of its tier; one of this run found in the mount point
+    (however it came there) is no proof while fstab's share is not mounted: the file waits."""
+    import asyncio
+
+    from tests.test_inprocess import Recorder
+
+    fstab, mountinfo = system
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (tmp_path / "acq" / "s").mkdir(parents=True)
+    fstab.write_text(f"nas:/export {mnt} nfs4 _netdev 0 0\n")
+    base = mountinfo.read_text()
+    mountinfo.write_text(base + _mountinfo_line(mnt))
+    config = _config(tmp_path, mnt, release=True)
+    rec = Recorder()
+    daemon = Daemon(config, reporter=rec)
+    ready = asyncio.Event()
+    task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        (tmp_path / "acq" / "s" / "a.raw").write_bytes(os.urandom(2000))
+        await rec.wait("released", 1)
+        mountinfo.write_text(base)  # unmounted; the folder (the claim in it) stays as it was
+        (tmp_path / "acq" / "s" / "b.raw").write_bytes(b"the only copy")
+        await rec.wait("retry", 1)
+        assert not (mnt / "acqd" / "scope" / "s" / "b.raw").exists(), "written onto the local disk"
+        assert (tmp_path / "acq" / "s" / "b.raw").read_bytes() == b"the only copy"
+        mountinfo.write_text(base + _mountinfo_line(mnt))
+        await rec.wait("released", 2)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert (mnt / "acqd" / "scope" / "s" / "b.raw").read_bytes() == b"the only copy"
+
+
+def test_hub_mark_tier_refuses_an_unmounted_mount_point_and_a_marker_there_is_no_tier(
+    system: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Found by a review: `acqd hub mark-tier` with the share down put the marker into the empty
+    mount point, and the hub then moved movies onto the local disk and deleted the central copies."""
+    from acqd.retention import check_marker, mark_tier
+    from acqd.storage import open_tier
+    from acqd.storage.errors import DestinationError
+
+    fstab, mountinfo = system
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    fstab.write_text(f"nas:/capacity {mnt} nfs4 _netdev 0 0\n")
+    tier = open_tier("capacity", f"file://{mnt}")
+    with pytest.raises(DestinationError, match="nothing mounted"):
+        mark_tier(tier, "facility")
+    assert list(mnt.iterdir()) == []
+    base = mountinfo.read_text()
+    mountinfo.write_text(base + _mountinfo_line(mnt))
+    mark_tier(tier, "facility")
+    check_marker(tier)
+    mountinfo.write_text(base)  # the marker stays in the folder, the share is gone
+    with pytest.raises(DestinationError, match="nothing mounted"):
+        check_marker(tier)
