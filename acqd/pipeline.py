@@ -91,6 +91,7 @@ RELEASE_RECHECK_MAX = 10.0  # seconds: a release held back (a writer, a tier not
 SMALL_FILE = 1 << 20  # files up to this size, copied to a local tier, ship in batches (_ship_batch)
 BATCH_FILES = 256  # at most this many files in one batch
 BATCH_BYTES = 16 << 20  # and at most this many source bytes
+SCAN_CHUNK = 500  # a scan admits the entries it lists this many at a time (shipping begins during a long scan)
 STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher hint wakes it sooner)
 LEFT_ASIDE = "left_aside"
 TRACKER_RETRY = 5.0  # seconds before a file whose look failed is looked at again
@@ -764,26 +765,34 @@ class Pipeline:
         self._rescan_wake.set()
 
     async def _scan(self, ctx: RootCtx, rel_dir: str) -> None:
+        """List the folder's tree and admit what it holds, SCAN_CHUNK entries at a time as the walk
+        finds them: the first files' settle windows run, and their shipping begins, while the rest
+        of a large tree is still being listed."""
         start = os.path.join(ctx.root, rel_dir) if rel_dir else ctx.root
         aside: list[tuple[str, os.stat_result]] = []
-        entries = await self._io_early(
-            lambda: list(scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside))
-        )
-        if rel_dir:
-            entries = [replace(e, relpath=f"{rel_dir}/{e.relpath}" if e.relpath else rel_dir) for e in entries]
-        found = {e.relpath for e in entries if e.kind is Kind.UNREADABLE}
-        for key in [k for k in self.unreadable if k[0] == ctx.index and k[1] not in found]:
-            if not rel_dir or key[1] == rel_dir or key[1].startswith(rel_dir + "/"):
-                self._readable_again(ctx, key[1])
-        self._busy += 1
+        walk = scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside)
+        found: set[str] = set()  # the unreadable paths this scan met
+        self._busy += 1  # from the first listing on: a --once run is not idle between two chunks
         try:
-            for i in range(0, len(entries), 2000):
-                await self._admit(ctx, entries[i : i + 2000])
+            while True:
+                # one thread at a time runs the walk (each chunk is awaited before the next)
+                entries = await self._io_early(lambda: list(itertools.islice(walk, SCAN_CHUNK)))
+                if rel_dir:
+                    entries = [replace(e, relpath=f"{rel_dir}/{e.relpath}" if e.relpath else rel_dir) for e in entries]
+                found.update(e.relpath for e in entries if e.kind is Kind.UNREADABLE)
+                if entries:
+                    await self._admit(ctx, entries)
+                if len(entries) < SCAN_CHUNK:
+                    break
             self.repeats.ok("journal")
         except JournalError as exc:
             self._journal_failed(ctx, exc)
-        finally:
+            return  # scanned again soon (what was not listed yet too)
+        finally:  # the walk is not closed here: after a cancellation a thread may still be running it
             self._busy -= 1
+        for key in [k for k in self.unreadable if k[0] == ctx.index and k[1] not in found]:
+            if not rel_dir or key[1] == rel_dir or key[1].startswith(rel_dir + "/"):
+                self._readable_again(ctx, key[1])
         if aside:  # after the scan's files are admitted: this never holds them up
             try:
                 await self._left_aside(ctx, [(f"{rel_dir}/{r}" if rel_dir else r, st) for r, st in aside][:ASIDE_MAX])

@@ -1039,6 +1039,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_mounts.py::test_hub_mark_tier_refuses_an_unmounted_mount_point_and_a_marker_there_is_no_tier",),
     ),
     Mutant(
+        "scan-chunk-forgets-unreadable",
+        "a scan in chunks remembers only its last chunk's unreadable paths: one met earlier is said readable"
+        " again at the scan's end and reported again at every scan",
+        "acqd/pipeline.py",
+        "                found.update(e.relpath for e in entries if e.kind is Kind.UNREADABLE)\n",
+        "                found = {e.relpath for e in entries if e.kind is Kind.UNREADABLE}\n",
+        ("tests/test_inprocess.py::test_a_scan_in_chunks_admits_every_file_and_says_each_unreadable_path_once",),
+    ),
+    Mutant(
         "hub-without-markers",
         "the facility hub does not ask for its local tiers' markers: an unmounted share's mount point with a note"
         " in it (not empty) is taken for the tier",

@@ -671,3 +671,42 @@ async def test_a_broken_installation_with_work_left_from_the_last_run_stops_the_
     monkeypatch.setattr(daemon_mod, "warm_imports", broken)
     result = await Daemon(cfg(watch, state, f"file://{dest}"), once=True, retry_for=30).run(install_signals=False)
     assert result.code == 78
+
+
+async def test_a_scan_in_chunks_admits_every_file_and_says_each_unreadable_path_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scan admits what it lists a chunk at a time (shipping begins during a long scan). Every
+    file of every chunk ships; an unreadable path met in an early chunk is said once and is not
+    taken for readable again at the end of a scan whose later chunks did not meet it."""
+    import shutil
+
+    import acqd.pipeline as pipeline_mod
+    from tests.test_robust import deep_file
+
+    monkeypatch.setattr(pipeline_mod, "SCAN_CHUNK", 3)
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    deep = watch / "a"  # listed first (depth first, the last folder on the stack first)
+    deep.mkdir(parents=True)
+    deep_file(deep)
+    data = {f"s{i % 3}/f{i:02d}.raw": os.urandom(500 + i) for i in range(20)}
+    for rel, b in data.items():
+        (watch / rel).parent.mkdir(exist_ok=True)
+        (watch / rel).write_bytes(b)
+    rec = Recorder()
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", scan_interval="0.2s")
+    daemon = Daemon(config, reporter=rec)
+    ready = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="acqd")
+    task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        await rec.wait("verified", len(data))
+        await asyncio.sleep(1.0)  # a few more scans
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+        shutil.rmtree(deep, ignore_errors=True)
+    assert all((dest / "scope" / rel).read_bytes() == b for rel, b in data.items())
+    assert sum(k == "unreadable" for k, _ in rec.outcomes) == 1, rec.outcomes
+    assert "readable again" not in caplog.text
