@@ -347,7 +347,7 @@ tiers: {{central: {{url: "file://{dest}"}}}}
             first = time.monotonic() - t0
             break
     proc.terminate()
-    proc.wait(timeout=120)
+    proc.communicate(timeout=120)  # its log read to the end: a full pipe would hold up its stop
     shutil.rmtree(src)
     shutil.rmtree(dest, ignore_errors=True)
     return {"files": n, "first_verified_s": round(first, 2) if first else float("nan")}
