@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import shlex
+import shutil
+import stat
 import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -907,23 +909,43 @@ def _identity(tier: Tier, rel: str) -> tuple[int, int] | None:
 def _take_back(tier: Tier, rel: str, made: tuple[int, int], tree: bool) -> None:
     """Blocking. Remove the object a failed move made on a local tier, if `rel` is still that object,
     then the folders above it that are left empty, up to the tier's folder (not included: it may be
-    the mount point itself). Errors are logged: the move has failed anyway, its old copy kept."""
-    if _identity(tier, rel) != made:
-        log.warning("retention: %s on tier %s is not the copy this move made: left as it is", rel, tier.name)
-        return
-    try:
-        tier.remove_any(rel, tree=tree)
-    except AcqdError as exc:
-        log.warning("retention: the copy made into tier %s's folder could not be taken back: %s", tier.name, exc)
-        return
+    the mount point itself). The folders from the tier's down to the object's are held open first, and
+    the look and every removal go through them: a share mounted over any of them after they were
+    opened is never what is removed (a path would lead into it). Errors are logged: the move has
+    failed anyway, its old copy kept."""
     root = os.path.normpath(tier.root)
-    folder = os.path.dirname(os.path.normpath(tier.path(rel)))
-    while folder != root and folder.startswith(root + os.sep):
+    parts = os.path.relpath(os.path.normpath(tier.path(rel)), root).split(os.sep)
+    if parts[0] in (os.pardir, os.curdir):
+        return
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fds: list[int] = []
+    try:
         try:
-            os.rmdir(folder)  # only an empty folder goes
+            fds.append(os.open(root, flags))
+            for part in parts[:-1]:
+                fds.append(os.open(part, flags, dir_fd=fds[-1]))
+            st = os.stat(parts[-1], dir_fd=fds[-1], follow_symlinks=False)
         except OSError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != made:
+            log.warning("retention: %s on tier %s is not the copy this move made: left as it is", rel, tier.name)
             return
-        folder = os.path.dirname(folder)
+        try:
+            if tree and stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(parts[-1], dir_fd=fds[-1])
+            else:
+                os.unlink(parts[-1], dir_fd=fds[-1])
+        except OSError as exc:
+            log.warning("retention: the copy made into tier %s's folder could not be taken back: %s", tier.name, exc)
+            return
+        for i in range(len(parts) - 1, 0, -1):  # the folders it made, deepest first, while empty
+            try:
+                os.rmdir(parts[i - 1], dir_fd=fds[i - 1])
+            except OSError:
+                return
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _folder(tier: Tier, path: str | None = None) -> tuple[str, int, int]:

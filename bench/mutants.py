@@ -1111,17 +1111,29 @@ MUTANTS: tuple[Mutant, ...] = (
         "a failed move takes back whatever is under the copy's name: a share mounted meanwhile loses an object"
         " acqd did not make",
         "acqd/retention.py",
-        "    if _identity(tier, rel) != made:\n",
-        "    if False:\n",
+        "        if st is None or (st.st_dev, st.st_ino) != made:\n",
+        "        if st is None:\n",
         ("tests/test_retention_deletes.py::test_a_failed_claimless_move_never_takes_back_an_object_it_did_not_make",),
+    ),
+    Mutant(
+        "take-back-by-path",
+        "a failed move's take-back deletes its copy by path after the look: a share mounted in between loses the"
+        " object under that name",
+        "acqd/retention.py",
+        "                os.unlink(parts[-1], dir_fd=fds[-1])\n",
+        "                os.unlink(tier.path(rel))\n",
+        (
+            "tests/test_retention_deletes.py::"
+            "test_a_share_mounted_while_a_failed_move_takes_its_copy_back_keeps_what_it_holds",
+        ),
     ),
     Mutant(
         "mount-point-folders-left",
         "a failed move takes back its copy but not the folders it made: the tier's folder in the mount point is"
         " not empty, and the next sweep, the share still away, moves everything onto the local disk",
         "acqd/retention.py",
-        "            os.rmdir(folder)  # only an empty folder goes\n",
-        "            return\n",
+        "                os.rmdir(parts[i - 1], dir_fd=fds[i - 1])\n",
+        "                return\n",
         ("tests/test_retention_deletes.py::test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy",),
     ),
     Mutant(

@@ -381,6 +381,64 @@ async def test_a_share_unmounted_during_a_claimless_sweep_keeps_every_old_copy(
         io.shutdown()
 
 
+async def test_a_share_mounted_while_a_failed_move_takes_its_copy_back_keeps_what_it_holds(
+    movies: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The take-back of a copy a failed move made in an unmounted share's mount point looked at the
+    name, then deleted by path: a share mounted in between (noticed in the thirteenth session) lost
+    the object under that name. The folders are held open before the look, and the delete goes
+    through them: it takes the copy from the mount point, never the share's object."""
+    import os as os_mod
+
+    from acqd import retention as retention_mod
+
+    s = movies
+    cap_share = s.capacity.parent
+    away, hidden = cap_share.with_name("capacity-away"), tmp_path / "mount-point-hidden"
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    loop = asyncio.get_running_loop()
+    j = await loop.run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    real_copy, real_unlink = retention_mod.copy_between, os_mod.unlink
+    started: list[str] = []
+    theirs: dict[Path, bytes] = {}
+
+    def copy_between(src: Any, dst: Any, rel: str, tree: bool) -> Any:
+        started.append(rel)
+        if len(started) == 3:  # the share goes away as the third copy starts; it holds an object of that name
+            _unmount(cap_share, away)
+            q = away / rel
+            q.parent.mkdir(parents=True, exist_ok=True)
+            q.write_bytes(b"the share's only copy")
+            theirs[q] = q.read_bytes()
+        return real_copy(src, dst, rel, tree)
+
+    def unlink(path: Any, *a: Any, **kw: Any) -> None:
+        if started[2:] and not hidden.exists() and os_mod.path.basename(str(path)) == os_mod.path.basename(started[2]):
+            cap_share.rename(hidden)  # mounted again between the take-back's look and its delete
+            away.rename(cap_share)
+        real_unlink(path, *a, **kw)
+
+    monkeypatch.setattr(retention_mod, "copy_between", copy_between)
+    monkeypatch.setattr(os_mod, "unlink", unlink)
+    monkeypatch.setattr(os_mod, "remove", unlink)
+    try:
+        before = {p: p.read_bytes() for p in s.central.rglob("*_fractions.mrc")}
+        res = await make_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
+        # the third move fails (its folder changed under it); the fourth finds the share back, as the sweep began
+        assert len(started) == 4 and res.transitioned == 3 and res.failed == 1 and hidden.exists(), res
+        mine = {q.relative_to(away).as_posix(): b for q, b in theirs.items()}
+        assert {r: (cap_share / r).read_bytes() for r in mine} == mine, "the share's object was deleted"
+        assert [p for p in hidden.rglob("*") if p.is_file()] == [], "the copy in the mount point left"
+        assert list(hidden.iterdir()) == [], "the folders it made left (the tier's folder, the mount point, stays)"
+        third = s.central.parent / started[2]
+        assert third.read_bytes() == before[third] and sum(p.exists() for p in before) == 1  # its old copy kept
+    finally:
+        monkeypatch.undo()
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
 async def test_a_failed_claimless_move_never_takes_back_an_object_it_did_not_make(
     movies: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
