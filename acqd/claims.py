@@ -41,7 +41,7 @@ from typing import Any
 from acqd.checksum import Hasher
 from acqd.errors import AcqdError, ClaimError, ConfigError, NameTakenError
 from acqd.journal import Journal
-from acqd.mounts import describe as describe_unmounted
+from acqd.mounts import describe_tier as describe_unmounted
 from acqd.mounts import unmounted_mount_point
 from acqd.naming import MANIFEST, claim_name
 from acqd.storage import Tier

@@ -44,7 +44,8 @@ from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats
 from acqd.memory import tune_allocator, tune_gc, warm_imports
 from acqd.metrics import Exporter, Metrics
-from acqd.mounts import describe as describe_unmounted
+from acqd.mounts import describe as describe_mount
+from acqd.mounts import describe_tier as describe_unmounted
 from acqd.mounts import unmounted_mount_point
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
@@ -303,7 +304,13 @@ def check_apart(config: Config, tiers: dict[str, Tier]) -> None:
 
 
 def missing_roots(roots: list[RootCtx]) -> list[str]:
-    return [f"watch root {c.root} does not exist or is not a folder" for c in roots if not os.path.isdir(c.root)]
+    out = []
+    for c in roots:
+        if not os.path.isdir(c.root):
+            out.append(f"watch root {c.root} does not exist or is not a folder")
+        elif (point := unmounted_mount_point(c.root)) is not None:
+            out.append(f"watch root {c.root} is not there yet ({describe_mount(point)}): acqd waits for it")
+    return out
 
 
 def probe_tier(tier: Tier, under: str, timeout: float) -> str | None:

@@ -20,6 +20,10 @@ from __future__ import annotations
 import glob
 import os
 import re
+import select
+import threading
+import time
+from typing import Any
 
 #: where the expected mount points are read from (tests point these at their own files)
 FSTAB = "/etc/fstab"
@@ -49,31 +53,67 @@ def _resolved(point: str) -> str:
     return os.path.join(os.path.realpath(parent), name) if name else os.path.realpath(parent)
 
 
-def expected() -> set[str]:
-    """The mount points the system is told to mount (fstab, .mount units), resolved; not "/"."""
+def _below(path: str, point: str) -> bool:
+    """`path` is `point` or inside it."""
+    return path == point or path.startswith(point if point.endswith("/") else point + "/")
+
+
+def _expected_raw() -> set[str]:
+    """The mount points fstab and the .mount units name, as written (normalised). A folder bound onto
+    itself (`/data /data none bind`) is left out: mounted or not, it is the same folder."""
     points: set[str] = set()
     for line in _read(FSTAB).splitlines():
         fields = line.split()
         if len(fields) < 3 or fields[0].startswith("#"):
             continue
-        where, fstype = _unescape(fields[1]), fields[2]
-        if fstype != "swap" and where.startswith("/"):
-            points.add(_resolved(where))
+        source, where, fstype = _unescape(fields[0]), _unescape(fields[1]), fields[2]
+        options = fields[3].split(",") if len(fields) > 3 else []
+        if fstype == "swap" or not where.startswith("/"):
+            continue
+        if os.path.normpath(source) == os.path.normpath(where) and ("bind" in options or "rbind" in options):
+            continue
+        points.add(os.path.normpath(where))
     for unit in sorted(u for pattern in MOUNT_UNITS for u in glob.glob(pattern)):
         for line in _read(unit).splitlines():
             key, _, value = line.strip().partition("=")
             if key.strip() == "Where" and value.strip().startswith("/"):
-                points.add(_resolved(value.strip()))
+                points.add(os.path.normpath(value.strip()))
     points.discard("/")
     return points
 
 
-def mounted() -> set[str]:
-    """The mount points of this process's mount namespace, less the binds of a folder onto itself
-    (same device as the mount below it, and its own place on that device: systemd's
-    ReadWritePaths= of a folder that is not a mount point). A bind from elsewhere counts."""
+_lock = threading.Lock()
+_expected_cache: dict[str, Any] = {}
+_mountinfo_cache: dict[str, Any] = {}
+EXPECTED_TTL = 5.0  # seconds the .mount units are taken as listed (fstab is looked at on each call)
+
+
+def expected() -> set[str]:
+    """The mount points the system is told to mount (fstab, .mount units), with the symlinks of the
+    folders above them resolved; not "/". A point below another is resolved through it, never by
+    looking into it (the outer one may be a share whose server is down)."""
+    try:
+        st = os.stat(FSTAB)
+        sig: tuple[object, ...] = (FSTAB, MOUNT_UNITS, st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        sig = (FSTAB, MOUNT_UNITS)
+    now = time.monotonic()
+    with _lock:
+        if _expected_cache.get("sig") == sig and now < _expected_cache.get("until", 0.0):
+            return set(_expected_cache["points"])
+    resolved: dict[str, str] = {}
+    for raw in sorted(_expected_raw(), key=len):
+        outer = max((r for r in resolved if _below(raw, r)), key=len, default=None)
+        resolved[raw] = resolved[outer] + raw[len(outer) :] if outer is not None else _resolved(raw)
+    points = set(resolved.values())
+    with _lock:
+        _expected_cache.update(sig=sig, until=now + EXPECTED_TTL, points=points)
+    return set(points)
+
+
+def _parse_mountinfo(text: str) -> set[str]:
     rows: dict[str, tuple[str, str, str, str]] = {}  # id -> (parent id, device, root, mount point)
-    for line in _read(MOUNTINFO).splitlines():
+    for line in text.splitlines():
         fields = line.split()
         if len(fields) > 4:
             rows[fields[0]] = (fields[1], fields[2], _unescape(fields[3]), os.path.normpath(_unescape(fields[4])))
@@ -88,25 +128,56 @@ def mounted() -> set[str]:
     return points
 
 
+def mounted() -> set[str]:
+    """The mount points of this process's mount namespace, less the binds of a folder onto itself
+    (same device as the mount below it, and its own place on that device: systemd's
+    ReadWritePaths= of a folder that is not a mount point). A bind from elsewhere counts.
+    /proc/self/mountinfo is read again only when the kernel says the mounts changed (POLLPRI)."""
+    if not MOUNTINFO.startswith("/proc/"):
+        return _parse_mountinfo(_read(MOUNTINFO))
+    with _lock:
+        fd = _mountinfo_cache.get("fd")
+        if _mountinfo_cache.get("path") != MOUNTINFO or fd is None:
+            if fd is not None:
+                os.close(fd)
+            fd = os.open(MOUNTINFO, os.O_RDONLY | os.O_CLOEXEC)
+            poller = select.poll()
+            poller.register(fd, select.POLLPRI | select.POLLERR)
+            _mountinfo_cache.update(path=MOUNTINFO, fd=fd, poll=poller, points=None)
+        elif _mountinfo_cache["poll"].poll(0):
+            _mountinfo_cache["points"] = None  # the mounts changed since the last read
+        if _mountinfo_cache["points"] is None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while block := os.read(fd, 1 << 16):
+                chunks.append(block)
+            text = b"".join(chunks).decode("utf-8", "surrogateescape")
+            _mountinfo_cache["points"] = _parse_mountinfo(text)
+        return set(_mountinfo_cache["points"])
+
+
 def unmounted_mount_point(path: str) -> str | None:
     """The expected mount point at or above `path` (symlinks resolved) that nothing is mounted on, or
-    None: `path` is on what the system means it to be on, or below no expected mount point."""
+    None: `path` is on what the system means it to be on, or below no expected mount point. Only the
+    expected points below the innermost mount that holds `path` count (a share mounted deeper than an
+    unmounted outer entry, a container's bind of one folder of a share, is what `path` is on)."""
     real = os.path.realpath(path)
-    above = sorted(
-        (m for m in expected() if real == m or real.startswith(m + "/")),
-        key=len,
-    )
-    if not above:
+    points = [m for m in expected() if _below(real, m)]
+    if not points:
         return None
-    now = mounted()
-    for point in above:  # the outermost first: /mnt/nas missing says more than /mnt/nas/cold
-        if point not in now:
-            return point
-    return None
+    innermost = max((m for m in mounted() if _below(real, m)), key=len, default="/")
+    deeper = sorted((m for m in points if len(m) > len(innermost) and _below(m, innermost)), key=len)
+    return deeper[0] if deeper else None  # the outermost first: /mnt/nas missing says more than /mnt/nas/cold
 
 
 def describe(point: str) -> str:
+    """`point`, said to be expected and not mounted."""
+    return f"{point} is a mount point (in {FSTAB} or a systemd .mount unit) with nothing mounted on it"
+
+
+def describe_tier(point: str) -> str:
+    """Why nothing is written to a tier at or below `point` (describe)."""
     return (
-        f"{point} is a mount point (in {FSTAB} or a systemd .mount unit) with nothing mounted on it: the copies "
-        "would go onto the local disk under it, hidden once the share mounts; acqd waits until it is mounted"
+        f"{describe(point)}: the copies would go onto the local disk under it, hidden once the share mounts; "
+        "acqd waits until it is mounted"
     )

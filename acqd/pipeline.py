@@ -65,6 +65,8 @@ from acqd.layouts.stream import (
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path, other_roots
+from acqd.mounts import describe as describe_mount
+from acqd.mounts import unmounted_mount_point
 from acqd.naming import aside_inode, is_release_aside, stored_name
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
@@ -351,6 +353,18 @@ class _Source:
         if self._file is not None:
             self._file.close()
         os.close(self.fd)
+
+
+def root_absent(root: str) -> str | None:
+    """Blocking. Why a watch root is not there to be scanned (None: it is): not a folder, or at or below
+    a mount point of fstab with nothing mounted on it (the acquisition disk not mounted yet: its empty
+    mount point holds none of the files the journal knows, which are not gone for that)."""
+    if not os.path.isdir(root):
+        return "is missing (not mounted yet?)"
+    point = unmounted_mount_point(root)
+    if point is not None:
+        return f"is not there yet ({describe_mount(point)})"
+    return None
 
 
 class Pipeline:
@@ -661,8 +675,12 @@ class Pipeline:
                 return True  # not reachable without a symlink: it was not unlinked by acqd
             return st is not None and stat.S_ISREG(st.st_mode) and identity_of(st).same_file_as(expected)
 
-        ctx_of = {c.root: c for c in self.roots}
+        # a watch root not there (its disk not mounted yet) is left alone: what the journal knows of it
+        # is neither gone nor released for that; its rows are looked at again at the next start
+        ctx_of = {c.root: c for c in self.roots if await self._io_early(root_absent, c.root) is None}
         for row, path in await self._j(self.journal.interrupted_releases):
+            if row.root not in ctx_of and row.root in by_path:
+                continue
             ctx = ctx_of.get(row.root)
             if ctx is not None:  # a crash while the file was moved aside: it goes back first
                 try:
@@ -691,7 +709,7 @@ class Pipeline:
                 self.stats.released += 1
                 self._emit("released", row, reason=path)
         rows = await self._j(self.journal.pending)
-        by_root = {c.root: c for c in self.roots}
+        by_root = ctx_of
         for row in rows:
             ctx = by_root.get(row.root)
             if ctx is None:
@@ -734,14 +752,15 @@ class Pipeline:
 
     async def _root_present(self, ctx: RootCtx) -> bool:
         """Whether the watch root is there (a folder); tells `on_root` and the journal when that changes."""
-        up = await self._io_early(os.path.isdir, ctx.root)
+        why = await self._io_early(root_absent, ctx.root)
+        up = why is None
         if up != ctx.up:
             ctx.up = up
             self._root_since[ctx.index] = self.clock()
             if up:
                 log.info("watch root %s is there: scanning it", ctx.root)
             else:
-                log.warning("watch root %s is missing (not mounted yet?): waiting for it", ctx.root)
+                log.warning("watch root %s %s: waiting for it", ctx.root, why)
             await self._record_roots()
             if self.on_root is not None:
                 await self.on_root(ctx, up)
@@ -772,6 +791,7 @@ class Pipeline:
         aside: list[tuple[str, os.stat_result]] = []
         walk = scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside)
         found: set[str] = set()  # the unreadable paths this scan met
+        known = set(self.unreadable)  # those said before it began (hints record others meanwhile)
         self._busy += 1  # from the first listing on: a --once run is not idle between two chunks
         try:
             while True:
@@ -790,7 +810,7 @@ class Pipeline:
             return  # scanned again soon (what was not listed yet too)
         finally:  # the walk is not closed here: after a cancellation a thread may still be running it
             self._busy -= 1
-        for key in [k for k in self.unreadable if k[0] == ctx.index and k[1] not in found]:
+        for key in [k for k in self.unreadable if k in known and k[0] == ctx.index and k[1] not in found]:
             if not rel_dir or key[1] == rel_dir or key[1].startswith(rel_dir + "/"):
                 self._readable_again(ctx, key[1])
         if aside:  # after the scan's files are admitted: this never holds them up

@@ -38,7 +38,7 @@ from acqd.crash import crash_point
 from acqd.errors import AcqdError, FenceError, NameTakenError, PermanentError
 from acqd.journal import Journal
 from acqd.layouts import build_layout
-from acqd.mounts import describe as describe_unmounted
+from acqd.mounts import describe_tier as describe_unmounted
 from acqd.mounts import unmounted_mount_point
 from acqd.notify import Digests, Mailer
 from acqd.policy.clock import ClockState, Reading, acknowledge, advance
@@ -921,7 +921,7 @@ def _take_back(tier: Tier, rel: str, made: tuple[int, int], tree: bool) -> None:
     fds: list[int] = []
     try:
         try:
-            fds.append(os.open(root, flags))
+            fds.append(os.open(root, flags & ~os.O_NOFOLLOW))  # the tier's folder may be a symlink (to a share)
             for part in parts[:-1]:
                 fds.append(os.open(part, flags, dir_fd=fds[-1]))
             st = os.stat(parts[-1], dir_fd=fds[-1], follow_symlinks=False)

@@ -274,3 +274,173 @@ def test_hub_mark_tier_refuses_an_unmounted_mount_point_and_a_marker_there_is_no
     mountinfo.write_text(base)  # the marker stays in the folder, the share is gone
     with pytest.raises(DestinationError, match="nothing mounted"):
         check_marker(tier)
+
+
+async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_taken_for_gone(
+    system: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The acquisition disk, listed in fstab, is not mounted when acqd starts: its mount point is an
+    empty folder. The start took every file the journal had pending there for gone (`vanished`
+    events and audit entries for a whole session) and the scans for an empty disk. Now the root waits,
+    its pending files untouched, and they ship once the disk is mounted; `run --once` says why."""
+    import asyncio
+    import logging
+
+    from acqd.errors import ConfigError
+    from acqd.journal import Journal, Observation
+    from acqd.values import Identity, SourceRef
+    from tests.test_inprocess import Recorder
+
+    fstab, mountinfo = system
+    data, away = tmp_path / "data", tmp_path / "data-away"
+    data.mkdir()
+    fstab.write_text(f"/dev/sdb1 {data} xfs defaults 0 2\n")
+    base = mountinfo.read_text()
+    mounted = base + _mountinfo_line(data)
+    mountinfo.write_text(mounted)
+    files = {f"s/m{i}.raw": os.urandom(4000 + i) for i in range(3)}
+    state = tmp_path / "state"
+    state.mkdir()
+    observed = []
+    for rel, b in files.items():
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(b)
+        st = (data / rel).stat()
+        observed.append(
+            Observation(SourceRef(str(data), rel), Identity(st.st_size, st.st_mtime_ns, st.st_ino), "generic", False)
+        )
+    j = Journal(state / "journal.sqlite")
+    try:  # seen by the last run, not shipped yet
+        j.observe_many(observed)
+    finally:
+        j.close()
+    data.rename(away)  # the disk is not mounted: its mount point is an empty folder
+    data.mkdir()
+    mountinfo.write_text(base)
+    config = Config.model_validate(
+        {
+            "instrument": "scope",
+            "state_dir": str(state),
+            "watch": [{"path": str(data), "settle": "0.2s", "scan_interval": "0.2s"}],
+            "tiers": {"central": {"url": f"file://{tmp_path / 'central'}"}},
+            "limits": {"retry_initial": "50ms", "retry_max": "100ms"},
+        }
+    )
+    with pytest.raises(ConfigError, match="nothing mounted"):
+        await Daemon(config, once=True, retry_for=1).run(install_signals=False)
+    rec = Recorder()
+    caplog.set_level(logging.INFO, logger="acqd")
+    daemon = Daemon(config, reporter=rec)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        for _ in range(600):
+            if "waiting for it" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        assert f"watch root {data} is not there yet" in caplog.text, caplog.text
+        data.rmdir()  # mounted
+        away.rename(data)
+        mountinfo.write_text(mounted)
+        await rec.wait("verified", len(files))
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert not [o for o in rec.outcomes if o[0] == "vanished"], rec.outcomes
+    assert all((tmp_path / "central" / "scope" / rel).read_bytes() == b for rel, b in files.items())
+
+
+def test_a_mount_and_an_unmount_are_seen_at_once_through_the_kernels_signal(tmp_path: Path) -> None:
+    """/proc/self/mountinfo is read again only when the kernel signals a change (POLLPRI): a real
+    mount and unmount in a private mount namespace (root only) must each be seen by the next look."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REQUIRE, need
+
+    unshare = need("unshare", "util-linux's unshare makes a private mount namespace")
+    if os.geteuid() != 0:
+        if REQUIRE:
+            pytest.fail("mounting a tmpfs needs root (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip("mounting a tmpfs needs root")
+    point = tmp_path / "point"
+    point.mkdir()
+    script = f"""
+import subprocess
+from acqd import mounts
+seen = ['{point}' in mounts.mounted()]
+subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', '{point}'], check=True)
+seen.append('{point}' in mounts.mounted())
+subprocess.run(['umount', '{point}'], check=True)
+seen.append('{point}' in mounts.mounted())
+print(seen)
+"""
+    r = subprocess.run(
+        [unshare, "-m", "--propagation", "private", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[False, True, False]", r.stdout + r.stderr
+
+
+def test_a_share_mounted_deeper_than_an_unmounted_outer_entry_is_what_the_tier_is_on(
+    system: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Found by a review: a container given the host's fstab and a bind of one folder of the share,
+    or a `noauto` outer entry with the inner share mounted: the outer unmounted entry was named. The
+    innermost mount holding the path decides. And a folder fstab binds onto itself (`/data /data none
+    bind`) is no share: mounted or not, it is the same folder."""
+    fstab, mountinfo = system
+    nas, acqd_share = tmp_path / "nas", tmp_path / "nas" / "acqd"
+    fstab.write_text(f"nas:/ {nas} nfs4 noauto 0 0\nnas:/acqd {acqd_share} nfs4 _netdev 0 0\n")
+    base = mountinfo.read_text()
+    assert mounts.unmounted_mount_point(str(acqd_share / "central")) == str(nas)
+    mountinfo.write_text(base + _mountinfo_line(acqd_share))
+    assert mounts.unmounted_mount_point(str(acqd_share / "central")) is None
+    assert mounts.unmounted_mount_point(str(nas / "other")) == str(nas)
+    data = tmp_path / "data"
+    fstab.write_text(f"{data} {data} none bind 0 0\n")
+    mountinfo.write_text(base + _self_bind(data))
+    assert mounts.unmounted_mount_point(str(data / "central")) is None
+    mountinfo.write_text(base)
+    assert mounts.unmounted_mount_point(str(data / "central")) is None
+
+
+def test_the_take_back_of_a_failed_move_follows_a_tier_folder_that_is_a_symlink(tmp_path: Path) -> None:
+    """Found by a review: the take-back opened the tier's folder with O_NOFOLLOW; a tier configured as
+    a symlink to its share (/srv/capacity -> /mnt/nas/capacity) kept the copy the failed move made."""
+    from acqd.retention import _identity, _take_back
+    from acqd.storage import open_tier
+
+    real = tmp_path / "mnt" / "capacity"
+    (real / "scope" / "s").mkdir(parents=True)
+    link = tmp_path / "capacity"
+    link.symlink_to(real)
+    tier = open_tier("capacity", f"file://{link}")
+    (real / "scope" / "s" / "m.mrc").write_bytes(b"a copy made by a failed move")
+    made = _identity(tier, "scope/s/m.mrc")
+    assert made is not None
+    _take_back(tier, "scope/s/m.mrc", made, tree=False)
+    assert list(real.iterdir()) == [], "the copy or the folders it made left"
+
+
+def test_an_fstab_entry_below_another_is_resolved_without_looking_into_the_outer_one(
+    system: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: resolving the parent folder of /mnt/nas/cold looked into /mnt/nas, a share:
+    on a hard NFS mount whose server is down that hangs, for every tier's check."""
+    fstab, _ = system
+    nas = tmp_path / "nas"
+    fstab.write_text(f"nas:/ {nas} nfs4 _netdev 0 0\nnas:/cold {nas}/cold nfs4 _netdev 0 0\n")
+    looked: list[str] = []
+    real = os.path.realpath
+
+    def realpath(p: str, *a: object, **kw: object) -> str:
+        looked.append(str(p))
+        return real(p)
+
+    monkeypatch.setattr(mounts.os.path, "realpath", realpath)
+    assert mounts.expected() == {str(nas), f"{nas}/cold"}
+    assert looked and not [p for p in looked if p == str(nas) or p.startswith(f"{nas}/")], looked
