@@ -724,10 +724,12 @@ def _source_as_shipped(row: FileRow) -> str | None:
     """None if the file is on the acquisition disk as it was shipped (same inode, size, mtime and
     ctime); else what became of it ("no longer on the acquisition disk", "changed …"), or why this
     user cannot tell ("could not be looked at …": treated as there, the daemon decides)."""
+    from acqd.pipeline import out_of_view
     from acqd.watcher import identity_of
 
-    if not os.path.isdir(row.root):  # the acquisition disk not mounted, or verify run on another PC
-        return f"could not be looked at: its watch root {row.root} is not there"
+    why = out_of_view(row.root)  # the acquisition disk not mounted, or verify run on another PC
+    if why is not None:
+        return f"could not be looked at: its watch root {row.root} {why}"
     try:
         st = os.lstat(os.path.join(row.root, row.relpath))
     except FileNotFoundError:

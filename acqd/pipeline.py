@@ -355,16 +355,26 @@ class _Source:
         os.close(self.fd)
 
 
-def root_absent(root: str) -> str | None:
-    """Blocking. Why a watch root is not there to be scanned (None: it is): not a folder, or at or below
-    a mount point of fstab with nothing mounted on it (the acquisition disk not mounted yet: its empty
-    mount point holds none of the files the journal knows, which are not gone for that)."""
+def out_of_view(root: str) -> str | None:
+    """Blocking. Why what the journal knows of a watch root cannot be looked at now (None: it can): the
+    root is not a folder, or it is at or below a mount point of fstab with nothing mounted on it (the
+    acquisition disk not mounted yet: its empty mount point shows none of the disk's files, which are
+    not gone for that)."""
     if not os.path.isdir(root):
         return "is missing (not mounted yet?)"
     point = unmounted_mount_point(root)
     if point is not None:
-        return f"is not there yet ({describe_mount(point)})"
+        return f"is on a disk not mounted ({describe_mount(point)})"
     return None
+
+
+def _still_there(root: str, rel: str, expected: Identity) -> bool:
+    """Blocking. Whether the file a release began on is still under its name."""
+    try:
+        st = lstat_below(root, rel)
+    except NotBelow:
+        return True  # not reachable without a symlink: it was not unlinked by acqd
+    return st is not None and stat.S_ISREG(st.st_mode) and identity_of(st).same_file_as(expected)
 
 
 class Pipeline:
@@ -408,6 +418,9 @@ class Pipeline:
         self.unreadable: dict[tuple[int, str], str] = {}
         self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
+        #: roots whose journal rows the start did not reconcile (out of view then): done once in view
+        self._unreconciled: set[int] = set()
+        self._unmounted: dict[int, str] = {}  # root index -> the fstab mount point it is on, not mounted
         self._soon: dict[int, float] = {}  # root index -> when to scan it again after a journal failure
         self.stats = RunStats(started=mono())
         self.budget = ByteBudget(limits.inflight_bytes)
@@ -662,26 +675,36 @@ class Pipeline:
 
     async def _reconcile(self) -> None:
         """A restart finds what a crash left: temporaries of files that were not verified, pending
-        rows whose source is gone, releases half done, manifests not yet rewritten."""
+        rows whose source is gone, releases half done, manifests not yet rewritten. The rows of a
+        watch root out of view (missing, or its disk not mounted) wait until it is in view
+        (`_root_present`): an empty mount point does not show that the disk's files are gone."""
         by_path = {c.root: c.index for c in self.roots}
         for root, session in await self._j(self.journal.dirty_manifests):
             if root in by_path:
                 self._dirty.add((by_path[root], session))
+        now: list[RootCtx] = []
+        for c in self.roots:
+            if await self._io_early(out_of_view, c.root) is None:
+                now.append(c)
+            else:
+                self._unreconciled.add(c.index)
+        await self._reconcile_rows(now, unconfigured=True)
 
-        def still_there(root: str, rel: str, expected: Identity) -> bool:
-            try:
-                st = lstat_below(root, rel)
-            except NotBelow:
-                return True  # not reachable without a symlink: it was not unlinked by acqd
-            return st is not None and stat.S_ISREG(st.st_mode) and identity_of(st).same_file_as(expected)
+    async def _reconcile_rows(self, ctxs: list[RootCtx], unconfigured: bool) -> None:
+        """The journal rows of the roots `ctxs` (in view), and with `unconfigured` those of roots no
+        longer configured: releases a crash interrupted, pending files gone, stale temporaries."""
+        ctx_of = {c.root: c for c in ctxs}
+        configured = {c.root for c in self.roots}
 
-        # a watch root not there (its disk not mounted yet) is left alone: what the journal knows of it
-        # is neither gone nor released for that; its rows are looked at again at the next start
-        ctx_of = {c.root: c for c in self.roots if await self._io_early(root_absent, c.root) is None}
+        def tracked(ctx: RootCtx | None, rel: str) -> bool:  # this run's own work (a late root's reconcile)
+            return ctx is not None and ((ctx.index, rel) in self.candidates or (ctx.index, rel) in self.in_flight)
+
         for row, path in await self._j(self.journal.interrupted_releases):
-            if row.root not in ctx_of and row.root in by_path:
-                continue
             ctx = ctx_of.get(row.root)
+            if ctx is None and (row.root in configured or not unconfigured):
+                continue  # another root's (out of view: done when it is in view)
+            if tracked(ctx, row.relpath):
+                continue  # a release of this run, at work
             if ctx is not None:  # a crash while the file was moved aside: it goes back first
                 try:
                     done = await self._io(put_back_aside, row.root, row.relpath, row.identity.inode)
@@ -696,7 +719,7 @@ class Pipeline:
                         row = await self._j(self.journal.put_back, row.id, moved.ctime_ns, said)
                     else:
                         await self._j(self.journal.audit, row.id, "release-undone", reason=said)
-            if ctx is None or await self._io(still_there, row.root, row.relpath, row.identity):
+            if ctx is None or await self._io(_still_there, row.root, row.relpath, row.identity):
                 # not unlinked. The release starts over from the scan (every check again), but a copy
                 # that has gone or changed meanwhile is found now, and the file shipped again
                 if ctx is not None and await self._copy_lost_at_start(ctx, row):
@@ -708,11 +731,9 @@ class Pipeline:
                 )
                 self.stats.released += 1
                 self._emit("released", row, reason=path)
-        rows = await self._j(self.journal.pending)
-        by_root = ctx_of
-        for row in rows:
-            ctx = by_root.get(row.root)
-            if ctx is None:
+        for row in await self._j(self.journal.pending):
+            ctx = ctx_of.get(row.root)
+            if ctx is None or tracked(ctx, row.relpath):
                 continue
             if not await self._io(os.path.lexists, os.path.join(ctx.root, row.relpath)):
                 row = await self._j(self.journal.mark, row.id, State.VANISHED, "gone while acqd was not running")
@@ -752,15 +773,30 @@ class Pipeline:
 
     async def _root_present(self, ctx: RootCtx) -> bool:
         """Whether the watch root is there (a folder); tells `on_root` and the journal when that changes."""
-        why = await self._io_early(root_absent, ctx.root)
-        up = why is None
+        up = await self._io_early(os.path.isdir, ctx.root)
+        if up:  # its disk mounted? (what is in an empty mount point is shipped all the same: data)
+            point = await self._io_early(unmounted_mount_point, ctx.root)
+            if point is not None and self._unmounted.get(ctx.index) != point:
+                log.warning(
+                    "watch root %s is on a disk not mounted (%s): what is written into it now is on the local "
+                    "disk and is shipped; the files acqd knows from the disk are not taken for gone",
+                    ctx.root,
+                    describe_mount(point),
+                )
+                self._unmounted[ctx.index] = point
+            elif point is None and self._unmounted.pop(ctx.index, None) is not None:
+                log.info("watch root %s: its disk is mounted now", ctx.root)
+            if point is None and ctx.index in self._unreconciled:
+                async with self._admitting:  # what the start left for it; no file of it admitted meanwhile
+                    await self._reconcile_rows([ctx], unconfigured=False)
+                self._unreconciled.discard(ctx.index)
         if up != ctx.up:
             ctx.up = up
             self._root_since[ctx.index] = self.clock()
             if up:
                 log.info("watch root %s is there: scanning it", ctx.root)
             else:
-                log.warning("watch root %s %s: waiting for it", ctx.root, why)
+                log.warning("watch root %s is missing (not mounted yet?): waiting for it", ctx.root)
             await self._record_roots()
             if self.on_root is not None:
                 await self.on_root(ctx, up)
@@ -1162,6 +1198,8 @@ class Pipeline:
         if verdict is Verdict.GONE:
             self._drop_follow(c.key)
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
+                if await self._io_early(out_of_view, c.ctx.root) is not None:
+                    return  # its disk unmounted, not the file gone: found again when it is back
                 try:
                     row = await self._j(self.journal.mark, c.row.id, State.VANISHED, "vanished before it was shipped")
                 except IllegalTransition:  # the row moved on meanwhile (shipped and released): nothing vanished
@@ -2366,6 +2404,8 @@ class Pipeline:
         self._land(c)
         if entry is None:
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
+                if await self._io_early(out_of_view, c.ctx.root) is not None:
+                    return  # its disk unmounted, not the file gone: found again when it is back
                 row = await self._j(self.journal.mark, c.row.id, State.VANISHED, why)
                 self._emit("vanished", row, reason=why)
             return

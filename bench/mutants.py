@@ -1048,64 +1048,41 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_scan_in_chunks_admits_every_file_and_says_each_unreadable_path_once",),
     ),
     Mutant(
-        "watch-root-in-unmounted-mount-point",
-        "a watch root at an fstab mount point with nothing mounted is taken for the disk: the start marks every"
-        " pending file of it vanished and the scans look at an empty folder",
+        "watch-root-reconciled-on-empty-mount-point",
+        "the start reconciles a watch root whose disk is not mounted: every pending file of it is marked vanished"
+        " and interrupted releases are recorded finished",
         "acqd/pipeline.py",
-        '    if point is not None:\n        return f"is not there yet',
-        '    if False:\n        return f"is not there yet',
+        "            if await self._io_early(out_of_view, c.root) is None:\n                now.append(c)\n",
+        "            if True:\n                now.append(c)\n",
         ("tests/test_mounts.py::test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_taken_for_gone",),
     ),
     Mutant(
-        "once-on-unmounted-watch-root",
-        "`run --once` and `acqd check` take a watch root at an unmounted fstab mount point for the disk",
-        "acqd/daemon.py",
-        "        elif (point := unmounted_mount_point(c.root)) is not None:\n",
-        "        elif False and (point := unmounted_mount_point(c.root)) is not None:\n",
+        "late-mount-never-reconciled",
+        "a watch root whose disk mounts after the start is never reconciled in that run: a file its release"
+        " moved aside stays hidden, a file deleted while acqd was down stays pending",
+        "acqd/pipeline.py",
+        "            if point is None and ctx.index in self._unreconciled:\n",
+        "            if False:\n",
         ("tests/test_mounts.py::test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_taken_for_gone",),
     ),
     Mutant(
-        "outer-unmounted-entry-wins",
-        "a path on a share mounted below an unmounted outer fstab entry (a container's bind, a noauto parent) is"
-        " taken for the outer entry's empty mount point: a healthy tier waits for ever",
-        "acqd/mounts.py",
-        '    innermost = max((m for m in mounted() if _below(real, m)), key=len, default="/")\n',
-        '    innermost = "/"\n',
-        ("tests/test_mounts.py::test_a_share_mounted_deeper_than_an_unmounted_outer_entry_is_what_the_tier_is_on",),
+        "settling-file-vanished-on-unmount",
+        "a file whose settle look meets an unmounted disk's empty mount point is recorded vanished",
+        "acqd/pipeline.py",
+        "                if await self._io_early(out_of_view, c.ctx.root) is not None:\n"
+        "                    return  # its disk unmounted, not the file gone: found again when it is back\n"
+        "                try:\n",
+        "                try:\n",
+        ("tests/test_mounts.py::test_a_disk_unmounted_under_a_running_daemon_leaves_its_settling_files_pending",),
     ),
     Mutant(
-        "fstab-self-bind-expected",
-        "a folder fstab binds onto itself is taken for a share: every tier below it waits for ever",
-        "acqd/mounts.py",
-        '("bind" in options or "rbind" in options):\n            continue\n',
-        '("bind" in options or "rbind" in options):\n            pass\n',
-        ("tests/test_mounts.py::test_a_share_mounted_deeper_than_an_unmounted_outer_entry_is_what_the_tier_is_on",),
-    ),
-    Mutant(
-        "take-back-refuses-symlinked-tier",
-        "the take-back does not follow a tier folder that is a symlink: the failed move's copy stays in the"
-        " mount point",
-        "acqd/retention.py",
-        "            fds.append(os.open(root, flags & ~os.O_NOFOLLOW))",
-        "            fds.append(os.open(root, flags))",
-        ("tests/test_mounts.py::test_the_take_back_of_a_failed_move_follows_a_tier_folder_that_is_a_symlink",),
-    ),
-    Mutant(
-        "mountinfo-change-unseen",
-        "/proc/self/mountinfo is read once: a share unmounted (or mounted) later is never seen",
-        "acqd/mounts.py",
-        '        elif _mountinfo_cache["poll"].poll(0):\n',
-        "        elif False:\n",
-        ("tests/test_mounts.py::test_a_mount_and_an_unmount_are_seen_at_once_through_the_kernels_signal",),
-    ),
-    Mutant(
-        "nested-fstab-entry-looked-into",
-        "an fstab entry below another is resolved by looking into the outer one: a share whose server is down"
-        " hangs every tier's check",
-        "acqd/mounts.py",
-        "        outer = max((r for r in resolved if _below(raw, r)), key=len, default=None)\n",
-        "        outer = None\n",
-        ("tests/test_mounts.py::test_an_fstab_entry_below_another_is_resolved_without_looking_into_the_outer_one",),
+        "verify-takes-unmounted-disk-for-gone",
+        "`acqd verify` takes the sources on an unmounted acquisition disk for gone: a damaged copy's file is"
+        " quarantined as lost for good",
+        "acqd/cli.py",
+        "    why = out_of_view(row.root)  # the acquisition disk not mounted, or verify run on another PC\n",
+        "    why = None if os.path.isdir(row.root) else 'gone'\n",
+        ("tests/test_mounts.py::test_verify_with_the_acquisition_disk_not_mounted_does_not_take_its_files_for_gone",),
     ),
     Mutant(
         "hub-without-markers",
@@ -1759,8 +1736,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "`acqd verify` run while the watch root is not mounted takes every source for gone: the intact"
         " sources are never shipped again",
         "acqd/cli.py",
-        "    if not os.path.isdir(row.root):  # the acquisition disk not mounted",
-        "    if False:  # the acquisition disk not mounted",
+        "    why = out_of_view(row.root)  # the acquisition disk not mounted",
+        "    why = None  # the acquisition disk not mounted",
         (
             "tests/test_fixity.py::test_a_lost_copy_quarantined_by_verify_is_shipped_again_when_its_source_is_back_and_a_new_file_is_a_new_version",
         ),

@@ -11,6 +11,7 @@ at their own fstab and mountinfo, as a machine with an NFS share listed and not 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -281,72 +282,154 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
 ) -> None:
     """The acquisition disk, listed in fstab, is not mounted when acqd starts: its mount point is an
     empty folder. The start took every file the journal had pending there for gone (`vanished`
-    events and audit entries for a whole session) and the scans for an empty disk. Now the root waits,
-    its pending files untouched, and they ship once the disk is mounted; `run --once` says why."""
+    events and audit entries for a whole session). Now what the start would reconcile for that root
+    waits until its disk is mounted (a review: also when that happens later in the same run): then
+    the files still pending ship, one deleted while acqd was down is said vanished, a release a crash
+    interrupted (the file moved aside) is put back and finished. Files the camera writes into the
+    empty mount point meanwhile are data on the local disk: they ship."""
     import asyncio
     import logging
+    import sqlite3
 
-    from acqd.errors import ConfigError
     from acqd.journal import Journal, Observation
+    from acqd.naming import release_aside
     from acqd.values import Identity, SourceRef
     from tests.test_inprocess import Recorder
 
     fstab, mountinfo = system
-    data, away = tmp_path / "data", tmp_path / "data-away"
+    data, away, state, central = tmp_path / "data", tmp_path / "data-away", tmp_path / "state", tmp_path / "central"
     data.mkdir()
+    state.mkdir()
     fstab.write_text(f"/dev/sdb1 {data} xfs defaults 0 2\n")
     base = mountinfo.read_text()
     mounted = base + _mountinfo_line(data)
     mountinfo.write_text(mounted)
-    files = {f"s/m{i}.raw": os.urandom(4000 + i) for i in range(3)}
-    state = tmp_path / "state"
-    state.mkdir()
-    observed = []
-    for rel, b in files.items():
-        (data / rel).parent.mkdir(parents=True, exist_ok=True)
-        (data / rel).write_bytes(b)
-        st = (data / rel).stat()
-        observed.append(
-            Observation(SourceRef(str(data), rel), Identity(st.st_size, st.st_mtime_ns, st.st_ino), "generic", False)
+
+    def config(release: bool) -> Config:
+        return Config.model_validate(
+            {
+                "instrument": "scope",
+                "state_dir": str(state),
+                "watch": [
+                    {
+                        "path": str(data),
+                        "settle": "0.2s",
+                        "scan_interval": "0.2s",
+                        "placement": {"release_local": "after_verify" if release else "never"},
+                    }
+                ],
+                "tiers": {"central": {"url": f"file://{central}"}},
+                "limits": {"retry_initial": "50ms", "retry_max": "100ms"},
+            }
         )
+
+    (data / "s").mkdir()
+    (data / "s" / "aside.raw").write_bytes(b"its release was interrupted")
+    assert (await Daemon(config(False), once=True, retry_for=10).run(install_signals=False)).stats.verified == 1
+    files = {f"s/m{i}.raw": os.urandom(4000 + i) for i in range(3)}
+    files["s/gone.raw"] = b"deleted while acqd was down"
     j = Journal(state / "journal.sqlite")
-    try:  # seen by the last run, not shipped yet
-        j.observe_many(observed)
+    try:  # seen by the last run, not shipped yet; and a release begun on aside.raw, moved aside, then a crash
+        obs = []
+        for rel, b in files.items():
+            (data / rel).write_bytes(b)
+            st = (data / rel).stat()
+            obs.append(
+                Observation(
+                    SourceRef(str(data), rel), Identity(st.st_size, st.st_mtime_ns, st.st_ino), "generic", False
+                )
+            )
+        j.observe_many(obs)
+        aside_id, aside_ino = j._db.execute("SELECT id, inode FROM files WHERE relpath = 's/aside.raw'").fetchone()
+        j.begin_release(aside_id, str(data / "s" / "aside.raw"))
     finally:
         j.close()
+    (data / "s" / "gone.raw").unlink()
+    del files["s/gone.raw"]
+    (data / "s" / "aside.raw").rename(data / "s" / release_aside(aside_ino))
     data.rename(away)  # the disk is not mounted: its mount point is an empty folder
     data.mkdir()
     mountinfo.write_text(base)
-    config = Config.model_validate(
-        {
-            "instrument": "scope",
-            "state_dir": str(state),
-            "watch": [{"path": str(data), "settle": "0.2s", "scan_interval": "0.2s"}],
-            "tiers": {"central": {"url": f"file://{tmp_path / 'central'}"}},
-            "limits": {"retry_initial": "50ms", "retry_max": "100ms"},
-        }
-    )
-    with pytest.raises(ConfigError, match="nothing mounted"):
-        await Daemon(config, once=True, retry_for=1).run(install_signals=False)
+    (data / "late").mkdir()
+    (data / "late" / "written.raw").write_bytes(b"written into the mount point")  # the camera went on
+    result = await Daemon(config(False), once=True, retry_for=2).run(install_signals=False)
+    assert result.stats.verified == 1 and (central / "scope" / "late" / "written.raw").exists()
     rec = Recorder()
     caplog.set_level(logging.INFO, logger="acqd")
-    daemon = Daemon(config, reporter=rec)
+    caplog.clear()  # the --once run said it too
+    daemon = Daemon(config(True), reporter=rec)
     task = asyncio.create_task(daemon.run(install_signals=False))
     try:
         for _ in range(600):
-            if "waiting for it" in caplog.text:
+            if "is on a disk not mounted" in caplog.text:
                 break
             await asyncio.sleep(0.05)
-        assert f"watch root {data} is not there yet" in caplog.text, caplog.text
-        data.rmdir()  # mounted
+        assert f"watch root {data} is on a disk not mounted" in caplog.text, caplog.text
+        shutil.rmtree(data)  # mounted (what was written into the mount point shipped and released)
         away.rename(data)
         mountinfo.write_text(mounted)
         await rec.wait("verified", len(files))
+        await rec.wait("released", len(files) + 1)
     finally:
         daemon.stop()
         await asyncio.wait_for(task, 60)
-    assert not [o for o in rec.outcomes if o[0] == "vanished"], rec.outcomes
-    assert all((tmp_path / "central" / "scope" / rel).read_bytes() == b for rel, b in files.items())
+    assert "its disk is mounted now" in caplog.text, caplog.text
+    assert [rel for kind, rel in rec.outcomes if kind == "vanished"] == ["s/gone.raw"], rec.outcomes
+    assert all((central / "scope" / rel).read_bytes() == b for rel, b in files.items())
+    assert not (data / "s" / release_aside(aside_ino)).exists() and not (data / "s" / "aside.raw").exists()
+    db = sqlite3.connect(state / "journal.sqlite")
+    try:
+        states = dict(db.execute("SELECT relpath, state FROM files WHERE current = 1").fetchall())
+        begun = db.execute("SELECT COUNT(*) FROM releasing").fetchone()[0]
+    finally:
+        db.close()
+    assert states["s/aside.raw"] == "released" and states["s/gone.raw"] == "vanished" and begun == 0, states
+
+
+async def test_a_disk_unmounted_under_a_running_daemon_leaves_its_settling_files_pending(
+    system: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Found by a review: a file settling when the acquisition disk was unmounted was recorded
+    vanished. It stays pending and ships once the disk is back."""
+    import asyncio
+
+    from tests.test_inprocess import Recorder
+
+    fstab, mountinfo = system
+    data, away, central = tmp_path / "data", tmp_path / "data-away", tmp_path / "central"
+    (data / "s").mkdir(parents=True)
+    fstab.write_text(f"/dev/sdb1 {data} xfs defaults 0 2\n")
+    base = mountinfo.read_text()
+    mountinfo.write_text(base + _mountinfo_line(data))
+    config = Config.model_validate(
+        {
+            "instrument": "scope",
+            "state_dir": str(tmp_path / "state"),
+            "watch": [{"path": str(data), "settle": "2s", "scan_interval": "0.2s", "mode": "poll"}],
+            "tiers": {"central": {"url": f"file://{central}"}},
+        }
+    )
+    rec = Recorder()
+    daemon = Daemon(config, reporter=rec)
+    ready = asyncio.Event()
+    task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        (data / "s" / "a.raw").write_bytes(b"settling")
+        await rec.wait("seen", 1)
+        data.rename(away)  # unmounted within the settle window
+        data.mkdir()
+        mountinfo.write_text(base)
+        await asyncio.sleep(2.5)  # the settle window's look meets no file
+        assert not [o for o in rec.outcomes if o[0] == "vanished"], rec.outcomes
+        data.rmdir()
+        away.rename(data)
+        mountinfo.write_text(base + _mountinfo_line(data))
+        await rec.wait("verified", 1)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert (central / "scope" / "s" / "a.raw").read_bytes() == b"settling"
 
 
 def test_a_mount_and_an_unmount_are_seen_at_once_through_the_kernels_signal(tmp_path: Path) -> None:
@@ -444,3 +527,48 @@ def test_an_fstab_entry_below_another_is_resolved_without_looking_into_the_outer
     monkeypatch.setattr(mounts.os.path, "realpath", realpath)
     assert mounts.expected() == {str(nas), f"{nas}/cold"}
     assert looked and not [p for p in looked if p == str(nas) or p.startswith(f"{nas}/")], looked
+
+
+async def test_verify_with_the_acquisition_disk_not_mounted_does_not_take_its_files_for_gone(
+    system: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Found by a review: `acqd verify` looked at the watch root with isdir only; with the disk not
+    mounted (its empty mount point there), a damaged copy's source was taken for gone, the file
+    quarantined with "nothing can ship this version again". It cannot tell: the daemon decides."""
+    import sqlite3
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from acqd.cli import app
+
+    fstab, mountinfo = system
+    data, away, state, central = tmp_path / "data", tmp_path / "data-away", tmp_path / "state", tmp_path / "central"
+    (data / "s").mkdir(parents=True)
+    fstab.write_text(f"/dev/sdb1 {data} xfs defaults 0 2\n")
+    base = mountinfo.read_text()
+    mountinfo.write_text(base + _mountinfo_line(data))
+    (data / "s" / "a.raw").write_bytes(os.urandom(5000))
+    config = Config.model_validate(
+        {
+            "instrument": "scope",
+            "state_dir": str(state),
+            "watch": [{"path": str(data), "settle": "0.2s"}],
+            "tiers": {"central": {"url": f"file://{central}"}},
+        }
+    )
+    assert (await Daemon(config, once=True, retry_for=10).run(install_signals=False)).stats.verified == 1
+    (central / "scope" / "s" / "a.raw").write_bytes(os.urandom(5000))  # the copy damaged
+    data.rename(away)  # the disk not mounted
+    data.mkdir()
+    mountinfo.write_text(base)
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    r = CliRunner().invoke(app, ["verify", "--config", str(cfg)])
+    assert r.exit_code == 1, r.output
+    db = sqlite3.connect(state / "journal.sqlite")
+    try:
+        (got,) = db.execute("SELECT state FROM files WHERE relpath = 's/a.raw' AND current = 1").fetchone()
+    finally:
+        db.close()
+    assert got != "quarantined", r.output
