@@ -1085,6 +1085,49 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_mounts.py::test_verify_with_the_acquisition_disk_not_mounted_does_not_take_its_files_for_gone",),
     ),
     Mutant(
+        "outer-unmounted-entry-wins",
+        "a path on a share mounted below an unmounted outer fstab entry (a container's bind, a noauto parent) is"
+        " taken for the outer entry's empty mount point: a healthy tier waits for ever",
+        "acqd/mounts.py",
+        '    innermost = max((m for m in mounted() if _below(real, m)), key=len, default="/")\n',
+        '    innermost = "/"\n',
+        ("tests/test_mounts.py::test_a_share_mounted_deeper_than_an_unmounted_outer_entry_is_what_the_tier_is_on",),
+    ),
+    Mutant(
+        "fstab-self-bind-expected",
+        "a folder fstab binds onto itself is taken for a share: every tier below it waits for ever",
+        "acqd/mounts.py",
+        '("bind" in options or "rbind" in options):\n            continue\n',
+        '("bind" in options or "rbind" in options):\n            pass\n',
+        ("tests/test_mounts.py::test_a_share_mounted_deeper_than_an_unmounted_outer_entry_is_what_the_tier_is_on",),
+    ),
+    Mutant(
+        "take-back-refuses-symlinked-tier",
+        "the take-back does not follow a tier folder that is a symlink: the failed move's copy stays in the"
+        " mount point",
+        "acqd/retention.py",
+        "            fds.append(os.open(root, flags & ~os.O_NOFOLLOW))",
+        "            fds.append(os.open(root, flags))",
+        ("tests/test_mounts.py::test_the_take_back_of_a_failed_move_follows_a_tier_folder_that_is_a_symlink",),
+    ),
+    Mutant(
+        "mountinfo-change-unseen",
+        "/proc/self/mountinfo is read once: a share unmounted (or mounted) later is never seen",
+        "acqd/mounts.py",
+        '        elif _mountinfo_cache["poll"].poll(0):\n',
+        "        elif False:\n",
+        ("tests/test_mounts.py::test_a_mount_and_an_unmount_are_seen_at_once_through_the_kernels_signal",),
+    ),
+    Mutant(
+        "nested-fstab-entry-looked-into",
+        "an fstab entry below another is resolved by looking into the outer one: a share whose server is down"
+        " hangs every tier's check",
+        "acqd/mounts.py",
+        "        outer = max((r for r in resolved if _below(raw, r)), key=len, default=None)\n",
+        "        outer = None\n",
+        ("tests/test_mounts.py::test_an_fstab_entry_below_another_is_resolved_without_looking_into_the_outer_one",),
+    ),
+    Mutant(
         "hub-without-markers",
         "the facility hub does not ask for its local tiers' markers: an unmounted share's mount point with a note"
         " in it (not empty) is taken for the tier",
