@@ -304,18 +304,15 @@ def check_apart(config: Config, tiers: dict[str, Tier]) -> None:
 
 
 def missing_roots(roots: list[RootCtx]) -> list[str]:
-    return [f"watch root {c.root} does not exist or is not a folder" for c in roots if not os.path.isdir(c.root)]
-
-
-def unmounted_roots(roots: list[RootCtx]) -> list[str]:
-    """Watch roots on a disk of fstab that is not mounted (`acqd check`): `run` ships what is written
-    into the mount point, and takes none of the files it knows from the disk for gone."""
-    return [
-        f"watch root {c.root} is on a disk not mounted ({describe_mount(point)}): files written there now are "
-        "on the local disk"
-        for c in roots
-        if os.path.isdir(c.root) and (point := unmounted_mount_point(c.root)) is not None
-    ]
+    """Watch roots not there: not a folder, or on a disk of fstab that is not mounted (its empty mount
+    point: `run` waits for the disk, and takes none of the files it knows from it for gone)."""
+    out = []
+    for c in roots:
+        if not os.path.isdir(c.root):
+            out.append(f"watch root {c.root} does not exist or is not a folder")
+        elif (point := unmounted_mount_point(c.root)) is not None:
+            out.append(f"watch root {c.root} is on a disk not mounted ({describe_mount(point)}): acqd waits for it")
+    return out
 
 
 def probe_tier(tier: Tier, under: str, timeout: float) -> str | None:
@@ -379,7 +376,7 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
     if problems:
         raise ClaimError(problems[0])
     notes: list[str] = []
-    warnings = missing_roots(roots) + unmounted_roots(roots) + list(waits.values())
+    warnings = missing_roots(roots) + list(waits.values())
     if policy is not None:
         rules = ", ".join(
             f"{r.name}: "

@@ -420,7 +420,6 @@ class Pipeline:
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
         #: roots whose journal rows the start did not reconcile (out of view then): done once in view
         self._unreconciled: set[int] = set()
-        self._unmounted: dict[int, str] = {}  # root index -> the fstab mount point it is on, not mounted
         self._soon: dict[int, float] = {}  # root index -> when to scan it again after a journal failure
         self.stats = RunStats(started=mono())
         self.budget = ByteBudget(limits.inflight_bytes)
@@ -773,34 +772,48 @@ class Pipeline:
 
     async def _root_present(self, ctx: RootCtx) -> bool:
         """Whether the watch root is there (a folder); tells `on_root` and the journal when that changes."""
-        up = await self._io_early(os.path.isdir, ctx.root)
-        if up:  # its disk mounted? (what is in an empty mount point is shipped all the same: data)
-            point = await self._io_early(unmounted_mount_point, ctx.root)
-            if point is not None and self._unmounted.get(ctx.index) != point:
-                log.warning(
-                    "watch root %s is on a disk not mounted (%s): what is written into it now is on the local "
-                    "disk and is shipped; the files acqd knows from the disk are not taken for gone",
-                    ctx.root,
-                    describe_mount(point),
-                )
-                self._unmounted[ctx.index] = point
-            elif point is None and self._unmounted.pop(ctx.index, None) is not None:
-                log.info("watch root %s: its disk is mounted now", ctx.root)
-            if point is None and ctx.index in self._unreconciled:
-                async with self._admitting:  # what the start left for it; no file of it admitted meanwhile
-                    await self._reconcile_rows([ctx], unconfigured=False)
-                self._unreconciled.discard(ctx.index)
+        why = await self._io_early(out_of_view, ctx.root)
+        up = why is None
+        if up and ctx.index in self._unreconciled:
+            # what the start left for it (out of view then): before its first scan; none of its files is
+            # tracked yet (its hints are dropped while it is out of view)
+            await self._reconcile_rows([ctx], unconfigured=False)
+            self._unreconciled.discard(ctx.index)
         if up != ctx.up:
             ctx.up = up
             self._root_since[ctx.index] = self.clock()
             if up:
                 log.info("watch root %s is there: scanning it", ctx.root)
             else:
-                log.warning("watch root %s is missing (not mounted yet?): waiting for it", ctx.root)
+                log.warning("watch root %s %s: waiting for it", ctx.root, why)
+                await self._io_early(self._said_if_written_into, ctx)
             await self._record_roots()
             if self.on_root is not None:
                 await self.on_root(ctx, up)
         return up
+
+    def _said_if_written_into(self, ctx: RootCtx) -> None:
+        """Blocking. A watch root whose disk is not mounted, with files in its empty mount point: the
+        camera wrote there, onto the local disk. acqd does not ship them (their names are the disk's,
+        whose files it knows); once the disk mounts they are hidden under it. Said as an error."""
+        point = unmounted_mount_point(ctx.root)
+        if point is None:
+            return
+        try:
+            with os.scandir(ctx.root) as it:
+                names = sorted(e.name for e in itertools.islice(it, 6))
+        except OSError:
+            return
+        if names:
+            log.error(
+                "watch root %s: its disk is not mounted (%s), and files are in the empty mount point (%s%s): "
+                "they are on the local disk, acqd does not ship them, and the disk hides them once mounted; "
+                "move them onto the disk once it is mounted",
+                ctx.root,
+                describe_mount(point),
+                ", ".join(names[:5]),
+                ", ..." if len(names) > 5 else "",
+            )
 
     async def _record_roots(self) -> None:
         """The watch roots' state in the journal's meta table, for `acqd status`."""
@@ -941,6 +954,8 @@ class Pipeline:
                 groups: dict[int, set[str]] = {}
                 for index, path in batch:
                     ctx = by_index[index]
+                    if ctx.up is False:
+                        continue  # out of view (an empty mount point's events): its first scan finds all
                     rel = relative(ctx.root, path.rstrip("/"))
                     if rel is not None and ctx.profile.settle.marker:
                         self._wake_marked(ctx, rel)  # a marker file: the file it marks is looked at now

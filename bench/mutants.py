@@ -1061,8 +1061,17 @@ MUTANTS: tuple[Mutant, ...] = (
         "a watch root whose disk mounts after the start is never reconciled in that run: a file its release"
         " moved aside stays hidden, a file deleted while acqd was down stays pending",
         "acqd/pipeline.py",
-        "            if point is None and ctx.index in self._unreconciled:\n",
-        "            if False:\n",
+        "        if up and ctx.index in self._unreconciled:\n",
+        "        if False:\n",
+        ("tests/test_mounts.py::test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_taken_for_gone",),
+    ),
+    Mutant(
+        "hints-of-an-out-of-view-root-admitted",
+        "the events of a watch root's empty mount point (its disk not mounted) are taken as hints: files the"
+        " camera writes onto the local disk are shipped under the disk's names",
+        "acqd/pipeline.py",
+        "                    if ctx.up is False:\n                        continue  # out of view",
+        "                    if False:\n                        continue  # out of view",
         ("tests/test_mounts.py::test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_taken_for_gone",),
     ),
     Mutant(

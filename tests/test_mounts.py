@@ -11,7 +11,6 @@ at their own fstab and mountinfo, as a machine with an NFS share listed and not 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -282,15 +281,17 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
 ) -> None:
     """The acquisition disk, listed in fstab, is not mounted when acqd starts: its mount point is an
     empty folder. The start took every file the journal had pending there for gone (`vanished`
-    events and audit entries for a whole session). Now what the start would reconcile for that root
-    waits until its disk is mounted (a review: also when that happens later in the same run): then
+    events and audit entries for a whole session). Now the root waits for its disk, and what the start
+    would reconcile for it is done once the disk is mounted (reviews: also later in the same run):
     the files still pending ship, one deleted while acqd was down is said vanished, a release a crash
-    interrupted (the file moved aside) is put back and finished. Files the camera writes into the
-    empty mount point meanwhile are data on the local disk: they ship."""
+    interrupted (the file moved aside) is put back and finished. Files the camera wrote into the
+    empty mount point are said (an error: on the local disk, hidden once the disk mounts), not
+    shipped under the disk's names; `run --once` refuses with the reason."""
     import asyncio
     import logging
     import sqlite3
 
+    from acqd.errors import ConfigError
     from acqd.journal import Journal, Observation
     from acqd.naming import release_aside
     from acqd.values import Identity, SourceRef
@@ -352,8 +353,8 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
     mountinfo.write_text(base)
     (data / "late").mkdir()
     (data / "late" / "written.raw").write_bytes(b"written into the mount point")  # the camera went on
-    result = await Daemon(config(False), once=True, retry_for=2).run(install_signals=False)
-    assert result.stats.verified == 1 and (central / "scope" / "late" / "written.raw").exists()
+    with pytest.raises(ConfigError, match="on a disk not mounted"):
+        await Daemon(config(False), once=True, retry_for=2).run(install_signals=False)
     rec = Recorder()
     caplog.set_level(logging.INFO, logger="acqd")
     caplog.clear()  # the --once run said it too
@@ -361,11 +362,17 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
     task = asyncio.create_task(daemon.run(install_signals=False))
     try:
         for _ in range(600):
-            if "is on a disk not mounted" in caplog.text:
+            if "files are in the empty mount point" in caplog.text:
                 break
             await asyncio.sleep(0.05)
         assert f"watch root {data} is on a disk not mounted" in caplog.text, caplog.text
-        shutil.rmtree(data)  # mounted (what was written into the mount point shipped and released)
+        assert "files are in the empty mount point (late)" in caplog.text, caplog.text
+        (data / "late" / "second.raw").write_bytes(b"written while acqd watched")
+        assert daemon.pipeline is not None  # an event of the mount point's, queued before its watch went
+        daemon.pipeline.hints.put_nowait((0, str(data / "late" / "second.raw")))
+        await asyncio.sleep(1.5)
+        assert not [o for o in rec.outcomes if o[1].startswith("late/")], rec.outcomes
+        data.rename(tmp_path / "hidden")  # mounted: what was written into the mount point is hidden under it
         away.rename(data)
         mountinfo.write_text(mounted)
         await rec.wait("verified", len(files))
@@ -373,7 +380,7 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
     finally:
         daemon.stop()
         await asyncio.wait_for(task, 60)
-    assert "its disk is mounted now" in caplog.text, caplog.text
+    assert not (central / "scope" / "late").exists()
     assert [rel for kind, rel in rec.outcomes if kind == "vanished"] == ["s/gone.raw"], rec.outcomes
     assert all((central / "scope" / rel).read_bytes() == b for rel, b in files.items())
     assert not (data / "s" / release_aside(aside_ino)).exists() and not (data / "s" / "aside.raw").exists()
