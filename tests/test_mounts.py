@@ -10,8 +10,12 @@ at their own fstab and mountinfo, as a machine with an NFS share listed and not 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +36,24 @@ def system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
         mounts, "MOUNT_UNITS", (str(tmp_path / "units" / "*.mount"), str(tmp_path / "units" / "*.automount"))
     )
     return fstab, mountinfo
+
+
+@contextlib.asynccontextmanager
+async def _running(config: Config) -> AsyncIterator[tuple[Daemon, Any]]:
+    """A daemon running in this loop (started: its first scan may not have run yet), with a reporter
+    that records outcomes; stopped on the way out."""
+    from tests.test_inprocess import Recorder
+
+    rec = Recorder()
+    daemon = Daemon(config, reporter=rec)
+    ready = asyncio.Event()
+    task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        yield daemon, rec
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
 
 
 def _mountinfo_line(point: Path) -> str:
@@ -217,9 +239,6 @@ async def test_a_claim_of_this_run_in_an_unmounted_mount_point_does_not_make_it_
 ) -> None:
     """The claim is the running daemon's proof of its tier; one of this run found in the mount point
     (however it came there) is no proof while fstab's share is not mounted: the file waits."""
-    import asyncio
-
-    from tests.test_inprocess import Recorder
 
     fstab, mountinfo = system
     mnt = tmp_path / "mnt"
@@ -229,12 +248,7 @@ async def test_a_claim_of_this_run_in_an_unmounted_mount_point_does_not_make_it_
     base = mountinfo.read_text()
     mountinfo.write_text(base + _mountinfo_line(mnt))
     config = _config(tmp_path, mnt, release=True)
-    rec = Recorder()
-    daemon = Daemon(config, reporter=rec)
-    ready = asyncio.Event()
-    task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
-    try:
-        await asyncio.wait_for(ready.wait(), 30)
+    async with _running(config) as (_daemon, rec):
         (tmp_path / "acq" / "s" / "a.raw").write_bytes(os.urandom(2000))
         await rec.wait("released", 1)
         mountinfo.write_text(base)  # unmounted; the folder (the claim in it) stays as it was
@@ -244,9 +258,6 @@ async def test_a_claim_of_this_run_in_an_unmounted_mount_point_does_not_make_it_
         assert (tmp_path / "acq" / "s" / "b.raw").read_bytes() == b"the only copy"
         mountinfo.write_text(base + _mountinfo_line(mnt))
         await rec.wait("released", 2)
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, 60)
     assert (mnt / "acqd" / "scope" / "s" / "b.raw").read_bytes() == b"the only copy"
 
 
@@ -287,7 +298,6 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
     interrupted (the file moved aside) is put back and finished. Files the camera wrote into the
     empty mount point are said (an error: on the local disk, hidden once the disk mounts), not
     shipped under the disk's names; `run --once` refuses with the reason."""
-    import asyncio
     import logging
     import sqlite3
 
@@ -295,7 +305,6 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
     from acqd.journal import Journal, Observation
     from acqd.naming import release_aside
     from acqd.values import Identity, SourceRef
-    from tests.test_inprocess import Recorder
 
     fstab, mountinfo = system
     data, away, state, central = tmp_path / "data", tmp_path / "data-away", tmp_path / "state", tmp_path / "central"
@@ -355,12 +364,9 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
     (data / "late" / "written.raw").write_bytes(b"written into the mount point")  # the camera went on
     with pytest.raises(ConfigError, match="on a disk not mounted"):
         await Daemon(config(False), once=True, retry_for=2).run(install_signals=False)
-    rec = Recorder()
     caplog.set_level(logging.INFO, logger="acqd")
     caplog.clear()  # the --once run said it too
-    daemon = Daemon(config(True), reporter=rec)
-    task = asyncio.create_task(daemon.run(install_signals=False))
-    try:
+    async with _running(config(True)) as (daemon, rec):
         for _ in range(600):
             if "files are in the empty mount point" in caplog.text:
                 break
@@ -377,9 +383,6 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
         mountinfo.write_text(mounted)
         await rec.wait("verified", len(files))
         await rec.wait("released", len(files) + 1)
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, 60)
     assert not (central / "scope" / "late").exists()
     assert [rel for kind, rel in rec.outcomes if kind == "vanished"] == ["s/gone.raw"], rec.outcomes
     assert all((central / "scope" / rel).read_bytes() == b for rel, b in files.items())
@@ -398,9 +401,6 @@ async def test_a_disk_unmounted_under_a_running_daemon_leaves_its_settling_files
 ) -> None:
     """Found by a review: a file settling when the acquisition disk was unmounted was recorded
     vanished. It stays pending and ships once the disk is back."""
-    import asyncio
-
-    from tests.test_inprocess import Recorder
 
     fstab, mountinfo = system
     data, away, central = tmp_path / "data", tmp_path / "data-away", tmp_path / "central"
@@ -416,12 +416,7 @@ async def test_a_disk_unmounted_under_a_running_daemon_leaves_its_settling_files
             "tiers": {"central": {"url": f"file://{central}"}},
         }
     )
-    rec = Recorder()
-    daemon = Daemon(config, reporter=rec)
-    ready = asyncio.Event()
-    task = asyncio.create_task(daemon.run(install_signals=False, ready=ready))
-    try:
-        await asyncio.wait_for(ready.wait(), 30)
+    async with _running(config) as (_daemon, rec):
         (data / "s" / "a.raw").write_bytes(b"settling")
         await rec.wait("seen", 1)
         data.rename(away)  # unmounted within the settle window
@@ -433,9 +428,6 @@ async def test_a_disk_unmounted_under_a_running_daemon_leaves_its_settling_files
         away.rename(data)
         mountinfo.write_text(base + _mountinfo_line(data))
         await rec.wait("verified", 1)
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, 60)
     assert (central / "scope" / "s" / "a.raw").read_bytes() == b"settling"
 
 
