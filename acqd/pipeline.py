@@ -75,6 +75,7 @@ from acqd.recheck import CopyCheck, check_copy
 from acqd.settle import FORMAT_PROOF, Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import DONE, IllegalTransition, Observed
 from acqd.storage import Tier, check_name
+from acqd.units import human_bytes
 from acqd.unlink import BLOCKED, GONE, LeftAside, NotBelow, lstat_below, put_back_aside, unlink_below
 from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
@@ -93,6 +94,7 @@ RELEASE_RECHECK_MAX = 10.0  # seconds: a release held back (a writer, a tier not
 SMALL_FILE = 1 << 20  # files up to this size, copied to a local tier, ship in batches (_ship_batch)
 BATCH_FILES = 256  # at most this many files in one batch
 BATCH_BYTES = 16 << 20  # and at most this many source bytes
+STRAY_LOOK_LIMIT = 10_000  # files counted in a waiting watch root's empty mount point, at most, per look
 SCAN_CHUNK = 500  # a scan admits the entries it lists this many at a time (shipping begins during a long scan)
 STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher hint wakes it sooner)
 LEFT_ASIDE = "left_aside"
@@ -418,6 +420,7 @@ class Pipeline:
         self.unreadable: dict[tuple[int, str], str] = {}
         self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
+        self._strays: dict[int, tuple[int, int]] = {}  # root index -> files, bytes last said in its empty mount point
         #: roots whose journal rows the start did not reconcile (out of view then): done once in view
         self._unreconciled: set[int] = set()
         self._soon: dict[int, float] = {}  # root index -> when to scan it again after a journal failure
@@ -784,35 +787,57 @@ class Pipeline:
             self._root_since[ctx.index] = self.clock()
             if up:
                 log.info("watch root %s is there: scanning it", ctx.root)
+                self._strays.pop(ctx.index, None)
             else:
                 log.warning("watch root %s %s: waiting for it", ctx.root, why)
-                await self._io_early(self._said_if_written_into, ctx)
             await self._record_roots()
             if self.on_root is not None:
                 await self.on_root(ctx, up)
+        if not up:  # at each look while it waits: the camera may go on writing into the empty mount point
+            await self._io_early(self._said_if_written_into, ctx)
         return up
 
     def _said_if_written_into(self, ctx: RootCtx) -> None:
         """Blocking. A watch root whose disk is not mounted, with files in its empty mount point: the
         camera wrote there, onto the local disk. acqd does not ship them (their names are the disk's,
-        whose files it knows); once the disk mounts they are hidden under it. Said as an error."""
+        whose files it knows); once the disk mounts they are hidden under it. Said as an error, and
+        said again whenever what is there changes (the camera goes on writing), not at every look."""
         point = unmounted_mount_point(ctx.root)
         if point is None:
             return
+        count, size, names = 0, 0, list[str]()
         try:
-            with os.scandir(ctx.root) as it:
-                names = sorted(e.name for e in itertools.islice(it, 6))
+            for top, dirs, files in os.walk(ctx.root):
+                dirs.sort()
+                for name in sorted(files):
+                    path = os.path.join(top, name)
+                    try:
+                        size += os.lstat(path).st_size
+                    except OSError:
+                        continue
+                    count += 1
+                    if len(names) < 5:
+                        names.append(os.path.relpath(path, ctx.root))
+                if count >= STRAY_LOOK_LIMIT:
+                    break
         except OSError:
             return
-        if names:
+        seen = (count, size)
+        if self._strays.get(ctx.index) == seen:
+            return
+        self._strays[ctx.index] = seen
+        if count:
             log.error(
-                "watch root %s: its disk is not mounted (%s), and files are in the empty mount point (%s%s): "
-                "they are on the local disk, acqd does not ship them, and the disk hides them once mounted; "
-                "move them onto the disk once it is mounted",
+                "watch root %s: its disk is not mounted (%s), and %s%d file(s) of %s are in the empty mount "
+                "point (%s%s): they are on the local disk, acqd does not ship them, and the disk hides them "
+                "once mounted; move them onto the disk once it is mounted",
                 ctx.root,
                 describe_mount(point),
-                ", ".join(names[:5]),
-                ", ..." if len(names) > 5 else "",
+                "at least " if count >= STRAY_LOOK_LIMIT else "",
+                count,
+                human_bytes(size),
+                ", ".join(names),
+                ", ..." if count > len(names) else "",
             )
 
     async def _record_roots(self) -> None:

@@ -296,8 +296,8 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
     would reconcile for it is done once the disk is mounted (reviews: also later in the same run):
     the files still pending ship, one deleted while acqd was down is said vanished, a release a crash
     interrupted (the file moved aside) is put back and finished. Files the camera wrote into the
-    empty mount point are said (an error: on the local disk, hidden once the disk mounts), not
-    shipped under the disk's names; `run --once` refuses with the reason."""
+    empty mount point are said (an error: on the local disk, hidden once the disk mounts), again
+    when the camera writes more there, not shipped under the disk's names; `run --once` refuses with the reason."""
     import logging
     import sqlite3
 
@@ -368,12 +368,19 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
     caplog.clear()  # the --once run said it too
     async with _running(config(True)) as (daemon, rec):
         for _ in range(600):
-            if "files are in the empty mount point" in caplog.text:
+            if "are in the empty mount point" in caplog.text:
                 break
             await asyncio.sleep(0.05)
         assert f"watch root {data} is on a disk not mounted" in caplog.text, caplog.text
-        assert "files are in the empty mount point (late)" in caplog.text, caplog.text
+        assert "1 file(s) of 28 B are in the empty mount point (late/written.raw)" in caplog.text, caplog.text
+        await asyncio.sleep(0.6)  # looked at again while it waits: nothing new, nothing said again
+        assert caplog.text.count("are in the empty mount point") == 1, caplog.text
         (data / "late" / "second.raw").write_bytes(b"written while acqd watched")
+        for _ in range(600):  # the camera went on writing there: said again, with the new file
+            if "2 file(s)" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        assert "2 file(s) of 54 B are in the empty mount point (late/second.raw, late/written.raw)" in caplog.text
         assert daemon.pipeline is not None  # an event of the mount point's, queued before its watch went
         daemon.pipeline.hints.put_nowait((0, str(data / "late" / "second.raw")))
         await asyncio.sleep(1.5)
