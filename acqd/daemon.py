@@ -947,8 +947,8 @@ class Daemon:
             return "starting"
         s, snap = p.stats, p.snapshot()
         ratio = s.bytes_in / s.bytes_out if s.bytes_out else 0.0
-        missing = [c.root for c in p.roots if c.up is False]
-        waiting = f"waiting for watch root(s) {', '.join(missing)} (missing); " if missing else ""
+        missing = [f"{c.root} ({c.why or 'missing'})" for c in p.roots if c.up is False]
+        waiting = f"waiting for watch root(s) {', '.join(missing)}; " if missing else ""
         c = self.catalog
         cat = "" if c is None else f"; catalog {'up' if c.connected else 'DOWN'}, outbox {c.depth}"
         pace = {"backoff": "; backing off for the camera", "filling": "; acquisition disk filling: full speed"}

@@ -132,6 +132,7 @@ class RootCtx:
     frames: Layout | None = None  # the frame layout (zarr, tiff) for files the profile's reader takes
     placer: Callable[[str], Placed] | None = None  # a retention policy's placement rules, if any
     up: bool | None = None  # the root is there (None: not looked at yet)
+    why: str | None = None  # why it is not (out_of_view's words), while it is not
     stream: bool = False  # tail-follow streaming of growing movies (acqd.streaming)
 
     def ignored(self, name: str) -> bool:
@@ -777,6 +778,7 @@ class Pipeline:
         """Whether the watch root is there (a folder); tells `on_root` and the journal when that changes."""
         why = await self._io_early(out_of_view, ctx.root)
         up = why is None
+        ctx.why = why
         if up and ctx.index in self._unreconciled:
             # what the start left for it (out of view then): before its first scan; none of its files is
             # tracked yet (its hints are dropped while it is out of view)

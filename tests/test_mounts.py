@@ -373,6 +373,7 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
             await asyncio.sleep(0.05)
         assert f"watch root {data} is on a disk not mounted" in caplog.text, caplog.text
         assert "1 file(s) of 28 B are in the empty mount point (late/written.raw)" in caplog.text, caplog.text
+        assert f"waiting for watch root(s) {data} (is on a disk not mounted" in daemon._status_line()
         await asyncio.sleep(0.6)  # looked at again while it waits: nothing new, nothing said again
         assert caplog.text.count("are in the empty mount point") == 1, caplog.text
         (data / "late" / "second.raw").write_bytes(b"written while acqd watched")
