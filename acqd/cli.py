@@ -385,7 +385,8 @@ def status(
         for root, st in s["watch_roots"].items():  # as the running daemon last saw them
             if not st["up"]:
                 since = datetime.fromtimestamp(st["since"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-                out.print(f"watch root {root}: MISSING since {since} (acqd waits for it)", markup=False)
+                why = st.get("why") or "is missing"  # a journal of a release before "why" says missing
+                out.print(f"watch root {root}: WAITING since {since}: it {why}", markup=False)
         pace = s.get("pace")
         if pace and pace["mode"] != "normal":  # as the running daemon last decided
             since = datetime.fromtimestamp(pace["since"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")

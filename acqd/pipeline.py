@@ -845,7 +845,11 @@ class Pipeline:
     async def _record_roots(self) -> None:
         """The watch roots' state in the journal's meta table, for `acqd status`."""
         doc = json.dumps(
-            {c.root: {"up": c.up, "since": self._root_since[c.index]} for c in self.roots if c.up is not None}
+            {
+                c.root: {"up": c.up, "since": self._root_since[c.index], "why": c.why}
+                for c in self.roots
+                if c.up is not None
+            }
         )
         try:
             await self._j(self.journal.set_meta, "watch_roots", doc)

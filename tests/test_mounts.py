@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -374,6 +375,11 @@ async def test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_t
         assert f"watch root {data} is on a disk not mounted" in caplog.text, caplog.text
         assert "1 file(s) of 28 B are in the empty mount point (late/written.raw)" in caplog.text, caplog.text
         assert f"waiting for watch root(s) {data} (is on a disk not mounted" in daemon._status_line()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "acqd", "status", "--state-dir", str(state), stdout=asyncio.subprocess.PIPE
+        )
+        said = (await proc.communicate())[0].decode()
+        assert f"watch root {data}: WAITING since" in said and "it is on a disk not mounted" in said, said
         await asyncio.sleep(0.6)  # looked at again while it waits: nothing new, nothing said again
         assert caplog.text.count("are in the empty mount point") == 1, caplog.text
         (data / "late" / "second.raw").write_bytes(b"written while acqd watched")

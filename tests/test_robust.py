@@ -381,7 +381,8 @@ def test_missing_watch_root_is_waited_for_then_shipped(tmp_path: Path) -> None:
 
         wait_for(recorded_down, 30, "the root recorded as missing", d, state)
         assert metric(_try_scrape(port), "acqd_watch_root_up") == 0
-        assert f"watch root {watch}: MISSING since" in run_acqd("status", "--config", str(cfg)).stdout
+        said = run_acqd("status", "--config", str(cfg)).stdout
+        assert f"watch root {watch}: WAITING since" in said and "it is missing (not mounted yet?)" in said, said
         assert d.proc.poll() is None, d.stderr()
         watch.mkdir(parents=True)  # the mount arrives
         (watch / "s").mkdir()
