@@ -187,7 +187,7 @@ class Guard:
     def _check(self, tier: Tier) -> None:
         why = self.journal.still_mine()
         if why is not None:
-            raise ClaimError(f"{why}; restart acqd (it will refuse the destination until `acqd adopt`)")
+            raise ClaimError(f"{why}; restart acqd (it will refuse the destination until `acqd adopt`)", "journal")
         if tier.name in self.unclaimed:
             note = claim_tier(tier, self.claim, self.unclaimed[tier.name], self.runs)
             del self.unclaimed[tier.name]

@@ -166,8 +166,11 @@ def _setup_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(q)]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("watchdog", "fsspec", "tifffile", "numcodecs", "zarr", "aiomqtt"):
-        logging.getLogger(noisy).setLevel(logging.ERROR if noisy == "tifffile" else logging.WARNING)
+    for noisy in ("watchdog", "fsspec", "numcodecs", "zarr", "aiomqtt"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # tifffile's own lines name neither the file nor what acqd did about it (a damaged TIFF is
+    # quarantined, or stored byte-exact, with acqd's own line saying why): with -v only, as detail
+    logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def _config_alone(config: Path | None, **quick: object) -> None:
@@ -565,6 +568,19 @@ def _watch_root_of(out_path: Path, roots: list[str]) -> str | None:
     return None
 
 
+def _why_none(j: Journal, rel: str, root: str | None) -> str:
+    """What the journal says of a file that has no verified copy: its current state and reason."""
+    rows = j.find_versions(rel, root)
+    if not rows:
+        return " (acqd has never seen a file of that path)"
+    last = max(rows, key=lambda r: r.version)
+    where = f"{last.root.rstrip('/')}/{last.relpath}"
+    reason = f": {last.reason}" if last.reason else ""
+    if last.state.value == "quarantined":
+        return f"; {where} (version {last.version}) is quarantined{reason} (acqd leaves such a file at its source)"
+    return f"; {where} (version {last.version}) is {last.state.value}{reason}"
+
+
 def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileRow, CopyRow]:
     rel, root = source_path, None
     if source_path.startswith("/"):
@@ -590,7 +606,7 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
                 f"(shipped: {', '.join(map(str, shipped))})"
             )
     if not rows:
-        raise AcqdError(f"no verified copy of {source_path!r} in the journal")
+        raise AcqdError(f"no verified copy of {source_path!r} in the journal{_why_none(j, rel, root)}")
     row = rows[0]
     copies = [c for c in j.copies_of(row.id) if c.state == "verified"]
     if not copies:

@@ -262,9 +262,24 @@ LAYOUT_CODECS: dict[str, dict[str, Any]] = {
 }
 
 
+LAYOUT_CODEC_IDS: dict[str, tuple[str, ...]] = {
+    "zarr": ("blosc", "zstd", "none"),
+    "tiff": ("lzw", "deflate", "zstd", "none"),
+}
+
+
 def fits_layout(c: FrameCodec, layout: str) -> bool:
     """Can `layout` store with codec `c` (Zarr: Blosc, Zstd; TIFF: LZW, deflate, zstd)?"""
-    return c.id in {"zarr": ("blosc", "zstd", "none"), "tiff": ("lzw", "deflate", "zstd", "none")}.get(layout, ())
+    return c.id in LAYOUT_CODEC_IDS.get(layout, ())
+
+
+def unfit_codec(spec: dict[str, Any], layout: str) -> str | None:
+    """Why a frame layout cannot store with the codec `spec` (None: it can), in words for a config error."""
+    c = frame_codec(spec)
+    if layout not in LAYOUT_CODEC_IDS or fits_layout(c, layout):
+        return None
+    ids = ", ".join(i for i in LAYOUT_CODEC_IDS[layout] if i != "none")
+    return f"codec {c.id!r} cannot be used in the {layout} layout (it takes {ids})"
 
 
 #: below this ratio on the sample frames a file is stored byte-exact (the copy layout): a frame

@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from acqd.codec import unfit_codec
 from acqd.errors import EX_CONFIG as EX_CONFIG  # re-exported
 from acqd.errors import ConfigError
 from acqd.pace import BackoffRule, Window, parse_days, parse_hours, parse_rate, unreachable
@@ -34,6 +35,12 @@ class Placement(Frozen):
     release_local: Literal["never", "after_verify"] = Field(
         "never", description="delete the acquisition-disk copy once the central copy is verified"
     )
+
+    @model_validator(mode="after")
+    def _codec_fits(self) -> Placement:
+        if self.codec is not None and (why := unfit_codec(self.codec, self.layout)) is not None:
+            raise ValueError(why)
+        return self
 
 
 class WatchRoot(Frozen):

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from acqd import claims, pacing, publish
 from acqd.aio import within
 from acqd.catalog import Publisher
+from acqd.codec import unfit_codec
 from acqd.config import (
     Config,
     MqttConfig,
@@ -130,6 +131,35 @@ def make_placer(
     return placer
 
 
+def rule_layout_warnings(policy: Policy, roots: list[RootCtx]) -> list[str]:
+    """`acqd check`: a policy rule whose layout cannot store with its codec for a watch root's detector
+    (Blosc in a TIFF, LZW in Zarr). A warning, not an error: its glob or owner may match none of that
+    root's files; those it matches would fail."""
+    out = []
+    for ctx in roots:
+        try:
+            _rule_layouts(policy, ctx.watch, ctx.profile)
+        except ConfigError as exc:
+            out.append(f"{exc} (the files of that root the rule matches could not be stored)")
+    return out
+
+
+def _rule_layouts(policy: Policy, w: WatchRoot, profile: DetectorProfile) -> None:
+    """The frame layouts the policy's rules would store this root's files with (ConfigError: a rule's
+    codec its layout cannot store with)."""
+    for r in (*policy.spec.rules, policy.spec.default):
+        p, m = r.placement, r.match
+        if p is None or (p.layout is None and p.codec is None) or (m.detector not in (None, profile.name)):
+            continue
+        dc = policy.spec.dataClasses.get(m.dataClass) if m.dataClass is not None else None
+        if dc is not None and dc.detectors and profile.name not in dc.detectors:
+            continue
+        try:
+            frame_layout(profile, p.layout or w.placement.layout, p.codec or w.placement.codec)
+        except ConfigError as exc:
+            raise ConfigError(f"policy rule {r.name}, for watch root {w.path}: {exc}") from None
+
+
 def build_roots(
     config: Config, profiles: dict[str, DetectorProfile], tiers: dict[str, Tier], policy: Policy | None = None
 ) -> list[RootCtx]:
@@ -177,11 +207,13 @@ def frame_layout(
     if profile.reader == "bytes" or name == "copy":
         return None
     try:
+        if codec is not None and (why_not := unfit_codec(codec, name)) is not None:
+            raise ValueError(f"{why_not}; the placement names it")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         tried, budget, why = profile.codec_choice(name, codec, candidates, budget_ns, cores)
         return build_layout(
             name,
-            codec=codec if codec is not None else profile.codec,
+            codec=codec if codec is not None else profile.layout_codec(name),
             reader=profile.reader,
             expect=Expect(modes=tuple(Mode(*m) for m in profile.expect.mode_list())),
             options=profile.reader_options(),
@@ -245,6 +277,20 @@ def purge_share_warning(config: Config, policy: Policy) -> list[str]:
             f"({doomed} of {total} bytes), more than caps.maxShareOfData ({policy.spec.caps.maxShareOfData:.0%})"
         ]
     return []
+
+
+def unwarned_purge_warning(policy: Policy) -> list[str]:
+    """`acqd check`: a rule that purges, whose warnings can reach nobody for some files (no address
+    of its own, no owners.fallback): those files are never warned, so their purges stay blocked."""
+    if policy.spec.owners.fallback:
+        return []
+    return [
+        f"policy rule {r.name} purges after {r.expiration.after / 86400:g}d, but a file whose owner has no "
+        "address in owners.emails has nobody to be warned (no owners.fallback): its purge stays blocked; "
+        "set owners.fallback"
+        for r in (*policy.spec.rules, policy.spec.default)
+        if r.expiration is not None and not any("@" in n for n in r.notify)
+    ]
 
 
 def build_mailer(config: Config) -> Mailer:
@@ -390,6 +436,8 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
         )
         notes.append(f"policy {policy.metadata.name} ({policy_file(config)}): {rules}")
         warnings.extend(purge_share_warning(config, policy))
+        warnings.extend(unwarned_purge_warning(policy))
+        warnings.extend(rule_layout_warnings(policy, roots))
     for ctx in roots:
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"
         notes.append(

@@ -70,7 +70,13 @@ class NameTakenError(PermanentError):
 
 
 class ClaimError(AcqdError):
-    """The destination belongs to another daemon (or journal): this one must not write there."""
+    """The destination belongs to another daemon (or journal): this one must not write there.
+    `reason`: what a halt for it is labelled (`acqd_halted{reason}`): "claim", or "journal" when
+    this daemon's own journal was deleted or replaced."""
+
+    def __init__(self, message: str, reason: str = "claim") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CatalogError(AcqdError):

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS copies(
     stored_at REAL NOT NULL,
     verified_at REAL,
     stored_checksum TEXT,
+    stamp TEXT,
     UNIQUE(tier, dest)
 );
 CREATE INDEX IF NOT EXISTS copies_file ON copies(file_id);
@@ -140,6 +141,7 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
 _ADDED_COLUMNS = (
     ("files", "device", "INTEGER NOT NULL DEFAULT 0"),
     ("copies", "stored_checksum", "TEXT"),
+    ("copies", "stamp", "TEXT"),
 )
 
 
@@ -195,6 +197,7 @@ class CopyRow:
     stored_at: float
     verified_at: float | None
     stored_checksum: str | None = None  # the tier's own checksum of the stored object (S3 metadata), once seen
+    stamp: str | None = None  # sizes and modification times of its object(s) when verified (Tier.stamp)
 
     def as_result(self) -> WriteResult:
         return WriteResult(self.checksum, self.source_bytes, self.stored_bytes, self.codec)
@@ -218,9 +221,12 @@ LOST_FOR_GOOD = "copy lost, its source gone: "
 _LOST_FOR_GOOD = (
     "state = 'quarantined' AND EXISTS (SELECT 1 FROM copies c WHERE c.file_id = files.id AND c.state = 'lost')"
 )
+#: a stored copy found gone or changed: never trusted again (what was seen of it is forgotten)
+_COPY_LOST = "UPDATE copies SET state = 'lost', stored_checksum = NULL, stamp = NULL WHERE id = ?"
+
 _COPY_COLS = (
     "id, file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state, stored_at, verified_at,"
-    " stored_checksum"
+    " stored_checksum, stamp"
 )
 
 
@@ -601,6 +607,12 @@ class Journal:
         rows = self._db.execute("SELECT file_id, path FROM releasing ORDER BY file_id").fetchall()
         return [(self._get(fid), path) for fid, path in rows]
 
+    def pin_stamp(self, copy_id: int, stamp: str) -> None:
+        """A verified copy whose stamp changed (a network filesystem's times, a storage migration) and
+        whose content was read back and verified again: its stamp as it is now."""
+        with self._tx() as db:
+            db.execute("UPDATE copies SET stamp = ? WHERE id = ? AND state = 'verified'", (stamp, copy_id))
+
     def pin_stored_checksum(self, copy_id: int, checksum: str) -> None:
         """Remember the tier's own checksum of a verified copy (read right after its verification), so
         that a later re-check before a release can tell a replaced object from the one verified."""
@@ -615,7 +627,7 @@ class Journal:
         with self._tx() as db:
             row = self._get(file_id)
             self._set(row, State.SEEN, reason, attempts=0)
-            db.execute("UPDATE copies SET state = 'lost', stored_checksum = NULL WHERE id = ?", (copy_id,))
+            db.execute(_COPY_LOST, (copy_id,))
             db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))
             db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
             self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)
@@ -633,7 +645,7 @@ class Journal:
             if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():
                 return None
             self._set(row, State.SEEN, reason, attempts=0)
-            db.execute("UPDATE copies SET state = 'lost', stored_checksum = NULL WHERE id = ?", (copy_id,))
+            db.execute(_COPY_LOST, (copy_id,))
             db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
             self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)
             return self._get(file_id)
@@ -651,7 +663,7 @@ class Journal:
             if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():
                 return None
             self._set(row, State.QUARANTINED, f"{LOST_FOR_GOOD}{reason}")
-            db.execute("UPDATE copies SET state = 'lost', stored_checksum = NULL WHERE id = ?", (copy_id,))
+            db.execute(_COPY_LOST, (copy_id,))
             db.execute("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session))
             self._audit(file_id, "copy-lost", copy=copy_id, reason=reason)
             return self._get(file_id)
@@ -752,7 +764,7 @@ class Journal:
                 " ON CONFLICT(tier, dest) DO UPDATE SET layout = excluded.layout,"
                 " codec = excluded.codec, source_bytes = excluded.source_bytes,"
                 " stored_bytes = excluded.stored_bytes, checksum = excluded.checksum, state = 'stored',"
-                " stored_at = excluded.stored_at, verified_at = NULL"
+                " stored_at = excluded.stored_at, verified_at = NULL, stored_checksum = NULL, stamp = NULL"
                 " WHERE copies.file_id = excluded.file_id",
                 [
                     (fid, tier, dest, layout, r.codec, r.source_bytes, r.stored_bytes, r.source_checksum, now)
@@ -768,13 +780,17 @@ class Journal:
             )
             return [(False, w) if w is not None else (True, None) for w in why]
 
-    def record_verified(self, file_id: int, tier: str, dest: str) -> FileRow:
-        return self._one(self.record_verified_many(tier, [(file_id, dest)]))  # type: ignore[no-any-return]
+    def record_verified(self, file_id: int, tier: str, dest: str, stamp: str | None = None) -> FileRow:
+        return self._one(self.record_verified_many(tier, [(file_id, dest)], [stamp]))  # type: ignore[no-any-return]
 
-    def record_verified_many(self, tier: str, items: list[tuple[int, str]]) -> list[tuple[bool, Any]]:
+    def record_verified_many(
+        self, tier: str, items: list[tuple[int, str]], stamps: Sequence[str | None] | None = None
+    ) -> list[tuple[bool, Any]]:
         """`record_verified` for many copies on one tier in one transaction: per item (ok, the row as
-        it now is) or (False, why it was not changed)."""
+        it now is) or (False, why it was not changed). `stamps`: each copy's Tier.stamp, taken before
+        it was read back, compared before its source is released."""
         ids = [fid for fid, _d in items]
+        stamp_of = dict(zip((d for _f, d in items), stamps or [None] * len(items), strict=True))
         with self._tx() as db:
             why = self._movable(ids, State.VERIFIED)
             now = self._clock()
@@ -784,8 +800,8 @@ class Journal:
                 [(State.VERIFIED.value, now, fid) for fid, _d in do],
             )
             db.executemany(
-                "UPDATE copies SET state = 'verified', verified_at = ? WHERE tier = ? AND dest = ?",
-                [(now, tier, dest) for _f, dest in do],
+                "UPDATE copies SET state = 'verified', verified_at = ?, stamp = ? WHERE tier = ? AND dest = ?",
+                [(now, stamp_of[dest], tier, dest) for _f, dest in do],
             )
             rows = self._rows(fid for fid, _d in do)
             self._audits(
@@ -952,6 +968,24 @@ class Journal:
     def copies_of(self, file_id: int) -> list[CopyRow]:
         rows = self._db.execute(f"SELECT {_COPY_COLS} FROM copies WHERE file_id = ? ORDER BY id", (file_id,))
         return [_copy_row(r) for r in rows]
+
+    def retry_internal(self, roots: Collection[str], marker: str) -> list[FileRow]:
+        """Files of `roots` quarantined by an internal error (their reason ends with `marker`): back to
+        seen with their attempts reset, for a start (an upgrade, or a configuration fixed) to ship them
+        again. The rows so reset."""
+        if not roots:
+            return []
+        marks = ",".join("?" * len(roots))
+        with self._tx() as db:
+            q = f"SELECT id, reason FROM files WHERE current = 1 AND state = 'quarantined' AND root IN ({marks})"
+            ids = [int(fid) for fid, reason in db.execute(q, list(roots)) if (reason or "").endswith(marker)]
+            out = []
+            for fid in ids:
+                row = self._get(fid)
+                self._set(row, State.SEEN, "tried again at this start: quarantined by an internal error", attempts=0)
+                self._audit(fid, "retry", reason=f"tried again at this start (was: {row.reason})")
+                out.append(self._get(fid))
+            return out
 
     def pending(self) -> list[FileRow]:
         marks = ",".join("?" * len(PENDING))
@@ -1435,7 +1469,8 @@ def add_copy(
         cur = db.execute(
             "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state,"
             " stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)"
-            " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified', verified_at = excluded.verified_at",
+            " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified', verified_at = excluded.verified_at,"
+            " stamp = NULL",
             (
                 file_id,
                 tier,
@@ -1761,7 +1796,7 @@ def apply_hub_actions(j: Journal, actions: Iterable[HubAction], seen: int) -> in
                 db.execute(
                     "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum,"
                     " state, stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)"
-                    " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified'",
+                    " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified', stamp = NULL",
                     (fid, a.to_tier, a.dest, layout, codec, sbytes, stored, checksum, a.at, verified_at),
                 )
                 db.execute("UPDATE copies SET state = 'moved' WHERE id = ?", (cid,))

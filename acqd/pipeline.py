@@ -71,7 +71,7 @@ from acqd.naming import aside_inode, is_release_aside, stored_name
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
-from acqd.recheck import CopyCheck, check_copy
+from acqd.recheck import TREE_LAYOUTS, CopyCheck, check_copy
 from acqd.settle import FORMAT_PROOF, Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import DONE, IllegalTransition, Observed
 from acqd.storage import Tier, check_name
@@ -87,9 +87,11 @@ SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many 
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of a session manifest (at least)
 PROFILE_MISMATCH = "profile-mismatch"  # a valid file its detector profile did not expect: stored, flagged
 CODEC_CHOICE = "codec-choice"  # a session's codec chosen from measurement (metrics, log); per file: audit, manifest
+INTERNAL_GAVE_UP = "; please report it)"  # how such a quarantine's reason ends: tried again at the next start
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 ROOT_POLL = 1.0  # seconds between looks at a watch root that is missing (a late or lost mount)
 JOURNAL_RETRY = 5.0  # seconds before a file whose journal write failed (state disk full) is tried again
+LISTED_SESSIONS = 256  # sessions whose last manifest's verified rows are kept (a release of another waits for a write)
 RELEASE_RECHECK_MAX = 10.0  # seconds: a release held back (a writer, a tier not answering) is looked at again
 SMALL_FILE = 1 << 20  # files up to this size, copied to a local tier, ship in batches (_ship_batch)
 BATCH_FILES = 256  # at most this many files in one batch
@@ -452,6 +454,11 @@ class Pipeline:
         self._busy = 0  # intake batches being processed
         self._dirty: set[tuple[int, str]] = set()
         self._manifest_wake = asyncio.Event()
+        #: (root index, session) -> the verified rows its last manifest written this run listed (id ->
+        #: the row's `updated`): a file is released only once a manifest lists its row as it is now
+        self._listed: dict[tuple[int, str], dict[int, float]] = {}
+        #: ... and the releases waiting for that (by file), released together once it is written
+        self._after_manifest: dict[tuple[int, str], dict[tuple[int, str], tuple[Candidate, FileRow]]] = {}
         self.stopping = asyncio.Event()
         self.outcome_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -629,6 +636,7 @@ class Pipeline:
             and not self.candidates
             and self.ready.empty()
             and not self.in_flight
+            and not self._after_manifest  # releases waiting for their session manifest's write
             # a release held back for the settle window after a format's proof: `--once` releases it
             and not any(
                 k in self._release_later and self.mono() < due + 1.0 for k, (_, due) in self._format_proven.items()
@@ -656,7 +664,7 @@ class Pipeline:
             if (
                 self.retry_for is not None
                 and self.mono() - self.stats.started > self.retry_for
-                and self.candidates
+                and (self.candidates or self._after_manifest)
                 and self.only_retries_left()
             ):
                 self.outcome_code = 1
@@ -666,6 +674,9 @@ class Pipeline:
                     if open_now
                     else ""
                 )
+                unlisted = sum(map(len, self._after_manifest.values()))
+                if unlisted:
+                    writing += f"; {unlisted} verified, not released: their session manifest is not written"
                 log.error(
                     "giving up after %.0fs: %d file(s) not shipped (%s%s); they stay pending for the next run",
                     self.retry_for,
@@ -728,12 +739,16 @@ class Pipeline:
                 if ctx is not None and await self._copy_lost_at_start(ctx, row):
                     continue
                 await self._j(self.journal.end_release, row.id)
+            elif row.state is State.RELEASED:  # recorded released already (a second look began it again)
+                await self._j(self.journal.end_release, row.id)
             else:  # unlinked (a file now under that name is a new one, shipped as a new version)
                 row = await self._j(
                     self.journal.mark, row.id, State.RELEASED, "release finished after a restart", path=path
                 )
                 self.stats.released += 1
                 self._emit("released", row, reason=path)
+        for row in await self._j(self.journal.retry_internal, list(ctx_of), INTERNAL_GAVE_UP):
+            log.info("%r: tried again at this start (quarantined by an internal error before)", row.relpath)
         for row in await self._j(self.journal.pending):
             ctx = ctx_of.get(row.root)
             if ctx is None or tracked(ctx, row.relpath):
@@ -1422,7 +1437,10 @@ class Pipeline:
         await self._unkillable(opening)
         announced = f.stream.expected is not None if f.stream else False
         frames = f"{f.stream.frames} frames announced" if f.stream and announced else "frames as they come"
-        log.info("streaming %r while it is written (%s)", c.rel, frames)
+        if self.clock() - c.stable.mtime_ns / 1e9 > c.ctx.window:  # last written before its settle window
+            log.info("streaming %r during its settle window (last written before acqd saw it; %s)", c.rel, frames)
+        else:
+            log.info("streaming %r while it is written (%s)", c.rel, frames)
 
     def _teardown(self, f: Follow) -> asyncio.Event:
         """Say, before the follow is gone from `follows`, that its temporary is being removed: a ship
@@ -1538,7 +1556,7 @@ class Pipeline:
         f.stream = None
         early = stream.while_growing  # frames encoded while the file was still short of its size
         await self._j(self.journal.audit, c.row.id, STREAMED, frames=stream.frames, while_growing=early, dest=dest)
-        self._emit(STREAMED, c.row, reason=f"{early} of {stream.frames} frames encoded while the file was written")
+        self._emit(STREAMED, c.row, reason=f"{early} of {stream.frames} frames encoded while the file grew")
         return res
 
     # -- ship ---------------------------------------------------------------------------------
@@ -1618,7 +1636,9 @@ class Pipeline:
             try:
                 if not started:  # stopping: the file stays pending in the journal for the next start
                     continue
-                if isinstance(item, list):
+                if isinstance(item, list) and all(c.release_only for c in item):
+                    await self._release_together([(c, c.row) for c in item])
+                elif isinstance(item, list):
                     await self._ship_batch(item)
                 else:
                     await self._ship(item)
@@ -1701,6 +1721,9 @@ class Pipeline:
                 await self._io(verify_streamed, tier, dest, res)  # and the renamed object is that temporary
                 adopted = True  # verified, as an adopted copy is: not decoded a second time
             t_verify = self.mono()
+            # what a later change of the copy would change, taken before it is read back: a copy
+            # changed before its source's release, its size kept, is not the one verified (recheck)
+            stamp = await self._io(partial(tier.stamp, dest, tree=layout.name in TREE_LAYOUTS))
             if not adopted:  # an adopted copy was verified just now
                 await self._io(layout.verify, tier, dest, res)
             t_verify = self.mono() - t_verify
@@ -1708,7 +1731,7 @@ class Pipeline:
                 # empty mount point of a share unmounted while it was written
                 await self._io(self.guard, tier, True)
             crash_point("after_verify")
-            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)
+            row = await self._j(self.journal.record_verified, row.id, tier.name, dest, stamp)
             if res.mismatch:  # valid, stored faithfully, and not what the profile says the detector writes
                 await self._j(self.journal.audit, row.id, PROFILE_MISMATCH, reason=res.mismatch)
             if res.codec_why:  # why this codec (or byte-exact): the session manifest says it per file
@@ -1723,7 +1746,7 @@ class Pipeline:
             self._schedule(replace(c, row=fresh, check_at=self.mono(), settled=True, reason="stored byte-exact"))
             return
         except ClaimError as exc:
-            self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
+            self.halt(str(exc), exc.reason)
             self._land(c)
             return
         except NameTakenError as exc:
@@ -1769,7 +1792,7 @@ class Pipeline:
             log.exception("unexpected error shipping %r", c.rel)
             why = f"internal error: {type(exc).__name__}: {exc}"
             if c.row.attempts + 1 >= INTERNAL_ATTEMPTS:
-                await self._quarantine(c.row, f"{why} (after {INTERNAL_ATTEMPTS} attempts; please report it)")
+                await self._quarantine(c.row, f"{why} (after {INTERNAL_ATTEMPTS} attempts{INTERNAL_GAVE_UP}")
             else:
                 await self._retry(c, why, "internal")
             return
@@ -1834,7 +1857,7 @@ class Pipeline:
         try:
             alone, retry, done = await self._batch_steps(cs)
         except ClaimError as exc:
-            self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
+            self.halt(str(exc), exc.reason)
             return
         except JournalError as exc:  # nothing recorded as verified: each file takes the one-file path
             self.repeats.error("journal", str(exc), "journal write failed in a batch: %s", exc)
@@ -1868,7 +1891,7 @@ class Pipeline:
         for (c, _row), left in zip(due, soon, strict=True):
             if left > 0:
                 self._release_later_for(c, left)
-        due = [x for x, left in zip(due, soon, strict=True) if left <= 0]
+        due = [x for x, left in zip(due, soon, strict=True) if left <= 0 and not self._unlisted(*x)]
         if len(due) < 2:
             slow = due
             due = []
@@ -1976,18 +1999,18 @@ class Pipeline:
         stored copy is there as verified; False where anything is in doubt (`_release` asks again)."""
         copies = await self._j(lambda: [self.journal.copies_of(row.id) for _c, row in items])
         full = self.limits.release_verify == "full"
-        jobs: list[tuple[int, Tier, Layout, Any]] = []
+        jobs: list[tuple[int, Tier, Layout, Any, bool]] = []
         for i, ((c, row), cps) in enumerate(zip(items, copies, strict=True)):
             placed = c.ctx.placed(row.relpath)
             found = _verified_copy(placed, cps)
-            if found is not None:
-                jobs.append((i, placed.tier, found[1], found[0]))
+            if found is not None:  # verified a moment ago by this flight, or (release only) earlier
+                jobs.append((i, placed.tier, found[1], found[0], not c.release_only))
 
         def check_all() -> list[CopyCheck | None]:
             out: list[CopyCheck | None] = []
-            for _i, tier, layout, cp in jobs:
+            for _i, tier, layout, cp, just in jobs:
                 try:
-                    out.append(self._check_apart(tier, layout, cp, full, True))
+                    out.append(self._check_apart(tier, layout, cp, full, just))
                 except AcqdError:
                     out.append(None)
             return out
@@ -1995,11 +2018,13 @@ class Pipeline:
         results = await self._io(check_all) if jobs else []
         holds = [False] * len(items)
         pins = []
-        for (i, _tier, _layout, cp), res in zip(jobs, results, strict=True):
+        for (i, _tier, _layout, cp, _just), res in zip(jobs, results, strict=True):
             if res is not None and res.problem is None:
                 holds[i] = True
                 if res.pin is not None:
                     pins.append(partial(self.journal.pin_stored_checksum, cp.id, res.pin))
+                if res.restamp is not None:
+                    pins.append(partial(self.journal.pin_stamp, cp.id, res.restamp))
         if pins:
             await self._j(self.journal.run_group, pins)
         return holds
@@ -2080,7 +2105,19 @@ class Pipeline:
             else:  # published, not recorded: the one-file path adopts it (it decodes to the content)
                 alone.append(w[0])
         t_verify = self.mono()
-        back = await self._io(tier.read_many, [dest for _c, _r, dest, _res in recorded])
+        dests = [dest for _c, _r, dest, _res in recorded]
+
+        def stamped_then_read() -> tuple[list[str | None], list[bytes | AcqdError]]:
+            stamps: list[str | None] = []
+            for d in dests:  # before the read-back (see _ship); one that cannot be taken: the size check
+                try:
+                    stamps.append(tier.stamp(d, tree=False))
+                except AcqdError:
+                    stamps.append(None)
+            return stamps, tier.read_many(dests)
+
+        stamps, back = await self._io(stamped_then_read)
+        stamp_of = dict(zip(dests, stamps, strict=True))
         good: list[tuple[Candidate, FileRow, str, WriteResult]] = []
         retry: list[tuple[Candidate, str, str]] = []
         for (c, row, dest, res), data in zip(recorded, back, strict=True):
@@ -2100,7 +2137,10 @@ class Pipeline:
             await self._io(self.guard, tier, True)
         crash_point("after_verify")
         verified = await self._j(
-            self.journal.record_verified_many, tier.name, [(row.id, dest) for _c, row, dest, _res in good]
+            self.journal.record_verified_many,
+            tier.name,
+            [(row.id, dest) for _c, row, dest, _res in good],
+            [stamp_of[dest] for _c, _row, dest, _res in good],
         )
         latency = self.mono() - t0
         n = max(1, len(good))
@@ -2234,6 +2274,8 @@ class Pipeline:
                 self._emit("held", row, reason=why)
             self._release_later_for(c)
             return
+        if self._unlisted(c, row):
+            return
         if not await self._copy_still_there(c, row):
             return
         # The re-check of the copy can take long (`release_verify: full` reads it all back): a writer
@@ -2299,6 +2341,54 @@ class Pipeline:
             return 0.0
         return left
 
+    async def _release_listed(self, due: list[tuple[Candidate, FileRow]]) -> None:
+        """The releases that waited for their session manifest, handed to the ship workers as one
+        batch of release-only files (in flight like any, every check again from a fresh row). A file
+        in another flight is left to it; one waiting in the tracker (a scan found it) joins the batch."""
+        rows = await self._j(lambda: [self.journal.get(row.id) for _c, row in due])
+        batch = []
+        for (c, _old), row in zip(due, rows, strict=True):
+            if c.key in self.in_flight or row is None or row.state is not State.VERIFIED:
+                continue  # in another flight's hands, or moved on
+            self.candidates.pop(c.key, None)  # a look of its own waiting in the tracker (a scan): this batch's
+            timer = self._release_later.pop(c.key, None)
+            if timer is not None:
+                timer.cancel()
+            mine = replace(c, row=row, release_only=True, settled=True)
+            self.in_flight[c.key] = mine
+            batch.append(mine)
+        if not batch:
+            return
+        item: Candidate | list[Candidate] = batch if len(batch) > 1 else batch[0]
+        try:
+            self.ready.put_nowait(item)
+        except asyncio.QueueFull:  # the workers are busy: queued as soon as there is room, still together
+            if self._tg is None:
+                for c in batch:
+                    self._land(c)
+                    self._release_later_for(c, 0.5)
+            else:
+                self._tg.create_task(self._queue_when_room(item, batch), name="releases-listed")
+
+    async def _queue_when_room(self, item: Candidate | list[Candidate], batch: list[Candidate]) -> None:
+        await self.ready.put(item)
+        if self.stopping.is_set():  # put after the workers' stop marks maybe: not theirs any more
+            for c in batch:
+                self._land(c)
+
+    def _unlisted(self, c: Candidate, row: FileRow) -> bool:
+        """Whether the session manifest at the destination does not list the verified copy of `row` yet
+        (then its release waits for the manifest's next write, which looks at it again). A journal
+        lost, or a takeover (`acqd adopt`), knows a copy from the manifest alone: the source must not
+        be deleted before the manifest records its copy."""
+        listed = self._listed.get((c.ctx.index, row.session))
+        if listed is not None and listed.get(row.id) == row.updated:
+            return False
+        self._dirty.add((c.ctx.index, row.session))
+        self._after_manifest.setdefault((c.ctx.index, row.session), {})[c.key] = (c, row)
+        self._release_later_for(c, RELEASE_RECHECK_MAX)  # should the manifest's write fail meanwhile
+        return True
+
     def _release_later_for(self, c: Candidate, delay: float | None = None) -> None:
         """Look at a held-back release again soon (a writer closing without writing, or a tier that did
         not answer, sends no event); each look goes through the journal from the start."""
@@ -2332,6 +2422,8 @@ class Pipeline:
         res = await self._io(self._check_apart, placed.tier, layout, cp, full, just_verified)
         if res.pin is not None:
             await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)
+        if res.restamp is not None:
+            await self._j(self.journal.pin_stamp, cp.id, res.restamp)
         return res, cp.id
 
     def _check_apart(self, tier: Tier, layout: Layout, cp: CopyRow, full: bool, just_verified: bool) -> CopyCheck:
@@ -2538,7 +2630,20 @@ class Pipeline:
             return
         dirty, self._dirty = self._dirty, set()
         by_index = {c.index: c for c in self.roots}
-        for index, session in sorted(dirty):
+        listed_now: list[tuple[Candidate, FileRow]] = []  # releases whose manifests this flush writes
+        try:
+            await self._flush_sessions(sorted(dirty), by_index, listed_now)
+        finally:
+            if listed_now and not self.stopping.is_set():  # their releases go on now, together
+                await self._release_listed(listed_now)
+
+    async def _flush_sessions(
+        self,
+        dirty: list[tuple[int, str]],
+        by_index: dict[int, RootCtx],
+        listed_now: list[tuple[Candidate, FileRow]],
+    ) -> None:
+        for index, session in dirty:
             ctx = by_index[index]
             as_of = self.clock()
             try:
@@ -2600,12 +2705,18 @@ class Pipeline:
                     partial(ctx.tier.write_atomic, replace=True), manifest_path(self._base(ctx), session), [doc]
                 )
             except ClaimError as exc:
-                self.halt(str(exc), "claim" if "journal" not in str(exc) else "journal")
+                self.halt(str(exc), exc.reason)
                 return
             except AcqdError as exc:
                 self._manifest_later(index, session, exc)
                 continue
             self.repeats.ok("manifest")
+            if ctx.release or ctx.placer is not None:  # what a release may ask: the rows listed verified
+                self._listed.pop((index, session), None)
+                self._listed[(index, session)] = {f.id: f.updated for f, _cp in pairs if f.state is State.VERIFIED}
+                while len(self._listed) > LISTED_SESSIONS:  # a long run's: the oldest written first out
+                    self._listed.pop(next(iter(self._listed)))
+            listed_now.extend(self._after_manifest.pop((index, session), {}).values())
             try:
                 await self._j(self.journal.manifest_written, ctx.root, session, as_of)
             except JournalError as exc:  # rewritten again later; nothing is lost

@@ -20,6 +20,7 @@ from acqd.codec import (
     cpu_budget,
     fits_layout,
     frame_codec,
+    unfit_codec,
 )
 from acqd.errors import ConfigError
 from acqd.shipped import ETC, shipped
@@ -170,7 +171,7 @@ class DetectorProfile(BaseModel):
         """What a frame layout chooses from (the fixed codec first) and its CPU budget, with where the
         budget comes from. `codec`/`candidates`/`budget_ns` from a policy or placement win over the
         profile's; an explicit `codec` with no candidates is fixed (nothing to choose)."""
-        spec = codec if codec is not None else self.codec if self.codec is not None else LAYOUT_CODECS.get(layout)
+        spec = codec if codec is not None else self.layout_codec(layout)
         first = frame_codec(spec)
         if candidates is None:
             candidates = () if codec is not None else self.codec_candidates
@@ -182,6 +183,14 @@ class DetectorProfile(BaseModel):
                 out.append(c)
         budget, why = cpu_budget(budget_ns if budget_ns is not None else self.codec_budget, self.peak_rate, cores)
         return tuple(out), budget, why
+
+    def layout_codec(self, layout: str) -> dict[str, Any] | None:
+        """The profile's codec where `layout` can store with it, else the layout's default (a placement
+        that stores a profile's frames in the other frame layout: Blosc does not go into a TIFF, nor
+        LZW into Zarr)."""
+        if self.codec is not None and unfit_codec(self.codec, layout) is None:
+            return self.codec
+        return LAYOUT_CODECS.get(layout)
 
     @field_validator("reader")
     @classmethod

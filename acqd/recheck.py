@@ -1,6 +1,8 @@
 """Before a release: is the verified copy still at the destination as it was verified? Blocking.
 
-`quick` (the default): the copy is there, has the size that was verified, and, where the backend keeps
+`quick` (the default): the copy is there, has the size that was verified, each of its objects has
+the size and modification time (S3: the ETag) it had when it was verified (`Tier.stamp`: a copy
+written again in between, its size kept, is not the one verified), and, where the backend keeps
 acqd's checksum with the object (S3 metadata), that checksum is the one seen when the copy was
 verified. `full`: the layout's own verification runs again (the copy is read back and decoded).
 """
@@ -22,6 +24,7 @@ class CopyCheck:
     problem: str | None = None  # None: the copy is there as verified
     lost: bool = False  # the copy is gone or changed: ship the file again
     pin: str | None = None  # the tier's checksum to remember for the next checks
+    restamp: str | None = None  # its stamp changed and its content verified again: the stamp to remember
 
 
 def _bare(checksum: str | None) -> str | None:
@@ -61,10 +64,25 @@ def check_copy(tier: Tier, layout: Layout, copy: CopyRow, full: bool, just_verif
         return CopyCheck(
             f"the stored copy {tier.url(copy.dest)} carries checksum {seen}, not the verified {expected}", lost=True
         )
+    restamp = None
+    if copy.stamp is not None and (now := tier.stamp(copy.dest, tree=tree)) != copy.stamp:
+        # written again after it was verified (the size or modification time of an object differs), or
+        # only its times moved (a network filesystem, a migration that kept the bytes): read it back
+        try:
+            layout.verify(tier, copy.dest, copy.as_result())
+        except VerifyError as exc:
+            return CopyCheck(
+                f"the stored copy {tier.url(copy.dest)} was written again after it was verified (its "
+                f"modification time differs, and it no longer verifies: {exc})",
+                lost=True,
+            )
+        if now is None:
+            return CopyCheck(f"the stored copy {tier.url(copy.dest)} cannot be looked at as it was verified (kept)")
+        restamp = now  # the same content: its new stamp is the one to compare from now on
     if full or (seen is not None and expected is None and not just_verified):
         # asked for, or a tier checksum never seen with a verification: read the copy back once
         try:
             layout.verify(tier, copy.dest, copy.as_result())
         except VerifyError as exc:
             return CopyCheck(f"re-verification failed: {exc}", lost=True)
-    return CopyCheck(pin=seen if seen is not None and copy.stored_checksum is None else None)
+    return CopyCheck(pin=seen if seen is not None and copy.stored_checksum is None else None, restamp=restamp)

@@ -604,13 +604,18 @@ class RetentionRunner:
     ) -> None:
         """One digest per recipient, listing sessions; recorded only once the server accepted it."""
         per: dict[str, list[Action]] = defaultdict(list)
+        nobody = [a for a in warns if not a.recipients]
         for a in warns:
             for r in a.recipients:
                 per[r].append(a)
-            if not a.recipients:
-                log.error(
-                    "retention: no recipient for %r (set owners.fallback); its purge stays blocked", a.item.relpath
-                )
+        if nobody:  # one line a sweep, and counted as blocked in its summary (they were said per file)
+            res.blocked += len(nobody)
+            log.error(
+                "retention: %d file(s) have nobody to warn (first: %r): set owners.fallback, or owners.emails for "
+                "their owners; their purges stay blocked",
+                len(nobody),
+                nobody[0].item.relpath,
+            )
         for recipient, acts in sorted(per.items()):
             sessions: dict[tuple[str, float], dict[str, Any]] = {}
             owner_links: dict[str, tuple[str, str, float]] = {}

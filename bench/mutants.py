@@ -64,7 +64,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "verified-before-verify",
         "the journal records 'verified' before the read-back",
         "acqd/pipeline.py",
-        "            t_verify = self.mono()\n"
         "            if not adopted:  # an adopted copy was verified just now\n"
         "                await self._io(layout.verify, tier, dest, res)\n"
         "            t_verify = self.mono() - t_verify\n"
@@ -72,9 +71,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "                # empty mount point of a share unmounted while it was written\n"
         "                await self._io(self.guard, tier, True)\n"
         '            crash_point("after_verify")\n'
-        "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)\n",
-        "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)\n"
-        "            t_verify = self.mono()\n"
+        "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest, stamp)\n",
+        "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest, stamp)\n"
         "            if not adopted:  # an adopted copy was verified just now\n"
         "                await self._io(layout.verify, tier, dest, res)\n"
         "            t_verify = self.mono() - t_verify\n"
@@ -665,8 +663,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a compressed TIFF with bytes that are neither pixels nor tags (a vendor block) is written again from "
         "pixels and tags, and those bytes are lost",
         "acqd/readers/tiff.py",
-        "        extra = _unexplained(f, tif, every, size)\n",
-        "        extra = None\n",
+        "        if found:  # a rewrite from pixels and tags would lose them: byte-exact instead\n",
+        "        if False:\n",
         ("tests/test_fidelity.py::test_a_compressed_tiff_with_bytes_beyond_pixels_and_tags_is_stored_byte_exact",),
     ),
     Mutant(
@@ -1816,6 +1814,91 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/test_inprocess.py::test_a_broken_installation_with_work_left_from_the_last_run_stops_the_daemon_cleanly",
         ),
+    ),
+    Mutant(
+        "release-stamp-ignored",
+        "the quick re-check before a release compares sizes only: a copy changed in place after its"
+        " verification (its size kept) is taken for the verified one, and the source is deleted",
+        "acqd/recheck.py",
+        "    if copy.stamp is not None and (now := tier.stamp(copy.dest, tree=tree)) != copy.stamp:",
+        "    if False:",
+        (
+            "tests/test_release.py::test_a_copy_changed_in_place_while_its_release_waits_for_the_writer_is_shipped_again",
+            "tests/test_release.py::test_a_copy_changed_in_place_while_a_release_was_interrupted_is_shipped_again",
+        ),
+    ),
+    Mutant(
+        "release-stamp-not-recorded",
+        "a copy's stamp is not recorded when it is verified: the re-check before its release has nothing"
+        " to compare with",
+        "acqd/pipeline.py",
+        "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest, stamp)\n",
+        "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest)\n",
+        (
+            "tests/test_release.py::test_a_copy_changed_in_place_while_its_release_waits_for_the_writer_is_shipped_again",
+        ),
+    ),
+    Mutant(
+        "release-before-manifest",
+        "a source is released before the session manifest at the destination lists its copy: a takeover"
+        " or a lost journal in that moment leaves the copy known to no record",
+        "acqd/pipeline.py",
+        "        if listed is not None and listed.get(row.id) == row.updated:\n            return False\n",
+        "        if True:\n            return False\n",
+        ("tests/test_release.py::test_a_file_is_released_only_once_its_session_manifest_lists_it",),
+    ),
+    Mutant(
+        "tiff-chain-past-end",
+        "a TIFF whose IFD chain runs past the file's end (an ImageJ stack cut short: tifffile shows one"
+        " page and only logs the rest), of small frames, is stored as the pages tifffile found: a one-plane"
+        " frame view",
+        "acqd/readers/tiff.py",
+        "            threshold = frame_bytes if cut else max(frame_bytes, ORPHAN_MIN)\n",
+        "            threshold = max(frame_bytes, ORPHAN_MIN)\n",
+        (
+            "tests/test_frames.py::test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact"
+            "[_cut_imagej_tiff-runs past the end]",
+        ),
+    ),
+    Mutant(
+        "tiff-subifds-as-frames",
+        "a TIFF with sub-IFDs (a pyramid's reduced levels) is stored as frames: the view shows one level",
+        "acqd/readers/tiff.py",
+        "        if 330 in p.tags:",
+        "        if False:",
+        (
+            "tests/test_frames.py::test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact[_pyramid-sub-IFDs]",
+        ),
+    ),
+    Mutant(
+        "tiff-orphan-planes-as-frames",
+        "an uncompressed TIFF holding a page's worth of pixels no page points to is stored as its pages:"
+        " the view shows fewer planes than the file has",
+        "acqd/readers/tiff.py",
+        "            if stretch >= threshold:",
+        "            if False:",
+        (
+            "tests/test_frames.py::test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact"
+            "[_orphan_planes-neither pixels nor tags]",
+        ),
+    ),
+    Mutant(
+        "unframed-zstd-probe-overlap",
+        "the zstd trial of a file that is not frames samples overlapping spans of a small file: an"
+        " incompressible file is stored in a zstd frame larger than itself",
+        "acqd/layouts/frames.py",
+        "        if size <= 3 * ZSTD_PROBE:",
+        "        if False:",
+        ("tests/test_frames.py::test_an_incompressible_file_that_is_not_frames_is_never_stored_larger",),
+    ),
+    Mutant(
+        "internal-quarantine-never-retried",
+        "a file quarantined by an internal error is never tried again (it does not change): a fixed"
+        " configuration or an upgrade leaves it quarantined for ever",
+        "acqd/journal.py",
+        'if (reason or "").endswith(marker)]',
+        "if False]",
+        ("tests/test_frames.py::test_a_file_quarantined_by_an_internal_error_is_tried_again_at_the_next_start",),
     ),
 )
 

@@ -7,6 +7,7 @@ uint16 TIFF stacks with resolution and a private tag (TVIPS-like), raw frames.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -227,6 +228,209 @@ async def test_compressed_tiff_source_restores_pixels_and_tags(tmp_path: Path) -
     assert b.pages[0].description == "compressed by the camera" and b.pages[0].tags["Software"].value == "cam"
 
 
+async def test_a_multipage_tiff_tifffile_compressed_goes_to_frames(tmp_path: Path) -> None:
+    """tifffile writes each page's tag values after its IFD and then points pages after the first at
+    the first's equal values: the unreferenced copies were taken for a vendor's bytes that a rewrite
+    would lose, and every such stack (LZW, zlib) was stored byte-exact instead of as frames."""
+    data = np.random.default_rng(5).integers(90, 200, (6, 32, 40)).astype(np.uint16)
+    files = {}
+    for comp in ("lzw", "zlib"):
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, data, compression=comp)
+        files[f"{comp}.tif"] = buf.getvalue()
+    _, dest, state = await ship(tmp_path, "t-tiff-any", files)
+    for name, raw in files.items():
+        arr = zarr.open_group(dest / f"{name}~.zarr", mode="r")["0"]
+        assert np.array_equal(np.asarray(arr[:]), data), name  # the frames, as a scientist opens them
+        restore(state, dest, name, tmp_path / f"r-{name}")
+        with tifffile.TiffFile(tmp_path / f"r-{name}") as back, tifffile.TiffFile(io.BytesIO(raw)) as src:
+            assert np.array_equal(back.asarray(), data)
+            assert [int(p.compression) for p in back.pages] == [int(p.compression) for p in src.pages]
+
+
+def _cut_imagej_tiff(tmp_path: Path) -> bytes:
+    """An ImageJ hyperstack cut short: tifffile writes its first IFD, the planes, then the other IFDs,
+    so the cut leaves one page whose chain points past the end (tifffile only logs that)."""
+    p = tmp_path / "ij.tif"
+    data = np.random.default_rng(5).integers(90, 200, (20, 64, 64)).astype(np.uint16)
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "ZYX"})
+    b = p.read_bytes()
+    with tifffile.TiffFile(io.BytesIO(b[: len(b) * 6 // 10])) as t:
+        assert len(t.pages) == 1  # what a reader that does not follow the chain would see: one plane
+    return b[: len(b) * 6 // 10]
+
+
+def _pyramid(tmp_path: Path) -> bytes:
+    img = np.random.default_rng(7).integers(0, 4000, (64, 64)).astype(np.uint16)
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as w:
+        w.write(img, subifds=1)
+        w.write(img[::2, ::2], subfiletype=1)  # the reduced level, in a sub-IFD of the page
+    return buf.getvalue()
+
+
+def _orphan_planes(tmp_path: Path) -> bytes:
+    """Three planes, the IFD chain listing two: the third plane's pixels are in the file, no page
+    points at them (an uncompressed file keeps them in its restore skeleton, not in its frames)."""
+    data = np.random.default_rng(8).integers(0, 4000, (3, 384, 384)).astype(np.uint16)  # pages of 288 KiB
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data[:2], metadata=None)
+    return buf.getvalue() + data[2].tobytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [(_pyramid, "sub-IFDs"), (_orphan_planes, "neither pixels nor tags"), (_cut_imagej_tiff, "runs past the end")],
+)
+async def test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact(
+    tmp_path: Path, make: Any, why: str
+) -> None:
+    """A frame view of such a file would show less than it holds (one pyramid level; two of three
+    planes; one plane of an ImageJ stack cut short, whose other planes' pixels are there and whose
+    IFDs were to come at the end) with nothing said: stored byte-exact, flagged as not frames,
+    restored byte for byte."""
+    raw = make(tmp_path)
+    _, dest, state = await ship(tmp_path, "t-tiff-any", {"s.tif": raw})
+    stored = [p.name for p in dest.iterdir() if p.name.startswith("s.tif")]
+    assert stored and not any(n.endswith(".zarr") for n in stored), stored
+    assert any(a == "profile-mismatch" and why in d["reason"] for a, d in _audit(state)), _audit(state)
+    assert restore(state, dest, "s.tif", tmp_path / "r.tif") == raw
+
+
+async def test_an_incompressible_file_that_is_not_frames_is_never_stored_larger(tmp_path: Path) -> None:
+    """Its zstd trial sampled the start, middle and end of a file smaller than three samples: the
+    samples overlapped, zstd found the repeated bytes, and the whole file went into a zstd frame
+    larger than itself."""
+    rgb = np.random.default_rng(2).integers(0, 255, (300, 300, 3)).astype(np.uint8)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, rgb, photometric="rgb", compression="zlib")
+    raw = buf.getvalue()
+    assert 256 << 10 < len(raw) < 768 << 10
+    _, dest, state = await ship(tmp_path, "t-tiff-any", {"rgb.tif": raw})
+    [stored] = [p for p in dest.iterdir() if p.name.startswith("rgb.tif")]
+    assert stored.name == "rgb.tif" and stored.stat().st_size == len(raw)  # as it is: zstd made it larger
+    assert restore(state, dest, "rgb.tif", tmp_path / "r.tif") == raw
+
+
+async def test_a_placement_in_the_other_frame_layout_takes_a_codec_that_fits_it(tmp_path: Path) -> None:
+    """`placement: {layout: tiff}` for a profile whose codec is Blosc (or `zarr` for one whose codec
+    is LZW) quarantined every frame file as an internal error, and `acqd check` said OK: the layout's
+    own default codec is used where the profile's does not fit it."""
+    det = write_profiles(tmp_path / "det")
+    (det / "blosc-zarr.yaml").write_text(
+        "apiVersion: acqd/v1\nkind: DetectorProfile\nname: blosc-zarr\nsettle: {window: 0.2s}\nreader: tiff\n"
+        "layout: zarr\ncodec: {id: blosc, cname: lz4, clevel: 1, shuffle: bitshuffle}\nfiles: ['*.tif']\n"
+    )
+    plane = np.random.default_rng(3).integers(0, 4000, (4, 32, 32)).astype(np.uint16)
+    k2 = k3_mrc()[0]
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (watch / "a").mkdir(parents=True)
+    (watch / "b").mkdir()
+    tifffile.imwrite(watch / "a" / "s.tif", plane, metadata=None, photometric="minisblack")
+    (watch / "b" / "m.mrc").write_bytes(k2)
+    cfg = Config.model_validate(
+        {
+            "instrument": "scope",
+            "state_dir": str(state),
+            "detectors_dir": str(det),
+            "watch": [
+                {
+                    "path": str(watch / "a"),
+                    "prefix": "a",
+                    "detector": "blosc-zarr",
+                    "settle": "0.2s",
+                    "placement": {"layout": "tiff"},
+                },
+                {
+                    "path": str(watch / "b"),
+                    "prefix": "b",
+                    "detector": "t-k3",
+                    "settle": "0.2s",
+                    "placement": {"layout": "zarr"},
+                },
+            ],
+            "tiers": {"central": {"url": f"file://{dest}"}},
+        }
+    )
+    result = await Daemon(cfg, once=True, retry_for=60).run(install_signals=False)
+    assert (result.stats.verified, result.pending) == (2, 0), journal_rows(state)
+    with tifffile.TiffFile(dest / "scope" / "a" / "s.tif~.tif") as t:  # deflate, the TIFF layout's default
+        assert np.array_equal(t.asarray(), plane) and int(t.pages[0].compression) == 8
+    arr = zarr.open_group(dest / "scope" / "b" / "m.mrc~.zarr", mode="r")["0"]
+    assert np.array_equal(np.asarray(arr[:]), k3_mrc()[1])
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("watch", "watch.0.placement: codec 'blosc' cannot be used in the tiff layout"),
+        ("policy", "policy rule movies, for watch root"),
+    ],
+)
+def test_a_placement_codec_its_layout_cannot_store_is_a_config_error(tmp_path: Path, where: str, said: str) -> None:
+    """Named by the placement itself (not the profile's): said by `acqd check` (an error for the watch
+    root's own placement; a warning for a policy rule, whose match may take none of the root's files),
+    not at every file."""
+    placement = "{layout: tiff, codec: {id: blosc}}"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "apiVersion: acqd/v1\nkind: RetentionPolicy\nmetadata: {name: p}\nspec:\n  tiers: [central]\n"
+        "  rules:\n    - name: movies\n      match: {glob: '*.tif'}\n      placement: {codec: {id: lzw}}\n"
+        "  default: {name: rest}\n"
+    )
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(
+        f"instrument: x\nstate_dir: {tmp_path}/s\nwatch:\n  - path: {tmp_path}/acq\n    detector: hamamatsu-orca\n"
+        + (f"    placement: {placement}\n" if where == "watch" else f"policy: {policy}\n")
+        + f"tiers:\n  central: {{url: 'file://{tmp_path}/c'}}\n"
+    )
+    (tmp_path / "acq").mkdir()
+    r = run_acqd("check", "--config", str(cfg))
+    assert said in r.stderr, r.stderr
+    if where == "watch":
+        assert r.returncode == 78, r.stdout + r.stderr
+    else:  # a warning: the rule's glob may match none of the root's files (a review: refused valid configs)
+        assert r.returncode == 0 and "acqd: warning: " in r.stderr, r.stdout + r.stderr
+        assert "codec 'lzw' cannot be used in the zarr layout" in r.stderr, r.stderr
+
+
+async def test_a_file_quarantined_by_an_internal_error_is_tried_again_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An internal error (a bug, a configuration the code did not foresee) quarantines a file after
+    a few attempts; the file has not changed, so nothing would ever ship it again. The next start
+    (an upgrade, a configuration fixed) tries it again; other quarantines stay as they are."""
+    from acqd.layouts.frames import ZarrLayout
+
+    data = tiff_stack(tmp_path / "s.tif")
+    files = {"ok/s.tif": (tmp_path / "s.tif").read_bytes(), "bad.tif": b"II*\0\0\0\0\0"}
+    real = ZarrLayout.write
+
+    def broken(self: Any, *a: Any, **k: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ZarrLayout, "write", broken)
+    _, dest, state = await ship(tmp_path, "t-tiff", files)
+    rows = {r[0]: r for r in journal_rows(state)}
+    assert rows["ok/s.tif"][1] == "quarantined" and "please report it" in (rows["ok/s.tif"][2] or ""), rows
+    assert rows["bad.tif"][1] == "quarantined"
+    monkeypatch.setattr(ZarrLayout, "write", real)
+    await ship(tmp_path, "t-tiff", {})
+    rows = {r[0]: r for r in journal_rows(state)}
+    assert rows["ok/s.tif"][1] == "verified", rows
+    assert rows["bad.tif"][1] == "quarantined" and "no image in it" in (rows["bad.tif"][2] or ""), rows
+    assert np.array_equal(np.asarray(zarr.open_group(dest / "ok" / "s.tif~.zarr", mode="r")["0"][:]), data)
+    assert any(a == "retry" and "tried again at this start" in d["reason"] for a, d in _audit(state))
+
+
+def _audit(state: Path) -> list[tuple[str, dict[str, Any]]]:
+    j = Journal(state / "journal.sqlite", readonly=True)
+    try:
+        return [(a, d) for _, _, a, d in j.audit_log()]
+    finally:
+        j.close()
+
+
 async def test_raw_frames_with_header(tmp_path: Path) -> None:
     data = np.random.default_rng(6).integers(0, 65535, size=(3, 24, 32), dtype=np.uint16)
     raw = b"H" * 16 + data.tobytes()
@@ -256,6 +460,7 @@ BAD: list[tuple[str, str, Any, str]] = [
     ),
     ("t-mrc-tiff", "notmrc.mrc", lambda tp: b"\x00" * 4096, "not an MRC file"),
     ("t-tiff", "bad.tif", _corrupt_tiff, "corrupt TIFF"),
+    ("t-tiff", "noimage.tif", lambda tp: b"II*\0\0\0\0\0", "corrupt TIFF: no image in it"),
     ("t-mib", "bad.mib", lambda tp: mib(broken=1)[0], "broken MIB frame header"),
     ("t-mib", "short.mib", lambda tp: mib()[0][:-10], "not a whole number of frames"),
     ("t-raw", "odd.raw", lambda tp: b"H" * 16 + bytes(24 * 32 * 2 + 7), "not 16 header bytes plus whole"),
@@ -279,6 +484,10 @@ async def test_bad_input_is_quarantined_with_reason(
     finally:
         j.close()
     assert any(a == "quarantined" and reason in d["reason"] for a, d in audit)
+    # `acqd restore` of it says why there is nothing to restore (it said only "no verified copy")
+    r = run_acqd("restore", name, str(tmp_path / "out"), "--state-dir", str(state), "--dest", str(dest.parent))
+    assert r.returncode != 0 and "is quarantined: " in r.stderr and reason in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_profile_with_a_bad_codec_is_a_config_error(tmp_path: Path) -> None:

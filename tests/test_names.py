@@ -321,6 +321,28 @@ def test_two_daemons_never_share_a_destination(tmp_path: Path) -> None:
     o.check(tmp_path / "central")
 
 
+def test_a_takeover_under_a_running_daemon_halts_it_for_its_claim(tmp_path: Path) -> None:
+    """`acqd adopt` by another journal while this daemon runs: it stops at its next commit, and says
+    why as a claim (its own journal is fine). Every claim message names the journal that holds the
+    claim, so every takeover was labelled a journal halt (`acqd_halted{reason="journal"}`; an
+    adversarial review)."""
+    a, b = site(tmp_path, "a"), site(tmp_path, "b")
+    o = Oracle(tmp_path / "acq")
+    o.write("s/f.raw", b"shipped by a")
+    d = Background("run", "--config", str(a))
+    try:
+        wait_for(lambda: journal_states(tmp_path / "state-a").get("s/f.raw") == "released", what="a's release")
+        r = run_acqd("adopt", "--config", str(b))
+        assert r.returncode == 0, r.stderr
+        o.write("s/g.raw", b"a's next commit meets b's claim")
+        d.proc.wait(timeout=60)
+        assert d.proc.returncode == 78, d.stderr()
+        err = d.stderr()
+        assert "halted (claim)" in err and "halted (journal)" not in err, err
+    finally:
+        d.kill()
+
+
 def test_a_journal_lost_while_running_stops_shipping(tmp_path: Path) -> None:
     cfg = site(tmp_path)
     state = tmp_path / "state-a"
@@ -330,12 +352,17 @@ def test_a_journal_lost_while_running_stops_shipping(tmp_path: Path) -> None:
     try:
         wait_for(lambda: journal_states(state).get("s/f.raw") == "released", what="the first file to be released")
         manifest = tmp_path / "central" / "scope" / "s" / "~acqd-manifest.json"
-        wait_for(manifest.exists, what="its session manifest (what `--adopt` imports)")  # written every 2 s
+
+        def lists_it_released() -> bool:  # the manifest (what `--adopt` imports), rewritten after the release
+            return manifest.exists() and '"state": "released"' in manifest.read_text()
+
+        wait_for(lists_it_released, what="its session manifest to list the release")  # written every 2 s
         for p in state.glob("journal.sqlite*"):
             p.unlink()
         d.proc.wait(timeout=60)
         assert d.proc.returncode == 78
         assert "journal" in d.stderr() and "deleted" in d.stderr()
+        assert "halted (journal)" in d.stderr()
     finally:
         d.kill()
     o.write("s/f.raw", b"second: with a fresh journal this was shipped as version 1 over the first")

@@ -506,6 +506,36 @@ def test_check_warns_when_a_policy_would_purge_most_data_at_once(setup: Setup, t
     assert "would purge 80% of the stored data" in warning and "maxShareOfData (50%)" in warning
 
 
+async def test_files_nobody_can_be_warned_about_are_counted_blocked_and_check_says_so(
+    setup: Setup, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A policy that purges with no owners.fallback: carol's movie (no address) can never be warned,
+    so its purge stays blocked. `acqd check` said nothing, each sweep logged an error per such file
+    and summed them as "0 blocked" (an adversarial review)."""
+    import logging
+
+    from acqd.daemon import check
+
+    s = setup
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(POLICY.replace("    fallback: facility@lab.example\n", ""))
+    cfg = s.cfg.model_copy(update={"policy": alone})
+    said = [w for w in check(cfg, probe=False).warnings if "nobody to be warned" in w]
+    assert len(said) == 1 and "policy rule movies purges after 60d" in said[0], said
+    assert not [w for w in check(s.cfg, probe=False).warnings if "nobody to be warned" in w]  # with a fallback
+    s.cfg = cfg
+    caplog.set_level(logging.ERROR, logger="acqd")
+    with ThreadPoolExecutor(1) as jexec, ThreadPoolExecutor(2) as io:
+        j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(cfg.state_dir))
+        try:
+            res = await make_runner(s, j, jexec, io).sweep(s.t0 + 50 * DAY)
+        finally:
+            await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+    assert res.blocked >= 1, res
+    lines = [r.getMessage() for r in caplog.records if "nobody to warn" in r.getMessage()]
+    assert len(lines) == 1 and "carol_test_0103" in lines[0], lines
+
+
 async def test_policy_rules_place_files(tmp_path: Path) -> None:
     """Placement per rule: movies to the capacity tier as .zst and released locally; sums stay central."""
     policy = POLICY.replace(

@@ -250,9 +250,13 @@ class FrameLayout:
         samples of it (start, middle, end) shrink by MIN_RATIO, else as it is (never larger)."""
         probe = bytearray()
         f = source.file
-        for at in sorted({0, max(0, size // 2 - ZSTD_PROBE // 2), max(0, size - ZSTD_PROBE)}):
+        if size <= 3 * ZSTD_PROBE:  # the whole file (samples that overlapped repeated bytes, which zstd
+            spans = [(0, size)]  # then found again: a file that does not shrink seemed to)
+        else:
+            spans = [(at, ZSTD_PROBE) for at in (0, size // 2 - ZSTD_PROBE // 2, size - ZSTD_PROBE)]
+        for at, length in spans:
             f.seek(at)
-            probe += f.read(min(ZSTD_PROBE, size - at))
+            probe += f.read(length)
         zstd = stream_codec("zstd")
         enc = zstd.encoder(len(probe))
         packed = len(enc.compress(bytes(probe))) + len(enc.flush())

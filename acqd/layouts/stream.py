@@ -495,7 +495,9 @@ class FrameStream:
         self.hurry = False  # the ship wants the stream: end the step after the current block
         self.hasher = Hasher()  # the source's frames, as streamed
         self.done = 0  # frames encoded into the temporary
-        self.while_growing = 0  # of those, encoded while the file was not complete yet (as far as known)
+        self.while_growing = 0  # of those, encoded before the file's last growth seen (as far as known)
+        self._size_seen_last = int(st.st_size)  # the size the last step saw, and the frames done by then
+        self._done_last = 0
         self.timing = {"read": 0.0, "encode": 0.0, "write": 0.0, "stream": 0.0}
         self._open_copy()
         self._opened = True
@@ -533,12 +535,16 @@ class FrameStream:
         self.seen = size
         return size
 
-    def step(self, final: bool = False) -> int:
+    def step(self) -> int:
         """Encode the frames written in full since the last step, a block of `per` frames at a time;
-        return how many. `hurry` (set by another thread) ends it after the block. `final`: the file
-        is complete (its last frames are not counted as encoded while it grew)."""
+        return how many. `hurry` (set by another thread) ends it after the block. Frames count as
+        encoded while the file grew when a later step finds it larger (a file complete when its
+        stream began counts none)."""
         t0 = time.perf_counter()
         size = self._look()
+        if size > self._size_seen_last:  # it grew: what the steps before encoded, they encoded while it grew
+            self.while_growing = self._done_last
+            self._size_seen_last = size
         avail = self.g.avail(size)
         n = 0
         while self.done < avail and not (n and self.hurry):
@@ -555,8 +561,7 @@ class FrameStream:
             self.timing["encode"] += time.perf_counter() - t
             n += stop - self.done
             self.done = stop
-        if not final and (self.expected is None or size < self.expected):
-            self.while_growing = self.done
+        self._done_last = self.done
         if n:
             self._stepped()
             crash_point("during_stream")
@@ -579,7 +584,7 @@ class FrameStream:
         if self.expected is not None and size != self.expected:
             raise Surprise(f"completed at {size} bytes, its header announced {self.expected}")
         self.hurry = False
-        self.step(final=True)
+        self.step()
         if self.expected is not None and self.done != self.frames:
             raise Surprise(f"completed with {self.done} of its {self.frames} frames readable")
         digest = self.hasher.hexdigest()

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from acqd.codec import codec_from, frame_codec
+from acqd.codec import codec_from, frame_codec, unfit_codec
 from acqd.units import Age, Duration, OwnerPattern, ProjectPattern, Size, owner_from, project_from
 from acqd.yamlfile import load_model
 
@@ -162,6 +162,8 @@ class Spec(Strict):
                 raise ValueError(f"rule {r.name}: placement on unknown tier {r.placement.tier!r}")
             if r.placement is not None and r.placement.codec is not None:
                 frame_codec(r.placement.codec)
+                if (why := unfit_codec(r.placement.codec, r.placement.layout or "")) is not None:
+                    raise ValueError(f"rule {r.name}: {why}")
             for c in (r.placement.codec_candidates or ()) if r.placement is not None else ():
                 codec_from(c)
             for t in r.transitions:

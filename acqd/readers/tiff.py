@@ -61,6 +61,33 @@ def _check_whole(pages: list[Any], size: int) -> None:
             raise FormatError(f"truncated TIFF: page {i}'s pixel data ends at byte {max(ends)}, the file has {size}")
 
 
+def _chain(f: BinaryIO, tif: Any, size: int) -> tuple[int, str | None]:
+    """The file's chain of IFDs walked as it is: how many distinct IFDs it reaches, and how it ends
+    (None: at a zero offset; else "runs past the end" or "loops back")."""
+    big = bool(tif.is_bigtiff)
+    count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
+    bo = tif.byteorder
+    f.seek(8 if big else 4)
+    raw = f.read(offset_size)
+    at = int(struct.unpack(bo + ("Q" if big else "I"), raw)[0]) if len(raw) == offset_size else 0
+    seen: set[int] = set()
+    while at:
+        if at in seen:
+            return len(seen), "loops back"
+        if at + count_size > size or len(seen) >= 10_000_000:
+            return len(seen), "runs past the end"
+        seen.add(at)
+        f.seek(at)
+        head = f.read(count_size)
+        ntags = int(struct.unpack(bo + ("Q" if big else "H"), head)[0])
+        f.seek(at + count_size + entry_size * ntags)
+        raw = f.read(offset_size)
+        if len(raw) != offset_size:
+            return len(seen), "runs past the end"
+        at = int(struct.unpack(bo + ("Q" if big else "I"), raw)[0])
+    return len(seen), None
+
+
 def _name(value: Any) -> str:
     return str(getattr(value, "name", value))
 
@@ -68,7 +95,7 @@ def _name(value: Any) -> str:
 def unframed(pages: list[Any]) -> str | None:
     """What makes a valid TIFF one the frame layouts cannot store as 2-D gray frames and write back in
     its own form (None: nothing): colour or several samples, pages that differ (a pyramid, a
-    thumbnail), bit depths other than whole bytes, tiles, compression acqd cannot write again."""
+    thumbnail), sub-IFDs, bit depths other than whole bytes, tiles, compression acqd cannot write again."""
     first = pages[0]
     if first.samplesperpixel != 1:
         planar = ", planar" if first.planarconfig == 2 else ""
@@ -76,6 +103,8 @@ def unframed(pages: list[Any]) -> str | None:
     if first.ndim != 2:
         return f"pages of shape {first.shape}"
     for i, p in enumerate(pages):
+        if 330 in p.tags:  # SubIFDs: a pyramid's reduced levels, thumbnails, a raw image beside a preview
+            return f"sub-IFDs (page {i}: a pyramid's levels or other images besides the pages)"
         if p.shape != first.shape or p.dtype != first.dtype:
             return f"pages that differ (page {i}: {p.shape} {p.dtype}; page 0: {first.shape} {first.dtype})"
         if p.bitspersample != np.dtype(p.dtype).itemsize * 8:
@@ -120,6 +149,8 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         tif = tifffile.TiffFile(f, name=str(options.get("name", "source.tif")))
         pages = tif.pages
         n = len(pages)
+        if n == 0:
+            raise FormatError("corrupt TIFF: no image in it (its first IFD offset is 0 or outside the file)")
         first = pages.first
         if first.is_tiled is None:  # pragma: no cover - defensive
             raise FormatError("unreadable TIFF page")
@@ -127,8 +158,15 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
     except tifffile.TiffFileError as exc:
         raise FormatError(f"corrupt TIFF: {exc}") from None
     except (ValueError, IndexError, OSError) as exc:
-        raise FormatError(f"corrupt TIFF: {exc}") from None
+        raise FormatError(f"corrupt TIFF: {type(exc).__name__}: {exc}") from None
     _check_whole(every, size)
+    # tifffile stops at a next IFD past the end and says so only in its log: the pages it gives may
+    # not be all the file holds (an ImageJ stack cut short: its other planes' pixels are there, their
+    # IFDs were to come at the end), or they are (a writer that links the next IFD ahead, stopped)
+    chained, ended = _chain(f, tif, size)
+    cut = ""
+    if ended is not None or chained > n:
+        cut = f"; its chain of IFDs {ended or 'goes on'} after {chained} IFD(s), tifffile reads {n} page(s)"
     why = unframed(every)
     if why is not None:
         raise UnsupportedFormatError(f"a TIFF with {why}: not 2-D gray frames acqd gives back in their own form")
@@ -143,12 +181,24 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         "tags": _tags(first),
     }
     skeleton = _skeleton(f, pages, n, size, first.shape, dtype)
+    frame_bytes = int(first.shape[0] * first.shape[1] * dtype.itemsize)
     if skeleton is not None:
         header["restore"] = "skeleton"  # byte-exact; the per-page tags are in it
+        if len(skeleton) >= frame_bytes:  # as much besides the pages' pixels as a page: what does it hold?
+            _, stretch, extra = _unexplained(f, tif, every, size, pointed=True)
+            # in one stretch: likely planes no page points to (the frames would show fewer than the
+            # file has); where the chain runs past the end, loops, or goes on past what tifffile read,
+            # even a small page's worth
+            threshold = frame_bytes if cut else max(frame_bytes, ORPHAN_MIN)
+            if stretch >= threshold:
+                raise UnsupportedFormatError(
+                    f"a TIFF with {extra}, in a stretch as long as a page's pixels: a stack of its pages "
+                    f"would not show them{cut}"
+                )
     else:
-        extra = _unexplained(f, tif, every, size)
-        if extra is not None:  # a rewrite from pixels and tags would lose them: byte-exact instead
-            raise UnsupportedFormatError(f"a compressed TIFF with {extra}: written again, they would be lost")
+        found, _, extra = _unexplained(f, tif, every, size)
+        if found:  # a rewrite from pixels and tags would lose them: byte-exact instead
+            raise UnsupportedFormatError(f"a compressed TIFF with {extra}: written again, they would be lost{cut}")
         # a compressed source is written again from its tags: every page's, structural ones too
         # (explicit defaults such as PlanarConfiguration and SampleFormat, the strip size, the
         # compression scheme and predictor), and the source's own bytes' checksum, so that a restore
@@ -342,39 +392,60 @@ def _ome(xml: str) -> Calibration | None:
     return Calibration(px, z[0] if z else None, (x or y or z)[1])  # type: ignore[index]
 
 
+# one-value tags that point to a block of their own: SubIFDs, EXIF's and GPS's IFDs (private tags, 32768
+# and up, such as TVIPS's header, too)
+POINTER_TAGS = {330, 34665, 34853}
+# an unexplained stretch shorter than this is not taken for planes (Micro-Manager's index map at the
+# end of a stack of many small frames: 20 bytes an image)
+ORPHAN_MIN = 256 << 10
+
 # bytes per value of each TIFF field type (TIFF 6.0 and BigTIFF)
 TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 
 
-def _unexplained(f: BinaryIO, tif: Any, pages: list[Any], size: int) -> str | None:
+def _unexplained(f: BinaryIO, tif: Any, pages: list[Any], size: int, pointed: bool = False) -> tuple[int, int, str]:
     """Bytes of a TIFF that are neither its header, its IFDs, its tags' values nor its pixel data
     (a vendor's block appended at the end, or pointed to by a private tag, a sub-IFD): a compressed
     source is written again from pixels and tags, and they would not come back. Zero bytes (padding)
-    carry nothing and do not count. The IFDs are read as the file has them (a reader may pass over
-    some tags). None if there are none."""
+    carry nothing and do not count, and neither do the bytes right after an IFD that repeat its own
+    tags' values (tifffile writes a page's values there, then points the page at an earlier page's
+    equal ones). The IFDs are read as the file has them (a reader may pass over some tags). How many
+    such bytes, the longest stretch between what is explained that holds some, and where the first
+    is, in words (0, 0 and "" if there are none). `pointed`: a block a tag points to (a one-value
+    LONG or IFD tag whose value is an offset into it, as TVIPS's header, EXIF's IFD) counts as
+    explained from that offset on, its length unknown."""
     big = bool(tif.is_bigtiff)
     bo = tif.byteorder
     count_size, entry_size, offset_size = (8, 20, 8) if big else (2, 12, 4)
     entry = struct.Struct(bo + ("HHQ8s" if big else "HHI4s"))
     covered = [(0, 16 if big else 8)]
+    pointers = set()
     for p in pages:
         at = int(p.offset)
         f.seek(at)
         head = f.read(count_size)
         if len(head) != count_size:
-            return "an IFD cut short"
+            return size, size, "an IFD cut short"
         (ntags,) = struct.unpack(bo + ("Q" if big else "H"), head)
         raw = f.read(entry_size * ntags)
         if len(raw) != entry_size * ntags:
-            return "an IFD cut short"
-        covered.append((at, count_size + entry_size * ntags + offset_size))
+            return size, size, "an IFD cut short"
+        end = at + count_size + entry_size * ntags + offset_size
+        covered.append((at, end - at))
+        values = []
         for k in range(ntags):
-            _code, dtype, count, value = entry.unpack_from(raw, k * entry_size)
+            code, dtype, count, value = entry.unpack_from(raw, k * entry_size)
             item = TYPE_BYTES.get(dtype)
             if item is None:
-                return f"a tag of unknown type {dtype}"
+                return size, size, f"a tag of unknown type {dtype}"
             if item * count > offset_size:  # the value is elsewhere in the file
-                covered.append((int.from_bytes(value, "big" if bo == ">" else "little"), item * count))
+                values.append((int.from_bytes(value, "big" if bo == ">" else "little"), item * count))
+            elif pointed and count == 1 and dtype in (4, 13, 16, 18) and (code >= 32768 or code in POINTER_TAGS):
+                pointers.add(int.from_bytes(value[:item], "big" if bo == ">" else "little"))  # a block's offset
+        covered += values
+        repeated = _repeated_values(f, end, values)
+        if repeated:
+            covered.append((end, repeated))
         covered += [(int(o), int(c)) for o, c in zip(p.dataoffsets, p.databytecounts, strict=False) if c]
     covered.sort()
     pos, gaps = 0, []
@@ -384,10 +455,12 @@ def _unexplained(f: BinaryIO, tif: Any, pages: list[Any], size: int) -> str | No
         pos = max(pos, off + length)
     if pos < size:
         gaps.append((pos, size - pos))
-    found, first_at = 0, None
+    if pointers:  # what a tag points to, from there to the next explained byte
+        gaps = [(off, min([length, *(q - off for q in pointers if off <= q < off + length)])) for off, length in gaps]
+    found, largest, first_at = 0, 0, None
     for off, length in gaps:
         f.seek(off)
-        left, at = length, off
+        left, at, before = length, off, found
         while left > 0:
             chunk = f.read(min(left, 8 << 20))
             if not chunk:
@@ -399,9 +472,29 @@ def _unexplained(f: BinaryIO, tif: Any, pages: list[Any], size: int) -> str | No
                     first_at = at + len(chunk) - len(stripped)
             left -= len(chunk)
             at += len(chunk)
+        if found > before:
+            largest = max(largest, length)
     if not found:
-        return None
-    return f"about {found} bytes that are neither pixels nor tags (the first at byte {first_at})"
+        return 0, 0, ""
+    words = f"about {found} bytes that are neither pixels nor tags (the first at byte {first_at})"
+    return found, largest, words
+
+
+def _repeated_values(f: BinaryIO, end: int, values: list[tuple[int, int]]) -> int:
+    """How many bytes from `end` (just after an IFD) are its out-of-line tag values again, in its
+    order, each word-aligned as writers place them (0: they are not). tifffile writes each page's
+    values after its IFD and then points pages after the first at the first's equal values."""
+    if not values or any(off == end for off, _ in values):
+        return 0
+    want = bytearray()
+    for off, length in values:
+        f.seek(off)
+        chunk = f.read(length)
+        if len(chunk) != length:
+            return 0
+        want += chunk + b"\0" * (length % 2)
+    f.seek(end)
+    return len(want) if f.read(len(want)) == bytes(want) else 0
 
 
 def _file_checksum(f: BinaryIO, size: int) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
 
 import fsspec
+import xxhash
 
 from acqd.config import redact_url
 from acqd.crash import crash_point
@@ -123,6 +124,22 @@ def write_all(fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
             at += 1
         if n:
             views[at] = views[at][n:]
+
+
+def _changed_mark(info: dict[str, Any]) -> str | None:
+    """What of a backend's `info()` of one object changes when it is written again: its modification
+    time in ns (local files: `mtime` in seconds, as a float; st_mtime_ns where fsspec gives the stat),
+    an ETag (S3), or None if it gives neither."""
+    for key in ("ETag", "etag"):
+        if info.get(key):
+            return f"etag:{info[key]}"
+    for key in ("mtime", "LastModified", "last_modified", "modified", "time"):
+        value = info.get(key)
+        if value is not None:
+            if isinstance(value, int | float):
+                return f"t:{float(value)!r}"
+            return f"t:{value}"
+    return None
 
 
 class Tier:
@@ -693,6 +710,55 @@ class Tier:
         """The backend's own record of acqd's checksum of the stored object, where it keeps one (S3
         object metadata); None here. Cheap: no read of the object."""
         return None
+
+    def stamp(self, rel: str, *, tree: bool) -> str | None:
+        """What changes when a stored object is written again, without reading it: each object's size
+        and modification time (an S3 object's ETag), for one object or every object of a tree (a Zarr
+        store). Taken when a copy is verified and compared before its source is released, so that a
+        copy changed in between, its size kept, is not taken for the one verified. None: the backend
+        says neither (the size check alone then)."""
+        with self._edge("stat", rel):
+            path = self.path(rel)
+            parts = self._local_marks(path, tree) if self.local else self._remote_marks(path, tree)
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return f"{len(parts)}:{xxhash.xxh3_128_hexdigest(chr(10).join(parts).encode())}"
+
+    @staticmethod
+    def _local_marks(path: str, tree: bool) -> list[str]:
+        """Size and st_mtime_ns of a local file, or of each file of a folder (by its path in it)."""
+        try:
+            if not tree:
+                st = os.stat(path)
+                return [f"{st.st_size}:{st.st_mtime_ns}"]
+            out = []
+            for top, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    st = os.stat(os.path.join(top, name))
+                    out.append(f"{os.path.relpath(os.path.join(top, name), path)}\0{st.st_size}:{st.st_mtime_ns}")
+            return out
+        except FileNotFoundError:
+            return []
+
+    def _remote_marks(self, path: str, tree: bool) -> list[str]:
+        fs = self._looking()
+        try:
+            infos = fs.find(path, detail=True) if tree else {path: fs.info(path)}
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in sorted(infos):
+            info = infos[name]
+            if info.get("type") == "directory":
+                continue
+            when = _changed_mark(info)
+            if when is None:
+                return []
+            out.append(f"{posixpath.relpath(name, path) if tree else ''}\0{int(info['size'])}:{when}")
+        return out
 
     def exists(self, rel: str) -> bool:
         with self._edge("stat", rel):
