@@ -122,7 +122,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "acqd/pipeline.py",
         "            if not identity_of(st).same_file_as(row.identity):\n",
         "            if False:  # only 'is a regular file' is left\n",
-        (f"{SAFE}::test_file_rewritten_before_release_is_kept[False]",),
+        (
+            "tests/test_release.py::test_a_file_rewritten_while_its_copy_is_rechecked_is_kept_and_shipped_again",
+            f"{SAFE}::test_file_rewritten_before_release_is_kept[False]",
+        ),
     ),
     Mutant(
         "source-replaced-check",

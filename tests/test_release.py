@@ -615,6 +615,57 @@ APPENDER = (
 
 
 @pytest.mark.slow
+def test_a_file_rewritten_while_its_copy_is_rechecked_is_kept_and_shipped_again(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """The last look before the unlink: a file rewritten in place (same inode, same size) while its
+    stored copy is re-checked right before the release (`release_verify: full`, the read held here)
+    must not be unlinked; the new content ships as a new version. The unlink compares the file's
+    identity (mtime and ctime moved) with what was shipped."""
+    from tests.faults import install_plugin, set_faults
+
+    watch, dest, state = dirs
+    control = tmp_path / "faults.json"
+    control.write_text("{}")
+    plugin = install_plugin(tmp_path / "plugin")
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([plugin, str(repo), os.environ.get("PYTHONPATH", "")]))
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.3s, placement: {{release_local: after_verify}}}}
+tiers:
+  central: {{url: "faulty://{dest}", options: {{control: "{control}"}}}}
+limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: full}}
+""",
+    )
+    (watch / "sess").mkdir()
+    src = watch / "sess" / "f.raw"
+    old, new = os.urandom(90_000), os.urandom(90_000)
+    src.write_bytes(old)
+    held_flag = Path(str(control) + ".held")
+    d = Background("run", "--config", str(cfg), env=env)
+    try:
+        with held_open(src):  # verified, its release held for this writer
+            wait_for(lambda: bool(audit(state, "release-held")), 60, "the release to be held", d, state)
+            set_faults(control, hold_reads="*/scope/sess/f.raw")
+        wait_for(held_flag.exists, 60, "the stored copy's re-check before the release", d, state)
+        st = src.stat()
+        with open(src, "r+b") as f:  # in place: same inode, same size
+            f.write(new)
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        set_faults(control)
+        wait_for(lambda: len(stored(dest)) == 2, 60, "the new content shipped as a new version", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert sorted(stored(dest).values()) == sorted([old, new])
+    assert not src.exists() or src.read_bytes() == new
+
+
 def test_a_writer_opening_the_file_while_its_copy_is_rechecked_keeps_it(
     dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
