@@ -2636,6 +2636,12 @@ class Pipeline:
         finally:
             if listed_now and not self.stopping.is_set():  # their releases go on now, together
                 await self._release_listed(listed_now)
+            for c, row in listed_now:  # in flight now (or in another flight's hands): no longer waiting
+                waiting = self._after_manifest.get((c.ctx.index, row.session))
+                if waiting is not None and waiting.get(c.key, (None,))[0] is c:
+                    del waiting[c.key]
+                    if not waiting:
+                        del self._after_manifest[(c.ctx.index, row.session)]
 
     async def _flush_sessions(
         self,
@@ -2716,7 +2722,9 @@ class Pipeline:
                 self._listed[(index, session)] = {f.id: f.updated for f, _cp in pairs if f.state is State.VERIFIED}
                 while len(self._listed) > LISTED_SESSIONS:  # a long run's: the oldest written first out
                     self._listed.pop(next(iter(self._listed)))
-            listed_now.extend(self._after_manifest.pop((index, session), {}).values())
+            # handed to the workers after this flush; they stay in _after_manifest until they are in
+            # flight (`run --once` must not take the moment between for idle)
+            listed_now.extend(self._after_manifest.get((index, session), {}).values())
             try:
                 await self._j(self.journal.manifest_written, ctx.root, session, as_of)
             except JournalError as exc:  # rewritten again later; nothing is lost
