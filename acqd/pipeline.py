@@ -2348,8 +2348,11 @@ class Pipeline:
         rows = await self._j(lambda: [self.journal.get(row.id) for _c, row in due])
         batch = []
         for (c, _old), row in zip(due, rows, strict=True):
-            if c.key in self.in_flight or row is None or row.state is not State.VERIFIED:
-                continue  # in another flight's hands, or moved on
+            if c.key in self.in_flight:  # in another flight's hands: asked about again when it lands
+                self._rehint.add(c.key)
+                continue
+            if row is None or row.state is not State.VERIFIED:
+                continue  # moved on
             self.candidates.pop(c.key, None)  # a look of its own waiting in the tracker (a scan): this batch's
             timer = self._release_later.pop(c.key, None)
             if timer is not None:
