@@ -352,7 +352,7 @@ def _print_states(s: dict[str, Any]) -> None:
     t.add_column("state")
     t.add_column("files", justify="right")
     t.add_column("bytes", justify="right")
-    for state in ("seen", "complete", "stored", "verified", "released", "quarantined", "vanished"):
+    for state in ("seen", "complete", "stored", "verified", "released", "purged", "quarantined", "vanished"):
         c = s["states"].get(state)
         if c:
             t.add_row(state, str(c["files"]), human_bytes(c["bytes"]))
@@ -1042,9 +1042,15 @@ def plan(
     owners: dict[str, dict[str, int]] = {}
     tiers: dict[str, dict[str, int]] = {}
     out_actions: list[dict[str, Any]] = []
+    counted: set[tuple[str, int]] = set()  # a held file is blocked from moving and from its purge: one file
     for act in actions:
         owner = policy.spec.owners.owner_of(act.item.relpath) or "(unknown)"
-        for key, table in ((owner, owners), (act.item.tier, tiers)):
+        if (act.kind, act.item.id) in counted:
+            owner_tiers: tuple[tuple[str, dict[str, dict[str, int]]], ...] = ()
+        else:
+            counted.add((act.kind, act.item.id))
+            owner_tiers = ((owner, owners), (act.item.tier, tiers))
+        for key, table in owner_tiers:
             tot = table.setdefault(key, {})
             tot[f"{act.kind}_files"] = tot.get(f"{act.kind}_files", 0) + 1
             tot[f"{act.kind}_bytes"] = tot.get(f"{act.kind}_bytes", 0) + act.item.size

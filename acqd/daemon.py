@@ -59,7 +59,7 @@ from acqd.retention import RetentionRunner, plan_from_journal
 from acqd.shipped import ETC, shipped
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
-from acqd.units import human_bytes
+from acqd.units import human_age, human_bytes
 from acqd.values import Outcome
 from acqd.watcher import EventSource, is_network_fs
 
@@ -285,7 +285,7 @@ def unwarned_purge_warning(policy: Policy) -> list[str]:
     if policy.spec.owners.fallback:
         return []
     return [
-        f"policy rule {r.name} purges after {r.expiration.after / 86400:g}d, but a file whose owner has no "
+        f"policy rule {r.name} purges after {human_age(r.expiration.after)}, but a file whose owner has no "
         "address in owners.emails has nobody to be warned (no owners.fallback): its purge stays blocked; "
         "set owners.fallback"
         for r in (*policy.spec.rules, policy.spec.default)
@@ -426,9 +426,9 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
     if policy is not None:
         rules = ", ".join(
             f"{r.name}: "
-            + "".join(f"move to {t.tier} after {t.after / 86400:g}d, " for t in r.transitions)
+            + "".join(f"move to {t.tier} after {human_age(t.after)}, " for t in r.transitions)
             + (
-                f"purge after {r.expiration.after / 86400:g}d, warn {r.warn / 86400:g}d before"
+                f"purge after {human_age(r.expiration.after)}, warn {human_age(r.warn)} before"
                 if r.expiration
                 else "keep"
             )

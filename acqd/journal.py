@@ -993,11 +993,16 @@ class Journal:
         return [_file_row(r) for r in self._db.execute(q, [s.value for s in PENDING])]
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Files and source bytes per state (current versions and superseded ones that were shipped)."""
+        """Files and source bytes per state (current versions and superseded ones that were shipped).
+        A shipped file whose every stored copy retention purged (none verified left) counts as `purged`,
+        not as the `verified` or `released` its row still says."""
         out: dict[str, dict[str, int]] = {}
         q = (
-            "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE current = 1 OR state IN "
-            f"('verified', 'released') OR ({_LOST_FOR_GOOD}) GROUP BY state"
+            "SELECT CASE WHEN state IN ('verified', 'released') AND EXISTS (SELECT 1 FROM copies c WHERE"
+            " c.file_id = files.id AND c.state = 'purged') AND NOT EXISTS (SELECT 1 FROM copies c WHERE"
+            " c.file_id = files.id AND c.state = 'verified') THEN 'purged' ELSE state END AS st,"
+            " COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE current = 1 OR state IN "
+            f"('verified', 'released') OR ({_LOST_FOR_GOOD}) GROUP BY st"
         )
         for state, n, size in self._db.execute(q):
             out[state] = {"files": int(n), "bytes": int(size)}

@@ -62,6 +62,16 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def human_age(seconds: float) -> str:
+    """A policy's age as its author would write it: "60d", "2w" stays "14d", "36h", "90s" (not
+    "0.00104167d"): the largest unit it is a whole number of, else days to two decimals."""
+    for unit, factor in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        n = seconds / factor
+        if n >= 1 and abs(n - round(n)) < 1e-9 * max(1.0, n):
+            return f"{round(n)}{unit}"
+    return f"{seconds / 86400:.2f}d" if seconds >= 86400 else f"{seconds:g}s"
+
+
 # pydantic field types for durations and sizes in YAML
 from typing import Annotated  # noqa: E402
 

@@ -202,7 +202,8 @@ def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
     now = datetime.fromtimestamp(f.t0 + 62 * DAY, UTC).isoformat()
     r = ok(run_acqd("hub", "plan", "--config", str(f.hub_yaml), "--now", now, "--json"))
     kinds = {(a["instrument"], a["relpath"]): (a["kind"], a["reason"]) for a in json.loads(r.stdout)["actions"]}
-    assert kinds[("krios", "alice_apo_0101/a_fractions.mrc")] == ("blocked", "hold: paper revision")
+    kind, why = kinds[("krios", "alice_apo_0101/a_fractions.mrc")]
+    assert kind == "blocked" and why == "purge held back: hold until 2999-01-02 12:00 UTC: paper revision", why
     assert kinds[("krios", "bob_rib_0102/c_fractions.mrc")][0] == "purge"
     assert all(f.stored(i, rel).exists() for i, rel in MOVIES)  # a dry run
     ok(f.hub(62))

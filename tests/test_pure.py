@@ -8,7 +8,7 @@ import pytest
 
 from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
 from acqd.states import TRANSITIONS, IllegalTransition, Observed, on_observed, transition
-from acqd.units import parse_duration, parse_size
+from acqd.units import human_age, parse_duration, parse_size
 from acqd.values import Identity, State
 
 S = State
@@ -188,6 +188,22 @@ def test_marker_name() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("2s", 2), ("5m", 300), ("14d", 14 * 86400), (3, 3)])
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (90, "90s"),
+        (3600, "1h"),
+        (36 * 3600, "36h"),
+        (14 * 86400, "14d"),
+        (60 * 86400, "60d"),
+        (1.2345 * 86400, "1.23d"),
+    ],
+)
+def test_ages_are_said_as_written(seconds: float, text: str) -> None:
+    # a policy of 90 s (a test facility's) was said as "older than 0.00104167d"
+    assert human_age(seconds) == text and ((text.endswith("d") and "." in text) or parse_duration(text) == seconds)
 
 
 @pytest.mark.parametrize("bad", ["-1s", "fast", "1y", "", True])

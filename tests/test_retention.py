@@ -241,6 +241,11 @@ async def test_seventy_five_days_of_a_facility(setup: Setup) -> None:
         j.close()
     for a in ("hold", "retention.copied", "retention.transitioned", "retention.warned", "retention.purged"):
         assert a in actions, a
+    from tests.conftest import run_acqd
+
+    r = run_acqd("status", "--json", "--state-dir", str(s.cfg.state_dir))
+    states = json.loads(r.stdout)["states"]
+    assert states["purged"]["files"] == 3, states  # purged movies are not counted as still verified
 
 
 async def test_undelivered_warning_is_retried_and_delays_the_purge(setup: Setup) -> None:
@@ -467,6 +472,12 @@ def test_plan_and_hold_commands(setup: Setup, tmp_path: Path) -> None:
     assert ("warn", "alice_apoferritin_0101/FoilHole_1_fractions.mrc") in acts
     assert ("transition", "alice_apoferritin_0101/FoilHole_1_fractions.mrc") in acts  # nothing ran yet
     assert ("blocked", "bob_ribosome_0102/FoilHole_3_fractions.mrc") in acts
+    bobs = [a["reason"] for a in doc["actions"] if a["path"] == "bob_ribosome_0102/FoilHole_3_fractions.mrc"]
+    assert sorted(bobs) == [  # one line per action a hold keeps back, each saying which
+        "move to capacity held back: hold until 2999-01-02 12:00 UTC: paper revision",
+        "purge held back: hold until 2999-01-02 12:00 UTC: paper revision",
+    ], bobs
+    assert doc["totals"]["by_owner"]["bob"]["blocked_files"] == 1  # one file, held from both
     assert not any(a["action"] == "purge" for a in doc["actions"])  # a plan never purges unwarned data
     warn = next(a for a in doc["actions"] if a["action"] == "warn" and a["owner"] == "alice")
     assert warn["recipients"] == ["alice@lab.example"] and warn["owner"] == "alice"

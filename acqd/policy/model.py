@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from acqd.codec import codec_from, frame_codec, unfit_codec
-from acqd.units import Age, Duration, OwnerPattern, ProjectPattern, Size, owner_from, project_from
+from acqd.units import Age, Duration, OwnerPattern, ProjectPattern, Size, human_age, owner_from, project_from
 from acqd.yamlfile import load_model
 
 DAY = 86400.0
@@ -92,8 +92,8 @@ class Rule(Strict):
                 raise ValueError(f"rule {self.name}: expiration.after must be positive")
             if self.expiration.after < self.warn:
                 raise ValueError(
-                    f"rule {self.name}: expiration.after ({self.expiration.after / DAY:g}d) is shorter than its "
-                    f"warning period warn ({self.warn / DAY:g}d): owners could not be warned in time"
+                    f"rule {self.name}: expiration.after ({human_age(self.expiration.after)}) is shorter than its "
+                    f"warning period warn ({human_age(self.warn)}): owners could not be warned in time"
                 )
         ages = [t.after for t in self.transitions]
         if ages != sorted(ages):

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 from acqd.policy.clock import ClockState
 from acqd.policy.model import Policy
+from acqd.units import human_age
 
 #: the reason of a purge held back by the caps
 OVER_CAPS = "over this sweep's purge caps: next sweep"
@@ -38,6 +39,11 @@ OVER_CAPS = "over this sweep's purge caps: next sweep"
 
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def _moment(ts: float) -> str:
+    """A hold's end to the minute (a hold until a day ends at 12:00 UTC the next day)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +175,16 @@ def plan(
         due = [t for t in rule.transitions if age >= t.after]
         if due and due[-1].tier != it.tier:
             if held is not None:
-                actions.append(Action("blocked", it, rule.name, f"hold until {_day(held.until)}: {held.reason}", now))
+                what = f"hold until {_moment(held.until)}: {held.reason or 'no reason given'}"
+                why = f"move to {due[-1].tier} held back: {what}"
+                actions.append(Action("blocked", it, rule.name, why, now))
             else:
                 actions.append(
                     Action(
                         "transition",
                         it,
                         rule.name,
-                        f"older than {due[-1].after / 86400:g}d",
+                        f"older than {human_age(due[-1].after)}",
                         it.verified_at + due[-1].after,
                         tier=due[-1].tier,
                     )
@@ -192,7 +200,8 @@ def plan(
         if now < warn_at:
             continue
         if held is not None:
-            actions.append(Action("blocked", it, rule.name, f"hold: {held.reason or 'no reason given'}", expiry))
+            why = f"purge held back: hold until {_moment(held.until)}: {held.reason or 'no reason given'}"
+            actions.append(Action("blocked", it, rule.name, why, expiry))
             continue
         recipients = _recipients(policy, rule.notify, owner)
         mine = delivered.get(it.id, [])
@@ -218,7 +227,7 @@ def plan(
             if clock_problem is not None and wall >= purge_at:  # only the (suspect) wall clock says it is due
                 actions.append(Action("blocked", it, rule.name, clock_problem, purge_at))
             continue  # warned; waiting for the date
-        purges.append(Action("purge", it, rule.name, f"expired ({rule.expiration.after / 86400:g}d), warned", purge_at))
+        purges.append(Action("purge", it, rule.name, f"expired ({human_age(rule.expiration.after)}), warned", purge_at))
     n = total = 0
     for p in purges:
         if n + 1 > caps.maxItemsPerSweep or total + p.item.size > caps.maxBytesPerSweep:
