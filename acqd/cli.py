@@ -627,14 +627,17 @@ def verify(
     A bad copy is recorded in the journal: it is no longer counted as verified, so its source is never
     released for it, and a source still on the acquisition disk is shipped again. A missing or short
     copy is recorded only where other copies on its tier read back whole (a share that is not mounted
-    looks like every copy gone), and not where the facility hub owns retention (it may have purged it)."""
-    from acqd.fixity import Tiers, check_copy
+    looks like every copy gone), and not where the facility hub owns retention (it may have purged it).
+    Each session's manifest at the destination is checked too (there, readable, listing every verified
+    copy); one that is not is marked in the journal, and the daemon writes it again."""
+    from acqd.fixity import Tiers, check_copy, check_manifests
 
     with _errors():
         cfg, j = _open_for_reading(config, state_dir, dest)
         sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
         try:
             pairs = list(j.verified_copies())
+            marked = set(j.dirty_manifests())  # after the copies: a copy verified since is in a marked session
             tiers = Tiers(cfg, dest, j)
         finally:
             j.close()
@@ -661,8 +664,14 @@ def verify(
                         damaged.append((row, copy, f"fixity: {problem}"))
                     elif problem.kind in ("missing", "truncated") and not hub_owned:
                         gone.setdefault(copy.tier, []).append((row, copy, f"fixity: {problem}"))
+            stale = check_manifests(tiers, pairs, marked, whole)
         finally:
             tiers.close()
+        for m in stale:
+            bad["manifest"] = bad.get("manifest", 0) + 1
+            err.print(f"FAILED manifest of session {m.session!r} (watch root {m.root}): {m}", markup=False)
+        if stale:
+            _record_stale_manifests(sd, [(m.root, m.session) for m in stale])
         for tier, rows in sorted(gone.items()):
             if whole.get(tier):
                 damaged.extend(rows)
@@ -682,6 +691,27 @@ def verify(
     kinds = f" ({', '.join(f'{n} {kind}' for kind, n in sorted(bad.items()))})" if bad else ""
     out.print(f"verify: {ok} copies OK, {sum(bad.values())} failed{kinds}", markup=False)
     raise typer.Exit(1 if bad else 0)
+
+
+def _record_stale_manifests(sd: Path, sessions: list[tuple[str, str]]) -> None:
+    """Mark the sessions whose manifest is missing or out of date: the daemon writes them again from
+    the journal (a running one within seconds, else at its next start)."""
+    from acqd.journal import manifests_to_rewrite
+
+    try:
+        j = Journal(journal_path(sd))
+    except AcqdError as exc:
+        err.print(f"not recorded in the journal ({exc}): run `acqd verify` as the daemon's user", markup=False)
+        return
+    try:
+        manifests_to_rewrite(j, sessions)
+    finally:
+        j.close()
+    err.print(
+        f"  -> {len(sessions)} session manifest(s) marked to be written again from the journal: by the running "
+        "daemon within seconds, or at the next `acqd run`",
+        markup=False,
+    )
 
 
 def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> None:

@@ -7,14 +7,17 @@ corrupt) and never stops the check of the others; a restore never leaves a parti
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from acqd.config import Config
 from acqd.errors import AcqdError, ConfigError, PermanentError, VerifyError
-from acqd.journal import CopyRow, Journal, recorded_tiers
+from acqd.journal import CopyRow, FileRow, Journal, recorded_tiers
 from acqd.layouts import build_layout
+from acqd.naming import manifest_name, session_folder
 from acqd.ports import Layout
 from acqd.storage import Tier, open_tier
 from acqd.storage.base import rename_noreplace
@@ -105,6 +108,80 @@ def check_copy(tier: Tier, copy: CopyRow, chunk: int) -> Problem | None:
     except Exception as exc:  # a decoder failing on damaged bytes raises whatever it raises
         return Problem("corrupt", f"{url}: cannot be decoded ({type(exc).__name__}: {exc})")
     return None
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    root: str
+    session: str
+    kind: str  # missing, unreadable, incomplete
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def _session_base(row: FileRow, copy: CopyRow) -> str | None:
+    """The <instrument>[/<prefix>] a copy was stored under (its name is that, then the source path's
+    folders and file name: acqd.naming.stored_name), or None if the name does not read that way."""
+    parts = copy.dest.split("/")
+    n = len(row.relpath.split("/"))
+    if len(parts) <= n:
+        return None
+    base = "/".join(parts[:-n])
+    return base if copy.dest.startswith(session_folder(base, row.session) + "/") else None
+
+
+def check_manifests(
+    tiers: Tiers,
+    pairs: Iterable[tuple[FileRow, CopyRow]],
+    marked: Collection[tuple[str, str]],
+    whole: Collection[str],
+) -> list[ManifestProblem]:
+    """Is each session's manifest at the destination there, readable, and listing every verified copy
+    the journal has of the session (by source, version, tier and name)? A session the journal already
+    marks to be written again (`marked`: the daemon rewrites it) is not looked at. The manifest is
+    where the daemon writes it: on its watch root's tier (the configuration's), else the copy's; only
+    on a tier in `whole`, where copies read back whole (else it is taken for a share not mounted)."""
+    by_session: dict[tuple[str, str], list[tuple[FileRow, CopyRow]]] = {}
+    for row, copy in pairs:
+        if (row.root, row.session) not in marked:
+            by_session.setdefault((row.root, row.session), []).append((row, copy))
+    roots = {}
+    if tiers.config is not None:
+        roots = {str(w.path).rstrip("/"): tiers.config.tier_for(w) for w in tiers.config.watch}
+    out: list[ManifestProblem] = []
+    for (root, session), rows in sorted(by_session.items()):
+        base = next((b for b in (_session_base(r, c) for r, c in rows) if b is not None), None)
+        if base is None:
+            continue  # names of an older scheme: nothing to tell the manifest's place by
+        tier_name = roots.get(root) or rows[0][1].tier
+        if tier_name not in whole:
+            continue
+        try:
+            tier = tiers.get(tier_name)
+            rel = manifest_name(base, session)
+            url = tier.url(rel)
+            if tier.size(rel) is None:
+                out.append(ManifestProblem(root, session, "missing", f"{url} is not there"))
+                continue
+            with tier.open_read(rel) as f:
+                data = f.read()
+        except AcqdError as exc:
+            out.append(ManifestProblem(root, session, "unreadable", str(exc)))
+            continue
+        try:
+            doc = json.loads(data)
+            listed = {(e["source"], e["version"], e["tier"], e["dest"]) for e in doc["files"]}
+        except (ValueError, TypeError, KeyError) as exc:
+            out.append(ManifestProblem(root, session, "unreadable", f"{url} is not a manifest acqd wrote ({exc})"))
+            continue
+        unlisted = [r.relpath for r, c in rows if (r.relpath, r.version, c.tier, c.dest) not in listed]
+        if unlisted:
+            first = ", ".join(repr(u) for u in unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
+            detail = f"{url} does not list {len(unlisted)} of the {len(rows)} verified copies ({first})"
+            out.append(ManifestProblem(root, session, "incomplete", detail))
+    return out
 
 
 def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int) -> str:

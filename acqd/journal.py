@@ -1458,12 +1458,25 @@ def session_names(j: Journal) -> list[tuple[str, str, str, str]]:
     return [(str(a), str(b), str(c), str(d)) for a, b, c, d in j._db.execute(q)]
 
 
+#: the session manifest of a file's (root, session) is to be written again (a copy of it moved,
+#: purged, added): the daemon rewrites every session the journal marks, at start and while it runs
+_SESSION_DIRTY = "INSERT OR IGNORE INTO manifests_dirty(root, session) SELECT root, session FROM files WHERE id = ?"
+
+
 def mark_copy(j: Journal, copy_id: int, state: str, action: str, **detail: Any) -> None:
     """A copy was purged or moved off its tier (the old copy: only after the new one verified)."""
     with j._tx() as db:
         db.execute("UPDATE copies SET state = ? WHERE id = ?", (state, copy_id))
         fid = db.execute("SELECT file_id FROM copies WHERE id = ?", (copy_id,)).fetchone()[0]
+        db.execute(_SESSION_DIRTY, (fid,))
         j._audit(fid, action, copy=copy_id, **detail)
+
+
+def manifests_to_rewrite(j: Journal, sessions: Iterable[tuple[str, str]]) -> None:
+    """Mark (root, session) manifests to be written again from the journal (`acqd verify` found one
+    missing, unreadable or not listing every verified copy)."""
+    with j._tx() as db:
+        db.executemany("INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", list(sessions))
 
 
 def add_copy(
@@ -1489,6 +1502,7 @@ def add_copy(
                 verified_at,
             ),
         )
+        db.execute(_SESSION_DIRTY, (file_id,))
         j._audit(file_id, "retention.copied", tier=tier, dest=dest)
         return int(cur.lastrowid or 0)
 
@@ -1811,6 +1825,7 @@ def apply_hub_actions(j: Journal, actions: Iterable[HubAction], seen: int) -> in
                 j._audit(fid, "hub.purged", copy=cid, tier=a.tier, hub_audit=a.id)
             else:
                 continue
+            db.execute(_SESSION_DIRTY, (fid,))
             n += 1
         db.execute(
             "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

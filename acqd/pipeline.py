@@ -2631,8 +2631,15 @@ class Pipeline:
     async def flush_manifests(self) -> None:
         if self.halted is not None:  # the destination is not this daemon's any more
             return
-        dirty, self._dirty = self._dirty, set()
         by_index = {c.index: c for c in self.roots}
+        try:  # sessions the journal marks, not this run: `acqd verify` found a manifest missing or
+            # out of date, a retention sweep moved or purged a copy
+            marked = await self._j(self.journal.dirty_manifests)
+        except JournalError:
+            marked = []
+        by_path = {c.root: c.index for c in self.roots}
+        self._dirty.update((by_path[root], session) for root, session in marked if root in by_path)
+        dirty, self._dirty = self._dirty, set()
         listed_now: list[tuple[Candidate, FileRow]] = []  # releases whose manifests this flush writes
         try:
             await self._flush_sessions(sorted(dirty), by_index, listed_now)

@@ -1903,6 +1903,37 @@ MUTANTS: tuple[Mutant, ...] = (
         "if False]",
         ("tests/test_frames.py::test_a_file_quarantined_by_an_internal_error_is_tried_again_at_the_next_start",),
     ),
+    Mutant(
+        "verify-ignores-manifests",
+        "acqd verify checks the copies but not the session manifests beside them: a manifest deleted or"
+        " missing entries (the record a takeover or a lost journal is rebuilt from) passes unnoticed",
+        "acqd/cli.py",
+        "            stale = check_manifests(tiers, pairs, marked, whole)\n",
+        "            stale = []\n",
+        (
+            "tests/test_fixity.py::test_verify_finds_a_session_manifest_missing_or_out_of_date_and_the_daemon_writes_it_again",
+        ),
+    ),
+    Mutant(
+        "marked-manifests-wait-for-restart",
+        "the running daemon never looks at the sessions the journal marks to be written again: a manifest"
+        " verify found missing stays missing until the next start",
+        "acqd/pipeline.py",
+        "            marked = await self._j(self.journal.dirty_manifests)\n",
+        "            marked = []\n",
+        (
+            "tests/test_fixity.py::test_verify_finds_a_session_manifest_missing_or_out_of_date_and_the_daemon_writes_it_again",
+        ),
+    ),
+    Mutant(
+        "moved-copy-manifest-stale",
+        "a retention move (or purge) leaves the session manifest naming the copy's old tier: the record a"
+        " takeover or a lost journal is rebuilt from points at a copy that is gone",
+        "acqd/journal.py",
+        "        db.execute(_SESSION_DIRTY, (fid,))\n        j._audit(fid, action, copy=copy_id, **detail)\n",
+        "        j._audit(fid, action, copy=copy_id, **detail)\n",
+        ("tests/test_retention.py::test_seventy_five_days_of_a_facility",),
+    ),
 )
 
 

@@ -461,3 +461,64 @@ def test_a_lost_copy_quarantined_by_verify_is_shipped_again_when_its_source_is_b
     assert run_acqd("run", "--once", *quick).returncode == 0
     assert (d / "scope" / "s" / "k.bin").read_bytes() == b"kept content " * 100
     assert run_acqd("verify", "--state-dir", str(st)).returncode == 0
+
+
+def test_verify_finds_a_session_manifest_missing_or_out_of_date_and_the_daemon_writes_it_again(
+    tmp_path: Path,
+) -> None:
+    """The manifest beside a session's data is the destination's own record of it (what a takeover or
+    a lost journal is rebuilt from): verify checks it too, and the running daemon writes again what
+    verify marked."""
+    import json
+
+    from tests.conftest import Background, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    for s in ("sess_a", "sess_b"):
+        (acq / s).mkdir(parents=True)
+        for i in range(3):
+            (acq / s / f"f{i}.dat").write_bytes(bytes([i]) * (1000 + i))
+    quick = ("--watch", str(acq), "--dest", str(central), "--state-dir", str(state), "--settle", "0.3s")
+    daemon = Background("run", *quick)
+    try:
+        mans: dict[str, Path] = {}
+
+        def listed(s: str) -> int:
+            if s not in mans:  # under <central>/<instrument>/, the host's name in the quick form
+                found = list(central.glob(f"*/{s}/~acqd-manifest.json"))
+                if not found:
+                    return 0
+                mans[s] = found[0]
+            try:
+                return len(json.loads(mans[s].read_text())["files"])
+            except (OSError, ValueError):
+                return 0
+
+        both = ("sess_a", "sess_b")
+        wait_for(lambda: all(listed(s) == 3 for s in both), what="both manifests", daemon=daemon, state=state)
+        r = run_acqd("verify", "--state-dir", str(state))
+        assert r.returncode == 0 and r.stdout.strip() == "verify: 6 copies OK, 0 failed", (r.stdout, r.stderr)
+        mans["sess_a"].unlink()
+        doc = json.loads(mans["sess_b"].read_text())
+        doc["files"] = [f for f in doc["files"] if f["source"] != "sess_b/f1.dat"]
+        mans["sess_b"].write_text(json.dumps(doc))
+        r = run_acqd("verify", "--state-dir", str(state))
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert r.stdout.strip() == "verify: 6 copies OK, 2 failed (2 manifest)", r.stdout
+        assert "FAILED manifest of session 'sess_a'" in r.stderr and "missing:" in r.stderr, r.stderr
+        assert "FAILED manifest of session 'sess_b'" in r.stderr and "does not list 1 of the 3" in r.stderr
+        assert "'sess_b/f1.dat'" in r.stderr and "written again" in r.stderr
+        # the running daemon writes both again from its journal, without a restart
+        wait_for(lambda: all(listed(s) == 3 for s in both), what="manifests written again", daemon=daemon, state=state)
+        r = run_acqd("verify", "--state-dir", str(state))
+        assert r.returncode == 0 and r.stdout.strip() == "verify: 6 copies OK, 0 failed", (r.stdout, r.stderr)
+    finally:
+        rc, err = daemon.terminate()
+    assert rc == 0, err
+    mans["sess_a"].write_text("{not json")  # damaged while no daemon runs: written at the next start
+    r = run_acqd("verify", "--state-dir", str(state))
+    assert r.returncode == 1 and "not a manifest acqd wrote" in r.stderr, r.stderr
+    r = run_acqd("run", "--once", *quick)
+    assert r.returncode == 0, r.stderr
+    assert listed("sess_a") == 3
+    assert run_acqd("verify", "--state-dir", str(state)).returncode == 0

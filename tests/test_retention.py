@@ -198,8 +198,18 @@ async def test_seventy_five_days_of_a_facility(setup: Setup) -> None:
         runner = make_runner(s, j, jexec, io)
         res = await sweep_days(s, range(0, 14), runner)
         assert all(r.transitioned == 0 and r.digests == 0 for r in res.values())
+
+        def written() -> list[tuple[str, str]]:  # every session manifest written (as a daemon would)
+            for root, session in j.dirty_manifests():
+                j.manifest_written(root, session, s.t0 + 1000 * DAY)
+            return j.dirty_manifests()
+
+        assert await asyncio.get_running_loop().run_in_executor(jexec, written) == []
         res = await sweep_days(s, range(14, 15), runner)
         assert res[14].transitioned == 3  # alice's two movies and carol's; bob's is held
+        marked = await asyncio.get_running_loop().run_in_executor(jexec, j.dirty_manifests)
+        # the manifests name the copies' tier: those of the moved files are written again
+        assert sorted(sess for _root, sess in marked) == ["alice_apoferritin_0101", "carol_test_0103"], marked
         for rel in ("alice_apoferritin_0101/FoilHole_1_fractions.mrc", "carol_test_0103/FoilHole_4_fractions.mrc"):
             assert (s.capacity / rel).exists() and not (s.central / rel).exists()
         assert (s.central / "bob_ribosome_0102/FoilHole_3_fractions.mrc").exists()
