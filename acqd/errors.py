@@ -26,6 +26,13 @@ class FormatError(PermanentError):
     faithfully, and is quarantined with this reason."""
 
 
+class UnfinishedFormatError(FormatError):
+    """The source's format says more is to come (a TIFF whose last IFD points past the file's end, an
+    MRC with more bytes than its header counts frames): a writer still at work, or one that stopped.
+    Waited for while a process has the file open for writing; once none has, the file is stored
+    byte-exact (every byte kept, flagged with this reason), never as the frames found so far."""
+
+
 class UnsupportedFormatError(AcqdError):
     """A valid source that a frame layout cannot represent faithfully (an RGB or tiled TIFF, a JPEG
     TIFF, a 4-bit MRC). Not damaged, so never quarantined: nothing was published, and the file is

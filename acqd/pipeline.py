@@ -43,6 +43,7 @@ from acqd.errors import (
     SourceReadError,
     StoredLargerError,
     TransientError,
+    UnfinishedFormatError,
     UnsupportedFormatError,
     VerifyError,
 )
@@ -290,6 +291,7 @@ class Candidate:
     reason: str = ""
     release_only: bool = False
     born: float = 0.0  # monotonic time it was first admitted (for the oldest-pending gauge)
+    at_rest: bool = False  # its format says more is to come, and no process writes it: stored as it is
 
     @property
     def key(self) -> tuple[int, str]:
@@ -319,6 +321,7 @@ class _Source:
             os.close(self.fd)
             raise
         self.expected = expected
+        self.at_rest = False  # a format that says more is to come is stored byte-exact (no writer left)
         self._file: io.FileIO | None = None
 
     @property
@@ -1615,6 +1618,7 @@ class Pipeline:
 
     def _planned(self, c: Candidate, layout: FrameLayout, key: str | None, recorded: str | None) -> FilePlan:
         src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
+        src.at_rest = c.at_rest
         try:
             return layout.plan(src, c.stable.size, key, recorded)
         finally:
@@ -1622,6 +1626,7 @@ class Pipeline:
 
     def _write(self, c: Candidate, layout: Layout, tier: Tier, dest: str) -> WriteResult:
         src = _Source(os.path.join(c.ctx.root, c.rel), c.stable)
+        src.at_rest = c.at_rest
         try:
             return layout.write(src, c.stable.size, tier, dest)  # type: ignore[arg-type]
         finally:
@@ -1767,6 +1772,11 @@ class Pipeline:
                     exc,
                 )
                 self._schedule(replace(c, check_at=now + c.ctx.window, since=now, settled=False, release_only=False))
+                return
+            if isinstance(exc, UnfinishedFormatError) and not c.at_rest:  # nobody writes it: kept as it is
+                log.info("%r: %s; no process has it open for writing: stored byte-exact", c.rel, exc)
+                self._land(c)
+                self._schedule(replace(c, check_at=self.mono(), settled=True, reason="stored byte-exact", at_rest=True))
                 return
             await self._quarantine(c.row, str(exc))
             return

@@ -1853,14 +1853,17 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "tiff-chain-past-end",
         "a TIFF whose IFD chain runs past the file's end (an ImageJ stack cut short: tifffile shows one"
-        " page and only logs the rest), of small frames, is stored as the pages tifffile found: a one-plane"
-        " frame view",
+        " page and only logs the rest; a stack written plane by plane, paused or cut) is stored as the pages"
+        " tifffile found: a short stack under the file's name, even while its writer is still at work",
         "acqd/readers/tiff.py",
-        "            threshold = frame_bytes if cut else max(frame_bytes, ORPHAN_MIN)\n",
-        "            threshold = max(frame_bytes, ORPHAN_MIN)\n",
+        '    if ended == "runs past the end":\n',
+        "    if False:\n",
         (
             "tests/test_frames.py::test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact"
             "[_cut_imagej_tiff-runs past the end]",
+            "tests/test_frames.py::test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact"
+            "[_cut_stack-runs past the end]",
+            "tests/test_robust.py::test_a_tiff_stack_paused_mid_write_is_waited_for_and_stored_whole",
         ),
     ),
     Mutant(
@@ -1933,6 +1936,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "        db.execute(_SESSION_DIRTY, (fid,))\n        j._audit(fid, action, copy=copy_id, **detail)\n",
         "        j._audit(fid, action, copy=copy_id, **detail)\n",
         ("tests/test_retention.py::test_seventy_five_days_of_a_facility",),
+    ),
+    Mutant(
+        "unfinished-at-rest-quarantined",
+        "a file whose format says more is to come (a TIFF chain past its end, an MRC with more bytes than its"
+        " header counts) and that no process writes any more is quarantined: never shipped anywhere, the"
+        " acquisition disk never freed of it",
+        "acqd/pipeline.py",
+        "            if isinstance(exc, UnfinishedFormatError) and not c.at_rest:",
+        "            if False:",
+        (
+            "tests/test_frames.py::test_an_mrc_with_more_bytes_than_its_header_counts_is_stored_byte_exact",
+            "tests/test_frames.py::test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact"
+            "[_cut_stack-runs past the end]",
+        ),
     ),
 )
 

@@ -601,6 +601,54 @@ def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tm
     assert r.returncode == 0 and back.read_bytes() == data, r.stderr
 
 
+def test_a_tiff_stack_paused_mid_write_is_waited_for_and_stored_whole(tmp_path: Path) -> None:
+    """A light-sheet camera writing a TIFF stack plane by plane, paused longer than the settle window:
+    its last whole page points to a next IFD past the end. It was stored as the pages so far (a short
+    stack under the file's name, verified, nothing said), then again as a new version. Now it is
+    waited for while the writer has it open, and stored once, every plane."""
+    import io
+
+    import numpy as np
+    import tifffile
+    import zarr
+
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    planes = np.random.default_rng(5).integers(0, 4000, (16, 64, 80)).astype(np.uint16)
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as w:
+        for plane in planes:
+            w.write(plane, metadata=None, contiguous=False)
+    data = buf.getvalue()
+    with tifffile.TiffFile(io.BytesIO(data)) as t:
+        cut = t.pages[9].offset  # nine planes written, the tenth's IFD not yet
+    path = acq / "s1" / "stack.tif"
+    with open(path, "wb") as writer:  # the camera's handle, open for writing throughout
+        writer.write(data[:cut])
+        writer.flush()
+        d = Background(
+            "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+            "--detector", "hamamatsu-orca", "--settle", "0.3s", "--retry-for", "120s",
+        )  # fmt: skip
+        try:
+            wait_for(lambda: "open for writing: waiting for it" in d.stderr(), 60, "acqd to see the writer", d, state)
+            assert "runs past the end" in d.stderr(), d.stderr()
+            assert not any(st == "verified" for _, st, _, _ in journal_rows(state)), journal_rows(state)
+            writer.write(data[cut:])  # the rest of the stack
+        except BaseException:
+            d.kill()
+            raise
+    d.proc.wait(timeout=120)
+    d.out.seek(0)
+    out = d.out.read()
+    assert d.proc.returncode == 0 and "1 verified" in out and "0 quarantined" in out, out + d.stderr()
+    assert [(r, st) for r, st, _, _ in journal_rows(state)] == [("s1/stack.tif", "verified")]  # one version
+    [stored] = central.glob("*/s1/stack.tif~.zarr")
+    assert np.array_equal(zarr.open_group(stored, mode="r")["0"][:], planes)  # type: ignore[index]
+
+
 def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes(tmp_path: Path) -> None:
     """A writer that keeps the header valid after every frame (mrcfile's `set_data` + `flush`, file
     held open) makes the file look complete by its format at every frame. While a process here has it

@@ -32,6 +32,7 @@ from acqd.errors import (
     NameTakenError,
     SourceReadError,
     StoredLargerError,
+    UnfinishedFormatError,
     UnsupportedFormatError,
     VerifyError,
 )
@@ -272,6 +273,10 @@ class FrameLayout:
         try:
             options = {**self.options, "path": getattr(source, "path", None)}
             return open_frames(self.reader, source.file, size, self.expect, options)
+        except UnfinishedFormatError as exc:
+            if getattr(source, "at_rest", False):  # no process writes it any more: kept as it is
+                raise UnsupportedFormatError(f"{exc}, and no process writes it any more") from None
+            raise
         except OSError as exc:
             raise SourceReadError(f"read error: {exc.strerror or exc}") from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from acqd.errors import FormatError, UnsupportedFormatError
+from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
 from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, jsonable, read_array, read_exact
 
@@ -72,8 +72,8 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
             f"truncated MRC: the header says {nz} frames of {ny}x{nx} {kind} ({expected} bytes), "
             f"the file has {size} bytes ({have:.2f} frames)"
         )
-    if size > expected:
-        raise FormatError(
+    if size > expected:  # frames the header does not count yet (a writer that updates it last), or trailing bytes
+        raise UnfinishedFormatError(
             f"MRC header frame count disagrees with the file size: {nz} frames = {expected} bytes, "
             f"the file has {size} bytes ({size - expected} extra)"
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from acqd.checksum import Hasher
-from acqd.errors import FormatError, UnsupportedFormatError
+from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
 from acqd.lazy import lazy
 from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit
 
@@ -159,11 +159,17 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         raise FormatError(f"corrupt TIFF: {exc}") from None
     except (ValueError, IndexError, OSError) as exc:
         raise FormatError(f"corrupt TIFF: {type(exc).__name__}: {exc}") from None
-    _check_whole(every, size)
     # tifffile stops at a next IFD past the end and says so only in its log: the pages it gives may
     # not be all the file holds (an ImageJ stack cut short: its other planes' pixels are there, their
-    # IFDs were to come at the end), or they are (a writer that links the next IFD ahead, stopped)
+    # IFDs were to come at the end; a stack written page by page, its next page begun): more is to
+    # come, or was cut off. Never a short stack under the file's name
     chained, ended = _chain(f, tif, size)
+    if ended == "runs past the end":
+        raise UnfinishedFormatError(
+            f"a TIFF whose chain of IFDs runs past the end of the file after {chained} whole IFD(s) ({n} "
+            "page(s) read): still being written, or cut short"
+        )
+    _check_whole(every, size)  # the last page's pixels cut off, no page said to follow: damaged
     cut = ""
     if ended is not None or chained > n:
         cut = f"; its chain of IFDs {ended or 'goes on'} after {chained} IFD(s), tifffile reads {n} page(s)"
