@@ -46,6 +46,18 @@ def test_shipped_policies_load() -> None:
     p = load_policy(REPO / "policies" / "cryoem-facility.yaml")
     assert p.rule_for("alice_apo_0101/movie_00001.mrc", "gatan-k3", None).name == "movies"
     assert p.rule_for("alice_apo_0101/grid1/FoilHole_1_fractions.mrc", "falcon", None).name == "movies"
+    # the names EPU and Direct Electron's software write (EPU's capital F fell through to "sums": kept
+    # for ever, and `acqd plan` said nothing was due)
+    epu = "alice_apo_0101/Images-Disc1/GridSquare_1/Data/FoilHole_25313117_Data_25301428_25301430_20210707_085408"
+    de = "alice_apo_0101/ROI_Random_Scan_movie.mrc"
+    for name, det in [
+        (f"{epu}_Fractions.mrc", "falcon"),
+        (f"{epu}_Fractions.tiff", "falcon"),
+        (f"{epu}_EER.eer", "falcon"),
+        (de, "direct-electron"),
+    ]:
+        assert p.rule_for(name, det, None).name == "movies", name
+    assert p.rule_for(f"{epu}.mrc", "falcon", None).name == "sums"  # EPU's sum beside the movie
     assert p.rule_for("alice_apo_0101/sum_0001_DW.mrc", "falcon", None).name == "sums"
     assert p.rule_for("alice_apo_0101/FoilHole_1_Data.xml", "falcon", None).name == "metadata"
     # a light-sheet root beside the cryo-EM cameras (deploy/acqd.example.yaml): its stacks are no movies
