@@ -106,6 +106,12 @@ CAL: list[tuple[str, Any, list[float], list[str | None]]] = [
         ["nanometer"] * 3,
     ),
     (
+        "72-dpi",  # an image program's default density is no calibration: it was 352.78 um pixels
+        lambda p, d: tifffile.imwrite(p, d, photometric="minisblack", resolution=(72, 72), resolutionunit=2),
+        [1.0, 1.0, 1.0],
+        [None, None, None],
+    ),
+    (
         "nothing-stated",  # no resolution, no ImageJ unit: no unit anywhere, no invented z step
         lambda p, d: tifffile.imwrite(p, d, photometric="minisblack", metadata=None),
         [1.0, 1.0, 1.0],

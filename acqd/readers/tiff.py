@@ -291,11 +291,17 @@ class Calibration:
     unit: str = "micrometer"  # the unit the source states sizes in
 
 
+#: dots per inch image programs write by default (a screen's, a printer's): no microscope's pixel size
+#: (72 dpi would be 352.8 um pixels), so taken for no calibration at all
+SCREEN_DPI = frozenset({1.0, 72.0, 96.0, 150.0, 300.0, 600.0})
+
+
 def calibration(tif: Any, page: Any) -> Calibration:
     """Physical sizes where the file states them, in this order: OME-XML PhysicalSize{X,Y,Z} with
     their units; ImageJ's `unit=` with X/YResolution (pixels per unit) and `spacing=`; a vendor's tag
-    (Zeiss SEM, FEI/Thermo SEM, TVIPS: `vendor_calibration`); TIFF resolution per inch or centimetre.
-    Nothing else: unstated sizes stay unknown (None)."""
+    (Zeiss SEM, FEI/Thermo SEM, TVIPS: `vendor_calibration`); TIFF resolution per inch or centimetre,
+    but for an image program's default density (`SCREEN_DPI`). Nothing else: unstated sizes stay
+    unknown (None)."""
     with contextlib.suppress(Exception):
         if tif.is_ome and (cal := _ome(tif.ome_metadata)) is not None:
             return cal
@@ -317,7 +323,7 @@ def calibration(tif: Any, page: Any) -> Calibration:
     with contextlib.suppress(Exception):
         if (cal := vendor_calibration(tif)) is not None:
             return cal
-    if res and runit in (2, 3):
+    if res and runit in (2, 3) and not (runit == 2 and res[0] == res[1] and res[0] in SCREEN_DPI):
         scale = UM_PER_UNIT["inch" if runit == 2 else "centimeter"]
         px = (scale / res[0], scale / res[1])
         return Calibration(px, None, display_unit(px[1]))
