@@ -1930,8 +1930,8 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "moved-copy-manifest-stale",
-        "a retention move (or purge) leaves the session manifest naming the copy's old tier: the record a"
-        " takeover or a lost journal is rebuilt from points at a copy that is gone",
+        "a retention purge (or the old copy of a move) leaves the session manifest as it was: the record a"
+        " takeover or a lost journal is rebuilt from lists a copy that is gone",
         "acqd/journal.py",
         "        db.execute(_SESSION_DIRTY, (fid,))\n        j._audit(fid, action, copy=copy_id, **detail)\n",
         "        j._audit(fid, action, copy=copy_id, **detail)\n",

@@ -232,8 +232,12 @@ async def test_seventy_five_days_of_a_facility(setup: Setup) -> None:
         res = await sweep_days(s, range(47, 60), runner)
         assert len(s.box.messages) == 2  # not sent again for the same items
         assert all(r.purged == 0 for r in res.values())  # nothing purged before day 60
+        assert await asyncio.get_running_loop().run_in_executor(jexec, written) == []
         res = await sweep_days(s, range(60, 76), runner)
         assert res[60].purged == 3 and sum(r.purged for r in res.values()) == 3
+        marked = await asyncio.get_running_loop().run_in_executor(jexec, j.dirty_manifests)
+        # a purged copy leaves its session's manifest, written again
+        assert sorted(sess for _root, sess in marked) == ["alice_apoferritin_0101", "carol_test_0103"], marked
     finally:
         await asyncio.get_running_loop().run_in_executor(jexec, j.close)
         jexec.shutdown()
