@@ -147,7 +147,7 @@ def _setup_logging(verbose: bool) -> None:
     import logging.handlers
     import queue
 
-    from acqd.logs import JournaldFormatter
+    from acqd.logs import JournaldFormatter, OneLineFilter
 
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):  # under systemd: priorities, and journald adds the time
@@ -164,7 +164,9 @@ def _setup_logging(verbose: bool) -> None:
     listener.start()
     atexit.register(listener.stop)
     root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(q)]
+    queued = logging.handlers.QueueHandler(q)
+    queued.addFilter(OneLineFilter())  # before the record's message is made, on the logging thread
+    root.handlers[:] = [queued]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("watchdog", "fsspec", "numcodecs", "zarr", "aiomqtt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -186,6 +186,45 @@ class LogReporter:
             log.log(level, "%s %r", o.kind, o.relpath)
 
 
+#: what str.splitlines() breaks a line at: a file name with one of these would split a log line in two
+_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+class _OneLine(str):
+    """An argument of a log line as `%s` shows it with its line breaks escaped; `%r` as before."""
+
+    __slots__ = ("original",)
+    original: str
+
+    def __new__(cls, text: str) -> _OneLine:
+        self = super().__new__(cls, _BREAKS.sub(lambda m: repr(m.group())[1:-1], text))
+        self.original = text
+        return self
+
+    def __repr__(self) -> str:
+        return repr(self.original)
+
+
+class OneLineFilter(logging.Filter):
+    """Every record one line, whatever the names in it: a path or URL with a newline (a file name may
+    hold one) is shown escaped, so journald and log parsers see one entry. Line breaks of the format
+    itself (a state dump) are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            changed = False
+            out = []
+            for a in args:
+                text = a if isinstance(a, str) else str(a) if isinstance(a, BaseException) else None
+                if text is not None and _BREAKS.search(text):
+                    a, changed = _OneLine(text), True
+                out.append(a)
+            if changed:
+                record.args = tuple(out)
+        return True
+
+
 class JournaldFormatter(logging.Formatter):
     """`<N>` syslog priority prefixes, which journald turns into the entry's PRIORITY."""
 

@@ -11,6 +11,7 @@ destination, so the transfer is known to be under way, then acts.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -187,6 +188,9 @@ def test_awkward_names(tmp_path: Path) -> None:
     r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=site.env)
     assert r.returncode == 0, r.stderr
     assert site.stored() == {f"s/{n}": d for n, d in names.items()}
+    lines = r.stderr.splitlines()  # one line per record: the newline in a name (in a URL) is escaped
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ", ln) for ln in lines), r.stderr
+    assert any("new\\nline.raw (" in ln for ln in lines), r.stderr  # `verified 's/new\nline.raw' -> URL (`
     rows = journal_rows(site.state)
     badrow = [row for row in rows if row[1] == "quarantined"]
     assert len(badrow) == 1 and "not valid UTF-8" in (badrow[0][2] or "")
