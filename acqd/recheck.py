@@ -1,8 +1,10 @@
 """Before a release: is the verified copy still at the destination as it was verified? Blocking.
 
 `quick` (the default): the copy is there, has the size that was verified, each of its objects has
-the size and modification time (S3: the ETag) it had when it was verified (`Tier.stamp`: a copy
-written again in between, its size kept, is not the one verified), and, where the backend keeps
+the size and modification time (a local or mounted file also its inode and change time; S3: the
+ETag) it had when it was verified (`Tier.stamp`: a copy written again in between, its size kept, is
+not the one verified; a copy no read-back of this journal's stamped, one adopted from a manifest, is
+read back once before its first release), and, where the backend keeps
 acqd's checksum with the object (S3 metadata), that checksum is the one seen when the copy was
 verified. `full`: the layout's own verification runs again (the copy is read back and decoded).
 """
@@ -65,12 +67,17 @@ def check_copy(tier: Tier, layout: Layout, copy: CopyRow, full: bool, just_verif
             f"the stored copy {tier.url(copy.dest)} carries checksum {seen}, not the verified {expected}", lost=True
         )
     restamp = None
-    if copy.stamp is not None and (now := tier.stamp(copy.dest, tree=tree)) != copy.stamp:
+    now = tier.stamp(copy.dest, tree=tree)
+    if (copy.stamp is not None and now != copy.stamp) or (copy.stamp is None and now is not None and not just_verified):
         # written again after it was verified (the size or modification time of an object differs), or
-        # only its times moved (a network filesystem, a migration that kept the bytes): read it back
+        # only its times moved (a network filesystem, a migration that kept the bytes); or never stamped
+        # by a read-back of this journal's (a copy adopted from a manifest: `acqd adopt` reads no copy
+        # back, and the NAS may have damaged it since; a copy verified before stamps): read it back
         try:
             layout.verify(tier, copy.dest, copy.as_result())
         except VerifyError as exc:
+            if copy.stamp is None:
+                return CopyCheck(f"the stored copy {tier.url(copy.dest)} does not verify: {exc}", lost=True)
             return CopyCheck(
                 f"the stored copy {tier.url(copy.dest)} was written again after it was verified (its "
                 f"modification time differs, and it no longer verifies: {exc})",

@@ -1951,6 +1951,26 @@ MUTANTS: tuple[Mutant, ...] = (
             "[_cut_stack-runs past the end]",
         ),
     ),
+    Mutant(
+        "release-stamp-size-and-mtime-only",
+        "a local copy's stamp is its size and mtime alone: a copy written again in place with its mtime put"
+        " back (os.utime), or replaced by a rename with both kept, passes the release's check",
+        "acqd/storage/base.py",
+        '            return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"\n',
+        '            return f"{st.st_size}:{st.st_mtime_ns}"\n',
+        (
+            "tests/test_release.py::test_a_copy_changed_in_place_while_its_release_waits_for_the_writer_is_shipped_again",
+        ),
+    ),
+    Mutant(
+        "adopted-copy-not-read-back",
+        "a copy known from a manifest alone (acqd adopt) is released on its size: a copy the NAS damaged"
+        " before the takeover is all that is left of the file",
+        "acqd/recheck.py",
+        " or (copy.stamp is None and now is not None and not just_verified):",
+        ":",
+        ("tests/test_names.py::test_a_copy_adopted_from_a_manifest_is_read_back_before_its_first_release",),
+    ),
 )
 
 

@@ -743,6 +743,43 @@ def test_adopt_never_releases_a_file_rewritten_since_its_copy_on_the_strength_of
     assert ("s/same.raw", 2) not in rows and rows[("s/same.raw", 1)] == "released", rows  # taken as shipped
 
 
+def test_a_copy_adopted_from_a_manifest_is_read_back_before_its_first_release(tmp_path: Path) -> None:
+    """`acqd adopt` knows a copy from its manifest and reads none back. A copy the NAS damaged before
+    the takeover, its size kept, passed the release's quick check (no stamp, no tier checksum on a
+    folder): the source was deleted and the damaged copy was all that was left (adversarial review,
+    sixteenth session). It is read back once now: found damaged, shipped again, then released."""
+    cfg = site(tmp_path)
+    keep = cfg.read_text()
+    cfg.write_text(keep.replace("release_local: after_verify, ", ""))  # files kept on the PC
+    state = tmp_path / "state-a"
+    o = Oracle(tmp_path / "acq")
+    first = os.urandom(50_000)
+    o.write("s/a.raw", first)
+    o.write("s/b.raw", os.urandom(50_000))
+    once(cfg)
+    bad = tmp_path / "central" / "scope" / "s" / "a.raw"
+    with open(bad, "r+b") as f:  # bit rot on the NAS: four bytes, the size kept
+        f.seek(20_000)
+        f.write(b"\0\0\0\0")
+    for p in state.glob("journal.sqlite*"):
+        p.unlink()  # the journal is lost
+    cfg.write_text(keep)  # releases on
+    r = run_acqd("adopt", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    once(cfg)
+    o.check(tmp_path / "central")  # every byte on the tier or still on the PC
+    rows = {(rel, st) for rel, st, _, _ in journal_rows(state)}
+    assert ("s/a.raw", "released") in rows and ("s/b.raw", "released") in rows, rows
+    stored = [p.read_bytes() for p in (tmp_path / "central" / "scope" / "s").iterdir() if p.name.startswith("a")]
+    assert first in stored, "the source was released with only its damaged copy left"
+    j = Journal(state / "journal.sqlite", readonly=True)
+    try:
+        lost = [d for _, _, a, d in j.audit_log() if a == "copy-lost"]
+    finally:
+        j.close()
+    assert lost and "does not verify" in lost[0]["reason"], lost
+
+
 @pytest.mark.parametrize("below", [False, True], ids=["tier-is-the-mount-point", "tier-below-the-mount-point"])
 def test_a_share_unmounted_under_a_running_daemon_is_never_written_to_the_local_disk(
     tmp_path: Path, below: bool

@@ -429,13 +429,31 @@ def _overwrite_in_place(path: Path, at: int = 1000) -> None:
         f.write(bytes(b ^ 0xFF for b in old))
 
 
+def _overwrite_times_kept(path: Path) -> None:
+    """Changed in place, its modification time put back (os.utime): size and mtime as verified."""
+    st = path.stat()
+    _overwrite_in_place(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _replaced_times_kept(path: Path) -> None:
+    """Replaced by a rename (a sync tool's way) with other bytes, its size and mtime kept."""
+    st = path.stat()
+    other = path.with_name(path.name + ".new")
+    other.write_bytes(bytes(b ^ 0x55 for b in path.read_bytes()))
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, path)
+
+
+@pytest.mark.parametrize("change", [_overwrite_in_place, _overwrite_times_kept, _replaced_times_kept])
 def test_a_copy_changed_in_place_while_its_release_waits_for_the_writer_is_shipped_again(
-    dirs: tuple[Path, Path, Path], tmp_path: Path
+    dirs: tuple[Path, Path, Path], tmp_path: Path, change: Any
 ) -> None:
     """A file still open for writing is verified and its release waits for the close, hours perhaps.
     A stored copy changed in between with its size kept passed the default (quick) re-check, which
     compared sizes: the source was deleted and the only copy left was the damaged one (an
-    adversarial review). The copy's size and modification time as verified are compared now."""
+    adversarial review). The copy's size and modification time as verified are compared now; and
+    its inode and change time (a second review: the mtime put back, or the file replaced by a rename)."""
     watch, dest, state = dirs
     (watch / "sess").mkdir()
     target, data = watch / "sess" / "held.raw", os.urandom(2_000_000)
@@ -444,7 +462,7 @@ def test_a_copy_changed_in_place_while_its_release_waits_for_the_writer_is_shipp
         target.write_bytes(data)
         with open(target, "ab"):  # a writer that has not closed the file
             wait_for(lambda: "held 'sess/held.raw'" in d.stderr(), 60, "the release held for the writer", d, state)
-            _overwrite_in_place(_stored_path(dest, data))
+            change(_stored_path(dest, data))
         wait_for(lambda: journal_states(state).get("sess/held.raw") == "released", 60, "the release", d, state)
     finally:
         code, err = d.terminate()

@@ -728,17 +728,22 @@ class Tier:
 
     @staticmethod
     def _local_marks(path: str, tree: bool) -> list[str]:
-        """Size and st_mtime_ns of a local file, or of each file of a folder (by its path in it)."""
+        """Size, inode, st_mtime_ns and st_ctime_ns of a local file, or of each file of a folder (by its
+        path in it): a file written again in place with its size and modification time put back (os.utime)
+        still has a new ctime, and one replaced by a rename a new inode."""
+
+        def mark(st: os.stat_result) -> str:
+            return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
+
         try:
             if not tree:
-                st = os.stat(path)
-                return [f"{st.st_size}:{st.st_mtime_ns}"]
+                return [mark(os.stat(path))]
             out = []
             for top, dirs, files in os.walk(path):
                 dirs.sort()
                 for name in sorted(files):
                     st = os.stat(os.path.join(top, name))
-                    out.append(f"{os.path.relpath(os.path.join(top, name), path)}\0{st.st_size}:{st.st_mtime_ns}")
+                    out.append(f"{os.path.relpath(os.path.join(top, name), path)}\0{mark(st)}")
             return out
         except FileNotFoundError:
             return []
