@@ -567,12 +567,21 @@ class Journal:
             self._audit(file_id, new.value, reason=reason, **detail)
             if new is State.RELEASED:
                 db.execute("DELETE FROM releasing WHERE file_id = ?", (file_id,))
+                # the manifest says each file's state: written again, also after a crash right now
+                db.execute(
+                    "INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session)
+                )
             return self._get(file_id)
 
     # -- release intent: a crash between the unlink and "released" must not leave a row "verified"
     def begin_release(self, file_id: int, path: str) -> None:
-        """Record that the source is about to be unlinked (committed before the unlink)."""
+        """Record that the source is about to be unlinked (committed before the unlink). Refused
+        (IllegalTransition) unless the row is still verified: `acqd verify` may have found its copy
+        damaged since the release looked at it (the row is then pending, to be shipped again)."""
         with self._tx() as db:
+            row = self._get(file_id)
+            if row.state is not State.VERIFIED:
+                raise IllegalTransition(row.state, State.RELEASED)
             db.execute(
                 "INSERT OR REPLACE INTO releasing(file_id, path, ts) VALUES (?, ?, ?)", (file_id, path, self._clock())
             )

@@ -744,6 +744,13 @@ class Pipeline:
                 await self._j(self.journal.end_release, row.id)
             elif row.state is State.RELEASED:  # recorded released already (a second look began it again)
                 await self._j(self.journal.end_release, row.id)
+            elif row.state is not State.VERIFIED:  # unlinked, and its copy found bad meanwhile (a journal of
+                # an older acqd, which did not refuse that release): said, never taken for released
+                await self._j(self.journal.end_release, row.id)
+                log.error("%r was released while its copy was found bad: restore it from another copy", row.relpath)
+                await self._quarantine(
+                    row, "released while its stored copy was found bad: restore it from another copy or a backup"
+                )
             else:  # unlinked (a file now under that name is a new one, shipped as a new version)
                 row = await self._j(
                     self.journal.mark, row.id, State.RELEASED, "release finished after a restart", path=path
@@ -2303,7 +2310,13 @@ class Pipeline:
             self._emit("held", row, reason=why)
             self._release_later_for(c)
             return
-        await self._j(self.journal.begin_release, row.id, path)
+        try:
+            await self._j(self.journal.begin_release, row.id, path)
+        except IllegalTransition as exc:  # the row moved on since it was looked at (verify found its copy bad)
+            self._held.pop(key, None)
+            log.info("not releasing %r: %s (its row changed: looked at again)", c.rel, exc)
+            self._rehint.add(c.key)
+            return
         crash_point("before_release")
         try:
             why = await self._io(unlink_below, ctx.root, c.rel, refuse)

@@ -562,7 +562,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "damaged-tiff-taken-for-unframed",
         "a TIFF cut short is not checked for damage before it is judged valid but not frames (stored, not quarantined)",
         "acqd/readers/tiff.py",
-        "    _check_whole(every, size)\n",
+        "    _check_whole(every, size)  # the last page's pixels cut off, no page said to follow: damaged\n",
         "",
         ("tests/test_mismatch.py::test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_quarantined",),
     ),
@@ -1823,8 +1823,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "the quick re-check before a release compares sizes only: a copy changed in place after its"
         " verification (its size kept) is taken for the verified one, and the source is deleted",
         "acqd/recheck.py",
-        "    if copy.stamp is not None and (now := tier.stamp(copy.dest, tree=tree)) != copy.stamp:",
-        "    if False:",
+        "    if (copy.stamp is not None and now != copy.stamp) or (",
+        "    if False and (",
         (
             "tests/test_release.py::test_a_copy_changed_in_place_while_its_release_waits_for_the_writer_is_shipped_again",
             "tests/test_release.py::test_a_copy_changed_in_place_while_a_release_was_interrupted_is_shipped_again",
@@ -1970,6 +1970,26 @@ MUTANTS: tuple[Mutant, ...] = (
         " or (copy.stamp is None and now is not None and not just_verified):",
         ":",
         ("tests/test_names.py::test_a_copy_adopted_from_a_manifest_is_read_back_before_its_first_release",),
+    ),
+    Mutant(
+        "release-begun-on-any-row",
+        "a release is begun on a row acqd verify found the copy of damaged since the daemon looked at it:"
+        " the source is deleted with only the damaged copy left",
+        "acqd/journal.py",
+        "            if row.state is not State.VERIFIED:\n                raise IllegalTransition(row.state,",
+        "            if False:\n                raise IllegalTransition(row.state,",
+        ("tests/test_journal.py::test_a_release_is_begun_only_on_a_verified_row_and_its_end_marks_the_manifest",),
+    ),
+    Mutant(
+        "released-manifest-not-marked",
+        "a release is recorded without marking its session manifest in the journal: a crash right after"
+        " leaves the manifest saying the file is still on the acquisition disk",
+        "acqd/journal.py",
+        "                # the manifest says each file's state: written again, also after a crash right now\n"
+        "                db.execute(\n",
+        "                # the manifest says each file's state: written again, also after a crash right now\n"
+        "                0 and db.execute(\n",
+        ("tests/test_journal.py::test_a_release_is_begun_only_on_a_verified_row_and_its_end_marks_the_manifest",),
     ),
 )
 

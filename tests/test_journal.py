@@ -111,6 +111,27 @@ def test_release_intent_survives_a_crash_and_is_cleared(tmp_path: Path) -> None:
     j.close()
 
 
+def test_a_release_is_begun_only_on_a_verified_row_and_its_end_marks_the_manifest(j: Journal) -> None:
+    """`acqd verify` finding the copy damaged between the daemon's look at it and the unlink: the
+    release is refused (the source was deleted with only the damaged copy left, and every start then
+    stopped at `illegal journal transition seen -> released`: a review). A release recorded marks its
+    session's manifest in the same transaction (a crash right after left it saying `verified`)."""
+    a, b = Identity(10, 1, 1), Identity(11, 1, 2)
+    [(_, ra)], [(_, rb)] = j.observe_many([obs("s/a.raw", a)]), j.observe_many([obs("s/b.raw", b)])
+    ship(j, ra.id, a)
+    ship(j, rb.id, b)
+    [copy] = j.copies_of(ra.id)
+    assert j.copy_damaged(ra.id, copy.id, "fixity: corrupt") is not None
+    with pytest.raises(IllegalTransition):
+        j.begin_release(ra.id, f"{ROOT}/s/a.raw")
+    assert j.interrupted_releases() == []
+    for root, session in j.dirty_manifests():
+        j.manifest_written(root, session, 1e12)
+    j.begin_release(rb.id, f"{ROOT}/s/b.raw")
+    j.mark(rb.id, State.RELEASED, None)
+    assert j.dirty_manifests() == [(ROOT, "s")]
+
+
 def test_a_release_begun_is_found_by_its_inode_and_folder_and_the_name_by_the_inode(tmp_path: Path) -> None:
     """What a scan asks of a file found under a release's hidden name: is a release of that inode in
     that folder begun (the next start puts it back), and what was it called."""
