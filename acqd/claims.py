@@ -51,6 +51,9 @@ log = logging.getLogger("acqd")
 
 SCHEMA = "acqd-claim/1"
 CHECK_EVERY = 2.0  # seconds: a commit trusts a claim read at most this long ago
+#: after `acqd adopt` claims the prefix: a daemon still running there sees the claim within CHECK_EVERY,
+#: and a release or a manifest write it began before is done, before the manifests are read
+ADOPT_GRACE = CHECK_EVERY + 1.0
 
 
 def machine_id() -> str:
@@ -388,6 +391,44 @@ def _proven(
     return proven
 
 
+def _read_manifests(
+    tiers: dict[str, Tier], claim: Claim, roots: dict[str, str], counts: dict[str, int], say: bool = True
+) -> tuple[dict[str, list[tuple[str, dict[str, Any]]]], set[str]]:
+    """Every session manifest of this instrument on each tier that names a configured watch root (tier
+    -> [(name, document)]), and the unconfigured watch roots the others name; what is skipped is
+    counted, and logged if `say`."""
+    warn = log.warning if say else log.debug
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # tier -> its manifests (name, document)
+    elsewhere: set[str] = set()  # watch roots this instrument's manifests name that are not configured
+    for name, tier in tiers.items():
+        found[name] = []
+        for rel in manifests_below(tier, claim.instrument):
+            try:
+                with tier.open_read(rel) as f:
+                    doc = json.loads(f.read())
+            except (AcqdError, ValueError) as exc:
+                warn("adopt: %s unreadable (%s); skipped", tier.url(rel), exc)
+                counts["skipped"] += 1
+                continue
+            mine = doc.get("instrument") == claim.instrument
+            named = _entry_roots(doc)  # each entry's watch root (a manifest may hold several roots' files)
+            if not mine or not set(named) & set(roots):
+                warn("adopt: %s belongs to another instrument or watch root; skipped", tier.url(rel))
+                counts["skipped"] += 1
+                if mine:
+                    elsewhere.update(named)
+                continue
+            if set(named) - set(roots):
+                warn(
+                    "adopt: %s: the files of watch root(s) %s skipped (not configured here)",
+                    tier.url(rel),
+                    ", ".join(sorted(set(named) - set(roots))),
+                )
+                counts["skipped"] += sum(n for r, n in named.items() if r not in roots)
+            found[name].append((rel, doc))
+    return found, elsewhere
+
+
 def adopt(
     tiers: dict[str, Tier],
     claim: Claim,
@@ -395,9 +436,10 @@ def adopt(
     roots: dict[str, str],
     stat: Callable[[str], os.stat_result | None],
 ) -> dict[str, int]:
-    """Take the instrument's prefix over on purpose: import every file its session manifests record
-    (as verified copies) into `journal`, then write this daemon's claim. `roots` maps a manifest's
-    watch root to the configured one (same path). Returns counts."""
+    """Take the instrument's prefix over on purpose: write this daemon's claim (a daemon still running
+    there stops), then import every file its session manifests record (as verified copies) into
+    `journal`. `roots` maps a manifest's watch root to the configured one (same path). Returns counts.
+    Adopt again after a failure part way: the claim is this journal's, and the import repeats."""
     counts = {"manifests": 0, "files": 0, "skipped": 0}
     for tier in tiers.values():  # a share not mounted: nothing to adopt there, and no claim onto the local disk
         require_mounted(tier)
@@ -410,34 +452,7 @@ def adopt(
             if there is not None and not there.same_run(claim):
                 top = max(top, there.epoch + 1)
     claim = replace(claim, epoch=top)
-    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # tier -> its manifests (name, document)
-    elsewhere: set[str] = set()  # watch roots this instrument's manifests name that are not configured
-    for name, tier in tiers.items():
-        found[name] = []
-        for rel in manifests_below(tier, claim.instrument):
-            try:
-                with tier.open_read(rel) as f:
-                    doc = json.loads(f.read())
-            except (AcqdError, ValueError) as exc:
-                log.warning("adopt: %s unreadable (%s); skipped", tier.url(rel), exc)
-                counts["skipped"] += 1
-                continue
-            mine = doc.get("instrument") == claim.instrument
-            named = _entry_roots(doc)  # each entry's watch root (a manifest may hold several roots' files)
-            if not mine or not set(named) & set(roots):
-                log.warning("adopt: %s belongs to another instrument or watch root; skipped", tier.url(rel))
-                counts["skipped"] += 1
-                if mine:
-                    elsewhere.update(named)
-                continue
-            if set(named) - set(roots):
-                log.warning(
-                    "adopt: %s: the files of watch root(s) %s skipped (not configured here)",
-                    tier.url(rel),
-                    ", ".join(sorted(set(named) - set(roots))),
-                )
-                counts["skipped"] += sum(n for r, n in named.items() if r not in roots)
-            found[name].append((rel, doc))
+    found, elsewhere = _read_manifests(tiers, claim, roots, dict(counts), say=False)
     if elsewhere and not any(found.values()):
         # taking the prefix over while importing nothing would lock the daemon that shipped it out
         # and ship every file again under new versions: the watch root is named differently here
@@ -447,6 +462,13 @@ def adopt(
             "claimed. Give the watch root the path they were shipped from (mount the disk there), then adopt"
         )
     journal.count_run(claim.run, top)  # before any claim names this run
+    # claimed before the manifests are read for good: a daemon still running there (a takeover under
+    # it) halts at its next look at the claim, before its next release or manifest write; read while
+    # it ran, the manifests missed the files it released meanwhile, known then to no journal (review)
+    for tier in tiers.values():
+        write_claim(tier, claim, replace=True)
+    time.sleep(ADOPT_GRACE)  # a release or a manifest write it began under the old claim is done
+    found, _ = _read_manifests(tiers, claim, roots, counts)
     for name, tier in tiers.items():
         for rel, doc in found[name]:
             counts["manifests"] += 1
@@ -457,8 +479,9 @@ def adopt(
                 if isinstance(where, str) and where in roots:
                     by_root.setdefault(where, []).append(e)
             for where, entries in sorted(by_root.items()):
-                counts["files"] += _adopt_entries(journal, roots[where], name, tier, rel, entries, claim, counts, stat)
-        write_claim(tier, claim, replace=True)
+                counts["files"] += _adopt_entries(
+                    journal, roots[where], name, tier, rel, entries, claim, counts, stat, tiers.keys()
+                )
     return counts
 
 
@@ -487,9 +510,22 @@ def _adopt_entries(
     claim: Claim,
     counts: dict[str, int],
     stat: Callable[[str], Any],
+    known: Collection[str],
 ) -> int:
-    """Import one watch root's entries of a manifest; how many copies were imported."""
+    """Import one watch root's entries of a manifest; how many copies were imported. `known`: the
+    configured tiers (an entry's copy is on the tier it names)."""
     fits = [e for e in entries if _adoptable(e, claim.instrument)]
+    gone = [e for e in fits if isinstance(e.get("tier"), str) and e["tier"] not in known]
+    if gone:  # on a tier this configuration does not name: no copy to record where it cannot be found
+        log.warning(
+            "adopt: %s: %d entr%s on tier(s) %s, which the configuration does not name, skipped",
+            tier.url(rel),
+            len(gone),
+            "y" if len(gone) == 1 else "ies",
+            ", ".join(sorted({str(e["tier"]) for e in gone})),
+        )
+        counts["skipped"] += len(gone)
+        fits = [e for e in fits if e not in gone]
     if len(fits) < len(entries):
         # a manifest is a file at the destination that anyone who can write there can edit: an
         # entry naming another instrument's object, or a path out of the tier, would become a

@@ -877,10 +877,12 @@ class Journal:
         return self._get(file_id)
 
     def adopt_manifest(self, root: str, tier: str, files: list[dict[str, Any]], stat: Callable[[str], Any]) -> int:
-        """Import the verified copies a session manifest records (`acqd adopt`). A source still on
-        disk with the recorded size and mtime gets its real identity (so it is not shipped again);
-        any other keeps an identity no file has (inode 0), so a file there now is a new version
-        with a name of its own. Returns how many copies were imported."""
+        """Import the verified copies a session manifest records (`acqd adopt`), each on the tier its
+        entry names (a policy's placement, a retention move: not always the manifest's own `tier`). A
+        source still on disk with the recorded size and mtime gets its real identity (so it is not
+        shipped again); any other keeps an identity no file has (inode 0), so a file there now is a
+        new version with a name of its own. Returns how many copies were imported."""
+        manifest_tier = tier
         n = 0
         now = self._clock()
         with self._tx() as db:
@@ -889,6 +891,7 @@ class Journal:
                 if e.get("state") not in ("verified", "released") or not e.get("dest") or not e.get("checksum"):
                     continue
                 rel, version = str(e["source"]), int(e.get("version", 1))
+                tier = str(e["tier"]) if isinstance(e.get("tier"), str) else manifest_tier
                 if db.execute("SELECT 1 FROM copies WHERE tier = ? AND dest = ?", (tier, e["dest"])).fetchone():
                     continue
                 if db.execute(

@@ -1991,6 +1991,24 @@ MUTANTS: tuple[Mutant, ...] = (
         "                0 and db.execute(\n",
         ("tests/test_journal.py::test_a_release_is_begun_only_on_a_verified_row_and_its_end_marks_the_manifest",),
     ),
+    Mutant(
+        "adopt-claims-after-import",
+        "acqd adopt imports the manifests before the daemon still running there is stopped by a claim: the"
+        " files it releases meanwhile are known to no journal",
+        "acqd/claims.py",
+        "    for tier in tiers.values():\n        write_claim(tier, claim, replace=True)\n    time.sleep(ADOPT_GRACE)",
+        "    time.sleep(0)",
+        ("tests/test_names.py::test_every_file_released_during_a_takeover_is_known_to_the_new_journal",),
+    ),
+    Mutant(
+        "adopt-on-the-manifests-tier",
+        "acqd adopt records every copy on the tier its manifest is on, not the one its entry names (a"
+        " policy's placement): restore and verify look for it where it is not",
+        "acqd/journal.py",
+        '                tier = str(e["tier"]) if isinstance(e.get("tier"), str) else manifest_tier\n',
+        "                tier = manifest_tier\n",
+        ("tests/test_retention.py::test_policy_rules_place_files",),
+    ),
 )
 
 

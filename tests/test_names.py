@@ -343,6 +343,55 @@ def test_a_takeover_under_a_running_daemon_halts_it_for_its_claim(tmp_path: Path
         d.kill()
 
 
+@pytest.mark.slow
+def test_every_file_released_during_a_takeover_is_known_to_the_new_journal(tmp_path: Path) -> None:
+    """`acqd adopt` read the manifests, imported them (a while, for a large destination), and claimed
+    the prefix last: the old daemon went on releasing meanwhile, and the files it released in that
+    time were known to no journal (adversarial review, sixteenth session). The claim comes first now."""
+    import threading
+
+    a, c = site(tmp_path, "a"), site(tmp_path, "c")
+    old = tmp_path / "central" / "scope" / "old"
+    entries = [  # a large session shipped long ago: its import takes adopt a while
+        {"source": f"old/f{i}.raw", "version": 1, "dest": f"scope/old/f{i}.raw", "tier": "central",
+         "layout": "copy", "codec": "none", "source_bytes": 1, "stored_bytes": 1, "checksum": f"xxh3-128:{i:032x}",
+         "source_mtime_ns": 0, "verified_at": None, "state": "released", "detector": "everything"}
+        for i in range(60_000)
+    ]  # fmt: skip
+    doc = {"schema": "acqd-manifest/1", "instrument": "scope", "session": "old", "watch_root": str(tmp_path / "acq")}
+    o = Oracle(tmp_path / "acq")
+    stop = threading.Event()
+
+    def camera() -> None:
+        i = 0
+        while not stop.is_set():
+            o.write(f"live/L{i:04d}.raw", os.urandom(2000))
+            i += 1
+            time.sleep(0.05)
+
+    d = Background("run", "--config", str(a))
+    writer = threading.Thread(target=camera)
+    try:
+        o.write("live/first.raw", b"first")
+        wait_for(lambda: journal_states(tmp_path / "state-a").get("live/first.raw") == "released", what="a running")
+        old.mkdir()
+        (old / "~acqd-manifest.json").write_text(json.dumps({**doc, "files": entries}))  # a's own, earlier
+        writer.start()
+        r = run_acqd("adopt", "--config", str(c), timeout=300)
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        d.terminate()
+    released_by_a = {rel for rel, st, _, _ in journal_rows(tmp_path / "state-a") if st == "released"}
+    known_to_c = {rel for rel, _, _, _ in journal_rows(tmp_path / "state-c")}
+    assert len(o.written) > 10  # the camera wrote all through the adopt
+    assert released_by_a <= known_to_c, sorted(released_by_a - known_to_c)
+    once(c)
+    o.check(tmp_path / "central")
+
+
 def test_a_journal_lost_while_running_stops_shipping(tmp_path: Path) -> None:
     cfg = site(tmp_path)
     state = tmp_path / "state-a"

@@ -589,6 +589,20 @@ async def test_policy_rules_place_files(tmp_path: Path) -> None:
     assert not (watch / s / "FoilHole_1_fractions.mrc").exists()  # released: the rule says so
     assert (central / "krios" / s / "FoilHole_1_DW.mrc").exists()  # the sum: the watch root's placement
     assert (watch / s / "FoilHole_1_DW.mrc").exists()  # ... which does not release
+    # the journal lost, `acqd adopt` finds each copy on the tier its manifest entry names (the
+    # manifest is on the root's tier): it recorded them all on central, and restore said "not found"
+    from tests.conftest import run_acqd
+
+    for p in (tmp_path / "state").glob("journal.sqlite*"):
+        p.unlink()
+    (tmp_path / "acqd.yaml").write_text(cfg.model_dump_json())  # JSON is YAML
+    r = run_acqd("adopt", "--config", str(tmp_path / "acqd.yaml"))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "back.mrc"
+    r = run_acqd("restore", f"{s}/FoilHole_1_fractions.mrc", str(out), "--config", str(tmp_path / "acqd.yaml"))
+    assert r.returncode == 0 and out.read_bytes() == b"x" * 5000, r.stderr
+    r = run_acqd("verify", "--config", str(tmp_path / "acqd.yaml"))
+    assert r.returncode == 0 and "3 copies OK, 0 failed" in r.stdout, (r.stdout, r.stderr)
 
 
 def test_policy_placement_on_an_unknown_tier_is_rejected(tmp_path: Path) -> None:
