@@ -456,6 +456,7 @@ class Pipeline:
         self._scans_done: set[int] = set()
         self._busy = 0  # intake batches being processed
         self._dirty: set[tuple[int, str]] = set()
+        self._unrecorded: set[int] = set()  # roots a journal write failed for since their last scan began
         self._manifest_wake = asyncio.Event()
         #: (root index, session) -> the verified rows its last manifest written this run listed (id ->
         #: the row's `updated`): a file is released only once a manifest lists its row as it is now
@@ -664,12 +665,18 @@ class Pipeline:
             await asyncio.sleep(0.05)
             if self.idle():
                 break
-            if (
-                self.retry_for is not None
-                and self.mono() - self.stats.started > self.retry_for
-                and (self.candidates or self._after_manifest)
-                and self.only_retries_left()
-            ):
+            late = self.retry_for is not None and self.mono() - self.stats.started > self.retry_for
+            unscanned = [c.root for c in self.roots if c.index in self._unrecorded]
+            if late and unscanned and not self._busy:
+                self.outcome_code = 1
+                log.error(
+                    "giving up after %.0fs: the scan of %s could not be recorded in the journal (%s); run again",
+                    self.retry_for,
+                    ", ".join(unscanned),
+                    self.stats.last_error or "journal write failed",
+                )
+                break
+            if late and (self.candidates or self._after_manifest) and self.only_retries_left():
                 self.outcome_code = 1
                 open_now = sorted(c.rel for c in self.candidates.values() if self._awaited.get(c.key) == c.row.id)
                 writing = (
@@ -775,12 +782,15 @@ class Pipeline:
     # -- intake: scans and hints -> journal -> candidates -----------------------------------
     async def _scanner(self) -> None:
         next_scan = {c.index: 0.0 for c in self.roots}
-        while True:
-            now = self.mono()
-            due = [c for c in self.roots if now >= next_scan[c.index] or c.index in self._rescan]
+
+        def soon() -> None:  # a journal write that failed (state disk full): that root again soon
             for index, when in self._soon.items():
                 next_scan[index] = min(next_scan[index], when)
             self._soon.clear()
+
+        while True:
+            now = self.mono()
+            soon()
             due = [c for c in self.roots if now >= next_scan[c.index] or c.index in self._rescan]
             for ctx in due:
                 self._rescan.discard(ctx.index)
@@ -789,10 +799,15 @@ class Pipeline:
                     if self.once:
                         self._scans_done.add(ctx.index)
                     continue
+                self._unrecorded.discard(ctx.index)
                 await self._scan(ctx, "")
-                self._scans_done.add(ctx.index)
+                if ctx.index in self._unrecorded:  # what it found not recorded (journal): not done, again soon
+                    self._scans_done.discard(ctx.index)
+                else:
+                    self._scans_done.add(ctx.index)
                 next_scan[ctx.index] = self.mono() + (ctx.scan_interval if not self.once else 1e18)
             self.repeats.ok("stage scanner")
+            soon()  # one the scans just made fail: its retry, not the next interval (nor never, with --once)
             wait = min(next_scan.values()) - self.mono()
             self._rescan_wake.clear()
             if self._rescan:
@@ -886,6 +901,7 @@ class Pipeline:
         them, and the root is scanned again soon, so nothing found meanwhile is forgotten."""
         self.repeats.error("journal", str(exc), "journal write failed, retrying in %.0fs: %s", JOURNAL_RETRY, exc)
         self._soon[ctx.index] = self.mono() + JOURNAL_RETRY
+        self._unrecorded.add(ctx.index)
         self._rescan_wake.set()
 
     async def _scan(self, ctx: RootCtx, rel_dir: str) -> None:

@@ -2009,6 +2009,24 @@ MUTANTS: tuple[Mutant, ...] = (
         "                tier = manifest_tier\n",
         ("tests/test_retention.py::test_policy_rules_place_files",),
     ),
+    Mutant(
+        "scan-retry-waits-for-interval",
+        "a scan whose journal write failed (the state disk full) is done again only at the next scan"
+        " interval (60 s, 5 min; never with --once), though the log says 5 s",
+        "acqd/pipeline.py",
+        "            soon()  # one the scans just made fail: its retry,",
+        "            0  # one the scans just made fail: its retry,",
+        ("tests/test_inprocess.py::test_a_scan_whose_journal_write_failed_is_done_again_soon",),
+    ),
+    Mutant(
+        "unrecorded-scan-counted-done",
+        "run --once counts a scan whose findings the journal could not record as done: it ends 0, idle,"
+        " having recorded and shipped nothing",
+        "acqd/pipeline.py",
+        "                if ctx.index in self._unrecorded:",
+        "                if False:",
+        ("tests/test_inprocess.py::test_once_with_a_journal_that_cannot_record_the_scan_ends_with_an_error",),
+    ),
 )
 
 

@@ -140,6 +140,68 @@ async def test_a_look_that_fails_loses_no_other_file_of_its_round(
     assert result.code == 0 and result.stats.verified == 40 and result.pending == 0, result
 
 
+@pytest.mark.parametrize("once", [True, False], ids=["once", "running"])
+async def test_a_scan_whose_journal_write_failed_is_done_again_soon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, once: bool
+) -> None:
+    """The state disk full while a scan records what it found: the root is to be scanned again in
+    5 s. The scan loop then set its next scan a full interval away (60 s; 5 min with a longer
+    `scan_interval`; never with `--once`) and said "retrying in 5s" (an adversarial review)."""
+    from acqd.errors import JournalError
+    from acqd.journal import Journal
+
+    watch = tmp_path / "acq"
+    (watch / "s").mkdir(parents=True)
+    files = {f"s/f{i}.raw": os.urandom(3000 + i) for i in range(6)}
+    for rel, data in files.items():
+        (watch / rel).write_bytes(data)
+    real = Journal.observe_many
+    failed: list[int] = []
+
+    def full(self: Journal, *a: Any, **k: Any) -> Any:
+        if not failed:
+            failed.append(1)
+            raise JournalError("database or disk is full")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Journal, "observe_many", full)
+    url = f"memory://acqd-{uuid.uuid4().hex}"
+    config = cfg(watch, tmp_path / "state", url, mode="poll", scan_interval="1h")
+    rec = Recorder()
+    daemon = Daemon(config, once=once, retry_for=60, reporter=rec)
+    run = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        async with asyncio.timeout(60), rec.changed:  # an hour's wait (with --once: for ever) fails here
+            await rec.changed.wait_for(lambda: sum(k == "verified" for k, _ in rec.outcomes) >= len(files))
+    finally:
+        if not once:
+            daemon.stop()
+        result = await run
+    assert failed == [1] and result.stats.verified == len(files), result
+
+
+async def test_once_with_a_journal_that_cannot_record_the_scan_ends_with_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It ended 0, idle with nothing pending: nothing found had been recorded, so nothing was."""
+    from acqd.errors import JournalError
+    from acqd.journal import Journal
+
+    watch = tmp_path / "acq"
+    (watch / "s").mkdir(parents=True)
+    (watch / "s" / "a.raw").write_bytes(b"a" * 3000)
+
+    def full(self: Journal, *a: Any, **k: Any) -> Any:
+        raise JournalError("database or disk is full")
+
+    monkeypatch.setattr(Journal, "observe_many", full)
+    config = cfg(watch, tmp_path / "state", f"memory://acqd-{uuid.uuid4().hex}", mode="poll")
+    async with asyncio.timeout(60):
+        result = await Daemon(config, once=True, retry_for=2).run(install_signals=False)
+    assert result.code == 1, result
+    assert "could not be recorded in the journal" in caplog.text, caplog.text
+
+
 @pytest.mark.parametrize("late", ["in flight", "verified"])
 @pytest.mark.parametrize("overlap", ["one admission at a time", "admissions overlapping"])
 async def test_a_file_admitted_twice_at_once_is_shipped_once(
