@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS copies(
     verified_at REAL,
     stored_checksum TEXT,
     stamp TEXT,
+    meta_checksum TEXT,
     UNIQUE(tier, dest)
 );
 CREATE INDEX IF NOT EXISTS copies_file ON copies(file_id);
@@ -142,6 +143,7 @@ _ADDED_COLUMNS = (
     ("files", "device", "INTEGER NOT NULL DEFAULT 0"),
     ("copies", "stored_checksum", "TEXT"),
     ("copies", "stamp", "TEXT"),
+    ("copies", "meta_checksum", "TEXT"),
 )
 
 
@@ -198,9 +200,12 @@ class CopyRow:
     verified_at: float | None
     stored_checksum: str | None = None  # the tier's own checksum of the stored object (S3 metadata), once seen
     stamp: str | None = None  # sizes and modification times of its object(s) when verified (Tier.stamp)
+    meta_checksum: str | None = None  # of its metadata as written (Layout.meta_checksum): the calibration
 
     def as_result(self) -> WriteResult:
-        return WriteResult(self.checksum, self.source_bytes, self.stored_bytes, self.codec)
+        return WriteResult(
+            self.checksum, self.source_bytes, self.stored_bytes, self.codec, meta_checksum=self.meta_checksum
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +231,7 @@ _COPY_LOST = "UPDATE copies SET state = 'lost', stored_checksum = NULL, stamp = 
 
 _COPY_COLS = (
     "id, file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state, stored_at, verified_at,"
-    " stored_checksum, stamp"
+    " stored_checksum, stamp, meta_checksum"
 )
 
 
@@ -769,14 +774,26 @@ class Journal:
             )
             db.executemany(
                 "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state,"
-                " stored_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'stored', ?)"
+                " stored_at, meta_checksum) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'stored', ?, ?)"
                 " ON CONFLICT(tier, dest) DO UPDATE SET layout = excluded.layout,"
                 " codec = excluded.codec, source_bytes = excluded.source_bytes,"
                 " stored_bytes = excluded.stored_bytes, checksum = excluded.checksum, state = 'stored',"
-                " stored_at = excluded.stored_at, verified_at = NULL, stored_checksum = NULL, stamp = NULL"
+                " stored_at = excluded.stored_at, verified_at = NULL, stored_checksum = NULL, stamp = NULL,"
+                " meta_checksum = excluded.meta_checksum"
                 " WHERE copies.file_id = excluded.file_id",
                 [
-                    (fid, tier, dest, layout, r.codec, r.source_bytes, r.stored_bytes, r.source_checksum, now)
+                    (
+                        fid,
+                        tier,
+                        dest,
+                        layout,
+                        r.codec,
+                        r.source_bytes,
+                        r.stored_bytes,
+                        r.source_checksum,
+                        now,
+                        r.meta_checksum,
+                    )
                     for fid, dest, r in do
                 ],
             )
@@ -1498,9 +1515,9 @@ def add_copy(
     with j._tx() as db:
         cur = db.execute(
             "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state,"
-            " stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)"
+            " stored_at, verified_at, meta_checksum) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?, ?)"
             " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified', verified_at = excluded.verified_at,"
-            " stamp = NULL",
+            " stamp = NULL, meta_checksum = excluded.meta_checksum",
             (
                 file_id,
                 tier,
@@ -1512,6 +1529,7 @@ def add_copy(
                 res.source_checksum,
                 now,
                 verified_at,
+                res.meta_checksum,  # the same bytes on the other tier
             ),
         )
         db.execute(_SESSION_DIRTY, (file_id,))
@@ -1816,19 +1834,19 @@ def apply_hub_actions(j: Journal, actions: Iterable[HubAction], seen: int) -> in
     with j._tx() as db:
         for a in actions:
             row = db.execute(
-                "SELECT id, file_id, layout, codec, source_bytes, stored_bytes, checksum, verified_at FROM copies"
-                " WHERE tier = ? AND dest = ? AND state = 'verified'",
+                "SELECT id, file_id, layout, codec, source_bytes, stored_bytes, checksum, verified_at, meta_checksum"
+                " FROM copies WHERE tier = ? AND dest = ? AND state = 'verified'",
                 (a.tier, a.dest),
             ).fetchone()
             if row is None:
                 continue
-            cid, fid, layout, codec, sbytes, stored, checksum, verified_at = row
+            cid, fid, layout, codec, sbytes, stored, checksum, verified_at, meta = row
             if a.kind == "moved" and a.to_tier:
                 db.execute(
                     "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum,"
-                    " state, stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)"
+                    " state, stored_at, verified_at, meta_checksum) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?, ?)"
                     " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified', stamp = NULL",
-                    (fid, a.to_tier, a.dest, layout, codec, sbytes, stored, checksum, a.at, verified_at),
+                    (fid, a.to_tier, a.dest, layout, codec, sbytes, stored, checksum, a.at, verified_at, meta),
                 )
                 db.execute("UPDATE copies SET state = 'moved' WHERE id = ?", (cid,))
                 j._audit(fid, "hub.moved", copy=cid, tier=a.tier, to=a.to_tier, hub_audit=a.id)

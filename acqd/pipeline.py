@@ -1741,6 +1741,9 @@ class Pipeline:
             except NameTakenError as exc:
                 res = await self._take_over(row, layout, tier, dest, exc)
                 adopted = True
+            meta_of = getattr(layout, "meta_checksum", None)  # a frame layout's metadata (calibration), as written
+            if meta_of is not None and res.meta_checksum is None:
+                res = replace(res, meta_checksum=await self._io(meta_of, tier, dest))
             if self.guard is not None:
                 await self._io(self.guard, tier)
             crash_point("before_journal_commit")

@@ -47,6 +47,10 @@ class TierPort(Protocol):
 
     def tree_size(self, path: str) -> int: ...
 
+    def find(self, rel: str = "") -> list[str]:
+        """Every object below `rel`, relative to the tier root."""
+        ...
+
     def atomic_file(self, rel: str) -> Any:
         """A seekable file written in place and published by `commit()` (local tiers), or None."""
         ...

@@ -77,6 +77,7 @@ class WriteResult:
     stages: tuple[tuple[str, float], ...] = ()  # seconds spent reading, encoding, writing
     mismatch: str | None = None  # how a valid file differs from its detector profile (stored all the same)
     codec_why: str | None = None  # why this file's codec (or byte-exact copy) was chosen, for the manifest
+    meta_checksum: str | None = None  # of what the copy says besides its pixels (Layout.meta_checksum)
 
 
 @dataclass(slots=True)

@@ -2027,6 +2027,24 @@ MUTANTS: tuple[Mutant, ...] = (
         "                if False:",
         ("tests/test_inprocess.py::test_once_with_a_journal_that_cannot_record_the_scan_ends_with_an_error",),
     ),
+    Mutant(
+        "verify-ignores-metadata",
+        "verify compares a frame copy's pixels only: a changed pixel size or unit (zarr.json's scale, a"
+        " TIFF's resolution tags), its size kept, passes",
+        "acqd/layouts/frames.py",
+        "    if expected.meta_checksum is None:\n        return\n",
+        "    if True:\n        return\n",
+        ("tests/test_fixity.py::test_verify_finds_a_changed_calibration",),
+    ),
+    Mutant(
+        "meta-checksum-not-recorded",
+        "a frame copy's metadata checksum is not taken when it is written: verify has nothing to compare"
+        " its calibration with",
+        "acqd/pipeline.py",
+        "            if meta_of is not None and res.meta_checksum is None:",
+        "            if False:",
+        ("tests/test_fixity.py::test_verify_finds_a_changed_calibration",),
+    ),
 )
 
 

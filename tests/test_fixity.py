@@ -522,3 +522,50 @@ def test_verify_finds_a_session_manifest_missing_or_out_of_date_and_the_daemon_w
     assert r.returncode == 0, r.stderr
     assert listed("sess_a") == 3
     assert run_acqd("verify", "--state-dir", str(state)).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["zarr", "tiff"])
+def test_verify_finds_a_changed_calibration(tmp_path: Path, kind: str) -> None:
+    """The pixel size a viewer scales by lives outside the pixels: in zarr.json (OME-NGFF scale and
+    unit), in a TIFF's resolution tags. Changed with the size kept (9.42 nm for 1.42 nm), the copy
+    passed `acqd verify` (a review): the metadata as written is compared too."""
+    import mrcfile
+    import numpy as np
+    import tifffile
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    data = np.random.default_rng(4).integers(0, 200, (3, 64, 80)).astype(np.uint16)
+    if kind == "zarr":
+        tifffile.imwrite(
+            acq / "s" / "stack.tif", data, imagej=True, resolution=(1 / 0.65, 1 / 0.65),
+            metadata={"axes": "ZYX", "unit": "um", "spacing": 2.5},
+        )  # fmt: skip
+        detector = "hamamatsu-orca"
+    else:
+        with mrcfile.new(acq / "s" / "movie.mrc") as m:
+            m.set_data(data)
+            m.voxel_size = 1.42
+        detector = "falcon"
+    r = run_acqd(
+        "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", detector, "--settle", "0.3s",
+    )  # fmt: skip
+    assert r.returncode == 0 and "1 verified" in r.stdout, r.stderr
+    assert run_acqd("verify", "--state-dir", str(state)).returncode == 0
+    if kind == "zarr":
+        [doc] = list(central.glob("*/s/stack.tif~.zarr/zarr.json"))
+        text = doc.read_text()
+        assert "0.65" in text
+        doc.write_text(text.replace("0.65", "9.65"))  # the same length: the pixels and sizes unchanged
+    else:
+        [tif] = list(central.glob("*/s/movie.mrc~.tif"))
+        with tifffile.TiffFile(tif) as t:
+            tag = t.pages.first.tags["XResolution"]
+            at, num, order = tag.valueoffset, tag.value[0], "little" if t.byteorder == "<" else "big"
+        with open(tif, "r+b") as f:
+            f.seek(at)
+            f.write((num // 10).to_bytes(4, order))  # pixels ten times larger, the size kept
+    r = run_acqd("verify", "--state-dir", str(state))
+    assert r.returncode == 1 and "1 failed (1 corrupt)" in r.stdout, (r.stdout, r.stderr)
+    assert "changed since it was written" in r.stderr, r.stderr

@@ -878,6 +878,17 @@ class ZarrLayout(FrameLayout):
                 hash_canonical(h, frame)
         if h.hexdigest() != expected.source_checksum:
             raise VerifyError(f"{tier.url(dest)}: pixel checksum {h.hexdigest()} != source {expected.source_checksum}")
+        _same_metadata(self, tier, dest, expected, "its zarr.json documents (scale, units, axes, attributes)")
+
+    def meta_checksum(self, tier: TierPort, dest: str) -> str:
+        """Every zarr.json of the store (the group's, with OME-NGFF's scale and units and acqd's own
+        attributes; each array's, with its shape, dtype and codecs), by its path in the store."""
+        h = Hasher()
+        top = len(dest.rstrip("/")) + 1
+        for rel in sorted(p for p in tier.find(dest) if p.rpartition("/")[2] == "zarr.json"):
+            with tier.open_read(rel) as f:
+                h.update(rel[top:].encode() + b"\0" + f.read() + b"\0")
+        return h.hexdigest()
 
     def restore(self, tier: TierPort, dest: str, out: BinaryIO) -> str:
         arr, meta, blob = self._open_read(tier, dest)
@@ -888,6 +899,19 @@ class ZarrLayout(FrameLayout):
         else:
             self._restore_bytes(meta, blob, self._frames(arr, meta), out, h)
         return Restored(h.hexdigest(), note)
+
+
+def _same_metadata(layout: Any, tier: TierPort, dest: str, expected: WriteResult, what: str) -> None:
+    """The copy's metadata as it was written (`expected.meta_checksum`; None: recorded by an acqd before
+    it was kept, not compared): a changed pixel size or unit passes a pixel checksum."""
+    if expected.meta_checksum is None:
+        return
+    got = layout.meta_checksum(tier, dest)
+    if got != expected.meta_checksum:
+        raise VerifyError(
+            f"{tier.url(dest)}: {what} changed since it was written (metadata checksum {got}, "
+            f"written {expected.meta_checksum})"
+        )
 
 
 @contextmanager
@@ -1008,6 +1032,31 @@ class TiffLayout(FrameLayout):
             f.close()
         if h.hexdigest() != expected.source_checksum:
             raise VerifyError(f"{tier.url(dest)}: pixel checksum {h.hexdigest()} != source {expected.source_checksum}")
+        _same_metadata(self, tier, dest, expected, "its header, IFDs and tag values (resolution, description)")
+
+    def meta_checksum(self, tier: TierPort, dest: str) -> str:
+        """Every byte of the TIFF but its pixel data: header, IFDs and tag values (the resolution and
+        unit a viewer scales by, acqd's description with the source's header)."""
+        tif, _meta, f = self._read(tier, dest)
+        try:
+            spans = sorted(
+                (int(o), int(o) + int(n))
+                for page in tif.pages
+                for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)
+                if n
+            )
+            size = f.seek(0, 2)
+            h = Hasher()
+            at = 0
+            for start, stop in [*spans, (size, size)]:
+                if start > at:
+                    f.seek(at)
+                    h.update(f.read(start - at))
+                at = max(at, stop)
+            return h.hexdigest()
+        finally:
+            tif.close()
+            f.close()
 
     def restore(self, tier: TierPort, dest: str, out: BinaryIO) -> str:
         tif, meta, f = self._read(tier, dest)
