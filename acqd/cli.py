@@ -1020,7 +1020,7 @@ def _until_text(given: str | None, ts: float) -> str:
     from acqd.units import is_day
 
     if given is not None and is_day(given):
-        return f"{given.strip()} has ended everywhere ({_iso(ts)})"
+        return f"the end of {given.strip()} everywhere on Earth ({_iso(ts)})"
     return _iso(ts)
 
 
@@ -1216,7 +1216,8 @@ def hold(
         if target is None:
             raise usage("give the TARGET to hold or release (or --list)", "TARGET")
         if not release and (until is None or not reason):
-            raise usage("a hold needs --until DATE and --reason TEXT", "--until")
+            missing = "--until DATE" if until is None else "--reason TEXT"
+            raise usage(f"a hold needs --until DATE and --reason TEXT: {missing} is missing", missing.split()[0])
         u = _hold_until(until) if until is not None else 0.0
         wait_s = _duration("--wait", wait)
         if not release and u <= time.time():
@@ -1351,7 +1352,8 @@ def _hold_in_catalog(
             out.print(f"released {n} hold(s) on {target}", markup=False)
             return
         if until is None or not reason:
-            raise usage("a hold needs --until DATE and --reason TEXT", "--until")
+            missing = "--until DATE" if until is None else "--reason TEXT"
+            raise usage(f"a hold needs --until DATE and --reason TEXT: {missing} is missing", missing.split()[0])
         u = _hold_until(until)
         if u <= time.time():
             raise usage(f"{until} is in the past", "--until")

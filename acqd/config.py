@@ -600,12 +600,19 @@ def read_credential(path: Path, setting: str) -> str:
     """A secret from a credential file: relative paths resolve in $CREDENTIALS_DIRECTORY (systemd's
     LoadCredential=); ConfigError naming the setting if it cannot be read."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    given = path
     if not path.is_absolute() and creds:
         path = Path(creds) / path
     try:
         return path.read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+        hint = ""
+        if not given.is_absolute() and not creds:  # outside systemd (acqd check by hand)
+            hint = (
+                f" (a relative password_file is looked for in $CREDENTIALS_DIRECTORY, which systemd sets for the "
+                f"service; by hand: CREDENTIALS_DIRECTORY=/etc/acqd acqd ..., or give {setting} an absolute path)"
+            )
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}{hint}") from None
 
 
 # -- the facility hub (hub.yaml, `acqd hub`) ---------------------------------------------------

@@ -127,7 +127,10 @@ def wording(err: Any) -> str:
     if kind in ("dict_type", "model_type", "model_attributes_type", "dataclass_type"):
         return f"should be a section of keys (key: value), not {_shown(given)}"
     if kind in ("literal_error", "enum"):
-        return f"should be {ctx.get('expected', 'one of the documented values')}, not {_shown(given)}"
+        said = f"should be {ctx.get('expected', 'one of the documented values')}, not {_shown(given)}"
+        if isinstance(given, bool):  # YAML 1.1 reads yes/no/on/off as true/false
+            said += " (YAML reads yes, no, on and off as true or false)"
+        return said
     if kind in ("too_long", "too_short") and isinstance(given, list | tuple):
         lo, hi = ctx.get("min_length"), ctx.get("max_length")
         n = len(given)

@@ -87,7 +87,9 @@ BAD = [
     (["hold", "s1", "--until", "2001-01-01", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "in the past"),
     (["hold", "s1", "--until", "2027-02-30", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "calendar"),
     (["run", "--config", "{T}/acqd.yaml", "--json"], 2, "--once"),
-    (["hold", "s1", "--state-dir", "{T}/nothing"], 2, "--until DATE"),
+    (["hold", "s1", "--state-dir", "{T}/nothing"], 2, "--until DATE is missing"),
+    # it said "Invalid value for --until" when --until was there and --reason was not
+    (["hold", "s1", "--until", "2999-01-01", "--state-dir", "{T}/nothing"], 2, "--reason TEXT is missing"),
     (["bench", "--data", "{EMPTY}"], 1, "no bytes"),
     (["no-such-command"], 2, "no-such-command"),
     (["run", "--once", "--watch", "{ACQ}", "--dest", "{T}/c", "--state-dir", "{FILE}"], 78, "is a file, not a folder"),

@@ -165,6 +165,7 @@ PROFILE_HEAD = "apiVersion: acqd/v1\nkind: DetectorProfile\nname: cam\nreader: m
     [
         ("files: '*.mrc'\n", "files: should be a list, e.g. [a, b], not '*.mrc'"),
         ("layout: hdf5\n", "layout: should be 'copy', 'zarr' or 'tiff', not 'hdf5'"),
+        ("layout: yes\n", "not True (YAML reads yes, no, on and off as true or false)"),  # release_local: yes
         ("codec: {id: deflate, level: eleven}\n", "level is a whole number from 1 to 22, not 'eleven'"),
         ("codec: {id: blosc, clevel: 12}\n", "clevel is 0-9, not 12"),
         ("shard_bytes: lots\n", "shard_bytes: not a size: 'lots'"),
@@ -345,3 +346,20 @@ tiers:
     for cmd in (["check"], ["run", "--once"]):
         r = run_acqd(*cmd, "--config", str(cfg))
         assert r.returncode == 78 and "is a file, not a folder" in r.stderr, (cmd, r.stderr)
+
+
+def test_a_relative_credential_outside_systemd_says_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example configuration's `password_file: mqtt-password` is for systemd's LoadCredential=;
+    `acqd check` by hand said only "cannot read mqtt-password: No such file or directory" (a review)."""
+    from acqd.config import read_credential
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"CREDENTIALS_DIRECTORY=/etc/acqd acqd"):
+        read_credential(Path("mqtt-password"), "mqtt.password_file")
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "mqtt-password").write_text("s3cret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    assert read_credential(Path("mqtt-password"), "mqtt.password_file") == "s3cret"

@@ -772,7 +772,7 @@ def test_a_hold_until_a_day_keeps_the_data_all_that_day_anywhere(setup: Setup) -
     finally:
         j.close()
     stamp = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT12:00:00Z")
-    assert f"until {day} has ended everywhere ({stamp})" in r.stdout, r.stdout
+    assert f"until the end of {day} everywhere on Earth ({stamp})" in r.stdout, r.stdout
     r = hold(s, "bob_ribosome_0102", until=f"{day}T08:00")
     assert r.returncode == 0 and f"until {day}T08:00:00Z" in r.stdout, r.stdout
 
