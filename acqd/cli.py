@@ -280,6 +280,7 @@ def run(
                 out.print_json(json.dumps({"run": run_stats, "journal": s}))
             else:
                 _print_run(run_stats, s)
+                _detector_hint(cfg, result.stats)
         if daemon.stuck_io:
             # the interpreter's exit would wait for the blocked storage threads for ever; the journal
             # is closed and every state is durable, so leave them behind
@@ -347,6 +348,22 @@ def _print_run(run_stats: dict[str, int], s: dict[str, Any]) -> None:
         f"{run_stats['released']} released, {run_stats['retries']} retries, {run_stats['pending']} pending"
     )
     _print_states(s)
+
+
+def _detector_hint(cfg: Config, stats: Any) -> None:
+    """Camera files stored byte-exact by a run that stored no frames: the detector profile took none
+    of them (the quick form's `generic` takes none; another camera's profile other globs)."""
+    copied = stats.frame_formats_copied
+    if stats.framed or not copied:
+        return
+    detectors = sorted({w.detector for w in cfg.watch})
+    what = ", ".join(f"{n} {ext}" for ext, n in sorted(copied.items()))
+    err.print(
+        f"hint: {what} file(s) were stored byte-exact, none as frames: detector {', '.join(detectors)} did not "
+        "take them. A camera's profile compresses its movies losslessly (--detector gatan-k3, falcon, "
+        "direct-electron, hamamatsu-orca, merlin-medipix, ...; `acqd check` lists them)",
+        markup=False,
+    )
 
 
 def _print_states(s: dict[str, Any]) -> None:

@@ -195,6 +195,23 @@ class RunStats:
     internal_errors: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # bounded
     last_error: str = ""
+    framed: int = 0  # files stored by a frame layout (Zarr, TIFF)
+    # files of a camera's frame formats stored byte-exact, by extension (a wrong --detector?)
+    frame_formats_copied: dict[str, int] = field(default_factory=dict)
+
+
+#: extensions of the frame formats acqd's readers know: such a file copied byte-exact may be one the
+#: detector profile did not take (the quick form's `generic` takes none)
+FRAME_EXTENSIONS = (".mrc", ".mrcs", ".tif", ".tiff", ".mib", ".eer")
+
+
+def _count_layout(stats: RunStats, rel: str, layout_name: str) -> None:
+    if layout_name in ("zarr", "tiff"):
+        stats.framed += 1
+        return
+    ext = os.path.splitext(rel)[1].lower()
+    if ext in FRAME_EXTENSIONS:
+        stats.frame_formats_copied[ext] = stats.frame_formats_copied.get(ext, 0) + 1
 
 
 class ByteBudget:
@@ -1840,6 +1857,7 @@ class Pipeline:
                 await self._abort_stream(follow)
         latency = self.mono() - t0
         self.stats.verified += 1
+        _count_layout(self.stats, c.rel, layout.name)
         self.stats.bytes_in += res.source_bytes
         self.stats.bytes_out += res.stored_bytes
         self.stats.latencies.append(latency)
@@ -2187,6 +2205,7 @@ class Pipeline:
                 alone.append(c)
                 continue
             self.stats.verified += 1
+            _count_layout(self.stats, c.rel, "copy")
             self.stats.bytes_in += res.source_bytes
             self.stats.bytes_out += res.stored_bytes
             self.stats.latencies.append(latency)

@@ -327,3 +327,23 @@ def test_simulate_never_overwrites_a_file_in_its_output_folder(tmp_path: Path) -
     )
     assert r.returncode == 1 and "never overwrites" in r.stderr, r.stdout + r.stderr
     assert movie.read_bytes() == b"PRECIOUS REAL DATA"
+
+
+def test_camera_files_no_profile_took_get_a_hint_about_the_detector(tmp_path: Path) -> None:
+    """The quick form's default (`generic`), or another camera's profile, stores a camera's movies
+    byte-exact with nothing said: ratio 1.00, and the operator does not know why (a review)."""
+    import mrcfile
+    import numpy as np
+
+    acq = tmp_path / "acq"
+    (acq / "s").mkdir(parents=True)
+    with mrcfile.new(acq / "s" / "movie.mrc") as m:
+        m.set_data(np.zeros((3, 32, 32), dtype=np.uint8))
+    quick = ["--watch", str(acq), "--settle", "0.3s"]
+    r = run_acqd("run", "--once", *quick, "--dest", str(tmp_path / "c1"), "--state-dir", str(tmp_path / "s1"))
+    assert r.returncode == 0 and "1 verified" in r.stdout, r.stderr
+    assert "hint: 1 .mrc file(s) were stored byte-exact" in r.stderr and "detector generic" in r.stderr, r.stderr
+    falcon = ["--detector", "falcon", "--dest", str(tmp_path / "c2"), "--state-dir", str(tmp_path / "s2")]
+    r = run_acqd("run", "--once", *quick, *falcon)
+    assert r.returncode == 0 and "1 verified" in r.stdout, r.stderr
+    assert "hint:" not in r.stderr, r.stderr  # stored as frames
