@@ -126,6 +126,11 @@ class Repeats:
             return len(self._seen)
 
 
+#: said after a quarantine's reason: the file is kept, and how it comes out of quarantine
+QUARANTINE_NEXT = (
+    " (kept on the acquisition disk, never released; looked at again when it changes: fix or replace it, "
+    "or `touch` it to try again; `acqd status` lists it)"
+)
 _WITH_REASON = ("quarantined", "vanished", "retry", "held", "copy_lost", "profile-mismatch", "codec-choice")
 
 
@@ -177,7 +182,11 @@ class LogReporter:
             "stream_fallback",
             "streamed",
         ) or o.kind.startswith("retention."):
-            log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
+            if o.kind == "quarantined" and "restore it" not in (o.reason or ""):  # what the operator does
+                # about a file it kept (not one whose source is gone: its reason says to restore it)
+                log.log(level, "%s %r: %s%s", o.kind, o.relpath, o.reason, QUARANTINE_NEXT)
+            else:
+                log.log(level, "%s %r: %s", o.kind, o.relpath, o.reason)
         elif o.kind == "left_aside":
             log.log(level, "left aside %r: %s", o.relpath, o.reason)
         elif o.kind == "halted":  # the daemon, not a file: the reason is the whole message

@@ -92,7 +92,10 @@ INTERNAL_GAVE_UP = "; please report it)"  # how such a quarantine's reason ends:
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 ROOT_POLL = 1.0  # seconds between looks at a watch root that is missing (a late or lost mount)
 JOURNAL_RETRY = 5.0  # seconds before a file whose journal write failed (state disk full) is tried again
-LISTED_SESSIONS = 256  # sessions whose last manifest's verified rows are kept (a release of another waits for a write)
+#: verified rows of the sessions' last manifests kept, at most (a release of one forgotten waits for a rewrite):
+#: counted in rows, not sessions (a thousand one-file sessions were released 256 at a time, a slow
+#: manifest flush apart: a review); ~100 bytes each
+LISTED_ROWS = 500_000
 RELEASE_RECHECK_MAX = 10.0  # seconds: a release held back (a writer, a tier not answering) is looked at again
 SMALL_FILE = 1 << 20  # files up to this size, copied to a local tier, ship in batches (_ship_batch)
 BATCH_FILES = 256  # at most this many files in one batch
@@ -478,6 +481,7 @@ class Pipeline:
         #: (root index, session) -> the verified rows its last manifest written this run listed (id ->
         #: the row's `updated`): a file is released only once a manifest lists its row as it is now
         self._listed: dict[tuple[int, str], dict[int, float]] = {}
+        self._listed_rows = 0  # sum of the sizes of `_listed`'s dicts
         #: ... and the releases waiting for that (by file), released together once it is written
         self._after_manifest: dict[tuple[int, str], dict[tuple[int, str], tuple[Candidate, FileRow]]] = {}
         self.stopping = asyncio.Event()
@@ -2789,10 +2793,13 @@ class Pipeline:
                 continue
             self.repeats.ok("manifest")
             if ctx.release or ctx.placer is not None:  # what a release may ask: the rows listed verified
-                self._listed.pop((index, session), None)
-                self._listed[(index, session)] = {f.id: f.updated for f, _cp in pairs if f.state is State.VERIFIED}
-                while len(self._listed) > LISTED_SESSIONS:  # a long run's: the oldest written first out
-                    self._listed.pop(next(iter(self._listed)))
+                self._listed_rows -= len(self._listed.pop((index, session), {}))
+                rows = {f.id: f.updated for f, _cp in pairs if f.state is State.VERIFIED}
+                if rows:
+                    self._listed[(index, session)] = rows
+                    self._listed_rows += len(rows)
+                while self._listed_rows > LISTED_ROWS and len(self._listed) > 1:  # the oldest written first out
+                    self._listed_rows -= len(self._listed.pop(next(iter(self._listed))))
             # handed to the workers after this flush; they stay in _after_manifest until they are in
             # flight (`run --once` must not take the moment between for idle)
             listed_now.extend(self._after_manifest.get((index, session), {}).values())

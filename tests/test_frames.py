@@ -497,10 +497,12 @@ BAD: list[tuple[str, str, Any, str]] = [
 
 @pytest.mark.parametrize(("detector", "name", "make", "reason"), BAD, ids=[b[1] for b in BAD])
 async def test_bad_input_is_quarantined_with_reason(
-    tmp_path: Path, detector: str, name: str, make: Any, reason: str
+    tmp_path: Path, detector: str, name: str, make: Any, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     content = make(tmp_path)
     watch, dest, state = await ship(tmp_path, detector, {name: content})
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"quarantined {name!r}")]
+    assert said and reason in said[0] and "`touch` it to try again" in said[0], said  # and what to do
     [(rel, st, why, _)] = journal_rows(state)
     assert (rel, st) == (name, "quarantined")
     assert reason in (why or ""), why
