@@ -712,15 +712,22 @@ def verify(
     raise typer.Exit(1 if bad else 0)
 
 
+def _journal_for_verify(sd: Path) -> Journal | None:
+    """The journal opened for writing what `acqd verify` found; None (said) if this user cannot."""
+    try:
+        return Journal(journal_path(sd))
+    except AcqdError as exc:
+        err.print(f"not recorded in the journal ({exc}): run `acqd verify` as the daemon's user", markup=False)
+        return None
+
+
 def _record_stale_manifests(sd: Path, sessions: list[tuple[str, str]]) -> None:
     """Mark the sessions whose manifest is missing or out of date: the daemon writes them again from
     the journal (a running one within seconds, else at its next start)."""
     from acqd.journal import manifests_to_rewrite
 
-    try:
-        j = Journal(journal_path(sd))
-    except AcqdError as exc:
-        err.print(f"not recorded in the journal ({exc}): run `acqd verify` as the daemon's user", markup=False)
+    j = _journal_for_verify(sd)
+    if j is None:
         return
     try:
         manifests_to_rewrite(j, sessions)
@@ -738,10 +745,8 @@ def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> No
     A copy whose source is still on the acquisition disk (verified, not released) is recorded lost:
     the daemon never releases the source for it and ships the file again. A released file's copy
     is left as it is (it may be the only one): said, for a person to act on."""
-    try:
-        j = Journal(journal_path(sd))
-    except AcqdError as exc:
-        err.print(f"not recorded in the journal ({exc}): run `acqd verify` as the daemon's user", markup=False)
+    j = _journal_for_verify(sd)
+    if j is None:
         return
     try:
         for row, copy, why in damaged:
