@@ -632,15 +632,10 @@ APPENDER = (
 )
 
 
-@pytest.mark.slow
-def test_a_file_rewritten_while_its_copy_is_rechecked_is_kept_and_shipped_again(
-    dirs: tuple[Path, Path, Path], tmp_path: Path
-) -> None:
-    """The last look before the unlink: a file rewritten in place (same inode, same size) while its
-    stored copy is re-checked right before the release (`release_verify: full`, the read held here)
-    must not be unlinked; the new content ships as a new version. The unlink compares the file's
-    identity (mtime and ctime moved) with what was shipped."""
-    from tests.faults import install_plugin, set_faults
+def _faulty_site(dirs: tuple[Path, Path, Path], tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A configuration on a `faulty://` tier (tests/faults.py: reads held on request) with
+    `release_verify: full`; its path, the fault control file and the environment that loads the plugin."""
+    from tests.faults import install_plugin
 
     watch, dest, state = dirs
     control = tmp_path / "faults.json"
@@ -660,6 +655,21 @@ tiers:
 limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: full}}
 """,
     )
+    return cfg, control, env
+
+
+@pytest.mark.slow
+def test_a_file_rewritten_while_its_copy_is_rechecked_is_kept_and_shipped_again(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """The last look before the unlink: a file rewritten in place (same inode, same size) while its
+    stored copy is re-checked right before the release (`release_verify: full`, the read held here)
+    must not be unlinked; the new content ships as a new version. The unlink compares the file's
+    identity (mtime and ctime moved) with what was shipped."""
+    from tests.faults import set_faults
+
+    watch, dest, state = dirs
+    cfg, control, env = _faulty_site(dirs, tmp_path)
     (watch / "sess").mkdir()
     src = watch / "sess" / "f.raw"
     old, new = os.urandom(90_000), os.urandom(90_000)
@@ -694,26 +704,10 @@ def test_a_writer_opening_the_file_while_its_copy_is_rechecked_keeps_it(
     wrote afterwards went to a file without a name. The re-check is held here at the destination
     (faulty://'s hold_reads) while the writer opens the file; the release must wait for its close,
     and what it appends must be shipped."""
-    from tests.faults import install_plugin, set_faults
+    from tests.faults import set_faults
 
     watch, dest, state = dirs
-    control = tmp_path / "faults.json"
-    control.write_text("{}")
-    plugin = install_plugin(tmp_path / "plugin")
-    repo = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([plugin, str(repo), os.environ.get("PYTHONPATH", "")]))
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {watch}, settle: 0.3s, placement: {{release_local: after_verify}}}}
-tiers:
-  central: {{url: "faulty://{dest}", options: {{control: "{control}"}}}}
-limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: full}}
-""",
-    )
+    cfg, control, env = _faulty_site(dirs, tmp_path)
     (watch / "sess").mkdir()
     src = watch / "sess" / "f.raw"
     data = os.urandom(90_000)
