@@ -54,6 +54,24 @@ CHECK_EVERY = 2.0  # seconds: a commit trusts a claim read at most this long ago
 #: after `acqd adopt` claims the prefix: a daemon still running there sees the claim within CHECK_EVERY,
 #: and a release or a manifest write it began before is done, before the manifests are read
 ADOPT_GRACE = CHECK_EVERY + 1.0
+#: journal meta key: an `acqd adopt` wrote its claim and has not finished its import (a crash, a stop,
+#: a tier error): `run` refuses that journal until an adopt finishes, or it would write the session
+#: manifests again without the copies not imported yet (those of released files: then in no record)
+ADOPT_UNFINISHED = "adopt_unfinished"
+
+
+def unfinished_adopt(journal: Journal) -> ClaimError | None:
+    """The refusal of a journal whose last `acqd adopt` did not finish; None if none is pending."""
+    since = journal.get_meta(ADOPT_UNFINISHED)
+    if not since:
+        return None
+    return ClaimError(
+        f"an `acqd adopt` into this journal ({journal.path}) began at {since} and did not finish: the prefix "
+        "is claimed, its session manifests not all imported. Run `acqd adopt` again (or `acqd run --adopt`); "
+        "nothing is shipped until one has finished (a run now would write the manifests again without "
+        "the copies not imported)",
+        "claim",
+    )
 
 
 def machine_id() -> str:
@@ -461,6 +479,7 @@ def adopt(
             f"{', '.join(sorted(elsewhere))}, not {', '.join(sorted(roots))}: nothing adopted, nothing "
             "claimed. Give the watch root the path they were shipped from (mount the disk there), then adopt"
         )
+    journal.set_meta(ADOPT_UNFINISHED, time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()))  # until imported
     journal.count_run(claim.run, top)  # before any claim names this run
     # claimed before the manifests are read for good: a daemon still running there (a takeover under
     # it) halts at its next look at the claim, before its next release or manifest write; read while
@@ -482,6 +501,7 @@ def adopt(
                 counts["files"] += _adopt_entries(
                     journal, roots[where], name, tier, rel, entries, claim, counts, stat, tiers.keys()
                 )
+    journal.set_meta(ADOPT_UNFINISHED, "")  # every manifest imported: the journal may ship
     return counts
 
 
@@ -515,17 +535,9 @@ def _adopt_entries(
     """Import one watch root's entries of a manifest; how many copies were imported. `known`: the
     configured tiers (an entry's copy is on the tier it names)."""
     fits = [e for e in entries if _adoptable(e, claim.instrument)]
-    gone = [e for e in fits if isinstance(e.get("tier"), str) and e["tier"] not in known]
-    if gone:  # on a tier this configuration does not name: no copy to record where it cannot be found
-        log.warning(
-            "adopt: %s: %d entr%s on tier(s) %s, which the configuration does not name, skipped",
-            tier.url(rel),
-            len(gone),
-            "y" if len(gone) == 1 else "ies",
-            ", ".join(sorted({str(e["tier"]) for e in gone})),
-        )
-        counts["skipped"] += len(gone)
-        fits = [e for e in fits if e not in gone]
+    # each copy on the tier its entry names where this configuration has that tier (a policy rule placed
+    # it there); else on the tier the manifest is on (a tier renamed since: the same storage, most likely)
+    fits = [e if e.get("tier") in known else {**e, "tier": name} for e in fits]
     if len(fits) < len(entries):
         # a manifest is a file at the destination that anyone who can write there can edit: an
         # entry naming another instrument's object, or a path out of the tier, would become a

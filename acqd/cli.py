@@ -476,18 +476,19 @@ def adopt(
     instrument: Annotated[str | None, typer.Option(help="quick form: the instrument name")] = None,
 ) -> None:
     """Take over this instrument's destination prefix on purpose: after a lost or replaced journal,
-    a new state folder, or a new acquisition PC. Every file the session manifests there record is
-    imported into this journal as a verified copy (so nothing stored is shipped over; a file that
-    changed since becomes a new version with a name of its own), then the prefix is claimed for
-    this machine and journal. A daemon still running elsewhere on that prefix stops at its next
-    commit. Exit 78 if the configuration is bad."""
+    a new state folder, or a new acquisition PC. The prefix is claimed for this machine and journal
+    first (a daemon still running elsewhere on that prefix stops at its next commit); then every file
+    the session manifests there record is imported into this journal as a verified copy (so nothing
+    stored is shipped over; a file that changed since becomes a new version with a name of its own).
+    Stopped half way, run it again: the journal is refused by `run` until an adopt has finished.
+    Exit 78 if the configuration is bad."""
     from acqd.daemon import adopt_command
 
     _setup_logging(False)
     with _errors():
         cfg = _build_config(config, watch, dest, "generic", state_dir, instrument, False, "none")
         counts = adopt_command(cfg)
-    skipped = f", {counts['skipped']} manifest(s) skipped" if counts["skipped"] else ""
+    skipped = f", {counts['skipped']} manifest(s) or entries skipped (the log says why)" if counts["skipped"] else ""
     out.print(
         f"adopted {counts['files']} stored file(s) from {counts['manifests']} manifest(s){skipped}; "
         f"{cfg.instrument} is now claimed by this journal ({cfg.state_dir})",

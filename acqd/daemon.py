@@ -682,6 +682,9 @@ class Daemon:
                 if self.adopt:
                     counts = await loop.run_in_executor(jexec, adopt_into, config, tiers, claim, journal)
                     log.info("adopted %(files)d stored file(s) from %(manifests)d manifest(s)", counts)
+                refusal = await loop.run_in_executor(jexec, claims.unfinished_adopt, journal)
+                if refusal is not None:  # an adopt claimed the prefix and did not import everything
+                    raise refusal
                 known = {n: await loop.run_in_executor(jexec, journal.has_copies, n) for n in tiers}
 
                 runs = await loop.run_in_executor(jexec, journal.runs)
@@ -1186,6 +1189,7 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> tuple[list[str], d
     path = journal_path(config.state_dir)
     journal_id = None
     epoch = 0
+    pending: ClaimError | None = None
     runs: frozenset[str] = frozenset()
     known: dict[str, bool] = {}
     if path.exists():
@@ -1196,10 +1200,11 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> tuple[list[str], d
         if j is not None:
             journal_id = j.journal_id
             epoch = j.epoch()
+            pending = claims.unfinished_adopt(j)
             runs = j.runs()
             known = {n: j.has_copies(n) for n in tiers}
             j.close()
-    problems: list[str] = []
+    problems: list[str] = [str(pending)] if pending is not None else []
     waits: dict[str, str] = {}  # tier name -> why `run` waits for it
     mid = claims.machine_id()
     for name, tier in tiers.items():

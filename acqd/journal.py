@@ -1490,6 +1490,9 @@ def session_names(j: Journal) -> list[tuple[str, str, str, str]]:
 #: the session manifest of a file's (root, session) is to be written again (a copy of it moved,
 #: purged, added): the daemon rewrites every session the journal marks, at start and while it runs
 _SESSION_DIRTY = "INSERT OR IGNORE INTO manifests_dirty(root, session) SELECT root, session FROM files WHERE id = ?"
+#: ... and the file's row is newer than a manifest write that began before: `manifest_written` keeps the
+#: mark (a move or purge landing during a flush had its mark cleared, the manifest not written again)
+_ROW_NEWER = "UPDATE files SET updated = ? WHERE id = ?"
 
 
 def mark_copy(j: Journal, copy_id: int, state: str, action: str, **detail: Any) -> None:
@@ -1498,6 +1501,7 @@ def mark_copy(j: Journal, copy_id: int, state: str, action: str, **detail: Any) 
         db.execute("UPDATE copies SET state = ? WHERE id = ?", (state, copy_id))
         fid = db.execute("SELECT file_id FROM copies WHERE id = ?", (copy_id,)).fetchone()[0]
         db.execute(_SESSION_DIRTY, (fid,))
+        db.execute(_ROW_NEWER, (j._clock(), fid))
         j._audit(fid, action, copy=copy_id, **detail)
 
 
@@ -1533,6 +1537,7 @@ def add_copy(
             ),
         )
         db.execute(_SESSION_DIRTY, (file_id,))
+        db.execute(_ROW_NEWER, (j._clock(), file_id))
         j._audit(file_id, "retention.copied", tier=tier, dest=dest)
         return int(cur.lastrowid or 0)
 
@@ -1856,6 +1861,7 @@ def apply_hub_actions(j: Journal, actions: Iterable[HubAction], seen: int) -> in
             else:
                 continue
             db.execute(_SESSION_DIRTY, (fid,))
+            db.execute(_ROW_NEWER, (j._clock(), fid))
             n += 1
         db.execute(
             "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -1933,8 +1933,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "a retention purge (or the old copy of a move) leaves the session manifest as it was: the record a"
         " takeover or a lost journal is rebuilt from lists a copy that is gone",
         "acqd/journal.py",
-        "        db.execute(_SESSION_DIRTY, (fid,))\n        j._audit(fid, action, copy=copy_id, **detail)\n",
-        "        j._audit(fid, action, copy=copy_id, **detail)\n",
+        "        db.execute(_SESSION_DIRTY, (fid,))\n        db.execute(_ROW_NEWER, (j._clock(), fid))\n"
+        "        j._audit(fid, action",
+        "        db.execute(_ROW_NEWER, (j._clock(), fid))\n        j._audit(fid, action",
         ("tests/test_retention.py::test_seventy_five_days_of_a_facility",),
     ),
     Mutant(
@@ -2044,6 +2045,33 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if meta_of is not None and res.meta_checksum is None:",
         "            if False:",
         ("tests/test_fixity.py::test_verify_finds_a_changed_calibration",),
+    ),
+    Mutant(
+        "purge-mark-cleared-by-a-flush",
+        "a retention purge or move during a manifest flush marks the session without a newer row: the"
+        " flush clears the mark, and the manifest keeps listing the purged copy",
+        "acqd/journal.py",
+        "        db.execute(_ROW_NEWER, (j._clock(), fid))\n        j._audit(fid, action",
+        "        j._audit(fid, action",
+        ("tests/test_journal.py::test_a_copy_moved_or_purged_during_a_manifest_write_keeps_its_session_marked",),
+    ),
+    Mutant(
+        "unfinished-adopt-runs",
+        "a journal whose adopt claimed the prefix and did not finish its import is run: the session"
+        " manifests are written again without the copies not imported (released files: in no record)",
+        "acqd/daemon.py",
+        "                if refusal is not None:  # an adopt claimed the prefix and did not import everything",
+        "                if False:  # an adopt claimed the prefix and did not import everything",
+        ("tests/test_names.py::test_an_adopt_stopped_half_way_leaves_nothing_to_run_until_one_finishes",),
+    ),
+    Mutant(
+        "adopt-renamed-tier-imports-nothing",
+        "adopt skips every entry whose tier the configuration does not name (a tier renamed): it imports"
+        " nothing and claims the prefix all the same",
+        "acqd/claims.py",
+        '    fits = [e if e.get("tier") in known else {**e, "tier": name} for e in fits]',
+        '    fits = [e for e in fits if e.get("tier") in known]',
+        ("tests/test_names.py::test_an_adopt_stopped_half_way_leaves_nothing_to_run_until_one_finishes",),
     ),
 )
 

@@ -132,6 +132,24 @@ def test_a_release_is_begun_only_on_a_verified_row_and_its_end_marks_the_manifes
     assert j.dirty_manifests() == [(ROOT, "s")]
 
 
+def test_a_copy_moved_or_purged_during_a_manifest_write_keeps_its_session_marked(j: Journal) -> None:
+    """The manifest flush reads a session's rows, writes its manifest, then clears the session's mark
+    unless a row is newer than its read. A retention purge (or move) in between marked the session
+    without a newer row, and the mark was cleared: the manifest kept listing a purged copy (review)."""
+    from acqd import journal as jr
+
+    a = Identity(10, 1, 1)
+    [(_, row)] = j.observe_many([obs("s/a.raw", a)])
+    ship(j, row.id, a)
+    for root, session in j.dirty_manifests():
+        j.manifest_written(root, session, 1e12)
+    as_of = j._clock()  # the flush reads the session's rows ...
+    [copy] = j.copies_of(row.id)
+    jr.mark_copy(j, copy.id, "purged", "retention.purged")  # ... a sweep purges the copy ...
+    j.manifest_written(ROOT, "s", as_of)  # ... the manifest written from what was read
+    assert j.dirty_manifests() == [(ROOT, "s")]
+
+
 def test_a_release_begun_is_found_by_its_inode_and_folder_and_the_name_by_the_inode(tmp_path: Path) -> None:
     """What a scan asks of a file found under a release's hidden name: is a release of that inode in
     that folder begun (the next start puts it back), and what was it called."""

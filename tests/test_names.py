@@ -392,6 +392,45 @@ def test_every_file_released_during_a_takeover_is_known_to_the_new_journal(tmp_p
     o.check(tmp_path / "central")
 
 
+def test_an_adopt_stopped_half_way_leaves_nothing_to_run_until_one_finishes(tmp_path: Path) -> None:
+    """Adopt writes its claim first, then imports. Stopped in between (SIGTERM, a crash, a tier
+    error), the prefix was claimed by a journal that had imported nothing, and the next `run` wrote
+    the session manifests again without the released files' copies: in no record any more (a review).
+    Such a journal is refused until an adopt finishes; a tier renamed in the new configuration does
+    not make adopt import nothing (it claimed the prefix all the same)."""
+    import signal
+    import subprocess
+
+    from tests.conftest import acqd_cmd
+
+    a = site(tmp_path, "a")
+    o = Oracle(tmp_path / "acq")
+    for i in range(3):
+        o.write(f"s/f{i}.raw", os.urandom(3000 + i))
+    once(a)  # shipped and released by journal a
+    manifest = tmp_path / "central" / "scope" / "s" / "~acqd-manifest.json"
+    assert len(json.loads(manifest.read_text())["files"]) == 3
+    c = write_config(tmp_path / "c.yaml", a.read_text().replace("state-a", "state-c").replace("central:", "nas:"))
+    p = subprocess.Popen(acqd_cmd("adopt", "--config", str(c)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: (tmp_path / "central" / "scope" / "~acqd-claim.json").exists() and "state-c" in (
+        tmp_path / "central" / "scope" / "~acqd-claim.json").read_text(), what="adopt's claim")  # fmt: skip
+    p.send_signal(signal.SIGTERM)  # in its grace, before the import
+    p.wait(timeout=60)
+    o.write("s/late.raw", b"written after the takeover")
+    err = once(c, code=78)
+    assert "did not finish" in err and "acqd adopt" in err, err
+    assert len(json.loads(manifest.read_text())["files"]) == 3  # not written again without them
+    r = run_acqd("check", "--config", str(c))
+    assert r.returncode != 0 and "did not finish" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = run_acqd("adopt", "--config", str(c))
+    assert r.returncode == 0 and "adopted 3 stored file(s)" in r.stdout, r.stdout + r.stderr  # on tier nas
+    once(c)
+    assert {e["source"] for e in json.loads(manifest.read_text())["files"]} == {f"s/f{i}.raw" for i in range(3)} | {
+        "s/late.raw"
+    }
+    o.check(tmp_path / "central")
+
+
 def test_a_journal_lost_while_running_stops_shipping(tmp_path: Path) -> None:
     cfg = site(tmp_path)
     state = tmp_path / "state-a"
