@@ -141,8 +141,9 @@ def check_manifests(
     """Is each session's manifest at the destination there, readable, and listing every verified copy
     the journal has of the session (by source, version, tier and name)? A session the journal already
     marks to be written again (`marked`: the daemon rewrites it) is not looked at. The manifest is
-    where the daemon writes it: on its watch root's tier (the configuration's), else the copy's; only
-    on a tier in `whole`, where copies read back whole (else it is taken for a share not mounted)."""
+    looked for where the daemon writes it (its watch root's tier, the configuration's), then on the
+    tiers of the session's copies (where the root was placed when it was written); missing only if
+    one of those is in `whole`, where copies read back whole (else a share not mounted)."""
     by_session: dict[tuple[str, str], list[tuple[FileRow, CopyRow]]] = {}
     for row, copy in pairs:
         if (row.root, row.session) not in marked:
@@ -155,20 +156,27 @@ def check_manifests(
         base = next((b for b in (_session_base(r, c) for r, c in rows) if b is not None), None)
         if base is None:
             continue  # names of an older scheme: nothing to tell the manifest's place by
-        tier_name = roots.get(root) or rows[0][1].tier
-        if tier_name not in whole:
-            continue
+        rel = manifest_name(base, session)
+        # where the daemon writes it now (its root's tier), else where it was written (a tier the root
+        # was placed on before: one of its copies' tiers); looked for only on tiers seen mounted
+        places = list(dict.fromkeys([roots.get(root) or rows[0][1].tier, *sorted({c.tier for _r, c in rows})]))
+        data: bytes | None = None
+        url = ""
         try:
-            tier = tiers.get(tier_name)
-            rel = manifest_name(base, session)
-            url = tier.url(rel)
-            if tier.size(rel) is None:
-                out.append(ManifestProblem(root, session, "missing", f"{url} is not there"))
-                continue
-            with tier.open_read(rel) as f:
-                data = f.read()
+            for tier_name in places:
+                tier = tiers.get(tier_name)
+                url = url or tier.url(rel)
+                if tier.size(rel) is not None:
+                    url = tier.url(rel)
+                    with tier.open_read(rel) as f:
+                        data = f.read()
+                    break
         except AcqdError as exc:
             out.append(ManifestProblem(root, session, "unreadable", str(exc)))
+            continue
+        if data is None:
+            if any(t in whole for t in places):  # not a share that is not mounted
+                out.append(ManifestProblem(root, session, "missing", f"{url} is not there"))
             continue
         try:
             doc = json.loads(data)

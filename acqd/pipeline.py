@@ -203,17 +203,18 @@ class RunStats:
     frame_formats_copied: dict[str, int] = field(default_factory=dict)
 
 
-#: extensions of the frame formats acqd's readers know: such a file copied byte-exact may be one the
-#: detector profile did not take (the quick form's `generic` takes none)
-FRAME_EXTENSIONS = (".mrc", ".mrcs", ".tif", ".tiff", ".mib", ".eer")
+#: extensions of the frame formats acqd's readers know: such a file the detector profile did not take
+#: for a frame file may be one it should have (the quick form's `generic` takes none)
+FRAME_EXTENSIONS = (".mrc", ".mrcs", ".tif", ".tiff", ".mib")
 
 
-def _count_layout(stats: RunStats, rel: str, layout_name: str) -> None:
+def _count_layout(stats: RunStats, ctx: RootCtx, rel: str, layout_name: str) -> None:
     if layout_name in ("zarr", "tiff"):
         stats.framed += 1
         return
     ext = os.path.splitext(rel)[1].lower()
-    if ext in FRAME_EXTENSIONS:
+    if ext in FRAME_EXTENSIONS and not ctx.profile.is_frames(rel.rpartition("/")[2]):  # its profile's own
+        # frame files stored byte-exact (not frames after all, unfinished at rest) are no hint
         stats.frame_formats_copied[ext] = stats.frame_formats_copied.get(ext, 0) + 1
 
 
@@ -1776,8 +1777,9 @@ class Pipeline:
             # what a later change of the copy would change, taken before it is read back: a copy
             # changed before its source's release, its size kept, is not the one verified (recheck)
             stamp = await self._io(partial(tier.stamp, dest, tree=layout.name in TREE_LAYOUTS))
-            if not adopted:  # an adopted copy was verified just now
-                await self._io(layout.verify, tier, dest, res)
+            if not adopted:  # an adopted copy was verified just now; its metadata checksum was taken from
+                # it a moment ago (compared by `acqd verify` from now on, not read a second time here)
+                await self._io(layout.verify, tier, dest, replace(res, meta_checksum=None))
             t_verify = self.mono() - t_verify
             if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the
                 # empty mount point of a share unmounted while it was written
@@ -1861,7 +1863,7 @@ class Pipeline:
                 await self._abort_stream(follow)
         latency = self.mono() - t0
         self.stats.verified += 1
-        _count_layout(self.stats, c.rel, layout.name)
+        _count_layout(self.stats, c.ctx, c.rel, layout.name)
         self.stats.bytes_in += res.source_bytes
         self.stats.bytes_out += res.stored_bytes
         self.stats.latencies.append(latency)
@@ -2209,7 +2211,7 @@ class Pipeline:
                 alone.append(c)
                 continue
             self.stats.verified += 1
-            _count_layout(self.stats, c.rel, "copy")
+            _count_layout(self.stats, c.ctx, c.rel, "copy")
             self.stats.bytes_in += res.source_bytes
             self.stats.bytes_out += res.stored_bytes
             self.stats.latencies.append(latency)

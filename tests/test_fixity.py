@@ -569,3 +569,25 @@ def test_verify_finds_a_changed_calibration(tmp_path: Path, kind: str) -> None:
     r = run_acqd("verify", "--state-dir", str(state))
     assert r.returncode == 1 and "1 failed (1 corrupt)" in r.stdout, (r.stdout, r.stderr)
     assert "changed since it was written" in r.stderr, r.stderr
+
+
+def test_verify_finds_a_session_manifest_where_it_was_written_after_the_root_moved_tier(tmp_path: Path) -> None:
+    """A watch root placed on another tier: the manifests of its earlier sessions are on the tier it
+    was placed on then. verify reported every one missing (exit 1), looking on the new tier only (a
+    review)."""
+    acq, state = tmp_path / "acq", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    (acq / "s1" / "a.raw").write_bytes(b"a" * 3000)
+    body = (
+        f"instrument: scope\nstate_dir: {state}\nwatch:\n  - {{path: {acq}, settle: 0.3s, placement: {{tier: TIER}}}}\n"
+        f"tiers:\n  central: {{url: 'file://{tmp_path / 'central'}'}}\n"
+        f"  capacity: {{url: 'file://{tmp_path / 'cap'}'}}\n"
+    )
+    cfg = write_config(tmp_path / "acqd.yaml", body.replace("TIER", "central"))
+    assert run_acqd("run", "--once", "--config", str(cfg)).returncode == 0
+    write_config(tmp_path / "acqd.yaml", body.replace("TIER", "capacity"))  # new sessions go to capacity
+    r = run_acqd("verify", "--config", str(cfg))
+    assert r.returncode == 0 and r.stdout.strip() == "verify: 1 copies OK, 0 failed", (r.stdout, r.stderr)
+    (tmp_path / "central" / "scope" / "s1" / "~acqd-manifest.json").unlink()  # and where it was: missing
+    r = run_acqd("verify", "--config", str(cfg))
+    assert r.returncode == 1 and "FAILED manifest of session 's1'" in r.stderr, (r.stdout, r.stderr)
