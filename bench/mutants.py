@@ -56,16 +56,17 @@ MUTANTS: tuple[Mutant, ...] = (
         "verify-call",
         "the daemon's read-back verification call removed",
         "acqd/pipeline.py",
-        "            await self._io(layout.verify, tier, dest, res)\n",
-        "",
+        "                await self._io(layout.verify, tier, dest, replace(res, meta_checksum=None))\n",
+        "                pass\n",
         (f"{FAULTS}::test_corrupt_reads_are_caught_by_verification",),
     ),
     Mutant(
         "verified-before-verify",
         "the journal records 'verified' before the read-back",
         "acqd/pipeline.py",
-        "            if not adopted:  # an adopted copy was verified just now\n"
-        "                await self._io(layout.verify, tier, dest, res)\n"
+        "            if not adopted:  # an adopted copy was verified just now; its metadata checksum was taken from\n"
+        "                # it a moment ago (compared by `acqd verify` from now on, not read a second time here)\n"
+        "                await self._io(layout.verify, tier, dest, replace(res, meta_checksum=None))\n"
         "            t_verify = self.mono() - t_verify\n"
         "            if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the\n"
         "                # empty mount point of a share unmounted while it was written\n"
@@ -73,8 +74,9 @@ MUTANTS: tuple[Mutant, ...] = (
         '            crash_point("after_verify")\n'
         "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest, stamp)\n",
         "            row = await self._j(self.journal.record_verified, row.id, tier.name, dest, stamp)\n"
-        "            if not adopted:  # an adopted copy was verified just now\n"
-        "                await self._io(layout.verify, tier, dest, res)\n"
+        "            if not adopted:  # an adopted copy was verified just now; its metadata checksum was taken from\n"
+        "                # it a moment ago (compared by `acqd verify` from now on, not read a second time here)\n"
+        "                await self._io(layout.verify, tier, dest, replace(res, meta_checksum=None))\n"
         "            t_verify = self.mono() - t_verify\n"
         "            if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the\n"
         "                # empty mount point of a share unmounted while it was written\n"
