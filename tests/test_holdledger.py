@@ -268,7 +268,7 @@ def test_acqd_hold_with_a_tier_that_does_not_answer_succeeds_and_says_so(tmp_pat
             c.close()
         silent.close()
     assert r.returncode == 0, r.stderr
-    assert "held alice_0101 until 2099-01-01" in r.stdout
+    assert "held alice_0101 until the end of 2099-01-01 everywhere on Earth" in r.stdout
     assert "tier capacity" in r.stderr and "the daemon's next retention sweep records it" in r.stderr, r.stderr
     assert len(list((central / "krios" / "~acqd-holds").iterdir())) == 1  # the tier that answered has it
     r = run_acqd("hold", "--list", "--config", str(cfg))

@@ -306,11 +306,10 @@ def _mount_tmpfs(path: Path, size: str) -> None:
 
 
 def _fill(path: Path) -> None:
-    with open(path, "wb") as f:
+    with open(path, "wb", buffering=0) as f:  # unbuffered: nothing left to write (and fail) at the close
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
 
