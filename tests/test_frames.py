@@ -27,6 +27,7 @@ from acqd.daemon import Daemon
 from acqd.journal import Journal
 from acqd.simulate import SimSpec, mrc_header, simulate
 from tests.conftest import journal_rows, run_acqd
+from tests.test_safeguards import audit
 
 PROFILES = {
     "t-mrc-tiff": "reader: mrc\nlayout: tiff\ncodec: {id: lzw}\nfiles: ['*.mrc']\n",
@@ -314,7 +315,7 @@ async def test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact(
     _, dest, state = await ship(tmp_path, "t-tiff-any", {"s.tif": raw})
     stored = [p.name for p in dest.iterdir() if p.name.startswith("s.tif")]
     assert stored and not any(n.endswith(".zarr") for n in stored), stored
-    assert any(a == "profile-mismatch" and why in d["reason"] for a, d in _audit(state)), _audit(state)
+    assert any(a == "profile-mismatch" and why in d["reason"] for a, d in audit(state)), audit(state)
     assert restore(state, dest, "s.tif", tmp_path / "r.tif") == raw
 
 
@@ -327,7 +328,7 @@ async def test_an_mrc_with_more_bytes_than_its_header_counts_is_stored_byte_exac
     [(rel, st, _why, _)] = journal_rows(state)
     assert (rel, st) == ("lies.mrc", "verified")
     assert not any(p.name.endswith(".tif") for p in dest.iterdir())  # not the header's frames
-    assert any(a == "profile-mismatch" and "1536 extra" in d["reason"] for a, d in _audit(state)), _audit(state)
+    assert any(a == "profile-mismatch" and "1536 extra" in d["reason"] for a, d in audit(state)), audit(state)
     assert restore(state, dest, "lies.mrc", tmp_path / "r.mrc") == raw
 
 
@@ -454,15 +455,7 @@ async def test_a_file_quarantined_by_an_internal_error_is_tried_again_at_the_nex
     assert rows["ok/s.tif"][1] == "verified", rows
     assert rows["bad.tif"][1] == "quarantined" and "no image in it" in (rows["bad.tif"][2] or ""), rows
     assert np.array_equal(np.asarray(zarr.open_group(dest / "ok" / "s.tif~.zarr", mode="r")["0"][:]), data)
-    assert any(a == "retry" and "tried again at this start" in d["reason"] for a, d in _audit(state))
-
-
-def _audit(state: Path) -> list[tuple[str, dict[str, Any]]]:
-    j = Journal(state / "journal.sqlite", readonly=True)
-    try:
-        return [(a, d) for _, _, a, d in j.audit_log()]
-    finally:
-        j.close()
+    assert any(a == "retry" and "tried again at this start" in d["reason"] for a, d in audit(state))
 
 
 async def test_raw_frames_with_header(tmp_path: Path) -> None:
