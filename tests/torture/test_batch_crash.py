@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,12 +57,18 @@ limits: {{concurrent_files: 1, io_threads: 2, retry_initial: 50ms, retry_max: 50
         self.problems: list[str] = []
 
     def feed(self) -> None:
-        folder = self.acq / f"grid_{self.rounds:02d}"
-        folder.mkdir()
+        """A round's files appear at once, last written before their settle window (a folder written
+        beside the watched one, then renamed into it): they settle together and ship as one batch
+        whatever the machine's load."""
+        name = f"grid_{self.rounds:02d}"
+        staging = self.acq.parent / f"staging_{name}"
+        staging.mkdir()
         for i in range(FILES_PER_ROUND):
             data = os.urandom(100 + 97 * i)
-            (folder / f"FoilHole_{i:03d}.xml").write_bytes(data)
-            self.expected[f"{folder.name}/FoilHole_{i:03d}.xml"] = xxhash.xxh3_128_hexdigest(data)
+            (staging / f"FoilHole_{i:03d}.xml").write_bytes(data)
+            os.utime(staging / f"FoilHole_{i:03d}.xml", (time.time() - 5, time.time() - 5))
+            self.expected[f"{name}/FoilHole_{i:03d}.xml"] = xxhash.xxh3_128_hexdigest(data)
+        staging.rename(self.acq / name)
         self.rounds += 1
 
     def cmd(self) -> list[str]:
@@ -129,7 +136,9 @@ def test_kill_in_the_middle_of_a_batch(tmp_path: Path) -> None:
         if point == "during_release":
             states = dict(b.journal("SELECT relpath, state FROM files"))
             gone = [r for r in b.expected if not (b.acq / r).exists() and states.get(r) != "released"]
-            assert len(gone) == hit, f"not killed inside a batch's unlinks: {len(gone)} unlinked, not recorded"
+            # unlinked and not recorded, with more of the batch begun and not unlinked yet (a batch's
+            # verified files may reach their release in more than one group: counted from the kill)
+            assert 1 <= len(gone) < begun, f"not killed inside a batch's unlinks: {len(gone)} unlinked of {begun} begun"
         if point == "before_release":
             assert begun >= 2, f"not killed inside a batch's releases: {begun} begun"
         before = unrecorded
