@@ -288,12 +288,7 @@ class Journal:
                     timeout=10,
                     isolation_level=None,
                 )
-                for table, column, _ in _ADDED_COLUMNS:
-                    have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-                    if have and column not in have:
-                        raise JournalError(
-                            f"the journal {path} was written by an older acqd: start the daemon once to upgrade it"
-                        )
+                self._older_columns_empty()
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 private(path)
@@ -339,6 +334,20 @@ class Journal:
         if (st.st_dev, st.st_ino) != self._identity:
             return f"the journal {self.path} was replaced by another file while acqd was running"
         return None
+
+    def _older_columns_empty(self) -> None:
+        """A read-only look at a journal an older acqd wrote (the daemon not restarted since the
+        upgrade: `acqd status` beside it): each table that lacks a column added since is read through
+        a temporary view of the same name (the temp schema comes first for unqualified names) that
+        gives the missing columns as NULL, as the upgrade would. Nothing is written to the journal."""
+        missing: dict[str, list[str]] = {}
+        for table, column, _ in _ADDED_COLUMNS:
+            have = {r[1] for r in self._db.execute(f"PRAGMA main.table_info({table})")}
+            if have and column not in have:
+                missing.setdefault(table, []).append(column)
+        for table, columns in missing.items():
+            extra = ", ".join(f"NULL AS {c}" for c in columns)
+            self._db.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {extra} FROM main.{table}")
 
     def _add_columns(self) -> None:
         """Bring a journal written by an earlier acqd up to the current columns (idempotent)."""

@@ -93,6 +93,30 @@ def test_readonly_journal_missing(tmp_path: Path) -> None:
         Journal(tmp_path / "nope.sqlite", readonly=True)
 
 
+def test_a_journal_an_older_acqd_wrote_is_read_as_it_is_and_left_unchanged(tmp_path: Path) -> None:
+    """`acqd status` beside a daemon not restarted since an upgrade: the columns added since read as
+    empty, nothing is written (the daemon adds them at its next start)."""
+    p = tmp_path / "journal.sqlite"
+    old = Journal(p)
+    [(_, row)] = old.observe_many([obs("s1/a.raw", Identity(10, 1, 1))])
+    ship(old, row.id, Identity(10, 1, 1))
+    old.close()
+    db = sqlite3.connect(p)
+    for table, column in (("files", "device"), ("copies", "stamp"), ("copies", "meta_checksum")):
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    db.commit()
+    db.close()
+    before = p.read_bytes()
+    ro = Journal(p, readonly=True)
+    [copy] = ro.copies_of(row.id)
+    assert (copy.tier, copy.state, copy.stamp, copy.meta_checksum) == ("central", "verified", None, None)
+    assert ro.get(row.id).state is State.VERIFIED and ro.counts()["verified"]["files"] == 1
+    ro.close()
+    assert p.read_bytes() == before
+    assert "meta_checksum" not in {r[1] for r in sqlite3.connect(p).execute("PRAGMA table_info(copies)")}
+    assert "meta_checksum" in {r[1] for r in Journal(p)._db.execute("PRAGMA table_info(copies)")}
+
+
 def test_release_intent_survives_a_crash_and_is_cleared(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     j = Journal(path)
