@@ -21,7 +21,7 @@ from ome_zarr_models.v05.image import Image
 
 from acqd.simulate import SimSpec, merlin_frame_header, merlin_hdr, simulate, sparse_counts
 from tests.test_fidelity import mrc_bytes, restore_cli, stored
-from tests.test_frames import ship
+from tests.test_frames import restore, ship
 
 tensorstore = pytest.importorskip("tensorstore")
 
@@ -134,6 +134,64 @@ async def test_tiff_calibration_carried_never_invented(
     assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
     assert scale(ms) == pytest.approx(want_scale, rel=1e-6)
     assert units(ms) == want_units
+
+
+TIME: list[tuple[str, Any, float | None]] = [
+    ("imagej-finterval", lambda p, d: _imagej(p, d, 0.2, {"axes": "TYX", "finterval": 0.5, "unit": "um"}), 0.5),
+    (
+        "imagej-finterval-ms",
+        lambda p, d: tifffile.imwrite(p, d, imagej=True, metadata={"axes": "TYX", "finterval": 40.0, "tunit": "ms"}),
+        0.04,
+    ),
+    (
+        "ome-timeincrement",
+        lambda p, d: tifffile.imwrite(
+            p, d, ome=True, photometric="minisblack", metadata={"axes": "TYX", "TimeIncrement": 2.5}
+        ),
+        2.5,
+    ),
+    (
+        "ome-timeincrement-ms",
+        lambda p, d: tifffile.imwrite(
+            p,
+            d,
+            ome=True,
+            photometric="minisblack",
+            metadata={"axes": "TYX", "TimeIncrement": 33.0, "TimeIncrementUnit": "ms"},
+        ),
+        0.033,
+    ),
+    ("no-interval", lambda p, d: tifffile.imwrite(p, d, imagej=True, metadata={"axes": "TYX"}), None),
+    (  # a unit that is no time is no interval
+        "imagej-odd-tunit",
+        lambda p, d: tifffile.imwrite(p, d, imagej=True, metadata={"axes": "TYX", "finterval": 3.0, "tunit": "frame"}),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "write", "interval"), TIME, ids=[c[0] for c in TIME])
+async def test_a_time_series_interval_is_carried_to_the_time_axis(
+    tmp_path: Path, kind: str, write: Any, interval: float | None
+) -> None:
+    """ImageJ's finterval (in its tunit) and OME's TimeIncrement (in its unit) become the t axis's
+    scale in seconds; unstated, the t axis has scale 1 and no unit."""
+    data = np.random.default_rng(22).integers(90, 4000, (4, 24, 20), dtype=np.uint16)
+    (tmp_path / "src").mkdir()
+    write(tmp_path / "src" / "s.tif", data)
+    raw = (tmp_path / "src" / "s.tif").read_bytes()
+    _, dest, state = await ship(tmp_path, "t-tiff", {"s.tif": raw})
+    path = stored(state, dest.parent, "s.tif")
+    arr, ms = read_everywhere(path)
+    assert np.array_equal(arr, data)
+    assert [a["name"] for a in ms["axes"]] == ["t", "y", "x"]
+    if interval is None:
+        assert scale(ms)[0] == 1.0 and units(ms)[0] is None
+        assert "frame_interval_s" not in zarr.open_group(path, mode="r").attrs["acqd"]
+    else:
+        assert scale(ms)[0] == pytest.approx(interval, rel=1e-9) and units(ms)[0] == "second"
+        assert zarr.open_group(path, mode="r").attrs["acqd"]["frame_interval_s"] == pytest.approx(interval)
+    assert restore(state, dest, "s.tif", tmp_path / "r.tif") == raw  # the source comes back byte for byte
 
 
 def _zeiss(entries: bytes) -> list[tuple[int, int, int, bytes, bool]]:

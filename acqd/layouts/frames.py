@@ -315,6 +315,7 @@ class FrameLayout:
             "header": src.header,
             "axis0": src.axis0,
             "pixel_size_um": list(src.pixel_size_um) if src.pixel_size_um else None,
+            **({"frame_interval_s": src.axis0_interval_s} if src.axis0_interval_s else {}),
             **({"mode": src.mode} if src.mode else {}),
             **({"profile_mismatch": src.mismatch} if src.mismatch else {}),
         }
@@ -593,7 +594,8 @@ def _axes(src: FrameSource) -> list[dict[str, Any]]:
     if src.image2d:
         return plane
     if src.axis0 == "t":
-        return [axis("t", "time"), *plane]
+        dt = src.axis0_interval_s
+        return [axis("t", "time", (float(f"{dt:.12g}"), "second") if dt else (1.0, None)), *plane]
     if src.axis0 == "c":
         return [axis("c", "channel"), *plane]
     return [axis(src.axis0, "space", length(src.axis0_step_um)), *plane]

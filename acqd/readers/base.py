@@ -34,6 +34,7 @@ class FrameSource:
     axis0: str = "t"  # t for movies and time series, z for stacks
     pixel_size_um: tuple[float, float] | None = None  # (y, x): along rows, along columns
     axis0_step_um: float | None = None  # spacing of a z stack's planes, where the source says it
+    axis0_interval_s: float | None = None  # time between a time series' frames, where the source says it
     unit: str = "micrometer"  # the unit the source states its sizes in (NGFF name), for display
     image2d: bool = False  # one 2-D image (not a stack of one frame): stored 2-D
     scan: tuple[int, int] | None = None  # (scan_y, scan_x) of a 4D-STEM scan whose frames are its points
@@ -174,6 +175,45 @@ _UNIT_NAMES = {
     "in": "inch",
     "inches": "inch",
 }
+
+
+# seconds per time unit, in the spellings sources use (ImageJ's `tunit=`, OME's TimeIncrementUnit)
+SECONDS_PER_UNIT = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "millisecond": 1e-3,
+    "milliseconds": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "\u03bcs": 1e-6,
+    "usec": 1e-6,
+    "microsecond": 1e-6,
+    "microseconds": 1e-6,
+    "ns": 1e-9,
+    "nanosecond": 1e-9,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+}
+
+
+def seconds(value: Any, unit: Any) -> float | None:
+    """A time interval in seconds from a source's value and unit name (None: not a positive finite
+    number, or a unit that is not a time)."""
+    factor = SECONDS_PER_UNIT.get(unit.strip().lower()) if isinstance(unit, str) else None
+    try:
+        v = float(value) if not isinstance(value, bool) else 0.0
+    except (TypeError, ValueError):
+        return None
+    return v * factor if factor is not None and v > 0 and np.isfinite(v) else None
 
 
 def length_unit(text: Any) -> str | None:

@@ -6,13 +6,13 @@ import base64
 import contextlib
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from acqd.checksum import Hasher
 from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
 from acqd.lazy import lazy
-from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit
+from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit, seconds
 
 if TYPE_CHECKING:
     import numpy as np
@@ -237,6 +237,7 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         axis0=axis0,
         pixel_size_um=cal.pixel_um,
         axis0_step_um=cal.step_um if n > 1 and axis0 == "z" else None,
+        axis0_interval_s=cal.interval_s if n > 1 and axis0 == "t" else None,
         unit=cal.unit,
         image2d=n == 1,
         extra={"tif": tif},
@@ -289,6 +290,7 @@ class Calibration:
     pixel_um: tuple[float, float] | None = None  # (y, x)
     step_um: float | None = None  # between pages (a z stack's planes)
     unit: str = "micrometer"  # the unit the source states sizes in
+    interval_s: float | None = None  # between pages of a time series
 
 
 #: dots per inch image programs write by default (a screen's, a printer's): no microscope's pixel size
@@ -297,6 +299,21 @@ SCREEN_DPI = frozenset({1.0, 72.0, 96.0, 150.0, 300.0, 600.0})
 
 
 def calibration(tif: Any, page: Any) -> Calibration:
+    """Physical sizes where the file states them (`_sizes`), and the time between a time series'
+    planes: OME-XML's TimeIncrement with its unit (seconds by default), else ImageJ's `finterval=` in
+    its `tunit=` (seconds by default)."""
+    cal = _sizes(tif, page)
+    interval = None
+    with contextlib.suppress(Exception):
+        if tif.is_ome:
+            interval = _ome_interval(tif.ome_metadata)
+    if interval is None and tif.is_imagej:
+        ij = tif.imagej_metadata or {}
+        interval = seconds(ij.get("finterval"), ij.get("tunit", "sec"))
+    return replace(cal, interval_s=interval) if interval is not None else cal
+
+
+def _sizes(tif: Any, page: Any) -> Calibration:
     """Physical sizes where the file states them, in this order: OME-XML PhysicalSize{X,Y,Z} with
     their units; ImageJ's `unit=` with X/YResolution (pixels per unit) and `spacing=`; a vendor's tag
     (Zeiss SEM, FEI/Thermo SEM, TVIPS: `vendor_calibration`); TIFF resolution per inch or centimetre,
@@ -379,12 +396,25 @@ def _resolution(page: Any) -> tuple[float, float] | None:
     return out[0], out[1]
 
 
-def _ome(xml: str) -> Calibration | None:
-    """PhysicalSizeX/Y/Z of the first image's Pixels element (default unit: micrometre)."""
+def _ome_pixels(xml: str) -> Any:
+    """The first image's Pixels element of an OME-XML description (None: none)."""
     import xml.etree.ElementTree as ET
 
     root = ET.fromstring(xml)
-    pixels = next((el for el in root.iter() if el.tag.rpartition("}")[2] == "Pixels"), None)
+    return next((el for el in root.iter() if el.tag.rpartition("}")[2] == "Pixels"), None)
+
+
+def _ome_interval(xml: str) -> float | None:
+    """TimeIncrement of the first image's Pixels element, in seconds (its unit's default: s)."""
+    pixels = _ome_pixels(xml)
+    if pixels is None:
+        return None
+    return seconds(pixels.get("TimeIncrement"), pixels.get("TimeIncrementUnit", "s"))
+
+
+def _ome(xml: str) -> Calibration | None:
+    """PhysicalSizeX/Y/Z of the first image's Pixels element (default unit: micrometre)."""
+    pixels = _ome_pixels(xml)
     if pixels is None:
         return None
 
