@@ -1010,6 +1010,11 @@ class Daemon:
                 f"backlog {snap.backlog_files} files ({human_bytes(snap.backlog_bytes)}), "
                 f"oldest {snap.oldest_pending_seconds:.0f}s; quarantined {s.quarantined}{cat}"
             )
+            + (
+                f"; {snap.release_waiting} release(s) waiting, the longest {human_age(snap.release_waiting_seconds)}"
+                if snap.release_waiting
+                else ""
+            )
             + pace.get(self.pace.mode, "")
         )
 

@@ -98,6 +98,16 @@ class Metrics:
         self.oldest_pending = Gauge(
             "acqd_oldest_pending_age_seconds", "Age of the oldest file not yet verified (0 if none)", i, registry=r
         )
+        self.release_waiting = Gauge(
+            "acqd_release_waiting_files",
+            "Verified files whose source is to be removed and is not yet (waiting for the session manifest's"
+            " write, a writer to close, or a re-check of the copy)",
+            i,
+            registry=r,
+        )
+        self.release_waiting_age = Gauge(
+            "acqd_release_waiting_age_seconds", "How long the longest-waiting release has waited", i, registry=r
+        )
         self.inflight_bytes = Gauge("acqd_inflight_bytes", "File data held in memory now", i, registry=r)
         self.inflight_limit = Gauge("acqd_inflight_limit_bytes", "Configured cap on file data in memory", i, registry=r)
         self.watch_free = Gauge(
@@ -243,6 +253,8 @@ class Metrics:
             self.backlog_files,
             self.backlog_bytes,
             self.oldest_pending,
+            self.release_waiting,
+            self.release_waiting_age,
             self.inflight_bytes,
             self.inflight_limit,
             self.mqtt_connected,
@@ -320,6 +332,8 @@ class Metrics:
         self.backlog_bytes.labels(inst).set(snap.backlog_bytes)
         self.oldest_pending.labels(inst).set(snap.oldest_pending_seconds)
         self.inflight_bytes.labels(inst).set(snap.inflight_bytes)
+        self.release_waiting.labels(inst).set(snap.release_waiting)
+        self.release_waiting_age.labels(inst).set(snap.release_waiting_seconds)
         for watch, (free, size) in disks.items():
             self.watch_free.labels(inst, watch).set(free)
             self.watch_size.labels(inst, watch).set(size)

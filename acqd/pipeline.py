@@ -494,6 +494,8 @@ class Pipeline:
         #: I/O work other than scans and settle looks waits for it (None: nothing to wait for)
         self.imports: asyncio.Future[None] | None = None
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
+        #: releases held back (`_release_later`, `_after_manifest`) -> when a snapshot first saw them
+        self._release_waiting: dict[tuple[int, str], float] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
         self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
@@ -528,12 +530,20 @@ class Pipeline:
         pending = list(self.candidates.values()) + list(self.in_flight.values())
         now = self.mono()
         oldest = max((now - c.born for c in pending), default=0.0)
+        held = set(self._release_later).union(*self._after_manifest.values())
+        since = self._release_waiting
+        for key in [k for k in since if k not in held and k not in self.candidates and k not in self.in_flight]:
+            del since[key]  # released, or moved on (a held release's re-look is a candidate or in flight)
+        for key in held:
+            since.setdefault(key, now)
         return Snapshot(
             backlog_files=len(pending),
             backlog_bytes=sum(c.stable.size for c in pending),
             oldest_pending_seconds=oldest,
             inflight_bytes=self.budget.used,
             in_flight=len(self.in_flight),
+            release_waiting=len(held),
+            release_waiting_seconds=max((now - since[k] for k in held), default=0.0),
         )
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:

@@ -117,6 +117,10 @@ class Snapshot:
     oldest_pending_seconds: float
     inflight_bytes: int
     in_flight: int
+    #: verified files whose source is to be removed and is not yet (waiting for their session
+    #: manifest's write, a writer to close, a re-check of the copy), and the longest such wait
+    release_waiting: int = 0
+    release_waiting_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -354,6 +354,46 @@ def test_full_state_disk_is_one_line_with_a_count_and_recovers(dirs: tuple[Path,
     assert len(tree(dest / "scope")) >= 41
 
 
+def test_a_release_held_by_a_writer_shows_in_the_metrics_until_it_is_released(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A verified file whose source a program keeps open for writing is not removed: the wait is
+    counted (acqd_release_waiting_files) and timed (acqd_release_waiting_age_seconds, which the
+    AcqdReleaseWaiting alert watches), and both go back to 0 once the writer closes and the
+    source is released."""
+    watch, dest, state = dirs
+    (watch / "s").mkdir()
+    target = watch / "s" / "open.raw"
+    port = free_port()
+    cfg = config(tmp_path, watch, dest, state, port, "")
+    cfg.write_text(
+        cfg.read_text().replace(
+            "scan_interval: 0.3s}", "scan_interval: 0.3s, placement: {release_local: after_verify}}"
+        )
+    )
+    d = Background("run", "--config", str(cfg))
+    try:
+        target.write_bytes(os.urandom(5000))
+        with open(target, "ab"):
+            wait_for(lambda: journal_states(state).get("s/open.raw") == "verified", 60, "verified", d, state)
+            wait_for(
+                lambda: (metric(scrape(port), "acqd_release_waiting_age_seconds") or 0) >= 1.5,
+                60,
+                "the held release counted and timed",
+                d,
+                state,
+            )
+            assert metric(scrape(port), "acqd_release_waiting_files") == 1
+            assert target.exists()
+        wait_for(lambda: journal_states(state).get("s/open.raw") == "released", 60, "released", d, state)
+        wait_for(lambda: metric(scrape(port), "acqd_release_waiting_files") == 0, 30, "the gauge back to 0", d, state)
+        assert metric(scrape(port), "acqd_release_waiting_age_seconds") == 0
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert not target.exists()
+
+
 # -- 3. a watch root mounted late ---------------------------------------------------------------
 
 
