@@ -84,7 +84,12 @@ def with_header(
     frame codec (Zarr's `acqd-restore` array): an FEI2 extended header can be most of a small file."""
     if layout != "zarr" or not src.restore:
         return frames
-    return [*frames, np.frombuffer(src.restore[:target], dtype=np.uint8)]
+    return [*frames, np.frombuffer(src.restore[:target], dtype=np.uint8).view(HeaderBytes)]
+
+
+class HeaderBytes(np.ndarray):
+    """Header bytes in a sample (`with_header`): measured with the codec the layout stores them with
+    (`FrameCodec.for_bytes`), not the frames'."""
 
 
 def _encoder(layout: str, c: FrameCodec, itemsize: int) -> Any:
@@ -125,7 +130,11 @@ def measure(
     itemsize = frames[0].dtype.itemsize if frames else 1
 
     def trial(c: FrameCodec) -> Trial:
-        enc = _encoder(layout, c, itemsize)
+        frame_enc, bytes_enc = _encoder(layout, c, itemsize), _encoder(layout, c.for_bytes(), 1)
+
+        def enc(f: np.ndarray) -> int:
+            return int(bytes_enc(f) if isinstance(f, HeaderBytes) else frame_enc(f))
+
         if frames:  # a codec's first call sets itself up (tables, contexts): not what a frame costs
             enc(np.ascontiguousarray(frames[0][:1]))
         best = float("inf")

@@ -706,7 +706,7 @@ class ZarrLayout(FrameLayout):
                 shape=(len(full),),
                 dtype="uint8",
                 chunks=(len(full),),
-                compressors=self.codec.zarr_compressors(1) if self.codec.id != "none" else (),
+                compressors=self.codec.for_bytes().zarr_compressors(1) if self.codec.id != "none" else (),
             )
             await ha.setitem(slice(None), np.frombuffer(full, dtype=np.uint8))
         blob = src.restore or b""
@@ -716,7 +716,7 @@ class ZarrLayout(FrameLayout):
                 shape=(len(blob),),
                 dtype="uint8",
                 chunks=(len(blob),),
-                compressors=self.codec.zarr_compressors(1) if self.codec.id != "none" else (),
+                compressors=self.codec.for_bytes().zarr_compressors(1) if self.codec.id != "none" else (),
             )
             await ra.setitem(slice(None), np.frombuffer(blob, dtype=np.uint8))
         return arr
