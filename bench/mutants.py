@@ -2075,6 +2075,41 @@ MUTANTS: tuple[Mutant, ...] = (
         '    fits = [e for e in fits if e.get("tier") in known]',
         ("tests/test_names.py::test_an_adopt_stopped_half_way_leaves_nothing_to_run_until_one_finishes",),
     ),
+    Mutant(
+        "older-journal-refused",
+        "a read-only look at a journal an older acqd wrote fails until the daemon restarts (the columns"
+        " added since are not read as empty)",
+        "acqd/journal.py",
+        "        for table, columns in missing.items():\n            extra",
+        "        for table, columns in missing.items():\n"
+        '            raise JournalError(f"older journal: {table}")\n'
+        "            extra",
+        ("tests/test_journal.py::test_a_journal_an_older_acqd_wrote_is_read_as_it_is_and_left_unchanged",),
+    ),
+    Mutant(
+        "frame-interval-dropped",
+        "a time series' frame interval is not carried to the t axis (scale 1, no unit)",
+        "acqd/layouts/frames.py",
+        "        dt = src.axis0_interval_s\n",
+        "        dt = None\n",
+        ("tests/test_ngff.py::test_a_time_series_interval_is_carried_to_the_time_axis",),
+    ),
+    Mutant(
+        "kept-bytes-bit-shuffled",
+        "the bytes kept beside the frames are stored with the frames' shuffle (bit-shuffled headers)",
+        "acqd/codec.py",
+        '        return replace(self, shuffle="noshuffle") if self.id == "blosc" else self',
+        "        return self",
+        ("tests/test_codecs.py::test_the_bytes_kept_beside_the_frames_are_not_bit_shuffled",),
+    ),
+    Mutant(
+        "release-wait-unmeasured",
+        "a release held back (a writer, the manifest) is not counted in acqd_release_waiting_files",
+        "acqd/pipeline.py",
+        "            release_waiting=len(held),",
+        "            release_waiting=0,",
+        ("tests/test_robust.py::test_a_release_held_by_a_writer_shows_in_the_metrics_until_it_is_released",),
+    ),
 )
 
 
