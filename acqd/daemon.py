@@ -744,6 +744,7 @@ class Daemon:
                     guard=guard,
                     repeats=self.repeats,
                     on_root=self._on_root,
+                    tiers=self._tiers,
                 )
                 self.pipeline = pipeline
                 if any(c.events for c in roots):  # each root is watched once the scanner finds it there

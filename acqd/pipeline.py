@@ -49,7 +49,7 @@ from acqd.errors import (
 )
 from acqd.fsops import same_or_inside
 from acqd.journal import CopyRow, FileRow, Journal, Observation
-from acqd.layouts import FilePlan, FrameLayout, layout_of_copy
+from acqd.layouts import FilePlan, FrameLayout, build_layout, layout_of_copy
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
     STREAMED_READERS,
@@ -169,13 +169,34 @@ class RootCtx:
         return any(self.ignored(d) for d in dirs) or (self.ignored(last) if folder else self.skipped_file(last))
 
 
-def _verified_copy(placed: Placed, copies: list[CopyRow]) -> tuple[CopyRow, Layout] | None:
-    """The verified copy on the placement's tier and the layout that reads it (a frame layout's
-    byte-exact fallback, too); None if there is none."""
-    cp = next((x for x in copies if x.state == "verified" and x.tier == placed.tier.name), None)
-    if cp is None:
-        return None
-    return cp, layout_of_copy(placed.layout, cp.layout, cp.codec)
+def _verified_copy(
+    placed: Placed, copies: list[CopyRow], tiers: dict[str, Tier]
+) -> tuple[CopyRow, Layout, Tier] | None:
+    """The verified copy a release is checked against, the layout that reads it and its tier: the
+    one on the placement's tier (read by the placement's layout, or its byte-exact fallback); else
+    one on another configured tier (the placement changed since it was verified, or retention moved
+    it: a verified copy elsewhere all the same), read by the layout it was written with. None if
+    there is none on a configured tier."""
+    verified = [x for x in copies if x.state == "verified"]
+    cp = next((x for x in verified if x.tier == placed.tier.name), None)
+    if cp is not None:
+        return cp, layout_of_copy(placed.layout, cp.layout, cp.codec), placed.tier
+    for cp in verified:
+        tier = tiers.get(cp.tier)
+        if tier is not None:
+            return cp, build_layout(cp.layout, "zstd" if cp.codec.startswith("zstd") else "none"), tier
+    return None
+
+
+def _no_copy(placed: Placed, copies: list[CopyRow]) -> str:
+    """Why a release finds no verified copy to check (`_verified_copy` None)."""
+    away = sorted({x.tier for x in copies if x.state == "verified"})
+    if away:
+        return (
+            f"its verified copy is on tier(s) {', '.join(away)}, which the configuration no longer names "
+            "(kept; name the tier again to release it)"
+        )
+    return f"no verified copy on tier {placed.tier.name} (kept)"
 
 
 @lru_cache(maxsize=64)
@@ -425,8 +446,11 @@ class Pipeline:
         repeats: Repeats | None = None,
         on_root: Callable[[RootCtx, bool], Awaitable[None]] | None = None,
         writers: WriterCheck | None = None,
+        tiers: dict[str, Tier] | None = None,
     ) -> None:
         self.instrument = instrument
+        #: every configured tier by name: a release checks a verified copy on any of them
+        self.tiers = tiers if tiers is not None else {c.tier.name: c.tier for c in roots}
         #: blocking check before every commit that this daemon still owns the destination and its
         #: journal (acqd.claims); raises ClaimError, which halts shipping
         self.guard = guard
@@ -2071,10 +2095,9 @@ class Pipeline:
         full = self.limits.release_verify == "full"
         jobs: list[tuple[int, Tier, Layout, Any, bool]] = []
         for i, ((c, row), cps) in enumerate(zip(items, copies, strict=True)):
-            placed = c.ctx.placed(row.relpath)
-            found = _verified_copy(placed, cps)
+            found = _verified_copy(c.ctx.placed(row.relpath), cps, self.tiers)
             if found is not None:  # verified a moment ago by this flight, or (release only) earlier
-                jobs.append((i, placed.tier, found[1], found[0], not c.release_only))
+                jobs.append((i, found[2], found[1], found[0], not c.release_only))
 
         def check_all() -> list[CopyCheck | None]:
             out: list[CopyCheck | None] = []
@@ -2493,13 +2516,13 @@ class Pipeline:
         full, unless `full` says)."""
         placed = ctx.placed(row.relpath)
         copies = await self._j(self.journal.copies_of, row.id)
-        found = _verified_copy(placed, copies)
+        found = _verified_copy(placed, copies, self.tiers)
         if found is None:
-            return CopyCheck(f"no verified copy on tier {placed.tier.name} (kept)"), None
-        cp, layout = found
+            return CopyCheck(_no_copy(placed, copies)), None
+        cp, layout, tier = found
         if full is None:
             full = self.limits.release_verify == "full"
-        res = await self._io(self._check_apart, placed.tier, layout, cp, full, just_verified)
+        res = await self._io(self._check_apart, tier, layout, cp, full, just_verified)
         if res.pin is not None:
             await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)
         if res.restamp is not None:

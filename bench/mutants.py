@@ -2110,6 +2110,18 @@ MUTANTS: tuple[Mutant, ...] = (
         "            release_waiting=0,",
         ("tests/test_robust.py::test_a_release_held_by_a_writer_shows_in_the_metrics_until_it_is_released",),
     ),
+    Mutant(
+        "release-only-on-placement-tier",
+        "a release looks for a verified copy on the placement's tier only: a file verified on another"
+        " configured tier is kept for ever",
+        "acqd/pipeline.py",
+        "    for cp in verified:\n        tier = tiers.get(cp.tier)",
+        "    for cp in []:\n        tier = tiers.get(cp.tier)",
+        (
+            "tests/test_release.py::"
+            "test_a_file_verified_on_a_tier_the_placement_no_longer_names_is_released_against_that_copy",
+        ),
+    ),
 )
 
 

@@ -1011,3 +1011,61 @@ def test_a_journal_from_before_devices_were_recorded_is_upgraded_in_place(tmp_pa
     # device 0 is "not known": the file on its real device is still the one shipped
     assert row.identity.same_file_as(Identity(1, 2, 3, 4, device=2049))
     Journal(path, readonly=True).close()
+
+
+@pytest.mark.parametrize("layout", ["copy", "zarr"])
+def test_a_file_verified_on_a_tier_the_placement_no_longer_names_is_released_against_that_copy(
+    tmp_path: Path, layout: str
+) -> None:
+    """A file verified on tier a while the local copy was kept; then the placement names tier b and
+    releases. The verified copy on a is a copy elsewhere all the same: it is re-checked there (read
+    with the layout it was written with) and the source released; before, the release looked for a
+    copy on b only and kept the file for ever. With tier a no longer configured, the copy cannot be
+    checked: kept, and the message says so."""
+    import numpy as np
+    import tifffile
+
+    watch, a, b, state = tmp_path / "acq", tmp_path / "A", tmp_path / "B", tmp_path / "state"
+    for d in (watch / "s", a, b):
+        d.mkdir(parents=True)
+    if layout == "zarr":
+        frames = np.arange(4 * 64 * 64, dtype=np.uint16).reshape(4, 64, 64)
+        tifffile.imwrite(watch / "s" / "f.tif", frames, photometric="minisblack")
+        name, detector = "f.tif", "detector: hamamatsu-orca, "
+    else:
+        (watch / "s" / "f.raw").write_bytes(os.urandom(300_000))
+        name, detector = "f.raw", ""
+    data = (watch / "s" / name).read_bytes()
+
+    def cfg(tier: str, release: str, tiers: str) -> Path:
+        return write_config(
+            tmp_path / f"{tier}-{release}.yaml",
+            f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, {detector}settle: 0.2s, placement: {{tier: {tier}, release_local: {release}}}}}
+tiers:
+{tiers}
+limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: full}}
+""",
+        )
+
+    both = f'  a: {{url: "file://{a}"}}\n  b: {{url: "file://{b}"}}'
+    r = run_acqd("run", "--once", "--config", str(cfg("a", "never", both)))
+    assert r.returncode == 0 and journal_states(state) == {f"s/{name}": "verified"}, r.stderr
+    stored = [p.name for p in (a / "scope" / "s").iterdir()]
+    assert (name + "~.zarr" if layout == "zarr" else name) in stored, stored
+    r = run_acqd(
+        "run", "--once", "--retry-for", "3s", "--config", str(cfg("b", "after_verify", f'  b: {{url: "file://{b}"}}'))
+    )
+    assert "its verified copy is on tier(s) a, which the configuration no longer names" in r.stderr, r.stderr
+    assert (watch / "s" / name).read_bytes() == data  # kept: its copy cannot be checked
+    r = run_acqd("run", "--once", "--retry-for", "20s", "--config", str(cfg("b", "after_verify", both)))
+    assert r.returncode == 0, r.stderr
+    assert journal_states(state) == {f"s/{name}": "released"}, r.stderr
+    assert not (watch / "s" / name).exists()
+    assert not any(p.is_file() for p in b.rglob("*") if "~acqd" not in p.name), "nothing shipped to b"
+    out = tmp_path / "restored"
+    r = run_acqd("restore", f"s/{name}", str(out), "--config", str(cfg("b", "after_verify", both)))
+    assert r.returncode == 0 and out.read_bytes() == data, r.stderr
