@@ -339,14 +339,16 @@ class Journal:
         """A read-only look at a journal an older acqd wrote (the daemon not restarted since the
         upgrade: `acqd status` beside it): each table that lacks a column added since is read through
         a temporary view of the same name (the temp schema comes first for unqualified names) that
-        gives the missing columns as NULL, as the upgrade would. Nothing is written to the journal."""
+        gives the missing columns their default (NULL where none), as the upgrade would. Nothing is
+        written to the journal."""
         missing: dict[str, list[str]] = {}
-        for table, column, _ in _ADDED_COLUMNS:
+        for table, column, definition in _ADDED_COLUMNS:
             have = {r[1] for r in self._db.execute(f"PRAGMA main.table_info({table})")}
             if have and column not in have:
-                missing.setdefault(table, []).append(column)
+                default = definition.partition(" DEFAULT ")[2] or "NULL"
+                missing.setdefault(table, []).append(f"{default} AS {column}")
         for table, columns in missing.items():
-            extra = ", ".join(f"NULL AS {c}" for c in columns)
+            extra = ", ".join(columns)
             self._db.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {extra} FROM main.{table}")
 
     def _add_columns(self) -> None:

@@ -145,7 +145,8 @@ async def test_a_stack_of_one_stated_axis_is_labelled_as_the_file_states(
     tmp_path: Path, axes: str, name: str, kind: str
 ) -> None:
     """The profile says what a stack's planes are where the file does not; where the file's OME-XML
-    says (time points, channels, z), the stored axis is that one, with a step only for z."""
+    says (time points, channels, z), the stored axis is that one, with a step for z (its
+    PhysicalSizeZ) and for t (its TimeIncrement, in seconds), none for channels."""
     data = np.random.default_rng(9).integers(0, 4000, (4, 10, 12)).astype(np.uint16)
     (tmp_path / "src").mkdir()
     path = tmp_path / "src" / "s.tif"
@@ -158,6 +159,6 @@ async def test_a_stack_of_one_stated_axis_is_labelled_as_the_file_states(
     assert [(a["name"], a["type"]) for a in ax] == [(name, kind), ("y", "space"), ("x", "space")]
     doc = json.loads((copy / "zarr.json").read_text())
     scale = doc["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
-    assert scale[0] == (0.5 if name == "z" else 1.0)
+    assert scale[0] == {"z": 0.5, "t": 2.0, "c": 1.0}[name]
     assert np.array_equal(read_zarr(copy), data)
     assert restore(state, dest, "ls/s.tif", tmp_path / "r.tif") == raw
