@@ -214,6 +214,13 @@ class Observation:
     identity: Identity
     detector: str
     release: bool
+    #: its content was hashed and differs from its verified copy's (`Observed.RECHECK`): a new version
+    changed: bool = False
+
+
+def _identity_cols(i: Identity) -> tuple[int, int, int, int, int]:
+    """size, mtime_ns, inode, ctime_ns, device: the columns of a file row that say its identity."""
+    return i.size, i.mtime_ns, i.inode, i.ctime_ns, i.device
 
 
 _FILE_COLS = (
@@ -516,6 +523,8 @@ class Journal:
                     ob.release,
                     row is not None and row.state is State.QUARANTINED and (row.reason or "").startswith(LOST_FOR_GOOD),
                 )
+                if ob.changed and action is Observed.RECHECK:
+                    action = Observed.NEW_VERSION
                 i = ob.identity
                 if action is Observed.NEW or action is Observed.NEW_VERSION:
                     version = 1
@@ -574,6 +583,29 @@ class Journal:
                 assert row is not None
                 out.append((action, row))
         return out
+
+    def refresh_identity(self, file_id: int, identity: Identity) -> FileRow:
+        """A verified file whose change time alone moved (`Observed.RECHECK`), its content hashed and
+        found to be the verified copy's: the row takes the file's identity as it is now (what a release
+        compares). Refused (IllegalTransition) unless the row is still verified and current."""
+        with self._tx() as db:
+            row = self._get(file_id)
+            current = db.execute("SELECT current FROM files WHERE id = ?", (file_id,)).fetchone()
+            if row.state is not State.VERIFIED or not current or not current[0]:
+                raise IllegalTransition(row.state, State.VERIFIED)
+            db.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, ctime_ns = ?, device = ?, updated = ?"
+                " WHERE id = ?",
+                (*_identity_cols(identity), self._clock(), file_id),
+            )
+            self._audit(
+                file_id,
+                "identity-refreshed",
+                reason="only its change time moved (a chmod, a new link); its content is the verified copy's",
+                ctime_ns=identity.ctime_ns,
+                was=row.identity.ctime_ns,
+            )
+            return self._get(file_id)
 
     # -- state changes ------------------------------------------------------------------------
     def mark(self, file_id: int, new: State, reason: str | None = None, **detail: Any) -> FileRow:

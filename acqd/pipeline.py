@@ -334,6 +334,7 @@ class Candidate:
     release_only: bool = False
     born: float = 0.0  # monotonic time it was first admitted (for the oldest-pending gauge)
     at_rest: bool = False  # its format says more is to come, and no process writes it: stored as it is
+    recheck: bool = False  # verified, only its change time moved: its content is compared (`_recheck`)
 
     @property
     def key(self) -> tuple[int, str]:
@@ -1212,6 +1213,7 @@ class Pipeline:
                 c.release_only = True
                 c.check_at = now
                 c.settled = True
+            c.recheck = action is Observed.RECHECK
             self._schedule(c)
 
     # -- settle -------------------------------------------------------------------------------
@@ -1350,6 +1352,14 @@ class Pipeline:
                 self._emit("vanished", row, reason="vanished before it was shipped")
             return
         assert current is not None
+        if c.recheck:
+            c.stable = current
+            self.in_flight[c.key] = c
+            if self._tg is not None:
+                self._tg.create_task(self._recheck(c), name=f"recheck-{c.ctx.index}-{c.rel}")
+            else:
+                await self._recheck(c)
+            return
         if current.size == 0 and not c.release_only:
             await self._quarantine(c.row, "zero-byte file (re-examined if it grows)")
             return
@@ -1357,6 +1367,80 @@ class Pipeline:
         batch = self._batch_key(c)  # may raise (a placer): before the file is in flight, not after
         self.in_flight[c.key] = c
         await self._dispatch(c, batch)
+
+    async def _recheck(self, c: Candidate) -> None:
+        """A verified file whose change time alone moved (`Observed.RECHECK`: a chmod, a new hard link,
+        or a rewrite that put its size and mtime back): its content is read and hashed as it was
+        shipped and compared with the verified copy's checksum. The same: the row takes the file's
+        identity as it is now (a release compares it) and nothing is shipped again; else, or where
+        that cannot be told, a new version, as any changed file."""
+        try:
+            row = c.row
+            path = os.path.join(c.ctx.root, c.rel)
+            placed = c.ctx.placed(c.rel)
+            copies = await self._j(self.journal.copies_of, row.id)
+            found = _verified_copy(placed, copies, self.tiers)
+            digest: str | None = None
+            if found is not None:
+                try:
+                    digest = await self._io(self._source_digest, found[1], path, c.stable)
+                except (AcqdError, OSError) as exc:
+                    log.debug("%r: its content could not be compared (%s): a new version", c.rel, exc)
+            ref = SourceRef(c.ctx.root, c.rel)
+            if found is not None and digest is not None and digest == found[0].checksum:
+                try:
+                    row = await self._j(self.journal.refresh_identity, row.id, c.stable)
+                except IllegalTransition:
+                    return  # moved on meanwhile (verify found its copy damaged): the next scan says
+                log.info(
+                    "%r: only its change time moved (a chmod, a new link): its content is the verified copy's, "
+                    "not shipped again",
+                    c.rel,
+                )
+                if placed.release:
+                    action = Observed.RELEASE
+                else:
+                    return
+            else:
+                obs = Observation(ref, c.stable, c.ctx.profile.name, placed.release, changed=True)
+                [(action, row)] = await self._j(self.journal.observe_many, [obs])
+                if action is Observed.SKIP:
+                    return
+                self._emit("seen", row)
+            now = self.mono()
+            nc = Candidate(c.ctx, c.rel, row, c.stable, now, now + c.ctx.window, born=c.born)
+            if action is Observed.RELEASE:
+                nc.release_only, nc.settled, nc.check_at = True, True, now
+            self._land(c)
+            self._schedule(nc)
+        except Exception as exc:  # asked about again once it lands: the journal decides afresh
+            self.repeats.error(
+                "recheck",
+                str(exc),
+                "comparing %r with its verified copy failed (asked again): %s",
+                c.rel,
+                exc,
+                exc_info=not isinstance(exc, AcqdError),
+            )
+            self._rehint.add(c.key)
+        finally:
+            self._land(c)
+            if c.key in self._rehint:
+                self._rehint.discard(c.key)
+                self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
+
+    def _source_digest(self, layout: Layout, path: str, expected: Identity) -> str | None:
+        """Blocking: `layout.source_checksum` of the file at `path`, None unless it is `expected`
+        before and after the read."""
+        src = _Source(path, expected)
+        try:
+            digest = layout.source_checksum(src, expected.size)  # type: ignore[arg-type]
+            st, now = os.fstat(src.fd), os.lstat(path)
+            if now.st_ino != st.st_ino or not identity_of(st).same_content_as(expected):
+                return None
+            return digest
+        finally:
+            src.close()
 
     def _batch_key(self, c: Candidate) -> tuple[int, int] | None:
         """Which batch a settled file can join (None: it ships alone): small files copied to a local

@@ -80,6 +80,11 @@ class Layout(Protocol):
         """Write the source form of `dest` to `out`; return the checksum of what was written."""
         ...
 
+    def source_checksum(self, source: BinaryIO, size: int) -> str | None:
+        """The checksum `write` would record for `source`, without writing anything; None where it
+        would not tell the file's bytes apart (a frame layout's source rebuilt from its tags)."""
+        ...
+
 
 class Reporter(Protocol):
     """Where outcomes go besides the journal: logs, metrics, MQTT events. Must not block."""

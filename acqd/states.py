@@ -58,6 +58,9 @@ class Observed(enum.Enum):
     TRACK = "track"  # row pending with the same content: settle and (re)ship it
     RESET = "reset"  # row pending/quarantined/vanished but the file changed: back to seen, track it
     NEW_VERSION = "new_version"  # shipped before, and the file changed: a new version row
+    #: verified, kept, and only its change time moved (a chmod, a new hard link; or a rewrite that put
+    #: size and mtime back): its content is hashed and compared with the copy's before anything else
+    RECHECK = "recheck"
     RELEASE = "release"  # verified, unchanged, release pending (a crash came between)
     SKIP = "skip"  # shipped (or quarantined) and unchanged: nothing to do
 
@@ -73,6 +76,12 @@ def on_observed(
     same = now.same_content_as(known)
     if state in DONE:
         if not same:
+            if (
+                state is S.VERIFIED
+                and (now.size, now.mtime_ns, now.inode) == (known.size, known.mtime_ns, known.inode)
+                and now.same_device_as(known)
+            ):
+                return Observed.RECHECK
             return Observed.NEW_VERSION
         if state is S.VERIFIED and release and not now.same_device_as(known):
             # not the file that was shipped as far as a release can tell: never released on the old

@@ -30,8 +30,8 @@ class Identity:
     def same_content_as(self, other: Identity) -> bool:
         """Same inode, and nothing about it changed: size, mtime and ctime. ctime counts because a
         rewrite can restore size and mtime (`cp --preserve=timestamps`, `touch -d`) but not ctime; a
-        chmod or a new hard link also moves ctime, and such a file is then shipped again as a new
-        version (kept, never released on the strength of the old copy)."""
+        chmod or a new hard link also moves ctime: a verified file whose ctime alone moved has its
+        content compared with its copy's (`Observed.RECHECK`), never released on the old identity."""
         return (self.size, self.mtime_ns, self.inode, self.ctime_ns) == (
             other.size,
             other.mtime_ns,

@@ -2122,6 +2122,29 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_file_verified_on_a_tier_the_placement_no_longer_names_is_released_against_that_copy",
         ),
     ),
+    Mutant(
+        "chmod-ships-again",
+        "a verified file whose change time alone moved (a chmod, a new link) is a new version, shipped again",
+        "acqd/states.py",
+        "                return Observed.RECHECK\n",
+        "                return Observed.NEW_VERSION\n",
+        (
+            "tests/test_release.py::"
+            "test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size_and_mtime_does",
+        ),
+    ),
+    Mutant(
+        "recheck-trusts-size-and-mtime",
+        "a verified file whose change time alone moved is taken for the same file without comparing its"
+        " content: a rewrite that put size and mtime back keeps the old copy, and a release deletes the new bytes",
+        "acqd/pipeline.py",
+        "            if found is not None and digest is not None and digest == found[0].checksum:",
+        "            if found is not None:",
+        (
+            "tests/test_release.py::"
+            "test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size_and_mtime_does",
+        ),
+    ),
 )
 
 

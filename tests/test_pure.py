@@ -68,8 +68,11 @@ B = Identity(120, 2_000, 7, 9)
         (S.STORED, A, B, False, Observed.RESET),
         (S.VERIFIED, A, A, False, Observed.SKIP),
         (S.VERIFIED, A, A, True, Observed.RELEASE),
-        (S.VERIFIED, A, A_CHMOD, True, Observed.NEW_VERSION),  # ctime moved: maybe rewritten in place
-        (S.VERIFIED, A, A_CHMOD, False, Observed.NEW_VERSION),
+        # ctime alone moved (a chmod, a new link; or a rewrite that put size and mtime back): compared
+        (S.VERIFIED, A, A_CHMOD, True, Observed.RECHECK),
+        (S.VERIFIED, A, A_CHMOD, False, Observed.RECHECK),
+        (S.VERIFIED, A_DEV, Identity(100, 1_000, 7, 9, device=65), True, Observed.NEW_VERSION),  # and its disk
+        (S.RELEASED, A, A_CHMOD, True, Observed.NEW_VERSION),  # its source was deleted: another file
         (S.VERIFIED, A_DEV, A_DEV2, True, Observed.NEW_VERSION),  # another filesystem: not what was shipped
         (S.VERIFIED, A_DEV, A_DEV2, False, Observed.SKIP),  # kept anyway: a renumbered disk re-ships nothing
         (S.VERIFIED, A, A_DEV, True, Observed.RELEASE),  # a journal row from before devices were recorded

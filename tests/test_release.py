@@ -1071,3 +1071,63 @@ limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: full}}
     out = tmp_path / "restored"
     r = run_acqd("restore", f"s/{name}", str(out), "--config", str(cfg("b", "after_verify", both)))
     assert r.returncode == 0 and out.read_bytes() == data, r.stderr
+
+
+def test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size_and_mtime_does(
+    tmp_path: Path,
+) -> None:
+    """A verified file kept on the acquisition disk whose change time alone moved: a chmod (a nightly
+    permission fix, `setfacl -R`) or a new hard link made every such file a new version, shipped
+    again with the same bytes (a facility engineer's first try). Its content is hashed as it was
+    shipped and compared with the copy's: the same, nothing is shipped and the row takes the new
+    identity (a release then compares it); a rewrite that put size and mtime back is a new version."""
+    import numpy as np
+    import tifffile
+
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (watch / "s").mkdir(parents=True)
+    raw, tif = watch / "s" / "a.raw", watch / "s" / "b.tif"
+    raw.write_bytes(os.urandom(200_000))
+    frames = np.random.default_rng(3).integers(90, 4000, (5, 64, 48), dtype=np.uint16)
+    tifffile.imwrite(tif, frames, photometric="minisblack")
+    quick = ["--watch", str(watch), "--dest", str(dest), "--state-dir", str(state), "--settle", "0.2s"]
+    quick += ["--detector", "hamamatsu-orca"]
+
+    def run(*extra: str) -> None:
+        r = run_acqd("run", "--once", "--retry-for", "20s", *quick, *extra)
+        assert r.returncode == 0, r.stderr
+
+    def versions() -> dict[str, list[tuple[int, str]]]:
+        out: dict[str, list[tuple[int, str]]] = {}
+        for rel, st, _reason, version in journal_rows(state):
+            out.setdefault(rel, []).append((version, st))
+        return {k: sorted(v) for k, v in out.items()}
+
+    run()
+    assert versions() == {"s/a.raw": [(1, "verified")], "s/b.tif": [(1, "verified")]}
+    stored = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and "~acqd" not in p.name)
+    for p in (raw, tif):
+        os.chmod(p, 0o600)
+        os.chmod(p, 0o644)  # the same mode as before: its ctime alone moved
+    os.link(raw, watch / "a.hardlink")
+    os.unlink(watch / "a.hardlink")
+    run()
+    assert versions() == {"s/a.raw": [(1, "verified")], "s/b.tif": [(1, "verified")]}
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and "~acqd" not in p.name) == stored
+    assert len(audit(state, "identity-refreshed")) == 2, "both rows take the new identity"
+    # a rewrite in place that puts size and mtime back is other content: a new version
+    st = raw.stat()
+    new = os.urandom(200_000)
+    with open(raw, "r+b") as f:
+        f.write(new)
+    os.utime(raw, ns=(st.st_atime_ns, st.st_mtime_ns))
+    run()
+    assert versions()["s/a.raw"] == [(1, "verified"), (2, "verified")]
+    assert versions()["s/b.tif"] == [(1, "verified")]
+    out = tmp_path / "r.raw"
+    r = run_acqd("restore", "s/a.raw", str(out), "--state-dir", str(state), "--dest", str(dest))
+    assert r.returncode == 0 and out.read_bytes() == new, r.stderr
+    # the chmod'ed TIFF is released on its refreshed identity once releases are on
+    run("--release")
+    assert not tif.exists() and not raw.exists()
+    assert versions()["s/b.tif"] == [(1, "released")]

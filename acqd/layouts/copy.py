@@ -30,6 +30,17 @@ class CopyLayout:
         """What the stored name adds after a `~` (acqd.naming): `.zst` for a zstd frame."""
         return self.codec.suffix
 
+    def source_checksum(self, source: BinaryIO, size: int) -> str | None:
+        """The checksum `write` records: the source's bytes as they are."""
+        hasher = Hasher()
+        n = 0
+        while block := source.read(self.chunk):
+            hasher.update(block)
+            n += len(block)
+            if n > size:
+                return None
+        return hasher.hexdigest() if n == size else None
+
     def write(self, source: BinaryIO, size: int, tier: TierPort, dest: str) -> WriteResult:
         hasher = Hasher()
         nread = 0

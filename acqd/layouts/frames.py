@@ -307,6 +307,20 @@ class FrameLayout:
             timing["read"] += time.perf_counter() - t0
             yield start, block
 
+    def source_checksum(self, source: BinaryIO, size: int) -> str | None:
+        """The checksum `write` records (the bytes kept for the restore, then the frames), read and
+        hashed as `write` reads them. None for a source the restore rebuilds from its tags (a
+        compressed TIFF): its checksum covers the frames, not every byte."""
+        src = self._open(source, size)
+        if src.restore is None:
+            return None
+        hasher = Hasher()
+        hasher.update(src.restore)
+        timing = {"read": 0.0}
+        for _ in self._blocks(src, 1, hasher, timing, self._pieces(src, 0, src.shape[0])):
+            pass
+        return hasher.hexdigest()
+
     def meta(self, src: FrameSource) -> dict[str, Any]:
         return {
             "format": src.format,
