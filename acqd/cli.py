@@ -361,7 +361,7 @@ def _detector_hint(cfg: Config, stats: Any) -> None:
     err.print(
         f"hint: {what} file(s) were stored byte-exact, none as frames: detector {', '.join(detectors)} did not "
         "take them. A camera's profile compresses its movies losslessly (--detector gatan-k3, falcon, "
-        "direct-electron, hamamatsu-orca, merlin-medipix, ...; `acqd check` lists them)",
+        "direct-electron, hamamatsu-orca, merlin-medipix, ...; `acqd check --config FILE` lists them)",
         markup=False,
     )
 

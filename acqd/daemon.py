@@ -53,7 +53,7 @@ from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slo
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.policy.model import Policy, load_policy
 from acqd.ports import Layout, Reporter
-from acqd.profiles import DetectorProfile, load_profile, search_path
+from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
 from acqd.retention import RetentionRunner, plan_from_journal
 from acqd.shipped import ETC, shipped
@@ -414,6 +414,20 @@ class CheckReport:
     warnings: list[str]  # what `run` does not refuse but waits on or retries (a missing root, a tier down)
 
 
+def _profile_list(config: Config) -> list[str]:
+    """Each detector profile `run` could use, with the files it takes as frames (`acqd check`)."""
+    dirs = search_path(config.detectors_dir)
+    out = []
+    for name in available(dirs):
+        try:
+            p = load_profile(name, dirs)
+        except ConfigError:
+            out.append(f"{name} (unreadable)")
+            continue
+        out.append(f"{name} ({' '.join(p.files)})" if p.reader != "bytes" else f"{name} (copies every file)")
+    return out
+
+
 def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) -> CheckReport:
     """Everything `run` validates before it starts (ConfigError if it would refuse to start), plus
     what it would wait on: a missing watch root, a tier it cannot write to (a write probe)."""
@@ -440,13 +454,16 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
         warnings.extend(rule_layout_warnings(policy, roots))
     for ctx in roots:
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"
+        takes = ", ".join(ctx.profile.files) if ctx.profile.reader != "bytes" else "none: every file copied"
         notes.append(
-            f"watch {ctx.root} ({exists}): detector {ctx.profile.name}, {'events' if ctx.events else 'polling'}"
+            f"watch {ctx.root} ({exists}): detector {ctx.profile.name} (frames: {takes}),"
+            f" {'events' if ctx.events else 'polling'}"
             f" + scan every {ctx.scan_interval:g}s, settle {ctx.window:g}s -> tier {ctx.tier.name}"
             f" ({ctx.tier.url('')}), frames: {ctx.frames.name if ctx.frames else 'copy'}, other files: copy"
             f"{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''},"
             f" release_local {ctx.watch.placement.release_local}"
         )
+    notes.append(f"detector profiles: {', '.join(_profile_list(config))}")
     catalog_notes, catalog_warnings = publish.check(config, probe_timeout, probe=probe)
     notes.extend(catalog_notes)
     warnings.extend(catalog_warnings)

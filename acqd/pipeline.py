@@ -229,14 +229,18 @@ class RunStats:
 FRAME_EXTENSIONS = (".mrc", ".mrcs", ".tif", ".tiff", ".mib")
 
 
-def _count_layout(stats: RunStats, ctx: RootCtx, rel: str, layout_name: str) -> None:
+def _count_layout(stats: RunStats, ctx: RootCtx, rel: str, layout_name: str) -> str | None:
+    """Count a stored file by its layout; the extension of a frame format its profile did not take
+    (else None)."""
     if layout_name in ("zarr", "tiff"):
         stats.framed += 1
-        return
+        return None
     ext = os.path.splitext(rel)[1].lower()
     if ext in FRAME_EXTENSIONS and not ctx.profile.is_frames(rel.rpartition("/")[2]):  # its profile's own
         # frame files stored byte-exact (not frames after all, unfinished at rest) are no hint
         stats.frame_formats_copied[ext] = stats.frame_formats_copied.get(ext, 0) + 1
+        return ext
+    return None
 
 
 class ByteBudget:
@@ -519,6 +523,7 @@ class Pipeline:
         #: I/O work other than scans and settle looks waits for it (None: nothing to wait for)
         self.imports: asyncio.Future[None] | None = None
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
+        self._untaken_said: set[tuple[int, str]] = set()  # (root, extension) said by `_untaken`
         #: releases held back (`_release_later`, `_after_manifest`) -> when a snapshot first saw them
         self._release_waiting: dict[tuple[int, str], float] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
@@ -1368,6 +1373,24 @@ class Pipeline:
         self.in_flight[c.key] = c
         await self._dispatch(c, batch)
 
+    def _untaken(self, c: Candidate, ext: str | None) -> None:
+        """A camera file format the root's detector profile does not take was stored byte-exact: said
+        once per root and extension while the daemon runs (`run --once` says it in its summary), so a
+        wrong `detector:` does not copy a camera's movies uncompressed unnoticed."""
+        if ext is None or self.once or (c.ctx.index, ext) in self._untaken_said:
+            return
+        self._untaken_said.add((c.ctx.index, ext))
+        log.warning(
+            "watch root %s: %r and any other %s file stored byte-exact, not as frames: detector %s does not take "
+            "%s files (a camera's profile compresses its movies losslessly; `acqd check --config FILE` lists the "
+            "profiles)",
+            c.ctx.root,
+            c.rel,
+            ext,
+            c.ctx.profile.name,
+            ext,
+        )
+
     async def _recheck(self, c: Candidate) -> None:
         """A verified file whose change time alone moved (`Observed.RECHECK`: a chmod, a new hard link,
         or a rewrite that put its size and mtime back): its content is read and hashed as it was
@@ -1981,7 +2004,7 @@ class Pipeline:
                 await self._abort_stream(follow)
         latency = self.mono() - t0
         self.stats.verified += 1
-        _count_layout(self.stats, c.ctx, c.rel, layout.name)
+        self._untaken(c, _count_layout(self.stats, c.ctx, c.rel, layout.name))
         self.stats.bytes_in += res.source_bytes
         self.stats.bytes_out += res.stored_bytes
         self.stats.latencies.append(latency)
@@ -2328,7 +2351,7 @@ class Pipeline:
                 alone.append(c)
                 continue
             self.stats.verified += 1
-            _count_layout(self.stats, c.ctx, c.rel, "copy")
+            self._untaken(c, _count_layout(self.stats, c.ctx, c.rel, "copy"))
             self.stats.bytes_in += res.source_bytes
             self.stats.bytes_out += res.stored_bytes
             self.stats.latencies.append(latency)

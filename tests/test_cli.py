@@ -347,3 +347,50 @@ def test_camera_files_no_profile_took_get_a_hint_about_the_detector(tmp_path: Pa
     r = run_acqd("run", "--once", *quick, *falcon)
     assert r.returncode == 0 and "1 verified" in r.stdout, r.stderr
     assert "hint:" not in r.stderr, r.stderr  # stored as frames
+
+
+def test_a_running_daemon_says_once_which_camera_files_its_profile_does_not_take(tmp_path: Path) -> None:
+    """In daemon mode there is no summary: a wrong `detector:` copied a camera's movies uncompressed
+    for ever with nothing said (a facility engineer's first try). The daemon says it once per watch
+    root and extension, naming the profile; `acqd check` lists the profiles and what each takes."""
+    import mrcfile
+    import numpy as np
+
+    from tests.conftest import journal_states
+
+    acq, state = tmp_path / "acq", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    for i in range(3):
+        with mrcfile.new(acq / "s" / f"movie_{i}.mrc") as m:
+            m.set_data(np.zeros((3, 32, 32), dtype=np.uint8))
+    (acq / "s" / "notes.txt").write_text("not a camera file")
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {acq}, detector: hamamatsu-orca, settle: 0.2s}}
+tiers:
+  central: {{url: "file://{tmp_path / "central"}"}}
+""",
+    )
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(
+            lambda: len(journal_states(state)) == 4 and set(journal_states(state).values()) == {"verified"},
+            60,
+            "all verified",
+            d,
+            state,
+        )
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "stored byte-exact, not as frames" in line]
+    assert len(said) == 1, err  # once for the three movies; the text file is no camera file
+    assert "detector hamamatsu-orca does not take .mrc files" in said[0] and str(acq) in said[0], said
+    r = run_acqd("check", "--config", str(cfg), "--no-probe")
+    assert r.returncode == 0, r.stderr
+    assert "detector hamamatsu-orca (frames: *.tif, *.tiff)" in r.stdout, r.stdout
+    assert "gatan-k3 (*.mrc *.mrcs)" in r.stdout and "generic (copies every file)" in r.stdout, r.stdout
