@@ -511,10 +511,11 @@ def restore(
         str,
         typer.Argument(metavar="SOURCE_PATH", help="the file's path in the watch root (absolute or relative to it)"),
     ],
-    out_path: Annotated[
-        Path,
+    out_arg: Annotated[
+        str,
         typer.Argument(
-            metavar="OUT", help="where to write the restored file (an existing folder: under the file's own name)"
+            metavar="OUT",
+            help="where to write the restored file (a folder, existing or ending in '/': under the file's own name)",
         ),
     ],
     config: ConfigOpt = None,
@@ -537,8 +538,13 @@ def restore(
     """Write a stored file back in its source form and check it against the journal's checksum.
     OUT inside a watch folder is refused unless --into-watch-root: the running daemon would take
     the restored file for a new one, ship it again and (with release on) delete it from there."""
-    into_folder = out_path.is_dir()  # `acqd restore X /tmp/out/`: the file under its own name there
-    if not into_folder and not out_path.parent.is_dir():
+    out_path = Path(out_arg)
+    # `restore X /tmp/new/`: a folder, made once the file is found
+    make = out_arg.endswith(("/", os.sep)) and not out_path.is_dir()
+    if make and (out_path.exists() or out_path.is_symlink()):
+        raise usage(f"{out_path} is not a folder", "OUT")
+    into_folder = make or out_path.is_dir()  # `acqd restore X /tmp/out/`: the file under its own name there
+    if (make or not into_folder) and not out_path.parent.is_dir():
         raise usage(f"the folder {out_path.parent} does not exist", "OUT")
     from acqd.fixity import Tiers, restore_copy
 
@@ -547,6 +553,7 @@ def restore(
         try:
             row, copy = _find_copy(j, source_path, version)
             versions = sorted({r.version for r in j.find_versions(row.relpath, row.root) if r.state in DONE})
+            folder = out_path
             if into_folder:
                 out_path = out_path / os.path.basename(row.relpath)
             watched = _watch_root_of(out_path, [*j.roots(), *(str(w.path) for w in (cfg.watch if cfg else []))])
@@ -557,6 +564,8 @@ def restore(
                     " --into-watch-root if that is what you want",
                     "OUT",
                 )
+            if make:
+                folder.mkdir()
             tiers = Tiers(cfg, dest, j)
         finally:
             j.close()

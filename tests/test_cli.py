@@ -394,3 +394,24 @@ tiers:
     assert r.returncode == 0, r.stderr
     assert "detector hamamatsu-orca (frames: *.tif, *.tiff)" in r.stdout, r.stdout
     assert "gatan-k3 (*.mrc *.mrcs)" in r.stdout and "generic (copies every file)" in r.stdout, r.stdout
+
+
+def test_restore_into_a_folder_named_with_a_trailing_slash(tmp_path: Path) -> None:
+    """`acqd restore X out/` with out/ not there wrote a file named `out` (a first try): a trailing
+    slash names a folder, made once the file is found, the file under its own name in it; nothing is
+    made when the file is not found, and a file in the way is refused."""
+    acq = tmp_path / "acq"
+    (acq / "s").mkdir(parents=True)
+    data = bytes(range(256)) * 20
+    (acq / "s" / "f.raw").write_bytes(data)
+    quick = ["--state-dir", str(tmp_path / "state")]
+    r = run_acqd("run", "--once", "--watch", str(acq), "--settle", "0.2s", "--dest", str(tmp_path / "c"), *quick)
+    assert r.returncode == 0, r.stderr
+    r = run_acqd("restore", "s/nope.raw", str(tmp_path / "none") + "/", *quick)
+    assert r.returncode != 0 and not (tmp_path / "none").exists(), r.stderr
+    r = run_acqd("restore", "s/f.raw", str(tmp_path / "out") + "/", *quick)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "f.raw").read_bytes() == data
+    (tmp_path / "afile").write_bytes(b"x")
+    r = run_acqd("restore", "s/f.raw", str(tmp_path / "afile") + "/", *quick)
+    assert r.returncode == 2 and "is not a folder" in r.stderr and (tmp_path / "afile").read_bytes() == b"x", r.stderr
