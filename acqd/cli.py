@@ -718,7 +718,7 @@ def verify(
         if damaged:
             _record_damaged(sd, damaged)
     kinds = f" ({', '.join(f'{n} {kind}' for kind, n in sorted(bad.items()))})" if bad else ""
-    out.print(f"verify: {ok} copies OK, {sum(bad.values())} failed{kinds}", markup=False)
+    out.print(f"verify: {ok} {'copy' if ok == 1 else 'copies'} OK, {sum(bad.values())} failed{kinds}", markup=False)
     raise typer.Exit(1 if bad else 0)
 
 

@@ -491,9 +491,12 @@ class Config(Frozen):
             raise ValueError(
                 "retention.owner: hub needs a `catalog:` section: the hub sees this daemon's copies in the catalog"
             )
-        for w in self.watch:
+        for i, w in enumerate(self.watch):
             if w.placement.tier is not None and w.placement.tier not in self.tiers:
-                raise ValueError(f"watch {w.path}: placement.tier {w.placement.tier!r} is not a configured tier")
+                raise ValueError(
+                    f"@watch.{i}.placement.tier: {w.placement.tier!r} is not a configured tier"
+                    f" (tiers: {', '.join(self.tiers)})"
+                )
         return self
 
     def own_paths(self) -> list[tuple[str, Path]]:

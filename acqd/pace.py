@@ -11,6 +11,7 @@ adapter that samples the kernel and sleeps is `acqd.pacing`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -94,7 +95,9 @@ def next_pace(prev: Mode, load: DiskLoad | None, free: float | None, rule: Backo
     3. An unknown load keeps a back-off (a missed reading proves nothing) and is normal otherwise.
     """
     if free is not None and free < rule.free_below:
-        return Pace("filling", f"free space {free:.1%} < {rule.free_below:.0%}: shipping at full speed")
+        # the share rounded down and the threshold as configured: never "15.0% < 15%"
+        shown = math.floor(free * 1000) / 10
+        return Pace("filling", f"free space {shown:.1f}% < {rule.free_below * 100:g}%: shipping at full speed")
     if load is None:
         return Pace("backoff", "no new disk reading; still backing off") if prev == "backoff" else Pace("normal", "")
     lat = load.write_latency

@@ -64,8 +64,9 @@ def human_bytes(n: float) -> str:
 
 def human_age(seconds: float) -> str:
     """A policy's age as its author would write it: "60d", "2w" stays "14d", "36h", "90s" (not
-    "0.00104167d"): the largest unit it is a whole number of, else days to two decimals."""
-    for unit, factor in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+    "0.00104167d"): the largest unit it is a whole number of, else days to two decimals. Never
+    minutes: a policy refuses "1m" (minutes or months?), so 60 s is said "60s"."""
+    for unit, factor in (("d", 86400.0), ("h", 3600.0), ("s", 1.0)):
         n = seconds / factor
         if n >= 1 and abs(n - round(n)) < 1e-9 * max(1.0, n):
             return f"{round(n)}{unit}"

@@ -80,6 +80,11 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
     return data, lines
 
 
+#: a model check's error that starts with this and a dotted location ("@watch.0.placement.tier: ...")
+#: is reported at that key's line, not at the top of the file
+AT = "@"
+
+
 def format_validation_error(path: Path, exc: ValidationError, lines: dict[Loc, int]) -> str:
     msgs = []
     errors = exc.errors()
@@ -90,12 +95,16 @@ def format_validation_error(path: Path, exc: ValidationError, lines: dict[Loc, i
         ):
             continue  # its items' errors said it: one left out is not a second problem
 
+        said = wording(err)
+        if not loc and said.startswith(AT):  # a check across sections naming where it found the problem
+            where, _, said = said[len(AT) :].partition(": ")
+            loc = tuple(int(p) if p.isdigit() else p for p in where.split("."))
         probe = loc
         while probe and probe not in lines:
             probe = probe[:-1]
         line = lines.get(probe, 1)
         field = ".".join(str(p) for p in loc) or "(top level)"
-        msgs.append(f"{path}:{line}: {field}: {wording(err)}")
+        msgs.append(f"{path}:{line}: {field}: {said}")
     return "\n".join(msgs)
 
 

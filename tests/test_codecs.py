@@ -309,7 +309,7 @@ async def test_fixed_codec_larger_than_the_source_falls_back_before_the_name(
     entry = manifest(dest, "s")["s/n.tif"]
     assert entry["layout"] == "copy" and "more than the source's" in entry["codec_why"]
     r = run_acqd("verify", "--state-dir", str(state), "--dest", str(dest.parent))
-    assert r.returncode == 0 and "1 copies OK" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "1 copy OK" in r.stdout, r.stdout + r.stderr
 
 
 async def test_the_bytes_kept_beside_the_frames_are_not_bit_shuffled(

@@ -69,7 +69,7 @@ def test_verify_reports_every_bad_copy_and_restore_leaves_nothing_partial(tmp_pa
     assert "corrupt:" in failed["session_000/stack_00000.tif"] and str(zarr0) in failed["session_000/stack_00000.tif"]
     assert "missing:" in failed["session_000/stack_00001.tif"]
     assert f"truncated: file://{tif0} holds {size // 2} of the {size} bytes" in failed["session_000/movie_00000.mrc"]
-    assert r.stdout.strip() == "verify: 1 copies OK, 3 failed (1 corrupt, 1 missing, 1 truncated)"
+    assert r.stdout.strip() == "verify: 1 copy OK, 3 failed (1 corrupt, 1 missing, 1 truncated)"
     # no release is configured: the sources are still there, and nothing but verify would see the
     # missing and short copies; each is recorded lost, to be shipped again
     assert r.stderr.count("copy recorded lost") == 3, r.stderr
@@ -308,7 +308,7 @@ def test_a_copy_verify_finds_damaged_never_releases_its_source_and_is_shipped_ag
     r = run_acqd("run", "--once", "--release", *quick)
     assert r.returncode == 0, r.stderr
     r = run_acqd("verify", "--state-dir", str(st))
-    assert "1 copies OK" in r.stdout and "1 failed (1 corrupt)" in r.stdout, r.stdout + r.stderr
+    assert "1 copy OK" in r.stdout and "1 failed (1 corrupt)" in r.stdout, r.stdout + r.stderr
     out = tmp_path / "b.bin"
     r = run_acqd("restore", "s/b.bin", str(out), "--state-dir", str(st))
     assert r.returncode == 0 and out.read_bytes() == good, r.stderr  # the good bytes, from a copy shipped again
@@ -587,7 +587,7 @@ def test_verify_finds_a_session_manifest_where_it_was_written_after_the_root_mov
     assert run_acqd("run", "--once", "--config", str(cfg)).returncode == 0
     write_config(tmp_path / "acqd.yaml", body.replace("TIER", "capacity"))  # new sessions go to capacity
     r = run_acqd("verify", "--config", str(cfg))
-    assert r.returncode == 0 and r.stdout.strip() == "verify: 1 copies OK, 0 failed", (r.stdout, r.stderr)
+    assert r.returncode == 0 and r.stdout.strip() == "verify: 1 copy OK, 0 failed", (r.stdout, r.stderr)
     (tmp_path / "central" / "scope" / "s1" / "~acqd-manifest.json").unlink()  # and where it was: missing
     r = run_acqd("verify", "--config", str(cfg))
     assert r.returncode == 1 and "FAILED manifest of session 's1'" in r.stderr, (r.stdout, r.stderr)

@@ -108,6 +108,8 @@ def test_next_pace(prev: str, ld: DiskLoad | None, free: float | None, rule: Bac
 def test_reasons_name_the_figures() -> None:
     assert next_pace("normal", load(83), 0.5, RULE).why == "write latency 83 ms > 50 ms"
     assert next_pace("normal", load(83), 0.08, RULE).why == "free space 8.0% < 15%: shipping at full speed"
+    # said as it is: a share a hair under the threshold is not "15.0% < 15%"
+    assert next_pace("normal", None, 0.14996, RULE).why == "free space 14.9% < 15%: shipping at full speed"
 
 
 latencies = st.one_of(st.none(), st.floats(0, 2.0))

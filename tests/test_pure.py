@@ -197,6 +197,8 @@ def test_durations(text: str | int, seconds: float) -> None:
     ("seconds", "text"),
     [
         (90, "90s"),
+        (60, "60s"),  # not "1m", which a policy refuses as minutes-or-months
+        (1800, "1800s"),
         (3600, "1h"),
         (36 * 3600, "36h"),
         (14 * 86400, "14d"),

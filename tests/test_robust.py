@@ -778,7 +778,7 @@ def test_adopt_from_another_watch_path_claims_nothing_and_an_adopted_journal_kno
     r = run_acqd("restore", "s1/a.dat", str(tmp_path / "back.dat"), "--state-dir", str(tmp_path / "new"))
     assert r.returncode == 0 and (tmp_path / "back.dat").read_bytes() == kept.read_bytes(), r.stderr
     r = run_acqd("verify", "--state-dir", str(tmp_path / "new"))
-    assert r.returncode == 0 and "1 copies OK" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "1 copy OK" in r.stdout, r.stdout + r.stderr
 
 
 def test_a_watch_root_whose_path_changed_keeps_the_other_roots_files_in_the_session_manifest(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def test_frame_layouts_verify_pixels(tmp_path: Path, layout: str) -> None:
     [(key, name)] = verified_copies(state).items()
     assert key == (str(src.relative_to(watch)), 1)
     r = run_acqd("verify", "--config", str(cfg))
-    assert r.returncode == 0 and "1 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "1 copy OK, 0 failed" in r.stdout, r.stdout + r.stderr
     (_corrupt_tiff_pixels if layout == "tiff" else _corrupt_zarr_pixels)(dest / name)
     r = run_acqd("verify", "--config", str(cfg))
     assert r.returncode == 1 and "0 copies OK, 1 failed" in r.stdout, r.stdout + r.stderr
