@@ -96,8 +96,8 @@ def next_pace(prev: Mode, load: DiskLoad | None, free: float | None, rule: Backo
     """
     if free is not None and free < rule.free_below:
         # the share rounded down and the threshold as configured: never "15.0% < 15%"
-        shown = math.floor(free * 1000) / 10
-        return Pace("filling", f"free space {shown:.1f}% < {rule.free_below * 100:g}%: shipping at full speed")
+        pct = math.floor(free * 1000) / 10
+        return Pace("filling", f"free space {pct:.1f}% < {rule.free_below * 100:g}%: shipping at full speed")
     if load is None:
         return Pace("backoff", "no new disk reading; still backing off") if prev == "backoff" else Pace("normal", "")
     lat = load.write_latency
