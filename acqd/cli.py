@@ -637,10 +637,25 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
     if not rows:
         raise AcqdError(f"no verified copy of {source_path!r} in the journal{_why_none(j, rel, root)}")
     row = rows[0]
-    copies = [c for c in j.copies_of(row.id) if c.state == "verified"]
+    every = j.copies_of(row.id)
+    copies = [c for c in every if c.state == "verified"]
     if not copies:
-        raise AcqdError(f"no verified copy of {source_path!r} in the journal")
+        raise AcqdError(f"no verified copy of {source_path!r} in the journal{_copies_gone(j, row.id, every)}")
     return row, copies[-1]
+
+
+def _copies_gone(j: Journal, file_id: int, copies: list[CopyRow]) -> str:
+    """What became of a file's copies, none verified now: purged by retention (when, which rule),
+    moved, lost (`acqd verify`, a release's re-check)."""
+    said = []
+    log = j.audit_log(file_id)
+    for c in copies:
+        entry = next((a for a in reversed(log) if a[3].get("copy") == c.id), None)
+        when = f" on {datetime.fromtimestamp(entry[0], UTC):%Y-%m-%d %H:%M UTC}" if entry is not None else ""
+        rule = f" (rule {entry[3]['rule']})" if entry is not None and entry[3].get("rule") else ""
+        by = f" by {entry[2].partition('.')[0]}" if entry is not None and "." in entry[2] else ""
+        said.append(f"its copy on tier {c.tier} was {c.state}{by}{when}{rule}")
+    return ": " + "; ".join(said) if said else ""
 
 
 @app.command()

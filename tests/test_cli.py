@@ -415,3 +415,36 @@ def test_restore_into_a_folder_named_with_a_trailing_slash(tmp_path: Path) -> No
     (tmp_path / "afile").write_bytes(b"x")
     r = run_acqd("restore", "s/f.raw", str(tmp_path / "afile") + "/", *quick)
     assert r.returncode == 2 and "is not a folder" in r.stderr and (tmp_path / "afile").read_bytes() == b"x", r.stderr
+
+
+def test_restore_of_a_purged_file_says_when_and_by_which_rule(tmp_path: Path) -> None:
+    """`acqd restore` of a file retention purged said only 'no verified copy in the journal' (a first
+    try): it says what became of each copy, when, and by which rule."""
+    from acqd.journal import Journal, mark_copy
+
+    acq, state = tmp_path / "acq", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    (acq / "s" / "f.raw").write_bytes(b"x" * 3000)
+    r = run_acqd(
+        "run",
+        "--once",
+        "--watch",
+        str(acq),
+        "--settle",
+        "0.2s",
+        "--dest",
+        str(tmp_path / "c"),
+        "--state-dir",
+        str(state),
+    )
+    assert r.returncode == 0, r.stderr
+    j = Journal(state / "journal.sqlite")
+    [row] = j.find_versions("s/f.raw")
+    [copy] = j.copies_of(row.id)
+    mark_copy(j, copy.id, "purged", "retention.purged", rule="movies", bytes=3000)
+    j.close()
+    r = run_acqd("restore", "s/f.raw", str(tmp_path / "out.raw"), "--state-dir", str(state))
+    assert r.returncode == 1 and not (tmp_path / "out.raw").exists(), r.stderr
+    assert f"its copy on tier {copy.tier} was purged by retention on 20" in r.stderr and "(rule movies)" in r.stderr, (
+        r.stderr
+    )
