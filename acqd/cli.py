@@ -387,10 +387,12 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Files and bytes per state, from the journal (works while the daemon runs)."""
+    from acqd.daemon import running_pid
     from acqd.journal import last_sweep_result, summary
 
     with _errors():
-        j = Journal(journal_path(_state_dir(config, state_dir)), readonly=True)
+        sd = _state_dir(config, state_dir)
+        j = Journal(journal_path(sd), readonly=True)
         try:
             s = summary(j)
             clock = _clock_doc(j)
@@ -401,9 +403,17 @@ def status(
         s["retention_clock"] = clock
     if swept is not None:
         s["retention_last_sweep"] = swept
+    pid = running_pid(sd)
+    s["daemon"] = {"running": pid is not None, "pid": pid}
     if json_out:
         out.print_json(json.dumps(s))
     else:
+        out.print(
+            f"acqd is running (pid {pid})"
+            if pid is not None
+            else "acqd is not running: what follows is as it last saw it",
+            markup=False,
+        )
         for root, st in s["watch_roots"].items():  # as the running daemon last saw them
             if not st["up"]:
                 since = datetime.fromtimestamp(st["since"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -448,3 +448,29 @@ def test_restore_of_a_purged_file_says_when_and_by_which_rule(tmp_path: Path) ->
     assert f"its copy on tier {copy.tier} was purged by retention on 20" in r.stderr and "(rule movies)" in r.stderr, (
         r.stderr
     )
+
+
+def test_status_says_whether_the_daemon_is_running(tmp_path: Path) -> None:
+    """`acqd status` after the daemon stopped printed its last back-off or full-disk state as if
+    current (a first try): it says whether a daemon runs with that state directory, and its pid."""
+    import json
+
+    from tests.conftest import journal_states
+
+    acq, state = tmp_path / "acq", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    (acq / "s" / "f.raw").write_bytes(b"x" * 3000)
+    quick = ["--watch", str(acq), "--settle", "0.2s", "--dest", str(tmp_path / "c"), "--state-dir", str(state)]
+    d = Background("run", *quick)
+    try:
+        wait_for(lambda: journal_states(state).get("s/f.raw") == "verified", 60, "verified", d, state)
+        r = run_acqd("status", "--state-dir", str(state))
+        assert r.returncode == 0 and f"acqd is running (pid {d.proc.pid})" in r.stdout, r.stdout + r.stderr
+        doc = json.loads(run_acqd("status", "--state-dir", str(state), "--json").stdout)
+        assert doc["daemon"] == {"running": True, "pid": d.proc.pid}
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    r = run_acqd("status", "--state-dir", str(state))
+    assert r.returncode == 0 and "acqd is not running: what follows is as it last saw it" in r.stdout, r.stdout
+    assert json.loads(run_acqd("status", "--state-dir", str(state), "--json").stdout)["daemon"]["running"] is False
