@@ -153,6 +153,46 @@ async def test_mrc_with_fei2_header_to_tiff_restores_byte_exact(tmp_path: Path) 
     assert entry["layout"] == "tiff" and entry["codec"] == "lzw"
 
 
+async def test_an_epu_movies_extended_header_is_readable_in_the_stored_copy(tmp_path: Path) -> None:
+    """An EPU movie's FEI2 extended header (microscope, HT, dose, exposure, one record per frame) was
+    kept only inside the bytes for the restore (a facility engineer's first try): no reader or
+    harvester saw it. Its first record is in the stored header by field name (mrcfile's dtype), with
+    the number of records and the fields that differ between them; the bytes still restore exactly."""
+    from mrcfile.dtypes import get_ext_header_dtype
+
+    n = 4
+    dtype = get_ext_header_dtype(b"FEI2", "<")
+    rec = np.zeros(n + 2, dtype=dtype)  # two records' room past the frames: padding, as EPU leaves it
+    rec["Metadata size"][:n] = dtype.itemsize
+    rec["Metadata version"][:n] = 2
+    rec["Microscope type"][:n] = b"TITAN52337720"
+    rec["HT"][:n] = 300000.0
+    rec["Integration time"][:n] = 2.5
+    rec["Dose"][:n] = [1e21, 2e21, 3e21, 4e21]
+    rec["Camera name"][:n] = b"BM-Falcon"
+    data = np.random.default_rng(6).integers(0, 6000, size=(n, 24, 32), dtype=np.uint16)
+    raw = mrc_header(n, 24, 32, 6, rec.tobytes(), b"FEI2") + data.tobytes()
+    _, dest, state = await ship(tmp_path, "t-mrc-zarr", {"m/movie.mrc": raw})
+    group = zarr.open_group(dest / "m" / "movie.mrc~.zarr", mode="r")
+    meta = group.attrs.asdict()["acqd"]
+    header = (
+        meta["header"]
+        if "fei_extended" in meta["header"]
+        else json.loads(bytes(np.asarray(group["acqd-header"][:]).tobytes()))
+    )
+    fei = header["fei_extended"]
+    assert fei["records"] == n and fei["differ"] == ["Dose"], fei
+    first = fei["first"]
+    assert (first["Microscope type"], first["HT"], first["Integration time"], first["Camera name"]) == (
+        "TITAN52337720",
+        300000.0,
+        2.5,
+        "BM-Falcon",
+    )
+    assert first["Dose"] == 1e21 and "Metadata size" not in first
+    assert restore(state, dest, "m/movie.mrc", tmp_path / "r.mrc") == raw
+
+
 async def test_mrc_movie_to_ome_zarr_validates_and_restores(tmp_path: Path) -> None:
     raw, data = fei_mrc(n=7, seed=5)
     _, dest, state = await ship(tmp_path, "t-mrc-zarr", {"m/movie.mrc": raw})

@@ -9,6 +9,7 @@ the daemon runs in burst mode."""
 from __future__ import annotations
 
 import io
+import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,15 @@ async def test_vendor_pixel_size_tags_calibrate_the_ome_zarr(
     assert units(ms) == want_units
     restore_cli(state, dest, "sem.tif", tmp_path / "r.tif")
     assert (tmp_path / "r.tif").read_bytes() == raw
+    # what the vendor's tag says is in the stored header by name (tifffile's parser), not only its bytes
+    group = zarr.open_group(stored(state, dest.parent, "sem.tif"), mode="r")
+    header = group.attrs["acqd"]["header"]
+    if "acqd-header" in group:
+        header = json.loads(bytes(np.asarray(group["acqd-header"][:]).tobytes()))
+    parser = {"zeiss": "sem", "fei": "fei", "tvips": "tvips"}[kind.split("-")[0]]
+    assert parser in header["metadata"], header.get("metadata")
+    if kind == "tvips-nm":
+        assert header["metadata"]["tvips"]["PixelSizeX"] == pytest.approx(1.4208, rel=1e-6)
 
 
 async def test_2d_image_stays_2d(tmp_path: Path) -> None:

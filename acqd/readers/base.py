@@ -142,7 +142,9 @@ def jsonable(v: Any) -> Any:
         return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, float) and not np.isfinite(v):
         return str(v)
-    return v
+    if v is None or isinstance(v, str | int | float):  # bool is an int
+        return v
+    return str(v)  # a complex number, a date, an enum a vendor parser gives: said as text
 
 
 # lengths in micrometres of the NGFF unit names acqd writes, and the spellings sources use for them

@@ -83,6 +83,9 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     restore = raw + read_exact(f, HEADER, nsymbt)
     header = {name: jsonable(h[name][0]) for name in h.dtype.names or ()}
     header["exttyp"] = bytes(h.exttyp[0]).decode("latin-1")
+    fei = fei_extended(header["exttyp"], restore[HEADER:], "<" if bytes(raw[212:213]) != b"\x11" else ">", nz)
+    if fei is not None:  # what an EPU movie says of its microscope, dose and exposure, readable
+        header["fei_extended"] = fei
     row, col, sec = voxel_sizes(h)
     # the profile says what the first axis is (a movie's frames: t); its header's space group (0: an
     # image stack, 1: a volume) only where no profile says
@@ -106,6 +109,47 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
         unit="angstrom",
         image2d=nz == 1,
     )
+
+
+#: FEI extended header fields that are layout, not metadata
+_FEI_SKIP = ("Metadata size", "Metadata version", "Bitmask", "Unused", "reserved")
+
+
+def fei_extended(exttyp: str, ext: bytes, byte_order: str, frames: int) -> dict[str, Any] | None:
+    """An FEI1/FEI2 extended header's records (one per frame, as EPU writes them; the rest of the
+    block is padding) as JSON: the first record's fields by name (mrcfile's dtype), the number of
+    records and the fields whose values differ between them. None for another extended header, or
+    one that does not parse (kept byte for byte for the restore all the same)."""
+    if exttyp not in ("FEI1", "FEI2") or len(ext) < 8:
+        return None
+    try:
+        from mrcfile.dtypes import get_ext_header_dtype
+
+        dtype = get_ext_header_dtype(exttyp.encode(), byte_order)
+        size = struct.unpack_from(byte_order + "i", ext, 0)[0]
+        if dtype is None or size < 8 or size > len(ext) or size < min(dtype.itemsize, size):
+            return None
+        n = min(frames, len(ext) // size)
+        records = []
+        for i in range(n):
+            rec = ext[i * size : i * size + size]
+            if struct.unpack_from(byte_order + "i", rec, 0)[0] != size:
+                break  # the records written end here (the rest of the block is padding)
+            records.append(np.frombuffer(rec[: dtype.itemsize].ljust(dtype.itemsize, b"\0"), dtype=dtype)[0])
+    except Exception:  # any oddity: the bytes are kept for the restore; only the readable view is left out
+        return None
+    if not records:
+        return None
+    names = [n for n in dtype.names or () if not any(s in n for s in _FEI_SKIP)]
+
+    def value(v: Any) -> Any:
+        if isinstance(v, bytes | np.bytes_):
+            return bytes(v).rstrip(b"\0").decode("latin-1")
+        return jsonable(v)
+
+    first = {n: value(records[0][n]) for n in names}
+    differ = [n for n in names if any(value(r[n]) != first[n] for r in records[1:])]
+    return {"records": len(records), "first": first, "differ": differ}
 
 
 def voxel_sizes(h: Any) -> tuple[float | None, float | None, float | None]:

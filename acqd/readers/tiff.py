@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from acqd.checksum import Hasher
 from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
 from acqd.lazy import lazy
-from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, length_unit, seconds
+from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, jsonable, length_unit, seconds
 
 if TYPE_CHECKING:
     import numpy as np
@@ -186,6 +186,9 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
         "pages": n,
         "tags": _tags(first),
     }
+    vendor = vendor_metadata(tif)
+    if vendor:  # the tags above keep the bytes; this is what they say, by name, for readers and harvesters
+        header["metadata"] = vendor
     skeleton = _skeleton(f, pages, n, size, first.shape, dtype)
     frame_bytes = int(first.shape[0] * first.shape[1] * dtype.itemsize)
     if skeleton is not None:
@@ -394,6 +397,30 @@ def _resolution(page: Any) -> tuple[float, float] | None:
             return None
         out.append(v)
     return out[0], out[1]
+
+
+#: tifffile's parsers of vendor and program metadata whose result goes into the header by name
+VENDOR_PARSERS = ("imagej", "tvips", "fei", "sem", "micromanager", "scanimage", "andor", "nih", "metaseries")
+#: an OME-XML description longer than this is left to the tags (a big plate's XML is megabytes)
+OME_XML_MAX = 64 << 10
+
+
+def vendor_metadata(tif: Any) -> dict[str, Any]:
+    """What a TIFF's vendor or program tags say, as tifffile's parsers read them (`tvips`, `fei`,
+    `sem`, `imagej`, ...), and its OME-XML text, each as JSON: the bytes of the tags are kept for
+    the restore, but only this view shows a reader the microscope's voltage, magnification or
+    exposure. A parser that fails leaves its entry out."""
+    out: dict[str, Any] = {}
+    for name in VENDOR_PARSERS:
+        with contextlib.suppress(Exception):
+            if getattr(tif, f"is_{name}", False):
+                value = getattr(tif, f"{name}_metadata", None)
+                if value:
+                    out[name] = jsonable(value)
+    with contextlib.suppress(Exception):
+        if tif.is_ome and tif.ome_metadata and len(tif.ome_metadata) <= OME_XML_MAX:
+            out["ome_xml"] = tif.ome_metadata
+    return out
 
 
 def _ome_pixels(xml: str) -> Any:
