@@ -106,6 +106,9 @@ STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher
 LEFT_ASIDE = "left_aside"
 TRACKER_RETRY = 5.0  # seconds before a file whose look failed is looked at again
 ASIDE_MAX = 100  # files under a release's hidden name looked at per scan (the rest at the next one)
+#: how long a streamed movie still open for writing here may stand still before its writer is taken
+#: for one that will not write again (then the part written ships, as any file still open)
+STREAM_WRITER_PATIENCE = 120.0
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
 STREAM_FALLBACK = "stream_fallback"  # a streamed copy dropped; the file ships whole (event, metric, audit)
 STREAMED = "streamed"  # a copy written while its file grew (audit: frames encoded before it completed)
@@ -1317,6 +1320,18 @@ class Pipeline:
                 c.release_only = False
             d = decide(c.ctx.window, c.stable, c.since, current, now, format_complete=fmt_ok, marker_present=marker)
             verdict, why = d.verdict, d.reason
+            if (
+                verdict is Verdict.COMPLETE
+                and not fmt_ok
+                and c.key in self.follows
+                and now - c.since < STREAM_WRITER_PATIENCE
+                and await self._being_written(c)
+            ):
+                # a movie being streamed whose writer paused longer than the settle window, the file
+                # still open for writing here: the stream waits for more frames (or the close), rather
+                # than the part written so far being shipped and the stream begun again from frame 0
+                verdict, why = Verdict.WAIT, "still open for writing, being streamed"
+                d = replace(d, verdict=verdict, reason=why, check_at=now + STREAM_WAIT)
             if verdict in (Verdict.WAIT, Verdict.CHANGED):
                 if verdict is Verdict.CHANGED and current is not None:
                     c.stable, c.since = current, now

@@ -2145,6 +2145,39 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size_and_mtime_does",
         ),
     ),
+    Mutant(
+        "stream-restarts-at-a-writer-pause",
+        "a streamed movie whose writer pauses longer than the settle window, the file still open, is"
+        " shipped as a version and its stream begun again from frame 0",
+        "acqd/pipeline.py",
+        "STREAM_WRITER_PATIENCE = 120.0",
+        "STREAM_WRITER_PATIENCE = 0.0",
+        ("tests/test_stream.py::test_a_writer_pausing_longer_than_the_settle_window_keeps_its_stream",),
+    ),
+    Mutant(
+        "fei-extended-unread",
+        "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
+        "acqd/readers/mrc.py",
+        '        header["fei_extended"] = fei',
+        "        pass",
+        ("tests/test_frames.py::test_an_epu_movies_extended_header_is_readable_in_the_stored_copy",),
+    ),
+    Mutant(
+        "vendor-tags-unread",
+        "a TIFF's vendor tags (TVIPS, FEI, Zeiss) are kept only as bytes, not by name in the stored header",
+        "acqd/readers/tiff.py",
+        '        header["metadata"] = vendor',
+        "        pass",
+        ("tests/test_ngff.py::test_vendor_pixel_size_tags_calibrate_the_ome_zarr",),
+    ),
+    Mutant(
+        "status-running-unsaid",
+        "acqd status does not say whether a daemon runs (a stopped daemon's state reads as current)",
+        "acqd/daemon.py",
+        '    return pid if b"acqd" in cmdline else None',
+        "    return None",
+        ("tests/test_cli.py::test_status_says_whether_the_daemon_is_running",),
+    ),
 )
 
 

@@ -735,6 +735,32 @@ def test_stack_written_by_tifffile_plane_by_plane_is_streamed(tmp_path: Path) ->
     stored_equals_source(tmp_path, state, dest, rel, target, cam)
 
 
+def test_a_writer_pausing_longer_than_the_settle_window_keeps_its_stream(tmp_path: Path) -> None:
+    """A light-sheet stack written in bursts, the writer pausing longer than the settle window with
+    the file open: each pause made the part written so far a version of its own, shipped, and the
+    stream began again from frame 0 (a facility engineer's first try: 9 versions, ~400 frame encodes
+    for 88 frames). While a process here has it open for writing, a streamed file waits for more
+    frames or the close: one version, streamed from the first plane."""
+    cam = camera(tmp_path, "t-planes")
+    watch, dest, state, d = start(tmp_path, "t-planes", settle="1s")
+    target, rel = watch / "sess" / cam.name, f"sess/{cam.name}"
+    planes = tifffile.imread(io.BytesIO(cam.data))
+    try:
+        with open(target, "wb") as f, tifffile.TiffWriter(f) as tw:
+            for i, plane in enumerate(planes):
+                time.sleep(2.5 if i == FRAMES // 2 else PAUSE)  # mid-stack: a pause past the 1 s window
+                tw.write(plane, photometric="minisblack", contiguous=False, metadata=None)
+                f.flush()
+    finally:
+        finish(d, state, rel)
+    assert [r for r in journal_rows(state) if r[0] == rel] == [(rel, "verified", None, 1)], journal_rows(state)
+    streamed = [x for a, x in audit(state) if a == "streamed"]
+    assert len(streamed) == 1 and streamed[0]["frames"] == FRAMES, audit(state)
+    assert streamed[0]["while_growing"] >= FRAMES // 2, streamed
+    assert "stream_fallback" not in [a for a, _ in audit(state)]
+    stored_equals_source(tmp_path, state, dest, rel, target, cam)
+
+
 def test_a_marker_file_completes_its_file_when_it_appears(tmp_path: Path) -> None:
     """A marker file ('{name}.done', ignored itself) written some time after its file was closed
     completes the file when it appears, not when the stillness window (here 10 minutes) ends: the
