@@ -55,6 +55,7 @@ def test_shipped_policies_load() -> None:
         (f"{epu}_Fractions.tiff", "falcon"),
         (f"{epu}_EER.eer", "falcon"),
         (de, "direct-electron"),
+        ("alice_apo_0101/apof_00012_Dec05_12.34.56.mrc", "gatan-k3"),  # SerialEM's frame file names
     ]:
         assert p.rule_for(name, det, None).name == "movies", name
     assert p.rule_for(f"{epu}.mrc", "falcon", None).name == "sums"  # EPU's sum beside the movie
