@@ -56,7 +56,7 @@ from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
 from acqd.retention import RetentionRunner, plan_from_journal
-from acqd.shipped import ETC, shipped
+from acqd.shipped import policy_names, policy_path
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_age, human_bytes
@@ -230,15 +230,14 @@ def policy_file(config: Config) -> Path | None:
     """The policy file: `policy:` as a path, or the name of a policy in /etc/acqd/policies or one
     shipped with acqd (`policy: cryoem-facility`)."""
     p = config.policy
-    if p is None or p.exists() or p.suffix in (".yaml", ".yml"):
-        return p
-    for d in (ETC / "policies", shipped("policies")):
-        if (d / f"{p.name}.yaml").is_file():
-            return d / f"{p.name}.yaml"
-    raise ConfigError(
-        f"policy: {p} does not exist, and no policy is named {p.name!r} "
-        f"(shipped: {', '.join(sorted(f.stem for f in shipped('policies').glob('*.yaml')))})"
-    )
+    if p is None:
+        return None
+    found = policy_path(p)
+    if found is None:
+        raise ConfigError(
+            f"policy: {p} does not exist, and no policy is named {p.name!r} (shipped: {', '.join(policy_names())})"
+        )
+    return found
 
 
 def load_retention(config: Config) -> Policy | None:

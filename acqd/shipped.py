@@ -19,3 +19,19 @@ def shipped(folder: str) -> Path:
     if inside.is_dir():
         return inside
     return _PACKAGE.parent / folder
+
+
+def policy_path(p: Path) -> Path | None:
+    """A `policy:` setting as a file: the path as it is (a file there, or a name ending in .yaml), else
+    the policy of that name in /etc/acqd/policies or shipped with acqd (`policy: cryoem-facility`);
+    None for a name no policy has."""
+    if p.exists() or p.suffix in (".yaml", ".yml"):
+        return p
+    for d in (ETC / "policies", shipped("policies")):
+        if (d / f"{p.name}.yaml").is_file():
+            return d / f"{p.name}.yaml"
+    return None
+
+
+def policy_names() -> list[str]:
+    return sorted(f.stem for f in shipped("policies").glob("*.yaml"))

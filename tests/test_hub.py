@@ -783,3 +783,28 @@ def test_the_hub_never_moves_onto_a_capacity_share_that_is_not_mounted(facility:
     ok(f.hub(46))  # the share is back: the move happens
     assert (f.capacity / "talos" / "alice_tomo_0103/g_stack.dat").read_bytes() == b"the second stack" * 300
     assert not f.stored("talos", "alice_tomo_0103/g_stack.dat").exists()
+
+
+def test_the_hub_takes_a_shipped_policy_by_name_as_acqd_yaml_does(tmp_path: Path) -> None:
+    """hub.yaml's `policy: cryoem-facility` said 'file not found' (acqd.yaml takes the name): both
+    take a file or the name of a policy in /etc/acqd/policies or shipped with acqd, and an unknown
+    name says which there are."""
+    from acqd.config import HubConfig
+    from acqd.errors import ConfigError
+
+    def cfg(policy: str) -> HubConfig:
+        return HubConfig.model_validate(
+            {
+                "state_dir": str(tmp_path / "hub"),
+                "catalog": {"url": "postgresql://acqd@127.0.0.1:1/acqd"},
+                "tiers": {
+                    "central": {"url": f"file://{tmp_path / 'c'}"},
+                    "capacity": {"url": f"file://{tmp_path / 'd'}"},
+                },
+                "policy": policy,
+            }
+        )
+
+    assert load_hub_policy(cfg("cryoem-facility")).metadata.name == "cryoem-facility"
+    with pytest.raises(ConfigError, match=r"no policy is named 'cryo-facility' \(shipped: .*cryoem-facility"):
+        load_hub_policy(cfg("cryo-facility"))
