@@ -611,7 +611,10 @@ def _why_none(j: Journal, rel: str, root: str | None) -> str:
     """What the journal says of a file that has no verified copy: its current state and reason."""
     rows = j.find_versions(rel, root)
     if not rows:
-        return " (acqd has never seen a file of that path)"
+        named = j.paths_named(rel.rpartition("/")[2])
+        return (
+            f" (acqd has never seen a file of that path{'; files of that name: ' + ', '.join(named) if named else ''})"
+        )
     last = max(rows, key=lambda r: r.version)
     where = f"{last.root.rstrip('/')}/{last.relpath}"
     reason = f": {last.reason}" if last.reason else ""
@@ -628,7 +631,13 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
                 rel, root = source_path[len(r.rstrip("/")) + 1 :], r
                 break
         else:
-            raise AcqdError(f"{source_path} is not below any watch root in the journal")
+            stored = j.file_of_stored_path(source_path)  # a copy's path at the destination, as seen on the NAS
+            if stored is None:
+                raise AcqdError(
+                    f"{source_path} is not below any watch root in the journal, nor a stored copy's path "
+                    f"(watch roots: {', '.join(j.roots()) or 'none'})"
+                )
+            rel, root = stored.relpath, stored.root
     rows = [r for r in j.find_versions(rel, root) if r.state in DONE]
     roots = sorted({r.root for r in rows})
     if root is None and len(roots) > 1:

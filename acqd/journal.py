@@ -1145,6 +1145,26 @@ class Journal:
     def roots(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT root FROM files")]
 
+    def file_of_stored_path(self, path: str) -> FileRow | None:
+        """The file whose copy is stored at `path` (a path at the destination: it ends with the copy's
+        name below its tier; a Zarr copy's inner objects count), the latest version if several."""
+        rows = self._db.execute(
+            f"SELECT c.dest, {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))} FROM copies c"
+            " JOIN files f ON f.id = c.file_id WHERE ? LIKE '%/' || c.dest OR ? LIKE '%/' || c.dest || '/%'"
+            " ORDER BY f.version DESC LIMIT 100",
+            (path, path),
+        ).fetchall()
+        for dest, *r in rows:  # LIKE takes a name's _ and % for wildcards: the exact match decides
+            if path.endswith("/" + dest) or f"/{dest}/" in path:
+                return _file_row(tuple(r))
+        return None
+
+    def paths_named(self, name: str, limit: int = 5) -> list[str]:
+        """Source paths (root/relpath) of files named `name` (their last component)."""
+        rows = self._db.execute("SELECT DISTINCT root, relpath FROM files WHERE relpath LIKE ?", ("%" + name,))
+        out = [f"{root.rstrip('/')}/{rel}" for root, rel in rows if rel.rpartition("/")[2] == name]
+        return sorted(out)[:limit]
+
     def audit_log(self, file_id: int | None = None) -> list[tuple[float, int | None, str, dict[str, Any]]]:
         if file_id is None:
             rows = self._db.execute("SELECT ts, file_id, action, detail FROM audit ORDER BY id")

@@ -474,3 +474,27 @@ def test_status_says_whether_the_daemon_is_running(tmp_path: Path) -> None:
     r = run_acqd("status", "--state-dir", str(state))
     assert r.returncode == 0 and "acqd is not running: what follows is as it last saw it" in r.stdout, r.stdout
     assert json.loads(run_acqd("status", "--state-dir", str(state), "--json").stdout)["daemon"]["running"] is False
+
+
+def test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name(tmp_path: Path) -> None:
+    """What a user sees on the NAS is the stored copy's path, and a bare file name is what they
+    remember (a first try: 'not below any watch root', 'never seen'): the copy's path restores its
+    file; a bare name that is no path says which files have that name; a name with a '_' is matched
+    exactly, not as a wildcard."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    (acq / "s" / "movie_1.raw").write_bytes(b"a" * 3000)
+    (acq / "s" / "movieX1.raw").write_bytes(b"b" * 3000)
+    quick = ["--state-dir", str(state)]
+    r = run_acqd("run", "--once", "--watch", str(acq), "--settle", "0.2s", "--dest", str(central), *quick)
+    assert r.returncode == 0, r.stderr
+    [copy] = [p for p in central.rglob("movie_1.raw")]
+    r = run_acqd("restore", str(copy), str(tmp_path / "r1"), *quick)
+    assert r.returncode == 0 and "restored 's/movie_1.raw'" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "r1").read_bytes() == b"a" * 3000
+    r = run_acqd("restore", str(copy.with_name("movieX1.raw")), str(tmp_path / "r2"), *quick)
+    assert r.returncode == 0 and (tmp_path / "r2").read_bytes() == b"b" * 3000, r.stderr
+    r = run_acqd("restore", "movie_1.raw", str(tmp_path / "r3"), *quick)
+    assert r.returncode == 1 and f"files of that name: {acq}/s/movie_1.raw" in r.stderr, r.stderr
+    r = run_acqd("restore", "/elsewhere/movie_1.raw", str(tmp_path / "r4"), *quick)
+    assert r.returncode == 1 and "nor a stored copy's path" in r.stderr and str(acq) in r.stderr, r.stderr
