@@ -77,7 +77,16 @@ from acqd.settle import FORMAT_PROOF, Verdict, decide, marker_name, mrc_expected
 from acqd.states import DONE, IllegalTransition, Observed
 from acqd.storage import Tier, check_name
 from acqd.units import human_bytes
-from acqd.unlink import BLOCKED, GONE, LeftAside, NotBelow, lstat_below, put_back_aside, unlink_below
+from acqd.unlink import (
+    BLOCKED,
+    GONE,
+    LeftAside,
+    NotBelow,
+    lstat_below,
+    put_back_aside,
+    unlink_below,
+    unlink_many,
+)
 from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
@@ -2158,21 +2167,18 @@ class Pipeline:
             for _x in begun:
                 crash_point("before_release")
 
+        def refusal(shipped: Identity) -> Callable[[os.stat_result], str | None]:
+            def refuse(st: os.stat_result) -> str | None:
+                if not identity_of(st).same_file_as(shipped):
+                    return "changed since it was shipped (kept; shipped as a new version)"
+                return None
+
+            return refuse
+
         def unlink_all() -> list[str | OSError | None]:
-            out: list[str | OSError | None] = []
-            for c, row in begun:
-                shipped = row.identity
-
-                def refuse(st: os.stat_result, shipped: Identity = shipped) -> str | None:
-                    if not identity_of(st).same_file_as(shipped):
-                        return "changed since it was shipped (kept; shipped as a new version)"
-                    return None
-
-                try:
-                    out.append(unlink_below(c.ctx.root, c.rel, refuse))
-                except OSError as exc:
-                    out.append(exc)
-            return out
+            items = [(c.ctx.root, c.rel, refusal(row.identity)) for c, row in begun]
+            # every file moved aside, then one writers' scan for all of them, then the unlinks
+            return unlink_many(items, self.writers.writers_now)
 
         whys = await self._io(unlink_all) if begun else []
         calls: list[Callable[[], Any]] = []
@@ -2518,7 +2524,7 @@ class Pipeline:
             return
         crash_point("before_release")
         try:
-            why = await self._io(unlink_below, ctx.root, c.rel, refuse)
+            why = await self._io(unlink_below, ctx.root, c.rel, refuse, self.writers.writers_now)
         except LeftAside as exc:  # the release stays begun: the next start puts it back
             self._held.pop(key, None)
             log.error("release of %r failed half way: %s (put back at the next start)", c.rel, exc.strerror)

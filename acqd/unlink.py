@@ -12,8 +12,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from acqd import fsops
 from acqd.crash import crash_point
@@ -76,10 +77,32 @@ def lstat_below(root: str, rel: str) -> os.stat_result | None:
         return None
 
 
-def unlink_below(root: str, rel: str, refuse: Callable[[os.stat_result], str | None]) -> str | None:
-    """Unlink `rel` below `root` unless `refuse(lstat)` gives a reason. Returns None once unlinked,
-    else the reason it was kept (GONE if there is nothing there). OSError for other failures. The
-    file is moved aside first and unlinked only if the file moved is the one that was looked at."""
+#: why a file is kept when a process opened it for writing between the last look and the unlink
+WRITTEN_AT_RELEASE = "opened for writing at the instant of its release (kept until it is closed)"
+
+#: the writers of files (device, inode) -> the pids that have them open for writing (acqd.openfiles)
+Writers = Callable[[Collection[tuple[int, int]]], Collection[tuple[int, int]]]
+
+
+@dataclass
+class Aside:
+    """A file a release moved to its hidden name and has not unlinked yet: its folder's descriptor
+    (owned: `finish_aside` closes it), the hidden name, its own name and what was looked at."""
+
+    fd: int
+    aside: str
+    name: str
+    st: os.stat_result
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.st.st_dev, self.st.st_ino
+
+
+def move_aside(root: str, rel: str, refuse: Callable[[os.stat_result], str | None]) -> Aside | str:
+    """The first half of a release: `rel` below `root` moved to its hidden name unless `refuse(lstat)`
+    gives a reason. The Aside to finish, or the reason it was kept (GONE if there is nothing there).
+    OSError for other failures (nothing moved)."""
     try:
         with parent_of(root, rel) as (fd, name):
             try:
@@ -109,20 +132,85 @@ def unlink_below(root: str, rel: str, refuse: Callable[[os.stat_result], str | N
             except FileNotFoundError:
                 return GONE
             crash_point("after_move_aside")
-            try:
-                moved = os.stat(aside, dir_fd=fd, follow_symlinks=False)
-                if stat.S_ISREG(moved.st_mode) and _same(moved, st):
-                    os.unlink(aside, dir_fd=fd)
-                    crash_point("during_release")
-                    return None
-                where = _put_back(fd, aside, name, moved)
-            except OSError as exc:
-                raise LeftAside(exc.errno, f"{exc.strerror}: left under its hidden name {aside!r}", name) from exc
-            return f"replaced by another file at the instant of its release (kept{where}; shipped as a new version)"
+            return Aside(os.dup(fd), aside, name, st)
     except FileNotFoundError:
         return GONE
     except NotBelow as exc:
         return f"{exc} (kept)"
+
+
+def finish_aside(a: Aside, written: bool) -> str | None:
+    """The second half: the file moved aside is unlinked if it is the one looked at and no process
+    had it open for writing once it was aside (`written`: a scan after the move, when nobody can
+    open it by its name any more, found a writer); else it is put back. None once unlinked, else
+    why it was kept. LeftAside if it could be neither unlinked nor put back."""
+    try:
+        moved = os.stat(a.aside, dir_fd=a.fd, follow_symlinks=False)
+        if stat.S_ISREG(moved.st_mode) and _same(moved, a.st) and not written:
+            os.unlink(a.aside, dir_fd=a.fd)
+            crash_point("during_release")
+            return None
+        where = _put_back(a.fd, a.aside, a.name, moved)
+    except OSError as exc:
+        raise LeftAside(exc.errno, f"{exc.strerror}: left under its hidden name {a.aside!r}", a.name) from exc
+    finally:
+        os.close(a.fd)
+    if written and _same(moved, a.st):
+        return WRITTEN_AT_RELEASE if not where else f"{WRITTEN_AT_RELEASE}{where}"
+    return f"replaced by another file at the instant of its release (kept{where}; shipped as a new version)"
+
+
+def unlink_below(
+    root: str, rel: str, refuse: Callable[[os.stat_result], str | None], writers: Writers | None = None
+) -> str | None:
+    """Unlink `rel` below `root` unless `refuse(lstat)` gives a reason. Returns None once unlinked,
+    else the reason it was kept (GONE if there is nothing there). OSError for other failures. The
+    file is moved aside first and unlinked only if the file moved is the one that was looked at and,
+    where `writers` is given, no process has it open for writing once it is aside."""
+    why = unlink_many([(root, rel, refuse)], writers)[0]
+    if isinstance(why, OSError):
+        raise why
+    return why
+
+
+def unlink_many(
+    items: list[tuple[str, str, Callable[[os.stat_result], str | None]]], writers: Writers | None = None
+) -> list[str | OSError | None]:
+    """`unlink_below` for several files with one writers' scan: each is moved aside, then one scan of
+    /proc asks who has any of them open for writing (a process that opened one by its name before
+    the move still holds it; none can open it by that name after), then each is unlinked or put
+    back. An OSError in the list for a file that could not be moved (LeftAside: moved, neither
+    unlinked nor put back)."""
+    out: list[str | OSError | None] = []
+    asides: list[tuple[int, Aside]] = []
+    try:
+        for root, rel, refuse in items:
+            try:
+                a = move_aside(root, rel, refuse)
+            except OSError as exc:
+                out.append(exc)
+                continue
+            if isinstance(a, Aside):
+                asides.append((len(out), a))
+                out.append(None)
+            else:
+                out.append(a)
+        written: Collection[tuple[int, int]] = ()
+        if writers is not None and asides:
+            try:
+                written = writers([a.key for _i, a in asides])
+            except Exception:  # no /proc to look in: as before the scan, the last look decides
+                written = ()
+        while asides:
+            i, a = asides.pop(0)
+            try:
+                out[i] = finish_aside(a, a.key in written)
+            except LeftAside as exc:
+                out[i] = exc
+    finally:
+        for _i, a in asides:  # an interrupt between the halves: the journal's begun release puts them back
+            os.close(a.fd)
+    return out
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:

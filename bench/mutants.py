@@ -318,8 +318,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "release-no-move-aside",
         "a release unlinks the name it looked at instead of moving it aside and checking what it moved",
         "acqd/unlink.py",
-        "            if stat.S_ISREG(moved.st_mode) and _same(moved, st):\n",
-        "            if True:\n",
+        "        if stat.S_ISREG(moved.st_mode) and _same(moved, a.st) and not written:\n",
+        "        if not written:\n",
         ("tests/test_release.py::test_a_file_renamed_over_the_name_at_the_moment_of_the_release_is_kept",),
     ),
     Mutant(
@@ -334,8 +334,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "release-left-aside-ended",
         "a release whose file could be neither unlinked nor put back is ended (the file stays hidden for ever)",
         "acqd/unlink.py",
-        "                raise LeftAside(exc.errno,",
-        "                raise OSError(exc.errno,",
+        "        raise LeftAside(exc.errno,",
+        "        raise OSError(exc.errno,",
         ("tests/test_release.py::test_a_file_the_release_could_not_put_back_is_put_back_at_the_next_start",),
     ),
     Mutant(
@@ -2177,6 +2177,17 @@ MUTANTS: tuple[Mutant, ...] = (
         '    return pid if b"acqd" in cmdline else None',
         "    return None",
         ("tests/test_cli.py::test_status_says_whether_the_daemon_is_running",),
+    ),
+    Mutant(
+        "release-writers-not-asked-after-the-move",
+        "a release does not ask for writers once its file is moved aside: a process that opened it in the"
+        " moment before loses what it writes next",
+        "acqd/unlink.py",
+        "                out[i] = finish_aside(a, a.key in written)",
+        "                out[i] = finish_aside(a, False)",
+        (
+            "tests/test_release.py::test_a_writer_that_opens_the_file_in_the_instant_before_its_unlink_keeps_it",
+        ),
     ),
 )
 
