@@ -47,7 +47,7 @@ from acqd.memory import tune_allocator, tune_gc, warm_imports
 from acqd.metrics import Exporter, Metrics
 from acqd.mounts import describe as describe_mount
 from acqd.mounts import describe_tier as describe_unmounted
-from acqd.mounts import unmounted_mount_point
+from acqd.mounts import inside_by_mounts, unmounted_mount_point
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
@@ -341,7 +341,9 @@ def check_apart(config: Config, tiers: dict[str, Tier]) -> None:
     for w in config.watch:
         root = str(w.path)
         for name, tier in tiers.items():
-            if tier.local and (same_or_inside(tier.root, root) or same_or_inside(root, tier.root)):
+            if tier.local and any(
+                same_or_inside(a, b) or inside_by_mounts(a, b) for a, b in ((tier.root, root), (root, tier.root))
+            ):
                 raise ConfigError(apart_error(f"tiers.{name} ({tier.root})", w.path))
         for what, own in config.own_paths():
             if same_or_inside(str(own), root):

@@ -133,8 +133,15 @@ def mounted() -> set[str]:
     (same device as the mount below it, and its own place on that device: systemd's
     ReadWritePaths= of a folder that is not a mount point). A bind from elsewhere counts.
     /proc/self/mountinfo is read again only when the kernel says the mounts changed (POLLPRI)."""
+    return set(_mountinfo()[0])
+
+
+def _mountinfo() -> tuple[set[str], list[tuple[str, str, str]]]:
+    """mounted()'s points, and every mount as (device, root within its filesystem, mount point) in
+    mountinfo's order (a later one at the same point is on top), read again only when they changed."""
     if not MOUNTINFO.startswith("/proc/"):
-        return _parse_mountinfo(_read(MOUNTINFO))
+        text = _read(MOUNTINFO)
+        return _parse_mountinfo(text), _mount_rows(text)
     with _lock:
         fd = _mountinfo_cache.get("fd")
         if _mountinfo_cache.get("path") != MOUNTINFO or fd is None:
@@ -153,7 +160,46 @@ def mounted() -> set[str]:
                 chunks.append(block)
             text = b"".join(chunks).decode("utf-8", "surrogateescape")
             _mountinfo_cache["points"] = _parse_mountinfo(text)
-        return set(_mountinfo_cache["points"])
+            _mountinfo_cache["rows"] = _mount_rows(text)
+        return _mountinfo_cache["points"], _mountinfo_cache["rows"]
+
+
+def _mount_rows(text: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            rows.append((fields[2], os.path.normpath(_unescape(fields[3])), os.path.normpath(_unescape(fields[4]))))
+    return rows
+
+
+def fs_place(path: str) -> tuple[str, str] | None:
+    """Where `path` (symlinks resolved) is, as its filesystem sees it: the device of the mount that
+    holds it and its path from that filesystem's root (the mount's root plus the path below the
+    mount point). A bind mount of a folder, a second mount of a share or of a btrfs subvolume gives
+    the same place as the folder itself. None without mount information."""
+    real = os.path.realpath(path)
+    try:
+        rows = _mountinfo()[1]
+    except OSError:
+        return None
+    best: tuple[str, str, str] | None = None
+    for row in rows:
+        if _below(real, row[2]) and (best is None or len(row[2]) >= len(best[2])):
+            best = row
+    if best is None:
+        return None
+    device, root, point = best
+    rel = os.path.relpath(real, point)
+    return device, root if rel == "." else os.path.normpath(os.path.join(root, rel))
+
+
+def inside_by_mounts(inner: str, outer: str) -> bool:
+    """Is `inner` the folder `outer` or below it on the same filesystem, by where each is on it
+    (`fs_place`)? What a walk up from `inner` does not see: a bind mount (or a second mount) of a
+    folder inside `outer` elsewhere, whose own parents lead away from `outer`."""
+    a, b = fs_place(inner), fs_place(outer)
+    return a is not None and b is not None and a[0] == b[0] and _below(a[1], b[1])
 
 
 def unmounted_mount_point(path: str) -> str | None:

@@ -67,7 +67,7 @@ from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path, other_roots
 from acqd.mounts import describe as describe_mount
-from acqd.mounts import unmounted_mount_point
+from acqd.mounts import inside_by_mounts, unmounted_mount_point
 from acqd.naming import aside_inode, is_release_aside, stored_name
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
@@ -2679,9 +2679,12 @@ class Pipeline:
         return res
 
     def _copy_in_a_root(self, tier: Tier, path: str) -> str | None:
-        """The watch root `path` lies in, if any, by the filesystem's identities: a symlink or a bind
-        mount anywhere on the way (in the tier's tree too) does not hide it. A few stats per copy."""
-        return next((c.root for c in self.roots if same_or_inside(path, c.root)), None)
+        """The watch root `path` lies in, if any, by the filesystem's identities (a symlink anywhere on
+        the way, in the tier's tree too, does not hide it) and by where each lies on its filesystem
+        (a bind mount, or a second mount, of a folder inside the watch root). A few stats per copy."""
+        return next(
+            (c.root for c in self.roots if same_or_inside(path, c.root) or inside_by_mounts(path, c.root)), None
+        )
 
     async def _lose_copy(self, ctx: RootCtx, row: FileRow, copy_id: int, why: str) -> None:
         """The stored copy is gone or changed: never trusted; the row goes back to seen and ships again."""

@@ -585,3 +585,78 @@ async def test_verify_with_the_acquisition_disk_not_mounted_does_not_take_its_fi
     finally:
         db.close()
     assert got != "quarantined", r.output
+
+
+def test_a_bind_mount_of_a_folder_inside_the_watch_root_is_inside_it(system: tuple[Path, Path], tmp_path: Path) -> None:
+    """A tier folder that is a bind mount of a folder inside the watch root (or the share mounted a
+    second time at a subfolder): walking up from the tier never passes the watch root, and a release
+    deleted each copy's source for a copy that was itself a new file in the watch root (an adversarial
+    review: 281 releases in 150 s, the journal's copies deleted one after the other). Where each lies on
+    its filesystem (mountinfo's root and mount point) says it is inside."""
+    _, mountinfo = system
+    acq, central, other = tmp_path / "acq", tmp_path / "central", tmp_path / "other"
+    for d in (acq / "spill", central, other):
+        d.mkdir(parents=True)
+    base = mountinfo.read_text()
+    bind = f"{1000} 22 8:1 {acq / 'spill'} {central} rw,relatime shared:1 - ext4 /dev/vda rw\n"
+    mountinfo.write_text(base + bind)
+    assert mounts.inside_by_mounts(str(central), str(acq))
+    assert mounts.inside_by_mounts(str(central / "scope" / "s" / "a.raw"), str(acq))
+    assert not mounts.inside_by_mounts(str(other), str(acq))  # a folder beside it on the same disk
+    assert not mounts.inside_by_mounts(str(acq), str(central))
+    # another filesystem's folder of the same name is elsewhere
+    mountinfo.write_text(base + bind.replace(" 8:1 ", " 0:77 "))
+    assert not mounts.inside_by_mounts(str(central), str(acq))
+
+
+def test_acqd_check_refuses_a_tier_bound_from_inside_the_watch_root(tmp_path: Path) -> None:
+    """The same with a real bind mount in a private mount namespace (root only): `acqd check` (and so
+    `run`) refuses the configuration."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REQUIRE, need
+
+    unshare = need("unshare", "util-linux's unshare makes a private mount namespace")
+    if os.geteuid() != 0:
+        if REQUIRE:
+            pytest.fail("a bind mount needs root (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip("a bind mount needs root")
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    for d in (acq / "spill", central):
+        d.mkdir(parents=True)
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(
+        f"instrument: scope\nstate_dir: {state}\nwatch:\n  - {{path: {acq}}}\n"
+        f'tiers:\n  central: {{url: "file://{central}"}}\n'
+    )
+    script = f"mount --bind {acq / 'spill'} {central} && {sys.executable} -m acqd check --no-probe --config {cfg}"
+    r = subprocess.run(
+        [unshare, "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert r.returncode == 78 and "overlap" in r.stderr and str(acq) in r.stderr, r.stdout + r.stderr
+
+
+async def test_a_copy_on_a_tier_bound_from_inside_the_watch_root_after_the_start_releases_nothing(
+    system: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The bind mount made while the daemon runs (the start's check passed): a release's look at the
+    copy finds it lies in the watch root by where it is on its filesystem, and keeps the source."""
+    _, mountinfo = system
+    acq, mnt = tmp_path / "acq", tmp_path / "mnt"
+    (acq / "s").mkdir(parents=True)
+    (acq / "spill").mkdir()
+    mnt.mkdir()
+    base = mountinfo.read_text()
+    async with _running(_config(tmp_path, mnt, release=True)) as (_daemon, rec):
+        # from now on, the tier's folder is (as mountinfo says) a bind of acq/spill
+        mountinfo.write_text(base + f"1000 22 8:1 {acq / 'spill'} {mnt} rw,relatime shared:1 - ext4 /dev/vda rw\n")
+        (acq / "s" / "a.raw").write_bytes(b"x" * 5000)
+        await rec.wait("verified", 1)
+        await asyncio.sleep(3)  # its release looks at the copy (the manifest's next write, ~2 s)
+    assert (acq / "s" / "a.raw").read_bytes() == b"x" * 5000, "released against a copy inside the watch root"
+    assert not [o for o in rec.outcomes if o[0] == "released"], rec.outcomes
