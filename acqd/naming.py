@@ -102,6 +102,17 @@ def is_temp(component: str) -> bool:
     return component.startswith((TEMP_PREFIX, TEMP_HASHED))
 
 
+#: the top-level names of what acqd writes in a Zarr copy (the group's zarr.json, the frame array, the
+#: header and restore arrays): anything else in the store is someone else's (napari's `labels/`)
+ZARR_OWN = ("0", "acqd-header", "acqd-restore")
+
+
+def zarr_own(rel: str) -> bool:
+    """Is the object at `rel` (its path in a Zarr copy) one acqd wrote? Integrity checks look at those
+    only: labels or annotations a scientist adds to the store are neither damage nor deleted."""
+    return rel == "zarr.json" or rel.split("/", 1)[0] in ZARR_OWN
+
+
 def release_aside(inode: int) -> str:
     """The hidden name a file is moved to, in its own folder, for the instant of its release."""
     return f"{RELEASE_ASIDE}{inode}"

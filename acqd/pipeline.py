@@ -68,7 +68,7 @@ from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path, other_roots
 from acqd.mounts import describe as describe_mount
 from acqd.mounts import inside_by_mounts, unmounted_mount_point
-from acqd.naming import aside_inode, is_release_aside, stored_name
+from acqd.naming import aside_inode, is_release_aside, is_temp, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
@@ -1397,6 +1397,20 @@ class Pipeline:
         self.in_flight[c.key] = c
         await self._dispatch(c, batch)
 
+    @staticmethod
+    def _none_foreign(tier: Tier, dest: str) -> None:
+        """Blocking: NameTakenError if the Zarr store at `dest`, about to be deleted and written again,
+        holds objects acqd did not write (a scientist's `labels/`): never deleted with it."""
+        if not tier.exists(dest):
+            return
+        foreign = [n for n in tier.tree_names(dest) if not zarr_own(n) and not is_temp(n.rpartition("/")[2])]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise NameTakenError(
+                f"{tier.url(dest)} is to be written again (its copy did not verify), and it holds objects acqd did "
+                f"not write ({shown}): not deleted with it; move them, or the whole store, elsewhere to ship it"
+            )
+
     def _untaken(self, c: Candidate, ext: str | None) -> None:
         """A camera file format the root's detector profile does not take was stored byte-exact: said
         once per root and extension while the daemon runs (`run --once` says it in its summary), so a
@@ -1913,6 +1927,8 @@ class Pipeline:
                     "form: its own --instrument), or restore this root's old path"
                 )
             if owner == row.id:  # this file's own earlier, unverified copy: written again from the start
+                if layout.suffix == ".zarr":
+                    await self._io(self._none_foreign, tier, dest)
                 await self._io(partial(tier.remove_any_if_there, tree=layout.suffix == ".zarr"), dest)
             adopted = False
             if not tier.atomic_trees and layout.suffix == ".zarr":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, BinaryIO, Protocol
 
 from acqd.values import Outcome, WriteResult
@@ -45,7 +45,7 @@ class TierPort(Protocol):
         """Give the temporary folder of `rel` its final name; NameTakenError if `rel` exists."""
         ...
 
-    def tree_size(self, path: str) -> int: ...
+    def tree_size(self, path: str, only: Callable[[str], bool] | None = None) -> int: ...
 
     def find(self, rel: str = "") -> list[str]:
         """Every object below `rel`, relative to the tier root."""

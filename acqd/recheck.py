@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from acqd.errors import VerifyError
 from acqd.journal import CopyRow
+from acqd.naming import zarr_own
 from acqd.ports import Layout
 from acqd.storage import Tier
 
@@ -51,7 +52,8 @@ def check_copy(tier: Tier, layout: Layout, copy: CopyRow, full: bool, just_verif
     if layout.name != copy.layout:
         return CopyCheck(f"stored with the {copy.layout} layout, which its placement no longer names (kept)")
     tree = layout.name in TREE_LAYOUTS
-    size = tier.tree_size(tier.path(copy.dest)) if tree else tier.size(copy.dest)
+    # a Zarr copy: the objects acqd wrote (labels a scientist added to the store are no change to it)
+    size = tier.tree_size(tier.path(copy.dest), zarr_own) if tree else tier.size(copy.dest)
     if not size and copy.stored_bytes:
         return CopyCheck(f"the stored copy {tier.url(copy.dest)} is gone", lost=True)
     if size != copy.stored_bytes:
@@ -67,7 +69,7 @@ def check_copy(tier: Tier, layout: Layout, copy: CopyRow, full: bool, just_verif
             f"the stored copy {tier.url(copy.dest)} carries checksum {seen}, not the verified {expected}", lost=True
         )
     restamp = None
-    now = tier.stamp(copy.dest, tree=tree)
+    now = tier.stamp(copy.dest, tree=tree, only=zarr_own if tree else None)
     if (copy.stamp is not None and now != copy.stamp) or (copy.stamp is None and now is not None and not just_verified):
         # written again after it was verified (the size or modification time of an object differs), or
         # only its times moved (a network filesystem, a migration that kept the bytes); or never stamped

@@ -2206,6 +2206,30 @@ MUTANTS: tuple[Mutant, ...] = (
             "test_a_copy_on_a_tier_bound_from_inside_the_watch_root_after_the_start_releases_nothing",
         ),
     ),
+    Mutant(
+        "verify-counts-labels-as-damage",
+        "verify counts every object of a Zarr store, a scientist's labels too: the store is called corrupt",
+        "acqd/fixity.py",
+        "tier.tree_size(tier.path(copy.dest), zarr_own) if zarr",
+        "tier.tree_size(tier.path(copy.dest)) if zarr",
+        ("tests/test_fixity.py::test_labels_a_scientist_adds_to_a_stored_zarr_are_no_damage_and_never_deleted",),
+    ),
+    Mutant(
+        "release-check-counts-labels",
+        "a release's check counts every object of a Zarr store: labels added make the copy lost",
+        "acqd/recheck.py",
+        "    now = tier.stamp(copy.dest, tree=tree, only=zarr_own if tree else None)",
+        "    now = tier.stamp(copy.dest, tree=tree)",
+        ("tests/test_fixity.py::test_labels_a_scientist_adds_to_a_stored_zarr_are_no_damage_and_never_deleted",),
+    ),
+    Mutant(
+        "reship-deletes-foreign-objects",
+        "writing a Zarr copy again deletes the store with the objects acqd did not write in it",
+        "acqd/pipeline.py",
+        "                    await self._io(self._none_foreign, tier, dest)",
+        "                    pass",
+        ("tests/test_fixity.py::test_labels_a_scientist_adds_to_a_stored_zarr_are_no_damage_and_never_deleted",),
+    ),
 )
 
 

@@ -591,3 +591,68 @@ def test_verify_finds_a_session_manifest_where_it_was_written_after_the_root_mov
     (tmp_path / "central" / "scope" / "s1" / "~acqd-manifest.json").unlink()  # and where it was: missing
     r = run_acqd("verify", "--config", str(cfg))
     assert r.returncode == 1 and "FAILED manifest of session 's1'" in r.stderr, (r.stdout, r.stderr)
+
+
+def test_labels_a_scientist_adds_to_a_stored_zarr_are_no_damage_and_never_deleted(tmp_path: Path) -> None:
+    """napari and ome-zarr-py write a `labels/` group into an OME-Zarr: verify called the store
+    corrupt (its size grew), the release's check took the copy for lost, and shipping it again deleted
+    the whole store with the labels (an adversarial review). Only what acqd wrote is checked; a copy
+    of its own that is damaged is not written again over objects it did not write (the file waits,
+    said as a name conflict)."""
+    import numpy as np
+    import tifffile
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    src = acq / "s" / "stack.tif"
+    tifffile.imwrite(
+        src, np.random.default_rng(4).integers(90, 4000, (6, 64, 48), dtype=np.uint16), photometric="minisblack"
+    )
+    data = src.read_bytes()
+    quick = [
+        "--watch",
+        str(acq),
+        "--dest",
+        str(central),
+        "--state-dir",
+        str(state),
+        "--settle",
+        "0.2s",
+        "--detector",
+        "hamamatsu-orca",
+    ]
+    r = run_acqd("run", "--once", *quick)
+    assert r.returncode == 0, r.stderr
+    [store] = list(central.rglob("stack.tif~.zarr"))
+    labels = store / "labels"
+    (labels / "cells" / "c" / "0").mkdir(parents=True)
+    (labels / "zarr.json").write_text(
+        '{"zarr_format": 3, "node_type": "group", "attributes": {"ome": {"labels": ["cells"]}}}'
+    )
+    (labels / "cells" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "array"}')
+    (labels / "cells" / "c" / "0" / "0").write_bytes(b"\x01" * 4000)
+    r = run_acqd("verify", "--state-dir", str(state))
+    assert r.returncode == 0 and "1 copy OK, 0 failed" in r.stdout, r.stdout + r.stderr
+    r = run_acqd("run", "--once", "--release", *quick)  # its release re-checks the copy: still the one verified
+    assert r.returncode == 0 and not src.exists(), r.stderr
+    assert (labels / "cells" / "c" / "0" / "0").read_bytes() == b"\x01" * 4000
+    out = tmp_path / "r.tif"
+    assert run_acqd("restore", "s/stack.tif", str(out), "--state-dir", str(state)).returncode == 0
+    assert out.read_bytes() == data
+    # acqd's own shard of another file's store damaged, its source still there, labels in the store:
+    # verify records the copy lost, and the next run does not delete the store to write it again
+    src2 = acq / "s" / "two.tif"
+    tifffile.imwrite(
+        src2, np.random.default_rng(5).integers(90, 4000, (6, 64, 48), dtype=np.uint16), photometric="minisblack"
+    )
+    assert run_acqd("run", "--once", *quick).returncode == 0
+    [store2] = list(central.rglob("two.tif~.zarr"))
+    (store2 / "labels").mkdir()
+    (store2 / "labels" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    shard = next(p for p in (store2 / "0").rglob("*") if p.is_file() and p.name != "zarr.json")
+    shard.write_bytes(b"\x00" * shard.stat().st_size)
+    r = run_acqd("verify", "--state-dir", str(state))
+    assert r.returncode == 1 and "corrupt" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = run_acqd("run", "--once", "--retry-for", "5s", *quick)
+    assert "holds objects acqd did not write (labels/zarr.json)" in r.stderr, r.stderr
+    assert (store2 / "labels" / "zarr.json").exists() and src2.exists()

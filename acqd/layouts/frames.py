@@ -49,6 +49,7 @@ from acqd.layouts.tiffwrite import (
     rational,
 )
 from acqd.lazy import lazy
+from acqd.naming import zarr_own
 from acqd.ports import Layout, TierPort
 from acqd.readers import Expect, FrameSource, open_frames
 from acqd.readers.base import UM_PER_UNIT
@@ -901,7 +902,7 @@ class ZarrLayout(FrameLayout):
         attributes; each array's, with its shape, dtype and codecs), by its path in the store."""
         h = Hasher()
         top = len(dest.rstrip("/")) + 1
-        for rel in sorted(p for p in tier.find(dest) if p.rpartition("/")[2] == "zarr.json"):
+        for rel in sorted(p for p in tier.find(dest) if p.rpartition("/")[2] == "zarr.json" and zarr_own(p[top:])):
             with tier.open_read(rel) as f:
                 h.update(rel[top:].encode() + b"\0" + f.read() + b"\0")
         return h.hexdigest()

@@ -627,9 +627,24 @@ class Tier:
             fs.cp_file(p, f"{final}/{posixpath.relpath(p, tmp)}")
         self._rm_tree(tmp)
 
-    def tree_size(self, path: str) -> int:
+    def tree_size(self, path: str, only: Callable[[str], bool] | None = None) -> int:
+        """The bytes of every object of the tree at `path`, or of those whose path in it `only` takes."""
         with self._edge("stat", path):
-            return int(sum(int(v["size"]) for v in self.fs.find(path, detail=True).values()))
+            found = self.fs.find(path, detail=True)
+            return int(
+                sum(
+                    int(v["size"])
+                    for k, v in found.items()
+                    if v.get("type") != "directory" and (only is None or only(posixpath.relpath(k, path)))
+                )
+            )
+
+    def tree_names(self, rel: str) -> list[str]:
+        """The paths of the objects of the tree at `rel`, relative to it."""
+        with self._edge("list", rel):
+            path = self.path(rel)
+            found = self._looking().find(path, detail=True)
+            return sorted(posixpath.relpath(k, path) for k, v in found.items() if v.get("type") != "directory")
 
     def zarr_store(self, path: str) -> Any:
         from zarr.storage import FsspecStore, LocalStore
@@ -711,15 +726,17 @@ class Tier:
         object metadata); None here. Cheap: no read of the object."""
         return None
 
-    def stamp(self, rel: str, *, tree: bool) -> str | None:
+    def stamp(self, rel: str, *, tree: bool, only: Callable[[str], bool] | None = None) -> str | None:
         """What changes when a stored object is written again, without reading it: each object's size
         and modification time (an S3 object's ETag), for one object or every object of a tree (a Zarr
-        store). Taken when a copy is verified and compared before its source is released, so that a
-        copy changed in between, its size kept, is not taken for the one verified. None: the backend
-        says neither (the size check alone then)."""
+        store; `only`: of those whose path in it it takes). Taken when a copy is verified and compared
+        before its source is released, so that a copy changed in between, its size kept, is not taken
+        for the one verified. None: the backend says neither (the size check alone then)."""
         with self._edge("stat", rel):
             path = self.path(rel)
             parts = self._local_marks(path, tree) if self.local else self._remote_marks(path, tree)
+        if tree and only is not None:
+            parts = [p for p in parts if only(p.partition("\0")[0])]
         if not parts:
             return None
         if len(parts) == 1:
