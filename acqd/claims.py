@@ -255,6 +255,26 @@ def require_mounted(tier: Tier) -> None:
         raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}")
 
 
+def _renamed_from(tier: Tier, claim: Claim) -> str | None:
+    """The instrument prefix on `tier` (a top-level folder) whose claim this claim's journal wrote,
+    other than its own: the instrument was renamed in the configuration. None if none (or the tier
+    cannot be listed)."""
+    try:
+        names: list[str] = [str(p).rstrip("/").rpartition("/")[2] for p in tier.fs.ls(tier.path(""), detail=False)]
+    except Exception:  # a look for a better message only
+        return None
+    for name in sorted(names):
+        if name == claim.instrument or name.startswith((".", "~")):
+            continue
+        try:
+            there = read_claim(tier, name)
+        except Exception:
+            continue
+        if there is not None and there.same_owner(claim):
+            return name
+    return None
+
+
 def look(tier: Tier, claim: Claim, known: bool, runs: Collection[str] = ()) -> Claim | None:
     """May this run claim the instrument's prefix on `tier`? Returns the claim there (None: none),
     or refuses (ClaimError, one line). Writes nothing. `known`: the journal already records copies
@@ -265,6 +285,14 @@ def look(tier: Tier, claim: Claim, known: bool, runs: Collection[str] = ()) -> C
         if known and not tier.has_objects(claim.instrument):
             # copies recorded there, and nothing at all under the prefix (not even a claim): an empty
             # mount point, not the tier; writing would put the copies on the local disk
+            old = _renamed_from(tier, claim)
+            if old is not None:  # this journal's claim under another prefix: `instrument:` was changed
+                raise ClaimError(
+                    f"tier {tier.name}: this journal's copies are under {tier.url(old)}, claimed by this very "
+                    f"journal, and nothing is under {tier.url(claim.instrument)}: was `instrument:` renamed from "
+                    f"{old!r}? Put `instrument: {old}` back (a new name does not move the copies, and `acqd adopt` "
+                    "under the new name would leave them known to no manifest of it)"
+                )
             raise DestinationError(
                 f"tier {tier.name}: this journal has copies on it, but {tier.url(claim.instrument)} holds nothing "
                 f"of instrument {claim.instrument!r}, not even its claim: a network share not mounted? acqd waits "

@@ -1259,8 +1259,10 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> tuple[list[str], d
         )
         if there is None:
             if known.get(name) and (not tier.local or os.path.lexists(tier.root)):
-                try:  # what `run` does with it: waits (an empty mount point), or refuses (data it does not know)
-                    claims.look(tier, fake, True, runs)
+                try:  # what `run` does with it: waits (an empty mount point), or refuses (data it does not know,
+                    claims.look(tier, fake, True, runs)  # the instrument renamed)
+                except ClaimError as exc:
+                    problems.append(str(exc))
                 except AcqdError as exc:
                     waits[name] = str(exc)
             continue

@@ -2230,6 +2230,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "                    pass",
         ("tests/test_fixity.py::test_labels_a_scientist_adds_to_a_stored_zarr_are_no_damage_and_never_deleted",),
     ),
+    Mutant(
+        "renamed-instrument-unsaid",
+        "an instrument renamed in acqd.yaml is taken for a share not mounted (and `acqd adopt` is suggested)",
+        "acqd/claims.py",
+        "            old = _renamed_from(tier, claim)\n",
+        "            old = None\n",
+        ("tests/test_names.py::test_a_renamed_instrument_is_named_as_the_cause_and_refused",),
+    ),
 )
 
 

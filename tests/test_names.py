@@ -1004,3 +1004,26 @@ def test_a_failed_adopt_leaves_the_tiers_it_did_not_adopt_refused(tmp_path: Path
             _start(j, tiers, {"a": True, "b": True})
     finally:
         j.close()
+
+
+def test_a_renamed_instrument_is_named_as_the_cause_and_refused(tmp_path: Path) -> None:
+    """`instrument:` changed in acqd.yaml: the tier held nothing under the new prefix, and acqd said
+    'a network share not mounted? ... if emptied on purpose, run acqd adopt'; following that hint
+    released files whose copies no manifest of the new name records (an adversarial review). The
+    journal's own claim under the old prefix names the cause; `check` and `run` refuse (exit 78)."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    (acq / "s1" / "a.dat").write_bytes(b"a" * 20000)
+    cfg = tmp_path / "acqd.yaml"
+    text = (
+        f"instrument: krios\nstate_dir: {state}\nwatch:\n  - {{path: {acq}, settle: 0.2s}}\n"
+        f'tiers:\n  central: {{url: "file://{central}"}}\n'
+    )
+    cfg.write_text(text)
+    assert run_acqd("run", "--once", "--config", str(cfg)).returncode == 0
+    cfg.write_text(text.replace("instrument: krios", "instrument: krios-1"))
+    for cmd in (["check", "--no-probe"], ["run", "--once"]):
+        r = run_acqd(*cmd, "--config", str(cfg))
+        assert r.returncode == 78, (cmd, r.stdout, r.stderr)
+        assert "was `instrument:` renamed from 'krios'? Put `instrument: krios` back" in r.stderr, r.stderr
+    assert sorted(p.name for p in central.iterdir()) == ["krios"]  # nothing written under the new name
