@@ -844,14 +844,23 @@ class Pipeline:
             ctx = ctx_of.get(row.root)
             if ctx is None or tracked(ctx, row.relpath):
                 continue
-            if not await self._io(os.path.lexists, os.path.join(ctx.root, row.relpath)):
-                row = await self._j(self.journal.mark, row.id, State.VANISHED, "gone while acqd was not running")
-                self._emit("vanished", row, reason="gone while acqd was not running")
+            gone = not await self._io(os.path.lexists, os.path.join(ctx.root, row.relpath))
             try:
                 if await self._io(ctx.placed(row.relpath).tier.remove_temp, self._dest(ctx, row)):
                     log.info("removed a stale temporary of %r at the destination", row.relpath)
             except AcqdError as exc:
-                log.warning("could not clean a temporary of %r: %s", row.relpath, exc)
+                # a source gone stays pending, so that the next start tries again (marked vanished, its
+                # row would never be looked at again, and its temporary never removed)
+                log.warning(
+                    "could not clean a temporary of %r: %s%s",
+                    row.relpath,
+                    exc,
+                    " (again at the next start)" if gone else "",
+                )
+                continue
+            if gone:
+                row = await self._j(self.journal.mark, row.id, State.VANISHED, "gone while acqd was not running")
+                self._emit("vanished", row, reason="gone while acqd was not running")
 
     # -- intake: scans and hints -> journal -> candidates -----------------------------------
     async def _scanner(self) -> None:

@@ -16,6 +16,7 @@ What the runner reads and records goes through a `RetentionStore`: the daemon's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -1002,7 +1003,8 @@ def copy_between(src: Tier, dst: Tier, rel: str, tree: bool) -> None:
         try:
             dst.commit_tree(rel)
         except NameTakenError:
-            dst.remove_temp(rel)
+            with contextlib.suppress(AcqdError):
+                dst.remove_temp(rel)
             raise
         return
 

@@ -2238,6 +2238,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "            old = None\n",
         ("tests/test_names.py::test_a_renamed_instrument_is_named_as_the_cause_and_refused",),
     ),
+    Mutant(
+        "vanished-before-its-temporary-is-removed",
+        "a pending file found gone at a start is marked vanished even when its temporary could not be removed"
+        " (never looked at again: the temporary stays for ever)",
+        "acqd/pipeline.py",
+        "                continue\n            if gone:\n",
+        "                pass\n            if gone:\n",
+        ("tests/test_release.py::test_a_stale_temporary_whose_cleanup_failed_once_is_removed_at_a_later_start",),
+    ),
 )
 
 

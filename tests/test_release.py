@@ -1178,3 +1178,32 @@ async def test_a_writer_that_opens_the_file_in_the_instant_before_its_unlink_kee
     )
     assert stored(dest) and data in stored(dest).values()  # the verified copy is still there
     assert not any(p.exists() for p in others), "the other files of the batch were released"
+
+
+def test_a_stale_temporary_whose_cleanup_failed_once_is_removed_at_a_later_start(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A crash left a temporary; the source was deleted; at the next start the tier was down and the
+    cleanup failed: the row was marked vanished at once and never looked at again, its temporary left
+    for ever (an adversarial review: 3 MB through two more starts). It stays pending until a start
+    removes the temporary."""
+    import json
+
+    watch, dest, state = dirs
+    cfg, control, env = _faulty_site(dirs, tmp_path)
+    (watch / "s").mkdir()
+    (watch / "s" / "big.dat").write_bytes(os.urandom(3_000_000))
+    r = run_acqd("run", "--once", "--config", str(cfg), env=dict(env, ACQD_CRASH_AT="after_temp_write:2"))
+    assert r.returncode == -9, r.stderr
+    temps = lambda: [p for p in dest.rglob(".~acqd-tmp*")]  # noqa: E731
+    assert temps(), "the crash left no temporary: the test would prove nothing"
+    (watch / "s" / "big.dat").unlink()
+    control.write_text(json.dumps({"down": True}))
+    r = run_acqd("run", "--once", "--retry-for", "3s", "--config", str(cfg), env=env)
+    assert "could not clean a temporary of 's/big.dat'" in r.stderr, r.stderr
+    assert temps() and journal_states(state)["s/big.dat"] != "vanished"
+    control.write_text("{}")
+    r = run_acqd("run", "--once", "--retry-for", "20s", "--config", str(cfg), env=env)
+    assert r.returncode == 0, r.stderr
+    assert temps() == [], "the temporary survived the start after the tier came back"
+    assert journal_states(state) == {"s/big.dat": "vanished"}

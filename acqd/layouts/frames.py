@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import dataclasses
 import json
@@ -686,7 +687,8 @@ class ZarrLayout(FrameLayout):
                 raise self._larger(stored, size)
             tier.commit_tree(dest)
         except BaseException:
-            tier.remove_temp(dest)
+            with contextlib.suppress(AcqdError):  # the tier unreachable: removed at a later start
+                tier.remove_temp(dest)
             raise
         return stored
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
@@ -914,7 +915,8 @@ class ZarrStream(FrameStream):
             try:
                 if self.tmp:
                     self.tmp = ""
-                    self.tier.remove_temp(self.dest)
+                    with contextlib.suppress(AcqdError):  # the tier unreachable: removed at a later start
+                        self.tier.remove_temp(self.dest)
             finally:
                 super().abort()
 

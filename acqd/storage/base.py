@@ -524,12 +524,15 @@ class Tier:
         with self._edge("clean", rel):
             fs = self._looking()
             tmp = self.path(temp_name(rel))
-            if fs.exists(tmp):
-                if fs.isdir(tmp):
-                    self._rm_tree(tmp)
-                else:
-                    fs.rm_file(tmp)
-                found = True
+            try:  # not fsspec's exists(), which says False for a tier it cannot reach
+                info = fs.info(tmp)
+            except FileNotFoundError:
+                return False
+            if info.get("type") == "directory":
+                self._rm_tree(tmp)
+            else:
+                fs.rm_file(tmp)
+            found = True
         return found
 
     def _rm_tree(self, path: str) -> None:
