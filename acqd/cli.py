@@ -186,6 +186,18 @@ def _config_alone(config: Path | None, **quick: object) -> None:
         )
 
 
+def running_pid(state_dir: Path) -> int | None:
+    """The pid of the acqd daemon running with this state directory, or None: the pid its lock file
+    names, if that process is alive and is acqd. A look only: the lock is not taken, not even for
+    an instant (a daemon starting then would take that for another one running)."""
+    try:
+        pid = int((state_dir / "acqd.lock").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if b"acqd" in cmdline else None
+
+
 def _state_dir(config: Path | None, state_dir: Path | None) -> Path:
     _config_alone(config, state_dir=state_dir)
     if config is not None:
@@ -387,7 +399,6 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Files and bytes per state, from the journal (works while the daemon runs)."""
-    from acqd.daemon import running_pid
     from acqd.journal import last_sweep_result, summary
 
     with _errors():

@@ -511,18 +511,6 @@ def require_roots(roots: list[RootCtx]) -> None:
         raise ConfigError(missing[0])
 
 
-def running_pid(state_dir: Path) -> int | None:
-    """The pid of the acqd daemon running with this state directory, or None: the pid its lock file
-    names, if that process is alive and is acqd. A look only: the lock is not taken, not even for
-    an instant (a daemon starting then would take that for another one running)."""
-    try:
-        pid = int((state_dir / "acqd.lock").read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if b"acqd" in cmdline else None
-
-
 @contextlib.contextmanager
 def state_lock(state_dir: Path) -> Iterator[None]:
     """One daemon per state directory: a second one would corrupt nothing, but would ship twice."""

@@ -1293,13 +1293,14 @@ class Pipeline:
             for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
                 if self.candidates.get(c.key) is not c:  # not the same candidate after the await
                     continue
+                proved = fmt_ok  # every frame its header announces is there: no more to wait for
                 if fmt_ok and entry is not None and entry.identity is not None:
                     # its format says complete, and a process here still has it open for writing (a
                     # writer that keeps the header valid after every frame): its close (an event) or
                     # the settle window says when, not every frame a new version
                     fmt_ok = (entry.identity.device, entry.identity.inode) not in writing
                 try:
-                    await self._settle_one(c, entry, fmt_ok, marker, now)
+                    await self._settle_one(c, entry, fmt_ok, marker, now, proved)
                 except Exception as exc:
                     # one file's error must not lose the others of this round: they were taken off
                     # the heap, and a candidate off the heap is never looked at again (the scans
@@ -1318,7 +1319,11 @@ class Pipeline:
                         self._schedule(c)
             await self._flush_batches()
 
-    async def _settle_one(self, c: Candidate, entry: Entry | None, fmt_ok: bool, marker: bool, now: float) -> None:
+    async def _settle_one(
+        self, c: Candidate, entry: Entry | None, fmt_ok: bool, marker: bool, now: float, proved: bool = False
+    ) -> None:
+        """One look at a settling file. `fmt_ok`: its format proves it complete and no process here
+        writes it; `proved`: its format proves it complete (a writer or not)."""
         if entry is not None and entry.kind is not Kind.FILE:
             self.candidates.pop(c.key, None)
             await self._admit(c.ctx, [entry])  # it became a symlink or a FIFO: the journal decides
@@ -1340,7 +1345,8 @@ class Pipeline:
             verdict, why = d.verdict, d.reason
             if (
                 verdict is Verdict.COMPLETE
-                and not fmt_ok
+                and not proved
+                and not marker
                 and c.key in self.follows
                 and now - c.since < STREAM_WRITER_PATIENCE
                 and await self._being_written(c)

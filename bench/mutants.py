@@ -2173,7 +2173,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "status-running-unsaid",
         "acqd status does not say whether a daemon runs (a stopped daemon's state reads as current)",
-        "acqd/daemon.py",
+        "acqd/cli.py",
         '    return pid if b"acqd" in cmdline else None',
         "    return None",
         ("tests/test_cli.py::test_status_says_whether_the_daemon_is_running",),

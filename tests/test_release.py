@@ -886,9 +886,10 @@ def test_a_file_whose_release_is_begun_is_not_said_left_aside_by_the_scans_that_
 def test_a_crash_while_a_batch_release_has_a_file_aside_puts_it_back_and_finishes(
     dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    """Killed at the 7th move-aside of a batch of 30 small files (`after_move_aside:7`): six released,
-    one under its hidden name, the rest begun and untouched. The next start puts the one back, and
-    every file ends released with its copy stored once; no hidden name is left."""
+    """Killed at the 7th move-aside of a batch of 30 small files (`after_move_aside:7`): a batch's files
+    are all moved aside before one writers' scan and the unlinks, so seven are under their hidden
+    names, none unlinked, the rest begun and untouched. The next start puts them back, and every
+    file ends released with its copy stored once; no hidden name is left."""
     watch, dest, state = dirs
     (watch / "sess").mkdir()
     data = {f"m_{i:03}.mdoc": os.urandom(1500 + i) for i in range(30)}
@@ -898,7 +899,7 @@ def test_a_crash_while_a_batch_release_has_a_file_aside_puts_it_back_and_finishe
     r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_move_aside:7"))
     assert r.returncode == -9, r.stderr
     left = sorted(p.name for p in (watch / "sess").iterdir())
-    assert len([n for n in left if n.startswith(".~acqd-release.")]) == 1 and len(left) == 30 - 6
+    assert len([n for n in left if n.startswith(".~acqd-release.")]) == 7 and len(left) == 30
     r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
     assert r.returncode == 0, r.stderr
     assert list((watch / "sess").iterdir()) == []
