@@ -72,8 +72,9 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     # OpenSSH answers a full disk, a quota or a read-only filesystem with this bare code
     ("sftp", _FX_FAILURE): (
         TransientError,
-        "the server reported a failure without a reason (OpenSSH's answer to a full disk, a quota or a "
-        "read-only filesystem: check the server's free space)",
+        "the server reported a failure without a reason (OpenSSH's answer to a full disk, a quota, a "
+        "read-only filesystem, or its sftp server ending mid-transfer: check the server's free space and "
+        "that sshd runs)",
     ),
     ("sftp", _FX_NO_CONNECTION): (TransientError, "no connection"),
     ("sftp", _FX_CONNECTION_LOST): (TransientError, "connection lost"),
