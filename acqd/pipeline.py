@@ -1353,9 +1353,17 @@ class Pipeline:
             ):
                 # a movie being streamed whose writer paused longer than the settle window, the file
                 # still open for writing here: the stream waits for more frames (or the close), rather
-                # than the part written so far being shipped and the stream begun again from frame 0
+                # than the part written so far being shipped and the stream begun again from frame 0;
+                # said once per version, and counted as waiting for its writer (`run --once` gives up
+                # on it after --retry-for)
                 verdict, why = Verdict.WAIT, "still open for writing, being streamed"
                 d = replace(d, verdict=verdict, reason=why, check_at=now + STREAM_WAIT)
+                said = self._awaited.get(c.key) == c.row.id
+                self._awaited[c.key] = c.row.id
+                while len(self._awaited) > UNSTREAMED_MAX:
+                    self._awaited.pop(next(iter(self._awaited)))
+                if not said:
+                    log.info("%r: still for now; a process has it open for writing: waiting for it", c.rel)
             if verdict in (Verdict.WAIT, Verdict.CHANGED):
                 if verdict is Verdict.CHANGED and current is not None:
                     c.stable, c.since = current, now

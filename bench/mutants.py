@@ -705,15 +705,6 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_file_admitted_twice_at_once_is_shipped_once",),
     ),
     Mutant(
-        "batch-release-writers-asked-once",
-        "a batch's release does not ask the writers again after re-checking the copies:"
-        " a file opened for writing meanwhile is unlinked",
-        "acqd/pipeline.py",
-        "            late = await self.writers.writers([(st.st_dev, st.st_ino) for _c, _r, st in held])\n",
-        "            late = {}\n",
-        ("tests/test_inprocess.py::test_a_batch_release_asks_the_writers_again_before_the_unlink",),
-    ),
-    Mutant(
         "flight-error-drops-file",
         "a flight that ends in an error lands its files with nothing looking at them again",
         "acqd/pipeline.py",

@@ -673,7 +673,9 @@ def test_a_tiff_stack_paused_mid_write_is_waited_for_and_stored_whole(tmp_path: 
         )  # fmt: skip
         try:
             wait_for(lambda: "open for writing: waiting for it" in d.stderr(), 60, "acqd to see the writer", d, state)
-            assert "runs past the end" in d.stderr(), d.stderr()
+            # streamed while written (the hamamatsu-orca profile): the stream waits for the writer; shipped
+            # whole, its chain running past the end says the same
+            assert "runs past the end" in d.stderr() or "still for now" in d.stderr(), d.stderr()
             assert not any(st == "verified" for _, st, _, _ in journal_rows(state)), journal_rows(state)
             writer.write(data[cut:])  # the rest of the stack
         except BaseException:

@@ -77,19 +77,22 @@ def sample(src: FrameSource, target: int = SAMPLE_BYTES) -> list[np.ndarray]:
     return out
 
 
-def with_header(
-    frames: list[np.ndarray], src: FrameSource, layout: str, target: int = SAMPLE_BYTES
-) -> list[np.ndarray]:
+def with_header(frames: list[np.ndarray], src: FrameSource, layout: str, target: int = SAMPLE_BYTES) -> list[Any]:
     """The sample plus the header bytes kept for restore, where the layout compresses them with the
     frame codec (Zarr's `acqd-restore` array): an FEI2 extended header can be most of a small file."""
     if layout != "zarr" or not src.restore:
         return frames
-    return [*frames, np.frombuffer(src.restore[:target], dtype=np.uint8).view(HeaderBytes)]
+    return [*frames, HeaderBytes(np.frombuffer(src.restore[:target], dtype=np.uint8))]
 
 
-class HeaderBytes(np.ndarray):
+class HeaderBytes:
     """Header bytes in a sample (`with_header`): measured with the codec the layout stores them with
-    (`FrameCodec.for_bytes`), not the frames'."""
+    (`FrameCodec.for_bytes`), not the frames'. A wrapper, not an array type: defining a numpy
+    subclass here would import numpy with this module, ahead of the frame libraries."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.nbytes = int(data.nbytes)
 
 
 def _encoder(layout: str, c: FrameCodec, itemsize: int) -> Any:
@@ -113,7 +116,7 @@ def _encoder(layout: str, c: FrameCodec, itemsize: int) -> Any:
 
 
 def measure(
-    frames: Sequence[np.ndarray],
+    frames: Sequence[Any],
     candidates: Sequence[FrameCodec],
     layout: str,
     threads: int = 1,
@@ -132,8 +135,8 @@ def measure(
     def trial(c: FrameCodec) -> Trial:
         frame_enc, bytes_enc = _encoder(layout, c, itemsize), _encoder(layout, c.for_bytes(), 1)
 
-        def enc(f: np.ndarray) -> int:
-            return int(bytes_enc(f) if isinstance(f, HeaderBytes) else frame_enc(f))
+        def enc(f: Any) -> int:
+            return int(bytes_enc(f.data) if isinstance(f, HeaderBytes) else frame_enc(f))
 
         if frames:  # a codec's first call sets itself up (tables, contexts): not what a frame costs
             enc(np.ascontiguousarray(frames[0][:1]))
