@@ -590,9 +590,9 @@ def awaiting(coro: Any) -> list[str]:
     return lines
 
 
-def dump_state(loop: asyncio.AbstractEventLoop) -> None:
-    """SIGUSR1: say in the log what every task and thread is waiting on (for a daemon that seems
-    stuck: `systemctl kill -s USR1 acqd`). Nothing is changed."""
+def dump_state(loop: asyncio.AbstractEventLoop, pipeline: Pipeline | None = None) -> None:
+    """SIGUSR1: say in the log what every task and thread is waiting on, and what the pipeline holds
+    (for a daemon that seems stuck: `systemctl kill -s USR1 acqd`). Nothing is changed."""
     import io as _io
     import sys
     import traceback
@@ -600,6 +600,8 @@ def dump_state(loop: asyncio.AbstractEventLoop) -> None:
     out = _io.StringIO()
     tasks = sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name())
     out.write(f"state dump: {len(tasks)} task(s), {threading.active_count()} thread(s)\n")
+    if pipeline is not None:
+        out.write(pipeline.describe() + "\n")
     for t in tasks:
         out.write(f"-- task {t.get_name()}\n")
         out.write("".join(f"  {line}\n" for line in awaiting(t.get_coro())))
@@ -772,7 +774,7 @@ class Daemon:
                     for sig in (signal.SIGTERM, signal.SIGINT):
                         loop.add_signal_handler(sig, self._on_stop, sig)
                     loop.add_signal_handler(signal.SIGHUP, self._on_reload)
-                    loop.add_signal_handler(signal.SIGUSR1, dump_state, loop)
+                    loop.add_signal_handler(signal.SIGUSR1, dump_state, loop, pipeline)
                 await self._abort_incomplete(io, tiers)
                 policy = load_retention(config)
                 op = config.owner_page

@@ -626,6 +626,46 @@ class Pipeline:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.request_rescan, None)
 
+    def describe(self, limit: int = 20) -> str:
+        """What the pipeline holds (for SIGUSR1's state dump): how many files wait, are in flight, wait
+        for their session manifest or for a later look, and the first few of each with their state."""
+        now = self.mono()
+
+        def first(keys: Iterable[tuple[int, str]]) -> str:
+            shown = []
+            for key in itertools.islice(keys, limit):
+                c = self.candidates.get(key) or self.in_flight.get(key)
+                if c is None:
+                    shown.append(repr(key[1]))
+                    continue
+                flags = [n for n in ("settled", "release_only", "recheck") if getattr(c, n)]
+                shown.append(
+                    f"{c.rel!r} (row {c.row.id} {c.row.state.value}, look in {c.check_at - now:.1f}s"
+                    + (f", {' '.join(flags)}" if flags else "")
+                    + ")"
+                )
+            return "; ".join(shown)
+
+        waiting = [k for d in self._after_manifest.values() for k in d]
+        parts = [
+            f"waiting to settle or retry: {len(self.candidates)} ({len(self._heap)} looks queued)",
+            f"in flight: {len(self.in_flight)}",
+            f"streaming: {len(self.follows)}",
+            f"releases waiting for their session manifest: {len(waiting)}",
+            f"releases to look at again later: {len(self._release_later)}",
+            f"asked about again when they land: {len(self._rehint)}",
+            f"hints queued: {self.hints.qsize()}; ready for the ship workers: {self.ready.qsize()}",
+        ]
+        for name, keys in (
+            ("in flight", self.in_flight),
+            ("waiting", self.candidates),
+            ("manifest", waiting),
+            ("later", self._release_later),
+        ):
+            if keys:
+                parts.append(f"{name}, first {min(limit, len(keys))}: {first(keys)}")
+        return "\n".join(parts)
+
     def _land(self, c: Candidate) -> None:
         """`c`'s flight is over: its file is not in flight any more (unless another candidate of the
         same file is, which only that one's flight ends)."""

@@ -305,6 +305,8 @@ def test_sigusr1_dumps_what_each_task_and_thread_waits_on_and_changes_nothing(tm
     assert code == 0, err
     for task in ("-- task tracker", "-- task intake", "-- task scanner"):
         assert task in dump, dump
+    for held in ("waiting to settle or retry: ", "in flight: ", "releases waiting for their session manifest: "):
+        assert held in dump, dump
     assert "_tracker" in dump and "-- thread acqd-io" in dump, dump
 
 
@@ -374,7 +376,7 @@ def test_burst_of_100000_files_all_shipped(tmp_path: Path) -> None:
             if n != last:
                 last, since = n, time.monotonic()
             if time.monotonic() - since >= 300:  # a stall: what the daemon's journal and tasks say
-                wait_for(lambda: False, 0, f"a file released ({n} of 100,000 after 5 minutes)", d, site.state)
+                wait_for(lambda: False, 0, f"a file released ({n} of 100,000 after 5 minutes)\n{_stuck(site, d)}", d)
             assert d.proc.poll() is None, d.stderr()[-3000:]
             time.sleep(1.0)
     finally:
@@ -382,6 +384,30 @@ def test_burst_of_100000_files_all_shipped(tmp_path: Path) -> None:
     assert code == 0, err
     assert sum(1 for _ in (site.dest / "scope/burst").rglob("*.raw")) == 100_000
     assert not any((site.watch / "burst").rglob("*.raw"))
+
+
+def _stuck(site: Site, d: Background, most: int = 20) -> str:
+    """The files of a stalled burst not released: their rows, audit trails, log lines and folders."""
+    db = sqlite3.connect(f"file:{site.state / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT id, relpath, version, state, attempts, reason FROM files WHERE state != 'released' LIMIT ?",
+            (most,),
+        ).fetchall()
+        total = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        trails = {r[0]: db.execute("SELECT * FROM audit WHERE file_id = ?", (r[0],)).fetchall() for r in rows}
+    finally:
+        db.close()
+    log = d.stderr().splitlines()
+    out = [f"journal rows: {total}; not released: {rows}"]
+    for r in rows:
+        where = site.watch / r[1]
+        out.append(f"-- {r[1]}: audit {trails[r[0]]}")
+        out.append(f"   folder: {sorted(p.name for p in where.parent.iterdir() if not p.name.startswith('f'))[:20]}")
+        out.append(f"   on disk: {where.exists()}; log lines: {[x for x in log if r[1] in x][-20:]}")
+    listed = {str(p.relative_to(site.watch)) for p in (site.watch / "burst").rglob("*.raw")}
+    out.append(f"files left in the watch folder: {len(listed)}: {sorted(listed)[:most]}")
+    return "\n".join(out)
 
 
 def _count(site: Site, state: str) -> int:
