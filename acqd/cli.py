@@ -649,6 +649,13 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
                     f"(watch roots: {', '.join(j.roots()) or 'none'})"
                 )
             rel, root = stored.relpath, stored.root
+            if version is None:  # the path names one version's copy (a later one is stored as name~vN)
+                version = stored.version
+            elif version != stored.version:
+                raise AcqdError(
+                    f"{source_path} is the copy of version {stored.version} of {stored.relpath!r}, not of "
+                    f"version {version}: give the source path with --version {version}"
+                )
     rows = [r for r in j.find_versions(rel, root) if r.state in DONE]
     roots = sorted({r.root for r in rows})
     if root is None and len(roots) > 1:

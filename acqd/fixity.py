@@ -16,7 +16,7 @@ from pathlib import Path
 from acqd.config import Config
 from acqd.errors import AcqdError, ConfigError, PermanentError, VerifyError
 from acqd.journal import CopyRow, FileRow, Journal, recorded_tiers
-from acqd.layouts import build_layout
+from acqd.layouts import reading_layout
 from acqd.naming import manifest_name, session_folder, zarr_own
 from acqd.ports import Layout
 from acqd.storage import Tier, open_tier
@@ -72,7 +72,7 @@ class Tiers:
 
 
 def layout_of(copy: CopyRow, chunk: int) -> Layout:
-    return build_layout(copy.layout, "zstd" if copy.codec.startswith("zstd") else "none", chunk=chunk)
+    return reading_layout(copy.layout, copy.codec, chunk=chunk)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from acqd.errors import (
 )
 from acqd.fsops import same_or_inside
 from acqd.journal import CopyRow, FileRow, Journal, Observation
-from acqd.layouts import FilePlan, FrameLayout, build_layout, layout_of_copy
+from acqd.layouts import FilePlan, FrameLayout, layout_of_copy, reading_layout
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
     STREAMED_READERS,
@@ -196,7 +196,7 @@ def _verified_copy(
     for cp in verified:
         tier = tiers.get(cp.tier)
         if tier is not None:
-            return cp, build_layout(cp.layout, "zstd" if cp.codec.startswith("zstd") else "none"), tier
+            return cp, reading_layout(cp.layout, cp.codec, placed.layout), tier
     return None
 
 

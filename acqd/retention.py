@@ -38,7 +38,7 @@ from acqd import journal as jr
 from acqd.crash import crash_point
 from acqd.errors import AcqdError, FenceError, NameTakenError, PermanentError
 from acqd.journal import Journal
-from acqd.layouts import build_layout
+from acqd.layouts import reading_layout
 from acqd.mounts import describe_tier as describe_unmounted
 from acqd.mounts import unmounted_mount_point
 from acqd.notify import Digests, Mailer
@@ -688,7 +688,7 @@ class RetentionRunner:
                 self._emit("retention.warned", by_copy[a.item.id], reason=f"{recipient}: {a.reason}")
 
     def _layout(self, row: jr.RetentionRow) -> Any:
-        return build_layout(row.copy.layout, "zstd" if row.copy.codec.startswith("zstd") else "none")
+        return reading_layout(row.copy.layout, row.copy.codec)
 
     def _tree(self, row: jr.RetentionRow) -> bool:
         """Whether the copy is a folder of objects (a Zarr store) rather than one object: from its

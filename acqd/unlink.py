@@ -155,8 +155,8 @@ def finish_aside(a: Aside, written: bool) -> str | None:
         raise LeftAside(exc.errno, f"{exc.strerror}: left under its hidden name {a.aside!r}", a.name) from exc
     finally:
         os.close(a.fd)
-    if written and _same(moved, a.st):
-        return WRITTEN_AT_RELEASE if not where else f"{WRITTEN_AT_RELEASE}{where}"
+    if written and (moved.st_dev, moved.st_ino) == a.key:  # the same file, maybe written to already
+        return f"{WRITTEN_AT_RELEASE}{where}"
     return f"replaced by another file at the instant of its release (kept{where}; shipped as a new version)"
 
 

@@ -498,3 +498,13 @@ def test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name(tmp_pa
     assert r.returncode == 1 and f"files of that name: {acq}/s/movie_1.raw" in r.stderr, r.stderr
     r = run_acqd("restore", "/elsewhere/movie_1.raw", str(tmp_path / "r4"), *quick)
     assert r.returncode == 1 and "nor a stored copy's path" in r.stderr and str(acq) in r.stderr, r.stderr
+    # the file changed and was shipped again: each stored copy's path restores its own version
+    (acq / "s" / "movie_1.raw").write_bytes(b"c" * 3000)
+    r = run_acqd("run", "--once", "--watch", str(acq), "--settle", "0.2s", "--dest", str(central), *quick)
+    assert r.returncode == 0, r.stderr
+    [v2] = [p for p in central.rglob("movie_1*.raw") if p != copy]
+    for path, content, out in ((copy, b"a", "r5"), (v2, b"c", "r6")):
+        r = run_acqd("restore", str(path), str(tmp_path / out), *quick)
+        assert r.returncode == 0 and (tmp_path / out).read_bytes() == content * 3000, r.stdout + r.stderr
+    r = run_acqd("restore", str(copy), str(tmp_path / "r7"), "--version", "2", *quick)
+    assert r.returncode == 1 and "is the copy of version 1" in r.stderr and not (tmp_path / "r7").exists(), r.stderr

@@ -1064,6 +1064,13 @@ limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: full}}
     assert r.returncode == 0 and journal_states(state) == {f"s/{name}": "verified"}, r.stderr
     stored = [p.name for p in (a / "scope" / "s").iterdir()]
     assert (name + "~.zarr" if layout == "zarr" else name) in stored, stored
+    # a chmod while the placement names b: the content is compared with the copy on a (the source
+    # re-read by the detector's reader, as it was shipped), not shipped again to b
+    os.chmod(watch / "s" / name, 0o600)
+    r = run_acqd("run", "--once", "--config", str(cfg("b", "never", both)))
+    assert r.returncode == 0 and journal_states(state) == {f"s/{name}": "verified"}, r.stderr
+    assert len(audit(state, "identity-refreshed")) == 1, r.stderr
+    assert not any(p.is_file() for p in b.rglob("*") if "~acqd" not in p.name), "shipped again to b"
     r = run_acqd(
         "run", "--once", "--retry-for", "3s", "--config", str(cfg("b", "after_verify", f'  b: {{url: "file://{b}"}}'))
     )
@@ -1139,9 +1146,11 @@ def test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size
     assert versions()["s/b.tif"] == [(1, "released")]
 
 
-@pytest.mark.parametrize("files", [1, 6])  # one file's release; a batch's (moved aside together, one scan)
+# one file's release; a batch's (moved aside together, one scan); a writer whose first bytes land
+# after the move, before the scan (kept and said so, not "replaced by another file")
+@pytest.mark.parametrize(("files", "early"), [(1, b""), (6, b""), (1, b"first frame")])
 async def test_a_writer_that_opens_the_file_in_the_instant_before_its_unlink_keeps_it(
-    dirs: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int
+    dirs: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int, early: bytes
 ) -> None:
     """The last look for writers came before the release's journal commit and the unlink: a process
     that opened the file in between (an adversarial review: 14 of 40 tries) wrote into an inode with
@@ -1164,6 +1173,9 @@ async def test_a_writer_that_opens_the_file_in_the_instant_before_its_unlink_kee
     def move_aside(root: str, rel: str, *a: Any, **k: Any) -> Any:
         if rel == "s/open.raw" and not opened:  # a writer opens it between the last look and the move
             opened.append(os.open(os.path.join(root, rel), os.O_WRONLY | os.O_APPEND))
+            moved = real(root, rel, *a, **k)
+            os.write(opened[0], early)
+            return moved
         return real(root, rel, *a, **k)
 
     monkeypatch.setattr(acqd.unlink, "move_aside", move_aside)
@@ -1172,7 +1184,7 @@ async def test_a_writer_that_opens_the_file_in_the_instant_before_its_unlink_kee
     assert opened, "the release was never tried"
     os.write(opened[0], b"more frames" * 10)
     os.close(opened[0])
-    assert target.read_bytes() == data + b"more frames" * 10, "the writer's bytes went to a file with no name"
+    assert target.read_bytes() == data + early + b"more frames" * 10, "the writer's bytes went to a file with no name"
     assert any(
         "opened for writing at the instant of its release" in a.get("reason", "")
         for a in audit(state, "release-skipped")

@@ -47,6 +47,18 @@ def layout_of_copy(layout: Layout, stored_with: str, codec: str = "none") -> Lay
     return layout
 
 
+def reading_layout(stored_with: str, codec: str, like: Layout | None = None, chunk: int = 8 << 20) -> Layout:
+    """The layout that reads a copy stored with layout `stored_with` and `codec` (as the journal has
+    them): `like`'s (the placement's: it knows the detector's reader, which re-reads the source) where
+    it writes such copies, else one built by name, with `like`'s reader where it is a frame layout."""
+    if like is not None:
+        got = layout_of_copy(like, stored_with, codec)
+        if got.name == stored_with:
+            return got
+    reader = like.reader if isinstance(like, FrameLayout) else "bytes"
+    return build_layout(stored_with, "zstd" if codec.startswith("zstd") else "none", chunk=chunk, reader=reader)
+
+
 __all__ = [
     "ChoosePolicy",
     "CopyLayout",
@@ -57,5 +69,6 @@ __all__ = [
     "ZarrLayout",
     "build_layout",
     "layout_of_copy",
+    "reading_layout",
     "restore_verdict",
 ]
