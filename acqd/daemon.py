@@ -47,7 +47,7 @@ from acqd.memory import tune_allocator, tune_gc, warm_imports
 from acqd.metrics import Exporter, Metrics
 from acqd.mounts import describe as describe_mount
 from acqd.mounts import describe_tier as describe_unmounted
-from acqd.mounts import inside_by_mounts, unmounted_mount_point
+from acqd.mounts import lies_within, unmounted_mount_point
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
@@ -56,7 +56,7 @@ from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
 from acqd.retention import RetentionRunner, plan_from_journal
-from acqd.shipped import policy_names, policy_path
+from acqd.shipped import policy_path
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_age, human_bytes
@@ -232,12 +232,7 @@ def policy_file(config: Config) -> Path | None:
     p = config.policy
     if p is None:
         return None
-    found = policy_path(p)
-    if found is None:
-        raise ConfigError(
-            f"policy: {p} does not exist, and no policy is named {p.name!r} (shipped: {', '.join(policy_names())})"
-        )
-    return found
+    return policy_path(p)
 
 
 def load_retention(config: Config) -> Policy | None:
@@ -341,9 +336,7 @@ def check_apart(config: Config, tiers: dict[str, Tier]) -> None:
     for w in config.watch:
         root = str(w.path)
         for name, tier in tiers.items():
-            if tier.local and any(
-                same_or_inside(a, b) or inside_by_mounts(a, b) for a, b in ((tier.root, root), (root, tier.root))
-            ):
+            if tier.local and any(lies_within(a, b) for a, b in ((tier.root, root), (root, tier.root))):
                 raise ConfigError(apart_error(f"tiers.{name} ({tier.root})", w.path))
         for what, own in config.own_paths():
             if same_or_inside(str(own), root):

@@ -36,7 +36,7 @@ from acqd.policy.clock import ClockState, Reading
 from acqd.policy.model import Policy, load_policy
 from acqd.policy.planner import Action
 from acqd.retention import RetentionRunner, SweepResult, plan_from_journal, project_clock, read_clock, simulated
-from acqd.shipped import policy_names, policy_path
+from acqd.shipped import policy_path
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.values import Outcome
@@ -53,11 +53,6 @@ credential = optional_credential  # a secret file; relative paths resolve in $CR
 def load_hub_policy(config: HubConfig) -> Policy:
     """hub.yaml's `policy:`, a file or the name of one (as acqd.yaml's)."""
     path = policy_path(config.policy)
-    if path is None:
-        raise ConfigError(
-            f"policy: {config.policy} does not exist, and no policy is named {config.policy.name!r}"
-            f" (shipped: {', '.join(policy_names())})"
-        )
     policy = load_policy(path)
     missing = [t for t in policy.spec.tiers if t not in config.tiers]
     if missing:

@@ -25,6 +25,8 @@ import threading
 import time
 from typing import Any
 
+from acqd.fsops import same_or_inside
+
 #: where the expected mount points are read from (tests point these at their own files)
 FSTAB = "/etc/fstab"
 MOUNT_UNITS = ("/etc/systemd/system/*.mount", "/etc/systemd/system/*.automount")
@@ -200,6 +202,13 @@ def inside_by_mounts(inner: str, outer: str) -> bool:
     folder inside `outer` elsewhere, whose own parents lead away from `outer`."""
     a, b = fs_place(inner), fs_place(outer)
     return a is not None and b is not None and a[0] == b[0] and _below(a[1], b[1])
+
+
+def lies_within(inner: str, outer: str) -> bool:
+    """Is `inner` the folder `outer` or below it, by a walk up from `inner` (symlinks, a second mount
+    of the same filesystem: `fsops.same_or_inside`) or by where each is on its filesystem (a bind
+    mount of a folder inside `outer` elsewhere: `inside_by_mounts`)?"""
+    return same_or_inside(inner, outer) or inside_by_mounts(inner, outer)
 
 
 def unmounted_mount_point(path: str) -> str | None:

@@ -104,7 +104,8 @@ def is_temp(component: str) -> bool:
 
 #: the top-level names of what acqd writes in a Zarr copy (the group's zarr.json, the frame array, the
 #: header and restore arrays): anything else in the store is someone else's (napari's `labels/`)
-ZARR_OWN = ("0", "acqd-header", "acqd-restore")
+ZARR_ARRAY, ZARR_HEADER, ZARR_RESTORE = "0", "acqd-header", "acqd-restore"
+ZARR_OWN = (ZARR_ARRAY, ZARR_HEADER, ZARR_RESTORE)
 
 
 def zarr_own(rel: str) -> bool:

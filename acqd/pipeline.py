@@ -47,7 +47,6 @@ from acqd.errors import (
     UnsupportedFormatError,
     VerifyError,
 )
-from acqd.fsops import same_or_inside
 from acqd.journal import CopyRow, FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, layout_of_copy, reading_layout
 from acqd.layouts.copy import CopyLayout
@@ -67,7 +66,7 @@ from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path, other_roots
 from acqd.mounts import describe as describe_mount
-from acqd.mounts import inside_by_mounts, unmounted_mount_point
+from acqd.mounts import lies_within, unmounted_mount_point
 from acqd.naming import aside_inode, is_release_aside, is_temp, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
@@ -92,6 +91,8 @@ from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
 log = logging.getLogger("acqd")
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of a session manifest (at least)
@@ -198,6 +199,16 @@ def _verified_copy(
         if tier is not None:
             return cp, reading_layout(cp.layout, cp.codec, placed.layout), tier
     return None
+
+
+def _remember(book: dict[K, V], key: K, value: V) -> bool:
+    """Note `value` for `key` in a bounded book of per-file facts (the oldest noted first out, for a
+    long-running daemon); whether the book held that very value already (said once per version)."""
+    said = book.get(key) == value
+    book[key] = value
+    while len(book) > UNSTREAMED_MAX:
+        book.pop(next(iter(book)))
+    return said
 
 
 def _no_copy(placed: Placed, copies: list[CopyRow]) -> str:
@@ -392,7 +403,7 @@ class _Source:
 
     def check(self) -> None:
         """Raise SourceChangedError if the file changed since it settled (called before a commit)."""
-        self._final_check()
+        self.final_check()
 
     def read(self, n: int = -1) -> bytes:
         try:
@@ -400,10 +411,10 @@ class _Source:
         except OSError as exc:
             raise SourceReadError(f"read error: {exc.strerror}") from None
         if not data:
-            self._final_check()
+            self.final_check()
         return data
 
-    def _final_check(self) -> None:
+    def final_check(self) -> None:
         st = os.fstat(self.fd)
         crash_point("after_read")
         try:
@@ -1360,7 +1371,7 @@ class Pipeline:
             await self._flush_batches()
 
     async def _settle_one(
-        self, c: Candidate, entry: Entry | None, fmt_ok: bool, marker: bool, now: float, proved: bool = False
+        self, c: Candidate, entry: Entry | None, fmt_ok: bool, marker: bool, now: float, proved: bool
     ) -> None:
         """One look at a settling file. `fmt_ok`: its format proves it complete and no process here
         writes it; `proved`: its format proves it complete (a writer or not)."""
@@ -1398,12 +1409,12 @@ class Pipeline:
                 # on it after --retry-for)
                 verdict, why = Verdict.WAIT, "still open for writing, being streamed"
                 d = replace(d, verdict=verdict, reason=why, check_at=now + STREAM_WAIT)
-                said = self._awaited.get(c.key) == c.row.id
-                self._awaited[c.key] = c.row.id
-                while len(self._awaited) > UNSTREAMED_MAX:
-                    self._awaited.pop(next(iter(self._awaited)))
-                if not said:
-                    log.info("%r: still for now; a process has it open for writing: waiting for it", c.rel)
+                said = _remember(self._awaited, c.key, c.row.id)
+                log.log(
+                    logging.DEBUG if said else logging.INFO,
+                    "%r: still for now; a process has it open for writing: waiting for it",
+                    c.rel,
+                )
             if verdict in (Verdict.WAIT, Verdict.CHANGED):
                 if verdict is Verdict.CHANGED and current is not None:
                     c.stable, c.since = current, now
@@ -1506,10 +1517,17 @@ class Pipeline:
             found = _verified_copy(placed, copies, self.tiers)
             digest: str | None = None
             if found is not None:
+                # a ship slot, as a file shipped: a `chmod -R` of a kept tree reads every file again, and
+                # those reads must neither fill the I/O threads ahead of new files nor ignore the backoff
+                # for the camera
+                if not await self.slots.acquire(self.stopping):
+                    return  # stopping: the row keeps its identity, the next start compares again
                 try:
                     digest = await self._io(self._source_digest, found[1], path, c.stable)
                 except (AcqdError, OSError) as exc:
                     log.debug("%r: its content could not be compared (%s): a new version", c.rel, exc)
+                finally:
+                    await self.slots.release()
             ref = SourceRef(c.ctx.root, c.rel)
             if found is not None and digest is not None and digest == found[0].checksum:
                 try:
@@ -1535,7 +1553,7 @@ class Pipeline:
             nc = Candidate(c.ctx, c.rel, row, c.stable, now, now + c.ctx.window, born=c.born)
             if action is Observed.RELEASE:
                 nc.release_only, nc.settled, nc.check_at = True, True, now
-            self._land(c)
+            self._land(c)  # before the new candidate is tracked: a key is waiting or in flight, not both
             self._schedule(nc)
         except Exception as exc:  # asked about again once it lands: the journal decides afresh
             self.repeats.error(
@@ -1559,10 +1577,10 @@ class Pipeline:
         src = _Source(path, expected)
         try:
             digest = layout.source_checksum(src, expected.size)  # type: ignore[arg-type]
-            st, now = os.fstat(src.fd), os.lstat(path)
-            if now.st_ino != st.st_ino or not identity_of(st).same_content_as(expected):
-                return None
+            src.final_check()
             return digest
+        except SourceChangedError:
+            return None
         finally:
             src.close()
 
@@ -1767,9 +1785,7 @@ class Pipeline:
         done = self._teardown(f)
         if self.follows.get(c.key) is f and not f.taken:
             self.follows.pop(c.key, None)
-        self._unstreamed[c.key] = c.row.id
-        while len(self._unstreamed) > UNSTREAMED_MAX:
-            self._unstreamed.pop(next(iter(self._unstreamed)))
+        _remember(self._unstreamed, c.key, c.row.id)
         await self._abort_stream(f, done)
         if not announce:
             return
@@ -2054,10 +2070,7 @@ class Pipeline:
             if await self._being_written(c):  # still written (a pause longer than the window): not broken
                 self._land(c)
                 now = self.mono()
-                said = self._awaited.get(c.key) == c.row.id  # once per version, then at every look in DEBUG
-                self._awaited[c.key] = c.row.id
-                while len(self._awaited) > UNSTREAMED_MAX:  # a long-running daemon's: bounded
-                    self._awaited.pop(next(iter(self._awaited)))
+                said = _remember(self._awaited, c.key, c.row.id)  # once per version, then at every look in DEBUG
                 log.log(
                     logging.DEBUG if said else logging.INFO,
                     "%r: %s; a process has it open for writing: waiting for it",
@@ -2185,7 +2198,9 @@ class Pipeline:
         """Release a batch's verified files with the checks of `_release`, each step for all of them at
         once: one I/O call looks at every file (below its root, no symlink, the identity shipped), one
         scan of /proc asks for writers, one journal read and one I/O call re-check the stored copies,
-        one journal transaction records the releases as begun, one I/O call unlinks, one transaction
+        a second scan asks again (a writer that opened a file meanwhile is held until it closes it,
+        rather than its file moved aside and put back), one journal transaction records the releases
+        as begun, one I/O call moves them aside, scans /proc a third time and unlinks, one transaction
         records them released. A file any step finds anything but the plain case for (gone, changed,
         open for writing, its copy in doubt, an error) takes `_release`, which knows every case and
         asks again from the start. Errors are raised once every file has been dealt with."""
@@ -2636,9 +2651,7 @@ class Pipeline:
         if c.reason == FORMAT_PROOF:
             prev = self._format_proven.get(key)
             if prev is None or prev[0] != row.id:
-                self._format_proven[key] = (row.id, c.since + c.ctx.window)
-                while len(self._format_proven) > UNSTREAMED_MAX:
-                    self._format_proven.pop(next(iter(self._format_proven)))
+                _remember(self._format_proven, key, (row.id, c.since + c.ctx.window))
         prev = self._format_proven.get(key)
         if prev is None or prev[0] != row.id:
             return 0.0
@@ -2761,9 +2774,7 @@ class Pipeline:
         """The watch root `path` lies in, if any, by the filesystem's identities (a symlink anywhere on
         the way, in the tier's tree too, does not hide it) and by where each lies on its filesystem
         (a bind mount, or a second mount, of a folder inside the watch root). A few stats per copy."""
-        return next(
-            (c.root for c in self.roots if same_or_inside(path, c.root) or inside_by_mounts(path, c.root)), None
-        )
+        return next((c.root for c in self.roots if lies_within(path, c.root)), None)
 
     async def _lose_copy(self, ctx: RootCtx, row: FileRow, copy_id: int, why: str) -> None:
         """The stored copy is gone or changed: never trusted; the row goes back to seen and ships again."""

@@ -19,6 +19,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -1144,6 +1145,57 @@ def test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size
     run("--release")
     assert not tif.exists() and not raw.exists()
     assert versions()["s/b.tif"] == [(1, "released")]
+
+
+async def test_a_chmod_of_a_kept_tree_rereads_its_files_a_ship_slot_at_a_time(
+    dirs: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `chmod -R` (or `setfacl -R`) of a kept tree makes every verified file's content be read again
+    and compared with its copy: those reads take ship slots (`limits.concurrent_files`), as files
+    shipped do, rather than all at once ahead of new files in the I/O threads (a review: a nightly
+    permission fix on a kept tree of thousands of movies)."""
+    from acqd.config import load_config
+    from acqd.daemon import Daemon
+    from acqd.pipeline import Pipeline
+
+    watch, dest, state = dirs
+    (watch / "s").mkdir()
+    files = [watch / "s" / f"f{i}.raw" for i in range(6)]
+    for p in files:
+        p.write_bytes(os.urandom(5000))
+    body = f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.2s}}
+tiers:
+  central: {{url: "file://{dest}"}}
+limits: {{retry_initial: 50ms, retry_max: 300ms, concurrent_files: 2, io_threads: 8}}
+"""
+    cfg = write_config(tmp_path / "acqd.yaml", body)
+    await Daemon(load_config(cfg), once=True, retry_for=10).run(install_signals=False)
+    assert set(journal_states(state).values()) == {"verified"}
+    for p in files:
+        os.chmod(p, 0o600)
+    real = Pipeline._source_digest
+    at_once, most = [0], [0]
+    lock = threading.Lock()
+
+    def digest(self: Pipeline, *a: Any) -> Any:
+        with lock:
+            at_once[0] += 1
+            most[0] = max(most[0], at_once[0])
+        try:
+            time.sleep(0.3)  # a big movie's read: the others would start meanwhile
+            return real(self, *a)
+        finally:
+            with lock:
+                at_once[0] -= 1
+
+    monkeypatch.setattr(Pipeline, "_source_digest", digest)
+    await Daemon(load_config(cfg), once=True, retry_for=10).run(install_signals=False)
+    assert len(audit(state, "identity-refreshed")) == len(files)
+    assert most[0] <= 2, f"{most[0]} files read at once with 2 ship slots"
 
 
 # one file's release; a batch's (moved aside together, one scan); a writer whose first bytes land

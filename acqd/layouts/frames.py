@@ -50,7 +50,7 @@ from acqd.layouts.tiffwrite import (
     rational,
 )
 from acqd.lazy import lazy
-from acqd.naming import zarr_own
+from acqd.naming import ZARR_ARRAY, ZARR_HEADER, ZARR_RESTORE, zarr_own
 from acqd.ports import Layout, TierPort
 from acqd.readers import Expect, FrameSource, open_frames
 from acqd.readers.base import UM_PER_UNIT
@@ -63,7 +63,7 @@ else:
     np = lazy("numpy")
 
 
-ARRAY = "0"
+ARRAY = ZARR_ARRAY
 # sources whose rows the TIFF layout reverses: IMOD, SerialEM, MotionCor2 and RELION flip the slow
 # axis whenever they read or write a TIFF, so an MRC's row 0 is a TIFF's last row
 FLIP_FORMATS = {"mrc"}
@@ -73,8 +73,8 @@ ZARR_FLIP_FORMATS = {"mib"}
 ROWS_FLIPPED = "flipped-y"  # the `rows` flag in a TIFF's acqd metadata; absent: rows as in the source
 TIFF_SCHEMES: dict[str | None, int] = {None: 1, "lzw": 5, "zlib": 8, "zstd": 50000}
 DESC_PREFIX = "acqd/1 "  # not bare JSON: tifffile would take a JSON description for its own metadata
-RESTORE = "acqd-restore"
-HEADER = "acqd-header"  # a compressed array with the whole source header, when it is big
+RESTORE = ZARR_RESTORE
+HEADER = ZARR_HEADER  # a compressed array with the whole source header, when it is big
 HEADER_INLINE = 16 << 10  # a header up to this size (JSON) sits whole in the group's attributes
 LEAN_VALUE = 1024  # in the lean header, longer strings and lists point to the header array
 

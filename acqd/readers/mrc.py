@@ -30,12 +30,16 @@ def _section_bytes(mode: int, ny: int, nx: int) -> int:
     return ny * nx * (4 if mode == 3 else 3)
 
 
+def _byte_order(raw: bytes) -> str:
+    """The header's byte order by its machine stamp (bytes 212-213): big-endian '>' or little '<'."""
+    return ">" if bytes(raw[212:214]) in (b"\x11\x11", b"\x11\x00") else "<"
+
+
 def _header(raw: bytes) -> Any:
     from mrcfile.dtypes import HEADER_DTYPE
 
     h = np.frombuffer(raw, dtype=HEADER_DTYPE).view(np.recarray)
-    stamp = bytes(raw[212:214])
-    if stamp in (b"\x11\x11", b"\x11\x00"):
+    if _byte_order(raw) == ">":
         h = h.view(h.dtype.newbyteorder(">")).view(np.recarray)
     return h
 
@@ -54,8 +58,9 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
             raise FormatError(f"bad MRC header: {exc}") from None
     # mode 0 is signed bytes, unless the IMOD stamp says they are unsigned (SerialEM, K2/K3 movies)
     if mode == 0:
-        bo = "<" if bytes(raw[212:213]) != b"\x11" else ">"
-        stamp, flags = struct.unpack_from(bo + "2i", raw, 152)  # IMOD's stamp and flags (in mrcfile's extra2)
+        stamp, flags = struct.unpack_from(
+            _byte_order(raw) + "2i", raw, 152
+        )  # IMOD's stamp and flags (in mrcfile's extra2)
         if stamp == IMOD_STAMP and not flags & 1:
             dtype = np.dtype("uint8")
     nx, ny, nz = int(h.nx[0]), int(h.ny[0]), int(h.nz[0])
@@ -83,7 +88,7 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     restore = raw + read_exact(f, HEADER, nsymbt)
     header = {name: jsonable(h[name][0]) for name in h.dtype.names or ()}
     header["exttyp"] = bytes(h.exttyp[0]).decode("latin-1")
-    fei = fei_extended(header["exttyp"], restore[HEADER:], "<" if bytes(raw[212:213]) != b"\x11" else ">", nz)
+    fei = fei_extended(header["exttyp"], restore[HEADER:], _byte_order(raw), nz)
     if fei is not None:  # what an EPU movie says of its microscope, dose and exposure, readable
         header["fei_extended"] = fei
     row, col, sec = voxel_sizes(h)
@@ -127,7 +132,7 @@ def fei_extended(exttyp: str, ext: bytes, byte_order: str, frames: int) -> dict[
 
         dtype = get_ext_header_dtype(exttyp.encode(), byte_order)
         size = struct.unpack_from(byte_order + "i", ext, 0)[0]
-        if dtype is None or size < 8 or size > len(ext) or size < min(dtype.itemsize, size):
+        if dtype is None or size < 8 or size > len(ext):  # a record shorter than the dtype: padded
             return None
         n = min(frames, len(ext) // size)
         records = []

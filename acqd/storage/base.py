@@ -520,7 +520,6 @@ class Tier:
     def remove_temp(self, rel: str) -> bool:
         """Remove a leftover temporary of `rel` (a file, or the folder of a multi-object layout).
         Temporaries have reserved names (acqd.naming) that no stored source can have."""
-        found = False
         with self._edge("clean", rel):
             fs = self._looking()
             tmp = self.path(temp_name(rel))
@@ -532,8 +531,7 @@ class Tier:
                 self._rm_tree(tmp)
             else:
                 fs.rm_file(tmp)
-            found = True
-        return found
+            return True
 
     def _rm_tree(self, path: str) -> None:
         """Delete the folder `path` and everything below it, each object by its exact name (blocking,
