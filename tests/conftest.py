@@ -180,6 +180,32 @@ def write_config(path: Path, body: str, *, make_tiers: bool = True) -> Path:
     return path
 
 
+def acqd_yaml(
+    path: Path,
+    *,
+    state: Path,
+    watch: str | list[str],
+    tiers: Path | dict[str, str],
+    limits: str = "",
+    more: str = "",
+    instrument: str = "scope",
+) -> Path:
+    """An acqd.yaml as most tests write one (through `write_config`). `watch`: each watch entry as the
+    inside of a YAML flow mapping ("path: /acq, settle: 0.2s"); `tiers`: a folder (the tier `central`
+    at file://folder) or each tier's flow mapping inside by name; `limits`: the inside of the limits
+    mapping; `more`: further top-level lines."""
+    entries = [watch] if isinstance(watch, str) else watch
+    named = {"central": f'url: "file://{tiers}"'} if isinstance(tiers, Path) else tiers
+    lines = [f"instrument: {instrument}", f"state_dir: {state}", "watch:"]
+    lines += [f"  - {{{w}}}" for w in entries]
+    lines += ["tiers:", *(f"  {name}: {{{t}}}" for name, t in named.items())]
+    if limits:
+        lines.append(f"limits: {{{limits}}}")
+    if more:
+        lines.append(more)
+    return write_config(path, "\n".join(lines) + "\n")
+
+
 @pytest.fixture
 def dirs(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
     """(watch, dest, state) folders; permissions are restored afterwards so pytest can clean up."""

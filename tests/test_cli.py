@@ -14,7 +14,7 @@ import pytest
 
 from acqd import __version__
 from acqd.naming import TEMP_PREFIX
-from tests.conftest import Background, run_acqd, wait_for, write_config
+from tests.conftest import Background, acqd_yaml, run_acqd, wait_for, write_config
 
 
 def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
@@ -364,16 +364,11 @@ def test_a_running_daemon_says_once_which_camera_files_its_profile_does_not_take
         with mrcfile.new(acq / "s" / f"movie_{i}.mrc") as m:
             m.set_data(np.zeros((3, 32, 32), dtype=np.uint8))
     (acq / "s" / "notes.txt").write_text("not a camera file")
-    cfg = write_config(
+    cfg = acqd_yaml(
         tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {acq}, detector: hamamatsu-orca, settle: 0.2s}}
-tiers:
-  central: {{url: "file://{tmp_path / "central"}"}}
-""",
+        state=state,
+        watch=f"path: {acq}, detector: hamamatsu-orca, settle: 0.2s",
+        tiers=tmp_path / "central",
     )
     d = Background("run", "--config", str(cfg))
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from acqd.journal import Journal, recorded_tiers, without_password
 from acqd.simulate import SimSpec, simulate
-from tests.conftest import run_acqd, write_config
+from tests.conftest import acqd_yaml, run_acqd, write_config
 
 # MRC movies of any frame size stored as deflate TIFF (the K3 profile insists on 5760x4092 frames)
 MRC_TIFF = (
@@ -172,10 +172,11 @@ def test_restore_never_overwrites_a_file_that_appears_while_it_runs(tmp_path: Pa
         os.environ,
         PYTHONPATH=os.pathsep.join([install_plugin(tmp_path / "plugin"), str(REPO), os.environ.get("PYTHONPATH", "")]),
     )
-    cfg = write_config(
+    cfg = acqd_yaml(
         tmp_path / "acqd.yaml",
-        f"instrument: scope\nstate_dir: {tmp_path}/state\nwatch:\n  - {{path: {acq}, settle: 0.2s}}\n"
-        f"tiers:\n  central: {{url: 'faulty://{central}', options: {{control: '{control}'}}}}\n",
+        state=tmp_path / "state",
+        watch=f"path: {acq}, settle: 0.2s",
+        tiers={"central": f"url: 'faulty://{central}', options: {{control: '{control}'}}"},
     )
     (acq / "sess").mkdir()
     (acq / "sess" / "f.raw").write_bytes(os.urandom(60_000))
@@ -578,14 +579,15 @@ def test_verify_finds_a_session_manifest_where_it_was_written_after_the_root_mov
     acq, state = tmp_path / "acq", tmp_path / "state"
     (acq / "s1").mkdir(parents=True)
     (acq / "s1" / "a.raw").write_bytes(b"a" * 3000)
-    body = (
-        f"instrument: scope\nstate_dir: {state}\nwatch:\n  - {{path: {acq}, settle: 0.3s, placement: {{tier: TIER}}}}\n"
-        f"tiers:\n  central: {{url: 'file://{tmp_path / 'central'}'}}\n"
-        f"  capacity: {{url: 'file://{tmp_path / 'cap'}'}}\n"
-    )
-    cfg = write_config(tmp_path / "acqd.yaml", body.replace("TIER", "central"))
+    tiers = {"central": f"url: 'file://{tmp_path / 'central'}'", "capacity": f"url: 'file://{tmp_path / 'cap'}'"}
+
+    def placed(tier: str) -> Path:
+        watch = f"path: {acq}, settle: 0.3s, placement: {{tier: {tier}}}"
+        return acqd_yaml(tmp_path / "acqd.yaml", state=state, watch=watch, tiers=tiers)
+
+    cfg = placed("central")
     assert run_acqd("run", "--once", "--config", str(cfg)).returncode == 0
-    write_config(tmp_path / "acqd.yaml", body.replace("TIER", "capacity"))  # new sessions go to capacity
+    placed("capacity")  # new sessions go to capacity
     r = run_acqd("verify", "--config", str(cfg))
     assert r.returncode == 0 and r.stdout.strip() == "verify: 1 copy OK, 0 failed", (r.stdout, r.stderr)
     (tmp_path / "central" / "scope" / "s1" / "~acqd-manifest.json").unlink()  # and where it was: missing

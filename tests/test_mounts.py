@@ -615,7 +615,7 @@ def test_acqd_check_refuses_a_tier_bound_from_inside_the_watch_root(tmp_path: Pa
     import subprocess
     import sys
 
-    from tests.conftest import REQUIRE, need
+    from tests.conftest import REQUIRE, acqd_yaml, need
 
     unshare = need("unshare", "util-linux's unshare makes a private mount namespace")
     if os.geteuid() != 0:
@@ -625,11 +625,7 @@ def test_acqd_check_refuses_a_tier_bound_from_inside_the_watch_root(tmp_path: Pa
     acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
     for d in (acq / "spill", central):
         d.mkdir(parents=True)
-    cfg = tmp_path / "acqd.yaml"
-    cfg.write_text(
-        f"instrument: scope\nstate_dir: {state}\nwatch:\n  - {{path: {acq}}}\n"
-        f'tiers:\n  central: {{url: "file://{central}"}}\n'
-    )
+    cfg = acqd_yaml(tmp_path / "acqd.yaml", state=state, watch=f"path: {acq}", tiers=central)
     script = f"mount --bind {acq / 'spill'} {central} && {sys.executable} -m acqd check --no-probe --config {cfg}"
     r = subprocess.run(
         [unshare, "-m", "--propagation", "private", "sh", "-c", script],

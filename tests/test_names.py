@@ -30,7 +30,7 @@ from acqd.config import prefixes_nest
 from acqd.errors import ClaimError
 from acqd.journal import Journal
 from acqd.storage import open_tier
-from tests.conftest import Background, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
+from tests.conftest import Background, acqd_yaml, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
 
 # -- the property ------------------------------------------------------------------------------
 _chars = st.sampled_from([*"a~.v2~0-_ Zé", "~~", ".v", "~v", "~.", ".zarr", ".tif", ".zst", "acqd"])
@@ -1014,14 +1014,14 @@ def test_a_renamed_instrument_is_named_as_the_cause_and_refused(tmp_path: Path) 
     acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
     (acq / "s1").mkdir(parents=True)
     (acq / "s1" / "a.dat").write_bytes(b"a" * 20000)
-    cfg = tmp_path / "acqd.yaml"
-    text = (
-        f"instrument: krios\nstate_dir: {state}\nwatch:\n  - {{path: {acq}, settle: 0.2s}}\n"
-        f'tiers:\n  central: {{url: "file://{central}"}}\n'
-    )
-    cfg.write_text(text)
+
+    def named(instrument: str) -> Path:
+        watch = f"path: {acq}, settle: 0.2s"
+        return acqd_yaml(tmp_path / "acqd.yaml", state=state, watch=watch, tiers=central, instrument=instrument)
+
+    cfg = named("krios")
     assert run_acqd("run", "--once", "--config", str(cfg)).returncode == 0
-    cfg.write_text(text.replace("instrument: krios", "instrument: krios-1"))
+    named("krios-1")
     for cmd in (["check", "--no-probe"], ["run", "--once"]):
         r = run_acqd(*cmd, "--config", str(cfg))
         assert r.returncode == 78, (cmd, r.stdout, r.stderr)

@@ -32,7 +32,7 @@ import zstandard
 from acqd.journal import Journal
 from acqd.openfiles import Scan, WriterCheck, fdinfo_writes, names_a_path, scan, visibility_problem
 from acqd.unlink import GONE, NotBelow, lstat_below, unlink_below
-from tests.conftest import Background, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
+from tests.conftest import Background, acqd_yaml, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -90,17 +90,12 @@ def config(
 ) -> Path:
     """`poll`: scans every 0.3 s (a running daemon meets the same files again and again)."""
     scans = ", mode: poll, scan_interval: 0.3s" if poll else ""
-    return write_config(
+    return acqd_yaml(
         tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {watch}, settle: 0.3s{scans}, placement: {{release_local: after_verify}}}}
-tiers:
-  central: {{url: "{url or "file://" + str(dest)}"}}
-limits: {{retry_initial: 50ms, retry_max: 300ms, release_verify: {verify}}}
-""",
+        state=state,
+        watch=f"path: {watch}, settle: 0.3s{scans}, placement: {{release_local: after_verify}}",
+        tiers={"central": f'url: "{url}"'} if url else dest,
+        limits=f"retry_initial: 50ms, retry_max: 300ms, release_verify: {verify}",
     )
 
 
@@ -1163,16 +1158,13 @@ async def test_a_chmod_of_a_kept_tree_rereads_its_files_a_ship_slot_at_a_time(
     files = [watch / "s" / f"f{i}.raw" for i in range(6)]
     for p in files:
         p.write_bytes(os.urandom(5000))
-    body = f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {watch}, settle: 0.2s}}
-tiers:
-  central: {{url: "file://{dest}"}}
-limits: {{retry_initial: 50ms, retry_max: 300ms, concurrent_files: 2, io_threads: 8}}
-"""
-    cfg = write_config(tmp_path / "acqd.yaml", body)
+    cfg = acqd_yaml(
+        tmp_path / "acqd.yaml",
+        state=state,
+        watch=f"path: {watch}, settle: 0.2s",
+        tiers=dest,
+        limits="retry_initial: 50ms, retry_max: 300ms, concurrent_files: 2, io_threads: 8",
+    )
     await Daemon(load_config(cfg), once=True, retry_for=10).run(install_signals=False)
     assert set(journal_states(state).values()) == {"verified"}
     for p in files:
