@@ -190,12 +190,26 @@ def running_pid(state_dir: Path) -> int | None:
     """The pid of the acqd daemon running with this state directory, or None: the pid its lock file
     names, if that process is alive and is acqd. A look only: the lock is not taken, not even for
     an instant (a daemon starting then would take that for another one running)."""
+    lock = state_dir / "acqd.lock"
     try:
-        pid = int((state_dir / "acqd.lock").read_text().split()[0])
+        pid = int(lock.read_text().split()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return None
-    return pid if b"acqd" in cmdline else None
+    if b"acqd" not in cmdline:
+        return None
+    # the lock file is never emptied, and its pid may be another acqd's now (one on another state
+    # directory, an `acqd verify`): the daemon holds this very file open for its whole life
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # another user's process: its name is all there is to go by
+        return pid
+    mine = os.path.realpath(lock)
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == mine:
+                return pid
+    return None
 
 
 def _state_dir(config: Path | None, state_dir: Path | None) -> Path:

@@ -157,7 +157,9 @@ class WriterCheck:
     def writers_now(self, keys: Collection[FileKey]) -> set[FileKey]:
         """Blocking, on the calling thread: which of `keys` a process has open for writing, from a
         scan of its own (a release's last look, after its file is moved aside)."""
-        return set(self._scan(frozenset(keys)).writers)
+        result = self._scan(frozenset(keys))
+        self.last_hidden = result.hidden
+        return set(result.writers)
 
     async def writers(self, keys: Collection[FileKey]) -> dict[FileKey, set[int]]:
         """The pids that have each of `keys` open for writing (files with none are left out)."""

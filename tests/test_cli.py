@@ -469,6 +469,16 @@ def test_status_says_whether_the_daemon_is_running(tmp_path: Path) -> None:
     r = run_acqd("status", "--state-dir", str(state))
     assert r.returncode == 0 and "acqd is not running: what follows is as it last saw it" in r.stdout, r.stdout
     assert json.loads(run_acqd("status", "--state-dir", str(state), "--json").stdout)["daemon"]["running"] is False
+    # the lock file keeps the stopped daemon's pid: a process of that pid now, with acqd in its
+    # command line (another acqd, an `acqd verify`), is not this state directory's daemon
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "acqd", "verify"])
+    try:
+        (state / "acqd.lock").write_text(f"{other.pid}\n")
+        r = run_acqd("status", "--state-dir", str(state))
+        assert r.returncode == 0 and "acqd is not running" in r.stdout, r.stdout
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name(tmp_path: Path) -> None:
