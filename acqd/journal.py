@@ -1104,6 +1104,14 @@ class Journal:
         n = len(_FILE_COLS.split(","))
         return [(_file_row(r[:n]), _copy_row(r[n:])) for r in self._db.execute(q, (root, session))]
 
+    def session_copy_names(self, root: str, session: str) -> set[tuple[str, int, str]]:
+        """(relpath, version, dest) of every copy, in any state, of a session's files."""
+        q = (
+            "SELECT f.relpath, f.version, c.dest FROM files f INDEXED BY files_session JOIN copies c "
+            "ON c.file_id = f.id WHERE f.root = ? AND f.session = ?"
+        )
+        return {(rel, int(v), dest) for rel, v, dest in self._db.execute(q, (root, session))}
+
     def mismatch_notes(self, root: str, session: str) -> dict[int, str]:
         """Per file of a session, the latest reason of its 'profile-mismatch' audit entry (a valid
         file its detector profile did not expect), for the session's manifest. A partial index keeps

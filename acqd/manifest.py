@@ -60,6 +60,19 @@ def other_roots(doc: object, watch_root: str) -> list[dict[str, object]]:
     return out
 
 
+def own_entries(doc: object, watch_root: str) -> set[tuple[str, int, str]]:
+    """(source, version, dest) of each entry of a manifest at the destination that `watch_root`
+    shipped: what the journal that writes it again must know (`Pipeline._stale_journal`)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        return set()
+    top = doc.get("watch_root")
+    return {
+        (str(e["source"]), int(str(e["version"])), str(e["dest"]))
+        for e in doc["files"]
+        if isinstance(e, dict) and e.get("watch_root", top) == watch_root and _well_formed(e)
+    }
+
+
 def _well_formed(e: dict[str, object]) -> bool:
     """An entry as acqd writes one (a manifest at the destination can be edited by anyone who can
     write there: an entry that is not is dropped rather than let stop every manifest's rewrite)."""

@@ -82,7 +82,8 @@ class Metrics:
         self.halted = Gauge(
             "acqd_halted",
             "1 when the daemon stopped shipping to stay safe (reason: claim = the destination is claimed by"
-            " another daemon or journal, journal = its journal was deleted or replaced)",
+            " another daemon or journal, journal = its journal was deleted or replaced, or is older than the"
+            " destination)",
             (*i, "reason"),
             registry=r,
         )

@@ -64,7 +64,7 @@ from acqd.layouts.stream import (
 )
 from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
-from acqd.manifest import ManifestEntry, build, manifest_path, other_roots
+from acqd.manifest import ManifestEntry, build, manifest_path, other_roots, own_entries
 from acqd.mounts import describe as describe_mount
 from acqd.mounts import lies_within, unmounted_mount_point
 from acqd.naming import aside_inode, is_release_aside, is_temp, stored_name, zarr_own
@@ -2935,19 +2935,42 @@ class Pipeline:
         )
         self._dirty.add((index, session))
 
-    def _read_other_roots(self, tier: Tier, rel: str, root: str) -> list[dict[str, Any]]:
-        """The entries another watch root put in the manifest at `rel` (acqd.manifest.other_roots);
-        raises a storage error when it is there and cannot be read (not written over, retried)."""
+    def _read_manifest(self, tier: Tier, rel: str, root: str) -> tuple[list[dict[str, Any]], set[tuple[str, int, str]]]:
+        """The entries another watch root put in the manifest at `rel` (acqd.manifest.other_roots), and
+        those of `root` (`own_entries`); raises a storage error when it is there and cannot be read
+        (not written over, retried)."""
         if tier.size(rel) is None:
-            return []
+            return [], set()
         with tier.open_read(rel) as f:
             data = f.read()
         try:
             doc = json.loads(data)
         except ValueError:
             log.warning("%s is not a readable manifest: written again from the journal", tier.url(rel))
-            return []
-        return other_roots(doc, root)
+            return [], set()
+        return other_roots(doc, root), own_entries(doc, root)
+
+    async def _stale_journal(
+        self, ctx: RootCtx, session: str, url: str, listed: set[tuple[str, int, str]]
+    ) -> str | None:
+        """Why the journal must not write the manifest at `url` again, or None: it lists copies of this
+        watch root that the journal has no record of (no such file version with such a copy, in any
+        state). The journal is older than the destination: restored from a backup, or a copy whose
+        original ran on (its claim deleted, or from before claims); its manifests would drop them."""
+        if not listed:
+            return None
+        known = await self._j(self.journal.session_copy_names, ctx.root, session)
+        unknown = sorted(listed - known)
+        if not unknown:
+            return None
+        source, version, dest = unknown[0]
+        return (
+            f"the session manifest {url} lists {len(unknown)} stored file(s) of watch root {ctx.root} that this "
+            f"journal ({self.journal.path}) has no record of (first: {source!r} version {version} at {dest!r}): "
+            "the journal is older than the destination (restored from a backup, or a copy of one that ran "
+            "on). Writing the manifest again would drop them; nothing is shipped. Put back the journal that "
+            "wrote them, or run `acqd adopt` to import the manifests"
+        )
 
     async def flush_manifests(self) -> None:
         if self.halted is not None:  # the destination is not this daemon's any more
@@ -2998,11 +3021,15 @@ class Pipeline:
             others = self._other_roots.get((ctx.tier.name, mpath))
             if others is None:  # read once per run: only this daemon writes under its prefix
                 try:
-                    others = await self._io(self._read_other_roots, ctx.tier, mpath, ctx.root)
+                    read, listed = await self._io(self._read_manifest, ctx.tier, mpath, ctx.root)
+                    stale = await self._stale_journal(ctx, session, ctx.tier.url(mpath), listed)
                 except AcqdError as exc:
                     self._manifest_later(index, session, exc)
                     continue
-                self._other_roots[(ctx.tier.name, mpath)] = others
+                if stale is not None:
+                    self.halt(stale, "journal")
+                    return
+                self._other_roots[(ctx.tier.name, mpath)] = others = read
 
             def render(
                 pairs: list[tuple[FileRow, Any]] = pairs,

@@ -1743,8 +1743,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a session manifest written again keeps only this watch root's files: another root's (a root whose"
         " path changed, same prefix) are in no manifest, and `acqd adopt` cannot find them",
         "acqd/pipeline.py",
-        "        return other_roots(doc, root)\n",
-        "        return []\n",
+        "        return other_roots(doc, root), own_entries(doc, root)\n",
+        "        return [], own_entries(doc, root)\n",
         (
             "tests/test_robust.py::test_a_watch_root_whose_path_changed_keeps_the_other_roots_files_in_the_session_manifest",
         ),
@@ -2165,8 +2165,17 @@ MUTANTS: tuple[Mutant, ...] = (
         "status-running-unsaid",
         "acqd status does not say whether a daemon runs (a stopped daemon's state reads as current)",
         "acqd/cli.py",
-        '    return pid if b"acqd" in cmdline else None',
-        "    return None",
+        '    lock = state_dir / "acqd.lock"\n',
+        '    return None\n    lock = state_dir / "acqd.lock"\n',
+        ("tests/test_cli.py::test_status_says_whether_the_daemon_is_running",),
+    ),
+    Mutant(
+        "status-trusts-a-stale-lock-pid",
+        "acqd status takes any process with acqd in its command line, of the pid a stopped daemon left in the"
+        " lock file, for this state directory's daemon",
+        "acqd/cli.py",
+        "                return pid\n    return None\n",
+        "                return pid\n    return pid\n",
         ("tests/test_cli.py::test_status_says_whether_the_daemon_is_running",),
     ),
     Mutant(
@@ -2238,6 +2247,18 @@ MUTANTS: tuple[Mutant, ...] = (
         "                continue\n            if gone:\n",
         "                pass\n            if gone:\n",
         ("tests/test_release.py::test_a_stale_temporary_whose_cleanup_failed_once_is_removed_at_a_later_start",),
+    ),
+    Mutant(
+        "manifest-written-by-a-stale-journal",
+        "a journal older than the destination (restored from a backup, its claim deleted) writes its sessions'"
+        " manifests again without the files shipped since",
+        "acqd/pipeline.py",
+        "                    stale = await self._stale_journal(ctx, session, ctx.tier.url(mpath), listed)\n",
+        "                    stale = None\n",
+        (
+            "tests/test_names.py::"
+            "test_a_journal_restored_from_a_backup_with_the_claim_deleted_writes_no_manifest_without_newer_files",
+        ),
     ),
 )
 

@@ -511,6 +511,37 @@ def test_a_journal_restored_from_a_backup_is_refused_until_adopt(tmp_path: Path)
     o.check(tmp_path / "central")
 
 
+def test_a_journal_restored_from_a_backup_with_the_claim_deleted_writes_no_manifest_without_newer_files(
+    tmp_path: Path,
+) -> None:
+    """The claim was the only guard against a journal restored from a backup (an adversarial review:
+    with `~acqd-claim.json` deleted, the old journal started, claimed afresh and wrote its sessions'
+    manifests without the files shipped since). A manifest that lists files of this watch root the
+    journal has no record of stops the daemon before it is written again (exit 78, said why), and
+    `acqd adopt` brings them in."""
+    cfg = site(tmp_path)
+    state = tmp_path / "state-a"
+    o = Oracle(tmp_path / "acq")
+    o.write("s/a.raw", b"shipped before the backup")
+    once(cfg)
+    _copy_state(state, tmp_path / "backup")
+    o.write("s/b.raw", b"shipped after the backup")
+    once(cfg)
+    shutil.rmtree(state)
+    shutil.copytree(tmp_path / "backup", state)  # the operator restores the backup
+    (tmp_path / "central" / "scope" / "~acqd-claim.json").unlink()  # and clears the "stale" claim
+    o.write("s/c.raw", b"written after the restore")
+    err = once(cfg, code=78)
+    assert "lists 1 stored file(s) of watch root" in err and "'s/b.raw'" in err and "acqd adopt" in err, err
+    assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw"}  # not rewritten without b
+    r = run_acqd("adopt", "--config", str(cfg))
+    assert r.returncode == 0 and "adopted 1 stored file" in r.stdout, r.stdout + r.stderr
+    once(cfg)
+    assert journal_states(state) == {"s/a.raw": "released", "s/b.raw": "released", "s/c.raw": "released"}
+    assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw", "s/c.raw"}
+    o.check(tmp_path / "central")
+
+
 def test_a_copy_of_a_running_daemons_state_folder_never_writes_beside_it(tmp_path: Path) -> None:
     """The same state folder copied to a second PC (same machine id, a cloned image): whichever run
     claimed last owns the destination; the other stops writing there at its next commit, and an
