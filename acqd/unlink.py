@@ -36,10 +36,10 @@ class NotBelow(Exception):
     """The path does not lead to a file below the root without a symlink (the reason is the message)."""
 
 
-@contextmanager
-def parent_of(root: str, rel: str) -> Iterator[tuple[int, str]]:
-    """The descriptor of the folder holding `rel` (walked from `root`, no symlink followed) and the
-    last name. Raises FileNotFoundError if a part is gone, NotBelow if a part is not a real folder."""
+def open_parent(root: str, rel: str) -> tuple[int, str]:
+    """The descriptor of the folder holding `rel` (walked from `root`, no symlink followed; the caller
+    closes it) and the last name. Raises FileNotFoundError if a part is gone, NotBelow if a part is
+    not a real folder, OSError otherwise."""
     parts = rel.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise NotBelow(f"not a plain relative path: {rel!r}")
@@ -55,9 +55,52 @@ def parent_of(root: str, rel: str) -> Iterator[tuple[int, str]]:
                 raise _walk_error(exc, "/".join(parts[: i + 1])) from None
             os.close(fd)
             fd = nfd
-        yield fd, parts[-1]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, parts[-1]
+
+
+@contextmanager
+def parent_of(root: str, rel: str) -> Iterator[tuple[int, str]]:
+    """`open_parent` for the length of a `with` block."""
+    fd, name = open_parent(root, rel)
+    try:
+        yield fd, name
     finally:
         os.close(fd)
+
+
+class Folders:
+    """The folders of a release's files, each opened once (`open_parent`) and closed together by
+    `close`: a batch of hundreds of files in a few folders holds a few descriptors, not one a file
+    (which ran a 100,000-file burst out of descriptors: EMFILE)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[tuple[str, str], int] = {}
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def holds(self, root: str, rel: str) -> bool:
+        return (root, rel.rpartition("/")[0]) in self._fds
+
+    def parent(self, root: str, rel: str) -> tuple[int, str]:
+        key = (root, rel.rpartition("/")[0])
+        fd = self._fds.get(key)
+        if fd is None:
+            fd, name = open_parent(root, rel)
+            self._fds[key] = fd
+            return fd, name
+        name = rel.rpartition("/")[2]
+        if name in ("", ".", ".."):
+            raise NotBelow(f"not a plain relative path: {rel!r}")
+        return fd, name
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def _walk_error(exc: OSError, where: str) -> Exception:
@@ -87,7 +130,7 @@ Writers = Callable[[Collection[tuple[int, int]]], Collection[tuple[int, int]]]
 @dataclass
 class Aside:
     """A file a release moved to its hidden name and has not unlinked yet: its folder's descriptor
-    (owned: `finish_aside` closes it), the hidden name, its own name and what was looked at."""
+    (a `Folders`'), the hidden name, its own name and what was looked at."""
 
     fd: int
     aside: str
@@ -99,40 +142,46 @@ class Aside:
         return self.st.st_dev, self.st.st_ino
 
 
-def move_aside(root: str, rel: str, refuse: Callable[[os.stat_result], str | None]) -> Aside | str:
+#: at most this many folders open at once in a release of many files: a batch spread over more
+#: folders is moved aside, asked about and finished in parts
+FOLDERS_MAX = 16
+
+
+def move_aside(root: str, rel: str, refuse: Callable[[os.stat_result], str | None], folders: Folders) -> Aside | str:
     """The first half of a release: `rel` below `root` moved to its hidden name unless `refuse(lstat)`
     gives a reason. The Aside to finish, or the reason it was kept (GONE if there is nothing there).
-    OSError for other failures (nothing moved)."""
+    OSError for other failures, all of them before the move: nothing after the rename can fail, so an
+    error never leaves a file moved that its caller takes for not moved."""
     try:
-        with parent_of(root, rel) as (fd, name):
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return GONE
-            if not stat.S_ISREG(st.st_mode):
-                return "no longer a regular file (kept)"
-            why = refuse(st)
-            if why is not None:
-                return why
-            aside = release_aside(st.st_ino)
-            try:
-                other = os.stat(aside, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
-            else:
-                if other.st_ino != st.st_ino:
-                    return BLOCKED  # a file acqd did not leave there: not touched
-                # a second name of this very file (one folder, one filesystem, one inode), left by an
-                # interrupted release the journal forgot: removing that name loses nothing
-                os.unlink(aside, dir_fd=fd)
-            # the hidden name is acqd's own and free: a plain rename, atomic on every filesystem,
-            # takes whatever the name holds at this instant
-            try:
-                os.rename(name, aside, src_dir_fd=fd, dst_dir_fd=fd)
-            except FileNotFoundError:
-                return GONE
-            crash_point("after_move_aside")
-            return Aside(os.dup(fd), aside, name, st)
+        fd, name = folders.parent(root, rel)
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return GONE
+        if not stat.S_ISREG(st.st_mode):
+            return "no longer a regular file (kept)"
+        why = refuse(st)
+        if why is not None:
+            return why
+        aside = release_aside(st.st_ino)
+        try:
+            other = os.stat(aside, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if other.st_ino != st.st_ino:
+                return BLOCKED  # a file acqd did not leave there: not touched
+            # a second name of this very file (one folder, one filesystem, one inode), left by an
+            # interrupted release the journal forgot: removing that name loses nothing
+            os.unlink(aside, dir_fd=fd)
+        # the hidden name is acqd's own and free: a plain rename, atomic on every filesystem,
+        # takes whatever the name holds at this instant
+        try:
+            os.rename(name, aside, src_dir_fd=fd, dst_dir_fd=fd)
+        except FileNotFoundError:
+            return GONE
+        crash_point("after_move_aside")
+        return Aside(fd, aside, name, st)
     except FileNotFoundError:
         return GONE
     except NotBelow as exc:
@@ -153,8 +202,6 @@ def finish_aside(a: Aside, written: bool) -> str | None:
         where = _put_back(a.fd, a.aside, a.name, moved)
     except OSError as exc:
         raise LeftAside(exc.errno, f"{exc.strerror}: left under its hidden name {a.aside!r}", a.name) from exc
-    finally:
-        os.close(a.fd)
     if written and (moved.st_dev, moved.st_ino) == a.key:  # the same file, maybe written to already
         return f"{WRITTEN_AT_RELEASE}{where}"
     return f"replaced by another file at the instant of its release (kept{where}; shipped as a new version)"
@@ -179,37 +226,45 @@ def unlink_many(
     """`unlink_below` for several files with one writers' scan: each is moved aside, then one scan of
     /proc asks who has any of them open for writing (a process that opened one by its name before
     the move still holds it; none can open it by that name after), then each is unlinked or put
-    back. An OSError in the list for a file that could not be moved (LeftAside: moved, neither
-    unlinked nor put back)."""
-    out: list[str | OSError | None] = []
-    asides: list[tuple[int, Aside]] = []
-    try:
-        for root, rel, refuse in items:
-            try:
-                a = move_aside(root, rel, refuse)
-            except OSError as exc:
-                out.append(exc)
-                continue
-            if isinstance(a, Aside):
-                asides.append((len(out), a))
-                out.append(None)
-            else:
-                out.append(a)
-        written: Collection[tuple[int, int]] = ()
-        if writers is not None and asides:
-            try:
-                written = writers([a.key for _i, a in asides])
-            except Exception:  # no /proc to look in: as before the scan, the last look decides
-                written = ()
-        while asides:
-            i, a = asides.pop(0)
-            try:
-                out[i] = finish_aside(a, a.key in written)
-            except LeftAside as exc:
-                out[i] = exc
-    finally:
-        for _i, a in asides:  # an interrupt between the halves: the journal's begun release puts them back
-            os.close(a.fd)
+    back. Files in more than FOLDERS_MAX folders go in parts, a scan each. An OSError in the list for
+    a file that could not be moved (LeftAside: moved, neither unlinked nor put back)."""
+    out: list[str | OSError | None] = [None] * len(items)
+    start = 0
+    while start < len(items):
+        folders = Folders()
+        asides: list[tuple[int, Aside]] = []
+        try:
+            i = start
+            while i < len(items):
+                root, rel, refuse = items[i]
+                if len(folders) >= FOLDERS_MAX and not folders.holds(root, rel):
+                    break  # the rest in the next part
+                try:
+                    a = move_aside(root, rel, refuse, folders)
+                except OSError as exc:
+                    out[i] = exc
+                else:
+                    if isinstance(a, Aside):
+                        asides.append((i, a))
+                    else:
+                        out[i] = a
+                i += 1
+            start = i
+            written: Collection[tuple[int, int]] = ()
+            if writers is not None and asides:
+                try:
+                    written = writers([a.key for _i, a in asides])
+                except Exception:  # no /proc to look in: as before the scan, the last look decides
+                    written = ()
+            while asides:
+                j, a = asides.pop(0)
+                try:
+                    out[j] = finish_aside(a, a.key in written)
+                except LeftAside as exc:
+                    out[j] = exc
+        finally:
+            # an interrupt between the halves: the journal's begun release puts them back
+            folders.close()
     return out
 
 

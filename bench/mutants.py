@@ -2183,8 +2183,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a release does not ask for writers once its file is moved aside: a process that opened it in the"
         " moment before loses what it writes next",
         "acqd/unlink.py",
-        "                out[i] = finish_aside(a, a.key in written)",
-        "                out[i] = finish_aside(a, False)",
+        "                    out[j] = finish_aside(a, a.key in written)",
+        "                    out[j] = finish_aside(a, False)",
         ("tests/test_release.py::test_a_writer_that_opens_the_file_in_the_instant_before_its_unlink_keeps_it",),
     ),
     Mutant(
@@ -2247,6 +2247,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "                continue\n            if gone:\n",
         "                pass\n            if gone:\n",
         ("tests/test_release.py::test_a_stale_temporary_whose_cleanup_failed_once_is_removed_at_a_later_start",),
+    ),
+    Mutant(
+        "release-opens-a-folder-per-file",
+        "a release of many files opens the folder of each file on its own, between its move aside and its unlink"
+        " (thousands of files run out of descriptors)",
+        "acqd/unlink.py",
+        "        fd = self._fds.get(key)\n",
+        "        fd = None\n",
+        ("tests/test_release.py::test_a_release_of_thousands_of_files_holds_a_descriptor_per_folder_not_per_file",),
     ),
     Mutant(
         "manifest-written-by-a-stale-journal",

@@ -1142,6 +1142,37 @@ def test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size
     assert versions()["s/b.tif"] == [(1, "released")]
 
 
+def test_a_release_of_thousands_of_files_holds_a_descriptor_per_folder_not_per_file(tmp_path: Path) -> None:
+    """A release of many files (those waiting for their session manifest are released together) held
+    one folder descriptor per file between its move aside and its unlink: 2,400 files ran out of
+    descriptors (EMFILE; most files then kept for the next scan), and once, in a 100,000-file burst,
+    the `dup` after a file's move failed, its release was taken for not begun, and the file stayed
+    under its hidden name for an operator to find. A folder is opened once for its files now."""
+    import resource
+
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    for d in "ab":
+        (watch / d).mkdir(parents=True)
+        for i in range(1200):
+            (watch / d / f"f{i:04d}.raw").write_bytes(os.urandom(100))
+
+    def few_descriptors() -> None:  # what a systemd service gets by default is 1024; 512 shows it sooner
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+
+    args = ["run", "--once", "--release", "--watch", str(watch), "--dest", str(dest), "--state-dir", str(state)]
+    r = subprocess.run(
+        [sys.executable, "-m", "acqd", *args, "--settle", "0.2s"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=few_descriptors,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Too many open files" not in r.stderr, r.stderr[-3000:]
+    assert not [p for p in watch.rglob("*") if p.is_file()], "files kept or left under a hidden name"
+    assert set(journal_states(state).values()) == {"released"}
+
+
 async def test_a_chmod_of_a_kept_tree_rereads_its_files_a_ship_slot_at_a_time(
     dirs: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
