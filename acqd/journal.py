@@ -941,7 +941,8 @@ class Journal:
         entry names (a policy's placement, a retention move: not always the manifest's own `tier`). A
         source still on disk with the recorded size and mtime gets its real identity (so it is not
         shipped again); any other keeps an identity no file has (inode 0), so a file there now is a
-        new version with a name of its own. Returns how many copies were imported."""
+        new version with a name of its own. A row of that version with no verified copy (a journal
+        backed up while the file was in flight) takes the copy. Returns how many copies were imported."""
         manifest_tier = tier
         n = 0
         now = self._clock()
@@ -954,10 +955,6 @@ class Journal:
                 tier = str(e["tier"]) if isinstance(e.get("tier"), str) else manifest_tier
                 if db.execute("SELECT 1 FROM copies WHERE tier = ? AND dest = ?", (tier, e["dest"])).fetchone():
                     continue
-                if db.execute(
-                    "SELECT 1 FROM files WHERE root = ? AND relpath = ? AND version = ?", (root, rel, version)
-                ).fetchone():
-                    continue
                 size = int(e["source_bytes"])
                 mtime_ns = int(e["source_mtime_ns"]) if "source_mtime_ns" in e else 0
                 ident = Identity(size, mtime_ns, 0, 0)
@@ -965,29 +962,38 @@ class Journal:
                 if st is not None and st.st_size == size and st.st_mtime_ns == mtime_ns:
                     ident = Identity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_dev)
                 state = "verified" if ident.inode else str(e["state"])
-                session = SourceRef(root, rel).session
-                cur = db.execute(
-                    "INSERT INTO files(root, relpath, version, current, state, size, mtime_ns, inode, ctime_ns,"
-                    " device, checksum, detector, session, first_seen, updated)"
-                    " VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        root,
-                        rel,
-                        version,
-                        state,
-                        ident.size,
-                        ident.mtime_ns,
-                        ident.inode,
-                        ident.ctime_ns,
-                        ident.device,
-                        e["checksum"],
-                        str(e.get("detector", "generic")),
-                        session,
-                        now,
-                        now,
-                    ),
-                )
-                fid = cur.lastrowid
+                columns = (state, ident.size, ident.mtime_ns, ident.inode, ident.ctime_ns, ident.device, e["checksum"])
+                known = db.execute(
+                    "SELECT id, state FROM files WHERE root = ? AND relpath = ? AND version = ?", (root, rel, version)
+                ).fetchone()
+                if known is not None:
+                    fid = int(known[0])
+                    if known[1] not in ("verified", "released"):
+                        # a row of this version that never reached a verified copy here (a journal backed up
+                        # while the file was in flight, which then shipped elsewhere): it takes the copy the
+                        # manifest records, as a new row would
+                        db.execute(
+                            "UPDATE files SET state = ?, reason = NULL, size = ?, mtime_ns = ?, inode = ?,"
+                            " ctime_ns = ?, device = ?, checksum = ?, updated = ? WHERE id = ?",
+                            (*columns, now, fid),
+                        )
+                else:
+                    cur = db.execute(
+                        "INSERT INTO files(root, relpath, version, current, state, size, mtime_ns, inode, ctime_ns,"
+                        " device, checksum, detector, session, first_seen, updated)"
+                        " VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            root,
+                            rel,
+                            version,
+                            *columns,
+                            str(e.get("detector", "generic")),
+                            SourceRef(root, rel).session,
+                            now,
+                            now,
+                        ),
+                    )
+                    fid = int(cur.lastrowid or 0)
                 db.execute(
                     "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum,"
                     " state, stored_at, verified_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?)",

@@ -48,7 +48,7 @@ from acqd.errors import (
     VerifyError,
 )
 from acqd.journal import CopyRow, FileRow, Journal, Observation
-from acqd.layouts import FilePlan, FrameLayout, layout_of_copy, reading_layout
+from acqd.layouts import FilePlan, FrameLayout, reading_layout
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
     STREAMED_READERS,
@@ -193,7 +193,7 @@ def _verified_copy(
     verified = [x for x in copies if x.state == "verified"]
     cp = next((x for x in verified if x.tier == placed.tier.name), None)
     if cp is not None:
-        return cp, layout_of_copy(placed.layout, cp.layout, cp.codec), placed.tier
+        return cp, reading_layout(cp.layout, cp.codec, placed.layout), placed.tier
     for cp in verified:
         tier = tiers.get(cp.tier)
         if tier is not None:
@@ -550,6 +550,8 @@ class Pipeline:
         #: releases held back (`_release_later`, `_after_manifest`) -> when a snapshot first saw them
         self._release_waiting: dict[tuple[int, str], float] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
+        self._rechecks: deque[Candidate] = deque()  # verified files whose change time alone moved (`_recheck`)
+        self._recheck_task: asyncio.Task[None] | None = None
         self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
@@ -1458,10 +1460,13 @@ class Pipeline:
         if c.recheck:
             c.stable = current
             self.in_flight[c.key] = c
-            if self._tg is not None:
-                self._tg.create_task(self._recheck(c), name=f"recheck-{c.ctx.index}-{c.rel}")
-            else:
-                await self._recheck(c)
+            # one at a time, in the order found, by one task: a `chmod -R` of a kept tree makes
+            # thousands, which must neither crowd the event loop nor the ship slots
+            self._rechecks.append(c)
+            if self._tg is not None and (self._recheck_task is None or self._recheck_task.done()):
+                self._recheck_task = self._tg.create_task(self._recheck_all(), name="rechecks")
+            elif self._tg is None:
+                await self._recheck_all()
             return
         if current.size == 0 and not c.release_only:
             await self._quarantine(c.row, "zero-byte file (re-examined if it grows)")
@@ -1502,6 +1507,10 @@ class Pipeline:
             c.ctx.profile.name,
             ext,
         )
+
+    async def _recheck_all(self) -> None:
+        while self._rechecks:
+            await self._recheck(self._rechecks.popleft())
 
     async def _recheck(self, c: Candidate) -> None:
         """A verified file whose change time alone moved (`Observed.RECHECK`: a chmod, a new hard link,

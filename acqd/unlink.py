@@ -86,16 +86,16 @@ class Folders:
         return (root, rel.rpartition("/")[0]) in self._fds
 
     def parent(self, root: str, rel: str) -> tuple[int, str]:
+        """`open_parent`, the folder opened once: the same checks of `rel`, every time."""
+        if any(p in ("", ".", "..") for p in rel.split("/")):
+            raise NotBelow(f"not a plain relative path: {rel!r}")
         key = (root, rel.rpartition("/")[0])
         fd = self._fds.get(key)
         if fd is None:
             fd, name = open_parent(root, rel)
             self._fds[key] = fd
             return fd, name
-        name = rel.rpartition("/")[2]
-        if name in ("", ".", ".."):
-            raise NotBelow(f"not a plain relative path: {rel!r}")
-        return fd, name
+        return fd, rel.rpartition("/")[2]
 
     def close(self) -> None:
         for fd in self._fds.values():

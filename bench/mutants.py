@@ -580,8 +580,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "fallback-recheck-wrong-codec",
         "a frame placement's zstd byte-exact copy is re-read as uncompressed before a release (lost, shipped again)",
         "acqd/pipeline.py",
-        "layout_of_copy(placed.layout, cp.layout, cp.codec)",
-        "layout_of_copy(placed.layout, cp.layout)",
+        "reading_layout(cp.layout, cp.codec, placed.layout), placed.tier",
+        "reading_layout(cp.layout, 'none', placed.layout), placed.tier",
         ("tests/test_mismatch.py::test_byte_exact_copy_of_an_unframed_file_is_released_after_a_full_recheck",),
     ),
     Mutant(

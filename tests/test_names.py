@@ -511,21 +511,34 @@ def test_a_journal_restored_from_a_backup_is_refused_until_adopt(tmp_path: Path)
     o.check(tmp_path / "central")
 
 
+@pytest.mark.parametrize("b_in_backup", [False, True])
 def test_a_journal_restored_from_a_backup_with_the_claim_deleted_writes_no_manifest_without_newer_files(
-    tmp_path: Path,
+    tmp_path: Path, b_in_backup: bool
 ) -> None:
     """The claim was the only guard against a journal restored from a backup (an adversarial review:
     with `~acqd-claim.json` deleted, the old journal started, claimed afresh and wrote its sessions'
     manifests without the files shipped since). A manifest that lists files of this watch root the
     journal has no record of stops the daemon before it is written again (exit 78, said why), and
-    `acqd adopt` brings them in."""
+    `acqd adopt` brings them in, also a file the backup knew only as seen (backed up while it was
+    being written: adopt skipped it, and the daemon stopped again at every start)."""
     cfg = site(tmp_path)
     state = tmp_path / "state-a"
     o = Oracle(tmp_path / "acq")
     o.write("s/a.raw", b"shipped before the backup")
     once(cfg)
-    _copy_state(state, tmp_path / "backup")
-    o.write("s/b.raw", b"shipped after the backup")
+    if b_in_backup:  # the backup is taken while b settles (a long settle window): its row is `seen`
+        slow = write_config(tmp_path / "slow.yaml", cfg.read_text().replace("settle: 0.3s", "settle: 60s"))
+        d = Background("run", "--config", str(slow))
+        try:
+            o.write("s/b.raw", b"shipped after the backup")
+            wait_for(lambda: journal_states(state).get("s/b.raw") == "seen", 30, "b seen", d, state)
+            _copy_state(state, tmp_path / "backup")
+        finally:
+            code, err = d.terminate()
+        assert code == 0, err
+    else:
+        _copy_state(state, tmp_path / "backup")
+        o.write("s/b.raw", b"shipped after the backup")
     once(cfg)
     shutil.rmtree(state)
     shutil.copytree(tmp_path / "backup", state)  # the operator restores the backup

@@ -38,23 +38,18 @@ def build_layout(
     raise ValueError(f"unknown layout {name!r}")
 
 
-def layout_of_copy(layout: Layout, stored_with: str, codec: str = "none") -> Layout:
-    """The layout to read a copy stored with layout `stored_with` and `codec` under a placement whose
-    layout is `layout`: a frame layout's byte-exact fallback (incompressible files, files that are not
-    frames) is its copy layout."""
-    if isinstance(layout, FrameLayout):
-        return layout.for_copy(stored_with, codec)
-    return layout
-
-
 def reading_layout(stored_with: str, codec: str, like: Layout | None = None, chunk: int = 8 << 20) -> Layout:
     """The layout that reads a copy stored with layout `stored_with` and `codec` (as the journal has
-    them): `like`'s (the placement's: it knows the detector's reader, which re-reads the source) where
-    it writes such copies, else one built by name, with `like`'s reader where it is a frame layout."""
-    if like is not None:
-        got = layout_of_copy(like, stored_with, codec)
+    them). `like` is the placement's: a frame layout of the same kind reads the copy itself (it knows
+    the detector's reader, which re-reads the source), as does its byte-exact fallback, by the copy's
+    codec; anything else is built by name and codec (a placement changed since the copy was written:
+    another layout, another `compress`), with `like`'s reader where it is a frame layout."""
+    if isinstance(like, FrameLayout):
+        got = like.for_copy(stored_with, codec)
         if got.name == stored_with:
             return got
+    if isinstance(like, CopyLayout):
+        chunk = like.chunk
     reader = like.reader if isinstance(like, FrameLayout) else "bytes"
     return build_layout(stored_with, "zstd" if codec.startswith("zstd") else "none", chunk=chunk, reader=reader)
 
@@ -68,7 +63,6 @@ __all__ = [
     "TiffLayout",
     "ZarrLayout",
     "build_layout",
-    "layout_of_copy",
     "reading_layout",
     "restore_verdict",
 ]
