@@ -1524,6 +1524,11 @@ class Pipeline:
             placed = c.ctx.placed(c.rel)
             copies = await self._j(self.journal.copies_of, row.id)
             found = _verified_copy(placed, copies, self.tiers)
+            if found is None and copies:
+                # no verified copy now (retention purged it, or moved it to a tier not configured): the
+                # content is compared with the last copy's all the same; a chmod must not undo a purge
+                last = copies[-1]
+                found = last, reading_layout(last.layout, last.codec, placed.layout), placed.tier
             digest: str | None = None
             if found is not None:
                 # a ship slot, as a file shipped: a `chmod -R` of a kept tree reads every file again, and
@@ -1544,8 +1549,7 @@ class Pipeline:
                 except IllegalTransition:
                     return  # moved on meanwhile (verify found its copy damaged): the next scan says
                 log.info(
-                    "%r: only its change time moved (a chmod, a new link): its content is the verified copy's, "
-                    "not shipped again",
+                    "%r: only its change time moved (a chmod, a new link): the content of its copy, not shipped",
                     c.rel,
                 )
                 if placed.release:

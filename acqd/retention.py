@@ -439,7 +439,28 @@ class RetentionRunner:
         await self._note_clock(view)
         actions, by_copy = await self._j(plan_from_journal, self.store, self.policy, 0.0, view.after)
         self.last_clock = view.after
-        return actions, by_copy, view.after.effective
+        return self._on_named_tiers(actions, by_copy), by_copy, view.after.effective
+
+    def _on_named_tiers(self, actions: list[Action], by_copy: dict[int, jr.RetentionRow]) -> list[Action]:
+        """The actions on copies whose tier the configuration names. A copy on a tier taken out of
+        acqd.yaml can be neither looked at nor deleted: no warning announces a purge that cannot come
+        (nor with a place no owner can find), and nothing is moved or purged; said once per sweep."""
+        away: dict[str, int] = {}
+        kept = []
+        for a in actions:
+            row = by_copy.get(a.item.id)
+            if row is not None and row.copy.tier not in self.tiers and a.kind in ("warn", "transition", "purge"):
+                away[row.copy.tier] = away.get(row.copy.tier, 0) + 1
+                continue
+            kept.append(a)
+        for tier, n in sorted(away.items()):
+            log.warning(
+                "retention: %d action(s) on copies on tier %s, which acqd.yaml no longer names: left as they are "
+                "(no warning, move or purge) until the tier is named again",
+                n,
+                tier,
+            )
+        return kept
 
     async def sync_holds(self) -> None:
         """The journal's holds and the hold records on the tiers, made whole both ways

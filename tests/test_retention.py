@@ -6,8 +6,11 @@ import asyncio
 import email
 import email.policy
 import json
+import logging
+import os
 import shlex
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -325,6 +328,61 @@ async def test_transition_never_deletes_an_unverified_copy(setup: Setup) -> None
     assert victim.exists()  # the old copy stays: its new copy did not verify
     failed = [e for e in s.events if e.kind == "retention.failed"]
     assert [(e.stage, e.relpath) for e in failed] == [("transition", "alice_apoferritin_0101/FoilHole_2_fractions.mrc")]
+
+
+async def test_copies_on_a_tier_taken_out_of_the_configuration_are_left_alone_and_said(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Copies retention moved to `capacity`; then `capacity` is taken out of acqd.yaml. The sweep
+    that came to purge them died on the unknown tier (KeyError; no more sweeps, nothing said until the
+    daemon stopped) and owners were warned of a purge that could not come, with a place nobody could
+    find (a review). They are left alone now, no warning, move or purge, and the log says so."""
+    s = setup
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        res = await sweep_days(s, range(14, 15), make_runner(s, j, jexec, io))
+        assert res[14].transitioned == 4
+        moved = sorted(s.capacity.rglob("*_fractions.mrc"))
+        runner = make_runner(s, j, jexec, io)
+        runner.tiers = {k: v for k, v in runner.tiers.items() if k != "capacity"}
+        with caplog.at_level(logging.WARNING, logger="acqd"):
+            res = await sweep_days(s, range(40, 70, 5), runner)
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    assert all(r.purged == 0 and r.warned == 0 and r.failed == 0 for r in res.values()), res
+    assert sorted(s.capacity.rglob("*_fractions.mrc")) == moved
+    assert "on tier capacity, which acqd.yaml no longer names: left as they are" in caplog.text
+
+
+async def test_a_chmod_of_a_source_whose_copy_was_purged_ships_nothing_again(setup: Setup) -> None:
+    """The sources stayed on the acquisition disk (no release) and retention purged the copies of the
+    movies. A `chmod` of the sources (a permission fix) made each a new version, shipped again: the
+    purge undone, its warning cycle begun anew (a review). Its content is compared with the purged
+    copy's checksum, as with a verified copy: the same, nothing is shipped."""
+    s = setup
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        res = await sweep_days(s, range(0, 80, 2), make_runner(s, j, jexec, io))
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    assert sum(r.purged for r in res.values()) == 4, res  # every movie's copy
+    stored = sorted(p for p in (s.central.parent, s.capacity.parent) for p in p.rglob("*.mrc"))
+    for p in s.watch.rglob("*.mrc"):
+        os.chmod(p, 0o600)
+    result = await Daemon(s.cfg, once=True, retry_for=30).run(install_signals=False)
+    assert result.stats.verified == 0, "shipped again"
+    assert sorted(p for p in (s.central.parent, s.capacity.parent) for p in p.rglob("*.mrc")) == stored
+    db = sqlite3.connect(f"file:{journal_path(s.cfg.state_dir)}?mode=ro", uri=True)
+    try:
+        assert {v for (v,) in db.execute("SELECT version FROM files")} == {1}
+    finally:
+        db.close()
 
 
 async def test_a_transition_to_a_tier_over_the_same_storage_never_deletes_the_only_copy(
