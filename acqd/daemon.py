@@ -51,7 +51,7 @@ from acqd.mounts import lies_within, unmounted_mount_point
 from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
-from acqd.policy.model import Policy, load_policy
+from acqd.policy.model import Policy, load_policy, reserved_domain
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
@@ -287,6 +287,35 @@ def unwarned_purge_warning(policy: Policy) -> list[str]:
     ]
 
 
+def undeliverable_warnings(config: Config, policy: Policy) -> list[str]:
+    """`acqd check`: where the warnings before a purge would reach nobody: no `smtp:` (they go to the
+    local mailbox only), or addresses in domains reserved for examples (a shipped policy's
+    placeholders). The purges follow all the same: said before they do."""
+    purging = [r.name for r in (*policy.spec.rules, policy.spec.default) if r.expiration is not None]
+    if not purging:
+        return []
+    out = []
+    if config.smtp is None:
+        out.append(
+            f"policy rule(s) {', '.join(purging)} purge after a warning, and no `smtp:` is configured: warnings "
+            f"go to {config.state_dir / 'mailbox'} and the log only, and the purges follow; configure smtp: to reach "
+            "owners"
+        )
+    o = policy.spec.owners
+    named = [*(f"owners.emails.{k}" for k in o.emails), "owners.fallback"]
+    addresses = [*o.emails.values(), o.fallback or ""]
+    for r in (*policy.spec.rules, policy.spec.default):
+        named += [f"rule {r.name}: notify" for n in r.notify if "@" in n]
+        addresses += [n for n in r.notify if "@" in n]
+    for where, address in zip(named, addresses, strict=True):
+        if address and reserved_domain(address):
+            out.append(
+                f"policy {where}: {address} is in a domain reserved for examples: no mail reaches it, and the purges "
+                "it announces follow; put a real address"
+            )
+    return out
+
+
 def build_mailer(config: Config) -> Mailer:
     s = config.smtp
     if s is None:
@@ -445,6 +474,7 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
         notes.append(f"policy {policy.metadata.name} ({policy_file(config)}): {rules}")
         warnings.extend(purge_share_warning(config, policy))
         warnings.extend(unwarned_purge_warning(policy))
+        warnings.extend(undeliverable_warnings(config, policy))
         warnings.extend(rule_layout_warnings(policy, roots))
     for ctx in roots:
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"

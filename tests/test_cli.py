@@ -281,7 +281,10 @@ def test_the_example_config_passes_check_once_its_paths_are_changed(tmp_path: Pa
     (creds / "smtp-password").write_text("secret\n")
     env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
     r = run_acqd("check", "--config", str(cfg), "--strict", env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
+    # the shipped policy's addresses are placeholders: said, and the only warnings
+    assert r.returncode == 1 and "OK, 2 warning(s)" in r.stdout, r.stdout + r.stderr
+    for address in ("alice@example.org", "cryoem-facility@example.org"):
+        assert f"{address} is in a domain reserved for examples" in r.stdout + r.stderr, r.stdout + r.stderr
     assert "policy cryoem-facility" in r.stdout
     assert "frames: tiff" in r.stdout and "frames: zarr" in r.stdout  # not forced to copy
     assert r.stdout.count("write, read back and delete: OK") == 2

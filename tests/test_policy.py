@@ -75,6 +75,10 @@ def test_shipped_policies_load() -> None:
         (("      expiration: {after: 60d}", "      expiration: {after: 10d}"), 10, "spec.rules.0"),
         (("kind: RetentionPolicy", "kind: RetentionPolicyy"), 2, "kind"),
         (("tier: capacity}]", "tier: tape}]"), 4, "spec"),
+        # a warning nobody gets, or none at all, and the purge follows all the same (a review)
+        (("      warn: 14d", "      warn: 0d"), 10, "spec.rules.0"),
+        (("alice: alice@x.org", "alice: alice at x dot org"), 8, "spec.owners.emails"),
+        (("fallback: staff@x.org", "fallback: the facility"), 8, "spec.owners.fallback"),
     ],
 )
 def test_bad_policy_names_file_line_and_field(tmp_path: Path, change: tuple[str, str], line: int, field: str) -> None:

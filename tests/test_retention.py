@@ -576,7 +576,7 @@ def test_check_warns_when_a_policy_would_purge_most_data_at_once(setup: Setup, t
 
     s = setup
     report = check(s.cfg, probe=False)
-    assert not any("purge" in n for n in report.warnings)
+    assert not any("would purge" in n for n in report.warnings)
     [policy] = [n for n in report.notes if n.startswith("policy ")]  # what it does, transitions too
     assert "move to capacity after 14d, purge after 60d, warn 14d before" in policy, policy
     eager = tmp_path / "eager.yaml"
@@ -585,8 +585,13 @@ def test_check_warns_when_a_policy_would_purge_most_data_at_once(setup: Setup, t
         .replace("warn: 14d", "warn: 10d")
         .replace("transitions: [{after: 14d, tier: capacity}]", "transitions: []")
     )
-    [warning] = check(s.cfg.model_copy(update={"policy": eager}), probe=False).warnings
+    [warning] = [w for w in check(s.cfg.model_copy(update={"policy": eager}), probe=False).warnings if "would" in w]
     assert "would purge 80% of the stored data" in warning and "maxShareOfData (50%)" in warning
+    # warnings that reach nobody, and the purges follow: said (a review: no smtp, placeholder addresses)
+    warnings = check(s.cfg.model_copy(update={"smtp": None}), probe=False).warnings
+    assert any("no `smtp:` is configured: warnings go to" in w and "mailbox" in w for w in warnings), warnings
+    assert not any("no `smtp:`" in w for w in report.warnings)
+    assert sum("reserved for examples" in w for w in report.warnings) == 3  # alice, bob, the fallback @lab.example
 
 
 async def test_files_nobody_can_be_warned_about_are_counted_blocked_and_check_says_so(

@@ -78,7 +78,7 @@ class Rule(Strict):
     @classmethod
     def _recipients(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for n in v:
-            if n not in ("owner", "fallback") and not re.fullmatch(r"[^@\s]+@[^@\s]+", n):
+            if n not in ("owner", "fallback") and not is_address(n):
                 raise ValueError(
                     f"notify: {n!r} is neither 'owner', 'fallback' nor an e-mail address: a purge would follow "
                     "a warning nobody got"
@@ -90,6 +90,11 @@ class Rule(Strict):
         if self.expiration is not None:
             if self.expiration.after <= 0:
                 raise ValueError(f"rule {self.name}: expiration.after must be positive")
+            if self.warn <= 0:
+                raise ValueError(
+                    f"rule {self.name}: warn must be positive where a rule purges (e.g. warn: 14d): with warn 0 the "
+                    "purge follows its warning at once, and nobody can keep the data"
+                )
             if self.expiration.after < self.warn:
                 raise ValueError(
                     f"rule {self.name}: expiration.after ({human_age(self.expiration.after)}) is shorter than its "
@@ -101,6 +106,20 @@ class Rule(Strict):
         if self.expiration is not None and any(a >= self.expiration.after for a in ages):
             raise ValueError(f"rule {self.name}: a transition after the expiration makes no sense")
         return self
+
+
+def is_address(text: str) -> bool:
+    """An e-mail address as far as a policy can tell: one @, something either side, no spaces."""
+    return re.fullmatch(r"[^@\s]+@[^@\s]+", text) is not None
+
+
+#: domains reserved for examples and tests (RFC 2606, RFC 6761): no mail reaches them
+RESERVED_DOMAINS = ("example", "example.com", "example.net", "example.org", "invalid", "test", "localhost")
+
+
+def reserved_domain(address: str) -> bool:
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    return any(domain == d or domain.endswith("." + d) for d in RESERVED_DOMAINS)
 
 
 class Owners(Strict):
@@ -115,6 +134,23 @@ class Owners(Strict):
     maxHold: Duration = Field(
         180 * DAY, description="the longest hold an owner may set from the owner page (from today); longer: ask"
     )
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, v: dict[str, str]) -> dict[str, str]:
+        for owner, address in v.items():
+            if not is_address(address):
+                raise ValueError(
+                    f"emails: {owner}: {address!r} is not an e-mail address: a purge would follow a warning nobody got"
+                )
+        return v
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback(cls, v: str | None) -> str | None:
+        if v is not None and not is_address(v):
+            raise ValueError(f"fallback: {v!r} is not an e-mail address: a purge would follow a warning nobody got")
+        return v
 
     def owner_of(self, relpath: str) -> str | None:
         return owner_from(self.pattern, relpath)
