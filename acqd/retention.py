@@ -639,14 +639,16 @@ class RetentionRunner:
                 nobody[0].item.relpath,
             )
         for recipient, acts in sorted(per.items()):
-            sessions: dict[tuple[str, float], dict[str, Any]] = {}
+            sessions: dict[tuple[str, float, str], dict[str, Any]] = {}
             owner_links: dict[str, tuple[str, str, float]] = {}
             for a in acts:
                 owner = self.policy.spec.owners.owner_of(a.item.relpath)
                 if self.links is not None and owner and owner not in owner_links:
                     owner_links[owner] = self.links(owner, now)
                 label = f"{a.item.instrument}/{a.item.session}" if a.item.instrument else a.item.session
-                key = (label, a.at)
+                row = by_copy[a.item.id]
+                where = self._session_folder(row)
+                key = (label, a.at, where)  # one line per session folder: two roots' sessions of one name apart
                 s = sessions.setdefault(
                     key,
                     {
@@ -655,7 +657,7 @@ class RetentionRunner:
                         "bytes": 0,
                         "purge_at": a.at,
                         "rule": a.rule,
-                        "where": "",
+                        "where": where,
                         "hold_command": self.hold_command(
                             a.item.session, a.at + 90 * DAY, recipient, a.item.instrument
                         ),
@@ -665,12 +667,6 @@ class RetentionRunner:
                 )
                 s["files"] += 1
                 s["bytes"] += a.item.size
-                row = by_copy[a.item.id]
-                s["where"] = (
-                    s["where"] or self.tiers[row.copy.tier].url(row.copy.dest.rpartition("/")[0])
-                    if row.copy.tier in self.tiers
-                    else row.copy.dest
-                )
             emails = self.policy.spec.owners.emails
             # the fallback (or an address a rule names) gets other people's data: it is told whose
             others = sorted(
@@ -707,6 +703,19 @@ class RetentionRunner:
             res.warned += len(ids)
             for a in acts:
                 self._emit("retention.warned", by_copy[a.item.id], reason=f"{recipient}: {a.reason}")
+
+    def _session_folder(self, row: jr.RetentionRow) -> str:
+        """Where a copy's session lies on its tier (a URL): the folder of the session's files, not of
+        this one file (a warning names the place an owner copies from: a subfolder would be part of
+        it), under the copy's own root's prefix."""
+        dest_dir = row.copy.dest.rpartition("/")[0]
+        rel_dir = row.file.relpath.rpartition("/")[0]
+        session = row.file.relpath.partition("/")[0] if rel_dir else ""
+        folder = dest_dir
+        if rel_dir and dest_dir.endswith("/" + rel_dir):
+            folder = dest_dir[: len(dest_dir) - len(rel_dir)] + session
+        tier = self.tiers.get(row.copy.tier)
+        return tier.url(folder) if tier is not None else folder
 
     def _layout(self, row: jr.RetentionRow) -> Any:
         return reading_layout(row.copy.layout, row.copy.codec)

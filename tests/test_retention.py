@@ -840,6 +840,32 @@ def test_a_hold_until_a_day_keeps_the_data_all_that_day_anywhere(setup: Setup) -
     assert r.returncode == 0 and f"until {day}T08:00:00Z" in r.stdout, r.stdout
 
 
+async def test_a_warning_names_the_session_folder_not_one_subfolder(tmp_path: Path) -> None:
+    """alice's session has its movies in grid1/ and grid2/: the digest's one line for it said "where:"
+    the folder of one file (grid1), and an owner copying that lost the rest (a review). It names the
+    session's folder."""
+    files = [f"alice_apoferritin_0101/grid{g}/FoilHole_{g}{i}_fractions.mrc" for g in (1, 2) for i in range(3)]
+    async for s in make_setup(tmp_path, files):
+        await _warn_day_46_where(s)
+
+
+async def _warn_day_46_where(s: Setup) -> None:
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        await sweep_days(s, range(46, 47), make_runner(s, j, jexec, io))
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    alice = {tuple(r): m for r, m in s.box.messages}[("alice@lab.example",)]
+    body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "6 file(s)" in alice["Subject"], alice["Subject"]
+    wheres = [line.split("where:", 1)[1].strip() for line in body.splitlines() if "where:" in line]
+    assert wheres and all(w.endswith("/krios/alice_apoferritin_0101") for w in wheres), body
+    assert len(set(wheres)) == 1, body  # one line for the session, all its subfolders in it
+
+
 def test_hold_accepts_what_people_paste(nested: Setup) -> None:
     s = nested
     cases = [  # (target, files covered, the source path held)
