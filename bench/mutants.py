@@ -1376,8 +1376,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "notify-typo-is-an-address",
         "a misspelt `notify` entry (`owners`) becomes a recipient nobody reads",
         "acqd/policy/model.py",
-        '            if n not in ("owner", "fallback") and not re.fullmatch(',
-        "            if False and not re.fullmatch(",
+        '            if n not in ("owner", "fallback") and not is_address(n):',
+        "            if False and not is_address(n):",
         ("tests/test_policy.py::test_a_notify_entry_that_is_no_recipient_is_refused",),
     ),
     Mutant(
@@ -2256,6 +2256,60 @@ MUTANTS: tuple[Mutant, ...] = (
         "        fd = self._fds.get(key)\n",
         "        fd = None\n",
         ("tests/test_release.py::test_a_release_of_thousands_of_files_holds_a_descriptor_per_folder_not_per_file",),
+    ),
+    Mutant(
+        "retention-warn-zero-accepted",
+        "a rule that purges with `warn: 0d` is accepted: the purge follows its warning at once",
+        "acqd/policy/model.py",
+        "            if self.warn <= 0:\n",
+        "            if False:\n",
+        ("tests/test_policy.py::test_bad_policy_names_file_line_and_field",),
+    ),
+    Mutant(
+        "retention-owner-address-unchecked",
+        "an owner's e-mail address that is no address ('alice at x dot org') is accepted: warnings reach nobody,"
+        " and the purges follow",
+        "acqd/policy/model.py",
+        "            if not is_address(address):\n",
+        "            if False:\n",
+        ("tests/test_policy.py::test_bad_policy_names_file_line_and_field",),
+    ),
+    Mutant(
+        "retention-acts-on-an-unnamed-tier",
+        "retention plans warnings, moves and purges of copies on a tier acqd.yaml no longer names (the sweep dies"
+        " on it)",
+        "acqd/retention.py",
+        "        return self._on_named_tiers(actions, by_copy), by_copy, view.after.effective\n",
+        "        return actions, by_copy, view.after.effective\n",
+        ("tests/test_retention.py::test_copies_on_a_tier_taken_out_of_the_configuration_are_left_alone_and_said",),
+    ),
+    Mutant(
+        "recheck-ignores-a-purged-copy",
+        "a chmod of a source whose copy retention purged ships it again (the purge undone)",
+        "acqd/pipeline.py",
+        "            if found is None and copies:\n",
+        "            if False:\n",
+        ("tests/test_retention.py::test_a_chmod_of_a_source_whose_copy_was_purged_ships_nothing_again",),
+    ),
+    Mutant(
+        "warning-names-one-subfolder",
+        "a retention warning names the folder of one of the session's files, not the session's folder",
+        "acqd/retention.py",
+        "        folder = dest_dir\n        if rel_dir and",
+        "        folder = dest_dir\n        if False and",
+        ("tests/test_retention.py::test_a_warning_names_the_session_folder_not_one_subfolder",),
+    ),
+    Mutant(
+        "adopt-skips-rows-without-a-copy",
+        "`acqd adopt` skips a manifest entry whose file version the journal has as a row with no copy (a backup"
+        " taken while it was in flight): the stale-journal stop then never clears",
+        "acqd/journal.py",
+        "                if known is not None:\n",
+        "                if known is not None:\n                    continue\n",
+        (
+            "tests/test_names.py::"
+            "test_a_journal_restored_from_a_backup_with_the_claim_deleted_writes_no_manifest_without_newer_files",
+        ),
     ),
     Mutant(
         "manifest-written-by-a-stale-journal",

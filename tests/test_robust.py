@@ -597,13 +597,14 @@ def test_once_fails_while_a_folder_could_not_be_listed(dirs: tuple[Path, Path, P
     assert journal_states(state) == {"good/a.raw": "verified", "locked/secret.raw": "verified"}
 
 
-def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stream", [True, False])  # streamed while it grows, or shipped whole once still
+def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tmp_path: Path, stream: bool) -> None:
     """A camera pausing longer than the settle window (a stage move) leaves an MRC whose header says
     more frames than the file holds, still open for writing: a file being written, not a broken one.
     `run --once` waits for it (it is not quarantined, nor counted done) and ships it whole."""
     import numpy as np
 
-    from tests.conftest import Background, journal_states, wait_for
+    from tests.conftest import Background, acqd_yaml, journal_states, wait_for
 
     acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
     (acq / "s1").mkdir(parents=True)
@@ -619,10 +620,13 @@ def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tm
     with open(path, "wb") as writer:  # the camera's handle, open for writing throughout
         writer.write(data[:cut])
         writer.flush()
-        d = Background(
-            "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
-            "--detector", "falcon", "--settle", "0.3s", "--retry-for", "120s",
-        )  # fmt: skip
+        cfg = acqd_yaml(
+            tmp_path / "acqd.yaml",
+            state=state,
+            watch=f"path: {acq}, detector: falcon, settle: 0.3s, stream: {str(stream).lower()}",
+            tiers=central,
+        )
+        d = Background("run", "--once", "--config", str(cfg), "--retry-for", "120s")
         try:
             wait_for(lambda: "open for writing: waiting for it" in d.stderr(), 60, "acqd to see the writer", d, state)
             assert "quarantined" not in d.stderr() and d.proc.poll() is None, d.stderr()
