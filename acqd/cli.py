@@ -1325,11 +1325,24 @@ def hold(
         j = Journal(journal_path(sd))
         try:
             if release:
-                n = jr.release_hold(j, target, time.time())
-                if n == 0:
+                now = time.time()
+                lifted = [(target, *h) for h in jr.release_holds(j, target, now)]
+                if not lifted:
                     for tg in resolve(j, target, roots, tier_urls).targets:
-                        n += jr.release_hold(j, tg.path, time.time(), root=tg.root)
-                out.print(f"released {n} hold(s) on {target}", markup=False)
+                        lifted += [(tg.path, *h) for h in jr.release_holds(j, tg.path, now, root=tg.root)]
+                out.print(f"released {len(lifted)} hold(s) on {target}", markup=False)
+                for t, root, end, why in lifted:  # which, where: one name may be held in several roots
+                    where = f"{root.rstrip('/')}/{t}" if root else t
+                    out.print(f"  {where}\tuntil {_iso(end)}\t{why}", markup=False)
+                if not lifted:
+                    for _i, t, end, why, root, _c, _b in jr.hold_records(j, now):
+                        if target.strip("/").startswith(t.rstrip("/") + "/"):
+                            where = f"{root.rstrip('/')}/{t}" if root else t
+                            out.print(
+                                f"  {target} is kept by the hold on {where} (until {_iso(end)}: {why}): release "
+                                "that one to let it go",
+                                markup=False,
+                            )
                 _hold_records(j, cfg, wait_s)
                 return
             assert reason is not None

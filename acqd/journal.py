@@ -1379,15 +1379,21 @@ def all_holds(j: Journal) -> list[tuple[int, str, float, str, str, float, str, f
 
 
 def release_hold(j: Journal, target: str, now: float, root: str | None = None) -> int:
-    """Release the active holds on `target` (under `root`; None: under any root)."""
+    """Release the active holds on `target` (under `root`; None: under any root); how many."""
+    return len(release_holds(j, target, now, root))
+
+
+def release_holds(j: Journal, target: str, now: float, root: str | None = None) -> list[tuple[str, float, str]]:
+    """`release_hold`, saying which: (root, until, reason) of each hold released."""
     with j._tx() as db:
         if root is None:
             q, args = "target = ?", (target,)
         else:
             q, args = "target = ? AND root IN (?, '')", (target, root)  # type: ignore[assignment]
-        n = db.execute(f"UPDATE holds SET released = ? WHERE {q} AND released IS NULL", (now, *args)).rowcount
-        j._audit(None, "hold.released", target=target, root=root, holds=n)
-        return int(n)
+        rows = db.execute(f"SELECT id, root, until, reason FROM holds WHERE {q} AND released IS NULL", args).fetchall()
+        db.executemany("UPDATE holds SET released = ? WHERE id = ?", [(now, r[0]) for r in rows])
+        j._audit(None, "hold.released", target=target, root=root, holds=len(rows))
+        return [(str(r[1] or ""), float(r[2]), str(r[3])) for r in rows]
 
 
 HoldRecord = tuple[int, str, float, str, str, float, str]

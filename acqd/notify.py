@@ -89,6 +89,15 @@ def day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
+def size_text(n: float) -> str:
+    """A size as a person reads it: 12.3 KiB, 4.56 GiB (a small session is not '0.00 GiB')."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"
+
+
 class Digests:
     def __init__(self, directory: Path | None = None) -> None:
         import jinja2  # only where digests are made (retention on): `run --once` does not load it
@@ -101,7 +110,7 @@ class Digests:
             lstrip_blocks=True,
         )
         self.env.filters["day"] = day
-        self.env.filters["gib"] = lambda n: f"{n / 2**30:.2f} GiB"
+        self.env.filters["gib"] = size_text
 
     def render(
         self,
@@ -114,12 +123,15 @@ class Digests:
         contact: str,
         links: list[tuple[str, str, float]] | None = None,
         others: list[str] | None = None,
+        copied: list[str] | None = None,
     ) -> EmailMessage:
         """`links`: (owner, signed URL of the owner page, its expiry) for the owners in `sessions`;
-        `others`: the owners of sessions listed that are not the recipient's own (the fallback's)."""
+        `others`: the owners of sessions listed that have no address of their own (the fallback's);
+        `copied`: those that have one, warned there too (a rule that also notifies the fallback)."""
         ctx = {
             "links": links or [],
             "others": others or [],
+            "copied": copied or [],
             "instrument": instrument,
             "recipient": recipient,
             "sessions": sessions,

@@ -669,13 +669,14 @@ class RetentionRunner:
                 s["bytes"] += a.item.size
             emails = self.policy.spec.owners.emails
             # the fallback (or an address a rule names) gets other people's data: it is told whose
-            others = sorted(
-                {s["owner"] or "owner unknown" for s in sessions.values() if emails.get(s["owner"]) != recipient}
-            )
+            not_own = [s["owner"] for s in sessions.values() if emails.get(s["owner"]) != recipient]
+            others = sorted({o or "owner unknown" for o in not_own if not emails.get(o)})
+            copied = sorted({o for o in not_own if emails.get(o)})  # warned at their own address too
             msg = self.digests.render(
                 instrument=self.instrument,
                 recipient=recipient,
                 others=others,
+                copied=copied,
                 sender=self.sender,
                 sessions=sorted(sessions.values(), key=lambda s: (s["purge_at"], s["session"])),
                 now=now,

@@ -79,6 +79,7 @@ def test_shipped_policies_load() -> None:
         (("      warn: 14d", "      warn: 0d"), 10, "spec.rules.0"),
         (("alice: alice@x.org", "alice: alice at x dot org"), 8, "spec.owners.emails"),
         (("fallback: staff@x.org", "fallback: the facility"), 8, "spec.owners.fallback"),
+        (("  tiers: [central, capacity]", "  tiers: [central, capacity]\n  interval: 0s"), 6, "spec.interval"),
     ],
 )
 def test_bad_policy_names_file_line_and_field(tmp_path: Path, change: tuple[str, str], line: int, field: str) -> None:

@@ -8,6 +8,7 @@ import email.policy
 import json
 import logging
 import os
+import re
 import shlex
 import socket
 import sqlite3
@@ -554,8 +555,14 @@ def test_plan_and_hold_commands(setup: Setup, tmp_path: Path) -> None:
     warn = next(a for a in doc["actions"] if a["action"] == "warn" and a["owner"] == "alice")
     assert warn["recipients"] == ["alice@lab.example"] and warn["owner"] == "alice"
     assert doc["totals"]["by_owner"]["alice"]["warn_files"] == 2
+    # a file under the held session: no hold of its own; what keeps it is said (a review: "released
+    # 0 hold(s)", exit 0, and the file still held by nothing said)
+    r = run_acqd("hold", "bob_ribosome_0102/FoilHole_3_fractions.mrc", "--release", "--config", str(cfg))
+    assert r.returncode == 0 and "released 0 hold(s)" in r.stdout, r.stdout + r.stderr
+    assert "is kept by the hold on " in r.stdout and "bob_ribosome_0102 (until 2999-01-02" in r.stdout, r.stdout
     r = run_acqd("hold", "bob_ribosome_0102", "--release", "--config", str(cfg))
     assert "released 1 hold" in r.stdout  # the hold asked twice was placed once
+    assert re.search(r"acq/bob_ribosome_0102\s+until 2999-01-02T12:00:00Z\s+paper revision", r.stdout), r.stdout
     import sqlite3  # a journal where an older acqd placed one hold twice: listed once
 
     db = sqlite3.connect(journal_path(s.cfg.state_dir))
@@ -840,6 +847,29 @@ def test_a_hold_until_a_day_keeps_the_data_all_that_day_anywhere(setup: Setup) -
     assert r.returncode == 0 and f"until {day}T08:00:00Z" in r.stdout, r.stdout
 
 
+async def test_the_fallback_told_of_owners_with_an_address_is_not_told_they_have_none(setup: Setup) -> None:
+    """`notify: [owner, fallback]`: the fallback's digest said alice's and bob's data was of owners who
+    "have no address of their own here", while they were warned at theirs (a review): it says it is a
+    copy of what they are told, and names only carol as without an address."""
+    s = setup
+    both = s.cfg.policy.parent / "both.yaml"  # type: ignore[union-attr]
+    both.write_text(POLICY.replace("      warn: 14d\n", "      warn: 14d\n      notify: [owner, fallback]\n", 1))
+    s.cfg = s.cfg.model_copy(update={"policy": both})
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        await sweep_days(s, range(46, 47), make_runner(s, j, jexec, io))
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    fallback = {tuple(r): m for r, m in s.box.messages}[("facility@lab.example",)]
+    body = fallback.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "have no address of their own here\n(carol)" in body, body
+    assert "a copy of what these owners are told at their own address:\nalice, bob." in body, body
+    assert "of yours" not in fallback["Subject"]
+
+
 async def test_a_warning_names_the_session_folder_not_one_subfolder(tmp_path: Path) -> None:
     """alice's session has its movies in grid1/ and grid2/: the digest's one line for it said "where:"
     the folder of one file (grid1), and an owner copying that lost the rest (a review). It names the
@@ -861,6 +891,7 @@ async def _warn_day_46_where(s: Setup) -> None:
     alice = {tuple(r): m for r, m in s.box.messages}[("alice@lab.example",)]
     body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "6 file(s)" in alice["Subject"], alice["Subject"]
+    assert "6 file(s), 58.61 KiB" in alice.get_body(("plain",)).get_content(), "a small session said in its unit"  # type: ignore[union-attr]
     wheres = [line.split("where:", 1)[1].strip() for line in body.splitlines() if "where:" in line]
     assert wheres and all(w.endswith("/krios/alice_apoferritin_0101") for w in wheres), body
     assert len(set(wheres)) == 1, body  # one line for the session, all its subfolders in it

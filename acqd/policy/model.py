@@ -184,7 +184,9 @@ class Spec(Strict):
     default: Rule = Rule(name="default")
     caps: Caps = Caps()
     guards: Guards = Guards()
-    interval: Duration = Field(3600.0, description="how often the retention runner sweeps")
+    interval: Duration = Field(
+        3600.0, ge=0.1, description="how often the retention runner sweeps (each sweep reads every copy: hours)"
+    )
 
     @model_validator(mode="after")
     def _refs(self) -> Spec:
