@@ -437,6 +437,23 @@ class CheckReport:
     warnings: list[str]  # what `run` does not refuse but waits on or retries (a missing root, a tier down)
 
 
+def unknown_detector_warnings(config: Config, policy: Policy) -> list[str]:
+    """`acqd check`: detector names a policy matches on that no detector profile has (a typo: its rule
+    or data class matches nothing, and the files fall to another rule)."""
+    known = set(available(search_path(config.detectors_dir)))
+    out = []
+    for name, dc in policy.spec.dataClasses.items():
+        out += [
+            f"policy dataClass {name}: detector {d!r} is no detector profile" for d in dc.detectors if d not in known
+        ]
+    for r in (*policy.spec.rules, policy.spec.default):
+        if r.match.detector is not None and r.match.detector not in known:
+            out.append(f"policy rule {r.name}: match.detector {r.match.detector!r} is no detector profile")
+    if out:
+        out[-1] += f" (profiles: {', '.join(sorted(known))}): it matches no file"
+    return out
+
+
 def _profile_list(config: Config) -> list[str]:
     """Each detector profile `run` could use, with the files it takes as frames (`acqd check`)."""
     dirs = search_path(config.detectors_dir)
@@ -475,6 +492,7 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
         warnings.extend(purge_share_warning(config, policy))
         warnings.extend(unwarned_purge_warning(policy))
         warnings.extend(undeliverable_warnings(config, policy))
+        warnings.extend(unknown_detector_warnings(config, policy))
         warnings.extend(rule_layout_warnings(policy, roots))
     for ctx in roots:
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"

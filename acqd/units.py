@@ -98,6 +98,10 @@ def parse_age(value: str | int | float) -> float:
                 f"{value!r}: 'm' is minutes here; write months as days ('{n * 30:g}d' for {n:g} months), "
                 "and a rehearsal's minutes as seconds or hours"
             )
+        if m and m.group(2) == "ms":
+            raise ValueError(f"{value!r}: milliseconds are no retention age (write e.g. '30s', '36h', '14d', '2w')")
+        if not m:
+            raise ValueError(f"not a retention age: {value!r} (write e.g. '36h', '14d', '2w', '180d')")
     return parse_duration(value)
 
 

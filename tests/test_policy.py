@@ -98,6 +98,8 @@ def test_bad_policy_names_file_line_and_field(tmp_path: Path, change: tuple[str,
         (("expiration: {after: 60d}", "expiration: {after: 90}"), "needs its unit, e.g. '90d'"),  # 90 days meant
         (("warn: 14d", "warn: 2m"), "'60d' for 2 months"),
         (("warn: 14d", "warn: '14'"), "needs its unit"),
+        (("warn: 14d", "warn: 6ms"), "milliseconds are no retention age"),
+        (("expiration: {after: 60d}", "expiration: {after: 2 month}"), "'14d', '2w', '180d'"),  # no '5m' offered
     ],
 )
 def test_a_retention_age_that_reads_as_minutes_or_seconds_is_refused(

@@ -599,6 +599,13 @@ def test_check_warns_when_a_policy_would_purge_most_data_at_once(setup: Setup, t
     assert any("no `smtp:` is configured: warnings go to" in w and "mailbox" in w for w in warnings), warnings
     assert not any("no `smtp:`" in w for w in report.warnings)
     assert sum("reserved for examples" in w for w in report.warnings) == 3  # alice, bob, the fallback @lab.example
+    assert not any("no detector profile" in w for w in report.warnings)
+    typo = tmp_path / "typo.yaml"  # a detector name misspelt: its rule matches nothing
+    typo.write_text(
+        POLICY.replace('movie: {globs: ["*_fractions.mrc"]}', 'movie: {globs: ["*.mrc"], detectors: [genric]}')
+    )
+    warnings = check(s.cfg.model_copy(update={"policy": typo}), probe=False).warnings
+    assert any("dataClass movie: detector 'genric' is no detector profile" in w and "generic" in w for w in warnings)
 
 
 async def test_files_nobody_can_be_warned_about_are_counted_blocked_and_check_says_so(
