@@ -691,8 +691,23 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
     every = j.copies_of(row.id)
     copies = [c for c in every if c.state == "verified"]
     if not copies:
-        raise AcqdError(f"no verified copy of {source_path!r} in the journal{_copies_gone(j, row.id, every)}")
+        raise AcqdError(
+            f"no verified copy of {source_path!r} in the journal{_copies_gone(j, row.id, every)}{_source_left(row)}"
+        )
     return row, copies[-1]
+
+
+def _source_left(row: FileRow) -> str:
+    """Said when a file has no copy to restore: its source, if it is still where it was shipped from,
+    as it was shipped (the same size and modification time)."""
+    path = os.path.join(row.root, row.relpath)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    if (st.st_size, st.st_mtime_ns) != (row.identity.size, row.identity.mtime_ns):
+        return ""
+    return f"; its source is still on the acquisition disk, as it was shipped: {path}"
 
 
 def _copies_gone(j: Journal, file_id: int, copies: list[CopyRow]) -> str:

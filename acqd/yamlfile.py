@@ -80,8 +80,8 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
     return data, lines
 
 
-#: a model check's error that starts with this and a dotted location ("@watch.0.placement.tier: ...")
-#: is reported at that key's line, not at the top of the file
+#: a model check's error that starts with this and a dotted location ("@watch.0.placement.tier: ...",
+#: relative to the model that checks) is reported at that key's line, not at the model's first line
 AT = "@"
 
 
@@ -96,9 +96,9 @@ def format_validation_error(path: Path, exc: ValidationError, lines: dict[Loc, i
             continue  # its items' errors said it: one left out is not a second problem
 
         said = wording(err)
-        if not loc and said.startswith(AT):  # a check across sections naming where it found the problem
+        if said.startswith(AT):  # a check across sections naming where it found the problem
             where, _, said = said[len(AT) :].partition(": ")
-            loc = tuple(int(p) if p.isdigit() else p for p in where.split("."))
+            loc = loc + tuple(int(p) if p.isdigit() else p for p in where.split("."))
         probe = loc
         while probe and probe not in lines:
             probe = probe[:-1]

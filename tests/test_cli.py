@@ -446,6 +446,11 @@ def test_restore_of_a_purged_file_says_when_and_by_which_rule(tmp_path: Path) ->
     assert f"its copy on tier {copy.tier} was purged by retention on 20" in r.stderr and "(rule movies)" in r.stderr, (
         r.stderr
     )
+    # the source was kept (no release): where it is, said (a review: nothing said it was still there)
+    assert f"its source is still on the acquisition disk, as it was shipped: {acq / 's' / 'f.raw'}" in r.stderr
+    (acq / "s" / "f.raw").write_bytes(b"y" * 3001)  # changed since: not the file shipped, not said
+    r = run_acqd("restore", "s/f.raw", str(tmp_path / "out.raw"), "--state-dir", str(state))
+    assert r.returncode == 1 and "still on the acquisition disk" not in r.stderr, r.stderr
 
 
 def test_status_says_whether_the_daemon_is_running(tmp_path: Path) -> None:

@@ -74,7 +74,10 @@ def test_shipped_policies_load() -> None:
         (("      expiration: {after: 60d}", "      expiration: {after: -60d}"), 13, "spec.rules.0.expiration.after"),
         (("      expiration: {after: 60d}", "      expiration: {after: 10d}"), 10, "spec.rules.0"),
         (("kind: RetentionPolicy", "kind: RetentionPolicyy"), 2, "kind"),
-        (("tier: capacity}]", "tier: tape}]"), 4, "spec"),
+        # a rule naming what does not exist: reported at the rule's own line (a review: all at `spec:`)
+        (("tier: capacity}]", "tier: tape}]"), 12, "spec.rules.0.transitions.0.tier"),
+        (("match: {dataClass: movie}", "match: {dataClass: movies}"), 11, "spec.rules.0.match.dataClass"),
+        (("  default: {name: keep}", "  default: {name: movies}"), 15, "spec.default.name"),
         # a warning nobody gets, or none at all, and the purge follows all the same (a review)
         (("      warn: 14d", "      warn: 0d"), 10, "spec.rules.0"),
         (("alice: alice@x.org", "alice: alice at x dot org"), 8, "spec.owners.emails"),

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from acqd.codec import codec_from, frame_codec, unfit_codec
 from acqd.units import Age, Duration, OwnerPattern, ProjectPattern, Size, human_age, owner_from, project_from
-from acqd.yamlfile import load_model
+from acqd.yamlfile import AT, load_model
 
 DAY = 86400.0
 
@@ -191,22 +191,25 @@ class Spec(Strict):
     @model_validator(mode="after")
     def _refs(self) -> Spec:
         names = [r.name for r in (*self.rules, self.default)]
-        if len(set(names)) != len(names):
-            raise ValueError("rule names must be unique")
-        for r in (*self.rules, self.default):
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                where = f"rules.{i}" if i < len(self.rules) else "default"
+                raise ValueError(f"{AT}{where}.name: rule names must be unique: {name!r} is used twice")
+        for i, r in enumerate((*self.rules, self.default)):
+            at = f"{AT}rules.{i}" if i < len(self.rules) else f"{AT}default"
             if r.match.dataClass is not None and r.match.dataClass not in self.dataClasses:
-                raise ValueError(f"rule {r.name}: unknown dataClass {r.match.dataClass!r}")
+                raise ValueError(f"{at}.match.dataClass: rule {r.name}: unknown dataClass {r.match.dataClass!r}")
             if r.placement is not None and r.placement.tier is not None and r.placement.tier not in self.tiers:
-                raise ValueError(f"rule {r.name}: placement on unknown tier {r.placement.tier!r}")
+                raise ValueError(f"{at}.placement.tier: rule {r.name}: placement on unknown tier {r.placement.tier!r}")
             if r.placement is not None and r.placement.codec is not None:
                 frame_codec(r.placement.codec)
                 if (why := unfit_codec(r.placement.codec, r.placement.layout or "")) is not None:
-                    raise ValueError(f"rule {r.name}: {why}")
+                    raise ValueError(f"{at}.placement.codec: rule {r.name}: {why}")
             for c in (r.placement.codec_candidates or ()) if r.placement is not None else ():
                 codec_from(c)
-            for t in r.transitions:
+            for k, t in enumerate(r.transitions):
                 if t.tier not in self.tiers:
-                    raise ValueError(f"rule {r.name}: transition to unknown tier {t.tier!r}")
+                    raise ValueError(f"{at}.transitions.{k}.tier: rule {r.name}: transition to unknown tier {t.tier!r}")
         return self
 
 
