@@ -52,11 +52,11 @@ from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.policy.model import Policy, load_policy, reserved_domain
+from acqd.policy.model import policy_file as policy_file_of
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
 from acqd.retention import RetentionRunner, plan_from_journal
-from acqd.shipped import policy_path
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_age, human_bytes
@@ -232,7 +232,7 @@ def policy_file(config: Config) -> Path | None:
     p = config.policy
     if p is None:
         return None
-    return policy_path(p)
+    return policy_file_of(p)
 
 
 def load_retention(config: Config) -> Policy | None:

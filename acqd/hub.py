@@ -33,10 +33,9 @@ from acqd.overview.gauges import FacilityCollector, register_facility_collector
 from acqd.overview.settings import FacilityView
 from acqd.overview.views import Source
 from acqd.policy.clock import ClockState, Reading
-from acqd.policy.model import Policy, load_policy
+from acqd.policy.model import Policy, load_policy, policy_file
 from acqd.policy.planner import Action
 from acqd.retention import RetentionRunner, SweepResult, plan_from_journal, project_clock, read_clock, simulated
-from acqd.shipped import policy_path
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.values import Outcome
@@ -52,7 +51,7 @@ credential = optional_credential  # a secret file; relative paths resolve in $CR
 
 def load_hub_policy(config: HubConfig) -> Policy:
     """hub.yaml's `policy:`, a file or the name of one (as acqd.yaml's)."""
-    path = policy_path(config.policy)
+    path = policy_file(config.policy)
     policy = load_policy(path)
     missing = [t for t in policy.spec.tiers if t not in config.tiers]
     if missing:

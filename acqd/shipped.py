@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from acqd.errors import ConfigError
-
 ETC = Path("/etc/acqd")
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -23,18 +21,16 @@ def shipped(folder: str) -> Path:
     return _PACKAGE.parent / folder
 
 
-def policy_path(p: Path) -> Path:
+def policy_path(p: Path) -> Path | None:
     """A `policy:` setting as a file: the path as it is (a file there, or a name ending in .yaml), else
-    the policy of that name in /etc/acqd/policies or shipped with acqd (`policy: cryoem-facility`).
-    ConfigError for a name no policy has."""
+    the policy of that name in /etc/acqd/policies or shipped with acqd (`policy: cryoem-facility`);
+    None for a name no policy has (`acqd.policy.model.policy_file` says so)."""
     if p.exists() or p.suffix in (".yaml", ".yml"):
         return p
     for d in (ETC / "policies", shipped("policies")):
         if (d / f"{p.name}.yaml").is_file():
             return d / f"{p.name}.yaml"
-    raise ConfigError(
-        f"policy: {p} does not exist, and no policy is named {p.name!r} (shipped: {', '.join(policy_names())})"
-    )
+    return None
 
 
 def policy_names() -> list[str]:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from acqd.codec import codec_from, frame_codec, unfit_codec
+from acqd.errors import ConfigError
+from acqd.shipped import policy_names, policy_path
 from acqd.units import Age, Duration, OwnerPattern, ProjectPattern, Size, human_age, owner_from, project_from
 from acqd.yamlfile import AT, load_model
 
@@ -248,3 +250,14 @@ class Policy(Strict):
 
 def load_policy(path: Path) -> Policy:
     return load_model(path, Policy)
+
+
+def policy_file(p: Path) -> Path:
+    """A `policy:` setting (acqd.yaml's or hub.yaml's) as a file (`acqd.shipped.policy_path`);
+    ConfigError for a name no policy has."""
+    found = policy_path(p)
+    if found is None:
+        raise ConfigError(
+            f"policy: {p} does not exist, and no policy is named {p.name!r} (shipped: {', '.join(policy_names())})"
+        )
+    return found
