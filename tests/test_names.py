@@ -479,6 +479,16 @@ def _manifest_sources(central: Path) -> set[str]:
     return {e["source"] for e in doc["files"]}
 
 
+def _adopt_then_all_released(cfg: Path, state: Path, o: Oracle, central: Path) -> None:
+    """`acqd adopt` imports b (shipped after the backup), and the next run releases a, b and c."""
+    r = run_acqd("adopt", "--config", str(cfg))
+    assert r.returncode == 0 and "adopted 1 stored file" in r.stdout, r.stdout + r.stderr
+    once(cfg)
+    assert journal_states(state) == {"s/a.raw": "released", "s/b.raw": "released", "s/c.raw": "released"}
+    assert _manifest_sources(central) == {"s/a.raw", "s/b.raw", "s/c.raw"}
+    o.check(central)
+
+
 def test_a_journal_restored_from_a_backup_is_refused_until_adopt(tmp_path: Path) -> None:
     """A journal restored from last night's backup does not know the files shipped since; run, it
     would rewrite their sessions' manifests without them. The destination's claim counts the
@@ -503,12 +513,7 @@ def test_a_journal_restored_from_a_backup_is_refused_until_adopt(tmp_path: Path)
     assert r.returncode == 78 and "restored from a backup" in r.stderr, r.stdout + r.stderr
     assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw"}  # not rewritten
     assert (tmp_path / "acq" / "s" / "c.raw").exists()
-    r = run_acqd("adopt", "--config", str(cfg))
-    assert r.returncode == 0 and "adopted 1 stored file" in r.stdout, r.stdout + r.stderr
-    once(cfg)
-    assert journal_states(state) == {"s/a.raw": "released", "s/b.raw": "released", "s/c.raw": "released"}
-    assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw", "s/c.raw"}
-    o.check(tmp_path / "central")
+    _adopt_then_all_released(cfg, state, o, tmp_path / "central")
 
 
 @pytest.mark.parametrize("b_in_backup", [False, True])
@@ -547,12 +552,7 @@ def test_a_journal_restored_from_a_backup_with_the_claim_deleted_writes_no_manif
     err = once(cfg, code=78)
     assert "lists 1 stored file(s) of watch root" in err and "'s/b.raw'" in err and "acqd adopt" in err, err
     assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw"}  # not rewritten without b
-    r = run_acqd("adopt", "--config", str(cfg))
-    assert r.returncode == 0 and "adopted 1 stored file" in r.stdout, r.stdout + r.stderr
-    once(cfg)
-    assert journal_states(state) == {"s/a.raw": "released", "s/b.raw": "released", "s/c.raw": "released"}
-    assert _manifest_sources(tmp_path / "central") == {"s/a.raw", "s/b.raw", "s/c.raw"}
-    o.check(tmp_path / "central")
+    _adopt_then_all_released(cfg, state, o, tmp_path / "central")
 
 
 def test_a_copy_of_a_running_daemons_state_folder_never_writes_beside_it(tmp_path: Path) -> None:

@@ -164,6 +164,18 @@ async def sweep_days(s: Setup, days: range, runner: RetentionRunner) -> dict[int
     return out
 
 
+async def sweep_with_a_runner(s: Setup, days: range) -> dict[int, Any]:
+    """`sweep_days` with a runner of its own on the setup's journal (opened and closed here)."""
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        return await sweep_days(s, days, make_runner(s, j, jexec, io))
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
 def make_runner(
     s: Setup,
     j: Journal,
@@ -364,14 +376,7 @@ async def test_a_chmod_of_a_source_whose_copy_was_purged_ships_nothing_again(set
     purge undone, its warning cycle begun anew (a review). Its content is compared with the purged
     copy's checksum, as with a verified copy: the same, nothing is shipped."""
     s = setup
-    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
-    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
-    try:
-        res = await sweep_days(s, range(0, 80, 2), make_runner(s, j, jexec, io))
-    finally:
-        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
-        jexec.shutdown()
-        io.shutdown()
+    res = await sweep_with_a_runner(s, range(0, 80, 2))
     assert sum(r.purged for r in res.values()) == 4, res  # every movie's copy
     stored = sorted(p for p in (s.central.parent, s.capacity.parent) for p in p.rglob("*.mrc"))
     for p in s.watch.rglob("*.mrc"):
@@ -862,14 +867,7 @@ async def test_the_fallback_told_of_owners_with_an_address_is_not_told_they_have
     both = s.cfg.policy.parent / "both.yaml"  # type: ignore[union-attr]
     both.write_text(POLICY.replace("      warn: 14d\n", "      warn: 14d\n      notify: [owner, fallback]\n", 1))
     s.cfg = s.cfg.model_copy(update={"policy": both})
-    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
-    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
-    try:
-        await sweep_days(s, range(46, 47), make_runner(s, j, jexec, io))
-    finally:
-        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
-        jexec.shutdown()
-        io.shutdown()
+    await sweep_with_a_runner(s, range(46, 47))
     fallback = {tuple(r): m for r, m in s.box.messages}[("facility@lab.example",)]
     body = fallback.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
     assert "have no address of their own here\n(carol)" in body, body
@@ -887,14 +885,7 @@ async def test_a_warning_names_the_session_folder_not_one_subfolder(tmp_path: Pa
 
 
 async def _warn_day_46_where(s: Setup) -> None:
-    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
-    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
-    try:
-        await sweep_days(s, range(46, 47), make_runner(s, j, jexec, io))
-    finally:
-        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
-        jexec.shutdown()
-        io.shutdown()
+    await sweep_with_a_runner(s, range(46, 47))
     alice = {tuple(r): m for r, m in s.box.messages}[("alice@lab.example",)]
     body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "6 file(s)" in alice["Subject"], alice["Subject"]
