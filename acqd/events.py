@@ -101,6 +101,8 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
     }
     if o.kind == "halted":
         del body["file"]
+    if o.path:  # released: where the removed file was on the acquisition disk
+        body["file"]["path"] = o.path
     if o.kind == "verified":
         body["copy"] = {
             "tier": o.tier,

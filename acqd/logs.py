@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from acqd.values import Outcome
+from acqd.values import RELEASED_AFTER_RESTART, Outcome
 
 log = logging.getLogger("acqd")
 
@@ -168,6 +168,9 @@ class LogReporter:
                 o.seconds,
                 o.checksum,
             )
+        elif o.kind == "released":
+            after = " (interrupted by a stop, finished at this start)" if o.reason == RELEASED_AFTER_RESTART else ""
+            log.log(level, "released %r: removed from the acquisition disk (%s)%s", o.relpath, o.path, after)
         elif o.kind == "unreadable":  # a path may be thousands of bytes long: its ends say where
             shown = o.relpath if len(o.relpath) <= 200 else f"{o.relpath[:80]}…{o.relpath[-80:]}"
             log.log(level, "unreadable %r: %s", shown, o.reason)

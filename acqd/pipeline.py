@@ -86,7 +86,16 @@ from acqd.unlink import (
     unlink_below,
     unlink_many,
 )
-from acqd.values import Identity, Outcome, Snapshot, SourceRef, State, WriteResult
+from acqd.values import (
+    RELEASED_AFTER_RESTART,
+    RELEASED_REASON,
+    Identity,
+    Outcome,
+    Snapshot,
+    SourceRef,
+    State,
+    WriteResult,
+)
 from acqd.watcher import Entry, Kind, classify, identity_of, relative, scan_tree
 
 log = logging.getLogger("acqd")
@@ -890,7 +899,7 @@ class Pipeline:
                     self.journal.mark, row.id, State.RELEASED, "release finished after a restart", path=path
                 )
                 self.stats.released += 1
-                self._emit("released", row, reason=path)
+                self._emit("released", row, path=path, reason=RELEASED_AFTER_RESTART)
         for row in await self._j(self.journal.retry_internal, list(ctx_of), INTERNAL_GAVE_UP):
             log.info("%r: tried again at this start (quarantined by an internal error before)", row.relpath)
         for row in await self._j(self.journal.pending):
@@ -2317,7 +2326,7 @@ class Pipeline:
                 continue
             self._dirty.add((c.ctx.index, row.session))
             self.stats.released += 1
-            self._emit("released", row, reason=os.path.join(c.ctx.root, c.rel))
+            self._emit("released", row, path=os.path.join(c.ctx.root, c.rel), reason=RELEASED_REASON)
         results = await asyncio.gather(*(self._release(c, row) for c, row in slow), return_exceptions=True)
         errors += [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -2647,7 +2656,7 @@ class Pipeline:
             row = await self._j(self.journal.mark, row.id, State.RELEASED, None, path=path)
             self._dirty.add((ctx.index, row.session))
             self.stats.released += 1
-            self._emit("released", row, reason=path)
+            self._emit("released", row, path=path, reason=RELEASED_REASON)
         elif why in (GONE, BLOCKED):
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
         else:

@@ -103,9 +103,15 @@ class Outcome:
     codec: str = ""
     layout: str = ""
     reason: str = ""
+    path: str = ""  # released: the absolute path of the local file that was removed
     stage: str = ""  # retries: the stage that failed (read, write, verify)
     seconds: float = 0.0  # complete -> verified
     stages: tuple[tuple[str, float], ...] = ()  # seconds per stage: read, encode, write, verify
+
+
+#: the reason of a `released` outcome (its event's `reason`; the removed file's path is its `path`)
+RELEASED_REASON = "removed from the acquisition disk: its stored copy is verified"
+RELEASED_AFTER_RESTART = RELEASED_REASON + " (a release interrupted by a stop, finished at this start)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -58,6 +59,7 @@ def service_config(
     metrics: int | None = None,
     mqtt: int | None = None,
     outbox: int = 10_000,
+    release: bool = False,
 ) -> Path:
     body = f"""
 instrument: scope
@@ -66,6 +68,7 @@ watch:
   - path: {watch}
     name: k3
     settle: 0.2s
+    placement: {{release_local: {"after_verify" if release else "never"}}}
 tiers:
   central: {{url: "file://{dest}"}}
 limits: {{retry_initial: 50ms, retry_max: 200ms}}
@@ -387,6 +390,35 @@ def test_mqtt_events_outage_and_last_will(dirs: tuple[Path, Path, Path], broker:
             return any(m[0] == "acqd/scope/status" and m[1].get("state") == "offline" and m[2] for m in s3.messages)
 
         wait_for(retained_offline, timeout=30, what="retained offline status")
+    finally:
+        d.kill()
+
+
+def test_mqtt_released_event_names_the_removed_file(
+    dirs: tuple[Path, Path, Path], broker: Broker, tmp_path: Path
+) -> None:
+    """file.released says which local file was removed (file.path, absolute) and why (reason, a
+    sentence), beside the file's source path below the watch root."""
+    watch, dest, state = dirs
+    cfg = service_config(tmp_path, watch, dest, state, mqtt=broker.port, release=True)
+    sub = Subscriber(broker.port)
+    (watch / "grid1").mkdir()
+    data = os.urandom(5000)
+    (watch / "grid1" / "a.raw").write_bytes(data)
+    d = Background("run", "--config", str(cfg))
+    try:
+
+        def released() -> list[dict[str, Any]]:
+            return [m[1] for m in sub.messages if m[0] == "acqd/scope/events/file.released"]
+
+        wait_for(lambda: released() != [], what="a file.released event")
+        ev = released()[0]
+        assert not (watch / "grid1" / "a.raw").exists()
+        assert (dest / "scope" / "grid1" / "a.raw").read_bytes() == data
+        assert ev["file"]["source"] == "grid1/a.raw", ev
+        assert ev["file"]["path"] == str(watch / "grid1" / "a.raw"), ev
+        assert "copy is verified" in ev["reason"] and "/" not in ev["reason"], ev
+        assert f"removed from the acquisition disk ({watch / 'grid1' / 'a.raw'})" in d.stderr()
     finally:
         d.kill()
 
