@@ -303,7 +303,7 @@ def run(
                 "pending": result.pending,
             }
             if json_out:
-                out.print_json(json.dumps({"run": run_stats, "journal": s}))
+                print(json.dumps({"run": run_stats, "journal": s}, indent=2))
             else:
                 _print_run(run_stats, s)
                 _detector_hint(cfg, result.stats)
@@ -368,7 +368,7 @@ def _validation_line(exc: ValueError) -> str:
 
 def _print_run(run_stats: dict[str, int], s: dict[str, Any]) -> None:
     ratio = run_stats["bytes_in"] / run_stats["bytes_out"] if run_stats["bytes_out"] else 0.0
-    out.print(
+    print(
         f"this run: {run_stats['verified']} verified ({human_bytes(run_stats['bytes_in'])} in, "
         f"{human_bytes(run_stats['bytes_out'])} stored, ratio {ratio:.2f}), {run_stats['quarantined']} quarantined, "
         f"{run_stats['released']} released, {run_stats['retries']} retries, {run_stats['pending']} pending"
@@ -393,17 +393,19 @@ def _detector_hint(cfg: Config, stats: Any) -> None:
 
 
 def _print_states(s: dict[str, Any]) -> None:
-    t = Table(title="journal")
-    t.add_column("state")
-    t.add_column("files", justify="right")
-    t.add_column("bytes", justify="right")
+    """Files and bytes per state, as plain aligned text (`run --once` prints it at every run: rich's
+    import alone would add a tenth of a second to each)."""
+    rows = [("state", "files", "bytes")]
     for state in ("seen", "complete", "stored", "verified", "released", "purged", "quarantined", "vanished"):
         c = s["states"].get(state)
         if c:
-            t.add_row(state, str(c["files"]), human_bytes(c["bytes"]))
-    out.print(t)
-    for q in s["quarantined"][:20]:
-        out.print(f"  quarantined: {q['path']!r}: {q['reason']}", markup=False)
+            rows.append((state, str(c["files"]), human_bytes(c["bytes"])))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["journal" if len(rows) > 1 else "journal: no files yet"]
+    if len(rows) > 1:
+        lines += [f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
+    lines += [f"  quarantined: {q['path']!r}: {q['reason']}" for q in s["quarantined"][:20]]
+    print("\n".join(lines), flush=True)
 
 
 @app.command()

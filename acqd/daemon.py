@@ -17,13 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
 from acqd import claims, pacing, publish
 from acqd.aio import within
-from acqd.catalog import Publisher
 from acqd.codec import unfit_codec
 from acqd.config import (
     Config,
@@ -36,7 +35,6 @@ from acqd.config import (
     redact_url,
 )
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
-from acqd.events import EventPublisher
 from acqd.fsops import same_or_inside
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
 from acqd.journal import GroupCommitExecutor, Journal, configure_outbox, journal_path, record_tiers, retention_items
@@ -48,20 +46,23 @@ from acqd.metrics import Exporter, Metrics
 from acqd.mounts import describe as describe_mount
 from acqd.mounts import describe_tier as describe_unmounted
 from acqd.mounts import lies_within, unmounted_mount_point
-from acqd.notify import Digests, MailboxMailer, Mailer, SmtpMailer
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
-from acqd.policy.model import Policy, load_policy, reserved_domain
-from acqd.policy.model import policy_file as policy_file_of
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
-from acqd.retention import RetentionRunner, plan_from_journal
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_age, human_bytes
 from acqd.values import Outcome
 from acqd.watcher import EventSource, is_network_fs
+
+if TYPE_CHECKING:  # imported where used: a daemon without MQTT, a catalog or a policy never loads them
+    from acqd.catalog import Publisher
+    from acqd.events import EventPublisher
+    from acqd.notify import Mailer
+    from acqd.policy.model import Policy
+    from acqd.retention import RetentionRunner
 
 log = logging.getLogger("acqd")
 
@@ -232,6 +233,8 @@ def policy_file(config: Config) -> Path | None:
     p = config.policy
     if p is None:
         return None
+    from acqd.policy.model import policy_file as policy_file_of
+
     return policy_file_of(p)
 
 
@@ -239,6 +242,8 @@ def load_retention(config: Config) -> Policy | None:
     path = policy_file(config)
     if path is None:
         return None
+    from acqd.policy.model import load_policy
+
     policy = load_policy(path)
     missing = [t for t in policy.spec.tiers if t not in config.tiers]
     if missing:
@@ -255,6 +260,8 @@ def purge_share_warning(config: Config, policy: Policy) -> list[str]:
     if not path.exists():
         return []
     horizon = time.time() + max(r.warn for r in (*policy.spec.rules, policy.spec.default))
+    from acqd.retention import plan_from_journal
+
     j = Journal(path, readonly=True)
     try:
         actions, _ = plan_from_journal(j, policy, horizon)
@@ -307,6 +314,8 @@ def undeliverable_warnings(config: Config, policy: Policy) -> list[str]:
     for r in (*policy.spec.rules, policy.spec.default):
         named += [f"rule {r.name}: notify" for n in r.notify if "@" in n]
         addresses += [n for n in r.notify if "@" in n]
+    from acqd.policy.model import reserved_domain
+
     for where, address in zip(named, addresses, strict=True):
         if address and reserved_domain(address):
             out.append(
@@ -317,6 +326,8 @@ def undeliverable_warnings(config: Config, policy: Policy) -> list[str]:
 
 
 def build_mailer(config: Config) -> Mailer:
+    from acqd.notify import MailboxMailer, SmtpMailer
+
     s = config.smtp
     if s is None:
         return MailboxMailer(config.state_dir / "mailbox")
@@ -780,6 +791,8 @@ class Daemon:
                     self.exporter = Exporter(self.registry, config.metrics.bind)
                     log.info("metrics on http://%s/metrics", config.metrics.bind)
                 if config.mqtt is not None and config.mqtt.enabled:
+                    from acqd.events import EventPublisher
+
                     self.events = EventPublisher(
                         config.mqtt.url,
                         config.instrument,
@@ -829,6 +842,9 @@ class Daemon:
                 if policy is not None and hub_owned and not self.once:
                     log.info("retention: owned by the facility hub (retention.owner: hub); this daemon never sweeps")
                 if policy is not None and not self.once and not hub_owned:
+                    from acqd.notify import Digests
+                    from acqd.retention import RetentionRunner
+
                     mailer = build_mailer(config)
                     self.retention = RetentionRunner(
                         policy=policy,
