@@ -586,6 +586,9 @@ class RetentionRunner:
             done += 1
             row = by_copy[a.item.id]
             try:
+                if await self._held(a, row, now):  # a hold placed since the plan: blocked, as if planned so
+                    res.blocked += 1
+                    continue
                 if a.kind == "transition":
                     if await self._transition(a, row, now):
                         res.transitioned += 1
@@ -760,9 +763,8 @@ class RetentionRunner:
         return False
 
     async def _transition(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
-        """Copy to the new tier, verify the new copy, record it, and only then delete the old one."""
-        if await self._held(a, row, now):
-            return False
+        """Copy to the new tier, verify the new copy, record it, and only then delete the old one (the
+        caller has re-read the holds: `_held`)."""
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
         await self._still_ours(src, dst)
         rel = row.copy.dest
@@ -834,9 +836,8 @@ class RetentionRunner:
         return True
 
     async def _purge(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
-        """Delete a copy whose time has come: re-check the holds and the live object first."""
-        if await self._held(a, row, now):
-            return False
+        """Delete a copy whose time has come (the caller has re-read the holds: `_held`); the live
+        object is checked first."""
         tier = self.tiers[row.copy.tier]
         await self._still_ours(tier)
         resumed = await self._j(self.store.fence, "purge", row.copy.id)

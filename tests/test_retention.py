@@ -969,8 +969,10 @@ async def test_a_hold_placed_after_the_plan_is_honoured(setup: Setup) -> None:
         actions, by_copy, t = await runner.plan(s.t0 + 14 * DAY + 60)
         assert "carol_test_0103/FoilHole_4_fractions.mrc" in {a.item.relpath for a in actions if a.kind == "transition"}
         assert hold(s, "krios/carol_test_0103").returncode == 0
+        blocked = sum(a.kind == "blocked" for a in actions)
         res = await runner.execute(actions, by_copy, t)
         assert res.transitioned == 3  # alice's two and bob's; carol's stays
+        assert res.blocked == blocked + 1, res.summary()  # carol's move, held since the plan, is counted
         assert (s.central / "carol_test_0103/FoilHole_4_fractions.mrc").exists()
         assert hold(s, "krios/carol_test_0103").returncode == 0
         from tests.conftest import run_acqd
@@ -981,8 +983,10 @@ async def test_a_hold_placed_after_the_plan_is_honoured(setup: Setup) -> None:
         victim = "alice_apoferritin_0101/FoilHole_2_fractions.mrc"
         assert victim in {a.item.relpath for a in actions if a.kind == "purge"}
         assert hold(s, f"file://{s.capacity}/{victim}").returncode == 0
+        blocked = sum(a.kind == "blocked" for a in actions)
         res = await runner.execute(actions, by_copy, t)
         assert res.purged == 3  # alice's other movie, bob's and carol's
+        assert res.blocked == blocked + 1, res.summary()
     finally:
         await jd.shutdown()
     assert (s.capacity / victim).exists()
