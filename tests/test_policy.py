@@ -206,6 +206,12 @@ def test_hold_blocks_purge_and_transition() -> None:
     h = Hold("alice_s1", NOW + 30 * DAY, "paper revision")
     acts = plan(NOW, [it], p, holds=[h], warnings=[w])
     assert kinds(acts) == ["blocked", "blocked"] and "paper revision" in acts[1].reason
+    # due (what `acqd plan` shows) once the hold ends, not at the expiry long past
+    assert [a.at for a in acts] == [h.until, h.until]
+    short = Hold("alice_s1", NOW + DAY, "short")
+    late = item(days_old=50)  # expires in 10 days, after the hold
+    [blocked] = [a for a in plan(NOW, [late], p, holds=[short], warnings=[w]) if "purge" in a.reason]
+    assert blocked.at == late.verified_at + 60 * DAY
     ended_before = Hold("alice_s1", NOW - 11 * DAY, "old")  # ended before the warned date: the warning stands
     assert "purge" in kinds(plan(NOW, [it], p, holds=[ended_before], warnings=[w]))
 

@@ -177,7 +177,7 @@ def plan(
             if held is not None:
                 what = f"hold until {_moment(held.until)}: {held.reason or 'no reason given'}"
                 why = f"move to {due[-1].tier} held back: {what}"
-                actions.append(Action("blocked", it, rule.name, why, now))
+                actions.append(Action("blocked", it, rule.name, why, held.until))  # due once the hold ends
             else:
                 actions.append(
                     Action(
@@ -201,7 +201,8 @@ def plan(
             continue
         if held is not None:
             why = f"purge held back: hold until {_moment(held.until)}: {held.reason or 'no reason given'}"
-            actions.append(Action("blocked", it, rule.name, why, expiry))
+            # the soonest it could be purged: expired, and the hold over (and warned, if not yet)
+            actions.append(Action("blocked", it, rule.name, why, max(expiry, held.until)))
             continue
         recipients = _recipients(policy, rule.notify, owner)
         mine = delivered.get(it.id, [])
