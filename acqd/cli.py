@@ -382,13 +382,17 @@ def _detector_hint(cfg: Config, stats: Any) -> None:
     copied = stats.frame_formats_copied
     if stats.framed or not copied:
         return
+    from acqd.profiles import available, search_path
+
     detectors = sorted({w.detector for w in cfg.watch})
+    cameras = [n for n in available(search_path(cfg.detectors_dir)) if n not in ("generic", *detectors)]
     what = ", ".join(f"{n} {ext}" for ext, n in sorted(copied.items()))
-    err.print(
+    print(
         f"hint: {what} file(s) were stored byte-exact, none as frames: detector {', '.join(detectors)} did not "
-        "take them. A camera's profile compresses its movies losslessly (--detector gatan-k3, falcon, "
-        "direct-electron, hamamatsu-orca, merlin-medipix, ...; `acqd check --config FILE` lists them)",
-        markup=False,
+        f"take them. A camera's profile compresses its movies losslessly: --detector {', '.join(cameras)} "
+        "(`detector:` in acqd.yaml)",
+        file=sys.stderr,
+        flush=True,
     )
 
 

@@ -346,6 +346,9 @@ def test_camera_files_no_profile_took_get_a_hint_about_the_detector(tmp_path: Pa
     r = run_acqd("run", "--once", *quick, "--dest", str(tmp_path / "c1"), "--state-dir", str(tmp_path / "s1"))
     assert r.returncode == 0 and "1 verified" in r.stdout, r.stderr
     assert "hint: 1 .mrc file(s) were stored byte-exact" in r.stderr and "detector generic" in r.stderr, r.stderr
+    # every camera profile named, usable as it stands in the quick form (which has no acqd.yaml to check)
+    named = r.stderr.partition("--detector ")[2].partition(" (")[0].split(", ")
+    assert {"gatan-k3", "falcon", "hamamatsu-orca", "merlin-medipix"} <= set(named) and "generic" not in named, named
     falcon = ["--detector", "falcon", "--dest", str(tmp_path / "c2"), "--state-dir", str(tmp_path / "s2")]
     r = run_acqd("run", "--once", *quick, *falcon)
     assert r.returncode == 0 and "1 verified" in r.stdout, r.stderr
