@@ -255,6 +255,22 @@ def require_mounted(tier: Tier) -> None:
         raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}")
 
 
+def unmade_parent(tier: Tier) -> str | None:
+    """Why a local tier's folder must not be made: neither it nor the folder it would be made in
+    exists (a mistyped path, or a share not mounted: `makedirs` would build the whole path on the
+    local disk, and files released against copies there). None if it exists or can be made."""
+    if not tier.local or os.path.lexists(tier.root):
+        return None
+    parent = os.path.dirname(tier.root.rstrip("/")) or "/"
+    if os.path.isdir(parent):
+        return None
+    return (
+        f"tier {tier.name}: neither {tier.root} nor the folder it would be made in ({parent}) exists: a mistyped "
+        f"path, or a share not mounted? acqd makes only the tier's own folder, inside one that exists; if this is "
+        f"the place, make it first (mkdir -p {tier.root})"
+    )
+
+
 def _renamed_from(tier: Tier, claim: Claim) -> str | None:
     """The instrument prefix on `tier` (a top-level folder) whose claim this claim's journal wrote,
     other than its own: the instrument was renamed in the configuration. None if none (or the tier
@@ -298,6 +314,8 @@ def look(tier: Tier, claim: Claim, known: bool, runs: Collection[str] = ()) -> C
                 f"of instrument {claim.instrument!r}, not even its claim: a network share not mounted? acqd waits "
                 "for it; if the tier was emptied on purpose, run `acqd adopt`"
             )
+        if not known and (why := unmade_parent(tier)) is not None:
+            raise ClaimError(why)
         if not known and tier.has_objects(claim.instrument):
             raise ClaimError(
                 f"tier {tier.name}: {tier.url(claim.instrument)} already holds data of instrument "

@@ -570,9 +570,16 @@ def quick_config(
     secret = url_secret_error(url, "--dest")
     if secret:  # before pydantic, whose errors quote the input
         raise ConfigError(secret)
-    if "://" not in dest:  # a folder named on the command line is made (a configured tier's never is)
+    if "://" not in dest:  # a folder named on the command line is made, inside one that exists (as a
+        # configured tier's: acqd.claims.unmade_parent; a mistyped path is not built on the local disk)
         try:
-            Path(dest).mkdir(parents=True, exist_ok=True)
+            Path(dest).mkdir(exist_ok=True)
+        except FileNotFoundError:
+            parent = Path(dest).resolve().parent
+            raise ConfigError(
+                f"--dest {dest}: the folder it would be made in ({parent}) does not exist: a mistyped path, or a "
+                f"share not mounted? If this is the place, make it first (mkdir -p {dest})"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"--dest {dest}: cannot make the folder: {exc.strerror}") from None
     return Config.model_validate(

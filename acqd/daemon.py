@@ -1305,7 +1305,9 @@ def claim_problems(config: Config, tiers: dict[str, Tier]) -> tuple[list[str], d
             config.instrument, mid, "", journal_id or "(new)", str(config.state_dir), "", epoch=epoch + 1, run="check"
         )
         if there is None:
-            if known.get(name) and (not tier.local or os.path.lexists(tier.root)):
+            if not known.get(name) and (why := claims.unmade_parent(tier)) is not None:
+                problems.append(why)  # `run` refuses to build such a path (claims.look)
+            elif known.get(name) and (not tier.local or os.path.lexists(tier.root)):
                 try:  # what `run` does with it: waits (an empty mount point), or refuses (data it does not know,
                     claims.look(tier, fake, True, runs)  # the instrument renamed)
                 except ClaimError as exc:

@@ -329,6 +329,33 @@ def test_a_tier_folder_that_has_gone_is_never_made_again(tmp_path: Path) -> None
     assert not (tmp_path / "acq" / "s" / "b.raw").exists()
 
 
+def test_a_tier_path_mistyped_two_levels_deep_is_refused_not_built(tmp_path: Path) -> None:
+    """`url: file:///mnt/centrl/acqd` (a typo), or a share not mounted whose mount point is gone too:
+    acqd built the whole path on the local disk (`mkdir -p`), shipped there and, with release on,
+    freed the acquisition disk against copies on the PC's own disk (a review). A tier's folder is
+    made only inside a folder that exists: otherwise check and run refuse (exit 78), nothing made."""
+    (tmp_path / "acq" / "s").mkdir(parents=True)
+    (tmp_path / "acq" / "s" / "a.raw").write_bytes(b"the only copy")
+    typo = tmp_path / "mnt" / "centrl" / "acqd"
+    cfg = _share_site(
+        tmp_path,
+        ", placement: {release_local: after_verify}",
+        f'  central: {{url: "file://{typo}"}}',
+        make_tiers=False,
+    )
+    for cmd in (["check"], ["run", "--once"]):
+        r = run_acqd(*cmd, "--config", str(cfg))
+        assert r.returncode == 78 and f"nor the folder it would be made in ({typo.parent})" in r.stderr, r.stderr
+    quick = ["--watch", str(tmp_path / "acq"), "--state-dir", str(tmp_path / "q"), "--release", "--settle", "0.1s"]
+    r = run_acqd("run", "--once", *quick, "--dest", str(typo))
+    assert r.returncode == 78 and f"the folder it would be made in ({typo.parent})" in r.stderr, r.stderr
+    assert not (tmp_path / "mnt").exists(), "a mistyped tier path was built"
+    assert (tmp_path / "acq" / "s" / "a.raw").read_bytes() == b"the only copy"
+    (tmp_path / "mnt" / "centrl").mkdir(parents=True)  # the folder it is made in exists: made, shipped
+    assert run_acqd("run", "--config", str(cfg), "--once").returncode == 0
+    assert (typo / "scope" / "s" / "a.raw").read_bytes() == b"the only copy"
+
+
 def test_a_tier_that_is_a_file_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / "acq").mkdir()
     (tmp_path / "hostname").write_text("not a folder")
