@@ -315,6 +315,14 @@ class MetricsConfig(Frozen):
     bind: str = "127.0.0.1:9733"
     enabled: bool = True
 
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        _host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("bind must be host:port, e.g. 127.0.0.1:9733")
+        return v
+
 
 class MqttConfig(Frozen):
     url: str = "mqtt://127.0.0.1:1883"
@@ -470,6 +478,15 @@ class Config(Frozen):
             for b in paths[i + 1 :]:
                 if a == b or a in b.parents or b in a.parents:
                     raise ValueError(f"watch roots overlap: {a} and {b}")
+        named: dict[str, int] = {}
+        for i, w in enumerate(self.watch):  # its metrics' `watch` label: two roots of one name are one series
+            label = w.name or f"watch{i}"
+            if label in named:
+                raise ValueError(
+                    f"@watch.{i}.name: {label!r} names watch root {named[label]} ({self.watch[named[label]].path}) "
+                    "too: each root needs its own name (it labels the root's metrics: its disk, its backlog)"
+                )
+            named[label] = i
         for i, wa in enumerate(self.watch):
             for wb in self.watch[i + 1 :]:
                 if prefixes_nest(wa.prefix, wb.prefix):

@@ -69,6 +69,7 @@ log = logging.getLogger("acqd")
 STATE_DIR_MODE = 0o700  # the state directory: journal, lock, mailbox (see README, "Files and permissions")
 DRAIN_SECONDS = 30.0
 IO_EXIT_SECONDS = 15.0  # at a stop, after the drain: storage calls still blocked are left behind
+LISTEN_RETRY_SECONDS = 30.0  # a metrics port taken at start: tried again this often
 CATALOG_DRAIN_SECONDS = 10.0  # at a stop: the catalog's last records, if it is reachable
 
 
@@ -788,8 +789,19 @@ class Daemon:
                     )
                 reporters: list[Reporter] = [LogReporter(self.repeats), self.metrics]
                 if config.metrics is not None and config.metrics.enabled:
-                    self.exporter = Exporter(self.registry, config.metrics.bind)
-                    log.info("metrics on http://%s/metrics", config.metrics.bind)
+                    bind = config.metrics.bind
+                    try:
+                        self.exporter = Exporter(self.registry, bind)
+                        log.info("metrics on http://%s/metrics", bind)
+                    except OSError as exc:  # the port taken at boot: shipping never waits for the metrics
+                        log.error(
+                            "metrics.bind: cannot listen on %s (%s): no metrics until it can; acqd ships all "
+                            "the same and tries again every %g s",
+                            bind,
+                            exc.strerror,
+                            LISTEN_RETRY_SECONDS,
+                        )
+                        aux.append(asyncio.create_task(self._listen_later(bind), name="metrics-listen"))
                 if config.mqtt is not None and config.mqtt.enabled:
                     from acqd.events import EventPublisher
 
@@ -1206,6 +1218,14 @@ class Daemon:
                 self.repeats.flush()  # errors still repeating: one line a minute with their count
             tick += 1
             await asyncio.sleep(1.0)
+
+    async def _listen_later(self, bind: str) -> None:
+        """The metrics endpoint, tried again until its port is free (another program held it at start)."""
+        while self.exporter is None:
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+            with contextlib.suppress(OSError):
+                self.exporter = Exporter(self.registry, bind)
+                log.info("metrics on http://%s/metrics (its port is free now)", bind)
 
     async def _retention_loop(self, interval: float) -> None:
         while True:

@@ -213,7 +213,10 @@ class Hub:
         try:
             await on(dbx, require_schema, store_db)
             if cfg.metrics.enabled:
-                exporter = Exporter(self.registry, cfg.metrics.bind)
+                try:
+                    exporter = Exporter(self.registry, cfg.metrics.bind)
+                except OSError as exc:
+                    raise ConfigError(f"metrics.bind: cannot listen on {cfg.metrics.bind}: {exc.strerror}") from None
                 facility = self._facility_gauges()
             store = CatalogStore(store_db, {name: t.url for name, t in cfg.tiers.items()})
             runner = RetentionRunner(

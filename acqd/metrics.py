@@ -411,17 +411,15 @@ class Metrics:
 
 
 class Exporter:
-    """The HTTP endpoint Prometheus scrapes (a thread of prometheus_client's)."""
+    """The HTTP endpoint Prometheus scrapes (a thread of prometheus_client's). OSError if it cannot
+    listen (the port taken): the daemon ships all the same and tries again (`Daemon._listen_later`)."""
 
     def __init__(self, registry: CollectorRegistry, bind: str) -> None:
         host, sep, port = bind.rpartition(":")
         if not sep or not port.isdigit():
             raise ConfigError(f"metrics.bind: expected HOST:PORT, got {bind!r}")
         host = host.strip("[]") or "127.0.0.1"
-        try:
-            server, thread = start_http_server(int(port), addr=host, registry=registry)
-        except OSError as exc:
-            raise ConfigError(f"metrics.bind: cannot listen on {bind}: {exc.strerror}") from None
+        server, thread = start_http_server(int(port), addr=host, registry=registry)
         self._server: Any = server
         self._thread: threading.Thread = thread
         self.port = int(server.server_address[1])

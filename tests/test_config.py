@@ -82,6 +82,15 @@ def test_every_yaml_in_the_repo_loads() -> None:
         (MINIMAL + "limits:\n  inflight_bytes: 1MiB\n", 13, "limits"),
         (MINIMAL.replace("url: file:///mnt/central/acqd", "url: /mnt/central"), 8, "tiers.central.url"),
         (MINIMAL.replace("    detector: generic", "    mode: inotify"), 5, "watch.0.mode"),
+        (MINIMAL.replace("127.0.0.1:9733", "localhost:abc"), 10, "metrics.bind"),
+        (
+            MINIMAL.replace(
+                "    detector: generic",
+                "    name: k3\n    prefix: a\n  - path: /data/b\n    name: k3\n    prefix: b",
+            ),
+            8,
+            "watch.1.name",
+        ),
     ],
 )
 def test_bad_config_names_file_line_and_field(tmp_path: Path, body: str, line: int, field: str) -> None:
@@ -135,7 +144,7 @@ def test_overlapping_watch_roots_are_rejected() -> None:
 
 def test_check_command_exit_codes(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text(MINIMAL)
+    good.write_text(MINIMAL.replace("/mnt/central/acqd", str(tmp_path / "central")))  # made at its first use
     r = run_acqd("check", "--config", str(good))
     assert r.returncode == 0, r.stderr
     assert "detector generic" in r.stdout

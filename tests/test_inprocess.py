@@ -772,3 +772,46 @@ async def test_a_scan_in_chunks_admits_every_file_and_says_each_unreadable_path_
     assert all((dest / "scope" / rel).read_bytes() == b for rel, b in data.items())
     assert sum(k == "unreadable" for k, _ in rec.outcomes) == 1, rec.outcomes
     assert "readable again" not in caplog.text
+
+
+async def test_a_metrics_port_taken_at_start_never_stops_the_shipping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another program holds the metrics port when acqd starts (a reboot's race): acqd refused to
+    start (exit 78, which systemd's unit does not restart: the acquisition disk would fill), after
+    claiming its tiers. Now it says so once, ships all the same, and listens once the port is free."""
+    import socket
+    import urllib.request
+
+    import acqd.daemon as daemon_mod
+
+    monkeypatch.setattr(daemon_mod, "LISTEN_RETRY_SECONDS", 0.2)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    watch = tmp_path / "acq"
+    (watch / "s").mkdir(parents=True)
+    (watch / "s" / "a.raw").write_bytes(b"x" * 5000)
+    c = cfg(watch, tmp_path / "state", f"file://{tmp_path / 'central'}")
+    c = Config.model_validate({**c.model_dump(mode="json"), "metrics": {"bind": f"127.0.0.1:{port}"}})
+    rec = Recorder()
+    d = Daemon(c, reporter=rec)
+    caplog.set_level(logging.INFO, logger="acqd")
+    task = asyncio.create_task(d.run(install_signals=False))
+    try:
+        await rec.wait("verified", 1)
+        assert d.exporter is None
+        said = [r.getMessage() for r in caplog.records if "cannot listen" in r.getMessage()]
+        assert len(said) == 1 and f"127.0.0.1:{port}" in said[0] and "ships all the same" in said[0], said
+        squatter.close()  # the port is free: acqd listens on it at its next try
+        for _ in range(100):
+            if d.exporter is not None:
+                break
+            await asyncio.sleep(0.1)
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read())
+        assert b"acqd_files_total" in body
+    finally:
+        squatter.close()
+        d.stop()
+        await asyncio.wait_for(task, 60)
