@@ -12,7 +12,7 @@ import socket
 import stat as stat_mod
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -175,13 +175,25 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
+#: where acqd.yaml says what a quick-form option says
+_IN_CONFIG = {
+    "state_dir": "state_dir",
+    "instrument": "instrument",
+    "detector": "watch: detector",
+    "release": "watch: placement.release_local",
+    "compress": "watch: placement.compress",
+}
+
+
 def _config_alone(config: Path | None, **quick: object) -> None:
     """A quick-form option beside --config would be passed over in silence: a usage error instead."""
-    given = [f"--{k.replace('_', '-')}" for k, v in quick.items() if v is not None]
+    names = [k for k, v in quick.items() if v is not None]
+    given = [f"--{k.replace('_', '-')}" for k in names]
     if config is not None and given:
+        keys = "; ".join(_IN_CONFIG.get(k, k) for k in names)
         raise usage(
             f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for the quick form: with --config, "
-            "the configuration says where the journal and the tiers are; give one or the other",
+            f"the configuration says it ({keys}); give one or the other",
             given[0],
         )
 
@@ -241,6 +253,7 @@ def _main(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     watch: Annotated[Path | None, typer.Option(help="quick form: the acquisition folder to watch")] = None,
     dest: Annotated[str | None, typer.Option(help="quick form: central storage (a folder or fsspec URL)")] = None,
@@ -282,7 +295,9 @@ def run(
     from acqd.daemon import Daemon, summary
 
     with _errors():
-        cfg = _build_config(config, watch, dest, detector, state_dir, instrument, release, compress)
+        quick_defaults = ("detector", "release", "compress")  # said when given beside --config
+        given = {n for n in quick_defaults if getattr(ctx.get_parameter_source(n), "name", "") != "DEFAULT"}
+        cfg = _build_config(config, watch, dest, detector, state_dir, instrument, release, compress, given)
         if window is not None:
             cfg = cfg.model_copy(update={"watch": tuple(w.model_copy(update={"settle": window}) for w in cfg.watch)})
         daemon = Daemon(cfg, once=once, retry_for=give_up if once else None, config_path=config, adopt=adopt)
@@ -328,13 +343,17 @@ def _build_config(
     instrument: str | None,
     release: bool,
     compress: str,
+    given: Collection[str] = (),
 ) -> Config:
     from acqd.config import quick_config
 
     if config is not None:
         if watch is not None or dest is not None:
             raise usage("use either --config or the quick form (--watch and --dest), not both")
-        _config_alone(config, state_dir=state_dir, instrument=instrument)
+        defaulted = {"detector": detector, "release": release, "compress": compress}
+        _config_alone(
+            config, state_dir=state_dir, instrument=instrument, **{n: v for n, v in defaulted.items() if n in given}
+        )
         return load_config(config)
     if watch is None or dest is None:
         raise usage("give --config FILE, or --watch DIR and --dest URL")

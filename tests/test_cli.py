@@ -81,6 +81,11 @@ BAD = [
     (["verify", "--config", "{T}/acqd.yaml", "--dest", "{T}/elsewhere"], 2, "--dest"),
     (["restore", "a/b.tif", "{T}/out.tif", "--config", "{T}/acqd.yaml", "--state-dir", "{T}/s"], 2, "quick form"),
     (["run", "--config", "{T}/acqd.yaml", "--state-dir", "{T}/s"], 2, "--state-dir"),
+    # the quick-form options with a default too (`--release` beside --config released nothing, silently)
+    (["run", "--config", "{T}/acqd.yaml", "--once", "--release"], 2, "placement.release_local"),
+    (["run", "--config", "{T}/acqd.yaml", "--once", "--no-release"], 2, "--release"),
+    (["run", "--config", "{T}/acqd.yaml", "--detector", "generic"], 2, "watch: detector"),
+    (["run", "--config", "{T}/acqd.yaml", "--compress", "zstd"], 2, "placement.compress"),
     (["hold", "s1", "--config", "{T}/acqd.yaml", "--state-dir", "{T}/s", "--list"], 2, "--state-dir"),
     (["restore", "a/b.tif", "{T}/out.tif", "--version", "0", "--state-dir", "{T}/nothing"], 2, "--version"),
     (["hold", "s1", "--until", "tomorrow", "--reason", "x", "--state-dir", "{T}/nothing"], 2, "--until"),
