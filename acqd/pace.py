@@ -174,8 +174,9 @@ def parse_rate(value: str | int | float) -> int | None:
         return None
     else:
         m = _RATE.match(value)
-        if re.fullmatch(r"\s*[\d.]+\s*[kKMGT]?b/s\s*", value):
-            raise ValueError(f"rate {value!r} is ambiguous: write bits as 'Mbit/s' or bytes as 'MB/s'")
+        if a := re.fullmatch(r"\s*([\d.]+)\s*([kKMGT]?)b/s\s*", value):
+            num, p = a.group(1), a.group(2)
+            raise ValueError(f"rate {value!r} is ambiguous: write bits as '{num}{p}bit/s' or bytes as '{num}{p}B/s'")
         if not m:
             raise ValueError(f"not a rate: {value!r} (use e.g. '200MB/s', '1GiB/s', '800Mbit/s' or 'unlimited')")
         num, prefix, unit = m.group(1), m.group(2), m.group(3)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,14 +40,23 @@ DEFAULT_CODECS = (
 
 
 def parse_link(text: str) -> float:
-    """Bytes per second from '10GbE', '25gbe', '800MB/s' or '1.2GB/s'."""
+    """Bytes per second from '10GbE', '25gbe', '800MB/s', '1.2GB/s' or '10Gbit/s' (as the
+    configuration's rates: '10Gb/s' is refused as ambiguous, bits or bytes)."""
+    from acqd.pace import parse_rate
+
     t = text.strip().lower()
     if t in LINKS:
         return LINKS[t]
-    m = re.fullmatch(r"([0-9.]+)\s*(k|m|g)b/s", t)
-    if not m:
-        raise ValueError(f"not a link: {text!r} (use 1GbE, 10GbE, 25GbE, 40GbE, 100GbE or e.g. 800MB/s)")
-    return float(m.group(1)) * {"k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)]
+    hint = "use 1GbE, 10GbE, 25GbE, 40GbE, 100GbE, or a rate as 800MB/s or 10Gbit/s"
+    try:
+        rate = parse_rate(text)
+    except ValueError as exc:
+        if "ambiguous" in str(exc):  # '10Gb/s': which it means is said, not guessed
+            raise
+        raise ValueError(f"not a link: {text!r} ({hint})") from None
+    if rate is None:
+        raise ValueError(f"not a link: {text!r} ({hint})")
+    return float(rate)
 
 
 def parse_codec(text: str) -> FrameCodec:

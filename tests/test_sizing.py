@@ -58,6 +58,13 @@ def test_codec_names_and_links() -> None:
     assert parse_codec("blosc-zstd-3-shuffle").spec == "blosc(cname=zstd,clevel=3,shuffle=shuffle)"
     assert parse_codec("deflate-1").spec == "deflate(level=1)"
     assert parse_link("800MB/s") == 800e6 and parse_link("25GbE") == 3.125e9
+    # bits are bits: '10Gb/s' was read as 10 GB/s, a link 8 times faster than it is (a review)
+    assert parse_link("10Gbit/s") == parse_link("10GbE") == 1.25e9
+    for ambiguous in ("10Gb/s", "10 Gb/s"):
+        with pytest.raises(ValueError, match="'10Gbit/s' or bytes as '10GB/s'"):
+            parse_link(ambiguous)
+    with pytest.raises(ValueError, match="not a link"):
+        parse_link("unlimited")
 
 
 def test_every_codec_round_trips_and_lossless_means_lossless() -> None:
