@@ -195,8 +195,8 @@ def frame_codec(spec: dict[str, Any] | None) -> FrameCodec:
             raise ValueError(f"blosc shuffle {spec['shuffle']!r} unknown")
         if "clevel" in spec:
             spec["clevel"] = _whole(f"codec {cid}: clevel", spec["clevel"], 0, 9)
-    if "level" in spec:
-        spec["level"] = _whole(f"codec {cid}: level", spec["level"], 1, 22)
+    if "level" in spec:  # deflate (libdeflate) stops at 12: a higher level was stored as 12, unsaid
+        spec["level"] = _whole(f"codec {cid}: level", spec["level"], 1, 12 if cid == "deflate" else 22)
     return FrameCodec(id=cid, **spec)
 
 

@@ -308,6 +308,8 @@ class Limits(Frozen):
             raise ValueError("chunk_bytes must be at least 64KiB")
         if self.inflight_bytes < 2 * self.chunk_bytes:
             raise ValueError("inflight_bytes must hold at least two chunks (2 x chunk_bytes)")
+        if self.retry_initial > self.retry_max:
+            raise ValueError("retry_initial must not exceed retry_max (the waits grow from the first to the last)")
         return self
 
 

@@ -80,6 +80,7 @@ def test_every_yaml_in_the_repo_loads() -> None:
         (MINIMAL.replace("instrument: krios-1", "instrument: 'krios 1/x'"), 1, "instrument"),
         (MINIMAL + "limits:\n  retry_initial: -3s\n", 14, "limits.retry_initial"),
         (MINIMAL + "limits:\n  inflight_bytes: 1MiB\n", 13, "limits"),
+        (MINIMAL + "limits:\n  retry_initial: 10m\n  retry_max: 1s\n", 13, "limits: retry_initial must not exceed"),
         (MINIMAL.replace("url: file:///mnt/central/acqd", "url: /mnt/central"), 8, "tiers.central.url"),
         (MINIMAL.replace("    detector: generic", "    mode: inotify"), 5, "watch.0.mode"),
         (MINIMAL.replace("127.0.0.1:9733", "localhost:abc"), 10, "metrics.bind"),
@@ -175,7 +176,9 @@ PROFILE_HEAD = "apiVersion: acqd/v1\nkind: DetectorProfile\nname: cam\nreader: m
         ("files: '*.mrc'\n", "files: should be a list, e.g. [a, b], not '*.mrc'"),
         ("layout: hdf5\n", "layout: should be 'copy', 'zarr' or 'tiff', not 'hdf5'"),
         ("layout: yes\n", "not True (YAML reads yes, no, on and off as true or false)"),  # release_local: yes
-        ("codec: {id: deflate, level: eleven}\n", "level is a whole number from 1 to 22, not 'eleven'"),
+        ("codec: {id: deflate, level: eleven}\n", "level is a whole number from 1 to 12, not 'eleven'"),
+        ("codec: {id: deflate, level: 15}\n", "deflate: level is 1-12, not 15"),  # was stored as 12, unsaid
+        ("codec: {id: zstd, level: 23}\n", "zstd: level is 1-22, not 23"),
         ("codec: {id: blosc, clevel: 12}\n", "clevel is 0-9, not 12"),
         ("shard_bytes: lots\n", "shard_bytes: not a size: 'lots'"),
         ("expect: {modes: [{name: c, frame_shape: [a, 5760]}]}\n", "frame_shape.0: should be a whole number, not 'a'"),
