@@ -1285,6 +1285,14 @@ class Pipeline:
                 continue
             if action in (Observed.NEW, Observed.NEW_VERSION, Observed.RESET):
                 self._emit("seen", row)
+            if action is Observed.NEW_VERSION and entry.kind is Kind.FILE:
+                log.warning(
+                    "%r changed after its version %d was stored (written again, or a new file under its name): "
+                    "shipped as version %d, beside the stored one (`acqd restore --version N`)",
+                    entry.relpath,
+                    row.version - 1,
+                    row.version,
+                )
             if entry.kind is not Kind.FILE:
                 reason = {
                     Kind.SYMLINK: "symlink: not followed (acqd ships regular files only)",

@@ -71,7 +71,10 @@ class Recorder:
             )
 
 
-async def test_poll_mode_finds_new_files_and_modified_files_become_versions(tmp_path: Path) -> None:
+async def test_poll_mode_finds_new_files_and_modified_files_become_versions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="acqd")
     watch, dest = tmp_path / "acq", tmp_path / "central"
     watch.mkdir()
     dest.mkdir()
@@ -92,6 +95,9 @@ async def test_poll_mode_finds_new_files_and_modified_files_become_versions(tmp_
     assert result.code == 0
     assert (dest / "scope" / "a.raw").read_bytes() == b"first version"  # the first copy is kept
     assert (dest / "scope" / "a~v2.raw").read_bytes() == b"second version, longer"
+    # said as a warning: a camera rewriting a file it finished is worth an operator's look (a review)
+    said = [r for r in caplog.records if "changed after its version 1 was stored" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING and "version 2" in said[0].getMessage()
 
 
 def test_inotify_overflow_requests_a_rescan(tmp_path: Path) -> None:
