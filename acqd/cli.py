@@ -790,7 +790,7 @@ def verify(
                     whole[copy.tier] = whole.get(copy.tier, 0) + 1
                 else:
                     bad[problem.kind] = bad.get(problem.kind, 0) + 1
-                    err.print(f"FAILED {row.relpath!r} (version {row.version}): {problem}", markup=False)
+                    err.print(f"FAILED {_where(row)!r} (version {row.version}): {problem}", markup=False)
                     # recorded: a copy that is not what was verified (a source still on the acquisition
                     # disk is shipped again; with no release configured nothing else would see it). Not
                     # a tier that did not answer, nor a decoder failing in this environment (a codec
@@ -873,7 +873,7 @@ def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> No
                 lost = j.copy_lost_for_good(row.id, copy.id, f"{why}; its source is {became}: {where}")
                 if lost is not None:
                     err.print(
-                        f"  -> {row.relpath!r} (version {row.version}): copy recorded lost, and its source is "
+                        f"  -> {_where(row)!r} (version {row.version}): copy recorded lost, and its source is "
                         f"{became}: nothing can ship this version again ({where}); restore it from another copy "
                         "or a backup. Quarantined: `acqd status` lists it",
                         markup=False,
@@ -882,7 +882,7 @@ def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> No
             elif j.copy_damaged(row.id, copy.id, why) is not None:
                 note = f" ({became})" if became else ""
                 err.print(
-                    f"  -> {row.relpath!r}: copy recorded lost; its source is still on the acquisition disk{note}: "
+                    f"  -> {_where(row)!r}: copy recorded lost; its source is still on the acquisition disk{note}: "
                     "never released for this copy, shipped again (by the running daemon, or the next `acqd run`)",
                     markup=False,
                 )
@@ -890,21 +890,27 @@ def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> No
             fresh = j.get(row.id)
             if fresh.state == "verified":  # a release of it has begun: the daemon's to finish or undo
                 err.print(
-                    f"  -> {row.relpath!r}: a release of it is in progress; not recorded: run `acqd verify` again",
+                    f"  -> {_where(row)!r}: a release of it is in progress; not recorded: run `acqd verify` again",
                     markup=False,
                 )
             elif fresh.state == "released":
                 others = [c for c in j.copies_of(row.id) if c.state == "verified" and c.id != copy.id]
                 where = f"its other copies: {', '.join(c.tier for c in others)}" if others else "no other copy"
                 err.print(
-                    f"  -> {row.relpath!r} is released: its source is not on the acquisition disk ({where}); "
+                    f"  -> {_where(row)!r} is released: its source is not on the acquisition disk ({where}); "
                     "restore it from another copy or a backup",
                     markup=False,
                 )
             else:
-                err.print(f"  -> {row.relpath!r} is {fresh.state} now: not recorded", markup=False)
+                err.print(f"  -> {_where(row)!r} is {fresh.state} now: not recorded", markup=False)
     finally:
         j.close()
+
+
+def _where(row: FileRow) -> str:
+    """A file as `acqd verify` names it: its path on the acquisition disk (two watch roots may each
+    have a file of one relative path)."""
+    return os.path.join(row.root, row.relpath)
 
 
 def _source_as_shipped(row: FileRow) -> str | None:
