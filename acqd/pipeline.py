@@ -1892,7 +1892,12 @@ class Pipeline:
         f.stream = None
         early = stream.while_growing  # frames encoded while the file was still short of its size
         await self._j(self.journal.audit, c.row.id, STREAMED, frames=stream.frames, while_growing=early, dest=dest)
-        self._emit(STREAMED, c.row, reason=f"{early} of {stream.frames} frames encoded while the file grew")
+        grew = (
+            f"{early} of {stream.frames} frames encoded while the file grew"
+            if early
+            else f"{stream.frames} frames, encoded during its settle window (it did not grow while followed)"
+        )
+        self._emit(STREAMED, c.row, reason=grew)
         return res
 
     # -- ship ---------------------------------------------------------------------------------
