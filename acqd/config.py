@@ -270,6 +270,11 @@ class Backoff(Frozen):
             raise ValueError("stat_file must be an absolute path, e.g. /sys/block/md0/stat")
         if not 0.1 <= self.interval <= 60:
             raise ValueError("interval must be between 100ms and 60s")
+        if self.write_latency_above > 10:  # `50` is 50 s (a bare number is seconds): never reached
+            raise ValueError(
+                f"write_latency_above is {self.write_latency_above:g} s: a disk's write latency is milliseconds "
+                "(a bare number is seconds): write e.g. 50ms"
+            )
         return self
 
     def rule(self) -> BackoffRule:

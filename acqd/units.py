@@ -48,6 +48,10 @@ def parse_size(value: str | int) -> int:
         m = _SIZE.match(value)
         if not m:
             raise ValueError(f"not a size: {value!r} (use e.g. '64MiB', '2GiB', '500MB')")
+        unit = m.group(2) or ""
+        if unit[-1:] == "b" and unit != "b":  # '512Mb': megabits, or a typo for megabytes?
+            said = f"{m.group(1)}{unit[0].upper()}{'i' if len(unit) == 3 else ''}B"
+            raise ValueError(f"size {value!r} is ambiguous: a lowercase b means bits; write bytes as '{said}'")
         n = int(float(m.group(1)) * _SIZE_FACTOR[(m.group(2) or "B").lower()])
     if n < 0:
         raise ValueError(f"a size cannot be negative: {value!r}")

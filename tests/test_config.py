@@ -81,6 +81,8 @@ def test_every_yaml_in_the_repo_loads() -> None:
         (MINIMAL + "limits:\n  retry_initial: -3s\n", 14, "limits.retry_initial"),
         (MINIMAL + "limits:\n  inflight_bytes: 1MiB\n", 13, "limits"),
         (MINIMAL + "limits:\n  retry_initial: 10m\n  retry_max: 1s\n", 13, "limits: retry_initial must not exceed"),
+        (MINIMAL + "limits:\n  backoff:\n    write_latency_above: 50\n", 14, "limits.backoff: write_latency_above"),
+        (MINIMAL + "limits:\n  inflight_bytes: 512Mb\n", 14, "limits.inflight_bytes: size '512Mb' is ambiguous"),
         (MINIMAL.replace("url: file:///mnt/central/acqd", "url: /mnt/central"), 8, "tiers.central.url"),
         (MINIMAL.replace("    detector: generic", "    mode: inotify"), 5, "watch.0.mode"),
         (MINIMAL.replace("127.0.0.1:9733", "localhost:abc"), 10, "metrics.bind"),
