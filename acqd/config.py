@@ -503,6 +503,17 @@ class Config(Frozen):
                         "could get one name at the destination; give each root its own `prefix`, neither "
                         "inside the other (e.g. k3 and lightsheet)"
                     )
+        folders: dict[str, str] = {}
+        for name, t in self.tiers.items():  # one folder, two tiers: a move between them is no move
+            where = local_url_path(t.url)
+            if where is not None:
+                key = os.path.normpath(str(where))
+                if key in folders:
+                    raise ValueError(
+                        f"@tiers.{name}.url: tiers {folders[key]} and {name} are one folder ({key}): give each tier "
+                        "a location of its own (a move from one to the other would copy a file onto itself)"
+                    )
+                folders[key] = name
         for w in self.watch:
             for name, t in self.tiers.items():
                 where = local_url_path(t.url)

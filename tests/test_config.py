@@ -83,6 +83,11 @@ def test_every_yaml_in_the_repo_loads() -> None:
         (MINIMAL + "limits:\n  retry_initial: 10m\n  retry_max: 1s\n", 13, "limits: retry_initial must not exceed"),
         (MINIMAL + "limits:\n  backoff:\n    write_latency_above: 50\n", 14, "limits.backoff: write_latency_above"),
         (MINIMAL + "limits:\n  inflight_bytes: 512Mb\n", 14, "limits.inflight_bytes: size '512Mb' is ambiguous"),
+        (
+            MINIMAL.replace("central/acqd\n", "central/acqd\n  capacity:\n    url: file:///mnt/central/acqd/\n"),
+            10,
+            "tiers.capacity.url",
+        ),
         (MINIMAL.replace("url: file:///mnt/central/acqd", "url: /mnt/central"), 8, "tiers.central.url"),
         (MINIMAL.replace("    detector: generic", "    mode: inotify"), 5, "watch.0.mode"),
         (MINIMAL.replace("127.0.0.1:9733", "localhost:abc"), 10, "metrics.bind"),
