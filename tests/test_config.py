@@ -375,6 +375,19 @@ def test_a_tier_path_mistyped_two_levels_deep_is_refused_not_built(tmp_path: Pat
     assert (typo / "scope" / "s" / "a.raw").read_bytes() == b"the only copy"
 
 
+def test_check_leaves_no_folder_on_the_tiers(tmp_path: Path) -> None:
+    """`acqd check`'s write probes made `<tier>/<instrument>/` and left it, owned by whoever ran
+    check (root, typically): the daemon's own user could then not write its copies there (a review)."""
+    (tmp_path / "acq").mkdir()
+    central, capacity = tmp_path / "central", tmp_path / "capacity"
+    central.mkdir()
+    capacity.mkdir()
+    cfg = _share_site(tmp_path, "", f'  central: {{url: "file://{central}"}}\n  capacity: {{url: "file://{capacity}"}}')
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0 and "write, read back and delete: OK" in r.stdout, r.stdout + r.stderr
+    assert list(central.iterdir()) == [] and list(capacity.iterdir()) == []
+
+
 def test_a_tier_that_is_a_file_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / "acq").mkdir()
     (tmp_path / "hostname").write_text("not a folder")

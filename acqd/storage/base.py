@@ -286,10 +286,33 @@ class Tier:
             raise
         return written
 
+    @contextlib.contextmanager
+    def _folders_undone(self, rel: str) -> Iterator[None]:
+        """The folders a write of `rel` makes on a local tier, removed again afterwards (if empty):
+        `acqd check`, run as root, must not leave the instrument's folder owned by root, where the
+        daemon's own user then cannot write."""
+        made: list[str] = []
+        if self.local:
+            d = os.path.dirname(self.path(rel))
+            while len(d) >= len(self.root) and not os.path.lexists(d):
+                made.append(d)
+                d = os.path.dirname(d)
+        try:
+            yield
+        finally:
+            for d in made:  # deepest first
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)
+
     def probe(self, under: str) -> None:
-        """`acqd check`: write a small object below `under`, read it back and delete it. Its name is a
-        temporary name (hidden, `.~acqd-tmp.`: acqd.naming), which no source file's stored copy ever has."""
+        """`acqd check`: write a small object below `under`, read it back and delete it, and the
+        folders that made (`_folders_undone`). Its name is a temporary name (hidden, `.~acqd-tmp.`:
+        acqd.naming), which no source file's stored copy ever has."""
         rel = temp_name(f"{under}/acqd-check-{os.getpid()}" if under else f"acqd-check-{os.getpid()}")
+        with self._folders_undone(rel):
+            self._probe(rel)
+
+    def _probe(self, rel: str) -> None:
         data = b"acqd check probe " + os.urandom(16).hex().encode()
         self.write_atomic(rel, [data], replace=True)  # a reserved name: a killed check's leftover may be there
         try:
@@ -312,11 +335,12 @@ class Tier:
         object under a temporary name (hidden, `.~acqd-tmp.`: no source's copy has one) is written
         here, looked for through `other`, and removed."""
         marker = temp_name(f"{rel}.alias-{os.getpid()}-{os.urandom(6).hex()}")
-        self.write_atomic(marker, [b"acqd: are these two tiers one storage?"], replace=True)
-        try:
-            return other.exists(marker)
-        finally:
-            self.remove(marker)
+        with self._folders_undone(marker):
+            self.write_atomic(marker, [b"acqd: are these two tiers one storage?"], replace=True)
+            try:
+                return other.exists(marker)
+            finally:
+                self.remove(marker)
 
     def write_many(self, items: list[tuple[str, bytes]]) -> list[int | AcqdError]:
         """Publish many small objects behind one durability barrier (a local tier only: `local`).
