@@ -466,18 +466,23 @@ def unknown_detector_warnings(config: Config, policy: Policy) -> list[str]:
     return out
 
 
-def _profile_list(config: Config) -> list[str]:
-    """Each detector profile `run` could use, with the files it takes as frames (`acqd check`)."""
+def _profile_list(config: Config) -> tuple[list[str], list[str]]:
+    """Each detector profile `run` could use, with the files it takes as frames (`acqd check`), and
+    a warning for each one that `run` could not load (a watch root naming it would be refused)."""
     dirs = search_path(config.detectors_dir)
-    out = []
+    out: list[str] = []
+    bad: list[str] = []
+    if config.detectors_dir is not None and not config.detectors_dir.is_dir():
+        bad.append(f"detectors_dir {config.detectors_dir} is not a folder: no profile of yours is found there")
     for name in available(dirs):
         try:
             p = load_profile(name, dirs)
-        except ConfigError:
+        except ConfigError as exc:
             out.append(f"{name} (unreadable)")
+            bad.append(f"detector profile {name}: {exc}")
             continue
         out.append(f"{name} ({' '.join(p.files)})" if p.reader != "bytes" else f"{name} (copies every file)")
-    return out
+    return out, bad
 
 
 def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) -> CheckReport:
@@ -509,15 +514,19 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
     for ctx in roots:
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"
         takes = ", ".join(ctx.profile.files) if ctx.profile.reader != "bytes" else "none: every file copied"
+        label = ctx.watch.name or f"watch{ctx.index}"
+        prefix = f", prefix {ctx.watch.prefix}" if ctx.watch.prefix else ""
         notes.append(
-            f"watch {ctx.root} ({exists}): detector {ctx.profile.name} (frames: {takes}),"
+            f"watch {label}: {ctx.root} ({exists}{prefix}): detector {ctx.profile.name} (frames: {takes}),"
             f" {'events' if ctx.events else 'polling'}"
             f" + scan every {ctx.scan_interval:g}s, settle {ctx.window:g}s -> tier {ctx.tier.name}"
             f" ({ctx.tier.url('')}), frames: {ctx.frames.name if ctx.frames else 'copy'}, other files: copy"
             f"{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''},"
             f" release_local {ctx.watch.placement.release_local}"
         )
-    notes.append(f"detector profiles: {', '.join(_profile_list(config))}")
+    listed, unloadable = _profile_list(config)
+    notes.append(f"detector profiles: {', '.join(listed)}")
+    warnings.extend(unloadable)
     catalog_notes, catalog_warnings = publish.check(config, probe_timeout, probe=probe)
     notes.extend(catalog_notes)
     warnings.extend(catalog_warnings)

@@ -375,6 +375,36 @@ def test_a_tier_path_mistyped_two_levels_deep_is_refused_not_built(tmp_path: Pat
     assert (typo / "scope" / "s" / "a.raw").read_bytes() == b"the only copy"
 
 
+def test_check_says_why_a_profile_cannot_be_loaded_and_names_each_root(tmp_path: Path) -> None:
+    """A profile of yours whose `name:` differs from its file was listed "(unreadable)" with nothing
+    more, and a detectors_dir that is not there not at all (a review); each root shows its name."""
+    (tmp_path / "acq").mkdir()
+    (tmp_path / "central").mkdir()
+    det = tmp_path / "det"
+    det.mkdir()
+    (det / "cam.yaml").write_text((REPO / "detectors" / "generic.yaml").read_text())  # says `name: generic`
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {tmp_path / "state"}
+detectors_dir: {det}
+watch: [{{path: {tmp_path / "acq"}, name: krios-k3, prefix: k3}}]
+tiers:
+  central: {{url: "file://{tmp_path / "central"}"}}
+""",
+    )
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    said = r.stdout + r.stderr
+    assert "detector profile cam:" in said and "named 'generic' but the file 'cam'" in said, said
+    assert f"watch krios-k3: {tmp_path / 'acq'} (exists, prefix k3)" in r.stdout, r.stdout
+    assert run_acqd("check", "--config", str(cfg), "--strict").returncode == 1
+    cfg.write_text(cfg.read_text().replace(str(det), str(tmp_path / "no-such-dir")))
+    r = run_acqd("check", "--config", str(cfg))
+    assert "no-such-dir is not a folder" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
 def test_check_leaves_no_folder_on_the_tiers(tmp_path: Path) -> None:
     """`acqd check`'s write probes made `<tier>/<instrument>/` and left it, owned by whoever ran
     check (root, typically): the daemon's own user could then not write its copies there (a review)."""
