@@ -724,13 +724,15 @@ class Daemon:
         loop = asyncio.get_running_loop()
         config = self.config
         bases = {f"{config.instrument}/{w.prefix}" if w.prefix else config.instrument for w in config.watch}
+        # a tier that does not answer holds the start up at most this long (`--once --retry-for` less)
+        wait = 60.0 if self.retry_for is None else max(1.0, min(60.0, self.retry_for))
         for name, tier in tiers.items():
             for base in sorted(bases):
                 try:
-                    n = await within(loop.run_in_executor(io, tier.abort_incomplete, base), 60)
+                    n = await within(loop.run_in_executor(io, tier.abort_incomplete, base), wait)
                 except (AcqdError, TimeoutError) as exc:
                     log.warning("tier %s: could not look for unfinished uploads below %s: %s", name, base, exc)
-                    continue
+                    break  # its other prefixes too: looked for at the next start
                 if n:
                     log.warning("tier %s: aborted %d unfinished upload(s) a previous run left below %s", name, n, base)
 
