@@ -24,7 +24,7 @@ import tifffile
 from acqd.journal import Journal
 from acqd.layouts.tiffwrite import TiffPageWriter, image_tags, make_tag
 from acqd.simulate import mrc_header
-from tests.conftest import need, run_acqd
+from tests.conftest import journal_rows, need, run_acqd
 from tests.test_frames import PROFILES, fei_mrc, ship
 
 
@@ -238,6 +238,52 @@ async def test_a_compressed_tiff_with_bytes_beyond_pixels_and_tags_is_stored_byt
     out = restore_cli(state, dest, "c.tif", tmp_path / "r.tif")
     assert (tmp_path / "r.tif").read_bytes() == raw, out
     assert "bytes differ" not in out
+
+
+def _patch_page_tag(raw: bytes, page: int, tag: int, field: str, delta: int) -> bytes:
+    """`raw` (a classic little-endian TIFF) with one IFD entry of one page changed: its count
+    (`field` "count") or its value (`field` "value") plus `delta`."""
+    b = bytearray(raw)
+    with tifffile.TiffFile(io.BytesIO(raw)) as tf:
+        ifd = tf.pages[page].offset
+    for i in range(struct.unpack_from("<H", b, ifd)[0]):
+        e = ifd + 2 + 12 * i
+        t, _typ, count, value = struct.unpack_from("<HHII", b, e)
+        if t == tag and field == "count":
+            struct.pack_into("<I", b, e + 4, count + delta)
+        elif t == tag:
+            struct.pack_into("<I", b, e + 8, value + delta)
+    return bytes(b)
+
+
+def _plain_stack(planes: int) -> bytes:
+    buf = io.BytesIO()
+    data = (np.random.default_rng(2).poisson(5, (planes, 64, 64)) + 100).astype(np.uint16)
+    tifffile.imwrite(buf, data, photometric="minisblack", contiguous=False)
+    return buf.getvalue()
+
+
+async def test_an_uncompressed_tiff_whose_strips_are_not_its_pixels_is_stored_byte_exact(tmp_path: Path) -> None:
+    """A strip 100 bytes longer than its plane (StripByteCounts 8292 for 8192 bytes of pixels): the
+    TIFF was stored as frames, said verified and released, and its restore was another file (the 100
+    bytes and the count gone) that restore called "pixels and tags equal" (an adversarial run). An
+    uncompressed TIFF comes back byte for byte, or is stored byte-exact."""
+    raw = _patch_page_tag(_plain_stack(4), 1, 279, "value", 100)
+    _, dest, state = await ship(tmp_path, "t-tiff-any", {"s.tif": raw})
+    out = restore_cli(state, dest, "s.tif", tmp_path / "r.tif")
+    assert (tmp_path / "r.tif").read_bytes() == raw, out
+    assert "bytes differ" not in out
+
+
+async def test_a_tiff_whose_strip_table_contradicts_itself_is_quarantined_with_the_reason(tmp_path: Path) -> None:
+    """StripOffsets with no entry beside a StripByteCounts of one: the reader tripped on it (a
+    ValueError), and the file was tried again for ever as an internal error, never quarantined."""
+    raw = _patch_page_tag(_plain_stack(6), 5, 273, "count", -1)
+    watch, _dest, state = await ship(tmp_path, "t-tiff-any", {"bad.tif": raw})
+    rows = {r[0]: r for r in journal_rows(state)}
+    assert rows["bad.tif"][1] == "quarantined", rows
+    assert "page 5 has 0 strip offset(s) and 1 strip byte count(s)" in (rows["bad.tif"][2] or ""), rows
+    assert (watch / "bad.tif").read_bytes() == raw
 
 
 def test_zero_padding_alone_keeps_a_compressed_tiff_in_frames(tmp_path: Path) -> None:

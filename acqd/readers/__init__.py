@@ -7,6 +7,7 @@ callable with the signature of `open_frames` below, without forking acqd.
 
 from __future__ import annotations
 
+import struct
 from importlib.metadata import entry_points
 from typing import Any, BinaryIO
 
@@ -31,7 +32,13 @@ def open_frames(reader: str, f: BinaryIO, size: int, expect: Expect, options: di
         if not eps:
             raise FormatError(f"no reader {reader!r} (known: {', '.join(reader_names())})")
         fn = eps[0].load()
-    src = fn(f, size, expect, options)
+    try:
+        src = fn(f, size, expect, options)
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error) as exc:
+        # what a file's header says does not add up in a way its reader did not foresee (a TIFF's strip
+        # table of two lengths): a damaged file, quarantined with the reason and kept, never an
+        # internal error tried again for ever
+        raise FormatError(f"corrupt {reader} file: {type(exc).__name__}: {exc}") from None
     expect.check(src)
     return src
 

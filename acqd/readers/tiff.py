@@ -204,6 +204,14 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
                     f"a TIFF with {extra}, in a stretch as long as a page's pixels: a stack of its pages "
                     f"would not show them{cut}"
                 )
+    elif any(p.compression == 1 for p in every):
+        # uncompressed, but its strips do not hold exactly its pixels (a StripByteCounts longer than
+        # the plane, strips that overlap): written again from pixels and tags, its bytes would not
+        # come back, and an uncompressed TIFF is given back byte for byte, or stored byte-exact
+        raise UnsupportedFormatError(
+            f"an uncompressed TIFF whose strips do not hold exactly its pixels (a strip table acqd does not "
+            f"write back byte for byte){cut}"
+        )
     else:
         found, _, extra = _unexplained(f, tif, every, size)
         if found:  # a rewrite from pixels and tags would lose them: byte-exact instead
@@ -592,6 +600,11 @@ def _skeleton(f: BinaryIO, pages: Any, n: int, size: int, shape: tuple[int, ...]
         p = pages[i]
         if p.compression != 1 or p.is_tiled or p.predictor not in (0, 1) or p.fillorder != 1:
             return None
+        if len(p.dataoffsets) != len(p.databytecounts):
+            raise FormatError(
+                f"corrupt TIFF: page {i} has {len(p.dataoffsets)} strip offset(s) and {len(p.databytecounts)} strip "
+                "byte count(s)"
+            )
         strips = [(int(o), int(c)) for o, c in zip(p.dataoffsets, p.databytecounts, strict=True)]
         if sum(c for _, c in strips) != frame_bytes:
             return None
