@@ -17,7 +17,7 @@ from acqd.config import Config
 from acqd.errors import AcqdError, ConfigError, PermanentError, VerifyError
 from acqd.journal import CopyRow, FileRow, Journal, recorded_tiers
 from acqd.layouts import reading_layout
-from acqd.naming import manifest_name, session_folder, zarr_own
+from acqd.naming import NAME_MAX, manifest_name, session_folder, zarr_own
 from acqd.ports import Layout
 from acqd.storage import Tier, open_tier
 from acqd.storage.base import rename_noreplace
@@ -204,7 +204,11 @@ def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int) -> str:
         raise AcqdError(f"{out_path} exists; restore never overwrites")
     # a name of its own, created here (never an existing file, never through a symlink), and published
     # without replacing: a file that appears under `out_path` meanwhile stays as it is
-    tmp = parent / f".{out_path.name}.acqd-restore-{os.getpid()}-{os.urandom(4).hex()}"
+    tail = f".acqd-restore-{os.getpid()}-{os.urandom(4).hex()}"
+    stem = out_path.name
+    while len(os.fsencode(f".{stem}{tail}")) > NAME_MAX:  # a name near the limit: its temporary shorter
+        stem = stem[:-1]
+    tmp = parent / f".{stem}{tail}"
     made = False
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)

@@ -196,6 +196,12 @@ def test_awkward_names(tmp_path: Path) -> None:
     assert len(badrow) == 1 and "not valid UTF-8" in (badrow[0][2] or "")
     assert os.path.exists(bad)
     assert site.no_temporaries()
+    out = tmp_path / "restored"  # into a folder, under the file's own name: its temporary fits too
+    out.mkdir()
+    for name, data in names.items():
+        r = run_acqd("restore", f"s/{name}", str(out), "--config", str(site.config), env=site.env)
+        assert r.returncode == 0 and (out / name).read_bytes() == data, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temporary left
 
 
 def test_a_name_too_long_once_compressed_is_quarantined_not_retried(tmp_path: Path) -> None:
