@@ -37,7 +37,7 @@ OUTCOMES = (
 )
 STAGES = ("read", "encode", "write", "verify")
 ERROR_STAGES = ("read", "write", "verify", "internal", "conflict")
-SCAN_ERRORS = ("name_too_long", "io_error", "not_connected", "permission", "other", "left_aside")
+SCAN_ERRORS = ("name_too_long", "io_error", "not_connected", "permission", "other", "left_aside", "tier_inside")
 
 
 class Metrics:

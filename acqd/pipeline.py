@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from typing import Any, TypeVar
 
-from acqd.aio import wait_set
+from acqd.aio import wait_set, within
 from acqd.codec import codec_label
 from acqd.config import Limits, WatchRoot
 from acqd.crash import crash_point
@@ -123,6 +123,28 @@ STRAY_LOOK_LIMIT = 10_000  # files counted in a waiting watch root's empty mount
 SCAN_CHUNK = 500  # a scan admits the entries it lists this many at a time (shipping begins during a long scan)
 STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher hint wakes it sooner)
 LEFT_ASIDE = "left_aside"
+FENCE_SECONDS = 2.0  # the longest a look for a tier's folder inside a watch root may hold an admission up
+
+
+def tier_folders_below(root: str, tier_roots: list[str]) -> list[str]:
+    """Blocking: the local tier folders that lie at or below the watch root `root` (symlinks
+    resolved), relative to it ("" for the root itself)."""
+    real_root = os.path.realpath(root)
+    out = []
+    for t in tier_roots:
+        real = os.path.realpath(t)
+        if real == real_root:
+            out.append("")
+        elif real.startswith(real_root.rstrip("/") + "/"):
+            out.append(real[len(real_root.rstrip("/")) + 1 :])
+    return out
+
+
+def fenced(rel: str, folder: str) -> bool:
+    """Is `rel` at or below `folder` ("" : the whole root)?"""
+    return not folder or rel == folder or rel.startswith(folder + "/")
+
+
 TRACKER_RETRY = 5.0  # seconds before a file whose look failed is looked at again
 ASIDE_MAX = 100  # files under a release's hidden name looked at per scan (the rest at the next one)
 #: how long a streamed movie still open for writing here may stand still before its writer is taken
@@ -507,6 +529,7 @@ class Pipeline:
         #: paths that could not be listed or looked at, recorded once each: (root index, path) -> error class
         self.unreadable: dict[tuple[int, str], str] = {}
         self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
+        self._fenced: dict[int, tuple[float, list[str]]] = {}  # _fences: when looked, what was found
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
         self._strays: dict[int, tuple[int, int]] = {}  # root index -> files, bytes last said in its empty mount point
         #: roots whose journal rows the start did not reconcile (out of view then): done once in view
@@ -1248,7 +1271,39 @@ class Pipeline:
         finally:
             self._busy -= 1
 
+    async def _fences(self, ctx: RootCtx) -> list[str]:
+        """The folders below this watch root that are a local tier's folder (moved or mounted into it
+        while acqd runs; `check_apart` refuses it at start): acqd's own copies, never shipped again
+        (they were, into themselves, folder in folder, filling the acquisition disk: an adversarial
+        run). Looked at at every admission (a cache let its own copies through for a generation or
+        three), on an I/O thread, for at most FENCE_SECONDS (a share that hangs: the last answer
+        stands); each said once, as unreadable."""
+        now = self.mono()
+        cached = self._fenced.get(ctx.index)
+        local = [t.root for t in self.tiers.values() if t.local]
+        try:
+            fences = await within(self._io_early(tier_folders_below, ctx.root, local), FENCE_SECONDS) if local else []
+        except (OSError, TimeoutError):
+            fences = cached[1] if cached is not None else []
+        self._fenced[ctx.index] = (now, fences)
+        said = [
+            Entry(
+                f,
+                Kind.UNREADABLE,
+                None,
+                "a tier's folder (acqd's own copies) inside the watch root: not shipped again; move it out",
+                "tier_inside",
+            )
+            for f in fences
+        ]
+        if said:
+            await self._unreadable(ctx, said)
+        return fences
+
     async def _admit_now(self, ctx: RootCtx, entries: list[Entry]) -> None:
+        fences = await self._fences(ctx)
+        if fences:
+            entries = [e for e in entries if not any(fenced(e.relpath, f) for f in fences)]
         bad = [e for e in entries if e.kind is Kind.UNREADABLE]
         if bad:
             await self._unreadable(ctx, bad)
@@ -1394,6 +1449,11 @@ class Pipeline:
     ) -> None:
         """One look at a settling file. `fmt_ok`: its format proves it complete and no process here
         writes it; `proved`: its format proves it complete (a writer or not)."""
+        fences = self._fenced.get(c.ctx.index)
+        if fences is not None and any(fenced(c.rel, f) for f in fences[1]):  # a tier's folder moved in since
+            self.candidates.pop(c.key, None)  # it was admitted: acqd's own copy, not shipped again
+            self._drop_follow(c.key)
+            return
         if entry is not None and entry.kind is not Kind.FILE:
             self.candidates.pop(c.key, None)
             await self._admit(c.ctx, [entry])  # it became a symlink or a FIFO: the journal decides

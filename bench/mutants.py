@@ -874,8 +874,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "`acqd check` says OK about a tier holding nothing while the journal has copies there (an unmounted"
         " share) and writes its probe onto the empty mount point",
         "acqd/daemon.py",
-        "            if known.get(name) and (not tier.local or os.path.lexists(tier.root)):\n",
-        "            if False:\n",
+        "            elif known.get(name) and (not tier.local or os.path.lexists(tier.root)):\n",
+        "            elif False:\n",
         (
             "tests/test_names.py::test_a_share_unmounted_under_a_running_daemon_is_never_written_to_the_local_disk"
             "[tier-is-the-mount-point]",
@@ -2322,6 +2322,38 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/test_names.py::"
             "test_a_journal_restored_from_a_backup_with_the_claim_deleted_writes_no_manifest_without_newer_files",
         ),
+    ),
+    Mutant(
+        "uncompressed-tiff-rewritten",
+        "an uncompressed TIFF whose strips are not exactly its pixels is stored as frames (restored as another file)",
+        "acqd/readers/tiff.py",
+        "    elif any(p.compression == 1 for p in every):\n",
+        "    elif False:\n",
+        ("tests/test_fidelity.py::test_an_uncompressed_tiff_whose_strips_are_not_its_pixels_is_stored_byte_exact",),
+    ),
+    Mutant(
+        "reader-error-internal",
+        "a reader tripping on contradicting header fields is an internal error tried for ever, not a quarantine",
+        "acqd/readers/__init__.py",
+        "    except (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error) as exc:\n",
+        "    except ZeroDivisionError as exc:\n",
+        ("tests/test_fidelity.py::test_a_tiff_whose_strip_table_contradicts_itself_is_quarantined_with_the_reason",),
+    ),
+    Mutant(
+        "tier-in-watch-root-shipped",
+        "a tier's folder moved into the watch root is shipped, into itself, folder in folder",
+        "acqd/pipeline.py",
+        "            entries = [e for e in entries if not any(fenced(e.relpath, f) for f in fences)]\n",
+        "            pass\n",
+        ("tests/test_safeguards.py::test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itself",),
+    ),
+    Mutant(
+        "tier-path-built",
+        "a tier path whose parent folder does not exist is built with mkdir -p on the local disk",
+        "acqd/claims.py",
+        "        if not known and (why := unmade_parent(tier)) is not None:\n",
+        "        if False and (why := unmade_parent(tier)) is not None:\n",
+        ("tests/test_config.py::test_a_tier_path_mistyped_two_levels_deep_is_refused_not_built",),
     ),
 )
 

@@ -536,3 +536,33 @@ def test_batch_read_back_catches_corrupt_bytes(tmp_path: Path, compress: str) ->
     bad = stored[:-1] + bytes([stored[-1] ^ 1])  # zstd: decodes to other bytes, or not at all
     with pytest.raises(VerifyError):
         layout.verify_whole(tier, "s/f.raw", bad, res)  # type: ignore[attr-defined]
+
+
+def test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itself(tmp_path: Path) -> None:
+    """Central storage moved into the watch root while acqd runs (a symlink left at its old path):
+    the release guard kept the sources, but acqd shipped its own copies again, into themselves,
+    folder in folder: 160-190 files and 150-180 MB from 5 MB in 10 s, filling the acquisition disk
+    (an adversarial run). The tier's folder is now fenced off: said once, its files not shipped."""
+    watch, dest, state = tmp_path / "w", tmp_path / "d", tmp_path / "st"
+    (watch / "a").mkdir(parents=True)
+    quick = ["--watch", str(watch), "--dest", str(dest), "--state-dir", str(state), "--instrument", "i"]
+    d = Background("run", *quick, "--settle", "0.3s", "--release")
+    try:
+        for i in range(5):
+            (watch / "a" / f"f{i}.bin").write_bytes(os.urandom(200_000))
+        wait_for(lambda: sum(s == "verified" for s in journal_states(state).values()) == 5, 60, "5 verified")
+        (dest).rename(watch / "zz")
+        dest.symlink_to(watch / "zz", target_is_directory=True)
+        fence = "a tier's folder (acqd's own copies) inside the watch root"
+        wait_for(lambda: fence in d.stderr(), 30, "the fence said")
+        time.sleep(3)  # its own writes there (manifests) seen meanwhile
+        count = sum(1 for p in watch.rglob("*") if p.is_file())
+        time.sleep(4)
+        assert sum(1 for p in watch.rglob("*") if p.is_file()) == count, "acqd still ships its copies into themselves"
+        nested = [p for p in watch.rglob("*") if p.is_file() and str(p).count("/zz/") > 2]
+        assert nested == [], nested
+    finally:
+        _code, err = d.terminate()
+    assert err.count("a tier's folder (acqd's own copies) inside the watch root") == 1, err
+    for i in range(5):  # never released against a copy inside the watch root
+        assert (watch / "a" / f"f{i}.bin").exists()
