@@ -286,6 +286,24 @@ async def test_a_tiff_whose_strip_table_contradicts_itself_is_quarantined_with_t
     assert (watch / "bad.tif").read_bytes() == raw
 
 
+@pytest.mark.parametrize("trips", [ValueError, IndexError, KeyError, struct.error])
+def test_a_reader_tripping_on_a_header_says_the_file_is_damaged(
+    monkeypatch: pytest.MonkeyPatch, trips: type[Exception]
+) -> None:
+    """Whatever a reader trips on in a file's header that it did not foresee is a damaged file
+    (FormatError: quarantined with the reason, kept), never an internal error tried for ever."""
+    from acqd import readers
+    from acqd.errors import FormatError
+    from acqd.readers import Expect, open_frames
+
+    def tripping(*_a: Any) -> Any:
+        raise trips("zip() argument 2 is longer than argument 1")
+
+    monkeypatch.setitem(readers.BUILTIN, "mrc", tripping)
+    with pytest.raises(FormatError, match=r"corrupt mrc file: .*argument 2 is longer"):
+        open_frames("mrc", io.BytesIO(b"x" * 1024), 1024, Expect(), {})
+
+
 def test_zero_padding_alone_keeps_a_compressed_tiff_in_frames(tmp_path: Path) -> None:
     from acqd.readers import Expect
     from acqd.readers.tiff import open_tiff

@@ -561,6 +561,8 @@ def test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itse
         assert sum(1 for p in watch.rglob("*") if p.is_file()) == count, "acqd still ships its copies into themselves"
         nested = [p for p in watch.rglob("*") if p.is_file() and str(p).count("/zz/") > 2]
         assert nested == [], nested
+        taken = [rel for rel in journal_states(state) if rel.startswith("zz/")]
+        assert taken == [], f"acqd took its own copies for files to ship: {taken}"
     finally:
         _code, err = d.terminate()
     assert err.count("a tier's folder (acqd's own copies) inside the watch root") == 1, err
