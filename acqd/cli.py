@@ -1306,11 +1306,13 @@ def hold(
     until: Annotated[
         str | None,
         typer.Option(
-            help="the last day kept: YYYY-MM-DD keeps the data all that day, anywhere on Earth (until 12:00 "
-            "UTC the next day), as the owner page does; or an ISO date and time (UTC unless it says)"
+            help="required to place a hold: the last day kept: YYYY-MM-DD keeps the data all that day, anywhere on "
+            "Earth (until 12:00 UTC the next day), as the owner page does; or an ISO date and time (UTC unless it says)"
         ),
     ] = None,
-    reason: Annotated[str | None, typer.Option(help="why (shown in `hold --list` and the audit log)")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="required to place a hold: why (shown in `hold --list` and the audit log)")
+    ] = None,
     list_: Annotated[bool, typer.Option("--list", help="list the active holds")] = False,
     release: Annotated[bool, typer.Option("--release", help="release the holds on TARGET")] = False,
     config: ConfigOpt = None,
