@@ -168,7 +168,7 @@ def _setup_logging(verbose: bool) -> None:
     queued.addFilter(OneLineFilter())  # before the record's message is made, on the logging thread
     root.handlers[:] = [queued]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("watchdog", "fsspec", "numcodecs", "zarr", "aiomqtt"):
+    for noisy in ("watchdog", "fsspec", "numcodecs", "zarr", "aiomqtt", "asyncssh"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # tifffile's own lines name neither the file nor what acqd did about it (a damaged TIFF is
     # quarantined, or stored byte-exact, with acqd's own line saying why): with -v only, as detail

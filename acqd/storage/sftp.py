@@ -18,10 +18,15 @@ import errno
 import logging
 import os
 import threading
+import warnings
 from typing import Any
 
-import asyncssh
-import sshfs
+from cryptography.utils import CryptographyDeprecationWarning
+
+with warnings.catch_warnings():  # asyncssh names DSA, which cryptography deprecates: some ten lines at
+    warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # every start, of keys acqd never uses
+    import asyncssh
+    import sshfs
 from fsspec.asyn import sync
 from fsspec.utils import infer_storage_options
 
