@@ -1282,7 +1282,10 @@ class Pipeline:
         cached = self._fenced.get(ctx.index)
         local = [t.root for t in self.tiers.values() if t.local]
         try:
-            fences = await within(self._io_early(tier_folders_below, ctx.root, local), FENCE_SECONDS) if local else []
+            fences = []
+            if local:  # on the loop's own executor, not the I/O threads: an admission never queues behind shipping
+                look = asyncio.get_running_loop().run_in_executor(None, tier_folders_below, ctx.root, local)
+                fences = await within(look, FENCE_SECONDS)
         except (OSError, TimeoutError):
             fences = cached[1] if cached is not None else []
         self._fenced[ctx.index] = (now, fences)
