@@ -1276,7 +1276,7 @@ class Pipeline:
         while acqd runs; `check_apart` refuses it at start): acqd's own copies, never shipped again
         (they were, into themselves, folder in folder, filling the acquisition disk: an adversarial
         run). Looked at at every admission (a cache let its own copies through for a generation or
-        three), on an I/O thread, for at most FENCE_SECONDS (a share that hangs: the last answer
+        three), on the loop's own executor, for at most FENCE_SECONDS (a share that hangs: the last answer
         stands); each said once, as unreadable."""
         now = self.mono()
         cached = self._fenced.get(ctx.index)
