@@ -33,6 +33,9 @@ KILLS = [
     ("after_verify", 1),
 ]
 
+#: the points whose count of published, unrecorded copies proves a kill inside one batch
+EXACT = ("after_temp_write", "after_rename")
+
 
 class Batches:
     def __init__(self, work: Path) -> None:
@@ -70,6 +73,15 @@ limits: {{concurrent_files: 1, io_threads: 2, retry_initial: 50ms, retry_max: 50
             self.expected[f"{name}/FoilHole_{i:03d}.xml"] = xxhash.xxh3_128_hexdigest(data)
         staging.rename(self.acq / name)
         self.rounds += 1
+
+    def settle_all(self) -> None:
+        """A run without a kill: everything there verified and released, nothing partial."""
+        done = subprocess.run(
+            [*self.cmd(), "--once", "--retry-for", "60s"], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        self.check()
+        assert not any(p.is_file() for p in self.acq.rglob("*")), "a clean run left a source unreleased"
 
     def cmd(self) -> list[str]:
         return [sys.executable, "-m", "acqd", "run", "--config", str(self.config)]
@@ -113,6 +125,13 @@ def test_kill_in_the_middle_of_a_batch(tmp_path: Path) -> None:
     b = Batches(tmp_path)
     before: set[str] = set()  # copies under final names the journal does not record yet
     for point, hit in KILLS:
+        if point in EXACT:
+            # the copies an earlier kill left are settled first (a clean run, its recovery checked),
+            # so that this run's files are one folder, admitted at once: one batch. Left to the run
+            # that is killed, a load-dependent share of them could form a batch of its own ahead of
+            # the new round (seen in CI: 9 copies published where 11 were counted)
+            b.settle_all()
+            before = set()
         b.feed()
         # every start writes its claim first (acqd.claims), through the same two points as a file
         at = hit + 1 if point in ("after_temp_write", "after_rename") else hit
