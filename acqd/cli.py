@@ -438,13 +438,14 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Files and bytes per state, from the journal (works while the daemon runs)."""
-    from acqd.journal import last_sweep_result, summary
+    from acqd.journal import activity, last_sweep_result, summary
 
     with _errors():
         sd = _state_dir(config, state_dir)
         j = Journal(journal_path(sd), readonly=True)
         try:
             s = summary(j)
+            s.update(activity(j))
             clock = _clock_doc(j)
             swept = last_sweep_result(j)
         finally:
@@ -458,10 +459,11 @@ def status(
     if json_out:
         out.print_json(json.dumps(s))
     else:
+        started = f", last started {_at(s['last_start'])}" if s["last_start"] is not None else ""
         out.print(
-            f"acqd is running (pid {pid})"
+            f"acqd is running (pid {pid}){started.replace(', last started', ', started')}"
             if pid is not None
-            else "acqd is not running: what follows is as it last saw it",
+            else f"acqd is not running{started}: what follows is as it last saw it",
             markup=False,
         )
         for root, st in s["watch_roots"].items():  # as the running daemon last saw them
@@ -479,10 +481,36 @@ def status(
             )
             out.print(f"acquisition disk: {what} since {since} ({pace['why']})", markup=False)
         _print_states(s)
+        _print_activity(s)
         _print_clock(clock)
         _print_sweep(swept)
         if "catalog" in s:
             _print_catalog(s["catalog"])
+
+
+def _at(ts: float) -> str:
+    """A journal time as UTC, with how long ago: '2026-12-06 02:15:43Z (3 min ago)'."""
+    ago = max(0.0, time.time() - ts)
+    since = f"{ago:.0f} s" if ago < 120 else f"{ago / 60:.0f} min" if ago < 7200 else f"{ago / 3600:.1f} h"
+    return f"{datetime.fromtimestamp(ts, UTC).strftime('%Y-%m-%d %H:%M:%SZ')} ({since} ago)"
+
+
+def _print_activity(s: dict[str, Any]) -> None:
+    """Each tier's verified copies, and the files failing and retried with their last error."""
+    for name, t in s["tiers"].items():
+        ratio = t["source_bytes"] / t["stored_bytes"] if t["stored_bytes"] else 0.0
+        last = f", the last verified {_at(t['last_verified'])}" if t["last_verified"] is not None else ""
+        where = f" ({t['url']})" if t["url"] else ""
+        print(
+            f"tier {name}{where}: {t['copies']} verified cop{'y' if t['copies'] == 1 else 'ies'}, "
+            f"{human_bytes(t['source_bytes'])} stored as {human_bytes(t['stored_bytes'])} (ratio {ratio:.2f}){last}"
+        )
+    r = s["retrying"]
+    if r["files"]:
+        print(f"retrying: {r['files']} file(s) failed and are tried again; waiting longest:")
+        for f in r["oldest"]:
+            print(f"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: {f['reason']}")
+    sys.stdout.flush()
 
 
 def _print_catalog(c: dict[str, Any]) -> None:

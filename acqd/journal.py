@@ -1090,6 +1090,30 @@ class Journal:
         r = self._db.execute("SELECT COALESCE(SUM(stored_bytes), 0) FROM copies WHERE state = 'verified'").fetchone()
         return int(r[0])
 
+    def tier_totals(self) -> dict[str, dict[str, Any]]:
+        """Per tier: its verified copies, their source and stored bytes, and when the last was verified."""
+        q = (
+            "SELECT tier, COUNT(*), COALESCE(SUM(source_bytes), 0), COALESCE(SUM(stored_bytes), 0), MAX(verified_at)"
+            " FROM copies WHERE state = 'verified' GROUP BY tier ORDER BY tier"
+        )
+        return {
+            str(t): {"copies": int(n), "source_bytes": int(src), "stored_bytes": int(st), "last_verified": last}
+            for t, n, src, st, last in self._db.execute(q)
+        }
+
+    def last_start(self) -> float | None:
+        """When a daemon last started on this journal (its claim), or None."""
+        r = self._db.execute("SELECT MAX(started) FROM runs").fetchone()
+        return float(r[0]) if r and r[0] is not None else None
+
+    def retrying(self, limit: int = 5) -> tuple[int, list[FileRow]]:
+        """Files not yet shipped that failed at least once (their reason is the last failure): how many,
+        and the `limit` waiting longest."""
+        where = "current = 1 AND state IN ('seen', 'complete', 'stored') AND attempts > 0"
+        n = int(self._db.execute(f"SELECT COUNT(*) FROM files WHERE {where}").fetchone()[0])
+        rows = self._db.execute(f"SELECT {_FILE_COLS} FROM files WHERE {where} ORDER BY first_seen LIMIT ?", (limit,))
+        return n, [_file_row(r) for r in rows]
+
     def quarantined(self) -> list[tuple[FileRow, bool]]:
         """The quarantined files (current versions, and superseded ones whose copy was lost with their
         source: `copy_lost_for_good`), each with whether it is the path's current version."""
@@ -1644,6 +1668,17 @@ def recorded_tiers(j: Journal) -> dict[str, tuple[str, dict[str, Any]]]:
     return found
 
 
+def _shown(url: str) -> str:
+    """A recorded tier URL (no password) as `status` shows it: an S3 URL's user part (an access key)
+    masked too."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    _user, at, host = netloc.rpartition("@")
+    if sep and at and scheme.lower() == "s3":
+        return f"{scheme}{sep}***@{host}{slash}{path}"
+    return url
+
+
 def without_password(url: str) -> str:
     """`scheme://user:secret@host/p` -> `scheme://user@host/p` (a URL may carry credentials; the journal does not)."""
     scheme, sep, rest = url.partition("://")
@@ -1682,6 +1717,28 @@ def summary(journal: Journal) -> dict[str, Any]:
     if catalog["cap"] is not None:  # a catalog is configured
         out["catalog"] = catalog
     return out
+
+
+def activity(journal: Journal) -> dict[str, Any]:
+    """What `acqd status` adds to `summary`: when the daemon last started, each tier's verified
+    copies (how many, the bytes in and stored, the last one's time, its URL without credentials) and
+    the files failing and retried (how many, and the longest waiting with their last error)."""
+    tiers = journal.tier_totals()
+    for name, t in tiers.items():
+        doc = journal.get_meta(f"tier:{name}")
+        t["url"] = _shown(json.loads(doc)["url"]) if doc else None
+    started = journal.last_start()
+    n, rows = journal.retrying()
+    return {
+        "last_start": started,
+        "tiers": tiers,
+        "retrying": {
+            "files": n,
+            "oldest": [
+                {"path": r.relpath, "attempts": r.attempts, "since": r.first_seen, "reason": r.reason} for r in rows
+            ],
+        },
+    }
 
 
 # --- the catalog's outbox ---------------------------------------------------------------------

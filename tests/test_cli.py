@@ -5,6 +5,7 @@ validation plus a write probe of each tier."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -483,7 +484,9 @@ def test_status_says_whether_the_daemon_is_running(tmp_path: Path) -> None:
         code, err = d.terminate()
     assert code == 0, err
     r = run_acqd("status", "--state-dir", str(state))
-    assert r.returncode == 0 and "acqd is not running: what follows is as it last saw it" in r.stdout, r.stdout
+    assert r.returncode == 0 and re.search(
+        r"acqd is not running, last started .+: what follows is as it last saw it", r.stdout
+    ), r.stdout
     assert json.loads(run_acqd("status", "--state-dir", str(state), "--json").stdout)["daemon"]["running"] is False
     # the lock file keeps the stopped daemon's pid: a process of that pid now, with acqd in its
     # command line (another acqd, an `acqd verify`), is not this state directory's daemon
@@ -495,6 +498,39 @@ def test_status_says_whether_the_daemon_is_running(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_status_says_each_tiers_copies_and_the_files_retried(tmp_path: Path) -> None:
+    """`acqd status` said files per state and little else: it names each tier with its verified
+    copies and when the last was verified, and the files failing again and again with why."""
+    import json
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    (acq / "s" / "a.raw").write_bytes(os.urandom(5000))
+    quick = ["--watch", str(acq), "--dest", str(central), "--state-dir", str(state), "--instrument", "scope"]
+    r = run_acqd("run", "--once", "--settle", "0.1s", *quick)
+    assert r.returncode == 0, r.stderr
+    (acq / "s" / "b.raw").write_bytes(os.urandom(3000))
+    (central / "scope" / "s" / "b.raw").write_bytes(b"somebody else's")  # in the way: kept, retried
+    r = run_acqd("run", "--once", "--settle", "0.1s", "--retry-for", "1s", *quick)
+    assert r.returncode == 1, r.stdout + r.stderr
+    r = run_acqd("status", "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    assert re.search(
+        rf"tier central \(file://{central}\): 1 verified copy, 4\.9 KiB stored as 4\.9 KiB \(ratio 1\.00\), "
+        r"the last verified \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ \(\d+ s ago\)",
+        r.stdout,
+    ), r.stdout
+    assert re.search(
+        r"retrying: 1 file\(s\) failed and are tried again; waiting longest:\n  's/b\.raw': [1-9]\d* attempt\(s\) "
+        r"since .+: .*b\.raw is in the way",
+        r.stdout,
+    ), r.stdout
+    doc = json.loads(run_acqd("status", "--state-dir", str(state), "--json").stdout)
+    assert doc["tiers"]["central"]["copies"] == 1 and doc["tiers"]["central"]["source_bytes"] == 5000
+    assert doc["retrying"]["files"] == 1 and doc["retrying"]["oldest"][0]["path"] == "s/b.raw"
+    assert doc["last_start"] is not None
 
 
 def test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name(tmp_path: Path) -> None:
@@ -529,3 +565,11 @@ def test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name(tmp_pa
         assert r.returncode == 0 and (tmp_path / out).read_bytes() == content * 3000, r.stdout + r.stderr
     r = run_acqd("restore", str(copy), str(tmp_path / "r7"), "--version", "2", *quick)
     assert r.returncode == 1 and "is the copy of version 1" in r.stderr and not (tmp_path / "r7").exists(), r.stderr
+
+
+def test_status_masks_an_s3_tiers_access_key() -> None:
+    from acqd.journal import _shown
+
+    assert _shown("s3://AKIAEXAMPLE@127.0.0.1:9000/bucket/p") == "s3://***@127.0.0.1:9000/bucket/p"
+    assert _shown("sftp://acqd@nas/data") == "sftp://acqd@nas/data"  # a user name is no secret
+    assert _shown("file:///mnt/central") == "file:///mnt/central"
