@@ -45,7 +45,7 @@ from acqd.memory import tune_allocator, tune_gc, warm_imports
 from acqd.metrics import Exporter, Metrics
 from acqd.mounts import describe as describe_mount
 from acqd.mounts import describe_tier as describe_unmounted
-from acqd.mounts import lies_within, unmounted_mount_point
+from acqd.mounts import lies_within, unmounted_mount_point, views_below
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.ports import Layout, Reporter
@@ -379,6 +379,9 @@ def check_apart(config: Config, tiers: dict[str, Tier]) -> None:
         for name, tier in tiers.items():
             if tier.local and any(lies_within(a, b) for a, b in ((tier.root, root), (root, tier.root))):
                 raise ConfigError(apart_error(f"tiers.{name} ({tier.root})", w.path))
+            if tier.local and os.path.isdir(root) and (seen := views_below(root, [tier.root])):
+                where = ", ".join(os.path.join(root, v) for v in seen)
+                raise ConfigError(apart_error(f"tiers.{name} ({tier.root}, mounted or linked at {where})", w.path))
         for what, own in config.own_paths():
             if same_or_inside(str(own), root):
                 raise ConfigError(own_apart_error(what, own, w.path))

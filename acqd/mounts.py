@@ -204,6 +204,43 @@ def inside_by_mounts(inner: str, outer: str) -> bool:
     return a is not None and b is not None and a[0] == b[0] and _below(a[1], b[1])
 
 
+def views_below(root: str, folders: list[str]) -> list[str]:
+    """Where each of `folders` (a local tier's folder) can be reached below the folder `root`,
+    relative to it ("" for the root itself): by its path (symlinks resolved), and through every mount
+    below `root` that shows it or a part of it (a bind mount of the tier's folder, of a folder above
+    it, or of a folder inside it; a second mount of its filesystem), by where each lies on its
+    filesystem (`fs_place`). Blocking: a few stats, and mountinfo when the mounts changed."""
+    real_root = os.path.realpath(root)
+    base = real_root.rstrip("/")
+    out: list[str] = []
+
+    def add(path: str) -> None:
+        rel = "" if path == real_root else path[len(base) + 1 :] if _below(path, real_root) else None
+        if rel is not None and rel not in out:
+            out.append(rel)
+
+    places = []
+    for f in folders:
+        add(os.path.realpath(f))
+        if (place := fs_place(f)) is not None:
+            places.append(place)
+    try:
+        rows = _mountinfo()[1]
+    except OSError:
+        rows = []
+    for device, mroot, point in rows:
+        if not _below(point, real_root):  # the watch root itself too: a bind of a folder above a tier
+            continue
+        for tdev, tpath in places:
+            if device != tdev:
+                continue
+            if _below(tpath, mroot):  # the tier's folder is in what is mounted there
+                add(point if tpath == mroot else os.path.join(point, os.path.relpath(tpath, mroot)))
+            elif _below(mroot, tpath):  # a part of the tier's folder is mounted there
+                add(point)
+    return out
+
+
 def lies_within(inner: str, outer: str) -> bool:
     """Is `inner` the folder `outer` or below it, by a walk up from `inner` (symlinks, a second mount
     of the same filesystem: `fsops.same_or_inside`) or by where each is on its filesystem (a bind

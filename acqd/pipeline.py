@@ -66,7 +66,7 @@ from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path, other_roots, own_entries
 from acqd.mounts import describe as describe_mount
-from acqd.mounts import lies_within, unmounted_mount_point
+from acqd.mounts import lies_within, unmounted_mount_point, views_below
 from acqd.naming import aside_inode, is_release_aside, is_temp, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
 from acqd.ports import Layout, Reporter
@@ -124,20 +124,6 @@ SCAN_CHUNK = 500  # a scan admits the entries it lists this many at a time (ship
 STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher hint wakes it sooner)
 LEFT_ASIDE = "left_aside"
 FENCE_SECONDS = 2.0  # the longest a look for a tier's folder inside a watch root may hold an admission up
-
-
-def tier_folders_below(root: str, tier_roots: list[str]) -> list[str]:
-    """Blocking: the local tier folders that lie at or below the watch root `root` (symlinks
-    resolved), relative to it ("" for the root itself)."""
-    real_root = os.path.realpath(root)
-    out = []
-    for t in tier_roots:
-        real = os.path.realpath(t)
-        if real == real_root:
-            out.append("")
-        elif real.startswith(real_root.rstrip("/") + "/"):
-            out.append(real[len(real_root.rstrip("/")) + 1 :])
-    return out
 
 
 def fenced(rel: str, folder: str) -> bool:
@@ -1284,7 +1270,7 @@ class Pipeline:
         try:
             fences = []
             if local:  # on the loop's own executor, not the I/O threads: an admission never queues behind shipping
-                look = asyncio.get_running_loop().run_in_executor(None, tier_folders_below, ctx.root, local)
+                look = asyncio.get_running_loop().run_in_executor(None, views_below, ctx.root, local)
                 fences = await within(look, FENCE_SECONDS)
         except (OSError, TimeoutError):
             fences = cached[1] if cached is not None else []
@@ -2413,17 +2399,17 @@ class Pipeline:
         stored copy is there as verified; False where anything is in doubt (`_release` asks again)."""
         copies = await self._j(lambda: [self.journal.copies_of(row.id) for _c, row in items])
         full = self.limits.release_verify == "full"
-        jobs: list[tuple[int, Tier, Layout, Any, bool]] = []
+        jobs: list[tuple[int, Tier, Layout, Any, bool, str]] = []
         for i, ((c, row), cps) in enumerate(zip(items, copies, strict=True)):
             found = _verified_copy(c.ctx.placed(row.relpath), cps, self.tiers)
             if found is not None:  # verified a moment ago by this flight, or (release only) earlier
-                jobs.append((i, found[2], found[1], found[0], not c.release_only))
+                jobs.append((i, found[2], found[1], found[0], not c.release_only, os.path.join(c.ctx.root, c.rel)))
 
         def check_all() -> list[CopyCheck | None]:
             out: list[CopyCheck | None] = []
-            for _i, tier, layout, cp, just in jobs:
+            for _i, tier, layout, cp, just, source in jobs:
                 try:
-                    out.append(self._check_apart(tier, layout, cp, full, just))
+                    out.append(self._check_apart(tier, layout, cp, full, just, source))
                 except AcqdError:
                     out.append(None)
             return out
@@ -2431,7 +2417,7 @@ class Pipeline:
         results = await self._io(check_all) if jobs else []
         holds = [False] * len(items)
         pins = []
-        for (i, _tier, _layout, cp, _just), res in zip(jobs, results, strict=True):
+        for (i, _tier, _layout, cp, _just, _source), res in zip(jobs, results, strict=True):
             if res is not None and res.problem is None:
                 holds[i] = True
                 if res.pin is not None:
@@ -2840,17 +2826,28 @@ class Pipeline:
         cp, layout, tier = found
         if full is None:
             full = self.limits.release_verify == "full"
-        res = await self._io(self._check_apart, tier, layout, cp, full, just_verified)
+        source = os.path.join(ctx.root, row.relpath)
+        res = await self._io(self._check_apart, tier, layout, cp, full, just_verified, source)
         if res.pin is not None:
             await self._j(self.journal.pin_stored_checksum, cp.id, res.pin)
         if res.restamp is not None:
             await self._j(self.journal.pin_stamp, cp.id, res.restamp)
         return res, cp.id
 
-    def _check_apart(self, tier: Tier, layout: Layout, cp: CopyRow, full: bool, just_verified: bool) -> CopyCheck:
+    def _check_apart(
+        self, tier: Tier, layout: Layout, cp: CopyRow, full: bool, just_verified: bool, source: str
+    ) -> CopyCheck:
         """`check_copy`, after making sure the copy is elsewhere: a copy on a local tier that lies in a
         watch root (a destination inside the watch folder, or the other way round, by a mount made
-        after the start) is not one, and the source is never released for it (I/O thread)."""
+        after the start) is not one, and the source is never released for it; nor is a source that
+        lies on a local tier (a tier's folder mounted into the watch root: the "source" is a stored
+        copy, its unlink would delete it) (I/O thread)."""
+        on = next((t for t in self.tiers.values() if t.local and lies_within(source, t.root)), None)
+        if on is not None:
+            return CopyCheck(
+                f"{source} lies on the tier {on.name} ({on.root}, mounted or linked into the watch root): a "
+                "stored copy, not an acquisition file; never released (kept; take that mount out of the watch root)"
+            )
         if tier.local:
             inside = self._copy_in_a_root(tier, tier.path(cp.dest))
             if inside is not None:

@@ -656,3 +656,122 @@ async def test_a_copy_on_a_tier_bound_from_inside_the_watch_root_after_the_start
         await asyncio.sleep(3)  # its release looks at the copy (the manifest's next write, ~2 s)
     assert (acq / "s" / "a.raw").read_bytes() == b"x" * 5000, "released against a copy inside the watch root"
     assert not [o for o in rec.outcomes if o[0] == "released"], rec.outcomes
+
+
+def test_a_tier_seen_through_a_mount_below_the_watch_root_is_found(system: tuple[Path, Path], tmp_path: Path) -> None:
+    """An adversarial review bound the tier's folder into the watch root (`mount --bind central
+    acq/mirror`): `check` said OK, acqd shipped its own copies again, folder in folder, and released
+    them, deleting the journal's copies of files already released (the "sources" were those copies).
+    A tier's folder is found below the watch root through every mount there that shows it: a bind of
+    the folder itself, of a folder above it, of a folder inside it; not one of another filesystem."""
+    _, mountinfo = system
+    acq, central = tmp_path / "acq", tmp_path / "central"
+    for d in (acq / "mirror", acq / "up", acq / "sub", acq / "elsewhere", central / "scope" / "s"):
+        d.mkdir(parents=True, exist_ok=True)
+    base = mountinfo.read_text()
+
+    def bound(src: Path, point: Path, device: str = "8:1") -> str:
+        return f"{1000 + len(str(point))} 22 {device} {src} {point} rw,relatime shared:1 - ext4 /dev/vda rw\n"
+
+    assert mounts.views_below(str(acq), [str(central)]) == []
+    mountinfo.write_text(base + bound(central, acq / "mirror"))
+    assert mounts.views_below(str(acq), [str(central)]) == ["mirror"]
+    mountinfo.write_text(base + bound(tmp_path, acq / "up"))  # a folder above the tier
+    assert mounts.views_below(str(acq), [str(central)]) == ["up/central"]
+    mountinfo.write_text(base + bound(central / "scope" / "s", acq / "sub"))  # a session of the tier
+    assert mounts.views_below(str(acq), [str(central)]) == ["sub"]
+    mountinfo.write_text(base + bound(central, acq / "elsewhere", device="0:77"))  # another disk's folder
+    assert mounts.views_below(str(acq), [str(central)]) == []
+    mountinfo.write_text(base + bound(central, tmp_path / "beside"))  # bound outside the watch root
+    assert mounts.views_below(str(acq), [str(central)]) == []
+    (acq / "link").symlink_to(central)  # a symlink to it: what the path resolves to
+    os.rmdir(acq / "mirror")
+    assert mounts.views_below(str(acq), [str(acq / "link")]) == []  # the tier named by the link: outside
+    inner = acq / "inner"
+    inner.mkdir()
+    assert mounts.views_below(str(acq), [str(inner)]) == ["inner"]
+
+
+async def test_a_source_that_lies_on_the_tier_is_never_released(system: tuple[Path, Path], tmp_path: Path) -> None:
+    """The release's own guard, whatever the admission saw: a session folder that became (as mountinfo
+    says) a bind of the tier's copy of that session between the copy's verification and its release
+    holds the tier's files, not the camera's; releasing would delete the stored copies. Kept."""
+    _, mountinfo = system
+    acq, mnt = tmp_path / "acq", tmp_path / "mnt"
+    (acq / "s").mkdir(parents=True)
+    mnt.mkdir()
+    base = mountinfo.read_text()
+    async with _running(_config(tmp_path, mnt, release=True)) as (_daemon, rec):
+        (acq / "s" / "a.raw").write_bytes(b"a" * 5000)
+        await rec.wait("released", 1)  # the session's manifest written once: the next waits its pause
+        (acq / "s" / "b.raw").write_bytes(b"b" * 5000)
+        await rec.wait("verified", 2)
+        # from now on acq/s is (as mountinfo says) a bind of the tier's folder of session s
+        mountinfo.write_text(
+            base + f"1000 22 8:1 {mnt / 'acqd' / 'scope' / 's'} {acq / 's'} rw,relatime shared:1 - ext4 /dev/vda rw\n"
+        )
+        await asyncio.sleep(5)  # the manifest's next write (>= 2 s after the last) and b's release look
+    assert (acq / "s" / "b.raw").read_bytes() == b"b" * 5000, "released a source that lies on the tier"
+    assert [o for o in rec.outcomes if o[0] == "released"] == [("released", "s/a.raw")], rec.outcomes
+    assert (mnt / "acqd" / "scope" / "s" / "b.raw").read_bytes() == b"b" * 5000
+
+
+def test_the_tier_bound_into_the_watch_root_is_refused_at_start_and_fenced_while_running(tmp_path: Path) -> None:
+    """The review's case with real bind mounts in a private mount namespace (root only): with the tier
+    bound at acq/mirror, `run` refuses to start (the overlap, where it is mounted); bound while the
+    daemon runs, nothing under it is shipped or released, and every copy the journal records stays."""
+    import subprocess
+
+    from tests.conftest import REQUIRE, acqd_yaml, need
+
+    unshare = need("unshare", "util-linux's unshare makes a private mount namespace")
+    if os.geteuid() != 0:
+        if REQUIRE:
+            pytest.fail("a bind mount needs root (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip("a bind mount needs root")
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "sess").mkdir(parents=True)
+    central.mkdir()
+    first, later = os.urandom(3000), os.urandom(3000)
+    (acq / "sess" / "f1.dat").write_bytes(first)
+    cfg = acqd_yaml(
+        tmp_path / "acqd.yaml",
+        state=state,
+        watch=f"path: {acq}, settle: 0.2s, placement: {{release_local: after_verify}}",
+        tiers=central,
+    )
+    run = f"{sys.executable} -m acqd run --config {cfg}"
+    script = f"""
+{run} --once >{tmp_path}/once1.log 2>&1 || exit 11
+mkdir {acq}/mirror && mount --bind {central} {acq}/mirror || exit 12
+{run} --once --retry-for 10s >{tmp_path}/refused.log 2>&1; echo $? >{tmp_path}/refused.rc
+umount {acq}/mirror || exit 13
+{run} >{tmp_path}/daemon.log 2>&1 & pid=$!
+for i in $(seq 600); do grep -q "is there: scanning it" {tmp_path}/daemon.log && break; sleep 0.1; done
+mount --bind {central} {acq}/mirror || exit 14
+cp {tmp_path}/later.bin {acq}/sess/f3.dat
+for i in $(seq 600); do [ -e {acq}/sess/f3.dat ] || break; sleep 0.1; done
+sleep 3
+kill -TERM $pid; wait $pid; echo $? >{tmp_path}/daemon.rc
+umount {acq}/mirror
+"""
+    (tmp_path / "later.bin").write_bytes(later)
+    r = subprocess.run(
+        [unshare, "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    logs = "".join(f"\n--- {p.name}\n{p.read_text()}" for p in sorted(tmp_path.glob("*.log")))
+    assert r.returncode == 0, r.stdout + r.stderr + logs
+    refused = (tmp_path / "refused.log").read_text()
+    assert (tmp_path / "refused.rc").read_text().strip() == "78", logs
+    assert f"mounted or linked at {acq / 'mirror'}" in refused and "overlap" in refused, refused
+    assert (tmp_path / "daemon.rc").read_text().strip() == "0", logs
+    daemon = (tmp_path / "daemon.log").read_text()
+    assert "unreadable 'mirror': a tier's folder" in daemon, daemon
+    assert (central / "scope" / "sess" / "f1.dat").read_bytes() == first, "a recorded copy was deleted"
+    assert (central / "scope" / "sess" / "f3.dat").read_bytes() == later
+    assert not (central / "scope" / "mirror").exists(), "acqd shipped its own copies again"
+    assert not (acq / "sess" / "f3.dat").exists(), "the file written beside the mount was not released"
