@@ -2355,6 +2355,33 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if False and (why := unmade_parent(tier)) is not None:\n",
         ("tests/test_config.py::test_a_tier_path_mistyped_two_levels_deep_is_refused_not_built",),
     ),
+    Mutant(
+        "source-on-tier-released",
+        "a source lying on a local tier (its folder mounted into the watch root) is released: a stored copy unlinked",
+        "acqd/pipeline.py",
+        "        on = next((t for t in self.tiers.values() if t.local and lies_within(source, t.root)), None)\n",
+        "        on = None\n",
+        ("tests/test_mounts.py::test_a_source_that_lies_on_the_tier_is_never_released",),
+    ),
+    Mutant(
+        "tier-bound-into-root-unseen",
+        "a tier's folder mounted into the watch root is found by its path only, not through the mounts",
+        "acqd/mounts.py",
+        "        if not _below(point, real_root):  # the watch root itself too: a bind of a folder above a tier\n",
+        "        if True:\n",
+        (
+            "tests/test_mounts.py::test_a_tier_seen_through_a_mount_below_the_watch_root_is_found",
+            "tests/test_mounts.py::test_the_tier_bound_into_the_watch_root_is_refused_at_start_and_fenced_while_running",
+        ),
+    ),
+    Mutant(
+        "sftp-stamp-trusted",
+        "an SFTP copy's stamp (size, mtime in whole seconds) is trusted before a release: no second read",
+        "acqd/storage/sftp.py",
+        "    stamps_show_rewrites = False  # SFTP's attributes: size and mtime in whole seconds, no inode or ctime\n",
+        "    stamps_show_rewrites = True\n",
+        ("tests/test_release.py::test_a_copy_changed_on_an_sftp_tier_while_its_release_waits_is_shipped_again",),
+    ),
 )
 
 

@@ -475,6 +475,47 @@ def test_a_copy_changed_in_place_while_its_release_waits_for_the_writer_is_shipp
     assert not target.exists()
 
 
+@pytest.mark.parametrize("change", [_overwrite_in_place, _overwrite_times_kept])
+def test_a_copy_changed_on_an_sftp_tier_while_its_release_waits_is_shipped_again(
+    dirs: tuple[Path, Path, Path], tmp_path: Path, change: Any, request: pytest.FixtureRequest
+) -> None:
+    """The same on an SFTP tier, whose stamps are a size and a modification time in whole seconds: a
+    rewrite within the second of the verification, or one that puts the time back, keeps the stamp
+    (an adversarial run released 3 sources of 4 against damaged copies). A release there reads the
+    copy back again."""
+    from tests.servers import Sshd
+
+    sshd: Sshd = request.getfixturevalue("sshd_server")
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    target, data = watch / "sess" / "held.raw", os.urandom(2_000_000)
+    body = ", ".join(f"{k}: {v}" for k, v in sshd.options(connect_timeout=3).items())
+    cfg = acqd_yaml(
+        tmp_path / "acqd.yaml",
+        state=state,
+        watch=f"path: {watch}, settle: 0.3s, placement: {{release_local: after_verify}}",
+        tiers={"central": f'url: "{sshd.url(dest)}", options: {{{body}}}'},
+        limits="retry_initial: 50ms, retry_max: 300ms",
+    )
+    d = Background("run", "--config", str(cfg))
+    try:
+        target.write_bytes(data)
+        with open(target, "ab"):  # a writer that has not closed the file: its release waits
+            wait_for(lambda: "held 'sess/held.raw'" in d.stderr(), 60, "the release held for the writer", d, state)
+            path = _stored_path(dest, data)
+            st = path.stat()
+            change(path)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same second, as SFTP sees it
+        wait_for(lambda: journal_states(state).get("sess/held.raw") == "released", 90, "the release", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    lost = audit(state, "copy-lost")
+    assert lost and "re-verification failed" in lost[0]["reason"], lost
+    assert list(stored(dest).values()) == [data]  # shipped again before the source was deleted
+    assert not target.exists()
+
+
 async def test_a_file_is_released_only_once_its_session_manifest_lists_it(
     dirs: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

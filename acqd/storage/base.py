@@ -152,6 +152,11 @@ class Tier:
     #: a tree (a Zarr store) gets its final name in one step (a rename); object stores copy it object
     #: by object, and a crash part way leaves a partial tree (without its root `zarr.json`)
     atomic_trees = True
+    #: a copy rewritten in place with its size kept changes its stamp (`stamp`), whatever the writer does
+    #: to its times: a local file's change time and inode, an S3 object's ETag. SFTP gives sizes and
+    #: modification times in whole seconds, which such a rewrite keeps (or puts back): False, and a
+    #: release there reads the copy back again (acqd.recheck)
+    stamps_show_rewrites = True
     #: the tier's bandwidth schedule (acqd.pacing.TierPacer.reserve, set by the daemon): bytes about
     #: to be sent -> seconds to wait first; None: unlimited
     pace: Callable[[int], float] | None = None

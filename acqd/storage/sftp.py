@@ -43,6 +43,7 @@ OPTIONS = ("key_file", "known_hosts", "username", "port", "connect_timeout", "ke
 class SftpTier(Tier):
     backend = "sftp"
     caches_listings = True
+    stamps_show_rewrites = False  # SFTP's attributes: size and mtime in whole seconds, no inode or ctime
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         opts = check_options(name, options, OPTIONS, SECRET_OPTIONS, "options.key_file")
