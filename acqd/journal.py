@@ -767,16 +767,51 @@ class Journal:
             return int(db.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0])
 
     def begin_publish(self, file_id: int, tier: str, dest: str) -> None:
-        """About to publish a copy whose publication is not atomic (a Zarr store on S3, copied object
-        by object): if a crash leaves part of it, the journal knows whose part it is."""
+        """About to publish a copy under `dest`: if a crash comes between its publication and its record
+        (`record_stored`, which ends this), the journal knows whose object is there (a copy of the
+        file's earlier content, if it changed meanwhile: replaced, not taken for somebody else's), and
+        whose part of a tree an object store's copy, cut short, is."""
+        if not self.begin_publish_many(tier, [(file_id, dest)])[0]:
+            r = self.publishing_owner(tier, dest)
+            raise JournalError(f"{tier}:{dest} is being published for journal row {r}, not {file_id}")
+
+    def begin_publish_many(self, tier: str, items: list[tuple[int, str]]) -> list[bool]:
+        """`begin_publish` for many copies in one transaction: False where `dest` is being published
+        for another row (nothing recorded for it)."""
+        out = []
         with self._tx() as db:
-            r = db.execute("SELECT file_id FROM publishing WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
-            if r is not None and r[0] != file_id:
-                raise JournalError(f"{tier}:{dest} is being published for journal row {r[0]}, not {file_id}")
-            db.execute(
-                "INSERT OR REPLACE INTO publishing(tier, dest, file_id, ts) VALUES(?, ?, ?, ?)",
-                (tier, dest, file_id, self._clock()),
+            now = self._clock()
+            for file_id, dest in items:
+                r = db.execute("SELECT file_id FROM publishing WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
+                if r is not None and r[0] != file_id:
+                    other = db.execute("SELECT current, state FROM files WHERE id = ?", (r[0],)).fetchone()
+                    if other is not None and other[0] and other[1] in ("seen", "complete", "stored"):
+                        out.append(False)  # a file still shipping under this name (two roots, one prefix)
+                        continue
+                    # the note of a row gone since (vanished, superseded): this file's now
+                db.execute(
+                    "INSERT OR REPLACE INTO publishing(tier, dest, file_id, ts) VALUES(?, ?, ?, ?)",
+                    (tier, dest, file_id, now),
+                )
+                out.append(True)
+        return out
+
+    def end_publish_many(self, tier: str, items: list[tuple[int, str]]) -> None:
+        """Publications known not to have happened (the name was taken, nothing renamed): their notes
+        go, so that a later object under the name is never taken for this file's own."""
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM publishing WHERE tier = ? AND dest = ? AND file_id = ?", [(tier, d, f) for f, d in items]
             )
+
+    def publishing_owners(self, tier: str, dests: list[str]) -> dict[str, int]:
+        """`publishing_owner` of many names: dest -> the row noted as publishing it, where one is."""
+        out: dict[str, int] = {}
+        for k in range(0, len(dests), 500):
+            part = dests[k : k + 500]
+            q = f"SELECT dest, file_id FROM publishing WHERE tier = ? AND dest IN ({','.join('?' * len(part))})"
+            out.update((str(d), int(f)) for d, f in self._db.execute(q, (tier, *part)))
+        return out
 
     def publishing_owner(self, tier: str, dest: str) -> int | None:
         r = self._db.execute("SELECT file_id FROM publishing WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()

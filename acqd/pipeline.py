@@ -2094,8 +2094,10 @@ class Pipeline:
                     await self._io(self._none_foreign, tier, dest)
                 await self._io(partial(tier.remove_any_if_there, tree=layout.suffix == ".zarr"), dest)
             adopted = False
-            if not tier.atomic_trees and layout.suffix == ".zarr":
-                await self._j(self.journal.begin_publish, row.id, tier.name, dest)
+            # noted by an earlier attempt whose end is unknown (a crash): an object under the name may be
+            # this file's own copy (`_take_over`); then noted for this one
+            noted = await self._j(self.journal.publishing_owner, tier.name, dest) == row.id
+            await self._j(self.journal.begin_publish, row.id, tier.name, dest)
             streamed = None
             checked_as_written = False  # a streamed copy whose frames were decoded as they were written
             if follow is not None:
@@ -2105,7 +2107,7 @@ class Pipeline:
             try:
                 res = streamed if streamed is not None else await self._io(self._write, c, layout, tier, dest)
             except NameTakenError as exc:
-                res = await self._take_over(row, layout, tier, dest, exc)
+                res = await self._take_over(row, layout, tier, dest, exc, noted)
                 adopted = True
             meta_of = getattr(layout, "meta_checksum", None)  # a frame layout's metadata (calibration), as written
             if meta_of is not None and res.meta_checksum is None:
@@ -2459,6 +2461,14 @@ class Pipeline:
         owners = await self._j(self.journal.copy_owners, tier.name, [d for _c, _r, d in live])
         alone += [c for c, _r, d in live if d in owners]  # a copy recorded: the one-file path decides
         live = [x for x in live if x[2] not in owners]
+        if live:  # whose objects these are, if a crash comes between their publication and their record
+            noted = await self._j(self.journal.publishing_owners, tier.name, [d for _c, _r, d in live])
+            alone += [c for c, _r, d in live if d in noted]  # an earlier attempt's end unknown: the one-file path
+            live = [x for x in live if x[2] not in noted]
+        if live:
+            begun = await self._j(self.journal.begin_publish_many, tier.name, [(r.id, d) for _c, r, d in live])
+            alone += [c for (c, _r, _d), ok in zip(live, begun, strict=True) if not ok]
+            live = [x for x, ok in zip(live, begun, strict=True) if ok]
 
         def write() -> tuple[list[tuple[Candidate, FileRow, str, WriteResult]], list[Candidate], float]:
             """Blocking: read and encode each file, then publish them all behind one barrier."""
@@ -2486,6 +2496,9 @@ class Pipeline:
         wrote, failed, t_read = await self._io(write)
         t_write = self.mono() - t_write
         alone += failed
+        if failed:  # not published by this batch (a name taken, a source changed): their notes go
+            gone = {c.key for c in failed}
+            await self._j(self.journal.end_publish_many, tier.name, [(r.id, d) for c, r, d in live if c.key in gone])
         if not wrote:
             return alone, [], []
         if self.guard is not None:
@@ -2571,10 +2584,14 @@ class Pipeline:
                 done.append((c, row))
         return alone, retry, done
 
-    async def _take_over(self, row: FileRow, layout: Layout, tier: Tier, dest: str, exc: NameTakenError) -> WriteResult:
+    async def _take_over(
+        self, row: FileRow, layout: Layout, tier: Tier, dest: str, exc: NameTakenError, noted: bool
+    ) -> WriteResult:
         """An object the journal does not record is under this file's name: a crash came between
         publishing a copy and recording it, or somebody else put it there. It is adopted only if
-        it decodes to exactly this file's content; otherwise it is left alone (NameTakenError)."""
+        it decodes to exactly this file's content; replaced if an earlier attempt of this file, cut
+        short by a crash, noted it was publishing it (`noted`: its copy of the file's earlier content);
+        otherwise it is left alone (NameTakenError)."""
         expected = exc.result
         if not isinstance(expected, WriteResult):
             raise exc
@@ -2595,6 +2612,25 @@ class Pipeline:
                 await self._io(partial(tier.remove_any, tree=True), dest)  # a partial tree, just checked
                 await self._j(self.journal.audit, row.id, "partial-removed", tier=tier.name, dest=dest)
                 raise TransientError(f"{tier.url(dest)}: removed a partial copy a crash left; writing again") from None
+            if noted:
+                # published by this file before a crash that came before its record, and the file
+                # changed since (appended, its header rewritten): its copy of the earlier content,
+                # verified by nobody, whose source is gone. Replaced (an adversarial run: taken for
+                # somebody else's object, the file was never shipped, every run ended in a conflict)
+                tree = layout.suffix == ".zarr"
+                if tree:
+                    await self._io(self._none_foreign, tier, dest)
+                await self._io(partial(tier.remove_any, tree=tree), dest)
+                await self._j(self.journal.audit, row.id, "stale-removed", tier=tier.name, dest=dest, reason=str(why))
+                log.info(
+                    "removed %s: this file's own copy of its earlier content, published before a crash and never "
+                    "recorded (the file changed since); writing it again",
+                    tier.url(dest),
+                )
+                raise TransientError(
+                    f"{tier.url(dest)}: removed this file's own unrecorded earlier copy; writing again"
+                ) from None
+            await self._j(self.journal.end_publish_many, tier.name, [(row.id, dest)])  # nothing published
             raise NameTakenError(
                 f"{tier.url(dest)} is in the way: an object acqd has no record of, and not a copy of "
                 f"{row.relpath!r} ({why}); it is not replaced: move it away, the file is kept and retried"

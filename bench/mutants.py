@@ -2227,8 +2227,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "reship-deletes-foreign-objects",
         "writing a Zarr copy again deletes the store with the objects acqd did not write in it",
         "acqd/pipeline.py",
+        '                if layout.suffix == ".zarr":\n'
         "                    await self._io(self._none_foreign, tier, dest)",
-        "                    pass",
+        '                if layout.suffix == ".zarr":\n                    pass',
         ("tests/test_fixity.py::test_labels_a_scientist_adds_to_a_stored_zarr_are_no_damage_and_never_deleted",),
     ),
     Mutant(
@@ -2381,6 +2382,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "    stamps_show_rewrites = False  # SFTP's attributes: size and mtime in whole seconds, no inode or ctime\n",
         "    stamps_show_rewrites = True\n",
         ("tests/test_release.py::test_a_copy_changed_on_an_sftp_tier_while_its_release_waits_is_shipped_again",),
+    ),
+    Mutant(
+        "own-unrecorded-copy-foreign",
+        "a copy published before a crash and never recorded is taken for a foreign one once its file changed",
+        "acqd/pipeline.py",
+        "            if noted:\n                # published by this file before a crash",
+        "            if False:\n                # published by this file before a crash",
+        ("tests/test_names.py::test_a_crash_between_publish_and_journal_then_a_change_replaces_the_own_copy",),
     ),
 )
 

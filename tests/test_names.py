@@ -301,6 +301,50 @@ def test_a_crash_between_publish_and_journal_adopts_the_copy(tmp_path: Path) -> 
     o.check(tmp_path / "central")
 
 
+def _append(path: Path) -> None:
+    with open(path, "ab") as f:
+        f.write(os.urandom(1000))
+
+
+def _rewrite_head(path: Path) -> None:  # a header rewritten after the close (SerialEM's way), size kept
+    with open(path, "r+b") as f:
+        f.write(os.urandom(64))
+
+
+@pytest.mark.parametrize("change", [_append, _rewrite_head])
+@pytest.mark.parametrize("files", [1, 6], ids=["one-file", "a-batch"])
+def test_a_crash_between_publish_and_journal_then_a_change_replaces_the_own_copy(
+    tmp_path: Path, change: Any, files: int
+) -> None:
+    """Killed between a copy's publication and its record, and the file changed before the restart
+    (appended, its header rewritten): the object under its name is its own copy of the earlier content,
+    which the journal knows it was publishing. It was taken for somebody else's object: the file was
+    never shipped, every run ended in a conflict (an adversarial run, on every path). Replaced now."""
+    cfg = site(tmp_path)
+    acq = tmp_path / "acq" / "s"
+    acq.mkdir(parents=True)
+    size = 2_000_000 if files == 1 else 3000  # one file alone, or small files shipped as one batch
+    for i in range(files):
+        (acq / f"f{i}.raw").write_bytes(os.urandom(size))
+    at = 2 if files == 1 else 4  # the first rename is the claim's; a batch's third copy published
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT=f"after_rename:{at}"))
+    assert r.returncode == -9, r.stderr
+    published = sorted(p.name for p in (tmp_path / "central" / "scope" / "s").iterdir() if p.name.startswith("f"))
+    assert published, "killed before a copy was published"
+    change(acq / published[-1])  # the last one published, never recorded
+    finals = {p.name: p.read_bytes() for p in acq.iterdir()}
+    once(cfg)
+    assert journal_states(tmp_path / "state-a") == {f"s/{n}": "released" for n in finals}
+    dest = tmp_path / "central" / "scope" / "s"
+    assert {n: (dest / n).read_bytes() for n in finals} == finals, "a copy is not the file's last content"
+    db = sqlite3.connect(tmp_path / "state-a" / "journal.sqlite")
+    try:
+        (removed,) = db.execute("SELECT COUNT(*) FROM audit WHERE action = 'stale-removed'").fetchone()
+    finally:
+        db.close()
+    assert removed == 1
+
+
 def test_two_daemons_never_share_a_destination(tmp_path: Path) -> None:
     a, b = site(tmp_path, "a"), site(tmp_path, "b")  # same instrument, same tier, two journals
     o = Oracle(tmp_path / "acq")
