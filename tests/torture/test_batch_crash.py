@@ -24,7 +24,7 @@ FILES_PER_ROUND = 24
 #: (crash point, which hit): every point is armed at a hit in the middle of a batch
 KILLS = [
     ("during_release", 5),  # a fresh batch: its releases run together; killed after the 5th unlink
-    ("before_release", 19 + 3),  # the 19 begun and not unlinked above are released one by one first
+    ("before_release", 3),  # a fresh batch (the 19 begun above were settled first): its third release
     ("after_read", 5),
     ("after_encode", 9),
     ("after_temp_write", 12),
@@ -33,8 +33,9 @@ KILLS = [
     ("after_verify", 1),
 ]
 
-#: the points whose count of published, unrecorded copies proves a kill inside one batch
-EXACT = ("after_temp_write", "after_rename")
+#: the points whose counts prove a kill inside one batch (of published, unrecorded copies; of releases
+#: begun): an earlier kill's leftovers are settled first, so that the round is one batch
+EXACT = ("before_release", "after_temp_write", "after_rename")
 
 
 class Batches:
