@@ -246,3 +246,24 @@ def take(bucket: Bucket, now: float, rate: int, n: int, burst: float | None = No
     tokens = 0.0 if bucket.at is None else min(cap, bucket.tokens + max(0.0, now - bucket.at) * rate)
     tokens -= n
     return Bucket(tokens, now), max(0.0, -tokens / rate)
+
+
+#: seconds between session-manifest flushes: at least this, and at most the cap (releases wait for them)
+MANIFEST_PAUSE_MIN = 2.0
+MANIFEST_PAUSE_MAX = 30.0
+MANIFEST_SHARE = 9  # a flush may take a tenth of the time: the pause is this many times a usual flush
+MANIFEST_SLOW = 15.0  # seconds: a flush running longer is said (releases wait for it), and not a usual one
+
+
+def manifest_pause(usual: list[float]) -> float:
+    """The pause before the next session-manifest flush, from the durations of recent flushes that
+    wrote what they had (`usual`, oldest first). Nine times their median, so that a big session's
+    manifest takes at most about a tenth of the time, between 2 s and 30 s: the median is not moved by
+    one slow or hung flush (a destination that stopped answering for minutes), and the cap bounds
+    how long a release waits after one however slow they have become."""
+    if not usual:
+        return MANIFEST_PAUSE_MIN
+    ordered = sorted(usual)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return min(MANIFEST_PAUSE_MAX, max(MANIFEST_PAUSE_MIN, MANIFEST_SHARE * median))

@@ -69,6 +69,7 @@ from acqd.mounts import describe as describe_mount
 from acqd.mounts import lies_within, unmounted_mount_point, views_below
 from acqd.naming import aside_inode, is_release_aside, is_temp, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
+from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, manifest_pause
 from acqd.ports import Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.recheck import TREE_LAYOUTS, CopyCheck, check_copy
@@ -104,7 +105,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 SOURCE_READ_ATTEMPTS = 3  # an unreadable source is quarantined after this many tries
-MANIFEST_INTERVAL = 2.0  # seconds between rewrites of a session manifest (at least)
+MANIFEST_USUAL = 9  # the last flushes whose median says how long a usual manifest flush takes
 PROFILE_MISMATCH = "profile-mismatch"  # a valid file its detector profile did not expect: stored, flagged
 CODEC_CHOICE = "codec-choice"  # a session's codec chosen from measurement (metrics, log); per file: audit, manifest
 INTERNAL_GAVE_UP = "; please report it)"  # how such a quarantine's reason ends: tried again at the next start
@@ -555,6 +556,11 @@ class Pipeline:
         self._listed_rows = 0  # sum of the sizes of `_listed`'s dicts
         #: ... and the releases waiting for that (by file), released together once it is written
         self._after_manifest: dict[tuple[int, str], dict[tuple[int, str], tuple[Candidate, FileRow]]] = {}
+        #: what kept the last manifest flush from writing every dirty session (None: it wrote them all),
+        #: and the same for the flush under way; since when a flush has run over MANIFEST_SLOW (None: not)
+        self._manifest_error: str | None = None
+        self._flush_error: str | None = None
+        self._manifest_slow_since: float | None = None
         self.stopping = asyncio.Event()
         self.outcome_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -823,24 +829,40 @@ class Pipeline:
                 break
             if late and (self.candidates or self._after_manifest) and self.only_retries_left():
                 self.outcome_code = 1
-                open_now = sorted(c.rel for c in self.candidates.values() if self._awaited.get(c.key) == c.row.id)
-                writing = (
-                    f"; {len(open_now)} still open for writing by a process here ({', '.join(map(repr, open_now[:5]))})"
-                    if open_now
-                    else ""
-                )
-                unlisted = sum(map(len, self._after_manifest.values()))
-                if unlisted:
-                    writing += f"; {unlisted} verified, not released: their session manifest is not written"
                 log.error(
-                    "giving up after %.0fs: %d file(s) not shipped (%s%s); they stay pending for the next run",
-                    self.retry_for,
-                    len(self.candidates),
-                    self.stats.last_error or "no error",
-                    writing,
+                    "giving up after %.0fs: %s; they stay pending for the next run", self.retry_for, self._pending()
                 )
                 break
         self.stop()
+
+    def _pending(self) -> str:
+        """What `run --once` gives up on, each with its own reason: files not shipped (the last retry's
+        error, writers still at work) and verified files whose release waits for their session manifest
+        (the manifest's error, or a write of it not returning). A shipped file is not named among the
+        files not shipped with an error it has since got over."""
+        said: list[str] = []
+        if self.candidates:
+            open_now = sorted(c.rel for c in self.candidates.values() if self._awaited.get(c.key) == c.row.id)
+            writing = (
+                f"; {len(open_now)} still open for writing by a process here ({', '.join(map(repr, open_now[:5]))})"
+                if open_now
+                else ""
+            )
+            said.append(f"{len(self.candidates)} file(s) not shipped ({self.stats.last_error or 'no error'}{writing})")
+        unlisted = [row.relpath for waiting in self._after_manifest.values() for _c, row in waiting.values()]
+        if unlisted:
+            if self._manifest_slow_since is not None:
+                why = (
+                    f"a write of it has not returned for {self.mono() - self._manifest_slow_since:.0f}s: "
+                    "the destination is not answering"
+                )
+            else:
+                why = self._manifest_error or "not written yet"
+            said.append(
+                f"{len(unlisted)} file(s) shipped and verified but not released, as their session manifest "
+                f"is not written ({why}; first: {', '.join(map(repr, sorted(unlisted)[:5]))})"
+            )
+        return "; ".join(said)
 
     async def _reconcile(self) -> None:
         """A restart finds what a crash left: temporaries of files that were not verified, pending
@@ -3047,20 +3069,49 @@ class Pipeline:
     async def _manifests(self) -> None:
         """Rewrite dirty session manifests every 2 s, or less often when they are big: a session of
         100,000 files makes a manifest that takes a while to build, and rewriting it after every few
-        files would spend the daemon's time there. The pause is nine times the last flush, so
-        manifests take at most a tenth of the time; a stop flushes at once."""
-        pause = MANIFEST_INTERVAL
+        files would spend the daemon's time there. The pause is nine times a usual flush (the median
+        of the last ones that wrote what they had), at most 30 s (acqd.pace.manifest_pause): a flush
+        that hung on a destination not answering, or failed, does not stretch the next pauses, and
+        releases (which wait for their manifest) go on within seconds once it answers again. A flush
+        still running after 15 s is said once, and so is its end; a stop flushes at once."""
+        pause = MANIFEST_PAUSE_MIN
+        usual: deque[float] = deque(maxlen=MANIFEST_USUAL)
         while True:
             await wait_set(self._manifest_wake, pause)
             self._manifest_wake.clear()
             t0 = self.mono()
-            await self.flush_manifests()
-            pause = max(MANIFEST_INTERVAL, 9 * (self.mono() - t0))
+            flush = asyncio.create_task(self.flush_manifests(), name="manifest-flush")
+            try:
+                done, _ = await asyncio.wait({flush}, timeout=MANIFEST_SLOW)
+                if not done:
+                    self._manifest_slow_since = t0
+                    log.warning(
+                        "writing session manifests has taken over %.0fs, not done yet (%d verified file(s) "
+                        "wait for it to be released): the destination is slow or not answering",
+                        MANIFEST_SLOW,
+                        sum(map(len, self._after_manifest.values())),
+                    )
+                await flush
+            finally:
+                flush.cancel()  # ours: cancelled with this stage (a no-op once done)
+                self._manifest_slow_since = None
+            took = self.mono() - t0
+            if took >= MANIFEST_SLOW:
+                log.warning(
+                    "session manifests written after %.0fs (usually %.1fs)%s",
+                    took,
+                    sorted(usual)[len(usual) // 2] if usual else 0.0,
+                    f"; not all: {self._manifest_error}" if self._manifest_error else "",
+                )
+            if self._manifest_error is None:  # wrote what it had: a measure of a usual flush
+                usual.append(took)
+            pause = manifest_pause(list(usual))
             if self.stopping.is_set():
                 return
 
     def _manifest_later(self, index: int, session: str, exc: AcqdError) -> None:
         """A session manifest that could not be read or written now: said once, written at the next flush."""
+        self._flush_error = f"manifest of session {session!r}: {exc}"
         self.repeats.error(
             "manifest", _PATHLIKE.sub("…", str(exc)), "manifest of session %r not written (retried): %s", session, exc
         )
@@ -3116,9 +3167,11 @@ class Pipeline:
         self._dirty.update((by_path[root], session) for root, session in marked if root in by_path)
         dirty, self._dirty = self._dirty, set()
         listed_now: list[tuple[Candidate, FileRow]] = []  # releases whose manifests this flush writes
+        self._flush_error = None
         try:
             await self._flush_sessions(sorted(dirty), by_index, listed_now)
         finally:
+            self._manifest_error = self._flush_error
             if listed_now and not self.stopping.is_set():  # their releases go on now, together
                 await self._release_listed(listed_now)
             for c, row in listed_now:  # in flight now (or in another flight's hands): no longer waiting
@@ -3145,6 +3198,7 @@ class Pipeline:
                 self.repeats.error(
                     "journal", str(exc), "manifest of session %r not written (retried): %s", session, exc
                 )
+                self._flush_error = f"manifest of session {session!r}: {exc}"
                 self._dirty.add((index, session))
                 continue
 

@@ -351,3 +351,19 @@ def test_tier_pacer_follows_the_schedule_with_a_fake_clock() -> None:
     wall[0] = nine + 24 * 3600  # Tuesday 09:00: limited again, from a fresh bucket
     assert p.reserve(1_000_000) == pytest.approx(1.0)
     assert p.waited == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize(
+    ("usual", "pause"),
+    [
+        ([], 2.0),  # nothing measured yet
+        ([0.01, 0.02, 0.01], 2.0),  # small manifests: every 2 s
+        ([1.0, 1.2, 0.8], 9.0),  # a big session: nine times a usual flush
+        ([0.05] * 8 + [45.0], 2.0),  # one flush hung 45 s (a server stopped): the next is not 6.5 min away
+        ([60.0] * 9, 30.0),  # however slow they have become: 30 s at most
+    ],
+)
+def test_manifest_pause(usual: list[float], pause: float) -> None:
+    from acqd.pace import manifest_pause
+
+    assert manifest_pause(usual) == pytest.approx(pause)
