@@ -887,13 +887,25 @@ def _record_stale_manifests(sd: Path, sessions: list[tuple[str, str]]) -> None:
 def _record_damaged(sd: Path, damaged: list[tuple[FileRow, CopyRow, str]]) -> None:
     """Tell the journal which verified copies failed the fixity check, and say what follows for each.
     A copy whose source is still on the acquisition disk (verified, not released) is recorded lost:
-    the daemon never releases the source for it and ships the file again. A released file's copy
-    is left as it is (it may be the only one): said, for a person to act on."""
+    the daemon never releases the source for it and ships the file again. A released file's copy is
+    recorded lost too and the file quarantined (`acqd status` says it, retention no longer counts the
+    copy as good): a person restores it from another copy or a backup."""
     j = _journal_for_verify(sd)
     if j is None:
         return
     try:
         for row, copy, why in damaged:
+            if j.get(row.id).state == "released":  # its source is gone: this copy may be the only one
+                others = [c for c in j.copies_of(row.id) if c.state == "verified" and c.id != copy.id]
+                where = f"its other copies: {', '.join(c.tier for c in others)}" if others else "no other copy"
+                if j.copy_lost_for_good(row.id, copy.id, f"{why}; the file was released: {where}") is not None:
+                    err.print(
+                        f"  -> {_where(row)!r} (version {row.version}) is released: its source is not on the "
+                        f"acquisition disk, and its copy on tier {copy.tier} is recorded lost ({where}); restore "
+                        "it from another copy or a backup. Quarantined: `acqd status` lists it",
+                        markup=False,
+                    )
+                    continue
             became = _source_as_shipped(row)
             if became is not None and not became.startswith("could not"):
                 others = [c for c in j.copies_of(row.id) if c.state == "verified" and c.id != copy.id]

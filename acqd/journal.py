@@ -712,10 +712,12 @@ class Journal:
         no longer on the acquisition disk as it was shipped (deleted, or a newer version there): this
         version has no copy left that acqd knows. The row is quarantined with the reason, so that
         `acqd status`, the quarantine metric and its alert keep saying so (not `seen`, which the next
-        scan would turn into "vanished" and forget). None as for `copy_damaged`."""
+        scan would turn into "vanished" and forget). The same for a file already released: its copy is
+        no longer counted as good (retention neither moves nor purges it, nor counts it), and the file
+        is said until a person restores it. None as for `copy_damaged`."""
         with self._tx() as db:
             row = self._get(file_id)
-            if row.state is not State.VERIFIED:
+            if row.state is not State.VERIFIED and row.state is not State.RELEASED:
                 return None
             if db.execute("SELECT 1 FROM releasing WHERE file_id = ?", (file_id,)).fetchone():
                 return None

@@ -26,7 +26,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     # seen: the stored copy was lost before the release (shipped again); quarantined: lost, and the
     # source is no longer on the acquisition disk as shipped (nothing can ship it again: a person acts)
     S.VERIFIED: frozenset({S.RELEASED, S.SEEN, S.QUARANTINED}),
-    S.RELEASED: frozenset(),
+    # quarantined: `acqd verify` found its copy bad after the release (a person restores it)
+    S.RELEASED: frozenset({S.QUARANTINED}),
     S.QUARANTINED: frozenset({S.SEEN}),
     S.VANISHED: frozenset({S.SEEN}),
 }

@@ -288,7 +288,8 @@ def test_a_copy_verify_finds_damaged_never_releases_its_source_and_is_shipped_ag
     """Bit rot in a copy (same size) whose source is still on the acquisition disk: `acqd verify`
     reported it, recorded nothing, and the next `--release` run deleted the only good source (its
     quick re-check looks at sizes). verify now records the copy lost: the source is kept and
-    shipped again, and a released file's damaged copy is said to be the only one."""
+    shipped again, and a released file's damaged copy is said to be the only one (recorded lost too,
+    the file quarantined: said once, then kept in `acqd status`)."""
     w, d, st = tmp_path / "w", tmp_path / "d", tmp_path / "state"
     (w / "s").mkdir(parents=True)
     good, other = bytes(range(256)) * 400, b"released before the rot " * 100
@@ -314,7 +315,8 @@ def test_a_copy_verify_finds_damaged_never_releases_its_source_and_is_shipped_ag
     r = run_acqd("run", "--once", "--release", *quick)
     assert r.returncode == 0, r.stderr
     r = run_acqd("verify", "--state-dir", str(st))
-    assert "1 copy OK" in r.stdout and "1 failed (1 corrupt)" in r.stdout, r.stdout + r.stderr
+    assert "1 copy OK, 0 failed" in r.stdout, r.stdout + r.stderr
+    assert "quarantined: 's/gone.bin'" in run_acqd("status", "--state-dir", str(st)).stdout
     out = tmp_path / "b.bin"
     r = run_acqd("restore", "s/b.bin", str(out), "--state-dir", str(st))
     assert r.returncode == 0 and out.read_bytes() == good, r.stderr  # the good bytes, from a copy shipped again
@@ -663,3 +665,80 @@ def test_labels_a_scientist_adds_to_a_stored_zarr_are_no_damage_and_never_delete
     r = run_acqd("run", "--once", "--retry-for", "5s", *quick)
     assert "holds objects acqd did not write (labels/zarr.json)" in r.stderr, r.stderr
     assert (store2 / "labels" / "zarr.json").exists() and src2.exists()
+
+
+def test_verify_records_a_bad_copy_of_a_released_file_and_retention_no_longer_counts_it(tmp_path: Path) -> None:
+    """Found by an adversarial run: `acqd verify` said FAILED for the copies of two released files
+    (one corrupted keeping its mtime, one deleted, on a tier whose other copies read back whole) and
+    exited 1, but recorded nothing: the copies stayed `verified`, no audit entry, `acqd status` still
+    said "released" and retention planned to move and purge them as good copies. Now each such copy
+    is recorded lost, the file quarantined (status lists it), and the plan leaves it out."""
+    import json
+    import os
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    w, d, st = tmp_path / "w", tmp_path / "d", tmp_path / "state"
+    (w / "alice_s").mkdir(parents=True)
+    for i in range(4):
+        (w / "alice_s" / f"f{i}.bin").write_bytes(f"file {i} ".encode() * 500)
+    (tmp_path / "policy.yaml").write_text(
+        "apiVersion: acqd/v1\nkind: RetentionPolicy\nmetadata: {name: p}\nspec:\n"
+        "  tiers: [central]\n  owners: {pattern: '^(?P<owner>[a-z]+)_', fallback: facility@lab.example}\n"
+        "  rules: []\n  default: {name: purge, expiration: {after: 30d}, warn: 7d}\n"
+    )
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(
+        f"instrument: scope\nstate_dir: {st}\npolicy: {tmp_path / 'policy.yaml'}\n"
+        f"watch:\n  - {{path: {w}, settle: 0.2s, placement: {{release_local: after_verify}}}}\n"
+        f"tiers:\n  central: {{url: 'file://{d}'}}\n"
+    )
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "60s")
+    assert r.returncode == 0, r.stderr
+    assert not list((w / "alice_s").iterdir())  # all released
+    corrupt, gone = d / "scope" / "alice_s" / "f1.bin", d / "scope" / "alice_s" / "f2.bin"
+    before = corrupt.stat()
+    corrupt.write_bytes(b"X" + corrupt.read_bytes()[1:])  # same size, mtime put back
+    os.utime(corrupt, ns=(before.st_atime_ns, before.st_mtime_ns))
+    gone.unlink()
+
+    r = run_acqd("verify", "--config", str(cfg))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "2 failed" in r.stdout, r.stdout + r.stderr
+    for name in ("f1.bin", "f2.bin"):
+        assert f"alice_s/{name}' (version 1) is released" in said, said
+    assert said.count("restore it from another copy or a backup") == 2, said
+
+    db = sqlite3.connect(st / "journal.sqlite")
+    try:
+        rows = dict(
+            db.execute(
+                "SELECT f.relpath, f.state || '/' || c.state FROM files f JOIN copies c ON c.file_id = f.id"
+            ).fetchall()
+        )
+        audit = db.execute(
+            "SELECT f.relpath, a.action FROM audit a JOIN files f ON f.id = a.file_id WHERE a.action = 'copy-lost'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert rows == {
+        "alice_s/f0.bin": "released/verified",
+        "alice_s/f1.bin": "quarantined/lost",
+        "alice_s/f2.bin": "quarantined/lost",
+        "alice_s/f3.bin": "released/verified",
+    }, rows
+    assert sorted(p for p, _a in audit) == ["alice_s/f1.bin", "alice_s/f2.bin"], audit
+
+    r = run_acqd("status", "--config", str(cfg))
+    assert "quarantined: 'alice_s/f1.bin'" in r.stdout and "quarantined: 'alice_s/f2.bin'" in r.stdout, r.stdout
+    r = run_acqd("status", "--config", str(cfg), "--json")
+    states = json.loads(r.stdout)["states"]
+    assert states["released"]["files"] == 2 and states["quarantined"]["files"] == 2, states
+
+    later = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+    r = run_acqd("plan", "--config", str(cfg), "--now", later, "--json")
+    assert r.returncode == 0, r.stderr
+    planned = {a["path"] for a in json.loads(r.stdout)["actions"]}
+    assert planned == {"alice_s/f0.bin", "alice_s/f3.bin"}, planned  # the lost copies are not good copies
+    r = run_acqd("verify", "--config", str(cfg))
+    assert r.returncode == 0 and "2 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr  # said, not again

@@ -31,6 +31,7 @@ LEGAL = {
     (S.VERIFIED, S.RELEASED),
     (S.VERIFIED, S.SEEN),  # the stored copy was found gone before the release: shipped again
     (S.VERIFIED, S.QUARANTINED),  # ... and the source is gone too: said, for a person (acqd verify)
+    (S.RELEASED, S.QUARANTINED),  # its copy found bad after the release (acqd verify): said, for a person
     (S.QUARANTINED, S.SEEN),
     (S.VANISHED, S.SEEN),
 }
@@ -48,7 +49,7 @@ def test_transition_table(old: State, new: State) -> None:
 
 def test_no_way_back_from_verified_except_release_or_a_lost_copy() -> None:
     assert TRANSITIONS[S.VERIFIED] == {S.RELEASED, S.SEEN, S.QUARANTINED}
-    assert TRANSITIONS[S.RELEASED] == frozenset()
+    assert TRANSITIONS[S.RELEASED] == {S.QUARANTINED}  # only a copy found bad: never shipped or released again
 
 
 A = Identity(100, 1_000, 7, 5)
