@@ -1025,13 +1025,14 @@ def copy_between(src: Tier, dst: Tier, rel: str, tree: bool) -> None:
     layout) to another tier, atomically."""
     if tree:
         dst.remove_temp(rel)
-        tmp = dst.temp_tree(rel)
         for sub in src.find(rel):
-            part = sub[len(rel) + 1 :]
-            dst.fs.makedirs(f"{tmp}/{part}".rpartition("/")[0], exist_ok=True)
-            with src.open_read(sub) as fin, dst.fs.open(f"{tmp}/{part}", "wb") as fout:
-                while block := fin.read(8 << 20):
-                    fout.write(block)
+
+            def blocks(sub: str = sub) -> Iterator[bytes]:
+                with src.open_read(sub) as fin:
+                    while block := fin.read(8 << 20):
+                        yield block
+
+            dst.stream_into_temp_tree(rel, sub[len(rel) + 1 :], blocks())
         try:
             dst.commit_tree(rel)
         except NameTakenError:

@@ -605,6 +605,30 @@ class Tier:
             finally:
                 os.close(fd)
 
+    def stream_into_temp_tree(self, rel: str, key: str, chunks: Iterable[bytes]) -> None:
+        """One object (`key`, '/'-separated) of the temporary tree of `rel`, streamed from `chunks`, on
+        any tier (a Zarr copy moving between tiers), with the backend's errors translated at this edge
+        like every storage call's; an error raised by `chunks` (the other tier) propagates as it is.
+        A failed object is left in the temporary tree, which the next attempt removes first."""
+        path = posixpath.join(self.temp_tree(rel), key)
+        where = posixpath.join(temp_name(rel), key)
+        with self._edge("open", where):
+            self._make_parents(posixpath.dirname(path))
+            f = self.fs.open(path, "wb")
+        try:
+            for block in chunks:
+                with self._edge("write", where):
+                    f.write(block)
+            with self._edge("write", where):
+                f.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                discard = getattr(f, "discard", None)  # an object store's upload: dropped, not completed
+                if discard is not None:
+                    discard()
+                f.close()
+            raise
+
     def commit_tree(self, rel: str) -> None:
         """Give the temporary tree its final name in one rename: at every instant the final name
         holds a whole tree or nothing. Never over an existing object (NameTakenError): a stored
@@ -677,6 +701,9 @@ class Tier:
             return sorted(posixpath.relpath(k, path) for k, v in found.items() if v.get("type") != "directory")
 
     def zarr_store(self, path: str) -> Any:
+        """A zarr store on the backend path `path` (a Zarr copy, or its temporary tree) whose errors
+        are translated at this edge like every storage call's: zarr-python writes and reads a copy's
+        objects itself, and a dropped connection there is the network failing (transient), not a bug."""
         from zarr.storage import FsspecStore, LocalStore
 
         if self.local:
@@ -687,6 +714,13 @@ class Tier:
             # Always the blocking interface run in threads: a remote filesystem's own event loop (s3fs,
             # sshfs) is not the one zarr runs its coroutines on, and its connections belong to that loop.
             store = FsspecStore(AsyncFileSystemWrapper(self.fs), path=path)
+        top = f"{self.root}/" if self.root else ""
+        rel = path[len(top) :] if top and path.startswith(top) else path
+
+        def tr(op: str, key: str, exc: BaseException) -> AcqdError:
+            return self._translate(op, f"{rel}/{key}" if key else rel)(exc)
+
+        store = _edge_store(store, tr)
         return store if self.pace is None else _paced_store(store, self.pace)
 
     def remove(self, rel: str) -> None:
@@ -1002,6 +1036,127 @@ class _EdgeWriter:
 
     def readable(self) -> bool:
         return True
+
+
+def _edge_store(store: Any, tr: Callable[[str, str, BaseException], AcqdError]) -> Any:
+    """A zarr store whose every call to the backend has its errors translated at the storage edge
+    (`tr(op, key, exc)`): a network error while zarr-python writes a shard or reads a zarr.json is a
+    TransientError, as it is for every other storage call. FileNotFoundError passes as it is: it is
+    the store's answer "not there", which zarr itself interprets."""
+    import asyncio
+    from collections.abc import AsyncGenerator, AsyncIterator
+
+    from zarr.abc.store import ByteRequest
+    from zarr.core.buffer import Buffer, BufferPrototype
+    from zarr.storage import WrapperStore
+
+    def translated(op: str, key: str, exc: Exception) -> BaseException:
+        return exc if isinstance(exc, FileNotFoundError | AcqdError) else tr(op, key, exc)
+
+    class EdgeStore(WrapperStore[Any]):
+        def __init__(self, inner: Any) -> None:
+            super().__init__(inner)
+
+        def _with_store(self, store: Any) -> EdgeStore:
+            return EdgeStore(store)
+
+        async def _open(self) -> None:
+            try:
+                await self._store._open()
+            except Exception as exc:
+                raise translated("open", "", exc) from exc
+
+        async def _ensure_open(self) -> None:
+            try:
+                await self._store._ensure_open()
+            except Exception as exc:
+                raise translated("open", "", exc) from exc
+
+        async def _listed(self, op: str, prefix: str, it: Callable[[], AsyncIterator[str]]) -> AsyncIterator[str]:
+            try:
+                async for key in it():
+                    yield key
+            except Exception as exc:
+                raise translated(op, prefix, exc) from exc
+
+        async def get(
+            self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+        ) -> Buffer | None:
+            try:
+                return await self._store.get(key, prototype, byte_range)  # type: ignore[no-any-return]
+            except Exception as exc:
+                raise translated("read", key, exc) from exc
+
+        async def get_partial_values(
+            self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
+        ) -> list[Buffer | None]:
+            key_ranges = list(key_ranges)
+            try:
+                return await self._store.get_partial_values(prototype, key_ranges)  # type: ignore[no-any-return]
+            except Exception as exc:
+                raise translated("read", key_ranges[0][0] if key_ranges else "", exc) from exc
+
+        async def exists(self, key: str) -> bool:
+            try:
+                return bool(await self._store.exists(key))
+            except Exception as exc:
+                raise translated("stat", key, exc) from exc
+
+        async def is_empty(self, prefix: str) -> bool:
+            try:
+                return bool(await self._store.is_empty(prefix))
+            except Exception as exc:
+                raise translated("list", prefix, exc) from exc
+
+        async def set(self, key: str, value: Buffer) -> None:
+            try:
+                await self._store.set(key, value)
+            except Exception as exc:
+                raise translated("write", key, exc) from exc
+
+        async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+            try:
+                await self._store.set_if_not_exists(key, value)
+            except Exception as exc:
+                raise translated("write", key, exc) from exc
+
+        async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
+            await asyncio.gather(*(self.set(key, value) for key, value in values))  # each translated
+
+        async def _get_many(
+            self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
+        ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
+            for key, prototype, byte_range in requests:  # each translated
+                yield key, await self.get(key, prototype, byte_range)
+
+        async def delete(self, key: str) -> None:
+            try:
+                await self._store.delete(key)
+            except Exception as exc:
+                raise translated("delete", key, exc) from exc
+
+        async def delete_dir(self, prefix: str) -> None:
+            try:
+                await self._store.delete_dir(prefix)
+            except Exception as exc:
+                raise translated("delete", prefix, exc) from exc
+
+        async def clear(self) -> None:
+            try:
+                await self._store.clear()
+            except Exception as exc:
+                raise translated("delete", "", exc) from exc
+
+        def list(self) -> AsyncIterator[str]:
+            return self._listed("list", "", lambda: self._store.list())
+
+        def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+            return self._listed("list", prefix, lambda: self._store.list_prefix(prefix))
+
+        def list_dir(self, prefix: str) -> AsyncIterator[str]:
+            return self._listed("list", prefix, lambda: self._store.list_dir(prefix))
+
+    return EdgeStore(store)
 
 
 def _paced_store(store: Any, pace: Callable[[int], float]) -> Any:

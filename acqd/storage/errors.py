@@ -34,7 +34,9 @@ _DISC_HOST_KEY_NOT_VERIFIABLE, _DISC_CONNECTION_LOST, _DISC_NO_MORE_AUTH = 9, 10
 
 #: (backend, code) -> (error class, what it means for an operator). Codes: errno numbers for "os",
 #: S3 error codes or HTTP statuses for "s3", SFTP status codes for "sftp", SSH disconnect reasons
-#: for "ssh". Anything not listed is transient: retried with backoff, never fatal to the file.
+#: for "ssh", the kind of failure for "net" (the network between acqd and the server, whichever
+#: library reports it: `NETWORK_ERRORS`). Anything not listed is transient: retried with backoff,
+#: never fatal to the file.
 ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ("os", errno.EACCES): (DestinationError, "permission denied"),
     ("os", errno.EPERM): (DestinationError, "operation not permitted"),
@@ -44,10 +46,12 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ("os", errno.EIO): (TransientError, "I/O error on the destination"),
     ("os", errno.ENAMETOOLONG): (NameTooLongError, "the name is too long for the destination"),
     ("os", errno.ENOENT): (TransientError, "path not found on the destination"),
-    ("os", errno.ETIMEDOUT): (TransientError, "timed out"),
-    ("os", errno.ECONNREFUSED): (TransientError, "connection refused"),
-    ("os", errno.ECONNRESET): (TransientError, "connection reset"),
-    ("os", errno.EHOSTUNREACH): (TransientError, "host unreachable"),
+    ("os", errno.ETIMEDOUT): (TransientError, "network error: timed out"),
+    ("os", errno.ECONNREFUSED): (TransientError, "network error: connection refused"),
+    ("os", errno.ECONNRESET): (TransientError, "network error: connection reset"),
+    ("os", errno.EHOSTUNREACH): (TransientError, "network error: host unreachable"),
+    ("os", errno.ENETUNREACH): (TransientError, "network error: network unreachable"),
+    ("os", errno.ECONNABORTED): (TransientError, "network error: connection aborted"),
     ("s3", "AccessDenied"): (DestinationError, "access denied (credentials or bucket policy)"),
     ("s3", "InvalidAccessKeyId"): (DestinationError, "unknown access key (credentials)"),
     ("s3", "SignatureDoesNotMatch"): (DestinationError, "wrong secret key (credentials)"),
@@ -81,7 +85,49 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ("ssh", _DISC_HOST_KEY_NOT_VERIFIABLE): (DestinationError, "host key not trusted (add it to known_hosts)"),
     ("ssh", _DISC_NO_MORE_AUTH): (DestinationError, "authentication failed (key_file)"),
     ("ssh", _DISC_CONNECTION_LOST): (TransientError, "connection lost"),
+    ("net", "connection"): (
+        TransientError,
+        "network error: no connection to the server, or it was cut mid-request (retried until the network is back)",
+    ),
+    ("net", "timeout"): (TransientError, "network error: the server did not answer in time (retried)"),
 }
+
+#: Exception classes that are the network failing, by (top-level module, class name) so that this
+#: table needs none of those libraries imported: a class anywhere in an error's MRO (the most
+#: specific first) or in its chain of causes makes it a "net" error of that kind. The OS's own
+#: (ConnectionError: reset, refused, aborted, broken pipe; TimeoutError, which asyncio's, socket's and
+#: fsspec's timeouts are), the name lookup's, http.client's, aiohttp's (s3fs), botocore's and urllib3's.
+NETWORK_ERRORS: dict[tuple[str, str], str] = {
+    ("builtins", "TimeoutError"): "timeout",
+    ("builtins", "ConnectionError"): "connection",
+    ("socket", "gaierror"): "connection",
+    ("socket", "herror"): "connection",
+    ("http", "HTTPException"): "connection",  # IncompleteRead, RemoteDisconnected, BadStatusLine
+    ("aiohttp", "ServerTimeoutError"): "timeout",
+    ("aiohttp", "ClientConnectionError"): "connection",  # ServerDisconnected, ClientOSError, ClientConnectorError
+    ("aiohttp", "ClientPayloadError"): "connection",  # the body cut short
+    ("botocore", "ConnectTimeoutError"): "timeout",
+    ("botocore", "ReadTimeoutError"): "timeout",
+    ("botocore", "ConnectionError"): "connection",  # EndpointConnectionError, ProxyConnectionError, ...
+    ("botocore", "HTTPClientError"): "connection",  # ConnectionClosedError, ResponseStreamingError
+    ("botocore", "IncompleteReadError"): "connection",
+    ("urllib3", "NewConnectionError"): "connection",
+    ("urllib3", "ProtocolError"): "connection",
+    ("urllib3", "TimeoutError"): "timeout",
+}
+
+
+def network_error(exc: BaseException) -> tuple[str, BaseException] | None:
+    """The kind of network failure `exc` is ("connection" or "timeout": `NETWORK_ERRORS`) and the
+    exception of its chain that says so, or None when it is not the network failing."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for cls in type(seen).__mro__:
+            kind = NETWORK_ERRORS.get(((cls.__module__ or "").partition(".")[0], cls.__name__))
+            if kind is not None:
+                return kind, seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _classify(exc: BaseException) -> tuple[str, int | str] | None:
@@ -108,7 +154,13 @@ def _classify(exc: BaseException) -> tuple[str, int | str] | None:
         num = errno.EACCES
     elif isinstance(exc, FileNotFoundError):
         num = errno.ENOENT
-    return ("os", num) if isinstance(num, int) else None
+    oskey: tuple[str, int | str] | None = ("os", num) if isinstance(num, int) else None
+    if oskey is not None and oskey in ERROR_TABLE and ERROR_TABLE[oskey][0] is TransientError:
+        return oskey  # its own words ("network error: connection refused", "... connection reset", ...)
+    net = network_error(exc)
+    if net is not None:  # the network failing is never the destination refusing nor the file's fault
+        return ("net", net[0])
+    return oskey
 
 
 def translate(tier: str, op: str, path: str, exc: BaseException) -> AcqdError:
@@ -118,5 +170,8 @@ def translate(tier: str, op: str, path: str, exc: BaseException) -> AcqdError:
     key = _classify(exc)
     if key is not None and key in ERROR_TABLE:
         cls, what = ERROR_TABLE[key]
+        net = network_error(exc) if key[0] == "net" else None
+        if net is not None:  # which library said what: the endpoint, the reset, the timeout
+            what = f"{what}: {type(net[1]).__name__}: {net[1]}"
         return cls(f"tier {tier}: {op} {path}: {what}")
     return TransientError(f"tier {tier}: {op} {path}: {type(exc).__name__}: {exc}")
