@@ -15,6 +15,7 @@ from acqd.errors import NameTakenError, PermanentError, TransientError
 from acqd.storage import ConflictError, DestinationError, open_tier, translate
 from acqd.storage.s3 import META_CHECKSUM, S3Tier
 from acqd.storage.sftp import SftpTier
+from tests.conftest import journal_states, run_acqd, write_config
 from tests.servers import SeaweedS3, Sshd
 
 MiB = 2**20
@@ -209,3 +210,72 @@ def test_s3_read_back_is_checked_against_the_metadata(s3: tuple[S3Tier, str], s3
     with tier.open_read("i/f") as f, pytest.raises(VerifyError, match="acqd checksum metadata"):
         while f.read(30_000):
             pass
+
+
+def _folders(s3_server: SeaweedS3, bucket: str, prefix: str) -> list[str]:
+    """What a listing shows directly below `prefix` (keys and folders), as any S3 client sees it."""
+    page = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")  # type: ignore[attr-defined]
+    return sorted([o["Key"] for o in page.get("Contents", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])])
+
+
+def test_s3_folder_placeholders_are_not_data(s3: tuple[S3Tier, str], s3_server: SeaweedS3) -> None:
+    """A prefix holding only folders is empty: the empty folder SeaweedFS keeps once its last object
+    is deleted (listed as a "directory"), and a zero-byte "folder/" marker key (a console's "create
+    folder"). `has_objects` counted them as data, so `acqd run` refused the instrument's prefix as
+    another journal's (exit 78) after an `acqd check` had left such a folder."""
+    tier, bucket = s3
+    c = s3_server.client()
+    c.put_object(Bucket=bucket, Key="central/inst1/s/f", Body=b"x")  # type: ignore[attr-defined]
+    c.delete_object(Bucket=bucket, Key="central/inst1/s/f")  # type: ignore[attr-defined]
+    c.put_object(Bucket=bucket, Key="central/inst2/", Body=b"")  # type: ignore[attr-defined]
+    c.put_object(Bucket=bucket, Key="central/inst2/s/", Body=b"")  # type: ignore[attr-defined]
+    assert _folders(s3_server, bucket, "central/") == ["central/inst1/", "central/inst2/"]  # the server keeps both
+    for inst in ("inst1", "inst2"):
+        assert not tier.has_objects(inst), inst
+        assert tier.find(inst) == [], inst
+    c.put_object(Bucket=bucket, Key="central/inst2/s/f", Body=b"")  # type: ignore[attr-defined]
+    assert tier.has_objects("inst2")  # a zero-byte object is data
+    assert tier.find("inst2") == ["inst2/s/f"]
+
+
+def test_s3_check_probe_leaves_nothing_behind(s3: tuple[S3Tier, str], s3_server: SeaweedS3) -> None:
+    """`acqd check`'s write probe removes the folders its object made (SeaweedFS keeps them), and
+    never a folder that holds something or an operator's own folder marker."""
+    tier, bucket = s3
+    tier.probe("inst")
+    assert _folders(s3_server, bucket, "") == []
+    assert not tier.has_objects("inst")
+    c = s3_server.client()
+    c.put_object(Bucket=bucket, Key="central/other/f", Body=b"keep")  # type: ignore[attr-defined]
+    c.put_object(Bucket=bucket, Key="central/mine/", Body=b"")  # type: ignore[attr-defined]
+    tier.probe("inst")
+    tier.probe("mine")
+    assert _folders(s3_server, bucket, "central/") == ["central/mine/", "central/other/"]
+    assert [o["Key"] for o in c.list_objects_v2(Bucket=bucket)["Contents"]] == ["central/mine/", "central/other/f"]  # type: ignore[attr-defined]
+
+
+def test_s3_run_after_check_on_a_fresh_prefix_starts(s3_server: SeaweedS3, tmp_path: Path) -> None:
+    """The tester's run: `acqd check` (with its write probe) on a fresh bucket, then the first
+    `acqd run`. It refused with exit 78, "already holds data of instrument ... that this journal does
+    not know": the folder the probe left behind."""
+    bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+    watch, state = tmp_path / "acq", tmp_path / "state"
+    watch.mkdir()
+    (watch / "f.raw").write_bytes(os.urandom(1000))
+    opts = ", ".join(f"{k}: {v}" for k, v in s3_server.options().items())
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.2s}}
+tiers:
+  central: {{url: "s3://{bucket}/facility", options: {{{opts}}}}}
+""",
+    )
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_acqd("run", "--config", str(cfg), "--once")
+    assert r.returncode == 0, r.stderr
+    assert journal_states(state) == {"f.raw": "verified"}

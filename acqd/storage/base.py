@@ -142,6 +142,16 @@ def _changed_mark(info: dict[str, Any]) -> str | None:
     return None
 
 
+def is_placeholder(name: str, info: dict[str, Any]) -> bool:
+    """Whether a listing's entry is a folder, not an object: what fsspec reports as a "directory"
+    (an S3 common prefix; an empty folder SeaweedFS keeps after its last object is deleted, or that a
+    write below it made), or a zero-byte key ending in "/" (the marker a console's "create folder" or
+    some servers write). Neither is data anybody stored."""
+    if info.get("type") == "directory":
+        return True
+    return (name.endswith("/") or str(info.get("Key", "")).endswith("/")) and int(info.get("size") or 0) == 0
+
+
 class Tier:
     """A named storage tier on an fsspec filesystem. Blocking: call from the I/O executor."""
 
@@ -313,9 +323,13 @@ class Tier:
         """`acqd check`: write a small object below `under`, read it back and delete it, and the
         folders that made (`_folders_undone`). Its name is a temporary name (hidden, `.~acqd-tmp.`:
         acqd.naming), which no source file's stored copy ever has."""
-        rel = temp_name(f"{under}/acqd-check-{os.getpid()}" if under else f"acqd-check-{os.getpid()}")
+        rel = self._probe_name(under)
         with self._folders_undone(rel):
             self._probe(rel)
+
+    @staticmethod
+    def _probe_name(under: str) -> str:
+        return temp_name(f"{under}/acqd-check-{os.getpid()}" if under else f"acqd-check-{os.getpid()}")
 
     def _probe(self, rel: str) -> None:
         data = b"acqd check probe " + os.urandom(16).hex().encode()
@@ -864,8 +878,11 @@ class Tier:
                         return True
                 return False
             fs = self._looking()
-            return bool(fs.exists(path)) and any(
-                not is_temp(p.rpartition("/")[2]) and f"/{HOLDS}/" not in p for p in fs.find(path)
+            if not fs.exists(path):
+                return False
+            return any(
+                not is_placeholder(p, info) and not is_temp(p.rpartition("/")[2]) and f"/{HOLDS}/" not in p
+                for p, info in fs.find(path, detail=True).items()
             )
 
     def find(self, rel: str = "") -> list[str]:
@@ -878,7 +895,7 @@ class Tier:
             found = fs.find(base, detail=True)
         cut = len(self.root) + 1 if self.root else 0
         # object stores may list folder markers (or the root itself): only objects count
-        return sorted(p[cut:] for p, info in found.items() if info.get("type") != "directory" and p[cut:])
+        return sorted(p[cut:] for p, info in found.items() if not is_placeholder(p, info) and p[cut:])
 
 
 class ReaderBase:

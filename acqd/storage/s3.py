@@ -276,6 +276,43 @@ class S3Tier(Tier):
             f"tier {self.name}: {self.url(rel)} already holds another object, written {who}; acqd does not replace it"
         )
 
+    # -- `acqd check` -------------------------------------------------------------------------
+    def probe(self, under: str) -> None:
+        """`acqd check`: write a small object below `under`, read it back and delete it (Tier.probe),
+        then remove the folders that write left. Some servers (SeaweedFS) keep a folder once its last
+        object is deleted, and list it: the instrument's prefix would then seem to hold data, and the
+        first `acqd run` after a check would refuse it as another journal's."""
+        rel = self._probe_name(under)
+        bucket, key = self._split(self.path(rel))
+        parts = key.split("/")[:-1]
+        folders = ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]  # deepest first
+        with self._edge("list", under):
+            empty = [f for f in folders if not self._holds_keys(bucket, f)]  # only these may be removed
+        try:
+            self._probe(rel)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the probe's own error is what check reports
+                self._remove_empty(bucket, empty)
+            raise
+        with self._edge("clean", under):
+            self._remove_empty(bucket, empty)
+
+    def _remove_empty(self, bucket: str, folders: list[str]) -> None:
+        """Remove `folders` (deepest first) while each holds no key."""
+        for folder in folders:
+            if self._holds_keys(bucket, folder):  # something came in meanwhile (a running daemon)
+                break
+            # an empty folder's name as a key: deleting it removes that empty folder on a server that
+            # keeps one, never anything in it, and is a no-op on one that keeps none
+            self._call("delete_object", Bucket=bucket, Key=f"{folder}/")
+        self.fs.invalidate_cache()
+
+    def _holds_keys(self, bucket: str, folder: str) -> bool:
+        """Whether any key lies below `folder/` (its own "folder/" marker key included: a folder an
+        operator made is theirs). One short listing, whatever the folder holds."""
+        page = self._call("list_objects_v2", Bucket=bucket, Prefix=f"{folder}/", MaxKeys=1)
+        return bool(page.get("Contents"))
+
     # -- trees (a Zarr store is a prefix of objects) -----------------------------------------
     def commit_tree(self, rel: str) -> None:
         """Copy the temporary prefix to the final one, root metadata last, then drop the temporary.
