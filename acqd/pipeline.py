@@ -473,6 +473,16 @@ def _still_there(root: str, rel: str, expected: Identity) -> bool:
     return st is not None and stat.S_ISREG(st.st_mode) and identity_of(st).same_file_as(expected)
 
 
+def _same_inode(path: str, expected: Identity) -> bool:
+    """Blocking. Whether the file under `path` is the very file (device and inode) a release began on,
+    whatever its content, size and times are now."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_ino == expected.inode and expected.device in (0, st.st_dev)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -925,7 +935,12 @@ class Pipeline:
                 await self._quarantine(
                     row, "released while its stored copy was found bad: restore it from another copy or a backup"
                 )
-            else:  # unlinked (a file now under that name is a new one, shipped as a new version)
+            elif await self._io(_same_inode, path, row.identity):  # not unlinked: changed in place meanwhile
+                why = "changed while its release was interrupted: not removed (kept; shipped as a new version)"
+                await self._j(self.journal.end_release, row.id)
+                await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+                log.info("%r %s", row.relpath, why)
+            else:  # unlinked (a file now under that name would be a new one, shipped as a new version)
                 row = await self._j(
                     self.journal.mark, row.id, State.RELEASED, "release finished after a restart", path=path
                 )
@@ -1557,6 +1572,17 @@ class Pipeline:
                 await self._recheck_all()
             return
         if current.size == 0 and not c.release_only:
+            if await self._being_written(c):  # created, not written yet (a writer waiting for its first
+                # frame): no damaged file, and quarantining it fed the alert for files written normally
+                now = self.mono()
+                said = _remember(self._awaited, c.key, c.row.id)
+                log.log(
+                    logging.DEBUG if said else logging.INFO,
+                    "%r is empty and a process has it open for writing: waiting for it",
+                    c.rel,
+                )
+                self._schedule(replace(c, check_at=now + c.ctx.window, since=now, settled=False))
+                return
             await self._quarantine(c.row, "zero-byte file (re-examined if it grows)")
             return
         c.stable, c.reason = current, why

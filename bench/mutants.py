@@ -2391,6 +2391,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if False:\n                # published by this file before a crash",
         ("tests/test_names.py::test_a_crash_between_publish_and_journal_then_a_change_replaces_the_own_copy",),
     ),
+    Mutant(
+        "empty-open-file-quarantined",
+        "an empty file a writer holds open (its first frame still to come) is quarantined as a zero-byte file",
+        "acqd/pipeline.py",
+        "            if await self._being_written(c):  # created, not written yet",
+        "            if False:  # created, not written yet",
+        ("tests/test_release.py::test_an_empty_file_a_writer_holds_open_is_waited_for_not_quarantined",),
+    ),
+    Mutant(
+        "interrupted-release-said-done",
+        "a file changed in place while its release was interrupted is recorded and said removed at the restart",
+        "acqd/pipeline.py",
+        "            elif await self._io(_same_inode, path, row.identity):",
+        "            elif False:",
+        ("tests/test_release.py::test_a_file_changed_in_place_while_its_release_was_interrupted_is_not_said_removed",),
+    ),
 )
 
 

@@ -421,6 +421,56 @@ def test_stored_copy_deleted_while_a_release_is_pending_at_restart_is_shipped_ag
     assert "copy_lost 'sess/f.raw'" in r.stderr
 
 
+@pytest.mark.slow
+def test_a_file_changed_in_place_while_its_release_was_interrupted_is_not_said_removed(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Killed with a release begun and nothing unlinked; the file then changed in place (its mtime put
+    back) before the restart. The restart said "released ...: removed from the acquisition disk" and
+    recorded it, while the file was there, kept and shipped as a new version (an adversarial run)."""
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    target, data = watch / "sess" / "log.dat", os.urandom(80_000)
+    target.write_bytes(data)
+    cfg = config(tmp_path, watch, dest, state)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="before_release"))
+    assert r.returncode == -9, r.stderr
+    st = target.stat()
+    with open(target, "r+b") as f:  # changed in place, its size and mtime kept
+        f.seek(100)
+        f.write(os.urandom(8))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed = target.read_bytes()
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "30s")
+    assert r.returncode == 0, r.stderr
+    assert "removed from the acquisition disk (" + str(target) + ") (interrupted" not in r.stderr, r.stderr
+    assert "changed while its release was interrupted: not removed" in r.stderr, r.stderr
+    assert sorted(stored(dest).values()) == sorted([data, changed])  # both contents stored
+    assert [(row[3], row[1]) for row in journal_rows(state)] == [(1, "verified"), (2, "released")]
+    assert not target.exists()  # the new version, verified, released
+
+
+def test_an_empty_file_a_writer_holds_open_is_waited_for_not_quarantined(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A camera creates its file and writes the first frame later: an empty file open for writing was
+    quarantined as a "zero-byte file" (the alert fed for files written normally). It is waited for."""
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    target, data = watch / "sess" / "later.raw", os.urandom(5000)
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state)))
+    try:
+        with open(target, "wb") as f:
+            wait_for(lambda: "is empty and a process has it open for writing" in d.stderr(), 60, "the wait", d, state)
+            f.write(data)
+        wait_for(lambda: journal_states(state).get("sess/later.raw") == "released", 60, "the release", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "quarantined" not in err, err
+    assert list(stored(dest).values()) == [data]
+
+
 def _overwrite_in_place(path: Path, at: int = 1000) -> None:
     """Bytes of a stored file changed, its size kept (a tool, a person, a bad disk's rewrite)."""
     time.sleep(0.02)  # past the filesystem's timestamp tick: the write moves its modification time
