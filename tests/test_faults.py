@@ -154,11 +154,13 @@ def test_really_full_destination_keeps_everything_and_resumes(site: Site) -> Non
         assert r.returncode == 1, r.stderr
         assert "no space left" in r.stderr
         states = journal_states(site.state)
-        done = {k for k, v in states.items() if v == "released"}
+        # verified (under load the 3 s may end before a release: its manifest's write comes first)
+        done = {k for k, v in states.items() if v in ("verified", "released")}
+        released = {k for k, v in states.items() if v == "released"}
         assert 0 < len(done) < len(files)
         stored = site.stored()
         assert set(stored) == done and all(stored[k] == files[k] for k in done), "a partial copy under a final name"
-        assert sorted(tree(site.watch)) == sorted(set(files) - done), "an unverified file was released"
+        assert sorted(tree(site.watch)) == sorted(set(files) - released), "an unverified file was released"
         assert site.no_temporaries(), "a failed write left its temporary on the full disk"
         subprocess.run(["mount", "-o", "remount,size=64m", str(site.dest)], check=True)
         r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s")
