@@ -768,14 +768,17 @@ class Journal:
             self._audit(file_id, "retry", reason=reason)
             return int(db.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0])
 
-    def begin_publish(self, file_id: int, tier: str, dest: str) -> None:
+    def begin_publish(self, file_id: int, tier: str, dest: str) -> bool:
         """About to publish a copy under `dest`: if a crash comes between its publication and its record
         (`record_stored`, which ends this), the journal knows whose object is there (a copy of the
         file's earlier content, if it changed meanwhile: replaced, not taken for somebody else's), and
-        whose part of a tree an object store's copy, cut short, is."""
+        whose part of a tree an object store's copy, cut short, is. Returns whether an earlier attempt
+        of this file had noted it already (its end unknown: a crash may have come after the rename)."""
+        noted = self.publishing_owner(tier, dest) == file_id
         if not self.begin_publish_many(tier, [(file_id, dest)])[0]:
             r = self.publishing_owner(tier, dest)
             raise JournalError(f"{tier}:{dest} is being published for journal row {r}, not {file_id}")
+        return noted
 
     def begin_publish_many(self, tier: str, items: list[tuple[int, str]]) -> list[bool]:
         """`begin_publish` for many copies in one transaction: False where `dest` is being published

@@ -2144,8 +2144,7 @@ class Pipeline:
             adopted = False
             # noted by an earlier attempt whose end is unknown (a crash): an object under the name may be
             # this file's own copy (`_take_over`); then noted for this one
-            noted = await self._j(self.journal.publishing_owner, tier.name, dest) == row.id
-            await self._j(self.journal.begin_publish, row.id, tier.name, dest)
+            noted = await self._j(self.journal.begin_publish, row.id, tier.name, dest)
             streamed = None
             checked_as_written = False  # a streamed copy whose frames were decoded as they were written
             if follow is not None:
