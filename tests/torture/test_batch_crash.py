@@ -122,53 +122,64 @@ limits: {{concurrent_files: 1, io_threads: 2, retry_initial: 50ms, retry_max: 50
         return objects
 
 
+def kill_once(b: Batches, point: str, hit: int, before: set[str]) -> tuple[str, set[str]]:
+    """One round killed at `point`'s `hit`: what must hold at any instant is checked (b.problems); returns
+    why the kill was not inside one batch ("" if it was) and the copies left published, unrecorded."""
+    b.feed()
+    # every start writes its claim first (acqd.claims), through the same two points as a file
+    at = hit + 1 if point in ("after_temp_write", "after_rename") else hit
+    env = dict(os.environ, ACQD_CRASH_AT=f"{point}:{at}")
+    proc = subprocess.run(b.cmd(), env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, f"{point}:{hit} not reached: {proc.stderr[-2000:]}"
+    objects = b.check()
+    recorded = {r for (r,) in b.journal("SELECT relpath FROM files WHERE state IN ('stored', 'verified', 'released')")}
+    unrecorded = {rel for rel in objects if rel not in recorded}
+    # counted by name: a run may first take over (record) copies an earlier kill left unrecorded
+    new = len(unrecorded - before)
+    # killed between two renames of one batch: copies published that no journal entry records yet,
+    # which the one-file path (one worker here) never leaves more than one of
+    if point == "after_temp_write" and new != hit - 1:
+        return f"not killed inside a batch: {new} new", unrecorded
+    if point == "after_rename" and new != hit:
+        return f"not killed inside a batch: {new} new", unrecorded
+    # a batch's releases go step by step for all its files (each step's checks for every file, then
+    # the intents, then the unlinks): one by one, never more than one would be begun or unlinked
+    begun = b.journal("SELECT COUNT(*) FROM releasing")[0][0]
+    if point == "during_release":
+        states = dict(b.journal("SELECT relpath, state FROM files"))
+        aside = len(list(b.acq.rglob(".~acqd-release.*")))  # moved aside, its unlink still to come
+        gone = [r for r in b.expected if not (b.acq / r).exists() and states.get(r) != "released"]
+        # a batch's files are all moved aside, then one writers' scan, then the unlinks: killed
+        # with some unlinked and not recorded, and more of the batch aside (a batch's verified
+        # files may reach their release in more than one group: counted from the kill)
+        unlinked = len(gone) - aside
+        if not (unlinked >= 1 and aside >= 1):
+            return f"not killed inside a batch's unlinks: {unlinked} unlinked, {aside} aside", unrecorded
+    if point == "before_release" and begun < 2:
+        return f"not killed inside a batch's releases: {begun} begun", unrecorded
+    return "", unrecorded
+
+
 def test_kill_in_the_middle_of_a_batch(tmp_path: Path) -> None:
     b = Batches(tmp_path)
     before: set[str] = set()  # copies under final names the journal does not record yet
     for point, hit in KILLS:
-        if point in EXACT:
-            # the copies an earlier kill left are settled first (a clean run, its recovery checked),
-            # so that this run's files are one folder, admitted at once: one batch. Left to the run
-            # that is killed, a load-dependent share of them could form a batch of its own ahead of
-            # the new round (seen in CI: 9 copies published where 11 were counted)
-            b.settle_all()
-            before = set()
-        b.feed()
-        # every start writes its claim first (acqd.claims), through the same two points as a file
-        at = hit + 1 if point in ("after_temp_write", "after_rename") else hit
-        env = dict(os.environ, ACQD_CRASH_AT=f"{point}:{at}")
-        proc = subprocess.run(b.cmd(), env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == -signal.SIGKILL, f"{point}:{hit} not reached: {proc.stderr[-2000:]}"
-        objects = b.check()
-        recorded = {
-            r for (r,) in b.journal("SELECT relpath FROM files WHERE state IN ('stored', 'verified', 'released')")
-        }
-        unrecorded = {rel for rel in objects if rel not in recorded}
-        # counted by name: a run may first take over (record) copies an earlier kill left unrecorded
-        new = len(unrecorded - before)
-        # killed between two renames of one batch: copies published that no journal entry records yet,
-        # which the one-file path (one worker here) never leaves more than one of
-        if point == "after_temp_write":
-            assert new == hit - 1, f"not killed inside a batch: {new} new"
-        if point == "after_rename":
-            assert new == hit, f"not killed inside a batch: {new} new"
-        # a batch's releases go step by step for all its files (each step's checks for every file, then
-        # the intents, then the unlinks): one by one, never more than one would be begun or unlinked
-        begun = b.journal("SELECT COUNT(*) FROM releasing")[0][0]
-        if point == "during_release":
-            states = dict(b.journal("SELECT relpath, state FROM files"))
-            aside = len(list(b.acq.rglob(".~acqd-release.*")))  # moved aside, its unlink still to come
-            gone = [r for r in b.expected if not (b.acq / r).exists() and states.get(r) != "released"]
-            # a batch's files are all moved aside, then one writers' scan, then the unlinks: killed
-            # with some unlinked and not recorded, and more of the batch aside (a batch's verified
-            # files may reach their release in more than one group: counted from the kill)
-            unlinked = len(gone) - aside
-            assert unlinked >= 1 and aside >= 1, (
-                f"not killed inside a batch's unlinks: {unlinked} unlinked, {aside} aside"
-            )
-        if point == "before_release":
-            assert begun >= 2, f"not killed inside a batch's releases: {begun} begun"
-        before = unrecorded
+        # a kill proves its point only if it landed inside one batch; under load the files a round
+        # admits at once can still reach a step in smaller groups (seen in CI: a release group of one),
+        # so such a round is settled and done again: what must hold at every kill is checked each time
+        missed = ""
+        for _attempt in range(3):
+            if point in EXACT or missed:
+                # the copies an earlier kill left are settled first (a clean run, its recovery checked),
+                # so that this run's files are one folder, admitted at once: one batch. Left to the run
+                # that is killed, a load-dependent share of them could form a batch of its own ahead of
+                # the new round (seen in CI: 9 copies published where 11 were counted)
+                b.settle_all()
+                before = set()
+            missed, before = kill_once(b, point, hit, before)
+            if not missed:
+                break
+        assert not missed, f"{point}:{hit} {missed} (three rounds)"
     assert b.problems == []
     done = subprocess.run([*b.cmd(), "--once", "--retry-for", "60s"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
