@@ -130,6 +130,49 @@ def test_s3_options_are_checked(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("s3fs", "said"),
+    [
+        ({"anno": True}, "unknown s3fs argument 'anno'"),
+        ({"client_kwargs": {"regin_name": "x"}}, "unknown botocore client argument 'regin_name'"),
+        ({"config_kwargs": {"retrys": 1}}, "unknown botocore Config option 'retrys'"),
+        ({"config_kwargs": {"retries": {"mode": "fast"}}}, "config_kwargs: Invalid value"),
+        ({"config_kwargs": 3}, "config_kwargs: a mapping"),
+        ({"secret": "x"}, r"s3fs\.secret: secrets never go in acqd\.yaml"),
+        ({"password": "x"}, r"s3fs\.password: secrets never go in acqd\.yaml"),
+        ({"client_kwargs": {"aws_secret_access_key": "x"}}, r"aws_secret_access_key: secrets never go"),
+        ({"loop": None}, "set by acqd itself"),
+        (["anon"], "a mapping of s3fs"),
+    ],
+)
+def test_s3fs_passthrough_is_checked_before_anything_connects(s3fs: object, said: str) -> None:
+    """s3fs takes unknown arguments silently and botocore refuses a bad one only at the first request,
+    where it looked like a failing server, retried for ever: every one is a configuration error."""
+    with pytest.raises(PermanentError, match=said):
+        open_tier("c", "s3://b/p", {"endpoint_url": "http://127.0.0.1:9", "s3fs": s3fs})
+
+
+def test_good_s3fs_passthrough_reaches_s3fs() -> None:
+    t = open_tier(
+        "c",
+        "s3://b/p",
+        {
+            "endpoint_url": "http://127.0.0.1:9",
+            "s3fs": {
+                "anon": True,
+                "client_kwargs": {"region_name": "x"},
+                "config_kwargs": {"retries": {"max_attempts": 1}},
+            },
+        },
+    )
+    fs = t.fs  # type: ignore[attr-defined]
+    assert (
+        fs.anon is True
+        and fs.client_kwargs["region_name"] == "x"
+        and fs.config_kwargs["retries"] == {"max_attempts": 1}
+    )
+
+
 def test_sftp_host_keys_are_checked(sshd_server: Sshd, tmp_path: Path) -> None:
     wrong = tmp_path / "known_hosts"
     os.system(f"ssh-keygen -q -t ed25519 -N '' -f {tmp_path / 'other'}")

@@ -26,6 +26,7 @@ import asyncio
 import configparser
 import contextlib
 import errno
+import inspect
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any, BinaryIO
@@ -81,6 +82,70 @@ def read_credentials(path: str, profile: str) -> dict[str, str]:
     return out
 
 
+#: what acqd sets itself on every S3FileSystem (its own event loop, no instance cache, one session)
+S3FS_RESERVED = ("asynchronous", "loop", "session", "skip_instance_cache")
+#: s3fs's secrets by other names (s3fs takes `username`/`password` for key and secret)
+S3FS_SECRETS = ("key", "secret", "token", "username", "password")
+#: the keyword arguments fsspec's base classes take beside s3fs's own
+FSSPEC_OPTIONS = ("use_listings_cache", "listings_expiry_time", "max_paths", "batch_size")
+
+
+def s3fs_options(tier: str, raw: Any) -> dict[str, Any]:
+    """`options.s3fs`, passed to s3fs.S3FileSystem, checked before anything connects: a mapping whose
+    keys s3fs, botocore's client (`client_kwargs`) and botocore's Config (`config_kwargs`) know, and no
+    secret. s3fs takes unknown keys silently and botocore refuses them only on the first request,
+    where they would look like a failing server: a typo is said at start instead."""
+    import botocore.config
+    import botocore.exceptions
+    import botocore.session
+
+    where = f"tier {tier}: options.s3fs"
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PermanentError(f"{where}: a mapping of s3fs.S3FileSystem arguments, not {type(raw).__name__}")
+    own = [p for p in inspect.signature(s3fs.S3FileSystem.__init__).parameters if p not in ("self", "kwargs")]
+    known = sorted({*own, *FSSPEC_OPTIONS} - {*S3FS_RESERVED, *S3FS_SECRETS})
+    client = [
+        p
+        for p in inspect.signature(botocore.session.Session.create_client).parameters
+        if p not in ("self", "service_name", "config") and p not in SECRET_OPTIONS
+    ]
+    config = sorted(botocore.config.Config.OPTION_DEFAULTS)
+    for key, value in raw.items():
+        if key in S3FS_SECRETS:
+            raise PermanentError(
+                f"{where}.{key}: secrets never go in acqd.yaml; use options.credentials_file (AWS credentials "
+                "INI) or the AWS chain"
+            )
+        if key in S3FS_RESERVED:
+            raise PermanentError(f"{where}.{key}: set by acqd itself; remove it")
+        if key not in known:
+            raise PermanentError(f"{where}: unknown s3fs argument {key!r}; known: {', '.join(known)}")
+        if key in ("client_kwargs", "config_kwargs", "s3_additional_kwargs") and not isinstance(value, dict):
+            raise PermanentError(f"{where}.{key}: a mapping, not {type(value).__name__}")
+    for key in raw.get("client_kwargs") or {}:
+        if key in SECRET_OPTIONS:
+            raise PermanentError(
+                f"{where}.client_kwargs.{key}: secrets never go in acqd.yaml; use options.credentials_file "
+                "(AWS credentials INI) or the AWS chain"
+            )
+        if key not in client:
+            raise PermanentError(
+                f"{where}.client_kwargs: unknown botocore client argument {key!r}; known: {', '.join(client)}"
+            )
+    for key in raw.get("config_kwargs") or {}:
+        if key not in config:
+            raise PermanentError(
+                f"{where}.config_kwargs: unknown botocore Config option {key!r}; known: {', '.join(config)}"
+            )
+    try:
+        botocore.config.Config(**(raw.get("config_kwargs") or {}))
+    except (TypeError, ValueError, botocore.exceptions.BotoCoreError) as exc:
+        raise PermanentError(f"{where}.config_kwargs: {exc}") from None
+    return dict(raw)
+
+
 class S3Tier(Tier):
     backend = "s3"
     caches_listings = True
@@ -95,7 +160,7 @@ class S3Tier(Tier):
         self.part_size = max(_size(opts.get("part_size", "16MiB"), "part_size"), MIN_PART)
         self.concurrency = max(1, int(opts.get("concurrency", 4)))
         self.create_only = bool(opts.get("create_only", True))
-        kwargs: dict[str, Any] = dict(opts.get("s3fs") or {})
+        kwargs = s3fs_options(name, opts.get("s3fs"))
         profile = str(opts.get("profile", "default"))
         if "credentials_file" in opts:
             kwargs.update(read_credentials(str(opts["credentials_file"]), profile))
