@@ -15,6 +15,7 @@ When the code changes, a mutant whose snippet is no longer found fails loudly: r
     python -m bench mutants              every mutant (first the tests once without any: the baseline)
     python -m bench mutants --only ID    one (repeatable)
     python -m bench mutants --list       the list
+    python -m bench mutants --table      the latest recorded result of each, as RELIABILITY.md shows it
 """
 
 from __future__ import annotations
@@ -2563,6 +2564,26 @@ def _table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
+def _recorded_table() -> str:
+    """Every mutant of today's list with its latest recorded run (results file), in the list's order; a
+    mutant never run says so."""
+    runs = {m["id"]: m for m in json.loads(RESULTS.read_text()).get("mutants", [])} if RESULTS.exists() else {}
+    rows = [
+        "| mutant | what is taken away | tests that must catch it | result | seconds | commit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in MUTANTS:
+        tests = "<br>".join(f"`{t.removeprefix('tests/')}`" for t in m.tests)
+        r = runs.get(m.id)
+        if r is None:
+            rows.append(f"| `{m.id}` | {m.description} | {tests} | **not run** | | |")
+        else:
+            rows.append(
+                f"| `{m.id}` | {m.description} | {tests} | **{r['result']}** | {r['seconds']:g} | `{r['commit']}` |"
+            )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench mutants", description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", action="append", metavar="ID", help="run this mutant only (repeatable)")
@@ -2570,8 +2591,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=900, help="seconds per mutant (default 900)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the tests first")
     ap.add_argument("--keep", action="store_true", help="keep the scratch copies (printed) for a post-mortem")
+    ap.add_argument(
+        "--table", action="store_true", help="print RELIABILITY.md's table from the results file (runs nothing)"
+    )
     args = ap.parse_args(argv)
     known = {m.id: m for m in MUTANTS}
+    if args.table:
+        print(_recorded_table())
+        return
     if args.list:
         for m in MUTANTS:
             print(f"{m.id:24} {m.description}\n{'':24} {m.file}; caught by: {', '.join(m.tests)}")
