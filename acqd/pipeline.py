@@ -1439,7 +1439,7 @@ class Pipeline:
                 await wait_set(self._tracker_wake, max(0.005, timeout))
                 continue
             looks = await self._io_early(lambda d=due: [self._look(c) for c in d])
-            writing = await self._written_now(looks)
+            writing = await self._written_now(looks, self._paused(due, looks))
             now = self.mono()
             for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
                 if self.candidates.get(c.key) is not c:  # not the same candidate after the await
@@ -1451,7 +1451,7 @@ class Pipeline:
                     # the settle window says when, not every frame a new version
                     fmt_ok = (entry.identity.device, entry.identity.inode) not in writing
                 try:
-                    await self._settle_one(c, entry, fmt_ok, marker, now, proved)
+                    await self._settle_one(c, entry, fmt_ok, marker, now, proved, writing)
                 except Exception as exc:
                     # one file's error must not lose the others of this round: they were taken off
                     # the heap, and a candidate off the heap is never looked at again (the scans
@@ -1471,10 +1471,18 @@ class Pipeline:
             await self._flush_batches()
 
     async def _settle_one(
-        self, c: Candidate, entry: Entry | None, fmt_ok: bool, marker: bool, now: float, proved: bool
+        self,
+        c: Candidate,
+        entry: Entry | None,
+        fmt_ok: bool,
+        marker: bool,
+        now: float,
+        proved: bool,
+        writing: Collection[tuple[int, int]] = (),
     ) -> None:
         """One look at a settling file. `fmt_ok`: its format proves it complete and no process here
-        writes it; `proved`: its format proves it complete (a writer or not)."""
+        writes it; `proved`: its format proves it complete (a writer or not); `writing`: the files of
+        this round a process here has open for writing (of those asked: `_paused`)."""
         fences = self._fenced.get(c.ctx.index)
         if fences is not None and any(fenced(c.rel, f) for f in fences[1]):  # a tier's folder moved in since
             self.candidates.pop(c.key, None)  # it was admitted: acqd's own copy, not shipped again
@@ -1503,16 +1511,18 @@ class Pipeline:
                 verdict is Verdict.COMPLETE
                 and not proved
                 and not marker
-                and c.key in self.follows
                 and now - c.since < STREAM_WRITER_PATIENCE
-                and await self._being_written(c)
+                and current is not None
+                and (current.device, current.inode) in writing
+                and (c.key in self.follows or self._streams_here(c.ctx, c.rel))
             ):
-                # a movie being streamed whose writer paused longer than the settle window, the file
-                # still open for writing here: the stream waits for more frames (or the close), rather
-                # than the part written so far being shipped and the stream begun again from frame 0;
-                # said once per version, and counted as waiting for its writer (`run --once` gives up
-                # on it after --retry-for)
-                verdict, why = Verdict.WAIT, "still open for writing, being streamed"
+                # a movie being streamed, or one that would be if a stream slot were free, whose writer
+                # paused longer than the settle window, the file still open for writing here: it waits
+                # for more frames (or the close), rather than the part written so far being shipped as
+                # a version of its own (and a stream begun again from frame 0); said once per version,
+                # and counted as waiting for its writer (`run --once` gives up on it after --retry-for)
+                following = "being streamed" if c.key in self.follows else "a movie written frame by frame"
+                verdict, why = Verdict.WAIT, f"still open for writing, {following}"
                 d = replace(d, verdict=verdict, reason=why, check_at=now + STREAM_WAIT)
                 said = _remember(self._awaited, c.key, c.row.id)
                 log.log(
@@ -3012,14 +3022,30 @@ class Pipeline:
         self.stats.quarantined += 1
         self._emit("quarantined", row, reason=reason)
 
-    async def _written_now(self, looks: list[tuple[Entry | None, bool, bool]]) -> Collection[tuple[int, int]]:
-        """Of the files whose format proves them complete at this look, those a process on this host
-        has open for writing: one scan of /proc for the whole round."""
+    def _paused(self, due: list[Candidate], looks: list[tuple[Entry | None, bool, bool]]) -> list[tuple[int, int]]:
+        """The files of a round that a writer's pause could complete by stillness, which `_settle_one`
+        waits for while a process here holds them open: movies that are or would be streamed, not
+        proved complete by their format nor by a marker, unchanged since the last look."""
+        out = []
+        for c, (e, fmt_ok, marker) in zip(due, looks, strict=True):
+            if fmt_ok or marker or e is None or e.identity is None or not e.identity.device:
+                continue
+            if c.settled or c.release_only or not e.identity.same_content_as(c.stable):
+                continue
+            if c.key in self.follows or self._streams_here(c.ctx, c.rel):
+                out.append((e.identity.device, e.identity.inode))
+        return out
+
+    async def _written_now(
+        self, looks: list[tuple[Entry | None, bool, bool]], paused: Collection[tuple[int, int]] = ()
+    ) -> Collection[tuple[int, int]]:
+        """Of the files whose format proves them complete at this look, and of the `paused` ones, those a
+        process on this host has open for writing: one scan of /proc for the whole round."""
         keys = [
             (e.identity.device, e.identity.inode)
             for e, fmt_ok, _ in looks
             if fmt_ok and e is not None and e.identity is not None and e.identity.device
-        ]
+        ] + list(paused)
         if not keys:
             return ()
         try:

@@ -2147,6 +2147,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_stream.py::test_a_writer_pausing_longer_than_the_settle_window_keeps_its_stream",),
     ),
     Mutant(
+        "unfollowed-stack-shipped-at-pause",
+        "a movie that would be streamed but is not followed (every stream slot taken) is shipped as a"
+        " version at each pause of its writer, the file still open",
+        "acqd/pipeline.py",
+        "                and (c.key in self.follows or self._streams_here(c.ctx, c.rel))\n            ):",
+        "                and c.key in self.follows\n            ):",
+        ("tests/test_stream.py::test_stacks_beyond_the_stream_slots_also_wait_for_their_paused_writers",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",

@@ -761,6 +761,54 @@ def test_a_writer_pausing_longer_than_the_settle_window_keeps_its_stream(tmp_pat
     stored_equals_source(tmp_path, state, dest, rel, target, cam)
 
 
+def test_stacks_beyond_the_stream_slots_also_wait_for_their_paused_writers(tmp_path: Path) -> None:
+    """More stacks written at once than `concurrent_files` (here 1): the one not followed, its writer
+    pausing longer than the settle window with the file open, shipped the part written so far as a
+    version of its own at every pause (a stranger's run, twentieth session: a plane every 20 s, one
+    version per plane). Every file that would be streamed waits for its paused writer the same way,
+    followed or not: one version each, the final file."""
+    cam = camera(tmp_path, "t-planes")
+    watch, dest, state, cfg = frames_config(tmp_path, "t-planes")
+    add_profiles(tmp_path)
+    cfg.write_text(cfg.read_text().replace("settle: 0.2s", "settle: 1s") + "limits: {concurrent_files: 1}\n")
+    (watch / "sess").mkdir()
+    d = Background("run", "-v", "--config", str(cfg))
+    wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
+    planes = tifffile.imread(io.BytesIO(cam.data))
+    targets = [watch / "sess" / f"stack{k}.tif" for k in range(3)]
+    errors: list[BaseException] = []
+
+    def write(target: Path) -> None:
+        try:
+            with open(target, "wb") as f, tifffile.TiffWriter(f) as tw:
+                for i, plane in enumerate(planes):
+                    time.sleep(3.0 if i == FRAMES // 2 else PAUSE)  # mid-stack: a pause past the 1 s window
+                    tw.write(plane, photometric="minisblack", contiguous=False, metadata=None)
+                    f.flush()
+        except BaseException as exc:  # pragma: no cover - said by the assertion below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=(t,)) for t in targets]
+    try:
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        assert errors == []
+        rels = [f"sess/{t.name}" for t in targets]
+        wait_for(
+            lambda: all(journal_states(state).get(r) == "verified" for r in rels), 90, "the stacks verified", d, state
+        )
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    rows = sorted(r for r in journal_rows(state) if r[0].startswith("sess/"))
+    assert rows == [(r, "verified", None, 1) for r in rels], rows  # one version each: nothing shipped at a pause
+    for t in targets:
+        [(_, name)] = [(k, v) for k, v in verified_copies(state).items() if k[0] == f"sess/{t.name}"]
+        assert np.array_equal(tifffile.imread(dest / name), tifffile.imread(t))
+
+
 def test_a_marker_file_completes_its_file_when_it_appears(tmp_path: Path) -> None:
     """A marker file ('{name}.done', ignored itself) written some time after its file was closed
     completes the file when it appears, not when the stillness window (here 10 minutes) ends: the
