@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import stat as stat_mod
 import threading
 import time
@@ -71,6 +72,7 @@ DRAIN_SECONDS = 30.0
 IO_EXIT_SECONDS = 15.0  # at a stop, after the drain: storage calls still blocked are left behind
 LISTEN_RETRY_SECONDS = 30.0  # a metrics port taken at start: tried again this often
 CATALOG_DRAIN_SECONDS = 10.0  # at a stop: the catalog's last records, if it is reachable
+QUARANTINE_COUNT_EVERY = 15  # seconds between counts of the quarantined files in the journal (a gauge)
 
 
 def load_profiles(config: Config) -> dict[str, DetectorProfile]:
@@ -1228,6 +1230,12 @@ class Daemon:
                     why = await loop.run_in_executor(io, p.journal.still_mine)
                     if why is not None:
                         p.halt(f"{why}; restart acqd (it refuses the destination until `acqd adopt`)", "journal")
+                if tick % QUARANTINE_COUNT_EVERY == 0:
+                    # counted in the journal: quarantines `acqd verify` (another process) records too
+                    try:
+                        self.metrics.quarantined(await loop.run_in_executor(p.jexec, p.journal.quarantined_count))
+                    except (sqlite3.Error, AcqdError) as exc:
+                        log.debug("quarantined files not counted: %s", exc)
             if tick % 60 == 59:
                 self.repeats.flush()  # errors still repeating: one line a minute with their count
             tick += 1

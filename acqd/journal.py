@@ -1154,6 +1154,11 @@ class Journal:
         rows = self._db.execute(f"SELECT {_FILE_COLS} FROM files WHERE {where} ORDER BY first_seen LIMIT ?", (limit,))
         return n, [_file_row(r) for r in rows]
 
+    def quarantined_count(self) -> int:
+        """How many files `quarantined` lists (whoever quarantined them: the daemon, `acqd verify`)."""
+        q = f"SELECT COUNT(*) FROM files WHERE state = 'quarantined' AND (current = 1 OR {_LOST_FOR_GOOD})"
+        return int(self._db.execute(q).fetchone()[0])
+
     def quarantined(self) -> list[tuple[FileRow, bool]]:
         """The quarantined files (current versions, and superseded ones whose copy was lost with their
         source: `copy_lost_for_good`), each with whether it is the path's current version."""

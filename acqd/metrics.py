@@ -95,6 +95,14 @@ class Metrics:
         )
         self.started.labels(instrument).set(time.time())
         self.backlog_files = Gauge("acqd_backlog_files", "Files found and not yet verified", i, registry=r)
+        # not set to 0 at start: the first count of the journal is its first value, so a restart with
+        # files still quarantined is no rise (AcqdQuarantines alerts on a rise)
+        self.quarantined_files = Gauge(
+            "acqd_quarantined_files",
+            "Files quarantined now, as the journal counts them (also those `acqd verify` quarantined)",
+            i,
+            registry=r,
+        )
         self.backlog_bytes = Gauge("acqd_backlog_bytes", "Bytes of files found and not yet verified", i, registry=r)
         self.oldest_pending = Gauge(
             "acqd_oldest_pending_age_seconds", "Age of the oldest file not yet verified (0 if none)", i, registry=r
@@ -338,6 +346,9 @@ class Metrics:
         for watch, (free, size) in disks.items():
             self.watch_free.labels(inst, watch).set(free)
             self.watch_size.labels(inst, watch).set(size)
+
+    def quarantined(self, n: int) -> None:
+        self.quarantined_files.labels(self.instrument).set(n)
 
     def pace(self, mode: str, slots: int, waiting: int, loads: dict[str, tuple[float | None, float]]) -> None:
         """The pacer's state: its mode (normal, backoff, filling), the ship slots, the files waiting

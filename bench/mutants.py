@@ -2156,6 +2156,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_stream.py::test_stacks_beyond_the_stream_slots_also_wait_for_their_paused_writers",),
     ),
     Mutant(
+        "verify-quarantine-uncounted",
+        "the daemon never counts the journal's quarantined files: a quarantine by `acqd verify` reaches no"
+        " metric and no alert",
+        "acqd/daemon.py",
+        "self.metrics.quarantined(await loop.run_in_executor(p.jexec, p.journal.quarantined_count))\n",
+        "self.metrics.quarantined(0)\n",
+        ("tests/test_service.py::test_a_quarantine_by_acqd_verify_reaches_the_running_daemons_gauge",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",

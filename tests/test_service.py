@@ -423,6 +423,39 @@ def test_mqtt_released_event_names_the_removed_file(
         d.kill()
 
 
+def test_a_quarantine_by_acqd_verify_reaches_the_running_daemons_gauge(
+    dirs: tuple[Path, Path, Path], files: dict[str, bytes], tmp_path: Path
+) -> None:
+    """`acqd verify` (a timer beside the daemon) finds a released file's only copy damaged and
+    quarantines the file in the journal; the daemon's own counter never sees it. The daemon counts the
+    journal's quarantined files into acqd_quarantined_files, which AcqdQuarantines also watches."""
+    watch, dest, state = dirs
+    mport = free_port()
+    cfg = service_config(tmp_path, watch, dest, state, metrics=mport, release=True)
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: sum(s == "released" for s in journal_states(state).values()) == 6, what="6 released")
+        wait_for(lambda: sample(scrape(mport), "acqd_quarantined_files") == 0, what="the gauge counted")
+        copy = dest / "scope" / "s1" / "f2.raw"
+        st = copy.stat()
+        with open(copy, "r+b") as f:  # one byte changed in place, its mtime put back
+            f.seek(100)
+            byte = f.read(1)
+            f.seek(100)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+        r = subprocess.run(
+            [sys.executable, "-m", "acqd", "verify", "--config", str(cfg)], capture_output=True, text=True, timeout=120
+        )
+        assert r.returncode == 1 and "s1/f2.raw" in r.stdout + r.stderr, r.stdout + r.stderr
+        assert journal_states(state)["s1/f2.raw"] == "quarantined"
+        wait_for(lambda: sample(scrape(mport), "acqd_quarantined_files") == 1, 60, "the gauge to count it")
+        assert sample(scrape(mport), "acqd_files_total", outcome="quarantined") == 0  # not the daemon's own
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+
+
 def test_mqtt_broker_away_at_start_is_logged_once(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     watch, dest, state = dirs
     cfg = service_config(tmp_path, watch, dest, state, metrics=free_port(), mqtt=free_port(), outbox=3)
