@@ -255,6 +255,29 @@ def require_mounted(tier: Tier) -> None:
         raise DestinationError(f"tier {tier.name}: {describe_unmounted(point)}")
 
 
+def not_ours(tier: Tier, journal_id: str, instrument: str, known: bool) -> str | None:
+    """Why a command beside the daemon (`acqd hold` writing its records) must not write to `tier` for
+    this journal, or None: the tier must be mounted, and hold this journal's claim, or no claim and
+    nothing of the instrument while the journal records no copy there (`known`: it does; a tier not
+    used yet). A folder swapped for an empty one (a share not mounted) or claimed by another journal is
+    left alone, as the daemon leaves it. Blocking; asks the tier only (any thread)."""
+    try:
+        require_mounted(tier)
+        there = read_claim(tier, instrument)
+    except AcqdError as exc:
+        return str(exc)
+    if there is None:
+        if known and not tier.has_objects(instrument):
+            return (
+                f"this journal has copies on it, but {tier.url(instrument)} holds nothing of instrument "
+                f"{instrument!r}, not even its claim (a network share not mounted?)"
+            )
+        return None
+    if there.journal_id != journal_id:
+        return f"{tier.url(instrument)} is claimed by another journal ({there.describe()})"
+    return None
+
+
 def unmade_parent(tier: Tier) -> str | None:
     """Why a local tier's folder must not be made: neither it nor the folder it would be made in
     exists (a mistyped path, or a share not mounted: `makedirs` would build the whole path on the

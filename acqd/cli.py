@@ -1454,7 +1454,7 @@ def _hold_records(j: Journal, cfg: Config | None, wait: float) -> None:
     import threading
     from collections.abc import Callable
 
-    from acqd import holdledger
+    from acqd import claims, holdledger
     from acqd.daemon import build_tiers
     from acqd.storage.base import Tier
 
@@ -1473,6 +1473,7 @@ def _hold_records(j: Journal, cfg: Config | None, wait: float) -> None:
         return
     problems: list[str] = []
     stuck: set[str] = set()
+    refused: set[str] = set()  # not this journal's tier now (acqd.claims.not_ours): left alone
 
     def each(step: Callable[[Tier], list[str]]) -> None:
         """`step` on every tier not stuck yet, at once, for at most `wait` seconds in all; the
@@ -1484,7 +1485,11 @@ def _hold_records(j: Journal, cfg: Config | None, wait: float) -> None:
             except Exception as exc:
                 problems.append(f"tier {t.name}: hold records: {exc}")
 
-        threads = {n: threading.Thread(target=run, args=(t,), daemon=True) for n, t in tiers.items() if n not in stuck}
+        threads = {
+            n: threading.Thread(target=run, args=(t,), daemon=True)
+            for n, t in tiers.items()
+            if n not in stuck and n not in refused
+        }
         for th in threads.values():
             th.start()
         deadline = time.monotonic() + wait
@@ -1501,9 +1506,19 @@ def _hold_records(j: Journal, cfg: Config | None, wait: float) -> None:
         got.update(recs)
         return more
 
+    known = {n: j.has_copies(n) for n in tiers}  # asked here: the journal is not the threads' to use
+
+    def ours(t: Tier) -> list[str]:
+        why = claims.not_ours(t, j.journal_id, cfg.instrument, known[t.name])
+        if why is None:
+            return []
+        refused.add(t.name)
+        return [f"tier {t.name}: {why}: hold records not written there"]
+
     try:
+        each(ours)
         each(read)
-        seen = {n: r for n, r in list(got.items()) if n not in stuck}
+        seen = {n: r for n, r in list(got.items()) if n not in stuck and n not in refused}
         holdledger.to_journal(j, seen, len(tiers))
         mine = holdledger.journal_holds(j)
         each(lambda t: holdledger.to_tiers(mine, [t], cfg.instrument, seen)[1])
@@ -1592,11 +1607,23 @@ def owner_page_cmd(
             tiers = build_tiers(cfg)
 
             async def records() -> None:  # the holds' records on the tiers (acqd.holdledger)
-                from acqd import holdledger
+                import logging
+
+                from acqd import claims, holdledger
+                from acqd.storage.base import Tier
 
                 # the tiers on threads of their own: a tier that does not answer must not hold the
                 # journal's one thread, which every page needs
                 loop, tl = asyncio.get_running_loop(), list(tiers.values())
+                known = {t.name: await loop.run_in_executor(jexec, j.has_copies, t.name) for t in tl}
+
+                def ours(t: Tier) -> bool:  # not a folder swapped in for the tier, nor another journal's
+                    why = claims.not_ours(t, j.journal_id, cfg.instrument, known[t.name])
+                    if why is not None:
+                        logging.getLogger("acqd").warning("tier %s: %s: hold records not written there", t.name, why)
+                    return why is None
+
+                tl = [t for t in tl if await loop.run_in_executor(tier_io, ours, t)]
                 seen, _ = await loop.run_in_executor(tier_io, holdledger.read_tiers, tl, cfg.instrument)
                 await loop.run_in_executor(jexec, holdledger.to_journal, j, seen, len(tl))
                 mine = await loop.run_in_executor(jexec, holdledger.journal_holds, j)

@@ -2165,6 +2165,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_service.py::test_a_quarantine_by_acqd_verify_reaches_the_running_daemons_gauge",),
     ),
     Mutant(
+        "hold-records-into-any-folder",
+        "`acqd hold` writes its records into a tier folder swapped for an empty one or claimed by another journal",
+        "acqd/cli.py",
+        "        each(ours)\n        each(read)\n",
+        "        each(read)\n",
+        ("tests/test_holdledger.py::test_hold_records_are_never_written_into_a_tier_folder_that_is_not_this_journals",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",

@@ -341,3 +341,48 @@ def test_hold_records_do_not_make_a_new_tier_look_like_another_daemons_data(tmp_
     r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
     assert r.returncode == 0, r.stderr
     assert any(p.endswith("movie.mrc") for p in tree(central)), r.stderr
+
+
+def test_hold_records_are_never_written_into_a_tier_folder_that_is_not_this_journals(tmp_path: Path) -> None:
+    """`acqd hold` wrote its records into a tier's folder swapped for an empty one (a share not
+    mounted: the records land on the local disk, the share never gets them) and into a folder another
+    journal claims; the daemon refuses both. The hold is in the journal all the same; the command
+    warns, names the tier and writes nothing there; once the right folder is back its records go there."""
+    from tests.conftest import run_acqd, tree, write_config
+
+    acq, central = tmp_path / "acq", tmp_path / "central"
+    (acq / "alice_0101").mkdir(parents=True)
+    (acq / "alice_0101" / "movie.mrc").write_bytes(os.urandom(20_000))
+    central.mkdir()
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"instrument: krios\nstate_dir: {tmp_path}/state\nwatch:\n  - {{path: {acq}}}\n"
+        f"tiers:\n  central: {{url: 'file://{central}'}}\n",
+    )
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
+    assert r.returncode == 0, r.stderr
+    central.rename(tmp_path / "share")
+    central.mkdir()  # the mount point, nothing mounted on it
+    r = run_acqd("hold", "alice_0101", "--until", "2099-01-01", "--reason", "paper", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "tier central" in r.stderr and "not even its claim" in r.stderr, r.stderr
+    assert not tree(central), "hold records written into the empty mount point"
+    r = run_acqd("hold", "--list", "--config", str(cfg))
+    assert "alice_0101" in r.stdout, r.stdout + r.stderr  # in force all the same
+    # another journal's claim there
+    central.rmdir()
+    (tmp_path / "share").rename(central)
+    claim = central / "krios" / "~acqd-claim.json"
+    doc = json.loads(claim.read_text())
+    claim.write_text(json.dumps({**doc, "journal_id": uuid.uuid4().hex}))
+    holds = central / "krios" / "~acqd-holds"
+    before = sorted(p.name for p in holds.iterdir()) if holds.exists() else []
+    r = run_acqd("hold", "alice_0101/movie.mrc", "--until", "2099-01-01", "--reason", "x", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "claimed by another journal" in r.stderr, r.stderr
+    assert (sorted(p.name for p in holds.iterdir()) if holds.exists() else []) == before
+    # its own claim back: the records of both holds are written
+    claim.write_text(json.dumps(doc))
+    r = run_acqd("hold", "--release", "alice_0101/movie.mrc", "--config", str(cfg))
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    assert len([p for p in holds.iterdir() if not p.name.endswith(".released.json")]) == 2
