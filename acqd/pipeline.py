@@ -188,6 +188,14 @@ class RootCtx:
     def layout_for(self, rel: str) -> Layout:
         return self.placed(rel).layout
 
+    def releases(self, rel: str) -> bool:
+        """Whether the file's placement releases it; False if its placement cannot be built (a policy
+        rule's codec its layout cannot store with: said when the file is shipped, which fails)."""
+        try:
+            return self.placed(rel).release
+        except AcqdError:
+            return False
+
     def placed(self, rel: str) -> Placed:
         if self.placer is not None:
             return self.placer(rel)
@@ -1347,7 +1355,7 @@ class Pipeline:
         if not fresh:
             return
         obs = [
-            Observation(SourceRef(ctx.root, e.relpath), e.identity, ctx.profile.name, ctx.placed(e.relpath).release)
+            Observation(SourceRef(ctx.root, e.relpath), e.identity, ctx.profile.name, ctx.releases(e.relpath))
             for e in fresh
             if e.identity is not None
         ]
@@ -1596,7 +1604,14 @@ class Pipeline:
             await self._quarantine(c.row, "zero-byte file (re-examined if it grows)")
             return
         c.stable, c.reason = current, why
-        batch = self._batch_key(c)  # may raise (a placer): before the file is in flight, not after
+        try:
+            batch = self._batch_key(c)  # may raise (a placer): before the file is in flight, not after
+        except AcqdError as exc:
+            # its placement cannot be built (a policy rule's codec its layout cannot store with): the
+            # file waits, retried as any failing file (a reload that mends the rule ships it; `run
+            # --once` gives up on it after --retry-for), every other file goes on
+            await self._retry(c, f"its placement cannot be built: {exc}", "placement")
+            return
         self.in_flight[c.key] = c
         await self._dispatch(c, batch)
 
@@ -1787,7 +1802,10 @@ class Pipeline:
         reader = ctx.profile.reader
         if not ctx.stream or reader not in STREAMED_READERS or not ctx.profile.is_frames(rel.rpartition("/")[2]):
             return False  # the cheap questions first: every file admitted is asked
-        placed = ctx.placed(rel)
+        try:
+            placed = ctx.placed(rel)
+        except AcqdError:  # its placement cannot be built: said when it is shipped (which fails)
+            return False
         return streamable(placed.layout, ctx.profile.reader, placed.tier)
 
     def _drop_follow(self, key: tuple[int, str]) -> None:

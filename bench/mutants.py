@@ -2173,6 +2173,25 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_holdledger.py::test_hold_records_are_never_written_into_a_tier_folder_that_is_not_this_journals",),
     ),
     Mutant(
+        "placement-error-stalls-admission",
+        "a file whose placement cannot be built (a policy rule's codec its layout cannot store with) ends"
+        " the scanner's round: nothing else is admitted, the scanner restarts for ever",
+        "acqd/pipeline.py",
+        "        try:\n            return self.placed(rel).release\n"
+        "        except AcqdError:\n            return False\n",
+        "        return self.placed(rel).release\n",
+        ("tests/test_frames.py::test_a_placement_codec_its_layout_cannot_store_is_a_config_error[policy]",),
+    ),
+    Mutant(
+        "placement-error-never-retried",
+        "a file whose placement cannot be built is looked at again for ever, never counted as failing:"
+        " `run --once` never ends",
+        "acqd/pipeline.py",
+        '            await self._retry(c, f"its placement cannot be built: {exc}", "placement")\n            return\n',
+        "            raise\n",
+        ("tests/test_frames.py::test_a_placement_codec_its_layout_cannot_store_is_a_config_error[policy]",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",

@@ -26,7 +26,7 @@ from acqd.config import Config
 from acqd.daemon import Daemon
 from acqd.journal import Journal
 from acqd.simulate import SimSpec, mrc_header, simulate
-from tests.conftest import journal_rows, run_acqd
+from tests.conftest import journal_rows, journal_states, run_acqd
 from tests.test_safeguards import audit
 
 PROFILES = {
@@ -467,6 +467,18 @@ def test_a_placement_codec_its_layout_cannot_store_is_a_config_error(tmp_path: P
     else:  # a warning: the rule's glob may match none of the root's files (a review: refused valid configs)
         assert r.returncode == 0 and "acqd: warning: " in r.stderr, r.stdout + r.stderr
         assert "codec 'lzw' cannot be used in the zarr layout" in r.stderr, r.stderr
+        # run anyway: the file the rule takes fails (named, kept), every other file of the round ships
+        # (a placer's error once ended the tracker's whole round: nothing shipped any more)
+        plane = np.arange(64 * 64, dtype="uint16").reshape(64, 64)
+        tifffile.imwrite(tmp_path / "acq" / "a.tif", plane)
+        tifffile.imwrite(tmp_path / "acq" / "b.tiff", plane)
+        cfg.write_text(
+            cfg.read_text().replace("detector: hamamatsu-orca\n", "detector: hamamatsu-orca\n    settle: 0.2s\n")
+        )
+        r = run_acqd("run", "--once", "--retry-for", "6s", "--config", str(cfg))
+        assert r.returncode == 1 and "a.tif" in r.stderr, r.stdout + r.stderr
+        assert journal_states(tmp_path / "s").get("b.tiff") == "verified", r.stderr
+        assert (tmp_path / "acq" / "a.tif").exists()
 
 
 async def test_a_file_quarantined_by_an_internal_error_is_tried_again_at_the_next_start(
