@@ -3050,7 +3050,12 @@ class Pipeline:
                 continue
             if c.settled or c.release_only or not e.identity.same_content_as(c.stable):
                 continue
-            if c.key in self.follows or self._streams_here(c.ctx, c.rel):
+            try:
+                streams = c.key in self.follows or self._streams_here(c.ctx, c.rel)
+            except Exception:  # outside the round's per-file guard: a bug here must not end the round
+                log.exception("looking at %r: cannot tell whether it streams", c.rel)
+                continue
+            if streams:
                 out.append((e.identity.device, e.identity.inode))
         return out
 
