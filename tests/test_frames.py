@@ -441,6 +441,7 @@ async def test_a_placement_in_the_other_frame_layout_takes_a_codec_that_fits_it(
         ("watch", "watch.0.placement: codec 'blosc' cannot be used in the tiff layout"),
         ("policy", "policy rule movies, for watch root"),
     ],
+    ids=["watch", "policy"],
 )
 def test_a_placement_codec_its_layout_cannot_store_is_a_config_error(tmp_path: Path, where: str, said: str) -> None:
     """Named by the placement itself (not the profile's): said by `acqd check` (an error for the watch
