@@ -32,3 +32,23 @@ def test_a_moved_snippet_fails_loudly() -> None:
     m = MUTANTS[0]
     with pytest.raises(SystemExit, match=f"mutant {m.id} no longer applies: snippet not found"):
         _apply("# the code moved\n", m)
+
+
+def test_every_parametrized_test_a_mutant_names_is_collected() -> None:
+    """A node id with a case (`test_x[policy]`) names one of the test's collected cases: a wrong case id
+    made the runner report "error" (no test ran), not caught."""
+    import subprocess
+    import sys
+
+    nodes = sorted({n for m in MUTANTS for n in m.tests if "[" in n})
+    files = sorted({n.partition("::")[0] for n in nodes})
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    collected = set(r.stdout.splitlines())
+    missing = [n for n in nodes if n not in collected]
+    assert nodes and not missing, f"not collected: {missing}\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
