@@ -25,12 +25,15 @@ from acqd.journal import Journal, journal_path
 from acqd.states import DONE
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from rich.console import Console
     from rich.table import Table as RichTable
 
     from acqd.config import Config
     from acqd.journal import CopyRow, FileRow
     from acqd.profiles import DetectorProfile
+    from acqd.storage.base import Tier
 
 EX_USAGE = 2  # a bad option or argument (click's convention)
 
@@ -1456,7 +1459,6 @@ def _hold_records(j: Journal, cfg: Config | None, wait: float) -> None:
 
     from acqd import claims, holdledger
     from acqd.daemon import build_tiers
-    from acqd.storage.base import Tier
 
     later = "the hold is in the journal, and the daemon's next retention sweep records it there"
     if cfg is None:
@@ -1576,6 +1578,34 @@ def _hold_in_catalog(
     out.print(f"  covers {what}", markup=False)
 
 
+async def _owner_page_records(
+    j: Journal, jexec: Executor, tier_io: Executor, tiers: list[Tier], instrument: str
+) -> None:
+    """`acqd owner-page`'s sync of the holds' records with the tiers (acqd.holdledger), after a hold
+    placed or released there: the tiers on threads of their own (a tier that does not answer must not
+    hold the journal's one thread, which every page needs); only into a tier folder that is this
+    journal's (acqd.claims.not_ours), as `acqd hold` does; a release counts only if every tier has it."""
+    import asyncio
+    import logging
+
+    from acqd import claims, holdledger
+
+    loop = asyncio.get_running_loop()
+    known = {t.name: await loop.run_in_executor(jexec, j.has_copies, t.name) for t in tiers}
+
+    def ours(t: Tier) -> bool:  # not a folder swapped in for the tier, nor another journal's
+        why = claims.not_ours(t, j.journal_id, instrument, known[t.name])
+        if why is not None:
+            logging.getLogger("acqd").warning("tier %s: %s: hold records not written there", t.name, why)
+        return why is None
+
+    mine_tiers = [t for t in tiers if await loop.run_in_executor(tier_io, ours, t)]
+    seen, _ = await loop.run_in_executor(tier_io, holdledger.read_tiers, mine_tiers, instrument)
+    await loop.run_in_executor(jexec, holdledger.to_journal, j, seen, len(tiers))
+    held = await loop.run_in_executor(jexec, holdledger.journal_holds, j)
+    await loop.run_in_executor(tier_io, holdledger.to_tiers, held, mine_tiers, instrument, seen)
+
+
 @app.command("owner-page")
 def owner_page_cmd(
     config: Annotated[Path, typer.Option("--config", "-c", help="acqd.yaml with `owner_page:` and a `policy:`")],
@@ -1607,27 +1637,7 @@ def owner_page_cmd(
             tiers = build_tiers(cfg)
 
             async def records() -> None:  # the holds' records on the tiers (acqd.holdledger)
-                import logging
-
-                from acqd import claims, holdledger
-                from acqd.storage.base import Tier
-
-                # the tiers on threads of their own: a tier that does not answer must not hold the
-                # journal's one thread, which every page needs
-                loop, tl = asyncio.get_running_loop(), list(tiers.values())
-                known = {t.name: await loop.run_in_executor(jexec, j.has_copies, t.name) for t in tl}
-
-                def ours(t: Tier) -> bool:  # not a folder swapped in for the tier, nor another journal's
-                    why = claims.not_ours(t, j.journal_id, cfg.instrument, known[t.name])
-                    if why is not None:
-                        logging.getLogger("acqd").warning("tier %s: %s: hold records not written there", t.name, why)
-                    return why is None
-
-                tl = [t for t in tl if await loop.run_in_executor(tier_io, ours, t)]
-                seen, _ = await loop.run_in_executor(tier_io, holdledger.read_tiers, tl, cfg.instrument)
-                await loop.run_in_executor(jexec, holdledger.to_journal, j, seen, len(tl))
-                mine = await loop.run_in_executor(jexec, holdledger.journal_holds, j)
-                await loop.run_in_executor(tier_io, holdledger.to_tiers, mine, tl, cfg.instrument, seen)
+                await _owner_page_records(j, jexec, tier_io, list(tiers.values()), cfg.instrument)
 
             app = op_serve.build(
                 cfg, journal=j, jexec=jexec, policy=lambda: policy, mailer=build_mailer(cfg), on_holds_changed=records

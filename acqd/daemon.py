@@ -939,7 +939,19 @@ class Daemon:
                     log.info("catalog: %d record(s) wait in the outbox for the next start", self.catalog.depth)
                 if self.events is not None:
                     await self.events.close()
-                pending = len(await loop.run_in_executor(jexec, journal.pending))
+                rows = await loop.run_in_executor(jexec, journal.pending)
+                watched = {c.root for c in pipeline.roots}
+                elsewhere = sorted({r.root for r in rows if r.root not in watched})
+                if self.once and elsewhere:
+                    # rows of a root this configuration does not watch (removed, or moved: its files
+                    # shipped from the new place are new rows) never ship from here: said, not counted
+                    log.warning(
+                        "%d file(s) recorded under watch root(s) this configuration does not watch (%s) were "
+                        "never shipped from there; not counted as pending here",
+                        sum(r.root not in watched for r in rows),
+                        ", ".join(elsewhere)[:300],
+                    )
+                pending = sum(r.root in watched for r in rows) if self.once else len(rows)
                 code = pipeline.outcome_code
                 if self.once and pending and code == 0:
                     code = 1

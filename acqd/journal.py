@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from acqd.errors import JournalError
+from acqd.errors import JournalError, NameTakenError
 from acqd.states import PENDING, IllegalTransition, Observed, on_observed, transition
 from acqd.values import HubAction, Identity, OutboxRecord, SourceRef, State, WriteResult
 
@@ -768,29 +768,80 @@ class Journal:
             self._audit(file_id, "retry", reason=reason)
             return int(db.execute("SELECT attempts FROM files WHERE id = ?", (file_id,)).fetchone()[0])
 
-    def begin_publish(self, file_id: int, tier: str, dest: str) -> bool:
+    def begin_publish(self, file_id: int, tier: str, dest: str, roots: Collection[str] | None = None) -> bool:
         """About to publish a copy under `dest`: if a crash comes between its publication and its record
-        (`record_stored`, which ends this), the journal knows whose object is there (a copy of the
-        file's earlier content, if it changed meanwhile: replaced, not taken for somebody else's), and
+        (`record_stored`, which ends this), the journal knows that an object there may be this file's
+        (a copy of its earlier content, if it changed meanwhile: kept, `keep_unrecorded`), and
         whose part of a tree an object store's copy, cut short, is. Returns whether an earlier attempt
         of this file had noted it already (its end unknown: a crash may have come after the rename)."""
         noted = self.publishing_owner(tier, dest) == file_id
-        if not self.begin_publish_many(tier, [(file_id, dest)])[0]:
+        if not self.begin_publish_many(tier, [(file_id, dest)], roots)[0]:
             r = self.publishing_owner(tier, dest)
-            raise JournalError(f"{tier}:{dest} is being published for journal row {r}, not {file_id}")
+            other = self._get(r) if r is not None else None
+            where = f"{os.path.join(other.root, other.relpath)!r} (version {other.version})" if other else f"row {r}"
+            raise NameTakenError(
+                f"{tier}:{dest} is being published for {where}, another file of this journal with the same "
+                "stored name, still shipping: give each watch root its own `prefix`"
+            )
         return noted
 
-    def begin_publish_many(self, tier: str, items: list[tuple[int, str]]) -> list[bool]:
+    def keep_unrecorded(self, file_id: int, tier: str, dest: str, why: str) -> FileRow:
+        """An object this journal does not record is under `dest`, not a copy of the file as it is now,
+        and an earlier attempt of this row had noted publishing it (its end unknown): this file's copy of
+        an earlier content (a crash between its publication and its record, the file changed since),
+        or somebody else's (an object put there after an attempt that failed before its rename). Never
+        removed: the row ends (vanished, not current; its note goes; the audit names the object) and a
+        new row, the next version, takes the file, shipped under a name of its own. Returns the new row.
+        Refused (IllegalTransition) unless the row is current and not yet shipped."""
+        with self._tx() as db:
+            row = self._get(file_id)
+            current = db.execute("SELECT current FROM files WHERE id = ?", (file_id,)).fetchone()
+            if not current or not current[0] or row.state not in (State.SEEN, State.COMPLETE, State.STORED):
+                raise IllegalTransition(row.state, State.VANISHED)
+            now = self._clock()
+            db.execute("DELETE FROM publishing WHERE file_id = ?", (file_id,))
+            reason = f"an object not recorded is under its name, kept ({tier}:{dest}); shipped as the next version"
+            self._set(row, State.VANISHED, reason)
+            db.execute("UPDATE files SET current = 0 WHERE id = ?", (file_id,))
+            self._audit(file_id, "unrecorded-kept", tier=tier, dest=dest, reason=why)
+            cur = db.execute(
+                "INSERT INTO files(root, relpath, version, state, size, mtime_ns, inode, ctime_ns, device,"
+                " detector, session, first_seen, updated) VALUES(?, ?, ?, 'seen', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.root,
+                    row.relpath,
+                    row.version + 1,
+                    *_identity_cols(row.identity),
+                    row.detector,
+                    row.session,
+                    now,
+                    now,
+                ),
+            )
+            fid = int(cur.lastrowid or 0)
+            self._audit(fid, "seen", size=row.identity.size, version=row.version + 1)
+            return self._get(fid)
+
+    def begin_publish_many(
+        self, tier: str, items: list[tuple[int, str]], roots: Collection[str] | None = None
+    ) -> list[bool]:
         """`begin_publish` for many copies in one transaction: False where `dest` is being published
-        for another row (nothing recorded for it)."""
+        for another row still shipping from one of the watch `roots` (all roots: None); nothing
+        recorded for it. The note of a row gone since, or of a root no longer watched, is taken over
+        (an object under the name is then kept, never taken for this file's: `keep_unrecorded`)."""
         out = []
         with self._tx() as db:
             now = self._clock()
             for file_id, dest in items:
                 r = db.execute("SELECT file_id FROM publishing WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
                 if r is not None and r[0] != file_id:
-                    other = db.execute("SELECT current, state FROM files WHERE id = ?", (r[0],)).fetchone()
-                    if other is not None and other[0] and other[1] in ("seen", "complete", "stored"):
+                    other = db.execute("SELECT current, state, root FROM files WHERE id = ?", (r[0],)).fetchone()
+                    if (
+                        other is not None
+                        and other[0]
+                        and other[1] in ("seen", "complete", "stored")
+                        and (roots is None or other[2] in roots)
+                    ):
                         out.append(False)  # a file still shipping under this name (two roots, one prefix)
                         continue
                     # the note of a row gone since (vanished, superseded): this file's now

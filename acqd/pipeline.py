@@ -127,6 +127,15 @@ LEFT_ASIDE = "left_aside"
 FENCE_SECONDS = 2.0  # the longest a look for a tier's folder inside a watch root may hold an admission up
 
 
+class _NextVersion(Exception):
+    """`_take_over` kept an object it cannot account for under the file's name; `row` (the next
+    version) takes the file."""
+
+    def __init__(self, said: str, row: FileRow) -> None:
+        super().__init__(said)
+        self.row = row
+
+
 def fenced(rel: str, folder: str) -> bool:
     """Is `rel` at or below `folder` ("" : the whole root)?"""
     return not folder or rel == folder or rel.startswith(folder + "/")
@@ -720,6 +729,10 @@ class Pipeline:
             if keys:
                 parts.append(f"{name}, first {min(limit, len(keys))}: {first(keys)}")
         return "\n".join(parts)
+
+    def _watched_roots(self) -> frozenset[str]:
+        """The watch roots configured now (a journal's rows of others never ship again)."""
+        return frozenset(c.root for c in self.roots)
 
     def _land(self, c: Candidate) -> None:
         """`c`'s flight is over: its file is not in flight any more (unless another candidate of the
@@ -2172,7 +2185,7 @@ class Pipeline:
             adopted = False
             # noted by an earlier attempt whose end is unknown (a crash): an object under the name may be
             # this file's own copy (`_take_over`); then noted for this one
-            noted = await self._j(self.journal.begin_publish, row.id, tier.name, dest)
+            noted = await self._j(self.journal.begin_publish, row.id, tier.name, dest, self._watched_roots())
             streamed = None
             checked_as_written = False  # a streamed copy whose frames were decoded as they were written
             if follow is not None:
@@ -2213,6 +2226,12 @@ class Pipeline:
                 await self._j(self.journal.audit, row.id, CODEC_CHOICE, reason=res.codec_why)
         except SourceChangedError as exc:
             await self._requeue_changed(c, str(exc))
+            return
+        except _NextVersion as exc:
+            log.warning("%s", exc)
+            self._emit("conflict", c.row, reason=str(exc))
+            self._land(c)
+            await self._requeue_changed(replace(c, row=exc.row), str(exc))
             return
         except (StoredLargerError, UnsupportedFormatError) as exc:  # nothing published: planned again, byte-exact
             log.info("%r is stored byte-exact: %s", c.rel, exc)
@@ -2541,7 +2560,9 @@ class Pipeline:
             alone += [c for c, _r, d in live if d in noted]  # an earlier attempt's end unknown: the one-file path
             live = [x for x in live if x[2] not in noted]
         if live:
-            begun = await self._j(self.journal.begin_publish_many, tier.name, [(r.id, d) for _c, r, d in live])
+            begun = await self._j(
+                self.journal.begin_publish_many, tier.name, [(r.id, d) for _c, r, d in live], self._watched_roots()
+            )
             alone += [c for (c, _r, _d), ok in zip(live, begun, strict=True) if not ok]
             live = [x for x, ok in zip(live, begun, strict=True) if ok]
 
@@ -2688,23 +2709,20 @@ class Pipeline:
                 await self._j(self.journal.audit, row.id, "partial-removed", tier=tier.name, dest=dest)
                 raise TransientError(f"{tier.url(dest)}: removed a partial copy a crash left; writing again") from None
             if noted:
-                # published by this file before a crash that came before its record, and the file
-                # changed since (appended, its header rewritten): its copy of the earlier content,
-                # verified by nobody, whose source is gone. Replaced (an adversarial run: taken for
-                # somebody else's object, the file was never shipped, every run ended in a conflict)
-                tree = layout.suffix == ".zarr"
-                if tree:
-                    await self._io(self._none_foreign, tier, dest)
-                await self._io(partial(tier.remove_any, tree=tree), dest)
-                await self._j(self.journal.audit, row.id, "stale-removed", tier=tier.name, dest=dest, reason=str(why))
-                log.info(
-                    "removed %s: this file's own copy of its earlier content, published before a crash and never "
-                    "recorded (the file changed since); writing it again",
-                    tier.url(dest),
+                # an earlier attempt of this file noted publishing it, and did not record it: its copy of
+                # the file's earlier content (a crash between publication and record, the file changed
+                # since: appended, its header rewritten), whose only copy it may be; or somebody else's
+                # object put there after an attempt that failed before its rename; or, on a tier that
+                # folds case, another file's copy. Never removed (two adversarial runs: first taken for
+                # somebody else's, the file never shipped; then removed, and with it an only copy or a
+                # foreign object): kept as it is, and the file ships as its next version
+                nxt = await self._j(self.journal.keep_unrecorded, row.id, tier.name, dest, str(why))
+                said = (
+                    f"{tier.url(dest)} holds an object this journal has no record of, published under this file's "
+                    f"name by an attempt that did not finish, or put there since; not this file's content now "
+                    f"({why}): kept as it is; {row.relpath!r} ships as version {nxt.version}"
                 )
-                raise TransientError(
-                    f"{tier.url(dest)}: removed this file's own unrecorded earlier copy; writing again"
-                ) from None
+                raise _NextVersion(said, nxt) from None
             await self._j(self.journal.end_publish_many, tier.name, [(row.id, dest)])  # nothing published
             raise NameTakenError(
                 f"{tier.url(dest)} is in the way: an object acqd has no record of, and not a copy of "

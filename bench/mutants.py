@@ -2192,6 +2192,27 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_frames.py::test_a_placement_codec_its_layout_cannot_store_is_a_config_error[policy]",),
     ),
     Mutant(
+        "owner-page-release-counts-fewer-tiers",
+        "the owner page's sync counts a release record against the tiers it wrote to, not all the daemon's:"
+        " one tier's forged record lifts a hold",
+        "acqd/cli.py",
+        "    await loop.run_in_executor(jexec, holdledger.to_journal, j, seen, len(tiers))\n",
+        "    await loop.run_in_executor(jexec, holdledger.to_journal, j, seen, len(mine_tiers))\n",
+        (
+            "tests/test_holdledger.py::"
+            "test_the_owner_pages_sync_counts_a_release_only_on_every_tier_even_those_it_leaves_alone",
+        ),
+    ),
+    Mutant(
+        "unwatched-root-holds-a-name",
+        "a row of a watch root no longer configured keeps the name it noted publishing: the same file from"
+        " the root's new place is retried for ever",
+        "acqd/journal.py",
+        "                        and (roots is None or other[2] in roots)\n",
+        "",
+        ("tests/test_names.py::test_a_watch_folder_moved_after_an_unfinished_publication_ships_from_its_new_place",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",
@@ -2431,11 +2452,29 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "own-unrecorded-copy-foreign",
-        "a copy published before a crash and never recorded is taken for a foreign one once its file changed",
+        "a copy published before a crash and never recorded is taken for a foreign one once its file changed:"
+        " the file is never shipped",
         "acqd/pipeline.py",
-        "            if noted:\n                # published by this file before a crash",
-        "            if False:\n                # published by this file before a crash",
-        ("tests/test_names.py::test_a_crash_between_publish_and_journal_then_a_change_replaces_the_own_copy",),
+        "            if noted:\n                # an earlier attempt of this file noted publishing it",
+        "            if False:\n                # an earlier attempt of this file noted publishing it",
+        (
+            "tests/test_names.py::test_a_crash_between_publish_and_journal_then_a_change_keeps_the_earlier_copy",
+            "tests/test_names.py::test_an_object_put_under_a_name_after_a_failed_attempt_is_never_removed",
+        ),
+    ),
+    Mutant(
+        "unrecorded-object-removed",
+        "an object under a file's name that an unfinished attempt of the file had noted is removed before the"
+        " file is written again (an only copy of earlier content, or somebody else's object, lost)",
+        "acqd/pipeline.py",
+        "                nxt = await self._j(self.journal.keep_unrecorded, row.id, tier.name, dest, str(why))\n",
+        "                await self._io(partial(tier.remove_any, tree=layout.suffix == '.zarr'), dest)\n"
+        "                raise TransientError('removed')\n"
+        "                nxt = await self._j(self.journal.keep_unrecorded, row.id, tier.name, dest, str(why))\n",
+        (
+            "tests/test_names.py::test_an_object_put_under_a_name_after_a_failed_attempt_is_never_removed",
+            "tests/test_names.py::test_a_crash_between_publish_and_journal_then_a_change_keeps_the_earlier_copy",
+        ),
     ),
     Mutant(
         "empty-open-file-quarantined",

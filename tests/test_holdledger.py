@@ -386,3 +386,49 @@ def test_hold_records_are_never_written_into_a_tier_folder_that_is_not_this_jour
     r = run_acqd("hold", "--release", "alice_0101/movie.mrc", "--config", str(cfg))
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
     assert len([p for p in holds.iterdir() if not p.name.endswith(".released.json")]) == 2
+
+
+def test_the_owner_pages_sync_counts_a_release_only_on_every_tier_even_those_it_leaves_alone(
+    tmp_path: Path,
+) -> None:
+    """`acqd owner-page` syncs the records after a hold is placed or released there. With a tier it
+    leaves alone (claimed by another journal), it counted only the others: a release record forged on
+    the one left lifted the hold (a stranger's run). A release counts only if every tier has it."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from acqd.cli import _owner_page_records
+    from acqd.naming import claim_name
+
+    tiers = _tiers(tmp_path)
+    j = Journal(tmp_path / "state" / "journal.sqlite")
+    jexec, tier_io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    try:
+        jr.add_hold(j, "s1", 1000 * DAY, "paper", 10 * DAY, root="/acq")
+        holdledger.sync(j, tiers.values(), "krios")
+        [(key, _row)] = [(k, v) for k, v in holdledger.journal_holds(j).items()]
+        forged = tmp_path / "central" / holdledger._rel("krios", key, released=True)
+        forged.write_text(json.dumps({"released": 20 * DAY}))  # by anyone who can write to one tier
+        other = tmp_path / "capacity" / claim_name("krios")
+        other.parent.mkdir(parents=True, exist_ok=True)
+        other.write_text(
+            json.dumps(
+                {
+                    "schema": "acqd-claim/1",
+                    "instrument": "krios",
+                    "machine_id": "m",
+                    "host": "h",
+                    "journal_id": uuid.uuid4().hex,
+                    "state_dir": "/elsewhere",
+                    "since": "2026-01-01T00:00:00Z",
+                }
+            )
+        )
+        asyncio.run(_owner_page_records(j, jexec, tier_io, list(tiers.values()), "krios"))
+        assert [t for t, *_ in jr.active_holds(j, 30 * DAY)] == ["s1"], "the hold was lifted by one tier's record"
+        held = tmp_path / "capacity" / "krios" / "~acqd-holds"
+        assert not any(p.name.endswith(".released.json") for p in held.iterdir())
+    finally:
+        jexec.shutdown()
+        tier_io.shutdown()
+        j.close()

@@ -313,13 +313,14 @@ def _rewrite_head(path: Path) -> None:  # a header rewritten after the close (Se
 
 @pytest.mark.parametrize("change", [_append, _rewrite_head])
 @pytest.mark.parametrize("files", [1, 6], ids=["one-file", "a-batch"])
-def test_a_crash_between_publish_and_journal_then_a_change_replaces_the_own_copy(
+def test_a_crash_between_publish_and_journal_then_a_change_keeps_the_earlier_copy(
     tmp_path: Path, change: Any, files: int
 ) -> None:
     """Killed between a copy's publication and its record, and the file changed before the restart
-    (appended, its header rewritten): the object under its name is its own copy of the earlier content,
-    which the journal knows it was publishing. It was taken for somebody else's object: the file was
-    never shipped, every run ended in a conflict (an adversarial run, on every path). Replaced now."""
+    (appended, its header rewritten): the object under its name is its copy of the earlier content,
+    whose only copy it is. It was taken for somebody else's object (the file never shipped, every run
+    a conflict); then it was removed (the earlier content lost: a second adversarial run). Now it is
+    kept as it is and the file as it is now ships as its next version, as without the crash."""
     cfg = site(tmp_path)
     acq = tmp_path / "acq" / "s"
     acq.mkdir(parents=True)
@@ -329,20 +330,73 @@ def test_a_crash_between_publish_and_journal_then_a_change_replaces_the_own_copy
     at = 2 if files == 1 else 4  # the first rename is the claim's; a batch's third copy published
     r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT=f"after_rename:{at}"))
     assert r.returncode == -9, r.stderr
-    published = sorted(p.name for p in (tmp_path / "central" / "scope" / "s").iterdir() if p.name.startswith("f"))
+    dest = tmp_path / "central" / "scope" / "s"
+    published = sorted(p.name for p in dest.iterdir() if p.name.startswith("f"))
     assert published, "killed before a copy was published"
-    change(acq / published[-1])  # the last one published, never recorded
+    changed = published[-1]  # the last one published, never recorded
+    earlier = (dest / changed).read_bytes()
+    assert earlier == (acq / changed).read_bytes()
+    change(acq / changed)
     finals = {p.name: p.read_bytes() for p in acq.iterdir()}
     once(cfg)
-    assert journal_states(tmp_path / "state-a") == {f"s/{n}": "released" for n in finals}
-    dest = tmp_path / "central" / "scope" / "s"
-    assert {n: (dest / n).read_bytes() for n in finals} == finals, "a copy is not the file's last content"
+    rows = journal_rows(tmp_path / "state-a")
+    assert {r[0]: r[1] for r in rows if r[0] != f"s/{changed}"} == {
+        f"s/{n}": "released" for n in finals if n != changed
+    }
+    assert [(r[1], r[3]) for r in rows if r[0] == f"s/{changed}"] == [("vanished", 1), ("released", 2)], rows
+    assert (dest / changed).read_bytes() == earlier, "the earlier content's only copy is gone"
+    stem, _, ext = changed.rpartition(".")
+    assert (dest / f"{stem}~v2.{ext}").read_bytes() == finals[changed]
+    assert {n: (dest / n).read_bytes() for n in finals if n != changed} == {
+        n: b for n, b in finals.items() if n != changed
+    }
     db = sqlite3.connect(tmp_path / "state-a" / "journal.sqlite")
     try:
-        (removed,) = db.execute("SELECT COUNT(*) FROM audit WHERE action = 'stale-removed'").fetchone()
+        (kept,) = db.execute("SELECT COUNT(*) FROM audit WHERE action = 'unrecorded-kept'").fetchone()
     finally:
         db.close()
-    assert removed == 1
+    assert kept == 1
+
+
+def test_an_object_put_under_a_name_after_a_failed_attempt_is_never_removed(tmp_path: Path) -> None:
+    """An attempt noted its publication and failed before its rename (killed after its temporary was
+    written); an object then appears under the file's name (somebody's, or another file's on a tier
+    that folds case). The note made it the file's own: removed. Now it is never touched: the file ships
+    as its next version beside it."""
+    cfg = site(tmp_path)
+    acq = tmp_path / "acq" / "s"
+    acq.mkdir(parents=True)
+    data = os.urandom(2_000_000)
+    (acq / "a.raw").write_bytes(data)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_temp_write:2"))
+    assert r.returncode == -9, r.stderr
+    dest = tmp_path / "central" / "scope" / "s"
+    assert not (dest / "a.raw").exists()
+    (dest / "a.raw").write_bytes(b"someone else's data, put there by hand")
+    once(cfg)
+    assert (dest / "a.raw").read_bytes() == b"someone else's data, put there by hand"
+    assert (dest / "a~v2.raw").read_bytes() == data
+    assert [(r[1], r[3]) for r in journal_rows(tmp_path / "state-a")] == [("vanished", 1), ("released", 2)]
+
+
+def test_a_watch_folder_moved_after_an_unfinished_publication_ships_from_its_new_place(tmp_path: Path) -> None:
+    """Killed after a copy's temporary was written (its publication noted), then the acquisition folder
+    moved (mounted elsewhere) and the configuration follows it: the old root's row, never to ship again,
+    kept the name noted, and the moved file was retried for ever as an internal error naming journal
+    rows. A root no longer watched holds no name: the file ships from its new place."""
+    cfg = site(tmp_path)
+    (tmp_path / "acq" / "s").mkdir()
+    data = os.urandom(2_000_000)
+    (tmp_path / "acq" / "s" / "a.raw").write_bytes(data)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_temp_write:2"))
+    assert r.returncode == -9, r.stderr
+    (tmp_path / "acq").rename(tmp_path / "acq2")
+    cfg.write_text(cfg.read_text().replace(f"path: {tmp_path / 'acq'}\n", f"path: {tmp_path / 'acq2'}\n"))
+    err = once(cfg)  # exit 0: the old root's row is not this configuration's to ship, and it says so
+    assert f"this configuration does not watch ({tmp_path / 'acq'})" in err, err
+    assert (tmp_path / "central" / "scope" / "s" / "a.raw").read_bytes() == data
+    assert not (tmp_path / "acq2" / "s" / "a.raw").exists()
+    assert not [p for p in tree(tmp_path / "central") if "acqd-tmp" in p]
 
 
 def test_two_daemons_never_share_a_destination(tmp_path: Path) -> None:
