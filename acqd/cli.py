@@ -642,7 +642,18 @@ def restore(
     with _errors():
         cfg, j = _open_for_reading(config, state_dir, dest)
         try:
-            row, copy = _find_copy(j, source_path, version)
+            try:
+                row, copy = _find_copy(j, source_path, version)
+                lost = False
+            except AcqdError as none:
+                # no verified copy: one recorded lost (`acqd verify` found it missing or damaged once: a
+                # share away, a sync in progress) is tried, restored only if its content's checksum is
+                # the journal's now; otherwise what was said stands
+                found = _lost_copy(j, source_path, version)
+                if found is None:
+                    raise none from None
+                row, copy = found
+                lost = True
             versions = sorted({r.version for r in j.find_versions(row.relpath, row.root) if r.state in DONE})
             folder = out_path
             if into_folder:
@@ -662,6 +673,13 @@ def restore(
             j.close()
         try:
             checksum = restore_copy(tiers.get(copy.tier), copy, out_path, tiers.chunk)
+        except AcqdError as exc:
+            if lost:
+                raise AcqdError(
+                    f"no verified copy of {source_path!r}: its copy on tier {copy.tier}, recorded lost, was "
+                    f"tried: {exc}"
+                ) from None
+            raise
         finally:
             tiers.close()
     from acqd.layouts import restore_verdict
@@ -670,6 +688,13 @@ def restore(
         f"restored {row.relpath!r} (version {row.version}) to {out_path}: {copy.checksum} {restore_verdict(checksum)}",
         markup=False,
     )
+    if lost:
+        out.print(
+            f"  note: this copy (tier {copy.tier}) is recorded lost in the journal (`acqd verify` found it missing or "
+            "damaged once); it reads back whole now and its content is the one shipped. The journal still says "
+            "lost: retention and releases do not count it",
+            markup=False,
+        )
     if len(versions) > 1:  # a file changed after it was shipped (or written in parts with long pauses)
         out.print(
             f"  note: versions {', '.join(map(str, versions))} of this path are stored; this is version "
@@ -751,6 +776,34 @@ def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
             f"no verified copy of {source_path!r} in the journal{_copies_gone(j, row.id, every)}{_source_left(row)}"
         )
     return row, copies[-1]
+
+
+def _lost_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileRow, CopyRow] | None:
+    """A copy recorded lost of the file at `source_path` (below a watch root, or relative to one; the
+    version asked, else the latest one with such a copy), or None."""
+    from acqd.journal import LOST_FOR_GOOD
+
+    rel, root = source_path, None
+    if source_path.startswith("/"):
+        for r in j.roots():
+            if source_path.startswith(r.rstrip("/") + "/"):
+                rel, root = source_path[len(r.rstrip("/")) + 1 :], r
+                break
+        else:
+            return None
+    rows = [
+        r
+        for r in j.find_versions(rel, root)
+        if (r.state in DONE or (r.state.value == "quarantined" and (r.reason or "").startswith(LOST_FOR_GOOD)))
+        and (version is None or r.version == version)
+    ]
+    if len({r.root for r in rows}) > 1:
+        return None  # ambiguous: `_find_copy` said so
+    for row in sorted(rows, key=lambda r: r.version, reverse=True):
+        lost = [c for c in j.copies_of(row.id) if c.state == "lost" and c.checksum]
+        if lost:
+            return row, lost[-1]
+    return None
 
 
 def _source_left(row: FileRow) -> str:

@@ -2213,6 +2213,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_names.py::test_a_watch_folder_moved_after_an_unfinished_publication_ships_from_its_new_place",),
     ),
     Mutant(
+        "lost-copy-never-tried",
+        "restore never tries a copy recorded lost, even once it is back whole: the data cannot be had back",
+        "acqd/cli.py",
+        "                found = _lost_copy(j, source_path, version)\n",
+        "                found = None\n",
+        ("tests/test_fixity.py::test_a_copy_recorded_lost_that_is_back_whole_is_restored_and_a_damaged_one_is_not",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",

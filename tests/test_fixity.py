@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -742,3 +743,37 @@ def test_verify_records_a_bad_copy_of_a_released_file_and_retention_no_longer_co
     assert planned == {"alice_s/f0.bin", "alice_s/f3.bin"}, planned  # the lost copies are not good copies
     r = run_acqd("verify", "--config", str(cfg))
     assert r.returncode == 0 and "2 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr  # said, not again
+
+
+def test_a_copy_recorded_lost_that_is_back_whole_is_restored_and_a_damaged_one_is_not(tmp_path: Path) -> None:
+    """`acqd verify` found a released file's only copy missing (a share away, a sync in progress) and
+    recorded it lost; once it is back, whole, `acqd restore` refused it ("no verified copy"), and
+    nothing else would give it back (a stranger's first week). A copy recorded lost is tried when no
+    verified one is left: restored only if its content is the one shipped, with a note; a damaged one
+    is still refused and nothing is written."""
+    w, d, st = tmp_path / "w", tmp_path / "d", tmp_path / "state"
+    (w / "s").mkdir(parents=True)
+    data = {f"f{i}.bin": os.urandom(3000 + i) for i in range(3)}
+    for n, b in data.items():
+        (w / "s" / n).write_bytes(b)
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(
+        f"instrument: scope\nstate_dir: {st}\n"
+        f"watch:\n  - {{path: {w}, settle: 0.2s, placement: {{release_local: after_verify}}}}\n"
+        f"tiers:\n  central: {{url: 'file://{d}'}}\n"
+    )
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "60s")
+    assert r.returncode == 0, r.stderr
+    away, bad = d / "scope" / "s" / "f1.bin", d / "scope" / "s" / "f2.bin"
+    away.rename(tmp_path / "away.bin")
+    bad.write_bytes(b"X" + bad.read_bytes()[1:])
+    r = run_acqd("verify", "--config", str(cfg))
+    assert r.returncode == 1 and "2 failed" in r.stdout, r.stdout + r.stderr
+    (tmp_path / "away.bin").rename(away)  # back, whole
+    r = run_acqd("restore", "s/f1.bin", str(tmp_path / "out1.bin"), "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "out1.bin").read_bytes() == data["f1.bin"]
+    assert "recorded lost" in r.stdout, r.stdout
+    r = run_acqd("restore", "s/f2.bin", str(tmp_path / "out2.bin"), "--config", str(cfg))
+    assert r.returncode != 0 and "recorded lost, was tried" in r.stderr, r.stdout + r.stderr
+    assert not (tmp_path / "out2.bin").exists() and not list(tmp_path.glob(".out2*"))
