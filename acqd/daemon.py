@@ -517,6 +517,13 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
         warnings.extend(unknown_detector_warnings(config, policy))
         warnings.extend(rule_layout_warnings(policy, roots))
     for ctx in roots:
+        asked = ctx.watch.placement.layout
+        if asked in ("zarr", "tiff") and ctx.profile.reader == "bytes":
+            warnings.append(
+                f"watch {ctx.watch.name or f'watch{ctx.index}'}: placement layout {asked} has no effect: detector "
+                f"{ctx.profile.name} reads no frames (every file is copied byte for byte); pick the detector "
+                "profile of the camera (`acqd check` lists them)"
+            )
         exists = "exists" if Path(ctx.root).is_dir() else "MISSING"
         takes = ", ".join(ctx.profile.files) if ctx.profile.reader != "bytes" else "none: every file copied"
         label = ctx.watch.name or f"watch{ctx.index}"
@@ -525,8 +532,13 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
             f"watch {label}: {ctx.root} ({exists}{prefix}): detector {ctx.profile.name} (frames: {takes}),"
             f" {'events' if ctx.events else 'polling'}"
             f" + scan every {ctx.scan_interval:g}s, settle {ctx.window:g}s -> tier {ctx.tier.name}"
-            f" ({ctx.tier.url('')}), frames: {ctx.frames.name if ctx.frames else 'copy'}, other files: copy"
-            f"{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''},"
+            f" ({ctx.tier.url('')}), frames: {ctx.frames.name if ctx.frames else 'copy'}, other files: "
+            + (
+                "ignored (the profile's other_files)"
+                if ctx.profile.other_files == "ignore"
+                else f"copy{' + zstd' if ctx.watch.placement.compress == 'zstd' else ''}"
+            )
+            + ","
             f" release_local {ctx.watch.placement.release_local}"
         )
     listed, unloadable = _profile_list(config)

@@ -452,3 +452,30 @@ def test_a_relative_credential_outside_systemd_says_where_it_was_looked_for(
     (tmp_path / "creds" / "mqtt-password").write_text("s3cret\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
     assert read_credential(Path("mqtt-password"), "mqtt.password_file") == "s3cret"
+
+
+def test_check_says_what_a_root_does_with_other_files_and_a_frame_layout_that_cannot_apply(tmp_path: Path) -> None:
+    """`acqd check` said "other files: copy" for a profile that ignores them, and nothing of a frame
+    layout asked for a detector that reads no frames (silently copied byte for byte): a first week's
+    questions."""
+    from tests.conftest import run_acqd
+
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "cam.yaml").write_text(
+        "apiVersion: acqd/v1\nkind: DetectorProfile\nname: cam\nreader: tiff\nfiles: ['*.tif']\nother_files: ignore\n"
+    )
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(
+        f"instrument: x\nstate_dir: {tmp_path}/s\ndetectors_dir: {tmp_path}/det\nwatch:\n"
+        f"  - {{path: {tmp_path}/a, detector: cam, prefix: a}}\n"
+        f"  - {{path: {tmp_path}/b, detector: generic, prefix: b, placement: {{layout: zarr}}}}\n"
+        f"tiers:\n  central: {{url: 'file://{tmp_path}/c'}}\n"
+    )
+    r = run_acqd("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    a, b = [line for line in r.stdout.splitlines() if line.strip().startswith("watch watch")]
+    assert "other files: ignored" in a and "other files: copy," in b, r.stdout
+    assert "placement layout zarr has no effect: detector generic reads no frames" in r.stderr, r.stderr
+    assert r.stderr.count("has no effect") == 1, r.stderr
