@@ -146,6 +146,9 @@ ASIDE_MAX = 100  # files under a release's hidden name looked at per scan (the r
 #: how long a streamed movie still open for writing here may stand still before its writer is taken
 #: for one that will not write again (then the part written ships, as any file still open)
 STREAM_WRITER_PATIENCE = 120.0
+#: how long a file stored as it is although its format said more was to come (a TIFF's IFD chain
+#: running past its end, no writer left) stays still on the acquisition disk before its release
+UNFINISHED_HOLD = 30.0
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
 STREAM_FALLBACK = "stream_fallback"  # a streamed copy dropped; the file ships whole (event, metric, audit)
 STREAMED = "streamed"  # a copy written while its file grew (audit: frames encoded before it completed)
@@ -2861,10 +2864,14 @@ class Pipeline:
         there. The moment it was proven is kept per file version (`_format_proven`): the look after
         the wait comes as a new candidate, which does not say how the file was completed."""
         key = c.key
-        if c.reason == FORMAT_PROOF:
+        if c.reason == FORMAT_PROOF or c.at_rest:
+            # a file whose format said more was to come, stored as it is (no writer left): a writer that
+            # closed it between parts and pauses longer than the window would append to a file gone,
+            # making a fragment of its own (a stranger's run); it is kept a while longer
+            hold = max(UNFINISHED_HOLD, 3 * c.ctx.window) if c.at_rest else c.ctx.window
             prev = self._format_proven.get(key)
             if prev is None or prev[0] != row.id:
-                _remember(self._format_proven, key, (row.id, c.since + c.ctx.window))
+                _remember(self._format_proven, key, (row.id, c.since + hold))
         prev = self._format_proven.get(key)
         if prev is None or prev[0] != row.id:
             return 0.0

@@ -2221,6 +2221,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_fixity.py::test_a_copy_recorded_lost_that_is_back_whole_is_restored_and_a_damaged_one_is_not",),
     ),
     Mutant(
+        "unfinished-released-at-once",
+        "a file stored as it is although its format says more is to come is released as soon as verified:"
+        " a writer's second part, appended after a pause, makes a fragment of its own",
+        "acqd/pipeline.py",
+        "        if c.reason == FORMAT_PROOF or c.at_rest:\n",
+        "        if c.reason == FORMAT_PROOF:\n",
+        ("tests/test_robust.py::test_a_tiff_stack_written_in_two_closed_parts_is_kept_for_its_second_part",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",

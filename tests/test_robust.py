@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -692,6 +693,51 @@ def test_a_tiff_stack_paused_mid_write_is_waited_for_and_stored_whole(tmp_path: 
     assert [(r, st) for r, st, _, _ in journal_rows(state)] == [("s1/stack.tif", "verified")]  # one version
     [stored] = central.glob("*/s1/stack.tif~.zarr")
     assert np.array_equal(zarr.open_group(stored, mode="r")["0"][:], planes)  # type: ignore[index]
+
+
+def test_a_tiff_stack_written_in_two_closed_parts_is_kept_for_its_second_part(tmp_path: Path) -> None:
+    """A writer here that closes a TIFF stack between two parts and pauses longer than the settle
+    window: the first part (its IFD chain running past its end, no writer left) was stored as it is and
+    released two seconds later; the second part, appended, made a new file of its own (a fragment,
+    quarantined as not a TIFF). A file stored although its format says more is to come is kept on the
+    acquisition disk a while longer: the second part finds it, and the whole stack ships as a version."""
+    import io
+
+    import numpy as np
+    import tifffile
+    import zarr
+
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    planes = np.random.default_rng(6).integers(0, 4000, (16, 64, 80)).astype(np.uint16)
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as w:
+        for plane in planes:
+            w.write(plane, metadata=None, contiguous=False)
+    data = buf.getvalue()
+    with tifffile.TiffFile(io.BytesIO(data)) as t:
+        cut = t.pages[9].offset  # nine planes written, the tenth's IFD not yet
+    path = acq / "s1" / "stack.tif"
+    d = Background(
+        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", "hamamatsu-orca", "--settle", "0.5s", "--release",
+    )  # fmt: skip
+    try:
+        path.write_bytes(data[:cut])  # the first part, closed
+        wait_for(lambda: "stored byte-exact" in d.stderr(), 60, "the first part stored as it is", d, state)
+        time.sleep(3)  # the writer's pause, longer than the window
+        assert path.exists(), "released while its format said more was to come"
+        with open(path, "ab") as f:  # the second part, appended
+            f.write(data[cut:])
+        wait_for(lambda: ("s1/stack.tif", "released", None, 2) in journal_rows(state), 120, "the whole stack", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "quarantined" not in err, err
+    [whole] = central.glob("*/s1/stack~v2.tif~.zarr")
+    assert np.array_equal(zarr.open_group(whole, mode="r")["0"][:], planes)  # type: ignore[index]
 
 
 def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes(tmp_path: Path) -> None:
