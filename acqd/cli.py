@@ -729,13 +729,23 @@ def _why_none(j: Journal, rel: str, root: str | None) -> str:
     return f"; {where} (version {last.version}) is {last.state.value}{reason}"
 
 
+def _below_root(j: Journal, source_path: str) -> tuple[str, str | None] | None:
+    """(path relative to its watch root, the root) of `source_path`: a relative path is taken as it is
+    (root None); an absolute one must lie below one of the journal's watch roots (else None)."""
+    if not source_path.startswith("/"):
+        return source_path, None
+    for r in j.roots():
+        if source_path.startswith(r.rstrip("/") + "/"):
+            return source_path[len(r.rstrip("/")) + 1 :], r
+    return None
+
+
 def _find_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileRow, CopyRow]:
     rel, root = source_path, None
     if source_path.startswith("/"):
-        for r in j.roots():
-            if source_path.startswith(r.rstrip("/") + "/"):
-                rel, root = source_path[len(r.rstrip("/")) + 1 :], r
-                break
+        below = _below_root(j, source_path)
+        if below is not None:
+            rel, root = below
         else:
             stored = j.file_of_stored_path(source_path)  # a copy's path at the destination, as seen on the NAS
             if stored is None:
@@ -783,14 +793,10 @@ def _lost_copy(j: Journal, source_path: str, version: int | None) -> tuple[FileR
     version asked, else the latest one with such a copy), or None."""
     from acqd.journal import LOST_FOR_GOOD
 
-    rel, root = source_path, None
-    if source_path.startswith("/"):
-        for r in j.roots():
-            if source_path.startswith(r.rstrip("/") + "/"):
-                rel, root = source_path[len(r.rstrip("/")) + 1 :], r
-                break
-        else:
-            return None
+    below = _below_root(j, source_path)
+    if below is None:
+        return None
+    rel, root = below
     rows = [
         r
         for r in j.find_versions(rel, root)
