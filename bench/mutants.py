@@ -2230,6 +2230,17 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_robust.py::test_a_tiff_stack_written_in_two_closed_parts_is_kept_for_its_second_part",),
     ),
     Mutant(
+        "batch-holds-every-temporary-open",
+        "a batch of small files keeps a descriptor open for each of its temporaries until its durability"
+        " barrier: a few batches at once run out of descriptors",
+        "acqd/storage/base.py",
+        "                if barrier is not None and i in fds:  # syncfs makes it durable: no descriptor kept\n"
+        "                    os.close(fds.pop(i))\n"
+        "                elif len(fds) >= WRITE_MANY_OPEN:",
+        "                if False:\n                    pass\n                elif False:",
+        ("tests/test_release.py::test_a_release_of_thousands_of_files_holds_a_descriptor_per_folder_not_per_file",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",

@@ -59,6 +59,7 @@ def start_writeback(fd: int) -> None:
 #: FUSE, ...) a batch keeps one fsync per object: their syncfs may not reach the server's disk.
 SYNCFS_FILESYSTEMS = frozenset({0xEF53, 0x58465342, 0x9123683E, 0xF2F52010, 0x2FC12FC1, 0x01021994, 0x6969})
 BARRIER_MIN = 8  # a batch of at least this many objects is made durable with one syncfs, not an fsync each
+WRITE_MANY_OPEN = 64  # temporaries a batch keeps open for their fsync at most (then fsynced and closed)
 _kernel_reports_syncfs_errors: bool | None = None
 
 
@@ -413,6 +414,10 @@ class Tier:
                     out[i] = len(data)
                 except AcqdError as exc:
                     out[i] = exc
+                if barrier is not None and i in fds:  # syncfs makes it durable: no descriptor kept
+                    os.close(fds.pop(i))
+                elif len(fds) >= WRITE_MANY_OPEN:  # a few batches at once must not run out of descriptors
+                    self._fsync_all(fds, out, items)
             if barrier is not None:  # the barrier: every temporary durable before any rename
                 for i in list(fds):
                     os.close(fds.pop(i))
@@ -422,14 +427,7 @@ class Tier:
                 except AcqdError as exc:
                     for i in temps:
                         out[i] = exc
-            for i in list(fds):
-                if isinstance(out[i], int):
-                    try:
-                        with self._edge("write", items[i][0]):
-                            os.fsync(fds[i])
-                    except AcqdError as exc:
-                        out[i] = exc
-                os.close(fds.pop(i))
+            self._fsync_all(fds, out, items)
             renamed: set[str] = set()
             for i in list(temps):
                 tmp = temps[i]
@@ -477,6 +475,17 @@ class Tier:
             if barrier is not None:
                 os.close(barrier)
         return out
+
+    def _fsync_all(self, fds: dict[int, int], out: list[int | AcqdError], items: list[tuple[str, bytes]]) -> None:
+        """`write_many`'s temporaries still open made durable (fsync; an error is that item's) and closed."""
+        for i in list(fds):
+            if isinstance(out[i], int):
+                try:
+                    with self._edge("write", items[i][0]):
+                        os.fsync(fds[i])
+                except AcqdError as exc:
+                    out[i] = exc
+            os.close(fds.pop(i))
 
     def _syncfs_barrier(self, folders: dict[str, int], n: int) -> int | None:
         """A descriptor to syncfs(2) a batch of `n` objects into `folders` (folder -> st_dev) with, or
