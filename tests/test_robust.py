@@ -645,29 +645,38 @@ def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tm
     assert r.returncode == 0 and back.read_bytes() == data, r.stderr
 
 
-def test_a_tiff_stack_paused_mid_write_is_waited_for_and_stored_whole(tmp_path: Path) -> None:
-    """A light-sheet camera writing a TIFF stack plane by plane, paused longer than the settle window:
-    its last whole page points to a next IFD past the end. It was stored as the pages so far (a short
-    stack under the file's name, verified, nothing said), then again as a new version. Now it is
-    waited for while the writer has it open, and stored once, every plane."""
+def _stack_cut_after_nine_planes(seed: int) -> tuple[object, bytes, int]:
+    """A 16-plane uint16 TIFF stack written plane by plane: its planes, its bytes, and where the tenth
+    plane's IFD begins (nine planes written, the chain pointing past the end)."""
     import io
 
     import numpy as np
     import tifffile
-    import zarr
 
-    from tests.conftest import Background, journal_rows, wait_for
-
-    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
-    (acq / "s1").mkdir(parents=True)
-    planes = np.random.default_rng(5).integers(0, 4000, (16, 64, 80)).astype(np.uint16)
+    planes = np.random.default_rng(seed).integers(0, 4000, (16, 64, 80)).astype(np.uint16)
     buf = io.BytesIO()
     with tifffile.TiffWriter(buf) as w:
         for plane in planes:
             w.write(plane, metadata=None, contiguous=False)
     data = buf.getvalue()
     with tifffile.TiffFile(io.BytesIO(data)) as t:
-        cut = t.pages[9].offset  # nine planes written, the tenth's IFD not yet
+        return planes, data, int(t.pages[9].offset)
+
+
+def test_a_tiff_stack_paused_mid_write_is_waited_for_and_stored_whole(tmp_path: Path) -> None:
+    """A light-sheet camera writing a TIFF stack plane by plane, paused longer than the settle window:
+    its last whole page points to a next IFD past the end. It was stored as the pages so far (a short
+    stack under the file's name, verified, nothing said), then again as a new version. Now it is
+    waited for while the writer has it open, and stored once, every plane."""
+
+    import numpy as np
+    import zarr
+
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    planes, data, cut = _stack_cut_after_nine_planes(5)
     path = acq / "s1" / "stack.tif"
     with open(path, "wb") as writer:  # the camera's handle, open for writing throughout
         writer.write(data[:cut])
@@ -701,24 +710,15 @@ def test_a_tiff_stack_written_in_two_closed_parts_is_kept_for_its_second_part(tm
     released two seconds later; the second part, appended, made a new file of its own (a fragment,
     quarantined as not a TIFF). A file stored although its format says more is to come is kept on the
     acquisition disk a while longer: the second part finds it, and the whole stack ships as a version."""
-    import io
 
     import numpy as np
-    import tifffile
     import zarr
 
     from tests.conftest import Background, journal_rows, wait_for
 
     acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
     (acq / "s1").mkdir(parents=True)
-    planes = np.random.default_rng(6).integers(0, 4000, (16, 64, 80)).astype(np.uint16)
-    buf = io.BytesIO()
-    with tifffile.TiffWriter(buf) as w:
-        for plane in planes:
-            w.write(plane, metadata=None, contiguous=False)
-    data = buf.getvalue()
-    with tifffile.TiffFile(io.BytesIO(data)) as t:
-        cut = t.pages[9].offset  # nine planes written, the tenth's IFD not yet
+    planes, data, cut = _stack_cut_after_nine_planes(6)
     path = acq / "s1" / "stack.tif"
     d = Background(
         "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
