@@ -794,33 +794,80 @@ class Journal:
         new row, the next version, takes the file, shipped under a name of its own. Returns the new row.
         Refused (IllegalTransition) unless the row is current and not yet shipped."""
         with self._tx() as db:
-            row = self._get(file_id)
-            current = db.execute("SELECT current FROM files WHERE id = ?", (file_id,)).fetchone()
-            if not current or not current[0] or row.state not in (State.SEEN, State.COMPLETE, State.STORED):
-                raise IllegalTransition(row.state, State.VANISHED)
-            now = self._clock()
-            db.execute("DELETE FROM publishing WHERE file_id = ?", (file_id,))
+            row = self._shipping_row(file_id, State.VANISHED)
             reason = f"an object not recorded is under its name, kept ({tier}:{dest}); shipped as the next version"
             self._set(row, State.VANISHED, reason)
-            db.execute("UPDATE files SET current = 0 WHERE id = ?", (file_id,))
             self._audit(file_id, "unrecorded-kept", tier=tier, dest=dest, reason=why)
-            cur = db.execute(
-                "INSERT INTO files(root, relpath, version, state, size, mtime_ns, inode, ctime_ns, device,"
-                " detector, session, first_seen, updated) VALUES(?, ?, ?, 'seen', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.root,
-                    row.relpath,
-                    row.version + 1,
-                    *_identity_cols(row.identity),
-                    row.detector,
-                    row.session,
-                    now,
-                    now,
-                ),
-            )
-            fid = int(cur.lastrowid or 0)
-            self._audit(fid, "seen", size=row.identity.size, version=row.version + 1)
-            return self._get(fid)
+            return self._next_version(db, row)
+
+    def keep_stored(self, file_id: int, tier: str, dest: str, verified: bool, why: str) -> FileRow:
+        """This row's copy under `dest`, recorded stored and never verified (a crash came between its
+        record and its verification), or recorded lost by `acqd verify`, is not a copy of the file as it
+        is now: the file changed since (rewritten, or deleted and written again under its name). Never
+        removed (it may be the only copy of the earlier content): the row ends, not current. `verified`
+        (the copy was just read back and matched the checksum recorded when it was written): the row
+        and the copy are verified, a superseded version like any other, its size the one shipped; else
+        the row is vanished, the copy left as it was recorded. A new row, the next version, takes the
+        file, shipped under a name of its own. Returns the new row. Refused (IllegalTransition) unless
+        the row is current and not yet shipped, or (JournalError) if no such copy is recorded."""
+        with self._tx() as db:
+            row = self._shipping_row(file_id, State.VERIFIED if verified else State.VANISHED)
+            copy = db.execute(
+                "SELECT source_bytes, checksum FROM copies WHERE file_id = ? AND tier = ? AND dest = ?",
+                (file_id, tier, dest),
+            ).fetchone()
+            if copy is None:
+                raise JournalError(f"no copy {tier}:{dest} of journal row {file_id} is recorded")
+            now = self._clock()
+            if verified:
+                db.execute(
+                    "UPDATE files SET state = ?, reason = ?, updated = ?, size = ?, checksum = ? WHERE id = ?",
+                    (State.VERIFIED.value, None, now, copy[0], copy[1], file_id),
+                )
+                db.execute(
+                    "UPDATE copies SET state = 'verified', verified_at = ? WHERE tier = ? AND dest = ?",
+                    (now, tier, dest),
+                )
+                self._audit(file_id, "verified", tier=tier, dest=dest, checksum=copy[1])
+                db.execute(
+                    "INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session)
+                )
+            else:
+                self._set(row, State.VANISHED, f"its stored copy kept ({tier}:{dest}): {why}")
+            self._audit(file_id, "stored-kept", tier=tier, dest=dest, verified=verified, reason=why)
+            return self._next_version(db, row)
+
+    def _shipping_row(self, file_id: int, new: State) -> FileRow:
+        """The row of `file_id`, current and not yet shipped; else IllegalTransition to `new`."""
+        row = self._get(file_id)
+        current = self._db.execute("SELECT current FROM files WHERE id = ?", (file_id,)).fetchone()
+        if not current or not current[0] or row.state not in (State.SEEN, State.COMPLETE, State.STORED):
+            raise IllegalTransition(row.state, new)
+        return row
+
+    def _next_version(self, db: sqlite3.Connection, row: FileRow) -> FileRow:
+        """`row` ends (not current, its publication notes gone); a new row, its next version, takes
+        the file as it is now (`row`'s identity), seen."""
+        now = self._clock()
+        db.execute("DELETE FROM publishing WHERE file_id = ?", (row.id,))
+        db.execute("UPDATE files SET current = 0 WHERE id = ?", (row.id,))
+        cur = db.execute(
+            "INSERT INTO files(root, relpath, version, state, size, mtime_ns, inode, ctime_ns, device,"
+            " detector, session, first_seen, updated) VALUES(?, ?, ?, 'seen', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.root,
+                row.relpath,
+                row.version + 1,
+                *_identity_cols(row.identity),
+                row.detector,
+                row.session,
+                now,
+                now,
+            ),
+        )
+        fid = int(cur.lastrowid or 0)
+        self._audit(fid, "seen", size=row.identity.size, version=row.version + 1)
+        return self._get(fid)
 
     def begin_publish_many(
         self, tier: str, items: list[tuple[int, str]], roots: Collection[str] | None = None

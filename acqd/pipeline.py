@@ -2181,25 +2181,27 @@ class Pipeline:
                     f"prefix: {c.rel!r} is not shipped over it. Give each watch root its own `prefix` (quick "
                     "form: its own --instrument), or restore this root's old path"
                 )
-            if owner == row.id:  # this file's own earlier, unverified copy: written again from the start
-                if layout.suffix == ".zarr":
-                    await self._io(self._none_foreign, tier, dest)
-                await self._io(partial(tier.remove_any_if_there, tree=layout.suffix == ".zarr"), dest)
-            adopted = False
-            # noted by an earlier attempt whose end is unknown (a crash): an object under the name may be
-            # this file's own copy (`_take_over`); then noted for this one
-            noted = await self._j(self.journal.begin_publish, row.id, tier.name, dest, self._watched_roots())
+            # this file's own copy, recorded stored and never verified (a crash came between): adopted if
+            # it is a copy of the file as it is now, else kept and the file ships as its next version
+            kept = await self._own_unverified(c, row, layout, tier, dest) if owner == row.id else None
+            adopted = kept is not None
             streamed = None
             checked_as_written = False  # a streamed copy whose frames were decoded as they were written
-            if follow is not None:
-                checked_as_written = follow.stream is not None and follow.stream.verified_as_written
-                streamed = await self._finish_stream(c, follow, layout, dest)
-                follow = None
-            try:
-                res = streamed if streamed is not None else await self._io(self._write, c, layout, tier, dest)
-            except NameTakenError as exc:
-                res = await self._take_over(row, layout, tier, dest, exc, noted)
-                adopted = True
+            if kept is not None:
+                res = kept  # a stream taken for this file is dropped (`finally`)
+            else:
+                # noted by an earlier attempt whose end is unknown (a crash): an object under the name may
+                # be this file's own copy (`_take_over`); then noted for this one
+                noted = await self._j(self.journal.begin_publish, row.id, tier.name, dest, self._watched_roots())
+                if follow is not None:
+                    checked_as_written = follow.stream is not None and follow.stream.verified_as_written
+                    streamed = await self._finish_stream(c, follow, layout, dest)
+                    follow = None
+                try:
+                    res = streamed if streamed is not None else await self._io(self._write, c, layout, tier, dest)
+                except NameTakenError as exc:
+                    res = await self._take_over(row, layout, tier, dest, exc, noted)
+                    adopted = True
             meta_of = getattr(layout, "meta_checksum", None)  # a frame layout's metadata (calibration), as written
             if meta_of is not None and res.meta_checksum is None:
                 res = replace(res, meta_checksum=await self._io(meta_of, tier, dest))
@@ -2682,6 +2684,60 @@ class Pipeline:
             if c.ctx.placed(row.relpath).release:
                 done.append((c, row))
         return alone, retry, done
+
+    async def _own_unverified(
+        self, c: Candidate, row: FileRow, layout: Layout, tier: Tier, dest: str
+    ) -> WriteResult | None:
+        """This file's own copy under `dest`, recorded stored and never verified: a crash came between
+        its record and its verification. Never removed unread: the file may have changed since
+        (rewritten, or deleted by its owner and written again under its name), and the copy may then be
+        the only one of the earlier content. Read back against what was recorded of it, and the file
+        hashed. The file still the content recorded: the copy is adopted if it reads back as recorded
+        (returned: recorded verified, nothing written again), else written again (None, as when no
+        object is there any more). The file changed: the copy is kept (verified, as the superseded
+        version it is, if it read back as recorded) and the file ships as its next version
+        (`_NextVersion`)."""
+        copy = next(
+            (x for x in await self._j(self.journal.copies_of, row.id) if (x.tier, x.dest) == (tier.name, dest)), None
+        )
+        tree = layout.suffix == ".zarr"
+        if copy is None or await self._io(tier.stored_size, dest) is None:  # nothing there: written afresh
+            if tree:  # a partial tree of its own, never another file's objects
+                await self._io(self._none_foreign, tier, dest)
+            await self._io(partial(tier.remove_any_if_there, tree=tree), dest)
+            return None
+        recorded = copy.as_result()
+        reader = reading_layout(copy.layout, copy.codec, layout)
+        try:
+            await self._io(reader.verify, tier, dest, replace(recorded, meta_checksum=None))
+            matched, why = True, "the file changed since it was stored"
+        except TransientError:
+            raise
+        except AcqdError as exc:
+            matched, why = False, f"it does not read back as recorded ({exc})"
+        digest = await self._io(self._source_digest, reader, os.path.join(c.ctx.root, c.rel), c.stable)
+        if digest is None:
+            raise SourceChangedError(f"{c.rel!r} changed while it was compared with its stored copy")
+        if digest == recorded.source_checksum:  # the file is the content that was stored
+            if matched:
+                await self._j(self.journal.audit, row.id, "adopted", tier=tier.name, dest=dest)
+                log.info("adopted %s: a verified copy of %r, stored before a crash and not yet verified", dest, c.rel)
+                return recorded
+            # a damaged copy of what the file still holds: nothing is lost by writing it again
+            log.warning("%s: %s; written again from %r", tier.url(dest), why, c.rel)
+            await self._j(self.journal.audit, row.id, "damaged-rewritten", tier=tier.name, dest=dest, reason=why)
+            if tree:
+                await self._io(self._none_foreign, tier, dest)
+            await self._io(partial(tier.remove_any_if_there, tree=tree), dest)
+            return None
+        nxt = await self._j(self.journal.keep_stored, row.id, tier.name, dest, matched, why)
+        kept = f"verified, version {row.version}: the earlier content" if matched else "not verified"
+        said = (
+            f"{tier.url(dest)}, the copy of {row.relpath!r} stored before a crash and not yet verified, is not a "
+            f"copy of the file as it is now: {why}. Kept as it is ({kept}); {row.relpath!r} ships as version "
+            f"{nxt.version}"
+        )
+        raise _NextVersion(said, nxt)
 
     async def _take_over(
         self, row: FileRow, layout: Layout, tier: Tier, dest: str, exc: NameTakenError, noted: bool

@@ -2241,6 +2241,43 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_a_release_of_thousands_of_files_holds_a_descriptor_per_folder_not_per_file",),
     ),
     Mutant(
+        "stored-unverified-removed",
+        "a copy recorded stored and not yet verified (a crash between) is removed and written again from the"
+        " file as it is now: the earlier content's only copy lost when the file was replaced meanwhile",
+        "acqd/pipeline.py",
+        "            kept = await self._own_unverified(c, row, layout, tier, dest) if owner == row.id else None\n",
+        "            kept = None\n"
+        "            if owner == row.id:\n"
+        "                await self._io(partial(tier.remove_any_if_there, tree=layout.suffix == '.zarr'), dest)\n",
+        (
+            "tests/test_names.py::test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_earlier_content[one-file-replaced]",
+            "tests/test_names.py::test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_earlier_content[a-batch-replaced]",
+        ),
+    ),
+    Mutant(
+        "stored-unverified-adopted-for-changed-file",
+        "a copy recorded stored and not yet verified is adopted for its file without hashing the file: a file"
+        " changed since is recorded verified with the earlier content's checksum (and released)",
+        "acqd/pipeline.py",
+        "        if digest == recorded.source_checksum:  # the file is the content that was stored\n",
+        "        if True:  # the file is the content that was stored\n",
+        (
+            "tests/test_names.py::test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_earlier_content[one-file-appended]",
+            "tests/test_names.py::test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_earlier_content[one-file-replaced]",
+        ),
+    ),
+    Mutant(
+        "stored-kept-unverified",
+        "a copy of an earlier content kept after a crash is left unverified though it read back as recorded:"
+        " the earlier version cannot be restored",
+        "acqd/pipeline.py",
+        "        nxt = await self._j(self.journal.keep_stored, row.id, tier.name, dest, matched, why)\n",
+        "        nxt = await self._j(self.journal.keep_stored, row.id, tier.name, dest, False, why)\n",
+        (
+            "tests/test_names.py::test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_earlier_content[one-file-replaced]",
+        ),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",
@@ -2322,9 +2359,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "reship-deletes-foreign-objects",
         "writing a Zarr copy again deletes the store with the objects acqd did not write in it",
         "acqd/pipeline.py",
-        '                if layout.suffix == ".zarr":\n'
-        "                    await self._io(self._none_foreign, tier, dest)",
-        '                if layout.suffix == ".zarr":\n                    pass',
+        '"damaged-rewritten", tier=tier.name, dest=dest, reason=why)\n'
+        "            if tree:\n"
+        "                await self._io(self._none_foreign, tier, dest)",
+        '"damaged-rewritten", tier=tier.name, dest=dest, reason=why)\n            if tree:\n                pass',
         ("tests/test_fixity.py::test_labels_a_scientist_adds_to_a_stored_zarr_are_no_damage_and_never_deleted",),
     ),
     Mutant(

@@ -358,6 +358,86 @@ def test_a_crash_between_publish_and_journal_then_a_change_keeps_the_earlier_cop
     assert kept == 1
 
 
+def _replace(path: Path) -> None:  # deleted by its owner, a new acquisition written under its name
+    path.unlink()
+    path.write_bytes(os.urandom(5000))
+
+
+def _damage(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(10)
+        b = f.read(1)
+        f.seek(10)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["unchanged", "replaced", "appended", "copy-damaged", "copy-damaged-and-replaced"],
+)
+@pytest.mark.parametrize("files", [1, 6], ids=["one-file", "a-batch"])
+def test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_earlier_content(
+    tmp_path: Path, change: str, files: int
+) -> None:
+    """Killed after a copy was recorded stored and read back, before it was recorded verified; then
+    the file is left alone, deleted by its owner and written again under its name, or appended to,
+    and/or the copy damaged. The copy was removed and written again from the file as it now is: the
+    earlier content, whose only copy it was, lost (a delete and a new acquisition under the same name).
+    Now a copy of what the file still holds is adopted (read back, not written again), a damaged one of
+    it written again; a copy of an earlier content is kept (verified, version 1, if it reads back as
+    recorded) and the file ships as version 2 beside it."""
+    cfg = site(tmp_path)
+    acq = tmp_path / "acq" / "s"
+    acq.mkdir(parents=True)
+    size = 2_000_000 if files == 1 else 3000  # one file alone, or small files shipped as one batch
+    for i in range(files):
+        (acq / f"f{i}.raw").write_bytes(os.urandom(size))
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_verify"))
+    assert r.returncode == -9, r.stderr
+    assert {x[0]: x[1] for x in journal_rows(tmp_path / "state-a")} == {f"s/f{i}.raw": "stored" for i in range(files)}
+    dest = tmp_path / "central" / "scope" / "s"
+    earlier = (acq / "f0.raw").read_bytes()
+    assert (dest / "f0.raw").read_bytes() == earlier
+    if change in ("replaced", "copy-damaged-and-replaced"):
+        _replace(acq / "f0.raw")
+    elif change == "appended":
+        _append(acq / "f0.raw")
+    if change.startswith("copy-damaged"):
+        _damage(dest / "f0.raw")
+    kept = (dest / "f0.raw").read_bytes()
+    finals = {p.name: p.read_bytes() for p in acq.iterdir()}
+    once(cfg)
+    rows = journal_rows(tmp_path / "state-a")
+    assert {x[0]: x[1] for x in rows if x[0] != "s/f0.raw"} == {f"s/f{i}.raw": "released" for i in range(1, files)}
+    assert {n: (dest / n).read_bytes() for n in finals if n != "f0.raw"} == {
+        n: b for n, b in finals.items() if n != "f0.raw"
+    }
+    f0 = [(x[1], x[3]) for x in rows if x[0] == "s/f0.raw"]
+    db = sqlite3.connect(tmp_path / "state-a" / "journal.sqlite")
+    try:
+        audit = [a for (a,) in db.execute("SELECT action FROM audit")]
+    finally:
+        db.close()
+    if change in ("unchanged", "copy-damaged"):  # the file still holds what was stored: one copy of it
+        assert f0 == [("released", 1)], rows
+        assert (dest / "f0.raw").read_bytes() == earlier
+        assert not (dest / "f0~v2.raw").exists()
+        damaged = int(change == "copy-damaged")
+        assert (audit.count("adopted"), audit.count("damaged-rewritten")) == (files - damaged, damaged), audit
+        return
+    assert (dest / "f0.raw").read_bytes() == kept, "the earlier content's only copy was touched"
+    assert (dest / "f0~v2.raw").read_bytes() == finals["f0.raw"]
+    assert (audit.count("stored-kept"), audit.count("adopted")) == (1, files - 1), audit
+    if change == "copy-damaged-and-replaced":
+        assert f0 == [("vanished", 1), ("released", 2)], rows
+        return
+    assert f0 == [("verified", 1), ("released", 2)], rows  # version 1: a verified copy, restorable
+    out = tmp_path / "restored"
+    rr = run_acqd("restore", "--config", str(cfg), "--version", "1", "s/f0.raw", f"{out}/")
+    assert rr.returncode == 0, rr.stderr
+    assert (out / "f0.raw").read_bytes() == earlier
+
+
 def test_an_object_put_under_a_name_after_a_failed_attempt_is_never_removed(tmp_path: Path) -> None:
     """An attempt noted its publication and failed before its rename (killed after its temporary was
     written); an object then appears under the file's name (somebody's, or another file's on a tier
