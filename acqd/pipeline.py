@@ -120,6 +120,7 @@ RELEASE_RECHECK_MAX = 10.0  # seconds: a release held back (a writer, a tier not
 SMALL_FILE = 1 << 20  # files up to this size, copied to a local tier, ship in batches (_ship_batch)
 BATCH_FILES = 256  # at most this many files in one batch
 BATCH_BYTES = 16 << 20  # and at most this many source bytes
+RELEASE_BATCH = (-1, -1)  # the batch key of files due for release only (never a tier's and layout's ids)
 STRAY_LOOK_LIMIT = 10_000  # files counted in a waiting watch root's empty mount point, at most, per look
 SCAN_CHUNK = 500  # a scan admits the entries it lists this many at a time (shipping begins during a long scan)
 STREAM_POLL = 0.25  # seconds between looks at a movie being streamed (a watcher hint wakes it sooner)
@@ -1754,8 +1755,12 @@ class Pipeline:
 
     def _batch_key(self, c: Candidate) -> tuple[int, int] | None:
         """Which batch a settled file can join (None: it ships alone): small files copied to a local
-        tier, grouped by their tier and layout."""
-        if c.release_only or c.stable.size > SMALL_FILE:
+        tier, grouped by their tier and layout; and files due for release alone (verified before: a
+        scan, a release held back, looked at again), released together (`_release_together`: each
+        check once for all of them, not a scan of /proc per file)."""
+        if c.release_only:
+            return RELEASE_BATCH
+        if c.stable.size > SMALL_FILE:
             return None
         placed = c.ctx.placed(c.rel)
         if not placed.tier.local or not isinstance(placed.layout, CopyLayout):
