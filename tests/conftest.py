@@ -278,3 +278,29 @@ def catalog_db(pg_server: Postgres, request: pytest.FixtureRequest) -> str:
     with pg_server.connect() as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}"')
     return pg_server.create_db(name)
+
+
+# The longest tests, with their seconds in a CI run (`--durations`, at e239d0a, 3 workers on 2 cores).
+# They are collected first: the CI's workers (pytest-xdist's `load` scheduling, `.ci/test`) take
+# tests in collection order, so the longest start at once, one per worker, rather than one of them
+# late in the run with the others idle at its end. Only the order depends on these figures.
+LONGEST_FIRST = {
+    "tests/test_bad_inputs.py::test_burst_of_100000_files_all_shipped": 457,
+    "tests/test_fleet.py::test_a_fleet_of_three_daemons_a_catalog_outage_and_a_killed_hub": 304,
+    "tests/torture/test_crash_torture.py::test_fifty_kills_lose_nothing": 106,
+    "tests/test_remote_hang.py::test_run_once_releases_once_the_manifests_tier_is_back_and_says_what_waits": 91,
+    "tests/test_remote_hang.py::test_sigterm_stops_the_daemon_while_the_s3_server_hangs": 60,
+    "tests/test_remote_hang.py::test_a_manifest_write_that_hung_does_not_hold_later_releases_back": 56,
+    "tests/torture/test_crash_torture.py::test_s3_kills_lose_nothing": 55,
+    "tests/test_remote_e2e.py::test_server_stopped_mid_upload_leaves_nothing_partial": 33,
+    "tests/test_remote_network.py::test_a_zarr_upload_cut_by_the_network_ships_once_it_is_back": 31,
+    "tests/torture/test_batch_crash.py::test_kill_in_the_middle_of_a_batch": 30,
+    "tests/test_remote_e2e.py::test_k3_and_lightsheet_ship_verify_and_restore": 30,
+    "tests/test_catalog.py::test_bad_catalog_settings_are_one_line_and_never_stop_shipping": 26,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(
+        key=lambda item: -LONGEST_FIRST.get(item.nodeid.partition("[")[0], 0)
+    )  # stable: the rest keep their order
