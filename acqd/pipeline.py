@@ -1743,13 +1743,21 @@ class Pipeline:
     def _source_digest(self, layout: Layout, path: str, expected: Identity) -> str | None:
         """Blocking: `layout.source_checksum` of the file at `path`, None unless it is `expected`
         before and after the read."""
+        try:
+            return self._source_digest_or_raise(layout, path, expected)
+        except SourceChangedError:
+            return None
+
+    @staticmethod
+    def _source_digest_or_raise(layout: Layout, path: str, expected: Identity) -> str | None:
+        """Blocking: `layout.source_checksum` of the file at `path`; SourceChangedError unless it is
+        `expected` before and after the read; None where the layout keeps no checksum of the file's
+        bytes (a compressed TIFF, rebuilt from its tags by a restore)."""
         src = _Source(path, expected)
         try:
             digest = layout.source_checksum(src, expected.size)  # type: ignore[arg-type]
             src.final_check()
             return digest
-        except SourceChangedError:
-            return None
         finally:
             src.close()
 
@@ -2720,10 +2728,15 @@ class Pipeline:
             raise
         except AcqdError as exc:
             matched, why = False, f"it does not read back as recorded ({exc})"
-        digest = await self._io(self._source_digest, reader, os.path.join(c.ctx.root, c.rel), c.stable)
-        if digest is None:
-            raise SourceChangedError(f"{c.rel!r} changed while it was compared with its stored copy")
-        if digest == recorded.source_checksum:  # the file is the content that was stored
+        digest = await self._io(self._source_digest_or_raise, reader, os.path.join(c.ctx.root, c.rel), c.stable)
+        if digest is not None:
+            same = digest == recorded.source_checksum
+        else:  # no checksum of its bytes to compare (a compressed TIFF): the same only if its identity
+            # is the one it had when it was stored (no change seen since: the row still `stored`)
+            same = c.row.state is State.STORED and c.row.identity.same_content_as(c.stable)
+            if matched and not same:
+                why = "the file is not as it was when it was stored (its content cannot be compared)"
+        if same:  # the file is the content that was stored
             if matched:
                 await self._j(self.journal.audit, row.id, "adopted", tier=tier.name, dest=dest)
                 log.info("adopted %s: a verified copy of %r, stored before a crash and not yet verified", dest, c.rel)

@@ -438,6 +438,60 @@ def test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_ea
     assert (out / "f0.raw").read_bytes() == earlier
 
 
+@pytest.mark.parametrize("changed", [False, True], ids=["unchanged", "rewritten"])
+def test_a_compressed_tiff_stored_before_a_crash_is_adopted_or_kept_not_compared_for_ever(
+    tmp_path: Path, changed: bool
+) -> None:
+    """A compressed TIFF, stored as Zarr (its restore rebuilds it from its tags: no checksum of its
+    bytes to compare with), recorded stored and never verified (a crash between). Its content could
+    not be compared, which was taken for a change during the read: re-examined four times a second
+    for ever, `run --once` never ending (an adversarial review). Unchanged since (its identity): the
+    copy is adopted; rewritten: the copy is kept as version 1 and the file ships as version 2."""
+    import numpy as np
+    import tifffile
+
+    acq, state = tmp_path / "acq", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    src = acq / "s" / "x.tif"
+
+    def pixels(seed: int) -> Any:  # smooth, so that its Zarr copy is smaller than the TIFF
+        ramp = np.add.outer(np.arange(256), np.arange(256)).astype(np.uint16) * 8
+        return ramp + np.random.default_rng(seed).integers(0, 4, (6, 256, 256), dtype=np.uint16)
+
+    def write(seed: int) -> None:
+        tifffile.imwrite(src, pixels(seed), photometric="minisblack", compression="packbits")
+
+    write(1)
+    quick = ["--watch", str(acq), "--dest", str(tmp_path / "central"), "--state-dir", str(state)]
+    quick += ["--settle", "0.2s", "--detector", "hamamatsu-orca"]
+    r = run_acqd("run", "--once", *quick, env=dict(os.environ, ACQD_CRASH_AT="after_verify"))
+    assert r.returncode == -9, r.stderr
+    assert journal_states(state) == {"s/x.tif": "stored"}
+    [store] = list((tmp_path / "central").rglob("x.tif~.zarr"))
+    if changed:
+        src.unlink()
+        write(2)
+    r = run_acqd("run", "--once", "--retry-for", "20s", *quick, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [(x[1], x[3]) for x in journal_rows(state)]
+    if not changed:
+        assert rows == [("verified", 1)], rows
+        assert "adopted" in r.stderr, r.stderr[-3000:]
+        return
+    assert rows == [("verified", 1), ("verified", 2)], rows
+    assert store.exists()
+    out = tmp_path / "restored"
+    for version in (1, 2):
+        (out / str(version)).mkdir(parents=True)
+        rr = run_acqd(
+            "restore", "--version", str(version), "s/x.tif", f"{out / str(version)}/", "--state-dir", str(state)
+        )
+        assert rr.returncode == 0, rr.stderr
+    first, second = (tifffile.imread(out / v / "x.tif") for v in ("1", "2"))
+    assert (first == pixels(1)).all()
+    assert (second == tifffile.imread(src)).all()
+
+
 def test_an_object_put_under_a_name_after_a_failed_attempt_is_never_removed(tmp_path: Path) -> None:
     """An attempt noted its publication and failed before its rename (killed after its temporary was
     written); an object then appears under the file's name (somebody's, or another file's on a tier
