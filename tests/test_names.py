@@ -311,6 +311,18 @@ def _rewrite_head(path: Path) -> None:  # a header rewritten after the close (Se
         f.write(os.urandom(64))
 
 
+def _one_or_a_batch(tmp_path: Path, files: int) -> tuple[Path, Path]:
+    """A site (`site`) and its session folder holding `files` random files f0.raw, f1.raw, ...: one
+    file alone, shipped by itself (2 MB), or small files shipped as one batch. (config, folder)"""
+    cfg = site(tmp_path)
+    acq = tmp_path / "acq" / "s"
+    acq.mkdir(parents=True)
+    size = 2_000_000 if files == 1 else 3000
+    for i in range(files):
+        (acq / f"f{i}.raw").write_bytes(os.urandom(size))
+    return cfg, acq
+
+
 @pytest.mark.parametrize("change", [_append, _rewrite_head])
 @pytest.mark.parametrize("files", [1, 6], ids=["one-file", "a-batch"])
 def test_a_crash_between_publish_and_journal_then_a_change_keeps_the_earlier_copy(
@@ -321,12 +333,7 @@ def test_a_crash_between_publish_and_journal_then_a_change_keeps_the_earlier_cop
     whose only copy it is. It was taken for somebody else's object (the file never shipped, every run
     a conflict); then it was removed (the earlier content lost: a second adversarial run). Now it is
     kept as it is and the file as it is now ships as its next version, as without the crash."""
-    cfg = site(tmp_path)
-    acq = tmp_path / "acq" / "s"
-    acq.mkdir(parents=True)
-    size = 2_000_000 if files == 1 else 3000  # one file alone, or small files shipped as one batch
-    for i in range(files):
-        (acq / f"f{i}.raw").write_bytes(os.urandom(size))
+    cfg, acq = _one_or_a_batch(tmp_path, files)
     at = 2 if files == 1 else 4  # the first rename is the claim's; a batch's third copy published
     r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT=f"after_rename:{at}"))
     assert r.returncode == -9, r.stderr
@@ -386,12 +393,7 @@ def test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_ea
     Now a copy of what the file still holds is adopted (read back, not written again), a damaged one of
     it written again; a copy of an earlier content is kept (verified, version 1, if it reads back as
     recorded) and the file ships as version 2 beside it."""
-    cfg = site(tmp_path)
-    acq = tmp_path / "acq" / "s"
-    acq.mkdir(parents=True)
-    size = 2_000_000 if files == 1 else 3000  # one file alone, or small files shipped as one batch
-    for i in range(files):
-        (acq / f"f{i}.raw").write_bytes(os.urandom(size))
+    cfg, acq = _one_or_a_batch(tmp_path, files)
     r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_verify"))
     assert r.returncode == -9, r.stderr
     assert {x[0]: x[1] for x in journal_rows(tmp_path / "state-a")} == {f"s/f{i}.raw": "stored" for i in range(files)}
