@@ -273,7 +273,11 @@ def run(
         typer.Option("--once", help="ship what is there, wait until nothing is pending, print a summary, exit"),
     ] = False,
     retry_for: Annotated[
-        str, typer.Option(help="with --once: give up on failing files after this long (exit 1)")
+        str,
+        typer.Option(
+            help="with --once: give up on failing files, and on files still being written, after this long "
+            "(exit 1; they stay pending for the next run)"
+        ),
     ] = "5m",
     json_out: Annotated[bool, typer.Option("--json", help="with --once: print the summary as JSON")] = False,
     adopt: Annotated[
@@ -431,6 +435,10 @@ def _print_states(s: dict[str, Any]) -> None:
     if len(rows) > 1:
         lines += [f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
     lines += [f"  quarantined: {q['path']!r}: {q['reason']}" for q in s["quarantined"][:20]]
+    lines += [
+        f"  kept, not verified: {k['path']!r} (version {k['version']}): {k['reason']}"
+        for k in s.get("kept_unverified", [])[:20]
+    ]
     print("\n".join(lines), flush=True)
 
 

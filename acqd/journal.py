@@ -800,7 +800,9 @@ class Journal:
             self._audit(file_id, "unrecorded-kept", tier=tier, dest=dest, reason=why)
             return self._next_version(db, row)
 
-    def keep_stored(self, file_id: int, tier: str, dest: str, verified: bool, why: str) -> FileRow:
+    def keep_stored(
+        self, file_id: int, tier: str, dest: str, verified: bool, why: str, *, gone: bool = False
+    ) -> FileRow:
         """This row's copy under `dest`, recorded stored and never verified (a crash came between its
         record and its verification), or recorded lost by `acqd verify`, is not a copy of the file as it
         is now: the file changed since (rewritten, or deleted and written again under its name). Never
@@ -808,8 +810,10 @@ class Journal:
         (the copy was just read back and matched the checksum recorded when it was written): the row
         and the copy are verified, a superseded version like any other, its size the one shipped; else
         the row is vanished, the copy left as it was recorded. A new row, the next version, takes the
-        file, shipped under a name of its own. Returns the new row. Refused (IllegalTransition) unless
-        the row is current and not yet shipped, or (JournalError) if no such copy is recorded."""
+        file, shipped under a name of its own. Returns the new row. `gone`: the file is gone from the
+        acquisition disk (deleted by its owner): no next version; returns this row, verified or vanished.
+        Refused (IllegalTransition) unless the row is current and not yet shipped, or (JournalError) if no
+        such copy is recorded."""
         with self._tx() as db:
             row = self._shipping_row(file_id, State.VERIFIED if verified else State.VANISHED)
             copy = db.execute(
@@ -835,7 +839,7 @@ class Journal:
             else:
                 self._set(row, State.VANISHED, f"its stored copy kept ({tier}:{dest}): {why}")
             self._audit(file_id, "stored-kept", tier=tier, dest=dest, verified=verified, reason=why)
-            return self._next_version(db, row)
+            return self._get(file_id) if gone else self._next_version(db, row)
 
     def _shipping_row(self, file_id: int, new: State) -> FileRow:
         """The row of `file_id`, current and not yet shipped; else IllegalTransition to `new`."""
@@ -1266,6 +1270,19 @@ class Journal:
         )
         n = len(_FILE_COLS.split(","))
         return [(_file_row(r[:n]), bool(r[n])) for r in self._db.execute(q)]
+
+    def kept_unverified(self) -> list[tuple[FileRow, CopyRow]]:
+        """Copies kept at a destination and never verified, their file vanished: stored before a crash,
+        then found not as recorded (`keep_stored`). Nothing restores them on its own; `acqd status`
+        names them, so that somebody looks."""
+        q = (
+            f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))}, "
+            f"{', '.join('c.' + c.strip() for c in _COPY_COLS.split(','))} "
+            "FROM files f JOIN copies c ON c.file_id = f.id WHERE f.state = 'vanished' AND c.state = 'stored' "
+            "ORDER BY f.relpath, f.version"
+        )
+        n = len(_FILE_COLS.split(","))
+        return [(_file_row(r[:n]), _copy_row(r[n:])) for r in self._db.execute(q)]
 
     def session_files(self, root: str, session: str) -> list[tuple[FileRow, CopyRow]]:
         q = (
@@ -1854,6 +1871,10 @@ def summary(journal: Journal) -> dict[str, Any]:
         "quarantined": [
             {"path": r.relpath if current else f"{r.relpath} (version {r.version})", "reason": r.reason}
             for r, current in journal.quarantined()
+        ],
+        "kept_unverified": [
+            {"path": r.relpath, "version": r.version, "tier": c.tier, "dest": c.dest, "reason": r.reason}
+            for r, c in journal.kept_unverified()
         ],
     }
     catalog = outbox_state(journal)

@@ -22,7 +22,7 @@ import re
 import stat
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
@@ -834,6 +834,10 @@ class Pipeline:
         )
 
     def only_retries_left(self) -> bool:
+        """Whether every file left waits for a retry, for a writer on this host, or has kept changing
+        for longer than --retry-for (a writer acqd cannot see: another host's, or one that opens the
+        file for each write): `--once` gives up on them then. Changing files kept `run --once` going
+        for as long as they changed (an adversarial review)."""
         return (
             len(self._scans_done) == len(self.roots)
             and self.hints.empty()
@@ -841,9 +845,16 @@ class Pipeline:
             and not self.in_flight
             and self.ready.empty()
             and all(
-                (c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id
+                (c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id or self._changing(c)
                 for c in self.candidates.values()
             )
+        )
+
+    def _changing(self, c: Candidate) -> bool:
+        """`c` was found longer than --retry-for ago, has changed since and not settled: still written
+        to. (One that has not changed since it was found waits out its settle window.)"""
+        return (
+            not c.settled and self.retry_for is not None and c.since > c.born and self.mono() - c.born > self.retry_for
         )
 
     async def _once_monitor(self) -> None:
@@ -883,7 +894,18 @@ class Pipeline:
                 if open_now
                 else ""
             )
-            said.append(f"{len(self.candidates)} file(s) not shipped ({self.stats.last_error or 'no error'}{writing})")
+            moving = sorted(
+                c.rel for c in self.candidates.values() if self._changing(c) and self._awaited.get(c.key) != c.row.id
+            )
+            changing = (
+                f"; {len(moving)} still changing after {self.retry_for:.0f}s, still being written "
+                f"({', '.join(map(repr, moving[:5]))})"
+                if moving
+                else ""
+            )
+            said.append(
+                f"{len(self.candidates)} file(s) not shipped ({self.stats.last_error or 'no error'}{writing}{changing})"
+            )
         unlisted = [row.relpath for waiting in self._after_manifest.values() for _c, row in waiting.values()]
         if unlisted:
             if self._manifest_slow_since is not None:
@@ -992,8 +1014,7 @@ class Pipeline:
                 )
                 continue
             if gone:
-                row = await self._j(self.journal.mark, row.id, State.VANISHED, "gone while acqd was not running")
-                self._emit("vanished", row, reason="gone while acqd was not running")
+                await self._gone(ctx, row, "gone while acqd was not running")
 
     # -- intake: scans and hints -> journal -> candidates -----------------------------------
     async def _scanner(self) -> None:
@@ -1312,10 +1333,16 @@ class Pipeline:
         """Track the files found that are not tracked yet, as the journal says (new, pending, a new
         version, a release due, or nothing to do). One admission at a time (`_admitting`): a file
         neither waiting nor in flight when its admission starts gets exactly one candidate."""
-        self._busy += 1  # a file landed and being admitted again is neither waiting nor in flight
-        try:
+        with self._busy_while():  # a file landed and being admitted again is neither waiting nor in flight
             async with self._admitting:
                 await self._admit_now(ctx, list(entries))
+
+    @contextlib.contextmanager
+    def _busy_while(self) -> Iterator[None]:
+        """Busy meanwhile: a `--once` run is not idle while a file is between two of its places."""
+        self._busy += 1
+        try:
+            yield
         finally:
             self._busy -= 1
 
@@ -1588,11 +1615,7 @@ class Pipeline:
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
                 if await self._io_early(out_of_view, c.ctx.root) is not None:
                     return  # its disk unmounted, not the file gone: found again when it is back
-                try:
-                    row = await self._j(self.journal.mark, c.row.id, State.VANISHED, "vanished before it was shipped")
-                except IllegalTransition:  # the row moved on meanwhile (shipped and released): nothing vanished
-                    return
-                self._emit("vanished", row, reason="vanished before it was shipped")
+                await self._gone(c.ctx, c.row, "vanished before it was shipped")
             return
         assert current is not None
         if c.recheck:
@@ -2248,8 +2271,7 @@ class Pipeline:
         except _NextVersion as exc:
             log.warning("%s", exc)
             self._emit("conflict", c.row, reason=str(exc))
-            self._land(c)
-            await self._requeue_changed(replace(c, row=exc.row), str(exc))
+            await self._requeue_changed(c, str(exc), exc.row)
             return
         except (StoredLargerError, UnsupportedFormatError) as exc:  # nothing published: planned again, byte-exact
             log.info("%r is stored byte-exact: %s", c.rel, exc)
@@ -3185,19 +3207,81 @@ class Pipeline:
         except OSError:
             return False
 
-    async def _requeue_changed(self, c: Candidate, why: str) -> None:
-        log.info("re-examining %r: %s", c.rel, why)
-        await self._j(self.journal.audit, c.row.id, "re-examine", reason=why)
-        entry = await self._io(classify, c.ctx.root, c.rel)
-        self._land(c)
-        if entry is None:
-            if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
-                if await self._io_early(out_of_view, c.ctx.root) is not None:
-                    return  # its disk unmounted, not the file gone: found again when it is back
-                row = await self._j(self.journal.mark, c.row.id, State.VANISHED, why)
+    async def _requeue_changed(self, c: Candidate, why: str, now_row: FileRow | None = None) -> None:
+        """`c`'s file is looked at afresh (its row is `now_row` if the flight moved it on). Busy from
+        the first await to its admission: a file landed is neither waiting nor in flight, and a `--once`
+        run that found itself idle in between ended with the file pending (exit 1: seen in CI)."""
+        row = c.row if now_row is None else now_row
+        with self._busy_while():
+            log.info("re-examining %r: %s", c.rel, why)
+            await self._j(self.journal.audit, row.id, "re-examine", reason=why)
+            entry = await self._io(classify, c.ctx.root, c.rel)
+            self._land(c)
+            if entry is None:
+                if row.state in (State.SEEN, State.COMPLETE, State.STORED):
+                    if await self._io_early(out_of_view, c.ctx.root) is not None:
+                        return  # its disk unmounted, not the file gone: found again when it is back
+                    await self._gone(c.ctx, row, why)
+                return
+            await self._admit(c.ctx, [entry])
+
+    async def _gone(self, ctx: RootCtx, row: FileRow, why: str) -> None:
+        """`row`'s file is gone from the acquisition disk before it was shipped (deleted by its owner).
+        Its copy recorded stored and never verified (a crash came between) may be the only one of its
+        content now: read back against its record, the row is verified (`acqd restore` gives it back, its
+        session manifest lists it); not as recorded, the row is vanished and the copy kept as it is. It
+        was marked vanished unread, the copy out of sight of restore and verify. No copy recorded: the
+        row is vanished. The copy's tier not answering: the row is left as it is, looked at again at the
+        next start."""
+        try:
+            stored = [x for x in await self._j(self.journal.copies_of, row.id) if x.state == "stored"]
+            copy = next((x for x in stored if x.tier in self.tiers), None)
+            if row.state is not State.STORED or copy is None:
+                row = await self._j(self.journal.mark, row.id, State.VANISHED, why)
                 self._emit("vanished", row, reason=why)
+                return
+            tier = self.tiers[copy.tier]
+            where = tier.url(copy.dest)
+            try:
+                if self.guard is not None:  # on the claimed tier, not an empty mount point
+                    await self._io(self.guard, tier, True)
+                reader = reading_layout(copy.layout, copy.codec, ctx.placed(row.relpath).layout)
+                await self._io(reader.verify, tier, copy.dest, replace(copy.as_result(), meta_checksum=None))
+                matched, said = True, f"{why}; its copy {where}, stored before a crash, reads back as recorded"
+            except (TransientError, ClaimError) as exc:
+                log.warning(
+                    "%r is gone (%s); its copy %s, stored before a crash and not yet verified, could not be read "
+                    "now (%s): looked at again at the next start",
+                    row.relpath,
+                    why,
+                    where,
+                    exc,
+                )
+                return
+            except AcqdError as exc:
+                matched, said = False, f"{why}; it does not read back as recorded ({exc})"
+            row = await self._j(self.journal.keep_stored, row.id, copy.tier, copy.dest, matched, said, gone=True)
+        except IllegalTransition:  # the row moved on meanwhile (shipped and released): nothing vanished
             return
-        await self._admit(c.ctx, [entry])
+        if matched:
+            log.warning("%r: %s: recorded verified, its only copy", row.relpath, said)
+            self._emit(
+                "verified",
+                row,
+                tier=copy.tier,
+                dest=where,
+                stored_bytes=copy.stored_bytes,
+                checksum=copy.checksum,
+                codec=copy.codec,
+                layout=copy.layout,
+                reason=said,
+            )
+            self._dirty.add((ctx.index, row.session))  # its session manifest lists it
+        else:
+            log.error(
+                "%r: %s; its copy %s, stored before a crash: kept as it is, not verified", row.relpath, said, where
+            )
+            self._emit("vanished", row, reason=row.reason or said)
 
     async def _moved_on(self, c: Candidate, exc: IllegalTransition) -> None:
         """The journal refused a step of this file's ship: its row is not where this candidate saw it.

@@ -718,11 +718,15 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "readmission-not-busy",
-        "a file landed and being admitted again counts as idle: `--once` stops before it is shipped",
+        "a file landed and being admitted again, or looked at afresh, counts as idle: `--once` stops before it is"
+        " shipped",
         "acqd/pipeline.py",
-        "        self._busy += 1  # a file landed and being admitted again is neither waiting nor in flight\n",
-        "        self._busy += 0\n",
-        ("tests/test_inprocess.py::test_once_does_not_end_while_a_changed_file_is_admitted_again",),
+        "        self._busy += 1\n        try:\n            yield\n        finally:\n            self._busy -= 1\n",
+        "        yield\n",
+        (
+            "tests/test_inprocess.py::test_once_does_not_end_while_a_changed_file_is_admitted_again",
+            "tests/test_names.py::test_once_is_not_idle_while_a_file_is_looked_at_afresh[replaced]",
+        ),
     ),
     Mutant(
         "delete-recursive-by-backend",
@@ -1075,8 +1079,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "acqd/pipeline.py",
         "                if await self._io_early(out_of_view, c.ctx.root) is not None:\n"
         "                    return  # its disk unmounted, not the file gone: found again when it is back\n"
-        "                try:\n",
-        "                try:\n",
+        '                await self._gone(c.ctx, c.row, "vanished before it was shipped")\n',
+        '                await self._gone(c.ctx, c.row, "vanished before it was shipped")\n',
         ("tests/test_mounts.py::test_a_disk_unmounted_under_a_running_daemon_leaves_its_settling_files_pending",),
     ),
     Mutant(
@@ -1754,8 +1758,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "once-waits-for-writers-for-ever",
         "`run --once --retry-for` never ends while a process here holds a file open for writing",
         "acqd/pipeline.py",
-        "                (c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id\n",
-        "                (c.settled and c.row.attempts > 0)\n",
+        "(c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id or self._changing(c)\n",
+        "(c.settled and c.row.attempts > 0) or self._changing(c)\n",
         ("tests/test_robust.py::test_once_gives_up_on_a_movie_still_open_for_writing_after_retry_for",),
     ),
     Mutant(
@@ -2289,6 +2293,50 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             "tests/test_names.py::test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_earlier_content[one-file-replaced]",
         ),
+    ),
+    Mutant(
+        "gone-stored-marked-vanished",
+        "a file deleted by its owner after its copy was recorded stored and before it was verified (a crash"
+        " between) is marked vanished unread: its only copy out of sight of `acqd restore` and `acqd verify`",
+        "acqd/pipeline.py",
+        "            if row.state is not State.STORED or copy is None:\n",
+        "            if True:\n",
+        ("tests/test_names.py::test_once_is_not_idle_while_a_file_is_looked_at_afresh[deleted]",),
+    ),
+    Mutant(
+        "re-examined-file-not-busy",
+        "a file looked at afresh leaves its flight before its journal work and is not held busy meanwhile:"
+        " a `--once` run that looks idle then ends with the file pending (exit 1)",
+        "acqd/pipeline.py",
+        "        with self._busy_while():\n"
+        '            log.info("re-examining %r: %s", c.rel, why)\n'
+        '            await self._j(self.journal.audit, row.id, "re-examine", reason=why)\n'
+        "            entry = await self._io(classify, c.ctx.root, c.rel)\n"
+        "            self._land(c)\n",
+        "        self._land(c)\n"
+        "        with contextlib.nullcontext():\n"
+        '            log.info("re-examining %r: %s", c.rel, why)\n'
+        '            await self._j(self.journal.audit, row.id, "re-examine", reason=why)\n'
+        "            entry = await self._io(classify, c.ctx.root, c.rel)\n",
+        ("tests/test_names.py::test_once_is_not_idle_while_a_file_is_looked_at_afresh[replaced]",),
+    ),
+    Mutant(
+        "changing-file-waited-for-ever",
+        "`run --once` waits for a file that keeps changing (a log appended to, no writer seen) for as long as"
+        " it changes, past --retry-for",
+        "acqd/pipeline.py",
+        "(c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id or self._changing(c)\n",
+        "(c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id\n",
+        ("tests/test_robust.py::test_once_gives_up_on_a_file_still_changing_after_retry_for",),
+    ),
+    Mutant(
+        "kept-unverified-unlisted",
+        "a copy kept at the destination and never verified (stored before a crash, not as recorded, its file"
+        " gone) is not named by `acqd status`: nobody learns it is there",
+        "acqd/cli.py",
+        '        for k in s.get("kept_unverified", [])[:20]\n',
+        "        for k in []\n",
+        ("tests/test_names.py::test_once_is_not_idle_while_a_file_is_looked_at_afresh[deleted-copy-damaged]",),
     ),
     Mutant(
         "fei-extended-unread",

@@ -440,6 +440,69 @@ def test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_ea
     assert (out / "f0.raw").read_bytes() == earlier
 
 
+@pytest.mark.parametrize("change", ["replaced", "deleted", "deleted-copy-damaged"])
+async def test_once_is_not_idle_while_a_file_is_looked_at_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, change: str
+) -> None:
+    """A copy stored before a crash and not verified, its file replaced (kept as version 1, the file
+    ships as version 2) or deleted since: the file is looked at afresh, its journal work between its
+    flight's end and its admission. A `run --once` that looked idle in between ended there, the file
+    pending, exit 1 (a CI run, under load). The journal is slow here (half a second per audit line),
+    so the monitor's 50 ms looks fall in that gap every time. The file deleted, the copy was marked
+    vanished unread: its only copy, out of sight of `acqd restore`. Now it is read back against its
+    record: verified (restorable, in its manifest), or, damaged, vanished and left as it is."""
+    gone = change.startswith("deleted")
+    import asyncio
+
+    from acqd.config import load_config
+    from acqd.daemon import Daemon
+
+    cfg, acq = _one_or_a_batch(tmp_path, 1)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_verify"))
+    assert r.returncode == -9, r.stderr
+    earlier = (acq / "f0.raw").read_bytes()
+    if gone:
+        (acq / "f0.raw").unlink()
+    else:
+        _replace(acq / "f0.raw")
+    now = None if gone else (acq / "f0.raw").read_bytes()
+    dest = tmp_path / "central" / "scope" / "s"
+    if change == "deleted-copy-damaged":
+        _damage(dest / "f0.raw")
+        earlier = (dest / "f0.raw").read_bytes()
+    real = Journal.audit
+
+    def slow(self: Journal, *a: Any, **k: Any) -> Any:
+        time.sleep(0.5)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Journal, "audit", slow)
+    async with asyncio.timeout(120):
+        result = await Daemon(load_config(cfg), once=True, retry_for=60).run(install_signals=False)
+    rows = [(x[0], x[1], x[3]) for x in journal_rows(tmp_path / "state-a")]
+    assert (dest / "f0.raw").read_bytes() == earlier
+    if change == "deleted-copy-damaged":  # said, and the copy left as it is
+        assert (result.code, result.pending) == (0, 0), (result, rows)
+        assert rows == [("s/f0.raw", "vanished", 1)], rows
+        assert "does not read back as recorded" in caplog.text, caplog.text
+        st = run_acqd("status", "--config", str(cfg))
+        assert "kept, not verified: 's/f0.raw' (version 1)" in st.stdout, st.stdout + st.stderr
+        return
+    if gone:  # the file's only copy, read back as recorded: verified, given back by restore
+        assert (result.code, result.pending) == (0, 0), (result, rows)
+        assert rows == [("s/f0.raw", "verified", 1)], rows
+        out = tmp_path / "restored"
+        rr = run_acqd("restore", "--config", str(cfg), "s/f0.raw", f"{out}/")
+        assert rr.returncode == 0, rr.stderr
+        assert (out / "f0.raw").read_bytes() == earlier
+        manifest = json.loads((dest / "~acqd-manifest.json").read_text())
+        assert "f0.raw" in json.dumps(manifest), manifest
+        return
+    assert (result.code, result.pending) == (0, 0), (result, rows)
+    assert rows == [("s/f0.raw", "verified", 1), ("s/f0.raw", "released", 2)], rows
+    assert (dest / "f0~v2.raw").read_bytes() == now
+
+
 @pytest.mark.parametrize("changed", [False, True], ids=["unchanged", "rewritten"])
 def test_a_compressed_tiff_stored_before_a_crash_is_adopted_or_kept_not_compared_for_ever(
     tmp_path: Path, changed: bool

@@ -908,3 +908,41 @@ def test_once_gives_up_on_a_movie_still_open_for_writing_after_retry_for(tmp_pat
     assert r.returncode == 1, r.stdout + r.stderr
     assert "still open for writing by a process here ('s1/movie.mrc')" in " ".join(r.stderr.split()), r.stderr
     assert "quarantined" not in r.stderr and path.exists()
+
+
+def test_once_gives_up_on_a_file_still_changing_after_retry_for(tmp_path: Path) -> None:
+    """An adversarial review (twenty-second session): a file that kept changing (a log the acquisition
+    software appends to, opening it for each line: no writer seen at any look) kept `run --once
+    --retry-for 3s` going for as long as it changed. Now it is given up on after --retry-for, named
+    as still changing: exit 1, the file kept, the other file shipped."""
+    import threading
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    (acq / "s1" / "still.dat").write_bytes(os.urandom(5000))
+    log_file = acq / "s1" / "acquisition.log"
+    done = threading.Event()
+
+    def append() -> None:  # a line every 50 ms, the file opened and closed for each
+        n = 0
+        while not done.is_set():
+            with open(log_file, "a") as f:
+                f.write(f"frame {n}\n")
+            n += 1
+            done.wait(0.05)
+
+    writer = threading.Thread(target=append, daemon=True)
+    writer.start()
+    try:
+        r = run_acqd(
+            "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+            "--settle", "0.5s", "--retry-for", "3s", timeout=90,
+        )  # fmt: skip
+    finally:
+        done.set()
+        writer.join()
+    assert r.returncode == 1, r.stdout + r.stderr
+    said = " ".join(r.stderr.split())
+    assert "still changing after 3s, still being written ('s1/acquisition.log')" in said, r.stderr
+    assert log_file.exists() and (acq / "s1" / "still.dat").exists()
+    assert journal_states(state) == {"s1/still.dat": "verified", "s1/acquisition.log": "seen"}
