@@ -435,10 +435,18 @@ def _print_states(s: dict[str, Any]) -> None:
     if len(rows) > 1:
         lines += [f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
     lines += [f"  quarantined: {q['path']!r}: {q['reason']}" for q in s["quarantined"][:20]]
+    failed = s.get("release_failed", [])
+    lines += [
+        f"  release failed: {f['path']!r}: {f['reason']} (kept; tried again at the next scan)" for f in failed[:20]
+    ]
+    if len(failed) > 20:
+        lines.append(f"  release failed: {len(failed) - 20} more file(s) (`acqd status --json` lists all)")
     lines += [
         f"  kept, not verified: {k['path']!r} (version {k['version']}): {k['reason']}"
         for k in s.get("kept_unverified", [])[:20]
     ]
+    if len(s.get("kept_unverified", [])) > 20:
+        lines.append(f"  kept, not verified: {len(s['kept_unverified']) - 20} more (`acqd status --json` lists all)")
     print("\n".join(lines), flush=True)
 
 

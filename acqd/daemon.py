@@ -967,6 +967,25 @@ class Daemon:
                 code = pipeline.outcome_code
                 if self.once and pending and code == 0:
                     code = 1
+                if self.once and pipeline.stats.release_failed and code == 0:
+                    # verified and safe, but not removed as asked: the disk the release was to free fills
+                    refused = await loop.run_in_executor(jexec, journal.release_failed)
+                    if refused:
+                        log.error(
+                            "%d file(s) verified and not released: the acquisition disk refused to remove them "
+                            "(%s; first: %s); kept, tried again at the next run (`acqd status` lists them)",
+                            len(refused),
+                            refused[-1][1],
+                            ", ".join(repr(r.relpath) for r, _ in refused[:5]),
+                        )
+                        code = 1
+                if self.once and pipeline.kept_damaged and code == 0:
+                    log.error(
+                        "%d file(s) gone from the acquisition disk whose only copy does not read back as recorded: "
+                        "kept as they are (`acqd status` lists them)",
+                        pipeline.kept_damaged,
+                    )
+                    code = 1
                 if self.once and pipeline.unreadable and code == 0:
                     # what lies in a folder acqd could not list was never seen, let alone shipped: a
                     # run that says 0 would be trusted before the acquisition disk is wiped

@@ -54,6 +54,7 @@ EVENT_KINDS = {
     "unreadable": "path.unreadable",
     "left_aside": "path.left_aside",
     "held": "file.release_held",
+    "release_failed": "file.release_failed",
     "copy_lost": "file.copy_lost",
     "retention.warned": "retention.warned",
     "retention.transitioned": "retention.transitioned",

@@ -132,6 +132,7 @@ CREATE TABLE IF NOT EXISTS outbox(
 );
 CREATE INDEX IF NOT EXISTS audit_notes ON audit(file_id) WHERE action = 'profile-mismatch';
 CREATE INDEX IF NOT EXISTS audit_codec ON audit(file_id) WHERE action = 'codec-choice';
+CREATE INDEX IF NOT EXISTS audit_release_failed ON audit(file_id) WHERE action = 'release-failed';
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
@@ -801,7 +802,7 @@ class Journal:
             return self._next_version(db, row)
 
     def keep_stored(
-        self, file_id: int, tier: str, dest: str, verified: bool, why: str, *, gone: bool = False
+        self, file_id: int, tier: str, dest: str, verified: bool, why: str, *, gone: bool = False, lost: bool = False
     ) -> FileRow:
         """This row's copy under `dest`, recorded stored and never verified (a crash came between its
         record and its verification), or recorded lost by `acqd verify`, is not a copy of the file as it
@@ -812,12 +813,13 @@ class Journal:
         the row is vanished, the copy left as it was recorded. A new row, the next version, takes the
         file, shipped under a name of its own. Returns the new row. `gone`: the file is gone from the
         acquisition disk (deleted by its owner): no next version; returns this row, verified or vanished.
+        `lost`: nothing is under `dest` any more (the copy recorded lost, nothing kept; the row vanished).
         Refused (IllegalTransition) unless the row is current and not yet shipped, or (JournalError) if no
         such copy is recorded."""
         with self._tx() as db:
             row = self._shipping_row(file_id, State.VERIFIED if verified else State.VANISHED)
             copy = db.execute(
-                "SELECT source_bytes, checksum FROM copies WHERE file_id = ? AND tier = ? AND dest = ?",
+                "SELECT source_bytes, checksum, id FROM copies WHERE file_id = ? AND tier = ? AND dest = ?",
                 (file_id, tier, dest),
             ).fetchone()
             if copy is None:
@@ -836,6 +838,11 @@ class Journal:
                 db.execute(
                     "INSERT OR IGNORE INTO manifests_dirty(root, session) VALUES (?, ?)", (row.root, row.session)
                 )
+            elif lost:
+                db.execute(_COPY_LOST, (copy[2],))
+                self._set(row, State.VANISHED, f"its stored copy ({tier}:{dest}) is not there either: {why}")
+                self._audit(file_id, "copy-lost", tier=tier, dest=dest, reason=why)
+                return self._get(file_id)
             else:
                 self._set(row, State.VANISHED, f"its stored copy kept ({tier}:{dest}): {why}")
             self._audit(file_id, "stored-kept", tier=tier, dest=dest, verified=verified, reason=why)
@@ -1270,6 +1277,21 @@ class Journal:
         )
         n = len(_FILE_COLS.split(","))
         return [(_file_row(r[:n]), bool(r[n])) for r in self._db.execute(q)]
+
+    def release_failed(self) -> list[tuple[FileRow, str]]:
+        """Files verified, whose release the acquisition disk refused (read-only, permission) and that
+        are still there to release, each with the last refusal: `acqd status` lists them."""
+        q = (
+            f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))}, a.detail "
+            "FROM audit a INDEXED BY audit_release_failed JOIN files f ON f.id = a.file_id "
+            "WHERE a.action = 'release-failed' AND f.state = 'verified' AND f.current = 1 ORDER BY a.id"
+        )
+        n = len(_FILE_COLS.split(","))
+        last: dict[int, tuple[FileRow, str]] = {}
+        for r in self._db.execute(q):
+            row = _file_row(r[:n])
+            last[row.id] = (row, str(json.loads(r[n]).get("reason", "")))
+        return sorted(last.values(), key=lambda x: x[0].relpath)
 
     def kept_unverified(self) -> list[tuple[FileRow, CopyRow]]:
         """Copies kept at a destination and never verified, their file vanished: stored before a crash,
@@ -1872,6 +1894,7 @@ def summary(journal: Journal) -> dict[str, Any]:
             {"path": r.relpath if current else f"{r.relpath} (version {r.version})", "reason": r.reason}
             for r, current in journal.quarantined()
         ],
+        "release_failed": [{"path": r.relpath, "reason": why} for r, why in journal.release_failed()],
         "kept_unverified": [
             {"path": r.relpath, "version": r.version, "tier": c.tier, "dest": c.dest, "reason": r.reason}
             for r, c in journal.kept_unverified()

@@ -23,6 +23,7 @@ _LEVEL = {
     "verified": logging.INFO,
     "released": logging.INFO,
     "held": logging.INFO,
+    "release_failed": logging.WARNING,
     "copy_lost": logging.WARNING,
     "vanished": logging.INFO,
     "quarantined": logging.WARNING,
@@ -131,7 +132,16 @@ QUARANTINE_NEXT = (
     " (kept on the acquisition disk, never released; looked at again when it changes: fix or replace it, "
     "or `touch` it to try again; `acqd status` lists it)"
 )
-_WITH_REASON = ("quarantined", "vanished", "retry", "held", "copy_lost", "profile-mismatch", "codec-choice")
+_WITH_REASON = (
+    "quarantined",
+    "vanished",
+    "retry",
+    "held",
+    "release_failed",
+    "copy_lost",
+    "profile-mismatch",
+    "codec-choice",
+)
 
 
 class LogReporter:
@@ -179,6 +189,7 @@ class LogReporter:
             "vanished",
             "retry",
             "held",
+            "release_failed",
             "copy_lost",
             "profile-mismatch",
             "codec-choice",

@@ -30,6 +30,7 @@ OUTCOMES = (
     "vanished",
     "conflict",
     "held",
+    "release_failed",
     "copy_lost",
     "profile-mismatch",
     "streamed",

@@ -279,6 +279,7 @@ class RunStats:
     bytes_in: int = 0
     bytes_out: int = 0
     internal_errors: int = 0
+    release_failed: int = 0  # releases the acquisition disk refused (read-only, permission), each try
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # bounded
     last_error: str = ""
     framed: int = 0  # files stored by a frame layout (Zarr, TIFF)
@@ -605,6 +606,9 @@ class Pipeline:
         #: releases held back (`_release_later`, `_after_manifest`) -> when a snapshot first saw them
         self._release_waiting: dict[tuple[int, str], float] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
+        #: files gone from the acquisition disk whose only copy does not read back as recorded (`--once`: exit 1)
+        self.kept_damaged = 0
+        self._refused: dict[tuple[int, str], tuple[int, str]] = {}  # file -> (row, why) of a release refused
         self._rechecks: deque[Candidate] = deque()  # verified files whose change time alone moved (`_recheck`)
         self._recheck_task: asyncio.Task[None] | None = None
         self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
@@ -851,11 +855,15 @@ class Pipeline:
         )
 
     def _changing(self, c: Candidate) -> bool:
-        """`c` was found longer than --retry-for ago, has changed since and not settled: still written
-        to. (One that has not changed since it was found waits out its settle window.)"""
-        return (
-            not c.settled and self.retry_for is not None and c.since > c.born and self.mono() - c.born > self.retry_for
-        )
+        """`c` has not settled and changed more than --retry-for after it was found: still written to.
+        (One whose last change came earlier waits out its settle window, even one longer than
+        --retry-for: a review saw a file given up on, and called still changing, 6 s after its last
+        change, its 8 s window not over.)"""
+        if c.settled or self.retry_for is None or c.since <= c.born + self.retry_for:
+            return False  # not seen changing after the deadline
+        # and the change itself came after it (the file's own clock: a look can come a window late)
+        changed = (c.stable.ctime_ns or c.stable.mtime_ns) / 1e9
+        return changed > time.time() - (self.mono() - c.born) + self.retry_for
 
     async def _once_monitor(self) -> None:
         while not self.stopping.is_set():
@@ -2497,6 +2505,7 @@ class Pipeline:
         whys = await self._io(unlink_all) if begun else []
         calls: list[Callable[[], Any]] = []
         released: list[tuple[Candidate, int]] = []  # the file, its call's index
+        refused: list[tuple[Candidate, FileRow, str]] = []  # the disk said no (read-only, permission)
         for (c, row), why in zip(begun, whys, strict=True):
             path = os.path.join(c.ctx.root, c.rel)
             self._held.pop(c.key, None)
@@ -2509,7 +2518,7 @@ class Pipeline:
                 continue
             calls.append(partial(self.journal.end_release, row.id))
             if isinstance(why, OSError):
-                log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, why.strerror)
+                refused.append((c, row, why.strerror or str(why)))
                 continue
             calls.append(partial(self.journal.audit, row.id, "release-skipped", reason=why))
             if why not in (GONE, BLOCKED):
@@ -2525,10 +2534,30 @@ class Pipeline:
             self._dirty.add((c.ctx.index, row.session))
             self.stats.released += 1
             self._emit("released", row, path=os.path.join(c.ctx.root, c.rel), reason=RELEASED_REASON)
+        for c, row, strerror in refused:
+            await self._release_failed(c, row, strerror)
         results = await asyncio.gather(*(self._release(c, row) for c, row in slow), return_exceptions=True)
         errors += [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
+
+    async def _release_failed(self, c: Candidate, row: FileRow, why: str) -> None:
+        """The acquisition disk refused a release (mounted read-only, no permission): the file is kept
+        and tried again at the next scan. It was a WARNING at every scan and nothing else: `run --once`
+        said 0 released and exited 0, `acqd status` said nothing, while the disk the release was to
+        free filled. Now said once per version and reason (WARNING, audit `release-failed`, a
+        `file.release_failed` event, `acqd_files_total{outcome="release_failed"}`), counted in the
+        run's summary, and `acqd status` lists the files verified whose release failed."""
+        self.stats.release_failed += 1
+        if _remember(self._refused, c.key, (row.id, why)):
+            log.debug("could not release %r: %s (kept; retried at the next scan)", c.rel, why)
+            return
+        reason = f"could not remove it from the acquisition disk: {why} (kept; retried at the next scan)"
+        try:
+            await self._j(self.journal.audit, row.id, "release-failed", reason=why)
+        except JournalError as exc:
+            log.warning("could not record the failed release of %r: %s", c.rel, exc)
+        self._emit("release_failed", row, reason=reason)
 
     async def _copies_hold(self, items: list[tuple[Candidate, FileRow]]) -> list[bool]:
         """`_check_copy` for a batch just verified (one journal read, one I/O call): True where the
@@ -2744,7 +2773,7 @@ class Pipeline:
         recorded = copy.as_result()
         reader = reading_layout(copy.layout, copy.codec, layout)
         try:
-            await self._io(reader.verify, tier, dest, replace(recorded, meta_checksum=None))
+            await self._io(reader.verify, tier, dest, recorded)  # its data and its metadata as written
             matched, why = True, "the file changed since it was stored"
         except TransientError:
             raise
@@ -2877,7 +2906,7 @@ class Pipeline:
             log.warning("not releasing %r: %s (kept)", c.rel, exc)
             return
         except OSError as exc:
-            log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, exc.strerror)
+            await self._release_failed(c, row, exc.strerror or str(exc))
             return
         if st is None:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=GONE)
@@ -2937,7 +2966,7 @@ class Pipeline:
             return
         except OSError as exc:
             await self._j(self.journal.end_release, row.id)
-            log.warning("could not release %r: %s (kept; retried at the next scan)", c.rel, exc.strerror)
+            await self._release_failed(c, row, exc.strerror or str(exc))
             return
         if why is not None:
             await self._j(self.journal.end_release, row.id)
@@ -3228,11 +3257,13 @@ class Pipeline:
     async def _gone(self, ctx: RootCtx, row: FileRow, why: str) -> None:
         """`row`'s file is gone from the acquisition disk before it was shipped (deleted by its owner).
         Its copy recorded stored and never verified (a crash came between) may be the only one of its
-        content now: read back against its record, the row is verified (`acqd restore` gives it back, its
-        session manifest lists it); not as recorded, the row is vanished and the copy kept as it is. It
-        was marked vanished unread, the copy out of sight of restore and verify. No copy recorded: the
-        row is vanished. The copy's tier not answering: the row is left as it is, looked at again at the
-        next start."""
+        content now: read back against its record (its data and its metadata), the row is verified
+        (`acqd restore` gives it back, its session manifest lists it); not as recorded, the row is
+        vanished and the copy kept as it is (`acqd status` lists it); nothing there any more, the row is
+        vanished and the copy recorded lost. It was marked vanished unread, the copy out of sight of
+        restore and verify. No copy recorded: the row is vanished. The copy's tier not answering, or not
+        the claimed one (a share not mounted: its empty mount point holds nothing), the row is left as
+        it is, looked at again at the next start: nothing is concluded from a tier that is not there."""
         try:
             stored = [x for x in await self._j(self.journal.copies_of, row.id) if x.state == "stored"]
             copy = next((x for x in stored if x.tier in self.tiers), None)
@@ -3245,26 +3276,44 @@ class Pipeline:
             try:
                 if self.guard is not None:  # on the claimed tier, not an empty mount point
                     await self._io(self.guard, tier, True)
-                reader = reading_layout(copy.layout, copy.codec, ctx.placed(row.relpath).layout)
-                await self._io(reader.verify, tier, copy.dest, replace(copy.as_result(), meta_checksum=None))
-                matched, said = True, f"{why}; its copy {where}, stored before a crash, reads back as recorded"
-            except (TransientError, ClaimError) as exc:
+                there = await self._io(tier.stored_size, copy.dest) is not None
+            except AcqdError as exc:  # not mounted, its claim gone, not answering: nothing concluded
                 log.warning(
-                    "%r is gone (%s); its copy %s, stored before a crash and not yet verified, could not be read "
-                    "now (%s): looked at again at the next start",
+                    "%r is gone (%s); its copy %s, stored before a crash and not yet verified, cannot be looked "
+                    "at now (%s): looked at again at the next start",
                     row.relpath,
                     why,
                     where,
                     exc,
                 )
                 return
-            except AcqdError as exc:
-                matched, said = False, f"{why}; it does not read back as recorded ({exc})"
-            row = await self._j(self.journal.keep_stored, row.id, copy.tier, copy.dest, matched, said, gone=True)
+            lost = not there
+            if lost:
+                matched, said = False, why
+            else:
+                try:
+                    reader = reading_layout(copy.layout, copy.codec, ctx.placed(row.relpath).layout)
+                    await self._io(reader.verify, tier, copy.dest, copy.as_result())  # data and metadata
+                    matched, said = True, f"{why}; its copy {where}, stored before a crash, reads back as recorded"
+                except TransientError as exc:
+                    log.warning(
+                        "%r is gone (%s); its copy %s could not be read now (%s): looked at again at the next start",
+                        row.relpath,
+                        why,
+                        where,
+                        exc,
+                    )
+                    return
+                except AcqdError as exc:
+                    matched, said = False, f"{why}; it does not read back as recorded ({exc})"
+            row = await self._j(
+                self.journal.keep_stored, row.id, copy.tier, copy.dest, matched, said, gone=True, lost=lost
+            )
         except IllegalTransition:  # the row moved on meanwhile (shipped and released): nothing vanished
             return
         if matched:
             log.warning("%r: %s: recorded verified, its only copy", row.relpath, said)
+            self.stats.verified += 1
             self._emit(
                 "verified",
                 row,
@@ -3277,7 +3326,11 @@ class Pipeline:
                 reason=said,
             )
             self._dirty.add((ctx.index, row.session))  # its session manifest lists it
+        elif lost:
+            log.warning("%r: %s; its copy %s, stored before a crash, is not there either", row.relpath, why, where)
+            self._emit("vanished", row, reason=row.reason or why)
         else:
+            self.kept_damaged += 1
             log.error(
                 "%r: %s; its copy %s, stored before a crash: kept as it is, not verified", row.relpath, said, where
             )

@@ -2339,6 +2339,92 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_names.py::test_once_is_not_idle_while_a_file_is_looked_at_afresh[deleted-copy-damaged]",),
     ),
     Mutant(
+        "release-refusal-unsaid",
+        "a release the acquisition disk refuses (read-only, permission) is not reported: no event, no metric,"
+        " no audit line, only a debug line",
+        "acqd/pipeline.py",
+        '        self._emit("release_failed", row, reason=reason)\n',
+        "        pass\n",
+        ("tests/test_faults.py::test_a_release_the_acquisition_disk_refuses_is_said_counted_and_listed",),
+    ),
+    Mutant(
+        "release-refusal-exits-0",
+        "`run --once --release` whose releases the acquisition disk refused exits 0: the disk it was to free fills",
+        "acqd/daemon.py",
+        "                if self.once and pipeline.stats.release_failed and code == 0:\n",
+        "                if False:\n",
+        ("tests/test_faults.py::test_a_release_the_acquisition_disk_refuses_is_said_counted_and_listed",),
+    ),
+    Mutant(
+        "release-refusal-unlisted",
+        "`acqd status` does not list the files whose release the acquisition disk refused",
+        "acqd/journal.py",
+        '        "release_failed": [{"path": r.relpath, "reason": why} for r, why in journal.release_failed()],\n',
+        '        "release_failed": [],\n',
+        ("tests/test_faults.py::test_a_release_the_acquisition_disk_refuses_is_said_counted_and_listed",),
+    ),
+    Mutant(
+        "gone-copy-unmounted-called-lost",
+        "a gone file's copy, stored before a crash, is looked for without asking whether its tier is the claimed"
+        " one: a share not mounted (its empty mount point) makes an intact only copy recorded lost for good",
+        "acqd/pipeline.py",
+        "                if self.guard is not None:  # on the claimed tier, not an empty mount point\n"
+        "                    await self._io(self.guard, tier, True)\n"
+        "                there = ",
+        "                there = ",
+        ("tests/test_names.py::test_a_gone_files_copy_on_a_share_not_mounted_is_looked_at_again_not_called_damaged",),
+    ),
+    Mutant(
+        "gone-copy-metadata-unchecked",
+        "a gone file's copy, stored before a crash, is read back without its metadata checksum: a copy whose"
+        " calibration changed is recorded verified (and `acqd verify` then calls it corrupt)",
+        "acqd/pipeline.py",
+        "await self._io(reader.verify, tier, copy.dest, copy.as_result())",
+        "await self._io(reader.verify, tier, copy.dest, replace(copy.as_result(), meta_checksum=None))",
+        (
+            "tests/test_names.py::test_a_copy_stored_before_a_crash_whose_metadata_changed_is_not_recorded_verified"
+            "[file-deleted]",
+        ),
+    ),
+    Mutant(
+        "adopted-copy-metadata-unchecked",
+        "a copy stored before a crash is adopted for its unchanged file without its metadata checksum: a copy"
+        " whose calibration changed is recorded verified",
+        "acqd/pipeline.py",
+        "            await self._io(reader.verify, tier, dest, recorded)  # its data and its metadata as written\n",
+        "            await self._io(reader.verify, tier, dest, replace(recorded, meta_checksum=None))\n",
+        (
+            "tests/test_names.py::test_a_copy_stored_before_a_crash_whose_metadata_changed_is_not_recorded_verified"
+            "[file-kept]",
+        ),
+    ),
+    Mutant(
+        "gone-copy-missing-called-kept",
+        "a gone file's copy, stored before a crash and not at the destination either, is listed as kept",
+        "acqd/pipeline.py",
+        "            lost = not there\n",
+        "            lost = False\n",
+        ("tests/test_names.py::test_once_is_not_idle_while_a_file_is_looked_at_afresh[deleted-copy-gone]",),
+    ),
+    Mutant(
+        "changed-before-deadline-given-up",
+        "`run --once` gives up on a file whose last change came before --retry-for's deadline, seen only at a"
+        " later look (polled), and calls it still changing",
+        "acqd/pipeline.py",
+        "        return changed > time.time() - (self.mono() - c.born) + self.retry_for\n",
+        "        return True\n",
+        ("tests/test_robust.py::test_once_waits_out_the_settle_window_of_a_file_that_stopped_changing[poll]",),
+    ),
+    Mutant(
+        "release-refusal-uncounted",
+        "a release the acquisition disk refuses is not an outcome Prometheus counts: the AcqdReleaseFailed alert"
+        " never fires",
+        "acqd/metrics.py",
+        '    "release_failed",\n    "copy_lost",\n',
+        '    "copy_lost",\n',
+        ("tests/test_faults.py::test_a_refused_release_is_an_event_and_a_metric",),
+    ),
+    Mutant(
         "fei-extended-unread",
         "an FEI extended header is kept only in the restore bytes, not readable in the stored header",
         "acqd/readers/mrc.py",

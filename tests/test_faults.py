@@ -6,6 +6,7 @@ failing at fsync and rename; and read errors on the source."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -14,7 +15,7 @@ import sqlite3
 import subprocess
 import time
 import urllib.request
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,99 @@ def test_really_full_destination_keeps_everything_and_resumes(site: Site) -> Non
         assert site.stored() == files and tree(site.watch) == {}
     finally:
         subprocess.run(["umount", "-l", str(site.dest)], capture_output=True)
+
+
+@contextlib.contextmanager
+def _read_only_watch(site: Site, tmp_path: Path) -> Iterator[Callable[[], None]]:
+    """The watch root bind-mounted read-only over its files (kept in <tmp>/real), as an acquisition
+    share exported read-only; yields what makes it writable again. Needs root."""
+    real = tmp_path / "real"
+    site.watch.rename(real)
+    site.watch.mkdir()
+    r = subprocess.run(["mount", "--bind", str(real), str(site.watch)], capture_output=True, text=True)
+    if r.returncode != 0:
+        msg = f"cannot bind-mount here ({r.stderr.strip()}): the read-only watch root tests need root"
+        if REQUIRE:
+            pytest.fail(msg + " (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip(msg)
+
+    def writable() -> None:
+        subprocess.run(["mount", "-o", "remount,rw,bind", str(site.watch)], check=True)
+
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(site.watch)], check=True)
+        yield writable
+    finally:
+        subprocess.run(["umount", "-l", str(site.watch)], capture_output=True)
+
+
+def test_a_release_the_acquisition_disk_refuses_is_said_counted_and_listed(site: Site, tmp_path: Path) -> None:
+    """The watch root mounted read-only (a bind mount, as an acquisition share exported read-only):
+    every release fails. It was a WARNING at every scan and nothing else: `run --once --release` said
+    0 released and exited 0, `acqd status` said nothing, the disk the release was to free filling.
+    Now: exit 1 naming the files, an event and a metric per file, `acqd status` lists them; once the
+    disk is writable again the next run releases them."""
+    files = populate(site.watch, 3, 20_000)
+    site.write_config(url=f"file://{site.dest}")
+    real = tmp_path / "real"
+    with _read_only_watch(site, tmp_path) as writable:
+        r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "20s")
+        assert r.returncode == 1, r.stdout + r.stderr
+        said = " ".join(r.stderr.split())
+        assert "3 file(s) verified and not released: the acquisition disk refused to remove them" in said, said
+        assert "Read-only file system" in said
+        assert said.count("release_failed 's/f000.raw'") == 1, said  # once per file, not at every look
+        assert set(journal_states(site.state).values()) == {"verified"}
+        assert tree(real) == files and site.stored() == files
+        st = run_acqd("status", "--config", str(site.config), "--json")
+        listed = json.loads(st.stdout)["release_failed"]
+        assert sorted(x["path"] for x in listed) == sorted(files), listed
+        db = sqlite3.connect(site.state / "journal.sqlite")
+        try:
+            (n,) = db.execute("SELECT COUNT(*) FROM audit WHERE action = 'release-failed'").fetchone()
+        finally:
+            db.close()
+        assert n == 3
+        writable()
+        r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "20s")
+        assert r.returncode == 0, r.stderr
+        assert tree(real) == {} and site.stored() == files
+        st = run_acqd("status", "--config", str(site.config), "--json")
+        assert json.loads(st.stdout)["release_failed"] == []
+
+
+async def test_a_refused_release_is_an_event_and_a_metric(site: Site, tmp_path: Path) -> None:
+    """The same refusal seen by what a facility watches: one `file.release_failed` event per file
+    (not one per scan), and `acqd_files_total{outcome="release_failed"}` for the AcqdReleaseFailed
+    alert."""
+    from prometheus_client import CollectorRegistry
+
+    from acqd.config import load_config
+    from acqd.daemon import Fanout
+    from acqd.events import event_payload
+    from acqd.metrics import Metrics
+    from acqd.values import Outcome
+
+    populate(site.watch, 2, 5_000)
+    site.write_config(url=f"file://{site.dest}")
+    seen: list[Outcome] = []
+
+    class Keep:
+        def outcome(self, o: Outcome) -> None:
+            seen.append(o)
+
+    metrics = Metrics(CollectorRegistry(), "scope")
+    with _read_only_watch(site, tmp_path):
+        async with asyncio.timeout(120):
+            result = await Daemon(
+                load_config(site.config), once=True, retry_for=20, reporter=Fanout([Keep(), metrics])
+            ).run(install_signals=False)
+    assert result.code == 1, result
+    refused = [o for o in seen if o.kind == "release_failed"]
+    assert sorted(o.relpath for o in refused) == ["s/f000.raw", "s/f001.raw"], seen
+    body = event_payload("scope", refused[0])
+    assert body["type"] == "file.release_failed" and "Read-only file system" in body["reason"], body
+    assert metrics.value("acqd_files_total", detector="generic", outcome="release_failed") == 2
 
 
 def test_destination_permission_flip(site: Site) -> None:

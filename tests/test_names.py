@@ -440,7 +440,7 @@ def test_a_crash_between_a_copys_record_and_its_verification_never_removes_an_ea
     assert (out / "f0.raw").read_bytes() == earlier
 
 
-@pytest.mark.parametrize("change", ["replaced", "deleted", "deleted-copy-damaged"])
+@pytest.mark.parametrize("change", ["replaced", "deleted", "deleted-copy-damaged", "deleted-copy-gone"])
 async def test_once_is_not_idle_while_a_file_is_looked_at_afresh(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, change: str
 ) -> None:
@@ -470,6 +470,8 @@ async def test_once_is_not_idle_while_a_file_is_looked_at_afresh(
     if change == "deleted-copy-damaged":
         _damage(dest / "f0.raw")
         earlier = (dest / "f0.raw").read_bytes()
+    if change == "deleted-copy-gone":
+        (dest / "f0.raw").unlink()
     real = Journal.audit
 
     def slow(self: Journal, *a: Any, **k: Any) -> Any:
@@ -480,9 +482,15 @@ async def test_once_is_not_idle_while_a_file_is_looked_at_afresh(
     async with asyncio.timeout(120):
         result = await Daemon(load_config(cfg), once=True, retry_for=60).run(install_signals=False)
     rows = [(x[0], x[1], x[3]) for x in journal_rows(tmp_path / "state-a")]
-    assert (dest / "f0.raw").read_bytes() == earlier
-    if change == "deleted-copy-damaged":  # said, and the copy left as it is
+    if change == "deleted-copy-gone":  # nothing kept anywhere: vanished, its copy recorded lost, not listed
         assert (result.code, result.pending) == (0, 0), (result, rows)
+        assert rows == [("s/f0.raw", "vanished", 1)], rows
+        st = run_acqd("status", "--config", str(cfg), "--json")
+        assert json.loads(st.stdout)["kept_unverified"] == [], st.stdout
+        return
+    assert (dest / "f0.raw").read_bytes() == earlier
+    if change == "deleted-copy-damaged":  # said, and the copy left as it is (`--once`: exit 1)
+        assert (result.code, result.pending) == (1, 0), (result, rows)
         assert rows == [("s/f0.raw", "vanished", 1)], rows
         assert "does not read back as recorded" in caplog.text, caplog.text
         st = run_acqd("status", "--config", str(cfg))
@@ -555,6 +563,97 @@ def test_a_compressed_tiff_stored_before_a_crash_is_adopted_or_kept_not_compared
     first, second = (tifffile.imread(out / v / "x.tif") for v in ("1", "2"))
     assert (first == pixels(1)).all()
     assert (second == tifffile.imread(src)).all()
+
+
+def test_a_gone_files_copy_on_a_share_not_mounted_is_looked_at_again_not_called_damaged(tmp_path: Path) -> None:
+    """A review of the gone-file read-back: the file deleted after a crash between its copy's record
+    and its verification, and the share not mounted at the next start (its mount point empty): the
+    guard's "not mounted" was taken for "the copy does not read back", the row vanished for good and
+    the intact copy out of sight of restore once the share was back. Now nothing is concluded from a
+    tier that is not there: the row stays stored (exit 1, pending), and with the share back the copy
+    is read back and recorded verified."""
+    cfg, acq = _one_or_a_batch(tmp_path, 1)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_verify"))
+    assert r.returncode == -9, r.stderr
+    earlier = (acq / "f0.raw").read_bytes()
+    (acq / "f0.raw").unlink()
+    central = tmp_path / "central"
+    central.rename(tmp_path / "central.away")
+    central.mkdir()  # the share's mount point, nothing mounted on it
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "5s")
+    assert r.returncode == 1, r.stderr
+    assert journal_states(tmp_path / "state-a") == {"s/f0.raw": "stored"}, r.stderr
+    assert "looked at again at the next start" in r.stderr, r.stderr
+    central.rmdir()
+    (tmp_path / "central.away").rename(central)
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
+    assert r.returncode == 0, r.stderr
+    assert journal_states(tmp_path / "state-a") == {"s/f0.raw": "verified"}
+    out = tmp_path / "restored"
+    rr = run_acqd("restore", "--config", str(cfg), "s/f0.raw", f"{out}/")
+    assert rr.returncode == 0, rr.stderr
+    assert (out / "f0.raw").read_bytes() == earlier
+
+
+@pytest.mark.parametrize("gone", [True, False], ids=["file-deleted", "file-kept"])
+def test_a_copy_stored_before_a_crash_whose_metadata_changed_is_not_recorded_verified(
+    tmp_path: Path, gone: bool
+) -> None:
+    """A review of the gone-file read-back: a compressed TIFF stored as Zarr, recorded stored and not
+    verified (a crash between), the file deleted, and the copy's zarr.json edited (its OME scale): it
+    was read back without its metadata checksum and recorded verified, and `acqd verify` then called it
+    corrupt. Now its metadata is compared as written: kept as it is, not verified, listed by `acqd
+    status`, and `run --once` exits 1. The file still there, the copy was adopted the same way: now it
+    is written again from the file (which holds its content), and `acqd verify` finds it sound."""
+    import numpy as np
+    import tifffile
+
+    acq, state = tmp_path / "acq", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    ramp = np.add.outer(np.arange(128), np.arange(128)).astype(np.uint16) * 8
+    tifffile.imwrite(acq / "s" / "x.tif", np.stack([ramp] * 6), photometric="minisblack", compression="packbits")
+    quick = ["--watch", str(acq), "--dest", str(tmp_path / "central"), "--state-dir", str(state)]
+    quick += ["--settle", "0.2s", "--detector", "hamamatsu-orca"]
+    r = run_acqd("run", "--once", *quick, env=dict(os.environ, ACQD_CRASH_AT="after_verify"))
+    assert r.returncode == -9, r.stderr
+    assert journal_states(state) == {"s/x.tif": "stored"}
+    if gone:
+        (acq / "s" / "x.tif").unlink()
+    [meta] = [p for p in (tmp_path / "central").rglob("zarr.json") if p.parent.name == "x.tif~.zarr"]
+    written = meta.read_text()
+    meta.write_text(_scaled(written))
+    r = run_acqd("run", "--once", "--retry-for", "20s", *quick)
+    if not gone:
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert journal_states(state) == {"s/x.tif": "verified"}
+        assert "written again" in r.stderr, r.stderr[-3000:]
+        assert json.loads(meta.read_text()) == json.loads(written)
+        v = run_acqd("verify", "--state-dir", str(state))
+        assert v.returncode == 0, v.stdout + v.stderr
+        return
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert journal_states(state) == {"s/x.tif": "vanished"}, r.stderr[-3000:]
+    assert "does not read back as recorded" in r.stderr
+    st = run_acqd("status", "--state-dir", str(state))
+    assert "kept, not verified: 's/x.tif' (version 1)" in st.stdout, st.stdout
+
+
+def _scaled(zarr_json: str) -> str:
+    """The document with the first number of its first OME scale doubled (a calibration changed)."""
+    doc = json.loads(zarr_json)
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            if isinstance(node.get("scale"), list) and node["scale"]:
+                node["scale"][-1] = float(node["scale"][-1]) * 2
+                return True
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+
+    assert walk(doc), zarr_json
+    return json.dumps(doc)
 
 
 def test_an_object_put_under_a_name_after_a_failed_attempt_is_never_removed(tmp_path: Path) -> None:

@@ -946,3 +946,47 @@ def test_once_gives_up_on_a_file_still_changing_after_retry_for(tmp_path: Path) 
     assert "still changing after 3s, still being written ('s1/acquisition.log')" in said, r.stderr
     assert log_file.exists() and (acq / "s1" / "still.dat").exists()
     assert journal_states(state) == {"s1/still.dat": "verified", "s1/acquisition.log": "seen"}
+
+
+@pytest.mark.parametrize("mode", ["events", "poll"])
+def test_once_waits_out_the_settle_window_of_a_file_that_stopped_changing(tmp_path: Path, mode: str) -> None:
+    """A review of the give-up above: a file changed once, a second after it was found, with a settle
+    window (4 s) longer than --retry-for (2 s), was given up on at its next look and called "still
+    changing". Its last change came before the deadline: it waits out its window and ships. Polled,
+    the change is seen only at the end of the window, after the deadline: its own change time says
+    when it came."""
+    import threading
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    path = acq / "s1" / "a.raw"
+    path.write_bytes(os.urandom(5000))
+    found = threading.Event()
+
+    def append_once() -> None:  # once acqd has recorded the file: its one change after being found
+        wait_for(lambda: journal_states(state).get("s1/a.raw") == "seen", 60, "a.raw recorded")
+        with open(path, "ab") as f:
+            f.write(os.urandom(100))
+        found.set()
+
+    writer = threading.Thread(target=append_once, daemon=True)
+    writer.start()
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {acq}, settle: 4s, mode: {mode}, scan_interval: 1h}}
+tiers:
+  central: {{url: "file://{central}"}}
+""",
+    )
+    r = run_acqd("run", "--once", "--config", str(cfg), "--retry-for", "2s", timeout=90)
+    writer.join(timeout=60)
+    assert found.is_set()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "still changing" not in r.stderr
+    assert journal_states(state) == {"s1/a.raw": "verified"}
+    [copy] = [p for p in central.rglob("a.raw")]
+    assert copy.read_bytes() == path.read_bytes()  # the file as it is after its change
