@@ -1500,35 +1500,46 @@ class Pipeline:
                 continue
             looks = await self._io_early(lambda d=due: [self._look(c) for c in d])
             writing = await self._written_now(looks, self._paused(due, looks))
-            now = self.mono()
-            for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
-                if self.candidates.get(c.key) is not c:  # not the same candidate after the await
-                    continue
-                proved = fmt_ok  # every frame its header announces is there: no more to wait for
-                if fmt_ok and entry is not None and entry.identity is not None:
-                    # its format says complete, and a process here still has it open for writing (a
-                    # writer that keeps the header valid after every frame): its close (an event) or
-                    # the settle window says when, not every frame a new version
-                    fmt_ok = (entry.identity.device, entry.identity.inode) not in writing
-                try:
-                    await self._settle_one(c, entry, fmt_ok, marker, now, proved, writing)
-                except Exception as exc:
-                    # one file's error must not lose the others of this round: they were taken off
-                    # the heap, and a candidate off the heap is never looked at again (the scans
-                    # see it tracked). Seen in CI: 28 files of a 100,000-file burst left `seen`.
-                    self.repeats.error(
-                        "tracker",
-                        str(exc),
-                        "looking at %r failed (again in %gs): %s",
-                        c.rel,
-                        TRACKER_RETRY,
-                        exc,
-                        exc_info=not isinstance(exc, (AcqdError, OSError)),  # a bug gets its traceback
-                    )
-                    if c.key not in self.in_flight:
-                        c.check_at = now + TRACKER_RETRY
-                        self._schedule(c)
-            await self._flush_batches()
+            with self._busy_while():  # a file taken off the candidates (gone: its copy read back) is
+                # neither waiting nor in flight until its look is done: a `--once` run is not idle
+                await self._settle_round(due, looks, writing)
+
+    async def _settle_round(
+        self,
+        due: list[Candidate],
+        looks: list[tuple[Entry | None, bool, bool]],
+        writing: Collection[tuple[int, int]],
+    ) -> None:
+        """One round of the tracker's looks, each file settled (or not) by what was seen of it."""
+        now = self.mono()
+        for c, (entry, fmt_ok, marker) in zip(due, looks, strict=True):
+            if self.candidates.get(c.key) is not c:  # not the same candidate after the await
+                continue
+            proved = fmt_ok  # every frame its header announces is there: no more to wait for
+            if fmt_ok and entry is not None and entry.identity is not None:
+                # its format says complete, and a process here still has it open for writing (a
+                # writer that keeps the header valid after every frame): its close (an event) or
+                # the settle window says when, not every frame a new version
+                fmt_ok = (entry.identity.device, entry.identity.inode) not in writing
+            try:
+                await self._settle_one(c, entry, fmt_ok, marker, now, proved, writing)
+            except Exception as exc:
+                # one file's error must not lose the others of this round: they were taken off
+                # the heap, and a candidate off the heap is never looked at again (the scans
+                # see it tracked). Seen in CI: 28 files of a 100,000-file burst left `seen`.
+                self.repeats.error(
+                    "tracker",
+                    str(exc),
+                    "looking at %r failed (again in %gs): %s",
+                    c.rel,
+                    TRACKER_RETRY,
+                    exc,
+                    exc_info=not isinstance(exc, (AcqdError, OSError)),  # a bug gets its traceback
+                )
+                if c.key not in self.in_flight:
+                    c.check_at = now + TRACKER_RETRY
+                    self._schedule(c)
+        await self._flush_batches()
 
     async def _settle_one(
         self,

@@ -677,8 +677,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "tracker-round-lost",
         "one file's failing look ends the tracker's round: the files after it are never looked at again",
         "acqd/pipeline.py",
-        "                except Exception as exc:\n                    # one file's error must not lose",
-        "                except ZeroDivisionError as exc:\n                    # one file's error must not lose",
+        "            except Exception as exc:\n                # one file's error must not lose",
+        "            except ZeroDivisionError as exc:\n                # one file's error must not lose",
         ("tests/test_inprocess.py::test_a_look_that_fails_loses_no_other_file_of_its_round",),
     ),
     Mutant(
@@ -1620,8 +1620,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a file whose format says complete is taken as complete while a process here still writes it: a"
         " writer that keeps the MRC header valid after every frame gets one stored version per frame",
         "acqd/pipeline.py",
-        "                    fmt_ok = (entry.identity.device, entry.identity.inode) not in writing\n",
-        "                    pass\n",
+        "                fmt_ok = (entry.identity.device, entry.identity.inode) not in writing\n",
+        "                pass\n",
         ("tests/test_robust.py::test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes",),
     ),
     Mutant(
@@ -2423,6 +2423,17 @@ MUTANTS: tuple[Mutant, ...] = (
         '    "release_failed",\n    "copy_lost",\n',
         '    "copy_lost",\n',
         ("tests/test_faults.py::test_a_refused_release_is_an_event_and_a_metric",),
+    ),
+    Mutant(
+        "tracker-round-not-busy",
+        "a tracker round is not held busy: a file gone during its settle window, taken off the candidates while"
+        " its stored copy is read back, lets a `--once` run end with its row pending (exit 1)",
+        "acqd/pipeline.py",
+        "            with self._busy_while():  # a file taken off the candidates",
+        "            with contextlib.nullcontext():  # a file taken off the candidates",
+        (
+            "tests/test_names.py::test_once_is_not_idle_while_a_file_gone_during_its_settle_window_has_its_copy_read_back",
+        ),
     ),
     Mutant(
         "fei-extended-unread",

@@ -511,6 +511,50 @@ async def test_once_is_not_idle_while_a_file_is_looked_at_afresh(
     assert (dest / "f0~v2.raw").read_bytes() == now
 
 
+async def test_once_is_not_idle_while_a_file_gone_during_its_settle_window_has_its_copy_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same gap at a settle look: a file whose copy was stored before a crash, deleted while it
+    settles at the next start, is taken off the candidates and its copy read back (`_gone`): neither
+    waiting nor in flight meanwhile, and a `--once` run could end there with the row pending (exit 1).
+    The journal is slow here (half a second to list the file's copies), so the gap is met every time."""
+    import asyncio
+    import logging
+
+    from acqd.config import load_config
+    from acqd.daemon import Daemon
+
+    caplog.set_level(logging.INFO, logger="acqd")
+    cfg, acq = _one_or_a_batch(tmp_path, 1)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_verify"))
+    assert r.returncode == -9, r.stderr
+    earlier = (acq / "f0.raw").read_bytes()
+    config = load_config(cfg)
+    config = config.model_copy(
+        update={"watch": tuple(w.model_copy(update={"settle": 4.0}) for w in config.watch)}
+    )  # long enough to delete the file while it settles
+    real = Journal.copies_of
+
+    def slow(self: Journal, *a: Any, **k: Any) -> Any:
+        time.sleep(0.5)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Journal, "copies_of", slow)
+    async with asyncio.timeout(120):
+        run = asyncio.create_task(Daemon(config, once=True, retry_for=60).run(install_signals=False))
+        while "is there: scanning it" not in caplog.text:
+            assert not run.done(), caplog.text
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # scanned, and well inside its 4 s settle window
+        (acq / "f0.raw").unlink()
+        result = await run
+    rows = [(x[0], x[1], x[3]) for x in journal_rows(tmp_path / "state-a")]
+    assert "vanished before it was shipped" in caplog.text, caplog.text  # the settle look, not the start
+    assert (result.code, result.pending) == (0, 0), (result, rows)
+    assert rows == [("s/f0.raw", "verified", 1)], rows
+    assert (tmp_path / "central" / "scope" / "s" / "f0.raw").read_bytes() == earlier
+
+
 @pytest.mark.parametrize("changed", [False, True], ids=["unchanged", "rewritten"])
 def test_a_compressed_tiff_stored_before_a_crash_is_adopted_or_kept_not_compared_for_ever(
     tmp_path: Path, changed: bool
