@@ -10,7 +10,7 @@ from acqd.config import Config, load_config
 from acqd.errors import ConfigError
 from acqd.profiles import DetectorProfile, load_profile, search_path
 from acqd.yamlfile import load_model
-from tests.conftest import REPO, run_acqd, write_config
+from tests.conftest import REPO, run_acqd, wait_for, write_config
 
 MINIMAL = """\
 instrument: krios-1
@@ -307,9 +307,32 @@ def test_check_writes_nothing_onto_an_unmounted_share_beside_another_tier(tmp_pa
     assert (mnt / "scope" / "s" / "a.raw").exists()
     mnt.rename(tmp_path / "share")  # unmounted
     mnt.mkdir()
-    r = run_acqd("check", "--config", str(cfg))
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    written: list[str] = []
+    sentinel = mnt / "test-sentinel"  # made after check: its event comes after all of check's (in order)
+
+    class Seen(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type not in ("opened", "closed_no_write"):  # a look is not a write
+                written.append(f"{event.event_type} {event.src_path}")
+
+    watching = Observer()
+    watching.schedule(Seen(), str(mnt), recursive=True)
+    watching.start()
+    try:
+        r = run_acqd("check", "--config", str(cfg))
+        sentinel.touch()
+        wait_for(lambda: any(str(sentinel) in w for w in written), 30, "the sentinel's event")
+    finally:
+        watching.stop()
+        watching.join()
     assert r.returncode == 0 and "not mounted" in r.stderr, r.stdout + r.stderr
-    assert list(mnt.iterdir()) == [], "check wrote onto the empty mount point"
+    # the folders it makes are removed after it (a marker's): the mount point is empty again either
+    # way, so what is done in it is watched (that cleanup hid the mutant that writes there)
+    before = written[: next(i for i, w in enumerate(written) if str(sentinel) in w)]
+    assert before == [], f"check wrote onto the empty mount point: {before}"
 
 
 def test_a_tier_folder_that_has_gone_is_never_made_again(tmp_path: Path) -> None:
