@@ -184,18 +184,7 @@ class LogReporter:
         elif o.kind == "unreadable":  # a path may be thousands of bytes long: its ends say where
             shown = o.relpath if len(o.relpath) <= 200 else f"{o.relpath[:80]}…{o.relpath[-80:]}"
             log.log(level, "unreadable %r: %s", shown, o.reason)
-        elif o.kind in (
-            "quarantined",
-            "vanished",
-            "retry",
-            "held",
-            "release_failed",
-            "copy_lost",
-            "profile-mismatch",
-            "codec-choice",
-            "stream_fallback",
-            "streamed",
-        ) or o.kind.startswith("retention."):
+        elif o.kind in (*_WITH_REASON, "stream_fallback", "streamed") or o.kind.startswith("retention."):
             if o.kind == "quarantined" and "restore it" not in (o.reason or ""):  # what the operator does
                 # about a file it kept (not one whose source is gone: its reason says to restore it)
                 log.log(level, "%s %r: %s%s", o.kind, o.relpath, o.reason, QUARANTINE_NEXT)
