@@ -150,13 +150,13 @@ def _setup_logging(verbose: bool) -> None:
     import logging.handlers
     import queue
 
-    from acqd.logs import JournaldFormatter, OneLineFilter
+    from acqd.logs import JournaldFormatter, LinesFormatter, OneLineFilter
 
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):  # under systemd: priorities, and journald adds the time
         handler.setFormatter(JournaldFormatter("%(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(LinesFormatter("%(asctime)s %(levelname)s %(message)s"))
     # the formats above use none of these: not gathered for each record (the logging documentation's
     # "Optimization": no stack walk for the caller, no thread or process lookup; a line per file adds up)
     logging._srcfile = None

@@ -13,7 +13,7 @@ import sqlite3
 import stat as stat_mod
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -49,7 +49,7 @@ from acqd.mounts import describe_tier as describe_unmounted
 from acqd.mounts import lies_within, unmounted_mount_point, views_below
 from acqd.pace import DiskStat, Pace, combine, load_between, next_pace, ship_slots
 from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
-from acqd.ports import Layout, Reporter
+from acqd.ports import BatchReporter, Layout, Reporter
 from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
 from acqd.storage import Tier, open_tier
@@ -643,6 +643,22 @@ class Fanout:
                 r.outcome(o)
             except Exception:
                 log.exception("reporter %s failed", type(r).__name__)
+
+    def batch_outcomes(self, batch: Sequence[Outcome]) -> None:
+        """A batch's outcomes, in order, to every reporter: in one call to a reporter that takes them
+        together (a BatchReporter: the log writes them as one record), else one by one."""
+        for r in self.reporters:
+            if not isinstance(r, BatchReporter):
+                for o in batch:
+                    try:
+                        r.outcome(o)
+                    except Exception:
+                        log.exception("reporter %s failed", type(r).__name__)
+                continue
+            try:
+                r.batch_outcomes(batch)
+            except Exception:
+                log.exception("reporter %s failed on %d outcomes", type(r).__name__, len(batch))
 
 
 def watch_name(config: Config, index: int) -> str:

@@ -6,9 +6,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from acqd.values import RELEASED_AFTER_RESTART, Outcome
 
@@ -144,6 +144,29 @@ _WITH_REASON = (
 )
 
 
+def _verified_line(o: Outcome) -> tuple[Any, ...]:
+    ratio = o.source_bytes / o.stored_bytes if o.stored_bytes else 0.0
+    return (
+        "verified %r -> %s (%d bytes, stored %d, ratio %.2f, %.3fs, %s)",
+        o.relpath,
+        o.dest,
+        o.source_bytes,
+        o.stored_bytes,
+        ratio,
+        o.seconds,
+        o.checksum,
+    )
+
+
+def _released_line(o: Outcome) -> tuple[Any, ...]:
+    after = " (interrupted by a stop, finished at this start)" if o.reason == RELEASED_AFTER_RESTART else ""
+    return ("released %r: removed from the acquisition disk (%s)%s", o.relpath, o.path, after)
+
+
+#: outcomes whose line is made the same way for every file: a batch's are one record (`outcomes`)
+_GROUPED: dict[str, Callable[[Outcome], tuple[Any, ...]]] = {"verified": _verified_line, "released": _released_line}
+
+
 class LogReporter:
     """One line per file outcome; a retry whose reason repeats what other files already said is
     counted, not logged again (one destination error for every file is one line and a count)."""
@@ -161,26 +184,10 @@ class LogReporter:
             site = f"retry ({o.stage or 'internal'})"
             self.repeats.error(site, PATHLIKE.sub("…", o.reason), "%s %r: %s", o.kind, o.relpath, o.reason)
             return
-        if o.kind == "verified" and self.repeats is not None:
-            # a verified copy: the destination, the journal and the shipping stage work again
-            for site in ("retry (write)", "retry (verify)", "retry (internal)", "stage ship"):
-                self.repeats.ok(site)
         if o.kind == "verified":
-            ratio = o.source_bytes / o.stored_bytes if o.stored_bytes else 0.0
-            log.log(
-                level,
-                "verified %r -> %s (%d bytes, stored %d, ratio %.2f, %.3fs, %s)",
-                o.relpath,
-                o.dest,
-                o.source_bytes,
-                o.stored_bytes,
-                ratio,
-                o.seconds,
-                o.checksum,
-            )
-        elif o.kind == "released":
-            after = " (interrupted by a stop, finished at this start)" if o.reason == RELEASED_AFTER_RESTART else ""
-            log.log(level, "released %r: removed from the acquisition disk (%s)%s", o.relpath, o.path, after)
+            self._working_again()
+        if o.kind in _GROUPED:
+            log.log(level, *_GROUPED[o.kind](o))
         elif o.kind == "unreadable":  # a path may be thousands of bytes long: its ends say where
             shown = o.relpath if len(o.relpath) <= 200 else f"{o.relpath[:80]}…{o.relpath[-80:]}"
             log.log(level, "unreadable %r: %s", shown, o.reason)
@@ -196,6 +203,29 @@ class LogReporter:
             log.log(level, "halted (%s): %s", o.stage or "claim", o.reason)
         else:
             log.log(level, "%s %r", o.kind, o.relpath)
+
+    def batch_outcomes(self, batch: Sequence[Outcome]) -> None:
+        """A batch's outcomes (small files shipped or released together): each run of verified or
+        released files is one record of one line per file, made, queued and written once. On
+        thousands of small files a record per file was most of the cost of their outcomes."""
+        i = 0
+        while i < len(batch):
+            kind, j = batch[i].kind, i + 1
+            while kind in _GROUPED and j < len(batch) and batch[j].kind == kind:
+                j += 1
+            if j - i == 1:
+                self.outcome(batch[i])
+            elif log.isEnabledFor(_LEVEL[kind]):
+                if kind == "verified":
+                    self._working_again()
+                lines = [_GROUPED[kind](o) for o in batch[i:j]]
+                log.log(_LEVEL[kind], "\n".join(f for f, *_a in lines), *(a for _f, *args in lines for a in args))
+            i = j
+
+    def _working_again(self) -> None:
+        if self.repeats is not None:  # a verified copy: the destination, the journal and the shipping stage work again
+            for site in ("retry (write)", "retry (verify)", "retry (internal)", "stage ship"):
+                self.repeats.ok(site)
 
 
 #: what str.splitlines() breaks a line at: a file name with one of these would split a log line in two
@@ -235,6 +265,25 @@ class OneLineFilter(logging.Filter):
             if changed:
                 record.args = tuple(out)
         return True
+
+
+class LinesFormatter(logging.Formatter):
+    """Each line of a record's message formatted as a record of its own (its time and level first):
+    a batch's outcomes come as one record of one line per file, and every line must read as one
+    entry (`grep`, log parsers). A traceback keeps its lines as they are."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        if "\n" not in message:
+            return super().formatMessage(record)
+        try:
+            out = []
+            for line in message.split("\n"):
+                record.message = line
+                out.append(super().formatMessage(record))
+            return "\n".join(out)
+        finally:
+            record.message = message
 
 
 class JournaldFormatter(logging.Formatter):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
@@ -314,17 +314,36 @@ class Metrics:
             self.codec_ratio.labels(inst, o.detector).set(o.source_bytes / max(1, o.stored_bytes))
             self.codec_choices.labels(inst, o.detector, o.stage or "start").inc()
             return
-        if o.kind not in OUTCOMES:
-            return
+        if o.kind in OUTCOMES:
+            self._tally((o,))
+
+    def batch_outcomes(self, batch: Sequence[Outcome]) -> None:
+        """`outcome` of each; the counters of a batch's files (hundreds of small files, a few kinds)
+        are added once per series."""
+        for o in batch:
+            if o.kind not in OUTCOMES:
+                self.outcome(o)
+        self._tally([o for o in batch if o.kind in OUTCOMES])
+
+    def _tally(self, batch: Sequence[Outcome]) -> None:
+        """The files' counters and histograms (`acqd_files_total`, bytes, ship and stage seconds)."""
+        sums: dict[tuple[Any, ...], int] = {}
+
+        def add(n: int, *series: Any) -> None:
+            sums[series] = sums.get(series, 0) + n
+
         child = self._child
-        child(self.files, o.detector, o.kind).inc()
-        child(self.file_bytes, o.detector, o.kind).inc(o.source_bytes)
-        if o.kind == "verified":
-            child(self.read_bytes, o.detector).inc(o.source_bytes)
-            child(self.written_bytes, o.tier).inc(o.stored_bytes)
-            child(self.ship_seconds, o.detector).observe(o.seconds)
-            for stage, seconds in o.stages:
-                child(self.stage_seconds, stage).observe(seconds)
+        for o in batch:
+            add(1, self.files, o.detector, o.kind)
+            add(o.source_bytes, self.file_bytes, o.detector, o.kind)
+            if o.kind == "verified":
+                add(o.source_bytes, self.read_bytes, o.detector)
+                add(o.stored_bytes, self.written_bytes, o.tier)
+                child(self.ship_seconds, o.detector).observe(o.seconds)
+                for stage, seconds in o.stages:
+                    child(self.stage_seconds, stage).observe(seconds)
+        for (metric, *labels), total in sums.items():
+            child(metric, *labels).inc(total)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """The series of `metric` for (instrument, *labels), looked up once (a file's outcome updates

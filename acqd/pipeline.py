@@ -70,7 +70,7 @@ from acqd.mounts import lies_within, unmounted_mount_point, views_below
 from acqd.naming import aside_inode, is_release_aside, is_temp, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
 from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, manifest_pause
-from acqd.ports import Layout, Reporter
+from acqd.ports import BatchReporter, Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.recheck import TREE_LAYOUTS, CopyCheck, check_copy
 from acqd.settle import FORMAT_PROOF, Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
@@ -625,8 +625,9 @@ class Pipeline:
         self._tg: asyncio.TaskGroup | None = None
 
     # -- helpers ------------------------------------------------------------------------------
-    def _emit(self, kind: str, row: FileRow, **fields: Any) -> None:
-        o = Outcome(
+    @staticmethod
+    def _outcome(kind: str, row: FileRow, **fields: Any) -> Outcome:
+        return Outcome(
             kind=kind,
             relpath=row.relpath,
             session=row.session,
@@ -635,10 +636,28 @@ class Pipeline:
             source_bytes=fields.pop("source_bytes", row.identity.size),
             **fields,
         )
+
+    def _emit(self, kind: str, row: FileRow, **fields: Any) -> None:
         try:
-            self.reporter.outcome(o)
+            self.reporter.outcome(self._outcome(kind, row, **fields))
         except Exception:  # a reporter must never stop a file
             log.exception("reporter failed on %s %r", kind, row.relpath)
+
+    def _emit_all(self, batch: list[Outcome]) -> None:
+        """A batch's outcomes, in order: together where the reporter takes them so (a BatchReporter)."""
+        if not batch:
+            return
+        if not isinstance(self.reporter, BatchReporter):
+            for o in batch:
+                try:
+                    self.reporter.outcome(o)
+                except Exception:  # a reporter must never stop a file
+                    log.exception("reporter failed on %s %r", o.kind, o.relpath)
+            return
+        try:
+            self.reporter.batch_outcomes(batch)
+        except Exception:
+            log.exception("reporter failed on %d outcomes (%s %r first)", len(batch), batch[0].kind, batch[0].relpath)
 
     def snapshot(self) -> Snapshot:
         pending = list(self.candidates.values()) + list(self.in_flight.values())
@@ -2538,13 +2557,15 @@ class Pipeline:
         for ok, v in done:
             if not ok and not errors:
                 errors.append(v)
+        outs: list[Outcome] = []
         for c, i in released:
             ok, row = done[i]
             if not ok:  # unlinked, "released" not written: finished at the next start (begin_release)
                 continue
             self._dirty.add((c.ctx.index, row.session))
             self.stats.released += 1
-            self._emit("released", row, path=os.path.join(c.ctx.root, c.rel), reason=RELEASED_REASON)
+            outs.append(self._outcome("released", row, path=os.path.join(c.ctx.root, c.rel), reason=RELEASED_REASON))
+        self._emit_all(outs)
         for c, row, strerror in refused:
             await self._release_failed(c, row, strerror)
         results = await asyncio.gather(*(self._release(c, row) for c, row in slow), return_exceptions=True)
@@ -2618,12 +2639,13 @@ class Pipeline:
             await self._io(self.guard, tier, True)
         marked = await self._j(self.journal.mark_complete_many, [(c.row.id, c.stable, c.reason) for c in cs])
         live: list[tuple[Candidate, FileRow, str]] = []
+        completed: list[Outcome] = []
         for c, (ok, row) in zip(cs, marked, strict=True):
             if not ok:
                 alone.append(c)
                 continue
             if c.row.state is not State.COMPLETE:
-                self._emit("complete", row, reason=c.reason)
+                completed.append(self._outcome("complete", row, reason=c.reason))
             c.row = row  # the one-file path, if it comes to that, knows it is complete
             dest = self._dest(c.ctx, row)
             try:
@@ -2632,6 +2654,7 @@ class Pipeline:
                 alone.append(c)
                 continue
             live.append((c, row, dest))
+        self._emit_all(completed)
         owners = await self._j(self.journal.copy_owners, tier.name, [d for _c, _r, d in live])
         alone += [c for c, _r, d in live if d in owners]  # a copy recorded: the one-file path decides
         live = [x for x in live if x[2] not in owners]
@@ -2734,6 +2757,7 @@ class Pipeline:
         n = max(1, len(good))
         stages = (("read", t_read / n), ("write", max(0.0, t_write - t_read) / n), ("verify", t_verify / n))
         done: list[tuple[Candidate, FileRow]] = []
+        outs: list[Outcome] = []
         for (c, _row, dest, res), (ok, row) in zip(good, verified, strict=True):
             if not ok:
                 alone.append(c)
@@ -2743,21 +2767,24 @@ class Pipeline:
             self.stats.bytes_in += res.source_bytes
             self.stats.bytes_out += res.stored_bytes
             self.stats.latencies.append(latency)
-            self._emit(
-                "verified",
-                row,
-                tier=tier.name,
-                dest=tier.url(dest),
-                stored_bytes=res.stored_bytes,
-                checksum=res.source_checksum,
-                codec=res.codec,
-                layout=layout.name,
-                seconds=latency,
-                stages=stages,
+            outs.append(
+                self._outcome(
+                    "verified",
+                    row,
+                    tier=tier.name,
+                    dest=tier.url(dest),
+                    stored_bytes=res.stored_bytes,
+                    checksum=res.source_checksum,
+                    codec=res.codec,
+                    layout=layout.name,
+                    seconds=latency,
+                    stages=stages,
+                )
             )
             self._dirty.add((c.ctx.index, row.session))
             if c.ctx.placed(row.relpath).release:
                 done.append((c, row))
+        self._emit_all(outs)
         return alone, retry, done
 
     async def _own_unverified(

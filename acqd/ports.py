@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from acqd.values import Outcome, WriteResult
 
@@ -90,3 +90,11 @@ class Reporter(Protocol):
     """Where outcomes go besides the journal: logs, metrics, MQTT events. Must not block."""
 
     def outcome(self, o: Outcome) -> None: ...
+
+
+@runtime_checkable
+class BatchReporter(Reporter, Protocol):
+    """A reporter that takes a batch's outcomes (small files shipped or released together) in one
+    call, in order, for less work per file; others get them one by one."""
+
+    def batch_outcomes(self, batch: Sequence[Outcome]) -> None: ...

@@ -2716,6 +2716,25 @@ MUTANTS: tuple[Mutant, ...] = (
         "            elif False:",
         ("tests/test_release.py::test_a_file_changed_in_place_while_its_release_was_interrupted_is_not_said_removed",),
     ),
+    Mutant(
+        "batch-log-lines-unprefixed",
+        "a batch's outcomes, one log record of one line per file, have the time and level on their first"
+        " line only (the other files' lines read as no entry of their own)",
+        "acqd/cli.py",
+        '        handler.setFormatter(LinesFormatter("%(asctime)s %(levelname)s %(message)s"))\n',
+        '        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))\n',
+        (
+            "tests/test_bad_inputs.py::test_a_batch_of_small_files_is_one_log_line_per_file_each_with_its_time_and_level",
+        ),
+    ),
+    Mutant(
+        "batch-metrics-counted-once",
+        "a batch's files add one to acqd_files_total, not one each",
+        "acqd/metrics.py",
+        "            add(1, self.files, o.detector, o.kind)\n",
+        "            sums.setdefault((self.files, o.detector, o.kind), 1)\n",
+        ("tests/test_service.py::test_live_metrics_scraped_by_promtool_and_prometheus",),
+    ),
 )
 
 

@@ -10,6 +10,7 @@ destination, so the transfer is known to be under way, then acts.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -166,6 +167,34 @@ def test_a_directory_named_like_a_file(tmp_path: Path) -> None:
     r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=site.env)
     assert r.returncode == 0, r.stderr
     assert site.stored() == {"s/movie_001.mrc/frame.raw": b"inside" * 100}
+
+
+@pytest.mark.parametrize("journald", [False, True], ids=["stderr", "journald"])
+def test_a_batch_of_small_files_is_one_log_line_per_file_each_with_its_time_and_level(
+    tmp_path: Path, journald: bool
+) -> None:
+    """Small files ship and are released in batches, and a batch's outcomes are written to the log
+    as one record: each file still has a line of its own, with its time and level (under systemd its
+    priority), and a name with a line break, a `%` or quotes stays on its line and reads back whole."""
+    site = Site(tmp_path)
+    files = populate(site.watch, 300, 1000)  # more than one batch of 256
+    odd = {"s/odd\nname.raw": b"o" * 100, "s/100% %s %(x)s.raw": b"p" * 100, 's/it\'s "q".raw': b"q" * 100}
+    for rel, data in odd.items():
+        (site.watch / rel).write_bytes(data)
+    names = {**files, **odd}
+    site.write_config(url=f"file://{site.dest}")
+    env = {k: v for k, v in site.env.items() if k != "JOURNAL_STREAM"}
+    if journald:
+        env["JOURNAL_STREAM"] = "8:12345"
+    r = run_acqd("run", "--config", str(site.config), "--once", "--retry-for", "120s", env=env)
+    assert r.returncode == 0, r.stderr
+    assert site.stored() == names
+    head = "<6>" if journald else r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO "
+    lines = r.stderr.splitlines()
+    assert all(re.match(r"<\d>" if journald else head[: -len("INFO ")] + "[A-Z]+ ", ln) for ln in lines), r.stderr
+    for kind in ("verified", "released"):
+        said = [m[1] for ln in lines if (m := re.match(head + kind + r" ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")", ln))]
+        assert sorted(ast.literal_eval(x) for x in said) == sorted(names), (kind, r.stderr[-3000:])
 
 
 def test_awkward_names(tmp_path: Path) -> None:
