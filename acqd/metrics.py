@@ -314,36 +314,41 @@ class Metrics:
             self.codec_ratio.labels(inst, o.detector).set(o.source_bytes / max(1, o.stored_bytes))
             self.codec_choices.labels(inst, o.detector, o.stage or "start").inc()
             return
-        if o.kind in OUTCOMES:
-            self._tally((o,))
+        if o.kind not in OUTCOMES:
+            return
+        child = self._child
+        child(self.files, o.detector, o.kind).inc()
+        child(self.file_bytes, o.detector, o.kind).inc(o.source_bytes)
+        if o.kind == "verified":
+            child(self.read_bytes, o.detector).inc(o.source_bytes)
+            child(self.written_bytes, o.tier).inc(o.stored_bytes)
+            child(self.ship_seconds, o.detector).observe(o.seconds)
+            for stage, seconds in o.stages:
+                child(self.stage_seconds, stage).observe(seconds)
 
     def batch_outcomes(self, batch: Sequence[Outcome]) -> None:
-        """`outcome` of each; the counters of a batch's files (hundreds of small files, a few kinds)
-        are added once per series."""
+        """`outcome` of each, the counters of a batch's files (hundreds of small files of one kind)
+        added once per series; each file still one observation in the histograms."""
+        sums: dict[tuple[str, str, str], list[int]] = {}  # (kind, detector, tier) -> files, bytes, stored
         for o in batch:
             if o.kind not in OUTCOMES:
                 self.outcome(o)
-        self._tally([o for o in batch if o.kind in OUTCOMES])
-
-    def _tally(self, batch: Sequence[Outcome]) -> None:
-        """The files' counters and histograms (`acqd_files_total`, bytes, ship and stage seconds)."""
-        sums: dict[tuple[Any, ...], int] = {}
-
-        def add(n: int, *series: Any) -> None:
-            sums[series] = sums.get(series, 0) + n
-
-        child = self._child
-        for o in batch:
-            add(1, self.files, o.detector, o.kind)
-            add(o.source_bytes, self.file_bytes, o.detector, o.kind)
+                continue
+            n = sums.setdefault((o.kind, o.detector, o.tier if o.kind == "verified" else ""), [0, 0, 0])
+            n[0] += 1
+            n[1] += o.source_bytes
+            n[2] += o.stored_bytes
             if o.kind == "verified":
-                add(o.source_bytes, self.read_bytes, o.detector)
-                add(o.stored_bytes, self.written_bytes, o.tier)
-                child(self.ship_seconds, o.detector).observe(o.seconds)
+                self._child(self.ship_seconds, o.detector).observe(o.seconds)
                 for stage, seconds in o.stages:
-                    child(self.stage_seconds, stage).observe(seconds)
-        for (metric, *labels), total in sums.items():
-            child(metric, *labels).inc(total)
+                    self._child(self.stage_seconds, stage).observe(seconds)
+        child = self._child
+        for (kind, detector, tier), (files, source, stored) in sums.items():
+            child(self.files, detector, kind).inc(files)
+            child(self.file_bytes, detector, kind).inc(source)
+            if kind == "verified":
+                child(self.read_bytes, detector).inc(source)
+                child(self.written_bytes, tier).inc(stored)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """The series of `metric` for (instrument, *labels), looked up once (a file's outcome updates

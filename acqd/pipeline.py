@@ -1432,6 +1432,7 @@ class Pipeline:
         ]
         results = await self._j(self.journal.observe_many, obs)
         now = self.mono()
+        seen: list[Outcome] = []  # reported together, before anything else is said of these files
         for entry, (action, row) in zip(fresh, results, strict=True):
             assert entry.identity is not None
             if action is Observed.SKIP:
@@ -1444,7 +1445,7 @@ class Pipeline:
                 self._rehint.add(key)
                 continue
             if action in (Observed.NEW, Observed.NEW_VERSION, Observed.RESET):
-                self._emit("seen", row)
+                seen.append(self._outcome("seen", row))
             if action is Observed.NEW_VERSION and entry.kind is Kind.FILE:
                 log.warning(
                     "%r changed after its version %d was stored (written again, or a new file under its name): "
@@ -1460,6 +1461,8 @@ class Pipeline:
                     Kind.BADNAME: "file name is not valid UTF-8",
                 }[entry.kind]
                 if action is not Observed.RELEASE:
+                    self._emit_all(seen)
+                    seen = []
                     await self._quarantine(row, reason)
                 continue
             c = Candidate(ctx, entry.relpath, row, entry.identity, now, now + ctx.window, born=now)
@@ -1471,6 +1474,7 @@ class Pipeline:
                 c.settled = True
             c.recheck = action is Observed.RECHECK
             self._schedule(c)
+        self._emit_all(seen)
 
     # -- settle -------------------------------------------------------------------------------
     def _look(self, c: Candidate) -> tuple[Entry | None, bool, bool]:

@@ -2731,8 +2731,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "batch-metrics-counted-once",
         "a batch's files add one to acqd_files_total, not one each",
         "acqd/metrics.py",
-        "            add(1, self.files, o.detector, o.kind)\n",
-        "            sums.setdefault((self.files, o.detector, o.kind), 1)\n",
+        "            n[0] += 1\n",
+        "            n[0] = 1\n",
         ("tests/test_service.py::test_live_metrics_scraped_by_promtool_and_prometheus",),
     ),
 )
