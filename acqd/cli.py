@@ -147,28 +147,18 @@ def _setup_logging(verbose: bool) -> None:
     event loop."""
     import atexit
     import logging
-    import logging.handlers
-    import queue
 
-    from acqd.logs import JournaldFormatter, LinesFormatter, OneLineFilter
+    from acqd.logs import queued_handler
 
-    handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):  # under systemd: priorities, and journald adds the time
-        handler.setFormatter(JournaldFormatter("%(message)s"))
-    else:
-        handler.setFormatter(LinesFormatter("%(asctime)s %(levelname)s %(message)s"))
-    # the formats above use none of these: not gathered for each record (the logging documentation's
+    # the formats use none of these: not gathered for each record (the logging documentation's
     # "Optimization": no stack walk for the caller, no thread or process lookup; a line per file adds up)
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     setattr(logging, "logAsyncioTasks", False)  # noqa: B010 (Python 3.12 and later)
-    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(q, handler)
+    queued, listener = queued_handler(sys.stderr, journald=bool(os.environ.get("JOURNAL_STREAM")))
     listener.start()
     atexit.register(listener.stop)
     root = logging.getLogger()
-    queued = logging.handlers.QueueHandler(q)
-    queued.addFilter(OneLineFilter())  # before the record's message is made, on the logging thread
     root.handlers[:] = [queued]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("watchdog", "fsspec", "numcodecs", "zarr", "aiomqtt", "asyncssh"):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import queue
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from acqd.values import RELEASED_AFTER_RESTART, Outcome
 
@@ -167,6 +169,11 @@ def _released_line(o: Outcome) -> tuple[Any, ...]:
 _GROUPED: dict[str, Callable[[Outcome], tuple[Any, ...]]] = {"verified": _verified_line, "released": _released_line}
 
 
+#: a record holding many outcomes, one per line (`LogReporter.batch_outcomes`): `LinesFormatter`
+#: gives each line its time and level
+LINES = "acqd_lines"
+
+
 class LogReporter:
     """One line per file outcome; a retry whose reason repeats what other files already said is
     counted, not logged again (one destination error for every file is one line and a count)."""
@@ -219,7 +226,12 @@ class LogReporter:
                 if kind == "verified":
                     self._working_again()
                 lines = [_GROUPED[kind](o) for o in batch[i:j]]
-                log.log(_LEVEL[kind], "\n".join(f for f, *_a in lines), *(a for _f, *args in lines for a in args))
+                log.log(
+                    _LEVEL[kind],
+                    "\n".join(f for f, *_a in lines),
+                    *(a for _f, *args in lines for a in args),
+                    extra={LINES: True},
+                )
             i = j
 
     def _working_again(self) -> None:
@@ -228,12 +240,15 @@ class LogReporter:
                 self.repeats.ok(site)
 
 
-#: what str.splitlines() breaks a line at: a file name with one of these would split a log line in two
-_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+#: what str.splitlines() breaks a line at (a file name with one of these would split a log line in
+#: two), and the other control characters but the tab (an ESC in a file name would reach the
+#: operator's terminal as an escape sequence)
+_BREAKS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class _OneLine(str):
-    """An argument of a log line as `%s` shows it with its line breaks escaped; `%r` as before."""
+    """An argument of a log line as `%s` shows it with its line breaks and control characters escaped;
+    `%r` as before."""
 
     __slots__ = ("original",)
     original: str
@@ -249,8 +264,9 @@ class _OneLine(str):
 
 class OneLineFilter(logging.Filter):
     """Every record one line, whatever the names in it: a path or URL with a newline (a file name may
-    hold one) is shown escaped, so journald and log parsers see one entry. Line breaks of the format
-    itself (a state dump) are kept."""
+    hold one) is shown escaped, so journald and log parsers see one entry; so is any other control
+    character but the tab (an escape sequence never reaches a terminal). Line breaks of the format
+    itself (a batch's lines) are kept."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -268,13 +284,14 @@ class OneLineFilter(logging.Filter):
 
 
 class LinesFormatter(logging.Formatter):
-    """Each line of a record's message formatted as a record of its own (its time and level first):
-    a batch's outcomes come as one record of one line per file, and every line must read as one
-    entry (`grep`, log parsers). A traceback keeps its lines as they are."""
+    """Each line of a batch's record (marked `LINES`) formatted as a record of its own, its time and
+    level first: a batch's outcomes come as one record of one line per file, and every line must
+    read as one entry (`grep`, log parsers). Any other record as before: a traceback keeps its lines
+    as they are (the log's queue has already joined it to the message)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         message = record.message
-        if "\n" not in message:
+        if not getattr(record, LINES, False):
             return super().formatMessage(record)
         try:
             out = []
@@ -301,3 +318,20 @@ class JournaldFormatter(logging.Formatter):
         prio = self._PRIO.get(record.levelno, 6)
         text = super().format(record)
         return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
+
+
+def queued_handler(
+    stream: TextIO, journald: bool
+) -> tuple[logging.handlers.QueueHandler, logging.handlers.QueueListener]:
+    """The log's handler (to put on the root logger) and the writer thread behind it (to start):
+    records go through a queue, so a slow stderr or journald never blocks the event loop. Lines to
+    `stream` with their time and level (`LinesFormatter`), or under systemd (`journald`) with a
+    `<N>` priority each (`JournaldFormatter`: journald adds the time)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        JournaldFormatter("%(message)s") if journald else LinesFormatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    queued = logging.handlers.QueueHandler(q)
+    queued.addFilter(OneLineFilter())  # before the record's message is made, on the logging thread
+    return queued, logging.handlers.QueueListener(q, handler)

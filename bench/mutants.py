@@ -2720,11 +2720,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "batch-log-lines-unprefixed",
         "a batch's outcomes, one log record of one line per file, have the time and level on their first"
         " line only (the other files' lines read as no entry of their own)",
-        "acqd/cli.py",
-        '        handler.setFormatter(LinesFormatter("%(asctime)s %(levelname)s %(message)s"))\n',
-        '        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))\n',
+        "acqd/logs.py",
+        "        if not getattr(record, LINES, False):\n",
+        "        if True:\n",
         (
             "tests/test_bad_inputs.py::test_a_batch_of_small_files_is_one_log_line_per_file_each_with_its_time_and_level",
+            "tests/test_pure.py::test_a_batch_record_is_a_line_per_file_and_a_traceback_keeps_its_lines",
         ),
     ),
     Mutant(
@@ -2734,6 +2735,26 @@ MUTANTS: tuple[Mutant, ...] = (
         "            n[0] += 1\n",
         "            n[0] = 1\n",
         ("tests/test_service.py::test_live_metrics_scraped_by_promtool_and_prometheus",),
+    ),
+    Mutant(
+        "traceback-lines-prefixed",
+        "every line of a record is given its time and level, a traceback's too (one exception reads as many"
+        " entries; a log shipper joining a traceback to its line no longer does)",
+        "acqd/logs.py",
+        "        if not getattr(record, LINES, False):\n",
+        '        if "\\n" not in message:\n',
+        ("tests/test_pure.py::test_a_batch_record_is_a_line_per_file_and_a_traceback_keeps_its_lines",),
+    ),
+    Mutant(
+        "log-escape-sequences-raw",
+        "a file name's control characters other than line breaks (an ESC) are written to the log raw: an"
+        " escape sequence in a name reaches the operator's terminal",
+        "acqd/logs.py",
+        '_BREAKS = re.compile("[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f\\u2028\\u2029]")\n',
+        '_BREAKS = re.compile("[\\n\\r\\x0b\\x0c\\x1c\\x1d\\x1e\\x85\\u2028\\u2029]")\n',
+        (
+            "tests/test_bad_inputs.py::test_a_batch_of_small_files_is_one_log_line_per_file_each_with_its_time_and_level",
+        ),
     ),
 )
 

@@ -175,10 +175,16 @@ def test_a_batch_of_small_files_is_one_log_line_per_file_each_with_its_time_and_
 ) -> None:
     """Small files ship and are released in batches, and a batch's outcomes are written to the log
     as one record: each file still has a line of its own, with its time and level (under systemd its
-    priority), and a name with a line break, a `%` or quotes stays on its line and reads back whole."""
+    priority), and a name with a line break, a `%`, quotes or an escape sequence stays on its line,
+    reads back whole and never reaches the terminal raw."""
     site = Site(tmp_path)
     files = populate(site.watch, 300, 1000)  # more than one batch of 256
-    odd = {"s/odd\nname.raw": b"o" * 100, "s/100% %s %(x)s.raw": b"p" * 100, 's/it\'s "q".raw': b"q" * 100}
+    odd = {
+        "s/odd\nname.raw": b"o" * 100,
+        "s/100% %s %(x)s.raw": b"p" * 100,
+        's/it\'s "q".raw': b"q" * 100,
+        "s/esc\x1b[31m.raw": b"e" * 100,
+    }
     for rel, data in odd.items():
         (site.watch / rel).write_bytes(data)
     names = {**files, **odd}
@@ -190,6 +196,7 @@ def test_a_batch_of_small_files_is_one_log_line_per_file_each_with_its_time_and_
     assert r.returncode == 0, r.stderr
     assert site.stored() == names
     head = "<6>" if journald else r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO "
+    assert "\x1b" not in r.stderr  # a name's escape sequence never reaches the operator's terminal
     lines = r.stderr.splitlines()
     assert all(re.match(r"<\d>" if journald else head[: -len("INFO ")] + "[A-Z]+ ", ln) for ln in lines), r.stderr
     for kind in ("verified", "released"):

@@ -265,3 +265,47 @@ def test_a_session_manifest_is_json_with_one_line_per_file_and_every_field() -> 
     assert doc["totals"] == {"files": 5, "source_bytes": 10 + 11 + 12 + 13 + 7, "stored_bytes": 5 + 6 + 7 + 8 + 3}
     assert len(text.splitlines()) == 1 + 5 + 1 + 5 + 1 + 1 + 1, text  # {, head, "files": [, a line a file, ], totals, }
     assert json.loads(build("scope", "s", "/data", [], 1.7e9))["files"] == []
+
+
+def test_a_batch_record_is_a_line_per_file_and_a_traceback_keeps_its_lines() -> None:
+    """The log as the daemon sets it up (`queued_handler`): a batch's verified files, written as one
+    record, read as one line each with its time and level; a traceback logged through the same queue
+    keeps its lines as they are (one exception is one entry, its traceback below it)."""
+    import io
+    import logging
+    import re
+
+    from acqd.logs import LogReporter, queued_handler
+    from acqd.values import Outcome
+
+    out = io.StringIO()
+    handler, listener = queued_handler(out, journald=False)
+    log = logging.getLogger("acqd")
+    saved = (log.handlers[:], log.propagate, log.level)
+    log.handlers[:], log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    listener.start()
+    try:
+        names = ["s/a.raw", "s/b\nc.raw", "s/100% %s.raw"]
+        LogReporter().batch_outcomes(
+            [
+                Outcome("verified", n, "s", "generic", dest=f"file:///d/{n}", source_bytes=2, stored_bytes=2)
+                for n in names
+            ]
+        )
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("reporter failed")
+    finally:
+        listener.stop()
+        log.handlers[:], log.propagate = saved[0], saved[1]
+        log.setLevel(saved[2])
+    lines = out.getvalue().splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    verified = [ln for ln in lines if re.match(stamp + "INFO verified ", ln)]
+    assert [ln.split(" ")[4] for ln in verified] == ["'s/a.raw'", "'s/b\\nc.raw'", "'s/100%"], lines
+    assert lines[:3] == verified, lines
+    error = lines.index("Traceback (most recent call last):")
+    assert error == 4 and re.match(stamp + "ERROR reporter failed$", lines[3]), lines
+    assert lines[-1] == "ValueError: boom" and not any(re.match(stamp, ln) for ln in lines[error:]), lines
