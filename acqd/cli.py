@@ -415,6 +415,8 @@ def _detector_hint(cfg: Config, stats: Any) -> None:
 def _print_states(s: dict[str, Any]) -> None:
     """Files and bytes per state, as plain aligned text (`run --once` prints it at every run: rich's
     import alone would add a tenth of a second to each)."""
+    from acqd.logs import one_line
+
     rows = [("state", "files", "bytes")]
     for state in ("seen", "complete", "stored", "verified", "released", "purged", "quarantined", "vanished"):
         c = s["states"].get(state)
@@ -424,15 +426,16 @@ def _print_states(s: dict[str, Any]) -> None:
     lines = ["journal" if len(rows) > 1 else "journal: no files yet"]
     if len(rows) > 1:
         lines += [f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
-    lines += [f"  quarantined: {q['path']!r}: {q['reason']}" for q in s["quarantined"][:20]]
+    lines += [f"  quarantined: {q['path']!r}: {one_line(q['reason'])}" for q in s["quarantined"][:20]]
     failed = s.get("release_failed", [])
     lines += [
-        f"  release failed: {f['path']!r}: {f['reason']} (kept; tried again at the next scan)" for f in failed[:20]
+        f"  release failed: {f['path']!r}: {one_line(f['reason'])} (kept; tried again at the next scan)"
+        for f in failed[:20]
     ]
     if len(failed) > 20:
         lines.append(f"  release failed: {len(failed) - 20} more file(s) (`acqd status --json` lists all)")
     lines += [
-        f"  kept, not verified: {k['path']!r} (version {k['version']}): {k['reason']}"
+        f"  kept, not verified: {k['path']!r} (version {k['version']}): {one_line(k['reason'])}"
         for k in s.get("kept_unverified", [])[:20]
     ]
     if len(s.get("kept_unverified", [])) > 20:
@@ -506,6 +509,8 @@ def _at(ts: float) -> str:
 
 def _print_activity(s: dict[str, Any]) -> None:
     """Each tier's verified copies, and the files failing and retried with their last error."""
+    from acqd.logs import one_line
+
     for name, t in s["tiers"].items():
         ratio = t["source_bytes"] / t["stored_bytes"] if t["stored_bytes"] else 0.0
         last = f", the last verified {_at(t['last_verified'])}" if t["last_verified"] is not None else ""
@@ -518,7 +523,7 @@ def _print_activity(s: dict[str, Any]) -> None:
     if r["files"]:
         print(f"retrying: {r['files']} file(s) failed and are tried again; waiting longest:")
         for f in r["oldest"]:
-            print(f"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: {f['reason']}")
+            print(f"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: {one_line(f['reason'])}")
     sys.stdout.flush()
 
 

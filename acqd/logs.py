@@ -246,6 +246,12 @@ class LogReporter:
 _BREAKS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks and control characters but the tab escaped (as `repr` shows them):
+    a file name or a reason holding a path, shown on one line, with no escape sequence in it."""
+    return _BREAKS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 class _OneLine(str):
     """An argument of a log line as `%s` shows it with its line breaks and control characters escaped;
     `%r` as before."""
@@ -254,7 +260,7 @@ class _OneLine(str):
     original: str
 
     def __new__(cls, text: str) -> _OneLine:
-        self = super().__new__(cls, _BREAKS.sub(lambda m: repr(m.group())[1:-1], text))
+        self = super().__new__(cls, one_line(text))
         self.original = text
         return self
 

@@ -2756,6 +2756,16 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/test_bad_inputs.py::test_a_batch_of_small_files_is_one_log_line_per_file_each_with_its_time_and_level",
         ),
     ),
+    Mutant(
+        "status-reason-raw",
+        "`acqd status` prints a retried file's reason as it is: a name's line break splits its line, an escape"
+        " sequence in it reaches the terminal",
+        "acqd/cli.py",
+        "            print(f\"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: "
+        "{one_line(f['reason'])}\")\n",
+        "            print(f\"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: {f['reason']}\")\n",
+        ("tests/test_cli.py::test_status_says_each_tiers_copies_and_the_files_retried",),
+    ),
 )
 
 

@@ -513,23 +513,29 @@ def test_status_says_each_tiers_copies_and_the_files_retried(tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     (acq / "s" / "b.raw").write_bytes(os.urandom(3000))
     (central / "scope" / "s" / "b.raw").write_bytes(b"somebody else's")  # in the way: kept, retried
+    odd = "c\nd\x1b[2J.raw"  # a line break and an escape sequence (clear the screen) in its name
+    (acq / "s" / odd).write_bytes(os.urandom(2000))
+    (central / "scope" / "s" / odd).write_bytes(b"in the way too")
     r = run_acqd("run", "--once", "--settle", "0.1s", "--retry-for", "1s", *quick)
     assert r.returncode == 1, r.stdout + r.stderr
     r = run_acqd("status", "--state-dir", str(state))
     assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout, r.stdout  # the name's reason shown escaped, on its line
+    [line] = [ln for ln in r.stdout.splitlines() if ln.startswith("  's/c\\nd")]
+    assert "/scope/s/c\\nd\\x1b[2J.raw is in the way" in line and line.endswith("the file is kept and retried"), line
     assert re.search(
         rf"tier central \(file://{central}\): 1 verified copy, 4\.9 KiB stored as 4\.9 KiB \(ratio 1\.00\), "
         r"the last verified \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ \(\d+ s ago\)",
         r.stdout,
     ), r.stdout
     assert re.search(
-        r"retrying: 1 file\(s\) failed and are tried again; waiting longest:\n  's/b\.raw': [1-9]\d* attempt\(s\) "
-        r"since .+: .*b\.raw is in the way",
+        r"retrying: 2 file\(s\) failed and are tried again; waiting longest:\n(  .*\n)?"
+        r"  's/b\.raw': [1-9]\d* attempt\(s\) since .+: .*b\.raw is in the way",
         r.stdout,
     ), r.stdout
     doc = json.loads(run_acqd("status", "--state-dir", str(state), "--json").stdout)
     assert doc["tiers"]["central"]["copies"] == 1 and doc["tiers"]["central"]["source_bytes"] == 5000
-    assert doc["retrying"]["files"] == 1 and doc["retrying"]["oldest"][0]["path"] == "s/b.raw"
+    assert doc["retrying"]["files"] == 2 and {f["path"] for f in doc["retrying"]["oldest"]} == {"s/b.raw", f"s/{odd}"}
     assert doc["last_start"] is not None
 
 
