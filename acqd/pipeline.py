@@ -1433,48 +1433,50 @@ class Pipeline:
         results = await self._j(self.journal.observe_many, obs)
         now = self.mono()
         seen: list[Outcome] = []  # reported together, before anything else is said of these files
-        for entry, (action, row) in zip(fresh, results, strict=True):
-            assert entry.identity is not None
-            if action is Observed.SKIP:
-                continue
-            key = (ctx.index, entry.relpath)
-            if key in self.candidates or key in self.in_flight:
-                # tracked meanwhile by a flight that ended while the journal was asked (a retry, a
-                # re-plan): that candidate knows more than this answer; the file is asked about again
-                # once it lands, in case the answer mattered
-                self._rehint.add(key)
-                continue
-            if action in (Observed.NEW, Observed.NEW_VERSION, Observed.RESET):
-                seen.append(self._outcome("seen", row))
-            if action is Observed.NEW_VERSION and entry.kind is Kind.FILE:
-                log.warning(
-                    "%r changed after its version %d was stored (written again, or a new file under its name): "
-                    "shipped as version %d, beside the stored one (`acqd restore --version N`)",
-                    entry.relpath,
-                    row.version - 1,
-                    row.version,
-                )
-            if entry.kind is not Kind.FILE:
-                reason = {
-                    Kind.SYMLINK: "symlink: not followed (acqd ships regular files only)",
-                    Kind.SPECIAL: "not a regular file (FIFO, socket or device node)",
-                    Kind.BADNAME: "file name is not valid UTF-8",
-                }[entry.kind]
-                if action is not Observed.RELEASE:
-                    self._emit_all(seen)
-                    seen = []
-                    await self._quarantine(row, reason)
-                continue
-            c = Candidate(ctx, entry.relpath, row, entry.identity, now, now + ctx.window, born=now)
-            if self._streams_here(ctx, entry.relpath):  # looked at soon: streamed if still being written
-                c.check_at = now + min(ctx.window, STREAM_POLL)
-            if action is Observed.RELEASE:
-                c.release_only = True
-                c.check_at = now
-                c.settled = True
-            c.recheck = action is Observed.RECHECK
-            self._schedule(c)
-        self._emit_all(seen)
+        try:
+            for entry, (action, row) in zip(fresh, results, strict=True):
+                assert entry.identity is not None
+                if action is Observed.SKIP:
+                    continue
+                key = (ctx.index, entry.relpath)
+                if key in self.candidates or key in self.in_flight:
+                    # tracked meanwhile by a flight that ended while the journal was asked (a retry, a
+                    # re-plan): that candidate knows more than this answer; the file is asked about again
+                    # once it lands, in case the answer mattered
+                    self._rehint.add(key)
+                    continue
+                if action in (Observed.NEW, Observed.NEW_VERSION, Observed.RESET):
+                    seen.append(self._outcome("seen", row))
+                if action is Observed.NEW_VERSION and entry.kind is Kind.FILE:
+                    log.warning(
+                        "%r changed after its version %d was stored (written again, or a new file under its name): "
+                        "shipped as version %d, beside the stored one (`acqd restore --version N`)",
+                        entry.relpath,
+                        row.version - 1,
+                        row.version,
+                    )
+                if entry.kind is not Kind.FILE:
+                    reason = {
+                        Kind.SYMLINK: "symlink: not followed (acqd ships regular files only)",
+                        Kind.SPECIAL: "not a regular file (FIFO, socket or device node)",
+                        Kind.BADNAME: "file name is not valid UTF-8",
+                    }[entry.kind]
+                    if action is not Observed.RELEASE:
+                        self._emit_all(seen)
+                        seen = []
+                        await self._quarantine(row, reason)
+                    continue
+                c = Candidate(ctx, entry.relpath, row, entry.identity, now, now + ctx.window, born=now)
+                if self._streams_here(ctx, entry.relpath):  # looked at soon: streamed if still being written
+                    c.check_at = now + min(ctx.window, STREAM_POLL)
+                if action is Observed.RELEASE:
+                    c.release_only = True
+                    c.check_at = now
+                    c.settled = True
+                c.recheck = action is Observed.RECHECK
+                self._schedule(c)
+        finally:  # also when the loop stops half way (an error, a cancellation)
+            self._emit_all(seen)
 
     # -- settle -------------------------------------------------------------------------------
     def _look(self, c: Candidate) -> tuple[Entry | None, bool, bool]:
