@@ -637,11 +637,44 @@ class Pipeline:
             **fields,
         )
 
+    def _verified(
+        self,
+        c: Candidate,
+        row: FileRow,
+        tier: Tier,
+        dest: str,
+        res: WriteResult,
+        layout: str,
+        latency: float,
+        stages: tuple[tuple[str, float], ...],
+    ) -> Outcome:
+        """A file's copy recorded verified: counted in the run's figures; its outcome, to report."""
+        self.stats.verified += 1
+        self._untaken(c, _count_layout(self.stats, c.ctx, c.rel, layout))
+        self.stats.bytes_in += res.source_bytes
+        self.stats.bytes_out += res.stored_bytes
+        self.stats.latencies.append(latency)
+        return self._outcome(
+            "verified",
+            row,
+            tier=tier.name,
+            dest=tier.url(dest),
+            stored_bytes=res.stored_bytes,
+            checksum=res.source_checksum,
+            codec=res.codec,
+            layout=layout,
+            seconds=latency,
+            stages=stages,
+        )
+
     def _emit(self, kind: str, row: FileRow, **fields: Any) -> None:
+        self._report(self._outcome(kind, row, **fields))
+
+    def _report(self, o: Outcome) -> None:
         try:
-            self.reporter.outcome(self._outcome(kind, row, **fields))
+            self.reporter.outcome(o)
         except Exception:  # a reporter must never stop a file
-            log.exception("reporter failed on %s %r", kind, row.relpath)
+            log.exception("reporter failed on %s %r", o.kind, o.relpath)
 
     def _emit_all(self, batch: list[Outcome]) -> None:
         """A batch's outcomes, in order: together where the reporter takes them so (a BatchReporter)."""
@@ -649,10 +682,7 @@ class Pipeline:
             return
         if not isinstance(self.reporter, BatchReporter):
             for o in batch:
-                try:
-                    self.reporter.outcome(o)
-                except Exception:  # a reporter must never stop a file
-                    log.exception("reporter failed on %s %r", o.kind, o.relpath)
+                self._report(o)
             return
         try:
             self.reporter.batch_outcomes(batch)
@@ -2383,23 +2413,7 @@ class Pipeline:
             if follow is not None:  # taken over, not finished (an error before): its temporary dropped
                 await self._abort_stream(follow)
         latency = self.mono() - t0
-        self.stats.verified += 1
-        self._untaken(c, _count_layout(self.stats, c.ctx, c.rel, layout.name))
-        self.stats.bytes_in += res.source_bytes
-        self.stats.bytes_out += res.stored_bytes
-        self.stats.latencies.append(latency)
-        self._emit(
-            "verified",
-            row,
-            tier=tier.name,
-            dest=tier.url(dest),
-            stored_bytes=res.stored_bytes,
-            checksum=res.source_checksum,
-            codec=res.codec,
-            layout=layout.name,
-            seconds=latency,
-            stages=(*res.stages, ("verify", t_verify)),
-        )
+        self._report(self._verified(c, row, tier, dest, res, layout.name, latency, (*res.stages, ("verify", t_verify))))
         if res.mismatch:
             self._emit(PROFILE_MISMATCH, row, tier=tier.name, dest=tier.url(dest), reason=res.mismatch)
         self._dirty.add((ctx.index, row.session))
@@ -2768,25 +2782,7 @@ class Pipeline:
             if not ok:
                 alone.append(c)
                 continue
-            self.stats.verified += 1
-            self._untaken(c, _count_layout(self.stats, c.ctx, c.rel, "copy"))
-            self.stats.bytes_in += res.source_bytes
-            self.stats.bytes_out += res.stored_bytes
-            self.stats.latencies.append(latency)
-            outs.append(
-                self._outcome(
-                    "verified",
-                    row,
-                    tier=tier.name,
-                    dest=tier.url(dest),
-                    stored_bytes=res.stored_bytes,
-                    checksum=res.source_checksum,
-                    codec=res.codec,
-                    layout=layout.name,
-                    seconds=latency,
-                    stages=stages,
-                )
-            )
+            outs.append(self._verified(c, row, tier, dest, res, layout.name, latency, stages))
             self._dirty.add((c.ctx.index, row.session))
             if c.ctx.placed(row.relpath).release:
                 done.append((c, row))
