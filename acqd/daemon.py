@@ -615,6 +615,26 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def reads_frames(roots: list[RootCtx]) -> bool:
+    """Whether a watch root can store its files in a frame layout: its detector profile reads frames
+    (a profile with the `bytes` reader copies every file, whatever the placement or policy names)."""
+    return any(ctx.profile.reader != "bytes" for ctx in roots)
+
+
+def import_frame_libraries(pipeline: Pipeline) -> None:
+    """Import the frame layouts' libraries (numpy, zarr, tifffile, imagecodecs: 0.3-0.5 s of CPU) on a
+    thread of their own, once; the pipeline's I/O other than scans and settle looks waits for it
+    (`Pipeline.imports`). Asked at start when a watch root's detector reads frames or the journal
+    holds a copy in a frame layout (a release or recheck reads it back), and at a reload that names
+    such a detector. Called on the event loop's thread."""
+    if pipeline.imports is not None:
+        return
+    importer = ThreadPoolExecutor(1, thread_name_prefix="acqd-imports")
+    pipeline.imports = asyncio.get_running_loop().run_in_executor(importer, warm_imports)
+    pipeline.imports.add_done_callback(partial(_imported, pipeline))
+    importer.shutdown(wait=False)  # its one task still runs
+
+
 def _imported(pipeline: Pipeline, fut: asyncio.Future[None]) -> None:
     """The frame layouts' libraries could not be imported (a broken installation): nothing can be
     stored in a frame layout, so the daemon stops rather than fail every file."""
@@ -942,12 +962,10 @@ class Daemon:
                     # missed until the next scan (watchdog adds a started observer's watch at once)
                     await loop.run_in_executor(None, events.start)
                 # the frame layouts' libraries, imported on a thread of their own while the first scan
-                # and the settle windows run: no I/O thread may import them at once (acqd.memory), so
-                # the pipeline's other I/O waits for it
-                importer = ThreadPoolExecutor(1, thread_name_prefix="acqd-imports")
-                pipeline.imports = loop.run_in_executor(importer, warm_imports)
-                pipeline.imports.add_done_callback(partial(_imported, pipeline))
-                importer.shutdown(wait=False)  # its one task still runs
+                # and the settle windows run (no I/O thread may import them at once: acqd.memory), when
+                # this daemon can store or read frames; one that only copies never imports them
+                if reads_frames(roots) or await loop.run_in_executor(jexec, journal.has_frame_copies):
+                    import_frame_libraries(pipeline)
                 task = asyncio.create_task(pipeline.run(), name="pipeline")
                 if self.events is not None:
                     aux.append(asyncio.create_task(self.events.run(), name="mqtt"))
@@ -1102,6 +1120,8 @@ class Daemon:
             ctx.window = w.settle if w.settle is not None else profile.settle.window
             if policy is not None:
                 ctx.placer = make_placer(new, w, profile, self._tiers, policy)
+        if reads_frames(pipeline.roots):  # a root's detector changed to one that reads frames
+            import_frame_libraries(pipeline)
         if self.retention is not None:
             if policy is None:
                 log.warning("reload: the policy was removed; retention keeps the old one until a restart")

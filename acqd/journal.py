@@ -1192,6 +1192,11 @@ class Journal:
     def has_copies(self, tier: str) -> bool:
         return self._db.execute("SELECT 1 FROM copies WHERE tier = ? LIMIT 1", (tier,)).fetchone() is not None
 
+    def has_frame_copies(self) -> bool:
+        """Whether any copy is stored in a frame layout (zarr, tiff): reading it back (a release's
+        check, a recheck, a retention move) needs the frame layouts' libraries."""
+        return self._db.execute("SELECT 1 FROM copies WHERE layout != 'copy' LIMIT 1").fetchone() is not None
+
     def copies_of(self, file_id: int) -> list[CopyRow]:
         rows = self._db.execute(f"SELECT {_COPY_COLS} FROM copies WHERE file_id = ? ORDER BY id", (file_id,))
         return [_copy_row(r) for r in rows]

@@ -2766,6 +2766,40 @@ MUTANTS: tuple[Mutant, ...] = (
         "            print(f\"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: {f['reason']}\")\n",
         ("tests/test_cli.py::test_status_says_each_tiers_copies_and_the_files_retried",),
     ),
+    Mutant(
+        "frame-imports-despite-copies-only",
+        "a daemon whose watch roots only copy imports the frame layouts' libraries all the same (0.3-0.5 s of CPU"
+        " taken from the first files' shipping)",
+        "acqd/daemon.py",
+        "                if reads_frames(roots) or await loop.run_in_executor(jexec, journal.has_frame_copies):\n",
+        "                if True:\n",
+        (
+            "tests/test_framepool.py::test_a_daemon_that_only_copies_imports_none_of_the_frame_libraries",
+            "tests/test_inprocess.py::test_a_copy_in_a_frame_layout_from_an_earlier_run_has_the_frame_libraries_imported_before_it_is_read",
+        ),
+    ),
+    Mutant(
+        "frame-copies-read-without-imports",
+        "a copy-only daemon whose journal holds copies in a frame layout reads them back (a release's check)"
+        " without the frame libraries imported first: I/O threads race to import zarr",
+        "acqd/daemon.py",
+        "                if reads_frames(roots) or await loop.run_in_executor(jexec, journal.has_frame_copies):\n",
+        "                if reads_frames(roots):\n",
+        (
+            "tests/test_inprocess.py::test_a_copy_in_a_frame_layout_from_an_earlier_run_has_the_frame_libraries_imported_before_it_is_read",
+        ),
+    ),
+    Mutant(
+        "frame-imports-not-on-reload",
+        "a reload that names a frame detector for a root that only copied leaves the frame libraries to the I/O"
+        " threads' first use",
+        "acqd/daemon.py",
+        "        if reads_frames(pipeline.roots):  # a root's detector changed to one that reads frames\n",
+        "        if False:\n",
+        (
+            "tests/test_inprocess.py::test_a_reload_that_gives_a_watch_root_a_frame_detector_imports_the_frame_libraries",
+        ),
+    ),
 )
 
 

@@ -359,6 +359,36 @@ def test_the_daemon_imports_numpy_only_with_the_frame_libraries_and_those_import
     assert r.stdout.splitlines() == ["[]", "[]"], r.stdout
 
 
+def test_a_daemon_that_only_copies_imports_none_of_the_frame_libraries(tmp_path: Path) -> None:
+    """`acqd run` of a watch root whose detector profile copies every file (generic: sidecars, EPU
+    XML and JPEG, small files by the thousand) ships them without importing numpy, zarr, tifffile or
+    the codecs: 0.3-0.5 s of CPU at every start, taken from the first files' shipping (BENCHMARKS.md,
+    twenty-fifth session)."""
+    import subprocess
+    import sys
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    for i in range(20):
+        (watch / "s" / f"FoilHole_{i}_Data.xml").write_bytes(b"<x/>" * (i + 1))
+    dest.mkdir()
+    conf = tmp_path / "acqd.yaml"
+    conf.write_text(
+        f"instrument: scope\nstate_dir: {tmp_path / 'state'}\n"
+        f"watch:\n  - {{path: {watch}, settle: 0.1s, mode: poll}}\ntiers:\n  central: {{url: 'file://{dest}'}}\n"
+    )
+    lazy = ("numpy", "tifffile", "mrcfile", "zarr", "imagecodecs", "numcodecs")
+    code = (
+        "import sys, acqd.cli\n"
+        f"sys.argv = ['acqd', 'run', '--once', '--config', {str(conf)!r}]\n"
+        "try:\n    acqd.cli.main()\nexcept SystemExit as e:\n    rc = e.code\n"
+        f"print(rc, sorted(m for m in {lazy!r} if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert r.stdout.splitlines()[-1:] == ["0 []"], (r.stdout, r.stderr)
+    assert len(list(dest.rglob("FoilHole_*"))) == 20
+
+
 def test_the_frame_libraries_are_imported_before_io_threads_race_to_import_them() -> None:
     """zarr's first import is not thread-safe: I/O threads that reach it at once can be handed a
     half-initialised module, and the process keeps a broken `zarr` from then on (every Zarr ship

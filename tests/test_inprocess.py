@@ -525,11 +525,8 @@ async def test_the_frame_libraries_are_imported_beside_the_first_scan_and_shippi
     (watch / "s" / "a.raw").write_bytes(os.urandom(50_000))
     dest.mkdir()
     rec = Recorder()
-    run = asyncio.create_task(
-        Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), once=True, retry_for=60, reporter=rec).run(
-            install_signals=False
-        )
-    )
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", detector="hamamatsu-orca")  # a profile that reads frames
+    run = asyncio.create_task(Daemon(config, once=True, retry_for=60, reporter=rec).run(install_signals=False))
     await rec.wait("complete", 1)  # scanned and settled while the import runs
     await asyncio.sleep(0.5)
     assert [k for k, _ in rec.outcomes if k in ("stored", "verified")] == [], rec.outcomes
@@ -554,13 +551,96 @@ async def test_a_broken_installation_stops_the_daemon_and_loses_nothing(
     data = os.urandom(20_000)
     (watch / "a.raw").write_bytes(data)
     dest.mkdir()
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", detector="hamamatsu-orca")  # a profile that reads frames
     with caplog.at_level(logging.ERROR):
-        result = await Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), once=True, retry_for=60).run(
-            install_signals=False
-        )
+        result = await Daemon(config, once=True, retry_for=60).run(install_signals=False)
     assert result.code == 78
     assert "cannot import the frame layouts' libraries (ModuleNotFoundError: No module named 'zarr')" in caplog.text
     assert (watch / "a.raw").read_bytes() == data and result.stats.verified == 0
+
+
+def _record_imports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The threads the frame layouts' libraries were imported on (the real import, recorded)."""
+    import threading
+
+    import acqd.daemon as daemon_mod
+
+    real, ran_on = daemon_mod.warm_imports, []
+
+    def recorded() -> None:
+        ran_on.append(threading.current_thread().name)
+        real()
+
+    monkeypatch.setattr(daemon_mod, "warm_imports", recorded)
+    return ran_on
+
+
+async def test_a_copy_in_a_frame_layout_from_an_earlier_run_has_the_frame_libraries_imported_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon whose watch roots only copy (the generic profile) does not import the frame layouts'
+    libraries; but when its journal holds a copy stored in a frame layout (the root's detector was a
+    light-sheet camera's until now), reading that copy back for the release needs them, and they are
+    imported on their own thread before any I/O thread could race to import them (acqd.memory)."""
+    from acqd.simulate import SimSpec, simulate
+
+    watch, dest, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    simulate("hamamatsu-orca", watch, SimSpec(files=2, frames=4, height=256, width=256))
+    stacks = {p: p.read_bytes() for p in watch.rglob("*.tif")}
+    dest.mkdir()
+    first = await Daemon(cfg(watch, state, f"file://{dest}", detector="hamamatsu-orca"), once=True, retry_for=60).run(
+        install_signals=False
+    )
+    assert first.code == 0 and first.stats.verified == 2
+    assert len(list(dest.rglob("*.zarr"))) == 2
+    ran_on = _record_imports(monkeypatch)
+    generic = cfg(watch, state, f"file://{dest}", placement={"release_local": "after_verify"})
+    result = await Daemon(generic, once=True, retry_for=60).run(install_signals=False)
+    assert result.code == 0 and result.stats.released == 2, result
+    assert ran_on and ran_on[0].startswith("acqd-imports"), ran_on
+    assert all(not p.exists() for p in stacks)
+    (watch / "notes.txt").write_bytes(b"a sidecar")  # a journal of copies alone: not imported
+    state2 = tmp_path / "state2"
+    ran_on.clear()
+    alone = await Daemon(cfg(watch, state2, f"file://{tmp_path / 'c2'}"), once=True, retry_for=60).run(
+        install_signals=False
+    )
+    assert alone.code == 0 and alone.stats.verified == 1
+    assert ran_on == []
+
+
+async def test_a_reload_that_gives_a_watch_root_a_frame_detector_imports_the_frame_libraries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemctl reload naming a detector that reads frames for a root that only copied: the frame
+    layouts' libraries are imported then, on their own thread (not by the I/O threads at once)."""
+    import yaml
+
+    from acqd.simulate import SimSpec, simulate
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    watch.mkdir()
+    dest.mkdir()
+    ran_on = _record_imports(monkeypatch)
+    path = tmp_path / "acqd.yaml"
+    doc = cfg(watch, tmp_path / "state", f"file://{dest}").model_dump(mode="json", exclude_unset=True)
+    path.write_text(yaml.safe_dump(doc))
+    rec = Recorder()
+    daemon = Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), config_path=path, reporter=rec)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        (watch / "notes.txt").write_bytes(b"a sidecar")
+        await rec.wait("verified", 1)
+        assert ran_on == []
+        doc["watch"][0]["detector"] = "hamamatsu-orca"
+        path.write_text(yaml.safe_dump(doc))
+        daemon._on_reload()
+        simulate("hamamatsu-orca", watch / "s2", SimSpec(files=1, frames=3, height=32, width=32))
+        await rec.wait("verified", 2)
+        assert ran_on and ran_on[0].startswith("acqd-imports"), ran_on
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
 
 
 def _unmount(mnt: Path, share: Path, copies_left: bool) -> None:
@@ -737,7 +817,8 @@ async def test_a_broken_installation_with_work_left_from_the_last_run_stops_the_
         raise ModuleNotFoundError("No module named 'zarr'")
 
     monkeypatch.setattr(daemon_mod, "warm_imports", broken)
-    result = await Daemon(cfg(watch, state, f"file://{dest}"), once=True, retry_for=30).run(install_signals=False)
+    config = cfg(watch, state, f"file://{dest}", detector="hamamatsu-orca")  # a profile that reads frames
+    result = await Daemon(config, once=True, retry_for=30).run(install_signals=False)
     assert result.code == 78
 
 
