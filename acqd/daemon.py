@@ -616,17 +616,18 @@ def state_lock(state_dir: Path) -> Iterator[None]:
 
 
 def reads_frames(roots: list[RootCtx]) -> bool:
-    """Whether a watch root can store its files in a frame layout: its detector profile reads frames
-    (a profile with the `bytes` reader copies every file, whatever the placement or policy names)."""
-    return any(ctx.profile.reader != "bytes" for ctx in roots)
+    """Whether a watch root can store its files in a frame layout: its placement names one for its
+    detector's frame files (`frames`), or a policy's rules may (its placer) and its detector reads
+    frames (a profile with the `bytes` reader copies every file, whatever a placement or rule names)."""
+    return any(ctx.frames is not None or (ctx.placer is not None and ctx.profile.reader != "bytes") for ctx in roots)
 
 
 def import_frame_libraries(pipeline: Pipeline) -> None:
     """Import the frame layouts' libraries (numpy, zarr, tifffile, imagecodecs: 0.3-0.5 s of CPU) on a
     thread of their own, once; the pipeline's I/O other than scans and settle looks waits for it
-    (`Pipeline.imports`). Asked at start when a watch root's detector reads frames or the journal
-    holds a copy in a frame layout (a release or recheck reads it back), and at a reload that names
-    such a detector. Called on the event loop's thread."""
+    (`Pipeline.imports`), and so does a retention sweep. Asked at start when a watch root can store
+    frames (`reads_frames`) or the journal holds a copy in a frame layout (a release, a recheck or a
+    retention move reads it back). Called on the event loop's thread."""
     if pipeline.imports is not None:
         return
     importer = ThreadPoolExecutor(1, thread_name_prefix="acqd-imports")
@@ -1111,6 +1112,26 @@ class Daemon:
             log.warning("reload: limits other than backoff and concurrent_files change only with a restart")
         profiles = load_profiles(new)
         policy = load_retention(new)  # a broken policy raises here, before anything is changed
+        kept = {ctx.watch.path for ctx in pipeline.roots}
+        if (
+            pipeline.imports is None
+            and policy is not None
+            and any(profiles[w.detector].reader != "bytes" for w in new.watch if w.path in kept)
+        ):
+            # a root that only copied may now store frames (its placer is rebuilt below): the frame
+            # layouts' libraries imported here, before anything is changed; a broken installation
+            # fails the reload and the running configuration stays (no I/O thread imports them: none
+            # of the running configuration's work uses them)
+            try:
+                warm_imports()
+            except Exception as exc:
+                raise ConfigError(
+                    f"cannot import the frame layouts' libraries ({type(exc).__name__}: {exc}) that detector "
+                    f"{', '.join(sorted({w.detector for w in new.watch if w.path in kept}))} needs: reinstall acqd"
+                ) from None
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            pipeline.imports = done
         for ctx in pipeline.roots:
             w = next((w for w in new.watch if w.path == ctx.watch.path), None)
             if w is None:
@@ -1120,8 +1141,6 @@ class Daemon:
             ctx.window = w.settle if w.settle is not None else profile.settle.window
             if policy is not None:
                 ctx.placer = make_placer(new, w, profile, self._tiers, policy)
-        if reads_frames(pipeline.roots):  # a root's detector changed to one that reads frames
-            import_frame_libraries(pipeline)
         if self.retention is not None:
             if policy is None:
                 log.warning("reload: the policy was removed; retention keeps the old one until a restart")
@@ -1331,6 +1350,12 @@ class Daemon:
     async def _retention_loop(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
+            imports = self.pipeline.imports if self.pipeline is not None else None
+            if imports is not None:  # a move reads copies through their layouts on the I/O threads
+                try:
+                    await asyncio.shield(imports)
+                except Exception:  # a broken installation: the daemon stops (`_imported`)
+                    return
             if self.retention is not None:
                 try:
                     await self.retention.sweep()

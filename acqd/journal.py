@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS copies(
     UNIQUE(tier, dest)
 );
 CREATE INDEX IF NOT EXISTS copies_file ON copies(file_id);
+CREATE INDEX IF NOT EXISTS copies_framed ON copies(layout) WHERE layout != 'copy';
 CREATE TABLE IF NOT EXISTS manifests_dirty(
     root TEXT NOT NULL,
     session TEXT NOT NULL,
@@ -1194,7 +1195,8 @@ class Journal:
 
     def has_frame_copies(self) -> bool:
         """Whether any copy is stored in a frame layout (zarr, tiff): reading it back (a release's
-        check, a recheck, a retention move) needs the frame layouts' libraries."""
+        check, a recheck, a retention move) needs the frame layouts' libraries. Answered from the
+        partial index `copies_framed` (not a scan of every copy of a journal of copies alone)."""
         return self._db.execute("SELECT 1 FROM copies WHERE layout != 'copy' LIMIT 1").fetchone() is not None
 
     def copies_of(self, file_id: int) -> list[CopyRow]:

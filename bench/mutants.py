@@ -2794,11 +2794,49 @@ MUTANTS: tuple[Mutant, ...] = (
         "a reload that names a frame detector for a root that only copied leaves the frame libraries to the I/O"
         " threads' first use",
         "acqd/daemon.py",
-        "        if reads_frames(pipeline.roots):  # a root's detector changed to one that reads frames\n",
-        "        if False:\n",
+        '            and any(profiles[w.detector].reader != "bytes" for w in new.watch if w.path in kept)\n',
+        "            and False\n",
         (
-            "tests/test_inprocess.py::test_a_reload_that_gives_a_watch_root_a_frame_detector_imports_the_frame_libraries",
+            "tests/test_inprocess.py::test_a_reload_that_gives_a_watch_root_a_frame_detector_imports_the_frame_libraries_first",
+            "tests/test_inprocess.py::test_a_reload_that_needs_the_frame_libraries_of_a_broken_installation_is_refused",
         ),
+    ),
+    Mutant(
+        "reload-import-failure-stops-daemon",
+        "a reload whose frame libraries cannot be imported (a broken installation) escapes as an error of the"
+        " reload's signal handler instead of being refused with the running configuration kept",
+        "acqd/daemon.py",
+        "            try:\n                warm_imports()\n            except Exception as exc:\n",
+        "            warm_imports()\n            try:\n                pass\n            except Exception as exc:\n",
+        ("tests/test_inprocess.py::test_a_reload_that_needs_the_frame_libraries_of_a_broken_installation_is_refused",),
+    ),
+    Mutant(
+        "retention-sweep-before-imports",
+        "a retention sweep reads copies through their frame layouts on the I/O threads while the frame libraries"
+        " are still being imported on their own thread",
+        "acqd/daemon.py",
+        "            if imports is not None:  # a move reads copies through their layouts on the I/O threads\n",
+        "            if False:\n",
+        ("tests/test_inprocess.py::test_a_retention_sweep_waits_for_the_frame_libraries_import",),
+    ),
+    Mutant(
+        "frame-imports-by-reader-alone",
+        "a root whose detector reads frames but whose placement copies them (no policy to place them otherwise)"
+        " has the frame libraries imported all the same",
+        "acqd/daemon.py",
+        '    return any(ctx.frames is not None or (ctx.placer is not None and ctx.profile.reader != "bytes")'
+        " for ctx in roots)\n",
+        '    return any(ctx.profile.reader != "bytes" for ctx in roots)\n',
+        ("tests/test_framepool.py::test_a_daemon_that_only_copies_imports_none_of_the_frame_libraries",),
+    ),
+    Mutant(
+        "frame-copies-found-by-scan",
+        "whether any copy is in a frame layout is answered by reading every copy of the journal at each start"
+        " (no partial index)",
+        "acqd/journal.py",
+        "CREATE INDEX IF NOT EXISTS copies_framed ON copies(layout) WHERE layout != 'copy';\n",
+        "",
+        ("tests/test_journal.py::test_copies_in_a_frame_layout_are_told_apart_from_a_journal_of_copies_alone",),
     ),
 )
 

@@ -359,11 +359,12 @@ def test_the_daemon_imports_numpy_only_with_the_frame_libraries_and_those_import
     assert r.stdout.splitlines() == ["[]", "[]"], r.stdout
 
 
-def test_a_daemon_that_only_copies_imports_none_of_the_frame_libraries(tmp_path: Path) -> None:
-    """`acqd run` of a watch root whose detector profile copies every file (generic: sidecars, EPU
-    XML and JPEG, small files by the thousand) ships them without importing numpy, zarr, tifffile or
-    the codecs: 0.3-0.5 s of CPU at every start, taken from the first files' shipping (BENCHMARKS.md,
-    twenty-fifth session)."""
+@pytest.mark.parametrize("root", ["generic", "gatan-k3, layout copy"])
+def test_a_daemon_that_only_copies_imports_none_of_the_frame_libraries(tmp_path: Path, root: str) -> None:
+    """`acqd run` of a watch root whose files are all copied byte for byte (the generic profile:
+    sidecars, EPU XML and JPEG, small files by the thousand; or a camera's profile placed with the
+    copy layout) ships them without importing numpy, zarr, tifffile or the codecs: 0.3-0.5 s of CPU
+    at every start, taken from the first files' shipping (BENCHMARKS.md, twenty-fifth session)."""
     import subprocess
     import sys
 
@@ -371,11 +372,15 @@ def test_a_daemon_that_only_copies_imports_none_of_the_frame_libraries(tmp_path:
     (watch / "s").mkdir(parents=True)
     for i in range(20):
         (watch / "s" / f"FoilHole_{i}_Data.xml").write_bytes(b"<x/>" * (i + 1))
+    extra = ""
+    if root != "generic":
+        simulate("gatan-k3", watch / "movies", SimSpec(files=2, frames=2, height=64, width=64))
+        extra = ", detector: gatan-k3, placement: {layout: copy, compress: zstd}"
     dest.mkdir()
     conf = tmp_path / "acqd.yaml"
     conf.write_text(
         f"instrument: scope\nstate_dir: {tmp_path / 'state'}\n"
-        f"watch:\n  - {{path: {watch}, settle: 0.1s, mode: poll}}\ntiers:\n  central: {{url: 'file://{dest}'}}\n"
+        f"watch:\n  - {{path: {watch}, settle: 0.1s, mode: poll{extra}}}\ntiers:\n  central: {{url: 'file://{dest}'}}\n"
     )
     lazy = ("numpy", "tifffile", "mrcfile", "zarr", "imagecodecs", "numcodecs")
     code = (
@@ -387,6 +392,8 @@ def test_a_daemon_that_only_copies_imports_none_of_the_frame_libraries(tmp_path:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
     assert r.stdout.splitlines()[-1:] == ["0 []"], (r.stdout, r.stderr)
     assert len(list(dest.rglob("FoilHole_*"))) == 20
+    movies = [p.name for p in dest.rglob("movie_*")]
+    assert len(movies) == (0 if root == "generic" else 2) and all(m.endswith("~.zst") for m in movies), movies
 
 
 def test_the_frame_libraries_are_imported_before_io_threads_race_to_import_them() -> None:

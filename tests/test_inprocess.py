@@ -609,36 +609,147 @@ async def test_a_copy_in_a_frame_layout_from_an_earlier_run_has_the_frame_librar
     assert ran_on == []
 
 
-async def test_a_reload_that_gives_a_watch_root_a_frame_detector_imports_the_frame_libraries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """systemctl reload naming a detector that reads frames for a root that only copied: the frame
-    layouts' libraries are imported then, on their own thread (not by the I/O threads at once)."""
-    import yaml
+KEEP_POLICY = """\
+apiVersion: acqd/v1
+kind: RetentionPolicy
+metadata: {name: keep}
+spec:
+  tiers: [central]
+  default: {name: keep}
+"""
 
-    from acqd.simulate import SimSpec, simulate
+
+async def _reloading_daemon(tmp_path: Path, rec: Recorder) -> tuple[Daemon, asyncio.Task[Any], Path, dict[str, Any]]:
+    """A running daemon of a generic watch root (it only copies) with a retention policy (its rules
+    place the files: a reload rebuilds the placement) and its configuration file, a sidecar verified."""
+    import yaml
 
     watch, dest = tmp_path / "acq", tmp_path / "central"
     watch.mkdir()
     dest.mkdir()
-    ran_on = _record_imports(monkeypatch)
+    (tmp_path / "keep.yaml").write_text(KEEP_POLICY)
     path = tmp_path / "acqd.yaml"
-    doc = cfg(watch, tmp_path / "state", f"file://{dest}").model_dump(mode="json", exclude_unset=True)
+    config = cfg(watch, tmp_path / "state", f"file://{dest}").model_copy(update={"policy": tmp_path / "keep.yaml"})
+    doc = config.model_dump(mode="json", exclude_unset=True)
     path.write_text(yaml.safe_dump(doc))
-    rec = Recorder()
-    daemon = Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), config_path=path, reporter=rec)
+    daemon = Daemon(config, config_path=path, reporter=rec)
     task = asyncio.create_task(daemon.run(install_signals=False))
+    (watch / "notes.txt").write_bytes(b"a sidecar")
+    await rec.wait("verified", 1)
+    return daemon, task, path, doc
+
+
+async def test_a_reload_that_gives_a_watch_root_a_frame_detector_imports_the_frame_libraries_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemctl reload naming a detector that reads frames for a root that only copied (its policy
+    places the files, so they are stored as Zarr from then on): the frame layouts' libraries are
+    imported by the reload itself, before any of its files reaches an I/O thread."""
+    import yaml
+
+    from acqd.simulate import SimSpec, simulate
+
+    ran_on = _record_imports(monkeypatch)
+    rec = Recorder()
+    daemon, task, path, doc = await _reloading_daemon(tmp_path, rec)
     try:
-        (watch / "notes.txt").write_bytes(b"a sidecar")
-        await rec.wait("verified", 1)
         assert ran_on == []
         doc["watch"][0]["detector"] = "hamamatsu-orca"
         path.write_text(yaml.safe_dump(doc))
         daemon._on_reload()
-        simulate("hamamatsu-orca", watch / "s2", SimSpec(files=1, frames=3, height=32, width=32))
+        assert ran_on, "the reload did not import the frame libraries"
+        simulate("hamamatsu-orca", tmp_path / "acq" / "s2", SimSpec(files=1, frames=4, height=256, width=256))
         await rec.wait("verified", 2)
-        assert ran_on and ran_on[0].startswith("acqd-imports"), ran_on
+        assert len(list((tmp_path / "central").rglob("*.tif~.zarr"))) == 1
     finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+
+
+async def test_a_reload_that_needs_the_frame_libraries_of_a_broken_installation_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a review: with the frame libraries broken (zarr missing), a reload that gives a copying
+    root a frame detector stopped the daemon (exit 78: a restart loop under systemd). The reload is
+    refused and the running configuration ships on, as for any reload that cannot be applied."""
+    import yaml
+
+    import acqd.daemon as daemon_mod
+
+    def broken() -> None:
+        raise ModuleNotFoundError("No module named 'zarr'")
+
+    monkeypatch.setattr(daemon_mod, "warm_imports", broken)
+    rec = Recorder()
+    daemon, task, path, doc = await _reloading_daemon(tmp_path, rec)
+    try:
+        doc["watch"][0]["detector"] = "hamamatsu-orca"
+        path.write_text(yaml.safe_dump(doc))
+        with caplog.at_level(logging.ERROR, logger="acqd"):
+            daemon._on_reload()
+        assert (
+            "reload failed, keeping the running configuration: cannot import the frame layouts' libraries "
+            "(ModuleNotFoundError: No module named 'zarr') that detector hamamatsu-orca needs: reinstall acqd"
+        ) in caplog.text
+        assert daemon.pipeline is not None and daemon.pipeline.halted is None
+        assert [ctx.profile.name for ctx in daemon.pipeline.roots] == ["generic"]
+        (tmp_path / "acq" / "more.txt").write_bytes(b"another sidecar")
+        await rec.wait("verified", 2)
+    finally:
+        daemon.stop()
+        result = await asyncio.wait_for(task, 60)
+    assert result.code == 0
+
+
+async def test_a_retention_sweep_waits_for_the_frame_libraries_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: a retention sweep read Zarr copies on an I/O thread (a move to another tier)
+    while the frame layouts' libraries were still being imported on their own thread (two threads
+    importing zarr at once can get it half initialised). The sweep waits for the import."""
+    import threading
+
+    import acqd.daemon as daemon_mod
+    from acqd.simulate import SimSpec, simulate
+
+    watch, central, capacity, state = tmp_path / "acq", tmp_path / "central", tmp_path / "capacity", tmp_path / "state"
+    simulate("hamamatsu-orca", watch, SimSpec(files=1, frames=4, height=256, width=256))
+    central.mkdir()
+    capacity.mkdir()
+    first = await Daemon(cfg(watch, state, f"file://{central}", detector="hamamatsu-orca"), once=True).run(
+        install_signals=False
+    )
+    assert first.code == 0 and first.stats.verified == 1
+    (tmp_path / "move.yaml").write_text(
+        KEEP_POLICY.replace("tiers: [central]", "tiers: [central, capacity]\n  interval: 0.2s")
+        + "  rules:\n    - {name: move, transitions: [{after: 0s, tier: capacity}]}\n"
+    )
+    config = cfg(watch, state, f"file://{central}", detector="hamamatsu-orca")
+    tiers = {"central": {"url": f"file://{central}"}, "capacity": {"url": f"file://{capacity}"}}
+    config = Config.model_validate(
+        {**config.model_dump(mode="json", exclude_unset=True), "tiers": tiers, "policy": str(tmp_path / "move.yaml")}
+    )
+    go = threading.Event()
+    real = daemon_mod.warm_imports
+
+    def slow_imports() -> None:
+        assert go.wait(30)
+        real()
+
+    monkeypatch.setattr(daemon_mod, "warm_imports", slow_imports)
+    daemon = Daemon(config)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        await asyncio.sleep(1.5)  # seven sweeps' intervals
+        assert list(capacity.rglob("*.zarr")) == [], "moved while the import ran"
+        go.set()
+        for _ in range(300):
+            if list(capacity.rglob("*.tif~.zarr")):
+                break
+            await asyncio.sleep(0.1)
+        assert list(capacity.rglob("*.tif~.zarr")), "never moved"
+    finally:
+        go.set()
         daemon.stop()
         await asyncio.wait_for(task, 60)
 

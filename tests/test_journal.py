@@ -299,3 +299,19 @@ def test_the_daemons_queries_use_indexes_not_table_scans(tmp_path: Path) -> None
     scans = {sql: p for sql, p in plans.items() if any(f"SCAN {t}" in p for t in ("files", "copies", "f ", "c "))}
     assert scans == {}, scans
     j.close()
+
+
+def test_copies_in_a_frame_layout_are_told_apart_from_a_journal_of_copies_alone(j: Journal) -> None:
+    """The daemon asks at start whether any copy is stored in a frame layout (then the frame
+    libraries are imported before any is read back): false for copies in the copy layout alone,
+    true once one is Zarr, answered from a partial index, not by reading every copy."""
+    for i in range(3):
+        [(_, row)] = j.observe_many([obs(f"s/{i}.xml", Identity(10 + i, i + 1, 1))])
+        ship(j, row.id, Identity(10 + i, i + 1, 1))
+    assert not j.has_frame_copies()
+    [(_, row)] = j.observe_many([obs("s/stack.tif", Identity(99, 50, 1))])
+    j.mark_complete(row.id, Identity(99, 50, 1), "still")
+    j.record_stored(row.id, "central", "x/stack.tif~.zarr", "zarr", WriteResult("xxh3-128:01", 99, 40, "blosc"))
+    assert j.has_frame_copies()
+    plan = " ".join(str(r) for r in j._db.execute("EXPLAIN QUERY PLAN SELECT 1 FROM copies WHERE layout != 'copy'"))
+    assert "copies_framed" in plan, plan
