@@ -27,6 +27,7 @@ from acqd.aio import within
 from acqd.codec import unfit_codec
 from acqd.config import (
     Config,
+    Limits,
     MqttConfig,
     WatchRoot,
     apart_error,
@@ -167,32 +168,44 @@ def _rule_layouts(policy: Policy, w: WatchRoot, profile: DetectorProfile) -> Non
 def build_roots(
     config: Config, profiles: dict[str, DetectorProfile], tiers: dict[str, Tier], policy: Policy | None = None
 ) -> list[RootCtx]:
-    roots = []
-    for i, w in enumerate(config.watch):
-        profile = profiles[w.detector]
-        p = w.placement
-        layout = build_layout("copy", p.compress, p.zstd_level, config.limits.chunk_bytes)
-        frames = frame_layout(profile, p.layout, p.codec, threads=config.limits.frame_threads)
+    return [
+        root_ctx(config, config.limits, i, w, profiles[w.detector], tiers[config.tier_for(w)], tiers, policy)
+        for i, w in enumerate(config.watch)
+    ]
+
+
+def root_ctx(
+    config: Config,
+    limits: Limits,
+    index: int,
+    w: WatchRoot,
+    profile: DetectorProfile,
+    tier: Tier,
+    tiers: dict[str, Tier],
+    policy: Policy | None,
+    events: bool | None = None,
+) -> RootCtx:
+    """One watch root as the pipeline runs it: its placement's layouts (ConfigError: a codec its layout
+    cannot store with), its settle window and its policy's placer. `events`: the way it is watched
+    (None: from its `mode`; a reload keeps the running one)."""
+    p = w.placement
+    if events is None:
         events = not is_network_fs(w.path) if w.mode == "auto" else w.mode == "events"
-        interval = w.scan_interval if w.scan_interval is not None else (60.0 if events else 5.0)
-        roots.append(
-            RootCtx(
-                index=i,
-                root=str(w.path).rstrip("/"),
-                watch=w,
-                profile=profile,
-                tier=tiers[config.tier_for(w)],
-                layout=layout,
-                release=p.release_local == "after_verify",
-                window=w.settle if w.settle is not None else profile.settle.window,
-                scan_interval=interval,
-                events=events,
-                frames=frames,
-                placer=make_placer(config, w, profile, tiers, policy) if policy is not None else None,
-                stream=w.stream if w.stream is not None else profile.stream,
-            )
-        )
-    return roots
+    return RootCtx(
+        index=index,
+        root=str(w.path).rstrip("/"),
+        watch=w,
+        profile=profile,
+        tier=tier,
+        layout=build_layout("copy", p.compress, p.zstd_level, limits.chunk_bytes),
+        release=p.release_local == "after_verify",
+        window=w.settle if w.settle is not None else profile.settle.window,
+        scan_interval=w.scan_interval if w.scan_interval is not None else (60.0 if events else 5.0),
+        events=events,
+        frames=frame_layout(profile, p.layout, p.codec, threads=limits.frame_threads),
+        placer=make_placer(config, w, profile, tiers, policy) if policy is not None else None,
+        stream=w.stream if w.stream is not None else profile.stream,
+    )
 
 
 def frame_layout(
@@ -1112,35 +1125,34 @@ class Daemon:
             log.warning("reload: limits other than backoff and concurrent_files change only with a restart")
         profiles = load_profiles(new)
         policy = load_retention(new)  # a broken policy raises here, before anything is changed
-        kept = {ctx.watch.path for ctx in pipeline.roots}
-        if (
-            pipeline.imports is None
-            and policy is not None
-            and any(profiles[w.detector].reader != "bytes" for w in new.watch if w.path in kept)
-        ):
-            # a root that only copied may now store frames (its placer is rebuilt below): the frame
-            # layouts' libraries imported here, before anything is changed; a broken installation
-            # fails the reload and the running configuration stays (no I/O thread imports them: none
-            # of the running configuration's work uses them)
+        fresh: list[tuple[RootCtx, RootCtx]] = []
+        for ctx in pipeline.roots:
+            w = next((w for w in new.watch if w.path == ctx.watch.path), None)
+            if w is not None:  # the root as the new configuration places it, built before anything is
+                # changed (a placement's codec its layout cannot store with fails the reload); its tier
+                # and the way it is watched change only with a restart, the limits too
+                args = (ctx.index, w, profiles[w.detector], ctx.tier, self._tiers, policy)
+                fresh.append((ctx, root_ctx(new, self.config.limits, *args, events=ctx.events)))
+        if pipeline.imports is None and reads_frames([f for _, f in fresh]):
+            # a root that only copied may now store frames: the frame layouts' libraries imported
+            # here, before anything is changed; a broken installation fails the reload and the running
+            # configuration stays (no I/O thread imports them: none of the running work uses them)
             try:
                 warm_imports()
             except Exception as exc:
+                needs = sorted({f.profile.name for _, f in fresh if f.profile.reader != "bytes"})
                 raise ConfigError(
                     f"cannot import the frame layouts' libraries ({type(exc).__name__}: {exc}) that detector "
-                    f"{', '.join(sorted({w.detector for w in new.watch if w.path in kept}))} needs: reinstall acqd"
+                    f"{', '.join(needs)} needs: reinstall acqd"
                 ) from None
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             pipeline.imports = done
-        for ctx in pipeline.roots:
-            w = next((w for w in new.watch if w.path == ctx.watch.path), None)
-            if w is None:
-                continue
-            profile = profiles[w.detector]
-            ctx.watch, ctx.profile = w, profile
-            ctx.window = w.settle if w.settle is not None else profile.settle.window
-            if policy is not None:
-                ctx.placer = make_placer(new, w, profile, self._tiers, policy)
+        for ctx, f in fresh:
+            ctx.watch, ctx.profile, ctx.window, ctx.scan_interval = f.watch, f.profile, f.window, f.scan_interval
+            ctx.layout, ctx.frames, ctx.release, ctx.stream = f.layout, f.frames, f.release, f.stream
+            if policy is not None:  # removed: the old one's placements stay until a restart (said below)
+                ctx.placer = f.placer
         if self.retention is not None:
             if policy is None:
                 log.warning("reload: the policy was removed; retention keeps the old one until a restart")

@@ -2794,12 +2794,21 @@ MUTANTS: tuple[Mutant, ...] = (
         "a reload that names a frame detector for a root that only copied leaves the frame libraries to the I/O"
         " threads' first use",
         "acqd/daemon.py",
-        '            and any(profiles[w.detector].reader != "bytes" for w in new.watch if w.path in kept)\n',
-        "            and False\n",
+        "        if pipeline.imports is None and reads_frames([f for _, f in fresh]):\n",
+        "        if False:\n",
         (
             "tests/test_inprocess.py::test_a_reload_that_gives_a_watch_root_a_frame_detector_imports_the_frame_libraries_first",
             "tests/test_inprocess.py::test_a_reload_that_needs_the_frame_libraries_of_a_broken_installation_is_refused",
         ),
+    ),
+    Mutant(
+        "reload-keeps-old-layout",
+        "a reload without a retention policy changes a root's detector profile but keeps the layouts and the"
+        " placement built for the old one (a new camera's movies read by the old camera's reader, quarantined)",
+        "acqd/daemon.py",
+        "            ctx.layout, ctx.frames, ctx.release, ctx.stream = f.layout, f.frames, f.release, f.stream\n",
+        "",
+        ("tests/test_inprocess.py::test_a_reload_without_a_policy_applies_the_new_detector_and_placement",),
     ),
     Mutant(
         "reload-import-failure-stops-daemon",

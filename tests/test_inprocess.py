@@ -701,6 +701,46 @@ async def test_a_reload_that_needs_the_frame_libraries_of_a_broken_installation_
     assert result.code == 0
 
 
+async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(tmp_path: Path) -> None:
+    """Found while reviewing the reload: without a retention policy a reload changed a root's detector
+    profile but kept the layout built for the old one: a K3 movie after a reload from a light-sheet
+    camera's profile was read by the TIFF reader and quarantined ("corrupt TIFF"), and a placement's
+    `release_local` was ignored until a restart. The new profile's layout and the new placement apply."""
+    import yaml
+
+    from acqd.simulate import SimSpec, simulate
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    watch.mkdir()
+    dest.mkdir()
+    path = tmp_path / "acqd.yaml"
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", detector="hamamatsu-orca")
+    doc = config.model_dump(mode="json", exclude_unset=True)
+    path.write_text(yaml.safe_dump(doc))
+    rec = Recorder()
+    daemon = Daemon(config, config_path=path, reporter=rec)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        simulate("hamamatsu-orca", watch / "a", SimSpec(files=1, frames=4, height=256, width=256))
+        await rec.wait("verified", 1)
+        doc["watch"][0]["detector"] = "gatan-k3"
+        doc["watch"][0]["placement"] = {"release_local": "after_verify"}
+        path.write_text(yaml.safe_dump(doc))
+        daemon._on_reload()
+        simulate("gatan-k3", watch / "b", SimSpec(files=1, frames=2, height=256, width=256))
+        await rec.wait("released", 1)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    movie = "b/session_000/movie_00000.mrc"
+    assert [k for k, r in rec.outcomes if r == movie and k in ("verified", "quarantined", "released")] == [
+        "verified",
+        "released",
+    ], rec.outcomes
+    assert (dest / "scope" / f"{movie}~.tif").is_file()
+    assert list((watch / "a").rglob("*.tif")), "released under the old placement"
+
+
 async def test_a_retention_sweep_waits_for_the_frame_libraries_import(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
