@@ -1149,6 +1149,13 @@ class Daemon:
             done.set_result(None)
             pipeline.imports = done
         for ctx, f in fresh:
+            if new.tier_for(f.watch) != ctx.tier.name or f.watch.mode != ctx.watch.mode:
+                log.warning(
+                    "reload: watch root %s: its tier (%s) and watch mode (%s) change only with a restart",
+                    ctx.root,
+                    ctx.tier.name,
+                    ctx.watch.mode,
+                )
             ctx.watch, ctx.profile, ctx.window, ctx.scan_interval = f.watch, f.profile, f.window, f.scan_interval
             ctx.layout, ctx.frames, ctx.release, ctx.stream = f.layout, f.frames, f.release, f.stream
             if policy is not None:  # removed: the old one's placements stay until a restart (said below)

@@ -701,7 +701,9 @@ async def test_a_reload_that_needs_the_frame_libraries_of_a_broken_installation_
     assert result.code == 0
 
 
-async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(tmp_path: Path) -> None:
+async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Found while reviewing the reload: without a retention policy a reload changed a root's detector
     profile but kept the layout built for the old one: a K3 movie after a reload from a light-sheet
     camera's profile was read by the TIFF reader and quarantined ("corrupt TIFF"), and a placement's
@@ -725,8 +727,13 @@ async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(
         await rec.wait("verified", 1)
         doc["watch"][0]["detector"] = "gatan-k3"
         doc["watch"][0]["placement"] = {"release_local": "after_verify"}
+        doc["watch"][0]["mode"] = "poll"  # not applied: said
         path.write_text(yaml.safe_dump(doc))
-        daemon._on_reload()
+        with caplog.at_level(logging.WARNING, logger="acqd"):
+            daemon._on_reload()
+        assert f"reload: watch root {watch}: its tier (central) and watch mode (auto) change only with a restart" in (
+            caplog.text
+        )
         simulate("gatan-k3", watch / "b", SimSpec(files=1, frames=2, height=256, width=256))
         await rec.wait("released", 1)
     finally:
