@@ -94,10 +94,25 @@ def build_tiers(config: Config) -> dict[str, Tier]:
 
 
 def make_placer(
-    config: Config, watch: WatchRoot, profile: DetectorProfile, tiers: dict[str, Tier], policy: Policy
+    config: Config,
+    watch: WatchRoot,
+    profile: DetectorProfile,
+    tiers: dict[str, Tier],
+    policy: Policy,
+    default_tier: str | None = None,
 ) -> Callable[[str], Placed]:
-    """Per-file placement from the policy's rules, falling back to the watch root's placement."""
+    """Per-file placement from the policy's rules, falling back to the watch root's placement (on
+    `default_tier`, default its configured tier). A tier that is not running (a reload named a new
+    one) is a ConfigError for the file, not a KeyError for the pipeline."""
     base = watch.placement
+    fallback = default_tier or config.tier_for(watch)
+
+    def running(name: str) -> Tier:
+        tier = tiers.get(name)
+        if tier is None:
+            raise ConfigError(f"tier {name} is not running (a tier added to the configuration needs a restart)")
+        return tier
+
     cache: dict[tuple[str, str, str], Layout] = {}
 
     def layout(
@@ -122,7 +137,7 @@ def make_placer(
         owner = profile.owner_of(rel) or policy.spec.owners.owner_of(rel)
         rule = policy.rule_for(rel, profile.name, owner)
         p = rule.placement
-        tier = tiers[p.tier] if p is not None and p.tier else tiers[config.tier_for(watch)]
+        tier = running(p.tier if p is not None and p.tier else fallback)
         compress = (p.compress if p is not None and p.compress else None) or base.compress
         release = ((p.release_local if p is not None else None) or base.release_local) == "after_verify"
         if profile.is_frames(rel.rpartition("/")[2]):
@@ -203,7 +218,7 @@ def root_ctx(
         scan_interval=w.scan_interval if w.scan_interval is not None else (60.0 if events else 5.0),
         events=events,
         frames=frame_layout(profile, p.layout, p.codec, threads=limits.frame_threads),
-        placer=make_placer(config, w, profile, tiers, policy) if policy is not None else None,
+        placer=make_placer(config, w, profile, tiers, policy, tier.name) if policy is not None else None,
         stream=w.stream if w.stream is not None else profile.stream,
     )
 
@@ -1125,6 +1140,16 @@ class Daemon:
             log.warning("reload: limits other than backoff and concurrent_files change only with a restart")
         profiles = load_profiles(new)
         policy = load_retention(new)  # a broken policy raises here, before anything is changed
+        kept = {ctx.watch.path for ctx in pipeline.roots}
+        named = {new.tier_for(w) for w in new.watch if w.path in kept}
+        if policy is not None:
+            rules = (*policy.spec.rules, policy.spec.default)
+            named |= set(policy.spec.tiers) | {p.tier for r in rules if (p := r.placement) and p.tier}
+        if missing := sorted(named - set(self._tiers)):
+            raise ConfigError(
+                f"tier(s) {', '.join(missing)} named by a placement or the policy are not running: a new tier "
+                "needs a restart"
+            )
         fresh: list[tuple[RootCtx, RootCtx]] = []
         for ctx in pipeline.roots:
             w = next((w for w in new.watch if w.path == ctx.watch.path), None)
@@ -1158,15 +1183,20 @@ class Daemon:
                 )
             ctx.watch, ctx.profile, ctx.window, ctx.scan_interval = f.watch, f.profile, f.window, f.scan_interval
             ctx.layout, ctx.frames, ctx.release, ctx.stream = f.layout, f.frames, f.release, f.stream
-            if policy is not None:  # removed: the old one's placements stay until a restart (said below)
-                ctx.placer = f.placer
+            ctx.placer = f.placer  # None: the policy removed, each root's own placement from now on
         if self.retention is not None:
             if policy is None:
-                log.warning("reload: the policy was removed; retention keeps the old one until a restart")
+                log.warning(
+                    "reload: the policy was removed: each watch root's own placement applies from now on; "
+                    "retention keeps the old policy until a restart"
+                )
             else:
                 self.retention.policy = policy
+        elif policy is not None and not self.once and self.config.retention.owner != "hub":
+            log.warning("reload: a policy was added: its placements apply now, its retention sweeps after a restart")
         self._reload_bandwidth(new)
         self.config = new  # the pacer reads its back-off rule and slot count from here each round
+        pipeline.request_rescan()  # what the new rules take in or release now, not at the next scan
         log.info("reloaded configuration, detector profiles%s", " and retention policy" if policy else "")
 
     def _reload_bandwidth(self, new: Config) -> None:

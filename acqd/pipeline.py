@@ -211,9 +211,13 @@ class RootCtx:
 
     def placed(self, rel: str) -> Placed:
         if self.placer is not None:
-            return self.placer(rel)
-        frames = self.frames is not None and self.profile.is_frames(rel.rpartition("/")[2])
-        return Placed(self.tier, self.frames if frames and self.frames else self.layout, self.release)
+            p = self.placer(rel)
+        else:
+            frames = self.frames is not None and self.profile.is_frames(rel.rpartition("/")[2])
+            p = Placed(self.tier, self.frames if frames and self.frames else self.layout, self.release)
+        if p.release and self.ignored_path(rel):  # ignored since acqd took it (a reload's rule): its
+            return replace(p, release=False)  # shipping goes on (a copy is kept), it is never deleted
+        return p
 
     def ignored_path(self, rel: str, folder: bool = False) -> bool:
         """Is this path (a file, or a folder if `folder`) out of acqd's view?"""
@@ -2164,9 +2168,11 @@ class Pipeline:
             return blocks + c.stable.size  # the spool: never larger than the source (or it goes byte-exact)
         return blocks
 
-    def _dest(self, ctx: RootCtx, row: FileRow) -> str:
-        """The stored name: collision-free by construction (acqd.naming)."""
-        return stored_name(self._base(ctx), row.relpath, row.version, ctx.layout_for(row.relpath).suffix)
+    def _dest(self, ctx: RootCtx, row: FileRow, layout: Layout | None = None) -> str:
+        """The stored name: collision-free by construction (acqd.naming); its suffix `layout`'s, the one
+        the copy is written with (default: the file's placement now; a reload may change it between)."""
+        suffix = (layout if layout is not None else ctx.layout_for(row.relpath)).suffix
+        return stored_name(self._base(ctx), row.relpath, row.version, suffix)
 
     def _base(self, ctx: RootCtx) -> str:
         return f"{self.instrument}/{ctx.watch.prefix}" if ctx.watch.prefix else self.instrument
@@ -2667,7 +2673,7 @@ class Pipeline:
             if c.row.state is not State.COMPLETE:
                 completed.append(self._outcome("complete", row, reason=c.reason))
             c.row = row  # the one-file path, if it comes to that, knows it is complete
-            dest = self._dest(c.ctx, row)
+            dest = self._dest(c.ctx, row, layout)  # the batch's layout: a reload meanwhile changes not its names
             try:
                 check_name(dest)
             except AcqdError:
@@ -3058,6 +3064,8 @@ class Pipeline:
                 continue
             if row is None or row.state is not State.VERIFIED:
                 continue  # moved on
+            if not c.ctx.releases(row.relpath):  # a reload since: its placement keeps the file now
+                continue
             self.candidates.pop(c.key, None)  # a look of its own waiting in the tracker (a scan): this batch's
             timer = self._release_later.pop(c.key, None)
             if timer is not None:

@@ -2811,6 +2811,55 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_reload_without_a_policy_applies_the_new_detector_and_placement",),
     ),
     Mutant(
+        "reload-onto-tier-not-running",
+        "a reload that places files on a tier it adds (not running until a restart) is applied: every admission"
+        " fails with a KeyError, nothing ships until a restart",
+        "acqd/daemon.py",
+        "        if missing := sorted(named - set(self._tiers)):\n",
+        "        if missing := []:\n",
+        ("tests/test_inprocess.py::test_a_reload_naming_a_tier_that_is_not_running_is_refused_and_shipping_goes_on",),
+    ),
+    Mutant(
+        "reload-keeps-removed-policys-placer",
+        "a reload that removes the policy keeps its placements: a root reloaded to release nothing has its files"
+        " deleted after verification",
+        "acqd/daemon.py",
+        "            ctx.placer = f.placer  # None: the policy removed, each root's own placement from now on\n",
+        "            ctx.placer = f.placer or ctx.placer\n",
+        ("tests/test_inprocess.py::test_a_reload_that_removes_the_policy_places_files_by_the_roots_own_placement",),
+    ),
+    Mutant(
+        "listed-release-despite-placement",
+        "releases waiting for their session manifest are handed on after a reload turned release off: kept (the"
+        " release checks again), but waiting for ever, the manifest rewritten again and again",
+        "acqd/pipeline.py",
+        "            if not c.ctx.releases(row.relpath):  # a reload since: its placement keeps the file now\n",
+        "            if False:\n",
+        (
+            "tests/test_inprocess.py::test_releases_waiting_for_their_manifest_when_a_reload_turns_release_off_are_dropped",
+        ),
+    ),
+    Mutant(
+        "ignored-file-released",
+        "a file a reload's ignore rule covers, taken by acqd before, is deleted after its copy is verified",
+        "acqd/pipeline.py",
+        "        if p.release and self.ignored_path(rel):  # ignored since acqd took it (a reload's rule): its\n",
+        "        if False:\n",
+        ("tests/test_inprocess.py::test_a_file_a_reload_ignores_while_acqd_tracks_it_is_never_released",),
+    ),
+    Mutant(
+        "batch-named-by-new-layout",
+        "a batch of small files names its copies by the placement after a reload, writes them with the one before:"
+        " raw bytes under a `~.zst` name, zstd frames under a plain one",
+        "acqd/pipeline.py",
+        "            dest = self._dest(c.ctx, row, layout)  # the batch's layout: a reload meanwhile changes not"
+        " its names\n",
+        "            dest = self._dest(c.ctx, row)\n",
+        (
+            "tests/test_inprocess.py::test_a_reload_during_a_batch_of_small_files_names_each_copy_by_the_layout_it_is_written_with",
+        ),
+    ),
+    Mutant(
         "reload-import-failure-stops-daemon",
         "a reload whose frame libraries cannot be imported (a broken installation) escapes as an error of the"
         " reload's signal handler instead of being refused with the running configuration kept",

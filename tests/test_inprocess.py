@@ -745,7 +745,220 @@ async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(
         "released",
     ], rec.outcomes
     assert (dest / "scope" / f"{movie}~.tif").is_file()
-    assert list((watch / "a").rglob("*.tif")), "released under the old placement"
+
+
+async def _running(
+    tmp_path: Path, rec: Recorder, **watch_opts: object
+) -> tuple[Daemon, asyncio.Task[Any], Path, dict[str, Any]]:
+    """A running daemon of one watch root (`acq`, tier `central`) and its configuration file."""
+    import yaml
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    watch.mkdir(exist_ok=True)
+    dest.mkdir(exist_ok=True)
+    path = tmp_path / "acqd.yaml"
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", **watch_opts)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+    daemon = Daemon(config, config_path=path, reporter=rec)
+    return daemon, asyncio.create_task(daemon.run(install_signals=False)), path, yaml.safe_load(path.read_text())
+
+
+async def _settled(daemon: Daemon) -> None:
+    """Until nothing is tracked, in flight, or waiting for a release (at most 30 s)."""
+    p = daemon.pipeline
+    assert p is not None
+    for _ in range(300):
+        if not (p.candidates or p.in_flight or p._after_manifest or p._release_later):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"still busy: {p.describe()}")
+
+
+async def test_a_reload_naming_a_tier_that_is_not_running_is_refused_and_shipping_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a review: a reload that added a tier and placed a root's files on it was applied (the
+    policy's placer looked the tier up among the running ones) and every admission after it failed
+    with a KeyError: nothing shipped until a restart. Such a reload is refused, the running
+    configuration ships on."""
+    import yaml
+
+    (tmp_path / "keep.yaml").write_text(KEEP_POLICY)
+    rec = Recorder()
+    daemon, task, path, doc = await _running(tmp_path, rec)
+    try:
+        (tmp_path / "acq" / "one.txt").write_bytes(b"before the reload")
+        await rec.wait("verified", 1)  # running
+        doc["policy"] = str(tmp_path / "keep.yaml")
+        doc["tiers"]["capacity"] = {"url": f"file://{tmp_path / 'capacity'}"}
+        doc["watch"][0]["placement"] = {"tier": "capacity"}
+        path.write_text(yaml.safe_dump(doc))
+        with caplog.at_level(logging.ERROR, logger="acqd"):
+            daemon._on_reload()
+        assert (
+            "reload failed, keeping the running configuration: tier(s) capacity named by a placement or the "
+            "policy are not running: a new tier needs a restart"
+        ) in caplog.text
+        (tmp_path / "acq" / "two.txt").write_bytes(b"after the reload")
+        await rec.wait("verified", 2)
+    finally:
+        daemon.stop()
+        result = await asyncio.wait_for(task, 60)
+    assert result.code == 0 and (tmp_path / "central" / "scope" / "two.txt").read_bytes() == b"after the reload"
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_reload_that_removes_the_policy_places_files_by_the_roots_own_placement(tmp_path: Path) -> None:
+    """Found by a review: with the policy removed by a reload, its placements went on (the old
+    placer was kept): a root reloaded to `release_local: never` had its files deleted after
+    verification. The root's own placement applies."""
+    import yaml
+
+    (tmp_path / "keep.yaml").write_text(KEEP_POLICY)
+    rec = Recorder()
+    daemon, task, path, doc = await _running(tmp_path, rec, placement={"release_local": "after_verify"})
+    try:
+        (tmp_path / "acq" / "zero.txt").write_bytes(b"zeroth")
+        await rec.wait("released", 1)  # running
+        doc["policy"] = str(tmp_path / "keep.yaml")
+        path.write_text(yaml.safe_dump(doc))
+        daemon._on_reload()  # the policy in force, files released
+        (tmp_path / "acq" / "one.txt").write_bytes(b"first")
+        await rec.wait("released", 2)
+        del doc["policy"]
+        doc["watch"][0]["placement"] = {"release_local": "never"}
+        path.write_text(yaml.safe_dump(doc))
+        daemon._on_reload()
+        (tmp_path / "acq" / "two.txt").write_bytes(b"second")
+        await rec.wait("verified", 3)
+        await _settled(daemon)  # a release would follow its manifest's write
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert (tmp_path / "acq" / "two.txt").read_bytes() == b"second"
+    assert [r for k, r in rec.outcomes if k == "released"] == ["zero.txt", "one.txt"]
+
+
+async def test_releases_waiting_for_their_manifest_when_a_reload_turns_release_off_are_dropped(
+    tmp_path: Path,
+) -> None:
+    """Found by a review: files verified and waiting for their session manifest before their release,
+    when a reload set `release_local: never`, were kept (right) but stayed waiting for ever: the
+    manifest was rewritten every few seconds and the release-waiting gauge grew until a restart."""
+    import yaml
+
+    import acqd.pipeline as pipeline_mod
+
+    rec = Recorder()
+    daemon, task, path, doc = await _running(tmp_path, rec, placement={"release_local": "after_verify"})
+    try:
+        original = pipeline_mod.Pipeline.flush_manifests
+
+        async def held(self: Any) -> None:  # manifests wait until the reload is done
+            if not reloaded.is_set():
+                return
+            await original(self)
+
+        reloaded = asyncio.Event()
+        pipeline_mod.Pipeline.flush_manifests = held  # type: ignore[method-assign]
+        for i in range(3):
+            (tmp_path / "acq" / "s" / f"f{i}.txt").parent.mkdir(exist_ok=True)
+            (tmp_path / "acq" / "s" / f"f{i}.txt").write_bytes(b"x" * (i + 1))
+        await rec.wait("verified", 3)
+        pipeline = daemon.pipeline
+        assert pipeline is not None and sum(map(len, pipeline._after_manifest.values())) == 3
+        doc["watch"][0]["placement"] = {"release_local": "never"}
+        path.write_text(yaml.safe_dump(doc))
+        daemon._on_reload()
+        reloaded.set()
+        for _ in range(100):
+            if not pipeline._after_manifest:
+                break
+            await asyncio.sleep(0.1)
+        assert not pipeline._after_manifest
+        await asyncio.sleep(2.0)
+        assert not pipeline._after_manifest and not pipeline._dirty, "the manifest rewritten again and again"
+    finally:
+        pipeline_mod.Pipeline.flush_manifests = original  # type: ignore[method-assign]
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert sorted(p.name for p in (tmp_path / "acq" / "s").iterdir()) == ["f0.txt", "f1.txt", "f2.txt"]
+    assert not [k for k, _ in rec.outcomes if k == "released"]
+
+
+async def test_a_file_a_reload_ignores_while_acqd_tracks_it_is_never_released(tmp_path: Path) -> None:
+    """Found by a review: a file being written when a reload added an ignore glob for it was still
+    shipped and then deleted from the acquisition disk. A copy is still made (it was taken before
+    the rule), the file is never released."""
+    import yaml
+
+    rec = Recorder()
+    daemon, task, path, doc = await _running(tmp_path, rec, placement={"release_local": "after_verify"}, settle="1s")
+    log_file = tmp_path / "acq" / "scope-state.log"
+    try:
+        (tmp_path / "acq" / "zero.txt").write_bytes(b"zeroth")
+        await rec.wait("released", 1)  # running
+        log_file.write_bytes(b"line 1\n")
+        await rec.wait("seen", 2)
+        doc["watch"][0]["ignore"] = ["*.log"]
+        path.write_text(yaml.safe_dump(doc))
+        daemon._on_reload()
+        with log_file.open("ab") as f:
+            f.write(b"line 2\n")
+        (tmp_path / "acq" / "other.txt").write_bytes(b"released as before")
+        await rec.wait("released", 2)
+        await asyncio.sleep(2.5)  # the log file's window and its release, if any
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert log_file.read_bytes() == b"line 1\nline 2\n"
+    assert [r for k, r in rec.outcomes if k == "released"] == ["zero.txt", "other.txt"]
+
+
+async def test_a_reload_during_a_batch_of_small_files_names_each_copy_by_the_layout_it_is_written_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: a reload that changed `compress` while a batch of small files was between
+    its journal steps named the copies by the new layout and wrote them with the old one (raw bytes
+    under `~.zst`, zstd frames under the plain name). Each copy's name is its content's."""
+    import threading
+
+    import yaml
+
+    from acqd.journal import Journal as JournalCls
+
+    rec = Recorder()
+    daemon, task, path, doc = await _running(tmp_path, rec)
+    loop = asyncio.get_running_loop()
+    original = JournalCls.mark_complete_many
+    once = threading.Event()
+
+    def slow(self: Any, items: Any) -> Any:
+        out = original(self, items)
+        if len(items) > 1 and not once.is_set():
+            once.set()
+            loop.call_soon_threadsafe(daemon._on_reload)  # the placement changes between the batch's steps
+            time.sleep(0.5)
+        return out
+
+    monkeypatch.setattr(JournalCls, "mark_complete_many", slow)
+    try:
+        doc["watch"][0]["placement"] = {"compress": "zstd"}
+        path.write_text(yaml.safe_dump(doc))
+        (tmp_path / "acq" / "s").mkdir()
+        for i in range(4):
+            (tmp_path / "acq" / "s" / f"f{i}.txt").write_bytes(os.urandom(100))
+        await rec.wait("verified", 4)
+        assert once.is_set()
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    stored = sorted(p.name for p in (tmp_path / "central" / "scope" / "s").iterdir() if p.name.startswith("f"))
+    assert stored == ["f0.txt", "f1.txt", "f2.txt", "f3.txt"], stored  # written before the reload: plain copies
+    for i in range(4):
+        assert (tmp_path / "central" / "scope" / "s" / f"f{i}.txt").read_bytes() == (
+            tmp_path / "acq" / "s" / f"f{i}.txt"
+        ).read_bytes()
 
 
 async def test_a_retention_sweep_waits_for_the_frame_libraries_import(
