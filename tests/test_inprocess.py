@@ -619,24 +619,44 @@ spec:
 """
 
 
-async def _reloading_daemon(tmp_path: Path, rec: Recorder) -> tuple[Daemon, asyncio.Task[Any], Path, dict[str, Any]]:
-    """A running daemon of a generic watch root (it only copies) with a retention policy (its rules
-    place the files: a reload rebuilds the placement) and its configuration file, a sidecar verified."""
+async def _running(
+    tmp_path: Path, rec: Recorder, policy: Path | None = None, **watch_opts: object
+) -> tuple[Daemon, asyncio.Task[Any], Path, dict[str, Any]]:
+    """A running daemon of one watch root (`acq`, tier `central`) and its configuration file."""
     import yaml
 
     watch, dest = tmp_path / "acq", tmp_path / "central"
-    watch.mkdir()
-    dest.mkdir()
-    (tmp_path / "keep.yaml").write_text(KEEP_POLICY)
+    watch.mkdir(exist_ok=True)
+    dest.mkdir(exist_ok=True)
     path = tmp_path / "acqd.yaml"
-    config = cfg(watch, tmp_path / "state", f"file://{dest}").model_copy(update={"policy": tmp_path / "keep.yaml"})
-    doc = config.model_dump(mode="json", exclude_unset=True)
-    path.write_text(yaml.safe_dump(doc))
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", **watch_opts)
+    if policy is not None:
+        config = config.model_copy(update={"policy": policy})
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
     daemon = Daemon(config, config_path=path, reporter=rec)
-    task = asyncio.create_task(daemon.run(install_signals=False))
-    (watch / "notes.txt").write_bytes(b"a sidecar")
+    return daemon, asyncio.create_task(daemon.run(install_signals=False)), path, yaml.safe_load(path.read_text())
+
+
+async def _reloading_daemon(tmp_path: Path, rec: Recorder) -> tuple[Daemon, asyncio.Task[Any], Path, dict[str, Any]]:
+    """A running daemon of a generic watch root (it only copies) with a retention policy (its rules
+    place the files: a reload rebuilds the placement) and its configuration file, a sidecar verified."""
+    (tmp_path / "keep.yaml").write_text(KEEP_POLICY)
+    running = await _running(tmp_path, rec, policy=tmp_path / "keep.yaml")
+    (tmp_path / "acq" / "notes.txt").write_bytes(b"a sidecar")
     await rec.wait("verified", 1)
-    return daemon, task, path, doc
+    return running
+
+
+def _refused_reload(
+    daemon: Daemon, path: Path, doc: dict[str, Any], caplog: pytest.LogCaptureFixture, why: str
+) -> None:
+    """`doc` written as the configuration and reloaded: refused for `why`, the running one kept."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(doc))
+    with caplog.at_level(logging.ERROR, logger="acqd"):
+        daemon._on_reload()
+    assert f"reload failed, keeping the running configuration: {why}" in caplog.text
 
 
 async def test_a_reload_that_gives_a_watch_root_a_frame_detector_imports_the_frame_libraries_first(
@@ -672,7 +692,6 @@ async def test_a_reload_that_needs_the_frame_libraries_of_a_broken_installation_
     """Found by a review: with the frame libraries broken (zarr missing), a reload that gives a copying
     root a frame detector stopped the daemon (exit 78: a restart loop under systemd). The reload is
     refused and the running configuration ships on, as for any reload that cannot be applied."""
-    import yaml
 
     import acqd.daemon as daemon_mod
 
@@ -684,13 +703,8 @@ async def test_a_reload_that_needs_the_frame_libraries_of_a_broken_installation_
     daemon, task, path, doc = await _reloading_daemon(tmp_path, rec)
     try:
         doc["watch"][0]["detector"] = "hamamatsu-orca"
-        path.write_text(yaml.safe_dump(doc))
-        with caplog.at_level(logging.ERROR, logger="acqd"):
-            daemon._on_reload()
-        assert (
-            "reload failed, keeping the running configuration: cannot import the frame layouts' libraries "
-            "(ModuleNotFoundError: No module named 'zarr') that detector hamamatsu-orca needs: reinstall acqd"
-        ) in caplog.text
+        why = "cannot import the frame layouts' libraries (ModuleNotFoundError: No module named 'zarr') that detector"
+        _refused_reload(daemon, path, doc, caplog, f"{why} hamamatsu-orca needs: reinstall acqd")
         assert daemon.pipeline is not None and daemon.pipeline.halted is None
         assert [ctx.profile.name for ctx in daemon.pipeline.roots] == ["generic"]
         (tmp_path / "acq" / "more.txt").write_bytes(b"another sidecar")
@@ -747,22 +761,6 @@ async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(
     assert (dest / "scope" / f"{movie}~.tif").is_file()
 
 
-async def _running(
-    tmp_path: Path, rec: Recorder, **watch_opts: object
-) -> tuple[Daemon, asyncio.Task[Any], Path, dict[str, Any]]:
-    """A running daemon of one watch root (`acq`, tier `central`) and its configuration file."""
-    import yaml
-
-    watch, dest = tmp_path / "acq", tmp_path / "central"
-    watch.mkdir(exist_ok=True)
-    dest.mkdir(exist_ok=True)
-    path = tmp_path / "acqd.yaml"
-    config = cfg(watch, tmp_path / "state", f"file://{dest}", **watch_opts)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
-    daemon = Daemon(config, config_path=path, reporter=rec)
-    return daemon, asyncio.create_task(daemon.run(install_signals=False)), path, yaml.safe_load(path.read_text())
-
-
 async def _settled(daemon: Daemon) -> None:
     """Until nothing is tracked, in flight, or waiting for a release (at most 30 s)."""
     p = daemon.pipeline
@@ -781,7 +779,6 @@ async def test_a_reload_naming_a_tier_that_is_not_running_is_refused_and_shippin
     policy's placer looked the tier up among the running ones) and every admission after it failed
     with a KeyError: nothing shipped until a restart. Such a reload is refused, the running
     configuration ships on."""
-    import yaml
 
     (tmp_path / "keep.yaml").write_text(KEEP_POLICY)
     rec = Recorder()
@@ -792,13 +789,8 @@ async def test_a_reload_naming_a_tier_that_is_not_running_is_refused_and_shippin
         doc["policy"] = str(tmp_path / "keep.yaml")
         doc["tiers"]["capacity"] = {"url": f"file://{tmp_path / 'capacity'}"}
         doc["watch"][0]["placement"] = {"tier": "capacity"}
-        path.write_text(yaml.safe_dump(doc))
-        with caplog.at_level(logging.ERROR, logger="acqd"):
-            daemon._on_reload()
-        assert (
-            "reload failed, keeping the running configuration: tier(s) capacity named by a placement or the "
-            "policy are not running: a new tier needs a restart"
-        ) in caplog.text
+        why = "tier(s) capacity named by a placement or the policy are not running: a new tier needs a restart"
+        _refused_reload(daemon, path, doc, caplog, why)
         (tmp_path / "acq" / "two.txt").write_bytes(b"after the reload")
         await rec.wait("verified", 2)
     finally:
