@@ -184,12 +184,20 @@ class RootCtx:
     up: bool | None = None  # the root is there (None: not looked at yet)
     why: str | None = None  # why it is not (out_of_view's words), while it is not
     stream: bool = False  # tail-follow streaming of growing movies (acqd.streaming)
+    #: the profile and watch root the ignore regex was made for, and the regex (`ignored`)
+    _ignore: tuple[object, object, re.Pattern[str]] = field(
+        default=(None, None, re.compile(r"(?!)")), repr=False, compare=False
+    )
 
     def ignored(self, name: str) -> bool:
         """Any part of a path (a folder or a file): the profile's and the watch root's `ignore` globs,
         and acqd's own hidden release names (one regex per set of globs: a reload that changes them
         gets new ones)."""
-        return _globs(self.profile.ignore + self.watch.ignore).match(name) is not None or is_release_aside(name)
+        profile, watch, pattern = self._ignore
+        if profile is not self.profile or watch is not self.watch:  # a reload gave new ones
+            pattern = _globs(self.profile.ignore + self.watch.ignore)
+            self._ignore = (self.profile, self.watch, pattern)
+        return pattern.match(name) is not None or is_release_aside(name)
 
     def skipped_file(self, name: str) -> bool:
         """A file's own name: ignored, or, with `other_files: ignore`, none of the profile's `files`
@@ -2490,6 +2498,7 @@ class Pipeline:
         asks again from the start. Errors are raised once every file has been dealt with."""
         errors: list[BaseException] = []
         slow: list[tuple[Candidate, FileRow]] = []
+        due = [x for x in due if x[0].ctx.releases(x[1].relpath)]  # a reload since may keep them now
         soon = [self._wait_left(c, row) for c, row in due]
         for (c, _row), left in zip(due, soon, strict=True):
             if left > 0:
@@ -2533,6 +2542,7 @@ class Pipeline:
             late = await self.writers.writers([(st.st_dev, st.st_ino) for _c, _r, st in held])
             slow += [(c, row) for c, row, st in held if (st.st_dev, st.st_ino) in late]
         ready = [(c, row) for c, row, st in held if (st.st_dev, st.st_ino) not in late] if held else []
+        ready = [x for x in ready if x[0].ctx.releases(x[1].relpath)]  # a reload during the checks: kept
         begun: list[tuple[Candidate, FileRow]] = []
         if ready:
             paths = [os.path.join(c.ctx.root, c.rel) for c, _row in ready]
@@ -2658,7 +2668,8 @@ class Pipeline:
         which stage, verified files whose release is due)."""
         placed = cs[0].ctx.placed(cs[0].rel)
         tier, layout = placed.tier, placed.layout
-        assert isinstance(layout, CopyLayout)
+        if not isinstance(layout, CopyLayout):  # a reload placed them otherwise since: each file alone
+            return cs, [], []
         t0 = self.mono()
         alone: list[Candidate] = []
         if self.guard is not None:  # looked at now (see _ship)
@@ -2935,6 +2946,8 @@ class Pipeline:
         ctx = c.ctx
         key = c.key
         path = os.path.join(ctx.root, c.rel)
+        if not ctx.releases(row.relpath):  # a reload since it was found due: its placement keeps it now
+            return
         left = self._wait_left(c, row)
         if left > 0:
             self._release_later_for(c, left)
@@ -2995,6 +3008,8 @@ class Pipeline:
             await self._j(self.journal.audit, row.id, "release-held", reason=why)
             self._emit("held", row, reason=why)
             self._release_later_for(c)
+            return
+        if not ctx.releases(row.relpath):  # a reload during the checks: its placement keeps it now
             return
         try:
             await self._j(self.journal.begin_release, row.id, path)

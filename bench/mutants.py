@@ -2860,6 +2860,32 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "release-despite-reload-together",
+        "a batch's release under way when a reload sets `release_local: never` deletes the files all the same",
+        "acqd/pipeline.py",
+        "        ready = [x for x in ready if x[0].ctx.releases(x[1].relpath)]  # a reload during the checks: kept\n",
+        "",
+        ("tests/test_inprocess.py::test_a_reload_during_a_releases_checks_keeps_the_files_it_says_to_keep",),
+    ),
+    Mutant(
+        "release-despite-reload-one",
+        "one file's release under way when a reload sets `release_local: never` deletes it all the same",
+        "acqd/pipeline.py",
+        "        if not ctx.releases(row.relpath):  # a reload during the checks: its placement keeps it now\n",
+        "        if False:\n",
+        ("tests/test_inprocess.py::test_a_reload_during_a_releases_checks_keeps_the_files_it_says_to_keep",),
+    ),
+    Mutant(
+        "batch-frame-layout-assert",
+        "a batch of small files that a reload placed in a frame layout meets an assertion (a traceback, then"
+        " each file alone) instead of going to the one-file path at once",
+        "acqd/pipeline.py",
+        "        if not isinstance(layout, CopyLayout):  # a reload placed them otherwise since: each file alone\n"
+        "            return cs, [], []\n",
+        "        assert isinstance(layout, CopyLayout)\n",
+        ("tests/test_inprocess.py::test_a_batch_a_reload_places_in_a_frame_layout_ships_each_file_alone",),
+    ),
+    Mutant(
         "reload-import-failure-stops-daemon",
         "a reload whose frame libraries cannot be imported (a broken installation) escapes as an error of the"
         " reload's signal handler instead of being refused with the running configuration kept",

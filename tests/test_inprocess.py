@@ -878,6 +878,96 @@ async def test_releases_waiting_for_their_manifest_when_a_reload_turns_release_o
     assert not [k for k, _ in rec.outcomes if k == "released"]
 
 
+@pytest.mark.parametrize("files", ["a batch of small files", "one large file"])
+async def test_a_reload_during_a_releases_checks_keeps_the_files_it_says_to_keep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: str
+) -> None:
+    """Found by a review: a release already under way (its stored copies being re-checked, or queued
+    for a worker) went on to delete files after a reload set `release_local: never`. The placement is
+    asked again right before the release is begun."""
+    import yaml
+
+    rec = Recorder()
+    daemon, task, path, doc = await _running(tmp_path, rec, placement={"release_local": "after_verify"})
+    try:
+        (tmp_path / "acq" / "zero.txt").write_bytes(b"zeroth")
+        await rec.wait("released", 1)  # running
+        pipeline = daemon.pipeline
+        assert pipeline is not None
+        doc["watch"][0]["placement"] = {"release_local": "never"}
+
+        def reload_now() -> None:
+            if not reloaded:
+                reloaded.append(True)
+                path.write_text(yaml.safe_dump(doc))
+                daemon._on_reload()
+
+        reloaded: list[bool] = []
+        batch, one = pipeline._copies_hold, pipeline._copy_still_there
+
+        async def batch_checked(items: Any) -> Any:
+            reload_now()
+            return await batch(items)
+
+        async def one_checked(c: Any, row: Any) -> Any:
+            reload_now()
+            return await one(c, row)
+
+        monkeypatch.setattr(pipeline, "_copies_hold", batch_checked)
+        monkeypatch.setattr(pipeline, "_copy_still_there", one_checked)
+        (tmp_path / "acq" / "s").mkdir()
+        sizes = [100, 200, 300] if files.startswith("a batch") else [3_000_000]
+        for i, size in enumerate(sizes):
+            (tmp_path / "acq" / "s" / f"keep{i}.dat").write_bytes(os.urandom(size))
+        await rec.wait("verified", 1 + len(sizes))
+        await _settled(daemon)
+        assert reloaded, "no release was under way"
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert sorted(p.name for p in (tmp_path / "acq" / "s").iterdir()) == [f"keep{i}.dat" for i in range(len(sizes))]
+    assert [r for k, r in rec.outcomes if k == "released"] == ["zero.txt"]
+
+
+async def test_a_batch_a_reload_places_in_a_frame_layout_ships_each_file_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a review: small TIFF stacks batched for the copy layout, when a reload placed them in
+    the profile's Zarr layout before the batch began, met an assertion ("unexpected error shipping a
+    batch", a traceback) before each shipped alone. They ship alone, in the layout placed now."""
+    import yaml
+
+    from acqd.simulate import SimSpec, simulate
+
+    rec = Recorder()
+    daemon, task, path, doc = await _running(tmp_path, rec, detector="hamamatsu-orca", placement={"layout": "copy"})
+    try:
+        (tmp_path / "acq" / "zero.txt").write_bytes(b"zeroth")
+        await rec.wait("verified", 1)  # running
+        pipeline = daemon.pipeline
+        assert pipeline is not None
+        del doc["watch"][0]["placement"]
+        acquire = pipeline.budget.acquire
+
+        async def reload_first(n: int) -> Any:
+            if not reloaded:
+                reloaded.append(True)
+                path.write_text(yaml.safe_dump(doc))
+                daemon._on_reload()
+            return await acquire(n)
+
+        reloaded: list[bool] = []
+        monkeypatch.setattr(pipeline.budget, "acquire", reload_first)
+        with caplog.at_level(logging.ERROR, logger="acqd"):
+            simulate("hamamatsu-orca", tmp_path / "acq" / "s", SimSpec(files=3, frames=4, height=256, width=256))
+            await rec.wait("verified", 4)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert reloaded and "unexpected error" not in caplog.text, caplog.text
+    assert len(list((tmp_path / "central").rglob("*.tif~.zarr"))) == 3
+
+
 async def test_a_file_a_reload_ignores_while_acqd_tracks_it_is_never_released(tmp_path: Path) -> None:
     """Found by a review: a file being written when a reload added an ignore glob for it was still
     shipped and then deleted from the acquisition disk. A copy is still made (it was taken before
