@@ -2498,7 +2498,8 @@ class Pipeline:
         asks again from the start. Errors are raised once every file has been dealt with."""
         errors: list[BaseException] = []
         slow: list[tuple[Candidate, FileRow]] = []
-        due = [x for x in due if x[0].ctx.releases(x[1].relpath)]  # a reload since may keep them now
+        # a reload since may keep them now (releases that waited for their manifest: not again)
+        due = [x for x in due if x[0].ctx.releases(x[1].relpath)]
         soon = [self._wait_left(c, row) for c, row in due]
         for (c, _row), left in zip(due, soon, strict=True):
             if left > 0:
@@ -3079,8 +3080,6 @@ class Pipeline:
                 continue
             if row is None or row.state is not State.VERIFIED:
                 continue  # moved on
-            if not c.ctx.releases(row.relpath):  # a reload since: its placement keeps the file now
-                continue
             self.candidates.pop(c.key, None)  # a look of its own waiting in the tracker (a scan): this batch's
             timer = self._release_later.pop(c.key, None)
             if timer is not None:

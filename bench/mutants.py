@@ -2830,11 +2830,11 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "listed-release-despite-placement",
-        "releases waiting for their session manifest are handed on after a reload turned release off: kept (the"
-        " release checks again), but waiting for ever, the manifest rewritten again and again",
+        "a batch's releases go on to their checks after a reload turned release off: those that waited for their"
+        " session manifest wait again, for ever, the manifest rewritten again and again",
         "acqd/pipeline.py",
-        "            if not c.ctx.releases(row.relpath):  # a reload since: its placement keeps the file now\n",
-        "            if False:\n",
+        "        due = [x for x in due if x[0].ctx.releases(x[1].relpath)]\n",
+        "",
         (
             "tests/test_inprocess.py::test_releases_waiting_for_their_manifest_when_a_reload_turns_release_off_are_dropped",
         ),
