@@ -73,7 +73,15 @@ from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, manifest_pause
 from acqd.ports import BatchReporter, Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.recheck import TREE_LAYOUTS, CopyCheck, check_copy
-from acqd.settle import FORMAT_PROOF, Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
+from acqd.settle import (
+    FORMAT_PROOF,
+    Verdict,
+    decide,
+    marker_name,
+    mrc_expected_size,
+    tail_unwritten,
+    tiff_chain_complete,
+)
 from acqd.states import DONE, IllegalTransition, Observed
 from acqd.storage import Tier, check_name
 from acqd.units import human_bytes
@@ -1536,14 +1544,16 @@ class Pipeline:
         if rule.format != "none":
             try:
                 with open(path, "rb") as f:
+
+                    def read(off: int, n: int) -> bytes:
+                        f.seek(off)
+                        return f.read(n)
+
                     if rule.format == "mrc":
-                        fmt_ok = mrc_expected_size(f.read(1024)) == entry.identity.size
+                        size = entry.identity.size
+                        # the header's size, and a last frame written (not a pre-allocated file's zeros)
+                        fmt_ok = mrc_expected_size(f.read(1024)) == size and not tail_unwritten(read, size)
                     else:
-
-                        def read(off: int, n: int) -> bytes:
-                            f.seek(off)
-                            return f.read(n)
-
                         fmt_ok = tiff_chain_complete(read, entry.identity.size)
             except OSError:
                 fmt_ok = False
@@ -1652,13 +1662,15 @@ class Pipeline:
                 and now - c.since < STREAM_WRITER_PATIENCE
                 and current is not None
                 and (current.device, current.inode) in writing
-                and (c.key in self.follows or self._streams_here(c.ctx, c.rel))
+                and self._written_frame_by_frame(c)
             ):
-                # a movie being streamed, or one that would be if a stream slot were free, whose writer
-                # paused longer than the settle window, the file still open for writing here: it waits
-                # for more frames (or the close), rather than the part written so far being shipped as
-                # a version of its own (and a stream begun again from frame 0); said once per version,
-                # and counted as waiting for its writer (`run --once` gives up on it after --retry-for)
+                # a movie being streamed, or one that would be if a stream slot were free, or one its
+                # format says is not complete yet (short of its header's size, or pre-allocated and its
+                # last frame not written), whose writer paused longer than the settle window, the file
+                # still open for writing here: it waits for more frames (or the close), rather than the
+                # part written so far being shipped as a version of its own (and a stream begun again
+                # from frame 0); said once per version, and counted as waiting for its writer (`run
+                # --once` gives up on it after --retry-for)
                 following = "being streamed" if c.key in self.follows else "a movie written frame by frame"
                 verdict, why = Verdict.WAIT, f"still open for writing, {following}"
                 d = replace(d, verdict=verdict, reason=why, check_at=now + STREAM_WAIT)
@@ -3252,10 +3264,20 @@ class Pipeline:
         self.stats.quarantined += 1
         self._emit("quarantined", row, reason=reason)
 
+    def _written_frame_by_frame(self, c: Candidate) -> bool:
+        """A movie whose writer's pause must not complete it while the writer holds it open: one that
+        is or would be streamed, or a frame file of a profile whose format proves completion (a movie
+        short of its header's size, or pre-allocated and not filled yet, is not complete)."""
+        profile = c.ctx.profile
+        if profile.settle.format != "none" and profile.is_frames(c.rel.rpartition("/")[2]):
+            return True
+        return c.key in self.follows or self._streams_here(c.ctx, c.rel)
+
     def _paused(self, due: list[Candidate], looks: list[tuple[Entry | None, bool, bool]]) -> list[tuple[int, int]]:
         """The files of a round that a writer's pause could complete by stillness, which `_settle_one`
-        waits for while a process here holds them open: movies that are or would be streamed, not
-        proved complete by their format nor by a marker, unchanged since the last look."""
+        waits for while a process here holds them open: movies written frame by frame
+        (`_written_frame_by_frame`), not proved complete by their format nor by a marker, unchanged
+        since the last look."""
         out = []
         for c, (e, fmt_ok, marker) in zip(due, looks, strict=True):
             if fmt_ok or marker or e is None or e.identity is None or not e.identity.device:
@@ -3263,11 +3285,11 @@ class Pipeline:
             if c.settled or c.release_only or not e.identity.same_content_as(c.stable):
                 continue
             try:
-                streams = c.key in self.follows or self._streams_here(c.ctx, c.rel)
+                awaited = self._written_frame_by_frame(c)
             except Exception:  # outside the round's per-file guard: a bug here must not end the round
                 log.exception("looking at %r: cannot tell whether it streams", c.rel)
                 continue
-            if streams:
+            if awaited:
                 out.append((e.identity.device, e.identity.inode))
         return out
 

@@ -80,6 +80,22 @@ def mrc_expected_size(header: bytes) -> int | None:
     return None
 
 
+#: bytes at a movie's end that must not all be zero for its header's size to prove it complete
+UNWRITTEN_TAIL = 4096
+
+
+def tail_unwritten(read: Callable[[int, int], bytes], size: int, start: int = 1024) -> bool:
+    """Are the last bytes of a file (after `start`, its header) all zero, or no longer there? A writer
+    that pre-allocated the movie (its full size at once, then the frames written into it) has not
+    written its last frame yet: the size its header announces then proves nothing. (A movie whose
+    last frame is truly blank only waits for stillness, as a file without a format proof does.)"""
+    n = min(UNWRITTEN_TAIL, size - start)
+    if n <= 0:
+        return False
+    data = read(size - n, n)
+    return len(data) < n or data.count(0) == n
+
+
 _TIFF_TYPE = {3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}  # SHORT, LONG, LONG8
 _OFFSETS_TAGS = {273: 279, 324: 325}  # StripOffsets -> StripByteCounts, TileOffsets -> TileByteCounts
 

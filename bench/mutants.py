@@ -236,9 +236,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "mrc-settle",
         "format settling (MRC header size) always says 'complete'",
         "acqd/pipeline.py",
-        "                        fmt_ok = mrc_expected_size(f.read(1024)) == entry.identity.size\n",
+        "                        fmt_ok = mrc_expected_size(f.read(1024)) == size and not tail_unwritten(read, size)\n",
         "                        fmt_ok = True\n",
         (f"{SAFE}::test_growing_mrc_movie_ships_once_complete",),
+    ),
+    Mutant(
+        "pre-allocated-movie-proved-complete",
+        "an MRC movie of its header's size is complete by its format though its last bytes are a"
+        " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
+        "acqd/pipeline.py",
+        "                        fmt_ok = mrc_expected_size(f.read(1024)) == size and not tail_unwritten(read, size)\n",
+        "                        fmt_ok = mrc_expected_size(f.read(1024)) == size\n",
+        (
+            f"{SAFE}::test_a_pre_allocated_movie_filled_frame_by_frame_ships_once[held-open-pausing]",
+            f"{SAFE}::test_a_pre_allocated_movie_filled_frame_by_frame_ships_once[closed-between-frames]",
+        ),
+    ),
+    Mutant(
+        "unstreamed-movie-writer-not-awaited",
+        "a movie its format says is not complete, not streamed, whose writer here pauses longer than the"
+        " settle window ships the part written as a version of its own",
+        "acqd/pipeline.py",
+        '        if profile.settle.format != "none" and profile.is_frames(c.rel.rpartition("/")[2]):\n',
+        "        if False:\n",
+        (f"{SAFE}::test_a_pre_allocated_movie_filled_frame_by_frame_ships_once[held-open-not-streamed]",),
     ),
     Mutant(
         "byte-budget",
@@ -2155,8 +2176,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a movie that would be streamed but is not followed (every stream slot taken) is shipped as a"
         " version at each pause of its writer, the file still open",
         "acqd/pipeline.py",
-        "                and (c.key in self.follows or self._streams_here(c.ctx, c.rel))\n            ):",
-        "                and c.key in self.follows\n            ):",
+        "        return c.key in self.follows or self._streams_here(c.ctx, c.rel)\n",
+        "        return c.key in self.follows\n",
         ("tests/test_stream.py::test_stacks_beyond_the_stream_slots_also_wait_for_their_paused_writers",),
     ),
     Mutant(

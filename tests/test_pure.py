@@ -6,7 +6,15 @@ import struct
 
 import pytest
 
-from acqd.settle import Verdict, decide, marker_name, mrc_expected_size, tiff_chain_complete
+from acqd.settle import (
+    UNWRITTEN_TAIL,
+    Verdict,
+    decide,
+    marker_name,
+    mrc_expected_size,
+    tail_unwritten,
+    tiff_chain_complete,
+)
 from acqd.states import TRANSITIONS, IllegalTransition, Observed, on_observed, transition
 from acqd.units import human_age, parse_duration, parse_size
 from acqd.values import Identity, State
@@ -146,6 +154,29 @@ def test_mrc_rejects_garbage() -> None:
     assert mrc_expected_size(b"\x00" * 1024) is None
     assert mrc_expected_size(b"short") is None
     assert mrc_expected_size(_mrc_header(10, 10, 1, 77)) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "unwritten"),
+    [
+        (b"\0" * 50_000, True),  # pre-allocated, nothing written yet
+        (b"\1" * 40_000 + b"\0" * 10_000, True),  # filled up to its last frame
+        (b"\0" * 49_999 + b"\1", False),  # its last byte written
+        (b"\0" * (50_000 - UNWRITTEN_TAIL) + b"\1" + b"\0" * (UNWRITTEN_TAIL - 1), False),
+        (b"\1" * (50_000 - UNWRITTEN_TAIL - 1) + b"\0" * (UNWRITTEN_TAIL + 1), True),
+        (b"\0" * 100, True),  # a movie smaller than the tail looked at: all of it after the header
+        (b"", False),  # nothing after the header: nothing to tell
+    ],
+)
+def test_a_pre_allocated_movies_unwritten_tail(body: bytes, unwritten: bool) -> None:
+    data = b"H" * 1024 + body
+    assert tail_unwritten(lambda off, n: data[off : off + n], len(data)) is unwritten
+
+
+def test_a_tail_no_longer_there_is_unwritten() -> None:
+    """The file shrank between its stat and the read: not proved complete."""
+    data = b"H" * 1024 + b"\1" * 10_000
+    assert tail_unwritten(lambda off, n: data[off : off + n], len(data) + 100) is True
 
 
 def _tiff(n_ifds: int, next_last: int = 0) -> bytes:

@@ -267,6 +267,65 @@ def test_growing_mrc_movie_ships_once_complete(tmp_path: Path) -> None:
     assert out.read_bytes() == raw
 
 
+@pytest.mark.parametrize("writer", ["held-open-pausing", "held-open-not-streamed", "closed-between-frames"])
+def test_a_pre_allocated_movie_filled_frame_by_frame_ships_once(tmp_path: Path, writer: str) -> None:
+    """Noticed in the twentieth session, fixed in the twenty-sixth: a writer that makes the movie its
+    full size at once (header, then zeros) and writes the frames into it gave a movie whose header's
+    size proved it complete from the start. Held open by a writer here pausing longer than the settle
+    window, it shipped a version per pause (six frames, six versions, the first all zeros); written by
+    a writer seen closing it between frames (another host's), a version per look. The header's size
+    proves nothing while the movie's last bytes are zeros: it waits for its writer (held open here),
+    or for its stillness, as a movie short of its size does; streamed or not."""
+    watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
+    if writer == "closed-between-frames":
+        cfg.write_text(cfg.read_text().replace("settle: 0.2s", "settle: 5s"))
+    elif writer == "held-open-not-streamed":
+        cfg.write_text(cfg.read_text().replace("settle: 0.2s", "settle: 0.2s, stream: false"))
+        assert "stream: false" in cfg.read_text()
+    frames = 5
+    [movie] = simulate(
+        "gatan-k3", tmp_path / "staging", SimSpec(files=1, frames=frames, height=64, width=64, temp_rename=False)
+    )
+    raw = movie.read_bytes()
+    header = 1024 + int.from_bytes(raw[92:96], "little")
+    frame = (len(raw) - header) // frames
+    assert raw[-frame:].count(0) < frame  # the last frame is not blank
+    target = watch / "sess" / movie.name
+    target.parent.mkdir()
+    rel = f"sess/{movie.name}"
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
+        time.sleep(0.5)
+        with open(target, "wb") as f:  # the header, then the movie's full size, all zeros
+            f.write(raw[:header])
+            f.truncate(len(raw))
+        f = open(target, "r+b")  # noqa: SIM115 (held open across the pauses, as a camera's writer)
+        try:
+            for i in range(frames):
+                if writer == "closed-between-frames":
+                    f.close()
+                    time.sleep(0.3)
+                    f = open(target, "r+b")  # noqa: SIM115
+                else:
+                    time.sleep(1.0)  # five times the settle window, the writer holding the movie
+                f.seek(header + i * frame)
+                f.write(raw[header + i * frame : header + (i + 1) * frame])
+                f.flush()
+        finally:
+            f.close()
+        wait_for(lambda: journal_states(state).get(rel) == "verified", 60, "the movie verified", d)
+        time.sleep(1.0)  # a second version, if any, would be on its way
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert journal_rows(state) == [(rel, "verified", None, 1)]
+    out = tmp_path / "restored.mrc"
+    r = run_acqd("restore", rel, str(out), "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == raw
+
+
 @pytest.mark.parametrize("writer", ["header-fixed-after-close", "pre-allocated-then-filled"])
 def test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there(tmp_path: Path, writer: str) -> None:
     """Found by an adversarial review (twelfth session): an MRC movie complete by its header's size
