@@ -629,3 +629,50 @@ async def test_reader_plugin_from_an_entry_point(tmp_path: Path, monkeypatch: py
         del PROFILES["t-plugin"]
     assert np.array_equal(zarr.open_group(dest / "x.lab~.zarr", mode="r")["0"][:], data)  # type: ignore[index]
     assert journal_rows(state)[0][1] == "verified"
+
+
+def _raw_mib(frames: int = 2, ny: int = 16, nx: int = 16) -> bytes:
+    """Merlin's raw mode (pixel type R64): 12-bit counters packed as read out, 1.5 bytes a pixel."""
+    out = b""
+    rng = np.random.default_rng(5)
+    for i in range(frames):
+        head = f"MQ1,{i + 1:06d},00384,01,{nx:04d},{ny:04d},R64,   1x1,01,2021-04-15 15:03:32.{i:06d},0.001,0,0,0,12"
+        out += head.encode().ljust(384, b"\0") + rng.integers(0, 256, ny * nx * 12 // 8, dtype=np.uint8).tobytes()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("detector", "rel", "kind"),
+    [
+        ("t-tiff-any", "m/movie.tif", "mrc"),  # an MRC named .tif
+        ("t-tiff-any", "m/frames.tif", "mib"),  # a MIB named .tif
+        ("t-mrc-zarr", "m/stack.mrc", "tiff"),  # a TIFF named .mrc
+        ("t-mib", "m/raw.mib", "raw-mib"),  # Merlin's raw mode: no typed pixels
+    ],
+)
+async def test_a_valid_file_the_reader_cannot_read_as_frames_is_stored_byte_exact(
+    tmp_path: Path, detector: str, rel: str, kind: str
+) -> None:
+    """Found by a stranger's fidelity review (twenty-sixth session): a valid file of another format
+    under a name the profile gives its reader (an MRC named .tif) was quarantined as a corrupt TIFF,
+    and a raw-mode Merlin MIB as truncated: never stored, their only copy on the acquisition disk.
+    A file whose first bytes say another format acqd knows, and a raw-mode MIB, are stored byte-exact
+    with the reason (profile mismatch); a damaged file of the reader's own format is still quarantined."""
+    if kind == "mrc":
+        raw, _ = fei_mrc()
+    elif kind == "mib":
+        raw, _ = mib()
+    elif kind == "raw-mib":
+        raw = _raw_mib()
+    else:
+        (tmp_path / "src").mkdir()
+        tiff_stack(tmp_path / "src" / "s.tif")
+        raw = (tmp_path / "src" / "s.tif").read_bytes()
+    _, dest, state = await ship(tmp_path, detector, {rel: raw, "m/broken.tif": b"II*\0" + b"\xff" * 200})
+    states = journal_states(state)
+    assert states[rel] == "verified", states
+    assert restore(state, dest, rel, tmp_path / "r.bin") == raw
+    reasons = [d.get("reason", "") for a, d in audit(state) if a == "profile-mismatch"]
+    assert any("not read as frames" in r for r in reasons), reasons
+    if detector == "t-tiff-any":  # garbage behind a TIFF's magic: damaged, not another format
+        assert states["m/broken.tif"] == "quarantined", states

@@ -162,3 +162,58 @@ async def test_a_stack_of_one_stated_axis_is_labelled_as_the_file_states(
     assert scale[0] == {"z": 0.5, "t": 2.0, "c": 1.0}[name]
     assert np.array_equal(read_zarr(copy), data)
     assert restore(state, dest, "ls/s.tif", tmp_path / "r.tif") == raw
+
+
+def series_file(path: Path, kind: str) -> list[np.ndarray]:
+    """A TIFF of several image series, each as its writer meant it."""
+    rng = np.random.default_rng(12)
+    if kind == "ome-positions":  # two stage positions, a z-stack of 3 at each (OME-TIFF, one image per position)
+        series = [rng.integers(0, 4000, (3, 10, 12)).astype(np.uint16) for _ in range(2)]
+        with tifffile.TiffWriter(path, ome=True) as tw:
+            for s in series:
+                tw.write(s, photometric="minisblack", metadata={"axes": "ZYX", "PhysicalSizeZ": 2.0})
+    elif kind == "time-points-per-position":  # Micro-Manager-like: 3 positions x 2 time points
+        series = [rng.integers(0, 4000, (2, 10, 12)).astype(np.uint16) for _ in range(3)]
+        with tifffile.TiffWriter(path, ome=True) as tw:
+            for s in series:
+                tw.write(s, photometric="minisblack", metadata={"axes": "TYX", "TimeIncrement": 1.0})
+    else:  # two stacks appended by tifffile, each with its own shape
+        series = [rng.integers(0, 4000, (4, 10, 12)).astype(np.uint16) for _ in range(2)]
+        for s in series:
+            tifffile.imwrite(path, s, append=True, photometric="minisblack")
+    with tifffile.TiffFile(path) as t:
+        assert len(t.series) == len(series)
+    return series
+
+
+@pytest.mark.parametrize("kind", ["ome-positions", "time-points-per-position", "appended-stacks"])
+async def test_a_tiff_of_several_series_is_never_stored_as_one_z_axis(tmp_path: Path, kind: str) -> None:
+    """Found by a stranger's fidelity review (twenty-sixth session): a TIFF holding several image
+    series (two stage positions of a z-stack, positions of a time series) was stored as one z axis of
+    all their planes, positions mixed into depth, the first series' z step over all, the time axis
+    lost. Stored byte-exact: the file's readers keep its series."""
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "src" / "multi.tif"
+    series = series_file(path, kind)
+    raw = path.read_bytes()
+    _, dest, state = await ship(tmp_path, "t-tiff", {"ls/multi.tif": raw})
+    assert _layout(state, "ls/multi.tif") == "copy"
+    assert restore(state, dest, "ls/multi.tif", tmp_path / "r.tif") == raw
+    with tifffile.TiffFile(tmp_path / "r.tif") as t:
+        assert [s.asarray().shape for s in t.series] == [s.shape for s in series]
+        assert all(np.array_equal(s.asarray(), want) for s, want in zip(t.series, series, strict=True))
+
+
+async def test_planes_appended_one_series_each_are_still_one_stack(tmp_path: Path) -> None:
+    """The rule above leaves a plane-by-plane writer's file alone: each plane appended by tifffile
+    with its shape is a series of one plane, and the planes are the stack the profile says."""
+    data = np.random.default_rng(13).integers(0, 4000, (5, 10, 12)).astype(np.uint16)
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "src" / "planes.tif"
+    for plane in data:
+        tifffile.imwrite(path, plane, append=True, photometric="minisblack")
+    with tifffile.TiffFile(path) as t:
+        assert len(t.series) == 5
+    _, dest, state = await ship(tmp_path, "t-tiff", {"ls/planes.tif": path.read_bytes()})
+    assert _layout(state, "ls/planes.tif") == "zarr"
+    assert np.array_equal(read_zarr(stored(state, dest.parent, "ls/planes.tif")), data)

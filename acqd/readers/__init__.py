@@ -11,8 +11,8 @@ import struct
 from importlib.metadata import entry_points
 from typing import Any, BinaryIO
 
-from acqd.errors import FormatError
-from acqd.readers.base import Expect, FrameSource, Mode
+from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
+from acqd.readers.base import Expect, FrameSource, Mode, sniff
 from acqd.readers.mib import open_mib
 from acqd.readers.mrc import open_mrc
 from acqd.readers.raw import open_raw
@@ -33,14 +33,37 @@ def open_frames(reader: str, f: BinaryIO, size: int, expect: Expect, options: di
             raise FormatError(f"no reader {reader!r} (known: {', '.join(reader_names())})")
         fn = eps[0].load()
     try:
-        src = fn(f, size, expect, options)
-    except (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error) as exc:
-        # what a file's header says does not add up in a way its reader did not foresee (a TIFF's strip
-        # table of two lengths): a damaged file, quarantined with the reason and kept, never an
-        # internal error tried again for ever
-        raise FormatError(f"corrupt {reader} file: {type(exc).__name__}: {exc}") from None
+        try:
+            src = fn(f, size, expect, options)
+        except (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error) as exc:
+            # what a file's header says does not add up in a way its reader did not foresee (a TIFF's
+            # strip table of two lengths): a damaged file, quarantined with the reason and kept, never
+            # an internal error tried again for ever
+            raise FormatError(f"corrupt {reader} file: {type(exc).__name__}: {exc}") from None
+    except UnfinishedFormatError:
+        raise
+    except FormatError as exc:
+        # a valid file of another format under a name the profile gives this reader (an MRC named
+        # .tif): not damaged, so not quarantined (never backed up), but stored byte-exact with the reason
+        kind = _other_format(f, reader)
+        if kind is None:
+            raise
+        raise UnsupportedFormatError(
+            f"a {kind} file, not {reader.upper()} as its name says to this profile ({exc}): not read as frames"
+        ) from None
     expect.check(src)
     return src
+
+
+def _other_format(f: BinaryIO, reader: str) -> str | None:
+    """The format a file's first bytes say it is, if one acqd knows and not `reader`'s."""
+    try:
+        f.seek(0)
+        head = f.read(1024)
+    except OSError:
+        return None
+    kind = sniff(bytes(head))
+    return kind if kind is not None and kind.lower() != reader else None
 
 
 __all__ = ["BUILTIN", "Expect", "FrameSource", "Mode", "open_frames", "reader_names"]

@@ -98,6 +98,32 @@ class Expect:
             )
 
 
+_MAGIC = (
+    (b"II*\0", "TIFF"),
+    (b"MM\0*", "TIFF"),
+    (b"II+\0", "TIFF"),  # BigTIFF
+    (b"MM\0+", "TIFF"),
+    (b"MQ1,", "MIB"),
+    (b"\x89HDF\r\n\x1a\n", "HDF5"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def sniff(head: bytes) -> str | None:
+    """The format a file's first bytes (up to 1024) say it is: TIFF, MRC, MIB, HDF5, PNG, JPEG, ZIP,
+    gzip or zstd; None for anything else (a damaged file, raw frames, text)."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) >= 1024 and head[208:211] == b"MAP":
+        return "MRC"
+    return None
+
+
 def read_exact(f: Any, offset: int, n: int) -> bytes:
     f.seek(offset)
     data = f.read(n)

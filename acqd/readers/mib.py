@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from acqd.errors import FormatError
+from acqd.errors import FormatError, UnsupportedFormatError
 from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, read_exact, read_into
 
@@ -15,7 +15,7 @@ else:
     np = lazy("numpy")
 
 
-_DTYPES = {"U01": ">u1", "U08": ">u1", "U16": ">u2", "U32": ">u4", "U64": ">u8", "R64": ">u8"}
+_DTYPES = {"U01": ">u1", "U08": ">u1", "U16": ">u2", "U32": ">u4", "U64": ">u8"}
 
 
 def _parse(head: bytes) -> dict[str, Any]:
@@ -41,6 +41,10 @@ def _parse(head: bytes) -> dict[str, Any]:
 def open_mib(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -> FrameSource:
     first = _parse(read_exact(f, 0, 64))
     hb, nx, ny, ptype = first["header_bytes"], first["x"], first["y"], first["pixel_type"]
+    if ptype == "R64":  # raw mode: a frame's size depends on the counter depth its acquisition chose
+        raise UnsupportedFormatError(
+            "a raw-mode MIB (pixel type R64: the chips' counter bits as read out, not typed pixels): not read as frames"
+        )
     if ptype not in _DTYPES or hb < 64:
         raise FormatError(f"unsupported MIB pixel type {ptype!r} or header size {hb}")
     dtype = np.dtype(_DTYPES[ptype])

@@ -267,7 +267,9 @@ def _series_axis(f: BinaryIO, name: str, n: int, shape: tuple[int, ...]) -> str 
     series whose planes are not the pages (ImageJ past 4 GiB writes one IFD and the other planes
     after it, `images=N`: the pages would show one plane of N), and a hyperstack with more than one
     axis besides the plane (z and channels, time and z: stacked as one axis they would be read as
-    one z of all planes). Those are stored byte-exact, so their readers keep the dimensions."""
+    one z of all planes), and a file of several series not all single planes (OME or Micro-Manager
+    positions, time points: one z of all would mix them; a plane-by-plane writer's one-plane series
+    are a stack). Those are stored byte-exact, so their readers keep the dimensions."""
     try:
         # a TiffFile of its own: reading the series turns the pages of some kinds (OME) into
         # TiffFrames, which the rest of the reader does not expect
@@ -275,8 +277,14 @@ def _series_axis(f: BinaryIO, name: str, n: int, shape: tuple[int, ...]) -> str 
         with tifffile.TiffFile(f, name=name, _multifile=False) as tif:  # this file's planes, not its siblings'
             series = tif.series[0]
             axes, dims, count = str(series.axes), tuple(int(d) for d in series.shape), len(tif.series)
+            apart = count > 1 and any(len(s.pages) > 1 for s in tif.series)
     except Exception:  # tifffile's metadata parsing on an odd file: the pages decide, as before
         return None
+    if apart:  # positions, time points or channels kept as series of their own (OME, Micro-Manager)
+        raise UnsupportedFormatError(
+            f"a TIFF of {count} image series, not all single planes (positions or time points kept apart): "
+            "stacked as one z axis they would be mixed, so it is not read as one stack of frames"
+        )
     if axes[-2:] != "YX" or dims[-2:] != tuple(shape):
         return None
     lead = [(a, d) for a, d in zip(axes[:-2], dims[:-2], strict=True) if d > 1]
