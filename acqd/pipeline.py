@@ -156,8 +156,11 @@ ASIDE_MAX = 100  # files under a release's hidden name looked at per scan (the r
 #: for one that will not write again (then the part written ships, as any file still open)
 STREAM_WRITER_PATIENCE = 120.0
 #: how long a file stored as it is although its format said more was to come (a TIFF's IFD chain
-#: running past its end, no writer left) stays still on the acquisition disk before its release
+#: running past its end, no writer left), or seen growing part by part and complete by its stillness,
+#: stays still on the acquisition disk before its release
 UNFINISHED_HOLD = 30.0
+#: an empty file seen again this much later by its modification time, and larger: written in parts
+GROWN_SPAN_NS = 100_000_000
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
 STREAM_FALLBACK = "stream_fallback"  # a streamed copy dropped; the file ships whole (event, metric, audit)
 STREAMED = "streamed"  # a copy written while its file grew (audit: frames encoded before it completed)
@@ -421,6 +424,7 @@ class Candidate:
     release_only: bool = False
     born: float = 0.0  # monotonic time it was first admitted (for the oldest-pending gauge)
     at_rest: bool = False  # its format says more is to come, and no process writes it: stored as it is
+    grew: bool = False  # seen growing part by part while it settled (`_settle_one`, `_wait_left`)
     recheck: bool = False  # verified, only its change time moved: its content is compared (`_recheck`)
 
     @property
@@ -1682,6 +1686,11 @@ class Pipeline:
                 )
             if verdict in (Verdict.WAIT, Verdict.CHANGED):
                 if verdict is Verdict.CHANGED and current is not None:
+                    if current.size > c.stable.size and (
+                        c.stable.size > 0 or current.mtime_ns - c.stable.mtime_ns > GROWN_SPAN_NS
+                    ):  # a writer adding to it: seen between two parts, or writing it for a while since
+                        # its creation (looks a busy host made late see the first size and the last)
+                        c.grew = True
                     c.stable, c.since = current, now
                 c.check_at = d.check_at
                 self._maybe_follow(c)
@@ -3058,16 +3067,20 @@ class Pipeline:
 
     def _wait_left(self, c: Candidate, row: FileRow) -> float:
         """Seconds before the file of `row`, completed by its format's proof, has been still for its
-        settle window (0: it may be released). A writer on this PC that closes the file and opens it
+        settle window, or one stored as it is or seen growing part by part, for UNFINISHED_HOLD or
+        three windows (0: it may be released). A writer on this PC that closes the file and opens it
         again (to write the header's final values, or to fill a file it pre-allocated) must find it
         there. The moment it was proven is kept per file version (`_format_proven`): the look after
         the wait comes as a new candidate, which does not say how the file was completed."""
         key = c.key
-        if c.reason == FORMAT_PROOF or c.at_rest:
-            # a file whose format said more was to come, stored as it is (no writer left): a writer that
-            # closed it between parts and pauses longer than the window would append to a file gone,
-            # making a fragment of its own (a stranger's run); it is kept a while longer
-            hold = max(UNFINISHED_HOLD, 3 * c.ctx.window) if c.at_rest else c.ctx.window
+        proved = c.reason == FORMAT_PROOF
+        if proved or c.at_rest or c.grew:
+            # a file whose format said more was to come, stored as it is (no writer left), or one seen
+            # growing part by part and completed by its stillness alone (a TIFF stack a writer appends
+            # a plane to, closing it between planes): a writer that pauses longer than the window would
+            # append to a file gone, making a fragment of its own (strangers' runs); it is kept a while
+            # longer
+            hold = max(UNFINISHED_HOLD, 3 * c.ctx.window) if c.at_rest or not proved else c.ctx.window
             prev = self._format_proven.get(key)
             if prev is None or prev[0] != row.id:
                 _remember(self._format_proven, key, (row.id, c.since + hold))

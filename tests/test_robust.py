@@ -740,6 +740,72 @@ def test_a_tiff_stack_written_in_two_closed_parts_is_kept_for_its_second_part(tm
     assert np.array_equal(zarr.open_group(whole, mode="r")["0"][:], planes)  # type: ignore[index]
 
 
+@pytest.mark.parametrize("detector", ["hamamatsu-orca", "generic"])
+def test_a_file_appended_part_by_part_is_kept_through_its_writers_pause(tmp_path: Path, detector: str) -> None:
+    """Found by a stranger's fidelity review (twenty-sixth session): a TIFF stack a writer appends a
+    plane to at a time, closing it between planes (`tifffile.imwrite(..., append=True)`, an ImageJ
+    macro), is a valid, shorter TIFF after every plane. Paused longer than the settle window, its
+    first planes were stored, verified and released; the next plane made a new file of the rest: no
+    copy, and nothing on the disk, held the whole acquisition. A file seen growing part by part and
+    complete by its stillness alone is kept a while longer (30 s, or three windows): the writer's next
+    part finds it, and the whole file ships as its next version. The same for any file (a log)."""
+    import numpy as np
+    import tifffile
+    import zarr
+
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    planes = np.random.default_rng(13).integers(0, 4000, (6, 40, 48)).astype(np.uint16)
+    name = "stack.tif" if detector == "hamamatsu-orca" else "run.log"
+    path = acq / "s1" / name
+    rel = f"s1/{name}"
+
+    def append(i: int) -> None:
+        if detector == "hamamatsu-orca":
+            tifffile.imwrite(path, planes[i], append=True, metadata=None)
+        else:
+            with open(path, "ab") as f:
+                f.write(planes[i].tobytes())
+
+    d = Background(
+        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", detector, "--settle", "0.5s", "--release",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
+        append(0)
+        # seen by acqd (on a busy host its first look could come after the third part: a file that
+        # came whole, as far as anybody can tell), then two more parts, each closed
+        wait_for(lambda: rel in {r for r, _s, _w, _v in journal_rows(state)}, 30, "the file seen", d)
+        for i in (1, 2):
+            time.sleep(0.15)
+            append(i)
+        wait_for(lambda: "verified" in {st for r, st, _, _ in journal_rows(state) if r == rel}, 60, "part one", d)
+        time.sleep(3)  # the writer's pause: six windows, and more than the first part's verification
+        assert path.exists(), "released while its writer paused between parts"
+        for i in range(3, 6):
+            append(i)
+            time.sleep(0.15)
+        wait_for(lambda: not path.exists(), 120, "the whole file shipped and released", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    rows = journal_rows(state)
+    last = max(v for r, _s, _w, v in rows if r == rel)
+    assert [s for r, s, _w, v in rows if r == rel and v == last] == ["released"], rows
+    out = tmp_path / "restored"
+    r = run_acqd("restore", rel, str(out), "--state-dir", str(state), "--dest", str(central))
+    assert r.returncode == 0, r.stderr
+    if detector == "hamamatsu-orca":
+        assert np.array_equal(tifffile.imread(out), planes)
+        [whole] = central.glob(f"*/s1/stack~v{last}.tif~.zarr")
+        assert np.array_equal(zarr.open_group(whole, mode="r")["0"][:], planes)  # type: ignore[index]
+    else:
+        assert out.read_bytes() == planes.tobytes()
+
+
 def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes(tmp_path: Path) -> None:
     """A writer that keeps the header valid after every frame (mrcfile's `set_data` + `flush`, file
     held open) makes the file look complete by its format at every frame. While a process here has it
