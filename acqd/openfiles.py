@@ -11,7 +11,10 @@ Limits (the README says them too): root, or CAP_SYS_PTRACE with CAP_DAC_READ_SEA
 process; without them only processes of acqd's own user are visible (``hidden`` counts the others,
 and a /proc mounted with ``hidepid`` hides them altogether). Writers on other hosts (NFS/SMB
 clients) have no descriptor here: for those the settle window is the protection. A file written
-through a shared memory mapping whose descriptor was closed is not seen either.
+through a shared writable memory mapping whose descriptor was closed (``mmap`` then ``close``) has
+no descriptor either: a process whose ``/proc/<pid>/maps`` holds a shared writable mapping of an
+inode asked about is a writer too (by inode alone: the device a mapping names is not always the one
+``stat`` gives, on btrfs; a stranger's inode of that number only holds a release back).
 """
 
 from __future__ import annotations
@@ -41,6 +44,24 @@ def fdinfo_writes(text: str) -> bool:
                 return True
             return flags & O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
     return True
+
+
+def shared_writable_inodes(maps: bytes) -> set[int]:
+    """The inodes a /proc/<pid>/maps text maps shared and writable (`rw-s`, `-w-s`, `rwxs`): writes
+    through such a mapping reach the file, with or without a descriptor open."""
+    out: set[int] = set()
+    if b"w-s " not in maps and b"wxs " not in maps:
+        return out  # the common case: no shared writable mapping at all
+    for line in maps.split(b"\n"):
+        parts = line.split(None, 5)
+        if len(parts) >= 5 and parts[1][1:2] == b"w" and parts[1][3:4] == b"s":
+            try:
+                ino = int(parts[4])
+            except ValueError:
+                continue
+            if ino:
+                out.add(ino)
+    return out
 
 
 def names_a_path(link: str) -> bool:
@@ -118,6 +139,15 @@ def scan(files: Collection[FileKey], proc: str = "/proc") -> Scan:
                 writes = True  # open on our file and its mode unknown: count it
             if writes:
                 out.writers.setdefault(key, set()).add(int(pid))
+        try:
+            with open(f"{proc}/{pid}/maps", "rb") as m:
+                mapped = shared_writable_inodes(m.read())
+        except OSError:
+            continue
+        if mapped:
+            for key in wanted:
+                if key[1] in mapped:
+                    out.writers.setdefault(key, set()).add(int(pid))
     return out
 
 

@@ -30,7 +30,15 @@ import pytest
 import zstandard
 
 from acqd.journal import Journal
-from acqd.openfiles import Scan, WriterCheck, fdinfo_writes, names_a_path, scan, visibility_problem
+from acqd.openfiles import (
+    Scan,
+    WriterCheck,
+    fdinfo_writes,
+    names_a_path,
+    scan,
+    shared_writable_inodes,
+    visibility_problem,
+)
 from acqd.unlink import GONE, NotBelow, lstat_below, unlink_below, unlink_many
 from tests.conftest import Background, acqd_yaml, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
 
@@ -193,6 +201,58 @@ def test_scan_finds_writers_of_a_renamed_or_unlinked_file_and_not_readers(tmp_pa
     # the unlinked file's inode is free once closed: another test's file may have it by now (seen once
     # under pytest-xdist), so of it only this: its writer is gone
     assert p.pid not in after.get(keys[gone], set()), after
+
+
+def test_shared_writable_mappings_are_writers() -> None:
+    maps = (
+        b"55d0c0a00000-55d0c0a21000 r--p 00000000 fd:01 1311 /usr/bin/python3.11\n"
+        b"7f0000000000-7f0000400000 rw-s 00000000 fd:01 424242 /data/acq/s/movie.raw (deleted)\n"
+        b"7f1000000000-7f1000001000 rw-p 00000000 fd:01 777 /data/acq/s/private.raw\n"  # copy on write
+        b"7f2000000000-7f2000001000 r--s 00000000 fd:01 888 /data/acq/s/read.raw\n"  # read-only
+        b"7f3000000000-7f3000001000 -w-s 00001000 08:10 999 /data/acq/s/w.raw\n"
+        b"7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n"
+    )
+    assert shared_writable_inodes(maps) == {424242, 999}
+    assert shared_writable_inodes(b"7f1000000000-7f1000001000 rw-p 00000000 fd:01 777 /x\n") == set()
+
+
+def test_scan_finds_a_writer_through_a_mapping_whose_descriptor_is_closed(tmp_path: Path) -> None:
+    """Found by a stranger's review (twenty-sixth session): a writer that maps a file shared and
+    writable, closes its descriptor and goes on writing through the mapping has no descriptor for
+    the scan to find: its file was released while it wrote, the rest of its data lost with the
+    unlinked inode. A shared writable mapping in /proc/<pid>/maps makes its process a writer."""
+    mapped = tmp_path / "mapped.raw"
+    mapped.write_bytes(b"\0" * 8192)
+    key = (os.stat(mapped).st_dev, os.stat(mapped).st_ino)
+    code = (
+        "import ctypes, os, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.mmap.restype = ctypes.c_void_p\n"
+        "c = ctypes\n"
+        "libc.mmap.argtypes = [c.c_void_p, c.c_size_t, c.c_int, c.c_int, c.c_int, c.c_long]\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "addr = libc.mmap(None, 8192, 3, 1, fd, 0)\n"  # PROT_READ|PROT_WRITE, MAP_SHARED
+        "assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()\n"
+        "os.close(fd)\n"  # no descriptor left: only the mapping
+        "ctypes.memset(addr, 7, 100)\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(mapped)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        assert not [
+            fd for fd in os.listdir(f"/proc/{p.pid}/fd") if os.path.realpath(f"/proc/{p.pid}/fd/{fd}") == str(mapped)
+        ]
+        assert scan([key]).writers.get(key) == {p.pid}
+    finally:
+        assert p.stdin is not None
+        p.stdin.write("\n")
+        p.stdin.flush()
+        p.wait(timeout=30)
+    assert p.pid not in scan([key]).writers.get(key, set())
 
 
 async def test_concurrent_questions_share_one_scan() -> None:
