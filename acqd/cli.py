@@ -896,17 +896,26 @@ def verify(
                     # disk is shipped again; with no release configured nothing else would see it). Not
                     # a tier that did not answer, nor a decoder failing in this environment (a codec
                     # plugin missing); a missing or short copy with the caveats below
+                    if tiers.elsewhere(copy.tier) is not None:
+                        continue  # read from a --dest that is not the tier: said below, never recorded
                     if problem.kind == "corrupt" and "cannot be decoded" not in problem.detail:
                         damaged.append((row, copy, f"fixity: {problem}"))
                     elif problem.kind in ("missing", "truncated") and not hub_owned:
                         gone.setdefault(copy.tier, []).append((row, copy, f"fixity: {problem}"))
+            others = sorted({u for u in map(tiers.elsewhere, {c.tier for _r, c in pairs}) if u is not None})
             stale = check_manifests(tiers, pairs, marked, whole)
         finally:
             tiers.close()
+        for url in others:
+            err.print(
+                f"  -> copies read from {url}, not where the journal recorded their tier: what is found there is "
+                "said, not recorded (run `acqd verify` without --dest to check and record the tier's own copies)",
+                markup=False,
+            )
         for m in stale:
             bad["manifest"] = bad.get("manifest", 0) + 1
             err.print(f"FAILED manifest of session {m.session!r} (watch root {m.root}): {m}", markup=False)
-        if stale:
+        if stale and not others:  # nor what its manifests say when read from elsewhere
             _record_stale_manifests(sd, [(m.root, m.session) for m in stale])
         for tier, rows in sorted(gone.items()):
             if whole.get(tier):

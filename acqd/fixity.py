@@ -66,6 +66,15 @@ class Tiers:
         except PermanentError as exc:
             raise ConfigError(str(exc)) from None
 
+    def elsewhere(self, name: str) -> str | None:
+        """The URL copies of tier `name` are read from when it is `--dest` and not where the journal
+        recorded that tier (a mirror, a copy of the share): what is found there says nothing about
+        the tier's own copies, and is not recorded. None otherwise."""
+        if self.config is not None or self.dest is None or name not in self.recorded:
+            return None
+        url = dest_url(self.dest).rstrip("/")
+        return None if url == self.recorded[name][0].rstrip("/") else url
+
     def close(self) -> None:
         for t in self._open.values():
             t.close()

@@ -286,6 +286,8 @@ class Journal:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
         self.path = path
         self._clock = clock
+        self._calendar: tuple[float, str, float] | None = None  # `_verified_now`: (calendar, boot id, boottime)
+        self._calendar_read = False
         try:
             if readonly:
                 if not path.exists():
@@ -428,6 +430,35 @@ class Journal:
             err = JournalError(f"journal commit failed: {exc}")
             return [(False, err) for _ in calls]
         return out
+
+    def _verified_now(self) -> float:
+        """The time a copy is recorded verified at (`copies.verified_at`, which retention ages it from):
+        the wall clock, never earlier than the retention clock guard's trusted calendar (as of its last
+        sweep, carried forward by CLOCK_BOOTTIME within the same boot). A wall clock set back (a dead
+        CMOS battery, no NTP) would otherwise date copies in the past, and once it is put right they
+        would be purged early by as much (a stranger's review); a clock that runs ahead only makes a
+        copy look younger (its purge waits longer)."""
+        now = self._clock()
+        if not self._calendar_read:
+            self._calendar_read = True
+            try:
+                r = self._db.execute("SELECT value FROM meta WHERE key = 'retention_clock'").fetchone()
+                if r is not None:
+                    self._note_calendar(json.loads(r[0]))
+            except (sqlite3.Error, ValueError, KeyError, TypeError, IndexError):
+                self._calendar = None
+        if self._calendar is None:
+            return now
+        calendar, boot, boottime = self._calendar
+        if boot == _boot_id():
+            calendar += max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - boottime)
+        return max(now, calendar)
+
+    def _note_calendar(self, doc: dict[str, Any]) -> None:
+        """The clock guard's state as `set_clock_state` writes it: its trusted calendar, for `_verified_now`."""
+        anchor_wall, anchor_trusted = (float(x) for x in doc["anchor"])
+        _wall, boot, boottime = doc["last"]
+        self._calendar = (anchor_wall + float(doc["trusted"]) - anchor_trusted, str(boot), float(boottime))
 
     def _audit(self, file_id: int | None, action: str, **detail: Any) -> None:
         self._db.execute(
@@ -739,7 +770,7 @@ class Journal:
         ids = [fid for fid, _i, _r in items]
         with self._tx() as db:
             why = self._movable(ids, State.COMPLETE)
-            now = self._clock()
+            now = self._verified_now()
             do = [x for x, w in zip(items, why, strict=True) if w is None]
             db.executemany(
                 "UPDATE files SET state = ?, reason = NULL, updated = ?, size = ?, mtime_ns = ?, inode = ?,"
@@ -825,7 +856,7 @@ class Journal:
             ).fetchone()
             if copy is None:
                 raise JournalError(f"no copy {tier}:{dest} of journal row {file_id} is recorded")
-            now = self._clock()
+            now = self._verified_now() if verified else self._clock()
             if verified:
                 db.execute(
                     "UPDATE files SET state = ?, reason = ?, updated = ?, size = ?, checksum = ? WHERE id = ?",
@@ -958,7 +989,7 @@ class Journal:
                         why[n] = JournalError(f"{tier}:{dest} is recorded as another file's copy; not recorded again")
                     else:
                         owner[dest] = fid  # a second item with the same name is another file's copy
-            now = self._clock()
+            now = self._verified_now()
             do = [x for x, w in zip(items, why, strict=True) if w is None]
             db.executemany("DELETE FROM publishing WHERE tier = ? AND dest = ?", [(tier, d) for _f, d, _r in do])
             db.executemany(
@@ -1012,7 +1043,7 @@ class Journal:
         stamp_of = dict(zip((d for _f, d in items), stamps or [None] * len(items), strict=True))
         with self._tx() as db:
             why = self._movable(ids, State.VERIFIED)
-            now = self._clock()
+            now = self._verified_now()
             do = [x for x, w in zip(items, why, strict=True) if w is None]
             db.executemany(
                 "UPDATE files SET state = ?, reason = NULL, updated = ? WHERE id = ?",
@@ -1688,6 +1719,16 @@ def last_sweep(j: Journal) -> float | None:
     return float(r[0]) if r else None
 
 
+@functools.cache
+def _boot_id() -> str:
+    """This boot's id (the clock guard's readings name it): "" where the kernel does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def clock_state(j: Journal) -> dict[str, Any] | None:
     """The retention clock guard's state (acqd.policy.clock.ClockState as JSON), None before the first sweep."""
     r = j._db.execute("SELECT value FROM meta WHERE key = 'retention_clock'").fetchone()
@@ -1695,6 +1736,9 @@ def clock_state(j: Journal) -> dict[str, Any] | None:
 
 
 def set_clock_state(j: Journal, doc: dict[str, Any], audit: str | None = None, **detail: Any) -> None:
+    with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
+        j._note_calendar(doc)
+        j._calendar_read = True
     with j._tx() as db:
         db.execute(
             "INSERT INTO meta(key, value) VALUES('retention_clock', ?) "

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from acqd.journal import Journal, recorded_tiers, without_password
 from acqd.simulate import SimSpec, simulate
-from tests.conftest import acqd_yaml, run_acqd, write_config
+from tests.conftest import acqd_yaml, journal_states, run_acqd, write_config
 
 # MRC movies of any frame size stored as deflate TIFF (the K3 profile insists on 5760x4092 frames)
 MRC_TIFF = (
@@ -381,6 +382,35 @@ def test_verify_of_a_tier_that_is_not_mounted_records_nothing(tmp_path: Path) ->
     (tmp_path / "elsewhere").rename(central)  # mounted again: both copies are still verified
     r = run_acqd("verify", "--state-dir", str(state))
     assert r.returncode == 0 and "2 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
+
+
+def test_verify_against_a_dest_that_is_not_the_tiers_records_nothing(tmp_path: Path) -> None:
+    """Found by a stranger's review (twenty-sixth session): `acqd verify --dest` pointed at a partial
+    mirror of the destination recorded the copies missing there lost on the real tier (the released
+    files quarantined, "no other copy"), and a later verify of the real tier, all OK, did not undo it.
+    What a --dest other than the tier's recorded place holds is said, never recorded."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    simulate("hamamatsu-orca", acq, SimSpec(files=3, frames=4, height=48, width=64, seed=5))
+    r = run_acqd(
+        "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", "hamamatsu-orca", "--settle", "0.3s", "--release",
+    )  # fmt: skip
+    assert r.returncode == 0 and "3 verified" in r.stdout, r.stderr
+    mirror = tmp_path / "mirror"
+    shutil.copytree(central, mirror)
+    stores = sorted(mirror.glob("*/session_000/*.zarr"))
+    shutil.rmtree(stores[0])  # missing from the mirror
+    (stores[1] / "zarr.json").write_text("{}")  # damaged in the mirror
+    manifest = next(mirror.glob("*/session_000/~acqd-manifest.json"))
+    manifest.unlink()
+    r = run_acqd("verify", "--state-dir", str(state), "--dest", str(mirror))
+    assert r.returncode == 1 and "1 copy OK, 3 failed" in r.stdout, r.stdout + r.stderr
+    assert "not where the journal recorded their tier" in r.stderr and "recorded lost" not in r.stderr, r.stderr
+    assert set(journal_states(state).values()) == {"released"}, journal_states(state)
+    r = run_acqd("verify", "--state-dir", str(state))  # the tier itself: every copy there, nothing to undo
+    assert r.returncode == 0 and "3 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
+    r = run_acqd("status", "--state-dir", str(state))
+    assert r.returncode == 0 and "quarantined" not in r.stdout and "lost" not in r.stdout, r.stdout
 
 
 def test_restore_says_when_a_path_has_other_versions(tmp_path: Path) -> None:

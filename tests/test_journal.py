@@ -315,3 +315,42 @@ def test_copies_in_a_frame_layout_are_told_apart_from_a_journal_of_copies_alone(
     assert j.has_frame_copies()
     plan = " ".join(str(r) for r in j._db.execute("EXPLAIN QUERY PLAN SELECT 1 FROM copies WHERE layout != 'copy'"))
     assert "copies_framed" in plan, plan
+
+
+def _verified_at(j: Journal, file_id: int) -> float:
+    [(at,)] = j._db.execute("SELECT verified_at FROM copies WHERE file_id = ?", (file_id,)).fetchall()
+    return float(at)
+
+
+@pytest.mark.parametrize("same_boot", [True, False])
+def test_a_copy_verified_while_the_wall_clock_is_behind_is_dated_by_the_trusted_calendar(
+    tmp_path: Path, same_boot: bool
+) -> None:
+    """Found by a stranger's review (twenty-sixth session): a copy's age (retention's) counts from
+    its `verified_at`, the raw wall clock. Shipped while the clock was 1000 s behind (the clock guard
+    saw it and suspended purges), the copies looked 1000 s older once the clock was put right, and
+    were purged that much early. A copy is dated no earlier than the guard's trusted calendar, carried
+    forward by CLOCK_BOOTTIME within a boot; a clock that runs ahead dates it by the wall, as before."""
+    from acqd.journal import _boot_id, set_clock_state
+
+    wall = [1_000_000.0]
+    path = tmp_path / "journal.sqlite"
+    j = Journal(path, clock=lambda: wall[0])
+    boottime = time.clock_gettime(time.CLOCK_BOOTTIME)
+    boot = _boot_id() if same_boot else "another-boot"
+    calendar = 1_001_000.0  # real time, by the guard's count: the wall clock is 1000 s behind
+    doc = {"last": [wall[0], boot, boottime], "trusted": 500.0, "anchor": [calendar - 500.0, 0.0], "suspension": None}
+    set_clock_state(j, doc)
+    [(_, a)] = j.observe_many([obs("s1/a.raw", Identity(10, 1, 1))])
+    ship(j, a.id, Identity(10, 1, 1))
+    assert calendar <= _verified_at(j, a.id) <= calendar + 60  # not 1000 s in the past
+    j.close()
+    j = Journal(path, clock=lambda: wall[0])  # a restart: the calendar is read from the journal
+    [(_, b)] = j.observe_many([obs("s1/b.raw", Identity(10, 2, 2))])
+    ship(j, b.id, Identity(10, 2, 2))
+    assert calendar <= _verified_at(j, b.id) <= calendar + 60
+    wall[0] = calendar + 5000.0  # a wall clock ahead of the calendar: the later of the two
+    [(_, c)] = j.observe_many([obs("s1/c.raw", Identity(10, 3, 3))])
+    ship(j, c.id, Identity(10, 3, 3))
+    assert _verified_at(j, c.id) == wall[0]
+    j.close()
