@@ -770,7 +770,7 @@ class Journal:
         ids = [fid for fid, _i, _r in items]
         with self._tx() as db:
             why = self._movable(ids, State.COMPLETE)
-            now = self._verified_now()
+            now = self._clock()
             do = [x for x, w in zip(items, why, strict=True) if w is None]
             db.executemany(
                 "UPDATE files SET state = ?, reason = NULL, updated = ?, size = ?, mtime_ns = ?, inode = ?,"
@@ -989,7 +989,7 @@ class Journal:
                         why[n] = JournalError(f"{tier}:{dest} is recorded as another file's copy; not recorded again")
                     else:
                         owner[dest] = fid  # a second item with the same name is another file's copy
-            now = self._verified_now()
+            now = self._clock()
             do = [x for x, w in zip(items, why, strict=True) if w is None]
             db.executemany("DELETE FROM publishing WHERE tier = ? AND dest = ?", [(tier, d) for _f, d, _r in do])
             db.executemany(

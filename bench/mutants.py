@@ -241,6 +241,91 @@ MUTANTS: tuple[Mutant, ...] = (
         (f"{SAFE}::test_growing_mrc_movie_ships_once_complete",),
     ),
     Mutant(
+        "several-series-stacked",
+        "a TIFF of several image series (stage positions, time points per position) is read as one z axis"
+        " of all their planes: positions mixed into depth",
+        "acqd/readers/tiff.py",
+        "            apart = count > 1 and any(len(s.pages) > 1 for s in tif.series)\n",
+        "            apart = False\n",
+        (
+            "tests/test_source_structure.py::test_a_tiff_of_several_series_is_never_stored_as_one_z_axis[ome-positions]",
+            "tests/test_source_structure.py::test_a_tiff_of_several_series_is_never_stored_as_one_z_axis[appended-stacks]",
+        ),
+    ),
+    Mutant(
+        "misnamed-file-quarantined",
+        "a valid file of another format under a name the profile gives its reader (an MRC named .tif) is"
+        " quarantined as damaged: never stored, its only copy on the acquisition disk",
+        "acqd/readers/__init__.py",
+        "        kind = _other_format(f, reader)\n",
+        "        kind = None\n",
+        (
+            "tests/test_frames.py::test_a_valid_file_the_reader_cannot_read_as_frames_is_stored_byte_exact"
+            "[t-tiff-any-m/movie.tif-mrc]",
+            "tests/test_frames.py::test_a_valid_file_the_reader_cannot_read_as_frames_is_stored_byte_exact"
+            "[t-mrc-zarr-m/stack.mrc-tiff]",
+        ),
+    ),
+    Mutant(
+        "raw-mib-quarantined",
+        "a raw-mode Merlin MIB (R64) is read as 8-byte pixels and quarantined as truncated: never stored",
+        "acqd/readers/mib.py",
+        '    if ptype == "R64":',
+        "    if False:",
+        (
+            "tests/test_frames.py::test_a_valid_file_the_reader_cannot_read_as_frames_is_stored_byte_exact"
+            "[t-mib-m/raw.mib-raw-mib]",
+        ),
+    ),
+    Mutant(
+        "part-by-part-released-at-once",
+        "a file seen growing part by part and complete by its stillness alone is released as soon as it is"
+        " verified: a writer that closes it between parts and pauses makes a fragment of the rest",
+        "acqd/pipeline.py",
+        "                        c.grew = True\n",
+        "                        pass\n",
+        (
+            "tests/test_robust.py::test_a_file_appended_part_by_part_is_kept_through_its_writers_pause[hamamatsu-orca]",
+            "tests/test_robust.py::test_a_file_appended_part_by_part_is_kept_through_its_writers_pause[generic]",
+        ),
+    ),
+    Mutant(
+        "mapping-writer-unseen",
+        "a process writing a file through a shared mapping whose descriptor it closed is no writer: the file"
+        " is released under it, the rest of its data lost",
+        "acqd/openfiles.py",
+        "                mapped = shared_writable_inodes(m.read())\n",
+        "                mapped = set()\n",
+        ("tests/test_release.py::test_scan_finds_a_writer_through_a_mapping_whose_descriptor_is_closed",),
+    ),
+    Mutant(
+        "verify-elsewhere-recorded",
+        "acqd verify --dest naming a mirror records what is missing there as lost on the tier itself",
+        "acqd/cli.py",
+        "                    if tiers.elsewhere(copy.tier) is not None:\n                        continue",
+        "                    pass",
+        ("tests/test_fixity.py::test_verify_against_a_dest_that_is_not_the_tiers_records_nothing",),
+    ),
+    Mutant(
+        "verified-by-wall-clock-behind",
+        "a copy is dated verified by the wall clock alone: shipped while the clock was behind, it is purged"
+        " early by as much once the clock is put right",
+        "acqd/journal.py",
+        "            now = self._verified_now()\n"
+        "            do = [x for x, w in zip(items, why, strict=True) if w is None]\n"
+        "            db.executemany(\n"
+        '                "UPDATE files SET state = ?, reason = NULL, updated = ? WHERE id = ?",\n'
+        "                [(State.VERIFIED.value,",
+        "            now = self._clock()\n"
+        "            do = [x for x, w in zip(items, why, strict=True) if w is None]\n"
+        "            db.executemany(\n"
+        '                "UPDATE files SET state = ?, reason = NULL, updated = ? WHERE id = ?",\n'
+        "                [(State.VERIFIED.value,",
+        (
+            "tests/test_journal.py::test_a_copy_verified_while_the_wall_clock_is_behind_is_dated_by_the_trusted_calendar",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -2250,8 +2335,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a file stored as it is although its format says more is to come is released as soon as verified:"
         " a writer's second part, appended after a pause, makes a fragment of its own",
         "acqd/pipeline.py",
-        "        if c.reason == FORMAT_PROOF or c.at_rest:\n",
-        "        if c.reason == FORMAT_PROOF:\n",
+        "        if proved or c.at_rest or c.grew:\n",
+        "        if proved or c.grew:\n",
         ("tests/test_robust.py::test_a_tiff_stack_written_in_two_closed_parts_is_kept_for_its_second_part",),
     ),
     Mutant(
