@@ -950,6 +950,8 @@ class Daemon:
                     from acqd.notify import Digests
                     from acqd.retention import RetentionRunner
 
+                    for problem in undeliverable_warnings(config, policy):  # `acqd check` says it too
+                        log.error("retention: %s", problem)
                     mailer = build_mailer(config)
                     self.retention = RetentionRunner(
                         policy=policy,

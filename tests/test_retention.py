@@ -1265,3 +1265,23 @@ async def test_a_warning_sent_while_the_wall_clock_is_behind_counts_from_when_it
         assert res.purged == 4
     finally:
         await jd.shutdown()
+
+
+def test_a_daemon_whose_purge_warnings_reach_nobody_says_so_at_start(setup: Setup, tmp_path: Path) -> None:
+    """Found by a stranger's review (twenty-sixth session): with no `smtp:`, the warnings before a
+    purge go to the local mailbox, and the purges follow; only `acqd check` said so, `acqd run` not a
+    word. The daemon says it at start, as an error, naming the rules and the mailbox."""
+    from tests.conftest import Background, wait_for
+
+    doc = json.loads(setup.cfg_path.read_text())
+    doc["smtp"] = None
+    cfg = tmp_path / "nosmtp.yaml"
+    cfg.write_text(json.dumps(doc))
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: "no `smtp:` is configured" in d.stderr(), 60, "the start's error", d)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    [line] = [x for x in err.splitlines() if "no `smtp:` is configured" in x]
+    assert "ERROR retention: policy rule(s)" in line and "mailbox" in line, line
