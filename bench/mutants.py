@@ -326,6 +326,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "undeliverable-warnings-unsaid-at-start",
+        "a daemon whose purge warnings reach nobody (no smtp:) says nothing at start; the purges follow",
+        "acqd/daemon.py",
+        '                        log.error("retention: %s", problem)\n',
+        "                        pass\n",
+        ("tests/test_retention.py::test_a_daemon_whose_purge_warnings_reach_nobody_says_so_at_start",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
