@@ -1376,6 +1376,9 @@ class Pipeline:
                         entries = await self._io_early(lambda c=ctx, t=todo: [classify(c.root, r) for r in t])
                         try:
                             await self._admit(ctx, [e for e in entries if e is not None])
+                            gone = [r for r, e in zip(todo, entries, strict=True) if e is None]
+                            if gone:
+                                await self._admit_gone(ctx, gone)
                         except JournalError as exc:
                             self._journal_failed(ctx, exc)
                 self.repeats.ok("stage intake")
@@ -1417,6 +1420,26 @@ class Pipeline:
         with self._busy_while():  # a file landed and being admitted again is neither waiting nor in flight
             async with self._admitting:
                 await self._admit_now(ctx, list(entries))
+
+    async def _admit_gone(self, ctx: RootCtx, rels: list[str]) -> None:
+        """Files an event named that are not there, neither waiting nor in flight: a row the journal
+        keeps pending for one (a new version recorded while the file's earlier one was in flight,
+        moved or deleted before it landed) would stay pending for ever, no scan finding its file
+        (a stranger's review: `acqd status` and the pending gauge showed files that did not exist).
+        It is gone, as a waiting file's look finds it. One admission at a time (`_admitting`)."""
+        with self._busy_while():
+            async with self._admitting:
+                rels = [
+                    r for r in rels if (ctx.index, r) not in self.candidates and (ctx.index, r) not in self.in_flight
+                ]
+                if not rels or await self._io_early(out_of_view, ctx.root) is not None:
+                    return  # its disk unmounted: the files are not gone, found again when it is back
+                still = await self._io_early(lambda: [classify(ctx.root, r) is None for r in rels])
+                rels = [r for r, none in zip(rels, still, strict=True) if none]
+                rows = await self._j(lambda: [self.journal.lookup(SourceRef(ctx.root, r)) for r in rels])
+                for row in rows:
+                    if row is not None and row.state in (State.SEEN, State.COMPLETE, State.STORED):
+                        await self._gone(ctx, row, "vanished before it was shipped")
 
     @contextlib.contextmanager
     def _busy_while(self) -> Iterator[None]:

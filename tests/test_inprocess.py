@@ -1355,3 +1355,39 @@ async def test_a_metrics_port_taken_at_start_never_stops_the_shipping(
         squatter.close()
         d.stop()
         await asyncio.wait_for(task, 60)
+
+
+async def test_a_pending_row_whose_file_an_event_finds_gone_is_vanished(tmp_path: Path) -> None:
+    """Found by a stranger's review (twenty-sixth session): a file overwritten right after its
+    verification (its new version recorded `seen` while the first was in flight for its release) and
+    moved away before that flight landed left the new row `seen` for ever: the event asked about a
+    file no longer there, and no scan finds a file that is not there (only a start reconciles), so
+    `acqd status` and the pending gauge counted a file that did not exist. Such a row, neither waiting
+    nor in flight, is gone when an event finds its file missing. The state is made as the race leaves
+    it: a pending row recorded for a path with no file, then the event."""
+    from acqd.journal import Observation
+    from acqd.values import Identity, SourceRef, State
+
+    rec = Recorder()
+    daemon, task, _path, _doc = await _running(tmp_path, rec)
+    try:
+        (tmp_path / "acq" / "here.txt").write_bytes(b"shipped")
+        await rec.wait("verified", 1)  # running
+        p = daemon.pipeline
+        assert p is not None
+        root = str(tmp_path / "acq")
+        ghost = Observation(SourceRef(root, "s/moved.dat"), Identity(10, 1, 999_999), "generic", False)
+        [(_, row)] = await p._j(p.journal.observe_many, [ghost])
+        assert row.state is State.SEEN
+        p.hint(0, os.path.join(root, "s/moved.dat"))  # the event of its move, once its flight landed
+        for _ in range(100):
+            now = await p._j(p.journal.get, row.id)
+            if now is not None and now.state is not State.SEEN:
+                break
+            await asyncio.sleep(0.1)
+        assert now is not None and now.state is State.VANISHED, now
+        assert [k for k, rel in rec.outcomes if rel == "s/moved.dat"] == ["vanished"]
+    finally:
+        daemon.stop()
+        result = await asyncio.wait_for(task, 60)
+    assert result.code == 0
