@@ -683,7 +683,7 @@ def restore(
         finally:
             j.close()
         try:
-            checksum = restore_copy(tiers.get(copy.tier), copy, out_path, tiers.chunk)
+            checksum = restore_copy(tiers.get(copy.tier), copy, out_path, tiers.chunk, mtime_ns=row.identity.mtime_ns)
         except AcqdError as exc:
             if lost:
                 raise AcqdError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,10 +203,11 @@ def check_manifests(
     return out
 
 
-def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int) -> str:
+def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int, mtime_ns: int = 0) -> str:
     """Write the copy back in its source form to `out_path`, through a temporary next to it that is
     renamed only when the content's checksum equals the journal's; never overwrites, never leaves a
-    partial file."""
+    partial file. `mtime_ns` (the source's modification time, as the journal recorded it; 0: unknown)
+    is given to the restored file, as `cp -p` or `rsync -a` would."""
     parent = out_path.parent
     if not parent.is_dir():
         raise AcqdError(f"cannot restore to {out_path}: the folder {parent} does not exist")
@@ -237,6 +239,8 @@ def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int) -> str:
             raise VerifyError(
                 f"{tier.url(copy.dest)}: restored content {checksum} != journal {copy.checksum}; nothing written"
             )
+        if mtime_ns > 0:
+            os.utime(tmp, ns=(time.time_ns(), mtime_ns), follow_symlinks=False)
         try:
             rename_noreplace(str(tmp), str(out_path))
         except FileExistsError:

@@ -334,6 +334,22 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention.py::test_a_daemon_whose_purge_warnings_reach_nobody_says_so_at_start",),
     ),
     Mutant(
+        "restore-mtime-dropped",
+        "a restored file carries the time of the restore, not the source's modification time",
+        "acqd/fixity.py",
+        "        if mtime_ns > 0:\n            os.utime(",
+        "        if False:\n            os.utime(",
+        ("tests/test_fixity.py::test_restore_gives_the_file_its_modification_time[generic]",),
+    ),
+    Mutant(
+        "gone-pending-row-kept",
+        "a pending row whose file an event finds gone, neither waiting nor in flight, stays seen for ever",
+        "acqd/pipeline.py",
+        "                            if gone:\n                                await self._admit_gone(ctx, gone)\n",
+        "                            if gone:\n                                pass\n",
+        ("tests/test_inprocess.py::test_a_pending_row_whose_file_an_event_finds_gone_is_vanished",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

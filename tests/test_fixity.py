@@ -384,6 +384,27 @@ def test_verify_of_a_tier_that_is_not_mounted_records_nothing(tmp_path: Path) ->
     assert r.returncode == 0 and "2 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("detector", ["generic", "hamamatsu-orca"])
+def test_restore_gives_the_file_its_modification_time(tmp_path: Path, detector: str) -> None:
+    """Found by a stranger's fidelity review (twenty-sixth session): a restored file carried the time
+    of the restore; the source's modification time was only in the manifest. Restore sets it, as
+    `cp -p` or `rsync -a` do (a copy as it is, and a stack rebuilt from its Zarr copy alike)."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    [src, *_] = simulate("hamamatsu-orca", acq, SimSpec(files=1, frames=3, height=16, width=24, seed=2))
+    when = 1_600_000_000_123_456_789  # 2020-09-13
+    os.utime(src, ns=(when, when))
+    rel = src.relative_to(acq).as_posix()
+    r = run_acqd(
+        "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", detector, "--settle", "0.2s", "--release",
+    )  # fmt: skip
+    assert r.returncode == 0 and "1 verified" in r.stdout and not src.exists(), r.stderr
+    out = tmp_path / "back.tif"
+    r = run_acqd("restore", rel, str(out), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    assert os.stat(out).st_mtime_ns == when
+
+
 def test_verify_against_a_dest_that_is_not_the_tiers_records_nothing(tmp_path: Path) -> None:
     """Found by a stranger's review (twenty-sixth session): `acqd verify --dest` pointed at a partial
     mirror of the destination recorded the copies missing there lost on the real tier (the released
