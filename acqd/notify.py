@@ -89,6 +89,12 @@ def day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
+def moment(ts: float) -> str:
+    """A purge's earliest time as a warning says it: the day alone could be read as the end of that
+    day in the reader's own zone, hours after the purge may come (a stranger's review)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def size_text(n: float) -> str:
     """A size as a person reads it: 12.3 KiB, 4.56 GiB (a small session is not '0.00 GiB')."""
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -110,6 +116,7 @@ class Digests:
             lstrip_blocks=True,
         )
         self.env.filters["day"] = day
+        self.env.filters["moment"] = moment
         self.env.filters["gib"] = size_text
 
     def render(

@@ -350,6 +350,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_pending_row_whose_file_an_event_finds_gone_is_vanished",),
     ),
     Mutant(
+        "warning-date-without-time",
+        "a purge warning's subject names the purge's day alone, read as the end of that day in the reader's zone",
+        "policies/templates/warning.subject.j2",
+        "will be deleted from {{ first_purge | moment }}",
+        "will be deleted on {{ first_purge | day }}",
+        ("tests/test_retention.py::test_seventy_five_days_of_a_facility",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

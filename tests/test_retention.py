@@ -237,6 +237,13 @@ async def test_seventy_five_days_of_a_facility(setup: Setup) -> None:
         alice = by_rcpt[("alice@lab.example",)]
         assert "2 file(s)" in alice["Subject"]
         body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        # the earliest moment of the purge, with its time and zone (a bare day was read as the end of
+        # that day in the reader's own zone: a stranger's review)
+        when = re.search(r"will be deleted from (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC", str(alice["Subject"]))
+        assert when is not None, alice["Subject"]
+        at = datetime.strptime(when.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC).timestamp()
+        assert s.t0 + 60 * DAY - 120 <= at <= s.t0 + 60 * DAY + 180, (at, s.t0)
+        assert f"deleted from {when.group(1)} UTC" in body, body
         assert "alice_apoferritin_0101" in body and "em-staff" in body and "acqd hold" in body
         assert ("facility@lab.example",) in by_rcpt  # carol has no address: the fallback
         assert "of yours" in alice["Subject"] and "no address of their own" not in body
