@@ -746,7 +746,7 @@ class RetentionRunner:
             # fewer bytes: a delete of it cut short (its root goes last) or shards lost: still this
             # copy, and deleted; more: objects put in it since, not only what was verified
             if size > row.copy.stored_bytes:
-                return f"{size} bytes, the verified store had {row.copy.stored_bytes}"
+                return f"{GROWN_STORE}: {size} bytes, the verified store had {row.copy.stored_bytes}"
             return None
         if tier.size(rel) is None:
             return None  # gone meanwhile: nothing to delete
@@ -860,6 +860,15 @@ class RetentionRunner:
             log.warning("retention: %s is already gone from tier %s", row.copy.dest, tier.name)
             return False
         changed = await self._io(self._still_the_copy, tier, row)
+        if changed is not None and changed.startswith(GROWN_STORE):
+            # objects put into the store since (napari's `labels/`, an analysis): what acqd wrote may
+            # well be there still, and the additions are not retention's to delete; nor is the copy
+            # lost: it stays tracked (restore, verify, status), the purge fails and is tried again
+            raise AcqdError(
+                f"{tier.url(row.copy.dest)} {changed}: objects were added to it since (labels, an analysis); not "
+                "purged, the copy kept and still tracked: move the additions elsewhere (or delete the store by hand) "
+                "and the next sweep purges it"
+            )
         if changed is not None:
             # the verified copy is not there any more; what is there now is not retention's to delete
             log.warning(
@@ -887,6 +896,9 @@ class FolderChanged(DestinationError):
         super().__init__(message)
         self.tier = tier
 
+
+#: why a copy's Zarr store is not what was verified: it holds more than acqd wrote (`_still_the_copy`)
+GROWN_STORE = "holds more than the store verified"
 
 #: the file that says a local tier's folder is the tier (the facility hub: `_still_ours`)
 TIER_MARKER = "~acqd-tier.json"

@@ -358,6 +358,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention.py::test_seventy_five_days_of_a_facility",),
     ),
     Mutant(
+        "grown-store-recorded-missing",
+        "a Zarr copy a scientist added labels to is recorded missing at its purge: kept, but no longer tracked"
+        " (restore refused, gone from its manifest)",
+        "acqd/retention.py",
+        "        if changed is not None and changed.startswith(GROWN_STORE):\n",
+        "        if False:\n",
+        ("tests/test_safeguards.py::test_a_store_a_scientist_added_labels_to_is_not_purged_and_stays_tracked",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

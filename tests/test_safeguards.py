@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -627,3 +628,70 @@ def test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itse
     assert err.count("a tier's folder (acqd's own copies) inside the watch root") == 1, err
     for i in range(5):  # never released against a copy inside the watch root
         assert (watch / "a" / f"f{i}.bin").exists()
+
+
+async def test_a_store_a_scientist_added_labels_to_is_not_purged_and_stays_tracked(tmp_path: Path) -> None:
+    """Found by a stranger's review (twenty-sixth session): napari and ome-zarr-py write `labels/`
+    into an OME-Zarr copy; at its purge date the store, larger than verified, was kept (right) but its
+    copy recorded missing: gone from the manifest, `restore` refused, `verify` silent, the only copy of
+    a released movie untracked. The purge now fails with the reason (event, audit, the failure count)
+    and the copy stays verified; once the additions are moved away the next sweep purges it."""
+    import mrcfile
+
+    watch, central = tmp_path / "acq", tmp_path / "central"
+    central.mkdir()
+    (watch / "sess_z").mkdir(parents=True)
+    data = np.random.default_rng(3).poisson(5, (8, 128, 128)).astype(np.int16)  # compresses: stored as Zarr
+    with mrcfile.new(watch / "sess_z" / "m.mrc") as m:
+        m.set_data(data)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    cfg = Config.model_validate(
+        {
+            "instrument": "krios",
+            "state_dir": str(tmp_path / "state"),
+            "policy": str(tmp_path / "policy.yaml"),
+            "watch": [{"path": str(watch), "detector": "direct-electron", "settle": "0.2s"}],
+            "tiers": {"central": {"url": f"file://{central}"}},
+            "metrics": {"enabled": False},
+        }
+    )
+    result = await Daemon(cfg, once=True, retry_for=120).run(install_signals=False)
+    assert result.stats.verified == 1
+    [store] = list(central.rglob("m.mrc~.zarr"))
+    labels = store / "labels"
+    labels.mkdir()
+    (labels / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {"ome": {"labels": []}}}')
+    j0 = Journal(journal_path(cfg.state_dir), readonly=True)
+    try:
+        t0 = max(r.copy.verified_at or 0 for r in jr.retention_items(j0))
+    finally:
+        j0.close()
+    loop = asyncio.get_running_loop()
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await loop.run_in_executor(jexec, Journal, journal_path(cfg.state_dir))
+    try:
+        runner = _runner(cfg, j, jexec, io)
+        failed = purged = 0
+        for day in range(0, 13):
+            res = await runner.sweep(t0 + day * DAY + 60)
+            failed, purged = failed + res.failed, purged + res.purged
+        assert purged == 0 and failed >= 1, (purged, failed)
+        assert (labels / "zarr.json").exists() and (store / "zarr.json").exists()
+        states = await loop.run_in_executor(
+            jexec, lambda: [c.state for c in j.copies_of(next(iter(jr.retention_items(j))).file.id)]
+        )
+        assert states == ["verified"], states  # still tracked: restore, verify and status see it
+        events = [e for e in runner.reporter.events if e.kind == "retention.failed"]  # type: ignore[attr-defined]
+        assert events and "objects were added to it since" in (events[0].reason or ""), events
+        out = tmp_path / "back.mrc"
+        r = run_acqd("restore", "sess_z/m.mrc", str(out), "--state-dir", str(cfg.state_dir))
+        assert r.returncode == 0, r.stderr
+        with mrcfile.open(out) as m:
+            assert np.array_equal(m.data, data)
+        shutil.move(str(labels), str(tmp_path / "labels-kept"))  # the additions moved away
+        res = await runner.sweep(t0 + 13 * DAY + 60)
+        assert res.purged == 1 and not store.exists(), res
+    finally:
+        await loop.run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
