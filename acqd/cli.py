@@ -1303,7 +1303,7 @@ def plan(
     """Dry run of the retention policy: what would be warned, moved and purged, when and why (and
     whether the clock guard holds purges back, and how to lift it)."""
     from acqd import journal as jr
-    from acqd.daemon import load_retention
+    from acqd.daemon import load_retention, running_policy_differs
     from acqd.policy.clock import ClockState, Reading, lift_hint
     from acqd.retention import plan_from_journal, project_clock, read_clock
 
@@ -1337,6 +1337,9 @@ def plan(
             actions, _ = plan_from_journal(j, policy, t, clock)
         finally:
             j.close()
+        stale = running_policy_differs(cfg.state_dir, policy, running_pid(cfg.state_dir))
+        if stale is not None:
+            err.print(f"acqd: warning: {stale}", markup=False)
     owners: dict[str, dict[str, int]] = {}
     tiers: dict[str, dict[str, int]] = {}
     out_actions: list[dict[str, Any]] = []

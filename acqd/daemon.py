@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,6 +283,46 @@ def load_retention(config: Config) -> Policy | None:
             f"{path}: spec.tiers names {missing}, which acqd.yaml does not configure (tiers: {', '.join(config.tiers)})"
         )
     return policy
+
+
+#: the retention policy the running daemon judges by (`note_running_policy`, read by `acqd plan`)
+RUNNING_POLICY = "policy-running.json"
+
+
+def policy_digest(policy: Policy) -> str:
+    """What a policy says, as one digest: the same whatever its file's comments and layout."""
+    import hashlib
+
+    return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()
+
+
+def note_running_policy(state_dir: Path, policy: Policy) -> None:
+    """Say in the state directory which policy this daemon now sweeps by (at its start and at each
+    reload that applies one): `acqd plan` previews the file, and says when the daemon runs another."""
+    doc = {"digest": policy_digest(policy), "at": time.time(), "pid": os.getpid()}
+    tmp = state_dir / f".{RUNNING_POLICY}.tmp"
+    try:
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, state_dir / RUNNING_POLICY)
+    except OSError as exc:  # a state directory that cannot take it: the plan cannot compare, no more
+        log.warning("cannot note the running policy in %s: %s", state_dir, exc)
+
+
+def running_policy_differs(state_dir: Path, policy: Policy, pid: int | None) -> str | None:
+    """`acqd plan`: why its preview may not be what the running daemon (`pid`) does, or None."""
+    if pid is None:
+        return None
+    try:
+        doc = json.loads((state_dir / RUNNING_POLICY).read_text())
+    except (OSError, ValueError):
+        return None
+    if doc.get("pid") != pid or doc.get("digest") == policy_digest(policy):
+        return None
+    since = datetime.fromtimestamp(float(doc.get("at", 0)), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"the running daemon (pid {pid}) sweeps by the policy as it was when it loaded it ({since}), not as the "
+        "file is now: this plan shows the file; `systemctl reload acqd` (SIGHUP) applies it"
+    )
 
 
 def purge_share_warning(config: Config, policy: Policy) -> list[str]:
@@ -973,6 +1014,7 @@ class Daemon:
                         links=links,
                         guard=guard,
                     )
+                    note_running_policy(config.state_dir, policy)
                     await self.retention.report_standing_suspension()
                     aux.append(asyncio.create_task(self._retention_loop(policy.spec.interval), name="retention"))
                     if op is not None and page_on:
@@ -1194,6 +1236,7 @@ class Daemon:
                 )
             else:
                 self.retention.policy = policy
+                note_running_policy(new.state_dir, policy)
         elif policy is not None and not self.once and self.config.retention.owner != "hub":
             log.warning("reload: a policy was added: its placements apply now, its retention sweeps after a restart")
         self._reload_bandwidth(new)

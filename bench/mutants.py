@@ -367,6 +367,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_safeguards.py::test_a_store_a_scientist_added_labels_to_is_not_purged_and_stays_tracked",),
     ),
     Mutant(
+        "plan-silent-on-another-policy",
+        "acqd plan previews the policy file in silence while the running daemon sweeps by another (edited, not"
+        " reloaded): a dry run that shows no purge the daemon then makes",
+        "acqd/cli.py",
+        "        if stale is not None:\n            err.print(",
+        "        if False:\n            err.print(",
+        ("tests/test_retention.py::test_plan_says_when_the_running_daemon_sweeps_by_another_policy",),
+    ),
+    Mutant(
+        "reload-policy-unnoted",
+        "a reload that applies a policy does not say so: acqd plan keeps saying the daemon runs another",
+        "acqd/daemon.py",
+        "                self.retention.policy = policy\n                note_running_policy(new.state_dir, policy)\n",
+        "                self.retention.policy = policy\n",
+        ("tests/test_retention.py::test_plan_says_when_the_running_daemon_sweeps_by_another_policy",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

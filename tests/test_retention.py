@@ -1292,3 +1292,38 @@ def test_a_daemon_whose_purge_warnings_reach_nobody_says_so_at_start(setup: Setu
     assert code == 0, err
     [line] = [x for x in err.splitlines() if "no `smtp:` is configured" in x]
     assert "ERROR retention: policy rule(s)" in line and "mailbox" in line, line
+
+
+def test_plan_says_when_the_running_daemon_sweeps_by_another_policy(setup: Setup) -> None:
+    """Found by a stranger's review (twenty-sixth session): `acqd plan` previews the policy file;
+    edited without a reload (expiration raised), it showed no purge while the running daemon purged
+    by the policy it had loaded. The plan says when the daemon sweeps by another policy than the
+    file's, and how to apply the file; after the reload it says nothing."""
+    import signal
+
+    from tests.conftest import Background, run_acqd, wait_for
+
+    s = setup
+    assert s.cfg.policy is not None
+    running = s.cfg.state_dir / "policy-running.json"
+    d = Background("run", "--config", str(s.cfg_path))
+    try:
+        wait_for(running.exists, 60, "the daemon's note of its policy", d)
+        r = run_acqd("plan", "--config", str(s.cfg_path))
+        assert r.returncode == 0 and "sweeps by the policy as it was" not in r.stderr, r.stderr
+        before = running.read_text()
+        s.cfg.policy.write_text(POLICY.replace("expiration: {after: 60d}", "expiration: {after: 600d}"))
+        assert "600d" in s.cfg.policy.read_text()
+        r = run_acqd("plan", "--config", str(s.cfg_path))
+        assert r.returncode == 0, r.stderr
+        assert f"the running daemon (pid {d.proc.pid}) sweeps by the policy as it was" in r.stderr, r.stderr
+        assert "systemctl reload acqd" in r.stderr, r.stderr
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: running.read_text() != before, 60, "the reload's note", d)
+        r = run_acqd("plan", "--config", str(s.cfg_path))
+        assert r.returncode == 0 and "sweeps by the policy as it was" not in r.stderr, r.stderr
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    r = run_acqd("plan", "--config", str(s.cfg_path))  # no daemon running: nothing to compare with
+    assert r.returncode == 0 and "running daemon" not in r.stderr, r.stderr
