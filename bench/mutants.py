@@ -384,6 +384,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention.py::test_plan_says_when_the_running_daemon_sweeps_by_another_policy",),
     ),
     Mutant(
+        "purge-rule-notifying-nobody-taken",
+        "a purging rule with an empty notify is taken: its files have nobody to warn, their purges wait for ever",
+        "acqd/policy/model.py",
+        "            if not self.notify:\n",
+        "            if False:\n",
+        ("tests/test_policy.py::test_a_purging_rule_that_notifies_nobody_is_refused",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -137,6 +137,19 @@ def test_a_notify_entry_that_is_no_recipient_is_refused(tmp_path: Path, notify: 
     assert load_policy(p).spec.rules[0].notify == ("owner", "fallback", "desk@lab.example.org", "root@localhost")
 
 
+def test_a_purging_rule_that_notifies_nobody_is_refused(tmp_path: Path) -> None:
+    """Found by a stranger's review (twenty-sixth session): `notify: []` on a rule that purges was
+    taken (nor did `acqd check` say anything): its files had nobody to warn, their purges waited for
+    ever, said by one log line a sweep. Refused at load, with what to list; a rule that only keeps or
+    moves may notify nobody."""
+    p = tmp_path / "policy.yaml"
+    p.write_text(BASE.replace("warn: 14d", "warn: 14d\n      notify: []"))
+    with pytest.raises(ConfigError, match="its notify is empty: nobody would be warned"):
+        load_policy(p)
+    p.write_text(BASE.replace("expiration: {after: 60d}", "").replace("warn: 14d", "warn: 14d\n      notify: []"))
+    assert load_policy(p).spec.rules[0].notify == ()
+
+
 def test_expiry_shorter_than_warning_says_why(tmp_path: Path) -> None:
     p = tmp_path / "policy.yaml"
     p.write_text(BASE.replace("expiration: {after: 60d}", "expiration: {after: 10d}"))

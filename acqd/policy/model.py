@@ -97,6 +97,11 @@ class Rule(Strict):
                     f"rule {self.name}: warn must be positive where a rule purges (e.g. warn: 14d): with warn 0 the "
                     "purge follows its warning at once, and nobody can keep the data"
                 )
+            if not self.notify:
+                raise ValueError(
+                    f"rule {self.name}: it purges, and its notify is empty: nobody would be warned, so its purges "
+                    "would wait for ever; list 'owner', 'fallback' or e-mail addresses"
+                )
             if self.expiration.after < self.warn:
                 raise ValueError(
                     f"rule {self.name}: expiration.after ({human_age(self.expiration.after)}) is shorter than its "
