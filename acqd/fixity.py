@@ -16,7 +16,7 @@ from pathlib import Path
 
 from acqd.config import Config
 from acqd.errors import AcqdError, ConfigError, PermanentError, VerifyError
-from acqd.journal import CopyRow, FileRow, Journal, recorded_tiers
+from acqd.journal import CopyRow, FileRow, Journal, recorded_tiers, without_password
 from acqd.layouts import reading_layout
 from acqd.naming import NAME_MAX, manifest_name, session_folder, zarr_own
 from acqd.ports import Layout
@@ -74,7 +74,8 @@ class Tiers:
         if self.config is not None or self.dest is None or name not in self.recorded:
             return None
         url = dest_url(self.dest).rstrip("/")
-        return None if url == self.recorded[name][0].rstrip("/") else url
+        # the journal keeps a tier's URL without its password: compared so, a --dest with one is the tier
+        return None if without_password(url) == without_password(self.recorded[name][0]).rstrip("/") else url
 
     def close(self) -> None:
         for t in self._open.values():

@@ -856,7 +856,7 @@ class Journal:
             ).fetchone()
             if copy is None:
                 raise JournalError(f"no copy {tier}:{dest} of journal row {file_id} is recorded")
-            now = self._verified_now() if verified else self._clock()
+            now = self._clock()  # the rows' `updated` (what a manifest is written as of): the wall clock
             if verified:
                 db.execute(
                     "UPDATE files SET state = ?, reason = ?, updated = ?, size = ?, checksum = ? WHERE id = ?",
@@ -864,7 +864,7 @@ class Journal:
                 )
                 db.execute(
                     "UPDATE copies SET state = 'verified', verified_at = ? WHERE tier = ? AND dest = ?",
-                    (now, tier, dest),
+                    (self._verified_now(), tier, dest),
                 )
                 self._audit(file_id, "verified", tier=tier, dest=dest, checksum=copy[1])
                 db.execute(
@@ -1043,7 +1043,8 @@ class Journal:
         stamp_of = dict(zip((d for _f, d in items), stamps or [None] * len(items), strict=True))
         with self._tx() as db:
             why = self._movable(ids, State.VERIFIED)
-            now = self._verified_now()
+            now = self._clock()  # the rows' `updated` (what a manifest is written as of): the wall clock
+            at = self._verified_now()  # the copies' age, for retention: never before the trusted calendar
             do = [x for x, w in zip(items, why, strict=True) if w is None]
             db.executemany(
                 "UPDATE files SET state = ?, reason = NULL, updated = ? WHERE id = ?",
@@ -1051,7 +1052,7 @@ class Journal:
             )
             db.executemany(
                 "UPDATE copies SET state = 'verified', verified_at = ?, stamp = ? WHERE tier = ? AND dest = ?",
-                [(now, stamp_of[dest], tier, dest) for _f, dest in do],
+                [(at, stamp_of[dest], tier, dest) for _f, dest in do],
             )
             rows = self._rows(fid for fid, _d in do)
             self._audits(

@@ -12,9 +12,9 @@ process; without them only processes of acqd's own user are visible (``hidden`` 
 and a /proc mounted with ``hidepid`` hides them altogether). Writers on other hosts (NFS/SMB
 clients) have no descriptor here: for those the settle window is the protection. A file written
 through a shared writable memory mapping whose descriptor was closed (``mmap`` then ``close``) has
-no descriptor either: a process whose ``/proc/<pid>/maps`` holds a shared writable mapping of an
-inode asked about is a writer too (by inode alone: the device a mapping names is not always the one
-``stat`` gives, on btrfs; a stranger's inode of that number only holds a release back).
+no descriptor either: a process whose ``/proc/<pid>/maps`` holds a shared writable mapping of a
+file asked about (its device and inode; on btrfs, whose mappings name another anonymous device than
+``stat`` does, its inode among anonymous devices) is a writer too.
 """
 
 from __future__ import annotations
@@ -46,22 +46,38 @@ def fdinfo_writes(text: str) -> bool:
     return True
 
 
-def shared_writable_inodes(maps: bytes) -> set[int]:
-    """The inodes a /proc/<pid>/maps text maps shared and writable (`rw-s`, `-w-s`, `rwxs`): writes
-    through such a mapping reach the file, with or without a descriptor open."""
-    out: set[int] = set()
+def shared_writable_inodes(maps: bytes) -> set[tuple[int, int, int]]:
+    """The files a /proc/<pid>/maps text maps shared and writable (`rw-s`, `-w-s`, `rwxs`), as (major,
+    minor, inode): writes through such a mapping reach the file, with or without a descriptor open.
+    Mappings of no file on a disk (shared memory: `/memfd:`, `/SYSV`, `/dev/zero`, `[anon]`) are not."""
+    out: set[tuple[int, int, int]] = set()
     if b"w-s " not in maps and b"wxs " not in maps:
         return out  # the common case: no shared writable mapping at all
     for line in maps.split(b"\n"):
         parts = line.split(None, 5)
-        if len(parts) >= 5 and parts[1][1:2] == b"w" and parts[1][3:4] == b"s":
-            try:
-                ino = int(parts[4])
-            except ValueError:
-                continue
-            if ino:
-                out.add(ino)
+        if len(parts) < 6 or parts[1][1:2] != b"w" or parts[1][3:4] != b"s":
+            continue
+        path = parts[5].strip()
+        if not path.startswith(b"/") or path.startswith((b"/memfd:", b"/SYSV", b"/dev/", b"/proc/", b"/sys/")):
+            continue
+        try:
+            major, minor = (int(x, 16) for x in parts[3].split(b":"))
+            ino = int(parts[4])
+        except ValueError:
+            continue
+        if ino:
+            out.add((major, minor, ino))
     return out
+
+
+def mapped_key(dev: int, ino: int, mapped: set[tuple[int, int, int]]) -> bool:
+    """Is the file (`dev`, `ino`) among the `mapped` ones? By device and inode; where both devices are
+    anonymous ones (major 0: btrfs, whose mappings name the filesystem's device and `stat` the
+    subvolume's), by inode among those alone."""
+    major, minor = os.major(dev), os.minor(dev)
+    if (major, minor, ino) in mapped:
+        return True
+    return major == 0 and any(m == 0 and i == ino for m, _n, i in mapped)
 
 
 def names_a_path(link: str) -> bool:
@@ -146,7 +162,7 @@ def scan(files: Collection[FileKey], proc: str = "/proc") -> Scan:
             continue
         if mapped:
             for key in wanted:
-                if key[1] in mapped:
+                if mapped_key(key[0], key[1], mapped):
                     out.writers.setdefault(key, set()).add(int(pid))
     return out
 

@@ -1437,8 +1437,9 @@ class Pipeline:
                 still = await self._io_early(lambda: [classify(ctx.root, r) is None for r in rels])
                 rels = [r for r, none in zip(rels, still, strict=True) if none]
                 rows = await self._j(lambda: [self.journal.lookup(SourceRef(ctx.root, r)) for r in rels])
-                for row in rows:
-                    if row is not None and row.state in (State.SEEN, State.COMPLETE, State.STORED):
+                for row in rows:  # a row with a copy stored and not verified (a crash's) is the start's:
+                    # its copy is read back (gigabytes, maybe), which no admission may wait for
+                    if row is not None and row.state in (State.SEEN, State.COMPLETE):
                         await self._gone(ctx, row, "vanished before it was shipped")
 
     @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -432,6 +433,23 @@ def test_verify_against_a_dest_that_is_not_the_tiers_records_nothing(tmp_path: P
     assert r.returncode == 0 and "3 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
     r = run_acqd("status", "--state-dir", str(state))
     assert r.returncode == 0 and "quarantined" not in r.stdout and "lost" not in r.stdout, r.stdout
+
+
+def test_a_dest_naming_the_tier_with_its_password_is_the_tier(tmp_path: Path) -> None:
+    """The journal keeps a tier's URL without its password (a review of the fix above): a --dest that
+    gives it, the only way to pass it without a configuration, is the tier itself, and what verify
+    finds there is recorded."""
+    from acqd.fixity import Tiers
+
+    j = Journal(tmp_path / "journal.sqlite")
+    try:
+        j.set_meta("tier:central", json.dumps({"url": without_password("sftp://u:pw@nas:22/srv/acqd"), "options": {}}))
+        assert Tiers(None, "sftp://u:pw@nas:22/srv/acqd", j).elsewhere("central") is None
+        assert Tiers(None, "sftp://u:pw@nas:22/srv/acqd/", j).elsewhere("central") is None
+        assert Tiers(None, "sftp://u:pw@mirror:22/srv/acqd", j).elsewhere("central") == "sftp://u:pw@mirror:22/srv/acqd"
+        assert Tiers(None, None, j).elsewhere("central") is None  # no --dest: the recorded place
+    finally:
+        j.close()
 
 
 def test_restore_says_when_a_path_has_other_versions(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from acqd.openfiles import (
     Scan,
     WriterCheck,
     fdinfo_writes,
+    mapped_key,
     names_a_path,
     scan,
     shared_writable_inodes,
@@ -212,8 +213,23 @@ def test_shared_writable_mappings_are_writers() -> None:
         b"7f3000000000-7f3000001000 -w-s 00001000 08:10 999 /data/acq/s/w.raw\n"
         b"7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n"
     )
-    assert shared_writable_inodes(maps) == {424242, 999}
+    assert shared_writable_inodes(maps) == {(0xFD, 1, 424242), (8, 0x10, 999)}
     assert shared_writable_inodes(b"7f1000000000-7f1000001000 rw-p 00000000 fd:01 777 /x\n") == set()
+    # shared memory is no file on a disk: its small inode numbers must not hold a file's release back
+    shm = (
+        b"7f4000000000-7f4000001000 rw-s 00000000 00:01 1031 /memfd:wayland-shm (deleted)\n"
+        b"7f5000000000-7f5000001000 rw-s 00000000 00:05 32770 /dev/zero (deleted)\n"
+        b"7f6000000000-7f6000001000 rw-s 00000000 00:01 65546 /SYSV00000000 (deleted)\n"
+    )
+    assert shared_writable_inodes(shm) == set()
+    # by device and inode: a file of the same inode number on another filesystem is no writer's
+    mapped = shared_writable_inodes(maps)
+    assert mapped_key(os.makedev(0xFD, 1), 424242, mapped)
+    assert not mapped_key(os.makedev(0xFD, 2), 424242, mapped)
+    assert not mapped_key(os.makedev(8, 0x10), 424242, mapped)
+    # btrfs: the mapping names the filesystem's anonymous device, stat the subvolume's
+    btrfs = shared_writable_inodes(b"7f0000000000-7f0000400000 rw-s 00000000 00:2c 257 /data/acq/m.raw\n")
+    assert mapped_key(os.makedev(0, 0x31), 257, btrfs) and not mapped_key(os.makedev(0, 0x31), 258, btrfs)
 
 
 def test_scan_finds_a_writer_through_a_mapping_whose_descriptor_is_closed(tmp_path: Path) -> None:
