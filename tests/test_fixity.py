@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -99,14 +100,18 @@ def test_verify_reports_every_bad_copy_and_restore_leaves_nothing_partial(tmp_pa
     assert r.returncode == 0 and r.stdout.strip() == "verify: 4 copies OK, 0 failed", r.stdout + r.stderr
 
 
+def _shipped_stacks(tmp_path: Path, files: int, *, release: bool) -> subprocess.CompletedProcess[str]:
+    """`files` simulated light-sheet stacks in `acq`, shipped to `central` by a quick-form `run --once`."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    simulate("hamamatsu-orca", acq, SimSpec(files=files, frames=4, height=48, width=64, seed=5))
+    quick = ["--watch", str(acq), "--dest", str(central), "--state-dir", str(state), "--detector", "hamamatsu-orca"]
+    return run_acqd("run", "--once", *quick, "--settle", "0.3s", *(["--release"] if release else []))
+
+
 @pytest.mark.slow
 def test_quick_form_restore_and_verify_find_the_destination_in_the_journal(tmp_path: Path) -> None:
-    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
-    simulate("hamamatsu-orca", acq, SimSpec(files=2, frames=4, height=48, width=64, seed=5))
-    r = run_acqd(
-        "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
-        "--detector", "hamamatsu-orca", "--settle", "0.3s", "--release",
-    )  # fmt: skip
+    central, state = tmp_path / "central", tmp_path / "state"
+    r = _shipped_stacks(tmp_path, 2, release=True)
     assert r.returncode == 0 and "2 verified" in r.stdout, r.stderr
     j = Journal(state / "journal.sqlite", readonly=True)
     try:
@@ -367,12 +372,8 @@ def test_verify_never_drops_the_intent_of_a_release_in_progress(
 def test_verify_of_a_tier_that_is_not_mounted_records_nothing(tmp_path: Path) -> None:
     """Every copy on a tier missing is a share that is not mounted (or a wrong path), not lost data:
     recorded lost, every file would be shipped again into the empty mount point's place."""
-    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
-    simulate("hamamatsu-orca", acq, SimSpec(files=2, frames=4, height=48, width=64, seed=5))
-    r = run_acqd(
-        "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
-        "--detector", "hamamatsu-orca", "--settle", "0.3s",
-    )  # fmt: skip
+    central, state = tmp_path / "central", tmp_path / "state"
+    r = _shipped_stacks(tmp_path, 2, release=False)
     assert r.returncode == 0 and "2 verified" in r.stdout, r.stderr
     central.rename(tmp_path / "elsewhere")
     central.mkdir()  # the mount point, empty
@@ -411,12 +412,8 @@ def test_verify_against_a_dest_that_is_not_the_tiers_records_nothing(tmp_path: P
     mirror of the destination recorded the copies missing there lost on the real tier (the released
     files quarantined, "no other copy"), and a later verify of the real tier, all OK, did not undo it.
     What a --dest other than the tier's recorded place holds is said, never recorded."""
-    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
-    simulate("hamamatsu-orca", acq, SimSpec(files=3, frames=4, height=48, width=64, seed=5))
-    r = run_acqd(
-        "run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
-        "--detector", "hamamatsu-orca", "--settle", "0.3s", "--release",
-    )  # fmt: skip
+    central, state = tmp_path / "central", tmp_path / "state"
+    r = _shipped_stacks(tmp_path, 3, release=True)
     assert r.returncode == 0 and "3 verified" in r.stdout, r.stderr
     mirror = tmp_path / "mirror"
     shutil.copytree(central, mirror)
