@@ -25,10 +25,10 @@ pytestmark = pytest.mark.slow
 
 
 def _tier_yaml(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, extra: str = ""
 ) -> tuple[str, Callable[[], dict[str, bytes]], Callable[[], list[str]]]:
-    """The tiers: block for `kind`, what is stored (name -> bytes), and unfinished uploads (S3
-    multipart uploads, SFTP temporaries)."""
+    """The tiers: block for `kind` (with `extra` tier settings, YAML flow), what is stored (name ->
+    bytes), and unfinished uploads (S3 multipart uploads, SFTP temporaries)."""
     if kind == "s3":
         s3: SeaweedS3 = request.getfixturevalue("s3_server")
         bucket = s3.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
@@ -47,7 +47,7 @@ def _tier_yaml(
 
         opts = s3.options(part_size="5MiB", concurrency=3)
         body = ", ".join(f"{k}: {v}" for k, v in opts.items())
-        return f'  central: {{url: "s3://{bucket}/facility", options: {{{body}}}}}', listing, uploads
+        return f'  central: {{url: "s3://{bucket}/facility", options: {{{body}}}{extra}}}', listing, uploads
     sshd: Sshd = request.getfixturevalue("sshd_server")
     root = tmp_path / "sftp-root"
     root.mkdir()
@@ -61,7 +61,7 @@ def _tier_yaml(
     def temporaries() -> list[str]:
         return [str(p) for p in root.rglob(".~acqd-tmp*")]
 
-    return f'  central: {{url: "{sshd.url(root)}", options: {{{body}}}}}', listing_sftp, temporaries
+    return f'  central: {{url: "{sshd.url(root)}", options: {{{body}}}{extra}}}', listing_sftp, temporaries
 
 
 @pytest.mark.parametrize("kind", ["s3", "sftp"])
@@ -111,11 +111,14 @@ def test_server_stopped_mid_upload_leaves_nothing_partial(
     watch.mkdir()
     rng = __import__("random").Random(11)
     expected: dict[str, bytes] = {}
-    for i in range(6):  # 14 MiB each: several parts on S3, several seconds on SFTP
-        data = rng.randbytes(6 << 20) + bytes(8 << 20)
+    for i in range(4):  # 14 MiB each, 11 MiB compressed: three parts on S3
+        data = rng.randbytes(11 << 20) + bytes(3 << 20)
         (watch / f"movie_{i}.raw").write_bytes(data)
         expected[f"movie_{i}.raw"] = data
-    tiers, listing, uploads = _tier_yaml(kind, request, tmp_path)
+    # The tier's bandwidth schedule holds each upload open for seconds (at full speed on loopback a
+    # whole upload could begin and end between two looks, and the server would never be stopped
+    # in the middle of one).
+    tiers, listing, uploads = _tier_yaml(kind, request, tmp_path, ", bandwidth: [{limit: 4MB/s}]")
     server: SeaweedS3 | Sshd = request.getfixturevalue("s3_server" if kind == "s3" else "sshd_server")
     cfg = write_config(
         tmp_path / "acqd.yaml",
@@ -141,7 +144,7 @@ limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_ma
 
     d = Background("run", "--config", str(cfg))
     try:
-        wait_for(lambda: bool(uploads()), 60, "an upload under way")
+        wait_for(lambda: bool(uploads()), 60, "an upload under way", daemon=d, state=state)
         server.stop()
         time.sleep(1.5)
     finally:
@@ -149,6 +152,8 @@ limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_ma
         if server.proc is None:
             server.start()
     whole_under_final_names(listing())
+    # the rest ships at full speed: the same configuration without the schedule
+    cfg.write_text(cfg.read_text().replace(", bandwidth: [{limit: 4MB/s}]", ""))
     r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "60s", timeout=300)
     assert r.returncode == 0, r.stderr
     stored = listing()
