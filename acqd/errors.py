@@ -76,6 +76,11 @@ class NameTakenError(PermanentError):
         self.result = result
 
 
+class PathBlockedError(PermanentError):
+    """A folder of a write's name is a file at the destination (a file and a folder cannot share a
+    name there): nothing is replaced; the source waits, said as a conflict."""
+
+
 class ClaimError(AcqdError):
     """The destination belongs to another daemon (or journal): this one must not write there.
     `reason`: what a halt for it is labelled (`acqd_halted{reason}`): "claim", or "journal" when

@@ -1210,6 +1210,27 @@ class Journal:
         r = self._db.execute("SELECT file_id FROM copies WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
         return int(r[0]) if r else None
 
+    def copy_in_the_way(self, tier: str, dest: str) -> tuple[str, int] | None:
+        """A copy recorded on `tier`, and there as far as the journal knows (not purged, moved off or
+        lost), that takes the shape `dest` needs on a tier of folders: one below `dest` (a folder of
+        copies where `dest` would be a file) or one under a folder name of `dest` (a file where `dest`
+        needs a folder). Its name and journal row, or None."""
+        live = "tier = ? AND state NOT IN ('purged', 'moved', 'lost')"
+        r = self._db.execute(  # below dest: the names from 'dest/' up to, not including, 'dest0'
+            f"SELECT dest, file_id FROM copies WHERE {live} AND dest >= ? AND dest < ? LIMIT 1",
+            (tier, dest + "/", dest + "0"),
+        ).fetchone()
+        if r is None:
+            parts = dest.split("/")
+            folders = ["/".join(parts[:i]) for i in range(1, len(parts))]
+            if folders:
+                r = self._db.execute(
+                    f"SELECT dest, file_id FROM copies WHERE {live} AND dest IN ({','.join('?' * len(folders))}) "
+                    "LIMIT 1",
+                    (tier, *folders),
+                ).fetchone()
+        return (str(r[0]), int(r[1])) if r else None
+
     def copy_owners(self, tier: str, dests: list[str]) -> dict[str, int]:
         """The journal rows whose copies the `dests` on `tier` are (those that have one)."""
         out: dict[str, int] = {}

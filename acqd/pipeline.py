@@ -38,6 +38,7 @@ from acqd.errors import (
     FormatError,
     JournalError,
     NameTakenError,
+    PathBlockedError,
     PermanentError,
     SourceChangedError,
     SourceReadError,
@@ -636,6 +637,7 @@ class Pipeline:
         self._rechecks: deque[Candidate] = deque()  # verified files whose change time alone moved (`_recheck`)
         self._recheck_task: asyncio.Task[None] | None = None
         self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
+        self._conflicts: dict[tuple[int, str], str] = {}  # file -> the conflict last said of it
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
         #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
@@ -2350,6 +2352,7 @@ class Pipeline:
                     f"prefix: {c.rel!r} is not shipped over it. Give each watch root its own `prefix` (quick "
                     "form: its own --instrument), or restore this root's old path"
                 )
+            await self._shape_free(c, tier, dest)
             # this file's own copy, recorded stored and never verified (a crash came between): adopted if
             # it is a copy of the file as it is now, else kept and the file ships as its next version
             kept = await self._own_unverified(c, row, layout, tier, dest) if owner == row.id else None
@@ -2418,6 +2421,9 @@ class Pipeline:
             return
         except NameTakenError as exc:
             await self._conflict(c, str(exc))
+            return
+        except PathBlockedError as exc:  # a file where a folder of its name is needed: never replaced
+            await self._conflict(c, f"{exc}; {c.rel!r} is kept on the acquisition disk and retried")
             return
         except FormatError as exc:
             if await self._being_written(c):  # still written (a pause longer than the window): not broken
@@ -2963,11 +2969,44 @@ class Pipeline:
         log.info("adopted %s: already a verified copy of %r (a crash came before it was recorded)", dest, row.relpath)
         return expected
 
+    async def _shape_free(self, c: Candidate, tier: Tier, dest: str) -> None:
+        """NameTakenError if a copy the journal records on `tier` takes the shape `dest` needs: a folder
+        of copies where the file's copy would go (the name was a folder, now it is a file), or a copy
+        under a folder name of `dest` (the name was a file, now it is a folder). Nothing is written:
+        a file and a folder cannot share a name on a filesystem, nor on an S3 server that keeps its
+        objects in one (SeaweedFS, MinIO: 'object not found', for ever); no copy is moved or replaced."""
+        found = await self._j(self.journal.copy_in_the_way, tier.name, dest)
+        if found is None:
+            return
+        other_dest, other_id = found
+        other = await self._j(self.journal.get, other_id)
+        if other_dest.startswith(dest + "/"):
+            head = c.rel
+            said = (
+                f"{tier.url(dest)} is a folder of stored copies ({other.relpath!r} among them, shipped when "
+                f"{head!r} was a folder): the file {c.rel!r} cannot be stored under the same name"
+            )
+        else:
+            parts = c.rel.split("/")  # the folder of c.rel whose name is other_dest's (names keep their folders)
+            head = "/".join(parts[: len(parts) - (dest.count("/") - other_dest.count("/"))])
+            said = (
+                f"{tier.url(other_dest)} is the stored copy of the file {other.relpath!r}: the folder "
+                f"{head!r} cannot be stored under the same name, so {c.rel!r} cannot be stored"
+            )
+        raise NameTakenError(
+            f"{said}. Nothing stored is moved or replaced; {c.rel!r} is kept on the acquisition disk and retried. "
+            f"Rename {head!r} on the acquisition disk (for example to {head + '_2'!r}) to have it shipped"
+        )
+
     async def _conflict(self, c: Candidate, why: str) -> None:
         """The file's name is taken by an object that is not its copy: never overwritten; the file
-        stays (never released), the operator is told (log, event, metric) and it is retried slowly."""
-        log.error("%s", why)
-        self._emit("conflict", c.row, reason=why)
+        stays (never released), the operator is told (log, event, metric) and it is retried slowly.
+        Said once (an ERROR line, an event) until what is said changes; every retry counts."""
+        if _remember(self._conflicts, c.key, why):
+            log.debug("%s (again)", why)
+        else:
+            log.error("%s", why)
+            self._emit("conflict", c.row, reason=why)
         await self._retry(c, why, "conflict")
 
     def halt(self, why: str, what: str) -> None:

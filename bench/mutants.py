@@ -384,6 +384,47 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_policy.py::test_a_purging_rule_that_notifies_nobody_is_refused",),
     ),
     Mutant(
+        "shape-conflict-unchecked",
+        "a file whose name is a folder of stored copies (or whose folder is a stored file) is written and retried"
+        " as a failing destination, with a symptom for a message and no remedy",
+        "acqd/pipeline.py",
+        "            await self._shape_free(c, tier, dest)\n",
+        "",
+        (
+            "tests/test_names.py::test_a_file_and_a_folder_taking_one_name_in_turn_wait_with_the_cause_then_ship_once_renamed",
+        ),
+    ),
+    Mutant(
+        "file-in-folders-way-retried-as-failure",
+        "a file at the destination where a folder is needed is a destination failure, retried at its pace, not a"
+        " conflict naming what is in the way",
+        "acqd/pipeline.py",
+        "        except PathBlockedError as exc:  # a file where a folder of its name is needed: never replaced\n",
+        "        except ZeroDivisionError as exc:\n",
+        ("tests/test_names.py::test_a_file_in_the_way_of_a_folder_at_the_destination_is_a_conflict_never_replaced",),
+    ),
+    Mutant(
+        "temporary-below-a-file-cleaned-for-ever",
+        "a pending row whose folder is a file at the destination cannot have its temporary looked for: warned at"
+        " every start, the row never marked gone",
+        "acqd/storage/base.py",
+        "            except (FileNotFoundError, NotADirectoryError):  # a folder of the name is a file\n",
+        "            except FileNotFoundError:\n",
+        (
+            "tests/test_names.py::test_a_file_and_a_folder_taking_one_name_in_turn_wait_with_the_cause_then_ship_once_renamed",
+        ),
+    ),
+    Mutant(
+        "conflict-said-at-every-retry",
+        "a conflict is logged as an ERROR and published as an event at every retry, not once",
+        "acqd/pipeline.py",
+        "        if _remember(self._conflicts, c.key, why):\n",
+        "        if False:\n",
+        (
+            "tests/test_names.py::test_a_file_and_a_folder_taking_one_name_in_turn_wait_with_the_cause_then_ship_once_renamed",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

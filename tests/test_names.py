@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -283,6 +284,68 @@ def test_an_object_acqd_did_not_write_is_never_replaced(tmp_path: Path) -> None:
     assert (tmp_path / "acq" / "s" / "f.raw").exists(), "kept: its copy could not be stored"
     assert not (tmp_path / "acq" / "s" / "same.raw").exists(), "the object in the way was its copy: released"
     assert journal_states(tmp_path / "state-a") == {"s/f.raw": "complete", "s/same.raw": "released"}
+    o.check(tmp_path / "central")
+
+
+def _central_tree(tmp_path: Path) -> dict[str, bytes]:
+    top = tmp_path / "central" / "scope"
+    files = [p for p in sorted(top.rglob("*")) if p.is_file() and p.name != naming.CLAIM]  # the claim: every start
+    return {str(p.relative_to(top)): p.read_bytes() for p in files}
+
+
+def test_a_file_and_a_folder_taking_one_name_in_turn_wait_with_the_cause_then_ship_once_renamed(
+    tmp_path: Path,
+) -> None:
+    """A filesystem tier cannot hold a file and a folder under one name: the second to come is
+    kept on the acquisition disk (a conflict, said with its cause and its remedy: rename it there),
+    never written over what is stored, nor retried as if the destination were failing; renamed, it
+    ships, and its old name is forgotten (no warning at every start)."""
+    cfg = site(tmp_path)
+    o = Oracle(tmp_path / "acq")
+    o.write("x", b"x, a file first")
+    o.write("y/a", b"y/a, in a folder first")
+    once(cfg)
+    assert journal_states(tmp_path / "state-a") == {"x": "released", "y/a": "released"}
+    os.rmdir(tmp_path / "acq" / "y")
+    o.write("x/a", b"x/a: x is a folder now")
+    o.write("y", b"y: a file now")
+    stored = _central_tree(tmp_path)
+    err = once(cfg, code=1)
+    assert "is the stored copy of the file 'x': the folder 'x' cannot be stored under the same name" in err, err
+    assert "is a folder of stored copies ('y/a' among them" in err, err
+    assert "Rename 'x' on the acquisition disk" in err and "Rename 'y' on the acquisition disk" in err, err
+    assert "FileExistsError" not in err and "stored size" not in err, err  # the cause, not the symptom
+    assert "retry (write)" not in err, err  # a conflict: the destination is not failing
+    assert err.count("ERROR conflict 'x/a'") == 1 and err.count("ERROR conflict 'y'") == 1, err  # said once
+    assert re.search(r"[2-9] attempt\(s\)", run_acqd("status", "--config", str(cfg)).stdout)  # and retried
+    assert _central_tree(tmp_path) == stored  # nothing stored touched, nothing written beside it
+    assert (tmp_path / "acq" / "x" / "a").exists() and (tmp_path / "acq" / "y").is_file()  # both kept
+    (tmp_path / "acq" / "x").rename(tmp_path / "acq" / "x_2")
+    (tmp_path / "acq" / "y").rename(tmp_path / "acq" / "y_2")
+    err = once(cfg)
+    assert "could not clean" not in err, err
+    states = journal_states(tmp_path / "state-a")
+    assert states["x_2/a"] == "released" and states["y_2"] == "released", states
+    assert states["x/a"] == "vanished" and states["y"] == "vanished", states  # renamed: gone under that name
+    assert "x_2/a" in _central_tree(tmp_path) and "y_2" in _central_tree(tmp_path)
+    o.check(tmp_path / "central")
+
+
+def test_a_file_in_the_way_of_a_folder_at_the_destination_is_a_conflict_never_replaced(tmp_path: Path) -> None:
+    """Somebody's file at the destination where a folder of a source's name is needed: named as the
+    cause, the source kept and retried as a conflict, the file never replaced."""
+    cfg = site(tmp_path)
+    o = Oracle(tmp_path / "acq")
+    theirs = tmp_path / "central" / "scope" / "s"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"somebody's file called s")
+    once(cfg, "--adopt")  # the prefix holds data this journal does not know: taken over on purpose
+    o.write("s/f.raw", b"acqd's s/f.raw")
+    err = once(cfg, code=1)
+    assert f"{theirs.as_uri()} is a file where a folder is needed" in err, err
+    assert "conflict 's/f.raw'" in err and "retry (write)" not in err, err
+    assert theirs.read_bytes() == b"somebody's file called s"
+    assert journal_states(tmp_path / "state-a") == {"s/f.raw": "complete"}
     o.check(tmp_path / "central")
 
 
@@ -1081,6 +1144,16 @@ limits: {{retry_initial: 50ms, retry_max: 200ms}}
     assert keys["s/a.dat"] == b"a, version 1" and keys["s/a~v2.dat"] == b"a, version 2"
     assert keys["s/a.v2.dat"] == b"a real a.v2.dat" and keys["s/g.raw"] == b"a foreign object"
     assert (tmp_path / "acq" / "s" / "g.raw").read_bytes() == b"acqd's g.raw"
+    # a key and a folder of keys under one name: S3 itself would take both, a filer-backed server
+    # (SeaweedFS here, MinIO) does not ("object not found", retried for ever): a conflict on every tier
+    (tmp_path / "acq" / "s" / "g.raw").unlink()  # in the way of a foreign object: let go
+    o.write("s/t/u", b"in a folder t")
+    once(cfg)
+    os.rmdir(tmp_path / "acq" / "s" / "t")  # its file released
+    o.write("s/t", b"t is a file now")
+    err = once(cfg, code=1)
+    assert "is a folder of stored copies ('s/t/u' among them" in err and "object not found" not in err, err
+    assert (tmp_path / "acq" / "s" / "t").read_bytes() == b"t is a file now"
 
 
 async def test_a_transition_never_replaces_an_object_in_the_way(tmp_path: Path) -> None:

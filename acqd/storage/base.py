@@ -20,7 +20,7 @@ import xxhash
 
 from acqd.config import redact_url
 from acqd.crash import crash_point
-from acqd.errors import AcqdError, NameTakenError, PermanentError
+from acqd.errors import AcqdError, NameTakenError, PathBlockedError, PermanentError
 from acqd.fsops import libc, rename_noreplace_at
 from acqd.naming import HOLDS, NAME_MAX, is_temp, temp_name
 from acqd.storage.errors import DestinationError, translate
@@ -193,10 +193,29 @@ class Tier:
         """The folders of a name below the tier's root, made as needed. A root that has gone since
         the journal stored copies there (a network share no longer mounted) is never written into:
         the claim below it has gone too, and `acqd.claims` stops every write there first."""
-        if self.local:
-            os.makedirs(parent, exist_ok=True)
-        else:
-            self.fs.makedirs(parent, exist_ok=True)
+        try:
+            if self.local:
+                os.makedirs(parent, exist_ok=True)
+            else:
+                self.fs.makedirs(parent, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise PathBlockedError(
+                f"tier {self.name}: {self.url(self._first_file(parent))} is a file where a folder is needed "
+                f"(for {self.url(self._below_root(parent))}/...): acqd does not replace it"
+            ) from None
+
+    def _below_root(self, path: str) -> str:
+        return path[len(self.root) + 1 :] if self.root and path.startswith(self.root + "/") else path
+
+    def _first_file(self, parent: str) -> str:
+        """The name, below the root, of the first folder of `parent` that is a file (or `parent`)."""
+        parts = self._below_root(parent).split("/")
+        for i in range(1, len(parts) + 1):
+            rel = "/".join(parts[:i])
+            with contextlib.suppress(Exception):
+                if self.fs.isfile(self.path(rel)):
+                    return rel
+        return "/".join(parts)
 
     def _looking(self) -> Any:
         """The filesystem, for a question about what is stored now (its listing cache dropped first)."""
@@ -577,7 +596,7 @@ class Tier:
             tmp = self.path(temp_name(rel))
             try:  # not fsspec's exists(), which says False for a tier it cannot reach
                 info = fs.info(tmp)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # a folder of the name is a file
                 return False
             if info.get("type") == "directory":
                 self._rm_tree(tmp)
@@ -804,7 +823,7 @@ class Tier:
         with self._edge("stat", rel):
             try:
                 info = self._looking().info(self.path(rel))
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 return None
             return int(info["size"])
 
@@ -849,14 +868,14 @@ class Tier:
                     st = os.stat(os.path.join(top, name))
                     out.append(f"{os.path.relpath(os.path.join(top, name), path)}\0{mark(st)}")
             return out
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def _remote_marks(self, path: str, tree: bool) -> list[str]:
         fs = self._looking()
         try:
             infos = fs.find(path, detail=True) if tree else {path: fs.info(path)}
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         out = []
         for name in sorted(infos):
