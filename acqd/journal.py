@@ -134,6 +134,7 @@ CREATE TABLE IF NOT EXISTS outbox(
 CREATE INDEX IF NOT EXISTS audit_notes ON audit(file_id) WHERE action = 'profile-mismatch';
 CREATE INDEX IF NOT EXISTS audit_codec ON audit(file_id) WHERE action = 'codec-choice';
 CREATE INDEX IF NOT EXISTS audit_release_failed ON audit(file_id) WHERE action = 'release-failed';
+CREATE INDEX IF NOT EXISTS audit_held ON audit(file_id) WHERE action IN ('release-held', 'content-compared');
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
@@ -556,7 +557,9 @@ class Journal:
                     ob.release,
                     row is not None and row.state is State.QUARANTINED and (row.reason or "").startswith(LOST_FOR_GOOD),
                 )
-                if ob.changed and action is Observed.RECHECK:
+                if ob.changed and (action is Observed.RECHECK or (row is not None and row.state is State.VERIFIED)):
+                    # its content is known to differ from the copy's (`Pipeline._recheck`, a held file's
+                    # compared before its release: `_still_shipped`), its identity the same or not
                     action = Observed.NEW_VERSION
                 i = ob.identity
                 if action is Observed.NEW or action is Observed.NEW_VERSION:
@@ -1209,6 +1212,23 @@ class Journal:
         """The journal row whose copy `dest` on `tier` is, if any."""
         r = self._db.execute("SELECT file_id FROM copies WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
         return int(r[0]) if r else None
+
+    def held_uncompared(self, file_ids: list[int]) -> set[int]:
+        """Of `file_ids`, the rows whose release was held for a writer (a 'release-held' entry) with
+        no comparison of the file's content since ('content-compared'): a write through a shared
+        mapping into a page already dirty moves neither the file's size nor its times, so only its
+        content tells whether it is still what was shipped."""
+        out: set[int] = set()
+        for i in range(0, len(file_ids), 500):
+            part = file_ids[i : i + 500]
+            rows = self._db.execute(
+                "SELECT file_id, action FROM audit WHERE action IN ('release-held', 'content-compared') AND "
+                f"file_id IN ({','.join('?' * len(part))}) ORDER BY id",
+                part,
+            )
+            last = {int(f): a for f, a in rows}
+            out.update(f for f, a in last.items() if a == "release-held")
+        return out
 
     def copy_in_the_way(self, tier: str, dest: str) -> tuple[str, int] | None:
         """A copy recorded on `tier`, and there as far as the journal knows (not purged, moved off or

@@ -638,6 +638,7 @@ class Pipeline:
         self._recheck_task: asyncio.Task[None] | None = None
         self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
         self._conflicts: dict[tuple[int, str], str] = {}  # file -> the conflict last said of it
+        self._uncompared: dict[tuple[int, str], int] = {}  # file -> the row kept: content not comparable
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
         #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
@@ -2580,6 +2581,10 @@ class Pipeline:
                 plain.append((c, row, st))
             else:
                 slow.append((c, row))
+        if plain:  # held for a writer since they were shipped: their content compared first (`_still_shipped`)
+            uncompared = await self._j(self.journal.held_uncompared, [row.id for _c, row, _st in plain])
+            slow += [(c, row) for c, row, _st in plain if row.id in uncompared]
+            plain = [x for x in plain if x[1].id not in uncompared]
         if plain:
             writing = await self.writers.writers([(st.st_dev, st.st_ino) for _c, _r, st in plain])
             slow += [(c, row) for c, row, st in plain if (st.st_dev, st.st_ino) in writing]
@@ -3096,6 +3101,9 @@ class Pipeline:
             return
         if not ctx.releases(row.relpath):  # a reload during the checks: its placement keeps it now
             return
+        uncompared = await self._j(self.journal.held_uncompared, [row.id])  # held for a writer since shipped
+        if row.id in uncompared and not await self._still_shipped(c, row, st):
+            return
         try:
             await self._j(self.journal.begin_release, row.id, path)
         except IllegalTransition as exc:  # the row moved on since it was looked at (verify found its copy bad)
@@ -3127,6 +3135,47 @@ class Pipeline:
         else:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
             self._hint_now(ctx.index, path)
+
+    async def _still_shipped(self, c: Candidate, row: FileRow, st: os.stat_result) -> bool:
+        """A file whose release was held for a writer after it was shipped: the writer gone, is it still
+        the content shipped? Its size and times say nothing of a write through a shared mapping into a
+        page already dirty (the kernel moves them at the first write to a clean page only: a stranger's
+        run lost a camera's final header that way), so it is read and hashed as it was shipped and
+        compared with the verified copy's checksum. The same: noted (`content-compared`), released.
+        Changed: kept, and shipped as a new version. Not to be told (a compressed TIFF, whose checksum
+        covers its frames, not its bytes; the file changing while read): kept, said once."""
+        found = _verified_copy(c.ctx.placed(row.relpath), await self._j(self.journal.copies_of, row.id), self.tiers)
+        if found is None:
+            return False  # no verified copy to compare with: a release needs one anyway
+        copy, reader, _tier = found
+        path = os.path.join(c.ctx.root, c.rel)
+        try:
+            digest = await self._io(self._source_digest_or_raise, reader, path, identity_of(st))
+        except (AcqdError, OSError) as exc:
+            digest, unread = None, f"it could not be read to compare ({exc})"
+        else:
+            unread = "its content cannot be compared with its copy (its checksum covers its frames, not its bytes)"
+        if digest == copy.checksum:
+            await self._j(self.journal.audit, row.id, "content-compared", reason="the content shipped")
+            return True
+        if digest is None:
+            why = f"held for a writer after it was shipped, and {unread}: kept (remove it by hand once checked)"
+            if not _remember(self._uncompared, c.key, row.id):
+                log.warning("not releasing %r: %s", c.rel, why)
+                await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+            self._release_later_for(c)
+            return False
+        why = (
+            "changed after it was shipped, its size and times as they were (a write through a shared memory "
+            "mapping): kept; shipped as a new version"
+        )
+        log.warning("not releasing %r: %s", c.rel, why)
+        await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+        obs = Observation(SourceRef(c.ctx.root, c.rel), identity_of(st), c.ctx.profile.name, True, changed=True)
+        [(_action, nrow)] = await self._j(self.journal.observe_many, [obs])
+        self._emit("seen", nrow)
+        self._rehint.add(c.key)  # admitted again when this flight lands: the new version ships
+        return False
 
     def _wait_left(self, c: Candidate, row: FileRow) -> float:
         """Seconds before the file of `row`, completed by its format's proof, has been still for its

@@ -425,6 +425,33 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "held-release-content-uncompared",
+        "a file held for a writer after it was shipped is released on its size and times alone: a final write"
+        " through a shared mapping into a dirty page moves neither, and goes with the file",
+        "acqd/pipeline.py",
+        "        if row.id in uncompared and not await self._still_shipped(c, row, st):\n            return\n",
+        "",
+        ("tests/test_release.py::test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost",),
+    ),
+    Mutant(
+        "held-batch-release-uncompared",
+        "a batch of releases takes files held for a writer since they were shipped without comparing their content",
+        "acqd/pipeline.py",
+        "            uncompared = await self._j(self.journal.held_uncompared, [row.id for _c, row, _st in plain])\n",
+        "            uncompared = set()\n",
+        ("tests/test_release.py::test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost",),
+    ),
+    Mutant(
+        "changed-content-same-identity-not-a-version",
+        "a verified file whose content is known to differ, its identity the same, gets no new version: kept for"
+        " ever, its new content never shipped",
+        "acqd/journal.py",
+        "                if ob.changed and (action is Observed.RECHECK or (row is not None and row.state is State"
+        ".VERIFIED)):\n",
+        "                if ob.changed and action is Observed.RECHECK:\n",
+        ("tests/test_release.py::test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -794,6 +794,67 @@ def test_stored_copy_damaged_before_a_held_release_is_shipped_again(
     assert not (watch / "sess" / "f.raw").exists()
 
 
+@pytest.mark.slow
+def test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A stranger's run: a camera maps its movie (no descriptor kept), writes the frames, pauses past
+    the settle window (the movie ships, its release is held for the mapping), then writes the final
+    header into a page it had dirtied already and unmaps. The kernel moves a file's times at the
+    first write to a clean page only: size, mtime and ctime are as shipped, and the release took the
+    only copy of the final header with it. The held file's content is compared first: the final
+    content ships as the next version, then the file is released. A file held by a writer that wrote
+    nothing more is compared too, and released."""
+    import mmap
+
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    path = watch / "sess" / "movie.raw"
+    size = 4 << 20  # not a small file: one file's fsync of its copy, no barrier over the whole disk
+    same = watch / "sess" / "same.raw"
+    same_data = os.urandom(size)
+    same.write_bytes(same_data)
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state)))
+    try:
+        with held_open(same):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            os.ftruncate(fd, size)
+            m = mmap.mmap(fd, size)
+            os.close(fd)  # a writer through its mapping alone
+            try:
+                m[0:16] = b"HEADER frames=00"
+                for i in range(1, 8):
+                    m[4096 * i : 4096 * (i + 1)] = bytes([i]) * 4096
+                    m[0:16] = b"HEADER frames=%02d" % i
+                wait_for(lambda: len(audit(state, "release-held")) == 2, 60, "both releases held", d, state)
+                before = os.stat(path)
+                m[0:16] = b"HEADER FINAL =07"  # into page 0, dirty since the first write
+                m.flush()  # msync: written to the disk, as a camera's close would have it
+                after = os.stat(path)
+            finally:
+                m.close()
+        final = path.read_bytes()
+        wait_for(lambda: not path.exists() and not same.exists(), 60, "the releases", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    # what makes the case: nothing a stat shows moved (else the identity check alone tells the change)
+    assert (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ctime_ns,
+    )
+    rows = journal_rows(state)
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ("sess/movie.raw", "verified", 1),
+        ("sess/movie.raw", "released", 2),
+        ("sess/same.raw", "released", 1),
+    ], rows
+    assert final[:16] == b"HEADER FINAL =07" and final in stored(dest).values()
+    assert audit(state, "release-skipped") and audit(state, "content-compared")
+    assert same_data in stored(dest).values()
+
+
 # opens the file for appending (writing nothing yet), says so, appends what stdin's first line asks
 # for once it comes, and closes: a tilt-series writer that closes its stack between tilts
 APPENDER = (
