@@ -134,7 +134,8 @@ CREATE TABLE IF NOT EXISTS outbox(
 CREATE INDEX IF NOT EXISTS audit_notes ON audit(file_id) WHERE action = 'profile-mismatch';
 CREATE INDEX IF NOT EXISTS audit_codec ON audit(file_id) WHERE action = 'codec-choice';
 CREATE INDEX IF NOT EXISTS audit_release_failed ON audit(file_id) WHERE action = 'release-failed';
-CREATE INDEX IF NOT EXISTS audit_held ON audit(file_id) WHERE action IN ('release-held', 'content-compared');
+CREATE INDEX IF NOT EXISTS audit_held ON audit(file_id)
+    WHERE action IN ('release-held', 'read-while-written', 'content-compared');
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
@@ -1214,20 +1215,22 @@ class Journal:
         return int(r[0]) if r else None
 
     def held_uncompared(self, file_ids: list[int]) -> set[int]:
-        """Of `file_ids`, the rows whose release was held for a writer (a 'release-held' entry) with
-        no comparison of the file's content since ('content-compared'): a write through a shared
-        mapping into a page already dirty moves neither the file's size nor its times, so only its
-        content tells whether it is still what was shipped."""
+        """Of `file_ids`, the rows whose release was held for a writer, or that were read while one
+        had the file open ('release-held', 'read-while-written'), with no comparison of the file's
+        content since ('content-compared'): a write through a shared mapping into a page already
+        dirty moves neither the file's size nor its times, so only its content tells whether it is
+        still what was shipped."""
         out: set[int] = set()
         for i in range(0, len(file_ids), 500):
             part = file_ids[i : i + 500]
             rows = self._db.execute(
-                "SELECT file_id, action FROM audit WHERE action IN ('release-held', 'content-compared') AND "
+                "SELECT file_id, action FROM audit WHERE action IN ('release-held', 'read-while-written', "
+                "'content-compared') AND "
                 f"file_id IN ({','.join('?' * len(part))}) ORDER BY id",
                 part,
             )
             last = {int(f): a for f, a in rows}
-            out.update(f for f, a in last.items() if a == "release-held")
+            out.update(f for f, a in last.items() if a != "content-compared")
         return out
 
     def copy_in_the_way(self, tier: str, dest: str) -> tuple[str, int] | None:

@@ -2336,6 +2336,8 @@ class Pipeline:
             row = await self._j(self.journal.mark_complete, c.row.id, c.stable, c.reason)
             if c.row.state is not State.COMPLETE:
                 self._emit("complete", row, reason=c.reason)
+            if placed0.release:
+                await self._note_read_under_writer(c, row)
             placed = ctx.placed(row.relpath)
             layout, tier = await self._plan(c, row, placed.layout), placed.tier
             # named after the plan: a file stored byte-exact (incompressible) has the copy layout's name
@@ -3135,6 +3137,17 @@ class Pipeline:
         else:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
             self._hint_now(ctx.index, path)
+
+    async def _note_read_under_writer(self, c: Candidate, row: FileRow) -> None:
+        """A file read while a process has it open for writing (completed by its stillness, a stream):
+        noted (audit 'read-while-written') before it is read, so that its content is
+        compared with its copy before any release (`_still_shipped`), even if the writer is gone by
+        the release's own look (a write through a mapping, then the unmap, while the copy is made)."""
+        writing = await self.writers.writers([(c.stable.device, c.stable.inode)])
+        if writing:
+            pids = sorted(next(iter(writing.values())))
+            why = f"open for writing by pid {', '.join(map(str, pids[:5]))} while it was read: compared before release"
+            await self._j(self.journal.audit, row.id, "read-while-written", reason=why)
 
     async def _still_shipped(self, c: Candidate, row: FileRow, st: os.stat_result) -> bool:
         """A file whose release was held for a writer after it was shipped: the writer gone, is it still

@@ -452,6 +452,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost",),
     ),
     Mutant(
+        "read-under-writer-unnoted",
+        "a file read while a writer has it mapped, the writer gone by the release's look, is released on its"
+        " size and times: a final write through the mapping while the copy was made goes with it",
+        "acqd/pipeline.py",
+        "                await self._note_read_under_writer(c, row)\n",
+        "                pass\n",
+        ("tests/test_release.py::test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never_lost",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

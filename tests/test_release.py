@@ -929,6 +929,58 @@ def test_a_file_rewritten_while_its_copy_is_rechecked_is_kept_and_shipped_again(
     assert not src.exists() or src.read_bytes() == new
 
 
+@pytest.mark.slow
+def test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never_lost(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """The camera of the test above, faster: it writes the final header into its dirty page and
+    unmaps while the copy is being made (its read-back held here), so the release's own look finds
+    no writer, and size and times are as shipped. The file was read while a writer had it mapped:
+    its content is compared before the release, and the final content ships as the next version."""
+    import mmap
+
+    from tests.faults import set_faults
+
+    watch, dest, state = dirs
+    cfg, control, env = _faulty_site(dirs, tmp_path)
+    (watch / "sess").mkdir()
+    path = watch / "sess" / "movie.raw"
+    size = 4 << 20
+    held_flag = Path(str(control) + ".held")
+    set_faults(control, hold_reads="*/scope/sess/movie.raw")  # the first copy's read-back waits here
+    d = Background("run", "--config", str(cfg), env=env)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.ftruncate(fd, size)
+        m = mmap.mmap(fd, size)
+        os.close(fd)
+        try:
+            for i in range(1, 8):
+                m[4096 * i : 4096 * (i + 1)] = bytes([i]) * 4096
+                m[0:16] = b"HEADER frames=%02d" % i
+            wait_for(held_flag.exists, 60, "the copy's read-back", d, state)
+            before = os.stat(path)
+            m[0:16] = b"HEADER FINAL =07"
+            m.flush()
+            after = os.stat(path)
+        finally:
+            m.close()
+        set_faults(control)
+        final = path.read_bytes()
+        wait_for(lambda: not path.exists(), 60, "the release", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ctime_ns,
+    )
+    assert final[:16] == b"HEADER FINAL =07" and final in stored(dest).values()
+    assert [(r[1], r[3]) for r in journal_rows(state)] == [("verified", 1), ("released", 2)]
+    assert audit(state, "read-while-written")
+
+
 def test_a_writer_opening_the_file_while_its_copy_is_rechecked_keeps_it(
     dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
