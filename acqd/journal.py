@@ -688,13 +688,15 @@ class Journal:
         return any(rel.rpartition("/")[0] == folder for (rel,) in rows)
 
     def name_of_inode(self, root: str, folder: str, inode: int) -> str | None:
-        """The path the journal last knew a file of this inode by in `folder` of `root` (None if
-        none): what a file found under a release's hidden name was called. A scan of the root's files
+        """The path the journal last knew a file of this inode by in `folder` of `root`, else in any
+        folder of it (a folder moved or renamed since); None if none: what a file found under a
+        release's hidden name was called. A scan of the root's files
         (there is no index on inodes): asked once per file left aside, not per file moved aside."""
         rows = self._db.execute(
             "SELECT relpath FROM files WHERE root = ? AND inode = ? ORDER BY id DESC", (root, inode)
         ).fetchall()
-        return next((rel for (rel,) in rows if rel.rpartition("/")[0] == folder), None)
+        here = next((rel for (rel,) in rows if rel.rpartition("/")[0] == folder), None)
+        return here if here is not None or not rows else str(rows[0][0])  # else: its folder moved or renamed
 
     def interrupted_releases(self) -> list[tuple[FileRow, str]]:
         """Releases begun and not recorded as done (a crash in between): row and source path."""

@@ -68,7 +68,7 @@ from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path, other_roots, own_entries
 from acqd.mounts import describe as describe_mount
 from acqd.mounts import lies_within, unmounted_mount_point, views_below
-from acqd.naming import aside_inode, is_release_aside, is_temp, stored_name, zarr_own
+from acqd.naming import aside_inode, is_release_aside, is_temp, release_aside, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
 from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, manifest_pause
 from acqd.ports import BatchReporter, Layout, Reporter
@@ -518,6 +518,18 @@ def _still_there(root: str, rel: str, expected: Identity) -> bool:
     except NotBelow:
         return True  # not reachable without a symlink: it was not unlinked by acqd
     return st is not None and stat.S_ISREG(st.st_mode) and identity_of(st).same_file_as(expected)
+
+
+def _folder_gone(root: str, rel: str) -> bool:
+    """Blocking. Whether the folder `rel` is in has gone from below `root` (moved or renamed)."""
+    folder = rel.rpartition("/")[0]
+    if not folder:
+        return False
+    try:
+        st = lstat_below(root, folder)
+    except (NotBelow, OSError):
+        return False  # not concluded
+    return st is None or not stat.S_ISDIR(st.st_mode)
 
 
 def _same_inode(path: str, expected: Identity) -> bool:
@@ -1022,6 +1034,28 @@ class Pipeline:
                 self._unreconciled.add(c.index)
         await self._reconcile_rows(now, unconfigured=True)
 
+    async def _release_unknown(self, ctx: RootCtx, row: FileRow) -> None:
+        """A release a crash interrupted, whose file's folder has gone since (moved or renamed while
+        acqd was stopped): the file is neither under its name nor under its hidden release name there,
+        which does not say it was unlinked. Not taken for released: the release ends, the row stays
+        verified, and where to look is said (a `left aside` WARNING, audit `release-unknown`, a
+        `path.left_aside` event and metric); a scan of the watch root that finds it under its hidden
+        name says so too."""
+        await self._j(self.journal.end_release, row.id)
+        folder = row.relpath.rpartition("/")[0]
+        why = (
+            f"its release was interrupted, and its folder {folder!r} has gone since (moved or renamed while acqd "
+            f"was stopped): not taken for released. Where the folder went, the file is under its name or under "
+            f"its release's hidden name {release_aside(row.identity.inode)!r}: rename it back; its copy is "
+            "verified (acqd restore gives it back)"
+        )
+        await self._j(self.journal.audit, row.id, "release-unknown", reason=why)
+        o = Outcome(LEFT_ASIDE, row.relpath, session=row.session, detector=ctx.profile.name, reason=why)
+        try:
+            self.reporter.outcome(o)
+        except Exception:  # a reporter must never stop the start
+            log.exception("reporter failed on %r", row.relpath)
+
     async def _reconcile_rows(self, ctxs: list[RootCtx], unconfigured: bool) -> None:
         """The journal rows of the roots `ctxs` (in view), and with `unconfigured` those of roots no
         longer configured: releases a crash interrupted, pending files gone, stale temporaries."""
@@ -1059,6 +1093,8 @@ class Pipeline:
                 await self._j(self.journal.end_release, row.id)
             elif row.state is State.RELEASED:  # recorded released already (a second look began it again)
                 await self._j(self.journal.end_release, row.id)
+            elif await self._io(_folder_gone, row.root, row.relpath):
+                await self._release_unknown(ctx, row)
             elif row.state is not State.VERIFIED:  # unlinked, and its copy found bad meanwhile (a journal of
                 # an older acqd, which did not refuse that release): said, never taken for released
                 await self._j(self.journal.end_release, row.id)
@@ -1293,6 +1329,8 @@ class Pipeline:
                 continue  # looked at again at the next scan
             self._aside_told.add(key)
             known = f"the journal knew it as {name!r}" if name else "its name is not in the journal"
+            if name and name.rpartition("/")[0] != folder:
+                known += " (its folder was moved or renamed since)"
             reason = (
                 f"a file moved aside by a release that was never finished nor undone ({known}); its copy was "
                 "verified before the move. Left as it is: rename it back to have it shipped again, or remove it"

@@ -461,6 +461,27 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never_lost",),
     ),
     Mutant(
+        "interrupted-release-folder-moved-taken-for-released",
+        "a release a crash interrupted, its folder moved or renamed since, is recorded released: the files"
+        " are where the folder went (one under a hidden name) and nothing says so",
+        "acqd/pipeline.py",
+        "            elif await self._io(_folder_gone, row.root, row.relpath):\n"
+        "                await self._release_unknown(ctx, row)\n",
+        "",
+        (
+            "tests/test_release.py::test_a_crash_in_a_release_then_its_folder_moved_is_not_taken_for_released[outside]",
+            "tests/test_release.py::test_a_crash_in_a_release_then_its_folder_moved_is_not_taken_for_released[renamed]",
+        ),
+    ),
+    Mutant(
+        "aside-name-lost-with-its-folder",
+        "a file found under a release's hidden name in a renamed folder is said to be unknown to the journal",
+        "acqd/journal.py",
+        "        return here if here is not None or not rows else str(rows[0][0])",
+        "        return here",
+        ("tests/test_release.py::test_a_crash_in_a_release_then_its_folder_moved_is_not_taken_for_released[renamed]",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -188,7 +188,9 @@ def test_a_release_begun_is_found_by_its_inode_and_folder_and_the_name_by_the_in
     assert not j.release_begun(ROOT, "t", 77)  # the same inode in another folder: another file
     assert not j.release_begun(ROOT, "s", 78) and not j.release_begun("/elsewhere", "s", 77)
     assert j.name_of_inode(ROOT, "s", 77) == "s/a.raw" and j.name_of_inode(ROOT, "t", 78) == "t/b.raw"
-    assert j.name_of_inode(ROOT, "t", 77) is None and j.name_of_inode(ROOT, "s", 99) is None
+    assert j.name_of_inode(ROOT, "s", 99) is None
+    # in another folder: the name the journal knew it by elsewhere (a folder moved or renamed since)
+    assert j.name_of_inode(ROOT, "t", 77) == "s/a.raw" and j.name_of_inode(ROOT, "renamed", 78) == "t/b.raw"
     j.mark(ra.id, State.RELEASED, None)
     assert not j.release_begun(ROOT, "s", 77)
     j.close()

@@ -1190,6 +1190,44 @@ def test_a_crash_while_a_batch_release_has_a_file_aside_puts_it_back_and_finishe
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("where", ["outside", "renamed"])
+def test_a_crash_in_a_release_then_its_folder_moved_is_not_taken_for_released(
+    dirs: tuple[Path, Path, Path], tmp_path: Path, where: str
+) -> None:
+    """A stranger's run: killed with a batch's files moved aside (`after_move_aside`), then the session
+    folder filed away (out of the watch root, or renamed in it) while acqd is stopped. Its files are
+    neither under their names nor under their hidden names in the old folder: that does not say they
+    were unlinked. The next start records none released, says where to look (the hidden name), and a
+    scan that finds one aside names it by the journal's path."""
+    watch, dest, state = dirs
+    (watch / "grid1").mkdir()
+    data = {f"mov{i}.dat": os.urandom(2000 + i) for i in range(3)}
+    for name, b in data.items():
+        (watch / "grid1" / name).write_bytes(b)
+    cfg = config(tmp_path, watch, dest, state)
+    r = run_acqd("run", "--config", str(cfg), "--once", env=dict(os.environ, ACQD_CRASH_AT="after_move_aside"))
+    assert r.returncode == -9, r.stderr
+    moved = tmp_path / "archive" / "grid1" if where == "outside" else watch / "grid1-renamed"
+    moved.parent.mkdir(exist_ok=True)
+    os.rename(watch / "grid1", moved)
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
+    assert r.returncode == 0, r.stderr
+    states = journal_states(state)
+    assert all(states[f"grid1/{n}"] == "verified" for n in data), states  # none taken for released
+    assert r.stderr.count("has gone since (moved or renamed") == 3 and ".~acqd-release." in r.stderr, r.stderr
+    assert len(audit(state, "release-unknown")) == 3
+    kept = {p.name: p.read_bytes() for p in moved.iterdir()}
+    assert any(n.startswith(".~acqd-release.") for n in kept)  # the one moved aside, where the folder went
+    if where == "outside":
+        assert " 0 released" in r.stdout, r.stdout
+        assert sorted(kept.values()) == sorted(data.values())  # every byte where the folder went
+    else:  # in the watch root: the two under their names ship as the new folder's and are released; the
+        # hidden one is found and named as the journal knew it
+        assert "the journal knew it as 'grid1/mov" in r.stderr and "its folder was moved or renamed" in r.stderr
+        assert sorted([*kept.values(), *stored(dest).values()]) == sorted([*data.values(), *data.values()])
+
+
+@pytest.mark.slow
 def test_a_swap_in_the_middle_of_a_batch_release_of_small_files_keeps_it(
     dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
