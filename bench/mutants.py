@@ -482,6 +482,44 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_a_crash_in_a_release_then_its_folder_moved_is_not_taken_for_released[renamed]",),
     ),
     Mutant(
+        "truncated-mrc-quarantined",
+        "an MRC cut short (fewer frames than its header counts, no writer) is quarantined: its only copy stays on"
+        " the acquisition disk",
+        "acqd/readers/mrc.py",
+        "        raise UnfinishedFormatError(  # a writer that wrote the header first, still at work or cut short\n",
+        "        raise FormatError(\n",
+        (
+            "tests/test_frames.py::test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far[mrc]",
+            "tests/test_mismatch.py::test_valid_mrc_outside_the_profiles_modes_is_stored_and_flagged",
+        ),
+    ),
+    Mutant(
+        "partial-mib-frame-quarantined",
+        "a MIB with a frame half there (no writer) is quarantined: its only copy stays on the acquisition disk",
+        "acqd/readers/mib.py",
+        "    if size % step:  # a frame still being written, or the file cut short\n"
+        "        raise UnfinishedFormatError(\n",
+        "    if size % step:\n        raise FormatError(\n",
+        ("tests/test_frames.py::test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far[mib]",),
+    ),
+    Mutant(
+        "mib-short-of-its-hdr-stored-as-frames",
+        "a 4D-STEM MIB with fewer frames than its .hdr counts is stored as a short (t, y, x) movie, nothing said",
+        "acqd/readers/mib.py",
+        "    if stated is not None and stated[1] > n:",
+        "    if False:",
+        ("tests/test_frames.py::test_a_4d_stem_mib_with_fewer_frames_than_its_hdr_counts_is_stored_byte_exact",),
+    ),
+    Mutant(
+        "tiff-pixels-past-end-quarantined",
+        "a TIFF whose pixel data runs past its end (no writer) is quarantined: its only copy stays on the"
+        " acquisition disk",
+        "acqd/readers/tiff.py",
+        "        if ends and max(ends) > size:\n            raise UnfinishedFormatError(\n",
+        "        if ends and max(ends) > size:\n            raise FormatError(\n",
+        ("tests/test_frames.py::test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far[tiff]",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -825,7 +863,8 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "damaged-tiff-taken-for-unframed",
-        "a TIFF cut short is not checked for damage before it is judged valid but not frames (stored, not quarantined)",
+        "a TIFF cut short is not checked before it is judged valid but not frames (stored as a whole file, its cut"
+        " unsaid)",
         "acqd/readers/tiff.py",
         "    _check_whole(every, size)  # the last page's pixels cut off, no page said to follow: damaged\n",
         "",

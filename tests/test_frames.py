@@ -372,6 +372,63 @@ async def test_an_mrc_with_more_bytes_than_its_header_counts_is_stored_byte_exac
     assert restore(state, dest, "lies.mrc", tmp_path / "r.mrc") == raw
 
 
+def _cut_tiff_plane(tmp_path: Path) -> bytes:
+    """A TIFF whose last plane's pixel data runs past the end of the file (its IFDs written first)."""
+    p = tmp_path / "cut.tif"
+    tifffile.imwrite(p, np.arange(3 * 64 * 64, dtype=np.uint16).reshape(3, 64, 64), metadata=None)
+    raw = p.read_bytes()
+    with tifffile.TiffFile(p) as t:  # the pixel data comes last: the cut takes pixels, no IFD
+        assert int(t.pages[-1].dataoffsets[-1]) + int(t.pages[-1].databytecounts[-1]) == len(raw)
+    return raw[: len(raw) - 100]
+
+
+@pytest.mark.parametrize(
+    ("detector", "name", "make", "why"),
+    [
+        ("t-mrc-tiff", "trunc.mrc", lambda tp: fei_mrc()[0][:-1000], "truncated MRC: the header says 5 frames"),
+        ("t-mib", "short.mib", lambda tp: mib()[0][:-10], "not a whole number of frames"),
+        ("t-tiff-any", "cut.tif", _cut_tiff_plane, "pixel data ends at byte"),
+    ],
+    ids=["mrc", "mib", "tiff"],
+)
+async def test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far(
+    tmp_path: Path, detector: str, name: str, make: Any, why: str
+) -> None:
+    """A stranger's fidelity review: a movie cut short (its header counts frames the file has not, a
+    frame half there) was quarantined, its only copy left on the acquisition disk, while a TIFF cut
+    short was stored. Its format says more is to come: once no process writes it, it is stored
+    byte-exact (every byte central, flagged with why), never as the frames found so far."""
+    raw = make(tmp_path)
+    _, dest, state = await ship(tmp_path, detector, {name: raw})
+    [(rel, st, _why, _)] = journal_rows(state)
+    assert (rel, st) == (name, "verified")
+    assert not any(p.name.endswith((".tif", ".zarr")) and p.name != name for p in dest.iterdir())  # not frames
+    reasons = [d.get("reason", "") for a, d in audit(state) if a == "profile-mismatch"]
+    assert any(why in r for r in reasons), reasons
+    assert restore(state, dest, name, tmp_path / "r.bin") == raw
+
+
+async def test_a_4d_stem_mib_with_fewer_frames_than_its_hdr_counts_is_stored_byte_exact(tmp_path: Path) -> None:
+    """A stranger's fidelity review: a scan's .mib cut after 6 of the 9 frames its .hdr counts was
+    stored as a clean 6-frame (t, y, x) movie, nothing said. The .hdr says more is to come: stored
+    byte-exact, flagged; a whole scan beside it is still stored as its (scan_y, scan_x, y, x) frames."""
+    hdr = b"HDR,\t\r\nFrames in Acquisition (Number):\t9\r\nFrames per Trigger (Number):\t3\r\nEnd\t\r\n"
+    cut = mib(n=6)[0]
+    whole = mib(n=9)[0]
+    _, dest, state = await ship(
+        tmp_path, "t-mib", {"s/cut.mib": cut, "s/cut.hdr": hdr, "s/whole.mib": whole, "s/whole.hdr": hdr}
+    )
+    states = journal_states(state)
+    assert states["s/cut.mib"] == "verified" and states["s/whole.mib"] == "verified", states
+    reasons = [d.get("reason", "") for a, d in audit(state) if a == "profile-mismatch"]
+    assert any("the acquisition's .hdr says 9 frames, the MIB holds 6" in r for r in reasons), reasons
+    names = sorted(p.name for p in (dest / "s").iterdir())
+    assert not any(n.startswith("cut.mib") and n.endswith(".zarr") for n in names), names  # not as frames
+    assert restore(state, dest, "s/cut.mib", tmp_path / "r.mib") == cut
+    [store] = [dest / "s" / n for n in names if n.startswith("whole.mib") and n.endswith(".zarr")]
+    assert zarr.open_group(str(store), mode="r")["0"].shape == (3, 3, 16, 16)
+
+
 async def test_an_incompressible_file_that_is_not_frames_is_never_stored_larger(tmp_path: Path) -> None:
     """Its zstd trial sampled the start, middle and end of a file smaller than three samples: the
     samples overlapped, zstd found the repeated bytes, and the whole file went into a zstd frame
@@ -531,12 +588,10 @@ def _corrupt_tiff(tmp_path: Path) -> bytes:
 
 
 BAD: list[tuple[str, str, Any, str]] = [
-    ("t-mrc-tiff", "trunc.mrc", lambda tp: fei_mrc()[0][:-1000], "truncated MRC: the header says 5 frames"),
     ("t-mrc-tiff", "notmrc.mrc", lambda tp: b"\x00" * 4096, "not an MRC file"),
     ("t-tiff", "bad.tif", _corrupt_tiff, "corrupt TIFF"),
     ("t-tiff", "noimage.tif", lambda tp: b"II*\0\0\0\0\0", "corrupt TIFF: no image in it"),
     ("t-mib", "bad.mib", lambda tp: mib(broken=1)[0], "broken MIB frame header"),
-    ("t-mib", "short.mib", lambda tp: mib()[0][:-10], "not a whole number of frames"),
     ("t-raw", "odd.raw", lambda tp: b"H" * 16 + bytes(24 * 32 * 2 + 7), "not 16 header bytes plus whole"),
 ]
 

@@ -1,8 +1,9 @@
 """Valid but unexpected files are shipped, not stranded (issue 13): a file that reads and only differs
 from its detector profile's modes (a K2 linear-mode uint16 image with an FEI1 extended header, a
 float32 image, a uint8 TIFF in an sCMOS folder) is stored faithfully in its own dtype, with a
-`profile-mismatch` audit entry, event, metric and manifest note; a file that cannot be read
-(truncated) is still quarantined. Run with the real daemon in burst mode."""
+`profile-mismatch` audit entry, event, metric and manifest note; a file cut short is stored byte-exact
+and flagged (its format says more is to come); a file that cannot be read (a header that contradicts
+itself) is still quarantined. Run with the real daemon in burst mode."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ async def test_valid_mrc_outside_the_profiles_modes_is_stored_and_flagged(tmp_pa
         "s/linear.mrc": _mrc(linear, 6, bytes(range(256)) * 3, b"FEI1"),
         "s/float.mrc": _mrc(floats, 2),
         "s/trunc.mrc": _mrc(counting, 0)[:-100],
+        "s/bad.mrc": mrc_header(0, 40, 56, 0) + counting.tobytes(),  # no frames, yet pixels: damaged
     }
     daemon: list[Any] = []
     _, dest, state = await ship(tmp_path, "t-k2-modes", files, daemon)
@@ -63,10 +65,14 @@ async def test_valid_mrc_outside_the_profiles_modes_is_stored_and_flagged(tmp_pa
         "s/superres.mrc": "verified",
         "s/linear.mrc": "verified",
         "s/float.mrc": "verified",
-        "s/trunc.mrc": "quarantined",  # cannot be stored faithfully: quarantine stays for that
+        "s/trunc.mrc": "verified",  # cut short: stored byte-exact, flagged
+        "s/bad.mrc": "quarantined",  # cannot be read: quarantine stays for that
     }
     notes = _audit(state, "profile-mismatch")
-    assert sorted(notes) == ["s/float.mrc", "s/linear.mrc"]
+    assert sorted(notes) == ["s/float.mrc", "s/linear.mrc", "s/trunc.mrc"]
+    assert "truncated MRC" in notes["s/trunc.mrc"]
+    assert restore_cli(state, dest, "s/trunc.mrc", tmp_path / "t.mrc")
+    assert (tmp_path / "t.mrc").read_bytes() == files["s/trunc.mrc"]
     assert "uint16 frames of 40x56" in notes["s/linear.mrc"] and "counting (uint8 40x56)" in notes["s/linear.mrc"]
     assert "float32 frames of 40x56" in notes["s/float.mrc"]
     # stored in its own dtype, as the TIFF layout stores every MRC (rows per the IMOD/RELION convention)
@@ -82,8 +88,8 @@ async def test_valid_mrc_outside_the_profiles_modes_is_stored_and_flagged(tmp_pa
     assert flagged["s/linear.mrc"] == notes["s/linear.mrc"] and flagged["s/float.mrc"] == notes["s/float.mrc"]
     assert flagged["s/counting.mrc"] is None and flagged["s/superres.mrc"] is None
     m = daemon[0].metrics
-    assert m.value("acqd_files_total", detector="t-k2-modes", outcome="profile-mismatch") == 2
-    assert m.value("acqd_files_total", detector="t-k2-modes", outcome="verified") == 4
+    assert m.value("acqd_files_total", detector="t-k2-modes", outcome="profile-mismatch") == 3
+    assert m.value("acqd_files_total", detector="t-k2-modes", outcome="verified") == 5
     assert m.value("acqd_files_total", detector="t-k2-modes", outcome="quarantined") == 1
 
 
@@ -172,7 +178,7 @@ def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
 
 async def _ship_flagged(tmp_path: Path, detector: str, files: dict[str, bytes], frames: set[str]) -> None:
     """Ship `files`: `frames` are stored by the profile's frame layout, the damaged `bad-*` are
-    quarantined, and the rest (valid, not frames) as the issue asks: verified, stored byte-exact (zstd
+    quarantined, and the rest (valid, not frames, or `cut-*` short) as the issue asks: verified, stored byte-exact (zstd
     where it shrinks, never larger), flagged with the reason (audit, metric, manifest). Every verified
     file comes back byte for byte from `acqd restore`."""
     daemon: list[Any] = []
@@ -227,8 +233,8 @@ async def test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_
         ),
     }
     src.update({f"s/{k}": v for k, v in unusual.items()})
-    src["s/bad-rgb-cut.tif"] = files["rgb-noise.tif"][: len(files["rgb-noise.tif"]) - 3000]
-    src["s/bad-tiled-cut.tif"] = files["tiled.tif"][: len(files["tiled.tif"]) - 1000]
+    src["s/cut-rgb.tif"] = files["rgb-noise.tif"][: len(files["rgb-noise.tif"]) - 3000]
+    src["s/cut-tiled.tif"] = files["tiled.tif"][: len(files["tiled.tif"]) - 1000]
     src["s/bad-garbage.tif"] = b"II*\x00" + bytes(range(256)) * 4
     for detector, body in (
         ("t-tiff-any", None),
@@ -241,6 +247,8 @@ async def test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_
         await _ship_flagged(run, detector, src, frames={"gray.tif", *unusual})
         state, central = run / "state", run / "central"
         notes = _audit(state, "profile-mismatch")
+        for cut in ("s/cut-tiled.tif", "s/cut-rgb.tif"):  # stored byte-exact as cut short, not as a valid file
+            assert "truncated" in notes[cut] or "past the end" in notes[cut], notes[cut]
         for name, reason in why.items():
             assert reason in notes[f"s/{name}"], (name, notes[f"s/{name}"])
             assert "stored byte-exact" not in notes[f"s/{name}"]  # the note says what the file is
@@ -277,7 +285,7 @@ async def test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact(
         "s/complex64.mrc": _mrc(rng.normal(size=(2, 20, 28)).astype(np.complex64), 4),
         "s/float16.mrc": _mrc(rng.normal(size=(2, 20, 28)).astype(np.float16), 12),
         "s/odd-ext.mrc": raw(1, 2, 20, 28, rng.integers(-900, 900, (2, 20, 28), dtype=np.int16).tobytes()),
-        "s/bad-4bit-cut.mrc": raw(101, 2, 20, 56, smooth * 2)[:-100],
+        "s/cut-4bit.mrc": raw(101, 2, 20, 56, smooth * 2)[:-100],
         "s/bad-mode.mrc": raw(77, 1, 20, 28, bytes(20 * 28 * 2)),
     }
     with mrcfile.new(str(tmp_path / "be.mrc")) as m:  # a big-endian MRC, as mrcfile writes one
@@ -294,7 +302,8 @@ async def test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact(
         assert "MRC mode 3 (complex int16)" in notes["s/complex.mrc"] and "MRC mode 16" in notes["s/rgb.mrc"]
         assert _copies(run / "state")["s/serialem-4bit.mrc"][1].startswith("zstd")
         reasons = {rel: why for rel, st, why, _ in journal_rows(run / "state") if st == "quarantined"}
-        assert "truncated MRC" in str(reasons["s/bad-4bit-cut.mrc"]) and "mode" in str(reasons["s/bad-mode.mrc"])
+        assert list(reasons) == ["s/bad-mode.mrc"] and "mode" in str(reasons["s/bad-mode.mrc"])
+        assert "truncated MRC" in notes["s/cut-4bit.mrc"]  # cut short: stored byte-exact, flagged
 
 
 async def test_byte_exact_copy_of_an_unframed_file_is_released_after_a_full_recheck(tmp_path: Path) -> None:

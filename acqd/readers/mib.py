@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from acqd.errors import FormatError, UnsupportedFormatError
+from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
 from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, read_exact, read_into
 
@@ -50,9 +50,16 @@ def open_mib(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     dtype = np.dtype(_DTYPES[ptype])
     frame = nx * ny * dtype.itemsize
     step = hb + frame
-    if size % step:
-        raise FormatError(f"MIB size {size} is not a whole number of frames ({step} bytes each): truncated?")
+    if size % step:  # a frame still being written, or the file cut short
+        raise UnfinishedFormatError(
+            f"MIB size {size} is not a whole number of frames ({step} bytes each): truncated, or still written"
+        )
     n = size // step
+    stated = hdr_counts(options.get("path"))
+    if stated is not None and stated[1] > n:  # the acquisition's .hdr counts frames the file has not
+        raise UnfinishedFormatError(
+            f"the acquisition's .hdr says {stated[1]} frames, the MIB holds {n}: truncated, or still written"
+        )
     heads = []
     for i in range(n):
         raw = read_exact(f, i * step, hb)
@@ -93,6 +100,18 @@ def scan_shape(path: str | None, frames: int) -> tuple[int, int] | None:
     the way rosettasciio reads it: a scan line is 'Frames per Trigger', the lines are 'Frames in
     Acquisition' divided by that. None unless the .hdr is there, states both and they account for
     exactly this file's frames (a plain series of frames stays (t, y, x))."""
+    counts = hdr_counts(path)
+    if counts is None:
+        return None
+    per_line, total = counts
+    if per_line < 2 or total != frames or total % per_line:
+        return None
+    return total // per_line, per_line
+
+
+def hdr_counts(path: str | None) -> tuple[int, int] | None:
+    """('Frames per Trigger', 'Frames in Acquisition') of the .hdr beside the .mib at `path`, if it is
+    there and states both."""
     if not path:
         return None
     fields: dict[str, str] = {}
@@ -106,10 +125,6 @@ def scan_shape(path: str | None, frames: int) -> tuple[int, int] | None:
         if sep:
             fields[key.strip().rstrip(":")] = value.strip()
     try:
-        per_line = int(fields["Frames per Trigger (Number)"])
-        total = int(fields["Frames in Acquisition (Number)"])
+        return int(fields["Frames per Trigger (Number)"]), int(fields["Frames in Acquisition (Number)"])
     except (KeyError, ValueError):
         return None
-    if per_line < 2 or total != frames or total % per_line:
-        return None
-    return total // per_line, per_line

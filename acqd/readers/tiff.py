@@ -54,11 +54,14 @@ ENCODABLE = {1, 5, 8, 32946, 32773, 34925, 50000}
 
 
 def _check_whole(pages: list[Any], size: int) -> None:
-    """A damaged TIFF (cut short, or pointing past its end) is a FormatError, whatever it holds."""
+    """A TIFF whose pixel data runs past its end (cut short, or a plane still being written) says more is
+    to come: an UnfinishedFormatError, whatever it holds (never stored as the planes found so far)."""
     for i, p in enumerate(pages):
         ends = [int(o) + int(c) for o, c in zip(p.dataoffsets, p.databytecounts, strict=False) if c]
         if ends and max(ends) > size:
-            raise FormatError(f"truncated TIFF: page {i}'s pixel data ends at byte {max(ends)}, the file has {size}")
+            raise UnfinishedFormatError(
+                f"truncated TIFF: page {i}'s pixel data ends at byte {max(ends)}, the file has {size}"
+            )
 
 
 def _chain(f: BinaryIO, tif: Any, size: int) -> tuple[int, str | None]:
