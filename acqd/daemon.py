@@ -57,7 +57,7 @@ from acqd.readers import Expect, Mode, reader_names
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_age, human_bytes
-from acqd.values import Outcome
+from acqd.values import Outcome, State
 from acqd.watcher import EventSource, is_network_fs
 
 if TYPE_CHECKING:  # imported where used: a daemon without MQTT, a catalog or a policy never loads them
@@ -1086,6 +1086,20 @@ class Daemon:
                             ", ".join(repr(r.relpath) for r, _ in refused[:5]),
                         )
                         code = 1
+                held = pipeline.held_for_writers() if self.once else []
+                if held:
+                    rows = await loop.run_in_executor(jexec, lambda: [journal.get(rid) for _p, rid in held])
+                    kept = [p for (p, _rid), r in zip(held, rows, strict=True) if r.state is State.VERIFIED]
+                    if kept:  # shipped as they were when read; a process still writes them: not released
+                        log.error(
+                            "%d file(s) kept on the acquisition disk: a process still has them open for writing "
+                            "(%s); their copies hold what they held when read, and the next run ships them again "
+                            "if they change and releases them once closed",
+                            len(kept),
+                            ", ".join(repr(p) for p in kept[:5]),
+                        )
+                        if code == 0:
+                            code = 1
                 if self.once and pipeline.kept_damaged and code == 0:
                     log.error(
                         "%d file(s) gone from the acquisition disk whose only copy does not read back as recorded: "

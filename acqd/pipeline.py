@@ -3187,6 +3187,12 @@ class Pipeline:
             why = f"open for writing by pid {', '.join(map(str, pids[:5]))} while it was read: compared before release"
             await self._j(self.journal.audit, row.id, "read-while-written", reason=why)
 
+    def held_for_writers(self) -> list[tuple[str, int]]:
+        """The files (path below their root, journal row) whose release waits for a writer now: kept,
+        their copy of what they held when read (a `run --once` names them)."""
+        by_index = {c.index: c for c in self.roots}
+        return [(os.path.join(by_index[i].root, rel), rid) for (i, rel), rid in self._held.items() if i in by_index]
+
     async def _still_shipped(self, c: Candidate, row: FileRow, st: os.stat_result) -> bool:
         """A file whose release was held for a writer after it was shipped: the writer gone, is it still
         the content shipped? Its size and times say nothing of a write through a shared mapping into a

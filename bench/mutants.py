@@ -520,6 +520,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_frames.py::test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far[tiff]",),
     ),
     Mutant(
+        "once-silent-on-held-files",
+        "`run --once --release` keeps a file a process still writes and exits 0 without naming it",
+        "acqd/daemon.py",
+        "                held = pipeline.held_for_writers() if self.once else []\n",
+        "                held = []\n",
+        ("tests/test_release.py::test_once_names_a_file_a_writer_still_holds_and_exits_1",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -794,6 +794,24 @@ def test_stored_copy_damaged_before_a_held_release_is_shipped_again(
     assert not (watch / "sess" / "f.raw").exists()
 
 
+def test_once_names_a_file_a_writer_still_holds_and_exits_1(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A stranger's run: `run --once --release` shipped a file a process kept open for writing (its
+    copy of what it held then), kept it, and exited 0 saying nothing of it. It names it and exits 1:
+    what was asked (shipped and freed) is not done, and the file may still change."""
+    watch, dest, state = dirs
+    (watch / "s").mkdir()
+    data = os.urandom(100_000)
+    (watch / "s" / "open.dat").write_bytes(data)
+    (watch / "s" / "done.dat").write_bytes(b"closed")
+    with held_open(watch / "s" / "open.dat"):
+        r = run_acqd("run", "--config", str(config(tmp_path, watch, dest, state)), "--once", "--retry-for", "5s")
+    assert r.returncode == 1, r.stderr
+    assert "1 file(s) kept on the acquisition disk: a process still has them open for writing" in r.stderr
+    assert "s/open.dat" in r.stderr.split("kept on the acquisition disk")[1]
+    assert journal_states(state) == {"s/open.dat": "verified", "s/done.dat": "released"}
+    assert (watch / "s" / "open.dat").read_bytes() == data and data in stored(dest).values()
+
+
 @pytest.mark.slow
 def test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost(
     dirs: tuple[Path, Path, Path], tmp_path: Path
