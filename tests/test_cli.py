@@ -167,7 +167,7 @@ def test_check_reports_a_missing_watch_folder_and_probes_each_tier(tmp_path: Pat
     assert r.returncode == 0, r.stderr
     [warning] = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert f"tier spare (file://{tmp_path}/blocked/scope): write probe failed" in warning
-    assert f": open file://{tmp_path}/blocked/scope/.~acqd-tmp.acqd-check-" in warning  # the error names the full URL
+    assert f"file://{tmp_path}/blocked/scope is a file where a folder is needed" in warning  # the cause, its URL
     assert run_acqd("check", "--config", str(cfg), "--strict").returncode == 1
     assert run_acqd("check", "--config", str(cfg), "--no-probe", "--strict").returncode == 0
     # a tier folder that is not there (a share not mounted): a look, not a write, so --no-probe says it too
