@@ -3122,6 +3122,10 @@ class Pipeline:
             return
         if self._unlisted(c, row):
             return
+        # before the copy's re-check: a change of the file during that re-check is the unlink's to see
+        uncompared = await self._j(self.journal.held_uncompared, [row.id])  # held for a writer since shipped
+        if row.id in uncompared and not await self._still_shipped(c, row, st):
+            return
         if not await self._copy_still_there(c, row):
             return
         # The re-check of the copy can take long (`release_verify: full` reads it all back): a writer
@@ -3140,9 +3144,6 @@ class Pipeline:
             self._release_later_for(c)
             return
         if not ctx.releases(row.relpath):  # a reload during the checks: its placement keeps it now
-            return
-        uncompared = await self._j(self.journal.held_uncompared, [row.id])  # held for a writer since shipped
-        if row.id in uncompared and not await self._still_shipped(c, row, st):
             return
         try:
             await self._j(self.journal.begin_release, row.id, path)
