@@ -1922,7 +1922,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "acqd/pipeline.py",
         "            if await self._being_written(c):  # still written (a pause longer than the window): not broken\n",
         "            if False:\n",
-        ("tests/test_robust.py::test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it",),
+        (
+            "tests/test_robust.py::test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it",
+            "tests/test_robust.py::test_a_mib_cut_mid_frame_while_its_writer_has_it_open_is_waited_for_not_stored_as_it_is",
+        ),
     ),
     Mutant(
         "format-proof-while-written",

@@ -598,6 +598,43 @@ def test_once_fails_while_a_folder_could_not_be_listed(dirs: tuple[Path, Path, P
     assert journal_states(state) == {"good/a.raw": "verified", "locked/secret.raw": "verified"}
 
 
+def test_a_mib_cut_mid_frame_while_its_writer_has_it_open_is_waited_for_not_stored_as_it_is(tmp_path: Path) -> None:
+    """A profile settled by stillness alone, not streamed (Merlin's `.mib`, `stream: false`): a frame
+    half written when the camera pauses longer than the window reads as more to come; while a process
+    here has the file open it is waited for, never stored byte-exact as the part so far."""
+    from tests.conftest import Background, acqd_yaml, journal_rows, wait_for
+    from tests.test_frames import mib
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    data = mib(n=4)[0]
+    cut = len(data) - 300  # the last frame half written
+    path = acq / "s1" / "scan.mib"
+    with open(path, "wb") as writer:
+        writer.write(data[:cut])
+        writer.flush()
+        cfg = acqd_yaml(
+            tmp_path / "acqd.yaml",
+            state=state,
+            watch=f"path: {acq}, detector: merlin-medipix, settle: 0.3s, stream: false",
+            tiers=central,
+        )
+        d = Background("run", "--once", "--config", str(cfg), "--retry-for", "120s")
+        try:
+            wait_for(lambda: "open for writing: waiting for it" in d.stderr(), 60, "acqd to see the writer", d, state)
+            writer.write(data[cut:])
+        except BaseException:
+            d.kill()
+            raise
+    d.proc.wait(timeout=120)
+    err = d.stderr()
+    assert d.proc.returncode == 0 and "no process has it open for writing: stored byte-exact" not in err, err
+    assert [(r[1], r[3]) for r in journal_rows(state)] == [("verified", 1)]  # one version: the whole scan
+    back = tmp_path / "back.mib"
+    r = run_acqd("restore", "s1/scan.mib", str(back), "--state-dir", str(state))
+    assert r.returncode == 0 and back.read_bytes() == data, r.stderr
+
+
 @pytest.mark.parametrize("stream", [True, False])  # streamed while it grows, or shipped whole once still
 def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tmp_path: Path, stream: bool) -> None:
     """A camera pausing longer than the settle window (a stage move) leaves an MRC whose header says
