@@ -1235,24 +1235,24 @@ class Journal:
             out.update(f for f, a in last.items() if a != "content-compared")
         return out
 
-    def copy_in_the_way(self, tier: str, dest: str) -> tuple[str, int] | None:
+    def copy_in_the_way(self, tier: str, dest: str, folders: bool = True) -> tuple[str, int] | None:
         """A copy recorded on `tier`, and there as far as the journal knows (not purged, moved off or
-        lost), that takes the shape `dest` needs on a tier of folders: one below `dest` (a folder of
-        copies where `dest` would be a file) or one under a folder name of `dest` (a file where `dest`
-        needs a folder). Its name and journal row, or None."""
+        lost), that takes the shape `dest` needs: one below `dest` (a folder of copies where `dest`
+        would be a file) or, on a tier of `folders`, one under a folder name of `dest` (a file where
+        `dest` needs a folder; an object store keeps keys below an object). Its name and journal row,
+        or None."""
         live = "tier = ? AND state NOT IN ('purged', 'moved', 'lost')"
         r = self._db.execute(  # below dest: the names from 'dest/' up to, not including, 'dest0'
             f"SELECT dest, file_id FROM copies WHERE {live} AND dest >= ? AND dest < ? LIMIT 1",
             (tier, dest + "/", dest + "0"),
         ).fetchone()
-        if r is None:
+        if r is None and folders:
             parts = dest.split("/")
-            folders = ["/".join(parts[:i]) for i in range(1, len(parts))]
-            if folders:
+            above = ["/".join(parts[:i]) for i in range(1, len(parts))]
+            if above:
                 r = self._db.execute(
-                    f"SELECT dest, file_id FROM copies WHERE {live} AND dest IN ({','.join('?' * len(folders))}) "
-                    "LIMIT 1",
-                    (tier, *folders),
+                    f"SELECT dest, file_id FROM copies WHERE {live} AND dest IN ({','.join('?' * len(above))}) LIMIT 1",
+                    (tier, *above),
                 ).fetchone()
         return (str(r[0]), int(r[1])) if r else None
 

@@ -3018,9 +3018,10 @@ class Pipeline:
         """NameTakenError if a copy the journal records on `tier` takes the shape `dest` needs: a folder
         of copies where the file's copy would go (the name was a folder, now it is a file), or a copy
         under a folder name of `dest` (the name was a file, now it is a folder). Nothing is written:
-        a file and a folder cannot share a name on a filesystem, nor on an S3 server that keeps its
-        objects in one (SeaweedFS, MinIO: 'object not found', for ever); no copy is moved or replaced."""
-        found = await self._j(self.journal.copy_in_the_way, tier.name, dest)
+        a file and a folder cannot share a name on a filesystem; an S3 bucket keeps keys below an
+        object, but a key where a prefix of keys is fails on servers that keep objects in folders
+        (SeaweedFS, MinIO: 'object not found', for ever); no copy is moved or replaced."""
+        found = await self._j(self.journal.copy_in_the_way, tier.name, dest, tier.folders)
         if found is None:
             return
         other_dest, other_id = found

@@ -528,6 +528,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_once_names_a_file_a_writer_still_holds_and_exits_1",),
     ),
     Mutant(
+        "s3-keys-below-an-object-refused",
+        "an S3 tier refuses a folder's files below a stored file of the same name (a conflict) though a bucket"
+        " keeps keys below an object",
+        "acqd/storage/s3.py",
+        "    folders = False  # keys below an object are stored ('sess/run1' and 'sess/run1/x.mrc')\n",
+        "",
+        ("tests/test_retention_deletes.py::test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_name",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

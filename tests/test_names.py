@@ -317,7 +317,8 @@ def test_a_file_and_a_folder_taking_one_name_in_turn_wait_with_the_cause_then_sh
     assert "FileExistsError" not in err and "stored size" not in err, err  # the cause, not the symptom
     assert "retry (write)" not in err, err  # a conflict: the destination is not failing
     assert err.count("ERROR conflict 'x/a'") == 1 and err.count("ERROR conflict 'y'") == 1, err  # said once
-    assert re.search(r"[2-9] attempt\(s\)", run_acqd("status", "--config", str(cfg)).stdout)  # and retried
+    attempts = [int(n) for n in re.findall(r"(\d+) attempt\(s\)", run_acqd("status", "--config", str(cfg)).stdout)]
+    assert attempts and min(attempts) >= 2, attempts  # and retried all the same
     assert _central_tree(tmp_path) == stored  # nothing stored touched, nothing written beside it
     assert (tmp_path / "acq" / "x" / "a").exists() and (tmp_path / "acq" / "y").is_file()  # both kept
     (tmp_path / "acq" / "x").rename(tmp_path / "acq" / "x_2")

@@ -168,6 +168,9 @@ class Tier:
     #: modification times in whole seconds, which such a rewrite keeps (or puts back): False, and a
     #: release there reads the copy back again (acqd.recheck)
     stamps_show_rewrites = True
+    #: a name is a file or a folder, never both (a filesystem); an object store keeps keys below an
+    #: object ('x' and 'x/a'; a key where a prefix of keys is, SeaweedFS and MinIO refuse)
+    folders = True
     #: the tier's bandwidth schedule (acqd.pacing.TierPacer.reserve, set by the daemon): bytes about
     #: to be sent -> seconds to wait first; None: unlimited
     pace: Callable[[int], float] | None = None

@@ -150,6 +150,7 @@ class S3Tier(Tier):
     backend = "s3"
     caches_listings = True
     atomic_trees = False  # a Zarr store is copied object by object (root zarr.json last)
+    folders = False  # keys below an object are stored ('sess/run1' and 'sess/run1/x.mrc')
 
     def __init__(self, name: str, url: str, options: dict[str, Any] | None = None) -> None:
         opts = check_options(
