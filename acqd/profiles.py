@@ -149,6 +149,12 @@ class DetectorProfile(BaseModel):
         description="a file whose frame-layout copy would be larger than the source (incompressible) is "
         "stored byte-exact by the copy layout; false: kept in the frame layout all the same",
     )
+    compressed_tiff: Literal["byte-exact", "frames"] = Field(
+        "byte-exact",
+        description="a TIFF whose strips the detector compressed (LZW, deflate, ...): stored byte-exact, so that "
+        "a restore gives back its very bytes; frames: read as frames and compressed again by acqd (a restore "
+        "gives back its pixels and every tag, not its bytes)",
+    )
     codec_budget: float | None = Field(
         None, gt=0, description="CPU nanoseconds per source byte a codec may spend; default: from peak_rate and cores"
     )
@@ -222,7 +228,7 @@ class DetectorProfile(BaseModel):
         return self.reader != "bytes" and self.matches(name)
 
     def reader_options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {"axis0": self.axis0}
+        opts: dict[str, Any] = {"axis0": self.axis0, "compressed_tiff": self.compressed_tiff}
         if self.raw is not None:
             opts.update(self.raw.model_dump())
         return opts

@@ -537,6 +537,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention_deletes.py::test_an_s3_purge_of_a_file_never_deletes_the_copies_stored_below_its_name",),
     ),
     Mutant(
+        "compressed-tiff-rewritten-by-default",
+        "a compressed TIFF is read as frames and compressed again by default: a restore gives back its pixels and"
+        " tags, not its bytes, and the release deletes the only copy of them",
+        "acqd/readers/tiff.py",
+        '        if options.get("compressed_tiff", "byte-exact") != "frames":\n',
+        "        if False:\n",
+        ("tests/test_frames.py::test_a_compressed_tiff_is_stored_byte_exact_and_restored_byte_for_byte",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -43,6 +43,7 @@ PROFILES = {
     "t-mib": "reader: mib\nlayout: zarr\nfiles: ['*.mib']\n",
     "t-tiff": "reader: tiff\nlayout: zarr\naxis0: z\nfiles: ['*.tif']\nexpect: {dtype: uint16}\n",
     "t-tiff-any": "reader: tiff\nlayout: zarr\nfiles: ['*.tif']\n",
+    "t-tiff-rewrite": "reader: tiff\nlayout: zarr\nfiles: ['*.tif']\ncompressed_tiff: frames\n",
     "t-raw": "reader: raw\nlayout: zarr\nfiles: ['*.raw']\nraw: {shape: [24, 32], dtype: '<u2', header_bytes: 16}\n",
 }
 
@@ -269,17 +270,36 @@ async def test_compressed_tiff_source_restores_pixels_and_tags(tmp_path: Path) -
     assert b.pages[0].description == "compressed by the camera" and b.pages[0].tags["Software"].value == "cam"
 
 
+async def test_a_compressed_tiff_is_stored_byte_exact_and_restored_byte_for_byte(tmp_path: Path) -> None:
+    """A stranger's fidelity review: an LZW or deflate TIFF was read as frames and compressed again,
+    and `acqd restore` gave back its pixels and tags, not its bytes (exit 0; the original's bytes went
+    with the release). By default such a file is stored as the detector wrote it, flagged."""
+    data = np.random.default_rng(5).integers(90, 200, (6, 32, 40)).astype(np.uint16)
+    files = {}
+    for comp in ("lzw", "zlib"):
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, data, compression=comp, photometric="minisblack")
+        files[f"{comp}.tif"] = buf.getvalue()
+    _, dest, state = await ship(tmp_path, "t-tiff-any", files)
+    notes = [d.get("reason", "") for a, d in audit(state) if a == "profile-mismatch"]
+    for name, raw in files.items():
+        assert not (dest / f"{name}~.zarr").exists(), name
+        assert restore(state, dest, name, tmp_path / f"r-{name}") == raw
+    assert sum("a compressed TIFF (" in n and "stored byte-exact" in n for n in notes) == 2, notes
+
+
 async def test_a_multipage_tiff_tifffile_compressed_goes_to_frames(tmp_path: Path) -> None:
     """tifffile writes each page's tag values after its IFD and then points pages after the first at
     the first's equal values: the unreferenced copies were taken for a vendor's bytes that a rewrite
-    would lose, and every such stack (LZW, zlib) was stored byte-exact instead of as frames."""
+    would lose, and every such stack (LZW, zlib) was stored byte-exact instead of as frames (a profile
+    that reads compressed TIFF as frames: `compressed_tiff: frames`)."""
     data = np.random.default_rng(5).integers(90, 200, (6, 32, 40)).astype(np.uint16)
     files = {}
     for comp in ("lzw", "zlib"):
         buf = io.BytesIO()
         tifffile.imwrite(buf, data, compression=comp)
         files[f"{comp}.tif"] = buf.getvalue()
-    _, dest, state = await ship(tmp_path, "t-tiff-any", files)
+    _, dest, state = await ship(tmp_path, "t-tiff-rewrite", files)
     for name, raw in files.items():
         arr = zarr.open_group(dest / f"{name}~.zarr", mode="r")["0"]
         assert np.array_equal(np.asarray(arr[:]), data), name  # the frames, as a scientist opens them
@@ -373,9 +393,9 @@ async def test_an_mrc_with_more_bytes_than_its_header_counts_is_stored_byte_exac
 
 
 def _cut_tiff_plane(tmp_path: Path) -> bytes:
-    """A TIFF whose last plane's pixel data runs past the end of the file (its IFDs written first)."""
+    """A TIFF whose plane's pixel data runs past the end of the file (its IFD written first)."""
     p = tmp_path / "cut.tif"
-    tifffile.imwrite(p, np.arange(3 * 64 * 64, dtype=np.uint16).reshape(3, 64, 64), metadata=None)
+    tifffile.imwrite(p, np.arange(96 * 64, dtype=np.uint16).reshape(96, 64), metadata=None, photometric="minisblack")
     raw = p.read_bytes()
     with tifffile.TiffFile(p) as t:  # the pixel data comes last: the cut takes pixels, no IFD
         assert int(t.pages[-1].dataoffsets[-1]) + int(t.pages[-1].databytecounts[-1]) == len(raw)

@@ -216,6 +216,16 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
             f"write back byte for byte){cut}"
         )
     else:
+        if options.get("compressed_tiff", "byte-exact") != "frames":
+            # a compressed source written again from its pixels and tags comes back equal in pixels and
+            # tags, not in bytes (the compressed strips and the places of IFDs are the encoder's own): a
+            # facility's checksum of the original would no longer match, and a release would delete the
+            # only copy of its bytes (a stranger's fidelity review). Stored as the detector wrote it
+            # (RELION, MotionCor2 and cryoSPARC read LZW and deflate TIFF in place)
+            raise UnsupportedFormatError(
+                f"a compressed TIFF ({_name(first.compression)}): stored byte-exact, so that a restore gives back "
+                f"its very bytes (`compressed_tiff: frames` in its profile reads it as frames){cut}"
+            )
         found, _, extra = _unexplained(f, tif, every, size)
         if found:  # a rewrite from pixels and tags would lose them: byte-exact instead
             raise UnsupportedFormatError(f"a compressed TIFF with {extra}: written again, they would be lost{cut}")
