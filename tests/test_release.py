@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -794,6 +794,34 @@ def test_stored_copy_damaged_before_a_held_release_is_shipped_again(
     assert not (watch / "sess" / "f.raw").exists()
 
 
+def _camera_through_a_mapping(path: Path, size: int, pause: Callable[[], None]) -> None:
+    """A camera that maps its movie (no descriptor kept), writes seven frames and its header, pauses
+    (`pause`: what the test waits for), then writes its final header into page 0, dirty since its
+    first write, and unmaps. Asserts that the final write moved nothing a stat shows (else the
+    identity check alone tells the change, and the test would not test the comparison)."""
+    import mmap
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    os.ftruncate(fd, size)
+    m = mmap.mmap(fd, size)
+    os.close(fd)  # a writer through its mapping alone
+    try:
+        m[0:16] = b"HEADER frames=00"
+        for i in range(1, 8):
+            m[4096 * i : 4096 * (i + 1)] = bytes([i]) * 4096
+            m[0:16] = b"HEADER frames=%02d" % i
+        pause()
+        before = os.stat(path)
+        m[0:16] = b"HEADER FINAL =07"  # into page 0, dirty since the first write
+        m.flush()  # msync: written to the disk, as a camera's close would have it
+        after = os.stat(path)
+    finally:
+        m.close()
+    assert [(st.st_size, st.st_mtime_ns, st.st_ctime_ns) for st in (before, after)] == [
+        (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
+    ] * 2
+
+
 def test_once_names_a_file_a_writer_still_holds_and_exits_1(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """A stranger's run: `run --once --release` shipped a file a process kept open for writing (its
     copy of what it held then), kept it, and exited 0 saying nothing of it. It names it and exits 1:
@@ -823,8 +851,6 @@ def test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_los
     only copy of the final header with it. The held file's content is compared first: the final
     content ships as the next version, then the file is released. A file held by a writer that wrote
     nothing more is compared too, and released."""
-    import mmap
-
     watch, dest, state = dirs
     (watch / "sess").mkdir()
     path = watch / "sess" / "movie.raw"
@@ -835,33 +861,14 @@ def test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_los
     d = Background("run", "--config", str(config(tmp_path, watch, dest, state)))
     try:
         with held_open(same):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            os.ftruncate(fd, size)
-            m = mmap.mmap(fd, size)
-            os.close(fd)  # a writer through its mapping alone
-            try:
-                m[0:16] = b"HEADER frames=00"
-                for i in range(1, 8):
-                    m[4096 * i : 4096 * (i + 1)] = bytes([i]) * 4096
-                    m[0:16] = b"HEADER frames=%02d" % i
-                wait_for(lambda: len(audit(state, "release-held")) == 2, 60, "both releases held", d, state)
-                before = os.stat(path)
-                m[0:16] = b"HEADER FINAL =07"  # into page 0, dirty since the first write
-                m.flush()  # msync: written to the disk, as a camera's close would have it
-                after = os.stat(path)
-            finally:
-                m.close()
+            _camera_through_a_mapping(
+                path, size, lambda: wait_for(lambda: len(audit(state, "release-held")) == 2, 60, "holds", d, state)
+            )
         final = path.read_bytes()
         wait_for(lambda: not path.exists() and not same.exists(), 60, "the releases", d, state)
     finally:
         code, err = d.terminate()
     assert code == 0, err
-    # what makes the case: nothing a stat shows moved (else the identity check alone tells the change)
-    assert (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
-        after.st_size,
-        after.st_mtime_ns,
-        after.st_ctime_ns,
-    )
     rows = journal_rows(state)
     assert [(r[0], r[1], r[3]) for r in rows] == [
         ("sess/movie.raw", "verified", 1),
@@ -955,8 +962,6 @@ def test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never
     unmaps while the copy is being made (its read-back held here), so the release's own look finds
     no writer, and size and times are as shipped. The file was read while a writer had it mapped:
     its content is compared before the release, and the final content ships as the next version."""
-    import mmap
-
     from tests.faults import set_faults
 
     watch, dest, state = dirs
@@ -968,32 +973,13 @@ def test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never
     set_faults(control, hold_reads="*/scope/sess/movie.raw")  # the first copy's read-back waits here
     d = Background("run", "--config", str(cfg), env=env)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        os.ftruncate(fd, size)
-        m = mmap.mmap(fd, size)
-        os.close(fd)
-        try:
-            for i in range(1, 8):
-                m[4096 * i : 4096 * (i + 1)] = bytes([i]) * 4096
-                m[0:16] = b"HEADER frames=%02d" % i
-            wait_for(held_flag.exists, 60, "the copy's read-back", d, state)
-            before = os.stat(path)
-            m[0:16] = b"HEADER FINAL =07"
-            m.flush()
-            after = os.stat(path)
-        finally:
-            m.close()
+        _camera_through_a_mapping(path, size, lambda: wait_for(held_flag.exists, 60, "the read-back", d, state))
         set_faults(control)
         final = path.read_bytes()
         wait_for(lambda: not path.exists(), 60, "the release", d, state)
     finally:
         code, err = d.terminate()
     assert code == 0, err
-    assert (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
-        after.st_size,
-        after.st_mtime_ns,
-        after.st_ctime_ns,
-    )
     assert final[:16] == b"HEADER FINAL =07" and final in stored(dest).values()
     assert [(r[1], r[3]) for r in journal_rows(state)] == [("verified", 1), ("released", 2)]
     assert audit(state, "read-while-written")

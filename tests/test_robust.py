@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -598,34 +599,45 @@ def test_once_fails_while_a_folder_could_not_be_listed(dirs: tuple[Path, Path, P
     assert journal_states(state) == {"good/a.raw": "verified", "locked/secret.raw": "verified"}
 
 
+def _once_beside_a_paused_writer(
+    tmp_path: Path, rel: str, data: bytes, cut: int, watch: str, check: Any = None
+) -> tuple[Any, Path]:
+    """`run --once` (watch entry `watch`, after `path: acq, `) on `rel` while its writer, having written
+    `data[:cut]`, holds it open: once acqd says it waits for the writer (then `check(daemon, state)`),
+    the writer writes the rest and closes it. Returns the daemon, to wait for, and its state folder."""
+    from tests.conftest import Background, acqd_yaml, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    path = acq / rel
+    path.parent.mkdir(parents=True)
+    with open(path, "wb") as writer:  # the camera's handle, open for writing throughout
+        writer.write(data[:cut])
+        writer.flush()
+        cfg = acqd_yaml(tmp_path / "acqd.yaml", state=state, watch=f"path: {acq}, {watch}", tiers=central)
+        d = Background("run", "--once", "--config", str(cfg), "--retry-for", "120s")
+        try:
+            wait_for(lambda: "open for writing: waiting for it" in d.stderr(), 60, "acqd to see the writer", d, state)
+            if check is not None:
+                check(d, state)
+            writer.write(data[cut:])  # the stage has moved: the rest
+        except BaseException:
+            d.kill()
+            raise
+    return d, state
+
+
 def test_a_mib_cut_mid_frame_while_its_writer_has_it_open_is_waited_for_not_stored_as_it_is(tmp_path: Path) -> None:
     """A profile settled by stillness alone, not streamed (Merlin's `.mib`, `stream: false`): a frame
     half written when the camera pauses longer than the window reads as more to come; while a process
     here has the file open it is waited for, never stored byte-exact as the part so far."""
-    from tests.conftest import Background, acqd_yaml, journal_rows, wait_for
+    from tests.conftest import journal_rows
     from tests.test_frames import mib
 
-    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
-    (acq / "s1").mkdir(parents=True)
     data = mib(n=4)[0]
     cut = len(data) - 300  # the last frame half written
-    path = acq / "s1" / "scan.mib"
-    with open(path, "wb") as writer:
-        writer.write(data[:cut])
-        writer.flush()
-        cfg = acqd_yaml(
-            tmp_path / "acqd.yaml",
-            state=state,
-            watch=f"path: {acq}, detector: merlin-medipix, settle: 0.3s, stream: false",
-            tiers=central,
-        )
-        d = Background("run", "--once", "--config", str(cfg), "--retry-for", "120s")
-        try:
-            wait_for(lambda: "open for writing: waiting for it" in d.stderr(), 60, "acqd to see the writer", d, state)
-            writer.write(data[cut:])
-        except BaseException:
-            d.kill()
-            raise
+    d, state = _once_beside_a_paused_writer(
+        tmp_path, "s1/scan.mib", data, cut, "detector: merlin-medipix, settle: 0.3s, stream: false"
+    )
     d.proc.wait(timeout=120)
     err = d.stderr()
     assert d.proc.returncode == 0 and "no process has it open for writing: stored byte-exact" not in err, err
@@ -640,39 +652,24 @@ def test_a_movie_that_looks_truncated_while_a_writer_has_it_open_waits_for_it(tm
     """A camera pausing longer than the settle window (a stage move) leaves an MRC whose header says
     more frames than the file holds, still open for writing: a file being written, not a broken one.
     `run --once` waits for it (it is not quarantined, nor counted done) and ships it whole."""
+    import mrcfile
     import numpy as np
 
-    from tests.conftest import Background, acqd_yaml, journal_states, wait_for
+    from tests.conftest import journal_states
 
-    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
-    (acq / "s1").mkdir(parents=True)
     frames = np.random.default_rng(3).poisson(3, (6, 64, 80)).astype(np.uint16)
     whole = tmp_path / "whole.mrc"
-    import mrcfile
-
     with mrcfile.new(whole) as m:
         m.set_data(frames)
     data = whole.read_bytes()
     cut = len(data) - 3 * frames[0].nbytes  # the header says 6 frames; 3 are written so far
-    path = acq / "s1" / "movie.mrc"
-    with open(path, "wb") as writer:  # the camera's handle, open for writing throughout
-        writer.write(data[:cut])
-        writer.flush()
-        cfg = acqd_yaml(
-            tmp_path / "acqd.yaml",
-            state=state,
-            watch=f"path: {acq}, detector: falcon, settle: 0.3s, stream: {str(stream).lower()}",
-            tiers=central,
-        )
-        d = Background("run", "--once", "--config", str(cfg), "--retry-for", "120s")
-        try:
-            wait_for(lambda: "open for writing: waiting for it" in d.stderr(), 60, "acqd to see the writer", d, state)
-            assert "quarantined" not in d.stderr() and d.proc.poll() is None, d.stderr()
-            assert journal_states(state).get("s1/movie.mrc") != "quarantined"
-            writer.write(data[cut:])  # the stage has moved: the rest of the movie
-        except BaseException:
-            d.kill()
-            raise
+
+    def not_quarantined(d: Any, state: Path) -> None:
+        assert "quarantined" not in d.stderr() and d.proc.poll() is None, d.stderr()
+        assert journal_states(state).get("s1/movie.mrc") != "quarantined"
+
+    watch = f"detector: falcon, settle: 0.3s, stream: {str(stream).lower()}"
+    d, state = _once_beside_a_paused_writer(tmp_path, "s1/movie.mrc", data, cut, watch, not_quarantined)
     d.proc.wait(timeout=120)  # the writer closed: `--once` ships the movie whole and ends
     d.out.seek(0)
     out = d.out.read()
