@@ -546,6 +546,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_frames.py::test_a_compressed_tiff_is_stored_byte_exact_and_restored_byte_for_byte",),
     ),
     Mutant(
+        "pages-of-two-pixel-sizes-stacked",
+        "a TIFF whose pages have different pixel sizes is stored as one stack under page 0's scale, the other"
+        " pages' calibration lost",
+        "acqd/readers/tiff.py",
+        "        if res and res0 and (res != res0 or int(p.resolutionunit) != int(first.resolutionunit)):\n",
+        "        if False:\n",
+        ("tests/test_mismatch.py::test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_quarantined",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -151,7 +151,12 @@ def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
     with tifffile.TiffWriter(pyramid) as tw:  # a full image and its thumbnail
         tw.write(gray)
         tw.write(gray[::4, ::4])
+    two_sizes = io.BytesIO()  # a stack whose second page has another pixel size (a stranger's review)
+    with tifffile.TiffWriter(two_sizes) as tw:
+        tw.write(gray, photometric="minisblack", resolution=(10000, 10000), resolutionunit="CENTIMETER")
+        tw.write(gray, photometric="minisblack", resolution=(20000, 20000), resolutionunit="CENTIMETER")
     files = {
+        "two-pixel-sizes.tif": two_sizes.getvalue(),
         "rgb.tif": _tif(np.stack([smooth, smooth[::-1], smooth // 2], -1), photometric="rgb"),
         "rgb-noise.tif": _tif(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), photometric="rgb"),
         "planar.tif": _tif(np.stack([smooth, smooth // 2, smooth // 3]), photometric="rgb", planarconfig="separate"),
@@ -163,6 +168,7 @@ def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
         "bilevel.tif": _tif(smooth > 128),
     }
     why = {
+        "two-pixel-sizes.tif": "pages whose pixel sizes differ (page 1: (20000.0, 20000.0) per CENTIMETER",
         "rgb.tif": "3 samples per pixel (RGB)",
         "rgb-noise.tif": "3 samples per pixel (RGB)",
         "planar.tif": "3 samples per pixel (RGB, planar)",

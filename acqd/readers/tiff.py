@@ -110,6 +110,14 @@ def unframed(pages: list[Any]) -> str | None:
             return f"sub-IFDs (page {i}: a pyramid's levels or other images besides the pages)"
         if p.shape != first.shape or p.dtype != first.dtype:
             return f"pages that differ (page {i}: {p.shape} {p.dtype}; page 0: {first.shape} {first.dtype})"
+        res, res0 = (_resolution(p), _resolution(first)) if i else (None, None)
+        if res and res0 and (res != res0 or int(p.resolutionunit) != int(first.resolutionunit)):
+            # one stack has one pixel size: page 0's would be given to every page (a page without one
+            # takes the stack's)
+            return (
+                f"pages whose pixel sizes differ (page {i}: {res} per {_name(p.resolutionunit)}; "
+                f"page 0: {res0} per {_name(first.resolutionunit)})"
+            )
         if p.bitspersample != np.dtype(p.dtype).itemsize * 8:
             return f"{p.bitspersample}-bit samples"
         if p.is_tiled:
