@@ -627,6 +627,8 @@ def test_streamed_movie_is_not_released_while_a_writer_has_it_open(tmp_path: Pat
     assert code == 0, err
     assert not target.exists()
     assert "streamed" in [a for a, _ in audit(state)]
+    # read while its writer had it open: compared with its copy before the release, and the same
+    assert "content-compared" in [a for a, _ in audit(state)], audit(state)
     [(only, _stored)] = verified_copies(state).items()
     assert only == (rel, 1)
     out = tmp_path / "restored"
