@@ -33,6 +33,13 @@ class UnfinishedFormatError(FormatError):
     byte-exact (every byte kept, flagged with this reason), never as the frames found so far."""
 
 
+class CutShortError(UnfinishedFormatError):
+    """The source is shorter than its own format says (an MRC with fewer frames than its header counts,
+    a TIFF whose pixel data runs past its end, a MIB with a frame half there or fewer frames than its
+    .hdr counts): stored byte-exact like any unfinished file, and never removed from the acquisition
+    disk by a release (a writer acqd cannot see, on another host, may still add to it)."""
+
+
 class UnsupportedFormatError(AcqdError):
     """A valid source that a frame layout cannot represent faithfully (an RGB or tiled TIFF, a JPEG
     TIFF, a 4-bit MRC). Not damaged, so never quarantined: nothing was published, and the file is

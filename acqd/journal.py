@@ -134,8 +134,8 @@ CREATE TABLE IF NOT EXISTS outbox(
 CREATE INDEX IF NOT EXISTS audit_notes ON audit(file_id) WHERE action = 'profile-mismatch';
 CREATE INDEX IF NOT EXISTS audit_codec ON audit(file_id) WHERE action = 'codec-choice';
 CREATE INDEX IF NOT EXISTS audit_release_failed ON audit(file_id) WHERE action = 'release-failed';
-CREATE INDEX IF NOT EXISTS audit_held ON audit(file_id)
-    WHERE action IN ('release-held', 'read-while-written', 'content-compared');
+CREATE INDEX IF NOT EXISTS audit_release_checks ON audit(file_id)
+    WHERE action IN ('release-held', 'read-while-written', 'content-compared', 'cut-short');
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
@@ -1227,12 +1227,27 @@ class Journal:
             part = file_ids[i : i + 500]
             rows = self._db.execute(
                 "SELECT file_id, action FROM audit WHERE action IN ('release-held', 'read-while-written', "
-                "'content-compared') AND "
+                "'content-compared', 'cut-short') AND "
                 f"file_id IN ({','.join('?' * len(part))}) ORDER BY id",
                 part,
             )
-            last = {int(f): a for f, a in rows}
+            last = {int(f): a for f, a in rows if a != "cut-short"}
             out.update(f for f, a in last.items() if a != "content-compared")
+        return out
+
+    def cut_short(self, file_ids: list[int]) -> set[int]:
+        """Of `file_ids`, the rows stored byte-exact because the file is shorter than its own format
+        says (audit 'cut-short'): never released (`Pipeline._release`)."""
+        out: set[int] = set()
+        for i in range(0, len(file_ids), 500):
+            part = file_ids[i : i + 500]
+            rows = self._db.execute(
+                "SELECT DISTINCT file_id FROM audit WHERE action IN ('release-held', 'read-while-written', "
+                "'content-compared', 'cut-short') AND action = 'cut-short' AND file_id IN "
+                f"({','.join('?' * len(part))})",
+                part,
+            )
+            out.update(int(f) for (f,) in rows)
         return out
 
     def copy_in_the_way(self, tier: str, dest: str, folders: bool = True) -> tuple[str, int] | None:

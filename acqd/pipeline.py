@@ -35,6 +35,7 @@ from acqd.crash import crash_point
 from acqd.errors import (
     AcqdError,
     ClaimError,
+    CutShortError,
     FormatError,
     JournalError,
     NameTakenError,
@@ -650,7 +651,7 @@ class Pipeline:
         self._recheck_task: asyncio.Task[None] | None = None
         self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
         self._conflicts: dict[tuple[int, str], str] = {}  # file -> the conflict last said of it
-        self._uncompared: dict[tuple[int, str], int] = {}  # file -> the row kept: content not comparable
+        self._cut_short_said: dict[tuple[int, str], int] = {}  # file -> the row kept as cut short, said once
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
         #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
@@ -2481,6 +2482,8 @@ class Pipeline:
                 return
             if isinstance(exc, UnfinishedFormatError) and not c.at_rest:  # nobody writes it: kept as it is
                 log.info("%r: %s; no process has it open for writing: stored byte-exact", c.rel, exc)
+                if isinstance(exc, CutShortError):  # stored, never released (`_release`)
+                    await self._j(self.journal.audit, c.row.id, "cut-short", reason=str(exc))
                 self._land(c)
                 self._schedule(replace(c, check_at=self.mono(), settled=True, reason="stored byte-exact", at_rest=True))
                 return
@@ -2621,8 +2624,10 @@ class Pipeline:
                 plain.append((c, row, st))
             else:
                 slow.append((c, row))
-        if plain:  # held for a writer since they were shipped: their content compared first (`_still_shipped`)
+        if plain:  # held for a writer since they were shipped (their content compared first), or cut short
+            # (kept): each by the one-file path (`_release`)
             uncompared = await self._j(self.journal.held_uncompared, [row.id for _c, row, _st in plain])
+            uncompared |= await self._j(self.journal.cut_short, [row.id for _c, row, _st in plain])
             slow += [(c, row) for c, row, _st in plain if row.id in uncompared]
             plain = [x for x in plain if x[1].id not in uncompared]
         if plain:
@@ -2802,6 +2807,17 @@ class Pipeline:
             )
             alone += [c for (c, _r, _d), ok in zip(live, begun, strict=True) if not ok]
             live = [x for x, ok in zip(live, begun, strict=True) if ok]
+
+        freed = [(c, r) for c, r, _d in live if c.ctx.releases(c.rel)]
+        if freed:  # read while a process has them open for writing: compared before any release (one scan)
+            writing = await self.writers.writers([(c.stable.device, c.stable.inode) for c, _r in freed])
+            under = [r for c, r in freed if (c.stable.device, c.stable.inode) in writing]
+            if under:
+                why = "open for writing while it was read: compared before release"
+                await self._j(
+                    self.journal.run_group,
+                    [partial(self.journal.audit, r.id, "read-while-written", reason=why) for r in under],
+                )
 
         def write() -> tuple[list[tuple[Candidate, FileRow, str, WriteResult]], list[Candidate], float]:
             """Blocking: read and encode each file, then publish them all behind one barrier."""
@@ -3026,17 +3042,18 @@ class Pipeline:
             return
         other_dest, other_id = found
         other = await self._j(self.journal.get, other_id)
+        who = other.relpath if other.root == c.ctx.root else os.path.join(other.root, other.relpath)  # another root
         if other_dest.startswith(dest + "/"):
             head = c.rel
             said = (
-                f"{tier.url(dest)} is a folder of stored copies ({other.relpath!r} among them, shipped when "
-                f"{head!r} was a folder): the file {c.rel!r} cannot be stored under the same name"
+                f"{tier.url(dest)} is a folder of stored copies ({who!r} among them): the file {c.rel!r} cannot "
+                "be stored under the same name"
             )
         else:
             parts = c.rel.split("/")  # the folder of c.rel whose name is other_dest's (names keep their folders)
             head = "/".join(parts[: len(parts) - (dest.count("/") - other_dest.count("/"))])
             said = (
-                f"{tier.url(other_dest)} is the stored copy of the file {other.relpath!r}: the folder "
+                f"{tier.url(other_dest)} is the stored copy of the file {who!r}: the folder "
                 f"{head!r} cannot be stored under the same name, so {c.rel!r} cannot be stored"
             )
         raise NameTakenError(
@@ -3079,6 +3096,17 @@ class Pipeline:
         path = os.path.join(ctx.root, c.rel)
         if not ctx.releases(row.relpath):  # a reload since it was found due: its placement keeps it now
             return
+        if row.id in await self._j(self.journal.cut_short, [row.id]):
+            if not _remember(self._cut_short_said, c.key, row.id):
+                short = (
+                    "kept on the acquisition disk: shorter than its own format says (cut short, or a writer acqd "
+                    "cannot see still adds to it); its copy holds every byte it has. Remove it by hand once "
+                    "checked; if it grows, it ships again as a new version"
+                )
+                log.warning("not releasing %r: %s", c.rel, short)
+                await self._j(self.journal.audit, row.id, "release-skipped", reason=short)
+            self._held.pop(key, None)
+            return
         left = self._wait_left(c, row)
         if left > 0:
             self._release_later_for(c, left)
@@ -3099,6 +3127,7 @@ class Pipeline:
             await self._release_failed(c, row, exc.strerror or str(exc))
             return
         if st is None:
+            self._held.pop(key, None)
             await self._j(self.journal.audit, row.id, "release-skipped", reason=GONE)
             return
         why = "no longer a regular file (kept)" if not stat.S_ISREG(st.st_mode) else refuse(st)
@@ -3201,8 +3230,9 @@ class Pipeline:
         page already dirty (the kernel moves them at the first write to a clean page only: a stranger's
         run lost a camera's final header that way), so it is read and hashed as it was shipped and
         compared with the verified copy's checksum. The same: noted (`content-compared`), released.
-        Changed: kept, and shipped as a new version. Not to be told (a compressed TIFF, whose checksum
-        covers its frames, not its bytes; the file changing while read): kept, said once."""
+        Changed, or not to be told (a compressed TIFF read as frames, whose checksum covers its frames,
+        not its bytes; the file changing or gone while read): kept, and shipped as a new version (its
+        copy of the file as it is now); never kept for ever, nor read again and again."""
         found = _verified_copy(c.ctx.placed(row.relpath), await self._j(self.journal.copies_of, row.id), self.tiers)
         if found is None:
             return False  # no verified copy to compare with: a release needs one anyway
@@ -3211,25 +3241,22 @@ class Pipeline:
         try:
             digest = await self._io(self._source_digest_or_raise, reader, path, identity_of(st))
         except (AcqdError, OSError) as exc:
-            digest, unread = None, f"it could not be read to compare ({exc})"
+            digest, unread = None, f"could not be read to compare with its copy ({exc})"
         else:
-            unread = "its content cannot be compared with its copy (its checksum covers its frames, not its bytes)"
+            unread = "cannot be compared with its copy byte for byte (its checksum covers its frames)"
         if digest == copy.checksum:
             await self._j(self.journal.audit, row.id, "content-compared", reason="the content shipped")
             return True
         if digest is None:
-            why = f"held for a writer after it was shipped, and {unread}: kept (remove it by hand once checked)"
-            if not _remember(self._uncompared, c.key, row.id):
-                log.warning("not releasing %r: %s", c.rel, why)
-                await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
-            self._release_later_for(c)
-            return False
-        why = (
-            "changed after it was shipped, its size and times as they were (a write through a shared memory "
-            "mapping): kept; shipped as a new version"
-        )
+            why = f"held for a writer after it was shipped, and {unread}: kept; shipped again as a new version"
+        else:
+            why = (
+                "changed after it was shipped, its size and times as they were (a write through a shared memory "
+                "mapping): kept; shipped as a new version"
+            )
         log.warning("not releasing %r: %s", c.rel, why)
         await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+        self._held.pop(c.key, None)
         obs = Observation(SourceRef(c.ctx.root, c.rel), identity_of(st), c.ctx.profile.name, True, changed=True)
         [(_action, nrow)] = await self._j(self.journal.observe_many, [obs])
         self._emit("seen", nrow)

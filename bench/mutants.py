@@ -486,7 +486,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "an MRC cut short (fewer frames than its header counts, no writer) is quarantined: its only copy stays on"
         " the acquisition disk",
         "acqd/readers/mrc.py",
-        "        raise UnfinishedFormatError(  # a writer that wrote the header first, still at work or cut short\n",
+        "        raise CutShortError(  # a writer that wrote the header first, still at work or cut short\n",
         "        raise FormatError(\n",
         (
             "tests/test_frames.py::test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far[mrc]",
@@ -497,8 +497,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "partial-mib-frame-quarantined",
         "a MIB with a frame half there (no writer) is quarantined: its only copy stays on the acquisition disk",
         "acqd/readers/mib.py",
-        "    if size % step:  # a frame still being written, or the file cut short\n"
-        "        raise UnfinishedFormatError(\n",
+        "    if size % step:  # a frame still being written, or the file cut short\n        raise CutShortError(\n",
         "    if size % step:\n        raise FormatError(\n",
         ("tests/test_frames.py::test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far[mib]",),
     ),
@@ -515,8 +514,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a TIFF whose pixel data runs past its end (no writer) is quarantined: its only copy stays on the"
         " acquisition disk",
         "acqd/readers/tiff.py",
-        "        if ends and max(ends) > size:\n            raise UnfinishedFormatError(\n",
-        "        if ends and max(ends) > size:\n            raise FormatError(\n",
+        "        if ends and max(ends) > size:\n            raise CutShortError(",
+        "        if ends and max(ends) > size:\n            raise FormatError(",
         ("tests/test_frames.py::test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far[tiff]",),
     ),
     Mutant(
@@ -553,6 +552,35 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if res and res0 and (res != res0 or int(p.resolutionunit) != int(first.resolutionunit)):\n",
         "        if False:\n",
         ("tests/test_mismatch.py::test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_quarantined",),
+    ),
+    Mutant(
+        "uncomparable-held-file-kept-for-ever",
+        "a held file whose content cannot be compared with its copy is kept for ever (and read again at every"
+        " look), not shipped again",
+        "acqd/pipeline.py",
+        "        if digest is None:\n"
+        '            why = f"held for a writer after it was shipped, and {unread}: kept; shipped again as a new'
+        ' version"\n',
+        "        if digest is None:\n            return False\n",
+        ("tests/test_release.py::test_a_held_file_whose_content_cannot_be_compared_ships_again_never_kept_for_ever",),
+    ),
+    Mutant(
+        "cut-short-released",
+        "a file shorter than its own format says, stored byte-exact, is released after its hold: a writer acqd"
+        " cannot see finds it gone",
+        "acqd/pipeline.py",
+        "        if row.id in await self._j(self.journal.cut_short, [row.id]):\n",
+        "        if False:\n",
+        ("tests/test_release.py::test_a_movie_cut_short_is_stored_and_never_released_until_it_grows",),
+    ),
+    Mutant(
+        "batch-read-under-writer-unnoted",
+        "small files read in a batch while a writer has them open are not noted: their content is not compared"
+        " before release",
+        "acqd/pipeline.py",
+        "        if freed:  # read while a process has them open for writing: compared before any release (one scan)\n",
+        "        if False:\n",
+        ("tests/test_release.py::test_once_names_a_file_a_writer_still_holds_and_exits_1",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

@@ -643,16 +643,23 @@ def test_a_compressed_tiff_stored_before_a_crash_is_adopted_or_kept_not_compared
         tifffile.imwrite(src, pixels(seed), photometric="minisblack", compression="packbits")
 
     write(1)
+    # the light-sheet profile, reading compressed TIFF as frames (its default stores it byte-exact)
+    (tmp_path / "det").mkdir()
+    orca = (Path(__file__).resolve().parent.parent / "detectors" / "hamamatsu-orca.yaml").read_text()
+    (tmp_path / "det" / "orca-frames.yaml").write_text(
+        orca.replace("name: hamamatsu-orca", "name: orca-frames") + "\ncompressed_tiff: frames\n"
+    )
+    env = dict(os.environ, ACQD_DETECTORS=str(tmp_path / "det"))
     quick = ["--watch", str(acq), "--dest", str(tmp_path / "central"), "--state-dir", str(state)]
-    quick += ["--settle", "0.2s", "--detector", "hamamatsu-orca"]
-    r = run_acqd("run", "--once", *quick, env=dict(os.environ, ACQD_CRASH_AT="after_verify"))
+    quick += ["--settle", "0.2s", "--detector", "orca-frames"]
+    r = run_acqd("run", "--once", *quick, env=dict(env, ACQD_CRASH_AT="after_verify"))
     assert r.returncode == -9, r.stderr
     assert journal_states(state) == {"s/x.tif": "stored"}
     [store] = list((tmp_path / "central").rglob("x.tif~.zarr"))
     if changed:
         src.unlink()
         write(2)
-    r = run_acqd("run", "--once", "--retry-for", "20s", *quick, timeout=120)
+    r = run_acqd("run", "--once", "--retry-for", "20s", *quick, timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [(x[1], x[3]) for x in journal_rows(state)]
     if not changed:
@@ -719,7 +726,7 @@ def test_a_copy_stored_before_a_crash_whose_metadata_changed_is_not_recorded_ver
     acq, state = tmp_path / "acq", tmp_path / "state"
     (acq / "s").mkdir(parents=True)
     ramp = np.add.outer(np.arange(128), np.arange(128)).astype(np.uint16) * 8
-    tifffile.imwrite(acq / "s" / "x.tif", np.stack([ramp] * 6), photometric="minisblack", compression="packbits")
+    tifffile.imwrite(acq / "s" / "x.tif", np.stack([ramp] * 6), photometric="minisblack")
     quick = ["--watch", str(acq), "--dest", str(tmp_path / "central"), "--state-dir", str(state)]
     quick += ["--settle", "0.2s", "--detector", "hamamatsu-orca"]
     r = run_acqd("run", "--once", *quick, env=dict(os.environ, ACQD_CRASH_AT="after_verify"))

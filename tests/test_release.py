@@ -838,6 +838,91 @@ def test_once_names_a_file_a_writer_still_holds_and_exits_1(dirs: tuple[Path, Pa
     assert "s/open.dat" in r.stderr.split("kept on the acquisition disk")[1]
     assert journal_states(state) == {"s/open.dat": "verified", "s/done.dat": "released"}
     assert (watch / "s" / "open.dat").read_bytes() == data and data in stored(dest).values()
+    # a small file, shipped in a batch: noted as read under its writer (its content compared before release)
+    assert [a["reason"] for a in audit(state, "read-while-written")] == [
+        "open for writing while it was read: compared before release"
+    ]
+
+
+def test_a_held_file_whose_content_cannot_be_compared_ships_again_never_kept_for_ever(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A stranger's review: a compressed TIFF read as frames (`compressed_tiff: frames`: its checksum
+    covers its frames, not its bytes), read while a writer held it, could not be compared with its copy
+    once the writer was gone: kept for ever, read again every few seconds. It ships again as the next
+    version (its copy of the file as it is now), which is released."""
+    import numpy as np
+    import tifffile
+
+    from tests.test_frames import write_profiles
+
+    watch, dest, state = dirs
+    (watch / "s").mkdir()
+    tifffile.imwrite(
+        watch / "s" / "lzw.tif",
+        np.arange(4 * 32 * 40, dtype=np.uint16).reshape(4, 32, 40),
+        compression="lzw",
+        photometric="minisblack",
+    )
+    det = write_profiles(tmp_path / "det")
+    cfg = acqd_yaml(
+        tmp_path / "acqd.yaml",
+        state=state,
+        watch=f"path: {watch}, detector: t-tiff-rewrite, settle: 0.3s, stream: false, "
+        "placement: {release_local: after_verify}",
+        tiers=dest,
+        more=f"detectors_dir: {det}",
+    )
+    with held_open(watch / "s" / "lzw.tif"):
+        r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "5s")
+    assert r.returncode == 1 and "open for writing" in r.stderr, r.stderr
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "60s")
+    assert r.returncode == 0, r.stderr
+    assert [(s_, v) for _rel, s_, _w, v in journal_rows(state)] == [("verified", 1), ("released", 2)], (
+        journal_rows(state),
+        r.stderr,
+    )
+    assert "cannot be compared with its copy byte for byte" in r.stderr, r.stderr
+
+
+def test_a_movie_cut_short_is_stored_and_never_released_until_it_grows(
+    dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A stranger's review: an MRC with fewer frames than its header counts, no writer acqd can see (one
+    on another host, or one that closes the file between tilts), was stored byte-exact and **deleted**
+    30 s later, its writer's next frames then going to a file gone. Stored, and kept on the acquisition
+    disk (said once); once it has every frame, the whole movie ships as the next version and is released."""
+    from tests.test_frames import fei_mrc, write_profiles
+
+    watch, dest, state = dirs
+    (watch / "t").mkdir()
+    whole = fei_mrc()[0]
+    cut = whole[:-1000]
+    (watch / "t" / "tilt.mrc").write_bytes(cut)
+    det = write_profiles(tmp_path / "det")
+    cfg = acqd_yaml(
+        tmp_path / "acqd.yaml",
+        state=state,
+        watch=f"path: {watch}, detector: t-mrc-tiff, settle: 0.3s, placement: {{release_local: after_verify}}",
+        tiers=dest,
+        more=f"detectors_dir: {det}",
+    )
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")
+    assert r.returncode == 0, r.stderr
+    assert (watch / "t" / "tilt.mrc").read_bytes() == cut  # kept
+    assert r.stderr.count("not releasing 't/tilt.mrc': kept on the acquisition disk: shorter than its own") == 1
+    assert journal_states(state) == {"t/tilt.mrc": "verified"}
+    back = tmp_path / "back.mrc"
+    assert run_acqd("restore", "t/tilt.mrc", str(back), "--config", str(cfg)).returncode == 0
+    assert back.read_bytes() == cut  # every byte it had
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "20s")  # a later run keeps it too
+    assert r.returncode == 0 and (watch / "t" / "tilt.mrc").exists(), r.stderr
+    with open(watch / "t" / "tilt.mrc", "ab") as f:  # the writer comes back with the last frames
+        f.write(whole[len(cut) :])
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "60s")
+    assert r.returncode == 0, r.stderr
+    assert [(s_, v) for rel, s_, _w, v in journal_rows(state)] == [("verified", 1), ("released", 2)]
+    assert not (watch / "t" / "tilt.mrc").exists()
 
 
 @pytest.mark.slow

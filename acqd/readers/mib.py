@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
+from acqd.errors import CutShortError, FormatError, UnsupportedFormatError
 from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, read_exact, read_into
 
@@ -51,13 +51,13 @@ def open_mib(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     frame = nx * ny * dtype.itemsize
     step = hb + frame
     if size % step:  # a frame still being written, or the file cut short
-        raise UnfinishedFormatError(
+        raise CutShortError(
             f"MIB size {size} is not a whole number of frames ({step} bytes each): truncated, or still written"
         )
     n = size // step
     stated = hdr_counts(options.get("path"))
     if stated is not None and stated[1] > n:  # the acquisition's .hdr counts frames the file has not
-        raise UnfinishedFormatError(
+        raise CutShortError(
             f"the acquisition's .hdr says {stated[1]} frames, the MIB holds {n}: truncated, or still written"
         )
     heads = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
+from acqd.errors import CutShortError, FormatError, UnfinishedFormatError, UnsupportedFormatError
 from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, jsonable, read_array, read_exact
 
@@ -73,7 +73,7 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     expected = offset + nz * frame
     if size < expected:
         have = (size - offset) / frame if size > offset else 0
-        raise UnfinishedFormatError(  # a writer that wrote the header first, still at work or cut short
+        raise CutShortError(  # a writer that wrote the header first, still at work or cut short
             f"truncated MRC: the header says {nz} frames of {ny}x{nx} {kind} ({expected} bytes), "
             f"the file has {size} bytes ({have:.2f} frames)"
         )

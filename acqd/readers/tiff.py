@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from acqd.checksum import Hasher
-from acqd.errors import FormatError, UnfinishedFormatError, UnsupportedFormatError
+from acqd.errors import CutShortError, FormatError, UnfinishedFormatError, UnsupportedFormatError
 from acqd.lazy import lazy
 from acqd.readers.base import UM_PER_UNIT, Expect, FrameSource, display_unit, jsonable, length_unit, seconds
 
@@ -59,9 +59,7 @@ def _check_whole(pages: list[Any], size: int) -> None:
     for i, p in enumerate(pages):
         ends = [int(o) + int(c) for o, c in zip(p.dataoffsets, p.databytecounts, strict=False) if c]
         if ends and max(ends) > size:
-            raise UnfinishedFormatError(
-                f"truncated TIFF: page {i}'s pixel data ends at byte {max(ends)}, the file has {size}"
-            )
+            raise CutShortError(f"truncated TIFF: page {i}'s pixel data ends at byte {max(ends)}, the file has {size}")
 
 
 def _chain(f: BinaryIO, tif: Any, size: int) -> tuple[int, str | None]:
