@@ -21,8 +21,10 @@ import glob
 import os
 import re
 import select
+import stat
 import threading
 import time
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from acqd.fsops import same_or_inside
@@ -239,6 +241,41 @@ def views_below(root: str, folders: list[str]) -> list[str]:
             elif _below(mroot, tpath):  # a part of the tier's folder is mounted there
                 add(point)
     return out
+
+
+def folder_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the folder `path` leads to (symlinks followed), or None: not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def moved_below(root: str, rels: Iterable[str], identities: Collection[tuple[int, int]]) -> list[str]:
+    """The folders above the files `rels` (relative to the folder `root`) that are one of
+    `identities` (a tier's folder as it was last seen): a tier's folder moved into the watch root,
+    its path no longer leading to it (a rename, then a symlink at the old path a moment later).
+    Blocking: one lstat per distinct folder above `rels`."""
+    found: list[str] = []
+    looked: set[str] = set()
+    for rel in rels:
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub in found:
+                break
+            if sub in looked:
+                continue
+            looked.add(sub)
+            try:
+                st = os.lstat(os.path.join(root, sub))
+            except OSError:
+                break
+            if (st.st_dev, st.st_ino) in identities:
+                found.append(sub)
+                break
+    return found
 
 
 def lies_within(inner: str, outer: str) -> bool:

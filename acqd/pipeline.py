@@ -20,6 +20,7 @@ import os
 import random
 import re
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
@@ -68,7 +69,7 @@ from acqd.logs import PATHLIKE as _PATHLIKE
 from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path, other_roots, own_entries
 from acqd.mounts import describe as describe_mount
-from acqd.mounts import lies_within, unmounted_mount_point, views_below
+from acqd.mounts import folder_identity, lies_within, moved_below, unmounted_mount_point, views_below
 from acqd.naming import aside_inode, is_release_aside, is_temp, release_aside, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
 from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, manifest_pause
@@ -587,6 +588,8 @@ class Pipeline:
         self.unreadable: dict[tuple[int, str], str] = {}
         self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
         self._fenced: dict[int, tuple[float, list[str]]] = {}  # _fences: when looked, what was found
+        self._tier_ids: dict[str, set[tuple[int, int]]] = {}  # _look_for_tiers: each local tier's folder as seen
+        self._tier_lock = threading.Lock()
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
         self._strays: dict[int, tuple[int, int]] = {}  # root index -> files, bytes last said in its empty mount point
         #: roots whose journal rows the start did not reconcile (out of view then): done once in view
@@ -1493,20 +1496,39 @@ class Pipeline:
         finally:
             self._busy -= 1
 
-    async def _fences(self, ctx: RootCtx) -> list[str]:
+    def _look_for_tiers(self, root: str, local: list[str], rels: list[str]) -> list[str]:
+        """Blocking (`_fences`): where the local tiers' folders `local` are below the watch root
+        `root`, by their paths and mounts (`views_below`) and, when a tier's path no longer leads to the
+        folder it led to, by that folder's identity among the folders above the files `rels` being
+        admitted (moved in: its path is gone until a symlink is made there, and its files were taken
+        for new ones in that instant: CI at e29e4e8)."""
+        fences = views_below(root, local)
+        moved: set[tuple[int, int]] = set()
+        for path in local:
+            now = folder_identity(path)
+            with self._tier_lock:  # two roots' admissions may look at once
+                seen = self._tier_ids.setdefault(path, set())
+                moved |= seen - {now}
+                if now is not None:
+                    seen.add(now)
+        if moved:
+            fences += [f for f in moved_below(root, rels, moved) if f not in fences]
+        return fences
+
+    async def _fences(self, ctx: RootCtx, rels: list[str] = []) -> list[str]:  # noqa: B006 (never changed)
         """The folders below this watch root that are a local tier's folder (moved or mounted into it
         while acqd runs; `check_apart` refuses it at start): acqd's own copies, never shipped again
         (they were, into themselves, folder in folder, filling the acquisition disk: an adversarial
         run). Looked at at every admission (a cache let its own copies through for a generation or
         three), on the loop's own executor, for at most FENCE_SECONDS (a share that hangs: the last answer
-        stands); each said once, as unreadable."""
+        stands); each said once, as unreadable. `rels`: the files being admitted (`_look_for_tiers`)."""
         now = self.mono()
         cached = self._fenced.get(ctx.index)
         local = [t.root for t in self.tiers.values() if t.local]
         try:
             fences = []
             if local:  # on the loop's own executor, not the I/O threads: an admission never queues behind shipping
-                look = asyncio.get_running_loop().run_in_executor(None, views_below, ctx.root, local)
+                look = asyncio.get_running_loop().run_in_executor(None, self._look_for_tiers, ctx.root, local, rels)
                 fences = await within(look, FENCE_SECONDS)
         except (OSError, TimeoutError):
             fences = cached[1] if cached is not None else []
@@ -1526,7 +1548,7 @@ class Pipeline:
         return fences
 
     async def _admit_now(self, ctx: RootCtx, entries: list[Entry]) -> None:
-        fences = await self._fences(ctx)
+        fences = await self._fences(ctx, [e.relpath for e in entries])
         if fences:
             entries = [e for e in entries if not any(fenced(e.relpath, f) for f in fences)]
         bad = [e for e in entries if e.kind is Kind.UNREADABLE]

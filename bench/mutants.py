@@ -583,6 +583,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_once_names_a_file_a_writer_still_holds_and_exits_1",),
     ),
     Mutant(
+        "tier-moved-in-unknown-by-identity",
+        "a tier's folder moved into the watch root, nothing or a new folder left at its path: its copies are taken"
+        " for new files to ship",
+        "acqd/pipeline.py",
+        "            fences += [f for f in moved_below(root, rels, moved) if f not in fences]\n",
+        "            pass\n",
+        (
+            "tests/test_safeguards.py::test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itself"
+            "[nothing]",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -598,11 +598,15 @@ def test_batch_read_back_catches_corrupt_bytes(tmp_path: Path, compress: str) ->
         layout.verify_whole(tier, "s/f.raw", bad, res)  # type: ignore[attr-defined]
 
 
-def test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itself(tmp_path: Path) -> None:
+@pytest.mark.parametrize("left", ["symlink", "nothing", "new-folder"])
+def test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itself(tmp_path: Path, left: str) -> None:
     """Central storage moved into the watch root while acqd runs (a symlink left at its old path):
     the release guard kept the sources, but acqd shipped its own copies again, into themselves,
     folder in folder: 160-190 files and 150-180 MB from 5 MB in 10 s, filling the acquisition disk
-    (an adversarial run). The tier's folder is now fenced off: said once, its files not shipped."""
+    (an adversarial run). The tier's folder is now fenced off: said once, its files not shipped.
+    CI at e29e4e8: the files were seen in the instant between the move and the symlink, the tier's
+    path leading nowhere, and taken for new ones; the folder is now known by its identity too, with
+    nothing left at the old path or a new empty folder there."""
     watch, dest, state = tmp_path / "w", tmp_path / "d", tmp_path / "st"
     (watch / "a").mkdir(parents=True)
     quick = ["--watch", str(watch), "--dest", str(dest), "--state-dir", str(state), "--instrument", "i"]
@@ -612,7 +616,10 @@ def test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itse
             (watch / "a" / f"f{i}.bin").write_bytes(os.urandom(200_000))
         wait_for(lambda: sum(s == "verified" for s in journal_states(state).values()) == 5, 60, "5 verified")
         (dest).rename(watch / "zz")
-        dest.symlink_to(watch / "zz", target_is_directory=True)
+        if left == "symlink":
+            dest.symlink_to(watch / "zz", target_is_directory=True)
+        elif left == "new-folder":
+            dest.mkdir()
         fence = "a tier's folder (acqd's own copies) inside the watch root"
         wait_for(lambda: fence in d.stderr(), 30, "the fence said")
         time.sleep(3)  # its own writes there (manifests) seen meanwhile
