@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import fnmatch
+import glob
 import heapq
 import io
 import itertools
@@ -70,7 +71,7 @@ from acqd.logs import Repeats
 from acqd.manifest import ManifestEntry, build, manifest_path, other_roots, own_entries
 from acqd.mounts import describe as describe_mount
 from acqd.mounts import folder_identity, lies_within, moved_below, unmounted_mount_point, views_below
-from acqd.naming import aside_inode, is_release_aside, is_temp, release_aside, stored_name, zarr_own
+from acqd.naming import CLAIM, aside_inode, is_release_aside, is_temp, release_aside, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
 from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, manifest_pause
 from acqd.ports import BatchReporter, Layout, Reporter
@@ -151,6 +152,36 @@ class _NextVersion(Exception):
 def fenced(rel: str, folder: str) -> bool:
     """Is `rel` at or below `folder` ("" : the whole root)?"""
     return not folder or rel == folder or rel.startswith(folder + "/")
+
+
+class TiersSeen:
+    """Each local tier's folder as it was seen (`tiers_below`), by path: (device, inode) pairs."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, set[tuple[int, int]]] = {}
+        self.lock = threading.Lock()  # two roots' admissions may look at once
+
+
+def tiers_below(root: str, local: list[str], rels: list[str], seen: TiersSeen) -> list[str]:
+    """Blocking (`Pipeline._fences`): where the local tiers' folders `local` are below the watch root
+    `root`, by their paths and mounts (`views_below`) and, when a tier's path no longer leads to the
+    folder it led to, by that folder's identity among the folders above the files `rels` being
+    admitted (moved in: its path is gone until a symlink is made there, and its files were taken for
+    new ones in that instant: CI at e29e4e8), if it holds a claim (acqd's own: a folder made since
+    may have the freed inode of a tier's folder deleted)."""
+    fences = views_below(root, local)
+    moved: set[tuple[int, int]] = set()
+    for path in local:
+        now = folder_identity(path)
+        with seen.lock:
+            ids = seen.ids.setdefault(path, set())
+            moved |= ids - {now}
+            if now is not None:
+                ids.add(now)
+    if moved:
+        found = [f for f in moved_below(root, rels, moved) if f not in fences]
+        fences += [f for f in found if glob.glob(os.path.join(glob.escape(os.path.join(root, f)), "*", CLAIM))]
+    return fences
 
 
 TRACKER_RETRY = 5.0  # seconds before a file whose look failed is looked at again
@@ -588,8 +619,7 @@ class Pipeline:
         self.unreadable: dict[tuple[int, str], str] = {}
         self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
         self._fenced: dict[int, tuple[float, list[str]]] = {}  # _fences: when looked, what was found
-        self._tier_ids: dict[str, set[tuple[int, int]]] = {}  # _look_for_tiers: each local tier's folder as seen
-        self._tier_lock = threading.Lock()
+        self._tiers_seen = TiersSeen()  # _fences
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
         self._strays: dict[int, tuple[int, int]] = {}  # root index -> files, bytes last said in its empty mount point
         #: roots whose journal rows the start did not reconcile (out of view then): done once in view
@@ -1496,25 +1526,6 @@ class Pipeline:
         finally:
             self._busy -= 1
 
-    def _look_for_tiers(self, root: str, local: list[str], rels: list[str]) -> list[str]:
-        """Blocking (`_fences`): where the local tiers' folders `local` are below the watch root
-        `root`, by their paths and mounts (`views_below`) and, when a tier's path no longer leads to the
-        folder it led to, by that folder's identity among the folders above the files `rels` being
-        admitted (moved in: its path is gone until a symlink is made there, and its files were taken
-        for new ones in that instant: CI at e29e4e8)."""
-        fences = views_below(root, local)
-        moved: set[tuple[int, int]] = set()
-        for path in local:
-            now = folder_identity(path)
-            with self._tier_lock:  # two roots' admissions may look at once
-                seen = self._tier_ids.setdefault(path, set())
-                moved |= seen - {now}
-                if now is not None:
-                    seen.add(now)
-        if moved:
-            fences += [f for f in moved_below(root, rels, moved) if f not in fences]
-        return fences
-
     async def _fences(self, ctx: RootCtx, rels: list[str] = []) -> list[str]:  # noqa: B006 (never changed)
         """The folders below this watch root that are a local tier's folder (moved or mounted into it
         while acqd runs; `check_apart` refuses it at start): acqd's own copies, never shipped again
@@ -1528,7 +1539,8 @@ class Pipeline:
         try:
             fences = []
             if local:  # on the loop's own executor, not the I/O threads: an admission never queues behind shipping
-                look = asyncio.get_running_loop().run_in_executor(None, self._look_for_tiers, ctx.root, local, rels)
+                loop = asyncio.get_running_loop()
+                look = loop.run_in_executor(None, tiers_below, ctx.root, local, rels, self._tiers_seen)
                 fences = await within(look, FENCE_SECONDS)
         except (OSError, TimeoutError):
             fences = cached[1] if cached is not None else []

@@ -587,12 +587,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "a tier's folder moved into the watch root, nothing or a new folder left at its path: its copies are taken"
         " for new files to ship",
         "acqd/pipeline.py",
-        "            fences += [f for f in moved_below(root, rels, moved) if f not in fences]\n",
-        "            pass\n",
+        "        found = [f for f in moved_below(root, rels, moved) if f not in fences]\n",
+        "        found = []\n",
         (
             "tests/test_safeguards.py::test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itself"
             "[nothing]",
         ),
+    ),
+    Mutant(
+        "folder-with-a-tiers-old-identity-fenced-without-claim",
+        "a folder of the watch root with the identity of a tier's folder deleted before (its inode reused) is"
+        " fenced off without a claim in it: an acquisition folder never shipped",
+        "acqd/pipeline.py",
+        "        fences += [f for f in found if glob.glob(os.path.join(glob.escape(os.path.join(root, f)),"
+        ' "*", CLAIM))]\n',
+        "        fences += found\n",
+        ("tests/test_safeguards.py::test_a_tier_folder_is_known_by_identity_only_while_it_holds_a_claim",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

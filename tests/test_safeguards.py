@@ -30,6 +30,7 @@ from acqd.journal import Journal
 from acqd.layouts.frames import ARRAY
 from acqd.layouts.tiffwrite import encode_strip
 from acqd.notify import Digests
+from acqd.pipeline import TiersSeen, tiers_below
 from acqd.policy.model import DAY
 from acqd.retention import RetentionRunner
 from acqd.simulate import SimSpec, simulate
@@ -635,6 +636,26 @@ def test_a_tier_moved_into_the_watch_root_while_running_is_not_shipped_into_itse
     assert err.count("a tier's folder (acqd's own copies) inside the watch root") == 1, err
     for i in range(5):  # never released against a copy inside the watch root
         assert (watch / "a" / f"f{i}.bin").exists()
+
+
+def test_a_tier_folder_is_known_by_identity_only_while_it_holds_a_claim(tmp_path: Path) -> None:
+    """A tier's folder moved into the watch root is found by its identity when its path leads
+    nowhere or elsewhere; a folder of the watch root with that identity and no claim (a folder made
+    after the tier's was deleted, its inode reused) is an acquisition folder, never fenced off."""
+    watch, tier = tmp_path / "w", tmp_path / "t"
+    (watch / "s").mkdir(parents=True)
+    (tier / "i").mkdir(parents=True)
+    (tier / "i" / "~acqd-claim.json").write_text("{}")
+    seen = TiersSeen()
+    rels = ["zz/i/s/f.bin", "s/g.bin"]
+    assert tiers_below(str(watch), [str(tier)], rels, seen) == []  # where it is: outside
+    tier.rename(watch / "zz")
+    assert tiers_below(str(watch), [str(tier)], rels, seen) == ["zz"]  # its path leads nowhere
+    tier.mkdir()
+    assert tiers_below(str(watch), [str(tier)], rels, seen) == ["zz"]  # a new folder at its path
+    assert tiers_below(str(watch), [str(tier)], ["s/g.bin"], seen) == []  # only folders above the files asked
+    (watch / "zz" / "i" / "~acqd-claim.json").unlink()
+    assert tiers_below(str(watch), [str(tier)], rels, seen) == []  # no claim: not acqd's own
 
 
 async def test_a_store_a_scientist_added_labels_to_is_not_purged_and_stays_tracked(tmp_path: Path) -> None:
