@@ -140,6 +140,42 @@ def _copies(state: Path) -> dict[str, tuple[str, str, int, int]]:
     return {r: (layout, codec, int(stored_bytes), int(size)) for r, layout, codec, stored_bytes, size in rows}
 
 
+def _ome(tiffdata: str, sizez: int) -> str:
+    """OME-XML of one 64 x 64 uint16 image of `sizez` planes mapped to IFDs by `tiffdata`."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+        '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="64" SizeY="48" '
+        f'SizeZ="{sizez}" SizeC="1" SizeT="1" PhysicalSizeX="0.1" PhysicalSizeY="0.1" PhysicalSizeZ="0.5">'
+        f'<Channel ID="Channel:0:0" SamplesPerPixel="1"/>{tiffdata}</Pixels></Image></OME>'
+    )
+
+
+def _stacks_not_in_file_order(gray: np.ndarray) -> dict[str, bytes]:
+    """TIFFs whose own metadata makes their pages another stack than the pages in file order (a
+    stranger's fidelity review: each was stored as a z stack of its pages, the stack upside down, an
+    overview image as its first plane, stage positions as planes)."""
+    planes = np.stack([gray + k for k in range(3)])
+    positions = io.BytesIO()  # four OME images (stage positions), one plane each
+    with tifffile.TiffWriter(positions, ome=True) as tw:
+        for i in range(4):
+            tw.write(
+                gray + i,
+                photometric="minisblack",
+                metadata={"axes": "YX", "Name": f"Pos{i}", "Plane": {"PositionX": [100.0 * i], "PositionY": [0.0]}},
+            )
+    backwards = "".join(f'<TiffData FirstZ="{z}" IFD="{2 - z}" PlaneCount="1"/>' for z in range(3))
+    overview = '<TiffData FirstZ="0" IFD="1" PlaneCount="3"/>'  # IFD 0: an overview, not a plane
+    four = np.stack([gray // 2, *planes])
+    return {
+        "positions.ome.tif": positions.getvalue(),
+        "reversed.ome.tif": _tif(planes, photometric="minisblack", metadata=None, description=_ome(backwards, 3)),
+        "overview.ome.tif": _tif(four, photometric="minisblack", metadata=None, description=_ome(overview, 3)),
+        "images-3-of-4.tif": _tif(
+            four, photometric="minisblack", metadata=None, description="ImageJ=1.53t\nimages=3\nslices=3\n"
+        ),
+    }
+
+
 def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
     """TIFFs that read, and that the frame layouts cannot store as 2-D gray frames and give back in
     their own form (name -> bytes), with what each one's profile-mismatch note must say."""
@@ -155,8 +191,23 @@ def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
     with tifffile.TiffWriter(two_sizes) as tw:
         tw.write(gray, photometric="minisblack", resolution=(10000, 10000), resolutionunit="CENTIMETER")
         tw.write(gray, photometric="minisblack", resolution=(20000, 20000), resolutionunit="CENTIMETER")
+    mixed = io.BytesIO()  # pages compressed differently: raw, then LZW
+    with tifffile.TiffWriter(mixed) as tw:
+        tw.write(gray, photometric="minisblack", metadata=None)
+        tw.write(gray, photometric="minisblack", compression="lzw", metadata=None)
     files = {
+        **_stacks_not_in_file_order(gray),
         "two-pixel-sizes.tif": two_sizes.getvalue(),
+        # values whose meaning a frame layout drops (a stranger's fidelity review: MinIsWhite was written
+        # back as MinIsBlack, the image shown inverted), rows shown flipped
+        "palette.tif": _tif(
+            rng.integers(0, 255, (20, 24), dtype=np.uint8),
+            photometric="palette",
+            colormap=rng.integers(0, 65535, (3, 256), dtype=np.uint16),
+        ),
+        "miniswhite.tif": _tif(gray, photometric="miniswhite"),
+        "orientation.tif": _tif(gray, photometric="minisblack", extratags=[(274, "H", 1, 4, True)]),
+        "compressed-differently.tif": mixed.getvalue(),
         "rgb.tif": _tif(np.stack([smooth, smooth[::-1], smooth // 2], -1), photometric="rgb"),
         "rgb-noise.tif": _tif(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), photometric="rgb"),
         "planar.tif": _tif(np.stack([smooth, smooth // 2, smooth // 3]), photometric="rgb", planarconfig="separate"),
@@ -168,6 +219,14 @@ def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
         "bilevel.tif": _tif(smooth > 128),
     }
     why = {
+        "positions.ome.tif": "4 image series (OME images), not one stack of planes",
+        "reversed.ome.tif": "OME metadata puts its planes on pages in another order",
+        "overview.ome.tif": "OME metadata counts 3 plane(s) in 4 pages",
+        "images-3-of-4.tif": "ImageJ metadata counts 3 plane(s) in 4 pages",
+        "palette.tif": "photometric interpretation PALETTE",
+        "miniswhite.tif": "photometric interpretation MINISWHITE",
+        "orientation.tif": "orientation 4",
+        "compressed-differently.tif": "pages compressed differently (page 1: LZW",
         "two-pixel-sizes.tif": "pages whose pixel sizes differ (page 1: (20000.0, 20000.0) per CENTIMETER",
         "rgb.tif": "3 samples per pixel (RGB)",
         "rgb-noise.tif": "3 samples per pixel (RGB)",
@@ -219,9 +278,11 @@ async def test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_
 ) -> None:
     """RGB, planar, tiled, JPEG, floating-point predictor, pyramid and 1-bit TIFFs read fine but are not
     2-D gray frames acqd can give back in their own form: each is stored byte-exact with a
-    profile-mismatch note saying why; gray TIFFs beside them (float16, big-endian, int8, complex64,
-    palette too) still go to Zarr; cut or corrupt ones are quarantined. Both ways a plan is made: a
-    fixed codec (found when writing) and a session's choice (found when measuring)."""
+    profile-mismatch note saying why (palette and MinIsWhite too: their values' meaning is not in a
+    frame layout; OME or ImageJ metadata that makes other planes of the pages); gray TIFFs beside
+    them (float16, big-endian, int8, complex64) still go to Zarr; cut or corrupt ones are
+    quarantined. Both ways a plan is made: a fixed codec (found when writing) and a session's choice
+    (found when measuring)."""
     files, why = _unframed_tiffs()
     gray = np.random.default_rng(17).integers(0, 4000, (2, 48, 64), dtype=np.uint16)
     src = {f"s/{k}": v for k, v in files.items()}
@@ -232,11 +293,6 @@ async def test_valid_tiffs_no_frame_layout_represents_are_stored_byte_exact_not_
         "big-endian.tif": _tif(gray, byteorder=">", photometric="minisblack"),
         "int8.tif": _tif(rng.integers(-100, 100, (20, 24)).astype(np.int8)),
         "complex64.tif": _tif(rng.normal(size=(20, 24)).astype(np.complex64)),
-        "palette.tif": _tif(
-            rng.integers(0, 255, (20, 24), dtype=np.uint8),
-            photometric="palette",
-            colormap=rng.integers(0, 65535, (3, 256), dtype=np.uint16),
-        ),
     }
     src.update({f"s/{k}": v for k, v in unusual.items()})
     src["s/cut-rgb.tif"] = files["rgb-noise.tif"][: len(files["rgb-noise.tif"]) - 3000]
@@ -274,7 +330,9 @@ async def test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact(
     valid MRC files without a dtype for typed frames: stored byte-exact and flagged, in a session
     whose codec is measured (t-k3-chosen) and with a fixed codec (t-k2-modes); complex64 (mode 4),
     float16 (mode 12), big-endian and odd-extended-header files are typed frames and go to TIFF; a
-    4-bit file cut short and a header with a mode no standard defines are quarantined."""
+    header older than MRC2000 (no 'MAP ') whose sizes are the file's is stored byte-exact, as is a
+    4-bit file cut short (flagged); a header with a mode no standard defines, or without 'MAP ' and
+    sizes that do not add up, is quarantined."""
     rng = np.random.default_rng(18)
     smooth = np.repeat(np.arange(0, 256, 8, dtype=np.uint8), 35)[: 20 * 28].tobytes()
 
@@ -294,6 +352,13 @@ async def test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact(
         "s/cut-4bit.mrc": raw(101, 2, 20, 56, smooth * 2)[:-100],
         "s/bad-mode.mrc": raw(77, 1, 20, 28, bytes(20 * 28 * 2)),
     }
+    # a header older than MRC2000 (no 'MAP ' at byte 208), its sizes the file's: mrcfile, IMOD and RELION
+    # read it, and it was quarantined, never backed up (a stranger's fidelity review); with sizes that
+    # do not add up it is no MRC acqd can tell
+    old = bytearray(raw(1, 2, 20, 28, rng.integers(-900, 900, (2, 20, 28), dtype=np.int16).tobytes()))
+    old[208:212] = bytes(4)
+    files["s/old-style.mrc"] = bytes(old)
+    files["s/bad-no-map.mrc"] = bytes(old[:-10])
     with mrcfile.new(str(tmp_path / "be.mrc")) as m:  # a big-endian MRC, as mrcfile writes one
         m.set_data(rng.integers(-900, 900, (2, 20, 28)).astype(">i2"))
     files["s/big-endian.mrc"] = (tmp_path / "be.mrc").read_bytes()
@@ -308,7 +373,8 @@ async def test_valid_mrc_modes_no_frame_layout_represents_are_stored_byte_exact(
         assert "MRC mode 3 (complex int16)" in notes["s/complex.mrc"] and "MRC mode 16" in notes["s/rgb.mrc"]
         assert _copies(run / "state")["s/serialem-4bit.mrc"][1].startswith("zstd")
         reasons = {rel: why for rel, st, why, _ in journal_rows(run / "state") if st == "quarantined"}
-        assert list(reasons) == ["s/bad-mode.mrc"] and "mode" in str(reasons["s/bad-mode.mrc"])
+        assert sorted(reasons) == ["s/bad-mode.mrc", "s/bad-no-map.mrc"] and "mode" in str(reasons["s/bad-mode.mrc"])
+        assert "without 'MAP ' at byte 208 (an older header, little-endian" in notes["s/old-style.mrc"]
         assert "truncated MRC" in notes["s/cut-4bit.mrc"]  # cut short: stored byte-exact, flagged
 
 

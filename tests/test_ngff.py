@@ -8,6 +8,7 @@ the daemon runs in burst mode."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
@@ -59,7 +60,54 @@ def _imagej(path: Path, data: np.ndarray, res: float, meta: dict[str, Any]) -> N
     tifffile.imwrite(path, data, imagej=True, resolution=(1 / res, 1 / res), metadata=meta)
 
 
+def _ij_description(path: Path, data: np.ndarray, description: str, **kw: Any) -> None:
+    """ImageJ's description as another program writes it (Pillow, a camera's own code): no ImageJ
+    writer's tags besides it."""
+    tifffile.imwrite(path, data, photometric="minisblack", metadata=None, description=description, **kw)
+
+
+def _no_resolution_unit(path: Path, data: np.ndarray, description: str, codes: tuple[int, ...] = (296,)) -> None:
+    """Pixels per unit with no ResolutionUnit tag (what Pillow writes for `resolution=10.0`; TIFF's
+    default unit is the inch), or with no resolution tags at all (`codes`): each tag's code made a
+    private one no reader knows, in every page."""
+    _ij_description(path, data, description, resolution=(10.0, 10.0))
+    with tifffile.TiffFile(path) as tif:
+        at = [p.tags[code].offset for p in tif.pages for code in codes]
+    with open(path, "r+b") as f:
+        for k, offset in enumerate(at):
+            f.seek(offset)
+            f.write(struct.pack("<H", 65100 + k % len(codes)))
+
+
+IJ = "ImageJ=1.53t\nimages=5\nslices=5\n"
+
 CAL: list[tuple[str, Any, list[float], list[str | None]]] = [
+    (  # Fiji shows the description's unit: taken for inches, 25,400 times too large (a stranger's review)
+        "imagej-no-resolution-unit",
+        lambda p, d: _no_resolution_unit(p, d, IJ + "unit=micron\nspacing=0.5\n"),
+        [0.5, 0.1, 0.1],
+        ["micrometer"] * 3,
+    ),
+    (  # no resolution at all: the z step in the description's unit, not in inches (12.7 mm)
+        "imagej-spacing-only",
+        lambda p, d: _no_resolution_unit(p, d, IJ + "unit=micron\nspacing=0.5\n", (282, 283, 296)),
+        [0.5, 1.0, 1.0],
+        ["micrometer", None, None],
+    ),
+    (  # ImageJ's own units per axis
+        "imagej-yunit-zunit",
+        lambda p, d: _ij_description(
+            p, d, IJ + "unit=micron\nyunit=nm\nzunit=nm\nspacing=300\n", resolution=(10, 1 / 65), resolutionunit=1
+        ),
+        [0.3, 0.065, 0.1],
+        ["micrometer"] * 3,
+    ),
+    (  # the angstrom as ImageJ escapes it
+        "imagej-angstrom",
+        lambda p, d: _ij_description(p, d, IJ + "unit=\\u00C5\nspacing=2.0\n", resolution=(0.5, 0.5), resolutionunit=1),
+        [2.0, 2.0, 2.0],
+        ["angstrom"] * 3,
+    ),
     (
         "imagej-um",
         lambda p, d: _imagej(p, d, 0.2, {"axes": "ZYX", "spacing": 2.5, "unit": "micron"}),
@@ -135,6 +183,38 @@ async def test_tiff_calibration_carried_never_invented(
     assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
     assert scale(ms) == pytest.approx(want_scale, rel=1e-6)
     assert units(ms) == want_units
+
+
+async def test_each_pages_own_tags_are_in_the_copys_metadata_by_name(tmp_path: Path) -> None:
+    """A stack whose pages each carry their own description and time (a per-plane stage z, a
+    timestamp): only page 0's were in the copy's attributes, the others only in the bytes that give the
+    file back (a stranger's fidelity review). Each page's own tags are there now, by name."""
+    data = np.random.default_rng(23).integers(90, 4000, (4, 24, 20), dtype=np.uint16)
+    (tmp_path / "src").mkdir()
+    with tifffile.TiffWriter(tmp_path / "src" / "s.tif") as tw:
+        for i, plane in enumerate(data):
+            tw.write(
+                plane,
+                photometric="minisblack",
+                metadata=None,
+                description=f"frame {i} stage_z={10 + 0.3 * i:.2f}um",
+                datetime=f"2024:01:01 00:00:0{i}",
+            )
+    raw = (tmp_path / "src" / "s.tif").read_bytes()
+    _, dest, state = await ship(tmp_path, "t-tiff", {"s.tif": raw})
+    path = stored(state, dest.parent, "s.tif")
+    arr, _ = read_everywhere(path)
+    assert np.array_equal(arr, data)
+    header = zarr.open_group(path, mode="r").attrs["acqd"]["header"]
+    said = {
+        (e["page"], t["name"]): base64.b64decode(t["b64"]).rstrip(b"\0").decode()
+        for e in header["page_tags_changed"]
+        for t in e["tags"]
+    }
+    for i in range(1, 4):
+        assert said[(i, "ImageDescription")] == f"frame {i} stage_z={10 + 0.3 * i:.2f}um", said
+        assert said[(i, "DateTime")] == f"2024:01:01 00:00:0{i}", said
+    assert restore(state, dest, "s.tif", tmp_path / "r.tif") == raw
 
 
 TIME: list[tuple[str, Any, float | None]] = [

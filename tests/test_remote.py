@@ -107,6 +107,10 @@ def test_s3_bad_credentials_are_a_destination_error(s3_server: SeaweedS3, tmp_pa
     t = open_tier("central", f"s3://{bucket}/c", {"endpoint_url": s3_server.endpoint, "credentials_file": str(creds)})
     with pytest.raises(DestinationError, match="credentials"):
         t.write_atomic("f", [b"x"])
+    # a HEAD's 403 carries no error code (a claim's or a copy's stat, the first request a running
+    # daemon makes after its credentials go bad): said "forbidden" alone (an adversarial review)
+    with pytest.raises(DestinationError, match="credentials refused"):
+        t.size("f")
 
 
 def test_s3_options_are_checked(tmp_path: Path) -> None:

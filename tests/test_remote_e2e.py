@@ -104,6 +104,48 @@ tiers:
 
 
 @pytest.mark.parametrize("kind", ["s3", "sftp"])
+def test_an_outage_the_daemon_lives_through_leaves_no_unfinished_upload(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The server stops in the middle of an upload and comes back while acqd runs on: the upload's
+    abort failed with the server away, and the unfinished S3 upload was left, and billed, until the
+    next start (a daemon runs for months: an adversarial review). It is aborted once the server
+    answers again; every file ships and is released."""
+    watch, state = tmp_path / "acq", tmp_path / "state"
+    watch.mkdir()
+    rng = __import__("random").Random(12)
+    for i in range(2):  # three parts each on S3
+        (watch / f"movie_{i}.raw").write_bytes(rng.randbytes(11 << 20) + bytes(3 << 20))
+    tiers, _listing, uploads = _tier_yaml(kind, request, tmp_path, ", bandwidth: [{limit: 4MB/s}]")
+    server: SeaweedS3 | Sshd = request.getfixturevalue("s3_server" if kind == "s3" else "sshd_server")
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.2s, placement: {{compress: zstd, zstd_level: 1, release_local: after_verify}}}}
+tiers:
+{tiers}
+limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_max: 1s}}
+""",
+    )
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: bool(uploads()), 60, "an upload under way", daemon=d, state=state)
+        server.stop()
+        time.sleep(3)  # the writes fail, and so do their aborts
+        server.start()
+        released = lambda: sorted(p.name for p in watch.iterdir()) == []  # noqa: E731
+        wait_for(released, 180, "every file released", daemon=d, state=state)
+        wait_for(lambda: uploads() == [], 30, "no unfinished upload left", daemon=d, state=state)
+    finally:
+        d.terminate()
+        if server.proc is None:
+            server.start()
+
+
+@pytest.mark.parametrize("kind", ["s3", "sftp"])
 def test_server_stopped_mid_upload_leaves_nothing_partial(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -195,6 +195,8 @@ _UNIT_NAMES = {
     "µm": "micrometer",
     "\u03bcm": "micrometer",
     "\\u00b5m": "micrometer",
+    "\\u00c5": "angstrom",  # ImageJ's description escapes the non-ASCII (looked up lower-cased)
+    "\\u212b": "angstrom",
     "micron": "micrometer",
     "microns": "micrometer",
     "mm": "millimeter",

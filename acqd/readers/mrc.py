@@ -35,6 +35,25 @@ def _byte_order(raw: bytes) -> str:
     return ">" if bytes(raw[212:214]) in (b"\x11\x11", b"\x11\x00") else "<"
 
 
+#: bytes per pixel of the modes a header may state (3, 16 and 101 by `_section_bytes`)
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 4: 8, 6: 2, 12: 2}
+
+
+def _old_style(raw: bytes, size: int) -> str | None:
+    """The byte order ("little-endian" or "big-endian") in which a header without 'MAP ' (older than
+    MRC2000; mrcfile reads it in permissive mode, as IMOD and RELION do) states dimensions, a mode and
+    an extended header whose sizes are exactly the file's; None: no such reading (damaged or not MRC)."""
+    for bo, said in (("<", "little-endian"), (">", "big-endian")):
+        nx, ny, nz, mode = struct.unpack_from(bo + "4i", raw, 0)
+        nsymbt = struct.unpack_from(bo + "i", raw, 92)[0]
+        if min(nx, ny, nz) < 1 or nsymbt < 0 or (mode not in _MODE_BYTES and mode not in UNFRAMED_MODES):
+            continue
+        frame = nx * ny * _MODE_BYTES[mode] if mode in _MODE_BYTES else _section_bytes(mode, ny, nx)
+        if HEADER + nsymbt + nz * frame == size:
+            return said
+    return None
+
+
 def _header(raw: bytes) -> Any:
     from mrcfile.dtypes import HEADER_DTYPE
 
@@ -48,6 +67,11 @@ def open_mrc(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     raw = read_exact(f, 0, HEADER)
     h = _header(raw)
     if bytes(h.map[0]) not in (b"MAP ", b"MAP\x00", b"MAP"):
+        if (order := _old_style(raw, size)) is not None:  # readable, not damaged: never left unstored
+            raise UnsupportedFormatError(
+                f"an MRC file without 'MAP ' at byte 208 (an older header, {order}, whose sizes add up to the "
+                "file's): stored byte-exact, not read as frames"
+            )
         raise FormatError("not an MRC file (no 'MAP ' at byte 208)")
     mode = int(h.mode[0])
     dtype: np.dtype[Any] | None = None

@@ -118,6 +118,19 @@ def unframed(pages: list[Any]) -> str | None:
             )
         if p.bitspersample != np.dtype(p.dtype).itemsize * 8:
             return f"{p.bitspersample}-bit samples"
+        # values whose meaning the frame layouts do not carry: white is 0, a palette's indices; or the
+        # rows and columns shown otherwise than stored (a copy's readers would show another image)
+        if (tag := p.tags.get(262)) is not None and int(tag.value) != 1:
+            return f"photometric interpretation {_name(p.photometric)} (page {i}; frames are stored black is 0)"
+        if (tag := p.tags.get(274)) is not None and int(tag.value) != 1:
+            return f"orientation {int(tag.value)} (page {i}: rows or columns shown otherwise than stored)"
+        if int(p.compression) != int(first.compression) or int(p.predictor) != int(first.predictor):
+            return (
+                f"pages compressed differently (page {i}: {_name(p.compression)}, predictor {int(p.predictor)}; "
+                f"page 0: {_name(first.compression)}, predictor {int(first.predictor)})"
+            )
+        if int(p.compression) == 1 and int(p.predictor) not in (0, 1):
+            return f"predictor {_name(p.predictor)} on uncompressed pixels (page {i})"
         if p.is_tiled:
             return "tiles"
         if int(p.compression) not in ENCODABLE:
@@ -150,6 +163,19 @@ def _tags(page: Any, structural: bool = False) -> list[dict[str, Any]]:
                 "b64": base64.b64encode(raw).decode(),
             }
         )
+    return out
+
+
+def _tags_changed(pages: Any, n: int, first: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tags of pages 1 to n-1 that page 0 does not have as they are (a description, a time or a
+    stage position per plane), page by page: in the copy's metadata by name, not only in the bytes
+    that give the file back (a stranger's fidelity review found only page 0's there)."""
+    same = {(t["code"], t["dtype"], t["count"], t["b64"]) for t in first}
+    out = []
+    for i in range(1, n):
+        own = [t for t in _tags(pages[i]) if (t["code"], t["dtype"], t["count"], t["b64"]) not in same]
+        if own:
+            out.append({"page": i, "tags": own})
     return out
 
 
@@ -246,6 +272,8 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
             if any(t != header["tags"] for t in plain) or any(t != header["structural"] for t in struct_tags):
                 header["page_tags"], header["page_structural"] = plain, struct_tags
         header["file_checksum"], header["file_size"] = _file_checksum(f, size), size
+    if n > 1 and "page_tags" not in header and (changed := _tags_changed(pages, n, header["tags"])):
+        header["page_tags_changed"] = changed
 
     def read(start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, *shape), dtype=first.dtype)
@@ -297,12 +325,15 @@ def _series_axis(f: BinaryIO, name: str, n: int, shape: tuple[int, ...]) -> str 
             series = tif.series[0]
             axes, dims, count = str(series.axes), tuple(int(d) for d in series.shape), len(tif.series)
             apart = count > 1 and any(len(s.pages) > 1 for s in tif.series)
+            ome, described = bool(tif.is_ome), bool(tif.is_ome or tif.is_imagej)
+            order = [getattr(p, "index", None) for p in series.pages] if count == 1 else []
     except Exception:  # tifffile's metadata parsing on an odd file: the pages decide, as before
         return None
-    if apart:  # positions, time points or channels kept as series of their own (OME, Micro-Manager)
+    if apart or (ome and count > 1):  # positions, time points or channels kept as series of their own
         raise UnsupportedFormatError(
-            f"a TIFF of {count} image series, not all single planes (positions or time points kept apart): "
-            "stacked as one z axis they would be mixed, so it is not read as one stack of frames"
+            f"a TIFF of {count} image series{'' if apart else ' (OME images)'}, not one stack of planes "
+            "(positions or time points kept apart): stacked as one z axis they would be mixed, so it is not "
+            "read as one stack of frames"
         )
     if axes[-2:] != "YX" or dims[-2:] != tuple(shape):
         return None
@@ -313,8 +344,19 @@ def _series_axis(f: BinaryIO, name: str, n: int, shape: tuple[int, ...]) -> str 
             f"a TIFF whose {axes} series holds {planes} planes in {n} IFD(s) (ImageJ's layout past 4 GiB, or one "
             "file of a multi-file dataset): the pages alone are not its planes"
         )
+    if described and count == 1 and planes < n:  # an overview, a thumbnail: pages that are not planes
+        raise UnsupportedFormatError(
+            f"a TIFF whose {'OME' if ome else 'ImageJ'} metadata counts {planes} plane(s) in {n} pages: the "
+            "other pages are not planes of it, and a stack of every page would show them as planes"
+        )
     if count > 1 or planes < n:
         return None  # more pages than the first series: every page a plane, as the profile says
+    if described and order != list(range(n)):  # its planes in another order than its pages
+        raise UnsupportedFormatError(
+            f"a TIFF whose {'OME' if ome else 'ImageJ'} metadata puts its planes on pages in another order "
+            "than the file's (or leaves planes out): a stack of its pages in file order would be another "
+            "stack than its readers show"
+        )
     if len(lead) > 1:
         raise UnsupportedFormatError(
             f"a {axes} hyperstack of shape {dims}: more than one axis besides the plane, which a stack of "
@@ -367,13 +409,18 @@ def _sizes(tif: Any, page: Any) -> Calibration:
     if ij:
         unit = length_unit(ij.get("unit"))
         if unit is not None:
-            if runit in (2, 3):  # ImageJ writes inch and cm as the TIFF's own unit
-                unit = "inch" if runit == 2 else "centimeter"
-            scale = UM_PER_UNIT[unit]
-            px = (scale / res[0], scale / res[1]) if res else None
+            # y and z in their own units where the description states them (`yunit=`, `zunit=`), as
+            # ImageJ reads them; inch and cm where the TIFF's own tag says so (ImageJ writes them so).
+            # A missing ResolutionUnit is not the inch here: ImageJ's `unit=` is what Fiji shows (a
+            # file written by Pillow with ImageJ's description came out 25,400 times too large)
+            yunit, zunit = length_unit(ij.get("yunit")) or unit, length_unit(ij.get("zunit")) or unit
+            if rtag is not None and runit in (2, 3):
+                unit = yunit = zunit = "inch" if runit == 2 else "centimeter"
+            px = (UM_PER_UNIT[yunit] / res[0], UM_PER_UNIT[unit] / res[1]) if res else None
             spacing = ij.get("spacing")
-            step = float(spacing) * scale if isinstance(spacing, int | float) and spacing > 0 else None
-            shown = unit if unit not in ("inch", "centimeter") else display_unit(px[0] if px else step or 1.0)
+            ok = isinstance(spacing, int | float) and not isinstance(spacing, bool) and spacing > 0
+            step = float(spacing) * UM_PER_UNIT[zunit] if ok else None
+            shown = unit if unit not in ("inch", "centimeter") else display_unit(px[1] if px else step or 1.0)
             return Calibration(px, step, shown)
     with contextlib.suppress(Exception):
         if (cal := vendor_calibration(tif)) is not None:

@@ -12,6 +12,7 @@ import errno
 import os
 import posixpath
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
 
@@ -758,6 +759,9 @@ class Tier:
 
             # Always the blocking interface run in threads: a remote filesystem's own event loop (s3fs,
             # sshfs) is not the one zarr runs its coroutines on, and its connections belong to that loop.
+            # zarr warns of that choice at every store (made on purpose: not the operator's to read, and
+            # printed by `acqd verify` on every copy)
+            warnings.filterwarnings("ignore", message=r"fs \(.*\) was not created with `asynchronous=True`")
             store = FsspecStore(AsyncFileSystemWrapper(self.fs), path=path)
         top = f"{self.root}/" if self.root else ""
         rel = path[len(top) :] if top and path.startswith(top) else path

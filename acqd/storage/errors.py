@@ -59,7 +59,9 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ("s3", "RequestTimeTooSkewed"): (DestinationError, "this machine's clock is too far from the server's"),
     ("s3", "NoSuchBucket"): (DestinationError, "bucket does not exist"),
     ("s3", "InvalidBucketName"): (DestinationError, "invalid bucket name"),
-    ("s3", "403"): (DestinationError, "forbidden"),
+    # a HEAD request's 403 carries no error code: the credentials refused (wrong key or secret, an
+    # expired token) or a policy that does not allow the request
+    ("s3", "403"): (DestinationError, "forbidden (the credentials refused, or a bucket policy that denies it)"),
     ("s3", "NoSuchKey"): (TransientError, "object not found"),
     ("s3", "404"): (TransientError, "object not found"),
     ("s3", "SlowDown"): (TransientError, "server asks to slow down"),

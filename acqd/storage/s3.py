@@ -12,9 +12,9 @@ How a write stays atomic and verifiable on a store without rename:
   (``x-amz-meta-acqd-xxh3-128``) on every object it publishes. Multipart ETags are not MD5s, so
   acqd never uses them to verify; it reads the object back.
 - Publication is create-only (``If-None-Match: *``). When something is already there: an object
-  acqd wrote with the same checksum is the same bytes (done); an older acqd object of the same name
-  (a crash before the journal recorded it) is replaced under ``If-Match``; anything without acqd's
-  metadata was not written by acqd and is never overwritten (`ConflictError`).
+  acqd wrote with the same checksum is the same bytes (done); anything else under the name, an older
+  acqd object (a crash before the journal recorded it) or one without acqd's metadata, is never
+  overwritten (`NameTakenError`, which says who wrote it).
 
 Credentials never come from acqd.yaml: ``credentials_file`` (the AWS shared-credentials INI format)
 and ``profile``, or else the standard AWS chain (environment, ~/.aws, instance metadata).
@@ -27,6 +27,8 @@ import configparser
 import contextlib
 import errno
 import inspect
+import logging
+import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any, BinaryIO
@@ -41,6 +43,8 @@ from acqd.crash import crash_point
 from acqd.errors import NameTakenError, PermanentError, VerifyError
 from acqd.storage.base import ReaderBase, Tier, check_options, is_temp, temp_name
 from acqd.storage.errors import ConflictError, NameTooLongError
+
+log = logging.getLogger("acqd")
 
 META_CHECKSUM = "acqd-xxh3-128"
 COPY_LIMIT = 5 * 2**30  # the largest object one CopyObject request copies
@@ -177,6 +181,10 @@ class S3Tier(Tier):
             raise PermanentError(f"tier {name}: {redact_url(url)!r} names no bucket: s3://bucket/prefix")
         self.local = False
         self._fs = None
+        # uploads whose abort failed (the server was away): aborted once it answers again, not left for
+        # the next start (a daemon runs for months, and the store bills them: an adversarial review)
+        self._unaborted: list[tuple[str, str, str]] = []
+        self._unaborted_lock = threading.Lock()
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -187,7 +195,31 @@ class S3Tier(Tier):
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         fs = self.fs
-        return sync(fs.loop, fs._call_s3, method, **kwargs)
+        out = sync(fs.loop, fs._call_s3, method, **kwargs)
+        if self._unaborted:  # the server answers again
+            self._abort_left()
+        return out
+
+    def _left_unaborted(self, bucket: str, key: str, upload_id: str) -> None:
+        with self._unaborted_lock:
+            self._unaborted.append((bucket, key, upload_id))
+
+    def _abort_left(self) -> None:
+        """Abort the uploads whose abort failed; each still failing is tried again after the next
+        request that succeeds (one that is gone already counts as aborted)."""
+        with self._unaborted_lock:
+            left, self._unaborted = self._unaborted, []
+        fs = self.fs
+        for bucket, key, upload_id in left:
+            try:
+                sync(fs.loop, fs._call_s3, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+            except FileNotFoundError:
+                pass
+            except Exception as exc:
+                self._left_unaborted(bucket, key, upload_id)
+                log.debug("tier %s: the unfinished upload of %s not aborted yet: %s", self.name, key, exc)
+                continue
+            log.info("tier %s: aborted the unfinished upload of %s a failed write left", self.name, key)
 
     def _submit(self, method: str, **kwargs: Any) -> Future[Any]:
         fs = self.fs
@@ -600,8 +632,12 @@ class _Upload:
         for _, fut in self.pending:
             with contextlib.suppress(BaseException):
                 fut.result(timeout=60)
-        with contextlib.suppress(Exception):  # if this fails too, the next start aborts it
+        try:
             self.tier._call("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        except FileNotFoundError:
+            pass
+        except Exception:  # the server is away: aborted once it answers again (and at every start)
+            self.tier._left_unaborted(self.bucket, self.key, self.upload_id)
         self.done = True
 
 
