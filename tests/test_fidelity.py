@@ -225,12 +225,14 @@ def tag_lines(path: Path) -> list[str]:
     ids=["vendor", "1-byte"],
 )
 async def test_a_compressed_tiff_with_bytes_beyond_pixels_and_tags_is_stored_byte_exact(
-    tmp_path: Path, tail: bytes
+    tmp_path: Path, tail: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A vendor's block after the last strip is neither pixels nor tags (no IFD points to it): a
     compressed source written again from those would lose it (found by an adversarial run: released,
     and gone for good). Such a file is stored byte-exact and comes back byte for byte; padding of zero
-    bytes alone does not count (`test_compressed_tiff_restores_every_tag_and_says_bytes_differ`)."""
+    bytes alone does not count (`test_compressed_tiff_restores_every_tag_and_says_bytes_differ`).
+    Under `compressed_tiff: frames` (the default stores every compressed TIFF byte-exact)."""
+    monkeypatch.setitem(PROFILES, "t-tiff-any", PROFILES["t-tiff-any"] + "compressed_tiff: frames\n")
     (tmp_path / "gen").mkdir()
     src, _data = libtiff_source(tmp_path / "gen")
     raw = src.read_bytes() + tail
@@ -263,16 +265,27 @@ def _plain_stack(planes: int) -> bytes:
     return buf.getvalue()
 
 
-async def test_an_uncompressed_tiff_whose_strips_are_not_its_pixels_is_stored_byte_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compressed", ["byte-exact", "frames"])
+async def test_an_uncompressed_tiff_whose_strips_are_not_its_pixels_is_stored_byte_exact(
+    tmp_path: Path, compressed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A strip 100 bytes longer than its plane (StripByteCounts 8292 for 8192 bytes of pixels): the
     TIFF was stored as frames, said verified and released, and its restore was another file (the 100
     bytes and the count gone) that restore called "pixels and tags equal" (an adversarial run). An
-    uncompressed TIFF comes back byte for byte, or is stored byte-exact."""
+    uncompressed TIFF comes back byte for byte, or is stored byte-exact, said as such (not as a
+    compressed TIFF), whatever the profile says of compressed ones."""
+    monkeypatch.setitem(PROFILES, "t-tiff-any", PROFILES["t-tiff-any"] + f"compressed_tiff: {compressed}\n")
     raw = _patch_page_tag(_plain_stack(4), 1, 279, "value", 100)
     _, dest, state = await ship(tmp_path, "t-tiff-any", {"s.tif": raw})
     out = restore_cli(state, dest, "s.tif", tmp_path / "r.tif")
     assert (tmp_path / "r.tif").read_bytes() == raw, out
     assert "bytes differ" not in out
+    j = Journal(state / "journal.sqlite", readonly=True)
+    try:
+        notes = [d["reason"] for _, _, a, d in j.audit_log() if a == "profile-mismatch"]
+    finally:
+        j.close()
+    assert notes and "strips do not hold exactly its pixels" in notes[0], notes
 
 
 async def test_a_tiff_whose_strip_table_contradicts_itself_is_quarantined_with_the_reason(tmp_path: Path) -> None:
