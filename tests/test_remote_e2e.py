@@ -103,6 +103,22 @@ tiers:
         assert out.read_bytes() == (originals / rel).read_bytes(), rel
 
 
+def _outage_config(tmp_path: Path, watch: Path, state: Path, tiers: str) -> Path:
+    """The outage tests' acqd.yaml: zstd copies released once verified, two files at a time, quick retries."""
+    return write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {watch}, settle: 0.2s, placement: {{compress: zstd, zstd_level: 1, release_local: after_verify}}}}
+tiers:
+{tiers}
+limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_max: 1s}}
+""",
+    )
+
+
 @pytest.mark.parametrize("kind", ["s3", "sftp"])
 def test_an_outage_the_daemon_lives_through_leaves_no_unfinished_upload(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -118,18 +134,7 @@ def test_an_outage_the_daemon_lives_through_leaves_no_unfinished_upload(
         (watch / f"movie_{i}.raw").write_bytes(rng.randbytes(11 << 20) + bytes(3 << 20))
     tiers, _listing, uploads = _tier_yaml(kind, request, tmp_path, ", bandwidth: [{limit: 4MB/s}]")
     server: SeaweedS3 | Sshd = request.getfixturevalue("s3_server" if kind == "s3" else "sshd_server")
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {watch}, settle: 0.2s, placement: {{compress: zstd, zstd_level: 1, release_local: after_verify}}}}
-tiers:
-{tiers}
-limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_max: 1s}}
-""",
-    )
+    cfg = _outage_config(tmp_path, watch, state, tiers)
     d = Background("run", "--config", str(cfg))
     try:
         wait_for(lambda: bool(uploads()), 60, "an upload under way", daemon=d, state=state)
@@ -162,18 +167,7 @@ def test_server_stopped_mid_upload_leaves_nothing_partial(
     # in the middle of one).
     tiers, listing, uploads = _tier_yaml(kind, request, tmp_path, ", bandwidth: [{limit: 4MB/s}]")
     server: SeaweedS3 | Sshd = request.getfixturevalue("s3_server" if kind == "s3" else "sshd_server")
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {watch}, settle: 0.2s, placement: {{compress: zstd, zstd_level: 1, release_local: after_verify}}}}
-tiers:
-{tiers}
-limits: {{concurrent_files: 2, chunk_bytes: 1MiB, retry_initial: 100ms, retry_max: 1s}}
-""",
-    )
+    cfg = _outage_config(tmp_path, watch, state, tiers)
     dctx = zstandard.ZstdDecompressor()
 
     def whole_under_final_names(stored: dict[str, bytes]) -> None:
