@@ -296,6 +296,13 @@ class HubDb:
                 (tier, now, copy),
             )
             row = cur.fetchone()
+            if row:  # the warnings delivered for the old copy announce the purge of the file: carried
+                cur.execute(
+                    "INSERT INTO acqd.hub_warnings (copy, recipient, purge_at, sent_at)"
+                    " SELECT %s, recipient, purge_at, sent_at FROM acqd.hub_warnings WHERE copy = %s AND voided IS NULL"
+                    " AND NOT EXISTS (SELECT 1 FROM acqd.hub_warnings WHERE copy = %s)",
+                    (row[0], copy, row[0]),
+                )
             self._audit(cur, copy, "retention.copy_added", {"tier": tier})
         return int(row[0]) if row else 0
 

@@ -1614,6 +1614,23 @@ def void_warnings(j: Journal, copy_id: int, now: float, reason: str) -> int:
         return int(n)
 
 
+def carry_warnings(j: Journal, old: int, new: int) -> int:
+    """A transition's new copy (`new`) takes the delivered warnings of the copy it replaces (`old`):
+    the purge they announced stays the purge of the file wherever its copy is (the move after the
+    warning sent a second one, with a later date and another place, and put the purge off: a
+    stranger's review). Not again when the new copy has warnings of its own. How many were carried."""
+    voided = " AND voided IS NULL" if _has_column(j, "warnings", "voided") else ""
+    with j._tx() as db:
+        if db.execute("SELECT 1 FROM warnings WHERE copy_id = ?", (new,)).fetchone() is not None:
+            return 0
+        n = db.execute(
+            "INSERT INTO warnings(copy_id, recipient, purge_at, sent_at)"
+            f" SELECT ?, recipient, purge_at, sent_at FROM warnings WHERE copy_id = ?{voided}",
+            (new, old),
+        ).rowcount
+        return int(n)
+
+
 def record_warnings(j: Journal, copy_ids: list[int], recipient: str, purge_at: dict[int, float], now: float) -> None:
     with j._tx() as db:
         for cid in copy_ids:
@@ -1897,10 +1914,32 @@ _SESSION_DIRTY = "INSERT OR IGNORE INTO manifests_dirty(root, session) SELECT ro
 _ROW_NEWER = "UPDATE files SET updated = ? WHERE id = ?"
 
 
+def _fence_key(kind: str, copy_id: int) -> str:
+    return f"retention.begun.{kind}.{copy_id}"
+
+
+def begin_step(j: Journal, kind: str, copy_id: int | None) -> bool:
+    """A retention step (`kind`: purge, transition) on a copy recorded as begun, before it deletes
+    anything; True if it was begun before and never finished (`mark_copy` finishes it): a sweep killed
+    between a delete and its record (the hub's `begin` does the same in the catalog)."""
+    if copy_id is None:
+        return False
+    key = _fence_key(kind, copy_id)
+    with j._tx() as db:
+        if db.execute("SELECT 1 FROM meta WHERE key = ?", (key,)).fetchone() is not None:
+            return True
+        db.execute("INSERT INTO meta(key, value) VALUES(?, ?)", (key, repr(j._clock())))
+    return False
+
+
 def mark_copy(j: Journal, copy_id: int, state: str, action: str, **detail: Any) -> None:
-    """A copy was purged or moved off its tier (the old copy: only after the new one verified)."""
+    """A copy was purged or moved off its tier (the old copy: only after the new one verified); the
+    steps begun on it are finished."""
     with j._tx() as db:
         db.execute("UPDATE copies SET state = ? WHERE id = ?", (state, copy_id))
+        db.execute(
+            "DELETE FROM meta WHERE key IN (?, ?)", (_fence_key("purge", copy_id), _fence_key("transition", copy_id))
+        )
         fid = db.execute("SELECT file_id FROM copies WHERE id = ?", (copy_id,)).fetchone()[0]
         db.execute(_SESSION_DIRTY, (fid,))
         db.execute(_ROW_NEWER, (j._clock(), fid))

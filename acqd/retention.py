@@ -218,13 +218,18 @@ class JournalStore:
 
     def add_copy(self, row: jr.RetentionRow, tier: str, now: float) -> int:
         c = row.copy
-        return jr.add_copy(self.journal, row.file.id, tier, c.dest, c.layout, c.as_result(), now, c.verified_at or now)
+        new = jr.add_copy(self.journal, row.file.id, tier, c.dest, c.layout, c.as_result(), now, c.verified_at or now)
+        jr.carry_warnings(self.journal, c.id, new)  # the announced purge goes with the file
+        return new
 
     def mark_copy(self, copy_id: int, state: str, action: str, **detail: Any) -> None:
         jr.mark_copy(self.journal, copy_id, state, action, **detail)
 
     def fence(self, kind: str, copy_id: int | None) -> bool:
-        return False  # one daemon, one journal: nobody else acts on its copies
+        # one daemon, one journal: nobody else acts on its copies; the step is recorded as begun so
+        # that a sweep killed between a delete and its record is known for what it was at the next
+        # (a purge was recorded `missing`, the file counted verified with no copy: a stranger's review)
+        return jr.begin_step(self.journal, kind, copy_id)
 
 
 def _store(j: Journal | RetentionStore) -> RetentionStore:
@@ -788,8 +793,10 @@ class RetentionRunner:
                 f"not moved, the copy stays on {src.name}; give tier {dst.name} a location of its own"
             )
         made: tuple[int, int] | None = None  # the object this move made (device, inode), if it made one
+        wrote = False
         try:
             await self._io(copy_between, src, dst, rel, self._tree(row))
+            wrote = True
             made = await self._io(_identity, dst, rel)
         except NameTakenError:
             # an object is already under this name on the new tier: a transition that crashed
@@ -797,7 +804,14 @@ class RetentionRunner:
             # copy only if it verifies below; otherwise the transition fails (and is retried).
             log.warning("retention: %s already on tier %s; checking whether it is this copy", rel, dst.name)
         seen = made if made is not None else await self._io(_identity, dst, rel)  # what is verified next
-        await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
+        try:
+            await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
+        except Exception:
+            if wrote:  # the copy this move made does not verify (the old one damaged, a write gone wrong):
+                # taken back, or it stood in the name's way and failed every later move for ever, untracked
+                # (a stranger's review); the old copy stays, and the next sweep tries again
+                await self._io(_drop_made, dst, rel, made, self._tree(row))
+            raise
         # both tiers looked at again now: a share unmounted while the copy was made takes it into its
         # empty mount point, where it verifies; recorded there, the old copy deleted, the only copy
         # would be hidden once the share is back (found by a review, twelfth session); the hub keeps
@@ -954,6 +968,21 @@ def _identity(tier: Tier, rel: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _drop_made(tier: Tier, rel: str, made: tuple[int, int] | None, tree: bool) -> None:
+    """Blocking. Remove the copy a move made that did not verify: on a local tier only if `rel` is
+    still that object (`_take_back`); on a remote one (no identity to compare: the name is in this
+    instrument's claimed namespace, and the move has just written it). Errors are logged: the move
+    has failed anyway, its old copy kept."""
+    if tier.local:
+        if made is not None:
+            _take_back(tier, rel, made, tree)
+        return
+    try:
+        tier.remove_any(rel, tree=tree)
+    except Exception as exc:
+        log.warning("retention: the copy made on tier %s that did not verify could not be removed: %s", tier.name, exc)
 
 
 def _take_back(tier: Tier, rel: str, made: tuple[int, int], tree: bool) -> None:

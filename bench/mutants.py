@@ -158,8 +158,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "transition-verify",
         "a tier transition deletes the old copy without verifying the new one",
         "acqd/retention.py",
-        "\n        await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())\n",
-        "\n",
+        "            await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())\n"
+        "        except Exception:\n",
+        "            pass\n        except Exception:\n",
         ("tests/test_retention.py::test_transition_never_deletes_an_unverified_copy",),
     ),
     Mutant(
@@ -695,6 +696,42 @@ MUTANTS: tuple[Mutant, ...] = (
         "            self.tier._left_unaborted(self.bucket, self.key, self.upload_id)\n",
         "            pass\n",
         ("tests/test_remote_e2e.py::test_an_outage_the_daemon_lives_through_leaves_no_unfinished_upload[s3]",),
+    ),
+    Mutant(
+        "transition-unverified-copy-left",
+        "a transition's new copy that did not verify is left on the new tier, in the name's way of every later move",
+        "acqd/retention.py",
+        "                await self._io(_drop_made, dst, rel, made, self._tree(row))\n",
+        "                pass\n",
+        ("tests/test_retention.py::test_transition_never_deletes_an_unverified_copy",),
+    ),
+    Mutant(
+        "interrupted-purge-recorded-missing",
+        "a daemon's purge killed between its delete and its record is recorded missing at the next sweep, the file"
+        " counted verified with no copy",
+        "acqd/retention.py",
+        "        return jr.begin_step(self.journal, kind, copy_id)\n",
+        "        return False\n",
+        (
+            "tests/test_retention_deletes.py::"
+            "test_a_daemon_killed_after_a_purges_delete_records_the_purge_at_its_next_sweep",
+        ),
+    ),
+    Mutant(
+        "warnings-not-carried-by-a-move",
+        "a move after the warning leaves the new copy unwarned: a second mail, a later date, the purge put off",
+        "acqd/retention.py",
+        "        jr.carry_warnings(self.journal, c.id, new)  # the announced purge goes with the file\n",
+        "",
+        ("tests/test_retention.py::test_a_move_after_the_warning_keeps_the_announced_purge_and_warns_once",),
+    ),
+    Mutant(
+        "hub-warnings-not-carried-by-a-move",
+        "a hub's move after the warning leaves the new copy unwarned: a second digest, the purge put off",
+        "acqd/hubdb.py",
+        "            if row:  # the warnings delivered for the old copy announce the purge of the file: carried\n",
+        "            if False:\n",
+        ("tests/test_hub.py::test_a_hub_move_after_the_warning_keeps_the_announced_purge",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

@@ -175,6 +175,29 @@ def test_one_digest_per_owner_across_instruments_and_no_purge_before_its_lead_ti
     assert {t["tier"]: (t["files"], t["bytes"]) for t in doc["tiers"]} == {"central": (1, 5200), "capacity": (1, 5100)}
 
 
+def test_a_hub_move_after_the_warning_keeps_the_announced_purge(
+    pg_server: Postgres, catalog_db: str, tmp_path: Path
+) -> None:
+    """Warned, then moved before the purge: the new copy had no warning of its own (a second mail,
+    a later date, the purge put off: a stranger's review of the daemon's retention, the hub's the
+    same). The warnings go with the file: no second digest, the purge on the day announced."""
+    old = '      match: {glob: "*.mrc"}\n      expiration: {after: 60d}\n'
+    moved = "transitions: [{after: 20d, tier: capacity}]\n      expiration: {after: 30d}"
+    new = old.replace("expiration: {after: 60d}", moved)
+    assert old in POLICY
+    for f in make_facility(tmp_path, pg_server, catalog_db, POLICY.replace(old, new)):
+        ok(f.hub(16.5))  # warned: the purge announced for day 30.5 (14 days' lead)
+        mails = len(f.box.messages)
+        assert mails == 2, [m["To"] for _, m in f.box.messages]
+        ok(f.hub(21))  # moved to capacity
+        assert all((f.capacity / i / r).exists() and not f.stored(i, r).exists() for i, r in MOVIES)
+        ok(f.hub(30.4))
+        assert f.purged() == [] and len(f.box.messages) == mails
+        ok(f.hub(30.6))
+        assert sorted(f.purged()) == sorted(r for _, r in MOVIES) and len(f.box.messages) == mails
+        assert not any((f.capacity / i / r).exists() for i, r in MOVIES)
+
+
 def test_a_hold_in_the_catalog_blocks_the_purge(facility: Facility) -> None:
     f = facility
     ok(f.hub(47))

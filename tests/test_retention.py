@@ -333,21 +333,54 @@ async def test_undelivered_warning_is_retried_and_delays_the_purge(setup: Setup)
 
 
 async def test_transition_never_deletes_an_unverified_copy(setup: Setup) -> None:
+    """The old copy damaged: its new copy does not verify, the old one stays. The new one made on the
+    other tier was left there, untracked, in the name's way: every later move of the file failed on
+    it, even once the old copy was repaired (a stranger's review). It is taken back; the next sweep
+    after the repair moves the file."""
     s = setup
-    victim = s.central / "alice_apoferritin_0101/FoilHole_2_fractions.mrc"
-    victim.write_bytes(b"bit rot" + victim.read_bytes()[7:])  # the central copy no longer matches its checksum
+    rel = "alice_apoferritin_0101/FoilHole_2_fractions.mrc"
+    victim = s.central / rel
+    good = victim.read_bytes()
+    victim.write_bytes(b"bit rot" + good[7:])  # the central copy no longer matches its checksum
     jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
     j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
     try:
         res = await sweep_days(s, range(14, 15), make_runner(s, j, jexec, io))
+        assert res[14].transitioned == 3 and res[14].failed == 1
+        assert victim.exists()  # the old copy stays: its new copy did not verify
+        assert not (s.capacity / rel).exists(), "the new copy that did not verify was left on the tier"
+        victim.write_bytes(good)  # repaired (from a backup)
+        res = await sweep_days(s, range(15, 16), make_runner(s, j, jexec, io))
     finally:
         await asyncio.get_running_loop().run_in_executor(jexec, j.close)
         jexec.shutdown()
         io.shutdown()
-    assert res[14].transitioned == 3 and res[14].failed == 1
-    assert victim.exists()  # the old copy stays: its new copy did not verify
     failed = [e for e in s.events if e.kind == "retention.failed"]
-    assert [(e.stage, e.relpath) for e in failed] == [("transition", "alice_apoferritin_0101/FoilHole_2_fractions.mrc")]
+    assert [(e.stage, e.relpath) for e in failed] == [("transition", rel)]
+    assert res[15].transitioned == 1 and res[15].failed == 0, res[15]
+    assert (s.capacity / rel).read_bytes() == good and not victim.exists()
+
+
+async def test_a_move_after_the_warning_keeps_the_announced_purge_and_warns_once(setup: Setup) -> None:
+    """Warned 14 days ahead, then moved to capacity before the purge: the new copy had no warning of
+    its own, so the owners got a second mail with a later date and the other place, and the purge came
+    four days after the date announced (a stranger's review). The warnings go with the file: one mail,
+    the purge on the announced day, from the tier the copy is on then."""
+    s = setup
+    s.cfg.policy.write_text(  # type: ignore[union-attr]
+        POLICY.replace(
+            "transitions: [{after: 14d, tier: capacity}]", "transitions: [{after: 20d, tier: capacity}]"
+        ).replace("expiration: {after: 60d}", "expiration: {after: 30d}")
+    )
+    res = await sweep_with_a_runner(s, range(15, 35))
+    warned_on = [d for d, r in res.items() if r.warned]
+    assert warned_on == [16], {d: r.warned for d, r in res.items()}  # once, before the move
+    assert res[20].transitioned == 4, res[20]
+    mails = len(s.box.messages)
+    assert sum(r.purged for d, r in res.items() if d < 30) == 0
+    assert res[30].purged == 4, res[30]  # on the day announced
+    assert sum(r.purged for r in res.values()) == 4 and mails == len(s.box.messages)
+    assert list(s.capacity.rglob("*_fractions.mrc")) == [] and list(s.central.rglob("*_fractions.mrc")) == []
 
 
 async def test_copies_on_a_tier_taken_out_of_the_configuration_are_left_alone_and_said(

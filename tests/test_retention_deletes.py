@@ -202,6 +202,46 @@ async def test_a_daemon_killed_after_a_transitions_delete_records_the_move_at_it
     assert sorted(copies) == [("capacity", "verified"), ("central", "moved")], copies
 
 
+async def test_a_daemon_killed_after_a_purges_delete_records_the_purge_at_its_next_sweep(
+    movies: Setup, monkeypatch: Any
+) -> None:
+    """`retention_after_delete` in a purge: the copy deleted, not yet recorded purged. The daemon's
+    journal kept no record of the step begun, so the next sweep found the copy gone and marked it
+    `missing` (nothing said, the file still counted verified with no copy anywhere: a stranger's
+    review). The step is recorded as begun now, and the next sweep records the purge."""
+    import acqd.retention as retention
+
+    s = movies
+
+    def kill_at(point: str) -> None:
+        if point == "retention_after_delete":
+            raise Killed(point)
+
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        for day in (14, 47):  # moved to capacity, then the owners warned two weeks ahead
+            await make_runner(s, j, jexec, io).sweep(s.t0 + day * DAY + 60)
+        movies = {r.file.id: r.copy.id for r in jr.retention_items(j) if r.copy.tier == "capacity"}
+        assert len(movies) == 4, movies
+        monkeypatch.setattr(retention, "crash_point", kill_at)
+        with pytest.raises(Killed):
+            await make_runner(s, j, jexec, io).sweep(s.t0 + 75 * DAY + 60)
+        monkeypatch.setattr(retention, "crash_point", lambda point: None)
+        res = await make_runner(s, j, jexec, io).sweep(s.t0 + 76 * DAY + 60)
+        states = {(r.file.relpath, r.copy.tier): r.copy.state for r in jr.retention_items(j)}
+        moved = {(c.tier, c.state) for fid in movies for c in j.copies_of(fid)}
+        left = [j.get_meta(f"retention.begun.purge.{c}") for c in movies.values()]
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    assert res.failed == 0 and res.purged == 4, res
+    assert moved == {("central", "moved"), ("capacity", "purged")}, moved  # none missing
+    assert not any(k[1] == "capacity" for k in states), states  # no capacity copy still taken for verified
+    assert left == [None] * 4  # each step finished
+
+
 def _unmount(share: Path, away: Path) -> None:
     """The share a tier is on is unmounted: its content elsewhere, its mount point an empty folder."""
     share.rename(away)

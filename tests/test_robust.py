@@ -787,7 +787,7 @@ def test_a_file_appended_part_by_part_is_kept_through_its_writers_pause(tmp_path
     import tifffile
     import zarr
 
-    from tests.conftest import Background, journal_rows, wait_for
+    from tests.conftest import Background, journal_rows, journal_states, wait_for
 
     acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
     (acq / "s1").mkdir(parents=True)
@@ -812,7 +812,7 @@ def test_a_file_appended_part_by_part_is_kept_through_its_writers_pause(tmp_path
         append(0)
         # seen by acqd (on a busy host its first look could come after the third part: a file that
         # came whole, as far as anybody can tell), then two more parts, each closed
-        wait_for(lambda: rel in {r for r, _s, _w, _v in journal_rows(state)}, 30, "the file seen", d)
+        wait_for(lambda: rel in journal_states(state), 30, "the file seen", d)  # the schema may still be made
         for i in (1, 2):
             time.sleep(0.15)
             append(i)
@@ -834,6 +834,11 @@ def test_a_file_appended_part_by_part_is_kept_through_its_writers_pause(tmp_path
     assert r.returncode == 0, r.stderr
     if detector == "hamamatsu-orca":
         assert np.array_equal(tifffile.imread(out), planes)
+        stored = sorted(p.name for p in central.glob("*/s1/*"))
+        if f"stack~v{last}.tif~.zarr" not in stored:  # a codec that did not shrink 23 KB of noise (a busy
+            # host's codec trial): stored byte-exact, and said so (CI at ee3cf86 found no .zarr, and kept no log)
+            assert "came to" in err and "more than the source" in err, (stored, rows, err[-3000:])
+            return
         [whole] = central.glob(f"*/s1/stack~v{last}.tif~.zarr")
         assert np.array_equal(zarr.open_group(whole, mode="r")["0"][:], planes)  # type: ignore[index]
     else:
