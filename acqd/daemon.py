@@ -911,8 +911,15 @@ class Daemon:
                 raise
             aux: list[asyncio.Task[None]] = []
             try:
+                # where the claimed tiers are (`restore` and `verify` of a quick-form run find them there);
+                # not a tier left unclaimed: one that holds nothing of this journal's copies (another
+                # `--dest` given by mistake, a share not mounted) would be recorded as where they are, and
+                # `restore`, `verify` and `status` looked for them there (a stranger's first try)
                 await loop.run_in_executor(
-                    jexec, record_tiers, journal, {n: (t.url, dict(t.options)) for n, t in config.tiers.items()}
+                    jexec,
+                    record_tiers,
+                    journal,
+                    {n: (t.url, dict(t.options)) for n, t in config.tiers.items() if n not in unclaimed},
                 )
                 # the catalog's outbox: triggers in the journal with a catalog, none without
                 cap = config.catalog.outbox_cap if config.catalog is not None else None

@@ -734,6 +734,36 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_hub.py::test_a_hub_move_after_the_warning_keeps_the_announced_purge",),
     ),
     Mutant(
+        "appended-version-released-at-once",
+        "a new version that is its last version with more after it (a writer adding parts, closing between them)"
+        " is released at once: the next part makes a fragment of its own",
+        "acqd/pipeline.py",
+        "                if action is Observed.NEW_VERSION and await self._appended(row, entry.identity):\n",
+        "                if False:\n",
+        ("tests/test_robust.py::test_a_version_that_is_its_last_version_with_more_after_it_is_kept_for_the_next_part",),
+    ),
+    Mutant(
+        "grown-version-forgotten-by-a-later-look",
+        "a version seen growing is held only by the candidate that saw it: a later look (a release due after"
+        " its manifest) releases it at once",
+        "acqd/pipeline.py",
+        "        if proved or c.at_rest or c.grew or self._grown.get(key) == row.id:\n",
+        "        if proved or c.at_rest or c.grew:\n",
+        ("tests/test_robust.py::test_a_version_that_is_its_last_version_with_more_after_it_is_kept_for_the_next_part",),
+    ),
+    Mutant(
+        "unclaimed-tier-recorded-as-where-copies-are",
+        "a run given another --dest by mistake records it as where the journal's copies are: status, restore and"
+        " verify look for them there",
+        "acqd/daemon.py",
+        "                    {n: (t.url, dict(t.options)) for n, t in config.tiers.items() if n not in unclaimed},\n",
+        "                    {n: (t.url, dict(t.options)) for n, t in config.tiers.items()},\n",
+        (
+            "tests/test_names.py::"
+            "test_a_run_given_another_dest_by_mistake_leaves_the_journal_knowing_where_its_copies_are",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -2748,8 +2778,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a file stored as it is although its format says more is to come is released as soon as verified:"
         " a writer's second part, appended after a pause, makes a fragment of its own",
         "acqd/pipeline.py",
-        "        if proved or c.at_rest or c.grew:\n",
-        "        if proved or c.grew:\n",
+        "        if proved or c.at_rest or c.grew or self._grown.get(key) == row.id:\n",
+        "        if proved or c.grew or self._grown.get(key) == row.id:\n",
         ("tests/test_robust.py::test_a_tiff_stack_written_in_two_closed_parts_is_kept_for_its_second_part",),
     ),
     Mutant(

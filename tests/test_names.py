@@ -1488,6 +1488,35 @@ limits: {{retry_initial: 50ms, retry_max: 200ms}}
     assert (root / "scope" / "s" / "b.raw").read_bytes() == b"written while the share is away"
 
 
+def test_a_run_given_another_dest_by_mistake_leaves_the_journal_knowing_where_its_copies_are(tmp_path: Path) -> None:
+    """Found by a stranger's first try (twenty-eighth session): a second quick-form run on the same
+    journal with another `--dest` (a typo, another folder) waited for it, rightly (it holds nothing of
+    the journal's copies), but recorded it as where the tier is: `status` named it, `restore` without
+    `--dest` failed, `verify` called every copy missing. The tier's place is recorded only once it is
+    claimed."""
+    (tmp_path / "acq" / "s").mkdir(parents=True)
+    (tmp_path / "other" / "s").mkdir(parents=True)
+    data = os.urandom(50_000)
+    (tmp_path / "acq" / "s" / "a.bin").write_bytes(data)
+    (tmp_path / "other" / "s" / "b.bin").write_bytes(os.urandom(50_000))
+    state, central, wrong = tmp_path / "state", tmp_path / "central", tmp_path / "centrl"
+    r = run_acqd("run", "--once", "--watch", str(tmp_path / "acq"), "--dest", str(central), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    r = run_acqd(
+        "run", "--once", "--watch", str(tmp_path / "other"), "--dest", str(wrong), "--state-dir", str(state),
+        "--retry-for", "3s",
+    )  # fmt: skip
+    assert r.returncode != 0 and "holds nothing" in r.stderr, r.stderr
+    r = run_acqd("status", "--state-dir", str(state))
+    assert f"tier central (file://{central})" in r.stdout, r.stdout
+    out = tmp_path / "restored.bin"
+    r = run_acqd("restore", "s/a.bin", str(out), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == data
+    r = run_acqd("verify", "--state-dir", str(state))
+    assert r.returncode == 0 and "missing" not in r.stdout, r.stdout + r.stderr
+
+
 def _newer_run(journal: Journal, state: Path, epoch: int) -> claims.Claim:
     """The claim a run of this same journal made that this copy of it never made (the journal in use
     ran on; ours is a backup of it)."""

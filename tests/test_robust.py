@@ -845,6 +845,47 @@ def test_a_file_appended_part_by_part_is_kept_through_its_writers_pause(tmp_path
         assert out.read_bytes() == planes.tobytes()
 
 
+def test_a_version_that_is_its_last_version_with_more_after_it_is_kept_for_the_next_part(tmp_path: Path) -> None:
+    """Found by a stranger's first try (twenty-eighth session): a writer adding to a file in parts,
+    closing it between them. A version seen growing within its own settle window was kept a while
+    after it shipped; one that grew between two versions (the last part written in a moment, the file
+    then still) was released a second after it verified, and the writer's next part made a fragment
+    of its own: the whole file stored nowhere. A new version that is its last version with more after
+    it (the same file, larger) is kept as a file seen growing: the next part finds it."""
+    from tests.conftest import Background, journal_rows, journal_states, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    path, rel = acq / "s" / "data.bin", "s/data.bin"
+    parts = [os.urandom(100_000) for _ in range(3)]
+    d = Background(
+        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", "generic", "--settle", "0.5s", "--release",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start", d)
+        with open(path, "ab") as f:  # open for writing: its first version ships, its release waits for the writer
+            f.write(parts[0])
+            f.flush()
+            wait_for(lambda: journal_states(state).get(rel) == "verified", 60, "part one verified", d, state)
+            time.sleep(1.0)
+            f.write(parts[1])  # the second part, written in a moment; then closed
+        rows = lambda: {v: st for r, st, _w, v in journal_rows(state) if r == rel}  # noqa: E731
+        wait_for(lambda: rows().get(2) == "verified", 60, "the second version verified", d, state)
+        time.sleep(3)  # it was released 1.5 s after it verified
+        assert path.exists(), f"the version the next part would add to was released: {rows()}"
+        with open(path, "ab") as f:
+            f.write(parts[2])
+        wait_for(lambda: rows().get(3) == "verified", 60, "the whole file verified", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    out = tmp_path / "restored"
+    r = run_acqd("restore", rel, str(out), "--state-dir", str(state), "--dest", str(central))
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == b"".join(parts)  # the whole file, in one copy
+
+
 def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes(tmp_path: Path) -> None:
     """A writer that keeps the header valid after every frame (mrcfile's `set_data` + `flush`, file
     held open) makes the file look complete by its format at every frame. While a process here has it
