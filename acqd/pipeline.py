@@ -694,9 +694,6 @@ class Pipeline:
         #: files completed by their format's proof whose release waits for the settle window: the
         #: row, and when the window since its content was first seen as it is ends (`_wait_left`)
         self._format_proven: dict[tuple[int, str], tuple[int, float]] = {}
-        # file versions seen growing part by part (`Candidate.grew`), for the candidates of their later
-        # looks (a release due after the manifest is a candidate of its own: it held none of them)
-        self._grown: dict[tuple[int, str], int] = {}
         self._unstreamed: dict[tuple[int, str], int] = {}  # file -> row whose stream was dropped (not again)
         self._tg: asyncio.TaskGroup | None = None
 
@@ -1630,7 +1627,6 @@ class Pipeline:
                 # fragment of its own: a stranger's run)
                 if action is Observed.NEW_VERSION and await self._appended(row, entry.identity):
                     c.grew = True
-                    _remember(self._grown, c.key, row.id)
                 if self._streams_here(ctx, entry.relpath):  # looked at soon: streamed if still being written
                     c.check_at = now + min(ctx.window, STREAM_POLL)
                 if action is Observed.RELEASE:
@@ -1801,7 +1797,6 @@ class Pipeline:
                     ):  # a writer adding to it: seen between two parts, or writing it for a while since
                         # its creation (looks a busy host made late see the first size and the last)
                         c.grew = True
-                        _remember(self._grown, c.key, c.row.id)
                     c.stable, c.since = current, now
                 c.check_at = d.check_at
                 self._maybe_follow(c)
@@ -3329,7 +3324,7 @@ class Pipeline:
         the wait comes as a new candidate, which does not say how the file was completed."""
         key = c.key
         proved = c.reason == FORMAT_PROOF
-        if proved or c.at_rest or c.grew or self._grown.get(key) == row.id:
+        if proved or c.at_rest or c.grew:
             # a file whose format said more was to come, stored as it is (no writer left), or one seen
             # growing part by part and completed by its stillness alone (a TIFF stack a writer appends
             # a plane to, closing it between planes): a writer that pauses longer than the window would

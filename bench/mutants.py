@@ -743,15 +743,6 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_robust.py::test_a_version_that_is_its_last_version_with_more_after_it_is_kept_for_the_next_part",),
     ),
     Mutant(
-        "grown-version-forgotten-by-a-later-look",
-        "a version seen growing is held only by the candidate that saw it: a later look (a release due after"
-        " its manifest) releases it at once",
-        "acqd/pipeline.py",
-        "        if proved or c.at_rest or c.grew or self._grown.get(key) == row.id:\n",
-        "        if proved or c.at_rest or c.grew:\n",
-        ("tests/test_robust.py::test_a_version_that_is_its_last_version_with_more_after_it_is_kept_for_the_next_part",),
-    ),
-    Mutant(
         "unclaimed-tier-recorded-as-where-copies-are",
         "a run given another --dest by mistake records it as where the journal's copies are: status, restore and"
         " verify look for them there",
@@ -2778,8 +2769,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a file stored as it is although its format says more is to come is released as soon as verified:"
         " a writer's second part, appended after a pause, makes a fragment of its own",
         "acqd/pipeline.py",
-        "        if proved or c.at_rest or c.grew or self._grown.get(key) == row.id:\n",
-        "        if proved or c.grew or self._grown.get(key) == row.id:\n",
+        "        if proved or c.at_rest or c.grew:\n",
+        "        if proved or c.grew:\n",
         ("tests/test_robust.py::test_a_tiff_stack_written_in_two_closed_parts_is_kept_for_its_second_part",),
     ),
     Mutant(
