@@ -165,30 +165,36 @@ class Killed(BaseException):
     """What SIGKILL at a crash point leaves, in process: nothing after the point runs."""
 
 
-async def test_a_daemon_killed_after_a_transitions_delete_records_the_move_at_its_next_sweep(
-    movies: Setup, monkeypatch: Any
-) -> None:
-    """`retention_after_delete` in a transition: the new copy verified and recorded, the old one
-    deleted, the old row not yet `moved`. The hub's store resumes (its `fence` says the step was
-    begun); the daemon's journal has no fence, so its next sweep copied from the deleted old copy,
-    failed, and failed again at every sweep: the move was never recorded, the journal kept a
-    `verified` copy that did not exist, and five such failures suspended every later sweep before
-    its purges (suspendErrorRatio). Now the new copy being there, and verifying, is the proof."""
+async def _killed_after_a_delete(runner: Any, now: float, monkeypatch: Any) -> None:
+    """A sweep at `now` killed at `retention_after_delete` (its first delete done, not recorded), as
+    SIGKILL leaves it in process; the crash point is quiet again afterwards."""
     import acqd.retention as retention
-
-    s = movies
 
     def kill_at(point: str) -> None:
         if point == "retention_after_delete":
             raise Killed(point)
 
+    monkeypatch.setattr(retention, "crash_point", kill_at)
+    with pytest.raises(Killed):
+        await runner.sweep(now)
+    monkeypatch.setattr(retention, "crash_point", lambda point: None)
+
+
+async def test_a_daemon_killed_after_a_transitions_delete_records_the_move_at_its_next_sweep(
+    movies: Setup, monkeypatch: Any
+) -> None:
+    """`retention_after_delete` in a transition: the new copy verified and recorded, the old one
+    deleted, the old row not yet `moved`. The hub's store resumes (its `fence` says the step was
+    begun); the daemon's journal kept no such record then, so its next sweep copied from the deleted
+    old copy, failed, and failed again at every sweep: the move was never recorded, the journal kept a
+    `verified` copy that did not exist, and five such failures suspended every later sweep before
+    its purges (suspendErrorRatio). Now the journal records the step begun too, and the new copy being
+    there, and verifying, is the proof."""
+    s = movies
     jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
     j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
     try:
-        monkeypatch.setattr(retention, "crash_point", kill_at)
-        with pytest.raises(Killed):
-            await make_runner(s, j, jexec, io).sweep(s.t0 + 14 * DAY + 60)
-        monkeypatch.setattr(retention, "crash_point", lambda point: None)
+        await _killed_after_a_delete(make_runner(s, j, jexec, io), s.t0 + 14 * DAY + 60, monkeypatch)
         (rel,) = [r.file.relpath for r in jr.retention_items(j) if r.copy.tier == "capacity"]  # the one killed
         assert (s.capacity / rel).exists() and not (s.central / rel).exists()
         res = await make_runner(s, j, jexec, io).sweep(s.t0 + 15 * DAY + 60)
@@ -209,14 +215,7 @@ async def test_a_daemon_killed_after_a_purges_delete_records_the_purge_at_its_ne
     journal kept no record of the step begun, so the next sweep found the copy gone and marked it
     `missing` (nothing said, the file still counted verified with no copy anywhere: a stranger's
     review). The step is recorded as begun now, and the next sweep records the purge."""
-    import acqd.retention as retention
-
     s = movies
-
-    def kill_at(point: str) -> None:
-        if point == "retention_after_delete":
-            raise Killed(point)
-
     jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
     j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
     try:
@@ -224,10 +223,7 @@ async def test_a_daemon_killed_after_a_purges_delete_records_the_purge_at_its_ne
             await make_runner(s, j, jexec, io).sweep(s.t0 + day * DAY + 60)
         movies = {r.file.id: r.copy.id for r in jr.retention_items(j) if r.copy.tier == "capacity"}
         assert len(movies) == 4, movies
-        monkeypatch.setattr(retention, "crash_point", kill_at)
-        with pytest.raises(Killed):
-            await make_runner(s, j, jexec, io).sweep(s.t0 + 75 * DAY + 60)
-        monkeypatch.setattr(retention, "crash_point", lambda point: None)
+        await _killed_after_a_delete(make_runner(s, j, jexec, io), s.t0 + 75 * DAY + 60, monkeypatch)
         res = await make_runner(s, j, jexec, io).sweep(s.t0 + 76 * DAY + 60)
         states = {(r.file.relpath, r.copy.tier): r.copy.state for r in jr.retention_items(j)}
         moved = {(c.tier, c.state) for fid in movies for c in j.copies_of(fid)}
