@@ -281,6 +281,13 @@ def run(
 ) -> None:
     """Run the daemon (systemd runs `acqd run --config /etc/acqd/acqd.yaml`)."""
     window = _duration("--settle", settle) if settle is not None else None
+    if window is not None:
+        from acqd.units import check_settle
+
+        try:
+            check_settle(window)
+        except ValueError as exc:
+            raise usage(str(exc), "--settle") from None
     give_up = _duration("--retry-for", retry_for)
     if compress not in ("none", "zstd"):
         raise usage(f"must be 'none' or 'zstd', not {compress!r}", "--compress")

@@ -14,7 +14,7 @@ from acqd.codec import unfit_codec
 from acqd.errors import EX_CONFIG as EX_CONFIG  # re-exported
 from acqd.errors import ConfigError
 from acqd.pace import BackoffRule, Window, parse_days, parse_hours, parse_rate, unreachable
-from acqd.units import Duration, Size
+from acqd.units import Duration, SettleWindow, Size
 from acqd.yamlfile import load_model
 
 
@@ -60,7 +60,7 @@ class WatchRoot(Frozen):
     scan_interval: Duration | None = Field(
         None, description="full rescan period; default 60s with events, 5s when polling"
     )
-    settle: Duration | None = Field(None, description="override the detector profile's settle window")
+    settle: SettleWindow | None = Field(None, description="override the detector profile's settle window")
     ignore: tuple[str, ...] = Field((), description="extra name globs to ignore, on top of the profile's")
     placement: Placement = Placement()
     stream: bool | None = Field(

@@ -837,6 +837,7 @@ class Daemon:
         self._events_source: EventSource | None = None
         self._io: ThreadPoolExecutor | None = None
         self.stuck_io = 0  # I/O threads still blocked in a storage call when the daemon stopped
+        self.interrupted: signal.Signals | None = None  # a stop signal that came before the pipeline's own end
         self.catalog: Publisher | None = None
         self.pace = Pace("normal", "")  # acquisition comes first: the pacer's current decision
         self._pacers: dict[str, pacing.TierPacer] = {}  # tiers with a bandwidth schedule
@@ -1114,6 +1115,16 @@ class Daemon:
                         pipeline.kept_damaged,
                     )
                     code = 1
+                if self.once and self.interrupted is not None and code == 0:
+                    # a finite run cut short: its releases (and any scan or retry after the signal) were
+                    # not made, so it must not say it has done its job (a script wipes the disk on 0)
+                    log.error(
+                        "stopped by %s before the run ended: %d file(s) pending; releases not made yet are "
+                        "made by the next run",
+                        self.interrupted.name,
+                        pending,
+                    )
+                    code = 1
                 if self.once and pipeline.unreadable and code == 0:
                     # what lies in a folder acqd could not list was never seen, let alone shipped: a
                     # run that says 0 would be trusted before the acquisition disk is wiped
@@ -1171,6 +1182,8 @@ class Daemon:
 
     def _on_stop(self, sig: signal.Signals) -> None:
         log.info("%s: stopping (finishing files in flight, taking no new ones)", sig.name)
+        if self.interrupted is None and (self.pipeline is None or not self.pipeline.stopping.is_set()):
+            self.interrupted = sig
         self.stop()
 
     def stop(self) -> None:

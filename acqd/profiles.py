@@ -24,7 +24,7 @@ from acqd.codec import (
 )
 from acqd.errors import ConfigError
 from acqd.shipped import ETC, shipped
-from acqd.units import Duration, OwnerPattern, Size, owner_from
+from acqd.units import OwnerPattern, SettleWindow, Size, owner_from
 from acqd.yamlfile import load_model
 
 DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "~*", "*.crdownload", "*.swp")
@@ -33,7 +33,7 @@ DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "~*", "*.crdownload", "*.swp")
 class SettleRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window: Duration = Field(5.0, description="size and mtime still for this long (monotonic clock)")
+    window: SettleWindow = Field(5.0, description="size and mtime still for this long (monotonic clock)")
     format: Literal["none", "mrc", "tiff"] = Field(
         "none", description="complete as soon as the format proves it (MRC: header size; TIFF: IFD chain)"
     )

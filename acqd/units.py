@@ -84,6 +84,24 @@ from pydantic import AfterValidator, BeforeValidator  # noqa: E402
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+SETTLE_MIN = 0.1  # seconds: the shortest settle window acqd takes
+
+
+def check_settle(seconds: float) -> float:
+    """A settle window: a file is complete once its size and time have stood still this long. 0 (or
+    a few milliseconds) takes a file as complete at its first look, while its writer may still be
+    writing it: refused, with what to write instead."""
+    if seconds < SETTLE_MIN:
+        raise ValueError(
+            f"a settle window of {seconds:g}s is too short: a file is complete once its size and time have not "
+            f"changed for this long, and a shorter one ships files while they are written; give at least "
+            f"{SETTLE_MIN:g}s (the detector profiles' windows are 2s-5s)"
+        )
+    return seconds
+
+
+SettleWindow = Annotated[float, BeforeValidator(parse_duration), AfterValidator(check_settle)]
+
 
 def parse_age(value: str | int | float) -> float:
     """A retention age (how old a copy gets before it moves or is purged, how long before a purge

@@ -755,6 +755,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "interrupted-once-run-exits-0",
+        "`run --once --release` stopped by Ctrl-C before its releases exits 0: a script takes the run for done",
+        "acqd/daemon.py",
+        "                if self.once and self.interrupted is not None and code == 0:\n",
+        "                if False:\n",
+        ("tests/test_inprocess.py::test_a_once_run_stopped_by_a_signal_before_its_releases_exits_1",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

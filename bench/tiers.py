@@ -42,7 +42,7 @@ def run_once(watch: Path, tier_yaml: str, work: Path) -> float:
         f"""instrument: bench
 state_dir: {state}
 watch:
-  - {{path: {watch}, settle: 0s, placement: {{compress: none, release_local: never}}}}
+  - {{path: {watch}, settle: 0.1s, placement: {{compress: none, release_local: never}}}}
 tiers:
 {tier_yaml}
 limits: {{concurrent_files: 2, io_threads: 4, chunk_bytes: 8MiB, inflight_bytes: 256MiB}}

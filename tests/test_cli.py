@@ -47,6 +47,7 @@ def places(tmp_path: Path) -> dict[str, str]:
 # (arguments, exit code, a piece of the message that says what to do)
 BAD = [
     (["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--settle", "soon"], 2, "--settle"),
+    (["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--settle", "0"], 2, "at least 0.1s"),
     (["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--once", "--retry-for", "soon"], 2, "--retry-for"),
     (["run", "--watch", "{ACQ}", "--dest", "{T}/c", "--compress", "lz4"], 2, "'none' or 'zstd'"),
     (["run"], 2, "--watch DIR and --dest URL"),

@@ -90,6 +90,8 @@ def test_every_yaml_in_the_repo_loads() -> None:
         ),
         (MINIMAL.replace("url: file:///mnt/central/acqd", "url: /mnt/central"), 8, "tiers.central.url"),
         (MINIMAL.replace("    detector: generic", "    mode: inotify"), 5, "watch.0.mode"),
+        (MINIMAL.replace("    detector: generic", "    settle: 0s"), 5, "watch.0.settle: a settle window of 0s is"),
+        (MINIMAL.replace("    detector: generic", "    settle: 20ms"), 5, "watch.0.settle: a settle window of 0.02s"),
         (MINIMAL.replace("127.0.0.1:9733", "localhost:abc"), 10, "metrics.bind"),
         (
             MINIMAL.replace(
@@ -192,6 +194,7 @@ PROFILE_HEAD = "apiVersion: acqd/v1\nkind: DetectorProfile\nname: cam\nreader: m
         ("expect: {modes: [{name: c, frame_shape: [1, 2, 3]}]}\n", "frame_shape: should have at most 2 item(s), not 3"),
         ("expect: {modes: [{frame_shape: [1, 2]}]}\n", "modes.0.name: required, and missing here"),
         ("settle: 5s\n", "settle: should be a section of keys (key: value), not '5s'"),
+        ("settle: {window: 0s}\n", "settle.window: a settle window of 0s is too short"),
     ],
 )
 def test_a_bad_profile_is_explained_in_the_words_of_its_yaml(tmp_path: Path, body: str, said: str) -> None:

@@ -1391,3 +1391,41 @@ async def test_a_pending_row_whose_file_an_event_finds_gone_is_vanished(tmp_path
         daemon.stop()
         result = await asyncio.wait_for(task, 60)
     assert result.code == 0
+
+
+async def test_a_once_run_stopped_by_a_signal_before_its_releases_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C (or SIGTERM) in `run --once --release` once every file is verified and before its
+    release: the drain takes no new work, the releases are not made, nothing is pending. The run
+    exited 0 (a stranger's run): a script that wipes the acquisition disk on `run --once` succeeding
+    would take it as done. It exits 1 and says why; the next run releases them."""
+    import signal
+
+    from acqd.pipeline import Pipeline
+
+    watch = tmp_path / "acq"
+    (watch / "s").mkdir(parents=True)
+    files = {f"s/f{i}.xml": os.urandom(2000 + i) for i in range(12)}
+    for rel, data in files.items():
+        (watch / rel).write_bytes(data)
+    dest = tmp_path / "central"
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", placement={"release_local": "after_verify"})
+    daemon = Daemon(config, once=True, retry_for=60)
+    real = Pipeline._release_together
+
+    async def interrupted(self: Pipeline, due: Any) -> None:
+        daemon._on_stop(signal.SIGINT)  # the operator's Ctrl-C, as the batch's releases come due
+        await real(self, due)
+
+    monkeypatch.setattr(Pipeline, "_release_together", interrupted)
+    with caplog.at_level(logging.INFO, logger="acqd"):
+        result = await asyncio.wait_for(daemon.run(install_signals=False), 120)
+    assert result.stats.verified == len(files) and result.pending == 0, result
+    assert result.code == 1, result
+    assert "stopped by SIGINT before the run ended" in caplog.text
+    kept = {str(p.relative_to(watch)) for p in watch.rglob("*.xml")}
+    assert kept == set(files), "a release after the stop"  # the drain took none of them
+    again = await asyncio.wait_for(Daemon(config, once=True, retry_for=60).run(install_signals=False), 120)
+    assert again.code == 0 and again.stats.released == len(files), again
+    assert not list(watch.rglob("*.xml"))
