@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -607,8 +608,12 @@ def quick_config(
         raise ConfigError(secret)
     if "://" not in dest:  # a folder named on the command line is made, inside one that exists (as a
         # configured tier's: acqd.claims.unmade_parent; a mistyped path is not built on the local disk)
+        made = None
         try:
-            Path(dest).mkdir(exist_ok=True)
+            Path(dest).mkdir()
+            made = Path(dest)
+        except FileExistsError:
+            pass
         except FileNotFoundError:
             parent = Path(dest).resolve().parent
             raise ConfigError(
@@ -617,6 +622,18 @@ def quick_config(
             ) from None
         except OSError as exc:
             raise ConfigError(f"--dest {dest}: cannot make the folder: {exc.strerror}") from None
+    try:
+        return _quick_config(url, watch, detector, state_dir, instrument, release, compress)
+    except ValueError:  # refused (inside the watch root, say): the folder it made for it is not left behind
+        if made is not None:
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+
+
+def _quick_config(
+    url: str, watch: Path, detector: str, state_dir: Path, instrument: str, release: bool, compress: str
+) -> Config:
     return Config.model_validate(
         {
             "instrument": instrument,

@@ -763,6 +763,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_once_run_stopped_by_a_signal_before_its_releases_exits_1",),
     ),
     Mutant(
+        "refused-quick-dest-folder-left",
+        "a quick-form --dest refused inside the watch root leaves the folder made for it in the acquisition folder",
+        "acqd/config.py",
+        "                made.rmdir()\n",
+        "                pass\n",
+        ("tests/test_config.py::test_a_quick_form_dest_refused_inside_the_watch_root_leaves_no_folder_there",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -250,6 +250,23 @@ def test_central_storage_or_the_state_folder_overlapping_a_watch_root_is_refused
             Config.model_validate({**doc, key: f"{watch}/{inside}"})
 
 
+def test_a_quick_form_dest_refused_inside_the_watch_root_leaves_no_folder_there(tmp_path: Path) -> None:
+    """`--dest` is made as a folder when it is not there; refused because it lies inside the watch
+    root, the run left that empty folder in the acquisition folder (a stranger's run). One that was
+    there before is the operator's, and stays."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    (acq / "a.xml").write_bytes(b"x")
+    args = ("run", "--once", "--watch", str(acq), "--state-dir", str(tmp_path / "s"))
+    r = run_acqd(*args, "--dest", str(acq / "central"))
+    assert r.returncode == 78 and "overlap" in r.stderr, r.stderr
+    assert sorted(p.name for p in acq.iterdir()) == ["a.xml"]
+    (acq / "theirs").mkdir()
+    r = run_acqd(*args, "--dest", str(acq / "theirs"))
+    assert r.returncode == 78 and "overlap" in r.stderr, r.stderr
+    assert sorted(p.name for p in acq.iterdir()) == ["a.xml", "theirs"]
+
+
 @pytest.mark.parametrize("prefix", ["..", "../../outside", "ls/../k3", "a/./b", "."])
 def test_a_prefix_with_dot_folders_is_refused(prefix: str) -> None:
     """`..` would write outside the tier, or make two roots' prefixes one folder past the nesting check."""
