@@ -522,6 +522,7 @@ def adopt(
     journal: Journal,
     roots: dict[str, str],
     stat: Callable[[str], os.stat_result | None],
+    moved: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Take the instrument's prefix over on purpose: write this daemon's claim (a daemon still running
     there stops), then import every file its session manifests record (as verified copies) into
@@ -548,6 +549,16 @@ def adopt(
             f"{', '.join(sorted(elsewhere))}, not {', '.join(sorted(roots))}: nothing adopted, nothing "
             "claimed. Give the watch root the path they were shipped from (mount the disk there), then adopt"
         )
+    for name, was in sorted((moved or {}).items()):
+        if not found.get(name):
+            # the journal's copies are recorded at `was`; a place that holds none of the instrument's
+            # manifests is not where they went (a mistyped --dest): claiming it and recording the tier
+            # there would have `verify` take every copy for missing and `restore` find none
+            raise ConfigError(
+                f"adopt: this journal's copies on tier {name} are at {was}; {tiers[name].url('')} holds no "
+                f"manifest of {claim.instrument}/ (a mistyped --dest?): nothing adopted, nothing claimed. Give "
+                "the place the journal records; if the copies were moved, move their manifests with them"
+            )
     journal.set_meta(ADOPT_UNFINISHED, time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()))  # until imported
     journal.count_run(claim.run, top)  # before any claim names this run
     # claimed before the manifests are read for good: a daemon still running there (a takeover under

@@ -40,7 +40,16 @@ from acqd.config import (
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.fsops import same_or_inside
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
-from acqd.journal import GroupCommitExecutor, Journal, configure_outbox, journal_path, record_tiers, retention_items
+from acqd.journal import (
+    GroupCommitExecutor,
+    Journal,
+    configure_outbox,
+    journal_path,
+    record_tiers,
+    recorded_tiers,
+    retention_items,
+    without_password,
+)
 from acqd.journal import summary as summary  # re-exported
 from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats
@@ -1511,8 +1520,11 @@ def leave_executor(ex: ThreadPoolExecutor, seconds: float) -> int:
     return sum(1 for t in threads if t.is_alive())
 
 
-def adopt_into(config: Config, tiers: dict[str, Tier], claim: claims.Claim, journal: Journal) -> dict[str, int]:
-    """`acqd adopt`: import what the manifests under the instrument's prefix record, then claim it."""
+def adopt_into(
+    config: Config, tiers: dict[str, Tier], claim: claims.Claim, journal: Journal, moved: dict[str, str] | None = None
+) -> dict[str, int]:
+    """`acqd adopt`: import what the manifests under the instrument's prefix record, then claim it.
+    `moved`: tiers the journal records elsewhere, with copies there (see `adopt_command`)."""
 
     def stat(path: str) -> os.stat_result | None:
         try:
@@ -1522,7 +1534,7 @@ def adopt_into(config: Config, tiers: dict[str, Tier], claim: claims.Claim, jour
         return st if stat_mod.S_ISREG(st.st_mode) else None
 
     roots = {str(w.path).rstrip("/"): str(w.path).rstrip("/") for w in config.watch}
-    return claims.adopt(tiers, claim, journal, roots, stat)
+    return claims.adopt(tiers, claim, journal, roots, stat, moved or {})
 
 
 def adopt_command(config: Config) -> dict[str, int]:
@@ -1531,7 +1543,16 @@ def adopt_command(config: Config) -> dict[str, int]:
     with state_lock(config.state_dir):
         journal = Journal(journal_path(config.state_dir))
         try:
-            counts = adopt_into(config, tiers, claims.ours(config.instrument, journal, config.state_dir), journal)
+            # a tier this journal has copies on, recorded at another place than the one given now (a
+            # mistyped --dest): adopting there would record the copies where they are not
+            was = recorded_tiers(journal)
+            moved = {
+                n: was[n][0]
+                for n, t in config.tiers.items()
+                if n in was and was[n][0] != without_password(t.url) and journal.has_copies(n)
+            }
+            claim = claims.ours(config.instrument, journal, config.state_dir)
+            counts = adopt_into(config, tiers, claim, journal, moved)
             # where the tiers are, as `run` records it: `restore` and `verify` find the adopted copies
             record_tiers(journal, {n: (t.url, dict(t.options)) for n, t in config.tiers.items()})
             return counts

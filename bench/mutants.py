@@ -771,6 +771,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_config.py::test_a_quick_form_dest_refused_inside_the_watch_root_leaves_no_folder_there",),
     ),
     Mutant(
+        "adopt-onto-a-mistyped-dest",
+        "`acqd adopt` with a --dest that holds none of the journal's copies claims it and records the tier there:"
+        " verify calls every copy missing",
+        "acqd/claims.py",
+        "        if not found.get(name):\n",
+        "        if False:\n",
+        ("tests/test_names.py::test_adopt_given_another_dest_by_mistake_is_refused_and_a_moved_tier_is_adopted",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

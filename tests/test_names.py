@@ -1517,6 +1517,39 @@ def test_a_run_given_another_dest_by_mistake_leaves_the_journal_knowing_where_it
     assert r.returncode == 0 and "missing" not in r.stdout, r.stdout + r.stderr
 
 
+def test_adopt_given_another_dest_by_mistake_is_refused_and_a_moved_tier_is_adopted(tmp_path: Path) -> None:
+    """A stranger's first try (twenty-eighth session): `acqd adopt` on a journal with copies, given a
+    `--dest` that is not where they are (a typo), claimed that folder, imported nothing and recorded
+    it as the tier's place: `verify` then called every copy missing and `restore` found none. Refused
+    now (exit 78), nothing claimed or recorded. The copies moved there with their manifests (a share
+    mounted at a new path) are adopted, and the journal then knows the new place."""
+    acq = tmp_path / "acq"
+    (acq / "s").mkdir(parents=True)
+    data = os.urandom(50_000)
+    (acq / "s" / "a.bin").write_bytes(data)
+    state, central, wrong = tmp_path / "state", tmp_path / "central", tmp_path / "centrl"
+    r = run_acqd("run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    wrong.mkdir()
+    r = run_acqd("adopt", "--watch", str(acq), "--dest", str(wrong), "--state-dir", str(state))
+    assert r.returncode == 78 and "holds no manifest" in r.stderr and str(central) in r.stderr, r.stderr
+    assert not list(wrong.iterdir()), "claimed all the same"
+    r = run_acqd("status", "--state-dir", str(state))
+    assert f"tier central (file://{central})" in r.stdout, r.stdout
+    r = run_acqd("verify", "--state-dir", str(state))
+    assert r.returncode == 0 and "missing" not in r.stdout, r.stdout + r.stderr
+    moved = tmp_path / "mnt" / "central"
+    moved.parent.mkdir()
+    central.rename(moved)  # the share, mounted at a new path
+    r = run_acqd("adopt", "--watch", str(acq), "--dest", str(moved), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    r = run_acqd("status", "--state-dir", str(state))
+    assert f"tier central (file://{moved})" in r.stdout, r.stdout
+    out = tmp_path / "restored.bin"
+    r = run_acqd("restore", "s/a.bin", str(out), "--state-dir", str(state))
+    assert r.returncode == 0 and out.read_bytes() == data, r.stderr
+
+
 def _newer_run(journal: Journal, state: Path, epoch: int) -> claims.Claim:
     """The claim a run of this same journal made that this copy of it never made (the journal in use
     ran on; ours is a backup of it)."""
