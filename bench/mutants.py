@@ -780,6 +780,17 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_names.py::test_adopt_given_another_dest_by_mistake_is_refused_and_a_moved_tier_is_adopted",),
     ),
     Mutant(
+        "mib-tiff-rows-as-in-the-file",
+        "a .mib in the TIFF layout keeps the file's row order: upside down beside its Zarr copy and rosettasciio",
+        "acqd/layouts/frames.py",
+        'FLIP_FORMATS = {"mrc", "mib"}\n',
+        'FLIP_FORMATS = {"mrc"}\n',
+        (
+            "tests/test_frames.py::test_mib_frames_in_the_tiff_layout_are_oriented_as_in_the_zarr_layout",
+            "tests/test_stream.py::test_movie_is_streamed_while_written",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -97,10 +97,10 @@ class Camera:
     def marker(self) -> bool:
         return self.kind != "t-movie"
 
-    def pixels(self, path: Path) -> np.ndarray:
+    def pixels(self, path: Path, as_stored: bool = True) -> np.ndarray:
         """The source's frames as the readers scientists use read them (rows as stored by acqd: MRC
-        rows flipped in TIFF, as IMOD and RELION read them; Merlin rows flipped in Zarr, as
-        rosettasciio shows them)."""
+        rows flipped in TIFF, as IMOD and RELION read them; Merlin rows flipped in both layouts, as
+        rosettasciio shows them; `as_stored=False`: a .mib's rows as in the file)."""
         if self.kind == "t-movie":
             with mrcfile.open(path, permissive=True) as m:  # mode 0 as int8: compared as bytes
                 frames = np.asarray(m.data)
@@ -115,7 +115,7 @@ class Camera:
         frames = np.stack(
             [np.frombuffer(data[i + hb : i + step], ">u2").reshape(128, 128) for i in range(0, len(data), step)]
         )
-        return frames[:, ::-1] if self.zarr else frames
+        return frames[:, ::-1] if as_stored else frames
 
 
 def camera(tmp_path: Path, detector: str) -> Camera:
@@ -661,7 +661,7 @@ def test_only_frames_written_in_full_are_read(tmp_path: Path, detector: str) -> 
     else:
         ends = [(cam.cuts[i + 1], cam.cuts[i + 1]) for i in range(FRAMES)]
     (tmp_path / cam.name).write_bytes(cam.data)
-    truth = cam.pixels(tmp_path / cam.name)
+    truth = cam.pixels(tmp_path / cam.name, as_stored=False)  # growth reads the file's frames as they are
     path = tmp_path / ("growing" + SUFFIX[detector])
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:

@@ -65,8 +65,10 @@ else:
 
 ARRAY = ZARR_ARRAY
 # sources whose rows the TIFF layout reverses: IMOD, SerialEM, MotionCor2 and RELION flip the slow
-# axis whenever they read or write a TIFF, so an MRC's row 0 is a TIFF's last row
-FLIP_FORMATS = {"mrc"}
+# axis whenever they read or write a TIFF, so an MRC's row 0 is a TIFF's last row; a Merlin .mib
+# frame as rosettasciio shows it, as in the Zarr layout (a stranger's review: its TIFF copy kept the
+# file's row order, upside down beside its Zarr copy)
+FLIP_FORMATS = {"mrc", "mib"}
 # sources whose rows the Zarr layout reverses: rosettasciio (hyperspy) shows a Merlin .mib frame with
 # its rows reversed, and 4D-STEM users compare with what it shows
 ZARR_FLIP_FORMATS = {"mib"}
