@@ -2167,8 +2167,9 @@ class Pipeline:
         frames = f"{f.stream.frames} frames announced" if f.stream and announced else "frames as they come"
         if self.clock() - c.stable.mtime_ns / 1e9 > c.ctx.window:  # last written before its settle window
             log.info("streaming %r during its settle window (last written before acqd saw it; %s)", c.rel, frames)
-        else:
-            log.info("streaming %r while it is written (%s)", c.rel, frames)
+        else:  # written a moment ago: whether it grows while followed, the end of the stream says
+            ago = max(0.0, self.clock() - c.stable.mtime_ns / 1e9)
+            log.info("streaming %r, last written %.1f s ago (%s)", c.rel, ago, frames)
 
     def _teardown(self, f: Follow) -> asyncio.Event:
         """Say, before the follow is gone from `follows`, that its temporary is being removed: a ship
@@ -2285,7 +2286,7 @@ class Pipeline:
         grew = (
             f"{early} of {stream.frames} frames encoded while the file grew"
             if early
-            else f"{stream.frames} frames, encoded during its settle window (it did not grow while followed)"
+            else f"{stream.frames} frames, none encoded while the file grew (it did not grow while followed)"
         )
         self._emit(STREAMED, c.row, reason=grew)
         return res

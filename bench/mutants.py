@@ -791,6 +791,24 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "raw-of-odd-size-quarantined",
+        "a raw file whose size is not header plus whole frames is quarantined, its only copy left on the"
+        " acquisition disk, where a truncated MRC or MIB is stored byte-exact",
+        "acqd/readers/raw.py",
+        '        raise CutShortError(\n            f"raw size',
+        '        raise FormatError(\n            f"raw size',
+        ("tests/test_frames.py::test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far",),
+    ),
+    Mutant(
+        "preallocated-movie-streamed",
+        "a movie pre-allocated to its full size is streamed: its zeros are read as frames and the copy is dropped at"
+        " completion with a false warning that it was rewritten",
+        "acqd/layouts/stream.py",
+        "        return full and tail_unwritten(",
+        "        return False and tail_unwritten(",
+        ("tests/test_stream.py::test_a_preallocated_movie_is_not_streamed_and_ships_whole",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -1165,7 +1183,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if False:\n",
         (
             "tests/test_stream.py::test_earlier_frame_rewritten_falls_back",
-            "tests/test_stream.py::test_preallocated_zeros_fall_back",
             "tests/test_stream.py::test_preallocated_file_falls_back[t-raw]",
         ),
     ),

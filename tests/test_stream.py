@@ -325,7 +325,7 @@ def test_a_file_complete_before_acqd_saw_it_is_not_said_to_be_streamed_while_wri
     assert len(streamed) == 1 and streamed[0]["frames"] == FRAMES, audit(state)
     assert streamed[0]["while_growing"] == 0, streamed
     assert f"streaming '{rel}' during its settle window (last written before acqd saw it" in err, err
-    assert f"streaming '{rel}' while it is written" not in err
+    assert f"streaming '{rel}', last written" not in err
 
 
 @pytest.mark.parametrize("detector", ["z-mib", "z-planes"])
@@ -484,10 +484,13 @@ def test_truncated_and_rewritten_falls_back(tmp_path: Path) -> None:
     assert why and ("truncated" in why[0] or "differs" in why[0]), audit(state)
 
 
-def test_preallocated_zeros_fall_back(tmp_path: Path) -> None:
-    """A writer that allocates the whole file first (zeros) and fills the frames in later: what the
-    stream read (zeros) is not the complete file, so the file ships whole and the copy is right.
-    Settled by stillness: the size matches the header from the start."""
+def test_a_preallocated_movie_is_not_streamed_and_ships_whole(tmp_path: Path) -> None:
+    """A writer that allocates the whole movie first (zeros) and fills the frames in later: the stream
+    read the zeros as frames, and at completion dropped its copy with a warning that the file was
+    rewritten after it was read (a stranger's review: nothing was rewritten; a false alarm, and the
+    encoding wasted). An MRC at its header's full size with its last frame unwritten is not streamed
+    (nothing said above debug); the file ships whole once complete and the copy is right. Settled by
+    stillness: the size matches the header from the start."""
     raw, header, frame, name = movie(tmp_path)
     PROFILES["t-movie-still"] = PROFILES["t-movie"].replace("format: mrc", "format: none")
     try:
@@ -508,8 +511,8 @@ def test_preallocated_zeros_fall_back(tmp_path: Path) -> None:
     finally:
         finish(d, state, rel)
     stored_equals_source(tmp_path, state, dest, rel, target)  # the oracle first: the copy is right
-    why = fallbacks(state)
-    assert why and "differs from the frames streamed" in why[0], audit(state)
+    assert fallbacks(state) == [], audit(state)
+    assert "streamed" not in [a for a, _ in audit(state)], audit(state)
 
 
 @pytest.mark.parametrize("detector", ["t-raw", "t-mib"])

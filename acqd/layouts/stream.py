@@ -60,7 +60,7 @@ from acqd.layouts.tiffwrite import TiffPageWriter, default_rows_per_strip, image
 from acqd.lazy import lazy
 from acqd.ports import TierPort
 from acqd.readers.base import FrameSource
-from acqd.settle import mrc_expected_size
+from acqd.settle import mrc_expected_size, tail_unwritten
 from acqd.values import WriteResult
 
 if TYPE_CHECKING:
@@ -81,6 +81,12 @@ class Surprise(Exception):
 
 class NotYet(Exception):
     """Nothing to stream from yet (the header is not written, or not an MRC one)."""
+
+
+PREALLOCATED = (
+    "pre-allocated to its full size, its last frame not written yet: which frames are written cannot be told "
+    "by its size (shipped whole once complete)"
+)
 
 
 class NotStreamable(Exception):
@@ -122,6 +128,12 @@ class Growth:
     def avail(self, size: int) -> int:
         """Frames written in full when the file has `size` bytes."""
         raise NotImplementedError
+
+    def preallocated(self, size: int) -> bool:
+        """Whether the file has its full size while its last frame is not written (zeros): a writer that
+        pre-allocates the movie and fills it frame by frame. Its size then says nothing of which
+        frames are written (only a format whose header announces the size can tell)."""
+        return False
 
     def read(self, start: int, stop: int, keep: bool = True) -> np.ndarray:
         """Frames [start, stop) as (frames, y, x); `keep`: the frames streamed, in order (a format
@@ -181,6 +193,10 @@ class MrcGrowth(Growth):
 
     def avail(self, size: int) -> int:
         return int(min(self.frames, max(0, (size - self.offset) // max(1, self.frame_bytes))))
+
+    def preallocated(self, size: int) -> bool:
+        full = self.expected is not None and size >= self.expected
+        return full and tail_unwritten(lambda at, n: os.pread(self.fd, n, at), size, self.offset)
 
     def read(self, start: int, stop: int, keep: bool = True) -> np.ndarray:
         return self.src.read(start, stop)
@@ -432,7 +448,10 @@ def plan_growing(layout: Any, path: str, key: str | None, recorded: str | None) 
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         g = growth(layout, fd, path)
-        avail = g.avail(os.fstat(fd).st_size)
+        size = os.fstat(fd).st_size
+        if g.preallocated(size):
+            raise NotStreamable(PREALLOCATED)
+        avail = g.avail(size)
         if avail < 1:
             raise NotYet("no whole frame yet")
         # a frame sampled that is not what its format says (a .mib frame header of zeros ahead of its
@@ -536,13 +555,18 @@ class FrameStream:
         self.seen = size
         return size
 
-    def step(self) -> int:
+    def step(self, complete: bool = False) -> int:
         """Encode the frames written in full since the last step, a block of `per` frames at a time;
         return how many. `hurry` (set by another thread) ends it after the block. Frames count as
         encoded while the file grew when a later step finds it larger (a file complete when its
-        stream began counts none)."""
+        stream began counts none). NotStreamable for a movie pre-allocated to its full size while it
+        is written (`complete`: the file is complete, its last frame may be blank)."""
         t0 = time.perf_counter()
         size = self._look()
+        if not complete and self.g.preallocated(size):
+            # its zeros would be read as frames and the copy dropped at completion with a warning that
+            # it was rewritten (a stranger's review): the file ships whole once complete
+            raise NotStreamable(PREALLOCATED)
         if size > self._size_seen_last:  # it grew: what the steps before encoded, they encoded while it grew
             self.while_growing = self._done_last
             self._size_seen_last = size
@@ -585,7 +609,7 @@ class FrameStream:
         if self.expected is not None and size != self.expected:
             raise Surprise(f"completed at {size} bytes, its header announced {self.expected}")
         self.hurry = False
-        self.step()
+        self.step(complete=True)
         if self.expected is not None and self.done != self.frames:
             raise Surprise(f"completed with {self.done} of its {self.frames} frames readable")
         digest = self.hasher.hexdigest()

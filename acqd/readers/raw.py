@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from acqd.errors import FormatError
+from acqd.errors import CutShortError, FormatError
 from acqd.lazy import lazy
 from acqd.readers.base import Expect, FrameSource, read_array, read_exact
 
@@ -23,8 +23,12 @@ def open_raw(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     hb = int(options.get("header_bytes", 0))
     frame = nx * ny * dtype.itemsize
     if size < hb or (size - hb) % frame:
-        raise FormatError(
-            f"raw size {size} is not {hb} header bytes plus whole {ny}x{nx} {dtype.name} frames ({frame} bytes)"
+        # a frame half there (cut short, or still written), or bytes the profile's geometry does not
+        # account for: stored byte-exact like a truncated MRC or MIB (a stranger's review: it was
+        # quarantined, its only copy left on the acquisition disk), never as the whole frames in it
+        raise CutShortError(
+            f"raw size {size} is not {hb} header bytes plus whole {ny}x{nx} {dtype.name} frames ({frame} bytes): "
+            "truncated, still written, or not the geometry the profile gives"
         )
     n = (size - hb) // frame
     restore = read_exact(f, 0, hb) if hb else b""
