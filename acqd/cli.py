@@ -433,6 +433,10 @@ def _print_states(s: dict[str, Any]) -> None:
     lines = ["journal" if len(rows) > 1 else "journal: no files yet"]
     if len(rows) > 1:
         lines += [f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
+    waiting = s.get("release_waiting") or {}
+    if waiting:  # verified, to be removed from the acquisition disk, and not yet: why
+        lines.append(f"  release waiting: {sum(waiting.values())} verified file(s), not removed yet:")
+        lines += [f"    {n} {why}" for why, n in sorted(waiting.items(), key=lambda x: -x[1])]
     lines += [f"  quarantined: {q['path']!r}: {one_line(q['reason'])}" for q in s["quarantined"][:20]]
     failed = s.get("release_failed", [])
     lines += [

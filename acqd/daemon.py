@@ -41,6 +41,7 @@ from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, Perman
 from acqd.fsops import same_or_inside
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
 from acqd.journal import (
+    RELEASE_WAITING,
     GroupCommitExecutor,
     Journal,
     configure_outbox,
@@ -1167,6 +1168,8 @@ class Daemon:
                         self.stuck_io,
                         IO_EXIT_SECONDS,
                     )
+                with contextlib.suppress(AcqdError, sqlite3.Error):  # a stopped daemon holds no release back
+                    await loop.run_in_executor(jexec, journal.set_meta, RELEASE_WAITING, "")
                 await loop.run_in_executor(jexec, journal.close)
                 jexec.shutdown(wait=True)
 
@@ -1455,10 +1458,17 @@ class Daemon:
             return out
 
         tick = 0
+        waits: dict[str, int] = {}  # the releases waiting, by why, as the journal last recorded them
         while True:
             p = self.pipeline
             if p is not None:
                 self.metrics.sample(p.snapshot(), await loop.run_in_executor(io, disks))
+                if tick % 5 == 0 and (now := p.release_reasons()) != waits:  # for `acqd status`
+                    try:
+                        await p._j(p.journal.set_meta, RELEASE_WAITING, json.dumps(now) if now else "")
+                        waits = now
+                    except AcqdError as exc:
+                        log.debug("releases waiting not recorded: %s", exc)
                 if tick % 10 == 0:
                     self.notifier.status(self._status_line())
                 if tick % 2 == 0:  # also noticed while idle, not only before the next commit

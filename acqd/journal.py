@@ -2026,6 +2026,8 @@ def without_password(url: str) -> str:
 
 
 JOURNAL_NAME = "journal.sqlite"
+#: meta key: the running daemon's verified files whose release waits, by why ({why: files}; "" when none)
+RELEASE_WAITING = "release_waiting"
 
 
 def journal_path(state_dir: Path) -> Path:
@@ -2037,7 +2039,9 @@ def summary(journal: Journal) -> dict[str, Any]:
     daemon is waiting for (`acqd status`)."""
     roots = journal.get_meta("watch_roots")
     pace = journal.get_meta("pace")
+    waiting = journal.get_meta(RELEASE_WAITING)
     out = {
+        "release_waiting": json.loads(waiting) if waiting else {},
         "watch_roots": json.loads(roots) if roots else {},
         "pace": json.loads(pace) if pace else None,
         "states": journal.counts(),

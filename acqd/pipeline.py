@@ -196,6 +196,12 @@ UNFINISHED_HOLD = 30.0
 #: an empty file seen again this much later by its modification time, and larger: written in parts
 GROWN_SPAN_NS = 100_000_000
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
+# why a verified file's release waits (`acqd status`, from `Pipeline.release_reasons`)
+WAIT_WRITER = "open for writing by a process: kept until it is closed"
+WAIT_HOLD = "held a while after completing, should its writer come back to it"
+WAIT_MANIFEST = "until their session's manifest records their copies"
+WAIT_CHECK = "their stored copy could not be re-checked (asked again)"
+WAIT_AGAIN = "looked at again shortly"
 STREAM_FALLBACK = "stream_fallback"  # a streamed copy dropped; the file ships whole (event, metric, audit)
 STREAMED = "streamed"  # a copy written while its file grew (audit: frames encoded before it completed)
 UNSTREAMED_MAX = 4096  # files remembered as not to be streamed again (their stream was dropped)
@@ -673,6 +679,7 @@ class Pipeline:
         #: I/O work other than scans and settle looks waits for it (None: nothing to wait for)
         self.imports: asyncio.Future[None] | None = None
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
+        self._release_why: dict[tuple[int, str], str] = {}  # why each of `_release_later` waits
         self._untaken_said: set[tuple[int, str]] = set()  # (root, extension) said by `_untaken`
         #: releases held back (`_release_later`, `_after_manifest`) -> when a snapshot first saw them
         self._release_waiting: dict[tuple[int, str], float] = {}
@@ -781,6 +788,18 @@ class Pipeline:
             release_waiting=len(held),
             release_waiting_seconds=max((now - since[k] for k in held), default=0.0),
         )
+
+    def release_reasons(self) -> dict[str, int]:
+        """How many verified files' releases wait, by what they wait for (`acqd status`)."""
+        out: dict[str, int] = {}
+        listed = set().union(*self._after_manifest.values())
+        if listed:
+            out[WAIT_MANIFEST] = len(listed)
+        for key in self._release_later:
+            if key not in listed:
+                why = self._release_why.get(key, WAIT_AGAIN)
+                out[why] = out.get(why, 0) + 1
+        return out
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on an I/O thread, once the frame layouts' libraries are imported (`imports`)."""
@@ -933,6 +952,7 @@ class Pipeline:
         for h in self._release_later.values():
             h.cancel()
         self._release_later.clear()
+        self._release_why.clear()
         for f in list(self.follows.values()):  # streams not taken over by a ship: their temporaries dropped
             if f.task is not None and not f.taken:
                 f.task.cancel()
@@ -2639,7 +2659,7 @@ class Pipeline:
         soon = [self._wait_left(c, row) for c, row in due]
         for (c, _row), left in zip(due, soon, strict=True):
             if left > 0:
-                self._release_later_for(c, left)
+                self._release_later_for(c, left, WAIT_HOLD)
         due = [x for x, left in zip(due, soon, strict=True) if left <= 0 and not self._unlisted(*x)]
         if len(due) < 2:
             slow = due
@@ -3150,7 +3170,7 @@ class Pipeline:
             return
         left = self._wait_left(c, row)
         if left > 0:
-            self._release_later_for(c, left)
+            self._release_later_for(c, left, WAIT_HOLD)
             return
 
         def refuse(st: os.stat_result) -> str | None:
@@ -3189,7 +3209,7 @@ class Pipeline:
                 why = f"open for writing by pid {', '.join(map(str, pids[:5]))}: kept until it is closed"
                 await self._j(self.journal.audit, row.id, "release-held", reason=why)
                 self._emit("held", row, reason=why)
-            self._release_later_for(c)
+            self._release_later_for(c, why=WAIT_WRITER)
             return
         if self._unlisted(c, row):
             return
@@ -3212,7 +3232,7 @@ class Pipeline:
             )
             await self._j(self.journal.audit, row.id, "release-held", reason=why)
             self._emit("held", row, reason=why)
-            self._release_later_for(c)
+            self._release_later_for(c, why=WAIT_WRITER)
             return
         if not ctx.releases(row.relpath):  # a reload during the checks: its placement keeps it now
             return
@@ -3392,12 +3412,13 @@ class Pipeline:
             return False
         self._dirty.add((c.ctx.index, row.session))
         self._after_manifest.setdefault((c.ctx.index, row.session), {})[c.key] = (c, row)
-        self._release_later_for(c, RELEASE_RECHECK_MAX)  # should the manifest's write fail meanwhile
+        self._release_later_for(c, RELEASE_RECHECK_MAX, WAIT_MANIFEST)  # should the manifest's write fail meanwhile
         return True
 
-    def _release_later_for(self, c: Candidate, delay: float | None = None) -> None:
+    def _release_later_for(self, c: Candidate, delay: float | None = None, why: str = WAIT_AGAIN) -> None:
         """Look at a held-back release again soon (a writer closing without writing, or a tier that did
-        not answer, sends no event); each look goes through the journal from the start."""
+        not answer, sends no event); each look goes through the journal from the start. `why`: what
+        `acqd status` says it waits for."""
         key = c.key
         loop = self._loop
         if key in self._release_later or loop is None or self.stopping.is_set():
@@ -3406,7 +3427,10 @@ class Pipeline:
 
         def fire() -> None:
             self._release_later.pop(key, None)
+            self._release_why.pop(key, None)
             self._hint_now(c.ctx.index, path)
+
+        self._release_why[key] = why
 
         if delay is None:
             delay = min(RELEASE_RECHECK_MAX, max(1.0, c.ctx.window))
@@ -3487,7 +3511,7 @@ class Pipeline:
                 c.rel,
                 exc,
             )
-            self._release_later_for(c)
+            self._release_later_for(c, why=WAIT_CHECK)
             return False
         self.repeats.ok("release-check")
         if res.problem is None:

@@ -809,6 +809,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_stream.py::test_a_preallocated_movie_is_not_streamed_and_ships_whole",),
     ),
     Mutant(
+        "release-waits-unrecorded",
+        "`acqd status` cannot say why verified files are still on the acquisition disk: the daemon never records"
+        " what their releases wait for",
+        "acqd/daemon.py",
+        '                        await p._j(p.journal.set_meta, RELEASE_WAITING, json.dumps(now) if now else "")\n',
+        "                        pass\n",
+        ("tests/test_release.py::test_status_says_why_verified_files_are_not_released_yet",),
+    ),
+    Mutant(
+        "release-waits-left-after-stop",
+        "a stopped daemon's last releases waiting stay in `acqd status`, as if it still held them back",
+        "acqd/daemon.py",
+        '                    await loop.run_in_executor(jexec, journal.set_meta, RELEASE_WAITING, "")\n',
+        "                    pass\n",
+        ("tests/test_release.py::test_status_says_why_verified_files_are_not_released_yet",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

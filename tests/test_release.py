@@ -406,6 +406,39 @@ def test_an_open_multipage_file_is_shipped_as_it_grows_and_released_only_after_c
     assert sha(out.read_bytes()) == sha(final)
 
 
+def test_status_says_why_verified_files_are_not_released_yet(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """`acqd status` on a daemon with release on counted a file held for its writer as verified, with
+    nothing to say why it was still on the acquisition disk (a stranger's first try). It says how
+    many wait and for what, while they wait; once released, and once the daemon stops, nothing."""
+    watch, dest, state = dirs
+    (watch / "sess").mkdir()
+    (watch / "sess" / "f.raw").write_bytes(os.urandom(50_000))
+    (watch / "sess" / "g.raw").write_bytes(os.urandom(50_000))
+
+    def status() -> str:
+        r = run_acqd("status", "--state-dir", str(state))
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    d = Background("run", "--config", str(config(tmp_path, watch, dest, state)))
+    try:
+        with held_open(watch / "sess" / "f.raw"):
+            wait_for(lambda: journal_states(state).get("sess/g.raw") == "released", 60, "g released", d, state)
+            wait_for(lambda: "release waiting: 1 verified file(s)" in status(), 60, "status to say why", d, state)
+            assert "1 open for writing by a process: kept until it is closed" in status()
+        wait_for(lambda: journal_states(state).get("sess/f.raw") == "released", 60, "f released", d, state)
+        wait_for(lambda: "release waiting" not in status(), 60, "status to say nothing waits", d, state)
+        (watch / "sess" / "h.raw").write_bytes(os.urandom(50_000))
+        with held_open(watch / "sess" / "h.raw"):
+            wait_for(lambda: "release waiting: 1" in status(), 60, "status to say why again", d, state)
+            code, err = d.terminate()  # stopped while it waits
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "release waiting" not in status()  # a stopped daemon holds no release back
+    assert journal_states(state).get("sess/h.raw") == "verified"
+
+
 @pytest.mark.slow
 def test_a_session_folder_swapped_for_a_symlink_before_the_release_deletes_nothing_outside(
     dirs: tuple[Path, Path, Path], tmp_path: Path
