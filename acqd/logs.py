@@ -236,7 +236,7 @@ class LogReporter:
 
     def _working_again(self) -> None:
         if self.repeats is not None:  # a verified copy: the destination, the journal and the shipping stage work again
-            for site in ("retry (write)", "retry (verify)", "retry (internal)", "stage ship"):
+            for site in ("retry (write)", "retry (verify)", "retry (internal)", "stage ship", "journal"):
                 self.repeats.ok(site)
 
 

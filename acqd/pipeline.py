@@ -124,6 +124,7 @@ INTERNAL_GAVE_UP = "; please report it)"  # how such a quarantine's reason ends:
 INTERNAL_ATTEMPTS = 5  # an unexpected error on one file (a bug, a reader crash): quarantined after this many
 ROOT_POLL = 1.0  # seconds between looks at a watch root that is missing (a late or lost mount)
 JOURNAL_RETRY = 5.0  # seconds before a file whose journal write failed (state disk full) is tried again
+JOURNAL_RETRY_MAX = 60.0  # ... half as long as the journal has failed, up to this (no hot loop of failures)
 #: verified rows of the sessions' last manifests kept, at most (a release of one forgotten waits for a rewrite):
 #: counted in rows, not sessions (a thousand one-file sessions were released 256 at a time, a slow
 #: manifest flush apart: a review); ~100 bytes each
@@ -466,6 +467,7 @@ class Candidate:
     at_rest: bool = False  # its format says more is to come, and no process writes it: stored as it is
     grew: bool = False  # seen growing part by part while it settled (`_settle_one`, `_wait_left`)
     recheck: bool = False  # verified, only its change time moved: its content is compared (`_recheck`)
+    journal_wait: bool = False  # waiting for the journal to take writes again (`_retry`)
 
     @property
     def key(self) -> tuple[int, str]:
@@ -680,6 +682,7 @@ class Pipeline:
         self.imports: asyncio.Future[None] | None = None
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self._release_why: dict[tuple[int, str], str] = {}  # why each of `_release_later` waits
+        self._journal_down_since: float | None = None  # monotonic: a file's journal write failed, none since worked
         self._untaken_said: set[tuple[int, str]] = set()  # (root, extension) said by `_untaken`
         #: releases held back (`_release_later`, `_after_manifest`) -> when a snapshot first saw them
         self._release_waiting: dict[tuple[int, str], float] = {}
@@ -729,6 +732,7 @@ class Pipeline:
         stages: tuple[tuple[str, float], ...],
     ) -> Outcome:
         """A file's copy recorded verified: counted in the run's figures; its outcome, to report."""
+        self._journal_up()  # its steps were written
         self.stats.verified += 1
         self._untaken(c, _count_layout(self.stats, c.ctx, c.rel, layout))
         self.stats.bytes_in += res.source_bytes
@@ -991,7 +995,9 @@ class Pipeline:
             and not self.in_flight
             and self.ready.empty()
             and all(
-                (c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id or self._changing(c)
+                (c.settled and (c.row.attempts > 0 or c.journal_wait))
+                or self._awaited.get(c.key) == c.row.id
+                or self._changing(c)
                 for c in self.candidates.values()
             )
         )
@@ -1307,11 +1313,37 @@ class Pipeline:
         except AcqdError as exc:
             self.repeats.error("journal", str(exc), "could not record the watch roots' state: %s", exc)
 
+    def _journal_down(self, exc: JournalError) -> float:
+        """A journal write failed (the state disk full, an I/O error): said once for the run of them (an
+        error: nothing ships meanwhile); seconds before what failed is tried again, half as long as the
+        journal has failed (5 s, up to a minute): a full state disk had every waiting file tried every
+        5 s, thousands of failures a minute (a stranger's run)."""
+        now = self.mono()
+        if self._journal_down_since is None:
+            self._journal_down_since = now
+        self.repeats.error(
+            "journal",
+            str(exc),
+            "journal write failed: nothing ships until it takes writes again (the state disk full or failing?);"
+            " tried again within %.0fs: %s",
+            JOURNAL_RETRY_MAX,
+            exc,
+            level=logging.ERROR,
+        )
+        self.stats.last_error = f"the journal cannot be written: {exc}"
+        delay = min(JOURNAL_RETRY_MAX, max(JOURNAL_RETRY, (now - self._journal_down_since) / 2))
+        return delay * random.uniform(0.8, 1.2)
+
+    def _journal_up(self) -> None:
+        """A journal write worked."""
+        if self._journal_down_since is not None:
+            self._journal_down_since = None
+            self.repeats.ok("journal")
+
     def _journal_failed(self, ctx: RootCtx, exc: JournalError) -> None:
-        """A journal write failed (the state disk full, an I/O error): one log line for the run of
-        them, and the root is scanned again soon, so nothing found meanwhile is forgotten."""
-        self.repeats.error("journal", str(exc), "journal write failed, retrying in %.0fs: %s", JOURNAL_RETRY, exc)
-        self._soon[ctx.index] = self.mono() + JOURNAL_RETRY
+        """A scan's journal write failed: the root is scanned again (`_journal_down`), so nothing found
+        meanwhile is forgotten."""
+        self._soon[ctx.index] = self.mono() + self._journal_down(exc)
         self._unrecorded.add(ctx.index)
         self._rescan_wake.set()
 
@@ -1336,7 +1368,6 @@ class Pipeline:
                     await self._admit(ctx, entries)
                 if len(entries) < SCAN_CHUNK:
                     break
-            self.repeats.ok("journal")
         except JournalError as exc:
             self._journal_failed(ctx, exc)
             return  # scanned again soon (what was not listed yet too)
@@ -3729,13 +3760,24 @@ class Pipeline:
             attempts = await self._j(self.journal.bump_attempts, c.row.id, why)
             row = await self._j(self.journal.get, c.row.id)
         except JournalError as exc:  # the state disk is full: the file waits, counted in one log line
-            self.repeats.error("journal", str(exc), "journal write failed, retrying in %.0fs: %s", JOURNAL_RETRY, exc)
+            delay = self._journal_down(exc)
             self._land(c)
-            now = self.mono()
             self._schedule(
-                Candidate(c.ctx, c.rel, c.row, c.stable, c.since, now + JOURNAL_RETRY, settled=True, born=c.born)
+                Candidate(
+                    c.ctx,
+                    c.rel,
+                    c.row,
+                    c.stable,
+                    c.since,
+                    self.mono() + delay,
+                    settled=True,
+                    born=c.born,
+                    reason=c.reason,
+                    journal_wait=True,
+                )
             )
             return
+        self._journal_up()
         self.stats.retries += 1
         self.stats.last_error = why
         self._emit("retry", row, reason=why, stage=stage)

@@ -826,6 +826,22 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_status_says_why_verified_files_are_not_released_yet",),
     ),
     Mutant(
+        "journal-wait-never-given-up",
+        "`run --once` with a journal that takes no writes (the state disk full) never gives up: --retry-for ignored",
+        "acqd/pipeline.py",
+        "                (c.settled and (c.row.attempts > 0 or c.journal_wait))\n",
+        "                (c.settled and c.row.attempts > 0)\n",
+        ("tests/test_inprocess.py::test_once_with_a_journal_that_cannot_record_the_files_gives_up_after_retry_for",),
+    ),
+    Mutant(
+        "journal-outage-retried-every-5s",
+        "files are tried again every 5 s however long the journal has taken no writes: thousands of failures a minute",
+        "acqd/pipeline.py",
+        "        delay = min(JOURNAL_RETRY_MAX, max(JOURNAL_RETRY, (now - self._journal_down_since) / 2))\n",
+        "        delay = JOURNAL_RETRY\n",
+        ("tests/test_pipeline_units.py::test_files_wait_longer_the_longer_the_journal_cannot_be_written",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -2336,8 +2352,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a movie complete by its header's size is released as soon as it is verified: a writer that opens it"
         " again a moment later (the header's final values, a pre-allocated file's frames) finds no file",
         "acqd/pipeline.py",
-        "        left = self._wait_left(c, row)\n        if left > 0:\n            self._release_later_for(c, left)\n"
-        "            return\n",
+        "        left = self._wait_left(c, row)\n        if left > 0:\n"
+        "            self._release_later_for(c, left, WAIT_HOLD)\n            return\n",
         "",
         (
             "tests/test_safeguards.py::test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there",
@@ -2368,8 +2384,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "once-waits-for-writers-for-ever",
         "`run --once --retry-for` never ends while a process here holds a file open for writing",
         "acqd/pipeline.py",
-        "(c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id or self._changing(c)\n",
-        "(c.settled and c.row.attempts > 0) or self._changing(c)\n",
+        "                or self._awaited.get(c.key) == c.row.id\n                or self._changing(c)\n",
+        "                or self._changing(c)\n",
         ("tests/test_robust.py::test_once_gives_up_on_a_movie_still_open_for_writing_after_retry_for",),
     ),
     Mutant(
@@ -2935,8 +2951,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "`run --once` waits for a file that keeps changing (a log appended to, no writer seen) for as long as"
         " it changes, past --retry-for",
         "acqd/pipeline.py",
-        "(c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id or self._changing(c)\n",
-        "(c.settled and c.row.attempts > 0) or self._awaited.get(c.key) == c.row.id\n",
+        "                or self._awaited.get(c.key) == c.row.id\n                or self._changing(c)\n",
+        "                or self._awaited.get(c.key) == c.row.id\n",
         ("tests/test_robust.py::test_once_gives_up_on_a_file_still_changing_after_retry_for",),
     ),
     Mutant(

@@ -208,6 +208,43 @@ async def test_once_with_a_journal_that_cannot_record_the_scan_ends_with_an_erro
     assert "could not be recorded in the journal" in caplog.text, caplog.text
 
 
+async def test_once_with_a_journal_that_cannot_record_the_files_gives_up_after_retry_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The state disk filled after the scan was recorded (a stranger's run): every file's journal step
+    failed, each file was tried again every 5 s for ever (thousands of failures a minute, warnings
+    only), and `run --once --retry-for 20s` never ended. It gives up after --retry-for (exit 1, the
+    journal named as why), says it as an error, and tries a file again at most once per 5 s."""
+    from acqd.errors import JournalError
+    from acqd.journal import Journal
+
+    watch = tmp_path / "acq"
+    (watch / "s").mkdir(parents=True)
+    files = {f"s/f{i}.raw": os.urandom(3000 + i) for i in range(30)}
+    for rel, data in files.items():
+        (watch / rel).write_bytes(data)
+    tries: list[int] = []
+
+    def full(self: Journal, *a: Any, **k: Any) -> Any:
+        tries.append(1)
+        raise JournalError("database or disk is full")
+
+    for name in ("mark_complete", "mark_complete_many", "bump_attempts"):
+        monkeypatch.setattr(Journal, name, full)
+    config = cfg(watch, tmp_path / "state", f"memory://acqd-{uuid.uuid4().hex}", mode="poll")
+    with caplog.at_level(logging.INFO, logger="acqd"):
+        async with asyncio.timeout(90):  # it never ended
+            result = await Daemon(config, once=True, retry_for=3).run(install_signals=False)
+    assert result.code == 1 and result.pending == len(files), result
+    given_up = [r for r in caplog.records if "giving up after" in r.getMessage()]
+    assert given_up and "the journal cannot be written" in given_up[0].getMessage(), caplog.text
+    said = [r for r in caplog.records if r.getMessage().startswith("journal write failed: nothing ships")]
+    assert said and said[0].levelno == logging.ERROR, caplog.text
+    # each file's round: the batch, its one-file path, the retry; a round per file at most every 4 s
+    # (5 s +-20 %) over the run's few seconds: not every file every few milliseconds
+    assert len(tries) <= 3 * len(files) * 3, len(tries)
+
+
 @pytest.mark.parametrize("late", ["in flight", "verified"])
 @pytest.mark.parametrize("overlap", ["one admission at a time", "admissions overlapping"])
 async def test_a_file_admitted_twice_at_once_is_shipped_once(

@@ -90,3 +90,31 @@ async def test_within_and_wait_set_keep_their_deadlines() -> None:
 )
 def test_version_name(rel: str, version: int, expected: str) -> None:
     assert stored_component(rel, version) == expected
+
+
+def test_files_wait_longer_the_longer_the_journal_cannot_be_written() -> None:
+    """While the journal takes no writes (the state disk full), a file is tried again after 5 s, then
+    after half as long as the journal has failed, up to a minute: a long outage of a journal with many
+    files waiting is not thousands of failures a minute. A write that works starts over at 5 s."""
+    import types
+
+    from acqd.errors import JournalError
+    from acqd.logs import Repeats
+    from acqd.pipeline import JOURNAL_RETRY, JOURNAL_RETRY_MAX, Pipeline
+
+    now = [1000.0]
+    p = types.SimpleNamespace(
+        mono=lambda: now[0], _journal_down_since=None, repeats=Repeats(), stats=types.SimpleNamespace(last_error="")
+    )
+    exc = JournalError("database or disk is full")
+
+    def delay_at(t: float) -> float:
+        now[0] = 1000.0 + t
+        return Pipeline._journal_down(p, exc)  # type: ignore[arg-type]
+
+    assert 0.8 * JOURNAL_RETRY <= delay_at(0) <= 1.2 * JOURNAL_RETRY
+    assert 0.8 * 20 <= delay_at(40) <= 1.2 * 20  # down 40 s: 20 s
+    assert 0.8 * JOURNAL_RETRY_MAX <= delay_at(600) <= 1.2 * JOURNAL_RETRY_MAX  # ten minutes: a minute
+    assert "journal cannot be written" in p.stats.last_error
+    Pipeline._journal_up(p)  # type: ignore[arg-type]
+    assert 0.8 * JOURNAL_RETRY <= delay_at(700) <= 1.2 * JOURNAL_RETRY
