@@ -83,7 +83,7 @@ def check_copy(tier: Tier, layout: Layout, copy: CopyRow, full: bool, just_verif
                 return CopyCheck(f"the stored copy {tier.url(copy.dest)} does not verify: {exc}", lost=True)
             return CopyCheck(
                 f"the stored copy {tier.url(copy.dest)} was written again after it was verified (its "
-                f"modification time differs, and it no longer verifies: {exc})",
+                f"size, times or identity as stored differ from the verified copy's, and it no longer verifies: {exc})",
                 lost=True,
             )
         if now is None:
