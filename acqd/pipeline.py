@@ -3532,11 +3532,17 @@ class Pipeline:
         self._emit("copy_lost", row, reason=why, tier=ctx.placed(row.relpath).tier.name)
 
     async def _copy_still_there(self, c: Candidate, row: FileRow) -> bool:
+        # per tier: a copy re-checked on one tier is no sign that another tier's trouble is over (a
+        # `recovered` line while files on the other still could not be re-checked: a stranger's run)
+        try:
+            site = f"release-check {c.ctx.placed(row.relpath).tier.name}"
+        except AcqdError:  # a placement that cannot be built: the check below says so
+            site = "release-check"
         try:
             res, copy_id = await self._check_copy(c.ctx, row, just_verified=not c.release_only)
         except AcqdError as exc:  # one line for all the files it holds back (a tier whose claim is gone)
             self.repeats.error(
-                "release-check",
+                site,
                 str(exc),
                 "cannot re-check stored copies before their release (first: %r): %s (kept; asked again)",
                 c.rel,
@@ -3544,7 +3550,7 @@ class Pipeline:
             )
             self._release_later_for(c, why=WAIT_CHECK)
             return False
-        self.repeats.ok("release-check")
+        self.repeats.ok(site)
         if res.problem is None:
             return True
         if res.lost and copy_id is not None:

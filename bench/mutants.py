@@ -842,6 +842,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_pipeline_units.py::test_files_wait_longer_the_longer_the_journal_cannot_be_written",),
     ),
     Mutant(
+        "release-check-recovery-across-tiers",
+        "a copy re-checked on one tier logs `release-check: recovered` while another tier's copies still cannot be"
+        " re-checked before their release",
+        "acqd/pipeline.py",
+        '            site = f"release-check {c.ctx.placed(row.relpath).tier.name}"\n',
+        '            site = "release-check"\n',
+        ("tests/test_inprocess.py::test_a_release_check_that_works_on_one_tier_is_not_said_to_recover_another",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

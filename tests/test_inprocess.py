@@ -1466,3 +1466,57 @@ async def test_a_once_run_stopped_by_a_signal_before_its_releases_exits_1(
     again = await asyncio.wait_for(Daemon(config, once=True, retry_for=60).run(install_signals=False), 120)
     assert again.code == 0 and again.stats.released == len(files), again
     assert not list(watch.rglob("*.xml"))
+
+
+async def test_a_release_check_that_works_on_one_tier_is_not_said_to_recover_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stranger's run: with one tier's copies not re-checkable before their release (the log said so
+    once), a file of another tier released meanwhile logged `release-check: recovered after N
+    occurrences` while the first tier's files still could not be re-checked. The check's trouble is
+    counted per tier: no `recovered` for a tier until one of its own copies is re-checked."""
+    from acqd.errors import AcqdError
+    from acqd.pipeline import Pipeline
+
+    caplog.set_level(logging.INFO, logger="acqd")
+    a, b = tmp_path / "acq-a", tmp_path / "acq-b"
+    for w in (a, b):
+        (w / "s").mkdir(parents=True)
+    (a / "s" / "x.raw").write_bytes(os.urandom(5000))
+    doc = {
+        "instrument": "scope",
+        "state_dir": str(tmp_path / "state"),
+        "watch": [
+            {"path": str(w), "prefix": t, "settle": "0.2s", "placement": {"tier": t, "release_local": "after_verify"}}
+            for w, t in ((a, "ta"), (b, "tb"))
+        ],
+        "tiers": {"ta": {"url": f"file://{tmp_path / 'ca'}"}, "tb": {"url": f"file://{tmp_path / 'cb'}"}},
+        "limits": {"retry_initial": "50ms", "retry_max": "100ms"},
+    }
+    real = Pipeline._check_copy
+    failed: list[str] = []
+    counted = {2: asyncio.Event(), 4: asyncio.Event()}
+
+    async def check(self: Pipeline, ctx: Any, row: Any, *args: Any, **kw: Any) -> Any:
+        if ctx.root == str(a):
+            failed.append(row.relpath)
+            if len(failed) in counted:
+                counted[len(failed)].set()
+            raise AcqdError("tier ta: connection refused")
+        return await real(self, ctx, row, *args, **kw)
+
+    monkeypatch.setattr(Pipeline, "_check_copy", check)
+    rec = Recorder()
+    daemon = Daemon(Config.model_validate(doc), reporter=rec)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        await asyncio.wait_for(counted[2].wait(), 60)  # tier ta's trouble said once, counted since
+        (b / "s" / "y.raw").write_bytes(os.urandom(5000))
+        await rec.wait("released", 1)
+        await asyncio.wait_for(counted[4].wait(), 60)  # and still there after tier tb's release
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert (a / "s" / "x.raw").exists() and not (b / "s" / "y.raw").exists()
+    assert "connection refused" in caplog.text
+    assert "recovered after" not in caplog.text, caplog.text
