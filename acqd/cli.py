@@ -438,6 +438,12 @@ def _print_states(s: dict[str, Any]) -> None:
         lines.append(f"  release waiting: {sum(waiting.values())} verified file(s), not removed yet:")
         lines += [f"    {n} {why}" for why, n in sorted(waiting.items(), key=lambda x: -x[1])]
     lines += [f"  quarantined: {q['path']!r}: {one_line(q['reason'])}" for q in s["quarantined"][:20]]
+    for root, rels in (s.get("left_aside") or {}).items():  # as the daemon's last whole scan of the root found them
+        lines += [
+            f"  left aside: {rel!r} in {root}: moved aside by a release never finished nor undone; its copy was "
+            "verified: rename it back to have it shipped again, or remove it"
+            for rel in rels[:20]
+        ]
     failed = s.get("release_failed", [])
     lines += [
         f"  release failed: {f['path']!r}: {one_line(f['reason'])} (kept; tried again at the next scan)"

@@ -51,7 +51,7 @@ from acqd.errors import (
     UnsupportedFormatError,
     VerifyError,
 )
-from acqd.journal import CopyRow, FileRow, Journal, Observation
+from acqd.journal import LEFT_ASIDE_META, CopyRow, FileRow, Journal, Observation
 from acqd.layouts import FilePlan, FrameLayout, reading_layout
 from acqd.layouts.copy import CopyLayout
 from acqd.layouts.stream import (
@@ -626,6 +626,7 @@ class Pipeline:
         #: paths that could not be listed or looked at, recorded once each: (root index, path) -> error class
         self.unreadable: dict[tuple[int, str], str] = {}
         self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
+        self._aside_now: dict[str, list[str]] = {}  # root -> those its last whole scan found (`acqd status`)
         self._fenced: dict[int, tuple[float, list[str]]] = {}  # _fences: when looked, what was found
         self._tiers_seen = TiersSeen()  # _fences
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
@@ -1381,6 +1382,15 @@ class Pipeline:
                 await self._left_aside(ctx, [(f"{rel_dir}/{r}" if rel_dir else r, st) for r, st in aside][:ASIDE_MAX])
             except Exception as exc:  # never stops the scanner
                 self.repeats.error("left aside", str(exc), "could not look at files left aside: %s", exc)
+        if not rel_dir:  # a whole root's scan: the files left aside in it now, for `acqd status`
+            now = sorted(r for r, _st in aside if (ctx.index, r) in self._aside_told)[:ASIDE_MAX]
+            if now != self._aside_now.get(ctx.root, []):
+                self._aside_now[ctx.root] = now
+                doc = json.dumps({root: rels for root, rels in self._aside_now.items() if rels})
+                try:
+                    await self._j(self.journal.set_meta, LEFT_ASIDE_META, doc)
+                except AcqdError as exc:
+                    log.debug("files left aside not recorded: %s", exc)
 
     async def _left_aside(self, ctx: RootCtx, found: list[tuple[str, os.stat_result]]) -> None:
         """Files under a release's hidden name that no release accounts for, in flight or begun in the

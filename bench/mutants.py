@@ -851,6 +851,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_release_check_that_works_on_one_tier_is_not_said_to_recover_another",),
     ),
     Mutant(
+        "left-aside-unlisted-in-status",
+        "files left under a release's hidden name are said once in the log, never in `acqd status`",
+        "acqd/pipeline.py",
+        "                    await self._j(self.journal.set_meta, LEFT_ASIDE_META, doc)\n",
+        "                    pass\n",
+        ("tests/test_robust.py::test_a_file_left_under_a_release_hidden_name_is_said_once_and_left_as_it_is",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
