@@ -58,7 +58,9 @@ def shared_writable_inodes(maps: bytes) -> set[tuple[int, int, int]]:
         if len(parts) < 6 or parts[1][1:2] != b"w" or parts[1][3:4] != b"s":
             continue
         path = parts[5].strip()
-        if not path.startswith(b"/") or path.startswith((b"/memfd:", b"/SYSV", b"/dev/", b"/proc/", b"/sys/")):
+        if not path.startswith(b"/") or path.startswith((b"/memfd:", b"/SYSV", b"/proc/", b"/sys/")):
+            continue
+        if path.startswith(b"/dev/") and not path.startswith(b"/dev/shm/"):  # /dev/zero; /dev/shm is a tmpfs
             continue
         try:
             major, minor = (int(x, 16) for x in parts[3].split(b":"))
@@ -82,8 +84,11 @@ def mapped_key(dev: int, ino: int, mapped: set[tuple[int, int, int]]) -> bool:
 
 def names_a_path(link: str) -> bool:
     """A descriptor link worth a stat: a path (not `socket:[..]`, `pipe:[..]`, `anon_inode:..`), and not
-    under /proc, /sys or /dev (never a file under a watch root)."""
-    return link.startswith("/") and not link.startswith(("/proc/", "/sys/", "/dev/"))
+    under /proc, /sys or /dev (never a file under a watch root), but for /dev/shm: a tmpfs, a RAM disk
+    an acquisition may write to and acqd watch (a stranger's run: its writers went unseen)."""
+    if not link.startswith("/") or link.startswith(("/proc/", "/sys/")):
+        return False
+    return not link.startswith("/dev/") or link.startswith("/dev/shm/")
 
 
 def visibility_problem(status: str) -> str | None:

@@ -859,6 +859,30 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_robust.py::test_a_file_left_under_a_release_hidden_name_is_said_once_and_left_as_it_is",),
     ),
     Mutant(
+        "dev-shm-descriptors-unseen",
+        "a writer with a file open in /dev/shm (a tmpfs an acquisition may write to) is not seen: the file is released"
+        " while it is written",
+        "acqd/openfiles.py",
+        '    return not link.startswith("/dev/") or link.startswith("/dev/shm/")\n',
+        '    return not link.startswith("/dev/")\n',
+        (
+            "tests/test_release.py::test_fdinfo_and_link_parsing",
+            "tests/test_release.py::test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost",
+        ),
+    ),
+    Mutant(
+        "dev-shm-mappings-unseen",
+        "a writer with a file in /dev/shm mapped shared and writable is not seen: the file is released while it is"
+        " written through the mapping",
+        "acqd/openfiles.py",
+        '        if path.startswith(b"/dev/") and not path.startswith(b"/dev/shm/"):',
+        '        if path.startswith(b"/dev/"):',
+        (
+            "tests/test_release.py::test_shared_writable_mappings_are_writers",
+            "tests/test_release.py::test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never_lost",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -157,6 +157,7 @@ def test_fdinfo_and_link_parsing() -> None:
     assert fdinfo_writes("pos:\t0\nflags:\tzz\n") and fdinfo_writes("")  # doubt holds a release back
     assert names_a_path("/data/acq/s/f.raw") and names_a_path("/data/x (deleted)")
     assert not any(map(names_a_path, ("socket:[123]", "pipe:[9]", "anon_inode:[eventfd]", "/dev/null", "/proc/1")))
+    assert names_a_path("/dev/shm/acq/f.raw")  # a tmpfs an acquisition may write to: its writers are seen
     assert visibility_problem("CapEff:\t000001ffffffffff\n") is None  # root
     assert visibility_problem("CapEff:\t0000000000080004\n") is None  # CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH
     assert "CAP_DAC_READ_SEARCH" in (visibility_problem("CapEff:\t0000000000080000\n") or "")
@@ -222,6 +223,9 @@ def test_shared_writable_mappings_are_writers() -> None:
         b"7f6000000000-7f6000001000 rw-s 00000000 00:01 65546 /SYSV00000000 (deleted)\n"
     )
     assert shared_writable_inodes(shm) == set()
+    # but a file in /dev/shm (a tmpfs: a RAM disk an acquisition may write to) is a file
+    ram = b"7f7000000000-7f7000100000 rw-s 00000000 00:1b 5170 /dev/shm/acq/movie.raw\n"
+    assert shared_writable_inodes(ram) == {(0, 0x1B, 5170)}
     # by device and inode: a file of the same inode number on another filesystem is no writer's
     mapped = shared_writable_inodes(maps)
     assert mapped_key(os.makedev(0xFD, 1), 424242, mapped)
@@ -827,6 +831,25 @@ def test_stored_copy_damaged_before_a_held_release_is_shipped_again(
     assert not (watch / "sess" / "f.raw").exists()
 
 
+@pytest.fixture
+def mapped_dirs(dirs: tuple[Path, Path, Path]) -> Iterator[tuple[Path, Path, Path]]:
+    """`dirs` with the watch folder on tmpfs (/dev/shm): a page written through a mapping there is never
+    written back, so a write into it moves no time whatever else the host does. On a disk filesystem
+    another process's sync can clean the page during the camera's pause, and its final write then
+    moves the file's times (CI, with tests beside it calling sync): not the case these tests are for."""
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        pytest.skip("no writable /dev/shm (tmpfs) for the mapped camera's watch folder")
+    watch = Path(tempfile.mkdtemp(prefix="acqd-mapped-", dir=shm))
+    try:
+        yield watch, dirs[1], dirs[2]
+    finally:
+        shutil.rmtree(watch, ignore_errors=True)
+
+
 def _camera_through_a_mapping(path: Path, size: int, pause: Callable[[], None]) -> None:
     """A camera that maps its movie (no descriptor kept), writes seven frames and its header, pauses
     (`pause`: what the test waits for), then writes its final header into page 0, dirty since its
@@ -960,7 +983,7 @@ def test_a_movie_cut_short_is_stored_and_never_released_until_it_grows(
 
 @pytest.mark.slow
 def test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost(
-    dirs: tuple[Path, Path, Path], tmp_path: Path
+    mapped_dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     """A stranger's run: a camera maps its movie (no descriptor kept), writes the frames, pauses past
     the settle window (the movie ships, its release is held for the mapping), then writes the final
@@ -969,7 +992,7 @@ def test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_los
     only copy of the final header with it. The held file's content is compared first: the final
     content ships as the next version, then the file is released. A file held by a writer that wrote
     nothing more is compared too, and released."""
-    watch, dest, state = dirs
+    watch, dest, state = mapped_dirs
     (watch / "sess").mkdir()
     path = watch / "sess" / "movie.raw"
     size = 4 << 20  # not a small file: one file's fsync of its copy, no barrier over the whole disk
@@ -1074,7 +1097,7 @@ def test_a_file_rewritten_while_its_copy_is_rechecked_is_kept_and_shipped_again(
 
 @pytest.mark.slow
 def test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never_lost(
-    dirs: tuple[Path, Path, Path], tmp_path: Path
+    mapped_dirs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     """The camera of the test above, faster: it writes the final header into its dirty page and
     unmaps while the copy is being made (its read-back held here), so the release's own look finds
@@ -1082,7 +1105,7 @@ def test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never
     its content is compared before the release, and the final content ships as the next version."""
     from tests.faults import set_faults
 
-    watch, dest, state = dirs
+    watch, dest, state = dirs = mapped_dirs
     cfg, control, env = _faulty_site(dirs, tmp_path)
     (watch / "sess").mkdir()
     path = watch / "sess" / "movie.raw"
