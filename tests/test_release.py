@@ -41,7 +41,17 @@ from acqd.openfiles import (
     visibility_problem,
 )
 from acqd.unlink import GONE, NotBelow, lstat_below, unlink_below, unlink_many
-from tests.conftest import Background, acqd_yaml, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
+from tests.conftest import (
+    REQUIRE,
+    Background,
+    acqd_yaml,
+    journal_rows,
+    journal_states,
+    run_acqd,
+    tree,
+    wait_for,
+    write_config,
+)
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -842,7 +852,10 @@ def mapped_dirs(dirs: tuple[Path, Path, Path]) -> Iterator[tuple[Path, Path, Pat
 
     shm = Path("/dev/shm")
     if not shm.is_dir() or not os.access(shm, os.W_OK):
-        pytest.skip("no writable /dev/shm (tmpfs) for the mapped camera's watch folder")
+        why = "no writable /dev/shm (tmpfs) for the mapped camera's watch folder"
+        if REQUIRE:
+            pytest.fail(why + " (ACQD_REQUIRE_SERVICES=1)")
+        pytest.skip(why)
     watch = Path(tempfile.mkdtemp(prefix="acqd-mapped-", dir=shm))
     try:
         yield watch, dirs[1], dirs[2]
