@@ -1458,7 +1458,8 @@ class Daemon:
             return out
 
         tick = 0
-        waits: dict[str, int] = {}  # the releases waiting, by why, as the journal last recorded them
+        waits: dict[str, int] | None = None  # the releases waiting, by why, as this run last recorded them
+        # (None: not yet; a crash's leftover in the journal is overwritten at the first sample)
         while True:
             p = self.pipeline
             if p is not None:
@@ -1530,11 +1531,17 @@ def leave_executor(ex: ThreadPoolExecutor, seconds: float) -> int:
     return sum(1 for t in threads if t.is_alive())
 
 
-def adopt_into(
-    config: Config, tiers: dict[str, Tier], claim: claims.Claim, journal: Journal, moved: dict[str, str] | None = None
-) -> dict[str, int]:
-    """`acqd adopt`: import what the manifests under the instrument's prefix record, then claim it.
-    `moved`: tiers the journal records elsewhere, with copies there (see `adopt_command`)."""
+def adopt_into(config: Config, tiers: dict[str, Tier], claim: claims.Claim, journal: Journal) -> dict[str, int]:
+    """`acqd adopt` (and `run --adopt`): import what the manifests under the instrument's prefix
+    record, then claim it."""
+    # a tier this journal has copies on, recorded at another place than the one given now (a mistyped
+    # --dest): adopting there would record the copies where they are not
+    was = recorded_tiers(journal)
+    moved = {
+        n: was[n][0]
+        for n, t in config.tiers.items()
+        if n in was and was[n][0] != without_password(t.url) and journal.has_copies(n)
+    }
 
     def stat(path: str) -> os.stat_result | None:
         try:
@@ -1544,7 +1551,7 @@ def adopt_into(
         return st if stat_mod.S_ISREG(st.st_mode) else None
 
     roots = {str(w.path).rstrip("/"): str(w.path).rstrip("/") for w in config.watch}
-    return claims.adopt(tiers, claim, journal, roots, stat, moved or {})
+    return claims.adopt(tiers, claim, journal, roots, stat, moved)
 
 
 def adopt_command(config: Config) -> dict[str, int]:
@@ -1553,16 +1560,8 @@ def adopt_command(config: Config) -> dict[str, int]:
     with state_lock(config.state_dir):
         journal = Journal(journal_path(config.state_dir))
         try:
-            # a tier this journal has copies on, recorded at another place than the one given now (a
-            # mistyped --dest): adopting there would record the copies where they are not
-            was = recorded_tiers(journal)
-            moved = {
-                n: was[n][0]
-                for n, t in config.tiers.items()
-                if n in was and was[n][0] != without_password(t.url) and journal.has_copies(n)
-            }
             claim = claims.ours(config.instrument, journal, config.state_dir)
-            counts = adopt_into(config, tiers, claim, journal, moved)
+            counts = adopt_into(config, tiers, claim, journal)
             # where the tiers are, as `run` records it: `restore` and `verify` find the adopted copies
             record_tiers(journal, {n: (t.url, dict(t.options)) for n, t in config.tiers.items()})
             return counts

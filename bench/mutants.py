@@ -883,6 +883,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "release-waits-crash-leftover-kept",
+        "a crashed daemon's last releases waiting stay in `acqd status` under the next daemon, for files released",
+        "acqd/daemon.py",
+        "        waits: dict[str, int] | None = None  # the releases waiting, by why, as this run last recorded them\n",
+        "        waits: dict[str, int] | None = {}  # the releases waiting, by why, as this run last recorded them\n",
+        ("tests/test_release.py::test_status_says_why_verified_files_are_not_released_yet",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

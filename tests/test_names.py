@@ -1534,6 +1534,10 @@ def test_adopt_given_another_dest_by_mistake_is_refused_and_a_moved_tier_is_adop
     r = run_acqd("adopt", "--watch", str(acq), "--dest", str(wrong), "--state-dir", str(state))
     assert r.returncode == 78 and "holds no manifest" in r.stderr and str(central) in r.stderr, r.stderr
     assert not list(wrong.iterdir()), "claimed all the same"
+    # `run --adopt` adopts the same way (a review: it claimed the mistyped place and recorded it)
+    r = run_acqd("run", "--once", "--adopt", "--watch", str(acq), "--dest", str(wrong), "--state-dir", str(state))
+    assert r.returncode == 78 and "holds no manifest" in r.stderr, r.stderr
+    assert not list(wrong.iterdir()), "claimed all the same by run --adopt"
     r = run_acqd("status", "--state-dir", str(state))
     assert f"tier central (file://{central})" in r.stdout, r.stdout
     r = run_acqd("verify", "--state-dir", str(state))

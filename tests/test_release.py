@@ -451,6 +451,22 @@ def test_status_says_why_verified_files_are_not_released_yet(dirs: tuple[Path, P
     assert code == 0, err
     assert "release waiting" not in status()  # a stopped daemon holds no release back
     assert journal_states(state).get("sess/h.raw") == "verified"
+    # a crash while it waits leaves what it last recorded ("not running: as it last saw it"); the next
+    # daemon's first look replaces it (a review: it stayed for good, "release waiting" for a file released)
+    cfg = config(tmp_path, watch, dest, state)
+    with held_open(watch / "sess" / "h.raw"):
+        d = Background("run", "--config", str(cfg))
+        try:
+            wait_for(lambda: "release waiting: 1" in status(), 60, "status to say why once more", d, state)
+        finally:
+            d.kill()
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: journal_states(state).get("sess/h.raw") == "released", 60, "h released", d, state)
+        wait_for(lambda: "release waiting" not in status(), 60, "the crash's leftover replaced", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
 
 
 @pytest.mark.slow
