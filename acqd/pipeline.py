@@ -684,6 +684,7 @@ class Pipeline:
         self._release_later: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self._release_why: dict[tuple[int, str], str] = {}  # why each of `_release_later` waits
         self._journal_down_since: float | None = None  # monotonic: a file's journal write failed, none since worked
+        self._journal_later: dict[tuple[int, str], asyncio.TimerHandle] = {}  # flights a journal error ended
         self._untaken_said: set[tuple[int, str]] = set()  # (root, extension) said by `_untaken`
         #: releases held back (`_release_later`, `_after_manifest`) -> when a snapshot first saw them
         self._release_waiting: dict[tuple[int, str], float] = {}
@@ -958,6 +959,9 @@ class Pipeline:
             h.cancel()
         self._release_later.clear()
         self._release_why.clear()
+        for h in self._journal_later.values():
+            h.cancel()
+        self._journal_later.clear()
         for f in list(self.follows.values()):  # streams not taken over by a ship: their temporaries dropped
             if f.task is not None and not f.taken:
                 f.task.cancel()
@@ -978,6 +982,7 @@ class Pipeline:
             and self.ready.empty()
             and not self.in_flight
             and not self._after_manifest  # releases waiting for their session manifest's write
+            and not self._journal_later  # files whose flight a journal write failed, looked at again soon
             # a release held back for the settle window after a format's proof: `--once` releases it
             and not any(
                 k in self._release_later and self.mono() < due + 1.0 for k, (_, due) in self._format_proven.items()
@@ -1030,7 +1035,7 @@ class Pipeline:
                     self.stats.last_error or "journal write failed",
                 )
                 break
-            if late and (self.candidates or self._after_manifest) and self.only_retries_left():
+            if late and (self.candidates or self._after_manifest or self._journal_later) and self.only_retries_left():
                 self.outcome_code = 1
                 log.error(
                     "giving up after %.0fs: %s; they stay pending for the next run", self.retry_for, self._pending()
@@ -1044,6 +1049,8 @@ class Pipeline:
         (the manifest's error, or a write of it not returning). A shipped file is not named among the
         files not shipped with an error it has since got over."""
         said: list[str] = []
+        if self._journal_later:
+            said.append(f"{len(self._journal_later)} file(s) waiting for the journal ({self.stats.last_error})")
         if self.candidates:
             open_now = sorted(c.rel for c in self.candidates.values() if self._awaited.get(c.key) == c.row.id)
             writing = (
@@ -2439,6 +2446,13 @@ class Pipeline:
                     await self._ship_batch(item)
                 else:
                     await self._ship(item)
+            except JournalError as exc:
+                # a journal write failing in an error path (the state disk full): looked at again once
+                # the journal may take writes (`_journal_down`), not at once by a restarted stage (a
+                # review: two restarts a second for as long as the disk was full)
+                delay = self._journal_down(exc)
+                for c in item if isinstance(item, list) else [item]:
+                    self._after_journal(c, delay)
             except Exception:
                 # a flight that ends in an error (a bug, a journal write failing in an error path)
                 # leaves its files to the journal's decision once they land: pending ones are shipped
@@ -2453,6 +2467,18 @@ class Pipeline:
                     if c.key in self._rehint:
                         self._rehint.discard(c.key)
                         self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
+
+    def _after_journal(self, c: Candidate, delay: float) -> None:
+        """Look at a file whose flight a journal write failed again in `delay` (`--once` waits for it)."""
+        key, path = c.key, os.path.join(c.ctx.root, c.rel)
+        if key in self._journal_later or self.stopping.is_set():
+            return
+
+        def fire() -> None:
+            self._journal_later.pop(key, None)
+            self._hint_now(key[0], path)
+
+        self._journal_later[key] = asyncio.get_running_loop().call_later(delay, fire)
 
     async def _ship(self, c: Candidate) -> None:
         ctx = c.ctx

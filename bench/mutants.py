@@ -891,6 +891,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_status_says_why_verified_files_are_not_released_yet",),
     ),
     Mutant(
+        "journal-error-restarts-the-stage",
+        "a journal error ending a flight restarts the shipping stage and admits its files again at once: twice a"
+        " second for as long as the state disk is full",
+        "acqd/pipeline.py",
+        "            except JournalError as exc:\n                # a journal write failing in an error path",
+        "            except ZeroDivisionError as exc:\n                # a journal write failing in an error path",
+        (
+            "tests/test_inprocess.py::"
+            "test_a_journal_error_in_a_release_waits_for_the_journal_without_restarting_a_stage",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

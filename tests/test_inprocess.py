@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -1520,3 +1521,49 @@ async def test_a_release_check_that_works_on_one_tier_is_not_said_to_recover_ano
     assert (a / "s" / "x.raw").exists() and not (b / "s" / "y.raw").exists()
     assert "connection refused" in caplog.text
     assert "recovered after" not in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("once", [True, False], ids=["once", "running"])
+async def test_a_journal_error_in_a_release_waits_for_the_journal_without_restarting_a_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, once: bool
+) -> None:
+    """A review (the state disk full while files were released): the journal error ended the release's
+    flight, the shipping stage was restarted for it (`error in stage ship-1, restarting it`) and the
+    file admitted again at once, twice a second for as long as the disk was full. Such a file is looked
+    at again after the journal's back-off, no stage restarts; once the journal takes writes it is
+    released; `run --once` whose journal never recovers gives up after --retry-for, naming it."""
+    from acqd.errors import JournalError
+    from acqd.journal import Journal
+
+    caplog.set_level(logging.INFO, logger="acqd")
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    (watch / "s" / "a.raw").write_bytes(os.urandom(300_000))
+    real = Journal.begin_release
+    calls: list[float] = []
+
+    def full(self: Journal, *a: Any, **k: Any) -> Any:
+        calls.append(time.monotonic())
+        if once or len(calls) < 3:
+            raise JournalError("database or disk is full")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Journal, "begin_release", full)
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", placement={"release_local": "after_verify"})
+    rec = Recorder()
+    daemon = Daemon(config, once=once, retry_for=3 if once else None, reporter=rec)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        if not once:
+            await asyncio.wait_for(rec.wait("released", 1), 60)
+    finally:
+        if not once:
+            daemon.stop()
+        result = await asyncio.wait_for(task, 90)
+    assert "error in stage" not in caplog.text, caplog.text
+    assert all(b - a >= 3.5 for a, b in itertools.pairwise(calls)), calls  # after the back-off (5 s +- 20 %)
+    if once:
+        assert result.code == 1 and (watch / "s" / "a.raw").exists(), result
+        assert "waiting for the journal (the journal cannot be written" in caplog.text, caplog.text
+    else:
+        assert not (watch / "s" / "a.raw").exists() and len(calls) == 3, calls
