@@ -423,8 +423,9 @@ def _cut_tiff_plane(tmp_path: Path) -> bytes:
         ("t-tiff-any", "cut.tif", _cut_tiff_plane, "pixel data ends at byte"),
         # a stranger's review: a raw file with bytes past its last whole frame was quarantined
         ("t-raw", "odd.raw", lambda tp: b"H" * 16 + os.urandom(24 * 32 * 2 + 7), "not 16 header bytes plus whole"),
+        ("t-raw", "head.raw", lambda tp: b"H" * 16, "its 16 header bytes and no frame"),  # it was quarantined too
     ],
-    ids=["mrc", "mib", "tiff", "raw"],
+    ids=["mrc", "mib", "tiff", "raw", "raw-header-only"],
 )
 async def test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far(
     tmp_path: Path, detector: str, name: str, make: Any, why: str

@@ -31,6 +31,10 @@ def open_raw(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
             "truncated, still written, or not the geometry the profile gives"
         )
     n = (size - hb) // frame
+    if n == 0:  # its header alone: cut short, or still written (as a header-only MRC, stored byte-exact)
+        raise CutShortError(
+            f"raw file of {size} bytes: its {hb} header bytes and no frame: truncated, or still written"
+        )
     restore = read_exact(f, 0, hb) if hb else b""
 
     def read(start: int, stop: int) -> np.ndarray:
