@@ -1125,16 +1125,18 @@ class Daemon:
                         pipeline.kept_damaged,
                     )
                     code = 1
-                if self.once and self.interrupted is not None and code == 0:
+                if self.once and self.interrupted is not None:
                     # a finite run cut short: its releases (and any scan or retry after the signal) were
                     # not made, so it must not say it has done its job (a script wipes the disk on 0)
                     log.error(
-                        "stopped by %s before the run ended: %d file(s) pending; releases not made yet are "
-                        "made by the next run",
+                        "stopped by %s before the run ended: %d file(s) pending, %d verified and %d released by "
+                        "this run; what was not shipped or released is done by the next run",
                         self.interrupted.name,
                         pending,
+                        pipeline.stats.verified,
+                        pipeline.stats.released,
                     )
-                    code = 1
+                    code = code or 1
                 if self.once and pipeline.unreadable and code == 0:
                     # what lies in a folder acqd could not list was never seen, let alone shipped: a
                     # run that says 0 would be trusted before the acquisition disk is wiped

@@ -758,7 +758,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "interrupted-once-run-exits-0",
         "`run --once --release` stopped by Ctrl-C before its releases exits 0: a script takes the run for done",
         "acqd/daemon.py",
-        "                if self.once and self.interrupted is not None and code == 0:\n",
+        "                if self.once and self.interrupted is not None:\n",
         "                if False:\n",
         ("tests/test_inprocess.py::test_a_once_run_stopped_by_a_signal_before_its_releases_exits_1",),
     ),
