@@ -46,11 +46,11 @@ def fdinfo_writes(text: str) -> bool:
     return True
 
 
-def shared_writable_inodes(maps: bytes) -> set[tuple[int, int, int]]:
+def shared_writable_inodes(maps: bytes) -> set[tuple[int, int, int, bool]]:
     """The files a /proc/<pid>/maps text maps shared and writable (`rw-s`, `-w-s`, `rwxs`), as (major,
     minor, inode): writes through such a mapping reach the file, with or without a descriptor open.
     Mappings of no file on a disk (shared memory: `/memfd:`, `/SYSV`, `/dev/zero`, `[anon]`) are not."""
-    out: set[tuple[int, int, int]] = set()
+    out: set[tuple[int, int, int, bool]] = set()
     if b"w-s " not in maps and b"wxs " not in maps:
         return out  # the common case: no shared writable mapping at all
     for line in maps.split(b"\n"):
@@ -58,9 +58,7 @@ def shared_writable_inodes(maps: bytes) -> set[tuple[int, int, int]]:
         if len(parts) < 6 or parts[1][1:2] != b"w" or parts[1][3:4] != b"s":
             continue
         path = parts[5].strip()
-        if not path.startswith(b"/") or path.startswith((b"/memfd:", b"/SYSV", b"/proc/", b"/sys/")):
-            continue
-        if path.startswith(b"/dev/") and not path.startswith(b"/dev/shm/"):  # /dev/zero; /dev/shm is a tmpfs
+        if not path.startswith(b"/") or path.startswith((b"/memfd:", b"/SYSV", b"/dev/zero", b"/proc/", b"/sys/")):
             continue
         try:
             major, minor = (int(x, 16) for x in parts[3].split(b":"))
@@ -68,27 +66,28 @@ def shared_writable_inodes(maps: bytes) -> set[tuple[int, int, int]]:
         except ValueError:
             continue
         if ino:
-            out.add((major, minor, ino))
+            # under /dev: a device (a frame grabber's, a GPU's) or a file on a tmpfs mounted there; matched by
+            # device and inode alone, never by inode among anonymous devices (`mapped_key`)
+            out.add((major, minor, ino, path.startswith(b"/dev/")))
     return out
 
 
-def mapped_key(dev: int, ino: int, mapped: set[tuple[int, int, int]]) -> bool:
+def mapped_key(dev: int, ino: int, mapped: set[tuple[int, int, int, bool]]) -> bool:
     """Is the file (`dev`, `ino`) among the `mapped` ones? By device and inode; where both devices are
     anonymous ones (major 0: btrfs, whose mappings name the filesystem's device and `stat` the
-    subvolume's), by inode among those alone."""
+    subvolume's), by inode among those alone, but for mappings under /dev."""
     major, minor = os.major(dev), os.minor(dev)
-    if (major, minor, ino) in mapped:
+    if (major, minor, ino, False) in mapped or (major, minor, ino, True) in mapped:
         return True
-    return major == 0 and any(m == 0 and i == ino for m, _n, i in mapped)
+    return major == 0 and any(m == 0 and i == ino and not dev_path for m, _n, i, dev_path in mapped)
 
 
 def names_a_path(link: str) -> bool:
     """A descriptor link worth a stat: a path (not `socket:[..]`, `pipe:[..]`, `anon_inode:..`), and not
-    under /proc, /sys or /dev (never a file under a watch root), but for /dev/shm: a tmpfs, a RAM disk
-    an acquisition may write to and acqd watch (a stranger's run: its writers went unseen)."""
-    if not link.startswith("/") or link.startswith(("/proc/", "/sys/")):
-        return False
-    return not link.startswith("/dev/") or link.startswith("/dev/shm/")
+    under /proc or /sys. Paths under /dev are looked at too (a tmpfs mounted there, /dev/shm or another,
+    is a RAM disk an acquisition may write to, and a watch root may be a bind mount of it: two strangers'
+    runs saw its writers unseen); a device node there never has a watched file's device and inode."""
+    return link.startswith("/") and not link.startswith(("/proc/", "/sys/"))
 
 
 def visibility_problem(status: str) -> str | None:

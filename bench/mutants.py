@@ -860,11 +860,11 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "dev-shm-descriptors-unseen",
-        "a writer with a file open in /dev/shm (a tmpfs an acquisition may write to) is not seen: the file is released"
+        "a writer with a file open under /dev (/dev/shm, a tmpfs mounted there) is not seen: the file is released"
         " while it is written",
         "acqd/openfiles.py",
-        '    return not link.startswith("/dev/") or link.startswith("/dev/shm/")\n',
-        '    return not link.startswith("/dev/")\n',
+        '    return link.startswith("/") and not link.startswith(("/proc/", "/sys/"))\n',
+        '    return link.startswith("/") and not link.startswith(("/proc/", "/sys/", "/dev/"))\n',
         (
             "tests/test_release.py::test_fdinfo_and_link_parsing",
             "tests/test_release.py::test_a_final_write_through_a_mapping_that_moves_no_time_is_shipped_never_lost",
@@ -875,8 +875,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a writer with a file in /dev/shm mapped shared and writable is not seen: the file is released while it is"
         " written through the mapping",
         "acqd/openfiles.py",
-        '        if path.startswith(b"/dev/") and not path.startswith(b"/dev/shm/"):',
-        '        if path.startswith(b"/dev/"):',
+        'path.startswith((b"/memfd:", b"/SYSV", b"/dev/zero", b"/proc/", b"/sys/"))',
+        'path.startswith((b"/memfd:", b"/SYSV", b"/dev/", b"/proc/", b"/sys/"))',
         (
             "tests/test_release.py::test_shared_writable_mappings_are_writers",
             "tests/test_release.py::test_a_final_write_through_a_mapping_while_the_copy_is_made_is_shipped_never_lost",
@@ -901,6 +901,15 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/test_inprocess.py::"
             "test_a_journal_error_in_a_release_waits_for_the_journal_without_restarting_a_stage",
         ),
+    ),
+    Mutant(
+        "dev-device-mapping-matched-by-inode",
+        "a device mapped under /dev (a frame grabber's) holds back the release of any file on an anonymous device"
+        " (tmpfs, btrfs) whose inode number is the device node's",
+        "acqd/openfiles.py",
+        "and not dev_path for m, _n, i, dev_path in mapped)",
+        "for m, _n, i, dev_path in mapped)",
+        ("tests/test_release.py::test_shared_writable_mappings_are_writers",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

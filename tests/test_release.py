@@ -166,8 +166,9 @@ def test_fdinfo_and_link_parsing() -> None:
     assert not fdinfo_writes("pos:\t0\nflags:\t0100000\nmnt_id:\t24\n")  # O_RDONLY
     assert fdinfo_writes("pos:\t0\nflags:\tzz\n") and fdinfo_writes("")  # doubt holds a release back
     assert names_a_path("/data/acq/s/f.raw") and names_a_path("/data/x (deleted)")
-    assert not any(map(names_a_path, ("socket:[123]", "pipe:[9]", "anon_inode:[eventfd]", "/dev/null", "/proc/1")))
+    assert not any(map(names_a_path, ("socket:[123]", "pipe:[9]", "anon_inode:[eventfd]", "/proc/1", "/sys/x")))
     assert names_a_path("/dev/shm/acq/f.raw")  # a tmpfs an acquisition may write to: its writers are seen
+    assert names_a_path("/dev/ramdisk/acq/f.raw")  # and any other mounted under /dev (a review)
     assert visibility_problem("CapEff:\t000001ffffffffff\n") is None  # root
     assert visibility_problem("CapEff:\t0000000000080004\n") is None  # CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH
     assert "CAP_DAC_READ_SEARCH" in (visibility_problem("CapEff:\t0000000000080000\n") or "")
@@ -224,7 +225,7 @@ def test_shared_writable_mappings_are_writers() -> None:
         b"7f3000000000-7f3000001000 -w-s 00001000 08:10 999 /data/acq/s/w.raw\n"
         b"7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n"
     )
-    assert shared_writable_inodes(maps) == {(0xFD, 1, 424242), (8, 0x10, 999)}
+    assert shared_writable_inodes(maps) == {(0xFD, 1, 424242, False), (8, 0x10, 999, False)}
     assert shared_writable_inodes(b"7f1000000000-7f1000001000 rw-p 00000000 fd:01 777 /x\n") == set()
     # shared memory is no file on a disk: its small inode numbers must not hold a file's release back
     shm = (
@@ -233,9 +234,18 @@ def test_shared_writable_mappings_are_writers() -> None:
         b"7f6000000000-7f6000001000 rw-s 00000000 00:01 65546 /SYSV00000000 (deleted)\n"
     )
     assert shared_writable_inodes(shm) == set()
-    # but a file in /dev/shm (a tmpfs: a RAM disk an acquisition may write to) is a file
-    ram = b"7f7000000000-7f7000100000 rw-s 00000000 00:1b 5170 /dev/shm/acq/movie.raw\n"
-    assert shared_writable_inodes(ram) == {(0, 0x1B, 5170)}
+    # but a file in /dev/shm or another tmpfs mounted under /dev (a RAM disk an acquisition may write to)
+    # is a file: matched by device and inode; a device mapped there (a frame grabber's) never matches a
+    # file on another anonymous device by its inode alone (the btrfs rule below)
+    ram = (
+        b"7f7000000000-7f7000100000 rw-s 00000000 00:1b 5170 /dev/shm/acq/movie.raw\n"
+        b"7f8000000000-7f8000100000 rw-s 00000000 00:2e 12 /dev/ramdisk/acq/frames.raw\n"
+        b"7f9000000000-7f9000100000 rw-s 00000000 00:05 733 /dev/grabber0\n"
+    )
+    on_dev = shared_writable_inodes(ram)
+    assert on_dev == {(0, 0x1B, 5170, True), (0, 0x2E, 12, True), (0, 5, 733, True)}
+    assert mapped_key(os.makedev(0, 0x1B), 5170, on_dev) and mapped_key(os.makedev(0, 0x2E), 12, on_dev)
+    assert not mapped_key(os.makedev(0, 0x31), 733, on_dev)  # a tmpfs file of the device node's inode number
     # by device and inode: a file of the same inode number on another filesystem is no writer's
     mapped = shared_writable_inodes(maps)
     assert mapped_key(os.makedev(0xFD, 1), 424242, mapped)
