@@ -440,8 +440,8 @@ def _print_states(s: dict[str, Any]) -> None:
     lines += [f"  quarantined: {q['path']!r}: {one_line(q['reason'])}" for q in s["quarantined"][:20]]
     for root, rels in (s.get("left_aside") or {}).items():  # as the daemon's last whole scan of the root found them
         lines += [
-            f"  left aside: {rel!r} in {root}: moved aside by a release never finished nor undone; its copy was "
-            "verified: rename it back to have it shipped again, or remove it"
+            f"  left aside: {rel!r} in {root}: under a release's hidden name, which no release accounts for (the "
+            "log says what the journal knows of it): rename it back to have it shipped"
             for rel in rels[:20]
         ]
     failed = s.get("release_failed", [])

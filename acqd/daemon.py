@@ -1125,6 +1125,14 @@ class Daemon:
                         pipeline.kept_damaged,
                     )
                     code = 1
+                if self.once and pipeline.journal_failing and code == 0:
+                    # the run's last journal writes failed (the state disk full): what it did is not all
+                    # recorded (a release made and not written down: `status` says verified, the file gone)
+                    log.error(
+                        "the journal could not record all of this run's work (%s); the next start finishes it",
+                        pipeline.stats.last_error or "journal write failed",
+                    )
+                    code = 1
                 if self.once and self.interrupted is not None:
                     # a finite run cut short: its releases (and any scan or retry after the signal) were
                     # not made, so it must not say it has done its job (a script wipes the disk on 0)

@@ -1342,6 +1342,11 @@ class Pipeline:
         delay = min(JOURNAL_RETRY_MAX, max(JOURNAL_RETRY, (now - self._journal_down_since) / 2))
         return delay * random.uniform(0.8, 1.2)
 
+    @property
+    def journal_failing(self) -> bool:
+        """A journal write failed and none has worked since."""
+        return self._journal_down_since is not None
+
     def _journal_up(self) -> None:
         """A journal write worked."""
         if self._journal_down_since is not None:
@@ -1434,8 +1439,15 @@ class Pipeline:
             if name and name.rpartition("/")[0] != folder:
                 known += " (its folder was moved or renamed since)"
             reason = (
-                f"a file moved aside by a release that was never finished nor undone ({known}); its copy was "
-                "verified before the move. Left as it is: rename it back to have it shipped again, or remove it"
+                (
+                    f"a file moved aside by a release that was never finished nor undone ({known}); its copy was "
+                    "verified before the move. Left as it is: rename it back to have it shipped again, or remove it"
+                )
+                if name
+                else (
+                    f"a file under a release's hidden name that no release accounts for ({known}: whether acqd "
+                    "shipped it is not known). Left as it is: rename it back to have it shipped"
+                )
             )
             with contextlib.suppress(AcqdError):
                 await self._j(self.journal.audit, None, LEFT_ASIDE, root=ctx.root, path=rel, reason=reason)

@@ -912,6 +912,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_release.py::test_shared_writable_mappings_are_writers",),
     ),
     Mutant(
+        "once-exits-0-with-journal-failing",
+        "`run --once` whose last journal writes failed (releases made, not recorded) exits 0, the summary saying"
+        " nothing was released",
+        "acqd/daemon.py",
+        "                if self.once and pipeline.journal_failing and code == 0:\n",
+        "                if False:\n",
+        ("tests/test_inprocess.py::test_once_whose_journal_cannot_record_its_releases_exits_1",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

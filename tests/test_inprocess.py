@@ -1567,3 +1567,39 @@ async def test_a_journal_error_in_a_release_waits_for_the_journal_without_restar
         assert "waiting for the journal (the journal cannot be written" in caplog.text, caplog.text
     else:
         assert not (watch / "s" / "a.raw").exists() and len(calls) == 3, calls
+
+
+async def test_once_whose_journal_cannot_record_its_releases_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A review (the state disk filled during a release): the files were unlinked, "released" could not be
+    written, and `run --once` exited 0 with its summary saying 0 released and the journal verified, the
+    files gone. It exits 1 and says the journal could not record all of the run's work (the next start
+    records the releases: the copies are verified)."""
+    from acqd.errors import JournalError
+    from acqd.journal import Journal
+    from acqd.states import State
+
+    caplog.set_level(logging.INFO, logger="acqd")
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    for i in range(6):
+        (watch / "s" / f"f{i}.raw").write_bytes(os.urandom(3000 + i))
+    real = Journal.mark
+
+    def full(self: Journal, file_id: int, state: State, *a: Any, **k: Any) -> Any:
+        if state is State.RELEASED:
+            raise JournalError("database or disk is full")
+        return real(self, file_id, state, *a, **k)
+
+    monkeypatch.setattr(Journal, "mark", full)
+    config = cfg(watch, tmp_path / "state", f"file://{dest}", placement={"release_local": "after_verify"})
+    # --retry-for past the journal's first back-off (5 s): the files are looked at again, gone, and the run
+    # would end idle
+    result = await asyncio.wait_for(Daemon(config, once=True, retry_for=30).run(install_signals=False), 120)
+    assert result.code == 1, result
+    assert "the journal could not record all of this run's work" in caplog.text, caplog.text
+    monkeypatch.setattr(Journal, "mark", real)
+    again = await asyncio.wait_for(Daemon(config, once=True, retry_for=30).run(install_signals=False), 120)
+    assert again.code == 0, again
+    assert not list(watch.rglob("*.raw"))
