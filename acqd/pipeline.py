@@ -3457,6 +3457,7 @@ class Pipeline:
                 continue  # moved on
             self.candidates.pop(c.key, None)  # a look of its own waiting in the tracker (a scan): this batch's
             timer = self._release_later.pop(c.key, None)
+            self._release_why.pop(c.key, None)  # with its timer (else kept for good in a long run)
             if timer is not None:
                 timer.cancel()
             mine = replace(c, row=row, release_only=True, settled=True)
