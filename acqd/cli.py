@@ -298,10 +298,11 @@ def run(
 
     from acqd.daemon import Daemon, summary
 
-    with _errors():
+    made: list[Path] = []
+    with _unmade_if_refused(made), _errors():
         quick_defaults = ("detector", "release", "compress")  # said when given beside --config
         given = {n for n in quick_defaults if getattr(ctx.get_parameter_source(n), "name", "") != "DEFAULT"}
-        cfg = _build_config(config, watch, dest, detector, state_dir, instrument, release, compress, given)
+        cfg = _build_config(config, watch, dest, detector, state_dir, instrument, release, compress, given, made)
         if window is not None:
             cfg = cfg.model_copy(update={"watch": tuple(w.model_copy(update={"settle": window}) for w in cfg.watch)})
         daemon = Daemon(cfg, once=once, retry_for=give_up if once else None, config_path=config, adopt=adopt)
@@ -348,8 +349,11 @@ def _build_config(
     release: bool,
     compress: str,
     given: Collection[str] = (),
+    made: list[Path] | None = None,
 ) -> Config:
-    from acqd.config import quick_config
+    """The configuration of --config, or of the quick form (whose --dest folder, made when missing,
+    is appended to `made`)."""
+    from acqd.config import make_quick_dest, quick_config
 
     if config is not None:
         if watch is not None or dest is not None:
@@ -361,6 +365,9 @@ def _build_config(
         return load_config(config)
     if watch is None or dest is None:
         raise usage("give --config FILE, or --watch DIR and --dest URL")
+    folder = make_quick_dest(dest)
+    if folder is not None and made is not None:
+        made.append(folder)
     try:
         return quick_config(
             watch,
@@ -373,6 +380,26 @@ def _build_config(
         )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(_validation_line(exc)) from None
+
+
+@contextlib.contextmanager
+def _unmade_if_refused(made: list[Path]) -> Iterator[None]:
+    """A quick-form `--dest` folder this command made is removed again when the command fails while
+    the folder is still empty (a configuration refused, an unknown detector, a missing watch folder,
+    an adopt refused): no folder is left behind by a refused run. A folder holding anything (acqd's
+    claim, a copy) is never touched."""
+    ok = False
+    try:
+        yield
+        ok = True
+    except (typer.Exit, SystemExit) as exc:
+        ok = (exc.exit_code if isinstance(exc, typer.Exit) else exc.code) in (0, None)
+        raise
+    finally:
+        if not ok:
+            for folder in made:
+                with contextlib.suppress(OSError):  # not empty: kept
+                    folder.rmdir()
 
 
 def _validation_line(exc: ValueError) -> str:
@@ -604,8 +631,9 @@ def adopt(
     from acqd.daemon import adopt_command
 
     _setup_logging(False)
-    with _errors():
-        cfg = _build_config(config, watch, dest, "generic", state_dir, instrument, False, "none")
+    made: list[Path] = []
+    with _unmade_if_refused(made), _errors():
+        cfg = _build_config(config, watch, dest, "generic", state_dir, instrument, False, "none", made=made)
         counts = adopt_command(cfg)
     skipped = f", {counts['skipped']} manifest(s) or entries skipped (the log says why)" if counts["skipped"] else ""
     out.print(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from pathlib import Path
@@ -592,6 +591,27 @@ def load_config(path: Path) -> Config:
     return load_model(path, Config, context={"base_dir": str(path.resolve().parent)})
 
 
+def make_quick_dest(dest: str) -> Path | None:
+    """The folder a quick form's `--dest` names, made when it is not there, inside one that exists (as
+    a configured tier's: acqd.claims.unmade_parent; a mistyped path is not built on the local disk).
+    The folder made (the caller removes it, if still empty, when the run is refused), or None."""
+    if "://" in dest:
+        return None
+    try:
+        Path(dest).mkdir()
+    except FileExistsError:
+        return None
+    except FileNotFoundError:
+        parent = Path(dest).resolve().parent
+        raise ConfigError(
+            f"--dest {dest}: the folder it would be made in ({parent}) does not exist: a mistyped path, or a "
+            f"share not mounted? If this is the place, make it first (mkdir -p {dest})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"--dest {dest}: cannot make the folder: {exc.strerror}") from None
+    return Path(dest)
+
+
 def quick_config(
     watch: Path,
     dest: str,
@@ -601,34 +621,12 @@ def quick_config(
     release: bool = False,
     compress: str = "none",
 ) -> Config:
-    """The configuration behind `acqd run --watch DIR --dest URL`."""
+    """The configuration behind `acqd run --watch DIR --dest URL` (its folder made: `make_quick_dest`)."""
     url = dest if "://" in dest else "file://" + str(Path(dest).resolve())
     secret = url_secret_error(url, "--dest")
     if secret:  # before pydantic, whose errors quote the input
         raise ConfigError(secret)
-    if "://" not in dest:  # a folder named on the command line is made, inside one that exists (as a
-        # configured tier's: acqd.claims.unmade_parent; a mistyped path is not built on the local disk)
-        made = None
-        try:
-            Path(dest).mkdir()
-            made = Path(dest)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            parent = Path(dest).resolve().parent
-            raise ConfigError(
-                f"--dest {dest}: the folder it would be made in ({parent}) does not exist: a mistyped path, or a "
-                f"share not mounted? If this is the place, make it first (mkdir -p {dest})"
-            ) from None
-        except OSError as exc:
-            raise ConfigError(f"--dest {dest}: cannot make the folder: {exc.strerror}") from None
-    try:
-        return _quick_config(url, watch, detector, state_dir, instrument, release, compress)
-    except ValueError:  # refused (inside the watch root, say): the folder it made for it is not left behind
-        if made is not None:
-            with contextlib.suppress(OSError):
-                made.rmdir()
-        raise
+    return _quick_config(url, watch, detector, state_dir, instrument, release, compress)
 
 
 def _quick_config(

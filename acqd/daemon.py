@@ -694,6 +694,16 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _unreleased(journal: Journal, roots: list[RootCtx]) -> int:
+    """Blocking. How many verified files of `roots` that their placement releases are still on the
+    acquisition disk (a run stopped before its releases: `--once` says so, not only `0 pending`)."""
+    ctx_of = {c.root: c for c in roots}
+    rows = journal.verified_in(c.root for c in roots if c.release or c.placer is not None)
+    return sum(
+        1 for r in rows if ctx_of[r.root].releases(r.relpath) and os.path.lexists(os.path.join(r.root, r.relpath))
+    )
+
+
 def reads_frames(roots: list[RootCtx]) -> bool:
     """Whether a watch root can store its files in a frame layout: its placement names one for its
     detector's frame files (`frames`), or a policy's rules may (its placer) and its detector reads
@@ -1136,13 +1146,16 @@ class Daemon:
                 if self.once and self.interrupted is not None:
                     # a finite run cut short: its releases (and any scan or retry after the signal) were
                     # not made, so it must not say it has done its job (a script wipes the disk on 0)
+                    unreleased = await loop.run_in_executor(jexec, partial(_unreleased, journal, pipeline.roots))
                     log.error(
                         "stopped by %s before the run ended: %d file(s) pending, %d verified and %d released by "
-                        "this run; what was not shipped or released is done by the next run",
+                        "this run, %d verified file(s) not released yet; what was not shipped or released is done "
+                        "by the next run",
                         self.interrupted.name,
                         pending,
                         pipeline.stats.verified,
                         pipeline.stats.released,
+                        unreleased,
                     )
                     code = code or 1
                 if self.once and pipeline.unreadable and code == 0:

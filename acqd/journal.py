@@ -1314,6 +1314,15 @@ class Journal:
                 out.append(self._get(fid))
             return out
 
+    def verified_in(self, roots: Iterable[str]) -> list[FileRow]:
+        """The current rows of `roots` that are verified and not released (nor purged, nor lost)."""
+        roots = list(roots)
+        if not roots:
+            return []
+        marks = ",".join("?" * len(roots))
+        q = f"SELECT {_FILE_COLS} FROM files WHERE current = 1 AND state = 'verified' AND root IN ({marks})"
+        return [_file_row(r) for r in self._db.execute(q, roots)]
+
     def pending(self) -> list[FileRow]:
         marks = ",".join("?" * len(PENDING))
         q = f"SELECT {_FILE_COLS} FROM files WHERE current = 1 AND state IN ({marks})"

@@ -764,11 +764,15 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "refused-quick-dest-folder-left",
-        "a quick-form --dest refused inside the watch root leaves the folder made for it in the acquisition folder",
-        "acqd/config.py",
-        "                made.rmdir()\n",
-        "                pass\n",
-        ("tests/test_config.py::test_a_quick_form_dest_refused_inside_the_watch_root_leaves_no_folder_there",),
+        "a quick-form --dest refused (inside the watch root; an unknown detector, a missing watch folder, an adopt"
+        " refused) leaves the folder made for it behind",
+        "acqd/cli.py",
+        "                    folder.rmdir()\n",
+        "                    pass\n",
+        (
+            "tests/test_config.py::test_a_quick_form_dest_refused_inside_the_watch_root_leaves_no_folder_there",
+            "tests/test_config.py::test_a_quick_form_dest_made_for_a_refused_run_is_not_left_behind",
+        ),
     ),
     Mutant(
         "adopt-onto-a-mistyped-dest",
@@ -919,6 +923,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "                if self.once and pipeline.journal_failing and code == 0:\n",
         "                if False:\n",
         ("tests/test_inprocess.py::test_once_whose_journal_cannot_record_its_releases_exits_1",),
+    ),
+    Mutant(
+        "interrupted-once-unreleased-unsaid",
+        "`run --once --release` stopped before its releases says `0 file(s) pending` and nothing of the verified"
+        " files still on the acquisition disk",
+        "acqd/daemon.py",
+        "if ctx_of[r.root].releases(r.relpath) and os.path.lexists(os.path.join(r.root, r.relpath))",
+        "if False",
+        ("tests/test_inprocess.py::test_a_once_run_stopped_by_a_signal_before_its_releases_exits_1",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

@@ -267,6 +267,32 @@ def test_a_quick_form_dest_refused_inside_the_watch_root_leaves_no_folder_there(
     assert sorted(p.name for p in acq.iterdir()) == ["a.xml", "theirs"]
 
 
+def test_a_quick_form_dest_made_for_a_refused_run_is_not_left_behind(tmp_path: Path) -> None:
+    """The folder `--dest` names is made before the run's other checks: a run refused for another
+    reason (an unknown detector, a watch folder that is not there, an adopt with nothing to adopt)
+    left it behind, empty, wherever it was asked for. One that holds anything stays."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    (acq / "a.xml").write_bytes(b"x")
+    dest = tmp_path / "central"
+    state = ("--state-dir", str(tmp_path / "s"))
+    r = run_acqd("run", "--once", "--watch", str(acq), "--dest", str(dest), "--detector", "gatan-k9", *state)
+    assert r.returncode == 78 and "gatan-k9" in r.stderr, r.stderr
+    assert not dest.exists()
+    r = run_acqd("run", "--once", "--watch", str(tmp_path / "nowhere"), "--dest", str(dest), *state)
+    assert r.returncode == 78 and "nowhere" in r.stderr, r.stderr
+    assert not dest.exists()
+    r = run_acqd("run", "--once", "--watch", str(acq), "--dest", str(dest), *state)  # a run that works
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in dest.iterdir()], "made, claimed and used: kept"
+    typo = tmp_path / "centrl"  # the journal's copies are in `central`: an adopt of a mistyped one is refused
+    r = run_acqd("adopt", "--watch", str(acq), "--dest", str(typo), *state)
+    assert r.returncode == 78 and "manifest" in r.stderr, r.stderr
+    assert not typo.exists()
+    r = run_acqd("run", "--once", "--watch", str(acq), "--dest", str(dest), "--detector", "gatan-k9", *state)
+    assert r.returncode == 78 and dest.is_dir(), r.stderr  # no longer empty: kept
+
+
 @pytest.mark.parametrize("prefix", ["..", "../../outside", "ls/../k3", "a/./b", "."])
 def test_a_prefix_with_dot_folders_is_refused(prefix: str) -> None:
     """`..` would write outside the tier, or make two roots' prefixes one folder past the nesting check."""

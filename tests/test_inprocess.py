@@ -1462,6 +1462,8 @@ async def test_a_once_run_stopped_by_a_signal_before_its_releases_exits_1(
     assert result.stats.verified == len(files) and result.pending == 0, result
     assert result.code == 1, result
     assert "stopped by SIGINT before the run ended" in caplog.text
+    # said: the verified files are still on the disk (not `0 pending` alone)
+    assert f"{len(files)} verified file(s) not released yet" in caplog.text
     kept = {str(p.relative_to(watch)) for p in watch.rglob("*.xml")}
     assert kept == set(files), "a release after the stop"  # the drain took none of them
     again = await asyncio.wait_for(Daemon(config, once=True, retry_for=60).run(install_signals=False), 120)
