@@ -64,6 +64,7 @@ from acqd.pipeline import Pipeline, Placed, RootCtx, RunStats
 from acqd.ports import BatchReporter, Layout, Reporter
 from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
+from acqd.rootlock import RootLocks
 from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_age, human_bytes
@@ -881,6 +882,13 @@ class Daemon:
                     log.warning("tier %s: aborted %d unfinished upload(s) a previous run left below %s", name, n, base)
 
     async def run(self, install_signals: bool = True, ready: asyncio.Event | None = None) -> RunResult:
+        locks = RootLocks(asyncio.get_running_loop())  # one acqd per watch root (acqd.rootlock)
+        try:
+            return await self._run(locks, install_signals, ready)
+        finally:
+            locks.close()
+
+    async def _run(self, locks: RootLocks, install_signals: bool, ready: asyncio.Event | None) -> RunResult:
         tune_allocator()
         tune_gc()
         config = self.config
@@ -894,6 +902,11 @@ class Daemon:
         if self.once:
             require_roots(roots)
         with state_lock(config.state_dir):
+            for c in roots if self.once else ():  # a finite run refused at once (a daemon waits for the other)
+                if (why := locks.take(await asyncio.to_thread(os.path.realpath, c.root))) is not None:
+                    raise ClaimError(
+                        f"watch root {c.root} {why}; stop it (`systemctl stop acqd`), or let it ship these files"
+                    )
             io = ThreadPoolExecutor(config.limits.io_threads, thread_name_prefix="acqd-io")
             self._io = io
             jexec = GroupCommitExecutor()
@@ -994,6 +1007,7 @@ class Daemon:
                     on_root=self._on_root,
                     tiers=self._tiers,
                 )
+                pipeline.root_locks = locks
                 self.pipeline = pipeline
                 if any(c.events for c in roots):  # each root is watched once the scanner finds it there
                     events = EventSource([], pipeline.hint, pipeline.request_rescan_threadsafe)

@@ -77,6 +77,7 @@ from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, manifest_pause
 from acqd.ports import BatchReporter, Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.recheck import TREE_LAYOUTS, CopyCheck, check_copy
+from acqd.rootlock import RootLocks
 from acqd.settle import (
     FORMAT_PROOF,
     Verdict,
@@ -623,6 +624,8 @@ class Pipeline:
         self.retry_for = retry_for
         self.repeats = repeats if repeats is not None else Repeats()
         self.on_root = on_root
+        #: the watch roots held against another acqd on this machine (acqd.rootlock; the daemon's)
+        self.root_locks: RootLocks | None = None
         #: paths that could not be listed or looked at, recorded once each: (root index, path) -> error class
         self.unreadable: dict[tuple[int, str], str] = {}
         self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
@@ -1096,7 +1099,7 @@ class Pipeline:
                 self._dirty.add((by_path[root], session))
         now: list[RootCtx] = []
         for c in self.roots:
-            if await self._io_early(out_of_view, c.root) is None:
+            if await self._view(c.root) is None:
                 now.append(c)
             else:
                 self._unreconciled.add(c.index)
@@ -1239,9 +1242,18 @@ class Pipeline:
                 continue
             await wait_set(self._rescan_wake, max(0.01, min(wait, 3600)))
 
+    async def _view(self, root: str) -> str | None:
+        """Why the watch root `root` cannot be looked at now (None: it can): `out_of_view`, or another
+        acqd on this machine watches it, or a folder it lies in (`acqd.rootlock`; held from the first
+        look that finds it there until the daemon stops)."""
+        why = await self._io_early(out_of_view, root)
+        if why is None and self.root_locks is not None:
+            why = self.root_locks.take(await self._io_early(os.path.realpath, root))
+        return why
+
     async def _root_present(self, ctx: RootCtx) -> bool:
         """Whether the watch root is there (a folder); tells `on_root` and the journal when that changes."""
-        why = await self._io_early(out_of_view, ctx.root)
+        why = await self._view(ctx.root)
         up = why is None
         ctx.why = why
         if up and ctx.index in self._unreconciled:
@@ -1587,7 +1599,7 @@ class Pipeline:
                 rels = [
                     r for r in rels if (ctx.index, r) not in self.candidates and (ctx.index, r) not in self.in_flight
                 ]
-                if not rels or await self._io_early(out_of_view, ctx.root) is not None:
+                if not rels or await self._view(ctx.root) is not None:
                     return  # its disk unmounted: the files are not gone, found again when it is back
                 still = await self._io_early(lambda: [classify(ctx.root, r) is None for r in rels])
                 rels = [r for r, none in zip(rels, still, strict=True) if none]
@@ -1906,7 +1918,7 @@ class Pipeline:
         if verdict is Verdict.GONE:
             self._drop_follow(c.key)
             if c.row.state in (State.SEEN, State.COMPLETE, State.STORED):
-                if await self._io_early(out_of_view, c.ctx.root) is not None:
+                if await self._view(c.ctx.root) is not None:
                     return  # its disk unmounted, not the file gone: found again when it is back
                 await self._gone(c.ctx, c.row, "vanished before it was shipped")
             return
@@ -3706,7 +3718,7 @@ class Pipeline:
             self._land(c)
             if entry is None:
                 if row.state in (State.SEEN, State.COMPLETE, State.STORED):
-                    if await self._io_early(out_of_view, c.ctx.root) is not None:
+                    if await self._view(c.ctx.root) is not None:
                         return  # its disk unmounted, not the file gone: found again when it is back
                     await self._gone(c.ctx, row, why)
                 return

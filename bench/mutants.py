@@ -934,6 +934,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_once_run_stopped_by_a_signal_before_its_releases_exits_1",),
     ),
     Mutant(
+        "second-daemon-on-a-watch-root",
+        "a second acqd with a journal of its own on a watch root another acqd watches ships its files too (to"
+        " a place the facility does not look) and releases them from under the first",
+        "acqd/rootlock.py",
+        "            if exc.errno != errno.EADDRINUSE:",
+        "            if True:",
+        ("tests/test_safeguards.py::test_one_acqd_per_watch_root_on_a_machine",),
+    ),
+    Mutant(
+        "daemon-inside-a-watched-root",
+        "a second acqd on a folder inside another acqd's watch root ships and releases the first's files",
+        "acqd/rootlock.py",
+        "if up not in self._held and (pid := _holder(_name(up))) is not None:",
+        "if up not in self._held and (pid := None) is not None:",
+        ("tests/test_safeguards.py::test_one_acqd_per_watch_root_on_a_machine",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -1766,7 +1783,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "the start reconciles a watch root whose disk is not mounted: every pending file of it is marked vanished"
         " and interrupted releases are recorded finished",
         "acqd/pipeline.py",
-        "            if await self._io_early(out_of_view, c.root) is None:\n                now.append(c)\n",
+        "            if await self._view(c.root) is None:\n                now.append(c)\n",
         "            if True:\n                now.append(c)\n",
         ("tests/test_mounts.py::test_pending_files_of_a_watch_root_whose_disk_is_not_mounted_are_not_taken_for_gone",),
     ),
@@ -1792,7 +1809,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "settling-file-vanished-on-unmount",
         "a file whose settle look meets an unmounted disk's empty mount point is recorded vanished",
         "acqd/pipeline.py",
-        "                if await self._io_early(out_of_view, c.ctx.root) is not None:\n"
+        "                if await self._view(c.ctx.root) is not None:\n"
         "                    return  # its disk unmounted, not the file gone: found again when it is back\n"
         '                await self._gone(c.ctx, c.row, "vanished before it was shipped")\n',
         '                await self._gone(c.ctx, c.row, "vanished before it was shipped")\n',

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,18 @@ from acqd.config import prefixes_nest
 from acqd.errors import ClaimError
 from acqd.journal import Journal
 from acqd.storage import open_tier
-from tests.conftest import Background, acqd_yaml, journal_rows, journal_states, run_acqd, tree, wait_for, write_config
+from tests.conftest import (
+    Background,
+    acqd_cmd,
+    acqd_yaml,
+    journal_rows,
+    journal_states,
+    need,
+    run_acqd,
+    tree,
+    wait_for,
+    write_config,
+)
 
 # -- the property ------------------------------------------------------------------------------
 _chars = st.sampled_from([*"a~.v2~0-_ Zé", "~~", ".v", "~v", "~.", ".zarr", ".tif", ".zst", "acqd"])
@@ -169,9 +181,16 @@ class Oracle:
         assert not lost, f"contents lost: {sorted(lost)}"
 
 
-def once(cfg: Path, *extra: str, code: int = 0) -> str:
+def once(cfg: Path, *extra: str, code: int = 0, other_pc: bool = False) -> str:
+    """`acqd run --once`; `other_pc`: as on another PC sharing the folders, in a network namespace of
+    its own (where a daemon of this machine holding the watch root is not seen: acqd.rootlock)."""
     # a file that cannot be shipped (in the way) gives up after 3 s; a success is not slowed by it
-    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "3s" if code == 1 else "120s", *extra)
+    args = ("run", "--config", str(cfg), "--once", "--retry-for", "3s" if code == 1 else "120s", *extra)
+    if other_pc:
+        cmd = [need("unshare", "another PC's run (a network namespace of its own)"), "-n", *acqd_cmd(*args)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    else:
+        r = run_acqd(*args)
     assert r.returncode == code, r.stderr
     assert "Traceback" not in r.stderr, r.stderr
     return r.stderr
@@ -1081,11 +1100,12 @@ def test_a_copy_of_a_running_daemons_state_folder_never_writes_beside_it(tmp_pat
         o.write("s/b.raw", b"second")
         wait_for(lambda: journal_states(state).get("s/b.raw") == "released", what="the running daemon to ship")
         old = write_config(tmp_path / "old.yaml", cfg.read_text().replace(str(state), str(tmp_path / "old-copy")))
-        err = once(old, code=78)  # a later run claimed since: refused at its start, nothing written
+        # the copy's runs are on another PC sharing the folders (on this one, the watch root is held)
+        err = once(old, code=78, other_pc=True)  # a later run claimed since: refused at its start, nothing written
         assert "does not know" in err
         _copy_state(state, tmp_path / "state-b")  # the running daemon's state folder, copied (a cloned VM)
         copy = write_config(tmp_path / "b.yaml", cfg.read_text().replace(str(state), str(tmp_path / "state-b")))
-        once(copy)  # the copy's run is later: it takes the claim (nothing new to ship)
+        once(copy, other_pc=True)  # the copy's run is later: it takes the claim (nothing new to ship)
         time.sleep(claims.CHECK_EVERY + 0.5)  # a commit trusts a look at the claim at most this old
         o.write("s/c.raw", b"third: the first daemon must not commit it any more")
         d.proc.wait(timeout=60)

@@ -723,3 +723,47 @@ async def test_a_store_a_scientist_added_labels_to_is_not_purged_and_stays_track
         await loop.run_in_executor(jexec, j.close)
         jexec.shutdown()
         io.shutdown()
+
+
+def test_one_acqd_per_watch_root_on_a_machine(tmp_path: Path) -> None:
+    """The service runs; an operator starts `acqd run` by hand on the same acquisition folder with a
+    state folder and a destination of its own (the destination claim cannot see it). Both shipped
+    every file, one of them to a place the facility does not look, and with release on each deleted
+    files from under the other. A second daemon on the root (or on a folder inside it) is refused:
+    `--once` at once (exit 78, naming the holder's process), a daemon waits and takes the root over
+    once the first stops. Nothing is written into the acquisition folder for it."""
+    acq = tmp_path / "acq"
+    (acq / "s").mkdir(parents=True)
+    (acq / "s" / "a.bin").write_bytes(os.urandom(3000))
+
+    def args(state: str, dest: str, watch: Path = acq) -> tuple[str, ...]:
+        return ("--watch", str(watch), "--dest", str(tmp_path / dest), "--state-dir", str(tmp_path / state),
+                "--instrument", "scope", "--settle", "0.2s", "--release")  # fmt: skip
+
+    first = Background("run", *args("s1", "c1"))
+    second: Background | None = None
+    try:
+        wait_for(lambda: not (acq / "s" / "a.bin").exists(), daemon=first, what="the first daemon's release")
+        (acq / "s" / "b.bin").write_bytes(b"b" * 2000)
+        for watch, said in ((acq, "is watched by another acqd"), (acq / "s", f"lies inside {acq}")):
+            r = run_acqd("run", "--once", *args("s2", "c2", watch))
+            assert r.returncode == 78, r.stderr
+            assert said in r.stderr and f"pid {first.proc.pid}" in r.stderr, r.stderr
+        assert not (tmp_path / "c2").exists() and not (tmp_path / "s2" / "journal.sqlite").exists()
+        second = Background("run", *args("s2", "c2"))
+        wait_for(lambda: "is watched by another acqd" in second.stderr(), daemon=second, what="the wait")
+        wait_for(lambda: not (acq / "s" / "b.bin").exists(), daemon=first, what="b shipped by the first")
+        assert (tmp_path / "c1" / "scope" / "s" / "b.bin").read_bytes() == b"b" * 2000
+        assert not (tmp_path / "c2" / "scope" / "s").exists(), "the second shipped a file of the first's root"
+        # nothing written into the acquisition folder (once b's release, moved aside first, is done)
+        wait_for(lambda: sorted(p.name for p in acq.rglob("*")) == ["s"], daemon=first, what="an empty folder")
+        code, _ = first.terminate()
+        assert code == 0
+        (acq / "s" / "late.bin").write_bytes(b"late" * 500)
+        wait_for(lambda: not (acq / "s" / "late.bin").exists(), daemon=second, what="the second taking over")
+        assert (tmp_path / "c2" / "scope" / "s" / "late.bin").read_bytes() == b"late" * 500
+        assert not (tmp_path / "c2" / "scope" / "s" / "b.bin").exists()
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
