@@ -656,7 +656,10 @@ def _open_for_reading(
 def restore(
     source_path: Annotated[
         str,
-        typer.Argument(metavar="SOURCE_PATH", help="the file's path in the watch root (absolute or relative to it)"),
+        typer.Argument(
+            metavar="SOURCE_PATH",
+            help="the file's path: relative to its watch root, absolute, or relative to the current folder",
+        ),
     ],
     out_arg: Annotated[
         str,
@@ -698,6 +701,7 @@ def restore(
     with _errors():
         cfg, j = _open_for_reading(config, state_dir, dest)
         try:
+            source_path = _from_here(j, source_path)
             try:
                 row, copy = _find_copy(j, source_path, version)
                 lost = False
@@ -783,6 +787,16 @@ def _why_none(j: Journal, rel: str, root: str | None) -> str:
     if last.state.value == "quarantined":
         return f"; {where} (version {last.version}) is quarantined{reason} (acqd leaves such a file at its source)"
     return f"; {where} (version {last.version}) is {last.state.value}{reason}"
+
+
+def _from_here(j: Journal, source_path: str) -> str:
+    """A relative SOURCE_PATH that no file of any watch root has, but that names a path below one of
+    them from the current folder (`acqd restore W/sess1/a.tif` typed beside the watch root W, or from
+    inside it), taken as that absolute path; any other as it is (relative to its watch root)."""
+    if source_path.startswith("/") or j.find_versions(source_path, None):
+        return source_path
+    here = os.path.abspath(source_path)
+    return here if _below_root(j, here) is not None else source_path
 
 
 def _below_root(j: Journal, source_path: str) -> tuple[str, str | None] | None:

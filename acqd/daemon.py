@@ -69,7 +69,7 @@ from acqd.storage import Tier, open_tier
 from acqd.systemd import Notifier
 from acqd.units import human_age, human_bytes
 from acqd.values import Outcome, State
-from acqd.watcher import EventSource, is_network_fs
+from acqd.watcher import PASSED_MAX, EventSource, is_network_fs
 
 if TYPE_CHECKING:  # imported where used: a daemon without MQTT, a catalog or a policy never loads them
     from acqd.catalog import Publisher
@@ -1157,6 +1157,19 @@ class Daemon:
                         pipeline.stats.last_error or "journal write failed",
                     )
                     code = 1
+                if self.once and (passed := {r: p for r, p in pipeline.passed_over.items() if p}):
+                    # by design (a camera's temporaries), but a data file with such a name is never backed
+                    # up, and the run says it did its job: named, so that someone can look
+                    names = [f"{r.rstrip('/')}/{p}" for r, ps in passed.items() for p in ps]
+                    globs = sorted({g for c in pipeline.roots if c.root in passed for g in c.ignore_globs})
+                    log.warning(
+                        "%s%d file(s) not shipped: their names match the ignore globs (%s: temporary names), "
+                        "first: %s; if they are data, rename them (or change the detector profile's `ignore:`)",
+                        "over " if len(names) >= PASSED_MAX else "",
+                        len(names),
+                        ", ".join(globs),
+                        ", ".join(repr(n) for n in names[:5]),
+                    )
                 if self.once and self.interrupted is not None:
                     # a finite run cut short: its releases (and any scan or retry after the signal) were
                     # not made, so it must not say it has done its job (a script wipes the disk on 0)

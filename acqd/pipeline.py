@@ -242,6 +242,10 @@ class RootCtx:
         default=(None, None, re.compile(r"(?!)")), repr=False, compare=False
     )
 
+    @property
+    def ignore_globs(self) -> tuple[str, ...]:
+        return (*self.profile.ignore, *self.watch.ignore)
+
     def ignored(self, name: str) -> bool:
         """Any part of a path (a folder or a file): the profile's and the watch root's `ignore` globs,
         and acqd's own hidden release names (one regex per set of globs: a reload that changes them
@@ -630,6 +634,8 @@ class Pipeline:
         self.unreadable: dict[tuple[int, str], str] = {}
         self._aside_told: set[tuple[int, str]] = set()  # files found under a release's hidden name, said once
         self._aside_now: dict[str, list[str]] = {}  # root -> those its last whole scan found (`acqd status`)
+        #: root -> the regular files its last whole scan passed over by the ignore globs (`run --once`)
+        self.passed_over: dict[str, list[str]] = {}
         self._fenced: dict[int, tuple[float, list[str]]] = {}  # _fences: when looked, what was found
         self._tiers_seen = TiersSeen()  # _fences
         self._root_since: dict[int, float] = {}  # root index -> when it last appeared or went away
@@ -1378,7 +1384,8 @@ class Pipeline:
         of a large tree is still being listed."""
         start = os.path.join(ctx.root, rel_dir) if rel_dir else ctx.root
         aside: list[tuple[str, os.stat_result]] = []
-        walk = scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside)
+        passed: list[str] = []
+        walk = scan_tree(start, ctx.ignored, ctx.skipped_file, is_release_aside, aside, passed)
         found: set[str] = set()  # the unreadable paths this scan met
         known = set(self.unreadable)  # those said before it began (hints record others meanwhile)
         self._busy += 1  # from the first listing on: a --once run is not idle between two chunks
@@ -1406,6 +1413,8 @@ class Pipeline:
                 await self._left_aside(ctx, [(f"{rel_dir}/{r}" if rel_dir else r, st) for r, st in aside][:ASIDE_MAX])
             except Exception as exc:  # never stops the scanner
                 self.repeats.error("left aside", str(exc), "could not look at files left aside: %s", exc)
+        if not rel_dir:  # a whole root's scan: the files its ignore globs pass over (`run --once` says)
+            self.passed_over[ctx.root] = passed
         if not rel_dir:  # a whole root's scan: the files left aside in it now, for `acqd status`
             now = sorted(r for r, _st in aside if (ctx.index, r) in self._aside_told)[:ASIDE_MAX]
             if now != self._aside_now.get(ctx.root, []):
@@ -2046,6 +2055,16 @@ class Pipeline:
                 if action is Observed.SKIP:
                     return
                 self._emit("seen", row)
+                if action is Observed.NEW_VERSION:  # said as for any file changed after it was stored
+                    log.warning(
+                        "%r changed after its version %d was stored (its content rewritten, its size and "
+                        "modification time as they were%s): shipped as version %d, beside the stored one "
+                        "(`acqd restore --version N`)",
+                        c.rel,
+                        row.version - 1,
+                        "" if digest is not None else "; its content could not be compared",
+                        row.version,
+                    )
             now = self.mono()
             nc = Candidate(c.ctx, c.rel, row, c.stable, now, now + c.ctx.window, born=c.born)
             if action is Observed.RELEASE:
@@ -3179,7 +3198,12 @@ class Pipeline:
                 f"{row.relpath!r} ({why}); it is not replaced: move it away, the file is kept and retried"
             ) from None
         await self._j(self.journal.audit, row.id, "adopted", tier=tier.name, dest=dest)
-        log.info("adopted %s: already a verified copy of %r (a crash came before it was recorded)", dest, row.relpath)
+        log.info(
+            "adopted %s: already a verified copy of %r (written by an earlier attempt whose record was lost: a"
+            " crash, or a journal write that failed)",
+            dest,
+            row.relpath,
+        )
         return expected
 
     async def _shape_free(self, c: Candidate, tier: Tier, dest: str) -> None:

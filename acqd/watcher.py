@@ -122,17 +122,22 @@ def _entry(rel: str, st: os.stat_result) -> Entry | None:
     return Entry(rel, Kind.SPECIAL, identity_of(st))
 
 
+PASSED_MAX = 1000  # ignored files a scan names (`run --once` says how many, and the first few)
+
+
 def scan_tree(
     root: str,
     ignored: Callable[[str], bool],
     skipped_file: Callable[[str], bool] | None = None,
     noticed: Callable[[str], bool] | None = None,
     found: list[tuple[str, os.stat_result]] | None = None,
+    passed: list[str] | None = None,
 ) -> Iterator[Entry]:
     """Every entry below `root` that is not ignored, depth first; symlinked folders are not entered.
     `ignored` is asked for every name (folders and files), `skipped_file` for the names of what is not
     a folder. An ignored name that `noticed` picks out (acqd's own hidden names) is put in `found`
-    with its lstat, for the caller to account for.
+    with its lstat, for the caller to account for; any other ignored regular file in `passed` (its
+    path; the first PASSED_MAX of them).
 
     Never raises OSError: a folder that cannot be listed (EACCES, EIO, ENOTCONN, a path longer than
     PATH_MAX) or an entry that cannot be stat'ed yields one UNREADABLE entry naming it and why, and
@@ -162,6 +167,10 @@ def scan_tree(
                             found.append(
                                 (f"{rel_dir}/{de.name}" if rel_dir else de.name, de.stat(follow_symlinks=False))
                             )
+                    elif passed is not None and len(passed) < PASSED_MAX:
+                        with contextlib.suppress(OSError):
+                            if de.is_file(follow_symlinks=False):  # the listing's type: no system call
+                                passed.append(f"{rel_dir}/{de.name}" if rel_dir else de.name)
                     continue
                 rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
                 try:

@@ -951,6 +951,36 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_safeguards.py::test_one_acqd_per_watch_root_on_a_machine",),
     ),
     Mutant(
+        "restore-path-from-here-refused",
+        "`acqd restore W/s/a.raw` typed beside the watch root W is refused as never seen, the message offering the"
+        " same file's absolute path back",
+        "acqd/cli.py",
+        "    return here if _below_root(j, here) is not None else source_path",
+        "    return source_path",
+        ("tests/test_cli.py::test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name",),
+    ),
+    Mutant(
+        "rewrite-with-times-put-back-unsaid",
+        "a file rewritten in place with its size and modification time put back ships as the next version with"
+        " no warning (any other change after a file was stored is a WARNING)",
+        "acqd/pipeline.py",
+        "                if action is Observed.NEW_VERSION:  # said as for any file changed after it was stored",
+        "                if False:",
+        (
+            "tests/test_release.py::"
+            "test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size_and_mtime_does",
+        ),
+    ),
+    Mutant(
+        "ignored-data-files-unnamed",
+        "`run --once` exits 0 without a word while files whose names match the ignore globs (a data file named"
+        " `~run1.dat`) stay on the disk, never backed up",
+        "acqd/watcher.py",
+        "                                passed.append(f\"{rel_dir}/{de.name}\" if rel_dir else de.name)",
+        "                                pass",
+        ("tests/test_bad_inputs.py::test_once_names_the_files_its_ignore_globs_pass_over",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -489,3 +489,25 @@ def _count(site: Site, state: str) -> int:
             db.close()
     except sqlite3.OperationalError:
         return 0
+
+
+def test_once_names_the_files_its_ignore_globs_pass_over(tmp_path: Path) -> None:
+    """`~*`, `.*`, `*.tmp` are a camera's temporary names and never shipped; a data file that happens
+    to have such a name stayed on the disk, never backed up, and `run --once` said nothing and exited
+    0 (a stranger's review). It is named (a warning; ignoring it is the configured rule); a file
+    in an ignored folder is not listed file by file, and a shipped file is not named."""
+    acq = tmp_path / "acq"
+    (acq / "s" / ".cache").mkdir(parents=True)
+    (acq / "s" / "~~~.dat").write_bytes(b"a data file with a temporary's name")
+    (acq / "s" / "run.tmp").write_bytes(b"t")
+    (acq / "s" / ".cache" / "inside.dat").write_bytes(b"c")
+    (acq / "s" / "real.dat").write_bytes(b"r")
+    r = run_acqd(
+        "run", "--once", "--watch", str(acq), "--dest", str(tmp_path / "c"), "--state-dir", str(tmp_path / "st")
+    )
+    assert r.returncode == 0, r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if "not shipped: their names match the ignore globs" in ln]
+    assert "WARNING 2 file(s)" in line and "~*" in line, line
+    assert f"'{acq}/s/~~~.dat'" in line and f"'{acq}/s/run.tmp'" in line, line
+    assert "inside.dat" not in line and "real.dat" not in line, line
+    assert sorted(journal_states(tmp_path / "st")) == ["s/real.dat"]

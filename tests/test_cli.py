@@ -15,7 +15,7 @@ import pytest
 
 from acqd import __version__
 from acqd.naming import TEMP_PREFIX
-from tests.conftest import Background, acqd_yaml, run_acqd, wait_for, write_config
+from tests.conftest import Background, acqd_cmd, acqd_yaml, run_acqd, wait_for, write_config
 
 
 def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
@@ -562,6 +562,15 @@ def test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name(tmp_pa
     assert r.returncode == 1 and f"files of that name: {acq}/s/movie_1.raw" in r.stderr, r.stderr
     r = run_acqd("restore", "/elsewhere/movie_1.raw", str(tmp_path / "r4"), *quick)
     assert r.returncode == 1 and "nor a stored copy's path" in r.stderr and str(acq) in r.stderr, r.stderr
+    # a path typed from the current folder (beside the watch root, or inside it): it was refused,
+    # the message offering the same file's absolute path back
+    for k, (cwd, given) in enumerate(
+        ((tmp_path, "acq/s/movieX1.raw"), (acq / "s", "movieX1.raw"), (acq, "./s/movieX1.raw"))
+    ):
+        out = tmp_path / f"here{k}"
+        r = subprocess.run(acqd_cmd("restore", given, str(out), *quick), cwd=cwd, capture_output=True, text=True)
+        assert r.returncode == 0 and "restored 's/movieX1.raw'" in r.stdout, r.stdout + r.stderr
+        assert out.read_bytes() == b"b" * 3000
     # the file changed and was shipped again: each stored copy's path restores its own version
     (acq / "s" / "movie_1.raw").write_bytes(b"c" * 3000)
     r = run_acqd("run", "--once", "--watch", str(acq), "--settle", "0.2s", "--dest", str(central), *quick)

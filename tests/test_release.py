@@ -1610,9 +1610,10 @@ def test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size
     quick = ["--watch", str(watch), "--dest", str(dest), "--state-dir", str(state), "--settle", "0.2s"]
     quick += ["--detector", "hamamatsu-orca"]
 
-    def run(*extra: str) -> None:
+    def run(*extra: str) -> str:
         r = run_acqd("run", "--once", "--retry-for", "20s", *quick, *extra)
         assert r.returncode == 0, r.stderr
+        return r.stderr
 
     def versions() -> dict[str, list[tuple[int, str]]]:
         out: dict[str, list[tuple[int, str]]] = {}
@@ -1638,8 +1639,10 @@ def test_a_chmod_or_a_new_link_ships_nothing_again_and_a_rewrite_that_keeps_size
     with open(raw, "r+b") as f:
         f.write(new)
     os.utime(raw, ns=(st.st_atime_ns, st.st_mtime_ns))
-    run()
+    log = run()
     assert versions()["s/a.raw"] == [(1, "verified"), (2, "verified")]
+    # said as loudly as any change after a file was stored (it was an INFO line only: a stranger's review)
+    assert "WARNING 's/a.raw' changed after its version 1 was stored (its content rewritten" in log, log
     assert versions()["s/b.tif"] == [(1, "verified")]
     out = tmp_path / "r.raw"
     r = run_acqd("restore", "s/a.raw", str(out), "--state-dir", str(state), "--dest", str(dest))
