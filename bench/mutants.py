@@ -976,7 +976,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "`run --once` exits 0 without a word while files whose names match the ignore globs (a data file named"
         " `~run1.dat`) stay on the disk, never backed up",
         "acqd/watcher.py",
-        "                                passed.append(f\"{rel_dir}/{de.name}\" if rel_dir else de.name)",
+        '                                passed.append(f"{rel_dir}/{de.name}" if rel_dir else de.name)',
         "                                pass",
         ("tests/test_bad_inputs.py::test_once_names_the_files_its_ignore_globs_pass_over",),
     ),
