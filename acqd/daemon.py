@@ -596,6 +596,11 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
         warnings.extend(undeliverable_warnings(config, policy))
         warnings.extend(unknown_detector_warnings(config, policy))
         warnings.extend(rule_layout_warnings(policy, roots))
+        if config.retention.owner != "hub":
+            from acqd.notify import Digests
+
+            if (broken := Digests().problem(time.time())) is not None:
+                warnings.append(f"{broken}: no warning is sent, so no purge is made, until it is mended")
     for ctx in roots:
         asked = ctx.watch.placement.layout
         if asked in ("zarr", "tiff") and ctx.profile.reader == "bytes":
@@ -661,6 +666,10 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
             with contextlib.suppress(Exception):
                 tier.close()
     return CheckReport(notes, warnings)
+
+
+#: the keys of acqd.yaml a reload (SIGHUP) does not apply (watch roots, tiers and limits: said apart)
+RESTART_ONLY = ("instrument", "state_dir", "metrics", "mqtt", "smtp", "owner_page", "catalog", "retention")
 
 
 def require_roots(roots: list[RootCtx]) -> None:
@@ -1035,6 +1044,9 @@ class Daemon:
 
                     for problem in undeliverable_warnings(config, policy):  # `acqd check` says it too
                         log.error("retention: %s", problem)
+                    digests = Digests()
+                    if (broken := digests.problem(time.time())) is not None:  # `acqd check` says it too
+                        log.error("retention: %s: no warning is sent, so no purge is made, until it is mended", broken)
                     mailer = build_mailer(config)
                     self.retention = RetentionRunner(
                         policy=policy,
@@ -1043,7 +1055,7 @@ class Daemon:
                         io=io,
                         tiers=tiers,
                         mailer=mailer,
-                        digests=Digests(),
+                        digests=digests,
                         reporter=Fanout(reporters),
                         instrument=config.instrument,
                         sender=config.smtp.sender if config.smtp else f"acqd@{config.instrument}",
@@ -1274,6 +1286,10 @@ class Daemon:
         was = {n: t.model_copy(update={"bandwidth": ()}) for n, t in self.config.tiers.items()}
         if [w.path for w in new.watch] != [w.path for w in self.config.watch] or unpaced != was:
             log.warning("reload: watch roots and tiers change only with a restart; applying the rest")
+        if fixed := [k for k in RESTART_ONLY if getattr(new, k) != getattr(self.config, k)]:
+            # read once at the start: a reload that says nothing of them would leave an operator sure
+            # that warnings now go to the new mail server (a stranger's first try)
+            log.warning("reload: %s change only with a restart (`systemctl restart acqd`)", ", ".join(fixed))
         if new.limits.model_copy(update={"backoff": None, "concurrent_files": 0}) != self.config.limits.model_copy(
             update={"backoff": None, "concurrent_files": 0}
         ):
@@ -1559,6 +1575,15 @@ class Daemon:
                     await self.retention.sweep()
                 except AcqdError as exc:
                     log.error("retention sweep failed (retried at the next one): %s", exc)
+                    self.metrics.retention_failures.labels(self.config.instrument, "sweep").inc()
+                except Exception as exc:  # never the end of retention for the daemon's life (a silent stop)
+                    log.error(
+                        "retention sweep failed unexpectedly (retried at the next one): %s: %s",
+                        type(exc).__name__,
+                        exc,
+                        exc_info=True,
+                    )
+                    self.metrics.retention_failures.labels(self.config.instrument, "sweep").inc()
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself: a stuck loop stops the pings and systemd restarts us."""

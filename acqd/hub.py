@@ -356,6 +356,15 @@ class Hub:
             log.error("hub: retention sweep failed (retried at the next one): %s", exc)
             m.sweeps.labels(name, "failed").inc()
             return 1
+        except Exception as exc:  # never the end of the hub's sweeps while it runs (a silent stop)
+            log.error(
+                "hub: retention sweep failed unexpectedly (retried at the next one): %s: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
+            m.sweeps.labels(name, "failed").inc()
+            return 1
         finally:
             m.sweep_seconds.labels(name).observe(time.monotonic() - t0)
         self.last = res

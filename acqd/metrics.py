@@ -153,7 +153,8 @@ class Metrics:
         self.retention_failures = Counter(
             "acqd_retention_failures",
             "Retention actions that failed, per file (action: warn = its warning was not delivered, so its"
-            " purge waits; transition; purge); each is retried at the next sweep",
+            " purge waits; transition; purge), and whole sweeps that failed (action: sweep); each is retried at"
+            " the next sweep",
             (*i, "action"),
             registry=r,
         )
@@ -257,7 +258,7 @@ class Metrics:
         ):
             self.retention.labels(instrument, act)
         self.retention_bytes.labels(instrument)
-        for act in ("warn", "transition", "purge"):
+        for act in ("warn", "transition", "purge", "sweep"):
             self.retention_failures.labels(instrument, act)
         for g in (
             self.backlog_files,

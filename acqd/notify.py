@@ -104,6 +104,20 @@ def size_text(n: float) -> str:
     return f"{n:.2f} GiB"
 
 
+def template_error(exc: BaseException) -> str:
+    """A mail template's failure in words that name the template and line where Jinja knows them."""
+    where = getattr(exc, "filename", None) or getattr(exc, "name", None)
+    line = getattr(exc, "lineno", None)
+    if where is None:  # an error while rendering (an undefined name): the template's frame in the traceback
+        import traceback
+
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+        if frames:
+            where, line = frames[-1].filename, frames[-1].lineno
+    at = f" ({where}{f', line {line}' if line else ''})" if where else ""
+    return f"a warning mail template cannot be rendered{at}: {type(exc).__name__}: {exc}"
+
+
 class Digests:
     def __init__(self, directory: Path | None = None) -> None:
         import jinja2  # only where digests are made (retention on): `run --once` does not load it
@@ -118,6 +132,34 @@ class Digests:
         self.env.filters["day"] = day
         self.env.filters["moment"] = moment
         self.env.filters["gib"] = size_text
+
+    def problem(self, now: float) -> str | None:
+        """Why no warning mail can be made from the templates (a customised one broken, or using a
+        name a digest does not give), or None: a sample digest rendered."""
+        sample = {
+            "session": "scope/sample_session",
+            "files": 2,
+            "bytes": 3 << 30,
+            "purge_at": now + 14 * 86400,
+            "rule": "movies",
+            "where": "file:///mnt/central/scope/sample_session",
+            "hold_command": "acqd hold scope/sample_session --until 2099-01-01 --reason '...'",
+            "owner": "owner",
+            "link": "",
+        }
+        try:
+            self.render(
+                instrument="scope",
+                recipient="owner@example.org",
+                sender="acqd@example.org",
+                sessions=[sample],
+                now=now,
+                contact="the facility staff",
+                links=[("owner", "https://acqd.example.org/o/sample", now + 7 * 86400)],
+            )
+        except Exception as exc:
+            return template_error(exc)
+        return None
 
     def render(
         self,

@@ -41,7 +41,7 @@ from acqd.journal import Journal
 from acqd.layouts import reading_layout
 from acqd.mounts import describe_tier as describe_unmounted
 from acqd.mounts import unmounted_mount_point
-from acqd.notify import Digests, Mailer
+from acqd.notify import Digests, Mailer, template_error
 from acqd.policy.clock import ClockState, Reading, acknowledge, advance
 from acqd.policy.model import DAY, Policy
 from acqd.policy.planner import OVER_CAPS, Action, Hold, Item, Warning_, plan_stream
@@ -653,9 +653,14 @@ class RetentionRunner:
                 owner = self.policy.spec.owners.owner_of(a.item.relpath)
                 if self.links is not None and owner and owner not in owner_links:
                     owner_links[owner] = self.links(owner, now)
-                label = f"{a.item.instrument}/{a.item.session}" if a.item.instrument else a.item.session
                 row = by_copy[a.item.id]
-                where = self._session_folder(row)
+                # a file at the top of its watch root is a session of its own: its line names the file,
+                # and its command keeps that file (`acqd hold .` is refused: the whole watch root)
+                top = "/" not in row.file.relpath
+                what = row.file.relpath if top else a.item.session
+                label = f"{a.item.instrument}/{what}" if a.item.instrument else what
+                tier = self.tiers.get(row.copy.tier)
+                where = self._session_folder(row) if not top else tier.url(row.copy.dest) if tier else row.copy.dest
                 key = (label, a.at, where)  # one line per session folder: two roots' sessions of one name apart
                 s = sessions.setdefault(
                     key,
@@ -666,9 +671,7 @@ class RetentionRunner:
                         "purge_at": a.at,
                         "rule": a.rule,
                         "where": where,
-                        "hold_command": self.hold_command(
-                            a.item.session, a.at + 90 * DAY, recipient, a.item.instrument
-                        ),
+                        "hold_command": self.hold_command(what, a.at + 90 * DAY, recipient, a.item.instrument),
                         "owner": owner or "",
                         "link": owner_links[owner][0] if owner in owner_links else "",
                     },
@@ -680,27 +683,40 @@ class RetentionRunner:
             not_own = [s["owner"] for s in sessions.values() if emails.get(s["owner"]) != recipient]
             others = sorted({o or "owner unknown" for o in not_own if not emails.get(o)})
             copied = sorted({o for o in not_own if emails.get(o)})  # warned at their own address too
-            msg = self.digests.render(
-                instrument=self.instrument,
-                recipient=recipient,
-                others=others,
-                copied=copied,
-                sender=self.sender,
-                sessions=sorted(sessions.values(), key=lambda s: (s["purge_at"], s["session"])),
-                now=now,
-                contact=self.contact,
-                links=[(o, url, exp) for o, (url, _, exp) in sorted(owner_links.items())],
-            )
-            await self._j(self.store.fence, "warn", None)
+            problem: AcqdError | None = None
             try:
-                await self.mailer.send(msg)
-            except AcqdError as exc:
-                res.failure(f"warning to {recipient} not delivered: {exc}")
+                msg = self.digests.render(
+                    instrument=self.instrument,
+                    recipient=recipient,
+                    others=others,
+                    copied=copied,
+                    sender=self.sender,
+                    sessions=sorted(sessions.values(), key=lambda s: (s["purge_at"], s["session"])),
+                    now=now,
+                    contact=self.contact,
+                    links=[(o, url, exp) for o, (url, _, exp) in sorted(owner_links.items())],
+                )
+            except Exception as exc:  # a customised template broken: not sent, as with an SMTP server down
+                problem = AcqdError(template_error(exc))
+            if problem is None:
+                await self._j(self.store.fence, "warn", None)
+                try:
+                    await self.mailer.send(msg)
+                except AcqdError as exc:
+                    problem = exc
+                except OSError as exc:  # a mailbox file that cannot be written (its disk full)
+                    problem = AcqdError(f"{type(exc).__name__}: {exc}")
+            if problem is not None:
+                res.failure(f"warning to {recipient} not delivered: {problem}")
                 log.warning(
-                    "retention warning to %s not delivered (retried next sweep; its purges wait): %s", recipient, exc
+                    "retention warning to %s not delivered (retried next sweep; its purges wait): %s",
+                    recipient,
+                    problem,
                 )
                 for a in acts:  # an event and a metric per file warned about: its purge waits
-                    self._emit("retention.failed", by_copy[a.item.id], stage="warn", reason=f"to {recipient}: {exc}")
+                    self._emit(
+                        "retention.failed", by_copy[a.item.id], stage="warn", reason=f"to {recipient}: {problem}"
+                    )
                 continue
             ids = [a.item.id for a in acts]
             for o, (_, link_id, exp) in sorted(owner_links.items()):

@@ -981,6 +981,50 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_bad_inputs.py::test_once_names_the_files_its_ignore_globs_pass_over",),
     ),
     Mutant(
+        "broken-template-ends-retention",
+        "a facility's mail template with a Jinja error raises out of the sweep: retention ends for the daemon's"
+        " life in silence (no warning, move or purge until a restart)",
+        "acqd/retention.py",
+        "            except Exception as exc:  # a customised template broken: not sent, as with an SMTP server down",
+        "            except ZeroDivisionError as exc:",
+        (
+            "tests/test_retention.py::test_a_broken_mail_template_holds_the_purges_and_says_so_and_never_stops_retention",
+        ),
+    ),
+    Mutant(
+        "unexpected-sweep-error-ends-retention",
+        "any error out of a sweep that is not acqd's own ends the daemon's retention task in silence",
+        "acqd/daemon.py",
+        "                except Exception as exc:  # never the end of retention for the daemon's life (a silent stop)",
+        "                except ZeroDivisionError as exc:",
+        ("tests/test_retention.py::test_an_unexpected_error_in_a_sweep_does_not_end_the_daemons_retention",),
+    ),
+    Mutant(
+        "broken-template-unchecked",
+        "`acqd check` says nothing of a facility's mail template that cannot be rendered",
+        "acqd/daemon.py",
+        "            if (broken := Digests().problem(time.time())) is not None:\n",
+        "            if (broken := None) is not None:\n",
+        ("tests/test_retention.py::test_check_says_a_broken_mail_template_holds_the_purges",),
+    ),
+    Mutant(
+        "top-level-file-hold-command-refused",
+        "a file at the top of a watch root is warned about as session `.`, its mail's `acqd hold .` refused",
+        "acqd/retention.py",
+        '                top = "/" not in row.file.relpath',
+        "                top = False",
+        ("tests/test_retention.py::test_the_hold_command_for_a_file_at_the_top_of_a_watch_root_works_as_pasted",),
+    ),
+    Mutant(
+        "reload-restart-only-keys-unsaid",
+        "a reload that changes smtp, mqtt, metrics or the instrument says `reloaded configuration` and goes on"
+        " with the old ones (warnings to the old mail server)",
+        "acqd/daemon.py",
+        "        if fixed := [k for k in RESTART_ONLY if getattr(new, k) != getattr(self.config, k)]:",
+        "        if fixed := []:",
+        ("tests/test_inprocess.py::test_a_reload_without_a_policy_applies_the_new_detector_and_placement",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -548,3 +548,38 @@ def test_check_says_what_a_root_does_with_other_files_and_a_frame_layout_that_ca
     assert "other files: ignored" in a and "other files: copy," in b, r.stdout
     assert "placement layout zarr has no effect: detector generic reads no frames" in r.stderr, r.stderr
     assert r.stderr.count("has no effect") == 1, r.stderr
+
+
+def test_the_example_configuration_names_every_key_and_the_hubs_tiers_are_the_daemons() -> None:
+    """deploy/acqd.example.yaml says it shows every key: four were missing (a stranger's first try).
+    Each key of every section (commented ones show their default) is in it. And the hub's example
+    names the same tier URLs as the daemon's: the hub acts only on copies recorded under its tiers'
+    URLs, so the two examples as shipped made a hub that managed nothing."""
+    import re
+    import typing
+
+    import yaml
+    from pydantic import BaseModel
+
+    text = (REPO / "deploy" / "acqd.example.yaml").read_text()
+    missing: list[str] = []
+    seen: set[type] = set()
+
+    def walk(model: type[BaseModel], path: str) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, f in model.model_fields.items():
+            key = f.alias or name
+            if not re.search(r"(^|[\s{,#])" + re.escape(key) + r":", text, re.M):
+                missing.append(path + key)
+            args = typing.get_args(f.annotation)
+            for t in (f.annotation, *args, *(x for a in args for x in typing.get_args(a))):
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    walk(t, f"{path}{key}.")
+
+    walk(Config, "")
+    assert missing == []
+    daemon = yaml.safe_load(text)["tiers"]
+    hub = yaml.safe_load((REPO / "deploy" / "hub.example.yaml").read_text())["tiers"]
+    assert {n: t["url"] for n, t in hub.items()} == {n: daemon[n]["url"] for n in hub}

@@ -780,12 +780,16 @@ async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(
         doc["watch"][0]["detector"] = "gatan-k3"
         doc["watch"][0]["placement"] = {"release_local": "after_verify"}
         doc["watch"][0]["mode"] = "poll"  # not applied: said
+        doc["smtp"] = {"host": "127.0.0.1", "port": 2525, "sender": "acqd@scope.example"}  # read at the start: said
+        doc["instrument"] = "scope-2"
         path.write_text(yaml.safe_dump(doc))
         with caplog.at_level(logging.WARNING, logger="acqd"):
             daemon._on_reload()
         assert f"reload: watch root {watch}: its tier (central) and watch mode (auto) change only with a restart" in (
             caplog.text
         )
+        # it said "reloaded configuration" and went on mailing the old server (a stranger's first try)
+        assert "reload: instrument, smtp change only with a restart" in caplog.text, caplog.text
         simulate("gatan-k3", watch / "b", SimSpec(files=1, frames=2, height=256, width=256))
         await rec.wait("released", 1)
     finally:

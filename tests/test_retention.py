@@ -1360,3 +1360,133 @@ def test_plan_says_when_the_running_daemon_sweeps_by_another_policy(setup: Setup
     assert code == 0, err
     r = run_acqd("plan", "--config", str(s.cfg_path))  # no daemon running: nothing to compare with
     assert r.returncode == 0 and "running daemon" not in r.stderr, r.stderr
+
+
+async def test_a_broken_mail_template_holds_the_purges_and_says_so_and_never_stops_retention(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """A facility's own template in /etc/acqd/templates with a Jinja error: the sweep that was to warn
+    raised it out of the retention loop, which ended for the daemon's life without a word (no log, no
+    metric; a traceback at the stop): nobody was warned, nothing moved or purged until a restart (a
+    stranger's first try). Each digest that cannot be made is a warning not delivered (its purges
+    wait, an event and a metric per file, the template and line named), every sweep; mended, the
+    warnings go out, and the purges follow them a warning period later."""
+    import shutil
+
+    from acqd.notify import templates_dirs
+
+    s = setup
+    broken = tmp_path / "templates"
+    shutil.copytree(templates_dirs()[1], broken)
+    (broken / "warning.subject.j2").write_text("[acqd {{ instrument }] {{ total_files }} file(s)\n")
+    assert "warning.subject.j2, line 1" in (Digests(broken).problem(s.t0) or "")
+    assert Digests().problem(s.t0) is None  # the shipped ones render
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        runner = make_runner(s, j, jexec, io)
+        runner.digests = Digests(broken)
+        res = await sweep_days(s, range(46, 62), runner)
+        assert s.box.messages == []
+        assert all(r.digests == 0 and r.purged == 0 for r in res.values())
+        assert res[46].failed == 3 and "warning.subject.j2, line 1" in res[46].errors[0], res[46].errors
+        failed = [o for o in s.events if o.kind == "retention.failed"]
+        assert failed and {o.stage for o in failed} == {"warn"}
+        assert "warning mail template cannot be rendered" in (failed[0].reason or "")
+        runner.digests = Digests()  # mended
+        res = await sweep_days(s, range(62, 63), runner)
+        assert res[62].digests == 3 and res[62].purged == 0
+        res = await sweep_days(s, range(63, 76), runner)
+        assert sum(r.purged for r in res.values()) == 0, "purged before a full warning period"
+        res = await sweep_days(s, range(76, 78), runner)
+        assert sum(r.purged for r in res.values()) > 0
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
+async def test_an_unexpected_error_in_a_sweep_does_not_end_the_daemons_retention(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any error out of a sweep (not only acqd's own: a template's, a library's) ended the retention
+    task in silence; the daemon shipped on, never warning, moving or purging again. It is logged
+    with its traceback, counted (`acqd_retention_failures_total{action="sweep"}`), and the next
+    sweep runs; the daemon stops with 0."""
+    s = setup
+    assert s.cfg.policy is not None
+    s.cfg.policy.write_text(POLICY + "  interval: 0.2s\n")
+    calls: list[int] = []
+    real = RetentionRunner.sweep
+
+    async def flaky(self: RetentionRunner, now: Any = None) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a library's bug")
+        return await real(self, now)
+
+    monkeypatch.setattr(RetentionRunner, "sweep", flaky)
+    daemon = Daemon(s.cfg)
+    with caplog.at_level(logging.ERROR, logger="acqd"):
+        task = asyncio.create_task(daemon.run(install_signals=False))
+        try:
+            for _ in range(300):
+                if len(calls) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(calls) >= 3, "retention stopped after the error"
+        finally:
+            daemon.stop()
+            result = await asyncio.wait_for(task, 60)
+    assert result.code == 0
+    assert "retention sweep failed unexpectedly (retried at the next one): RuntimeError: a library's bug" in caplog.text
+    value = daemon.registry.get_sample_value(
+        "acqd_retention_failures_total", {"instrument": s.cfg.instrument, "action": "sweep"}
+    )
+    assert value == 1.0
+
+
+def test_check_says_a_broken_mail_template_holds_the_purges(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`acqd check` validated the configuration and the policy but never the facility's own mail
+    templates: a Jinja error was found by the first sweep that had to warn someone."""
+    import acqd.notify
+    from acqd.daemon import check
+
+    assert not [w for w in check(setup.cfg, probe=False).warnings if "template" in w]
+    etc = tmp_path / "etc-acqd"
+    (etc / "templates").mkdir(parents=True)
+    (etc / "templates" / "warning.txt.j2").write_text("Dear {{ recipient }},\n{{ no_such_name }}\n")
+    monkeypatch.setattr(acqd.notify, "ETC", etc)
+    [said] = [w for w in check(setup.cfg, probe=False).warnings if "template" in w]
+    assert "warning.txt.j2" in said and "no_such_name" in said and "no purge is made" in said, said
+
+
+async def test_the_hold_command_for_a_file_at_the_top_of_a_watch_root_works_as_pasted(tmp_path: Path) -> None:
+    """A file written straight into the watch root (no session folder) was listed in the digest as
+    session `.`, with `acqd hold . ...` to keep it, which is refused (`.` is the whole watch root) and
+    a folder of the whole tier as where it is (a stranger's first try). Its line names the file and
+    its copy, and its command keeps that file (and only it) as pasted."""
+    from tests.conftest import run_acqd
+
+    async for s in make_setup(tmp_path, [*FILES, "alice_top_fractions.mrc"]):
+        jd = Journaled(s)
+        try:
+            runner = await jd.open()
+            await sweep_days(s, range(0, 47), runner)
+            [alice] = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
+            body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+            lines = [shlex.split(ln.strip()) for ln in body.splitlines() if ln.strip().startswith("acqd hold ")]
+            assert sorted(a[2] for a in lines) == ["alice_apoferritin_0101", "alice_top_fractions.mrc"], body
+            assert "acqd hold ." not in body
+            assert str(s.capacity / "alice_top_fractions.mrc") in body  # where its copy is: the file's
+            [args] = [a for a in lines if a[2] == "alice_top_fractions.mrc"]
+            r = run_acqd(*args[1:])
+            assert r.returncode == 0 and "1 stored file(s)" in r.stdout, r
+            res = await sweep_days(s, range(47, 76), runner)
+        finally:
+            await jd.shutdown()
+        assert sum(r.purged for r in res.values()) == 4  # alice's session, bob's and carol's; not the held file
+        assert (s.capacity / "alice_top_fractions.mrc").exists()
+        assert not (s.capacity / "alice_apoferritin_0101/FoilHole_1_fractions.mrc").exists()
