@@ -90,7 +90,16 @@ QUARANTINE_COUNT_EVERY = 15  # seconds between counts of the quarantined files i
 
 def load_profiles(config: Config) -> dict[str, DetectorProfile]:
     dirs = search_path(config.detectors_dir)
-    return {w.detector: load_profile(w.detector, dirs) for w in config.watch}
+    out: dict[str, DetectorProfile] = {}
+    for i, w in enumerate(config.watch):
+        if w.detector not in out:
+            try:
+                out[w.detector] = load_profile(w.detector, dirs)
+            except ConfigError as exc:
+                if str(exc).startswith("unknown detector profile"):  # named where it is asked for
+                    raise ConfigError(f"watch.{i}.detector ({w.path}): {exc}") from None
+                raise
+    return out
 
 
 def build_tiers(config: Config) -> dict[str, Tier]:
@@ -286,7 +295,13 @@ def load_retention(config: Config) -> Policy | None:
     if path is None:
         return None
     from acqd.policy.model import load_policy
+    from acqd.shipped import policy_names
 
+    if not path.is_file():  # `policy:` names it: said, not only the path
+        raise ConfigError(
+            f"policy: {path} does not exist (a policy's file, or the name of a shipped one: "
+            f"{', '.join(policy_names())})"
+        )
     policy = load_policy(path)
     missing = [t for t in policy.spec.tiers if t not in config.tiers]
     if missing:

@@ -37,7 +37,7 @@ OUTCOMES = (
     "stream_fallback",
 )
 STAGES = ("read", "encode", "write", "verify")
-ERROR_STAGES = ("read", "write", "verify", "internal", "conflict")
+ERROR_STAGES = ("read", "write", "verify", "internal", "conflict", "placement")
 SCAN_ERRORS = ("name_too_long", "io_error", "not_connected", "permission", "other", "left_aside", "tier_inside")
 
 
@@ -260,6 +260,8 @@ class Metrics:
         self.retention_bytes.labels(instrument)
         for act in ("warn", "transition", "purge", "sweep"):
             self.retention_failures.labels(instrument, act)
+        for reason in ("claim", "journal"):  # 0 from the start: an alert on it needs the series there
+            self.halted.labels(instrument, reason)
         for g in (
             self.backlog_files,
             self.backlog_bytes,

@@ -162,8 +162,12 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     bad.write_text(MINIMAL.replace("detector: generic", "detector: no-such-camera"))
     r = run_acqd("check", "--config", str(bad))
     assert r.returncode == 78
-    assert "unknown detector profile 'no-such-camera'" in r.stderr
+    assert "watch.0.detector (/data/acquisition): unknown detector profile 'no-such-camera'" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+    nopolicy = tmp_path / "nopolicy.yaml"  # it said `nope.yaml: file not found`, not which key named it
+    nopolicy.write_text(good.read_text() + f"policy: {tmp_path / 'nope.yaml'}\n")
+    r = run_acqd("check", "--config", str(nopolicy))
+    assert r.returncode == 78 and f"policy: {tmp_path / 'nope.yaml'} does not exist" in r.stderr, r.stderr
     typo = tmp_path / "typo.yaml"
     typo.write_text(MINIMAL.replace("tiers:", "tierz:"))
     r = run_acqd("check", "--config", str(typo))
@@ -583,3 +587,19 @@ def test_the_example_configuration_names_every_key_and_the_hubs_tiers_are_the_da
     daemon = yaml.safe_load(text)["tiers"]
     hub = yaml.safe_load((REPO / "deploy" / "hub.example.yaml").read_text())["tiers"]
     assert {n: t["url"] for n, t in hub.items()} == {n: daemon[n]["url"] for n in hub}
+
+
+def test_relative_paths_are_taken_from_the_folder_of_acqd_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README (Paths and units): a relative path in acqd.yaml is relative to acqd.yaml's folder, not
+    to the current folder (a service's is /); a bare duration is seconds."""
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    p = conf / "acqd.yaml"
+    p.write_text(
+        "instrument: x\nstate_dir: state\ndetectors_dir: det\nwatch:\n  - {path: acq, settle: 5}\n"
+        "tiers:\n  central: {url: 'file:///mnt/central'}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(p)
+    assert cfg.watch[0].path == conf / "acq" and cfg.state_dir == conf / "state" and cfg.detectors_dir == conf / "det"
+    assert cfg.watch[0].settle == 5.0
