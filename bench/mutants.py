@@ -1025,6 +1025,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_a_reload_without_a_policy_applies_the_new_detector_and_placement",),
     ),
     Mutant(
+        "watch-root-name-squatted",
+        "any user's process holding a watch root's one-acqd name (or `/`'s) makes the facility's daemon wait for"
+        " it for ever, the acquisition disk filling",
+        "acqd/rootlock.py",
+        "    return uid == 0 or uid == own or (own == 0 and uid < SYSTEM_UID_MAX)",
+        "    return True",
+        ("tests/test_safeguards.py::test_a_watch_roots_name_held_by_another_users_process_does_not_stop_the_daemon",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

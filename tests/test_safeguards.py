@@ -767,3 +767,44 @@ def test_one_acqd_per_watch_root_on_a_machine(tmp_path: Path) -> None:
         first.kill()
         if second is not None:
             second.kill()
+
+
+def test_a_watch_roots_name_held_by_another_users_process_does_not_stop_the_daemon(tmp_path: Path) -> None:
+    """The names one acqd per watch root is held by are open to every process on the machine: a
+    user's process holding the name of the service's watch root (or of `/`, which every root lies
+    in) made the daemon wait for it for ever (a stranger's review), the acquisition disk filling. A
+    holder that is not of this user, root or (for root) a system account is not given way to: the
+    daemon ships, saying so once."""
+    import subprocess
+    import sys
+
+    from acqd.rootlock import _name
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the holder runs as another user (nobody)")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    (acq / "a.bin").write_bytes(b"a" * 1000)
+    hold = (
+        "import socket, sys, time\n"
+        "socks = []\n"
+        "for n in sys.argv[1:]:\n"
+        "    s = socket.socket(socket.AF_UNIX); s.bind(bytes.fromhex(n)); s.listen(4); socks.append(s)\n"
+        "print('held', flush=True); time.sleep(120)\n"
+    )
+    names = [_name(str(acq.resolve())).hex(), _name("/").hex()]
+    squatter = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", hold, *names],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "held"
+        r = run_acqd("run", "--once", "--watch", str(acq), "--dest", str(tmp_path / "c"), "--state-dir",
+                     str(tmp_path / "s"), "--instrument", "scope", "--settle", "0.2s")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "c" / "scope" / "a.bin").read_bytes() == b"a" * 1000
+        assert f"is held by pid {squatter.pid}, of another user" in r.stderr, r.stderr
+    finally:
+        squatter.kill()
+        squatter.wait()
