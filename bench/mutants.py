@@ -946,8 +946,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "daemon-inside-a-watched-root",
         "a second acqd on a folder inside another acqd's watch root ships and releases the first's files",
         "acqd/rootlock.py",
-        "if up not in self._held and (pid := _holder(_name(up))) is not None:",
-        "if up not in self._held and (pid := None) is not None:",
+        "if up not in self._held and (h := _holder(_name(up))) is not None and deferred_to(h[1], own):",
+        "if up not in self._held and (h := None) is not None and deferred_to(h[1], own):",
         ("tests/test_safeguards.py::test_one_acqd_per_watch_root_on_a_machine",),
     ),
     Mutant(
