@@ -306,7 +306,12 @@ def run(
         if window is not None:
             cfg = cfg.model_copy(update={"watch": tuple(w.model_copy(update={"settle": window}) for w in cfg.watch)})
         daemon = Daemon(cfg, once=once, retry_for=give_up if once else None, config_path=config, adopt=adopt)
-        result = asyncio.run(daemon.run())
+        try:
+            result = asyncio.run(daemon.run())
+        except ConfigError as exc:  # the quick form's own option, not a key of a file the user never wrote
+            if config is None and str(exc).startswith("watch.0.detector ("):
+                raise ConfigError("--detector: " + str(exc).split("): ", 1)[1]) from None
+            raise
         if once:
             j = Journal(journal_path(cfg.state_dir), readonly=True)
             try:
@@ -790,13 +795,25 @@ def _why_none(j: Journal, rel: str, root: str | None) -> str:
 
 
 def _from_here(j: Journal, source_path: str) -> str:
-    """A relative SOURCE_PATH that no file of any watch root has, but that names a path below one of
-    them from the current folder (`acqd restore W/sess1/a.tif` typed beside the watch root W, or from
-    inside it), taken as that absolute path; any other as it is (relative to its watch root)."""
-    if source_path.startswith("/") or j.find_versions(source_path, None):
+    """A relative SOURCE_PATH that names a path below a watch root from the current folder (`acqd
+    restore W/sess1/a.tif` typed beside the watch root W, or from inside it) and no file relative to a
+    watch root, taken as that absolute path; any other as it is (relative to its watch root). One
+    that names a file both ways, two different files, is refused: restoring either, unasked, would
+    hand back the wrong file without a word."""
+    if source_path.startswith("/"):
         return source_path
     here = os.path.abspath(source_path)
-    return here if _below_root(j, here) is not None else source_path
+    below = _below_root(j, here)
+    there = j.find_versions(source_path, None)
+    if below is None or not j.find_versions(below[0], below[1]):
+        return source_path
+    if not there or {(r.root, r.relpath) for r in there} == {(below[1], below[0])}:
+        return here
+    other = sorted({f"{r.root.rstrip('/')}/{r.relpath}" for r in there})
+    raise AcqdError(
+        f"{source_path!r} names two files: {here} (from the current folder) and {', '.join(other)} (relative to "
+        "its watch root): give the absolute path of the one to restore"
+    )
 
 
 def _below_root(j: Journal, source_path: str) -> tuple[str, str | None] | None:

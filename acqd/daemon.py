@@ -594,6 +594,10 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
         raise ClaimError(problems[0])
     notes: list[str] = []
     warnings = missing_roots(roots) + list(waits.values())
+    for ctx in roots:  # another acqd on this machine watches it (acqd.rootlock): `run` waits for it
+        with contextlib.suppress(OSError):
+            if os.path.isdir(ctx.root) and (why := RootLocks().blocked(ctx.root)) is not None:
+                warnings.append(f"watch root {ctx.root} {why}: `run` waits for it, `run --once` refuses")
     if policy is not None:
         rules = ", ".join(
             f"{r.name}: "
@@ -927,7 +931,7 @@ class Daemon:
             require_roots(roots)
         with state_lock(config.state_dir):
             for c in roots if self.once else ():  # a finite run refused at once (a daemon waits for the other)
-                if (why := locks.take(await asyncio.to_thread(os.path.realpath, c.root))) is not None:
+                if (why := await asyncio.to_thread(locks.take, c.root)) is not None:
                     raise ClaimError(
                         f"watch root {c.root} {why}; stop it (`systemctl stop acqd`), or let it ship these files"
                     )
@@ -1190,8 +1194,9 @@ class Daemon:
                     names = [f"{r.rstrip('/')}/{p}" for r, ps in passed.items() for p in ps]
                     globs = sorted({g for c in pipeline.roots if c.root in passed for g in c.ignore_globs})
                     log.warning(
-                        "%s%d file(s) not shipped: their names match the ignore globs (%s: temporary names), "
-                        "first: %s; if they are data, rename them (or change the detector profile's `ignore:`)",
+                        "%s%d file(s) or folder(s) not shipped: their names match the ignore globs (%s: temporary "
+                        "names), first: %s; if they are data, rename them (or change the detector profile's "
+                        "`ignore:`)",
                         "over " if len(names) >= PASSED_MAX else "",
                         len(names),
                         ", ".join(globs),
@@ -1303,8 +1308,10 @@ class Daemon:
             log.warning("reload: watch roots and tiers change only with a restart; applying the rest")
         if fixed := [k for k in RESTART_ONLY if getattr(new, k) != getattr(self.config, k)]:
             # read once at the start: a reload that says nothing of them would leave an operator sure
-            # that warnings now go to the new mail server (a stranger's first try)
+            # that warnings now go to the new mail server (a stranger's first try); the running values
+            # stay the configuration's (a later reload compares with them; metrics keep their labels)
             log.warning("reload: %s change only with a restart (`systemctl restart acqd`)", ", ".join(fixed))
+            new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})
         if new.limits.model_copy(update={"backoff": None, "concurrent_files": 0}) != self.config.limits.model_copy(
             update={"backoff": None, "concurrent_files": 0}
         ):

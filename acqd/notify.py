@@ -147,18 +147,29 @@ class Digests:
             "owner": "owner",
             "link": "",
         }
-        try:
-            self.render(
-                instrument="scope",
-                recipient="owner@example.org",
-                sender="acqd@example.org",
-                sessions=[sample],
-                now=now,
-                contact="the facility staff",
-                links=[("owner", "https://acqd.example.org/o/sample", now + 7 * 86400)],
-            )
-        except Exception as exc:
-            return template_error(exc)
+        link = [("owner", "https://acqd.example.org/o/sample", now + 7 * 86400)]
+        # each way a digest is made: with and without the owner page's links, to an owner and to the
+        # fallback (sessions of owners with no address, or warned at their own address too)
+        for links, others, copied in (
+            ([], [], []),
+            (link, [], []),
+            ([], ["carol"], ["bob"]),
+            (link, ["carol"], ["bob"]),
+        ):
+            try:
+                self.render(
+                    instrument="scope",
+                    recipient="owner@example.org",
+                    sender="acqd@example.org",
+                    sessions=[sample],
+                    now=now,
+                    contact="the facility staff",
+                    links=links,
+                    others=others,
+                    copied=copied,
+                )
+            except Exception as exc:
+                return template_error(exc)
         return None
 
     def render(

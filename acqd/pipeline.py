@@ -1254,7 +1254,10 @@ class Pipeline:
         look that finds it there until the daemon stops)."""
         why = await self._io_early(out_of_view, root)
         if why is None and self.root_locks is not None:
-            why = self.root_locks.take(await self._io_early(os.path.realpath, root))
+            try:
+                why = await self._io_early(self.root_locks.take, root)
+            except OSError as exc:  # gone since out_of_view looked
+                why = f"cannot be looked at ({exc.strerror})"
         return why
 
     async def _root_present(self, ctx: RootCtx) -> bool:

@@ -627,6 +627,8 @@ class RetentionRunner:
         args = ["acqd", "hold", session, "--until", _day(until), "--reason", f"asked by {recipient}", *self.hold_args]
         if instrument:  # the facility hub's digest: sessions of several instruments
             args += ["--instrument", instrument]
+        if session.startswith("-"):  # a name that would be read as an option: after `--`
+            args = [*args[:2], *args[3:], "--", session]
         return shlex.join(args)
 
     async def _warn(

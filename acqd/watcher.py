@@ -136,8 +136,8 @@ def scan_tree(
     """Every entry below `root` that is not ignored, depth first; symlinked folders are not entered.
     `ignored` is asked for every name (folders and files), `skipped_file` for the names of what is not
     a folder. An ignored name that `noticed` picks out (acqd's own hidden names) is put in `found`
-    with its lstat, for the caller to account for; any other ignored regular file in `passed` (its
-    path; the first PASSED_MAX of them).
+    with its lstat, for the caller to account for; any other ignored regular file or folder (its path
+    ending in `/`, not entered) in `passed` (the first PASSED_MAX of them).
 
     Never raises OSError: a folder that cannot be listed (EACCES, EIO, ENOTCONN, a path longer than
     PATH_MAX) or an entry that cannot be stat'ed yields one UNREADABLE entry naming it and why, and
@@ -168,9 +168,11 @@ def scan_tree(
                                 (f"{rel_dir}/{de.name}" if rel_dir else de.name, de.stat(follow_symlinks=False))
                             )
                     elif passed is not None and len(passed) < PASSED_MAX:
-                        with contextlib.suppress(OSError):
-                            if de.is_file(follow_symlinks=False):  # the listing's type: no system call
+                        with contextlib.suppress(OSError):  # the listing's type: no system call
+                            if de.is_file(follow_symlinks=False):
                                 passed.append(f"{rel_dir}/{de.name}" if rel_dir else de.name)
+                            elif de.is_dir(follow_symlinks=False):  # not entered: named as a folder
+                                passed.append(f"{rel_dir}/{de.name}/" if rel_dir else f"{de.name}/")
                     continue
                 rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
                 try:

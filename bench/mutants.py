@@ -938,16 +938,37 @@ MUTANTS: tuple[Mutant, ...] = (
         "a second acqd with a journal of its own on a watch root another acqd watches ships its files too (to"
         " a place the facility does not look) and releases them from under the first",
         "acqd/rootlock.py",
-        "            if exc.errno != errno.EADDRINUSE:",
-        "            if True:",
+        "        for n, words in (\n"
+        '            (_name(_WATCH, real), "is watched by"),\n'
+        '            (_name(_INODE, ident), "is watched (by another path) by"),\n'
+        "        ):\n",
+        "        for n, words in ():\n",
         ("tests/test_safeguards.py::test_one_acqd_per_watch_root_on_a_machine",),
     ),
     Mutant(
         "daemon-inside-a-watched-root",
         "a second acqd on a folder inside another acqd's watch root ships and releases the first's files",
         "acqd/rootlock.py",
-        "if up not in self._held and (h := _holder(_name(up))) is not None and deferred_to(h[1], own):",
-        "if up not in self._held and (h := None) is not None and deferred_to(h[1], own):",
+        "            if n not in self._own and (h := self._probe(n)) is not None and deferred_to(h[1], own):\n"
+        '                return f"lies inside',
+        '            if False:\n                return f"lies inside',
+        ("tests/test_safeguards.py::test_one_acqd_per_watch_root_on_a_machine",),
+    ),
+    Mutant(
+        "daemon-above-a-watched-root",
+        "an acqd started on a folder holding another acqd's watch root ships and releases the other's files (the"
+        " other way round it is refused: the outcome hung on which started first)",
+        "acqd/rootlock.py",
+        "        for n in _markers_below(real):",
+        "        for n in []:",
+        ("tests/test_safeguards.py::test_one_acqd_per_watch_root_on_a_machine",),
+    ),
+    Mutant(
+        "bind-mounted-root-second-daemon",
+        "a second acqd on the same folder reached through a bind mount (another real path) ships its files too",
+        "acqd/rootlock.py",
+        "            names = [_name(_WATCH, real), _name(_INODE, ident), *",
+        "            names = [_name(_WATCH, real), *",
         ("tests/test_safeguards.py::test_one_acqd_per_watch_root_on_a_machine",),
     ),
     Mutant(
@@ -955,8 +976,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "`acqd restore W/s/a.raw` typed beside the watch root W is refused as never seen, the message offering the"
         " same file's absolute path back",
         "acqd/cli.py",
-        "    return here if _below_root(j, here) is not None else source_path",
-        "    return source_path",
+        "    if below is None or not j.find_versions(below[0], below[1]):\n        return source_path\n",
+        "    if True:\n        return source_path\n",
         ("tests/test_cli.py::test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name",),
     ),
     Mutant(
@@ -1032,6 +1053,41 @@ MUTANTS: tuple[Mutant, ...] = (
         "    return uid == 0 or uid == own or (own == 0 and uid < SYSTEM_UID_MAX)",
         "    return True",
         ("tests/test_safeguards.py::test_a_watch_roots_name_held_by_another_users_process_does_not_stop_the_daemon",),
+    ),
+    Mutant(
+        "restore-ambiguous-path-guessed",
+        "`acqd restore a.raw` typed in a session folder restores the watch root's top-level a.raw, not the one"
+        " beside the user, without a word",
+        "acqd/cli.py",
+        "    if not there or {(r.root, r.relpath) for r in there} == {(below[1], below[0])}:",
+        "    if True:",
+        ("tests/test_cli.py::test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name",),
+    ),
+    Mutant(
+        "template-check-one-branch",
+        "`acqd check` renders a sample digest only with owner-page links: a template broken where none is given"
+        " (every digest of a daemon without `owner_page:`) passes",
+        "acqd/notify.py",
+        '            ([], [], []),\n            (link, [], []),\n            ([], ["carol"], ["bob"]),\n',
+        "            (link, [], []),\n",
+        ("tests/test_retention.py::test_check_says_a_broken_mail_template_holds_the_purges",),
+    ),
+    Mutant(
+        "reload-takes-unapplied-keys",
+        "a reload takes the restart-only keys it did not apply as running: the next reload compares with them"
+        " (reverting says it changed), the metrics take the new instrument's label",
+        "acqd/daemon.py",
+        "            new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})",
+        "            pass",
+        ("tests/test_inprocess.py::test_a_reload_without_a_policy_applies_the_new_detector_and_placement",),
+    ),
+    Mutant(
+        "hold-command-name-read-as-option",
+        "the digest's hold command for a session named `-x` is refused: the name is read as an option",
+        "acqd/retention.py",
+        '        if session.startswith("-"):  # a name that would be read as an option: after `--`',
+        "        if False:",
+        ("tests/test_retention.py::test_a_hold_command_for_a_name_like_an_option_works_as_pasted",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

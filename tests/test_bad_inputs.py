@@ -494,8 +494,8 @@ def _count(site: Site, state: str) -> int:
 def test_once_names_the_files_its_ignore_globs_pass_over(tmp_path: Path) -> None:
     """`~*`, `.*`, `*.tmp` are a camera's temporary names and never shipped; a data file that happens
     to have such a name stayed on the disk, never backed up, and `run --once` said nothing and exited
-    0 (a stranger's review). It is named (a warning; ignoring it is the configured rule); a file
-    in an ignored folder is not listed file by file, and a shipped file is not named."""
+    0 (a stranger's review). It is named (a warning; ignoring it is the configured rule); an ignored
+    folder is named as a folder (not entered), and a shipped file is not named."""
     acq = tmp_path / "acq"
     (acq / "s" / ".cache").mkdir(parents=True)
     (acq / "s" / "~~~.dat").write_bytes(b"a data file with a temporary's name")
@@ -507,7 +507,7 @@ def test_once_names_the_files_its_ignore_globs_pass_over(tmp_path: Path) -> None
     )
     assert r.returncode == 0, r.stderr
     [line] = [ln for ln in r.stderr.splitlines() if "not shipped: their names match the ignore globs" in ln]
-    assert "WARNING 2 file(s)" in line and "~*" in line, line
-    assert f"'{acq}/s/~~~.dat'" in line and f"'{acq}/s/run.tmp'" in line, line
+    assert "WARNING 3 file(s) or folder(s)" in line and "~*" in line, line
+    assert f"'{acq}/s/~~~.dat'" in line and f"'{acq}/s/run.tmp'" in line and f"'{acq}/s/.cache/'" in line, line
     assert "inside.dat" not in line and "real.dat" not in line, line
     assert sorted(journal_states(tmp_path / "st")) == ["s/real.dat"]

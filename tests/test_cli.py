@@ -581,6 +581,14 @@ def test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name(tmp_pa
         assert r.returncode == 0 and (tmp_path / out).read_bytes() == content * 3000, r.stdout + r.stderr
     r = run_acqd("restore", str(copy), str(tmp_path / "r7"), "--version", "2", *quick)
     assert r.returncode == 1 and "is the copy of version 1" in r.stderr and not (tmp_path / "r7").exists(), r.stderr
+    # a path that names one file relative to its watch root and another from the current folder: refused
+    (acq / "movie_1.raw").write_bytes(b"top" * 1000)  # acq/movie_1.raw, beside s/movie_1.raw
+    r = run_acqd("run", "--once", "--watch", str(acq), "--settle", "0.2s", "--dest", str(central), *quick)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(
+        acqd_cmd("restore", "movie_1.raw", str(tmp_path / "amb"), *quick), cwd=acq / "s", capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "names two files" in r.stderr and not (tmp_path / "amb").exists(), r.stderr
 
 
 def test_status_masks_an_s3_tiers_access_key() -> None:

@@ -281,7 +281,7 @@ def test_a_quick_form_dest_made_for_a_refused_run_is_not_left_behind(tmp_path: P
     dest = tmp_path / "central"
     state = ("--state-dir", str(tmp_path / "s"))
     r = run_acqd("run", "--once", "--watch", str(acq), "--dest", str(dest), "--detector", "gatan-k9", *state)
-    assert r.returncode == 78 and "gatan-k9" in r.stderr, r.stderr
+    assert r.returncode == 78 and "--detector: unknown detector profile 'gatan-k9'" in r.stderr, r.stderr
     assert not dest.exists()
     r = run_acqd("run", "--once", "--watch", str(tmp_path / "nowhere"), "--dest", str(dest), *state)
     assert r.returncode == 78 and "nowhere" in r.stderr, r.stderr

@@ -790,6 +790,18 @@ async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(
         )
         # it said "reloaded configuration" and went on mailing the old server (a stranger's first try)
         assert "reload: instrument, smtp change only with a restart" in caplog.text, caplog.text
+        assert daemon.config.instrument == "scope" and daemon.config.smtp is None  # what runs
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="acqd"):
+            daemon._on_reload()  # the same file again: still not applied, said again
+        assert "reload: instrument, smtp change only with a restart" in caplog.text, caplog.text
+        del doc["smtp"]
+        doc["instrument"] = "scope"  # back to what runs: nothing to say
+        path.write_text(yaml.safe_dump(doc))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="acqd"):
+            daemon._on_reload()
+        assert "change only with a restart (`systemctl" not in caplog.text, caplog.text
         simulate("gatan-k3", watch / "b", SimSpec(files=1, frames=2, height=256, width=256))
         await rec.wait("released", 1)
     finally:

@@ -1453,6 +1453,7 @@ def test_check_says_a_broken_mail_template_holds_the_purges(
     templates: a Jinja error was found by the first sweep that had to warn someone."""
     import acqd.notify
     from acqd.daemon import check
+    from acqd.notify import templates_dirs
 
     assert not [w for w in check(setup.cfg, probe=False).warnings if "template" in w]
     etc = tmp_path / "etc-acqd"
@@ -1461,6 +1462,15 @@ def test_check_says_a_broken_mail_template_holds_the_purges(
     monkeypatch.setattr(acqd.notify, "ETC", etc)
     [said] = [w for w in check(setup.cfg, probe=False).warnings if "template" in w]
     assert "warning.txt.j2" in said and "no_such_name" in said and "no purge is made" in said, said
+    # broken only where no owner-page link is given (a daemon without `owner_page:` never gives one):
+    # the check rendered the links' branch alone and said nothing (a stranger's review)
+    shipped = (templates_dirs()[1] / "warning.txt.j2").read_text()
+    assert "{% else %}ask {{ contact }}" in shipped
+    (etc / "templates" / "warning.txt.j2").write_text(
+        shipped.replace("{% else %}ask {{ contact }}", "{% else %}ask {{ contakt }}")
+    )
+    [said] = [w for w in check(setup.cfg, probe=False).warnings if "template" in w]
+    assert "contakt" in said, said
 
 
 async def test_the_hold_command_for_a_file_at_the_top_of_a_watch_root_works_as_pasted(tmp_path: Path) -> None:
@@ -1490,3 +1500,20 @@ async def test_the_hold_command_for_a_file_at_the_top_of_a_watch_root_works_as_p
         assert sum(r.purged for r in res.values()) == 4  # alice's session, bob's and carol's; not the held file
         assert (s.capacity / "alice_top_fractions.mrc").exists()
         assert not (s.capacity / "alice_apoferritin_0101/FoilHole_1_fractions.mrc").exists()
+
+
+async def test_a_hold_command_for_a_name_like_an_option_works_as_pasted(setup: Setup) -> None:
+    """A session (or a file at the top of a watch root) whose name starts with `-`: the digest's
+    `acqd hold -x.tif ...` was refused as an unknown option. The name goes after `--`."""
+    from tests.conftest import run_acqd
+
+    s = setup
+    jd = Journaled(s)
+    try:
+        runner = await jd.open()
+        args = shlex.split(runner.hold_command("-carol_test_0103", s.t0 + 90 * DAY, "carol@lab.example"))
+    finally:
+        await jd.shutdown()
+    assert args[-2:] == ["--", "-carol_test_0103"], args
+    r = run_acqd(*args[1:])
+    assert "No such option" not in r.stderr and "-carol_test_0103" in r.stdout + r.stderr, r

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import os
 import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -726,13 +727,15 @@ async def test_a_store_a_scientist_added_labels_to_is_not_purged_and_stays_track
 
 
 def test_one_acqd_per_watch_root_on_a_machine(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a bind mount of the watch root")
     """The service runs; an operator starts `acqd run` by hand on the same acquisition folder with a
     state folder and a destination of its own (the destination claim cannot see it). Both shipped
     every file, one of them to a place the facility does not look, and with release on each deleted
     files from under the other. A second daemon on the root (or on a folder inside it) is refused:
     `--once` at once (exit 78, naming the holder's process), a daemon waits and takes the root over
     once the first stops. Nothing is written into the acquisition folder for it."""
-    acq = tmp_path / "acq"
+    acq = tmp_path / "top" / "acq"
     (acq / "s").mkdir(parents=True)
     (acq / "s" / "a.bin").write_bytes(os.urandom(3000))
 
@@ -750,6 +753,22 @@ def test_one_acqd_per_watch_root_on_a_machine(tmp_path: Path) -> None:
             assert r.returncode == 78, r.stderr
             assert said in r.stderr and f"pid {first.proc.pid}" in r.stderr, r.stderr
         assert not (tmp_path / "c2").exists() and not (tmp_path / "s2" / "journal.sqlite").exists()
+        # a folder holding the root (refused only when it started first: a stranger's review), and the
+        # same folder through a bind mount (another real path)
+        r = run_acqd("run", "--once", *args("s2", "c2", tmp_path / "top"))
+        assert r.returncode == 78 and "holds a folder that another acqd" in r.stderr, r.stderr
+        bound = tmp_path / "bound"
+        bound.mkdir()
+        subprocess.run(["mount", "--bind", str(acq), str(bound)], check=True)
+        try:
+            r = run_acqd("run", "--once", *args("s2", "c2", bound))
+            assert r.returncode == 78 and "is watched (by another path) by another acqd" in r.stderr, r.stderr
+        finally:
+            subprocess.run(["umount", str(bound)], check=True)
+        body = f"instrument: x\nstate_dir: {tmp_path / 's3'}\nwatch:\n  - {{path: {acq}}}\n"
+        cfg = write_config(tmp_path / "c.yaml", body + f"tiers:\n  central: {{url: 'file://{tmp_path / 'c3'}'}}\n")
+        r = run_acqd("check", "--config", str(cfg))  # it said OK
+        assert f"watch root {acq} is watched by another acqd (pid {first.proc.pid}" in r.stdout + r.stderr, r
         second = Background("run", *args("s2", "c2"))
         wait_for(lambda: "is watched by another acqd" in second.stderr(), daemon=second, what="the wait")
         wait_for(lambda: not (acq / "s" / "b.bin").exists(), daemon=first, what="b shipped by the first")
@@ -778,7 +797,7 @@ def test_a_watch_roots_name_held_by_another_users_process_does_not_stop_the_daem
     import subprocess
     import sys
 
-    from acqd.rootlock import _name
+    from acqd.rootlock import _WATCH, _name
 
     if os.geteuid() != 0:
         pytest.skip("needs root: the holder runs as another user (nobody)")
@@ -792,7 +811,7 @@ def test_a_watch_roots_name_held_by_another_users_process_does_not_stop_the_daem
         "    s = socket.socket(socket.AF_UNIX); s.bind(bytes.fromhex(n)); s.listen(4); socks.append(s)\n"
         "print('held', flush=True); time.sleep(120)\n"
     )
-    names = [_name(str(acq.resolve())).hex(), _name("/").hex()]
+    names = [_name(_WATCH, str(acq.resolve())).hex(), _name(_WATCH, "/").hex()]
     squatter = subprocess.Popen(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", hold, *names],
         stdout=subprocess.PIPE,
