@@ -53,7 +53,7 @@ from acqd.journal import (
 )
 from acqd.journal import summary as summary  # re-exported
 from acqd.layouts import ChoosePolicy, build_layout
-from acqd.logs import LogReporter, Repeats
+from acqd.logs import LogReporter, Repeats, one_line
 from acqd.memory import tune_allocator, tune_gc, warm_imports
 from acqd.metrics import Exporter, Metrics
 from acqd.mounts import describe as describe_mount
@@ -605,7 +605,7 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
             + (
                 f"purge after {human_age(r.expiration.after)}, warn {human_age(r.warn)} before"
                 if r.expiration
-                else "keep"
+                else "kept for ever"
             )
             for r in (*policy.spec.rules, policy.spec.default)
         )
@@ -845,7 +845,9 @@ def dump_state(loop: asyncio.AbstractEventLoop, pipeline: Pipeline | None = None
             continue  # the event loop's own thread: its tasks are above
         out.write(f"-- thread {names.get(ident, ident)}\n")
         out.write("".join(traceback.format_stack(frame, limit=-12)))
-    log.warning("%s", out.getvalue())
+    # its line breaks kept (the lines of the format are, an argument's are escaped), each line's
+    # control characters escaped (a file name in the pipeline's lines may hold any)
+    log.warning("\n".join(one_line(line) for line in out.getvalue().splitlines()).replace("%", "%%"))
 
 
 class Daemon:

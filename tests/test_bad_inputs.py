@@ -350,6 +350,7 @@ def test_sigusr1_dumps_what_each_task_and_thread_waits_on_and_changes_nothing(tm
     for held in ("waiting to settle or retry: ", "in flight: ", "releases waiting for their session manifest: "):
         assert held in dump, dump
     assert "_tracker" in dump and "-- thread acqd-io" in dump, dump
+    assert "\n-- task scanner" in dump and "\\n-- task" not in dump, "one line per line, not escaped breaks"
 
 
 def test_journal_locked_at_start_is_a_clear_error_and_touches_nothing(tmp_path: Path) -> None:
