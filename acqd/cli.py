@@ -572,7 +572,7 @@ def _print_activity(s: dict[str, Any]) -> None:
     if r["files"]:
         print(f"retrying: {r['files']} file(s) failed and are tried again; waiting longest:")
         for f in r["oldest"]:
-            print(f"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: {one_line(f['reason'])}")
+            print(f"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: {one_line(f['reason'] or '')}")
     sys.stdout.flush()
 
 

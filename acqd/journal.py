@@ -1365,9 +1365,10 @@ class Journal:
         return float(r[0]) if r and r[0] is not None else None
 
     def retrying(self, limit: int = 5) -> tuple[int, list[FileRow]]:
-        """Files not yet shipped that failed at least once (their reason is the last failure): how many,
-        and the `limit` waiting longest."""
-        where = "current = 1 AND state IN ('seen', 'complete', 'stored') AND attempts > 0"
+        """Files not yet shipped that failed and are to be tried again (their reason is the last
+        failure): how many, and the `limit` waiting longest. Not one that failed once and has moved on
+        since (its reason cleared: stored after a retry), nor one that found its reason elsewhere."""
+        where = "current = 1 AND state IN ('seen', 'complete', 'stored') AND attempts > 0 AND reason IS NOT NULL"
         n = int(self._db.execute(f"SELECT COUNT(*) FROM files WHERE {where}").fetchone()[0])
         rows = self._db.execute(f"SELECT {_FILE_COLS} FROM files WHERE {where} ORDER BY first_seen LIMIT ?", (limit,))
         return n, [_file_row(r) for r in rows]

@@ -1779,10 +1779,16 @@ class Pipeline:
             now = self.mono()
             due: list[Candidate] = []
             keys: set[tuple[int, str]] = set()
+            # `--once` past --retry-for: a file that failed is not tried again (it stays pending). Slow
+            # attempts out of step (a destination down whose client retries each call for 10 s) always
+            # left one in flight, and the run never found the quiet moment to give up in
+            spent = self.once and self.retry_for is not None and now - self.stats.started > self.retry_for
             while self._heap and self._heap[0][0] <= now and len(due) < 512:
                 check_at, _, key = heapq.heappop(self._heap)
                 c = self.candidates.get(key)
                 if c is not None and c.check_at == check_at and key not in keys:
+                    if spent and c.row.attempts > 0 and c.settled:
+                        continue
                     keys.add(key)
                     due.append(c)
             if not due:

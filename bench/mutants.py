@@ -1090,6 +1090,24 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention.py::test_a_hold_command_for_a_name_like_an_option_works_as_pasted",),
     ),
     Mutant(
+        "status-crashes-on-a-recovered-retry",
+        "`acqd status` lists a file that failed and has been stored since (its reason cleared) as retrying, and"
+        " crashes with a traceback on its missing reason while a tier recovers",
+        "acqd/journal.py",
+        'AND attempts > 0 AND reason IS NOT NULL"',
+        'AND attempts > 0"',
+        ("tests/test_cli.py::test_status_says_each_tiers_copies_and_the_files_retried",),
+    ),
+    Mutant(
+        "once-retries-past-retry-for",
+        "`run --once --retry-for` never ends while a destination is down whose attempts take long to fail: two"
+        " files out of step always leave one in flight",
+        "acqd/pipeline.py",
+        "                    if spent and c.row.attempts > 0 and c.settled:\n                        continue\n",
+        "                    if False:\n                        continue\n",
+        ("tests/test_remote_hang.py::test_once_gives_up_after_retry_for_while_the_s3_server_is_down",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -3636,7 +3654,7 @@ MUTANTS: tuple[Mutant, ...] = (
         " sequence in it reaches the terminal",
         "acqd/cli.py",
         "            print(f\"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: "
-        "{one_line(f['reason'])}\")\n",
+        "{one_line(f['reason'] or '')}\")\n",
         "            print(f\"  {f['path']!r}: {f['attempts']} attempt(s) since {_at(f['since'])}: {f['reason']}\")\n",
         ("tests/test_cli.py::test_status_says_each_tiers_copies_and_the_files_retried",),
     ),

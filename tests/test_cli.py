@@ -538,6 +538,18 @@ def test_status_says_each_tiers_copies_and_the_files_retried(tmp_path: Path) -> 
     assert doc["tiers"]["central"]["copies"] == 1 and doc["tiers"]["central"]["source_bytes"] == 5000
     assert doc["retrying"]["files"] == 2 and {f["path"] for f in doc["retrying"]["oldest"]} == {"s/b.raw", f"s/{odd}"}
     assert doc["last_start"] is not None
+    # a file that failed and has moved on since (stored after a retry: its reason cleared, its attempts
+    # kept, as the daemon leaves it) made `status` crash with a traceback while a tier recovered (a
+    # stranger's review of the remote tiers); it is not retrying
+    import sqlite3
+
+    db = sqlite3.connect(state / "journal.sqlite")
+    with db:
+        db.execute("UPDATE files SET state = 'stored', reason = NULL WHERE relpath = 's/b.raw'")
+    db.close()
+    r = run_acqd("status", "--state-dir", str(state))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "retrying: 1 file(s)" in r.stdout and "'s/b.raw'" not in r.stdout, r.stdout
 
 
 def test_restore_takes_a_stored_copys_path_and_names_files_of_a_bare_name(tmp_path: Path) -> None:

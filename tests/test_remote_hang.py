@@ -202,3 +202,30 @@ def test_run_once_releases_once_the_manifests_tier_is_back_and_says_what_waits(t
         assert (watch / "s" / "c1.dat").exists() and journal_states(state).get("s/c1.dat") == "verified"
     finally:
         s3_server.stop()
+
+
+def test_once_gives_up_after_retry_for_while_the_s3_server_is_down(tmp_path: Path) -> None:
+    """The S3 server down: each attempt takes 10 s or more to fail (botocore retries a refused
+    connection itself), so with two files or more out of step one was always in flight, and `run
+    --once --retry-for 10s` never found the quiet moment to give up (a stranger's review: killed
+    after minutes). Past --retry-for no failed file is tried again; the run ends, exit 1, every
+    source kept. A server of its own: it is stopped."""
+    s3_server = SeaweedS3(tmp_path / "seaweedfs", need_path(weed_binary(), "SeaweedFS `weed` not installed"))
+    s3_server.start()
+    try:
+        bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+        watch, state = tmp_path / "acq", tmp_path / "state"
+        watch.mkdir()
+        cfg = _config(tmp_path, watch, state, _s3_tier(s3_server, bucket))
+        r = run_acqd("run", "--config", str(cfg), "--once")  # the claim, with the server up
+        assert r.returncode == 0, r.stderr
+    finally:
+        s3_server.stop()
+    files = {f"f{i}.raw": os.urandom((i + 1) << 18) for i in range(4)}
+    for name, data in files.items():
+        (watch / name).write_bytes(data)
+    t0 = time.monotonic()
+    r = run_acqd("run", "--config", str(cfg), "--once", "--retry-for", "10s", timeout=150)
+    assert r.returncode == 1 and "giving up after 10s: 4 file(s) not shipped" in r.stderr, r.stderr[-3000:]
+    assert time.monotonic() - t0 < 120, "gave up only long after --retry-for"
+    assert {p.name: p.read_bytes() for p in watch.iterdir()} == files
