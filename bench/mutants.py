@@ -1108,6 +1108,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_remote_hang.py::test_once_gives_up_after_retry_for_while_the_s3_server_is_down",),
     ),
     Mutant(
+        "lost-answer-uploads-kept",
+        "unfinished multipart uploads a lost answer left (a stalled server executing the client's retries) are"
+        " kept, and billed, until the daemon's next start",
+        "acqd/storage/s3.py",
+        "        self.tier._sweep_key(self.bucket, self.key)\n",
+        "        pass\n",
+        ("tests/test_remote_hang.py::test_an_unfinished_upload_a_lost_answer_left_is_aborted_once_the_file_is_stored",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

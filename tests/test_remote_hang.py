@@ -229,3 +229,35 @@ def test_once_gives_up_after_retry_for_while_the_s3_server_is_down(tmp_path: Pat
     assert r.returncode == 1 and "giving up after 10s: 4 file(s) not shipped" in r.stderr, r.stderr[-3000:]
     assert time.monotonic() - t0 < 120, "gave up only long after --retry-for"
     assert {p.name: p.read_bytes() for p in watch.iterdir()} == files
+
+
+def test_an_unfinished_upload_a_lost_answer_left_is_aborted_once_the_file_is_stored(
+    s3_server: SeaweedS3, tmp_path: Path
+) -> None:
+    """A server that stalled executes the client's retries of a CreateMultipartUpload once it wakes:
+    uploads acqd never learnt the ids of (a stranger's review found ten under one temporary key after
+    a SIGSTOP), which the store keeps and bills; they were aborted only at the next start. Once an
+    upload of a key is done, the key's other unfinished uploads are aborted, not this process's own
+    under way. Stood in for by an upload made under the key before the file ships."""
+    from acqd.naming import temp_name
+
+    bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+    watch, state = tmp_path / "acq", tmp_path / "state"
+    watch.mkdir()
+    cfg = _config(tmp_path, watch, state, _s3_tier(s3_server, bucket))
+    r = run_acqd("run", "--config", str(cfg), "--once")  # the claim first
+    assert r.returncode == 0, r.stderr
+    client = s3_server.client()
+    key = f"facility/scope/{temp_name('movie.raw')}"
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: "is there: scanning it" in d.stderr(), 60, "the start (its own sweep done)", daemon=d)
+        orphan = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]  # type: ignore[attr-defined]
+        (watch / "movie.raw").write_bytes(os.urandom(12 << 20))  # multipart: above part_size (5 MiB)
+        wait_for(lambda: journal_states(state).get("movie.raw") == "released", 120, "the movie", daemon=d, state=state)
+        ids = [u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]  # type: ignore[attr-defined]
+        assert orphan not in ids and ids == [], ids  # while the daemon runs, not at its next start
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "aborted an unfinished upload of" in err, err

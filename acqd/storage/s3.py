@@ -185,6 +185,7 @@ class S3Tier(Tier):
         # the next start (a daemon runs for months, and the store bills them: an adversarial review)
         self._unaborted: list[tuple[str, str, str]] = []
         self._unaborted_lock = threading.Lock()
+        self._uploading: set[str] = set()  # the upload ids of this process's uploads under way
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -220,6 +221,31 @@ class S3Tier(Tier):
                 log.debug("tier %s: the unfinished upload of %s not aborted yet: %s", self.name, key, exc)
                 continue
             log.info("tier %s: aborted the unfinished upload of %s a failed write left", self.name, key)
+
+    def _sweep_key(self, bucket: str, key: str) -> None:
+        """Abort the unfinished uploads of `key` that are not this process's uploads under way: those a
+        create whose answer was lost left (a server that stalled executed the client's retries of it
+        later, each an upload acqd never learnt of: a stranger's review found ten, kept until the next
+        start). Once an upload of the key is done; one list request. A failure is left to the next one
+        (and to every start)."""
+        try:
+            page = self._call("list_multipart_uploads", Bucket=bucket, Prefix=key)
+        except Exception as exc:
+            log.debug("tier %s: unfinished uploads of %s not listed: %s", self.name, key, exc)
+            return
+        with self._unaborted_lock:
+            busy = set(self._uploading)
+        for u in page.get("Uploads", []) or []:
+            if u.get("Key") != key or u.get("UploadId") in busy:
+                continue
+            try:
+                self._call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=u["UploadId"])
+            except FileNotFoundError:
+                continue
+            except Exception:
+                self._left_unaborted(bucket, key, u["UploadId"])
+                continue
+            log.info("tier %s: aborted an unfinished upload of %s that a lost answer left", self.name, key)
 
     def _submit(self, method: str, **kwargs: Any) -> Future[Any]:
         fs = self.fs
@@ -581,6 +607,8 @@ class _Upload:
         self.tier, self.bucket, self.key = tier, bucket, key
         res = tier._call("create_multipart_upload", Bucket=bucket, Key=key, Metadata=meta or {})
         self.upload_id: str = res["UploadId"]
+        with tier._unaborted_lock:
+            tier._uploading.add(self.upload_id)
         self.parts: list[dict[str, Any]] = []
         self.pending: list[tuple[int, Future[Any]]] = []
         self.done = False
@@ -624,7 +652,14 @@ class _Upload:
             MultipartUpload={"Parts": sorted(self.parts, key=lambda p: p["PartNumber"])},
             **cond,
         )
+        self._finished()
+
+    def _finished(self) -> None:
+        """Done (completed or aborted): no longer under way; the key's other unfinished uploads go."""
         self.done = True
+        with self.tier._unaborted_lock:
+            self.tier._uploading.discard(self.upload_id)
+        self.tier._sweep_key(self.bucket, self.key)
 
     def abort(self) -> None:
         if self.done:
@@ -638,7 +673,11 @@ class _Upload:
             pass
         except Exception:  # the server is away: aborted once it answers again (and at every start)
             self.tier._left_unaborted(self.bucket, self.key, self.upload_id)
-        self.done = True
+            self.done = True
+            with self.tier._unaborted_lock:
+                self.tier._uploading.discard(self.upload_id)
+            return
+        self._finished()
 
 
 __all__ = ["META_CHECKSUM", "S3Tier", "read_credentials"]
