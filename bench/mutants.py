@@ -695,7 +695,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "acqd/storage/s3.py",
         "            self.tier._left_unaborted(self.bucket, self.key, self.upload_id)\n",
         "            pass\n",
-        ("tests/test_remote_e2e.py::test_an_outage_the_daemon_lives_through_leaves_no_unfinished_upload[s3]",),
+        (
+            "tests/test_remote_e2e.py::test_an_outage_the_daemon_lives_through_leaves_no_unfinished_upload[s3]",
+            "tests/test_remote_e2e.py::test_an_upload_abandoned_in_an_outage_is_aborted_without_a_restart",
+        ),
     ),
     Mutant(
         "transition-unverified-copy-left",

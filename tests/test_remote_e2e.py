@@ -150,6 +150,38 @@ def test_an_outage_the_daemon_lives_through_leaves_no_unfinished_upload(
             server.start()
 
 
+def test_an_upload_abandoned_in_an_outage_is_aborted_without_a_restart(
+    s3_server: SeaweedS3, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """As above, but the files being shipped are moved away during the outage (an operator's): their
+    keys are never uploaded again, so only the abort remembered from the outage, made once the
+    server answers (here: for another file), ends the unfinished upload before the next start."""
+    watch, state = tmp_path / "acq", tmp_path / "state"
+    watch.mkdir()
+    rng = __import__("random").Random(13)
+    for i in range(2):
+        (watch / f"movie_{i}.raw").write_bytes(rng.randbytes(11 << 20) + bytes(3 << 20))
+    tiers, _listing, uploads = _tier_yaml("s3", request, tmp_path, ", bandwidth: [{limit: 4MB/s}]")
+    cfg = _outage_config(tmp_path, watch, state, tiers)
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: bool(uploads()), 60, "an upload under way", daemon=d, state=state)
+        s3_server.stop()
+        time.sleep(3)  # the writes fail, and so do their aborts
+        aside = tmp_path / "aside"
+        aside.mkdir()
+        for p in watch.iterdir():
+            p.rename(aside / p.name)
+        s3_server.start()
+        (watch / "late.raw").write_bytes(rng.randbytes(1 << 20))
+        wait_for(lambda: not (watch / "late.raw").exists(), 180, "the late file released", daemon=d, state=state)
+        wait_for(lambda: uploads() == [], 30, "no unfinished upload left", daemon=d, state=state)
+    finally:
+        d.terminate()
+        if s3_server.proc is None:
+            s3_server.start()
+
+
 @pytest.mark.parametrize("kind", ["s3", "sftp"])
 def test_server_stopped_mid_upload_leaves_nothing_partial(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
