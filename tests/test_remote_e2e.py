@@ -167,7 +167,8 @@ def test_an_upload_abandoned_in_an_outage_is_aborted_without_a_restart(
     try:
         wait_for(lambda: bool(uploads()), 60, "an upload under way", daemon=d, state=state)
         s3_server.stop()
-        time.sleep(3)  # the writes fail, and so do their aborts
+        # the write failed with the server still away, and so did its abort (not once it was back)
+        wait_for(lambda: "retry 'movie_" in d.stderr(), 120, "a write failed in the outage", daemon=d, state=state)
         aside = tmp_path / "aside"
         aside.mkdir()
         for p in watch.iterdir():
