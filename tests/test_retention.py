@@ -1035,6 +1035,14 @@ async def test_a_hold_placed_after_the_plan_is_honoured(setup: Setup) -> None:
     assert "retention.purge.held" in actions_ and "retention.transition.held" in actions_
 
 
+async def _alices_digest(s: Setup, runner: RetentionRunner) -> tuple[Any, str, list[str]]:
+    """Sweeps to day 46 (the warnings): alice's digest, its plain text and its `acqd hold` lines."""
+    await sweep_days(s, range(0, 47), runner)
+    [alice] = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
+    body = alice.get_body(("plain",)).get_content()
+    return alice, body, [ln.strip() for ln in body.splitlines() if ln.strip().startswith("acqd hold ")]
+
+
 async def test_the_hold_command_in_the_warning_works_as_pasted(setup: Setup) -> None:
     from tests.conftest import run_acqd
 
@@ -1044,10 +1052,7 @@ async def test_the_hold_command_in_the_warning_works_as_pasted(setup: Setup) -> 
     jd = Journaled(s)
     try:
         runner = await jd.open()
-        await sweep_days(s, range(0, 47), runner)
-        [alice] = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
-        body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-        [line] = [ln.strip() for ln in body.splitlines() if ln.strip().startswith("acqd hold ")]
+        alice, _body, [line] = await _alices_digest(s, runner)
         html = alice.get_body(("html",)).get_content()  # type: ignore[union-attr]
         assert line in html_unescape(html)
         args = shlex.split(line)
@@ -1484,10 +1489,8 @@ async def test_the_hold_command_for_a_file_at_the_top_of_a_watch_root_works_as_p
         jd = Journaled(s)
         try:
             runner = await jd.open()
-            await sweep_days(s, range(0, 47), runner)
-            [alice] = [m for rcpt, m in s.box.messages if rcpt == ["alice@lab.example"]]
-            body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-            lines = [shlex.split(ln.strip()) for ln in body.splitlines() if ln.strip().startswith("acqd hold ")]
+            _alice, body, held = await _alices_digest(s, runner)
+            lines = [shlex.split(ln) for ln in held]
             assert sorted(a[2] for a in lines) == ["alice_apoferritin_0101", "alice_top_fractions.mrc"], body
             assert "acqd hold ." not in body
             assert str(s.capacity / "alice_top_fractions.mrc") in body  # where its copy is: the file's
