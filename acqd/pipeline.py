@@ -3140,7 +3140,12 @@ class Pipeline:
         if same:  # the file is the content that was stored
             if matched:
                 await self._j(self.journal.audit, row.id, "adopted", tier=tier.name, dest=dest)
-                log.info("adopted %s: a verified copy of %r, stored before a crash and not yet verified", dest, c.rel)
+                log.info(
+                    "adopted %s: the copy of %r an attempt cut short (a crash, a stop, an outage) stored reads back as "
+                    "the file: verified",
+                    dest,
+                    c.rel,
+                )
                 return recorded
             # a damaged copy of what the file still holds: nothing is lost by writing it again
             log.warning("%s: %s; written again from %r", tier.url(dest), why, c.rel)
@@ -3152,7 +3157,7 @@ class Pipeline:
         nxt = await self._j(self.journal.keep_stored, row.id, tier.name, dest, matched, why)
         kept = f"verified, version {row.version}: the earlier content" if matched else "not verified"
         said = (
-            f"{tier.url(dest)}, the copy of {row.relpath!r} stored before a crash and not yet verified, is not a "
+            f"{tier.url(dest)}, the copy of {row.relpath!r} an attempt cut short stored and never verified, is not a "
             f"copy of the file as it is now: {why}. Kept as it is ({kept}); {row.relpath!r} ships as version "
             f"{nxt.version}"
         )
@@ -3782,7 +3787,7 @@ class Pipeline:
                 there = await self._io(tier.stored_size, copy.dest) is not None
             except AcqdError as exc:  # not mounted, its claim gone, not answering: nothing concluded
                 log.warning(
-                    "%r is gone (%s); its copy %s, stored before a crash and not yet verified, cannot be looked "
+                    "%r is gone (%s); its copy %s, stored by an attempt cut short and never verified, cannot be looked "
                     "at now (%s): looked at again at the next start",
                     row.relpath,
                     why,
@@ -3797,7 +3802,10 @@ class Pipeline:
                 try:
                     reader = reading_layout(copy.layout, copy.codec, ctx.placed(row.relpath).layout)
                     await self._io(reader.verify, tier, copy.dest, copy.as_result())  # data and metadata
-                    matched, said = True, f"{why}; its copy {where}, stored before a crash, reads back as recorded"
+                    matched, said = (
+                        True,
+                        f"{why}; its copy {where}, stored by an attempt cut short, reads back as recorded",
+                    )
                 except TransientError as exc:
                     log.warning(
                         "%r is gone (%s); its copy %s could not be read now (%s): looked at again at the next start",
@@ -3830,12 +3838,17 @@ class Pipeline:
             )
             self._dirty.add((ctx.index, row.session))  # its session manifest lists it
         elif lost:
-            log.warning("%r: %s; its copy %s, stored before a crash, is not there either", row.relpath, why, where)
+            log.warning(
+                "%r: %s; its copy %s, stored by an attempt cut short, is not there either", row.relpath, why, where
+            )
             self._emit("vanished", row, reason=row.reason or why)
         else:
             self.kept_damaged += 1
             log.error(
-                "%r: %s; its copy %s, stored before a crash: kept as it is, not verified", row.relpath, said, where
+                "%r: %s; its copy %s, stored by an attempt cut short: kept as it is, not verified",
+                row.relpath,
+                said,
+                where,
             )
             self._emit("vanished", row, reason=row.reason or said)
 
