@@ -84,6 +84,7 @@ from acqd.settle import (
     decide,
     marker_name,
     mrc_expected_size,
+    mrc_shape,
     tail_unwritten,
     tiff_chain_complete,
 )
@@ -197,6 +198,12 @@ STREAM_WRITER_PATIENCE = 120.0
 UNFINISHED_HOLD = 30.0
 #: an empty file seen again this much later by its modification time, and larger: written in parts
 GROWN_SPAN_NS = 100_000_000
+UNFILLED_KEPT = (
+    "kept on the acquisition disk: an MRC movie whose size is its header's but whose last 4 KiB are zeros "
+    "(pre-allocated and not filled yet: a writer that closes it between frames and pauses longer than the "
+    "settle window; or its last frame is truly blank); its copy holds what it held. Once filled it ships again "
+    "as a new version and is released; if its last frame is blank, remove it by hand once checked"
+)
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
 # why a verified file's release waits (`acqd status`, from `Pipeline.release_reasons`)
 WAIT_WRITER = "open for writing by a process: kept until it is closed"
@@ -317,6 +324,33 @@ def _remember(book: dict[K, V], key: K, value: V) -> bool:
     while len(book) > UNSTREAMED_MAX:
         book.pop(next(iter(book)))
     return said
+
+
+def _unfilled_movie(path: str) -> bool:
+    """Blocking: is the file at `path` an MRC movie (more than one frame) whose size is its header's and
+    whose last bytes are all zero: pre-allocated and not filled yet (a writer that closes it between
+    frames and pauses longer than the settle window), or one whose last frame is truly blank? Such a
+    file is never released (`Pipeline._release`). False for anything else or anything unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        shape = mrc_shape(os.pread(fd, 1024, 0)) if stat.S_ISREG(st.st_mode) else None
+        if shape is None or shape[0] != st.st_size or shape[1] < 2:
+            return False
+        return tail_unwritten(lambda at, n: os.pread(fd, n, at), st.st_size)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+#: Merlin's acquisition header beside its .mib: the .mib's reader takes the scan's shape and frame
+#: count from it, so it stays on the acquisition disk until its .mib is shipped and released
+MIB_HDR = ".hdr"
+MIB_SUFFIXES = (".mib", ".MIB")
 
 
 def _no_copy(placed: Placed, copies: list[CopyRow]) -> str:
@@ -706,6 +740,8 @@ class Pipeline:
         self._awaited: dict[tuple[int, str], int] = {}  # file -> the row last said to wait for its writer
         self._conflicts: dict[tuple[int, str], str] = {}  # file -> the conflict last said of it
         self._cut_short_said: dict[tuple[int, str], int] = {}  # file -> the row kept as cut short, said once
+        self._unfilled_said: dict[tuple[int, str], int] = {}  # file -> the row kept as not filled, said once
+        self._beside_said: dict[tuple[int, str], int] = {}  # file -> the row kept for the file it goes with
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
         #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
@@ -2788,7 +2824,9 @@ class Pipeline:
             out: list[os.stat_result | BaseException | None] = []
             for c, _row in due:
                 try:
-                    out.append(lstat_below(c.ctx.root, c.rel))
+                    st = lstat_below(c.ctx.root, c.rel)
+                    # a movie not filled yet: `_release` keeps it and says why
+                    out.append(None if _unfilled_movie(os.path.join(c.ctx.root, c.rel)) else st)
                 except (NotBelow, OSError) as exc:
                     out.append(exc)
             return out
@@ -2800,6 +2838,7 @@ class Pipeline:
                 isinstance(st, os.stat_result)
                 and stat.S_ISREG(st.st_mode)
                 and identity_of(st).same_file_as(row.identity)
+                and not (c.ctx.profile.reader == "mib" and c.rel.endswith(MIB_HDR))  # `_needed_beside`
             ):
                 plain.append((c, row, st))
             else:
@@ -2883,6 +2922,7 @@ class Pipeline:
             self._dirty.add((c.ctx.index, row.session))
             self.stats.released += 1
             outs.append(self._outcome("released", row, path=os.path.join(c.ctx.root, c.rel), reason=RELEASED_REASON))
+            self._released_beside(c)
         self._emit_all(outs)
         for c, row, strerror in refused:
             await self._release_failed(c, row, strerror)
@@ -2890,6 +2930,29 @@ class Pipeline:
         errors += [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
+
+    async def _needed_beside(self, c: Candidate) -> str | None:
+        """The file that needs `c`'s file beside it on the acquisition disk to be read, while it is there
+        or not seen yet: a Merlin acquisition's `.hdr` (the `.mib` reader takes the scan's shape and the
+        frame count from it: released first, its .mib was stored as a plain stack, and one cut short was
+        not told) waits for its `.mib` to be shipped and released, then goes (`_released_beside`). A
+        `.hdr` whose `.mib` never comes stays. None: nothing needs it."""
+        if c.ctx.profile.reader != "mib" or not c.rel.endswith(MIB_HDR):
+            return None
+        stem = c.rel[: -len(MIB_HDR)]
+        for suffix in MIB_SUFFIXES:
+            if await self._io(os.path.lexists, os.path.join(c.ctx.root, stem + suffix)):
+                return stem + suffix
+        seen = await self._j(
+            lambda: [self.journal.lookup(SourceRef(c.ctx.root, stem + suffix)) for suffix in MIB_SUFFIXES]
+        )
+        return None if any(r is not None for r in seen) else stem + MIB_SUFFIXES[0]
+
+    def _released_beside(self, c: Candidate) -> None:
+        """A `.mib` released: its `.hdr`, kept for it (`_needed_beside`), is looked at again to go too."""
+        if c.ctx.profile.reader == "mib" and c.rel.endswith(MIB_SUFFIXES):
+            hdr = c.rel[: -len(MIB_SUFFIXES[0])] + MIB_HDR
+            self._hint_now(c.ctx.index, os.path.join(c.ctx.root, hdr))
 
     async def _release_failed(self, c: Candidate, row: FileRow, why: str) -> None:
         """The acquisition disk refused a release (mounted read-only, no permission): the file is kept
@@ -3297,6 +3360,22 @@ class Pipeline:
                 await self._j(self.journal.audit, row.id, "release-skipped", reason=short)
             self._held.pop(key, None)
             return
+        if await self._io(_unfilled_movie, path):
+            if not _remember(self._unfilled_said, key, row.id):
+                log.warning("not releasing %r: %s", c.rel, UNFILLED_KEPT)
+                await self._j(self.journal.audit, row.id, "release-skipped", reason=UNFILLED_KEPT)
+            self._held.pop(key, None)
+            return
+        mib = await self._needed_beside(c)
+        if mib is not None:
+            if not _remember(self._beside_said, key, row.id):
+                waits = (
+                    f"kept on the acquisition disk until {mib!r} is shipped and released: its reader needs it beside it"
+                )
+                log.info("not releasing %r yet: %s", c.rel, waits)
+                await self._j(self.journal.audit, row.id, "release-skipped", reason=waits)
+            self._held.pop(key, None)
+            return
         left = self._wait_left(c, row)
         if left > 0:
             self._release_later_for(c, left, WAIT_HOLD)
@@ -3391,6 +3470,7 @@ class Pipeline:
             self._dirty.add((ctx.index, row.session))
             self.stats.released += 1
             self._emit("released", row, path=path, reason=RELEASED_REASON)
+            self._released_beside(c)
         elif why in (GONE, BLOCKED):
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
         else:

@@ -67,6 +67,13 @@ _MRC_MODE_BITS = {0: 8, 1: 16, 2: 32, 3: 32, 4: 64, 6: 16, 12: 16, 101: 4}
 
 def mrc_expected_size(header: bytes) -> int | None:
     """The file size an MRC2014 header implies, or None if the header is not a plausible MRC one."""
+    shape = mrc_shape(header)
+    return None if shape is None else shape[0]
+
+
+def mrc_shape(header: bytes) -> tuple[int, int] | None:
+    """(the file size an MRC2014 header implies, its section count nz), or None if the header is not a
+    plausible MRC one."""
     if len(header) < 1024:
         return None
     stamp = header[212:214]
@@ -76,7 +83,7 @@ def mrc_expected_size(header: bytes) -> int | None:
         (nsymbt,) = struct.unpack_from(bo + "i", header, 92)
         if mode in _MRC_MODE_BITS and 0 < nx < 2**20 and 0 < ny < 2**20 and 0 < nz < 2**24 and nsymbt >= 0:
             bits = nx * ny * nz * _MRC_MODE_BITS[mode]
-            return int(1024 + nsymbt + (bits + 7) // 8)
+            return int(1024 + nsymbt + (bits + 7) // 8), nz
     return None
 
 

@@ -1120,6 +1120,48 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_remote_hang.py::test_an_unfinished_upload_a_lost_answer_left_is_aborted_once_the_file_is_stored",),
     ),
     Mutant(
+        "unfilled-movie-released",
+        "an MRC movie of its header's size whose last bytes are zeros (pre-allocated, its writer pausing) is"
+        " released once verified: the writer's next frame finds no file",
+        "acqd/pipeline.py",
+        "        if await self._io(_unfilled_movie, path):\n",
+        "        if False:\n",
+        (f"{SAFE}::test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled",),
+    ),
+    Mutant(
+        "batch-unfilled-movie-released",
+        "a batch of releases takes MRC movies whose last bytes are zeros (pre-allocated) for plain files",
+        "acqd/pipeline.py",
+        "                    out.append(None if _unfilled_movie(os.path.join(c.ctx.root, c.rel)) else st)\n",
+        "                    out.append(st)\n",
+        (f"{SAFE}::test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled",),
+    ),
+    Mutant(
+        "merlin-hdr-released-alone",
+        "Merlin's .hdr is released before its .mib comes: the scan is stored as a plain stack, a cut-short"
+        " .mib is not told",
+        "acqd/pipeline.py",
+        '        if c.ctx.profile.reader != "mib" or not c.rel.endswith(MIB_HDR):\n            return None\n',
+        "        return None\n",
+        (f"{SAFE}::test_merlin_hdrs_stay_until_their_mib_is_shipped_and_released",),
+    ),
+    Mutant(
+        "batch-merlin-hdr-released",
+        "a batch of releases takes Merlin .hdr files for plain ones (their .mib not released yet)",
+        "acqd/pipeline.py",
+        '                and not (c.ctx.profile.reader == "mib" and c.rel.endswith(MIB_HDR))  # `_needed_beside`\n',
+        "",
+        (f"{SAFE}::test_merlin_hdrs_stay_until_their_mib_is_shipped_and_released",),
+    ),
+    Mutant(
+        "merlin-hdr-never-released",
+        "a .hdr kept for its .mib is not looked at again once the .mib is released: it stays for good",
+        "acqd/pipeline.py",
+        "            self._hint_now(c.ctx.index, os.path.join(c.ctx.root, hdr))\n",
+        "            pass\n",
+        (f"{SAFE}::test_merlin_hdrs_stay_until_their_mib_is_shipped_and_released",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

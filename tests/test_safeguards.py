@@ -384,6 +384,106 @@ def test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there(tmp_pa
     assert [s for r_, s, _w, v in rows if r_ == rel and v == last] == ["released"], rows
 
 
+def test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled(tmp_path: Path) -> None:
+    """Found by an adversarial review (thirty-first session): a writer that pre-allocates an MRC movie
+    (its header, then its full size in zeros), fills frames opening and closing the file for each,
+    and pauses longer than the settle window: the file was still at its final size, so it completed
+    by stillness, was verified with zeros for its last frames and released; the writer's next frame
+    found no file, and the movie existed nowhere whole. A movie whose last 4 KiB are zeros is now
+    kept on the acquisition disk (said once); filled, it ships as a new version and is released.
+    Two movies at once: their releases go together (`_release_together`) as well as alone."""
+    watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
+    text = cfg.read_text().replace("settle: 0.2s", "settle: 1s")
+    cfg.write_text(text.replace("detector: t-movie,", "detector: t-movie, placement: {release_local: after_verify},"))
+    assert "after_verify" in cfg.read_text()
+    movies = simulate(
+        "gatan-k3", tmp_path / "staging", SimSpec(files=2, frames=4, height=64, width=64, temp_rename=False)
+    )
+    raws = [m.read_bytes() for m in movies]
+    header = 1024 + int.from_bytes(raws[0][92:96], "little")
+    frame = 64 * 64
+    (watch / "sess").mkdir()
+    targets = [watch / "sess" / m.name for m in movies]
+    rels = [f"sess/{m.name}" for m in movies]
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
+        time.sleep(0.5)
+        for target, raw in zip(targets, raws, strict=True):
+            with open(target, "wb") as f:  # the header, then the movie's full size, all zeros
+                f.write(raw[:header])
+                f.truncate(len(raw))
+            for k in range(2):  # two frames, each by an open and a close
+                with open(target, "r+b") as f:
+                    f.seek(header + k * frame)
+                    f.write(raw[header + k * frame : header + (k + 1) * frame])
+        # the pause: shipped and verified as they are (half zeros), then not released however long they wait
+        wait_for(lambda: all(journal_states(state).get(r) == "verified" for r in rels), 30, "the half-filled movies", d)
+        time.sleep(3)  # three settle windows: the old code released them within one
+        assert all(t.exists() for t in targets), "a pre-allocated movie was released before its writer filled it"
+        for target, raw in zip(targets, raws, strict=True):  # the writer comes back for the last frames
+            with open(target, "r+b") as f:
+                f.seek(header + 2 * frame)
+                f.write(raw[header + 2 * frame :])
+        wait_for(lambda: not any(t.exists() for t in targets), 60, "the filled movies shipped and released", d)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert err.count("an MRC movie whose size is its header's but whose last 4 KiB are zeros") == 2, err[-3000:]
+    rows = journal_rows(state)
+    for rel, raw in zip(rels, raws, strict=True):
+        assert max(v for r, _s, _w, v in rows if r == rel) >= 2, rows
+        out = tmp_path / "restored.mrc"
+        r = run_acqd("restore", rel, str(out), "--config", str(cfg))
+        assert r.returncode == 0, r.stderr
+        assert out.read_bytes() == raw, f"{rel}: the released movie's last version is not what its writer wrote"
+        out.unlink()
+
+
+def test_merlin_hdrs_stay_until_their_mib_is_shipped_and_released(tmp_path: Path) -> None:
+    """Found by an adversarial review (thirty-first session): with release on, Merlin's `.hdr` (written
+    before the acquisition's `.mib`) was shipped and released on its own; its `.mib` then had no
+    `.hdr` beside it, so a 4D-STEM scan was stored as a plain stack, and a `.mib` cut short (fewer
+    frames than the `.hdr` counts) was not told and was released. The `.hdr` now stays until its
+    `.mib` is shipped and released, then goes too. Two scans: the `.hdr`s' releases go together
+    (`_release_together`) as well as alone."""
+    watch, dest, state, cfg = frames_config(tmp_path, "merlin-medipix")
+    text = cfg.read_text().replace("settle: 0.2s", "settle: 0.5s")
+    cfg.write_text(
+        text.replace("detector: merlin-medipix,", "detector: merlin-medipix, placement: {release_local: after_verify},")
+    )
+    assert "after_verify" in cfg.read_text()
+    mibs = simulate("merlin-medipix", tmp_path / "staging", SimSpec(files=2, frames=9, height=32, width=32, scan_x=3))
+    (watch / "sess").mkdir()
+    hdrs = [watch / "sess" / m.with_suffix(".hdr").name for m in mibs]
+    targets = [watch / "sess" / m.name for m in mibs]
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start")
+        time.sleep(0.5)
+        for hdr, mib in zip(hdrs, mibs, strict=True):
+            hdr.write_bytes(mib.with_suffix(".hdr").read_bytes())  # Merlin writes it first
+        wait_for(
+            lambda: all(journal_states(state).get(f"sess/{h.name}") == "verified" for h in hdrs), 30, "the .hdrs", d
+        )
+        time.sleep(2.5)  # five settle windows: the old code released them within one
+        assert all(h.exists() for h in hdrs), "a .hdr was released before its .mib came"
+        for target, mib in zip(targets, mibs, strict=True):
+            part = target.with_name(".part")
+            shutil.copy(mib, part)
+            os.rename(part, target)
+        wait_for(lambda: not any(p.exists() for p in (*targets, *hdrs)), 60, "the .mibs, then their .hdrs, released", d)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    states = journal_states(state)
+    for hdr, mib in zip(hdrs, mibs, strict=True):
+        assert states.get(f"sess/{mib.name}") == "released" and states.get(f"sess/{hdr.name}") == "released", states
+        [store] = list(dest.rglob(f"{mib.name}~.zarr"))
+        arr = zarr.open_group(str(store), mode="r")[ARRAY]
+        assert arr.shape[:2] == (3, 3), f"the scan was not stored with its .hdr's shape: {arr.shape}"
+
+
 @pytest.mark.parametrize("mode", ["events", "poll"])
 def test_a_format_complete_movie_is_released_after_its_whole_settle_window_even_a_long_one(
     tmp_path: Path, mode: str
