@@ -1968,11 +1968,11 @@ def add_copy(
 ) -> int:
     """A verified copy on another tier (a transition); it keeps the first copy's age (`verified_at`)."""
     with j._tx() as db:
-        cur = db.execute(
+        db.execute(
             "INSERT INTO copies(file_id, tier, dest, layout, codec, source_bytes, stored_bytes, checksum, state,"
             " stored_at, verified_at, meta_checksum) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?, ?, ?)"
             " ON CONFLICT(tier, dest) DO UPDATE SET state = 'verified', verified_at = excluded.verified_at,"
-            " stamp = NULL, meta_checksum = excluded.meta_checksum",
+            " stamp = NULL, meta_checksum = excluded.meta_checksum WHERE copies.file_id = excluded.file_id",
             (
                 file_id,
                 tier,
@@ -1987,10 +1987,18 @@ def add_copy(
                 res.meta_checksum,  # the same bytes on the other tier
             ),
         )
+        # its id by its name: an upsert that updated a row (a move resumed after a crash) leaves
+        # `lastrowid` as the last row this connection inserted, anywhere (another file's copy, whose
+        # purge then took this file's warning: an adversarial review)
+        found = db.execute("SELECT id, file_id FROM copies WHERE tier = ? AND dest = ?", (tier, dest)).fetchone()
+        if found is None or int(found[1]) != file_id:
+            raise JournalError(
+                f"{tier}:{dest} is recorded as a copy of another file (journal row {found and found[1]})"
+            )
         db.execute(_SESSION_DIRTY, (file_id,))
         db.execute(_ROW_NEWER, (j._clock(), file_id))
         j._audit(file_id, "retention.copied", tier=tier, dest=dest)
-        return int(cur.lastrowid or 0)
+        return int(found[0])
 
 
 def record_tiers(j: Journal, tiers: dict[str, tuple[str, dict[str, Any]]]) -> None:

@@ -196,6 +196,9 @@ STREAM_WRITER_PATIENCE = 120.0
 #: running past its end, no writer left), or seen growing part by part and complete by its stillness,
 #: stays still on the acquisition disk before its release
 UNFINISHED_HOLD = 30.0
+#: a new version of a file whose last version was released less than this long ago (seconds): its writer
+#: adds to it in parts with pauses longer than the settle window (said; kept as one seen growing)
+REAPPEARED_SPAN = 3600.0
 #: an empty file seen again this much later by its modification time, and larger: written in parts
 GROWN_SPAN_NS = 100_000_000
 UNFILLED_KEPT = (
@@ -742,6 +745,7 @@ class Pipeline:
         self._cut_short_said: dict[tuple[int, str], int] = {}  # file -> the row kept as cut short, said once
         self._unfilled_said: dict[tuple[int, str], int] = {}  # file -> the row kept as not filled, said once
         self._beside_said: dict[tuple[int, str], int] = {}  # file -> the row kept for the file it goes with
+        self._came_back_said: dict[tuple[int, str], int] = {}  # file -> its version back after a release, said
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
         #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
@@ -1764,9 +1768,26 @@ class Pipeline:
                 # its last version with more after it (the same file, larger): a writer adding to it in
                 # parts, closing it between them; kept a while after it ships, as a file seen growing (a
                 # third part's version was released a second after it verified, and the fourth made a
-                # fragment of its own: a stranger's run)
-                if action is Observed.NEW_VERSION and await self._appended(row, entry.identity):
-                    c.grew = True
+                # fragment of its own: a stranger's run). Also a version recorded by another path (a release
+                # that found its file changed) and admitted as pending (TRACK): a test's run, one in three
+                if action is Observed.NEW_VERSION or (action is Observed.TRACK and row.version > 1):
+                    appended, gap = await self._came_back(row, entry.identity)
+                    c.grew = appended or gap is not None
+                    if gap is not None and not _remember(self._came_back_said, c.key, row.id):
+                        # its writer closes it between parts and paused past the window:
+                        # each part a version of its own (a time-lapse by `tifffile.imwrite(append=True)`)
+                        log.warning(
+                            "%r came back %.0fs after its version %d was released: its writer adds to it in "
+                            "parts and paused longer than the settle window (%gs), so each part becomes a version "
+                            "of its own; version %d is kept %gs after it ships. Set `settle` above the writer's "
+                            "longest pause",
+                            entry.relpath,
+                            gap,
+                            row.version - 1,
+                            ctx.window,
+                            row.version,
+                            max(UNFINISHED_HOLD, 3 * ctx.window),
+                        )
                 if self._streams_here(ctx, entry.relpath):  # looked at soon: streamed if still being written
                     c.check_at = now + min(ctx.window, STREAM_POLL)
                 if action is Observed.RELEASE:
@@ -3533,17 +3554,20 @@ class Pipeline:
         self._rehint.add(c.key)  # admitted again when this flight lands: the new version ships
         return False
 
-    async def _appended(self, row: FileRow, now: Identity) -> bool:
-        """Is the file of `row` (a new version) its previous version with more after it: the same
-        file (device and inode), larger?"""
+    async def _came_back(self, row: FileRow, now: Identity) -> tuple[bool, float | None]:
+        """Of the file of `row` (a new version): is it its previous version with more after it (the same
+        file, device and inode, larger); and the seconds since its previous version was released, if
+        that was less than REAPPEARED_SPAN ago (a writer that closes the file between parts, whose part
+        after a pause longer than the window found the file gone and started it again)."""
         versions = await self._j(self.journal.find_versions, row.relpath, row.root)
         prev = next((v for v in versions if v.version == row.version - 1), None)
-        return (
-            prev is not None
-            and prev.identity.inode == now.inode
-            and prev.identity.same_device_as(now)
-            and now.size > prev.identity.size
+        if prev is None:
+            return False, None
+        appended = (
+            prev.identity.inode == now.inode and prev.identity.same_device_as(now) and now.size > prev.identity.size
         )
+        gap = time.time() - prev.updated
+        return appended, gap if prev.state is State.RELEASED and 0 <= gap < REAPPEARED_SPAN else None
 
     def _wait_left(self, c: Candidate, row: FileRow) -> float:
         """Seconds before the file of `row`, completed by its format's proof, has been still for its

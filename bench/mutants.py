@@ -741,8 +741,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a new version that is its last version with more after it (a writer adding parts, closing between them)"
         " is released at once: the next part makes a fragment of its own",
         "acqd/pipeline.py",
-        "                if action is Observed.NEW_VERSION and await self._appended(row, entry.identity):\n",
-        "                if False:\n",
+        "        appended = (\n            prev.identity.inode == now.inode",
+        "        appended = False and (\n            prev.identity.inode == now.inode",
         ("tests/test_robust.py::test_a_version_that_is_its_last_version_with_more_after_it_is_kept_for_the_next_part",),
     ),
     Mutant(
@@ -1160,6 +1160,26 @@ MUTANTS: tuple[Mutant, ...] = (
         "            self._hint_now(c.ctx.index, os.path.join(c.ctx.root, hdr))\n",
         "            pass\n",
         (f"{SAFE}::test_merlin_hdrs_stay_until_their_mib_is_shipped_and_released",),
+    ),
+    Mutant(
+        "resumed-move-takes-last-rowid",
+        "a tier move resumed after a crash takes SQLite's last inserted row for its copy: another file's copy,"
+        " which then carries this file's warning and is purged unannounced",
+        "acqd/journal.py",
+        "        return int(found[0])\n",
+        '        return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])\n',
+        (
+            "tests/test_journal.py::test_a_move_resumed_after_a_crash_returns_its_own_copy_and_carries_the_warning_to_it",
+        ),
+    ),
+    Mutant(
+        "came-back-after-release-unsaid",
+        "a file back under its name soon after its release (a writer adding parts, pausing past the window) is"
+        " released again at once and nothing is said: each part a version of its own",
+        "acqd/pipeline.py",
+        "                    c.grew = appended or gap is not None\n",
+        "                    c.grew = appended\n                    gap = None\n",
+        ("tests/test_robust.py::test_a_file_that_comes_back_after_its_release_is_said_and_kept_for_the_next_part",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

@@ -361,3 +361,32 @@ def test_a_copy_verified_while_the_wall_clock_is_behind_is_dated_by_the_trusted_
     ship(j, c.id, Identity(10, 3, 3))
     assert _verified_at(j, c.id) == wall[0]
     j.close()
+
+
+def test_a_move_resumed_after_a_crash_returns_its_own_copy_and_carries_the_warning_to_it(j: Journal) -> None:
+    """Found by an adversarial review (thirty-first session): a tier move killed after the new copy
+    was recorded is resumed at the next start, and its `add_copy` meets the row already there (an
+    upsert that updates). It returned SQLite's `lastrowid`, which after an update is the last row the
+    connection inserted anywhere: another file's copy. The first file's warning was carried onto that
+    copy, whose file was then purged though no mail ever named it."""
+    from acqd import journal as jr
+
+    ids = {}
+    for name in ("a1.mrc", "x04.mrc"):
+        ident = Identity(size=10, mtime_ns=1, inode=len(ids) + 1, ctime_ns=1, device=1)
+        [(_action, row)] = j.observe_many([obs(name, ident)])
+        ship(j, row.id, ident)
+        ids[name] = row.id
+    [a1] = j.copies_of(ids["a1.mrc"])
+    jr.record_warnings(j, [a1.id], "alice@lab.net", {a1.id: 5000.0}, 100.0)
+    first = jr.add_copy(j, ids["a1.mrc"], "capacity", a1.dest, "copy", a1.as_result(), 200.0, 50.0)
+    # the crash, then the start: the other file's copy is the last row inserted
+    [x04] = j.copies_of(ids["x04.mrc"])
+    other = jr.add_copy(j, ids["x04.mrc"], "capacity", x04.dest, "copy", x04.as_result(), 210.0, 60.0)
+    again = jr.add_copy(j, ids["a1.mrc"], "capacity", a1.dest, "copy", a1.as_result(), 220.0, 50.0)
+    assert again == first != other
+    jr.carry_warnings(j, a1.id, again)
+    warned = {c for c, _p, _s, _r in jr.delivered_warnings(j)}
+    assert other not in warned and first in warned, warned
+    with pytest.raises(JournalError, match="a copy of another file"):  # one name, two files: refused
+        jr.add_copy(j, ids["x04.mrc"], "capacity", a1.dest, "copy", a1.as_result(), 230.0, 50.0)

@@ -896,6 +896,48 @@ def test_a_version_that_is_its_last_version_with_more_after_it_is_kept_for_the_n
     assert out.read_bytes() == b"".join(parts)  # the whole file, in one copy
 
 
+def test_a_file_that_comes_back_after_its_release_is_said_and_kept_for_the_next_part(tmp_path: Path) -> None:
+    """Found by an adversarial review (thirty-first session): a time-lapse written with
+    `tifffile.imwrite(..., append=True)` every 5 s under a 3 s settle window was shipped and released
+    plane by plane, each plane a version of its own, nothing said. The first part cannot be told from
+    a whole file; once the file comes back under its name soon after its release, acqd says why and
+    what to set, and keeps that version as a file seen growing, so the next parts add to it."""
+    import numpy as np
+    import tifffile
+
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    path, rel = acq / "s" / "lapse.tif", "s/lapse.tif"
+    planes = np.random.default_rng(5).integers(0, 4000, (3, 32, 48), dtype=np.uint16)
+    d = Background(
+        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", "generic", "--settle", "0.5s", "--release",
+    )  # fmt: skip
+    rows = lambda: {v: st for r, st, _w, v in journal_rows(state) if r == rel}  # noqa: E731
+    try:
+        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start", d)
+        tifffile.imwrite(path, planes[0], append=True)
+        wait_for(lambda: rows().get(1) == "released", 60, "the first plane shipped and released", d, state)
+        tifffile.imwrite(path, planes[1], append=True)  # the file is gone: a new file, version 2
+        wait_for(lambda: rows().get(2) == "verified", 60, "the second plane verified", d, state)
+        time.sleep(3)  # six settle windows: the old code released it within one
+        assert path.exists(), f"the version the next plane would add to was released: {rows()}"
+        tifffile.imwrite(path, planes[2], append=True)
+        wait_for(lambda: rows().get(3) == "verified", 60, "the last two planes verified", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "'s/lapse.tif' came back" in err and "Set `settle` above the writer's longest pause" in err, err[-3000:]
+    out = tmp_path / "restored.tif"
+    r = run_acqd("restore", rel, str(out), "--state-dir", str(state), "--dest", str(central))
+    assert r.returncode == 0, r.stderr
+    with tifffile.TiffFile(out) as tif:  # each append a series of its own: its pages, in order
+        got = np.stack([page.asarray() for page in tif.pages])
+    assert np.array_equal(got, planes[1:])  # the parts after the first, in one copy
+
+
 def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes(tmp_path: Path) -> None:
     """A writer that keeps the header valid after every frame (mrcfile's `set_data` + `flush`, file
     held open) makes the file look complete by its format at every frame. While a process here has it

@@ -393,9 +393,9 @@ def test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_
     kept on the acquisition disk (said once); filled, it ships as a new version and is released.
     Two movies at once: their releases go together (`_release_together`) as well as alone."""
     watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
-    text = cfg.read_text().replace("settle: 0.2s", "settle: 1s")
+    text = cfg.read_text().replace("settle: 0.2s", "settle: 1s, stream: false")  # small files: shipped in a batch
     cfg.write_text(text.replace("detector: t-movie,", "detector: t-movie, placement: {release_local: after_verify},"))
-    assert "after_verify" in cfg.read_text()
+    assert "after_verify" in cfg.read_text() and "stream: false" in cfg.read_text()
     movies = simulate(
         "gatan-k3", tmp_path / "staging", SimSpec(files=2, frames=4, height=64, width=64, temp_rename=False)
     )
@@ -472,7 +472,9 @@ def test_merlin_hdrs_stay_until_their_mib_is_shipped_and_released(tmp_path: Path
             part = target.with_name(".part")
             shutil.copy(mib, part)
             os.rename(part, target)
-        wait_for(lambda: not any(p.exists() for p in (*targets, *hdrs)), 60, "the .mibs, then their .hdrs, released", d)
+        wait_for(lambda: not any(p.exists() for p in targets), 60, "the .mibs released", d)
+        # then their .hdrs, looked at again at once (the next scan is a minute away)
+        wait_for(lambda: not any(p.exists() for p in hdrs), 15, "the .hdrs released after their .mibs", d)
     finally:
         code, err = d.terminate()
     assert code == 0, err
