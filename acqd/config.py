@@ -345,6 +345,16 @@ class MqttConfig(Frozen):
         secret = url_secret_error(v, "mqtt.url")
         if secret:
             raise ValueError(secret)
+        u = urlsplit(v)
+        try:  # a port out of range or not a number raises here: the daemon died of it with a traceback
+            port = u.port
+        except ValueError:
+            port = -1
+        if u.scheme not in ("mqtt", "tcp") or not u.hostname or port == -1 or port == 0:
+            raise ValueError(
+                "expected mqtt://HOST[:PORT] (PORT 1-65535; TLS and websockets are not supported), "
+                f"got {redact_url(v)!r}"
+            )
         return v
 
 

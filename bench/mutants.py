@@ -1182,6 +1182,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_robust.py::test_a_file_that_comes_back_after_its_release_is_said_and_kept_for_the_next_part",),
     ),
     Mutant(
+        "mqtt-url-unchecked",
+        "an MQTT URL with a port typo passes `acqd check`; `acqd run` dies of it with a traceback (exit 1, systemd"
+        " restarts it for ever, nothing ships)",
+        "acqd/config.py",
+        '        if u.scheme not in ("mqtt", "tcp") or not u.hostname or port == -1 or port == 0:\n',
+        "        if False:\n",
+        (
+            "tests/test_config.py::test_a_broker_url_acqd_cannot_use_is_refused_by_check_and_run_with_one_line"
+            "[mqtt://127.0.0.1:99999]",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

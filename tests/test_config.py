@@ -603,3 +603,31 @@ def test_relative_paths_are_taken_from_the_folder_of_acqd_yaml(tmp_path: Path, m
     cfg = load_config(p)
     assert cfg.watch[0].path == conf / "acq" and cfg.state_dir == conf / "state" and cfg.detectors_dir == conf / "det"
     assert cfg.watch[0].settle == 5.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mqtt://127.0.0.1:99999", "mqtt://127.0.0.1:abc", "mqtts://broker:8883", "ws://broker", "mqtt://:1883", "h:1883"],
+)
+def test_a_broker_url_acqd_cannot_use_is_refused_by_check_and_run_with_one_line(tmp_path: Path, url: str) -> None:
+    """Found by an adversarial review (thirty-first session): `acqd check` said OK for an MQTT URL with
+    a port typo, and `acqd run` claimed its destination, then died with a traceback (a port out of
+    range, exit 1: systemd restarted it for ever, nothing shipped). Both now refuse it, exit 78."""
+    (tmp_path / "acq").mkdir()
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: t
+state_dir: {tmp_path / "state"}
+watch:
+  - {{path: {tmp_path / "acq"}}}
+tiers:
+  central: {{url: "file://{tmp_path / "out"}"}}
+mqtt: {{url: "{url}"}}
+""",
+    )
+    for args in (("check",), ("run", "--once")):
+        r = run_acqd(*args, "--config", str(cfg))
+        assert r.returncode == 78, (args, r.returncode, r.stderr)
+        assert "mqtt.url: expected mqtt://HOST[:PORT]" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not list((tmp_path / "out").iterdir()) and not (tmp_path / "state").exists()  # nothing claimed or made
