@@ -1126,7 +1126,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "acqd/pipeline.py",
         "        if await self._io(_unfilled_movie, path):\n",
         "        if False:\n",
-        (f"{SAFE}::test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled",),
+        (f"{SAFE}::test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled[t-movie]",),
     ),
     Mutant(
         "batch-unfilled-movie-released",
@@ -1134,7 +1134,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "acqd/pipeline.py",
         "                    out.append(None if _unfilled_movie(os.path.join(c.ctx.root, c.rel)) else st)\n",
         "                    out.append(st)\n",
-        (f"{SAFE}::test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled",),
+        (f"{SAFE}::test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled[generic]",),
     ),
     Mutant(
         "merlin-hdr-released-alone",

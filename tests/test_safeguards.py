@@ -384,17 +384,22 @@ def test_a_writer_that_opens_a_format_complete_movie_again_finds_it_there(tmp_pa
     assert [s for r_, s, _w, v in rows if r_ == rel and v == last] == ["released"], rows
 
 
-def test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detector", ["t-movie", "generic"])
+def test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled(
+    tmp_path: Path, detector: str
+) -> None:
     """Found by an adversarial review (thirty-first session): a writer that pre-allocates an MRC movie
     (its header, then its full size in zeros), fills frames opening and closing the file for each,
     and pauses longer than the settle window: the file was still at its final size, so it completed
     by stillness, was verified with zeros for its last frames and released; the writer's next frame
     found no file, and the movie existed nowhere whole. A movie whose last 4 KiB are zeros is now
     kept on the acquisition disk (said once); filled, it ships as a new version and is released.
-    Two movies at once: their releases go together (`_release_together`) as well as alone."""
-    watch, _dest, state, cfg = frames_config(tmp_path, "t-movie")
-    text = cfg.read_text().replace("settle: 0.2s", "settle: 1s, stream: false")  # small files: shipped in a batch
-    cfg.write_text(text.replace("detector: t-movie,", "detector: t-movie, placement: {release_local: after_verify},"))
+    Two movies at once: as frames, or copied (`generic`: small files shipped and released in a batch)."""
+    watch, _dest, state, cfg = frames_config(tmp_path, detector)
+    text = cfg.read_text().replace("settle: 0.2s", "settle: 1s, stream: false")
+    cfg.write_text(
+        text.replace(f"detector: {detector},", f"detector: {detector}, placement: {{release_local: after_verify}},")
+    )
     assert "after_verify" in cfg.read_text() and "stream: false" in cfg.read_text()
     movies = simulate(
         "gatan-k3", tmp_path / "staging", SimSpec(files=2, frames=4, height=64, width=64, temp_rename=False)
