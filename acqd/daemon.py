@@ -395,7 +395,8 @@ def unwarned_purge_warning(policy: Policy) -> list[str]:
 def undeliverable_warnings(config: Config, policy: Policy) -> list[str]:
     """`acqd check`: where the warnings before a purge would reach nobody: no `smtp:` (they go to the
     local mailbox only), or addresses in domains reserved for examples (a shipped policy's
-    placeholders). The purges follow all the same: said before they do."""
+    placeholders). Without smtp: the purges wait (a mailbox file warns nobody); a reserved domain's
+    address: the purges follow all the same, said before they do."""
     purging = [r.name for r in (*policy.spec.rules, policy.spec.default) if r.expiration is not None]
     if not purging:
         return []
@@ -403,8 +404,8 @@ def undeliverable_warnings(config: Config, policy: Policy) -> list[str]:
     if config.smtp is None:
         out.append(
             f"policy rule(s) {', '.join(purging)} purge after a warning, and no `smtp:` is configured: warnings "
-            f"go to {config.state_dir / 'mailbox'} and the log only, and the purges follow; configure smtp: to reach "
-            "owners"
+            f"go to {config.state_dir / 'mailbox'} and the log only, which tells nobody, so those purges wait; "
+            "configure smtp: to warn owners"
         )
     o = policy.spec.owners
     named = [*(f"owners.emails.{k}" for k in o.emails), "owners.fallback"]

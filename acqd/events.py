@@ -160,6 +160,8 @@ class EventPublisher:
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.dropped = 0
+        #: the event the sender took off the outbox and has not seen the broker take yet (counted at the stop)
+        self._pending: tuple[str, bytes] | None = None
 
     # -- producer side (never blocks) ---------------------------------------------------------
     def outcome(self, o: Outcome) -> None:
@@ -188,7 +190,6 @@ class EventPublisher:
     # -- the single sender task ---------------------------------------------------------------
     async def run(self) -> None:
         backoff = 0.5
-        pending: tuple[str, bytes] | None = None
         down_since: float | None = None  # logged once when the broker goes (or is away at start)
         while True:
             will = aiomqtt.Will(self.status_topic, self._status("offline"), qos=1, retain=True)
@@ -221,14 +222,16 @@ class EventPublisher:
                     backoff = 0.5
                     next_status = time.monotonic() + 10
                     while True:
-                        if pending is None:
+                        if self._pending is None:
                             try:
-                                pending = await within(self._outbox.get(), max(0.1, next_status - time.monotonic()))
+                                self._pending = await within(
+                                    self._outbox.get(), max(0.1, next_status - time.monotonic())
+                                )
                             except TimeoutError:
-                                pending = None
-                        if pending is not None:
-                            await client.publish(pending[0], pending[1], qos=1, timeout=10)
-                            pending = None
+                                self._pending = None
+                        if self._pending is not None:
+                            await client.publish(self._pending[0], self._pending[1], qos=1, timeout=10)
+                            self._pending = None
                             self._metric("published", 1)
                         if time.monotonic() >= next_status:
                             await client.publish(
@@ -260,6 +263,10 @@ class EventPublisher:
                 return
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(deadline):
+                    if self._pending is not None:
+                        await client.publish(self._pending[0], self._pending[1], qos=1, timeout=deadline)
+                        self._pending = None
+                        self._metric("published", 1)
                     while not self._outbox.empty():
                         topic, payload = self._outbox.get_nowait()
                         await client.publish(topic, payload, qos=1, timeout=deadline)
@@ -270,8 +277,12 @@ class EventPublisher:
         finally:
             # events still queued (the broker away, or too slow for the deadline) go with the process:
             # counted and said, never lost without a trace
-            left = self._outbox.qsize()
+            left = self._outbox.qsize() + (self._pending is not None)
             if left:
                 self.dropped += left
                 self._metric("dropped", left)
-                log.warning("MQTT: %d event(s) not sent at the stop (the broker did not take them); dropped", left)
+                log.warning(
+                    "MQTT: %d event(s) not sent at the stop (the broker did not take them): lost (the outbox is in "
+                    "memory; the journal and the session manifests have every outcome)",
+                    left,
+                )

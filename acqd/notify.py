@@ -60,9 +60,11 @@ MAILBOX_MODE = 0o600
 
 @dataclass(frozen=True)
 class MailboxMailer:
-    """The embedded default: an mbox file in the state directory, and a log line."""
+    """The embedded default: an mbox file in the state directory, and a log line. It reaches nobody:
+    a warning written here is not a delivered one, and the purge it announces waits (`delivers`)."""
 
     path: Path
+    delivers = False  # retention records a warning only where a mail server took it
 
     async def send(self, msg: EmailMessage) -> None:
         def append() -> None:
@@ -81,7 +83,10 @@ class MailboxMailer:
 
         await asyncio.to_thread(append)
         log.warning(
-            "retention warning for %s (no SMTP configured; written to %s): %s", msg["To"], self.path, msg["Subject"]
+            "warning for %s written to %s only (no smtp: configured, so nobody receives it): %s",
+            msg["To"],
+            self.path,
+            msg["Subject"],
         )
 
 

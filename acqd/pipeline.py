@@ -3373,9 +3373,9 @@ class Pipeline:
         if row.id in await self._j(self.journal.cut_short, [row.id]):
             if not _remember(self._cut_short_said, c.key, row.id):
                 short = (
-                    "kept on the acquisition disk: shorter than its own format says (cut short, or a writer acqd "
-                    "cannot see still adds to it); its copy holds every byte it has. Remove it by hand once "
-                    "checked; if it grows, it ships again as a new version"
+                    "kept on the acquisition disk: not whole by its own format (cut short, a frame half there, "
+                    "or a writer acqd cannot see still adds to it); its copy holds every byte it has. Remove it by "
+                    "hand once checked; if it grows, it ships again as a new version"
                 )
                 log.warning("not releasing %r: %s", c.rel, short)
                 await self._j(self.journal.audit, row.id, "release-skipped", reason=short)

@@ -59,6 +59,9 @@ T = TypeVar("T")
 Folders = dict[str, tuple[str, int, int]]
 
 
+NO_SMTP = "no smtp: configured (written to the local mailbox only)"
+
+
 @dataclass
 class SweepResult:
     now: float
@@ -721,6 +724,19 @@ class RetentionRunner:
                     )
                 continue
             ids = [a.item.id for a in acts]
+            if not getattr(self.mailer, "delivers", True):  # the local mailbox: nobody was told, nothing purged
+                res.blocked += len(ids)
+                log.error(
+                    "retention: the warning to %s about %d file(s) went to the local mailbox only (no smtp: "
+                    "configured): not delivered, so their purges wait; configure smtp: to warn owners",
+                    recipient,
+                    len(ids),
+                )
+                for a in acts:
+                    self._emit(
+                        "retention.failed", by_copy[a.item.id], stage="warn", reason=f"to {recipient}: {NO_SMTP}"
+                    )
+                continue
             for o, (_, link_id, exp) in sorted(owner_links.items()):
                 await self._j(
                     self.store.audit, None, "owner-page.link", owner=o, link=link_id, expires=exp, recipient=recipient

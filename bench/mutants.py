@@ -1194,6 +1194,31 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "mailbox-warning-counted-delivered",
+        "a warning written to the local mailbox only (no smtp: configured) counts as delivered: files are purged"
+        " on their date though no owner was told",
+        "acqd/retention.py",
+        '            if not getattr(self.mailer, "delivers", True):  # the local mailbox: nobody was told',
+        "            if False:\n",
+        ("tests/test_retention.py::test_warnings_written_to_the_local_mailbox_only_hold_the_purges_back",),
+    ),
+    Mutant(
+        "ctrl-c-at-start-traceback",
+        "Ctrl-C while acqd's modules load prints Python's traceback",
+        "acqd/__main__.py",
+        "    except KeyboardInterrupt:\n",
+        "    except ImportError:\n",
+        ("tests/test_cli.py::test_ctrl_c_while_acqd_starts_is_one_line_not_a_traceback",),
+    ),
+    Mutant(
+        "mqtt-pending-uncounted",
+        "the event the MQTT sender holds when acqd stops (the broker away) is lost without being counted",
+        "acqd/events.py",
+        "            left = self._outbox.qsize() + (self._pending is not None)\n",
+        "            left = self._outbox.qsize()\n",
+        ("tests/test_robust.py::test_events_still_queued_at_a_stop_are_counted_and_said",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -2364,7 +2389,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "events-dropped-silently",
         "MQTT events still queued at a stop go with the process, uncounted and unsaid",
         "acqd/events.py",
-        "            left = self._outbox.qsize()\n",
+        "            left = self._outbox.qsize() + (self._pending is not None)\n",
         "            left = 0\n",
         ("tests/test_robust.py::test_events_still_queued_at_a_stop_are_counted_and_said",),
     ),

@@ -609,3 +609,27 @@ def test_status_masks_an_s3_tiers_access_key() -> None:
     assert _shown("s3://AKIAEXAMPLE@127.0.0.1:9000/bucket/p") == "s3://***@127.0.0.1:9000/bucket/p"
     assert _shown("sftp://acqd@nas/data") == "sftp://acqd@nas/data"  # a user name is no secret
     assert _shown("file:///mnt/central") == "file:///mnt/central"
+
+
+def test_ctrl_c_while_acqd_starts_is_one_line_not_a_traceback() -> None:
+    """Found by an adversarial review (thirty-first session): Ctrl-C in acqd's first half second (its
+    modules loading) printed Python's KeyboardInterrupt traceback. The `acqd` command and `python -m
+    acqd` (`acqd.__main__.entry`) now end with one line and exit 130 then too, as `acqd.cli.main`
+    does later. The interrupt is made to arrive during the import of acqd.cli (a finder that raises
+    it), not by a signal at a guessed moment."""
+    code = (
+        "import importlib.abc, sys\n"
+        "class Stop(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'acqd.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "from acqd.__main__ import entry\n"
+        "entry()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130 and r.stderr == "acqd: interrupted\n", (r.returncode, r.stderr[-2000:])
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["acqd"] == "acqd.__main__:entry"  # the installed command takes the same way in

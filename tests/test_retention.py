@@ -1312,10 +1312,43 @@ async def test_a_warning_sent_while_the_wall_clock_is_behind_counts_from_when_it
         await jd.shutdown()
 
 
+async def test_warnings_written_to_the_local_mailbox_only_hold_the_purges_back(setup: Setup) -> None:
+    """Found by an adversarial review (thirty-first session): with no `smtp:` configured, the warnings
+    went to a mailbox file on the acquisition PC, were recorded as delivered, and the files were
+    purged on their date though no owner was ever told. Such a warning is now not delivered: the
+    mailbox still gets it, each sweep says so (an ERROR, an event), and nothing is purged; once
+    `smtp:` is configured, the owners are warned and purged a full warning period later."""
+    from acqd.notify import MailboxMailer
+
+    s = setup
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        runner = make_runner(s, j, jexec, io)
+        mailbox = s.cfg.state_dir / "mailbox"
+        runner.mailer = MailboxMailer(mailbox)
+        res = await sweep_days(s, range(0, 75), runner)
+        assert all(r.purged == 0 and r.warned == 0 for r in res.values()), res
+        assert res[74].blocked > 0
+        assert mailbox.exists() and "will be deleted" in mailbox.read_text(), "the mailbox did not get the digest"
+        assert not s.box.messages
+        assert any(e.kind == "retention.failed" and "no smtp: configured" in (e.reason or "") for e in s.events)
+        runner.mailer = build_mailer(s.cfg)  # smtp: configured (and reloaded): warned now, purged 14 days on
+        res = await sweep_days(s, range(75, 89), runner)
+        assert res[75].warned > 0 and all(r.purged == 0 for r in res.values()), res
+        res = await sweep_days(s, range(89, 90), runner)
+        assert res[89].purged > 0
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
 def test_a_daemon_whose_purge_warnings_reach_nobody_says_so_at_start(setup: Setup, tmp_path: Path) -> None:
     """Found by a stranger's review (twenty-sixth session): with no `smtp:`, the warnings before a
-    purge go to the local mailbox, and the purges follow; only `acqd check` said so, `acqd run` not a
-    word. The daemon says it at start, as an error, naming the rules and the mailbox."""
+    purge go to the local mailbox (since the thirty-first session: not delivered, the purges wait);
+    only `acqd check` said so, `acqd run` not a word. The daemon says it at start, as an error, naming
+    the rules and the mailbox."""
     from tests.conftest import Background, wait_for
 
     doc = json.loads(setup.cfg_path.read_text())
