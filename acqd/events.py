@@ -93,6 +93,7 @@ def event_payload(instrument: str, o: Outcome) -> dict[str, Any]:
         "instrument": instrument,
         "file": {
             "source": o.relpath,
+            "root": o.root or None,
             "tier": o.tier or None,
             "session": o.session,
             "version": o.version,

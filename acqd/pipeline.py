@@ -768,6 +768,7 @@ class Pipeline:
             detector=row.detector,
             version=row.version,
             source_bytes=fields.pop("source_bytes", row.identity.size),
+            root=row.root,
             **fields,
         )
 
@@ -1167,7 +1168,7 @@ class Pipeline:
             "verified (acqd restore gives it back)"
         )
         await self._j(self.journal.audit, row.id, "release-unknown", reason=why)
-        o = Outcome(LEFT_ASIDE, row.relpath, session=row.session, detector=ctx.profile.name, reason=why)
+        o = Outcome(LEFT_ASIDE, row.relpath, session=row.session, detector=ctx.profile.name, reason=why, root=ctx.root)
         try:
             self.reporter.outcome(o)
         except Exception:  # a reporter must never stop the start
@@ -1515,7 +1516,15 @@ class Pipeline:
             )
             with contextlib.suppress(AcqdError):
                 await self._j(self.journal.audit, None, LEFT_ASIDE, root=ctx.root, path=rel, reason=reason)
-            o = Outcome(LEFT_ASIDE, rel, session="", detector=ctx.profile.name, source_bytes=st.st_size, reason=reason)
+            o = Outcome(
+                LEFT_ASIDE,
+                rel,
+                session="",
+                detector=ctx.profile.name,
+                source_bytes=st.st_size,
+                reason=reason,
+                root=ctx.root,
+            )
             try:
                 self.reporter.outcome(o)
             except Exception:  # a reporter must never stop the scan
@@ -1545,6 +1554,7 @@ class Pipeline:
                 detector=ctx.profile.name,
                 reason=e.reason,
                 stage=e.error,
+                root=ctx.root,
             )
             try:
                 self.reporter.outcome(o)

@@ -434,6 +434,7 @@ class RetentionRunner:
                 source_bytes=row.copy.source_bytes,
                 tier=row.copy.tier,
                 dest=self.tiers[row.copy.tier].url(row.copy.dest) if row.copy.tier in self.tiers else row.copy.dest,
+                root=f.root,
                 **kw,
             )
         )

@@ -107,6 +107,7 @@ class Outcome:
     stage: str = ""  # retries: the stage that failed (read, write, verify)
     seconds: float = 0.0  # complete -> verified
     stages: tuple[tuple[str, float], ...] = ()  # seconds per stage: read, encode, write, verify
+    root: str = ""  # the watch root the file is under (its path), where known: `relpath` is below it
 
 
 #: the reason of a `released` outcome (its event's `reason`; the removed file's path is its `path`)

@@ -1219,6 +1219,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_robust.py::test_events_still_queued_at_a_stop_are_counted_and_said",),
     ),
     Mutant(
+        "event-without-root",
+        "file events do not name the watch root: two roots holding the same relative path are told apart by nobody",
+        "acqd/events.py",
+        '            "root": o.root or None,\n',
+        '            "root": None,\n',
+        ("tests/test_service.py::test_mqtt_released_event_names_the_removed_file",),
+    ),
+    Mutant(
+        "purge-due-moved-first",
+        "a copy whose purge is due is moved to another tier first: the purge then finds the old copy gone and"
+        " records it missing",
+        "acqd/policy/planner.py",
+        "        if move is not None:  # its purge is due",
+        "        if False:  # its purge is due",
+        ("tests/test_policy.py::test_a_copy_whose_purge_is_due_is_purged_where_it_is_not_moved_first",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -674,3 +674,18 @@ def test_a_recipient_whose_digest_failed_is_warned_again_and_the_purge_waits_for
     got.append(Warning_(1, again.at, later, "alice@x.org"))
     assert [a.kind for a in plan(w.at + DAY, [it], pol, (), got)] == []  # the desk's date passed: waits for alice's
     assert [a.kind for a in plan(again.at, [it], pol, (), got)] == ["purge"]
+
+
+def test_a_copy_whose_purge_is_due_is_purged_where_it_is_not_moved_first() -> None:
+    """Found by an adversarial review (thirty-first session): a copy due both for a move and for its
+    purge in one sweep (a transition added by a reload, or a move that kept failing until the purge
+    date) was copied to the new tier and deleted from the old one, and the purge, acting on the old
+    copy, found it gone and recorded it `missing` (what a lost copy looks like in the audit); the real
+    purge waited a sweep. A copy whose purge is due is purged where it is."""
+    p = policy()
+    it = item(days_old=90)  # on central; the move to capacity was due on day 14
+    w = Warning_(1, NOW - 10 * DAY, NOW - 30 * DAY)
+    assert kinds(plan(NOW, [it], p, warnings=[w])) == ["purge"]
+    # not due yet (warned for a later date): moved as before
+    later = Warning_(1, NOW + 5 * DAY, NOW - 9 * DAY)
+    assert kinds(plan(NOW, [it], p, warnings=[later])) == ["transition"]

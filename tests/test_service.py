@@ -417,6 +417,10 @@ def test_mqtt_released_event_names_the_removed_file(
         assert (dest / "scope" / "grid1" / "a.raw").read_bytes() == data
         assert ev["file"]["source"] == "grid1/a.raw", ev
         assert ev["file"]["path"] == str(watch / "grid1" / "a.raw"), ev
+        # the watch root it is under: two roots can hold the same relative path (a review, thirty-first session)
+        assert ev["file"]["root"] == str(watch), ev
+        [verified] = [m[1] for m in sub.messages if m[0] == "acqd/scope/events/file.verified"]
+        assert verified["file"]["root"] == str(watch), verified  # type: ignore[index]
         assert "copy is verified" in ev["reason"] and "/" not in ev["reason"], ev
         assert f"removed from the acquisition disk ({watch / 'grid1' / 'a.raw'})" in d.stderr()
     finally:

@@ -173,22 +173,22 @@ def plan(
         age = now - it.verified_at
         # transitions: the latest one that is due and not yet done
         due = [t for t in rule.transitions if age >= t.after]
+        move: Action | None = None
         if due and due[-1].tier != it.tier:
             if held is not None:
                 what = f"hold until {_moment(held.until)}: {held.reason or 'no reason given'}"
                 why = f"move to {due[-1].tier} held back: {what}"
                 actions.append(Action("blocked", it, rule.name, why, held.until))  # due once the hold ends
             else:
-                actions.append(
-                    Action(
-                        "transition",
-                        it,
-                        rule.name,
-                        f"older than {human_age(due[-1].after)}",
-                        it.verified_at + due[-1].after,
-                        tier=due[-1].tier,
-                    )
+                move = Action(
+                    "transition",
+                    it,
+                    rule.name,
+                    f"older than {human_age(due[-1].after)}",
+                    it.verified_at + due[-1].after,
+                    tier=due[-1].tier,
                 )
+                actions.append(move)
         if rule.expiration is None:
             if it.id in delivered:  # the purge a warning announced is called off: the warning with it
                 last = max(w.purge_at for w in delivered[it.id])
@@ -228,6 +228,8 @@ def plan(
             if clock_problem is not None and wall >= purge_at:  # only the (suspect) wall clock says it is due
                 actions.append(Action("blocked", it, rule.name, clock_problem, purge_at))
             continue  # warned; waiting for the date
+        if move is not None:  # its purge is due: not moved first (then recorded missing by the purge: a review)
+            actions.remove(move)
         purges.append(Action("purge", it, rule.name, f"expired ({human_age(rule.expiration.after)}), warned", purge_at))
     n = total = 0
     for p in purges:
