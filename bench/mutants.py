@@ -1199,7 +1199,7 @@ MUTANTS: tuple[Mutant, ...] = (
         " on their date though no owner was told",
         "acqd/retention.py",
         '            if not getattr(self.mailer, "delivers", True):  # the local mailbox: nobody was told',
-        "            if False:\n",
+        "            if False:  # the local mailbox: nobody was told",
         ("tests/test_retention.py::test_warnings_written_to_the_local_mailbox_only_hold_the_purges_back",),
     ),
     Mutant(
