@@ -44,7 +44,7 @@ from acqd.mounts import unmounted_mount_point
 from acqd.notify import Digests, Mailer, template_error
 from acqd.policy.clock import ClockState, Reading, acknowledge, advance
 from acqd.policy.model import DAY, Policy
-from acqd.policy.planner import OVER_CAPS, Action, Hold, Item, Warning_, plan_stream
+from acqd.policy.planner import NOBODY_TO_WARN, OVER_CAPS, Action, Hold, Item, Warning_, plan_stream
 from acqd.ports import Reporter
 from acqd.recheck import check_copy
 from acqd.storage import Tier
@@ -571,6 +571,14 @@ class RetentionRunner:
         res = SweepResult(now=now, actions=actions, clock=self.last_clock)
         self._folders = {}  # looked at afresh: a share mounted again since the last sweep is its folder now
         res.blocked = sum(a.kind == "blocked" for a in actions)
+        nobody = [a for a in actions if a.kind == "blocked" and a.reason == NOBODY_TO_WARN]
+        if nobody:  # one line a sweep (the plan says it per file)
+            log.error(
+                "retention: %d file(s) have nobody to warn (first: %r): set owners.fallback, or owners.emails for "
+                "their owners; their purges stay blocked",
+                len(nobody),
+                nobody[0].item.relpath,
+            )
         for a in actions:
             if a.kind == "void":
                 await self._j(self.store.void_warnings, a.item.id, now, a.reason)
@@ -640,18 +648,9 @@ class RetentionRunner:
     ) -> None:
         """One digest per recipient, listing sessions; recorded only once the server accepted it."""
         per: dict[str, list[Action]] = defaultdict(list)
-        nobody = [a for a in warns if not a.recipients]
-        for a in warns:
+        for a in warns:  # each has somebody to warn (the planner blocks the purges of nobody's files)
             for r in a.recipients:
                 per[r].append(a)
-        if nobody:  # one line a sweep, and counted as blocked in its summary (they were said per file)
-            res.blocked += len(nobody)
-            log.error(
-                "retention: %d file(s) have nobody to warn (first: %r): set owners.fallback, or owners.emails for "
-                "their owners; their purges stay blocked",
-                len(nobody),
-                nobody[0].item.relpath,
-            )
         for recipient, acts in sorted(per.items()):
             sessions: dict[tuple[str, float, str], dict[str, Any]] = {}
             owner_links: dict[str, tuple[str, str, float]] = {}
@@ -665,8 +664,11 @@ class RetentionRunner:
                 top = "/" not in row.file.relpath
                 what = row.file.relpath if top else a.item.session
                 label = f"{a.item.instrument}/{what}" if a.item.instrument else what
-                tier = self.tiers.get(row.copy.tier)
-                where = self._session_folder(row) if not top else tier.url(row.copy.dest) if tier else row.copy.dest
+                # where the data is when it is deleted: a move due in this sweep takes it to `a.tier` first (the
+                # mail named the tier it was leaving: a review)
+                on = a.tier or row.copy.tier
+                tier = self.tiers.get(on)
+                where = self._session_folder(row, on) if not top else tier.url(row.copy.dest) if tier else row.copy.dest
                 key = (label, a.at, where)  # one line per session folder: two roots' sessions of one name apart
                 s = sessions.setdefault(
                     key,
@@ -748,17 +750,17 @@ class RetentionRunner:
             for a in acts:
                 self._emit("retention.warned", by_copy[a.item.id], reason=f"{recipient}: {a.reason}")
 
-    def _session_folder(self, row: jr.RetentionRow) -> str:
+    def _session_folder(self, row: jr.RetentionRow, on: str | None = None) -> str:
         """Where a copy's session lies on its tier (a URL): the folder of the session's files, not of
         this one file (a warning names the place an owner copies from: a subfolder would be part of
-        it), under the copy's own root's prefix."""
+        it), under the copy's own root's prefix; on tier `on` (default: the copy's)."""
         dest_dir = row.copy.dest.rpartition("/")[0]
         rel_dir = row.file.relpath.rpartition("/")[0]
         session = row.file.relpath.partition("/")[0] if rel_dir else ""
         folder = dest_dir
         if rel_dir and dest_dir.endswith("/" + rel_dir):
             folder = dest_dir[: len(dest_dir) - len(rel_dir)] + session
-        tier = self.tiers.get(row.copy.tier)
+        tier = self.tiers.get(on or row.copy.tier)
         return tier.url(folder) if tier is not None else folder
 
     def _layout(self, row: jr.RetentionRow) -> Any:

@@ -1236,6 +1236,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_policy.py::test_a_copy_whose_purge_is_due_is_purged_where_it_is_not_moved_first",),
     ),
     Mutant(
+        "plan-warns-nobody",
+        "`acqd plan` lists a warning and a purge date for a file nobody can be warned about (the daemon never"
+        " purges it)",
+        "acqd/policy/planner.py",
+        "        if not recipients:  # nobody to warn",
+        "        if False:  # nobody to warn",
+        ("tests/test_policy.py::test_a_file_nobody_can_be_warned_about_is_planned_blocked_not_warned",),
+    ),
+    Mutant(
+        "warning-names-the-tier-left",
+        "a warning sent in the sweep that moves the data names the tier the data leaves",
+        "acqd/retention.py",
+        "                on = a.tier or row.copy.tier\n",
+        "                on = row.copy.tier\n",
+        ("tests/test_retention.py::test_a_warning_sent_in_the_sweep_that_moves_the_data_names_where_it_will_be",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -689,3 +689,15 @@ def test_a_copy_whose_purge_is_due_is_purged_where_it_is_not_moved_first() -> No
     # not due yet (warned for a later date): moved as before
     later = Warning_(1, NOW + 5 * DAY, NOW - 9 * DAY)
     assert kinds(plan(NOW, [it], p, warnings=[later])) == ["transition"]
+
+
+def test_a_file_nobody_can_be_warned_about_is_planned_blocked_not_warned() -> None:
+    """Found by an adversarial review (thirty-first session): with no owners.fallback, `acqd plan` listed
+    a warning and a purge date for a file whose owner has no address, while the daemon warned nobody
+    and never purged it. The plan says its purge is held back, and why."""
+    p = policy(BASE.replace(", fallback: staff@x.org", ""))
+    bob = item(days_old=50, name="bob_s1/m.mrc")  # no address for bob, and no fallback
+    [blocked] = [a for a in plan(NOW, [bob], p) if a.kind != "transition"]
+    assert blocked.kind == "blocked" and "nobody to warn" in blocked.reason, blocked
+    alice = item(days_old=50)
+    assert "warn" in kinds(plan(NOW, [alice], p))  # alice has an address: warned as before

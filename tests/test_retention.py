@@ -1344,6 +1344,25 @@ async def test_warnings_written_to_the_local_mailbox_only_hold_the_purges_back(s
         io.shutdown()
 
 
+async def test_a_warning_sent_in_the_sweep_that_moves_the_data_names_where_it_will_be(setup: Setup) -> None:
+    """Found by an adversarial review (thirty-first session): a daemon stopped past both a move's date
+    and a warning's (or a hold that ended after both) warned and moved in one sweep; the mail's
+    "where:" named the tier the data left ten milliseconds later. It names where the data is then."""
+    s = setup
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        res = await sweep_days(s, range(50, 51), make_runner(s, j, jexec, io))  # the first sweep: day 50
+        assert res[50].transitioned > 0 and res[50].warned > 0, res[50]
+        bodies = [m.get_body(("plain",)).get_content() for _, m in s.box.messages]  # type: ignore[union-attr]
+        assert bodies and all(str(s.capacity) in b for b in bodies), bodies
+        assert not any(str(s.central) in b for b in bodies), bodies
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+
+
 def test_a_daemon_whose_purge_warnings_reach_nobody_says_so_at_start(setup: Setup, tmp_path: Path) -> None:
     """Found by a stranger's review (twenty-sixth session): with no `smtp:`, the warnings before a
     purge go to the local mailbox (since the thirty-first session: not delivered, the purges wait);

@@ -105,7 +105,7 @@ class Action:
     rule: str
     reason: str
     at: float  # when it is due (purge: the purge date)
-    tier: str = ""  # transition target
+    tier: str = ""  # transition: its target; warn: the tier a move in the same sweep takes the copy to
     recipients: tuple[str, ...] = ()
 
 
@@ -121,6 +121,13 @@ def standing_warning(
     if any(h.covers(item, w.purge_at) for h in holds):  # a hold outlived the date: the owner expects a new warning
         return None
     return w
+
+
+#: the reason of a purge blocked because no address is known for anybody its rule notifies
+NOBODY_TO_WARN = (
+    "purge held back: nobody to warn (no owners.emails entry for its owner, no owners.fallback); set one, "
+    "and it is warned, then purged a full warning period later"
+)
 
 
 def _recipients(policy: Policy, rule_notify: Iterable[str], owner: str | None) -> tuple[str, ...]:
@@ -205,6 +212,9 @@ def plan(
             actions.append(Action("blocked", it, rule.name, why, max(expiry, held.until)))
             continue
         recipients = _recipients(policy, rule.notify, owner)
+        if not recipients:  # nobody to warn: its purge waits (`acqd plan` said a warning and a date: a review)
+            actions.append(Action("blocked", it, rule.name, NOBODY_TO_WARN, expiry))
+            continue
         mine = delivered.get(it.id, [])
         told: list[Warning_] = []  # each recipient's standing warning
         missing: list[str] = []
@@ -220,7 +230,15 @@ def plan(
             purge_at = max([expiry, sent + rule.warn, *(w.purge_at for w in told)])
             again = " (warned again)" if mine and not told else ""
             actions.append(
-                Action("warn", it, rule.name, f"purge on {_day(purge_at)}{again}", purge_at, recipients=tuple(missing))
+                Action(
+                    "warn",
+                    it,
+                    rule.name,
+                    f"purge on {_day(purge_at)}{again}",
+                    purge_at,
+                    tier=move.tier if move is not None else "",  # where it is by then: moved in this sweep
+                    recipients=tuple(missing),
+                )
             )
             continue
         purge_at = max(expiry, *(max(w.sent_at + rule.warn, w.purge_at) for w in told))
