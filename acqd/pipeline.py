@@ -207,6 +207,7 @@ UNFILLED_KEPT = (
     "settle window; or its last frame is truly blank); its copy holds what it held. Once filled it ships again "
     "as a new version and is released; if its last frame is blank, remove it by hand once checked"
 )
+RELEASE_WAIT_GRACE = 120.0  # seconds a release not held any more keeps its first-held time (a re-look's gap)
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
 # why a verified file's release waits (`acqd status`, from `Pipeline.release_reasons`)
 WAIT_WRITER = "open for writing by a process: kept until it is closed"
@@ -732,8 +733,8 @@ class Pipeline:
         self._journal_down_since: float | None = None  # monotonic: a file's journal write failed, none since worked
         self._journal_later: dict[tuple[int, str], asyncio.TimerHandle] = {}  # flights a journal error ended
         self._untaken_said: set[tuple[int, str]] = set()  # (root, extension) said by `_untaken`
-        #: releases held back (`_release_later`, `_after_manifest`) -> when a snapshot first saw them
-        self._release_waiting: dict[tuple[int, str], float] = {}
+        #: releases held back (`_release_later`, `_after_manifest`) -> [when a snapshot first saw them, last saw them]
+        self._release_waiting: dict[tuple[int, str], list[float]] = {}
         self._held: dict[tuple[int, str], int] = {}  # file -> the row last reported as held by a writer
         #: files gone from the acquisition disk whose only copy does not read back as recorded (`--once`: exit 1)
         self.kept_damaged = 0
@@ -831,10 +832,13 @@ class Pipeline:
         oldest = max((now - c.born for c in pending), default=0.0)
         held = set(self._release_later).union(*self._after_manifest.values())
         since = self._release_waiting
-        for key in [k for k in since if k not in held and k not in self.candidates and k not in self.in_flight]:
-            del since[key]  # released, or moved on (a held release's re-look is a candidate or in flight)
         for key in held:
-            since.setdefault(key, now)
+            since.setdefault(key, [now, now])[1] = now
+        # released, or moved on: forgotten once not held for RELEASE_WAIT_GRACE (a held release's re-look
+        # passes through the hint queue, where it is neither held nor a candidate: the age went back to 0
+        # at every re-look, and AcqdReleaseWaiting never fired: a review)
+        for key in [k for k, (_first, last) in since.items() if k not in held and now - last > RELEASE_WAIT_GRACE]:
+            del since[key]
         return Snapshot(
             backlog_files=len(pending),
             backlog_bytes=sum(c.stable.size for c in pending),
@@ -842,7 +846,7 @@ class Pipeline:
             inflight_bytes=self.budget.used,
             in_flight=len(self.in_flight),
             release_waiting=len(held),
-            release_waiting_seconds=max((now - since[k] for k in held), default=0.0),
+            release_waiting_seconds=max((now - since[k][0] for k in held), default=0.0),
         )
 
     def release_reasons(self) -> dict[str, int]:

@@ -1253,6 +1253,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention.py::test_a_warning_sent_in_the_sweep_that_moves_the_data_names_where_it_will_be",),
     ),
     Mutant(
+        "release-wait-age-reset-at-relook",
+        "a held release's age goes back to 0 at each of its re-looks: AcqdReleaseWaiting never fires",
+        "acqd/pipeline.py",
+        "if k not in held and now - last > RELEASE_WAIT_GRACE",
+        "if k not in held and now - last >= 0",
+        ("tests/test_pipeline_units.py::test_a_held_release_keeps_its_age_across_its_re_looks",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -118,3 +118,33 @@ def test_files_wait_longer_the_longer_the_journal_cannot_be_written() -> None:
     assert "journal cannot be written" in p.stats.last_error
     Pipeline._journal_up(p)  # type: ignore[arg-type]
     assert 0.8 * JOURNAL_RETRY <= delay_at(700) <= 1.2 * JOURNAL_RETRY
+
+
+def test_a_held_release_keeps_its_age_across_its_re_looks() -> None:
+    """Found by an adversarial review (thirty-first session): a release held for a writer is looked at
+    again every second or so; between the timer and the look the file is in the hint queue, neither
+    held nor a candidate, and a snapshot taken then forgot when it was first held: the age went back
+    to 0 again and again and AcqdReleaseWaiting (30 minutes) never fired. The age now runs on across
+    re-looks (forgotten only once the file has not been held for RELEASE_WAIT_GRACE)."""
+    from types import SimpleNamespace
+
+    from acqd.pipeline import RELEASE_WAIT_GRACE, Pipeline
+
+    t = [1000.0]
+    key = (0, "s/open.raw")
+    p = Pipeline.__new__(Pipeline)
+    p.candidates, p.in_flight, p._after_manifest, p._release_waiting = {}, {}, {}, {}
+    p._release_later = {key: None}  # type: ignore[dict-item]
+    p.budget = SimpleNamespace(used=0)  # type: ignore[assignment]
+    p.mono = lambda: t[0]  # type: ignore[method-assign]
+    assert p.snapshot().release_waiting_seconds == 0
+    for _ in range(30):  # a re-look a second: out of `_release_later` for a moment, then held again
+        t[0] += 0.5
+        del p._release_later[key]
+        assert p.snapshot().release_waiting == 0
+        t[0] += 0.5
+        p._release_later[key] = None  # type: ignore[assignment]
+    assert p.snapshot().release_waiting_seconds == 30
+    del p._release_later[key]  # released: forgotten after the grace
+    t[0] += RELEASE_WAIT_GRACE + 1
+    assert p.snapshot().release_waiting_seconds == 0 and not p._release_waiting
