@@ -1016,9 +1016,18 @@ class Pipeline:
         for h in self._journal_later.values():
             h.cancel()
         self._journal_later.clear()
+        dropped = []
         for f in list(self.follows.values()):  # streams not taken over by a ship: their temporaries dropped
             if f.task is not None and not f.taken:
                 f.task.cancel()
+                dropped.append(f)
+        if dropped:  # files still being written: said, not dropped in silence (a review)
+            log.info(
+                "stopping: %d file(s) still being written and followed (first: %r) are not finished now: shipped "
+                "whole at the next start",
+                len(dropped),
+                dropped[0].c.rel,
+            )
         while not self.ready.empty():
             self.ready.get_nowait()
         for _ in range(self.limits.concurrent_files):

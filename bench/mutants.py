@@ -1261,6 +1261,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_pipeline_units.py::test_a_held_release_keeps_its_age_across_its_re_looks",),
     ),
     Mutant(
+        "stop-drops-streams-unsaid",
+        'a stop drops the streams of movies still being written without a word ("finishing files in flight")',
+        "acqd/pipeline.py",
+        "        if dropped:  # files still being written",
+        "        if False:  # files still being written",
+        ("tests/test_stream.py::test_a_stop_while_a_movie_is_still_written_says_its_stream_is_not_finished",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

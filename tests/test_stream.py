@@ -915,3 +915,23 @@ def test_a_looping_ifd_chain_is_refused_by_the_growth_reading_at_once(tmp_path: 
     [exc] = out
     assert isinstance(exc, (Surprise, NotStreamable)) and "comes back" in str(exc), exc
     assert len(g.pages) == 3  # the planes before the loop, each once
+
+
+def test_a_stop_while_a_movie_is_still_written_says_its_stream_is_not_finished(tmp_path: Path) -> None:
+    """Found by an adversarial review (thirty-first session): SIGTERM said "finishing files in flight",
+    then the daemon stopped and dropped the streams of the movies still being written, without a word
+    (their temporaries removed and the movies shipped at the next start, as they should be). The stop
+    now says which files were left for the next start."""
+    cam = camera(tmp_path, "t-movie")
+    watch, dest, _state, d = start(tmp_path, "t-movie")
+    target = watch / "sess" / cam.name
+    with open(target, "wb") as f:  # held open: the camera is still writing it
+        f.write(cam.data[: cam.cuts[3]])
+        f.flush()
+        try:
+            wait_for(lambda: temporaries(dest) != [], 60, "the stream's temporary", d)
+        finally:
+            code, err = d.terminate()
+    assert code == 0, err
+    assert "1 file(s) still being written and followed (first: 'sess/" in err, err[-3000:]
+    assert "shipped whole at the next start" in err
