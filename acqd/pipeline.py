@@ -3767,6 +3767,9 @@ class Pipeline:
         try:
             res, copy_id = await self._check_copy(c.ctx, row, just_verified=not c.release_only)
         except AcqdError as exc:  # one line for all the files it holds back (a tier whose claim is gone)
+            if isinstance(exc, JournalError):  # the journal's trouble, not the tier's: a copy re-checked on
+                # the tier must not say the journal recovered (a review: "recovered" while it still failed)
+                site = "journal"
             self.repeats.error(
                 site,
                 str(exc),
