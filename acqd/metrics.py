@@ -105,6 +105,12 @@ class Metrics:
             registry=r,
         )
         self.backlog_bytes = Gauge("acqd_backlog_bytes", "Bytes of files found and not yet verified", i, registry=r)
+        self.backlog_ready = Gauge(
+            "acqd_backlog_ready_files",
+            "Files complete and not yet verified (being shipped or waiting for a retry; not those still written)",
+            i,
+            registry=r,
+        )
         self.oldest_pending = Gauge(
             "acqd_oldest_pending_age_seconds", "Age of the oldest file not yet verified (0 if none)", i, registry=r
         )
@@ -265,6 +271,7 @@ class Metrics:
         for g in (
             self.backlog_files,
             self.backlog_bytes,
+            self.backlog_ready,
             self.oldest_pending,
             self.release_waiting,
             self.release_waiting_age,
@@ -367,6 +374,7 @@ class Metrics:
         inst = self.instrument
         self.backlog_files.labels(inst).set(snap.backlog_files)
         self.backlog_bytes.labels(inst).set(snap.backlog_bytes)
+        self.backlog_ready.labels(inst).set(snap.ready_files)
         self.oldest_pending.labels(inst).set(snap.oldest_pending_seconds)
         self.inflight_bytes.labels(inst).set(snap.inflight_bytes)
         self.release_waiting.labels(inst).set(snap.release_waiting)

@@ -847,6 +847,7 @@ class Pipeline:
             in_flight=len(self.in_flight),
             release_waiting=len(held),
             release_waiting_seconds=max((now - since[k][0] for k in held), default=0.0),
+            ready_files=len(self.in_flight) + sum(c.settled and not c.release_only for c in self.candidates.values()),
         )
 
     def release_reasons(self) -> dict[str, int]:

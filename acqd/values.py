@@ -128,6 +128,9 @@ class Snapshot:
     #: manifest's write, a writer to close, a re-check of the copy), and the longest such wait
     release_waiting: int = 0
     release_waiting_seconds: float = 0.0
+    #: of the backlog, the files complete and not verified (being shipped, or waiting for a retry): not
+    #: those still being written or settling (AcqdStalled: a file written for an hour is no stall)
+    ready_files: int = 0
 
 
 @dataclass(frozen=True, slots=True)

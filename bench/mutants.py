@@ -1269,6 +1269,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_stream.py::test_a_stop_while_a_movie_is_still_written_says_its_stream_is_not_finished",),
     ),
     Mutant(
+        "ready-backlog-counts-files-still-written",
+        "the ready backlog (AcqdStalled) counts files still being written: a long acquisition pages as a stall",
+        "acqd/pipeline.py",
+        "ready_files=len(self.in_flight) + sum(c.settled and not c.release_only for c in self.candidates.values())",
+        "ready_files=len(self.in_flight) + sum(not c.release_only for c in self.candidates.values())",
+        ("tests/test_pipeline_units.py::test_the_ready_backlog_leaves_out_files_still_being_written",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -148,3 +148,29 @@ def test_a_held_release_keeps_its_age_across_its_re_looks() -> None:
     del p._release_later[key]  # released: forgotten after the grace
     t[0] += RELEASE_WAIT_GRACE + 1
     assert p.snapshot().release_waiting_seconds == 0 and not p._release_waiting
+
+
+def test_the_ready_backlog_leaves_out_files_still_being_written() -> None:
+    """Found by an adversarial review (thirty-first session): AcqdStalled (critical) fired for a file
+    simply still being written (a stack written for 20 minutes, a log appended to for ever): the
+    backlog counts it, and nothing was verified meanwhile. The alert watches the files complete and
+    not yet verified (`acqd_backlog_ready_files`): in flight, or settled and waiting for a retry."""
+    from types import SimpleNamespace
+
+    from acqd.pipeline import Pipeline
+
+    def cand(settled: bool, release_only: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(settled=settled, release_only=release_only, born=0.0, stable=SimpleNamespace(size=1))
+
+    p = Pipeline.__new__(Pipeline)
+    p.candidates = {  # type: ignore[assignment]
+        (0, "written.tif"): cand(False),  # still being written or settling
+        (0, "retry.raw"): cand(True),  # complete, waiting for a retry
+        (0, "verified.raw"): cand(True, release_only=True),  # verified: its release waits
+    }
+    p.in_flight = {(0, "shipping.mrc"): cand(True)}  # type: ignore[dict-item]
+    p._after_manifest, p._release_waiting, p._release_later = {}, {}, {}
+    p.budget = SimpleNamespace(used=0)  # type: ignore[assignment]
+    p.mono = lambda: 1.0  # type: ignore[method-assign]
+    snap = p.snapshot()
+    assert snap.backlog_files == 4 and snap.ready_files == 2, snap
