@@ -922,7 +922,7 @@ def test_a_file_that_comes_back_after_its_release_is_said_and_kept_for_the_next_
     )  # fmt: skip
     rows = lambda: {v: st for r, st, _w, v in journal_rows(state) if r == rel}  # noqa: E731
     try:
-        wait_for(lambda: (state / "journal.sqlite").exists(), 30, "the daemon to start", d)
+        wait_for(lambda: "acqd started" in d.stderr(), 30, "the daemon to start", d)  # its journal made
         tifffile.imwrite(path, planes[0], append=True)
         wait_for(lambda: rows().get(1) == "released", 60, "the first plane shipped and released", d, state)
         tifffile.imwrite(path, planes[1], append=True)  # the file is gone: a new file, version 2
