@@ -2870,8 +2870,11 @@ class Pipeline:
             for c, _row in due:
                 try:
                     st = lstat_below(c.ctx.root, c.rel)
-                    # a movie not filled yet: `_release` keeps it and says why
-                    out.append(None if _unfilled_movie(os.path.join(c.ctx.root, c.rel)) else st)
+                    # a movie not filled yet: `_release` keeps it and says why (a header and more: not
+                    # opened for the sidecars of a few hundred bytes that come by the thousand)
+                    path = os.path.join(c.ctx.root, c.rel)
+                    unfilled = st is not None and st.st_size > 1024 and _unfilled_movie(path)
+                    out.append(None if unfilled else st)
                 except (NotBelow, OSError) as exc:
                     out.append(exc)
             return out

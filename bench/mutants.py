@@ -1132,8 +1132,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "batch-unfilled-movie-released",
         "a batch of releases takes MRC movies whose last bytes are zeros (pre-allocated) for plain files",
         "acqd/pipeline.py",
-        "                    out.append(None if _unfilled_movie(os.path.join(c.ctx.root, c.rel)) else st)\n",
-        "                    out.append(st)\n",
+        "                    unfilled = st is not None and st.st_size > 1024 and _unfilled_movie(path)\n",
+        "                    unfilled = False\n",
         (f"{SAFE}::test_preallocated_movies_whose_writer_pauses_are_never_released_before_they_are_filled[generic]",),
     ),
     Mutant(
@@ -1180,6 +1180,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "                    c.grew = appended or gap is not None\n",
         "                    c.grew = appended\n                    gap = None\n",
         ("tests/test_robust.py::test_a_file_that_comes_back_after_its_release_is_said_and_kept_for_the_next_part",),
+    ),
+    Mutant(
+        "came-back-pending-version-unlooked",
+        "a file's new version recorded pending soon after its previous version's release (by another path) is"
+        " not looked back at: released at once after it ships, the writer's next part a fragment of its own",
+        "acqd/pipeline.py",
+        "                if action is Observed.NEW_VERSION or (action is Observed.TRACK and row.version > 1):\n",
+        "                if action is Observed.NEW_VERSION:\n",
+        ("tests/test_robust.py::test_a_version_recorded_pending_soon_after_its_release_is_kept_for_the_next_part",),
     ),
     Mutant(
         "mqtt-url-unchecked",

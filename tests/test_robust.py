@@ -943,6 +943,46 @@ def test_a_file_that_comes_back_after_its_release_is_said_and_kept_for_the_next_
     assert np.array_equal(got, planes[1:])  # the parts after the first, in one copy
 
 
+def test_a_version_recorded_pending_soon_after_its_release_is_kept_for_the_next_part(tmp_path: Path) -> None:
+    """The other way a file back soon after its release is admitted (the test above takes it one run in
+    three): its new version already recorded, pending, by another path (a release that found the file
+    changed, a daemon stopped before it shipped), then found at a look as the same file (TRACK). It is
+    a version after a release all the same: said once, and kept a while after it ships for the next
+    part, not released at once."""
+    from acqd.journal import Journal, Observation
+    from acqd.values import SourceRef
+    from acqd.watcher import identity_of
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    path, rel = acq / "s" / "data.bin", "s/data.bin"
+    parts = [os.urandom(50_000), os.urandom(60_000)]
+    path.write_bytes(parts[0])
+    common = ("--watch", str(acq), "--dest", str(central), "--state-dir", str(state), "--detector", "generic")
+    r = run_acqd("run", *common, "--settle", "0.2s", "--release", "--once")
+    assert r.returncode == 0, r.stderr
+    rows = lambda: {v: st for rp, st, _w, v in journal_rows(state) if rp == rel}  # noqa: E731
+    assert rows() == {1: "released"} and not path.exists(), rows()
+    path.write_bytes(parts[1])  # the writer's next part: a new file under the name
+    j = Journal(state / "journal.sqlite")
+    try:
+        (root,) = j._db.execute("SELECT root FROM files WHERE relpath = ?", (rel,)).fetchone()
+        j.observe_many([Observation(SourceRef(root, rel), identity_of(path.stat()), "generic", True)])
+    finally:
+        j.close()
+    assert rows() == {1: "released", 2: "seen"}, rows()
+    d = Background("run", *common, "--settle", "0.5s", "--release")
+    try:
+        wait_for(lambda: rows().get(2) == "verified", 60, "the second version verified", d, state)
+        time.sleep(3)  # six settle windows: without the look back at the released version, gone in one
+        assert path.exists(), f"the version the next part would add to was released: {rows()}"
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    assert "'s/data.bin' came back" in err and "Set `settle` above the writer's longest pause" in err, err[-3000:]
+
+
 def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes(tmp_path: Path) -> None:
     """A writer that keeps the header valid after every frame (mrcfile's `set_data` + `flush`, file
     held open) makes the file look complete by its format at every frame. While a process here has it
