@@ -469,7 +469,11 @@ def _print_states(s: dict[str, Any]) -> None:
     if waiting:  # verified, to be removed from the acquisition disk, and not yet: why
         lines.append(f"  release waiting: {sum(waiting.values())} verified file(s), not removed yet:")
         lines += [f"    {n} {why}" for why, n in sorted(waiting.items(), key=lambda x: -x[1])]
-    lines += [f"  quarantined: {q['path']!r}: {one_line(q['reason'])}" for q in s["quarantined"][:20]]
+    # each with its watch root: two roots can hold the same path
+    quarantined = s["quarantined"]
+    lines += [f"  quarantined: {q['path']!r} in {q['root']}: {one_line(q['reason'])}" for q in quarantined[:20]]
+    if len(quarantined) > 20:
+        lines.append(f"  quarantined: {len(quarantined) - 20} more file(s) (`acqd status --json` lists all)")
     for root, rels in (s.get("left_aside") or {}).items():  # as the daemon's last whole scan of the root found them
         lines += [
             f"  left aside: {rel!r} in {root}: under a release's hidden name, which no release accounts for (the "
@@ -478,13 +482,13 @@ def _print_states(s: dict[str, Any]) -> None:
         ]
     failed = s.get("release_failed", [])
     lines += [
-        f"  release failed: {f['path']!r}: {one_line(f['reason'])} (kept; tried again at the next scan)"
+        f"  release failed: {f['path']!r} in {f['root']}: {one_line(f['reason'])} (kept; tried again at the next scan)"
         for f in failed[:20]
     ]
     if len(failed) > 20:
         lines.append(f"  release failed: {len(failed) - 20} more file(s) (`acqd status --json` lists all)")
     lines += [
-        f"  kept, not verified: {k['path']!r} (version {k['version']}): {one_line(k['reason'])}"
+        f"  kept, not verified: {k['path']!r} (version {k['version']}) in {k['root']}: {one_line(k['reason'])}"
         for k in s.get("kept_unverified", [])[:20]
     ]
     if len(s.get("kept_unverified", [])) > 20:

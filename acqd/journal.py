@@ -2070,12 +2070,19 @@ def summary(journal: Journal) -> dict[str, Any]:
         "states": journal.counts(),
         "stored_bytes": journal.stored_bytes(),
         "quarantined": [
-            {"path": r.relpath if current else f"{r.relpath} (version {r.version})", "reason": r.reason}
+            {"path": r.relpath if current else f"{r.relpath} (version {r.version})", "root": r.root, "reason": r.reason}
             for r, current in journal.quarantined()
         ],
-        "release_failed": [{"path": r.relpath, "reason": why} for r, why in journal.release_failed()],
+        "release_failed": [{"path": r.relpath, "root": r.root, "reason": why} for r, why in journal.release_failed()],
         "kept_unverified": [
-            {"path": r.relpath, "version": r.version, "tier": c.tier, "dest": c.dest, "reason": r.reason}
+            {
+                "path": r.relpath,
+                "root": r.root,
+                "version": r.version,
+                "tier": c.tier,
+                "dest": c.dest,
+                "reason": r.reason,
+            }
             for r, c in journal.kept_unverified()
         ],
     }

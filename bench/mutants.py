@@ -3429,7 +3429,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "release-refusal-unlisted",
         "`acqd status` does not list the files whose release the acquisition disk refused",
         "acqd/journal.py",
-        '        "release_failed": [{"path": r.relpath, "reason": why} for r, why in journal.release_failed()],\n',
+        '        "release_failed": [{"path": r.relpath, "root": r.root, "reason": why}'
+        " for r, why in journal.release_failed()],\n",
         '        "release_failed": [],\n',
         ("tests/test_faults.py::test_a_release_the_acquisition_disk_refuses_is_said_counted_and_listed",),
     ),

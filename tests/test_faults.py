@@ -216,6 +216,9 @@ def test_a_release_the_acquisition_disk_refuses_is_said_counted_and_listed(site:
         st = run_acqd("status", "--config", str(site.config), "--json")
         listed = json.loads(st.stdout)["release_failed"]
         assert sorted(x["path"] for x in listed) == sorted(files), listed
+        assert {x["root"] for x in listed} == {str(site.watch)}, listed  # two roots can hold the same path
+        text = run_acqd("status", "--config", str(site.config)).stdout
+        assert f"release failed: 's/f000.raw' in {site.watch}:" in text, text
         db = sqlite3.connect(site.state / "journal.sqlite")
         try:
             (n,) = db.execute("SELECT COUNT(*) FROM audit WHERE action = 'release-failed'").fetchone()
