@@ -649,12 +649,15 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "imagej-missing-resolution-unit-taken-for-inch",
-        "an ImageJ description's unit= is overridden by TIFF's default inch when no ResolutionUnit"
-        " is stated: pixel sizes 25,400 times too large",
+        "an ImageJ description's unit= is overridden by the TIFF's resolution unit (the inch TIFF defaults to"
+        " when none is stated): pixel sizes and z steps 10^4 or 25,400 times too large",
         "acqd/readers/tiff.py",
-        "            if rtag is not None and runit in (2, 3):\n",
-        "            if runit in (2, 3):\n",
-        ("tests/test_ngff.py::test_tiff_calibration_carried_never_invented[imagej-no-resolution-unit]",),
+        '            yunit, zunit = length_unit(ij.get("yunit")) or unit, length_unit(ij.get("zunit")) or unit\n',
+        '            unit = yunit = zunit = "inch" if runit == 2 else "centimeter" if runit == 3 else unit\n',
+        (
+            "tests/test_ngff.py::test_tiff_calibration_carried_never_invented[imagej-no-resolution-unit]",
+            "tests/test_ngff.py::test_tiff_calibration_carried_never_invented[imagej-inch-nm]",
+        ),
     ),
     Mutant(
         "imagej-yunit-zunit-ignored",
@@ -1284,6 +1287,35 @@ MUTANTS: tuple[Mutant, ...] = (
         "ready_files=len(self.in_flight) + sum(c.settled and not c.release_only for c in self.candidates.values())",
         "ready_files=len(self.in_flight) + sum(not c.release_only for c in self.candidates.values())",
         ("tests/test_pipeline_units.py::test_the_ready_backlog_leaves_out_files_still_being_written",),
+    ),
+    Mutant(
+        "imagej-cm-um-unconverted",
+        "an ImageJ stack with ResolutionUnit cm and `unit=um` gets pixels 10^4 times too small (ImageJ reads"
+        " them per cm), or with the resolution unit taken for its own, a z step 10^4 times too large",
+        "acqd/readers/tiff.py",
+        "                    res = (res[0] / 1e4, res[1] / 1e4)\n",
+        "                    pass\n",
+        ("tests/test_ngff.py::test_tiff_calibration_carried_never_invented[imagej-cm-um]",),
+    ),
+    Mutant(
+        "imagej-72dpi-per-inch",
+        "an ImageJ stack at 72 per inch beside `unit=um` gets 1/72 um pixels, where ImageJ shows 1 um",
+        "acqd/readers/tiff.py",
+        "                    res = (1.0, 1.0)\n",
+        "                    pass\n",
+        ("tests/test_ngff.py::test_tiff_calibration_carried_never_invented[imagej-72-dpi]",),
+    ),
+    Mutant(
+        "tiff-ifd-loop-unsaid",
+        "a TIFF whose chain of IFDs loops back is stored byte-exact under a reason about its pages' series,"
+        " not the loop",
+        "acqd/readers/tiff.py",
+        '    if ended == "loops back":  # damaged: which pages are the stack, readers do not agree; said as it is\n',
+        "    if False:\n",
+        (
+            "tests/test_frames.py::test_a_tiff_whose_pages_are_not_all_its_images_is_stored_byte_exact"
+            "[_looped_chain-chain of IFDs loops back after 3 IFD(s)]",
+        ),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

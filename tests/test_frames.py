@@ -368,9 +368,24 @@ def _cut_stack(tmp_path: Path) -> bytes:
     return cut
 
 
+def _looped_chain(tmp_path: Path) -> bytes:
+    """A stack of three planes whose last IFD points back at the first (a damaged file): the reason
+    named the pages' series, not the loop (a stranger's review)."""
+    data = np.random.default_rng(10).integers(0, 4000, (3, 32, 48)).astype(np.uint16)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data, photometric="minisblack")
+    b = bytearray(buf.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(b))) as t:
+        first, last = t.pages[0].offset, t.pages[-1].offset
+    ntags = struct.unpack_from("<H", b, last)[0]
+    struct.pack_into("<I", b, last + 2 + 12 * ntags, first)
+    return bytes(b)
+
+
 @pytest.mark.parametrize(
     ("make", "why"),
     [
+        (_looped_chain, "chain of IFDs loops back after 3 IFD(s)"),
         (_pyramid, "sub-IFDs"),
         (_orphan_planes, "neither pixels nor tags"),
         (_cut_imagej_tiff, "runs past the end"),

@@ -94,6 +94,33 @@ CAL: list[tuple[str, Any, list[float], list[str | None]]] = [
         [0.5, 1.0, 1.0],
         ["micrometer", None, None],
     ),
+    (  # ResolutionUnit cm with `unit=um`: ImageJ reads the pixels per cm, the spacing in um (the z step
+        # was taken in cm, 10^4 times too large: a stranger's review)
+        "imagej-cm-um",
+        lambda p, d: _ij_description(
+            p, d, IJ + "unit=um\nspacing=0.5\n", resolution=(1e5, 1e5 / 2), resolutionunit="CENTIMETER"
+        ),
+        [0.5, 0.2, 0.1],
+        ["micrometer"] * 3,
+    ),
+    (  # ResolutionUnit inch beside ImageJ's `unit=`: ImageJ takes the pixels per its unit, not per inch
+        "imagej-inch-nm",
+        lambda p, d: _ij_description(p, d, IJ + "unit=nm\nspacing=50\n", resolution=(0.05, 0.05), resolutionunit=2),
+        [50.0, 20.0, 20.0],
+        ["nanometer"] * 3,
+    ),
+    (  # ResolutionUnit cm with another unit than `um`: no conversion either (ImageJ's exact rule)
+        "imagej-cm-micron",
+        lambda p, d: _ij_description(p, d, IJ + "unit=micron\nspacing=2\n", resolution=(4, 4), resolutionunit=3),
+        [2.0, 0.25, 0.25],
+        ["micrometer"] * 3,
+    ),
+    (  # 72 per inch beside ImageJ's unit: ImageJ's TiffDecoder makes it a pixel of one unit
+        "imagej-72-dpi",
+        lambda p, d: _ij_description(p, d, IJ + "unit=um\nspacing=3\n", resolution=(72, 72), resolutionunit=2),
+        [3.0, 1.0, 1.0],
+        ["micrometer"] * 3,
+    ),
     (  # ImageJ's own units per axis
         "imagej-yunit-zunit",
         lambda p, d: _ij_description(

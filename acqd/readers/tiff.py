@@ -204,6 +204,11 @@ def open_tiff(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) -
             f"a TIFF whose chain of IFDs runs past the end of the file after {chained} whole IFD(s) ({n} "
             "page(s) read): still being written, or cut short"
         )
+    if ended == "loops back":  # damaged: which pages are the stack, readers do not agree; said as it is
+        raise UnsupportedFormatError(
+            f"a TIFF whose chain of IFDs loops back after {chained} IFD(s) ({n} page(s) read): damaged, its "
+            "pages are not a plain stack of frames"
+        )
     _check_whole(every, size)  # the last page's pixels cut off, no page said to follow: damaged
     cut = ""
     if ended is not None or chained > n:
@@ -409,14 +414,21 @@ def _sizes(tif: Any, page: Any) -> Calibration:
     if ij:
         unit = length_unit(ij.get("unit"))
         if unit is not None:
-            # y and z in their own units where the description states them (`yunit=`, `zunit=`), as
-            # ImageJ reads them; inch and cm where the TIFF's own tag says so (ImageJ writes them so).
-            # A missing ResolutionUnit is not the inch here: ImageJ's `unit=` is what Fiji shows (a
-            # file written by Pillow with ImageJ's description came out 25,400 times too large)
+            # as ImageJ reads it (FileOpener.decodeDescriptionString), which is what Fiji shows: y and z
+            # in their own units where the description states them (`yunit=`, `zunit=`); X/YResolution
+            # pixels per the description's `unit=` and `spacing=` in it, whatever ResolutionUnit says
+            # (none, inch or cm). Two cases ImageJ's TiffDecoder makes: 72 per inch is a pixel of one
+            # unit, and per centimetre with `unit=um` exactly is per cm (the pixel size times 10^4).
+            # The tag taken for the unit made a file with no ResolutionUnit (Pillow's) 25,400 times too
+            # large, and a z step in cm or inch (10^4 or 25,400 times too large): strangers' reviews
             yunit, zunit = length_unit(ij.get("yunit")) or unit, length_unit(ij.get("zunit")) or unit
-            if rtag is not None and runit in (2, 3):
-                unit = yunit = zunit = "inch" if runit == 2 else "centimeter"
-            px = (UM_PER_UNIT[yunit] / res[0], UM_PER_UNIT[unit] / res[1]) if res else None
+            px = None
+            if res:
+                if rtag is not None and runit == 2 and res[1] == 72.0:
+                    res = (1.0, 1.0)
+                elif rtag is not None and runit == 3 and ij.get("unit") == "um":
+                    res = (res[0] / 1e4, res[1] / 1e4)
+                px = (UM_PER_UNIT[yunit] / res[0], UM_PER_UNIT[unit] / res[1])
             spacing = ij.get("spacing")
             ok = isinstance(spacing, int | float) and not isinstance(spacing, bool) and spacing > 0
             step = float(spacing) * UM_PER_UNIT[zunit] if ok else None
