@@ -66,7 +66,7 @@ from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
 from acqd.rootlock import RootLocks
 from acqd.storage import Tier, open_tier
-from acqd.systemd import Notifier
+from acqd.systemd import Notifier, reload_asked_early
 from acqd.units import human_age, human_bytes
 from acqd.values import Outcome, State
 from acqd.watcher import PASSED_MAX, EventSource, is_network_fs
@@ -1048,6 +1048,9 @@ class Daemon:
                         loop.add_signal_handler(sig, self._on_stop, sig)
                     loop.add_signal_handler(signal.SIGHUP, self._on_reload)
                     loop.add_signal_handler(signal.SIGUSR1, dump_state, loop, pipeline)
+                    if reload_asked_early():  # held while the daemon started (`acqd.systemd.hold_reloads`)
+                        log.info("a reload (SIGHUP) was asked while acqd started: applying it now")
+                        loop.call_soon(self._on_reload)
                 await self._abort_incomplete(io, tiers)
                 policy = load_retention(config)
                 op = config.owner_page
@@ -1298,17 +1301,21 @@ class Daemon:
         except AcqdError as exc:
             self.metrics.reloads.labels(self.config.instrument, "failed").inc()
             log.error("reload failed, keeping the running configuration: %s", exc)
+        except Exception as exc:  # a defect: said, counted, and systemd's reload still ends (READY=1)
+            self.metrics.reloads.labels(self.config.instrument, "failed").inc()
+            log.error(
+                "reload failed (%s: %s), keeping the running configuration: please report this with the log",
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
         self.notifier.ready(self._status_line())
 
     def reload(self) -> None:
         pipeline = self.pipeline
         if pipeline is None:
             return
-        new = load_config(self.config_path) if self.config_path is not None else self.config
-        unpaced = {n: t.model_copy(update={"bandwidth": ()}) for n, t in new.tiers.items()}
-        was = {n: t.model_copy(update={"bandwidth": ()}) for n, t in self.config.tiers.items()}
-        if [w.path for w in new.watch] != [w.path for w in self.config.watch] or unpaced != was:
-            log.warning("reload: watch roots and tiers change only with a restart; applying the rest")
+        new = self._as_running(load_config(self.config_path) if self.config_path is not None else self.config)
         if fixed := [k for k in RESTART_ONLY if getattr(new, k) != getattr(self.config, k)]:
             # read once at the start: a reload that says nothing of them would leave an operator sure
             # that warnings now go to the new mail server (a stranger's first try); the running values
@@ -1355,13 +1362,8 @@ class Daemon:
             done.set_result(None)
             pipeline.imports = done
         for ctx, f in fresh:
-            if new.tier_for(f.watch) != ctx.tier.name or f.watch.mode != ctx.watch.mode:
-                log.warning(
-                    "reload: watch root %s: its tier (%s) and watch mode (%s) change only with a restart",
-                    ctx.root,
-                    ctx.tier.name,
-                    ctx.watch.mode,
-                )
+            if new.tier_for(f.watch) != ctx.tier.name:  # its mode, name and prefix: `_as_running`
+                log.warning("reload: watch root %s: its tier (%s) changes only with a restart", ctx.root, ctx.tier.name)
             ctx.watch, ctx.profile, ctx.window, ctx.scan_interval = f.watch, f.profile, f.window, f.scan_interval
             ctx.layout, ctx.frames, ctx.release, ctx.stream = f.layout, f.frames, f.release, f.stream
             ctx.placer = f.placer  # None: the policy removed, each root's own placement from now on
@@ -1380,6 +1382,39 @@ class Daemon:
         self.config = new  # the pacer reads its back-off rule and slot count from here each round
         pipeline.request_rescan()  # what the new rules take in or release now, not at the next scan
         log.info("reloaded configuration, detector profiles%s", " and retention policy" if policy else "")
+
+    def _as_running(self, new: Config) -> Config:
+        """`new` with what changes only with a restart kept as it runs, and said: the watch roots (their
+        list and order: a root's index names its metrics and its status) with each one's `name` (its
+        metrics label), `prefix` (where its files go: its manifests listed copies under another prefix)
+        and watch `mode`; the tiers, but for their bandwidth. A tier taken out and put back by two
+        reloads made every later reload fail with a KeyError; a root taken out made the scanner fail at
+        each look and its gauge name another root (a stranger's review)."""
+        old = self.config
+        said: list[str] = []
+        if [w.path for w in new.watch] != [w.path for w in old.watch]:
+            said.append("the list of watch roots")
+        by_path = {w.path: w for w in new.watch}
+        watch = []
+        for w in old.watch:
+            n = by_path.get(w.path)
+            if n is None:  # still watched and shipped as it was until the restart
+                watch.append(w)
+                continue
+            kept = {k: getattr(w, k) for k in ("name", "prefix", "mode") if getattr(n, k) != getattr(w, k)}
+            if kept:
+                said.append(f"watch root {w.path}'s {', '.join(kept)}")
+            watch.append(n.model_copy(update=kept))
+        tiers = {}
+        for name, t in old.tiers.items():
+            nt = new.tiers.get(name)
+            if nt is None or nt.model_copy(update={"bandwidth": ()}) != t.model_copy(update={"bandwidth": ()}):
+                said.append(f"tier {name}")
+            tiers[name] = t if nt is None else t.model_copy(update={"bandwidth": nt.bandwidth})
+        said += [f"tier {name} (new)" for name in new.tiers if name not in old.tiers]
+        if said:
+            log.warning("reload: %s change only with a restart; applying the rest", ", ".join(said))
+        return new.model_copy(update={"watch": tuple(watch), "tiers": tiers})
 
     def _reload_bandwidth(self, new: Config) -> None:
         """Each known tier's bandwidth schedule from `new` (a tier given one now gets a pacer)."""

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from collections.abc import Mapping
+
+_early_reloads: list[int] = []
+
+
+def hold_reloads() -> None:
+    """From the start of `acqd run`: a SIGHUP before the daemon's own handler is in place (its journal,
+    claims and tiers being set up) is noted, not fatal (the default action ends the process), and
+    applied once the daemon runs (`reload_asked_early`)."""
+    signal.signal(signal.SIGHUP, lambda signum, _frame: _early_reloads.append(signum))
+
+
+def reload_asked_early() -> bool:
+    """Whether a SIGHUP came while the daemon was starting (`hold_reloads`); said once."""
+    asked = bool(_early_reloads)
+    _early_reloads.clear()
+    return asked
 
 
 class Notifier:

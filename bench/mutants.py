@@ -1318,6 +1318,32 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "reload-drops-running-tiers",
+        "a reload without a tier makes the running configuration lack it: the reload that puts it back fails"
+        " with a KeyError (half applied, a traceback), and so does every reload after it",
+        "acqd/daemon.py",
+        '        return new.model_copy(update={"watch": tuple(watch), "tiers": tiers})\n',
+        '        return new.model_copy(update={"watch": tuple(watch)})\n',
+        ("tests/test_inprocess.py::test_reloads_that_take_a_tier_out_and_put_it_back_keep_reloading",),
+    ),
+    Mutant(
+        "reload-reorders-watch-roots",
+        "a reload that lists the watch roots in another order or drops one makes the scanner fail at each"
+        " look of a root, and the missing-root gauge name another root; a prefix change applies unsaid",
+        "acqd/daemon.py",
+        '        return new.model_copy(update={"watch": tuple(watch), "tiers": tiers})\n',
+        '        return new.model_copy(update={"tiers": tiers})\n',
+        ("tests/test_inprocess.py::test_reloads_that_reorder_or_drop_watch_roots_keep_each_roots_name_and_prefix",),
+    ),
+    Mutant(
+        "reload-fatal-during-start",
+        "a SIGHUP while `acqd run` starts (before the daemon's handler) ends it, exit 129, nothing said",
+        "acqd/__main__.py",
+        "        hold_reloads()\n",
+        "        pass\n",
+        ("tests/test_service.py::test_a_reload_asked_while_acqd_starts_is_applied_not_fatal",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -785,9 +785,7 @@ async def test_a_reload_without_a_policy_applies_the_new_detector_and_placement(
         path.write_text(yaml.safe_dump(doc))
         with caplog.at_level(logging.WARNING, logger="acqd"):
             daemon._on_reload()
-        assert f"reload: watch root {watch}: its tier (central) and watch mode (auto) change only with a restart" in (
-            caplog.text
-        )
+        assert f"reload: watch root {watch}'s mode change only with a restart" in caplog.text, caplog.text
         # it said "reloaded configuration" and went on mailing the old server (a stranger's first try)
         assert "reload: instrument, smtp change only with a restart" in caplog.text, caplog.text
         assert daemon.config.instrument == "scope" and daemon.config.smtp is None  # what runs
@@ -1621,3 +1619,123 @@ async def test_once_whose_journal_cannot_record_its_releases_exits_1(
     again = await asyncio.wait_for(Daemon(config, once=True, retry_for=30).run(install_signals=False), 120)
     assert again.code == 0, again
     assert not list(watch.rglob("*.raw"))
+
+
+def _two_tier_doc(tmp_path: Path, roots: list[tuple[str, str]]) -> dict[str, Any]:
+    """A configuration of named watch roots (name, folder below tmp_path) on tier `central` (with a
+    bandwidth schedule) beside a tier `other`."""
+    for _, folder in roots:
+        (tmp_path / folder).mkdir(exist_ok=True)
+    return {
+        "instrument": "scope",
+        "state_dir": str(tmp_path / "state"),
+        "watch": [
+            {"path": str(tmp_path / folder), "name": name, "prefix": name, "settle": "0.2s", "mode": "poll"}
+            | {"scan_interval": "1s", "placement": {"tier": "central"}}
+            for name, folder in roots
+        ],
+        "tiers": {
+            "central": {"url": f"file://{tmp_path / 'central'}", "bandwidth": [{"limit": "100MB/s"}]},
+            "other": {"url": f"file://{tmp_path / 'other'}"},
+        },
+        "limits": {"retry_initial": "50ms", "retry_max": "100ms"},
+    }
+
+
+def _reload_with(daemon: Daemon, path: Path, doc: dict[str, Any]) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(doc))
+    daemon._on_reload()
+
+
+async def test_reloads_that_take_a_tier_out_and_put_it_back_keep_reloading(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a review: a reload without a tier (said to need a restart) still made the running
+    configuration lack it; the reload that put it back failed in the bandwidth step with a KeyError
+    (a traceback, half applied, not counted as failed, no READY=1 for systemd), and so did every
+    reload after it. Tiers change only with a restart: the running ones are kept, and said."""
+    import copy
+
+    import yaml
+
+    from acqd.config import load_config
+
+    doc = _two_tier_doc(tmp_path, [("a", "acq")])
+    path = tmp_path / "acqd.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    rec = Recorder()
+    daemon = Daemon(load_config(path), config_path=path, reporter=rec)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        (tmp_path / "acq" / "one.txt").write_bytes(b"before")
+        await rec.wait("verified", 1)
+        without = copy.deepcopy(doc)
+        del without["tiers"]["central"]
+        without["watch"][0]["placement"] = {"tier": "other"}
+        with caplog.at_level(logging.INFO, logger="acqd"):
+            _reload_with(daemon, path, without)
+            for _ in range(3):  # put back, then reloaded again: each applied
+                _reload_with(daemon, path, doc)
+        assert "reload failed" not in caplog.text and "Traceback" not in caplog.text, caplog.text
+        reloads = daemon.metrics.reloads
+        assert reloads.labels("scope", "ok")._value.get() == 4, caplog.text
+        assert reloads.labels("scope", "failed")._value.get() == 0, caplog.text
+        assert "tier central change only with a restart" in caplog.text, caplog.text
+        (tmp_path / "acq" / "two.txt").write_bytes(b"after")
+        await rec.wait("verified", 2)
+    finally:
+        daemon.stop()
+        result = await asyncio.wait_for(task, 60)
+    assert result.code == 0
+    assert (tmp_path / "central" / "scope" / "a" / "two.txt").read_bytes() == b"after"
+
+
+async def test_reloads_that_reorder_or_drop_watch_roots_keep_each_roots_name_and_prefix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a review: a reload that listed the watch roots in another order, or without one, made
+    the scanner fail at each look of a root (IndexError: the root's metrics name looked up by its
+    place in the new list) and the missing-root gauge name another root; a reload that changed a
+    root's `prefix` was applied without a word, its session manifests then listing copies under
+    another prefix. The roots, their names and prefixes change only with a restart: kept, and said."""
+    import copy
+
+    import yaml
+
+    from acqd.config import load_config
+
+    doc = _two_tier_doc(tmp_path, [("rootA", "acqA"), ("rootB", "acqB")])
+    path = tmp_path / "acqd.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    rec = Recorder()
+    daemon = Daemon(load_config(path), config_path=path, reporter=rec)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    up = daemon.metrics.watch_root_up
+    try:
+        (tmp_path / "acqB" / "one.txt").write_bytes(b"before")
+        await rec.wait("verified", 1)
+        swapped = copy.deepcopy(doc)
+        swapped["watch"] = [doc["watch"][1] | {"prefix": "elsewhere"}, doc["watch"][0]]
+        with caplog.at_level(logging.INFO, logger="acqd"):
+            _reload_with(daemon, path, swapped)
+            _reload_with(daemon, path, {**swapped, "watch": swapped["watch"][:1]})  # rootA dropped
+        (tmp_path / "acqB").rename(tmp_path / "acqB.away")  # rootB goes: its gauge, not rootA's
+        for _ in range(300):
+            if up.labels("scope", "rootB")._value.get() == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert up.labels("scope", "rootB")._value.get() == 0 and up.labels("scope", "rootA")._value.get() == 1
+        (tmp_path / "acqB.away").rename(tmp_path / "acqB")
+        (tmp_path / "acqB" / "two.txt").write_bytes(b"after")
+        await rec.wait("verified", 2)
+    finally:
+        daemon.stop()
+        result = await asyncio.wait_for(task, 60)
+    assert result.code == 0
+    assert "error in stage" not in caplog.text and "reload failed" not in caplog.text, caplog.text
+    assert (tmp_path / "central" / "scope" / "rootB" / "two.txt").read_bytes() == b"after"  # its prefix kept
+    assert not (tmp_path / "central" / "scope" / "elsewhere").exists()
+    said = caplog.text
+    assert "the list of watch roots" in said and f"watch root {tmp_path / 'acqB'}'s prefix" in said, said

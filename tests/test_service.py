@@ -532,3 +532,35 @@ def test_sd_notify_ready_watchdog_reload_stopping(dirs: tuple[Path, Path, Path],
     log = errf.read_text()
     assert re.search(r"^<6>verified 'x.raw'", log, re.M), log  # journald priority prefixes
     assert re.search(r"^<3>reload failed", log, re.M), log
+
+
+def test_a_reload_asked_while_acqd_starts_is_applied_not_fatal(tmp_path: Path) -> None:
+    """Found by a review: a SIGHUP in the first moments of `acqd run` (before the daemon's handler is
+    in place: its journal, claims and tiers being set up) ended it, exit 129, nothing said: in a
+    kill-and-restart run, 8 starts of 10. From the start, a reload is held and applied once the
+    daemon runs."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    acq.mkdir()
+    d = Background("run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state), "--settle", "0.2s")
+
+    def catches_sighup() -> bool:  # bit 0 of the signals the process catches: SIGHUP
+        try:
+            status = Path(f"/proc/{d.proc.pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+        return bool(int(caught.split()[1], 16) & 1)
+
+    try:
+        deadline = time.monotonic() + 30
+        while not catches_sighup() and d.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        # caught from the start: before the daemon made its journal (its modules still loading)
+        assert catches_sighup() and not (state / "journal.sqlite").exists(), d.stderr()
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded configuration" in d.stderr(), 30, "the reload applied", d)
+        (acq / "f.bin").write_bytes(b"shipped after the early reload")
+        wait_for(lambda: journal_states(state).get("f.bin") == "verified", 60, "the file verified", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
