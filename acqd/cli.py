@@ -989,7 +989,8 @@ def verify(
         for url in others:
             err.print(
                 f"  -> copies read from {url}, not where the journal recorded their tier: what is found there is "
-                "said, not recorded (run `acqd verify` without --dest to check and record the tier's own copies)",
+                "said, not recorded (run `acqd verify` without --dest to check and record the tier's own copies; "
+                "a tier moved in acqd.yaml is recorded where it is once the daemon starts with it)",
                 markup=False,
             )
         for m in stale:

@@ -68,14 +68,25 @@ class Tiers:
             raise ConfigError(str(exc)) from None
 
     def elsewhere(self, name: str) -> str | None:
-        """The URL copies of tier `name` are read from when it is `--dest` and not where the journal
-        recorded that tier (a mirror, a copy of the share): what is found there says nothing about
-        the tier's own copies, and is not recorded. None otherwise."""
-        if self.config is not None or self.dest is None or name not in self.recorded:
+        """The URL copies of tier `name` are read from when it is not where the journal recorded that
+        tier (`--dest`, or the configuration's URL edited before the daemon that records it started: a
+        mirror, a copy of the share, a migration being prepared): what is found there says nothing about
+        the tier's own copies, and is not recorded (a copy missing from a partial mirror was recorded
+        lost for good: a stranger's review). None otherwise."""
+        if name not in self.recorded:
             return None
-        url = dest_url(self.dest).rstrip("/")
+        if self.config is not None:
+            t = self.config.tiers.get(name)
+            if t is None:
+                return None
+            url = t.url.rstrip("/")
+        elif self.dest is not None:
+            url = dest_url(self.dest).rstrip("/")
+        else:
+            return None
         # the journal keeps a tier's URL without its password: compared so, a --dest with one is the tier
-        return None if without_password(url) == without_password(self.recorded[name][0]).rstrip("/") else url
+        shown = without_password(url)
+        return None if shown == without_password(self.recorded[name][0]).rstrip("/") else shown
 
     def close(self) -> None:
         for t in self._open.values():

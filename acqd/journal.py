@@ -301,6 +301,14 @@ class Journal:
                     timeout=10,
                     isolation_level=None,
                 )
+                tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not tables:  # an empty file, or a daemon that has only just made it
+                    raise JournalError(f"the journal {path} is empty: no acqd has recorded anything in it yet")
+                if not {"files", "copies", "meta"} <= tables:  # said in one line, not a traceback at the first query
+                    raise JournalError(
+                        f"{path} is not an acqd journal (an SQLite database without acqd's tables): is this "
+                        "the state directory of an acqd?"
+                    )
                 self._older_columns_empty()
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -1344,6 +1344,30 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_service.py::test_a_reload_asked_while_acqd_starts_is_applied_not_fatal",),
     ),
     Mutant(
+        "verify-config-tier-moved-recorded",
+        "`acqd verify --config` with the tier's URL edited (a migration being prepared, a partial mirror)"
+        " records what it finds there: a copy missing from the mirror recorded lost for good",
+        "acqd/fixity.py",
+        '            url = t.url.rstrip("/")\n',
+        "            return None\n",
+        (
+            "tests/test_fixity.py::test_verify_with_a_configuration_whose_tier_moved_records_nothing_until_the_daemon"
+            "_runs_there",
+        ),
+    ),
+    Mutant(
+        "foreign-journal-traceback",
+        "another program's SQLite database as journal.sqlite: `status`, `verify` and `restore` end in a traceback",
+        "acqd/journal.py",
+        '                if not {"files", "copies", "meta"} <= tables:  # said in one line, not a traceback'
+        " at the first query\n",
+        "                if False:\n",
+        (
+            "tests/test_cli.py::test_a_journal_that_is_empty_or_not_acqds_is_one_line_not_a_traceback"
+            "[command0-foreign-is not an acqd journal (an SQLite database without acqd's tables)]",
+        ),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -633,3 +633,36 @@ def test_ctrl_c_while_acqd_starts_is_one_line_not_a_traceback() -> None:
 
     scripts = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["acqd"] == "acqd.__main__:entry"  # the installed command takes the same way in
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("empty", "is empty: no acqd has recorded anything in it yet"),
+        ("foreign", "is not an acqd journal (an SQLite database without acqd's tables)"),
+    ],
+)
+@pytest.mark.parametrize("command", [("status",), ("verify",), ("restore", "s/a.raw", "{out}")])
+def test_a_journal_that_is_empty_or_not_acqds_is_one_line_not_a_traceback(
+    tmp_path: Path, kind: str, said: str, command: tuple[str, ...]
+) -> None:
+    """Found by a stranger's review: a 0-byte journal.sqlite, or another program's SQLite database
+    under that name, made `status`, `verify` and `restore` end in a traceback (no such table). One
+    line says what the file is; nothing is written to it."""
+    import sqlite3
+
+    state = tmp_path / "state"
+    state.mkdir()
+    journal = state / "journal.sqlite"
+    if kind == "empty":
+        journal.touch()
+    else:
+        db = sqlite3.connect(journal)
+        db.execute("CREATE TABLE samples(a)")
+        db.commit()
+        db.close()
+    before = journal.read_bytes()
+    args = [a.format(out=tmp_path / "out.raw") for a in command]
+    r = run_acqd(*args, "--state-dir", str(state))
+    assert r.returncode == 1 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert journal.read_bytes() == before and not (tmp_path / "out.raw").exists()

@@ -433,6 +433,37 @@ def test_verify_against_a_dest_that_is_not_the_tiers_records_nothing(tmp_path: P
     assert r.returncode == 0 and "quarantined" not in r.stdout and "lost" not in r.stdout, r.stdout
 
 
+def test_verify_with_a_configuration_whose_tier_moved_records_nothing_until_the_daemon_runs_there(
+    tmp_path: Path,
+) -> None:
+    """Found by a stranger's review (thirty-second session): the same partial mirror named by the tier's
+    URL in acqd.yaml (a migration being prepared: the share copied, the configuration edited before the
+    restart) was taken for the tier: the released file missing there recorded lost for good, and no
+    verify of the real tier undid it. Until a daemon started with the configuration records the tier's
+    new place, what is found there is said, never recorded."""
+    central, state, acq = tmp_path / "central", tmp_path / "state", tmp_path / "acq"
+    r = _shipped_stacks(tmp_path, 3, release=True)
+    assert r.returncode == 0 and "3 verified" in r.stdout, r.stderr
+    mirror = tmp_path / "mirror"
+    shutil.copytree(central, mirror)
+    shutil.rmtree(sorted(mirror.glob("*/session_000/*.zarr"))[0])  # missing from the mirror
+    (instrument,) = [p.name for p in central.iterdir() if p.is_dir()]
+    config = tmp_path / "acqd.yaml"
+    config.write_text(
+        f"instrument: {instrument}\nstate_dir: {state}\nwatch:\n  - {{path: {acq}, detector: hamamatsu-orca}}\n"
+        f"tiers:\n  central: {{url: 'file://{mirror}'}}\n"
+    )
+    r = run_acqd("verify", "--config", str(config))
+    assert r.returncode == 1 and "2 copies OK, 1 failed" in r.stdout, r.stdout + r.stderr
+    assert "not where the journal recorded their tier" in r.stderr and "recorded lost" not in r.stderr, r.stderr
+    assert set(journal_states(state).values()) == {"released"}, journal_states(state)
+    config.write_text(config.read_text().replace(str(mirror), str(central)))  # the migration undone
+    r = run_acqd("verify", "--config", str(config))
+    assert r.returncode == 0 and "3 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
+    r = run_acqd("status", "--state-dir", str(state))
+    assert r.returncode == 0 and "quarantined" not in r.stdout and "lost" not in r.stdout, r.stdout
+
+
 def test_a_dest_naming_the_tier_with_its_password_is_the_tier(tmp_path: Path) -> None:
     """The journal keeps a tier's URL without its password (a review of the fix above): a --dest that
     gives it, the only way to pass it without a configuration, is the tier itself, and what verify
@@ -444,7 +475,8 @@ def test_a_dest_naming_the_tier_with_its_password_is_the_tier(tmp_path: Path) ->
         j.set_meta("tier:central", json.dumps({"url": without_password("sftp://u:pw@nas:22/srv/acqd"), "options": {}}))
         assert Tiers(None, "sftp://u:pw@nas:22/srv/acqd", j).elsewhere("central") is None
         assert Tiers(None, "sftp://u:pw@nas:22/srv/acqd/", j).elsewhere("central") is None
-        assert Tiers(None, "sftp://u:pw@mirror:22/srv/acqd", j).elsewhere("central") == "sftp://u:pw@mirror:22/srv/acqd"
+        # said without its password
+        assert Tiers(None, "sftp://u:pw@mirror:22/srv/acqd", j).elsewhere("central") == "sftp://u@mirror:22/srv/acqd"
         assert Tiers(None, None, j).elsewhere("central") is None  # no --dest: the recorded place
     finally:
         j.close()
