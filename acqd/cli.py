@@ -705,7 +705,7 @@ def restore(
     into_folder = make or out_path.is_dir()  # `acqd restore X /tmp/out/`: the file under its own name there
     if (make or not into_folder) and not out_path.parent.is_dir():
         raise usage(f"the folder {out_path.parent} does not exist", "OUT")
-    from acqd.fixity import Tiers, restore_copy
+    from acqd.fixity import Tiers, restore_copy, stale_restores
 
     with _errors():
         cfg, j = _open_for_reading(config, state_dir, dest)
@@ -740,6 +740,8 @@ def restore(
             tiers = Tiers(cfg, dest, j)
         finally:
             j.close()
+        for left in stale_restores(out_path):
+            err.print(f"acqd: removed {left}, the temporary of a restore that was cut short", markup=False)
         try:
             checksum = restore_copy(tiers.get(copy.tier), copy, out_path, tiers.chunk, mtime_ns=row.identity.mtime_ns)
         except AcqdError as exc:

@@ -7,6 +7,7 @@ corrupt) and never stops the check of the others; a restore never leaves a parti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -215,6 +216,37 @@ def check_manifests(
     return out
 
 
+RESTORE_TEMP = ".acqd-restore-"  # `.<name>.acqd-restore-<pid>-<random>`: a restore's temporary beside OUT
+
+
+def stale_restores(out_path: Path) -> list[Path]:
+    """Remove the temporaries an earlier restore to `out_path` left when it was killed (kill -9, the
+    machine stopped): named for that restore's process, which is no longer running. Those of a
+    restore still running, or whose process cannot be told, stay. The ones removed."""
+    removed = []
+    name = out_path.name
+    with contextlib.suppress(OSError), os.scandir(out_path.parent) as entries:
+        for e in entries:
+            stem, sep, tail = e.name.partition(RESTORE_TEMP)
+            pid = tail.split("-", 1)[0]
+            # `.<name>`, or for a name near the length limit `.<its start>` (`restore_copy`)
+            short = len(os.fsencode(e.name)) >= NAME_MAX - 4 and len(stem) > 1 and name.startswith(stem[1:])
+            if not (sep and stem.startswith(".") and (stem[1:] == name or short) and pid.isdigit()):
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # running (or another process has its number now): left alone
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+            if e.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(e.path)
+                    removed.append(Path(e.path))
+    return removed
+
+
 def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int, mtime_ns: int = 0) -> str:
     """Write the copy back in its source form to `out_path`, through a temporary next to it that is
     renamed only when the content's checksum equals the journal's; never overwrites, never leaves a
@@ -227,7 +259,7 @@ def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int, mtime_ns
         raise AcqdError(f"{out_path} exists; restore never overwrites")
     # a name of its own, created here (never an existing file, never through a symlink), and published
     # without replacing: a file that appears under `out_path` meanwhile stays as it is
-    tail = f".acqd-restore-{os.getpid()}-{os.urandom(4).hex()}"
+    tail = f"{RESTORE_TEMP}{os.getpid()}-{os.urandom(4).hex()}"
     stem = out_path.name
     while len(os.fsencode(f".{stem}{tail}")) > NAME_MAX:  # a name near the limit: its temporary shorter
         stem = stem[:-1]

@@ -1368,6 +1368,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "killed-restore-temporary-kept",
+        "the hidden temporary a killed restore left beside OUT (hundreds of MB) is never removed nor said",
+        "acqd/fixity.py",
+        "                    os.unlink(e.path)\n",
+        "                    pass\n",
+        ("tests/test_fixity.py::test_restore_removes_the_temporary_a_killed_restore_left",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

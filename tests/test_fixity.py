@@ -876,3 +876,31 @@ def test_a_copy_recorded_lost_that_is_back_whole_is_restored_and_a_damaged_one_i
     r = run_acqd("restore", "s/f2.bin", str(tmp_path / "out2.bin"), "--config", str(cfg))
     assert r.returncode != 0 and "recorded lost, was tried" in r.stderr, r.stdout + r.stderr
     assert not (tmp_path / "out2.bin").exists() and not list(tmp_path.glob(".out2*"))
+
+
+def test_restore_removes_the_temporary_a_killed_restore_left(tmp_path: Path) -> None:
+    """Found by a stranger's review: `kill -9` of a restore of a large file left its hidden temporary
+    (318 MB) beside OUT, and a later restore neither removed nor mentioned it. A temporary named for a
+    restore whose process is gone is removed and said; one of a restore still running is left."""
+    import subprocess
+    import sys
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    data = os.urandom(50_000)
+    (acq / "s" / "f.bin").write_bytes(data)
+    r = run_acqd("run", "--once", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    dead = out_dir / f".f.bin.acqd-restore-{int(gone.stdout)}-0badcafe"
+    live = out_dir / f".f.bin.acqd-restore-{os.getpid()}-0badcafe"  # this test's own process: running
+    other = out_dir / f".g.bin.acqd-restore-{int(gone.stdout)}-0badcafe"  # another file's: not this restore's
+    for p in (dead, live, other):
+        p.write_bytes(data[:1000])
+    r = run_acqd("restore", "s/f.bin", str(out_dir / "f.bin"), "--state-dir", str(state))
+    assert r.returncode == 0, r.stderr
+    assert (out_dir / "f.bin").read_bytes() == data
+    assert not dead.exists() and live.exists() and other.exists()
+    assert f"removed {dead}, the temporary of a restore that was cut short" in r.stderr, r.stderr
