@@ -1145,7 +1145,7 @@ def simulate(
     detector: Annotated[
         str, typer.Option(help="gatan-k3, gatan-k2, falcon, direct-electron, hamamatsu-orca, merlin-medipix or generic")
     ] = "hamamatsu-orca",
-    files: Annotated[int, typer.Option(min=1)] = 4,
+    files: Annotated[int, typer.Option(min=1, help="files in all, spread over the session folders")] = 4,
     frames: Annotated[int, typer.Option(min=1)] = 16,
     size: Annotated[str | None, typer.Option(help="frame HEIGHTxWIDTH (default: the detector's own)")] = None,
     sessions: Annotated[int, typer.Option(min=1)] = 1,
@@ -2107,6 +2107,8 @@ def _print_sweep(doc: dict[str, Any] | None) -> None:
     if doc.get("failed"):
         line += f", {doc['failed']} FAILED (retried at the next sweep)"
     out.print(line, markup=False)
+    for why, n in sorted((doc.get("blocked_why") or {}).items()):
+        out.print(f"  {n} blocked: {why}", markup=False)
     if doc.get("suspended"):
         out.print(f"  sweep stopped: {doc['suspended']}", markup=False)
     for e in doc.get("errors") or ():

@@ -46,6 +46,7 @@ from acqd.journal import (
     Journal,
     configure_outbox,
     journal_path,
+    last_sweep_result,
     record_tiers,
     recorded_tiers,
     retention_items,
@@ -1095,7 +1096,9 @@ class Daemon:
                     )
                     note_running_policy(config.state_dir, policy)
                     await self.retention.report_standing_suspension()
-                    aux.append(asyncio.create_task(self._retention_loop(policy.spec.interval), name="retention"))
+                    first = await loop.run_in_executor(jexec, first_sweep_in, journal, policy.spec.interval)
+                    sweeps = self._retention_loop(policy.spec.interval, first)
+                    aux.append(asyncio.create_task(sweeps, name="retention"))
                     if op is not None and page_on:
                         runner = self.retention
                         app = owner_page.build(
@@ -1621,9 +1624,12 @@ class Daemon:
                 self.exporter = Exporter(self.registry, bind)
                 log.info("metrics on http://%s/metrics (its port is free now)", bind)
 
-    async def _retention_loop(self, interval: float) -> None:
+    async def _retention_loop(self, interval: float, first: float) -> None:
+        """A sweep `first` seconds after the start (`first_sweep_in`), then one every `interval`."""
+        wait = first
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(wait)
+            wait = interval
             imports = self.pipeline.imports if self.pipeline is not None else None
             if imports is not None:  # a move reads copies through their layouts on the I/O threads
                 try:
@@ -1652,6 +1658,22 @@ class Daemon:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+
+#: the least time from a start to its first retention sweep: the first scan and the frame libraries first
+FIRST_SWEEP_AFTER = 30.0
+
+
+def first_sweep_in(journal: Journal, interval: float) -> float:
+    """Blocking: seconds from the start to the first retention sweep: one interval after the journal's
+    last sweep (at least FIRST_SWEEP_AFTER from now; at most one interval). It was a whole interval
+    after every start: a daemon restarted more often than its interval (an hour by default) never
+    swept, and `acqd status` said nothing of retention meanwhile (a stranger's walk through the
+    README)."""
+    last = last_sweep_result(journal)
+    at = last.get("now") if last is not None else None
+    due = float(at) + interval - time.time() if isinstance(at, int | float) else 0.0
+    return min(interval, max(FIRST_SWEEP_AFTER, due))
 
 
 def leave_executor(ex: ThreadPoolExecutor, seconds: float) -> int:

@@ -71,6 +71,7 @@ class SweepResult:
     purged: int = 0
     purged_bytes: int = 0
     blocked: int = 0
+    blocked_why: dict[str, int] = field(default_factory=dict)  # `blocked_reason` -> how many
     failed: int = 0
     suspended: str = ""
     clock: ClockState | None = None
@@ -84,8 +85,28 @@ class SweepResult:
 
     def summary(self) -> dict[str, Any]:
         """What `acqd status` shows of the last sweep."""
-        keys = ("now", "warned", "digests", "transitioned", "purged", "blocked", "failed", "suspended", "errors")
-        return {k: getattr(self, k) for k in keys}
+        keys = ("now", "warned", "digests", "transitioned", "purged", "blocked", "blocked_why", "failed")
+        return {k: getattr(self, k) for k in (*keys, "suspended", "errors")}
+
+    def block(self, reason: str, n: int = 1) -> None:
+        self.blocked += n
+        why = blocked_reason(reason)
+        self.blocked_why[why] = self.blocked_why.get(why, 0) + n
+
+
+def blocked_reason(reason: str) -> str:
+    """A blocked action's reason as `acqd status` and the sweep's line count it: a few kinds, not
+    one line per file (a "0 failed, 2 blocked" sweep said nothing of warnings that reached nobody: a
+    stranger's walk through the README)."""
+    if reason == NOBODY_TO_WARN:
+        return "nobody to warn (set owners.fallback, or owners.emails for their owners)"
+    if reason == NO_SMTP:
+        return "their warnings went to the local mailbox only (no smtp: configured): purges wait"
+    if reason == OVER_CAPS:
+        return OVER_CAPS
+    if "held back: hold until" in reason or " held back: " in reason:
+        return "held (acqd hold)"
+    return "clock guard: " + reason if "clock" in reason else reason
 
 
 def read_clock() -> Reading:
@@ -570,7 +591,9 @@ class RetentionRunner:
         """Carry out a plan made at `now` (the effective time); holds and live objects are re-checked."""
         res = SweepResult(now=now, actions=actions, clock=self.last_clock)
         self._folders = {}  # looked at afresh: a share mounted again since the last sweep is its folder now
-        res.blocked = sum(a.kind == "blocked" for a in actions)
+        for a in actions:
+            if a.kind == "blocked":
+                res.block(a.reason)
         nobody = [a for a in actions if a.kind == "blocked" and a.reason == NOBODY_TO_WARN]
         if nobody:  # one line a sweep (the plan says it per file)
             log.error(
@@ -604,7 +627,7 @@ class RetentionRunner:
             row = by_copy[a.item.id]
             try:
                 if await self._held(a, row, now):  # a hold placed since the plan: blocked, as if planned so
-                    res.blocked += 1
+                    res.block("held back: hold until")
                     continue
                 if a.kind == "transition":
                     if await self._transition(a, row, now):
@@ -632,6 +655,8 @@ class RetentionRunner:
             res.blocked,
             res.failed,
         )
+        for why, n in sorted(res.blocked_why.items()):
+            log.info("retention sweep: %d blocked: %s", n, why)
         return res
 
     def hold_command(self, session: str, until: float, recipient: str, instrument: str = "") -> str:
@@ -728,7 +753,7 @@ class RetentionRunner:
                 continue
             ids = [a.item.id for a in acts]
             if not getattr(self.mailer, "delivers", True):  # the local mailbox: nobody was told, nothing purged
-                res.blocked += len(ids)
+                res.block(NO_SMTP, len(ids))
                 log.error(
                     "retention: the warning to %s about %d file(s) went to the local mailbox only (no smtp: "
                     "configured): not delivered, so their purges wait; configure smtp: to warn owners",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,7 +87,57 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
 AT = "@"
 
 
-def format_validation_error(path: Path, exc: ValidationError, lines: dict[Loc, int]) -> str:
+def _section(model: Any, loc: Loc) -> Any:
+    """The model class of the section at `loc` in a document of `model` (None if not a model): list
+    items and dict values taken through, Optional and Annotated unwrapped."""
+    t: Any = model
+    for part in loc:
+        t = _inner(t, isinstance(part, int))
+        if isinstance(part, int):
+            continue
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            fields = t.model_fields
+            name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
+            if name is None:
+                return None
+            t = fields[name].annotation
+        elif typing.get_origin(t) is dict:
+            t = typing.get_args(t)[1]
+        else:
+            return None
+    t = _inner(t, False)
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _inner(t: Any, item: bool) -> Any:
+    """`t` with Optional/Union-with-None and Annotated taken off; its item type for a list or tuple
+    (`item`: a list index comes next in the location)."""
+    for _ in range(8):
+        origin, args = typing.get_origin(t), typing.get_args(t)
+        if origin is typing.Annotated:
+            t = args[0]
+        elif origin in (typing.Union, types.UnionType) and args:
+            rest = [a for a in args if a is not type(None)]
+            models = [a for a in rest if isinstance(a, type) and issubclass(a, BaseModel)]
+            t = models[0] if models else rest[0]
+        elif item and origin in (list, tuple) and args:
+            t = args[0]
+            item = False
+        else:
+            return t
+    return t
+
+
+def _known_keys(model: Any, loc: Loc) -> str:
+    """`; the keys here: a, b, c` for the section at `loc`, or "" if it cannot be told."""
+    section = _section(model, loc) if model is not None else None
+    if section is None:
+        return ""
+    keys = sorted(f.alias or n for n, f in section.model_fields.items())
+    return "; the keys here: " + ", ".join(keys) if keys else ""
+
+
+def format_validation_error(path: Path, exc: ValidationError, lines: dict[Loc, int], model: Any = None) -> str:
     msgs = []
     errors = exc.errors()
     for err in errors:
@@ -96,6 +148,8 @@ def format_validation_error(path: Path, exc: ValidationError, lines: dict[Loc, i
             continue  # its items' errors said it: one left out is not a second problem
 
         said = wording(err)
+        if err["type"] == "extra_forbidden":  # the keys this section has, by name (a typo is seen at once)
+            said = "unknown key (typo?)" + (_known_keys(model, loc[:-1]) or said.partition("?)")[2])
         if said.startswith(AT):  # a check across sections naming where it found the problem
             where, _, said = said[len(AT) :].partition(": ")
             loc = loc + tuple(int(p) if p.isdigit() else p for p in where.split("."))
@@ -158,4 +212,4 @@ def load_model(path: Path, model: type[M], context: dict[str, Any] | None = None
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, lines)) from None
+        raise ConfigError(format_validation_error(path, exc, lines, model)) from None

@@ -1376,6 +1376,32 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_fixity.py::test_restore_removes_the_temporary_a_killed_restore_left",),
     ),
     Mutant(
+        "first-sweep-an-interval-after-start",
+        "the first retention sweep comes a whole interval after every start: a daemon restarted more often"
+        " than its interval (an hour by default) never sweeps",
+        "acqd/daemon.py",
+        "                    sweeps = self._retention_loop(policy.spec.interval, first)\n",
+        "                    sweeps = self._retention_loop(policy.spec.interval, policy.spec.interval)\n",
+        ("tests/test_inprocess.py::test_a_restarted_daemon_sweeps_soon_when_its_last_sweep_is_an_interval_old",),
+    ),
+    Mutant(
+        "blocked-why-unsaid",
+        'a sweep whose warnings went to the local mailbox only says "N blocked, 0 failed": `acqd status`'
+        " does not say why the purges wait",
+        "acqd/retention.py",
+        "                res.block(NO_SMTP, len(ids))\n",
+        "                res.blocked += len(ids)\n",
+        ("tests/test_retention.py::test_warnings_written_to_the_local_mailbox_only_hold_the_purges_back",),
+    ),
+    Mutant(
+        "unknown-key-keys-unlisted",
+        "a typo in acqd.yaml or a policy is said without the keys its section has",
+        "acqd/yamlfile.py",
+        '            said = "unknown key (typo?)" + (_known_keys(model, loc[:-1]) or said.partition("?)")[2])\n',
+        "            pass\n",
+        ("tests/test_config.py::test_an_unknown_key_is_said_with_its_line_and_the_keys_its_section_has",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

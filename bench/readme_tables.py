@@ -36,7 +36,7 @@ def detector_table() -> str:
     for name in sorted(p.stem for p in DETECTORS.glob("*.yaml")):
         p = load_profile(name, [DETECTORS])
         modes = "; ".join(
-            f"{m}{' ' if m else ''}{d or 'any'}{f' {s[1]}x{s[0]}' if s else ''}" for m, d, s in p.expect.mode_list()
+            f"{m}{' ' if m else ''}{d or 'any'}{f' {s[0]}x{s[1]}' if s else ''}" for m, d, s in p.expect.mode_list()
         )
         files = "everything" if p.files == ("*",) else ", ".join(f"`{f}`" for f in p.files)
         if p.layout == "copy":

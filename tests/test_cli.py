@@ -288,7 +288,12 @@ def test_the_example_config_passes_check_once_its_paths_are_changed(tmp_path: Pa
     (creds / "smtp-password").write_text("secret\n")
     env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
     r = run_acqd("check", "--config", str(cfg), "--strict", env=env)
-    # the shipped policy's addresses are placeholders: said, and the only warnings
+    # the example keeps every copy: a facility policy that purges is chosen on purpose (a stranger's
+    # walk through the README: the example purged with the policy's placeholder owners' addresses)
+    assert r.returncode == 0 and "policy default" in r.stdout, r.stdout + r.stderr
+    purging = write_config(tmp_path / "purging.yaml", text.replace("policy: default\n", "policy: cryoem-facility\n"))
+    r = run_acqd("check", "--config", str(purging), "--strict", env=env)
+    # the shipped facility policy's addresses are placeholders: said, and the only warnings
     assert r.returncode == 1 and "OK, 2 warning(s)" in r.stdout, r.stdout + r.stderr
     for address in ("alice@example.org", "cryoem-facility@example.org"):
         assert f"{address} is in a domain reserved for examples" in r.stdout + r.stderr, r.stdout + r.stderr

@@ -631,3 +631,27 @@ mqtt: {{url: "{url}"}}
         assert r.returncode == 78, (args, r.returncode, r.stderr)
         assert "mqtt.url: expected mqtt://HOST[:PORT]" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not list((tmp_path / "out").iterdir()) and not (tmp_path / "state").exists()  # nothing claimed or made
+
+
+def test_an_unknown_key_is_said_with_its_line_and_the_keys_its_section_has(tmp_path: Path) -> None:
+    """A typo in acqd.yaml or a policy names the file, the line and the field, and lists the keys
+    that section has (it pointed at "the documented keys": a stranger's walk through the README)."""
+    from acqd.policy.model import load_policy
+
+    cfg = tmp_path / "acqd.yaml"
+    cfg.write_text(
+        f"instrument: x\nstate_dir: {tmp_path / 's'}\nwatch:\n  - path: {tmp_path}\n    detektor: generic\n"
+        f"    placement: {{tyer: central}}\ntiers:\n  central: {{url: 'file://{tmp_path / 'c'}', optoins: {{}}}}\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    said = str(e.value)
+    assert f"{cfg}:5: watch.0.detektor: unknown key (typo?); the keys here: detector, ignore, mode," in said, said
+    assert f"{cfg}:6: watch.0.placement.tyer: unknown key (typo?); the keys here: codec, compress," in said, said
+    assert f"{cfg}:8: tiers.central.optoins: unknown key (typo?); the keys here: bandwidth, options, url" in said
+    policy = tmp_path / "policy.yaml"
+    text = (REPO / "policies" / "cryoem-facility.yaml").read_text()
+    policy.write_text(text.replace("      warn: 14d\n", "      warm: 14d\n"))
+    with pytest.raises(ConfigError) as e:
+        load_policy(policy)
+    assert "spec.rules.0.warm: unknown key (typo?); the keys here: " in str(e.value) and "warn" in str(e.value)

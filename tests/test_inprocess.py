@@ -1740,3 +1740,66 @@ async def test_reloads_that_reorder_or_drop_watch_roots_keep_each_roots_name_and
     assert not (tmp_path / "central" / "scope" / "elsewhere").exists()
     said = caplog.text
     assert "the list of watch roots" in said and f"watch root {tmp_path / 'acqB'}'s prefix" in said, said
+
+
+def test_the_first_sweep_comes_an_interval_after_the_last_one_not_after_the_start(tmp_path: Path) -> None:
+    """Found by a stranger's walk through the README: the first retention sweep came a whole interval
+    after every start, so a daemon restarted more often than its interval (an hour by default) never
+    swept. It comes an interval after the journal's last sweep, at least FIRST_SWEEP_AFTER after the
+    start, at most an interval."""
+    import json
+
+    from acqd.daemon import FIRST_SWEEP_AFTER, first_sweep_in
+    from acqd.journal import LAST_SWEEP_RESULT, Journal
+
+    j = Journal(tmp_path / "journal.sqlite")
+    try:
+        assert first_sweep_in(j, 3600) == FIRST_SWEEP_AFTER  # never swept: soon
+        assert first_sweep_in(j, 5) == 5  # an interval shorter than that: the interval
+        j.set_meta(LAST_SWEEP_RESULT, json.dumps({"now": time.time() - 600}))
+        assert 2990 < first_sweep_in(j, 3600) <= 3000  # swept 10 minutes ago: the rest of the hour
+        j.set_meta(LAST_SWEEP_RESULT, json.dumps({"now": time.time() - 7200}))
+        assert first_sweep_in(j, 3600) == FIRST_SWEEP_AFTER  # overdue: soon
+        j.set_meta(LAST_SWEEP_RESULT, json.dumps({"now": time.time() + 86400}))
+        assert first_sweep_in(j, 3600) == 3600  # a sweep dated ahead (the clock set back): one interval
+    finally:
+        j.close()
+
+
+async def test_a_restarted_daemon_sweeps_soon_when_its_last_sweep_is_an_interval_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon takes its first sweep's time from `first_sweep_in` (the hour's policy here, its last
+    sweep two hours ago): not an hour after the start."""
+    import json
+
+    import acqd.daemon
+    from acqd.journal import LAST_SWEEP_RESULT, Journal, last_sweep_result
+
+    monkeypatch.setattr(acqd.daemon, "FIRST_SWEEP_AFTER", 0.5)
+    (tmp_path / "state").mkdir()
+    j = Journal(tmp_path / "state" / "journal.sqlite")
+    long_ago = time.time() - 7200
+    try:
+        j.set_meta(LAST_SWEEP_RESULT, json.dumps({"now": long_ago}))
+    finally:
+        j.close()
+    (tmp_path / "keep.yaml").write_text(KEEP_POLICY)  # interval: 1 h (the default)
+    daemon, task, _path, _doc = await _running(tmp_path, Recorder(), policy=tmp_path / "keep.yaml")
+
+    def swept_at() -> float:
+        r = Journal(tmp_path / "state" / "journal.sqlite", readonly=True)
+        try:
+            return float((last_sweep_result(r) or {}).get("now", 0.0))
+        finally:
+            r.close()
+
+    try:
+        for _ in range(300):
+            if swept_at() > long_ago:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 60)
+    assert swept_at() > long_ago + 3600, "no sweep soon after the start"

@@ -1319,6 +1319,7 @@ async def test_warnings_written_to_the_local_mailbox_only_hold_the_purges_back(s
     mailbox still gets it, each sweep says so (an ERROR, an event), and nothing is purged; once
     `smtp:` is configured, the owners are warned and purged a full warning period later."""
     from acqd.notify import MailboxMailer
+    from tests.conftest import run_acqd
 
     s = setup
     jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
@@ -1330,6 +1331,11 @@ async def test_warnings_written_to_the_local_mailbox_only_hold_the_purges_back(s
         res = await sweep_days(s, range(0, 75), runner)
         assert all(r.purged == 0 and r.warned == 0 for r in res.values()), res
         assert res[74].blocked > 0
+        # and why, in the sweep's result and `acqd status` (it said "0 failed, N blocked": a stranger's walk)
+        why = "their warnings went to the local mailbox only (no smtp: configured): purges wait"
+        assert res[74].blocked_why.get(why, 0) > 0, res[74].blocked_why
+        st = run_acqd("status", "--state-dir", str(s.cfg.state_dir))
+        assert f"blocked: {why}" in st.stdout, st.stdout + st.stderr
         assert mailbox.exists() and "will be deleted" in mailbox.read_text(), "the mailbox did not get the digest"
         assert not s.box.messages
         assert any(e.kind == "retention.failed" and "no smtp: configured" in (e.reason or "") for e in s.events)
