@@ -465,6 +465,10 @@ def _print_states(s: dict[str, Any]) -> None:
     lines = ["journal" if len(rows) > 1 else "journal: no files yet"]
     if len(rows) > 1:
         lines += [f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
+    for tier, op, url, since in s.get("storage_stalled") or ():  # the daemon says it once they pass 2 minutes
+        lines.append(
+            f"  storage: a {op} of {url} on tier {tier} under way since {_iso(since)} (a slow or stalled server)"
+        )
     waiting = s.get("release_waiting") or {}
     if waiting:  # verified, to be removed from the acquisition disk, and not yet: why
         lines.append(f"  release waiting: {sum(waiting.values())} verified file(s), not removed yet:")

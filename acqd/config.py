@@ -300,6 +300,9 @@ class Limits(Frozen):
     chunk_bytes: Size = Field(8 * 2**20, description="read/write unit of the streaming layouts")
     retry_initial: Duration = 1.0
     retry_max: Duration = 300.0
+    stalled_after: Duration = Field(
+        120.0, description="a storage call under way this long is said (a slow or stalled server), and counted"
+    )
     backoff: Backoff = Field(Backoff(), description="acquisition comes first: see the README")
     release_verify: Literal["quick", "full"] = Field(
         "quick",

@@ -42,6 +42,7 @@ from acqd.fsops import same_or_inside
 from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
 from acqd.journal import (
     RELEASE_WAITING,
+    STALLED_META,
     GroupCommitExecutor,
     Journal,
     configure_outbox,
@@ -66,7 +67,7 @@ from acqd.ports import BatchReporter, Layout, Reporter
 from acqd.profiles import DetectorProfile, available, load_profile, search_path
 from acqd.readers import Expect, Mode, reader_names
 from acqd.rootlock import RootLocks
-from acqd.storage import Tier, open_tier
+from acqd.storage import Tier, open_tier, stalled_calls
 from acqd.systemd import Notifier, reload_asked_early
 from acqd.units import human_age, human_bytes
 from acqd.values import Outcome, State
@@ -890,6 +891,7 @@ class Daemon:
         self._events_source: EventSource | None = None
         self._io: ThreadPoolExecutor | None = None
         self.stuck_io = 0  # I/O threads still blocked in a storage call when the daemon stopped
+        self._stalled_doc = ""  # the slow storage calls `acqd status` was last given (`_stall_watch`)
         self.interrupted: signal.Signals | None = None  # a stop signal that came before the pipeline's own end
         self.catalog: Publisher | None = None
         self.pace = Pace("normal", "")  # acquisition comes first: the pacer's current decision
@@ -915,10 +917,48 @@ class Daemon:
 
     async def run(self, install_signals: bool = True, ready: asyncio.Event | None = None) -> RunResult:
         locks = RootLocks(asyncio.get_running_loop())  # one acqd per watch root (acqd.rootlock)
+        stalls = asyncio.create_task(self._stall_watch(), name="stall-watch")  # from the start: the claims too
         try:
             return await self._run(locks, install_signals, ready)
         finally:
+            stalls.cancel()
             locks.close()
+
+    async def _stall_watch(self) -> None:
+        """Say each storage call that has been under way for `limits.stalled_after` (a server that takes
+        connections and never answers: its client retries each call on its own, for many minutes,
+        with nothing logged or counted), once, and when it ends; `acqd_storage_stalled_calls` by tier
+        and `acqd status` meanwhile."""
+        said: dict[object, tuple[str, str, str, float]] = {}
+        while True:
+            await asyncio.sleep(STALL_CHECK)
+            stalled = stalled_calls(self.config.limits.stalled_after)
+            now = time.time()
+            for token, tier, op, url, secs in stalled:
+                if token not in said:
+                    said[token] = (tier, op, url, now - secs)
+                    log.warning(
+                        "tier %s: a %s of %s has been under way for %.0fs (a slow or stalled server: its client "
+                        "retries on its own); the files it is for wait",
+                        tier,
+                        op,
+                        url,
+                        secs,
+                    )
+            current = {s[0] for s in stalled}
+            for token in [t for t in said if t not in current]:
+                tier, op, url, since = said.pop(token)
+                log.info("tier %s: the %s of %s ended after %.0fs", tier, op, url, now - since)
+            for name in {*self._tiers, *(s[1] for s in stalled)}:
+                self.metrics.stalled_calls.labels(self.config.instrument, name).set(sum(s[1] == name for s in stalled))
+            p = self.pipeline
+            doc = json.dumps(sorted(said.values())) if said else ""
+            if p is not None and doc != self._stalled_doc:
+                try:
+                    await p._j(p.journal.set_meta, STALLED_META, doc)
+                    self._stalled_doc = doc
+                except AcqdError as exc:
+                    log.debug("stalled calls not recorded: %s", exc)
 
     async def _run(self, locks: RootLocks, install_signals: bool, ready: asyncio.Event | None) -> RunResult:
         tune_allocator()
@@ -1659,6 +1699,9 @@ class Daemon:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
 
+
+#: how often the daemon looks for storage calls under way for `limits.stalled_after` (`_stall_watch`)
+STALL_CHECK = 5.0
 
 #: the least time from a start to its first retention sweep: the first scan and the frame libraries first
 FIRST_SWEEP_AFTER = 30.0

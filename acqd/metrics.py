@@ -96,6 +96,12 @@ class Metrics:
         )
         self.started.labels(instrument).set(time.time())
         self.backlog_files = Gauge("acqd_backlog_files", "Files found and not yet verified", i, registry=r)
+        self.stalled_calls = Gauge(
+            "acqd_storage_stalled_calls",
+            "Storage calls under way for more than 2 minutes (a slow or stalled server), by tier",
+            (*i, "tier"),
+            registry=r,
+        )
         # not set to 0 at start: the first count of the journal is its first value, so a restart with
         # files still quarantined is no rise (AcqdQuarantines alerts on a rise)
         self.quarantined_files = Gauge(

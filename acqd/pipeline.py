@@ -827,11 +827,16 @@ class Pipeline:
             log.exception("reporter failed on %d outcomes (%s %r first)", len(batch), batch[0].kind, batch[0].relpath)
 
     def snapshot(self) -> Snapshot:
-        pending = list(self.candidates.values()) + list(self.in_flight.values())
+        looked = list(self.candidates.values()) + list(self.in_flight.values())
+        # a verified file whose release is being looked at again (its copy re-checked, its writers asked)
+        # is no backlog: it was counted as a file not yet shipped, and its release's wait as over, each
+        # time its re-check ran (a server that did not answer it: a stranger's review)
+        pending = [c for c in looked if not c.release_only]
         now = self.mono()
         oldest = max((now - c.born for c in pending), default=0.0)
-        held = set(self._release_later).union(*self._after_manifest.values())
         since = self._release_waiting
+        held = set(self._release_later).union(*self._after_manifest.values())
+        held |= {c.key for c in looked if c.release_only and c.key in since}
         for key in held:
             since.setdefault(key, [now, now])[1] = now
         # released, or moved on: forgotten once not held for RELEASE_WAIT_GRACE (a held release's re-look
@@ -847,7 +852,7 @@ class Pipeline:
             in_flight=len(self.in_flight),
             release_waiting=len(held),
             release_waiting_seconds=max((now - since[k][0] for k in held), default=0.0),
-            ready_files=len(self.in_flight) + sum(c.settled and not c.release_only for c in self.candidates.values()),
+            ready_files=sum(c.settled or c.key in self.in_flight for c in pending),
         )
 
     def release_reasons(self) -> dict[str, int]:

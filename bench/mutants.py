@@ -1284,8 +1284,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "ready-backlog-counts-files-still-written",
         "the ready backlog (AcqdStalled) counts files still being written: a long acquisition pages as a stall",
         "acqd/pipeline.py",
-        "ready_files=len(self.in_flight) + sum(c.settled and not c.release_only for c in self.candidates.values())",
-        "ready_files=len(self.in_flight) + sum(not c.release_only for c in self.candidates.values())",
+        "ready_files=sum(c.settled or c.key in self.in_flight for c in pending)",
+        "ready_files=len(pending)",
         ("tests/test_pipeline_units.py::test_the_ready_backlog_leaves_out_files_still_being_written",),
     ),
     Mutant(
@@ -1400,6 +1400,25 @@ MUTANTS: tuple[Mutant, ...] = (
         '            said = "unknown key (typo?)" + (_known_keys(model, loc[:-1]) or said.partition("?)")[2])\n',
         "            pass\n",
         ("tests/test_config.py::test_an_unknown_key_is_said_with_its_line_and_the_keys_its_section_has",),
+    ),
+    Mutant(
+        "release-recheck-counted-as-backlog",
+        "a verified file whose release is re-looked at (its copy re-checked against a server that does not"
+        " answer) counts as backlog not yet shipped, and its release's wait as over (AcqdReleaseWaiting never"
+        " fires, AcqdStalled does)",
+        "acqd/pipeline.py",
+        "        pending = [c for c in looked if not c.release_only]\n",
+        "        pending = looked\n",
+        ("tests/test_pipeline_units.py::test_a_release_looked_at_again_is_no_backlog_and_keeps_its_wait",),
+    ),
+    Mutant(
+        "storage-stall-unsaid",
+        "a storage call that a stalled server never answers goes unsaid: no log line, metric or status for"
+        " as long as its client retries (19 minutes seen)",
+        "acqd/storage/base.py",
+        "        UNDER_WAY[token] = (self, op, rel, time.monotonic())  # `stalled_calls` sees it while it lasts\n",
+        "        pass\n",
+        ("tests/test_remote_hang.py::test_a_stalled_s3_server_is_said_counted_and_shown_while_its_files_wait",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

@@ -159,18 +159,47 @@ def test_the_ready_backlog_leaves_out_files_still_being_written() -> None:
 
     from acqd.pipeline import Pipeline
 
-    def cand(settled: bool, release_only: bool = False) -> SimpleNamespace:
-        return SimpleNamespace(settled=settled, release_only=release_only, born=0.0, stable=SimpleNamespace(size=1))
+    def cand(rel: str, settled: bool, release_only: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(
+            key=(0, rel), settled=settled, release_only=release_only, born=0.0, stable=SimpleNamespace(size=1)
+        )
 
     p = Pipeline.__new__(Pipeline)
     p.candidates = {  # type: ignore[assignment]
-        (0, "written.tif"): cand(False),  # still being written or settling
-        (0, "retry.raw"): cand(True),  # complete, waiting for a retry
-        (0, "verified.raw"): cand(True, release_only=True),  # verified: its release waits
+        c.key: c
+        for c in (
+            cand("written.tif", False),  # still being written or settling
+            cand("retry.raw", True),  # complete, waiting for a retry
+            cand("verified.raw", True, release_only=True),  # verified: its release waits (no backlog)
+        )
     }
-    p.in_flight = {(0, "shipping.mrc"): cand(True)}  # type: ignore[dict-item]
+    p.in_flight = {(0, "shipping.mrc"): cand("shipping.mrc", True)}  # type: ignore[dict-item]
     p._after_manifest, p._release_waiting, p._release_later = {}, {}, {}
     p.budget = SimpleNamespace(used=0)  # type: ignore[assignment]
     p.mono = lambda: 1.0  # type: ignore[method-assign]
     snap = p.snapshot()
-    assert snap.backlog_files == 4 and snap.ready_files == 2, snap
+    assert snap.backlog_files == 3 and snap.ready_files == 2, snap
+
+
+def test_a_release_looked_at_again_is_no_backlog_and_keeps_its_wait() -> None:
+    """Found by an adversarial review (thirty-second session): a verified file whose release waited
+    for its copy's re-check (a server that did not answer it) was, while each re-check ran (in flight,
+    release only), counted as backlog ready to ship, and its release's wait as over: the wait's age
+    was 0 in 35 of 40 samples (AcqdReleaseWaiting never fires) while AcqdStalled would. It stays a
+    release waiting, with its age, and no backlog."""
+    from types import SimpleNamespace
+
+    from acqd.pipeline import Pipeline
+
+    key = (0, "s2/y000.dat")
+    rechecked = SimpleNamespace(key=key, settled=True, release_only=True, born=0.0, stable=SimpleNamespace(size=1))
+    p = Pipeline.__new__(Pipeline)
+    p.candidates = {}
+    p.in_flight = {key: rechecked}  # type: ignore[dict-item]
+    p._after_manifest, p._release_later = {}, {}
+    p._release_waiting = {key: [10.0, 100.0]}  # held since t=10, last seen held at t=100
+    p.budget = SimpleNamespace(used=0)  # type: ignore[assignment]
+    p.mono = lambda: 130.0  # type: ignore[method-assign]
+    snap = p.snapshot()
+    assert (snap.backlog_files, snap.ready_files, snap.oldest_pending_seconds) == (0, 0, 0.0), snap
+    assert snap.release_waiting == 1 and snap.release_waiting_seconds == 120.0, snap

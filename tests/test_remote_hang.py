@@ -261,3 +261,69 @@ def test_an_unfinished_upload_a_lost_answer_left_is_aborted_once_the_file_is_sto
         code, err = d.terminate()
     assert code == 0, err
     assert "aborted an unfinished upload of" in err, err
+
+
+def test_a_stalled_s3_server_is_said_counted_and_shown_while_its_files_wait(tmp_path: Path) -> None:
+    """Found by an adversarial review (thirty-second session): an S3 server that takes connections and
+    never answers (SIGSTOP) kept a daemon silent for 19 minutes: s3fs and botocore retry each call on
+    their own, so no error, no retry, nothing in `acqd status`; AcqdStalled pointed at metrics that
+    said nothing. A storage call under way for `limits.stalled_after` is said once in the log, counted
+    by tier (`acqd_storage_stalled_calls`) and shown by `acqd status`; its end is said too."""
+    import urllib.request
+
+    from tests.servers import free_port
+
+    s3_server = SeaweedS3(tmp_path / "seaweedfs", need_path(weed_binary(), "SeaweedFS `weed` not installed"))
+    s3_server.start()
+    stopped: list[int] = []
+    try:
+        bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+        watch, state = tmp_path / "acq", tmp_path / "state"
+        watch.mkdir()
+        data = os.urandom(12 << 20)
+        (watch / "movie_0.raw").write_bytes(data)
+        port = free_port()
+        cfg = _config(tmp_path, watch, state, _s3_tier(s3_server, bucket, ", bandwidth: [{limit: 3MB/s}]"))
+        text = cfg.read_text().replace("limits: {", "limits: {stalled_after: 2s, ")
+        cfg.write_text(text + f"metrics: {{bind: 127.0.0.1:{port}}}\n")
+
+        def uploading() -> bool:
+            got = s3_server.client().list_multipart_uploads(Bucket=bucket)  # type: ignore[attr-defined]
+            return bool(got.get("Uploads"))
+
+        def stalled() -> float:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            ours = ("acqd_storage_stalled_calls{", 'tier="central"')
+            lines = [x for x in body.splitlines() if x.startswith(ours[0]) and ours[1] in x]
+            return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+        d = Background("run", "--config", str(cfg))
+        assert s3_server.proc is not None
+        try:
+            wait_for(uploading, 60, "a multipart upload under way", daemon=d, state=state)
+            stopped = [s3_server.proc.pid, *_descendants(s3_server.proc.pid)]
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            wait_for(lambda: "has been under way for" in d.stderr(), 60, "the stalled call said", d)
+            wait_for(lambda: stalled() >= 1, 30, "the stalled call counted", d)
+            st = run_acqd("status", "--config", str(cfg))
+            assert "storage: a " in st.stdout and "on tier central under way since" in st.stdout, st.stdout
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            stopped = []
+            wait_for(lambda: journal_states(state).get("movie_0.raw") == "released", 120, "released", d, state)
+            wait_for(lambda: stalled() == 0, 30, "no call stalled any more", d)
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            code, err = d.terminate()
+        assert code == 0, err[-3000:]
+        assert "ended after" in err, err[-3000:]
+        st = run_acqd("status", "--config", str(cfg))
+        assert "storage: a " not in st.stdout, st.stdout  # said while it lasts, not after
+        out = tmp_path / "back.raw"
+        r = run_acqd("restore", "movie_0.raw", str(out), "--config", str(cfg))
+        assert r.returncode == 0 and out.read_bytes() == data, r.stderr
+    finally:
+        s3_server.stop()

@@ -28,6 +28,23 @@ from acqd.storage.errors import DestinationError, translate
 
 T = TypeVar("T")
 
+#: the storage calls under way (on the I/O threads), by a token of each: (tier, op, path, monotonic start)
+UNDER_WAY: dict[object, tuple[Any, str, str, float]] = {}
+
+
+def stalled_calls(older_than: float) -> list[tuple[object, str, str, str, float]]:
+    """The storage calls under way for at least `older_than` seconds: (token, tier, op, URL, seconds).
+    A server that takes connections and never answers (an S3 endpoint frozen) kept a daemon silent for
+    19 minutes, its client retrying each call on its own: no error, no retry counted (a stranger's
+    review); these are what the daemon says meanwhile."""
+    now = time.monotonic()
+    return [
+        (token, tier.name, op, tier.url(rel), now - at)
+        for token, (tier, op, rel, at) in list(UNDER_WAY.items())
+        if now - at >= older_than
+    ]
+
+
 __all__ = ["NAME_MAX", "ReaderBase", "Tier", "check_options", "is_temp", "rename_noreplace", "temp_name"]
 
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
@@ -249,6 +266,8 @@ class Tier:
 
     @contextlib.contextmanager
     def _edge(self, op: str, rel: str) -> Iterator[None]:
+        token = object()
+        UNDER_WAY[token] = (self, op, rel, time.monotonic())  # `stalled_calls` sees it while it lasts
         try:
             yield
         except AcqdError:
@@ -256,6 +275,8 @@ class Tier:
         except Exception as exc:
             self._failed(exc)
             raise translate(self.name, op, self.url(rel), exc) from exc
+        finally:
+            UNDER_WAY.pop(token, None)
 
     def _failed(self, exc: BaseException) -> None:
         """Hook: a storage call failed (remote backends drop a broken connection here)."""

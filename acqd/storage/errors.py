@@ -56,7 +56,13 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ("s3", "InvalidAccessKeyId"): (DestinationError, "unknown access key (credentials)"),
     ("s3", "SignatureDoesNotMatch"): (DestinationError, "wrong secret key (credentials)"),
     ("s3", "ExpiredToken"): (DestinationError, "expired session token (credentials)"),
-    ("s3", "RequestTimeTooSkewed"): (DestinationError, "this machine's clock is too far from the server's"),
+    # the time signed into the request is too far from the server's: this machine's clock, or a request
+    # signed long before the server read it (a server that stalled for minutes: a stranger's review)
+    ("s3", "RequestTimeTooSkewed"): (
+        DestinationError,
+        "the server found the request's time too far from its own (RequestTimeTooSkewed): this machine's clock is "
+        "off, or the request waited long for a server that stalled",
+    ),
     ("s3", "NoSuchBucket"): (DestinationError, "bucket does not exist"),
     ("s3", "InvalidBucketName"): (DestinationError, "invalid bucket name"),
     # a HEAD request's 403 carries no error code: the credentials refused (wrong key or secret, an
