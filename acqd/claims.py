@@ -51,6 +51,12 @@ log = logging.getLogger("acqd")
 
 SCHEMA = "acqd-claim/1"
 CHECK_EVERY = 2.0  # seconds: a commit trusts a claim read at most this long ago
+#: what a claim gone while acqd ran suggests, by the tier's URL scheme
+GONE_HINT = {
+    "s3": "its bucket deleted or emptied? another endpoint or credentials?",
+    "sftp": "the server's folder removed or moved? another server?",
+    "": "a network share unmounted? its folder removed?",
+}
 #: after `acqd adopt` claims the prefix: a daemon still running there sees the claim within CHECK_EVERY,
 #: and a release or a manifest write it began before is done, before the manifests are read
 ADOPT_GRACE = CHECK_EVERY + 1.0
@@ -229,7 +235,8 @@ class Guard:
             # removed or replaced). Nothing is written there until the claim is back: the file waits
             raise DestinationError(
                 f"tier {tier.name}: the claim {tier.url(claim_name(self.claim.instrument))} has gone while acqd "
-                "ran: the tier is not what it was (a network share unmounted? its folder removed?); nothing is "
+                f"ran: the tier is not what it was ({GONE_HINT.get(tier.url('').partition('://')[0], GONE_HINT[''])}); "
+                "nothing is "
                 "written there until it is back (if it was emptied on purpose: `acqd adopt`, then start acqd)"
             )
         if there is not None and there.same_owner(self.claim) and not there.same_run(self.claim):

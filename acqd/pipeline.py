@@ -3306,7 +3306,10 @@ class Pipeline:
             ):  # this file's own copy, cut short by a crash
                 await self._io(partial(tier.remove_any, tree=True), dest)  # a partial tree, just checked
                 await self._j(self.journal.audit, row.id, "partial-removed", tier=tier.name, dest=dest)
-                raise TransientError(f"{tier.url(dest)}: removed a partial copy a crash left; writing again") from None
+                raise TransientError(
+                    f"{tier.url(dest)}: removed a partial copy an earlier attempt left (cut short: a crash, or a "
+                    "server that failed part way); writing again"
+                ) from None
             if noted:
                 # an earlier attempt of this file noted publishing it, and did not record it: its copy of
                 # the file's earlier content (a crash between publication and record, the file changed

@@ -1421,6 +1421,15 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_remote_hang.py::test_a_stalled_s3_server_is_said_counted_and_shown_while_its_files_wait",),
     ),
     Mutant(
+        "s3-zarr-metadata-before-shards",
+        "a Zarr commit to S3 copies objects in name order: cut part way, an array's zarr.json is in place"
+        " before all its shards (it opens with shards missing)",
+        "acqd/storage/s3.py",
+        "            for i, k in enumerate(first + meta):\n",
+        "            for i, k in enumerate(objects):\n",
+        ("tests/test_storage.py::test_an_s3_zarr_commit_copies_every_shard_before_any_metadata_and_the_root_last",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

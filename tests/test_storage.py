@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -323,3 +324,37 @@ def test_a_name_with_glob_characters_touches_exactly_its_own_objects(tier: Tier,
     assert sorted(tier.find("s")) == sorted([f"{theirs}/c/0/0", f"{theirs}/zarr.json", "s/stackA.tif"])
     with tier.open_read(f"{theirs}/c/0/0") as f:
         assert f.read() == b"A c/0/0"
+
+
+def test_an_s3_zarr_commit_copies_every_shard_before_any_metadata_and_the_root_last(
+    s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an adversarial review (thirty-second session): a commit to S3 that a failing server
+    cut part way left arrays whose zarr.json was copied before all their shards: array `0` opened from
+    the final prefix with shards missing. The shards go first, then the arrays' metadata (deepest
+    first), the root's last: a partial prefix holds no array that opens before its data is there."""
+    bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+    t = open_tier("central", f"s3://{bucket}/central", s3_server.options())
+    try:
+        rel = "a/s~.zarr"
+        tmp = t.temp_tree(rel)
+        names = ["zarr.json", "0/zarr.json", "0/c/0/0/0", "0/c/1/0/0", "acqd-restore/zarr.json", "acqd-restore/c/0"]
+        for name in names:
+            with t.fs.open(f"{tmp}/{name}", "wb") as f:
+                f.write(name.encode())
+        copied: list[str] = []
+        real = t._call
+
+        def call(method: str, **kwargs: Any) -> Any:
+            if method == "copy_object":
+                copied.append(kwargs["Key"].split(f"{rel}/", 1)[1])
+            return real(method, **kwargs)
+
+        monkeypatch.setattr(t, "_call", call)
+        t.commit_tree(rel)
+        assert sorted(copied) == sorted(names), copied
+        metadata = [i for i, k in enumerate(copied) if k.endswith("zarr.json")]
+        assert metadata == list(range(len(names) - 3, len(names))) and copied[-1] == "zarr.json", copied
+        assert sorted(t.find()) == sorted(f"{rel}/{n}" for n in names)
+    finally:
+        t.close()

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import inspect
 import logging
+import posixpath
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -457,9 +458,13 @@ class S3Tier(Tier):
             _, tkey = self._split(tmp)
             sizes = dict(self._keys_below(tmp))
             objects = sorted(sizes)
-            first = [k for k in objects if k != f"{tkey}/zarr.json"]
-            last = [k for k in objects if k == f"{tkey}/zarr.json"]
-            for i, k in enumerate(first + last):
+            # the chunks and shards first, then each array's and group's zarr.json, the deepest first and
+            # the root's last: a commit cut part way (a server that failed for a while) left arrays whose
+            # metadata was there before all their shards, readable with shards missing (a stranger's
+            # review); now a partial prefix holds no array that opens until its data is all there
+            meta = sorted((k for k in objects if posixpath.basename(k) == "zarr.json"), key=lambda k: -k.count("/"))
+            first = [k for k in objects if posixpath.basename(k) != "zarr.json"]
+            for i, k in enumerate(first + meta):
                 dest = f"{fkey}/{k[len(tkey) + 1 :]}"
                 if sizes[k] < COPY_LIMIT:
                     self._call("copy_object", Bucket=bucket, Key=dest, CopySource={"Bucket": bucket, "Key": k})
