@@ -469,6 +469,10 @@ def _print_states(s: dict[str, Any]) -> None:
         lines.append(
             f"  storage: a {op} of {url} on tier {tier} under way since {_iso(since)} (a slow or stalled server)"
         )
+    incomplete = s.get("incomplete") or {}
+    if incomplete:  # found, not complete yet: why (the daemon's view, every 5 s)
+        lines.append(f"  not complete yet: {sum(incomplete.values())} file(s):")
+        lines += [f"    {n} {why}" for why, n in sorted(incomplete.items(), key=lambda x: -x[1])]
     waiting = s.get("release_waiting") or {}
     if waiting:  # verified, to be removed from the acquisition disk, and not yet: why
         lines.append(f"  release waiting: {sum(waiting.values())} verified file(s), not removed yet:")

@@ -39,8 +39,8 @@ from acqd.config import (
 )
 from acqd.errors import AcqdError, ClaimError, ConfigError, JournalError, PermanentError
 from acqd.fsops import same_or_inside
-from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
 from acqd.journal import (
+    INCOMPLETE_META,
     RELEASE_WAITING,
     STALLED_META,
     GroupCommitExecutor,
@@ -53,6 +53,7 @@ from acqd.journal import (
     retention_items,
     without_password,
 )
+from acqd.journal import JOURNAL_NAME as JOURNAL_NAME  # re-exported
 from acqd.journal import summary as summary  # re-exported
 from acqd.layouts import ChoosePolicy, build_layout
 from acqd.logs import LogReporter, Repeats, one_line
@@ -1299,8 +1300,10 @@ class Daemon:
                         self.stuck_io,
                         IO_EXIT_SECONDS,
                     )
-                with contextlib.suppress(AcqdError, sqlite3.Error):  # a stopped daemon holds no release back
-                    await loop.run_in_executor(jexec, journal.set_meta, RELEASE_WAITING, "")
+                with contextlib.suppress(AcqdError, sqlite3.Error):  # a stopped daemon holds no release back,
+                    # waits for no writer and has no storage call under way
+                    for key in (RELEASE_WAITING, INCOMPLETE_META, STALLED_META):
+                        await loop.run_in_executor(jexec, journal.set_meta, key, "")
                 await loop.run_in_executor(jexec, journal.close)
                 jexec.shutdown(wait=True)
 
@@ -1627,6 +1630,7 @@ class Daemon:
             return out
 
         tick = 0
+        incomplete: dict[str, int] | None = None  # the files not complete yet, by why, as last recorded
         waits: dict[str, int] | None = None  # the releases waiting, by why, as this run last recorded them
         # (None: not yet; a crash's leftover in the journal is overwritten at the first sample)
         while True:
@@ -1639,6 +1643,12 @@ class Daemon:
                         waits = now
                     except AcqdError as exc:
                         log.debug("releases waiting not recorded: %s", exc)
+                if tick % 5 == 0 and (now := p.incomplete_reasons()) != incomplete:  # for `acqd status` too
+                    try:
+                        await p._j(p.journal.set_meta, INCOMPLETE_META, json.dumps(now) if now else "")
+                        incomplete = now
+                    except AcqdError as exc:
+                        log.debug("files not complete yet not recorded: %s", exc)
                 if tick % 10 == 0:
                     self.notifier.status(self._status_line())
                 if tick % 2 == 0:  # also noticed while idle, not only before the next commit

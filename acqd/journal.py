@@ -2054,6 +2054,8 @@ def without_password(url: str) -> str:
 JOURNAL_NAME = "journal.sqlite"
 #: meta key: the running daemon's verified files whose release waits, by why ({why: files}; "" when none)
 RELEASE_WAITING = "release_waiting"
+#: meta key: the running daemon's files found and not complete yet, by why ({why: files}; "" when none)
+INCOMPLETE_META = "incomplete"
 #: meta key: the running daemon's storage calls under way for minutes ([[tier, op, url, since]]; "" when none)
 STALLED_META = "storage_stalled"
 #: meta key: files under a release's hidden name that nothing accounts for, as each root's last whole scan
@@ -2072,10 +2074,12 @@ def summary(journal: Journal) -> dict[str, Any]:
     pace = journal.get_meta("pace")
     waiting = journal.get_meta(RELEASE_WAITING)
     stalled = journal.get_meta(STALLED_META)
+    incomplete = journal.get_meta(INCOMPLETE_META)
     aside = journal.get_meta(LEFT_ASIDE_META)
     out = {
         "release_waiting": json.loads(waiting) if waiting else {},
         "storage_stalled": json.loads(stalled) if stalled else [],
+        "incomplete": json.loads(incomplete) if incomplete else {},
         "left_aside": json.loads(aside) if aside else {},
         "watch_roots": json.loads(roots) if roots else {},
         "pace": json.loads(pace) if pace else None,

@@ -215,6 +215,8 @@ WAIT_HOLD = "held a while after completing, should its writer come back to it"
 WAIT_MANIFEST = "until their session's manifest records their copies"
 WAIT_CHECK = "their stored copy could not be re-checked (asked again)"
 WAIT_AGAIN = "looked at again shortly"
+INCOMPLETE_WRITER = "open for writing by a process: shipped once it is closed (or still for its settle window)"
+INCOMPLETE_SETTLING = "settling: still changing, or its settle window not over"
 STREAM_FALLBACK = "stream_fallback"  # a streamed copy dropped; the file ships whole (event, metric, audit)
 STREAMED = "streamed"  # a copy written while its file grew (audit: frames encoded before it completed)
 UNSTREAMED_MAX = 4096  # files remembered as not to be streamed again (their stream was dropped)
@@ -511,6 +513,7 @@ class Candidate:
     grew: bool = False  # seen growing part by part while it settled (`_settle_one`, `_wait_left`)
     recheck: bool = False  # verified, only its change time moved: its content is compared (`_recheck`)
     journal_wait: bool = False  # waiting for the journal to take writes again (`_retry`)
+    writer_open: bool = False  # a process here had it open for writing at its last look (`incomplete_reasons`)
 
     @property
     def key(self) -> tuple[int, str]:
@@ -854,6 +857,19 @@ class Pipeline:
             release_waiting_seconds=max((now - since[k][0] for k in held), default=0.0),
             ready_files=sum(c.settled or c.key in self.in_flight for c in pending),
         )
+
+    def incomplete_reasons(self) -> dict[str, int]:
+        """How many files found and not complete yet wait, by what for (`acqd status`): a file its
+        writer holds open showed only as `seen` there, the why in the log alone (a stranger's walk
+        through the README)."""
+        out: dict[str, int] = {}
+        for c in self.candidates.values():
+            if c.settled or c.release_only:
+                continue
+            writer = c.writer_open or self._awaited.get(c.key) == c.row.id
+            why = INCOMPLETE_WRITER if writer else INCOMPLETE_SETTLING
+            out[why] = out.get(why, 0) + 1
+        return out
 
     def release_reasons(self) -> dict[str, int]:
         """How many verified files' releases wait, by what they wait for (`acqd status`)."""
@@ -1899,6 +1915,8 @@ class Pipeline:
             if self.candidates.get(c.key) is not c:  # not the same candidate after the await
                 continue
             proved = fmt_ok  # every frame its header announces is there: no more to wait for
+            if entry is not None and entry.identity is not None:  # `incomplete_reasons` says it
+                c.writer_open = (entry.identity.device, entry.identity.inode) in writing
             if fmt_ok and entry is not None and entry.identity is not None:
                 # its format says complete, and a process here still has it open for writing (a
                 # writer that keeps the header valid after every frame): its close (an event) or

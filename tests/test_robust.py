@@ -1233,3 +1233,35 @@ tiers:
     assert journal_states(state) == {"s1/a.raw": "verified"}
     [copy] = [p for p in central.rglob("a.raw")]
     assert copy.read_bytes() == path.read_bytes()  # the file as it is after its change
+
+
+def test_status_says_why_a_file_found_is_not_complete_yet(tmp_path: Path) -> None:
+    """Found by a stranger's walk through the README: a finished stack its writer kept open showed as
+    `seen 1` in `acqd status` for minutes, the why only in the log. Status says how many files are
+    not complete yet and why (open for writing by a process, or settling); not once they ship."""
+    import numpy as np
+    import tifffile
+
+    from tests.conftest import Background, journal_states, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    acq.mkdir()
+    d = Background(
+        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", "hamamatsu-orca", "--settle", "1s",
+    )  # fmt: skip
+    said = "open for writing by a process: shipped once it is closed"
+    try:
+        wait_for(lambda: "acqd started" in d.stderr(), 30, "the daemon to start", d)
+        tifffile.imwrite(acq / "s.tif", np.zeros((4, 64, 64), np.uint16), photometric="minisblack")
+        with open(acq / "s.tif", "r+b"):  # held open by its writer
+            wait_for(
+                lambda: said in run_acqd("status", "--state-dir", str(state)).stdout, 60, "the why in status", d, state
+            )
+            st = run_acqd("status", "--state-dir", str(state)).stdout
+            assert "not complete yet: 1 file(s):" in st and journal_states(state) == {"s.tif": "seen"}, st
+        wait_for(lambda: journal_states(state).get("s.tif") == "verified", 60, "verified once closed", d, state)
+        wait_for(lambda: "not complete yet" not in run_acqd("status", "--state-dir", str(state)).stdout, 30, "", d)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
