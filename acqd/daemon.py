@@ -892,7 +892,11 @@ class Daemon:
         self._events_source: EventSource | None = None
         self._io: ThreadPoolExecutor | None = None
         self.stuck_io = 0  # I/O threads still blocked in a storage call when the daemon stopped
-        self._stalled_doc = ""  # the slow storage calls `acqd status` was last given (`_stall_watch`)
+        self._started = False  # every part runs: a reload asked before waits for it (`_on_reload`)
+        self._reload_held = False
+        # the slow storage calls `acqd status` was last given (`_stall_watch`); None: not yet, so that the
+        # first look writes what is so (a run stopped by kill -9 left its stalls there: a review)
+        self._stalled_doc: str | None = None
         self.interrupted: signal.Signals | None = None  # a stop signal that came before the pipeline's own end
         self.catalog: Publisher | None = None
         self.pace = Pace("normal", "")  # acquisition comes first: the pacer's current decision
@@ -1064,7 +1068,12 @@ class Daemon:
                     reporters.append(self.events)
                 if self.reporter is not None:
                     reporters.append(self.reporter)
-                guard = claims.Guard(claim, journal, unclaimed, runs=runs)
+
+                def claimed_late(tier: Tier) -> None:  # on an I/O thread: the journal lives on its own
+                    tc = config.tiers[tier.name]
+                    jexec.submit(record_tiers, journal, {tier.name: (tc.url, dict(tc.options))}).result()
+
+                guard = claims.Guard(claim, journal, unclaimed, runs=runs, on_claimed=claimed_late)
                 pipeline = Pipeline(
                     instrument=config.instrument,
                     roots=roots,
@@ -1090,9 +1099,6 @@ class Daemon:
                         loop.add_signal_handler(sig, self._on_stop, sig)
                     loop.add_signal_handler(signal.SIGHUP, self._on_reload)
                     loop.add_signal_handler(signal.SIGUSR1, dump_state, loop, pipeline)
-                    if reload_asked_early():  # held while the daemon started (`acqd.systemd.hold_reloads`)
-                        log.info("a reload (SIGHUP) was asked while acqd started: applying it now")
-                        loop.call_soon(self._on_reload)
                 await self._abort_incomplete(io, tiers)
                 policy = load_retention(config)
                 op = config.owner_page
@@ -1172,6 +1178,13 @@ class Daemon:
                 if self.notifier.watchdog_seconds:
                     aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
                 log.info("acqd started: %d watch root(s), instrument %s", len(roots), config.instrument)
+                self._started = True
+                # a reload asked while the daemon started (held from the process' first moments by
+                # `acqd.systemd.hold_reloads`, or by `_on_reload`): applied now that every part of it runs
+                # (its retention runner too: applied before, it said "a policy was added": a review)
+                if reload_asked_early() or self._reload_held:
+                    log.info("a reload (SIGHUP) was asked while acqd started: applying it now")
+                    loop.call_soon(self._on_reload)
                 self.notifier.ready(self._status_line())
                 if ready is not None:
                     ready.set()
@@ -1340,6 +1353,10 @@ class Daemon:
     def _on_reload(self) -> None:
         """SIGHUP: re-read the configuration's detector profiles and settle/ignore rules; keep the old
         ones if the new ones are bad. Work in flight is not dropped."""
+        if not self._started:  # applied once it runs (`_run`)
+            self._reload_held = True
+            return
+        self._reload_held = False
         self.notifier.reloading()
         try:
             self.reload()
@@ -1368,10 +1385,11 @@ class Daemon:
             # stay the configuration's (a later reload compares with them; metrics keep their labels)
             log.warning("reload: %s change only with a restart (`systemctl restart acqd`)", ", ".join(fixed))
             new = new.model_copy(update={k: getattr(self.config, k) for k in fixed})
-        if new.limits.model_copy(update={"backoff": None, "concurrent_files": 0}) != self.config.limits.model_copy(
-            update={"backoff": None, "concurrent_files": 0}
-        ):
-            log.warning("reload: limits other than backoff and concurrent_files change only with a restart")
+        applied = {"backoff": None, "concurrent_files": 0, "stalled_after": 0.0}
+        if new.limits.model_copy(update=applied) != self.config.limits.model_copy(update=applied):
+            log.warning(
+                "reload: limits other than backoff, concurrent_files and stalled_after change only with a restart"
+            )
         profiles = load_profiles(new)
         policy = load_retention(new)  # a broken policy raises here, before anything is changed
         kept = {ctx.watch.path for ctx in pipeline.roots}
@@ -1458,6 +1476,8 @@ class Daemon:
                 said.append(f"tier {name}")
             tiers[name] = t if nt is None else t.model_copy(update={"bandwidth": nt.bandwidth})
         said += [f"tier {name} (new)" for name in new.tiers if name not in old.tiers]
+        if [n for n in new.tiers if n in old.tiers] != [n for n in old.tiers if n in new.tiers]:
+            said.append("the order of the tiers (the first is where a watch root's files go by default)")
         if said:
             log.warning("reload: %s change only with a restart; applying the rest", ", ".join(said))
         return new.model_copy(update={"watch": tuple(watch), "tiers": tiers})

@@ -80,14 +80,22 @@ class Tiers:
             t = self.config.tiers.get(name)
             if t is None:
                 return None
-            url = t.url.rstrip("/")
+            url, options = t.url.rstrip("/"), json.loads(json.dumps(dict(t.options), default=str))
         elif self.dest is not None:
-            url = dest_url(self.dest).rstrip("/")
+            url, options = dest_url(self.dest).rstrip("/"), None
         else:
             return None
         # the journal keeps a tier's URL without its password: compared so, a --dest with one is the tier
         shown = without_password(url)
-        return None if shown == without_password(self.recorded[name][0]).rstrip("/") else shown
+        there, recorded_options = self.recorded[name]
+        if shown != without_password(there).rstrip("/"):
+            return shown
+        # the same URL through other options: an S3 bucket of the same name on another endpoint (a mirror
+        # on another server: its missing copies were recorded lost, a stranger's review)
+        if options is not None and options != recorded_options:
+            changed = sorted(k for k in {*options, *recorded_options} if options.get(k) != recorded_options.get(k))
+            return f"{shown} (its options {', '.join(changed)} not as recorded)"
+        return None
 
     def close(self) -> None:
         for t in self._open.values():
@@ -216,7 +224,13 @@ def check_manifests(
     return out
 
 
-RESTORE_TEMP = ".acqd-restore-"  # `.<name>.acqd-restore-<pid>-<random>`: a restore's temporary beside OUT
+RESTORE_TEMP = ".acqd-restore-"  # `.<name>.acqd-restore-<host>-<pid>-<random>`: a restore's temporary beside OUT
+RESTORE_IDLE = 60.0  # seconds a killed restore's temporary is left unchanged before another restore removes it
+
+
+def _host() -> str:
+    """This host's name as a restore's temporary carries it (no '/', which a name cannot hold)."""
+    return os.uname().nodename.replace("/", "_") or "host"
 
 
 def stale_restores(out_path: Path) -> list[Path]:
@@ -228,12 +242,19 @@ def stale_restores(out_path: Path) -> list[Path]:
     with contextlib.suppress(OSError), os.scandir(out_path.parent) as entries:
         for e in entries:
             stem, sep, tail = e.name.partition(RESTORE_TEMP)
-            pid = tail.split("-", 1)[0]
+            host, _, pid = tail.rpartition("-")[0].rpartition("-")
             # `.<name>`, or for a name near the length limit `.<its start>` (`restore_copy`)
             short = len(os.fsencode(e.name)) >= NAME_MAX - 4 and len(stem) > 1 and name.startswith(stem[1:])
             if not (sep and stem.startswith(".") and (stem[1:] == name or short) and pid.isdigit()):
                 continue
+            # a restore of this host (not one in a container's namespace of pids, nor another host's on a
+            # shared folder: a review saw a running one's temporary removed), idle a while, whose process
+            # is gone
+            if host != _host():
+                continue
             try:
+                if time.time() - e.stat(follow_symlinks=False).st_mtime < RESTORE_IDLE:
+                    continue
                 os.kill(int(pid), 0)
                 continue  # running (or another process has its number now): left alone
             except ProcessLookupError:
@@ -259,7 +280,7 @@ def restore_copy(tier: Tier, copy: CopyRow, out_path: Path, chunk: int, mtime_ns
         raise AcqdError(f"{out_path} exists; restore never overwrites")
     # a name of its own, created here (never an existing file, never through a symlink), and published
     # without replacing: a file that appears under `out_path` meanwhile stays as it is
-    tail = f"{RESTORE_TEMP}{os.getpid()}-{os.urandom(4).hex()}"
+    tail = f"{RESTORE_TEMP}{_host()}-{os.getpid()}-{os.urandom(4).hex()}"
     stem = out_path.name
     while len(os.fsencode(f".{stem}{tail}")) > NAME_MAX:  # a name near the limit: its temporary shorter
         stem = stem[:-1]

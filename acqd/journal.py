@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -246,6 +247,10 @@ _COPY_COLS = (
 )
 
 
+#: the tables of acqd's journal (a reader that finds some of them alone finds one being made)
+ACQD_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA))
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Columns added after a table first shipped (CREATE TABLE IF NOT EXISTS keeps old tables as they are)."""
     cols = {r[1] for r in db.execute("PRAGMA table_info(holds)")}
@@ -304,6 +309,8 @@ class Journal:
                 tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 if not tables:  # an empty file, or a daemon that has only just made it
                     raise JournalError(f"the journal {path} is empty: no acqd has recorded anything in it yet")
+                if not {"files", "copies", "meta"} <= tables and tables <= ACQD_TABLES:  # a daemon making it now
+                    raise JournalError(f"the journal {path} is being made (an acqd starting): try again in a moment")
                 if not {"files", "copies", "meta"} <= tables:  # said in one line, not a traceback at the first query
                     raise JournalError(
                         f"{path} is not an acqd journal (an SQLite database without acqd's tables): is this "

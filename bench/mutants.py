@@ -1348,7 +1348,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "`acqd verify --config` with the tier's URL edited (a migration being prepared, a partial mirror)"
         " records what it finds there: a copy missing from the mirror recorded lost for good",
         "acqd/fixity.py",
-        '            url = t.url.rstrip("/")\n',
+        '            url, options = t.url.rstrip("/"), json.loads(json.dumps(dict(t.options), default=str))\n',
         "            return None\n",
         (
             "tests/test_fixity.py::test_verify_with_a_configuration_whose_tier_moved_records_nothing_until_the_daemon"
@@ -1436,6 +1436,48 @@ MUTANTS: tuple[Mutant, ...] = (
         "            writer = c.writer_open or self._awaited.get(c.key) == c.row.id\n",
         "            writer = False\n",
         ("tests/test_robust.py::test_status_says_why_a_file_found_is_not_complete_yet",),
+    ),
+    Mutant(
+        "verify-mirror-endpoint-recorded",
+        "`acqd verify --config` naming the tier's URL on another endpoint (an S3 mirror of the same bucket"
+        " name) records what it finds there: a copy missing from the mirror recorded lost for good",
+        "acqd/fixity.py",
+        "        if options is not None and options != recorded_options:\n",
+        "        if False:\n",
+        ("tests/test_fixity.py::test_verify_takes_a_tier_with_other_options_for_another_place",),
+    ),
+    Mutant(
+        "late-claimed-tier-unrecorded",
+        "a tier claimed after the start (its share mounted late) keeps its old recorded place: `verify`"
+        " records nothing of it until the next restart",
+        "acqd/claims.py",
+        "                self.on_claimed(tier)\n",
+        "                pass\n",
+        ("tests/test_fixity.py::test_a_tier_claimed_after_the_start_is_recorded_where_it_is",),
+    ),
+    Mutant(
+        "reload-tier-order-unsaid",
+        "a reload that puts the tiers in another order (the first is the roots' default tier) is silently not applied",
+        "acqd/daemon.py",
+        '            said.append("the order of the tiers (the first is where a watch root\'s files go by default)")\n',
+        "            pass\n",
+        ("tests/test_inprocess.py::test_reloads_that_take_a_tier_out_and_put_it_back_keep_reloading",),
+    ),
+    Mutant(
+        "reload-before-start-applied-half",
+        "a reload asked while acqd starts runs before its retention runner exists: it says a policy was added",
+        "acqd/daemon.py",
+        "        if not self._started:  # applied once it runs (`_run`)\n",
+        "        if False:\n",
+        ("tests/test_inprocess.py::test_a_reload_asked_before_the_daemon_runs_is_applied_once_it_does",),
+    ),
+    Mutant(
+        "restore-removes-another-hosts-temporary",
+        "a restore removes the temporary of a restore another host (or a container) runs on a shared folder",
+        "acqd/fixity.py",
+        "            if host != _host():\n",
+        "            if False:\n",
+        ("tests/test_fixity.py::test_restore_removes_the_temporary_a_killed_restore_left",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

@@ -645,6 +645,7 @@ def test_ctrl_c_while_acqd_starts_is_one_line_not_a_traceback() -> None:
     [
         ("empty", "is empty: no acqd has recorded anything in it yet"),
         ("foreign", "is not an acqd journal (an SQLite database without acqd's tables)"),
+        ("being-made", "is being made (an acqd starting): try again in a moment"),  # some of acqd's tables
     ],
 )
 @pytest.mark.parametrize("command", [("status",), ("verify",), ("restore", "s/a.raw", "{out}")])
@@ -663,7 +664,7 @@ def test_a_journal_that_is_empty_or_not_acqds_is_one_line_not_a_traceback(
         journal.touch()
     else:
         db = sqlite3.connect(journal)
-        db.execute("CREATE TABLE samples(a)")
+        db.execute("CREATE TABLE samples(a)" if kind == "foreign" else "CREATE TABLE meta(key TEXT, value TEXT)")
         db.commit()
         db.close()
     before = journal.read_bytes()

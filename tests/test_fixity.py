@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -894,13 +895,87 @@ def test_restore_removes_the_temporary_a_killed_restore_left(tmp_path: Path) -> 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    dead = out_dir / f".f.bin.acqd-restore-{int(gone.stdout)}-0badcafe"
-    live = out_dir / f".f.bin.acqd-restore-{os.getpid()}-0badcafe"  # this test's own process: running
-    other = out_dir / f".g.bin.acqd-restore-{int(gone.stdout)}-0badcafe"  # another file's: not this restore's
-    for p in (dead, live, other):
+    host, pid = os.uname().nodename, int(gone.stdout)
+    dead = out_dir / f".f.bin.acqd-restore-{host}-{pid}-0badcafe"
+    live = out_dir / f".f.bin.acqd-restore-{host}-{os.getpid()}-0badcafe"  # this test's own process: running
+    other = out_dir / f".g.bin.acqd-restore-{host}-{pid}-0badcafe"  # another file's: not this restore's
+    # a review: another host's restore on a shared folder (or one in a container's pid namespace) runs
+    # under a pid this host does not have
+    elsewhere = out_dir / f".f.bin.acqd-restore-otherhost-{pid}-0badcafe"
+    fresh = out_dir / f".f.bin.acqd-restore-{host}-{pid}-0badbeef"  # changed a moment ago: left
+    for p in (dead, live, other, elsewhere, fresh):
         p.write_bytes(data[:1000])
+        if p != fresh:
+            os.utime(p, (time.time() - 600, time.time() - 600))
     r = run_acqd("restore", "s/f.bin", str(out_dir / "f.bin"), "--state-dir", str(state))
     assert r.returncode == 0, r.stderr
     assert (out_dir / "f.bin").read_bytes() == data
-    assert not dead.exists() and live.exists() and other.exists()
+    assert not dead.exists() and live.exists() and other.exists() and elsewhere.exists() and fresh.exists()
     assert f"removed {dead}, the temporary of a restore that was cut short" in r.stderr, r.stderr
+
+
+def test_verify_takes_a_tier_with_other_options_for_another_place(tmp_path: Path) -> None:
+    """Found by a stranger's review of the fix above: an S3 mirror is the same `s3://bucket/prefix` on
+    another endpoint; compared by URL alone it was taken for the tier, and a copy missing from the
+    mirror recorded lost for good. Options other than recorded (the endpoint) are another place too."""
+    from acqd.config import Config
+    from acqd.fixity import Tiers
+
+    j = Journal(tmp_path / "journal.sqlite")
+    try:
+        recorded = {"endpoint_url": "http://nas-a:8333", "part_size": "16MiB"}
+        j.set_meta("tier:central", json.dumps({"url": "s3://raw/facility", "options": recorded}))
+
+        def cfg(options: dict[str, str]) -> Config:
+            return Config.model_validate(
+                {
+                    "instrument": "scope",
+                    "state_dir": str(tmp_path / "state"),
+                    "watch": [{"path": str(tmp_path / "acq")}],
+                    "tiers": {"central": {"url": "s3://raw/facility/", "options": options}},
+                }
+            )
+
+        assert Tiers(cfg(recorded), None, j).elsewhere("central") is None  # the tier itself
+        mirror = Tiers(cfg({**recorded, "endpoint_url": "http://mirror:8333"}), None, j).elsewhere("central")
+        assert mirror == "s3://raw/facility (its options endpoint_url not as recorded)", mirror
+    finally:
+        j.close()
+
+
+def test_a_tier_claimed_after_the_start_is_recorded_where_it_is(tmp_path: Path) -> None:
+    """Found by a stranger's review: a tier left unclaimed at the start (its share not mounted yet) and
+    claimed later kept its old recorded place until the next restart, so `verify --config` recorded
+    nothing of it ("a tier moved in acqd.yaml is recorded once the daemon starts with it": it had). The
+    late claim records the tier where it is."""
+    from tests.conftest import Background, journal_states, wait_for
+
+    acq, state = tmp_path / "acq", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    (acq / "s" / "a.bin").write_bytes(b"shipped to the old place")
+    old, new = tmp_path / "t2", tmp_path / "t3"
+
+    def config(where: Path) -> Path:
+        path = tmp_path / "acqd.yaml"
+        path.write_text(
+            f"instrument: scope\nstate_dir: {state}\nwatch:\n  - {{path: {acq}, settle: 0.2s}}\n"
+            f"tiers:\n  central: {{url: 'file://{where}'}}\n"
+        )
+        return path
+
+    r = run_acqd("run", "--once", "--config", str(config(old)))
+    assert r.returncode == 0, r.stderr
+    old.rename(tmp_path / "t3.unmounted")  # the share moved, not mounted yet where acqd.yaml now says
+    cfg = config(new)
+    d = Background("run", "--config", str(cfg))
+    try:
+        wait_for(lambda: "acqd started" in d.stderr(), 30, "the daemon to start", d)
+        (tmp_path / "t3.unmounted").rename(new)  # mounted
+        (acq / "s" / "b.bin").write_bytes(b"shipped to the new place")
+        wait_for(lambda: journal_states(state).get("s/b.bin") == "verified", 60, "b verified at t3", d, state)
+    finally:
+        code, err = d.terminate()
+    assert code == 0 and "tier central: claimed" in err, err[-2000:]
+    r = run_acqd("verify", "--config", str(cfg))
+    assert r.returncode == 0 and "2 copies OK, 0 failed" in r.stdout, r.stdout + r.stderr
+    assert "not where the journal recorded" not in r.stderr, r.stderr

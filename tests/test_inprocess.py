@@ -1646,7 +1646,7 @@ def _two_tier_doc(tmp_path: Path, roots: list[tuple[str, str]]) -> dict[str, Any
 def _reload_with(daemon: Daemon, path: Path, doc: dict[str, Any]) -> None:
     import yaml
 
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))  # in its order: the tiers' order means something
     daemon._on_reload()
 
 
@@ -1686,6 +1686,14 @@ async def test_reloads_that_take_a_tier_out_and_put_it_back_keep_reloading(
         assert "tier central change only with a restart" in caplog.text, caplog.text
         (tmp_path / "acq" / "two.txt").write_bytes(b"after")
         await rec.wait("verified", 2)
+        # the tiers in another order: the first is the roots' default tier, which changes only with a
+        # restart; said (a review: silently not applied)
+        reordered = copy.deepcopy(doc)
+        reordered["tiers"] = dict(reversed(list(doc["tiers"].items())))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="acqd"):
+            _reload_with(daemon, path, reordered)
+        assert "the order of the tiers" in caplog.text, caplog.text
     finally:
         daemon.stop()
         result = await asyncio.wait_for(task, 60)
@@ -1803,3 +1811,37 @@ async def test_a_restarted_daemon_sweeps_soon_when_its_last_sweep_is_an_interval
         daemon.stop()
         await asyncio.wait_for(task, 60)
     assert swept_at() > long_ago + 3600, "no sweep soon after the start"
+
+
+async def test_a_reload_asked_before_the_daemon_runs_is_applied_once_it_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SIGHUP after the daemon's handler is in place and before every part of it runs (its retention
+    runner among them) was applied at once: against a daemon half built, it said "a policy was added"
+    (a review). It is held and applied once the daemon has started."""
+    import yaml
+
+    (tmp_path / "keep.yaml").write_text(KEEP_POLICY)
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    watch.mkdir()
+    config = cfg(watch, tmp_path / "state", f"file://{dest}").model_copy(update={"policy": tmp_path / "keep.yaml"})
+    path = tmp_path / "acqd.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+    rec = Recorder()
+    daemon = Daemon(config, config_path=path, reporter=rec)
+    with caplog.at_level(logging.INFO, logger="acqd"):
+        daemon._on_reload()  # before it runs
+        task = asyncio.create_task(daemon.run(install_signals=False))
+        try:
+            (watch / "one.txt").write_bytes(b"shipped")
+            await rec.wait("verified", 1)
+            for _ in range(100):
+                if daemon.metrics.reloads.labels("scope", "ok")._value.get() == 1:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 60)
+    assert "a reload (SIGHUP) was asked while acqd started: applying it now" in caplog.text, caplog.text
+    assert daemon.metrics.reloads.labels("scope", "ok")._value.get() == 1
+    assert "a policy was added" not in caplog.text, caplog.text
