@@ -313,7 +313,7 @@ def run(
                 raise ConfigError("--detector: " + str(exc).split("): ", 1)[1]) from None
             raise
         if once:
-            j = Journal(journal_path(cfg.state_dir), readonly=True)
+            j = _read_journal(journal_path(cfg.state_dir))
             try:
                 s = summary(j)
             finally:
@@ -451,6 +451,20 @@ def _detector_hint(cfg: Config, stats: Any) -> None:
     )
 
 
+def _read_journal(path: Path) -> Journal:
+    """The journal, read-only, for a command: one that is empty, being made or another program's is
+    said in one line (`Journal.check_schema`)."""
+    from acqd.journal import Journal
+
+    j = Journal(path, readonly=True)
+    try:
+        j.check_schema()
+    except BaseException:
+        j.close()
+        raise
+    return j
+
+
 def _print_states(s: dict[str, Any]) -> None:
     """Files and bytes per state, as plain aligned text (`run --once` prints it at every run: rich's
     import alone would add a tenth of a second to each)."""
@@ -515,7 +529,7 @@ def status(
 
     with _errors():
         sd = _state_dir(config, state_dir)
-        j = Journal(journal_path(sd), readonly=True)
+        j = _read_journal(journal_path(sd))
         try:
             s = summary(j)
             s.update(activity(j))
@@ -666,7 +680,7 @@ def _open_for_reading(
     _config_alone(config, state_dir=state_dir, dest=dest)
     cfg = load_config(config) if config is not None else None
     sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
-    return cfg, Journal(journal_path(sd), readonly=True)
+    return cfg, _read_journal(journal_path(sd))
 
 
 @app.command()
@@ -1410,7 +1424,7 @@ def plan(
         if policy is None:
             raise ConfigError(f"{config}: no `policy:` configured; there is nothing to plan")
         t = _when(now, "--now")
-        j = Journal(journal_path(cfg.state_dir), readonly=True)
+        j = _read_journal(journal_path(cfg.state_dir))
         try:
             reading: Reading | None = read_clock()
             if now is not None:  # as if time passed normally since the last sweep
@@ -1564,7 +1578,7 @@ def hold(
             )
         sd = cfg.state_dir if cfg is not None else (state_dir or default_state_dir())
         if list_:
-            j = Journal(journal_path(sd), readonly=True)
+            j = _read_journal(journal_path(sd))
             try:
                 holds = jr.active_holds(j, time.time())
             finally:

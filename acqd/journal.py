@@ -306,16 +306,6 @@ class Journal:
                     timeout=10,
                     isolation_level=None,
                 )
-                tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if not tables:  # an empty file, or a daemon that has only just made it
-                    raise JournalError(f"the journal {path} is empty: no acqd has recorded anything in it yet")
-                if not {"files", "copies", "meta"} <= tables and tables <= ACQD_TABLES:  # a daemon making it now
-                    raise JournalError(f"the journal {path} is being made (an acqd starting): try again in a moment")
-                if not {"files", "copies", "meta"} <= tables:  # said in one line, not a traceback at the first query
-                    raise JournalError(
-                        f"{path} is not an acqd journal (an SQLite database without acqd's tables): is this "
-                        "the state directory of an acqd?"
-                    )
                 self._older_columns_empty()
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,6 +339,23 @@ class Journal:
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
         except OSError as exc:
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
+
+    def check_schema(self) -> None:
+        """For a command that reads the journal: JournalError in one line if it is not one acqd can read
+        (empty, being made by a daemon starting, or another program's database); a traceback at its first
+        query before (a stranger's review). Readers of the daemon itself (tests, the owner page) open a
+        journal being made as it is, and wait for its tables."""
+        path = self.path
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:  # an empty file, or a daemon that has only just made it
+            raise JournalError(f"the journal {path} is empty: no acqd has recorded anything in it yet")
+        if not {"files", "copies", "meta"} <= tables and tables <= ACQD_TABLES:  # a daemon making it now
+            raise JournalError(f"the journal {path} is being made (an acqd starting): try again in a moment")
+        if not {"files", "copies", "meta"} <= tables:  # said in one line, not a traceback at the first query
+            raise JournalError(
+                f"{path} is not an acqd journal (an SQLite database without acqd's tables): is this "
+                "the state directory of an acqd?"
+            )
 
     def still_mine(self) -> str | None:
         """None while the journal file this object opened is still the one at its path; otherwise

@@ -1359,9 +1359,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "foreign-journal-traceback",
         "another program's SQLite database as journal.sqlite: `status`, `verify` and `restore` end in a traceback",
         "acqd/journal.py",
-        '                if not {"files", "copies", "meta"} <= tables:  # said in one line, not a traceback'
-        " at the first query\n",
-        "                if False:\n",
+        '        if not {"files", "copies", "meta"} <= tables:  # said in one line, not a traceback at the first'
+        " query\n",
+        "        if False:\n",
         (
             "tests/test_cli.py::test_a_journal_that_is_empty_or_not_acqds_is_one_line_not_a_traceback"
             "[command0-foreign-is not an acqd journal (an SQLite database without acqd's tables)]",
