@@ -2655,6 +2655,7 @@ class Pipeline:
                 self.frame_slots.release()
             raise
         t0 = self.mono()
+        stage = "write"  # where a storage error is counted: the read-back's are the verify's (a review)
         try:
             row = await self._j(self.journal.mark_complete, c.row.id, c.stable, c.reason)
             if c.row.state is not State.COMPLETE:
@@ -2711,6 +2712,7 @@ class Pipeline:
                 await self._io(verify_streamed, tier, dest, res)  # and the renamed object is that temporary
                 adopted = True  # verified, as an adopted copy is: not decoded a second time
             t_verify = self.mono()
+            stage = "verify"
             # what a later change of the copy would change, taken before it is read back: a copy
             # changed before its source's release, its size kept, is not the one verified (recheck)
             stamp = await self._io(partial(tier.stamp, dest, tree=layout.name in TREE_LAYOUTS))
@@ -2718,6 +2720,7 @@ class Pipeline:
                 # it a moment ago (compared by `acqd verify` from now on, not read a second time here)
                 await self._io(layout.verify, tier, dest, replace(res, meta_checksum=None))
             t_verify = self.mono() - t_verify
+            stage = "write"
             if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the
                 # empty mount point of a share unmounted while it was written
                 await self._io(self.guard, tier, True)
@@ -2786,7 +2789,7 @@ class Pipeline:
             await self._moved_on(c, exc)
             return
         except (TransientError, PermanentError) as exc:
-            await self._retry(c, str(exc), "write")
+            await self._retry(c, str(exc), stage)
             return
         except AcqdError as exc:
             await self._retry(c, str(exc), "internal")

@@ -69,6 +69,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "                # it a moment ago (compared by `acqd verify` from now on, not read a second time here)\n"
         "                await self._io(layout.verify, tier, dest, replace(res, meta_checksum=None))\n"
         "            t_verify = self.mono() - t_verify\n"
+        '            stage = "write"\n'
         "            if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the\n"
         "                # empty mount point of a share unmounted while it was written\n"
         "                await self._io(self.guard, tier, True)\n"
@@ -79,6 +80,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "                # it a moment ago (compared by `acqd verify` from now on, not read a second time here)\n"
         "                await self._io(layout.verify, tier, dest, replace(res, meta_checksum=None))\n"
         "            t_verify = self.mono() - t_verify\n"
+        '            stage = "write"\n'
         "            if self.guard is not None:  # the copy just read back lies on the claimed tier, not in the\n"
         "                # empty mount point of a share unmounted while it was written\n"
         "                await self._io(self.guard, tier, True)\n"
@@ -1478,6 +1480,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if host != _host():\n",
         "            if False:\n",
         ("tests/test_fixity.py::test_restore_removes_the_temporary_a_killed_restore_left",),
+    ),
+    Mutant(
+        "read-back-failure-counted-as-write",
+        "a read-back cut by the network is counted and said as a write's failure",
+        "acqd/pipeline.py",
+        '            stage = "verify"\n',
+        '            stage = "write"\n',
+        ("tests/test_inprocess.py::test_a_read_back_that_fails_is_counted_as_the_verify_stage",),
     ),
     Mutant(
         "pre-allocated-movie-proved-complete",

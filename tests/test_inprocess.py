@@ -1847,3 +1847,36 @@ async def test_a_reload_asked_before_the_daemon_runs_is_applied_once_it_does(
     assert "a reload (SIGHUP) was asked while acqd started: applying it now" in caplog.text, caplog.text
     assert daemon.metrics.reloads.labels("scope", "ok")._value.get() == 1
     assert "a policy was added" not in caplog.text, caplog.text
+
+
+async def test_a_read_back_that_fails_is_counted_as_the_verify_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an adversarial review (thirty-second session): a read-back cut by the network was
+    counted and said as a write's failure (`acqd_retries_total{stage="write"}`, "retry (write)"), which
+    sends an operator to the wrong half of the path. It is the verify stage's."""
+    from acqd.errors import TransientError
+    from acqd.layouts.copy import CopyLayout
+
+    watch, dest = tmp_path / "acq", tmp_path / "central"
+    (watch / "s").mkdir(parents=True)
+    dest.mkdir()
+    (watch / "s" / "big.raw").write_bytes(os.urandom(3_000_000))  # the one-file path
+    real = CopyLayout.verify
+    cut: list[str] = []
+
+    def verify(self: CopyLayout, tier: Any, dest_: str, expected: Any) -> None:
+        if not cut:
+            cut.append(dest_)
+            raise TransientError(f"{dest_}: network error: connection reset")
+        real(self, tier, dest_, expected)
+
+    monkeypatch.setattr(CopyLayout, "verify", verify)
+    rec = Recorder()
+    daemon = Daemon(cfg(watch, tmp_path / "state", f"file://{dest}"), once=True, retry_for=60, reporter=rec)
+    async with asyncio.timeout(60):
+        result = await daemon.run(install_signals=False)
+    assert cut and result.code == 0 and result.stats.verified == 1, result
+    retries = daemon.metrics.retries
+    assert retries.labels("scope", "verify")._value.get() == 1
+    assert retries.labels("scope", "write")._value.get() == 0
