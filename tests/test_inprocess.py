@@ -1645,6 +1645,19 @@ def _two_tier_doc(tmp_path: Path, roots: list[tuple[str, str]]) -> dict[str, Any
     }
 
 
+def _started_from(tmp_path: Path, doc: dict[str, Any]) -> tuple[Daemon, asyncio.Task[Any], Path, Recorder]:
+    """A daemon running from `doc` written as its configuration file."""
+    import yaml
+
+    from acqd.config import load_config
+
+    path = tmp_path / "acqd.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    rec = Recorder()
+    daemon = Daemon(load_config(path), config_path=path, reporter=rec)
+    return daemon, asyncio.create_task(daemon.run(install_signals=False)), path, rec
+
+
 def _reload_with(daemon: Daemon, path: Path, doc: dict[str, Any]) -> None:
     import yaml
 
@@ -1661,16 +1674,8 @@ async def test_reloads_that_take_a_tier_out_and_put_it_back_keep_reloading(
     reload after it. Tiers change only with a restart: the running ones are kept, and said."""
     import copy
 
-    import yaml
-
-    from acqd.config import load_config
-
     doc = _two_tier_doc(tmp_path, [("a", "acq")])
-    path = tmp_path / "acqd.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    rec = Recorder()
-    daemon = Daemon(load_config(path), config_path=path, reporter=rec)
-    task = asyncio.create_task(daemon.run(install_signals=False))
+    daemon, task, path, rec = _started_from(tmp_path, doc)
     try:
         (tmp_path / "acq" / "one.txt").write_bytes(b"before")
         await rec.wait("verified", 1)
@@ -1713,16 +1718,8 @@ async def test_reloads_that_reorder_or_drop_watch_roots_keep_each_roots_name_and
     another prefix. The roots, their names and prefixes change only with a restart: kept, and said."""
     import copy
 
-    import yaml
-
-    from acqd.config import load_config
-
     doc = _two_tier_doc(tmp_path, [("rootA", "acqA"), ("rootB", "acqB")])
-    path = tmp_path / "acqd.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    rec = Recorder()
-    daemon = Daemon(load_config(path), config_path=path, reporter=rec)
-    task = asyncio.create_task(daemon.run(install_signals=False))
+    daemon, task, path, rec = _started_from(tmp_path, doc)
     up = daemon.metrics.watch_root_up
     try:
         (tmp_path / "acqB" / "one.txt").write_bytes(b"before")
