@@ -613,7 +613,12 @@ def check(config: Config, *, probe: bool = True, probe_timeout: float = 15.0) ->
             )
             for r in (*policy.spec.rules, policy.spec.default)
         )
-        notes.append(f"policy {policy.metadata.name} ({policy_file(config)}): {rules}")
+        others = [t for t in config.tiers if t not in policy.spec.tiers]
+        kept = f"; copies on tier(s) {', '.join(others)} are kept as they are (not in spec.tiers)" if others else ""
+        notes.append(
+            f"policy {policy.metadata.name} ({policy_file(config)}), on tier(s) {', '.join(policy.spec.tiers)}"
+            f"{kept}: {rules}"
+        )
         warnings.extend(purge_share_warning(config, policy))
         warnings.extend(unwarned_purge_warning(policy))
         warnings.extend(undeliverable_warnings(config, policy))

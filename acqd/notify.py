@@ -42,7 +42,7 @@ class SmtpMailer:
         import aiosmtplib  # at the first mail: a daemon that sends none does not load it
 
         try:
-            await aiosmtplib.send(
+            refused, _ = await aiosmtplib.send(
                 msg,
                 hostname=self.host,
                 port=self.port,
@@ -53,6 +53,9 @@ class SmtpMailer:
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TransientError(f"SMTP {self.host}:{self.port}: {exc}") from None
+        if refused:  # some recipients taken, others not: not delivered to all it is for (it passed as delivered)
+            said = "; ".join(f"{to}: {r.code} {r.message}" for to, r in sorted(refused.items()))
+            raise TransientError(f"SMTP {self.host}:{self.port} refused recipient(s): {said}")
 
 
 MAILBOX_MODE = 0o600
@@ -189,10 +192,13 @@ class Digests:
         links: list[tuple[str, str, float]] | None = None,
         others: list[str] | None = None,
         copied: list[str] | None = None,
+        files: int | None = None,
     ) -> EmailMessage:
         """`links`: (owner, signed URL of the owner page, its expiry) for the owners in `sessions`;
         `others`: the owners of sessions listed that have no address of their own (the fallback's);
-        `copied`: those that have one, warned there too (a rule that also notifies the fallback)."""
+        `copied`: those that have one, warned there too (a rule that also notifies the fallback);
+        `files`: how many files the sessions' lines hold (a file with copies on two tiers is on two
+        lines), by default the lines' sum."""
         ctx = {
             "links": links or [],
             "others": others or [],
@@ -203,7 +209,7 @@ class Digests:
             "now": now,
             "contact": contact,
             "first_purge": min(s["purge_at"] for s in sessions),
-            "total_files": sum(s["files"] for s in sessions),
+            "total_files": files if files is not None else sum(s["files"] for s in sessions),
             "total_bytes": sum(s["bytes"] for s in sessions),
         }
         msg = EmailMessage()

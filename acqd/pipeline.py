@@ -209,6 +209,10 @@ UNFILLED_KEPT = (
 )
 RELEASE_WAIT_GRACE = 120.0  # seconds a release not held any more keeps its first-held time (a re-look's gap)
 STREAM_WAIT = 1.0  # seconds between looks at a movie whose header or first frame is not there yet
+#: seconds a file its format proves complete at its first looks, closed and written less than this ago,
+#: stays still before the proof counts (the daemon): a writer that closes a movie after each frame and
+#: rewrites its header's count made a version of its first frame (`Pipeline._proof_final`)
+PROOF_GRACE = 2.0
 # why a verified file's release waits (`acqd status`, from `Pipeline.release_reasons`)
 WAIT_WRITER = "open for writing by a process: kept until it is closed"
 WAIT_HOLD = "held a while after completing, should its writer come back to it"
@@ -514,6 +518,17 @@ class Candidate:
     recheck: bool = False  # verified, only its change time moved: its content is compared (`_recheck`)
     journal_wait: bool = False  # waiting for the journal to take writes again (`_retry`)
     writer_open: bool = False  # a process here had it open for writing at its last look (`incomplete_reasons`)
+    # the format's proof, and when it is not final alone (`_proof_final`): the size its header announced
+    # at the last look (MRC), whether that moved between looks (a writer that rewrites the header's
+    # frame count after each frame), whether a look found it short of its proof, and whether it is its
+    # previous version with more after it (a writer that closes it between parts)
+    announced: int | None = None  # at the last look that found it proved and no writer here
+    announced_now: int | None = None  # set by `_look` (its thread), read by `_settle_round` after it
+    header_moved: bool = False
+    seen_short: bool = False
+    seen_open: bool = False  # a look found a process here writing it: its close says when it is done
+    continued: bool = False
+    proof_grace: bool = False  # proved and closed at its first looks, freshly written: PROOF_GRACE of stillness
 
     @property
     def key(self) -> tuple[int, str]:
@@ -750,6 +765,7 @@ class Pipeline:
         self._unfilled_said: dict[tuple[int, str], int] = {}  # file -> the row kept as not filled, said once
         self._beside_said: dict[tuple[int, str], int] = {}  # file -> the row kept for the file it goes with
         self._came_back_said: dict[tuple[int, str], int] = {}  # file -> its version back after a release, said
+        self._blocked_said: dict[tuple[int, str], int] = {}  # file -> its version whose release was blocked, said
         self.follows: dict[tuple[int, str], Follow] = {}  # movies streamed while they grow
         #: dropped streams whose temporary is being removed: a ship of the file waits for it (the
         #: whole-file copy's temporary has the same name; the old removal must not take the new one's)
@@ -1538,15 +1554,21 @@ class Pipeline:
             known = f"the journal knew it as {name!r}" if name else "its name is not in the journal"
             if name and name.rpartition("/")[0] != folder:
                 known += " (its folder was moved or renamed since)"
+            if name and inode != st.st_ino:  # not the file the name was made for (a rename keeps the inode): another
+                # program's file, never shipped as far as acqd knows (it was said to be a verified file
+                # moved aside, whose removal was offered: a stranger's review)
+                name = None
+                known = f"it is not the file that name was made for (inode {inode}; this one is {st.st_ino})"
             reason = (
                 (
                     f"a file moved aside by a release that was never finished nor undone ({known}); its copy was "
-                    "verified before the move. Left as it is: rename it back to have it shipped again, or remove it"
+                    "verified before the move. Left as it is: rename it to a free name to have it shipped again, "
+                    "or remove it"
                 )
                 if name
                 else (
                     f"a file under a release's hidden name that no release accounts for ({known}: whether acqd "
-                    "shipped it is not known). Left as it is: rename it back to have it shipped"
+                    "shipped it is not known). Left as it is: rename it to a free name to have it shipped"
                 )
             )
             with contextlib.suppress(AcqdError):
@@ -1818,20 +1840,26 @@ class Pipeline:
                 if action is Observed.NEW_VERSION or (action is Observed.TRACK and row.version > 1):
                     appended, gap = await self._came_back(row, entry.identity)
                     c.grew = appended or gap is not None
+                    c.continued = appended  # its format's proof is not final alone (`_proof_final`)
                     if gap is not None and not _remember(self._came_back_said, c.key, row.id):
                         # its writer closes it between parts and paused past the window:
                         # each part a version of its own (a time-lapse by `tifffile.imwrite(append=True)`)
                         log.warning(
-                            "%r came back %.0fs after its version %d was released: its writer adds to it in "
-                            "parts and paused longer than the settle window (%gs), so each part becomes a version "
-                            "of its own; version %d is kept %gs after it ships. Set `settle` above the writer's "
-                            "longest pause",
+                            "%r came back %.0fs after its version %d was released (%s): each part becomes a "
+                            "version of its own; version %d is kept %gs after it ships. If a writer adds to it in "
+                            "parts, set `settle` above the writer's longest pause (the window is %gs)",
                             entry.relpath,
                             gap,
                             row.version - 1,
-                            ctx.window,
+                            # said as seen: the same file with more after it, or another file under its name
+                            # (a writer that started it again, or saved it anew: a rename over it)
+                            "the same file with more after it: its writer adds to it in parts and paused "
+                            "longer than the settle window"
+                            if appended
+                            else "another file under its name: written anew",
                             row.version,
                             max(UNFINISHED_HOLD, 3 * ctx.window),
+                            ctx.window,
                         )
                 if self._streams_here(ctx, entry.relpath):  # looked at soon: streamed if still being written
                     c.check_at = now + min(ctx.window, STREAM_POLL)
@@ -1868,7 +1896,8 @@ class Pipeline:
                     if rule.format == "mrc":
                         size = entry.identity.size
                         # the header's size, and a last frame written (not a pre-allocated file's zeros)
-                        fmt_ok = mrc_expected_size(f.read(1024)) == size and not tail_unwritten(read, size)
+                        c.announced_now = mrc_expected_size(f.read(1024))
+                        fmt_ok = c.announced_now == size and not tail_unwritten(read, size)
                     else:
                         fmt_ok = tiff_chain_complete(read, entry.identity.size)
             except OSError:
@@ -1917,6 +1946,7 @@ class Pipeline:
             proved = fmt_ok  # every frame its header announces is there: no more to wait for
             if entry is not None and entry.identity is not None:  # `incomplete_reasons` says it
                 c.writer_open = (entry.identity.device, entry.identity.inode) in writing
+                fmt_ok = fmt_ok and self._proof_final(c, entry.identity, proved, c.writer_open)
             if fmt_ok and entry is not None and entry.identity is not None:
                 # its format says complete, and a process here still has it open for writing (a
                 # writer that keeps the header valid after every frame): its close (an event) or
@@ -1941,6 +1971,36 @@ class Pipeline:
                     c.check_at = now + TRACKER_RETRY
                     self._schedule(c)
         await self._flush_batches()
+
+    def _proof_final(self, c: Candidate, current: Identity, proved: bool, open_now: bool) -> bool:
+        """Whether the format's proof of this look completes the file at once (no process here writing
+        it), or the settle window's stillness must follow: a writer that closes an MRC after each frame
+        and rewrites its header's frame count each time keeps the proof true between frames, and each
+        close made a version (eleven of a twelve-frame movie, the plain name a one-frame fragment: a
+        stranger's review). Not final alone: a header whose announced size moved between two looks that
+        found the file proved and closed; a version that is its previous one with more after it (both
+        wait for the window); and, in the daemon, a file complete and closed at every look so far,
+        written less than PROOF_GRACE ago, is complete once still for PROOF_GRACE (`run --once` takes
+        what it finds). A header-first writer's movie seen short of its announced
+        size, or a movie seen open for writing, is complete at once when proved and closed."""
+        announced, c.announced_now = c.announced_now, None
+        c.seen_open = c.seen_open or open_now
+        if not proved:
+            c.seen_short = True
+            return False
+        if open_now:
+            return False
+        if announced is not None:
+            if c.announced is not None and announced != c.announced:
+                c.header_moved = True
+            c.announced = announced
+        c.proof_grace = False
+        if c.header_moved or c.continued:
+            return False
+        if self.once or c.seen_short or c.seen_open or self.clock() - current.mtime_ns / 1e9 >= PROOF_GRACE:
+            return True
+        c.proof_grace = True  # still for PROOF_GRACE (or the window, if shorter): `_settle_one`
+        return False
 
     async def _settle_one(
         self,
@@ -1977,7 +2037,8 @@ class Pipeline:
             if c.settled:  # changed while waiting for a retry: settle afresh
                 c.settled = False
                 c.release_only = False
-            d = decide(c.ctx.window, c.stable, c.since, current, now, format_complete=fmt_ok, marker_present=marker)
+            window = min(c.ctx.window, PROOF_GRACE) if c.proof_grace else c.ctx.window
+            d = decide(window, c.stable, c.since, current, now, format_complete=fmt_ok, marker_present=marker)
             verdict, why = d.verdict, d.reason
             if (
                 verdict is Verdict.COMPLETE
@@ -2982,6 +3043,7 @@ class Pipeline:
                 refused.append((c, row, why.strerror or str(why)))
                 continue
             calls.append(partial(self.journal.audit, row.id, "release-skipped", reason=why))
+            self._say_blocked(c, row, why)
             if why not in (GONE, BLOCKED):
                 self._hint_now(c.ctx.index, path)
         done = await self._j(self.journal.run_group, calls) if calls else []
@@ -3550,9 +3612,25 @@ class Pipeline:
             self._released_beside(c)
         elif why in (GONE, BLOCKED):
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
+            self._say_blocked(c, row, why)
         else:
             await self._j(self.journal.audit, row.id, "release-skipped", reason=why)
             self._hint_now(ctx.index, path)
+
+    def _say_blocked(self, c: Candidate, row: FileRow, why: str) -> None:
+        """A release kept because the hidden name it moves the file to is another file's: said once per
+        file version in the log (it was only in the audit: a file verified and never released, nothing
+        said, a stranger's review)."""
+        if why != BLOCKED or _remember(self._blocked_said, c.key, row.id):
+            return
+        hidden = release_aside(c.stable.inode)
+        log.warning(
+            "not releasing %r: the hidden name a release moves it to (%r, beside it) is another file, not "
+            "acqd's; the file stays on the acquisition disk, its copy verified. Rename or remove that other "
+            "file to let the release go on",
+            c.rel,
+            hidden,
+        )
 
     async def _note_read_under_writer(self, c: Candidate, row: FileRow) -> None:
         """A file read while a process has it open for writing (completed by its stillness, a stream):
@@ -3633,7 +3711,7 @@ class Pipeline:
         there. The moment it was proven is kept per file version (`_format_proven`): the look after
         the wait comes as a new candidate, which does not say how the file was completed."""
         key = c.key
-        proved = c.reason == FORMAT_PROOF
+        proved = c.reason == FORMAT_PROOF or c.proof_grace  # proved, and still for PROOF_GRACE: the same wait
         if proved or c.at_rest or c.grew:
             # a file whose format said more was to come, stored as it is (no writer left), or one seen
             # growing part by part and completed by its stillness alone (a TIFF stack a writer appends

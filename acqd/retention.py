@@ -73,6 +73,7 @@ class SweepResult:
     blocked: int = 0
     blocked_why: dict[str, int] = field(default_factory=dict)  # `blocked_reason` -> how many
     failed: int = 0
+    tried: int = 0  # moves and purges tried (of which `failed` failed: the sweep's error ratio)
     suspended: str = ""
     clock: ClockState | None = None
     actions: list[Action] = field(default_factory=list)
@@ -606,45 +607,23 @@ class RetentionRunner:
             if a.kind == "void":
                 await self._j(self.store.void_warnings, a.item.id, now, a.reason)
                 log.info("retention: %s: %s", a.item.relpath, a.reason)
+        # the moves first, then the warnings, then the purges: a warning names where the data is once this
+        # sweep's moves are done (it named a move's tier before the move, which then failed: the folder it
+        # sent the owner to held other bytes, a stranger's review)
+        moved: set[int] = set()
+        stopped = await self._carry_out([a for a in actions if a.kind == "transition"], by_copy, now, res, moved)
+        if stopped:
+            return res
         # a warning is stamped with the trusted calendar (see acqd.policy.planner: never behind real time)
         sent = max(now, self.last_clock.stamp) if self.last_clock is not None else now
         try:
-            await self._warn(sent, [a for a in actions if a.kind == "warn"], by_copy, res)
+            await self._warn(sent, [a for a in actions if a.kind == "warn"], by_copy, res, moved)
         except FenceError as exc:
             res.suspended = str(exc)
             log.error("retention: %s; sweep stopped", exc)
             return res
-        limit = self.policy.spec.guards.suspendErrorRatio
-        done = 0
-        for a in actions:
-            if a.kind not in ("transition", "purge"):
-                continue
-            if done >= 5 and res.failed / done > limit:
-                res.suspended = f"{res.failed} of {done} actions failed: sweep suspended"
-                log.error("retention: %s", res.suspended)
-                break
-            done += 1
-            row = by_copy[a.item.id]
-            try:
-                if await self._held(a, row, now):  # a hold placed since the plan: blocked, as if planned so
-                    res.block("held back: hold until")
-                    continue
-                if a.kind == "transition":
-                    if await self._transition(a, row, now):
-                        res.transitioned += 1
-                else:
-                    if await self._purge(a, row, now):
-                        res.purged += 1
-                        res.purged_bytes += a.item.size
-            except FenceError as exc:
-                res.suspended = str(exc)
-                log.error("retention: %s; sweep stopped", exc)
-                break
-            except AcqdError as exc:
-                res.failure(f"{a.kind} of {row.file.relpath}: {exc}")
-                log.warning("retention %s of %r failed: %s", a.kind, row.file.relpath, exc)
-                await self._j(self.store.audit, row.file.id, f"retention.{a.kind}.failed", reason=str(exc))
-                self._emit("retention.failed", row, stage=a.kind, reason=str(exc))
+        if not res.suspended:
+            await self._carry_out([a for a in actions if a.kind == "purge"], by_copy, now, res, moved)
         log.info(
             "retention sweep: %d warned in %d digest(s), %d moved, %d purged (%d bytes), %d blocked, %d failed",
             res.warned,
@@ -659,6 +638,43 @@ class RetentionRunner:
             log.info("retention sweep: %d blocked: %s", n, why)
         return res
 
+    async def _carry_out(
+        self, acts: list[Action], by_copy: dict[int, jr.RetentionRow], now: float, res: SweepResult, moved: set[int]
+    ) -> bool:
+        """The sweep's moves or purges, one at a time, until `suspendErrorRatio` of the sweep's moves and
+        purges failed (`res.suspended`); the ids of the items moved go into `moved`. True when the sweep
+        must stop at once (another journal took the instrument: `FenceError`)."""
+        limit = self.policy.spec.guards.suspendErrorRatio
+        for a in acts:
+            if res.tried >= 5 and res.failed / res.tried > limit:
+                res.suspended = f"{res.failed} of {res.tried} actions failed: sweep suspended"
+                log.error("retention: %s", res.suspended)
+                return False
+            res.tried += 1
+            row = by_copy[a.item.id]
+            try:
+                if await self._held(a, row, now):  # a hold placed since the plan: blocked, as if planned so
+                    res.block("held back: hold until")
+                    continue
+                if a.kind == "transition":
+                    if await self._transition(a, row, now):
+                        res.transitioned += 1
+                        moved.add(a.item.id)
+                else:
+                    if await self._purge(a, row, now):
+                        res.purged += 1
+                        res.purged_bytes += a.item.size
+            except FenceError as exc:
+                res.suspended = str(exc)
+                log.error("retention: %s; sweep stopped", exc)
+                return True
+            except AcqdError as exc:
+                res.failure(f"{a.kind} of {row.file.relpath}: {exc}")
+                log.warning("retention %s of %r failed: %s", a.kind, row.file.relpath, exc)
+                await self._j(self.store.audit, row.file.id, f"retention.{a.kind}.failed", reason=str(exc))
+                self._emit("retention.failed", row, stage=a.kind, reason=str(exc))
+        return False
+
     def hold_command(self, session: str, until: float, recipient: str, instrument: str = "") -> str:
         """The `acqd hold` command line that keeps `session`, ready to paste."""
         args = ["acqd", "hold", session, "--until", _day(until), "--reason", f"asked by {recipient}", *self.hold_args]
@@ -669,7 +685,12 @@ class RetentionRunner:
         return shlex.join(args)
 
     async def _warn(
-        self, now: float, warns: list[Action], by_copy: dict[int, jr.RetentionRow], res: SweepResult
+        self,
+        now: float,
+        warns: list[Action],
+        by_copy: dict[int, jr.RetentionRow],
+        res: SweepResult,
+        moved: set[int] | None = None,
     ) -> None:
         """One digest per recipient, listing sessions; recorded only once the server accepted it."""
         per: dict[str, list[Action]] = defaultdict(list)
@@ -678,6 +699,9 @@ class RetentionRunner:
                 per[r].append(a)
         for recipient, acts in sorted(per.items()):
             sessions: dict[tuple[str, float, str], dict[str, Any]] = {}
+            # the files, not their copies: a file on two tiers (a move whose delete of the old copy failed)
+            # is listed at both places, and counted once in the total (it was counted twice: a review)
+            files: set[tuple[str, int]] = set()
             owner_links: dict[str, tuple[str, str, float]] = {}
             for a in acts:
                 owner = self.policy.spec.owners.owner_of(a.item.relpath)
@@ -689,9 +713,10 @@ class RetentionRunner:
                 top = "/" not in row.file.relpath
                 what = row.file.relpath if top else a.item.session
                 label = f"{a.item.instrument}/{what}" if a.item.instrument else what
-                # where the data is when it is deleted: a move due in this sweep takes it to `a.tier` first (the
-                # mail named the tier it was leaving: a review)
-                on = a.tier or row.copy.tier
+                # where the data is: on `a.tier` if this sweep moved it there (the mail named the tier it had
+                # just left: a review), else where it was (a move that failed: the mail named the folder of
+                # the move's tier, which held other bytes: a review)
+                on = a.tier if a.tier and a.item.id in (moved or ()) else row.copy.tier
                 tier = self.tiers.get(on)
                 where = self._session_folder(row, on) if not top else tier.url(row.copy.dest) if tier else row.copy.dest
                 key = (label, a.at, where)  # one line per session folder: two roots' sessions of one name apart
@@ -709,6 +734,7 @@ class RetentionRunner:
                         "link": owner_links[owner][0] if owner in owner_links else "",
                     },
                 )
+                files.add((a.item.instrument, row.file.id))
                 s["files"] += 1
                 s["bytes"] += a.item.size
             emails = self.policy.spec.owners.emails
@@ -728,6 +754,7 @@ class RetentionRunner:
                     now=now,
                     contact=self.contact,
                     links=[(o, url, exp) for o, (url, _, exp) in sorted(owner_links.items())],
+                    files=len(files),
                 )
             except Exception as exc:  # a customised template broken: not sent, as with an SMTP server down
                 problem = AcqdError(template_error(exc))
@@ -840,7 +867,14 @@ class RetentionRunner:
             # a sweep killed after deleting the old copy (the hub's fence says so; a daemon's journal
             # has no fence, the new copy being there does): the new one verified before that; checked
             # again, then recorded (never recorded as moved without a new copy that verifies)
-            await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
+            try:
+                await self._io(self._layout(row).verify, dst, rel, row.copy.as_result())
+            except AcqdError as exc:  # said as the copy on the old tier gone (only the new tier was named: a review)
+                raise PermanentError(
+                    f"the copy on tier {src.name} is not there ({src.url(rel)}), and none on tier {dst.name} "
+                    f"verifies ({exc}): nothing moved or recorded; `acqd verify` checks every copy and says "
+                    "what is lost"
+                ) from None
             await self._j(self.store.add_copy, row, dst.name, now)
             await self._j(
                 self.store.mark_copy, row.copy.id, "moved", "retention.transitioned", to=dst.name, resumed=True

@@ -434,13 +434,15 @@ def _cut_tiff_plane(tmp_path: Path) -> bytes:
     ("detector", "name", "make", "why"),
     [
         ("t-mrc-tiff", "trunc.mrc", lambda tp: fei_mrc()[0][:-1000], "truncated MRC: the header says 5 frames"),
-        ("t-mib", "short.mib", lambda tp: mib()[0][:-10], "not a whole number of frames"),
+        ("t-mib", "short.mib", lambda tp: mib()[0][:-10], "of a frame begun: truncated, or still written"),
+        # bytes after the last frame that start no frame: they were called a frame cut short (a review)
+        ("t-mib", "tail.mib", lambda tp: mib()[0] + b"\0\0garbage", "and 9 bytes after them that are not the start"),
         ("t-tiff-any", "cut.tif", _cut_tiff_plane, "pixel data ends at byte"),
         # a stranger's review: a raw file with bytes past its last whole frame was quarantined
         ("t-raw", "odd.raw", lambda tp: b"H" * 16 + os.urandom(24 * 32 * 2 + 7), "not 16 header bytes plus whole"),
         ("t-raw", "head.raw", lambda tp: b"H" * 16, "its 16 header bytes and no frame"),  # it was quarantined too
     ],
-    ids=["mrc", "mib", "tiff", "raw", "raw-header-only"],
+    ids=["mrc", "mib", "mib-trailing", "tiff", "raw", "raw-header-only"],
 )
 async def test_a_file_cut_short_is_stored_byte_exact_never_as_its_frames_so_far(
     tmp_path: Path, detector: str, name: str, make: Any, why: str

@@ -166,7 +166,18 @@ def _stacks_not_in_file_order(gray: np.ndarray) -> dict[str, bytes]:
     backwards = "".join(f'<TiffData FirstZ="{z}" IFD="{2 - z}" PlaneCount="1"/>' for z in range(3))
     overview = '<TiffData FirstZ="0" IFD="1" PlaneCount="3"/>'  # IFD 0: an overview, not a plane
     four = np.stack([gray // 2, *planes])
+
+    def part(first: int) -> str:  # one file of a dataset of two (Micro-Manager's, Bio-Formats' split files)
+        return "".join(
+            f'<TiffData FirstZ="{z}" IFD="0" PlaneCount="3"><UUID FileName="p{z // 3}.ome.tif">urn:uuid:{z}</UUID>'
+            "</TiffData>"
+            for z in (0, 3)
+        )
+
     return {
+        # planes 0-2 and 3-5 of one 6-plane dataset: each was stored as its own stack from z = 0 (a review)
+        "p0.ome.tif": _tif(planes, photometric="minisblack", metadata=None, description=_ome(part(0), 6)),
+        "p1.ome.tif": _tif(planes, photometric="minisblack", metadata=None, description=_ome(part(3), 6)),
         "positions.ome.tif": positions.getvalue(),
         "reversed.ome.tif": _tif(planes, photometric="minisblack", metadata=None, description=_ome(backwards, 3)),
         "overview.ome.tif": _tif(four, photometric="minisblack", metadata=None, description=_ome(overview, 3)),
@@ -221,6 +232,8 @@ def _unframed_tiffs() -> tuple[dict[str, bytes], dict[str, str]]:
     why = {
         "positions.ome.tif": "4 image series (OME images), not one stack of planes",
         "reversed.ome.tif": "OME metadata puts its planes on pages in another order",
+        "p0.ome.tif": "OME metadata counts 6 plane(s) and the file holds 3: one file of a multi-file dataset",
+        "p1.ome.tif": "OME metadata counts 6 plane(s) and the file holds 3: one file of a multi-file dataset",
         "overview.ome.tif": "OME metadata counts 3 plane(s) in 4 pages",
         "images-3-of-4.tif": "ImageJ metadata counts 3 plane(s) in 4 pages",
         "palette.tif": "photometric interpretation PALETTE",

@@ -121,6 +121,46 @@ CAL: list[tuple[str, Any, list[float], list[str | None]]] = [
         [3.0, 1.0, 1.0],
         ["micrometer"] * 3,
     ),
+    (  # an infinite spacing is no z step: it was written as `Infinity` into zarr.json, which is not JSON
+        # (tensorstore and browsers refuse the group: a stranger's review)
+        "imagej-spacing-infinity",
+        lambda p, d: _ij_description(p, d, IJ + "unit=um\nspacing=Infinity\n", resolution=(2, 2), resolutionunit=1),
+        [1.0, 0.5, 0.5],
+        [None, "micrometer", "micrometer"],
+    ),
+    (  # a finite spacing whose size in micrometres overflows: no z step either
+        "imagej-spacing-overflows",
+        lambda p, d: _ij_description(p, d, IJ + "unit=m\nspacing=1e305\n", resolution=(2, 2), resolutionunit=1),
+        [1.0, 0.5, 0.5],
+        [None, "meter", "meter"],
+    ),
+    (  # `unit=pixel` is ImageJ's "not calibrated", whatever ResolutionUnit says: it was taken for inches
+        # (12.7 mm pixels: a stranger's review)
+        "imagej-unit-pixel",
+        lambda p, d: _ij_description(p, d, IJ + "unit=pixel\nspacing=3.0\n", resolution=(2, 2), resolutionunit=2),
+        [1.0, 1.0, 1.0],
+        [None, None, None],
+    ),
+    (  # a unit acqd does not know is no calibration, never the ResolutionUnit's (ImageJ shows its own unit)
+        "imagej-unit-unknown",
+        lambda p, d: _ij_description(p, d, IJ + "unit=furlong\nspacing=3.0\n", resolution=(2, 2), resolutionunit=3),
+        [1.0, 1.0, 1.0],
+        [None, None, None],
+    ),
+    (  # the plural spellings of the units (ImageJ writes what the user typed): `nanometers` was none
+        "imagej-unit-plural",
+        lambda p, d: _ij_description(
+            p, d, IJ + "unit=nanometers\nspacing=300\n", resolution=(1 / 65, 1 / 65), resolutionunit=1
+        ),
+        [300.0, 65.0, 65.0],
+        ["nanometer"] * 3,
+    ),
+    (  # kilometres: a unit NGFF has (a stranger's review found km taken for inches)
+        "imagej-unit-km",
+        lambda p, d: _ij_description(p, d, IJ + "unit=km\nspacing=3.0\n", resolution=(2, 2), resolutionunit=2),
+        [3.0, 0.5, 0.5],
+        ["kilometer"] * 3,
+    ),
     (  # ImageJ's own units per axis
         "imagej-yunit-zunit",
         lambda p, d: _ij_description(

@@ -123,7 +123,8 @@ def test_a_retention_age_that_reads_as_minutes_or_seconds_is_refused(
     assert load_policy(p).spec.rules[0].expiration is not None  # a rehearsal in seconds or hours still loads
 
 
-@pytest.mark.parametrize("notify", ["owners", "facility", "desk@"])
+# a list or a display name in one entry (`alice,bob@x.org` reached bob only, and passed for delivered: a review)
+@pytest.mark.parametrize("notify", ["owners", "facility", "desk@", "'alice,bob@x.org'", "'<desk@x.org>'"])
 def test_a_notify_entry_that_is_no_recipient_is_refused(tmp_path: Path, notify: str) -> None:
     """`notify: [owners]` (meant `owner`) became a recipient address: warnings went nowhere and purges
     followed them."""
@@ -200,6 +201,22 @@ def test_no_purge_without_a_delivered_warning_and_its_lead_time() -> None:
     late = Warning_(1, w.at, NOW)
     assert plan(NOW + 13 * DAY, [it], p, warnings=[late]) == []
     assert kinds(plan(NOW + 14 * DAY, [it], p, warnings=[late])) == ["purge"]
+
+
+def test_copies_on_a_tier_the_policy_does_not_manage_are_never_warned_moved_or_purged() -> None:
+    """`spec.tiers` names the tiers a policy manages: a copy on another tier of acqd.yaml (an archive,
+    a curated tier) was warned about and purged as if listed, the only copy of a released file (a
+    stranger's review). Those copies are left as they are; the same file's copy on a listed tier is not."""
+    p = policy(
+        BASE.replace("tiers: [central, capacity]", "tiers: [central]").replace(
+            "      transitions: [{after: 14d, tier: capacity}]\n", ""
+        )
+    )
+    kept = item(1, days_old=90, tier="archive")
+    managed = item(2, days_old=90, tier="central")
+    assert [(a.kind, a.item.id) for a in plan(NOW, [kept, managed], p)] == [("warn", 2)]
+    warned = [Warning_(1, NOW, NOW - 30 * DAY), Warning_(2, NOW, NOW - 30 * DAY)]
+    assert [(a.kind, a.item.id) for a in plan(NOW, [kept, managed], p, warnings=warned)] == [("purge", 2)]
 
 
 def test_policy_change_never_makes_a_purge_sooner() -> None:
@@ -701,3 +718,16 @@ def test_a_file_nobody_can_be_warned_about_is_planned_blocked_not_warned() -> No
     assert blocked.kind == "blocked" and "nobody to warn" in blocked.reason, blocked
     alice = item(days_old=50)
     assert "warn" in kinds(plan(NOW, [alice], p))  # alice has an address: warned as before
+
+
+@pytest.mark.parametrize("address", ["alice,bob@x.org", "alice@x.org,", "<alice@x.org>", "alice;bob@x.org"])
+def test_an_owners_address_that_is_a_list_or_a_display_name_is_refused(tmp_path: Path, address: str) -> None:
+    """Found by a stranger's review (thirty-third session): `alice,bob@x.org` passed for an address; the
+    mail server took bob and refused alice, and the warning counted as delivered."""
+    p = tmp_path / "policy.yaml"
+    p.write_text(BASE.replace("emails: {alice: alice@x.org}", f"emails: {{alice: '{address}'}}"))
+    with pytest.raises(ConfigError, match="is not an e-mail address"):
+        load_policy(p)
+    p.write_text(BASE.replace("fallback: staff@x.org", f"fallback: '{address}'"))
+    with pytest.raises(ConfigError, match="is not an e-mail address"):
+        load_policy(p)

@@ -631,6 +631,7 @@ def test_check_warns_when_a_policy_would_purge_most_data_at_once(setup: Setup, t
     assert not any("would purge" in n for n in report.warnings)
     [policy] = [n for n in report.notes if n.startswith("policy ")]  # what it does, transitions too
     assert "move to capacity after 14d, purge after 60d, warn 14d before" in policy, policy
+    assert "on tier(s) central, capacity: " in policy, policy  # the tiers it manages, said
     eager = tmp_path / "eager.yaml"
     eager.write_text(
         POLICY.replace("expiration: {after: 60d}", "expiration: {after: 10d}")
@@ -1369,6 +1370,73 @@ async def test_a_warning_sent_in_the_sweep_that_moves_the_data_names_where_it_wi
         io.shutdown()
 
 
+async def test_a_warning_sent_in_a_sweep_whose_move_failed_names_where_the_data_is(setup: Setup) -> None:
+    """Found by a stranger's review (thirty-third session): the warnings went out before the sweep's
+    moves and named the move's tier; the moves failed (another object under each name there), so the
+    mail sent the owners to a folder of other bytes, while their data, on central, was purged on the
+    day. The moves go first now: the mail names the tier the data is on, and the foreign objects are
+    neither replaced nor named."""
+    s = setup
+    foreign = {}
+    for rel in FILES:
+        if rel.endswith("_fractions.mrc"):
+            p = s.capacity / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"another file's bytes")
+            foreign[p] = p.read_bytes()
+    res = await sweep_with_a_runner(s, range(50, 51))
+    assert res[50].transitioned == 0 and res[50].failed >= len(foreign) and res[50].warned > 0, res[50]
+    bodies = [m.get_body(("plain",)).get_content() for _, m in s.box.messages]  # type: ignore[union-attr]
+    assert bodies and all(str(s.central) in b for b in bodies), bodies
+    assert not any(str(s.capacity) in b for b in bodies), bodies
+    assert all(p.read_bytes() == b for p, b in foreign.items())
+
+
+async def test_a_file_on_two_tiers_is_counted_once_in_its_warning(setup: Setup) -> None:
+    """Found by a stranger's review (thirty-third session): a move whose delete of the old copy failed
+    left the file verified on both tiers; its warning said each of its files twice in the total (and in
+    the subject). Both places are listed (both are deleted on the day), the files counted once."""
+    from acqd.errors import PermanentError
+
+    s = setup
+    jexec, io = ThreadPoolExecutor(1), ThreadPoolExecutor(2)
+    j = await asyncio.get_running_loop().run_in_executor(jexec, Journal, journal_path(s.cfg.state_dir))
+    try:
+        runner = make_runner(s, j, jexec, io)
+
+        def refused(*_a: Any, **_k: Any) -> None:
+            raise PermanentError("delete: permission denied")
+
+        runner.tiers["central"].remove_any = refused  # type: ignore[method-assign]
+        res = await sweep_days(s, range(20, 21), runner)
+        assert res[20].transitioned == 0 and res[20].failed == 4, res[20]  # copied, the old copy not deleted
+        await sweep_days(s, range(50, 51), runner)
+    finally:
+        await asyncio.get_running_loop().run_in_executor(jexec, j.close)
+        jexec.shutdown()
+        io.shutdown()
+    [alice] = [m for to, m in s.box.messages if to == ["alice@lab.example"]]
+    body = alice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert body.count("alice_apoferritin_0101: 2 file(s)") == 2, body  # on central and on capacity
+    assert str(s.central) in body and str(s.capacity) in body, body
+    assert "Total: 2 file(s)" in body and "[acqd krios] 2 file(s) of yours" in str(alice["Subject"]), body
+
+
+async def test_a_move_of_a_copy_gone_from_its_tier_says_so(setup: Setup) -> None:
+    """Found by a stranger's review (thirty-third session): a copy deleted from central before its move
+    failed its first sweep with "path not found", and every later one with the new tier's path
+    "missing", as if the trouble were there. Each sweep says the copy on central is not there, and
+    nothing is moved or recorded."""
+    s = setup
+    gone = s.central / "bob_ribosome_0102" / "FoilHole_3_fractions.mrc"
+    gone.unlink()
+    res = await sweep_with_a_runner(s, range(20, 22))
+    for day in (20, 21):
+        [err] = [e for e in res[day].errors if "FoilHole_3" in e]
+        assert "tier central" in err and str(gone) in err, (day, err)
+    assert not (s.capacity / "bob_ribosome_0102" / "FoilHole_3_fractions.mrc").exists()
+
+
 def test_a_daemon_whose_purge_warnings_reach_nobody_says_so_at_start(setup: Setup, tmp_path: Path) -> None:
     """Found by a stranger's review (twenty-sixth session): with no `smtp:`, the warnings before a
     purge go to the local mailbox (since the thirty-first session: not delivered, the purges wait);
@@ -1578,3 +1646,39 @@ async def test_a_hold_command_for_a_name_like_an_option_works_as_pasted(setup: S
     assert args[-2:] == ["--", "-carol_test_0103"], args
     r = run_acqd(*args[1:])
     assert "No such option" not in r.stderr and "-carol_test_0103" in r.stdout + r.stderr, r
+
+
+async def test_a_mail_a_server_took_for_some_recipients_only_is_not_delivered() -> None:
+    """Found by a stranger's review (thirty-third session): a server that took one recipient and
+    refused another answered without an error, and the warning was recorded as delivered to all. The
+    refused recipients are said, and the mail counts as not delivered (retried, its purges wait)."""
+    from email.message import EmailMessage
+
+    from acqd.errors import TransientError
+    from acqd.notify import SmtpMailer
+
+    class Picky(Mailbox):
+        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+            if address.startswith("gone@"):
+                return "550 5.1.1 no such mailbox"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    box = Picky()
+    port = free_port()
+    smtp = Controller(box, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        mailer = SmtpMailer("127.0.0.1", port, timeout=10)
+        msg = EmailMessage()
+        msg["From"], msg["Subject"] = "acqd@krios.lab.example", "t"
+        msg["To"] = "alice@lab.example, gone@lab.example"
+        msg.set_content("x")
+        with pytest.raises(TransientError, match=r"refused recipient\(s\): gone@lab.example: 550"):
+            await mailer.send(msg)
+        del msg["To"]
+        msg["To"] = "alice@lab.example"
+        await mailer.send(msg)
+        assert [to for to, _ in box.messages] == [["alice@lab.example"], ["alice@lab.example"]]
+    finally:
+        smtp.stop()

@@ -11,6 +11,7 @@ import re
 import shutil
 import sqlite3
 import stat
+import struct
 import subprocess
 import time
 import urllib.request
@@ -148,6 +149,34 @@ def test_overlong_path_and_unreadable_folder_are_recorded_once_and_the_rest_ship
     assert "Traceback" not in err and "internal error" not in err, err
     assert {"good/a.raw", "late/b.raw"} <= tree(dest / "scope").keys()
     assert (watch / "good" / "a.raw").exists()
+
+
+def test_another_programs_file_under_a_release_hidden_name_is_never_taken_for_a_shipped_one(
+    dirs: tuple[Path, Path, Path],
+) -> None:
+    """Found by a stranger's review (thirty-third session): a file written under the hidden name a
+    release of `a.dat` would use (`.~acqd-release.INODE`, not a file acqd moved: another inode) was said
+    to be `a.dat` moved aside, "its copy verified", to be removed or renamed back over `a.dat`; and the
+    release of `a.dat` it blocked was said nowhere but in the audit. The hidden file is said as not the
+    file its name was made for (whether it was shipped not known), the blocked release in the log; both
+    files stay as they are."""
+    watch, dest, state = dirs
+    (watch / "s").mkdir()
+    src = watch / "s" / "a.dat"
+    src.write_bytes(b"a" * 5000)
+    other = watch / "s" / f".~acqd-release.{src.stat().st_ino}"
+    other.write_bytes(b"user data")
+    r = run_acqd(
+        "run", "--once", "--watch", str(watch), "--dest", str(dest), "--state-dir", str(state),
+        "--settle", "0.2s", "--release", "--instrument", "scope",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert journal_states(state).get("s/a.dat") == "verified", journal_states(state)
+    assert "not releasing 's/a.dat': the hidden name a release moves it to" in r.stderr, r.stderr
+    [row] = audit_rows(state, "left_aside")
+    assert "it is not the file that name was made for" in row["reason"], row
+    assert "its copy was verified" not in row["reason"] and "whether acqd shipped it is not known" in row["reason"]
+    assert src.read_bytes() == b"a" * 5000 and other.read_bytes() == b"user data"
 
 
 def test_a_file_left_under_a_release_hidden_name_is_said_once_and_left_as_it_is(
@@ -934,7 +963,7 @@ def test_a_file_that_comes_back_after_its_release_is_said_and_kept_for_the_next_
     finally:
         code, err = d.terminate()
     assert code == 0, err
-    assert "'s/lapse.tif' came back" in err and "Set `settle` above the writer's longest pause" in err, err[-3000:]
+    assert "'s/lapse.tif' came back" in err and "set `settle` above the writer's longest pause" in err, err[-3000:]
     out = tmp_path / "restored.tif"
     r = run_acqd("restore", rel, str(out), "--state-dir", str(state), "--dest", str(central))
     assert r.returncode == 0, r.stderr
@@ -980,7 +1009,7 @@ def test_a_version_recorded_pending_soon_after_its_release_is_kept_for_the_next_
     finally:
         code, err = d.terminate()
     assert code == 0, err
-    assert "'s/data.bin' came back" in err and "Set `settle` above the writer's longest pause" in err, err[-3000:]
+    assert "'s/data.bin' came back" in err and "set `settle` above the writer's longest pause" in err, err[-3000:]
 
 
 def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_closes(tmp_path: Path) -> None:
@@ -1025,6 +1054,70 @@ def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_cl
     back = tmp_path / "back.mrc"
     r = run_acqd("restore", "s1/stack.mrc", str(back), "--state-dir", str(state))
     assert r.returncode == 0 and back.read_bytes() == (acq / "s1" / "stack.mrc").read_bytes(), r.stderr
+
+
+def _mrc_frame_by_frame(path: Path, frames: Any, pause: float, mid_write: float) -> None:
+    """A writer that opens the movie for each frame, appends it, rewrites the header's frame count and
+    closes it; `mid_write`: seconds between a frame's bytes and its header's count (the file longer
+    than its header says meanwhile)."""
+    import mrcfile
+
+    with mrcfile.new(path) as m:
+        m.set_data(frames[:1])
+    for i in range(2, len(frames) + 1):
+        time.sleep(pause)
+        with open(path, "r+b") as f:
+            f.seek(0, os.SEEK_END)
+            f.write(frames[i - 1].tobytes())
+            f.flush()
+            time.sleep(mid_write)
+            f.seek(8)
+            f.write(struct.pack("<i", i))  # nz
+
+
+@pytest.mark.parametrize(
+    ("frames", "pause", "mid_write", "versions"),
+    [(8, 0.3, 0.0, 1), (6, 0.3, 0.6, 1), (4, 2.6, 0.0, 2)],
+    ids=["closed-per-frame", "count-written-late", "pauses-past-the-grace"],
+)
+def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
+    tmp_path: Path, frames: int, pause: float, mid_write: float, versions: int
+) -> None:
+    """Found by a stranger's review (thirty-third session): a writer that opens the movie for each frame,
+    appends it, rewrites the header's frame count and closes it (the format proves it complete after every
+    frame, and no process has it open between frames) made one version per frame, 11 of a 12-frame movie
+    under the profile's 5 s window, its plain name a one-frame fragment. Now a movie proved and closed at
+    its first looks and freshly written waits PROOF_GRACE (2 s) of stillness; a header whose count moved
+    between two looks, or a version that is its previous one with more after it, waits for the window:
+    one version of the whole movie, or, with pauses past the grace, the first frame and then the rest
+    whole (never a version per frame)."""
+    import numpy as np
+
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s1").mkdir(parents=True)
+    data = np.random.default_rng(9).poisson(3, (frames, 48, 64)).astype(np.uint8)
+    path, rel = acq / "s1" / "mv.mrc", "s1/mv.mrc"
+    d = Background(
+        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
+        "--detector", "gatan-k3", "--settle", "4s",
+    )  # fmt: skip
+    rows = lambda: sorted((v, st) for r, st, _w, v in journal_rows(state) if r == rel)  # noqa: E731
+    try:
+        wait_for(lambda: "acqd started" in d.stderr(), 30, "the daemon to start", d)
+        _mrc_frame_by_frame(path, data, pause, mid_write)
+        wait_for(lambda: (versions, "verified") in rows(), 60, "the whole movie verified", d, state)
+        time.sleep(1)
+        assert rows() == [(v, "verified") for v in range(1, versions + 1)], rows()
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    back = tmp_path / "back.mrc"
+    r = run_acqd("restore", rel, str(back), "--state-dir", str(state), "--version", str(versions))
+    assert r.returncode == 0 and back.read_bytes() == path.read_bytes(), r.stderr
+    raw = back.read_bytes()
+    assert raw[-data[1:].nbytes :] == data[1:].tobytes() and struct.unpack_from("<i", raw, 8)[0] == frames  # all
 
 
 def test_a_second_watch_root_shipping_to_the_same_prefix_is_a_named_conflict(tmp_path: Path) -> None:

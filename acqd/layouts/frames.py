@@ -14,6 +14,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import struct
 import tempfile
 import time
@@ -594,8 +595,15 @@ def _axes(src: FrameSource) -> list[dict[str, Any]]:
     4D-STEM scan. Units only where the source states the size."""
     unit = src.unit if src.unit in UM_PER_UNIT else "micrometer"
 
+    def stated(value: float | None) -> float | None:
+        """A scale as written: a positive finite number, else none (an `Infinity` or `NaN` in zarr.json
+        is not JSON: tensorstore and browsers refused the group, a stranger's review; 0 is no scale)."""
+        v = float(f"{value:.12g}") if value is not None else 0.0
+        return v if v > 0 and math.isfinite(v) else None
+
     def length(um: float | None) -> tuple[float, str | None]:
-        return (float(f"{um / UM_PER_UNIT[unit]:.12g}"), unit) if um and um > 0 else (1.0, None)
+        v = stated(um / UM_PER_UNIT[unit]) if um is not None else None
+        return (v, unit) if v is not None else (1.0, None)
 
     def axis(name: str, kind: str, size: tuple[float, str | None] = (1.0, None)) -> dict[str, Any]:
         a: dict[str, Any] = {"name": name, "type": kind, "_scale": size[0]}
@@ -612,8 +620,8 @@ def _axes(src: FrameSource) -> list[dict[str, Any]]:
     if src.image2d:
         return plane
     if src.axis0 == "t":
-        dt = src.axis0_interval_s
-        return [axis("t", "time", (float(f"{dt:.12g}"), "second") if dt else (1.0, None)), *plane]
+        dt = stated(src.axis0_interval_s)
+        return [axis("t", "time", (dt, "second") if dt is not None else (1.0, None)), *plane]
     if src.axis0 == "c":
         return [axis("c", "channel"), *plane]
     return [axis(src.axis0, "space", length(src.axis0_step_um)), *plane]

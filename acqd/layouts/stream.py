@@ -548,7 +548,7 @@ class FrameStream:
         if size < self.seen:
             raise Surprise(f"truncated while it was streamed ({size} bytes, {self.seen} before)")
         if self.expected is not None and size > self.expected:
-            raise Surprise(f"grew beyond the {self.expected} bytes its header announces ({size} bytes)")
+            raise Surprise(f"{size} bytes, more than the {self.expected} its header announces")
         fixed = self.g.fixed
         if fixed and os.pread(self.fd, len(fixed), 0) != fixed:
             raise Surprise("its header was rewritten while it was streamed")

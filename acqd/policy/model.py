@@ -116,8 +116,10 @@ class Rule(Strict):
 
 
 def is_address(text: str) -> bool:
-    """An e-mail address as far as a policy can tell: one @, something either side, no spaces."""
-    return re.fullmatch(r"[^@\s]+@[^@\s]+", text) is not None
+    """An e-mail address as far as a policy can tell: one @, something either side, no spaces, and
+    none of the characters that make a list or a display name of it (`alice,bob@lab.org` reached bob
+    only, and counted as alice's warning delivered: a stranger's review)."""
+    return re.fullmatch(r'[^@\s,;<>()\[\]"]+@[^@\s,;<>()\[\]"]+', text) is not None
 
 
 #: domains reserved for examples and tests (RFC 2606, RFC 6761): no mail reaches them

@@ -173,7 +173,10 @@ def plan(
     caps = policy.spec.caps
     actions: list[Action] = []
     purges: list[Action] = []
+    managed = set(policy.spec.tiers)
     for it in sorted(items, key=lambda i: (i.verified_at, i.id)):
+        if it.tier not in managed:  # a tier the policy does not manage (an archive, a curated copy): kept as it
+            continue  # is, never warned about, moved or purged (its only copy was purged: a stranger's review)
         owner = it.owner if it.owner is not None else policy.spec.owners.owner_of(it.relpath)
         rule = policy.rule_for(it.relpath, it.detector, owner)
         held = next((h for h in holds if h.covers(it, now)), None)

@@ -182,6 +182,7 @@ UM_PER_UNIT = {
     "millimeter": 1e3,
     "centimeter": 1e4,
     "meter": 1e6,
+    "kilometer": 1e9,
     "inch": 25400.0,
 }
 _UNIT_NAMES = {
@@ -202,8 +203,11 @@ _UNIT_NAMES = {
     "mm": "millimeter",
     "cm": "centimeter",
     "m": "meter",
+    "km": "kilometer",
     "in": "inch",
     "inches": "inch",
+    # the plurals, as a user types them into ImageJ's Properties (`nanometers` was no unit: a review)
+    **{f"{u}s": u for u in UM_PER_UNIT if u != "inch"},
 }
 
 

@@ -51,8 +51,16 @@ def open_mib(f: BinaryIO, size: int, expect: Expect, options: dict[str, Any]) ->
     frame = nx * ny * dtype.itemsize
     step = hb + frame
     if size % step:  # a frame still being written, or the file cut short
-        raise CutShortError(
-            f"MIB size {size} is not a whole number of frames ({step} bytes each): truncated, or still written"
+        whole, extra = divmod(size, step)
+        tail = read_exact(f, whole * step, min(extra, 4))
+        if b"MQ1,".startswith(tail):  # a frame's header begun: the frame is half there
+            raise CutShortError(
+                f"MIB size {size} is not a whole number of frames ({step} bytes each): {whole} whole, then "
+                f"{extra} bytes of a frame begun: truncated, or still written"
+            )
+        raise CutShortError(  # a writer writes a frame's header first: not a frame being written, as far as seen
+            f"MIB size {size} is {whole} whole frames ({step} bytes each) and {extra} bytes after them that are "
+            "not the start of a frame (no 'MQ1,'): trailing bytes of another kind, or a writer acqd does not know"
         )
     n = size // step
     stated = hdr_counts(options.get("path"))

@@ -332,8 +332,14 @@ def _series_axis(f: BinaryIO, name: str, n: int, shape: tuple[int, ...]) -> str 
             apart = count > 1 and any(len(s.pages) > 1 for s in tif.series)
             ome, described = bool(tif.is_ome), bool(tif.is_ome or tif.is_imagej)
             order = [getattr(p, "index", None) for p in series.pages] if count == 1 else []
+            stated = _ome_planes(tif.ome_metadata) if ome and count == 1 and tif.ome_metadata else None
     except Exception:  # tifffile's metadata parsing on an odd file: the pages decide, as before
         return None
+    if stated is not None and stated > n:  # tifffile, kept to this file, shows its own planes only
+        raise UnsupportedFormatError(
+            f"a TIFF whose OME metadata counts {stated} plane(s) and the file holds {n}: one file of a multi-file "
+            "dataset (its planes are not the dataset's first ones), read whole by its readers with its siblings"
+        )
     if apart or (ome and count > 1):  # positions, time points or channels kept as series of their own
         raise UnsupportedFormatError(
             f"a TIFF of {count} image series{'' if apart else ' (OME images)'}, not one stack of planes "
@@ -411,6 +417,10 @@ def _sizes(tif: Any, page: Any) -> Calibration:
     rtag = page.tags.get("ResolutionUnit")
     runit = int(rtag.value) if rtag is not None else 2  # TIFF's default unit is the inch
     ij = tif.imagej_metadata if tif.is_imagej else None
+    # ImageJ's `unit=` states the pixel's unit, whatever ResolutionUnit says: `pixel` (not calibrated) or a
+    # unit acqd does not know is no calibration, never the ResolutionUnit's (`unit=pixel` beside per inch
+    # was 12.7 mm pixels: a stranger's review)
+    ij_unit = isinstance(ij, dict) and ij.get("unit") is not None
     if ij:
         unit = length_unit(ij.get("unit"))
         if unit is not None:
@@ -429,14 +439,15 @@ def _sizes(tif: Any, page: Any) -> Calibration:
                 elif rtag is not None and runit == 3 and ij.get("unit") == "um":
                     res = (res[0] / 1e4, res[1] / 1e4)
                 px = (UM_PER_UNIT[yunit] / res[0], UM_PER_UNIT[unit] / res[1])
-            spacing = ij.get("spacing")
-            ok = isinstance(spacing, int | float) and not isinstance(spacing, bool) and spacing > 0
-            step = float(spacing) * UM_PER_UNIT[zunit] if ok else None
+            spacing = _positive(ij.get("spacing"))  # `spacing=Infinity` or NaN: no z step
+            step = spacing * UM_PER_UNIT[zunit] if spacing is not None else None
             shown = unit if unit not in ("inch", "centimeter") else display_unit(px[1] if px else step or 1.0)
             return Calibration(px, step, shown)
     with contextlib.suppress(Exception):
         if (cal := vendor_calibration(tif)) is not None:
             return cal
+    if ij_unit:
+        return Calibration()
     if res and runit in (2, 3) and not (runit == 2 and res[0] == res[1] and res[0] in SCREEN_DPI):
         scale = UM_PER_UNIT["inch" if runit == 2 else "centimeter"]
         px = (scale / res[0], scale / res[1])
@@ -523,6 +534,20 @@ def _ome_pixels(xml: str) -> Any:
 
     root = ET.fromstring(xml)
     return next((el for el in root.iter() if el.tag.rpartition("}")[2] == "Pixels"), None)
+
+
+def _ome_planes(xml: str) -> int | None:
+    """The planes the first image's Pixels element counts: SizeZ x SizeT x its channels (the Channel
+    elements: an RGB channel of 3 samples is one plane), None where it does not say."""
+    pixels = _ome_pixels(xml)
+    if pixels is None:
+        return None
+    channels = sum(1 for el in pixels if el.tag.rpartition("}")[2] == "Channel")
+    try:
+        z, t, c = (int(pixels.get(k, "1")) for k in ("SizeZ", "SizeT", "SizeC"))
+    except ValueError:
+        return None
+    return z * t * (channels or c)
 
 
 def _ome_interval(xml: str) -> float | None:
