@@ -1448,6 +1448,10 @@ class Daemon:
         elif policy is not None and not self.once and self.config.retention.owner != "hub":
             log.warning("reload: a policy was added: its placements apply now, its retention sweeps after a restart")
         self._reload_bandwidth(new)
+        for tier in self._tiers.values():  # a credentials file fixed or refreshed: read again (a review)
+            said = tier.reread_secrets()
+            if said is not None:
+                log.log(logging.WARNING if "stay in use" in said else logging.INFO, "reload: %s", said)
         self.config = new  # the pacer reads its back-off rule and slot count from here each round
         pipeline.request_rescan()  # what the new rules take in or release now, not at the next scan
         log.info("reloaded configuration, detector profiles%s", " and retention policy" if policy else "")

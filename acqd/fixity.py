@@ -204,7 +204,10 @@ def check_manifests(
                         data = f.read()
                     break
         except AcqdError as exc:
-            out.append(ManifestProblem(root, session, "unreadable", str(exc)))
+            if any(t in whole for t in places):  # a tier that answers: this manifest cannot be read
+                out.append(ManifestProblem(root, session, "unreadable", str(exc)))
+            # else a tier that did not answer (a server down): its copies said unreadable; the manifest is
+            # not blamed nor marked to be written again (every manifest was, a stranger's review)
             continue
         if data is None:
             if any(t in whole for t in places):  # not a share that is not mounted

@@ -1671,6 +1671,30 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "verify-unreachable-blames-manifests",
+        "`acqd verify` with the server down says every session manifest unreadable and marks each to be written again",
+        "acqd/fixity.py",
+        "            if any(t in whole for t in places):  # a tier that answers: this manifest cannot be read\n",
+        "            if True:\n",
+        ("tests/test_remote_network.py::test_verify_with_the_server_unreachable_blames_no_manifest",),
+    ),
+    Mutant(
+        "host-key-changed-add-it",
+        'an SFTP server whose host key changed is answered with "add it to known_hosts"',
+        "acqd/storage/errors.py",
+        '        "host key not trusted: the server\'s key is not in known_hosts, or differs from the one there (a "\n',
+        '        "host key not trusted (add it to known_hosts) "\n',
+        ("tests/test_remote.py::test_sftp_host_keys_are_checked",),
+    ),
+    Mutant(
+        "s3-credentials-read-once",
+        "an S3 tier's credentials file fixed and the daemon reloaded: the old keys are still used",
+        "acqd/storage/s3.py",
+        "        self._fs = None  # the next request connects with them (requests under way finish with the old)\n",
+        "        pass\n",
+        ("tests/test_remote.py::test_s3_credentials_file_is_read_again_at_a_reload",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -162,7 +162,8 @@ async def test_the_page_lists_the_owners_data_only_with_headers(page: Page) -> N
     assert "rule movies" in r.text and "moves to capacity" in r.text and "movie" in r.text
     # the moment of a purge, in UTC, as the digest says it (a UTC day alone is the day before west of
     # Greenwich for a purge early in the day: a stranger's review)
-    assert re.search(r"deleted \d{4}-\d\d-\d\d \d\d:\d\d UTC", r.text), r.text
+    assert re.search(r"<strong>deleted \d{4}-\d\d-\d\d \d\d:\d\d UTC</strong>", r.text), r.text
+    assert re.search(r"\(deleted \d{4}-\d\d-\d\d \d\d:\d\d UTC\)</option>", r.text), r.text
     h = r.headers
     assert "frame-ancestors 'none'" in h["content-security-policy"] and "script-src" not in h["content-security-policy"]
     assert h["x-frame-options"] == "DENY" and h["referrer-policy"] == "no-referrer"

@@ -113,6 +113,29 @@ def test_s3_bad_credentials_are_a_destination_error(s3_server: SeaweedS3, tmp_pa
         t.size("f")
 
 
+def test_s3_credentials_file_is_read_again_at_a_reload(s3_server: SeaweedS3, tmp_path: Path) -> None:
+    """Found by a stranger's review (thirty-third session): the credentials file was read once, at the
+    start: fixed (or refreshed by a token tool) and the daemon reloaded, every request still failed with
+    the old keys until a restart, nothing said. A reload reads it again (the daemon calls this for each
+    tier): new keys are used from the next request; a file broken since keeps the keys in use, said."""
+    creds = tmp_path / "creds"
+    creds.write_text("[default]\naws_access_key_id = acqdtestkey\naws_secret_access_key = wrong\n")
+    bucket = s3_server.bucket(f"acqd-{uuid.uuid4().hex[:12]}")
+    t = open_tier("central", f"s3://{bucket}/c", {"endpoint_url": s3_server.endpoint, "credentials_file": str(creds)})
+    with pytest.raises(DestinationError, match="credentials"):
+        t.write_atomic("f", [b"x"])
+    assert t.reread_secrets() is None  # unchanged: nothing to say
+    creds.write_text(s3_server.credentials.read_text())  # fixed
+    said = t.reread_secrets()
+    assert said is not None and "read again: its new keys are in use" in said, said
+    t.write_atomic("f", [b"x"])
+    creds.write_text("not an ini file")
+    said = t.reread_secrets()
+    assert said is not None and "stay in use" in said, said
+    assert t.size("f") == 1  # the keys that work are still used
+    t.close()
+
+
 def test_s3_options_are_checked(tmp_path: Path) -> None:
     with pytest.raises(PermanentError, match=r"secrets never go in acqd\.yaml"):
         open_tier("c", "s3://b/p", {"secret": "x"})
@@ -183,8 +206,10 @@ def test_sftp_host_keys_are_checked(sshd_server: Sshd, tmp_path: Path) -> None:
     pub = (tmp_path / "other.pub").read_text().split()
     wrong.write_text(f"[127.0.0.1]:{sshd_server.port} {pub[0]} {pub[1]}\n")
     t = open_tier("c", sshd_server.url(tmp_path / "d"), sshd_server.options(known_hosts=str(wrong)))
-    with pytest.raises(DestinationError, match="host key not trusted"):
+    # a key known_hosts has for the host, not the one it offers: never "add it" (a stranger's review)
+    with pytest.raises(DestinationError, match=r"host key not trusted: .*or differs from the one there") as e:
         t.write_atomic("f", [b"x"])
+    assert "add it to known_hosts" not in str(e.value)
     with pytest.raises(PermanentError, match="host keys are always checked"):
         open_tier("c", sshd_server.url(tmp_path / "d"), sshd_server.options(known_hosts=str(tmp_path / "none")))
     with pytest.raises(PermanentError, match=r"secrets never go in acqd\.yaml"):

@@ -1097,12 +1097,22 @@ def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
 
     acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
     (acq / "s1").mkdir(parents=True)
-    data = np.random.default_rng(9).poisson(3, (frames, 48, 64)).astype(np.uint8)
+    data = np.random.default_rng(9).poisson(3, (frames, 48, 64)).astype(np.uint16)  # mrcfile keeps uint16 (mode 6)
     path, rel = acq / "s1" / "mv.mrc", "s1/mv.mrc"
-    d = Background(
-        "run", "--watch", str(acq), "--dest", str(central), "--state-dir", str(state),
-        "--detector", "gatan-k3", "--settle", "4s",
-    )  # fmt: skip
+    # not streamed: a stream drops itself when the header is rewritten (and ships whole once complete);
+    # the settle's own rules are what is tested
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {acq}, detector: gatan-k3, settle: 4s, stream: false}}
+tiers:
+  central: {{url: "file://{central}"}}
+""",
+    )
+    d = Background("run", "--config", str(cfg))
     rows = lambda: sorted((v, st) for r, st, _w, v in journal_rows(state) if r == rel)  # noqa: E731
     try:
         wait_for(lambda: "acqd started" in d.stderr(), 30, "the daemon to start", d)
@@ -1114,7 +1124,7 @@ def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
         code, err = d.terminate()
     assert code == 0, err
     back = tmp_path / "back.mrc"
-    r = run_acqd("restore", rel, str(back), "--state-dir", str(state), "--version", str(versions))
+    r = run_acqd("restore", rel, str(back), "--config", str(cfg), "--version", str(versions))
     assert r.returncode == 0 and back.read_bytes() == path.read_bytes(), r.stderr
     raw = back.read_bytes()
     assert raw[-data[1:].nbytes :] == data[1:].tobytes() and struct.unpack_from("<i", raw, 8)[0] == frames  # all

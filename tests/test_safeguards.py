@@ -251,6 +251,7 @@ def test_growing_mrc_movie_ships_once_complete(tmp_path: Path) -> None:
         # each frame appended and the file closed again, as a writer on another host (an SMB or NFS
         # client) is seen: no local descriptor between frames, so only the header's size says "not yet"
         target.write_bytes(raw[:header])
+        time.sleep(2.5)  # a camera that writes its header, then waits for the exposure: short of its size
         for i in range(8):
             time.sleep(0.3)
             with open(target, "ab") as f:

@@ -252,6 +252,11 @@ class Tier:
     def close(self) -> None:
         """Release connections (remote backends)."""
 
+    def reread_secrets(self) -> str | None:
+        """Read the tier's secret files again (a reload): what changed, said; None if nothing did or the
+        tier has none read once (SFTP's key file is read at each connection)."""
+        return None
+
     # -- paths --------------------------------------------------------------------------------
     def path(self, rel: str) -> str:
         """Where `rel` is on the backend: below the tier's root, never outside it (a name from a

@@ -90,7 +90,14 @@ ERROR_TABLE: dict[tuple[str, int | str], tuple[type[AcqdError], str]] = {
     ),
     ("sftp", _FX_NO_CONNECTION): (TransientError, "no connection"),
     ("sftp", _FX_CONNECTION_LOST): (TransientError, "connection lost"),
-    ("ssh", _DISC_HOST_KEY_NOT_VERIFIABLE): (DestinationError, "host key not trusted (add it to known_hosts)"),
+    # an unknown host and a host whose key changed answer alike: "add it" is no advice for the second (a
+    # reinstalled server, or another machine answering: a stranger's review)
+    ("ssh", _DISC_HOST_KEY_NOT_VERIFIABLE): (
+        DestinationError,
+        "host key not trusted: the server's key is not in known_hosts, or differs from the one there (a "
+        "reinstalled server, or another machine answering: check with the server's owner before adding or "
+        "replacing the entry; `ssh-keyscan -p PORT HOST` shows the key offered)",
+    ),
     ("ssh", _DISC_NO_MORE_AUTH): (DestinationError, "authentication failed (key_file)"),
     ("ssh", _DISC_CONNECTION_LOST): (TransientError, "connection lost"),
     ("net", "connection"): (

@@ -168,8 +168,9 @@ class S3Tier(Tier):
         self.create_only = bool(opts.get("create_only", True))
         kwargs = s3fs_options(name, opts.get("s3fs"))
         profile = str(opts.get("profile", "default"))
-        if "credentials_file" in opts:
-            kwargs.update(read_credentials(str(opts["credentials_file"]), profile))
+        self._secrets = (str(opts["credentials_file"]), profile) if "credentials_file" in opts else None
+        if self._secrets is not None:
+            kwargs.update(read_credentials(*self._secrets))
         elif "profile" in opts:
             kwargs["profile"] = profile
         if "endpoint_url" in opts:
@@ -187,6 +188,24 @@ class S3Tier(Tier):
         self._unaborted: list[tuple[str, str, str]] = []
         self._unaborted_lock = threading.Lock()
         self._uploading: set[str] = set()  # the upload ids of this process's uploads under way
+
+    def reread_secrets(self) -> str | None:
+        """The credentials file read again (a reload): new keys are used by the next requests (a fixed or
+        refreshed file was read once, at the start: a stranger's review); a file that cannot be read now
+        leaves the keys in use, said."""
+        if self._secrets is None:
+            return None
+        try:
+            fresh = read_credentials(*self._secrets)
+        except PermanentError as exc:
+            return f"tier {self.name}: {exc}: the credentials read before stay in use"
+        if {k: self._kwargs[k] for k in ("key", "secret", "token") if k in self._kwargs} == fresh:
+            return None
+        for k in ("key", "secret", "token"):
+            self._kwargs.pop(k, None)
+        self._kwargs.update(fresh)
+        self._fs = None  # the next request connects with them (requests under way finish with the old)
+        return f"tier {self.name}: credentials_file {self._secrets[0]} read again: its new keys are in use"
 
     # -- connection ---------------------------------------------------------------------------
     @property
