@@ -479,6 +479,12 @@ def _print_states(s: dict[str, Any]) -> None:
     lines = ["journal" if len(rows) > 1 else "journal: no files yet"]
     if len(rows) > 1:
         lines += [f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
+    earlier = (s["states"].get("verified") or {}).get("earlier_versions", 0)
+    if earlier:  # verified copies of versions since written over: not waiting for a release
+        lines.append(
+            f"  of the verified: {earlier} earlier version(s) of files written again since (their copies kept, "
+            "nothing to release: `acqd restore --version N`)"
+        )
     for tier, op, url, since in s.get("storage_stalled") or ():  # the daemon says it once they pass 2 minutes
         lines.append(
             f"  storage: a {op} of {url} on tier {tier} under way since {_iso(since)} (a slow or stalled server)"

@@ -1364,6 +1364,13 @@ class Journal:
         )
         for state, n, size in self._db.execute(q):
             out[state] = {"files": int(n), "bytes": int(size)}
+        if "verified" in out:  # of them, earlier versions of a file written again since (never released: their
+            # sources are gone); they read as files waiting for a release (a stranger's review)
+            q = (
+                "SELECT COUNT(*) FROM files WHERE current = 0 AND state = 'verified' AND EXISTS (SELECT 1 FROM"
+                " copies c WHERE c.file_id = files.id AND c.state = 'verified')"
+            )
+            out["verified"]["earlier_versions"] = int(self._db.execute(q).fetchone()[0])
         return out
 
     def stored_bytes(self) -> int:

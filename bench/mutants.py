@@ -1695,6 +1695,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_remote.py::test_s3_credentials_file_is_read_again_at_a_reload",),
     ),
     Mutant(
+        "earlier-versions-read-as-waiting",
+        "`acqd status` counts earlier versions of files written again with the verified files, unsaid",
+        "acqd/journal.py",
+        '            out["verified"]["earlier_versions"] = int(self._db.execute(q).fetchone()[0])\n',
+        '            out["verified"]["earlier_versions"] = 0\n',
+        ("tests/test_cli.py::test_status_says_which_verified_files_are_earlier_versions",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

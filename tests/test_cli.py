@@ -672,3 +672,22 @@ def test_a_journal_that_is_empty_or_not_acqds_is_one_line_not_a_traceback(
     r = run_acqd(*args, "--state-dir", str(state))
     assert r.returncode == 1 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert journal.read_bytes() == before and not (tmp_path / "out.raw").exists()
+
+
+def test_status_says_which_verified_files_are_earlier_versions(tmp_path: Path) -> None:
+    """Found by a stranger's review (thirty-third session): after files were written again, `acqd
+    status` counted their earlier versions as verified with the rest, read as files waiting to be
+    freed. It says how many of the verified are earlier versions (kept, nothing to release)."""
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    (acq / "s").mkdir(parents=True)
+    common = ("--watch", str(acq), "--dest", str(central), "--state-dir", str(state), "--settle", "0.2s")
+    (acq / "s" / "a.dat").write_bytes(b"a" * 3000)
+    (acq / "s" / "b.dat").write_bytes(b"b" * 3000)
+    assert run_acqd("run", "--once", *common).returncode == 0
+    (acq / "s" / "a.dat").write_bytes(b"A" * 4000)  # written again: version 2
+    r = run_acqd("run", "--once", *common)
+    assert r.returncode == 0, r.stderr
+    r = run_acqd("status", "--state-dir", str(state))
+    assert "of the verified: 1 earlier version(s) of files written again since" in r.stdout, r.stdout
+    states = json.loads(run_acqd("status", "--state-dir", str(state), "--json").stdout)["states"]
+    assert states["verified"]["files"] == 3 and states["verified"]["earlier_versions"] == 1, states
