@@ -522,7 +522,7 @@ class Candidate:
     # at the last look (MRC), whether that moved between looks (a writer that rewrites the header's
     # frame count after each frame), whether a look found it short of its proof, and whether it is its
     # previous version with more after it (a writer that closes it between parts)
-    announced: int | None = None  # at the last look that found it proved and no writer here
+    announced: int | None = None  # at the last look its header read at
     announced_now: int | None = None  # set by `_look` (its thread), read by `_settle_round` after it
     header_moved: bool = False
     seen_short: bool = False
@@ -1861,7 +1861,9 @@ class Pipeline:
                             max(UNFINISHED_HOLD, 3 * ctx.window),
                             ctx.window,
                         )
-                if self._streams_here(ctx, entry.relpath):  # looked at soon: streamed if still being written
+                # looked at soon: streamed if still being written; an MRC's header read early, so that a count
+                # its writer rewrites after each frame is seen moving (`_proof_final`)
+                if self._streams_here(ctx, entry.relpath) or ctx.profile.settle.format == "mrc":
                     c.check_at = now + min(ctx.window, STREAM_POLL)
                 if action is Observed.RELEASE:
                     c.release_only = True
@@ -1977,25 +1979,26 @@ class Pipeline:
         it), or the settle window's stillness must follow: a writer that closes an MRC after each frame
         and rewrites its header's frame count each time keeps the proof true between frames, and each
         close made a version (eleven of a twelve-frame movie, the plain name a one-frame fragment: a
-        stranger's review). Not final alone: a header whose announced size moved between two looks that
-        found the file proved and closed; a version that is its previous one with more after it (both
-        wait for the window); and, in the daemon, a file complete and closed at every look so far,
-        written less than PROOF_GRACE ago, is complete once still for PROOF_GRACE (`run --once` takes
-        what it finds). A header-first writer's movie seen short of its announced
+        stranger's review). Not final alone: a header whose announced size moved between two looks (but
+        for a writer seen holding the file open: its close says the end); a version that is its previous
+        one with more after it (both wait for the window); and, in the daemon, a file complete and closed
+        at every look so far, written less than PROOF_GRACE ago, is complete once still for PROOF_GRACE
+        (`run --once` takes what it finds). A header-first writer's movie seen short of its announced
         size, or a movie seen open for writing, is complete at once when proved and closed."""
         announced, c.announced_now = c.announced_now, None
         c.seen_open = c.seen_open or open_now
+        if announced is not None:  # at any look its header reads at (a header-first writer's stays put)
+            if c.announced is not None and announced != c.announced:
+                c.header_moved = True
+            c.announced = announced
         if not proved:
             c.seen_short = True
             return False
         if open_now:
             return False
-        if announced is not None:
-            if c.announced is not None and announced != c.announced:
-                c.header_moved = True
-            c.announced = announced
         c.proof_grace = False
-        if c.header_moved or c.continued:
+        # a count that moved is no proof of the end, but for a writer seen holding the file open (its close is)
+        if (c.header_moved and not c.seen_open) or c.continued:
             return False
         if self.once or c.seen_short or c.seen_open or self.clock() - current.mtime_ns / 1e9 >= PROOF_GRACE:
             return True

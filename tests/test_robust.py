@@ -1056,16 +1056,16 @@ def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_cl
     assert r.returncode == 0 and back.read_bytes() == (acq / "s1" / "stack.mrc").read_bytes(), r.stderr
 
 
-def _mrc_frame_by_frame(path: Path, frames: Any, pause: float, mid_write: float) -> None:
+def _mrc_frame_by_frame(path: Path, frames: Any, pauses: tuple[float, ...], mid_write: float) -> None:
     """A writer that opens the movie for each frame, appends it, rewrites the header's frame count and
-    closes it; `mid_write`: seconds between a frame's bytes and its header's count (the file longer
-    than its header says meanwhile)."""
+    closes it, `pauses[i]` seconds before frame i + 2; `mid_write`: seconds between a frame's bytes and
+    its header's count (the file longer than its header says meanwhile)."""
     import mrcfile
 
     with mrcfile.new(path) as m:
         m.set_data(frames[:1])
     for i in range(2, len(frames) + 1):
-        time.sleep(pause)
+        time.sleep(pauses[i - 2])
         with open(path, "r+b") as f:
             f.seek(0, os.SEEK_END)
             f.write(frames[i - 1].tobytes())
@@ -1076,12 +1076,17 @@ def _mrc_frame_by_frame(path: Path, frames: Any, pause: float, mid_write: float)
 
 
 @pytest.mark.parametrize(
-    ("frames", "pause", "mid_write", "versions"),
-    [(8, 0.3, 0.0, 1), (6, 0.3, 0.6, 1), (4, 2.6, 0.0, 2)],
-    ids=["closed-per-frame", "count-written-late", "pauses-past-the-grace"],
+    ("frames", "pauses", "mid_write", "settle", "versions"),
+    [
+        (8, (0.3,) * 7, 0.0, 4, 1),
+        (6, (0.3,) * 5, 0.6, 4, 1),
+        (4, (1.2, 4.5, 4.5), 0.0, 6, 1),
+        (4, (3.4,) * 3, 0.0, 5, 2),
+    ],
+    ids=["closed-per-frame", "count-written-late", "count-moved-past-the-grace", "pauses-past-the-grace"],
 )
 def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
-    tmp_path: Path, frames: int, pause: float, mid_write: float, versions: int
+    tmp_path: Path, frames: int, pauses: tuple[float, ...], mid_write: float, settle: int, versions: int
 ) -> None:
     """Found by a stranger's review (thirty-third session): a writer that opens the movie for each frame,
     appends it, rewrites the header's frame count and closes it (the format proves it complete after every
@@ -1107,7 +1112,7 @@ def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
 instrument: scope
 state_dir: {state}
 watch:
-  - {{path: {acq}, detector: gatan-k3, settle: 4s, stream: false}}
+  - {{path: {acq}, detector: gatan-k3, settle: {settle}s, stream: false}}
 tiers:
   central: {{url: "file://{central}"}}
 """,
@@ -1116,15 +1121,18 @@ tiers:
     rows = lambda: sorted((v, st) for r, st, _w, v in journal_rows(state) if r == rel)  # noqa: E731
     try:
         wait_for(lambda: "acqd started" in d.stderr(), 30, "the daemon to start", d)
-        _mrc_frame_by_frame(path, data, pause, mid_write)
-        wait_for(lambda: (versions, "verified") in rows(), 60, "the whole movie verified", d, state)
+        _mrc_frame_by_frame(path, data, pauses, mid_write)
+        whole = f"({path.stat().st_size} bytes, stored"  # the verified line of the whole movie
+        wait_for(lambda: whole in d.stderr(), 60, "the whole movie verified", d, state)
         time.sleep(1)
-        assert rows() == [(v, "verified") for v in range(1, versions + 1)], rows()
+        got = rows()
+        # at most `versions`: with pauses past the grace its first frame may ship alone (or not, on a slow host)
+        assert 1 <= len(got) <= versions and all(st == "verified" for _, st in got), (got, d.stderr()[-4000:])
     finally:
         code, err = d.terminate()
     assert code == 0, err
     back = tmp_path / "back.mrc"
-    r = run_acqd("restore", rel, str(back), "--config", str(cfg), "--version", str(versions))
+    r = run_acqd("restore", rel, str(back), "--config", str(cfg), "--version", str(len(got)))
     assert r.returncode == 0 and back.read_bytes() == path.read_bytes(), r.stderr
     raw = back.read_bytes()
     assert raw[-data[1:].nbytes :] == data[1:].tobytes() and struct.unpack_from("<i", raw, 8)[0] == frames  # all
