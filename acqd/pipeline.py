@@ -1949,11 +1949,6 @@ class Pipeline:
             if entry is not None and entry.identity is not None:  # `incomplete_reasons` says it
                 c.writer_open = (entry.identity.device, entry.identity.inode) in writing
                 fmt_ok = fmt_ok and self._proof_final(c, entry.identity, proved, c.writer_open)
-            if fmt_ok and entry is not None and entry.identity is not None:
-                # its format says complete, and a process here still has it open for writing (a
-                # writer that keeps the header valid after every frame): its close (an event) or
-                # the settle window says when, not every frame a new version
-                fmt_ok = (entry.identity.device, entry.identity.inode) not in writing
             try:
                 await self._settle_one(c, entry, fmt_ok, marker, now, proved, writing)
             except Exception as exc:
@@ -1994,8 +1989,8 @@ class Pipeline:
         if not proved:
             c.seen_short = True
             return False
-        if open_now:
-            return False
+        if open_now:  # a process here still writes it (a writer that keeps the header valid after every
+            return False  # frame): its close (an event) or the settle window says when, not every frame a version
         c.proof_grace = False
         # a count that moved is no proof of the end, but for a writer seen holding the file open (its close is)
         if (c.header_moved and not c.seen_open) or c.continued:
