@@ -1948,7 +1948,11 @@ class Pipeline:
             proved = fmt_ok  # every frame its header announces is there: no more to wait for
             if entry is not None and entry.identity is not None:  # `incomplete_reasons` says it
                 c.writer_open = (entry.identity.device, entry.identity.inode) in writing
-                fmt_ok = fmt_ok and self._proof_final(c, entry.identity, proved, c.writer_open)
+                # called at every look, proved or not: what it follows (the header's count, a look that found
+                # the file short) is seen at the looks that do not prove it (short-circuited, a header-first
+                # movie was never seen short and waited the grace: a review of the diff)
+                final = self._proof_final(c, entry.identity, proved, c.writer_open)
+                fmt_ok = fmt_ok and final
             try:
                 await self._settle_one(c, entry, fmt_ok, marker, now, proved, writing)
             except Exception as exc:
@@ -1982,16 +1986,22 @@ class Pipeline:
         size, or a movie seen open for writing, is complete at once when proved and closed."""
         announced, c.announced_now = c.announced_now, None
         c.seen_open = c.seen_open or open_now
+        c.proof_grace = False  # of this look only (a stale one shortened a later window: a review of the diff)
         if announced is not None:  # at any look its header reads at (a header-first writer's stays put)
             if c.announced is not None and announced != c.announced:
                 c.header_moved = True
             c.announced = announced
         if not proved:
-            c.seen_short = True
+            # short of the size its header announces (a header-first writer: its proof is the end), or, for
+            # a TIFF (no count), a look that found its chain of IFDs not whole; an empty file or an MRC
+            # header not written yet says nothing
+            if announced is not None:
+                c.seen_short = c.seen_short or current.size < announced
+            elif current.size > 0 and c.ctx.profile.settle.format == "tiff":
+                c.seen_short = True
             return False
         if open_now:  # a process here still writes it (a writer that keeps the header valid after every
             return False  # frame): its close (an event) or the settle window says when, not every frame a version
-        c.proof_grace = False
         # a count that moved is no proof of the end, but for a writer seen holding the file open (its close is)
         if (c.header_moved and not c.seen_open) or c.continued:
             return False

@@ -610,7 +610,7 @@ class RetentionRunner:
         # the moves first, then the warnings, then the purges: a warning names where the data is once this
         # sweep's moves are done (it named a move's tier before the move, which then failed: the folder it
         # sent the owner to held other bytes, a stranger's review)
-        moved: set[int] = set()
+        moved: dict[int, int] = {}  # the copies this sweep moved: their new copies' ids
         stopped = await self._carry_out([a for a in actions if a.kind == "transition"], by_copy, now, res, moved)
         if stopped:
             return res
@@ -639,10 +639,15 @@ class RetentionRunner:
         return res
 
     async def _carry_out(
-        self, acts: list[Action], by_copy: dict[int, jr.RetentionRow], now: float, res: SweepResult, moved: set[int]
+        self,
+        acts: list[Action],
+        by_copy: dict[int, jr.RetentionRow],
+        now: float,
+        res: SweepResult,
+        moved: dict[int, int],
     ) -> bool:
         """The sweep's moves or purges, one at a time, until `suspendErrorRatio` of the sweep's moves and
-        purges failed (`res.suspended`); the ids of the items moved go into `moved`. True when the sweep
+        purges failed (`res.suspended`); each item moved goes into `moved` (its new copy's id). True when the sweep
         must stop at once (another journal took the instrument: `FenceError`)."""
         limit = self.policy.spec.guards.suspendErrorRatio
         for a in acts:
@@ -657,9 +662,10 @@ class RetentionRunner:
                     res.block("held back: hold until")
                     continue
                 if a.kind == "transition":
-                    if await self._transition(a, row, now):
+                    new = await self._transition(a, row, now)
+                    if new is not None:
                         res.transitioned += 1
-                        moved.add(a.item.id)
+                        moved[a.item.id] = new
                 else:
                     if await self._purge(a, row, now):
                         res.purged += 1
@@ -690,7 +696,7 @@ class RetentionRunner:
         warns: list[Action],
         by_copy: dict[int, jr.RetentionRow],
         res: SweepResult,
-        moved: set[int] | None = None,
+        moved: dict[int, int] | None = None,
     ) -> None:
         """One digest per recipient, listing sessions; recorded only once the server accepted it."""
         per: dict[str, list[Action]] = defaultdict(list)
@@ -796,7 +802,11 @@ class RetentionRunner:
                 await self._j(
                     self.store.audit, None, "owner-page.link", owner=o, link=link_id, expires=exp, recipient=recipient
                 )
-            await self._j(self.store.record_warnings, ids, recipient, {a.item.id: a.at for a in acts}, now)
+            # recorded for the copy the file has now: one this sweep moved has a new id (filed under the old,
+            # the moved copy's, the file was warned again the next day for a later date: a review of the diff)
+            ids = [(moved or {}).get(i, i) for i in ids]
+            at = {(moved or {}).get(a.item.id, a.item.id): a.at for a in acts}
+            await self._j(self.store.record_warnings, ids, recipient, at, now)
             res.digests += 1
             res.warned += len(ids)
             for a in acts:
@@ -856,9 +866,9 @@ class RetentionRunner:
             return True
         return False
 
-    async def _transition(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
+    async def _transition(self, a: Action, row: jr.RetentionRow, now: float) -> int | None:
         """Copy to the new tier, verify the new copy, record it, and only then delete the old one (the
-        caller has re-read the holds: `_held`)."""
+        caller has re-read the holds: `_held`). The new copy's id, or None if nothing was moved."""
         src, dst = self.tiers[row.copy.tier], self.tiers[a.tier]
         await self._still_ours(src, dst)
         rel = row.copy.dest
@@ -875,12 +885,12 @@ class RetentionRunner:
                     f"verifies ({exc}): nothing moved or recorded; `acqd verify` checks every copy and says "
                     "what is lost"
                 ) from None
-            await self._j(self.store.add_copy, row, dst.name, now)
+            new = await self._j(self.store.add_copy, row, dst.name, now)
             await self._j(
                 self.store.mark_copy, row.copy.id, "moved", "retention.transitioned", to=dst.name, resumed=True
             )
             self._emit("retention.transitioned", row, reason=f"{src.name} -> {dst.name}")
-            return True
+            return new
         if await self._io(dst.shares_storage_with, src, rel):
             # the "new copy" would be the old one itself: verifying it passes, deleting the old one
             # deletes the only copy (the sweep logs, audits and counts the failure)
@@ -929,7 +939,7 @@ class RetentionRunner:
                 f"tier {dst.name}: {dst.url(rel)} is not the copy this move verified (a network share "
                 "unmounted and mounted again meanwhile?): nothing is recorded or deleted; retried at the next sweep",
             )
-        await self._j(self.store.add_copy, row, dst.name, now)
+        new = await self._j(self.store.add_copy, row, dst.name, now)
         await self._j(self.store.fence, "transition", row.copy.id)
         changed = await self._io(self._still_the_copy, src, row)
         if changed is not None:  # the new copy verified against the journal: the move stands, the
@@ -943,7 +953,7 @@ class RetentionRunner:
         crash_point("retention_after_delete")
         await self._j(self.store.mark_copy, row.copy.id, "moved", "retention.transitioned", to=dst.name)
         self._emit("retention.transitioned", row, reason=f"{src.name} -> {dst.name}")
-        return True
+        return new
 
     async def _purge(self, a: Action, row: jr.RetentionRow, now: float) -> bool:
         """Delete a copy whose time has come (the caller has re-read the holds: `_held`); the live

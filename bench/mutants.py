@@ -1703,6 +1703,24 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_cli.py::test_status_says_which_verified_files_are_earlier_versions",),
     ),
     Mutant(
+        "proof-final-skipped-on-unproved-looks",
+        "the settle's rules are not told of the looks that do not prove a movie: a header-first camera's"
+        " movie, never seen short, waits 2 s of stillness after its last frame",
+        "acqd/pipeline.py",
+        "                final = self._proof_final(c, entry.identity, proved, c.writer_open)\n",
+        "                final = fmt_ok and self._proof_final(c, entry.identity, proved, c.writer_open)\n",
+        ("tests/test_robust.py::test_a_header_first_movie_is_complete_by_its_proof_at_once",),
+    ),
+    Mutant(
+        "warning-filed-under-the-moved-copy",
+        "a warning sent in the sweep that moved the file is filed under the copy moved away: the file is"
+        " warned again the next day, for a later date",
+        "acqd/retention.py",
+        "            ids = [(moved or {}).get(i, i) for i in ids]\n",
+        "            moved = {}\n",
+        ("tests/test_retention.py::test_a_warning_sent_in_the_sweep_that_moves_the_data_names_where_it_will_be",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

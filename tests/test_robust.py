@@ -1138,6 +1138,55 @@ tiers:
     assert raw[-data[1:].nbytes :] == data[1:].tobytes() and struct.unpack_from("<i", raw, 8)[0] == frames  # all
 
 
+def test_a_header_first_movie_is_complete_by_its_proof_at_once(tmp_path: Path) -> None:
+    """Found by a review of the thirty-third session's diff: the new settle rules were not told of the
+    looks that found a movie short of its header's size, so a header-first camera's movie (its header
+    announcing every frame, then the frames) waited 2 s of stillness after its last frame, where its
+    format's proof completes it at once (the streaming latency goal). Not streamed, under a 60 s
+    window: complete by the proof, not by stillness."""
+    from acqd.simulate import SimSpec, simulate
+    from tests.conftest import Background, journal_rows, wait_for
+
+    acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
+    [movie] = simulate(
+        "gatan-k3", tmp_path / "staging", SimSpec(files=1, frames=6, height=64, width=64, temp_rename=False)
+    )
+    raw = movie.read_bytes()
+    header = 1024 + int.from_bytes(raw[92:96], "little")
+    frame = (len(raw) - header) // 6
+    cfg = write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {acq}, detector: gatan-k3, settle: 60s, stream: false}}
+tiers:
+  central: {{url: "file://{central}"}}
+""",
+    )
+    (acq / "s").mkdir(parents=True)
+    d = Background("run", "-v", "--config", str(cfg))  # -v: its looks are said
+    try:
+        wait_for(lambda: "acqd started" in d.stderr(), 30, "the daemon to start", d)
+        # the header first, then the frames, each appended and closed (a camera writing over SMB or NFS is
+        # seen so: no writer here between frames)
+        (acq / "s" / movie.name).write_bytes(raw[:header])
+        for i in range(6):
+            time.sleep(0.3)
+            with open(acq / "s" / movie.name, "ab") as f:
+                f.write(raw[header + i * frame : header + (i + 1) * frame])
+        wait_for(lambda: "verified" in {st for _r, st, _w, _v in journal_rows(state)}, 30, "the movie verified", d)
+    finally:
+        code, err = d.terminate()
+    assert code == 0, err
+    completes = audit_rows(state, "complete")
+    assert [r["reason"] for r in completes] == ["format: size matches the header"], completes
+    # the look that found it whole completed it: none waited the 2 s grace of a movie never seen short
+    looks = [line for line in err.splitlines() if f"looked at 's/{movie.name}'" in line]
+    assert looks and not any("next look in 2.00s" in line for line in looks), looks
+
+
 def test_a_second_watch_root_shipping_to_the_same_prefix_is_a_named_conflict(tmp_path: Path) -> None:
     """Quick form, one state folder and one destination, a second watch root whose session names are
     the first's: its files' destination names are the first root's copies. Never shipped over them;
