@@ -1062,8 +1062,10 @@ def _mrc_frame_by_frame(path: Path, frames: Any, pauses: tuple[float, ...], mid_
     its header's count (the file longer than its header says meanwhile)."""
     import mrcfile
 
-    with mrcfile.new(path) as m:
+    part = path.with_name(path.name + ".tmp")  # its first frame written under a name acqd leaves alone, then
+    with mrcfile.new(part) as m:  # renamed: no look sees the first frame half written (a header-first movie)
         m.set_data(frames[:1])
+    os.replace(part, path)
     for i in range(2, len(frames) + 1):
         time.sleep(pauses[i - 2])
         with open(path, "r+b") as f:
