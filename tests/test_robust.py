@@ -1056,6 +1056,22 @@ def test_an_mrc_whose_header_is_valid_after_every_frame_ships_once_its_writer_cl
     assert r.returncode == 0 and back.read_bytes() == (acq / "s1" / "stack.mrc").read_bytes(), r.stderr
 
 
+def _k3_unstreamed(tmp_path: Path, acq: Path, central: Path, state: Path, settle: float) -> Path:
+    """A K3 watch root whose movies are not streamed (a stream drops itself when a header is rewritten,
+    and ships whole once complete): the settle's own rules decide."""
+    return write_config(
+        tmp_path / "acqd.yaml",
+        f"""
+instrument: scope
+state_dir: {state}
+watch:
+  - {{path: {acq}, detector: gatan-k3, settle: {settle:g}s, stream: false}}
+tiers:
+  central: {{url: "file://{central}"}}
+""",
+    )
+
+
 def _mrc_frame_by_frame(path: Path, frames: Any, pauses: tuple[float, ...], mid_write: float) -> None:
     """A writer that opens the movie for each frame, appends it, rewrites the header's frame count and
     closes it, `pauses[i]` seconds before frame i + 2; `mid_write`: seconds between a frame's bytes and
@@ -1106,19 +1122,7 @@ def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
     (acq / "s1").mkdir(parents=True)
     data = np.random.default_rng(9).poisson(3, (frames, 48, 64)).astype(np.uint16)  # mrcfile keeps uint16 (mode 6)
     path, rel = acq / "s1" / "mv.mrc", "s1/mv.mrc"
-    # not streamed: a stream drops itself when the header is rewritten (and ships whole once complete);
-    # the settle's own rules are what is tested
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {acq}, detector: gatan-k3, settle: {settle}s, stream: false}}
-tiers:
-  central: {{url: "file://{central}"}}
-""",
-    )
+    cfg = _k3_unstreamed(tmp_path, acq, central, state, settle)
     d = Background("run", "--config", str(cfg))
     rows = lambda: sorted((v, st) for r, st, _w, v in journal_rows(state) if r == rel)  # noqa: E731
     try:
@@ -1156,17 +1160,7 @@ def test_a_header_first_movie_is_complete_by_its_proof_at_once(tmp_path: Path) -
     raw = movie.read_bytes()
     header = 1024 + int.from_bytes(raw[92:96], "little")
     frame = (len(raw) - header) // 6
-    cfg = write_config(
-        tmp_path / "acqd.yaml",
-        f"""
-instrument: scope
-state_dir: {state}
-watch:
-  - {{path: {acq}, detector: gatan-k3, settle: 60s, stream: false}}
-tiers:
-  central: {{url: "file://{central}"}}
-""",
-    )
+    cfg = _k3_unstreamed(tmp_path, acq, central, state, 60)
     (acq / "s").mkdir(parents=True)
     d = Background("run", "-v", "--config", str(cfg))  # -v: its looks are said
     try:
