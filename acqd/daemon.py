@@ -989,7 +989,13 @@ class Daemon:
                     raise ClaimError(
                         f"watch root {c.root} {why}; stop it (`systemctl stop acqd`), or let it ship these files"
                     )
-            io = ThreadPoolExecutor(config.limits.io_threads, thread_name_prefix="acqd-io")
+            # storage calls: `io_threads`, and one more per ship worker, so that the calls a tier that
+            # stops answering holds (at most `concurrent_files - 1` files in flight on it: acqd.pace.Lanes,
+            # its manifest, a sweep) leave threads to the others; scans and settle looks have their own
+            io = ThreadPoolExecutor(
+                config.limits.io_threads + config.limits.concurrent_files, thread_name_prefix="acqd-io"
+            )
+            look = ThreadPoolExecutor(config.limits.io_threads, thread_name_prefix="acqd-look")
             self._io = io
             jexec = GroupCommitExecutor()
             loop = asyncio.get_running_loop()
@@ -1022,6 +1028,7 @@ class Daemon:
                     log.info("%s", note)
             except BaseException:
                 io.shutdown(wait=False, cancel_futures=True)
+                look.shutdown(wait=False, cancel_futures=True)
                 await loop.run_in_executor(jexec, journal.close)
                 jexec.shutdown(wait=True)
                 raise
@@ -1093,6 +1100,7 @@ class Daemon:
                     repeats=self.repeats,
                     on_root=self._on_root,
                     tiers=self._tiers,
+                    look=look,
                 )
                 pipeline.root_locks = locks
                 self.pipeline = pipeline
@@ -1178,8 +1186,8 @@ class Daemon:
                     aux.append(asyncio.create_task(self.events.run(), name="mqtt"))
                 if self.catalog is not None:
                     aux.append(asyncio.create_task(self.catalog.run(), name="catalog"))
-                aux.append(asyncio.create_task(self._sampler(io), name="sampler"))
-                aux.append(asyncio.create_task(self._pacer(io, pipeline), name="pacer"))
+                aux.append(asyncio.create_task(self._sampler(look), name="sampler"))  # the acquisition disks
+                aux.append(asyncio.create_task(self._pacer(look, pipeline), name="pacer"))
                 if self.notifier.watchdog_seconds:
                     aux.append(asyncio.create_task(self._watchdog(), name="watchdog"))
                 log.info("acqd started: %d watch root(s), instrument %s", len(roots), config.instrument)
@@ -1311,6 +1319,7 @@ class Daemon:
                     self.exporter.close()
                 self.notifier.close()
                 self.stuck_io = leave_executor(io, IO_EXIT_SECONDS)
+                leave_executor(look, 1.0)  # a scan of the acquisition disk: finishes, or is left (a hung mount)
                 if self.stuck_io:
                     log.error(
                         "%d storage call(s) still blocked %.0f s after the drain (a destination that does not "

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from acqd.units import parse_size
 
@@ -267,3 +268,71 @@ def manifest_pause(usual: list[float]) -> float:
     mid = len(ordered) // 2
     median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
     return min(MANIFEST_PAUSE_MAX, max(MANIFEST_PAUSE_MIN, MANIFEST_SHARE * median))
+
+
+# -- one tier's trouble is its own: files in flight by tier -----------------------------------------
+
+T = TypeVar("T")
+
+
+class Lanes(Generic[T]):
+    """How many files each tier may have in flight, and the files parked until it may take more.
+
+    A tier that stops answering keeps the calls under way on it for minutes (an S3 server frozen: its
+    client retries on its own) or fails each after a connect timeout (an SFTP server). Before, every
+    ship worker ended up on that tier's files, and a healthy tier beside it got nothing: its files were
+    not even found, the I/O threads all waiting too (a review, thirty-third session). So, with more than
+    one tier, one tier has at most `workers - 1` files in flight: a worker is always left for the
+    others. A tier in trouble (its last flight failed at the tier, or a call on it has been under way
+    for `limits.stalled_after`) has one at a time, which tells when it is back. A file its tier cannot
+    take now is parked here, holding no worker, and handed back (`unpark`) when a flight on that tier
+    ends."""
+
+    def __init__(self, workers: int, tiers: int) -> None:
+        self.workers = workers
+        self.shared = tiers > 1  # one tier alone takes every worker
+        self.flights: dict[str, int] = {}
+        self.parked: dict[str, deque[T]] = {}
+        self.failing: set[str] = set()
+
+    def cap(self, tier: str, stalled: bool) -> int:
+        if stalled or tier in self.failing:
+            return 1
+        return max(1, self.workers - 1) if self.shared else self.workers
+
+    def admit(self, tier: str | None, item: T, stalled: bool) -> bool:
+        """Take `item` into flight on `tier` (True), or park it (False). None: no tier (always taken)."""
+        if tier is None:
+            return True
+        if self.flights.get(tier, 0) >= self.cap(tier, stalled):
+            self.parked.setdefault(tier, deque()).append(item)
+            return False
+        self.flights[tier] = self.flights.get(tier, 0) + 1
+        return True
+
+    def land(self, tier: str | None) -> None:
+        if tier is not None and self.flights.get(tier, 0) > 0:
+            self.flights[tier] -= 1
+
+    def unpark(self, stalled: frozenset[str]) -> T | None:
+        """A parked file whose tier may take one more now (in the order parked), taken into flight."""
+        for tier, items in self.parked.items():
+            if items and self.flights.get(tier, 0) < self.cap(tier, tier in stalled):
+                self.flights[tier] = self.flights.get(tier, 0) + 1
+                item = items.popleft()
+                if not items:
+                    del self.parked[tier]
+                return item
+        return None
+
+    def failed(self, tier: str) -> None:
+        self.failing.add(tier)
+
+    def worked(self, tier: str) -> None:
+        self.failing.discard(tier)
+
+    def drop(self) -> list[T]:
+        """Every parked file (a stop: they stay pending in the journal for the next start)."""
+        out = [item for items in self.parked.values() for item in items]
+        self.parked.clear()
+        return out

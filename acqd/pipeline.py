@@ -73,7 +73,7 @@ from acqd.mounts import describe as describe_mount
 from acqd.mounts import folder_identity, lies_within, moved_below, unmounted_mount_point, views_below
 from acqd.naming import CLAIM, aside_inode, is_release_aside, is_temp, release_aside, stored_name, zarr_own
 from acqd.openfiles import WriterCheck, visibility
-from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, manifest_pause
+from acqd.pace import MANIFEST_PAUSE_MIN, MANIFEST_SLOW, Lanes, manifest_pause
 from acqd.ports import BatchReporter, Layout, Reporter
 from acqd.profiles import DetectorProfile
 from acqd.recheck import TREE_LAYOUTS, CopyCheck, check_copy
@@ -89,7 +89,7 @@ from acqd.settle import (
     tiff_chain_complete,
 )
 from acqd.states import DONE, IllegalTransition, Observed
-from acqd.storage import Tier, check_name
+from acqd.storage import Tier, check_name, stalled_tiers
 from acqd.units import human_bytes
 from acqd.unlink import (
     BLOCKED,
@@ -664,6 +664,7 @@ class Pipeline:
         on_root: Callable[[RootCtx, bool], Awaitable[None]] | None = None,
         writers: WriterCheck | None = None,
         tiers: dict[str, Tier] | None = None,
+        look: ThreadPoolExecutor | None = None,
     ) -> None:
         self.instrument = instrument
         #: every configured tier by name: a release checks a verified copy on any of them
@@ -675,6 +676,10 @@ class Pipeline:
         self.roots = roots
         self.journal = journal
         self.io = io
+        #: the threads of scans, stat calls, settle looks and the writers' /proc scan: the acquisition
+        #: disk's own, so that a tier that stops answering, holding the I/O threads, never stops acqd
+        #: finding files (a review: the healthy tier's files were not even seen)
+        self.look = look if look is not None else io
         self.jexec = jexec
         self.limits = limits
         self.reporter = reporter
@@ -708,6 +713,9 @@ class Pipeline:
         self.ready: asyncio.Queue[Candidate | list[Candidate] | None] = asyncio.Queue(
             maxsize=limits.concurrent_files * 2
         )
+        #: files in flight by tier, and those parked until their tier may take more (acqd.pace.Lanes)
+        self.lanes: Lanes[Candidate | list[Candidate]] = Lanes(limits.concurrent_files, len(self.tiers))
+        self._admitted: set[int] = set()  # ids of parked items handed back to `ready`, counted in flight
         #: small files settled in this round of the tracker, by (tier, layout), not yet handed to a worker
         self._forming: dict[tuple[int, int], tuple[list[Candidate], int]] = {}
         self._heap: list[tuple[float, int, tuple[int, str]]] = []
@@ -735,9 +743,10 @@ class Pipeline:
         self._after_manifest: dict[tuple[int, str], dict[tuple[int, str], tuple[Candidate, FileRow]]] = {}
         #: what kept the last manifest flush from writing every dirty session (None: it wrote them all),
         #: and the same for the flush under way; since when a flush has run over MANIFEST_SLOW (None: not)
-        self._manifest_error: str | None = None
-        self._flush_error: str | None = None
-        self._manifest_slow_since: float | None = None
+        self._manifest_error: dict[str, str] = {}  # by tier
+        self._flush_error: dict[str, str] = {}  # by tier, of the flush under way
+        self._manifest_slow_since: dict[str, float] = {}  # by tier
+        self._flush_locks: dict[str, asyncio.Lock] = {}  # by tier: one flush of a tier's manifests at a time
         self.stopping = asyncio.Event()
         self.outcome_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -907,8 +916,8 @@ class Pipeline:
 
     async def _io_early(self, fn: Callable[..., T], *args: Any) -> T:
         """`_io` without waiting for the imports: for scans, stats and settle looks, which use none of
-        the libraries the imports bring in (they proceed while the imports run)."""
-        return await asyncio.get_running_loop().run_in_executor(self.io, partial(fn, *args))
+        the libraries the imports bring in (they proceed while the imports run). On the look threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.look, partial(fn, *args))
 
     async def _run_io(self, fn: Callable[[], T]) -> T:
         return await self._io_early(fn)  # the writers' /proc scan
@@ -1068,6 +1077,10 @@ class Pipeline:
             )
         while not self.ready.empty():
             self.ready.get_nowait()
+        for parked in self.lanes.drop():  # waiting for their tier: pending in the journal for the next start
+            for c in parked if isinstance(parked, list) else [parked]:
+                self._land(c)
+        self._admitted.clear()
         for _ in range(self.limits.concurrent_files):
             self.ready.put_nowait(None)
         await self.slots.set_limit(self.slots.limit)  # wake the workers waiting for a slot: they see the stop
@@ -1173,13 +1186,14 @@ class Pipeline:
             )
         unlisted = [row.relpath for waiting in self._after_manifest.values() for _c, row in waiting.values()]
         if unlisted:
-            if self._manifest_slow_since is not None:
-                why = (
-                    f"a write of it has not returned for {self.mono() - self._manifest_slow_since:.0f}s: "
-                    "the destination is not answering"
+            if self._manifest_slow_since:
+                why = "; ".join(
+                    f"a write of it to tier {name} has not returned for {self.mono() - t0:.0f}s: the destination "
+                    "is not answering"
+                    for name, t0 in sorted(self._manifest_slow_since.items())
                 )
             else:
-                why = self._manifest_error or "not written yet"
+                why = "; ".join(v for _k, v in sorted(self._manifest_error.items())) or "not written yet"
             said.append(
                 f"{len(unlisted)} file(s) shipped and verified but not released, as their session manifest "
                 f"is not written ({why}; first: {', '.join(map(repr, sorted(unlisted)[:5]))})"
@@ -2295,8 +2309,11 @@ class Pipeline:
         tier, grouped by their tier and layout; and files due for release alone (verified before: a
         scan, a release held back, looked at again), released together (`_release_together`: each
         check once for all of them, not a scan of /proc per file)."""
-        if c.release_only:
-            return RELEASE_BATCH
+        if c.release_only:  # by tier: a release checks the copy there (`Lanes`: one tier's trouble is its own)
+            try:
+                return (RELEASE_BATCH[0], id(c.ctx.placed(c.rel).tier))
+            except AcqdError:
+                return RELEASE_BATCH
         if c.stable.size > SMALL_FILE:
             return None
         placed = c.ctx.placed(c.rel)
@@ -2656,42 +2673,72 @@ class Pipeline:
         finally:
             src.close()
 
+    def _lane(self, item: Candidate | list[Candidate]) -> str | None:
+        """The tier an item's flight talks to (its files' placement; a batch's files share one)."""
+        c = item[0] if isinstance(item, list) else item
+        try:
+            return c.ctx.placed(c.rel).tier.name
+        except AcqdError:  # its placement cannot be built: the flight says so, on no tier's account
+            return None
+
+    def _lane_room(self) -> None:
+        """Parked files whose tier may take one more now, handed back to the workers (already counted
+        in flight: `_admitted`), as many as `ready` has room for; the rest at the next landing."""
+        if self.stopping.is_set():
+            return
+        stalled = stalled_tiers(self.limits.stalled_after)
+        while not self.ready.full() and (item := self.lanes.unpark(stalled)) is not None:
+            self._admitted.add(id(item))
+            self.ready.put_nowait(item)
+
     async def _worker(self) -> None:
         while True:
             item = await self.ready.get()
             if item is None:
                 return
-            started = await self.slots.acquire(self.stopping)  # waits while acqd backs off for the camera
+            lane = self._lane(item)
+            if id(item) in self._admitted:  # unparked: counted in its tier's flights then
+                self._admitted.discard(id(item))
+            elif not self.lanes.admit(lane, item, lane in stalled_tiers(self.limits.stalled_after)):
+                continue  # parked: its tier has as many in flight as it may; no worker held
             try:
-                if not started:  # stopping: the file stays pending in the journal for the next start
-                    continue
-                if isinstance(item, list) and all(c.release_only for c in item):
-                    await self._release_together([(c, c.row) for c in item])
-                elif isinstance(item, list):
-                    await self._ship_batch(item)
-                else:
-                    await self._ship(item)
-            except JournalError as exc:
-                # a journal write failing in an error path (the state disk full): looked at again once
-                # the journal may take writes (`_journal_down`), not at once by a restarted stage (a
-                # review: two restarts a second for as long as the disk was full)
-                delay = self._journal_down(exc)
-                for c in item if isinstance(item, list) else [item]:
-                    self._after_journal(c, delay)
-            except Exception:
-                # a flight that ends in an error (a bug, a journal write failing in an error path)
-                # leaves its files to the journal's decision once they land: pending ones are shipped
-                # again, a verified one released, a released one left alone; none is dropped
-                self._rehint.update(c.key for c in (item if isinstance(item, list) else [item]))
-                raise
+                await self._flight(item)
             finally:
-                if started:
-                    await self.slots.release()
-                for c in item if isinstance(item, list) else [item]:
-                    self._land(c)
-                    if c.key in self._rehint:
-                        self._rehint.discard(c.key)
-                        self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
+                self.lanes.land(lane)
+                self._lane_room()
+
+    async def _flight(self, item: Candidate | list[Candidate]) -> None:
+        started = await self.slots.acquire(self.stopping)  # waits while acqd backs off for the camera
+        try:
+            if not started:  # stopping: the file stays pending in the journal for the next start
+                return
+            if isinstance(item, list) and all(c.release_only for c in item):
+                await self._release_together([(c, c.row) for c in item])
+            elif isinstance(item, list):
+                await self._ship_batch(item)
+            else:
+                await self._ship(item)
+        except JournalError as exc:
+            # a journal write failing in an error path (the state disk full): looked at again once
+            # the journal may take writes (`_journal_down`), not at once by a restarted stage (a
+            # review: two restarts a second for as long as the disk was full)
+            delay = self._journal_down(exc)
+            for c in item if isinstance(item, list) else [item]:
+                self._after_journal(c, delay)
+        except Exception:
+            # a flight that ends in an error (a bug, a journal write failing in an error path)
+            # leaves its files to the journal's decision once they land: pending ones are shipped
+            # again, a verified one released, a released one left alone; none is dropped
+            self._rehint.update(c.key for c in (item if isinstance(item, list) else [item]))
+            raise
+        finally:
+            if started:
+                await self.slots.release()
+            for c in item if isinstance(item, list) else [item]:
+                self._land(c)
+                if c.key in self._rehint:
+                    self._rehint.discard(c.key)
+                    self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
 
     def _after_journal(self, c: Candidate, delay: float) -> None:
         """Look at a file whose flight a journal write failed again in `delay` (`--once` waits for it)."""
@@ -2795,6 +2842,7 @@ class Pipeline:
                 await self._io(self.guard, tier, True)
             crash_point("after_verify")
             row = await self._j(self.journal.record_verified, row.id, tier.name, dest, stamp)
+            self.lanes.worked(tier.name)
             if res.mismatch:  # valid, stored faithfully, and not what the profile says the detector writes
                 await self._j(self.journal.audit, row.id, PROFILE_MISMATCH, reason=res.mismatch)
             if res.codec_why:  # why this codec (or byte-exact): the session manifest says it per file
@@ -3290,6 +3338,8 @@ class Pipeline:
             [(row.id, dest) for _c, row, dest, _res in good],
             [stamp_of[dest] for _c, _row, dest, _res in good],
         )
+        if any(ok for ok, _row in verified):
+            self.lanes.worked(tier.name)
         latency = self.mono() - t0
         n = max(1, len(good))
         stages = (("read", t_read / n), ("write", max(0.0, t_write - t_read) / n), ("verify", t_verify / n))
@@ -3759,18 +3809,20 @@ class Pipeline:
             mine = replace(c, row=row, release_only=True, settled=True)
             self.in_flight[c.key] = mine
             batch.append(mine)
-        if not batch:
-            return
-        item: Candidate | list[Candidate] = batch if len(batch) > 1 else batch[0]
-        try:
-            self.ready.put_nowait(item)
-        except asyncio.QueueFull:  # the workers are busy: queued as soon as there is room, still together
-            if self._tg is None:
-                for c in batch:
-                    self._land(c)
-                    self._release_later_for(c, 0.5)
-            else:
-                self._tg.create_task(self._queue_when_room(item, batch), name="releases-listed")
+        by_lane: dict[str | None, list[Candidate]] = {}  # one batch per tier: one tier's trouble is its own
+        for c in batch:
+            by_lane.setdefault(self._lane(c), []).append(c)
+        for part in by_lane.values():
+            item: Candidate | list[Candidate] = part if len(part) > 1 else part[0]
+            try:
+                self.ready.put_nowait(item)
+            except asyncio.QueueFull:  # the workers are busy: queued as soon as there is room, still together
+                if self._tg is None:
+                    for c in part:
+                        self._land(c)
+                        self._release_later_for(c, 0.5)
+                else:
+                    self._tg.create_task(self._queue_when_room(item, part), name="releases-listed")
 
     async def _queue_when_room(self, item: Candidate | list[Candidate], batch: list[Candidate]) -> None:
         await self.ready.put(item)
@@ -4118,6 +4170,8 @@ class Pipeline:
         self._hint_now(c.ctx.index, os.path.join(c.ctx.root, c.rel))
 
     async def _retry(self, c: Candidate, why: str, stage: str) -> None:
+        if stage in ("write", "verify") and (lane := self._lane(c)) is not None:
+            self.lanes.failed(lane)  # its files one at a time until one ships (`Lanes`)
         try:
             attempts = await self._j(self.journal.bump_attempts, c.row.id, why)
             row = await self._j(self.journal.get, c.row.id)
@@ -4158,46 +4212,96 @@ class Pipeline:
         files would spend the daemon's time there. The pause is nine times a usual flush (the median
         of the last ones that wrote what they had), at most 30 s (acqd.pace.manifest_pause): a flush
         that hung on a destination not answering, or failed, does not stretch the next pauses, and
-        releases (which wait for their manifest) go on within seconds once it answers again. A flush
-        still running after 15 s is said once, and so is its end; a stop flushes at once."""
+        releases (which wait for their manifest) go on within seconds once it answers again. Each tier's
+        manifests are flushed on their own: a flush still running after 15 s is said once, and so is its
+        end; meanwhile the other tiers' manifests go on (before, one tier that stopped answering held up
+        the releases of every other); a stop flushes at once."""
         pause = MANIFEST_PAUSE_MIN
         usual: deque[float] = deque(maxlen=MANIFEST_USUAL)
-        while True:
-            await wait_set(self._manifest_wake, pause)
-            self._manifest_wake.clear()
+        running: dict[str, tuple[asyncio.Task[float], float]] = {}  # tier -> its flush, since when
+        next_at = self.mono() + pause
+        again: set[str] = set()  # tiers a flush was asked of while theirs ran: flushed again as soon as it ends
+
+        async def timed(name: str) -> float:
             t0 = self.mono()
-            flush = asyncio.create_task(self.flush_manifests(), name="manifest-flush")
-            try:
-                done, _ = await asyncio.wait({flush}, timeout=MANIFEST_SLOW)
-                if not done:
-                    self._manifest_slow_since = t0
-                    log.warning(
-                        "writing session manifests has taken over %.0fs, not done yet (%d verified file(s) "
-                        "wait for it to be released): the destination is slow or not answering",
-                        MANIFEST_SLOW,
-                        sum(map(len, self._after_manifest.values())),
+            await self.flush_manifests(frozenset({name}))
+            return self.mono() - t0
+
+        try:
+            while True:
+                now = self.mono()
+                for name, (task, t0) in sorted(running.items()):
+                    if not task.done():
+                        if now - t0 >= MANIFEST_SLOW and name not in self._manifest_slow_since:
+                            self._manifest_slow_since[name] = t0
+                            log.warning(
+                                "writing session manifests to tier %s has taken over %.0fs, not done yet (%d "
+                                "verified file(s) wait for it to be released): the destination is slow or not "
+                                "answering",
+                                name,
+                                MANIFEST_SLOW,
+                                self._waiting_for_manifests(name),
+                            )
+                        continue
+                    del running[name]
+                    self._manifest_slow_since.pop(name, None)
+                    took = task.result()  # a bug in it: raised here, the stage restarts (`_supervised`)
+                    error = self._manifest_error.get(name)
+                    if took >= MANIFEST_SLOW:
+                        log.warning(
+                            "session manifests written to tier %s after %.0fs (usually %.1fs)%s",
+                            name,
+                            took,
+                            sorted(usual)[len(usual) // 2] if usual else 0.0,
+                            f"; not all: {error}" if error else "",
+                        )
+                    if error is None:  # wrote what it had: a measure of a usual flush
+                        usual.append(took)
+                    pause = manifest_pause(list(usual))
+                due = self._manifest_wake.is_set() or now >= next_at
+                names = {c.tier.name for c in self.roots}
+                if due or again - running.keys():
+                    stopping = self.stopping.is_set()
+                    if due:
+                        self._manifest_wake.clear()
+                        again |= names & running.keys()
+                    for name in sorted((names if due else again) - running.keys()):
+                        again.discard(name)
+                        running[name] = (asyncio.create_task(timed(name), name=f"manifest-flush {name}"), now)
+                    if stopping:  # the last flush: waited for (the daemon bounds the drain)
+                        await asyncio.wait([task for task, _t0 in running.values()])
+                        for task, _t0 in running.values():
+                            task.result()
+                        return
+                    if due:
+                        next_at = now + pause
+                # until the next flush is due, one is asked, a flush ends, or one turns slow
+                until = next_at - now
+                for _task, t0 in running.values():
+                    if t0 + MANIFEST_SLOW > now:
+                        until = min(until, t0 + MANIFEST_SLOW - now)
+                asked = asyncio.ensure_future(self._manifest_wake.wait())
+                try:
+                    await asyncio.wait(
+                        {asked, *(task for task, _t0 in running.values())},
+                        timeout=max(0.0, until),
+                        return_when=asyncio.FIRST_COMPLETED,
                     )
-                await flush
-            finally:
-                flush.cancel()  # ours: cancelled with this stage (a no-op once done)
-                self._manifest_slow_since = None
-            took = self.mono() - t0
-            if took >= MANIFEST_SLOW:
-                log.warning(
-                    "session manifests written after %.0fs (usually %.1fs)%s",
-                    took,
-                    sorted(usual)[len(usual) // 2] if usual else 0.0,
-                    f"; not all: {self._manifest_error}" if self._manifest_error else "",
-                )
-            if self._manifest_error is None:  # wrote what it had: a measure of a usual flush
-                usual.append(took)
-            pause = manifest_pause(list(usual))
-            if self.stopping.is_set():
-                return
+                finally:
+                    asked.cancel()
+        finally:
+            for task, _t0 in running.values():
+                task.cancel()  # ours: cancelled with this stage
+            self._manifest_slow_since.clear()
+
+    def _waiting_for_manifests(self, tier: str) -> int:
+        """How many verified files wait for a session manifest on `tier` to be released."""
+        on = {c.index for c in self.roots if c.tier.name == tier}
+        return sum(len(w) for (index, _session), w in self._after_manifest.items() if index in on)
 
     def _manifest_later(self, index: int, session: str, exc: AcqdError) -> None:
         """A session manifest that could not be read or written now: said once, written at the next flush."""
-        self._flush_error = f"manifest of session {session!r}: {exc}"
+        self._flush_error[self._tier_of(index)] = f"manifest of session {session!r}: {exc}"
         self.repeats.error(
             "manifest", _PATHLIKE.sub("…", str(exc)), "manifest of session %r not written (retried): %s", session, exc
         )
@@ -4240,9 +4344,25 @@ class Pipeline:
             "wrote them, or run `acqd adopt` to import the manifests"
         )
 
-    async def flush_manifests(self) -> None:
+    def _tier_of(self, index: int) -> str:
+        """The name of the tier watch root `index` keeps its session manifests on."""
+        return next((c.tier.name for c in self.roots if c.index == index), "")
+
+    async def flush_manifests(self, tiers: frozenset[str] | None = None) -> None:
+        """Write the dirty session manifests (those on `tiers`; None: all), each tier's on its own,
+        the tiers at once: one that does not answer holds up only its own."""
         if self.halted is not None:  # the destination is not this daemon's any more
             return
+        names = {c.tier.name for c in self.roots} if tiers is None else tiers
+        await asyncio.gather(*(self._flush_tier(name) for name in sorted(names)))
+
+    async def _flush_tier(self, tier: str) -> None:
+        async with self._flush_locks.setdefault(tier, asyncio.Lock()):  # one flush of a tier at a time
+            if self.halted is not None:
+                return
+            await self._flush_tier_now(tier)
+
+    async def _flush_tier_now(self, tier: str) -> None:
         by_index = {c.index: c for c in self.roots}
         try:  # sessions the journal marks, not this run: `acqd verify` found a manifest missing or
             # out of date, a retention sweep moved or purged a copy
@@ -4251,13 +4371,18 @@ class Pipeline:
             marked = []
         by_path = {c.root: c.index for c in self.roots}
         self._dirty.update((by_path[root], session) for root, session in marked if root in by_path)
-        dirty, self._dirty = self._dirty, set()
+        dirty = {k for k in self._dirty if k[0] in by_index and by_index[k[0]].tier.name == tier}
+        self._dirty -= dirty
         listed_now: list[tuple[Candidate, FileRow]] = []  # releases whose manifests this flush writes
-        self._flush_error = None
+        self._flush_error.pop(tier, None)
         try:
             await self._flush_sessions(sorted(dirty), by_index, listed_now)
         finally:
-            self._manifest_error = self._flush_error
+            error = self._flush_error.pop(tier, None)
+            if error is None:
+                self._manifest_error.pop(tier, None)
+            else:
+                self._manifest_error[tier] = error
             if listed_now and not self.stopping.is_set():  # their releases go on now, together
                 await self._release_listed(listed_now)
             for c, row in listed_now:  # in flight now (or in another flight's hands): no longer waiting
@@ -4284,7 +4409,7 @@ class Pipeline:
                 self.repeats.error(
                     "journal", str(exc), "manifest of session %r not written (retried): %s", session, exc
                 )
-                self._flush_error = f"manifest of session {session!r}: {exc}"
+                self._flush_error[ctx.tier.name] = f"manifest of session {session!r}: {exc}"
                 self._dirty.add((index, session))
                 continue
 

@@ -914,8 +914,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "a journal error ending a flight restarts the shipping stage and admits its files again at once: twice a"
         " second for as long as the state disk is full",
         "acqd/pipeline.py",
-        "            except JournalError as exc:\n                # a journal write failing in an error path",
-        "            except ZeroDivisionError as exc:\n                # a journal write failing in an error path",
+        "        except JournalError as exc:\n            # a journal write failing in an error path",
+        "        except ZeroDivisionError as exc:\n            # a journal write failing in an error path",
         (
             "tests/test_inprocess.py::"
             "test_a_journal_error_in_a_release_waits_for_the_journal_without_restarting_a_stage",
@@ -1721,6 +1721,55 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_retention.py::test_a_warning_sent_in_the_sweep_that_moves_the_data_names_where_it_will_be",),
     ),
     Mutant(
+        "one-tier-takes-every-worker",
+        "with more than one tier, one tier's files may take every ship worker: a frozen server's files hold"
+        " them all, and a healthy tier's files wait for it",
+        "acqd/pace.py",
+        "        self.shared = tiers > 1  # one tier alone takes every worker\n",
+        "        self.shared = False\n",
+        (
+            "tests/test_remote_lanes.py::test_a_frozen_s3_server_does_not_hold_up_a_local_tier",
+            "tests/test_pace.py::test_one_tier_takes_every_worker_and_with_more_tiers_one_is_left_for_the_others",
+        ),
+    ),
+    Mutant(
+        "troubled-tier-takes-as-many",
+        "a tier whose last file failed there, or with a call stalled on it, takes as many files as a healthy one",
+        "acqd/pace.py",
+        "        if stalled or tier in self.failing:\n            return 1\n",
+        "        if False:\n            return 1\n",
+        ("tests/test_pace.py::test_a_tier_in_trouble_has_one_file_in_flight_until_one_ships",),
+    ),
+    Mutant(
+        "parked-files-never-handed-back",
+        "a file parked while its tier had as many in flight as it may is never handed back to the workers",
+        "acqd/pipeline.py",
+        "        if self.stopping.is_set():\n            return\n        stalled = stalled_tiers(",
+        "        if True:\n            return\n        stalled = stalled_tiers(",
+        (
+            "tests/test_remote_lanes.py::test_a_frozen_s3_server_does_not_hold_up_a_local_tier",
+            "tests/test_remote_lanes.py::test_a_frozen_sftp_server_does_not_hold_up_a_local_tier",
+        ),
+    ),
+    Mutant(
+        "manifests-of-every-tier-together",
+        "the session manifests of every tier written one flush at a time: a frozen tier's manifest holds"
+        " up the releases of every other tier",
+        "acqd/pipeline.py",
+        "        async with self._flush_locks.setdefault(tier, asyncio.Lock()):",
+        "        async with self._flush_locks.setdefault('', asyncio.Lock()):",
+        ("tests/test_remote_lanes.py::test_a_frozen_s3_server_does_not_hold_up_a_local_tier",),
+    ),
+    Mutant(
+        "looks-on-the-storage-threads",
+        "scans and settle looks share the storage calls' threads: while a frozen tier holds them, new files"
+        " are not even found",
+        "acqd/daemon.py",
+        "                    look=look,\n",
+        "                    look=io,\n",
+        ("tests/test_inprocess.py::test_new_files_are_found_while_every_storage_thread_waits_on_a_tier",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -2210,8 +2259,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "flight-error-drops-file",
         "a flight that ends in an error lands its files with nothing looking at them again",
         "acqd/pipeline.py",
-        "                self._rehint.update(c.key for c in (item if isinstance(item, list) else [item]))\n",
-        "                pass\n",
+        "            self._rehint.update(c.key for c in (item if isinstance(item, list) else [item]))\n",
+        "            pass\n",
         (
             "tests/test_inprocess.py::test_a_flight_that_ends_in_an_error_leaves_its_file_to_the_journal",
             "tests/test_inprocess.py::test_an_error_in_a_batchs_releases_does_not_drop_the_files_left_to_ship_alone",

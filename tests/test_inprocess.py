@@ -899,10 +899,10 @@ async def test_releases_waiting_for_their_manifest_when_a_reload_turns_release_o
     try:
         original = pipeline_mod.Pipeline.flush_manifests
 
-        async def held(self: Any) -> None:  # manifests wait until the reload is done
+        async def held(self: Any, tiers: Any = None) -> None:  # manifests wait until the reload is done
             if not reloaded.is_set():
                 return
-            await original(self)
+            await original(self, tiers)
 
         reloaded = asyncio.Event()
         pipeline_mod.Pipeline.flush_manifests = held  # type: ignore[method-assign]
@@ -1877,3 +1877,30 @@ async def test_a_read_back_that_fails_is_counted_as_the_verify_stage(
     retries = daemon.metrics.retries
     assert retries.labels("scope", "verify")._value.get() == 1
     assert retries.labels("scope", "write")._value.get() == 0
+
+
+async def test_new_files_are_found_while_every_storage_thread_waits_on_a_tier(tmp_path: Path) -> None:
+    """A tier that stops answering holds the storage threads its calls are on. Scans and settle looks
+    shared those threads, so a healthy tier's new files were not even found while they waited (a review,
+    thirty-third session): the acquisition disk's looks have threads of their own."""
+    import threading
+
+    rec = Recorder()
+    daemon, task, _path, _doc = await _running(tmp_path, rec)
+    gate = threading.Event()
+    try:
+        (tmp_path / "acq" / "a.txt").write_bytes(b"a")
+        await rec.wait("verified", 1)
+        io = daemon._io
+        assert io is not None
+        for _ in range(io._max_workers):  # every storage thread taken, as by calls to a frozen server
+            io.submit(gate.wait, 120)
+        (tmp_path / "acq" / "b.txt").write_bytes(b"b")
+        await rec.wait("seen", 2)
+        assert ("verified", "b.txt") not in rec.outcomes  # its ship waits for a storage thread
+        gate.set()
+        await rec.wait("verified", 2)
+    finally:
+        gate.set()
+        daemon.stop()
+        await asyncio.wait_for(task, 60)

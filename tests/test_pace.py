@@ -17,6 +17,7 @@ from acqd.pace import (
     Bucket,
     DiskLoad,
     DiskStat,
+    Lanes,
     Pace,
     Window,
     combine,
@@ -367,3 +368,33 @@ def test_manifest_pause(usual: list[float], pause: float) -> None:
     from acqd.pace import manifest_pause
 
     assert manifest_pause(usual) == pytest.approx(pause)
+
+
+def test_one_tier_takes_every_worker_and_with_more_tiers_one_is_left_for_the_others() -> None:
+    alone: Lanes[str] = Lanes(4, 1)
+    assert all(alone.admit("central", f"f{i}", False) for i in range(4))
+    shared: Lanes[str] = Lanes(4, 2)
+    assert [shared.admit("central", f"f{i}", False) for i in range(4)] == [True, True, True, False]
+    assert shared.admit("nas", "n0", False)  # the worker left: another tier's file is taken
+    assert shared.admit(None, "x", False)  # a file whose tier is not known is never parked
+    assert shared.unpark(frozenset()) is None  # central is full
+    shared.land("central")
+    assert shared.unpark(frozenset()) == "f3" and shared.unpark(frozenset()) is None
+    one: Lanes[str] = Lanes(1, 2)
+    assert one.admit("central", "a", False) and not one.admit("central", "b", False)
+
+
+def test_a_tier_in_trouble_has_one_file_in_flight_until_one_ships() -> None:
+    lanes: Lanes[str] = Lanes(4, 2)
+    lanes.failed("sftp")
+    assert lanes.admit("sftp", "a", False) and not lanes.admit("sftp", "b", False)
+    assert lanes.admit("s3", "c", True) and not lanes.admit("s3", "d", True)  # a call on it stalled
+    lanes.land("sftp")
+    assert lanes.unpark(frozenset({"s3"})) == "b"  # parked in order; s3 still stalled: d stays
+    assert lanes.unpark(frozenset({"s3"})) is None
+    lanes.worked("sftp")
+    assert lanes.admit("sftp", "e", False) and lanes.admit("sftp", "f", False)
+    assert lanes.unpark(frozenset()) == "d"  # s3 answers again
+    assert lanes.drop() == [] and lanes.flights == {"sftp": 3, "s3": 2}
+    assert not lanes.admit("s3", "g", True)
+    assert lanes.drop() == ["g"] and lanes.unpark(frozenset()) is None

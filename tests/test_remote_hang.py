@@ -150,7 +150,7 @@ def _hung_manifest(s3_server: SeaweedS3, tmp_path: Path) -> None:
         # the write under way lists a1; a2 waits for the next one, seconds away (it was minutes)
         wait_for(lambda: not (watch / "s" / "a2.dat").exists(), 60, "a2 released", daemon=d, state=state)
         assert not (watch / "s" / "a1.dat").exists()
-        assert "session manifests written after" in d.stderr(), d.stderr()[-3000:]
+        assert "session manifests written to tier central after" in d.stderr(), d.stderr()[-3000:]
     finally:
         if stopped:
             _signal_all(s3_server, signal.SIGCONT)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from acqd.errors import PermanentError
-from acqd.storage.base import NAME_MAX, Tier, is_temp, stalled_calls, temp_name
+from acqd.storage.base import NAME_MAX, Tier, is_temp, stalled_calls, stalled_tiers, temp_name
 from acqd.storage.errors import ERROR_TABLE, ConflictError, DestinationError, NameTooLongError, translate
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "is_temp",
     "open_tier",
     "stalled_calls",
+    "stalled_tiers",
     "temp_name",
     "translate",
 ]

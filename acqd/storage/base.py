@@ -45,6 +45,12 @@ def stalled_calls(older_than: float) -> list[tuple[object, str, str, str, float]
     ]
 
 
+def stalled_tiers(older_than: float) -> frozenset[str]:
+    """The names of the tiers with a storage call under way for at least `older_than` seconds."""
+    now = time.monotonic()
+    return frozenset(tier.name for tier, _op, _rel, at in list(UNDER_WAY.values()) if now - at >= older_than)
+
+
 __all__ = ["NAME_MAX", "ReaderBase", "Tier", "check_options", "is_temp", "rename_noreplace", "temp_name"]
 
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
