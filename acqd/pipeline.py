@@ -420,23 +420,34 @@ def _count_layout(stats: RunStats, ctx: RootCtx, rel: str, layout_name: str) -> 
 
 
 class ByteBudget:
-    """An async semaphore counted in bytes: caps file data in memory across all stages."""
+    """An async semaphore counted in bytes: caps file data in memory across all stages. The flights of
+    one tier hold at most `tier_cap` of it (acqd.pace.Lanes: a frozen tier's flights, holding their
+    bytes for as long as it does not answer, held all of it, and a healthy tier's files waited)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, tier_cap: int | None = None) -> None:
         self.limit = limit
         self.used = 0
+        self.tier_cap = max(1, min(limit, tier_cap if tier_cap is not None else limit))
+        self.by_tier: dict[str, int] = {}
         self._cond = asyncio.Condition()
 
-    async def acquire(self, n: int) -> int:
-        n = max(1, min(n, self.limit))
+    async def acquire(self, n: int, tier: str | None = None) -> int:
+        cap = self.limit if tier is None else self.tier_cap
+        n = max(1, min(n, cap))
         async with self._cond:
-            await self._cond.wait_for(lambda: self.used + n <= self.limit)
+            await self._cond.wait_for(
+                lambda: self.used + n <= self.limit and (tier is None or self.by_tier.get(tier, 0) + n <= cap)
+            )
             self.used += n
+            if tier is not None:
+                self.by_tier[tier] = self.by_tier.get(tier, 0) + n
         return n
 
-    async def release(self, n: int) -> None:
+    async def release(self, n: int, tier: str | None = None) -> None:
         async with self._cond:
             self.used -= n
+            if tier is not None:
+                self.by_tier[tier] = self.by_tier.get(tier, 0) - n
             self._cond.notify_all()
 
 
@@ -705,10 +716,17 @@ class Pipeline:
         self._unreconciled: set[int] = set()
         self._soon: dict[int, float] = {}  # root index -> when to scan it again after a journal failure
         self.stats = RunStats(started=mono())
-        self.budget = ByteBudget(limits.inflight_bytes)
+        workers = limits.concurrent_files
+        shared = len(self.tiers) > 1 and workers > 1  # one tier's trouble is its own (acqd.pace.Lanes)
+        #: with more than one tier, one tier's flights hold at most the share of the workers it may have
+        self.budget = ByteBudget(
+            limits.inflight_bytes, limits.inflight_bytes * (workers - 1) // workers if shared else None
+        )
         self.slots = Slots(limits.concurrent_files)  # lowered by the daemon's pacer while backing off
         #: files a frame layout encodes and verifies at once (each on every core): acqd.pipeline.frame_ships
-        self.frame_slots = asyncio.Semaphore(frame_ships(limits))
+        #: (counted in files; with more than one tier, one more, which one tier's files never all take)
+        heavy = frame_ships(limits)
+        self.frame_slots = ByteBudget(heavy + 1, heavy) if shared else ByteBudget(heavy)
         self.hints: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=10_000)
         self.ready: asyncio.Queue[Candidate | list[Candidate] | None] = asyncio.Queue(
             maxsize=limits.concurrent_files * 2
@@ -975,6 +993,9 @@ class Pipeline:
             f"releases to look at again later: {len(self._release_later)}",
             f"asked about again when they land: {len(self._rehint)}",
             f"hints queued: {self.hints.qsize()}; ready for the ship workers: {self.ready.qsize()}",
+            "parked for their tier: "
+            + (", ".join(f"{t} {len(q)}" for t, q in sorted(self.lanes.parked.items())) or "none")
+            + f"; in flight by tier: {dict(sorted(self.lanes.flights.items()))}; failing: {sorted(self.lanes.failing)}",
         ]
         for name, keys in (
             ("in flight", self.in_flight),
@@ -2762,13 +2783,14 @@ class Pipeline:
         # a frame layout's whole-file work (codec trial, encode, verify) runs on every core: a few
         # such files at once, taken before the budget so that files waiting here hold none of it
         heavy = isinstance(placed0.layout, FrameLayout) and follow is None
+        tier0 = placed0.tier.name  # its slot and bytes counted on its tier's share (`ByteBudget`)
         if heavy:
-            await self.frame_slots.acquire()
+            await self.frame_slots.acquire(1, tier0)
         try:
-            reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier))
+            reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier), tier0)
         except BaseException:
             if heavy:
-                self.frame_slots.release()
+                await self.frame_slots.release(1, tier0)
             raise
         t0 = self.mono()
         stage = "write"  # where a storage error is counted: the read-back's are the verify's (a review)
@@ -2920,9 +2942,9 @@ class Pipeline:
                 await self._retry(c, why, "internal")
             return
         finally:
-            await self.budget.release(reserved)
+            await self.budget.release(reserved, tier0)
             if heavy:
-                self.frame_slots.release()
+                await self.frame_slots.release(1, tier0)
             if follow is not None:  # taken over, not finished (an error before): its temporary dropped
                 await self._abort_stream(follow)
         latency = self.mono() - t0
@@ -2961,7 +2983,8 @@ class Pipeline:
         which knows every case; a copy that does not verify is retried like one file's."""
         alone: list[Candidate] = []
         done: list[tuple[Candidate, FileRow]] = []
-        reserved = await self.budget.acquire(3 * sum(c.stable.size for c in cs))
+        lane = self._lane(cs)
+        reserved = await self.budget.acquire(3 * sum(c.stable.size for c in cs), lane)
         try:
             alone, retry, done = await self._batch_steps(cs)
         except ClaimError as exc:
@@ -2976,7 +2999,7 @@ class Pipeline:
             log.exception("unexpected error shipping a batch of %d small files", len(cs))
             alone, retry = cs, []
         finally:
-            await self.budget.release(reserved)
+            await self.budget.release(reserved, lane)
         for c, why, stage in retry:
             await self._retry(c, why, stage)
         await self._release_together(done)  # an error here leaves `alone` to the journal (`_worker`)

@@ -1770,6 +1770,27 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_inprocess.py::test_new_files_are_found_while_every_storage_thread_waits_on_a_tier",),
     ),
     Mutant(
+        "budget-held-by-one-tier",
+        "one tier's flights may hold the whole in-flight budget (and every frame slot): a frozen tier's hold it"
+        " for as long as it does not answer, and a healthy tier's files wait",
+        "acqd/pipeline.py",
+        "        cap = self.limit if tier is None else self.tier_cap\n",
+        "        cap = self.limit\n",
+        (
+            "tests/test_pipeline_units.py::test_one_tiers_flights_never_hold_the_whole_budget",
+            "tests/test_remote_lanes.py::test_a_frozen_s3_server_does_not_hold_up_a_local_tier",
+        ),
+    ),
+    Mutant(
+        "flights-counted-on-no-tier",
+        "a file's flight takes its bytes and frame slot on no tier's account: a frozen tier's flights hold the"
+        " whole budget",
+        "acqd/pipeline.py",
+        "        tier0 = placed0.tier.name  # its slot",
+        "        tier0 = None  # its slot",
+        ("tests/test_remote_lanes.py::test_a_frozen_s3_server_does_not_hold_up_a_local_tier",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",
@@ -1794,7 +1815,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "byte-budget",
         "the byte budget bypassed (ships do not reserve their memory)",
         "acqd/pipeline.py",
-        "        reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier))\n",
+        "        reserved = await self.budget.acquire(self._memory_for(c, placed0.layout, placed0.tier), tier0)\n",
         "        reserved = 0\n",
         (f"{FAULTS}::test_byte_budget_bounds_concurrent_ships",),
     ),
@@ -1802,7 +1823,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "byte-budget-wait",
         "the byte budget never waits",
         "acqd/pipeline.py",
-        "            await self._cond.wait_for(lambda: self.used + n <= self.limit)\n",
+        "            await self._cond.wait_for(\n"
+        "                lambda: self.used + n <= self.limit"
+        " and (tier is None or self.by_tier.get(tier, 0) + n <= cap)\n"
+        "            )\n",
         "",
         (
             "tests/test_pipeline_units.py::test_byte_budget_never_exceeds_its_limit",

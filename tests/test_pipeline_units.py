@@ -41,6 +41,30 @@ async def test_byte_budget_blocks_until_released() -> None:
     assert await asyncio.wait_for(waiter, 1) == 50
 
 
+async def test_one_tiers_flights_never_hold_the_whole_budget() -> None:
+    """A frozen tier's flights hold their bytes for as long as it does not answer: they held all of it
+    and a healthy tier's files waited (the budget, and the frame layouts' slots counted the same way)."""
+    budget = ByteBudget(100, 75)
+    assert await budget.acquire(500, "s3x") == 75  # a file larger than the share: capped at it
+    await budget.release(75, "s3x")
+    frozen = await budget.acquire(60, "s3")
+    more = asyncio.create_task(budget.acquire(20, "s3"))  # 80 on one tier: over its share, waits
+    await asyncio.sleep(0)
+    assert not more.done()
+    assert await asyncio.wait_for(budget.acquire(40, "nas"), 1) == 40  # another tier: the rest is its
+    await budget.release(frozen, "s3")
+    assert await asyncio.wait_for(more, 1) == 20
+    assert budget.by_tier == {"s3": 20, "s3x": 0, "nas": 40} and budget.used == 60
+    slots = ByteBudget(3, 2)  # two frame slots for one tier, and one more left for the others
+    await slots.acquire(1, "s3")
+    await slots.acquire(1, "s3")
+    third = asyncio.create_task(slots.acquire(1, "s3"))
+    await asyncio.sleep(0)
+    assert not third.done()
+    assert await asyncio.wait_for(slots.acquire(1, "nas"), 1) == 1
+    third.cancel()
+
+
 @pytest.mark.parametrize("turns", range(6))
 async def test_a_cancel_as_the_wait_ends_stops_the_task(turns: int) -> None:
     """A task napping on an event (a stream between frames, the tracker, the scanner) is cancelled
