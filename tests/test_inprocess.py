@@ -1002,12 +1002,12 @@ async def test_a_batch_a_reload_places_in_a_frame_layout_ships_each_file_alone(
         del doc["watch"][0]["placement"]
         acquire = pipeline.budget.acquire
 
-        async def reload_first(n: int) -> Any:
+        async def reload_first(n: int, tier: str | None = None) -> Any:
             if not reloaded:
                 reloaded.append(True)
                 path.write_text(yaml.safe_dump(doc))
                 daemon._on_reload()
-            return await acquire(n)
+            return await acquire(n, tier)
 
         reloaded: list[bool] = []
         monkeypatch.setattr(pipeline.budget, "acquire", reload_first)
