@@ -85,6 +85,7 @@ log = logging.getLogger("acqd")
 
 STATE_DIR_MODE = 0o700  # the state directory: journal, lock, mailbox (see README, "Files and permissions")
 DRAIN_SECONDS = 30.0
+MANIFEST_STOP_SECONDS = 15.0  # at a stop, after the drain: the last session manifests' writes
 IO_EXIT_SECONDS = 15.0  # at a stop, after the drain: storage calls still blocked are left behind
 LISTEN_RETRY_SECONDS = 30.0  # a metrics port taken at start: tried again this often
 CATALOG_DRAIN_SECONDS = 10.0  # at a stop: the catalog's last records, if it is reachable
@@ -1202,7 +1203,14 @@ class Daemon:
                 if ready is not None:
                     ready.set()
                 await self._drain(task, pipeline)
-                await pipeline.flush_manifests()
+                try:  # each tier's at once; one that does not answer is left (the journal marks its sessions)
+                    await within(pipeline.flush_manifests(), MANIFEST_STOP_SECONDS)
+                except TimeoutError:
+                    log.warning(
+                        "stopping: session manifests not all written within %.0fs (a destination not answering: "
+                        "see above); they are written at the next start",
+                        MANIFEST_STOP_SECONDS,
+                    )
                 if self.catalog is not None and not await self.catalog.drain(CATALOG_DRAIN_SECONDS):
                     log.info("catalog: %d record(s) wait in the outbox for the next start", self.catalog.depth)
                 if self.events is not None:

@@ -4288,12 +4288,16 @@ class Pipeline:
                     if due:
                         self._manifest_wake.clear()
                         again |= names & running.keys()
+                    started = []
                     for name in sorted((names if due else again) - running.keys()):
                         again.discard(name)
-                        running[name] = (asyncio.create_task(timed(name), name=f"manifest-flush {name}"), now)
-                    if stopping:  # the last flush: waited for (the daemon bounds the drain)
-                        await asyncio.wait([task for task, _t0 in running.values()])
-                        for task, _t0 in running.values():
+                        started.append(asyncio.create_task(timed(name), name=f"manifest-flush {name}"))
+                        running[name] = (started[-1], now)
+                    if stopping:  # the last flush: waited for (the daemon bounds the drain), but for a
+                        # tier's already under way (not answering: the daemon's stop tries it once more)
+                        if started:
+                            await asyncio.wait(started)
+                        for task in started:
                             task.result()
                         return
                     if due:

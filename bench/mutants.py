@@ -1791,6 +1791,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_remote_lanes.py::test_a_frozen_s3_server_does_not_hold_up_a_local_tier",),
     ),
     Mutant(
+        "stop-waits-for-a-frozen-manifest",
+        "a stop's last session-manifest flush waits for ever on a destination that stopped answering",
+        "acqd/daemon.py",
+        "MANIFEST_STOP_SECONDS = 15.0",
+        "MANIFEST_STOP_SECONDS = 1e9",
+        ("tests/test_remote_hang.py::test_sigterm_while_a_manifest_write_hangs_stops_and_the_next_start_writes_it",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

@@ -327,3 +327,41 @@ def test_a_stalled_s3_server_is_said_counted_and_shown_while_its_files_wait(tmp_
         assert r.returncode == 0 and out.read_bytes() == data, r.stderr
     finally:
         s3_server.stop()
+
+
+def test_sigterm_while_a_manifest_write_hangs_stops_and_the_next_start_writes_it(tmp_path: Path) -> None:
+    """Found while isolating the tiers (thirty-fourth session): a stop's last manifest flush waited for
+    ever on a destination that stopped answering (systemd kills the daemon at its stop timeout). It is
+    bounded and said; the journal keeps the session marked, so the next start writes the manifest, and
+    the file that waited for it is released then."""
+    s3_server = SeaweedS3(tmp_path / "seaweedfs", need_path(weed_binary(), "SeaweedFS `weed` not installed"))
+    s3_server.start()
+    try:
+        cfg, watch, state = _split(s3_server, tmp_path)
+        (watch / "s" / "a0.dat").write_bytes(os.urandom(4096))
+        d = Background("run", "--config", str(cfg))
+        stopped = False
+        try:
+            wait_for(lambda: not (watch / "s" / "a0.dat").exists(), 60, "a0 released", daemon=d, state=state)
+            _signal_all(s3_server, signal.SIGSTOP)
+            stopped = True
+            (watch / "s" / "a1.dat").write_bytes(os.urandom(4096))
+            wait_for(lambda: journal_states(state).get("s/a1.dat") == "verified", 60, "a1 verified", d, state)
+            d.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                d.proc.wait(timeout=150)  # the drain's 30 s, the manifests' 15 s, the I/O threads' 15 s
+            assert d.proc.poll() is not None, f"still running after SIGTERM:\n{d.stderr()[-3000:]}"
+        finally:
+            if stopped:
+                _signal_all(s3_server, signal.SIGCONT)
+            d.kill()
+        assert "session manifests not all written within" in d.stderr(), d.stderr()[-3000:]
+        assert (watch / "s" / "a1.dat").exists()  # not released: its manifest does not list it yet
+        d2 = Background("run", "--config", str(cfg))
+        try:
+            wait_for(lambda: not (watch / "s" / "a1.dat").exists(), 90, "a1 released at the next start", d2, state)
+        finally:
+            code, err = d2.terminate()
+        assert code == 0, err[-3000:]
+    finally:
+        s3_server.stop()
