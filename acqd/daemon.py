@@ -1470,6 +1470,7 @@ class Daemon:
             if said is not None:
                 log.log(logging.WARNING if "stay in use" in said else logging.INFO, "reload: %s", said)
         self.config = new  # the pacer reads its back-off rule and slot count from here each round
+        pipeline.relane()  # files parked for their tier: placed again by the new rules
         pipeline.request_rescan()  # what the new rules take in or release now, not at the next scan
         log.info("reloaded configuration, detector profiles%s", " and retention policy" if policy else "")
 

@@ -314,15 +314,16 @@ class Lanes(Generic[T]):
         if tier is not None and self.flights.get(tier, 0) > 0:
             self.flights[tier] -= 1
 
-    def unpark(self, stalled: frozenset[str]) -> T | None:
-        """A parked file whose tier may take one more now (in the order parked), taken into flight."""
+    def unpark(self, stalled: frozenset[str]) -> tuple[str, T] | None:
+        """A parked file whose tier may take one more now (in the order parked), taken into flight
+        on that tier (which its flight must land: a reload may place it elsewhere meanwhile)."""
         for tier, items in self.parked.items():
             if items and self.flights.get(tier, 0) < self.cap(tier, tier in stalled):
                 self.flights[tier] = self.flights.get(tier, 0) + 1
                 item = items.popleft()
                 if not items:
                     del self.parked[tier]
-                return item
+                return tier, item
         return None
 
     def failed(self, tier: str) -> None:

@@ -733,7 +733,9 @@ class Pipeline:
         )
         #: files in flight by tier, and those parked until their tier may take more (acqd.pace.Lanes)
         self.lanes: Lanes[Candidate | list[Candidate]] = Lanes(limits.concurrent_files, len(self.tiers))
-        self._admitted: set[int] = set()  # ids of parked items handed back to `ready`, counted in flight
+        #: ids of parked items handed back to `ready` -> the tier they are counted in flight on
+        self._admitted: dict[int, str] = {}
+        self._relane: deque[Candidate | list[Candidate]] = deque()  # parked before a reload: admitted again
         #: small files settled in this round of the tracker, by (tier, layout), not yet handed to a worker
         self._forming: dict[tuple[int, int], tuple[list[Candidate], int]] = {}
         self._heap: list[tuple[float, int, tuple[int, str]]] = []
@@ -1098,9 +1100,10 @@ class Pipeline:
             )
         while not self.ready.empty():
             self.ready.get_nowait()
-        for parked in self.lanes.drop():  # waiting for their tier: pending in the journal for the next start
-            for c in parked if isinstance(parked, list) else [parked]:
+        for parked in [*self.lanes.drop(), *self._relane]:  # waiting for their tier: pending in the journal
+            for c in parked if isinstance(parked, list) else [parked]:  # for the next start
                 self._land(c)
+        self._relane.clear()
         self._admitted.clear()
         for _ in range(self.limits.concurrent_files):
             self.ready.put_nowait(None)
@@ -2708,19 +2711,28 @@ class Pipeline:
         if self.stopping.is_set():
             return
         stalled = stalled_tiers(self.limits.stalled_after)
-        while not self.ready.full() and (item := self.lanes.unpark(stalled)) is not None:
-            self._admitted.add(id(item))
+        while self._relane and not self.ready.full():  # parked before a reload: admitted again, placed anew
+            self.ready.put_nowait(self._relane.popleft())
+        while not self.ready.full() and (got := self.lanes.unpark(stalled)) is not None:
+            tier, item = got
+            self._admitted[id(item)] = tier
             self.ready.put_nowait(item)
+
+    def relane(self) -> None:
+        """A reload may place parked files on another tier: each is admitted again, by its placement now
+        (a review: parked behind the tier they no longer go to, and landed on the new one, they left the
+        old one counted full for good)."""
+        self._relane.extend(self.lanes.drop())
+        self._lane_room()
 
     async def _worker(self) -> None:
         while True:
             item = await self.ready.get()
             if item is None:
                 return
-            lane = self._lane(item)
-            if id(item) in self._admitted:  # unparked: counted in its tier's flights then
-                self._admitted.discard(id(item))
-            elif not self.lanes.admit(lane, item, lane in stalled_tiers(self.limits.stalled_after)):
+            counted = self._admitted.pop(id(item), None)  # unparked: counted on that tier then, landed there
+            lane = counted if counted is not None else self._lane(item)
+            if counted is None and not self.lanes.admit(lane, item, lane in stalled_tiers(self.limits.stalled_after)):
                 continue  # parked: its tier has as many in flight as it may; no worker held
             try:
                 await self._flight(item)

@@ -1904,3 +1904,87 @@ async def test_new_files_are_found_while_every_storage_thread_waits_on_a_tier(tm
         gate.set()
         daemon.stop()
         await asyncio.wait_for(task, 60)
+
+
+SIDECARS_TO_NAS = """\
+apiVersion: acqd/v1
+kind: RetentionPolicy
+metadata: {name: split}
+spec:
+  tiers: [central, nas]
+  dataClasses:
+    sidecars: {globs: ["*.xml"]}
+  rules:
+    - name: sidecars
+      match: {dataClass: sidecars}
+      placement: {tier: nas}
+  default: {name: keep}
+"""
+
+
+async def test_a_reload_that_places_parked_files_elsewhere_ships_them_there(tmp_path: Path) -> None:
+    """Found by a stranger's review of the tier lanes (thirty-fourth session): files parked behind a
+    busy tier stayed parked there after a reload placed them on another tier, and each one handed back
+    was counted on the old tier and landed on the new one: the old tier was counted full for good,
+    nothing shipped there again until a restart. A reload admits the parked files again."""
+    import threading
+
+    import yaml
+
+    acq, nas, central = tmp_path / "acq", tmp_path / "nas", tmp_path / "central"
+    for d in (acq, nas, central):
+        d.mkdir()
+    (tmp_path / "policy.yaml").write_text(KEEP_POLICY.replace("[central]", "[central, nas]"))
+    doc = cfg(acq, tmp_path / "state", f"file://{central}").model_dump(mode="json", exclude_unset=True)
+    doc["tiers"]["nas"] = {"url": f"file://{nas}"}
+    doc["policy"] = str(tmp_path / "policy.yaml")
+    path = tmp_path / "acqd.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    rec = Recorder()
+    daemon = Daemon(Config.model_validate(doc), config_path=path, reporter=rec)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    gate = threading.Event()
+    try:
+        (acq / "first.dat").write_bytes(b"first")
+        await rec.wait("verified", 1)
+        pipeline = daemon.pipeline
+        assert pipeline is not None and pipeline.guard is not None
+        guard = pipeline.guard
+
+        def frozen_central(tier: Tier, *args: Any) -> None:  # central stops answering
+            if tier.name == "central":
+                gate.wait(120)
+            guard(tier, *args)
+
+        pipeline.guard = frozen_central
+        for i in range(3):  # over the small files' size: each in a flight of its own, held by central
+            (acq / f"movie{i}.dat").write_bytes(os.urandom((1 << 20) + 1))
+
+        def parked() -> int:
+            return sum(len(x) if isinstance(x, list) else 1 for x in pipeline.lanes.parked.get("central", ()))
+
+        for _ in range(300):
+            if pipeline.lanes.flights.get("central") == 3:
+                break
+            await asyncio.sleep(0.1)
+        for i in range(3):
+            (acq / f"meta{i}.xml").write_bytes(b"<x/>" * (i + 1))
+        for _ in range(300):
+            if parked() == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert parked() == 3 and pipeline.lanes.flights["central"] == 3, pipeline.lanes.parked
+        (tmp_path / "policy.yaml").write_text(SIDECARS_TO_NAS)
+        daemon._on_reload()
+        await rec.wait("verified", 4)  # the three sidecars, on nas, while central does not answer
+        assert sorted(r for k, r in rec.outcomes if k == "verified")[1:] == ["meta0.xml", "meta1.xml", "meta2.xml"]
+        assert sorted(p.name for p in (nas / "scope").glob("*.xml")) == ["meta0.xml", "meta1.xml", "meta2.xml"]
+        gate.set()
+        await rec.wait("verified", 7)
+        (acq / "later.dat").write_bytes(b"later")  # central takes files again: not counted full
+        await rec.wait("verified", 8)
+        assert not pipeline.lanes.parked and not any(pipeline.lanes.flights.values()), pipeline.lanes.flights
+    finally:
+        gate.set()
+        daemon.stop()
+        await asyncio.wait_for(task, 60)

@@ -379,7 +379,7 @@ def test_one_tier_takes_every_worker_and_with_more_tiers_one_is_left_for_the_oth
     assert shared.admit(None, "x", False)  # a file whose tier is not known is never parked
     assert shared.unpark(frozenset()) is None  # central is full
     shared.land("central")
-    assert shared.unpark(frozenset()) == "f3" and shared.unpark(frozenset()) is None
+    assert shared.unpark(frozenset()) == ("central", "f3") and shared.unpark(frozenset()) is None
     one: Lanes[str] = Lanes(1, 2)
     assert one.admit("central", "a", False) and not one.admit("central", "b", False)
 
@@ -390,11 +390,11 @@ def test_a_tier_in_trouble_has_one_file_in_flight_until_one_ships() -> None:
     assert lanes.admit("sftp", "a", False) and not lanes.admit("sftp", "b", False)
     assert lanes.admit("s3", "c", True) and not lanes.admit("s3", "d", True)  # a call on it stalled
     lanes.land("sftp")
-    assert lanes.unpark(frozenset({"s3"})) == "b"  # parked in order; s3 still stalled: d stays
+    assert lanes.unpark(frozenset({"s3"})) == ("sftp", "b")  # parked in order; s3 still stalled: d stays
     assert lanes.unpark(frozenset({"s3"})) is None
     lanes.worked("sftp")
     assert lanes.admit("sftp", "e", False) and lanes.admit("sftp", "f", False)
-    assert lanes.unpark(frozenset()) == "d"  # s3 answers again
+    assert lanes.unpark(frozenset()) == ("s3", "d")  # s3 answers again
     assert lanes.drop() == [] and lanes.flights == {"sftp": 3, "s3": 2}
     assert not lanes.admit("s3", "g", True)
     assert lanes.drop() == ["g"] and lanes.unpark(frozenset()) is None
