@@ -956,6 +956,9 @@ class Daemon:
                         url,
                         secs,
                     )
+            p = self.pipeline
+            if p is not None and stalled:  # a back-off's slots held by a stalled tier's files count no more
+                await p.slots.nudge()
             current = {s[0] for s in stalled}
             for token in [t for t in said if t not in current]:
                 tier, op, url, since = said.pop(token)

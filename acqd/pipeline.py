@@ -466,30 +466,50 @@ class Slots:
     """How many files the ship workers may work on at once: all of them, fewer while acqd backs off
     for the camera (acqd.pace; 0 pauses new work). A worker takes a slot before it starts a file and
     gives it back when done, so a lower limit lets files started finish and starts no new ones until
-    fewer are at work."""
+    fewer are at work. The files of a tier that has not answered for `limits.stalled_after` (`stalled`)
+    do not count: they read nothing from the acquisition disk, and, holding the slots of a back-off,
+    they held up every other tier's files (a review)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, stalled: Callable[[], frozenset[str]] = frozenset) -> None:
         self.limit = limit
         self.used = 0
         self.waiting = 0  # workers holding a file and waiting for a slot
+        self.by_tier: dict[str, int] = {}
+        self.stalled = stalled
         self._cond = asyncio.Condition()
 
-    async def acquire(self, stopping: asyncio.Event) -> bool:
+    def _free(self) -> bool:
+        held = self.used
+        if held >= self.limit and self.by_tier:
+            stalled = self.stalled()
+            held -= sum(n for t, n in self.by_tier.items() if t in stalled)
+        return held < self.limit
+
+    async def acquire(self, stopping: asyncio.Event, tier: str | None = None) -> bool:
         """Wait for a slot: True with one taken, False (none taken) if the daemon stops meanwhile."""
         async with self._cond:
             self.waiting += 1
             try:
-                await self._cond.wait_for(lambda: self.used < self.limit or stopping.is_set())
+                await self._cond.wait_for(lambda: self._free() or stopping.is_set())
             finally:
                 self.waiting -= 1
             if stopping.is_set():
                 return False
             self.used += 1
+            if tier is not None:
+                self.by_tier[tier] = self.by_tier.get(tier, 0) + 1
             return True
 
-    async def release(self) -> None:
+    async def release(self, tier: str | None = None) -> None:
         async with self._cond:
             self.used -= 1
+            if tier is not None:
+                self.by_tier[tier] = self.by_tier.get(tier, 0) - 1
+            self._cond.notify_all()
+
+    async def nudge(self) -> None:
+        """Look again (a tier may have stalled since: its files' slots count no more)."""
+        async with self._cond:
             self._cond.notify_all()
 
     async def set_limit(self, limit: int) -> None:
@@ -722,7 +742,9 @@ class Pipeline:
         self.budget = ByteBudget(
             limits.inflight_bytes, limits.inflight_bytes * (workers - 1) // workers if shared else None
         )
-        self.slots = Slots(limits.concurrent_files)  # lowered by the daemon's pacer while backing off
+        self.slots = Slots(  # lowered by the daemon's pacer while backing off
+            limits.concurrent_files, lambda: stalled_tiers(self.limits.stalled_after)
+        )
         #: files a frame layout encodes and verifies at once (each on every core): acqd.pipeline.frame_ships
         #: (counted in files; with more than one tier, one more, which one tier's files never all take)
         heavy = frame_ships(limits)
@@ -2735,13 +2757,13 @@ class Pipeline:
             if counted is None and not self.lanes.admit(lane, item, lane in stalled_tiers(self.limits.stalled_after)):
                 continue  # parked: its tier has as many in flight as it may; no worker held
             try:
-                await self._flight(item)
+                await self._flight(item, lane)
             finally:
                 self.lanes.land(lane)
                 self._lane_room()
 
-    async def _flight(self, item: Candidate | list[Candidate]) -> None:
-        started = await self.slots.acquire(self.stopping)  # waits while acqd backs off for the camera
+    async def _flight(self, item: Candidate | list[Candidate], lane: str | None = None) -> None:
+        started = await self.slots.acquire(self.stopping, lane)  # waits while acqd backs off for the camera
         try:
             if not started:  # stopping: the file stays pending in the journal for the next start
                 return
@@ -2766,7 +2788,7 @@ class Pipeline:
             raise
         finally:
             if started:
-                await self.slots.release()
+                await self.slots.release(lane)
             for c in item if isinstance(item, list) else [item]:
                 self._land(c)
                 if c.key in self._rehint:
@@ -4252,7 +4274,7 @@ class Pipeline:
         end; meanwhile the other tiers' manifests go on (before, one tier that stopped answering held up
         the releases of every other); a stop flushes at once."""
         pause = MANIFEST_PAUSE_MIN
-        usual: deque[float] = deque(maxlen=MANIFEST_USUAL)
+        usual: dict[str, deque[float]] = {}  # by tier: a local folder's flushes say nothing of S3's
         running: dict[str, tuple[asyncio.Task[float], float]] = {}  # tier -> its flush, since when
         next_at = self.mono() + pause
         again: set[str] = set()  # tiers a flush was asked of while theirs ran: flushed again as soon as it ends
@@ -4282,17 +4304,18 @@ class Pipeline:
                     self._manifest_slow_since.pop(name, None)
                     took = task.result()  # a bug in it: raised here, the stage restarts (`_supervised`)
                     error = self._manifest_error.get(name)
+                    own = usual.setdefault(name, deque(maxlen=MANIFEST_USUAL))
                     if took >= MANIFEST_SLOW:
                         log.warning(
                             "session manifests written to tier %s after %.0fs (usually %.1fs)%s",
                             name,
                             took,
-                            sorted(usual)[len(usual) // 2] if usual else 0.0,
+                            sorted(own)[len(own) // 2] if own else 0.0,
                             f"; not all: {error}" if error else "",
                         )
-                    if error is None:  # wrote what it had: a measure of a usual flush
-                        usual.append(took)
-                    pause = manifest_pause(list(usual))
+                    if error is None:  # wrote what it had: a measure of a usual flush of this tier
+                        own.append(took)
+                    pause = max(manifest_pause(list(u)) for u in usual.values())
                 due = self._manifest_wake.is_set() or now >= next_at
                 names = {c.tier.name for c in self.roots}
                 if due or again - running.keys():

@@ -1799,6 +1799,22 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_remote_hang.py::test_sigterm_while_a_manifest_write_hangs_stops_and_the_next_start_writes_it",),
     ),
     Mutant(
+        "parked-files-kept-across-a-reload",
+        "a reload that places parked files on another tier leaves them parked behind the old one",
+        "acqd/daemon.py",
+        "        pipeline.relane()  # files parked",
+        "        pass  # files parked",
+        ("tests/test_inprocess.py::test_a_reload_that_places_parked_files_elsewhere_ships_them_there",),
+    ),
+    Mutant(
+        "backoff-slots-held-by-a-stalled-tier",
+        "while acqd backs off for the camera, a stalled tier's files keep the slots: no other tier's file ships",
+        "acqd/pipeline.py",
+        "            held -= sum(n for t, n in self.by_tier.items() if t in stalled)\n",
+        "            held -= 0\n",
+        ("tests/test_pipeline_units.py::test_a_backoffs_slots_held_by_a_stalled_tiers_files_count_no_more",),
+    ),
+    Mutant(
         "pre-allocated-movie-proved-complete",
         "an MRC movie of its header's size is complete by its format though its last bytes are a"
         " pre-allocated file's zeros: a version shipped per look or per pause of its writer",

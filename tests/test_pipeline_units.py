@@ -10,7 +10,7 @@ import pytest
 
 from acqd.aio import wait_set, within
 from acqd.naming import stored_component
-from acqd.pipeline import ByteBudget
+from acqd.pipeline import ByteBudget, Slots
 
 
 async def test_byte_budget_never_exceeds_its_limit() -> None:
@@ -63,6 +63,30 @@ async def test_one_tiers_flights_never_hold_the_whole_budget() -> None:
     assert not third.done()
     assert await asyncio.wait_for(slots.acquire(1, "nas"), 1) == 1
     third.cancel()
+
+
+async def test_a_backoffs_slots_held_by_a_stalled_tiers_files_count_no_more() -> None:
+    """Found by a stranger's review (thirty-fourth session): backing off for the camera (one slot),
+    with a frozen tier's flights holding slots, no other tier's file shipped for the whole back-off.
+    Once the tier has not answered for `stalled_after`, its files' slots count no more."""
+    stalled: set[str] = set()
+    slots = Slots(3, lambda: frozenset(stalled))
+    stop = asyncio.Event()
+    for _ in range(3):
+        assert await slots.acquire(stop, "s3")
+    await slots.set_limit(1)  # backing off
+    nas = asyncio.create_task(slots.acquire(stop, "nas"))
+    await asyncio.sleep(0)
+    assert not nas.done()
+    stalled.add("s3")
+    await slots.nudge()
+    assert await asyncio.wait_for(nas, 1)
+    second = asyncio.create_task(slots.acquire(stop, "nas"))  # the back-off's one slot is taken
+    await asyncio.sleep(0)
+    assert not second.done()
+    await slots.release("nas")
+    assert await asyncio.wait_for(second, 1)
+    assert slots.by_tier == {"s3": 3, "nas": 1}
 
 
 @pytest.mark.parametrize("turns", range(6))
