@@ -1072,25 +1072,30 @@ tiers:
     )
 
 
-def _mrc_frame_by_frame(path: Path, frames: Any, pauses: tuple[float, ...], mid_write: float) -> None:
+def _mrc_frame_by_frame(path: Path, frames: Any, pauses: tuple[float, ...], mid_write: float) -> float:
     """A writer that opens the movie for each frame, appends it, rewrites the header's frame count and
     closes it, `pauses[i]` seconds before frame i + 2; `mid_write`: seconds between a frame's bytes and
-    its header's count (the file longer than its header says meanwhile)."""
+    its header's count (the file longer than its header says meanwhile). Returns the longest stillness
+    it left between two frames, as measured (a loaded host stretches the pauses asked for)."""
     import mrcfile
 
     part = path.with_name(path.name + ".tmp")  # its first frame written under a name acqd leaves alone, then
     with mrcfile.new(part) as m:  # renamed: no look sees the first frame half written (a header-first movie)
         m.set_data(frames[:1])
     os.replace(part, path)
+    last, still = time.monotonic(), 0.0
     for i in range(2, len(frames) + 1):
         time.sleep(pauses[i - 2])
         with open(path, "r+b") as f:
             f.seek(0, os.SEEK_END)
             f.write(frames[i - 1].tobytes())
             f.flush()
+            still = max(still, time.monotonic() - last)
             time.sleep(mid_write)
             f.seek(8)
             f.write(struct.pack("<i", i))  # nz
+        last = time.monotonic()
+    return still
 
 
 @pytest.mark.parametrize(
@@ -1116,6 +1121,7 @@ def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
     whole (never a version per frame)."""
     import numpy as np
 
+    from acqd.pipeline import PROOF_GRACE
     from tests.conftest import Background, journal_rows, wait_for
 
     acq, central, state = tmp_path / "acq", tmp_path / "central", tmp_path / "state"
@@ -1127,13 +1133,19 @@ def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
     rows = lambda: sorted((v, st) for r, st, _w, v in journal_rows(state) if r == rel)  # noqa: E731
     try:
         wait_for(lambda: "acqd started" in d.stderr(), 30, "the daemon to start", d)
-        _mrc_frame_by_frame(path, data, pauses, mid_write)
+        still = _mrc_frame_by_frame(path, data, pauses, mid_write)
         whole = f"({path.stat().st_size} bytes, stored"  # the verified line of the whole movie
         wait_for(lambda: whole in d.stderr(), 60, "the whole movie verified", d, state)
         time.sleep(1)
         got = rows()
-        # at most `versions`: with pauses past the grace its first frame may ship alone (or not, on a slow host)
-        assert 1 <= len(got) <= versions and all(st == "verified" for _, st in got), (got, d.stderr()[-4000:])
+        # at most `versions`: with pauses past the grace its first frame may ship alone (or not, on a slow host);
+        # a writer stalled past the grace by a loaded host (CI: 3 test workers on 2 cores) made such a pause
+        allowed = versions + (still >= PROOF_GRACE - 0.5 and versions == 1)
+        assert 1 <= len(got) <= allowed and all(st == "verified" for _, st in got), (
+            got,
+            f"longest stillness {still:.2f}s",
+            d.stderr()[-4000:],
+        )
     finally:
         code, err = d.terminate()
     assert code == 0, err
