@@ -1139,8 +1139,10 @@ def test_an_mrc_closed_after_every_frame_and_its_count_rewritten_ships_whole(
         time.sleep(1)
         got = rows()
         # at most `versions`: with pauses past the grace its first frame may ship alone (or not, on a slow host);
-        # a writer stalled past the grace by a loaded host (CI: 3 test workers on 2 cores) made such a pause
-        allowed = versions + (still >= PROOF_GRACE - 0.5 and versions == 1)
+        # a writer stalled by a loaded host (CI: 3 test workers on 2 cores) past what keeps the movie whole
+        # (the grace; the window where the case's own pauses pass the grace) made such a pause
+        keeps = settle if max(pauses) >= PROOF_GRACE else PROOF_GRACE
+        allowed = versions + (still >= keeps - 0.5 and versions == 1)
         assert 1 <= len(got) <= allowed and all(st == "verified" for _, st in got), (
             got,
             f"longest stillness {still:.2f}s",
