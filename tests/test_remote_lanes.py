@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tests.conftest import Background, journal_states, need_path, run_acqd, wait_for, write_config
 from tests.servers import SeaweedS3, Sshd, _descendants, weed_binary
+from tests.test_remote_hang import SPLIT_POLICY
 
 FAR_FILES = 8  # more than the ship workers (4): before, they took every one
 
@@ -37,20 +38,7 @@ def _frozen(pid: int) -> Iterator[Callable[[], None]]:
         thaw()
 
 
-SPLIT = """\
-apiVersion: acqd/v1
-kind: RetentionPolicy
-metadata: {name: split}
-spec:
-  tiers: [far, nas]
-  dataClasses:
-    sidecars: {globs: ["*.dat"]}
-  rules:
-    - name: sidecars
-      match: {dataClass: sidecars}
-      placement: {tier: nas, release_local: after_verify}
-  default: {name: keep}
-"""
+SPLIT = SPLIT_POLICY.replace("[central, nas]", "[far, nas]")  # .dat files to the local tier
 
 
 def _beside(tmp_path: Path, far_tier: str, pid: Callable[[], int]) -> None:
